@@ -1,0 +1,167 @@
+"""Meetings, their life cycle (scheduled → open → closed) and their members."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rooms.errors import Conflict, Forbidden, Invalid, NotFound
+from rooms.models import (Meeting, MeetingMember, MeetingRole, MeetingStatus, Role, Site, User,
+                          utcnow)
+from rooms.permissions import CAN_CREATE_MEETINGS, Action, allows
+from rooms.units import get_site, get_unit
+from rooms.users import get_user
+
+_NEXT_STATUS = {MeetingStatus.scheduled: MeetingStatus.open,
+                MeetingStatus.open: MeetingStatus.closed}
+
+
+@dataclass(frozen=True)
+class MeetingAccess:
+    """The result of an access check: the meeting and the caller's role in it."""
+
+    meeting: Meeting
+    role: MeetingRole
+    user: User
+
+
+def meeting_dict(meeting: Meeting, role: MeetingRole | None = None) -> dict[str, object]:
+    data: dict[str, object] = {
+        "id": meeting.id, "title": meeting.title, "description": meeting.description,
+        "unit_id": meeting.unit_id, "status": meeting.status.value,
+        "starts_at": meeting.starts_at.isoformat(),
+        "opened_at": meeting.opened_at.isoformat() if meeting.opened_at else None,
+        "closed_at": meeting.closed_at.isoformat() if meeting.closed_at else None,
+    }
+    if role is not None:
+        data["my_role"] = role.value
+    return data
+
+
+async def role_in_meeting(session: AsyncSession, user: User, meeting_id: int) -> MeetingRole | None:
+    """A person's own membership wins; otherwise an operator of an invited site is its operator."""
+    rows = await session.exec(select(MeetingMember).where(
+        MeetingMember.meeting_id == meeting_id, MeetingMember.user_id == user.id))
+    member = rows.first()
+    if member:
+        return member.role
+    if user.site_id is not None and user.role == Role.site_operator:
+        rows = await session.exec(select(MeetingMember).where(
+            MeetingMember.meeting_id == meeting_id, MeetingMember.site_id == user.site_id))
+        if rows.first():
+            return MeetingRole.site_operator
+    return None
+
+
+async def require(session: AsyncSession, user: User, meeting_id: int,
+                  action: Action = Action.view) -> MeetingAccess:
+    """Non-members get 404 (the meeting's existence is not revealed); members lacking the
+    action get 403."""
+    meeting = await session.get(Meeting, meeting_id)
+    role = await role_in_meeting(session, user, meeting_id) if meeting else None
+    if meeting is None or role is None:
+        raise NotFound(f"meeting {meeting_id} not found")
+    if not allows(role, action):
+        raise Forbidden(f"your role ({role.value}) may not {action.value} in this meeting")
+    return MeetingAccess(meeting, role, user)
+
+
+async def create_meeting(session: AsyncSession, creator: User, *, title: str, unit_id: int,
+                         starts_at: datetime, description: str = "") -> Meeting:
+    if creator.role not in CAN_CREATE_MEETINGS:
+        raise Forbidden("only admins, chairs and secretaries schedule meetings")
+    title = " ".join(title.split())
+    if not 1 <= len(title) <= 300:
+        raise Invalid("title must be 1 to 300 characters")
+    await get_unit(session, unit_id)
+    meeting = Meeting(title=title, description=description[:4000], unit_id=unit_id,
+                      status=MeetingStatus.scheduled, starts_at=starts_at, created_by=creator.id)
+    session.add(meeting)
+    await session.flush()
+    assert meeting.id is not None
+    session.add(MeetingMember(meeting_id=meeting.id, user_id=creator.id,
+                              role=MeetingRole.secretary if creator.role != Role.chair
+                              else MeetingRole.chair))
+    return meeting
+
+
+async def advance_status(session: AsyncSession, meeting: Meeting,
+                         to: MeetingStatus) -> Meeting:
+    if _NEXT_STATUS.get(meeting.status) != to:
+        raise Conflict(f"a meeting cannot go from {meeting.status.value} to {to.value}")
+    meeting.status = to
+    if to == MeetingStatus.open:
+        meeting.opened_at = utcnow()
+    else:
+        meeting.closed_at = utcnow()
+    session.add(meeting)
+    return meeting
+
+
+async def meetings_for(session: AsyncSession, user: User) -> list[tuple[Meeting, MeetingRole]]:
+    conditions = [MeetingMember.user_id == user.id]
+    if user.site_id is not None and user.role == Role.site_operator:
+        conditions.append(MeetingMember.site_id == user.site_id)
+    rows = await session.exec(select(MeetingMember).where(or_(*conditions)))
+    roles: dict[int, MeetingRole] = {}
+    for m in rows.all():
+        if m.user_id == user.id or m.meeting_id not in roles:
+            roles[m.meeting_id] = m.role if m.user_id == user.id else MeetingRole.site_operator
+    if not roles:
+        return []
+    meetings = await session.exec(select(Meeting).where(Meeting.id.in_(roles))  # type: ignore[union-attr]
+                                  .order_by(Meeting.starts_at))  # type: ignore[arg-type]
+    return [(m, roles[m.id]) for m in meetings.all() if m.id is not None]
+
+
+async def add_member(session: AsyncSession, meeting_id: int, role: MeetingRole, *,
+                     user_id: int | None = None, site_id: int | None = None) -> MeetingMember:
+    if (user_id is None) == (site_id is None):
+        raise Invalid("give exactly one of user_id or site_id")
+    if user_id is not None:
+        await get_user(session, user_id)
+        existing = await session.exec(select(MeetingMember).where(
+            MeetingMember.meeting_id == meeting_id, MeetingMember.user_id == user_id))
+    else:
+        assert site_id is not None
+        await get_site(session, site_id)
+        role = MeetingRole.site_operator
+        existing = await session.exec(select(MeetingMember).where(
+            MeetingMember.meeting_id == meeting_id, MeetingMember.site_id == site_id))
+    member = existing.first()
+    if member:
+        member.role = role
+    else:
+        member = MeetingMember(meeting_id=meeting_id, user_id=user_id, site_id=site_id, role=role)
+    session.add(member)
+    await session.flush()
+    return member
+
+
+async def remove_member(session: AsyncSession, meeting_id: int, member_id: int) -> None:
+    member = await session.get(MeetingMember, member_id)
+    if member is None or member.meeting_id != meeting_id:
+        raise NotFound(f"member {member_id} not found in this meeting")
+    await session.delete(member)
+
+
+async def members(session: AsyncSession, meeting_id: int) -> list[dict[str, object]]:
+    rows = await session.exec(select(MeetingMember).where(MeetingMember.meeting_id == meeting_id)
+                              .order_by(MeetingMember.id))  # type: ignore[arg-type]
+    out: list[dict[str, object]] = []
+    for m in rows.all():
+        entry: dict[str, object] = {"id": m.id, "role": m.role.value, "user_id": m.user_id,
+                                    "site_id": m.site_id}
+        if m.user_id is not None:
+            user = await session.get(User, m.user_id)
+            entry["name"] = user.full_name if user else "?"
+            entry["unit_id"] = user.unit_id if user else None
+        else:
+            site = await session.get(Site, m.site_id)
+            entry["name"] = site.name if site else "?"
+            entry["unit_id"] = site.unit_id if site else None
+        out.append(entry)
+    return out

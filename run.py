@@ -1,0 +1,68 @@
+"""Start Hopso: parse settings, prepare the database, print logins, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from aiohttp import web
+
+from server.settings import ConfigError, Settings, parse_settings
+
+
+async def _prepare(settings: Settings) -> None:
+    """Migrate, create the first admin and the demo data before serving, printing logins."""
+    from server.bootstrap import ensure_admin, seed_demo
+    from server.migrate import upgrade
+    from rooms.db import Database
+
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.sqlalchemy_url)
+    try:
+        await upgrade(db)
+        if settings.demo:  # before ensure_admin: the demo brings its own administrator
+            print("Demo logins (new passwords on every --demo start):", flush=True)
+            for login in await seed_demo(db):
+                print(f"  {login.role:<14} {login.username:<10} {login.password}  "
+                      f"({login.full_name})", flush=True)
+        created = await ensure_admin(db)
+        if created:
+            print(f"First start: administrator login  {created[0]} / {created[1]}"
+                  "  (shown once; change it after logging in)", flush=True)
+    finally:
+        await db.close()
+
+
+def main(argv: list[str]) -> int:
+    try:
+        settings = parse_settings(argv)
+    except ConfigError as exc:
+        print(f"hopso: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        import uvloop
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    try:
+        asyncio.run(_prepare(settings))
+    except Exception as exc:  # e.g. database unreachable: one clear line, not a traceback
+        print(f"hopso: cannot start: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+
+    from server.app import create_app
+    from server.tls import ssl_context
+
+    host = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
+    print(f"Hopso is running: {settings.scheme}://{host}:{settings.port}/", flush=True)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port,
+                ssl_context=ssl_context(settings), print=None, access_log=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

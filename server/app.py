@@ -1,0 +1,72 @@
+"""The app factory: everything the server holds hangs off one aiohttp Application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from rooms.db import Database
+from server import api_admin, api_meetings, api_session, events_meeting, keys, pages
+from server.auth import LoginLimiter, auth_middleware
+from server.i18n import Translator, catalog_handler, language_middleware
+from server.metrics import Metrics, metrics_handler
+from server.middleware import error_middleware, headers_middleware, metrics_middleware
+from server.migrate import upgrade
+from server.realtime import Realtime, create_sio
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
+# Browser libraries installed from npm at set-up time (web_client/package-lock.json).
+VENDOR = {"socket.io": WEB_CLIENT / "node_modules" / "socket.io-client" / "dist",
+          "pdfjs": WEB_CLIENT / "node_modules" / "pdfjs-dist"}
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[headers_middleware, metrics_middleware, error_middleware,
+                     language_middleware, auth_middleware])
+    app[keys.SETTINGS] = settings
+    app[keys.REGISTRY] = registry = CollectorRegistry()
+    app[keys.METRICS] = Metrics.create(registry)
+    app[keys.LIMITER] = LoginLimiter(settings.login_attempts_per_5min)
+    app[keys.TRANSLATOR] = Translator()
+    app[keys.DB] = Database(settings.sqlalchemy_url)
+    app.cleanup_ctx.append(_database)
+
+    sio = create_sio(settings.redis_url)
+    sio.attach(app)
+    app[keys.SIO] = sio
+    realtime = Realtime(app, sio)
+    events_meeting.register(realtime)
+
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(WEB_CLIENT / "templates"),
+                         autoescape=jinja2.select_autoescape(["html"]),
+                         context_processors=[pages.template_context])
+    for table in (api_session.routes, api_admin.routes, api_meetings.routes, pages.routes):
+        app.add_routes(table)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/i18n/{lang}.json", catalog_handler)
+    app.router.add_static("/static", WEB_CLIENT / "static")
+    for name, path in VENDOR.items():
+        if path.is_dir():
+            app.router.add_static(f"/vendor/{name}", path)
+        else:
+            log.warning("browser library %s missing at %s: run the setup command", name, path)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    db = app[keys.DB]
+    if db.is_sqlite:
+        app[keys.SETTINGS].data_dir.mkdir(parents=True, exist_ok=True)
+    await upgrade(db)
+    yield
+    await db.close()

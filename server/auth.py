@@ -1,0 +1,169 @@
+"""Login, server-side sessions, CSRF and the login rate limit."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections import defaultdict, deque
+from datetime import timedelta
+from typing import Awaitable, Callable
+
+from aiohttp import web
+from sqlmodel import delete, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rooms.db import Database
+from rooms.errors import Forbidden, NotAuthenticated
+from rooms.models import AuthSession, Role, User, utcnow
+from rooms.users import find_user
+from server import keys
+from server.passwords import new_token, token_hash, verify_password
+
+SESSION_COOKIE = "hopso_session"
+LOGIN_CSRF_COOKIE = "hopso_login_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+USER = web.RequestKey("user", User)
+AUTH = web.RequestKey("auth", AuthSession)
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Paths that check their own CSRF (login: double-submit cookie) or none (engine.io checks Origin).
+CSRF_EXEMPT = ("/login", "/api/login", "/socket.io/")
+
+
+class LoginLimiter:
+    """Counts failed logins per client address and per username in a sliding window."""
+
+    def __init__(self, limit: int, window_s: float = 300.0) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def _recent(self, key: str) -> deque[float]:
+        stamps, cutoff = self._failures[key], time.monotonic() - self.window_s
+        while stamps and stamps[0] < cutoff:
+            stamps.popleft()
+        return stamps
+
+    def blocked(self, *keys_: str) -> bool:
+        return any(len(self._recent(k)) >= self.limit for k in keys_)
+
+    def fail(self, *keys_: str) -> None:
+        for k in keys_:
+            self._recent(k).append(time.monotonic())
+
+    def clear(self, *keys_: str) -> None:
+        for k in keys_:
+            self._failures.pop(k, None)
+
+
+async def create_session(db: Database, user: User, ttl_s: int) -> tuple[str, AuthSession]:
+    token = new_token()
+    auth = AuthSession(token_hash=token_hash(token), user_id=user.id,  # type: ignore[arg-type]
+                       csrf_token=secrets.token_urlsafe(24),
+                       expires_at=utcnow() + timedelta(seconds=ttl_s))
+    async with db.session() as s:
+        s.add(auth)
+    return token, auth
+
+
+async def load_session(db: Database, token: str | None) -> tuple[User, AuthSession] | None:
+    if not token or len(token) > 128:
+        return None
+    async with db.session() as s:
+        auth = await s.get(AuthSession, token_hash(token))
+        if auth is None:
+            return None
+        if auth.expires_at <= utcnow():
+            await s.delete(auth)
+            return None
+        user = await s.get(User, auth.user_id)
+        if user is None or user.disabled:
+            return None
+        return user, auth
+
+
+async def end_session(db: Database, token: str) -> None:
+    async with db.session() as s:
+        await s.exec(delete(AuthSession).where(AuthSession.token_hash == token_hash(token)))  # type: ignore[call-overload]
+
+
+async def end_all_sessions(session: AsyncSession, user_id: int) -> None:
+    await session.exec(delete(AuthSession).where(AuthSession.user_id == user_id))  # type: ignore[call-overload]
+
+
+async def check_login(request: web.Request, username: str, password: str) -> User:
+    """Verifies a password under the rate limit; raises NotAuthenticated or 429."""
+    limiter = request.app[keys.LIMITER]
+    ip_key, user_key = f"ip:{request.remote}", f"user:{username.strip().lower()}"
+    if limiter.blocked(ip_key, user_key):
+        raise web.HTTPTooManyRequests(text="Too many failed logins; try again in a few minutes.")
+    async with request.app[keys.DB].session() as s:
+        user = await find_user(s, username) if username else None
+    if not verify_password(user.password_hash if user else None, password) or user is None \
+            or user.disabled:
+        limiter.fail(ip_key, user_key)
+        raise NotAuthenticated("wrong username or password", code="bad_credentials")
+    limiter.clear(user_key)
+    return user
+
+
+def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:
+    settings = request.app[keys.SETTINGS]
+    response.set_cookie(SESSION_COOKIE, token, max_age=settings.session_ttl_s, httponly=True,
+                        samesite="Lax", secure=settings.secure_cookies, path="/")
+
+
+def current_user(request: web.Request) -> User:
+    user = request.get(USER)
+    if user is None:
+        raise NotAuthenticated("log in first")
+    return user
+
+
+def require_admin(request: web.Request) -> User:
+    user = current_user(request)
+    if user.role != Role.admin:
+        raise Forbidden("administrators only")
+    return user
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    return bool(a) and bool(b) and hmac.compare_digest(str(a), str(b))
+
+
+async def csrf_token_from(request: web.Request) -> str | None:
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    # Multipart bodies (uploads) are streamed by their handler, so they must use the header.
+    if request.content_type == "application/x-www-form-urlencoded":
+        form = await request.post()
+        value = form.get(CSRF_FIELD)
+        return value if isinstance(value, str) else None
+    return None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                          ) -> web.StreamResponse:
+    found = await load_session(request.app[keys.DB], request.cookies.get(SESSION_COOKIE))
+    if found:
+        request[USER], request[AUTH] = found
+    if request.method in UNSAFE and not request.path.startswith(CSRF_EXEMPT):
+        auth = request.get(AUTH)
+        if auth is None:
+            raise NotAuthenticated("log in first")
+        if not _same(await csrf_token_from(request), auth.csrf_token):
+            raise Forbidden("missing or wrong CSRF token", code="csrf")
+    return await handler(request)
+
+
+def login_csrf_ok(request: web.Request, submitted: str | None) -> bool:
+    """Double-submit check for the login form, which has no session yet."""
+    return _same(request.cookies.get(LOGIN_CSRF_COOKIE), submitted)
+
+
+async def users_sessions(session: AsyncSession, user_id: int) -> int:
+    rows = await session.exec(select(AuthSession).where(AuthSession.user_id == user_id))
+    return len(rows.all())

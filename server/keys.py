@@ -1,0 +1,25 @@
+"""Typed keys for what the app holds (no module-level state anywhere)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import socketio
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from rooms.db import Database
+from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.auth import LoginLimiter
+    from server.i18n import Translator
+    from server.metrics import Metrics
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", Database)
+SIO = web.AppKey("sio", socketio.AsyncServer)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
+LIMITER: web.AppKey["LoginLimiter"] = web.AppKey("limiter")
+TRANSLATOR: web.AppKey["Translator"] = web.AppKey("translator")

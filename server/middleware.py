@@ -1,0 +1,94 @@
+"""Errors as clear JSON (or a page), security headers and request metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from rooms.errors import DomainError
+from server import keys
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+       "media-src 'self' blob:; connect-src 'self' ws: wss:; worker-src 'self' blob:; "
+       "font-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+       "frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Permissions-Policy": "camera=(self), microphone=(self), display-capture=(self)",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _wants_json(request: web.Request) -> bool:
+    return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        if exc.status == 401 and not _wants_json(request) and request.method == "GET":
+            raise web.HTTPFound(f"/login?next={request.path_qs}") from None
+        return error_response(exc.status, exc.code, exc.message)
+    except json.JSONDecodeError:
+        return error_response(400, "bad_json", "request body is not valid JSON")
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(413, "too_large", exc.text or "request body too large")
+    except web.HTTPException as exc:
+        if exc.status >= 400 and _wants_json(request):
+            code = exc.reason.lower().replace(" ", "_")
+            return error_response(exc.status, code, exc.text or exc.reason)
+        raise
+
+
+@web.middleware
+async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+        _apply_headers(response)
+        raise
+    _apply_headers(response)
+    return response
+
+
+def _apply_headers(response: web.StreamResponse) -> None:
+    if response.prepared:
+        return
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    metrics = request.app[keys.METRICS]
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.http_requests.labels(request.method, name, str(status)).inc()
+        metrics.http_seconds.labels(name).observe(time.perf_counter() - started)

@@ -1,0 +1,95 @@
+"""Server-rendered pages (Jinja2). Pages read; changes go through the JSON API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from rooms import meetings, units, users
+from server import keys
+from server.auth import AUTH, USER, current_user, require_admin
+from server.http_util import int_id
+from server.i18n import LANG
+
+routes = web.RouteTableDef()
+
+
+async def template_context(request: web.Request) -> dict[str, Any]:
+    """Available in every template: who is logged in, language, translations, CSRF token."""
+    lang = request.get(LANG, "vi")
+    auth = request.get(AUTH)
+    return {
+        "user": request.get(USER), "lang": lang,
+        "_": request.app[keys.TRANSLATOR].gettext(lang),
+        "csrf_token": auth.csrf_token if auth else "",
+        "source_url": request.app[keys.SETTINGS].source_url,
+        "path": request.path,
+    }
+
+
+@routes.get("/meetings")
+@aiohttp_jinja2.template("dashboard.html")
+async def dashboard(request: web.Request) -> dict[str, Any]:
+    user = current_user(request)
+    async with request.app[keys.DB].session() as s:
+        found = await meetings.meetings_for(s, user)
+    return {"meetings": [(m, r.value) for m, r in found]}
+
+
+@routes.get("/meetings/{meeting_id}")
+@aiohttp_jinja2.template("meeting.html")
+async def meeting_page(request: web.Request) -> dict[str, Any]:
+    user = current_user(request)
+    async with request.app[keys.DB].session() as s:
+        access = await meetings.require(s, user, int_id(request, "meeting_id"))
+        member_list = await meetings.members(s, access.meeting.id)  # type: ignore[arg-type]
+    return {"meeting": access.meeting, "role": access.role.value, "members": member_list}
+
+
+@routes.get("/admin")
+async def admin_home(request: web.Request) -> web.Response:
+    require_admin(request)
+    raise web.HTTPFound("/admin/units")
+
+
+@routes.get("/admin/units")
+@aiohttp_jinja2.template("admin_units.html")
+async def admin_units(request: web.Request) -> dict[str, Any]:
+    require_admin(request)
+    async with request.app[keys.DB].session() as s:
+        tree = await units.unit_tree(s)
+    flat: list[tuple[int, units.UnitNode]] = []
+
+    def walk(nodes: list[units.UnitNode], depth: int) -> None:
+        for node in nodes:
+            flat.append((depth, node))
+            walk(node.children, depth + 1)
+    walk(tree, 0)
+    return {"rows": flat}
+
+
+@routes.get("/admin/users")
+@aiohttp_jinja2.template("admin_users.html")
+async def admin_users(request: web.Request) -> dict[str, Any]:
+    require_admin(request)
+    async with request.app[keys.DB].session() as s:
+        people = await users.all_users(s)
+        tree = await units.unit_tree(s)
+    unit_names: dict[int | None, str] = {}
+
+    def walk(nodes: list[units.UnitNode]) -> None:
+        for node in nodes:
+            unit_names[node.unit.id] = node.unit.name
+            walk(node.children)
+    walk(tree)
+    return {"people": people, "unit_names": unit_names}
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    db_ok = await request.app[keys.DB].ping()
+    return web.json_response({"status": "ok" if db_ok else "degraded", "database": db_ok,
+                              "redis": bool(request.app[keys.SETTINGS].redis_url)},
+                             status=200 if db_ok else 503)

@@ -1,0 +1,163 @@
+"""Settings: parsed once from the command line and environment, validated, then read-only."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message is one line a person can act on."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("hopso-data")
+    database_url: str | None = None  # None: SQLite file in data_dir
+    redis_url: str | None = None  # None: in-process socket.io manager
+    demo: bool = False
+    tls: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Addresses the SFU gathers ICE candidates on, and the one it announces (NAT/LAN).
+    ice_addresses: tuple[str, ...] = ("127.0.0.1",)
+    announced_address: str | None = None
+    ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs handed to browsers
+    session_ttl_s: int = 12 * 3600
+    max_body_bytes: int = 1024 * 1024
+    max_upload_bytes: int = 100 * 1024 * 1024
+    login_attempts_per_5min: int = 10
+    source_url: str = "https://example.invalid/hopso"  # AGPL: where users get the source
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The async driver URL for SQLAlchemy."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'hopso.sqlite3').resolve()}"
+        for plain, driver in (
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if url.startswith(plain):
+                return driver + url[len(plain):]
+        return url
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.tls
+
+
+# (flag, env var, help) — one table, so flags and environment can never drift apart.
+_OPTIONS: Sequence[tuple[str, str, str]] = (
+    ("--host", "HOPSO_HOST", "address to listen on (default 127.0.0.1)"),
+    ("--port", "HOPSO_PORT", "TCP port (default 8080)"),
+    ("--data-dir", "HOPSO_DATA_DIR", "directory for the SQLite file, documents and TLS files"),
+    ("--database-url", "HOPSO_DATABASE_URL", "PostgreSQL URL for scale-out (default: SQLite)"),
+    ("--redis-url", "HOPSO_REDIS_URL", "Redis URL for socket.io across processes"),
+    ("--tls-cert", "HOPSO_TLS_CERT", "PEM certificate to serve HTTPS with (implies --tls)"),
+    ("--tls-key", "HOPSO_TLS_KEY", "PEM private key for --tls-cert"),
+    ("--ice-addresses", "HOPSO_ICE_ADDRESSES", "comma-separated local IPs for media (ICE)"),
+    ("--announced-address", "HOPSO_ANNOUNCED_ADDRESS", "IP announced to clients (NAT/LAN)"),
+    ("--ice-servers", "HOPSO_ICE_SERVERS", "comma-separated STUN/TURN URLs for browsers"),
+    ("--session-ttl", "HOPSO_SESSION_TTL", "login session lifetime in seconds"),
+    ("--max-upload-mb", "HOPSO_MAX_UPLOAD_MB", "largest document upload in MB"),
+    ("--source-url", "HOPSO_SOURCE_URL", "link to this deployment's source code (AGPL)"),
+)
+_FLAGS: Sequence[tuple[str, str, str]] = (
+    ("--demo", "HOPSO_DEMO", "seed the Quảng Bình demo data and print its logins"),
+    ("--tls", "HOPSO_TLS", "serve HTTPS (self-signed certificate made on first start)"),
+)
+
+
+def parse_settings(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> Settings:
+    """Command line wins over environment; raises ConfigError on any invalid value."""
+    parser = argparse.ArgumentParser(prog="run.py", description="Hopso server")
+    for flag, var, text in _OPTIONS:
+        parser.add_argument(flag, default=env.get(var), help=f"{text} [{var}]")
+    for flag, var, text in _FLAGS:
+        parser.add_argument(flag, action="store_true", default=_truthy(env.get(var)),
+                            help=f"{text} [{var}]")
+    args = parser.parse_args(list(argv))
+    return _validate(vars(args))
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, value: str | None, default: int, low: int, high: int) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _ip(name: str, value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise ConfigError(f"{name} must be an IP address, got {value!r}") from None
+
+
+def _validate(a: dict[str, object]) -> Settings:
+    def s(key: str) -> str | None:
+        value = a.get(key)
+        return str(value) if value not in (None, "") else None
+
+    db_url = s("database_url")
+    if db_url and not db_url.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://",
+                                         "sqlite://", "sqlite+aiosqlite://")):
+        raise ConfigError(f"HOPSO_DATABASE_URL must start with postgresql:// or sqlite://, "
+                          f"got {db_url.split(':', 1)[0]}://")
+    redis_url = s("redis_url")
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("HOPSO_REDIS_URL must start with redis:// or rediss://")
+    cert, key = s("tls_cert"), s("tls_key")
+    if bool(cert) != bool(key):
+        raise ConfigError("--tls-cert and --tls-key must be given together")
+    for label, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{label} file not found: {path}")
+    ice = tuple(_ip("--ice-addresses", x) for x in (s("ice_addresses") or "127.0.0.1").split(",")
+                if x.strip())
+    announced = s("announced_address")
+    ice_servers = tuple(x.strip() for x in (s("ice_servers") or "").split(",") if x.strip())
+    for url in ice_servers:
+        if not url.startswith(("stun:", "turn:", "turns:")):
+            raise ConfigError(f"--ice-servers entries must start with stun:, turn: or turns:, got {url!r}")
+    data_dir = Path(s("data_dir") or "hopso-data")
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"--data-dir is not a directory: {data_dir}")
+    return Settings(
+        host=s("host") or "127.0.0.1",
+        port=_int("--port", s("port"), 8080, 0, 65535),
+        data_dir=data_dir,
+        database_url=db_url,
+        redis_url=redis_url,
+        demo=bool(a.get("demo")),
+        tls=bool(a.get("tls")) or bool(cert),
+        tls_cert=Path(cert) if cert else None,
+        tls_key=Path(key) if key else None,
+        ice_addresses=ice,
+        announced_address=_ip("--announced-address", announced) if announced else None,
+        ice_servers=ice_servers,
+        session_ttl_s=_int("--session-ttl", s("session_ttl"), 12 * 3600, 60, 30 * 86400),
+        max_upload_bytes=_int("--max-upload-mb", s("max_upload_mb"), 100, 1, 2048) * 1024 * 1024,
+        source_url=s("source_url") or Settings.source_url,
+    )

@@ -89,13 +89,13 @@ async def logout(request: web.Request) -> web.Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         await end_session(request.app[keys.DB], token)
-    wants_json = "application/json" in request.headers.get("Accept", "")
-    response: web.Response = (web.json_response({"logged_out": True}) if wants_json
-                              else web.HTTPSeeOther("/login"))
-    response.del_cookie(SESSION_COOKIE, path="/")
-    if wants_json:
+    if "application/json" in request.headers.get("Accept", ""):
+        response = web.json_response({"logged_out": True})
+        response.del_cookie(SESSION_COOKIE, path="/")
         return response
-    raise response
+    redirect = web.HTTPSeeOther("/login")
+    redirect.del_cookie(SESSION_COOKIE, path="/")
+    raise redirect
 
 
 @routes.get("/api/session")

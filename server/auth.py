@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Awaitable, Callable
 
 from aiohttp import web
-from sqlmodel import delete, select
+from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms.db import Database
@@ -84,11 +84,11 @@ async def load_session(db: Database, token: str | None) -> tuple[User, AuthSessi
 
 async def end_session(db: Database, token: str) -> None:
     async with db.session() as s:
-        await s.exec(delete(AuthSession).where(AuthSession.token_hash == token_hash(token)))  # type: ignore[call-overload]
+        await s.exec(delete(AuthSession).where(col(AuthSession.token_hash) == token_hash(token)))
 
 
 async def end_all_sessions(session: AsyncSession, user_id: int) -> None:
-    await session.exec(delete(AuthSession).where(AuthSession.user_id == user_id))  # type: ignore[call-overload]
+    await session.exec(delete(AuthSession).where(col(AuthSession.user_id) == user_id))
 
 
 async def check_login(request: web.Request, username: str, password: str) -> User:

@@ -23,11 +23,13 @@ async def read_body(request: web.Request, schema: type[B]) -> B:
     if request.content_type != "application/json":
         raise Invalid("send the body as application/json", code="bad_content_type")
     try:
-        data = json.loads(await request.text())
+        text = await request.text()
+        json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise Invalid("request body is not valid JSON", code="bad_json") from None
     try:
-        return schema.model_validate(data)
+        # JSON-mode strictness: "1" is not an int, but "delegate" is a valid Role.
+        return schema.model_validate_json(text)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"

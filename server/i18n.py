@@ -34,7 +34,8 @@ class Translator:
             buffer.seek(0)
             self.translations[lang] = Translations(buffer)
             self.catalogs[lang] = {m.id: m.string for m in catalog
-                                   if m.id and isinstance(m.id, str) and m.string}
+                                   if isinstance(m.id, str) and isinstance(m.string, str)
+                                   and m.id and m.string}
 
     def gettext(self, lang: str) -> Callable[[str], str]:
         return self.translations.get(lang, self.translations[DEFAULT_LANGUAGE]).gettext

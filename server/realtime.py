@@ -6,6 +6,7 @@ Every handler acknowledges with {"ok": true, "result": ...} or
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
@@ -109,6 +110,10 @@ class Realtime:
     async def _disconnect(self, sid: str, *_: Any) -> None:
         self.metrics.socket_clients.dec()
 
+    async def _drop(self, sid: str) -> None:
+        await self.sio.sleep(0.2)
+        await self.sio.disconnect(sid)
+
     async def _dispatch(self, event: str, sid: str, data: Any) -> dict[str, Any]:
         registered = self.handlers[event]
         outcome = "ok"
@@ -116,9 +121,11 @@ class Realtime:
             session = await self.sio.get_session(sid)
             found = await load_session(self.app[keys.DB], session.get("token"))
             if found is None:  # expired, logged out or disabled since connecting
-                await self.sio.disconnect(sid)
+                self.sio.start_background_task(self._drop, sid)  # after this ack is sent
                 raise NotAuthenticated("session ended; log in again")
-            payload = registered.schema.model_validate(data if data is not None else {})
+            # Validated as the JSON it arrived as: strict types, enums by value.
+            payload = registered.schema.model_validate_json(json.dumps(
+                data if data is not None else {}))
             result = await registered.handler(EventContext(sid, found[0], self.app), payload)
             return {"ok": True, "result": result}
         except ValidationError as exc:

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Set up Hopso on a Debian machine: system packages (when root), the Python venv, browser libraries.
+#   bash scripts/setup.sh          what the server needs
+#   bash scripts/setup.sh --test   plus what the test suite needs (chromium, test tools)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_tests=0
+[ "${1:-}" = "--test" ] && want_tests=1
+
+python_bin=""
+for candidate in python3.11 python3; do
+  if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+    python_bin=$(command -v "$candidate"); break
+  fi
+done
+
+missing=()
+[ -n "$python_bin" ] || missing+=(python3.11 python3.11-venv)
+[ -n "$python_bin" ] && ! "$python_bin" -c 'import venv, ensurepip' 2>/dev/null && missing+=(python3.11-venv)
+command -v npm >/dev/null || missing+=(nodejs npm)
+if [ "$want_tests" = 1 ]; then
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  fc-list 2>/dev/null | grep -qi "noto sans" || missing+=(fonts-noto-core)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: please install these Debian packages first: ${missing[*]}" >&2; exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -n "$python_bin" ] || python_bin=$(command -v python3.11)
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$python_bin" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+if [ "$want_tests" = 1 ]; then
+  .venv/bin/python -m pip install -q -e ".[test]"
+else
+  .venv/bin/python -m pip install -q -e .
+fi
+(cd web_client && npm ci --no-audit --no-fund --loglevel=error)
+echo "setup: done"

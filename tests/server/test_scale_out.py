@@ -1,0 +1,58 @@
+"""Two real server processes on PostgreSQL + Redis: an event emitted by one reaches the other's
+clients (python-socketio's Redis manager)."""
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import socketio
+
+from tests.conftest import REDIS_PORT, need_service
+from tests.server.processes import start_server
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+async def login(session: aiohttp.ClientSession, base: str, username: str,
+                password: str) -> str:
+    async with session.post(base + "/api/login",
+                            json={"username": username, "password": password}) as r:
+        assert r.status == 200, await r.text()
+        return str((await r.json())["csrf_token"])
+
+
+async def test_event_from_one_process_reaches_a_client_of_another(
+        tmp_path: Path, postgres_url: str) -> None:
+    need_service("Redis", REDIS_PORT)
+    env = {"HOPSO_DATABASE_URL": postgres_url,
+           "HOPSO_REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0"}
+    first = start_server("--demo", "--data-dir", str(tmp_path / "a"), env=env)
+    second = start_server("--data-dir", str(tmp_path / "b"), env=env)
+    try:
+        logins = first.logins()
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as delegate_http:
+            await login(delegate_http, second.base, "daibieu", logins["daibieu"])
+            async with delegate_http.get(second.base + "/api/meetings") as r:
+                meeting_id = (await r.json())["meetings"][0]["id"]
+            cookie = "; ".join(f"{c.key}={c.value}" for c in jar)
+            sio = socketio.AsyncClient(reconnection=False)
+            got: asyncio.Queue[Any] = asyncio.Queue()
+            sio.on("meeting:updated", got.put_nowait)
+            await sio.connect(second.base, headers={"Cookie": cookie}, transports=["websocket"])
+            ack = await sio.call("meeting:join", {"meeting_id": meeting_id}, timeout=5)
+            assert ack["ok"], ack
+
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as chair:
+                csrf = await login(chair, first.base, "chutri", logins["chutri"])
+                async with chair.post(f"{first.base}/api/meetings/{meeting_id}/open",
+                                      headers={"X-CSRF-Token": csrf}) as r:
+                    assert r.status == 200
+            update = await asyncio.wait_for(got.get(), 10)
+            assert update["id"] == meeting_id and update["status"] == "open"
+            await sio.disconnect()
+    finally:
+        first.stop()
+        second.stop()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlmodel import or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -78,7 +78,8 @@ async def create_meeting(session: AsyncSession, creator: User, *, title: str, un
         raise Invalid("title must be 1 to 300 characters")
     await get_unit(session, unit_id)
     meeting = Meeting(title=title, description=description[:4000], unit_id=unit_id,
-                      status=MeetingStatus.scheduled, starts_at=starts_at, created_by=creator.id)
+                      status=MeetingStatus.scheduled, starts_at=starts_at.astimezone(timezone.utc),
+                      created_by=creator.id)
     session.add(meeting)
     await session.flush()
     assert meeting.id is not None

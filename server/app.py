@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 import jinja2
@@ -47,9 +48,11 @@ def create_app(settings: Settings) -> web.Application:
     realtime = Realtime(app, sio)
     events_meeting.register(realtime)
 
-    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(WEB_CLIENT / "templates"),
-                         autoescape=jinja2.select_autoescape(["html"]),
-                         context_processors=[pages.template_context])
+    env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(WEB_CLIENT / "templates"),
+                               autoescape=jinja2.select_autoescape(["html"]),
+                               context_processors=[pages.template_context])
+    zone = ZoneInfo(settings.timezone)
+    env.filters["localtime"] = lambda moment: moment.astimezone(zone).strftime("%d/%m/%Y %H:%M")
     for table in (api_session.routes, api_admin.routes, api_meetings.routes, pages.routes):
         app.add_routes(table)
     app.router.add_get("/metrics", metrics_handler)

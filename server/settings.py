@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class ConfigError(Exception):
@@ -34,6 +35,7 @@ class Settings:
     max_upload_bytes: int = 100 * 1024 * 1024
     login_attempts_per_5min: int = 10
     source_url: str = "https://example.invalid/hopso"  # AGPL: where users get the source
+    timezone: str = "Asia/Ho_Chi_Minh"  # how pages show times (stored in UTC)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -73,6 +75,7 @@ _OPTIONS: Sequence[tuple[str, str, str]] = (
     ("--session-ttl", "HOPSO_SESSION_TTL", "login session lifetime in seconds"),
     ("--max-upload-mb", "HOPSO_MAX_UPLOAD_MB", "largest document upload in MB"),
     ("--source-url", "HOPSO_SOURCE_URL", "link to this deployment's source code (AGPL)"),
+    ("--timezone", "HOPSO_TIMEZONE", "time zone pages show times in (default Asia/Ho_Chi_Minh)"),
 )
 _FLAGS: Sequence[tuple[str, str, str]] = (
     ("--demo", "HOPSO_DEMO", "seed the Quảng Bình demo data and print its logins"),
@@ -141,6 +144,11 @@ def _validate(a: dict[str, object]) -> Settings:
     for url in ice_servers:
         if not url.startswith(("stun:", "turn:", "turns:")):
             raise ConfigError(f"--ice-servers entries must start with stun:, turn: or turns:, got {url!r}")
+    zone = s("timezone") or "Asia/Ho_Chi_Minh"
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"--timezone is not a known time zone: {zone!r}") from None
     data_dir = Path(s("data_dir") or "hopso-data")
     if data_dir.exists() and not data_dir.is_dir():
         raise ConfigError(f"--data-dir is not a directory: {data_dir}")
@@ -160,4 +168,5 @@ def _validate(a: dict[str, object]) -> Settings:
         session_ttl_s=_int("--session-ttl", s("session_ttl"), 12 * 3600, 60, 30 * 86400),
         max_upload_bytes=_int("--max-upload-mb", s("max_upload_mb"), 100, 1, 2048) * 1024 * 1024,
         source_url=s("source_url") or Settings.source_url,
+        timezone=zone,
     )

@@ -18,9 +18,10 @@ missing=()
 [ -n "$python_bin" ] || missing+=(python3.11 python3.11-venv)
 [ -n "$python_bin" ] && ! "$python_bin" -c 'import venv, ensurepip' 2>/dev/null && missing+=(python3.11-venv)
 command -v npm >/dev/null || missing+=(nodejs npm)
+# Noto Serif/Sans: Vietnamese-capable serif for minutes and other generated PDFs.
+[ -f /usr/share/fonts/truetype/noto/NotoSerif-Regular.ttf ] || missing+=(fonts-noto-core)
 if [ "$want_tests" = 1 ]; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
-  fc-list 2>/dev/null | grep -qi "noto sans" || missing+=(fonts-noto-core)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

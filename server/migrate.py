@@ -24,7 +24,7 @@ async def upgrade(db: Database) -> None:
 
     def run(connection) -> None:  # type: ignore[no-untyped-def]
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, "heads")  # feature branches of the schema may run in parallel
 
     async with db.engine.begin() as conn:
         await conn.run_sync(run)

@@ -45,7 +45,11 @@ class LoginLimiter:
         return stamps
 
     def blocked(self, *keys_: str) -> bool:
-        return any(len(self._recent(k)) >= self.limit for k in keys_)
+        blocked = any(len(self._recent(k)) >= self.limit for k in keys_)
+        for k in keys_:  # forget quiet keys, so probing many usernames cannot grow memory
+            if not self._failures.get(k):
+                self._failures.pop(k, None)
+        return blocked
 
     def fail(self, *keys_: str) -> None:
         for k in keys_:

@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
-.venv/bin/python -m mypy server rooms documents run.py
+.venv/bin/python -m mypy server rooms media documents run.py
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,137 @@
+"""The one module that touches aiortc and aioice internals.
+
+We keep aiortc for DTLS, SRTP and SDP syntax and aioice for ICE, and do RTP
+and RTCP ourselves. Everything below that is not public API is listed in
+PRIVATE_ATTRIBUTES and asserted by tests/media/test_aiortc_seam.py, so an
+upgrade fails loudly in one place. Nothing name-mangled is used.
+
+- RTCDtlsTransport calls `_handle_rtp_data` / `_handle_rtcp_data` with
+  decrypted bytes; a subclass takes them before aiortc's RtpRouter (which
+  would parse every packet into an object and route by SSRC/PT).
+- Sending bypasses `RTCDtlsTransport._send_rtp` (a coroutine per packet):
+  we SRTP-protect with its `_tx_srtp` session and write to the socket of
+  aioice's nominated pair directly.
+- The DTLS role is set with `_set_role`, as RTCPeerConnection does.
+- RTCDtlsTransport only needs `role`, `_recv()` and `_send()` from its ICE
+  transport; we hand it our restartable `IceLink` instead of RTCIceTransport.
+- aioice gathers host candidates on every interface except loopback; we
+  gather on configured addresses with `get_component_candidates` and mark
+  gathering done through its private flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, cast
+
+import aioice
+import aiortc
+from aioice import Connection
+from aiortc import RTCCertificate, RTCDtlsParameters, RTCDtlsTransport
+
+SUPPORTED_AIORTC = "1.16."
+SUPPORTED_AIOICE = "0.13."
+
+if not aiortc.__version__.startswith(SUPPORTED_AIORTC):  # pragma: no cover
+    raise ImportError(
+        f"media.aiortc_seam supports aiortc {SUPPORTED_AIORTC}x, found {aiortc.__version__}; "
+        "re-check PRIVATE_ATTRIBUTES and run tests/media/test_aiortc_seam.py")
+if not aioice.__version__.startswith(SUPPORTED_AIOICE):  # pragma: no cover
+    raise ImportError(
+        f"media.aiortc_seam supports aioice {SUPPORTED_AIOICE}x, found {aioice.__version__}")
+
+# (owner, attribute): every non-public name this module relies on.
+PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
+    ("aiortc.RTCDtlsTransport", "_handle_rtp_data"),  # overridden
+    ("aiortc.RTCDtlsTransport", "_handle_rtcp_data"),  # overridden
+    ("aiortc.RTCDtlsTransport", "_set_role"),
+    ("aiortc.RTCDtlsTransport instance", "_tx_srtp"),
+    ("aiortc.RTCDtlsTransport instance", "_task"),
+    ("aiortc.RTCDtlsTransport instance", "_transport"),  # reads .role/_recv/_send
+    ("aioice.Connection instance", "_local_candidates"),
+    ("aioice.Connection instance", "_local_candidates_start"),
+    ("aioice.Connection instance", "_local_candidates_end"),
+    ("aioice.Connection instance", "_nominated"),
+    ("aioice CandidatePair", "protocol.transport"),
+    ("aioice CandidatePair", "remote_addr"),
+)
+
+
+class IceTransportLike(Protocol):
+    """What RTCDtlsTransport uses of its ICE transport."""
+
+    @property
+    def role(self) -> str: ...
+
+    async def _recv(self) -> bytes: ...
+
+    async def _send(self, data: bytes) -> None: ...
+
+
+class SeamDtlsTransport(RTCDtlsTransport):
+    """DTLS/SRTP transport handing decrypted packets to plain callbacks."""
+
+    def __init__(
+        self,
+        ice: IceTransportLike,
+        certificate: RTCCertificate,
+        on_rtp: Callable[[bytes], None],
+        on_rtcp: Callable[[bytes], None],
+    ) -> None:
+        super().__init__(cast(Any, ice), [certificate])
+        self.on_rtp = on_rtp
+        self.on_rtcp = on_rtcp
+
+    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        self.on_rtp(data)
+
+    async def _handle_rtcp_data(self, data: bytes) -> None:
+        self.on_rtcp(data)
+
+
+def set_dtls_role(dtls: RTCDtlsTransport, role: str) -> None:
+    """role: "client" (we send ClientHello) or "server"."""
+    assert role in ("client", "server")
+    dtls._set_role(role)
+
+
+def srtp_protectors(
+    dtls: RTCDtlsTransport,
+) -> tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]:
+    """(protect, protect_rtcp) of a connected DTLS transport's SRTP session."""
+    session = dtls._tx_srtp
+    if session is None:
+        raise ConnectionError("SRTP is not set up")
+    return session.protect, session.protect_rtcp
+
+
+async def start_dtls(dtls: RTCDtlsTransport, fingerprints: list[Any]) -> None:
+    await dtls.start(RTCDtlsParameters(fingerprints=fingerprints))
+
+
+async def stop_dtls(dtls: RTCDtlsTransport) -> None:
+    """Stop DTLS and wait for its receive task, which stop() only cancels."""
+    task = dtls._task
+    await dtls.stop()
+    if task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait([task])
+
+
+async def gather_host_candidates(conn: Connection, addresses: Sequence[str]) -> None:
+    """Gather host candidates on exactly `addresses` (loopback allowed)."""
+    conn._local_candidates_start = True
+    candidates = await conn.get_component_candidates(component=1, addresses=list(addresses))
+    conn._local_candidates += candidates
+    conn._local_candidates_end = True
+
+
+def nominated_socket(
+    conn: Connection,
+) -> tuple[asyncio.DatagramTransport, tuple[str, int]] | None:
+    """The UDP transport and remote address aioice nominated, if any."""
+    pair = conn._nominated.get(1)
+    if pair is None:
+        return None
+    return pair.protocol.transport, pair.remote_addr

@@ -1,0 +1,208 @@
+"""Peer: one participant. Publishes on a send transport, consumes on a recv one.
+
+Two transports per peer, as in mediasoup: on the *send* transport the client
+offers and the server answers (publishing); on the *recv* transport the
+server offers and the client answers (subscribing). Neither side ever has to
+resolve offer glare, and each client RTCPeerConnection keeps one role. All
+signaling methods are serialised by one lock per peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aioice import Candidate
+
+from .consumer import Consumer
+from .errors import ClosedError, NegotiationError, SdpError
+from .events import TransportStateChanged
+from .producer import Producer
+from .publishing import Publishing
+from .stats import PeerStats
+from .subscribing import SignalingState, Subscribing
+from .transport import TransportHandler, WebRtcTransport
+from .types import (
+    CloseReason,
+    ConsumerInfo,
+    Direction,
+    PublishResult,
+    ServerOffer,
+    Source,
+    TransportState,
+)
+
+if TYPE_CHECKING:
+    from .router import Router
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    consumers: list[ConsumerInfo]
+    offer: ServerOffer | None  # None: an offer is out; set_answer() returns the next
+
+
+class Peer:
+    def __init__(self, router: Router, peer_id: str, app_data: dict[str, Any]) -> None:
+        self.id = peer_id
+        self.app_data = app_data
+        self.router = router
+        self._lock = asyncio.Lock()
+        self._closing: asyncio.Future[None] | None = None
+        self._close_task: asyncio.Future[None] | None = None
+        self._publishing = Publishing(self)
+        self._subscribing = Subscribing(self)
+
+    # -- properties ------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closing is not None
+
+    @property
+    def producers(self) -> list[Producer]:
+        return list(self._publishing.producers.values())
+
+    @property
+    def consumers(self) -> list[Consumer]:
+        return list(self._subscribing.consumers.values())
+
+    def transport(self, direction: Direction) -> WebRtcTransport | None:
+        side = self._publishing if direction is Direction.SEND else self._subscribing
+        return side.transport
+
+    @property
+    def transports(self) -> list[WebRtcTransport]:
+        return [t for t in (self._publishing.transport, self._subscribing.transport) if t]
+
+    @property
+    def signaling_state(self) -> SignalingState:
+        """Of the receive transport (the send side is always stable for us)."""
+        return self._subscribing.signaling
+
+    # -- publishing ----------------------------------------------------------------------
+    async def publish(self, offer_sdp: str,
+                      sources: Mapping[str, Source | str] | None = None) -> PublishResult:
+        """Apply the client's send-transport offer; returns the answer.
+
+        `sources` maps an m-section's mid to a Source (default: mic for audio,
+        camera for video). New sending m-sections become producers; ones that
+        stopped sending close theirs; a new ICE ufrag restarts ICE. On any
+        error nothing changed.
+        """
+        async with self._lock:
+            self.check_open()
+            return await self._publishing.publish(offer_sdp, sources or {})
+
+    # -- subscribing ------------------------------------------------------------------------
+    async def subscribe(self, *producer_ids: str) -> Subscription:
+        """Consume producers; returns their consumers and the offer to send
+        (None if an offer is out already). Subscribing twice is a no-op."""
+        async with self._lock:
+            self.check_open()
+            infos, offer = await self._subscribing.subscribe(producer_ids)
+            return Subscription(infos, offer)
+
+    async def unsubscribe(self, consumer_id: str) -> ServerOffer | None:
+        async with self._lock:
+            self._subscribing.consumer(consumer_id).close(CloseReason.REQUESTED)
+            return self._subscribing.offer()
+
+    async def offer(self) -> ServerOffer | None:
+        """A new offer if the receive transport changed and no offer is out."""
+        async with self._lock:
+            self.check_open()
+            return self._subscribing.offer()
+
+    async def set_answer(self, answer_sdp: str) -> ServerOffer | None:
+        """Apply the client's answer; returns the next offer if more changed."""
+        async with self._lock:
+            self.check_open()
+            return self._subscribing.set_answer(answer_sdp)
+
+    async def restart_ice(self) -> ServerOffer | None:
+        """Server-side ICE restart of the receive transport; returns the offer.
+        The send transport restarts when the client offers a new ufrag."""
+        async with self._lock:
+            self.check_open()
+            return await self._subscribing.restart_ice()
+
+    def pause_consumer(self, consumer_id: str) -> None:
+        """Stop sending one consumer (e.g. a hidden video tile)."""
+        self._subscribing.consumer(consumer_id).pause()
+
+    def resume_consumer(self, consumer_id: str) -> None:
+        self._subscribing.consumer(consumer_id).resume()
+
+    async def add_ice_candidate(self, direction: Direction | str,
+                                candidate: str | None) -> None:
+        """A trickled remote candidate ("candidate:..." line) or None for the end."""
+        transport = self.transport(Direction(direction))
+        if transport is None:
+            raise NegotiationError(f"no {Direction(direction).value} transport yet")
+        parsed: Candidate | None = None
+        if candidate:
+            line = candidate.removeprefix("a=").removeprefix("candidate:")
+            try:
+                parsed = Candidate.from_sdp(line)
+            except Exception as exc:  # noqa: BLE001 - aioice raises several kinds
+                raise SdpError(f"malformed ICE candidate: {exc}") from None
+            if (parsed.component != 1 or parsed.transport.lower() != "udp"
+                    or parsed.host.endswith(".local")
+                    or parsed.type not in ("host", "srflx", "relay")):
+                return  # unusable by the server; checks will reveal the address
+        await transport.add_remote_candidate(parsed)
+
+    # -- transports ---------------------------------------------------------------------------
+    async def new_transport(self, direction: Direction,
+                            handler: TransportHandler) -> WebRtcTransport:
+        transport = WebRtcTransport(direction, self.router.config, self.router.certificate,
+                                    handler)
+        try:
+            await transport.prepare()
+        except BaseException:
+            await transport.close()
+            raise
+        if self.closed:
+            await transport.close()
+            raise ClosedError(f"peer {self.id} closed")
+        return transport
+
+    def transport_state(self, transport: WebRtcTransport, state: TransportState,
+                        reason: CloseReason | None) -> None:
+        router = self.router
+        router.emit(TransportStateChanged(router.id, self.id, transport.direction, state))
+        if state in (TransportState.FAILED, TransportState.CLOSED) and not self.closed:
+            # Not inline: we are inside the transport's own task.
+            self._close_task = asyncio.ensure_future(
+                self.close(reason or CloseReason.TRANSPORT_CLOSED))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def check_open(self) -> None:
+        if self.closed:
+            raise ClosedError(f"peer {self.id} is closed")
+
+    async def close(self, reason: CloseReason = CloseReason.REQUESTED) -> None:
+        """Idempotent: closes consumers, producers (and so their consumers on
+        other peers), then transports; emits PeerClosed last."""
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
+            return
+        self._closing = asyncio.get_running_loop().create_future()
+        try:
+            self._subscribing.close_consumers(CloseReason.PEER_CLOSED)
+            self._publishing.close_producers(CloseReason.PEER_CLOSED)
+            for transport in self.transports:
+                await transport.close()
+        finally:
+            self.router.peer_closed(self, reason)
+            self._closing.set_result(None)
+
+    def stats(self) -> PeerStats:
+        return PeerStats(id=self.id, transports=[t.stats() for t in self.transports],
+                         producers=[p.stats() for p in self.producers],
+                         consumers=[c.stats() for c in self.consumers])

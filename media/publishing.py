@@ -1,0 +1,223 @@
+"""The send side of a peer: the client offers, the server answers; producers."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket
+
+from . import rtcp, sdp
+from .codecs import codec_info
+from .errors import MediaError, NegotiationError, SdpError
+from .producer import Producer
+from .rtp import InPacket, find_mid, parse_rtp
+from .transport import WebRtcTransport
+from .types import CloseReason, Direction, Kind, PublishResult, Source, TransportState
+
+if TYPE_CHECKING:
+    from .peer import Peer
+
+MAX_LEARNED_SSRCS = 64
+SOURCES = {Kind.AUDIO: (Source.MIC, Source.SCREEN_AUDIO),
+           Kind.VIDEO: (Source.CAMERA, Source.SCREEN)}
+
+
+class Publishing:
+    """Owns the send transport, its producers and the SSRC -> producer routes.
+
+    Implements TransportHandler for the send transport: RTP in, RTCP
+    (SR) in, receiver reports / REMB / NACK / PLI out.
+    """
+
+    def __init__(self, peer: Peer) -> None:
+        self._peer = peer
+        self._router = peer.router
+        self._config = peer.router.config
+        self.transport: WebRtcTransport | None = None
+        self._remote: sdp.RemoteTransport | None = None
+        self._role = "client"  # our DTLS role, fixed by the first answer
+        self._session_id = random.getrandbits(62)
+        self._version = 0
+        self.producers: dict[str, Producer] = {}
+        self._by_mid: dict[str, Producer] = {}
+        self._routes: dict[int, tuple[Producer, bool]] = {}  # ssrc -> (producer, is_rtx)
+        self._retired: set[int] = set()  # SSRCs never to learn again (closed, replaced)
+        self._mid_ext = 0
+
+    async def publish(self, offer_sdp: str,
+                      sources: Mapping[str, Source | str]) -> PublishResult:
+        offer = sdp.parse_publish_offer(offer_sdp, self._config)
+        chosen = self._sources(offer, sources)
+        transport, restart = self.transport, False
+        if transport is not None:
+            restart = self._check_reoffer(offer)
+            if restart:
+                await transport.restart_ice_local()
+                self._peer.check_open()  # closed while we waited?
+        else:
+            transport = await self._peer.new_transport(Direction.SEND, self)
+            self._role = "server" if offer.transport.setup == "client" else "client"
+        self._version += 1
+        answer = sdp.build_publish_answer(offer, transport.local_ice(), transport.fingerprints(),
+                                          self._session_id, self._version, self._role)
+        # Nothing below can fail: the router only sees complete changes.
+        self.transport = transport
+        self._remote = offer.transport
+        self._mid_ext = offer.mid_ext_id
+        sending = {m.mid for m in offer.media if m.sending}
+        removed = []
+        for mid, producer in list(self._by_mid.items()):
+            if mid not in sending:
+                removed.append(producer.id)
+                producer.close(CloseReason.UNPUBLISHED)
+        added = []
+        for media in offer.media:
+            if not media.sending:
+                continue
+            if media.mid not in self._by_mid:
+                added.append(self._new_producer(transport, offer, media, chosen[media.mid]))
+            else:  # the client may have restarted the stream with new SSRCs
+                self._route(self._by_mid[media.mid], media)
+        if not transport.started:
+            transport.start(offer.transport.ice, offer.transport.fingerprints, self._role)
+        elif restart:
+            transport.complete_restart(offer.transport.ice)
+        for producer in added:
+            self._router.producer_added(producer)
+        return PublishResult(answer, [p.info() for p in added], removed)
+
+    def _sources(self, offer: sdp.PublishOffer,
+                 sources: Mapping[str, Source | str]) -> dict[str, Source]:
+        kinds = {m.mid: m.kind for m in offer.media}
+        unknown = set(sources) - set(kinds)
+        if unknown:
+            raise SdpError(f"sources name unknown mids: {sorted(unknown)}")
+        chosen = {}
+        for mid, kind in kinds.items():
+            try:
+                source = Source(sources.get(mid, Source.default_for(kind)))
+            except ValueError:
+                raise MediaError(f"unknown source {sources[mid]!r} for mid {mid}") from None
+            if source not in SOURCES[kind]:
+                raise MediaError(f"source {source.value} does not fit a {kind.value} track")
+            chosen[mid] = source
+        return chosen
+
+    def _check_reoffer(self, offer: sdp.PublishOffer) -> bool:
+        """Validate a re-offer against the live session; True if ICE restarts."""
+        assert self._remote is not None
+        ours = {(f.algorithm.lower(), f.value.upper()) for f in self._remote.fingerprints}
+        theirs = {(f.algorithm.lower(), f.value.upper()) for f in offer.transport.fingerprints}
+        if not ours & theirs:
+            raise NegotiationError("the DTLS fingerprint changed; create a new peer")
+        for media in offer.media:
+            producer = self._by_mid.get(media.mid)
+            if producer is not None and media.sending and (
+                    media.codec.payloadType != producer.pt
+                    or codec_info(media.codec) != producer.codec):
+                raise NegotiationError(f"mid {media.mid} changed codec while publishing")
+        return offer.transport.ice.ufrag != self._remote.ice.ufrag
+
+    def _new_producer(self, transport: WebRtcTransport, offer: sdp.PublishOffer,
+                      media: sdp.PublishedMedia, source: Source) -> Producer:
+        feedback = {(f.type, f.parameter) for f in media.feedback}
+        producer = Producer(
+            peer_id=self._peer.id, transport=transport, mid=media.mid, kind=media.kind,
+            source=source, codec=codec_info(media.codec), pt=media.codec.payloadType or 0,
+            rtx_pt=media.rtx.payloadType if media.rtx else None, ssrc=media.ssrc,
+            rtx_ssrc=media.rtx_ssrc, config=self._config,
+            max_bitrate_bps=self._router.max_bitrate_bps, nack=("nack", None) in feedback,
+            remb=("goog-remb", None) in feedback, audio_level_ext=offer.audio_level_ext_id,
+            app_data=dict(self._peer.app_data), on_audio_level=self._router.audio_level,
+            on_close=self._producer_closed)
+        self.producers[producer.id] = producer
+        self._by_mid[media.mid] = producer
+        self._route(producer, media)
+        return producer
+
+    def _route(self, producer: Producer, media: sdp.PublishedMedia) -> None:
+        for ssrc, is_rtx in ((media.ssrc, False), (media.rtx_ssrc, True)):
+            if ssrc is not None and ssrc not in self._routes:
+                self._retired.discard(ssrc)
+                self._routes[ssrc] = (producer, is_rtx)
+
+    def _producer_closed(self, producer: Producer, reason: CloseReason) -> None:
+        self.producers.pop(producer.id, None)
+        if self._by_mid.get(producer.mid) is producer:
+            del self._by_mid[producer.mid]
+        for ssrc, route in list(self._routes.items()):
+            if route[0] is producer:
+                del self._routes[ssrc]
+                # The client may keep sending a while: never hand it to another.
+                self._retired.add(ssrc)
+        self._router.producer_closed(producer, reason)
+
+    # -- TransportHandler ------------------------------------------------------------
+    def on_rtp(self, transport: WebRtcTransport, data: bytes, now: float) -> None:
+        pkt = parse_rtp(data)
+        if pkt is None:
+            return
+        route = self._routes.get(pkt.ssrc)
+        if route is None:
+            route = self._learn(pkt)
+            if route is None:
+                return
+        producer, is_rtx = route
+        if is_rtx:
+            producer.receive_rtx(pkt, now)
+        elif pkt.pt == producer.pt:
+            producer.receive_rtp(pkt, now)
+
+    def _learn(self, pkt: InPacket) -> tuple[Producer, bool] | None:
+        """Route an unsignalled SSRC by mid extension, else (no mid
+        extension negotiated) by a payload type only one producer uses."""
+        if len(self._routes) >= MAX_LEARNED_SSRCS or pkt.ssrc in self._retired:
+            return None
+        if self._mid_ext:
+            producer = self._by_mid.get(find_mid(pkt, self._mid_ext) or "")
+        else:
+            matches = [p for p in self.producers.values() if pkt.pt in (p.pt, p.rtx_pt)]
+            producer = matches[0] if len(matches) == 1 else None
+        if producer is None:
+            return None
+        is_rtx = pkt.pt == producer.rtx_pt
+        if not is_rtx and pkt.pt != producer.pt:
+            return None
+        for ssrc, route in list(self._routes.items()):
+            if route == (producer, is_rtx):
+                del self._routes[ssrc]
+                self._retired.add(ssrc)  # late packets must not flip it back
+        if is_rtx:
+            producer.rtx_ssrc = pkt.ssrc
+        self._routes[pkt.ssrc] = (producer, is_rtx)
+        return producer, is_rtx
+
+    def on_rtcp(self, transport: WebRtcTransport, packets: list[AnyRtcpPacket],
+                now: float) -> None:
+        for packet in packets:
+            if isinstance(packet, RtcpSrPacket):
+                route = self._routes.get(packet.ssrc)
+                if route is not None and not route[1]:
+                    route[0].on_sender_report(packet, now)
+
+    def on_rtcp_tick(self, transport: WebRtcTransport, now: float) -> None:
+        producers = list(self.producers.values())
+        blocks = [b for p in producers if (b := p.receiver_report(now)) is not None]
+        data = rtcp.build_receiver_reports(transport.rtcp_ssrc, blocks)
+        for producer in producers:
+            producer.sample_rate(now)
+            remb = producer.remb(now)
+            if remb is not None:
+                data += remb
+        if data:
+            transport.send_rtcp(data)
+
+    def on_state(self, transport: WebRtcTransport, state: TransportState,
+                 reason: CloseReason | None) -> None:
+        self._peer.transport_state(transport, state, reason)
+
+    def close_producers(self, reason: CloseReason) -> None:
+        for producer in list(self.producers.values()):
+            producer.close(reason)

@@ -1,0 +1,107 @@
+"""Plain statistics records (the server maps them to its API and Prometheus)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class RateMeter:
+    """Bit rate from a byte counter, sampled on the RTCP tick (not per packet)."""
+
+    __slots__ = ("_last_bytes", "_last_time", "bps")
+
+    def __init__(self) -> None:
+        self.bps = 0
+        self._last_bytes = 0
+        self._last_time: float | None = None
+
+    def sample(self, total_bytes: int, now: float) -> None:
+        if self._last_time is not None and now > self._last_time:
+            self.bps = int((total_bytes - self._last_bytes) * 8 / (now - self._last_time))
+        self._last_bytes = total_bytes
+        self._last_time = now
+
+
+@dataclass
+class TransportStats:
+    direction: str
+    state: str
+    packets_sent: int
+    bytes_sent: int
+    packets_received: int
+    bytes_received: int
+    bitrate_out_bps: int
+    bitrate_in_bps: int
+    packets_dropped: int  # slow consumer: send buffer over the bound
+    send_buffer_bytes: int
+
+
+@dataclass
+class ProducerStats:
+    id: str
+    peer_id: str
+    kind: str
+    source: str
+    codec: str
+    paused: bool
+    ssrc: int | None
+    packets_received: int
+    bytes_received: int
+    bitrate_bps: int
+    packets_lost: int
+    fraction_lost: float  # over the last report interval, 0..1
+    jitter_ms: float
+    rtx_received: int  # retransmissions received (recovered or late)
+    packets_recovered: int
+    nacks_sent: int
+    keyframe_requests_sent: int
+    keyframe_requests_suppressed: int  # rate limited
+    keyframes_received: int
+    remb_sent_bps: int | None
+    consumers: int
+    rtt_ms: float | None = None  # not measured upstream (no SR from us)
+
+
+@dataclass
+class ConsumerStats:
+    id: str
+    peer_id: str
+    producer_id: str
+    kind: str
+    ssrc: int
+    active: bool
+    paused: bool
+    packets_sent: int
+    bytes_sent: int
+    bitrate_bps: int
+    packets_dropped: int  # not sent: slow transport, waiting for a keyframe...
+    retransmissions_sent: int
+    nacks_received: int
+    keyframe_requests_received: int
+    packets_lost: int  # as reported by the subscriber
+    fraction_lost: float
+    jitter_ms: float
+    rtt_ms: float | None
+    remb_bps: int | None
+
+
+@dataclass
+class PeerStats:
+    id: str
+    transports: list[TransportStats] = field(default_factory=list)
+    producers: list[ProducerStats] = field(default_factory=list)
+    consumers: list[ConsumerStats] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RouterStats:
+    id: str
+    peers: list[PeerStats]
+    active_speaker_peer_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,279 @@
+"""The receive side of a peer: the server offers, the client answers; consumers.
+
+The server re-offers whenever its consumers change. One offer is out at a
+time: changes made meanwhile go into the next one, which set_answer()
+returns. Closed consumers leave an inactive m-section behind (m-sections
+are never recycled, so the SDP grows by one per consumer ever created).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import itertools
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+)
+
+from . import rtcp, sdp
+from .consumer import Consumer, stream_id_for
+from .errors import NegotiationError, NotFoundError
+from .events import ConsumerClosed, RenegotiationNeeded
+from .producer import Producer
+from .transport import WebRtcTransport, random_ssrc
+from .types import (
+    CloseReason,
+    CodecInfo,
+    ConsumerInfo,
+    Direction,
+    Kind,
+    ServerOffer,
+    TransportState,
+)
+
+if TYPE_CHECKING:
+    from .peer import Peer
+
+
+class SignalingState(enum.Enum):
+    STABLE = "stable"
+    HAVE_LOCAL_OFFER = "have-local-offer"
+
+
+@dataclass
+class _Slot:
+    """An m-section of the receive transport; inactive once its consumer closed."""
+
+    section: sdp.OfferSection
+    consumer: Consumer | None
+    offered: bool = False
+
+
+@dataclass
+class _PendingOffer:
+    sections: list[sdp.OfferSection]
+    slots: list[_Slot]
+    ice_restart: bool
+
+
+class _PayloadTypes:
+    """Payload types of a receive transport: unique per codec config (BUNDLE)."""
+
+    def __init__(self) -> None:
+        self._by_codec: dict[CodecInfo, tuple[int, int | None]] = {}
+        self._free = itertools.chain(range(96, 128), range(35, 64))
+
+    def get(self, codec: CodecInfo) -> tuple[int, int | None]:
+        if codec not in self._by_codec:
+            pt = next(self._free)
+            rtx = next(self._free) if codec.kind is Kind.VIDEO else None
+            self._by_codec[codec] = (pt, rtx)
+        return self._by_codec[codec]
+
+
+class Subscribing:
+    """Owns the receive transport, its consumers and the offer/answer state."""
+
+    def __init__(self, peer: Peer) -> None:
+        self._peer = peer
+        self._router = peer.router
+        self._config = peer.router.config
+        self.transport: WebRtcTransport | None = None
+        self._remote: sdp.RemoteTransport | None = None
+        self.signaling = SignalingState.STABLE
+        self._pending: _PendingOffer | None = None
+        self._dirty = False
+        self._slots: list[_Slot] = []
+        self._next_mid = 0
+        self._pts = _PayloadTypes()
+        self._session_id = random.getrandbits(62)
+        self._version = 0
+        self.consumers: dict[str, Consumer] = {}
+        self._by_ssrc: dict[int, Consumer] = {}
+
+    async def subscribe(self, producer_ids: tuple[str, ...]) -> tuple[list[ConsumerInfo],
+                                                                      ServerOffer | None]:
+        producers = [self._router.get_producer(pid) for pid in producer_ids]
+        if self.transport is None:
+            self.transport = await self._peer.new_transport(Direction.RECV, self)
+        infos = []
+        for producer in producers:
+            if producer.closed:
+                raise NotFoundError(f"producer {producer.id} closed meanwhile")
+            existing = next((c for c in self.consumers.values() if c.producer is producer),
+                            None)
+            infos.append((existing or self._new_consumer(self.transport, producer)).info())
+        return infos, self.offer()
+
+    def _new_consumer(self, transport: WebRtcTransport, producer: Producer) -> Consumer:
+        pt, rtx_pt = self._pts.get(producer.codec)
+        ssrc, rtx_ssrc = self._unique_ssrc(), self._unique_ssrc()
+        mid = str(self._next_mid)
+        self._next_mid += 1
+        stream_id = stream_id_for(producer.peer_id, producer.source)
+        consumer = Consumer(peer_id=self._peer.id, producer=producer, transport=transport,
+                            mid=mid, pt=pt, rtx_pt=rtx_pt, ssrc=ssrc, rtx_ssrc=rtx_ssrc,
+                            stream_id=stream_id, on_close=self._consumer_closed)
+        section = sdp.OfferSection(mid, producer.kind, producer.codec, pt, rtx_pt, True,
+                                   ssrc, rtx_ssrc, stream_id, producer.id)
+        self._slots.append(_Slot(section, consumer))
+        self.consumers[consumer.id] = consumer
+        self._by_ssrc[ssrc] = consumer
+        producer.add_consumer(consumer)
+        self._dirty = True
+        return consumer
+
+    def _unique_ssrc(self) -> int:
+        used = {s.section.ssrc for s in self._slots} | {s.section.rtx_ssrc for s in self._slots}
+        while (ssrc := random_ssrc()) in used:
+            pass
+        return ssrc
+
+    def consumer(self, consumer_id: str) -> Consumer:
+        consumer = self.consumers.get(consumer_id)
+        if consumer is None:
+            raise NotFoundError(f"no consumer {consumer_id} on peer {self._peer.id}")
+        return consumer
+
+    def _consumer_closed(self, consumer: Consumer, reason: CloseReason) -> None:
+        self.consumers.pop(consumer.id, None)
+        self._by_ssrc.pop(consumer.ssrc, None)
+        renegotiate = False
+        for slot in self._slots:
+            if slot.consumer is consumer:
+                slot.consumer = None
+                if slot.offered:
+                    slot.section = dataclasses.replace(slot.section, active=False)
+                    renegotiate = True
+                else:
+                    self._slots.remove(slot)
+                break
+        self._dirty = self._dirty or renegotiate
+        router, peer_id = self._router, self._peer.id
+        router.emit(ConsumerClosed(router.id, peer_id, consumer.id, consumer.producer.id,
+                                   reason))
+        if renegotiate and not self._peer.closed:
+            router.emit(RenegotiationNeeded(router.id, peer_id))
+
+    def offer(self) -> ServerOffer | None:
+        """A new offer if anything changed and no offer is out."""
+        transport = self.transport
+        if transport is None or self._pending is not None or not self._dirty:
+            return None
+        sections = [slot.section for slot in self._slots]
+        self._version += 1
+        text = sdp.build_recv_offer(sections, transport.local_ice(), transport.fingerprints(),
+                                    transport.cname, self._session_id, self._version)
+        self._pending = _PendingOffer(sections, list(self._slots), transport.ice_restarting)
+        for slot in self._slots:
+            slot.offered = True
+        self.signaling = SignalingState.HAVE_LOCAL_OFFER
+        self._dirty = False
+        return ServerOffer(text, [s.consumer.info() for s in self._slots if s.consumer])
+
+    def set_answer(self, answer_sdp: str) -> ServerOffer | None:
+        pending, transport = self._pending, self.transport
+        if pending is None or transport is None:
+            raise NegotiationError("no server offer is waiting for an answer")
+        answer = sdp.parse_recv_answer(answer_sdp, pending.sections, self._config)
+        if self._remote is not None:
+            old = {f.value.upper() for f in self._remote.fingerprints}
+            if not old & {f.value.upper() for f in answer.transport.fingerprints}:
+                raise NegotiationError("the DTLS fingerprint changed; create a new peer")
+        self._pending = None
+        self.signaling = SignalingState.STABLE
+        if not transport.started:
+            role = "server" if answer.transport.setup == "client" else "client"
+            transport.start(answer.transport.ice, answer.transport.fingerprints, role)
+        elif pending.ice_restart:
+            transport.complete_restart(answer.transport.ice)
+        self._remote = answer.transport
+        connected = transport.state is TransportState.CONNECTED
+        for slot in pending.slots:
+            consumer = slot.consumer
+            if consumer is None or consumer.closed or consumer.answered:
+                continue
+            media = answer.media.get(slot.section.mid)
+            if media is None or not media.accepted:
+                consumer.close(CloseReason.REJECTED)
+                continue
+            consumer.apply_answer(media.pt, media.rtx_pt, media.nack)
+            consumer.set_active(connected)
+        return self.offer()
+
+    async def restart_ice(self) -> ServerOffer | None:
+        if self.transport is None:
+            return None
+        await self.transport.restart_ice_local()
+        self._peer.check_open()  # closed while we waited?
+        self._dirty = True
+        return self.offer()
+
+    # -- TransportHandler ------------------------------------------------------------
+    def on_rtp(self, transport: WebRtcTransport, data: bytes, now: float) -> None:
+        pass  # clients send no media on their receive transport
+
+    def on_rtcp(self, transport: WebRtcTransport, packets: list[AnyRtcpPacket],
+                now: float) -> None:
+        by_ssrc = self._by_ssrc
+        for packet in packets:
+            if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+                for block in packet.reports:
+                    if (consumer := by_ssrc.get(block.ssrc)) is not None:
+                        consumer.on_receiver_report(block, now)
+            elif isinstance(packet, RtcpRtpfbPacket):
+                consumer = by_ssrc.get(packet.media_ssrc)
+                if consumer is not None and packet.fmt == RTCP_RTPFB_NACK:
+                    consumer.on_nack(packet.lost, now)
+            elif isinstance(packet, RtcpPsfbPacket):
+                self._on_psfb(packet, now)
+
+    def _on_psfb(self, packet: RtcpPsfbPacket, now: float) -> None:
+        by_ssrc = self._by_ssrc
+        if packet.fmt == RTCP_PSFB_PLI:
+            if (consumer := by_ssrc.get(packet.media_ssrc)) is not None:
+                consumer.on_keyframe_request(now)
+        elif packet.fmt == RTCP_PSFB_FIR:
+            for ssrc in rtcp.fir_ssrcs(packet):
+                if (consumer := by_ssrc.get(ssrc)) is not None:
+                    consumer.on_keyframe_request(now)
+        elif packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = rtcp.unpack_remb_fci(packet.fci)
+            except (ValueError, IndexError):
+                return
+            for ssrc in ssrcs:
+                if (consumer := by_ssrc.get(ssrc)) is not None:
+                    consumer.on_remb(bitrate, now)
+
+    def on_rtcp_tick(self, transport: WebRtcTransport, now: float) -> None:
+        reports = []
+        for consumer in list(self.consumers.values()):
+            consumer.sample_rate(now)
+            if consumer.active and (sr := consumer.sender_report(now)) is not None:
+                reports.append(sr)
+        for packet in rtcp.build_sender_reports(reports, transport.cname):
+            transport.send_rtcp(packet)
+
+    def on_state(self, transport: WebRtcTransport, state: TransportState,
+                 reason: CloseReason | None) -> None:
+        if state is TransportState.CONNECTED:
+            for consumer in self.consumers.values():
+                consumer.set_active(True)
+        self._peer.transport_state(transport, state, reason)
+
+    def close_consumers(self, reason: CloseReason) -> None:
+        for consumer in list(self.consumers.values()):
+            consumer.close(reason)

@@ -1,0 +1,276 @@
+"""One WebRTC transport: ICE + DTLS + SRTP, packets in and out as bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, cast
+
+from aioice import Candidate
+from aiortc import RTCCertificate, RTCDtlsFingerprint
+from aiortc.rtp import AnyRtcpPacket, RtcpPacket
+
+from . import aiortc_seam as seam
+from .config import MediaConfig
+from .errors import NegotiationError
+from .ice import IceLink, IceParameters
+from .stats import RateMeter, TransportStats
+from .types import CloseReason, Direction, TransportState
+
+logger = logging.getLogger(__name__)
+
+
+class TransportHandler(Protocol):
+    """The owner of a transport (Publishing or Subscribing) implements this."""
+
+    def on_rtp(self, transport: WebRtcTransport, data: bytes, now: float) -> None: ...
+
+    def on_rtcp(self, transport: WebRtcTransport, packets: list[AnyRtcpPacket],
+                now: float) -> None: ...
+
+    def on_rtcp_tick(self, transport: WebRtcTransport, now: float) -> None: ...
+
+    def on_state(self, transport: WebRtcTransport, state: TransportState,
+                 reason: CloseReason | None) -> None: ...
+
+
+def random_ssrc() -> int:
+    return random.randint(1, 0xFFFFFFFF)
+
+
+class WebRtcTransport:
+    """Gather, connect, then send/receive RTP and RTCP as bytes.
+
+    Sending is synchronous (protect + sendto), so forwarding one packet to many
+    consumers never yields to the event loop. While the socket's user-space
+    buffer is over the configured bound, RTP is dropped rather than queued.
+    """
+
+    def __init__(self, direction: Direction, config: MediaConfig,
+                 certificate: RTCCertificate, handler: TransportHandler) -> None:
+        self.direction = direction
+        self.state = TransportState.NEW
+        self.rtcp_ssrc = random_ssrc()  # sender SSRC of our RTCP
+        self.cname = uuid.uuid4().hex[:16]
+        self._config = config
+        self._certificate = certificate
+        self._handler = handler
+        # The offerer controls ICE: the client on send, the server on recv.
+        self._ice = IceLink(config.ice_addresses, config.announced_address,
+                            controlling=direction is Direction.RECV)
+        self._dtls: seam.SeamDtlsTransport | None = None
+        self._protect: Callable[[bytes], bytes] | None = None
+        self._protect_rtcp: Callable[[bytes], bytes] | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._closing: asyncio.Future[None] | None = None
+        self._started = False
+        self._restart_task: asyncio.Future[None] | None = None
+        self._buffer_limit = config.send_buffer_limit_bytes
+        self._congested_since: float | None = None
+        # counters
+        self.packets_sent = 0
+        self.bytes_sent = 0
+        self.packets_received = 0
+        self.bytes_received = 0
+        self.packets_dropped = 0
+        self._rate_out = RateMeter()
+        self._rate_in = RateMeter()
+
+    # -- setup -------------------------------------------------------------------
+    async def prepare(self) -> None:
+        """Gather candidates; the transport can then be described in SDP."""
+        await self._ice.gather()
+        self._dtls = seam.SeamDtlsTransport(self._ice, self._certificate,
+                                            self._on_rtp, self._on_rtcp)
+        self._dtls.on("statechange", self._on_dtls_state)
+
+    def local_ice(self) -> IceParameters:
+        return self._ice.local_parameters()
+
+    def fingerprints(self) -> list[RTCDtlsFingerprint]:
+        return self._certificate.getFingerprints()
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def start(self, remote: IceParameters, fingerprints: list[RTCDtlsFingerprint],
+              dtls_role: str) -> None:
+        """Connect in the background; the state changes tell the outcome."""
+        if self._started or self._closing is not None:
+            return
+        self._started = True
+        self._spawn(self._connect(remote, fingerprints, dtls_role))
+
+    async def add_remote_candidate(self, candidate: Candidate | None) -> None:
+        await self._ice.add_remote_candidate(candidate)
+
+    async def restart_ice_local(self) -> None:
+        """New local ICE credentials and candidates, to signal to the client."""
+        if self.state is not TransportState.CONNECTED:
+            raise NegotiationError(f"cannot restart ICE of a {self.state.value} transport")
+        await self._ice.restart_local()
+
+    @property
+    def ice_restarting(self) -> bool:
+        return self._ice.restarting
+
+    def complete_restart(self, remote: IceParameters) -> None:
+        """Connect the restarted ICE agent in the background (once)."""
+        if self._restart_task is None or self._restart_task.done():
+            self._restart_task = self._spawn(self._restart(remote))
+
+    # -- data path -----------------------------------------------------------------
+    def send_rtp(self, data: bytes) -> bool:
+        """Protect and send one RTP packet; False if dropped."""
+        path = self._ice.path
+        protect = self._protect
+        if path is None or protect is None:
+            return False
+        sock = path[0]
+        if cast(asyncio.WriteTransport, sock).get_write_buffer_size() > self._buffer_limit:
+            self.packets_dropped += 1
+            if self._congested_since is None:
+                self._congested_since = time.monotonic()
+            return False
+        out = protect(data)
+        sock.sendto(out, path[1])
+        self.packets_sent += 1
+        self.bytes_sent += len(out)
+        return True
+
+    def send_rtcp(self, data: bytes) -> None:
+        protect = self._protect_rtcp
+        if protect is None:
+            return
+        out = protect(data)
+        if self._ice.send_now(out):
+            self.packets_sent += 1
+            self.bytes_sent += len(out)
+
+    # -- teardown ----------------------------------------------------------------------
+    async def close(self) -> None:
+        """Idempotent; concurrent callers all wait for the same teardown."""
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
+            return
+        self._closing = asyncio.get_running_loop().create_future()
+        self.state = TransportState.CLOSED
+        self._protect = self._protect_rtcp = None
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        if self._dtls is not None:
+            await seam.stop_dtls(self._dtls)
+            self._dtls.remove_all_listeners()
+        await self._ice.close()
+        self._closing.set_result(None)
+
+    @property
+    def closed(self) -> bool:
+        return self._closing is not None
+
+    def stats(self) -> TransportStats:
+        return TransportStats(
+            direction=self.direction.value, state=self.state.value,
+            packets_sent=self.packets_sent, bytes_sent=self.bytes_sent,
+            packets_received=self.packets_received, bytes_received=self.bytes_received,
+            bitrate_out_bps=self._rate_out.bps, bitrate_in_bps=self._rate_in.bps,
+            packets_dropped=self.packets_dropped,
+            send_buffer_bytes=self._ice.buffered_bytes())
+
+    @property
+    def local_port(self) -> int | None:
+        return self._ice.local_port
+
+    # -- internals ---------------------------------------------------------------------
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _set_state(self, state: TransportState, reason: CloseReason | None = None) -> None:
+        if self._closing is not None or state is self.state:
+            return
+        self.state = state
+        try:
+            self._handler.on_state(self, state, reason)
+        except Exception:
+            logger.exception("transport state handler failed")
+
+    async def _connect(self, remote: IceParameters, fingerprints: list[RTCDtlsFingerprint],
+                       dtls_role: str) -> None:
+        assert self._dtls is not None
+        self._set_state(TransportState.CONNECTING)
+        try:
+            async with asyncio.timeout(self._config.ice_timeout_s):
+                await self._ice.connect(remote)
+                seam.set_dtls_role(self._dtls, dtls_role)
+                await seam.start_dtls(self._dtls, fingerprints)
+        except TimeoutError:
+            self._set_state(TransportState.FAILED, CloseReason.ICE_TIMEOUT)
+            return
+        except ConnectionError:
+            self._set_state(TransportState.FAILED, CloseReason.TRANSPORT_FAILED)
+            return
+        if self._dtls.state != "connected":
+            self._set_state(TransportState.FAILED, CloseReason.TRANSPORT_FAILED)
+            return
+        self._protect, self._protect_rtcp = seam.srtp_protectors(self._dtls)
+        self._set_state(TransportState.CONNECTED)
+        self._spawn(self._run_rtcp())
+
+    async def _restart(self, remote: IceParameters) -> None:
+        try:
+            async with asyncio.timeout(self._config.ice_timeout_s):
+                await self._ice.complete_restart(remote)
+        except (TimeoutError, ConnectionError):
+            # The old path keeps working if it still can; consent decides.
+            logger.info("ICE restart of %s transport failed", self.direction.value)
+
+    def _on_dtls_state(self) -> None:
+        assert self._dtls is not None
+        if self._dtls.state in ("closed", "failed") and self.state is TransportState.CONNECTED:
+            self._set_state(TransportState.CLOSED, CloseReason.TRANSPORT_CLOSED)
+
+    def _on_rtp(self, data: bytes) -> None:
+        self.packets_received += 1
+        self.bytes_received += len(data)
+        self._handler.on_rtp(self, data, time.monotonic())
+
+    def _on_rtcp(self, data: bytes) -> None:
+        self.packets_received += 1
+        self.bytes_received += len(data)
+        try:
+            packets = RtcpPacket.parse(data)
+        except Exception:  # noqa: BLE001 - aiortc raises ValueError, struct.error, ...
+            return
+        self._handler.on_rtcp(self, packets, time.monotonic())
+
+    async def _run_rtcp(self) -> None:
+        interval = self._config.rtcp_interval_s
+        while True:
+            # RFC 3550: randomise the interval over [0.5, 1.5] times its value.
+            await asyncio.sleep(interval * (0.5 + random.random()))
+            now = time.monotonic()
+            self._rate_out.sample(self.bytes_sent, now)
+            self._rate_in.sample(self.bytes_received, now)
+            if (self._congested_since is not None
+                    and self._ice.buffered_bytes() > self._buffer_limit
+                    and now - self._congested_since > self._config.slow_consumer_timeout_s):
+                self._set_state(TransportState.FAILED, CloseReason.SLOW_CONSUMER)
+                return
+            if self._ice.buffered_bytes() <= self._buffer_limit:
+                self._congested_since = None
+            try:
+                self._handler.on_rtcp_tick(self, now)
+            except Exception:
+                logger.exception("RTCP tick failed")

@@ -1,0 +1,82 @@
+"""Fails loudly when aiortc/aioice change what media.aiortc_seam relies on."""
+
+from __future__ import annotations
+
+import inspect
+
+import aioice
+import aioice.ice
+import aiortc
+from aioice import Connection
+from aiortc import RTCCertificate, RTCDtlsTransport
+from aiortc.rtp import RtcpPacket, RtcpRrPacket
+
+from media import aiortc_seam as seam
+from media.rtp import RTP_HEADER
+
+from .conftest import make_config
+from .support import wait_for
+from .transport_pair import connected_pair
+
+
+def test_versions_are_pinned() -> None:
+    assert aiortc.__version__.startswith(seam.SUPPORTED_AIORTC), aiortc.__version__
+    assert aioice.__version__.startswith(seam.SUPPORTED_AIOICE), aioice.__version__
+
+
+class _IceStub:
+    role = "controlled"
+
+    async def _recv(self) -> bytes:
+        raise ConnectionError
+
+    async def _send(self, data: bytes) -> None:
+        raise ConnectionError
+
+
+async def test_every_private_attribute_exists() -> None:
+    dtls = RTCDtlsTransport(_IceStub(), [RTCCertificate.generateCertificate()])  # type: ignore[arg-type]
+    conn = Connection(ice_controlling=False)
+    owners = {
+        "aiortc.RTCDtlsTransport": RTCDtlsTransport,
+        "aiortc.RTCDtlsTransport instance": dtls,
+        "aioice.Connection instance": conn,
+    }
+    for owner, name in seam.PRIVATE_ATTRIBUTES:
+        if owner in owners:
+            assert hasattr(owners[owner], name), f"{owner}.{name} is gone"
+    assert isinstance(conn._nominated, dict) and isinstance(conn._local_candidates, list)
+    assert list(inspect.signature(conn.get_component_candidates).parameters)[:2] == [
+        "component", "addresses"]
+    # The overridden hooks keep their signatures and are still what aiortc calls.
+    assert list(inspect.signature(RTCDtlsTransport._handle_rtp_data).parameters) == [
+        "self", "data", "arrival_time_ms"]
+    assert list(inspect.signature(RTCDtlsTransport._handle_rtcp_data).parameters) == [
+        "self", "data"]
+    source = inspect.getsource(RTCDtlsTransport._recv_next)
+    for call in ("self._handle_rtp_data(", "self._handle_rtcp_data(", "self.transport._recv()"):
+        assert call in source, call
+    assert "self.transport._send(" in inspect.getsource(RTCDtlsTransport._write_ssl)
+    assert "self.transport.role" in inspect.getsource(RTCDtlsTransport.start)
+    pair_source = inspect.getsource(aioice.ice.CandidatePair)
+    assert "self.protocol" in pair_source and "def remote_addr" in pair_source
+    assert "transport: asyncio.DatagramTransport" in inspect.getsource(aioice.ice.StunProtocol)
+    await conn.close()
+
+
+async def test_seam_carries_rtp_and_rtcp_both_ways() -> None:
+    """Behavioural check of every seam function over a real loopback link."""
+    server, srec, client, crec = await connected_pair(make_config())
+    try:
+        for t in (server, client):
+            assert all(c.host == "127.0.0.1" for c in t.local_ice().candidates)
+        rtp = RTP_HEADER.pack(0x80, 96, 1, 2, 3) + b"payload"
+        assert server.send_rtp(rtp)
+        client.send_rtcp(bytes(RtcpRrPacket(ssrc=42)))
+        await wait_for(lambda: crec.rtp and srec.rtcp, 2)
+        assert crec.rtp == [rtp]  # SRTP protected by one side, unprotected by the other
+        assert isinstance(srec.rtcp[0], RtcpRrPacket) and srec.rtcp[0].ssrc == 42
+        assert RtcpPacket  # parser used by the transport
+    finally:
+        await server.close()
+        await client.close()

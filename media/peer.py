@@ -29,6 +29,7 @@ from .types import (
     CloseReason,
     ConsumerInfo,
     Direction,
+    ProducerOrigin,
     PublishResult,
     ServerOffer,
     Source,
@@ -86,17 +87,19 @@ class Peer:
 
     # -- publishing ----------------------------------------------------------------------
     async def publish(self, offer_sdp: str,
-                      sources: Mapping[str, Source | str] | None = None) -> PublishResult:
+                      sources: Mapping[str, Source | str] | None = None,
+                      origins: Mapping[str, ProducerOrigin] | None = None) -> PublishResult:
         """Apply the client's send-transport offer; returns the answer.
 
         `sources` maps an m-section's mid to a Source (default: mic for audio,
         camera for video). New sending m-sections become producers; ones that
         stopped sending close theirs; a new ICE ufrag restarts ICE. On any
-        error nothing changed.
+        error nothing changed. `origins` (by mid, for cascade links only) gives
+        new producers the id and publisher of the producer they relay.
         """
         async with self._lock:
             self.check_open()
-            return await self._publishing.publish(offer_sdp, sources or {})
+            return await self._publishing.publish(offer_sdp, sources or {}, origins or {})
 
     # -- subscribing ------------------------------------------------------------------------
     async def subscribe(self, *producer_ids: str) -> Subscription:

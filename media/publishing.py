@@ -14,7 +14,15 @@ from .errors import MediaError, NegotiationError, SdpError
 from .producer import Producer
 from .rtp import InPacket, find_mid, parse_rtp
 from .transport import WebRtcTransport
-from .types import CloseReason, Direction, Kind, PublishResult, Source, TransportState
+from .types import (
+    CloseReason,
+    Direction,
+    Kind,
+    ProducerOrigin,
+    PublishResult,
+    Source,
+    TransportState,
+)
 
 if TYPE_CHECKING:
     from .peer import Peer
@@ -46,10 +54,14 @@ class Publishing:
         self._retired: set[int] = set()  # SSRCs never to learn again (closed, replaced)
         self._mid_ext = 0
 
-    async def publish(self, offer_sdp: str,
-                      sources: Mapping[str, Source | str]) -> PublishResult:
+    async def publish(self, offer_sdp: str, sources: Mapping[str, Source | str],
+                      origins: Mapping[str, ProducerOrigin]) -> PublishResult:
         offer = sdp.parse_publish_offer(offer_sdp, self._config)
         chosen = self._sources(offer, sources)
+        for mid, origin in origins.items():
+            if mid not in self._by_mid and origin.id in {p.id for p in self._router.producers()}:
+                raise MediaError(f"producer {origin.id} already exists in router "
+                                 f"{self._router.id}")
         transport, restart = self.transport, False
         if transport is not None:
             restart = self._check_reoffer(offer)
@@ -77,7 +89,8 @@ class Publishing:
             if not media.sending:
                 continue
             if media.mid not in self._by_mid:
-                added.append(self._new_producer(transport, offer, media, chosen[media.mid]))
+                added.append(self._new_producer(transport, offer, media, chosen[media.mid],
+                                                origins.get(media.mid)))
             else:  # the client may have restarted the stream with new SSRCs
                 self._route(self._by_mid[media.mid], media)
         if not transport.started:
@@ -121,7 +134,8 @@ class Publishing:
         return offer.transport.ice.ufrag != self._remote.ice.ufrag
 
     def _new_producer(self, transport: WebRtcTransport, offer: sdp.PublishOffer,
-                      media: sdp.PublishedMedia, source: Source) -> Producer:
+                      media: sdp.PublishedMedia, source: Source,
+                      origin: ProducerOrigin | None = None) -> Producer:
         feedback = {(f.type, f.parameter) for f in media.feedback}
         producer = Producer(
             peer_id=self._peer.id, transport=transport, mid=media.mid, kind=media.kind,
@@ -132,6 +146,9 @@ class Publishing:
             remb=("goog-remb", None) in feedback, audio_level_ext=offer.audio_level_ext_id,
             app_data=dict(self._peer.app_data), on_audio_level=self._router.audio_level,
             on_close=self._producer_closed)
+        if origin is not None:  # relayed from another node: keep its identity
+            producer.id, producer.peer_id = origin.id, origin.peer_id
+            producer.app_data = {**producer.app_data, **origin.app_data}
         self.producers[producer.id] = producer
         self._by_mid[media.mid] = producer
         self._route(producer, media)

@@ -89,6 +89,16 @@ class ProducerInfo:
 
 
 @dataclass(frozen=True)
+class ProducerOrigin:
+    """Identity a producer keeps when it is relayed from another node (cascade):
+    the origin producer's id and publisher, so ids are the same on every node."""
+
+    id: str
+    peer_id: str
+    app_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ConsumerInfo:
     """Maps an m-section of a server offer to what it carries."""
 

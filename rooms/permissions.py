@@ -20,6 +20,7 @@ class Action(str, enum.Enum):
     vote = "vote"
     run_procedure = "run_procedure"  # roll call, open/close votes
     record_attendance = "record_attendance"
+    check_in = "check_in"  # mark oneself present (in person or online)
 
 
 _ALL = frozenset(Action)
@@ -28,9 +29,11 @@ MEETING_PERMISSIONS: dict[MeetingRole, frozenset[Action]] = {
     MeetingRole.secretary: frozenset({
         Action.view, Action.manage, Action.edit_agenda, Action.upload_document,
         Action.publish_media, Action.annotate, Action.present, Action.record_attendance,
+        Action.check_in,
     }),
     MeetingRole.delegate: frozenset({
         Action.view, Action.publish_media, Action.annotate, Action.request_floor, Action.vote,
+        Action.check_in,
     }),
     MeetingRole.site_operator: frozenset({
         Action.view, Action.publish_media, Action.request_floor, Action.record_attendance,

@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from rooms.db import Database
 from server import api_admin, api_meetings, api_session, events_meeting, keys, pages
+from server import api_procedure, documents_app, events_procedure, pages_audit, pages_documents
+from server import events_media
 from server.auth import LoginLimiter, auth_middleware
 from server.i18n import Translator, catalog_handler, language_middleware
 from server.metrics import Metrics, metrics_handler
@@ -47,13 +49,17 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SIO] = sio
     realtime = Realtime(app, sio)
     events_meeting.register(realtime)
+    events_procedure.register(realtime)
+    documents_app.setup(app, realtime)
+    events_media.setup(app, realtime)  # after events_procedure: it hooks the floor queue
 
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(WEB_CLIENT / "templates"),
                                autoescape=jinja2.select_autoescape(["html"]),
                                context_processors=[pages.template_context])
     zone = ZoneInfo(settings.timezone)
     env.filters["localtime"] = lambda moment: moment.astimezone(zone).strftime("%d/%m/%Y %H:%M")
-    for table in (api_session.routes, api_admin.routes, api_meetings.routes, pages.routes):
+    for table in (api_session.routes, api_admin.routes, api_meetings.routes, pages.routes,
+                  api_procedure.routes, pages_audit.routes, pages_documents.routes):
         app.add_routes(table)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/i18n/{lang}.json", catalog_handler)

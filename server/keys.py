@@ -13,7 +13,9 @@ from server.settings import Settings
 
 if TYPE_CHECKING:
     from server.auth import LoginLimiter
+    from server.doc_runtime import DocumentRuntime
     from server.i18n import Translator
+    from server.media_hub import MediaHub
     from server.metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -23,3 +25,5 @@ REGISTRY = web.AppKey("registry", CollectorRegistry)
 METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 LIMITER: web.AppKey["LoginLimiter"] = web.AppKey("limiter")
 TRANSLATOR: web.AppKey["Translator"] = web.AppKey("translator")
+DOCUMENTS: web.AppKey["DocumentRuntime"] = web.AppKey("documents")
+MEDIA: web.AppKey["MediaHub"] = web.AppKey("media")

@@ -76,6 +76,7 @@ class Realtime:
         self.app, self.sio = app, sio
         self.metrics: Metrics = app[keys.METRICS]
         self.handlers: dict[str, _Registered[Any]] = {}
+        self.disconnect_hooks: list[Callable[[str], Awaitable[None]]] = []
         sio.on("connect", self._connect)
         sio.on("disconnect", self._disconnect)
 
@@ -93,6 +94,10 @@ class Realtime:
             return handler
         return register
 
+    def on_disconnect(self, hook: Callable[[str], Awaitable[None]]) -> None:
+        """Run `hook(sid)` when a connection ends (e.g. to close its media peer)."""
+        self.disconnect_hooks.append(hook)
+
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         request: web.Request | None = environ.get("aiohttp.request")
         cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
@@ -109,6 +114,11 @@ class Realtime:
 
     async def _disconnect(self, sid: str, *_: Any) -> None:
         self.metrics.socket_clients.dec()
+        for hook in self.disconnect_hooks:
+            try:
+                await hook(sid)
+            except Exception:
+                log.exception("disconnect hook %r failed", hook)
 
     async def _drop(self, sid: str) -> None:
         await self.sio.sleep(0.2)

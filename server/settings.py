@@ -33,6 +33,7 @@ class Settings:
     session_ttl_s: int = 12 * 3600
     max_body_bytes: int = 1024 * 1024
     max_upload_bytes: int = 100 * 1024 * 1024
+    document_workers: int = 2  # sandboxed processes rendering documents
     login_attempts_per_5min: int = 10
     source_url: str = "https://example.invalid/hopso"  # AGPL: where users get the source
     timezone: str = "Asia/Ho_Chi_Minh"  # how pages show times (stored in UTC)
@@ -74,6 +75,7 @@ _OPTIONS: Sequence[tuple[str, str, str]] = (
     ("--ice-servers", "HOPSO_ICE_SERVERS", "comma-separated STUN/TURN URLs for browsers"),
     ("--session-ttl", "HOPSO_SESSION_TTL", "login session lifetime in seconds"),
     ("--max-upload-mb", "HOPSO_MAX_UPLOAD_MB", "largest document upload in MB"),
+    ("--document-workers", "HOPSO_DOCUMENT_WORKERS", "processes rendering documents (default 2)"),
     ("--source-url", "HOPSO_SOURCE_URL", "link to this deployment's source code (AGPL)"),
     ("--timezone", "HOPSO_TIMEZONE", "time zone pages show times in (default Asia/Ho_Chi_Minh)"),
 )
@@ -167,6 +169,7 @@ def _validate(a: dict[str, object]) -> Settings:
         ice_servers=ice_servers,
         session_ttl_s=_int("--session-ttl", s("session_ttl"), 12 * 3600, 60, 30 * 86400),
         max_upload_bytes=_int("--max-upload-mb", s("max_upload_mb"), 100, 1, 2048) * 1024 * 1024,
+        document_workers=_int("--document-workers", s("document_workers"), 2, 1, 64),
         source_url=s("source_url") or Settings.source_url,
         timezone=zone,
     )

@@ -2,6 +2,7 @@
 import { api } from "./api.js";
 import { loadCatalog, t } from "./i18n.js";
 import { Signaling } from "./signaling.js";
+import { ProcedurePanel } from "./procedure.js";
 
 const root = document.getElementById("meeting");
 const meetingId = Number.parseInt(root.dataset.meetingId, 10);
@@ -10,12 +11,15 @@ const statusBadge = document.getElementById("meeting-status");
 
 await loadCatalog();
 const signaling = new Signaling();
+const procedureRoot = document.getElementById("procedure");
+const procedure = procedureRoot ? new ProcedurePanel(procedureRoot, signaling, meetingId) : null;
 
 signaling.onConnectionChange = async (connected) => {
   if (!connected) { liveState.textContent = t("Reconnecting…"); return; }
   try {
     await signaling.joinMeeting(meetingId);
     liveState.textContent = t("Live");
+    await procedure?.resync();
   } catch (error) {
     liveState.textContent = error.message;
   }
@@ -25,6 +29,7 @@ signaling.onMeetingUpdated = (meeting) => {
   if (meeting.id !== meetingId) return;
   statusBadge.textContent = t(meeting.status);
   statusBadge.className = `status status-${meeting.status}`;
+  procedure?.resync();
 };
 
 for (const button of root.querySelectorAll("button[data-action]")) {

@@ -1,0 +1,582 @@
+"""Cascade links: one meeting spread over several SFU nodes (province, city, ward).
+
+A node-to-node link is built from the SFU's own primitives. Each end of a
+link is an ordinary `Peer` named ``link:<name>`` in the meeting's router:
+
+* To *export* a local producer over the link, an end subscribes its link
+  peer to it (recv transport: this end offers) and pushes the offer to the
+  other end.
+* The other end *imports* it: it hands the offer to its own link peer's
+  `publish()` (send transport: it answers) with a `ProducerOrigin`, so the
+  relayed producer keeps the origin's id and publisher on every node.
+
+So a stream crosses a link once whatever the number of subscribers behind
+it: local consumers, and the link peers of further links, all fan out from
+the one imported producer. PLI/FIR, NACK and REMB travel hop by hop through
+the consumer/producer pair of each hop, with the SFU's usual per-producer
+keyframe rate limit applying at every hop.
+
+Links are demand-driven: an end imports a producer only when asked
+(`Cascade.ensure`, by a local subscriber or by another link), and releases
+it `release_after_s` after its last consumer went away. Catalogs (what an
+end can supply) are pushed in both directions and are transitive with split
+horizon: an end advertises its router's producers and the other links'
+catalogs, never what it learned from that same link.
+
+Signaling is abstract: a link end only needs a `request(op, data)`
+coroutine reaching the other end's `handle(op, data)`. The server carries it
+over socket.io (server/cascade_link.py); tests use `connect_local()`.
+Messages are JSON-safe dicts:
+
+  catalog  {"producers": [ProducerInfo as dict + "hops"]}   -> {}
+  pull     {"ids": [...]}   the other end exports them, then  -> {}
+  offer    {"sdp", "consumers": [{mid, producer_id, producer_peer_id, source}]}
+           (pushed by the exporting end)                        -> {"sdp": answer}
+  release  {"ids": [...]}                                       -> {}
+
+Bad input (unknown op, oversize lists, a flood beyond the rate limit, SDP
+errors) is answered with {"error": reason}, logged, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import MediaError, NotFoundError
+from .events import (
+    ConsumerClosed,
+    MediaEvent,
+    ProducerAdded,
+    ProducerClosed,
+    ProducerPaused,
+    RenegotiationNeeded,
+)
+from .peer import Peer
+from .router import Router
+from .types import CloseReason, ProducerOrigin, ServerOffer
+
+logger = logging.getLogger(__name__)
+
+Request = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+LINK_PEER_PREFIX = "link:"
+MAX_IDS = 64
+MAX_CATALOG = 2000
+MAX_HOPS = 8
+
+
+class LinkError(MediaError):
+    """The other end refused or failed a link request."""
+
+
+@dataclass
+class LinkLimits:
+    request_timeout_s: float = 5.0  # a slow other end never blocks us longer
+    release_after_s: float = 2.0  # unused imports are released after this
+    rate_per_s: float = 200.0  # requests accepted from the other end...
+    burst: float = 400.0  # ...with this burst (token bucket)
+    repull_window_s: float = 60.0  # lost imports are re-pulled if they return within this
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+@dataclass
+class LinkCounters:
+    requests_sent: int = 0
+    requests_received: int = 0
+    requests_refused: int = 0
+    pulls: int = 0
+    releases: int = 0
+    offers: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class LinkEnd:
+    """One end of a link, inside one meeting's router on one node."""
+
+    def __init__(self, cascade: Cascade, name: str, request: Request,
+                 limits: LinkLimits) -> None:
+        self.cascade = cascade
+        self.name = name
+        self.peer_id = LINK_PEER_PREFIX + name
+        self._request = request
+        self.limits = limits
+        self.remote_catalog: dict[str, dict[str, Any]] = {}
+        self.imported: set[str] = set()  # producers this end pulled (local copies)
+        self.releasing: set[str] = set()  # imports we asked the other end to drop
+        self.counters = LinkCounters()
+        self._bucket = TokenBucket(limits.rate_per_s, limits.burst)
+        self._negotiating = asyncio.Lock()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._catalog_dirty = False
+        self._catalog_task: asyncio.Future[Any] | None = None
+        self._pending_pulls: dict[str, asyncio.Future[None]] = {}
+        self.closed = False
+
+    # -- the link peer ----------------------------------------------------------------
+    @property
+    def peer(self) -> Peer:
+        router = self.cascade.router
+        try:
+            return router.peer(self.peer_id)
+        except NotFoundError:
+            return router.add_peer(self.peer_id, {"cascade_link": self.name})
+
+    def exported(self) -> list[str]:
+        """Local producer ids the other end currently pulls over this link."""
+        try:
+            peer = self.cascade.router.peer(self.peer_id)
+        except NotFoundError:
+            return []
+        return [c.producer.id for c in peer.consumers]
+
+    def stats(self) -> dict[str, Any]:
+        try:
+            peer_stats = self.cascade.router.peer(self.peer_id).stats().to_dict()
+        except NotFoundError:
+            peer_stats = None
+        return {"name": self.name, "imported": sorted(self.imported),
+                "exported": sorted(self.exported()), "catalog": len(self.remote_catalog),
+                "counters": asdict(self.counters), "peer": peer_stats}
+
+    # -- outgoing requests -----------------------------------------------------------------
+    async def request(self, op: str, data: dict[str, Any]) -> dict[str, Any]:
+        self.counters.requests_sent += 1
+        try:
+            async with asyncio.timeout(self.limits.request_timeout_s):
+                reply = await self._request(op, data)
+        except TimeoutError:
+            raise LinkError(f"link {self.name}: {op} timed out") from None
+        if not isinstance(reply, dict):
+            raise LinkError(f"link {self.name}: {op} got a malformed reply")
+        if "error" in reply:
+            raise LinkError(f"link {self.name}: {op} refused: {reply['error']}")
+        return reply
+
+    async def pull(self, producer_ids: list[str]) -> None:
+        """Import producers from the other end; returns when they exist here."""
+        wanted = [i for i in producer_ids if not self._has(i)]
+        if not wanted:
+            return
+        self.counters.pulls += 1
+        await self.request("pull", {"ids": wanted})
+        missing = [i for i in wanted if not self._has(i)]
+        if missing:
+            raise LinkError(f"link {self.name}: pulled producers did not arrive: {missing}")
+
+    async def release(self, producer_ids: list[str]) -> None:
+        self.counters.releases += 1
+        self.releasing.update(producer_ids)
+        await self.request("release", {"ids": producer_ids})
+
+    def push_catalog(self) -> None:
+        """Send our catalog soon (coalesced; never waited for)."""
+        self._catalog_dirty = True
+        if self._catalog_task is None or self._catalog_task.done():
+            self._catalog_task = self._spawn(self._send_catalog())
+
+    async def _send_catalog(self) -> None:
+        while self._catalog_dirty and not self.closed:
+            self._catalog_dirty = False
+            await asyncio.sleep(0)  # coalesce a burst of events
+            try:
+                await self.request("catalog", {"producers": self.cascade.catalog_for(self)})
+            except (LinkError, ConnectionError) as exc:
+                self._note(f"catalog push failed: {exc}")
+                return
+
+    def _has(self, producer_id: str) -> bool:
+        try:
+            self.cascade.router.get_producer(producer_id)
+        except NotFoundError:
+            return False
+        return True
+
+    # -- incoming requests -------------------------------------------------------------------
+    async def handle(self, op: str, data: Any) -> dict[str, Any]:
+        """A request from the other end; errors become {"error": reason}."""
+        self.counters.requests_received += 1
+        if self.closed:
+            return self._refuse(op, "link closed")
+        if not self._bucket.take():
+            return self._refuse(op, "rate limit exceeded")
+        if not isinstance(data, dict):
+            return self._refuse(op, "payload must be an object")
+        try:
+            if op == "catalog":
+                return self._on_catalog(data)
+            if op == "pull":
+                return await self._on_pull(self._ids(data))
+            if op == "release":
+                return await self._on_release(self._ids(data))
+            if op == "offer":
+                return await self._on_offer(data)
+        except (MediaError, ValueError, KeyError, TypeError) as exc:
+            return self._refuse(op, f"{type(exc).__name__}: {exc}")
+        return self._refuse(op, "unknown operation")
+
+    def _refuse(self, op: str, reason: str) -> dict[str, Any]:
+        self.counters.requests_refused += 1
+        self._note(f"refused {op!r}: {reason}")
+        return {"error": reason}
+
+    def _note(self, message: str) -> None:
+        logger.warning("cascade link %s (router %s): %s", self.name,
+                       self.cascade.router.id, message)
+        self.counters.errors = (self.counters.errors + [message])[-20:]
+
+    @staticmethod
+    def _ids(data: dict[str, Any]) -> list[str]:
+        ids = data.get("ids")
+        if (not isinstance(ids, list) or len(ids) > MAX_IDS
+                or not all(isinstance(i, str) and 0 < len(i) <= 128 for i in ids)):
+            raise ValueError(f"ids must be a list of at most {MAX_IDS} producer ids")
+        return ids
+
+    def _on_catalog(self, data: dict[str, Any]) -> dict[str, Any]:
+        entries = data.get("producers")
+        if not isinstance(entries, list) or len(entries) > MAX_CATALOG:
+            raise ValueError("producers must be a bounded list")
+        catalog: dict[str, dict[str, Any]] = {}
+        for entry in entries:
+            if (not isinstance(entry, dict) or not isinstance(entry.get("id"), str)
+                    or not isinstance(entry.get("peer_id"), str)
+                    or entry.get("kind") not in ("audio", "video")):
+                raise ValueError("malformed catalog entry")
+            hops = entry.get("hops", 0)
+            if not isinstance(hops, int) or hops >= MAX_HOPS:
+                continue  # a loop or an absurd depth: never re-advertise it
+            catalog[entry["id"]] = entry
+        self.remote_catalog = catalog
+        self._apply_pauses()
+        self.cascade.catalog_changed(self)
+        return {}
+
+    def _apply_pauses(self) -> None:
+        """A chair mute upstream shows as a pause of the relayed producer here."""
+        router = self.cascade.router
+        for producer_id in list(self.imported):
+            entry = self.remote_catalog.get(producer_id)
+            if entry is None:
+                continue
+            try:
+                producer = router.get_producer(producer_id)
+            except NotFoundError:
+                continue
+            if entry.get("paused") is True and not producer.paused:
+                router.pause_producer(producer_id)
+            elif entry.get("paused") is False and producer.paused:
+                router.resume_producer(producer_id)
+
+    async def _on_pull(self, ids: list[str]) -> dict[str, Any]:
+        for producer_id in ids:  # may pull from further links first
+            await self.cascade.ensure(producer_id, exclude=self)
+        peer = self.peer
+        async with self._negotiating:
+            subscription = await peer.subscribe(*ids)
+            await self._negotiate(peer, subscription.offer)
+        return {}
+
+    async def _on_release(self, ids: list[str]) -> dict[str, Any]:
+        try:
+            peer = self.cascade.router.peer(self.peer_id)
+        except NotFoundError:
+            return {}
+        wanted = set(ids)
+        for consumer in peer.consumers:  # renegotiation follows (RenegotiationNeeded)
+            if consumer.producer.id in wanted:
+                consumer.close(CloseReason.REQUESTED)
+        return {}
+
+    async def _on_offer(self, data: dict[str, Any]) -> dict[str, Any]:
+        sdp, consumers = data.get("sdp"), data.get("consumers")
+        if not isinstance(sdp, str) or not isinstance(consumers, list):
+            raise TypeError("offer needs sdp and consumers")
+        sources: dict[str, str] = {}
+        origins: dict[str, ProducerOrigin] = {}
+        for c in consumers:
+            mid, pid = str(c["mid"]), str(c["producer_id"])
+            sources[mid] = str(c["source"])
+            info = self.remote_catalog.get(pid, {})
+            app_data = dict(info.get("app_data") or {})
+            app_data["cascade"] = {"via": self.name, "hops": int(info.get("hops", 0)) + 1}
+            origins[mid] = ProducerOrigin(pid, str(c["producer_peer_id"]), app_data)
+        self.counters.offers += 1
+        result = await self.peer.publish(sdp, sources, origins)
+        for added in result.added:
+            self.imported.add(added.id)
+        for producer_id in result.removed:
+            self.imported.discard(producer_id)
+        return {"sdp": result.sdp}
+
+    # -- exporting: push offers of our link peer's recv transport -------------------------------
+    async def _negotiate(self, peer: Peer, offer: ServerOffer | None) -> None:
+        """Caller holds self._negotiating."""
+        while offer is not None and not self.closed:
+            reply = await self.request("offer", {
+                "sdp": offer.sdp,
+                "consumers": [{"mid": c.mid, "producer_id": c.producer_id,
+                               "producer_peer_id": c.producer_peer_id,
+                               "source": c.source.value} for c in offer.consumers]})
+            answer = reply.get("sdp")
+            if not isinstance(answer, str):
+                raise LinkError(f"link {self.name}: offer reply has no sdp")
+            offer = await peer.set_answer(answer)
+
+    def renegotiate(self) -> None:
+        self._spawn(self._renegotiate())
+
+    async def _renegotiate(self) -> None:
+        try:
+            peer = self.cascade.router.peer(self.peer_id)
+        except NotFoundError:
+            return
+        async with self._negotiating:
+            if peer.closed:
+                return
+            try:
+                await self._negotiate(peer, await peer.offer())
+            except (MediaError, ConnectionError) as exc:
+                self._note(f"renegotiation failed: {exc}")
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _spawn(self, coro: Any) -> asyncio.Future[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        """Drop the link: its imported producers (and their local consumers)
+        and its exports close; the other ends' catalogs lose what came from here."""
+        if self.closed:
+            return
+        self.closed = True
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        try:
+            peer = self.cascade.router.peer(self.peer_id)
+        except NotFoundError:
+            peer = None
+        if peer is not None:
+            await peer.close()
+        self.imported.clear()
+        self.remote_catalog = {}
+
+
+class Cascade:
+    """The cascade state of one meeting (router) on one node: its links."""
+
+    def __init__(self, router: Router, node: str, limits: LinkLimits | None = None) -> None:
+        self.router = router
+        self.node = node
+        self.limits = limits or LinkLimits()
+        self.links: dict[str, LinkEnd] = {}
+        self._release_timers: dict[str, asyncio.TimerHandle] = {}
+        # Imported producers lost without being released (link or path upstream
+        # down), with when: re-pulled as soon as a catalog offers them again.
+        self.lost: dict[str, float] = {}
+        self._remove_listener = router.add_listener(self._on_event)
+
+    def add_link(self, name: str, request: Request, push: bool = True) -> LinkEnd:
+        """A new link end; `push=False` defers the first catalog (the other
+        end does not exist yet: call `end.push_catalog()` once it does)."""
+        if name in self.links and not self.links[name].closed:
+            raise MediaError(f"link {name} already exists in router {self.router.id}")
+        end = LinkEnd(self, name, request, self.limits)
+        self.links[name] = end
+        if push:
+            end.push_catalog()
+        return end
+
+    async def remove_link(self, name: str) -> None:
+        end = self.links.pop(name, None)
+        if end is not None:
+            now = time.monotonic()
+            for producer_id in end.imported:
+                self.lost[producer_id] = now
+            await end.close()
+            self._catalog_changed_except(None)
+
+    async def close(self) -> None:
+        self._remove_listener()
+        for timer in self._release_timers.values():
+            timer.cancel()
+        for name in list(self.links):
+            await self.remove_link(name)
+
+    # -- catalogs -------------------------------------------------------------------------------
+    def available(self) -> dict[str, dict[str, Any]]:
+        """Every producer a local subscriber may ask for, local or remote."""
+        out: dict[str, dict[str, Any]] = {}
+        for end in self.links.values():
+            out.update(end.remote_catalog)
+        for info in self.router.producers():
+            if not info.peer_id.startswith(LINK_PEER_PREFIX):
+                out[info.id] = _entry(asdict(info), out.get(info.id, {}).get("hops", 0))
+        return out
+
+    def catalog_for(self, end: LinkEnd) -> list[dict[str, Any]]:
+        """What we advertise over `end`: split horizon, hop counted."""
+        out: dict[str, dict[str, Any]] = {}
+        for other in self.links.values():
+            if other is end:
+                continue
+            for pid, entry in other.remote_catalog.items():
+                out[pid] = {**entry, "hops": int(entry.get("hops", 0)) + 1}
+        for info in self.router.producers():
+            if info.id in end.imported or info.id in end.remote_catalog:
+                continue
+            if info.id not in out:
+                out[info.id] = _entry(asdict(info), 0)
+            out[info.id]["paused"] = info.paused
+        return [e for e in out.values() if e["hops"] < MAX_HOPS]
+
+    def catalog_changed(self, source: LinkEnd) -> None:
+        self._catalog_changed_except(source)
+        now = time.monotonic()
+        for producer_id, since in list(self.lost.items()):
+            if now - since > self.limits.repull_window_s:
+                del self.lost[producer_id]
+            elif producer_id in source.remote_catalog:
+                del self.lost[producer_id]
+                source._spawn(self._repull(source, producer_id))
+
+    async def _repull(self, end: LinkEnd, producer_id: str) -> None:
+        delay = 0.1
+        deadline = time.monotonic() + self.limits.repull_window_s
+        while not end.closed and producer_id in end.remote_catalog:
+            try:
+                await end.pull([producer_id])
+                return
+            except (MediaError, ConnectionError) as exc:
+                end._note(f"re-pull of {producer_id} failed: {exc}")
+            if time.monotonic() + delay > deadline:
+                return
+            await asyncio.sleep(delay)  # e.g. the other end's old peer is still closing
+            delay = min(delay * 2, 1.0)
+
+    def _catalog_changed_except(self, source: LinkEnd | None) -> None:
+        for end in self.links.values():
+            if end is not source and not end.closed:
+                end.push_catalog()
+
+    # -- demand ------------------------------------------------------------------------------
+    async def ensure(self, producer_id: str, exclude: LinkEnd | None = None) -> None:
+        """Make a producer exist in this router, pulling it over a link if needed."""
+        timer = self._release_timers.pop(producer_id, None)
+        if timer is not None:
+            timer.cancel()
+        try:
+            self.router.get_producer(producer_id)
+            return
+        except NotFoundError:
+            pass
+        for end in self.links.values():
+            if end is not exclude and not end.closed and producer_id in end.remote_catalog:
+                await end.pull([producer_id])
+                return
+        raise NotFoundError(f"producer {producer_id} is not available to router "
+                            f"{self.router.id}")
+
+    def _on_event(self, event: MediaEvent) -> None:
+        if isinstance(event, (ProducerAdded, ProducerClosed, ProducerPaused)):
+            self._catalog_changed_except(None)
+            if isinstance(event, ProducerClosed):
+                for end in self.links.values():
+                    if event.producer_id in end.imported:
+                        end.imported.discard(event.producer_id)
+                        if event.producer_id not in end.releasing:
+                            # Lost, not released: re-pull it when a catalog offers it again.
+                            self.lost[event.producer_id] = time.monotonic()
+                    end.releasing.discard(event.producer_id)
+        elif isinstance(event, RenegotiationNeeded):
+            for end in self.links.values():
+                if end.peer_id == event.peer_id and not end.closed:
+                    end.renegotiate()
+        elif isinstance(event, ConsumerClosed):
+            self._maybe_release(event.producer_id)
+
+    def _maybe_release(self, producer_id: str) -> None:
+        end = next((e for e in self.links.values() if producer_id in e.imported), None)
+        if end is None or producer_id in self._release_timers:
+            return
+        loop = asyncio.get_running_loop()
+        self._release_timers[producer_id] = loop.call_later(
+            self.limits.release_after_s, self._release_if_unused, producer_id)
+
+    def _release_if_unused(self, producer_id: str) -> None:
+        self._release_timers.pop(producer_id, None)
+        end = next((e for e in self.links.values() if producer_id in e.imported), None)
+        if end is None or end.closed:
+            return
+        try:
+            producer = self.router.get_producer(producer_id)
+        except NotFoundError:
+            return
+        if not producer.consumers:
+            end._spawn(self._release(end, producer_id))
+
+    async def _release(self, end: LinkEnd, producer_id: str) -> None:
+        try:
+            await end.release([producer_id])
+        except (LinkError, ConnectionError) as exc:
+            end._note(f"release failed: {exc}")
+
+    def stats(self) -> dict[str, Any]:
+        return {"node": self.node, "router": self.router.id,
+                "links": [e.stats() for e in self.links.values()]}
+
+
+def _entry(info: dict[str, Any], hops: int) -> dict[str, Any]:
+    return {"id": info["id"], "peer_id": info["peer_id"], "kind": str(info["kind"].value
+            if hasattr(info["kind"], "value") else info["kind"]),
+            "source": str(info["source"].value if hasattr(info["source"], "value")
+                          else info["source"]),
+            "codec": info["codec"], "paused": info["paused"],
+            "app_data": {k: v for k, v in (info.get("app_data") or {}).items()
+                         if k != "cascade"}, "hops": hops}
+
+
+def connect_local(a: Cascade, b: Cascade, name_a: str, name_b: str,
+                  delay_s: float = 0.0) -> tuple[LinkEnd, LinkEnd]:
+    """Link two cascades in one process (tests, benchmarks): requests go
+    through a JSON round trip, as they would over the network."""
+    ends: dict[str, LinkEnd] = {}
+
+    def make(target: str) -> Request:
+        async def request(op: str, data: dict[str, Any]) -> dict[str, Any]:
+            payload = json.loads(json.dumps(data))
+            if delay_s:
+                await asyncio.sleep(delay_s)
+            end = ends.get(target)
+            if end is None or end.closed:
+                raise ConnectionError("link is down")
+            return json.loads(json.dumps(await end.handle(op, payload)))
+        return request
+
+    ends["a"] = a.add_link(name_a, make("b"))
+    ends["b"] = b.add_link(name_b, make("a"))
+    return ends["a"], ends["b"]

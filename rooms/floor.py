@@ -1,0 +1,195 @@
+"""Floor requests (đăng ký phát biểu): the queue, the floor holder, speaking time."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rooms import attendance
+from rooms.errors import Conflict, Forbidden, Invalid, NotFound
+from rooms.models import MeetingRole, Site, User, utcnow
+from rooms.procedure import RateLimited, seconds_between
+from rooms.procedure_models import AgendaItem, FloorRequest, FloorStatus, ProcedureState
+
+RATE_LIMIT = 5  # requests per person per window
+RATE_WINDOW = timedelta(seconds=60)
+MAX_LIMIT_SECONDS = 3600
+WAITING = (FloorStatus.queued, FloorStatus.speaking)
+
+
+async def get_request(session: AsyncSession, meeting_id: int, request_id: int) -> FloorRequest:
+    request = await session.get(FloorRequest, request_id)
+    if request is None or request.meeting_id != meeting_id:
+        raise NotFound(f"floor request {request_id} not found in this meeting")
+    return request
+
+
+async def request_floor(session: AsyncSession, state: ProcedureState, user: User,
+                        role: MeetingRole, for_site: bool,
+                        now: datetime | None = None) -> FloorRequest:
+    """Ask to speak on the current item, as oneself or (a site operator) for one's site."""
+    now = now or utcnow()
+    meeting_id = state.meeting_id
+    if for_site:
+        if role != MeetingRole.site_operator or user.site_id is None:
+            raise Forbidden("only a site operator asks for the floor on behalf of a site")
+        site_id: int | None = (await attendance.require_invited_site(
+            session, meeting_id, user.site_id)).id
+    else:
+        record = await attendance.status_of(session, meeting_id, user.id)  # type: ignore[arg-type]
+        if record is None or record.status not in attendance.PRESENT:
+            raise Conflict("check in before asking for the floor", code="not_checked_in")
+        site_id = record.site_id
+    recent = await session.exec(select(func.count()).select_from(FloorRequest).where(
+        FloorRequest.meeting_id == meeting_id, FloorRequest.user_id == user.id,
+        col(FloorRequest.requested_at) >= now - RATE_WINDOW))
+    if recent.one() >= RATE_LIMIT:
+        raise RateLimited(f"at most {RATE_LIMIT} floor requests a minute; wait a moment")
+    waiting = await session.exec(select(FloorRequest).where(
+        FloorRequest.meeting_id == meeting_id, FloorRequest.user_id == user.id,
+        FloorRequest.for_site == for_site, col(FloorRequest.status).in_(list(WAITING))))
+    if waiting.first() is not None:
+        raise Conflict("you are already in the queue or speaking", code="already_requested")
+    request = FloorRequest(meeting_id=meeting_id, agenda_item_id=state.current_item_id,
+                           user_id=user.id,  # type: ignore[arg-type]
+                           site_id=site_id, for_site=for_site, status=FloorStatus.queued,
+                           requested_at=now)
+    session.add(request)
+    await session.flush()
+    return request
+
+
+def _transition(request: FloorRequest, allowed: tuple[FloorStatus, ...], to: FloorStatus) -> None:
+    if request.status not in allowed:
+        raise Conflict(f"floor request {request.id} is {request.status.value}; it cannot become "
+                       f"{to.value}", code="bad_state")
+    request.status = to
+
+
+async def withdraw(session: AsyncSession, state: ProcedureState, user: User,
+                   request_id: int) -> FloorRequest:
+    request = await get_request(session, state.meeting_id, request_id)
+    if request.user_id != user.id:
+        raise Forbidden("only the person who asked can withdraw a floor request")
+    _transition(request, (FloorStatus.queued,), FloorStatus.withdrawn)
+    session.add(request)
+    return request
+
+
+async def end_floor(session: AsyncSession, state: ProcedureState,
+                    now: datetime | None = None) -> FloorRequest:
+    """The current speaker's turn ends; their speaking time is recorded."""
+    now = now or utcnow()
+    if state.floor_request_id is None:
+        raise Conflict("nobody has the floor", code="no_floor")
+    request = await get_request(session, state.meeting_id, state.floor_request_id)
+    _transition(request, (FloorStatus.speaking,), FloorStatus.done)
+    request.ended_at = now
+    request.spoken_seconds = seconds_between(request.granted_at, now)
+    state.floor_request_id = None
+    session.add_all([request, state])
+    return request
+
+
+async def grant(session: AsyncSession, state: ProcedureState, request_id: int,
+                limit_seconds: int | None = None, now: datetime | None = None
+                ) -> tuple[FloorRequest, FloorRequest | None]:
+    """Give the floor; whoever held it finishes. Returns (granted, ended or None)."""
+    now = now or utcnow()
+    if limit_seconds is not None and not 1 <= limit_seconds <= MAX_LIMIT_SECONDS:
+        raise Invalid(f"limit_seconds must be 1 to {MAX_LIMIT_SECONDS}")
+    request = await get_request(session, state.meeting_id, request_id)
+    _transition(request, (FloorStatus.queued,), FloorStatus.speaking)
+    ended = await end_floor(session, state, now) if state.floor_request_id is not None else None
+    request.granted_at, request.limit_seconds = now, limit_seconds
+    state.floor_request_id = request.id
+    session.add_all([request, state])
+    await session.flush()
+    return request, ended
+
+
+async def skip(session: AsyncSession, state: ProcedureState, request_id: int) -> FloorRequest:
+    request = await get_request(session, state.meeting_id, request_id)
+    _transition(request, (FloorStatus.queued,), FloorStatus.skipped)
+    request.ended_at = utcnow()
+    session.add(request)
+    return request
+
+
+async def _names(session: AsyncSession, requests: list[FloorRequest]
+                 ) -> tuple[dict[int, str], dict[int, str], dict[int, str]]:
+    users: dict[int, str] = {}
+    sites: dict[int, str] = {}
+    items: dict[int, str] = {}
+    for r in requests:
+        if r.user_id not in users:
+            u = await session.get(User, r.user_id)
+            users[r.user_id] = u.full_name if u else "?"
+        if r.site_id is not None and r.site_id not in sites:
+            s = await session.get(Site, r.site_id)
+            sites[r.site_id] = s.name if s else "?"
+        if r.agenda_item_id is not None and r.agenda_item_id not in items:
+            i = await session.get(AgendaItem, r.agenda_item_id)
+            items[r.agenda_item_id] = i.title if i else "?"
+    return users, sites, items
+
+
+def _request_dict(r: FloorRequest, names: tuple[dict[int, str], dict[int, str], dict[int, str]]
+                  ) -> dict[str, Any]:
+    users, sites, items = names
+    return {"id": r.id, "user_id": r.user_id, "name": users.get(r.user_id, "?"),
+            "site_id": r.site_id, "site": sites.get(r.site_id) if r.site_id else None,
+            "for_site": r.for_site, "agenda_item_id": r.agenda_item_id,
+            "item": items.get(r.agenda_item_id) if r.agenda_item_id else None,
+            "status": r.status.value, "requested_at": r.requested_at.isoformat(),
+            "granted_at": r.granted_at.isoformat() if r.granted_at else None,
+            "limit_seconds": r.limit_seconds}
+
+
+async def floor_view(session: AsyncSession, state: ProcedureState) -> dict[str, Any]:
+    """The holder and the ordered queue (first asked, first listed)."""
+    rows = await session.exec(select(FloorRequest).where(
+        FloorRequest.meeting_id == state.meeting_id, col(FloorRequest.status).in_(list(WAITING)))
+        .order_by(col(FloorRequest.id)))
+    waiting = list(rows.all())
+    names = await _names(session, waiting)
+    holder = next((r for r in waiting if r.id == state.floor_request_id), None)
+    return {"holder": _request_dict(holder, names) if holder else None,
+            "queue": [_request_dict(r, names) for r in waiting
+                      if r.status == FloorStatus.queued],
+            "totals": await speaking_totals(session, state.meeting_id)}
+
+
+async def speaking_totals(session: AsyncSession, meeting_id: int) -> dict[str, list[dict[str, Any]]]:
+    """Total speaking time per person and per site (finished turns)."""
+    rows = await session.exec(select(FloorRequest).where(
+        FloorRequest.meeting_id == meeting_id, FloorRequest.status == FloorStatus.done))
+    done = list(rows.all())
+    users, sites, _ = await _names(session, done)
+    per_user: dict[int, int] = {}
+    per_site: dict[int, int] = {}
+    for r in done:
+        if not r.for_site:
+            per_user[r.user_id] = per_user.get(r.user_id, 0) + r.spoken_seconds
+        if r.site_id is not None:
+            per_site[r.site_id] = per_site.get(r.site_id, 0) + r.spoken_seconds
+    return {"people": [{"user_id": k, "name": users[k], "seconds": v} for k, v in per_user.items()],
+            "sites": [{"site_id": k, "name": sites[k], "seconds": v} for k, v in per_site.items()]}
+
+
+async def speeches_by_item(session: AsyncSession, meeting_id: int
+                           ) -> dict[int | None, list[tuple[str, int]]]:
+    """For the minutes: who spoke on each item and for how long, in order."""
+    rows = await session.exec(select(FloorRequest).where(
+        FloorRequest.meeting_id == meeting_id, FloorRequest.status == FloorStatus.done)
+        .order_by(col(FloorRequest.granted_at)))
+    done = list(rows.all())
+    users, sites, _ = await _names(session, done)
+    out: dict[int | None, list[tuple[str, int]]] = {}
+    for r in done:
+        who = sites.get(r.site_id or 0, "?") if r.for_site else users.get(r.user_id, "?")
+        out.setdefault(r.agenda_item_id, []).append((who, r.spoken_seconds))
+    return out

@@ -1,0 +1,72 @@
+"""The procedure's spine: one lock and one sequence number per meeting.
+
+Every procedural change starts with `lock(session, meeting_id)`: it bumps the meeting's
+`ProcedureState.seq` with an UPDATE, which takes the row lock on PostgreSQL and the write
+lock on SQLite (pysqlite begins the transaction at the first write). Changes of one meeting
+therefore apply one at a time, and the seq they return orders the events sent to clients.
+Lock order, to stay deadlock-free: procedurestate → the procedure's own rows → audithead.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rooms.errors import Conflict, DomainError
+from rooms.models import Meeting, MeetingStatus
+from rooms.procedure_models import ProcedureState, QuorumRule
+
+
+class RateLimited(DomainError):
+    code, status = "rate_limited", 429
+
+
+def dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+async def insert_ignore(session: AsyncSession, table: type, **values: object) -> None:
+    """INSERT … ON CONFLICT DO NOTHING, on SQLite and PostgreSQL."""
+    make = pg_insert if dialect(session) == "postgresql" else sqlite_insert
+    await session.exec(make(table).values(**values).on_conflict_do_nothing())  # type: ignore[call-overload]
+
+
+async def lock(session: AsyncSession, meeting_id: int) -> ProcedureState:
+    """Serialise with every other procedural change of this meeting; returns the state with
+    its new seq. Held until the session's transaction ends."""
+    await insert_ignore(session, ProcedureState, meeting_id=meeting_id, seq=0,
+                        roll_call_open=False, quorum_rule=QuorumRule.majority,
+                        conclusions="")
+    await session.exec(update(ProcedureState)  # type: ignore[call-overload]
+                       .where(col(ProcedureState.meeting_id) == meeting_id)
+                       .values(seq=ProcedureState.seq + 1))
+    rows = await session.exec(select(ProcedureState)
+                              .where(ProcedureState.meeting_id == meeting_id)
+                              .execution_options(populate_existing=True))
+    return rows.one()
+
+
+async def read_state(session: AsyncSession, meeting_id: int) -> ProcedureState:
+    """The state without locking (for reads); a fresh default if nothing happened yet."""
+    state = await session.get(ProcedureState, meeting_id)
+    return state if state is not None else ProcedureState(meeting_id=meeting_id)
+
+
+def require_open(meeting: Meeting) -> None:
+    if meeting.status != MeetingStatus.open:
+        raise Conflict(f"the meeting is {meeting.status.value}; this needs it open",
+                       code="meeting_not_open")
+
+
+def require_not_closed(meeting: Meeting) -> None:
+    if meeting.status == MeetingStatus.closed:
+        raise Conflict("the meeting is closed", code="meeting_closed")
+
+
+def seconds_between(start: datetime | None, end: datetime) -> int:
+    return max(0, int((end - start).total_seconds())) if start is not None else 0

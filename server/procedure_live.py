@@ -1,0 +1,318 @@
+"""Running procedural changes and pushing them live: the one path every change takes.
+
+`run_change` checks access, takes the meeting's procedure lock, applies the change, builds
+the views to push and commits; only then are the events emitted, each stamped with the
+meeting's `seq` so clients can drop any that arrive late. `run_batched` is the same for
+ballots, group-committed: those waiting when the lock frees up share one transaction (one
+fsync). Vote tallies are pushed at most every `TALLY_INTERVAL_S` per vote, not per ballot.
+
+The floor hook: the media wiring calls `app[LIVE].on_floor_changed(listener)`; every
+listener is awaited with (meeting_id, holder or None) after a floor change is committed,
+in the process that handled it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import socketio
+from aiohttp import web
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rooms import agenda, attendance, audit, floor, meetings, procedure, votes
+from rooms.errors import Conflict, DomainError
+from rooms.meetings import MeetingAccess
+from rooms.models import Meeting, User, utcnow
+from rooms.permissions import MEETING_PERMISSIONS, Action
+from rooms.procedure_models import ProcedureState
+from server import keys
+from server.realtime import meeting_room
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Emit = tuple[str, dict[str, Any]]
+FloorListener = Callable[[int, dict[str, Any] | None], Awaitable[None]]
+TALLY_INTERVAL_S = 0.5  # live tallies: twice a second is plenty for people
+
+
+@dataclass
+class ProcedureLive:
+    """Per-app live state of the procedure: locks, pending tallies, floor listeners."""
+
+    app: web.Application
+    floor_listeners: list[FloorListener] = field(default_factory=list)
+    _locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    _tally_pending: set[int] = field(default_factory=set)
+    _tally_tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _batches: dict[int, list[_Pending]] = field(default_factory=dict)
+    _drainers: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    # PyMuPDF is not thread-safe: minutes are typeset one at a time, off the event loop.
+    renderer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="minutes"))
+
+    async def close(self, _: web.Application | None = None) -> None:
+        for task in [*self._tasks, *self._drainers.values()]:
+            task.cancel()
+        self.renderer.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def sio(self) -> socketio.AsyncServer:
+        return self.app[keys.SIO]
+
+    def on_floor_changed(self, listener: FloorListener) -> None:
+        """Subscribe to floor changes (e.g. the SFU making the speaker the main view)."""
+        self.floor_listeners.append(listener)
+
+    def lock(self, meeting_id: int) -> asyncio.Lock:
+        # In-process queue in front of the database lock, so waiting writers do not spin in
+        # SQLite's busy handler; across processes the database row lock still serialises.
+        return self._locks.setdefault(meeting_id, asyncio.Lock())
+
+    async def emit(self, meeting_id: int, seq: int, emits: list[Emit]) -> None:
+        now = utcnow().isoformat()
+        for event, payload in emits:
+            await self.sio.emit(event, {"meeting_id": meeting_id, "seq": seq, "server_time": now,
+                                        **payload}, room=meeting_room(meeting_id))
+            if event == "floor:changed":
+                await self._notify_floor(meeting_id, payload.get("holder"))
+
+    async def _notify_floor(self, meeting_id: int, holder: dict[str, Any] | None) -> None:
+        for listener in list(self.floor_listeners):
+            try:
+                await listener(meeting_id, holder)
+            except Exception:
+                log.exception("floor listener %r failed", listener)
+
+    def schedule_tally(self, meeting_id: int, vote_id: int) -> None:
+        """Push the vote's live tally soon; many ballots in a burst make one push."""
+        if vote_id in self._tally_pending:
+            return
+        self._tally_pending.add(vote_id)
+        task = asyncio.create_task(self._push_tally(meeting_id, vote_id))
+        self._tasks.add(task)
+        self._tally_tasks[vote_id] = task
+        task.add_done_callback(self._tasks.discard)
+
+    def cancel_tally(self, vote_id: int) -> None:
+        """The vote is closing: its final result replaces any live tally still to come."""
+        task = self._tally_tasks.pop(vote_id, None)
+        if task is not None and not task.done():
+            task.cancel()
+        self._tally_pending.discard(vote_id)
+
+    async def _push_tally(self, meeting_id: int, vote_id: int) -> None:
+        try:
+            await asyncio.sleep(TALLY_INTERVAL_S)
+            self._tally_pending.discard(vote_id)
+            async with self.app[keys.DB].session() as s:
+                state = await procedure.read_state(s, meeting_id)  # seq first: never newer
+                vote = await votes.get_vote(s, meeting_id, vote_id)
+                if vote.status != votes.VoteStatus.open:
+                    return  # closing pushed the final result already
+                emit = await vote_emit(s, vote_id)
+            await self.emit(meeting_id, state.seq, [emit])
+        except Exception:
+            self._tally_pending.discard(vote_id)
+            log.exception("pushing the tally of vote %s failed", vote_id)
+        finally:
+            if self._tally_tasks.get(vote_id) is asyncio.current_task():
+                del self._tally_tasks[vote_id]
+
+
+    # --- group commit: many ballots, one transaction ------------------------------------
+
+    def enqueue(self, meeting_id: int, pending: _Pending) -> None:
+        self._batches.setdefault(meeting_id, []).append(pending)
+        drainer = self._drainers.get(meeting_id)
+        if drainer is None or drainer.done():
+            self._drainers[meeting_id] = asyncio.create_task(self._drain(meeting_id))
+
+    async def _drain(self, meeting_id: int) -> None:
+        while self._batches.get(meeting_id):
+            batch = self._batches.pop(meeting_id)[:MAX_BATCH]
+            await self._apply_batch(meeting_id, batch)
+
+    async def _apply_batch(self, meeting_id: int, batch: list[_Pending]) -> None:
+        """Apply the batch in one transaction (one fsync). First optimistically, without
+        savepoints; if a change fails other than by a DomainError raised before writing,
+        the whole attempt rolls back and is redone with one savepoint per change."""
+        for careful in (False, True):
+            todo = [p for p in batch if not p.future.done()]
+            try:
+                applied, emits, seq = await self._run_batch(meeting_id, todo, careful)
+            except _Retry:
+                continue
+            except BaseException as exc:
+                for pending in todo:
+                    pending.fail(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            for pending, result in applied:  # only now: their changes are committed
+                if not pending.future.done():
+                    pending.future.set_result((result, seq))
+            await self.emit(meeting_id, seq, emits)
+            return
+
+    async def _run_batch(self, meeting_id: int, batch: list[_Pending], careful: bool
+                         ) -> tuple[list[tuple[_Pending, Any]], list[Emit], int]:
+        applied: list[tuple[_Pending, Any]] = []
+        emits: list[Emit] = []
+        async with self.lock(meeting_id):
+            async with self.app[keys.DB].session() as s:
+                state = await procedure.lock(s, meeting_id)
+                async with audit.buffered(s):  # one chain extension for the whole batch
+                    for pending in batch:
+                        mark = audit.buffer_mark(s)
+                        try:
+                            if careful:
+                                async with s.begin_nested():
+                                    result, more = await pending.apply(s, meeting_id, state)
+                            else:
+                                result, more = await pending.apply(s, meeting_id, state)
+                        except Exception as exc:
+                            if not careful and not (isinstance(exc, DomainError) and s.is_active):
+                                raise _Retry from exc  # it may have written: redo carefully
+                            audit.buffer_rewind(s, mark)  # that change alone is refused
+                            pending.fail(exc if isinstance(exc, DomainError) else Conflict(
+                                "this conflicts with another change; nothing was applied"))
+                            continue
+                        applied.append((pending, result))
+                        emits.extend(more)
+                return applied, emits, state.seq
+
+
+class _Retry(Exception):
+    """An optimistic batch hit an unexpected error: redo it with savepoints."""
+
+
+@dataclass
+class _Pending:
+    user: User
+    action: Action
+    when: When
+    change: Change[Any]
+    future: asyncio.Future[tuple[Any, int]]
+
+    async def apply(self, s: AsyncSession, meeting_id: int, state: ProcedureState
+                    ) -> tuple[Any, list[Emit]]:
+        access = await meetings.require(s, self.user, meeting_id, self.action)
+        require_status(access.meeting, self.when)
+        return await self.change(s, access, state)
+
+    def fail(self, exc: Exception) -> None:
+        if not self.future.done():  # its caller may have gone (a dropped connection)
+            self.future.set_exception(exc)
+
+
+MAX_BATCH = 500
+LIVE = web.AppKey("procedure_live", ProcedureLive)
+
+Change = Callable[[AsyncSession, MeetingAccess, ProcedureState], Awaitable[tuple[T, list[Emit]]]]
+
+
+class When(enum.Enum):
+    """In which meeting status a change is allowed."""
+
+    open = "open"  # live procedure: check-in, floor, votes
+    not_closed = "not_closed"  # preparation too: the agenda
+    any = "any"  # records: minutes, conclusions
+
+
+def require_status(meeting: Meeting, when: When) -> None:
+    if when == When.open:
+        procedure.require_open(meeting)
+    elif when == When.not_closed:
+        procedure.require_not_closed(meeting)
+
+
+async def _check(app: web.Application, user: User, meeting_id: int, action: Action,
+                 when: When) -> MeetingAccess:
+    """The access check, in its own short session: a change waiting for the meeting's lock
+    holds no database connection."""
+    async with app[keys.DB].session() as s:
+        access = await meetings.require(s, user, meeting_id, action)
+        require_status(access.meeting, when)
+        return access
+
+
+async def run_batched(app: web.Application, user: User, meeting_id: int, action: Action,
+                      change: Change[T], *, when: When = When.open) -> tuple[T, int]:
+    """Like run_change, for frequent small changes (ballots): the changes waiting when the
+    meeting's lock frees up are applied together in one transaction, access checks
+    included, and each call returns once its batch has committed.
+
+    Contract: `change` raises DomainError only before it writes anything (anything else
+    makes the batch redo itself with a savepoint per change)."""
+    future: asyncio.Future[tuple[Any, int]] = asyncio.get_running_loop().create_future()
+    app[LIVE].enqueue(meeting_id, _Pending(user, action, when, change, future))
+    result, seq = await future
+    return result, seq
+
+
+async def run_change(app: web.Application, user: User, meeting_id: int, action: Action,
+                     change: Change[T], *, when: When = When.open) -> tuple[T, int]:
+    """Apply one procedural change atomically and push its events; returns (result, seq)."""
+    live = app[LIVE]
+    access = await _check(app, user, meeting_id, action, when)
+    async with live.lock(meeting_id):
+        async with app[keys.DB].session() as s:
+            state = await procedure.lock(s, meeting_id)
+            result, emits = await change(s, access, state)
+            seq = state.seq
+    await live.emit(meeting_id, seq, emits)
+    return result, seq
+
+
+# --- the views pushed for each aspect ------------------------------------------------
+
+
+async def agenda_emit(s: AsyncSession, state: ProcedureState) -> Emit:
+    return "agenda:changed", {"agenda": await agenda.agenda_view(s, state)}
+
+
+async def attendance_emit(s: AsyncSession, state: ProcedureState) -> Emit:
+    return "attendance:changed", {"attendance": await attendance.attendance_view(s, state)}
+
+
+async def floor_emit(s: AsyncSession, state: ProcedureState) -> Emit:
+    view = await floor.floor_view(s, state)
+    return "floor:changed", view
+
+
+async def vote_emit(s: AsyncSession, vote_id: int) -> Emit:
+    vote = await s.get(votes.Vote, vote_id)
+    assert vote is not None
+    return "vote:updated", {"vote": votes.vote_dict(vote, await votes.tally(s, vote))}
+
+
+async def snapshot(s: AsyncSession, access: MeetingAccess) -> dict[str, Any]:
+    """Everything the procedure panel shows, for one member; `seq` says how fresh it is."""
+    meeting_id = access.meeting.id
+    assert meeting_id is not None and access.user.id is not None
+    state = await procedure.read_state(s, meeting_id)
+    vote_list = []
+    for vote in await votes.votes_of(s, meeting_id):
+        vote_list.append(votes.vote_dict(vote, await votes.tally(s, vote)))
+    mine = await attendance.status_of(s, meeting_id, access.user.id)
+    voted = await votes.votes_cast_by(s, meeting_id, access.user.id)
+    return {
+        "meeting_id": meeting_id, "seq": state.seq, "status": access.meeting.status.value,
+        "server_time": utcnow().isoformat(),
+        "agenda": await agenda.agenda_view(s, state),
+        "attendance": await attendance.attendance_view(s, state),
+        "floor": await floor.floor_view(s, state), "votes": vote_list,
+        "conclusions": state.conclusions,
+        "me": {"user_id": access.user.id, "name": access.user.full_name,
+               "role": access.role.value, "site_id": access.user.site_id,
+               "attendance": mine.status.value if mine else None, "voted": voted,
+               "actions": sorted(a.value for a in MEETING_PERMISSIONS[access.role])},
+    }

@@ -1,0 +1,225 @@
+"""Node links over real socket.io (server/cascade_link.py): province <- city <- ward,
+each node an aiohttp + socket.io server with its own SFU on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+import socketio
+from aiohttp import web
+
+from media import SFU
+from media.link import LinkLimits
+from server.cascade_link import NAMESPACE, NodeCascade, NodeSettings, make_token
+from tests.server.processes import free_port
+
+from .conftest import make_config
+from .support import EncodedMedia, Publisher, Subscriber, wait_for
+
+MEETING = "42"
+SECRETS = {"city": "city-secret-0123456789", "ward": "ward-secret-0123456789"}
+
+
+@dataclass
+class Node:
+    node: NodeCascade
+    runner: web.AppRunner | None
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def router(self):  # type: ignore[no-untyped-def]
+        return self.node.cascade(MEETING).router
+
+
+async def start_node(unit: str, parent: Node | None, children: dict[str, str],
+                     port: int | None = None) -> Node:
+    settings = NodeSettings(unit, parent.url if parent else None,
+                            SECRETS.get(unit), children)
+    node = NodeCascade(settings, SFU(make_config()), LinkLimits(release_after_s=0.5))
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    app = web.Application()
+    sio.attach(app)
+    node.attach(sio)
+    runner = web.AppRunner(app, shutdown_timeout=0.2)
+    await runner.setup()
+    port = port or free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    link = node.start_parent_link()
+    if link is not None:
+        await link.join(MEETING)
+        await link.wait_connected(10)
+    return Node(node, runner, port)
+
+
+async def stop_node(n: Node) -> None:
+    await n.node.close()
+    await n.node.sfu.close()
+    if n.runner is not None:
+        await n.runner.cleanup()
+        n.runner = None
+
+
+@pytest.fixture
+async def tree() -> AsyncIterator[dict[str, Node]]:
+    nodes: dict[str, Node] = {}
+    nodes["province"] = await start_node("province", None, {"city": SECRETS["city"]})
+    nodes["city"] = await start_node("city", nodes["province"], {"ward": SECRETS["ward"]})
+    nodes["ward"] = await start_node("ward", nodes["city"], {})
+    yield nodes
+    for name in ("ward", "city", "province"):
+        await stop_node(nodes[name])
+    await asyncio.sleep(0)
+
+
+async def subscribe(n: Node, producer_id: str, name: str, timeout: float = 5) -> Subscriber:
+    cascade = n.node.cascade(MEETING)
+    await wait_for(lambda: producer_id in cascade.available(), timeout=timeout)
+    await cascade.ensure(producer_id)
+    sub = Subscriber(cascade.router.add_peer(name))
+    await sub.subscribe(producer_id)
+    return sub
+
+
+def link_copies(n: Node, link: str, producer_id: str) -> int:
+    end = n.node.cascade(MEETING).links[link]
+    return sum(1 for c in end.peer.consumers if c.producer.id == producer_id)
+
+
+async def test_three_nodes_media_both_ways_one_copy_per_link(
+        tree: dict[str, Node], media: EncodedMedia) -> None:
+    province, city, ward = tree["province"], tree["city"], tree["ward"]
+    top = Publisher(province.router().add_peer("chair"), media, audio=False)
+    await top.publish()
+    low = Publisher(ward.router().add_peer("ward-user"), media, audio=False)
+    await low.publish()
+    top_id, low_id = top.producer_id("video"), low.producer_id("video")
+    at_ward = [await subscribe(ward, top_id, f"w{i}") for i in range(3)]
+    at_city = await subscribe(city, top_id, "c0")
+    at_province = await subscribe(province, low_id, "p0")
+    clients = [*at_ward, at_city, at_province]
+    try:
+        await wait_for(lambda: all(c.frames("video") >= 3 for c in clients), timeout=10)
+        assert link_copies(province, "city", top_id) == 1
+        assert link_copies(city, "ward", top_id) == 1
+        assert link_copies(ward, "city", low_id) == 1
+        assert link_copies(city, "province", low_id) == 1
+        view = city.node.view()
+        assert view["path"] == ["city", "province"]
+        assert view["parent"]["state"] == "connected"
+        assert [c["unit"] for c in view["children"]] == ["ward"]
+        assert view["children"][0]["exported"] == 1
+    finally:
+        for client in clients:
+            await client.close()
+        await top.close()
+        await low.close()
+
+
+async def test_city_restart_ward_resumes_within_5s(
+        tree: dict[str, Node], media: EncodedMedia) -> None:
+    province, city, ward = tree["province"], tree["city"], tree["ward"]
+    top = Publisher(province.router().add_peer("chair"), media, audio=False)
+    await top.publish()
+    local = Publisher(ward.router().add_peer("ward-user"), media, audio=False)
+    await local.publish()
+    top_id, local_id = top.producer_id("video"), local.producer_id("video")
+    far = await subscribe(ward, top_id, "far")
+    near = await subscribe(ward, local_id, "near")
+    clients = [far, near]
+    try:
+        await wait_for(lambda: far.frames("video") >= 3 and near.frames("video") >= 3,
+                       timeout=10)
+        port = city.port
+        await stop_node(city)  # "kill" the city
+        before = near.frames("video")
+        await wait_for(lambda: near.frames("video") >= before + 5, timeout=5)  # local goes on
+        started = time.monotonic()
+        tree["city"] = city = await start_node("city", province, {"ward": SECRETS["ward"]},
+                                               port=port)
+        # The ward reconnects, rejoins and re-pulls by itself; a subscriber there
+        # (the client re-subscribes the same producer id when it reappears) decodes again.
+        again = await subscribe(ward, top_id, "far-2", timeout=5)
+        clients.append(again)
+        await wait_for(lambda: again.frames("video") >= 2, timeout=5)
+        resumed = time.monotonic() - started
+        assert resumed < 5, resumed
+        assert ward.node.parent is not None and ward.node.parent.reconnects >= 1
+    finally:
+        for client in clients:
+            await client.close()
+        await top.close()
+        await local.close()
+
+
+async def _connect(url: str, auth: dict[str, str]) -> str | None:
+    """None if connected, else the refusal message."""
+    client = socketio.AsyncClient(reconnection=False)
+    reasons: list[str] = []
+
+    async def on_error(data: object = None) -> None:
+        reasons.append(str(data))
+
+    client.on("connect_error", on_error, namespace=NAMESPACE)
+    try:
+        await client.connect(url, namespaces=[NAMESPACE], transports=["websocket"],
+                             auth=auth, wait_timeout=3)
+    except socketio.exceptions.ConnectionError as exc:
+        return " ".join([*reasons, str(exc)])
+    await client.disconnect()
+    return None
+
+
+async def test_bad_credentials_and_loops_are_refused(
+        tree: dict[str, Node], caplog: pytest.LogCaptureFixture) -> None:
+    province, city = tree["province"], tree["city"]
+    caplog.set_level(logging.WARNING, logger="server.cascade_link")
+    before = dict(province.node.children)
+    cases: list[tuple[dict[str, str], str]] = [
+        ({"unit": "city", "token": make_token("city", "wrong-secret-0123456789")},
+         "wrong credential"),
+        ({"unit": "city", "token": make_token("city", SECRETS["city"], time.time() - 3600)},
+         "stale token"),
+        ({"unit": "elsewhere", "token": make_token("elsewhere", SECRETS["city"])},
+         "not a child"),  # a node claiming a unit not its own
+        ({"unit": "city", "token": make_token("city", SECRETS["city"])},
+         "already has a live link"),
+    ]
+    for auth, reason in cases:
+        refused = await _connect(province.url, auth)
+        assert refused is not None and reason in refused, (auth, refused)
+        assert reason in caplog.text
+    # A loop in configured parents: the city accepting the province as its child.
+    city.node.credentials["province"] = "prov-secret-0123456789"
+    refused = await _connect(city.url, {"unit": "province",
+                                        "token": make_token("province",
+                                                            "prov-secret-0123456789")})
+    assert refused is not None and "loop" in refused
+    assert province.node.children.keys() == before.keys()
+    # Revocation drops the live link; the child cannot come back.
+    province.node.revoke("city")
+    await wait_for(lambda: not province.node.children, timeout=5)
+    await asyncio.sleep(1.5)
+    assert not province.node.children
+    assert "unit is not a child" in caplog.text
+
+
+async def test_flooding_child_is_cut_off(tree: dict[str, Node]) -> None:
+    province, city = tree["province"], tree["city"]
+    link = next(iter(province.node.children.values()))
+    link.bucket.rate, link.bucket.tokens = 1.0, 3.0
+    parent = city.node.parent
+    assert parent is not None and parent._client is not None
+    replies = [await parent._client.call("link", {"meeting": MEETING, "op": "catalog",
+                                                  "data": {"producers": []}},
+                                         namespace=NAMESPACE) for _ in range(20)]
+    refused = [r for r in replies if "rate limit" in str(r.get("error", ""))]
+    assert len(refused) >= 15
+

@@ -1,0 +1,78 @@
+"""The audit chain: verifies when intact, names the first bad entry when not, never forks."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import text
+
+from rooms import audit
+from tests.rooms.conftest import Demo
+
+
+async def append(demo: Demo, n: int, kind: str = "test_event") -> None:
+    async with demo.db.session() as s:
+        await audit.record(s, demo.meeting_id, demo.users["thuky"].id, kind,
+                           {"n": n, "note": "Đã điểm danh đầy đủ"})
+
+
+async def report(demo: Demo) -> audit.ChainReport:
+    async with demo.db.session() as s:
+        return (await audit.verify_chain(s, demo.meeting_id))[0]
+
+
+async def test_an_intact_chain_verifies_and_links_each_entry(demo: Demo) -> None:
+    for n in range(5):
+        await append(demo, n)
+    assert await report(demo) == audit.ChainReport(demo.meeting_id, 5, True)
+    async with demo.db.session() as s:
+        rows = await audit.entries(s, demo.meeting_id)
+        assert rows[0].prev_hash == audit.GENESIS
+        assert all(b.prev_hash == a.hash for a, b in zip(rows, rows[1:]))
+        assert [r.as_dict()["ok"] for r in await audit.verify_chain(s)] == [True]
+
+
+async def test_editing_an_entry_is_detected(demo: Demo) -> None:
+    for n in range(4):
+        await append(demo, n)
+    async with demo.db.session() as s:
+        await s.exec(text("UPDATE auditentry SET data_json = :d WHERE seq = 2")  # type: ignore[call-overload]
+                     .bindparams(d='{"n":99}'))
+    broken = await report(demo)
+    assert not broken.ok and broken.bad_seq == 2 and "changed" in broken.problem
+
+
+async def test_removing_entries_is_detected_anywhere(demo: Demo) -> None:
+    for n in range(4):
+        await append(demo, n)
+    async with demo.db.session() as s:
+        await s.exec(text("DELETE FROM auditentry WHERE seq = 4"))  # type: ignore[call-overload]
+    tail = await report(demo)
+    assert not tail.ok and "head" in tail.problem
+    async with demo.db.session() as s:
+        await s.exec(text("DELETE FROM auditentry WHERE seq = 2"))  # type: ignore[call-overload]
+    middle = await report(demo)
+    assert not middle.ok and middle.bad_seq == 2
+
+
+async def test_concurrent_appends_make_one_linear_chain(demo: Demo) -> None:
+    await asyncio.gather(*(append(demo, n) for n in range(20)))
+    result = await report(demo)
+    assert result.ok and result.entries == 20
+
+
+async def test_a_buffered_batch_extends_the_chain_once_and_drops_rewound_entries(
+        demo: Demo) -> None:
+    await append(demo, 0)
+    async with demo.db.session() as s:
+        async with audit.buffered(s):
+            for n in range(1, 6):
+                mark = audit.buffer_mark(s)
+                assert await audit.record(s, demo.meeting_id, None, "batched", {"n": n}) is None
+                if n % 2 == 0:
+                    audit.buffer_rewind(s, mark)  # that change was refused
+    async with demo.db.session() as s:
+        rows = await audit.entries(s, demo.meeting_id)
+    assert [(r.seq, r.kind, r.data_json) for r in rows][1:] == [(2, "batched", '{"n":1}'), (3, "batched", '{"n":3}'),
+                                   (4, "batched", '{"n":5}')]
+    assert (await report(demo)).ok

@@ -1,0 +1,66 @@
+"""Floor requests: the queue, one holder at a time, speaking time, flooding."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from rooms import attendance, floor
+from rooms.errors import Conflict, Forbidden
+from rooms.models import utcnow
+from rooms.procedure import RateLimited
+from rooms.procedure_models import AttendanceStatus, FloorStatus
+from tests.rooms.conftest import Demo
+
+
+async def test_queue_grant_end_and_speaking_totals(demo: Demo) -> None:
+    t0 = utcnow()
+    async with demo.db.session() as s:
+        for name in ("daibieu", "daibieu2"):
+            await attendance.check_in(s, demo.meeting_id, demo.users[name],
+                                      AttendanceStatus.in_person)
+    async with demo.db.session() as s:
+        state = await demo.locked(s)
+        d1, d2, op = [await demo.access(s, n) for n in ("daibieu", "daibieu2", "kythuat")]
+        with pytest.raises(Conflict):
+            await floor.request_floor(s, state, demo.users["daibieu3"], d1.role, False)  # not here
+        r1 = await floor.request_floor(s, state, d1.user, d1.role, False, t0)
+        with pytest.raises(Conflict):
+            await floor.request_floor(s, state, d1.user, d1.role, False, t0)
+        r2 = await floor.request_floor(s, state, d2.user, d2.role, False, t0)
+        with pytest.raises(Forbidden):
+            await floor.request_floor(s, state, d2.user, d2.role, True, t0)
+        r3 = await floor.request_floor(s, state, op.user, op.role, True, t0)
+        view = await floor.floor_view(s, state)
+        assert [q["id"] for q in view["queue"]] == [r1.id, r2.id, r3.id]
+        assert view["queue"][2]["for_site"] and view["queue"][2]["site"] == "Điểm cầu Phường Đồng Phú"
+        await floor.grant(s, state, r1.id, 120, t0)  # type: ignore[arg-type]
+        _, ended = await floor.grant(s, state, r3.id, None, t0 + timedelta(seconds=75))  # type: ignore[arg-type]
+        assert ended is not None and ended.id == r1.id and ended.spoken_seconds == 75
+        await floor.skip(s, state, r2.id)  # type: ignore[arg-type]
+        with pytest.raises(Conflict):
+            await floor.grant(s, state, r2.id)  # type: ignore[arg-type]  # skipped
+        done = await floor.end_floor(s, state, t0 + timedelta(seconds=105))
+        assert done.status == FloorStatus.done and done.spoken_seconds == 30
+        with pytest.raises(Conflict):
+            await floor.end_floor(s, state)
+        totals = (await floor.floor_view(s, state))["totals"]
+        assert totals["people"] == [{"user_id": d1.user.id, "name": "Lê Minh Tuấn", "seconds": 75}]
+        # A person in the room counts for their site too; the site's own turn counts for it.
+        assert {x["name"]: x["seconds"] for x in totals["sites"]} == {
+            "Phòng họp UBND thành phố": 75, "Điểm cầu Phường Đồng Phú": 30}
+
+
+async def test_flooding_is_rate_limited(demo: Demo) -> None:
+    async with demo.db.session() as s:
+        await attendance.check_in(s, demo.meeting_id, demo.users["daibieu"],
+                                  AttendanceStatus.online)
+    async with demo.db.session() as s:
+        state = await demo.locked(s)
+        d1 = await demo.access(s, "daibieu")
+        for _ in range(floor.RATE_LIMIT):
+            r = await floor.request_floor(s, state, d1.user, d1.role, False)
+            await floor.withdraw(s, state, d1.user, r.id)  # type: ignore[arg-type]
+        with pytest.raises(RateLimited):
+            await floor.request_floor(s, state, d1.user, d1.role, False)

@@ -1,0 +1,196 @@
+"""Votes: counting, eligibility, double and late ballots, changes, secrecy, site counts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from rooms import agenda, attendance, votes
+from rooms.errors import Conflict, Forbidden, Invalid, NotFound
+from rooms.procedure_models import AttendanceStatus, VoteParticipation
+from tests.rooms.conftest import Demo
+
+DELEGATES = ("daibieu", "daibieu2", "daibieu3")
+
+
+async def item(demo: Demo, title: str = "Thông qua kế hoạch chuyển đổi số") -> int:
+    async with demo.db.session() as s:
+        added = await agenda.add_item(s, demo.meeting_id, agenda.ItemFields(title=title))
+        assert added.id is not None
+        return added.id
+
+
+async def check_in(demo: Demo, *names: str) -> None:
+    for name in names:
+        async with demo.db.session() as s:
+            await attendance.check_in(s, demo.meeting_id, demo.users[name],
+                                      AttendanceStatus.in_person)
+
+
+async def open_vote(demo: Demo, **kw: object) -> int:
+    item_id = await item(demo)
+    async with demo.db.session() as s:
+        state = await demo.locked(s)
+        spec = votes.NewVote(agenda_item_id=item_id, question="Tán thành kế hoạch?", **kw)  # type: ignore[arg-type]
+        vote = await votes.open_vote(s, state, demo.users["chutri"], spec)
+        assert vote.id is not None
+        return vote.id
+
+
+async def cast(demo: Demo, name: str, vote_id: int, option: int, seq: int = 1,
+               receipt: str | None = None) -> votes.CastResult:
+    async with demo.db.session() as s:
+        await demo.locked(s)
+        access = await demo.access(s, name)
+        vote = await votes.get_vote(s, demo.meeting_id, vote_id)
+        return await votes.cast(s, vote, access.user, access.role, option, seq, receipt)
+
+
+async def close(demo: Demo, vote_id: int) -> dict[str, object]:
+    async with demo.db.session() as s:
+        await demo.locked(s)
+        return await votes.close_vote(s, await votes.get_vote(s, demo.meeting_id, vote_id))
+
+
+async def test_three_delegates_vote_and_the_result_is_frozen_at_close(demo: Demo) -> None:
+    await check_in(demo, *DELEGATES)
+    vote_id = await open_vote(demo)
+    for name, option in zip(DELEGATES, (0, 0, 1)):
+        assert (await cast(demo, name, vote_id, option)).receipt is None  # open vote
+    result = await close(demo, vote_id)
+    assert result["counts"] == [2, 1, 0] and result["totals"] == [2, 1, 0]
+    assert result["cast"] == 3 and result["present_voters"] == 3 and result["not_voted"] == 0
+    assert result["eligible"] == 4  # chair + three delegates
+    assert result["adopted"] is False  # 2 of 4 is not more than half
+    with pytest.raises(Conflict) as late:
+        await cast(demo, "daibieu", vote_id, 2)
+    assert late.value.code == "vote_closed"
+    async with demo.db.session() as s:
+        assert await votes.tally(s, await votes.get_vote(s, demo.meeting_id, vote_id)) == result
+
+
+async def test_bad_ballots_are_refused_with_clear_errors(demo: Demo) -> None:
+    await check_in(demo, "daibieu", "thuky")
+    vote_id = await open_vote(demo)
+    with pytest.raises(Conflict) as absent:
+        await cast(demo, "daibieu2", vote_id, 0)  # never checked in
+    assert absent.value.code == "not_checked_in"
+    with pytest.raises(Forbidden):
+        await cast(demo, "thuky", vote_id, 0)  # the secretary does not vote
+    with pytest.raises(Invalid):
+        await cast(demo, "daibieu", vote_id, 3)  # only options 0..2
+    await cast(demo, "daibieu", vote_id, 0)
+    with pytest.raises(Conflict) as twice:
+        await cast(demo, "daibieu", vote_id, 1, seq=2)
+    assert twice.value.code == "already_voted"
+    with pytest.raises(Conflict) as second:
+        await open_vote(demo)
+    assert second.value.code == "vote_open"
+    async with demo.db.session() as s:
+        with pytest.raises(NotFound):
+            await votes.get_vote(s, demo.meeting_id + 1000, vote_id)
+    result = await close(demo, vote_id)
+    assert result["totals"] == [1, 0, 0]
+    with pytest.raises(Conflict):
+        await close(demo, vote_id)
+
+
+async def test_simultaneous_casts_by_one_person_count_once(demo: Demo) -> None:
+    await check_in(demo, "daibieu")
+    vote_id = await open_vote(demo)
+    outcomes = await asyncio.gather(*(cast(demo, "daibieu", vote_id, i % 3) for i in range(6)),
+                                    return_exceptions=True)
+    assert sum(isinstance(o, votes.CastResult) for o in outcomes) == 1
+    assert all(isinstance(o, (votes.CastResult, Conflict)) for o in outcomes), outcomes
+    assert sum((await close(demo, vote_id))["totals"]) == 1  # type: ignore[arg-type]
+
+
+async def test_the_database_itself_refuses_a_second_participation(demo: Demo) -> None:
+    await check_in(demo, "daibieu")
+    vote_id = await open_vote(demo)
+    await cast(demo, "daibieu", vote_id, 0)
+    with pytest.raises(IntegrityError):
+        async with demo.db.session() as s:
+            s.add(VoteParticipation(vote_id=vote_id, user_id=demo.users["daibieu"].id, option=1))
+            await s.flush()
+
+
+async def test_changes_apply_in_the_voters_own_order(demo: Demo) -> None:
+    await check_in(demo, "daibieu")
+    vote_id = await open_vote(demo, allow_change=True)
+    await cast(demo, "daibieu", vote_id, 0, seq=1)
+    assert (await cast(demo, "daibieu", vote_id, 1, seq=3)).changed
+    with pytest.raises(Conflict) as stale:
+        await cast(demo, "daibieu", vote_id, 2, seq=2)  # arrived late: must not undo seq 3
+    assert stale.value.code == "stale"
+    assert (await close(demo, vote_id))["totals"] == [0, 1, 0]
+
+
+async def test_secret_vote_receipts_changes_and_no_link(demo: Demo) -> None:
+    await check_in(demo, *DELEGATES)
+    vote_id = await open_vote(demo, secret=True, allow_change=True)
+    receipts = {name: (await cast(demo, name, vote_id, opt)).receipt
+                for name, opt in zip(DELEGATES, (0, 1, 2))}
+    assert all(r and len(r) == 19 for r in receipts.values())
+    with pytest.raises(Invalid):
+        await cast(demo, "daibieu3", vote_id, 0, seq=2)  # a secret change needs the receipt
+    await cast(demo, "daibieu3", vote_id, 0, seq=2, receipt=receipts["daibieu3"])
+    async with demo.db.session() as s:
+        live = votes.vote_dict(await votes.get_vote(s, demo.meeting_id, vote_id),
+                               await votes.tally(s, await votes.get_vote(s, demo.meeting_id,
+                                                                         vote_id)))
+    assert live["result"] is None and live["turnout"]["cast"] == 3  # secret: turnout only
+    assert (await close(demo, vote_id))["totals"] == [2, 1, 0]
+    async with demo.db.session() as s:
+        check = await votes.check_receipt(s, demo.meeting_id, receipts["daibieu2"].lower())  # type: ignore[union-attr]
+        assert check["counted"] and check["option"] == 1 and check["option_label"] == "disagree"
+        assert (await votes.check_receipt(s, demo.meeting_id, "AAAA-BBBB-CCCC-DDDD")) == {
+            "counted": False}
+        rows = (await s.exec(text("SELECT * FROM voteparticipation"))).all()  # type: ignore[call-overload]
+        assert {r.option for r in rows} == {None}  # who voted, never how
+        if demo.db.url.startswith("postgresql"):
+            # Resealed at close: every ballot row was written by the closing transaction.
+            ballots = (await s.exec(text("SELECT xmin::text AS x FROM voteballot"))).all()  # type: ignore[call-overload]
+            taken = (await s.exec(text("SELECT xmin::text AS x FROM voteparticipation"))).all()  # type: ignore[call-overload]
+            assert len({b.x for b in ballots}) == 1
+            assert not {b.x for b in ballots} & {p.x for p in taken}
+        else:
+            with pytest.raises(Exception, match="rowid"):
+                await s.exec(text("SELECT rowid FROM voteballot"))  # type: ignore[call-overload]
+
+
+async def test_site_counts_are_bounded_by_the_roll_call(demo: Demo) -> None:
+    await check_in(demo, "daibieu")
+    vote_id = await open_vote(demo)
+    operator = demo.users["kythuat"]
+    site_id = operator.site_id
+    assert site_id is not None
+    async with demo.db.session() as s:
+        access = await demo.access(s, "kythuat")
+        vote = await votes.get_vote(s, demo.meeting_id, vote_id)
+        with pytest.raises(Conflict):  # the site has not answered the roll call
+            await votes.enter_site_counts(s, vote, operator, access.role, site_id, [3, 0, 0])
+    async with demo.db.session() as s:
+        state = await demo.locked(s)
+        state.roll_call_open = True
+        await attendance.answer_roll_call(s, state, operator, (await demo.access(s, "kythuat")).role,
+                                          site_id, True, 5)
+    async with demo.db.session() as s:
+        access = await demo.access(s, "kythuat")
+        vote = await votes.get_vote(s, demo.meeting_id, vote_id)
+        with pytest.raises(Invalid):
+            await votes.enter_site_counts(s, vote, operator, access.role, site_id, [4, 2, 0])
+        with pytest.raises(Forbidden):  # another site's counts
+            await votes.enter_site_counts(s, vote, operator, access.role, site_id + 1, [1, 0, 0])
+        await votes.enter_site_counts(s, vote, operator, access.role, site_id, [4, 1, 0])
+    await cast(demo, "daibieu", vote_id, 0)
+    result = await close(demo, vote_id)
+    assert result["counts"] == [1, 0, 0] and result["totals"] == [5, 1, 0]
+    assert result["eligible"] == 9  # 4 voting members + the site's 5
+    assert result["site_counts"][0]["entered_for_site"] is True  # type: ignore[index]
+    assert result["adopted"] is True
+    assert json.dumps(result)  # JSON all the way down

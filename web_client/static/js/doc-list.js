@@ -1,0 +1,307 @@
+// The drawer: documents grouped by agenda item with their processing progress, the
+// secretary's upload form (byte progress, then processing progress from the socket),
+// publish/withdraw, and search across the meeting's documents.
+
+const STAGE_PERCENT = { validating: 4, converting: 12 };
+
+/** 0–100 for a processing document (validating → converting → rendering pages). */
+export function progressPercent(stage, done, total) {
+  if (stage === "ready" || stage === "ready_with_warnings") return 100;
+  if (stage === "rendering") return total ? Math.round(15 + 85 * done / total) : 15;
+  return STAGE_PERCENT[stage] ?? 0;
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+export class DocList {
+  /**
+   * @param {object} o
+   * @param {HTMLElement} o.root  the #documents section
+   * @param {import("./documents-api.js").DocumentsClient} o.client
+   * @param {(msgid: string) => string} o.t
+   * @param {(documentId: number, page?: number) => void} o.onOpen
+   * @param {(text: string) => void} o.toast
+   */
+  constructor({ root, client, t, onOpen, toast }) {
+    this.root = root;
+    this.client = client;
+    this.t = t;
+    this.onOpen = onOpen;
+    this.toast = toast;
+    this.canManage = root.dataset.canUpload === "true";
+    this.lang = document.body.dataset.lang || "vi";
+    this.box = root.querySelector("#doc-list");
+    /** @type {Map<number, object>} */
+    this.docs = new Map();
+    this.progress = new Map(); // documentId → {stage, done, total}
+    this.agenda = new Map();
+    this.current = null;
+    this.#wireSearch();
+    this.#wireUpload();
+  }
+
+  async load() {
+    try {
+      const [agenda, groups] = await Promise.all([this.client.agendaTitles(), this.client.list()]);
+      this.agenda = agenda;
+      this.docs = new Map(groups.flatMap((g) => g.documents).map((d) => [d.id, d]));
+      this.#fillAgendaSelect();
+      this.render();
+    } catch (error) {
+      this.box.replaceChildren(el("p", "error", error.message));
+    }
+    this.box.setAttribute("aria-busy", "false");
+  }
+
+  setCurrent(documentId) {
+    this.current = documentId;
+    for (const item of this.box.querySelectorAll(".doc-item")) {
+      item.classList.toggle("current", Number(item.dataset.documentId) === documentId);
+    }
+  }
+
+  upsert(doc) {
+    this.docs.set(doc.id, { ...this.docs.get(doc.id), ...doc });
+    if (doc.status !== "processing") this.progress.delete(doc.id);
+    this.render();
+  }
+
+  remove(documentId) {
+    if (this.canManage) return; // managers keep seeing unpublished documents
+    this.docs.delete(documentId);
+    this.render();
+  }
+
+  /** A document:progress event. */
+  handleProgress(ev) {
+    this.progress.set(ev.documentId, ev);
+    const doc = this.docs.get(ev.documentId);
+    if (doc) {
+      if (["ready", "ready_with_warnings", "rejected"].includes(ev.stage)) {
+        doc.status = ev.stage;
+        if (ev.rejection) doc.rejection = ev.rejection;
+        if (ev.total) doc.page_count = ev.total;
+      }
+      this.#paintItem(this.box.querySelector(`[data-document-id="${ev.documentId}"]`), doc);
+    }
+  }
+
+  // --- rendering -----------------------------------------------------------------------------
+
+  render() {
+    const groups = new Map();
+    for (const doc of this.docs.values()) {
+      const key = doc.agenda_item_id ?? null;
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(doc);
+    }
+    const order = (k) => (k === null ? Infinity : this.agenda.get(k)?.position ?? k);
+    const keys = [...groups.keys()].sort((a, b) => order(a) - order(b));
+    if (!keys.length) {
+      this.box.replaceChildren(el("p", "muted", this.t("No documents yet.")));
+      return;
+    }
+    this.box.replaceChildren(...keys.map((key) => {
+      const section = el("section", "doc-group");
+      const item = key === null ? null : this.agenda.get(key);
+      const heading = key === null ? this.t("Other documents")
+        : item ? `${item.position ?? ""}. ${item.title}` : `${this.t("Agenda item")} ${key}`;
+      section.append(el("h2", "doc-group-title", heading));
+      const list = el("ul", "doc-items");
+      const docs = groups.get(key).sort((a, b) => String(a.created_at).localeCompare(String(b.created_at)));
+      for (const doc of docs) list.append(this.#item(doc));
+      section.append(list);
+      return section;
+    }));
+  }
+
+  #item(doc) {
+    const li = el("li", "doc-item");
+    li.dataset.documentId = String(doc.id);
+    const open = el("button", "doc-open");
+    open.type = "button";
+    open.append(el("span", "doc-name"), el("span", "doc-meta"));
+    open.addEventListener("click", () => this.onOpen(doc.id));
+    const status = el("div", "doc-status");
+    const bar = el("div", "bar");
+    bar.append(el("div", "bar-fill"));
+    status.append(bar, el("span", "doc-status-text"));
+    li.append(open, status);
+    if (this.canManage) {
+      const publish = el("button", "doc-publish tool-wide");
+      publish.type = "button";
+      publish.addEventListener("click", () => this.#togglePublish(doc.id, publish));
+      li.append(publish);
+    }
+    this.#paintItem(li, doc);
+    return li;
+  }
+
+  #paintItem(li, doc) {
+    if (!li) return;
+    const t = this.t;
+    li.dataset.status = doc.status;
+    li.classList.toggle("current", doc.id === this.current);
+    li.querySelector(".doc-name").textContent = doc.title;
+    const meta = [];
+    if (doc.page_count) meta.push(`${doc.page_count} ${t("pages")}`);
+    if (doc.confidential) meta.push(t("Confidential"));
+    if (!doc.published) meta.push(t("Not published"));
+    if (doc.version > 1) meta.push(`${t("version")} ${doc.version}`);
+    li.querySelector(".doc-meta").textContent = meta.join(" · ");
+    const ready = doc.status === "ready" || doc.status === "ready_with_warnings";
+    li.querySelector(".doc-open").disabled = !ready;
+    const p = this.progress.get(doc.id) ?? doc.progress ?? null;
+    const percent = ready ? 100 : p ? progressPercent(p.stage, p.done, p.total) : 0;
+    const statusBox = li.querySelector(".doc-status");
+    // The bar stays for managers (they watch uploads finish); delegates only see ready ones.
+    statusBox.hidden = ready && !this.canManage;
+    const bar = li.querySelector(".bar");
+    bar.dataset.percent = String(percent);
+    bar.setAttribute("role", "progressbar");
+    bar.setAttribute("aria-valuenow", String(percent));
+    bar.setAttribute("aria-valuemin", "0");
+    bar.setAttribute("aria-valuemax", "100");
+    bar.classList.toggle("rejected", doc.status === "rejected");
+    li.querySelector(".bar-fill").style.width = `${doc.status === "rejected" ? 100 : percent}%`;
+    li.querySelector(".doc-status-text").textContent = this.#statusText(doc, p);
+    const publish = li.querySelector(".doc-publish");
+    if (publish) {
+      publish.textContent = doc.published ? t("Withdraw") : t("Publish");
+      publish.disabled = doc.status === "rejected";
+    }
+  }
+
+  #statusText(doc, p) {
+    const t = this.t;
+    if (doc.status === "ready") return t("Ready");
+    if (doc.status === "ready_with_warnings") return t("Ready (with warnings)");
+    if (doc.status === "rejected") {
+      const r = doc.rejection ?? p?.rejection;
+      return `${t("Rejected")}: ${(this.lang === "vi" ? r?.message_vi : r?.message_en) ?? ""}`;
+    }
+    if (!p || p.stage === "validating") return t("Checking the file…");
+    if (p.stage === "converting") return t("Converting to PDF…");
+    return `${t("Preparing pages")} ${p.done}/${p.total}`;
+  }
+
+  async #togglePublish(documentId, button) {
+    const doc = this.docs.get(documentId);
+    button.disabled = true;
+    try {
+      this.upsert(await this.client.publish(documentId, !doc.published));
+    } catch (error) {
+      this.toast(error.message);
+      button.disabled = false;
+    }
+  }
+
+  // --- upload -----------------------------------------------------------------------------------
+
+  #fillAgendaSelect() {
+    const select = this.root.querySelector("#upload-agenda");
+    if (!select) return;
+    const items = [...this.agenda.entries()].sort((a, b) => a[1].position - b[1].position);
+    select.replaceChildren(select.options[0], ...items.map(([id, item]) => {
+      const option = el("option", null, `${item.position}. ${item.title}`);
+      option.value = String(id);
+      return option;
+    }));
+  }
+
+  #wireUpload() {
+    const form = this.root.querySelector("#upload-form");
+    if (!form) return;
+    const bar = form.querySelector("#upload-bar");
+    const status = form.querySelector("#upload-status");
+    const submit = form.querySelector("#upload-submit");
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const file = form.querySelector("#upload-file").files[0];
+      if (!file) return;
+      const agenda = form.querySelector("#upload-agenda").value;
+      const publish = form.querySelector("#upload-publish").checked;
+      submit.disabled = true;
+      bar.hidden = false;
+      bar.classList.remove("rejected");
+      const fill = bar.querySelector(".bar-fill");
+      const show = (sent, total) => {
+        const percent = total ? Math.round(100 * sent / total) : 0;
+        fill.style.width = `${percent}%`;
+        bar.dataset.percent = String(percent);
+        status.textContent = `${this.t("Uploading")} ${percent}%`;
+      };
+      show(0, file.size);
+      try {
+        const doc = await this.client.upload(file, {
+          title: form.querySelector("#upload-title").value.trim(),
+          agendaItemId: agenda ? Number(agenda) : null,
+          confidential: form.querySelector("#upload-confidential").checked,
+        }, show);
+        show(file.size, file.size);
+        status.textContent = this.t("Uploaded; the pages are being prepared.");
+        this.upsert(doc);
+        if (publish) this.upsert(await this.client.publish(doc.id, true));
+        form.reset();
+        bar.hidden = true;
+      } catch (error) {
+        bar.classList.add("rejected");
+        status.textContent = error.message;
+        if (error.code === "duplicate" && error.documentId) {
+          status.textContent = `${this.t("This file was already uploaded.")}`;
+        }
+      } finally {
+        submit.disabled = false;
+      }
+    });
+  }
+
+  // --- search -----------------------------------------------------------------------------------
+
+  #wireSearch() {
+    const form = this.root.querySelector("#search-form");
+    const input = this.root.querySelector("#search-input");
+    const results = this.root.querySelector("#search-results");
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const q = input.value.trim();
+      if (!q) { results.hidden = true; return; }
+      results.hidden = false;
+      results.replaceChildren(el("p", "muted", this.t("Searching…")));
+      try {
+        const answer = await this.client.search(q);
+        results.replaceChildren(...this.#hits(answer.hits));
+      } catch (error) {
+        results.replaceChildren(el("p", "error", error.message));
+      }
+    });
+    input.addEventListener("search", () => { if (!input.value) results.hidden = true; });
+  }
+
+  #hits(hits) {
+    if (!hits.length) return [el("p", "muted", this.t("Nothing found."))];
+    const list = el("ul", "hits");
+    for (const hit of hits) {
+      const li = el("li");
+      const b = el("button", "hit");
+      b.type = "button";
+      b.dataset.documentId = String(hit.document_id);
+      b.dataset.page = String(hit.page);
+      b.append(el("span", "hit-where", `${hit.title} · ${this.t("page")} ${hit.page + 1}`));
+      const snippet = el("span", "hit-snippet");
+      const s = hit.snippet ?? "";
+      const mark = el("mark", null, s.slice(hit.start, hit.end));
+      snippet.append(s.slice(0, hit.start), mark, s.slice(hit.end));
+      b.append(snippet);
+      b.addEventListener("click", () => this.onOpen(hit.document_id, hit.page));
+      li.append(b);
+      list.append(li);
+    }
+    return [list];
+  }
+}

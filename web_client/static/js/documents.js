@@ -1,0 +1,116 @@
+// The documents page of a meeting: wires the list, the viewer, the offline queue and the
+// live connection together. Everything it knows about the wire is in documents-api.js.
+
+import { DocumentsClient } from "./documents-api.js";
+import { DocList } from "./doc-list.js";
+import { DocViewer } from "./doc-viewer.js";
+import { loadCatalog, t } from "./i18n.js";
+import { OfflineIndicator, OpQueue } from "./offline.js";
+import { Signaling } from "./signaling.js";
+
+await loadCatalog();
+document.body.classList.add("docs-page");
+const root = document.getElementById("documents");
+const meetingId = Number.parseInt(root.dataset.meetingId, 10);
+const drawer = document.getElementById("doc-drawer");
+const drawerToggle = document.getElementById("drawer-toggle");
+const toastBox = document.getElementById("toast");
+
+let toastTimer = 0;
+function toast(text) {
+  toastBox.textContent = text;
+  toastBox.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { toastBox.hidden = true; }, 5000);
+}
+
+const signaling = new Signaling();
+const client = new DocumentsClient(signaling, meetingId);
+client.userId = root.dataset.me;
+const indicator = new OfflineIndicator(document.getElementById("net-state"), t);
+const queue = new OpQueue(client, root.dataset.me);
+const viewer = new DocViewer({ root, client, queue, t, toast });
+
+function setDrawer(open) {
+  root.classList.toggle("drawer-open", open);
+  drawerToggle.setAttribute("aria-expanded", String(open));
+}
+drawerToggle.addEventListener("click", () => setDrawer(!root.classList.contains("drawer-open")));
+// A tap on the scrim beside the open drawer closes it (the scrim is the viewer's ::after).
+document.getElementById("viewer").addEventListener("click", (e) => {
+  if (e.target.id === "viewer" && root.classList.contains("drawer-open")) setDrawer(false);
+});
+
+async function openDocument(documentId, page = 0, user = true) {
+  if (await viewer.open(documentId, page, { user })) setDrawer(false);
+}
+const list = new DocList({ root, client, t, toast, onOpen: openDocument });
+viewer.onOpened = (doc) => list.setCurrent(doc?.id ?? null);
+
+queue.onAck = (opId, result) => viewer.handleAck(opId, result);
+queue.onReject = (opId, error) => viewer.handleReject(opId, error);
+queue.onSizeChange = (n) => {
+  indicator.setWaiting(n);
+  root.dataset.unsent = String(n);
+};
+
+client.onProgress = (ev) => { list.handleProgress(ev); viewer.handleProgress(ev); };
+client.onDocumentUpdated = (doc) => list.upsert(doc);
+client.onDocumentWithdrawn = (id) => {
+  list.remove(id);
+  if (root.dataset.canUpload !== "true") viewer.handleWithdrawn(id);
+};
+client.onDocumentVersion = (id, version) => viewer.handleVersion(id, version);
+client.onAnnotationEvent = (id, version, ev) => viewer.handleAnnotationEvent(id, version, ev);
+client.onPresentState = (state) => viewer.follow.handleState(state);
+client.onPointer = (p) => viewer.follow.showPointer(p);
+
+function showNetwork() {
+  const online = navigator.onLine && signaling.socket.connected;
+  indicator.setOnline(online);
+  root.dataset.online = String(online);
+}
+
+let everConnected = false;
+signaling.onConnectionChange = async (connected) => {
+  showNetwork();
+  if (!connected) return;
+  try {
+    await signaling.joinMeeting(meetingId);
+  } catch (error) {
+    toast(error.message);
+    return;
+  }
+  if (everConnected) {
+    await viewer.reconnected();
+    list.load();
+  }
+  everConnected = true;
+  await viewer.follow.refresh();
+  queue.flush();
+};
+
+// A tablet that lost Wi-Fi knows at once; do not wait for socket.io's heartbeat to notice.
+window.addEventListener("offline", () => {
+  signaling.socket.disconnect();
+  showNetwork();
+});
+window.addEventListener("online", () => {
+  if (!signaling.socket.connected) signaling.socket.connect();
+  showNetwork();
+});
+// Should an "online" event never come (it is not reliable everywhere), try again anyway.
+setInterval(() => {
+  if (navigator.onLine && !signaling.socket.connected && !signaling.socket.active) {
+    signaling.socket.connect();
+  }
+}, 5000);
+
+await list.load();
+const params = new URLSearchParams(window.location.search);
+if (params.has("doc")) {
+  await openDocument(Number(params.get("doc")), Math.max(0, Number(params.get("page") ?? 1) - 1), false);
+} else if (window.matchMedia("(max-width: 1099px)").matches) {
+  setDrawer(true);
+}
+root.dataset.ready = "true";

@@ -1,0 +1,97 @@
+// Small DOM and formatting helpers for the procedure panel (no framework, no innerHTML).
+import { t } from "./i18n.js";
+
+/**
+ * Build an element: h("button", {class: "primary", onclick: fn}, "Text", child…).
+ * Props starting with "on" become listeners; "dataset" is an object; others are attributes.
+ */
+export function h(tag, props = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(props ?? {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key === "value") el.value = value;
+    else if (key === "checked") el.checked = Boolean(value);
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+/** Replace an element's children. */
+export function fill(el, ...children) {
+  el.replaceChildren();
+  for (const child of children.flat()) if (child) el.append(child);
+}
+
+/** 75 → "01:15"; 3700 → "1:01:40"; negative values keep their sign. */
+export function clock(seconds) {
+  const sign = seconds < 0 ? "−" : "";
+  let s = Math.abs(Math.round(seconds));
+  const hours = Math.floor(s / 3600);
+  s -= hours * 3600;
+  const mm = String(Math.floor(s / 60)).padStart(2, "0");
+  const ss = String(s % 60).padStart(2, "0");
+  return hours ? `${sign}${hours}:${mm}:${ss}` : `${sign}${mm}:${ss}`;
+}
+
+const STANDARD_OPTIONS = { agree: "Agree", disagree: "Disagree", abstain: "Abstain" };
+
+/** The label of option i of a vote, in the page's language. */
+export function optionLabel(vote, i) {
+  const raw = vote.options[i];
+  return vote.custom_options ? raw : t(STANDARD_OPTIONS[raw] ?? raw);
+}
+
+const STATUSES = { in_person: "Present in the room", online: "Present online", absent: "Absent" };
+
+/** An attendance status (in_person | online | absent | null) in the page's language. */
+export function statusLabel(status) {
+  return status ? t(STATUSES[status] ?? status) : t("Not checked in");
+}
+
+const ERRORS = {
+  not_checked_in: "Check in first.",
+  already_voted: "You have already voted.",
+  vote_closed: "The vote is closed.",
+  vote_open: "Another vote is still open.",
+  rate_limited: "Too many requests; wait a moment.",
+  forbidden: "You are not allowed to do that.",
+  meeting_not_open: "The meeting is not open.",
+  already_requested: "You are already in the queue.",
+  roll_call_closed: "The roll call is not open.",
+  stale: "An older change arrived late and was ignored.",
+};
+
+/** A user-facing message for an API or socket error. */
+export function errorText(error) {
+  const msgid = ERRORS[error?.code];
+  return msgid ? t(msgid) : (error?.message || t("Something went wrong."));
+}
+
+/** The seq of the voter's next ballot for a vote: increasing across reloads of the page. */
+export function nextBallotSeq(voteId) {
+  const key = `hopso.ballot-seq.${voteId}`;
+  const stored = Number.parseInt(localStorage.getItem(key) ?? "0", 10) || 0;
+  const tenths = Math.floor((Date.now() - Date.UTC(2025, 0, 1)) / 100);
+  const seq = Math.min(Math.max(stored + 1, tenths), 2 ** 31 - 1);
+  localStorage.setItem(key, String(seq));
+  return seq;
+}
+
+export function saveReceipt(voteId, receipt) {
+  localStorage.setItem(`hopso.receipt.${voteId}`, receipt);
+}
+
+export function loadReceipt(voteId) {
+  return localStorage.getItem(`hopso.receipt.${voteId}`);
+}
+
+/** Translate, then fill {placeholders}: tf("{n} of {total}", {n: 1, total: 3}). */
+export function tf(msgid, vars) {
+  return t(msgid).replace(/\{(\w+)\}/g, (_, key) => String(vars?.[key] ?? ""));
+}

@@ -1,6 +1,6 @@
 """The documents of a meeting: who may see them, their versions, and their JSON form.
 
-Access rules (docs/documents-protocol.md): members with `view` see published documents;
+Access rules (docs/protocol.md (Documents)): members with `view` see published documents;
 "managers" (roles holding `manage` or `upload_document`) see all. A document the caller may
 not see is NotFound, like one that does not exist.
 """

@@ -3,7 +3,7 @@
 Secret ballots (`VoteBallot`) carry no user id, no timestamp and no ordering clue: a random
 UUID primary key, and on SQLite the table is WITHOUT ROWID so not even the hidden rowid
 keeps the insertion order. Who took part is in `VoteParticipation`, which holds no option
-for a secret vote. See docs/procedure.md, "Secret ballots".
+for a secret vote. See docs/protocol.md (Meeting procedure), "Secret ballots".
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Live annotations: one in-memory AnnotationLog per document version, rebuilt lazily from the
 stored ops; every accepted op is stored before it is acknowledged, then pushed to viewers.
 
-Pushes (docs/documents-protocol.md): the author's connections get the op as they see it
+Pushes (docs/protocol.md (Documents)): the author's connections get the op as they see it
 (`own: true`); the document's other subscribers get it projected for their class — everyone
 (`meeting` annotations) or presenters (plus `presenter` ones) — and nothing for ops they may
 not see. Ops on one document are serialised by a per-document lock, which also orders the

@@ -1,7 +1,7 @@
 """socket.io events of the meeting procedure: one schema and one small handler per event.
 
 Every change goes through `run_change` (access check, meeting lock, audit entry, commit,
-then a seq-stamped push to the meeting room). docs/procedure.md lists payloads and acks.
+then a seq-stamped push to the meeting room). docs/protocol.md (Meeting procedure) lists payloads and acks.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class SiteCounts(EventSchema):
 
 def register(rt: Realtime) -> None:
     live = rt.app[LIVE] = ProcedureLive(rt.app)
-    rt.app.on_cleanup.append(live.close)
+    rt.app.on_shutdown.append(live.close)  # before cleanup closes the database
     _register_state(rt)
     _register_attendance(rt)
     _register_floor(rt)

@@ -1,4 +1,4 @@
-// The one module that knows the documents protocol (docs/documents-protocol.md): REST route
+// The one module that knows the documents protocol (docs/protocol.md (Documents)): REST route
 // paths, socket.io event names and payload shapes. Pages call methods and set callbacks.
 
 import { api, csrfToken } from "./api.js";

@@ -29,7 +29,7 @@ export class Signaling {
   joinMeeting(meetingId) { return this.request("meeting:join", { meeting_id: meetingId }); }
   leaveMeeting(meetingId) { return this.request("meeting:leave", { meeting_id: meetingId }); }
 
-  // --- Meeting procedure (docs/procedure.md): agenda, attendance, floor, votes, minutes. ---
+  // --- Meeting procedure (docs/protocol.md (Meeting procedure)): agenda, attendance, floor, votes, minutes. ---
   // Every pushed event carries {meeting_id, seq, server_time}; a page keeps the newest seq
   // per aspect (per vote for votes) and drops older ones, since events may arrive out of order.
 

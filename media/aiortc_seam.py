@@ -85,6 +85,9 @@ class SeamDtlsTransport(RTCDtlsTransport):
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
         self.on_rtp(data)
+        # aiortc's receive loop drains a whole frame burst without yielding; one fan-out can
+        # take milliseconds, so give other transports and tasks a turn between packets.
+        await asyncio.sleep(0)
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
         self.on_rtcp(data)

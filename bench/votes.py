@@ -1,6 +1,6 @@
 """Benchmark: N delegates vote over socket.io against a real server process.
 
-    .venv/bin/python -m bench.votes [--quick] [--json PATH] [--delegates 500] [--rounds N]
+    .venv/bin/python bench/votes.py [--quick] [--json PATH] [--delegates 500] [--rounds N]
 
 Seeds a meeting of N checked-in delegates in a fresh data directory (SQLite unless
 --database-url), starts `run.py` on loopback with HOPSO_FAST_HASH=1, logs every delegate in
@@ -36,6 +36,9 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HOPSO_FAST_HASH", "1")  # before server.passwords is imported
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python bench/votes.py` as well as `python -m bench.votes`
+    sys.path.insert(0, str(ROOT))
 
 import aiohttp
 import psutil
@@ -44,7 +47,6 @@ import socketio
 from bench.seed import BenchMeeting, seed_bench_meeting
 from server.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET_P99_MS = 300.0
 
 
@@ -256,7 +258,7 @@ def print_table(report: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.votes", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="bench/votes.py", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="two rounds (open, secret)")
     parser.add_argument("--json", type=Path, help="write {results, summary} to this file")
     parser.add_argument("--delegates", type=int, default=500)

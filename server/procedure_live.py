@@ -59,8 +59,12 @@ class ProcedureLive:
         max_workers=1, thread_name_prefix="minutes"))
 
     async def close(self, _: web.Application | None = None) -> None:
-        for task in [*self._tasks, *self._drainers.values()]:
+        """On shutdown, before the database closes: stop pushes and batches, and wait for
+        them to unwind (a task cancelled mid-transaction must roll back on an open pool)."""
+        tasks = [t for t in (*self._tasks, *self._drainers.values()) if not t.done()]
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self.renderer.shutdown(wait=False, cancel_futures=True)
 
     @property
@@ -145,9 +149,9 @@ class ProcedureLive:
         savepoints; if a change fails other than by a DomainError raised before writing,
         the whole attempt rolls back and is redone with one savepoint per change."""
         for careful in (False, True):
-            todo = [p for p in batch if not p.future.done()]
+            todo = [p for p in batch if not p.future.done()]  # callers that went away are skipped
             try:
-                applied, emits, seq = await self._run_batch(meeting_id, todo, careful)
+                outcomes, emits, seq = await self._run_batch(meeting_id, todo, careful)
             except _Retry:
                 continue
             except BaseException as exc:
@@ -156,15 +160,18 @@ class ProcedureLive:
                 if not isinstance(exc, Exception):
                     raise
                 return
-            for pending, result in applied:  # only now: their changes are committed
-                if not pending.future.done():
-                    pending.future.set_result((result, seq))
+            for pending, outcome in outcomes:  # only now: the batch is committed
+                if isinstance(outcome, Exception):
+                    pending.fail(outcome)
+                elif not pending.future.done():
+                    pending.future.set_result((outcome, seq))
             await self.emit(meeting_id, seq, emits)
             return
 
     async def _run_batch(self, meeting_id: int, batch: list[_Pending], careful: bool
                          ) -> tuple[list[tuple[_Pending, Any]], list[Emit], int]:
-        applied: list[tuple[_Pending, Any]] = []
+        """One attempt; returns each change's result or refusal, to hand out after commit."""
+        outcomes: list[tuple[_Pending, Any]] = []
         emits: list[Emit] = []
         async with self.lock(meeting_id):
             async with self.app[keys.DB].session() as s:
@@ -182,12 +189,13 @@ class ProcedureLive:
                             if not careful and not (isinstance(exc, DomainError) and s.is_active):
                                 raise _Retry from exc  # it may have written: redo carefully
                             audit.buffer_rewind(s, mark)  # that change alone is refused
-                            pending.fail(exc if isinstance(exc, DomainError) else Conflict(
-                                "this conflicts with another change; nothing was applied"))
+                            outcomes.append((pending, exc if isinstance(exc, DomainError) else
+                                            Conflict("this conflicts with another change; "
+                                                     "nothing was applied")))
                             continue
-                        applied.append((pending, result))
+                        outcomes.append((pending, result))
                         emits.extend(more)
-                return applied, emits, state.seq
+                return outcomes, emits, state.seq
 
 
 class _Retry(Exception):

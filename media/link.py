@@ -58,6 +58,7 @@ from .events import (
     RenegotiationNeeded,
 )
 from .peer import Peer
+from .ratelimit import TokenBucket
 from .router import Router
 from .types import CloseReason, ProducerOrigin, ServerOffer
 
@@ -82,22 +83,6 @@ class LinkLimits:
     rate_per_s: float = 200.0  # requests accepted from the other end...
     burst: float = 400.0  # ...with this burst (token bucket)
     repull_window_s: float = 60.0  # lost imports are re-pulled if they return within this
-
-
-class TokenBucket:
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = burst
-        self.stamp = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 @dataclass

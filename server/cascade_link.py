@@ -42,7 +42,8 @@ from typing import Any
 import socketio
 
 from media import SFU
-from media.link import Cascade, LinkEnd, LinkLimits, TokenBucket
+from media.link import Cascade, LinkEnd, LinkLimits
+from media.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 

@@ -56,6 +56,7 @@ from media import (
     TransportStateChanged,
     UnsupportedCodecError,
 )
+from media.ratelimit import TokenBucket
 from rooms.errors import Conflict, DomainError, Forbidden, NotFound
 from rooms.models import Meeting, MeetingRole, MeetingStatus, Site, User
 from server.realtime import meeting_room
@@ -96,25 +97,6 @@ def media_failure(exc: MediaError) -> MediaFailure:
     """The error ack for an SFU error: a stable code and the SFU's message."""
     code = next(c for kind, c in MEDIA_ERROR_CODES if isinstance(exc, kind))
     return MediaFailure(str(exc) or type(exc).__name__, code=code)
-
-
-@dataclass
-class TokenBucket:
-    rate: float
-    capacity: float
-    tokens: float = -1.0
-    stamp: float = 0.0
-
-    def take(self, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        if self.tokens < 0:
-            self.tokens, self.stamp = self.capacity, now
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 @dataclass

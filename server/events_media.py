@@ -169,10 +169,7 @@ def _register_session(rt: Realtime) -> None:
             raise Conflict(f"you are in this meeting's video on {len(mine)} devices already; "
                            "leave on one first", code="too_many")
         site = await _site_of(ctx, ctx.user)
-        try:
-            member = await hub.add_member(ctx.sid, p.meeting_id, ctx.user, access.role, site)
-        except MediaError as exc:
-            raise media_failure(exc) from None
+        member = await hub.add_member(ctx.sid, p.meeting_id, ctx.user, access.role, site)
         await ctx.sio.enter_room(ctx.sid, meeting_room(p.meeting_id))
         return {**_config(ctx, access), "peer_id": member.peer_id, "me": member.peer_dict(),
                 "peers": hub.peers(p.meeting_id), "producers": hub.producers(p.meeting_id),
@@ -209,10 +206,7 @@ def _register_negotiation(rt: Realtime) -> None:
     async def publish(ctx: EventContext, p: Publish) -> dict[str, Any]:
         member = await _member(ctx, p.meeting_id, Action.publish_media)
         hub = _hub(ctx)
-        try:
-            result = await hub.peer(member).publish(p.sdp, p.sources)
-        except MediaError as exc:
-            raise media_failure(exc) from None
+        result = await hub.peer(member).publish(p.sdp, p.sources)
         added = {info.id for info in result.added}
         return {"sdp": result.sdp, "removed": result.removed,
                 "added": [d for d in hub.producers(p.meeting_id) if d["id"] in added]}
@@ -239,10 +233,7 @@ def _register_negotiation(rt: Realtime) -> None:
         if member.consumers_created + len(new) > MAX_CONSUMERS_EVER:
             raise Conflict("this media session has received too many streams; leave and "
                            "join again to start afresh", code="too_many")
-        try:
-            subscription = await peer.subscribe(*ids)
-        except MediaError as exc:
-            raise media_failure(exc) from None
+        subscription = await peer.subscribe(*ids)
         member.consumers_created += len(new)
         return {"consumers": [
             {"id": c.id, "mid": c.mid, "producer_id": c.producer_id,
@@ -253,28 +244,19 @@ def _register_negotiation(rt: Realtime) -> None:
     @rt.on("media:unsubscribe", ConsumerRef)
     async def unsubscribe(ctx: EventContext, p: ConsumerRef) -> dict[str, Any]:
         member = await _member(ctx, p.meeting_id)
-        try:
-            offer = await _hub(ctx).peer(member).unsubscribe(p.consumer_id)
-        except MediaError as exc:
-            raise media_failure(exc) from None
+        offer = await _hub(ctx).peer(member).unsubscribe(p.consumer_id)
         return {"offer": offer_dict(offer)}
 
     @rt.on("media:answer", Answer)
     async def answer(ctx: EventContext, p: Answer) -> dict[str, Any]:
         member = await _member(ctx, p.meeting_id)
-        try:
-            offer = await _hub(ctx).peer(member).set_answer(p.sdp)
-        except MediaError as exc:
-            raise media_failure(exc) from None
+        offer = await _hub(ctx).peer(member).set_answer(p.sdp)
         return {"offer": offer_dict(offer)}
 
     @rt.on("media:restart-ice", MeetingRef)
     async def restart_ice(ctx: EventContext, p: MeetingRef) -> dict[str, Any]:
         member = await _member(ctx, p.meeting_id)
-        try:
-            offer = await _hub(ctx).peer(member).restart_ice()
-        except MediaError as exc:
-            raise media_failure(exc) from None
+        offer = await _hub(ctx).peer(member).restart_ice()
         return {"offer": offer_dict(offer)}
 
 
@@ -394,6 +376,7 @@ def setup(app: web.Application, realtime: Realtime) -> None:
     app[keys.MEDIA] = MediaHub(app, media_config(settings), MediaMetrics.create(registry),
                                stats_interval_s=interval)
     registry.register(MediaCollector(app))
+    realtime.map_errors(MediaError, media_failure)  # bad SDP, codec, state: a clear ack
     register(realtime)
     app.add_routes(routes)
     app.cleanup_ctx.append(_media_context)

@@ -25,6 +25,7 @@ from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 P = TypeVar("P", bound=BaseModel)
+E = TypeVar("E", bound=Exception)
 
 
 class EventSchema(BaseModel):
@@ -76,6 +77,8 @@ class Realtime:
         self.app, self.sio = app, sio
         self.metrics: Metrics = app[keys.METRICS]
         self.handlers: dict[str, _Registered[Any]] = {}
+        # Library errors a feature turns into DomainErrors once, here, not in every handler.
+        self._error_maps: list[tuple[type[Exception], Callable[[Any], DomainError]]] = []
         self.disconnect_hooks: list[Callable[[str], Awaitable[None]]] = []
         sio.on("connect", self._connect)
         sio.on("disconnect", self._disconnect)
@@ -97,6 +100,18 @@ class Realtime:
     def on_disconnect(self, hook: Callable[[str], Awaitable[None]]) -> None:
         """Run `hook(sid)` when a connection ends (e.g. to close its media peer)."""
         self.disconnect_hooks.append(hook)
+
+    def map_errors(self, kind: type[E], to: Callable[[E], DomainError]) -> None:
+        """Handlers may let `kind` escape; it is acknowledged as `to(exc)`."""
+        self._error_maps.append((kind, to))
+
+    def _as_domain_error(self, exc: Exception) -> DomainError | None:
+        if isinstance(exc, DomainError):
+            return exc
+        for kind, to in self._error_maps:
+            if isinstance(exc, kind):
+                return to(exc)
+        return None
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         request: web.Request | None = environ.get("aiohttp.request")
@@ -143,10 +158,11 @@ class Realtime:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "payload"
             return error_ack("invalid", f"{where}: {first['msg']}")
-        except DomainError as exc:
-            outcome = exc.code
-            return error_ack(exc.code, exc.message)
-        except Exception:
+        except Exception as exc:
+            domain = self._as_domain_error(exc)
+            if domain is not None:
+                outcome = domain.code
+                return error_ack(domain.code, domain.message)
             outcome = "internal"
             log.exception("socket event %s failed", event)
             return error_ack("internal", "internal error; the event was not applied")

@@ -14,10 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
-from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
-from rooms.models import utcnow
+from rooms.models import enum_column, utcnow
 
 
 class DocumentStatus(str, enum.Enum):
@@ -47,10 +46,6 @@ class VersionStatus(str, enum.Enum):
         return self in (VersionStatus.ready, VersionStatus.ready_with_warnings)
 
 
-def _enum(e: type[enum.Enum]) -> Any:
-    return Field(sa_column=Column(SAEnum(e, native_enum=False, length=32), nullable=False))
-
-
 def _json(nullable: bool = True) -> Any:
     return Field(default=None, sa_column=Column(JSON, nullable=nullable))
 
@@ -64,7 +59,7 @@ class Document(SQLModel, table=True):
     filename: str = Field(max_length=200)  # sanitised original name, for display only
     confidential: bool = False
     published: bool = False
-    status: DocumentStatus = _enum(DocumentStatus)
+    status: DocumentStatus = Field(sa_column=enum_column(DocumentStatus))
     version: int = 1  # the version viewers see
     created_by: int = Field(foreign_key="user.id")
     created_at: datetime = Field(default_factory=utcnow)
@@ -79,7 +74,7 @@ class DocumentVersion(SQLModel, table=True):
     number: int
     sha256: str = Field(max_length=64, index=True)
     size: int
-    status: VersionStatus = _enum(VersionStatus)
+    status: VersionStatus = Field(sa_column=enum_column(VersionStatus))
     pages_done: int = 0
     page_count: int | None = None
     page_sizes: list[list[float]] | None = _json()

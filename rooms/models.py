@@ -57,7 +57,7 @@ class UnitChange(str, enum.Enum):
     merged = "merged"
 
 
-def _enum(e: type[enum.Enum]) -> Column:  # type: ignore[type-arg]
+def enum_column(e: type[enum.Enum]) -> Column:  # type: ignore[type-arg]
     # Stored as plain strings (no native enum types) so migrations stay portable.
     return Column(SAEnum(e, native_enum=False, length=32), nullable=False)
 
@@ -67,7 +67,7 @@ class Unit(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200)
-    kind: UnitKind = Field(sa_column=_enum(UnitKind))
+    kind: UnitKind = Field(sa_column=enum_column(UnitKind))
     parent_id: int | None = Field(default=None, foreign_key="unit.id", index=True)
     merged_into_id: int | None = Field(default=None, foreign_key="unit.id")
     active: bool = True
@@ -79,7 +79,7 @@ class UnitEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     unit_id: int = Field(foreign_key="unit.id", index=True)
-    change: UnitChange = Field(sa_column=_enum(UnitChange))
+    change: UnitChange = Field(sa_column=enum_column(UnitChange))
     old_value: str | None = Field(default=None, max_length=200)
     new_value: str | None = Field(default=None, max_length=200)
     by_user_id: int | None = Field(default=None, foreign_key="user.id")
@@ -100,7 +100,7 @@ class User(SQLModel, table=True):
     username: str = Field(max_length=64, unique=True, index=True)
     full_name: str = Field(max_length=200)
     password_hash: str = Field(max_length=256)
-    role: Role = Field(sa_column=_enum(Role))
+    role: Role = Field(sa_column=enum_column(Role))
     unit_id: int | None = Field(default=None, foreign_key="unit.id")
     site_id: int | None = Field(default=None, foreign_key="site.id")
     disabled: bool = False
@@ -122,7 +122,7 @@ class Meeting(SQLModel, table=True):
     title: str = Field(max_length=300)
     description: str = Field(default="", max_length=4000)
     unit_id: int = Field(foreign_key="unit.id")  # the host unit (điểm cầu chính)
-    status: MeetingStatus = Field(sa_column=_enum(MeetingStatus))
+    status: MeetingStatus = Field(sa_column=enum_column(MeetingStatus))
     starts_at: datetime
     opened_at: datetime | None = None
     closed_at: datetime | None = None
@@ -140,4 +140,4 @@ class MeetingMember(SQLModel, table=True):
     meeting_id: int = Field(foreign_key="meeting.id", index=True)
     user_id: int | None = Field(default=None, foreign_key="user.id", index=True)
     site_id: int | None = Field(default=None, foreign_key="site.id")
-    role: MeetingRole = Field(sa_column=_enum(MeetingRole))
+    role: MeetingRole = Field(sa_column=enum_column(MeetingRole))

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from rooms.models import _enum, utcnow
+from rooms.models import enum_column, utcnow
 
 
 class AttendanceStatus(str, enum.Enum):
@@ -54,7 +54,7 @@ class ProcedureState(SQLModel, table=True):
     current_since: datetime | None = None
     floor_request_id: int | None = Field(default=None, foreign_key="floorrequest.id")
     roll_call_open: bool = False
-    quorum_rule: QuorumRule = Field(default=QuorumRule.majority, sa_column=_enum(QuorumRule))
+    quorum_rule: QuorumRule = Field(default=QuorumRule.majority, sa_column=enum_column(QuorumRule))
     conclusions: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
 
@@ -92,7 +92,7 @@ class Attendance(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     meeting_id: int = Field(foreign_key="meeting.id", index=True)
     user_id: int = Field(foreign_key="user.id")
-    status: AttendanceStatus = Field(sa_column=_enum(AttendanceStatus))
+    status: AttendanceStatus = Field(sa_column=enum_column(AttendanceStatus))
     reason: str = Field(default="", max_length=500)
     site_id: int | None = Field(default=None, foreign_key="site.id")
     recorded_by: int | None = Field(default=None, foreign_key="user.id")
@@ -123,7 +123,7 @@ class FloorRequest(SQLModel, table=True):
     user_id: int = Field(foreign_key="user.id")
     site_id: int | None = Field(default=None, foreign_key="site.id")
     for_site: bool = False  # the site speaks (its operator asked), not the person
-    status: FloorStatus = Field(sa_column=_enum(FloorStatus))
+    status: FloorStatus = Field(sa_column=enum_column(FloorStatus))
     requested_at: datetime = Field(default_factory=utcnow)
     granted_at: datetime | None = None
     ended_at: datetime | None = None
@@ -142,7 +142,7 @@ class Vote(SQLModel, table=True):
     custom_options: bool = False  # False: the standard agree / disagree / abstain
     secret: bool = False
     allow_change: bool = False
-    status: VoteStatus = Field(sa_column=_enum(VoteStatus))
+    status: VoteStatus = Field(sa_column=enum_column(VoteStatus))
     opened_at: datetime = Field(default_factory=utcnow)
     closed_at: datetime | None = None
     opened_by: int | None = Field(default=None, foreign_key="user.id")

@@ -45,7 +45,8 @@ from media import SFU, MediaConfig
 from media.link import Cascade, LinkLimits, connect_local
 from media.producer import Producer
 from media.rtp import InPacket
-from server.cascade_link import NodeCascade, NodeSettings
+from server.cascade_link import NodeCascade
+from server.settings import NodeSettings
 from tests.media.support import Publisher, Subscriber, encode_media, wait_for
 from tests.server.processes import free_port
 

@@ -383,7 +383,20 @@ class Cascade:
         # Imported producers lost without being released (link or path upstream
         # down), with when: re-pulled as soon as a catalog offers them again.
         self.lost: dict[str, float] = {}
+        self._observers: list[Callable[[], None]] = []
         self._remove_listener = router.add_listener(self._on_event)
+
+    def on_available_changed(self, observer: Callable[[], None]) -> None:
+        """Call `observer` (inline, must not block) when `available()` may have changed
+        because of a catalog or a link: the server tells its clients."""
+        self._observers.append(observer)
+
+    def _notify(self) -> None:
+        for observer in self._observers:
+            try:
+                observer()
+            except Exception:  # noqa: BLE001 - an observer never breaks the link
+                logger.exception("cascade: observer failed")
 
     def add_link(self, name: str, request: Request, push: bool = True) -> LinkEnd:
         """A new link end; `push=False` defers the first catalog (the other
@@ -404,6 +417,7 @@ class Cascade:
                 self.lost[producer_id] = now
             await end.close()
             self._catalog_changed_except(None)
+            self._notify()
 
     async def close(self) -> None:
         self._remove_listener()
@@ -441,6 +455,7 @@ class Cascade:
 
     def catalog_changed(self, source: LinkEnd) -> None:
         self._catalog_changed_except(source)
+        self._notify()
         now = time.monotonic()
         for producer_id, since in list(self.lost.items()):
             if now - since > self.limits.repull_window_s:

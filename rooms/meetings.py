@@ -35,6 +35,7 @@ def meeting_dict(meeting: Meeting, role: MeetingRole | None = None) -> dict[str,
         "starts_at": meeting.starts_at.isoformat(),
         "opened_at": meeting.opened_at.isoformat() if meeting.opened_at else None,
         "closed_at": meeting.closed_at.isoformat() if meeting.closed_at else None,
+        "cascade_key": meeting.cascade_key,  # set on a meeting mirrored from a parent node
     }
     if role is not None:
         data["my_role"] = role.value

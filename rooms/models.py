@@ -128,6 +128,8 @@ class Meeting(SQLModel, table=True):
     closed_at: datetime | None = None
     created_by: int | None = Field(default=None, foreign_key="user.id")
     created_at: datetime = Field(default_factory=utcnow)
+    # Set on a meeting mirrored from a parent node: "<owner node unit>/<owner's meeting id>".
+    cascade_key: str | None = Field(default=None, max_length=160, unique=True, index=True)
 
 
 class MeetingMember(SQLModel, table=True):

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from rooms.db import Database
 from server import api_admin, api_meetings, api_session, events_meeting, keys, pages
 from server import api_procedure, documents_app, events_procedure, pages_audit, pages_documents
-from server import events_media
+from server import events_media, node_app
 from server.auth import LoginLimiter, auth_middleware
 from server.i18n import Translator, catalog_handler, language_middleware
 from server.metrics import Metrics, metrics_handler
@@ -52,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     events_procedure.register(realtime)
     documents_app.setup(app, realtime)
     events_media.setup(app, realtime)  # after events_procedure: it hooks the floor queue
+    node_app.setup(app)  # a cascade node (HOPSO_NODE_UNIT): after events_media
 
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(WEB_CLIENT / "templates"),
                                autoescape=jinja2.select_autoescape(["html"]),

@@ -35,7 +35,6 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +43,7 @@ import socketio
 from media import SFU
 from media.link import Cascade, LinkEnd, LinkLimits
 from media.ratelimit import TokenBucket
+from server.settings import NodeConfigError, NodeSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,51 +51,7 @@ NAMESPACE = "/node"
 TOKEN_MAX_SKEW_S = 120
 MAX_MEETINGS_PER_LINK = 256
 FLOOD_STRIKES = 50  # refused events before a flooding link is dropped
-
-
-class NodeConfigError(Exception):
-    """Invalid cascade configuration."""
-
-
-@dataclass(frozen=True)
-class NodeSettings:
-    """This node's place in the tree.
-
-    HOPSO_NODE_UNIT        this node's administrative unit, e.g. "ward:dong-hoi-1"
-    HOPSO_PARENT_URL       the parent node's base URL (unset on the root)
-    HOPSO_NODE_SECRET      this node's credential toward its parent
-    HOPSO_NODE_CHILDREN    credentials of child units: "unit=secret,unit=secret"
-    """
-
-    unit: str
-    parent_url: str | None = None
-    secret: str | None = None
-    children: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> NodeSettings | None:
-        unit = (env.get("HOPSO_NODE_UNIT") or "").strip()
-        if not unit:
-            return None
-        parent = (env.get("HOPSO_PARENT_URL") or "").strip() or None
-        secret = (env.get("HOPSO_NODE_SECRET") or "").strip() or None
-        if parent and not parent.startswith(("http://", "https://")):
-            raise NodeConfigError("HOPSO_PARENT_URL must start with http:// or https://")
-        if parent and (not secret or len(secret) < 16):
-            raise NodeConfigError("HOPSO_NODE_SECRET (16+ characters) is needed with "
-                                  "HOPSO_PARENT_URL")
-        children: dict[str, str] = {}
-        for item in (env.get("HOPSO_NODE_CHILDREN") or "").split(","):
-            if not item.strip():
-                continue
-            name, sep, value = item.partition("=")
-            if not sep or not name.strip() or len(value.strip()) < 16:
-                raise NodeConfigError("HOPSO_NODE_CHILDREN entries are unit=secret "
-                                      "(secret of 16+ characters)")
-            children[name.strip()] = value.strip()
-        if unit in children:
-            raise NodeConfigError("a node cannot be its own child")
-        return cls(unit, parent, secret, children)
+PING_INTERVAL_S = 2.0  # RTT and meeting directory refresh, child -> parent
 
 
 def make_token(unit: str, secret: str, now: float | None = None) -> str:
@@ -132,16 +88,38 @@ class ChildLink:
     connected_at: float = field(default_factory=time.time)
 
 
+class MeetingDirectory:
+    """Which meetings a link may carry. A meeting's link key is
+    ``"<owner node unit>/<owner's meeting id>"`` on every node. This default (tests,
+    benchmarks) maps a key to a router of the same name and offers no meetings; the
+    server's (server/node_meetings.py) reads them from the database."""
+
+    async def router_for(self, key: str) -> str | None:
+        """The local router id of a meeting a child asks to join; None if unknown here."""
+        return key
+
+    async def offered(self) -> list[dict[str, Any]]:
+        """Meetings this node offers its children: ``{"key", "title", ...}``."""
+        return []
+
+    async def mirror(self, offered: list[dict[str, Any]]) -> None:
+        """The parent's offered meetings, to mirror locally."""
+
+
 class NodeCascade:
     """The cascade of one node: its meetings' link ends, its children (as a
     parent) and its link to its parent (as a child)."""
 
     def __init__(self, settings: NodeSettings, sfu: SFU, limits: LinkLimits | None = None,
-                 child_rate_per_s: float = 200.0, child_burst: float = 400.0) -> None:
+                 child_rate_per_s: float = 200.0, child_burst: float = 400.0,
+                 directory: MeetingDirectory | None = None) -> None:
         self.settings = settings
         self.sfu = sfu
         self.limits = limits or LinkLimits()
-        self.cascades: dict[str, Cascade] = {}
+        self.directory = directory or MeetingDirectory()
+        self.cascades: dict[str, Cascade] = {}  # link key -> cascade
+        self.routers: dict[str, str] = {}  # link key -> local router id (default: the key)
+        self._joins: set[asyncio.Future[None]] = set()
         self.credentials: dict[str, str] = dict(settings.children)
         self.children: dict[str, ChildLink] = {}  # sid -> link
         self.path: list[str] = [settings.unit]  # to the root, learned from the parent
@@ -154,11 +132,34 @@ class NodeCascade:
     def cascade(self, meeting: str) -> Cascade:
         found = self.cascades.get(meeting)
         if found is None or found.router.closed:
-            found = self.cascades[meeting] = Cascade(self.sfu.router(meeting),
-                                                     self.settings.unit, self.limits)
+            router = self.sfu.router(self.routers.get(meeting, meeting))
+            found = self.cascades[meeting] = Cascade(router, self.settings.unit, self.limits)
         return found
 
+    def owns(self, key: str) -> bool:
+        return key.startswith(f"{self.settings.unit}/")
+
+    def open(self, key: str, router_id: str) -> Cascade:
+        """The cascade of a local meeting; a meeting owned upstream is also joined on
+        the parent link (in the background: a child never waits on its parent here)."""
+        self.routers[key] = router_id
+        cascade = self.cascade(key)
+        parent = self.parent
+        if parent is not None and not self.owns(key) and key not in parent.meetings:
+            task = asyncio.ensure_future(parent.join(key))
+            self._joins.add(task)
+            task.add_done_callback(self._joined)
+        return cascade
+
+    def _joined(self, task: asyncio.Future[None]) -> None:
+        self._joins.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("cascade: joining upstream failed (retried on reconnect): %s",
+                        task.exception())
+
     async def close(self) -> None:
+        for task in list(self._joins):
+            task.cancel()
         if self.parent is not None:
             await self.parent.stop()
         for cascade in list(self.cascades.values()):
@@ -223,6 +224,7 @@ class NodeCascade:
         sio.on("join", self._on_join, namespace=NAMESPACE)
         sio.on("link", self._on_link, namespace=NAMESPACE)
         sio.on("ping", self._on_ping, namespace=NAMESPACE)
+        sio.on("meetings", self._on_meetings, namespace=NAMESPACE)
 
     def _refuse(self, reason: str, unit: Any = None) -> None:
         message = f"refused node link from {unit!r}: {reason}"
@@ -280,6 +282,11 @@ class NodeCascade:
     async def _on_ping(self, sid: str, data: Any = None) -> dict[str, Any]:
         return {"t": time.time()}
 
+    async def _on_meetings(self, sid: str, data: Any = None) -> dict[str, Any]:
+        if self._child(sid) is None:
+            return {"error": "refused"}
+        return {"meetings": await self.directory.offered()}
+
     async def _on_join(self, sid: str, data: Any = None) -> dict[str, Any]:
         link = self._child(sid)
         if link is None:
@@ -289,7 +296,11 @@ class NodeCascade:
             return {"error": "meeting must be a short string"}
         if meeting not in link.meetings and len(link.meetings) >= MAX_MEETINGS_PER_LINK:
             return {"error": "too many meetings on this link"}
-        cascade = self.cascade(meeting)
+        router_id = await self.directory.router_for(meeting)
+        if router_id is None:
+            log.warning("cascade: child %s asked for unknown meeting %r", link.unit, meeting)
+            return {"error": "unknown meeting"}
+        cascade = self.open(meeting, router_id)
         end = cascade.links.get(link.unit)
         if end is None or end.closed:
             cascade.add_link(link.unit, self._child_request(sid, meeting))
@@ -445,6 +456,7 @@ class ParentLink:
             raise ConnectionError("loop in configured parents")
         self.parent_unit = str(hello.get("unit"))
         self.node.path = [self.node.settings.unit, *path]
+        await self._sync_meetings(client)
         for meeting in sorted(self.meetings):
             await self._join(meeting)
 
@@ -478,12 +490,19 @@ class ParentLink:
         return await _dispatch(self.node.cascades, self.parent_unit, self.meetings, data)
 
     async def _ping(self, client: socketio.AsyncClient) -> None:
+        """RTT, and the parent's meetings to mirror, every PING_INTERVAL_S."""
         while True:
             started = time.monotonic()
             try:
                 await client.call("ping", {}, namespace=NAMESPACE, timeout=5)
                 self.rtt_ms = round((time.monotonic() - started) * 1000, 2)
+                await self._sync_meetings(client)
             except Exception:  # noqa: BLE001 - the disconnect handler decides
                 self.rtt_ms = None
-            await asyncio.sleep(2)
+            await asyncio.sleep(PING_INTERVAL_S)
+
+    async def _sync_meetings(self, client: socketio.AsyncClient) -> None:
+        reply = await client.call("meetings", {}, namespace=NAMESPACE, timeout=5)
+        if isinstance(reply, dict) and isinstance(reply.get("meetings"), list):
+            await self.node.directory.mirror(reply["meetings"])
 

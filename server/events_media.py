@@ -221,10 +221,7 @@ def _register_negotiation(rt: Realtime) -> None:
         member = await _member(ctx, p.meeting_id)
         peer = hub.peer(member)
         ids = list(dict.fromkeys(p.producer_ids))
-        known = {info.id for info in peer.router.producers()}
-        missing = [pid for pid in ids if pid not in known]
-        if missing:
-            raise NotFound(f"producer {missing[0]} not found in this meeting")
+        await hub.ensure_producers(member.meeting_id, ids)  # pulls remote ones over a link
         consumed = {c.producer.id for c in peer.consumers}
         new = [pid for pid in ids if pid not in consumed]
         if len(peer.consumers) + len(new) > MAX_ACTIVE_CONSUMERS:

@@ -13,6 +13,7 @@ from server.settings import Settings
 
 if TYPE_CHECKING:
     from server.auth import LoginLimiter
+    from server.cascade_link import NodeCascade
     from server.doc_runtime import DocumentRuntime
     from server.i18n import Translator
     from server.media_hub import MediaHub
@@ -27,3 +28,5 @@ LIMITER: web.AppKey["LoginLimiter"] = web.AppKey("limiter")
 TRANSLATOR: web.AppKey["Translator"] = web.AppKey("translator")
 DOCUMENTS: web.AppKey["DocumentRuntime"] = web.AppKey("documents")
 MEDIA: web.AppKey["MediaHub"] = web.AppKey("media")
+# Set only on a node configured for the cascade (HOPSO_NODE_UNIT); absent otherwise.
+NODE: web.AppKey["NodeCascade"] = web.AppKey("node")

@@ -9,7 +9,10 @@ one pump task turns events into socket.io emits, in order. docs/protocol.md, sec
 "Media (socket.io)", is the wire contract.
 
 Everything here is in-process: all clients of one meeting must reach the same process
-(the SFU cannot span processes).
+(the SFU cannot span processes). Meetings spanning cascade nodes (server/node_app.py) add
+a `Cascade` per meeting: producers of other nodes are listed from its catalogs (their
+``user_id`` is another node's, so they carry ``remote: true`` and no local ids), announced
+by diffing those catalogs, and pulled over the link when someone subscribes.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +59,7 @@ from media import (
     TransportStateChanged,
     UnsupportedCodecError,
 )
+from media.link import Cascade
 from media.ratelimit import TokenBucket
 from rooms.errors import Conflict, DomainError, Forbidden, NotFound
 from rooms.models import Meeting, MeetingRole, MeetingStatus, Site, User
@@ -269,6 +273,11 @@ class MediaHub:
         self._counted: dict[str, tuple[int, int, int]] = {}  # consumer id -> sent, bytes, dropped
         self._received: dict[str, int] = {}  # producer id -> packets received
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        # Cascade (set by server/node_app.py on a node): meeting -> its cascade, and the
+        # remote producers each meeting's clients were told about.
+        self.open_cascade: Callable[[int], Awaitable[Cascade]] | None = None
+        self.cascades: dict[int, Cascade] = {}
+        self.remote: dict[int, dict[str, dict[str, Any]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._remove_listener = self.sfu.add_listener(self._on_event)
 
@@ -322,6 +331,7 @@ class MediaHub:
                              site_id=site.id if site else None, site=site.name if site else None)
         router = self.sfu.router(str(meeting_id))
         router.add_peer(member.peer_id, member.app_data())
+        await self._attach_cascade(meeting_id)
         self.members[sid] = member
         self.by_peer[member.peer_id] = member
         if member.site_id is not None:
@@ -370,7 +380,61 @@ class MediaHub:
         router = self.router(meeting_id)
         if router is None:
             return []
-        return [self.producer_dict(meeting_id, p) for p in router.producers()]
+        local = [self.producer_dict(meeting_id, p) for p in router.producers()
+                 if not _relayed(p.app_data)]
+        return local + [_remote_dict(e) for e in self._remote_entries(meeting_id).values()]
+
+    # -- cascade -------------------------------------------------------------------------
+    async def _attach_cascade(self, meeting_id: int) -> None:
+        cascade = self.cascades.get(meeting_id)
+        if self.open_cascade is None or (cascade is not None and not cascade.router.closed):
+            return
+        cascade = self.cascades[meeting_id] = await self.open_cascade(meeting_id)
+        self.remote[meeting_id] = {}
+        cascade.on_available_changed(lambda: self._sync_remote(meeting_id))
+        self._sync_remote(meeting_id)
+
+    def _remote_entries(self, meeting_id: int) -> dict[str, dict[str, Any]]:
+        """Producers of other nodes this meeting's clients may subscribe to."""
+        cascade = self.cascades.get(meeting_id)
+        if cascade is None or cascade.router.closed:
+            return {}
+        local = {p.id for p in cascade.router.producers() if not _relayed(p.app_data)}
+        return {pid: e for pid, e in cascade.available().items() if pid not in local}
+
+    def _sync_remote(self, meeting_id: int) -> None:
+        """Tell clients what changed among remote producers (catalogs or link loss)."""
+        told = self.remote.setdefault(meeting_id, {})
+        now = self._remote_entries(meeting_id)
+        for pid, entry in now.items():
+            before = told.get(pid)
+            if before is None:
+                self._put("room", (meeting_id, "media:producer-added",
+                                   {"producer": _remote_dict(entry)}))
+            elif before["paused"] != entry["paused"]:
+                self._put("room", (meeting_id, "media:producer-paused", {
+                    "producer_id": pid, "peer_id": entry["peer_id"],
+                    "paused": entry["paused"], "paused_by": None}))
+        for pid, entry in told.items():
+            if pid not in now:
+                self._put("room", (meeting_id, "media:producer-closed", {
+                    "producer_id": pid, "peer_id": entry["peer_id"], "kind": entry["kind"],
+                    "source": entry["source"], "reason": "unpublished"}))
+        self.remote[meeting_id] = dict(now)
+
+    async def ensure_producers(self, meeting_id: int, producer_ids: list[str]) -> None:
+        """Make producers subscribable here: local ones exist; remote ones are pulled over
+        their link. Unknown ids are NotFound, and nothing is pulled then."""
+        router = self.router(meeting_id)
+        known = {p.id for p in router.producers()} if router else set()
+        remote = self._remote_entries(meeting_id)
+        missing = [pid for pid in producer_ids if pid not in known and pid not in remote]
+        if missing:
+            raise NotFound(f"producer {missing[0]} not found in this meeting")
+        cascade = self.cascades.get(meeting_id)
+        for pid in producer_ids:
+            if pid not in known and cascade is not None:
+                await cascade.ensure(pid)
 
     def peers(self, meeting_id: int) -> list[dict[str, Any]]:
         return [m.peer_dict() for m in self.members_of(meeting_id)]
@@ -506,7 +570,9 @@ class MediaHub:
             meeting_id = int(event.router_id)
         except ValueError:
             return
-        if isinstance(event, ProducerAdded):
+        if self._is_remote(meeting_id, event):
+            self._sync_remote(meeting_id)  # imported/released/paused relays: catalogs decide
+        elif isinstance(event, ProducerAdded):
             info = event.producer
             router = self.router(meeting_id)
             if router is not None and self.is_locked(meeting_id, info.app_data.get("user_id"),
@@ -546,6 +612,15 @@ class MediaHub:
                 "reason": event.reason.value})
         elif isinstance(event, PeerClosed):
             self._peer_closed(meeting_id, event)
+
+    def _is_remote(self, meeting_id: int, event: MediaEvent) -> bool:
+        if meeting_id not in self.cascades:
+            return False
+        if isinstance(event, ProducerAdded):
+            return _relayed(event.producer.app_data)
+        if isinstance(event, (ProducerClosed, ProducerPaused)):
+            return event.producer_id in self.remote.get(meeting_id, {})
+        return False
 
     def _to_peer(self, peer_id: str, name: str, data: dict[str, Any]) -> None:
         member = self.by_peer.get(peer_id)
@@ -690,5 +765,21 @@ class MediaHub:
                 self._forget_meeting(meeting_id)
 
     def _forget_meeting(self, meeting_id: int) -> None:
-        for table in (self.locks, self.site_locks, self.floor, self.quality, self.banned):
+        for table in (self.locks, self.site_locks, self.floor, self.quality, self.banned,
+                      self.cascades, self.remote):
             table.pop(meeting_id, None)
+
+
+def _relayed(app_data: dict[str, Any]) -> bool:
+    """A producer imported over a cascade link (its publisher is on another node)."""
+    return "cascade" in app_data
+
+
+def _remote_dict(entry: dict[str, Any]) -> dict[str, Any]:
+    """A producer of another node, as clients see it: names, no local ids."""
+    app = entry.get("app_data") or {}
+    return {"id": entry["id"], "peer_id": entry["peer_id"], "kind": entry["kind"],
+            "source": entry["source"], "codec": entry["codec"], "paused": entry["paused"],
+            "user_id": None, "site_id": None, "name": app.get("name"),
+            "site": app.get("site"), "role": app.get("role"), "paused_by": None,
+            "locked": False, "remote": True, "hops": entry.get("hops", 0)}

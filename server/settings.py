@@ -15,6 +15,51 @@ class ConfigError(Exception):
     """Invalid configuration; the message is one line a person can act on."""
 
 
+class NodeConfigError(ConfigError):
+    """Invalid cascade configuration."""
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """This node's place in the tree.
+
+    HOPSO_NODE_UNIT        this node's administrative unit, e.g. "ward:dong-hoi-1"
+    HOPSO_PARENT_URL       the parent node's base URL (unset on the root)
+    HOPSO_NODE_SECRET      this node's credential toward its parent
+    HOPSO_NODE_CHILDREN    credentials of child units: "unit=secret,unit=secret"
+    """
+
+    unit: str
+    parent_url: str | None = None
+    secret: str | None = None
+    children: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> NodeSettings | None:
+        unit = (env.get("HOPSO_NODE_UNIT") or "").strip()
+        if not unit:
+            return None
+        parent = (env.get("HOPSO_PARENT_URL") or "").strip() or None
+        secret = (env.get("HOPSO_NODE_SECRET") or "").strip() or None
+        if parent and not parent.startswith(("http://", "https://")):
+            raise NodeConfigError("HOPSO_PARENT_URL must start with http:// or https://")
+        if parent and (not secret or len(secret) < 16):
+            raise NodeConfigError("HOPSO_NODE_SECRET (16+ characters) is needed with "
+                                  "HOPSO_PARENT_URL")
+        children: dict[str, str] = {}
+        for item in (env.get("HOPSO_NODE_CHILDREN") or "").split(","):
+            if not item.strip():
+                continue
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip() or len(value.strip()) < 16:
+                raise NodeConfigError("HOPSO_NODE_CHILDREN entries are unit=secret "
+                                      "(secret of 16+ characters)")
+            children[name.strip()] = value.strip()
+        if unit in children:
+            raise NodeConfigError("a node cannot be its own child")
+        return cls(unit, parent, secret, children)
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -37,6 +82,7 @@ class Settings:
     login_attempts_per_5min: int = 10
     source_url: str = "https://example.invalid/hopso"  # AGPL: where users get the source
     timezone: str = "Asia/Ho_Chi_Minh"  # how pages show times (stored in UTC)
+    node: NodeSettings | None = None  # this node's place in a cascade (HOPSO_NODE_*)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -94,7 +140,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> 
         parser.add_argument(flag, action="store_true", default=_truthy(env.get(var)),
                             help=f"{text} [{var}]")
     args = parser.parse_args(list(argv))
-    return _validate(vars(args))
+    return _validate(vars(args), NodeSettings.from_env(env))
 
 
 def _truthy(value: str | None) -> bool:
@@ -120,7 +166,7 @@ def _ip(name: str, value: str) -> str:
         raise ConfigError(f"{name} must be an IP address, got {value!r}") from None
 
 
-def _validate(a: dict[str, object]) -> Settings:
+def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Settings:
     def s(key: str) -> str | None:
         value = a.get(key)
         return str(value) if value not in (None, "") else None
@@ -172,4 +218,5 @@ def _validate(a: dict[str, object]) -> Settings:
         document_workers=_int("--document-workers", s("document_workers"), 2, 1, 64),
         source_url=s("source_url") or Settings.source_url,
         timezone=zone,
+        node=node,
     )

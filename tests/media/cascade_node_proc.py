@@ -23,7 +23,8 @@ from aiohttp import web
 
 from media import SFU, MediaConfig
 from media.link import LinkLimits
-from server.cascade_link import NodeCascade, NodeSettings
+from server.cascade_link import NodeCascade
+from server.settings import NodeSettings
 
 from .support import Publisher, Subscriber, encode_media
 

@@ -15,7 +15,8 @@ from aiohttp import web
 
 from media import SFU
 from media.link import LinkLimits
-from server.cascade_link import NAMESPACE, NodeCascade, NodeSettings, make_token
+from server.cascade_link import NAMESPACE, NodeCascade, make_token
+from server.settings import NodeSettings
 from tests.server.processes import free_port
 
 from .conftest import make_config

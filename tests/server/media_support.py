@@ -147,7 +147,12 @@ class MediaClient:
 async def media_client(h: Harness, name: str, meeting_id: int) -> MediaClient:
     http = await h.login(name)
     sio = await connect(h, http)
-    client = MediaClient(name, http, sio, SioPeer(sio, meeting_id))
+    return listening(MediaClient(name, http, sio, SioPeer(sio, meeting_id)))
+
+
+def listening(client: MediaClient) -> MediaClient:
+    """Record every pushed media:* event; apply pushed offers."""
+    sio = client.sio
 
     def listener(event: str) -> Callable[[dict[str, Any]], None]:
         def heard(payload: dict[str, Any]) -> None:

@@ -56,8 +56,8 @@ def run_py(*args: str, env: dict[str, str] | None = None, timeout: float = 60
 
 
 def start_server(*args: str, env: dict[str, str] | None = None, scheme: str = "http",
-                 ready_timeout: float = 40) -> ServerProcess:
-    port = free_port()
+                 ready_timeout: float = 40, port: int | None = None) -> ServerProcess:
+    port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-u", "run.py", "--port", str(port), *args], cwd=ROOT, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from server.cascade_link import NodeConfigError, NodeSettings, check_token, make_token
+from server.cascade_link import check_token, make_token
+from server.settings import NodeConfigError, NodeSettings
 
 SECRET = "s" * 20
 

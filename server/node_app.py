@@ -1,0 +1,48 @@
+"""Wires the cascade (server/cascade_link.py, media/link.py) into the app on a node that
+has HOPSO_NODE_UNIT set: the ``/node`` socket.io namespace for child nodes, the link to
+the parent, meetings mirrored from the parent (server/node_meetings.py), and the media
+hub's per-meeting cascades. Without HOPSO_NODE_UNIT nothing here runs (the embedded
+default: one node hosts the whole tree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from media.link import Cascade
+from rooms.errors import NotFound
+from rooms.models import Meeting
+from server import keys
+from server.cascade_link import NodeCascade
+from server.node_meetings import DbDirectory
+
+
+def setup(app: web.Application) -> None:
+    """Call after events_media.setup (the hub's SFU carries the links)."""
+    settings = app[keys.SETTINGS]
+    if settings.node is None:
+        return
+    db, hub = app[keys.DB], app[keys.MEDIA]
+    directory = DbDirectory(db, settings.node.unit)
+    node = NodeCascade(settings.node, hub.sfu, directory=directory)
+    node.attach(app[keys.SIO])
+    app[keys.NODE] = node
+
+    async def open_cascade(meeting_id: int) -> Cascade:
+        async with db.session() as s:
+            meeting = await s.get(Meeting, meeting_id)
+        if meeting is None:
+            raise NotFound(f"meeting {meeting_id} not found")
+        return node.open(directory.key_of(meeting), str(meeting_id))
+
+    hub.open_cascade = open_cascade
+    app.cleanup_ctx.append(_node_context)  # after the media context: closes before the SFU
+
+
+async def _node_context(app: web.Application) -> AsyncIterator[None]:
+    node = app[keys.NODE]
+    node.start_parent_link()
+    yield
+    await node.close()

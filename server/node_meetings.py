@@ -1,0 +1,134 @@
+"""Meetings across cascade nodes, from the database.
+
+A meeting is owned by the node where it was scheduled; its link key is
+``"<owner node unit>/<owner's meeting id>"``. A parent offers its children every meeting it
+owns or mirrors that is scheduled or open; a child mirrors them as local meetings (same
+title, time and status, ``Meeting.cascade_key`` = the key) whose secretaries are this node's
+secretaries: they invite the local people and sites, who join on this node only. A mirror
+whose key the parent stops offering is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlmodel import col, select
+
+from rooms.db import Database
+from rooms.models import Meeting, MeetingMember, MeetingRole, MeetingStatus, Role, Unit, User, utcnow
+from server.cascade_link import MeetingDirectory
+
+log = logging.getLogger(__name__)
+LIVE = (MeetingStatus.scheduled, MeetingStatus.open)
+MAX_OFFERED = 500
+
+
+class Offered(BaseModel):
+    """One meeting a parent offers (validated: it comes from another server)."""
+
+    model_config = ConfigDict(extra="ignore")
+    key: str = Field(min_length=3, max_length=160, pattern=r"^[^/\s]+/\d+$")
+    title: str = Field(min_length=1, max_length=300)
+    description: str = Field(default="", max_length=4000)
+    starts_at: datetime
+    status: MeetingStatus
+
+
+class DbDirectory(MeetingDirectory):
+    def __init__(self, db: Database, unit: str) -> None:
+        self.db = db
+        self.unit = unit
+
+    def key_of(self, meeting: Meeting) -> str:
+        return meeting.cascade_key or f"{self.unit}/{meeting.id}"
+
+    async def router_for(self, key: str) -> str | None:
+        owner, _, number = key.rpartition("/")
+        async with self.db.session() as s:
+            if owner == self.unit:
+                meeting = await s.get(Meeting, int(number)) if number.isdigit() else None
+                if meeting is not None and meeting.cascade_key is not None:
+                    meeting = None  # a mirror is reached by its owner's key only
+            else:
+                meeting = (await s.exec(select(Meeting).where(Meeting.cascade_key == key))).first()
+        if meeting is None or meeting.status not in LIVE:
+            return None
+        return str(meeting.id)
+
+    async def offered(self) -> list[dict[str, Any]]:
+        async with self.db.session() as s:
+            rows = await s.exec(select(Meeting).where(col(Meeting.status).in_(LIVE))
+                                .order_by(col(Meeting.starts_at)).limit(MAX_OFFERED))
+            return [{"key": self.key_of(m), "title": m.title, "description": m.description,
+                     "starts_at": m.starts_at.isoformat(), "status": m.status.value}
+                    for m in rows.all()]
+
+    async def mirror(self, offered: list[dict[str, Any]]) -> None:
+        entries: dict[str, Offered] = {}
+        for raw in offered[:MAX_OFFERED]:
+            try:
+                entry = Offered.model_validate(raw)
+            except ValidationError as exc:
+                log.warning("cascade: ignoring a malformed offered meeting: %s",
+                            exc.errors()[0]["msg"])
+                continue
+            if not entry.key.startswith(f"{self.unit}/"):  # our own meetings never mirror
+                entries[entry.key] = entry
+        async with self.db.session() as s:
+            mirrors = {m.cascade_key: m for m in (await s.exec(
+                select(Meeting).where(col(Meeting.cascade_key).is_not(None)))).all()
+                if m.cascade_key}
+            host = (await s.exec(select(Unit).where(col(Unit.parent_id).is_(None))
+                                 .order_by(col(Unit.id)))).first()
+            changed = False
+            for key, entry in entries.items():
+                meeting = mirrors.get(key)
+                if meeting is None:
+                    if host is None or host.id is None or entry.status is MeetingStatus.closed:
+                        continue
+                    meeting = Meeting(title=entry.title, description=entry.description,
+                                      unit_id=host.id, status=entry.status,
+                                      starts_at=entry.starts_at, cascade_key=key)
+                    s.add(meeting)
+                    await s.flush()
+                    await self._invite_secretaries(s, meeting)
+                    log.info("cascade: mirroring meeting %s as %s", key, meeting.id)
+                    changed = True
+                elif meeting.status is not MeetingStatus.closed:
+                    changed |= _update(meeting, entry.title, entry.description,
+                                       entry.starts_at, entry.status)
+            for key, meeting in mirrors.items():
+                if key not in entries and meeting.status is not MeetingStatus.closed:
+                    changed |= _update(meeting, meeting.title, meeting.description,
+                                       meeting.starts_at, MeetingStatus.closed)
+            if changed:
+                await s.commit()
+
+    @staticmethod
+    async def _invite_secretaries(s: Any, meeting: Meeting) -> None:
+        assert meeting.id is not None
+        rows = await s.exec(select(User).where(User.role == Role.secretary,
+                                               col(User.disabled).is_(False)))
+        for user in rows.all():
+            s.add(MeetingMember(meeting_id=meeting.id, user_id=user.id,
+                                role=MeetingRole.secretary))
+
+
+def _update(meeting: Meeting, title: str, description: str, starts_at: datetime,
+            status: MeetingStatus) -> bool:
+    """Apply the owner's values; True if anything changed. A closed mirror stays closed."""
+    before = (meeting.title, meeting.description, meeting.starts_at, meeting.status)
+    meeting.title, meeting.description, meeting.starts_at = title, description, starts_at
+    if status is not meeting.status and _ORDER[status] > _ORDER[meeting.status]:
+        meeting.status = status
+        if status is MeetingStatus.open:
+            meeting.opened_at = utcnow()
+        if status is MeetingStatus.closed:
+            meeting.closed_at = utcnow()
+    return before != (meeting.title, meeting.description, meeting.starts_at, meeting.status)
+
+
+_ORDER = {MeetingStatus.scheduled: 0, MeetingStatus.open: 1, MeetingStatus.closed: 2}

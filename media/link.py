@@ -33,6 +33,8 @@ Messages are JSON-safe dicts:
   offer    {"sdp", "consumers": [{mid, producer_id, producer_peer_id, source}]}
            (pushed by the exporting end)                        -> {"sdp": answer}
   release  {"ids": [...]}                                       -> {}
+  control  {"producer_id"?, ...}: an opaque server command (chair controls),
+           from the parent end only                             -> the handler's reply
 
 Bad input (unknown op, oversize lists, a flood beyond the rate limit, SDP
 errors) is answered with {"error": reason}, logged, and changes nothing.
@@ -65,6 +67,7 @@ from .types import CloseReason, ProducerOrigin, ServerOffer
 logger = logging.getLogger(__name__)
 
 Request = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+Control = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 LINK_PEER_PREFIX = "link:"
 MAX_IDS = 64
@@ -100,9 +103,10 @@ class LinkEnd:
     """One end of a link, inside one meeting's router on one node."""
 
     def __init__(self, cascade: Cascade, name: str, request: Request,
-                 limits: LinkLimits) -> None:
+                 limits: LinkLimits, upstream: bool = False) -> None:
         self.cascade = cascade
         self.name = name
+        self.upstream = upstream  # the other end is our parent: its controls are obeyed
         self.peer_id = LINK_PEER_PREFIX + name
         self._request = request
         self.limits = limits
@@ -216,6 +220,10 @@ class LinkEnd:
                 return await self._on_release(self._ids(data))
             if op == "offer":
                 return await self._on_offer(data)
+            if op == "control":
+                if not self.upstream:
+                    return self._refuse(op, "controls come from the parent node only")
+                return await self.cascade.control(data, source=self)
         except (MediaError, ValueError, KeyError, TypeError) as exc:
             return self._refuse(op, f"{type(exc).__name__}: {exc}")
         return self._refuse(op, "unknown operation")
@@ -384,6 +392,8 @@ class Cascade:
         # down), with when: re-pulled as soon as a catalog offers them again.
         self.lost: dict[str, float] = {}
         self._observers: list[Callable[[], None]] = []
+        # Applies a control (e.g. chair mute) on this node; set by the server.
+        self.control_handler: Control | None = None
         self._remove_listener = router.add_listener(self._on_event)
 
     def on_available_changed(self, observer: Callable[[], None]) -> None:
@@ -395,15 +405,17 @@ class Cascade:
         for observer in self._observers:
             try:
                 observer()
-            except Exception:  # noqa: BLE001 - an observer never breaks the link
+            except Exception:
                 logger.exception("cascade: observer failed")
 
-    def add_link(self, name: str, request: Request, push: bool = True) -> LinkEnd:
+    def add_link(self, name: str, request: Request, push: bool = True,
+                 upstream: bool = False) -> LinkEnd:
         """A new link end; `push=False` defers the first catalog (the other
-        end does not exist yet: call `end.push_catalog()` once it does)."""
+        end does not exist yet: call `end.push_catalog()` once it does);
+        `upstream`: the other end is this node's parent."""
         if name in self.links and not self.links[name].closed:
             raise MediaError(f"link {name} already exists in router {self.router.id}")
-        end = LinkEnd(self, name, request, self.limits)
+        end = LinkEnd(self, name, request, self.limits, upstream)
         self.links[name] = end
         if push:
             end.push_catalog()
@@ -482,6 +494,40 @@ class Cascade:
         for end in self.links.values():
             if end is not source and not end.closed:
                 end.push_catalog()
+
+    # -- controls ---------------------------------------------------------------------------
+    async def control(self, data: dict[str, Any], source: LinkEnd | None = None
+                      ) -> dict[str, Any]:
+        """An opaque command (the server's chair controls) travelling down the tree only.
+
+        With a ``producer_id`` it goes to the node where that producer is published (an
+        error if that is upstream); without, it applies here and on every child link.
+        Only a parent's controls are obeyed (`LinkEnd.upstream`), so a lower node can
+        never control an upper node's people."""
+        producer_id = data.get("producer_id")
+        if producer_id is not None:
+            end = next((e for e in self.links.values() if producer_id in e.remote_catalog
+                        and e is not source and not e.closed), None)
+            if end is None:
+                return await self._apply_control(data)
+            if end.upstream:
+                raise LinkError("a producer of an upper node is controlled by that node")
+            return await end.request("control", data)
+        result = await self._apply_control(data)
+        for end in self.links.values():
+            if end is not source and not end.upstream and not end.closed:
+                end._spawn(self._forward_control(end, data))
+        return result
+
+    async def _apply_control(self, data: dict[str, Any]) -> dict[str, Any]:
+        return await self.control_handler(data) if self.control_handler else {}
+
+    @staticmethod
+    async def _forward_control(end: LinkEnd, data: dict[str, Any]) -> None:
+        try:
+            await end.request("control", data)
+        except (LinkError, ConnectionError) as exc:
+            end._note(f"control not delivered: {exc}")
 
     # -- demand ------------------------------------------------------------------------------
     async def ensure(self, producer_id: str, exclude: LinkEnd | None = None) -> None:
@@ -563,7 +609,7 @@ def _entry(info: dict[str, Any], hops: int) -> dict[str, Any]:
 def connect_local(a: Cascade, b: Cascade, name_a: str, name_b: str,
                   delay_s: float = 0.0) -> tuple[LinkEnd, LinkEnd]:
     """Link two cascades in one process (tests, benchmarks): requests go
-    through a JSON round trip, as they would over the network."""
+    through a JSON round trip, as they would over the network. `b` is `a`'s parent."""
     ends: dict[str, LinkEnd] = {}
 
     def make(target: str) -> Request:
@@ -577,6 +623,6 @@ def connect_local(a: Cascade, b: Cascade, name_a: str, name_b: str,
             return json.loads(json.dumps(await end.handle(op, payload)))
         return request
 
-    ends["a"] = a.add_link(name_a, make("b"))
+    ends["a"] = a.add_link(name_a, make("b"), upstream=True)
     ends["b"] = b.add_link(name_b, make("a"))
     return ends["a"], ends["b"]

@@ -466,7 +466,8 @@ class ParentLink:
         cascade = self.node.cascade(meeting)
         end = cascade.links.get(unit)
         if end is None or end.closed:
-            end = cascade.add_link(unit, self._parent_request(client, meeting), push=False)
+            end = cascade.add_link(unit, self._parent_request(client, meeting), push=False,
+                                   upstream=True)
         reply = await client.call("join", {"meeting": meeting}, namespace=NAMESPACE, timeout=5)
         if not isinstance(reply, dict) or not reply.get("ok"):
             raise ConnectionError(f"parent refused join {meeting}: {reply!r}")

@@ -78,17 +78,20 @@ class Answer(EventSchema):
 
 
 class ChairTarget(EventSchema):
-    """Exactly one of a person (`user_id`) or a site (`site_id`)."""
+    """Exactly one of a person (`user_id`), a site (`site_id`) or the publisher of a
+    producer (`producer_id`: how a person at another cascade node is targeted; `kind`
+    is then the producer's)."""
 
     meeting_id: int
     user_id: int | None = None
     site_id: int | None = None
+    producer_id: str | None = Field(default=None, min_length=1, max_length=128)
     kind: KindName = "audio"
 
     @model_validator(mode="after")
     def _one_target(self) -> ChairTarget:
-        if (self.user_id is None) == (self.site_id is None):
-            raise ValueError("give exactly one of user_id or site_id")
+        if [self.user_id, self.site_id, self.producer_id].count(None) != 2:
+            raise ValueError("give exactly one of user_id, site_id or producer_id")
         return self
 
 
@@ -289,8 +292,10 @@ def _register_chair(rt: Realtime) -> None:
     @rt.on("media:chair-mute", ChairTarget)
     async def chair_mute(ctx: EventContext, p: ChairTarget) -> dict[str, Any]:
         await _access(ctx, p.meeting_id, Action.chair_media)
-        await _check_target(ctx, p.meeting_id, p.user_id, p.site_id)
         hub = _hub(ctx)
+        if p.producer_id is not None:
+            return await hub.chair_producer(p.meeting_id, p.producer_id, lock=True)
+        await _check_target(ctx, p.meeting_id, p.user_id, p.site_id)
         if p.user_id is not None:
             users, paused = {p.user_id}, hub.lock(p.meeting_id, [p.user_id], p.kind)
         else:
@@ -302,6 +307,8 @@ def _register_chair(rt: Realtime) -> None:
     async def chair_allow(ctx: EventContext, p: ChairTarget) -> dict[str, Any]:
         await _access(ctx, p.meeting_id, Action.chair_media)
         hub = _hub(ctx)
+        if p.producer_id is not None:
+            return await hub.chair_producer(p.meeting_id, p.producer_id, lock=False)
         if p.user_id is not None:
             lifted = hub.allow(p.meeting_id, [p.user_id], p.kind)
         else:
@@ -312,12 +319,7 @@ def _register_chair(rt: Realtime) -> None:
     @rt.on("media:mute-all", MeetingRef)
     async def mute_all(ctx: EventContext, p: MeetingRef) -> dict[str, Any]:
         await _access(ctx, p.meeting_id, Action.chair_media)
-        hub = _hub(ctx)
-        users = {m.user_id for m in hub.members_of(p.meeting_id)
-                 if m.user_id != ctx.user.id and Action.chair_media not in
-                 MEETING_PERMISSIONS[m.role]}
-        paused = hub.lock(p.meeting_id, users, "audio")
-        return {"kind": "audio", "user_ids": sorted(users), "producer_ids": paused}
+        return {"kind": "audio", **await _hub(ctx).mute_all(p.meeting_id)}
 
     @rt.on("media:floor", FloorRef)
     async def give_floor(ctx: EventContext, p: FloorRef) -> dict[str, Any]:

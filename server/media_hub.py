@@ -63,6 +63,7 @@ from media.link import Cascade
 from media.ratelimit import TokenBucket
 from rooms.errors import Conflict, DomainError, Forbidden, NotFound
 from rooms.models import Meeting, MeetingRole, MeetingStatus, Site, User
+from rooms.permissions import MEETING_PERMISSIONS, Action
 from server.realtime import meeting_room
 from server.settings import Settings
 
@@ -391,6 +392,10 @@ class MediaHub:
             return
         cascade = self.cascades[meeting_id] = await self.open_cascade(meeting_id)
         self.remote[meeting_id] = {}
+
+        async def control(data: dict[str, Any]) -> dict[str, Any]:
+            return self._apply_control(meeting_id, data)
+        cascade.control_handler = control
         cascade.on_available_changed(lambda: self._sync_remote(meeting_id))
         self._sync_remote(meeting_id)
 
@@ -421,6 +426,46 @@ class MediaHub:
                     "producer_id": pid, "peer_id": entry["peer_id"], "kind": entry["kind"],
                     "source": entry["source"], "reason": "unpublished"}))
         self.remote[meeting_id] = dict(now)
+
+    def _apply_control(self, meeting_id: int, data: dict[str, Any]) -> dict[str, Any]:
+        """A chair control from the parent node (media/link.py `control`)."""
+        action = data.get("action")
+        if action == "mute-all":
+            users = {m.user_id for m in self.members_of(meeting_id)
+                     if Action.chair_media not in MEETING_PERMISSIONS[m.role]}
+            return {"user_ids": sorted(users), "producer_ids": self.lock(meeting_id, users,
+                                                                         "audio")}
+        router = self.router(meeting_id)
+        info = next((p for p in router.producers() if p.id == data.get("producer_id")
+                     and not _relayed(p.app_data)), None) if router else None
+        if info is None or action not in ("lock", "allow"):
+            raise ValueError(f"cannot {action} producer {data.get('producer_id')!r} here")
+        uid = int(info.app_data["user_id"])
+        if action == "lock":
+            self.lock(meeting_id, [uid], info.kind.value)
+        else:
+            self.allow(meeting_id, [uid], info.kind.value)
+        return {"user_ids": [uid]}
+
+    async def chair_producer(self, meeting_id: int, producer_id: str, lock: bool
+                             ) -> dict[str, Any]:
+        """Chair mute/allow of one producer's publisher, wherever in the tree below they
+        are: a local person is locked here; a remote one on their own node."""
+        data = {"action": "lock" if lock else "allow", "producer_id": producer_id}
+        cascade = self.cascades.get(meeting_id)
+        if producer_id in self._remote_entries(meeting_id) and cascade is not None:
+            return await cascade.control(data)
+        router = self.router(meeting_id)
+        if router is None or all(p.id != producer_id for p in router.producers()):
+            raise NotFound(f"producer {producer_id} not found in this meeting")
+        return self._apply_control(meeting_id, data)
+
+    async def mute_all(self, meeting_id: int) -> dict[str, Any]:
+        """Lock every microphone but the chairs', here and on every node below."""
+        cascade = self.cascades.get(meeting_id)
+        if cascade is not None and not cascade.router.closed:
+            return await cascade.control({"action": "mute-all"})
+        return self._apply_control(meeting_id, {"action": "mute-all"})
 
     async def ensure_producers(self, meeting_id: int, producer_ids: list[str]) -> None:
         """Make producers subscribable here: local ones exist; remote ones are pulled over

@@ -18,7 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import col, select
 
 from rooms.db import Database
-from rooms.models import Meeting, MeetingMember, MeetingRole, MeetingStatus, Role, Unit, User, utcnow
+from rooms.models import (
+    Meeting,
+    MeetingMember,
+    MeetingRole,
+    MeetingStatus,
+    Role,
+    Unit,
+    User,
+    utcnow,
+)
 from server.cascade_link import MeetingDirectory
 
 log = logging.getLogger(__name__)

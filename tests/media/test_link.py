@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from media import SFU
-from media.link import Cascade, LinkEnd, LinkLimits, connect_local
+from media.link import Cascade, LinkEnd, LinkError, LinkLimits, connect_local
 
 from .conftest import make_config
 from .support import EncodedMedia, Publisher, Subscriber, wait_for
@@ -238,3 +238,39 @@ async def test_bad_link_input_is_refused_without_state_change(
     replies = [await province_down.handle("catalog", {"producers": []}) for _ in range(20)]
     assert sum("error" in r for r in replies) >= 14
     assert "rate limit" in caplog.text
+
+
+async def test_controls_travel_down_the_tree_only(nodes: dict[str, Node],
+                                                   media: EncodedMedia) -> None:
+    province, city, ward = nodes["province"], nodes["city"], nodes["ward"]
+    link(city, province)
+    ward_up, _ = link(ward, city)
+    heard: dict[str, list[dict[str, object]]] = {name: [] for name in nodes}
+    for name, node in nodes.items():
+        async def handler(data: dict[str, object], name: str = name) -> dict[str, object]:
+            heard[name].append(data)
+            return {"at": name}
+        node.cascade.control_handler = handler
+    top = Publisher(province.router.add_peer("chair"), media, audio=False)
+    low = Publisher(ward.router.add_peer("ward-user"), media, audio=False)
+    await top.publish()
+    await low.publish()
+    top_video, low_video = top.producer_id("video"), low.producer_id("video")
+    try:
+        await wait_for(lambda: low_video in province.cascade.available()
+                       and top_video in ward.cascade.available())
+        # Aimed at a producer: delivered where it is published, two links down.
+        reply = await province.cascade.control({"producer_id": low_video, "action": "lock"})
+        assert reply == {"at": "ward"} and heard["city"] == [] and heard["province"] == []
+        # Never upward: not at a producer above, nor by a child writing to its parent.
+        with pytest.raises(LinkError, match="upper node"):
+            await ward.cascade.control({"producer_id": top_video, "action": "lock"})
+        with pytest.raises(LinkError, match="parent node only"):
+            await ward_up.request("control", {"action": "mute-all"})
+        # Without a producer: here and on every node below.
+        assert await province.cascade.control({"action": "mute-all"}) == {"at": "province"}
+        await wait_for(lambda: len(heard["ward"]) == 2 and len(heard["city"]) == 1)
+        assert heard["province"] == [{"action": "mute-all"}]
+    finally:
+        await top.close()
+        await low.close()

@@ -392,6 +392,7 @@ class Cascade:
         # down), with when: re-pulled as soon as a catalog offers them again.
         self.lost: dict[str, float] = {}
         self._observers: list[Callable[[], None]] = []
+        self._link_observers: list[Callable[[LinkEnd], None]] = []
         # Applies a control (e.g. chair mute) on this node; set by the server.
         self.control_handler: Control | None = None
         self._remove_listener = router.add_listener(self._on_event)
@@ -400,6 +401,11 @@ class Cascade:
         """Call `observer` (inline, must not block) when `available()` may have changed
         because of a catalog or a link: the server tells its clients."""
         self._observers.append(observer)
+
+    def on_link_added(self, observer: Callable[[LinkEnd], None]) -> None:
+        """Call `observer(end)` (inline) for each new link end, e.g. to bring a child
+        node up to date with the meeting's state."""
+        self._link_observers.append(observer)
 
     def _notify(self) -> None:
         for observer in self._observers:
@@ -419,6 +425,8 @@ class Cascade:
         self.links[name] = end
         if push:
             end.push_catalog()
+        for observer in self._link_observers:
+            observer(end)
         return end
 
     async def remove_link(self, name: str) -> None:
@@ -516,8 +524,18 @@ class Cascade:
         result = await self._apply_control(data)
         for end in self.links.values():
             if end is not source and not end.upstream and not end.closed:
-                end._spawn(self._forward_control(end, data))
+                self.send_control(end, data)
         return result
+
+    def send_down(self, data: dict[str, Any]) -> None:
+        """Send a control to every child link, in the background."""
+        for end in self.links.values():
+            if not end.upstream and not end.closed:
+                self.send_control(end, data)
+
+    def send_control(self, end: LinkEnd, data: dict[str, Any]) -> None:
+        """Send a control down one link, in the background."""
+        end._spawn(self._forward_control(end, data))
 
     async def _apply_control(self, data: dict[str, Any]) -> dict[str, Any]:
         return await self.control_handler(data) if self.control_handler else {}

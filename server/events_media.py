@@ -101,8 +101,11 @@ class UserRef(EventSchema):
 
 
 class FloorRef(EventSchema):
+    """`user_id` (None: nobody holds the floor), or `peer_id` for a person at a node below."""
+
     meeting_id: int
-    user_id: int | None
+    user_id: int | None = None
+    peer_id: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 def _hub(ctx: EventContext) -> MediaHub:
@@ -324,6 +327,8 @@ def _register_chair(rt: Realtime) -> None:
     @rt.on("media:floor", FloorRef)
     async def give_floor(ctx: EventContext, p: FloorRef) -> dict[str, Any]:
         await _access(ctx, p.meeting_id, Action.chair_media)
+        if p.peer_id is not None:
+            return {"holder": _hub(ctx).give_remote_floor(p.meeting_id, p.peer_id)}
         if p.user_id is not None:
             await _check_target(ctx, p.meeting_id, p.user_id, None)
         return {"holder": _hub(ctx).set_floor(p.meeting_id, p.user_id)}

@@ -59,7 +59,7 @@ from media import (
     TransportStateChanged,
     UnsupportedCodecError,
 )
-from media.link import Cascade
+from media.link import Cascade, LinkEnd
 from media.ratelimit import TokenBucket
 from rooms.errors import Conflict, DomainError, Forbidden, NotFound
 from rooms.models import Meeting, MeetingRole, MeetingStatus, Site, User
@@ -395,7 +395,12 @@ class MediaHub:
 
         async def control(data: dict[str, Any]) -> dict[str, Any]:
             return self._apply_control(meeting_id, data)
+
+        def link_added(end: LinkEnd) -> None:  # a child joins: tell it who has the floor
+            if not end.upstream:
+                cascade.send_control(end, _floor_control(self.floor.get(meeting_id)))
         cascade.control_handler = control
+        cascade.on_link_added(link_added)
         cascade.on_available_changed(lambda: self._sync_remote(meeting_id))
         self._sync_remote(meeting_id)
 
@@ -430,6 +435,8 @@ class MediaHub:
     def _apply_control(self, meeting_id: int, data: dict[str, Any]) -> dict[str, Any]:
         """A chair control from the parent node (media/link.py `control`)."""
         action = data.get("action")
+        if action == "floor":
+            return {"holder": self._floor_from_parent(meeting_id, data.get("holder"))}
         if action == "mute-all":
             users = {m.user_id for m in self.members_of(meeting_id)
                      if Action.chair_media not in MEETING_PERMISSIONS[m.role]}
@@ -594,7 +601,46 @@ class MediaHub:
             self.floor[meeting_id] = holder
             self.allow(meeting_id, [user_id], "audio")
         self._put("room", (meeting_id, "media:floor", {"holder": holder}))
+        self._floor_down(meeting_id, holder)
         return holder
+
+    def give_remote_floor(self, meeting_id: int, peer_id: str) -> dict[str, Any]:
+        """The floor to a person at a node below (known by their peer id)."""
+        entry = next((e for e in self._remote_entries(meeting_id).values()
+                      if e["peer_id"] == peer_id), None)
+        if entry is None:
+            raise NotFound(f"no one with peer id {peer_id} publishes in this meeting")
+        app = entry.get("app_data") or {}
+        holder = {"user_id": None, "name": app.get("name"), "site": app.get("site"),
+                  "peer_ids": [peer_id]}
+        self.floor[meeting_id] = holder
+        self._put("room", (meeting_id, "media:floor", {"holder": holder}))
+        self._floor_down(meeting_id, holder)
+        return holder
+
+    def _floor_down(self, meeting_id: int, holder: dict[str, Any] | None) -> None:
+        cascade = self.cascades.get(meeting_id)
+        if cascade is not None and not cascade.router.closed:
+            cascade.send_down(_floor_control(holder))
+
+    def _floor_from_parent(self, meeting_id: int, holder: Any) -> dict[str, Any] | None:
+        """The parent's floor holder; a person of this node among them gets their
+        microphone lock lifted, as at the owner."""
+        if holder is not None:
+            peer_ids = holder.get("peer_ids") if isinstance(holder, dict) else None
+            if not isinstance(peer_ids, list) or not all(isinstance(p, str) for p in peer_ids):
+                raise ValueError("floor holder needs peer_ids")
+            here = [m for m in self.members_of(meeting_id) if m.peer_id in peer_ids]
+            holder = {"user_id": here[0].user_id if here else None,
+                      "name": str(holder.get("name") or ""), "site": holder.get("site"),
+                      "peer_ids": peer_ids[:16]}
+            if here:
+                self.allow(meeting_id, [here[0].user_id], "audio")
+            self.floor[meeting_id] = holder
+        else:
+            self.floor.pop(meeting_id, None)
+        self._put("room", (meeting_id, "media:floor", {"holder": holder}))
+        return holder  # Cascade.control passes it on to the children
 
     async def on_floor_changed(self, meeting_id: int, holder: dict[str, Any] | None) -> None:
         """Hook for the procedure's floor queue (floor:changed)."""
@@ -813,6 +859,12 @@ class MediaHub:
         for table in (self.locks, self.site_locks, self.floor, self.quality, self.banned,
                       self.cascades, self.remote):
             table.pop(meeting_id, None)
+
+
+def _floor_control(holder: dict[str, Any] | None) -> dict[str, Any]:
+    """The floor as sent down a link: local user ids mean nothing on another node."""
+    return {"action": "floor", "holder": None if holder is None else
+            {k: v for k, v in holder.items() if k != "user_id"}}
 
 
 def _relayed(app_data: dict[str, Any]) -> bool:

@@ -71,12 +71,14 @@ export class MediaSignaling {
   unmute(producerId) { return this.request("media:unmute", { producer_id: producerId }); }
 
   // --- chair (Action.chair_media) ---
-  /** @param {{user_id?: number, site_id?: number}} target  @param {"audio"|"video"} kind */
+  /** @param {{user_id?: number, site_id?: number, producer_id?: string}} target  @param {"audio"|"video"} kind */
   chairMute(target, kind = "audio") { return this.request("media:chair-mute", { ...target, kind }); }
   chairAllow(target, kind = "audio") { return this.request("media:chair-allow", { ...target, kind }); }
   muteAll() { return this.request("media:mute-all"); }
   /** @param {number|null} userId */
   giveFloor(userId) { return this.request("media:floor", { user_id: userId }); }
+  /** The floor to a person at another cascade node. @param {string} peerId */
+  giveFloorToPeer(peerId) { return this.request("media:floor", { peer_id: peerId }); }
   remove(userId) { return this.request("media:remove", { user_id: userId }); }
   readmit(userId) { return this.request("media:readmit", { user_id: userId }); }
 

@@ -355,7 +355,8 @@ class VideoConference {
     if (producer.peer_id === this.joined?.peer_id) return;
     if (!this.peers.has(producer.peer_id)) {
       this.peers.set(producer.peer_id, { peer_id: producer.peer_id, user_id: producer.user_id,
-        name: producer.name, site: producer.site, site_id: producer.site_id, role: producer.role });
+        name: producer.name, site: producer.site, site_id: producer.site_id, role: producer.role,
+        remote: Boolean(producer.remote) });
     }
     this.#subscribeSoon(producer.id);
     this.render();
@@ -372,6 +373,11 @@ class VideoConference {
       if (tile?.producerId === producerId) { tile.video.srcObject = null; tile.producerId = null; }
     }
     for (const [source, id] of Object.entries(this.mine)) if (id === producerId) delete this.mine[source];
+    // A person at another node is known by their producers only: gone with the last one.
+    if (producer?.remote && ![...this.producers.values()].some((p) => p.peer_id === producer.peer_id)) {
+      this.#peerClosed(producer.peer_id);
+      return;
+    }
     this.render();
   }
 
@@ -568,11 +574,13 @@ class VideoConference {
   }
 
   #people() {
-    const people = new Map(); // user id -> {user_id, name, site, site_id, role, peers: []}
+    // user id (or peer id, for people at another node) -> {user_id, name, site, ..., peers: []}
+    const people = new Map();
     for (const peer of this.peers.values()) {
-      const person = people.get(peer.user_id) ?? { ...peer, peers: [] };
+      const key = peer.remote ? `peer:${peer.peer_id}` : peer.user_id;
+      const person = people.get(key) ?? { ...peer, peers: [] };
       person.peers.push(peer.peer_id);
-      people.set(peer.user_id, person);
+      people.set(key, person);
     }
     return [...people.values()].sort((a, b) => (a.site || "").localeCompare(b.site || "", "vi")
       || a.name.localeCompare(b.name, "vi"));
@@ -587,7 +595,7 @@ class VideoConference {
     for (const person of this.#people()) {
       if (person.site !== site) {
         site = person.site;
-        if (site) {
+        if (site && !person.remote) {
           const siteId = person.site_id;
           list.append(h("li", { class: "video-site" }, h("strong", { text: site }),
             h("button", { type: "button", class: "small", "data-site": siteId,
@@ -595,9 +603,13 @@ class VideoConference {
               t("Mute site"))));
         }
       }
+      const stat = person.peers.map((id) => this.stats[id]).find(Boolean);
+      if (person.remote) {
+        list.append(this.#remotePerson(person));
+        continue;
+      }
       const kinds = this.lockedUsers.get(person.user_id) ?? new Set();
       const target = { user_id: person.user_id };
-      const stat = person.peers.map((id) => this.stats[id]).find(Boolean);
       const has = this.floor?.user_id === person.user_id;
       const buttons = person.user_id === me ? [] : [
         kinds.has("audio")
@@ -639,6 +651,28 @@ class VideoConference {
         } }, t("Let back in"))));
     }
     box.replaceChildren(list);
+  }
+
+  /** A person at another cascade node: controlled through their producers, on their node. */
+  #remotePerson(person) {
+    const peerId = person.peer_id;
+    const mic = this.#producerOf(peerId, "mic");
+    const camera = this.#producerOf(peerId, "camera");
+    const toggle = (producer, kind, [onText, offText, onKey, offKey]) => producer && (producer.paused
+      ? h("button", { type: "button", class: "small", "data-chair": offKey, onclick: () => this.#chair(() => this.sig.chairAllow({ producer_id: producer.id }, kind)) }, t(offText))
+      : h("button", { type: "button", class: "small", "data-chair": onKey, onclick: () => this.#chair(() => this.sig.chairMute({ producer_id: producer.id }, kind)) }, t(onText)));
+    const has = Boolean(this.floor?.peer_ids?.includes(peerId));
+    const buttons = [
+      has
+        ? h("button", { type: "button", class: "small active", "data-chair": "floor", onclick: () => this.#chair(() => this.sig.giveFloor(null)) }, t("Has the floor"))
+        : h("button", { type: "button", class: "small", "data-chair": "floor", onclick: () => this.#chair(() => this.sig.giveFloorToPeer(peerId)) }, t("Give the floor")),
+      toggle(mic, "audio", ["Mute", "Allow to speak", "mute", "allow-audio"]),
+      toggle(camera, "video", ["Stop video", "Allow video", "stop-video", "allow-video"]),
+    ].filter(Boolean);
+    return h("li", { class: "video-person", "data-peer": peerId },
+      h("span", { class: "video-person-name", text: person.name }),
+      h("span", { class: "muted video-person-stats", text: person.site || "" }),
+      h("span", { class: "video-person-buttons" }, ...buttons));
   }
 
   #qualityOf(peerId) {
@@ -683,7 +717,8 @@ class VideoConference {
     if (this.floor) {
       for (const peerId of this.floor.peer_ids ?? []) if (tiles.has(`${peerId}:camera`)) return `${peerId}:camera`;
       for (const [key, tile] of tiles) {
-        if (tile.source === "camera" && this.peers.get(tile.peerId)?.user_id === this.floor.user_id) return key;
+        if (tile.source === "camera" && this.floor.user_id != null
+            && this.peers.get(tile.peerId)?.user_id === this.floor.user_id) return key;
       }
     }
     for (const [key, tile] of tiles) if (tile.source === "screen") return key;
@@ -728,7 +763,9 @@ class VideoConference {
       tile.mic.hidden = !micOff;
       tile.mic.textContent = mic?.paused_by === "chair" || this.lockedUsers.get(peer.user_id)?.has("audio")
         ? t("Muted by the chair") : t("Mic off");
-      tile.floor.hidden = !(this.floor && this.floor.user_id === peer.user_id && tile.source === "camera");
+      const holds = this.floor && (this.floor.peer_ids?.includes(tile.peerId)
+        || (this.floor.user_id != null && this.floor.user_id === peer.user_id));
+      tile.floor.hidden = !(holds && tile.source === "camera");
     }
     this.$("video-toggle-layout").textContent = this.layout === "grid" ? t("Speaker view") : t("Grid view");
     this.#renderToolbar();

@@ -3,9 +3,9 @@
 A meeting is owned by the node where it was scheduled; its link key is
 ``"<owner node unit>/<owner's meeting id>"``. A parent offers its children every meeting it
 owns or mirrors that is scheduled or open; a child mirrors them as local meetings (same
-title, time and status, ``Meeting.cascade_key`` = the key) whose secretaries are this node's
-secretaries: they invite the local people and sites, who join on this node only. A mirror
-whose key the parent stops offering is closed.
+title, time and status, ``Meeting.cascade_key`` = the key) to which this node's sites
+(meeting rooms) and secretaries are invited; the secretaries invite local delegates. Local
+people join on this node only. A mirror whose key the parent stops offering is closed.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from rooms.models import (
     MeetingRole,
     MeetingStatus,
     Role,
+    Site,
     Unit,
     User,
     utcnow,
@@ -103,7 +104,7 @@ class DbDirectory(MeetingDirectory):
                                       starts_at=entry.starts_at, cascade_key=key)
                     s.add(meeting)
                     await s.flush()
-                    await self._invite_secretaries(s, meeting)
+                    await self._invite_local(s, meeting)
                     log.info("cascade: mirroring meeting %s as %s", key, meeting.id)
                     changed = True
                 elif meeting.status is not MeetingStatus.closed:
@@ -117,13 +118,18 @@ class DbDirectory(MeetingDirectory):
                 await s.commit()
 
     @staticmethod
-    async def _invite_secretaries(s: Any, meeting: Meeting) -> None:
+    async def _invite_local(s: Any, meeting: Meeting) -> None:
+        """This node's secretaries (to invite its people) and its sites (its meeting
+        rooms: their operators connect the room to the meeting)."""
         assert meeting.id is not None
         rows = await s.exec(select(User).where(User.role == Role.secretary,
                                                col(User.disabled).is_(False)))
         for user in rows.all():
             s.add(MeetingMember(meeting_id=meeting.id, user_id=user.id,
                                 role=MeetingRole.secretary))
+        for site in (await s.exec(select(Site).where(col(Site.active).is_(True)))).all():
+            s.add(MeetingMember(meeting_id=meeting.id, site_id=site.id,
+                                role=MeetingRole.site_operator))
 
 
 def _update(meeting: Meeting, title: str, description: str, starts_at: datetime,

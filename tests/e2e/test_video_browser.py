@@ -84,3 +84,25 @@ def test_two_browsers_see_each_other_and_the_chair_mutes_one() -> None:
         assert addresses and all(ipaddress.ip_address(a).is_loopback for a in addresses), (
             name, addresses)
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_a_province_chair_and_a_ward_room_meet_across_two_nodes() -> None:
+    reason = _cannot_run()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the cascade browser test must run in CI: {reason}")
+        pytest.skip(f"{reason}: the loopback-only cascade test cannot run here")
+    shot = SCREENSHOT.with_name("video-cascade-province-chair.png")
+    run = subprocess.run(
+        ["unshare", "-n", "sh", "-c",
+         f"ip link set lo up && exec {sys.executable} -m tests.e2e.cascade_interop {shot}"],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=110,
+        env={**os.environ, "HOPSO_FAST_HASH": "1"})
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    r = json.loads(run.stdout.strip().splitlines()[-1])
+    assert r["errors"] == {"chair": [], "operator": []}
+    for name, (before, after) in r["frames"].items():
+        assert after > before + 10, (name, before, after)  # each decodes the other node
+    assert "Võ Đức Anh" in " ".join(r["names"]["chair"])  # the ward's operator, by name
+    assert "Nguyễn Văn Hùng" in " ".join(r["names"]["operator"])
+    assert r["operator_mic_button"] == "Chủ trì đã tắt micro"

@@ -22,6 +22,7 @@ from rooms.procedure_models import (
     AttendanceStatus,
     ProcedureState,
     QuorumRule,
+    RemoteHeadcount,
     SiteAttendance,
 )
 
@@ -239,6 +240,39 @@ async def local_headcount(session: AsyncSession, meeting_id: int) -> Headcount:
     return Headcount("local", members, present)
 
 
+async def remote_headcounts(session: AsyncSession, meeting_id: int) -> list[Headcount]:
+    """What child cascade nodes reported for this meeting, one summary per node."""
+    rows = await session.exec(select(RemoteHeadcount)
+                              .where(RemoteHeadcount.meeting_id == meeting_id)
+                              .order_by(col(RemoteHeadcount.node)))
+    return [Headcount(r.node, r.members, r.present) for r in rows.all()]
+
+
+async def set_remote_headcount(session: AsyncSession, meeting_id: int, node: str,
+                               count: Headcount | None) -> bool:
+    """Store a child node's summary (None: forget it); True if anything changed."""
+    row = await session.get(RemoteHeadcount, (meeting_id, node))
+    if count is None:
+        if row is not None:
+            await session.delete(row)
+        return row is not None
+    if count.members > MAX_HEADCOUNT:
+        raise Invalid(f"node {node}: at most {MAX_HEADCOUNT} members")
+    if row is not None and (row.members, row.present) == (count.members, count.present):
+        return False
+    row = row or RemoteHeadcount(meeting_id=meeting_id, node=node, members=0, present=0)
+    row.members, row.present, row.at = count.members, count.present, utcnow()
+    session.add(row)
+    return True
+
+
+async def subtree_headcount(session: AsyncSession, meeting_id: int) -> Headcount:
+    """This node's summary plus its children's: what it reports to its parent."""
+    parts = [await local_headcount(session, meeting_id),
+             *await remote_headcounts(session, meeting_id)]
+    return Headcount("subtree", sum(p.members for p in parts), sum(p.present for p in parts))
+
+
 async def attendance_view(session: AsyncSession, state: ProcedureState) -> dict[str, Any]:
     meeting_id = state.meeting_id
     records = await session.exec(select(Attendance).where(Attendance.meeting_id == meeting_id))
@@ -260,6 +294,8 @@ async def attendance_view(session: AsyncSession, state: ProcedureState) -> dict[
                           "answered": a is not None and a.answered_by is not None,
                           "present": bool(a and a.present), "headcount": a.headcount if a else 0,
                           "seats": a.seats if a else 0})
-    q = quorum([await local_headcount(session, meeting_id)], state.quorum_rule)
+    remote = await remote_headcounts(session, meeting_id)
+    q = quorum([await local_headcount(session, meeting_id), *remote], state.quorum_rule)
     return {"people": people, "sites": site_list, "roll_call_open": state.roll_call_open,
-            "quorum": q.as_dict()}
+            "quorum": q.as_dict(), "nodes": [{"node": h.node, "members": h.members,
+                                              "present": h.present} for h in remote]}

@@ -143,3 +143,15 @@ class MeetingMember(SQLModel, table=True):
     user_id: int | None = Field(default=None, foreign_key="user.id", index=True)
     site_id: int | None = Field(default=None, foreign_key="site.id")
     role: MeetingRole = Field(sa_column=enum_column(MeetingRole))
+
+
+class NodeCredential(SQLModel, table=True):
+    """A child node's credential as the administrator last set it (server/node_credentials.py).
+
+    Overlays HOPSO_NODE_CHILDREN at start-up: a stored secret replaces the configured one,
+    a revoked row removes it. The secret is kept as is: the node link's HMAC needs it."""
+
+    unit: str = Field(primary_key=True, max_length=64)
+    secret: str | None = Field(default=None, max_length=256)  # None once revoked
+    revoked: bool = False
+    updated_at: datetime = Field(default_factory=utcnow)

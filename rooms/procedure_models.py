@@ -228,3 +228,14 @@ class AuditEntry(SQLModel, table=True):
     data_json: str = Field(sa_column=Column(Text, nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+
+
+class RemoteHeadcount(SQLModel, table=True):
+    """A child cascade node's attendance summary for one meeting (its subtree's), as last
+    reported over the node link; counted in this meeting's quorum (rooms/attendance.py)."""
+
+    meeting_id: int = Field(foreign_key="meeting.id", primary_key=True)
+    node: str = Field(primary_key=True, max_length=64)
+    members: int
+    present: int
+    at: datetime = Field(default_factory=utcnow)

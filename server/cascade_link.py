@@ -105,6 +105,14 @@ class MeetingDirectory:
     async def mirror(self, offered: list[dict[str, Any]]) -> None:
         """The parent's offered meetings, to mirror locally."""
 
+    async def headcounts(self) -> list[dict[str, Any]]:
+        """Attendance of this node's subtree per mirrored meeting, for the parent:
+        ``{"key", "members", "present"}``."""
+        return []
+
+    async def report(self, child: str, counts: list[dict[str, Any]]) -> None:
+        """A child's complete headcounts (``[]``: it left, forget them)."""
+
 
 class NodeCascade:
     """The cascade of one node: its meetings' link ends, its children (as a
@@ -225,6 +233,7 @@ class NodeCascade:
         sio.on("link", self._on_link, namespace=NAMESPACE)
         sio.on("ping", self._on_ping, namespace=NAMESPACE)
         sio.on("meetings", self._on_meetings, namespace=NAMESPACE)
+        sio.on("headcounts", self._on_headcounts, namespace=NAMESPACE)
 
     def _refuse(self, reason: str, unit: Any = None) -> None:
         message = f"refused node link from {unit!r}: {reason}"
@@ -257,6 +266,7 @@ class NodeCascade:
         if link is None:
             return
         log.info("cascade: child %s unlinked", link.unit)
+        await self.directory.report(link.unit, [])  # its people are not here any more
         for meeting in link.meetings:
             cascade = self.cascades.get(meeting)
             if cascade is not None:
@@ -280,12 +290,24 @@ class NodeCascade:
         return {"unit": self.settings.unit, "path": self.path}
 
     async def _on_ping(self, sid: str, data: Any = None) -> dict[str, Any]:
+        link = self.children.get(sid)
+        rtt = data.get("rtt_ms") if isinstance(data, dict) else None
+        if link is not None and isinstance(rtt, (int, float)) and 0 <= rtt <= 60_000:
+            link.rtt_ms = float(rtt)  # as the child measured it on its last ping
         return {"t": time.time()}
 
     async def _on_meetings(self, sid: str, data: Any = None) -> dict[str, Any]:
         if self._child(sid) is None:
             return {"error": "refused"}
         return {"meetings": await self.directory.offered()}
+
+    async def _on_headcounts(self, sid: str, data: Any = None) -> dict[str, Any]:
+        link = self._child(sid)
+        counts = data.get("counts") if isinstance(data, dict) else None
+        if link is None or not isinstance(counts, list):
+            return {"error": "refused" if link is None else "counts must be a list"}
+        await self.directory.report(link.unit, counts)
+        return {"ok": True}
 
     async def _on_join(self, sid: str, data: Any = None) -> dict[str, Any]:
         link = self._child(sid)
@@ -358,6 +380,7 @@ class ParentLink:
         self.rtt_ms: float | None = None
         self.reconnects = 0
         self.meetings: set[str] = set()  # meetings this node relays upstream
+        self._reported: list[dict[str, Any]] | None = None  # headcounts the parent has
         self._task: asyncio.Future[None] | None = None
         self._client: socketio.AsyncClient | None = None
         self._connected = asyncio.Event()
@@ -456,7 +479,9 @@ class ParentLink:
             raise ConnectionError("loop in configured parents")
         self.parent_unit = str(hello.get("unit"))
         self.node.path = [self.node.settings.unit, *path]
+        self._reported = None  # a new connection: the parent forgot them
         await self._sync_meetings(client)
+        await self._send_headcounts(client)
         for meeting in sorted(self.meetings):
             await self._join(meeting)
 
@@ -495,12 +520,20 @@ class ParentLink:
         while True:
             started = time.monotonic()
             try:
-                await client.call("ping", {}, namespace=NAMESPACE, timeout=5)
+                await client.call("ping", {"rtt_ms": self.rtt_ms}, namespace=NAMESPACE,
+                                  timeout=5)
                 self.rtt_ms = round((time.monotonic() - started) * 1000, 2)
                 await self._sync_meetings(client)
+                await self._send_headcounts(client)
             except Exception:  # noqa: BLE001 - the disconnect handler decides
                 self.rtt_ms = None
             await asyncio.sleep(PING_INTERVAL_S)
+
+    async def _send_headcounts(self, client: socketio.AsyncClient) -> None:
+        counts = await self.node.directory.headcounts()
+        if counts != self._reported:
+            await client.call("headcounts", {"counts": counts}, namespace=NAMESPACE, timeout=5)
+            self._reported = counts
 
     async def _sync_meetings(self, client: socketio.AsyncClient) -> None:
         reply = await client.call("meetings", {}, namespace=NAMESPACE, timeout=5)

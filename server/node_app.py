@@ -12,11 +12,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from media.link import Cascade
+from rooms import procedure
 from rooms.errors import NotFound
 from rooms.models import Meeting
 from server import keys
 from server.cascade_link import NodeCascade
+from server.node_credentials import load_credentials
 from server.node_meetings import DbDirectory
+from server.procedure_live import LIVE, attendance_emit
 
 
 def setup(app: web.Application) -> None:
@@ -25,7 +28,16 @@ def setup(app: web.Application) -> None:
     if settings.node is None:
         return
     db, hub = app[keys.DB], app[keys.MEDIA]
-    directory = DbDirectory(db, settings.node.unit)
+
+    async def push_attendance(meeting_id: int) -> None:
+        """A child's headcount changed: the quorum here did too."""
+        live = app[LIVE]
+        async with live.lock(meeting_id), db.session() as s:
+            state = await procedure.lock(s, meeting_id)
+            emit, seq = await attendance_emit(s, state), state.seq
+        await live.emit(meeting_id, seq, [emit])
+
+    directory = DbDirectory(db, settings.node.unit, push_attendance)
     node = NodeCascade(settings.node, hub.sfu, directory=directory)
     node.attach(app[keys.SIO])
     app[keys.NODE] = node
@@ -43,6 +55,7 @@ def setup(app: web.Application) -> None:
 
 async def _node_context(app: web.Application) -> AsyncIterator[None]:
     node = app[keys.NODE]
+    await load_credentials(app[keys.DB], node)  # stored rotations/revocations win over env
     node.start_parent_link()
     yield
     await node.close()

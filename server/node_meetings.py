@@ -11,12 +11,14 @@ people join on this node only. A mirror whose key the parent stops offering is c
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import col, select
 
+from rooms import attendance
 from rooms.db import Database
 from rooms.models import (
     Meeting,
@@ -29,6 +31,7 @@ from rooms.models import (
     User,
     utcnow,
 )
+from rooms.procedure_models import RemoteHeadcount
 from server.cascade_link import MeetingDirectory
 
 log = logging.getLogger(__name__)
@@ -47,10 +50,21 @@ class Offered(BaseModel):
     status: MeetingStatus
 
 
+class Reported(BaseModel):
+    """One meeting's headcount as a child reports it (validated: from another server)."""
+
+    model_config = ConfigDict(extra="ignore")
+    key: str = Field(min_length=3, max_length=160)
+    members: int = Field(ge=0, le=attendance.MAX_HEADCOUNT)
+    present: int = Field(ge=0, le=attendance.MAX_HEADCOUNT)
+
+
 class DbDirectory(MeetingDirectory):
-    def __init__(self, db: Database, unit: str) -> None:
+    def __init__(self, db: Database, unit: str,
+                 on_attendance: Callable[[int], Awaitable[None]] | None = None) -> None:
         self.db = db
         self.unit = unit
+        self.on_attendance = on_attendance  # a child's headcount for this meeting changed
 
     def key_of(self, meeting: Meeting) -> str:
         return meeting.cascade_key or f"{self.unit}/{meeting.id}"
@@ -116,6 +130,43 @@ class DbDirectory(MeetingDirectory):
                                        meeting.starts_at, MeetingStatus.closed)
             if changed:
                 await s.commit()
+
+    async def headcounts(self) -> list[dict[str, Any]]:
+        async with self.db.session() as s:
+            rows = await s.exec(select(Meeting).where(col(Meeting.cascade_key).is_not(None),
+                                                      Meeting.status == MeetingStatus.open))
+            out = []
+            for meeting in rows.all():
+                assert meeting.id is not None
+                count = await attendance.subtree_headcount(s, meeting.id)
+                out.append({"key": meeting.cascade_key, "members": count.members,
+                            "present": count.present})
+            return out
+
+    async def report(self, child: str, counts: list[dict[str, Any]]) -> None:
+        """Replace what `child` reported: its subtree's headcount per meeting, kept in the
+        database (RemoteHeadcount) so every process's quorum counts it."""
+        wanted: dict[int, attendance.Headcount] = {}
+        for raw in counts[:MAX_OFFERED]:
+            try:
+                entry = Reported.model_validate(raw)
+                count = attendance.Headcount(child, entry.members, entry.present)
+            except (ValidationError, ValueError) as exc:
+                log.warning("cascade: ignoring a headcount from %s: %s", child, exc)
+                continue
+            router = await self.router_for(entry.key)
+            if router is not None:
+                wanted[int(router)] = count
+        changed: list[int] = []
+        async with self.db.session() as s:
+            rows = await s.exec(select(RemoteHeadcount).where(RemoteHeadcount.node == child))
+            for meeting_id in {r.meeting_id for r in rows.all()} | set(wanted):
+                if await attendance.set_remote_headcount(s, meeting_id, child,
+                                                         wanted.get(meeting_id)):
+                    changed.append(meeting_id)
+        for meeting_id in changed:
+            if self.on_attendance is not None:
+                await self.on_attendance(meeting_id)
 
     @staticmethod
     async def _invite_local(s: Any, meeting: Meeting) -> None:

@@ -1,0 +1,244 @@
+"""Three real `run.py` processes (province → city → ward), each with its own SQLite database
+and SFU, linked by HOPSO_NODE_* settings: the province's meeting is mirrored below, a
+province publisher is decoded at the city and the ward, a ward publisher at the province,
+each stream crosses each link once, and the ward comes back by itself after the city is
+killed and restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aioice.ice
+import pytest
+import socketio
+
+from tests.conftest import Client
+from tests.media.support import EncodedMedia, encode_media, wait_for
+from tests.server.media_support import MediaClient, SioPeer, listening
+from tests.server.processes import ServerProcess, free_port, start_server
+
+CITY_SECRET, WARD_SECRET = "c" * 24, "w" * 24
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aioice.ice, "get_host_addresses",
+                        lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"])
+
+
+class Node:
+    def __init__(self, name: str, data: Path, port: int, env: dict[str, str]) -> None:
+        self.name, self.data, self.port, self.env = name, data, port, env
+        self.process: ServerProcess | None = None
+        self.logins: dict[str, str] = {}
+
+    def start(self) -> None:
+        self.process = start_server("--demo", "--data-dir", str(self.data), env=self.env,
+                                    port=self.port)
+        self.logins = self.logins or self.process.logins()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def login(self, username: str) -> Client:
+        client = Client(aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)),
+                        self.base)
+        status, body = await client.call("POST", "/api/login", {
+            "username": username, "password": self.logins[username]})
+        assert status == 200, body
+        client.csrf = body["csrf_token"]
+        return client
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path) -> AsyncIterator[dict[str, Node]]:
+    ports = {name: free_port() for name in ("province", "city", "ward")}
+    url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    made = {
+        "province": Node("province", tmp_path / "province", ports["province"], {
+            "HOPSO_NODE_UNIT": "province", "HOPSO_NODE_CHILDREN": f"city={CITY_SECRET}"}),
+        "city": Node("city", tmp_path / "city", ports["city"], {
+            "HOPSO_NODE_UNIT": "city", "HOPSO_PARENT_URL": url["province"],
+            "HOPSO_NODE_SECRET": CITY_SECRET, "HOPSO_NODE_CHILDREN": f"ward={WARD_SECRET}"}),
+        "ward": Node("ward", tmp_path / "ward", ports["ward"], {
+            "HOPSO_NODE_UNIT": "ward", "HOPSO_PARENT_URL": url["city"],
+            "HOPSO_NODE_SECRET": WARD_SECRET}),
+    }
+    for node in made.values():
+        node.start()
+    yield made
+    for node in made.values():
+        if node.process is not None:
+            node.process.stop()
+
+
+@pytest.fixture
+async def people() -> AsyncIterator[list[Any]]:
+    made: list[Any] = []
+    yield made
+    for thing in made:
+        await thing.close()
+
+
+async def until(probe: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(0.2)
+
+
+async def mirrored_meeting(node: Node, people: list[Any], title: str) -> int:
+    """The ward/city secretary sees the province's meeting mirrored and invites daibieu."""
+    secretary, admin = await node.login("thuky"), await node.login("quantri")
+    people += [secretary.session, admin.session]
+
+    async def find() -> dict[str, Any] | None:
+        _, body = await secretary.call("GET", "/api/meetings")
+        return next((m for m in body["meetings"] if m["cascade_key"] == "province/1"
+                     and m["status"] == "open"), None)
+    meeting = await until(find, 10, f"the province meeting mirrored at {node.name}")
+    assert meeting["title"] == title and meeting["my_role"] == "secretary"
+    _, users = await admin.call("GET", "/api/users")
+    delegate = next(u for u in users["users"] if u["username"] == "daibieu")
+    status, body = await secretary.call("POST", f"/api/meetings/{meeting['id']}/members",
+                                        {"role": "delegate", "user_id": delegate["id"]})
+    assert status == 201, body
+    return int(meeting["id"])
+
+
+async def join(node: Node, people: list[Any], username: str, meeting_id: int) -> MediaClient:
+    http = await node.login(username)
+    sio = socketio.AsyncClient(reconnection=False)
+    await sio.connect(node.base, headers={"Cookie": http.cookie_header()},
+                      transports=["websocket"], wait_timeout=5)
+    client = listening(MediaClient(f"{username}@{node.name}", http, sio,
+                                   SioPeer(sio, meeting_id)))
+    people += [client, http.session]
+    await client.join()
+    return client
+
+
+async def remote_video(client: MediaClient, name: str) -> dict[str, Any]:
+    """The newest remote video producer of `name` announced to `client`."""
+    async def find() -> dict[str, Any] | None:
+        listed = (await client.ok("media:producers"))["producers"]
+        return next((p for p in listed if p["name"] == name and p["kind"] == "video"
+                     and p.get("remote")), None)
+    return await until(find, 10, f"{name}'s video listed for {client.name}")  # type: ignore[no-any-return]
+
+
+async def view(client: Client) -> dict[str, Any]:
+    status, body = await client.call("GET", "/api/admin/nodes")
+    assert status == 200, body
+    return body  # type: ignore[no-any-return]
+
+
+async def test_a_meeting_spans_three_server_processes(
+        nodes: dict[str, Node], people: list[Any]) -> None:
+    province, city, ward = nodes["province"], nodes["city"], nodes["ward"]
+    media: EncodedMedia = encode_media(seconds=2.0)
+    chair_http = await province.login("chutri")
+    people.append(chair_http.session)
+    _, mine = await chair_http.call("GET", "/api/meetings")
+    meeting = mine["meetings"][0]
+    assert meeting["cascade_key"] is None  # owned here
+    status, _ = await chair_http.call("POST", f"/api/meetings/{meeting['id']}/open")
+    assert status == 200
+    city_meeting = await mirrored_meeting(city, people, meeting["title"])
+    ward_meeting = await mirrored_meeting(ward, people, meeting["title"])
+
+    chair = await join(province, people, "chutri", meeting["id"])
+    await chair.publish(media, audio=False)
+    at_city = await join(city, people, "daibieu", city_meeting)
+    at_ward = await join(ward, people, "daibieu", ward_meeting)
+    for client in (at_city, at_ward):
+        video = await remote_video(client, "Nguyễn Văn Hùng")
+        assert video["user_id"] is None and video["site"] == "Điểm cầu chính UBND tỉnh"
+        await client.subscribe(video["id"])
+    for client in (at_city, at_ward):
+        sub = client.receiver()
+        await wait_for(lambda: sub.frames("video") >= 10, timeout=10)
+
+    # The ward's delegate publishes; the province chair decodes it two links up.
+    await at_ward.publish(media, audio=False)
+    ward_video = await remote_video(chair, "Lê Minh Tuấn")
+    await chair.subscribe(ward_video["id"])
+    await wait_for(lambda: chair.receiver().frames("video") >= 10, timeout=10)
+
+    # The province chair stops the ward delegate's video: the lock is applied at the ward
+    # (the delegate cannot resume it) and the pause is seen back at the province.
+    await chair.ok("media:chair-mute", producer_id=ward_video["id"])
+    await at_ward.wait_for("media:lock", lambda e: e["kind"] == "video" and e["locked"])
+    own = at_ward.publisher.producer_id("video")  # type: ignore[union-attr]
+    assert await at_ward.error("media:unmute", producer_id=own) == "muted_by_chair"
+    await chair.wait_for("media:producer-paused",
+                         lambda e: e["producer_id"] == ward_video["id"] and e["paused"])
+    await chair.ok("media:chair-allow", producer_id=ward_video["id"])
+    await at_ward.wait_for("media:lock", lambda e: e["kind"] == "video" and not e["locked"])
+    await at_ward.ok("media:unmute", producer_id=own)
+    await chair.wait_for("media:producer-paused",
+                         lambda e: e["producer_id"] == ward_video["id"] and not e["paused"])
+
+    # The floor, given at the province to the ward's delegate, is the same on every node;
+    # at the ward it names the local person.
+    await chair.ok("media:floor", peer_id=ward_video["peer_id"])
+    for client in (at_city, at_ward):
+        floor = await client.wait_for("media:floor", lambda e: e["holder"] is not None)
+        assert floor["holder"]["peer_ids"] == [ward_video["peer_id"]]
+        assert floor["holder"]["name"] == "Lê Minh Tuấn"
+    assert floor["holder"]["user_id"] == at_ward.joined["me"]["user_id"]
+
+    # Roll call rolls up: the ward delegate checks in at the ward, and the province's quorum
+    # counts them, through the city's report of its subtree.
+    async def quorum() -> dict[str, Any]:
+        _, body = await chair_http.call("GET", f"/api/meetings/{meeting['id']}/procedure")
+        return body["attendance"]  # type: ignore[no-any-return]
+    async def reported() -> dict[str, Any] | None:
+        now = await quorum()  # the city reports its subtree's members (the ward's too)
+        return now if now["nodes"] and now["nodes"][0]["members"] >= 2 else None
+    before = await until(reported, 8, "the city's headcount at the province")
+    ack = await at_ward.sio.call("attendance:check_in",
+                                 {"meeting_id": ward_meeting, "mode": "online"}, timeout=5)
+    assert ack["ok"], ack
+
+    async def counted() -> dict[str, Any] | None:
+        now = await quorum()
+        return now if now["quorum"]["present"] == before["quorum"]["present"] + 1 else None
+    after = await until(counted, 8, "the ward's check-in in the province's quorum")
+    assert [n["node"] for n in after["nodes"]] == ["city"] and after["nodes"][0]["present"] == 1
+    assert after["quorum"]["members"] == before["quorum"]["members"]
+
+    # One copy per link: the province exports one stream to the city (the ward's
+    # subscriber is served by the city's copy) and imports the ward's one.
+    admin = await province.login("quantri")
+    people.append(admin.session)
+    child = next(c for c in (await view(admin))["children"] if c["unit"] == "city")
+    assert child["state"] == "connected" and (child["exported"], child["imported"]) == (1, 1)
+    assert child["rtt_ms"] is not None and child["rtt_ms"] < 1000  # as the city measured it
+
+    # Kill the city; the ward keeps its own media, and receives the province again
+    # within 5 s of the city's return, without rejoining (its client subscribes again
+    # when the producer is announced again).
+    assert city.process is not None
+    city.process.process.send_signal(signal.SIGKILL)
+    city.process.process.wait(5)
+    await at_ward.wait_for("media:producer-closed", lambda e: e["kind"] == "video", timeout=10)
+    before = at_ward.receiver().frames("video")
+    city.start()
+    back = time.monotonic()
+    video = await remote_video(at_ward, "Nguyễn Văn Hùng")
+    await at_ward.subscribe(video["id"])
+    await wait_for(lambda: at_ward.receiver().frames("video") >= before + 10, timeout=10)
+    resumed = time.monotonic() - back
+    assert resumed < 5.0, f"ward resumed {resumed:.1f} s after the city came back"

@@ -155,3 +155,11 @@ class NodeCredential(SQLModel, table=True):
     secret: str | None = Field(default=None, max_length=256)  # None once revoked
     revoked: bool = False
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class MeetingNode(SQLModel, table=True):
+    """A child cascade node invited to a meeting: it is offered the meeting and mirrors it
+    (rooms/meeting_nodes.py, server/node_meetings.py). `unit` is the node's HOPSO_NODE_UNIT."""
+
+    meeting_id: int = Field(foreign_key="meeting.id", primary_key=True)
+    unit: str = Field(primary_key=True, max_length=64)

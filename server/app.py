@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from rooms.db import Database
 from server import api_admin, api_meetings, api_session, events_meeting, keys, pages
 from server import api_procedure, documents_app, events_procedure, pages_audit, pages_documents
-from server import events_media, node_app
+from server import api_meeting_nodes, events_media, node_app
 from server.auth import LoginLimiter, auth_middleware
 from server.i18n import Translator, catalog_handler, language_middleware
 from server.metrics import Metrics, metrics_handler
@@ -60,7 +60,8 @@ def create_app(settings: Settings) -> web.Application:
     zone = ZoneInfo(settings.timezone)
     env.filters["localtime"] = lambda moment: moment.astimezone(zone).strftime("%d/%m/%Y %H:%M")
     for table in (api_session.routes, api_admin.routes, api_meetings.routes, pages.routes,
-                  api_procedure.routes, pages_audit.routes, pages_documents.routes):
+                  api_procedure.routes, pages_audit.routes, pages_documents.routes,
+                  api_meeting_nodes.routes):
         app.add_routes(table)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/i18n/{lang}.json", catalog_handler)

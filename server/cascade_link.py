@@ -98,8 +98,8 @@ class MeetingDirectory:
         """The local router id of a meeting a child asks to join; None if unknown here."""
         return key
 
-    async def offered(self) -> list[dict[str, Any]]:
-        """Meetings this node offers its children: ``{"key", "title", ...}``."""
+    async def offered(self, child: str) -> list[dict[str, Any]]:
+        """Meetings this node offers the child `child`: ``{"key", "title", ...}``."""
         return []
 
     async def mirror(self, offered: list[dict[str, Any]]) -> None:
@@ -297,9 +297,10 @@ class NodeCascade:
         return {"t": time.time()}
 
     async def _on_meetings(self, sid: str, data: Any = None) -> dict[str, Any]:
-        if self._child(sid) is None:
+        link = self._child(sid)
+        if link is None:
             return {"error": "refused"}
-        return {"meetings": await self.directory.offered()}
+        return {"meetings": await self.directory.offered(link.unit)}
 
     async def _on_headcounts(self, sid: str, data: Any = None) -> dict[str, Any]:
         link = self._child(sid)

@@ -18,8 +18,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import col, select
 
-from rooms import attendance
+from rooms import attendance, meeting_nodes
 from rooms.db import Database
+from rooms.errors import Invalid
 from rooms.models import (
     Meeting,
     MeetingMember,
@@ -48,6 +49,7 @@ class Offered(BaseModel):
     description: str = Field(default="", max_length=4000)
     starts_at: datetime
     status: MeetingStatus
+    nodes: list[str] = Field(default_factory=list, max_length=meeting_nodes.MAX_NODES)
 
 
 class Reported(BaseModel):
@@ -82,12 +84,17 @@ class DbDirectory(MeetingDirectory):
             return None
         return str(meeting.id)
 
-    async def offered(self) -> list[dict[str, Any]]:
+    async def offered(self, child: str) -> list[dict[str, Any]]:
+        """The live meetings (own or mirrored) that invite `child`, with their invited
+        nodes so the child can pass them on."""
         async with self.db.session() as s:
-            rows = await s.exec(select(Meeting).where(col(Meeting.status).in_(LIVE))
+            invited = await meeting_nodes.meetings_offered_to(s, child)
+            rows = await s.exec(select(Meeting).where(col(Meeting.status).in_(LIVE),
+                                                      col(Meeting.id).in_(invited))
                                 .order_by(col(Meeting.starts_at)).limit(MAX_OFFERED))
             return [{"key": self.key_of(m), "title": m.title, "description": m.description,
-                     "starts_at": m.starts_at.isoformat(), "status": m.status.value}
+                     "starts_at": m.starts_at.isoformat(), "status": m.status.value,
+                     "nodes": await meeting_nodes.invited_nodes(s, m.id)}  # type: ignore[arg-type]
                     for m in rows.all()]
 
     async def mirror(self, offered: list[dict[str, Any]]) -> None:
@@ -124,6 +131,13 @@ class DbDirectory(MeetingDirectory):
                 elif meeting.status is not MeetingStatus.closed:
                     changed |= _update(meeting, entry.title, entry.description,
                                        entry.starts_at, entry.status)
+                else:
+                    continue
+                assert meeting.id is not None
+                try:  # the owner's invitation list, passed on to our children
+                    changed |= await meeting_nodes.set_invited_nodes(s, meeting.id, entry.nodes)
+                except Invalid as exc:
+                    log.warning("cascade: meeting %s: %s", key, exc)
             for key, meeting in mirrors.items():
                 if key not in entries and meeting.status is not MeetingStatus.closed:
                     changed |= _update(meeting, meeting.title, meeting.description,

@@ -42,6 +42,12 @@ def run(screenshot: str) -> dict[str, Any]:
             chair.wait_for_url(re.compile(r".*/meetings/\d+$"))
             chair.click("button[data-action$='/open']")
             chair.wait_for_selector("#meeting-status.status-open")
+            invited = chair.evaluate(  # the province invites the ward's node
+                "fetch(location.pathname.replace('/meetings/', '/api/meetings/') + '/nodes', "
+                "{method: 'PUT', headers: {'Content-Type': 'application/json', 'X-CSRF-Token': "
+                "document.querySelector('meta[name=csrf-token]').content}, "
+                "body: JSON.stringify({nodes: ['ward']})}).then(r => r.status)")
+            assert invited == 200, invited
 
             # At the ward, the room operator finds the province's meeting, mirrored.
             operator = log_in(browsers[1], ward, "kythuat", "/meetings")

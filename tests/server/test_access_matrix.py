@@ -61,6 +61,8 @@ async def test_access_matrix(hopso: Harness, role: str) -> None:
             ("POST", f"/api/meetings/{meeting_id}/members",
              {"role": "observer", "user_id": 1}, True),
             ("POST", f"/api/meetings/{meeting_id}/open", None, True),
+            ("GET", f"/api/meetings/{meeting_id}/nodes", None, False),
+            ("PUT", f"/api/meetings/{meeting_id}/nodes", {"nodes": ["ward:dong-phu"]}, True),
         ]
         for method, path, body, manage in routes:
             status, answer = await client.call(method, path, body)

@@ -155,8 +155,23 @@ async def test_a_meeting_spans_three_server_processes(
     assert meeting["cascade_key"] is None  # owned here
     status, _ = await chair_http.call("POST", f"/api/meetings/{meeting['id']}/open")
     assert status == 200
+    # The province invites the city and the ward nodes (the city passes it on to the ward).
+    status, nodes = await chair_http.call("PUT", f"/api/meetings/{meeting['id']}/nodes",
+                                          {"nodes": ["city", "ward"]})
+    assert status == 200 and nodes["nodes"] == ["city", "ward"], nodes
+    assert nodes["children"] == ["city"]
+    assert (await chair_http.call("PUT", f"/api/meetings/{meeting['id']}/nodes",
+                                  {"nodes": ["no such/unit"]}))[0] == 400
     city_meeting = await mirrored_meeting(city, people, meeting["title"])
     ward_meeting = await mirrored_meeting(ward, people, meeting["title"])
+    # Only invited meetings are mirrored: the city's own meeting never reaches the ward.
+    ward_secretary = await ward.login("thuky")
+    people.append(ward_secretary.session)
+    _, listed = await ward_secretary.call("GET", "/api/meetings")
+    assert sorted(str(m["cascade_key"]) for m in listed["meetings"]) == ["None", "province/1"]
+    status, body = await ward_secretary.call("PUT", f"/api/meetings/{ward_meeting}/nodes",
+                                             {"nodes": []})
+    assert status == 409 and body["error"]["code"] == "mirrored"
 
     chair = await join(province, people, "chutri", meeting["id"])
     await chair.publish(media, audio=False)

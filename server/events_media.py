@@ -328,7 +328,10 @@ def _register_chair(rt: Realtime) -> None:
     async def give_floor(ctx: EventContext, p: FloorRef) -> dict[str, Any]:
         await _access(ctx, p.meeting_id, Action.chair_media)
         if p.peer_id is not None:
-            return {"holder": _hub(ctx).give_remote_floor(p.meeting_id, p.peer_id)}
+            cascade = _hub(ctx).cascade
+            if cascade is None:
+                raise NotFound(f"no one with peer id {p.peer_id} publishes in this meeting")
+            return {"holder": cascade.give_floor(p.meeting_id, p.peer_id)}
         if p.user_id is not None:
             await _check_target(ctx, p.meeting_id, p.user_id, None)
         return {"holder": _hub(ctx).set_floor(p.meeting_id, p.user_id)}

@@ -9,10 +9,8 @@ one pump task turns events into socket.io emits, in order. docs/protocol.md, sec
 "Media (socket.io)", is the wire contract.
 
 Everything here is in-process: all clients of one meeting must reach the same process
-(the SFU cannot span processes). Meetings spanning cascade nodes (server/node_app.py) add
-a `Cascade` per meeting: producers of other nodes are listed from its catalogs (their
-``user_id`` is another node's, so they carry ``remote: true`` and no local ids), announced
-by diffing those catalogs, and pulled over the link when someone subscribes.
+(the SFU cannot span processes). On a cascade node, `cascade` (server/media_cascade.py)
+adds other nodes' producers and sends chair controls and the floor down the tree.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,11 +57,10 @@ from media import (
     TransportStateChanged,
     UnsupportedCodecError,
 )
-from media.link import Cascade, LinkEnd
 from media.ratelimit import TokenBucket
 from rooms.errors import Conflict, DomainError, Forbidden, NotFound
 from rooms.models import Meeting, MeetingRole, MeetingStatus, Site, User
-from rooms.permissions import MEETING_PERMISSIONS, Action
+from server.media_cascade import HubCascades, mute_all_targets, relayed
 from server.realtime import meeting_room
 from server.settings import Settings
 
@@ -274,11 +271,7 @@ class MediaHub:
         self._counted: dict[str, tuple[int, int, int]] = {}  # consumer id -> sent, bytes, dropped
         self._received: dict[str, int] = {}  # producer id -> packets received
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        # Cascade (set by server/node_app.py on a node): meeting -> its cascade, and the
-        # remote producers each meeting's clients were told about.
-        self.open_cascade: Callable[[int], Awaitable[Cascade]] | None = None
-        self.cascades: dict[int, Cascade] = {}
-        self.remote: dict[int, dict[str, dict[str, Any]]] = {}
+        self.cascade: HubCascades | None = None  # on a cascade node (server/node_app.py)
         self._tasks: list[asyncio.Task[None]] = []
         self._remove_listener = self.sfu.add_listener(self._on_event)
 
@@ -332,7 +325,8 @@ class MediaHub:
                              site_id=site.id if site else None, site=site.name if site else None)
         router = self.sfu.router(str(meeting_id))
         router.add_peer(member.peer_id, member.app_data())
-        await self._attach_cascade(meeting_id)
+        if self.cascade is not None:
+            await self.cascade.attach(meeting_id)
         self.members[sid] = member
         self.by_peer[member.peer_id] = member
         if member.site_id is not None:
@@ -382,111 +376,21 @@ class MediaHub:
         if router is None:
             return []
         local = [self.producer_dict(meeting_id, p) for p in router.producers()
-                 if not _relayed(p.app_data)]
-        return local + [_remote_dict(e) for e in self._remote_entries(meeting_id).values()]
-
-    # -- cascade -------------------------------------------------------------------------
-    async def _attach_cascade(self, meeting_id: int) -> None:
-        cascade = self.cascades.get(meeting_id)
-        if self.open_cascade is None or (cascade is not None and not cascade.router.closed):
-            return
-        cascade = self.cascades[meeting_id] = await self.open_cascade(meeting_id)
-        self.remote[meeting_id] = {}
-
-        async def control(data: dict[str, Any]) -> dict[str, Any]:
-            return self._apply_control(meeting_id, data)
-
-        def link_added(end: LinkEnd) -> None:  # a child joins: tell it who has the floor
-            if not end.upstream:
-                cascade.send_control(end, _floor_control(self.floor.get(meeting_id)))
-        cascade.control_handler = control
-        cascade.on_link_added(link_added)
-        cascade.on_available_changed(lambda: self._sync_remote(meeting_id))
-        self._sync_remote(meeting_id)
-
-    def _remote_entries(self, meeting_id: int) -> dict[str, dict[str, Any]]:
-        """Producers of other nodes this meeting's clients may subscribe to."""
-        cascade = self.cascades.get(meeting_id)
-        if cascade is None or cascade.router.closed:
-            return {}
-        local = {p.id for p in cascade.router.producers() if not _relayed(p.app_data)}
-        return {pid: e for pid, e in cascade.available().items() if pid not in local}
-
-    def _sync_remote(self, meeting_id: int) -> None:
-        """Tell clients what changed among remote producers (catalogs or link loss)."""
-        told = self.remote.setdefault(meeting_id, {})
-        now = self._remote_entries(meeting_id)
-        for pid, entry in now.items():
-            before = told.get(pid)
-            if before is None:
-                self._put("room", (meeting_id, "media:producer-added",
-                                   {"producer": _remote_dict(entry)}))
-            elif before["paused"] != entry["paused"]:
-                self._put("room", (meeting_id, "media:producer-paused", {
-                    "producer_id": pid, "peer_id": entry["peer_id"],
-                    "paused": entry["paused"], "paused_by": None}))
-        for pid, entry in told.items():
-            if pid not in now:
-                self._put("room", (meeting_id, "media:producer-closed", {
-                    "producer_id": pid, "peer_id": entry["peer_id"], "kind": entry["kind"],
-                    "source": entry["source"], "reason": "unpublished"}))
-        self.remote[meeting_id] = dict(now)
-
-    def _apply_control(self, meeting_id: int, data: dict[str, Any]) -> dict[str, Any]:
-        """A chair control from the parent node (media/link.py `control`)."""
-        action = data.get("action")
-        if action == "floor":
-            return {"holder": self._floor_from_parent(meeting_id, data.get("holder"))}
-        if action == "mute-all":
-            users = {m.user_id for m in self.members_of(meeting_id)
-                     if Action.chair_media not in MEETING_PERMISSIONS[m.role]}
-            return {"user_ids": sorted(users), "producer_ids": self.lock(meeting_id, users,
-                                                                         "audio")}
-        router = self.router(meeting_id)
-        info = next((p for p in router.producers() if p.id == data.get("producer_id")
-                     and not _relayed(p.app_data)), None) if router else None
-        if info is None or action not in ("lock", "allow"):
-            raise ValueError(f"cannot {action} producer {data.get('producer_id')!r} here")
-        uid = int(info.app_data["user_id"])
-        if action == "lock":
-            self.lock(meeting_id, [uid], info.kind.value)
-        else:
-            self.allow(meeting_id, [uid], info.kind.value)
-        return {"user_ids": [uid]}
-
-    async def chair_producer(self, meeting_id: int, producer_id: str, lock: bool
-                             ) -> dict[str, Any]:
-        """Chair mute/allow of one producer's publisher, wherever in the tree below they
-        are: a local person is locked here; a remote one on their own node."""
-        data = {"action": "lock" if lock else "allow", "producer_id": producer_id}
-        cascade = self.cascades.get(meeting_id)
-        if producer_id in self._remote_entries(meeting_id) and cascade is not None:
-            return await cascade.control(data)
-        router = self.router(meeting_id)
-        if router is None or all(p.id != producer_id for p in router.producers()):
-            raise NotFound(f"producer {producer_id} not found in this meeting")
-        return self._apply_control(meeting_id, data)
-
-    async def mute_all(self, meeting_id: int) -> dict[str, Any]:
-        """Lock every microphone but the chairs', here and on every node below."""
-        cascade = self.cascades.get(meeting_id)
-        if cascade is not None and not cascade.router.closed:
-            return await cascade.control({"action": "mute-all"})
-        return self._apply_control(meeting_id, {"action": "mute-all"})
+                 if not relayed(p.app_data)]
+        return local + (self.cascade.producers(meeting_id) if self.cascade else [])
 
     async def ensure_producers(self, meeting_id: int, producer_ids: list[str]) -> None:
         """Make producers subscribable here: local ones exist; remote ones are pulled over
         their link. Unknown ids are NotFound, and nothing is pulled then."""
         router = self.router(meeting_id)
         known = {p.id for p in router.producers()} if router else set()
-        remote = self._remote_entries(meeting_id)
+        remote = self.cascade.entries(meeting_id) if self.cascade else {}
         missing = [pid for pid in producer_ids if pid not in known and pid not in remote]
         if missing:
             raise NotFound(f"producer {missing[0]} not found in this meeting")
-        cascade = self.cascades.get(meeting_id)
-        for pid in producer_ids:
-            if pid not in known and cascade is not None:
-                await cascade.ensure(pid)
+        if self.cascade is not None:
+            await self.cascade.pull(meeting_id, [p for p in producer_ids if p not in known])
+
 
     def peers(self, meeting_id: int) -> list[dict[str, Any]]:
         return [m.peer_dict() for m in self.members_of(meeting_id)]
@@ -600,47 +504,37 @@ class MediaHub:
                       "peer_ids": [m.peer_id for m in present]}
             self.floor[meeting_id] = holder
             self.allow(meeting_id, [user_id], "audio")
-        self._put("room", (meeting_id, "media:floor", {"holder": holder}))
-        self._floor_down(meeting_id, holder)
+        self.to_room(meeting_id, "media:floor", {"holder": holder})
+        if self.cascade is not None:
+            self.cascade.floor_down(meeting_id, holder)
         return holder
 
-    def give_remote_floor(self, meeting_id: int, peer_id: str) -> dict[str, Any]:
-        """The floor to a person at a node below (known by their peer id)."""
-        entry = next((e for e in self._remote_entries(meeting_id).values()
-                      if e["peer_id"] == peer_id), None)
-        if entry is None:
-            raise NotFound(f"no one with peer id {peer_id} publishes in this meeting")
-        app = entry.get("app_data") or {}
-        holder = {"user_id": None, "name": app.get("name"), "site": app.get("site"),
-                  "peer_ids": [peer_id]}
-        self.floor[meeting_id] = holder
-        self._put("room", (meeting_id, "media:floor", {"holder": holder}))
-        self._floor_down(meeting_id, holder)
-        return holder
+    # -- chair controls aimed at one producer, or at everyone --------------------------------
+    async def chair_producer(self, meeting_id: int, producer_id: str, lock: bool
+                             ) -> dict[str, Any]:
+        """Chair mute/allow of one producer's publisher, wherever in the tree below they
+        are: a local person is locked here; a remote one on their own node."""
+        if self.cascade is not None:
+            done = await self.cascade.chair_producer(meeting_id, producer_id, lock)
+            if done is not None:
+                return done
+        router = self.router(meeting_id)
+        info = next((p for p in router.producers() if p.id == producer_id), None) \
+            if router else None
+        if info is None:
+            raise NotFound(f"producer {producer_id} not found in this meeting")
+        uid = int(info.app_data["user_id"])
+        (self.lock if lock else self.allow)(meeting_id, [uid], info.kind.value)
+        return {"user_ids": [uid]}
 
-    def _floor_down(self, meeting_id: int, holder: dict[str, Any] | None) -> None:
-        cascade = self.cascades.get(meeting_id)
-        if cascade is not None and not cascade.router.closed:
-            cascade.send_down(_floor_control(holder))
+    async def mute_all(self, meeting_id: int) -> dict[str, Any]:
+        """Lock every microphone but the chairs', here and on every node below."""
+        done = await self.cascade.mute_all(meeting_id) if self.cascade else None
+        return done if done is not None else self.mute_all_here(meeting_id)
 
-    def _floor_from_parent(self, meeting_id: int, holder: Any) -> dict[str, Any] | None:
-        """The parent's floor holder; a person of this node among them gets their
-        microphone lock lifted, as at the owner."""
-        if holder is not None:
-            peer_ids = holder.get("peer_ids") if isinstance(holder, dict) else None
-            if not isinstance(peer_ids, list) or not all(isinstance(p, str) for p in peer_ids):
-                raise ValueError("floor holder needs peer_ids")
-            here = [m for m in self.members_of(meeting_id) if m.peer_id in peer_ids]
-            holder = {"user_id": here[0].user_id if here else None,
-                      "name": str(holder.get("name") or ""), "site": holder.get("site"),
-                      "peer_ids": peer_ids[:16]}
-            if here:
-                self.allow(meeting_id, [here[0].user_id], "audio")
-            self.floor[meeting_id] = holder
-        else:
-            self.floor.pop(meeting_id, None)
-        self._put("room", (meeting_id, "media:floor", {"holder": holder}))
-        return holder  # Cascade.control passes it on to the children
+    def mute_all_here(self, meeting_id: int) -> dict[str, Any]:
+        users = mute_all_targets(self, meeting_id)
+        return {"user_ids": sorted(users), "producer_ids": self.lock(meeting_id, users, "audio")}
 
     async def on_floor_changed(self, meeting_id: int, holder: dict[str, Any] | None) -> None:
         """Hook for the procedure's floor queue (floor:changed)."""
@@ -655,14 +549,18 @@ class MediaHub:
     def _put(self, kind: str, item: Any) -> None:
         self._queue.put_nowait((kind, item))
 
+    def to_room(self, meeting_id: int, name: str, data: dict[str, Any]) -> None:
+        """Push to the meeting's channel, in order with the SFU's events."""
+        self._put("room", (meeting_id, name, data))
+
     def _on_event(self, event: MediaEvent) -> None:
         """Inline on the loop: never blocks; the pump emits."""
         try:
             meeting_id = int(event.router_id)
         except ValueError:
             return
-        if self._is_remote(meeting_id, event):
-            self._sync_remote(meeting_id)  # imported/released/paused relays: catalogs decide
+        if self.cascade is not None and self.cascade.is_remote(meeting_id, event):
+            self.cascade.sync(meeting_id)  # imported/released/paused relays: catalogs decide
         elif isinstance(event, ProducerAdded):
             info = event.producer
             router = self.router(meeting_id)
@@ -703,15 +601,6 @@ class MediaHub:
                 "reason": event.reason.value})
         elif isinstance(event, PeerClosed):
             self._peer_closed(meeting_id, event)
-
-    def _is_remote(self, meeting_id: int, event: MediaEvent) -> bool:
-        if meeting_id not in self.cascades:
-            return False
-        if isinstance(event, ProducerAdded):
-            return _relayed(event.producer.app_data)
-        if isinstance(event, (ProducerClosed, ProducerPaused)):
-            return event.producer_id in self.remote.get(meeting_id, {})
-        return False
 
     def _to_peer(self, peer_id: str, name: str, data: dict[str, Any]) -> None:
         member = self.by_peer.get(peer_id)
@@ -856,27 +745,8 @@ class MediaHub:
                 self._forget_meeting(meeting_id)
 
     def _forget_meeting(self, meeting_id: int) -> None:
-        for table in (self.locks, self.site_locks, self.floor, self.quality, self.banned,
-                      self.cascades, self.remote):
+        for table in (self.locks, self.site_locks, self.floor, self.quality, self.banned):
             table.pop(meeting_id, None)
+        if self.cascade is not None:
+            self.cascade.forget(meeting_id)
 
-
-def _floor_control(holder: dict[str, Any] | None) -> dict[str, Any]:
-    """The floor as sent down a link: local user ids mean nothing on another node."""
-    return {"action": "floor", "holder": None if holder is None else
-            {k: v for k, v in holder.items() if k != "user_id"}}
-
-
-def _relayed(app_data: dict[str, Any]) -> bool:
-    """A producer imported over a cascade link (its publisher is on another node)."""
-    return "cascade" in app_data
-
-
-def _remote_dict(entry: dict[str, Any]) -> dict[str, Any]:
-    """A producer of another node, as clients see it: names, no local ids."""
-    app = entry.get("app_data") or {}
-    return {"id": entry["id"], "peer_id": entry["peer_id"], "kind": entry["kind"],
-            "source": entry["source"], "codec": entry["codec"], "paused": entry["paused"],
-            "user_id": None, "site_id": None, "name": app.get("name"),
-            "site": app.get("site"), "role": app.get("role"), "paused_by": None,
-            "locked": False, "remote": True, "hops": entry.get("hops", 0)}

@@ -17,6 +17,7 @@ from rooms.errors import NotFound
 from rooms.models import Meeting
 from server import keys
 from server.cascade_link import NodeCascade
+from server.media_cascade import HubCascades
 from server.node_credentials import load_credentials
 from server.node_meetings import DbDirectory
 from server.procedure_live import LIVE, attendance_emit
@@ -49,7 +50,7 @@ def setup(app: web.Application) -> None:
             raise NotFound(f"meeting {meeting_id} not found")
         return node.open(directory.key_of(meeting), str(meeting_id))
 
-    hub.open_cascade = open_cascade
+    hub.cascade = HubCascades(hub, open_cascade)
     app.cleanup_ctx.append(_node_context)  # after the media context: closes before the SFU
 
 

@@ -11,7 +11,7 @@ from rooms import units, users
 from rooms.errors import Invalid, NotFound
 from rooms.models import Role, UnitKind
 from server import keys, node_credentials
-from server.auth import end_all_sessions, require_admin
+from server.auth import end_all_sessions, forget_sessions, require_admin
 from server.http_util import Body, int_id, read_body
 from server.passwords import MIN_PASSWORD_LENGTH, hash_password
 
@@ -168,7 +168,10 @@ async def patch_user(request: web.Request) -> web.Response:
         if body.disabled or body.password is not None:
             await end_all_sessions(s, user_id)  # disabling or resetting logs them out everywhere
         s.add(user)
-        return web.json_response(users.user_dict(user))
+        answer = users.user_dict(user)
+    # After the commit: their sockets see the change (or are refused) from their next event.
+    forget_sessions(request.app, user_id=user_id)
+    return web.json_response(answer)
 
 
 # -- cascade nodes (docs/cascade.md) ---------------------------------------------------------

@@ -11,7 +11,7 @@ from rooms.errors import NotAuthenticated
 from rooms.users import user_dict
 from server import keys
 from server.auth import (AUTH, CSRF_FIELD, LOGIN_CSRF_COOKIE, SESSION_COOKIE, USER, check_login,
-                         create_session, current_user, end_session, login_csrf_ok,
+                         create_session, current_user, end_session, forget_sessions, login_csrf_ok,
                          set_session_cookie)
 from server.http_util import Body, read_body
 from server.i18n import LANG
@@ -89,6 +89,7 @@ async def logout(request: web.Request) -> web.Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         await end_session(request.app[keys.DB], token)
+        forget_sessions(request.app, token=token)  # its sockets stop working at once
     if "application/json" in request.headers.get("Accept", ""):
         response = web.json_response({"logged_out": True})
         response.del_cookie(SESSION_COOKIE, path="/")

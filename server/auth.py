@@ -86,6 +86,77 @@ async def load_session(db: Database, token: str | None) -> tuple[User, AuthSessi
         return user, auth
 
 
+class SessionCache:
+    """Sessions recently checked by socket events, so a tablet sending a pen stroke every
+    100 ms does not reload its session and user from the database on every event.
+
+    Trade-off: an entry is trusted for `ttl_s` seconds. Logging out, disabling a user and
+    resetting a password in *this* process drop the affected entries at once (`forget_token`,
+    `forget_user`, called after the database commit), so their next socket event is refused
+    as before; an expired session is refused at once too (its expiry is cached with it). What
+    the TTL bounds is everything else: a logout or disable handled by *another* server
+    process (scale-out), or a change made directly in the database, reaches this process's
+    sockets within `ttl_s`; a changed user row (role, name) is seen within `ttl_s`. HTTP
+    requests never use this cache.
+    """
+
+    def __init__(self, ttl_s: float = 2.0, max_entries: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s, self.max_entries, self.clock = ttl_s, max_entries, clock
+        self._entries: dict[str, tuple[float, User, AuthSession]] = {}
+        # Bumped by every forget: a load that started before it must not be cached, since it
+        # may have read the session just before the logout committed.
+        self._generation = 0
+
+    async def load(self, db: Database, token: str | None) -> tuple[User, AuthSession] | None:
+        """`load_session`, answered from the cache while the entry is fresh."""
+        if not token or len(token) > 128:
+            return None
+        key, now = token_hash(token), self.clock()
+        hit = self._entries.get(key)
+        if hit is not None and now - hit[0] < self.ttl_s and hit[2].expires_at > utcnow():
+            return hit[1], hit[2]
+        generation = self._generation
+        found = await load_session(db, token)
+        if found is None:
+            self._entries.pop(key, None)
+        elif generation == self._generation:
+            if len(self._entries) >= self.max_entries:
+                self._prune(now)
+            self._entries[key] = (now, *found)
+        return found
+
+    def forget_token(self, token: str) -> None:
+        self._generation += 1
+        self._entries.pop(token_hash(token), None)
+
+    def forget_user(self, user_id: int) -> None:
+        self._generation += 1
+        for key in [k for k, (_, user, _a) in self._entries.items() if user.id == user_id]:
+            del self._entries[key]
+
+    def _prune(self, now: float) -> None:
+        self._entries = {k: e for k, e in self._entries.items() if now - e[0] < self.ttl_s}
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+
+
+# Created by server.realtime.Realtime; logout and user changes tell it what ended.
+SESSION_CACHE = web.AppKey("session_cache", SessionCache)
+
+
+def forget_sessions(app: web.Application, *, token: str | None = None,
+                    user_id: int | None = None) -> None:
+    """Call after the commit that ended a session (`token`) or all of a user's sessions."""
+    cache = app.get(SESSION_CACHE)
+    if cache is None:
+        return
+    if token is not None:
+        cache.forget_token(token)
+    if user_id is not None:
+        cache.forget_user(user_id)
+
+
 async def end_session(db: Database, token: str) -> None:
     async with db.session() as s:
         await s.exec(delete(AuthSession).where(col(AuthSession.token_hash) == token_hash(token)))

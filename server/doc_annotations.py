@@ -5,7 +5,7 @@ Pushes (docs/protocol.md (Documents)): the author's connections get the op as th
 (`own: true`); the document's other subscribers get it projected for their class — everyone
 (`meeting` annotations) or presenters (plus `presenter` ones) — and nothing for ops they may
 not see. Ops on one document are serialised by a per-document lock, which also orders the
-pushes.
+pushes; ops that arrive together are stored together (group commit, see `apply`).
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ from documents.annotation_ops import Actor, AnnotationLog, OpRecord, OpResult
 from documents.annotations import DEFAULT_LIMITS, Annotation, AnnotationError, AnnotationLimits
 from documents.db_models import AnnotationOp, Document, DocumentVersion
 from rooms.db import Database
-from rooms.errors import Conflict, Invalid, NotFound
+from rooms.errors import Conflict, DomainError, Invalid, NotFound
 from server.realtime import user_room
 
 log = logging.getLogger(__name__)
+MAX_BATCH = 64  # ops stored in one transaction at most
 GENERIC = Actor("", is_presenter=False)  # any subscriber who is neither author nor presenter
 PRESENTER = Actor("", is_presenter=True)
 
@@ -68,12 +69,35 @@ class Viewer:
         return Actor(str(self.user_id), self.is_presenter)
 
 
+@dataclass
+class _Queued:
+    """An op waiting for its document's writer."""
+
+    version: int
+    raw: Any
+    viewer: Viewer
+    sid: str | None
+    done: asyncio.Future[tuple[OpResult, dict[str, Any] | None]]
+
+
+def _settle(done: asyncio.Future[Any], result: Any = None, *,
+            exc: BaseException | None = None) -> None:
+    if done.done():  # the caller went away (cancelled); the op was still handled
+        return
+    if exc is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(result)
+
+
 class AnnotationHub:
     def __init__(self, db: Database, sio: socketio.AsyncServer,
                  limits: AnnotationLimits = DEFAULT_LIMITS, max_cached: int = 256) -> None:
         self.db, self.sio, self.limits, self.max_cached = db, sio, limits, max_cached
         self._logs: OrderedDict[int, _Cached] = OrderedDict()
         self._locks: dict[int, asyncio.Lock] = {}
+        self._queues: dict[int, list[_Queued]] = {}  # ops waiting for their document's writer
+        self._writers: dict[int, asyncio.Task[None]] = {}
 
     def lock(self, document_id: int) -> asyncio.Lock:
         return self._locks.setdefault(document_id, asyncio.Lock())
@@ -112,16 +136,91 @@ class AnnotationHub:
 
     async def apply(self, document_id: int, version: int, raw: Any, viewer: Viewer,
                     sid: str | None = None) -> tuple[OpResult, dict[str, Any] | None]:
-        """Apply, store, push; returns the result and the op as the author sees it."""
-        async with self.lock(document_id):
-            current = await self._current(document_id, version)
-            result = self._apply(current, raw, viewer)
+        """Apply, store, push; returns the result and the op as the author sees it.
+
+        Group commit: the op joins its document's queue; the document's writer applies what
+        is queued, stores every accepted op of the batch in one transaction, then pushes them
+        in order and answers. Ops arriving while a batch is being stored form the next one, so
+        a burst of strokes costs one commit, not one each. Nothing is answered or pushed
+        before its transaction has committed; if it fails, every op of the batch is refused.
+        """
+        done: asyncio.Future[tuple[OpResult, dict[str, Any] | None]] = \
+            asyncio.get_running_loop().create_future()
+        self._queues.setdefault(document_id, []).append(
+            _Queued(version, raw, viewer, sid, done))
+        if document_id not in self._writers:
+            self._writers[document_id] = asyncio.create_task(self._write(document_id))
+        return await done
+
+    async def _write(self, document_id: int) -> None:
+        """The document's writer: drains its queue batch by batch, then ends."""
+        queue = self._queues[document_id]
+        try:
+            while queue:
+                batch = queue[:MAX_BATCH]
+                del queue[:MAX_BATCH]
+                try:
+                    async with self.lock(document_id):
+                        await self._write_batch(document_id, batch)
+                except BaseException as exc:
+                    for item in batch:
+                        _settle(item.done, exc=exc)
+                    if not isinstance(exc, Exception):
+                        raise  # cancelled: the rest of the queue is refused below
+        finally:
+            for item in queue:  # only when cancelled (shutdown)
+                _settle(item.done, exc=asyncio.CancelledError())
+            del self._writers[document_id]
+            del self._queues[document_id]
+
+    async def _write_batch(self, document_id: int, batch: list[_Queued]) -> None:
+        """Apply, store (one transaction), push and answer `batch`; call under the lock."""
+        outcomes: list[tuple[_Queued, AnnotationLog, OpResult] | DomainError] = []
+        for item in batch:
+            try:
+                current = await self._current(document_id, item.version)
+                outcomes.append((item, current, self._apply(current, item.raw, item.viewer)))
+            except DomainError as exc:  # refused: stores nothing (answered after the commit)
+                outcomes.append(exc)
+        new = [o for o in outcomes if not isinstance(o, DomainError) and not o[2].replayed]
+        if new:
+            try:
+                async with self.db.session() as s:
+                    for item, _, result in new:
+                        s.add(_row(document_id, item.version, result.record,
+                                   item.viewer.user_id))
+            except IntegrityError:
+                # An op id used on an earlier version, or another server process wrote to one
+                # of these pages: nothing of the batch was stored; redo it op by op.
+                self.evict(document_id)
+                outcomes = [await self._one(document_id, item) for item in batch]
+            except BaseException:
+                self.evict(document_id)  # the log holds ops the database does not
+                raise
+        for item, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, DomainError):
+                _settle(item.done, exc=outcome)
+                continue
+            _, current, result = outcome
             if not result.replayed:
-                result = await self._store(document_id, version, raw, viewer, result)
-            own = current.project(result.record, viewer.actor)
+                await self._push(document_id, item.version, current, result.record,
+                                 item.viewer, item.sid)
+            own = current.project(result.record, item.viewer.actor)
+            _settle(item.done, (result, own.to_dict() if own else None))
+
+    async def _one(self, document_id: int, item: _Queued
+                   ) -> tuple[_Queued, AnnotationLog, OpResult] | DomainError:
+        """One op applied and stored on its own (the slow path after a failed batch)."""
+        try:
+            current = await self._current(document_id, item.version)
+            result = self._apply(current, item.raw, item.viewer)
             if not result.replayed:
-                await self._push(document_id, version, current, result.record, viewer, sid)
-        return result, own.to_dict() if own else None
+                result = await self._store(document_id, item.version, item.raw, item.viewer,
+                                           result)
+                current = await self._current(document_id, item.version)  # maybe rebuilt
+            return item, current, result
+        except DomainError as exc:
+            return exc
 
     def _apply(self, current: AnnotationLog, raw: Any, viewer: Viewer) -> OpResult:
         try:
@@ -160,12 +259,20 @@ class AnnotationHub:
     async def _push(self, document_id: int, version: int, current: AnnotationLog,
                     record: OpRecord, author: Viewer, sid: str | None) -> None:
         base = {"document_id": document_id, "version": version, "actor_id": record.actor_id}
-        for presenters, viewer in ((False, GENERIC), (True, PRESENTER)):
-            event = current.project(record, viewer)
-            if event is not None:
-                await self.sio.emit("annotation:event",
-                                    {**base, "own": False, "event": event.to_dict()},
-                                    room=doc_room(document_id, presenters), skip_sid=sid)
+        generic, presenter = (current.project(record, viewer) for viewer in (GENERIC, PRESENTER))
+        if generic is not None and generic == presenter:
+            # The usual case (a `meeting` stroke): both classes see the same event, so it is
+            # encoded once and sent to both rooms in one emit.
+            await self.sio.emit("annotation:event",
+                                {**base, "own": False, "event": generic.to_dict()},
+                                to=[doc_room(document_id, False), doc_room(document_id, True)],
+                                skip_sid=sid)
+        else:
+            for presenters, event in ((False, generic), (True, presenter)):
+                if event is not None:
+                    await self.sio.emit("annotation:event",
+                                        {**base, "own": False, "event": event.to_dict()},
+                                        room=doc_room(document_id, presenters), skip_sid=sid)
         own = current.project(record, author.actor)
         if own is not None:
             await self.sio.emit("annotation:event", {**base, "own": True, "event": own.to_dict()},

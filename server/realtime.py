@@ -20,7 +20,7 @@ from rooms.db import Database
 from rooms.errors import DomainError, NotAuthenticated
 from rooms.models import User
 from server import keys
-from server.auth import SESSION_COOKIE, load_session
+from server.auth import SESSION_CACHE, SESSION_COOKIE, SessionCache
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,9 @@ class Realtime:
         # Library errors a feature turns into DomainErrors once, here, not in every handler.
         self._error_maps: list[tuple[type[Exception], Callable[[Any], DomainError]]] = []
         self.disconnect_hooks: list[Callable[[str], Awaitable[None]]] = []
+        # Every event re-checks its session, from this cache (TTL and invalidation: see
+        # SessionCache) rather than two database reads per pen stroke.
+        self.sessions = app[SESSION_CACHE] = SessionCache()
         sio.on("connect", self._connect)
         sio.on("disconnect", self._disconnect)
 
@@ -119,7 +122,7 @@ class Realtime:
         token = cookie[SESSION_COOKIE].value if SESSION_COOKIE in cookie else None
         if token is None and request is not None:
             token = request.cookies.get(SESSION_COOKIE)
-        found = await load_session(self.app[keys.DB], token)
+        found = await self.sessions.load(self.app[keys.DB], token)
         if found is None:
             raise socketio.exceptions.ConnectionRefusedError("not_authenticated")
         user, _ = found
@@ -144,7 +147,7 @@ class Realtime:
         outcome = "ok"
         try:
             session = await self.sio.get_session(sid)
-            found = await load_session(self.app[keys.DB], session.get("token"))
+            found = await self.sessions.load(self.app[keys.DB], session.get("token"))
             if found is None:  # expired, logged out or disabled since connecting
                 self.sio.start_background_task(self._drop, sid)  # after this ack is sent
                 raise NotAuthenticated("session ended; log in again")

@@ -1,10 +1,12 @@
+import asyncio
 from datetime import timedelta
 
-from sqlmodel import update
+from sqlmodel import col, delete, update
 
 from rooms.models import AuthSession, utcnow
 from server import keys
-from tests.conftest import Harness
+from server.auth import SESSION_COOKIE, SessionCache, end_all_sessions, end_session
+from tests.conftest import Client, Harness
 
 
 async def test_login_sets_httponly_samesite_session_cookie(hopso: Harness) -> None:
@@ -101,3 +103,70 @@ async def test_visitor_without_session_lands_on_login(hopso_sqlite: Harness) -> 
         assert r.status == 302 and r.headers["Location"] == "/login"
     async with client.session.get(hopso_sqlite.base + "/meetings", allow_redirects=False) as r:
         assert r.status == 302 and r.headers["Location"].startswith("/login?next=/meetings")
+
+
+def _token(client: Client) -> str:
+    return next(c.value for c in client.session.cookie_jar if c.key == SESSION_COOKIE)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_session_cache_trusts_an_entry_for_its_ttl_only(hopso: Harness) -> None:
+    db, clock = hopso.server.app[keys.DB], FakeClock()
+    cache = SessionCache(ttl_s=2.0, clock=clock)
+    client = await hopso.login("daibieu")
+    token = _token(client)
+    found = await cache.load(db, token)
+    assert found is not None and found[0].username == "daibieu"
+    # Ended behind the cache's back (another server process, or by hand in the database):
+    async with db.session() as s:
+        await s.exec(delete(AuthSession).where(col(AuthSession.user_id) == found[0].id))
+    clock.now += 1.9
+    assert await cache.load(db, token) is not None  # the documented trade-off: at most ttl_s
+    clock.now += 0.2
+    assert await cache.load(db, token) is None
+    assert await cache.load(db, None) is None and await cache.load(db, "x" * 200) is None
+
+
+async def test_session_cache_forgets_at_once_and_refuses_expired_sessions(hopso: Harness) -> None:
+    db, clock = hopso.server.app[keys.DB], FakeClock()
+    cache = SessionCache(ttl_s=60.0, clock=clock)
+    first, second = await hopso.login("daibieu"), await hopso.login("daibieu")
+    thuky = await hopso.login("thuky")
+    for c in (first, second, thuky):
+        assert await cache.load(db, _token(c)) is not None
+    await end_session(db, _token(first))
+    cache.forget_token(_token(first))
+    assert await cache.load(db, _token(first)) is None
+    assert first.user is not None
+    async with db.session() as s:
+        await end_all_sessions(s, first.user["id"])
+    cache.forget_user(first.user["id"])
+    assert await cache.load(db, _token(second)) is None
+    assert await cache.load(db, _token(thuky)) is not None  # someone else's stays cached
+    # A session that expires is refused at once, even while its entry is fresh.
+    expiring = await hopso.login("chutri")
+    async with db.session() as s:
+        await s.exec(update(AuthSession).where(col(AuthSession.user_id) == expiring.user["id"])  # type: ignore[call-overload]
+                     .values(expires_at=utcnow() + timedelta(seconds=0.5)))
+    assert await cache.load(db, _token(expiring)) is not None
+    await asyncio.sleep(0.6)
+    assert await cache.load(db, _token(expiring)) is None
+
+
+async def test_session_cache_does_not_keep_a_load_that_raced_a_logout(hopso: Harness) -> None:
+    db = hopso.server.app[keys.DB]
+    cache = SessionCache(ttl_s=60.0)
+    token = _token(await hopso.login("daibieu"))
+    loading = asyncio.ensure_future(cache.load(db, token))
+    await asyncio.sleep(0)  # the load has started: it may read the row before the logout commits
+    await end_session(db, token)
+    cache.forget_token(token)
+    await loading
+    assert await cache.load(db, token) is None

@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pymupdf
 
+from documents.annotation_ops import Actor, AnnotationLog
+from server import keys
+from server.doc_annotations import _row
 from tests.conftest import Harness, start_harness
 from tests.server.documents_support import (
     Listener,
@@ -16,6 +20,7 @@ from tests.server.documents_support import (
     fetch,
     ink_op,
     make_pdf,
+    runtime,
     upload_ready,
 )
 
@@ -268,3 +273,86 @@ async def test_confidential_pages_are_watermarked_and_never_downloaded(
     assert status == 200
     text = pymupdf.open("pdf", body)[0].get_text()
     assert "Lê Minh Tuấn" in text and "Thành phố Đồng Hới" in text
+
+
+async def _burst(hub: Any) -> list[int]:
+    """Record the size of every batch the hub stores."""
+    sizes: list[int] = []
+    original = hub._write_batch
+
+    async def counting(document_id: int, batch: list[Any]) -> None:
+        sizes.append(len(batch))
+        await original(document_id, batch)
+
+    hub._write_batch = counting
+    return sizes
+
+
+async def test_ops_arriving_together_are_stored_together(hopso: Harness, tmp_path: Path
+                                                         ) -> None:
+    meeting_id = await demo_meeting_id(hopso)
+    doc = await upload_ready(hopso, meeting_id, make_pdf(tmp_path, pages=2))
+    viewers = await _viewers(hopso, meeting_id, doc["id"], "daibieu", "daibieu2", "chutri")
+    hub = runtime(hopso).annotations
+    sizes = await _burst(hub)
+    ops = [[ink_op(page=i % 2, visibility="meeting") for i in range(8)] for _ in viewers]
+    bad = {**ink_op(page=0), "page": 99}
+    calls = [v.call("annotation:op", {"document_id": doc["id"], "version": 1, "op": op})
+             for v, mine in zip(viewers, ops, strict=True) for op in mine]
+    acks = await asyncio.gather(*calls, viewers[0].call("annotation:op", {
+        "document_id": doc["id"], "version": 1, "op": bad}))
+    assert acks[-1]["ok"] is False and acks[-1]["error"]["code"] == "bad_page"
+    assert all(a["ok"] for a in acks[:-1]), acks
+    assert sum(sizes) == len(acks) and max(sizes) > 1  # fewer transactions than ops
+    for page in (0, 1):  # dense seqs per page, one per op
+        assert sorted(a["result"]["seq"] for a in acks[:-1] if a["result"]["page"] == page) \
+            == list(range(1, 13))
+    # Everyone else got every shared op live, in seq order per page.
+    for i, viewer in enumerate(viewers):
+        others = {op["op_id"] for j, mine in enumerate(ops) if j != i for op in mine}
+        for _ in range(100):
+            got = [e["event"] for e in viewer.of("annotation:event") if not e["own"]]
+            if {e["op_id"] for e in got} >= others:
+                break
+            await asyncio.sleep(0.05)
+        assert {e["op_id"] for e in got} >= others
+        for page in (0, 1):
+            seqs = [e["seq"] for e in got if e["page"] == page]
+            assert seqs == sorted(seqs)
+    # What was acknowledged is what the database holds: a log rebuilt from it agrees.
+    before = await viewers[0].call("annotation:snapshot", {"document_id": doc["id"],
+                                                           "version": 1})
+    hub.evict(doc["id"])
+    after = await viewers[0].call("annotation:snapshot", {"document_id": doc["id"],
+                                                          "version": 1})
+    assert after == before
+    assert [len(p["annotations"]) for p in after["result"]["pages"]] == [12, 12]
+
+
+async def test_a_batch_that_clashes_with_another_process_is_redone_op_by_op(
+        hopso: Harness, tmp_path: Path) -> None:
+    meeting_id = await demo_meeting_id(hopso)
+    doc = await upload_ready(hopso, meeting_id, make_pdf(tmp_path, pages=2))
+    (a,) = await _viewers(hopso, meeting_id, doc["id"], "daibieu")
+    user_id = (await hopso.login("daibieu")).user["id"]
+    ack = await a.call("annotation:op", {"document_id": doc["id"], "version": 1,
+                                         "op": ink_op(page=1)})
+    assert ack["ok"], ack  # the hub now holds the log in memory
+    # Another server process stores seq 1 of page 0 behind this one's back.
+    foreign = AnnotationLog(str(doc["id"]), [(w, h) for w, h in doc["page_sizes"]])
+    record = foreign.apply(ink_op(page=0, visibility="meeting"), Actor(str(user_id))).record
+    async with hopso.server.app[keys.DB].session() as s:
+        s.add(_row(doc["id"], 1, record, user_id))
+    hub = runtime(hopso).annotations
+    sizes = await _burst(hub)
+    ops = [ink_op(page=0) for _ in range(5)]
+    acks = await asyncio.gather(*(a.call("annotation:op", {"document_id": doc["id"],
+                                                           "version": 1, "op": op})
+                                  for op in ops))
+    assert all(x["ok"] for x in acks), acks
+    assert sorted(x["result"]["seq"] for x in acks) == [2, 3, 4, 5, 6]
+    assert sum(sizes) == 5
+    snap = await a.call("annotation:snapshot", {"document_id": doc["id"], "version": 1,
+                                                "pages": [0]})
+    assert snap["result"]["pages"][0]["seq"] == 6
+    assert len(snap["result"]["pages"][0]["annotations"]) == 6

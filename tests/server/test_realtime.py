@@ -80,3 +80,35 @@ async def test_events_stop_working_once_the_session_ends(hopso_sqlite: Harness) 
     await delegate.call("POST", "/logout")
     ack = await sio.call("meeting:join", {"meeting_id": meeting_id}, timeout=5)
     assert ack["error"]["code"] == "not_authenticated"
+
+
+@pytest.mark.parametrize("change", [{"disabled": True}, {"password": "a-brand-new-password-1"}])
+async def test_a_disabled_or_reset_users_next_event_is_refused(hopso_sqlite: Harness,
+                                                               change: dict[str, Any]) -> None:
+    # Events answer from a short-lived session cache (server.auth.SessionCache): disabling a
+    # user or resetting their password must still stop their open socket at its next event.
+    meeting_id = await demo_meeting_id(hopso_sqlite)
+    delegate = await hopso_sqlite.login("daibieu")
+    admin = await hopso_sqlite.login("quantri")
+    sio = await connect(hopso_sqlite, delegate)
+    ack = await sio.call("meeting:join", {"meeting_id": meeting_id}, timeout=5)
+    assert ack["ok"] is True  # the session is now cached
+    status, _ = await admin.call("PATCH", f"/api/users/{delegate.user['id']}", change)
+    assert status == 200
+    ack = await sio.call("meeting:join", {"meeting_id": meeting_id}, timeout=5)
+    assert ack["ok"] is False and ack["error"]["code"] == "not_authenticated"
+
+
+async def test_logout_stops_a_socket_whose_session_is_cached(hopso_sqlite: Harness) -> None:
+    meeting_id = await demo_meeting_id(hopso_sqlite)
+    delegate = await hopso_sqlite.login("daibieu")
+    other_device = await hopso_sqlite.login("daibieu")
+    sio, other = await connect(hopso_sqlite, delegate), await connect(hopso_sqlite, other_device)
+    for s in (sio, other):
+        assert (await s.call("meeting:join", {"meeting_id": meeting_id}, timeout=5))["ok"]
+    await delegate.call("POST", "/logout")
+    ack = await sio.call("meeting:join", {"meeting_id": meeting_id}, timeout=5)
+    assert ack["error"]["code"] == "not_authenticated"
+    # Logging out ends that session only: the same user's other login keeps working.
+    assert (await other.call("meeting:join", {"meeting_id": meeting_id}, timeout=5))["ok"]
+    await other.disconnect()

@@ -9,8 +9,9 @@ upgrade fails loudly in one place. Nothing name-mangled is used.
   decrypted bytes; a subclass takes them before aiortc's RtpRouter (which
   would parse every packet into an object and route by SSRC/PT).
 - Sending bypasses `RTCDtlsTransport._send_rtp` (a coroutine per packet):
-  we SRTP-protect with its `_tx_srtp` session and write to the socket of
-  aioice's nominated pair directly.
+  we SRTP-protect with its `_tx_srtp` session (through media/srtp.py, which
+  calls libsrtp on that session's context) and write to the socket of
+  aioice's nominated pair directly, not through aioice's `Connection.send`.
 - The DTLS role is set with `_set_role`, as RTCPeerConnection does.
 - RTCDtlsTransport only needs `role`, `_recv()` and `_send()` from its ICE
   transport; we hand it our restartable `IceLink` instead of RTCIceTransport.
@@ -29,6 +30,7 @@ import aioice
 import aiortc
 from aioice import Connection
 from aiortc import RTCCertificate, RTCDtlsParameters, RTCDtlsTransport
+from pylibsrtp import Session
 
 SUPPORTED_AIORTC = "1.16."
 SUPPORTED_AIOICE = "0.13."
@@ -99,14 +101,12 @@ def set_dtls_role(dtls: RTCDtlsTransport, role: str) -> None:
     dtls._set_role(role)
 
 
-def srtp_protectors(
-    dtls: RTCDtlsTransport,
-) -> tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]:
-    """(protect, protect_rtcp) of a connected DTLS transport's SRTP session."""
+def srtp_tx_session(dtls: RTCDtlsTransport) -> Session:
+    """The outgoing SRTP session of a connected DTLS transport (see media/srtp.py)."""
     session = dtls._tx_srtp
     if session is None:
         raise ConnectionError("SRTP is not set up")
-    return session.protect, session.protect_rtcp
+    return cast(Session, session)
 
 
 async def start_dtls(dtls: RTCDtlsTransport, fingerprints: list[Any]) -> None:
@@ -130,11 +130,20 @@ async def gather_host_candidates(conn: Connection, addresses: Sequence[str]) -> 
     conn._local_candidates_end = True
 
 
-def nominated_socket(
-    conn: Connection,
-) -> tuple[asyncio.DatagramTransport, tuple[str, int]] | None:
+class UdpTransport(Protocol):
+    """What we use of the nominated pair's asyncio/uvloop datagram transport
+    (get_write_buffer_size exists on both; typeshed's DatagramTransport lacks it)."""
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None: ...
+
+    def get_write_buffer_size(self) -> int: ...
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+
+
+def nominated_socket(conn: Connection) -> tuple[UdpTransport, tuple[str, int]] | None:
     """The UDP transport and remote address aioice nominated, if any."""
     pair = conn._nominated.get(1)
     if pair is None:
         return None
-    return pair.protocol.transport, pair.remote_addr
+    return cast(UdpTransport, pair.protocol.transport), pair.remote_addr

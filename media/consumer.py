@@ -8,12 +8,10 @@ from collections.abc import Callable, Iterable
 
 from . import rtcp
 from .producer import Producer
-from .rtp import EXT_BLOCK_LEN, FIRST_BYTE, RTP_HEADER, ForwardPacket, StreamRewriter
+from .rtp import ForwardPacket, StreamRewriter
 from .stats import ConsumerStats, RateMeter
 from .transport import WebRtcTransport
 from .types import CloseReason, ConsumerInfo, Kind, Source
-
-_pack = RTP_HEADER.pack
 
 
 class Consumer:
@@ -84,11 +82,12 @@ class Consumer:
         ts = (fp.ts + rw.ts_offset) & 0xFFFFFFFF
         if out > rw.out_highest:
             rw.out_highest, rw.last_ts, rw.last_time = out, ts, now
-        tail = fp.tail
-        if self._transport.send_rtp(
-                _pack(FIRST_BYTE, fp.marker | self.pt, out & 0xFFFF, ts, self.ssrc) + tail):
+        # The transport packs this header into its SRTP buffer in front of the
+        # shared tail: no per-consumer packet is built in Python.
+        if self._transport.forward_rtp(fp.marker | self.pt, out & 0xFFFF, ts, self.ssrc,
+                                       fp.tail):
             self.packets_sent += 1
-            self.payload_bytes += len(tail) - EXT_BLOCK_LEN
+            self.payload_bytes += fp.payload_size
         else:
             self.packets_dropped += 1
 

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
 from aioice import Candidate, Connection
 
@@ -41,7 +40,7 @@ class IceLink:
         self._next: Connection | None = None  # restart in progress
         self._swapped = asyncio.Event()
         # The nominated socket and remote address: what data is sent on.
-        self.path: tuple[asyncio.DatagramTransport, tuple[str, int]] | None = None
+        self.path: tuple[seam.UdpTransport, tuple[str, int]] | None = None
         self._closed = False
 
     # -- what RTCDtlsTransport uses ------------------------------------------
@@ -151,8 +150,7 @@ class IceLink:
     def buffered_bytes(self) -> int:
         """Bytes queued in user space because the kernel socket buffer is full."""
         sock = self.path
-        # Both asyncio's and uvloop's UDP transports have it; typeshed lacks it.
-        return cast(asyncio.WriteTransport, sock[0]).get_write_buffer_size() if sock else 0
+        return sock[0].get_write_buffer_size() if sock else 0
 
     @property
     def local_port(self) -> int | None:

@@ -142,7 +142,8 @@ def video_ext_block(send_time: int) -> bytes:
 class ForwardPacket:
     """An incoming packet ready to fan out; `tail` = extension block + payload."""
 
-    __slots__ = ("arrival", "epoch", "ext_seq", "keyframe", "marker", "tail", "ts")
+    __slots__ = ("arrival", "epoch", "ext_seq", "keyframe", "marker", "payload_size", "tail",
+                 "ts")
 
     def __init__(self, ext_seq: int, ts: int, marker: int, tail: bytes,
                  keyframe: bool, epoch: int, arrival: float) -> None:
@@ -150,13 +151,10 @@ class ForwardPacket:
         self.ts = ts
         self.marker = marker
         self.tail = tail
+        self.payload_size = len(tail) - EXT_BLOCK_LEN  # once, not per consumer
         self.keyframe = keyframe  # first packet of a keyframe
         self.epoch = epoch  # bumps when the source's SSRC changes
         self.arrival = arrival
-
-    @property
-    def payload_size(self) -> int:
-        return len(self.tail) - EXT_BLOCK_LEN
 
     def build(self, pt: int, seq: int, ts: int, ssrc: int) -> bytes:
         return RTP_HEADER.pack(FIRST_BYTE, self.marker | pt, seq, ts, ssrc) + self.tail

@@ -7,8 +7,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol, cast
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from aioice import Candidate
 from aiortc import RTCCertificate, RTCDtlsFingerprint
@@ -18,6 +18,8 @@ from . import aiortc_seam as seam
 from .config import MediaConfig
 from .errors import NegotiationError
 from .ice import IceLink, IceParameters
+from .rtp import FIRST_BYTE
+from .srtp import SrtpOut
 from .stats import RateMeter, TransportStats
 from .types import CloseReason, Direction, TransportState
 
@@ -46,8 +48,11 @@ class WebRtcTransport:
     """Gather, connect, then send/receive RTP and RTCP as bytes.
 
     Sending is synchronous (protect + sendto), so forwarding one packet to many
-    consumers never yields to the event loop. While the socket's user-space
-    buffer is over the configured bound, RTP is dropped rather than queued.
+    consumers never yields to the event loop. Forwarded media goes through
+    `forward_rtp` (header fields + the shared tail, see media/srtp.py);
+    retransmissions and other whole packets through `send_rtp`. While the
+    socket's user-space buffer is over the configured bound, RTP is dropped
+    rather than queued.
     """
 
     def __init__(self, direction: Direction, config: MediaConfig,
@@ -63,8 +68,7 @@ class WebRtcTransport:
         self._ice = IceLink(config.ice_addresses, config.announced_address,
                             controlling=direction is Direction.RECV)
         self._dtls: seam.SeamDtlsTransport | None = None
-        self._protect: Callable[[bytes], bytes] | None = None
-        self._protect_rtcp: Callable[[bytes], bytes] | None = None
+        self._srtp: SrtpOut | None = None  # set once DTLS is connected
         self._tasks: set[asyncio.Future[None]] = set()
         self._closing: asyncio.Future[None] | None = None
         self._started = False
@@ -125,32 +129,61 @@ class WebRtcTransport:
             self._restart_task = self._spawn(self._restart(remote))
 
     # -- data path -----------------------------------------------------------------
-    def send_rtp(self, data: bytes) -> bool:
-        """Protect and send one RTP packet; False if dropped."""
+    def forward_rtp(self, b1: int, seq: int, ts: int, ssrc: int, tail: bytes) -> bool:
+        """Send header (FIRST_BYTE, b1, seq, ts, ssrc) + `tail`; False if dropped.
+
+        The hot path of forwarding (once per packet per consumer): the header
+        is packed straight into this leg's SRTP buffer, protected in place and
+        written to the nominated socket.
+        """
         path = self._ice.path
-        protect = self._protect
-        if path is None or protect is None:
+        srtp = self._srtp
+        if path is None or srtp is None:
             return False
         sock = path[0]
-        if cast(asyncio.WriteTransport, sock).get_write_buffer_size() > self._buffer_limit:
+        if sock.get_write_buffer_size() > self._buffer_limit:
+            return self._congested()
+        out = srtp.rtp(FIRST_BYTE, b1, seq, ts, ssrc, tail)
+        if out is None:
             self.packets_dropped += 1
-            if self._congested_since is None:
-                self._congested_since = time.monotonic()
             return False
-        out = protect(data)
+        sock.sendto(out, path[1])
+        self.packets_sent += 1
+        self.bytes_sent += len(out)
+        return True
+
+    def send_rtp(self, data: bytes) -> bool:
+        """Protect and send one whole RTP packet; False if dropped."""
+        path = self._ice.path
+        srtp = self._srtp
+        if path is None or srtp is None:
+            return False
+        sock = path[0]
+        if sock.get_write_buffer_size() > self._buffer_limit:
+            return self._congested()
+        out = srtp.protect(data)
+        if out is None:
+            self.packets_dropped += 1
+            return False
         sock.sendto(out, path[1])
         self.packets_sent += 1
         self.bytes_sent += len(out)
         return True
 
     def send_rtcp(self, data: bytes) -> None:
-        protect = self._protect_rtcp
-        if protect is None:
+        srtp = self._srtp
+        if srtp is None:
             return
-        out = protect(data)
-        if self._ice.send_now(out):
+        out = srtp.protect_rtcp(data)
+        if out is not None and self._ice.send_now(out):
             self.packets_sent += 1
             self.bytes_sent += len(out)
+
+    def _congested(self) -> bool:
+        self.packets_dropped += 1
+        if self._congested_since is None:
+            self._congested_since = time.monotonic()
+        return False
 
     # -- teardown ----------------------------------------------------------------------
     async def close(self) -> None:
@@ -160,7 +193,7 @@ class WebRtcTransport:
             return
         self._closing = asyncio.get_running_loop().create_future()
         self.state = TransportState.CLOSED
-        self._protect = self._protect_rtcp = None
+        self._srtp = None
         current = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not current]
         for task in tasks:
@@ -224,7 +257,7 @@ class WebRtcTransport:
         if self._dtls.state != "connected":
             self._set_state(TransportState.FAILED, CloseReason.TRANSPORT_FAILED)
             return
-        self._protect, self._protect_rtcp = seam.srtp_protectors(self._dtls)
+        self._srtp = SrtpOut(seam.srtp_tx_session(self._dtls))
         self._set_state(TransportState.CONNECTED)
         self._spawn(self._run_rtcp())
 

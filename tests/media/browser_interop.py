@@ -123,10 +123,10 @@ async def run() -> dict[str, Any]:
             await b.evaluate("s => applyOffer(s)", sub.offer.sdp))
         [transport] = bob.transports
         video = next(c for c in bob.consumers if c.kind.value == "video")
-        send, rng = transport.send_rtp, random.Random(1)
-        transport.send_rtp = lambda d: (  # type: ignore[method-assign]
-            True if d[8:12] == video.ssrc.to_bytes(4, "big") and rng.random() < 0.05
-            else send(d))
+        forward, rng = transport.forward_rtp, random.Random(1)
+        transport.forward_rtp = lambda b1, seq, ts, ssrc, tail: (  # type: ignore[method-assign]
+            True if ssrc == video.ssrc and rng.random() < 0.05
+            else forward(b1, seq, ts, ssrc, tail))
         await asyncio.sleep(3)
         results["joined"] = await b.evaluate("inbound()")
         results["retransmissions"] = video.retransmissions_sent

@@ -9,7 +9,7 @@ from aiortc.rtp import RtcpPacket
 
 from media import MediaConfig
 from media.producer import Producer
-from media.rtp import RTP_HEADER, InPacket
+from media.rtp import FIRST_BYTE, RTP_HEADER, InPacket
 from media.types import CloseReason, CodecInfo, Kind, Source
 
 
@@ -28,6 +28,9 @@ class FakeTransport:
             return False
         self.rtp.append(data)
         return True
+
+    def forward_rtp(self, b1: int, seq: int, ts: int, ssrc: int, tail: bytes) -> bool:
+        return self.send_rtp(RTP_HEADER.pack(FIRST_BYTE, b1, seq, ts, ssrc) + tail)
 
     def send_rtcp(self, data: bytes) -> None:
         self.rtcp.append(data)

@@ -279,3 +279,23 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def intercept_rtp(transport: Any, keep: Callable[[bytes], bool]) -> None:
+    """Every RTP packet `transport` (a WebRtcTransport) sends, forwarded media
+    (`forward_rtp`) or whole packets (`send_rtp`, e.g. retransmissions), is
+    shown to `keep` first as plain RTP; False loses it on the way."""
+    from media.rtp import FIRST_BYTE, RTP_HEADER
+
+    send, forward = transport.send_rtp, transport.forward_rtp
+
+    def send_rtp(data: bytes) -> bool:
+        return send(data) if keep(data) else True
+
+    def forward_rtp(b1: int, seq: int, ts: int, ssrc: int, tail: bytes) -> bool:
+        if keep(RTP_HEADER.pack(FIRST_BYTE, b1, seq, ts, ssrc) + tail):
+            return bool(forward(b1, seq, ts, ssrc, tail))
+        return True
+
+    transport.send_rtp = send_rtp
+    transport.forward_rtp = forward_rtp

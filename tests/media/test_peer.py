@@ -28,7 +28,14 @@ from media import (
 )
 from media.rtp import RTP_HEADER, parse_rtp
 
-from .support import CLIENT_CONFIG, EncodedMedia, Publisher, Subscriber, wait_for
+from .support import (
+    CLIENT_CONFIG,
+    EncodedMedia,
+    Publisher,
+    Subscriber,
+    intercept_rtp,
+    wait_for,
+)
 
 
 def candidate_ips(text: str) -> set[str]:
@@ -122,21 +129,20 @@ async def test_loss_on_consumer_leg_is_repaired_with_rtx(sfu: SFU, media: Encode
     await sub.subscribe(pub.producer_id("video"))
     [consumer] = bob.consumers
     transport = bob.transports[0]
-    send = transport.send_rtp
     rng = random.Random(7)
     seen: list[tuple[int, int]] = []
     dropped = 0
 
-    def lossy(data: bytes) -> bool:  # drops 5% of media packets on this leg
+    def keep(data: bytes) -> bool:  # loses 5% of media packets on this leg
         nonlocal dropped
         _, b1, _, _, ssrc = RTP_HEADER.unpack_from(data, 0)
         seen.append((ssrc, b1 & 0x7F))
         if ssrc == consumer.ssrc and rng.random() < 0.05:
             dropped += 1
-            return True
-        return send(data)
+            return False
+        return True
 
-    transport.send_rtp = lossy  # type: ignore[method-assign]
+    intercept_rtp(transport, keep)
     await wait_for(lambda: sub.frames("video") >= 3, 5)
     frames_before = sub.frames("video")
     await asyncio.sleep(2.0)
@@ -173,9 +179,8 @@ async def test_upstream_loss_is_nacked_and_rtx_not_forwarded_as_media(
     await sub.subscribe(producer.id)
     [consumer] = bob.consumers
     out: list[tuple[int, int]] = []
-    send = bob.transports[0].send_rtp
-    bob.transports[0].send_rtp = lambda d: (  # type: ignore[method-assign]
-        out.append((RTP_HEADER.unpack_from(d, 0)[4], d[1] & 0x7F)) or send(d))
+    intercept_rtp(bob.transports[0],
+                  lambda d: out.append((RTP_HEADER.unpack_from(d, 0)[4], d[1] & 0x7F)) or True)
     await wait_for(lambda: sub.frames("video") >= 3, 5)
     before = sub.frames("video")
     await asyncio.sleep(2.0)

@@ -12,7 +12,7 @@ from rooms.errors import Conflict, Forbidden, Invalid, NotFound
 from rooms.models import (Meeting, MeetingMember, MeetingRole, MeetingStatus, Role, Site, User,
                           utcnow)
 from rooms.permissions import CAN_CREATE_MEETINGS, Action, allows
-from rooms.units import get_site, get_unit
+from rooms.units import UnitNode, get_site, get_unit, unit_tree
 from rooms.users import get_user
 
 _NEXT_STATUS = {MeetingStatus.scheduled: MeetingStatus.open,
@@ -167,3 +167,29 @@ async def members(session: AsyncSession, meeting_id: int) -> list[dict[str, obje
             entry["unit_id"] = site.unit_id if site else None
         out.append(entry)
     return out
+
+
+async def directory(session: AsyncSession, user: User) -> dict[str, list[dict[str, object]]]:
+    """Who and what a scheduler may invite: active units (tree order, parents first), their
+    active sites, and enabled people — names and places only, never usernames or hashes."""
+    if user.role not in CAN_CREATE_MEETINGS:
+        raise Forbidden("only admins, chairs and secretaries see the directory")
+    tree = await unit_tree(session)
+    unit_rows: list[dict[str, object]] = []
+    site_rows: list[dict[str, object]] = []
+
+    def walk(nodes: list[UnitNode]) -> None:
+        for node in nodes:
+            unit = node.unit
+            unit_rows.append({"id": unit.id, "name": unit.name, "kind": unit.kind.value,
+                              "parent_id": unit.parent_id})
+            site_rows.extend({"id": site.id, "name": site.name, "unit_id": site.unit_id}
+                             for site in sorted(node.sites, key=lambda s: (s.name, s.id or 0)))
+            walk(node.children)
+    walk(tree)
+    rows = await session.exec(select(User).where(User.disabled == False)
+                              .order_by(User.full_name, User.id))  # type: ignore[arg-type]
+    people: list[dict[str, object]] = [
+        {"id": p.id, "full_name": p.full_name, "role": p.role.value, "unit_id": p.unit_id,
+         "site_id": p.site_id} for p in rows.all()]
+    return {"units": unit_rows, "sites": site_rows, "people": people}

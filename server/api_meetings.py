@@ -1,4 +1,5 @@
-"""Meeting REST routes: list mine, schedule, details, open/close, members."""
+"""Meeting REST routes: list mine, schedule, details, open/close, members, the directory of
+who may be invited."""
 
 from __future__ import annotations
 
@@ -56,6 +57,14 @@ async def schedule(request: web.Request) -> web.Response:
                                                 starts_at=_parse_time(body.starts_at),
                                                 description=body.description)
         return web.json_response(meetings.meeting_dict(meeting), status=201)
+
+
+@routes.get("/api/directory")
+async def directory(request: web.Request) -> web.Response:
+    """Units, sites and people a scheduler may invite (admin, chair, secretary)."""
+    user = current_user(request)
+    async with request.app[keys.DB].session() as s:
+        return web.json_response(await meetings.directory(s, user))
 
 
 @routes.get("/api/meetings/{meeting_id}")

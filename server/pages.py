@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from rooms import meetings, units, users
+from rooms.permissions import CAN_CREATE_MEETINGS, Action, allows
 from server import keys
 from server.auth import AUTH, USER, current_user, require_admin
 from server.http_util import int_id
@@ -33,9 +36,20 @@ async def template_context(request: web.Request) -> dict[str, Any]:
 @aiohttp_jinja2.template("dashboard.html")
 async def dashboard(request: web.Request) -> dict[str, Any]:
     user = current_user(request)
+    can_schedule = user.role in CAN_CREATE_MEETINGS
     async with request.app[keys.DB].session() as s:
         found = await meetings.meetings_for(s, user)
-    return {"meetings": [(m, r.value) for m, r in found]}
+        tree = await units.unit_tree(s) if can_schedule else []
+    zone_name = request.app[keys.SETTINGS].timezone
+    now = datetime.now(ZoneInfo(zone_name))
+    tomorrow = (now + timedelta(days=1)).date()
+    offset = now.strftime("%z")
+    # The schedule form (web_client/static/js/schedule.js): host units in tree order, the
+    # date and time read in the configured time zone and sent as ISO 8601 with its offset.
+    return {"meetings": [(m, r.value) for m, r in found], "can_schedule": can_schedule,
+            "host_units": _flatten(tree), "timezone": zone_name,
+            "utc_offset": f"{offset[:3]}:{offset[3:]}",
+            "default_date": tomorrow.isoformat()}
 
 
 @routes.get("/meetings/{meeting_id}")
@@ -45,7 +59,9 @@ async def meeting_page(request: web.Request) -> dict[str, Any]:
     async with request.app[keys.DB].session() as s:
         access = await meetings.require(s, user, int_id(request, "meeting_id"))
         member_list = await meetings.members(s, access.meeting.id)  # type: ignore[arg-type]
-    return {"meeting": access.meeting, "role": access.role.value, "members": member_list}
+    # can_manage: the members panel (web_client/static/js/members.js) replaces the plain list.
+    return {"meeting": access.meeting, "role": access.role.value, "members": member_list,
+            "can_manage": allows(access.role, Action.manage)}
 
 
 @routes.get("/admin")
@@ -60,6 +76,11 @@ async def admin_units(request: web.Request) -> dict[str, Any]:
     require_admin(request)
     async with request.app[keys.DB].session() as s:
         tree = await units.unit_tree(s)
+    return {"rows": _flatten(tree)}
+
+
+def _flatten(tree: list[units.UnitNode]) -> list[tuple[int, units.UnitNode]]:
+    """The unit tree as (depth, node) rows, parents before their children."""
     flat: list[tuple[int, units.UnitNode]] = []
 
     def walk(nodes: list[units.UnitNode], depth: int) -> None:
@@ -67,7 +88,7 @@ async def admin_units(request: web.Request) -> dict[str, Any]:
             flat.append((depth, node))
             walk(node.children, depth + 1)
     walk(tree, 0)
-    return {"rows": flat}
+    return flat
 
 
 @routes.get("/admin/users")

@@ -2,10 +2,12 @@
 # Set up Hopso on a Debian machine: system packages (when root), the Python venv, browser libraries.
 #   bash scripts/setup.sh          what the server needs
 #   bash scripts/setup.sh --test   plus what the test suite needs (chromium, test tools)
+#   bash scripts/setup.sh --bench  plus what the benchmarks compare against (Janus, for bench/sfu.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-want_tests=0
+want_tests=0 want_bench=0
 [ "${1:-}" = "--test" ] && want_tests=1
+[ "${1:-}" = "--bench" ] && want_tests=1 && want_bench=1
 
 python_bin=""
 for candidate in python3.11 python3; do
@@ -22,6 +24,9 @@ command -v npm >/dev/null || missing+=(nodejs npm)
 [ -f /usr/share/fonts/truetype/noto/NotoSerif-Regular.ttf ] || missing+=(fonts-noto-core)
 if [ "$want_tests" = 1 ]; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+fi
+if [ "$want_bench" = 1 ]; then
+  command -v janus >/dev/null || [ -x /usr/bin/janus ] || missing+=(janus)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

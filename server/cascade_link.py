@@ -34,10 +34,12 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import socketio
 
 from media import SFU
@@ -384,6 +386,7 @@ class ParentLink:
         self._reported: list[dict[str, Any]] | None = None  # headcounts the parent has
         self._task: asyncio.Future[None] | None = None
         self._client: socketio.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._connected = asyncio.Event()
         self._lost = asyncio.Event()
 
@@ -397,7 +400,17 @@ class ParentLink:
         if self._client is not None:
             await self._client.disconnect()
         await self._teardown()
+        if self._session is not None:
+            await self._session.close()
         self.state = "stopped"
+
+    def _http(self) -> aiohttp.ClientSession | None:
+        """An HTTP session trusting HOPSO_PARENT_CA (else engine.io's default: system CAs)."""
+        ca = self.node.settings.parent_ca
+        if ca is not None and self._session is None:
+            context = ssl.create_default_context(cafile=str(ca))
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+        return self._session
 
     async def wait_connected(self, timeout: float) -> None:
         async with asyncio.timeout(timeout):
@@ -414,7 +427,7 @@ class ParentLink:
         settings = self.node.settings
         assert settings.parent_url and settings.secret
         while True:
-            client = socketio.AsyncClient(reconnection=False)
+            client = socketio.AsyncClient(reconnection=False, http_session=self._http())
             client.on("link", self._on_link, namespace=NAMESPACE)
             client.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
             client.on("connect_error", self._on_connect_error, namespace=NAMESPACE)

@@ -27,12 +27,15 @@ class NodeSettings:
     HOPSO_PARENT_URL       the parent node's base URL (unset on the root)
     HOPSO_NODE_SECRET      this node's credential toward its parent
     HOPSO_NODE_CHILDREN    credentials of child units: "unit=secret,unit=secret"
+    HOPSO_PARENT_CA        PEM file of the CA (or self-signed certificate) to trust for an
+                           https:// parent, instead of the system's CAs
     """
 
     unit: str
     parent_url: str | None = None
     secret: str | None = None
     children: Mapping[str, str] = field(default_factory=dict)
+    parent_ca: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> NodeSettings | None:
@@ -57,7 +60,13 @@ class NodeSettings:
             children[name.strip()] = value.strip()
         if unit in children:
             raise NodeConfigError("a node cannot be its own child")
-        return cls(unit, parent, secret, children)
+        ca_text = (env.get("HOPSO_PARENT_CA") or "").strip()
+        ca = Path(ca_text) if ca_text else None
+        if ca is not None and not (parent or "").startswith("https://"):
+            raise NodeConfigError("HOPSO_PARENT_CA is for an https:// HOPSO_PARENT_URL")
+        if ca is not None and not ca.is_file():
+            raise NodeConfigError(f"HOPSO_PARENT_CA file not found: {ca}")
+        return cls(unit, parent, secret, children, ca)
 
 
 @dataclass(frozen=True)

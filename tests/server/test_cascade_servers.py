@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -47,9 +48,13 @@ class Node:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def login(self, username: str) -> Client:
-        client = Client(aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)),
-                        self.base)
+    async def login(self, username: str, https: bool = False) -> Client:
+        """A logged-in HTTP client (https: trusting this node's own certificate)."""
+        connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(
+            cafile=str(self.data / "tls" / "cert.pem"))) if https else None
+        client = Client(aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                              connector=connector),
+                        self.base.replace("http://", "https://") if https else self.base)
         status, body = await client.call("POST", "/api/login", {
             "username": username, "password": self.logins[username]})
         assert status == 200, body
@@ -257,3 +262,45 @@ async def test_a_meeting_spans_three_server_processes(
     await wait_for(lambda: at_ward.receiver().frames("video") >= before + 10, timeout=10)
     resumed = time.monotonic() - back
     assert resumed < 5.0, f"ward resumed {resumed:.1f} s after the city came back"
+
+
+async def test_a_child_links_to_an_https_parent_it_trusts_by_ca_file(
+        tmp_path: Path, people: list[Any]) -> None:
+    """The node link over TLS (production): the province serves HTTPS with its generated
+    certificate; the city trusts it through HOPSO_PARENT_CA and links; without it, the
+    city refuses the unknown certificate and keeps retrying."""
+    ports = {name: free_port() for name in ("province", "city", "stranger")}
+    province = Node("province", tmp_path / "province", ports["province"], {
+        "HOPSO_NODE_UNIT": "province",
+        "HOPSO_NODE_CHILDREN": f"city={CITY_SECRET},stranger={WARD_SECRET}"})
+    province.process = start_server("--demo", "--tls", "--data-dir", str(province.data),
+                                    env=province.env, port=province.port, scheme="https")
+    province.logins = province.process.logins()
+    parent = f"https://127.0.0.1:{ports['province']}"
+    city = Node("city", tmp_path / "city", ports["city"], {
+        "HOPSO_NODE_UNIT": "city", "HOPSO_PARENT_URL": parent, "HOPSO_NODE_SECRET": CITY_SECRET,
+        "HOPSO_PARENT_CA": str(province.data / "tls" / "cert.pem")})
+    stranger = Node("stranger", tmp_path / "stranger", ports["stranger"], {
+        "HOPSO_NODE_UNIT": "stranger", "HOPSO_PARENT_URL": parent,
+        "HOPSO_NODE_SECRET": WARD_SECRET})
+    try:
+        city.start()
+        stranger.start()
+        admin, other = await city.login("quantri"), await stranger.login("quantri")
+        people += [admin.session, other.session]
+
+        async def linked() -> dict[str, Any] | None:
+            parent_link = (await view(admin))["parent"]
+            return parent_link if parent_link["state"] == "connected" else None
+        assert (await until(linked, 10, "the city linked over TLS"))["unit"] == "province"
+        await asyncio.sleep(1.5)  # the stranger had as long, and more
+        assert (await view(other))["parent"]["state"].startswith("retrying")
+        top = await province.login("quantri", https=True)
+        people.append(top.session)
+        children = {c["unit"]: c["state"] for c in (await view(top))["children"]}
+        assert children == {"city": "connected", "stranger": "disconnected"}
+        assert not any("stranger" in r for r in (await view(top))["refusals"])  # TLS stopped it
+    finally:
+        for node in (province, city, stranger):
+            if node.process is not None:
+                node.process.stop()

@@ -31,6 +31,10 @@ def test_node_settings_from_env() -> None:
     ({"HOPSO_NODE_CHILDREN": "ward:1"}, "unit=secret"),
     ({"HOPSO_NODE_CHILDREN": "ward:1=short"}, "unit=secret"),
     ({"HOPSO_NODE_CHILDREN": f"city={SECRET}"}, "own child"),
+    ({"HOPSO_PARENT_URL": "http://tinh.example.vn", "HOPSO_NODE_SECRET": SECRET,
+      "HOPSO_PARENT_CA": "/etc/hostname"}, "https://"),
+    ({"HOPSO_PARENT_URL": "https://tinh.example.vn", "HOPSO_NODE_SECRET": SECRET,
+      "HOPSO_PARENT_CA": "/nonexistent/ca.pem"}, "not found"),
 ])
 def test_bad_node_settings(env: dict[str, str], message: str) -> None:
     with pytest.raises(NodeConfigError, match=message):

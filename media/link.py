@@ -28,7 +28,8 @@ coroutine reaching the other end's `handle(op, data)`. The server carries it
 over socket.io (server/cascade_link.py); tests use `connect_local()`.
 Messages are JSON-safe dicts:
 
-  catalog  {"producers": [ProducerInfo as dict + "hops"]}   -> {}
+  catalog  {"producers": [ProducerInfo as dict + "hops"],
+            "peers": [{"id", "app_data", "hops"}]}           -> {}
   pull     {"ids": [...]}   the other end exports them, then  -> {}
   offer    {"sdp", "consumers": [{mid, producer_id, producer_peer_id, source}]}
            (pushed by the exporting end)                        -> {"sdp": answer}
@@ -54,6 +55,7 @@ from .errors import MediaError, NotFoundError
 from .events import (
     ConsumerClosed,
     MediaEvent,
+    PeerClosed,
     ProducerAdded,
     ProducerClosed,
     ProducerPaused,
@@ -111,6 +113,7 @@ class LinkEnd:
         self._request = request
         self.limits = limits
         self.remote_catalog: dict[str, dict[str, Any]] = {}
+        self.remote_peers: dict[str, dict[str, Any]] = {}  # people in media over there
         self.imported: set[str] = set()  # producers this end pulled (local copies)
         self.releasing: set[str] = set()  # imports we asked the other end to drop
         self.counters = LinkCounters()
@@ -189,7 +192,8 @@ class LinkEnd:
             self._catalog_dirty = False
             await asyncio.sleep(0)  # coalesce a burst of events
             try:
-                await self.request("catalog", {"producers": self.cascade.catalog_for(self)})
+                await self.request("catalog", {"producers": self.cascade.catalog_for(self),
+                                               "peers": self.cascade.peers_for(self)})
             except (LinkError, ConnectionError) as exc:
                 self._note(f"catalog push failed: {exc}")
                 return
@@ -260,7 +264,18 @@ class LinkEnd:
             if not isinstance(hops, int) or hops >= MAX_HOPS:
                 continue  # a loop or an absurd depth: never re-advertise it
             catalog[entry["id"]] = entry
-        self.remote_catalog = catalog
+        peers = data.get("peers", [])
+        if not isinstance(peers, list) or len(peers) > MAX_CATALOG:
+            raise ValueError("peers must be a bounded list")
+        remote_peers: dict[str, dict[str, Any]] = {}
+        for peer in peers:
+            if (not isinstance(peer, dict) or not isinstance(peer.get("id"), str)
+                    or not isinstance(peer.get("app_data", {}), dict)):
+                raise ValueError("malformed peer entry")
+            hops = peer.get("hops", 0)
+            if isinstance(hops, int) and hops < MAX_HOPS:
+                remote_peers[peer["id"]] = peer
+        self.remote_catalog, self.remote_peers = catalog, remote_peers
         self._apply_pauses()
         self.cascade.catalog_changed(self)
         return {}
@@ -473,6 +488,23 @@ class Cascade:
             out[info.id]["paused"] = info.paused
         return [e for e in out.values() if e["hops"] < MAX_HOPS]
 
+    def peers_for(self, end: LinkEnd) -> list[dict[str, Any]]:
+        """The people in this meeting's media we advertise over `end` (local ones and
+        other links'), split horizon and hop counted like producers."""
+        out = [{**p, "hops": int(p.get("hops", 0)) + 1} for other in self.links.values()
+               if other is not end for p in other.remote_peers.values()]
+        out += [{"id": peer.id, "app_data": dict(peer.app_data), "hops": 0}
+                for peer in self.router.peers if not peer.id.startswith(LINK_PEER_PREFIX)]
+        return [p for p in out if p["hops"] < MAX_HOPS]
+
+    def available_peers(self) -> dict[str, dict[str, Any]]:
+        """People in this meeting's media on other nodes."""
+        return {pid: p for end in self.links.values() for pid, p in end.remote_peers.items()}
+
+    def local_peers_changed(self) -> None:
+        """A local peer joined: tell the links (a peer's closing is seen by the cascade)."""
+        self._catalog_changed_except(None)
+
     def catalog_changed(self, source: LinkEnd) -> None:
         self._catalog_changed_except(source)
         self._notify()
@@ -566,6 +598,8 @@ class Cascade:
                             f"{self.router.id}")
 
     def _on_event(self, event: MediaEvent) -> None:
+        if isinstance(event, PeerClosed) and not event.peer_id.startswith(LINK_PEER_PREFIX):
+            self._catalog_changed_except(None)
         if isinstance(event, (ProducerAdded, ProducerClosed, ProducerPaused)):
             self._catalog_changed_except(None)
             if isinstance(event, ProducerClosed):

@@ -31,17 +31,23 @@ class HubCascades:
         self.open_cascade = open_cascade
         self.cascades: dict[int, Cascade] = {}
         self.told: dict[int, dict[str, dict[str, Any]]] = {}  # meeting -> remote producers
+        self.told_peers: dict[int, dict[str, dict[str, Any]]] = {}  # meeting -> remote people
 
     def live(self, meeting_id: int) -> Cascade | None:
         cascade = self.cascades.get(meeting_id)
         return cascade if cascade is not None and not cascade.router.closed else None
 
-    async def attach(self, meeting_id: int) -> None:
-        """The meeting's cascade, once its media has a local participant."""
-        if self.live(meeting_id) is not None:
-            return
+    async def joined(self, meeting_id: int) -> None:
+        """A local participant joined the meeting's media: open its cascade on the first,
+        and tell the other nodes who is here."""
+        cascade = self.live(meeting_id)
+        if cascade is None:
+            cascade = await self._attach(meeting_id)
+        cascade.local_peers_changed()
+
+    async def _attach(self, meeting_id: int) -> Cascade:
         cascade = self.cascades[meeting_id] = await self.open_cascade(meeting_id)
-        self.told[meeting_id] = {}
+        self.told[meeting_id], self.told_peers[meeting_id] = {}, {}
 
         async def control(data: dict[str, Any]) -> dict[str, Any]:
             return self.apply_control(meeting_id, data)
@@ -53,10 +59,11 @@ class HubCascades:
         cascade.on_link_added(link_added)
         cascade.on_available_changed(lambda: self.sync(meeting_id))
         self.sync(meeting_id)
+        return cascade
 
     def forget(self, meeting_id: int) -> None:
-        self.cascades.pop(meeting_id, None)
-        self.told.pop(meeting_id, None)
+        for table in (self.cascades, self.told, self.told_peers):
+            table.pop(meeting_id, None)
 
     # -- remote producers -----------------------------------------------------------------
     def entries(self, meeting_id: int) -> dict[str, dict[str, Any]]:
@@ -69,6 +76,11 @@ class HubCascades:
 
     def producers(self, meeting_id: int) -> list[dict[str, Any]]:
         return [_remote_dict(e) for e in self.entries(meeting_id).values()]
+
+    def peers(self, meeting_id: int) -> list[dict[str, Any]]:
+        """People in the meeting's media at other nodes, as `Peer`s without local ids."""
+        cascade = self.live(meeting_id)
+        return [_remote_peer(p) for p in cascade.available_peers().values()] if cascade else []
 
     def is_remote(self, meeting_id: int, event: MediaEvent) -> bool:
         """An SFU event about a relayed producer: catalogs, not the router, speak for it."""
@@ -99,6 +111,18 @@ class HubCascades:
                     "producer_id": pid, "peer_id": entry["peer_id"], "kind": entry["kind"],
                     "source": entry["source"], "reason": "unpublished"})
         self.told[meeting_id] = dict(now)
+        self._sync_peers(meeting_id)
+
+    def _sync_peers(self, meeting_id: int) -> None:
+        told = self.told_peers.setdefault(meeting_id, {})
+        now = {p["peer_id"]: p for p in self.peers(meeting_id)}
+        for peer_id, peer in now.items():
+            if told.get(peer_id) != peer:
+                self.hub.to_room(meeting_id, "media:peer-joined", {"peer": peer})
+        for peer_id in told.keys() - now.keys():
+            self.hub.to_room(meeting_id, "media:peer-closed",
+                             {"peer_id": peer_id, "user_id": None, "reason": "left"})
+        self.told_peers[meeting_id] = now
 
     async def pull(self, meeting_id: int, producer_ids: list[str]) -> None:
         """Pull remote producers over their links (checked to exist by the hub)."""
@@ -124,12 +148,10 @@ class HubCascades:
 
     def give_floor(self, meeting_id: int, peer_id: str) -> dict[str, Any]:
         """The floor to a person at a node below (known by their peer id)."""
-        entry = next((e for e in self.entries(meeting_id).values()
-                      if e["peer_id"] == peer_id), None)
-        if entry is None:
-            raise NotFound(f"no one with peer id {peer_id} publishes in this meeting")
-        app = entry.get("app_data") or {}
-        holder = {"user_id": None, "name": app.get("name"), "site": app.get("site"),
+        peer = next((p for p in self.peers(meeting_id) if p["peer_id"] == peer_id), None)
+        if peer is None:
+            raise NotFound(f"no one with peer id {peer_id} is in this meeting's media")
+        holder = {"user_id": None, "name": peer["name"], "site": peer["site"],
                   "peer_ids": [peer_id]}
         self.hub.floor[meeting_id] = holder
         self.hub.to_room(meeting_id, "media:floor", {"holder": holder})
@@ -196,6 +218,12 @@ def _floor_control(holder: dict[str, Any] | None) -> dict[str, Any]:
     """The floor as sent down a link: local user ids mean nothing on another node."""
     return {"action": "floor", "holder": None if holder is None else
             {k: v for k, v in holder.items() if k != "user_id"}}
+
+
+def _remote_peer(entry: dict[str, Any]) -> dict[str, Any]:
+    app = entry.get("app_data") or {}
+    return {"peer_id": entry["id"], "user_id": None, "site_id": None, "name": app.get("name"),
+            "site": app.get("site"), "role": app.get("role"), "remote": True}
 
 
 def _remote_dict(entry: dict[str, Any]) -> dict[str, Any]:

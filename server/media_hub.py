@@ -326,7 +326,7 @@ class MediaHub:
         router = self.sfu.router(str(meeting_id))
         router.add_peer(member.peer_id, member.app_data())
         if self.cascade is not None:
-            await self.cascade.attach(meeting_id)
+            await self.cascade.joined(meeting_id)
         self.members[sid] = member
         self.by_peer[member.peer_id] = member
         if member.site_id is not None:
@@ -393,7 +393,9 @@ class MediaHub:
 
 
     def peers(self, meeting_id: int) -> list[dict[str, Any]]:
-        return [m.peer_dict() for m in self.members_of(meeting_id)]
+        """Everyone in the meeting's media: here, and (on a cascade node) elsewhere."""
+        remote = self.cascade.peers(meeting_id) if self.cascade else []
+        return [m.peer_dict() for m in self.members_of(meeting_id)] + remote
 
     def locks_view(self, meeting_id: int) -> list[dict[str, Any]]:
         return [{"user_id": uid, "kinds": sorted(kinds)}

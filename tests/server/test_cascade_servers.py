@@ -182,6 +182,16 @@ async def test_a_meeting_spans_three_server_processes(
     await chair.publish(media, audio=False)
     at_city = await join(city, people, "daibieu", city_meeting)
     at_ward = await join(ward, people, "daibieu", ward_meeting)
+    # Everyone in the media is listed on every node, publishing or not.
+    async def remote_people(client: MediaClient) -> list[tuple[str, str]] | None:
+        listed = (await client.ok("media:producers"))["peers"]
+        found = sorted((p["name"], p["peer_id"]) for p in listed if p.get("remote"))
+        return found if len(found) == 2 else None
+    at_province = await until(lambda: remote_people(chair), 10, "city and ward people listed")
+    assert at_province == sorted([("Lê Minh Tuấn", at_city.joined["peer_id"]),
+                                  ("Lê Minh Tuấn", at_ward.joined["peer_id"])])
+    await at_ward.wait_for("media:peer-joined", lambda e: e["peer"]["peer_id"]
+                           == chair.joined["peer_id"] and e["peer"]["user_id"] is None)
     for client in (at_city, at_ward):
         video = await remote_video(client, "Nguyễn Văn Hùng")
         assert video["user_id"] is None and video["site"] == "Điểm cầu chính UBND tỉnh"

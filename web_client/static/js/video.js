@@ -373,11 +373,6 @@ class VideoConference {
       if (tile?.producerId === producerId) { tile.video.srcObject = null; tile.producerId = null; }
     }
     for (const [source, id] of Object.entries(this.mine)) if (id === producerId) delete this.mine[source];
-    // A person at another node is known by their producers only: gone with the last one.
-    if (producer?.remote && ![...this.producers.values()].some((p) => p.peer_id === producer.peer_id)) {
-      this.#peerClosed(producer.peer_id);
-      return;
-    }
     this.render();
   }
 

@@ -4,6 +4,9 @@ Measures, against `python run.py --demo` on SQLite:
 - upload → first page viewable (first `document:progress` with page 0, then its image
   fetched) and → all pages ready, for 50- and 200-page PDFs;
 - page image fetch latency (pre-rendered rasters) p50/p99;
+- confidential page fetch latency (watermarked per viewer) while a viewer flips back and
+  forth over a few pages: first fetch of a page (rendered: what every fetch cost before the
+  per-viewer cache) and fetches again (from the cache) p50/p99;
 - presenter page-turn fan-out to N simulated tablets (socket.io clients in child processes)
   p50/p99;
 - shared-stroke latency from one tablet to M others p50/p99;
@@ -11,6 +14,7 @@ Measures, against `python run.py --demo` on SQLite:
   monitor, read through GET /api/debug/loop-lag).
 
 Usage: .venv/bin/python bench/documents.py [--quick] [--json PATH]
+       .venv/bin/python bench/documents.py --confidential-only [--json PATH]   # ~20 s
 """
 
 from __future__ import annotations
@@ -202,6 +206,58 @@ async def page_fetches(user: User, document_id: int, pages: int, count: int) -> 
     return out
 
 
+async def confidential_fetches(user: User, document_id: int, window: int, count: int
+                               ) -> tuple[list[float], list[float]]:
+    """A viewer reading a section of a confidential document: random pages of a `window`
+    of pages, back and forth. Returns (first fetch of a page, fetches again) in ms."""
+    rnd = random.Random(window)
+    first: list[float] = []
+    again: list[float] = []
+    seen: set[int] = set()
+    for _ in range(count):
+        page = rnd.randrange(window)
+        t = time.perf_counter()
+        async with user.http.get(f"{user.server.base}/api/documents/{document_id}/pages/{page}"
+                                 f"?version=1") as r:
+            assert r.status == 200
+            await r.read()
+        (again if page in seen else first).append((time.perf_counter() - t) * 1000)
+        seen.add(page)
+    return first, again
+
+
+def confidential_row(first: list[float], again: list[float]) -> dict[str, Any]:
+    every = first + again
+    return {"name": "confidential_page_fetch", "count": len(every), "rendered": len(first),
+            "first_p50_ms": round(pct(first, 50), 2), "first_p99_ms": round(pct(first, 99), 2),
+            "again_p50_ms": round(pct(again, 50), 2), "again_p99_ms": round(pct(again, 99), 2),
+            "all_p50_ms": round(pct(every, 50), 2), "all_p99_ms": round(pct(every, 99), 2)}
+
+
+async def run_confidential() -> dict[str, Any]:
+    """Only the confidential page-fetch row, on a fresh server (a quick look at the cache)."""
+    tmp = Path(tempfile.mkdtemp(prefix="hopso-bench-conf-"))
+    server = Server(tmp, workers=2)
+    try:
+        await server.ready()
+        secretary = await User(server, "thuky").login()
+        admin = await User(server, "quantri").login()
+        delegate = await User(server, "daibieu").login()
+        meeting_id = (await secretary.json("GET", "/api/meetings"))["meetings"][0]["id"]
+        pdf = await asyncio.to_thread(make_pdf, 50, tmp / "doc-50.pdf")
+        r = await upload_and_wait(secretary, admin, meeting_id, pdf)
+        doc_id = r["document_id"]
+        await secretary.json("PATCH", f"/api/documents/{doc_id}", {"confidential": True})
+        await secretary.json("POST", f"/api/documents/{doc_id}/publish", {"published": True})
+        row = confidential_row(*await confidential_fetches(delegate, doc_id, 8, 200))
+        for u in (secretary, admin, delegate):
+            await u.http.close()
+    finally:
+        server.stop()
+    return {"results": [row], "summary": {"cpus": os.cpu_count(),
+                                          "load_average": os.getloadavg()}}
+
+
 def spawn_tablets(server: Server, cookies: list[str], per_process: int, mode: str,
                   meeting_id: int, document_id: int) -> list[subprocess.Popen[str]]:
     procs = []
@@ -382,6 +438,13 @@ async def run(quick: bool) -> dict[str, Any]:
         fetches = await page_fetches(delegates[0], doc_id, 200, 100 if quick else 500)
         results.append({"name": "page_fetch", "count": len(fetches),
                         "p50_ms": round(pct(fetches, 50), 2), "p99_ms": round(pct(fetches, 99), 2)})
+        # A separate row: the 50-page document made confidential (watermarked per viewer).
+        confidential_id = uploads[50]["document_id"]
+        await secretary.json("PATCH", f"/api/documents/{confidential_id}", {"confidential": True})
+        await secretary.json("POST", f"/api/documents/{confidential_id}/publish",
+                             {"published": True})
+        results.append(confidential_row(*await confidential_fetches(
+            delegates[0], confidential_id, 8, 60 if quick else 200)))
         turns, acks, expected = await page_turns(server, chair, delegates, 200, meeting_id,
                                                  doc_id, 30 if quick else 100)
         results.append({"name": "page_turn_fanout", "tablets": 200, "received": len(turns),
@@ -409,6 +472,9 @@ async def run(quick: bool) -> dict[str, Any]:
         "all_pages_200_s": by["upload_200_pages"]["all_pages_s"],
         "page_fetch_p50_ms": by["page_fetch"]["p50_ms"],
         "page_fetch_p99_ms": by["page_fetch"]["p99_ms"],
+        "confidential_first_p50_ms": by["confidential_page_fetch"]["first_p50_ms"],
+        "confidential_again_p50_ms": by["confidential_page_fetch"]["again_p50_ms"],
+        "confidential_all_p99_ms": by["confidential_page_fetch"]["all_p99_ms"],
         "page_turn_p50_ms": by["page_turn_fanout"]["p50_ms"],
         "page_turn_p99_ms": by["page_turn_fanout"]["p99_ms"],
         "stroke_p50_ms": by["shared_stroke"]["p50_ms"],
@@ -431,6 +497,8 @@ def print_table(report: dict[str, Any]) -> None:
             ("all pages ready, 50 pages", f"{s['all_pages_50_s']:.2f} s", ""),
             ("all pages ready, 200 pages", f"{s['all_pages_200_s']:.2f} s", ""),
             ("page fetch p50 / p99", f"{s['page_fetch_p50_ms']:.1f} / {s['page_fetch_p99_ms']:.1f} ms", ""),
+            ("confidential page p50: rendered / again",
+             f"{s['confidential_first_p50_ms']:.1f} / {s['confidential_again_p50_ms']:.1f} ms", ""),
             ("page turn → 200 tablets p50 / p99",
              f"{s['page_turn_p50_ms']:.1f} / {s['page_turn_p99_ms']:.1f} ms", "p99 ≤ 150 ms"),
             ("shared stroke → 100 tablets p50 / p99",
@@ -448,10 +516,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (< 3 minutes)")
     parser.add_argument("--json", type=Path, help="write the results to this file")
+    parser.add_argument("--confidential-only", action="store_true",
+                        help="only the confidential page-fetch row (~20 s)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         asyncio.run(child(json.loads(args.child)))
+        return 0
+    if args.confidential_only:
+        report = asyncio.run(run_confidential())
+        print(json.dumps(report["results"][0]))
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False))
         return 0
     report = asyncio.run(run(args.quick))
     print_table(report)

@@ -13,7 +13,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from rooms.models import enum_column, utcnow
@@ -131,3 +131,24 @@ class DocumentAccess(SQLModel, table=True):
     kind: str = Field(max_length=16)
     page: int | None = None
     at: datetime = Field(default_factory=utcnow)
+
+
+class Presentation(SQLModel, table=True):
+    """Who presents which page in a meeting (server.doc_presenter): one row per meeting, shared
+    by every server process. Start, page turn and stop are written at once with a conditional
+    UPDATE (one presenter per meeting); zoom/scroll moves within a page are written at most
+    about once a second. `seq` only grows (see server.doc_presenter for its layout)."""
+
+    meeting_id: int = Field(foreign_key="meeting.id", primary_key=True)
+    active: bool = False
+    seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    user_id: int | None = Field(default=None, foreign_key="user.id")
+    name: str | None = Field(default=None, max_length=200)
+    # No foreign key: like agenda items, a presentation only points at the document.
+    document_id: int | None = None
+    version: int | None = None
+    page: int | None = None
+    zoom: float | None = None
+    scroll_x: float | None = None
+    scroll_y: float | None = None
+    at: datetime | None = None

@@ -88,12 +88,46 @@ def _safe_copy(rt: DocumentRuntime, v: DocumentVersion) -> Path:
     return rt.store.derived_dir(v.sha256) / "document.pdf"
 
 
-async def _watermark(request: web.Request, user: User) -> list[str]:
+async def _identity(request: web.Request, user: User) -> str:
+    """The viewer part of the watermark: full name – unit."""
     async with request.app[keys.DB].session() as s:
         unit = await s.get(Unit, user.unit_id) if user.unit_id else None
+    return " – ".join(p for p in (user.full_name, unit.name if unit else "") if p)
+
+
+def _stamped(request: web.Request, identity: str) -> list[str]:
+    """The watermark lines: identity – dd/mm/yyyy HH:MM (now, in the server's time zone)."""
     zone = ZoneInfo(request.app[keys.SETTINGS].timezone)
     moment = datetime.now(zone).strftime("%d/%m/%Y %H:%M")
-    return [" – ".join(p for p in (user.full_name, unit.name if unit else "", moment) if p)]
+    return [" – ".join(p for p in (identity, moment) if p)]
+
+
+async def _watermark(request: web.Request, user: User) -> list[str]:
+    return _stamped(request, await _identity(request, user))
+
+
+async def _confidential_image(request: web.Request, rt: DocumentRuntime,
+                              grant: catalog.DocumentGrant,
+                              v: DocumentVersion, page: int, width: int, kind: str) -> bytes:
+    """A page image watermarked for this viewer, from the per-process cache when the same
+    viewer fetched the same image in the current time bucket (DocumentRuntime.page_images).
+
+    The key holds everything that makes the image differ: the version, page, width and kind,
+    the viewer's user id *and* their watermark text (name – unit), and the time bucket. The
+    image keeps the time of its first render; within a bucket (10 minutes by default) it is
+    served again, so the time on it is at most one bucket old. The access log still records
+    every fetch with its exact time."""
+    user = grant.access.user
+    identity = await _identity(request, user)
+    key = (v.id, page, width, kind, grant.user_id, identity, rt.watermark_bucket())
+    cached = rt.page_images.get(key)
+    if cached is not None:
+        return cached
+    rendered = await render.render_view(rt.pool, _pdf_path(rt, v), page, width,
+                                        watermark_lines=_stamped(request, identity),
+                                        limits=rt.limits)
+    rt.page_images.put(key, rendered.jpeg)
+    return rendered.jpeg
 
 
 # --- lists and details ---------------------------------------------------------------------
@@ -238,10 +272,8 @@ async def _image(request: web.Request, kind: str) -> web.StreamResponse:
     thumb = kind == "thumb"
     width = rt.limits.thumb_width if thumb else _width(request, rt.limits.raster_width)
     if grant.document.confidential:
-        lines = await _watermark(request, grant.access.user)
-        rendered = await render.render_view(rt.pool, _pdf_path(rt, v), page, width,
-                                            watermark_lines=lines, limits=rt.limits)
-        return web.Response(body=rendered.jpeg, content_type="image/jpeg",
+        jpeg = await _confidential_image(request, rt, grant, v, page, width, kind)
+        return web.Response(body=jpeg, content_type="image/jpeg",
                             headers={"Cache-Control": "no-store"})
     derived = rt.store.derived_dir(v.sha256)
     if thumb:

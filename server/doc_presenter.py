@@ -1,66 +1,154 @@
 """Who presents which page in each meeting, so followers turn with them and late joiners can
-ask. One presenter per meeting; the state lives in this server process."""
+ask. One presenter per meeting, across every server process.
+
+The state is one `Presentation` row per meeting (documents.db_models), so a tablet connected
+to any process reads the same presentation, and the one-presenter rule is a conditional
+UPDATE (`... WHERE active IS false OR user_id = :me`), never a read-then-write.
+
+Two kinds of change:
+
+- **major** — start, page turn, another document or version, take-over, stop: written to the
+  database before it is acknowledged and pushed. The write moves `seq` to the next multiple
+  of `SEQ_STEP`, atomically in the UPDATE, so two processes can never hand out the same seq.
+- **minor** — zoom/scroll on the same page by the same presenter (several a second while
+  they pan): pushed at once from this process (socket.io's Redis manager fans it out to the
+  other processes' clients) with `seq + 1`, and written to the row at most once per
+  `PERSIST_INTERVAL_S`, so a late joiner gets a position at most about a second old. That
+  write is conditional too (same presenter, same page, same major seq): it never overwrites a
+  newer change made through another process.
+
+`seq` therefore still grows with every change (protocol: followers ignore a lower seq): any
+major change lands above every minor seq handed out before it. The laser pointer is never
+stored. The pointer check reads this process's copy when it was confirmed by the database
+within `POINTER_TRUST_S`, else the row; a minor move needs a copy confirmed within
+`MOVE_TRUST_S` (else it is written as a major change, which also checks the presenter).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import and_, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+
+from documents.db_models import Presentation
+from rooms.db import Database
 from rooms.errors import Conflict
 from rooms.models import utcnow
 
+log = logging.getLogger(__name__)
+
 POINTERS_PER_SECOND = 30
+SEQ_STEP = 1000  # minor moves between two major changes (more: the next one is written)
+PERSIST_INTERVAL_S = 1.0  # minor moves reach the database at most this often per meeting
+POINTER_TRUST_S = 1.0  # how long the pointer check trusts this process's copy
+MOVE_TRUST_S = 5.0  # how long a minor move trusts it (every move is checked by its flush)
+
+_T = Presentation.__table__  # type: ignore[attr-defined]
 
 
 class NotPresenter(Conflict):
     code = "not_presenter"
 
 
+class PresenterBusy(Conflict):
+    code = "presenter_busy"
+
+
 @dataclass
-class Presentation:
+class Live:
+    """This process's copy of one meeting's presentation."""
+
+    state: dict[str, Any]
+    confirmed: float  # time.monotonic() when the database last agreed with `state`
+    persisted_seq: int  # the seq the row holds (as far as this process knows)
+    flush: asyncio.Task[None] | None = None
+
+    @property
+    def major(self) -> int:
+        return int(self.state["seq"]) - int(self.state["seq"]) % SEQ_STEP
+
+
+@dataclass
+class Presenting:
+    """The answer of `presenting`: the presentation the pointer belongs to."""
+
     user_id: int
-    name: str
     document_id: int
     version: int
-    page: int
-    zoom: float
-    scroll_x: float
-    scroll_y: float
-    at: str
-    pointers: deque[float] = field(default_factory=deque)
 
 
+def _inactive(meeting_id: int, seq: int) -> dict[str, Any]:
+    return {"meeting_id": meeting_id, "active": False, "seq": seq, "presenter": None,
+            "document_id": None, "version": None, "page": None, "zoom": None,
+            "scroll_x": None, "scroll_y": None, "at": None}
+
+
+def _state(row: Any) -> dict[str, Any]:
+    if not row.active:
+        return _inactive(row.meeting_id, row.seq)
+    at: datetime | None = row.at
+    return {"meeting_id": row.meeting_id, "active": True, "seq": row.seq,
+            "presenter": {"user_id": row.user_id, "name": row.name},
+            "document_id": row.document_id, "version": row.version, "page": row.page,
+            "zoom": row.zoom, "scroll_x": row.scroll_x, "scroll_y": row.scroll_y,
+            "at": at.isoformat() if at is not None else None}
+
+
+def _next_major() -> Any:
+    return _T.c.seq - _T.c.seq % SEQ_STEP + SEQ_STEP
+
+
+@dataclass
 class PresenterBoard:
-    def __init__(self) -> None:
-        self._live: dict[int, Presentation] = {}
-        self._seq: dict[int, int] = {}
+    db: Database
+    persist_interval_s: float = PERSIST_INTERVAL_S
+    _live: dict[int, Live] = field(default_factory=dict)
+    _pointers: dict[tuple[int, int], deque[float]] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    writes: int = 0  # database writes (major changes and position flushes), for tests
 
-    def get(self, meeting_id: int) -> dict[str, Any]:
-        return self._state(meeting_id)
+    # --- reading ---------------------------------------------------------------------------
 
-    def update(self, meeting_id: int, *, user_id: int, name: str, document_id: int,
-               version: int, page: int, zoom: float, scroll_x: float, scroll_y: float
-               ) -> dict[str, Any]:
-        current = self._live.get(meeting_id)
-        pointers = current.pointers if current and current.user_id == user_id else deque()
-        self._live[meeting_id] = Presentation(user_id, name, document_id, version, page, zoom,
-                                              scroll_x, scroll_y, utcnow().isoformat(), pointers)
-        return self._bump(meeting_id)
+    async def get(self, meeting_id: int) -> dict[str, Any]:
+        """The meeting's state: the row, or this process's newer minor move of it."""
+        async with self.db.session() as s:
+            row = (await s.exec(select(Presentation).where(
+                col(Presentation.meeting_id) == meeting_id))).first()
+        if row is None:
+            return _inactive(meeting_id, 0)
+        state = _state(row)
+        local = self._live.get(meeting_id)
+        if local is not None and local.major == state["seq"] - state["seq"] % SEQ_STEP \
+                and local.state["seq"] >= state["seq"]:
+            local.confirmed = time.monotonic()
+            return dict(local.state)
+        self._remember(meeting_id, state)
+        return state
 
-    def stop(self, meeting_id: int) -> dict[str, Any]:
-        self._live.pop(meeting_id, None)
-        return self._bump(meeting_id)
-
-    def presenting(self, meeting_id: int, user_id: int, document_id: int) -> Presentation:
-        current = self._live.get(meeting_id)
-        if current is None or current.user_id != user_id or current.document_id != document_id:
+    async def presenting(self, meeting_id: int, user_id: int, document_id: int) -> Presenting:
+        """Raises NotPresenter unless `user_id` presents `document_id` now."""
+        local = self._live.get(meeting_id)
+        if local is not None and time.monotonic() - local.confirmed < POINTER_TRUST_S:
+            state = local.state
+        else:
+            state = await self.get(meeting_id)
+        presenter = state["presenter"]
+        if not state["active"] or presenter["user_id"] != user_id \
+                or state["document_id"] != document_id:
             raise NotPresenter("only the current presenter of this document may point")
-        return current
+        return Presenting(user_id, document_id, state["version"])
 
-    def pointer_allowed(self, presentation: Presentation) -> bool:
-        now, stamps = time.monotonic(), presentation.pointers
+    def pointer_allowed(self, meeting_id: int, user_id: int) -> bool:
+        now = time.monotonic()
+        stamps = self._pointers.setdefault((meeting_id, user_id), deque())
         while stamps and stamps[0] <= now - 1.0:
             stamps.popleft()
         if len(stamps) >= POINTERS_PER_SECOND:
@@ -68,19 +156,137 @@ class PresenterBoard:
         stamps.append(now)
         return True
 
-    def _bump(self, meeting_id: int) -> dict[str, Any]:
-        self._seq[meeting_id] = self._seq.get(meeting_id, 0) + 1
-        return self._state(meeting_id)
+    # --- changing --------------------------------------------------------------------------
 
-    def _state(self, meeting_id: int) -> dict[str, Any]:
-        p = self._live.get(meeting_id)
-        state: dict[str, Any] = {"meeting_id": meeting_id, "active": p is not None,
-                                 "seq": self._seq.get(meeting_id, 0)}
-        if p is None:
-            state.update(presenter=None, document_id=None, version=None, page=None, zoom=None,
-                         scroll_x=None, scroll_y=None, at=None)
-        else:
-            state.update(presenter={"user_id": p.user_id, "name": p.name},
-                         document_id=p.document_id, version=p.version, page=p.page,
-                         zoom=p.zoom, scroll_x=p.scroll_x, scroll_y=p.scroll_y, at=p.at)
+    async def update(self, meeting_id: int, *, user_id: int, name: str, document_id: int,
+                     version: int, page: int, zoom: float, scroll_x: float, scroll_y: float,
+                     take_over: bool = False) -> dict[str, Any]:
+        """Start, move or take over. Raises PresenterBusy if someone else presents (and
+        `take_over` is false)."""
+        where = (document_id, version, page)
+        local = self._live.get(meeting_id)
+        if (local is not None and not take_over and local.state["active"]
+                and local.state["presenter"]["user_id"] == user_id
+                and (local.state["document_id"], local.state["version"],
+                     local.state["page"]) == where
+                and local.state["seq"] % SEQ_STEP < SEQ_STEP - 1
+                and time.monotonic() - local.confirmed < MOVE_TRUST_S):
+            local.state = {**local.state, "seq": local.state["seq"] + 1, "zoom": zoom,
+                           "scroll_x": scroll_x, "scroll_y": scroll_y,
+                           "at": utcnow().isoformat()}
+            self._schedule_flush(meeting_id, local)
+            return dict(local.state)
+        values = {"active": True, "user_id": user_id, "name": name, "document_id": document_id,
+                  "version": version, "page": page, "zoom": zoom, "scroll_x": scroll_x,
+                  "scroll_y": scroll_y, "at": utcnow()}
+        async with self.db.session() as s:
+            stmt = update(_T).where(_T.c.meeting_id == meeting_id)
+            if not take_over:
+                stmt = stmt.where(or_(_T.c.active.is_(False), _T.c.user_id == user_id))
+            returning = stmt.values(**values, seq=_next_major()).returning(*_T.c)
+            row = (await s.exec(returning)).first()
+            if row is None:
+                # No row yet, or someone else presents: insert, or learn who it is.
+                insert = self._insert(meeting_id, values, SEQ_STEP)
+                row = (await s.exec(insert)).first()
+                if row is None:
+                    row = (await s.exec(returning)).first()
+                if row is None:
+                    current = (await s.exec(
+                        select(Presentation.name).where(
+                            col(Presentation.meeting_id) == meeting_id))).first()
+                    raise PresenterBusy(f"{current or 'someone else'} is presenting; they "
+                                        f"stop first, or take over")
+        self.writes += 1
+        state = _state(row)
+        self._remember(meeting_id, state)
         return state
+
+    async def stop(self, meeting_id: int) -> dict[str, Any]:
+        cleared = {"active": False, "user_id": None, "name": None, "document_id": None,
+                   "version": None, "page": None, "zoom": None, "scroll_x": None,
+                   "scroll_y": None, "at": utcnow()}
+        async with self.db.session() as s:
+            row = (await s.exec(update(_T).where(_T.c.meeting_id == meeting_id)
+                                   .values(**cleared, seq=_next_major())
+                                   .returning(*_T.c))).first()
+        if row is None:
+            return _inactive(meeting_id, 0)
+        self.writes += 1
+        state = _state(row)
+        self._remember(meeting_id, state)
+        return state
+
+    async def close(self) -> None:
+        """Write the last positions not stored yet (the app is stopping)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for meeting_id, local in list(self._live.items()):
+            if local.state["seq"] > local.persisted_seq:
+                await self._persist(meeting_id, local)
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _insert(self, meeting_id: int, values: dict[str, Any], seq: int) -> Any:
+        dialect = sqlite if self.db.is_sqlite else postgresql
+        return (dialect.insert(_T).values(meeting_id=meeting_id, seq=seq, **values)
+                .on_conflict_do_nothing(index_elements=["meeting_id"]).returning(*_T.c))
+
+    def _remember(self, meeting_id: int, state: dict[str, Any]) -> None:
+        """Keep `state` (confirmed by the database) unless this process knows a newer one."""
+        local = self._live.get(meeting_id)
+        now = time.monotonic()
+        if local is not None and local.state["seq"] > state["seq"]:
+            return
+        if local is None:
+            self._live[meeting_id] = Live(dict(state), now, state["seq"])
+            return
+        local.state, local.confirmed, local.persisted_seq = dict(state), now, state["seq"]
+
+    def _schedule_flush(self, meeting_id: int, local: Live) -> None:
+        if local.flush is not None and not local.flush.done():
+            return
+        task = asyncio.ensure_future(self._flush_later(meeting_id, local))
+        local.flush = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush_later(self, meeting_id: int, local: Live) -> None:
+        await asyncio.sleep(self.persist_interval_s)
+        try:
+            await self._persist(meeting_id, local)
+        except Exception:
+            log.exception("could not store the presenter position of meeting %d", meeting_id)
+            self._live.pop(meeting_id, None)
+
+    async def _persist(self, meeting_id: int, local: Live) -> None:
+        """Store the latest minor move, unless the row changed since (another process)."""
+        state = dict(local.state)
+        seq = int(state["seq"])
+        if seq <= local.persisted_seq or not state["active"]:
+            return
+        major = seq - seq % SEQ_STEP
+        async with self.db.session() as s:
+            row = (await s.exec(
+                update(_T).where(and_(
+                    _T.c.meeting_id == meeting_id, _T.c.active.is_(True),
+                    _T.c.user_id == state["presenter"]["user_id"],
+                    _T.c.document_id == state["document_id"], _T.c.version == state["version"],
+                    _T.c.page == state["page"], _T.c.seq >= major, _T.c.seq < seq))
+                .values(seq=seq, zoom=state["zoom"], scroll_x=state["scroll_x"],
+                        scroll_y=state["scroll_y"], at=datetime.fromisoformat(state["at"]))
+                .returning(_T.c.seq))).first()
+        self.writes += 1
+        if self._live.get(meeting_id) is not local:
+            return
+        if row is None:
+            # Another process changed the presentation: forget ours, read it next time.
+            if local.state["seq"] - local.state["seq"] % SEQ_STEP == major:
+                self._live.pop(meeting_id, None)
+            return
+        local.persisted_seq = max(local.persisted_seq, seq)
+        local.confirmed = time.monotonic()
+        if local.state["seq"] > local.persisted_seq:  # moved again while we wrote
+            local.flush = None
+            self._schedule_flush(meeting_id, local)

@@ -22,6 +22,7 @@ from prometheus_client import Histogram
 
 from documents import catalog
 from documents.db_models import Document, DocumentAccess
+from documents.page_cache import ByteLRU
 from documents.search_text import PageTextIndex
 from documents.storage import BlobStore
 from documents.validation import Limits
@@ -33,6 +34,12 @@ from server.doc_presenter import PresenterBoard
 from server.realtime import meeting_room, user_room
 
 log = logging.getLogger(__name__)
+
+# Confidential page images: the per-process cache size and how long one rendered image (and
+# the time burned into it) is served again. settings.extra may set both:
+# "documents.confidential_cache_mb" and "documents.watermark_bucket_s".
+CONFIDENTIAL_CACHE_MB = 64
+WATERMARK_BUCKET_S = 600
 
 
 class AccessLog:
@@ -101,8 +108,15 @@ class DocumentRuntime:
     presenters: PresenterBoard
     access: AccessLog
     lag: LoopLagMonitor
+    # Confidential page images as rendered for one viewer (server.api_documents), LRU by bytes.
+    page_images: ByteLRU = field(default_factory=lambda: ByteLRU(CONFIDENTIAL_CACHE_MB << 20))
+    watermark_bucket_s: int = WATERMARK_BUCKET_S
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _indexes: OrderedDict[int, PageTextIndex] = field(default_factory=OrderedDict)
+
+    def watermark_bucket(self) -> int:
+        """The current time bucket of confidential page images (see page_images)."""
+        return int(time.time()) // max(1, self.watermark_bucket_s)
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -115,6 +129,10 @@ class DocumentRuntime:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.access.flush()
+        try:
+            await self.presenters.close()
+        except Exception:
+            log.exception("could not store the last presenter positions")
         await self.pool.close()
 
     async def text_index(self, version_id: int, page_count: int) -> PageTextIndex:
@@ -152,12 +170,16 @@ def create_runtime(app: web.Application) -> DocumentRuntime:
     lag = Histogram("hopso_event_loop_lag_seconds", "How late the event loop runs a 50 ms timer",
                     buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
                     registry=app[keys.REGISTRY])
+    extra = settings.extra
+    cache_mb = float(extra.get("documents.confidential_cache_mb", CONFIDENTIAL_CACHE_MB))
+    bucket_s = int(extra.get("documents.watermark_bucket_s", WATERMARK_BUCKET_S))
     return DocumentRuntime(
         db=db, sio=sio, pool=WorkerPool(size=settings.document_workers),
         store=BlobStore(settings.data_dir / "documents"),
         limits=Limits(max_bytes=settings.max_upload_bytes),
-        annotations=AnnotationHub(db, sio), presenters=PresenterBoard(),
-        access=AccessLog(db), lag=LoopLagMonitor(lag))
+        annotations=AnnotationHub(db, sio), presenters=PresenterBoard(db),
+        access=AccessLog(db), lag=LoopLagMonitor(lag),
+        page_images=ByteLRU(int(cache_mb * (1 << 20))), watermark_bucket_s=bucket_s)
 
 
 async def documents_context(app: web.Application) -> AsyncIterator[None]:

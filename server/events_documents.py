@@ -50,6 +50,7 @@ class PresentIn(EventSchema):
     zoom: float = Field(ge=0.1, le=10.0)
     scroll_x: float = Field(ge=0.0, le=1.0)
     scroll_y: float = Field(ge=0.0, le=1.0)
+    take_over: bool = False  # replace another user's presentation instead of being refused
 
 
 class PointerIn(EventSchema):
@@ -160,10 +161,11 @@ def register_presenter(rt: Realtime) -> None:
         version = grant.document.version
         _on_page(await _page_sizes(ctx, p.document_id, version), p.page)
         board = ctx.app[keys.DOCUMENTS].presenters
-        state = board.update(grant.document.meeting_id, user_id=grant.user_id,
-                             name=ctx.user.full_name, document_id=p.document_id,
-                             version=version, page=p.page, zoom=p.zoom, scroll_x=p.scroll_x,
-                             scroll_y=p.scroll_y)
+        state = await board.update(grant.document.meeting_id, user_id=grant.user_id,
+                                   name=ctx.user.full_name, document_id=p.document_id,
+                                   version=version, page=p.page, zoom=p.zoom,
+                                   scroll_x=p.scroll_x, scroll_y=p.scroll_y,
+                                   take_over=p.take_over)
         await ctx.sio.emit("present:state", state, room=meeting_room(grant.document.meeting_id))
         return state
 
@@ -172,9 +174,9 @@ def register_presenter(rt: Realtime) -> None:
         grant = await _grant(ctx, p.document_id, Action.present)
         meeting_id = grant.document.meeting_id
         board = ctx.app[keys.DOCUMENTS].presenters
-        presentation = board.presenting(meeting_id, grant.user_id, p.document_id)
+        presentation = await board.presenting(meeting_id, grant.user_id, p.document_id)
         _on_page(await _page_sizes(ctx, p.document_id, presentation.version), p.page, p.x, p.y)
-        if not board.pointer_allowed(presentation):
+        if not board.pointer_allowed(meeting_id, grant.user_id):
             return {"sent": False}
         await ctx.sio.emit("present:pointer", {"meeting_id": meeting_id,
                                                "document_id": p.document_id, "page": p.page,
@@ -186,7 +188,7 @@ def register_presenter(rt: Realtime) -> None:
     async def stop(ctx: EventContext, p: MeetingRef) -> dict[str, Any]:
         async with ctx.db.session() as s:
             await meetings.require(s, ctx.user, p.meeting_id, Action.present)
-        state = ctx.app[keys.DOCUMENTS].presenters.stop(p.meeting_id)
+        state = await ctx.app[keys.DOCUMENTS].presenters.stop(p.meeting_id)
         await ctx.sio.emit("present:state", state, room=meeting_room(p.meeting_id))
         return state
 
@@ -194,4 +196,4 @@ def register_presenter(rt: Realtime) -> None:
     async def get(ctx: EventContext, p: MeetingRef) -> dict[str, Any]:
         async with ctx.db.session() as s:
             await meetings.require(s, ctx.user, p.meeting_id)
-        return ctx.app[keys.DOCUMENTS].presenters.get(p.meeting_id)
+        return await ctx.app[keys.DOCUMENTS].presenters.get(p.meeting_id)

@@ -344,6 +344,34 @@ def test_follower_turns_with_the_presenter_and_rejoins_with_one_tap(env: Env) ->
     a_ctx.close()
 
 
+def test_a_second_presenter_is_asked_before_taking_over(env: Env) -> None:
+    chair_ctx, sec_ctx = env.login("chutri"), env.login("thuky")
+    chair, secretary = env.open(chair_ctx, 1), env.open(sec_ctx, 1)
+    chair.click("#present-toggle")
+    chair.wait_for_selector("#documents[data-presenting=true]", timeout=WAIT_MS)
+    secretary.wait_for_selector("#documents[data-following=true]", timeout=WAIT_MS)
+    asked: list[str] = []
+
+    def answer(accept: bool) -> Any:
+        def handle(dialog: Any) -> None:
+            asked.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+        return handle
+    secretary.once("dialog", answer(False))  # "no": nothing changes
+    secretary.click("#present-toggle")
+    assert asked == ["Nguyễn Văn Hùng — đang trình bày. Trình bày thay?"]
+    secretary.wait_for_timeout(500)
+    assert chair.locator("#documents").get_attribute("data-presenting") == "true"
+    secretary.once("dialog", answer(True))  # "yes": the secretary takes over
+    secretary.click("#present-toggle")
+    secretary.wait_for_selector("#documents[data-presenting=true]", timeout=WAIT_MS)
+    chair.wait_for_selector("#documents[data-presenting=false]", timeout=WAIT_MS)
+    assert chair.locator("#follow-text").inner_text().endswith("Trần Thị Lan")
+    secretary.click("#present-toggle")
+    chair_ctx.close()
+    sec_ctx.close()
+
+
 def test_offline_stroke_reaches_the_server_and_the_export(env: Env) -> None:
     a_ctx = env.login("daibieu")
     a = env.open(a_ctx, 2)

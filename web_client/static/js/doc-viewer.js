@@ -217,6 +217,8 @@ export class DocViewer {
     ink.onLaser = (point) => follow.laser(point);
     follow.onChange = () => this.#updateFollow();
     follow.onError = (error) => this.toast(error.message);
+    follow.confirmTakeOver = (name) =>
+      window.confirm(`${name} — ${this.t("is presenting. Take over the presentation?")}`);
 
     const click = (id, handler) => this.$(id)?.addEventListener("click", handler);
     click("page-prev", () => view.previous(true));

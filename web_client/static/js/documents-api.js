@@ -180,9 +180,10 @@ export class DocumentsClient {
   // --- socket: presenting -----------------------------------------------------------------
 
   /** @param {{documentId:number, page:number, zoom:number, scrollX:number, scrollY:number}} s */
-  presentUpdate(s) {
+  presentUpdate(s, takeOver = false) {
     return this.signaling.request("present:update", {
       document_id: s.documentId, page: s.page, zoom: s.zoom, scroll_x: s.scrollX, scroll_y: s.scrollY,
+      ...(takeOver ? { take_over: true } : {}),
     });
   }
 

@@ -72,6 +72,9 @@ export class Follow {
     this.onChange = () => {};
     /** @type {(error: Error) => void} */
     this.onError = () => {};
+    /** @type {(name: string) => boolean} may we take over from this presenter? */
+    this.confirmTakeOver = () => false;
+    this.takeOver = false;
   }
 
   get active() { return Boolean(this.state?.active); }
@@ -132,8 +135,17 @@ export class Follow {
 
   // --- presenter side ------------------------------------------------------------
 
+  /**
+   * Start presenting. While someone else presents the server refuses (`presenter_busy`)
+   * unless `takeOver`: `confirmTakeOver(name)` asks the user first.
+   */
   async startPresenting() {
     if (!this.view.doc) return;
+    this.takeOver = false;
+    if (this.active && !this.isMe()) {
+      if (!this.confirmTakeOver(this.presenterName)) return;
+      this.takeOver = true;
+    }
     this.presenting = true;
     this.onChange();
     await this.#sendUpdate();
@@ -160,10 +172,17 @@ export class Follow {
   async #sendUpdate() {
     if (!this.presenting || !this.view.doc) return;
     this.lastSent = performance.now();
+    const takeOver = this.takeOver;
+    this.takeOver = false;  // once: later updates are ours
     try {
-      const state = await this.client.presentUpdate(toPresent(this.view));
+      const state = await this.client.presentUpdate(toPresent(this.view), takeOver);
       if (state.seq >= this.lastSeq) { this.lastSeq = state.seq; this.state = state; this.onChange(); }
     } catch (error) {
+      if (error.code === "presenter_busy") {  // someone else presents (or took over)
+        this.presenting = false;
+        await this.refresh();
+        this.onChange();
+      }
       this.onError(error);
     }
   }

@@ -9,6 +9,7 @@ from .consumer import Consumer
 from .errors import (
     ClosedError,
     ConfigError,
+    LimitError,
     MediaError,
     NegotiationError,
     NotFoundError,
@@ -59,6 +60,7 @@ __all__ = [
     "EventBus",
     "IceServer",
     "Kind",
+    "LimitError",
     "MediaConfig",
     "MediaError",
     "MediaEvent",

@@ -21,6 +21,10 @@ class NegotiationError(MediaError):
     """An offer/answer arrived in the wrong signaling state or does not match."""
 
 
+class LimitError(MediaError):
+    """A request would exceed a limit of MediaConfig (e.g. max_media_sections)."""
+
+
 class NotFoundError(MediaError, KeyError):
     """An unknown router, peer, producer or consumer id."""
 

@@ -134,6 +134,12 @@ class Peer:
             self.check_open()
             return await self._subscribing.restart_ice()
 
+    def media_sections_needed(self, new_consumers: int = 0) -> int:
+        """m-sections the receive SDP would have with `new_consumers` more consumers.
+        A closed consumer's m-section is rejected, then reused once the client
+        answered; subscribe() raises LimitError beyond config.max_media_sections."""
+        return self._subscribing.sections_needed(new_consumers)
+
     def pause_consumer(self, consumer_id: str) -> None:
         """Stop sending one consumer (e.g. a hidden video tile)."""
         self._subscribing.consumer(consumer_id).pause()

@@ -77,7 +77,13 @@ class PublishOffer:
 
 @dataclass
 class OfferSection:
-    """One m-section of a server offer for a receive transport."""
+    """One m-section of a server offer for a receive transport.
+
+    `active` sends (a=sendonly); an inactive section has no consumer. A
+    `rejected` one (port 0, JSEP section 5.2.2) frees its index: once the
+    client has answered an offer rejecting it, a new section with a new mid
+    may take that index.
+    """
 
     mid: str
     kind: Kind
@@ -89,6 +95,7 @@ class OfferSection:
     rtx_ssrc: int = 0
     stream_id: str = ""
     track_id: str = ""
+    rejected: bool = False
 
 
 @dataclass
@@ -326,9 +333,14 @@ def build_recv_offer(sections: Sequence[OfferSection], ice: IceParameters,
             ext = RTCRtpHeaderExtensionParameters(id=EXT_AUDIO_LEVEL, uri=URI_AUDIO_LEVEL)
         else:
             ext = RTCRtpHeaderExtensionParameters(id=EXT_ABS_SEND_TIME, uri=URI_ABS_SEND_TIME)
-        media = MediaDescription(s.kind.value, 9, RTP_PROFILE, [c.payloadType for c in codecs])
+        port = 0 if s.rejected else 9
+        media = MediaDescription(s.kind.value, port, RTP_PROFILE, [c.payloadType for c in codecs])
+        # A rejected section keeps a=inactive, its codecs, ICE and rtcp-mux like
+        # mediasoup's closed sections: JSEP only asks for port 0 and no a=msid, and
+        # aiortc 1.16 cannot answer a section without a direction attribute.
         media.direction = "sendonly" if s.active else "inactive"
-        media.rtp = RTCRtpParameters(codecs=codecs, headerExtensions=[ext], muxId=s.mid)
+        media.rtp = RTCRtpParameters(codecs=codecs, headerExtensions=[] if s.rejected else [ext],
+                                     muxId=s.mid)
         media.rtcp_host, media.rtcp_port, media.rtcp_mux = "0.0.0.0", 9, True
         if s.active:
             msid = f"{s.stream_id} {s.track_id}"
@@ -340,5 +352,7 @@ def build_recv_offer(sections: Sequence[OfferSection], ice: IceParameters,
                                                      items=[s.ssrc, s.rtx_ssrc])]
         _transport_lines(media, ice, fingerprints, "auto")
         session.media.append(media)
-    session.group.append(GroupDescription(semantic="BUNDLE", items=[s.mid for s in sections]))
+    # A rejected m-section is in no BUNDLE group (RFC 8843).
+    session.group.append(GroupDescription(
+        semantic="BUNDLE", items=[s.mid for s in sections if not s.rejected]))
     return str(session)

@@ -2,8 +2,15 @@
 
 The server re-offers whenever its consumers change. One offer is out at a
 time: changes made meanwhile go into the next one, which set_answer()
-returns. Closed consumers leave an inactive m-section behind (m-sections
-are never recycled, so the SDP grows by one per consumer ever created).
+returns.
+
+m-sections are recycled as mediasoup does (JSEP section 5.2.2): a closed
+consumer's m-section is rejected (port 0, out of the BUNDLE group) in the
+next offer, and once the client has answered an offer that rejected it, a new
+consumer takes that index with a new mid. Mids are never reused. The first
+m-section carries the BUNDLE transport, so it is only made inactive, never
+rejected. The SDP is thus bounded by the live consumers plus the rejected
+sections not reused yet.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from aiortc.rtp import (
 
 from . import rtcp, sdp
 from .consumer import Consumer, stream_id_for
-from .errors import NegotiationError, NotFoundError
+from .errors import LimitError, NegotiationError, NotFoundError
 from .events import ConsumerClosed, RenegotiationNeeded
 from .producer import Producer
 from .transport import WebRtcTransport, random_ssrc
@@ -54,17 +61,21 @@ class SignalingState(enum.Enum):
 
 @dataclass
 class _Slot:
-    """An m-section of the receive transport; inactive once its consumer closed."""
+    """One m-section index of the receive transport."""
 
-    section: sdp.OfferSection
+    section: sdp.OfferSection  # what the next offer says at this index
     consumer: Consumer | None
-    offered: bool = False
+    offered: bool = False  # `section` has been in an offer
+    reusable: bool = False  # rejected, and the client answered an offer rejecting it
+    previous: sdp.OfferSection | None = None  # the rejected section a consumer not yet
+    #                                           offered took over (restored if it closes)
 
 
 @dataclass
 class _PendingOffer:
     sections: list[sdp.OfferSection]
-    slots: list[_Slot]
+    slots: list[_Slot]  # parallel to sections: what each index held when offered
+    consumers: list[Consumer | None]
     ice_restart: bool
 
 
@@ -106,6 +117,12 @@ class Subscribing:
     async def subscribe(self, producer_ids: tuple[str, ...]) -> tuple[list[ConsumerInfo],
                                                                       ServerOffer | None]:
         producers = [self._router.get_producer(pid) for pid in producer_ids]
+        wanted = {p.id for p in producers} - {c.producer.id for c in self.consumers.values()}
+        needed = self.sections_needed(len(wanted))
+        if needed > self._config.max_media_sections:
+            raise LimitError(f"the receive transport would need {needed} m-sections, the "
+                             f"limit is {self._config.max_media_sections}; answer the "
+                             "pending offer or unsubscribe first")
         if self.transport is None:
             self.transport = await self._peer.new_transport(Direction.RECV, self)
         infos = []
@@ -128,12 +145,23 @@ class Subscribing:
                             stream_id=stream_id, on_close=self._consumer_closed)
         section = sdp.OfferSection(mid, producer.kind, producer.codec, pt, rtx_pt, True,
                                    ssrc, rtx_ssrc, stream_id, producer.id)
-        self._slots.append(_Slot(section, consumer))
+        slot = next((s for s in self._slots if s.reusable), None)
+        if slot is None:
+            self._slots.append(_Slot(section, consumer))
+        else:  # recycle: same index, new mid
+            slot.previous, slot.section, slot.consumer = slot.section, section, consumer
+            slot.offered = slot.reusable = False
         self.consumers[consumer.id] = consumer
         self._by_ssrc[ssrc] = consumer
         producer.add_consumer(consumer)
         self._dirty = True
         return consumer
+
+    def sections_needed(self, new_consumers: int) -> int:
+        """m-sections of the receive SDP once `new_consumers` more consumers exist
+        (they take reusable rejected sections first)."""
+        reusable = sum(1 for s in self._slots if s.reusable)
+        return len(self._slots) + max(0, new_consumers - reusable)
 
     def _unique_ssrc(self) -> int:
         used = {s.section.ssrc for s in self._slots} | {s.section.rtx_ssrc for s in self._slots}
@@ -151,13 +179,17 @@ class Subscribing:
         self.consumers.pop(consumer.id, None)
         self._by_ssrc.pop(consumer.ssrc, None)
         renegotiate = False
-        for slot in self._slots:
+        for index, slot in enumerate(self._slots):
             if slot.consumer is consumer:
                 slot.consumer = None
-                if slot.offered:
-                    slot.section = dataclasses.replace(slot.section, active=False)
+                if slot.offered:  # the first section carries BUNDLE: never rejected
+                    slot.section = dataclasses.replace(slot.section, active=False,
+                                                       rejected=index > 0)
                     renegotiate = True
-                else:
+                elif slot.previous is not None:  # recycled but never offered: undo
+                    slot.section, slot.previous = slot.previous, None
+                    slot.offered = slot.reusable = True
+                else:  # appended and never offered: the client never saw it
                     self._slots.remove(slot)
                 break
         self._dirty = self._dirty or renegotiate
@@ -176,9 +208,11 @@ class Subscribing:
         self._version += 1
         text = sdp.build_recv_offer(sections, transport.local_ice(), transport.fingerprints(),
                                     transport.cname, self._session_id, self._version)
-        self._pending = _PendingOffer(sections, list(self._slots), transport.ice_restarting)
+        self._pending = _PendingOffer(sections, list(self._slots),
+                                      [slot.consumer for slot in self._slots],
+                                      transport.ice_restarting)
         for slot in self._slots:
-            slot.offered = True
+            slot.offered, slot.previous = True, None
         self.signaling = SignalingState.HAVE_LOCAL_OFFER
         self._dirty = False
         return ServerOffer(text, [s.consumer.info() for s in self._slots if s.consumer])
@@ -201,11 +235,12 @@ class Subscribing:
             transport.complete_restart(answer.transport.ice)
         self._remote = answer.transport
         connected = transport.state is TransportState.CONNECTED
-        for slot in pending.slots:
-            consumer = slot.consumer
+        for slot, section, consumer in zip(pending.slots, pending.sections, pending.consumers):
+            if section.rejected and slot.section is section:
+                slot.reusable = True  # the client's current description rejects it
             if consumer is None or consumer.closed or consumer.answered:
                 continue
-            media = answer.media.get(slot.section.mid)
+            media = answer.media.get(section.mid)
             if media is None or not media.accepted:
                 consumer.close(CloseReason.REJECTED)
                 continue

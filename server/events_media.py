@@ -27,7 +27,6 @@ from server.auth import current_user
 from server.http_util import int_id
 from server.media_hub import (
     MAX_ACTIVE_CONSUMERS,
-    MAX_CONSUMERS_EVER,
     MAX_PEERS_PER_USER,
     MAX_SDP_BYTES,
     MAX_SUBSCRIBE_IDS,
@@ -203,8 +202,7 @@ def _config(ctx: EventContext, access: MeetingAccess) -> dict[str, Any]:
             "can_chair": Action.chair_media in allowed,
             "can_see_stats": Action.manage in allowed,
             "limits": {"max_sdp_bytes": MAX_SDP_BYTES, "max_subscribe_ids": MAX_SUBSCRIBE_IDS,
-                       "max_active_consumers": MAX_ACTIVE_CONSUMERS,
-                       "max_consumers_ever": MAX_CONSUMERS_EVER}}
+                       "max_active_consumers": MAX_ACTIVE_CONSUMERS}}
 
 
 def _register_negotiation(rt: Realtime) -> None:
@@ -233,11 +231,10 @@ def _register_negotiation(rt: Realtime) -> None:
         if len(peer.consumers) + len(new) > MAX_ACTIVE_CONSUMERS:
             raise Conflict(f"at most {MAX_ACTIVE_CONSUMERS} streams at once; unsubscribe some "
                            "first", code="too_many")
-        if member.consumers_created + len(new) > MAX_CONSUMERS_EVER:
-            raise Conflict("this media session has received too many streams; leave and "
-                           "join again to start afresh", code="too_many")
+        if peer.media_sections_needed(len(new)) > peer.router.config.max_media_sections:
+            raise Conflict("too many closed streams are still being renegotiated; answer "
+                           "the pending offer and retry", code="too_many")
         subscription = await peer.subscribe(*ids)
-        member.consumers_created += len(new)
         return {"consumers": [
             {"id": c.id, "mid": c.mid, "producer_id": c.producer_id,
              "producer_peer_id": c.producer_peer_id, "kind": c.kind.value,

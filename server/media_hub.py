@@ -70,10 +70,13 @@ log = logging.getLogger(__name__)
 MAX_PEERS_PER_USER = 4  # devices one person may have in a meeting's media
 MAX_SUBSCRIBE_IDS = 64  # producer ids in one media:subscribe
 MAX_ACTIVE_CONSUMERS = 96  # consumers a peer holds at once
-MAX_CONSUMERS_EVER = 120  # consumers a peer may create (m-sections are never recycled)
+# No lifetime cap any more: closed consumers' m-sections are recycled (media/subscribing.py).
 SUBSCRIBE_BURST, SUBSCRIBE_PER_S = 10.0, 2.0  # token bucket per peer
 MAX_SDP_BYTES = 192 * 1024
-MAX_MEDIA_SECTIONS = MAX_CONSUMERS_EVER + 8
+# m-sections of one SDP: a recv offer holds the live consumers plus closed ones whose
+# rejection the client has not answered yet (reused after that), so room for twice the
+# live cap; more makes media:subscribe fail with too_many.
+MAX_MEDIA_SECTIONS = 2 * MAX_ACTIVE_CONSUMERS + 8
 STATUS_CHECK_S = 10.0  # how often live routers' meetings are checked to still be open
 STATS_ROLES = frozenset({MeetingRole.chair, MeetingRole.secretary})
 KINDS = ("audio", "video")
@@ -115,7 +118,6 @@ class MediaMember:
     site: str | None
     subscribes: TokenBucket = field(
         default_factory=lambda: TokenBucket(SUBSCRIBE_PER_S, SUBSCRIBE_BURST))
-    consumers_created: int = 0
 
     def app_data(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "name": self.name, "site_id": self.site_id,

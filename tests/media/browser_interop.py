@@ -14,6 +14,7 @@ import random
 from typing import Any
 
 from aiohttp import web
+from aiortc.sdp import SessionDescription
 from playwright.async_api import Page, async_playwright
 
 from media import SFU, MediaConfig, MediaEvent
@@ -61,8 +62,10 @@ window.setAnswer = (sdp) => pc.setRemoteDescription({type: "answer", sdp});
 window.subscriber = () => {
   window.pc = new RTCPeerConnection({bundlePolicy: "max-bundle", rtcpMuxPolicy: "require"});
   window.tracks = [];
+  window.trackByMid = {};
   pc.ontrack = (e) => {
     tracks.push({kind: e.track.kind, streams: e.streams.map(s => s.id), mid: e.transceiver.mid});
+    trackByMid[e.transceiver.mid] = e.track;
     const el = document.createElement(e.track.kind);
     el.autoplay = true; el.srcObject = new MediaStream([e.track]);
     document.body.appendChild(el); el.play().catch(() => {});
@@ -74,6 +77,9 @@ window.applyOffer = async (sdp) => {
   await gathered(pc);
   return pc.localDescription.sdp;
 };
+window.transceivers = () => pc.getTransceivers().map(t => [t.mid, t.currentDirection]);
+window.trackStates = () => Object.fromEntries(
+  Object.entries(trackByMid).map(([mid, t]) => [mid, t.readyState]));
 window.inbound = async () => {
   const out = {};
   (await pc.getStats()).forEach(r => {
@@ -164,6 +170,34 @@ async def run() -> dict[str, Any]:
         router.resume_producer(camera)
         await asyncio.sleep(1.5)
         results["unmuted"] = await b.evaluate("inbound()")
+
+        # Recycling: bob drops the screen and the camera, then takes them back; the new
+        # consumers take the rejected m-sections (same index, new mids). Then the mic and
+        # the camera: the mic lands in a former video m-section (kind change), the
+        # camera in a new one (the first m-section only goes inactive).
+        offers: list[list[tuple[str, int, str]]] = []
+
+        async def negotiate(offer: Any) -> None:
+            while offer is not None:
+                parsed = SessionDescription.parse(offer.sdp)
+                offers.append([(m.kind, m.port, m.rtp.muxId) for m in parsed.media])
+                answer = await b.evaluate("s => applyOffer(s)", offer.sdp)
+                offer = await bob.set_answer(answer)
+
+        source_ids = {x.source.value: x.id for x in router.producers()}
+        rounds = []
+        for sources in (["screen", "camera"], ["mic", "camera"]):
+            for source in sources:
+                consumer = next(c for c in bob.consumers if c.producer.id == source_ids[source])
+                await negotiate(await bob.unsubscribe(consumer.id))
+            sub = await bob.subscribe(*[source_ids[s] for s in sources])
+            await negotiate(sub.offer)
+            rounds.append({c.source.value: c.mid for c in sub.consumers})
+        await asyncio.sleep(2)
+        results["recycle"] = {"offers": offers, "rounds": rounds,
+                              "inbound": await b.evaluate("inbound()"),
+                              "transceivers": await b.evaluate("transceivers()"),
+                              "track_states": await b.evaluate("trackStates()")}
 
         # Alice leaves; bob renegotiates her m-sections away.
         await router.close_peer("alice")

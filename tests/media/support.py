@@ -22,6 +22,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription
 
 from media import Peer, ServerOffer
 
@@ -255,9 +256,35 @@ class Subscriber:
     async def apply(self, offer: ServerOffer | None) -> None:
         while offer is not None:
             self.offers += 1
+            self._forget_recycled(offer.sdp)
             await self.pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
             await self.pc.setLocalDescription(await self.pc.createAnswer())
+            await self._stop_rejected(offer.sdp)
             offer = await self.peer.set_answer(self.pc.localDescription.sdp)
+
+    async def _stop_rejected(self, offer_sdp: str) -> None:
+        """Stop the transceivers of m-sections the offer rejects (port 0), as
+        browsers do. aiortc 1.16 ignores port 0: it would keep each closed
+        consumer's receiver (decoder thread, RTCP task) running until close()."""
+        rejected = {m.rtp.muxId for m in SessionDescription.parse(offer_sdp).media
+                    if m.port == 0}
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.mid in rejected and not transceiver.stopped:
+                await transceiver.stop()
+
+    def _forget_recycled(self, offer_sdp: str) -> None:
+        """Detach the old transceiver from an m-line the offer recycles (same
+        index, new mid). aiortc 1.16 never drops a transceiver, and its
+        setLocalDescription maps m-line i to the *first* transceiver whose
+        m-line index is i and gives it that m-line's mid: the old (stopped)
+        transceiver would take the new mid and shadow the new one, and with
+        another kind its answer would not match the offer."""
+        mids = [m.rtp.muxId for m in SessionDescription.parse(offer_sdp).media]
+        for transceiver in self.pc.getTransceivers():
+            index = transceiver._get_mline_index()
+            if index is not None and index < len(mids) and transceiver.mid not in (None,
+                                                                                 mids[index]):
+                transceiver._set_mline_index(None)  # type: ignore[arg-type]
 
     async def subscribe(self, *producer_ids: str) -> Any:
         subscription = await self.peer.subscribe(*producer_ids)

@@ -69,6 +69,25 @@ def test_chromium_publishes_and_subscribes() -> None:
     camera_mid = next(m for m, s in r["joined"].items() if s["kind"] == "video")
     assert after[camera_mid]["frames"] == before[camera_mid]["frames"]  # chair mute
     assert r["unmuted"][camera_mid]["frames"] > after[camera_mid]["frames"]
-    assert set(r["left_directions"]) == {"inactive"}
+    # Recycling (media/subscribing.py): bob drops the screen and the camera and takes them
+    # back; the new consumers take the rejected m-sections (same index, new mid). Then the
+    # mic (first m-section: only inactive) and the camera: the mic lands in a former video
+    # m-section, the camera in a new one.
+    rc = r["recycle"]
+    assert rc["rounds"] == [{"screen": "3", "camera": "4"}, {"mic": "5", "camera": "6"}]
+    offers = [[(kind, port == 0, mid) for kind, port, mid in offer] for offer in rc["offers"]]
+    assert offers[1] == [("audio", False, "0"), ("video", True, "1"), ("video", True, "2")]
+    assert offers[2] == [("audio", False, "0"), ("video", False, "3"), ("video", False, "4")]
+    assert offers[-1] == [("audio", False, "0"), ("video", False, "3"), ("audio", False, "5"),
+                          ("video", False, "6")]
+    assert rc["inbound"]["3"]["frames"] > 10 and rc["inbound"]["6"]["frames"] > 10
+    assert rc["inbound"]["5"]["samples"] > 48000  # audio in a former video m-section
+    # Chromium stopped and dropped the rejected transceivers and ended their tracks.
+    assert rc["transceivers"] == [["0", "inactive"], ["3", "recvonly"], ["5", "recvonly"],
+                                  ["6", "recvonly"]]
+    assert {m for m, state in rc["track_states"].items() if state == "live"} == {
+        "0", "3", "5", "6"}
+    # Alice left: the first m-section goes inactive, the rest are rejected and dropped.
+    assert r["left_directions"] == ["inactive"]
     assert {"PeerClosed", "ProducerAdded", "ProducerPaused", "RenegotiationNeeded"} <= set(
         r["events"])

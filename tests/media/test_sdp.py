@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from aioice import Candidate
 from aiortc import RTCDtlsFingerprint
@@ -126,3 +128,33 @@ def test_recv_answer_must_match_offer() -> None:
                               CONFIG)
     rejected = answer.replace("m=video 40000", "m=video 0")
     assert not sdp.parse_recv_answer(rejected, sections, CONFIG).media["1"].accepted
+
+
+def test_recv_offer_rejects_closed_sections_out_of_bundle() -> None:
+    gone = dataclasses.replace(section("1", Kind.VIDEO), active=False, rejected=True)
+    sections = [section("0", Kind.AUDIO), gone, section("2", Kind.AUDIO)]
+    text = sdp.build_recv_offer(sections, LOCAL_ICE, FP, "cname", 1, 2)
+    parsed = SessionDescription.parse(text)
+    audio, rejected, other = parsed.media
+    assert rejected.port == 0 and rejected.rtp.muxId == "1"
+    # JSEP: port 0 and no a=msid; we also drop SSRCs and extensions. a=inactive, the codecs,
+    # ICE and rtcp-mux stay (aiortc 1.16 cannot answer without them, like mediasoup).
+    assert rejected.msid is None and rejected.ssrc == [] and rejected.ssrc_group == []
+    assert rejected.rtp.headerExtensions == [] and rejected.direction == "inactive"
+    assert [c.mimeType for c in rejected.rtp.codecs] == ["video/VP8", "video/rtx"]
+    assert rejected.rtcp_mux and rejected.ice is not None and rejected.ice.usernameFragment
+    assert "m=video 0 " in text and text.count("a=msid:") == 2
+    assert parsed.group[0].items == ["0", "2"]  # a rejected m-section is in no BUNDLE group
+    assert audio.port == other.port != 0
+
+    # A browser answers a rejected m-section with port 0 and little else.
+    answer = (text.replace("a=sendonly", "a=recvonly").replace("a=setup:actpass",
+                                                                "a=setup:active"))
+    head, video = answer.split("m=video")
+    _, tail = video.split("m=audio")
+    chrome = "m=video 0 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\n"
+    parsed_answer = sdp.parse_recv_answer(head + chrome + "m=audio" + tail, sections, CONFIG)
+    assert not parsed_answer.media["1"].accepted
+    assert parsed_answer.media["0"].accepted and parsed_answer.media["2"].accepted
+    with pytest.raises(SdpError, match="match"):  # the mid at that index must be the offer's
+        sdp.parse_recv_answer(answer.replace("a=mid:1", "a=mid:9"), sections, CONFIG)

@@ -70,6 +70,7 @@ class VideoConference {
     this.sendChain = Promise.resolve();
     this.pendingSubs = new Set();
     this.subTimer = null;
+    this.tooMany = 0; // too_many refusals in a row
   }
 
   // --- messages ---------------------------------------------------------------------------
@@ -274,21 +275,43 @@ class VideoConference {
   }
 
   // --- receiving ----------------------------------------------------------------------------
-  /** Apply a server offer and answer it, then any offer that piled up meanwhile (in order). */
+  /** Apply a server offer and answer it, then any offer that piled up meanwhile (in order).
+   * The server recycles m-sections: a closed consumer's m-section comes back rejected (port
+   * 0), which stops its transceiver and ends its track; later a new consumer takes that
+   * index with a new mid, a new transceiver here (ontrack). Mids are never reused, and an
+   * offer lists every live consumer, so the mid map is rebuilt from it. */
   applyOffer(offer) {
     if (!offer) return this.offerChain;
     const pc = this.recvPc;
     const run = async () => {
       let next = offer;
       while (next && pc === this.recvPc) {
-        for (const c of next.consumers) this.consumers.set(c.mid, c);
+        this.consumers = new Map(next.consumers.map((c) => [c.mid, c]));
         await pc.setRemoteDescription({ type: "offer", sdp: next.sdp });
+        this.#dropClosedConsumers(next.consumers);
         await pc.setLocalDescription();
         next = (await this.sig.answer(pc.localDescription.sdp)).offer;
       }
     };
     this.offerChain = this.offerChain.then(run, run).catch((e) => this.fail(e));
     return this.offerChain;
+  }
+
+  /** Audio elements and tiles whose consumer is gone (its track ended) stop showing it. */
+  #dropClosedConsumers(consumers) {
+    const live = new Set(consumers.map((c) => c.producer_id));
+    for (const [producerId, audio] of this.audios) {
+      if (!live.has(producerId)) { audio.remove(); this.audios.delete(producerId); }
+    }
+    let changed = false;
+    for (const tile of this.tiles.values()) {
+      if (!tile.own && tile.producerId && !live.has(tile.producerId)) {
+        tile.video.srcObject = null;
+        tile.producerId = null;
+        changed = true;
+      }
+    }
+    if (changed) this.render();
   }
 
   #subscribeSoon(producerId) {
@@ -305,14 +328,18 @@ class VideoConference {
       try {
         const result = await this.sig.subscribe(batch);
         for (const c of result.consumers) this.consumers.set(c.mid, c);
+        this.tooMany = 0;
         await this.applyOffer(result.offer);
       } catch (error) {
-        if (error.code === "rate_limited" || error.code === "not_found") {
+        if (error.code === "rate_limited" || error.code === "not_found" || error.code === "too_many") {
           if (error.code === "not_found") await this.#refreshProducers();
+          // too_many: too many live streams, or closed streams' m-sections not recycled yet
+          // (offers catching up): retry, and only tell the person if it persists.
+          this.tooMany = error.code === "too_many" ? (this.tooMany ?? 0) + 1 : 0;
+          if (this.tooMany >= 3) this.say(t("Too many video streams for one session; leave and join again."), true);
           for (const id of batch) if (this.producers.has(id)) this.pendingSubs.add(id);
-          if (!this.subTimer) this.subTimer = setTimeout(() => this.#flushSubscribes(), 1000);
-        } else if (error.code === "too_many") {
-          this.say(t("Too many video streams for one session; leave and join again."), true);
+          const wait = error.code === "too_many" ? 3000 : 1000;
+          if (!this.subTimer) this.subTimer = setTimeout(() => this.#flushSubscribes(), wait);
         } else {
           this.fail(error);
         }

@@ -18,7 +18,7 @@ from typing import Any
 from playwright.sync_api import sync_playwright
 
 from tests.e2e.browser import ARGS, CHROMIUM
-from tests.e2e.video_interop import EXTRA_ARGS, log_in, total, wait_until
+from tests.e2e.video_interop import EXTRA_ARGS, join_call, log_in, total, wait_until
 from tests.server.processes import start_server
 
 SECRET = "ward-secret-for-the-test"
@@ -56,12 +56,7 @@ def run(screenshot: str) -> dict[str, Any]:
             wait_until(lambda: operator.evaluate(find) is not None, 15, "the mirrored meeting")
             operator.goto(f"{ward.base}/meetings/{operator.evaluate(find)}")
             pages = {"chair": chair, "operator": operator}
-            for page in pages.values():
-                page.wait_for_selector("#video-join:not([disabled])")
-                page.click("#video-preview-start")
-                wait_until(lambda page=page: page.evaluate(
-                    "document.querySelector('#video-preview').videoWidth > 0"), 10, "preview")
-                page.click("#video-join")
+            join_call(pages.values())
             for name, page in pages.items():
                 wait_until(lambda page=page: total(page, "video", "frames") > 10, 30,
                            f"{name} decoding the other node's video")

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,20 +39,26 @@ def _cannot_run() -> str | None:
     return None if probe.returncode == 0 else "no permission to create a network namespace"
 
 
-def test_two_browsers_see_each_other_and_the_chair_mutes_one() -> None:
+def run_in_loopback_namespace(module: str, screenshot: Path) -> dict[str, Any]:
+    """Run `python -m module screenshot` in a new network namespace with only loopback up;
+    its last line of output is its JSON result."""
     reason = _cannot_run()
     if reason:
         if os.environ.get("CI") == "true":
-            pytest.fail(f"the video browser test must run in CI: {reason}")
-        pytest.skip(f"{reason}: the loopback-only video test cannot run here")
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            pytest.fail(f"the browser video tests must run in CI: {reason}")
+        pytest.skip(f"{reason}: the loopback-only video tests cannot run here")
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
     run = subprocess.run(
         ["unshare", "-n", "sh", "-c",
-         f"ip link set lo up && exec {sys.executable} -m tests.e2e.video_interop {SCREENSHOT}"],
+         f"ip link set lo up && exec {sys.executable} -m {module} {screenshot}"],
         check=False, cwd=ROOT, capture_output=True, text=True, timeout=110,
         env={**os.environ, "HOPSO_FAST_HASH": "1"})
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
-    r = json.loads(run.stdout.strip().splitlines()[-1])
+    return json.loads(run.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_two_browsers_see_each_other_and_the_chair_mutes_one() -> None:
+    r = run_in_loopback_namespace("tests.e2e.video_interop", SCREENSHOT)
     assert r["errors"] == {"chair": [], "delegate": []}
 
     # Each browser decodes and plays the other's camera.
@@ -87,19 +94,8 @@ def test_two_browsers_see_each_other_and_the_chair_mutes_one() -> None:
 
 
 def test_a_province_chair_and_a_ward_room_meet_across_two_nodes() -> None:
-    reason = _cannot_run()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the cascade browser test must run in CI: {reason}")
-        pytest.skip(f"{reason}: the loopback-only cascade test cannot run here")
-    shot = SCREENSHOT.with_name("video-cascade-province-chair.png")
-    run = subprocess.run(
-        ["unshare", "-n", "sh", "-c",
-         f"ip link set lo up && exec {sys.executable} -m tests.e2e.cascade_interop {shot}"],
-        check=False, cwd=ROOT, capture_output=True, text=True, timeout=110,
-        env={**os.environ, "HOPSO_FAST_HASH": "1"})
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
-    r = json.loads(run.stdout.strip().splitlines()[-1])
+    r = run_in_loopback_namespace("tests.e2e.cascade_interop",
+                                  SCREENSHOT.with_name("video-cascade-province-chair.png"))
     assert r["errors"] == {"chair": [], "operator": []}
     for name, (before, after) in r["frames"].items():
         assert after > before + 10, (name, before, after)  # each decodes the other node

@@ -12,6 +12,7 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from playwright.sync_api import Page, sync_playwright
@@ -54,6 +55,18 @@ def wait_until(check: Any, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def join_call(pages: Iterable[Page]) -> None:
+    """Each page joins its meeting's call: camera/microphone preview, then the call."""
+    for page in pages:
+        page.wait_for_selector("#video-join:not([disabled])")
+        page.click("#video-preview-start")
+        wait_until(lambda page=page: page.evaluate(  # (wait_for_function needs eval: CSP)
+            "document.querySelector('#video-preview').videoWidth > 0"), 10, "preview")
+        page.click("#video-join")
+    for page in pages:
+        page.wait_for_selector("#video-room:not([hidden])")
+
+
 def run(screenshot: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     server = start_server("--demo", "--data-dir", tempfile.mkdtemp(prefix="hopso-video-"),
@@ -71,15 +84,7 @@ def run(screenshot: str) -> dict[str, Any]:
             delegate = log_in(browsers[1], server, "daibieu", path)
             pages = {"chair": chair, "delegate": delegate}
 
-            # Both join: camera/microphone preview, then the call.
-            for page in pages.values():
-                page.wait_for_selector("#video-join:not([disabled])")
-                page.click("#video-preview-start")
-                wait_until(lambda page=page: page.evaluate(  # (wait_for_function needs eval: CSP)
-                    "document.querySelector('#video-preview').videoWidth > 0"), 10, "preview")
-                page.click("#video-join")
-            for page in pages.values():
-                page.wait_for_selector("#video-room:not([hidden])")
+            join_call(pages.values())
 
             # Each plays the other's camera: framesDecoded keeps increasing.
             for name, page in pages.items():

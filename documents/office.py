@@ -2,15 +2,15 @@
 
 Runs ``soffice --convert-to pdf`` as a subprocess of the server (not in a
 document worker: LibreOffice needs far more address space than the workers'
-RLIMIT_AS). Each conversion gets a private temp dir and LibreOffice profile,
-so concurrent conversions do not fight over the profile lock, and the whole
-process group is killed on timeout (soffice forks soffice.bin).
+RLIMIT_AS). Each conversion gets a private temp dir holding its LibreOffice
+profile (-env:UserInstallation), $HOME and $TMPDIR, so concurrent conversions
+do not fight over the profile lock and nothing is left behind; the whole
+process group is killed on timeout or cancellation (soffice forks soffice.bin).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import signal
@@ -21,6 +21,7 @@ from documents.errors import DocumentRejected, RejectCode
 from documents.validation import FileKind
 
 _OUTPUT_TAIL = 2000
+_KILL_WAIT = 2.0  # seconds to wait for a killed conversion's processes to be gone
 
 
 def find_converter() -> str | None:
@@ -34,7 +35,8 @@ async def convert_to_pdf(
     binary = binary or find_converter()
     if binary is None:
         raise DocumentRejected(RejectCode.CONVERSION_UNAVAILABLE)
-    with tempfile.TemporaryDirectory(prefix="hopso-convert-") as tmp:
+    # ignore_cleanup_errors: a dying process must not turn a rejection into an OSError.
+    with tempfile.TemporaryDirectory(prefix="hopso-convert-", ignore_cleanup_errors=True) as tmp:
         work = Path(tmp)
         # The blob has no extension; LibreOffice picks its import filter partly by it.
         source = work / f"input{kind.extension}"
@@ -52,7 +54,12 @@ async def _run_soffice(binary: str, source: Path, work: Path, timeout: float) ->
         f"-env:UserInstallation={(work / 'profile').as_uri()}",
         "--convert-to", "pdf", "--outdir", str(outdir), str(source),
     ]  # fmt: skip
-    env = {**os.environ, "HOME": str(work)}  # LibreOffice writes dotfiles to $HOME
+    scratch = work / "tmp"
+    scratch.mkdir()
+    # LibreOffice writes dotfiles to $HOME and its own temp files (lu*.tmp, holding document
+    # content) to $TMPDIR; a killed soffice cannot clean those up, so both live in `work`,
+    # which is removed whatever happens.
+    env = {**os.environ, "HOME": str(work), "TMPDIR": str(scratch)}
     proc = await asyncio.create_subprocess_exec(
         *cmd,
         stdin=asyncio.subprocess.DEVNULL,
@@ -66,9 +73,11 @@ async def _run_soffice(binary: str, source: Path, work: Path, timeout: float) ->
     except TimeoutError:
         raise DocumentRejected(RejectCode.CONVERSION_FAILED, f"timed out after {timeout}s") from None
     finally:
-        _kill_group(proc.pid)  # also reaps helpers left behind by a successful run
+        killed = _kill_group(proc.pid)  # after a successful run the group is usually empty
         if proc.returncode is None:
             await proc.wait()
+        if killed:
+            await _group_gone(proc.pid)  # soffice.bin is not our child: wait till it is dead
     result = outdir / f"{source.stem}.pdf"
     if proc.returncode != 0 or not result.is_file():
         tail = out.decode("utf-8", "replace")[-_OUTPUT_TAIL:]
@@ -76,6 +85,38 @@ async def _run_soffice(binary: str, source: Path, work: Path, timeout: float) ->
     return result
 
 
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+def _kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
+    """Signal the group; False if it has no process left."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+async def _group_gone(pgid: int, limit: float = _KILL_WAIT) -> None:
+    # Zombies do not count: soffice leaves gpgconf/gpg zombies for init to reap, which
+    # a container's init may do late or never. Bounded, in case /proc lies.
+    for _ in range(int(limit / 0.02)):
+        if not await asyncio.to_thread(_live_members, pgid):
+            return
+        await asyncio.sleep(0.02)
+
+
+def _live_members(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is still running (Linux /proc; else False)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return False
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False

@@ -24,6 +24,13 @@ command -v npm >/dev/null || missing+=(nodejs npm)
 [ -f /usr/share/fonts/truetype/noto/NotoSerif-Regular.ttf ] || missing+=(fonts-noto-core)
 if [ "$want_tests" = 1 ]; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  # LibreOffice without a GUI, for the real Office → PDF conversion tests: writer (.docx .odt
+  # .doc), calc (.xlsx .ods .xls), impress (.pptx .odp .ppt): every kind validation accepts.
+  # Checked by component, so an existing full (GUI) LibreOffice is kept as it is.
+  lo=/usr/lib/libreoffice/program
+  [ -e $lo/libswlo.so ] || missing+=(libreoffice-writer-nogui)
+  [ -e $lo/libsclo.so ] || missing+=(libreoffice-calc-nogui)
+  [ -e $lo/libslideshowlo.so ] || missing+=(libreoffice-impress-nogui)
 fi
 if [ "$want_bench" = 1 ]; then
   command -v janus >/dev/null || [ -x /usr/bin/janus ] || missing+=(janus)

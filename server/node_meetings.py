@@ -1,8 +1,9 @@
 """Meetings across cascade nodes, from the database.
 
 A meeting is owned by the node where it was scheduled; its link key is
-``"<owner node unit>/<owner's meeting id>"``. A parent offers its children every meeting it
-owns or mirrors that is scheduled or open; a child mirrors them as local meetings (same
+``"<owner node unit>/<owner's meeting id>"``. A parent offers each child the meetings it owns
+or mirrors that are scheduled or open and invite that child (rooms/meeting_nodes.py; a
+mirror carries its owner's list on); a child mirrors them as local meetings (same
 title, time and status, ``Meeting.cascade_key`` = the key) to which this node's sites
 (meeting rooms) and secretaries are invited; the secretaries invite local delegates. Local
 people join on this node only. A mirror whose key the parent stops offering is closed.

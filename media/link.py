@@ -61,6 +61,7 @@ from .events import (
     ProducerPaused,
     RenegotiationNeeded,
 )
+from .link_transport import LinkTransport
 from .peer import Peer
 from .ratelimit import TokenBucket
 from .router import Router
@@ -105,7 +106,8 @@ class LinkEnd:
     """One end of a link, inside one meeting's router on one node."""
 
     def __init__(self, cascade: Cascade, name: str, request: Request,
-                 limits: LinkLimits, upstream: bool = False) -> None:
+                 limits: LinkLimits, upstream: bool = False,
+                 transport: LinkTransport | None = None) -> None:
         self.cascade = cascade
         self.name = name
         self.upstream = upstream  # the other end is our parent: its controls are obeyed
@@ -123,6 +125,11 @@ class LinkEnd:
         self._catalog_dirty = False
         self._catalog_task: asyncio.Future[Any] | None = None
         self._pending_pulls: dict[str, asyncio.Future[None]] = {}
+        # The node link's one transport, shared with the link's other meetings; without
+        # one (a link made for one meeting), this end owns its own.
+        self._owns_transport = transport is None
+        self.transport = transport or LinkTransport(
+            cascade.router.config, cascade.router.certificate, parent=not upstream)
         self.closed = False
 
     # -- the link peer ----------------------------------------------------------------
@@ -132,7 +139,9 @@ class LinkEnd:
         try:
             return router.peer(self.peer_id)
         except NotFoundError:
-            return router.add_peer(self.peer_id, {"cascade_link": self.name})
+            peer = router.add_peer(self.peer_id, {"cascade_link": self.name})
+            peer.link_transport = self.transport
+            return peer
 
     def exported(self) -> list[str]:
         """Local producer ids the other end currently pulls over this link."""
@@ -149,7 +158,8 @@ class LinkEnd:
             peer_stats = None
         return {"name": self.name, "imported": sorted(self.imported),
                 "exported": sorted(self.exported()), "catalog": len(self.remote_catalog),
-                "counters": asdict(self.counters), "peer": peer_stats}
+                "counters": asdict(self.counters), "peer": peer_stats,
+                "link_transport": self.transport.stats()}
 
     # -- outgoing requests -----------------------------------------------------------------
     async def request(self, op: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -390,6 +400,8 @@ class LinkEnd:
             peer = None
         if peer is not None:
             await peer.close()
+        if self._owns_transport:
+            await self.transport.close()
         self.imported.clear()
         self.remote_catalog = {}
 
@@ -430,13 +442,14 @@ class Cascade:
                 logger.exception("cascade: observer failed")
 
     def add_link(self, name: str, request: Request, push: bool = True,
-                 upstream: bool = False) -> LinkEnd:
+                 upstream: bool = False, transport: LinkTransport | None = None) -> LinkEnd:
         """A new link end; `push=False` defers the first catalog (the other
         end does not exist yet: call `end.push_catalog()` once it does);
-        `upstream`: the other end is this node's parent."""
+        `upstream`: the other end is this node's parent; `transport`: the node
+        link's one transport, shared by all its meetings (default: the end's own)."""
         if name in self.links and not self.links[name].closed:
             raise MediaError(f"link {name} already exists in router {self.router.id}")
-        end = LinkEnd(self, name, request, self.limits, upstream)
+        end = LinkEnd(self, name, request, self.limits, upstream, transport)
         self.links[name] = end
         if push:
             end.push_catalog()
@@ -659,9 +672,13 @@ def _entry(info: dict[str, Any], hops: int) -> dict[str, Any]:
 
 
 def connect_local(a: Cascade, b: Cascade, name_a: str, name_b: str,
-                  delay_s: float = 0.0) -> tuple[LinkEnd, LinkEnd]:
+                  delay_s: float = 0.0,
+                  transports: tuple[LinkTransport, LinkTransport] | None = None
+                  ) -> tuple[LinkEnd, LinkEnd]:
     """Link two cascades in one process (tests, benchmarks): requests go
-    through a JSON round trip, as they would over the network. `b` is `a`'s parent."""
+    through a JSON round trip, as they would over the network. `b` is `a`'s parent.
+    `transports` (a's, b's): the node link's transports, to carry several meetings
+    over one link; by default each end has its own."""
     ends: dict[str, LinkEnd] = {}
 
     def make(target: str) -> Request:
@@ -675,6 +692,7 @@ def connect_local(a: Cascade, b: Cascade, name_a: str, name_b: str,
             return json.loads(json.dumps(await end.handle(op, payload)))
         return request
 
-    ends["a"] = a.add_link(name_a, make("b"), upstream=True)
-    ends["b"] = b.add_link(name_b, make("a"))
+    ta, tb = transports or (None, None)
+    ends["a"] = a.add_link(name_a, make("b"), upstream=True, transport=ta)
+    ends["b"] = b.add_link(name_b, make("a"), transport=tb)
     return ends["a"], ends["b"]

@@ -165,9 +165,15 @@ class Subscribing:
 
     def _unique_ssrc(self) -> int:
         used = {s.section.ssrc for s in self._slots} | {s.section.rtx_ssrc for s in self._slots}
-        while (ssrc := random_ssrc()) in used:
+        shared = self._peer.link_transport  # a node link: unique over all its meetings
+        while (ssrc := random_ssrc()) in used or (shared is not None
+                                                  and shared.ssrc_in_use(ssrc)):
             pass
         return ssrc
+
+    def has_ssrc(self, ssrc: int) -> bool:
+        """One of our m-sections sends this SSRC (cascade link demultiplexing)."""
+        return any(ssrc in (s.section.ssrc, s.section.rtx_ssrc) for s in self._slots)
 
     def consumer(self, consumer_id: str) -> Consumer:
         consumer = self.consumers.get(consumer_id)

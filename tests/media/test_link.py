@@ -274,3 +274,100 @@ async def test_controls_travel_down_the_tree_only(nodes: dict[str, Node],
     finally:
         await top.close()
         await low.close()
+
+
+async def test_one_transport_per_link_for_every_meeting_both_ways(media: EncodedMedia) -> None:
+    """Two meetings over one city -> province link, media both ways in each: each
+    link end has exactly one transport (one ICE session, one DTLS handshake), used
+    by both halves of both meetings' link peers; SSRCs are unique on the link;
+    closing one meeting's link keeps the transport and the other meeting's media."""
+    from media.link_transport import LinkTransport
+    from media.types import Direction
+
+    sfus = {name: SFU(make_config()) for name in ("province", "city")}
+    shared = {"province": LinkTransport(sfus["province"].config, sfus["province"].certificate,
+                                        parent=True),
+              "city": LinkTransport(sfus["city"].config, sfus["city"].certificate,
+                                    parent=False)}
+    cascades = {(node, m): Cascade(sfus[node].router(m), node, LinkLimits())
+                for node in sfus for m in ("m1", "m2")}
+    ends = {m: connect_local(cascades["city", m], cascades["province", m], "province", "city",
+                             transports=(shared["city"], shared["province"]))
+            for m in ("m1", "m2")}
+    clients: list[Publisher | Subscriber] = []
+    try:
+        subs = {}
+        for m in ("m1", "m2"):
+            top = Publisher(cascades["province", m].router.add_peer(f"chair-{m}"), media,
+                            audio=False)
+            low = Publisher(cascades["city", m].router.add_peer(f"city-{m}"), media,
+                            audio=False)
+            clients += [top, low]
+            await top.publish()
+            await low.publish()
+            down, up = top.producer_id("video"), low.producer_id("video")
+            await wait_for(lambda: down in cascades["city", m].available()
+                           and up in cascades["province", m].available())
+            for node, pid in (("city", down), ("province", up)):
+                await cascades[node, m].ensure(pid)
+                sub = Subscriber(cascades[node, m].router.add_peer(f"sub-{node}-{m}"))
+                clients.append(sub)
+                await sub.subscribe(pid)
+                subs[node, m] = sub
+        await wait_for(lambda: all(s.frames("video") >= 3 for s in subs.values()), timeout=10)
+
+        for node, other in (("province", "city"), ("city", "province")):
+            link_peers = [cascades[node, m].router.peer(f"link:{other}") for m in ("m1", "m2")]
+            transports = {id(t): t for p in link_peers for t in p.transports}
+            assert len(transports) == 1, f"{node}: {len(transports)} link transports"
+            [transport] = transports.values()
+            for peer in link_peers:  # both halves: imports and exports
+                assert peer.transport(Direction.SEND) is transport
+                assert peer.transport(Direction.RECV) is transport
+                assert peer.producers and peer.consumers
+            assert transport is shared[node].transport and transport.shared
+            assert transport.handshakes == 1 and shared[node].transports_created == 1
+            assert transport.stats().direction == "both"
+            stats = shared[node].stats()
+            assert (stats["transports"], stats["handshakes"]) == (1, 1)
+            # SSRCs on the link: unique over its meetings and directions.
+            ssrcs = [c.ssrc for p in link_peers for c in p.consumers]
+            ssrcs += [c.rtx_ssrc for p in link_peers for c in p.consumers]
+            ssrcs += [s for p in link_peers for pr in p.producers
+                      for s in (pr.ssrc, pr.rtx_ssrc) if s is not None]
+            assert len(ssrcs) == len(set(ssrcs)) == 8  # 2 meetings x (1 in + 1 out) x (media, rtx)
+            assert shared[node].unrouted == 0
+        # The same ICE credentials and fingerprint in every SDP of the link.
+        assert len({shared[n].transport.local_ice().ufrag for n in shared  # type: ignore[union-attr]
+                    }) == 2
+
+        # Closing one meeting's link leaves the transport and the other meeting.
+        await cascades["city", "m1"].remove_link("province")
+        await cascades["province", "m1"].remove_link("city")
+        assert not shared["city"].closed and shared["city"].transport is not None
+        assert not shared["city"].transport.closed
+        before = {k: s.frames("video") for k, s in subs.items() if k[1] == "m2"}
+        await wait_for(lambda: all(subs[k].frames("video") >= n + 5
+                                   for k, n in before.items()), timeout=5)
+        for node in shared:
+            assert shared[node].transport.handshakes == 1  # type: ignore[union-attr]
+            assert shared[node].attached == 2  # m2's two halves
+
+        # The link's transport goes: everything over it closes, local media stays.
+        for node in shared:
+            await shared[node].close()
+        await wait_for(lambda: not ends["m2"][0].imported and not ends["m2"][1].imported,
+                       timeout=5)
+        for node in shared:
+            router = cascades[node, "m2"].router
+            assert [p.peer_id for p in router.producers()] == [
+                "chair-m2" if node == "province" else "city-m2"]
+    finally:
+        for client in clients:
+            await client.close()
+        for cascade in cascades.values():
+            await cascade.close()
+        for node in shared:
+            await shared[node].close()
+        for sfu in sfus.values():
+            await sfu.close()

@@ -34,6 +34,8 @@ Messages are JSON-safe dicts:
   offer    {"sdp", "consumers": [{mid, producer_id, producer_peer_id, source}]}
            (pushed by the exporting end)                        -> {"sdp": answer}
   release  {"ids": [...]}                                       -> {}
+  reset    {}: the sender's link peer for this meeting closed (the link's
+           shared transport stays); the receiver closes its own      -> {}
   control  {"producer_id"?, ...}: an opaque server command (chair controls),
            from the parent end only                             -> the handler's reply
 
@@ -128,6 +130,7 @@ class LinkEnd:
         # The node link's one transport, shared with the link's other meetings; without
         # one (a link made for one meeting), this end owns its own.
         self._owns_transport = transport is None
+        self._resetting = False  # closing our link peer because the other end asked
         self.transport = transport or LinkTransport(
             cascade.router.config, cascade.router.certificate, parent=not upstream)
         self.closed = False
@@ -234,6 +237,8 @@ class LinkEnd:
                 return await self._on_release(self._ids(data))
             if op == "offer":
                 return await self._on_offer(data)
+            if op == "reset":
+                return await self._on_reset()
             if op == "control":
                 if not self.upstream:
                     return self._refuse(op, "controls come from the parent node only")
@@ -314,6 +319,34 @@ class LinkEnd:
             subscription = await peer.subscribe(*ids)
             await self._negotiate(peer, subscription.offer)
         return {}
+
+    async def _on_reset(self) -> dict[str, Any]:
+        """The other end's link peer for this meeting closed: close ours (imports are
+        then lost and re-pulled when offered again; exports stop), as a closing
+        transport used to tell. The shared link transport stays."""
+        try:
+            peer = self.cascade.router.peer(self.peer_id)
+        except NotFoundError:
+            return {}
+        self._resetting = True
+        try:
+            await peer.close(CloseReason.TRANSPORT_CLOSED)
+        finally:
+            self._resetting = False
+        return {}
+
+    def peer_closed(self) -> None:
+        """Our link peer closed while the link stays (e.g. the meeting's router
+        closed here): tell the other end, whose peer would otherwise linger on the
+        shared transport."""
+        if not self.closed and not self._resetting:
+            self._spawn(self._send_reset())
+
+    async def _send_reset(self) -> None:
+        try:
+            await self.request("reset", {})
+        except (LinkError, ConnectionError) as exc:
+            logger.info("cascade link %s: reset not delivered: %s", self.name, exc)
 
     async def _on_release(self, ids: list[str]) -> dict[str, Any]:
         try:
@@ -611,8 +644,13 @@ class Cascade:
                             f"{self.router.id}")
 
     def _on_event(self, event: MediaEvent) -> None:
-        if isinstance(event, PeerClosed) and not event.peer_id.startswith(LINK_PEER_PREFIX):
-            self._catalog_changed_except(None)
+        if isinstance(event, PeerClosed):
+            if not event.peer_id.startswith(LINK_PEER_PREFIX):
+                self._catalog_changed_except(None)
+            else:
+                for end in self.links.values():
+                    if end.peer_id == event.peer_id:
+                        end.peer_closed()
         if isinstance(event, (ProducerAdded, ProducerClosed, ProducerPaused)):
             self._catalog_changed_except(None)
             if isinstance(event, ProducerClosed):

@@ -341,6 +341,13 @@ async def test_one_transport_per_link_for_every_meeting_both_ways(media: Encoded
         assert len({shared[n].transport.local_ice().ufrag for n in shared  # type: ignore[union-attr]
                     }) == 2
 
+        # One meeting's link peer closes at one end (its router closes there, say): the
+        # other end's closes too, the transport and the other meeting stay.
+        other_end = cascades["province", "m1"].router.peer("link:city")
+        await cascades["city", "m1"].router.close_peer("link:province")
+        await wait_for(lambda: other_end.closed, timeout=3)  # (lost imports re-pulled anew)
+        assert not shared["province"].closed and not shared["city"].closed
+        assert shared["province"].transport.handshakes == 1  # type: ignore[union-attr]
         # Closing one meeting's link leaves the transport and the other meeting.
         await cascades["city", "m1"].remove_link("province")
         await cascades["province", "m1"].remove_link("city")

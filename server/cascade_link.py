@@ -43,12 +43,12 @@ import aiohttp
 import socketio
 
 from media import SFU
-from media.link import Cascade, LinkEnd, LinkLimits
 from media.errors import NotFoundError
+from media.link import Cascade, LinkEnd, LinkLimits
 from media.link_transport import LinkTransport
+from media.ratelimit import TokenBucket
 from media.transport import WebRtcTransport
 from media.types import Direction
-from media.ratelimit import TokenBucket
 from server.settings import NodeConfigError, NodeSettings
 
 log = logging.getLogger(__name__)

@@ -4,6 +4,7 @@ real ICE/DTLS/SRTP legs on loopback, aiortc publishers and decoding subscribers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ import pytest
 
 from media import SFU
 from media.link import Cascade, LinkEnd, LinkError, LinkLimits, connect_local
+from media.link_transport import LinkTransport
+from media.types import Direction
 
 from .conftest import make_config
 from .support import EncodedMedia, Publisher, Subscriber, wait_for
@@ -281,9 +284,6 @@ async def test_one_transport_per_link_for_every_meeting_both_ways(media: Encoded
     link end has exactly one transport (one ICE session, one DTLS handshake), used
     by both halves of both meetings' link peers; SSRCs are unique on the link;
     closing one meeting's link keeps the transport and the other meeting's media."""
-    from media.link_transport import LinkTransport
-    from media.types import Direction
-
     sfus = {name: SFU(make_config()) for name in ("province", "city")}
     shared = {"province": LinkTransport(sfus["province"].config, sfus["province"].certificate,
                                         parent=True),
@@ -295,6 +295,11 @@ async def test_one_transport_per_link_for_every_meeting_both_ways(media: Encoded
                              transports=(shared["city"], shared["province"]))
             for m in ("m1", "m2")}
     clients: list[Publisher | Subscriber] = []
+
+    def listed(meeting: str, down: str, up: str) -> bool:
+        return (down in cascades["city", meeting].available()
+                and up in cascades["province", meeting].available())
+
     try:
         subs = {}
         for m in ("m1", "m2"):
@@ -306,8 +311,7 @@ async def test_one_transport_per_link_for_every_meeting_both_ways(media: Encoded
             await top.publish()
             await low.publish()
             down, up = top.producer_id("video"), low.producer_id("video")
-            await wait_for(lambda: down in cascades["city", m].available()
-                           and up in cascades["province", m].available())
+            await wait_for(functools.partial(listed, m, down, up))
             for node, pid in (("city", down), ("province", up)):
                 await cascades[node, m].ensure(pid)
                 sub = Subscriber(cascades[node, m].router.add_peer(f"sub-{node}-{m}"))
@@ -337,9 +341,6 @@ async def test_one_transport_per_link_for_every_meeting_both_ways(media: Encoded
                       for s in (pr.ssrc, pr.rtx_ssrc) if s is not None]
             assert len(ssrcs) == len(set(ssrcs)) == 8  # 2 meetings x (1 in + 1 out) x (media, rtx)
             assert shared[node].unrouted == 0
-        # The same ICE credentials and fingerprint in every SDP of the link.
-        assert len({shared[n].transport.local_ice().ufrag for n in shared  # type: ignore[union-attr]
-                    }) == 2
 
         # One meeting's link peer closes at one end (its router closes there, say): the
         # other end's closes too, the transport and the other meeting stay.
@@ -351,18 +352,18 @@ async def test_one_transport_per_link_for_every_meeting_both_ways(media: Encoded
         # Closing one meeting's link leaves the transport and the other meeting.
         await cascades["city", "m1"].remove_link("province")
         await cascades["province", "m1"].remove_link("city")
-        assert not shared["city"].closed and shared["city"].transport is not None
-        assert not shared["city"].transport.closed
+        for end in shared.values():
+            assert not end.closed and end.transport is not None and not end.transport.closed
         before = {k: s.frames("video") for k, s in subs.items() if k[1] == "m2"}
         await wait_for(lambda: all(subs[k].frames("video") >= n + 5
                                    for k, n in before.items()), timeout=5)
-        for node in shared:
-            assert shared[node].transport.handshakes == 1  # type: ignore[union-attr]
-            assert shared[node].attached == 2  # m2's two halves
+        for end in shared.values():
+            assert end.transport is not None and end.transport.handshakes == 1
+            assert end.attached == 2  # m2's two halves
 
         # The link's transport goes: everything over it closes, local media stays.
-        for node in shared:
-            await shared[node].close()
+        for end in shared.values():
+            await end.close()
         await wait_for(lambda: not ends["m2"][0].imported and not ends["m2"][1].imported,
                        timeout=5)
         for node in shared:
@@ -374,7 +375,7 @@ async def test_one_transport_per_link_for_every_meeting_both_ways(media: Encoded
             await client.close()
         for cascade in cascades.values():
             await cascade.close()
-        for node in shared:
-            await shared[node].close()
+        for end in shared.values():
+            await end.close()
         for sfu in sfus.values():
             await sfu.close()

@@ -64,12 +64,14 @@ class Publishing:
                                  f"{self._router.id}")
         transport, restart = self.transport, False
         if transport is not None:
-            restart = self._check_reoffer(offer)
+            transport.check_shared_remote(offer.transport.ice)
+            restart = self._check_reoffer(offer) and not transport.shared
             if restart:
                 await transport.restart_ice_local()
                 self._peer.check_open()  # closed while we waited?
         else:
             transport = await self._peer.new_transport(Direction.SEND, self)
+            transport.check_shared_remote(offer.transport.ice)
             self._role = transport.dtls_role or (
                 "server" if offer.transport.setup == "client" else "client")
         self._version += 1

@@ -228,6 +228,7 @@ class Subscribing:
         if pending is None or transport is None:
             raise NegotiationError("no server offer is waiting for an answer")
         answer = sdp.parse_recv_answer(answer_sdp, pending.sections, self._config)
+        transport.check_shared_remote(answer.transport.ice)
         if self._remote is not None:
             old = {f.value.upper() for f in self._remote.fingerprints}
             if not old & {f.value.upper() for f in answer.transport.fingerprints}:

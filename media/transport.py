@@ -81,6 +81,7 @@ class WebRtcTransport:
         self._tasks: set[asyncio.Future[None]] = set()
         self._closing: asyncio.Future[None] | None = None
         self._started = False
+        self._remote: tuple[str, str] | None = None  # ICE credentials started with
         self._restart_task: asyncio.Future[None] | None = None
         self._buffer_limit = config.send_buffer_limit_bytes
         self._congested_since: float | None = None
@@ -117,7 +118,14 @@ class WebRtcTransport:
         if self._started or self._closing is not None:
             return
         self._started = True
+        self._remote = (remote.ufrag, remote.pwd)
         self._spawn(self._connect(remote, fingerprints, self.dtls_role or dtls_role))
+
+    def check_shared_remote(self, remote: IceParameters) -> None:
+        """A shared (node link) transport is described the same way by every SDP."""
+        if self.shared and self._started and (remote.ufrag, remote.pwd) != self._remote:
+            raise NegotiationError("the SDP describes another ICE session than the link's "
+                                   "one transport")
 
     async def add_remote_candidate(self, candidate: Candidate | None) -> None:
         await self._ice.add_remote_candidate(candidate)

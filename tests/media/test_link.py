@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from media import SFU
+from media.errors import NegotiationError
 from media.link import Cascade, LinkEnd, LinkError, LinkLimits, connect_local
 from media.link_transport import LinkTransport
 from media.types import Direction
@@ -341,6 +342,16 @@ async def test_one_transport_per_link_for_every_meeting_both_ways(media: Encoded
                       for s in (pr.ssrc, pr.rtx_ssrc) if s is not None]
             assert len(ssrcs) == len(set(ssrcs)) == 8  # 2 meetings x (1 in + 1 out) x (media, rtx)
             assert shared[node].unrouted == 0
+
+        # Every SDP on the link must describe its one transport: another ICE session
+        # (here a browser-like offer) is refused, and nothing changes.
+        stranger = Publisher(cascades["city", "m2"].router.peer("link:province"), media,
+                             audio=False)
+        clients.append(stranger)
+        with pytest.raises(NegotiationError, match="one transport"):
+            await stranger.publish()
+        assert shared["city"].transport is not None
+        assert shared["city"].transport.handshakes == 1 and shared["city"].unrouted == 0
 
         # One meeting's link peer closes at one end (its router closes there, say): the
         # other end's closes too, the transport and the other meeting stay.

@@ -4,6 +4,7 @@ each node an aiohttp + socket.io server with its own SFU on a loopback port."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ import socketio
 from aiohttp import web
 
 from media import SFU
-from media.link import LinkLimits
+from media.link import Cascade, LinkLimits
 from server.cascade_link import NAMESPACE, NodeCascade, make_token
 from server.settings import NodeSettings
 from tests.server.processes import free_port
@@ -224,3 +225,49 @@ async def test_flooding_child_is_cut_off(tree: dict[str, Node]) -> None:
     refused = [r for r in replies if "rate limit" in str(r.get("error", ""))]
     assert len(refused) >= 15
 
+
+
+async def test_one_media_transport_per_node_link_for_two_meetings(
+        tree: dict[str, Node], media: EncodedMedia) -> None:
+    """Two meetings over the province <- city socket.io link, media both ways in each:
+    the link has one WebRTC transport at each end (one ICE session, one DTLS handshake)."""
+    province, city = tree["province"], tree["city"]
+    assert city.node.parent is not None
+    await city.node.parent.join("43")
+    clients: list[Publisher | Subscriber] = []
+
+    def offered(cascade: Cascade, producer_id: str) -> bool:
+        return producer_id in cascade.available()
+
+    try:
+        for meeting in (MEETING, "43"):
+            top = Publisher(province.node.cascade(meeting).router.add_peer(f"chair-{meeting}"),
+                            media, audio=False)
+            low = Publisher(city.node.cascade(meeting).router.add_peer(f"city-{meeting}"),
+                            media, audio=False)
+            clients += [top, low]
+            await top.publish()
+            await low.publish()
+            for node, pid in ((city, top.producer_id("video")),
+                              (province, low.producer_id("video"))):
+                cascade = node.node.cascade(meeting)
+                await wait_for(functools.partial(offered, cascade, pid), timeout=5)
+                await cascade.ensure(pid)
+                sub = Subscriber(cascade.router.add_peer(f"sub-{meeting}"))
+                clients.append(sub)
+                await sub.subscribe(pid)
+        subs = [c for c in clients if isinstance(c, Subscriber)]
+        await wait_for(lambda: all(s.frames("video") >= 3 for s in subs), timeout=10)
+        up = city.node.view()["parent"]
+        down = next(c for c in province.node.view()["children"] if c["unit"] == "city")
+        for end in (up, down):
+            assert (end["imported"], end["exported"]) == (2, 2), end
+            assert (end["media_transports"], end["dtls_handshakes"]) == (1, 1), end
+            assert end["directions"] == ["export", "import"], end
+        assert sorted(down["meetings"]) == [MEETING, "43"]
+        assert city.node.parent.transport is not None
+        assert city.node.parent.transport.transports_created == 1
+        assert city.node.parent.transport.unrouted == 0
+    finally:
+        for client in clients:
+            await client.close()

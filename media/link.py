@@ -34,6 +34,8 @@ Messages are JSON-safe dicts:
   offer    {"sdp", "consumers": [{mid, producer_id, producer_peer_id, source}]}
            (pushed by the exporting end)                        -> {"sdp": answer}
   release  {"ids": [...]}                                       -> {}
+  reset    {}: the sender's link peer for this meeting closed (the link's
+           shared transport stays); the receiver closes its own      -> {}
   control  {"producer_id"?, ...}: an opaque server command (chair controls),
            from the parent end only                             -> the handler's reply
 
@@ -61,6 +63,7 @@ from .events import (
     ProducerPaused,
     RenegotiationNeeded,
 )
+from .link_transport import LinkTransport
 from .peer import Peer
 from .ratelimit import TokenBucket
 from .router import Router
@@ -105,7 +108,8 @@ class LinkEnd:
     """One end of a link, inside one meeting's router on one node."""
 
     def __init__(self, cascade: Cascade, name: str, request: Request,
-                 limits: LinkLimits, upstream: bool = False) -> None:
+                 limits: LinkLimits, upstream: bool = False,
+                 transport: LinkTransport | None = None) -> None:
         self.cascade = cascade
         self.name = name
         self.upstream = upstream  # the other end is our parent: its controls are obeyed
@@ -123,6 +127,12 @@ class LinkEnd:
         self._catalog_dirty = False
         self._catalog_task: asyncio.Future[Any] | None = None
         self._pending_pulls: dict[str, asyncio.Future[None]] = {}
+        # The node link's one transport, shared with the link's other meetings; without
+        # one (a link made for one meeting), this end owns its own.
+        self._owns_transport = transport is None
+        self._resetting = False  # closing our link peer because the other end asked
+        self.transport = transport or LinkTransport(
+            cascade.router.config, cascade.router.certificate, parent=not upstream)
         self.closed = False
 
     # -- the link peer ----------------------------------------------------------------
@@ -132,7 +142,9 @@ class LinkEnd:
         try:
             return router.peer(self.peer_id)
         except NotFoundError:
-            return router.add_peer(self.peer_id, {"cascade_link": self.name})
+            peer = router.add_peer(self.peer_id, {"cascade_link": self.name})
+            peer.link_transport = self.transport
+            return peer
 
     def exported(self) -> list[str]:
         """Local producer ids the other end currently pulls over this link."""
@@ -149,7 +161,8 @@ class LinkEnd:
             peer_stats = None
         return {"name": self.name, "imported": sorted(self.imported),
                 "exported": sorted(self.exported()), "catalog": len(self.remote_catalog),
-                "counters": asdict(self.counters), "peer": peer_stats}
+                "counters": asdict(self.counters), "peer": peer_stats,
+                "link_transport": self.transport.stats()}
 
     # -- outgoing requests -----------------------------------------------------------------
     async def request(self, op: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -224,6 +237,8 @@ class LinkEnd:
                 return await self._on_release(self._ids(data))
             if op == "offer":
                 return await self._on_offer(data)
+            if op == "reset":
+                return await self._on_reset()
             if op == "control":
                 if not self.upstream:
                     return self._refuse(op, "controls come from the parent node only")
@@ -304,6 +319,34 @@ class LinkEnd:
             subscription = await peer.subscribe(*ids)
             await self._negotiate(peer, subscription.offer)
         return {}
+
+    async def _on_reset(self) -> dict[str, Any]:
+        """The other end's link peer for this meeting closed: close ours (imports are
+        then lost and re-pulled when offered again; exports stop), as a closing
+        transport used to tell. The shared link transport stays."""
+        try:
+            peer = self.cascade.router.peer(self.peer_id)
+        except NotFoundError:
+            return {}
+        self._resetting = True
+        try:
+            await peer.close(CloseReason.TRANSPORT_CLOSED)
+        finally:
+            self._resetting = False
+        return {}
+
+    def peer_closed(self) -> None:
+        """Our link peer closed while the link stays (e.g. the meeting's router
+        closed here): tell the other end, whose peer would otherwise linger on the
+        shared transport."""
+        if not self.closed and not self._resetting:
+            self._spawn(self._send_reset())
+
+    async def _send_reset(self) -> None:
+        try:
+            await self.request("reset", {})
+        except (LinkError, ConnectionError) as exc:
+            logger.info("cascade link %s: reset not delivered: %s", self.name, exc)
 
     async def _on_release(self, ids: list[str]) -> dict[str, Any]:
         try:
@@ -390,6 +433,8 @@ class LinkEnd:
             peer = None
         if peer is not None:
             await peer.close()
+        if self._owns_transport:
+            await self.transport.close()
         self.imported.clear()
         self.remote_catalog = {}
 
@@ -430,13 +475,14 @@ class Cascade:
                 logger.exception("cascade: observer failed")
 
     def add_link(self, name: str, request: Request, push: bool = True,
-                 upstream: bool = False) -> LinkEnd:
+                 upstream: bool = False, transport: LinkTransport | None = None) -> LinkEnd:
         """A new link end; `push=False` defers the first catalog (the other
         end does not exist yet: call `end.push_catalog()` once it does);
-        `upstream`: the other end is this node's parent."""
+        `upstream`: the other end is this node's parent; `transport`: the node
+        link's one transport, shared by all its meetings (default: the end's own)."""
         if name in self.links and not self.links[name].closed:
             raise MediaError(f"link {name} already exists in router {self.router.id}")
-        end = LinkEnd(self, name, request, self.limits, upstream)
+        end = LinkEnd(self, name, request, self.limits, upstream, transport)
         self.links[name] = end
         if push:
             end.push_catalog()
@@ -598,8 +644,13 @@ class Cascade:
                             f"{self.router.id}")
 
     def _on_event(self, event: MediaEvent) -> None:
-        if isinstance(event, PeerClosed) and not event.peer_id.startswith(LINK_PEER_PREFIX):
-            self._catalog_changed_except(None)
+        if isinstance(event, PeerClosed):
+            if not event.peer_id.startswith(LINK_PEER_PREFIX):
+                self._catalog_changed_except(None)
+            else:
+                for end in self.links.values():
+                    if end.peer_id == event.peer_id:
+                        end.peer_closed()
         if isinstance(event, (ProducerAdded, ProducerClosed, ProducerPaused)):
             self._catalog_changed_except(None)
             if isinstance(event, ProducerClosed):
@@ -659,9 +710,13 @@ def _entry(info: dict[str, Any], hops: int) -> dict[str, Any]:
 
 
 def connect_local(a: Cascade, b: Cascade, name_a: str, name_b: str,
-                  delay_s: float = 0.0) -> tuple[LinkEnd, LinkEnd]:
+                  delay_s: float = 0.0,
+                  transports: tuple[LinkTransport, LinkTransport] | None = None
+                  ) -> tuple[LinkEnd, LinkEnd]:
     """Link two cascades in one process (tests, benchmarks): requests go
-    through a JSON round trip, as they would over the network. `b` is `a`'s parent."""
+    through a JSON round trip, as they would over the network. `b` is `a`'s parent.
+    `transports` (a's, b's): the node link's transports, to carry several meetings
+    over one link; by default each end has its own."""
     ends: dict[str, LinkEnd] = {}
 
     def make(target: str) -> Request:
@@ -675,6 +730,7 @@ def connect_local(a: Cascade, b: Cascade, name_a: str, name_b: str,
             return json.loads(json.dumps(await end.handle(op, payload)))
         return request
 
-    ends["a"] = a.add_link(name_a, make("b"), upstream=True)
-    ends["b"] = b.add_link(name_b, make("a"))
+    ta, tb = transports or (None, None)
+    ends["a"] = a.add_link(name_a, make("b"), upstream=True, transport=ta)
+    ends["b"] = b.add_link(name_b, make("a"), transport=tb)
     return ends["a"], ends["b"]

@@ -37,6 +37,7 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    from .link_transport import LinkTransport
     from .router import Router
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class Peer:
         self._close_task: asyncio.Future[None] | None = None
         self._publishing = Publishing(self)
         self._subscribing = Subscribing(self)
+        # A cascade link peer: both halves use the node link's one transport.
+        self.link_transport: LinkTransport | None = None
 
     # -- properties ------------------------------------------------------------------
     @property
@@ -78,7 +81,8 @@ class Peer:
 
     @property
     def transports(self) -> list[WebRtcTransport]:
-        return [t for t in (self._publishing.transport, self._subscribing.transport) if t]
+        send, recv = self._publishing.transport, self._subscribing.transport
+        return [t for t in (send, recv if recv is not send else None) if t]
 
     @property
     def signaling_state(self) -> SignalingState:
@@ -169,6 +173,13 @@ class Peer:
     # -- transports ---------------------------------------------------------------------------
     async def new_transport(self, direction: Direction,
                             handler: TransportHandler) -> WebRtcTransport:
+        if self.link_transport is not None:
+            half = self._publishing if direction is Direction.SEND else self._subscribing
+            shared = await self.link_transport.attach(direction, half)
+            if self.closed:
+                self.link_transport.detach(half)
+                raise ClosedError(f"peer {self.id} closed")
+            return shared
         transport = WebRtcTransport(direction, self.router.config, self.router.certificate,
                                     handler)
         try:
@@ -205,8 +216,12 @@ class Peer:
         try:
             self._subscribing.close_consumers(CloseReason.PEER_CLOSED)
             self._publishing.close_producers(CloseReason.PEER_CLOSED)
-            for transport in self.transports:
-                await transport.close()
+            if self.link_transport is not None:  # shared: only let go of it
+                self.link_transport.detach(self._publishing)
+                self.link_transport.detach(self._subscribing)
+            else:
+                for transport in self.transports:
+                    await transport.close()
         finally:
             self.router.peer_closed(self, reason)
             self._closing.set_result(None)

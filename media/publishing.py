@@ -64,13 +64,16 @@ class Publishing:
                                  f"{self._router.id}")
         transport, restart = self.transport, False
         if transport is not None:
-            restart = self._check_reoffer(offer)
+            transport.check_shared_remote(offer.transport.ice)
+            restart = self._check_reoffer(offer) and not transport.shared
             if restart:
                 await transport.restart_ice_local()
                 self._peer.check_open()  # closed while we waited?
         else:
             transport = await self._peer.new_transport(Direction.SEND, self)
-            self._role = "server" if offer.transport.setup == "client" else "client"
+            transport.check_shared_remote(offer.transport.ice)
+            self._role = transport.dtls_role or (
+                "server" if offer.transport.setup == "client" else "client")
         self._version += 1
         answer = sdp.build_publish_answer(offer, transport.local_ice(), transport.fingerprints(),
                                           self._session_id, self._version, self._role)
@@ -170,6 +173,10 @@ class Publishing:
                 # The client may keep sending a while: never hand it to another.
                 self._retired.add(ssrc)
         self._router.producer_closed(producer, reason)
+
+    def has_ssrc(self, ssrc: int) -> bool:
+        """A producer of ours receives this SSRC (cascade link demultiplexing)."""
+        return ssrc in self._routes
 
     # -- TransportHandler ------------------------------------------------------------
     def on_rtp(self, transport: WebRtcTransport, data: bytes, now: float) -> None:

@@ -165,9 +165,15 @@ class Subscribing:
 
     def _unique_ssrc(self) -> int:
         used = {s.section.ssrc for s in self._slots} | {s.section.rtx_ssrc for s in self._slots}
-        while (ssrc := random_ssrc()) in used:
+        shared = self._peer.link_transport  # a node link: unique over all its meetings
+        while (ssrc := random_ssrc()) in used or (shared is not None
+                                                  and shared.ssrc_in_use(ssrc)):
             pass
         return ssrc
+
+    def has_ssrc(self, ssrc: int) -> bool:
+        """One of our m-sections sends this SSRC (cascade link demultiplexing)."""
+        return any(ssrc in (s.section.ssrc, s.section.rtx_ssrc) for s in self._slots)
 
     def consumer(self, consumer_id: str) -> Consumer:
         consumer = self.consumers.get(consumer_id)
@@ -222,6 +228,7 @@ class Subscribing:
         if pending is None or transport is None:
             raise NegotiationError("no server offer is waiting for an answer")
         answer = sdp.parse_recv_answer(answer_sdp, pending.sections, self._config)
+        transport.check_shared_remote(answer.transport.ice)
         if self._remote is not None:
             old = {f.value.upper() for f in self._remote.fingerprints}
             if not old & {f.value.upper() for f in answer.transport.fingerprints}:

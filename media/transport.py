@@ -56,8 +56,15 @@ class WebRtcTransport:
     """
 
     def __init__(self, direction: Direction, config: MediaConfig,
-                 certificate: RTCCertificate, handler: TransportHandler) -> None:
+                 certificate: RTCCertificate, handler: TransportHandler,
+                 controlling: bool | None = None, dtls_role: str | None = None) -> None:
+        """`controlling` / `dtls_role` fix the ICE and DTLS roles whatever the SDP
+        says (a cascade link's one transport, media/link_transport.py); by default
+        the offerer controls ICE and the DTLS role comes from the answer."""
         self.direction = direction
+        self.shared = controlling is not None  # both directions (a node link)
+        self.dtls_role = dtls_role
+        self.handshakes = 0  # DTLS handshakes completed (one per ICE session)
         self.state = TransportState.NEW
         self.rtcp_ssrc = random_ssrc()  # sender SSRC of our RTCP
         self.cname = uuid.uuid4().hex[:16]
@@ -65,13 +72,16 @@ class WebRtcTransport:
         self._certificate = certificate
         self._handler = handler
         # The offerer controls ICE: the client on send, the server on recv.
+        if controlling is None:
+            controlling = direction is Direction.RECV
         self._ice = IceLink(config.ice_addresses, config.announced_address,
-                            controlling=direction is Direction.RECV)
+                            controlling=controlling)
         self._dtls: seam.SeamDtlsTransport | None = None
         self._srtp: SrtpOut | None = None  # set once DTLS is connected
         self._tasks: set[asyncio.Future[None]] = set()
         self._closing: asyncio.Future[None] | None = None
         self._started = False
+        self._remote: tuple[str, str] | None = None  # ICE credentials started with
         self._restart_task: asyncio.Future[None] | None = None
         self._buffer_limit = config.send_buffer_limit_bytes
         self._congested_since: float | None = None
@@ -108,7 +118,14 @@ class WebRtcTransport:
         if self._started or self._closing is not None:
             return
         self._started = True
-        self._spawn(self._connect(remote, fingerprints, dtls_role))
+        self._remote = (remote.ufrag, remote.pwd)
+        self._spawn(self._connect(remote, fingerprints, self.dtls_role or dtls_role))
+
+    def check_shared_remote(self, remote: IceParameters) -> None:
+        """A shared (node link) transport is described the same way by every SDP."""
+        if self.shared and self._started and (remote.ufrag, remote.pwd) != self._remote:
+            raise NegotiationError("the SDP describes another ICE session than the link's "
+                                   "one transport")
 
     async def add_remote_candidate(self, candidate: Candidate | None) -> None:
         await self._ice.add_remote_candidate(candidate)
@@ -212,7 +229,8 @@ class WebRtcTransport:
 
     def stats(self) -> TransportStats:
         return TransportStats(
-            direction=self.direction.value, state=self.state.value,
+            direction="both" if self.shared else self.direction.value,
+            state=self.state.value,
             packets_sent=self.packets_sent, bytes_sent=self.bytes_sent,
             packets_received=self.packets_received, bytes_received=self.bytes_received,
             bitrate_out_bps=self._rate_out.bps, bitrate_in_bps=self._rate_in.bps,
@@ -258,6 +276,7 @@ class WebRtcTransport:
             self._set_state(TransportState.FAILED, CloseReason.TRANSPORT_FAILED)
             return
         self._srtp = SrtpOut(seam.srtp_tx_session(self._dtls))
+        self.handshakes += 1
         self._set_state(TransportState.CONNECTED)
         self._spawn(self._run_rtcp())
 

@@ -43,8 +43,12 @@ import aiohttp
 import socketio
 
 from media import SFU
+from media.errors import NotFoundError
 from media.link import Cascade, LinkEnd, LinkLimits
+from media.link_transport import LinkTransport
 from media.ratelimit import TokenBucket
+from media.transport import WebRtcTransport
+from media.types import Direction
 from server.settings import NodeConfigError, NodeSettings
 
 log = logging.getLogger(__name__)
@@ -84,6 +88,7 @@ class ChildLink:
     sid: str
     unit: str
     bucket: TokenBucket
+    transport: LinkTransport  # the link's one WebRTC transport, for all its meetings
     meetings: set[str] = field(default_factory=set)
     strikes: int = 0
     rtt_ms: float | None = None
@@ -187,6 +192,12 @@ class NodeCascade:
         self.credentials.pop(unit, None)
         self._drop_unit(unit, "credential revoked")
 
+    def _drop_sid(self, sid: str, reason: str) -> None:
+        link = self.children.get(sid)
+        if link is not None and self.sio is not None:
+            log.warning("cascade: dropping link of %s: %s", link.unit, reason)
+            asyncio.ensure_future(self.sio.disconnect(sid, namespace=NAMESPACE))
+
     def _drop_unit(self, unit: str, reason: str) -> None:
         for link in list(self.children.values()):
             if link.unit == unit and self.sio is not None:
@@ -197,18 +208,33 @@ class NodeCascade:
         """Admin view: this node, its parent link and child links with RTT,
         bitrate and the streams each carries."""
         def streams(name: str) -> dict[str, Any]:
-            carried = {"imported": 0, "exported": 0, "bitrate_in_bps": 0,
-                       "bitrate_out_bps": 0}
+            carried: dict[str, Any] = {"imported": 0, "exported": 0, "bitrate_in_bps": 0,
+                                       "bitrate_out_bps": 0}
+            transports: dict[int, WebRtcTransport] = {}  # of the link, all meetings
+            halves: set[str] = set()
             for cascade in self.cascades.values():
                 end = cascade.links.get(name)
                 if end is None or end.closed:
                     continue
-                stats = end.stats()
-                carried["imported"] += len(stats["imported"])
-                carried["exported"] += len(stats["exported"])
-                for t in (stats["peer"] or {}).get("transports", []):
-                    carried["bitrate_in_bps"] += t["bitrate_in_bps"]
-                    carried["bitrate_out_bps"] += t["bitrate_out_bps"]
+                carried["imported"] += len(end.imported)
+                carried["exported"] += len(end.exported())
+                try:
+                    peer = cascade.router.peer(end.peer_id)
+                except NotFoundError:
+                    continue
+                for direction, half in ((Direction.SEND, "import"), (Direction.RECV, "export")):
+                    transport = peer.transport(direction)
+                    if transport is not None and not transport.closed:
+                        transports[id(transport)] = transport
+                        halves.add(half)
+            for transport in transports.values():
+                stats = transport.stats()
+                carried["bitrate_in_bps"] += stats.bitrate_in_bps
+                carried["bitrate_out_bps"] += stats.bitrate_out_bps
+            # One ICE/DTLS/SRTP transport per link carries every meeting both ways.
+            carried["media_transports"] = len(transports)
+            carried["dtls_handshakes"] = sum(t.handshakes for t in transports.values())
+            carried["directions"] = sorted(halves)
             return carried
 
         parent = None
@@ -260,7 +286,9 @@ class NodeCascade:
             self._refuse(f"loop: {unit} is on this node's path to the root {self.path}", unit)
         if any(c.unit == unit for c in self.children.values()):
             self._refuse("this unit already has a live link", unit)
-        self.children[sid] = ChildLink(sid, unit, TokenBucket(*self._rate))
+        transport = LinkTransport(self.sfu.config, self.sfu.certificate, parent=True,
+                                  on_failed=lambda: self._drop_sid(sid, "media transport lost"))
+        self.children[sid] = ChildLink(sid, unit, TokenBucket(*self._rate), transport)
         log.info("cascade: child %s linked", unit)
 
     async def _on_disconnect(self, sid: str, *_: Any) -> None:
@@ -273,6 +301,7 @@ class NodeCascade:
             cascade = self.cascades.get(meeting)
             if cascade is not None:
                 await cascade.remove_link(link.unit)
+        await link.transport.close()
 
     def _child(self, sid: str) -> ChildLink | None:
         link = self.children.get(sid)
@@ -328,7 +357,8 @@ class NodeCascade:
         cascade = self.open(meeting, router_id)
         end = cascade.links.get(link.unit)
         if end is None or end.closed:
-            cascade.add_link(link.unit, self._child_request(sid, meeting))
+            cascade.add_link(link.unit, self._child_request(sid, meeting),
+                             transport=link.transport)
         link.meetings.add(meeting)
         return {"ok": True}
 
@@ -389,6 +419,8 @@ class ParentLink:
         self._session: aiohttp.ClientSession | None = None
         self._connected = asyncio.Event()
         self._lost = asyncio.Event()
+        # The link's one WebRTC transport (a new one per connection), for all meetings.
+        self.transport: LinkTransport | None = None
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -433,6 +465,8 @@ class ParentLink:
             client.on("connect_error", self._on_connect_error, namespace=NAMESPACE)
             self._client = client
             self._lost.clear()
+            self.transport = LinkTransport(self.node.sfu.config, self.node.sfu.certificate,
+                                           parent=False, on_failed=self._media_lost)
             self.state = "connecting"
             try:
                 await client.connect(
@@ -471,10 +505,16 @@ class ParentLink:
         """Link down: local media goes on; the meetings' cascades remember what
         was imported and re-pull it when the parent's catalog offers it again."""
         unit = self.parent_unit
-        if unit is None:
-            return
-        for cascade in self.node.cascades.values():
-            await cascade.remove_link(unit)
+        if unit is not None:
+            for cascade in self.node.cascades.values():
+                await cascade.remove_link(unit)
+        if self.transport is not None:
+            await self.transport.close()
+
+    def _media_lost(self) -> None:
+        """The link's media transport failed: start the whole link again."""
+        log.warning("cascade: media transport to the parent lost; reconnecting")
+        self._lost.set()
 
     async def _on_disconnect(self, *_: Any) -> None:
         self._lost.set()
@@ -506,7 +546,7 @@ class ParentLink:
         end = cascade.links.get(unit)
         if end is None or end.closed:
             end = cascade.add_link(unit, self._parent_request(client, meeting), push=False,
-                                   upstream=True)
+                                   upstream=True, transport=self.transport)
         reply = await client.call("join", {"meeting": meeting}, namespace=NAMESPACE, timeout=5)
         if not isinstance(reply, dict) or not reply.get("ok"):
             raise ConnectionError(f"parent refused join {meeting}: {reply!r}")

@@ -4,6 +4,7 @@ each node an aiohttp + socket.io server with its own SFU on a loopback port."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ import socketio
 from aiohttp import web
 
 from media import SFU
-from media.link import LinkLimits
+from media.link import Cascade, LinkLimits
 from server.cascade_link import NAMESPACE, NodeCascade, make_token
 from server.settings import NodeSettings
 from tests.server.processes import free_port
@@ -83,6 +84,14 @@ async def tree() -> AsyncIterator[dict[str, Node]]:
 async def subscribe(n: Node, producer_id: str, name: str, timeout: float = 5) -> Subscriber:
     cascade = n.node.cascade(MEETING)
     await wait_for(lambda: producer_id in cascade.available(), timeout=timeout)
+    await cascade.ensure(producer_id)
+    sub = Subscriber(cascade.router.add_peer(name))
+    await sub.subscribe(producer_id)
+    return sub
+
+
+async def subscribe_in(cascade: Cascade, producer_id: str, name: str) -> Subscriber:
+    await wait_for(lambda: producer_id in cascade.available(), timeout=5)
     await cascade.ensure(producer_id)
     sub = Subscriber(cascade.router.add_peer(name))
     await sub.subscribe(producer_id)
@@ -224,3 +233,83 @@ async def test_flooding_child_is_cut_off(tree: dict[str, Node]) -> None:
     refused = [r for r in replies if "rate limit" in str(r.get("error", ""))]
     assert len(refused) >= 15
 
+
+
+async def test_one_media_transport_per_node_link_for_two_meetings(
+        tree: dict[str, Node], media: EncodedMedia, caplog: pytest.LogCaptureFixture) -> None:
+    """Two meetings over the province <- city socket.io link, media both ways in each:
+    the link has one WebRTC transport at each end (one ICE session, one DTLS handshake)."""
+    province, city = tree["province"], tree["city"]
+    assert city.node.parent is not None
+    caplog.set_level(logging.WARNING, logger="server.cascade_link")
+    await city.node.parent.join("43")
+    clients: list[Publisher | Subscriber] = []
+
+    def offered(cascade: Cascade, producer_id: str) -> bool:
+        return producer_id in cascade.available()
+
+    try:
+        for meeting in (MEETING, "43"):
+            top = Publisher(province.node.cascade(meeting).router.add_peer(f"chair-{meeting}"),
+                            media, audio=False)
+            low = Publisher(city.node.cascade(meeting).router.add_peer(f"city-{meeting}"),
+                            media, audio=False)
+            clients += [top, low]
+            await top.publish()
+            await low.publish()
+            for node, pid in ((city, top.producer_id("video")),
+                              (province, low.producer_id("video"))):
+                cascade = node.node.cascade(meeting)
+                await wait_for(functools.partial(offered, cascade, pid), timeout=5)
+                await cascade.ensure(pid)
+                sub = Subscriber(cascade.router.add_peer(f"sub-{meeting}"))
+                clients.append(sub)
+                await sub.subscribe(pid)
+        subs = [c for c in clients if isinstance(c, Subscriber)]
+        await wait_for(lambda: all(s.frames("video") >= 3 for s in subs), timeout=10)
+        up = city.node.view()["parent"]
+        down = next(c for c in province.node.view()["children"] if c["unit"] == "city")
+        for end in (up, down):
+            assert (end["imported"], end["exported"]) == (2, 2), end
+            assert (end["media_transports"], end["dtls_handshakes"]) == (1, 1), end
+            assert end["directions"] == ["export", "import"], end
+        assert sorted(down["meetings"]) == [MEETING, "43"]
+        assert city.node.parent.transport is not None
+        assert city.node.parent.transport.transports_created == 1
+        assert city.node.parent.transport.unrouted == 0
+
+        # The media transport fails under a live socket (here: the province's end
+        # closes it): the city drops the link and links again with a new transport;
+        # lost imports are re-pulled and a new subscriber decodes again.
+        reconnects = city.node.parent.reconnects
+        old = city.node.parent.transport
+        child = next(c for c in province.node.children.values() if c.unit == "city")
+        assert child.transport.transport is not None
+        await child.transport.transport.close()
+        await wait_for(lambda: city.node.parent is not None
+                       and city.node.parent.reconnects > reconnects
+                       and city.node.parent.state == "connected", timeout=10)
+        assert old.closed and city.node.parent.transport is not old
+        top_id = next(p.id for p in province.node.cascade("43").router.producers()
+                      if p.peer_id == "chair-43")
+        again = await subscribe_in(city.node.cascade("43"), top_id, "again-43")
+        clients.append(again)
+        await wait_for(lambda: again.frames("video") >= 3, timeout=10)
+        up = city.node.view()["parent"]
+        assert (up["media_transports"], up["dtls_handshakes"]) == (1, 1), up
+
+        # The same from the other side: the city's end closes, the province drops the link.
+        reconnects = city.node.parent.reconnects
+        current = city.node.parent.transport
+        assert current is not None and current.transport is not None
+        await current.transport.close()
+        await wait_for(lambda: city.node.parent is not None
+                       and city.node.parent.reconnects > reconnects
+                       and city.node.parent.state == "connected", timeout=10)
+        assert any("media transport lost" in line for line in caplog.messages)
+        again = await subscribe_in(city.node.cascade("43"), top_id, "again-43-2")
+        clients.append(again)
+        await wait_for(lambda: again.frames("video") >= 3, timeout=10)
+    finally:
+        for client in clients:
+            await client.close()

@@ -4,6 +4,7 @@ real ICE/DTLS/SRTP legs on loopback, aiortc publishers and decoding subscribers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,7 +12,10 @@ from dataclasses import dataclass
 import pytest
 
 from media import SFU
+from media.errors import NegotiationError
 from media.link import Cascade, LinkEnd, LinkError, LinkLimits, connect_local
+from media.link_transport import LinkTransport
+from media.types import Direction
 
 from .conftest import make_config
 from .support import EncodedMedia, Publisher, Subscriber, wait_for
@@ -274,3 +278,115 @@ async def test_controls_travel_down_the_tree_only(nodes: dict[str, Node],
     finally:
         await top.close()
         await low.close()
+
+
+async def test_one_transport_per_link_for_every_meeting_both_ways(media: EncodedMedia) -> None:
+    """Two meetings over one city -> province link, media both ways in each: each
+    link end has exactly one transport (one ICE session, one DTLS handshake), used
+    by both halves of both meetings' link peers; SSRCs are unique on the link;
+    closing one meeting's link keeps the transport and the other meeting's media."""
+    sfus = {name: SFU(make_config()) for name in ("province", "city")}
+    shared = {"province": LinkTransport(sfus["province"].config, sfus["province"].certificate,
+                                        parent=True),
+              "city": LinkTransport(sfus["city"].config, sfus["city"].certificate,
+                                    parent=False)}
+    cascades = {(node, m): Cascade(sfus[node].router(m), node, LinkLimits())
+                for node in sfus for m in ("m1", "m2")}
+    ends = {m: connect_local(cascades["city", m], cascades["province", m], "province", "city",
+                             transports=(shared["city"], shared["province"]))
+            for m in ("m1", "m2")}
+    clients: list[Publisher | Subscriber] = []
+
+    def listed(meeting: str, down: str, up: str) -> bool:
+        return (down in cascades["city", meeting].available()
+                and up in cascades["province", meeting].available())
+
+    try:
+        subs = {}
+        for m in ("m1", "m2"):
+            top = Publisher(cascades["province", m].router.add_peer(f"chair-{m}"), media,
+                            audio=False)
+            low = Publisher(cascades["city", m].router.add_peer(f"city-{m}"), media,
+                            audio=False)
+            clients += [top, low]
+            await top.publish()
+            await low.publish()
+            down, up = top.producer_id("video"), low.producer_id("video")
+            await wait_for(functools.partial(listed, m, down, up))
+            for node, pid in (("city", down), ("province", up)):
+                await cascades[node, m].ensure(pid)
+                sub = Subscriber(cascades[node, m].router.add_peer(f"sub-{node}-{m}"))
+                clients.append(sub)
+                await sub.subscribe(pid)
+                subs[node, m] = sub
+        await wait_for(lambda: all(s.frames("video") >= 3 for s in subs.values()), timeout=10)
+
+        for node, other in (("province", "city"), ("city", "province")):
+            link_peers = [cascades[node, m].router.peer(f"link:{other}") for m in ("m1", "m2")]
+            transports = {id(t): t for p in link_peers for t in p.transports}
+            assert len(transports) == 1, f"{node}: {len(transports)} link transports"
+            [transport] = transports.values()
+            for peer in link_peers:  # both halves: imports and exports
+                assert peer.transport(Direction.SEND) is transport
+                assert peer.transport(Direction.RECV) is transport
+                assert peer.producers and peer.consumers
+            assert transport is shared[node].transport and transport.shared
+            assert transport.handshakes == 1 and shared[node].transports_created == 1
+            assert transport.stats().direction == "both"
+            stats = shared[node].stats()
+            assert (stats["transports"], stats["handshakes"]) == (1, 1)
+            # SSRCs on the link: unique over its meetings and directions.
+            ssrcs = [c.ssrc for p in link_peers for c in p.consumers]
+            ssrcs += [c.rtx_ssrc for p in link_peers for c in p.consumers]
+            ssrcs += [s for p in link_peers for pr in p.producers
+                      for s in (pr.ssrc, pr.rtx_ssrc) if s is not None]
+            assert len(ssrcs) == len(set(ssrcs)) == 8  # 2 meetings x (1 in + 1 out) x (media, rtx)
+            assert shared[node].unrouted == 0
+
+        # Every SDP on the link must describe its one transport: another ICE session
+        # (here a browser-like offer) is refused, and nothing changes.
+        stranger = Publisher(cascades["city", "m2"].router.peer("link:province"), media,
+                             audio=False)
+        clients.append(stranger)
+        with pytest.raises(NegotiationError, match="one transport"):
+            await stranger.publish()
+        assert shared["city"].transport is not None
+        assert shared["city"].transport.handshakes == 1 and shared["city"].unrouted == 0
+
+        # One meeting's link peer closes at one end (its router closes there, say): the
+        # other end's closes too, the transport and the other meeting stay.
+        other_end = cascades["province", "m1"].router.peer("link:city")
+        await cascades["city", "m1"].router.close_peer("link:province")
+        await wait_for(lambda: other_end.closed, timeout=3)  # (lost imports re-pulled anew)
+        assert not shared["province"].closed and not shared["city"].closed
+        assert shared["province"].transport.handshakes == 1  # type: ignore[union-attr]
+        # Closing one meeting's link leaves the transport and the other meeting.
+        await cascades["city", "m1"].remove_link("province")
+        await cascades["province", "m1"].remove_link("city")
+        for end in shared.values():
+            assert not end.closed and end.transport is not None and not end.transport.closed
+        before = {k: s.frames("video") for k, s in subs.items() if k[1] == "m2"}
+        await wait_for(lambda: all(subs[k].frames("video") >= n + 5
+                                   for k, n in before.items()), timeout=5)
+        for end in shared.values():
+            assert end.transport is not None and end.transport.handshakes == 1
+            assert end.attached == 2  # m2's two halves
+
+        # The link's transport goes: everything over it closes, local media stays.
+        for end in shared.values():
+            await end.close()
+        await wait_for(lambda: not ends["m2"][0].imported and not ends["m2"][1].imported,
+                       timeout=5)
+        for node in shared:
+            router = cascades[node, "m2"].router
+            assert [p.peer_id for p in router.producers()] == [
+                "chair-m2" if node == "province" else "city-m2"]
+    finally:
+        for client in clients:
+            await client.close()
+        for cascade in cascades.values():
+            await cascade.close()
+        for end in shared.values():
+            await end.close()
+        for sfu in sfus.values():
+            await sfu.close()

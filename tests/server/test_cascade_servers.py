@@ -255,6 +255,16 @@ async def test_a_meeting_spans_three_server_processes(
     people.append(admin.session)
     child = next(c for c in (await view(admin))["children"] if c["unit"] == "city")
     assert child["state"] == "connected" and (child["exported"], child["imported"]) == (1, 1)
+    # ...over one WebRTC transport carrying both directions: one ICE session, one DTLS
+    # handshake, at both ends of the link.
+    assert (child["media_transports"], child["dtls_handshakes"]) == (1, 1), child
+    assert child["directions"] == ["export", "import"], child
+    city_admin = await city.login("quantri")
+    people.append(city_admin.session)
+    up = (await view(city_admin))["parent"]
+    assert (up["exported"], up["imported"]) == (1, 1), up
+    assert (up["media_transports"], up["dtls_handshakes"], up["directions"]) == (
+        1, 1, ["export", "import"]), up
     assert child["rtt_ms"] is not None and child["rtt_ms"] < 1000  # as the city measured it
 
     # Kill the city; the ward keeps its own media, and receives the province again

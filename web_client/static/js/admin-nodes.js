@@ -33,6 +33,8 @@ const FORMAT = {
   bitrate_in_bps: bitrate,
   bitrate_out_bps: bitrate,
   meetings: (list) => (list.length ? `${list.length}: ${list.join(", ")}` : "0"),
+  // One WebRTC connection carries every meeting both ways; more would mean a stale one.
+  media_transports: (n) => (n === 1 ? t("1 (both directions, every meeting)") : String(n)),
 };
 
 /** Fill every [data-field] under root from a link's fields. */

@@ -17,6 +17,10 @@ from server.http_util import Body, read_body
 from server.i18n import LANG
 
 routes = web.RouteTableDef()
+# Logout drops the browser's HTTP cache of this site. Not "storage": that would also wipe the
+# IndexedDB queue of annotations not yet sent (kept per user, sent at their next login) and
+# the ballot receipts; sw.js empties its own caches when it sees the logout go by.
+CLEAR_ON_LOGOUT = {"Clear-Site-Data": '"cache"'}
 
 
 class Credentials(Body):
@@ -91,10 +95,10 @@ async def logout(request: web.Request) -> web.Response:
         await end_session(request.app[keys.DB], token)
         forget_sessions(request.app, token=token)  # its sockets stop working at once
     if "application/json" in request.headers.get("Accept", ""):
-        response = web.json_response({"logged_out": True})
+        response = web.json_response({"logged_out": True}, headers=CLEAR_ON_LOGOUT)
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
-    redirect = web.HTTPSeeOther("/login")
+    redirect = web.HTTPSeeOther("/login", headers=CLEAR_ON_LOGOUT)
     redirect.del_cookie(SESSION_COOKIE, path="/")
     raise redirect
 

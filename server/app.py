@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +31,7 @@ WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
 # Browser libraries installed from npm at set-up time (web_client/package-lock.json).
 VENDOR = {"socket.io": WEB_CLIENT / "node_modules" / "socket.io-client" / "dist",
           "pdfjs": WEB_CLIENT / "node_modules" / "pdfjs-dist"}
+SERVICE_WORKER = WEB_CLIENT / "static" / "sw.js"
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -59,6 +61,8 @@ def create_app(settings: Settings) -> web.Application:
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(WEB_CLIENT / "templates"),
                                autoescape=jinja2.select_autoescape(["html"]),
                                context_processors=[pages.template_context])
+    # The deploy's browser files, named: sw.js caches them under it (documents.html passes it).
+    env.globals["static_build"] = static_build_id()
     zone = ZoneInfo(settings.timezone)
     env.filters["localtime"] = lambda moment: moment.astimezone(zone).strftime("%d/%m/%Y %H:%M")
     for table in (api_session.routes, api_admin.routes, api_meetings.routes, pages.routes,
@@ -67,6 +71,7 @@ def create_app(settings: Settings) -> web.Application:
         app.add_routes(table)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/i18n/{lang}.json", catalog_handler)
+    app.router.add_get("/sw.js", service_worker)
     app.router.add_static("/static", WEB_CLIENT / "static")
     for name, path in VENDOR.items():
         if path.is_dir():
@@ -74,6 +79,30 @@ def create_app(settings: Settings) -> web.Application:
         else:
             log.warning("browser library %s missing at %s: run the setup command", name, path)
     return app
+
+
+def static_build_id() -> str:
+    """A short hash naming this deploy's browser files: what /static serves (contents) and the
+    versions of the /vendor libraries. Computed once at start-up; every process serving the
+    same files computes the same id, and any change of a file gives a new one."""
+    digest = hashlib.sha256()
+    static = WEB_CLIENT / "static"
+    for path in sorted(p for p in static.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(static).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for name, path in sorted(VENDOR.items()):
+        for package in (path / "package.json", path.parent / "package.json"):
+            if package.is_file():
+                digest.update(name.encode() + b"\0" + package.read_bytes())
+                break
+    return digest.hexdigest()[:16]
+
+
+async def service_worker(_request: web.Request) -> web.FileResponse:
+    """The documents page's service worker, at the root so that its scope is the whole site
+    (docs/architecture.md (Documents)). Revalidated on every update check."""
+    return web.FileResponse(SERVICE_WORKER, headers={
+        "Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "no-cache"})
 
 
 async def _settle_heap(_app: web.Application) -> None:

@@ -381,6 +381,7 @@ def test_offline_stroke_reaches_the_server_and_the_export(env: Env) -> None:
     a.wait_for_selector("#net-state[data-state=offline]", timeout=WAIT_MS)
     draw(a, [(0.2, 0.5), (0.4, 0.55), (0.6, 0.5), (0.7, 0.6)])
     a.wait_for_selector("#documents[data-unsent='1']", timeout=WAIT_MS)
+    wait_shown(a, lambda ids: f"{ids}.length === 2")  # painted on the next frame
     offline_stroke = next(i for i in annotations(a) if i != online_stroke)
     assert "1" in a.locator("#net-state").inner_text()
     a_ctx.set_offline(False)

@@ -2,6 +2,7 @@
 // paths, socket.io event names and payload shapes. Pages call methods and set callbacks.
 
 import { api, csrfToken } from "./api.js";
+import { t } from "./i18n.js";
 import { SignalingError } from "./signaling.js";
 
 /** Ack errors worth retrying later; any other refusal is final (the op is dropped). */
@@ -141,11 +142,29 @@ export class DocumentsClient {
 
   // --- socket: documents and annotations ------------------------------------------------
 
+  /**
+   * Join the document's live channel and get its DocumentDetails. Without a connection (the
+   * page was reloaded offline) the details come over HTTP instead, which the service worker
+   * answers from its copy (sw.js); the page subscribes again when the connection is back.
+   */
   async subscribe(documentId) {
-    const details = await this.signaling.request("document:subscribe", { document_id: documentId });
+    let details;
+    if (!navigator.onLine) {
+      details = await this.details(documentId);
+    } else {
+      try {
+        details = await this.signaling.request("document:subscribe", { document_id: documentId });
+      } catch (error) {
+        if (this.socket.connected) throw error;
+        details = await this.details(documentId);
+      }
+    }
     this.userId = String(details.me);
     return details;
   }
+
+  /** @returns {Promise<object>} DocumentDetails, without subscribing */
+  details(documentId) { return getJson(`/api/documents/${documentId}`); }
 
   unsubscribe(documentId) {
     return this.signaling.request("document:unsubscribe", { document_id: documentId });
@@ -153,6 +172,8 @@ export class DocumentsClient {
 
   /** @returns {Promise<Array<{page:number, seq:number, annotations:object[]}>>} */
   async snapshot(documentId, version, pages = null) {
+    // Offline, fail now rather than after the request's timeout: the page opens without them.
+    if (!navigator.onLine && !this.socket.connected) throw new Error(t("Offline"));
     const payload = { document_id: documentId, version };
     if (pages) payload.pages = pages;
     return (await this.signaling.request("annotation:snapshot", payload)).pages;

@@ -75,13 +75,16 @@ let everConnected = false;
 signaling.onConnectionChange = async (connected) => {
   showNetwork();
   if (!connected) return;
+  // A page that finished loading without a connection (from the service worker's copies)
+  // catches up at its first connection like at any reconnection: list, live document, notes.
+  const catchUp = everConnected || root.dataset.ready === "true";
   try {
     await signaling.joinMeeting(meetingId);
   } catch (error) {
     toast(error.message);
     return;
   }
-  if (everConnected) {
+  if (catchUp) {
     await viewer.reconnected();
     list.load();
   }
@@ -105,6 +108,44 @@ setInterval(() => {
     signaling.socket.connect();
   }
 }, 5000);
+
+/**
+ * The service worker (/sw.js, docs/architecture.md (Documents)) keeps this page, its files,
+ * the list and the PDFs read so that a reload without a network still works. It sees what
+ * this page fetches once it controls the page; what was fetched before (the first visit, a
+ * new deploy, a hard reload) is named to it here so that it keeps that too.
+ */
+async function keepForOffline() {
+  const sw = navigator.serviceWorker;
+  if (!sw || !root.dataset.build) return;
+  const script = new URL(`/sw.js?v=${encodeURIComponent(root.dataset.build)}`,
+                         window.location.href);
+  if (sw.controller?.scriptURL === script.href) return; // everything went through it
+  let registration;
+  try {
+    registration = await sw.register(script.href, { scope: "/" });
+  } catch (error) {
+    console.warn("no service worker: this page will not open offline", error);
+    return;
+  }
+  // This build's worker (not an older one still active while it installs), once active.
+  const worker = registration.installing ?? registration.waiting ?? registration.active;
+  if (!worker) return;
+  if (worker.state !== "activated") {
+    await new Promise((resolve) => worker.addEventListener("statechange", () => {
+      if (worker.state === "activated" || worker.state === "redundant") resolve();
+    }));
+  }
+  if (worker.state !== "activated") return;
+  const send = (urls) => { if (urls.length) worker.postMessage({ type: "warm", urls }); };
+  send([window.location.href,
+        ...performance.getEntriesByType("resource").map((entry) => entry.name)]);
+  // Fetched later without it (workerStart 0: no service worker saw them).
+  new PerformanceObserver((entries) => send(entries.getEntries()
+    .filter((entry) => entry.workerStart === 0).map((entry) => entry.name)))
+    .observe({ type: "resource" });
+}
+keepForOffline();
 
 await list.load();
 const params = new URLSearchParams(window.location.search);

@@ -7,20 +7,25 @@ default: one node hosts the whole tree).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from media.link import Cascade
 from rooms import procedure
+from rooms.db import Database
 from rooms.errors import NotFound
 from rooms.models import Meeting
 from server import keys
 from server.cascade_link import NodeCascade
 from server.media_cascade import HubCascades
-from server.node_credentials import load_credentials
+from server.node_credentials import CREDENTIALS_REFRESH_S, load_credentials
 from server.node_meetings import DbDirectory
 from server.procedure_live import LIVE, attendance_emit
+
+log = logging.getLogger(__name__)
 
 
 def setup(app: web.Application) -> None:
@@ -55,8 +60,21 @@ def setup(app: web.Application) -> None:
 
 
 async def _node_context(app: web.Application) -> AsyncIterator[None]:
-    node = app[keys.NODE]
-    await load_credentials(app[keys.DB], node)  # stored rotations/revocations win over env
+    node, db = app[keys.NODE], app[keys.DB]
+    await load_credentials(db, node)  # stored rotations/revocations win over env
     node.start_parent_link()
+    refresher = asyncio.create_task(_refresh_credentials(db, node), name="node-credentials")
     yield
+    refresher.cancel()
+    await asyncio.gather(refresher, return_exceptions=True)
     await node.close()
+
+
+async def _refresh_credentials(db: Database, node: NodeCascade) -> None:
+    """Another process of this node may rotate or revoke a child's credential."""
+    while True:
+        await asyncio.sleep(CREDENTIALS_REFRESH_S)
+        try:
+            await load_credentials(db, node)
+        except Exception:
+            log.exception("cascade: reading stored child credentials failed")

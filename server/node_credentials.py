@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from server.cascade_link import NodeCascade
 
 log = logging.getLogger(__name__)
+CREDENTIALS_REFRESH_S = 5.0
 
 MIN_SECRET_LENGTH = 16
 MAX_SECRET_LENGTH = 256
@@ -33,20 +34,23 @@ _SECRET = re.compile(r"[!-~]+")  # printable ASCII, no spaces: it goes into an e
 
 
 async def load_credentials(db: Database, node: NodeCascade) -> None:
-    """Overlay the stored rotations and revocations on the node's configured children.
-    Call before the node accepts links (before `start_parent_link`, at start-up)."""
+    """Overlay the stored rotations and revocations on the node's children. At start-up
+    (before `start_parent_link`), and then every CREDENTIALS_REFRESH_S so that a rotation
+    or revocation made through another process of this node applies here too: a child
+    whose credential changed loses its live link here (it reconnects with the new one)."""
     async with db.session() as s:
         rows = (await s.exec(select(NodeCredential))).all()
-    rotated = revoked = 0
+    changed = 0
     for row in rows:
         if row.revoked or not row.secret:
-            revoked += node.credentials.pop(row.unit, None) is not None
-        else:
-            node.credentials[row.unit] = row.secret
-            rotated += 1
-    if rows:
-        log.info("cascade: %d stored child credential(s) applied, %d configured child(ren) "
-                 "revoked", rotated, revoked)
+            if row.unit in node.credentials:
+                node.revoke(row.unit)
+                changed += 1
+        elif node.credentials.get(row.unit) != row.secret:
+            node.rotate(row.unit, row.secret)
+            changed += 1
+    if changed:
+        log.info("cascade: %d stored child credential change(s) applied", changed)
 
 
 async def save_credential(db: Database, unit: str, secret: str | None) -> None:

@@ -16,7 +16,8 @@ from sqlmodel import select
 
 from rooms.models import NodeCredential
 from server import keys
-from server.cascade_link import NAMESPACE, make_token
+from server.cascade_link import NAMESPACE, NodeCascade, make_token
+from server.node_credentials import load_credentials
 from server.settings import NodeSettings
 from tests.conftest import Client, Harness, start_harness
 
@@ -231,3 +232,23 @@ async def test_rotations_and_revocations_survive_a_restart(tmp_path: Path,
         assert view["revoked"] == [] and len(view["children"]) == 3
     finally:
         await stop(second)
+
+
+async def test_a_change_made_through_another_process_applies_here(tmp_path: Path,
+                                                                  database_url: str | None) -> None:
+    """Processes of one node share the database: a rotation and a revocation made through
+    one reach another's live credentials at its next refresh (load_credentials, every
+    CREDENTIALS_REFRESH_S). A second NodeCascade on the same database stands in for it."""
+    node = NodeSettings("province", children={"city": CITY_SECRET, "ward:dong-phu": "w" * 16})
+    harness = await start_node(tmp_path, database_url, node)
+    try:
+        other = NodeCascade(node, harness.server.app[keys.MEDIA].sfu)
+        admin = await harness.login("quantri")
+        assert (await admin.call("POST", CREDENTIAL.format("city"),
+                                 {"secret": "rotated-elsewhere-1"}))[0] == 200
+        assert (await admin.call("DELETE", CREDENTIAL.format("ward:dong-phu")))[0] == 200
+        assert other.credentials == {"city": CITY_SECRET, "ward:dong-phu": "w" * 16}
+        await load_credentials(harness.server.app[keys.DB], other)
+        assert other.credentials == {"city": "rotated-elsewhere-1"}
+    finally:
+        await stop(harness)

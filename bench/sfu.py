@@ -63,7 +63,8 @@ settling; quick: 2 x 3 s after 1 s): CPU figures are the median window
 70-90 s once the clip is cached (the first run encodes it, 20-50 s). The
 full run takes 5-6 minutes. `--json PATH` writes {"results": [...],
 "summary": {...}, "phases": [...]}; the summary and a table are printed.
-Development aids: sfu_servers.py --profile, HOPSO_BENCH_PROFILE_LOAD=PATH.
+Development aids: HOPSO_BENCH_PROFILE_SERVER=PATH (sfu_servers.py --profile),
+HOPSO_BENCH_PROFILE_LOAD=PATH.
 
 Targets (reported, not enforced): <= 12 us CPU per forwarded packet at
 N=100; >= 50x less CPU per subscriber than MediaRelay; added latency p99
@@ -157,9 +158,12 @@ class PythonServer:
         self.kind = kind
         self.folder = Path(tempfile.mkdtemp(prefix="hopso-sfu-bench-"))
         self.control = self.folder / "control.sock"
+        # development aid: cProfile each measured window of the server to PATH.<n>
+        profile_path = os.environ.get("HOPSO_BENCH_PROFILE_SERVER")
+        profile = ["--profile", profile_path] if profile_path else []
         self.proc = subprocess.Popen(
             prefix + [sys.executable, str(HERE / "sfu_servers.py"), kind, str(self.control),
-                      "--cpu", str(SERVER_CPU), "--loop", args.loop],
+                      "--cpu", str(SERVER_CPU), "--loop", args.loop] + profile,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             preexec_fn=preexec(SERVER_CPU, args.sched))  # noqa: PLW1509 - no threads here
         assert self.proc.stdout is not None

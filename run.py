@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import sys
 
 from aiohttp import web
 
 from server.settings import ConfigError, Settings, parse_settings
+
+
+def _raise_open_files_limit() -> None:
+    """Every meeting participant holds a few sockets (ICE, its dup for the C fan-out,
+    socket.io): lift the soft limit (often 1024) to the hard one, as media servers do."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 async def _prepare(settings: Settings) -> None:
@@ -43,6 +53,7 @@ def main(argv: list[str]) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    _raise_open_files_limit()
     try:
         import uvloop
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -147,3 +147,10 @@ def nominated_socket(conn: Connection) -> tuple[UdpTransport, tuple[str, int]] |
     if pair is None:
         return None
     return cast(UdpTransport, pair.protocol.transport), pair.remote_addr
+
+
+def socket_fd(transport: UdpTransport) -> int | None:
+    """The file descriptor of a nominated pair's datagram transport (uvloop or asyncio)."""
+    sock = transport.get_extra_info("socket")
+    fd = sock.fileno() if sock is not None else -1
+    return fd if fd >= 0 else None

@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 from . import rtcp
+from .fanout import LegField
 from .producer import Producer
 from .rtp import ForwardPacket, StreamRewriter
 from .stats import ConsumerStats, RateMeter
@@ -32,6 +33,9 @@ class Consumer:
         self.producer = producer
         self.kind = producer.kind
         self.mid = mid
+        self._rewriter = StreamRewriter(producer.codec.clock_rate)
+        self.leg = self._rewriter.leg  # what the C fan-out reads (media/fanout.py)
+        self.leg.path = transport.leg_path.cdata
         self.pt = pt
         self.rtx_pt = rtx_pt  # offered; None after the answer if not accepted
         self.ssrc = ssrc
@@ -41,19 +45,14 @@ class Consumer:
         self.answered = False
         self.paused = False
         self.closed = False
-        self._sending = False  # active and not paused, read once per packet
         self.remb_bps: int | None = None
         self.remb_time = 0.0
         self._transport = transport
         self._on_close = on_close
         self._video = producer.kind is Kind.VIDEO
         self._clock_rate = producer.codec.clock_rate
-        self._rewriter = StreamRewriter(self._clock_rate)
         self._rtx_seq = self._rewriter.out_highest ^ 0x5A5A
         self._sr_sent: OrderedDict[int, float] = OrderedDict()  # LSR -> send time
-        self.packets_sent = 0
-        self.payload_bytes = 0
-        self.packets_dropped = 0
         self.retransmissions_sent = 0
         self.nacks_received = 0
         self.keyframe_requests_received = 0
@@ -63,7 +62,15 @@ class Consumer:
         self.rtt_ms: float | None = None
         self._rate = RateMeter()
 
-    # -- data path (hot) -------------------------------------------------------------
+    # State the C fan-out shares, kept in the leg (media/fanout.py).
+    pt = LegField("pt", int)
+    ssrc = LegField("ssrc", int)
+    _sending = LegField("sending", bool)  # active and not paused
+    packets_sent = LegField("packets_sent", int)
+    payload_bytes = LegField("payload_bytes", int)
+    packets_dropped = LegField("packets_dropped", int)
+
+    # -- data path: what hop_forward hands back, and the reference of what it does ------
     def send(self, fp: ForwardPacket, now: float) -> None:
         if not self._sending:
             return
@@ -74,17 +81,10 @@ class Consumer:
                 self.packets_dropped += 1
                 return
             rw.sync(fp, now)
-        # StreamRewriter.map, inlined: this runs once per packet per consumer.
-        ext = fp.ext_seq
-        if ext < rw.start_ext:
+        mapped = rw.map(fp, now)
+        if mapped is None:
             return
-        out = ext + rw.seq_offset
-        ts = (fp.ts + rw.ts_offset) & 0xFFFFFFFF
-        if out > rw.out_highest:
-            rw.out_highest, rw.last_ts, rw.last_time = out, ts, now
-        # The transport packs this header into its SRTP buffer in front of the
-        # shared tail: no per-consumer packet is built in Python.
-        if self._transport.forward_rtp(fp.marker | self.pt, out & 0xFFFF, ts, self.ssrc,
+        if self._transport.forward_rtp(fp.marker | self.pt, mapped[0], mapped[1], self.ssrc,
                                        fp.tail):
             self.packets_sent += 1
             self.payload_bytes += fp.payload_size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aioice import Candidate, Connection
@@ -39,9 +39,21 @@ class IceLink:
         self._conn: Connection | None = None  # carries data
         self._next: Connection | None = None  # restart in progress
         self._swapped = asyncio.Event()
-        # The nominated socket and remote address: what data is sent on.
-        self.path: tuple[seam.UdpTransport, tuple[str, int]] | None = None
+        self._path: tuple[seam.UdpTransport, tuple[str, int]] | None = None
+        self.on_path: Callable[[tuple[seam.UdpTransport, tuple[str, int]] | None], None] | None \
+            = None
         self._closed = False
+
+    @property
+    def path(self) -> tuple[seam.UdpTransport, tuple[str, int]] | None:
+        """The nominated socket and remote address: what data is sent on."""
+        return self._path
+
+    @path.setter
+    def path(self, path: tuple[seam.UdpTransport, tuple[str, int]] | None) -> None:
+        self._path = path
+        if self.on_path is not None:
+            self.on_path(path)  # before an old socket closes
 
     # -- what RTCDtlsTransport uses ------------------------------------------
     @property

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from . import rtcp
 from .codecs import keyframe_detector
 from .config import MediaConfig
+from .fanout import FanOut
 from .history import PacketHistory
 from .rtp import (
     SILENCE_DBOV,
@@ -54,7 +55,7 @@ class Producer:
 
     Packets are handled synchronously: statistics, loss detection (NACK
     upstream), history, keyframe detection, audio level, then one
-    ForwardPacket handed to every consumer. Pausing (chair mute) is
+    ForwardPacket handed to every consumer in one C call (media/fanout.py). Pausing (chair mute) is
     server-side state the client cannot undo.
     """
 
@@ -85,6 +86,7 @@ class Producer:
         self._clock_rate = codec.clock_rate
         self._keyframe = keyframe_detector(codec)
         self._consumers: list[Consumer] = []
+        self._fanout = FanOut()
         self._unwrapper = SeqUnwrapper()
         self._nack = nack and kind is Kind.VIDEO
         self._remb = remb and kind is Kind.VIDEO
@@ -158,10 +160,8 @@ class Producer:
         fp = ForwardPacket(ext, pkt.ts, pkt.marker, tail, keyframe, self.epoch, now)
         if self.history is not None:
             self.history.put(fp)
-        if self.paused:
-            return
-        for consumer in self._consumers:
-            consumer.send(fp, now)
+        if not self.paused:
+            self._fanout.forward(fp, now)
 
     def receive_rtx(self, pkt: InPacket, now: float) -> None:
         """Unwrap an RFC 4588 retransmission; it is forwarded in its own slot."""
@@ -298,10 +298,12 @@ class Producer:
         if self.closed:
             raise RuntimeError("producer is closed")
         self._consumers.append(consumer)
+        self._fanout.set(self._consumers)
 
     def remove_consumer(self, consumer: Consumer) -> None:
         if consumer in self._consumers:
             self._consumers.remove(consumer)
+            self._fanout.set(self._consumers)
 
     def pause(self) -> bool:
         """Stop forwarding; True if the state changed."""
@@ -327,6 +329,7 @@ class Producer:
         for consumer in list(self._consumers):
             consumer.close(CloseReason.PRODUCER_CLOSED)
         self._consumers.clear()
+        self._fanout.set(self._consumers)
         if self.history is not None:
             self.history.clear()
         self._on_close(self, reason)

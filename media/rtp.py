@@ -10,6 +10,9 @@ from __future__ import annotations
 import random
 import struct
 import time
+from typing import Any
+
+from .fanout import new_leg
 
 RTP_HEADER = struct.Struct("!BBHII")
 OSN = struct.Struct("!H")
@@ -202,53 +205,82 @@ class StreamRewriter:
     outgoing sequence continues at +1 and the timestamp advances by the wall
     time elapsed: a receiver sees one continuous stream across a switch of
     source (a new publisher SSRC, or another producer).
+
+    The state lives in a C `hop_leg` (media/fanout.py) that the C fan-out
+    updates too; these properties are the Python view of it.
     """
 
-    __slots__ = (
-        "clock_rate",
-        "epoch",
-        "last_time",
-        "last_ts",
-        "out_highest",
-        "seq_offset",
-        "start_ext",
-        "ts_offset",
-    )
+    __slots__ = ("clock_rate", "leg")
 
-    def __init__(self, clock_rate: int) -> None:
+    def __init__(self, clock_rate: int, leg: Any = None) -> None:
+        """A new stream, or a view of an existing `leg`."""
         self.clock_rate = clock_rate
-        self.epoch: int | None = None
-        self.start_ext = 0
-        self.seq_offset = 0
-        self.ts_offset = 0
-        # Random start in the lower half: avoids an early wrap (see aiortc).
-        self.out_highest = random.randint(0, 0x7FFF)
-        self.last_ts = random.getrandbits(32)
-        self.last_time: float | None = None
+        if leg is None:
+            leg = new_leg()
+            # Random start in the lower half: avoids an early wrap (see aiortc).
+            leg.out_highest = random.randint(0, 0x7FFF)
+            leg.last_ts = random.getrandbits(32)
+        self.leg = leg
+
+    @property
+    def epoch(self) -> int | None:
+        epoch = int(self.leg.epoch)
+        return None if epoch < 0 else epoch
+
+    @epoch.setter
+    def epoch(self, value: int | None) -> None:
+        self.leg.epoch = -1 if value is None else value
+
+    @property
+    def start_ext(self) -> int:
+        return int(self.leg.start_ext)
+
+    @property
+    def seq_offset(self) -> int:
+        return int(self.leg.seq_offset)
+
+    @property
+    def ts_offset(self) -> int:
+        return int(self.leg.ts_offset)
+
+    @property
+    def out_highest(self) -> int:
+        return int(self.leg.out_highest)
+
+    @property
+    def last_ts(self) -> int:
+        return int(self.leg.last_ts)
+
+    @property
+    def last_time(self) -> float | None:
+        last = float(self.leg.last_time)
+        return None if last < 0 else last
 
     def sync(self, fp: ForwardPacket, now: float) -> None:
         """Start forwarding the source at `fp`."""
-        if self.last_time is None:
-            ts = self.last_ts
+        leg = self.leg
+        if leg.last_time < 0:
+            ts = leg.last_ts
         else:
-            advance = max(1, int((now - self.last_time) * self.clock_rate))
-            ts = (self.last_ts + advance) & 0xFFFFFFFF
-        self.seq_offset = self.out_highest + 1 - fp.ext_seq
-        self.ts_offset = (ts - fp.ts) & 0xFFFFFFFF
-        self.start_ext = fp.ext_seq
-        self.epoch = fp.epoch
+            advance = max(1, int((now - leg.last_time) * self.clock_rate))
+            ts = (leg.last_ts + advance) & 0xFFFFFFFF
+        leg.seq_offset = leg.out_highest + 1 - fp.ext_seq
+        leg.ts_offset = (ts - fp.ts) & 0xFFFFFFFF
+        leg.start_ext = fp.ext_seq
+        leg.epoch = fp.epoch
 
     def map(self, fp: ForwardPacket, now: float) -> tuple[int, int] | None:
-        """(seq, ts) for `fp`, None if it predates the sync point."""
+        """(seq, ts) for `fp`, None if it predates the sync point (as hop_forward)."""
+        leg = self.leg
         ext = fp.ext_seq
-        if ext < self.start_ext:
+        if ext < leg.start_ext:
             return None
-        out = ext + self.seq_offset
-        ts = (fp.ts + self.ts_offset) & 0xFFFFFFFF
-        if out > self.out_highest:
-            self.out_highest = out
-            self.last_ts = ts
-            self.last_time = now
+        out = ext + leg.seq_offset
+        ts = (fp.ts + leg.ts_offset) & 0xFFFFFFFF
+        if out > leg.out_highest:
+            leg.out_highest = out
+            leg.last_ts = ts
+            leg.last_time = now
         return out & 0xFFFF, ts
 
     def source_seq(self, seq: int) -> int | None:

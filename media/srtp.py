@@ -50,6 +50,9 @@ _srtp_protect = _lib.srtp_protect
 _srtp_protect_rtcp = _lib.srtp_protect_rtcp
 _pack_header = struct.Struct("!BBHII").pack_into
 
+# For the C fan-out (media/fanout.py), which calls srtp_protect through this pointer.
+PROTECT_ADDRESS: int = int(_ffi.cast("uintptr_t", _ffi.addressof(_lib, "srtp_protect")))
+
 BUFFER_SIZE = 2048
 # What protect may append: SRTCP index + auth tag + MKI (pylibsrtp's bound).
 MAX_TRAILER = pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN
@@ -87,6 +90,11 @@ class SrtpOut:
         self._ctx = session._srtp[0]
         self._cdata, self._buffer, self._length = _thread_buffer()
         self.errors = 0
+
+    @property
+    def context_address(self) -> int:
+        """Address of the libsrtp context (valid while this SrtpOut lives)."""
+        return int(_ffi.cast("uintptr_t", self._ctx))
 
     def rtp(self, b0: int, b1: int, seq: int, ts: int, ssrc: int, tail: bytes) -> bytes | None:
         """SRTP of the 12-byte header (b0, b1, seq, ts, ssrc) followed by `tail`."""

@@ -17,6 +17,7 @@ from aiortc.rtp import AnyRtcpPacket, RtcpPacket
 from . import aiortc_seam as seam
 from .config import MediaConfig
 from .errors import NegotiationError
+from .fanout import LegPath
 from .ice import IceLink, IceParameters
 from .rtp import FIRST_BYTE
 from .srtp import SrtpOut
@@ -48,11 +49,13 @@ class WebRtcTransport:
     """Gather, connect, then send/receive RTP and RTCP as bytes.
 
     Sending is synchronous (protect + sendto), so forwarding one packet to many
-    consumers never yields to the event loop. Forwarded media goes through
-    `forward_rtp` (header fields + the shared tail, see media/srtp.py);
-    retransmissions and other whole packets through `send_rtp`. While the
-    socket's user-space buffer is over the configured bound, RTP is dropped
-    rather than queued.
+    consumers never yields to the event loop. Forwarded media is sent by the C
+    fan-out (media/fanout.py) on a dup of the nominated socket, described by
+    `leg_path`; what it hands back goes through `forward_rtp` (header fields +
+    the shared tail, see media/srtp.py); retransmissions and other whole
+    packets through `send_rtp`. While the socket's user-space buffer is over
+    the configured bound, or the kernel's refuses the C fan-out, RTP is
+    dropped rather than queued.
     """
 
     def __init__(self, direction: Direction, config: MediaConfig,
@@ -76,8 +79,10 @@ class WebRtcTransport:
             controlling = direction is Direction.RECV
         self._ice = IceLink(config.ice_addresses, config.announced_address,
                             controlling=controlling)
+        self.leg_path = LegPath()  # the C fan-out's view of this transport (media/fanout.py)
+        self._ice.on_path = self._on_path
         self._dtls: seam.SeamDtlsTransport | None = None
-        self._srtp: SrtpOut | None = None  # set once DTLS is connected
+        self._srtp_out: SrtpOut | None = None  # set once DTLS is connected
         self._tasks: set[asyncio.Future[None]] = set()
         self._closing: asyncio.Future[None] | None = None
         self._started = False
@@ -85,12 +90,12 @@ class WebRtcTransport:
         self._restart_task: asyncio.Future[None] | None = None
         self._buffer_limit = config.send_buffer_limit_bytes
         self._congested_since: float | None = None
-        # counters
-        self.packets_sent = 0
-        self.bytes_sent = 0
+        # counters (the C fan-out keeps its own in leg_path; the properties add them)
+        self._packets_sent = 0
+        self._bytes_sent = 0
         self.packets_received = 0
         self.bytes_received = 0
-        self.packets_dropped = 0
+        self._packets_dropped = 0
         self._rate_out = RateMeter()
         self._rate_in = RateMeter()
 
@@ -146,6 +151,45 @@ class WebRtcTransport:
             self._restart_task = self._spawn(self._restart(remote))
 
     # -- data path -----------------------------------------------------------------
+    @property
+    def packets_sent(self) -> int:
+        return self._packets_sent + int(self.leg_path.cdata.packets_sent)
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._bytes_sent + int(self.leg_path.cdata.bytes_sent)
+
+    @property
+    def packets_dropped(self) -> int:
+        path = self.leg_path.cdata
+        return self._packets_dropped + int(path.packets_dropped + path.srtp_errors)
+
+    @property
+    def fast_path(self) -> bool:
+        """Whether the C fan-out sends this transport's forwarded packets; False
+        sends them through `forward_rtp` (e.g. to intercept them in tests)."""
+        return self.leg_path.enabled
+
+    @fast_path.setter
+    def fast_path(self, enabled: bool) -> None:
+        self.leg_path.set_enabled(enabled)
+
+    @property
+    def _srtp(self) -> SrtpOut | None:
+        return self._srtp_out
+
+    @_srtp.setter
+    def _srtp(self, srtp: SrtpOut | None) -> None:
+        self._srtp_out = srtp
+        self.leg_path.set_srtp(0 if srtp is None else srtp.context_address)
+
+    def _on_path(self, path: tuple[seam.UdpTransport, tuple[str, int]] | None) -> None:
+        fd = seam.socket_fd(path[0]) if path is not None else None
+        if path is None or fd is None:
+            self.leg_path.clear()
+        else:
+            self.leg_path.set_socket(fd, path[1])
+
     def forward_rtp(self, b1: int, seq: int, ts: int, ssrc: int, tail: bytes) -> bool:
         """Send header (FIRST_BYTE, b1, seq, ts, ssrc) + `tail`; False if dropped.
 
@@ -162,11 +206,11 @@ class WebRtcTransport:
             return self._congested()
         out = srtp.rtp(FIRST_BYTE, b1, seq, ts, ssrc, tail)
         if out is None:
-            self.packets_dropped += 1
+            self._packets_dropped += 1
             return False
         sock.sendto(out, path[1])
-        self.packets_sent += 1
-        self.bytes_sent += len(out)
+        self._packets_sent += 1
+        self._bytes_sent += len(out)
         return True
 
     def send_rtp(self, data: bytes) -> bool:
@@ -180,11 +224,11 @@ class WebRtcTransport:
             return self._congested()
         out = srtp.protect(data)
         if out is None:
-            self.packets_dropped += 1
+            self._packets_dropped += 1
             return False
         sock.sendto(out, path[1])
-        self.packets_sent += 1
-        self.bytes_sent += len(out)
+        self._packets_sent += 1
+        self._bytes_sent += len(out)
         return True
 
     def send_rtcp(self, data: bytes) -> None:
@@ -193,11 +237,11 @@ class WebRtcTransport:
             return
         out = srtp.protect_rtcp(data)
         if out is not None and self._ice.send_now(out):
-            self.packets_sent += 1
-            self.bytes_sent += len(out)
+            self._packets_sent += 1
+            self._bytes_sent += len(out)
 
     def _congested(self) -> bool:
-        self.packets_dropped += 1
+        self._packets_dropped += 1
         if self._congested_since is None:
             self._congested_since = time.monotonic()
         return False
@@ -221,6 +265,7 @@ class WebRtcTransport:
             await seam.stop_dtls(self._dtls)
             self._dtls.remove_all_listeners()
         await self._ice.close()
+        self.leg_path.clear()
         self._closing.set_result(None)
 
     @property
@@ -315,9 +360,14 @@ class WebRtcTransport:
             now = time.monotonic()
             self._rate_out.sample(self.bytes_sent, now)
             self._rate_in.sample(self.bytes_received, now)
-            if (self._congested_since is not None
+            timeout = self._config.slow_consumer_timeout_s
+            # Congested: asyncio/uvloop queue our sends in user space, or the kernel
+            # refuses the C fan-out's (EAGAIN) and keeps refusing.
+            blocked = self.leg_path.unblock_if_idle(now, 2 * interval)
+            if ((self._congested_since is not None
                     and self._ice.buffered_bytes() > self._buffer_limit
-                    and now - self._congested_since > self._config.slow_consumer_timeout_s):
+                    and now - self._congested_since > timeout)
+                    or (blocked is not None and blocked > timeout)):
                 self._set_state(TransportState.FAILED, CloseReason.SLOW_CONSUMER)
                 return
             if self._ice.buffered_bytes() <= self._buffer_limit:

@@ -20,6 +20,14 @@ missing=()
 [ -n "$python_bin" ] || missing+=(python3.11 python3.11-venv)
 [ -n "$python_bin" ] && ! "$python_bin" -c 'import venv, ensurepip' 2>/dev/null && missing+=(python3.11-venv)
 command -v npm >/dev/null || missing+=(nodejs npm)
+# A C compiler and Python's headers: pip builds media's C fan-out loop (media/fanout_build.py).
+command -v gcc >/dev/null || missing+=(gcc libc6-dev)
+if [ -n "$python_bin" ]; then
+  include=$("$python_bin" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  [ -f "$include/Python.h" ] || missing+=(python3.11-dev)
+else
+  missing+=(python3.11-dev)
+fi
 # Noto Serif/Sans: Vietnamese-capable serif for minutes and other generated PDFs.
 [ -f /usr/share/fonts/truetype/noto/NotoSerif-Regular.ttf ] || missing+=(fonts-noto-core)
 if [ "$want_tests" = 1 ]; then

@@ -130,6 +130,7 @@ async def run() -> dict[str, Any]:
         [transport] = bob.transports
         video = next(c for c in bob.consumers if c.kind.value == "video")
         forward, rng = transport.forward_rtp, random.Random(1)
+        transport.fast_path = False  # forwarded packets then go through forward_rtp
         transport.forward_rtp = lambda b1, seq, ts, ssrc, tail: (  # type: ignore[method-assign]
             True if ssrc == video.ssrc and rng.random() < 0.05
             else forward(b1, seq, ts, ssrc, tail))

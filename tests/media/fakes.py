@@ -8,6 +8,7 @@ from typing import Any
 from aiortc.rtp import RtcpPacket
 
 from media import MediaConfig
+from media.fanout import LegPath
 from media.producer import Producer
 from media.rtp import FIRST_BYTE, RTP_HEADER, InPacket
 from media.types import CloseReason, CodecInfo, Kind, Source
@@ -22,6 +23,7 @@ class FakeTransport:
         self.rtp: list[bytes] = []
         self.rtcp: list[bytes] = []
         self.accept = True
+        self.leg_path = LegPath()  # no socket: the C fan-out hands every packet back
 
     def send_rtp(self, data: bytes) -> bool:
         if not self.accept:

@@ -315,6 +315,7 @@ def intercept_rtp(transport: Any, keep: Callable[[bytes], bool]) -> None:
     from media.rtp import FIRST_BYTE, RTP_HEADER
 
     send, forward = transport.send_rtp, transport.forward_rtp
+    transport.fast_path = False  # forwarded packets then go through forward_rtp too
 
     def send_rtp(data: bytes) -> bool:
         return send(data) if keep(data) else True

@@ -1,0 +1,165 @@
+"""Fan-out: one producer's packet to every consumer, in one C call.
+
+The per-leg state the hot path needs lives in C structs (media/fanout_build.py
+declares them): a `LegPath` per transport (socket, peer address, SRTP
+context, counters) and a leg per consumer (its `StreamRewriter` state, SSRC,
+payload type, counters). `FanOut.forward` hands a packet and the producer's
+array of legs to `hop_forward`, which forwards to every leg it can and
+returns the others (restart at a keyframe, no path or SRTP yet, a transport
+whose packets a test intercepts) for the Python path, `Consumer.send`, which
+reads and writes the same structs. Without the compiled module (not built)
+every leg takes the Python path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .fanout_build import CDEF
+from .srtp import PROTECT_ADDRESS
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+    from .rtp import ForwardPacket
+
+logger = logging.getLogger(__name__)
+
+ffi: Any
+lib: Any
+try:
+    from ._fanout_c import ffi, lib  # type: ignore[import-not-found, no-redef]
+except ImportError:  # pragma: no cover - setup.sh always builds it
+    import cffi
+
+    ffi = cffi.FFI()
+    ffi.cdef(CDEF)
+    lib = None
+    logger.warning("media._fanout_c is not built (pip install -e . builds it): every "
+                   "packet takes the slower Python path")
+
+COMPILED = lib is not None
+_PROTECT = ffi.cast("void *", PROTECT_ADDRESS)
+
+
+def new_leg() -> Any:
+    """A zeroed `hop_leg *` (epoch -1: restart at the first packet)."""
+    leg = ffi.new("hop_leg *")
+    leg.epoch = -1
+    leg.last_time = -1.0
+    return leg
+
+
+T = TypeVar("T", int, bool)
+
+
+class LegField(Generic[T]):
+    """An attribute of an object with a `leg`, stored in that C struct."""
+
+    def __init__(self, field: str, kind: type[T]) -> None:
+        self.field = field
+        self.kind: type[T] = kind
+
+    def __get__(self, obj: Any, owner: Any = None) -> T:
+        return self.kind(getattr(obj.leg, self.field))
+
+    def __set__(self, obj: Any, value: T) -> None:
+        setattr(obj.leg, self.field, int(value))
+
+
+def sockaddr(addr: tuple[str, int]) -> bytes:
+    """struct sockaddr_in / sockaddr_in6 of an (ip, port) pair."""
+    host, port = addr[0], addr[1]
+    if ":" in host:
+        return (struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, 0)
+                + socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", 0))
+    return (struct.pack("=H", socket.AF_INET) + struct.pack("!H", port)
+            + socket.inet_pton(socket.AF_INET, host) + bytes(8))
+
+
+class LegPath:
+    """A transport's side of the C path: its socket, peer address and SRTP.
+
+    The socket is a dup of the nominated one, so the fd the C loop writes to
+    can never be closed and reused under it; `clear()` closes the dup.
+    """
+
+    def __init__(self) -> None:
+        self.cdata = ffi.new("hop_path *")
+        self.cdata.fd = -1
+        self.enabled = True  # False: every leg takes the Python path
+        self._fd = -1
+        self._srtp = 0
+
+    def set_socket(self, fd: int, addr: tuple[str, int]) -> None:
+        self.clear()
+        raw = sockaddr(addr)
+        self._fd = os.dup(fd)
+        path = self.cdata
+        ffi.memmove(path.addr, raw, len(raw))
+        path.addrlen = len(raw)
+        self._apply()
+
+    def set_srtp(self, context_address: int) -> None:
+        """The libsrtp context to protect with (0: none)."""
+        self._srtp = context_address
+        self._apply()
+
+    def set_enabled(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._apply()
+
+    def clear(self) -> None:
+        """No socket: legs take the Python path (which then drops)."""
+        self.cdata.fd = -1
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _apply(self) -> None:
+        path = self.cdata
+        ready = self.enabled and self._fd >= 0 and self._srtp
+        path.fd = self._fd if ready else -1
+        path.srtp = ffi.cast("void *", self._srtp)
+
+    def unblock_if_idle(self, now: float, quiet_s: float) -> float | None:
+        """Seconds the socket has been refusing packets (None: not blocked);
+        forgets a block with no refusal in the last `quiet_s`."""
+        path = self.cdata
+        if path.blocked_since == 0.0:
+            return None
+        if now - path.blocked_last > quiet_s:
+            path.blocked_since = path.blocked_last = 0.0
+            return None
+        return float(now - path.blocked_since)
+
+
+class FanOut:
+    """A producer's consumers and the C array of their legs."""
+
+    def __init__(self) -> None:
+        self.consumers: list[Consumer] = []
+        self._legs: Any = ffi.new("hop_leg *[]", 0)
+        self._slow: Any = ffi.new("int[]", 0)
+
+    def set(self, consumers: Sequence[Consumer]) -> None:
+        self.consumers = list(consumers)
+        self._legs = ffi.new("hop_leg *[]", [c.leg for c in self.consumers])
+        self._slow = ffi.new("int[]", len(self.consumers))
+
+    def forward(self, fp: ForwardPacket, now: float) -> None:
+        consumers = self.consumers
+        if lib is None:
+            for consumer in consumers:
+                consumer.send(fp, now)
+            return
+        slow = self._slow
+        count = lib.hop_forward(_PROTECT, self._legs, len(consumers), fp.ext_seq, fp.ts,
+                                fp.marker, fp.epoch, fp.tail, len(fp.tail), fp.payload_size,
+                                now, slow)
+        for i in range(count):
+            consumers[slow[i]].send(fp, now)

@@ -5,9 +5,16 @@ and RTCP ourselves. Everything below that is not public API is listed in
 PRIVATE_ATTRIBUTES and asserted by tests/media/test_aiortc_seam.py, so an
 upgrade fails loudly in one place. Nothing name-mangled is used.
 
-- RTCDtlsTransport calls `_handle_rtp_data` / `_handle_rtcp_data` with
-  decrypted bytes; a subclass takes them before aiortc's RtpRouter (which
-  would parse every packet into an object and route by SSRC/PT).
+- Incoming SRTP/SRTCP skips aiortc's receive loop: aioice hands every
+  non-STUN datagram to `Connection.data_received`, which a subclass
+  (`SeamConnection`) gives to the transport first; once DTLS is up it is
+  unprotected in place with the DTLS transport's `_rx_srtp` session (through
+  media/srtp.py) and handled at once, without aioice's queue, a task switch
+  per packet, or a datetime per packet. DTLS records, and anything before the
+  keys exist, take aiortc's loop, which calls `_handle_rtp_data` /
+  `_handle_rtcp_data` with decrypted bytes; a subclass takes those too,
+  before aiortc's RtpRouter (which would parse every packet into an object
+  and route by SSRC/PT).
 - Sending bypasses `RTCDtlsTransport._send_rtp` (a coroutine per packet):
   we SRTP-protect with its `_tx_srtp` session (through media/srtp.py, which
   calls libsrtp on that session's context) and write to the socket of
@@ -49,8 +56,10 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("aiortc.RTCDtlsTransport", "_handle_rtcp_data"),  # overridden
     ("aiortc.RTCDtlsTransport", "_set_role"),
     ("aiortc.RTCDtlsTransport instance", "_tx_srtp"),
+    ("aiortc.RTCDtlsTransport instance", "_rx_srtp"),
     ("aiortc.RTCDtlsTransport instance", "_task"),
     ("aiortc.RTCDtlsTransport instance", "_transport"),  # reads .role/_recv/_send
+    ("aioice.Connection", "data_received"),  # overridden: called for non-STUN datagrams
     ("aioice.Connection instance", "_local_candidates"),
     ("aioice.Connection instance", "_local_candidates_start"),
     ("aioice.Connection instance", "_local_candidates_end"),
@@ -95,6 +104,19 @@ class SeamDtlsTransport(RTCDtlsTransport):
         self.on_rtcp(data)
 
 
+class SeamConnection(Connection):
+    """aioice's connection, offering each SRTP/SRTCP datagram to `on_srtp` first
+    (True: handled; False: it goes to aioice's queue, read by DTLS)."""
+
+    on_srtp: Callable[[bytes], bool] | None = None
+
+    def data_received(self, data: bytes, component: int) -> None:
+        handler = self.on_srtp
+        if handler is not None and 127 < data[0] < 192 and handler(data):
+            return
+        super().data_received(data, component)
+
+
 def set_dtls_role(dtls: RTCDtlsTransport, role: str) -> None:
     """role: "client" (we send ClientHello) or "server"."""
     assert role in ("client", "server")
@@ -104,6 +126,14 @@ def set_dtls_role(dtls: RTCDtlsTransport, role: str) -> None:
 def srtp_tx_session(dtls: RTCDtlsTransport) -> Session:
     """The outgoing SRTP session of a connected DTLS transport (see media/srtp.py)."""
     session = dtls._tx_srtp
+    if session is None:
+        raise ConnectionError("SRTP is not set up")
+    return cast(Session, session)
+
+
+def srtp_rx_session(dtls: RTCDtlsTransport) -> Session:
+    """The incoming SRTP session of a connected DTLS transport."""
+    session = dtls._rx_srtp
     if session is None:
         raise ConnectionError("SRTP is not set up")
     return cast(Session, session)

@@ -42,6 +42,9 @@ class IceLink:
         self._path: tuple[seam.UdpTransport, tuple[str, int]] | None = None
         self.on_path: Callable[[tuple[seam.UdpTransport, tuple[str, int]] | None], None] | None \
             = None
+        # Given every SRTP/SRTCP datagram first (see aiortc_seam.SeamConnection);
+        # set before gather().
+        self.on_srtp: Callable[[bytes], bool] | None = None
         self._closed = False
 
     @property
@@ -184,7 +187,8 @@ class IceLink:
     # -- internals ---------------------------------------------------------------
     async def _new_connection(self) -> Connection:
         # No STUN/TURN for the server: announced_address covers NAT.
-        conn = Connection(ice_controlling=self._controlling, use_ipv6=False)
+        conn = seam.SeamConnection(ice_controlling=self._controlling, use_ipv6=False)
+        conn.on_srtp = self.on_srtp
         await seam.gather_host_candidates(conn, self._addresses)
         if not conn.local_candidates:
             await conn.close()

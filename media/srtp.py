@@ -40,6 +40,8 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
 C_SIGNATURES: dict[str, str] = {
     "srtp_protect": "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)",
     "srtp_protect_rtcp": "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)",
+    "srtp_unprotect": "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)",
+    "srtp_unprotect_rtcp": "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)",
 }
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ _ffi: Any = _binding.ffi
 _lib: Any = _binding.lib
 _srtp_protect = _lib.srtp_protect
 _srtp_protect_rtcp = _lib.srtp_protect_rtcp
+_srtp_unprotect = _lib.srtp_unprotect
+_srtp_unprotect_rtcp = _lib.srtp_unprotect_rtcp
 _pack_header = struct.Struct("!BBHII").pack_into
 
 # For the C fan-out (media/fanout.py), which calls srtp_protect through this pointer.
@@ -71,17 +75,8 @@ def _thread_buffer() -> tuple[Any, Any, Any]:
     return shared
 
 
-class SrtpOut:
-    """Protects one leg's outgoing RTP/RTCP in place in a reused C buffer.
-
-    Every method returns a new `bytes` before the buffer is used again, so
-    all legs of a thread share one buffer (cffi releases the GIL around
-    libsrtp calls, hence one per thread): a fan-out to N subscribers then
-    writes the same cache lines N times instead of N buffers. Use an SrtpOut
-    on the thread that created it (the transport's event loop). A packet
-    libsrtp refuses, or one longer than `MAX_PACKET`, gives None (counted in
-    `errors`).
-    """
+class _InPlace:
+    """libsrtp on one session's context, in place in the thread's C buffer."""
 
     __slots__ = ("_buffer", "_cdata", "_ctx", "_length", "_session", "errors")
 
@@ -93,8 +88,58 @@ class SrtpOut:
 
     @property
     def context_address(self) -> int:
-        """Address of the libsrtp context (valid while this SrtpOut lives)."""
+        """Address of the libsrtp context (valid while this object lives)."""
         return int(_ffi.cast("uintptr_t", self._ctx))
+
+    def _process(self, packet: bytes, func: Any, name: str) -> bytes | None:
+        end = len(packet)
+        if end > MAX_PACKET:
+            self._fail("packet too long")
+            return None
+        buffer = self._buffer
+        buffer[0:end] = packet
+        length = self._length
+        length[0] = end
+        if func(self._ctx, self._cdata, length):
+            self._fail(f"{name} failed")
+            return None
+        return buffer[0:length[0]]
+
+    def _fail(self, what: str) -> None:
+        self.errors += 1
+        if self.errors == 1:
+            logger.warning("SRTP: %s; dropping (further drops only counted)", what)
+
+
+class SrtpIn(_InPlace):
+    """Unprotects one transport's incoming SRTP/SRTCP (its DTLS session's
+    receive context). A packet libsrtp refuses (bad tag, replay) gives None."""
+
+    __slots__ = ()
+
+    def unprotect(self, packet: bytes) -> bytes | None:
+        return self._process(packet, _srtp_unprotect, "srtp_unprotect")
+
+    def unprotect_rtcp(self, packet: bytes) -> bytes | None:
+        return self._process(packet, _srtp_unprotect_rtcp, "srtp_unprotect_rtcp")
+
+    def _fail(self, what: str) -> None:
+        self.errors += 1  # a replayed or damaged packet: normal on a network, only counted
+
+
+class SrtpOut(_InPlace):
+    """Protects one leg's outgoing RTP/RTCP in place in a reused C buffer.
+
+    Every method returns a new `bytes` before the buffer is used again, so
+    all legs of a thread share one buffer (cffi releases the GIL around
+    libsrtp calls, hence one per thread): a fan-out to N subscribers then
+    writes the same cache lines N times instead of N buffers. Use an SrtpOut
+    on the thread that created it (the transport's event loop). A packet
+    libsrtp refuses, or one longer than `MAX_PACKET`, gives None (counted in
+    `errors`).
+    """
+
+    __slots__ = ()
 
     def rtp(self, b0: int, b1: int, seq: int, ts: int, ssrc: int, tail: bytes) -> bytes | None:
         """SRTP of the 12-byte header (b0, b1, seq, ts, ssrc) followed by `tail`."""
@@ -119,22 +164,3 @@ class SrtpOut:
     def protect_rtcp(self, packet: bytes) -> bytes | None:
         """SRTCP of a (compound) RTCP packet."""
         return self._process(packet, _srtp_protect_rtcp, "srtp_protect_rtcp")
-
-    def _process(self, packet: bytes, func: Any, name: str) -> bytes | None:
-        end = len(packet)
-        if end > MAX_PACKET:
-            self._fail("packet too long")
-            return None
-        buffer = self._buffer
-        buffer[0:end] = packet
-        length = self._length
-        length[0] = end
-        if func(self._ctx, self._cdata, length):
-            self._fail(f"{name} failed")
-            return None
-        return buffer[0:length[0]]
-
-    def _fail(self, what: str) -> None:
-        self.errors += 1
-        if self.errors == 1:
-            logger.warning("SRTP: %s; dropping (further drops only counted)", what)

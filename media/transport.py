@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from aioice import Candidate
 from aiortc import RTCCertificate, RTCDtlsFingerprint
-from aiortc.rtp import AnyRtcpPacket, RtcpPacket
+from aiortc.rtp import AnyRtcpPacket, RtcpPacket, is_rtcp
 
 from . import aiortc_seam as seam
 from .config import MediaConfig
@@ -20,7 +20,7 @@ from .errors import NegotiationError
 from .fanout import LegPath
 from .ice import IceLink, IceParameters
 from .rtp import FIRST_BYTE
-from .srtp import SrtpOut
+from .srtp import SrtpIn, SrtpOut
 from .stats import RateMeter, TransportStats
 from .types import CloseReason, Direction, TransportState
 
@@ -81,6 +81,8 @@ class WebRtcTransport:
                             controlling=controlling)
         self.leg_path = LegPath()  # the C fan-out's view of this transport (media/fanout.py)
         self._ice.on_path = self._on_path
+        self._ice.on_srtp = self._on_srtp
+        self._srtp_in: SrtpIn | None = None  # set once DTLS is connected
         self._dtls: seam.SeamDtlsTransport | None = None
         self._srtp_out: SrtpOut | None = None  # set once DTLS is connected
         self._tasks: set[asyncio.Future[None]] = set()
@@ -255,6 +257,7 @@ class WebRtcTransport:
         self._closing = asyncio.get_running_loop().create_future()
         self.state = TransportState.CLOSED
         self._srtp = None
+        self._srtp_in = None
         current = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not current]
         for task in tasks:
@@ -321,6 +324,7 @@ class WebRtcTransport:
             self._set_state(TransportState.FAILED, CloseReason.TRANSPORT_FAILED)
             return
         self._srtp = SrtpOut(seam.srtp_tx_session(self._dtls))
+        self._srtp_in = SrtpIn(seam.srtp_rx_session(self._dtls))
         self.handshakes += 1
         self._set_state(TransportState.CONNECTED)
         self._spawn(self._run_rtcp())
@@ -337,6 +341,25 @@ class WebRtcTransport:
         assert self._dtls is not None
         if self._dtls.state in ("closed", "failed") and self.state is TransportState.CONNECTED:
             self._set_state(TransportState.CLOSED, CloseReason.TRANSPORT_CLOSED)
+
+    def _on_srtp(self, data: bytes) -> bool:
+        """An SRTP/SRTCP datagram straight from the socket; False before DTLS is up
+        (it then queues for aiortc's receive loop, which drops it)."""
+        srtp = self._srtp_in
+        if srtp is None:
+            return False
+        try:  # called from the socket's callback: never let a bug close the socket
+            if is_rtcp(data):
+                plain = srtp.unprotect_rtcp(data)
+                if plain is not None:
+                    self._on_rtcp(plain)
+            else:
+                plain = srtp.unprotect(data)
+                if plain is not None:
+                    self._on_rtp(plain)
+        except Exception:
+            logger.exception("handling an incoming packet failed")
+        return True
 
     def _on_rtp(self, data: bytes) -> None:
         self.packets_received += 1

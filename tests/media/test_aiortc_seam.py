@@ -40,6 +40,7 @@ async def test_every_private_attribute_exists() -> None:
     owners = {
         "aiortc.RTCDtlsTransport": RTCDtlsTransport,
         "aiortc.RTCDtlsTransport instance": dtls,
+        "aioice.Connection": Connection,
         "aioice.Connection instance": conn,
     }
     for owner, name in seam.PRIVATE_ATTRIBUTES:
@@ -61,6 +62,11 @@ async def test_every_private_attribute_exists() -> None:
     pair_source = inspect.getsource(aioice.ice.CandidatePair)
     assert "self.protocol" in pair_source and "def remote_addr" in pair_source
     assert "transport: asyncio.DatagramTransport" in inspect.getsource(aioice.ice.StunProtocol)
+    # Non-STUN datagrams reach Connection.data_received(data, component) (SeamConnection).
+    assert list(inspect.signature(Connection.data_received).parameters) == [
+        "self", "data", "component"]
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in inspect.getsource(
+        aioice.ice.StunProtocol.datagram_received)
     await conn.close()
 
 
@@ -77,6 +83,26 @@ async def test_seam_carries_rtp_and_rtcp_both_ways() -> None:
         assert crec.rtp == [rtp]  # SRTP protected by one side, unprotected by the other
         assert isinstance(srec.rtcp[0], RtcpRrPacket) and srec.rtcp[0].ssrc == 42
         assert RtcpPacket  # parser used by the transport
+    finally:
+        await server.close()
+        await client.close()
+
+
+async def test_incoming_srtp_skips_aiortcs_receive_loop_once_dtls_is_up() -> None:
+    server, srec, client, _ = await connected_pair(make_config())
+    assert server._dtls is not None
+    via_aiortc: list[bytes] = []
+    server._dtls.on_rtp = server._dtls.on_rtcp = via_aiortc.append
+    try:
+        rtp = RTP_HEADER.pack(0x80, 96, 1, 2, 3) + b"payload"
+        assert client.send_rtp(rtp)
+        client.send_rtcp(bytes(RtcpRrPacket(ssrc=42)))
+        await wait_for(lambda: srec.rtp and srec.rtcp, 2)
+        assert srec.rtp == [rtp] and via_aiortc == []
+        # A replayed or damaged packet is dropped, counted, and harms nothing.
+        assert server._srtp_in is not None
+        server._on_srtp(b"\x80\x60" + bytes(40))
+        assert server._srtp_in.errors == 1 and srec.rtp == [rtp]
     finally:
         await server.close()
         await client.close()

@@ -12,7 +12,7 @@ from pylibsrtp import Policy, Session
 
 from media import srtp
 from media.rtp import FIRST_BYTE, RTP_HEADER
-from media.srtp import SrtpOut
+from media.srtp import SrtpIn, SrtpOut
 
 from .conftest import make_config
 from .support import wait_for
@@ -70,6 +70,24 @@ def test_output_is_byte_for_byte_pylibsrtp_protect(profile: int) -> None:
     assert out.protect_rtcp(rtcp) == reference.protect_rtcp(rtcp)
     assert receiver.unprotect_rtcp(out.protect_rtcp(rtcp)) == rtcp
     assert out.errors == 0
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_unprotect_is_pylibsrtps_and_refuses_replays_and_damage(profile: int) -> None:
+    key = _key(profile)
+    sender = _session(key, profile)
+    reference = _session(key, profile, Policy.SSRC_ANY_INBOUND)
+    incoming = SrtpIn(_session(key, profile, Policy.SSRC_ANY_INBOUND))
+    for seq in range(5):
+        plain = RTP_HEADER.pack(0x80, 96, seq, seq * 3000, 0x1234) + bytes(range(seq * 50))
+        packet = sender.protect(plain)
+        assert incoming.unprotect(packet) == reference.unprotect(packet) == plain
+    assert incoming.unprotect(packet) is None  # replayed
+    assert incoming.unprotect(packet[:-1] + bytes([packet[-1] ^ 1])) is None  # damaged tag
+    assert incoming.unprotect(b"x" * (srtp.MAX_PACKET + 1)) is None
+    rtcp = bytes.fromhex("80c9000100001234")
+    assert incoming.unprotect_rtcp(sender.protect_rtcp(rtcp)) == rtcp
+    assert incoming.errors == 3
 
 
 def test_too_long_or_refused_packets_are_dropped_not_raised() -> None:

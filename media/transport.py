@@ -54,7 +54,7 @@ class WebRtcTransport:
     `leg_path`; what it hands back goes through `forward_rtp` (header fields +
     the shared tail, see media/srtp.py); retransmissions and other whole
     packets through `send_rtp`. While the socket's user-space buffer is over
-    the configured bound, or the kernel's refuses the C fan-out, RTP is
+    the configured bound, or the kernel refuses the C fan-out, RTP is
     dropped rather than queued.
     """
 
@@ -82,9 +82,9 @@ class WebRtcTransport:
         self.leg_path = LegPath()  # the C fan-out's view of this transport (media/fanout.py)
         self._ice.on_path = self._on_path
         self._ice.on_srtp = self._on_srtp
-        self._srtp_in: SrtpIn | None = None  # set once DTLS is connected
         self._dtls: seam.SeamDtlsTransport | None = None
-        self._srtp_out: SrtpOut | None = None  # set once DTLS is connected
+        self._srtp: SrtpOut | None = None  # both set once DTLS is connected
+        self._srtp_in: SrtpIn | None = None
         self._tasks: set[asyncio.Future[None]] = set()
         self._closing: asyncio.Future[None] | None = None
         self._started = False
@@ -176,14 +176,10 @@ class WebRtcTransport:
     def fast_path(self, enabled: bool) -> None:
         self.leg_path.set_enabled(enabled)
 
-    @property
-    def _srtp(self) -> SrtpOut | None:
-        return self._srtp_out
-
-    @_srtp.setter
-    def _srtp(self, srtp: SrtpOut | None) -> None:
-        self._srtp_out = srtp
-        self.leg_path.set_srtp(0 if srtp is None else srtp.context_address)
+    def _set_srtp(self, out: SrtpOut | None, incoming: SrtpIn | None) -> None:
+        """The keys are ready (DTLS connected) or gone (closing); the C fan-out follows."""
+        self._srtp, self._srtp_in = out, incoming
+        self.leg_path.set_srtp(0 if out is None else out.context_address)
 
     def _on_path(self, path: tuple[seam.UdpTransport, tuple[str, int]] | None) -> None:
         fd = seam.socket_fd(path[0]) if path is not None else None
@@ -256,8 +252,7 @@ class WebRtcTransport:
             return
         self._closing = asyncio.get_running_loop().create_future()
         self.state = TransportState.CLOSED
-        self._srtp = None
-        self._srtp_in = None
+        self._set_srtp(None, None)
         current = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not current]
         for task in tasks:
@@ -323,8 +318,8 @@ class WebRtcTransport:
         if self._dtls.state != "connected":
             self._set_state(TransportState.FAILED, CloseReason.TRANSPORT_FAILED)
             return
-        self._srtp = SrtpOut(seam.srtp_tx_session(self._dtls))
-        self._srtp_in = SrtpIn(seam.srtp_rx_session(self._dtls))
+        self._set_srtp(SrtpOut(seam.srtp_tx_session(self._dtls)),
+                       SrtpIn(seam.srtp_rx_session(self._dtls)))
         self.handshakes += 1
         self._set_state(TransportState.CONNECTED)
         self._spawn(self._run_rtcp())

@@ -12,7 +12,7 @@ import struct
 import time
 from typing import Any
 
-from .fanout import new_leg
+from .fanout import LegField, new_leg
 
 RTP_HEADER = struct.Struct("!BBHII")
 OSN = struct.Struct("!H")
@@ -231,25 +231,11 @@ class StreamRewriter:
     def epoch(self, value: int | None) -> None:
         self.leg.epoch = -1 if value is None else value
 
-    @property
-    def start_ext(self) -> int:
-        return int(self.leg.start_ext)
-
-    @property
-    def seq_offset(self) -> int:
-        return int(self.leg.seq_offset)
-
-    @property
-    def ts_offset(self) -> int:
-        return int(self.leg.ts_offset)
-
-    @property
-    def out_highest(self) -> int:
-        return int(self.leg.out_highest)
-
-    @property
-    def last_ts(self) -> int:
-        return int(self.leg.last_ts)
+    start_ext = LegField("start_ext", int)
+    seq_offset = LegField("seq_offset", int)
+    ts_offset = LegField("ts_offset", int)
+    out_highest = LegField("out_highest", int)
+    last_ts = LegField("last_ts", int)
 
     @property
     def last_time(self) -> float | None:

@@ -1,11 +1,11 @@
-"""Fan-out: one producer's packet to every consumer, in one C call.
+"""Fan-out: one producer's packets to every consumer, in one C call.
 
 The per-leg state the hot path needs lives in C structs (media/fanout_build.py
 declares them): a `LegPath` per transport (socket, peer address, SRTP
 context, counters) and a leg per consumer (its `StreamRewriter` state, SSRC,
-payload type, counters). `FanOut.forward` hands a packet and the producer's
-array of legs to `hop_forward`, which forwards to every leg it can and
-returns the others (restart at a keyframe, no path or SRTP yet, a transport
+payload type, counters). `FanOut` hands a batch of packets (those its
+publisher's socket delivered in one go) and the producer's array of legs to
+`hop_forward`, which forwards them to every leg it can and returns the others (restart at a keyframe, no path or SRTP yet, a transport
 whose packets a test intercepts) for the Python path, `Consumer.send`, which
 reads and writes the same structs. Without the compiled module (not built)
 every leg takes the Python path.
@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover - setup.sh always builds it
                    "packet takes the slower Python path")
 
 COMPILED = lib is not None
+MAX_BATCH = 32  # HOP_MAX_BATCH: packets of one source per hop_forward call
 _PROTECT = ffi.cast("void *", PROTECT_ADDRESS)
 
 
@@ -139,27 +140,55 @@ class LegPath:
 
 
 class FanOut:
-    """A producer's consumers and the C array of their legs."""
+    """A producer's consumers and the C array of their legs.
+
+    Packets forwarded while their transport drains what it read from the
+    socket in one go (`batch` is then that transport's list) wait and go out
+    together when it ends (`flush`): per leg one `sendmmsg` of the batch.
+    """
 
     def __init__(self) -> None:
         self.consumers: list[Consumer] = []
         self._legs: Any = ffi.new("hop_leg *[]", 0)
         self._slow: Any = ffi.new("int[]", 0)
+        self._pending: list[ForwardPacket] = []
 
     def set(self, consumers: Sequence[Consumer]) -> None:
         self.consumers = list(consumers)
         self._legs = ffi.new("hop_leg *[]", [c.leg for c in self.consumers])
         self._slow = ffi.new("int[]", len(self.consumers))
 
-    def forward(self, fp: ForwardPacket, now: float) -> None:
+    def forward(self, fp: ForwardPacket, now: float, batch: list[FanOut] | None = None) -> None:
+        if batch is None or lib is None:
+            self._send([fp], now)
+            return
+        if not self._pending:
+            batch.append(self)
+        self._pending.append(fp)
+        if len(self._pending) == MAX_BATCH:
+            self.flush(now)  # stays listed in batch: a later flush finds nothing or more
+
+    def flush(self, now: float) -> None:
+        packets, self._pending = self._pending, []
+        if packets:
+            self._send(packets, now)
+
+    def _send(self, packets: list[ForwardPacket], now: float) -> None:
         consumers = self.consumers
         if lib is None:
             for consumer in consumers:
-                consumer.send(fp, now)
+                for fp in packets:
+                    consumer.send(fp, now)
             return
+        array = ffi.new("hop_packet[]", len(packets))
+        tails = [ffi.from_buffer(fp.tail) for fp in packets]  # alive until the call returns
+        for c, fp, tail in zip(array, packets, tails, strict=True):
+            c.ext, c.ts, c.marker, c.epoch = fp.ext_seq, fp.ts, fp.marker, fp.epoch
+            c.tail, c.tail_len, c.payload_size = tail, len(fp.tail), fp.payload_size
         slow = self._slow
-        count = lib.hop_forward(_PROTECT, self._legs, len(consumers), fp.ext_seq, fp.ts,
-                                fp.marker, fp.epoch, fp.tail, len(fp.tail), fp.payload_size,
-                                now, slow)
+        count = lib.hop_forward(_PROTECT, self._legs, len(consumers), array, len(packets), now,
+                                slow)
         for i in range(count):
-            consumers[slow[i]].send(fp, now)
+            consumer = consumers[slow[i]]
+            for fp in packets:
+                consumer.send(fp, now)

@@ -1,16 +1,17 @@
-"""Builds media._fanout_c, the C loop that forwards one packet to every leg.
+"""Builds media._fanout_c, the C loop that forwards packets to every leg.
 
 Built by `pip install -e .` (setup.py: cffi_modules) or directly with
 `python media/fanout_build.py`. media/fanout.py works without it, slower
 (every packet then takes the Python path).
 
 The loop does per leg what Consumer.send + WebRtcTransport.forward_rtp do in
-Python: rewrite sequence number and timestamp, pack the 12-byte header in
+Python, for a batch of packets of one source (those read from the socket in
+one go): rewrite sequence number and timestamp, pack the 12-byte header in
 front of the shared tail, SRTP-protect in place (libsrtp's `srtp_protect`,
 called through the pointer pylibsrtp's binding exports: nothing is linked
-here) and `sendto` on a dup of the leg's nominated socket. Anything it does
-not handle (a leg to restart at a keyframe, a transport without a path or
-SRTP yet) goes back to Python, by index.
+here), then one `sendmmsg` of the batch on a dup of the leg's nominated
+socket. Anything it does not handle (a leg to restart at a keyframe, a
+transport without a path or SRTP yet) goes back to Python, by index.
 """
 
 from __future__ import annotations
@@ -39,16 +40,30 @@ typedef struct {
     uint64_t packets_sent, payload_bytes, packets_dropped;
 } hop_leg;
 
-int hop_forward(void *protect, hop_leg **legs, int n, int64_t ext, uint32_t ts,
-                int marker, int64_t epoch, const char *tail, int tail_len,
-                int payload_size, double now, int *slow);
+typedef struct {
+    int64_t ext;               /* source sequence number, unwrapped */
+    uint32_t ts;
+    int marker;                /* 0 or 0x80 */
+    int64_t epoch;
+    const char *tail;          /* extension block + payload */
+    int tail_len, payload_size;
+} hop_packet;
+
+#define HOP_MAX_BATCH 32
+
+int hop_forward(void *protect, hop_leg **legs, int n, const hop_packet *packets, int k,
+                double now, int *slow);
 """
 
 SOURCE = r"""
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE  /* sendmmsg; Python.h, included first, defines it already */
+#endif
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 typedef struct {
     int fd;
@@ -71,80 +86,122 @@ typedef struct {
     uint64_t packets_sent, payload_bytes, packets_dropped;
 } hop_leg;
 
+typedef struct {
+    int64_t ext;
+    uint32_t ts;
+    int marker;
+    int64_t epoch;
+    const char *tail;
+    int tail_len, payload_size;
+} hop_packet;
+
 /* libsrtp 2.x: srtp_err_status_t srtp_protect(srtp_t, void *, int *) */
 typedef int (*hop_protect_fn)(void *, void *, int *);
 
+#define HOP_MAX_BATCH 32
 #define HOP_BUFFER 2048
 #define HOP_TRAILER 144  /* what protect may append, as media/srtp.py */
 
-/* Forward one packet to n legs; returns how many legs Python must handle,
-   their indices in slow[]. */
-static int hop_forward(void *protect, hop_leg **legs, int n, int64_t ext, uint32_t ts,
-                       int marker, int64_t epoch, const char *tail, int tail_len,
-                       int payload_size, double now, int *slow)
+/* A leg the C loop leaves to Python: restarting (another epoch), no socket or
+   SRTP yet, or a packet too long for the buffer (Python counts and logs it). */
+static int hop_needs_python(const hop_leg *leg, const hop_packet *packets, int k)
+{
+    if (leg->path->fd < 0 || leg->path->srtp == NULL)
+        return 1;
+    for (int j = 0; j < k; j++)
+        if (packets[j].epoch != leg->epoch || 12 + packets[j].tail_len > HOP_BUFFER - HOP_TRAILER)
+            return 1;
+    return 0;
+}
+
+/* Forward k packets (k <= HOP_MAX_BATCH) of one source to n legs, leg after
+   leg: each leg's packets go out in one sendmmsg, so a burst (a keyframe, a
+   frame's packets) pays the leg's syscall and cold caches once. Returns how
+   many legs Python must handle (all k packets of them), their indices in
+   slow[]. */
+static int hop_forward(void *protect, hop_leg **legs, int n, const hop_packet *packets, int k,
+                       double now, int *slow)
 {
     hop_protect_fn srtp_protect = (hop_protect_fn)protect;
-    unsigned char buffer[HOP_BUFFER];
+    unsigned char buffers[HOP_MAX_BATCH][HOP_BUFFER];  /* 64 KB of stack */
+    struct mmsghdr messages[HOP_MAX_BATCH];
+    struct iovec vectors[HOP_MAX_BATCH];
+    int payloads[HOP_MAX_BATCH];
     int nslow = 0;
-    int end = 12 + tail_len;
-    if (end > HOP_BUFFER - HOP_TRAILER) {  /* Python counts and logs it */
-        for (int i = 0; i < n; i++)
-            if (legs[i]->sending)
-                slow[nslow++] = i;
-        return nslow;
-    }
+    if (k > HOP_MAX_BATCH)
+        k = HOP_MAX_BATCH;
     for (int i = 0; i < n; i++) {
         hop_leg *leg = legs[i];
         hop_path *path = leg->path;
         if (!leg->sending)
             continue;
-        if (leg->epoch != epoch || path->fd < 0 || path->srtp == NULL) {
+        if (hop_needs_python(leg, packets, k)) {
             slow[nslow++] = i;
             continue;
         }
-        if (ext < leg->start_ext)
-            continue;
-        int64_t out = ext + leg->seq_offset;
-        uint32_t out_ts = ts + leg->ts_offset;
-        if (out > leg->out_highest) {
-            leg->out_highest = out;
-            leg->last_ts = out_ts;
-            leg->last_time = now;
-        }
-        buffer[0] = 0x90;  /* V=2, X=1: every forwarded packet has extensions */
-        buffer[1] = (unsigned char)(marker | leg->pt);
-        buffer[2] = (unsigned char)(out >> 8);
-        buffer[3] = (unsigned char)out;
-        buffer[4] = (unsigned char)(out_ts >> 24);
-        buffer[5] = (unsigned char)(out_ts >> 16);
-        buffer[6] = (unsigned char)(out_ts >> 8);
-        buffer[7] = (unsigned char)out_ts;
-        buffer[8] = (unsigned char)(leg->ssrc >> 24);
-        buffer[9] = (unsigned char)(leg->ssrc >> 16);
-        buffer[10] = (unsigned char)(leg->ssrc >> 8);
-        buffer[11] = (unsigned char)leg->ssrc;
-        memcpy(buffer + 12, tail, (size_t)tail_len);
-        int length = end;
-        if (srtp_protect(path->srtp, buffer, &length) != 0) {
-            path->srtp_errors++;
-            leg->packets_dropped++;
-            continue;
-        }
-        if (sendto(path->fd, buffer, (size_t)length, MSG_DONTWAIT,
-                   (const struct sockaddr *)path->addr, (socklen_t)path->addrlen) < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
-                if (path->blocked_since == 0.0)
-                    path->blocked_since = now;
-                path->blocked_last = now;
+        int m = 0;
+        for (int j = 0; j < k; j++) {
+            const hop_packet *p = &packets[j];
+            if (p->ext < leg->start_ext)
+                continue;
+            int64_t out = p->ext + leg->seq_offset;
+            uint32_t out_ts = p->ts + leg->ts_offset;
+            if (out > leg->out_highest) {
+                leg->out_highest = out;
+                leg->last_ts = out_ts;
+                leg->last_time = now;
             }
-            path->packets_dropped++;
-            leg->packets_dropped++;
-            continue;
+            unsigned char *buffer = buffers[m];
+            buffer[0] = 0x90;  /* V=2, X=1: every forwarded packet has extensions */
+            buffer[1] = (unsigned char)(p->marker | leg->pt);
+            buffer[2] = (unsigned char)(out >> 8);
+            buffer[3] = (unsigned char)out;
+            buffer[4] = (unsigned char)(out_ts >> 24);
+            buffer[5] = (unsigned char)(out_ts >> 16);
+            buffer[6] = (unsigned char)(out_ts >> 8);
+            buffer[7] = (unsigned char)out_ts;
+            buffer[8] = (unsigned char)(leg->ssrc >> 24);
+            buffer[9] = (unsigned char)(leg->ssrc >> 16);
+            buffer[10] = (unsigned char)(leg->ssrc >> 8);
+            buffer[11] = (unsigned char)leg->ssrc;
+            memcpy(buffer + 12, p->tail, (size_t)p->tail_len);
+            int length = 12 + p->tail_len;
+            if (srtp_protect(path->srtp, buffer, &length) != 0) {
+                path->srtp_errors++;
+                leg->packets_dropped++;
+                continue;
+            }
+            vectors[m].iov_base = buffer;
+            vectors[m].iov_len = (size_t)length;
+            memset(&messages[m].msg_hdr, 0, sizeof(struct msghdr));
+            messages[m].msg_hdr.msg_name = path->addr;
+            messages[m].msg_hdr.msg_namelen = (socklen_t)path->addrlen;
+            messages[m].msg_hdr.msg_iov = &vectors[m];
+            messages[m].msg_hdr.msg_iovlen = 1;
+            payloads[m] = p->payload_size;
+            m++;
         }
-        path->packets_sent++;
-        path->bytes_sent += (uint64_t)length;
-        leg->packets_sent++;
-        leg->payload_bytes += (uint64_t)payload_size;
+        int sent = 0;
+        while (sent < m) {
+            int r = sendmmsg(path->fd, messages + sent, (unsigned int)(m - sent), MSG_DONTWAIT);
+            if (r <= 0) {
+                if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+                    if (path->blocked_since == 0.0)
+                        path->blocked_since = now;
+                    path->blocked_last = now;
+                }
+                break;
+            }
+            for (int j = sent; j < sent + r; j++) {
+                path->bytes_sent += messages[j].msg_len;
+                leg->payload_bytes += (uint64_t)payloads[j];
+            }
+            sent += r;
+        }
+        path->packets_sent += (uint64_t)sent;
+        path->packets_dropped += (uint64_t)(m - sent);
+        leg->packets_sent += (uint64_t)sent;
+        leg->packets_dropped += (uint64_t)(m - sent);
     }
     return nslow;
 }

@@ -161,7 +161,7 @@ class Producer:
         if self.history is not None:
             self.history.put(fp)
         if not self.paused:
-            self._fanout.forward(fp, now)
+            self._fanout.forward(fp, now, self._transport.rx_batch)
 
     def receive_rtx(self, pkt: InPacket, now: float) -> None:
         """Unwrap an RFC 4588 retransmission; it is forwarded in its own slot."""

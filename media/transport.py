@@ -17,7 +17,7 @@ from aiortc.rtp import AnyRtcpPacket, RtcpPacket, is_rtcp
 from . import aiortc_seam as seam
 from .config import MediaConfig
 from .errors import NegotiationError
-from .fanout import LegPath
+from .fanout import FanOut, LegPath
 from .ice import IceLink, IceParameters
 from .rtp import FIRST_BYTE
 from .srtp import SrtpIn, SrtpOut
@@ -85,6 +85,9 @@ class WebRtcTransport:
         self._dtls: seam.SeamDtlsTransport | None = None
         self._srtp: SrtpOut | None = None  # both set once DTLS is connected
         self._srtp_in: SrtpIn | None = None
+        self._received: list[bytes] = []  # read from the socket, to handle in one go
+        # Fan-outs with packets waiting while those are handled (media/fanout.py).
+        self.rx_batch: list[FanOut] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
         self._closing: asyncio.Future[None] | None = None
         self._started = False
@@ -339,22 +342,40 @@ class WebRtcTransport:
 
     def _on_srtp(self, data: bytes) -> bool:
         """An SRTP/SRTCP datagram straight from the socket; False before DTLS is up
-        (it then queues for aiortc's receive loop, which drops it)."""
+        (it then queues for aiortc's receive loop, which drops it). What the socket
+        delivers in one go is handled together, right after (`_handle_received`)."""
+        if self._srtp_in is None:
+            return False
+        self._received.append(data)
+        if len(self._received) == 1:
+            asyncio.get_running_loop().call_soon(self._handle_received)
+        return True
+
+    def _handle_received(self) -> None:
+        received, self._received = self._received, []
         srtp = self._srtp_in
         if srtp is None:
-            return False
-        try:  # called from the socket's callback: never let a bug close the socket
-            if is_rtcp(data):
-                plain = srtp.unprotect_rtcp(data)
-                if plain is not None:
-                    self._on_rtcp(plain)
-            else:
-                plain = srtp.unprotect(data)
-                if plain is not None:
-                    self._on_rtp(plain)
-        except Exception:
-            logger.exception("handling an incoming packet failed")
-        return True
+            return
+        batch: list[FanOut] = []
+        self.rx_batch = batch
+        try:  # a callback of the loop: never let one packet's bug lose the others
+            for data in received:
+                try:
+                    if is_rtcp(data):
+                        plain = srtp.unprotect_rtcp(data)
+                        if plain is not None:
+                            self._on_rtcp(plain)
+                    else:
+                        plain = srtp.unprotect(data)
+                        if plain is not None:
+                            self._on_rtp(plain)
+                except Exception:
+                    logger.exception("handling an incoming packet failed")
+        finally:
+            self.rx_batch = None
+            now = time.monotonic()
+            for fanout in batch:
+                fanout.flush(now)
 
     def _on_rtp(self, data: bytes) -> None:
         self.packets_received += 1

@@ -24,6 +24,7 @@ class FakeTransport:
         self.rtcp: list[bytes] = []
         self.accept = True
         self.leg_path = LegPath()  # no socket: the C fan-out hands every packet back
+        self.rx_batch = None  # packets are forwarded at once
 
     def send_rtp(self, data: bytes) -> bool:
         if not self.accept:

@@ -101,8 +101,9 @@ async def test_incoming_srtp_skips_aiortcs_receive_loop_once_dtls_is_up() -> Non
         assert srec.rtp == [rtp] and via_aiortc == []
         # A replayed or damaged packet is dropped, counted, and harms nothing.
         assert server._srtp_in is not None
-        server._on_srtp(b"\x80\x60" + bytes(40))
-        assert server._srtp_in.errors == 1 and srec.rtp == [rtp]
+        assert server._on_srtp(b"\x80\x60" + bytes(40))
+        await wait_for(lambda: server._srtp_in is not None and server._srtp_in.errors == 1, 1)
+        assert srec.rtp == [rtp]
     finally:
         await server.close()
         await client.close()

@@ -101,6 +101,32 @@ async def test_python_and_c_paths_share_one_stream() -> None:
         await client.close()
 
 
+async def test_a_batch_goes_out_together_in_order_when_flushed() -> None:
+    server, _, client, crec = await connected_pair(make_config())
+    try:
+        leg, waiting = Leg(server.leg_path), Leg(server.leg_path, epoch=-1)
+        fan = FanOut()
+        fan.set([leg, waiting])  # type: ignore[list-item]
+        batch: list[FanOut] = []
+        for ext in range(40, 45):
+            fan.forward(packet(ext, bytes([ext]) * 500), 1.0, batch)
+        assert batch == [fan] and crec.rtp == [] and waiting.handed_back == []
+        fan.flush(1.0)
+        await wait_for(lambda: len(crec.rtp) == 5, 2)
+        assert [RTP_HEADER.unpack_from(p, 0)[2] for p in crec.rtp] == list(range(40, 45))
+        assert [p[-1] for p in crec.rtp] == list(range(40, 45))
+        assert waiting.handed_back == list(range(40, 45))  # every packet, in order
+        assert (leg.leg.packets_sent, leg.leg.payload_bytes) == (5, 5 * 500)
+        for ext in range(45, 45 + fanout.MAX_BATCH):  # a full batch does not wait
+            fan.forward(packet(ext), 1.0, batch)
+        await wait_for(lambda: len(crec.rtp) == 5 + fanout.MAX_BATCH, 2)
+        fan.flush(1.0)  # nothing left
+        assert server.packets_sent == 5 + fanout.MAX_BATCH
+    finally:
+        await server.close()
+        await client.close()
+
+
 def test_hands_back_legs_to_restart_or_without_a_path() -> None:
     no_socket = LegPath()
     waiting = Leg(no_socket, epoch=-1)  # restart at a keyframe: Python decides

@@ -4,6 +4,7 @@ DTLS/SRTP link, and hands back to Python every leg it must not handle."""
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -11,10 +12,11 @@ import pytest
 from media import fanout
 from media.fanout import FanOut, LegPath, new_leg, sockaddr
 from media.rtp import FIRST_BYTE, RTP_HEADER, ForwardPacket, StreamRewriter
+from media.transport import WebRtcTransport
 
 from .conftest import make_config
 from .support import wait_for
-from .transport_pair import connected_pair
+from .transport_pair import Recorder, connected_pair
 
 TAIL = b"\xbe\xde\x00\x01\x32\x00\x00\x01"
 
@@ -34,6 +36,18 @@ class Leg:
         self.handed_back.append(fp.ext_seq)
 
 
+Link = tuple[WebRtcTransport, Recorder]
+
+
+@pytest.fixture
+async def link() -> AsyncIterator[Link]:
+    """A connected server transport and what its client receives."""
+    server, _, client, crec = await connected_pair(make_config())
+    yield server, crec
+    await server.close()
+    await client.close()
+
+
 def packet(ext: int, payload: bytes = b"x" * 900, marker: int = 0, epoch: int = 0,
            ts: int = 0) -> ForwardPacket:
     return ForwardPacket(ext, ts, marker, TAIL + payload, False, epoch, 1.0)
@@ -44,87 +58,76 @@ def test_the_c_loop_is_built() -> None:
     assert fanout.COMPILED
 
 
-async def test_forwards_rewritten_packets_over_a_real_dtls_link() -> None:
-    server, _, client, crec = await connected_pair(make_config())
-    try:
-        leg = Leg(server.leg_path, seq_offset=100 - 0x10000, ts_offset=5)
-        fan = FanOut()
-        fan.set([leg])  # type: ignore[list-item]
-        payloads = [bytes([i]) * 900 for i in range(5)]
-        for i, payload in enumerate(payloads):
-            fan.forward(packet(0x10000 + i, payload, 0x80 if i == 4 else 0, ts=9000 * i), 2.0)
-        expected = [RTP_HEADER.pack(FIRST_BYTE, (0x80 if i == 4 else 0) | 96, 100 + i,
-                                    9000 * i + 5, 77) + TAIL + p for i, p in enumerate(payloads)]
-        await wait_for(lambda: len(crec.rtp) == len(expected), 2)
-        assert crec.rtp == expected  # unprotected by aiortc's own receiving session
-        assert leg.handed_back == []
-        assert (leg.leg.packets_sent, leg.leg.payload_bytes) == (5, 5 * 900)
-        assert server.packets_sent == 5 and server.packets_dropped == 0
-        # What sender reports and NACK mapping read, as StreamRewriter sees it.
-        rewriter = StreamRewriter(90000, leg.leg)
-        assert (rewriter.out_highest & 0xFFFF, rewriter.last_ts, rewriter.last_time) \
-            == (104, 36005, 2.0)
-    finally:
-        await server.close()
-        await client.close()
+async def test_forwards_rewritten_packets_over_a_real_dtls_link(link: Link) -> None:
+    server, crec = link
+    leg = Leg(server.leg_path, seq_offset=100 - 0x10000, ts_offset=5)
+    fan = FanOut()
+    fan.set([leg])  # type: ignore[list-item]
+    payloads = [bytes([i]) * 900 for i in range(5)]
+    for i, payload in enumerate(payloads):
+        fan.forward(packet(0x10000 + i, payload, 0x80 if i == 4 else 0, ts=9000 * i), 2.0)
+    expected = [RTP_HEADER.pack(FIRST_BYTE, (0x80 if i == 4 else 0) | 96, 100 + i,
+                                9000 * i + 5, 77) + TAIL + p for i, p in enumerate(payloads)]
+    await wait_for(lambda: len(crec.rtp) == len(expected), 2)
+    assert crec.rtp == expected  # unprotected by aiortc's own receiving session
+    assert leg.handed_back == []
+    assert (leg.leg.packets_sent, leg.leg.payload_bytes) == (5, 5 * 900)
+    assert server.packets_sent == 5 and server.packets_dropped == 0
+    # What sender reports and NACK mapping read, as StreamRewriter sees it.
+    rewriter = StreamRewriter(90000, leg.leg)
+    assert (rewriter.out_highest & 0xFFFF, rewriter.last_ts, rewriter.last_time) \
+        == (104, 36005, 2.0)
+    await server.close()
     fan.forward(packet(0x10005), 3.0)  # closed: no socket any more, so Python's turn
     assert leg.handed_back == [0x10005]
 
 
-async def test_python_and_c_paths_share_one_stream() -> None:
+async def test_python_and_c_paths_share_one_stream(link: Link) -> None:
     """A leg restarts in Python (Consumer.send), then the C loop continues it."""
-    server, _, client, crec = await connected_pair(make_config())
-    try:
-        rewriter = StreamRewriter(90000)
-        rewriter.leg.path = server.leg_path.cdata
-        rewriter.leg.pt, rewriter.leg.ssrc, rewriter.leg.sending = 96, 5, 1
-        first = packet(500, ts=1000)
-        rewriter.sync(first, 1.0)
-        seq, ts = rewriter.map(first, 1.0)  # type: ignore[misc]
-        assert server.forward_rtp(96, seq, ts, 5, first.tail)
+    server, crec = link
+    rewriter = StreamRewriter(90000)
+    rewriter.leg.path = server.leg_path.cdata
+    rewriter.leg.pt, rewriter.leg.ssrc, rewriter.leg.sending = 96, 5, 1
+    first = packet(500, ts=1000)
+    rewriter.sync(first, 1.0)
+    seq, ts = rewriter.map(first, 1.0)  # type: ignore[misc]
+    assert server.forward_rtp(96, seq, ts, 5, first.tail)
 
-        class Consumer:
-            leg = rewriter.leg
+    class Consumer:
+        leg = rewriter.leg
 
-            def send(self, fp: ForwardPacket, now: float) -> None:
-                raise AssertionError("handed back")
+        def send(self, fp: ForwardPacket, now: float) -> None:
+            raise AssertionError("handed back")
 
-        fan = FanOut()
-        fan.set([Consumer()])  # type: ignore[list-item]
-        fan.forward(packet(501, ts=4000), 1.1)
-        await wait_for(lambda: len(crec.rtp) == 2, 2)
-        headers = [RTP_HEADER.unpack_from(p, 0) for p in crec.rtp]
-        assert headers[1][2] == (headers[0][2] + 1) & 0xFFFF  # sequence continues
-        assert (headers[1][3] - headers[0][3]) & 0xFFFFFFFF == 3000  # source timestamp step
-    finally:
-        await server.close()
-        await client.close()
+    fan = FanOut()
+    fan.set([Consumer()])  # type: ignore[list-item]
+    fan.forward(packet(501, ts=4000), 1.1)
+    await wait_for(lambda: len(crec.rtp) == 2, 2)
+    headers = [RTP_HEADER.unpack_from(p, 0) for p in crec.rtp]
+    assert headers[1][2] == (headers[0][2] + 1) & 0xFFFF  # sequence continues
+    assert (headers[1][3] - headers[0][3]) & 0xFFFFFFFF == 3000  # source timestamp step
 
 
-async def test_a_batch_goes_out_together_in_order_when_flushed() -> None:
-    server, _, client, crec = await connected_pair(make_config())
-    try:
-        leg, waiting = Leg(server.leg_path), Leg(server.leg_path, epoch=-1)
-        fan = FanOut()
-        fan.set([leg, waiting])  # type: ignore[list-item]
-        batch: list[FanOut] = []
-        for ext in range(40, 45):
-            fan.forward(packet(ext, bytes([ext]) * 500), 1.0, batch)
-        assert batch == [fan] and crec.rtp == [] and waiting.handed_back == []
-        fan.flush(1.0)
-        await wait_for(lambda: len(crec.rtp) == 5, 2)
-        assert [RTP_HEADER.unpack_from(p, 0)[2] for p in crec.rtp] == list(range(40, 45))
-        assert [p[-1] for p in crec.rtp] == list(range(40, 45))
-        assert waiting.handed_back == list(range(40, 45))  # every packet, in order
-        assert (leg.leg.packets_sent, leg.leg.payload_bytes) == (5, 5 * 500)
-        for ext in range(45, 45 + fanout.MAX_BATCH):  # a full batch does not wait
-            fan.forward(packet(ext), 1.0, batch)
-        await wait_for(lambda: len(crec.rtp) == 5 + fanout.MAX_BATCH, 2)
-        fan.flush(1.0)  # nothing left
-        assert server.packets_sent == 5 + fanout.MAX_BATCH
-    finally:
-        await server.close()
-        await client.close()
+async def test_a_batch_goes_out_together_in_order_when_flushed(link: Link) -> None:
+    server, crec = link
+    leg, waiting = Leg(server.leg_path), Leg(server.leg_path, epoch=-1)
+    fan = FanOut()
+    fan.set([leg, waiting])  # type: ignore[list-item]
+    batch: list[FanOut] = []
+    for ext in range(40, 45):
+        fan.forward(packet(ext, bytes([ext]) * 500), 1.0, batch)
+    assert batch == [fan] and crec.rtp == [] and waiting.handed_back == []
+    fan.flush(1.0)
+    await wait_for(lambda: len(crec.rtp) == 5, 2)
+    assert [RTP_HEADER.unpack_from(p, 0)[2] for p in crec.rtp] == list(range(40, 45))
+    assert [p[-1] for p in crec.rtp] == list(range(40, 45))
+    assert waiting.handed_back == list(range(40, 45))  # every packet, in order
+    assert (leg.leg.packets_sent, leg.leg.payload_bytes) == (5, 5 * 500)
+    for ext in range(45, 45 + fanout.MAX_BATCH):  # a full batch does not wait
+        fan.forward(packet(ext), 1.0, batch)
+    await wait_for(lambda: len(crec.rtp) == 5 + fanout.MAX_BATCH, 2)
+    fan.flush(1.0)  # nothing left
+    assert server.packets_sent == 5 + fanout.MAX_BATCH
 
 
 def test_hands_back_legs_to_restart_or_without_a_path() -> None:
@@ -144,36 +147,29 @@ def test_hands_back_legs_to_restart_or_without_a_path() -> None:
     assert [leg.handed_back for leg in legs] == [[10], [10], [10], []]
 
 
-async def test_intercepted_transport_takes_the_python_path_and_old_packets_are_skipped() -> None:
-    server, _, client, crec = await connected_pair(make_config())
-    try:
-        leg = Leg(server.leg_path)
-        leg.leg.start_ext = 20
-        fan = FanOut()
-        fan.set([leg])  # type: ignore[list-item]
-        fan.forward(packet(19), 1.0)  # before the leg's sync point: dropped silently
-        server.fast_path = False
-        fan.forward(packet(21), 1.0)
-        server.fast_path = True
-        fan.forward(packet(22), 1.0)
-        await wait_for(lambda: len(crec.rtp) == 1, 2)
-        assert leg.handed_back == [21]
-        assert RTP_HEADER.unpack_from(crec.rtp[0], 0)[2] == 22
-    finally:
-        await server.close()
-        await client.close()
+async def test_intercepted_transport_takes_the_python_path_and_old_packets_are_skipped(link: Link) -> None:
+    server, crec = link
+    leg = Leg(server.leg_path)
+    leg.leg.start_ext = 20
+    fan = FanOut()
+    fan.set([leg])  # type: ignore[list-item]
+    fan.forward(packet(19), 1.0)  # before the leg's sync point: dropped silently
+    server.fast_path = False
+    fan.forward(packet(21), 1.0)
+    server.fast_path = True
+    fan.forward(packet(22), 1.0)
+    await wait_for(lambda: len(crec.rtp) == 1, 2)
+    assert leg.handed_back == [21]
+    assert RTP_HEADER.unpack_from(crec.rtp[0], 0)[2] == 22
 
 
-async def test_sends_on_a_dup_of_the_socket_closed_with_the_transport() -> None:
-    server, _, client, _ = await connected_pair(make_config())
-    try:
-        dup = server.leg_path.cdata.fd
-        assert dup >= 0 and os.fstat(dup)
-        assert server._ice.path is not None
-        assert dup != server._ice.path[0].get_extra_info("socket").fileno()
-    finally:
-        await server.close()
-        await client.close()
+async def test_sends_on_a_dup_of_the_socket_closed_with_the_transport(link: Link) -> None:
+    server, _ = link
+    dup = server.leg_path.cdata.fd
+    assert dup >= 0 and os.fstat(dup)
+    assert server._ice.path is not None
+    assert dup != server._ice.path[0].get_extra_info("socket").fileno()
+    await server.close()
     assert server.leg_path.cdata.fd == -1
     with pytest.raises(OSError):
         os.fstat(dup)

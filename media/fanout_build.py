@@ -211,5 +211,13 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source("media._fanout_c", SOURCE, extra_compile_args=["-O2"])
 
-if __name__ == "__main__":
-    ffibuilder.compile(verbose=True)
+if __name__ == "__main__":  # without pip: build in a scratch folder, copy into media/
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chdir(scratch)  # setuptools would read the project's pyproject.toml from the cwd
+        shutil.copy(ffibuilder.compile(tmpdir=scratch), package)

@@ -357,7 +357,8 @@ class WebRtcTransport:
         if srtp is None:
             return
         batch: list[FanOut] = []
-        self.rx_batch = batch
+        if len(received) > 1:  # a lone packet goes out at once, without the batch's upkeep
+            self.rx_batch = batch
         try:  # a callback of the loop: never let one packet's bug lose the others
             for data in received:
                 try:

@@ -5,8 +5,9 @@ declares them): a `LegPath` per transport (socket, peer address, SRTP
 context, counters) and a leg per consumer (its `StreamRewriter` state, SSRC,
 payload type, counters). `FanOut` hands a batch of packets (those its
 publisher's socket delivered in one go) and the producer's array of legs to
-`hop_forward`, which forwards them to every leg it can and returns the others (restart at a keyframe, no path or SRTP yet, a transport
-whose packets a test intercepts) for the Python path, `Consumer.send`, which
+`hop_forward`, which forwards them to every leg it can and returns the
+others (restart at a keyframe, no path or SRTP yet, a transport whose
+packets a test intercepts) for the Python path, `Consumer.send`, which
 reads and writes the same structs. Without the compiled module (not built)
 every leg takes the Python path.
 """
@@ -43,7 +44,7 @@ except ImportError:  # pragma: no cover - setup.sh always builds it
                    "packet takes the slower Python path")
 
 COMPILED = lib is not None
-MAX_BATCH = 32  # HOP_MAX_BATCH: packets of one source per hop_forward call
+MAX_BATCH = 32  # HOP_MAX_BATCH in media/fanout_build.py: packets of one source per call
 _PROTECT = ffi.cast("void *", PROTECT_ADDRESS)
 
 

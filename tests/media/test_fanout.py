@@ -56,6 +56,7 @@ def packet(ext: int, payload: bytes = b"x" * 900, marker: int = 0, epoch: int = 
 def test_the_c_loop_is_built() -> None:
     # scripts/setup.sh (pip install -e .) builds it; without it every packet is slower.
     assert fanout.COMPILED
+    assert fanout.lib.HOP_MAX_BATCH == fanout.MAX_BATCH
 
 
 async def test_forwards_rewritten_packets_over_a_real_dtls_link(link: Link) -> None:

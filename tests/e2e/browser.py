@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,3 +32,36 @@ def chromium() -> Iterator[object]:
             yield browser
         finally:
             browser.close()
+
+
+def api_login(request: Any, base: str, username: str, password: str) -> str:
+    """Log a Playwright request context in; its CSRF token."""
+    answer = request.post(base + "/api/login", data={"username": username, "password": password})
+    assert answer.ok, answer.text()
+    return str(answer.json()["csrf_token"])
+
+
+def publish_pdfs(request: Any, base: str, csrf: str, meeting_id: int,
+                 documents: list[tuple[Path, str, bool]]) -> list[int]:
+    """Upload (pdf, title, confidential) documents to a meeting, publish them and wait
+    until each is ready (a second or two each); their ids."""
+    ids = []
+    for pdf, title, confidential in documents:
+        upload = request.post(
+            f"{base}/api/meetings/{meeting_id}/documents", headers={"X-CSRF-Token": csrf},
+            multipart={"title": title, "confidential": "1" if confidential else "0",
+                       "file": {"name": pdf.name, "mimeType": "application/pdf",
+                                "buffer": pdf.read_bytes()}})
+        assert upload.status == 202, upload.text()
+        ids.append(int(upload.json()["id"]))
+    deadline = time.monotonic() + 120
+    for doc_id in ids:
+        published = request.post(f"{base}/api/documents/{doc_id}/publish",
+                                 headers={"X-CSRF-Token": csrf}, data={"published": True})
+        assert published.ok, published.text()
+        status = ""
+        while status != "ready" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            status = request.get(f"{base}/api/documents/{doc_id}").json()["status"]
+        assert status == "ready", f"document {doc_id} is {status!r}"
+    return ids

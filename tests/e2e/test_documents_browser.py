@@ -4,7 +4,6 @@ and the annotated export read back with PyMuPDF."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import pymupdf
 import pytest
 
-from tests.e2e.browser import chromium
+from tests.e2e.browser import api_login, chromium, publish_pdfs
 from tests.server.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser
@@ -81,39 +80,17 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     try:
         with chromium() as browser:
             setup = browser.new_context()
-            login = setup.request.post(server.base + "/api/login", data={
-                "username": "thuky", "password": server.logins()["thuky"]})
-            csrf = login.json()["csrf_token"]
+            csrf = api_login(setup.request, server.base, "thuky", server.logins()["thuky"])
             meeting_id = setup.request.get(server.base + "/api/meetings").json()["meetings"][0]["id"]
             agenda = setup.request.post(f"{server.base}/api/meetings/{meeting_id}/agenda",
                                         headers={"X-CSRF-Token": csrf}, data={"title": AGENDA_ITEM})
             assert agenda.ok, agenda.text()
-            pdf = make_pdf(tmp / "bao-cao.pdf", 8, "Báo cáo chuyển đổi số")
-            upload = setup.request.post(
-                f"{server.base}/api/meetings/{meeting_id}/documents", headers={"X-CSRF-Token": csrf},
-                multipart={"title": "Báo cáo chuyển đổi số 2026",
-                           "file": {"name": pdf.name, "mimeType": "application/pdf",
-                                    "buffer": pdf.read_bytes()}})
-            assert upload.status == 202, upload.text()
-            document_id = upload.json()["id"]
-            secret = make_pdf(tmp / "mat.pdf", 3, "Tài liệu mật")
-            confidential = setup.request.post(
-                f"{server.base}/api/meetings/{meeting_id}/documents", headers={"X-CSRF-Token": csrf},
-                multipart={"title": "Phương án nhân sự (mật)", "confidential": "1",
-                           "file": {"name": secret.name, "mimeType": "application/pdf",
-                                    "buffer": secret.read_bytes()}})
-            assert confidential.status == 202, confidential.text()
-            confidential_id = confidential.json()["id"]
-            deadline = time.monotonic() + 120
-            for doc_id in (document_id, confidential_id):
-                published = setup.request.post(f"{server.base}/api/documents/{doc_id}/publish",
-                                               headers={"X-CSRF-Token": csrf}, data={"published": True})
-                assert published.ok, published.text()
-                status = ""
-                while status != "ready" and time.monotonic() < deadline:  # a second or two
-                    time.sleep(0.1)
-                    status = setup.request.get(f"{server.base}/api/documents/{doc_id}").json()["status"]
-                assert status == "ready", f"document {doc_id} is {status!r}"
+            documents = [(make_pdf(tmp / "bao-cao.pdf", 8, "Báo cáo chuyển đổi số"),
+                          "Báo cáo chuyển đổi số 2026", False),
+                         (make_pdf(tmp / "mat.pdf", 3, "Tài liệu mật"),
+                          "Phương án nhân sự (mật)", True)]
+            document_id, confidential_id = publish_pdfs(setup.request, server.base, csrf,
+                                                        meeting_id, documents)
             setup.close()
             yield Env(server, browser, meeting_id, document_id, confidential_id, tmp)
     finally:

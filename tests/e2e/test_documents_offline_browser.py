@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.e2e.browser import chromium
+from tests.e2e.browser import api_login, chromium, publish_pdfs
 from tests.e2e.test_documents_browser import (TABLET, WAIT_MS, Env, draw, make_pdf, tool,
                                               wait_saved, wait_shown)
 from tests.e2e.test_documents_browser import annotations as shown_ids
@@ -37,35 +37,14 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     try:
         with chromium() as browser:
             setup = browser.new_context()
-            login = setup.request.post(server.base + "/api/login", data={
-                "username": "thuky", "password": server.logins()["thuky"]})
-            csrf = login.json()["csrf_token"]
+            csrf = api_login(setup.request, server.base, "thuky", server.logins()["thuky"])
             meetings = setup.request.get(server.base + "/api/meetings").json()["meetings"]
             meeting_id = meetings[0]["id"]
-            ids = []
-            for name, title, confidential in (("bao-cao.pdf", "Báo cáo chuyển đổi số", "0"),
-                                              ("mat.pdf", "Phương án nhân sự (mật)", "1")):
-                pdf = make_pdf(tmp / name, 3, title)
-                upload = setup.request.post(
-                    f"{server.base}/api/meetings/{meeting_id}/documents",
-                    headers={"X-CSRF-Token": csrf},
-                    multipart={"title": title, "confidential": confidential,
-                               "file": {"name": pdf.name, "mimeType": "application/pdf",
-                                        "buffer": pdf.read_bytes()}})
-                assert upload.status == 202, upload.text()
-                ids.append(upload.json()["id"])
-            deadline = time.monotonic() + 120
-            for doc_id in ids:
-                published = setup.request.post(f"{server.base}/api/documents/{doc_id}/publish",
-                                               headers={"X-CSRF-Token": csrf},
-                                               data={"published": True})
-                assert published.ok, published.text()
-                status = ""
-                while status != "ready" and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                    details = setup.request.get(f"{server.base}/api/documents/{doc_id}")
-                    status = details.json()["status"]
-                assert status == "ready", f"document {doc_id} is {status!r}"
+            ids = publish_pdfs(setup.request, server.base, csrf, meeting_id, [
+                (make_pdf(tmp / "bao-cao.pdf", 3, "Báo cáo chuyển đổi số"),
+                 "Báo cáo chuyển đổi số", False),
+                (make_pdf(tmp / "mat.pdf", 3, "Phương án nhân sự (mật)"),
+                 "Phương án nhân sự (mật)", True)])
             setup.close()
             yield Env(server, browser, meeting_id, ids[0], ids[1], tmp)
     finally:

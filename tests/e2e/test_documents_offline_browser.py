@@ -16,6 +16,7 @@ from tests.e2e.browser import api_login, chromium, publish_pdfs
 from tests.e2e.test_documents_browser import (TABLET, WAIT_MS, Env, draw, make_pdf, tool,
                                               wait_saved, wait_shown)
 from tests.e2e.test_documents_browser import annotations as shown_ids
+from tests.e2e.test_documents_browser import no_script_errors  # noqa: F401 - autouse, on this env
 from tests.server.processes import start_server
 
 pytestmark = pytest.mark.browser
@@ -49,13 +50,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             yield Env(server, browser, meeting_id, ids[0], ids[1], tmp)
     finally:
         server.stop()
-
-
-@pytest.fixture(autouse=True)
-def no_script_errors(env: Env) -> Iterator[None]:
-    env.page_errors.clear()
-    yield
-    assert not env.page_errors, env.page_errors
 
 
 def cached(page: Any) -> dict[str, list[str]]:

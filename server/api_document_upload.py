@@ -22,7 +22,7 @@ from rooms.permissions import Action
 from server import doc_processing, keys
 from server.auth import current_user
 from server.doc_runtime import DocumentRuntime
-from server.http_util import int_id
+from server.http_util import int_id, parse_int
 
 routes = web.RouteTableDef()
 CHUNK_BYTES = 256 * 1024
@@ -134,9 +134,7 @@ def _agenda_item(fields: dict[str, str]) -> int | None:
     raw = fields.get("agenda_item_id", "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 12:
-        raise Invalid("agenda_item_id: must be an integer")
-    return int(raw)
+    return parse_int(raw, "agenda_item_id")
 
 
 def _flag(fields: dict[str, str]) -> bool:

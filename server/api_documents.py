@@ -18,19 +18,23 @@ from documents import catalog, export_job, raster, render
 from documents.db_models import Document, DocumentAccess, DocumentVersion
 from documents.storage import content_disposition
 from rooms import meetings
-from rooms.errors import Conflict, Forbidden, Invalid, NotFound
+from rooms.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from rooms.models import Role, Unit, User, utcnow
 from rooms.permissions import Action
 from server import keys
 from server.auth import current_user
 from server.doc_annotations import Viewer, doc_room
 from server.doc_runtime import DocumentRuntime
-from server.http_util import Body, int_id, read_body
+from server.http_util import Body, int_id, parse_int, query_int, read_body
 from server.realtime import meeting_room
 
 routes = web.RouteTableDef()
 MAX_HITS = 100
 EXPORT_TIMEOUT_S = 180.0
+
+
+class PageUnavailable(DomainError):
+    code, status = "page_unavailable", 503
 
 
 class DocumentEdit(Body):
@@ -60,9 +64,10 @@ async def _grant(request: web.Request, kind: str | None = None,
         grant = await catalog.require_document(s, user, document_id)
         number = grant.document.version
         if raw_version is not None:
-            if not raw_version.isdigit() or len(raw_version) > 6:
-                raise NotFound(f"version {raw_version!r} not found")
-            number = int(raw_version)
+            try:
+                number = parse_int(raw_version, "version")
+            except Invalid:
+                raise NotFound(f"version {raw_version[:24]!r} not found") from None
         version = await catalog.version(s, document_id, number)
     if kind is not None:
         request.app[keys.DOCUMENTS].access.record(document_id, version.number, grant.user_id,
@@ -123,11 +128,23 @@ async def _confidential_image(request: web.Request, rt: DocumentRuntime,
     cached = rt.page_images.get(key)
     if cached is not None:
         return cached
-    rendered = await render.render_view(rt.pool, _pdf_path(rt, v), page, width,
-                                        watermark_lines=_stamped(request, identity),
-                                        limits=rt.limits)
-    rt.page_images.put(key, rendered.jpeg)
+    rendered = await _render(rt, v, page, width, watermark_lines=_stamped(request, identity))
+    if not rendered.placeholder:  # a failure may be transient: never keep its stand-in
+        rt.page_images.put(key, rendered.jpeg)
     return rendered.jpeg
+
+
+async def _render(rt: DocumentRuntime, v: DocumentVersion, page: int, width: int,
+                  watermark_lines: list[str] | None = None) -> render.RenderedPage:
+    """A page image made by a worker (a worker-made placeholder if the page fails)."""
+    sizes = v.page_sizes or []
+    size = (sizes[page][0], sizes[page][1]) if page < len(sizes) else None
+    try:
+        return await render.render_view(rt.pool, _pdf_path(rt, v), page, width,
+                                        watermark_lines=watermark_lines, limits=rt.limits,
+                                        page_size=size)
+    except render.PageUnavailable:
+        raise PageUnavailable("the page cannot be shown right now; try again") from None
 
 
 # --- lists and details ---------------------------------------------------------------------
@@ -256,18 +273,16 @@ def _page_number(request: web.Request, v: DocumentVersion) -> int:
 
 
 def _width(request: web.Request, default: int) -> int:
-    raw = request.query.get("width")
-    if raw is None:
-        return default
-    if not raw.isdigit() or int(raw) % 256 or not 256 <= int(raw) <= 3072:
+    width = query_int(request, "width", default, low=256, high=3072)
+    if width % 256:
         raise Invalid("width: 256 to 3072 in steps of 256")
-    return int(raw)
+    return width
 
 
 async def _image(request: web.Request, kind: str) -> web.StreamResponse:
     rt: DocumentRuntime = request.app[keys.DOCUMENTS]
-    raw_page = request.match_info["page"]
-    grant, v = await _grant(request, kind, int(raw_page) if raw_page.isdigit() and len(raw_page) < 7 else None)
+    page = int_id(request, "page")
+    grant, v = await _grant(request, kind, page)
     page = _page_number(request, v)
     thumb = kind == "thumb"
     width = rt.limits.thumb_width if thumb else _width(request, rt.limits.raster_width)
@@ -283,8 +298,10 @@ async def _image(request: web.Request, kind: str) -> web.StreamResponse:
     else:
         path = derived / f"w{width}" / f"{page:04d}.jpg"
     if not path.is_file():
-        rendered = await render.render_view(rt.pool, _pdf_path(rt, v), page, width,
-                                            limits=rt.limits)
+        rendered = await _render(rt, v, page, width)
+        if rendered.placeholder:
+            return web.Response(body=rendered.jpeg, content_type="image/jpeg",
+                                headers={"Cache-Control": "no-store"})
         await asyncio.to_thread(raster.write_atomic, path, rendered.jpeg)
     cache = "private, max-age=86400" if "version" in request.query else "private, no-cache"
     return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": cache})
@@ -327,7 +344,7 @@ async def export(request: web.Request) -> web.Response:
     try:
         await rt.pool.run(export_job.export_to_file, str(source),
                           [a.to_dict() for a in annotations], flatten, lines, str(target),
-                          timeout=EXPORT_TIMEOUT_S)
+                          timeout=EXPORT_TIMEOUT_S, cleanup=(target,))
         body = await asyncio.to_thread(target.read_bytes)
     finally:
         target.unlink(missing_ok=True)

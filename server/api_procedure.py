@@ -19,7 +19,7 @@ from rooms.permissions import Action
 from rooms.procedure_models import ProcedureState, QuorumRule
 from server import keys
 from server.auth import current_user
-from server.http_util import Body, int_id, read_body
+from server.http_util import Body, int_id, query_int, read_body
 from server.procedure_live import (
     LIVE,
     Emit,
@@ -280,13 +280,13 @@ async def list_minutes(request: web.Request) -> web.Response:
             s, access.meeting.id)})  # type: ignore[arg-type]
 
 
-@routes.get(r"/api/meetings/{meeting_id}/minutes/{version:(latest|\d{1,9})}.pdf")
+@routes.get(r"/api/meetings/{meeting_id}/minutes/{version:(latest|[0-9]{1,9})}.pdf")
 async def download_minutes(request: web.Request) -> web.Response:
     raw = request.match_info["version"]
     async with request.app[keys.DB].session() as s:
         access = await meetings.require(s, current_user(request), int_id(request, "meeting_id"))
         row = await minutes.get_pdf(s, access.meeting.id,  # type: ignore[arg-type]
-                                    None if raw == "latest" else int(raw))
+                                    None if raw == "latest" else int_id(request, "version"))
     name = f"bien-ban-{row.meeting_id}-v{row.version}.pdf"
     return web.Response(body=row.pdf, content_type="application/pdf", headers={
         "Content-Disposition": f'attachment; filename="{name}"', "X-Content-SHA256": row.sha256,
@@ -295,13 +295,13 @@ async def download_minutes(request: web.Request) -> web.Response:
 
 @routes.get("/api/meetings/{meeting_id}/audit")
 async def meeting_audit(request: web.Request) -> web.Response:
-    after = request.query.get("after", "0")
+    after = query_int(request, "after", 0)
     async with request.app[keys.DB].session() as s:
         access = await meetings.require(s, current_user(request), int_id(request, "meeting_id"),
                                         Action.manage)
         meeting_id: int = access.meeting.id  # type: ignore[assignment]
         report = await audit.verify_meeting(s, meeting_id)
-        rows = await audit.entries(s, meeting_id, int(after) if after.isdigit() else 0)
+        rows = await audit.entries(s, meeting_id, after)
     return web.json_response({"chain": report.as_dict(),
                               "entries": [audit.entry_dict(e) for e in rows]})
 

@@ -13,7 +13,7 @@ from server import keys
 from server.auth import (AUTH, CSRF_FIELD, LOGIN_CSRF_COOKIE, SESSION_COOKIE, USER, check_login,
                          create_session, current_user, end_session, forget_sessions, login_csrf_ok,
                          set_session_cookie)
-from server.http_util import Body, read_body
+from server.http_util import Body, read_body, read_form
 from server.i18n import LANG
 
 routes = web.RouteTableDef()
@@ -59,7 +59,7 @@ async def login_page(request: web.Request) -> web.Response:
 
 @routes.post("/login")
 async def login_form(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = await read_form(request)
     translate = request.app[keys.TRANSLATOR].gettext(request[LANG])
     if not login_csrf_ok(request, str(form.get(CSRF_FIELD, ""))):
         return _login_page(request, translate("Your login form expired; please try again."), 403)

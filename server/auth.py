@@ -18,6 +18,7 @@ from rooms.errors import Forbidden, NotAuthenticated
 from rooms.models import AuthSession, Role, User, utcnow
 from rooms.users import find_user
 from server import keys
+from server.http_util import read_form
 from server.passwords import new_token, token_hash, verify_password
 
 SESSION_COOKIE = "hopso_session"
@@ -203,7 +204,9 @@ def require_admin(request: web.Request) -> User:
 
 
 def _same(a: str | None, b: str | None) -> bool:
-    return bool(a) and bool(b) and hmac.compare_digest(str(a), str(b))
+    # As bytes: compare_digest refuses str with non-ASCII characters (TypeError), and a
+    # header or form field can carry any.
+    return bool(a) and bool(b) and hmac.compare_digest(str(a).encode(), str(b).encode())
 
 
 async def csrf_token_from(request: web.Request) -> str | None:
@@ -212,7 +215,7 @@ async def csrf_token_from(request: web.Request) -> str | None:
         return header
     # Multipart bodies (uploads) are streamed by their handler, so they must use the header.
     if request.content_type == "application/x-www-form-urlencoded":
-        form = await request.post()
+        form = await read_form(request)
         value = form.get(CSRF_FIELD)
         return value if isinstance(value, str) else None
     return None

@@ -30,6 +30,7 @@ class WarningCode(StrEnum):
     PAGE_TIMEOUT = "page_timeout"
     PAGE_DOWNSCALED = "page_downscaled"
     PAGE_OVERSIZED = "page_oversized"
+    PAGE_RESHAPED = "page_reshaped"
     TEXT_UNAVAILABLE = "text_unavailable"
     ACTIVE_CONTENT_REMOVED = "active_content_removed"
     SANITIZE_FAILED = "sanitize_failed"
@@ -103,6 +104,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     WarningCode.PAGE_OVERSIZED: (
         "Page {page} has an unusual size ({width_mm} × {height_mm} mm).",
         "Trang {page} có kích thước bất thường ({width_mm} × {height_mm} mm).",
+    ),
+    WarningCode.PAGE_RESHAPED: (
+        "Page {page} is extremely narrow or long ({width_mm} × {height_mm} mm) and is shown "
+        "stretched to fit.",
+        "Trang {page} quá hẹp hoặc quá dài ({width_mm} × {height_mm} mm) nên được hiển thị "
+        "kéo giãn cho vừa.",
     ),
     WarningCode.TEXT_UNAVAILABLE: (
         "Search text could not be extracted from pages {pages}.",

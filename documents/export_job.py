@@ -5,16 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from documents import raster
 from documents.annotations import Annotation
 from documents.export import export_annotated_pdf
 
 
 def export_to_file(src: str, annotations: list[dict[str, Any]], flatten: bool,
                    watermark_lines: list[str], dst: str) -> int:
-    """Write ``src`` with ``annotations`` (Annotation.to_dict form) to ``dst``; returns bytes."""
+    """Write ``src`` with ``annotations`` (Annotation.to_dict form) to ``dst``; returns bytes.
+
+    ``dst`` is a private path the caller owns (and passes as the pool's cleanup): it is
+    written in place, so a killed worker leaves nothing but ``dst`` itself."""
     anns = [Annotation.from_dict(a) for a in annotations]
     data = export_annotated_pdf(Path(src).read_bytes(), anns, flatten=flatten,
                                 watermark_lines=watermark_lines or None)
-    raster.write_atomic(dst, data)
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    Path(dst).write_bytes(data)
     return len(data)

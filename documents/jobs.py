@@ -59,6 +59,7 @@ class PageRaster:
     height_px: int
     downscaled: bool
     mupdf_warnings: str = ""
+    reshaped: bool = False  # stretched to the aspect cap (raster.fit)
 
 
 _docs: OrderedDict[str, pymupdf.Document] = OrderedDict()
@@ -84,12 +85,23 @@ def _warnings() -> str:
 
 
 def inspect_pdf(path: str, max_pages: int, max_outline: int = 5000) -> Inspection:
-    """Open, check encryption and page count, collect sizes/outline/damage."""
+    """Open, check encryption and page count, collect sizes/outline/damage.
+
+    Only the file can make this fail: whatever MuPDF raises while reading the
+    structure (``code=7: Invalid number of pages`` at ``page_count``, a broken
+    page tree, ...) means the file is damaged, never an internal error."""
     _warnings()  # reset: the buffer is per process
     try:
-        doc = open_cached(path)
+        return _inspect(path, max_pages, max_outline)
+    except (DocumentRejected, MemoryError):
+        raise
     except Exception as exc:  # MuPDF raises plain RuntimeError/FzError for junk
-        raise DocumentRejected(RejectCode.DAMAGED, f"open failed: {exc}") from None
+        detail = f"{type(exc).__name__}: {exc}"[:500]
+        raise DocumentRejected(RejectCode.DAMAGED, detail) from None
+
+
+def _inspect(path: str, max_pages: int, max_outline: int) -> Inspection:
+    doc = open_cached(path)
     if doc.needs_pass:
         raise DocumentRejected(RejectCode.ENCRYPTED)
     count = doc.page_count
@@ -107,8 +119,15 @@ def inspect_pdf(path: str, max_pages: int, max_outline: int = 5000) -> Inspectio
         repaired=bool(doc.is_repaired),
         mupdf_warnings=_warnings(),
         unreadable_pages=unreadable,
-        metadata={k: str(v)[:MAX_TITLE_CHARS] for k, v in (doc.metadata or {}).items() if v},
+        metadata=_metadata(doc),
     )
+
+
+def _metadata(doc: pymupdf.Document) -> dict[str, str]:
+    try:
+        return {k: str(v)[:MAX_TITLE_CHARS] for k, v in (doc.metadata or {}).items() if v}
+    except Exception:
+        return {}  # a broken /Info must not sink the document
 
 
 def _page_sizes(doc: pymupdf.Document) -> tuple[list[PageSize], list[int]]:
@@ -146,20 +165,53 @@ def render_page(
     spec: raster.RasterSpec,
     thumb_width: int = 200,
     thumb_quality: int = 70,
+    tag: str | None = None,
 ) -> PageRaster:
-    """Render one page to a JPEG (and thumbnail) on disk."""
+    """Render one page to a JPEG (and thumbnail) on disk.
+
+    ``tag`` names the temporary files (raster.temp_for), which the caller removes
+    if this job is killed mid-write."""
     _warnings()
     page = open_cached(path)[page_index]
     rendered = raster.render_image(page, spec)
     img = rendered.image
-    raster.write_atomic(raster_path, raster.encode_jpeg(img, spec.quality))
+    _write(raster_path, raster.encode_jpeg(img, spec.quality), tag)
     if thumb_path:
-        thumb = raster.thumbnail(img, thumb_width)
-        raster.write_atomic(thumb_path, raster.encode_jpeg(thumb, thumb_quality))
+        thumb = raster.thumbnail(img, raster.thumb_spec(thumb_width, thumb_quality))
+        _write(thumb_path, raster.encode_jpeg(thumb, thumb_quality), tag)
     return PageRaster(
         page_index, raster_path, thumb_path, img.width, img.height, rendered.plan.downscaled,
-        _warnings(),
+        _warnings(), rendered.plan.reshaped,
     )  # fmt: skip
+
+
+def write_placeholder(
+    raster_path: str,
+    thumb_path: str | None,
+    width_pt: float,
+    height_pt: float,
+    spec: raster.RasterSpec,
+    thumb_width: int = 200,
+    tag: str | None = None,
+) -> tuple[int, int]:
+    """The placeholder image (and thumbnail) of a page that could not be rendered, sized
+    like the page would have been (within the caps). Returns its pixel size."""
+    plan = raster.fit(width_pt, height_pt, spec)
+    _write(raster_path, raster.placeholder_jpeg(plan.width_px, plan.height_px), tag)
+    if thumb_path:
+        thumb = raster.fit(plan.width_px, plan.height_px, raster.thumb_spec(thumb_width))
+        _write(thumb_path, raster.placeholder_jpeg(thumb.width_px, thumb.height_px), tag)
+    return plan.width_px, plan.height_px
+
+
+def placeholder_view(width_pt: float, height_pt: float, spec: raster.RasterSpec) -> bytes:
+    """A placeholder JPEG for a page view that could not be rendered."""
+    plan = raster.fit(width_pt, height_pt, spec)
+    return raster.placeholder_jpeg(plan.width_px, plan.height_px)
+
+
+def _write(path: str, data: bytes, tag: str | None) -> None:
+    raster.write_atomic(path, data, raster.temp_for(path, tag) if tag else None)
 
 
 def extract_text(path: str, page_indices: list[int]) -> tuple[dict[int, str], list[int]]:

@@ -6,6 +6,10 @@ else so it is viewable almost immediately; the remaining pages, the search
 text and the sanitised copy follow in parallel, at most ``pool.size`` jobs
 in flight per document so several uploads share the pool fairly.
 
+Every image of a page (render, thumbnail, placeholder) is made by a worker,
+sized by raster.fit: nothing here allocates pixels, whatever the page says.
+Files a job writes go under temporary names the pool removes if the job dies.
+
 Policy: a page that fails or times out gets a placeholder image and a
 warning, never failing the document, unless more than
 ``limits.max_failed_pages`` pages fail (then: rejected, "too_complex", so one
@@ -18,6 +22,7 @@ import asyncio
 import inspect
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -124,7 +129,7 @@ class _Run:
         self.progress_cb = progress_cb
         self.spec = raster.RasterSpec(
             limits.raster_width, limits.jpeg_quality, limits.max_raster_height,
-            limits.max_raster_pixels,
+            limits.max_raster_pixels, limits.max_aspect,
         )  # fmt: skip
         self.warnings: list[DocumentWarning] = []
         self.started = time.monotonic()
@@ -188,9 +193,10 @@ class _Run:
         return self._result(pdf, converted_from, sanitized, removed, texts)
 
     async def _job(self, func: Callable[..., Any], *args: Any, timeout: float,
-                   priority: int = PRIORITY_NORMAL) -> Any:  # fmt: skip
+                   priority: int = PRIORITY_NORMAL, cleanup: tuple[str, ...] = ()) -> Any:  # fmt: skip
         async with self.slots:
-            return await self.pool.run(func, *args, timeout=timeout, priority=priority)
+            return await self.pool.run(func, *args, timeout=timeout, priority=priority,
+                                       cleanup=cleanup)  # fmt: skip
 
     async def _inspect(self, pdf: Path) -> Inspection:
         try:
@@ -199,12 +205,16 @@ class _Run:
                 timeout=self.limits.inspect_timeout, priority=PRIORITY_HIGH,
             )  # fmt: skip
             return info
+        except (DocumentRejected, PoolClosed):
+            raise
         except JobTimeout:
             raise DocumentRejected(RejectCode.TIMEOUT, "inspect timed out") from None
         except MemoryError:
             raise DocumentRejected(RejectCode.TOO_COMPLEX, "inspect ran out of memory") from None
         except WorkerCrashed as exc:
             raise DocumentRejected(RejectCode.DAMAGED, f"reader crashed: {exc}") from None
+        except Exception as exc:  # inspecting only reads the file: its failure is the file's
+            raise DocumentRejected(RejectCode.DAMAGED, f"inspect failed: {exc!r}"[:500]) from None
 
     def _document_warnings(self, info: Inspection) -> None:
         if info.repaired:
@@ -214,23 +224,34 @@ class _Run:
         for i, size in enumerate(info.page_sizes):
             if max(size.width, size.height) > self.limits.oversized_page_pt:
                 self.warnings.append(DocumentWarning.make(
-                    WarningCode.PAGE_OVERSIZED, i,
-                    width_mm=round(size.width * 25.4 / 72), height_mm=round(size.height * 25.4 / 72),
+                    WarningCode.PAGE_OVERSIZED, i, width_mm=_mm(size.width),
+                    height_mm=_mm(size.height),
                 ))  # fmt: skip
 
     def _paths(self, i: int) -> tuple[Path, Path]:
         return self.out_dir / "pages" / f"{i:04d}.jpg", self.out_dir / "thumbs" / f"{i:04d}.jpg"
 
+    def _temps(self, i: int) -> tuple[str, tuple[str, ...]]:
+        """A fresh tag for page ``i``'s job and the temporary files it may leave."""
+        tag = uuid.uuid4().hex
+        return tag, tuple(raster.temp_for(p, tag) for p in self._paths(i))
+
     async def _render(self, pdf: Path, i: int, priority: int) -> None:
         page_path, thumb_path = self._paths(i)
+        tag, temps = self._temps(i)
         try:
             result: PageRaster = await self._job(
                 jobs.render_page, str(pdf), i, str(page_path), str(thumb_path), self.spec,
-                self.limits.thumb_width, self.limits.thumb_quality,
-                timeout=self.limits.page_timeout, priority=priority,
+                self.limits.thumb_width, self.limits.thumb_quality, tag,
+                timeout=self.limits.page_timeout, priority=priority, cleanup=temps,
             )  # fmt: skip
             self.results[i] = result
-            if result.downscaled:
+            if result.reshaped:
+                size = self.info.page_sizes[i] if self.info else None
+                self.warnings.append(DocumentWarning.make(
+                    WarningCode.PAGE_RESHAPED, i, width_mm=_mm(size.width if size else 0),
+                    height_mm=_mm(size.height if size else 0)))  # fmt: skip
+            elif result.downscaled:
                 self.warnings.append(DocumentWarning.make(WarningCode.PAGE_DOWNSCALED, i))
         except (PoolClosed, DocumentRejected):
             raise
@@ -249,19 +270,19 @@ class _Run:
         self.failed_pages.append(i)
         if len(self.failed_pages) > self.limits.max_failed_pages:
             raise DocumentRejected(RejectCode.TOO_COMPLEX, failed=len(self.failed_pages))
-        size = self.info.page_sizes[i] if self.info else PageSize(595.0, 842.0)
-        await asyncio.to_thread(self._write_placeholder, i, size)
-
-    def _write_placeholder(self, i: int, size: PageSize) -> None:
-        try:
-            plan = raster.plan_zoom(size.width, size.height, self.spec)
-            w, h = plan.width_px - 1, plan.height_px - 1
-        except ValueError:
-            w, h = self.spec.width, round(self.spec.width * 1.414)
+        size = self.info.page_sizes[i] if self.info else PageSize(*raster.A4_PT)
         page_path, thumb_path = self._paths(i)
-        raster.write_atomic(page_path, raster.placeholder_jpeg(w, h))
-        tw = self.limits.thumb_width
-        raster.write_atomic(thumb_path, raster.placeholder_jpeg(tw, max(1, round(h * tw / w))))
+        tag, temps = self._temps(i)
+        try:  # in a worker too: the page's size is the file's to choose
+            await self._job(
+                jobs.write_placeholder, str(page_path), str(thumb_path), size.width, size.height,
+                self.spec, self.limits.thumb_width, tag,
+                timeout=raster.PLACEHOLDER_TIMEOUT, priority=PRIORITY_HIGH, cleanup=temps,
+            )  # fmt: skip
+        except (PoolClosed, DocumentRejected):
+            raise
+        except Exception as exc:  # the page view route renders (or stands in) on demand
+            log.warning("placeholder for page %d of %s failed: %r", i, self.blob, exc)
 
     async def _texts(self, pdf: Path, pages: list[int]) -> dict[int, str]:
         try:
@@ -282,10 +303,12 @@ class _Run:
 
     async def _sanitize(self, pdf: Path) -> tuple[Path | None, dict[str, int]]:
         dst = self.out_dir / "document.pdf"
+        tag = uuid.uuid4().hex
         try:
             report: sanitize.SanitizeReport = await self._job(
-                sanitize.sanitize_pdf, str(pdf), str(dst),
+                sanitize.sanitize_pdf, str(pdf), str(dst), tag,
                 timeout=self.limits.sanitize_timeout, priority=PRIORITY_LOW,
+                cleanup=sanitize.temp_paths(str(dst), tag),
             )  # fmt: skip
         except (PoolClosed, DocumentRejected):
             raise
@@ -329,6 +352,10 @@ async def _gather_or_cancel(tasks: list[asyncio.Task[Any]]) -> list[Any]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+def _mm(points: float) -> int:
+    return round(points * 25.4 / 72) if points == points and abs(points) < 1e12 else 0
 
 
 def _page_ranges(pages: list[int]) -> str:

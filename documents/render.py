@@ -7,11 +7,15 @@ the page with PyMuPDF *before* rasterising, by
 present, else by a minimal built-in fallback. Because the page is modified,
 a watermarked render opens a private copy of the document instead of the
 worker's cached one.
+
+A page that cannot be rendered (error, timeout, crash) is answered with a
+placeholder, made by a worker as well: the web process never makes pixels.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +28,7 @@ from documents import fonts, jobs, raster
 from documents.validation import Limits
 from documents.worker_pool import PRIORITY_HIGH, WorkerPool
 
+log = logging.getLogger(__name__)
 MIN_WIDTH = 64
 MAX_WIDTH = 3072
 DEFAULT_OPACITY = 0.15
@@ -37,6 +42,15 @@ class RenderedPage:
     width_px: int
     height_px: int
     downscaled: bool
+    placeholder: bool = False  # the page failed; this stands in for it
+
+
+class PageOutOfRange(ValueError):
+    pass
+
+
+class PageUnavailable(Exception):
+    """Neither the page nor a placeholder could be made (the pool is failing)."""
 
 
 async def render_view(
@@ -49,11 +63,13 @@ async def render_view(
     watermark_opacity: float = DEFAULT_OPACITY,
     limits: Limits | None = None,
     timeout: float | None = None,
+    page_size: tuple[float, float] | None = None,
 ) -> RenderedPage:
     """Render page ``page_index`` (0-based) at ``width`` px to JPEG bytes.
 
-    Raises ValueError for a bad width/page, JobTimeout if the page is too
-    slow (the worker is killed), PoolBusy never (this waits for a slot).
+    Raises ValueError for a bad width/page. A page that fails or is too slow
+    (its worker is killed) is answered with a placeholder shaped like
+    ``page_size`` (points, as inspected); PageUnavailable if even that fails.
     """
     limits = limits or Limits()
     if not MIN_WIDTH <= width <= MAX_WIDTH:
@@ -61,14 +77,29 @@ async def render_view(
     if page_index < 0:
         raise ValueError("page index must be >= 0")
     spec = raster.RasterSpec(
-        width, limits.jpeg_quality, limits.max_raster_height, limits.max_raster_pixels
-    )
-    lines = [str(line) for line in watermark_lines or [] if str(line).strip()]
-    result: RenderedPage = await pool.run(
-        render_page_jpeg, str(pdf_path), page_index, spec, lines, watermark_opacity,
-        timeout=timeout or limits.page_timeout, priority=PRIORITY_HIGH,
+        width, limits.jpeg_quality, limits.max_raster_height, limits.max_raster_pixels,
+        limits.max_aspect,
     )  # fmt: skip
-    return result
+    lines = [str(line) for line in watermark_lines or [] if str(line).strip()]
+    try:
+        result: RenderedPage = await pool.run(
+            render_page_jpeg, str(pdf_path), page_index, spec, lines, watermark_opacity,
+            timeout=timeout or limits.page_timeout, priority=PRIORITY_HIGH,
+        )  # fmt: skip
+        return result
+    except PageOutOfRange:
+        raise
+    except Exception as exc:
+        failure: Exception = exc
+        log.info("page %d of %s failed to render: %r", page_index, pdf_path, exc)
+    width_pt, height_pt = page_size or raster.A4_PT
+    try:
+        jpeg: bytes = await pool.run(jobs.placeholder_view, width_pt, height_pt, spec,
+                                     timeout=raster.PLACEHOLDER_TIMEOUT, priority=PRIORITY_HIGH)
+    except Exception as exc:
+        raise PageUnavailable(f"page {page_index}: {failure!r}; placeholder: {exc!r}") from exc
+    plan = raster.fit(width_pt, height_pt, spec)
+    return RenderedPage(jpeg, plan.width_px, plan.height_px, plan.downscaled, placeholder=True)
 
 
 def render_page_jpeg(
@@ -89,7 +120,7 @@ def render_page_jpeg(
 
 def _page(doc: pymupdf.Document, page_index: int) -> pymupdf.Page:
     if not 0 <= page_index < doc.page_count:
-        raise ValueError(f"page {page_index} out of range (document has {doc.page_count})")
+        raise PageOutOfRange(f"page {page_index} out of range (document has {doc.page_count})")
     return doc[page_index]
 
 

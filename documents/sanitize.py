@@ -56,8 +56,16 @@ class SanitizeError(RuntimeError):
     pass
 
 
-def sanitize_pdf(src: str, dst: str) -> SanitizeReport:
-    """Write a sanitised copy of ``src`` to ``dst`` (atomically) and verify it."""
+def temp_paths(dst: str, tag: str) -> tuple[str, ...]:
+    """The temporary files sanitize_pdf(src, dst, tag) may leave if it is killed."""
+    return (f"{dst}.tmp-{tag}",)
+
+
+def sanitize_pdf(src: str, dst: str, tag: str | None = None) -> SanitizeReport:
+    """Write a sanitised copy of ``src`` to ``dst`` (atomically) and verify it.
+
+    ``tag`` names the temporary files (temp_paths), which the caller removes if the
+    worker is killed before it finishes."""
     removed: Counter[str] = Counter()
     with pymupdf.open(src, filetype="pdf") as doc:
         if doc.needs_pass:
@@ -66,7 +74,7 @@ def sanitize_pdf(src: str, dst: str) -> SanitizeReport:
         _clean_catalog(doc, removed)
         _remove_unsafe_annots(doc, removed)
         _clean_objects(doc, removed)
-        tmp = f"{dst}.tmp-{os.getpid()}"
+        (tmp,) = temp_paths(dst, tag or f"{os.getpid()}")
         Path(dst).parent.mkdir(parents=True, exist_ok=True)
         doc.save(tmp, garbage=3, deflate=True)
     try:

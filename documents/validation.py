@@ -33,6 +33,7 @@ class Limits:
     thumb_quality: int = 70
     max_raster_height: int = 4096
     max_raster_pixels: int = 25_000_000
+    max_aspect: float = 20.0  # pages more elongated are stretched to this (raster.fit)
     oversized_page_pt: float = 4768.0  # twice A0's long side; larger pages get a warning
     inspect_timeout: float = 30.0
     page_timeout: float = 10.0

@@ -12,6 +12,11 @@ and where it can be SIGKILLed. Each worker:
 * runs one job at a time, is killed and replaced on timeout or crash, and is
   recycled after ``max_jobs_per_worker`` jobs (MuPDF caches/fragmentation).
 
+Files a job may leave half-written are the caller's to name and the pool's to
+remove: ``run(..., cleanup=paths)`` deletes them whenever the job does not
+succeed (error, timeout, crash, cancellation, pool closing), after the worker
+has answered or been killed, so nothing can write them afterwards.
+
 IPC is a socketpair with length-prefixed pickles, read with asyncio streams,
 so the loop never blocks on a worker. Jobs are named by import path
 ("module:function"), so only importable, module-level functions can run.
@@ -24,9 +29,10 @@ import dataclasses
 import itertools
 import logging
 import os
+import shutil
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -98,6 +104,7 @@ class _Job:
     args: tuple[Any, ...]
     timeout: float
     future: asyncio.Future[Any]
+    cleanup: tuple[str, ...] = ()
 
 
 @dataclass(eq=False)
@@ -221,6 +228,7 @@ class WorkerPool:
         timeout: float | None = None,
         priority: int = PRIORITY_NORMAL,
         nowait: bool = False,
+        cleanup: Iterable[str | os.PathLike[str]] = (),
     ) -> Any:
         """Run ``func(*args)`` in a worker and return its result.
 
@@ -228,6 +236,7 @@ class WorkerPool:
         time excluded); on expiry the worker is killed and JobTimeout raised.
         Cancelling the caller also kills a worker that is running the job.
         With ``nowait`` a full queue raises PoolBusy instead of waiting.
+        ``cleanup``: files (or directories) the job may write, removed unless it succeeds.
         """
         ref = job_ref(func)
         if self.closed:
@@ -235,7 +244,8 @@ class WorkerPool:
         await self.start()
         assert self._queue is not None
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        job = _Job(ref, args, timeout or self.config.default_timeout, future)
+        job = _Job(ref, args, timeout or self.config.default_timeout, future,
+                   tuple(os.fspath(p) for p in cleanup))
         item = (priority, next(self._seq), job)
         if nowait:
             try:
@@ -258,6 +268,7 @@ class WorkerPool:
         await asyncio.gather(*self._slots, return_exceptions=True)
         while self._queue is not None and not self._queue.empty():
             _, _, job = self._queue.get_nowait()
+            _discard(job)
             _fail(job, PoolClosed("pool closed"))
 
     # --- internals ---------------------------------------------------------------
@@ -332,8 +343,9 @@ class WorkerPool:
             return await self._execute(worker, job)
         except Exception as exc:  # a bug here must not wedge the slot
             log.exception("document worker job %s failed unexpectedly", job.ref)
-            _fail(job, WorkerCrashed(repr(exc)))
             await worker.kill()
+            _discard(job)
+            _fail(job, WorkerCrashed(repr(exc)))
             return None
 
     async def _execute(self, worker: _Worker, job: _Job) -> _Worker | None:
@@ -346,11 +358,13 @@ class WorkerPool:
         except asyncio.CancelledError:  # pool closing
             reply.cancel()
             await worker.kill()
+            _discard(job)
             _fail(job, PoolClosed("pool closed while the job was running"))
             raise
         if reply not in done:
             reply.cancel()
             await worker.kill()
+            _discard(job)
             if not job.future.done():
                 self.stats.timeouts += 1
                 _fail(job, JobTimeout(f"{job.ref} exceeded {job.timeout:.1f}s; worker killed"))
@@ -360,8 +374,11 @@ class WorkerPool:
         except Exception as exc:  # died, or sent something undecodable
             self.stats.crashes += 1
             await worker.kill()
+            _discard(job)
             _fail(job, exc if isinstance(exc, WorkerCrashed) else WorkerCrashed(repr(exc)))
             return None
+        if not ok:
+            _discard(job)
         self._settle(job, ok, payload, tb)
         worker.jobs_done += 1
         if recycle or worker.jobs_done >= self.config.max_jobs_per_worker:
@@ -380,6 +397,20 @@ class WorkerPool:
             self.stats.failed += 1
             payload.__cause__ = RemoteTraceback(tb)
             job.future.set_exception(payload)
+
+
+def _discard(job: _Job) -> None:
+    """Remove what a job that did not succeed may have left (see the module docstring)."""
+    for path in job.cleanup:
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("could not remove %s after a failed job: %r", path, exc)
 
 
 def _fail(job: _Job, exc: BaseException) -> None:

@@ -18,7 +18,7 @@ from documents import catalog, export_job, raster, render
 from documents.db_models import Document, DocumentAccess, DocumentVersion
 from documents.storage import content_disposition
 from rooms import meetings
-from rooms.errors import Conflict, Forbidden, Invalid, NotFound
+from rooms.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from rooms.models import Role, Unit, User, utcnow
 from rooms.permissions import Action
 from server import keys
@@ -31,6 +31,10 @@ from server.realtime import meeting_room
 routes = web.RouteTableDef()
 MAX_HITS = 100
 EXPORT_TIMEOUT_S = 180.0
+
+
+class PageUnavailable(DomainError):
+    code, status = "page_unavailable", 503
 
 
 class DocumentEdit(Body):
@@ -124,11 +128,23 @@ async def _confidential_image(request: web.Request, rt: DocumentRuntime,
     cached = rt.page_images.get(key)
     if cached is not None:
         return cached
-    rendered = await render.render_view(rt.pool, _pdf_path(rt, v), page, width,
-                                        watermark_lines=_stamped(request, identity),
-                                        limits=rt.limits)
-    rt.page_images.put(key, rendered.jpeg)
+    rendered = await _render(rt, v, page, width, watermark_lines=_stamped(request, identity))
+    if not rendered.placeholder:  # a failure may be transient: never keep its stand-in
+        rt.page_images.put(key, rendered.jpeg)
     return rendered.jpeg
+
+
+async def _render(rt: DocumentRuntime, v: DocumentVersion, page: int, width: int,
+                  watermark_lines: list[str] | None = None) -> render.RenderedPage:
+    """A page image made by a worker (a worker-made placeholder if the page fails)."""
+    sizes = v.page_sizes or []
+    size = (sizes[page][0], sizes[page][1]) if page < len(sizes) else None
+    try:
+        return await render.render_view(rt.pool, _pdf_path(rt, v), page, width,
+                                        watermark_lines=watermark_lines, limits=rt.limits,
+                                        page_size=size)
+    except render.PageUnavailable:
+        raise PageUnavailable("the page cannot be shown right now; try again") from None
 
 
 # --- lists and details ---------------------------------------------------------------------
@@ -282,8 +298,10 @@ async def _image(request: web.Request, kind: str) -> web.StreamResponse:
     else:
         path = derived / f"w{width}" / f"{page:04d}.jpg"
     if not path.is_file():
-        rendered = await render.render_view(rt.pool, _pdf_path(rt, v), page, width,
-                                            limits=rt.limits)
+        rendered = await _render(rt, v, page, width)
+        if rendered.placeholder:
+            return web.Response(body=rendered.jpeg, content_type="image/jpeg",
+                                headers={"Cache-Control": "no-store"})
         await asyncio.to_thread(raster.write_atomic, path, rendered.jpeg)
     cache = "private, max-age=86400" if "version" in request.query else "private, no-cache"
     return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": cache})
@@ -326,7 +344,7 @@ async def export(request: web.Request) -> web.Response:
     try:
         await rt.pool.run(export_job.export_to_file, str(source),
                           [a.to_dict() for a in annotations], flatten, lines, str(target),
-                          timeout=EXPORT_TIMEOUT_S)
+                          timeout=EXPORT_TIMEOUT_S, cleanup=(target,))
         body = await asyncio.to_thread(target.read_bytes)
     finally:
         target.unlink(missing_ok=True)

@@ -110,6 +110,31 @@ def _assemble_pdf(objects: list[bytes]) -> bytes:
     return bytes(out)
 
 
+# Page dictionaries whose geometry is hostile: strips, slivers, negative and inverted boxes,
+# huge UserUnit and /Rotate. name -> the page dictionary's entries besides /Type and /Parent.
+HOSTILE_PAGE_BOXES: dict[str, bytes] = {
+    "tall_strip": b"/MediaBox[0 0 1 100000]",
+    "wide_strip": b"/MediaBox[0 0 100000 1]",
+    "sliver": b"/MediaBox[0 0 0.01 0.01]",
+    "negative": b"/MediaBox[0 0 -100 -100000]",
+    "inverted": b"/MediaBox[100000 1 0 0]",
+    "huge_numbers": b"/MediaBox[-1e38 -1e38 1e38 1e38]",
+    "user_unit_strip": b"/MediaBox[0 0 1 14400]/UserUnit 75000",
+    "user_unit_square": b"/MediaBox[0 0 14400 14400]/UserUnit 75000",
+    "huge_rotate": b"/MediaBox[0 0 1 100000]/Rotate 90000000000000000000",
+    "crop_strip": b"/MediaBox[0 0 612 792]/CropBox[0 0 1 100000]",
+}
+
+
+def make_page_box_pdf(directory: Path, name: str, entries: bytes) -> Path:
+    """A ~300-byte, one-page PDF whose page dictionary carries ``entries``."""
+    objects = [b"<</Type/Catalog/Pages 2 0 R>>", b"<</Type/Pages/Count 1/Kids[3 0 R]>>",
+               b"<</Type/Page/Parent 2 0 R" + entries + b">>"]
+    path = directory / f"box-{name}.pdf"
+    path.write_bytes(_assemble_pdf(objects))
+    return path
+
+
 def make_many_paths_pdf(directory: Path, segments: int = 10_000, width: float = 5.0) -> Path:
     """Long, thick random strokes: 10k take ~11 s to render at 1536 px here."""
     rnd = random.Random(1)

@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
-from documents import office, processing
+from documents import office, processing, raster
 from documents.errors import DocumentRejected, RejectCode, WarningCode
 from documents.processing import ProgressEvent, Stage, process_document
 from documents.raster import RasterSpec, plan_zoom
@@ -27,6 +27,9 @@ from tests.documents import corpus
 module_loop = pytest.mark.asyncio(loop_scope="module")
 
 FAST = Limits(page_timeout=3.0, inspect_timeout=5.0, text_timeout=5.0, sanitize_timeout=5.0)
+FAST_SPEC = RasterSpec(FAST.raster_width, max_height=FAST.max_raster_height,
+                       max_pixels=FAST.max_raster_pixels)
+THUMB_SPEC = raster.thumb_spec(FAST.thumb_width)
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -113,6 +116,44 @@ async def test_failed_page_gets_placeholder_and_warning(pool: WorkerPool, tmp_pa
     assert "Page 1" in warning.message_en and "Trang 1" in warning.message_vi
     with Image.open(result.rasters[0]) as img:
         assert img.format == "JPEG" and img.width == 1536
+
+
+@module_loop
+async def test_placeholders_are_made_by_workers_within_the_caps(
+    pool: WorkerPool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The 380-byte PDF: its placeholder thumbnail was 200 × 819 200 px, built in
+    # the web process. Here every page times out, and this process must make no image.
+    def no_pixels_here(*_: object, **__: object) -> None:
+        raise AssertionError("an image was made outside the workers")
+
+    monkeypatch.setattr(Image, "new", no_pixels_here)
+    monkeypatch.setattr(raster, "placeholder_jpeg", no_pixels_here)
+    pdf = corpus.make_page_box_pdf(tmp_path, "tall", corpus.HOSTILE_PAGE_BOXES["tall_strip"])
+    result = await process_document(pool, pdf, tmp_path / "out", Limits(page_timeout=0.001))
+    assert result.status is Stage.READY_WITH_WARNINGS and result.placeholder_pages == [0]
+    monkeypatch.undo()
+    with Image.open(result.rasters[0]) as img:
+        assert img.size == (205, 4096)
+    with Image.open(result.thumbnails[0]) as img:
+        assert img.width == 200 and img.height <= 4000
+    assert not list((tmp_path / "out").rglob("*.tmp-*"))
+
+
+@module_loop
+@pytest.mark.parametrize("name", list(corpus.HOSTILE_PAGE_BOXES))
+async def test_hostile_page_boxes_end_ready_with_capped_images(
+    name: str, pool: WorkerPool, tmp_path: Path
+) -> None:
+    pdf = corpus.make_page_box_pdf(tmp_path, name, corpus.HOSTILE_PAGE_BOXES[name])
+    result = await process_document(pool, pdf, tmp_path / "out", FAST)
+    assert result.status in (Stage.READY, Stage.READY_WITH_WARNINGS)
+    assert result.placeholder_pages == []
+    for path, spec in ((result.rasters[0], FAST_SPEC), (result.thumbnails[0], THUMB_SPEC)):
+        with Image.open(path) as img:
+            w, h = img.size
+        assert w <= spec.width and h <= spec.max_height and w * h <= spec.max_pixels
+        assert max(w, h) <= 21 * min(w, h)
 
 
 @module_loop

@@ -14,7 +14,7 @@ from PIL import Image, ImageChops
 from documents import render
 from documents.raster import RasterSpec
 from documents.render import render_page_jpeg, render_view
-from documents.worker_pool import JobTimeout, WorkerPool
+from documents.worker_pool import WorkerPool
 from tests.documents import corpus
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -88,9 +88,19 @@ async def test_bad_requests(pool: WorkerPool, tmp_path: Path) -> None:
 
 
 @module_loop
-async def test_slow_page_times_out(pool: WorkerPool, tmp_path: Path) -> None:
+async def test_slow_page_is_answered_with_a_placeholder(pool: WorkerPool, tmp_path: Path) -> None:
     pdf = corpus.make_many_paths_pdf(tmp_path)
-    with pytest.raises(JobTimeout):
-        await render_view(pool, pdf, 0, 1536, timeout=1.0)
+    busy = set(pool.worker_pids())
+    page = await render_view(pool, pdf, 0, 1536, timeout=1.0, page_size=(595, 842))
+    assert page.placeholder and _image(page.jpeg).size == (1536, round(842 * 1536 / 595))
+    assert set(pool.worker_pids()) != busy  # the slow render's worker was killed
     page = await render_view(pool, corpus.make_text_pdf(tmp_path, pages=1), 0, 300)
-    assert page.width_px == 300
+    assert page.width_px == 300 and not page.placeholder
+
+
+@module_loop
+async def test_a_page_too_tall_for_jpeg_is_still_shown(pool: WorkerPool, tmp_path: Path) -> None:
+    pdf = corpus.make_page_box_pdf(tmp_path, "tall", corpus.HOSTILE_PAGE_BOXES["tall_strip"])
+    page = await render_view(pool, pdf, 0, 3072)
+    assert not page.placeholder and _image(page.jpeg).size == (page.width_px, page.height_px)
+    assert page.height_px <= 4096 and page.width_px * 20 >= page.height_px

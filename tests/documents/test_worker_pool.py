@@ -62,6 +62,18 @@ def unpicklable() -> object:
     return lambda: None
 
 
+def write_then(path: str, outcome: str) -> str:
+    """Leaves ``path`` half-written, then hangs, crashes, fails or succeeds."""
+    Path(path).write_bytes(b"partial")
+    if outcome in ("hang", "cancel"):
+        time.sleep(60)
+    elif outcome == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif outcome == "fail":
+        raise OSError("disk full")
+    return path
+
+
 # --- helpers ---------------------------------------------------------------------
 
 
@@ -224,3 +236,27 @@ async def test_event_loop_stays_responsive_during_long_render(tmp_path: Path) ->
     # p99 target is measured by bench/documents.py, not by a timed test.
     assert p99 < 0.100, f"p99 loop lag {p99 * 1000:.1f} ms"
     assert lags[-1] < 0.500, f"max loop lag {lags[-1] * 1000:.1f} ms"
+
+
+@pytest.mark.parametrize("outcome", ["hang", "crash", "fail", "cancel"])
+async def test_files_of_a_job_that_does_not_succeed_are_removed(outcome: str,
+                                                               tmp_path: Path) -> None:
+    path = tmp_path / "out.tmp-x"
+    async with WorkerPool(size=1) as pool:
+        job = asyncio.ensure_future(pool.run(write_then, str(path), outcome, timeout=1.0,
+                                             cleanup=[path]))
+        if outcome == "cancel":
+            for _ in range(100):  # until the worker has written it
+                if path.exists():
+                    break
+                await asyncio.sleep(0.02)
+            job.cancel()
+        with pytest.raises((JobTimeout, WorkerCrashed, OSError, asyncio.CancelledError)):
+            await job
+        for _ in range(100):  # a cancelled caller returns before the worker is killed
+            if not path.exists():
+                break
+            await asyncio.sleep(0.02)
+        assert not path.exists()
+        assert await pool.run(write_then, str(path), "ok", cleanup=[path]) == str(path)
+        assert path.read_bytes() == b"partial"  # a successful job's files are its own

@@ -23,8 +23,9 @@ from server.i18n import Translator, catalog_handler, language_middleware
 from server.metrics import Metrics, metrics_handler
 from server.middleware import error_middleware, headers_middleware, metrics_middleware
 from server.migrate import upgrade
-from server.realtime import Realtime, create_sio
+from server.realtime import Realtime
 from server.settings import Settings
+from server.socket_guard import create_sio
 
 log = logging.getLogger(__name__)
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
@@ -48,7 +49,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.on_startup.append(_settle_heap)
 
-    sio = create_sio(settings.redis_url)
+    sio = create_sio(settings.redis_url, settings.socket_limits)
     sio.attach(app)
     app[keys.SIO] = sio
     realtime = Realtime(app, sio)

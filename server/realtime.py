@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any, Awaitable, Callable, Generic, TypeVar
 
 import socketio
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from rooms.db import Database
 from rooms.errors import DomainError, NotAuthenticated
@@ -22,16 +24,34 @@ from rooms.models import User
 from server import keys
 from server.auth import SESSION_CACHE, SESSION_COOKIE, SessionCache
 from server.metrics import Metrics
+from server.socket_guard import GuardedServer, error_ack
 
 log = logging.getLogger(__name__)
 P = TypeVar("P", bound=BaseModel)
 E = TypeVar("E", bound=Exception)
+INT64 = 2**63 - 1  # what the database stores; a bigger id is refused, not an OverflowError
+BUSY_LOG_EVERY_S = 10.0
 
 
 class EventSchema(BaseModel):
-    """Base for event payloads: unknown fields and wrong types are errors, not ignored."""
+    """Base for event payloads: unknown fields and wrong types are errors, not ignored, and
+    no integer anywhere in them (nested dicts and lists included) exceeds 64 bits."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _integers_fit_storage(cls, value: Any) -> Any:
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, int) and not -INT64 - 1 <= item <= INT64:
+                raise ValueError("integer out of range (64 bits at most)")
+            if isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, (list, tuple)):
+                stack.extend(item)
+        return value
 
 
 @dataclass(frozen=True)
@@ -66,16 +86,14 @@ def user_room(user_id: int) -> str:
     return f"user:{user_id}"
 
 
-def error_ack(code: str, message: str) -> dict[str, Any]:
-    return {"ok": False, "error": {"code": code, "message": message}}
-
-
 class Realtime:
     """Owns the socket.io server's handlers for one app."""
 
-    def __init__(self, app: web.Application, sio: socketio.AsyncServer) -> None:
+    def __init__(self, app: web.Application, sio: GuardedServer) -> None:
         self.app, self.sio = app, sio
         self.metrics: Metrics = app[keys.METRICS]
+        self._busy_logged, self._busy_since_log = 0.0, 0
+        sio.on_outcome = self._count_refused
         self.handlers: dict[str, _Registered[Any]] = {}
         # Library errors a feature turns into DomainErrors once, here, not in every handler.
         self._error_maps: list[tuple[type[Exception], Callable[[Any], DomainError]]] = []
@@ -126,6 +144,10 @@ class Realtime:
         if found is None:
             raise socketio.exceptions.ConnectionRefusedError("not_authenticated")
         user, _ = found
+        principal = f"user:{user.id}"  # one budget for all of a user's connections
+        if self.sio.blocked_for(principal) > 0:  # dropped for flooding a moment ago
+            raise socketio.exceptions.ConnectionRefusedError("rate_limited")
+        self.sio.bind(sid, principal)
         await self.sio.save_session(sid, {"token": token, "user_id": user.id})
         await self.sio.enter_room(sid, user_room(user.id))  # type: ignore[arg-type]
         self.metrics.socket_clients.inc()
@@ -152,10 +174,19 @@ class Realtime:
                 self.sio.start_background_task(self._drop, sid)  # after this ack is sent
                 raise NotAuthenticated("session ended; log in again")
             # Validated as the JSON it arrived as: strict types, enums by value.
-            payload = registered.schema.model_validate_json(json.dumps(
-                data if data is not None else {}))
+            try:
+                text = json.dumps(data if data is not None else {}, allow_nan=False)
+            except (TypeError, ValueError, RecursionError):
+                outcome = "invalid"
+                return error_ack("invalid", "payload: not a JSON object (binary data, NaN, "
+                                            "or nested too deep)")
+            payload = registered.schema.model_validate_json(text)
             result = await registered.handler(EventContext(sid, found[0], self.app), payload)
             return {"ok": True, "result": result}
+        except PoolTimeout:
+            outcome = "busy"
+            self._log_busy(event)
+            return error_ack("busy", "the server is busy; the event was not applied: retry")
         except ValidationError as exc:
             outcome = "invalid"
             first = exc.errors()[0]
@@ -172,9 +203,18 @@ class Realtime:
         finally:
             self.metrics.socket_events.labels(event, outcome).inc()
 
+    def _count_refused(self, namespace: str, event: str | None, outcome: str) -> None:
+        """The guard refused an event before dispatch (label: only names we registered)."""
+        if namespace == "/":
+            label = event if event in self.handlers else "(unknown)"
+            self.metrics.socket_events.labels(label, outcome).inc()
 
-def create_sio(redis_url: str | None) -> socketio.AsyncServer:
-    manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
-    # cors_allowed_origins=None keeps python-socketio's same-origin check (no cross-site sockets).
-    return socketio.AsyncServer(async_mode="aiohttp", client_manager=manager,
-                                max_http_buffer_size=1_000_000, ping_timeout=20)
+    def _log_busy(self, event: str) -> None:
+        """Database pool exhausted: one line per interval with a count, not a traceback
+        per event (each one was answered `busy`)."""
+        self._busy_since_log += 1
+        now = time.monotonic()
+        if now - self._busy_logged >= BUSY_LOG_EVERY_S:
+            log.warning("database pool exhausted: %d socket event(s) answered busy "
+                        "(latest: %s)", self._busy_since_log, event)
+            self._busy_logged, self._busy_since_log = now, 0

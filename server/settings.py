@@ -70,6 +70,33 @@ class NodeSettings:
 
 
 @dataclass(frozen=True)
+class SocketLimits:
+    """Budgets on socket.io events (server/socket_guard.py; docs/security.md (Socket events)).
+
+    Sized from what the tablet client does at most: a presenter's laser pointer (25/s) plus
+    view moves (8/s) plus pen strokes, a burst of media signaling on join, and an offline
+    queue flushing a few hundred pen strokes on reconnect. Per server process."""
+
+    rate_per_s: float = 50.0  # events per connection, sustained
+    burst: int = 300  # events per connection at once (refilled at rate_per_s)
+    user_rate_per_s: float = 100.0  # all of one user's connections together
+    user_burst: int = 600
+    in_flight: int = 8  # a connection's handlers running at once; the next ones queue
+    queued: int = 64  # a connection's events waiting for a slot; beyond: rate_limited
+    flood_strikes: int = 50  # refused events within flood_window_s that drop the connection
+    flood_window_s: float = 10.0
+    flood_cooldown_s: float = 10.0  # the dropped user's new connections are refused meanwhile
+
+    def __post_init__(self) -> None:
+        for name in ("rate_per_s", "burst", "user_rate_per_s", "user_burst", "in_flight",
+                     "queued", "flood_strikes", "flood_window_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"socket limit {name} must be positive")
+        if self.flood_cooldown_s < 0:
+            raise ConfigError("socket limit flood_cooldown_s must not be negative")
+
+
+@dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -92,6 +119,7 @@ class Settings:
     source_url: str = "https://example.invalid/hopso"  # AGPL: where users get the source
     timezone: str = "Asia/Ho_Chi_Minh"  # how pages show times (stored in UTC)
     node: NodeSettings | None = None  # this node's place in a cascade (HOPSO_NODE_*)
+    socket_limits: SocketLimits = field(default_factory=SocketLimits)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -1,0 +1,172 @@
+"""A socket.io client at the wire level (Engine.IO 4 over a websocket), for hostile tests:
+it sends frames no well-behaved client library would (several arguments, reserved or
+non-string event names, undecodable JSON) and pipelines events without waiting for acks.
+Also runnable as a separate flooding process: `python -m tests.server.raw_socket ...`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+
+@dataclass
+class RawSocket:
+    ws: aiohttp.ClientWebSocketResponse
+    session: aiohttp.ClientSession
+    namespace: str = "/"
+    acks: dict[int, Any] = field(default_factory=dict)
+    next_id: int = 0
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    _reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, base: str, cookie: str = "", namespace: str = "/",
+                   auth: Any = None) -> RawSocket:
+        """Engine.IO handshake, then a socket.io CONNECT to `namespace`; raises
+        ConnectionRefusedError with the server's reason if it refuses."""
+        session = aiohttp.ClientSession()
+        url = base.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+        try:
+            ws = await session.ws_connect(url, headers={"Cookie": cookie} if cookie else None)
+            opened = await ws.receive_str()
+            assert opened.startswith("0"), opened
+            prefix = "" if namespace == "/" else f"{namespace},"
+            await ws.send_str(f"40{prefix}{json.dumps(auth) if auth is not None else ''}")
+            answer = await ws.receive_str()
+            while answer == "2":  # a ping before the connect answer
+                await ws.send_str("3")
+                answer = await ws.receive_str()
+            if answer.startswith(f"44{prefix}"):
+                await ws.close()
+                raise ConnectionRefusedError(json.loads(answer[len(prefix) + 2:]).get("message"))
+            assert answer.startswith(f"40{prefix}"), answer
+        except BaseException:
+            await session.close()
+            raise
+        sock = cls(ws, session, namespace)
+        sock._reader = asyncio.ensure_future(sock._read())
+        return sock
+
+    def frame(self, args: list[Any], ack: bool = True) -> tuple[str, int | None]:
+        """An EVENT frame whose JSON array is `args` (normally [name, payload])."""
+        ack_id = None
+        if ack:
+            ack_id = self.next_id
+            self.next_id += 1
+        prefix = "" if self.namespace == "/" else f"{self.namespace},"
+        return f"42{prefix}{'' if ack_id is None else ack_id}{json.dumps(args)}", ack_id
+
+    async def send_raw(self, text: str) -> None:
+        await self.ws.send_str(text)
+
+    async def call_raw(self, args: list[Any], timeout: float = 5.0) -> Any:
+        """Send [event, *payloads] and wait for its ack (raises TimeoutError if none)."""
+        text, ack_id = self.frame(args)
+        assert ack_id is not None
+        await self.ws.send_str(text)
+        return await self.wait_ack(ack_id, timeout)
+
+    async def call(self, event: str, payload: Any, timeout: float = 5.0) -> Any:
+        return await self.call_raw([event, payload], timeout)
+
+    async def wait_ack(self, ack_id: int, timeout: float = 5.0) -> Any:
+        async def arrive() -> Any:
+            while ack_id not in self.acks:
+                if self.closed.is_set():
+                    raise ConnectionResetError("the server closed the connection")
+                self._arrived.clear()
+                await self._arrived.wait()
+            return self.acks.pop(ack_id)
+        return await asyncio.wait_for(arrive(), timeout)
+
+    async def _read(self) -> None:
+        prefix = "43" + ("" if self.namespace == "/" else f"{self.namespace},")
+        try:
+            async for message in self.ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                text: str = message.data
+                if text == "2":
+                    await self.ws.send_str("3")
+                elif text.startswith(prefix):
+                    body = text[len(prefix):]
+                    digits = len(body) - len(body.lstrip("0123456789"))
+                    data = json.loads(body[digits:])
+                    self.acks[int(body[:digits])] = data[0] if data else None
+                elif text.startswith(("1", "41")):  # Engine.IO CLOSE or socket.io DISCONNECT
+                    break
+                self._arrived.set()
+        except (aiohttp.ClientError, ConnectionError):
+            pass
+        finally:
+            self.closed.set()
+            self._arrived.set()
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        await self.ws.close()
+        await self.session.close()
+
+
+async def flood(base: str, cookie: str, events: list[list[Any]], seconds: float,
+                reconnect: bool) -> dict[str, Any]:
+    """Send `events` round-robin as fast as the connection takes them, for `seconds`;
+    reconnect when dropped if `reconnect`. Returns what happened, for the test to check."""
+    codes: dict[str, int] = {}
+    sent = drops = refused_connects = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            sock = await RawSocket.open(base, cookie)
+        except ConnectionRefusedError as exc:
+            refused_connects += 1
+            codes[f"connect:{exc}"] = codes.get(f"connect:{exc}", 0) + 1
+            await asyncio.sleep(0.05)
+            continue
+        try:
+            i = 0
+            while time.monotonic() < deadline and not sock.closed.is_set():
+                text, _ = sock.frame(events[i % len(events)])
+                await sock.send_raw(text)
+                sent += 1
+                i += 1
+                if i % 64 == 0:
+                    await asyncio.sleep(0)  # let the reader collect acks
+        except (aiohttp.ClientError, ConnectionError):
+            pass
+        for ack in sock.acks.values():
+            code = "ok" if isinstance(ack, dict) and ack.get("ok") else \
+                str(ack["error"]["code"]) if isinstance(ack, dict) and "error" in ack else "?"
+            codes[code] = codes.get(code, 0) + 1
+        if sock.closed.is_set():
+            drops += 1
+        await sock.close()
+        if not reconnect:
+            break
+    return {"sent": sent, "codes": codes, "drops": drops, "refused_connects": refused_connects}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("base")
+    parser.add_argument("cookie")
+    parser.add_argument("events", help="JSON list of [event, payload] frames")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--reconnect", action="store_true")
+    args = parser.parse_args()
+    result = asyncio.run(flood(args.base, args.cookie, json.loads(args.events), args.seconds,
+                               args.reconnect))
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -29,7 +29,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from documents import jobs, office, raster, sanitize
+from documents import containers, jobs, office, raster, sanitize
 from documents.errors import DocumentRejected, DocumentWarning, RejectCode, WarningCode
 from documents.jobs import Inspection, OutlineEntry, PageRaster, PageSize
 from documents.validation import FileKind, Limits, sniff_file
@@ -158,6 +158,7 @@ class _Run:
         kind = await asyncio.to_thread(sniff_file, self.blob, self.limits)
         pdf = self.blob
         if kind.is_office:
+            await self._check_container(kind)
             await self.emit(Stage.CONVERTING)
             pdf = await office.convert_to_pdf(
                 self.blob, kind, self.out_dir / "converted.pdf", self.limits.convert_timeout
@@ -171,6 +172,16 @@ class _Run:
             if deadline.expired():
                 raise DocumentRejected(RejectCode.TIMEOUT, "document deadline") from None
             raise
+
+    async def _check_container(self, kind: FileKind) -> None:
+        """The container must really be what its magic bytes claim (documents.containers)."""
+        try:
+            await self._job(containers.check_office_container, str(self.blob), kind.value,
+                            timeout=self.limits.inspect_timeout, priority=PRIORITY_HIGH)
+        except (DocumentRejected, PoolClosed):
+            raise
+        except Exception as exc:  # timeout, crash, memory cap: only the file can cause them
+            raise DocumentRejected(RejectCode.DAMAGED, f"container check: {exc!r}"[:500]) from None
 
     async def _process_pdf(self, pdf: Path, converted_from: FileKind | None) -> ProcessedDocument:
         info = self.info = await self._inspect(pdf)

@@ -10,12 +10,15 @@ import random
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pymupdf
 
 from documents import fonts
+
+Maker = Callable[[Path], Path]  # writes one file into a directory, returns its path
 
 VIETNAMESE_LINES = [
     "UBND THÀNH PHỐ ĐỒNG HỚI",
@@ -226,8 +229,80 @@ def make_docx_like(directory: Path) -> Path:
 
 
 def make_ole_header(directory: Path) -> Path:
+    """An OLE signature followed by zeros: not a compound file."""
     path = directory / "legacy.doc"
     path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(4096))
+    return path
+
+
+def make_ole_random(directory: Path) -> Path:
+    """An OLE signature followed by random bytes (LibreOffice made a 2-page text of it)."""
+    path = directory / "random.doc"
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + random.Random(11).randbytes(24 * 1024))
+    return path
+
+
+def make_word97_doc(directory: Path, name: str = "legacy-word.doc") -> Path:
+    """A compound file holding a WordDocument stream that starts with a Word 97 FIB.
+
+    Enough for container validation and magic sniffing, not a document Word would open."""
+    fib = b"\xec\xa5\xc1\x00" + bytes(4092)
+    return make_ole(directory, {"WordDocument": fib, "1Table": bytes(4096)}, name)
+
+
+def make_ole(directory: Path, streams: dict[str, bytes], name: str) -> Path:
+    """A version 3 compound file (512-byte sectors) with ``streams`` in its root storage.
+
+    Streams of 4096 bytes or more only (smaller ones would belong in the mini stream):
+    sector 0 is the FAT, sector 1 the directory, then each stream's sectors in turn."""
+    end, free, fat_sect, no_stream = 0xFFFFFFFE, 0xFFFFFFFF, 0xFFFFFFFD, 0xFFFFFFFF
+    assert all(len(data) >= 4096 for data in streams.values()) and len(streams) <= 3
+    fat = [fat_sect, end]
+    data_sectors, entries = bytearray(), []
+    for index, (stream, data) in enumerate(streams.items(), start=1):
+        padded = data + bytes(-len(data) % 512)
+        first = 2 + len(data_sectors) // 512
+        count = len(padded) // 512
+        fat += [first + i + 1 for i in range(count - 1)] + [end]
+        data_sectors += padded
+        sibling = index + 1 if index < len(streams) else no_stream
+        entries.append(_ole_entry(stream, 2, no_stream, sibling, no_stream, first, len(data)))
+    assert len(fat) <= 128
+    root = _ole_entry("Root Entry", 5, no_stream, no_stream, 1 if streams else no_stream, end, 0)
+    directory_sector = root + b"".join(entries)
+    directory_sector += b"".join(_ole_entry("", 0, no_stream, no_stream, no_stream, 0, 0)
+                                 for _ in range(4 - 1 - len(entries)))
+    header = struct.pack(
+        "<8s16sHHHHH6sIIIIIIIII", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", bytes(16), 0x3E, 3,
+        0xFFFE, 9, 6, bytes(6), 0, 1, 1, 0, 4096, end, 0, end, 0,
+    ) + struct.pack("<109I", 0, *([free] * 108))
+    fat_sector = struct.pack("<128I", *(fat + [free] * (128 - len(fat))))
+    path = directory / name
+    path.write_bytes(header + fat_sector + directory_sector + bytes(data_sectors))
+    return path
+
+
+def _ole_entry(name: str, kind: int, left: int, right: int, child: int, start: int,
+               size: int) -> bytes:
+    raw = (name + "\0").encode("utf-16-le") if name else b""
+    return struct.pack("<64sHBBIII16sIQQIQ", raw, len(raw), kind, 1, left, right, child,
+                       bytes(16), 0, 0, 0, start, size)
+
+
+def make_invalid_page_count_pdf(directory: Path) -> Path:
+    """/Count -1: MuPDF raises 'code=7: Invalid number of pages' at page_count."""
+    objects = [b"<</Type/Catalog/Pages 2 0 R>>", b"<</Type/Pages/Count -1/Kids[3 0 R]>>",
+               b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>>"]
+    path = directory / "page-count.pdf"
+    path.write_bytes(_assemble_pdf(objects))
+    return path
+
+
+def make_page_tree_cycle_pdf(directory: Path) -> Path:
+    """The page tree's only kid is the tree itself."""
+    objects = [b"<</Type/Catalog/Pages 2 0 R>>", b"<</Type/Pages/Count 1/Kids[2 0 R]>>"]
+    path = directory / "page-cycle.pdf"
+    path.write_bytes(_assemble_pdf(objects))
     return path
 
 

@@ -298,8 +298,27 @@ async def test_office_conversion_timeout(
     monkeypatch.setattr(office, "find_converter", lambda: converter)
     limits = Limits(convert_timeout=0.5)
     with pytest.raises(DocumentRejected) as info:
-        await process_document(pool, corpus.make_ole_header(tmp_path), tmp_path / "out", limits)
+        await process_document(pool, corpus.make_word97_doc(tmp_path), tmp_path / "out", limits)
     assert info.value.code is RejectCode.CONVERSION_FAILED
+
+
+@module_loop
+@pytest.mark.parametrize("make", [corpus.make_ole_random, corpus.make_ole_header])
+async def test_junk_behind_an_ole_header_never_reaches_the_converter(
+    make: corpus.Maker, pool: WorkerPool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A converter that would turn anything into a 2-page PDF, as LibreOffice did with junk.
+    fixture = corpus.make_text_pdf(tmp_path, pages=2)
+    body = f'''
+while [ $# -gt 1 ]; do [ "$1" = --outdir ] && out="$2"; shift; done
+in="$1"; stem=$(basename "${{in%.*}}"); mkdir -p "$out"; cp "{fixture}" "$out/$stem.pdf"
+'''
+    monkeypatch.setattr(office, "find_converter", lambda: _fake_soffice(tmp_path, body))
+    events: list[ProgressEvent] = []
+    with pytest.raises(DocumentRejected) as info:
+        await process_document(pool, make(tmp_path), tmp_path / "out", FAST, events.append)
+    assert info.value.code is RejectCode.DAMAGED
+    assert Stage.CONVERTING not in [e.stage for e in events]
 
 
 def test_page_ranges_for_messages() -> None:

@@ -64,6 +64,9 @@ CASES = {
         corpus.make_active_content_pdf, WarningCode.ACTIVE_CONTENT_REMOVED, 5
     ),
     "office_without_converter": Case(corpus.make_docx_like, RejectCode.CONVERSION_UNAVAILABLE, 2),
+    "random_bytes_behind_ole_header": Case(corpus.make_ole_random, RejectCode.DAMAGED, 5),
+    "page_count_minus_one": Case(corpus.make_invalid_page_count_pdf, RejectCode.DAMAGED, 5),
+    "page_tree_cycle": Case(corpus.make_page_tree_cycle_pdf, RejectCode.DAMAGED, 5),
 }
 
 

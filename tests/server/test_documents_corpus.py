@@ -3,7 +3,6 @@ ready-with-warnings with a clear code, and the server keeps serving."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -22,6 +21,9 @@ CASES = [
     (corpus.make_huge_page_pdf, 202, "ready_with_warnings", "page_oversized"),
     (corpus.make_decompression_bomb_pdf, 202, "ready_with_warnings", None),
     (corpus.make_docx_like, 202, "rejected", None),  # converted, or refused without LibreOffice
+    (corpus.make_invalid_page_count_pdf, 202, "rejected", "damaged"),
+    (corpus.make_page_tree_cycle_pdf, 202, "rejected", "damaged"),
+    (corpus.make_ole_random, 202, "rejected", "damaged"),
 ]
 
 
@@ -42,7 +44,7 @@ async def test_hostile_files_end_rejected_or_with_warnings(hopso_sqlite: Harness
             assert body["error"]["code"] == code
         else:
             uploaded.append(body["id"])
-    results = await asyncio.gather(*(wait_ready(hopso, i, timeout=90) for i in uploaded))
+    results = [await wait_ready(hopso, i, timeout=90) for i in uploaded]  # processed in parallel
     expected = [c for c in CASES if c[1] == 202]
     for doc, (make, _, final, code) in zip(results, expected):
         if final == "rejected" and code is None:  # Office: converted if LibreOffice exists

@@ -55,10 +55,10 @@ from aiohttp import web
 from media import SFU, Kind, MediaConfig, NotFoundError, Peer
 from media.link import LinkLimits
 from media.producer import Producer
-from server.cascade_link import NodeCascade
+from server.cascade_link import NodeCascade, OpenDirectory
 from server.settings import NodeSettings
 
-MEETING = "bench"
+MEETING = "province/1"  # a meeting key: "<owner unit>/<id>"
 HOOKED = "media.producer.Producer.receive_rtp"
 
 
@@ -121,7 +121,7 @@ async def main(args: argparse.Namespace) -> None:
     children = dict(c.split("=", 1) for c in args.child)
     node = NodeCascade(NodeSettings(args.unit, args.parent_url, args.secret, children),
                        SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_timeout_s=5.0)),
-                       LinkLimits())
+                       LinkLimits(), directory=OpenDirectory())
     cascade = node.cascade(MEETING)
     router = cascade.router
 

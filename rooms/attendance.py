@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import col, func, select
+from sqlmodel import and_, col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms.errors import Conflict, Forbidden, Invalid, NotFound
-from rooms.models import MeetingMember, MeetingRole, Site, User, utcnow
+from rooms.models import MeetingMember, MeetingNode, MeetingRole, Site, User, utcnow
 from rooms.procedure_models import (
     Attendance,
     AttendanceStatus,
@@ -241,23 +241,47 @@ async def local_headcount(session: AsyncSession, meeting_id: int) -> Headcount:
 
 
 async def remote_headcounts(session: AsyncSession, meeting_id: int) -> list[Headcount]:
-    """What child cascade nodes reported for this meeting, one summary per node."""
-    rows = await session.exec(select(RemoteHeadcount)
+    """What child cascade nodes reported for this meeting, one summary per node: only nodes
+    the meeting invites now, each within its seats (lowered or withdrawn since the report,
+    the report counts for no more than they allow)."""
+    rows = await session.exec(select(RemoteHeadcount, MeetingNode.seats)
+                              .join(MeetingNode, and_(
+                                  col(MeetingNode.meeting_id) == col(RemoteHeadcount.meeting_id),
+                                  col(MeetingNode.unit) == col(RemoteHeadcount.node)))
                               .where(RemoteHeadcount.meeting_id == meeting_id)
                               .order_by(col(RemoteHeadcount.node)))
-    return [Headcount(r.node, r.members, r.present) for r in rows.all()]
+    out = []
+    for r, seats in rows.all():
+        members = min(r.members, seats)
+        out.append(Headcount(r.node, members, min(r.present, members)))
+    return out
+
+
+async def node_seats(session: AsyncSession, meeting_id: int, node: str) -> int | None:
+    """The seats a meeting allots to a child node; None if it does not invite the node."""
+    rows = await session.exec(select(MeetingNode.seats).where(MeetingNode.meeting_id == meeting_id,
+                                                              MeetingNode.unit == node))
+    return rows.first()
 
 
 async def set_remote_headcount(session: AsyncSession, meeting_id: int, node: str,
                                count: Headcount | None) -> bool:
-    """Store a child node's summary (None: forget it); True if anything changed."""
+    """Store a child node's summary (None: forget it); True if anything changed.
+
+    The rule (docs/cascade.md, "Headcounts"): a node speaks for its own subtree only (its
+    own row), for a meeting that invites it, and reports at most the seats the meeting
+    allots it; anything else is Forbidden and changes nothing."""
     row = await session.get(RemoteHeadcount, (meeting_id, node))
     if count is None:
         if row is not None:
             await session.delete(row)
         return row is not None
-    if count.members > MAX_HEADCOUNT:
-        raise Invalid(f"node {node}: at most {MAX_HEADCOUNT} members")
+    seats = await node_seats(session, meeting_id, node)
+    if seats is None:
+        raise Forbidden(f"meeting {meeting_id} does not invite node {node}", code="not_invited")
+    if count.members > seats:
+        raise Forbidden(f"node {node} reports {count.members} members; meeting {meeting_id} "
+                        f"allots it {seats} seats", code="over_seats")
     if row is not None and (row.members, row.present) == (count.members, count.present):
         return False
     row = row or RemoteHeadcount(meeting_id=meeting_id, node=node, members=0, present=0)

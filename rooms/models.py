@@ -159,7 +159,11 @@ class NodeCredential(SQLModel, table=True):
 
 class MeetingNode(SQLModel, table=True):
     """A child cascade node invited to a meeting: it is offered the meeting and mirrors it
-    (rooms/meeting_nodes.py, server/node_meetings.py). `unit` is the node's HOPSO_NODE_UNIT."""
+    (rooms/meeting_nodes.py, server/node_meetings.py). `unit` is the node's HOPSO_NODE_UNIT.
+    Only while this row exists may the node act on the meeting (docs/cascade.md)."""
 
     meeting_id: int = Field(foreign_key="meeting.id", primary_key=True)
     unit: str = Field(primary_key=True, max_length=64)
+    # Voting members the node's subtree may report for this meeting (rooms/attendance.py:
+    # a child's headcount counts in the quorum up to this, never more).
+    seats: int = 0

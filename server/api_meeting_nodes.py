@@ -16,6 +16,9 @@ routes = web.RouteTableDef()
 
 class InvitedNodes(Body):
     nodes: list[str]
+    # Voting members each node's subtree may report (rooms.attendance); absent: a node that
+    # stays invited keeps its seats, a new one has none.
+    seats: dict[str, int] | None = None
 
 
 def _children(request: web.Request) -> list[str]:
@@ -28,9 +31,9 @@ async def get_nodes(request: web.Request) -> web.Response:
     user = current_user(request)
     async with request.app[keys.DB].session() as s:
         access = await meetings.require(s, user, int_id(request, "meeting_id"), Action.view)
-        nodes = await meeting_nodes.invited_nodes(s, access.meeting.id)  # type: ignore[arg-type]
-    return web.json_response({"configured": keys.NODE in request.app, "nodes": nodes,
-                              "children": _children(request),
+        seats = await meeting_nodes.node_seats(s, access.meeting.id)  # type: ignore[arg-type]
+    return web.json_response({"configured": keys.NODE in request.app, "nodes": sorted(seats),
+                              "seats": seats, "children": _children(request),
                               "mirrored": access.meeting.cascade_key is not None})
 
 
@@ -43,7 +46,9 @@ async def put_nodes(request: web.Request) -> web.Response:
         if access.meeting.cascade_key is not None:
             raise Conflict("this meeting is organised by a higher level, which invites the "
                            "nodes", code="mirrored")
-        await meeting_nodes.set_invited_nodes(s, access.meeting.id, body.nodes)  # type: ignore[arg-type]
-        nodes = await meeting_nodes.invited_nodes(s, access.meeting.id)  # type: ignore[arg-type]
-    return web.json_response({"configured": keys.NODE in request.app, "nodes": nodes,
-                              "children": _children(request), "mirrored": False})
+        await meeting_nodes.set_invited_nodes(s, access.meeting.id, body.nodes,  # type: ignore[arg-type]
+                                              body.seats)
+        seats = await meeting_nodes.node_seats(s, access.meeting.id)  # type: ignore[arg-type]
+    return web.json_response({"configured": keys.NODE in request.app, "nodes": sorted(seats),
+                              "seats": seats, "children": _children(request),
+                              "mirrored": False})

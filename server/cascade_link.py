@@ -20,6 +20,14 @@ Signaling is socket.io on the namespace ``/node``:
   other end's `LinkEnd.handle`.
 * ``ping`` (either way): round-trip time for the admin view.
 
+Every event on ``/node`` goes through one dispatcher (`NodeCascade._dispatch`, and
+`_answer` on the child's side): a strict schema per event (`NodeSchema`), then the child's
+scope, checked against the invitations at the moment the event arrives: every meeting key
+a payload names (fields typed `MeetingKey`) must be a live meeting that invites the child
+now (`MeetingDirectory.out_of_scope`). Acknowledgements are ``{"ok": true, "result": ...}``
+or ``{"ok": false, "error": {"code", "message"}}``; a refused event changes nothing, and a
+withdrawn invitation also removes the child's link end for that meeting.
+
 Every request from a child goes through a token bucket; a link that floods is
 refused event by event, and disconnected once it keeps flooding. A parent's
 requests to a child have a timeout (LinkLimits.request_timeout_s), so a slow
@@ -33,18 +41,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
+import re
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import aiohttp
 import socketio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from media import SFU
 from media.errors import NotFoundError
-from media.link import Cascade, LinkEnd, LinkLimits
+from media.link import MAX_CATALOG, MAX_IDS, Cascade, LinkEnd, LinkLimits
 from media.link_transport import LinkTransport
 from media.ratelimit import TokenBucket
 from media.transport import WebRtcTransport
@@ -58,6 +70,13 @@ TOKEN_MAX_SKEW_S = 120
 MAX_MEETINGS_PER_LINK = 256
 FLOOD_STRIKES = 50  # refused events before a flooding link is dropped
 PING_INTERVAL_S = 2.0  # RTT and meeting directory refresh, child -> parent
+SCOPE_SWEEP_S = 2.0  # how soon a withdrawn invitation closes a joined meeting's link end
+LOGGED_REFUSALS = 20  # per link, then every 1000th: a hostile child cannot flood the log
+MAX_SDP_CHARS = 512_000
+# What a token is, before any arithmetic: "<unix time>.<64 hex digits>", ASCII only
+# (hmac.compare_digest raises TypeError on a non-ASCII str, int() accepts other scripts'
+# digits and "1_000").
+TOKEN = re.compile(r"[0-9]{1,12}\.[0-9a-f]{64}", re.ASCII)
 
 
 def make_token(unit: str, secret: str, now: float | None = None) -> str:
@@ -67,20 +86,210 @@ def make_token(unit: str, secret: str, now: float | None = None) -> str:
 
 
 def check_token(unit: str, token: Any, secret: str, now: float | None = None) -> str | None:
-    """None if valid, else the reason."""
-    if not isinstance(token, str) or "." not in token:
+    """None if valid, else the reason. Never raises, whatever `token` is."""
+    if not isinstance(token, str) or len(token) > 80 or not TOKEN.fullmatch(token):
         return "malformed token"
     stamp_text, _, mac = token.partition(".")
-    try:
-        stamp = int(stamp_text)
-    except ValueError:
-        return "malformed token"
+    stamp = int(stamp_text)
     if abs((time.time() if now is None else now) - stamp) > TOKEN_MAX_SKEW_S:
         return "stale token (check the clocks)"
     want = hmac.new(secret.encode(), f"{unit}|{stamp}".encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(want, mac):
+    if not hmac.compare_digest(want.encode(), mac.encode()):
         return "wrong credential"
     return None
+
+
+def _shown(value: Any) -> str:
+    """A client-sent value as it may appear in a log line or the admin view: bounded."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+# -- /node payloads ------------------------------------------------------------------------
+
+class NodeError(Exception):
+    """A /node event refused: acknowledged ``{"ok": false, "error": {"code", "message"}}``,
+    changing nothing."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class _Scoped:
+    """Marks a field holding a meeting key: the dispatcher checks every such value against
+    the child's invitations before the handler runs."""
+
+
+SCOPED = _Scoped()
+# "<owner node unit>/<owner's meeting id>" (units as rooms.meeting_nodes.UNIT).
+MeetingKey = Annotated[str, Field(min_length=3, max_length=84,
+                                  pattern=r"^[\w:.\-]{1,64}/[0-9]{1,18}$"), SCOPED]
+_KEY_NAMES = frozenset({"meeting", "meetings", "key", "keys", "meeting_id"})
+
+
+class NodeSchema(BaseModel):
+    """Base of every /node payload: unknown fields and wrong types are errors (as
+    server/realtime.py's EventSchema), and `meeting_keys()` finds every meeting it names."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    def meeting_keys(self) -> set[str]:
+        found: set[str] = set()
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if SCOPED in info.metadata:
+                found.add(value)
+            for item in value if isinstance(value, (list, tuple)) else (value,):
+                if isinstance(item, NodeSchema):
+                    found |= item.meeting_keys()
+        return found
+
+    @classmethod
+    def check_scoped(cls) -> None:
+        """Registration-time guard: a field named like a meeting must be a MeetingKey, so a
+        new event cannot name a meeting the dispatcher would not check."""
+        for name, info in cls.model_fields.items():
+            if name in _KEY_NAMES and SCOPED not in info.metadata:
+                raise TypeError(f"{cls.__name__}.{name} names a meeting: type it MeetingKey")
+            for arg in getattr(info.annotation, "__args__", ()) + (info.annotation,):
+                if isinstance(arg, type) and issubclass(arg, NodeSchema):
+                    arg.check_scoped()
+
+
+class Empty(NodeSchema):
+    """``hello``, ``meetings``: no fields."""
+
+
+class Ping(NodeSchema):
+    rtt_ms: float | None = Field(default=None, ge=0, le=60_000)
+
+
+class Join(NodeSchema):
+    meeting: MeetingKey
+
+
+class HeadcountEntry(NodeSchema):
+    key: MeetingKey
+    members: int = Field(ge=0, le=10_000)
+    present: int = Field(ge=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _present_within_members(self) -> HeadcountEntry:
+        if self.present > self.members:
+            raise ValueError("present must not exceed members")
+        return self
+
+
+class Headcounts(NodeSchema):
+    """The child's complete report: one entry per meeting, each meeting once."""
+
+    counts: list[HeadcountEntry] = Field(max_length=500)
+
+    @model_validator(mode="after")
+    def _each_meeting_once(self) -> Headcounts:
+        if len({c.key for c in self.counts}) != len(self.counts):
+            raise ValueError("a meeting is reported more than once")
+        return self
+
+
+# The media link's requests (media/link.py), checked here before LinkEnd.handle sees them.
+_Id = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class _CatalogData(NodeSchema):
+    producers: list[dict[str, Any]] = Field(max_length=MAX_CATALOG)
+    peers: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_CATALOG)
+
+
+class _IdsData(NodeSchema):
+    ids: list[_Id] = Field(max_length=MAX_IDS)
+
+
+class _OfferedConsumer(NodeSchema):
+    mid: str = Field(min_length=1, max_length=32)
+    producer_id: _Id
+    producer_peer_id: _Id
+    source: str = Field(min_length=1, max_length=32)
+
+
+class _OfferData(NodeSchema):
+    sdp: str = Field(min_length=1, max_length=MAX_SDP_CHARS)
+    consumers: list[_OfferedConsumer] = Field(max_length=MAX_CATALOG)
+
+
+class _ControlData(NodeSchema):
+    action: Literal["lock", "allow", "mute-all", "floor"]
+    producer_id: _Id | None = None
+    holder: dict[str, Any] | None = None
+
+
+_LINK_DATA: dict[str, type[NodeSchema]] = {
+    "catalog": _CatalogData, "pull": _IdsData, "release": _IdsData, "offer": _OfferData,
+    "reset": Empty, "control": _ControlData}
+
+
+class LinkRequest(NodeSchema):
+    """``link``: one media link request; `data` as that op's schema requires."""
+
+    meeting: MeetingKey
+    op: Literal["catalog", "pull", "offer", "release", "reset", "control"]
+    data: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _data_fits_op(self) -> LinkRequest:
+        _LINK_DATA[self.op].model_validate_json(json.dumps(self.data))
+        return self
+
+
+P = TypeVar("P", bound=NodeSchema)
+
+
+def _ok(result: Any) -> dict[str, Any]:
+    return {"ok": True, "result": result}
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+def _validate(schema: type[P], data: Any) -> P:
+    """`data` checked as the JSON it arrived as (strict types); NodeError if it is not."""
+    try:
+        text = json.dumps(data if data is not None else {})
+    except (TypeError, ValueError, RecursionError):
+        raise NodeError("invalid", "payload: not JSON (binary or circular)") from None
+    try:
+        return schema.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "payload"
+        raise NodeError("invalid", f"{where}: {first['msg']}"[:200]) from None
+
+
+def _unwrap(reply: Any) -> dict[str, Any]:
+    """The other end's acknowledgement of a `link` request, as LinkEnd.request wants it:
+    the result, or ``{"error": message}``."""
+    if isinstance(reply, dict) and reply.get("ok") is True and isinstance(reply.get("result"),
+                                                                          dict):
+        return reply["result"]  # type: ignore[no-any-return]
+    error = reply.get("error") if isinstance(reply, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return {"error": f"{error.get('code')}: {error['message']}"}
+    return {"error": "malformed reply"}
+
+
+def _result(reply: Any, what: str) -> Any:
+    """The result of a parent's acknowledgement; ConnectionError if it refused."""
+    if isinstance(reply, dict) and reply.get("ok") is True:
+        return reply.get("result")
+    raise ConnectionError(f"parent refused {what}: {_shown(reply)}")
+
+
+@dataclass(frozen=True)
+class _NodeEvent(Generic[P]):
+    schema: type[P]
+    handler: Callable[[ChildLink, P], Awaitable[Any]]
 
 
 @dataclass
@@ -91,19 +300,25 @@ class ChildLink:
     transport: LinkTransport  # the link's one WebRTC transport, for all its meetings
     meetings: set[str] = field(default_factory=set)
     strikes: int = 0
+    refused: int = 0  # events refused (schema, scope, limits)
     rtt_ms: float | None = None
     connected_at: float = field(default_factory=time.time)
 
 
 class MeetingDirectory:
     """Which meetings a link may carry. A meeting's link key is
-    ``"<owner node unit>/<owner's meeting id>"`` on every node. This default (tests,
-    benchmarks) maps a key to a router of the same name and offers no meetings; the
-    server's (server/node_meetings.py) reads them from the database."""
+    ``"<owner node unit>/<owner's meeting id>"`` on every node. The server's directory
+    (server/node_meetings.py) reads them from the database. This base offers nothing and
+    lets a child act on nothing; `OpenDirectory` (tests, benchmarks) lets it act on any."""
 
     async def router_for(self, key: str) -> str | None:
         """The local router id of a meeting a child asks to join; None if unknown here."""
-        return key
+        return None
+
+    async def out_of_scope(self, child: str, keys: set[str]) -> set[str]:
+        """Of `keys`, those the child `child` may not act on now: not a live meeting here,
+        or one that does not invite it (any more)."""
+        return set(keys)
 
     async def offered(self, child: str) -> list[dict[str, Any]]:
         """Meetings this node offers the child `child`: ``{"key", "title", ...}``."""
@@ -117,8 +332,20 @@ class MeetingDirectory:
         ``{"key", "members", "present"}``."""
         return []
 
-    async def report(self, child: str, counts: list[dict[str, Any]]) -> None:
-        """A child's complete headcounts (``[]``: it left, forget them)."""
+    async def report(self, child: str, counts: list[HeadcountEntry]) -> None:
+        """A child's complete headcounts (``[]``: it left, forget them), all within its
+        scope already; NodeError (changing nothing) if they break the rule."""
+
+
+class OpenDirectory(MeetingDirectory):
+    """Tests and benchmarks without a database: a key is a router of the same name, and
+    every child may act on every meeting."""
+
+    async def router_for(self, key: str) -> str | None:
+        return key
+
+    async def out_of_scope(self, child: str, keys: set[str]) -> set[str]:
+        return set()
 
 
 class NodeCascade:
@@ -142,6 +369,8 @@ class NodeCascade:
         self._rate = (child_rate_per_s, child_burst)
         self.sio: socketio.AsyncServer | None = None
         self.parent: ParentLink | None = None
+        self.events: dict[str, _NodeEvent[Any]] = {}
+        self._sweeper: asyncio.Future[None] | None = None
 
     # -- meetings ------------------------------------------------------------------
     def cascade(self, meeting: str) -> Cascade:
@@ -175,6 +404,9 @@ class NodeCascade:
     async def close(self) -> None:
         for task in list(self._joins):
             task.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         if self.parent is not None:
             await self.parent.stop()
         for cascade in list(self.cascades.values()):
@@ -256,20 +488,114 @@ class NodeCascade:
         self.sio = sio
         sio.on("connect", self._on_connect, namespace=NAMESPACE)
         sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
-        sio.on("hello", self._on_hello, namespace=NAMESPACE)
-        sio.on("join", self._on_join, namespace=NAMESPACE)
-        sio.on("link", self._on_link, namespace=NAMESPACE)
-        sio.on("ping", self._on_ping, namespace=NAMESPACE)
-        sio.on("meetings", self._on_meetings, namespace=NAMESPACE)
-        sio.on("headcounts", self._on_headcounts, namespace=NAMESPACE)
+        self._event("hello", Empty, self._on_hello)
+        self._event("ping", Ping, self._on_ping)
+        self._event("meetings", Empty, self._on_meetings)
+        self._event("join", Join, self._on_join)
+        self._event("link", LinkRequest, self._on_link)
+        self._event("headcounts", Headcounts, self._on_headcounts)
+
+    def _event(self, name: str, schema: type[P],
+               handler: Callable[[ChildLink, P], Awaitable[Any]]) -> None:
+        """Every /node event is registered here, so every one goes through `_dispatch`."""
+        assert self.sio is not None
+        schema.check_scoped()
+        self.events[name] = _NodeEvent(schema, handler)
+
+        async def dispatch(sid: str, data: Any = None) -> dict[str, Any]:
+            return await self._dispatch(name, sid, data)
+        self.sio.on(name, dispatch, namespace=NAMESPACE)
+
+    async def _dispatch(self, name: str, sid: str, data: Any) -> dict[str, Any]:
+        """The one path of a child's event: linked? within its budget? a valid payload?
+        every meeting it names invites the child now? Then the handler; else an error
+        acknowledgement, and nothing changed."""
+        event = self.events[name]
+        link = self.children.get(sid)
+        try:
+            if link is None:
+                raise NodeError("not_authenticated", "this connection is not a linked node")
+            if not link.bucket.take():
+                link.strikes += 1
+                if link.strikes == FLOOD_STRIKES:
+                    self._drop_sid(sid, "keeps flooding events")
+                raise NodeError("rate_limited", "rate limit exceeded; slow down")
+            payload = _validate(event.schema, data)
+            keys = payload.meeting_keys()
+            outside = await self.directory.out_of_scope(link.unit, keys) if keys else set()
+            if outside:
+                for key in outside & link.meetings:  # an invitation withdrawn since the join
+                    await self._leave(link, key, "no longer invited")
+                raise NodeError("not_found", f"meeting {_shown(min(outside))} is not offered "
+                                             f"to {link.unit}")
+            return _ok(await event.handler(link, payload))
+        except NodeError as exc:
+            self._note_refusal(link, name, exc)
+            return _error(exc.code, exc.message)
+        except Exception:
+            log.exception("cascade: /node event %s from %s failed", name,
+                          link.unit if link else sid)
+            return _error("internal", "internal error; the event was not applied")
+
+    def _note_refusal(self, link: ChildLink | None, name: str, exc: NodeError) -> None:
+        """Logged (bounded per link) and kept for the admin view."""
+        if link is None:
+            return
+        link.refused += 1
+        message = f"refused {name} from {link.unit}: {exc.code}: {exc.message}"
+        if link.refused <= LOGGED_REFUSALS or link.refused % 1000 == 0:
+            log.warning("cascade: %s (%d refused on this link)", message, link.refused)
+        if exc.code != "rate_limited":
+            self.refusals = (self.refusals + [message])[-50:]
+
+    async def _leave(self, link: ChildLink, key: str, reason: str) -> None:
+        """The child may no longer act on this meeting: drop its link end here."""
+        link.meetings.discard(key)
+        cascade = self.cascades.get(key)
+        if cascade is not None and link.unit in cascade.links:
+            log.warning("cascade: closing %s's link end of %s: %s", link.unit, key, reason)
+            await cascade.remove_link(link.unit)
+
+    async def sweep_scope(self) -> None:
+        """Close child link ends of meetings that no longer invite the child (or ended):
+        media already flowing stops, not only the next request."""
+        for link in list(self.children.values()):
+            if link.meetings:
+                for key in await self.directory.out_of_scope(link.unit, set(link.meetings)):
+                    await self._leave(link, key, "no longer invited")
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SCOPE_SWEEP_S)
+            try:
+                await self.sweep_scope()
+            except Exception:
+                log.exception("cascade: checking child links' meetings failed")
 
     def _refuse(self, reason: str, unit: Any = None) -> None:
-        message = f"refused node link from {unit!r}: {reason}"
+        message = f"refused node link from {_shown(unit)}: {reason}"
         log.warning("cascade: %s", message)
         self.refusals = (self.refusals + [message])[-50:]
         raise socketio.exceptions.ConnectionRefusedError(reason)
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        try:
+            self._check_credentials(auth)
+        except socketio.exceptions.ConnectionRefusedError:
+            raise
+        except Exception:  # never a hanging connection, whatever was sent
+            log.exception("cascade: checking a node's credentials failed")
+            self._refuse("internal error")
+        unit = auth["unit"]
+        transport = LinkTransport(self.sfu.config, self.sfu.certificate, parent=True,
+                                  on_failed=lambda: self._drop_sid(sid, "media transport lost"))
+        self.children[sid] = ChildLink(sid, unit, TokenBucket(*self._rate), transport)
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.ensure_future(self._sweep_forever())
+        log.info("cascade: child %s linked", unit)
+
+    def _check_credentials(self, auth: Any) -> None:
+        """Refuses (ConnectionRefusedError, logged once) unless `auth` is a live child's."""
         if not isinstance(auth, dict):
             self._refuse("no credentials")
         unit, token = auth.get("unit"), auth.get("token")
@@ -286,81 +612,51 @@ class NodeCascade:
             self._refuse(f"loop: {unit} is on this node's path to the root {self.path}", unit)
         if any(c.unit == unit for c in self.children.values()):
             self._refuse("this unit already has a live link", unit)
-        transport = LinkTransport(self.sfu.config, self.sfu.certificate, parent=True,
-                                  on_failed=lambda: self._drop_sid(sid, "media transport lost"))
-        self.children[sid] = ChildLink(sid, unit, TokenBucket(*self._rate), transport)
-        log.info("cascade: child %s linked", unit)
 
     async def _on_disconnect(self, sid: str, *_: Any) -> None:
         link = self.children.pop(sid, None)
         if link is None:
             return
         log.info("cascade: child %s unlinked", link.unit)
-        await self.directory.report(link.unit, [])  # its people are not here any more
+        try:
+            await self.directory.report(link.unit, [])  # its people are not here any more
+        except Exception:
+            log.exception("cascade: forgetting %s's headcounts failed", link.unit)
         for meeting in link.meetings:
             cascade = self.cascades.get(meeting)
             if cascade is not None:
                 await cascade.remove_link(link.unit)
         await link.transport.close()
 
-    def _child(self, sid: str) -> ChildLink | None:
-        link = self.children.get(sid)
-        if link is None:
-            return None
-        if not link.bucket.take():
-            link.strikes += 1
-            log.warning("cascade: child %s floods events (strike %d)", link.unit, link.strikes)
-            if link.strikes >= FLOOD_STRIKES and self.sio is not None:
-                asyncio.ensure_future(self.sio.disconnect(sid, namespace=NAMESPACE))
-            return None
-        return link
-
-    async def _on_hello(self, sid: str, data: Any = None) -> dict[str, Any]:
-        if self._child(sid) is None:
-            return {"error": "refused"}
+    async def _on_hello(self, link: ChildLink, payload: Empty) -> dict[str, Any]:
         return {"unit": self.settings.unit, "path": self.path}
 
-    async def _on_ping(self, sid: str, data: Any = None) -> dict[str, Any]:
-        link = self.children.get(sid)
-        rtt = data.get("rtt_ms") if isinstance(data, dict) else None
-        if link is not None and isinstance(rtt, (int, float)) and 0 <= rtt <= 60_000:
-            link.rtt_ms = float(rtt)  # as the child measured it on its last ping
+    async def _on_ping(self, link: ChildLink, payload: Ping) -> dict[str, Any]:
+        if payload.rtt_ms is not None:
+            link.rtt_ms = payload.rtt_ms  # as the child measured it on its last ping
         return {"t": time.time()}
 
-    async def _on_meetings(self, sid: str, data: Any = None) -> dict[str, Any]:
-        link = self._child(sid)
-        if link is None:
-            return {"error": "refused"}
+    async def _on_meetings(self, link: ChildLink, payload: Empty) -> dict[str, Any]:
         return {"meetings": await self.directory.offered(link.unit)}
 
-    async def _on_headcounts(self, sid: str, data: Any = None) -> dict[str, Any]:
-        link = self._child(sid)
-        counts = data.get("counts") if isinstance(data, dict) else None
-        if link is None or not isinstance(counts, list):
-            return {"error": "refused" if link is None else "counts must be a list"}
-        await self.directory.report(link.unit, counts)
-        return {"ok": True}
+    async def _on_headcounts(self, link: ChildLink, payload: Headcounts) -> dict[str, Any]:
+        await self.directory.report(link.unit, list(payload.counts))
+        return {"accepted": len(payload.counts)}
 
-    async def _on_join(self, sid: str, data: Any = None) -> dict[str, Any]:
-        link = self._child(sid)
-        if link is None:
-            return {"error": "refused"}
-        meeting = data.get("meeting") if isinstance(data, dict) else None
-        if not isinstance(meeting, str) or not meeting or len(meeting) > 64:
-            return {"error": "meeting must be a short string"}
+    async def _on_join(self, link: ChildLink, payload: Join) -> dict[str, Any]:
+        meeting = payload.meeting
         if meeting not in link.meetings and len(link.meetings) >= MAX_MEETINGS_PER_LINK:
-            return {"error": "too many meetings on this link"}
+            raise NodeError("too_many", f"at most {MAX_MEETINGS_PER_LINK} meetings per link")
         router_id = await self.directory.router_for(meeting)
         if router_id is None:
-            log.warning("cascade: child %s asked for unknown meeting %r", link.unit, meeting)
-            return {"error": "unknown meeting"}
+            raise NodeError("not_found", f"meeting {meeting} is not live here")
         cascade = self.open(meeting, router_id)
         end = cascade.links.get(link.unit)
         if end is None or end.closed:
-            cascade.add_link(link.unit, self._child_request(sid, meeting),
+            cascade.add_link(link.unit, self._child_request(link.sid, meeting),
                              transport=link.transport)
         link.meetings.add(meeting)
-        return {"ok": True}
+        return {"meeting": meeting}
 
     def _child_request(self, sid: str, meeting: str) -> Any:
         async def request(op: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -371,14 +667,11 @@ class NodeCascade:
                                             timeout=self.limits.request_timeout_s)
             except (socketio.exceptions.TimeoutError, socketio.exceptions.SocketIOError) as exc:
                 raise ConnectionError(f"child link: {exc}") from None
-            return reply if isinstance(reply, dict) else {"error": "malformed reply"}
+            return _unwrap(reply)
         return request
 
-    async def _on_link(self, sid: str, data: Any = None) -> dict[str, Any]:
-        link = self._child(sid)
-        if link is None:
-            return {"error": "rate limit exceeded"}
-        return await _dispatch(self.cascades, link.unit, link.meetings, data)
+    async def _on_link(self, link: ChildLink, payload: LinkRequest) -> dict[str, Any]:
+        return await _link_op(self.cascades, link.unit, link.meetings, payload)
 
     # -- child side ----------------------------------------------------------------------------
     def start_parent_link(self) -> ParentLink | None:
@@ -389,18 +682,19 @@ class NodeCascade:
         return self.parent
 
 
-async def _dispatch(cascades: dict[str, Cascade], name: str, meetings: set[str],
-                    data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        return {"error": "payload must be an object"}
-    meeting, op = data.get("meeting"), data.get("op")
-    if not isinstance(meeting, str) or meeting not in meetings:
-        return {"error": "meeting was not joined on this link"}
-    cascade = cascades.get(meeting)
+async def _link_op(cascades: dict[str, Cascade], name: str, joined: set[str],
+                   payload: LinkRequest) -> dict[str, Any]:
+    """A validated `link` request for a meeting, to that meeting's link end."""
+    if payload.meeting not in joined:
+        raise NodeError("not_joined", f"meeting {payload.meeting} was not joined on this link")
+    cascade = cascades.get(payload.meeting)
     end: LinkEnd | None = cascade.links.get(name) if cascade else None
-    if end is None or end.closed or not isinstance(op, str):
-        return {"error": "no link end for this meeting"}
-    return await end.handle(op, data.get("data"))
+    if end is None or end.closed:
+        raise NodeError("not_joined", f"no link end for meeting {payload.meeting}")
+    reply = await end.handle(payload.op, payload.data)
+    if "error" in reply:
+        raise NodeError("link_refused", str(reply["error"])[:200])
+    return reply
 
 
 class ParentLink:
@@ -414,6 +708,7 @@ class ParentLink:
         self.reconnects = 0
         self.meetings: set[str] = set()  # meetings this node relays upstream
         self._reported: list[dict[str, Any]] | None = None  # headcounts the parent has
+        self._refused: Any = None  # the parent's last refusal of them, logged once
         self._task: asyncio.Future[None] | None = None
         self._client: socketio.AsyncClient | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -524,9 +819,9 @@ class ParentLink:
                     self.node.settings.parent_url, data)
 
     async def _resync(self, client: socketio.AsyncClient) -> None:
-        hello = await client.call("hello", {}, namespace=NAMESPACE, timeout=5)
+        hello = _result(await client.call("hello", {}, namespace=NAMESPACE, timeout=5), "hello")
         if not isinstance(hello, dict) or not isinstance(hello.get("path"), list):
-            raise ConnectionError(f"parent refused hello: {hello!r}")
+            raise ConnectionError(f"parent answered hello with {_shown(hello)}")
         path = [str(u) for u in hello["path"]]
         if self.node.settings.unit in path:
             log.error("cascade: loop: parent path %s contains this node", path)
@@ -548,8 +843,7 @@ class ParentLink:
             end = cascade.add_link(unit, self._parent_request(client, meeting), push=False,
                                    upstream=True, transport=self.transport)
         reply = await client.call("join", {"meeting": meeting}, namespace=NAMESPACE, timeout=5)
-        if not isinstance(reply, dict) or not reply.get("ok"):
-            raise ConnectionError(f"parent refused join {meeting}: {reply!r}")
+        _result(reply, f"join {meeting}")
         end.push_catalog()
 
     def _parent_request(self, client: socketio.AsyncClient, meeting: str) -> Any:
@@ -561,13 +855,24 @@ class ParentLink:
             except (socketio.exceptions.TimeoutError,
                     socketio.exceptions.SocketIOError) as exc:
                 raise ConnectionError(f"parent link: {exc}") from None
-            return reply if isinstance(reply, dict) else {"error": "malformed reply"}
+            return _unwrap(reply)
         return request
 
     async def _on_link(self, data: Any = None) -> dict[str, Any]:
-        if self.parent_unit is None:
-            return {"error": "not linked"}
-        return await _dispatch(self.node.cascades, self.parent_unit, self.meetings, data)
+        """The parent's `link` request: the same schema; its scope is what we joined."""
+        try:
+            if self.parent_unit is None:
+                raise NodeError("not_joined", "not linked")
+            payload = _validate(LinkRequest, data)
+            return _ok(await _link_op(self.node.cascades, self.parent_unit, self.meetings,
+                                      payload))
+        except NodeError as exc:
+            log.warning("cascade: refused the parent's link request: %s: %s", exc.code,
+                        exc.message)
+            return _error(exc.code, exc.message)
+        except Exception:
+            log.exception("cascade: the parent's link request failed")
+            return _error("internal", "internal error; the request was not applied")
 
     async def _ping(self, client: socketio.AsyncClient) -> None:
         """RTT, and the parent's meetings to mirror, every PING_INTERVAL_S."""
@@ -586,11 +891,17 @@ class ParentLink:
     async def _send_headcounts(self, client: socketio.AsyncClient) -> None:
         counts = await self.node.directory.headcounts()
         if counts != self._reported:
-            await client.call("headcounts", {"counts": counts}, namespace=NAMESPACE, timeout=5)
-            self._reported = counts
+            reply = await client.call("headcounts", {"counts": counts}, namespace=NAMESPACE,
+                                      timeout=5)
+            if isinstance(reply, dict) and reply.get("ok") is True:
+                self._reported, self._refused = counts, None
+            elif reply != self._refused:  # e.g. more members than the seats allotted here
+                log.warning("cascade: the parent refused our headcounts: %s", _shown(reply))
+                self._refused = reply  # sent again at the next ping; logged once
 
     async def _sync_meetings(self, client: socketio.AsyncClient) -> None:
-        reply = await client.call("meetings", {}, namespace=NAMESPACE, timeout=5)
+        reply = _result(await client.call("meetings", {}, namespace=NAMESPACE, timeout=5),
+                        "meetings")
         if isinstance(reply, dict) and isinstance(reply.get("meetings"), list):
             await self.node.directory.mirror(reply["meetings"])
 

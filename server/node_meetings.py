@@ -17,11 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlmodel import col, select
+from sqlmodel import col, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms import attendance, meeting_nodes
 from rooms.db import Database
-from rooms.errors import Invalid
+from rooms.errors import DomainError, Invalid
 from rooms.models import (
     Meeting,
     MeetingMember,
@@ -34,7 +35,7 @@ from rooms.models import (
     utcnow,
 )
 from rooms.procedure_models import RemoteHeadcount
-from server.cascade_link import MeetingDirectory
+from server.cascade_link import HeadcountEntry, MeetingDirectory, NodeError
 
 log = logging.getLogger(__name__)
 LIVE = (MeetingStatus.scheduled, MeetingStatus.open)
@@ -51,15 +52,8 @@ class Offered(BaseModel):
     starts_at: datetime
     status: MeetingStatus
     nodes: list[str] = Field(default_factory=list, max_length=meeting_nodes.MAX_NODES)
-
-
-class Reported(BaseModel):
-    """One meeting's headcount as a child reports it (validated: from another server)."""
-
-    model_config = ConfigDict(extra="ignore")
-    key: str = Field(min_length=3, max_length=160)
-    members: int = Field(ge=0, le=attendance.MAX_HEADCOUNT)
-    present: int = Field(ge=0, le=attendance.MAX_HEADCOUNT)
+    # Seats per invited node (a parent of an older version sends none: every node gets 0).
+    seats: dict[str, int] = Field(default_factory=dict, max_length=meeting_nodes.MAX_NODES)
 
 
 class DbDirectory(MeetingDirectory):
@@ -72,18 +66,39 @@ class DbDirectory(MeetingDirectory):
     def key_of(self, meeting: Meeting) -> str:
         return meeting.cascade_key or f"{self.unit}/{meeting.id}"
 
+    async def _live(self, s: AsyncSession, keys: set[str]) -> dict[str, Meeting]:
+        """The live (scheduled or open) meetings here that `keys` name: our own by id, a
+        mirror by its owner's key only."""
+        own: dict[int, str] = {}
+        mirrored: set[str] = set()
+        for key in keys:
+            owner, _, number = key.rpartition("/")
+            if owner != self.unit:
+                mirrored.add(key)
+            elif number.isdigit() and len(number) <= 18:
+                own[int(number)] = key
+        if not own and not mirrored:
+            return {}
+        rows = await s.exec(select(Meeting).where(
+            col(Meeting.status).in_(LIVE),
+            or_(col(Meeting.id).in_(own) & col(Meeting.cascade_key).is_(None),
+                col(Meeting.cascade_key).in_(mirrored))))
+        return {m.cascade_key or own[m.id]: m for m in rows.all()}  # type: ignore[index]
+
     async def router_for(self, key: str) -> str | None:
-        owner, _, number = key.rpartition("/")
         async with self.db.session() as s:
-            if owner == self.unit:
-                meeting = await s.get(Meeting, int(number)) if number.isdigit() else None
-                if meeting is not None and meeting.cascade_key is not None:
-                    meeting = None  # a mirror is reached by its owner's key only
-            else:
-                meeting = (await s.exec(select(Meeting).where(Meeting.cascade_key == key))).first()
-        if meeting is None or meeting.status not in LIVE:
-            return None
-        return str(meeting.id)
+            meeting = (await self._live(s, {key})).get(key)
+        return None if meeting is None else str(meeting.id)
+
+    async def out_of_scope(self, child: str, keys: set[str]) -> set[str]:
+        """What `child` may not act on now: keys that are not a live meeting here, or whose
+        meeting does not invite it (rooms/meeting_nodes.py). Read at every event: an
+        invitation withdrawn a moment ago counts."""
+        async with self.db.session() as s:
+            live = await self._live(s, keys)
+            invited = await meeting_nodes.invitations(
+                s, child, {m.id for m in live.values() if m.id is not None})
+        return {k for k in keys if k not in live or live[k].id not in invited}
 
     async def offered(self, child: str) -> list[dict[str, Any]]:
         """The live meetings (own or mirrored) that invite `child`, with their invited
@@ -93,10 +108,13 @@ class DbDirectory(MeetingDirectory):
             rows = await s.exec(select(Meeting).where(col(Meeting.status).in_(LIVE),
                                                       col(Meeting.id).in_(invited))
                                 .order_by(col(Meeting.starts_at)).limit(MAX_OFFERED))
-            return [{"key": self.key_of(m), "title": m.title, "description": m.description,
-                     "starts_at": m.starts_at.isoformat(), "status": m.status.value,
-                     "nodes": await meeting_nodes.invited_nodes(s, m.id)}  # type: ignore[arg-type]
-                    for m in rows.all()]
+            out = []
+            for m in rows.all():
+                seats = await meeting_nodes.node_seats(s, m.id)  # type: ignore[arg-type]
+                out.append({"key": self.key_of(m), "title": m.title,
+                            "description": m.description, "starts_at": m.starts_at.isoformat(),
+                            "status": m.status.value, "nodes": sorted(seats), "seats": seats})
+            return out
 
     async def mirror(self, offered: list[dict[str, Any]]) -> None:
         entries: dict[str, Offered] = {}
@@ -135,8 +153,10 @@ class DbDirectory(MeetingDirectory):
                 else:
                     continue
                 assert meeting.id is not None
-                try:  # the owner's invitation list, passed on to our children
-                    changed |= await meeting_nodes.set_invited_nodes(s, meeting.id, entry.nodes)
+                try:  # the owner's invitation list and seats, passed on to our children
+                    changed |= await meeting_nodes.set_invited_nodes(
+                        s, meeting.id, entry.nodes,
+                        {u: n for u, n in entry.seats.items() if u in entry.nodes})
                 except Invalid as exc:
                     log.warning("cascade: meeting %s: %s", key, exc)
             for key, meeting in mirrors.items():
@@ -158,27 +178,30 @@ class DbDirectory(MeetingDirectory):
                             "present": count.present})
             return out
 
-    async def report(self, child: str, counts: list[dict[str, Any]]) -> None:
+    async def report(self, child: str, counts: list[HeadcountEntry]) -> None:
         """Replace what `child` reported: its subtree's headcount per meeting, kept in the
-        database (RemoteHeadcount) so every process's quorum counts it."""
-        wanted: dict[int, attendance.Headcount] = {}
-        for raw in counts[:MAX_OFFERED]:
-            try:
-                entry = Reported.model_validate(raw)
-                count = attendance.Headcount(child, entry.members, entry.present)
-            except (ValidationError, ValueError) as exc:
-                log.warning("cascade: ignoring a headcount from %s: %s", child, exc)
-                continue
-            router = await self.router_for(entry.key)
-            if router is not None:
-                wanted[int(router)] = count
+        database (RemoteHeadcount) so every process's quorum counts it. All or nothing: a
+        count the rule refuses (rooms.attendance.set_remote_headcount: a meeting that does
+        not invite the child, more members than its seats) refuses the whole report."""
         changed: list[int] = []
         async with self.db.session() as s:
+            live = await self._live(s, {c.key for c in counts})
+            wanted: dict[int, attendance.Headcount] = {}
+            for entry in counts:
+                meeting = live.get(entry.key)
+                if meeting is None or meeting.id is None:
+                    raise NodeError("not_found", f"meeting {entry.key} is not live here")
+                wanted[meeting.id] = attendance.Headcount(child, entry.members, entry.present)
             rows = await s.exec(select(RemoteHeadcount).where(RemoteHeadcount.node == child))
-            for meeting_id in {r.meeting_id for r in rows.all()} | set(wanted):
-                if await attendance.set_remote_headcount(s, meeting_id, child,
-                                                         wanted.get(meeting_id)):
-                    changed.append(meeting_id)
+            try:
+                for meeting_id in sorted({r.meeting_id for r in rows.all()} | set(wanted)):
+                    if await attendance.set_remote_headcount(s, meeting_id, child,
+                                                             wanted.get(meeting_id)):
+                        changed.append(meeting_id)
+            except DomainError as exc:
+                raise NodeError(exc.code, exc.message) from None  # rolled back: nothing stored
+            if changed:
+                await s.commit()
         for meeting_id in changed:
             if self.on_attendance is not None:
                 await self.on_attendance(meeting_id)

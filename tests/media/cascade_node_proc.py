@@ -23,12 +23,12 @@ from aiohttp import web
 
 from media import SFU, MediaConfig
 from media.link import LinkLimits
-from server.cascade_link import NodeCascade
+from server.cascade_link import NodeCascade, OpenDirectory
 from server.settings import NodeSettings
 
 from .support import Publisher, Subscriber, encode_media
 
-MEETING = "7"
+MEETING = "province/7"  # a meeting key: "<owner unit>/<id>"
 
 
 def loopback(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
@@ -40,7 +40,7 @@ async def main(args: argparse.Namespace) -> None:
     children = dict(c.split("=", 1) for c in args.child)
     node = NodeCascade(NodeSettings(args.unit, args.parent_url, args.secret, children),
                        SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_timeout_s=5.0)),
-                       LinkLimits(release_after_s=1.0))
+                       LinkLimits(release_after_s=1.0), directory=OpenDirectory())
     cascade = node.cascade(MEETING)
     media = encode_media(seconds=2.0)
     publisher: Publisher | None = None

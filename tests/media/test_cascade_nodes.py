@@ -16,14 +16,14 @@ from aiohttp import web
 
 from media import SFU
 from media.link import Cascade, LinkLimits
-from server.cascade_link import NAMESPACE, NodeCascade, make_token
+from server.cascade_link import NAMESPACE, NodeCascade, OpenDirectory, make_token
 from server.settings import NodeSettings
 from tests.server.processes import free_port
 
 from .conftest import make_config
 from .support import EncodedMedia, Publisher, Subscriber, wait_for
 
-MEETING = "42"
+MEETING = "province/42"  # a meeting key: "<owner unit>/<id>"
 SECRETS = {"city": "city-secret-0123456789", "ward": "ward-secret-0123456789"}
 
 
@@ -45,7 +45,8 @@ async def start_node(unit: str, parent: Node | None, children: dict[str, str],
                      port: int | None = None) -> Node:
     settings = NodeSettings(unit, parent.url if parent else None,
                             SECRETS.get(unit), children)
-    node = NodeCascade(settings, SFU(make_config()), LinkLimits(release_after_s=0.5))
+    node = NodeCascade(settings, SFU(make_config()), LinkLimits(release_after_s=0.5),
+                       directory=OpenDirectory())
     sio = socketio.AsyncServer(async_mode="aiohttp")
     app = web.Application()
     sio.attach(app)
@@ -242,14 +243,14 @@ async def test_one_media_transport_per_node_link_for_two_meetings(
     province, city = tree["province"], tree["city"]
     assert city.node.parent is not None
     caplog.set_level(logging.WARNING, logger="server.cascade_link")
-    await city.node.parent.join("43")
+    await city.node.parent.join("province/43")
     clients: list[Publisher | Subscriber] = []
 
     def offered(cascade: Cascade, producer_id: str) -> bool:
         return producer_id in cascade.available()
 
     try:
-        for meeting in (MEETING, "43"):
+        for meeting in (MEETING, "province/43"):
             top = Publisher(province.node.cascade(meeting).router.add_peer(f"chair-{meeting}"),
                             media, audio=False)
             low = Publisher(city.node.cascade(meeting).router.add_peer(f"city-{meeting}"),
@@ -273,7 +274,7 @@ async def test_one_media_transport_per_node_link_for_two_meetings(
             assert (end["imported"], end["exported"]) == (2, 2), end
             assert (end["media_transports"], end["dtls_handshakes"]) == (1, 1), end
             assert end["directions"] == ["export", "import"], end
-        assert sorted(down["meetings"]) == [MEETING, "43"]
+        assert sorted(down["meetings"]) == [MEETING, "province/43"]
         assert city.node.parent.transport is not None
         assert city.node.parent.transport.transports_created == 1
         assert city.node.parent.transport.unrouted == 0
@@ -290,9 +291,9 @@ async def test_one_media_transport_per_node_link_for_two_meetings(
                        and city.node.parent.reconnects > reconnects
                        and city.node.parent.state == "connected", timeout=10)
         assert old.closed and city.node.parent.transport is not old
-        top_id = next(p.id for p in province.node.cascade("43").router.producers()
-                      if p.peer_id == "chair-43")
-        again = await subscribe_in(city.node.cascade("43"), top_id, "again-43")
+        top_id = next(p.id for p in province.node.cascade("province/43").router.producers()
+                      if p.peer_id == "chair-province/43")
+        again = await subscribe_in(city.node.cascade("province/43"), top_id, "again-43")
         clients.append(again)
         await wait_for(lambda: again.frames("video") >= 3, timeout=10)
         up = city.node.view()["parent"]
@@ -307,7 +308,7 @@ async def test_one_media_transport_per_node_link_for_two_meetings(
                        and city.node.parent.reconnects > reconnects
                        and city.node.parent.state == "connected", timeout=10)
         assert any("media transport lost" in line for line in caplog.messages)
-        again = await subscribe_in(city.node.cascade("43"), top_id, "again-43-2")
+        again = await subscribe_in(city.node.cascade("province/43"), top_id, "again-43-2")
         clients.append(again)
         await wait_for(lambda: again.frames("video") >= 3, timeout=10)
     finally:

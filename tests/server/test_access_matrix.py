@@ -1,13 +1,20 @@
 """Every route and event × every role × own/other meeting: allowed, refused, or not revealed."""
 
+import logging
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import socketio
 
 from rooms.meetings import meetings_for
 from rooms.users import find_user
 from server import keys
-from tests.conftest import Client, Harness
+from server.cascade_link import NAMESPACE as NODE_NAMESPACE
+from server.cascade_link import make_token
+from server.settings import NodeSettings
+from tests.conftest import Client, Harness, start_harness
 from tests.server.test_realtime import connect
 
 ROLES = ["anonymous", "quantri", "chutri", "thuky", "daibieu", "kythuat"]
@@ -104,3 +111,242 @@ async def test_access_matrix(hopso: Harness, role: str) -> None:
         else:
             assert ack["error"]["code"] == "not_found", (role, ack)
     await sio.disconnect()
+
+
+# -- Cascade nodes: every /node event x invited / not invited / withdrawn meeting ----------------
+
+CHILD_SECRET = "city-secret-0123456789"
+
+
+async def node_harness(tmp_path: Path, database_url: str | None) -> Harness:
+    """A province node whose one child is "city", on SQLite or PostgreSQL."""
+    return await start_harness(tmp_path, database_url,
+                               node=NodeSettings("province", children={"city": CHILD_SECRET}))
+
+
+async def link_city(h: Harness, auth: Any = None) -> socketio.AsyncClient:
+    """The city's signaling link as a raw socket.io client (no media), answering the
+    province's own `link` requests (catalog pushes) as a child node does."""
+    child = socketio.AsyncClient(reconnection=False)
+    child.on("link", lambda data: {"ok": True, "result": {}}, namespace=NODE_NAMESPACE)
+    await child.connect(h.base, namespaces=[NODE_NAMESPACE], transports=["websocket"],
+                        auth=auth or {"unit": "city", "token": make_token("city", CHILD_SECRET)},
+                        wait_timeout=5)
+    return child
+
+
+async def node_meetings(h: Harness, chair: Client) -> dict[str, int]:
+    """Three open meetings of the province: one invites the city, one never did, one did
+    and then withdrew (the withdrawal happens in the test, once the city acted on it)."""
+    _, mine = await chair.call("GET", "/api/meetings")
+    found = {"invited": mine["meetings"][0]["id"]}
+    for name in ("not_invited", "withdrawn"):
+        status, made = await chair.call("POST", "/api/meetings", {
+            "title": f"Họp {name}", "unit_id": chair.user["unit_id"],
+            "starts_at": "2026-12-01T08:00:00+07:00"})
+        assert status == 201, made
+        found[name] = made["id"]
+    for name, meeting_id in found.items():
+        assert (await chair.call("POST", f"/api/meetings/{meeting_id}/open"))[0] == 200
+        nodes = {"nodes": [] if name == "not_invited" else ["city"]}
+        status, body = await chair.call("PUT", f"/api/meetings/{meeting_id}/nodes", nodes)
+        assert status == 200, body
+    return found
+
+
+async def cascade_state(h: Harness, chair: Client, meetings: dict[str, int]) -> dict[str, Any]:
+    """What a child could change: each meeting's quorum (members is the eligible count)
+    and the child headcounts counted in it, what the link joined, the meetings' cascades."""
+    node = h.server.app[keys.NODE]
+    state: dict[str, Any] = {
+        "joined": sorted(m for link in node.children.values() for m in link.meetings),
+        "cascades": sorted(k for k, c in node.cascades.items() if "city" in c.links
+                           and not c.links["city"].closed)}
+    for name, meeting_id in meetings.items():
+        status, body = await chair.call("GET", f"/api/meetings/{meeting_id}/procedure")
+        assert status == 200, body
+        state[name] = {"quorum": body["attendance"]["quorum"], "nodes": body["attendance"]["nodes"]}
+    return state
+
+
+def node_payload(event: str, key: str, members: int = 10_000) -> dict[str, Any]:
+    return {"join": {"meeting": key},
+            "link": {"meeting": key, "op": "catalog", "data": {"producers": [], "peers": []}},
+            "headcounts": {"counts": [{"key": key, "members": members, "present": members}]},
+            }[event]
+
+
+def refused(ack: Any) -> bool:
+    return (isinstance(ack, dict) and ack.get("ok") is False
+            and set(ack["error"]) == {"code", "message"})
+
+
+async def test_a_child_node_acts_only_on_meetings_it_is_invited_to(
+        tmp_path: Path, database_url: str | None, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 11, finding 8: with nothing offered, `join "province/1"` answered ok and a
+    headcount of 10,000 present moved the quorum. Every meeting-scoped /node event is
+    now checked against the invitations at the moment it arrives; a refusal changes
+    nothing."""
+    h = await node_harness(tmp_path, database_url)
+    try:
+        chair = await h.login("chutri")
+        meetings = await node_meetings(h, chair)
+        keys_of = {name: f"province/{i}" for name, i in meetings.items()}
+        child = await link_city(h)
+        offered = await child.call("meetings", {}, namespace=NODE_NAMESPACE, timeout=5)
+        assert sorted(m["key"] for m in offered["result"]["meetings"]) == sorted(
+            [keys_of["invited"], keys_of["withdrawn"]])
+
+        # Invited: the city joins, talks on the link and reports what its seats allow.
+        for name in ("invited", "withdrawn"):
+            for event in ("join", "link"):
+                ack = await child.call(event, node_payload(event, keys_of[name]),
+                                       namespace=NODE_NAMESPACE, timeout=5)
+                assert ack.get("ok") is True, (name, event, ack)
+
+        # Not invited: nothing a child sends about the meeting is acted on.
+        before = await cascade_state(h, chair, meetings)
+        for event in ("join", "link", "headcounts"):
+            ack = await child.call(event, node_payload(event, keys_of["not_invited"]),
+                                   namespace=NODE_NAMESPACE, timeout=5)
+            assert refused(ack) and ack["error"]["code"] in ("not_found", "not_joined"), (
+                event, ack)
+            assert await cascade_state(h, chair, meetings) == before, event
+
+        # Withdrawn: the invitation is taken back; from then on the child's link end for
+        # that meeting is gone and nothing it sends about the meeting is acted on.
+        status, _ = await chair.call("PUT", f"/api/meetings/{meetings['withdrawn']}/nodes",
+                                     {"nodes": []})
+        assert status == 200
+        for event in ("link", "join", "headcounts"):
+            ack = await child.call(event, node_payload(event, keys_of["withdrawn"]),
+                                   namespace=NODE_NAMESPACE, timeout=5)
+            assert refused(ack) and ack["error"]["code"] in ("not_found", "not_joined"), (
+                event, ack)
+        after = await cascade_state(h, chair, meetings)
+        assert keys_of["withdrawn"] not in after["joined"] + after["cascades"]
+        assert after["withdrawn"] == before["withdrawn"]
+        assert after["not_invited"] == before["not_invited"]
+        assert "Traceback" not in caplog.text
+        await child.disconnect()
+    finally:
+        await h.close()
+        await h.server.close()
+
+
+async def test_a_child_reports_no_more_members_than_the_seats_its_meeting_allots(
+        tmp_path: Path, database_url: str | None) -> None:
+    """Issue 11, finding 8: a headcount of members=10000, present=10000 from the city moved
+    the province's quorum to reached. A child's report now counts only for a meeting that
+    invites it, and for at most the seats that meeting allots it (docs/cascade.md)."""
+    h = await node_harness(tmp_path, database_url)
+    try:
+        chair = await h.login("chutri")
+        meetings = await node_meetings(h, chair)
+        meeting, key = meetings["invited"], f"province/{meetings['invited']}"
+        status, body = await chair.call("PUT", f"/api/meetings/{meeting}/nodes",
+                                        {"nodes": ["city"], "seats": {"city": 3}})
+        assert status == 200 and body["seats"] == {"city": 3}, body
+        child = await link_city(h)
+        before = await cascade_state(h, chair, meetings)
+        assert not before["invited"]["quorum"]["reached"]
+        for members, present in ((10_000, 10_000), (4, 0), (3, 4)):
+            ack = await child.call("headcounts", {"counts": [
+                {"key": key, "members": members, "present": present}]},
+                namespace=NODE_NAMESPACE, timeout=5)
+            assert refused(ack) and ack["error"]["code"] in ("over_seats", "invalid"), ack
+            assert await cascade_state(h, chair, meetings) == before, (members, present)
+        # Within its seats, the report counts...
+        ack = await child.call("headcounts", {"counts": [
+            {"key": key, "members": 3, "present": 3}]}, namespace=NODE_NAMESPACE, timeout=5)
+        assert ack["ok"], ack
+        counted = (await cascade_state(h, chair, meetings))["invited"]
+        assert counted["nodes"] == [{"node": "city", "members": 3, "present": 3}]
+        assert counted["quorum"]["members"] == before["invited"]["quorum"]["members"] + 3
+        # ...for no more than the seats it has now, and not at all once it is not invited.
+        assert (await chair.call("PUT", f"/api/meetings/{meeting}/nodes",
+                                 {"nodes": ["city"], "seats": {"city": 1}}))[0] == 200
+        lowered = (await cascade_state(h, chair, meetings))["invited"]
+        assert lowered["nodes"] == [{"node": "city", "members": 1, "present": 1}]
+        assert (await chair.call("PUT", f"/api/meetings/{meeting}/nodes", {"nodes": []}))[0] == 200
+        assert (await cascade_state(h, chair, meetings))["invited"] == before["invited"]
+        # A report naming another meeting as well is refused whole: nothing of it is kept.
+        ack = await child.call("headcounts", {"counts": [
+            {"key": f"province/{meetings['withdrawn']}", "members": 0, "present": 0},
+            {"key": f"province/{meetings['not_invited']}", "members": 1, "present": 1}]},
+            namespace=NODE_NAMESPACE, timeout=5)
+        assert refused(ack) and ack["error"]["code"] == "not_found", ack
+        assert await cascade_state(h, chair, meetings) == before
+        await child.disconnect()
+    finally:
+        await h.close()
+        await h.server.close()
+
+
+BAD_NODE_AUTH: list[tuple[str, Any]] = [
+    ("no auth", None),
+    ("auth not an object", "city"),
+    ("no token", {"unit": "city"}),
+    ("token not a string", {"unit": "city", "token": 12}),
+    ("token a list", {"unit": "city", "token": ["1", "2"]}),
+    ("token null", {"unit": "city", "token": None}),
+    ("non-ASCII MAC", {"unit": "city", "token": "{now}." + "é" * 64}),
+    ("non-ASCII tail", {"unit": "city", "token": "{now}.é"}),
+    ("other script's digits", {"unit": "city", "token": "{arabic}." + "a" * 64}),
+    ("huge token", {"unit": "city", "token": "{now}." + "a" * 200_000}),
+    ("wrong secret", {"unit": "city", "token": "{wrong}"}),
+    ("stale token", {"unit": "city", "token": "{stale}"}),
+    ("unit not a string", {"unit": ["city"], "token": "{good}"}),
+    ("huge unit", {"unit": "c" * 200_000, "token": "{good}"}),
+    ("non-ASCII unit", {"unit": "cíty", "token": "{good}"}),
+    ("unknown unit", {"unit": "ward", "token": "{good}"}),
+]
+
+
+def bad_auth(auth: Any) -> Any:
+    if not isinstance(auth, dict) or not isinstance(auth.get("token"), str):
+        return auth
+    now = str(int(time.time()))
+    token = auth["token"].format(
+        now=now, arabic=now.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")),
+        wrong=make_token("city", "not-the-secret-0123456"),
+        stale=make_token("city", CHILD_SECRET, time.time() - 3600),
+        good=make_token("city", CHILD_SECRET))
+    return {**auth, "token": token}
+
+
+async def test_bad_node_credentials_are_refused_at_once_and_logged_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 11, finding 12: a non-ASCII node token raised TypeError in the connect handler
+    (hmac.compare_digest) and the child's connection hung. Every malformed credential is
+    now a refusal, answered at once and logged once, with no traceback; nothing changes."""
+    h = await node_harness(tmp_path, None)
+    try:
+        node = h.server.app[keys.NODE]
+        chair = await h.login("chutri")
+        meetings = await node_meetings(h, chair)
+        before = await cascade_state(h, chair, meetings)
+        for name, auth in BAD_NODE_AUTH:
+            caplog.clear()
+            refusals = len(node.refusals)
+            child = socketio.AsyncClient(reconnection=False)
+            started = time.monotonic()
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await child.connect(h.base, namespaces=[NODE_NAMESPACE],
+                                    transports=["websocket"], auth=bad_auth(auth),
+                                    wait_timeout=5)
+            await child.disconnect()
+            assert time.monotonic() - started < 2, name  # refused, not left hanging
+            lines = [r for r in caplog.records if "refused node link" in r.getMessage()]
+            assert len(lines) == 1 and len(lines[0].getMessage()) < 300, (name, caplog.text)
+            assert not [r for r in caplog.records if r.levelno >= logging.ERROR], name
+            assert "Traceback" not in caplog.text, name
+            assert len(node.refusals) == refusals + 1 and not node.children, name
+        assert await cascade_state(h, chair, meetings) == before
+        # ...and the right credential still links.
+        child = await link_city(h)
+        assert (await child.call("hello", {}, namespace=NODE_NAMESPACE, timeout=5))["ok"]
+        await child.disconnect()
+    finally:
+        await h.close()
+        await h.server.close()

@@ -160,10 +160,13 @@ async def test_a_meeting_spans_three_server_processes(
     assert meeting["cascade_key"] is None  # owned here
     status, _ = await chair_http.call("POST", f"/api/meetings/{meeting['id']}/open")
     assert status == 200
-    # The province invites the city and the ward nodes (the city passes it on to the ward).
+    # The province invites the city and the ward nodes (the city passes it on to the ward),
+    # allotting each subtree the voting members it may report.
     status, nodes = await chair_http.call("PUT", f"/api/meetings/{meeting['id']}/nodes",
-                                          {"nodes": ["city", "ward"]})
+                                          {"nodes": ["city", "ward"],
+                                           "seats": {"city": 5, "ward": 2}})
     assert status == 200 and nodes["nodes"] == ["city", "ward"], nodes
+    assert nodes["seats"] == {"city": 5, "ward": 2}
     assert nodes["children"] == ["city"]
     assert (await chair_http.call("PUT", f"/api/meetings/{meeting['id']}/nodes",
                                   {"nodes": ["no such/unit"]}))[0] == 400

@@ -26,18 +26,20 @@ async def _prepare(settings: Settings) -> None:
     from server.bootstrap import ensure_admin, seed_demo
     from server.migrate import upgrade
     from rooms.db import Database
+    from server.passwords import password_hasher
 
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.sqlalchemy_url)
+    hasher = password_hasher(settings.fast_hash)
     try:
         await upgrade(db)
         if settings.demo:  # before ensure_admin: the demo brings its own administrator
             print("Demo logins (new passwords on every --demo start):", flush=True)
-            for login in await seed_demo(db):
+            for login in await seed_demo(db, hasher):
                 print(f"  {login.role:<14} {login.username:<10} {login.password}  "
                       f"({login.full_name})", flush=True)
-        created = await ensure_admin(db)
+        created = await ensure_admin(db, hasher)
         if created:
             print(f"First start: administrator login  {created[0]} / {created[1]}"
                   "  (shown once; change it after logging in)", flush=True)

@@ -14,7 +14,7 @@ from rooms.db import Database
 from rooms.models import MeetingRole, MeetingStatus, Role, UnitKind, User, utcnow
 from rooms.procedure_models import Attendance, AttendanceStatus
 from server.migrate import upgrade
-from server.passwords import hash_password
+from server.passwords import password_hasher
 
 PASSWORD = "bench-password-1"
 
@@ -35,7 +35,7 @@ async def seed_bench_meeting(url: str, delegates: int) -> BenchMeeting:
         async with db.session() as s:
             unit = await units.create_unit(s, "Tỉnh Thử nghiệm", UnitKind.province, None)
             assert unit.id is not None
-            password_hash = hash_password(PASSWORD)
+            password_hash = password_hasher(fast=True).hash(PASSWORD)
             chair = User(username="bench-chair", full_name="Chủ trì thử nghiệm",
                          password_hash=password_hash, role=Role.chair, unit_id=unit.id)
             s.add(chair)

@@ -13,7 +13,7 @@ from rooms.models import Role, UnitKind
 from server import keys, node_credentials
 from server.auth import end_all_sessions, forget_sessions, require_admin
 from server.http_util import Body, int_id, read_body
-from server.passwords import MIN_PASSWORD_LENGTH, hash_password
+from server.passwords import MIN_PASSWORD_LENGTH
 
 if TYPE_CHECKING:
     from server.cascade_link import NodeCascade
@@ -140,10 +140,12 @@ async def list_users(request: web.Request) -> web.Response:
 async def create_user(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_body(request, NewUser)
+    # Hashed off the event loop, before a database connection is taken.
+    password_hash = await request.app[keys.PASSWORDS].hash(_check_password(body.password))
     async with request.app[keys.DB].session() as s:
         user = await users.create_user(
             s, username=body.username, full_name=body.full_name,
-            password_hash=hash_password(_check_password(body.password)), role=body.role,
+            password_hash=password_hash, role=body.role,
             unit_id=body.unit_id, site_id=body.site_id)
         return web.json_response(users.user_dict(user), status=201)
 
@@ -153,6 +155,8 @@ async def patch_user(request: web.Request) -> web.Response:
     admin = require_admin(request)
     user_id = int_id(request, "user_id")
     body = await read_body(request, UserPatch)
+    password_hash = (None if body.password is None else
+                     await request.app[keys.PASSWORDS].hash(_check_password(body.password)))
     async with request.app[keys.DB].session() as s:
         user = await users.get_user(s, user_id)
         if body.disabled is not None:
@@ -163,8 +167,8 @@ async def patch_user(request: web.Request) -> web.Response:
             user.role = body.role
         if body.full_name is not None:
             user.full_name = " ".join(body.full_name.split())[:200] or user.full_name
-        if body.password is not None:
-            user.password_hash = hash_password(_check_password(body.password))
+        if password_hash is not None:
+            user.password_hash = password_hash
         if body.disabled or body.password is not None:
             await end_all_sessions(s, user_id)  # disabling or resetting logs them out everywhere
         s.add(user)

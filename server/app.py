@@ -18,11 +18,13 @@ from rooms.db import Database
 from server import api_admin, api_meetings, api_session, events_meeting, keys, pages
 from server import api_procedure, documents_app, events_procedure, pages_audit, pages_documents
 from server import api_meeting_nodes, events_media, node_app
-from server.auth import LoginLimiter, auth_middleware
+from server.auth import auth_middleware
 from server.i18n import Translator, catalog_handler, language_middleware
+from server.login_limit import LoginLimiter, LoginPolicy, MemoryStore, RedisStore, Store
 from server.metrics import Metrics, metrics_handler
 from server.middleware import error_middleware, headers_middleware, metrics_middleware
 from server.migrate import upgrade
+from server.passwords import Passwords, password_hasher
 from server.realtime import Realtime
 from server.settings import Settings
 from server.socket_guard import create_sio
@@ -43,7 +45,16 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SETTINGS] = settings
     app[keys.REGISTRY] = registry = CollectorRegistry()
     app[keys.METRICS] = Metrics.create(registry)
-    app[keys.LIMITER] = LoginLimiter(settings.login_attempts_per_5min)
+    app[keys.PASSWORDS] = Passwords(password_hasher(settings.fast_hash))
+    if settings.fast_hash:
+        log.warning("--fast-hash: new passwords get argon2id's cheapest profile (tests only)")
+    store: Store = (RedisStore(settings.redis_url, settings.extra.get("login.redis_prefix",
+                                                                      "hopso:login:"))
+                    if settings.redis_url else MemoryStore())
+    app[keys.LIMITER] = LoginLimiter(LoginPolicy(
+        user_failures=settings.login_attempts_per_5min,
+        ip_failures=settings.login_ip_failures_per_5min), store)
+    app.on_cleanup.append(_close_login)
     app[keys.TRANSLATOR] = Translator()
     app[keys.DB] = Database(settings.sqlalchemy_url)
     app.cleanup_ctx.append(_database)
@@ -122,6 +133,11 @@ async def _settle_heap(_app: web.Application) -> None:
     if gc.get_freeze_count() == 0:
         gc.collect()
         gc.freeze()
+
+
+async def _close_login(app: web.Application) -> None:
+    app[keys.PASSWORDS].close()
+    await app[keys.LIMITER].store.close()
 
 
 async def _database(

@@ -1,11 +1,10 @@
-"""Login, server-side sessions, CSRF and the login rate limit."""
+"""Login, server-side sessions and CSRF (the login limiter: server/login_limit.py)."""
 
 from __future__ import annotations
 
 import hmac
 import secrets
 import time
-from collections import defaultdict, deque
 from datetime import timedelta
 from typing import Awaitable, Callable
 
@@ -19,7 +18,7 @@ from rooms.models import AuthSession, Role, User, utcnow
 from rooms.users import find_user
 from server import keys
 from server.http_util import read_form
-from server.passwords import new_token, token_hash, verify_password
+from server.passwords import new_token, token_hash
 
 SESSION_COOKIE = "hopso_session"
 LOGIN_CSRF_COOKIE = "hopso_login_csrf"
@@ -30,35 +29,6 @@ AUTH = web.RequestKey("auth", AuthSession)
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Paths that check their own CSRF (login: double-submit cookie) or none (engine.io checks Origin).
 CSRF_EXEMPT = ("/login", "/api/login", "/socket.io/")
-
-
-class LoginLimiter:
-    """Counts failed logins per client address and per username in a sliding window."""
-
-    def __init__(self, limit: int, window_s: float = 300.0) -> None:
-        self.limit, self.window_s = limit, window_s
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-
-    def _recent(self, key: str) -> deque[float]:
-        stamps, cutoff = self._failures[key], time.monotonic() - self.window_s
-        while stamps and stamps[0] < cutoff:
-            stamps.popleft()
-        return stamps
-
-    def blocked(self, *keys_: str) -> bool:
-        blocked = any(len(self._recent(k)) >= self.limit for k in keys_)
-        for k in keys_:  # forget quiet keys, so probing many usernames cannot grow memory
-            if not self._failures.get(k):
-                self._failures.pop(k, None)
-        return blocked
-
-    def fail(self, *keys_: str) -> None:
-        for k in keys_:
-            self._recent(k).append(time.monotonic())
-
-    def clear(self, *keys_: str) -> None:
-        for k in keys_:
-            self._failures.pop(k, None)
 
 
 async def create_session(db: Database, user: User, ttl_s: int) -> tuple[str, AuthSession]:
@@ -168,18 +138,17 @@ async def end_all_sessions(session: AsyncSession, user_id: int) -> None:
 
 
 async def check_login(request: web.Request, username: str, password: str) -> User:
-    """Verifies a password under the rate limit; raises NotAuthenticated or 429."""
-    limiter = request.app[keys.LIMITER]
-    ip_key, user_key = f"ip:{request.remote}", f"user:{username.strip().lower()}"
-    if limiter.blocked(ip_key, user_key):
-        raise web.HTTPTooManyRequests(text="Too many failed logins; try again in a few minutes.")
-    async with request.app[keys.DB].session() as s:
-        user = await find_user(s, username) if username else None
-    if not verify_password(user.password_hash if user else None, password) or user is None \
-            or user.disabled:
-        limiter.fail(ip_key, user_key)
-        raise NotAuthenticated("wrong username or password", code="bad_credentials")
-    limiter.clear(user_key)
+    """Verifies a password under the login limiter, off the event loop. Raises
+    NotAuthenticated (401), LoginThrottled (429) or PasswordsBusy (503)."""
+    app = request.app
+    async with app[keys.LIMITER].attempt(request.remote, username) as attempt:
+        async with app[keys.DB].session() as s:
+            user = await find_user(s, username) if username else None
+        right = await app[keys.PASSWORDS].verify(user.password_hash if user else None, password)
+        if not right or user is None or user.disabled:
+            await attempt.failed()
+            raise NotAuthenticated("wrong username or password", code="bad_credentials")
+        await attempt.succeeded()
     return user
 
 

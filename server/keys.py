@@ -12,12 +12,13 @@ from rooms.db import Database
 from server.settings import Settings
 
 if TYPE_CHECKING:
-    from server.auth import LoginLimiter
     from server.cascade_link import NodeCascade
     from server.doc_runtime import DocumentRuntime
     from server.i18n import Translator
+    from server.login_limit import LoginLimiter
     from server.media_hub import MediaHub
     from server.metrics import Metrics
+    from server.passwords import Passwords
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
@@ -25,6 +26,7 @@ SIO = web.AppKey("sio", socketio.AsyncServer)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 LIMITER: web.AppKey["LoginLimiter"] = web.AppKey("limiter")
+PASSWORDS: web.AppKey["Passwords"] = web.AppKey("passwords")
 TRANSLATOR: web.AppKey["Translator"] = web.AppKey("translator")
 DOCUMENTS: web.AppKey["DocumentRuntime"] = web.AppKey("documents")
 MEDIA: web.AppKey["MediaHub"] = web.AppKey("media")

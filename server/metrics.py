@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest
 
+from rooms.models import Role
 from server import keys
+from server.auth import USER
+from server.middleware import error_response
 
 
 @dataclass
@@ -33,5 +37,20 @@ class Metrics:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
+    """Prometheus text, for a scraper with the bearer token (--metrics-token) or a logged-in
+    administrator; the counters describe who uses the server and when, so nobody else."""
+    token = request.app[keys.SETTINGS].metrics_token
+    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+    if token and scheme.lower() == "bearer" and hmac.compare_digest(
+            offered.strip().encode("utf-8", "surrogateescape"), token.encode()):
+        pass
+    elif offered or request.get(USER) is None:
+        refused = error_response(401, "not_authenticated",
+                                 "send the metrics token as a bearer token, or log in as an "
+                                 "administrator")
+        refused.headers["WWW-Authenticate"] = 'Bearer realm="hopso-metrics"'
+        return refused
+    elif request[USER].role != Role.admin:
+        return error_response(403, "forbidden", "administrators only")
     body = generate_latest(request.app[keys.REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -115,7 +116,12 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     max_upload_bytes: int = 100 * 1024 * 1024
     document_workers: int = 2  # sandboxed processes rendering documents
-    login_attempts_per_5min: int = 10
+    login_attempts_per_5min: int = 10  # failures on one username, then it is locked 5 min
+    login_ip_failures_per_5min: int = 100  # failures from one address, then it is slowed
+    # Tests and benchmarks only: argon2id's cheapest profile (server/passwords.py). A visible
+    # setting (--fast-hash, logged as a warning at start), never read behind the app's back.
+    fast_hash: bool = False
+    metrics_token: str | None = None  # bearer token for Prometheus; else admins only
     source_url: str = "https://example.invalid/hopso"  # AGPL: where users get the source
     timezone: str = "Asia/Ho_Chi_Minh"  # how pages show times (stored in UTC)
     node: NodeSettings | None = None  # this node's place in a cascade (HOPSO_NODE_*)
@@ -161,10 +167,14 @@ _OPTIONS: Sequence[tuple[str, str, str]] = (
     ("--document-workers", "HOPSO_DOCUMENT_WORKERS", "processes rendering documents (default 2)"),
     ("--source-url", "HOPSO_SOURCE_URL", "link to this deployment's source code (AGPL)"),
     ("--timezone", "HOPSO_TIMEZONE", "time zone pages show times in (default Asia/Ho_Chi_Minh)"),
+    ("--metrics-token", "HOPSO_METRICS_TOKEN",
+     "bearer token Prometheus sends to GET /metrics (16+ characters; default: admins only)"),
 )
 _FLAGS: Sequence[tuple[str, str, str]] = (
     ("--demo", "HOPSO_DEMO", "seed the Quảng Bình demo data and print its logins"),
     ("--tls", "HOPSO_TLS", "serve HTTPS (self-signed certificate made on first start)"),
+    ("--fast-hash", "HOPSO_FAST_HASH",
+     "TESTS ONLY: hash new passwords with argon2id's cheapest profile"),
 )
 
 
@@ -235,6 +245,9 @@ def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Setting
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"--timezone is not a known time zone: {zone!r}") from None
     data_dir = Path(s("data_dir") or "hopso-data")
+    metrics_token = s("metrics_token")
+    if metrics_token is not None and not re.fullmatch(r"[!-~]{16,256}", metrics_token):
+        raise ConfigError("--metrics-token must be 16-256 printable ASCII characters, no spaces")
     if data_dir.exists() and not data_dir.is_dir():
         raise ConfigError(f"--data-dir is not a directory: {data_dir}")
     return Settings(
@@ -256,4 +269,6 @@ def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Setting
         source_url=s("source_url") or Settings.source_url,
         timezone=zone,
         node=node,
+        fast_hash=bool(a.get("fast_hash")),
+        metrics_token=metrics_token,
     )

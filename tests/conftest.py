@@ -13,13 +13,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-os.environ.setdefault("HOPSO_FAST_HASH", "1")  # before server.passwords is imported
+# run.py processes the tests start read it (Settings.fast_hash); in-process apps get it below.
+os.environ.setdefault("HOPSO_FAST_HASH", "1")
 from aiohttp.test_utils import TestServer
 
 from rooms.demo import DemoLogin
 from server import keys
 from server.app import create_app
 from server.bootstrap import seed_demo
+from server.passwords import password_hasher
 from server.settings import Settings
 
 PG_HOST, PG_PORT, REDIS_PORT = "127.0.0.1", 5432, 6379
@@ -118,11 +120,14 @@ class Harness:
 
 async def start_harness(tmp_path: Path, database_url: str | None, **overrides: Any
                         ) -> Harness:
-    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, **overrides)
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
+                        **{"fast_hash": True, **overrides})
     app = create_app(settings)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    logins = {login.username: login for login in await seed_demo(app[keys.DB])}
+    # Seeded cheaply whatever the app's profile (argon2 verifies with the hash's own).
+    logins = {login.username: login
+              for login in await seed_demo(app[keys.DB], password_hasher(fast=True))}
     return Harness(server, settings, logins)
 
 

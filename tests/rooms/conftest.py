@@ -20,6 +20,7 @@ from rooms.procedure_models import ProcedureState
 from rooms.users import find_user
 from server.bootstrap import seed_demo
 from server.migrate import upgrade
+from server.passwords import password_hasher
 from server.settings import Settings
 
 
@@ -43,7 +44,7 @@ async def demo(tmp_path: Path, database_url: str | None) -> AsyncIterator[Demo]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.sqlalchemy_url)
     await upgrade(db)
-    await seed_demo(db)
+    await seed_demo(db, password_hasher(fast=True))
     async with db.session() as s:
         meeting = (await s.exec(select(Meeting).where(Meeting.title == DEMO_MEETING))).one()
         await meetings.advance_status(s, meeting, MeetingStatus.open)

@@ -12,7 +12,8 @@ async def test_healthz_reports_database_reachability(hopso: Harness) -> None:
 
 async def test_metrics_are_prometheus_text(hopso_sqlite: Harness) -> None:
     await hopso_sqlite.anonymous().call("GET", "/healthz")
-    async with aiohttp.ClientSession() as s, s.get(hopso_sqlite.base + "/metrics") as r:
+    admin = await hopso_sqlite.login("quantri")  # who may read them: tests/server/test_metrics.py
+    async with admin.session.get(hopso_sqlite.base + "/metrics") as r:
         text = await r.text()
         assert r.status == 200 and r.content_type == "text/plain"
     assert 'hopso_http_requests_total{method="GET",route="/healthz",status="200"}' in text

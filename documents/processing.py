@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -292,8 +293,8 @@ class _Run:
             )  # fmt: skip
         except (PoolClosed, DocumentRejected):
             raise
-        except Exception as exc:  # the page view route renders (or stands in) on demand
-            log.warning("placeholder for page %d of %s failed: %r", i, self.blob, exc)
+        except Exception as err:  # the page view route renders (or stands in) on demand
+            log.warning("placeholder for page %d of %s failed: %r", i, self.blob, err)
 
     async def _texts(self, pdf: Path, pages: list[int]) -> dict[int, str]:
         try:
@@ -366,7 +367,7 @@ async def _gather_or_cancel(tasks: list[asyncio.Task[Any]]) -> list[Any]:
 
 
 def _mm(points: float) -> int:
-    return round(points * 25.4 / 72) if points == points and abs(points) < 1e12 else 0
+    return round(points * 25.4 / 72) if math.isfinite(points) and abs(points) < 1e12 else 0
 
 
 def _page_ranges(pages: list[int]) -> str:

@@ -138,6 +138,18 @@ def make_page_box_pdf(directory: Path, name: str, entries: bytes) -> Path:
     return path
 
 
+def make_many_links_pdf(directory: Path, links: int = 60_000) -> Path:
+    """One page with ``links`` link annotations, each its own object: ~7 MB, quick to read
+    and render, seconds to sanitise (every object is walked)."""
+    refs = b" ".join(b"%d 0 R" % (i + 4) for i in range(links))
+    objects = [b"<</Type/Catalog/Pages 2 0 R>>", b"<</Type/Pages/Count 1/Kids[3 0 R]>>",
+               b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]/Annots[" + refs + b"]>>"]
+    objects += [b"<</Type/Annot/Subtype/Link/Rect[0 0 1 1]/A<</S/URI/URI(https://x.vn/)>>>>"] * links
+    path = directory / f"links-{links}.pdf"
+    path.write_bytes(_assemble_pdf(objects))
+    return path
+
+
 def make_many_paths_pdf(directory: Path, segments: int = 10_000, width: float = 5.0) -> Path:
     """Long, thick random strokes: 10k take ~11 s to render at 1536 px here."""
     rnd = random.Random(1)

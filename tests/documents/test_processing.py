@@ -173,6 +173,29 @@ async def test_too_many_failed_pages_rejects_as_too_complex(
 
 
 @module_loop
+async def test_a_sanitiser_timeout_leaves_no_temporary_file(pool: WorkerPool,
+                                                           tmp_path: Path) -> None:
+    pdf = corpus.make_many_links_pdf(tmp_path)
+    out = tmp_path / "out"
+    seen: set[str] = set()
+
+    async def watch() -> None:
+        while True:
+            seen.update(p.name for p in out.glob("*.tmp-*"))
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        result = await process_document(pool, pdf, out, Limits(sanitize_timeout=1.5))
+    finally:
+        watcher.cancel()
+    assert WarningCode.SANITIZE_FAILED in {w.code for w in result.warnings}
+    assert result.sanitized_pdf is None
+    assert seen, "the sanitiser was killed before it wrote anything: make it slower"
+    assert not list(out.rglob("*.tmp-*"))  # what the killed worker left was removed
+
+
+@module_loop
 async def test_document_deadline(pool: WorkerPool, tmp_path: Path) -> None:
     pdf = corpus.make_many_paths_pdf(tmp_path)
     with pytest.raises(DocumentRejected) as info:

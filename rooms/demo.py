@@ -83,8 +83,8 @@ async def _create(session: AsyncSession, hash_password: Callable[[str], str]) ->
         description="Họp trực tuyến tỉnh – thành phố – phường/xã")
     for user, meeting_role in people:
         if meeting_role is not None:
-            await meetings.add_member(session, meeting.id, meeting_role,  # type: ignore[arg-type]
+            await meetings.store_member(session, meeting.id, meeting_role,  # type: ignore[arg-type]
                                       user_id=user.id)
     for unit in [province, city, *wards]:
-        await meetings.add_member(session, meeting.id, MeetingRole.site_operator,  # type: ignore[arg-type]
+        await meetings.store_member(session, meeting.id, MeetingRole.site_operator,  # type: ignore[arg-type]
                                   site_id=site_of[unit.id])

@@ -119,21 +119,70 @@ async def meetings_for(session: AsyncSession, user: User) -> list[tuple[Meeting,
     return [(m, roles[m.id]) for m in meetings.all() if m.id is not None]
 
 
-async def add_member(session: AsyncSession, meeting_id: int, role: MeetingRole, *,
+# Roles that run the meeting: given and taken only by its chair or by whoever scheduled it.
+APPOINTED_ROLES = frozenset({MeetingRole.chair, MeetingRole.secretary})
+
+
+def may_appoint(access: MeetingAccess) -> bool:
+    """The meeting's chair, or the person who scheduled it (a secretary, an administrator),
+    appoints its chair and secretaries."""
+    return access.role == MeetingRole.chair or (
+        access.meeting.created_by is not None and access.meeting.created_by == access.user.id)
+
+
+def check_member_change(access: MeetingAccess, user_id: int | None,
+                        current: MeetingRole | None, new: MeetingRole | None) -> None:
+    """The rule for every change of a membership (add, role change, removal; docs/protocol.md,
+    "Who may change a role"): only a member who manages the meeting changes members; nobody
+    changes or removes their own membership; giving or taking the chair or secretary role
+    needs `may_appoint`. Forbidden otherwise, before anything is written."""
+    if not allows(access.role, Action.manage):
+        raise Forbidden(f"your role ({access.role.value}) may not change members")
+    if user_id is not None and user_id == access.user.id:
+        raise Forbidden("nobody changes their own role or membership; another chair or "
+                        "secretary of the meeting does", code="own_membership")
+    for role in (current, new):
+        if role in APPOINTED_ROLES and not may_appoint(access):
+            raise Forbidden(f"only the meeting's chair or the person who scheduled it gives or "
+                            f"takes the {role.value} role", code="role_not_grantable")
+
+
+async def add_member(session: AsyncSession, access: MeetingAccess, role: MeetingRole, *,
                      user_id: int | None = None, site_id: int | None = None) -> MeetingMember:
+    """Invite a person or a site, or change an invited person's role, as `access.user`."""
+    meeting_id = access.meeting.id
+    assert meeting_id is not None
+    if (user_id is None) == (site_id is None):
+        raise Invalid("give exactly one of user_id or site_id")
+    existing = await _membership(session, meeting_id, user_id, site_id)
+    if site_id is not None:
+        role = MeetingRole.site_operator  # an invited site takes part through its operators
+    check_member_change(access, user_id, existing.role if existing else None, role)
+    return await store_member(session, meeting_id, role, user_id=user_id, site_id=site_id)
+
+
+async def _membership(session: AsyncSession, meeting_id: int, user_id: int | None,
+                      site_id: int | None) -> MeetingMember | None:
+    rows = await session.exec(select(MeetingMember).where(
+        MeetingMember.meeting_id == meeting_id,
+        MeetingMember.user_id == user_id if user_id is not None
+        else MeetingMember.site_id == site_id))
+    return rows.first()
+
+
+async def store_member(session: AsyncSession, meeting_id: int, role: MeetingRole, *,
+                       user_id: int | None = None, site_id: int | None = None) -> MeetingMember:
+    """Write a membership without any permission check: seeding and the system only (a
+    person's request goes through `add_member`)."""
     if (user_id is None) == (site_id is None):
         raise Invalid("give exactly one of user_id or site_id")
     if user_id is not None:
         await get_user(session, user_id)
-        existing = await session.exec(select(MeetingMember).where(
-            MeetingMember.meeting_id == meeting_id, MeetingMember.user_id == user_id))
     else:
         assert site_id is not None
         await get_site(session, site_id)
         role = MeetingRole.site_operator
-        existing = await session.exec(select(MeetingMember).where(
-            MeetingMember.meeting_id == meeting_id, MeetingMember.site_id == site_id))
-    member = existing.first()
+    member = await _membership(session, meeting_id, user_id, site_id)
     if member:
         member.role = role
     else:
@@ -143,10 +192,11 @@ async def add_member(session: AsyncSession, meeting_id: int, role: MeetingRole, 
     return member
 
 
-async def remove_member(session: AsyncSession, meeting_id: int, member_id: int) -> None:
+async def remove_member(session: AsyncSession, access: MeetingAccess, member_id: int) -> None:
     member = await session.get(MeetingMember, member_id)
-    if member is None or member.meeting_id != meeting_id:
+    if member is None or member.meeting_id != access.meeting.id:
         raise NotFound(f"member {member_id} not found in this meeting")
+    check_member_change(access, member.user_id, member.role, None)
     await session.delete(member)
 
 

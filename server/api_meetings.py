@@ -112,8 +112,8 @@ async def add_member(request: web.Request) -> web.Response:
     body = await read_body(request, NewMember)
     async with request.app[keys.DB].session() as s:
         access = await meetings.require(s, user, int_id(request, "meeting_id"), Action.manage)
-        member = await meetings.add_member(s, access.meeting.id, body.role,  # type: ignore[arg-type]
-                                           user_id=body.user_id, site_id=body.site_id)
+        member = await meetings.add_member(s, access, body.role, user_id=body.user_id,
+                                           site_id=body.site_id)
         return web.json_response({"id": member.id, "role": member.role.value,
                                   "user_id": member.user_id, "site_id": member.site_id},
                                  status=201)
@@ -124,5 +124,5 @@ async def remove_member(request: web.Request) -> web.Response:
     user = current_user(request)
     async with request.app[keys.DB].session() as s:
         access = await meetings.require(s, user, int_id(request, "meeting_id"), Action.manage)
-        await meetings.remove_member(s, access.meeting.id, int_id(request, "member_id"))  # type: ignore[arg-type]
+        await meetings.remove_member(s, access, int_id(request, "member_id"))
     return web.json_response({"removed": True})

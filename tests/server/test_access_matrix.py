@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 import socketio
+from sqlmodel import select
 
 from rooms.meetings import meetings_for
+from rooms.models import MeetingMember
 from rooms.users import find_user
 from server import keys
 from server.cascade_link import NAMESPACE as NODE_NAMESPACE
@@ -350,3 +352,114 @@ async def test_bad_node_credentials_are_refused_at_once_and_logged_once(
     finally:
         await h.close()
         await h.server.close()
+
+
+# -- Role changes: every role x every target role x oneself / another ----------------------------
+
+MEETING_ROLES = ["chair", "secretary", "delegate", "site_operator", "observer"]
+APPOINTED = {"chair", "secretary"}  # given and taken only by the chair or the scheduler
+
+
+def may_change(actor: str, appoints: bool, is_self: bool, current: str | None,
+               new: str | None) -> bool:
+    """The rule of docs/protocol.md (Meetings, "Who may change a role")."""
+    if actor not in ("chair", "secretary") or is_self:
+        return False
+    return appoints or not ({current, new} & APPOINTED)
+
+
+async def members_of(h: Harness, meeting_id: int) -> list[tuple[Any, ...]]:
+    """(role, user_id, site_id) of every member, read from the database."""
+    async with h.server.app[keys.DB].session() as s:
+        rows = await s.exec(select(MeetingMember).where(MeetingMember.meeting_id == meeting_id))
+        return sorted((m.role.value, m.user_id or 0, m.site_id or 0) for m in rows.all())
+
+
+async def member_id(h: Harness, meeting_id: int, user_id: int) -> int | None:
+    async with h.server.app[keys.DB].session() as s:
+        rows = await s.exec(select(MeetingMember.id).where(
+            MeetingMember.meeting_id == meeting_id, MeetingMember.user_id == user_id))
+        return rows.first()
+
+
+async def test_roles_are_changed_only_by_those_allowed_and_never_by_oneself(
+        hopso: Harness) -> None:
+    """Issue 11, finding 9: the secretary made themselves chair (POST members answered 201).
+    Every role (and the administrator, not a member) tries to give every role to themselves,
+    to a newcomer and to each kind of member, and to remove them; refusals change nothing."""
+    admin = await hopso.login("quantri")
+    _, users = await admin.call("GET", "/api/users")
+    ids = {u["username"]: u["id"] for u in users["users"]}
+    status, made = await admin.call("POST", "/api/users", {
+        "username": "khachmoi", "full_name": "Khách mới", "password": "another-secret-1",
+        "role": "delegate", "unit_id": admin.user["unit_id"]})
+    assert status == 201, made
+    chair = await hopso.login("chutri")
+    _, mine = await chair.call("GET", "/api/meetings")
+    meeting = mine["meetings"][0]["id"]  # the demo meeting: chutri scheduled it and chairs it
+    for username, role in (("daibieu3", "observer"), ("daibieu2", "delegate")):
+        assert (await chair.call("POST", f"/api/meetings/{meeting}/members",
+                                 {"role": role, "user_id": ids[username]}))[0] == 201
+    actors = {"chair": "chutri", "secretary": "thuky", "delegate": "daibieu",
+              "site_operator": "kythuat", "observer": "daibieu3", "admin": "quantri"}
+    # Each kind of member someone may act on (restored by the chair after each change).
+    targets = {"chair": "chutri", "secretary": "thuky", "delegate": "daibieu2",
+               "observer": "daibieu3", None: made["id"]}
+    baseline = await members_of(hopso, meeting)  # restored after every allowed change
+    checked = 0
+    for actor, username in actors.items():
+        client = await hopso.login(username)
+        for current, target in targets.items():
+            target_id = target if isinstance(target, int) else ids[target]
+            is_self = target_id == client.user["id"]
+            for new in MEETING_ROLES:
+                status, body = await client.call("POST", f"/api/meetings/{meeting}/members",
+                                                 {"role": new, "user_id": target_id})
+                checked += 1
+                if not may_change(actor, actor == "chair", is_self, current, new):
+                    # (the administrator is not a member: the meeting is not revealed)
+                    assert status == (404 if actor == "admin" else 403), (actor, current, new,
+                                                                          status, body)
+                    assert set(body) == {"error"}, body
+                    assert await members_of(hopso, meeting) == baseline, (actor, current, new)
+                    continue
+                assert status == 201 and body["role"] == new, (actor, current, new, body)
+                # Put the member back as they were (the chair may; never their own role).
+                assert target_id != ids["chutri"], (actor, new)
+                if current is None:
+                    status, _ = await chair.call("DELETE", f"/api/meetings/{meeting}/members/"
+                                                 f"{await member_id(hopso, meeting, target_id)}")
+                else:
+                    status, _ = await chair.call("POST", f"/api/meetings/{meeting}/members",
+                                                 {"role": current, "user_id": target_id})
+                assert status in (200, 201) and await members_of(hopso, meeting) == baseline
+            # Removing the member.
+            found = await member_id(hopso, meeting, target_id)
+            if found is None:
+                continue
+            status, body = await client.call("DELETE", f"/api/meetings/{meeting}/members/{found}")
+            checked += 1
+            if may_change(actor, actor == "chair", is_self, current, None):
+                assert status == 200, (actor, current, status, body)
+                assert (await chair.call("POST", f"/api/meetings/{meeting}/members",
+                                         {"role": current, "user_id": target_id}))[0] == 201
+            else:
+                assert status == (404 if actor == "admin" else 403), (actor, current, status)
+            assert await members_of(hopso, meeting) == baseline, (actor, current)
+    assert checked == 6 * 5 * 5 + 6 * 4  # (actor, target, new role) triples, then removals
+
+    # A secretary who schedules a meeting appoints its chair and other secretaries, but
+    # never raises their own role either.
+    secretary = await hopso.login("thuky")
+    status, own = await secretary.call("POST", "/api/meetings", {
+        "title": "Họp do thư ký lên lịch", "unit_id": secretary.user["unit_id"],
+        "starts_at": "2026-12-01T08:00:00+07:00"})
+    assert status == 201
+    before = await members_of(hopso, own["id"])
+    status, body = await secretary.call("POST", f"/api/meetings/{own['id']}/members",
+                                        {"role": "chair", "user_id": secretary.user["id"]})
+    assert status == 403 and await members_of(hopso, own["id"]) == before, body
+    for new, username in (("chair", "chutri"), ("secretary", "daibieu2")):
+        status, body = await secretary.call("POST", f"/api/meetings/{own['id']}/members",
+                                            {"role": new, "user_id": ids[username]})
+        assert status == 201 and body["role"] == new, body

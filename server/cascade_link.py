@@ -18,15 +18,19 @@ Signaling is socket.io on the namespace ``/node``:
 * ``link`` {meeting, op, data} (either way, with an ack): one request of the
   media link protocol (catalog / pull / offer / release), answered by the
   other end's `LinkEnd.handle`.
-* ``ping`` (either way): round-trip time for the admin view.
+* ``ping`` (child -> parent): round-trip time for the admin view.
+
+* ``meetings`` / ``headcounts`` (child -> parent): what the parent offers this child;
+  the child's subtree's attendance per meeting (within the seats each meeting allots it).
 
 Every event on ``/node`` goes through one dispatcher (`NodeCascade._dispatch`, and
-`_answer` on the child's side): a strict schema per event (`NodeSchema`), then the child's
-scope, checked against the invitations at the moment the event arrives: every meeting key
-a payload names (fields typed `MeetingKey`) must be a live meeting that invites the child
-now (`MeetingDirectory.out_of_scope`). Acknowledgements are ``{"ok": true, "result": ...}``
-or ``{"ok": false, "error": {"code", "message"}}``; a refused event changes nothing, and a
-withdrawn invitation also removes the child's link end for that meeting.
+`ParentLink._on_link` on the child's side): a strict schema per event (`NodeSchema`), then
+the child's scope, checked against the invitations at the moment the event arrives: every
+meeting key a payload names (fields typed `MeetingKey`) must be a live meeting that invites
+the child now (`MeetingDirectory.out_of_scope`). Acknowledgements are
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {"code", "message"}}``; a
+refused event changes nothing, and a withdrawn invitation also removes the child's link end
+for that meeting.
 
 Every request from a child goes through a token bucket; a link that floods is
 refused event by event, and disconnected once it keeps flooding. A parent's

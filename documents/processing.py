@@ -162,7 +162,8 @@ class _Run:
             await self._check_container(kind)
             await self.emit(Stage.CONVERTING)
             pdf = await office.convert_to_pdf(
-                self.blob, kind, self.out_dir / "converted.pdf", self.limits.convert_timeout
+                self.blob, kind, self.out_dir / "converted.pdf", self.limits.convert_timeout,
+                allow_unsandboxed=self.limits.office_without_sandbox,
             )
             await asyncio.to_thread(sniff_file, pdf, self.limits)
         deadline = asyncio.timeout(self.limits.document_timeout)

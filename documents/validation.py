@@ -45,6 +45,9 @@ class Limits:
     max_failed_pages: int = 10  # beyond this the document is rejected as too_complex
     max_outline_entries: int = 5000
     allow_office: bool = True
+    # Convert Office files even where LibreOffice cannot be cut off the network (no network
+    # namespace can be made): the operator's explicit choice (--office-without-sandbox).
+    office_without_sandbox: bool = False
 
     @property
     def max_mb(self) -> int:

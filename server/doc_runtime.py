@@ -176,7 +176,8 @@ def create_runtime(app: web.Application) -> DocumentRuntime:
     return DocumentRuntime(
         db=db, sio=sio, pool=WorkerPool(size=settings.document_workers),
         store=BlobStore(settings.data_dir / "documents"),
-        limits=Limits(max_bytes=settings.max_upload_bytes),
+        limits=Limits(max_bytes=settings.max_upload_bytes,
+                      office_without_sandbox=settings.office_without_sandbox),
         annotations=AnnotationHub(db, sio), presenters=PresenterBoard(db),
         access=AccessLog(db), lag=LoopLagMonitor(lag),
         page_images=ByteLRU(int(cache_mb * (1 << 20))), watermark_bucket_s=bucket_s)

@@ -121,6 +121,9 @@ class Settings:
     # Tests and benchmarks only: argon2id's cheapest profile (server/passwords.py). A visible
     # setting (--fast-hash, logged as a warning at start), never read behind the app's back.
     fast_hash: bool = False
+    # Convert Office files with LibreOffice even where it cannot run in a network namespace
+    # (documents/office.py); logged as a warning. Default: such conversions are refused.
+    office_without_sandbox: bool = False
     metrics_token: str | None = None  # bearer token for Prometheus; else admins only
     source_url: str = "https://example.invalid/hopso"  # AGPL: where users get the source
     timezone: str = "Asia/Ho_Chi_Minh"  # how pages show times (stored in UTC)
@@ -175,6 +178,8 @@ _FLAGS: Sequence[tuple[str, str, str]] = (
     ("--tls", "HOPSO_TLS", "serve HTTPS (self-signed certificate made on first start)"),
     ("--fast-hash", "HOPSO_FAST_HASH",
      "TESTS ONLY: hash new passwords with argon2id's cheapest profile"),
+    ("--office-without-sandbox", "HOPSO_OFFICE_WITHOUT_SANDBOX",
+     "convert Office files even where LibreOffice cannot be cut off the network (unsafe)"),
 )
 
 
@@ -270,5 +275,6 @@ def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Setting
         timezone=zone,
         node=node,
         fast_hash=bool(a.get("fast_hash")),
+        office_without_sandbox=bool(a.get("office_without_sandbox")),
         metrics_token=metrics_token,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import stat
@@ -347,3 +348,27 @@ in="$1"; stem=$(basename "${{in%.*}}"); mkdir -p "$out"; cp "{fixture}" "$out/$s
 def test_page_ranges_for_messages() -> None:
     assert processing._page_ranges([0, 1, 2, 5, 7, 8]) == "1–3, 6, 8–9"
     assert os.sep not in processing._page_ranges([3])
+
+
+@module_loop
+async def test_office_conversion_without_a_sandbox_needs_the_operators_consent(
+    pool: WorkerPool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fixture = corpus.make_text_pdf(tmp_path, pages=1)
+    converter = _fake_soffice(tmp_path, f'''
+while [ $# -gt 1 ]; do [ "$1" = --outdir ] && out="$2"; shift; done
+mkdir -p "$out"; cp "{fixture}" "$out/input.pdf"
+''')
+    monkeypatch.setattr(office, "find_converter", lambda: converter)
+    no_unshare = tmp_path / "bin"
+    no_unshare.mkdir()
+    (no_unshare / "unshare").write_text("#!/bin/sh\nexit 1\n")
+    (no_unshare / "unshare").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{no_unshare}:{os.environ['PATH']}")
+    docx = corpus.make_docx_like(tmp_path)
+    with pytest.raises(DocumentRejected) as info:
+        await process_document(pool, docx, tmp_path / "out", FAST)
+    assert info.value.code is RejectCode.CONVERSION_UNAVAILABLE
+    consent = dataclasses.replace(FAST, office_without_sandbox=True)
+    result = await process_document(pool, docx, tmp_path / "out", consent)
+    assert result.converted_from == "docx" and result.page_count == 1

@@ -33,6 +33,12 @@ def test_bad_values_name_the_option(argv: list[str], fragment: str) -> None:
         parse_settings(argv, env={})
 
 
+def test_office_without_sandbox_is_an_explicit_choice() -> None:
+    assert not parse_settings([], env={}).office_without_sandbox
+    assert parse_settings(["--office-without-sandbox"], env={}).office_without_sandbox
+    assert parse_settings([], env={"HOPSO_OFFICE_WITHOUT_SANDBOX": "1"}).office_without_sandbox
+
+
 def test_data_dir_must_be_a_directory(tmp_path: Path) -> None:
     file = tmp_path / "f"
     file.write_text("x")

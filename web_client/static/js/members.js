@@ -224,7 +224,9 @@ const nodesStatus = document.getElementById("nodes-status");
 const nodesMirrored = document.getElementById("nodes-mirrored");
 const nodesHelp = document.getElementById("nodes-help");
 
-function renderNodes(invited, children) {
+// Each node with its seats: how many voting members its subtree may report for the quorum
+// (docs/cascade.md, "Headcounts and seats").
+function renderNodes(invited, children, seats = {}) {
   const all = [...children, ...invited.filter((unit) => !children.includes(unit))];
   nodesMirrored.hidden = !mirrored;
   nodesHelp.hidden = mirrored;
@@ -236,7 +238,14 @@ function renderNodes(invited, children) {
   nodesList.replaceChildren(...all.map((unit) => {
     const box = el("input", { type: "checkbox", value: unit, checked: invited.includes(unit),
                               disabled: mirrored });
-    return el("label", { className: "check" }, box, ` ${unit}`);
+    const count = el("input", { type: "number", min: 0, max: 10000, step: 1, inputMode: "numeric",
+                                value: String(seats[unit] ?? 0), disabled: mirrored,
+                                className: "seats" });
+    count.dataset.unit = unit;
+    count.setAttribute("aria-label", `${t("Voting seats")}: ${unit}`);
+    return el("div", { className: "node-row" },
+              el("label", { className: "check" }, box, ` ${unit}`),
+              el("label", { className: "seats" }, `${t("Voting seats")} `, count));
   }));
 }
 
@@ -250,18 +259,23 @@ async function loadNodes() {
   }
   if (!data?.configured) { nodesBlock.hidden = true; return; }
   if (data.mirrored === true) mirrored = true;
-  renderNodes(data.nodes ?? [], data.children ?? []);
+  renderNodes(data.nodes ?? [], data.children ?? [], data.seats ?? {});
   nodesBlock.hidden = false;
 }
 
 nodesSave.addEventListener("click", async () => {
   const chosen = [...nodesList.querySelectorAll("input[type=checkbox]:checked")].map((b) => b.value);
+  const seats = {};
+  for (const input of nodesList.querySelectorAll("input.seats")) {
+    const count = Number.parseInt(input.value, 10);
+    if (chosen.includes(input.dataset.unit)) seats[input.dataset.unit] = Number.isFinite(count) ? count : 0;
+  }
   nodesSave.disabled = true;
   nodesStatus.className = "muted";
   nodesStatus.textContent = "";
   try {
-    const data = await api("PUT", `${base}/nodes`, { nodes: chosen });
-    if (Array.isArray(data?.nodes) && Array.isArray(data?.children)) renderNodes(data.nodes, data.children);
+    const data = await api("PUT", `${base}/nodes`, { nodes: chosen, seats });
+    if (Array.isArray(data?.nodes) && Array.isArray(data?.children)) renderNodes(data.nodes, data.children, data.seats ?? {});
     nodesStatus.textContent = t("Saved");
   } catch (error) {
     if (error.code === "mirrored") {

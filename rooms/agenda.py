@@ -9,6 +9,7 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from documents.db_models import Document
 from rooms.errors import Conflict, Invalid, NotFound
 from rooms.models import MeetingMember, User, utcnow
 from rooms.procedure import seconds_between
@@ -156,11 +157,19 @@ async def set_current(session: AsyncSession, state: ProcedureState, item_id: int
     session.add(state)
 
 
+async def get_document(session: AsyncSession, meeting_id: int, document_id: int) -> Document:
+    """A document of this meeting; another meeting's (or none) is not found, never revealed.
+    (AgendaDocument.document_id has no foreign key: this is the only check.)"""
+    document = await session.get(Document, document_id)
+    if document is None or document.meeting_id != meeting_id:
+        raise NotFound(f"document {document_id} not found in this meeting")
+    return document
+
+
 async def attach_document(session: AsyncSession, meeting_id: int, item_id: int,
                           document_id: int) -> AgendaDocument:
     item = await get_item(session, meeting_id, item_id)
-    if document_id < 1:
-        raise Invalid("document_id must be a positive integer")
+    await get_document(session, meeting_id, document_id)
     rows = await session.exec(select(AgendaDocument).where(
         AgendaDocument.agenda_item_id == item.id, AgendaDocument.document_id == document_id))
     if rows.first() is not None:

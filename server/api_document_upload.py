@@ -16,7 +16,7 @@ from documents.db_models import Document, DocumentStatus, DocumentVersion, Versi
 from documents.errors import DocumentRejected, RejectCode
 from documents.storage import BlobWriter, StoredBlob, sanitize_display_name
 from documents.validation import SNIFF_BYTES, ZIP_MAGIC, sniff_bytes
-from rooms import meetings
+from rooms import agenda, meetings
 from rooms.errors import Conflict, Invalid
 from rooms.permissions import Action
 from server import doc_processing, keys
@@ -161,6 +161,9 @@ async def upload(request: web.Request) -> web.Response:
     try:
         title, item, confidential = _title(got.fields, got.filename), _agenda_item(got.fields), \
             _flag(got.fields)
+        if item is not None:  # an item of this meeting, checked before anything is stored
+            async with request.app[keys.DB].session() as s:
+                await agenda.get_item(s, meeting_id, item)
         blob = await _commit(got.writer)
     finally:
         got.writer.abort()  # no-op once committed

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,12 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from documents import catalog, export_job, raster, render
 from documents.db_models import Document, DocumentAccess, DocumentVersion
 from documents.storage import content_disposition
-from rooms import meetings
+from rooms import agenda, meetings
 from rooms.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from rooms.models import Role, Unit, User, utcnow
 from rooms.permissions import Action
@@ -190,7 +192,11 @@ async def details(request: web.Request) -> web.Response:
     return web.json_response(catalog.details_dict(grant, versions))
 
 
-async def _edit(request: web.Request, change: Any) -> tuple[Document, dict[str, Any]]:
+# Checks and applies an edit inside the edit's transaction (raising leaves nothing changed).
+Change = Callable[[AsyncSession, Document, list[DocumentVersion]], Awaitable[None]]
+
+
+async def _edit(request: web.Request, change: Change) -> tuple[Document, dict[str, Any]]:
     user = current_user(request)
     document_id = int_id(request, "document_id")
     async with request.app[keys.DB].session() as s:
@@ -198,7 +204,7 @@ async def _edit(request: web.Request, change: Any) -> tuple[Document, dict[str, 
         doc = grant.document
         was_published = doc.published
         versions = (await catalog.versions_of(s, [document_id]))[document_id]
-        change(doc, versions)
+        await change(s, doc, versions)
         doc.updated_at = utcnow()
         s.add(doc)
         data = catalog.document_dict(doc, versions)
@@ -217,13 +223,15 @@ async def _edit(request: web.Request, change: Any) -> tuple[Document, dict[str, 
 async def edit(request: web.Request) -> web.Response:
     body = await read_body(request, DocumentEdit)
 
-    def change(doc: Document, _: list[DocumentVersion]) -> None:
+    async def change(s: AsyncSession, doc: Document, _: list[DocumentVersion]) -> None:
         if body.title is not None:
             title = " ".join(body.title.split())
             if not 1 <= len(title) <= 300:
                 raise Invalid("title: must be 1 to 300 characters")
             doc.title = title
         if "agenda_item_id" in body.model_fields_set:
+            if body.agenda_item_id is not None:  # an item of the document's own meeting
+                await agenda.get_item(s, doc.meeting_id, body.agenda_item_id)
             doc.agenda_item_id = body.agenda_item_id
         if body.confidential is not None:
             doc.confidential = body.confidential
@@ -236,7 +244,7 @@ async def edit(request: web.Request) -> web.Response:
 async def publish(request: web.Request) -> web.Response:
     body = await read_body(request, Publish)
 
-    def change(doc: Document, versions: list[DocumentVersion]) -> None:
+    async def change(_: AsyncSession, doc: Document, versions: list[DocumentVersion]) -> None:
         if body.published and doc.status.value == "rejected":
             raise Conflict("a rejected document cannot be published; upload a new version",
                            code="rejected")

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from documents.db_models import Document, DocumentStatus
 from rooms import agenda
 from rooms.errors import Conflict, Invalid, NotFound
 from rooms.models import utcnow
@@ -28,9 +29,16 @@ async def test_insert_move_remove_and_time_the_current_item(demo: Demo) -> None:
         with pytest.raises(Invalid):
             await agenda.add_item(s, m, agenda.ItemFields(title="x",
                                                           presenter_user_id=demo.users["quantri"].id))
-        await agenda.attach_document(s, m, b.id, 42)  # type: ignore[arg-type]
+        doc = Document(meeting_id=m, title="Báo cáo", filename="bao-cao.pdf",
+                       status=DocumentStatus.ready, created_by=demo.users["thuky"].id)
+        s.add(doc)
+        await s.flush()
+        await agenda.attach_document(s, m, b.id, doc.id)  # type: ignore[arg-type]
         with pytest.raises(Conflict):
-            await agenda.attach_document(s, m, b.id, 42)  # type: ignore[arg-type]
+            await agenda.attach_document(s, m, b.id, doc.id)  # type: ignore[arg-type]
+        for missing in (doc.id + 1, 0):  # type: ignore[operator]
+            with pytest.raises(NotFound):
+                await agenda.attach_document(s, m, b.id, missing)  # type: ignore[arg-type]
     t0 = utcnow()
     async with demo.db.session() as s:
         state = await demo.locked(s)
@@ -43,7 +51,7 @@ async def test_insert_move_remove_and_time_the_current_item(demo: Demo) -> None:
                                                       "Thảo luận"]
         assert view["items"][0]["spent_seconds"] == 90
         assert view["items"][1]["presenter"] == "Lê Minh Tuấn"
-        assert view["items"][1]["documents"] == [42]
+        assert view["items"][1]["documents"] == [doc.id]
         assert view["current"]["item_id"] == b.id
         assert view["current"]["elapsed_seconds"] == 60
         assert view["current"]["remaining_seconds"] == 20 * 60 - 60

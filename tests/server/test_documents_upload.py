@@ -23,11 +23,14 @@ async def test_secretary_upload_reports_progress_until_ready(hopso: Harness, tmp
     listener = await Listener.open(hopso, secretary)
     chair = await Listener.open(hopso, await hopso.login("chutri"), meeting_id)
     delegate = await Listener.open(hopso, await hopso.login("daibieu"), meeting_id)
+    status, item = await secretary.call("POST", f"/api/meetings/{meeting_id}/agenda",
+                                        {"title": "Thông qua biên bản"})
+    assert status == 201, item
     status, doc = await upload(secretary, meeting_id, make_pdf(tmp_path, pages=4),
-                               title="Biên bản họp", agenda_item_id="7")
+                               title="Biên bản họp", agenda_item_id=str(item["id"]))
     assert status == 202, doc
     assert doc["status"] == "processing" and doc["title"] == "Biên bản họp"
-    assert doc["filename"] == "Biên bản.pdf" and doc["agenda_item_id"] == 7
+    assert doc["filename"] == "Biên bản.pdf" and doc["agenda_item_id"] == item["id"]
     first = await listener.wait_for("document:progress", lambda e: e["page"] == 0)
     assert first["document_id"] == doc["id"] and first["total"] == 4
     ready = await listener.wait_for("document:progress", lambda e: e["stage"].startswith("ready"))

@@ -9,16 +9,19 @@ import io
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from server import audit_verify
 from tests.conftest import Harness
 from tests.server.processes import ROOT
+from tests.server.documents_support import make_pdf, upload
 from tests.server.test_realtime import demo_meeting_id
 
 
-async def test_secretary_edits_the_agenda_and_others_cannot(hopso: Harness) -> None:
+async def test_secretary_edits_the_agenda_and_others_cannot(hopso: Harness,
+                                                           tmp_path: Path) -> None:
     m = await demo_meeting_id(hopso)
     thuky, delegate = await hopso.login("thuky"), await hopso.login("daibieu")
     base = f"/api/meetings/{m}/agenda"
@@ -32,8 +35,11 @@ async def test_secretary_edits_the_agenda_and_others_cannot(hopso: Harness) -> N
     status, _ = await thuky.call("PATCH", f"{base}/{ids[0]}",
                                  {"title": "Khai mạc hội nghị", "presenter_name": "Chủ trì"})
     assert status == 200
-    assert (await thuky.call("POST", f"{base}/{ids[1]}/documents", {"document_id": 7}))[0] == 201
-    assert (await thuky.call("DELETE", f"{base}/{ids[1]}/documents/7"))[0] == 200
+    status, doc = await upload(thuky, m, make_pdf(tmp_path, pages=1))
+    assert status == 202, doc
+    link = f"{base}/{ids[1]}/documents"
+    assert (await thuky.call("POST", link, {"document_id": doc["id"]}))[0] == 201
+    assert (await thuky.call("DELETE", f"{link}/{doc['id']}"))[0] == 200
     assert (await thuky.call("DELETE", f"{base}/{ids[2]}"))[0] == 200
     status, view = await delegate.call("GET", base)
     assert status == 200

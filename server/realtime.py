@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
-from typing import Any, Awaitable, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import socketio
 from aiohttp import web
@@ -78,6 +79,9 @@ class _Registered(Generic[P]):
     handler: Callable[[EventContext, P], Awaitable[Any]]
 
 
+REALTIME: web.AppKey[Realtime] = web.AppKey("realtime")
+
+
 def meeting_room(meeting_id: int) -> str:
     return f"meeting:{meeting_id}"
 
@@ -101,6 +105,7 @@ class Realtime:
         # Every event re-checks its session, from this cache (TTL and invalidation: see
         # SessionCache) rather than two database reads per pen stroke.
         self.sessions = app[SESSION_CACHE] = SessionCache()
+        app[REALTIME] = self  # its registry: what the socket fuzz tests enumerate
         sio.on("connect", self._connect)
         sio.on("disconnect", self._disconnect)
 

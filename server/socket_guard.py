@@ -9,7 +9,10 @@ remember, checked before any handler runs (docs/security.md (Socket events)):
 * bounded work: at most ``in_flight`` handlers of one connection run at once, at most
   ``queued`` more wait in order; beyond that the event is refused, never a new task;
 * a connection whose events keep being refused is dropped (one log line) and its principal
-  may not reconnect for a while; an undecodable packet drops the connection too.
+  may not reconnect for a while;
+* an event whose JSON does not decode (syntax, a 5,000-digit integer, nesting past the
+  recursion limit) is answered `invalid`; any other packet that does not decode drops the
+  connection (one log line).
 
 Refusals are answered in the common shape ``{"ok": false, "error": {"code", "message"}}``.
 python-socketio has no hook for this, so `GuardedServer` overrides the three methods every
@@ -21,6 +24,7 @@ them.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -57,14 +61,43 @@ class MalformedPacket(ValueError):
     """A socket.io packet that does not decode (bad JSON, absurd numbers or nesting)."""
 
 
+@dataclass(frozen=True)
+class Undecodable:
+    """The data of an event whose JSON did not decode: the event is answered `invalid`
+    (its ack id was read before the JSON), the connection stays."""
+
+    reason: str
+
+
+class _TolerantJson:
+    """The JSON codec of our packets: what the standard library refuses to decode (syntax,
+    integers over 4,300 digits, nesting past the recursion limit) becomes Undecodable."""
+
+    dumps = staticmethod(json.dumps)
+
+    @staticmethod
+    def loads(text: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return json.loads(text, **kwargs)
+        except (ValueError, RecursionError) as exc:
+            return Undecodable(f"{type(exc).__name__}: {str(exc)[:80]}")
+
+
 class _Packet(packet.Packet):
-    """The library's packet, whose decoding errors all come out as MalformedPacket."""
+    """The library's packet, decoded with _TolerantJson; any other decoding error, or
+    undecodable JSON in a packet that is not an event, comes out as MalformedPacket."""
+
+    json = _TolerantJson
 
     def decode(self, encoded_packet: Any) -> Any:
         try:
-            return super().decode(encoded_packet)
+            attachments = super().decode(encoded_packet)
         except (ValueError, TypeError, RecursionError) as exc:
             raise MalformedPacket(f"{type(exc).__name__}: {str(exc)[:120]}") from None
+        if isinstance(self.data, Undecodable) and self.packet_type not in (
+                packet.EVENT, packet.BINARY_EVENT):
+            raise MalformedPacket(self.data.reason)
+        return attachments
 
     def add_attachment(self, attachment: Any) -> Any:
         try:
@@ -306,6 +339,8 @@ class GuardedServer(socketio.AsyncServer):
 
 def _frame_problem(data: Any, name: str | None, known: str | None) -> str | None:
     """Why an EVENT frame is not one this server handles, or None."""
+    if isinstance(data, Undecodable):
+        return f"undecodable JSON ({data.reason})"
     if name is None:
         return "an event is [name, payload]: the name must be a string"
     if name in RESERVED_EVENTS:

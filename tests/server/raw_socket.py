@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ class RawSocket:
     acks: dict[int, Any] = field(default_factory=dict)
     next_id: int = 0
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    ended_by: str = ""  # what ended the connection, for a failing test's message
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _reader: asyncio.Task[None] | None = None
 
@@ -92,6 +92,7 @@ class RawSocket:
         try:
             async for message in self.ws:
                 if message.type != aiohttp.WSMsgType.TEXT:
+                    self.ended_by = f"{message.type.name} {str(message.data)[:80]}"
                     break
                 text: str = message.data
                 if text == "2":
@@ -102,10 +103,13 @@ class RawSocket:
                     data = json.loads(body[digits:])
                     self.acks[int(body[:digits])] = data[0] if data else None
                 elif text.startswith(("1", "41")):  # Engine.IO CLOSE or socket.io DISCONNECT
+                    self.ended_by = f"server sent {text[:80]!r}"
                     break
                 self._arrived.set()
-        except (aiohttp.ClientError, ConnectionError):
-            pass
+            else:
+                self.ended_by = self.ended_by or f"closed ({self.ws.close_code})"
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            self.ended_by = repr(exc)
         finally:
             self.closed.set()
             self._arrived.set()
@@ -123,6 +127,7 @@ async def flood(base: str, cookie: str, events: list[list[Any]], seconds: float,
     reconnect when dropped if `reconnect`. Returns what happened, for the test to check."""
     codes: dict[str, int] = {}
     sent = drops = refused_connects = 0
+    connections: list[dict[str, Any]] = []  # per connection: seconds, events sent, end
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -132,6 +137,9 @@ async def flood(base: str, cookie: str, events: list[list[Any]], seconds: float,
             codes[f"connect:{exc}"] = codes.get(f"connect:{exc}", 0) + 1
             await asyncio.sleep(0.05)
             continue
+        if sent == 0:
+            print("connected", flush=True)  # the test starts measuring
+        opened, sent_before = time.monotonic(), sent
         try:
             i = 0
             while time.monotonic() < deadline and not sock.closed.is_set():
@@ -141,18 +149,21 @@ async def flood(base: str, cookie: str, events: list[list[Any]], seconds: float,
                 i += 1
                 if i % 64 == 0:
                     await asyncio.sleep(0)  # let the reader collect acks
-        except (aiohttp.ClientError, ConnectionError):
-            pass
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            sock.ended_by = sock.ended_by or repr(exc)
+        dropped = time.monotonic() < deadline  # the server ended it, not the clock
         for ack in sock.acks.values():
             code = "ok" if isinstance(ack, dict) and ack.get("ok") else \
                 str(ack["error"]["code"]) if isinstance(ack, dict) and "error" in ack else "?"
             codes[code] = codes.get(code, 0) + 1
-        if sock.closed.is_set():
-            drops += 1
+        drops += dropped
+        connections.append({"s": round(time.monotonic() - opened, 3),
+                            "sent": sent - sent_before, "end": sock.ended_by})
         await sock.close()
         if not reconnect:
             break
-    return {"sent": sent, "codes": codes, "drops": drops, "refused_connects": refused_connects}
+    return {"sent": sent, "codes": codes, "drops": drops, "refused_connects": refused_connects,
+            "connections": connections}
 
 
 def main() -> None:
@@ -165,7 +176,7 @@ def main() -> None:
     args = parser.parse_args()
     result = asyncio.run(flood(args.base, args.cookie, json.loads(args.events), args.seconds,
                                args.reconnect))
-    json.dump(result, sys.stdout)
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import { SignalingError } from "./signaling.js";
 
 /** Ack errors worth retrying later; any other refusal is final (the op is dropped). */
 const TRANSIENT = new Set(["not_authenticated", "internal_error", "internal", "unavailable",
-                           "rate_limited", "timeout"]);
+                           "rate_limited", "busy", "timeout"]);
 
 async function getJson(url) { return api("GET", url); }
 

@@ -1,15 +1,15 @@
 """Tables of the meeting procedure: agenda, attendance, floor, votes, minutes, audit log.
 
-Secret ballots (`VoteBallot`) carry no user id, no timestamp and no ordering clue: a random
-UUID primary key, and on SQLite the table is WITHOUT ROWID so not even the hidden rowid
-keeps the insertion order. Who took part is in `VoteParticipation`, which holds no option
-for a secret vote. See docs/protocol.md (Meeting procedure), "Secret ballots".
+Secret ballots carry no user id and no timestamp. While their vote is open they are
+`SealedBallot` rows (encrypted under a key outside the database, rooms/ballot_seal.py); at
+close they become `VoteBallot` rows written in the order of their receipt hashes. Who took
+part is in `VoteParticipation`, which holds no option for a secret vote. See
+docs/security.md, "Secret ballots".
 """
 
 from __future__ import annotations
 
 import enum
-import uuid
 from datetime import datetime
 
 from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
@@ -147,6 +147,7 @@ class Vote(SQLModel, table=True):
     closed_at: datetime | None = None
     opened_by: int | None = Field(default=None, foreign_key="user.id")
     result_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    seal_key_id: str | None = Field(default=None, max_length=16)  # secret votes: whose key seals
 
 
 class VoteParticipation(SQLModel, table=True):
@@ -162,20 +163,28 @@ class VoteParticipation(SQLModel, table=True):
     client_seq: int = 0  # the voter's own counter, so a late duplicate cannot undo a change
 
 
-def _uuid() -> str:
-    return uuid.uuid4().hex
+class SealedBallot(SQLModel, table=True):
+    """A secret ballot while its vote is open: `sealed` is AES-GCM over (option, receipt
+    hash); `lookup` is an HMAC of the receipt. Both keyed outside the database, so a copy of
+    the file says nothing of the option. Erased when the vote closes."""
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    vote_id: int = Field(foreign_key="vote.id", primary_key=True)
+    lookup: str = Field(primary_key=True, max_length=64)
+    sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class VoteBallot(SQLModel, table=True):
-    """One counted ballot of a secret vote: no user id, no time, random key, no rowid."""
+    """A counted ballot of a closed secret vote: no user id, no time; the key is the receipt
+    hash, and the rows are written at close in that (random) order, in one transaction."""
 
     __table_args__ = (UniqueConstraint("receipt_hash", name="uq_ballot_receipt"),
                       {"sqlite_with_rowid": False})
 
-    id: str = Field(default_factory=_uuid, primary_key=True, max_length=32)
-    vote_id: int = Field(foreign_key="vote.id", index=True)
+    vote_id: int = Field(foreign_key="vote.id", primary_key=True)
+    receipt_hash: str = Field(primary_key=True, max_length=64)
     option: int
-    receipt_hash: str = Field(max_length=64)
 
 
 class SiteVoteCount(SQLModel, table=True):

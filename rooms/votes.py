@@ -1,38 +1,44 @@
 """Votes (biểu quyết): open or secret, cast once (or changed until close when allowed).
 
-Counting: an open vote counts `VoteParticipation.option` (the named record); a secret vote
-counts `VoteBallot` rows, which hold no user id and no time. On PostgreSQL a secret vote's
-ballots are re-written in a random order by the closing transaction ("resealed"), so
-neither their physical order nor their per-row transaction ids (xmin) match them to the
-transaction that recorded a voter's participation; on SQLite the table is WITHOUT ROWID,
-ordered by its random key, with no such stamps. Each secret voter gets a receipt
-code; only its sha256 is stored, with the ballot, so the voter can check it was counted.
+Counting: an open vote counts `VoteParticipation.option` (the named record). A secret vote's
+participation holds no option; its ballots are sealed (`SealedBallot`, rooms/ballot_seal.py)
+while the vote is open, so the database alone never says who chose what, and at close they
+are unsealed, counted, and written as `VoteBallot` rows in the order of their receipt hashes
+by the closing transaction, while the sealed rows are erased. Nothing stored then keeps the
+order ballots were cast in; `scrub_after_close` clears what the database engine may still
+hold of earlier states (docs/security.md, "Secret ballots"). Each secret voter gets a receipt
+code; only its sha256 is kept after close, so the voter can check it was counted.
 
-Every change runs under `rooms.procedure.lock`, so open/close/cast of one meeting apply one
-at a time; the unique (vote_id, user_id) constraint is the last guard against a double count.
+Ballots are cast in batches (`cast_many`: a handful of queries for the whole batch); a
+batch gives each ballot the outcome it would have had alone, in order. Every change runs
+under `rooms.procedure.lock`, so open/close/cast of one meeting apply one at a time; the
+unique (vote_id, user_id) constraint is the last guard against a double count.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
-import uuid
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert
+from sqlalchemy import bindparam, delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rooms import agenda, attendance
-from rooms.errors import Conflict, Forbidden, Invalid, NotFound
+from rooms import agenda, attendance, audit
+from rooms.audit import AuditKind
+from rooms.ballot_seal import BallotKey, Unsealed, VoteSeal, receipt_hash
+from rooms.db import Database
+from rooms.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from rooms.models import MeetingRole, Site, User, utcnow
-from rooms.procedure import dialect
 from rooms.procedure_models import (
     Attendance,
     ProcedureState,
+    SealedBallot,
     SiteVoteCount,
     Vote,
     VoteBallot,
@@ -78,11 +84,6 @@ def new_receipt() -> str:
     return "-".join(raw[i:i + 4] for i in range(0, 16, 4))
 
 
-def receipt_hash(code: str) -> str:
-    normal = "".join(code.split()).replace("-", "").upper()
-    return hashlib.sha256(f"hopso-receipt:{normal}".encode()).hexdigest()
-
-
 async def get_vote(session: AsyncSession, meeting_id: int, vote_id: int) -> Vote:
     vote = await session.get(Vote, vote_id)
     if vote is None or vote.meeting_id != meeting_id:
@@ -101,12 +102,16 @@ def _clean_options(options: tuple[str, ...] | None) -> tuple[list[str], bool]:
     return cleaned, True
 
 
-async def open_vote(session: AsyncSession, state: ProcedureState, by: User, spec: NewVote) -> Vote:
+async def open_vote(session: AsyncSession, state: ProcedureState, by: User, spec: NewVote,
+                    key: BallotKey | None = None) -> Vote:
+    """Open a vote; a secret one records which ballot key seals it (`key` is then needed)."""
     await agenda.get_item(session, state.meeting_id, spec.agenda_item_id)
     question = " ".join(spec.question.split())
     if not 1 <= len(question) <= 500:
         raise Invalid("question must be 1 to 500 characters")
     options, custom = _clean_options(spec.options)
+    if spec.secret and key is None:
+        raise ValueError("a secret vote needs the ballot key")
     running = await session.exec(select(Vote.id).where(Vote.meeting_id == state.meeting_id,
                                                        Vote.status == VoteStatus.open))
     if running.first() is not None:
@@ -114,70 +119,189 @@ async def open_vote(session: AsyncSession, state: ProcedureState, by: User, spec
     vote = Vote(meeting_id=state.meeting_id, agenda_item_id=spec.agenda_item_id,
                 question=question, options_json=json.dumps(options, ensure_ascii=False),
                 custom_options=custom, secret=spec.secret, allow_change=spec.allow_change,
-                status=VoteStatus.open, opened_by=by.id)
+                status=VoteStatus.open, opened_by=by.id,
+                seal_key_id=key.key_id if spec.secret and key is not None else None)
     session.add(vote)
     await session.flush()
     return vote
 
 
-async def _may_vote(session: AsyncSession, meeting_id: int, user: User, role: MeetingRole) -> None:
-    if role not in attendance.VOTING_ROLES:
-        raise Forbidden("only delegates and the chair vote")
-    if not await attendance.is_present(session, meeting_id, user.id):  # type: ignore[arg-type]
-        raise Conflict("check in before voting; absent members do not vote",
-                       code="not_checked_in")
+@dataclass(frozen=True)
+class BallotIn:
+    """One ballot as it arrives: who (already through the meeting's access check), what."""
+
+    user: User
+    role: MeetingRole
+    option: int
+    client_seq: int
+    receipt: str | None = None
+
+
+@dataclass
+class _Mine:
+    """A voter's participation as the batch sees it: stored (`id`) or added by this batch."""
+
+    id: int | None  # None: added by this batch
+    client_seq: int
+    option: int | None = None  # open votes only
+    dirty: bool = False  # to be written
 
 
 async def cast(session: AsyncSession, vote: Vote, user: User, role: MeetingRole, option: int,
-               client_seq: int, receipt: str | None = None) -> CastResult:
+               client_seq: int, receipt: str | None = None, *,
+               key: BallotKey | None) -> CastResult:
     """Cast (or, if the vote allows it, change) one's ballot. Call under the meeting lock."""
-    if vote.status != VoteStatus.open:
-        raise Conflict(f"vote {vote.id} is {vote.status.value}; ballots are no longer accepted",
-                       code="vote_closed")
-    if not 0 <= option < len(options_of(vote)):
-        raise Invalid(f"option must be 0 to {len(options_of(vote)) - 1}")
-    await _may_vote(session, vote.meeting_id, user, role)
-    rows = await session.exec(select(VoteParticipation).where(
-        VoteParticipation.vote_id == vote.id, VoteParticipation.user_id == user.id))
-    mine = rows.first()
-    if mine is not None:
-        return await _change(session, vote, mine, option, client_seq, receipt)
-    assert vote.id is not None and user.id is not None
-    code = new_receipt() if vote.secret else None
-    session.add(VoteParticipation(vote_id=vote.id, user_id=user.id, client_seq=client_seq,
-                                  option=None if vote.secret else option))
-    if code is not None:
-        session.add(VoteBallot(vote_id=vote.id, option=option, receipt_hash=receipt_hash(code)))
     try:
-        await session.flush()
-    except IntegrityError:
+        (outcome,) = await cast_many(session, vote,
+                                     [BallotIn(user, role, option, client_seq, receipt)], key)
+    except IntegrityError:  # another process stored this person's ballot meanwhile
         raise Conflict("you have already voted", code="already_voted") from None
-    return CastResult(vote.id, option, False, code)
+    if isinstance(outcome, DomainError):
+        raise outcome
+    return outcome
 
 
-async def _change(session: AsyncSession, vote: Vote, mine: VoteParticipation, option: int,
-                  client_seq: int, receipt: str | None) -> CastResult:
+async def cast_many(session: AsyncSession, vote: Vote, ballots: Sequence[BallotIn],
+                    key: BallotKey | None) -> list[CastResult | DomainError]:
+    """Cast several ballots of one vote: each gets the outcome it would have had alone, in
+    order, for a handful of queries in all. Call under the meeting lock.
+
+    A DomainError in the result changed nothing. Anything raised (an IntegrityError: another
+    process stored one of these voters' ballots meanwhile) may have written: roll back."""
     assert vote.id is not None
-    if not vote.allow_change:
-        raise Conflict("you have already voted", code="already_voted")
-    if client_seq <= mine.client_seq:
-        raise Conflict(f"stale ballot (seq {client_seq} after {mine.client_seq})", code="stale")
-    if vote.secret:  # every check before any change
-        if not receipt:
-            raise Invalid("send your receipt code to change a secret ballot")
-        rows = await session.exec(select(VoteBallot).where(
-            VoteBallot.vote_id == vote.id, VoteBallot.receipt_hash == receipt_hash(receipt)))
-        ballot = rows.first()
-        if ballot is None:
-            raise Invalid("that receipt does not match a ballot of this vote")
-        ballot.option = option
-        session.add(ballot)
-    else:
-        mine.option = option
-    mine.client_seq = client_seq
-    session.add(mine)
-    await session.flush()
-    return CastResult(vote.id, option, True, receipt if vote.secret else None)
+    if vote.status != VoteStatus.open:
+        return [Conflict(f"vote {vote.id} is {vote.status.value}; ballots are no longer "
+                         f"accepted", code="vote_closed") for _ in ballots]
+    n_options = len(options_of(vote))
+    seal: VoteSeal | None = None
+    if vote.secret:
+        if key is None:
+            raise ValueError("a secret vote needs the ballot key")
+        seal = key.for_vote(vote.id, vote.seal_key_id)
+    user_ids = {b.user.id for b in ballots if b.user.id is not None}
+    present = await _present(session, vote.meeting_id, user_ids)
+    mine = await _participations(session, vote.id, user_ids)
+    lookups = {b.receipt: seal.lookup(b.receipt) for b in ballots if seal and b.receipt}
+    stored = await _sealed_lookups(session, vote.id, set(lookups.values()))
+    sealing: dict[str, tuple[int, str]] = {}  # lookup -> (option, receipt hash): to write
+    added: set[str] = set()  # of those, the lookups of ballots new in this batch
+    unsealing: set[str] = set()  # plain ballots of a vote opened before sealing existed
+    out: list[CastResult | DomainError] = []
+    for b in ballots:
+        try:
+            uid = b.user.id
+            assert uid is not None
+            if not 0 <= b.option < n_options:
+                raise Invalid(f"option must be 0 to {n_options - 1}")
+            if b.role not in attendance.VOTING_ROLES:
+                raise Forbidden("only delegates and the chair vote")
+            if uid not in present:
+                raise Conflict("check in before voting; absent members do not vote",
+                               code="not_checked_in")
+            had = mine.get(uid)
+            if had is None:
+                code = new_receipt() if seal else None
+                mine[uid] = _Mine(None, b.client_seq, None if seal else b.option, dirty=True)
+                if seal and code:
+                    lookup = seal.lookup(code)
+                    sealing[lookup] = (b.option, receipt_hash(code))
+                    added.add(lookup)
+                out.append(CastResult(vote.id, b.option, False, code))
+                continue
+            if not vote.allow_change:
+                raise Conflict("you have already voted", code="already_voted")
+            if b.client_seq <= had.client_seq:
+                raise Conflict(f"stale ballot (seq {b.client_seq} after {had.client_seq})",
+                               code="stale")
+            if seal:  # every check before any change
+                if not b.receipt:
+                    raise Invalid("send your receipt code to change a secret ballot")
+                lookup = lookups[b.receipt]
+                if lookup not in stored and lookup not in sealing:
+                    if not await _plain_ballot(session, vote.id, receipt_hash(b.receipt)):
+                        raise Invalid("that receipt does not match a ballot of this vote")
+                    unsealing.add(receipt_hash(b.receipt))
+                sealing[lookup] = (b.option, receipt_hash(b.receipt))
+            had.client_seq, had.option, had.dirty = b.client_seq, None if seal else b.option, True
+            out.append(CastResult(vote.id, b.option, True, b.receipt if seal else None))
+        except DomainError as exc:
+            out.append(exc)
+    if seal and sealing and vote.seal_key_id is None and key is not None:
+        vote.seal_key_id = key.key_id  # opened before sealing existed: sealed from now on
+        session.add(vote)
+    await _write(session, vote, seal, mine, sealing, added, unsealing)
+    if not vote.secret:  # a secret vote's participation is recorded at close, as a set
+        for b, outcome in zip(ballots, out):
+            if isinstance(outcome, CastResult):
+                await audit.record(session, vote.meeting_id, b.user.id,
+                                   AuditKind.ballot_changed if outcome.changed
+                                   else AuditKind.ballot_cast,
+                                   {"vote_id": vote.id, "option": outcome.option})
+    return out
+
+
+async def _present(session: AsyncSession, meeting_id: int, user_ids: set[int]) -> set[int]:
+    rows = await session.exec(select(Attendance.user_id).where(
+        Attendance.meeting_id == meeting_id, col(Attendance.user_id).in_(user_ids),
+        col(Attendance.status).in_(list(attendance.PRESENT))))
+    return set(rows.all())
+
+
+async def _participations(session: AsyncSession, vote_id: int, user_ids: set[int]
+                          ) -> dict[int, _Mine]:
+    rows = await session.exec(select(VoteParticipation.id, VoteParticipation.user_id,
+                                     VoteParticipation.client_seq)
+                              .where(VoteParticipation.vote_id == vote_id,
+                                     col(VoteParticipation.user_id).in_(user_ids)))
+    return {uid: _Mine(pid, seq) for pid, uid, seq in rows.all()}
+
+
+async def _sealed_lookups(session: AsyncSession, vote_id: int, lookups: set[str]) -> set[str]:
+    if not lookups:
+        return set()
+    rows = await session.exec(select(SealedBallot.lookup).where(
+        SealedBallot.vote_id == vote_id, col(SealedBallot.lookup).in_(lookups)))
+    return set(rows.all())
+
+
+async def _plain_ballot(session: AsyncSession, vote_id: int, hashed: str) -> bool:
+    """A ballot stored in clear by a server from before sealing (migration 0010)."""
+    rows = await session.exec(select(VoteBallot.option).where(
+        VoteBallot.vote_id == vote_id, VoteBallot.receipt_hash == hashed))
+    return rows.first() is not None
+
+
+async def _write(session: AsyncSession, vote: Vote, seal: VoteSeal | None,
+                 mine: dict[int, _Mine], sealing: dict[str, tuple[int, str]], added: set[str],
+                 unsealing: set[str]) -> None:
+    """The batch's writes: a few executemany statements, whatever the batch's size."""
+    parts = VoteParticipation.__table__  # type: ignore[attr-defined]
+    new_rows = [{"vote_id": vote.id, "user_id": uid, "client_seq": m.client_seq,
+                 "option": m.option} for uid, m in mine.items() if m.id is None]
+    if new_rows:
+        await session.exec(insert(parts), params=new_rows)  # type: ignore[call-overload]
+    changes = [{"b_id": m.id, "b_seq": m.client_seq, "b_option": m.option}
+               for m in mine.values() if m.id is not None and m.dirty]
+    if changes:
+        await session.exec(update(parts).where(parts.c.id == bindparam("b_id"))  # type: ignore[call-overload]
+                           .values(client_seq=bindparam("b_seq"), option=bindparam("b_option")),
+                           params=changes)
+    if seal is None or not sealing:
+        return
+    table = SealedBallot.__table__  # type: ignore[attr-defined]
+    fresh = [{"vote_id": vote.id, "lookup": lk, "sealed": seal.seal(lk, opt, rh)}
+             for lk, (opt, rh) in sealing.items() if lk in added or rh in unsealing]
+    again = [{"b_lookup": lk, "b_sealed": seal.seal(lk, opt, rh)}
+             for lk, (opt, rh) in sealing.items() if lk not in added and rh not in unsealing]
+    if unsealing:
+        await session.exec(delete(VoteBallot).where(  # type: ignore[call-overload]
+            col(VoteBallot.vote_id) == vote.id, col(VoteBallot.receipt_hash).in_(unsealing)))
+    if fresh:
+        await session.exec(insert(table), params=fresh)  # type: ignore[call-overload]
+    if again:
+        await session.exec(update(table).where(  # type: ignore[call-overload]
+            table.c.vote_id == vote.id, table.c.lookup == bindparam("b_lookup"))
+            .values(sealed=bindparam("b_sealed")), params=again)
 
 
 async def enter_site_counts(session: AsyncSession, vote: Vote, by: User, role: MeetingRole,
@@ -206,18 +330,19 @@ async def enter_site_counts(session: AsyncSession, vote: Vote, by: User, role: M
     return entry
 
 
-async def _individual_counts(session: AsyncSession, vote: Vote) -> list[int]:
+async def _individual_counts(session: AsyncSession, vote: Vote,
+                             ballots: list[Unsealed] | None) -> list[int]:
     counts = [0] * len(options_of(vote))
-    q: Any
-    if vote.secret:
-        q = select(VoteBallot.option, func.count()).where(VoteBallot.vote_id == vote.id) \
-            .group_by(col(VoteBallot.option))
-    else:
-        q = select(VoteParticipation.option, func.count()) \
-            .where(VoteParticipation.vote_id == vote.id).group_by(col(VoteParticipation.option))
-    for opt, n in (await session.exec(q)).all():  # type: ignore[call-overload]
-        if opt is not None and 0 <= opt < len(counts):
-            counts[opt] = n
+    if vote.secret:  # counted once, at close, from the unsealed ballots; never while open
+        for opt, n in Counter(b.option for b in ballots or []).items():
+            if 0 <= opt < len(counts):
+                counts[opt] = n
+        return counts
+    q: Any = select(VoteParticipation.option, func.count()) \
+        .where(VoteParticipation.vote_id == vote.id).group_by(col(VoteParticipation.option))
+    for option, n in (await session.exec(q)).all():
+        if option is not None and 0 <= option < len(counts):
+            counts[option] = n
     return counts
 
 
@@ -250,12 +375,15 @@ def _voted(vote: Vote) -> Any:
     return select(VoteParticipation.user_id).where(VoteParticipation.vote_id == vote.id)
 
 
-async def tally(session: AsyncSession, vote: Vote) -> dict[str, Any]:
+async def tally(session: AsyncSession, vote: Vote,
+                ballots: list[Unsealed] | None = None) -> dict[str, Any]:
     """The live count: individual ballots plus site counts; a closed vote's frozen result.
-    Counted with SQL aggregates, so a 500-member meeting costs a handful of small queries."""
+    Counted with SQL aggregates, so a 500-member meeting costs a handful of small queries.
+    An open secret vote's individual counts are zeros (its ballots are sealed; only the
+    turnout is shown); at close they come from its unsealed `ballots`."""
     if vote.result_json is not None:
         return dict(json.loads(vote.result_json))
-    individual = await _individual_counts(session, vote)
+    individual = await _individual_counts(session, vote, ballots)
     sites = await _site_counts(session, vote)
     totals = list(individual)
     for s in sites:
@@ -272,16 +400,19 @@ async def tally(session: AsyncSession, vote: Vote) -> dict[str, Any]:
             "eligible": eligible, "adopted": eligible > 0 and top * 2 > eligible}
 
 
-async def close_vote(session: AsyncSession, vote: Vote) -> dict[str, Any]:
-    """Freeze the result; reseal a secret vote's ballots. Call under the meeting lock."""
+async def close_vote(session: AsyncSession, vote: Vote,
+                     key: BallotKey | None = None) -> dict[str, Any]:
+    """Freeze the result. A secret vote's ballots are unsealed, counted, and stored in the
+    order of their receipt hashes by this transaction, and the sealed rows are erased: what
+    is stored after close keeps nothing of the order they were cast in (on PostgreSQL that
+    includes the rows' physical order and their transaction ids, xmin). Call under the
+    meeting lock, and `scrub_after_close` once committed."""
     if vote.status != VoteStatus.open:
         raise Conflict(f"vote {vote.id} is already {vote.status.value}", code="vote_closed")
-    result = await tally(session, vote)
-    if vote.secret and dialect(session) == "postgresql":
-        # PostgreSQL stamps each row with its writer's transaction id (xmin) and keeps rows
-        # in insertion order; a SQLite WITHOUT ROWID table is ordered by the random key and
-        # has neither, so there is nothing to reseal there.
-        await _reseal(session, vote)
+    ballots = await _unseal(session, vote, key) if vote.secret else None
+    result = await tally(session, vote, ballots)
+    if ballots is not None:
+        await _store_unsealed(session, vote, ballots)
     vote.status, vote.closed_at = VoteStatus.closed, utcnow()
     vote.result_json = json.dumps(result, ensure_ascii=False)
     session.add(vote)
@@ -289,16 +420,46 @@ async def close_vote(session: AsyncSession, vote: Vote) -> dict[str, Any]:
     return result
 
 
-async def _reseal(session: AsyncSession, vote: Vote) -> None:
-    rows = await session.exec(select(VoteBallot.option, VoteBallot.receipt_hash)
-                              .where(VoteBallot.vote_id == vote.id))
-    ballots = [(opt, h) for opt, h in rows.all()]
-    secrets.SystemRandom().shuffle(ballots)
+async def _unseal(session: AsyncSession, vote: Vote, key: BallotKey | None) -> list[Unsealed]:
+    assert vote.id is not None
+    if key is None:
+        raise ValueError("closing a secret vote needs the ballot key")
+    seal = key.for_vote(vote.id, vote.seal_key_id)
+    rows = await session.exec(select(SealedBallot.lookup, SealedBallot.sealed)
+                              .where(SealedBallot.vote_id == vote.id))
+    ballots = [seal.unseal(lookup, sealed) for lookup, sealed in rows.all()]
+    plain = await session.exec(select(VoteBallot.option, VoteBallot.receipt_hash)  # pre-0010
+                               .where(VoteBallot.vote_id == vote.id))
+    return ballots + [Unsealed(opt, h) for opt, h in plain.all()]
+
+
+async def _store_unsealed(session: AsyncSession, vote: Vote, ballots: list[Unsealed]) -> None:
+    await session.exec(delete(SealedBallot).where(col(SealedBallot.vote_id) == vote.id))  # type: ignore[call-overload]
     await session.exec(delete(VoteBallot).where(col(VoteBallot.vote_id) == vote.id))  # type: ignore[call-overload]
-    if ballots:  # one prepared statement, executed per row (no giant multi-VALUES compile)
+    if ballots:  # one prepared statement, executed per row, in receipt-hash order
         await session.exec(insert(VoteBallot.__table__),  # type: ignore[call-overload,attr-defined]
-                           params=[{"id": uuid.uuid4().hex, "vote_id": vote.id, "option": opt,
-                                    "receipt_hash": h} for opt, h in ballots])
+                           params=[{"vote_id": vote.id, "receipt_hash": b.receipt_hash,
+                                    "option": b.option}
+                                   for b in sorted(ballots, key=lambda b: b.receipt_hash)])
+
+
+async def scrub_after_close(db: Database) -> bool:
+    """Once a secret vote's close has committed: have the database engine let go of the
+    states it may still hold from while the vote was open. True when done; False when a
+    reader held the SQLite WAL (try again later).
+
+    SQLite (which runs with secure_delete, so erased rows and freed pages are zeroed in the
+    file): checkpoint the WAL into the file and truncate it to zero bytes, so no earlier
+    version of a page survives in it. PostgreSQL: VACUUM the ballot tables, so the erased
+    sealed rows' dead versions are gone from the heap."""
+    if db.is_sqlite:
+        async with db.engine.connect() as conn:
+            row = (await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")).one()
+        return bool(row[0] == 0)
+    async with db.engine.connect() as conn:
+        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await auto.exec_driver_sql("VACUUM sealedballot, voteballot")
+    return True
 
 
 async def pending_voters(session: AsyncSession, vote: Vote) -> dict[str, Any]:
@@ -339,18 +500,39 @@ async def votes_of(session: AsyncSession, meeting_id: int) -> list[Vote]:
     return list(rows.all())
 
 
-async def check_receipt(session: AsyncSession, meeting_id: int, code: str) -> dict[str, Any]:
-    """Was the ballot with this receipt counted, and for which option?"""
+async def check_receipt(session: AsyncSession, meeting_id: int, code: str,
+                        key: BallotKey | None = None) -> dict[str, Any]:
+    """Was the ballot with this receipt counted (or, while its vote is open, stored), and
+    for which option?"""
     if not 4 <= len(code) <= 64:
         raise Invalid("a receipt code is 4 to 64 characters")
-    rows = await session.exec(select(VoteBallot, Vote)
+    rows = await session.exec(select(VoteBallot.option, Vote)
                               .join(Vote, col(Vote.id) == col(VoteBallot.vote_id))
                               .where(VoteBallot.receipt_hash == receipt_hash(code),
                                      Vote.meeting_id == meeting_id))
     found = rows.first()
+    if found is None and key is not None:
+        found = await _sealed_receipt(session, meeting_id, code, key)
     if found is None:
         return {"counted": False}
-    ballot, vote = found
+    option, vote = found
     return {"counted": True, "vote_id": vote.id, "question": vote.question,
-            "option": ballot.option, "option_label": options_of(vote)[ballot.option],
+            "option": option, "option_label": options_of(vote)[option],
             "custom_options": vote.custom_options, "vote_status": vote.status.value}
+
+
+async def _sealed_receipt(session: AsyncSession, meeting_id: int, code: str,
+                          key: BallotKey) -> tuple[int, Vote] | None:
+    rows = await session.exec(select(Vote).where(Vote.meeting_id == meeting_id,
+                                                 Vote.status == VoteStatus.open,
+                                                 col(Vote.secret).is_(True)))
+    for vote in rows.all():
+        assert vote.id is not None
+        seal = key.for_vote(vote.id, vote.seal_key_id)
+        lookup = seal.lookup(code)
+        sealed = await session.exec(select(SealedBallot.sealed).where(
+            SealedBallot.vote_id == vote.id, SealedBallot.lookup == lookup))
+        blob = sealed.first()
+        if blob is not None:
+            return seal.unseal(lookup, blob).option, vote
+    return None

@@ -246,8 +246,8 @@ async def check_receipt(request: web.Request) -> web.Response:
     body = await read_body(request, Receipt)
     async with request.app[keys.DB].session() as s:
         access = await meetings.require(s, current_user(request), int_id(request, "meeting_id"))
-        return web.json_response(await votes.check_receipt(s, access.meeting.id,  # type: ignore[arg-type]
-                                                           body.receipt))
+        return web.json_response(await votes.check_receipt(
+            s, access.meeting.id, body.receipt, request.app[LIVE].key))  # type: ignore[arg-type]
 
 
 @routes.post("/api/meetings/{meeting_id}/minutes")

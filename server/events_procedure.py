@@ -23,8 +23,8 @@ from server.procedure_live import (
     ProcedureLive,
     agenda_emit,
     attendance_emit,
+    cast_ballot,
     floor_emit,
-    run_batched,
     run_change,
     snapshot,
     vote_emit,
@@ -109,6 +109,7 @@ class SiteCounts(EventSchema):
 
 def register(rt: Realtime) -> None:
     live = rt.app[LIVE] = ProcedureLive(rt.app)
+    rt.app.on_startup.append(live.start)  # after cleanup_ctx opened (and migrated) the database
     rt.app.on_shutdown.append(live.close)  # before cleanup closes the database
     _register_state(rt)
     _register_attendance(rt)
@@ -266,7 +267,7 @@ def _register_votes(rt: Realtime) -> None:
         async def change(s: AsyncSession, a: MeetingAccess, st: ProcedureState) -> Result:
             spec = votes.NewVote(p.agenda_item_id, p.question, p.secret, p.allow_change,
                                  tuple(p.options) if p.options is not None else None)
-            vote = await votes.open_vote(s, st, a.user, spec)
+            vote = await votes.open_vote(s, st, a.user, spec, ctx.app[LIVE].key)
             await audit.record(s, p.meeting_id, _uid(a), AuditKind.vote_opened, {
                 "vote_id": vote.id, "item_id": vote.agenda_item_id, "question": vote.question,
                 "options": votes.options_of(vote), "secret": vote.secret,
@@ -278,34 +279,33 @@ def _register_votes(rt: Realtime) -> None:
 
     @rt.on("vote:cast", VoteCast)
     async def cast(ctx: EventContext, p: VoteCast) -> dict[str, Any]:
-        async def change(s: AsyncSession, a: MeetingAccess, st: ProcedureState) -> Result:
-            vote = await votes.get_vote(s, p.meeting_id, p.vote_id)
-            done = await votes.cast(s, vote, a.user, a.role, p.option, p.seq, p.receipt)
-            data: dict[str, Any] = {"vote_id": vote.id}
-            if not vote.secret:  # a secret ballot's content never reaches the log
-                data["option"] = done.option
-            await audit.record(s, p.meeting_id, _uid(a),
-                               AuditKind.ballot_changed if done.changed else AuditKind.ballot_cast,
-                               data)
-            return {"vote_id": done.vote_id, "option": done.option, "changed": done.changed,
-                    "receipt": done.receipt}, []
-        result, _ = await run_batched(ctx.app, ctx.user, p.meeting_id, Action.vote, change)
+        # Audited by rooms.votes: an open vote's ballots one by one, a secret vote's
+        # participation once, at close, as a sorted set (never in the order of casting).
+        done, _ = await cast_ballot(ctx.app, ctx.user, p.meeting_id, p.vote_id, p.option, p.seq,
+                                    p.receipt)
         ctx.app[LIVE].schedule_tally(p.meeting_id, p.vote_id)
-        return result
+        return {"vote_id": done.vote_id, "option": done.option, "changed": done.changed,
+                "receipt": done.receipt}
 
     @rt.on("vote:close", VoteRef)
     async def close(ctx: EventContext, p: VoteRef) -> dict[str, Any]:
         async def change(s: AsyncSession, a: MeetingAccess, st: ProcedureState) -> Result:
             vote = await votes.get_vote(s, p.meeting_id, p.vote_id)
             ctx.app[LIVE].cancel_tally(vote.id)  # type: ignore[arg-type]  # the final goes out
-            result = await votes.close_vote(s, vote)
-            await audit.record(s, p.meeting_id, _uid(a), AuditKind.vote_closed, {
-                "vote_id": vote.id, "totals": result["totals"], "eligible": result["eligible"],
-                "cast": result["cast"], "adopted": result["adopted"]})
+            result = await votes.close_vote(s, vote, ctx.app[LIVE].key)
+            data = {"vote_id": vote.id, "totals": result["totals"],
+                    "eligible": result["eligible"], "cast": result["cast"],
+                    "adopted": result["adopted"]}
+            if vote.secret:  # who took part, as a set: ordered by user id, not by time
+                data["voters"] = sorted(await votes.participants(s, vote))
+            await audit.record(s, p.meeting_id, _uid(a), AuditKind.vote_closed, data)
             emit = await vote_emit(s, vote.id)  # type: ignore[arg-type]
             return emit[1]["vote"], [emit]
-        return (await run_change(ctx.app, ctx.user, p.meeting_id, Action.run_procedure,
-                                 change))[0]
+        result, _ = await run_change(ctx.app, ctx.user, p.meeting_id, Action.run_procedure,
+                                     change)
+        if result["secret"]:
+            ctx.app[LIVE].scrub_soon()
+        return result
 
     @rt.on("vote:pending", VoteRef)
     async def pending(ctx: EventContext, p: VoteRef) -> dict[str, Any]:

@@ -2,9 +2,14 @@
 
 `run_change` checks access, takes the meeting's procedure lock, applies the change, builds
 the views to push and commits; only then are the events emitted, each stamped with the
-meeting's `seq` so clients can drop any that arrive late. `run_batched` is the same for
+meeting's `seq` so clients can drop any that arrive late. `cast_ballot` is the same for
 ballots, group-committed: those waiting when the lock frees up share one transaction (one
-fsync). Vote tallies are pushed at most every `TALLY_INTERVAL_S` per vote, not per ballot.
+fsync, and a handful of queries for the whole batch: rooms.votes.cast_many). Vote tallies
+are pushed at most every `TALLY_INTERVAL_S` per vote, not per ballot.
+
+Access is always checked first, in its own short session: a refused change takes no lock,
+queues nothing and writes nothing (a batch in which every ballot is refused rolls back, so
+the meeting's seq does not move either).
 
 The floor hook: the media wiring calls `app[LIVE].on_floor_changed(listener)`; every
 listener is awaited with (meeting_id, holder or None) after a floor change is committed,
@@ -23,10 +28,10 @@ from typing import Any, TypeVar
 
 import socketio
 from aiohttp import web
-from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms import agenda, attendance, audit, floor, meetings, procedure, votes
+from rooms.ballot_seal import BallotKey
 from rooms.errors import Conflict, DomainError
 from rooms.meetings import MeetingAccess
 from rooms.models import Meeting, User, utcnow
@@ -52,8 +57,11 @@ class ProcedureLive:
     _tally_pending: set[int] = field(default_factory=set)
     _tally_tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _batches: dict[int, list[_Pending]] = field(default_factory=dict)
+    _batches: dict[int, list[_Ballot]] = field(default_factory=dict)
     _drainers: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    _key: BallotKey | None = None
+    _scrubs_wanted: int = 0
+    _scrubber: asyncio.Task[None] | None = None
     # PyMuPDF is not thread-safe: minutes are typeset one at a time, off the event loop.
     renderer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
         max_workers=1, thread_name_prefix="minutes"))
@@ -66,6 +74,43 @@ class ProcedureLive:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.renderer.shutdown(wait=False, cancel_futures=True)
+
+    async def start(self, _: web.Application | None = None) -> None:
+        """At start-up (after migrations): read the ballot key now, so a bad key file stops
+        the start instead of a vote; scrub what an upgrade may have left behind."""
+        self.key  # noqa: B018  (loaded now, or the start fails with its reason)
+        self.scrub_soon()
+
+    @property
+    def key(self) -> BallotKey:
+        """The ballot key sealing secret ballots (rooms/ballot_seal.py)."""
+        if self._key is None:
+            self._key = BallotKey.load_or_create(self.app[keys.SETTINGS].ballot_key_path)
+        return self._key
+
+    def scrub_soon(self) -> None:
+        """After a secret vote closed: clear the engine's earlier states (votes.scrub_after_
+        close), retried until no reader blocks it."""
+        self._scrubs_wanted += 1
+        if self._scrubber is None or self._scrubber.done():
+            self._scrubber = asyncio.create_task(self._scrub())
+            self._tasks.add(self._scrubber)
+            self._scrubber.add_done_callback(self._tasks.discard)
+
+    async def _scrub(self) -> None:
+        delay = 0.05
+        while self._scrubs_wanted:
+            wanted = self._scrubs_wanted
+            try:
+                done = await votes.scrub_after_close(self.app[keys.DB])
+            except Exception:
+                log.exception("scrubbing the database after a secret vote failed")
+                done = False
+            if done:
+                self._scrubs_wanted -= wanted
+                continue
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     @property
     def sio(self) -> socketio.AsyncServer:
@@ -133,88 +178,123 @@ class ProcedureLive:
 
     # --- group commit: many ballots, one transaction ------------------------------------
 
-    def enqueue(self, meeting_id: int, pending: _Pending) -> None:
-        self._batches.setdefault(meeting_id, []).append(pending)
+    def enqueue(self, meeting_id: int, ballot: _Ballot) -> None:
+        self._batches.setdefault(meeting_id, []).append(ballot)
         drainer = self._drainers.get(meeting_id)
         if drainer is None or drainer.done():
             self._drainers[meeting_id] = asyncio.create_task(self._drain(meeting_id))
 
     async def _drain(self, meeting_id: int) -> None:
         while self._batches.get(meeting_id):
-            batch = self._batches.pop(meeting_id)[:MAX_BATCH]
+            pending = self._batches.pop(meeting_id)
+            batch, rest = pending[:MAX_BATCH], pending[MAX_BATCH:]
+            if rest:
+                self._batches[meeting_id] = rest + self._batches.get(meeting_id, [])
             await self._apply_batch(meeting_id, batch)
 
-    async def _apply_batch(self, meeting_id: int, batch: list[_Pending]) -> None:
-        """Apply the batch in one transaction (one fsync). First optimistically, without
-        savepoints; if a change fails other than by a DomainError raised before writing,
-        the whole attempt rolls back and is redone with one savepoint per change."""
+    async def _apply_batch(self, meeting_id: int, batch: list[_Ballot]) -> None:
+        """Apply the batch in one transaction (one fsync): first all at once (cast_many);
+        if that fails other than by refusing ballots (say another process stored one of
+        these voters' ballots meanwhile), the attempt rolls back and is redone ballot by
+        ballot, one savepoint each."""
         for careful in (False, True):
-            todo = [p for p in batch if not p.future.done()]  # callers that went away are skipped
+            todo = [b for b in batch if not b.future.done()]  # callers that went away are skipped
+            if not todo:
+                return
             try:
-                outcomes, emits, seq = await self._run_batch(meeting_id, todo, careful)
+                outcomes, seq = await self._run_batch(meeting_id, todo, careful)
             except _Retry:
                 continue
+            except _Refused as refused:  # rolled back: nothing to commit
+                outcomes, seq = refused.outcomes, 0
             except BaseException as exc:
-                for pending in todo:
-                    pending.fail(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+                for ballot in todo:
+                    ballot.fail(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
                 if not isinstance(exc, Exception):
                     raise
                 return
-            for pending, outcome in outcomes:  # only now: the batch is committed
+            for ballot, outcome in outcomes:  # only now: the batch is committed
                 if isinstance(outcome, Exception):
-                    pending.fail(outcome)
-                elif not pending.future.done():
-                    pending.future.set_result((outcome, seq))
-            await self.emit(meeting_id, seq, emits)
+                    ballot.fail(outcome)
+                elif not ballot.future.done():
+                    ballot.future.set_result((outcome, seq))
             return
 
-    async def _run_batch(self, meeting_id: int, batch: list[_Pending], careful: bool
-                         ) -> tuple[list[tuple[_Pending, Any]], list[Emit], int]:
-        """One attempt; returns each change's result or refusal, to hand out after commit."""
-        outcomes: list[tuple[_Pending, Any]] = []
-        emits: list[Emit] = []
+    async def _run_batch(self, meeting_id: int, batch: list[_Ballot], careful: bool
+                         ) -> tuple[list[tuple[_Ballot, votes.CastResult | Exception]], int]:
+        """One attempt; returns each ballot's result or refusal, to hand out after commit."""
+        outcomes: list[tuple[_Ballot, votes.CastResult | Exception]] = []
+        by_vote: dict[int, list[_Ballot]] = {}
+        for ballot in batch:
+            by_vote.setdefault(ballot.vote_id, []).append(ballot)
         async with self.lock(meeting_id):
             async with self.app[keys.DB].session() as s:
+                meeting = await s.get(Meeting, meeting_id)
+                assert meeting is not None  # checked before queueing; meetings are not deleted
+                try:
+                    procedure.require_open(meeting)  # it may have closed since the check
+                except DomainError as exc:
+                    raise _Refused([(b, exc) for b in batch]) from None
                 state = await procedure.lock(s, meeting_id)
                 async with audit.buffered(s):  # one chain extension for the whole batch
-                    for pending in batch:
-                        mark = audit.buffer_mark(s)
+                    for vote_id, group in by_vote.items():
                         try:
-                            if careful:
-                                async with s.begin_nested():
-                                    result, more = await pending.apply(s, meeting_id, state)
-                            else:
-                                result, more = await pending.apply(s, meeting_id, state)
-                        except Exception as exc:
-                            if not careful and not (isinstance(exc, DomainError) and s.is_active):
-                                raise _Retry from exc  # it may have written: redo carefully
-                            audit.buffer_rewind(s, mark)  # that change alone is refused
-                            outcomes.append((pending, exc if isinstance(exc, DomainError) else
-                                            Conflict("this conflicts with another change; "
-                                                     "nothing was applied")))
+                            vote = await votes.get_vote(s, meeting_id, vote_id)
+                        except DomainError as exc:
+                            outcomes += [(b, exc) for b in group]
                             continue
-                        outcomes.append((pending, result))
-                        emits.extend(more)
-                return outcomes, emits, state.seq
+                        if careful:
+                            outcomes += await self._one_by_one(s, vote, group)
+                            continue
+                        try:
+                            results = await votes.cast_many(s, vote, [b.ballot for b in group],
+                                                            self.key)
+                        except DomainError as exc:  # the whole vote refused (e.g. its key)
+                            outcomes += [(b, exc) for b in group]
+                            continue
+                        except Exception as exc:
+                            raise _Retry from exc  # it may have written: redo carefully
+                        outcomes += list(zip(group, results))
+                    if all(isinstance(o, Exception) for _, o in outcomes):
+                        raise _Refused(outcomes)  # roll back: the seq does not move
+                return outcomes, state.seq
+
+    async def _one_by_one(self, s: AsyncSession, vote: votes.Vote, group: list[_Ballot]
+                          ) -> list[tuple[_Ballot, votes.CastResult | Exception]]:
+        outcomes: list[tuple[_Ballot, votes.CastResult | Exception]] = []
+        for ballot in group:
+            mark = audit.buffer_mark(s)
+            b = ballot.ballot
+            try:
+                async with s.begin_nested():
+                    outcomes.append((ballot, await votes.cast(
+                        s, vote, b.user, b.role, b.option, b.client_seq, b.receipt,
+                        key=self.key)))
+            except Exception as exc:
+                audit.buffer_rewind(s, mark)  # that ballot alone is refused
+                outcomes.append((ballot, exc if isinstance(exc, DomainError) else
+                                 Conflict("this conflicts with another change; nothing was "
+                                          "applied")))
+        return outcomes
 
 
 class _Retry(Exception):
     """An optimistic batch hit an unexpected error: redo it with savepoints."""
 
 
-@dataclass
-class _Pending:
-    user: User
-    action: Action
-    when: When
-    change: Change[Any]
-    future: asyncio.Future[tuple[Any, int]]
+class _Refused(Exception):
+    """Every ballot of the batch was refused: roll back, hand out the refusals."""
 
-    async def apply(self, s: AsyncSession, meeting_id: int, state: ProcedureState
-                    ) -> tuple[Any, list[Emit]]:
-        access = await meetings.require(s, self.user, meeting_id, self.action)
-        require_status(access.meeting, self.when)
-        return await self.change(s, access, state)
+    def __init__(self, outcomes: list[tuple[_Ballot, votes.CastResult | Exception]]) -> None:
+        super().__init__("every ballot was refused")
+        self.outcomes = outcomes
+
+
+@dataclass
+class _Ballot:
+    vote_id: int
+    ballot: votes.BallotIn
+    future: asyncio.Future[tuple[votes.CastResult, int]]
 
     def fail(self, exc: Exception) -> None:
         if not self.future.done():  # its caller may have gone (a dropped connection)
@@ -252,18 +332,17 @@ async def _check(app: web.Application, user: User, meeting_id: int, action: Acti
         return access
 
 
-async def run_batched(app: web.Application, user: User, meeting_id: int, action: Action,
-                      change: Change[T], *, when: When = When.open) -> tuple[T, int]:
-    """Like run_change, for frequent small changes (ballots): the changes waiting when the
-    meeting's lock frees up are applied together in one transaction, access checks
-    included, and each call returns once its batch has committed.
-
-    Contract: `change` raises DomainError only before it writes anything (anything else
-    makes the batch redo itself with a savepoint per change)."""
-    future: asyncio.Future[tuple[Any, int]] = asyncio.get_running_loop().create_future()
-    app[LIVE].enqueue(meeting_id, _Pending(user, action, when, change, future))
-    result, seq = await future
-    return result, seq
+async def cast_ballot(app: web.Application, user: User, meeting_id: int, vote_id: int,
+                      option: int, client_seq: int, receipt: str | None = None
+                      ) -> tuple[votes.CastResult, int]:
+    """Cast a ballot: access is checked here, then the ballot waits for the meeting's next
+    batch (group commit) and this returns once that batch has committed: (result, seq)."""
+    access = await _check(app, user, meeting_id, Action.vote, When.open)
+    future: asyncio.Future[tuple[votes.CastResult, int]] = \
+        asyncio.get_running_loop().create_future()
+    ballot = votes.BallotIn(access.user, access.role, option, client_seq, receipt)
+    app[LIVE].enqueue(meeting_id, _Ballot(vote_id, ballot, future))
+    return await future
 
 
 async def run_change(app: web.Application, user: User, meeting_id: int, action: Action,

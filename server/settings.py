@@ -128,6 +128,9 @@ class Settings:
     source_url: str = "https://example.invalid/hopso"  # AGPL: where users get the source
     timezone: str = "Asia/Ho_Chi_Minh"  # how pages show times (stored in UTC)
     node: NodeSettings | None = None  # this node's place in a cascade (HOPSO_NODE_*)
+    # Seals secret ballots while their vote is open (rooms/ballot_seal.py); None: ballot.key
+    # in the data dir. Every process of one deployment must read the same key.
+    ballot_key_file: Path | None = None
     socket_limits: SocketLimits = field(default_factory=SocketLimits)
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -143,6 +146,10 @@ class Settings:
             if url.startswith(plain):
                 return driver + url[len(plain):]
         return url
+
+    @property
+    def ballot_key_path(self) -> Path:
+        return self.ballot_key_file or self.data_dir / "ballot.key"
 
     @property
     def scheme(self) -> str:
@@ -170,6 +177,8 @@ _OPTIONS: Sequence[tuple[str, str, str]] = (
     ("--document-workers", "HOPSO_DOCUMENT_WORKERS", "processes rendering documents (default 2)"),
     ("--source-url", "HOPSO_SOURCE_URL", "link to this deployment's source code (AGPL)"),
     ("--timezone", "HOPSO_TIMEZONE", "time zone pages show times in (default Asia/Ho_Chi_Minh)"),
+    ("--ballot-key-file", "HOPSO_BALLOT_KEY_FILE",
+     "key sealing secret ballots while a vote is open (default: ballot.key in the data dir)"),
     ("--metrics-token", "HOPSO_METRICS_TOKEN",
      "bearer token Prometheus sends to GET /metrics (16+ characters; default: admins only)"),
 )
@@ -274,6 +283,7 @@ def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Setting
         source_url=s("source_url") or Settings.source_url,
         timezone=zone,
         node=node,
+        ballot_key_file=Path(ballot_key) if (ballot_key := s("ballot_key_file")) else None,
         fast_hash=bool(a.get("fast_hash")),
         office_without_sandbox=bool(a.get("office_without_sandbox")),
         metrics_token=metrics_token,

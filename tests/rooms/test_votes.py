@@ -10,11 +10,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from rooms import agenda, attendance, votes
+from rooms.ballot_seal import BallotKey
 from rooms.errors import Conflict, Forbidden, Invalid, NotFound
 from rooms.procedure_models import AttendanceStatus, VoteParticipation
 from tests.rooms.conftest import Demo
 
 DELEGATES = ("daibieu", "daibieu2", "daibieu3")
+KEY = BallotKey.generate()
 
 
 async def item(demo: Demo, title: str = "Thông qua kế hoạch chuyển đổi số") -> int:
@@ -36,7 +38,7 @@ async def open_vote(demo: Demo, **kw: object) -> int:
     async with demo.db.session() as s:
         state = await demo.locked(s)
         spec = votes.NewVote(agenda_item_id=item_id, question="Tán thành kế hoạch?", **kw)  # type: ignore[arg-type]
-        vote = await votes.open_vote(s, state, demo.users["chutri"], spec)
+        vote = await votes.open_vote(s, state, demo.users["chutri"], spec, KEY)
         assert vote.id is not None
         return vote.id
 
@@ -47,13 +49,13 @@ async def cast(demo: Demo, name: str, vote_id: int, option: int, seq: int = 1,
         await demo.locked(s)
         access = await demo.access(s, name)
         vote = await votes.get_vote(s, demo.meeting_id, vote_id)
-        return await votes.cast(s, vote, access.user, access.role, option, seq, receipt)
+        return await votes.cast(s, vote, access.user, access.role, option, seq, receipt, key=KEY)
 
 
 async def close(demo: Demo, vote_id: int) -> dict[str, object]:
     async with demo.db.session() as s:
         await demo.locked(s)
-        return await votes.close_vote(s, await votes.get_vote(s, demo.meeting_id, vote_id))
+        return await votes.close_vote(s, await votes.get_vote(s, demo.meeting_id, vote_id), KEY)
 
 
 async def test_three_delegates_vote_and_the_result_is_frozen_at_close(demo: Demo) -> None:
@@ -146,9 +148,10 @@ async def test_secret_vote_receipts_changes_and_no_link(demo: Demo) -> None:
     assert live["result"] is None and live["turnout"]["cast"] == 3  # secret: turnout only
     assert (await close(demo, vote_id))["totals"] == [2, 1, 0]
     async with demo.db.session() as s:
-        check = await votes.check_receipt(s, demo.meeting_id, receipts["daibieu2"].lower())  # type: ignore[union-attr]
+        check = await votes.check_receipt(s, demo.meeting_id, receipts["daibieu2"].lower(),  # type: ignore[union-attr]
+                                          KEY)
         assert check["counted"] and check["option"] == 1 and check["option_label"] == "disagree"
-        assert (await votes.check_receipt(s, demo.meeting_id, "AAAA-BBBB-CCCC-DDDD")) == {
+        assert (await votes.check_receipt(s, demo.meeting_id, "AAAA-BBBB-CCCC-DDDD", KEY)) == {
             "counted": False}
         rows = (await s.exec(text("SELECT * FROM voteparticipation"))).all()  # type: ignore[call-overload]
         assert {r.option for r in rows} == {None}  # who voted, never how

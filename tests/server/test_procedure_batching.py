@@ -1,62 +1,52 @@
-"""Group commit of ballots: a batch commits together; one bad change never takes the
-others down, even when it fails half-way through writing."""
+"""Group commit of ballots: a batch commits together (one seq step); one ballot failing
+half-way through writing never takes the others down."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from sqlalchemy import text
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rooms.errors import Conflict, Invalid
-from rooms.meetings import MeetingAccess
-from rooms.permissions import Action
-from rooms.procedure_models import ProcedureState
+from rooms import procedure
+from rooms.errors import Conflict
 from rooms.users import find_user
 from server import keys
-from server.procedure_live import Emit, run_batched
+from server.procedure_live import LIVE, cast_ballot
 from tests.conftest import Harness
-from tests.server.test_realtime import demo_meeting_id
+from tests.server.procedure_helpers import add_item, close_all, open_demo
+
+VOTERS = ("daibieu", "daibieu2", "daibieu3")
 
 
-async def test_a_failing_change_is_rolled_back_alone(hopso_sqlite: Harness) -> None:
-    app = hopso_sqlite.server.app
-    m = await demo_meeting_id(hopso_sqlite)
-    chair = await hopso_sqlite.login("chutri")
-    assert (await chair.call("POST", f"/api/meetings/{m}/open"))[0] == 200
+async def test_a_ballot_failing_after_writing_is_refused_alone(hopso_sqlite: Harness) -> None:
+    h = hopso_sqlite
+    app = h.server.app
+    m, people = await open_demo(h, "thuky", *VOTERS)
+    item = await add_item(people["thuky"], m, "Mục một")
+    for name in VOTERS:
+        await people[name].ok("attendance:check_in", {"meeting_id": m, "mode": "online"})
+    vote = await people["chutri"].ok("vote:open", {"meeting_id": m, "agenda_item_id": item["id"],
+                                                   "question": "Tán thành?", "secret": True})
     async with app[keys.DB].session() as s:
-        await s.exec(text("CREATE TABLE probe (n INTEGER PRIMARY KEY)"))  # type: ignore[call-overload]
-        user = await find_user(s, "chutri")
-    assert user is not None
-
-    def write(n: int, then: str = "") -> Any:
-        async def change(s: AsyncSession, a: MeetingAccess, st: ProcedureState
-                         ) -> tuple[int, list[Emit]]:
-            if then == "refuse":
-                raise Invalid("refused before writing")
-            await s.exec(text("INSERT INTO probe VALUES (:n)").bindparams(n=n))  # type: ignore[call-overload]
-            if then == "duplicate":  # fails after a first write: the batch must redo carefully
-                await s.exec(text("INSERT INTO probe VALUES (:n)").bindparams(n=n))  # type: ignore[call-overload]
-            return n, []
-        return change
-
-    outcomes = await asyncio.gather(
-        run_batched(app, user, m, Action.vote, write(1)),
-        run_batched(app, user, m, Action.vote, write(2, "duplicate")),
-        run_batched(app, user, m, Action.vote, write(3, "refuse")),
-        run_batched(app, user, m, Action.vote, write(4)),
-        return_exceptions=True)
-    assert [o[0] if isinstance(o, tuple) else type(o) for o in outcomes] == [1, Conflict, Invalid, 4]
+        users = [await find_user(s, name) for name in VOTERS]
+        # As if another process stored daibieu2's ballot between our read and our write.
+        await s.exec(text(  # type: ignore[call-overload]
+            "CREATE TRIGGER race BEFORE INSERT ON voteparticipation "
+            f"WHEN NEW.user_id = {users[1].id} "  # type: ignore[union-attr]
+            "BEGIN SELECT RAISE(ABORT, 'stored meanwhile'); END"))
+        before = (await procedure.read_state(s, m)).seq
+    async with app[LIVE].lock(m):  # hold the meeting so that all three wait for one batch
+        casts = [asyncio.create_task(cast_ballot(app, u, m, vote["id"], n, 1))  # type: ignore[arg-type]
+                 for n, u in enumerate(users)]
+        await asyncio.sleep(0.3)
+    outcomes = await asyncio.gather(*casts, return_exceptions=True)
+    assert isinstance(outcomes[1], Conflict) and outcomes[1].code == "already_voted"
+    done = [o for o in outcomes if isinstance(o, tuple)]
+    assert [r.option for r, _ in done] == [0, 2] and all(r.receipt for r, _ in done)
+    assert {seq for _, seq in done} == {before + 1}  # one transaction for the batch
     async with app[keys.DB].session() as s:
-        rows = (await s.exec(text("SELECT n FROM probe ORDER BY n"))).all()  # type: ignore[call-overload]
-    assert [r.n for r in rows] == [1, 4]
-    outsider = await find_user_async(hopso_sqlite, "quantri")
-    refused = await asyncio.gather(run_batched(app, outsider, m, Action.vote, write(5)),
-                                   return_exceptions=True)
-    assert getattr(refused[0], "code", None) == "not_found"  # access is checked per change
-
-
-async def find_user_async(h: Harness, name: str) -> Any:
-    async with h.server.app[keys.DB].session() as s:
-        return await find_user(s, name)
+        assert (await s.exec(text("SELECT count(*) FROM voteparticipation"))).scalar_one() == 2  # type: ignore[call-overload]
+        assert (await s.exec(text("SELECT count(*) FROM sealedballot"))).scalar_one() == 2  # type: ignore[call-overload]
+    closed = await people["chutri"].ok("vote:close", {"meeting_id": m, "vote_id": vote["id"]})
+    assert closed["result"]["totals"] == [1, 0, 1]
+    await close_all(people)

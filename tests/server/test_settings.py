@@ -44,3 +44,9 @@ def test_data_dir_must_be_a_directory(tmp_path: Path) -> None:
     file.write_text("x")
     with pytest.raises(ConfigError, match="not a directory"):
         parse_settings(["--data-dir", str(file)], env={})
+
+
+def test_the_ballot_key_file_defaults_to_the_data_dir() -> None:
+    assert parse_settings(["--data-dir", "d"], env={}).ballot_key_path == Path("d/ballot.key")
+    env = {"HOPSO_BALLOT_KEY_FILE": "/etc/hopso/ballot.key"}
+    assert parse_settings([], env=env).ballot_key_path == Path("/etc/hopso/ballot.key")

@@ -570,12 +570,15 @@ async def test_local_files_are_not_copied_into_the_pdf(
     hopso = hopso_sqlite
     meeting_id = await demo_meeting_id(hopso)
     secretary = await hopso.login("thuky")
+    ids = {}
     for filename, data in cases.items():
         status, doc = await upload(secretary, meeting_id, data, filename=filename)
         assert status == 202, doc
-        details = await wait_ready(hopso, doc["id"], timeout=CONVERT_WAIT)
+        ids[filename] = doc["id"]
+    for filename, doc_id in ids.items():
+        details = await wait_ready(hopso, doc_id, timeout=CONVERT_WAIT)
         assert details["status"] in ("ready", "ready_with_warnings"), (filename, details)
-        status, _, pdf, _ = await fetch(secretary, f"/api/documents/{doc['id']}/pdf")
+        status, _, pdf, _ = await fetch(secretary, f"/api/documents/{doc_id}/pdf")
         assert status == 200
         with pymupdf.open("pdf", pdf) as copy:
             assert [p.get_images() for p in copy] == [[]] * copy.page_count, filename
@@ -675,7 +678,7 @@ def _fake_unshare(directory: Path, body: str) -> None:
     "echo 'unshare: unshare failed: Operation not permitted' >&2; exit 1\n",
     # "succeeds" but isolates nothing: the probe must notice
     'while [ "$1" != "--" ]; do shift; done; shift; exec "$@"\n',
-])
+], ids=["unshare-fails", "unshare-isolates-nothing"])
 async def test_no_sandbox_means_no_conversion_unless_the_operator_says_so(
     tmp_path: Path, listener: LinkListener, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture, fake: str

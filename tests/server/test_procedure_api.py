@@ -15,8 +15,8 @@ import pytest
 
 from server import audit_verify
 from tests.conftest import Harness
-from tests.server.processes import ROOT
 from tests.server.documents_support import make_pdf, upload
+from tests.server.processes import ROOT
 from tests.server.test_realtime import demo_meeting_id
 
 

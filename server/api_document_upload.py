@@ -22,7 +22,7 @@ from rooms.permissions import Action
 from server import doc_processing, keys
 from server.auth import current_user
 from server.doc_runtime import DocumentRuntime
-from server.http_util import int_id, parse_int
+from server.http_util import form_errors, int_id, parse_int
 
 routes = web.RouteTableDef()
 CHUNK_BYTES = 256 * 1024
@@ -99,20 +99,22 @@ async def receive(request: web.Request, rt: DocumentRuntime) -> Received:
     if length is not None and length > rt.limits.max_bytes + 64 * 1024:
         raise DocumentRejected(RejectCode.TOO_LARGE, f"{length} bytes",
                                limit_mb=rt.limits.max_mb)
-    reader = await request.multipart()
+    with form_errors():
+        reader = await request.multipart()
     writer: BlobWriter | None = None
     filename, fields = "", {}
     try:
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                raise Invalid("nested multipart bodies are not accepted")
-            if part.name == "file" and writer is None:
-                filename = sanitize_display_name(unquote(part.filename or ""))
-                writer = await _stream_file(part, rt)
-            elif part.name in FIELDS and part.name not in fields:
-                fields[part.name] = await _read_field(part)
-            else:
-                raise Invalid(f"{part.name}: unexpected part")
+        with form_errors():  # a malformed multipart body: 400 bad_form
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader):
+                    raise Invalid("nested multipart bodies are not accepted")
+                if part.name == "file" and writer is None:
+                    filename = sanitize_display_name(unquote(part.filename or ""))
+                    writer = await _stream_file(part, rt)
+                elif part.name in FIELDS and part.name not in fields:
+                    fields[part.name] = await _read_field(part)
+                else:
+                    raise Invalid(f"{part.name}: unexpected part")
     except BaseException:
         if writer is not None:
             writer.abort()

@@ -22,7 +22,8 @@ from server.auth import auth_middleware
 from server.i18n import Translator, catalog_handler, language_middleware
 from server.login_limit import LoginLimiter, LoginPolicy, MemoryStore, RedisStore, Store
 from server.metrics import Metrics, metrics_handler
-from server.middleware import error_middleware, headers_middleware, metrics_middleware
+from server.middleware import (error_middleware, headers_middleware, metrics_middleware,
+                               quiet_client_protocol_errors)
 from server.migrate import upgrade
 from server.passwords import Passwords, password_hasher
 from server.realtime import Realtime
@@ -43,6 +44,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[headers_middleware, metrics_middleware, error_middleware,
                      language_middleware, auth_middleware])
     app[keys.SETTINGS] = settings
+    quiet_client_protocol_errors()  # a client's malformed HTTP: one INFO line, no traceback
     app[keys.REGISTRY] = registry = CollectorRegistry()
     app[keys.METRICS] = Metrics.create(registry)
     app[keys.PASSWORDS] = Passwords(password_hasher(settings.fast_hash))

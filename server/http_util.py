@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import annotated_types
 import pydantic_core
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDictProxy
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
@@ -152,10 +155,20 @@ async def read_body(request: web.Request, schema: type[B]) -> B:
         raise Invalid(f"{where}: {message}") from None
 
 
+@contextmanager
+def form_errors() -> Iterator[None]:
+    """Around aiohttp's form and multipart parsing: what it raises for a malformed body is
+    400 bad_form. ValueError: no or a bad boundary, a body cut short, undecodable bytes, a
+    part without a name; LookupError: a part's unknown charset; HttpProcessingError: a part
+    header that is not one."""
+    try:
+        yield
+    except (ValueError, LookupError, HttpProcessingError):
+        raise Invalid("the form body is malformed", code="bad_form") from None
+
+
 async def read_form(request: web.Request) -> MultiDictProxy[Any]:
     """A form body (urlencoded or multipart) in UTF-8; a malformed one is 400 bad_form."""
     _check_charset(request)
-    try:
+    with form_errors():
         return await request.post()
-    except (ValueError, LookupError):  # undecodable bytes, a part's unknown charset, no name
-        raise Invalid("the form body is malformed", code="bad_form") from None

@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from rooms.errors import DomainError
 from server import keys
@@ -37,8 +38,15 @@ def _wants_json(request: web.Request) -> bool:
     return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
 
 
+# The longest file name Linux allows; no id, name or file of ours comes near it. A longer
+# segment would reach the static file handlers as ENAMETOOLONG (aiohttp answers that 500).
+MAX_SEGMENT_BYTES = 255
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if any(len(segment.encode()) > MAX_SEGMENT_BYTES for segment in request.path.split("/")):
+        return error_response(404, "not_found", "no such path")
     try:
         return await handler(request)
     except DomainError as exc:
@@ -60,6 +68,27 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # nothing), answered in the documented shape without internals.
         log.exception("unexpected error in %s %s", request.method, request.path[:200])
         return error_response(500, "internal", "internal error; it has been logged")
+
+
+class ClientProtocolErrors(logging.Filter):
+    """aiohttp logs every malformed HTTP request (a request line over 8190 bytes, a header
+    that is not one) at ERROR with a traceback, before any handler runs: any client could
+    fill the log with them. aiohttp has already answered 400 and the fault is the client's,
+    so such a record becomes one line at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = f"{record.msg}: malformed HTTP refused ({type(exc).__name__})"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_client_protocol_errors() -> None:
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientProtocolErrors) for f in logger.filters):
+        logger.addFilter(ClientProtocolErrors())
 
 
 @web.middleware

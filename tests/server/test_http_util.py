@@ -204,6 +204,62 @@ async def test_upload_field_ids_are_parsed_like_path_ids(
     assert not tracebacks(caplog)
 
 
+async def test_overlong_path_segments_are_404_even_for_static_files(
+        hopso_sqlite: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """Found by the REST fuzzer: aiohttp's static handler let ENAMETOOLONG out as a 500."""
+    client = await hopso_sqlite.login("daibieu")
+    for path in ("/vendor/pdfjs/" + "9" * 300, "/static/" + "a" * 256, "/static/js/" + "é" * 200,
+                 "/api/meetings/" + "1" * 300):
+        for method in ("GET", "HEAD"):
+            status, body = await client.call(method, path)
+            assert status == 404, (path, status)
+            if method == "GET":
+                assert_error(status, body, 404, "not_found")
+    status, _ = await client.call("GET", "/static/js/" + "a" * 240 + ".js")
+    assert status == 404
+    assert not tracebacks(caplog)
+
+
+MALFORMED_MULTIPART = [  # found by the REST fuzzer: aiohttp's ValueError / InvalidHeader as 500s
+    ("multipart/form-data", b"--x\r\n"),
+    ("multipart/form-data; boundary=", b"--x\r\n"),
+    ("multipart/form-data; boundary=" + "a" * 80, b"--x\r\n"),
+    ("multipart/form-data; boundary=x", b"[1108, null]"),
+    ("multipart/form-data; boundary=x",
+     b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.pdf"\r\n\r\n%PDF-1.4'),
+    ("multipart/form-data; boundary=x", b"--x\r\n\xff\xfe: x\r\n\r\n%PDF-1.4\r\n--x--\r\n"),
+]
+
+
+async def test_malformed_multipart_uploads_are_400_bad_form(
+        hopso_sqlite: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    meeting_id = await demo_meeting_id(hopso_sqlite)
+    secretary = await hopso_sqlite.login("thuky")
+    for content_type, data in MALFORMED_MULTIPART:
+        for path in (f"/api/meetings/{meeting_id}/documents", "/login"):
+            status, body = await raw(secretary, "POST", path, data, content_type)
+            if path.startswith("/api/"):
+                assert_error(status, body, 400, "bad_form")
+            else:
+                assert status in (400, 403), status
+    _, listed = await secretary.call("GET", f"/api/meetings/{meeting_id}/documents")
+    assert listed["groups"] == [] or all(not g["documents"] for g in listed["groups"])
+    assert not tracebacks(caplog)
+
+
+async def test_a_request_line_too_long_is_one_quiet_line_not_a_traceback(
+        hopso_sqlite: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """Found by the REST fuzzer: aiohttp's parser logs a client's bad HTTP with a traceback."""
+    caplog.set_level(logging.INFO, logger="aiohttp.server")
+    client = await hopso_sqlite.login("daibieu")
+    status, _ = await client.call("GET", "/api/meetings?x=" + "9" * 9000)
+    assert status == 400
+    quiet = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert quiet and all(r.levelno == logging.INFO and not r.exc_info for r in quiet)
+    assert "LineTooLong" in quiet[0].getMessage()
+    assert not tracebacks(caplog)
+
+
 async def test_an_unexpected_exception_is_one_logged_500_in_the_documented_shape(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async def broken(_request: web.Request) -> web.Response:

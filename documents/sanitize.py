@@ -27,6 +27,7 @@ walk must find nothing to remove. Runs in a worker (it parses the whole file).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections import Counter
@@ -61,6 +62,10 @@ DROP_KEYS = {
 # Catalog keys that go: portfolio, base URI for relative links, page-open automation.
 DROP_CATALOG = {"/Collection": "portfolio", "/URI": "unsafe_links"}
 KEEP_NAME_TREES = frozenset({"/Dests"})
+# qpdf reports what it repairs in a damaged file as errors (to stderr, in a worker):
+# the file's problems, not the server's, and a way to flood the log. Silenced.
+logging.getLogger("pikepdf._core").setLevel(logging.CRITICAL)
+
 _ARRAY = pikepdf.ObjectType.array
 _CONTAINERS = frozenset({pikepdf.ObjectType.dictionary, pikepdf.ObjectType.stream, _ARRAY})
 _IGNORED_IN_URI = re.compile(r"[\x00-\x20\x7f]")  # what URL parsers strip or skip

@@ -14,9 +14,9 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        kwargs: dict[str, object] = {"pool_pre_ping": True}
-        if not self.is_sqlite:
-            kwargs.update(pool_size=10, max_overflow=20)
+        kwargs: dict[str, object] = {}
+        if not self.is_sqlite:  # a file never drops the connection: no ping per checkout
+            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

@@ -7,9 +7,11 @@ ballots, group-committed: those waiting when the lock frees up share one transac
 fsync, and a handful of queries for the whole batch: rooms.votes.cast_many). Vote tallies
 are pushed at most every `TALLY_INTERVAL_S` per vote, not per ballot.
 
-Access is always checked first, in its own short session: a refused change takes no lock,
-queues nothing and writes nothing (a batch in which every ballot is refused rolls back, so
-the meeting's seq does not move either).
+Access is always checked before any lock or write: `run_change` in its own short session
+before it takes the meeting's lock; ballots together, a whole batch in one short session
+(`meetings.require_many`) before the batch takes the lock. A refused change takes no lock and
+writes nothing, and a batch in which every ballot is refused rolls back, so the meeting's seq
+does not move either.
 
 The floor hook: the media wiring calls `app[LIVE].on_floor_changed(listener)`; every
 listener is awaited with (meeting_id, holder or None) after a floor change is committed,
@@ -34,7 +36,7 @@ from rooms import agenda, attendance, audit, floor, meetings, procedure, votes
 from rooms.ballot_seal import BallotKey
 from rooms.errors import Conflict, DomainError
 from rooms.meetings import MeetingAccess
-from rooms.models import Meeting, User, utcnow
+from rooms.models import Meeting, MeetingRole, User, utcnow
 from rooms.permissions import MEETING_PERMISSIONS, Action
 from rooms.procedure_models import ProcedureState
 from server import keys
@@ -45,6 +47,9 @@ T = TypeVar("T")
 Emit = tuple[str, dict[str, Any]]
 FloorListener = Callable[[int, dict[str, Any] | None], Awaitable[None]]
 TALLY_INTERVAL_S = 0.5  # live tallies: twice a second is plenty for people
+# A close's scrub (a WAL checkpoint, fsyncs) waits until the final result has gone out to
+# everyone; meanwhile the WAL holds only sealed ballots, which say nothing without the key.
+SCRUB_DELAY_S = 2.0
 
 
 @dataclass
@@ -98,6 +103,7 @@ class ProcedureLive:
             self._scrubber.add_done_callback(self._tasks.discard)
 
     async def _scrub(self) -> None:
+        await asyncio.sleep(SCRUB_DELAY_S)
         delay = 0.05
         while self._scrubs_wanted:
             wanted = self._scrubs_wanted
@@ -185,12 +191,43 @@ class ProcedureLive:
             self._drainers[meeting_id] = asyncio.create_task(self._drain(meeting_id))
 
     async def _drain(self, meeting_id: int) -> None:
-        while self._batches.get(meeting_id):
-            pending = self._batches.pop(meeting_id)
-            batch, rest = pending[:MAX_BATCH], pending[MAX_BATCH:]
-            if rest:
-                self._batches[meeting_id] = rest + self._batches.get(meeting_id, [])
-            await self._apply_batch(meeting_id, batch)
+        try:
+            while self._batches.get(meeting_id):
+                pending = self._batches.pop(meeting_id)
+                batch, rest = pending[:MAX_BATCH], pending[MAX_BATCH:]
+                if rest:
+                    self._batches[meeting_id] = rest + self._batches.get(meeting_id, [])
+                admitted = await self._admit(meeting_id, batch)
+                if admitted:
+                    await self._apply_batch(meeting_id, admitted)
+        finally:  # nothing is kept for a meeting once its ballots are through
+            if self._drainers.get(meeting_id) is asyncio.current_task():
+                del self._drainers[meeting_id]
+
+    async def _admit(self, meeting_id: int, batch: list[_Ballot]) -> list[_Ballot]:
+        """The batch's access checks, in one short session, before any lock: those refused
+        are answered now; the others go on with their role in the meeting."""
+        try:
+            async with self.app[keys.DB].session() as s:
+                accesses = await meetings.require_many(s, [b.user for b in batch], meeting_id,
+                                                       Action.vote)
+        except Exception as exc:
+            for ballot in batch:
+                ballot.fail(exc)
+            return []
+        admitted = []
+        for ballot, access in zip(batch, accesses):
+            if isinstance(access, DomainError):
+                ballot.fail(access)
+                continue
+            try:
+                require_status(access.meeting, When.open)
+            except DomainError as exc:
+                ballot.fail(exc)
+                continue
+            ballot.role = access.role
+            admitted.append(ballot)
+        return admitted
 
     async def _apply_batch(self, meeting_id: int, batch: list[_Ballot]) -> None:
         """Apply the batch in one transaction (one fsync): first all at once (cast_many);
@@ -247,7 +284,7 @@ class ProcedureLive:
                             outcomes += await self._one_by_one(s, vote, group)
                             continue
                         try:
-                            results = await votes.cast_many(s, vote, [b.ballot for b in group],
+                            results = await votes.cast_many(s, vote, [b.ballot() for b in group],
                                                             self.key)
                         except DomainError as exc:  # the whole vote refused (e.g. its key)
                             outcomes += [(b, exc) for b in group]
@@ -264,7 +301,7 @@ class ProcedureLive:
         outcomes: list[tuple[_Ballot, votes.CastResult | Exception]] = []
         for ballot in group:
             mark = audit.buffer_mark(s)
-            b = ballot.ballot
+            b = ballot.ballot()
             try:
                 async with s.begin_nested():
                     outcomes.append((ballot, await votes.cast(
@@ -292,9 +329,17 @@ class _Refused(Exception):
 
 @dataclass
 class _Ballot:
+    user: User
     vote_id: int
-    ballot: votes.BallotIn
+    option: int
+    client_seq: int
+    receipt: str | None
     future: asyncio.Future[tuple[votes.CastResult, int]]
+    role: MeetingRole | None = None  # set once access is checked
+
+    def ballot(self) -> votes.BallotIn:
+        assert self.role is not None
+        return votes.BallotIn(self.user, self.role, self.option, self.client_seq, self.receipt)
 
     def fail(self, exc: Exception) -> None:
         if not self.future.done():  # its caller may have gone (a dropped connection)
@@ -335,13 +380,12 @@ async def _check(app: web.Application, user: User, meeting_id: int, action: Acti
 async def cast_ballot(app: web.Application, user: User, meeting_id: int, vote_id: int,
                       option: int, client_seq: int, receipt: str | None = None
                       ) -> tuple[votes.CastResult, int]:
-    """Cast a ballot: access is checked here, then the ballot waits for the meeting's next
-    batch (group commit) and this returns once that batch has committed: (result, seq)."""
-    access = await _check(app, user, meeting_id, Action.vote, When.open)
+    """Cast a ballot: it waits for the meeting's next batch (group commit), whose access
+    checks run before it takes any lock; this returns once that batch has committed, with
+    (result, seq), or raises the ballot's refusal."""
     future: asyncio.Future[tuple[votes.CastResult, int]] = \
         asyncio.get_running_loop().create_future()
-    ballot = votes.BallotIn(access.user, access.role, option, client_seq, receipt)
-    app[LIVE].enqueue(meeting_id, _Ballot(vote_id, ballot, future))
+    app[LIVE].enqueue(meeting_id, _Ballot(user, vote_id, option, client_seq, receipt, future))
     return await future
 
 

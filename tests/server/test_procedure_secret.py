@@ -129,7 +129,7 @@ async def add_voters(h: Harness, secretary: Member, meeting_id: int, count: int
     return out
 
 
-async def scrubbed(path: Path, timeout: float = 5.0) -> None:
+async def scrubbed(path: Path, timeout: float = 10.0) -> None:
     """Wait for the server to truncate the WAL after a close (or give up and let the
     assertions say what is left)."""
     wal = path.with_name(path.name + "-wal")
@@ -235,7 +235,7 @@ async def test_on_postgresql_closed_ballots_keep_no_order_no_xmin_and_no_dead_ro
                     if (await s.exec(text(f"SELECT to_regclass('{t}')"))).scalar_one()])  # type: ignore[call-overload]
         async with db.session() as s:
             await s.exec(text("CREATE EXTENSION IF NOT EXISTS pgstattuple"))  # type: ignore[call-overload]
-        for _ in range(100):  # the server VACUUMs the ballot tables after the close
+        for _ in range(200):  # the server VACUUMs the ballot tables after the close
             if await dead_rows() == 0:
                 break
             await asyncio.sleep(0.05)

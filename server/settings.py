@@ -87,10 +87,11 @@ class SocketLimits:
     flood_strikes: int = 50  # refused events within flood_window_s that drop the connection
     flood_window_s: float = 10.0
     flood_cooldown_s: float = 10.0  # the dropped user's new connections are refused meanwhile
+    outgoing: int = 1000  # packets waiting to be sent to one client; beyond: too slow, dropped
 
     def __post_init__(self) -> None:
         for name in ("rate_per_s", "burst", "user_rate_per_s", "user_burst", "in_flight",
-                     "queued", "flood_strikes", "flood_window_s"):
+                     "queued", "flood_strikes", "flood_window_s", "outgoing"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"socket limit {name} must be positive")
         if self.flood_cooldown_s < 0:

@@ -9,16 +9,16 @@ remember, checked before any handler runs (docs/security.md (Socket events)):
 * bounded work: at most ``in_flight`` handlers of one connection run at once, at most
   ``queued`` more wait in order; beyond that the event is refused, never a new task;
 * a connection whose events keep being refused is dropped (one log line) and its principal
-  may not reconnect for a while;
+  may not reconnect for a while; so is one that stops reading what it is sent;
 * an event whose JSON does not decode (syntax, a 5,000-digit integer, nesting past the
   recursion limit) is answered `invalid`; any other packet that does not decode drops the
   connection (one log line).
 
 Refusals are answered in the common shape ``{"ok": false, "error": {"code", "message"}}``.
-python-socketio has no hook for this, so `GuardedServer` overrides the three methods every
-incoming packet passes through (``_handle_eio_message``, ``_handle_event``,
-``_trigger_event``); tests/server/test_socket_guard.py fails if a library upgrade bypasses
-them.
+python-socketio has no hook for this, so `GuardedServer` overrides the methods every packet
+passes through (in: ``_handle_eio_message``, ``_handle_event``, ``_trigger_event``; out:
+``_send_packet``, ``_send_eio_packet``); tests/server/test_socket_guard.py fails if a library
+upgrade bypasses them.
 """
 
 from __future__ import annotations
@@ -287,6 +287,28 @@ class GuardedServer(socketio.AsyncServer):
             await super()._handle_eio_disconnect(eio_sid, reason)
         finally:
             self._cut.discard(eio_sid)
+
+    # -- outgoing packets ------------------------------------------------------------------
+    async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
+        if not self._backlogged(eio_sid):
+            await super()._send_packet(eio_sid, pkt)
+
+    async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
+        if not self._backlogged(eio_sid):
+            await super()._send_eio_packet(eio_sid, eio_pkt)
+
+    def _backlogged(self, eio_sid: str) -> bool:
+        """Engine.IO queues what a client has not taken yet, without bound: a client that
+        stops reading is dropped once `outgoing` packets wait for it (pushes to the others
+        never wait for it: sending only appends to each client's own queue)."""
+        if eio_sid in self._cut:
+            return True
+        sock = self.eio.sockets.get(eio_sid)
+        waiting = sock.queue.qsize() if sock is not None else 0
+        if waiting < self.limits.outgoing:
+            return False
+        self._drop(eio_sid, f"too slow: {waiting} packets waiting to be sent to it")
+        return True
 
     # -- refusing, answering, dropping -----------------------------------------------------
     async def _refuse(self, eio_sid: str, namespace: str, sid: str, conn: _Connection,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from server import keys
 from server.cascade_link import NAMESPACE as NODE
 from server.cascade_link import make_token
+from server.realtime import meeting_room
 from server.settings import NodeSettings, SocketLimits
 from tests.conftest import Harness, start_harness
 from tests.server.raw_socket import RawSocket
@@ -272,3 +274,40 @@ async def test_a_frame_over_the_size_limit_closes_only_that_connection(
     assert (await other.call("present:get", {"meeting_id": meeting_id}, timeout=5))["ok"]
     assert not [r for r in caplog.records if r.exc_info]
     await other.disconnect()
+
+
+async def test_a_client_that_stops_reading_is_dropped_before_its_backlog_grows(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Engine.IO queues what a client has not taken yet without bound: a tablet that stops
+    reading (or a hostile client) held every push sent to it, in the server's memory."""
+    limits = replace(SocketLimits(), outgoing=20)
+    h = await start_harness(tmp_path, None, socket_limits=limits)
+    try:
+        meeting_id = await demo_meeting_id(h)
+        reader = await connect(h, await h.login("chutri"))
+        heard: list[Any] = []
+        reader.on("test:push", heard.append)
+        stalled = await RawSocket.open(h.base, (await h.login("daibieu")).cookie_header())
+        for sock in (reader, stalled):
+            ack = await sock.call("meeting:join", {"meeting_id": meeting_id})
+            assert ack["ok"], ack
+        assert stalled._reader is not None
+        stalled._reader.cancel()  # stops reading: aiohttp, then TCP, push back on the server
+        sio = h.server.app[keys.SIO]
+        for i in range(200):
+            await sio.emit("test:push", {"i": i, "pad": "x" * 50_000},
+                           room=meeting_room(meeting_id))
+            await asyncio.sleep(0)
+        drops = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+        assert len(drops) == 1 and "too slow" in drops[0], drops
+        for _ in range(100):
+            if len(heard) == 200:
+                break
+            await asyncio.sleep(0.05)
+        assert [e["i"] for e in heard] == list(range(200))  # the reader missed nothing
+        assert not [r for r in caplog.records if r.exc_info]
+        await stalled.close()
+        await reader.disconnect()
+    finally:
+        await h.close()
+        await h.server.close()

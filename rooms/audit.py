@@ -108,12 +108,14 @@ async def record(session: AsyncSession, meeting_id: int, actor_id: int | None, k
 async def _append(session: AsyncSession, items: list[_Buffered]) -> list[AuditEntry]:
     """Chain `items` (all of one meeting) onto its chain: one head lock for all of them."""
     meeting_id = items[0].meeting_id
-    await insert_ignore(session, AuditHead, meeting_id=meeting_id, seq=0, hash=GENESIS)
-    rows = await session.exec(update(AuditHead)  # type: ignore[call-overload]
-                              .where(col(AuditHead.meeting_id) == meeting_id)
-                              .values(seq=AuditHead.seq + len(items))
-                              .returning(col(AuditHead.seq), col(AuditHead.hash)))
-    last_seq, prev_hash = rows.one()
+    claim = (update(AuditHead).where(col(AuditHead.meeting_id) == meeting_id)
+             .values(seq=AuditHead.seq + len(items))
+             .returning(col(AuditHead.seq), col(AuditHead.hash)))
+    head = (await session.exec(claim)).first()  # type: ignore[call-overload]
+    if head is None:  # the meeting's first entry
+        await insert_ignore(session, AuditHead, meeting_id=meeting_id, seq=0, hash=GENESIS)
+        head = (await session.exec(claim)).one()  # type: ignore[call-overload]
+    last_seq, prev_hash = head
     entries = []
     for seq, item in enumerate(items, last_seq - len(items) + 1):
         digest = entry_hash(prev_hash, meeting_id, seq, item.at, item.actor_id, item.kind,

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import col, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms.errors import Conflict, DomainError
@@ -38,17 +38,19 @@ async def insert_ignore(session: AsyncSession, table: type, **values: object) ->
 
 async def lock(session: AsyncSession, meeting_id: int) -> ProcedureState:
     """Serialise with every other procedural change of this meeting; returns the state with
-    its new seq. Held until the session's transaction ends."""
-    await insert_ignore(session, ProcedureState, meeting_id=meeting_id, seq=0,
-                        roll_call_open=False, quorum_rule=QuorumRule.majority,
-                        conclusions="")
-    await session.exec(update(ProcedureState)  # type: ignore[call-overload]
-                       .where(col(ProcedureState.meeting_id) == meeting_id)
-                       .values(seq=ProcedureState.seq + 1))
-    rows = await session.exec(select(ProcedureState)
-                              .where(ProcedureState.meeting_id == meeting_id)
-                              .execution_options(populate_existing=True))
-    return rows.one()
+    its new seq. Held until the session's transaction ends. One statement once the meeting's
+    state row exists (UPDATE … RETURNING: every ballot batch starts here)."""
+    bump = (update(ProcedureState).where(col(ProcedureState.meeting_id) == meeting_id)
+            .values(seq=ProcedureState.seq + 1).returning(ProcedureState)
+            .execution_options(populate_existing=True, synchronize_session=False))
+    state = (await session.exec(bump)).scalars().first()  # type: ignore[call-overload]
+    if state is None:
+        await insert_ignore(session, ProcedureState, meeting_id=meeting_id, seq=0,
+                            roll_call_open=False, quorum_rule=QuorumRule.majority,
+                            conclusions="")
+        state = (await session.exec(bump)).scalars().one()  # type: ignore[call-overload]
+    assert isinstance(state, ProcedureState)
+    return state
 
 
 async def read_state(session: AsyncSession, meeting_id: int) -> ProcedureState:

@@ -266,12 +266,6 @@ class ProcedureLive:
             by_vote.setdefault(ballot.vote_id, []).append(ballot)
         async with self.lock(meeting_id):
             async with self.app[keys.DB].session() as s:
-                meeting = await s.get(Meeting, meeting_id)
-                assert meeting is not None  # checked before queueing; meetings are not deleted
-                try:
-                    procedure.require_open(meeting)  # it may have closed since the check
-                except DomainError as exc:
-                    raise _Refused([(b, exc) for b in batch]) from None
                 state = await procedure.lock(s, meeting_id)
                 async with audit.buffered(s):  # one chain extension for the whole batch
                     for vote_id, group in by_vote.items():

@@ -11,14 +11,15 @@ remember, checked before any handler runs (docs/security.md (Socket events)):
 * a connection whose events keep being refused is dropped (one log line) and its principal
   may not reconnect for a while; so is one that stops reading what it is sent;
 * an event whose JSON does not decode (syntax, a 5,000-digit integer, nesting past the
-  recursion limit) is answered `invalid`; any other packet that does not decode drops the
-  connection (one log line).
+  recursion limit) is answered `invalid`; any other packet that does not decode, at the
+  socket.io or the Engine.IO level, drops the connection (one log line, no traceback).
 
 Refusals are answered in the common shape ``{"ok": false, "error": {"code", "message"}}``.
 python-socketio has no hook for this, so `GuardedServer` overrides the methods every packet
-passes through (in: ``_handle_eio_message``, ``_handle_event``, ``_trigger_event``; out:
-``_send_packet``, ``_send_eio_packet``); tests/server/test_socket_guard.py fails if a library
-upgrade bypasses them.
+passes through (in: ``_handle_eio_connect``, ``_handle_eio_message``, ``_handle_event``,
+``_trigger_event``; out: ``_send_packet``, ``_send_eio_packet``) and gives Engine.IO its own
+socket and websocket classes; tests/server/test_socket_guard.py fails if a library upgrade
+bypasses them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
+from engineio import async_socket
+from engineio import packet as eio_packet
+from engineio.async_drivers import aiohttp as eio_aiohttp
 from socketio import packet
 from socketio.base_client import BaseClient
 from socketio.base_server import BaseServer
@@ -48,6 +52,8 @@ RESERVED_EVENTS = frozenset(BaseServer.reserved_events) | frozenset(
     BaseClient.reserved_events) | {"*"}
 MAX_ARGS = 1  # every Hopso event carries at most one payload
 _SWEEP_EVERY_S = 30.0
+# What decoding untrusted bytes may raise (json: ValueError, RecursionError; base64: ValueError).
+_UNDECODABLE = (ValueError, TypeError, KeyError, IndexError, RecursionError)
 
 # (namespace, event or None for a frame without a usable name, outcome)
 OutcomeHook = Callable[[str, str | None, str], None]
@@ -106,6 +112,44 @@ class _Packet(packet.Packet):
             raise MalformedPacket(f"{type(exc).__name__}: {str(exc)[:120]}") from None
 
 
+class _EioSocket(async_socket.AsyncSocket):
+    """Engine.IO's socket (the layer under socket.io), refusing what is not an Engine.IO
+    packet: the library logs a traceback per unknown packet type (its log line indexes the
+    type's name) and per undecodable polling body, and goes on. The server swaps each new
+    socket to this class before it reads anything (`GuardedServer._handle_eio_connect`)."""
+
+    guard: GuardedServer
+
+    async def receive(self, pkt: eio_packet.Packet) -> None:
+        if not 0 <= pkt.packet_type < len(eio_packet.packet_names):
+            self.guard._drop(self.sid, f"not an Engine.IO packet (type {pkt.packet_type!r})")
+            return
+        await super().receive(pkt)
+
+    async def handle_post_request(self, environ: dict[str, Any]) -> None:
+        try:
+            await super().handle_post_request(environ)
+        except _UNDECODABLE as exc:  # the body did not decode
+            self.guard._drop(self.sid, f"malformed polling payload: {str(exc)[:80]!r}")
+
+
+class _WebSocket(eio_aiohttp.WebSocket):
+    """Engine.IO's aiohttp websocket, ending the connection on a frame that is not an
+    Engine.IO packet: the library decodes frames (JSON included, e.g. `4[[[...`) outside any
+    error handling, so one such frame was a traceback."""
+
+    async def wait(self) -> Any:
+        data = await super().wait()
+        try:
+            eio_packet.Packet(encoded_packet=data)  # cheap: events ("42...") are not parsed
+        except _UNDECODABLE as exc:
+            log.warning("socket connection from %s dropped: not an Engine.IO packet (%s)",
+                        getattr(self.environ.get("aiohttp.request"), "remote", "?"),
+                        f"{type(exc).__name__}: {str(exc)[:80]!r}")
+            raise OSError("not an Engine.IO packet") from None  # Engine.IO's reader ends
+        return data
+
+
 @dataclass
 class _Principal:
     """Who is behind connections (a user): their shared budget and flood penalty."""
@@ -141,6 +185,8 @@ class GuardedServer(socketio.AsyncServer):
     def __init__(self, limits: SocketLimits, *, budgeted: frozenset[str] = frozenset({"/"}),
                  **kwargs: Any) -> None:
         super().__init__(serializer=_Packet, **kwargs)
+        # This server's own copy of Engine.IO's driver table: only its websockets change.
+        self.eio._async = {**self.eio._async, "websocket": _WebSocket}
         self.limits = limits
         self.budgeted = budgeted  # namespaces whose events spend the token buckets
         self.on_outcome: OutcomeHook | None = None
@@ -195,13 +241,20 @@ class GuardedServer(socketio.AsyncServer):
             conn.principal.idle_since = time.monotonic()
 
     # -- incoming packets ---------------------------------------------------------------------
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is not None and type(sock) is async_socket.AsyncSocket:
+            sock.__class__ = _EioSocket  # before it reads its first packet
+            sock.guard = self
+        return await super()._handle_eio_connect(eio_sid, environ)
+
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         if eio_sid in self._cut:
             return  # dropped: what it had in flight on the wire is ignored
         try:
             await super()._handle_eio_message(eio_sid, data)
         except ValueError as exc:  # MalformedPacket, or the library's own protocol checks
-            self._drop(eio_sid, f"malformed packet ({str(exc)[:120]})")
+            self._drop(eio_sid, f"malformed packet: {str(exc)[:120]!r}")  # one line
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None,
                             data: Any) -> None:
@@ -220,7 +273,7 @@ class GuardedServer(socketio.AsyncServer):
         known = name if name is not None and name in self.handlers.get(namespace, {}) \
             and name not in RESERVED_EVENTS else None
         if conn.bucket is not None and not (conn.bucket.take() and conn.principal.bucket.take()):
-            await self._refuse(eio_sid, namespace, sid, conn, id, known, "too many events: "
+            await self._refuse(eio_sid, namespace, conn, id, known, "too many events: "
                                f"at most {self.limits.rate_per_s:g} a second per connection "
                                f"and {self.limits.user_rate_per_s:g} per user")
             return
@@ -239,7 +292,7 @@ class GuardedServer(socketio.AsyncServer):
         elif len(conn.pending) < self.limits.queued:
             conn.pending.append(item)
         else:
-            await self._refuse(eio_sid, namespace, sid, conn, id, known,
+            await self._refuse(eio_sid, namespace, conn, id, known,
                                f"too many events waiting: at most {self.limits.in_flight} "
                                f"run and {self.limits.queued} wait per connection")
 
@@ -311,7 +364,7 @@ class GuardedServer(socketio.AsyncServer):
         return True
 
     # -- refusing, answering, dropping -----------------------------------------------------
-    async def _refuse(self, eio_sid: str, namespace: str, sid: str, conn: _Connection,
+    async def _refuse(self, eio_sid: str, namespace: str, conn: _Connection,
                       ack_id: int | None, event: str | None, message: str) -> None:
         self._count(namespace, event, "rate_limited")
         if not conn.strikes.take():

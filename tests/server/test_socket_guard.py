@@ -4,6 +4,7 @@ frames of the wrong shape, budgets, bounded in-flight work, dropping a flooding 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -311,3 +312,40 @@ async def test_a_client_that_stops_reading_is_dropped_before_its_backlog_grows(
     finally:
         await h.close()
         await h.server.close()
+
+
+@pytest.mark.parametrize("packet", [
+    "43[", "430[1", "44{}", "49", "40{", "41/nowhere,x",  # socket.io packets
+    "9", "7abc", "x", "", "4" + "[" * 100_000,  # not even Engine.IO packets
+])
+async def test_a_packet_that_does_not_decode_drops_its_connection_with_one_line(
+        hopso_sqlite: Harness, caplog: pytest.LogCaptureFixture, packet: str) -> None:
+    """Before: the library raised in the message handler, Engine.IO logged a traceback per
+    packet and kept the connection (or aiohttp logged one and closed it)."""
+    client = await hopso_sqlite.login("daibieu")
+    sock = await RawSocket.open(hopso_sqlite.base, client.cookie_header())
+    await sock.send_raw(packet)
+    try:
+        await asyncio.wait_for(sock.closed.wait(), 5)
+    finally:
+        await sock.close()
+    drops = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(drops) == 1, drops
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize("body", ["9", "x", "4" + "[" * 100_000, "d=%ZZ"])
+async def test_a_polling_body_that_does_not_decode_drops_the_session_with_one_line(
+        hopso_sqlite: Harness, caplog: pytest.LogCaptureFixture, body: str) -> None:
+    client = await hopso_sqlite.login("daibieu")
+    base = hopso_sqlite.base + "/socket.io/?EIO=4&transport=polling"
+    session = client.session
+    async with session.get(base) as r:
+        sid = json.loads((await r.text())[1:])["sid"]
+    async with session.post(f"{base}&sid={sid}", data="40") as r:
+        assert r.status == 200
+    async with session.post(f"{base}&sid={sid}", data=body) as r:
+        assert r.status in (200, 400)
+    drops = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(drops) == 1, drops
+    assert not [r for r in caplog.records if r.exc_info]

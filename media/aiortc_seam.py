@@ -111,6 +111,10 @@ class SeamConnection(Connection):
     on_srtp: Callable[[bytes], bool] | None = None
 
     def data_received(self, data: bytes, component: int) -> None:
+        if not data:
+            # A zero-length datagram, from anyone (aioice takes datagrams from any address):
+            # nothing for SRTP or DTLS, and aiortc's DTLS loop dies on one (data[0]).
+            return
         handler = self.on_srtp
         if handler is not None and 127 < data[0] < 192 and handler(data):
             return

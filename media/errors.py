@@ -13,6 +13,10 @@ class SdpError(MediaError, ValueError):
     """A session description is malformed or breaks a rule we rely on."""
 
 
+class RtcpError(MediaError, ValueError):
+    """An RTCP packet the SFU cannot read (the packet is dropped)."""
+
+
 class UnsupportedCodecError(SdpError):
     """No codec in an m-section is one we forward (Opus, VP8, H.264 mode 1)."""
 

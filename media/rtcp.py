@@ -16,6 +16,8 @@ from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RTCP_RTPFB,
     RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPacket,
     RtcpPsfbPacket,
     RtcpReceiverInfo,
     RtcpRrPacket,
@@ -27,6 +29,8 @@ from aiortc.rtp import (
     pack_rtcp_packet,
     unpack_remb_fci,
 )
+
+from .errors import RtcpError
 
 NTP_UNIX_OFFSET = 2208988800
 SDES_CNAME = 1
@@ -43,7 +47,8 @@ __all__ = [
     "build_sender_reports",
     "fir_ssrcs",
     "ntp_now",
-    "unpack_remb_fci",
+    "parse_rtcp",
+    "remb",
 ]
 
 
@@ -110,6 +115,24 @@ def build_sender_reports(reports: Sequence[RtcpSrPacket], cname: str,
             RtcpSourceInfo(ssrc=sr.ssrc, items=[(SDES_CNAME, cname.encode())])
             for sr in chunk])
         yield b"".join(bytes(sr) for sr in chunk) + bytes(sdes)
+
+
+def parse_rtcp(data: bytes) -> list[AnyRtcpPacket]:
+    """A (compound) RTCP packet from a peer; RtcpError if aiortc's parser refuses it."""
+    try:
+        return RtcpPacket.parse(data)
+    except Exception as exc:  # noqa: BLE001 - aiortc raises ValueError, struct.error, ...
+        raise RtcpError(f"malformed RTCP: {type(exc).__name__}") from None
+
+
+def remb(fci: bytes) -> tuple[int, list[int]]:
+    """(bitrate, SSRCs) of a REMB FCI (draft-alvestrand-rmcat-remb); RtcpError if it is not
+    one. aiortc's unpack_remb_fci trusts the SSRC count and raised struct.error when it lies."""
+    if len(fci) < 8 or fci[:4] != b"REMB":
+        raise RtcpError("not a REMB")
+    if len(fci) < 8 + 4 * fci[4]:
+        raise RtcpError("REMB lists fewer SSRCs than it counts")
+    return unpack_remb_fci(fci)
 
 
 def fir_ssrcs(packet: RtcpPsfbPacket) -> list[int]:

@@ -36,7 +36,7 @@ from aiortc.rtp import (
 
 from . import rtcp, sdp
 from .consumer import Consumer, stream_id_for
-from .errors import LimitError, NegotiationError, NotFoundError
+from .errors import LimitError, NegotiationError, NotFoundError, RtcpError
 from .events import ConsumerClosed, RenegotiationNeeded
 from .producer import Producer
 from .transport import WebRtcTransport, random_ssrc
@@ -293,8 +293,8 @@ class Subscribing:
                     consumer.on_keyframe_request(now)
         elif packet.fmt == RTCP_PSFB_APP:
             try:
-                bitrate, ssrcs = rtcp.unpack_remb_fci(packet.fci)
-            except (ValueError, IndexError):
+                bitrate, ssrcs = rtcp.remb(packet.fci)
+            except RtcpError:
                 return
             for ssrc in ssrcs:
                 if (consumer := by_ssrc.get(ssrc)) is not None:

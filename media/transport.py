@@ -12,11 +12,12 @@ from typing import Any, Protocol
 
 from aioice import Candidate
 from aiortc import RTCCertificate, RTCDtlsFingerprint
-from aiortc.rtp import AnyRtcpPacket, RtcpPacket, is_rtcp
+from aiortc.rtp import AnyRtcpPacket, is_rtcp
 
 from . import aiortc_seam as seam
+from . import rtcp
 from .config import MediaConfig
-from .errors import NegotiationError
+from .errors import NegotiationError, RtcpError
 from .fanout import FanOut, LegPath
 from .ice import IceLink, IceParameters
 from .rtp import FIRST_BYTE
@@ -387,8 +388,8 @@ class WebRtcTransport:
         self.packets_received += 1
         self.bytes_received += len(data)
         try:
-            packets = RtcpPacket.parse(data)
-        except Exception:  # noqa: BLE001 - aiortc raises ValueError, struct.error, ...
+            packets = rtcp.parse_rtcp(data)
+        except RtcpError:
             return
         self._handler.on_rtcp(self, packets, time.monotonic())
 

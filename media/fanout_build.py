@@ -103,13 +103,18 @@ typedef int (*hop_protect_fn)(void *, void *, int *);
 #define HOP_TRAILER 144  /* what protect may append, as media/srtp.py */
 
 /* A leg the C loop leaves to Python: restarting (another epoch), no socket or
-   SRTP yet, or a packet too long for the buffer (Python counts and logs it). */
+   SRTP yet, or a packet too long for the buffer (Python counts and logs it). Lengths
+   that cannot be (negative) go there too: the loop never copies on their word.
+   (A length longer than the tail it describes cannot be seen from here: the one
+   caller, FanOut._send, takes both from the same bytes.) */
 static int hop_needs_python(const hop_leg *leg, const hop_packet *packets, int k)
 {
-    if (leg->path->fd < 0 || leg->path->srtp == NULL)
+    if (leg->path == NULL || leg->path->fd < 0 || leg->path->srtp == NULL)
         return 1;
     for (int j = 0; j < k; j++)
-        if (packets[j].epoch != leg->epoch || 12 + packets[j].tail_len > HOP_BUFFER - HOP_TRAILER)
+        if (packets[j].epoch != leg->epoch || packets[j].tail == NULL
+                || packets[j].tail_len < 0 || packets[j].payload_size < 0
+                || packets[j].tail_len > HOP_BUFFER - HOP_TRAILER - 12)
             return 1;
     return 0;
 }
@@ -130,11 +135,13 @@ static int hop_forward(void *protect, hop_leg **legs, int n, const hop_packet *p
     int nslow = 0;
     if (k > HOP_MAX_BATCH)
         k = HOP_MAX_BATCH;
+    if (k < 0 || packets == NULL)
+        k = 0;
     for (int i = 0; i < n; i++) {
         hop_leg *leg = legs[i];
-        hop_path *path = leg->path;
-        if (!leg->sending)
+        if (leg == NULL || !leg->sending)
             continue;
+        hop_path *path = leg->path;
         if (hop_needs_python(leg, packets, k)) {
             slow[nslow++] = i;
             continue;
@@ -220,4 +227,8 @@ if __name__ == "__main__":  # without pip: build in a scratch folder, copy into 
     package = Path(__file__).resolve().parent
     with tempfile.TemporaryDirectory() as scratch:
         os.chdir(scratch)  # setuptools would read the project's pyproject.toml from the cwd
-        shutil.copy(ffibuilder.compile(tmpdir=scratch), package)
+        built = Path(ffibuilder.compile(tmpdir=scratch))
+        # Replaced, not overwritten: a running process keeps the copy it has mapped.
+        staged = package / f".{built.name}.new"
+        shutil.copy(built, staged)
+        os.replace(staged, package / built.name)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -289,6 +290,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.baseline is not None:
             targets.append(await start_target("baseline", args.baseline.resolve(), args))
         targets.append(await start_target("this", ROOT, args))
+        # The clients' own full garbage collections (500+ connections' worth of objects)
+        # would stall every client at once and count as server latency: freeze them.
+        gc.collect()
+        gc.freeze()
         for n in range(1, args.rounds + 1):
             for t in targets:  # alternating: both servers see the same machine load
                 t.rounds.append(await one_round(n, t.chair, t.voters, t.seeded,

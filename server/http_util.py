@@ -44,6 +44,12 @@ def parse_int(text: str, name: str, *, low: int = 0, high: int = MAX_ID) -> int:
     raise Invalid(f"{name}: must be a whole number from {low} to {high}")
 
 
+def as_id(text: str) -> int | None:
+    """An id written in ASCII digits within MAX_ID, else None (for ids inside other strings,
+    such as a cascade meeting key "province/12")."""
+    return int(text) if _DIGITS.fullmatch(text) and int(text) <= MAX_ID else None
+
+
 def int_id(request: web.Request, name: str) -> int:
     """An id from the path: anything that is not one is a missing resource (404)."""
     raw = request.match_info[name]

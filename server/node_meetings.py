@@ -36,6 +36,7 @@ from rooms.models import (
 )
 from rooms.procedure_models import RemoteHeadcount
 from server.cascade_link import HeadcountEntry, MeetingDirectory, NodeError
+from server.http_util import as_id
 
 log = logging.getLogger(__name__)
 LIVE = (MeetingStatus.scheduled, MeetingStatus.open)
@@ -75,8 +76,8 @@ class DbDirectory(MeetingDirectory):
             owner, _, number = key.rpartition("/")
             if owner != self.unit:
                 mirrored.add(key)
-            elif number.isdigit() and len(number) <= 18:
-                own[int(number)] = key
+            elif (meeting_id := as_id(number)) is not None:
+                own[meeting_id] = key
         if not own and not mirrored:
             return {}
         rows = await s.exec(select(Meeting).where(

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from rooms import agenda, attendance, votes
+from rooms import agenda, attendance, meetings, votes
 from rooms.ballot_seal import BallotKey
-from rooms.errors import Conflict, Forbidden, Invalid, NotFound
+from rooms.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from rooms.procedure_models import AttendanceStatus, VoteParticipation
 from tests.rooms.conftest import Demo
 
@@ -129,6 +132,9 @@ async def test_changes_apply_in_the_voters_own_order(demo: Demo) -> None:
     with pytest.raises(Conflict) as stale:
         await cast(demo, "daibieu", vote_id, 2, seq=2)  # arrived late: must not undo seq 3
     assert stale.value.code == "stale"
+    with pytest.raises(Conflict) as again:
+        await cast(demo, "daibieu", vote_id, 2, seq=3)  # a resend of seq 3: stored already
+    assert again.value.code == "stale"
     assert (await close(demo, vote_id))["totals"] == [0, 1, 0]
 
 
@@ -197,3 +203,64 @@ async def test_site_counts_are_bounded_by_the_roll_call(demo: Demo) -> None:
     assert result["site_counts"][0]["entered_for_site"] is True  # type: ignore[index]
     assert result["adopted"] is True
     assert json.dumps(result)  # JSON all the way down
+
+
+VOTERS = ("chutri", "daibieu", "daibieu2", "daibieu3", "thuky")  # daibieu3 absent, thuky no vote
+RECEIPTS = ("none", "own", "other's", "unknown")
+ballot_requests = st.lists(st.tuples(st.integers(0, len(VOTERS) - 1), st.integers(0, 3),
+                                     st.integers(1, 3), st.sampled_from(RECEIPTS)),
+                           min_size=1, max_size=12)
+
+
+async def outcomes(demo: Demo, secret: bool, allow_change: bool, first: list[tuple[int, int]],
+                   batch: list[tuple[int, int, int, str]], together: bool) -> tuple[Any, ...]:
+    """One vote: `first` cast one by one, then `batch` cast one by one or as one batch."""
+    async with demo.db.session() as s:  # a failed example may have left its vote open
+        for left in await votes.votes_of(s, demo.meeting_id):
+            if left.status == votes.VoteStatus.open:
+                await votes.close_vote(s, left, KEY)
+    vote_id = await open_vote(demo, secret=secret, allow_change=allow_change)
+    receipts: dict[int, str | None] = {}
+    for who, option in first:
+        receipts[who] = (await cast(demo, VOTERS[who], vote_id, option)).receipt
+    async with demo.db.session() as s:
+        vote = await votes.get_vote(s, demo.meeting_id, vote_id)
+        ballots = []
+        for who, option, seq, kind in batch:
+            access = await meetings.require(s, demo.users[VOTERS[who]], demo.meeting_id)
+            other = receipts.get((who + 1) % len(VOTERS)) or receipts.get((who + 2) % len(VOTERS))
+            code = {"none": None, "own": receipts.get(who), "other's": other,
+                    "unknown": "ZZZZ-ZZZZ-ZZZZ-ZZZZ"}[kind]
+            ballots.append(votes.BallotIn(access.user, access.role, option, seq, code))
+        if together:
+            done: list[Any] = await votes.cast_many(s, vote, ballots, KEY)
+        else:
+            done = []
+            for b in ballots:
+                try:
+                    done.append(await votes.cast(s, vote, b.user, b.role, b.option, b.client_seq,
+                                                 b.receipt, key=KEY))
+                except DomainError as exc:
+                    done.append(exc)
+    result = await close(demo, vote_id)
+    seen = tuple((o.code,) if isinstance(o, Exception) else (o.option, o.changed,
+                                                               o.receipt is not None)
+                 for o in done)
+    return seen, result["counts"], result["cast"]
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(secret=st.booleans(), allow_change=st.booleans(),
+       first=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), max_size=3,
+                      unique_by=lambda t: t[0]),
+       batch=ballot_requests)
+async def test_a_batch_gives_each_ballot_the_outcome_it_would_have_alone(
+        demo: Demo, secret: bool, allow_change: bool, first: list[tuple[int, int]],
+        batch: list[tuple[int, int, int, str]]) -> None:
+    if not hasattr(demo, "checked_in"):
+        await check_in(demo, "chutri", "daibieu", "daibieu2")
+        demo.checked_in = True  # type: ignore[attr-defined]
+    alone = await outcomes(demo, secret, allow_change, first, batch, together=False)
+    together = await outcomes(demo, secret, allow_change, first, batch, together=True)
+    assert together == alone

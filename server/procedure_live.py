@@ -106,16 +106,19 @@ class ProcedureLive:
 
     async def _scrub(self) -> None:
         await asyncio.sleep(SCRUB_DELAY_S)
-        delay = 0.05
+        delay, failures = 0.05, 0
         while self._scrubs_wanted:
             wanted = self._scrubs_wanted
             try:
                 done = await votes.scrub_after_close(self.app[keys.DB])
-            except Exception:
-                log.exception("scrubbing the database after a secret vote failed")
-                done = False
+            except Exception as exc:  # retried below; said once, not every few seconds
+                if not failures:
+                    log.warning("scrubbing the database after a secret vote failed (will "
+                                "retry): %s: %s", type(exc).__name__, (str(exc).splitlines() or [""])[0])
+                failures, done = failures + 1, False
             if done:
                 self._scrubs_wanted -= wanted
+                delay, failures = 0.05, 0
                 continue
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

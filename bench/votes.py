@@ -343,7 +343,8 @@ def print_table(report: dict[str, Any]) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench/votes.py", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="two rounds (open, secret)")
-    parser.add_argument("--json", type=Path, help="write {results, summary, baseline?} to this file")
+    parser.add_argument("--json", type=Path,
+                        help="write {results, summary, baseline?} to this file")
     parser.add_argument("--delegates", type=int, default=500)
     parser.add_argument("--rounds", type=int, help="default: 2 with --quick, else 6")
     parser.add_argument("--window", type=float, default=2.0, help="seconds ballots spread over")

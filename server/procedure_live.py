@@ -113,8 +113,9 @@ class ProcedureLive:
                 done = await votes.scrub_after_close(self.app[keys.DB])
             except Exception as exc:  # retried below; said once, not every few seconds
                 if not failures:
+                    first_line = (str(exc).splitlines() or [""])[0]
                     log.warning("scrubbing the database after a secret vote failed (will "
-                                "retry): %s: %s", type(exc).__name__, (str(exc).splitlines() or [""])[0])
+                                "retry): %s: %s", type(exc).__name__, first_line)
                 failures, done = failures + 1, False
             if done:
                 self._scrubs_wanted -= wanted

@@ -1,6 +1,7 @@
 """Durability under SIGKILL: a real `run.py` is killed at random moments while tablets send
-annotation ops and delegates cast open and secret ballots; after each restart every
-acknowledged op and ballot is there exactly once.
+annotation ops and delegates cast open and secret ballots (and, every other cycle, while the
+chair closes the votes); after each restart every acknowledged op and ballot is there
+exactly once.
 
 Everything is checked through the protocol, as clients would: op ids (`replayed` on a resend,
 `annotation:since` histories, snapshots), ballot `seq`s (a resent ballot is `stale` once it is
@@ -12,6 +13,7 @@ it after reconnecting (the protocol's ids make that safe); it must then count ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -25,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 import socketio
 
 from tests.conftest import Client
 from tests.documents import corpus
 from tests.server.processes import ServerProcess, start_server
 
-KILLS = 4  # per database; each cycle runs 1.5-4 s of traffic, so a run stays under a minute
+KILLS = 4  # per database, during traffic (1.5-4 s of it each); 2 more during vote closes
 VOTERS = 20
 ANNOTATOR_USERS = ("chutri", "thuky", "daibieu", "daibieu2", "daibieu3")
 TABLETS_PER_ANNOTATOR = 2  # two connections (tablet + laptop) for each of them
@@ -123,10 +124,8 @@ class Link:
 
     async def close(self) -> None:
         if self.sio is not None:
-            try:
+            with contextlib.suppress(Exception):  # the server may be gone already
                 await asyncio.wait_for(self.sio.disconnect(), 3)
-            except Exception:  # noqa: BLE001 - the server may be gone already
-                pass
             self.sio = None
 
 
@@ -499,7 +498,7 @@ async def check_votes(sc: Scenario) -> None:
     async def voter_view(voter: Voter) -> None:
         async with limit:
             for b in voter.ballots:
-                if b.option is None:
+                if b.option is None or b.vote_id in sc.closed:
                     continue
                 payload: dict[str, Any] = {"meeting_id": b.meeting_id, "vote_id": b.vote_id,
                                            "option": b.option, "seq": b.seq}
@@ -510,9 +509,10 @@ async def check_votes(sc: Scenario) -> None:
                     f"an acknowledged ballot is not stored: {b} resent -> {again}"
             for m in sc.meetings:
                 state = await voter.link.ok("procedure:state", {"meeting_id": m})
-                current = {b.vote_id for b in voter.ballots if b.meeting_id == m}
-                mine = {b.vote_id for b in voter.ballots
-                        if b.meeting_id == m and b.option is not None}
+                current = {b.vote_id for b in voter.ballots
+                           if b.meeting_id == m and b.vote_id not in sc.closed}
+                mine = {b.vote_id for b in voter.ballots if b.vote_id in current
+                        and b.option is not None}
                 assert set(state["me"]["voted"]) & current == mine, (state["me"], mine)
 
     async def receipt(client: Client, m: int, vote_id: int, code: str | None,
@@ -525,7 +525,8 @@ async def check_votes(sc: Scenario) -> None:
 
     current = [(voter.client, b.meeting_id, b.vote_id, b.receipt, b.option)
                for voter in sc.voters for b in voter.ballots
-               if b.secret and b.receipt is not None and b.option is not None]
+               if b.secret and b.receipt is not None and b.option is not None
+               and b.vote_id not in sc.closed]
     await asyncio.gather(*(voter_view(v) for v in sc.voters),
                          *(receipt(*r) for r in [*sc.receipts, *current]))
     for m in sc.meetings:
@@ -542,13 +543,39 @@ async def check_votes(sc: Scenario) -> None:
                 assert vote["result"] is None  # no live counts for a secret vote
 
 
-async def close_votes(sc: Scenario) -> None:
-    """Close this cycle's votes: the final counts are exactly the acknowledged ballots."""
-    for b0 in sc.voters[0].ballots:
+async def close_votes(sc: Scenario, kill_after: float | None, outcomes: Counter[str]) -> None:
+    """Close this cycle's votes (both at once, as two chairs' consoles could); with
+    `kill_after`, SIGKILL the server that many seconds after sending the closes, restart and
+    resend them: a close that committed answers `vote_closed`. Either way the final counts
+    are exactly the acknowledged ballots, and stay so."""
+    current = list(sc.voters[0].ballots)
+    closes = [asyncio.create_task(sc.chair.call("vote:close", {
+        "meeting_id": b.meeting_id, "vote_id": b.vote_id})) for b in current]
+    if kill_after is not None:
+        await asyncio.sleep(kill_after)
+        sc.server.kill()
+        for task in closes:
+            task.cancel()
+        await asyncio.gather(*closes, return_exceptions=True)
+        sc.server.start()
+        await sc.reconnect()
+        closes = [asyncio.create_task(sc.chair.call("vote:close", {
+            "meeting_id": b.meeting_id, "vote_id": b.vote_id})) for b in current]
+    states = {}
+    for b0, task in zip(current, closes, strict=True):
+        ack = await task
+        if ack["ok"]:
+            outcomes["closed after the kill" if kill_after is not None else "closed"] += 1
+            vote = ack["result"]
+        else:
+            assert kill_after is not None and ack["error"]["code"] == "vote_closed", ack
+            outcomes["closed before the kill"] += 1
+            if b0.meeting_id not in states:
+                states[b0.meeting_id] = await sc.chair.ok("procedure:state",
+                                                          {"meeting_id": b0.meeting_id})
+            (vote,) = [v for v in states[b0.meeting_id]["votes"] if v["id"] == b0.vote_id]
         mine = [b for v in sc.voters for b in v.ballots if b.vote_id == b0.vote_id]
         tally = Counter(b.option for b in mine if b.option is not None)
-        vote = await sc.chair.ok("vote:close", {"meeting_id": b0.meeting_id,
-                                                "vote_id": b0.vote_id})
         result = vote["result"]
         assert vote["final"] and result["counts"] == [tally[o] for o in range(OPTIONS)], \
             (vote, tally)
@@ -557,6 +584,8 @@ async def close_votes(sc: Scenario) -> None:
     sc.receipts += [(v.client, b.meeting_id, b.vote_id, b.receipt, b.option)
                     for v in sc.voters for b in v.ballots
                     if b.secret and b.receipt is not None and b.option is not None]
+    if kill_after is not None:
+        await check_votes(sc)  # earlier results frozen, every receipt counted
 
 
 async def test_acknowledged_ops_and_ballots_survive_sigkill_exactly_once(
@@ -573,6 +602,7 @@ async def test_acknowledged_ops_and_ballots_survive_sigkill_exactly_once(
     try:
         sc = await setup(server, tmp_path)
         in_flight = 0
+        closes: Counter[str] = Counter()
         for cycle in range(1, KILLS + 1):
             await sc.open_votes(cycle)
             runners = [asyncio.create_task(c.run(random.Random(rnd.random())))
@@ -599,7 +629,9 @@ async def test_acknowledged_ops_and_ballots_survive_sigkill_exactly_once(
                 await c.resolve()  # resend what was in flight, with its op id / seq
             await check_annotations(sc, rnd)
             await check_votes(sc)
-            await close_votes(sc)
+            # Every other cycle the server is also killed while the two closes are in flight
+            # (unsealing, counting and freezing a result is one transaction each).
+            await close_votes(sc, rnd.uniform(0, 0.05) if cycle % 2 == 0 else None, closes)
         ops = sum(len(t.acked) for t in sc.tablets)
         ballots = sum(v.acks for v in sc.voters)
         resolved = sum((t.resolved for t in sc.tablets), Counter()) + sum(
@@ -607,8 +639,8 @@ async def test_acknowledged_ops_and_ballots_survive_sigkill_exactly_once(
         drops = sum(link.unexpected_drops for link in sc.links)
         limited = sum(t.rate_limited for t in sc.tablets) + sum(v.rate_limited
                                                                 for v in sc.voters)
-        print(f"{KILLS} SIGKILLs, {ops} ops and {ballots} ballots acknowledged, "
-              f"{in_flight} in flight at the kills ({dict(resolved)}), "
+        print(f"{KILLS + KILLS // 2} SIGKILLs, {ops} ops and {ballots} ballots acknowledged, "
+              f"{in_flight} in flight at the kills ({dict(resolved)}), votes {dict(closes)}, "
               f"{limited} rate_limited, {drops} unexpected disconnects")
         assert ops > 100 and ballots > 100, (ops, ballots)
         assert drops == 0, f"{drops} connections dropped while the server was up"

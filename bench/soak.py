@@ -1,0 +1,950 @@
+"""Soak: tablets and video viewers against one real server process for half an hour.
+
+    .venv/bin/python bench/soak.py [--quick] [--minutes M] [--json PATH]
+                                   [--tablets 200] [--viewers 50] [--database-url URL]
+
+Starts `run.py --demo` (SQLite unless --database-url; HOPSO_FAST_HASH=1 so that logging in
+250 people takes seconds), creates the delegates through the REST API, uploads and
+publishes a 12-page document, then runs for --minutes (30; --quick: 3):
+
+- tablets (raw socket.io clients, 50 per child process, one login each): join the meeting,
+  subscribe to the document, fetch its PDF once and take a snapshot (what the tablet page
+  does: pdf.js renders every page from that one PDF), follow the presenter
+  (`present:state`), and draw ink strokes on the current page, one every ~25 s each
+  (exponential; --stroke-every), a third of them shared with the meeting, one in seven an
+  erasure of an earlier own stroke;
+- a presenter (the secretary) turning a page every 5 s with three scroll moves between;
+- video viewers (bench/sfu_client.py's lightweight endpoints, in one child process with
+  the publisher): the chair publishes camera + microphone (pre-encoded VP8 ~1 Mbps + Opus,
+  bench/sfu_media.py) through socket.io `media:*`, every viewer subscribes to both.
+
+Every ~10 s it samples the server process: RSS, open file descriptors, CPU, time its
+threads waited for a CPU (/proc schedstat: how contended the machine was), event-loop lag
+(GET /api/debug/loop-lag), and for that window the p95 of annotation-op ack latency and of
+page-turn delivery (presenter's send -> tablet's receipt), the viewers' frame rate.
+
+Targets, after a 60 s warm-up (caches, the first pass over the document's pages):
+- memory drift < 10 %: mean RSS of the last minute vs the first minute after warm-up;
+- file descriptors flat: max of the last minute <= max of the first minute + 2 % (>= 5);
+- p95 stable: the median of the last minute's window p95s (acks, page turns) <= 1.5 x the
+  first minute's; windows above 3 x the run's median are listed as spikes.
+Prints JSON (the summary) and a table; --json writes everything. All clients run on this
+machine: their CPU is reported, and the load average, since they compete with the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+for p in (str(ROOT), str(ROOT / "bench")):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import aiohttp
+
+WINDOW_S = 10.0
+WARMUP_S = 60.0
+PAGES = 12
+TABLETS_PER_PROCESS = 50
+STROKE_MEAN_S = 25.0  # per tablet
+TURN_EVERY_S = 5.0
+PASSWORD = "soak-password-1"
+TARGETS = {"memory_drift_pct": 10.0, "fd_growth_pct": 2.0, "fd_growth_min": 5,
+           "p95_growth_factor": 1.5}
+
+
+class CpuWait:
+    """Seconds a process's threads waited for a CPU (runnable, not running) between calls.
+    Per thread, so that threads ending in between (executor threads) do not make it go
+    backwards."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.last = self._read()
+
+    def _read(self) -> dict[str, int]:
+        out = {}
+        for tid in os.listdir(f"/proc/{self.pid}/task"):
+            try:
+                with open(f"/proc/{self.pid}/task/{tid}/schedstat") as f:
+                    out[tid] = int(f.read().split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                continue
+        return out
+
+    def delta_s(self) -> float:
+        now = self._read()
+        waited = sum(v - self.last.get(tid, 0) for tid, v in now.items())
+        self.last = now
+        return waited / 1e9
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    data = sorted(values)
+    return data[min(len(data) - 1, max(0, math.ceil(q / 100 * len(data)) - 1))]
+
+
+def r1(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+# --- the server ------------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, tmp: Path, database_url: str | None) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.log = (tmp / "server.log").open("w+")
+        args = [sys.executable, "-u", "run.py", "--demo", "--port", str(self.port),
+                "--data-dir", str(tmp / "data")]
+        if database_url:
+            args += ["--database-url", database_url]
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+                                     text=True, env={**os.environ, "HOPSO_FAST_HASH": "1"})
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.logins: dict[str, str] = {}
+
+    async def ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = Path(self.log.name).read_text()
+            if "Hopso is running" in text:
+                self.logins = dict(re.findall(r"^\s+\w+\s+(\S+)\s+(\S+)\s+\(", text, re.MULTILINE))
+                try:
+                    async with aiohttp.ClientSession() as s, s.get(self.base + "/healthz") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+            if self.proc.poll() is not None:
+                break
+            await asyncio.sleep(0.2)
+        raise RuntimeError("server did not start:\n" + Path(self.log.name).read_text()[-3000:])
+
+    def log_text(self) -> str:
+        return Path(self.log.name).read_text()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class User:
+    def __init__(self, base: str, username: str, password: str) -> None:
+        self.base, self.username, self.password = base, username, password
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.csrf = ""
+        self.id = 0
+
+    async def login(self) -> User:
+        async with self.http.post(self.base + "/api/login", json={
+                "username": self.username, "password": self.password}) as r:
+            body = await r.json()
+            assert r.status == 200, (self.username, r.status, body)
+        self.csrf, self.id = body["csrf_token"], body["user"]["id"]
+        return self
+
+    @property
+    def cookie(self) -> str:
+        return "; ".join(f"{c.key}={c.value}" for c in self.http.cookie_jar)
+
+    async def json(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
+        async with self.http.request(method, self.base + path, json=body,
+                                     headers={"X-CSRF-Token": self.csrf}) as r:
+            answer = await r.json()
+            assert r.status == expect, (method, path, r.status, answer)
+            return answer
+
+
+async def gather_limited(limit: int, coros: list[Any]) -> list[Any]:
+    sem = asyncio.Semaphore(limit)
+
+    async def one(coro: Any) -> Any:
+        async with sem:
+            return await coro
+    return await asyncio.gather(*(one(c) for c in coros))
+
+
+@dataclass
+class Setup:
+    meeting_id: int
+    document_id: int
+    version: int
+    page_sizes: list[list[float]]
+    delegates: list[User]
+    chair: User
+    secretary: User
+    admin: User
+
+
+async def prepare(server: Server, tmp: Path, people: int) -> Setup:
+    from bench.documents import make_pdf
+
+    logins = server.logins
+    admin = await User(server.base, "quantri", logins["quantri"]).login()
+    chair = await User(server.base, "chutri", logins["chutri"]).login()
+    secretary = await User(server.base, "thuky", logins["thuky"]).login()
+    meeting_id = (await chair.json("GET", "/api/meetings"))["meetings"][0]["id"]
+
+    async def delegate(n: int) -> User:
+        name = f"soak{n:03d}"
+        user = await admin.json("POST", "/api/users", {
+            "username": name, "full_name": f"Đại biểu {n:03d}", "password": PASSWORD,
+            "role": "delegate"}, expect=201)
+        await chair.json("POST", f"/api/meetings/{meeting_id}/members",
+                         {"role": "delegate", "user_id": user["id"]}, expect=201)
+        return await User(server.base, name, PASSWORD).login()
+
+    delegates = await gather_limited(8, [delegate(n) for n in range(people)])
+    await chair.json("POST", f"/api/meetings/{meeting_id}/open")
+    pdf = await asyncio.to_thread(make_pdf, PAGES, tmp / "soak.pdf")
+    form = aiohttp.FormData()
+    form.add_field("file", pdf.read_bytes(), filename="Tờ trình.pdf",
+                   content_type="application/pdf")
+    async with secretary.http.post(f"{server.base}/api/meetings/{meeting_id}/documents",
+                                   data=form, headers={"X-CSRF-Token": secretary.csrf}) as r:
+        doc = await r.json()
+        assert r.status == 202, doc
+    for _ in range(600):
+        details = await secretary.json("GET", f"/api/documents/{doc['id']}")
+        if details["status"] in ("ready", "ready_with_warnings"):
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise RuntimeError(f"the document did not become ready: {details}")
+    await secretary.json("POST", f"/api/documents/{doc['id']}/publish", {"published": True})
+    return Setup(meeting_id, doc["id"], details["version"], details["page_sizes"], delegates,
+                 chair, secretary, admin)
+
+
+# --- child processes -------------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    name: str
+    proc: asyncio.subprocess.Process
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    reader: asyncio.Task[None] | None = None
+    stderr: Path | None = None
+
+    async def read(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            text = line.decode().strip()
+            if text == "READY":
+                self.ready.set()
+            elif text.startswith("{"):
+                self.reports.append(json.loads(text))
+
+    async def stop(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
+            self.proc.stdin.write(b"STOP\n")
+            await self.proc.stdin.drain()
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 60)
+        except TimeoutError:
+            self.proc.kill()
+        if self.reader is not None:
+            await self.reader
+
+
+async def spawn(name: str, mode: str, args: dict[str, Any], tmp: Path) -> Child:
+    stderr = tmp / f"{name}.err"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--child", mode, json.dumps(args), cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=stderr.open("w"), limit=1 << 26)
+    child = Child(name, proc, stderr=stderr)
+    child.reader = asyncio.create_task(child.read())
+    return child
+
+
+async def wait_ready(children: list[Child], timeout: float) -> None:
+    async def one(child: Child) -> None:
+        waiter = asyncio.ensure_future(child.ready.wait())
+        dead = asyncio.ensure_future(child.proc.wait())
+        await asyncio.wait({waiter, dead}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        dead.cancel()
+        if not child.ready.is_set():
+            tail = child.stderr.read_text()[-3000:] if child.stderr else ""
+            raise RuntimeError(f"{child.name} did not get ready:\n{tail}")
+    await asyncio.gather(*(one(c) for c in children))
+
+
+# --- child: tablets (raw engine.io v4 / socket.io v5 over a websocket) -----------------------
+
+
+class RawSocket:
+    """Just enough socket.io for a tablet: calls with acks, pushed events, pings."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.next_id = 0
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.on_event: Any = None
+
+    async def open(self) -> None:
+        first = await self.ws.receive_str(timeout=30)
+        assert first.startswith("0"), first
+        await self.ws.send_str("40")
+        while True:
+            data = await self.ws.receive_str(timeout=30)
+            if data.startswith("40"):
+                return
+            if data.startswith("44"):
+                raise ConnectionError(f"refused: {data}")
+
+    async def run(self) -> None:
+        async for msg in self.ws:
+            data = msg.data
+            if not isinstance(data, str):
+                continue
+            if data == "2":
+                await self.ws.send_str("3")
+            elif data.startswith("43"):
+                cut = data.index("[")
+                future = self.pending.pop(int(data[2:cut]), None)
+                if future is not None and not future.done():
+                    future.set_result(json.loads(data[cut:])[0])
+            elif data.startswith("42") and self.on_event is not None:
+                self.on_event(data)
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError("socket closed"))
+
+    async def call(self, event: str, payload: Any, timeout: float = 60) -> Any:
+        self.next_id += 1
+        ack_id = self.next_id
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending[ack_id] = future
+        await self.ws.send_str(f"42{ack_id}" + json.dumps([event, payload]))
+        return await asyncio.wait_for(future, timeout)
+
+
+@dataclass
+class TabletStats:
+    acks: list[tuple[float, float]] = field(default_factory=list)  # (sent at, ms)
+    turns: list[tuple[int, float]] = field(default_factory=list)  # (present seq, received at)
+    fetches: list[tuple[float, float]] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    shared_events: int = 0
+    disconnects: int = 0
+
+    def error(self, code: str) -> None:
+        self.errors[code] = self.errors.get(code, 0) + 1
+
+    def report(self) -> dict[str, Any]:
+        out = {"acks": self.acks, "turns": self.turns, "fetches": self.fetches,
+               "errors": self.errors, "shared_events": self.shared_events,
+               "disconnects": self.disconnects}
+        self.acks, self.turns, self.fetches, self.errors = [], [], [], {}
+        self.shared_events = 0
+        return out
+
+
+async def tablet(http: aiohttp.ClientSession, args: dict[str, Any], cookie: str,
+                 stats: TabletStats, ready: asyncio.Event, rnd: random.Random) -> None:
+    base, doc, version = args["base"], args["document_id"], args["version"]
+    sizes = args["page_sizes"]
+    url = base.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    state = {"page": 0}
+    mine: list[tuple[str, int]] = []
+
+    def follow(present: dict[str, Any], at: float) -> None:
+        stats.turns.append((present["seq"], at))
+        if present.get("active") and present.get("document_id") == doc:
+            state["page"] = present["page"]
+
+    def on_event(data: str) -> None:
+        at = time.time()
+        if data.startswith('42["present:state"'):
+            follow(json.loads(data[2:])[1], at)
+        elif data.startswith('42["annotation:event"'):
+            stats.shared_events += 1
+
+    async with http.ws_connect(url, headers={"Cookie": cookie}, max_msg_size=0,
+                               heartbeat=None) as ws:
+        started = time.time()
+        async with http.get(f"{base}/api/documents/{doc}/pdf?version={version}",
+                            headers={"Cookie": cookie}) as r:
+            await r.read()
+            assert r.status == 200, r.status
+        stats.fetches.append((started, (time.time() - started) * 1000))
+        sock = RawSocket(ws)
+        await sock.open()
+        sock.on_event = on_event
+        runner = asyncio.ensure_future(sock.run())
+        for event, payload in (("meeting:join", {"meeting_id": args["meeting_id"]}),
+                               ("document:subscribe", {"document_id": doc}),
+                               ("annotation:snapshot", {"document_id": doc, "version": version})):
+            ack = await sock.call(event, payload)
+            assert ack["ok"], (event, ack)
+        present = await sock.call("present:get", {"meeting_id": args["meeting_id"]})
+        follow(present["result"], time.time())
+        ready.set()
+        try:
+            while not runner.done():
+                every = args["stroke_every"]
+                if every <= 0:  # no strokes (to tell their memory from the rest's)
+                    await asyncio.sleep(3600)
+                    continue
+                await asyncio.sleep(rnd.expovariate(1 / every))
+                page = state["page"]
+                if mine and rnd.random() < 1 / 7:
+                    ann_id, on = mine.pop(rnd.randrange(len(mine)))
+                    op: dict[str, Any] = {"op_id": str(uuid.uuid4()), "type": "delete",
+                                          "page": on, "ids": [ann_id]}
+                else:
+                    w, h = sizes[page]
+                    x, y = rnd.uniform(40, w - 200), rnd.uniform(40, h - 100)
+                    points = [[round(x + i * 5, 1), round(y + 20 * math.sin(i / 3), 1), 0.5]
+                              for i in range(rnd.randint(15, 40))]
+                    ann_id = str(uuid.uuid4())
+                    op = {"op_id": str(uuid.uuid4()), "type": "add", "page": page,
+                          "annotation": {"id": ann_id, "kind": "ink",
+                                         "visibility": "meeting" if rnd.random() < 1 / 3
+                                         else "private",
+                                         "data": {"points": points, "color": "#c62828",
+                                                  "width": 2.0}}}
+                started = time.time()
+                try:
+                    ack = await sock.call("annotation:op", {"document_id": doc,
+                                                            "version": version, "op": op})
+                except TimeoutError:
+                    stats.error("timeout")
+                    continue
+                if ack["ok"]:
+                    stats.acks.append((started, (time.time() - started) * 1000))
+                    if op["type"] == "add":
+                        mine.append((ann_id, page))
+                else:
+                    stats.error(ack["error"]["code"])
+        except ConnectionError:
+            pass
+        finally:
+            runner.cancel()
+            stats.disconnects += 1
+
+
+async def tablets_child(args: dict[str, Any]) -> None:
+    stats = TabletStats()
+    rnd = random.Random(args["seed"])
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        readies = [asyncio.Event() for _ in args["cookies"]]
+        tasks = [asyncio.ensure_future(tablet(http, args, cookie, stats, ready,
+                                              random.Random(rnd.random())))
+                 for cookie, ready in zip(args["cookies"], readies, strict=True)]
+        waiting = asyncio.ensure_future(asyncio.gather(*(r.wait() for r in readies)))
+        await asyncio.wait({waiting, *tasks}, timeout=120, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                task.result()  # a tablet that failed to start: its error, not a hang
+        if not waiting.done():
+            raise RuntimeError("tablets did not connect within 120 s")
+        print("READY", flush=True)
+        await report_until_stop(lambda: {"kind": "tablets", "t": time.time(), **stats.report()})
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def report_until_stop(report: Any) -> None:
+    """Print a report line every WINDOW_S until STOP (or EOF) on stdin; one more at the end."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.ensure_future(loop.run_in_executor(None, sys.stdin.readline))
+    while True:
+        done, _ = await asyncio.wait({stop}, timeout=WINDOW_S)
+        print(json.dumps(report()), flush=True)
+        if done:
+            return
+
+
+# --- child: video (publisher + viewers over socket.io media:*) -------------------------------
+
+
+async def media_child(args: dict[str, Any]) -> None:
+    import socketio
+    from sfu_client import Publisher, Subscriber, restrict_gathering
+    from sfu_media import load_clip
+
+    address = "127.0.0.1"
+    restrict_gathering(address)
+    clip = await asyncio.to_thread(load_clip)
+    base, meeting_id = args["base"], args["meeting_id"]
+    closed: list[str] = []
+
+    async def sio_for(cookie: str) -> Any:
+        sio = socketio.AsyncClient(reconnection=False)
+        await sio.connect(base, headers={"Cookie": cookie}, transports=["websocket"],
+                          wait_timeout=20)
+        return sio
+
+    async def call(sio: Any, event: str, payload: dict[str, Any]) -> Any:
+        ack = await sio.call(event, {"meeting_id": meeting_id, **payload}, timeout=60)
+        if not ack["ok"]:
+            raise RuntimeError(f"{event}: {ack['error']}")
+        return ack["result"]
+
+    pub_sio = await sio_for(args["publisher"])
+    await call(pub_sio, "media:join", {})
+    publisher = Publisher(address, clip)
+    await publisher.gather()
+    published = await call(pub_sio, "media:publish", {"sdp": publisher.offer(),
+                                                       "sources": {"0": "mic", "1": "camera"}})
+    await asyncio.wait_for(publisher.apply_answer(published["sdp"], address), 30)
+    publisher.start()
+    producers = [p["id"] for p in published["added"]]
+
+    async def viewer(cookie: str) -> tuple[Any, Any]:
+        sio = await sio_for(cookie)
+        sub = Subscriber(address, None)
+        await sub.gather()
+
+        async def renegotiate(offer: dict[str, Any] | None) -> Any:
+            remote = None
+            while offer is not None:
+                answer, remote = sub.answer(offer["sdp"], address)
+                offer = (await call(sio, "media:answer", {"sdp": answer}))["offer"]
+            return remote
+
+        async def pushed(data: dict[str, Any]) -> None:
+            await renegotiate(data["offer"])
+
+        sio.on("media:offer", pushed)
+        sio.on("media:closed", lambda data: closed.append(data.get("reason", "?")))
+        await call(sio, "media:join", {})
+        subscribed = await call(sio, "media:subscribe", {"producer_ids": producers})
+        remote = await renegotiate(subscribed["offer"])
+        await asyncio.wait_for(sub.connect_to(remote), 30)
+        return sio, sub
+
+    viewers = await gather_limited(6, [viewer(c) for c in args["viewers"]])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(s.has_media() for _, s in viewers):
+        await asyncio.sleep(0.2)
+    print("READY", flush=True)
+    previous = [sub.snapshot() for _, sub in viewers]
+    last = time.monotonic()
+    sent = publisher.video_frames_sent
+
+    def report() -> dict[str, Any]:
+        nonlocal previous, last, sent
+        now = time.monotonic()
+        current = [sub.snapshot() for _, sub in viewers]
+        fps, lost, expected = [], 0, 0
+        for before, after in zip(previous, current, strict=True):
+            frames = 0
+            for ssrc, (kind, received, highest, frames_n, _) in after.items():
+                _, received0, highest0, frames0, _ = before.get(ssrc, (kind, 0, 0, 0, 0))
+                if kind == "video":
+                    frames += frames_n - frames0
+                if kind in ("audio", "video"):
+                    exp = highest - highest0 if highest0 else received - received0
+                    expected += exp
+                    lost += max(0, exp - (received - received0))
+            fps.append(frames / (now - last))
+        out = {"kind": "media", "t": time.time(), "viewers": len(viewers),
+               "fps": [round(f, 2) for f in fps], "lost": lost, "expected": expected,
+               "sent_fps": round((publisher.video_frames_sent - sent) / (now - last), 2),
+               "keyframe_requests": publisher.keyframe_requests,
+               "late_ticks": publisher.late_ticks, "closed": list(closed)}
+        previous, last, sent = current, now, publisher.video_frames_sent
+        return out
+
+    await report_until_stop(report)
+    for sio, sub in viewers:
+        await sub.close()
+        await sio.disconnect()
+    await publisher.close()
+    await pub_sio.disconnect()
+
+
+# --- the orchestrator ------------------------------------------------------------------------
+
+
+@dataclass
+class Presenter:
+    turns: dict[int, float] = field(default_factory=dict)  # seq of a page turn -> sent at
+    acks: list[tuple[float, float]] = field(default_factory=list)
+    errors: int = 0
+
+
+async def present(user: User, setup: Setup, presenter: Presenter, stop: asyncio.Event) -> None:
+    import socketio
+
+    sio = socketio.AsyncClient(reconnection=False)
+    await sio.connect(user.base, headers={"Cookie": user.cookie}, transports=["websocket"])
+    await sio.call("meeting:join", {"meeting_id": setup.meeting_id}, timeout=30)
+    page, moves = 0, 3
+    try:
+        while not stop.is_set():
+            for move in range(moves + 1):  # a page turn, then scrolls down the page
+                started = time.time()
+                ack = await sio.call("present:update", {
+                    "document_id": setup.document_id, "page": page, "zoom": 1.0,
+                    "scroll_x": 0.0, "scroll_y": move / moves}, timeout=60)
+                if not ack["ok"]:
+                    presenter.errors += 1
+                else:
+                    presenter.acks.append((started, (time.time() - started) * 1000))
+                    if move == 0:
+                        presenter.turns[ack["result"]["seq"]] = started
+                try:
+                    await asyncio.wait_for(stop.wait(), TURN_EVERY_S / (moves + 1))
+                    return
+                except TimeoutError:
+                    pass
+            page = (page + 1) % PAGES
+    finally:
+        await sio.disconnect()
+
+
+@dataclass
+class Sample:
+    t: float
+    rss_mb: float
+    fds: int
+    cpu_pct: float
+    cpu_wait_pct: float  # threads runnable but waiting for a CPU (a contended machine)
+    workers_rss_mb: float
+    clients_cpu_pct: float
+    loop_lag_p99_ms: float | None
+    load_avg_1m: float
+
+
+async def sample_server(server: Server, admin: User, clients: list[int], samples: list[Sample],
+                        start: float, stop: asyncio.Event) -> None:
+    import psutil
+
+    proc = psutil.Process(server.proc.pid)
+    loaders = [psutil.Process(pid) for pid in clients]
+    proc.cpu_percent(None)
+    for p in loaders:
+        p.cpu_percent(None)
+    await admin.json("GET", "/api/debug/loop-lag?reset=1")
+    waits, waited_at = CpuWait(proc.pid), time.time()
+    for k in range(1, 1 << 30):  # at the end of each window, on a fixed schedule
+        try:
+            await asyncio.wait_for(stop.wait(), max(0.0, start + k * WINDOW_S - time.time()))
+            return
+        except TimeoutError:
+            pass
+        lag = await admin.json("GET", "/api/debug/loop-lag?reset=1")
+        workers = 0.0
+        for child in proc.children(recursive=True):
+            try:
+                workers += child.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        clients_cpu = 0.0
+        for p in loaders:
+            try:
+                clients_cpu += p.cpu_percent(None)
+            except psutil.NoSuchProcess:
+                pass
+        now, waited = time.time(), waits.delta_s()
+        samples.append(Sample(now, proc.memory_info().rss / 2**20, proc.num_fds(),
+                              proc.cpu_percent(None), 100 * waited / (now - waited_at),
+                              workers / 2**20, clients_cpu, lag.get("p99_ms"),
+                              os.getloadavg()[0]))
+        waited_at = now
+
+
+def windows(start: float, end: float, samples: list[Sample], tablet_reports: list[dict[str, Any]],
+            media_reports: list[dict[str, Any]], presenter: Presenter) -> list[dict[str, Any]]:
+    n = max(1, int((end - start) // WINDOW_S))
+    acks: list[list[float]] = [[] for _ in range(n)]
+    turns: list[list[float]] = [[] for _ in range(n)]
+
+    def slot(t: float) -> int | None:
+        i = int((t - start) // WINDOW_S)
+        return i if 0 <= i < n else None
+
+    for report in tablet_reports:
+        for sent, ms in report["acks"]:
+            if (i := slot(sent)) is not None:
+                acks[i].append(ms)
+        for seq, at in report["turns"]:
+            sent = presenter.turns.get(seq)
+            if sent is not None and (i := slot(sent)) is not None:
+                turns[i].append((at - sent) * 1000)
+    out = []
+    for i in range(n):
+        hi = start + (i + 1) * WINDOW_S
+        sample = nearest(samples, hi, lambda s: s.t)
+        media = nearest(media_reports, hi, lambda m: m["t"])
+        row: dict[str, Any] = {
+            "t_s": round((i + 1) * WINDOW_S), "acks": len(acks[i]),
+            "ack_p95_ms": r1(pct(acks[i], 95)), "page_turn_deliveries": len(turns[i]),
+            "page_turn_p95_ms": r1(pct(turns[i], 95))}
+        if sample is not None:
+            row.update({"rss_mb": round(sample.rss_mb, 1), "fds": sample.fds,
+                        "cpu_pct": round(sample.cpu_pct),
+                        "cpu_wait_pct": round(sample.cpu_wait_pct), "workers_rss_mb":
+                        round(sample.workers_rss_mb, 1), "clients_cpu_pct":
+                        round(sample.clients_cpu_pct), "loop_lag_p99_ms": sample.loop_lag_p99_ms,
+                        "load_avg_1m": round(sample.load_avg_1m, 2)})
+        if media is not None:
+            fps = media["fps"]
+            row.update({"viewers": len(fps), "viewer_fps_min": min(fps, default=0.0),
+                        "viewer_fps_median": pct(fps, 50),
+                        "video_loss_pct": round(100 * media["lost"] / max(1, media["expected"]), 3)})
+        out.append(row)
+    return out
+
+
+def nearest(items: list[Any], t: float, at: Any) -> Any:
+    """The item whose time is closest to `t`, if within half a window."""
+    best = min(items, key=lambda item: abs(at(item) - t), default=None)
+    return best if best is not None and abs(at(best) - t) <= WINDOW_S / 2 else None
+
+
+def summarize(rows: list[dict[str, Any]], all_acks: dict[str, list[tuple[float, float]]],
+              minutes: float) -> dict[str, Any]:
+    """First minute after warm-up vs last minute."""
+    first = [r for r in rows if WARMUP_S < r["t_s"] <= WARMUP_S + 60]
+    last = [r for r in rows if r["t_s"] > minutes * 60 - 60]
+
+    def mean(rs: list[dict[str, Any]], key: str) -> float | None:
+        vals = [r[key] for r in rs if r.get(key) is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    def top(rs: list[dict[str, Any]], key: str) -> float | None:
+        vals = [r[key] for r in rs if r.get(key) is not None]
+        return max(vals) if vals else None
+
+    rss0, rss1 = mean(first, "rss_mb"), mean(last, "rss_mb")
+    fd0, fd1 = top(first, "fds"), top(last, "fds")
+    drift = None if not rss0 or rss1 is None else 100 * (rss1 - rss0) / rss0
+    fd_allowed = None if fd0 is None else max(TARGETS["fd_growth_min"],
+                                              fd0 * TARGETS["fd_growth_pct"] / 100)
+    p95: dict[str, Any] = {}
+    after = [r for r in rows if r["t_s"] > WARMUP_S]
+    for key, values in all_acks.items():
+        column = f"{key}_p95_ms"
+        # Per-window p95s, their median over each minute: a drift shows, while one window
+        # stalled by something else on the machine does not decide it either way (those
+        # windows are listed as spikes).
+        a = pct([r[column] for r in first if r.get(column) is not None], 50)
+        b = pct([r[column] for r in last if r.get(column) is not None], 50)
+        typical = pct([r[column] for r in after if r.get(column) is not None], 50)
+        p95[key] = {"first_minute_ms": r1(a), "last_minute_ms": r1(b),
+                    "pooled_first_minute_ms": r1(pct(values_in(values, first), 95)),
+                    "pooled_last_minute_ms": r1(pct(values_in(values, last), 95)),
+                    "median_window_ms": r1(typical),
+                    "worst_window_ms": top(after, column),
+                    "spikes": [[r["t_s"], r[column]] for r in after
+                               if typical and (r.get(column) or 0) > 3 * typical],
+                    # None: nothing measured (e.g. --stroke-every 0), not judged
+                    "stable": None if not values else a is not None and b is not None
+                    and b <= TARGETS["p95_growth_factor"] * a}
+    viewers = [r for r in rows if r["t_s"] > WARMUP_S and "viewer_fps_min" in r]
+    summary = {
+        "minutes": minutes, "windows": len(rows),
+        "rss_first_minute_mb": r1(rss0), "rss_last_minute_mb": r1(rss1),
+        "memory_drift_pct": r1(drift),
+        "memory_target_met": drift is not None and drift < TARGETS["memory_drift_pct"],
+        "fds_first_minute_max": fd0, "fds_last_minute_max": fd1,
+        "fd_growth": None if fd0 is None or fd1 is None else fd1 - fd0,
+        "fd_target_met": fd0 is not None and fd1 is not None and fd1 - fd0 <= (fd_allowed or 0),
+        "p95": p95,
+        "p95_target_met": all(v["stable"] is not False for v in p95.values()),
+        "viewer_fps_min_after_warmup": min((r["viewer_fps_min"] for r in viewers), default=None),
+        "video_loss_pct_max": max((r["video_loss_pct"] for r in viewers), default=None),
+        "targets": TARGETS,
+    }
+    summary["targets_met"] = bool(summary["memory_target_met"] and summary["fd_target_met"]
+                                  and summary["p95_target_met"])
+    return summary
+
+
+def values_in(samples: list[tuple[float, float]], rows: list[dict[str, Any]]) -> list[float]:
+    """The (t_s, value) samples that fall in these windows."""
+    if not rows:
+        return []
+    lo, hi = rows[0]["t_s"] - WINDOW_S, rows[-1]["t_s"]
+    return [v for t, v in samples if lo <= t < hi]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="hopso-soak-"))
+    server = Server(tmp, args.database_url)
+    children: list[Child] = []
+    try:
+        await server.ready()
+        t0 = time.monotonic()
+        setup = await prepare(server, tmp, max(args.tablets, args.viewers))
+        print(f"[soak] set up {len(setup.delegates)} delegates and the document in "
+              f"{time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+        cookies = [d.cookie for d in setup.delegates]
+        common = {"base": server.base, "meeting_id": setup.meeting_id,
+                  "stroke_every": args.stroke_every,
+                  "document_id": setup.document_id, "version": setup.version,
+                  "page_sizes": setup.page_sizes}
+        for i in range(0, args.tablets, TABLETS_PER_PROCESS):
+            children.append(await spawn(f"tablets{i // TABLETS_PER_PROCESS}", "tablets", {
+                **common, "cookies": cookies[i:min(args.tablets, i + TABLETS_PER_PROCESS)],
+                "seed": args.seed + i}, tmp))
+        if args.viewers:
+            children.append(await spawn("media", "media", {
+                **common, "publisher": setup.chair.cookie,
+                "viewers": cookies[:args.viewers]}, tmp))
+        await wait_ready(children, 240)
+        print(f"[soak] {args.tablets} tablets and {args.viewers} viewers connected; running "
+              f"{args.minutes:g} min", file=sys.stderr, flush=True)
+        stop = asyncio.Event()
+        presenter = Presenter()
+        samples: list[Sample] = []
+        start = time.time()
+        tasks = [asyncio.create_task(present(setup.secretary, setup, presenter, stop)),
+                 asyncio.create_task(sample_server(server, setup.admin,
+                                                   [c.proc.pid for c in children], samples,
+                                                   start, stop))]
+        deadline = time.monotonic() + args.minutes * 60
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(30.0, max(0.0, deadline - time.monotonic())))
+            if samples:
+                s = samples[-1]
+                print(f"[soak] {time.time() - start:5.0f} s: RSS {s.rss_mb:.0f} MB, "
+                      f"{s.fds} fds, CPU {s.cpu_pct:.0f} %", file=sys.stderr, flush=True)
+            for task in tasks:
+                if task.done():
+                    task.result()
+        end = time.time()
+        stop.set()
+        await asyncio.gather(*tasks)
+        for child in children:
+            await child.stop()
+        tablet_reports = [r for c in children for r in c.reports if r["kind"] == "tablets"]
+        media_reports = sorted((r for c in children for r in c.reports if r["kind"] == "media"),
+                               key=lambda r: r["t"])
+        rows = windows(start, end, samples, tablet_reports, media_reports, presenter)
+        ack_samples = [((sent - start), ms) for r in tablet_reports for sent, ms in r["acks"]]
+        turn_samples = [((presenter.turns[seq] - start), (at - presenter.turns[seq]) * 1000)
+                        for r in tablet_reports for seq, at in r["turns"]
+                        if presenter.turns.get(seq, end) < end - 1]
+        summary = summarize(rows, {"ack": ack_samples, "page_turn": turn_samples}, args.minutes)
+        errors: dict[str, int] = {}
+        for r in tablet_reports:
+            for code, count in r["errors"].items():
+                errors[code] = errors.get(code, 0) + count
+        expected_turns = len([t for t in presenter.turns.values() if t < end - 1]) * args.tablets
+        summary.update({
+            "database": "postgresql" if args.database_url else "sqlite",
+            "tablets": args.tablets, "viewers": args.viewers,
+            "stroke_every_s": args.stroke_every,
+            "pdf_fetches": sum(len(r["fetches"]) for r in tablet_reports),
+            "pdf_fetch_p95_ms": r1(pct([ms for r in tablet_reports for _, ms in r["fetches"]],
+                                       95)),
+            "ops_acknowledged": len(ack_samples), "op_errors": errors,
+            "page_turns": len(presenter.turns), "page_turn_deliveries": len(turn_samples),
+            "page_turn_deliveries_expected": expected_turns,
+            "tablet_disconnects": sum(r["disconnects"] for r in tablet_reports),
+            "presenter_errors": presenter.errors,
+            "video_closed": sorted({reason for r in media_reports for reason in r["closed"]}),
+            "server_tracebacks": server.log_text().count("Traceback"),
+            "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg(),
+            "command": "bench/soak.py " + " ".join(sys.argv[1:]),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds")})
+        for u in (setup.chair, setup.secretary, setup.admin, *setup.delegates):
+            await u.http.close()
+        return {"summary": summary, "windows": rows}
+    finally:
+        for child in children:
+            if child.proc.returncode is None:
+                child.proc.kill()
+        server.stop()
+
+
+def print_table(report: dict[str, Any]) -> None:
+    cols = [("t_s", 5), ("rss_mb", 7), ("fds", 5), ("cpu_pct", 5), ("cpu_wait_pct", 6),
+            ("loop_lag_p99_ms", 8), ("acks", 5), ("ack_p95_ms", 10), ("page_turn_p95_ms", 11),
+            ("viewer_fps_min", 7), ("clients_cpu_pct", 9), ("load_avg_1m", 5)]
+    heads = ["t (s)", "RSS MB", "fds", "CPU%", "wait%", "lag p99", "acks", "ack p95 ms",
+             "turn p95", "fps min", "clients%", "load"]
+    print("  ".join(h.rjust(w) for h, (_, w) in zip(heads, cols, strict=True)))
+    for row in report["windows"]:
+        print("  ".join(str(row.get(k, "")).rjust(w) for k, w in cols))
+    s = report["summary"]
+    p = s["p95"]
+    ok = {True: "met", False: "MISSED", None: "not measured"}
+    print(f"\n{s['tablets']} tablets + {s['viewers']} video viewers, {s['minutes']:g} min on "
+          f"{s['database']}:")
+    print(f"  memory drift  {s['memory_drift_pct']} % ({s['rss_first_minute_mb']} -> "
+          f"{s['rss_last_minute_mb']} MB), target < {TARGETS['memory_drift_pct']:g} %: "
+          f"{ok[s['memory_target_met']]}")
+    print(f"  fds           {s['fds_first_minute_max']} -> {s['fds_last_minute_max']} "
+          f"(flat): {ok[s['fd_target_met']]}")
+    for key in ("ack", "page_turn"):
+        print(f"  {key} p95 {p[key]['first_minute_ms']} -> {p[key]['last_minute_ms']} ms "
+              f"(median of windows), median {p[key]['median_window_ms']}, worst "
+              f"{p[key]['worst_window_ms']} ms, {len(p[key]['spikes'])} spikes (stable: last <= "
+              f"{TARGETS['p95_growth_factor']:g}x first): {ok[p[key]['stable']]}")
+    print(f"  ops acknowledged {s['ops_acknowledged']}, errors {s['op_errors']}; page turns "
+          f"delivered {s['page_turn_deliveries']}/{s['page_turn_deliveries_expected']}; "
+          f"viewer fps min {s['viewer_fps_min_after_warmup']}, video loss max "
+          f"{s['video_loss_pct_max']} %; server tracebacks {s['server_tracebacks']}")
+    print(f"  -> {'all targets met' if s['targets_met'] else 'TARGET MISSED'}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 minutes instead of 30")
+    parser.add_argument("--minutes", type=float, help="soak duration (default 30, --quick 3)")
+    parser.add_argument("--tablets", type=int, default=200)
+    parser.add_argument("--viewers", type=int, default=50)
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: SQLite)")
+    parser.add_argument("--stroke-every", type=float, default=STROKE_MEAN_S,
+                        help="mean seconds between a tablet's strokes (0: none)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="write {summary, windows} to this file")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        mode, payload = args.child
+        asyncio.run(tablets_child(json.loads(payload)) if mode == "tablets"
+                    else media_child(json.loads(payload)))
+        return 0
+    args.minutes = args.minutes or (3.0 if args.quick else 30.0)
+    if args.minutes < 3:  # the warm-up, then a first and a last minute to compare
+        parser.error("--minutes must be at least 3")
+    report = asyncio.run(run(args))
+    print(json.dumps(report["summary"], indent=2, ensure_ascii=False))
+    print_table(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    return 0 if report["summary"]["targets_met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -40,7 +40,8 @@ TABLETS_PER_ANNOTATOR = 2  # two connections (tablet + laptop) for each of them
 PAGES = 3
 OPTIONS = 3  # agree / disagree / abstain
 PASSWORD = "durability-pass-1"
-NOT_ACKED = ("rate_limited",)  # refusals a client simply retries later (never acknowledged)
+# Refusals that apply nothing and that a client retries later (docs/protocol.md, socket.io).
+NOT_ACKED = ("rate_limited", "busy")
 
 
 class Killed(Exception):

@@ -167,6 +167,7 @@ async def one_round(number: int, chair: Voter, voters: list[Voter], seeded: Benc
 
     server.cpu_percent(None)
     cpu_before, wall_before = server.cpu_times(), time.perf_counter()
+    mine_before = os.times()
     accepted = await asyncio.gather(*(cast(v) for v in voters))
     casting_s = time.perf_counter() - wall_before
     closed_at = time.perf_counter()
@@ -179,6 +180,7 @@ async def one_round(number: int, chair: Voter, voters: list[Voter], seeded: Benc
     while time.perf_counter() < deadline and any(vote_id not in v.final_at for v in everyone):
         await asyncio.sleep(0.01)
     cpu_after, wall_after = server.cpu_times(), time.perf_counter()
+    mine_after = os.times()
     cpu_s = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     expected = [0, 0, 0]
     for voter, ok in zip(voters, accepted):
@@ -203,6 +205,9 @@ async def one_round(number: int, chair: Voter, voters: list[Voter], seeded: Benc
         "totals": totals, "expected": expected,
         "server_cpu_s": round(cpu_s, 2),
         "server_cpu_percent": round(100 * cpu_s / (wall_after - wall_before), 1),
+        # The clients' own process: near 100 % means its lag is part of every latency.
+        "clients_cpu_percent": round(100 * ((mine_after.user - mine_before.user) + (
+            mine_after.system - mine_before.system)) / (wall_after - wall_before), 1),
     }
 
 
@@ -322,7 +327,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def print_table(report: dict[str, Any]) -> None:
     cols = [("server", 8), ("round", 5), ("secret", 6), ("accepted", 8), ("cast_p50_ms", 11),
             ("cast_p99_ms", 11), ("result_p50_ms", 13), ("result_p99_ms", 13),
-            ("lost_votes", 10), ("server_cpu_s", 12)]
+            ("lost_votes", 10), ("server_cpu_s", 12), ("clients_cpu_percent", 19)]
     print("  ".join(name.rjust(width) for name, width in cols))
     for label, rows in report["results"].items():
         for row in rows:

@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, func, select
+from sqlmodel import and_, col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms import agenda, attendance, audit
@@ -179,8 +179,7 @@ async def cast_many(session: AsyncSession, vote: Vote, ballots: Sequence[BallotI
             raise ValueError("a secret vote needs the ballot key")
         seal = key.for_vote(vote.id, vote.seal_key_id)
     user_ids = {b.user.id for b in ballots if b.user.id is not None}
-    present = await _present(session, vote.meeting_id, user_ids)
-    mine = await _participations(session, vote.id, user_ids)
+    present, mine = await _present_and_voted(session, vote, user_ids)
     lookups = {b.receipt: seal.lookup(b.receipt) for b in ballots if seal and b.receipt}
     stored = await _sealed_lookups(session, vote.id, set(lookups.values()))
     sealing: dict[str, tuple[int, str]] = {}  # lookup -> (option, receipt hash): to write
@@ -240,20 +239,24 @@ async def cast_many(session: AsyncSession, vote: Vote, ballots: Sequence[BallotI
     return out
 
 
-async def _present(session: AsyncSession, meeting_id: int, user_ids: set[int]) -> set[int]:
-    rows = await session.exec(select(Attendance.user_id).where(
-        Attendance.meeting_id == meeting_id, col(Attendance.user_id).in_(user_ids),
-        col(Attendance.status).in_(list(attendance.PRESENT))))
-    return set(rows.all())
-
-
-async def _participations(session: AsyncSession, vote_id: int, user_ids: set[int]
-                          ) -> dict[int, _Mine]:
-    rows = await session.exec(select(VoteParticipation.id, VoteParticipation.user_id,
-                                     VoteParticipation.client_seq)
-                              .where(VoteParticipation.vote_id == vote_id,
-                                     col(VoteParticipation.user_id).in_(user_ids)))
-    return {uid: _Mine(pid, seq) for pid, uid, seq in rows.all()}
+async def _present_and_voted(session: AsyncSession, vote: Vote, user_ids: set[int]
+                             ) -> tuple[set[int], dict[int, _Mine]]:
+    """Who of them is checked in, and the participation of those who already voted (only
+    theirs matters: the others are refused first). One query for the whole batch."""
+    rows = await session.exec(
+        select(Attendance.user_id, VoteParticipation.id, VoteParticipation.client_seq)
+        .outerjoin(VoteParticipation, and_(col(VoteParticipation.vote_id) == vote.id,
+                                           col(VoteParticipation.user_id)
+                                           == col(Attendance.user_id)))
+        .where(Attendance.meeting_id == vote.meeting_id, col(Attendance.user_id).in_(user_ids),
+               col(Attendance.status).in_(list(attendance.PRESENT))))
+    present: set[int] = set()
+    mine: dict[int, _Mine] = {}
+    for uid, pid, seq in rows.all():
+        present.add(uid)
+        if pid is not None:
+            mine[uid] = _Mine(pid, seq)
+    return present, mine
 
 
 async def _sealed_lookups(session: AsyncSession, vote_id: int, lookups: set[str]) -> set[str]:

@@ -199,6 +199,8 @@ class ProcedureLive:
     async def _drain(self, meeting_id: int) -> None:
         try:
             while self._batches.get(meeting_id):
+                if len(self._batches[meeting_id]) < LINGER_BELOW:
+                    await asyncio.sleep(BATCH_LINGER_S)  # let the batch fill up a little
                 pending = self._batches.pop(meeting_id)
                 batch, rest = pending[:MAX_BATCH], pending[MAX_BATCH:]
                 if rest:
@@ -347,6 +349,12 @@ class _Ballot:
 
 
 MAX_BATCH = 500
+# Group commit with a linger: a batch costs ~7 ms of CPU whatever its size (a dozen
+# statements and a commit) and ~0.4 ms more per ballot, so at 250 ballots a second, batches
+# of 4 (each taken as soon as the last one committed) cost the server half a core; waiting
+# 20 ms for company first makes them several times larger, for 20 ms on each ballot's ack.
+BATCH_LINGER_S = 0.02
+LINGER_BELOW = 64  # ballots already waiting: no need to wait for more
 LIVE = web.AppKey("procedure_live", ProcedureLive)
 
 Change = Callable[[AsyncSession, MeetingAccess, ProcedureState], Awaitable[tuple[T, list[Emit]]]]

@@ -94,10 +94,12 @@ async def test_fifty_refused_ballots_leave_the_seq_where_it_was(hopso_sqlite: Ha
                                                    "question": "Tán thành?"})
     outsider = await connect(h, await h.login("quantri"))
     before = await seq_of(h, m)
-    acks = await asyncio.gather(*(outsider.call("vote:cast", {
-        "meeting_id": m, "vote_id": vote["id"], "option": 0, "seq": n + 1}, timeout=5)
-        for n in range(50)))
-    assert {a["error"]["code"] for a in acks} == {"not_found"}
+    acks = []
+    for first in range(0, 50, 10):  # ten at a time: within one connection's event budget
+        acks += await asyncio.gather(*(outsider.call("vote:cast", {
+            "meeting_id": m, "vote_id": vote["id"], "option": 0, "seq": n + 1}, timeout=5)
+            for n in range(first, first + 10)))
+    assert len(acks) == 50 and {a["error"]["code"] for a in acks} == {"not_found"}
     # A member refused by the vote's own rules (not checked in) moves nothing either.
     for n in range(5):
         assert await people["daibieu"].error("vote:cast", {

@@ -76,14 +76,21 @@ class SocketLimits:
 
     Sized from what the tablet client does at most: a presenter's laser pointer (25/s) plus
     view moves (8/s) plus pen strokes, a burst of media signaling on join, and an offline
-    queue flushing a few hundred pen strokes on reconnect. Per server process."""
+    queue flushing a couple of hundred pen strokes on reconnect. Per server process."""
 
     rate_per_s: float = 50.0  # events per connection, sustained
-    burst: int = 300  # events per connection at once (refilled at rate_per_s)
+    burst: int = 200  # events per connection at once (refilled at rate_per_s)
     user_rate_per_s: float = 100.0  # all of one user's connections together
-    user_burst: int = 600
-    in_flight: int = 8  # a connection's handlers running at once; the next ones queue
-    queued: int = 64  # a connection's events waiting for a slot; beyond: rate_limited
+    user_burst: int = 400
+    # A connection's handlers running at once, and its events waiting for one of them
+    # (beyond: rate_limited). The tablet sends a handful at once at most; a flooder's share
+    # of the server at any moment is what these let in, so they are kept small.
+    in_flight: int = 4
+    queued: int = 16
+    # The same for namespaces without these budgets (/node: one link per child node carries
+    # all its meetings; on reconnect it re-pulls every stream at once; it has its own bucket).
+    link_in_flight: int = 16
+    link_queued: int = 1024
     flood_strikes: int = 50  # refused events within flood_window_s that drop the connection
     flood_window_s: float = 10.0
     flood_cooldown_s: float = 10.0  # the dropped user's new connections are refused meanwhile
@@ -91,7 +98,8 @@ class SocketLimits:
 
     def __post_init__(self) -> None:
         for name in ("rate_per_s", "burst", "user_rate_per_s", "user_burst", "in_flight",
-                     "queued", "flood_strikes", "flood_window_s", "outgoing"):
+                     "queued", "link_in_flight", "link_queued", "flood_strikes",
+                     "flood_window_s", "outgoing"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"socket limit {name} must be positive")
         if self.flood_cooldown_s < 0:

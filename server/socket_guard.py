@@ -174,6 +174,8 @@ class _Connection:
     principal: _Principal
     bucket: TokenBucket | None  # None: a namespace without budgets (in-flight bound only)
     strikes: TokenBucket
+    in_flight: int
+    queued: int
     pending: deque[_Pending] = field(default_factory=deque)
     running: int = 0
     closed: bool = False
@@ -221,7 +223,10 @@ class GuardedServer(socketio.AsyncServer):
         bucket = (TokenBucket(limits.rate_per_s, limits.burst)
                   if namespace in self.budgeted else None)
         strikes = TokenBucket(limits.flood_strikes / limits.flood_window_s, limits.flood_strikes)
-        return _Connection(key, principal, bucket, strikes)
+        if bucket is None:
+            return _Connection(key, principal, None, strikes, limits.link_in_flight,
+                               limits.link_queued)
+        return _Connection(key, principal, bucket, strikes, limits.in_flight, limits.queued)
 
     def _sweep(self, now: float) -> None:
         """Forget principals without connections once their budget would be full again and
@@ -284,17 +289,17 @@ class GuardedServer(socketio.AsyncServer):
             return
         assert known is not None
         item = _Pending(eio_sid, id, known, data[1:])
-        if conn.running < self.limits.in_flight:
+        if conn.running < conn.in_flight:
             conn.running += 1
             task = asyncio.ensure_future(self._work(namespace, sid, conn, item))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        elif len(conn.pending) < self.limits.queued:
+        elif len(conn.pending) < conn.queued:
             conn.pending.append(item)
         else:
             await self._refuse(eio_sid, namespace, conn, id, known,
-                               f"too many events waiting: at most {self.limits.in_flight} "
-                               f"run and {self.limits.queued} wait per connection")
+                               f"too many events waiting: at most {conn.in_flight} run and "
+                               f"{conn.queued} wait per connection")
 
     async def _work(self, namespace: str, sid: str, conn: _Connection, item: _Pending) -> None:
         """One of the connection's at most `in_flight` workers: runs `item`, then whatever

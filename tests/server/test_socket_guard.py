@@ -199,11 +199,18 @@ async def test_one_users_connections_share_one_budget(small: Harness) -> None:
             await s.close()
 
 
+@pytest.mark.parametrize("namespace", ["/", NODE])
 async def test_a_connections_handlers_run_at_most_in_flight_at_once_and_the_rest_wait_in_order(
-        small: Harness) -> None:
+        tmp_path: Path, namespace: str) -> None:
     """python-socketio starts a task per event: 5,000 events a second piled up 5,000 tasks.
-    Now `in_flight` run, `queued` wait (in arrival order), and the rest are refused at once."""
-    sio = small.server.app[keys.SIO]
+    Now `in_flight` run, `queued` wait (in arrival order), and the rest are refused at once;
+    on `/node` with its own (larger) bounds."""
+    limits = replace(SMALL, link_in_flight=3, link_queued=2)
+    h = await start_harness(tmp_path, None, socket_limits=limits,
+                            node=NodeSettings("province", children={"city": CHILD_SECRET}))
+    run, wait = (limits.in_flight, limits.queued) if namespace == "/" else (
+        limits.link_in_flight, limits.link_queued)
+    sio = h.server.app[keys.SIO]
     release, running, seen, order = asyncio.Event(), [0], [0], []
 
     async def slow(sid: str, data: Any = None) -> dict[str, Any]:
@@ -214,24 +221,30 @@ async def test_a_connections_handlers_run_at_most_in_flight_at_once_and_the_rest
         running[0] -= 1
         return {"ok": True, "result": data["n"]}
 
-    sio.on("test:slow", slow)
-    sock = await RawSocket.open(small.base, (await small.login("daibieu")).cookie_header())
+    sio.on("test:slow", slow, namespace=namespace)
+    if namespace == "/":
+        sock = await RawSocket.open(h.base, (await h.login("daibieu")).cookie_header())
+    else:
+        sock = await RawSocket.open(h.base, namespace=NODE, auth={
+            "unit": "city", "token": make_token("city", CHILD_SECRET)})
     try:
         ids = []
         for n in range(8):  # within the burst of 10
             text, ack_id = sock.frame(["test:slow", {"n": n}])
             await sock.send_raw(text)
             ids.append(ack_id)
-        refused = [await sock.wait_ack(i) for i in ids[SMALL.in_flight + SMALL.queued:]]
-        assert codes(refused) == ["rate_limited"] * (8 - SMALL.in_flight - SMALL.queued)
-        assert running[0] == SMALL.in_flight
+        refused = [await sock.wait_ack(i) for i in ids[run + wait:]]
+        assert codes(refused) == ["rate_limited"] * (8 - run - wait)
+        assert running[0] == run
         release.set()
-        done = [await sock.wait_ack(i) for i in ids[:SMALL.in_flight + SMALL.queued]]
-        assert [a["result"] for a in done] == list(range(SMALL.in_flight + SMALL.queued))
-        assert seen[0] == SMALL.in_flight
-        assert order == list(range(SMALL.in_flight + SMALL.queued))
+        done = [await sock.wait_ack(i) for i in ids[:run + wait]]
+        assert [a["result"] for a in done] == list(range(run + wait))
+        assert seen[0] == run
+        assert order == list(range(run + wait))
     finally:
         await sock.close()
+        await h.close()
+        await h.server.close()
 
 
 async def test_an_exhausted_database_pool_answers_busy_without_a_traceback(

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
+import logging
+import math
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from sqlalchemy import select as sa_select
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,6 +25,8 @@ from rooms.users import find_user
 from server import keys
 from server.http_util import read_form
 from server.passwords import new_token, token_hash
+
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "hopso_session"
 LOGIN_CSRF_COOKIE = "hopso_login_csrf"
@@ -45,16 +53,39 @@ async def load_session(db: Database, token: str | None) -> tuple[User, AuthSessi
     if not token or len(token) > 128:
         return None
     async with db.session() as s:
-        auth = await s.get(AuthSession, token_hash(token))
-        if auth is None:
+        # One query for the session and its user (every HTTP request and socket event load).
+        row = (await s.exec(select(AuthSession, User)
+                            .join(User, col(User.id) == col(AuthSession.user_id))
+                            .where(col(AuthSession.token_hash) == token_hash(token)))).first()
+        if row is None:
             return None
+        auth, user = row
         if auth.expires_at <= utcnow():
             await s.delete(auth)
             return None
-        user = await s.get(User, auth.user_id)
-        if user is None or user.disabled:
+        if user.disabled:
             return None
         return user, auth
+
+
+_AUTH_COLUMNS = tuple(AuthSession.__table__.columns)  # type: ignore[attr-defined]
+_USER_COLUMNS = tuple(User.__table__.columns)  # type: ignore[attr-defined]
+
+
+def _fingerprint(user: User, auth: AuthSession) -> tuple[Any, ...]:
+    """Every column of both rows, as the background refresh reads them, to tell a changed
+    row (role, name, disabled, expiry) from an unchanged one without building ORM objects."""
+    return (tuple(getattr(auth, c.key) for c in _AUTH_COLUMNS)
+            + tuple(getattr(user, c.key) for c in _USER_COLUMNS))
+
+
+@dataclass(slots=True)
+class _Entry:
+    checked_at: float  # clock() before the read that found the rows as they are cached
+    used_at: float
+    user: User
+    auth: AuthSession
+    fingerprint: tuple[Any, ...]
 
 
 class SessionCache:
@@ -69,15 +100,24 @@ class SessionCache:
     process (scale-out), or a change made directly in the database, reaches this process's
     sockets within `ttl_s`; a changed user row (role, name) is seen within `ttl_s`. HTTP
     requests never use this cache.
+
+    Refresh-ahead (`keep_fresh`, run by the app): every `ttl_s / 4` one query re-reads the
+    rows of every entry older than `ttl_s / 2` and used in the last `idle_s`, and renews the
+    entries whose rows are unchanged (changed or missing rows are dropped, so the next event
+    reloads or is refused). So a delegate who last sent an event a minute ago does not wait
+    for a session load when they vote; a renewed entry is still never older than `ttl_s`
+    from the read that vouched for it. Concurrent loads of one token share one query.
     """
 
     def __init__(self, ttl_s: float = 2.0, max_entries: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl_s, self.max_entries, self.clock = ttl_s, max_entries, clock
-        self._entries: dict[str, tuple[float, User, AuthSession]] = {}
+                 clock: Callable[[], float] = time.monotonic, idle_s: float = 600.0) -> None:
+        self.ttl_s, self.max_entries, self.clock, self.idle_s = ttl_s, max_entries, clock, idle_s
+        self._entries: dict[str, _Entry] = {}
+        self._loading: dict[str, asyncio.Future[tuple[User, AuthSession] | None]] = {}
         # Bumped by every forget: a load that started before it must not be cached, since it
         # may have read the session just before the logout committed.
         self._generation = 0
+        self._refresh_failed_logged = -math.inf
 
     async def load(self, db: Database, token: str | None) -> tuple[User, AuthSession] | None:
         """`load_session`, answered from the cache while the entry is fresh."""
@@ -85,29 +125,94 @@ class SessionCache:
             return None
         key, now = token_hash(token), self.clock()
         hit = self._entries.get(key)
-        if hit is not None and now - hit[0] < self.ttl_s and hit[2].expires_at > utcnow():
-            return hit[1], hit[2]
-        generation = self._generation
+        if hit is not None and now - hit.checked_at < self.ttl_s \
+                and hit.auth.expires_at > utcnow():
+            hit.used_at = now
+            return hit.user, hit.auth
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = self._loading[key] = asyncio.ensure_future(self._load(db, token, key))
+            loading.add_done_callback(lambda done: self._loaded(key, done))
+        # Shielded: one waiter's cancellation must not cancel the others' load.
+        return await asyncio.shield(loading)
+
+    async def _load(self, db: Database, token: str, key: str
+                    ) -> tuple[User, AuthSession] | None:
+        generation, started = self._generation, self.clock()
         found = await load_session(db, token)
         if found is None:
             self._entries.pop(key, None)
         elif generation == self._generation:
             if len(self._entries) >= self.max_entries:
-                self._prune(now)
-            self._entries[key] = (now, *found)
+                self._prune(started)
+            self._entries[key] = _Entry(started, started, *found, _fingerprint(*found))
         return found
+
+    def _loaded(self, key: str, done: asyncio.Future[tuple[User, AuthSession] | None]) -> None:
+        if self._loading.get(key) is done:
+            del self._loading[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here too, in case every waiter was cancelled
+
+    async def refresh(self, db: Database) -> None:
+        """One refresh-ahead pass (see the class docstring)."""
+        now = self.clock()
+        due: list[tuple[str, _Entry]] = []
+        for key, entry in list(self._entries.items()):
+            if now - entry.used_at >= self.idle_s:
+                if now - entry.checked_at >= self.ttl_s:
+                    del self._entries[key]  # idle and stale: the next event loads it
+            elif now - entry.checked_at >= self.ttl_s / 2:
+                due.append((key, entry))
+        for start in range(0, len(due), 500):
+            chunk = due[start:start + 500]
+            async with db.session() as s:
+                rows = (await s.exec(sa_select(  # type: ignore[call-overload]
+                    *_AUTH_COLUMNS, *_USER_COLUMNS)
+                    .join_from(AuthSession, User, col(User.id) == col(AuthSession.user_id))
+                    .where(col(AuthSession.token_hash).in_([k for k, _ in chunk])))).all()
+            current = {tuple(row)[0]: tuple(row) for row in rows}
+            moment = utcnow()
+            for key, entry in chunk:
+                if self._entries.get(key) is not entry:
+                    continue  # forgotten or reloaded meanwhile: not ours to renew
+                if current.get(key) == entry.fingerprint and entry.auth.expires_at > moment:
+                    entry.checked_at = max(entry.checked_at, now)
+                else:  # logged out, disabled, changed or expired elsewhere
+                    del self._entries[key]
+
+    async def keep_fresh(self, app: web.Application) -> AsyncIterator[None]:
+        """cleanup_ctx: runs `refresh` every `ttl_s / 4` while the app runs."""
+        task = asyncio.ensure_future(self._refresh_forever(app[keys.DB]))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _refresh_forever(self, db: Database) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_s / 4)
+            try:
+                await self.refresh(db)
+            except Exception:  # e.g. a busy pool: events then load their sessions themselves
+                if self.clock() - self._refresh_failed_logged > 60:
+                    self._refresh_failed_logged = self.clock()
+                    log.warning("session refresh failed", exc_info=True)
 
     def forget_token(self, token: str) -> None:
         self._generation += 1
-        self._entries.pop(token_hash(token), None)
+        key = token_hash(token)
+        self._entries.pop(key, None)
+        self._loading.pop(key, None)  # a later load must not join one that read too early
 
     def forget_user(self, user_id: int) -> None:
         self._generation += 1
-        for key in [k for k, (_, user, _a) in self._entries.items() if user.id == user_id]:
+        for key in [k for k, e in self._entries.items() if e.user.id == user_id]:
             del self._entries[key]
+        self._loading.clear()
 
     def _prune(self, now: float) -> None:
-        self._entries = {k: e for k, e in self._entries.items() if now - e[0] < self.ttl_s}
+        self._entries = {k: e for k, e in self._entries.items() if now - e.checked_at < self.ttl_s}
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
 

@@ -105,6 +105,7 @@ class Realtime:
         # Every event re-checks its session, from this cache (TTL and invalidation: see
         # SessionCache) rather than two database reads per pen stroke.
         self.sessions = app[SESSION_CACHE] = SessionCache()
+        app.cleanup_ctx.append(self.sessions.keep_fresh)  # refresh-ahead, off the events' path
         app[REALTIME] = self  # its registry: what the socket fuzz tests enumerate
         sio.on("connect", self._connect)
         sio.on("disconnect", self._disconnect)

@@ -1,11 +1,15 @@
 import asyncio
 from datetime import timedelta
+from typing import Any
 
+from sqlalchemy import event
 from sqlmodel import col, delete, update
 
-from rooms.models import AuthSession, utcnow
+from rooms.db import Database
+from rooms.models import AuthSession, User, utcnow
 from server import keys
-from server.auth import SESSION_COOKIE, SessionCache, end_all_sessions, end_session
+from server.auth import (SESSION_CACHE, SESSION_COOKIE, SessionCache, end_all_sessions,
+                         end_session, load_session)
 from tests.conftest import Client, Harness
 
 
@@ -170,3 +174,105 @@ async def test_session_cache_does_not_keep_a_load_that_raced_a_logout(hopso: Har
     cache.forget_token(token)
     await loading
     assert await cache.load(db, token) is None
+
+
+class StatementCounter:
+    """Counts the SQL statements that read sessions or users on a database."""
+
+    def __init__(self, db: Database) -> None:
+        self.count = 0
+        event.listen(db.engine.sync_engine, "before_cursor_execute", self._seen)
+        self.engine = db.engine.sync_engine
+
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "authsession" in statement.lower() or '"user"' in statement.lower():
+            self.count += 1
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+
+async def test_a_session_load_is_one_query_and_concurrent_loads_share_it(hopso: Harness) -> None:
+    db = hopso.server.app[keys.DB]
+    token = _token(await hopso.login("daibieu"))
+    counter = StatementCounter(db)
+    try:
+        assert await load_session(db, token) is not None
+        assert counter.count == 1  # the session and its user in one query
+        counter.count = 0
+        cache = SessionCache(ttl_s=60.0)
+        found = await asyncio.gather(*(cache.load(db, token) for _ in range(20)))
+        assert all(f is not None and f[0].username == "daibieu" for f in found)
+        assert counter.count == 1
+    finally:
+        counter.close()
+
+
+async def test_session_refresh_renews_unchanged_entries_and_drops_ended_ones(
+        hopso: Harness) -> None:
+    db, clock = hopso.server.app[keys.DB], FakeClock()
+    cache = SessionCache(ttl_s=2.0, clock=clock)
+    kept, ended = await hopso.login("daibieu"), await hopso.login("thuky")
+    for c in (kept, ended):
+        assert await cache.load(db, _token(c)) is not None
+    assert ended.user is not None
+    async with db.session() as s:  # ended behind the cache's back (another process)
+        await end_all_sessions(s, ended.user["id"])
+    clock.now += 1.5
+    await cache.refresh(db)
+    # Refused at once, not when the entry would have expired:
+    assert await cache.load(db, _token(ended)) is None
+    counter = StatementCounter(db)
+    try:
+        clock.now += 1.0  # 2.5 s after the load, 1.0 s after the refresh
+        assert await cache.load(db, _token(kept)) is not None
+        assert counter.count == 0  # answered from the renewed entry: the event did not wait
+    finally:
+        counter.close()
+    # The promise still holds: a renewed entry is trusted ttl_s from the read that renewed it.
+    assert kept.user is not None
+    async with db.session() as s:
+        await end_all_sessions(s, kept.user["id"])
+    clock.now += 0.9
+    assert await cache.load(db, _token(kept)) is not None
+    clock.now += 0.2
+    assert await cache.load(db, _token(kept)) is None
+
+
+async def test_session_refresh_sees_a_changed_user_and_lets_idle_entries_go(
+        hopso: Harness) -> None:
+    db, clock = hopso.server.app[keys.DB], FakeClock()
+    cache = SessionCache(ttl_s=2.0, clock=clock, idle_s=30.0)
+    client = await hopso.login("daibieu")
+    assert client.user is not None
+    assert await cache.load(db, _token(client)) is not None
+    async with db.session() as s:
+        await s.exec(update(User).where(col(User.id) == client.user["id"])  # type: ignore[call-overload]
+                     .values(full_name="Đổi tên"))
+    clock.now += 1.5
+    await cache.refresh(db)
+    found = await cache.load(db, _token(client))
+    assert found is not None and found[0].full_name == "Đổi tên"  # reloaded, not renewed
+    counter = StatementCounter(db)
+    try:
+        clock.now += 31  # unused for longer than idle_s: no longer refreshed, then dropped
+        await cache.refresh(db)
+        assert counter.count == 0
+    finally:
+        counter.close()
+    assert cache._entries == {}
+
+
+async def test_the_app_refreshes_its_socket_session_cache_in_the_background(
+        hopso_sqlite: Harness) -> None:
+    app = hopso_sqlite.server.app
+    db, cache = app[keys.DB], app[SESSION_CACHE]
+    token = _token(await hopso_sqlite.login("daibieu"))
+    assert await cache.load(db, token) is not None
+    await asyncio.sleep(cache.ttl_s * 1.5)  # a quiet delegate, longer than the TTL
+    counter = StatementCounter(db)
+    try:
+        assert await cache.load(db, token) is not None
+        assert counter.count == 0
+    finally:
+        counter.close()

@@ -295,16 +295,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.baseline is not None:
             targets.append(await start_target("baseline", args.baseline.resolve(), args))
         targets.append(await start_target("this", ROOT, args))
-        # The clients' own full garbage collections (500+ connections' worth of objects)
-        # would stall every client at once and count as server latency: freeze them.
+        # The clients' own garbage collections (500-1,000 connections' worth of objects, a
+        # full one 100-300 ms even after the freeze) would stall every client at once and
+        # count as server latency: freeze what connecting made, and collect only between
+        # rounds, untimed (real delegates' tablets collect on their own).
         gc.collect()
         gc.freeze()
+        gc.disable()
         for n in range(1, args.rounds + 1):
             for t in targets:  # alternating: both servers see the same machine load
                 t.rounds.append(await one_round(n, t.chair, t.voters, t.seeded,
                                                 secret=n % 2 == 0, window_s=args.window,
                                                 server=t.server))
+                gc.collect()
                 await asyncio.sleep(0.5)
+        gc.enable()
         summaries = [summarise(t, args) for t in targets]
         for t in targets:
             for v in [t.chair, *t.voters]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -17,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from rooms.db import Database
 from server import api_admin, api_meetings, api_session, events_meeting, keys, pages
 from server import api_procedure, documents_app, events_procedure, pages_audit, pages_documents
-from server import api_meeting_nodes, events_media, node_app
+from server import api_meeting_nodes, events_media, heap, node_app
 from server.auth import auth_middleware
 from server.i18n import Translator, catalog_handler, language_middleware
 from server.login_limit import LoginLimiter, LoginPolicy, MemoryStore, RedisStore, Store
@@ -61,6 +60,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.DB] = Database(settings.sqlalchemy_url)
     app.cleanup_ctx.append(_database)
     app.on_startup.append(_settle_heap)
+    app.cleanup_ctx.append(heap.FullCollections().run)
 
     sio = create_sio(settings.redis_url, settings.socket_limits)
     sio.attach(app)
@@ -132,9 +132,7 @@ async def _settle_heap(_app: web.Application) -> None:
     collect first). Once per process: GC state is process-wide, and a test process creating
     many apps freezes only at the first.
     """
-    if gc.get_freeze_count() == 0:
-        gc.collect()
-        gc.freeze()
+    heap.settle()  # and full collections left to heap.FullCollections, when quiet
 
 
 async def _close_login(app: web.Application) -> None:

@@ -1,0 +1,63 @@
+import gc
+import weakref
+
+from server.heap import SAFETY_NET_GEN2_THRESHOLD, FullCollections
+from tests.conftest import Harness
+
+
+class Clocks:
+    def __init__(self) -> None:
+        self.wall, self.cpu = 1000.0, 50.0
+
+    def advance(self, seconds: float, busy: float) -> None:
+        self.wall += seconds
+        self.cpu += seconds * busy
+
+
+class Node:
+    def __init__(self) -> None:
+        self.other: "Node | None" = None
+
+
+def test_full_collections_wait_for_a_quiet_moment_but_not_forever() -> None:
+    clocks = Clocks()
+    full = FullCollections(min_interval_s=30, max_interval_s=300,
+                           clock=lambda: clocks.wall, cpu_clock=lambda: clocks.cpu)
+    clocks.advance(10, busy=0.0)
+    assert not full.tick()  # quiet, but a full collection ran (start-up) 10 s ago
+    for _ in range(280):  # a long busy stretch: a vote, the pen strokes of a whole room
+        clocks.advance(1, busy=0.9)
+        assert not full.tick()
+    clocks.advance(11, busy=0.9)
+    assert full.tick()  # max_interval_s bounds what a cycle leak could hold
+    clocks.advance(31, busy=0.9)
+    assert not full.tick()
+    clocks.advance(1, busy=0.1)
+    assert full.tick()  # quiet and min_interval_s since the last
+    clocks.advance(1, busy=0.0)
+    assert not full.tick()
+
+
+def test_a_quiet_collection_frees_a_cycle_that_young_collections_cannot() -> None:
+    clocks = Clocks()
+    full = FullCollections(min_interval_s=30, clock=lambda: clocks.wall,
+                           cpu_clock=lambda: clocks.cpu)
+    holder = [Node()]
+    node = holder[0]
+    node.other = Node()
+    node.other.other = node
+    gone = weakref.ref(node)
+    del node
+    gc.collect(1)  # survived young collections: now in the oldest generation
+    holder.clear()  # garbage now, but only a full collection can see it
+    gc.collect(1)
+    assert gone() is not None
+    clocks.advance(31, busy=0.0)
+    assert full.tick()
+    assert gone() is None
+
+
+async def test_the_server_freezes_start_up_and_leaves_full_collections_to_the_scheduler(
+        hopso_sqlite: Harness) -> None:
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold()[2] == SAFETY_NET_GEN2_THRESHOLD

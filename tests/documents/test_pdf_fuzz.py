@@ -29,7 +29,7 @@ from documents.processing import Stage, process_document
 from documents.validation import Limits
 from documents.worker_pool import WorkerPool
 from tests.documents import mutate
-from tests.documents.test_worker_pool import add
+from tests.documents.test_worker_pool import add, refilled
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 
@@ -139,7 +139,7 @@ async def test_mutated_pdfs_end_ready_or_cleanly_rejected(pool: WorkerPool,
     assert not failures, (f"{len(failures)} of {count} mutants broke a rule (kept in "
                           f"{tmp_path / 'crashers'}; copy them to {CRASHERS}): {failures}")
     assert count >= 10, f"only {count} mutants in {SECONDS}s"
-    assert pool.stats.recycled > recycled_before and len(pool.worker_pids()) == pool.size
+    assert pool.stats.recycled > recycled_before and len(await refilled(pool)) == pool.size
     assert await pool.run(add, 2, 3) == 5
     growth = rss.peak - baseline
     assert growth < RSS_GROWTH_LIMIT, f"this process grew {growth >> 20} MB over {count} files"

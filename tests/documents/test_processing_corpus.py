@@ -18,7 +18,7 @@ from documents.processing import ProgressEvent, Stage, process_document
 from documents.validation import Limits
 from documents.worker_pool import WorkerPool
 from tests.documents import corpus
-from tests.documents.test_worker_pool import add
+from tests.documents.test_worker_pool import add, refilled
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 
@@ -112,4 +112,4 @@ async def test_pool_is_healthy_after_the_corpus(pool: WorkerPool, tmp_path: Path
     result = await process_document(pool, corpus.make_text_pdf(tmp_path, pages=3),
                                     tmp_path / "out", LIMITS)  # fmt: skip
     assert result.status is Stage.READY
-    assert len(pool.worker_pids()) == 2
+    assert len(await refilled(pool)) == 2

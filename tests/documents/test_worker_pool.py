@@ -28,6 +28,15 @@ from tests.documents import corpus
 # --- job functions (run in the workers; must be importable module-level) --------
 
 
+async def refilled(pool: WorkerPool, within: float = 15.0) -> list[int]:
+    """The pool's workers once every slot has one again: a recycled worker is replaced by
+    its slot in the background, so right after a job the pool may be one short for a while."""
+    deadline = time.monotonic() + within
+    while len(pool.worker_pids()) < pool.size and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return pool.worker_pids()
+
+
 def add(a: int, b: int) -> int:
     return a + b
 

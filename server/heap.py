@@ -5,11 +5,16 @@ Start-up objects are frozen (`settle`). What remains unfrozen with 500 clients c
 collection whenever the objects promoted since the last one reach a quarter of those, which
 under a vote's load was every 3-5 s, each stopping the event loop 46-115 ms and freeing
 almost nothing: the p99 of every ballot round it landed in. So full collections are not left
-to allocation counts: `FullCollections` runs them when the process is quiet (little CPU used
-in the last second), at most every `min_interval_s`, and in any case every `max_interval_s`,
-which bounds what a real cycle leak could hold. Young collections (cheap, a few ms) keep their
-defaults. The automatic full collection stays as a safety net behind a high threshold, in case
-the scheduler cannot run (a blocked loop).
+to allocation counts: `FullCollections` runs them when the process is quiet (< 10 % of a
+core used over the last 2 s; a vote's ballots alone take ~30 %), at most every `min_interval_s`, and in any case every `max_interval_s`,
+which bounds what a real cycle leak could hold. After each, the survivors are frozen too
+(connections and sessions live for the meeting), so the next one walks only what was
+allocated since: tens of ms, not 100-150. Frozen objects are still freed by reference
+counting; only cycles among them would be kept, so every `thaw_interval_s` one quiet
+collection unfreezes everything first and walks it all (start-up objects included, a few
+hundred ms, at a quiet moment): a cycle is kept at most that long. Young collections (cheap,
+a few ms) keep their defaults. The automatic full collection stays as a safety net behind a
+high threshold, in case the scheduler cannot run (a blocked loop).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import gc
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -36,22 +42,25 @@ def settle() -> None:
     if gc.get_freeze_count() == 0:
         gc.collect()
         gc.freeze()
-        young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, SAFETY_NET_GEN2_THRESHOLD)
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, SAFETY_NET_GEN2_THRESHOLD)
 
 
 class FullCollections:
     """Runs `gc.collect(2)` when the process is quiet; see the module docstring."""
 
     def __init__(self, *, min_interval_s: float = 30.0, max_interval_s: float = 300.0,
-                 quiet_cpu_fraction: float = 0.25,
+                 quiet_cpu_fraction: float = 0.10, quiet_s: float = 2.0,
+                 thaw_interval_s: float = 600.0,
                  clock: Callable[[], float] = time.monotonic,
                  cpu_clock: Callable[[], float] = time.process_time) -> None:
         self.min_interval_s, self.max_interval_s = min_interval_s, max_interval_s
-        self.quiet_cpu_fraction = quiet_cpu_fraction
+        self.quiet_cpu_fraction, self.thaw_interval_s = quiet_cpu_fraction, thaw_interval_s
+        self._last_thaw = clock()
         self.clock, self.cpu_clock = clock, cpu_clock
         self._last_full = clock()
-        self._last_tick, self._last_cpu = clock(), cpu_clock()
+        self.quiet_s = quiet_s
+        self._samples: deque[tuple[float, float]] = deque([(clock(), cpu_clock())])
 
     def _noticed(self, phase: str, info: dict[str, int]) -> None:
         if phase == "stop" and info["generation"] == 2:  # ours, the safety net's or anyone's
@@ -60,12 +69,19 @@ class FullCollections:
     def tick(self) -> bool:
         """Called about once a second; returns whether it ran a full collection."""
         now, cpu = self.clock(), self.cpu_clock()
-        busy = (cpu - self._last_cpu) / max(now - self._last_tick, 1e-3)
-        self._last_tick, self._last_cpu = now, cpu
+        self._samples.append((now, cpu))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= self.quiet_s:
+            self._samples.popleft()  # keep the newest sample at least quiet_s old
+        then, cpu_then = self._samples[0]
+        busy = (cpu - cpu_then) / (now - then) if now - then >= self.quiet_s else 1.0
         since = now - self._last_full
         if since >= self.max_interval_s or (
                 since >= self.min_interval_s and busy < self.quiet_cpu_fraction):
+            if now - self._last_thaw >= self.thaw_interval_s:
+                gc.unfreeze()  # frozen cycles that became garbage are freed by this one
+                self._last_thaw = now
             gc.collect(2)
+            gc.freeze()
             self._last_full = self.clock()
             return True
         return False

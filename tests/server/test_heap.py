@@ -32,10 +32,15 @@ def test_full_collections_wait_for_a_quiet_moment_but_not_forever() -> None:
     assert full.tick()  # max_interval_s bounds what a cycle leak could hold
     clocks.advance(31, busy=0.9)
     assert not full.tick()
-    clocks.advance(1, busy=0.1)
-    assert full.tick()  # quiet and min_interval_s since the last
+    clocks.advance(1, busy=0.05)
+    assert not full.tick()  # one quiet second after a busy stretch: a vote may go on
+    clocks.advance(1, busy=0.05)
+    assert full.tick()  # quiet for quiet_s, and min_interval_s since the last
     clocks.advance(1, busy=0.0)
     assert not full.tick()
+    for _ in range(40):  # ballots at 30 % of a core are not quiet
+        clocks.advance(1, busy=0.3)
+        assert not full.tick()
 
 
 def test_a_quiet_collection_frees_a_cycle_that_young_collections_cannot() -> None:
@@ -61,3 +66,25 @@ async def test_the_server_freezes_start_up_and_leaves_full_collections_to_the_sc
         hopso_sqlite: Harness) -> None:
     assert gc.get_freeze_count() > 0
     assert gc.get_threshold()[2] == SAFETY_NET_GEN2_THRESHOLD
+
+
+def test_survivors_are_frozen_and_a_thaw_frees_cycles_among_them() -> None:
+    clocks = Clocks()
+    full = FullCollections(min_interval_s=30, thaw_interval_s=600, clock=lambda: clocks.wall,
+                           cpu_clock=lambda: clocks.cpu)
+    holder = [Node()]
+    holder[0].other = Node()
+    holder[0].other.other = holder[0]
+    gone = weakref.ref(holder[0])
+    clocks.advance(31, busy=0.0)
+    frozen = gc.get_freeze_count()
+    assert full.tick()
+    assert gc.get_freeze_count() > frozen  # the cycle, still in use, was frozen with the rest
+    holder.clear()
+    for _ in range(10):  # quiet collections before the thaw walk only the unfrozen heap
+        clocks.advance(31, busy=0.0)
+        assert full.tick()
+    assert gone() is not None
+    clocks.advance(300, busy=0.0)  # 600 s since the last thaw
+    assert full.tick()
+    assert gone() is None

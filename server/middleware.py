@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -51,7 +52,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except DomainError as exc:
         if exc.status == 401 and not _wants_json(request) and request.method == "GET":
-            raise web.HTTPFound(f"/login?next={request.path_qs}") from None
+            raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='/')}") from None
         return error_response(exc.status, exc.code, exc.message)
     except json.JSONDecodeError:
         return error_response(400, "bad_json", "request body is not valid JSON")

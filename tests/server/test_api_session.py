@@ -1,6 +1,6 @@
 """Login redirects: `next` only ever leads to a path on this site (docs/security.md, Redirects)."""
 
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
@@ -95,3 +95,14 @@ async def test_login_page_echoes_only_a_safe_next_into_its_form(hopso_sqlite: Ha
     async with client.session.get(hopso_sqlite.base + "/login?next=/%09/evil.example") as r:
         page = await r.text()
     assert f'name="next" value="{HOME}"' in page
+
+
+async def test_a_logged_out_page_keeps_its_whole_query_in_next(hopso_sqlite: Harness) -> None:
+    client = hopso_sqlite.anonymous()
+    async with client.session.get(hopso_sqlite.base + "/meetings/1?tab=votes&item=2",
+                                  allow_redirects=False) as r:
+        assert r.status == 302
+        location = urlsplit(r.headers["Location"])
+    assert location.path == "/login"
+    assert parse_qs(location.query) == {"next": ["/meetings/1?tab=votes&item=2"]}
+    await client.session.close()

@@ -252,17 +252,15 @@ class LoginLimiter:
 
     def __init__(self, policy: LoginPolicy, store: Store) -> None:
         self.policy, self.store = policy, store
-        self._lines: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}  # address -> line
+        self._lines: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}  # ip:… or user:… key -> its line
 
     @asynccontextmanager
-    async def _turn(self, address: str) -> AsyncIterator[None]:
-        """At most `ip_concurrent` attempts of one address at once in this process, so one
-        address cannot fill the hashing queue everyone shares; the rest wait in line."""
-        slots, waiting = self._lines.setdefault(
-            address, (asyncio.Semaphore(self.policy.ip_concurrent), [0]))
-        if waiting[0] >= self.policy.ip_waiting:
-            raise LoginThrottled("too many logins at once from your address; retry shortly",
-                                 "rate_limited", 1)
+    async def _turn(self, line: str, at_once: int, waiting_max: int) -> AsyncIterator[None]:
+        """At most `at_once` attempts of one line (an address, a username) at once in this
+        process; up to `waiting_max` more wait their turn, beyond which: 429."""
+        slots, waiting = self._lines.setdefault(line, (asyncio.Semaphore(at_once), [0]))
+        if waiting[0] >= waiting_max:
+            raise LoginThrottled("too many logins at once; retry shortly", "rate_limited", 1)
         waiting[0] += 1
         try:
             async with slots:
@@ -270,7 +268,7 @@ class LoginLimiter:
         finally:
             waiting[0] -= 1
             if waiting[0] == 0:
-                del self._lines[address]
+                del self._lines[line]
 
     @asynccontextmanager
     async def attempt(self, remote: str | None, username: str) -> AsyncIterator[Attempt]:
@@ -278,7 +276,13 @@ class LoginLimiter:
         `failed`/`succeeded` the caller calls once the password has been checked."""
         policy, address = self.policy, address_scope(remote)
         user_key, ip_key = _key("user", username.strip().lower()), _key("ip", address)
-        async with self._turn(address):
+        # One address cannot fill the hashing queue everyone shares; one username's attempts
+        # are checked one after another, so in one process N parallel logins of a username
+        # each see the counter the ones before them left (11 parallel right passwords all
+        # get in; 40 parallel wrong ones stop at the limit). The store's reservation keeps
+        # the count exact across processes.
+        async with self._turn(ip_key, policy.ip_concurrent, policy.ip_waiting), \
+                self._turn(user_key, 1, policy.ip_waiting):
             if await self.store.count(ip_key) >= policy.ip_failures:
                 # Password spraying from this address: slow it, never refuse it, so people
                 # behind the same NAT still get in with their right passwords.

@@ -111,6 +111,18 @@ async def test_parallel_wrong_logins_are_refused_past_the_limit_and_healthz_stay
     assert status == 429 and retry_after(headers) > 250
 
 
+async def test_parallel_right_logins_of_one_username_all_get_in(
+        hopso_sqlite: Harness, addresses: Callable[[str, str], Address]) -> None:
+    # Reservations once made the attempts in flight count against the limit: the 11th of 11
+    # parallel right passwords was answered 429 too_many_attempts.
+    h = hopso_sqlite
+    n = h.settings.login_attempts_per_5min + 5
+    room = addresses(h.base, "127.0.0.2")
+    answers = await asyncio.gather(*(room.login("daibieu", h.logins["daibieu"].password)
+                                     for _ in range(n)))
+    assert Counter(status for status, _, _ in answers) == {200: n}
+
+
 async def test_a_spray_over_many_usernames_is_hashed_off_the_event_loop(
         real_hash: Harness, addresses: Callable[[str, str], Address]) -> None:
     h = real_hash

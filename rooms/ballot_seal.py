@@ -16,6 +16,7 @@ refuses clearly instead of failing to unseal at close.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -107,27 +108,44 @@ class BallotKey:
 
     @classmethod
     def load_or_create(cls, path: Path) -> BallotKey:
-        """Read the key file, or create it (mode 0600, never overwritten) on first use."""
+        """Read the key file, or create it on first use: mode 0600, never overwritten, and
+        whole or absent (a kill mid-creation leaves at most a temp file, never a short key)."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            cls._create(path)
+        data = path.read_bytes()
+        if not data.strip():  # left by a version that created the file before writing it
+            raise BallotKeyError(f"ballot key file {path} is empty: no ballot was sealed with "
+                                 f"it; delete it and start again")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            data = path.read_bytes()
-            text = data.strip()
+            secret = bytes.fromhex(data.strip().decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            raise BallotKeyError(f"ballot key file {path} is not {KEY_BYTES * 2} hex "
+                                 f"digits") from None
+        if len(secret) != KEY_BYTES:
+            raise BallotKeyError(f"ballot key file {path} is not {KEY_BYTES * 2} hex digits")
+        return cls(secret)
+
+    @staticmethod
+    def _create(path: Path) -> None:
+        """Write a new key to a temp file beside `path`, then link it into place: the link
+        fails if another process made the key meanwhile (theirs is kept, and read)."""
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")  # never reused
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_bytes(KEY_BYTES).hex() + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+            dir_fd = os.open(path.parent, os.O_RDONLY)
             try:
-                secret = bytes.fromhex(text.decode("ascii"))
-            except (UnicodeDecodeError, ValueError):
-                raise BallotKeyError(f"ballot key file {path} is not {KEY_BYTES * 2} hex "
-                                     f"digits") from None
-            if len(secret) != KEY_BYTES:
-                raise BallotKeyError(f"ballot key file {path} is not {KEY_BYTES * 2} hex digits")
-            return cls(secret)
-        key = secrets.token_bytes(KEY_BYTES)
-        with os.fdopen(fd, "w") as out:
-            out.write(key.hex() + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        return cls(key)
+                os.fsync(dir_fd)  # the new name survives a power cut
+            finally:
+                os.close(dir_fd)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _derive(self, label: bytes) -> bytes:
         return hmac.new(self._secret, b"hopso-ballot-key:v1:" + label, hashlib.sha256).digest()

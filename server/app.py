@@ -60,12 +60,12 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.DB] = Database(settings.sqlalchemy_url)
     app.cleanup_ctx.append(_database)
     app.on_startup.append(_settle_heap)
-    app.cleanup_ctx.append(heap.FullCollections().run)
 
     sio = create_sio(settings.redis_url, settings.socket_limits)
     sio.attach(app)
     app[keys.SIO] = sio
     realtime = Realtime(app, sio)
+    app.cleanup_ctx.append(heap.FullCollections(activity=lambda: realtime.events_seen).run)
     events_meeting.register(realtime)
     events_procedure.register(realtime)
     documents_app.setup(app, realtime)

@@ -5,9 +5,10 @@ Start-up objects are frozen (`settle`). What remains unfrozen with 500 clients c
 collection whenever the objects promoted since the last one reach a quarter of those, which
 under a vote's load was every 3-5 s, each stopping the event loop 46-115 ms and freeing
 almost nothing: the p99 of every ballot round it landed in. So full collections are not left
-to allocation counts: `FullCollections` runs them when the process is quiet (< 10 % of a
-core used over the last 2 s; a vote's ballots alone take ~30 %), at most every `min_interval_s`, and in any case every `max_interval_s`,
-which bounds what a real cycle leak could hold. After each, the survivors are frozen too
+to allocation counts: `FullCollections` runs them when the process is quiet (over the last
+2 s: < 10 % of a core used, and fewer than 10 socket events a second; the CPU figure alone
+misreads a process starved by a loaded machine as quiet), at most every `min_interval_s`,
+and in any case every `max_interval_s`, which bounds what a real cycle leak could hold. After each, the survivors are frozen too
 (connections and sessions live for the meeting), so the next one walks only what was
 allocated since: tens of ms, not 100-150. Frozen objects are still freed by reference
 counting; only cycles among them would be kept, so every `thaw_interval_s` one quiet
@@ -51,7 +52,8 @@ class FullCollections:
 
     def __init__(self, *, min_interval_s: float = 30.0, max_interval_s: float = 300.0,
                  quiet_cpu_fraction: float = 0.10, quiet_s: float = 2.0,
-                 thaw_interval_s: float = 600.0,
+                 thaw_interval_s: float = 600.0, activity: Callable[[], int] = lambda: 0,
+                 quiet_events_per_s: float = 10.0,
                  clock: Callable[[], float] = time.monotonic,
                  cpu_clock: Callable[[], float] = time.process_time) -> None:
         self.min_interval_s, self.max_interval_s = min_interval_s, max_interval_s
@@ -59,8 +61,10 @@ class FullCollections:
         self._last_thaw = clock()
         self.clock, self.cpu_clock = clock, cpu_clock
         self._last_full = clock()
-        self.quiet_s = quiet_s
-        self._samples: deque[tuple[float, float]] = deque([(clock(), cpu_clock())])
+        self.quiet_s, self.quiet_events_per_s = quiet_s, quiet_events_per_s
+        self.activity = activity  # a count of events handled, e.g. socket events
+        self._samples: deque[tuple[float, float, int]] = deque([(clock(), cpu_clock(),
+                                                                 activity())])
 
     def _noticed(self, phase: str, info: dict[str, int]) -> None:
         if phase == "stop" and info["generation"] == 2:  # ours, the safety net's or anyone's
@@ -68,15 +72,16 @@ class FullCollections:
 
     def tick(self) -> bool:
         """Called about once a second; returns whether it ran a full collection."""
-        now, cpu = self.clock(), self.cpu_clock()
-        self._samples.append((now, cpu))
+        now, cpu, events = self.clock(), self.cpu_clock(), self.activity()
+        self._samples.append((now, cpu, events))
         while len(self._samples) > 2 and now - self._samples[1][0] >= self.quiet_s:
             self._samples.popleft()  # keep the newest sample at least quiet_s old
-        then, cpu_then = self._samples[0]
-        busy = (cpu - cpu_then) / (now - then) if now - then >= self.quiet_s else 1.0
+        then, cpu_then, events_then = self._samples[0]
+        window = now - then
+        quiet = window >= self.quiet_s and (cpu - cpu_then) / window < self.quiet_cpu_fraction \
+            and (events - events_then) / window < self.quiet_events_per_s
         since = now - self._last_full
-        if since >= self.max_interval_s or (
-                since >= self.min_interval_s and busy < self.quiet_cpu_fraction):
+        if since >= self.max_interval_s or (since >= self.min_interval_s and quiet):
             if now - self._last_thaw >= self.thaw_interval_s:
                 gc.unfreeze()  # frozen cycles that became garbage are freed by this one
                 self._last_thaw = now

@@ -88,3 +88,19 @@ def test_survivors_are_frozen_and_a_thaw_frees_cycles_among_them() -> None:
     clocks.advance(300, busy=0.0)  # 600 s since the last thaw
     assert full.tick()
     assert gone() is None
+
+
+def test_socket_events_are_not_quiet_even_when_the_cpu_figure_is_low() -> None:
+    clocks, events = Clocks(), [0]
+    full = FullCollections(min_interval_s=30, clock=lambda: clocks.wall,
+                           cpu_clock=lambda: clocks.cpu, activity=lambda: events[0])
+    for _ in range(60):  # ballots arriving while a loaded machine starves the process of CPU
+        clocks.advance(1, busy=0.02)
+        events[0] += 100
+        assert not full.tick()
+    clocks.advance(1, busy=0.02)
+    events[0] += 2
+    assert not full.tick()
+    clocks.advance(1, busy=0.02)
+    events[0] += 2
+    assert full.tick()

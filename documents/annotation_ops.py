@@ -25,7 +25,8 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
@@ -44,8 +45,13 @@ from .annotations import (
 
 __all__ = [
     "Actor", "AnnotationLog", "Effect", "Event", "FlagReason", "OpRecord", "OpResult", "OpType",
-    "PageMapping", "PageState", "map_annotations_to_version", "map_pages", "normalise_page_text",
+    "PageMapping", "PageState", "Trimmed", "chain_events", "map_annotations_to_version",
+    "map_pages", "normalise_page_text",
 ]  # fmt: skip
+
+# Records kept in memory per document (across its pages), ~5 KB each for a stroke: older ones
+# are dropped from memory (the server keeps them in its database, see Trimmed).
+DEFAULT_MAX_RECORDS = 1024
 
 
 class OpType(str, Enum):
@@ -148,6 +154,10 @@ class OpResult:
     replayed: bool  # True when op_id was already accepted: nothing was re-applied
 
 
+class Trimmed(LookupError):
+    """The answer needs records older than the in-memory window (ask the stored records)."""
+
+
 def _project(record: OpRecord, viewer: Actor) -> tuple[list[Annotation], list[str]]:
     upserts: list[Annotation] = []
     removed: list[str] = []
@@ -161,6 +171,28 @@ def _project(record: OpRecord, viewer: Actor) -> tuple[list[Annotation], list[st
     return upserts, removed
 
 
+def visible_in(record: OpRecord, viewer: Actor) -> bool:
+    """Whether ``viewer`` gets an event for ``record`` at all."""
+    return any(_project(record, viewer))
+
+
+def chain_events(records: Iterable[OpRecord], page: int, prev: int, viewer: Actor
+                 ) -> tuple[list[Event], int]:
+    """``records`` (ascending seq) as ``viewer`` sees them, prev_seq-chained from ``prev``;
+    returns the events and the last visible seq."""
+    out = []
+    for record in records:
+        upserts, removed = _project(record, viewer)
+        if upserts or removed:
+            out.append(Event(record.seq, prev, record.op_id, page, tuple(upserts), tuple(removed)))
+            prev = record.seq
+    return out, prev
+
+
+_ANYONE = Actor("", is_presenter=False)  # no author has the empty id
+_PRESENTER = Actor("", is_presenter=True)
+
+
 @dataclass
 class PageState:
     """Live annotations and the op history of one (document, page)."""
@@ -172,7 +204,14 @@ class PageState:
     annotations: dict[str, Annotation] = field(default_factory=dict)
     # Deleted id -> author, so only the author can bring it back (undo).
     tombstones: dict[str, str] = field(default_factory=dict)
+    # The newest records only: records[i].seq == base + i + 1; the `base` older ones were
+    # dropped from memory, summarised by the last seq each viewer class could see among them
+    # (everyone, presenters, and each author, who sees all of their own records).
     records: list[OpRecord] = field(default_factory=list)
+    base: int = 0
+    trimmed_anyone: int = 0
+    trimmed_presenter: int = 0
+    trimmed_by_author: dict[str, int] = field(default_factory=dict)
 
     def visible(self, viewer: Actor) -> list[Annotation]:
         anns = self.annotations.values()
@@ -195,11 +234,35 @@ class PageState:
         return self.last_visible_seq_before(self.seq + 1, viewer)
 
     def last_visible_seq_before(self, seq: int, viewer: Actor) -> int:
-        # Records are dense (seq == index + 1); walk back from just before seq.
-        for rec in reversed(self.records[: max(seq - 1, 0)]):
+        """Raises Trimmed if that needs records older than the window (seq <= base)."""
+        if self.base and seq <= self.base:
+            raise Trimmed(f"records up to seq {self.base} of page {self.page} are not in memory")
+        # Records are dense (seq == base + index + 1); walk back from just before seq.
+        for rec in reversed(self.records[: max(seq - 1 - self.base, 0)]):
             if any(_project(rec, viewer)):
                 return rec.seq
-        return 0
+        return self._trimmed_last(viewer)
+
+    def _trimmed_last(self, viewer: Actor) -> int:
+        last = max(self.trimmed_anyone, self.trimmed_by_author.get(viewer.user_id, 0))
+        return max(last, self.trimmed_presenter) if viewer.is_presenter else last
+
+    def append(self, record: OpRecord) -> None:
+        self.records.append(record)
+
+    def trim(self, count: int) -> list[OpRecord]:
+        """Drop the ``count`` oldest records from memory; returns them."""
+        dropped = self.records[:count]
+        del self.records[:count]
+        for rec in dropped:
+            if rec.effects:  # the author sees each of their records that changed something
+                self.trimmed_by_author[rec.actor_id] = rec.seq
+            if visible_in(rec, _PRESENTER):
+                self.trimmed_presenter = rec.seq
+                if visible_in(rec, _ANYONE):
+                    self.trimmed_anyone = rec.seq
+        self.base += len(dropped)
+        return dropped
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -210,6 +273,8 @@ class PageState:
             "annotations": [a.to_dict() for a in self.annotations.values()],
             "tombstones": dict(self.tombstones),
             "records": [r.to_dict() for r in self.records],
+            "base": self.base,
+            "trimmed": [self.trimmed_anyone, self.trimmed_presenter, dict(self.trimmed_by_author)],
         }
 
     @classmethod
@@ -223,6 +288,10 @@ class PageState:
             annotations={a.id: a for a in anns},
             tombstones=dict(raw.get("tombstones", {})),
             records=[OpRecord.from_dict(r) for r in raw.get("records", [])],
+            base=int(raw.get("base", 0)),
+            trimmed_anyone=int(raw.get("trimmed", [0, 0, {}])[0]),
+            trimmed_presenter=int(raw.get("trimmed", [0, 0, {}])[1]),
+            trimmed_by_author=dict(raw.get("trimmed", [0, 0, {}])[2]),
         )
 
 
@@ -240,13 +309,47 @@ class AnnotationLog:
         *,
         limits: AnnotationLimits = DEFAULT_LIMITS,
         clock: Callable[[], float] = time.time,
+        max_records: int = DEFAULT_MAX_RECORDS,
     ) -> None:
         self.document_id = document_id
         self.page_sizes = list(page_sizes)
         self.limits = limits
         self.clock = clock
+        self.max_records = max_records
         self.pages: dict[int, PageState] = {}
-        self._ops: dict[str, OpRecord] = {}  # op_id -> record, across pages
+        self._ops: dict[str, OpRecord] = {}  # op_id -> record, across pages (in memory only)
+        self._order: deque[int] = deque()  # page of each in-memory record, oldest first
+        self.trimmed = False  # some records are no longer in memory
+
+    @property
+    def records_in_memory(self) -> int:
+        return len(self._order)
+
+    @property
+    def entries(self) -> int:
+        """In-memory size in records and live annotations (what a cache bound counts)."""
+        return len(self._order) + sum(len(p.annotations) for p in self.pages.values())
+
+    def known_op(self, op_id: str) -> OpRecord | None:
+        """The in-memory record of ``op_id``; older ones may exist only in storage."""
+        return self._ops.get(op_id)
+
+    def append(self, state: PageState, record: OpRecord) -> None:
+        """Add an accepted record; past max_records, drop the oldest ones from memory (by an
+        eighth at a time, so dropping costs O(1) per record)."""
+        state.append(record)
+        self._ops[record.op_id] = record
+        self._order.append(record.page)
+        if len(self._order) > self.max_records:
+            drop = len(self._order) - self.max_records + self.max_records // 8
+            per_page: dict[int, int] = {}
+            for _ in range(drop):
+                page = self._order.popleft()
+                per_page[page] = per_page.get(page, 0) + 1
+            for page, count in per_page.items():
+                for rec in self.pages[page].trim(count):
+                    del self._ops[rec.op_id]
+            self.trimmed = True
 
     # --- queries -----------------------------------------------------------
 
@@ -265,20 +368,13 @@ class AnnotationLog:
         return state.visible(viewer), state.last_visible_seq(viewer)
 
     def events_since(self, page: int, after_seq: int, viewer: Actor) -> list[Event]:
-        """Everything ``viewer`` missed after ``after_seq``, prev_seq-chained."""
+        """Everything ``viewer`` missed after ``after_seq``, prev_seq-chained; raises Trimmed
+        if some of it is no longer in memory."""
         state = self.page_state(page)
         start = max(after_seq, 0)
         prev = state.last_visible_seq_before(start + 1, viewer)
-        out = []
         # Chain prev_seq while walking (one pass) rather than per-event lookback.
-        for record in state.records[start:]:
-            upserts, removed = _project(record, viewer)
-            if upserts or removed:
-                out.append(
-                    Event(record.seq, prev, record.op_id, page, tuple(upserts), tuple(removed))
-                )
-                prev = record.seq
-        return out
+        return chain_events(state.records[max(start - state.base, 0):], page, prev, viewer)[0]
 
     def project(self, record: OpRecord, viewer: Actor) -> Event | None:
         """The live broadcast form of ``record`` for one viewer (None: send nothing)."""
@@ -338,8 +434,7 @@ class AnnotationLog:
             else:
                 state.annotations[eff.annotation_id] = eff.after
                 state.tombstones.pop(eff.annotation_id, None)
-        state.records.append(record)
-        self._ops[op_id] = record
+        self.append(state, record)
         return record
 
     def _parse_payload(self, state: PageState, raw: dict[str, Any], actor: Actor) -> Annotation:
@@ -462,6 +557,8 @@ class AnnotationLog:
             state = PageState.from_dict(page_raw)
             log.pages[state.page] = state
             log._ops.update((r.op_id, r) for r in state.records)
+            log._order.extend(r.page for r in state.records)
+            log.trimmed = log.trimmed or state.base > 0
         return log
 
 

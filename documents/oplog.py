@@ -8,11 +8,13 @@ not re-validate: the records were validated when they were accepted.
 
 from __future__ import annotations
 
+import heapq
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from documents.annotation_ops import (
+    DEFAULT_MAX_RECORDS,
     AnnotationLog,
     Effect,
     OpRecord,
@@ -39,15 +41,22 @@ def replay(log: AnnotationLog, records: Iterable[OpRecord]) -> AnnotationLog:
             else:
                 state.annotations[eff.annotation_id] = eff.after
                 state.tombstones.pop(eff.annotation_id, None)
-        state.records.append(record)
-        log._ops[record.op_id] = record
+        log.append(state, record)  # keeps only the newest records in memory
     return log
 
 
 def rebuild(document_id: str, page_sizes: Sequence[PageSize], raw_records: Iterable[Mapping[str, Any]],
-            limits: AnnotationLimits = DEFAULT_LIMITS) -> AnnotationLog:
+            limits: AnnotationLimits = DEFAULT_LIMITS,
+            max_records: int = DEFAULT_MAX_RECORDS) -> AnnotationLog:
     records = sorted((OpRecord.from_dict(dict(r)) for r in raw_records), key=lambda r: (r.page, r.seq))
-    return replay(AnnotationLog(document_id, page_sizes, limits=limits), records)
+    # Replay pages interleaved by time (each page still in seq order), so the records left in
+    # memory are the newest of the document, not those of its last pages.
+    by_page: dict[int, list[OpRecord]] = {}
+    for record in records:
+        by_page.setdefault(record.page, []).append(record)
+    records = list(heapq.merge(*by_page.values(), key=lambda r: r.at))
+    return replay(AnnotationLog(document_id, page_sizes, limits=limits, max_records=max_records),
+                  records)
 
 
 def carry_over(old: AnnotationLog, old_texts: Sequence[str], new_texts: Sequence[str],

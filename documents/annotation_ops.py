@@ -67,7 +67,7 @@ class Actor:
     is_presenter: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Effect:
     annotation_id: str
     before: Annotation | None
@@ -90,7 +90,7 @@ class Effect:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OpRecord:
     """An accepted op, as stored: the server's seq plus what it changed."""
 

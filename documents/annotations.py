@@ -100,7 +100,7 @@ PageSize = tuple[float, float]
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Point:
     x: float
     y: float
@@ -110,7 +110,7 @@ class Point:
         return [self.x, self.y] if self.pressure is None else [self.x, self.y, self.pressure]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rect:
     x0: float
     y0: float
@@ -121,7 +121,7 @@ class Rect:
         return [self.x0, self.y0, self.x1, self.y1]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InkShape:
     KIND: ClassVar[AnnotationKind] = AnnotationKind.INK
     points: tuple[Point, ...]
@@ -136,7 +136,7 @@ class InkShape:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HighlighterShape:
     """A free-hand stroke (``points``) or text-aligned boxes (``rects``), or both."""
 
@@ -157,7 +157,7 @@ class HighlighterShape:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NoteShape:
     """A text note anchored at its top-left corner; the box grows downwards."""
 
@@ -183,7 +183,7 @@ class NoteShape:
 Shape = InkShape | HighlighterShape | NoteShape
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Annotation:
     id: str
     document_id: str

@@ -26,12 +26,12 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import and_, col, func, select
+from sqlmodel import and_, col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms import agenda, attendance, audit
 from rooms.audit import AuditKind
-from rooms.ballot_seal import BallotKey, Unsealed, VoteSeal, receipt_hash
+from rooms.ballot_seal import BallotKey, Unsealed, VoteSeal, normal_receipt, receipt_hash
 from rooms.db import Database
 from rooms.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from rooms.models import MeetingRole, Site, User, utcnow
@@ -51,6 +51,7 @@ STANDARD_LABELS_VI = {"agree": "Tán thành", "disagree": "Không tán thành",
                       "abstain": "Không biểu quyết"}
 MAX_OPTIONS = 12
 _RECEIPT_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+_RECEIPT_MIN_DISTINCT = 6  # web_client/static/js/procedure-ui.js makes codes that pass
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class CastResult:
     option: int
     changed: bool
     receipt: str | None  # secret votes only; shown to the voter once, never stored
+    replayed: bool = False  # a resend of the ballot already stored (its ack was lost)
 
 
 def options_of(vote: Vote) -> list[str]:
@@ -80,8 +82,27 @@ def option_labels_vi(vote: Vote) -> list[str]:
 
 
 def new_receipt() -> str:
+    """A server-made receipt, for clients that send none with their first secret ballot
+    (deprecated: a client makes its own, so a resend after a lost ack carries it)."""
     raw = "".join(secrets.choice(_RECEIPT_ALPHABET) for _ in range(16))  # 80 bits
+    return _dashed(raw)
+
+
+def _dashed(raw: str) -> str:
     return "-".join(raw[i:i + 4] for i in range(0, 16, 4))
+
+
+def clean_receipt(code: str) -> str:
+    """A receipt sent with a ballot, in its shown form; Invalid unless it is 16 Crockford
+    base-32 characters (dashes, spaces and case ignored) with at least 6 distinct ones:
+    a client picks 80 random bits, and a guessable code (`0000…`, `ABAB…`) would let anyone
+    check or change that ballot. A random code is refused with probability < 1e-7."""
+    raw = normal_receipt(code)
+    if (len(raw) != 16 or not all(c in _RECEIPT_ALPHABET for c in raw)
+            or len(set(raw)) < _RECEIPT_MIN_DISTINCT):
+        raise Invalid("a receipt code is 16 random Crockford base-32 characters "
+                      "(0-9, A-Z without I, L, O, U)")
+    return _dashed(raw)
 
 
 async def get_vote(session: AsyncSession, meeting_id: int, vote_id: int) -> Vote:
@@ -181,7 +202,7 @@ async def cast_many(session: AsyncSession, vote: Vote, ballots: Sequence[BallotI
     user_ids = {b.user.id for b in ballots if b.user.id is not None}
     present, mine = await _present_and_voted(session, vote, user_ids)
     lookups = {b.receipt: seal.lookup(b.receipt) for b in ballots if seal and b.receipt}
-    stored = await _sealed_lookups(session, vote.id, set(lookups.values()))
+    stored = await _sealed_rows(session, vote.id, set(lookups.values()))
     sealing: dict[str, tuple[int, str]] = {}  # lookup -> (option, receipt hash): to write
     added: set[str] = set()  # of those, the lookups of ballots new in this batch
     unsealing: set[str] = set()  # plain ballots of a vote opened before sealing existed
@@ -197,15 +218,26 @@ async def cast_many(session: AsyncSession, vote: Vote, ballots: Sequence[BallotI
             if uid not in present:
                 raise Conflict("check in before voting; absent members do not vote",
                                code="not_checked_in")
+            shown = clean_receipt(b.receipt) if seal and b.receipt is not None else None
             had = mine.get(uid)
             if had is None:
-                code = new_receipt() if seal else None
-                mine[uid] = _Mine(None, b.client_seq, None if seal else b.option, dirty=True)
+                code = shown or (new_receipt() if seal else None)
                 if seal and code:
-                    lookup = seal.lookup(code)
+                    lookup = lookups.get(b.receipt or "") or seal.lookup(code)
+                    # Someone else's code (or, at 2^-80, a collision): refused, and `invalid`
+                    # is all it says, whoever holds it.
+                    if lookup in stored or lookup in sealing or (shown and await _taken(
+                            session, vote, key, code)):
+                        raise Invalid("this receipt code cannot be used; make a new one")
                     sealing[lookup] = (b.option, receipt_hash(code))
                     added.add(lookup)
+                mine[uid] = _Mine(None, b.client_seq, None if seal else b.option, dirty=True)
                 out.append(CastResult(vote.id, b.option, False, code))
+                continue
+            if seal and shown and b.client_seq == had.client_seq and \
+                    _same_ballot(seal, lookups[b.receipt or ""], stored, sealing, b.option):
+                # The ack of this very ballot was lost: answer again, write nothing.
+                out.append(CastResult(vote.id, b.option, False, shown, replayed=True))
                 continue
             if not vote.allow_change:
                 raise Conflict("you have already voted", code="already_voted")
@@ -213,7 +245,7 @@ async def cast_many(session: AsyncSession, vote: Vote, ballots: Sequence[BallotI
                 raise Conflict(f"stale ballot (seq {b.client_seq} after {had.client_seq})",
                                code="stale")
             if seal:  # every check before any change
-                if not b.receipt:
+                if not b.receipt or not shown:
                     raise Invalid("send your receipt code to change a secret ballot")
                 lookup = lookups[b.receipt]
                 if lookup not in stored and lookup not in sealing:
@@ -222,7 +254,7 @@ async def cast_many(session: AsyncSession, vote: Vote, ballots: Sequence[BallotI
                     unsealing.add(receipt_hash(b.receipt))
                 sealing[lookup] = (b.option, receipt_hash(b.receipt))
             had.client_seq, had.option, had.dirty = b.client_seq, None if seal else b.option, True
-            out.append(CastResult(vote.id, b.option, True, b.receipt if seal else None))
+            out.append(CastResult(vote.id, b.option, True, shown))
         except DomainError as exc:
             out.append(exc)
     if seal and sealing and vote.seal_key_id is None and key is not None:
@@ -259,12 +291,47 @@ async def _present_and_voted(session: AsyncSession, vote: Vote, user_ids: set[in
     return present, mine
 
 
-async def _sealed_lookups(session: AsyncSession, vote_id: int, lookups: set[str]) -> set[str]:
+async def _sealed_rows(session: AsyncSession, vote_id: int, lookups: set[str]
+                       ) -> dict[str, bytes]:
     if not lookups:
-        return set()
-    rows = await session.exec(select(SealedBallot.lookup).where(
+        return {}
+    rows = await session.exec(select(SealedBallot.lookup, SealedBallot.sealed).where(
         SealedBallot.vote_id == vote_id, col(SealedBallot.lookup).in_(lookups)))
-    return set(rows.all())
+    return dict(rows.all())
+
+
+def _same_ballot(seal: VoteSeal, lookup: str, stored: dict[str, bytes],
+                 sealing: dict[str, tuple[int, str]], option: int) -> bool:
+    """Does the ballot under this receipt hold `option`? Opened in memory only, to tell a
+    resend from a new ballot; nothing of it is written or logged."""
+    if lookup in sealing:
+        return sealing[lookup][0] == option
+    if lookup in stored:
+        return seal.unseal(lookup, stored[lookup]).option == option
+    return False
+
+
+async def _taken(session: AsyncSession, vote: Vote, key: BallotKey | None, code: str) -> bool:
+    """Is this client-made receipt held by a ballot of another vote, open or closed, in any
+    meeting (or a plain one of this vote)? Receipt hashes are unique across votes (a receipt
+    check finds one ballot), so a reused code would make that vote's close fail. A query
+    per first ballot that brings its own code; open votes are a handful at any time."""
+    hashed = receipt_hash(code)
+    if (await session.exec(select(VoteBallot.vote_id).where(
+            VoteBallot.receipt_hash == hashed))).first() is not None:
+        return True
+    if key is None:
+        return False
+    others = await session.exec(select(Vote.id, Vote.seal_key_id).where(
+        Vote.status == VoteStatus.open, col(Vote.secret).is_(True), Vote.id != vote.id,
+        col(Vote.seal_key_id).is_not(None)))
+    pairs = [and_(col(SealedBallot.vote_id) == vid,
+                  col(SealedBallot.lookup) == key.for_vote(vid, None).lookup(code))
+             for vid, key_id in others.all() if vid is not None and key_id == key.key_id]
+    if not pairs:
+        return False
+    return (await session.exec(select(SealedBallot.vote_id).where(or_(*pairs)))).first() \
+        is not None
 
 
 async def _plain_ballot(session: AsyncSession, vote_id: int, hashed: str) -> bool:

@@ -284,8 +284,9 @@ def _register_votes(rt: Realtime) -> None:
         done, _ = await cast_ballot(ctx.app, ctx.user, p.meeting_id, p.vote_id, p.option, p.seq,
                                     p.receipt)
         ctx.app[LIVE].schedule_tally(p.meeting_id, p.vote_id)
-        return {"vote_id": done.vote_id, "option": done.option, "changed": done.changed,
-                "receipt": done.receipt}
+        ack = {"vote_id": done.vote_id, "option": done.option, "changed": done.changed,
+               "receipt": done.receipt}
+        return {**ack, "replayed": True} if done.replayed else ack
 
     @rt.on("vote:close", VoteRef)
     async def close(ctx: EventContext, p: VoteRef) -> dict[str, Any]:

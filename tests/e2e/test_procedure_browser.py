@@ -101,5 +101,20 @@ def test_check_in_floor_and_vote_on_tablets(demo_server: ServerProcess, tmp_path
             assert "Không thông qua" in card.inner_text()  # 2 of 4 members is not a majority
         tablets["daibieu2"].screenshot(path=str(tmp_path / "tablet-result.png"), full_page=True)
         chair.screenshot(path=str(tmp_path / "chair-console.png"), full_page=True)
+
+        # A secret vote: the tablet makes the receipt itself, keeps it, and shows it.
+        chair.fill("#proc-vote-question", "Bầu Trưởng ban")
+        chair.check("#proc-vote-secret")
+        chair.click("#proc-vote-open")
+        tablet = tablets["daibieu"]
+        tablet.wait_for_selector(".proc-ballot button[data-option='1']")
+        tablet.click(".proc-ballot button[data-option='1']")
+        receipt = tablet.locator("#proc-my-receipt").inner_text()
+        assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){3}", receipt), receipt
+        vote_id = tablet.locator(".proc-ballot").get_attribute("data-vote-id")
+        assert tablet.evaluate(f"localStorage.getItem('hopso.receipt.{vote_id}')") == receipt
+        chair.wait_for_selector(".proc-turnout:has-text('1/3')")
+        chair.click(".proc-vote-close")
+        tablet.locator(f".proc-vote[data-vote-id='{vote_id}'][data-status='closed']").wait_for()
         for page in (chair, secretary, *tablets.values()):
             assert page.errors == [], page.errors

@@ -20,6 +20,7 @@ from tests.rooms.conftest import Demo
 
 DELEGATES = ("daibieu", "daibieu2", "daibieu3")
 KEY = BallotKey.generate()
+UNKNOWN = "7K3M-9QXR-2HDF-W8NB"  # a client-made receipt
 
 
 async def item(demo: Demo, title: str = "Thông qua kế hoạch chuyển đổi số") -> int:
@@ -172,6 +173,86 @@ async def test_secret_vote_receipts_changes_and_no_link(demo: Demo) -> None:
                 await s.exec(text("SELECT rowid FROM voteballot"))  # type: ignore[call-overload]
 
 
+@pytest.mark.parametrize("allow_change", [False, True])
+async def test_a_resent_secret_ballot_gets_its_receipt_again_and_counts_once(
+        demo: Demo, allow_change: bool) -> None:
+    """The ack of a stored ballot was lost: the client resends it (same seq, option and its
+    own receipt) and is answered as before, not `stale`; its receipt checks out."""
+    await check_in(demo, *DELEGATES)
+    vote_id = await open_vote(demo, secret=True, allow_change=allow_change)
+    first = await cast(demo, "daibieu", vote_id, 1, seq=5, receipt="7k3m 9qxr 2hdf w8nb")
+    assert (first.receipt, first.changed, first.replayed) == (UNKNOWN, False, False)
+    for sent in (UNKNOWN, "7K3M9QXR2HDFW8NB"):  # as first sent, or typed otherwise
+        again = await cast(demo, "daibieu", vote_id, 1, seq=5, receipt=sent)
+        assert (again.receipt, again.option, again.replayed) == (UNKNOWN, 1, True)
+    with pytest.raises(Conflict, match="stale" if allow_change else "already voted"):
+        await cast(demo, "daibieu", vote_id, 2, seq=5, receipt=UNKNOWN)  # not that ballot
+    other = "QW4E-R7TY-8PAS-D3FG"
+    await cast(demo, "daibieu2", vote_id, 0, seq=1, receipt=other)
+    with pytest.raises(Conflict):  # another's receipt and option: not a resend of one's own
+        await cast(demo, "daibieu", vote_id, 1, seq=5, receipt=other)
+    if allow_change:
+        changed = await cast(demo, "daibieu", vote_id, 2, seq=6, receipt=UNKNOWN)
+        assert changed.changed and changed.receipt == UNKNOWN
+        assert (await cast(demo, "daibieu", vote_id, 2, seq=6, receipt=UNKNOWN)).replayed
+    result = await close(demo, vote_id)
+    assert result["cast"] == 2 and result["totals"] == ([1, 0, 1] if allow_change else [1, 1, 0])
+    async with demo.db.session() as s:
+        check = await votes.check_receipt(s, demo.meeting_id, UNKNOWN, KEY)
+        assert check["counted"] and check["option"] == (2 if allow_change else 1)
+
+
+BAD_RECEIPTS = ("", "ABCD-EFGH", "7K3M-9QXR-2HDF-W8NB-X", "7K3M-9QXR-2HDF-W8NI",
+                "7K3M-9QXR-2HDF-W8NL", "7K3M-9QXR-2HDF-W8NO", "7K3M-9QXR-2HDF-W8NU",
+                "7K3M_9QXR_2HDF_W8NB", "7K3M-9QXR-2HDF-W8Nđ", "0000-0000-0000-0000",
+                "ABAB-ABAB-ABAB-ABAB", "ABCD-EABC-DEAB-CDEA")
+
+
+async def test_malformed_or_guessable_receipts_are_refused_and_change_nothing(
+        demo: Demo) -> None:
+    await check_in(demo, *DELEGATES)
+    vote_id = await open_vote(demo, secret=True, allow_change=True)
+    for bad in BAD_RECEIPTS:
+        with pytest.raises(Invalid, match="receipt code is 16"):
+            await cast(demo, "daibieu", vote_id, 0, seq=1, receipt=bad)
+    assert not (await cast(demo, "daibieu", vote_id, 0, seq=1, receipt=UNKNOWN)).changed
+    for bad in BAD_RECEIPTS:  # nor to change a ballot
+        with pytest.raises(Invalid):
+            await cast(demo, "daibieu", vote_id, 1, seq=2, receipt=bad)
+    assert (await close(demo, vote_id))["totals"] == [1, 0, 0]
+
+
+async def test_a_receipt_already_in_the_vote_is_refused_as_invalid_only(demo: Demo) -> None:
+    await check_in(demo, *DELEGATES)
+    vote_id = await open_vote(demo, secret=True)
+    await cast(demo, "daibieu", vote_id, 0, receipt=UNKNOWN)
+    for taken in (UNKNOWN, UNKNOWN.lower().replace("-", "")):
+        with pytest.raises(Invalid) as refused:
+            await cast(demo, "daibieu2", vote_id, 1, receipt=taken)
+        assert str(refused.value) == "this receipt code cannot be used; make a new one"
+    assert (await cast(demo, "daibieu2", vote_id, 1)).receipt  # an old client: server-made
+    assert (await close(demo, vote_id))["totals"] == [1, 1, 0]
+    later = await open_vote(demo, secret=True)  # receipts are unique across votes: a reused
+    with pytest.raises(Invalid, match="cannot be used"):  # one would make the close fail
+        await cast(demo, "daibieu3", later, 2, receipt=UNKNOWN)
+    await cast(demo, "daibieu3", later, 2, receipt="QW4E-R7TY-8PAS-D3FG")
+    assert (await close(demo, later))["totals"] == [0, 0, 1]
+
+
+async def test_client_made_receipts_in_one_batch_are_each_used_once(demo: Demo) -> None:
+    await check_in(demo, *DELEGATES)
+    vote_id = await open_vote(demo, secret=True)
+    async with demo.db.session() as s:
+        vote = await votes.get_vote(s, demo.meeting_id, vote_id)
+        ballots = [votes.BallotIn(a.user, a.role, 0, 1, UNKNOWN) for a in
+                   [await demo.access(s, n) for n in ("daibieu", "daibieu2", "daibieu")]]
+        done = await votes.cast_many(s, vote, ballots, KEY)
+    assert isinstance(done[0], votes.CastResult) and done[0].receipt == UNKNOWN
+    assert isinstance(done[1], Invalid)  # someone else's code
+    assert isinstance(done[2], votes.CastResult) and done[2].replayed  # its own, resent
+    assert (await close(demo, vote_id))["cast"] == 1
+
+
 async def test_site_counts_are_bounded_by_the_roll_call(demo: Demo) -> None:
     await check_in(demo, "daibieu")
     vote_id = await open_vote(demo)
@@ -221,6 +302,7 @@ async def outcomes(demo: Demo, secret: bool, allow_change: bool, first: list[tup
                 await votes.close_vote(s, left, KEY)
     vote_id = await open_vote(demo, secret=secret, allow_change=allow_change)
     receipts: dict[int, str | None] = {}
+    fresh = votes.new_receipt()  # never used before: receipts are unique across votes
     for who, option in first:
         receipts[who] = (await cast(demo, VOTERS[who], vote_id, option)).receipt
     async with demo.db.session() as s:
@@ -230,7 +312,7 @@ async def outcomes(demo: Demo, secret: bool, allow_change: bool, first: list[tup
             access = await meetings.require(s, demo.users[VOTERS[who]], demo.meeting_id)
             other = receipts.get((who + 1) % len(VOTERS)) or receipts.get((who + 2) % len(VOTERS))
             code = {"none": None, "own": receipts.get(who), "other's": other,
-                    "unknown": "ZZZZ-ZZZZ-ZZZZ-ZZZZ"}[kind]
+                    "unknown": fresh}[kind]  # a first ballot's own, or matching none
             ballots.append(votes.BallotIn(access.user, access.role, option, seq, code))
         if together:
             done: list[Any] = await votes.cast_many(s, vote, ballots, KEY)
@@ -244,7 +326,7 @@ async def outcomes(demo: Demo, secret: bool, allow_change: bool, first: list[tup
                     done.append(exc)
     result = await close(demo, vote_id)
     seen = tuple((o.code,) if isinstance(o, Exception) else (o.option, o.changed,
-                                                               o.receipt is not None)
+                                                               o.receipt is not None, o.replayed)
                  for o in done)
     return seen, result["counts"], result["cast"]
 

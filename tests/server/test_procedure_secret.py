@@ -138,6 +138,37 @@ async def scrubbed(path: Path, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def test_a_resent_secret_ballot_is_answered_again_with_the_clients_receipt(
+        hopso: Harness) -> None:
+    """The client makes the receipt and sends it with its first ballot: when that ack is
+    lost, the resend (same seq, same code) gets the same answer, and counts once."""
+    m, people = await open_demo(hopso, "thuky", *DELEGATES)
+    item = await add_item(people["thuky"], m, "Bầu Trưởng ban")
+    for name in DELEGATES:
+        await people[name].ok("attendance:check_in", {"meeting_id": m, "mode": "in_person"})
+    vote = await people["chutri"].ok("vote:open", {
+        "meeting_id": m, "agenda_item_id": item["id"], "question": "Bầu Trưởng ban",
+        "secret": True})
+    ballot = {"meeting_id": m, "vote_id": vote["id"], "option": 1, "seq": 7}
+    d1 = people["daibieu"]
+    for bad in ("7K3M-9QXR-2HDF", "7K3M-9QXR-2HDF-W8NI", "0000-0000-0000-0000", "x" * 64):
+        ack = await d1.emit("vote:cast", {**ballot, "receipt": bad})
+        assert ack["error"]["code"] == "invalid" and set(ack["error"]) == {"code", "message"}
+    assert (await d1.error("vote:cast", {**ballot, "receipt": "x" * 65})) == "invalid"
+    code = "7K3M-9QXR-2HDF-W8NB"
+    first = await d1.ok("vote:cast", {**ballot, "receipt": code})
+    assert first == {"vote_id": vote["id"], "option": 1, "changed": False, "receipt": code}
+    again = await d1.ok("vote:cast", {**ballot, "receipt": code.lower()})
+    assert again == {**first, "replayed": True}
+    assert await people["daibieu2"].error(  # someone else's code: `invalid`, nothing more
+        "vote:cast", {**ballot, "receipt": code}) == "invalid"
+    closed = await people["chutri"].ok("vote:close", {"meeting_id": m, "vote_id": vote["id"]})
+    assert closed["result"]["totals"] == [0, 1, 0] and closed["result"]["cast"] == 1
+    status, check = await d1.http.call("POST", f"/api/meetings/{m}/receipts/check",
+                                       {"receipt": code})
+    assert status == 200 and check["counted"] and check["option"] == 1
+
+
 async def test_the_database_files_never_link_a_voter_to_a_secret_ballot(
         hopso_sqlite: Harness) -> None:
     """The raw SQLite files (main file pages, free space, freelist, every WAL frame) read as

@@ -4,8 +4,9 @@ chair closes the votes); after each restart every acknowledged op and ballot is 
 exactly once.
 
 Everything is checked through the protocol, as clients would: op ids (`replayed` on a resend,
-`annotation:since` histories, snapshots), ballot `seq`s (a resent ballot is `stale` once it is
-stored), `procedure:state` (`me.voted`, tallies), receipts (`POST …/receipts/check`) and the
+`annotation:since` histories, snapshots), ballot `seq`s (a resent open ballot is `stale` once it
+is stored; a secret one, sent with its client-made receipt, is answered again, `replayed`),
+`procedure:state` (`me.voted`, tallies), receipts (`POST …/receipts/check`) and the
 final results at close. What was in flight at a kill is unknown to its client, which resends
 it after reconnecting (the protocol's ids make that safe); it must then count exactly once.
 """
@@ -29,6 +30,7 @@ from typing import Any
 import aiohttp
 import socketio
 
+from rooms.votes import new_receipt
 from tests.conftest import Client
 from tests.documents import corpus
 from tests.server.processes import ServerProcess, start_server
@@ -226,10 +228,9 @@ class Ballot:
     secret: bool
     seq: int = 0  # the voter's counter: the last seq sent
     option: int | None = None  # the option of the last acknowledged ballot
-    receipt: str | None = None
+    receipt: str | None = None  # secret: made by the client before its first ballot
     pending: int | None = None  # option sent with `seq`, not acknowledged yet
     unsure: bool = False  # `pending` was in flight at a kill (or refused to retry)
-    frozen: bool = False  # a first secret ballot stored but its ack (and receipt) lost
 
 
 @dataclass
@@ -249,16 +250,17 @@ class Voter:
         ack = await self.link.call("vote:cast", payload)
         if ack["ok"]:
             r = ack["result"]
-            assert r["option"] == b.pending and r["changed"] == (b.option is not None), (b, r)
-            if b.secret:
-                assert r["receipt"] and (b.receipt is None or r["receipt"] == b.receipt), (b, r)
-                b.receipt = r["receipt"]
-            if b.unsure:
-                self.resolved["stored on resend"] += 1
-        elif ack["error"]["code"] == "stale" and b.unsure:
+            assert r["option"] == b.pending and r["receipt"] == b.receipt, (b, r)
+            if r.get("replayed"):  # stored before the kill: its ack, receipt and all, again
+                assert b.secret and b.unsure, (b, r)
+                self.resolved["secret, answered again"] += 1
+            else:
+                assert r["changed"] == (b.option is not None), (b, r)
+                if b.unsure:
+                    self.resolved["stored on resend"] += 1
+        elif ack["error"]["code"] == "stale" and b.unsure and not b.secret:
             # Stored before the kill (its seq is there already): only the ack was lost.
             self.resolved["already stored"] += 1
-            b.frozen = b.secret and b.receipt is None  # its receipt was in that ack
         else:
             assert ack["error"]["code"] in NOT_ACKED, f"ballot refused: {ack} {b}"
             self.rate_limited += 1
@@ -271,7 +273,7 @@ class Voter:
     async def run(self, rnd: random.Random) -> None:
         while True:
             b = rnd.choice(self.ballots)
-            if b.pending is None and not b.frozen:
+            if b.pending is None:
                 b.seq += 1
                 b.pending = rnd.randrange(OPTIONS)
             if b.pending is not None:
@@ -354,7 +356,8 @@ class Scenario:
                 "allow_change": True, "question": f"Thông qua tờ trình số {cycle}"})
             votes.append((meeting_id, vote["id"], secret))
         for voter in self.voters:
-            voter.ballots = [Ballot(m, v, s) for m, v, s in votes]
+            voter.ballots = [Ballot(m, v, s, receipt=new_receipt() if s else None)
+                             for m, v, s in votes]
 
     async def reconnect(self) -> None:
         limit = asyncio.Semaphore(10)
@@ -486,7 +489,8 @@ async def check_annotations(sc: Scenario, rnd: random.Random) -> int:
 
 
 async def check_votes(sc: Scenario) -> None:
-    """Each voter's last acknowledged ballot is stored (resending it is `stale`), `me.voted`
+    """Each voter's last acknowledged ballot is stored (resending it is `stale`, or for a
+    secret one, answered again with its receipt), `me.voted`
     lists the vote, tallies and turnout count each voter once, receipts check out."""
     expected: dict[int, Counter[int]] = {}
     for voter in sc.voters:
@@ -506,6 +510,12 @@ async def check_votes(sc: Scenario) -> None:
                 if b.receipt is not None:
                     payload["receipt"] = b.receipt
                 again = await voter.link.call("vote:cast", payload)
+                if b.secret:  # answered again only if its sealed ballot holds that option
+                    assert again.get("result") == {
+                        "vote_id": b.vote_id, "option": b.option, "changed": False,
+                        "receipt": b.receipt, "replayed": True}, \
+                        f"an acknowledged ballot is not stored: {b} resent -> {again}"
+                    continue
                 assert not again["ok"] and again["error"]["code"] == "stale", \
                     f"an acknowledged ballot is not stored: {b} resent -> {again}"
             for m in sc.meetings:

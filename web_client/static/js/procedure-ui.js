@@ -87,6 +87,31 @@ export function saveReceipt(voteId, receipt) {
   localStorage.setItem(`hopso.receipt.${voteId}`, receipt);
 }
 
+export function forgetReceipt(voteId) {
+  localStorage.removeItem(`hopso.receipt.${voteId}`);
+}
+
+const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/** A secret ballot's receipt, made here (80 random bits, 16 Crockford base-32 characters)
+ * and kept before the ballot is sent: a resend after a lost ack carries the same code, so
+ * the voter keeps it whatever happened to the ack. Codes with fewer than 6 distinct
+ * characters are refused by the server as guessable (p < 1e-7): make another. */
+export function receiptFor(voteId) {
+  const kept = loadReceipt(voteId);
+  if (kept) return kept;
+  let raw = "";
+  while (new Set(raw).size < 6) {
+    const bytes = crypto.getRandomValues(new Uint8Array(10));
+    let bits = 0n;
+    for (const b of bytes) bits = (bits << 8n) | BigInt(b);
+    raw = Array.from({ length: 16 }, (_, i) => CROCKFORD[Number((bits >> BigInt(75 - 5 * i)) & 31n)]).join("");
+  }
+  const code = raw.match(/.{4}/g).join("-");
+  saveReceipt(voteId, code);
+  return code;
+}
+
 export function loadReceipt(voteId) {
   return localStorage.getItem(`hopso.receipt.${voteId}`);
 }

@@ -5,7 +5,8 @@ import { api } from "./api.js";
 import { t } from "./i18n.js";
 import { buildForms } from "./procedure-forms.js";
 import {
-  clock, errorText, fill, h, loadReceipt, nextBallotSeq, optionLabel, saveReceipt, statusLabel, tf,
+  clock, errorText, fill, forgetReceipt, h, loadReceipt, nextBallotSeq, optionLabel, receiptFor,
+  saveReceipt, statusLabel, tf,
 } from "./procedure-ui.js";
 
 const PARTS_OF = {
@@ -273,9 +274,22 @@ export class ProcedurePanel {
   }
 
   async #cast(vote, option) {
-    const receipt = vote.secret ? loadReceipt(vote.id) : null;
-    const result = await this.act(() => this.sig.castVote(this.meetingId, vote.id, option,
-      nextBallotSeq(vote.id), receipt), t("Your vote was recorded."));
+    const voted = this.state.me.voted.includes(vote.id);
+    const receipt = vote.secret ? receiptFor(vote.id) : null;  // kept before it is sent
+    const seq = nextBallotSeq(vote.id);
+    const result = await this.act(async () => {
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          return await this.sig.castVote(this.meetingId, vote.id, option, seq, receipt);
+        } catch (error) {
+          // A refusal of a first secret ballot's code: the next try makes a new one.
+          if (error?.code === "invalid" && vote.secret && !voted) forgetReceipt(vote.id);
+          // No ack (timeout, dropped link): resend the very same ballot; if it was stored,
+          // the server answers it again (`replayed`), with its receipt, instead of `stale`.
+          if (error?.code || attempt >= 3) throw error;
+        }
+      }
+    }, t("Your vote was recorded."));
     if (!result) return;
     if (result.receipt) saveReceipt(vote.id, result.receipt);
     if (!this.state.me.voted.includes(vote.id)) this.state.me.voted.push(vote.id);

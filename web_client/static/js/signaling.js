@@ -88,7 +88,8 @@ export class Signaling {
   endFloor(meetingId) { return this.request("floor:end", { meeting_id: meetingId }); }
   /** @param {{agenda_item_id: number, question: string, secret?: boolean, allow_change?: boolean, options?: string[]|null}} spec */
   openVote(meetingId, spec) { return this.request("vote:open", { meeting_id: meetingId, ...spec }); }
-  /** `seq` is the voter's own increasing counter for this vote; `receipt` changes a secret ballot. */
+  /** `seq` is the voter's own increasing counter for this vote; `receipt` is a secret ballot's
+   * code (made by the client for its first ballot, needed to change it). */
   castVote(meetingId, voteId, option, seq, receipt = null) {
     const payload = { meeting_id: meetingId, vote_id: voteId, option, seq };
     if (receipt) payload.receipt = receipt;

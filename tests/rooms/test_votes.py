@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from rooms import agenda, attendance, meetings, votes
 from rooms.ballot_seal import BallotKey
 from rooms.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from rooms.models import Meeting, MeetingRole, MeetingStatus
 from rooms.procedure_models import AttendanceStatus, VoteParticipation
 from tests.rooms.conftest import Demo
 
@@ -237,6 +239,31 @@ async def test_a_receipt_already_in_the_vote_is_refused_as_invalid_only(demo: De
         await cast(demo, "daibieu3", later, 2, receipt=UNKNOWN)
     await cast(demo, "daibieu3", later, 2, receipt="QW4E-R7TY-8PAS-D3FG")
     assert (await close(demo, later))["totals"] == [0, 0, 1]
+
+
+async def test_a_receipt_held_in_another_meetings_open_vote_is_refused(demo: Demo) -> None:
+    """Receipt hashes are unique across votes: a code already sealed in a vote still open
+    elsewhere would make the second close fail, so it is refused at cast."""
+    async with demo.db.session() as s:
+        host = await s.get(Meeting, demo.meeting_id)
+        assert host is not None
+        other = await meetings.create_meeting(s, demo.users["chutri"], title="Phiên thứ hai",
+                                              unit_id=host.unit_id, starts_at=host.starts_at)
+        await meetings.advance_status(s, other, MeetingStatus.open)
+        await meetings.store_member(s, other.id, MeetingRole.delegate,  # type: ignore[arg-type]
+                                    user_id=demo.users["daibieu"].id)
+        await s.commit()
+    second = dataclasses.replace(demo, meeting_id=other.id)
+    await check_in(second, "daibieu")
+    elsewhere = await open_vote(second, secret=True)
+    await cast(second, "daibieu", elsewhere, 0, receipt=UNKNOWN)
+    await check_in(demo, *DELEGATES)
+    here = await open_vote(demo, secret=True)
+    with pytest.raises(Invalid, match="cannot be used"):
+        await cast(demo, "daibieu2", here, 1, receipt=UNKNOWN)
+    await cast(demo, "daibieu2", here, 1, receipt="QW4E-R7TY-8PAS-D3FG")
+    assert (await close(demo, here))["totals"] == [0, 1, 0]
+    assert (await close(second, elsewhere))["totals"] == [1, 0, 0]
 
 
 async def test_client_made_receipts_in_one_batch_are_each_used_once(demo: Demo) -> None:

@@ -167,6 +167,7 @@ async def test_a_resent_secret_ballot_is_answered_again_with_the_clients_receipt
     status, check = await d1.http.call("POST", f"/api/meetings/{m}/receipts/check",
                                        {"receipt": code})
     assert status == 200 and check["counted"] and check["option"] == 1
+    await close_all(people)
 
 
 async def test_the_database_files_never_link_a_voter_to_a_secret_ballot(

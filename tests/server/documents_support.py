@@ -150,3 +150,15 @@ def ink_op(page: int = 0, visibility: str = "private", points: list[list[float]]
 
 def runtime(harness: Harness) -> Any:
     return harness.server.app[keys.DOCUMENTS]
+
+
+async def subscribed_viewers(hopso: Harness, meeting_id: int, doc_id: int, *names: str
+                             ) -> list[Listener]:
+    """The named members connected to the meeting and subscribed to the document."""
+    out = []
+    for name in names:
+        listener = await Listener.open(hopso, await hopso.login(name), meeting_id)
+        ack = await listener.call("document:subscribe", {"document_id": doc_id})
+        assert ack["ok"], ack
+        out.append(listener)
+    return out

@@ -21,26 +21,16 @@ from tests.server.documents_support import (
     ink_op,
     make_pdf,
     runtime,
+    subscribed_viewers,
     upload_ready,
 )
-
-
-async def _viewers(hopso: Harness, meeting_id: int, doc_id: int, *names: str
-                   ) -> list[Listener]:
-    out = []
-    for name in names:
-        listener = await Listener.open(hopso, await hopso.login(name), meeting_id)
-        ack = await listener.call("document:subscribe", {"document_id": doc_id})
-        assert ack["ok"], ack
-        out.append(listener)
-    return out
 
 
 async def test_private_strokes_stay_private_and_shared_ones_arrive_live(
         hopso: Harness, tmp_path: Path) -> None:
     meeting_id = await demo_meeting_id(hopso)
     doc = await upload_ready(hopso, meeting_id, make_pdf(tmp_path, pages=2))
-    a, b, chair = await _viewers(hopso, meeting_id, doc["id"], "daibieu", "daibieu2", "chutri")
+    a, b, chair = await subscribed_viewers(hopso, meeting_id, doc["id"], "daibieu", "daibieu2", "chutri")
     version = doc["version"]
     a_user = (await hopso.login("daibieu")).user
 
@@ -152,7 +142,7 @@ async def test_bad_ops_are_refused_and_store_nothing(hopso_sqlite: Harness, tmp_
     hopso = hopso_sqlite
     meeting_id = await demo_meeting_id(hopso)
     doc = await upload_ready(hopso, meeting_id, make_pdf(tmp_path, pages=1))
-    (a,) = await _viewers(hopso, meeting_id, doc["id"], "daibieu")
+    (a,) = await subscribed_viewers(hopso, meeting_id, doc["id"], "daibieu")
     for op, code in BAD_OPS:  # type: ignore[assignment]
         ack = await a.call("annotation:op", {"document_id": doc["id"], "version": 1,
                                              "op": {"op_id": str(uuid.uuid4()), **op}})
@@ -196,7 +186,7 @@ async def test_acknowledged_op_survives_a_restart(database_url: str | None, tmp_
     try:
         meeting_id = await demo_meeting_id(first)
         doc = await upload_ready(first, meeting_id, make_pdf(tmp_path, pages=1))
-        (a,) = await _viewers(first, meeting_id, doc["id"], "daibieu")
+        (a,) = await subscribed_viewers(first, meeting_id, doc["id"], "daibieu")
         op = ink_op(visibility="meeting")
         ack = await a.call("annotation:op", {"document_id": doc["id"], "version": 1, "op": op})
         assert ack["ok"], ack
@@ -205,12 +195,12 @@ async def test_acknowledged_op_survives_a_restart(database_url: str | None, tmp_
         await first.server.close()
     second = await start_harness(tmp_path, database_url)
     try:
-        (b,) = await _viewers(second, meeting_id, doc["id"], "daibieu2")
+        (b,) = await subscribed_viewers(second, meeting_id, doc["id"], "daibieu2")
         snap = await b.call("annotation:snapshot", {"document_id": doc["id"], "version": 1})
         assert snap["result"]["pages"][0]["seq"] == 1
         assert [x["id"] for x in snap["result"]["pages"][0]["annotations"]] == \
             [op["annotation"]["id"]]
-        (a,) = await _viewers(second, meeting_id, doc["id"], "daibieu")
+        (a,) = await subscribed_viewers(second, meeting_id, doc["id"], "daibieu")
         ack = await a.call("annotation:op", {"document_id": doc["id"], "version": 1, "op": op})
         assert ack["result"]["replayed"] is True and ack["result"]["seq"] == 1
     finally:
@@ -223,7 +213,7 @@ async def test_export_holds_my_ink_and_shared_notes_but_not_others_private(
     hopso = hopso_sqlite
     meeting_id = await demo_meeting_id(hopso)
     doc = await upload_ready(hopso, meeting_id, make_pdf(tmp_path, pages=2))
-    a, b = await _viewers(hopso, meeting_id, doc["id"], "daibieu", "daibieu2")
+    a, b = await subscribed_viewers(hopso, meeting_id, doc["id"], "daibieu", "daibieu2")
     mine = ink_op(page=1, points=[[100, 100], [150, 180], [220, 140]])
     theirs_shared = ink_op(page=0, visibility="meeting")
     theirs_private = ink_op(page=0)
@@ -292,7 +282,7 @@ async def test_ops_arriving_together_are_stored_together(hopso: Harness, tmp_pat
                                                          ) -> None:
     meeting_id = await demo_meeting_id(hopso)
     doc = await upload_ready(hopso, meeting_id, make_pdf(tmp_path, pages=2))
-    viewers = await _viewers(hopso, meeting_id, doc["id"], "daibieu", "daibieu2", "chutri")
+    viewers = await subscribed_viewers(hopso, meeting_id, doc["id"], "daibieu", "daibieu2", "chutri")
     hub = runtime(hopso).annotations
     sizes = await _burst(hub)
     ops = [[ink_op(page=i % 2, visibility="meeting") for i in range(8)] for _ in viewers]
@@ -333,7 +323,7 @@ async def test_a_batch_that_clashes_with_another_process_is_redone_op_by_op(
         hopso: Harness, tmp_path: Path) -> None:
     meeting_id = await demo_meeting_id(hopso)
     doc = await upload_ready(hopso, meeting_id, make_pdf(tmp_path, pages=2))
-    (a,) = await _viewers(hopso, meeting_id, doc["id"], "daibieu")
+    (a,) = await subscribed_viewers(hopso, meeting_id, doc["id"], "daibieu")
     user_id = (await hopso.login("daibieu")).user["id"]
     ack = await a.call("annotation:op", {"document_id": doc["id"], "version": 1,
                                          "op": ink_op(page=1)})

@@ -14,26 +14,15 @@ from documents.db_models import AnnotationOp
 from server import keys
 from tests.conftest import Harness
 from tests.server.documents_support import (
-    Listener,
     demo_meeting_id,
     ink_op,
     make_pdf,
     runtime,
+    subscribed_viewers,
     upload_ready,
 )
 
 WINDOW = 16
-
-
-async def _viewers(hopso: Harness, meeting_id: int, doc_id: int, *names: str
-                   ) -> list[Listener]:
-    out = []
-    for name in names:
-        listener = await Listener.open(hopso, await hopso.login(name), meeting_id)
-        ack = await listener.call("document:subscribe", {"document_id": doc_id})
-        assert ack["ok"], ack
-        out.append(listener)
-    return out
 
 
 async def _stored(hopso: Harness, doc_id: int) -> int:
@@ -47,7 +36,7 @@ async def test_many_ops_keep_the_log_bounded_yet_old_resyncs_and_resends_answer(
     meeting_id = await demo_meeting_id(hopso)
     doc = await upload_ready(hopso, meeting_id, make_pdf(tmp_path, pages=2))
     doc_id, version = doc["id"], doc["version"]
-    a, b, chair = await _viewers(hopso, meeting_id, doc_id, "daibieu", "daibieu2", "chutri")
+    a, b, chair = await subscribed_viewers(hopso, meeting_id, doc_id, "daibieu", "daibieu2", "chutri")
     hub = runtime(hopso).annotations
     hub.max_records = WINDOW
     hub.evict(doc_id)
@@ -116,7 +105,7 @@ async def test_the_cache_is_capped_by_size_not_only_by_document_count(
     hub.max_records, hub.max_cached_entries = WINDOW, 3 * WINDOW
     listeners = []
     for doc in docs:
-        (viewer,) = await _viewers(hopso_sqlite, meeting_id, doc["id"], "daibieu")
+        (viewer,) = await subscribed_viewers(hopso_sqlite, meeting_id, doc["id"], "daibieu")
         listeners.append(viewer)
         for _ in range(2 * WINDOW):
             ack = await viewer.call("annotation:op", {"document_id": doc["id"], "version": 1,

@@ -206,17 +206,25 @@ function storable(response) {
     && !/no-store/i.test(response.headers.get("Cache-Control") || "");
 }
 
+// A lookup never creates a cache (caches.open would): this worker may already be replaced
+// by a new build, whose activation deleted this build's caches.
 async function fromCache(name, key) {
-  const cache = await caches.open(name);
-  return (await cache.match(key, { ignoreVary: true })) ?? null;
+  return (await caches.match(key, { cacheName: name, ignoreVary: true })) ?? null;
+}
+
+/** True once a worker of another build is active: this one's caches are gone, keep none. */
+function replaced() {
+  const active = self.registration.active;
+  return Boolean(active) && active.scriptURL !== self.location.href;
 }
 
 async function store(name, key, response, started) {
-  if (started !== generation) return;
+  if (started !== generation || replaced()) return;
   const cache = await caches.open(name);
   if (started !== generation) return;
   await cache.put(key, response);
-  if (started !== generation) await caches.delete(name); // emptied meanwhile
+  // Emptied meanwhile, or a new build activated (and deleted this build's caches) meanwhile.
+  if (started !== generation || (name !== DATA && replaced())) await caches.delete(name);
 }
 
 async function forget(key) {

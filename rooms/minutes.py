@@ -14,7 +14,9 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from documents.minutes import (
+from rooms import agenda, attendance, audit, floor, votes
+from rooms.errors import Invalid, NotFound
+from rooms.minutes_data import (
     AgendaEntry,
     Attendee,
     MinutesData,
@@ -23,8 +25,6 @@ from documents.minutes import (
     VoteOption,
     VoteResult,
 )
-from rooms import agenda, attendance, audit, floor, votes
-from rooms.errors import Invalid, NotFound
 from rooms.models import Meeting, MeetingMember, MeetingRole, Site, Unit, User, utcnow
 from rooms.procedure import read_state
 from rooms.procedure_models import MinutesVersion, ProcedureState, VoteStatus

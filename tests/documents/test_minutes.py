@@ -8,7 +8,8 @@ import pymupdf
 import pytest
 
 from documents import fonts
-from documents.minutes import (
+from documents.minutes import format_date_line, format_duration, render_minutes
+from rooms.minutes_data import (
     AgendaEntry,
     Attendee,
     MinutesData,
@@ -16,9 +17,6 @@ from documents.minutes import (
     VoteMethod,
     VoteOption,
     VoteResult,
-    format_date_line,
-    format_duration,
-    render_minutes,
 )
 
 

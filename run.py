@@ -71,9 +71,14 @@ def main(argv: list[str]) -> int:
     from server.tls import ssl_context
 
     host = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
-    print(f"Hopso is running: {settings.scheme}://{host}:{settings.port}/", flush=True)
+
+    def announce(*_: object) -> None:
+        # run_app calls its `print` once every site is listening (after runner.setup(), i.e.
+        # the app's startup, and TCPSite.start()): whoever reads this line can connect at once.
+        print(f"Hopso is running: {settings.scheme}://{host}:{settings.port}/", flush=True)
+
     web.run_app(create_app(settings), host=settings.host, port=settings.port,
-                ssl_context=ssl_context(settings), print=None, access_log=None)
+                ssl_context=ssl_context(settings), print=announce, access_log=None)
     return 0
 
 

@@ -1,12 +1,14 @@
 """`python run.py` as a newcomer runs it: clear configuration errors, first start, TLS."""
 
 import ssl
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.server.processes import run_py, start_server
+from tests.server.processes import ROOT, free_port, run_py, start_server
 
 
 @pytest.mark.parametrize("args, env, message", [
@@ -53,3 +55,23 @@ def test_tls_serves_https_with_a_generated_certificate(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert any(line.startswith("Hopso is running: https://") for line in server.output)
+
+
+def test_running_line_comes_once_the_port_accepts_connections(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-u", "run.py", "--port", str(port), "--data-dir", str(tmp_path)],
+        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # blocks per line; the timeout is pytest's or the pipe's end
+            if line.startswith("Hopso is running"):
+                break
+        else:
+            pytest.fail(f"run.py ended without the running line (exit {process.wait()})")
+        # At once, no retry: the line promises the port is listening and the app started.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,9 @@ import socketio
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from testkit.processes import LoggedServer
+
 WARMUP = 3  # events sent before measuring (first-use costs: statement caches, imports)
 TABLETS_PER_PROCESS = 100
 TARGETS = {"first_page_s": 1.0, "page_turn_p99_ms": 150.0, "stroke_p99_ms": 100.0,
@@ -82,49 +84,8 @@ def make_pdf(pages: int, path: Path) -> Path:
     return path
 
 
-class Server:
-    def __init__(self, data_dir: Path, workers: int) -> None:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.log = (data_dir / "server.log").open("w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-u", "run.py", "--demo", "--port", str(self.port), "--data-dir",
-             str(data_dir / "data"), "--document-workers", str(workers)],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, text=True)
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.logins: dict[str, str] = {}
-
-    async def ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = Path(self.log.name).read_text()
-            if "Hopso is running" in text:
-                self.logins = dict(re.findall(r"^\s+\w+\s+(\S+)\s+(\S+)\s+\(", text, re.MULTILINE))
-                async with aiohttp.ClientSession() as s:
-                    try:
-                        async with s.get(self.base + "/healthz") as r:
-                            if r.status == 200:
-                                return
-                    except aiohttp.ClientError:
-                        pass
-            if self.proc.poll() is not None:
-                break
-            await asyncio.sleep(0.1)
-        raise RuntimeError("server did not start:\n" + Path(self.log.name).read_text())
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
 class User:
-    def __init__(self, server: Server, username: str) -> None:
+    def __init__(self, server: LoggedServer, username: str) -> None:
         self.server, self.username = server, username
         self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         self.csrf = ""
@@ -237,7 +198,7 @@ def confidential_row(first: list[float], again: list[float]) -> dict[str, Any]:
 async def run_confidential() -> dict[str, Any]:
     """Only the confidential page-fetch row, on a fresh server (a quick look at the cache)."""
     tmp = Path(tempfile.mkdtemp(prefix="hopso-bench-conf-"))
-    server = Server(tmp, workers=2)
+    server = LoggedServer(tmp, "--document-workers", "2")
     try:
         await server.ready()
         secretary = await User(server, "thuky").login()
@@ -258,7 +219,7 @@ async def run_confidential() -> dict[str, Any]:
                                           "load_average": os.getloadavg()}}
 
 
-def spawn_tablets(server: Server, cookies: list[str], per_process: int, mode: str,
+def spawn_tablets(server: LoggedServer, cookies: list[str], per_process: int, mode: str,
                   meeting_id: int, document_id: int) -> list[subprocess.Popen[str]]:
     procs = []
     for i in range(0, len(cookies), per_process):
@@ -285,7 +246,7 @@ def collect(procs: list[subprocess.Popen[str]], sent: dict[str, float]) -> list[
     return latencies
 
 
-async def page_turns(server: Server, chair: User, tablets: list[User], n_tablets: int,
+async def page_turns(server: LoggedServer, chair: User, tablets: list[User], n_tablets: int,
                      meeting_id: int, document_id: int, turns: int
                      ) -> tuple[list[float], list[float], int]:
     cookies = [tablets[i % len(tablets)].cookie for i in range(n_tablets)]
@@ -309,7 +270,7 @@ async def page_turns(server: Server, chair: User, tablets: list[User], n_tablets
     return latencies, acks, turns * n_tablets
 
 
-async def strokes(server: Server, author: User, viewers: list[User], n_viewers: int,
+async def strokes(server: LoggedServer, author: User, viewers: list[User], n_viewers: int,
                   meeting_id: int, document_id: int, count: int
                   ) -> tuple[list[float], list[float], int]:
     cookies = [viewers[i % len(viewers)].cookie for i in range(n_viewers)]
@@ -406,7 +367,7 @@ async def child(args: dict[str, Any]) -> None:
 
 async def run(quick: bool) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="hopso-bench-docs-"))
-    server = Server(tmp, workers=2)
+    server = LoggedServer(tmp, "--document-workers", "2")
     results: list[dict[str, Any]] = []
     try:
         await server.ready()

@@ -40,8 +40,6 @@ import json
 import math
 import os
 import random
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +55,8 @@ for p in (str(ROOT), str(ROOT / "bench")):
         sys.path.insert(0, p)
 
 import aiohttp
+
+from testkit.processes import LoggedServer
 
 WINDOW_S = 10.0
 WARMUP_S = 60.0
@@ -104,54 +104,6 @@ def pct(values: list[float], q: float) -> float | None:
 
 def r1(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
-
-
-# --- the server ------------------------------------------------------------------------------
-
-
-class Server:
-    def __init__(self, tmp: Path, database_url: str | None) -> None:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.log = (tmp / "server.log").open("w+")
-        args = [sys.executable, "-u", "run.py", "--demo", "--port", str(self.port),
-                "--data-dir", str(tmp / "data")]
-        if database_url:
-            args += ["--database-url", database_url]
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-                                     text=True, env={**os.environ, "HOPSO_FAST_HASH": "1"})
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.logins: dict[str, str] = {}
-
-    async def ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = Path(self.log.name).read_text()
-            if "Hopso is running" in text:
-                self.logins = dict(re.findall(r"^\s+\w+\s+(\S+)\s+(\S+)\s+\(", text, re.MULTILINE))
-                try:
-                    async with aiohttp.ClientSession() as s, s.get(self.base + "/healthz") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-            if self.proc.poll() is not None:
-                break
-            await asyncio.sleep(0.2)
-        raise RuntimeError("server did not start:\n" + Path(self.log.name).read_text()[-3000:])
-
-    def log_text(self) -> str:
-        return Path(self.log.name).read_text()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 class User:
@@ -202,7 +154,7 @@ class Setup:
     admin: User
 
 
-async def prepare(server: Server, tmp: Path, people: int) -> Setup:
+async def prepare(server: LoggedServer, tmp: Path, people: int) -> Setup:
     from bench.documents import make_pdf
 
     logins = server.logins
@@ -642,7 +594,7 @@ class Sample:
     load_avg_1m: float
 
 
-async def sample_server(server: Server, admin: User, clients: list[int], samples: list[Sample],
+async def sample_server(server: LoggedServer, admin: User, clients: list[int], samples: list[Sample],
                         start: float, stop: asyncio.Event) -> None:
     import psutil
 
@@ -798,7 +750,8 @@ def values_in(samples: list[tuple[float, float]], rows: list[dict[str, Any]]) ->
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="hopso-soak-"))
-    server = Server(tmp, args.database_url)
+    server = LoggedServer(tmp, *(["--database-url", args.database_url] if args.database_url
+                                 else []), env={"HOPSO_FAST_HASH": "1"})
     children: list[Child] = []
     try:
         await server.ready()

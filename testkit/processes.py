@@ -1,0 +1,68 @@
+"""Start real `python run.py` processes: for tests that need whole servers, and for
+benchmarks that run one for minutes or hours."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+LOGIN_LINE = re.compile(r"^\s+\w+\s+(\S+)\s+(\S+)\s+\(", re.MULTILINE)  # --demo's table
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LoggedServer:
+    """`run.py --demo` writing to `data_dir/server.log`, not a pipe: a benchmark's hours of
+    output never fill a pipe nobody reads, and the log is there to read afterwards."""
+
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.log = (data_dir / "server.log").open("w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "run.py", "--demo", "--port", str(self.port), "--data-dir",
+             str(data_dir / "data"), *args],
+            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, **(env or {})})
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.logins: dict[str, str] = {}
+
+    async def ready(self, timeout: float = 90) -> None:
+        """Wait for the start-up line and a healthy /healthz; read the demo logins."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_text()
+            if "Hopso is running" in text:
+                self.logins = dict(LOGIN_LINE.findall(text))
+                try:
+                    async with aiohttp.ClientSession() as s, s.get(self.base + "/healthz") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+            if self.proc.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        raise RuntimeError("server did not start:\n" + self.log_text()[-3000:])
+
+    def log_text(self) -> str:
+        return Path(self.log.name).read_text()
+
+    def stop(self, timeout: float = 20) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()

@@ -23,9 +23,9 @@ def _raise_open_files_limit() -> None:
 
 async def _prepare(settings: Settings) -> None:
     """Migrate, create the first admin and the demo data before serving, printing logins."""
+    from rooms.db import Database
     from server.bootstrap import ensure_admin, seed_demo
     from server.migrate import upgrade
-    from rooms.db import Database
     from server.passwords import password_hasher
 
     if settings.database_url is None:
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
         pass
     try:
         asyncio.run(_prepare(settings))
-    except Exception as exc:  # e.g. database unreachable: one clear line, not a traceback
+    except Exception as exc:  # noqa: BLE001 - e.g. database unreachable: one clear line, not a traceback
         print(f"hopso: cannot start: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
         return 1
 

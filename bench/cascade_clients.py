@@ -33,13 +33,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import aiohttp
-import aioice.ice
 
+from testkit.ice import gather_only_on
 from tests.media.support import Publisher, Subscriber, encode_media, wait_for
-
-
-def loopback(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
-    return ["127.0.0.1"]
 
 
 class RemotePeer:
@@ -115,7 +111,7 @@ async def run_subscribers(http: aiohttp.ClientSession, args: argparse.Namespace,
 
 
 async def main(args: argparse.Namespace) -> None:
-    aioice.ice.get_host_addresses = loopback
+    gather_only_on("127.0.0.1")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -48,7 +48,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import aioice.ice
 import socketio
 from aiohttp import web
 
@@ -57,13 +56,10 @@ from media.link import LinkLimits
 from media.producer import Producer
 from server.cascade_link import NodeCascade, OpenDirectory
 from server.settings import NodeSettings
+from testkit.ice import gather_only_on
 
 MEETING = "province/1"  # a meeting key: "<owner unit>/<id>"
 HOOKED = "media.producer.Producer.receive_rtp"
-
-
-def loopback(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
-    return ["127.0.0.1"]
 
 
 class Arrivals:
@@ -81,7 +77,7 @@ class Arrivals:
         if params[:4] != ["self", "pkt", "now", "retransmitted"]:
             sys.exit(f"bench/cascade_node.py: cannot instrument {HOOKED}: expected "
                      f"receive_rtp(self, pkt, now, retransmitted=False), found "
-                     f"{'no such method' if not params else params}. media/ changed: "
+                     f"{params if params else 'no such method'}. media/ changed: "
                      "update Arrivals.install to hook where a producer receives RTP.")
         keys, times, clock, crc = self.keys, self.times, time.monotonic, zlib.crc32
         video = Kind.VIDEO
@@ -115,7 +111,7 @@ def json_body(data: Any) -> dict[str, Any]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    aioice.ice.get_host_addresses = loopback
+    gather_only_on("127.0.0.1")
     arrivals = Arrivals()
     arrivals.install()
     children = dict(c.split("=", 1) for c in args.child)

@@ -165,7 +165,7 @@ class PythonServer:
             prefix + [sys.executable, str(HERE / "sfu_servers.py"), kind, str(self.control),
                       "--cpu", str(SERVER_CPU), "--loop", args.loop] + profile,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            preexec_fn=preexec(SERVER_CPU, args.sched))  # noqa: PLW1509 - no threads here
+            preexec_fn=preexec(SERVER_CPU, args.sched))
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:

@@ -50,8 +50,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aioice
-import aioice.ice
 import pylibsrtp
 from aioice import Candidate, Connection
 from aiortc import RTCCertificate, RTCDtlsFingerprint, RTCDtlsParameters, RTCDtlsTransport
@@ -87,15 +85,6 @@ def certificate() -> RTCCertificate:
     if CERTIFICATE is None:
         CERTIFICATE = RTCCertificate.generateCertificate()
     return CERTIFICATE
-
-
-def restrict_gathering(address: str) -> None:
-    """aioice gathers host candidates on every interface but loopback; we want
-    exactly `address` (loopback, or the bench's own network namespace)."""
-    def addresses(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
-        return [address]
-
-    aioice.ice.get_host_addresses = addresses
 
 
 # --- SDP ---------------------------------------------------------------------

@@ -178,7 +178,7 @@ class JanusProcess:
             janus_binary(), "-C", str(config), "-F", str(self.folder), "-L", str(self.log),
             "-N", "-o"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                     preexec_fn=self.preexec)  # noqa: PLW1509 - no threads
+                                     preexec_fn=self.preexec)
         # `ip netns exec` execs janus: same pid.
         time.sleep(0.5)
         if self.proc.poll() is not None:

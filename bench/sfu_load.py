@@ -32,8 +32,10 @@ for p in (str(HERE), str(HERE.parent)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from sfu_client import Publisher, Subscriber, UnsafeAddress, restrict_gathering
+from sfu_client import Publisher, Subscriber, UnsafeAddress
 from sfu_media import load_clip
+
+from testkit.ice import gather_only_on
 
 
 def log(msg: str) -> None:
@@ -440,7 +442,7 @@ class Driver:
 
     async def run(self) -> dict[str, Any]:
         clip = load_clip()
-        restrict_gathering(self.args.address)
+        gather_only_on(self.args.address)
         for t in self.targets:
             await t.connect(clip)
         self.activate(None)

@@ -144,15 +144,12 @@ class HopsoServer:
 
 class MediaRelayServer:
     def __init__(self) -> None:
-        import aioice.ice
         from aiortc import RTCConfiguration
         from aiortc.contrib.media import MediaRelay
 
-        # aioice enumerates every interface but loopback: never let it.
-        def addresses(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
-            return [ADDRESS]
+        from testkit.ice import gather_only_on
 
-        aioice.ice.get_host_addresses = addresses
+        gather_only_on(ADDRESS)
         self.config = RTCConfiguration(iceServers=[])  # the default is a public STUN server
         self.relay = MediaRelay()
         self.pcs: dict[str, Any] = {}

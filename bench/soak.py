@@ -56,6 +56,7 @@ for p in (str(ROOT), str(ROOT / "bench")):
 
 import aiohttp
 
+from testkit.ice import gather_only_on
 from testkit.processes import LoggedServer
 
 WINDOW_S = 10.0
@@ -446,11 +447,11 @@ async def report_until_stop(report: Any) -> None:
 
 async def media_child(args: dict[str, Any]) -> None:
     import socketio
-    from sfu_client import Publisher, Subscriber, restrict_gathering
+    from sfu_client import Publisher, Subscriber
     from sfu_media import load_clip
 
     address = "127.0.0.1"
-    restrict_gathering(address)
+    gather_only_on(address)
     clip = await asyncio.to_thread(load_clip)
     base, meeting_id = args["base"], args["meeting_id"]
     closed: list[str] = []

@@ -127,7 +127,7 @@ def _run(ref: str, args: tuple[Any, ...]) -> tuple[bool, Any, bool, str]:
     """Return (ok, result-or-exception, recycle_worker, traceback_text)."""
     try:
         return True, _resolve(ref)(*args), False, ""
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+    except BaseException as exc:
         tb = traceback.format_exc()
         recycle = isinstance(exc, MemoryError) or _looks_like_oom(exc)
         return False, _portable(exc), recycle, tb

@@ -88,6 +88,14 @@ async def require_document(session: AsyncSession, user: Any, document_id: int,
     return DocumentGrant(doc, access)
 
 
+async def meeting_document(session: AsyncSession, meeting_id: int, document_id: int) -> Document:
+    """A document of this meeting; another meeting's (or none) is not found, never revealed."""
+    document = await session.get(Document, document_id)
+    if document is None or document.meeting_id != meeting_id:
+        raise NotFound(f"document {document_id} not found in this meeting")
+    return document
+
+
 async def versions_of(session: AsyncSession, document_ids: list[int]
                       ) -> dict[int, list[DocumentVersion]]:
     out: dict[int, list[DocumentVersion]] = defaultdict(list)
@@ -114,7 +122,7 @@ async def meeting_documents(session: AsyncSession, meeting_id: int, role: Meetin
                             ) -> list[Document]:
     query = select(Document).where(Document.meeting_id == meeting_id)
     if not is_manager(role):
-        query = query.where(Document.published == True)
+        query = query.where(Document.published)
     rows = await session.exec(query.order_by(col(Document.created_at), col(Document.id)))
     return list(rows.all())
 

@@ -39,7 +39,7 @@ class Database:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever fails, the database is not healthy
             return False
 
     async def close(self) -> None:

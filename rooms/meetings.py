@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
-from rooms.models import (Meeting, MeetingMember, MeetingRole, MeetingStatus, Role, Site, User,
-                          utcnow)
+from rooms.models import (
+    Meeting,
+    MeetingMember,
+    MeetingRole,
+    MeetingStatus,
+    Role,
+    Site,
+    User,
+    utcnow,
+)
 from rooms.permissions import CAN_CREATE_MEETINGS, Action, allows
 from rooms.units import UnitNode, get_site, get_unit, unit_tree
 from rooms.users import get_user
@@ -105,7 +113,7 @@ async def create_meeting(session: AsyncSession, creator: User, *, title: str, un
         raise Invalid("title must be 1 to 300 characters")
     await get_unit(session, unit_id)
     meeting = Meeting(title=title, description=description[:4000], unit_id=unit_id,
-                      status=MeetingStatus.scheduled, starts_at=starts_at.astimezone(timezone.utc),
+                      status=MeetingStatus.scheduled, starts_at=starts_at.astimezone(UTC),
                       created_by=creator.id)
     session.add(meeting)
     await session.flush()
@@ -263,7 +271,7 @@ async def directory(session: AsyncSession, user: User) -> dict[str, list[dict[st
                              for site in sorted(node.sites, key=lambda s: (s.name, s.id or 0)))
             walk(node.children)
     walk(tree)
-    rows = await session.exec(select(User).where(User.disabled == False)
+    rows = await session.exec(select(User).where(User.disabled == False)  # noqa: E712 - SQL
                               .order_by(User.full_name, User.id))  # type: ignore[arg-type]
     people: list[dict[str, object]] = [
         {"id": p.id, "full_name": p.full_name, "role": p.role.value, "unit_id": p.unit_id,

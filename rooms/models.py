@@ -6,7 +6,7 @@ Tables are SQLModel classes; schema changes go through Alembic (server/migration
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Column, UniqueConstraint
 from sqlalchemy import Enum as SAEnum
@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UnitKind(str, enum.Enum):

@@ -14,7 +14,7 @@ from rooms.models import Site, Unit, UnitChange, UnitEvent, UnitKind, User
 @dataclass
 class UnitNode:
     unit: Unit
-    children: list["UnitNode"] = field(default_factory=list)
+    children: list[UnitNode] = field(default_factory=list)
     sites: list[Site] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:

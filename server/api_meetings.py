@@ -3,7 +3,7 @@ who may be invited."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -37,7 +37,7 @@ def _parse_time(value: str) -> datetime:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise Invalid("starts_at must be an ISO 8601 date-time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @routes.get("/api/meetings")

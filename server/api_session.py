@@ -12,9 +12,20 @@ from aiohttp import web
 from rooms.errors import NotAuthenticated
 from rooms.users import user_dict
 from server import keys
-from server.auth import (AUTH, CSRF_FIELD, LOGIN_CSRF_COOKIE, SESSION_COOKIE, USER, check_login,
-                         create_session, current_user, end_session, forget_sessions, login_csrf_ok,
-                         set_session_cookie)
+from server.auth import (
+    AUTH,
+    CSRF_FIELD,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    USER,
+    check_login,
+    create_session,
+    current_user,
+    end_session,
+    forget_sessions,
+    login_csrf_ok,
+    set_session_cookie,
+)
 from server.http_util import Body, read_body, read_form
 from server.i18n import LANG
 from server.login_limit import LoginThrottled

@@ -14,15 +14,33 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from rooms.db import Database
-from server import api_admin, api_meetings, api_session, events_meeting, keys, pages
-from server import api_procedure, documents_app, events_procedure, pages_audit, pages_documents
-from server import api_meeting_nodes, events_media, heap, node_app
+from server import (
+    api_admin,
+    api_meeting_nodes,
+    api_meetings,
+    api_procedure,
+    api_session,
+    documents_app,
+    events_media,
+    events_meeting,
+    events_procedure,
+    heap,
+    keys,
+    node_app,
+    pages,
+    pages_audit,
+    pages_documents,
+)
 from server.auth import auth_middleware
 from server.i18n import Translator, catalog_handler, language_middleware
 from server.login_limit import LoginLimiter, LoginPolicy, MemoryStore, RedisStore, Store
 from server.metrics import Metrics, metrics_handler
-from server.middleware import (error_middleware, headers_middleware, metrics_middleware,
-                               quiet_client_protocol_errors)
+from server.middleware import (
+    error_middleware,
+    headers_middleware,
+    metrics_middleware,
+    quiet_client_protocol_errors,
+)
 from server.migrate import upgrade
 from server.passwords import Passwords, password_hasher
 from server.realtime import Realtime

@@ -49,7 +49,7 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         reports = asyncio.run(verify(settings.sqlalchemy_url, args.meeting))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback
         print(f"audit_verify: cannot read the audit log: {type(exc).__name__}: {exc}"
               .splitlines()[0], file=sys.stderr)
         return 2

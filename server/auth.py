@@ -9,9 +9,10 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select as sa_select
@@ -171,7 +172,7 @@ class SessionCache:
                     *_AUTH_COLUMNS, *_USER_COLUMNS)
                     .join_from(AuthSession, User, col(User.id) == col(AuthSession.user_id))
                     .where(col(AuthSession.token_hash).in_([k for k, _ in chunk])))).all()
-            current = {tuple(row)[0]: tuple(row) for row in rows}
+            current = {next(iter(row)): tuple(row) for row in rows}
             moment = utcnow()
             for key, entry in chunk:
                 if self._entries.get(key) is not entry:

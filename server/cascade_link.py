@@ -366,6 +366,7 @@ class NodeCascade:
         self.cascades: dict[str, Cascade] = {}  # link key -> cascade
         self.routers: dict[str, str] = {}  # link key -> local router id (default: the key)
         self._joins: set[asyncio.Future[None]] = set()
+        self._disconnects: set[asyncio.Future[None]] = set()
         self.credentials: dict[str, str] = dict(settings.children)
         self.children: dict[str, ChildLink] = {}  # sid -> link
         self.path: list[str] = [settings.unit]  # to the root, learned from the parent
@@ -432,13 +433,19 @@ class NodeCascade:
         link = self.children.get(sid)
         if link is not None and self.sio is not None:
             log.warning("cascade: dropping link of %s: %s", link.unit, reason)
-            asyncio.ensure_future(self.sio.disconnect(sid, namespace=NAMESPACE))
+            self._disconnect(sid)
+
+    def _disconnect(self, sid: str) -> None:
+        assert self.sio is not None
+        task = asyncio.ensure_future(self.sio.disconnect(sid, namespace=NAMESPACE))
+        self._disconnects.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._disconnects.discard)
 
     def _drop_unit(self, unit: str, reason: str) -> None:
         for link in list(self.children.values()):
             if link.unit == unit and self.sio is not None:
                 log.warning("cascade: dropping link of %s: %s", unit, reason)
-                asyncio.ensure_future(self.sio.disconnect(link.sid, namespace=NAMESPACE))
+                self._disconnect(link.sid)
 
     def view(self) -> dict[str, Any]:
         """Admin view: this node, its parent link and child links with RTT,

@@ -139,7 +139,7 @@ async def _site_of(ctx: EventContext, user: User) -> Site | None:
         if user.unit_id is None:
             return None
         rows = await s.exec(select(Site).where(Site.unit_id == user.unit_id,
-                                               Site.active == True)
+                                               Site.active)
                             .order_by(Site.id))  # type: ignore[arg-type]
         return rows.first()
 

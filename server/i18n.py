@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 from aiohttp import web
 from babel.messages.mofile import write_mo

@@ -6,8 +6,14 @@ import hmac
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client import generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from rooms.models import Role
 from server import keys
@@ -23,7 +29,7 @@ class Metrics:
     socket_events: Counter
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> "Metrics":
+    def create(cls, registry: CollectorRegistry) -> Metrics:
         return cls(
             http_requests=Counter("hopso_http_requests_total", "HTTP requests",
                                   ["method", "route", "status"], registry=registry),

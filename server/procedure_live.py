@@ -111,7 +111,7 @@ class ProcedureLive:
             wanted = self._scrubs_wanted
             try:
                 done = await votes.scrub_after_close(self.app[keys.DB])
-            except Exception as exc:  # retried below; said once, not every few seconds
+            except Exception as exc:  # noqa: BLE001 - retried below; said once, not every few seconds
                 if not failures:
                     first_line = (str(exc).splitlines() or [""])[0]
                     log.warning("scrubbing the database after a secret vote failed (will "
@@ -219,7 +219,7 @@ class ProcedureLive:
             async with self.app[keys.DB].session() as s:
                 accesses = await meetings.require_many(s, [b.user for b in batch], meeting_id,
                                                        Action.vote)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - each ballot of the batch gets the error
             for ballot in batch:
                 ballot.fail(exc)
             return []
@@ -272,31 +272,30 @@ class ProcedureLive:
         by_vote: dict[int, list[_Ballot]] = {}
         for ballot in batch:
             by_vote.setdefault(ballot.vote_id, []).append(ballot)
-        async with self.lock(meeting_id):
-            async with self.app[keys.DB].session() as s:
-                state = await procedure.lock(s, meeting_id)
-                async with audit.buffered(s):  # one chain extension for the whole batch
-                    for vote_id, group in by_vote.items():
-                        try:
-                            vote = await votes.get_vote(s, meeting_id, vote_id)
-                        except DomainError as exc:
-                            outcomes += [(b, exc) for b in group]
-                            continue
-                        if careful:
-                            outcomes += await self._one_by_one(s, vote, group)
-                            continue
-                        try:
-                            results = await votes.cast_many(s, vote, [b.ballot() for b in group],
-                                                            self.key)
-                        except DomainError as exc:  # the whole vote refused (e.g. its key)
-                            outcomes += [(b, exc) for b in group]
-                            continue
-                        except Exception as exc:
-                            raise _Retry from exc  # it may have written: redo carefully
-                        outcomes += list(zip(group, results))
-                    if all(isinstance(o, Exception) for _, o in outcomes):
-                        raise _Refused(outcomes)  # roll back: the seq does not move
-                return outcomes, state.seq
+        async with self.lock(meeting_id), self.app[keys.DB].session() as s:
+            state = await procedure.lock(s, meeting_id)
+            async with audit.buffered(s):  # one chain extension for the whole batch
+                for vote_id, group in by_vote.items():
+                    try:
+                        vote = await votes.get_vote(s, meeting_id, vote_id)
+                    except DomainError as exc:
+                        outcomes += [(b, exc) for b in group]
+                        continue
+                    if careful:
+                        outcomes += await self._one_by_one(s, vote, group)
+                        continue
+                    try:
+                        results = await votes.cast_many(s, vote, [b.ballot() for b in group],
+                                                        self.key)
+                    except DomainError as exc:  # the whole vote refused (e.g. its key)
+                        outcomes += [(b, exc) for b in group]
+                        continue
+                    except Exception as exc:
+                        raise _Retry from exc  # it may have written: redo carefully
+                    outcomes += list(zip(group, results))
+                if all(isinstance(o, Exception) for _, o in outcomes):
+                    raise _Refused(outcomes)  # roll back: the seq does not move
+            return outcomes, state.seq
 
     async def _one_by_one(self, s: AsyncSession, vote: votes.Vote, group: list[_Ballot]
                           ) -> list[tuple[_Ballot, votes.CastResult | Exception]]:
@@ -309,7 +308,7 @@ class ProcedureLive:
                     outcomes.append((ballot, await votes.cast(
                         s, vote, b.user, b.role, b.option, b.client_seq, b.receipt,
                         key=self.key)))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - that ballot alone is refused
                 audit.buffer_rewind(s, mark)  # that ballot alone is refused
                 outcomes.append((ballot, exc if isinstance(exc, DomainError) else
                                  Conflict("this conflicts with another change; nothing was "
@@ -402,11 +401,10 @@ async def run_change(app: web.Application, user: User, meeting_id: int, action: 
     """Apply one procedural change atomically and push its events; returns (result, seq)."""
     live = app[LIVE]
     access = await _check(app, user, meeting_id, action, when)
-    async with live.lock(meeting_id):
-        async with app[keys.DB].session() as s:
-            state = await procedure.lock(s, meeting_id)
-            result, emits = await change(s, access, state)
-            seq = state.seq
+    async with live.lock(meeting_id), app[keys.DB].session() as s:
+        state = await procedure.lock(s, meeting_id)
+        result, emits = await change(s, access, state)
+        seq = state.seq
     await live.emit(meeting_id, seq, emits)
     return result, seq
 

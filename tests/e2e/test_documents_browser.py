@@ -272,7 +272,6 @@ def test_private_stroke_stays_private_and_a_shared_one_arrives_live(env: Env) ->
     assert b.locator("#doc-stage").get_attribute("data-shared") == shared
     assert private not in b.evaluate("[...window.everShown]")
     # It is drawn, not just listed: the canvas has ink where the stroke runs.
-    b.screenshot(path="/tmp/explore/b.png"); a.screenshot(path="/tmp/explore/a.png")
     assert ink_alpha(b, 0.5, 0.62) > 0
     assert ink_alpha(b, 0.3, 0.33) == 0  # where the private stroke runs on A's page
     # A shares the whole page: the private stroke now reaches B too; then takes it back.

@@ -13,10 +13,18 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.browser import api_login, chromium, publish_pdfs
-from tests.e2e.test_documents_browser import (TABLET, WAIT_MS, Env, draw, make_pdf, tool,
-                                              wait_saved, wait_shown)
+from tests.e2e.test_documents_browser import (
+    TABLET,
+    WAIT_MS,
+    Env,
+    draw,
+    make_pdf,
+    no_script_errors,  # noqa: F401 - autouse, on this env
+    tool,
+    wait_saved,
+    wait_shown,
+)
 from tests.e2e.test_documents_browser import annotations as shown_ids
-from tests.e2e.test_documents_browser import no_script_errors  # noqa: F401 - autouse, on this env
 from tests.server.processes import start_server
 
 pytestmark = pytest.mark.browser

@@ -17,7 +17,6 @@ import asyncio
 import signal
 from typing import Any
 
-import aioice.ice
 import socketio
 from aiohttp import web
 
@@ -25,18 +24,15 @@ from media import SFU, MediaConfig
 from media.link import LinkLimits
 from server.cascade_link import NodeCascade, OpenDirectory
 from server.settings import NodeSettings
+from testkit.ice import gather_only_on
 
 from .support import Publisher, Subscriber, encode_media
 
 MEETING = "province/7"  # a meeting key: "<owner unit>/<id>"
 
 
-def loopback(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
-    return ["127.0.0.1"]
-
-
 async def main(args: argparse.Namespace) -> None:
-    aioice.ice.get_host_addresses = loopback
+    gather_only_on("127.0.0.1")
     children = dict(c.split("=", 1) for c in args.child)
     node = NodeCascade(NodeSettings(args.unit, args.parent_url, args.secret, children),
                        SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_timeout_s=5.0)),

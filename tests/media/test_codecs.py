@@ -36,7 +36,7 @@ def test_h264_needs_mode_1_and_baseline() -> None:
     assert codec.payloadType == 103 and rtx is None  # constrained baseline first
     info = codec_info(codec)
     assert info.fmtp()["profile-level-id"] == "42e01f"
-    with pytest.raises(UnsupportedCodecError, match="H.264"):
+    with pytest.raises(UnsupportedCodecError, match=r"H\.264"):
         select_codec(Kind.VIDEO, offered[:2], ("H264", "VP8"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from sqlalchemy import text
 
@@ -28,7 +29,7 @@ async def test_an_intact_chain_verifies_and_links_each_entry(demo: Demo) -> None
     async with demo.db.session() as s:
         rows = await audit.entries(s, demo.meeting_id)
         assert rows[0].prev_hash == audit.GENESIS
-        assert all(b.prev_hash == a.hash for a, b in zip(rows, rows[1:]))
+        assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(rows))
         assert [r.as_dict()["ok"] for r in await audit.verify_chain(s)] == [True]
 
 
@@ -64,13 +65,12 @@ async def test_concurrent_appends_make_one_linear_chain(demo: Demo) -> None:
 async def test_a_buffered_batch_extends_the_chain_once_and_drops_rewound_entries(
         demo: Demo) -> None:
     await append(demo, 0)
-    async with demo.db.session() as s:
-        async with audit.buffered(s):
-            for n in range(1, 6):
-                mark = audit.buffer_mark(s)
-                assert await audit.record(s, demo.meeting_id, None, "batched", {"n": n}) is None
-                if n % 2 == 0:
-                    audit.buffer_rewind(s, mark)  # that change was refused
+    async with demo.db.session() as s, audit.buffered(s):
+        for n in range(1, 6):
+            mark = audit.buffer_mark(s)
+            assert await audit.record(s, demo.meeting_id, None, "batched", {"n": n}) is None
+            if n % 2 == 0:
+                audit.buffer_rewind(s, mark)  # that change was refused
     async with demo.db.session() as s:
         rows = await audit.entries(s, demo.meeting_id)
     assert [(r.seq, r.kind, r.data_json) for r in rows][1:] == [(2, "batched", '{"n":1}'), (3, "batched", '{"n":3}'),

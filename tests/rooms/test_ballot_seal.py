@@ -93,6 +93,6 @@ def test_racing_creators_all_get_the_one_key_on_disk(tmp_path: Path) -> None:
 def test_an_empty_key_file_is_refused_with_how_to_fix_it(tmp_path: Path) -> None:
     path = tmp_path / "ballot.key"
     path.write_bytes(b"")  # left by an older version killed while creating it
-    with pytest.raises(BallotKeyError, match="is empty: .* delete it"):
+    with pytest.raises(BallotKeyError, match=r"is empty: .* delete it"):
         BallotKey.load_or_create(path)
     assert path.read_bytes() == b""  # never overwritten: a key is replaced by hand only

@@ -88,6 +88,7 @@ class MediaClient:
     heard: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     joined: dict[str, Any] = field(default_factory=dict)
+    tasks: set[asyncio.Future[None]] = field(default_factory=set)
     publisher: Publisher | None = None
     subscriber: Subscriber | None = None
     _offers: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -159,7 +160,9 @@ def listening(client: MediaClient) -> MediaClient:
             client.heard.setdefault(event, []).append(payload)
             client.changed.set()
             if event == "media:offer":
-                asyncio.ensure_future(client._pushed_offer(payload))
+                task = asyncio.ensure_future(client._pushed_offer(payload))
+                client.tasks.add(task)  # held until done
+                task.add_done_callback(client.tasks.discard)
         return heard
 
     for event in PUSHED:

@@ -69,9 +69,8 @@ def start_server(*args: str, env: dict[str, str] | None = None, scheme: str = "h
         line = process.stdout.readline()
         if line:
             server.output.append(line.rstrip("\n"))
-            if line.startswith("Hopso is running"):
-                if _wait_healthy(server, deadline):
-                    return server
+            if line.startswith("Hopso is running") and _wait_healthy(server, deadline):
+                return server
         elif process.poll() is not None:
             break
         else:

@@ -41,7 +41,7 @@ async def test_delegates_cannot_schedule_or_manage(hopso: Harness) -> None:
     status, _ = await delegate.call("POST", "/api/meetings", {
         "title": "X", "unit_id": 1, "starts_at": "2026-12-05T08:00:00"})
     assert status == 403
-    status, body = await delegate.call("POST", "/api/meetings", {
+    status, _body = await delegate.call("POST", "/api/meetings", {
         "title": "X", "unit_id": 1, "starts_at": "next tuesday"})
     assert status in (400, 403)
 

@@ -8,8 +8,14 @@ from sqlmodel import col, delete, update
 from rooms.db import Database
 from rooms.models import AuthSession, User, utcnow
 from server import keys
-from server.auth import (SESSION_CACHE, SESSION_COOKIE, SessionCache, end_all_sessions,
-                         end_session, load_session)
+from server.auth import (
+    SESSION_CACHE,
+    SESSION_COOKIE,
+    SessionCache,
+    end_all_sessions,
+    end_session,
+    load_session,
+)
 from tests.conftest import Client, Harness
 
 
@@ -38,7 +44,7 @@ async def test_login_rate_limit_blocks_even_the_right_password(hopso_sqlite: Har
     for _ in range(hopso_sqlite.settings.login_attempts_per_5min):
         status, _ = await client.call("POST", "/api/login", {"username": "thuky", "password": "x"})
         assert status == 401
-    status, body = await client.call("POST", "/api/login", {
+    status, _body = await client.call("POST", "/api/login", {
         "username": "thuky", "password": hopso_sqlite.logins["thuky"].password})
     assert status == 429
 

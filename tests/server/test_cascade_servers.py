@@ -201,7 +201,7 @@ async def test_a_meeting_spans_three_server_processes(
         await client.subscribe(video["id"])
     for client in (at_city, at_ward):
         sub = client.receiver()
-        await wait_for(lambda: sub.frames("video") >= 10, timeout=10)
+        await wait_for(lambda sub=sub: sub.frames("video") >= 10, timeout=10)
 
     # The ward's delegate publishes; the province chair decodes it two links up.
     await at_ward.publish(media, audio=False)

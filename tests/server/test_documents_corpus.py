@@ -46,7 +46,7 @@ async def test_hostile_files_end_rejected_or_with_warnings(hopso_sqlite: Harness
             uploaded.append(body["id"])
     results = [await wait_ready(hopso, i, timeout=90) for i in uploaded]  # processed in parallel
     expected = [c for c in CASES if c[1] == 202]
-    for doc, (make, _, final, code) in zip(results, expected):
+    for doc, (_, _, final, code) in zip(results, expected):
         if final == "rejected" and code is None:  # Office: converted if LibreOffice exists
             assert doc["status"] in ("rejected", "ready", "ready_with_warnings"), doc
             continue

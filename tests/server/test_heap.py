@@ -16,7 +16,7 @@ class Clocks:
 
 class Node:
     def __init__(self) -> None:
-        self.other: "Node | None" = None
+        self.other: Node | None = None
 
 
 def test_full_collections_wait_for_a_quiet_moment_but_not_forever() -> None:

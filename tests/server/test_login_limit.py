@@ -196,7 +196,7 @@ async def test_the_login_form_answers_429_with_retry_after(hopso_sqlite: Harness
     client = h.anonymous()
     async with client.session.get(h.base + "/login") as r:
         token = (await r.text()).split('name="csrf_token" value="')[1].split('"')[0]
-    for n in range(h.settings.login_attempts_per_5min + 1):
+    for _n in range(h.settings.login_attempts_per_5min + 1):
         async with client.session.post(h.base + "/login", data={
                 "username": "daibieu", "password": "x", "csrf_token": token,
                 "next": "/meetings/1"}, allow_redirects=False) as r:

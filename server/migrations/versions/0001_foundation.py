@@ -1,13 +1,12 @@
 """foundation
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-27 09:51:49.815124
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = '0001'
 down_revision = None

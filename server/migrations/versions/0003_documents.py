@@ -4,10 +4,9 @@ Revision ID: 0003
 Revises: 0001 (a branch beside 0002; server.migrate upgrades "heads")
 Create Date: 2026-11-27 10:12:24.789840
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = '0003'
 down_revision = '0001'

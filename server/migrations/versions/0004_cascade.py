@@ -4,10 +4,9 @@ Revision ID: 0004
 Revises: 0001
 Create Date: 2026-11-27 12:50:00
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = '0004'
 down_revision = '0001'

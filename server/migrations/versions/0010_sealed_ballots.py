@@ -15,10 +15,9 @@ A secret vote left open across this upgrade keeps its ballots as plain `voteball
 until it closes; rooms/votes.py reads them with the sealed ones and changes them into
 sealed ones.
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = '0010'
 down_revision = '0006'

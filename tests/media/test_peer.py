@@ -296,7 +296,7 @@ async def test_bad_offers_leave_the_router_untouched(sfu: SFU, media: EncodedMed
 
 async def test_server_initiated_ice_restart_keeps_media_flowing(
         sfu: SFU, media: EncodedMedia) -> None:
-    from .raw_client import RawSubscriber
+    from testkit.raw_media import RawSubscriber
     router = sfu.router("m")
     pub = Publisher(router.add_peer("alice"), media, video=None)
     await pub.publish()

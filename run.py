@@ -9,7 +9,7 @@ import sys
 
 from aiohttp import web
 
-from server.settings import ConfigError, Settings, parse_settings
+from server.core.settings import ConfigError, Settings, parse_settings
 
 
 def _raise_open_files_limit() -> None:
@@ -24,9 +24,9 @@ def _raise_open_files_limit() -> None:
 async def _prepare(settings: Settings) -> None:
     """Migrate, create the first admin and the demo data before serving, printing logins."""
     from rooms.db import Database
-    from server.bootstrap import ensure_admin, seed_demo
-    from server.migrate import upgrade
-    from server.passwords import password_hasher
+    from server.core.bootstrap import ensure_admin, seed_demo
+    from server.core.migrate import upgrade
+    from server.core.passwords import password_hasher
 
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +68,7 @@ def main(argv: list[str]) -> int:
         return 1
 
     from server.app import create_app
-    from server.tls import ssl_context
+    from server.core.tls import ssl_context
 
     host = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
 

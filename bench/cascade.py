@@ -6,7 +6,7 @@ Five processes on loopback (127.0.0.1 only, in every process aioice's
 get_host_addresses returns ["127.0.0.1"]):
 
 * three nodes, bench/cascade_node.py: an SFU plus the node link
-  (server/cascade_link.py) on an aiohttp + socket.io server each, uvloop as in
+  (server/cascade/link.py) on an aiohttp + socket.io server each, uvloop as in
   run.py; city's parent is the province, ward's parent is the city;
 * a publisher process and a subscriber process, bench/cascade_clients.py
   (tests/media/support.py's aiortc clients: pre-encoded VP8 320x240 15 fps,

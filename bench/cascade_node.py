@@ -3,7 +3,7 @@
     python -m bench.cascade_node --unit city --port P [--parent-url URL --secret S]
         [--child unit=secret ...] [--no-uvloop]
 
-Runs an SFU and the node link (server/cascade_link.py) on an aiohttp +
+Runs an SFU and the node link (server/cascade/link.py) on an aiohttp +
 python-socketio server bound to 127.0.0.1:P, as run.py does (uvloop when
 installed). Clients live in other processes (bench/cascade_clients.py) and
 signal over HTTP:
@@ -54,8 +54,8 @@ from aiohttp import web
 from media import SFU, Kind, MediaConfig, NotFoundError, Peer
 from media.link import LinkLimits
 from media.producer import Producer
-from server.cascade_link import NodeCascade, OpenDirectory
-from server.settings import NodeSettings
+from server.cascade.link import NodeCascade, OpenDirectory
+from server.core.settings import NodeSettings
 from testkit.ice import gather_only_on
 
 MEETING = "province/1"  # a meeting key: "<owner unit>/<id>"

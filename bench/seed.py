@@ -13,8 +13,8 @@ from rooms import agenda, meetings, units
 from rooms.db import Database
 from rooms.models import MeetingRole, MeetingStatus, Role, UnitKind, User, utcnow
 from rooms.procedure_models import Attendance, AttendanceStatus
-from server.migrate import upgrade
-from server.passwords import password_hasher
+from server.core.migrate import upgrade
+from server.core.passwords import password_hasher
 
 PASSWORD = "bench-password-1"
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HOPSO_FAST_HASH", "1")  # before server.passwords is imported
+os.environ.setdefault("HOPSO_FAST_HASH", "1")  # before server.core.passwords is imported
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/votes.py` as well as `python -m bench.votes`
     sys.path.insert(0, str(ROOT))
@@ -53,7 +53,7 @@ import psutil
 import socketio
 
 from bench.seed import BenchMeeting, seed_bench_meeting
-from server.settings import Settings
+from server.core.settings import Settings
 
 TARGET_CAST_P99_MS = 300.0
 TARGET_RESULT_P99_MS = 100.0

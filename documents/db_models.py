@@ -134,10 +134,10 @@ class DocumentAccess(SQLModel, table=True):
 
 
 class Presentation(SQLModel, table=True):
-    """Who presents which page in a meeting (server.doc_presenter): one row per meeting, shared
+    """Who presents which page in a meeting (server.documents.presenter): one row per meeting, shared
     by every server process. Start, page turn and stop are written at once with a conditional
     UPDATE (one presenter per meeting); zoom/scroll moves within a page are written at most
-    about once a second. `seq` only grows (see server.doc_presenter for its layout)."""
+    about once a second. `seq` only grows (see server.documents.presenter for its layout)."""
 
     meeting_id: int = Field(foreign_key="meeting.id", primary_key=True)
     active: bool = False

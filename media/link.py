@@ -25,7 +25,7 @@ catalogs, never what it learned from that same link.
 
 Signaling is abstract: a link end only needs a `request(op, data)`
 coroutine reaching the other end's `handle(op, data)`. The server carries it
-over socket.io (server/cascade_link.py); tests use `connect_local()`.
+over socket.io (server/cascade/link.py); tests use `connect_local()`.
 Messages are JSON-safe dicts:
 
   catalog  {"producers": [ProducerInfo as dict + "hops"],

@@ -146,7 +146,7 @@ class MeetingMember(SQLModel, table=True):
 
 
 class NodeCredential(SQLModel, table=True):
-    """A child node's credential as the administrator last set it (server/node_credentials.py).
+    """A child node's credential as the administrator last set it (server/cascade/credentials.py).
 
     Overlays HOPSO_NODE_CHILDREN at start-up: a stored secret replaces the configured one,
     a revoked row removes it. The secret is kept as is: the node link's HMAC needs it."""
@@ -159,7 +159,7 @@ class NodeCredential(SQLModel, table=True):
 
 class MeetingNode(SQLModel, table=True):
     """A child cascade node invited to a meeting: it is offered the meeting and mirrors it
-    (rooms/meeting_nodes.py, server/node_meetings.py). `unit` is the node's HOPSO_NODE_UNIT.
+    (rooms/meeting_nodes.py, server/cascade/meetings.py). `unit` is the node's HOPSO_NODE_UNIT.
     Only while this row exists may the node act on the meeting (docs/cascade.md)."""
 
     meeting_id: int = Field(foreign_key="meeting.id", primary_key=True)

@@ -14,38 +14,34 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from rooms.db import Database
-from server import (
-    api_admin,
-    api_meeting_nodes,
-    api_meetings,
-    api_procedure,
-    api_session,
-    documents_app,
-    events_media,
-    events_meeting,
-    events_procedure,
-    heap,
-    keys,
-    node_app,
-    pages,
-    pages_audit,
-    pages_documents,
-)
-from server.auth import auth_middleware
-from server.i18n import Translator, catalog_handler, language_middleware
-from server.login_limit import LoginLimiter, LoginPolicy, MemoryStore, RedisStore, Store
-from server.metrics import Metrics, metrics_handler
-from server.middleware import (
+from server.admin import pages as pages_audit
+from server.admin import routes as api_admin
+from server.cascade import node as node_app
+from server.cascade import routes as api_meeting_nodes
+from server.conference import sockets as events_media
+from server.core import heap, keys, pages
+from server.core import session_routes as api_session
+from server.core.auth import auth_middleware
+from server.core.i18n import Translator, catalog_handler, language_middleware
+from server.core.login_limit import LoginLimiter, LoginPolicy, MemoryStore, RedisStore, Store
+from server.core.metrics import Metrics, metrics_handler
+from server.core.middleware import (
     error_middleware,
     headers_middleware,
     metrics_middleware,
     quiet_client_protocol_errors,
 )
-from server.migrate import upgrade
-from server.passwords import Passwords, password_hasher
-from server.realtime import Realtime
-from server.settings import Settings
-from server.socket_guard import create_sio
+from server.core.migrate import upgrade
+from server.core.passwords import Passwords, password_hasher
+from server.core.realtime import Realtime
+from server.core.settings import Settings
+from server.core.socket_guard import create_sio
+from server.documents import feature as documents_app
+from server.documents import pages as pages_documents
+from server.meetings import routes as api_meetings
+from server.meetings import sockets as events_meeting
+from server.procedure import routes as api_procedure
+from server.procedure import sockets as events_procedure
 
 log = logging.getLogger(__name__)
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"

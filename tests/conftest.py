@@ -18,11 +18,11 @@ os.environ.setdefault("HOPSO_FAST_HASH", "1")
 from aiohttp.test_utils import TestServer
 
 from rooms.demo import DemoLogin
-from server import keys
 from server.app import create_app
-from server.bootstrap import seed_demo
-from server.passwords import password_hasher
-from server.settings import Settings
+from server.core import keys
+from server.core.bootstrap import seed_demo
+from server.core.passwords import password_hasher
+from server.core.settings import Settings
 
 PG_HOST, PG_PORT, REDIS_PORT = "127.0.0.1", 5432, 6379
 IN_CI = os.environ.get("CI") == "true"

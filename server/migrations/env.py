@@ -1,4 +1,4 @@
-"""Alembic environment. Run programmatically by server.migrate (connection passed in),
+"""Alembic environment. Run programmatically by server.core.migrate (connection passed in),
 or from the command line: `alembic -c server/migrations/alembic.ini upgrade head`."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
-import server.schema  # noqa: F401  (registers every table on SQLModel.metadata)
+import server.core.schema  # noqa: F401  (registers every table on SQLModel.metadata)
 
 target_metadata = SQLModel.metadata
 

@@ -3,7 +3,7 @@
     python -m tests.media.cascade_node_proc --unit city --port P [--parent-url URL
         --secret S] [--child unit=secret ...] [--publish] [--watch PEER --subscribers N]
 
-Runs an SFU, the node link (server/cascade_link.py) on an aiohttp +
+Runs an SFU, the node link (server/cascade/link.py) on an aiohttp +
 python-socketio server, and aiortc clients in-process: a publisher (peer
 "pub-<unit>") and N decoding subscribers that keep subscribing to every
 video producer published by peer PEER anywhere in the tree (and subscribe
@@ -22,8 +22,8 @@ from aiohttp import web
 
 from media import SFU, MediaConfig
 from media.link import LinkLimits
-from server.cascade_link import NodeCascade, OpenDirectory
-from server.settings import NodeSettings
+from server.cascade.link import NodeCascade, OpenDirectory
+from server.core.settings import NodeSettings
 from testkit.ice import gather_only_on
 
 from .support import Publisher, Subscriber, encode_media

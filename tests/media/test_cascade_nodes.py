@@ -1,4 +1,4 @@
-"""Node links over real socket.io (server/cascade_link.py): province <- city <- ward,
+"""Node links over real socket.io (server/cascade/link.py): province <- city <- ward,
 each node an aiohttp + socket.io server with its own SFU on a loopback port."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from aiohttp import web
 
 from media import SFU
 from media.link import Cascade, LinkLimits
-from server.cascade_link import NAMESPACE, NodeCascade, OpenDirectory, make_token
-from server.settings import NodeSettings
+from server.cascade.link import NAMESPACE, NodeCascade, OpenDirectory, make_token
+from server.core.settings import NodeSettings
 from tests.server.processes import free_port
 
 from .conftest import make_config
@@ -191,7 +191,7 @@ async def _connect(url: str, auth: dict[str, str]) -> str | None:
 async def test_bad_credentials_and_loops_are_refused(
         tree: dict[str, Node], caplog: pytest.LogCaptureFixture) -> None:
     province, city = tree["province"], tree["city"]
-    caplog.set_level(logging.WARNING, logger="server.cascade_link")
+    caplog.set_level(logging.WARNING, logger="server.cascade.link")
     before = dict(province.node.children)
     cases: list[tuple[dict[str, str], str]] = [
         ({"unit": "city", "token": make_token("city", "wrong-secret-0123456789")},
@@ -242,7 +242,7 @@ async def test_one_media_transport_per_node_link_for_two_meetings(
     the link has one WebRTC transport at each end (one ICE session, one DTLS handshake)."""
     province, city = tree["province"], tree["city"]
     assert city.node.parent is not None
-    caplog.set_level(logging.WARNING, logger="server.cascade_link")
+    caplog.set_level(logging.WARNING, logger="server.cascade.link")
     await city.node.parent.join("province/43")
     clients: list[Publisher | Subscriber] = []
 

@@ -18,10 +18,10 @@ from rooms.models import Meeting, MeetingStatus, User
 from rooms.procedure import lock
 from rooms.procedure_models import ProcedureState
 from rooms.users import find_user
-from server.bootstrap import seed_demo
-from server.migrate import upgrade
-from server.passwords import password_hasher
-from server.settings import Settings
+from server.core.bootstrap import seed_demo
+from server.core.migrate import upgrade
+from server.core.passwords import password_hasher
+from server.core.settings import Settings
 
 
 @dataclass

@@ -12,10 +12,10 @@ from typing import Any
 import aiohttp
 import socketio
 
-from server import keys
+from server.core import keys
 from tests.conftest import Client, Harness
 from tests.documents import corpus
-from tests.server.test_realtime import connect, demo_meeting_id
+from tests.server.core.test_realtime import connect, demo_meeting_id
 
 __all__ = ["Listener", "connect", "demo_meeting_id", "fetch", "ink_op", "make_pdf", "upload",
            "upload_ready", "wait_ready"]

@@ -16,7 +16,7 @@ import socketio
 from media import Kind
 from tests.conftest import Client, Harness
 from tests.media.support import EncodedMedia, Publisher, Subscriber
-from tests.server.test_realtime import connect
+from tests.server.core.test_realtime import connect
 
 PUSHED = ("media:offer", "media:producer-added", "media:producer-closed",
           "media:producer-paused", "media:peer-joined", "media:peer-closed",

@@ -10,7 +10,7 @@ from typing import Any
 import socketio
 
 from tests.conftest import Client, Harness
-from tests.server.test_realtime import connect, demo_meeting_id
+from tests.server.core.test_realtime import connect, demo_meeting_id
 
 EVENTS = ("agenda:changed", "attendance:changed", "floor:changed", "vote:updated",
           "minutes:generated", "conclusions:changed")

@@ -12,12 +12,12 @@ from sqlmodel import select
 from rooms.meetings import meetings_for
 from rooms.models import MeetingMember
 from rooms.users import find_user
-from server import keys
-from server.cascade_link import NAMESPACE as NODE_NAMESPACE
-from server.cascade_link import make_token
-from server.settings import NodeSettings
+from server.cascade.link import NAMESPACE as NODE_NAMESPACE
+from server.cascade.link import make_token
+from server.core import keys
+from server.core.settings import NodeSettings
 from tests.conftest import Client, Harness, start_harness
-from tests.server.test_realtime import connect
+from tests.server.core.test_realtime import connect
 
 ROLES = ["anonymous", "quantri", "chutri", "thuky", "daibieu", "kythuat"]
 MEMBERS = {"chutri", "thuky", "daibieu", "kythuat"}  # kythuat through the invited site

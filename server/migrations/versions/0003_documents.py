@@ -1,7 +1,7 @@
 """documents
 
 Revision ID: 0003
-Revises: 0001 (a branch beside 0002; server.migrate upgrades "heads")
+Revises: 0001 (a branch beside 0002; server.core.migrate upgrades "heads")
 Create Date: 2026-11-27 10:12:24.789840
 """
 import sqlalchemy as sa

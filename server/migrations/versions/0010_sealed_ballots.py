@@ -9,7 +9,7 @@ key, rooms/ballot_seal.py). `voteballot` loses its random id: its key becomes (v
 receipt_hash), and the rows already there are copied in that order into a new table, so the
 old table's pages (whose layout kept the order ballots were cast in) are dropped whole. On
 SQLite the connection runs with secure_delete, so those pages are zeroed; the server
-checkpoints and truncates the WAL after start-up (server/procedure_live.py).
+checkpoints and truncates the WAL after start-up (server/procedure/live.py).
 
 A secret vote left open across this upgrade keeps its ballots as plain `voteballot` rows
 until it closes; rooms/votes.py reads them with the sealed ones and changes them into

@@ -1,0 +1,80 @@
+"""Wires the cascade (server/cascade/link.py, media/link.py) into the app on a node that
+has HOPSO_NODE_UNIT set: the ``/node`` socket.io namespace for child nodes, the link to
+the parent, meetings mirrored from the parent (server/cascade/meetings.py), and the media
+hub's per-meeting cascades. Without HOPSO_NODE_UNIT nothing here runs (the embedded
+default: one node hosts the whole tree).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from media.link import Cascade
+from rooms import procedure
+from rooms.db import Database
+from rooms.errors import NotFound
+from rooms.models import Meeting
+from server.cascade.credentials import CREDENTIALS_REFRESH_S, load_credentials
+from server.cascade.link import NodeCascade
+from server.cascade.media import HubCascades
+from server.cascade.meetings import DbDirectory
+from server.core import keys
+from server.procedure.live import LIVE, attendance_emit
+
+log = logging.getLogger(__name__)
+
+
+def setup(app: web.Application) -> None:
+    """Call after events_media.setup (the hub's SFU carries the links)."""
+    settings = app[keys.SETTINGS]
+    if settings.node is None:
+        return
+    db, hub = app[keys.DB], app[keys.MEDIA]
+
+    async def push_attendance(meeting_id: int) -> None:
+        """A child's headcount changed: the quorum here did too."""
+        live = app[LIVE]
+        async with live.lock(meeting_id), db.session() as s:
+            state = await procedure.lock(s, meeting_id)
+            emit, seq = await attendance_emit(s, state), state.seq
+        await live.emit(meeting_id, seq, [emit])
+
+    directory = DbDirectory(db, settings.node.unit, push_attendance)
+    node = NodeCascade(settings.node, hub.sfu, directory=directory)
+    node.attach(app[keys.SIO])
+    app[keys.NODE] = node
+
+    async def open_cascade(meeting_id: int) -> Cascade:
+        async with db.session() as s:
+            meeting = await s.get(Meeting, meeting_id)
+        if meeting is None:
+            raise NotFound(f"meeting {meeting_id} not found")
+        return node.open(directory.key_of(meeting), str(meeting_id))
+
+    hub.cascade = HubCascades(hub, open_cascade)
+    app.cleanup_ctx.append(_node_context)  # after the media context: closes before the SFU
+
+
+async def _node_context(app: web.Application) -> AsyncIterator[None]:
+    node, db = app[keys.NODE], app[keys.DB]
+    await load_credentials(db, node)  # stored rotations/revocations win over env
+    node.start_parent_link()
+    refresher = asyncio.create_task(_refresh_credentials(db, node), name="node-credentials")
+    yield
+    refresher.cancel()
+    await asyncio.gather(refresher, return_exceptions=True)
+    await node.close()
+
+
+async def _refresh_credentials(db: Database, node: NodeCascade) -> None:
+    """Another process of this node may rotate or revoke a child's credential."""
+    while True:
+        await asyncio.sleep(CREDENTIALS_REFRESH_S)
+        try:
+            await load_credentials(db, node)
+        except Exception:
+            log.exception("cascade: reading stored child credentials failed")

@@ -1,0 +1,54 @@
+"""Which child cascade nodes a meeting is offered to: GET/PUT /api/meetings/{id}/nodes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from rooms import meeting_nodes, meetings
+from rooms.errors import Conflict
+from rooms.permissions import Action
+from server.core import keys
+from server.core.auth import current_user
+from server.core.http_util import Body, int_id, read_body
+
+routes = web.RouteTableDef()
+
+
+class InvitedNodes(Body):
+    nodes: list[str]
+    # Voting members each node's subtree may report (rooms.attendance); absent: a node that
+    # stays invited keeps its seats, a new one has none.
+    seats: dict[str, int] | None = None
+
+
+def _children(request: web.Request) -> list[str]:
+    node = request.app.get(keys.NODE)
+    return sorted(node.credentials) if node is not None else []
+
+
+@routes.get("/api/meetings/{meeting_id}/nodes")
+async def get_nodes(request: web.Request) -> web.Response:
+    user = current_user(request)
+    async with request.app[keys.DB].session() as s:
+        access = await meetings.require(s, user, int_id(request, "meeting_id"), Action.view)
+        seats = await meeting_nodes.node_seats(s, access.meeting.id)  # type: ignore[arg-type]
+    return web.json_response({"configured": keys.NODE in request.app, "nodes": sorted(seats),
+                              "seats": seats, "children": _children(request),
+                              "mirrored": access.meeting.cascade_key is not None})
+
+
+@routes.put("/api/meetings/{meeting_id}/nodes")
+async def put_nodes(request: web.Request) -> web.Response:
+    user = current_user(request)
+    body = await read_body(request, InvitedNodes)
+    async with request.app[keys.DB].session() as s:
+        access = await meetings.require(s, user, int_id(request, "meeting_id"), Action.manage)
+        if access.meeting.cascade_key is not None:
+            raise Conflict("this meeting is organised by a higher level, which invites the "
+                           "nodes", code="mirrored")
+        await meeting_nodes.set_invited_nodes(s, access.meeting.id, body.nodes,  # type: ignore[arg-type]
+                                              body.seats)
+        seats = await meeting_nodes.node_seats(s, access.meeting.id)  # type: ignore[arg-type]
+    return web.json_response({"configured": keys.NODE in request.app, "nodes": sorted(seats),
+                              "seats": seats, "children": _children(request),
+                              "mirrored": False})

@@ -1,0 +1,34 @@
+"""Typed keys for what the app holds (no module-level state anywhere)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import socketio
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from rooms.db import Database
+from server.core.settings import Settings
+
+if TYPE_CHECKING:
+    from server.cascade.link import NodeCascade
+    from server.conference.hub import MediaHub
+    from server.core.i18n import Translator
+    from server.core.login_limit import LoginLimiter
+    from server.core.metrics import Metrics
+    from server.core.passwords import Passwords
+    from server.documents.runtime import DocumentRuntime
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", Database)
+SIO = web.AppKey("sio", socketio.AsyncServer)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+LIMITER: web.AppKey[LoginLimiter] = web.AppKey("limiter")
+PASSWORDS: web.AppKey[Passwords] = web.AppKey("passwords")
+TRANSLATOR: web.AppKey[Translator] = web.AppKey("translator")
+DOCUMENTS: web.AppKey[DocumentRuntime] = web.AppKey("documents")
+MEDIA: web.AppKey[MediaHub] = web.AppKey("media")
+# Set only on a node configured for the cascade (HOPSO_NODE_UNIT); absent otherwise.
+NODE: web.AppKey[NodeCascade] = web.AppKey("node")

@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import pytest
+
+from server.core.settings import ConfigError, parse_settings
+
+
+def test_defaults_are_the_embedded_sqlite_setup() -> None:
+    settings = parse_settings([], env={})
+    assert settings.port == 8080 and settings.redis_url is None and not settings.tls
+    assert settings.sqlalchemy_url.startswith("sqlite+aiosqlite:///")
+    assert settings.sqlalchemy_url.endswith("hopso-data/hopso.sqlite3")
+    assert settings.ice_addresses == ("127.0.0.1",)
+
+
+def test_environment_is_read_and_flags_win() -> None:
+    env = {"HOPSO_PORT": "9000", "HOPSO_DATABASE_URL": "postgresql://u@127.0.0.1/db",
+           "HOPSO_DEMO": "1", "HOPSO_ICE_ADDRESSES": "127.0.0.1, 127.0.0.2"}
+    settings = parse_settings(["--port", "9100"], env=env)
+    assert settings.port == 9100 and settings.demo
+    assert settings.sqlalchemy_url == "postgresql+asyncpg://u@127.0.0.1/db"
+    assert settings.ice_addresses == ("127.0.0.1", "127.0.0.2")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--session-ttl", "5"], "--session-ttl must be between"),
+    (["--ice-servers", "http://x"], "--ice-servers entries must start with stun:"),
+    (["--timezone", "Mars/Olympus"], "--timezone is not a known time zone"),
+    (["--announced-address", "example.org"], "--announced-address must be an IP address"),
+])
+def test_bad_values_name_the_option(argv: list[str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        parse_settings(argv, env={})
+
+
+def test_office_without_sandbox_is_an_explicit_choice() -> None:
+    assert not parse_settings([], env={}).office_without_sandbox
+    assert parse_settings(["--office-without-sandbox"], env={}).office_without_sandbox
+    assert parse_settings([], env={"HOPSO_OFFICE_WITHOUT_SANDBOX": "1"}).office_without_sandbox
+
+
+def test_data_dir_must_be_a_directory(tmp_path: Path) -> None:
+    file = tmp_path / "f"
+    file.write_text("x")
+    with pytest.raises(ConfigError, match="not a directory"):
+        parse_settings(["--data-dir", str(file)], env={})
+
+
+def test_the_ballot_key_file_defaults_to_the_data_dir() -> None:
+    assert parse_settings(["--data-dir", "d"], env={}).ballot_key_path == Path("d/ballot.key")
+    env = {"HOPSO_BALLOT_KEY_FILE": "/etc/hopso/ballot.key"}
+    assert parse_settings([], env=env).ballot_key_path == Path("/etc/hopso/ballot.key")

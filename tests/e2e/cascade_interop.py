@@ -17,7 +17,7 @@ from typing import Any
 
 from playwright.sync_api import sync_playwright
 
-from tests.e2e.browser import ARGS, CHROMIUM
+from testkit.browser import ARGS, CHROMIUM
 from tests.e2e.video_interop import EXTRA_ARGS, join_call, log_in, total, wait_until
 from tests.server.processes import start_server
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.browser import chromium
+from testkit.browser import chromium
 from tests.server.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser

@@ -12,7 +12,7 @@ from typing import Any
 import pymupdf
 import pytest
 
-from tests.e2e.browser import api_login, chromium, publish_pdfs
+from testkit.browser import api_login, chromium, publish_pdfs
 from tests.server.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.e2e.browser import api_login, chromium, publish_pdfs
+from testkit.browser import api_login, chromium, publish_pdfs
 from tests.e2e.test_documents_browser import (
     TABLET,
     WAIT_MS,

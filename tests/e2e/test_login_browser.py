@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from rooms.demo import DEMO_MEETING
-from tests.e2e.browser import chromium
+from testkit.browser import chromium
 from tests.server.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser

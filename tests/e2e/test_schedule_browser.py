@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.browser import chromium
+from testkit.browser import chromium
 from tests.server.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.browser import CHROMIUM
+from testkit.browser import CHROMIUM
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "tests" / "e2e" / "screenshots" / "video-two-participants.png"

@@ -17,7 +17,7 @@ from typing import Any
 
 from playwright.sync_api import Page, sync_playwright
 
-from tests.e2e.browser import ARGS, CHROMIUM
+from testkit.browser import ARGS, CHROMIUM
 from tests.server.processes import ServerProcess, start_server
 
 EXTRA_ARGS = ["--disable-features=WebRtcHideLocalIpsWithMdns",

@@ -32,10 +32,24 @@ export class MediaSignaling {
                                   forceNew: true });
     /** @type {(connected: boolean) => void} */
     this.onConnectionChange = () => {};
+    // One callback per pushed event (PUSHED); payloads as docs/protocol.md describes them.
+    /** @type {(e: {offer: any}) => void} */ this.onOffer = () => {};
+    /** @type {(e: {producer: any}) => void} */ this.onProducerAdded = () => {};
+    /** @type {(e: {producer_id: string}) => void} */ this.onProducerClosed = () => {};
+    /** @type {(e: {producer_id: string, peer_id: string, paused: boolean, paused_by: string|null}) => void} */
+    this.onProducerPaused = () => {};
+    /** @type {(e: {peer: any}) => void} */ this.onPeerJoined = () => {};
+    /** @type {(e: {peer_id: string}) => void} */ this.onPeerClosed = () => {};
+    /** @type {(e: {peer_id: string|null}) => void} */ this.onActiveSpeaker = () => {};
+    /** @type {(e: {holder: any}) => void} */ this.onFloor = () => {};
+    /** @type {(e: {user_id: number, kind: "audio"|"video", locked: boolean}) => void} */ this.onLock = () => {};
+    /** @type {(e: {peer_id: string, reason: string}) => void} */ this.onClosed = () => {};
+    /** @type {(e: {peers: any[]}) => void} */ this.onStats = () => {};
+    /** @type {(e: {peers: Record<string, string>}) => void} */ this.onQuality = () => {};
+    /** @type {(e: object) => void} */ this.onTransport = () => {};
     this.socket.on("connect", () => this.onConnectionChange(true));
     this.socket.on("disconnect", () => this.onConnectionChange(false));
     for (const [event, callback] of Object.entries(PUSHED)) {
-      this[callback] = () => {};
       this.socket.on(event, (payload) => {
         if (payload?.meeting_id === this.meetingId) this[callback](payload);
       });

@@ -22,6 +22,7 @@ from server.conference import sockets as events_media
 from server.core import heap, keys, pages
 from server.core import session_routes as api_session
 from server.core.auth import auth_middleware
+from server.core.bus import Bus
 from server.core.i18n import Translator, catalog_handler, language_middleware
 from server.core.login_limit import LoginLimiter, LoginPolicy, MemoryStore, RedisStore, Store
 from server.core.metrics import Metrics, metrics_handler
@@ -57,6 +58,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[headers_middleware, metrics_middleware, error_middleware,
                      language_middleware, auth_middleware])
     app[keys.SETTINGS] = settings
+    app[keys.BUS] = Bus()
     quiet_client_protocol_errors()  # a client's malformed HTTP: one INFO line, no traceback
     app[keys.REGISTRY] = registry = CollectorRegistry()
     app[keys.METRICS] = Metrics.create(registry)

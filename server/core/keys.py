@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from rooms.db import Database
+from server.core.bus import Bus
 from server.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 LIMITER: web.AppKey[LoginLimiter] = web.AppKey("limiter")
 PASSWORDS: web.AppKey[Passwords] = web.AppKey("passwords")
 TRANSLATOR: web.AppKey[Translator] = web.AppKey("translator")
+BUS = web.AppKey("bus", Bus)  # set before any feature's setup (server/core/feature.py)
 DOCUMENTS: web.AppKey[DocumentRuntime] = web.AppKey("documents")
 MEDIA: web.AppKey[MediaHub] = web.AppKey("media")
 # Set only on a node configured for the cascade (HOPSO_NODE_UNIT); absent otherwise.

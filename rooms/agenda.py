@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,7 +10,6 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from documents.db_models import Document
 from rooms.errors import Conflict, Invalid, NotFound
 from rooms.models import MeetingMember, User, utcnow
 from rooms.procedure import seconds_between
@@ -157,19 +157,17 @@ async def set_current(session: AsyncSession, state: ProcedureState, item_id: int
     session.add(state)
 
 
-async def get_document(session: AsyncSession, meeting_id: int, document_id: int) -> Document:
-    """A document of this meeting; another meeting's (or none) is not found, never revealed.
-    (AgendaDocument.document_id has no foreign key: this is the only check.)"""
-    document = await session.get(Document, document_id)
-    if document is None or document.meeting_id != meeting_id:
-        raise NotFound(f"document {document_id} not found in this meeting")
-    return document
+DocumentCheck = Callable[[AsyncSession, int, int], Awaitable[object]]
+"""`check(session, meeting_id, document_id)` raises NotFound unless the document belongs to
+the meeting: documents.catalog.meeting_document, passed in because documents depend on rooms,
+not the other way round. AgendaDocument.document_id has no foreign key: this is the only
+check."""
 
 
 async def attach_document(session: AsyncSession, meeting_id: int, item_id: int,
-                          document_id: int) -> AgendaDocument:
+                          document_id: int, check_document: DocumentCheck) -> AgendaDocument:
     item = await get_item(session, meeting_id, item_id)
-    await get_document(session, meeting_id, document_id)
+    await check_document(session, meeting_id, document_id)
     rows = await session.exec(select(AgendaDocument).where(
         AgendaDocument.agenda_item_id == item.id, AgendaDocument.document_id == document_id))
     if rows.first() is not None:

@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from documents import catalog
 from documents.minutes import render_minutes
 from rooms import agenda, attendance, audit, meetings, minutes, procedure, votes
 from rooms.audit import AuditKind
@@ -170,7 +171,8 @@ async def attach(request: web.Request) -> web.Response:
     item_id = int_id(request, "item_id")
 
     async def apply(s: AsyncSession, st: ProcedureState) -> dict[str, Any]:
-        link = await agenda.attach_document(s, st.meeting_id, item_id, body.document_id)
+        link = await agenda.attach_document(s, st.meeting_id, item_id, body.document_id,
+                                            catalog.meeting_document)
         return {"id": item_id, "document_id": link.document_id, "position": link.position}
     return await _agenda_change(request, "document_attached", apply, status=201)
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from documents.catalog import meeting_document
 from documents.db_models import Document, DocumentStatus
 from rooms import agenda
 from rooms.errors import Conflict, Invalid, NotFound
@@ -33,12 +34,15 @@ async def test_insert_move_remove_and_time_the_current_item(demo: Demo) -> None:
                        status=DocumentStatus.ready, created_by=demo.users["thuky"].id)
         s.add(doc)
         await s.flush()
-        await agenda.attach_document(s, m, b.id, doc.id)  # type: ignore[arg-type]
+        await agenda.attach_document(s, m, b.id, doc.id,  # type: ignore[arg-type]
+                                     meeting_document)
         with pytest.raises(Conflict):
-            await agenda.attach_document(s, m, b.id, doc.id)  # type: ignore[arg-type]
+            await agenda.attach_document(s, m, b.id, doc.id,  # type: ignore[arg-type]
+                                         meeting_document)
         for missing in (doc.id + 1, 0):  # type: ignore[operator]
             with pytest.raises(NotFound):
-                await agenda.attach_document(s, m, b.id, missing)  # type: ignore[arg-type]
+                await agenda.attach_document(s, m, b.id, missing,  # type: ignore[arg-type]
+                                             meeting_document)
     t0 = utcnow()
     async with demo.db.session() as s:
         state = await demo.locked(s)

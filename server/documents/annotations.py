@@ -47,6 +47,7 @@ from documents.db_models import AnnotationOp, Document, DocumentVersion
 from rooms.db import Database
 from rooms.errors import Conflict, DomainError, Invalid, NotFound
 from server.core.realtime import user_room
+from server.documents.wire import wire_annotation, wire_event
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 64  # ops stored in one transaction at most
@@ -248,7 +249,7 @@ class AnnotationHub:
                                  item.viewer, item.sid)
             own = await self._project(document_id, item.version, current, result.record,
                                       item.viewer.actor)
-            _settle(item.done, (result, own.to_dict() if own else None))
+            _settle(item.done, (result, wire_event(own) if own else None))
         self._bound_cache()  # the log grew
 
     async def _one(self, document_id: int, item: _Queued
@@ -392,18 +393,18 @@ class AnnotationHub:
             # The usual case (a `meeting` stroke): both classes see the same event, so it is
             # encoded once and sent to both rooms in one emit.
             await self.sio.emit("annotation:event",
-                                {**base, "own": False, "event": generic.to_dict()},
+                                {**base, "own": False, "event": wire_event(generic)},
                                 to=[doc_room(document_id, False), doc_room(document_id, True)],
                                 skip_sid=sid)
         else:
             for presenters, event in ((False, generic), (True, presenter)):
                 if event is not None:
                     await self.sio.emit("annotation:event",
-                                        {**base, "own": False, "event": event.to_dict()},
+                                        {**base, "own": False, "event": wire_event(event)},
                                         room=doc_room(document_id, presenters), skip_sid=sid)
         own = await self._project(document_id, version, current, record, author.actor)
         if own is not None:
-            await self.sio.emit("annotation:event", {**base, "own": True, "event": own.to_dict()},
+            await self.sio.emit("annotation:event", {**base, "own": True, "event": wire_event(own)},
                                 room=user_room(author.user_id), skip_sid=sid)
 
     # --- reads ---------------------------------------------------------------------------
@@ -422,7 +423,7 @@ class AnnotationHub:
                 raise annotation_error(exc) from None
             if pages is not None or annotations or seq:
                 out.append({"page": page, "seq": seq,
-                            "annotations": [a.to_dict() for a in annotations]})
+                            "annotations": [wire_annotation(a) for a in annotations]})
         return out
 
     async def since(self, document_id: int, version: int, viewer: Viewer, page: int,
@@ -432,7 +433,7 @@ class AnnotationHub:
             current = await self._current(document_id, version)
             try:
                 seq = current.page_state(page).last_visible_seq(actor)
-                return [e.to_dict() for e in current.events_since(page, after_seq, actor)], seq
+                return [wire_event(e) for e in current.events_since(page, after_seq, actor)], seq
             except AnnotationError as exc:
                 raise annotation_error(exc) from None
             except Trimmed:  # older than the in-memory window: the rest from the database
@@ -457,7 +458,7 @@ class AnnotationHub:
                 events += chained
                 start = records[-1].seq
         events += chain_events(window, page, prev, actor)[0]
-        return [e.to_dict() for e in events], seq
+        return [wire_event(e) for e in events], seq
 
     async def page_sizes(self, document_id: int, version: int) -> list[tuple[float, float]]:
         """Page sizes of the current version, from the cached log (no query when warm)."""

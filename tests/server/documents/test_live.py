@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.server.documents_support import (
     subscribed_viewers,
     upload_ready,
 )
+from tests.server.wire_times import assert_wire_times
 
 
 async def test_private_strokes_stay_private_and_shared_ones_arrive_live(
@@ -80,6 +82,31 @@ async def test_private_strokes_stay_private_and_shared_ones_arrive_live(
     since = await b.call("annotation:since", {"document_id": doc["id"], "version": version,
                                               "page": 0, "after_seq": 0})
     assert [e["seq"] for e in since["result"]["events"]] == [2] and since["result"]["seq"] == 2
+
+
+async def test_annotation_and_document_times_are_iso_8601_utc_on_the_wire(
+        hopso_sqlite: Harness, tmp_path: Path) -> None:
+    hopso = hopso_sqlite
+    started = datetime.now(UTC)
+    meeting_id = await demo_meeting_id(hopso)
+    doc = await upload_ready(hopso, meeting_id, make_pdf(tmp_path, pages=1))
+    a, b = await subscribed_viewers(hopso, meeting_id, doc["id"], "daibieu", "daibieu2")
+    where = {"document_id": doc["id"], "version": doc["version"]}
+    ack = await a.call("annotation:op", {**where, "op": ink_op(visibility="meeting")})
+    pushed = await b.wait_for("annotation:event", lambda e: e["event"]["seq"] == 1)
+    snapshot = await b.call("annotation:snapshot", where)
+    since = await b.call("annotation:since", {**where, "page": 0, "after_seq": 0})
+    upserted = ("event.upserts[0].created_at", "event.upserts[0].updated_at")
+    assert_wire_times(ack["result"], *upserted, since=started)
+    assert_wire_times(pushed, *upserted, since=started)
+    assert_wire_times(snapshot["result"], "pages[0].annotations[0].created_at",
+                      "pages[0].annotations[0].updated_at", since=started)
+    assert_wire_times(since["result"], "events[0].upserts[0].created_at", since=started)
+    details = await a.call("document:subscribe", {"document_id": doc["id"]})
+    assert_wire_times(details["result"], "created_at", "updated_at", "versions[0].created_at",
+                      since=started)
+    await a.close()
+    await b.close()
 
 
 async def test_presenter_page_turn_reaches_followers(hopso_sqlite: Harness, tmp_path: Path

@@ -11,7 +11,7 @@
  * @property {"ink"|"highlighter"|"note"} kind
  * @property {"private"|"meeting"|"presenter"} visibility
  * @property {object} data
- * @property {number} [created_at]
+ * @property {string} [created_at]  ISO 8601 (docs/protocol.md, Conventions); none while pending
  */
 
 /**
@@ -156,7 +156,7 @@ export class AnnotationStore {
     for (const op of this.pending.values()) {
       if (op.page === page) this.#applyLocal(view, op);
     }
-    const key = (a) => a.created_at ?? Infinity;
+    const key = (a) => (a.created_at ? Date.parse(a.created_at) : Infinity);  // pending last
     return [...view.values()].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
   }
 
@@ -171,7 +171,7 @@ export class AnnotationStore {
         ...before, ...op.annotation, page: op.page, author_id: this.userId,
         document_id: this.documentId,
         visibility: op.annotation.visibility ?? before?.visibility ?? "private",
-        created_at: before?.created_at ?? Infinity,
+        created_at: before?.created_at,
       });
     } else if (op.type === "delete") {
       for (const id of op.ids) view.delete(id);

@@ -80,7 +80,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.server.processes import free_port
+from testkit.processes import free_port
 
 UNITS = ("province", "city", "ward")
 SECRETS = {"city": "city-bench-secret-0123456789", "ward": "ward-bench-secret-0123456789"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.processes import ROOT, free_port, run_py, start_server
+from testkit.processes import ROOT, free_port, run_py, start_server
 
 
 @pytest.mark.parametrize("args, env, message", [

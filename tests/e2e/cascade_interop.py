@@ -18,8 +18,8 @@ from typing import Any
 from playwright.sync_api import sync_playwright
 
 from testkit.browser import ARGS, CHROMIUM
+from testkit.processes import start_server
 from tests.e2e.video_interop import EXTRA_ARGS, join_call, log_in, total, wait_until
-from tests.server.processes import start_server
 
 SECRET = "ward-secret-for-the-test"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from testkit.browser import chromium
-from tests.server.processes import ServerProcess, start_server
+from testkit.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser
 

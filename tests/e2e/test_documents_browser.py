@@ -13,7 +13,7 @@ import pymupdf
 import pytest
 
 from testkit.browser import api_login, chromium, publish_pdfs
-from tests.server.processes import ServerProcess, start_server
+from testkit.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser
 

@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from testkit.browser import api_login, chromium, publish_pdfs
+from testkit.processes import start_server
 from tests.e2e.test_documents_browser import (
     TABLET,
     WAIT_MS,
@@ -25,7 +26,6 @@ from tests.e2e.test_documents_browser import (
     wait_shown,
 )
 from tests.e2e.test_documents_browser import annotations as shown_ids
-from tests.server.processes import start_server
 
 pytestmark = pytest.mark.browser
 

@@ -7,7 +7,7 @@ import pytest
 
 from rooms.demo import DEMO_MEETING
 from testkit.browser import chromium
-from tests.server.processes import ServerProcess, start_server
+from testkit.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from testkit.browser import chromium
-from tests.server.processes import ServerProcess, start_server
+from testkit.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser
 TABLET = {"width": 800, "height": 1280}

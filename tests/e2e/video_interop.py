@@ -18,7 +18,7 @@ from typing import Any
 from playwright.sync_api import Page, sync_playwright
 
 from testkit.browser import ARGS, CHROMIUM
-from tests.server.processes import ServerProcess, start_server
+from testkit.processes import ServerProcess, start_server
 
 EXTRA_ARGS = ["--disable-features=WebRtcHideLocalIpsWithMdns",
               "--autoplay-policy=no-user-gesture-required"]

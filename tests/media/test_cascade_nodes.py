@@ -18,7 +18,7 @@ from media import SFU
 from media.link import Cascade, LinkLimits
 from server.cascade.link import NAMESPACE, NodeCascade, OpenDirectory, make_token
 from server.core.settings import NodeSettings
-from tests.server.processes import free_port
+from testkit.processes import free_port
 
 from .conftest import make_config
 from .support import EncodedMedia, Publisher, Subscriber, wait_for

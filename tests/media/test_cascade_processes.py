@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.server.processes import ROOT, free_port
+from testkit.processes import ROOT, free_port
 
 SECRETS = {"city": "city-secret-0123456789", "ward": "ward-secret-0123456789"}
 

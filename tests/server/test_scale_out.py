@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 import socketio
 
+from testkit.processes import start_server
 from tests.conftest import REDIS_PORT, need_service
-from tests.server.processes import start_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

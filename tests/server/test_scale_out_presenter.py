@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 import socketio
 
+from testkit.processes import start_server
 from tests.conftest import REDIS_PORT, need_service
 from tests.documents import corpus
-from tests.server.processes import start_server
 from tests.server.test_scale_out import login
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]

@@ -31,9 +31,9 @@ import aiohttp
 import socketio
 
 from rooms.votes import new_receipt
+from testkit.processes import ServerProcess, start_server
 from tests.conftest import Client
 from tests.documents import corpus
-from tests.server.processes import ServerProcess, start_server
 
 KILLS = 4  # per database, during traffic (1.5-4 s of it each); 2 more during vote closes
 VOTERS = 20

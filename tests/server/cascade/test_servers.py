@@ -19,10 +19,10 @@ import aioice.ice
 import pytest
 import socketio
 
+from testkit.processes import ServerProcess, free_port, start_server
 from tests.conftest import Client
 from tests.media.support import EncodedMedia, encode_media, wait_for
 from tests.server.media_support import MediaClient, SioPeer, listening
-from tests.server.processes import ServerProcess, free_port, start_server
 
 CITY_SECRET, WARD_SECRET = "c" * 24, "w" * 24
 

@@ -23,9 +23,9 @@ import pytest
 
 from server.core import keys
 from server.core.settings import SocketLimits
+from testkit.processes import ROOT
 from tests.conftest import Harness, start_harness
 from tests.server.documents_support import Listener, demo_meeting_id, ink_op, make_pdf, upload_ready
-from tests.server.processes import ROOT
 
 FLOOD_S = 5.0
 WINDOW_S = 4.0  # each measured window: quiet, flooded, quiet again

@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 import psutil
 
+from testkit.processes import ServerProcess, start_server
 from tests.documents import corpus
-from tests.server.processes import ServerProcess, start_server
 
 # What processing a few small documents may add to the server process's peak RSS (the
 # issue measured +667 MB kept, 3.5 GB peak, for the tall strip before the fix).

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from server.admin import audit_verify
+from testkit.processes import ROOT
 from tests.conftest import Harness
 from tests.server.core.test_realtime import demo_meeting_id
 from tests.server.documents_support import make_pdf, upload
-from tests.server.processes import ROOT
 
 
 async def test_secretary_edits_the_agenda_and_others_cannot(hopso: Harness,

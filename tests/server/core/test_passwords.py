@@ -2,7 +2,6 @@
 
 import asyncio
 import os
-import statistics
 import time
 from pathlib import Path
 
@@ -87,7 +86,9 @@ async def test_missing_and_unusable_hashes_take_as_long_as_a_real_one() -> None:
         assert await passwords.verify(stored, "right-password") is (stored == real)
         return time.perf_counter() - started
     try:
-        times = {name: statistics.median([await timed(stored) for _ in range(3)])
+        await timed(real)  # the pool's thread starts at the first call: not part of a check
+        # The fastest of five: other processes on the machine only ever add time.
+        times = {name: min([await timed(stored) for _ in range(5)])
                  for name, stored in (("real", real), ("missing", None),
                                       ("unusable", UNUSABLE_HASH), ("garbage", "$argon2id$x"))}
     finally:

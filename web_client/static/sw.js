@@ -14,6 +14,8 @@
 // route, any request that is not a GET, any answer that is not a plain 200 (or says
 // no-store). Old caches go when a new build activates; every cache goes at login and logout.
 
+/** The worker's own scope, typed as the service worker it is (skipWaiting, clients, registration). */
+const sw = /** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self));
 const BUILD = new URL(self.location.href).searchParams.get("v") || "dev";
 const STATIC = `hopso-static-${BUILD}`;
 const PAGES = `hopso-pages-${BUILD}`;
@@ -35,18 +37,18 @@ let outdated = false;
 // The last PDF read for range requests answered from the cache (pdf.js asks many).
 let lastBody = { key: "", body: null };
 
-self.addEventListener("install", () => { self.skipWaiting(); });
+self.addEventListener("install", () => { sw.skipWaiting(); });
 
-self.addEventListener("activate", (event) => {
+self.addEventListener("activate", (/** @type {ExtendableEvent} */ event) => {
   event.waitUntil((async () => {
     for (const name of await caches.keys()) {
       if (name.startsWith("hopso-") && !CURRENT.has(name)) await caches.delete(name);
     }
-    await self.clients.claim();
+    await sw.clients.claim();
   })());
 });
 
-self.addEventListener("fetch", (event) => {
+self.addEventListener("fetch", (/** @type {FetchEvent} */ event) => {
   const request = event.request;
   const url = new URL(request.url);
   if (url.origin !== self.location.origin) return;
@@ -66,7 +68,7 @@ self.addEventListener("fetch", (event) => {
   // Files come from the cache for documents pages (and pdf.js's worker) only: every other
   // page keeps loading them from the network, as if there were no worker.
   event.respondWith((async () => {
-    const client = event.clientId ? await self.clients.get(event.clientId) : null;
+    const client = event.clientId ? await sw.clients.get(event.clientId) : null;
     if (client?.type === "window" && !PAGE.test(new URL(client.url).pathname)) {
       return fetch(request);
     }
@@ -75,7 +77,7 @@ self.addEventListener("fetch", (event) => {
 });
 
 // The page (documents.js) names what it fetched before this worker controlled it.
-self.addEventListener("message", (event) => {
+self.addEventListener("message", (/** @type {ExtendableMessageEvent} */ event) => {
   if (event.data?.type === "warm" && Array.isArray(event.data.urls)) {
     event.waitUntil(warm(event.data.urls));
   }
@@ -103,7 +105,7 @@ async function page(request, url, keep) {
   let response;
   try {
     response = await fetch(request);
-  } catch (error) {
+  } catch {
     return (await fromCache(PAGES, key)) ?? Response.error();
   }
   if (response.status >= 500) return (await fromCache(PAGES, key)) ?? response;
@@ -125,7 +127,7 @@ async function staticFile(request, url, keep) {
   let response;
   try {
     response = await fetch(request);
-  } catch (error) {
+  } catch {
     return (await fromCache(STATIC, request)) ?? Response.error();
   }
   if (!outdated && storable(response)) keep(store(STATIC, request, response.clone(), started));
@@ -137,7 +139,7 @@ async function data(request, url, keep) {
   let response;
   try {
     response = await fetch(request);
-  } catch (error) {
+  } catch {
     return (await fromCache(DATA, request.url)) ?? Response.error();
   }
   if (response.status >= 500) return (await fromCache(DATA, request.url)) ?? response;
@@ -160,7 +162,7 @@ async function pdf(request, url, keep) {
   try {
     response = await fetch(range ? request : new Request(request.url, {
       headers: request.headers, credentials: "same-origin", mode: "same-origin" }));
-  } catch (error) {
+  } catch {
     return (await pdfFromCache(request.url, range)) ?? Response.error();
   }
   if (response.status >= 500) return (await pdfFromCache(request.url, range)) ?? response;
@@ -214,7 +216,7 @@ async function fromCache(name, key) {
 
 /** True once a worker of another build is active: this one's caches are gone, keep none. */
 function replaced() {
-  const active = self.registration.active;
+  const active = sw.registration.active;
   return Boolean(active) && active.scriptURL !== self.location.href;
 }
 

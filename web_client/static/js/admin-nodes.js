@@ -113,7 +113,7 @@ function wireForm(form, unitOf) {
 function childCard(unit) {
   let card = cards.get(unit);
   if (!card) {
-    card = $("child-template").content.firstElementChild.cloneNode(true);
+    card = /** @type {HTMLElement} */ (/** @type {HTMLTemplateElement} */ ($("child-template")).content.firstElementChild.cloneNode(true));
     card.dataset.unit = unit;
     wireForm(card.querySelector("form"), () => unit);
     cards.set(unit, card);
@@ -185,5 +185,5 @@ async function loop() {
 }
 
 const addForm = $("add-child-form");
-wireForm(addForm, () => addForm.querySelector("input[name=unit]").value.trim());
+wireForm(addForm, () => /** @type {HTMLInputElement} */ (addForm.querySelector("input[name=unit]")).value.trim());
 loop();

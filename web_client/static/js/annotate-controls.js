@@ -19,6 +19,7 @@ export class AnnotateControls {
     this.t = t;
     this.store = null;
     this.sharedPages = new Set();
+    /** Elements of the section by id; each is used as what its template makes it. @type {(id: string) => any} */
     this.$ = (id) => root.querySelector(`#${id}`);
     ink.onNoteRequest = (at, existing) => this.#noteDialog(at, existing);
     ink.onSelect = (ann) => this.#selectionChanged(ann);
@@ -28,7 +29,7 @@ export class AnnotateControls {
       if (undo) undo.disabled = !ink.canUndo();
       if (redo) redo.disabled = !ink.canRedo();
     };
-    for (const button of root.querySelectorAll("[data-tool]")) {
+    for (const button of /** @type {NodeListOf<HTMLElement>} */ (root.querySelectorAll("[data-tool]"))) {
       button.addEventListener("click", () => this.setTool(button.dataset.tool));
     }
     // The palette floats over the page: it opens with its tool (or a second tap on it) and
@@ -75,7 +76,7 @@ export class AnnotateControls {
   setTool(tool) {
     const again = this.ink.tool === tool;
     this.ink.setTool(tool);
-    for (const b of this.root.querySelectorAll("[data-tool]")) {
+    for (const b of /** @type {NodeListOf<HTMLElement>} */ (this.root.querySelectorAll("[data-tool]"))) {
       b.setAttribute("aria-pressed", String(b.dataset.tool === tool));
     }
     const colors = this.$("colors");
@@ -124,7 +125,7 @@ export class AnnotateControls {
 
   /** A bar under the tool shows its colour, so the closed palette still tells it. */
   #markTool(tool, color) {
-    this.root.querySelector(`[data-tool="${tool}"]`)?.style.setProperty("--swatch", color);
+    /** @type {HTMLElement|null} */ (this.root.querySelector(`[data-tool="${tool}"]`))?.style.setProperty("--swatch", color);
   }
 
   // --- sharing ----------------------------------------------------------------------------

@@ -20,9 +20,8 @@ export async function api(method, url, body) {
   });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
-    const error = new Error(data?.error?.message ?? response.statusText);
-    error.code = data?.error?.code ?? String(response.status);
-    throw error;
+    throw Object.assign(new Error(data?.error?.message ?? response.statusText),
+                        { code: data?.error?.code ?? String(response.status) });
   }
   return data;
 }

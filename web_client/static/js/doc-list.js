@@ -36,7 +36,7 @@ export class DocList {
     this.canManage = root.dataset.canUpload === "true";
     this.lang = document.body.dataset.lang || "vi";
     this.box = root.querySelector("#doc-list");
-    /** @type {Map<number, object>} */
+    /** @type {Map<number, import("./documents-api.js").DocumentInfo>} */
     this.docs = new Map();
     this.progress = new Map(); // documentId → {stage, done, total}
     this.agenda = new Map();
@@ -60,7 +60,7 @@ export class DocList {
 
   setCurrent(documentId) {
     this.current = documentId;
-    for (const item of this.box.querySelectorAll(".doc-item")) {
+    for (const item of /** @type {NodeListOf<HTMLElement>} */ (this.box.querySelectorAll(".doc-item"))) {
       item.classList.toggle("current", Number(item.dataset.documentId) === documentId);
     }
   }
@@ -204,7 +204,7 @@ export class DocList {
   // --- upload -----------------------------------------------------------------------------------
 
   #fillAgendaSelect() {
-    const select = this.root.querySelector("#upload-agenda");
+    const select = /** @type {HTMLSelectElement|null} */ (this.root.querySelector("#upload-agenda"));
     if (!select) return;
     const items = [...this.agenda.entries()].sort((a, b) => a[1].position - b[1].position);
     select.replaceChildren(select.options[0], ...items.map(([id, item]) => {
@@ -215,21 +215,23 @@ export class DocList {
   }
 
   #wireUpload() {
-    const form = this.root.querySelector("#upload-form");
+    const form = /** @type {HTMLFormElement|null} */ (this.root.querySelector("#upload-form"));
     if (!form) return;
-    const bar = form.querySelector("#upload-bar");
+    /** @param {string} selector */
+    const input = (selector) => /** @type {HTMLInputElement} */ (form.querySelector(selector));
+    const bar = /** @type {HTMLElement} */ (form.querySelector("#upload-bar"));
     const status = form.querySelector("#upload-status");
-    const submit = form.querySelector("#upload-submit");
+    const submit = /** @type {HTMLButtonElement} */ (form.querySelector("#upload-submit"));
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
-      const file = form.querySelector("#upload-file").files[0];
+      const file = input("#upload-file").files[0];
       if (!file) return;
-      const agenda = form.querySelector("#upload-agenda").value;
-      const publish = form.querySelector("#upload-publish").checked;
+      const agenda = /** @type {HTMLSelectElement} */ (form.querySelector("#upload-agenda")).value;
+      const publish = input("#upload-publish").checked;
       submit.disabled = true;
       bar.hidden = false;
       bar.classList.remove("rejected");
-      const fill = bar.querySelector(".bar-fill");
+      const fill = /** @type {HTMLElement} */ (bar.querySelector(".bar-fill"));
       const show = (sent, total) => {
         const percent = total ? Math.round(100 * sent / total) : 0;
         fill.style.width = `${percent}%`;
@@ -239,9 +241,9 @@ export class DocList {
       show(0, file.size);
       try {
         const doc = await this.client.upload(file, {
-          title: form.querySelector("#upload-title").value.trim(),
+          title: input("#upload-title").value.trim(),
           agendaItemId: agenda ? Number(agenda) : null,
-          confidential: form.querySelector("#upload-confidential").checked,
+          confidential: input("#upload-confidential").checked,
         }, show);
         show(file.size, file.size);
         status.textContent = this.t("Uploaded; the pages are being prepared.");
@@ -265,8 +267,8 @@ export class DocList {
 
   #wireSearch() {
     const form = this.root.querySelector("#search-form");
-    const input = this.root.querySelector("#search-input");
-    const results = this.root.querySelector("#search-results");
+    const input = /** @type {HTMLInputElement} */ (this.root.querySelector("#search-input"));
+    const results = /** @type {HTMLElement} */ (this.root.querySelector("#search-results"));
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
       const q = input.value.trim();

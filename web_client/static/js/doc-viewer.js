@@ -32,6 +32,7 @@ export class DocViewer {
     this.toast = toast;
     this.canAnnotate = root.dataset.canAnnotate === "true";
     this.canPresent = root.dataset.canPresent === "true";
+    /** Elements of the section by id; each is used as what its template makes it. @type {(id: string) => any} */
     this.$ = (id) => root.querySelector(`#${id}`);
     this.stage = this.$("doc-stage");
     this.view = new PdfView(this.stage);
@@ -41,11 +42,11 @@ export class DocViewer {
       view: this.view, client, laserDot: this.$("laser-dot"),
       openDocument: (id, version) => this.open(id, 0, { version }),
     });
-    /** @type {object|null} DocumentDetails */
+    /** @type {import("./documents-api.js").DocumentDetails|null} */
     this.doc = null;
     this.store = null;
     this.openToken = 0;
-    /** @type {(doc: object|null) => void} */
+    /** @type {(doc: import("./documents-api.js").DocumentDetails|null) => void} */
     this.onOpened = () => {};
     this.#wire();
   }
@@ -310,7 +311,7 @@ export class DocViewer {
     }
     const toggle = this.$("present-toggle");
     if (toggle) toggle.setAttribute("aria-pressed", String(f.presenting));
-    const laser = this.root.querySelector('[data-tool="laser"]');
+    const laser = /** @type {HTMLElement|null} */ (this.root.querySelector('[data-tool="laser"]'));
     if (laser) {
       laser.hidden = !f.presenting;
       if (!f.presenting && this.ink.tool === "laser") this.controls.setTool("hand");

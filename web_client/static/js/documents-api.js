@@ -12,6 +12,31 @@ const TRANSIENT = new Set(["not_authenticated", "internal_error", "internal", "u
 async function getJson(url) { return api("GET", url); }
 
 /**
+ * @typedef {{code: string, message_en: string, message_vi: string}} Rejection
+ * @typedef {{stage: string, done: number, total: number}} Progress
+ */
+
+/**
+ * @typedef {object} DocumentInfo  a document as docs/protocol.md ("Document") describes it
+ * @property {number} id
+ * @property {number|null} agenda_item_id
+ * @property {string} title
+ * @property {boolean} confidential
+ * @property {boolean} published
+ * @property {"processing"|"ready"|"ready_with_warnings"|"rejected"} status
+ * @property {number} version
+ * @property {number|null} page_count
+ * @property {Array<[number, number]>|null} page_sizes
+ * @property {Rejection|null} rejection
+ * @property {Progress|null} progress
+ */
+
+/**
+ * @typedef {DocumentInfo & {can_annotate: boolean, can_present: boolean, can_manage: boolean,
+ *   me: string}} DocumentDetails
+ */
+
+/**
  * @typedef {object} UploadFields
  * @property {string} [title]
  * @property {number|null} [agendaItemId]
@@ -27,10 +52,10 @@ export class DocumentsClient {
     this.userId = null;
     /**
      * @type {(ev: {documentId: number, version: number, stage: string, done: number,
-     *   total: number, page: number|null, rejection: object|null}) => void}
+     *   total: number, page: number|null, rejection: Rejection|null, warnings: object[]}) => void}
      */
     this.onProgress = () => {};
-    /** @type {(doc: object) => void} */
+    /** @type {(doc: DocumentInfo) => void} */
     this.onDocumentUpdated = () => {};
     /** @type {(documentId: number) => void} */
     this.onDocumentWithdrawn = () => {};
@@ -66,7 +91,7 @@ export class DocumentsClient {
 
   // --- REST -----------------------------------------------------------------------
 
-  /** @returns {Promise<Array<{agenda_item_id:number|null, documents:object[]}>>} */
+  /** @returns {Promise<Array<{agenda_item_id:number|null, documents:DocumentInfo[]}>>} */
   async list() {
     return (await getJson(`/api/meetings/${this.meetingId}/documents`)).groups;
   }
@@ -129,10 +154,11 @@ export class DocumentsClient {
         let body = {};
         try { body = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
         if (xhr.status >= 200 && xhr.status < 300) { resolve(body); return; }
-        const error = new Error(body?.error?.message_vi && document.body.dataset.lang === "vi"
-          ? body.error.message_vi : body?.error?.message ?? xhr.statusText);
-        error.code = body?.error?.code ?? String(xhr.status);
-        error.documentId = body?.error?.document_id ?? null;
+        const error = Object.assign(new Error(body?.error?.message_vi && document.body.dataset.lang === "vi"
+          ? body.error.message_vi : body?.error?.message ?? xhr.statusText), {
+          code: body?.error?.code ?? String(xhr.status),
+          documentId: body?.error?.document_id ?? null,
+        });
         reject(error);
       };
       xhr.onerror = () => reject(Object.assign(new Error("network error"), { code: "network" }));
@@ -163,7 +189,7 @@ export class DocumentsClient {
     return details;
   }
 
-  /** @returns {Promise<object>} DocumentDetails, without subscribing */
+  /** @returns {Promise<DocumentDetails>} without subscribing */
   details(documentId) { return getJson(`/api/documents/${documentId}`); }
 
   unsubscribe(documentId) {

@@ -12,7 +12,6 @@ await loadCatalog();
 document.body.classList.add("docs-page");
 const root = document.getElementById("documents");
 const meetingId = Number.parseInt(root.dataset.meetingId, 10);
-const drawer = document.getElementById("doc-drawer");
 const drawerToggle = document.getElementById("drawer-toggle");
 const toastBox = document.getElementById("toast");
 
@@ -38,7 +37,7 @@ function setDrawer(open) {
 drawerToggle.addEventListener("click", () => setDrawer(!root.classList.contains("drawer-open")));
 // A tap on the scrim beside the open drawer closes it (the scrim is the viewer's ::after).
 document.getElementById("viewer").addEventListener("click", (e) => {
-  if (e.target.id === "viewer" && root.classList.contains("drawer-open")) setDrawer(false);
+  if (/** @type {HTMLElement} */ (e.target).id === "viewer" && root.classList.contains("drawer-open")) setDrawer(false);
 });
 
 async function openDocument(documentId, page = 0, user = true) {
@@ -132,7 +131,7 @@ async function keepForOffline() {
   const worker = registration.installing ?? registration.waiting ?? registration.active;
   if (!worker) return;
   if (worker.state !== "activated") {
-    await new Promise((resolve) => worker.addEventListener("statechange", () => {
+    await new Promise((/** @type {(value?: unknown) => void} */ resolve) => worker.addEventListener("statechange", () => {
       if (worker.state === "activated" || worker.state === "redundant") resolve();
     }));
   }
@@ -142,7 +141,7 @@ async function keepForOffline() {
         ...performance.getEntriesByType("resource").map((entry) => entry.name)]);
   // Fetched later without it (workerStart 0: no service worker saw them).
   new PerformanceObserver((entries) => send(entries.getEntries()
-    .filter((entry) => entry.workerStart === 0).map((entry) => entry.name)))
+    .filter((entry) => /** @type {PerformanceResourceTiming} */ (entry).workerStart === 0).map((entry) => entry.name)))
     .observe({ type: "resource" });
 }
 keepForOffline();

@@ -8,11 +8,11 @@ function value(input) {
   return input.value;
 }
 
-for (const form of document.querySelectorAll("form.api-form")) {
+for (const form of /** @type {NodeListOf<HTMLFormElement>} */ (document.querySelectorAll("form.api-form"))) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = {};
-    for (const input of form.querySelectorAll("input[name], select[name], textarea[name]")) {
+    for (const input of /** @type {NodeListOf<HTMLInputElement>} */ (form.querySelectorAll("input[name], select[name], textarea[name]"))) {
       body[input.name] = value(input);
     }
     const box = document.getElementById("form-error");

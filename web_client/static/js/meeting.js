@@ -32,7 +32,7 @@ signaling.onMeetingUpdated = (meeting) => {
   procedure?.resync();
 };
 
-for (const button of root.querySelectorAll("button[data-action]")) {
+for (const button of /** @type {NodeListOf<HTMLButtonElement>} */ (root.querySelectorAll("button[data-action]"))) {
   button.addEventListener("click", async () => {
     button.disabled = true;
     try {

@@ -16,12 +16,12 @@ const errorBox = document.getElementById("members-error");
 const statusBox = document.getElementById("members-status");
 const tbody = panel.querySelector("#members-table tbody");
 const personForm = document.getElementById("invite-person");
-const personFilter = document.getElementById("person-filter");
-const personSelect = document.getElementById("person-select");
-const personRole = document.getElementById("person-role");
+const personFilter = /** @type {HTMLInputElement} */ (document.getElementById("person-filter"));
+const personSelect = /** @type {HTMLSelectElement} */ (document.getElementById("person-select"));
+const personRole = /** @type {HTMLSelectElement} */ (document.getElementById("person-role"));
 const siteForm = document.getElementById("invite-site");
-const siteFilter = document.getElementById("site-filter");
-const siteSelect = document.getElementById("site-select");
+const siteFilter = /** @type {HTMLInputElement} */ (document.getElementById("site-filter"));
+const siteSelect = /** @type {HTMLSelectElement} */ (document.getElementById("site-select"));
 
 /** @type {{units: any[], sites: any[], people: any[]}} */
 let directory = { units: [], sites: [], people: [] };
@@ -219,7 +219,7 @@ siteFilter.addEventListener("input", renderChoices);
 
 const nodesBlock = document.getElementById("nodes-block");
 const nodesList = document.getElementById("nodes-list");
-const nodesSave = document.getElementById("nodes-save");
+const nodesSave = /** @type {HTMLButtonElement} */ (document.getElementById("nodes-save"));
 const nodesStatus = document.getElementById("nodes-status");
 const nodesMirrored = document.getElementById("nodes-mirrored");
 const nodesHelp = document.getElementById("nodes-help");
@@ -264,9 +264,9 @@ async function loadNodes() {
 }
 
 nodesSave.addEventListener("click", async () => {
-  const chosen = [...nodesList.querySelectorAll("input[type=checkbox]:checked")].map((b) => b.value);
+  const chosen = [.../** @type {NodeListOf<HTMLInputElement>} */ (nodesList.querySelectorAll("input[type=checkbox]:checked"))].map((b) => b.value);
   const seats = {};
-  for (const input of nodesList.querySelectorAll("input.seats")) {
+  for (const input of /** @type {NodeListOf<HTMLInputElement>} */ (nodesList.querySelectorAll("input.seats"))) {
     const count = Number.parseInt(input.value, 10);
     if (chosen.includes(input.dataset.unit)) seats[input.dataset.unit] = Number.isFinite(count) ? count : 0;
   }

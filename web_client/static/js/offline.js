@@ -13,7 +13,7 @@ const RETRY_MS = 5000;
  * @property {string} user_id  who drew it (the logged-in user at the time)
  * @property {string} document_id
  * @property {number} version
- * @property {object} op
+ * @property {import("./annotation-store.js").Op} op
  * @property {number} queued_at
  * @property {number} order
  */

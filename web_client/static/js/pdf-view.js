@@ -18,6 +18,7 @@ const RENDER_DELAY_MS = 120; // re-render after a gesture settles, not on every 
 /**
  * @typedef {object} ViewDocument
  * @property {string} id
+ * @property {number} [version]
  * @property {number} pageCount
  * @property {Array<[number, number]>} pageSizes  width, height in PDF points (rotation applied)
  * @property {string|null} pdfUrl                 null: raster images only (confidential/view-only)
@@ -415,7 +416,7 @@ export class PdfView {
 
   #showImage(page, token, scale) {
     const { w, h } = this.pageSize(page);
-    const current = this.pageBox.querySelector("img.page-layer");
+    const current = /** @type {HTMLImageElement|null} */ (this.pageBox.querySelector("img.page-layer"));
     if (current && current.dataset.page === String(page) && this.stage.dataset.rendered === "image") {
       this.#sizeBox(w, h, scale);
       this.#paintTransform();

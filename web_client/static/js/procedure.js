@@ -24,6 +24,12 @@ export class ProcedurePanel {
    * @param {number} meetingId
    */
   constructor(root, signaling, meetingId) {
+    // Form controls buildForms (procedure-forms.js) makes, when this person may use them.
+    /** @type {HTMLInputElement|undefined} */ this.floorLimit = undefined;
+    /** @type {HTMLSelectElement|undefined} */ this.attendancePerson = undefined;
+    /** @type {HTMLFormElement|undefined} */ this.rollCallForm = undefined;
+    /** @type {HTMLSelectElement|undefined} */ this.voteItem = undefined;
+    /** @type {HTMLTextAreaElement|undefined} */ this.conclusionsBox = undefined;
     this.root = root;
     this.sig = signaling;
     this.meetingId = meetingId;
@@ -34,7 +40,7 @@ export class ProcedurePanel {
     this.skewMs = 0; // local clock minus server clock
     this.versions = [];
     this.built = false;
-    this.part = Object.fromEntries([...root.querySelectorAll("[data-part]")]
+    this.part = Object.fromEntries([.../** @type {NodeListOf<HTMLElement>} */ (root.querySelectorAll("[data-part]"))]
       .map((el) => [el.dataset.part, el]));
     signaling.onAgendaChanged = (e) => this.#receive("agenda", "agenda", e, () => {
       this.state.agenda = e.agenda;

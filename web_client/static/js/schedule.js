@@ -47,9 +47,9 @@ export function zonedIso(date, time, zone, fallbackOffset) {
   return `${date}T${time.slice(0, 5)}:00${offset}`;
 }
 
-const form = document.getElementById("schedule-form");
+const form = /** @type {HTMLFormElement} */ (document.getElementById("schedule-form"));
 const errorBox = document.getElementById("schedule-error");
-const submit = document.getElementById("schedule-submit");
+const submit = /** @type {HTMLButtonElement} */ (document.getElementById("schedule-submit"));
 
 await loadCatalog();
 

@@ -11,7 +11,7 @@ export class Signaling {
     this.socket = globalThis.io({ transports: ["websocket", "polling"], withCredentials: true });
     /** @type {(connected: boolean) => void} */
     this.onConnectionChange = () => {};
-    /** @type {(meeting: object) => void} */
+    /** @type {(meeting: {id: number, status: string}) => void} */
     this.onMeetingUpdated = () => {};
     this.socket.on("connect", () => this.onConnectionChange(true));
     this.socket.on("disconnect", () => this.onConnectionChange(false));
@@ -40,7 +40,7 @@ export class Signaling {
     this.onAttendanceChanged = () => {};
     /** @type {(e: {meeting_id: number, seq: number, server_time: string, holder: object|null, queue: object[], totals: object}) => void} */
     this.onFloorChanged = () => {};
-    /** @type {(e: {meeting_id: number, seq: number, server_time: string, vote: object}) => void} */
+    /** @type {(e: {meeting_id: number, seq: number, server_time: string, vote: {id: number}}) => void} */
     this.onVoteUpdated = () => {};
     /** @type {(e: {meeting_id: number, seq: number, minutes: object}) => void} */
     this.onMinutesGenerated = () => {};

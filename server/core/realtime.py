@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from rooms.models import User
 from server.core import keys
 from server.core.auth import SESSION_CACHE, SESSION_COOKIE, SessionCache
 from server.core.metrics import Metrics
-from server.core.socket_guard import GuardedServer, error_ack
+from server.core.socket_guard import GuardedServer, error_ack, refused
 
 log = logging.getLogger(__name__)
 P = TypeVar("P", bound=BaseModel)
@@ -149,11 +150,12 @@ class Realtime:
             token = request.cookies.get(SESSION_COOKIE)
         found = await self.sessions.load(self.app[keys.DB], token)
         if found is None:
-            raise socketio.exceptions.ConnectionRefusedError("not_authenticated")
+            raise refused("not_authenticated", "no valid session; log in first")
         user, _ = found
         principal = f"user:{user.id}"  # one budget for all of a user's connections
-        if self.sio.blocked_for(principal) > 0:  # dropped for flooding a moment ago
-            raise socketio.exceptions.ConnectionRefusedError("rate_limited")
+        blocked = self.sio.blocked_for(principal)
+        if blocked > 0:  # dropped for flooding a moment ago
+            raise refused("rate_limited", f"dropped for flooding; retry in {math.ceil(blocked)} s")
         self.sio.bind(sid, principal)
         await self.sio.save_session(sid, {"token": token, "user_id": user.id})
         await self.sio.enter_room(sid, user_room(user.id))  # type: ignore[arg-type]

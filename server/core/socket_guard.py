@@ -63,6 +63,13 @@ def error_ack(code: str, message: str) -> dict[str, Any]:
     return {"ok": False, "error": {"code": code, "message": message}}
 
 
+def refused(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
+    """A refused connection: socket.io's CONNECT_ERROR carries `message` and `data`, so the
+    client's `connect_error` gets `{"message": message, "data": {"code", "message"}}`,
+    the common error shape in `data`."""
+    return socketio.exceptions.ConnectionRefusedError(message, {"code": code, "message": message})
+
+
 class MalformedPacket(ValueError):
     """A socket.io packet that does not decode (bad JSON, absurd numbers or nesting)."""
 
@@ -333,7 +340,7 @@ class GuardedServer(socketio.AsyncServer):
                 raise
             except Exception:  # a bug in a connect handler: refuse rather than hang
                 log.exception("socket.io connect handler [%s] failed", namespace)
-                raise socketio.exceptions.ConnectionRefusedError("internal") from None
+                raise refused("internal", "internal error; the connection was refused") from None
         try:
             return await super()._trigger_event(event, namespace, *args)
         finally:

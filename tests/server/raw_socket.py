@@ -31,7 +31,7 @@ class RawSocket:
     async def open(cls, base: str, cookie: str = "", namespace: str = "/",
                    auth: Any = None) -> RawSocket:
         """Engine.IO handshake, then a socket.io CONNECT to `namespace`; raises
-        ConnectionRefusedError with the server's reason if it refuses."""
+        ConnectionRefusedError(code, CONNECT_ERROR payload) if the server refuses."""
         session = aiohttp.ClientSession()
         url = base.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
         try:
@@ -46,7 +46,8 @@ class RawSocket:
                 answer = await ws.receive_str()
             if answer.startswith(f"44{prefix}"):
                 await ws.close()
-                raise ConnectionRefusedError(json.loads(answer[len(prefix) + 2:]).get("message"))
+                error = json.loads(answer[len(prefix) + 2:])
+                raise ConnectionRefusedError(error["data"]["code"], error)
             assert answer.startswith(f"40{prefix}"), answer
         except BaseException:
             await session.close()
@@ -134,7 +135,8 @@ async def flood(base: str, cookie: str, events: list[list[Any]], seconds: float,
             sock = await RawSocket.open(base, cookie)
         except ConnectionRefusedError as exc:
             refused_connects += 1
-            codes[f"connect:{exc}"] = codes.get(f"connect:{exc}", 0) + 1
+            key = f"connect:{exc.args[0]}"
+            codes[key] = codes.get(key, 0) + 1
             await asyncio.sleep(0.05)
             continue
         if sent == 0:

@@ -3,8 +3,10 @@ import { test } from "node:test";
 
 import { AnnotationStore, newId } from "../static/js/annotation-store.js";
 
+// Times on the wire: ISO 8601 UTC, as the server writes them (docs/protocol.md, Conventions).
+const at = (second) => `2026-12-06T08:00:0${second}.250000+00:00`;
 const ink = (id, extra = {}) => ({ id, page: 0, author_id: "7", kind: "ink", visibility: "private",
-                                   data: {}, created_at: 1, ...extra });
+                                   data: {}, created_at: at(1), ...extra });
 const event = (seq, prevSeq, { upserts = [], removed = [], opId = `op-${seq}`, page = 0 } = {}) =>
   ({ seq, prev_seq: prevSeq, op_id: opId, page, upserts, removed });
 const ids = (store, page = 0) => store.visible(page).map((a) => a.id);
@@ -34,10 +36,10 @@ test("a missing event asks for a snapshot and holds later events until it lands"
   store.loadSnapshot(0, [], 10);
   assert.equal(store.applyEvent(event(12, 11, { upserts: [ink("b")] })), false); // 11 never came
   assert.deepEqual(gaps, [0]);
-  store.applyEvent(event(13, 12, { upserts: [ink("c", { created_at: 3 })] })); // held meanwhile
+  store.applyEvent(event(13, 12, { upserts: [ink("c", { created_at: at(3) })] })); // held meanwhile
   assert.deepEqual(ids(store), []);
   // The snapshot knows up to 12; the held 13 is applied on top, the held 12 is not repeated.
-  store.loadSnapshot(0, [ink("a"), ink("b", { created_at: 2 })], 12);
+  store.loadSnapshot(0, [ink("a"), ink("b", { created_at: at(2) })], 12);
   assert.deepEqual(ids(store), ["a", "b", "c"]);
   assert.deepEqual(gaps, [0]);
 });
@@ -76,7 +78,7 @@ test("a refused op disappears; an unknown one changes nothing", () => {
 
 test("set_visibility changes only my own annotations", () => {
   const store = new AnnotationStore("5", 1, "7");
-  store.loadSnapshot(0, [ink("mine"), ink("theirs", { author_id: "8", created_at: 2 })], 1);
+  store.loadSnapshot(0, [ink("mine"), ink("theirs", { author_id: "8", created_at: at(2) })], 1);
   store.addPending({ op_id: "v", type: "set_visibility", page: 0, ids: null, visibility: "meeting" });
   assert.deepEqual(store.visible(0).map((a) => [a.id, a.visibility]),
                    [["mine", "meeting"], ["theirs", "private"]]);

@@ -24,10 +24,16 @@ async def demo_meeting_id(harness: Harness) -> int:
         return (await meetings_for(s, user))[0][0].id  # type: ignore[return-value]
 
 
-async def test_connection_without_session_is_refused(hopso_sqlite: Harness) -> None:
+async def test_connection_without_session_is_refused_with_a_code(hopso_sqlite: Harness) -> None:
     sio = socketio.AsyncClient(reconnection=False)
+    refusals: list[Any] = []
+    sio.on("connect_error", refusals.append)
     with pytest.raises(socketio.exceptions.ConnectionError):
         await sio.connect(hopso_sqlite.base, transports=["websocket"], wait_timeout=5)
+    # socket.io's CONNECT_ERROR is {message, data}: `data` is the common error shape.
+    message = "no valid session; log in first"
+    assert refusals == [{"message": message,
+                         "data": {"code": "not_authenticated", "message": message}}]
 
 
 async def test_member_joins_own_meeting_and_hears_status_changes(hopso: Harness) -> None:

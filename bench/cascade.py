@@ -9,7 +9,7 @@ get_host_addresses returns ["127.0.0.1"]):
   (server/cascade/link.py) on an aiohttp + socket.io server each, uvloop as in
   run.py; city's parent is the province, ward's parent is the city;
 * a publisher process and a subscriber process, bench/cascade_clients.py
-  (tests/media/support.py's aiortc clients: pre-encoded VP8 320x240 15 fps,
+  (testkit/aiortc_clients.py's aiortc clients: pre-encoded VP8 320x240 15 fps,
   subscribers that decode), signalling over the nodes' HTTP. The publisher
   sends to the province; N subscribers watch its video at the ward (the
   leaf), so the stream crosses both links.
@@ -84,7 +84,7 @@ from testkit.processes import free_port
 
 UNITS = ("province", "city", "ward")
 SECRETS = {"city": "city-bench-secret-0123456789", "ward": "ward-bench-secret-0123456789"}
-CLIP_S = 2.0  # tests/media/support.encode_media(seconds=2.0): the clip loops
+CLIP_S = 2.0  # testkit/aiortc_clients.encode_media(seconds=2.0): the clip loops
 HOPS = (("province", "city"), ("city", "ward"))
 IDLE_S = 3.0
 

@@ -3,7 +3,7 @@
     python -m bench.cascade_clients publisher --node URL
     python -m bench.cascade_clients subscribers --node URL --producer ID
 
-The clients are tests/media/support.py's: a publisher sending a pre-encoded
+The clients are testkit/aiortc_clients.py's: a publisher sending a pre-encoded
 VP8 clip (320x240, 15 fps, looping; never encodes while running) and
 subscribers that decode every frame. They reach the node's `Peer` over HTTP
 (bench/cascade_node.py) through `RemotePeer`, which has the three methods the
@@ -34,8 +34,8 @@ if str(ROOT) not in sys.path:
 
 import aiohttp
 
+from testkit.aiortc_clients import Publisher, Subscriber, encode_media, wait_for
 from testkit.ice import gather_only_on
-from tests.media.support import Publisher, Subscriber, encode_media, wait_for
 
 
 class RemotePeer:

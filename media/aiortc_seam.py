@@ -25,6 +25,10 @@ upgrade fails loudly in one place. Nothing name-mangled is used.
 - aioice gathers host candidates on every interface except loopback; we
   gather on configured addresses with `get_component_candidates` and mark
   gathering done through its private flags.
+- Client side, for the aiortc test and benchmark clients only (testkit/): a
+  sender's keyframe requests routed to a pre-encoded track
+  (`RTCRtpSender._send_keyframe`), and a recycled m-line taken from the old
+  transceiver (`RTCRtpTransceiver._get_mline_index` / `_set_mline_index`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,13 @@ from typing import Any, Protocol, cast
 import aioice
 import aiortc
 from aioice import Connection
-from aiortc import RTCCertificate, RTCDtlsParameters, RTCDtlsTransport
+from aiortc import (
+    RTCCertificate,
+    RTCDtlsParameters,
+    RTCDtlsTransport,
+    RTCPeerConnection,
+    RTCRtpSender,
+)
 from pylibsrtp import Session
 
 SUPPORTED_AIORTC = "1.16."
@@ -66,6 +76,9 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("aioice.Connection instance", "_nominated"),
     ("aioice CandidatePair", "protocol.transport"),
     ("aioice CandidatePair", "remote_addr"),
+    ("aiortc.RTCRtpSender", "_send_keyframe"),  # client side (testkit)
+    ("aiortc.RTCRtpTransceiver", "_get_mline_index"),  # client side (testkit)
+    ("aiortc.RTCRtpTransceiver", "_set_mline_index"),  # client side (testkit)
 )
 
 
@@ -188,3 +201,25 @@ def socket_fd(transport: UdpTransport) -> int | None:
     sock = transport.get_extra_info("socket")
     fd = sock.fileno() if sock is not None else -1
     return fd if fd >= 0 else None
+
+
+# --- client side: aiortc's RTCPeerConnection as a test or benchmark client (testkit/) -------
+
+
+def route_keyframe_requests(sender: RTCRtpSender, request: Callable[[], None]) -> None:
+    """aiortc answers a PLI/FIR by telling its own encoder to make a keyframe
+    (`_send_keyframe`); a client sending pre-encoded media hands it to its track instead."""
+    sender._send_keyframe = request  # type: ignore[method-assign]
+
+
+def forget_recycled_mlines(pc: RTCPeerConnection, mids: Sequence[str | None]) -> None:
+    """Detach each old transceiver from an m-line the offer (whose mids, in m-line order, are
+    `mids`) recycles: same index, new mid. aiortc 1.16 never drops a transceiver, and its
+    setLocalDescription maps m-line i to the *first* transceiver whose m-line index is i and
+    gives it that m-line's mid: the old (stopped) transceiver would take the new mid and
+    shadow the new one, and with another kind its answer would not match the offer."""
+    for transceiver in pc.getTransceivers():
+        index = transceiver._get_mline_index()
+        if index is not None and index < len(mids) and transceiver.mid not in (None,
+                                                                             mids[index]):
+            transceiver._set_mline_index(None)  # type: ignore[arg-type]

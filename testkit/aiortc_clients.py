@@ -1,5 +1,5 @@
-"""Test clients: aiortc peers publishing pre-encoded media, and subscribers
-that decode what they receive. Encoding happens once per test session."""
+"""aiortc clients for tests and benchmarks: peers publishing pre-encoded media, and
+subscribers that decode what they receive. Encode once (tests: a session fixture) and share."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import SessionDescription
 
-from media import Peer, ServerOffer
+from media import Peer, ServerOffer, aiortc_seam
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 AUDIO_TIME_BASE = fractions.Fraction(1, 48000)
@@ -189,8 +189,7 @@ class Publisher:
             vtrack = video_track(encoded)
             t = self.pc.addTransceiver(vtrack, direction="sendonly")
             _prefer(t, "video", video)
-            # Route PLI/FIR (aiortc calls sender._send_keyframe) to the track.
-            t.sender._send_keyframe = vtrack.request_keyframe
+            aiortc_seam.route_keyframe_requests(t.sender, vtrack.request_keyframe)  # PLI/FIR
             self.tracks["video"] = vtrack
         self.result: Any = None
 
@@ -273,18 +272,10 @@ class Subscriber:
                 await transceiver.stop()
 
     def _forget_recycled(self, offer_sdp: str) -> None:
-        """Detach the old transceiver from an m-line the offer recycles (same
-        index, new mid). aiortc 1.16 never drops a transceiver, and its
-        setLocalDescription maps m-line i to the *first* transceiver whose
-        m-line index is i and gives it that m-line's mid: the old (stopped)
-        transceiver would take the new mid and shadow the new one, and with
-        another kind its answer would not match the offer."""
-        mids = [m.rtp.muxId for m in SessionDescription.parse(offer_sdp).media]
-        for transceiver in self.pc.getTransceivers():
-            index = transceiver._get_mline_index()
-            if index is not None and index < len(mids) and transceiver.mid not in (None,
-                                                                                 mids[index]):
-                transceiver._set_mline_index(None)  # type: ignore[arg-type]
+        """An m-line the offer recycles (same index, new mid) is taken from the old
+        transceiver (media/aiortc_seam.py says why)."""
+        aiortc_seam.forget_recycled_mlines(
+            self.pc, [m.rtp.muxId for m in SessionDescription.parse(offer_sdp).media])
 
     async def subscribe(self, *producer_ids: str) -> Any:
         subscription = await self.peer.subscribe(*producer_ids)

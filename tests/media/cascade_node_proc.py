@@ -24,9 +24,8 @@ from media import SFU, MediaConfig
 from media.link import LinkLimits
 from server.cascade.link import NodeCascade, OpenDirectory
 from server.core.settings import NodeSettings
+from testkit.aiortc_clients import Publisher, Subscriber, encode_media
 from testkit.ice import gather_only_on
-
-from .support import Publisher, Subscriber, encode_media
 
 MEETING = "province/7"  # a meeting key: "<owner unit>/<id>"
 

@@ -7,8 +7,7 @@ import aioice.ice
 import pytest
 
 from media import SFU, MediaConfig
-
-from .support import EncodedMedia, encode_media
+from testkit.aiortc_clients import EncodedMedia, encode_media
 
 
 @pytest.fixture(autouse=True)

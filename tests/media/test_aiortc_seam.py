@@ -8,14 +8,14 @@ import aioice
 import aioice.ice
 import aiortc
 from aioice import Connection
-from aiortc import RTCCertificate, RTCDtlsTransport
+from aiortc import RTCCertificate, RTCDtlsTransport, RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtp import RtcpPacket, RtcpRrPacket
 
 from media import aiortc_seam as seam
 from media.rtp import RTP_HEADER
+from testkit.aiortc_clients import wait_for
 
 from .conftest import make_config
-from .support import wait_for
 from .transport_pair import connected_pair
 
 
@@ -42,6 +42,8 @@ async def test_every_private_attribute_exists() -> None:
         "aiortc.RTCDtlsTransport instance": dtls,
         "aioice.Connection": Connection,
         "aioice.Connection instance": conn,
+        "aiortc.RTCRtpSender": RTCRtpSender,
+        "aiortc.RTCRtpTransceiver": RTCRtpTransceiver,
     }
     for owner, name in seam.PRIVATE_ATTRIBUTES:
         if owner in owners:
@@ -67,6 +69,11 @@ async def test_every_private_attribute_exists() -> None:
         "self", "data", "component"]
     assert "self.receiver.data_received(data, self.local_candidate.component)" in inspect.getsource(
         aioice.ice.StunProtocol.datagram_received)
+    # Client side (testkit): a PLI/FIR still reaches the sender's _send_keyframe, and an
+    # m-line index can still be cleared.
+    assert "self._send_keyframe()" in inspect.getsource(RTCRtpSender)
+    assert list(inspect.signature(RTCRtpTransceiver._set_mline_index).parameters) == [
+        "self", "idx"]
     await conn.close()
 
 

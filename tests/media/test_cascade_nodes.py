@@ -18,10 +18,10 @@ from media import SFU
 from media.link import Cascade, LinkLimits
 from server.cascade.link import NAMESPACE, NodeCascade, OpenDirectory, make_token
 from server.core.settings import NodeSettings
+from testkit.aiortc_clients import EncodedMedia, Publisher, Subscriber, wait_for
 from testkit.processes import free_port
 
 from .conftest import make_config
-from .support import EncodedMedia, Publisher, Subscriber, wait_for
 
 MEETING = "province/42"  # a meeting key: "<owner unit>/<id>"
 SECRETS = {"city": "city-secret-0123456789", "ward": "ward-secret-0123456789"}

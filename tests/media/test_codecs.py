@@ -9,8 +9,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from media.codecs import codec_info, h264_keyframe, select_codec, vp8_keyframe
 from media.errors import UnsupportedCodecError
 from media.types import Kind
-
-from .support import VIDEO_TIME_BASE, EncodedMedia
+from testkit.aiortc_clients import VIDEO_TIME_BASE, EncodedMedia
 
 
 def c(mime: str, pt: int, clock: int = 90000, **params: object) -> RTCRtpCodecParameters:

@@ -13,9 +13,9 @@ from media import fanout
 from media.fanout import FanOut, LegPath, new_leg, sockaddr
 from media.rtp import FIRST_BYTE, RTP_HEADER, ForwardPacket, StreamRewriter
 from media.transport import WebRtcTransport
+from testkit.aiortc_clients import wait_for
 
 from .conftest import make_config
-from .support import wait_for
 from .transport_pair import Recorder, connected_pair
 
 TAIL = b"\xbe\xde\x00\x01\x32\x00\x00\x01"

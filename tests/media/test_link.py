@@ -16,9 +16,9 @@ from media.errors import NegotiationError
 from media.link import Cascade, LinkEnd, LinkError, LinkLimits, connect_local
 from media.link_transport import LinkTransport
 from media.types import Direction
+from testkit.aiortc_clients import EncodedMedia, Publisher, Subscriber, wait_for
 
 from .conftest import make_config
-from .support import EncodedMedia, Publisher, Subscriber, wait_for
 
 MEETING = "m1"
 

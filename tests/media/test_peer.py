@@ -27,8 +27,7 @@ from media import (
     UnsupportedCodecError,
 )
 from media.rtp import RTP_HEADER, parse_rtp
-
-from .support import (
+from testkit.aiortc_clients import (
     CLIENT_CONFIG,
     EncodedMedia,
     Publisher,
@@ -205,7 +204,7 @@ async def test_screen_share_added_then_removed_renegotiates(sfu: SFU, media: Enc
     await wait_for(lambda: sub.frames("video") >= 2, 5)
 
     # Alice shares her screen: a second video transceiver, re-offered.
-    from .support import _prefer, video_track
+    from testkit.aiortc_clients import _prefer, video_track
     screen = video_track(media.vp8)
     transceiver = pub.pc.addTransceiver(screen, direction="sendonly")
     _prefer(transceiver, "video", "VP8")

@@ -15,9 +15,9 @@ from aiortc import RTCSessionDescription
 from aiortc.sdp import SessionDescription
 
 from media import SFU, LimitError, ServerOffer
+from testkit.aiortc_clients import EncodedMedia, Publisher, Subscriber, wait_for
 
 from .conftest import make_config
-from .support import EncodedMedia, Publisher, Subscriber, wait_for
 
 
 def layout(offer: ServerOffer) -> list[tuple[str, str, bool]]:

@@ -23,8 +23,7 @@ from media import (
     ProducerClosed,
     ProducerPaused,
 )
-
-from .support import EncodedMedia, Publisher, Subscriber, wait_for
+from testkit.aiortc_clients import EncodedMedia, Publisher, Subscriber, wait_for
 
 
 async def test_keyframe_requests_reaching_the_publisher_are_rate_limited(

@@ -16,9 +16,9 @@ from media import (
     ProducerClosed,
     TransportState,
 )
+from testkit.aiortc_clients import EncodedMedia, Publisher, Subscriber, wait_for
 
 from .conftest import make_config
-from .support import EncodedMedia, Publisher, Subscriber, wait_for
 
 
 async def settle() -> set[asyncio.Task]:

@@ -13,9 +13,9 @@ from pylibsrtp import Policy, Session
 from media import srtp
 from media.rtp import FIRST_BYTE, RTP_HEADER
 from media.srtp import SrtpIn, SrtpOut
+from testkit.aiortc_clients import wait_for
 
 from .conftest import make_config
-from .support import wait_for
 from .transport_pair import connected_pair
 
 PROFILES = [Policy.SRTP_PROFILE_AES128_CM_SHA1_80, Policy.SRTP_PROFILE_AEAD_AES_128_GCM,

@@ -8,9 +8,9 @@ from media.ice import IceParameters
 from media.rtp import RTP_HEADER
 from media.transport import WebRtcTransport
 from media.types import CloseReason, Direction, TransportState
+from testkit.aiortc_clients import wait_for
 
 from .conftest import make_config
-from .support import wait_for
 from .transport_pair import Recorder, connected_pair
 
 RTP = RTP_HEADER.pack(0x80, 96, 1, 2, 3) + b"x" * 100

@@ -27,9 +27,9 @@ from media import SFU
 from media import aiortc_seam as seam
 from media.transport import WebRtcTransport
 from media.types import Direction, TransportState
+from testkit.aiortc_clients import EncodedMedia, Publisher, Subscriber, wait_for
 
 from .fuzz_strategies import mutated, rtcp_compound, rtp_packet
-from .support import EncodedMedia, Publisher, Subscriber, wait_for
 
 
 @dataclass

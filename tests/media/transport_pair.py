@@ -8,8 +8,7 @@ from aiortc.rtp import AnyRtcpPacket
 from media import MediaConfig
 from media.transport import WebRtcTransport
 from media.types import CloseReason, Direction, TransportState
-
-from .support import wait_for
+from testkit.aiortc_clients import wait_for
 
 
 class Recorder:

@@ -1,5 +1,5 @@
 """aiortc clients of the video conference through the real app: signaling over socket.io
-(media:* events), media through the SFU. They reuse tests/media/support.py's pre-encoded
+(media:* events), media through the SFU. They reuse testkit/aiortc_clients.py's pre-encoded
 publishers and decoding subscribers, handing them a socket.io stand-in for `media.Peer`."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import socketio
 
 from media import Kind
+from testkit.aiortc_clients import EncodedMedia, Publisher, Subscriber
 from tests.conftest import Client, Harness
-from tests.media.support import EncodedMedia, Publisher, Subscriber
 from tests.server.core.test_realtime import connect
 
 PUSHED = ("media:offer", "media:producer-added", "media:producer-closed",

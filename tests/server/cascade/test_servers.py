@@ -19,9 +19,9 @@ import aioice.ice
 import pytest
 import socketio
 
+from testkit.aiortc_clients import EncodedMedia, encode_media, wait_for
 from testkit.processes import ServerProcess, free_port, start_server
 from tests.conftest import Client
-from tests.media.support import EncodedMedia, encode_media, wait_for
 from tests.server.media_support import MediaClient, SioPeer, listening
 
 CITY_SECRET, WARD_SECRET = "c" * 24, "w" * 24

@@ -15,8 +15,8 @@ import aioice.ice
 import pytest
 
 from server.core import keys
+from testkit.aiortc_clients import EncodedMedia, encode_media, wait_for
 from tests.conftest import Harness, start_harness
-from tests.media.support import EncodedMedia, encode_media, wait_for
 from tests.server.core.test_realtime import demo_meeting_id
 from tests.server.media_support import MediaClient, candidate_addresses, media_client
 
@@ -334,7 +334,7 @@ async def test_disconnect_and_ice_timeout_clean_up(
     silent = await person(h, clients, "thuky", meeting_id)
     from aiortc import RTCPeerConnection
 
-    from tests.media.support import CLIENT_CONFIG, audio_track
+    from testkit.aiortc_clients import CLIENT_CONFIG, audio_track
 
     pc = RTCPeerConnection(CLIENT_CONFIG)
     pc.addTransceiver(audio_track(media.opus), direction="sendonly")

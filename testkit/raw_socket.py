@@ -1,7 +1,9 @@
-"""A socket.io client at the wire level (Engine.IO 4 over a websocket), for hostile tests:
+"""A socket.io client at the wire level (Engine.IO 4 over a websocket). For hostile tests:
 it sends frames no well-behaved client library would (several arguments, reserved or
 non-string event names, undecodable JSON) and pipelines events without waiting for acks.
-Also runnable as a separate flooding process: `python -m tests.server.raw_socket ...`."""
+For benchmarks: hundreds of simulated tablets in one process cost little CPU, so the figures
+measure the server, not python-socketio's client. Also runnable as a separate flooding
+process: `python -m testkit.raw_socket ...`."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +21,9 @@ import aiohttp
 @dataclass
 class RawSocket:
     ws: aiohttp.ClientWebSocketResponse
-    session: aiohttp.ClientSession
+    session: aiohttp.ClientSession | None  # closed with the socket; None: the caller's
     namespace: str = "/"
+    on_event: Callable[[str], None] | None = None  # each pushed EVENT frame, raw ('42["…')
     acks: dict[int, Any] = field(default_factory=dict)
     next_id: int = 0
     closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -29,13 +33,19 @@ class RawSocket:
 
     @classmethod
     async def open(cls, base: str, cookie: str = "", namespace: str = "/",
-                   auth: Any = None) -> RawSocket:
+                   auth: Any = None, *, session: aiohttp.ClientSession | None = None,
+                   on_event: Callable[[str], None] | None = None,
+                   max_msg_size: int = 4 * 1024 * 1024) -> RawSocket:
         """Engine.IO handshake, then a socket.io CONNECT to `namespace`; raises
-        ConnectionRefusedError(code, CONNECT_ERROR payload) if the server refuses."""
-        session = aiohttp.ClientSession()
+        ConnectionRefusedError(code, CONNECT_ERROR payload) if the server refuses. Over
+        `session` if given (many sockets, one connection pool), else over one of its own."""
+        owned = aiohttp.ClientSession() if session is None else None
+        http = session or owned
+        assert http is not None
         url = base.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
         try:
-            ws = await session.ws_connect(url, headers={"Cookie": cookie} if cookie else None)
+            ws = await http.ws_connect(url, headers={"Cookie": cookie} if cookie else None,
+                                       max_msg_size=max_msg_size)
             opened = await ws.receive_str()
             assert opened.startswith("0"), opened
             prefix = "" if namespace == "/" else f"{namespace},"
@@ -50,9 +60,10 @@ class RawSocket:
                 raise ConnectionRefusedError(error["data"]["code"], error)
             assert answer.startswith(f"40{prefix}"), answer
         except BaseException:
-            await session.close()
+            if owned is not None:
+                await owned.close()
             raise
-        sock = cls(ws, session, namespace)
+        sock = cls(ws, owned, namespace, on_event)
         sock._reader = asyncio.ensure_future(sock._read())
         return sock
 
@@ -103,6 +114,8 @@ class RawSocket:
                     digits = len(body) - len(body.lstrip("0123456789"))
                     data = json.loads(body[digits:])
                     self.acks[int(body[:digits])] = data[0] if data else None
+                elif text.startswith("42") and self.on_event is not None:
+                    self.on_event(text)
                 elif text.startswith(("1", "41")):  # Engine.IO CLOSE or socket.io DISCONNECT
                     self.ended_by = f"server sent {text[:80]!r}"
                     break
@@ -119,7 +132,8 @@ class RawSocket:
         if self._reader is not None:
             self._reader.cancel()
         await self.ws.close()
-        await self.session.close()
+        if self.session is not None:
+            await self.session.close()
 
 
 async def flood(base: str, cookie: str, events: list[list[Any]], seconds: float,

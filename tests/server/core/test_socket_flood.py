@@ -111,7 +111,7 @@ async def test_a_flooding_client_is_refused_and_dropped_while_everyone_else_is_u
     # Niced: the flooder stands for a client on another machine, whose CPU is not the
     # server's (here they share two cores); it still sends thousands of events a second.
     process = await asyncio.create_subprocess_exec(
-        "nice", "-n", "19", sys.executable, "-m", "tests.server.raw_socket", server.base,
+        "nice", "-n", "19", sys.executable, "-m", "testkit.raw_socket", server.base,
         flooder.cookie_header(), json.dumps(frames), "--seconds", str(FLOOD_S), "--reconnect",
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE)

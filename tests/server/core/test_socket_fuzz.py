@@ -5,7 +5,7 @@ namespace, the socket.io server's handlers for `/node`), so an event added later
 without touching this file. Every frame must be answered by an ack in the documented shape
 ({"ok": true, "result"} or {"ok": false, "error": {"code", "message"}}), never `internal`,
 with no traceback logged, and the server must stay healthy. Frames are written at the wire
-level (tests/server/raw_socket.py): several arguments, non-string and reserved names,
+level (testkit/raw_socket.py): several arguments, non-string and reserved names,
 undecodable JSON, integers of thousands of digits, nesting 100,000 deep.
 
 Bounded: a fixed number of examples, derandomized (the same frames every run)."""
@@ -34,9 +34,9 @@ from server.core import keys
 from server.core.realtime import REALTIME
 from server.core.settings import NodeSettings, SocketLimits
 from server.core.socket_guard import RESERVED_EVENTS
+from testkit.raw_socket import RawSocket
 from tests.conftest import Harness, start_harness
 from tests.server.core.test_realtime import demo_meeting_id
-from tests.server.raw_socket import RawSocket
 
 CHILD_SECRET = "city-secret-0123456789"
 # Budgets out of the way: the fuzzer must reach the handlers (test_socket_guard.py and

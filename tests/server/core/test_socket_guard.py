@@ -20,9 +20,9 @@ from server.cascade.link import make_token
 from server.core import keys
 from server.core.realtime import meeting_room
 from server.core.settings import NodeSettings, SocketLimits
+from testkit.raw_socket import RawSocket
 from tests.conftest import Harness, start_harness
 from tests.server.core.test_realtime import connect, demo_meeting_id
-from tests.server.raw_socket import RawSocket
 
 CHILD_SECRET = "city-secret-0123456789"
 RESERVED = ("connect", "disconnect", "connect_error", "__disconnect_final", "*")

@@ -79,7 +79,8 @@ async def nodes(tmp_path: Path) -> AsyncIterator[dict[str, Node]]:
     for node in made.values():
         node.start()
     yield made
-    for node in made.values():
+    # Children first: a parent stopping gracefully waits (10 s) for its children's links.
+    for node in reversed(made.values()):
         if node.process is not None:
             node.process.stop()
 
@@ -324,6 +325,6 @@ async def test_a_child_links_to_an_https_parent_it_trusts_by_ca_file(
         assert children == {"city": "connected", "stranger": "disconnected"}
         assert not any("stranger" in r for r in (await view(top))["refusals"])  # TLS stopped it
     finally:
-        for node in (province, city, stranger):
+        for node in (stranger, city, province):  # children first, as in `nodes`
             if node.process is not None:
                 node.process.stop()

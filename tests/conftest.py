@@ -114,8 +114,20 @@ class Harness:
         return client
 
     async def close(self) -> None:
+        await disconnect_socket_clients(self.base)
         for client in self.clients:
             await client.session.close()
+
+
+async def disconnect_socket_clients(base: str) -> None:
+    """Disconnects the socket.io clients a test left connected to `base`: an aiohttp server
+    closing with one still connected waits for its ping timeout (45 s) or a close (5 s)."""
+    import engineio.base_client
+
+    prefix = base.replace("http", "ws", 1) + "/"
+    for client in list(engineio.base_client.connected_clients):
+        if client.base_url.startswith(prefix):
+            await client.disconnect()
 
 
 async def start_harness(tmp_path: Path, database_url: str | None, **overrides: Any

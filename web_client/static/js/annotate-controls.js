@@ -19,13 +19,13 @@ export class AnnotateControls {
     this.t = t;
     this.store = null;
     this.sharedPages = new Set();
-    /** Elements of the section by id; each is used as what its template makes it. @type {(id: string) => any} */
+    /** @type {(id: string) => HTMLElement} */
     this.$ = (id) => root.querySelector(`#${id}`);
     ink.onNoteRequest = (at, existing) => this.#noteDialog(at, existing);
     ink.onSelect = (ann) => this.#selectionChanged(ann);
     ink.onHistory = () => {
-      const undo = this.$("undo");
-      const redo = this.$("redo");
+      const undo = /** @type {HTMLButtonElement|null} */ (this.$("undo"));
+      const redo = /** @type {HTMLButtonElement|null} */ (this.$("redo"));
       if (undo) undo.disabled = !ink.canUndo();
       if (redo) redo.disabled = !ink.canRedo();
     };
@@ -172,8 +172,8 @@ export class AnnotateControls {
     const whose = mine ? "" : ` · ${this.t("someone else's")}`;
     const how = ann.visibility === "private" ? this.t("Private") : this.t("Shared");
     this.$("selection-text").textContent = `${kind}${whose} · ${how}`;
-    this.$("selection-share").disabled = !mine;
-    this.$("selection-delete").disabled = !mine;
+    /** @type {HTMLButtonElement} */ (this.$("selection-share")).disabled = !mine;
+    /** @type {HTMLButtonElement} */ (this.$("selection-delete")).disabled = !mine;
     this.$("selection-share-label").textContent =
       ann.visibility === "private" ? this.t("Share") : this.t("Stop sharing");
   }
@@ -181,8 +181,8 @@ export class AnnotateControls {
   // --- notes ------------------------------------------------------------------------------
 
   #noteDialog(at, existing) {
-    const dialog = this.$("note-dialog");
-    const text = this.$("note-text");
+    const dialog = /** @type {HTMLDialogElement} */ (this.$("note-dialog"));
+    const text = /** @type {HTMLTextAreaElement} */ (this.$("note-text"));
     const remove = this.$("note-delete");
     text.value = existing?.data.text ?? "";
     remove.hidden = !existing;

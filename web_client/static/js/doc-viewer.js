@@ -32,7 +32,7 @@ export class DocViewer {
     this.toast = toast;
     this.canAnnotate = root.dataset.canAnnotate === "true";
     this.canPresent = root.dataset.canPresent === "true";
-    /** Elements of the section by id; each is used as what its template makes it. @type {(id: string) => any} */
+    /** @type {(id: string) => HTMLElement} */
     this.$ = (id) => root.querySelector(`#${id}`);
     this.stage = this.$("doc-stage");
     this.view = new PdfView(this.stage);
@@ -93,8 +93,8 @@ export class DocViewer {
     this.root.classList.remove("no-doc");
     this.$("doc-title").textContent = details.title;
     this.$("page-count").textContent = String(details.page_count);
-    this.$("page-input").max = String(details.page_count);
-    const exportLink = this.$("export-link");
+    this.#pageInput().max = String(details.page_count);
+    const exportLink = /** @type {HTMLAnchorElement} */ (this.$("export-link"));
     exportLink.href = this.client.exportUrl(details.id);
     exportLink.setAttribute("download", `${details.title}.pdf`);
     this.stage.dataset.documentId = String(details.id);
@@ -230,20 +230,24 @@ export class DocViewer {
     click("thumbs-toggle", () => this.#toggleThumbs());
     click("follow-rejoin", () => follow.rejoin());
     click("present-toggle", () => (follow.presenting ? follow.stopPresenting() : follow.startPresenting()));
-    this.$("page-input").addEventListener("change", (e) => {
-      const page = Number.parseInt(e.target.value, 10) - 1;
-      if (!view.goTo(page, { user: true })) e.target.value = String(view.page + 1);
+    const pageInput = this.#pageInput();
+    pageInput.addEventListener("change", () => {
+      const page = Number.parseInt(pageInput.value, 10) - 1;
+      if (!view.goTo(page, { user: true })) pageInput.value = String(view.page + 1);
     });
     this.$("export-link").addEventListener("click", (e) => { if (!this.doc) e.preventDefault(); });
     document.addEventListener("keydown", (e) => this.#key(e));
   }
 
+  /** The page number box of the toolbar. */
+  #pageInput() { return /** @type {HTMLInputElement} */ (this.$("page-input")); }
+
   #pageChanged(page) {
-    this.$("page-input").value = String(page + 1);
-    this.$("page-prev").disabled = page <= 0;
-    this.$("page-next").disabled = !this.doc || page >= this.doc.page_count - 1;
+    this.#pageInput().value = String(page + 1);
+    /** @type {HTMLButtonElement} */ (this.$("page-prev")).disabled = page <= 0;
+    /** @type {HTMLButtonElement} */ (this.$("page-next")).disabled = !this.doc || page >= this.doc.page_count - 1;
     this.controls.pageChanged();
-    for (const thumb of this.$("thumbs").children) {
+    for (const thumb of /** @type {HTMLCollectionOf<HTMLElement>} */ (this.$("thumbs").children)) {
       const current = Number(thumb.dataset.page) === page;
       thumb.classList.toggle("current", current);
       if (current && !this.$("thumbs").hidden) {

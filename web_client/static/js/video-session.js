@@ -26,6 +26,20 @@ const REJOIN_AFTER = { "ice-timeout": 1, "transport-failed": 1, "transport-close
  * @typedef {"reconnecting"|"receive-only"|"too-many"|"rejoining"} Notice
  */
 
+/**
+ * @typedef {object} JoinResult  the media:join result: Config + the call (docs/protocol.md)
+ * @property {string} peer_id
+ * @property {Peer & {user_id: number}} me
+ * @property {Peer[]} peers
+ * @property {Producer[]} producers
+ * @property {Array<{user_id: number, kinds: Array<"audio"|"video">}>} locks
+ * @property {FloorHolder|null} floor
+ * @property {{peer_id: string}|null} active_speaker
+ * @property {RTCConfiguration} rtc_configuration
+ * @property {boolean} can_publish
+ * @property {boolean} can_chair
+ */
+
 /** Group a call's peers into people (a person may have several devices), sorted by site and name. */
 export function peopleOf(peers) {
   // user id (or peer id, for people at another node) -> {user_id, name, site, ..., peers: []}
@@ -72,7 +86,7 @@ export class VideoSession {
     this.sendPc = null;
     /** @type {RTCPeerConnection|null} */
     this.recvPc = null;
-    /** @type {any} the media:join result (docs/protocol.md) while in the call */
+    /** @type {JoinResult|null} while in the call */
     this.joined = null;
     this.wanted = false; // the person wants to be in the call (rejoin after a drop)
     this.entering = false;

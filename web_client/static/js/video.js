@@ -12,7 +12,7 @@ class VideoConference {
   constructor(root) {
     this.root = root;
     this.meetingId = Number.parseInt(root.dataset.meetingId, 10);
-    /** Elements of the video section by id; each is used as what video.html makes it. @type {(id: string) => any} */
+    /** @type {(id: string) => HTMLElement} */
     this.$ = (id) => document.getElementById(id);
     this.session = new VideoSession(this.meetingId);
     this.layout = "grid";
@@ -31,8 +31,8 @@ class VideoConference {
 
   #listen() {
     const s = this.session;
-    s.startOptions = () => ({ muted: this.$("video-start-muted").checked,
-                              cameraOff: this.$("video-start-camera-off").checked });
+    s.startOptions = () => ({ muted: this.#input("video-start-muted").checked,
+                              cameraOff: this.#input("video-start-camera-off").checked });
     s.onChange = () => this.render();
     s.onQualityChange = () => this.#renderBadges();
     s.onStatsChange = () => this.chair.render();
@@ -44,7 +44,7 @@ class VideoConference {
       else if (notice === "rejoining") this.say(t("The connection was lost; joining again…"));
     };
     s.onJoinFailed = (error) => {
-      this.$("video-join").disabled = this.root.dataset.status !== "open";
+      this.#button("video-join").disabled = this.root.dataset.status !== "open";
       this.fail(error);
     };
     s.onInCall = () => this.#showRoom(true);
@@ -92,6 +92,16 @@ class VideoConference {
     };
   }
 
+  // Elements of video.html by kind, for the type checker (the lookup is the same).
+  /** @param {string} id */
+  #button(id) { return /** @type {HTMLButtonElement} */ (this.$(id)); }
+  /** @param {string} id */
+  #input(id) { return /** @type {HTMLInputElement} */ (this.$(id)); }
+  /** @param {string} id */
+  #select(id) { return /** @type {HTMLSelectElement} */ (this.$(id)); }
+  /** @param {string} id */
+  #video(id) { return /** @type {HTMLVideoElement} */ (this.$(id)); }
+
   // --- messages ---------------------------------------------------------------------------
   say(text, isError = false) {
     const box = this.$("video-message");
@@ -130,7 +140,7 @@ class VideoConference {
       });
     }
     if (this.root.dataset.status !== "open") {
-      this.$("video-join").disabled = true;
+      this.#button("video-join").disabled = true;
       this.say(t("The video conference starts when the meeting is opened."));
     }
   }
@@ -138,8 +148,8 @@ class VideoConference {
   async preview() {
     const s = this.session;
     s.stopLocal();
-    const camera = this.$("video-camera").value;
-    const mic = this.$("video-mic").value;
+    const camera = this.#select("video-camera").value;
+    const mic = this.#select("video-mic").value;
     /** @type {MediaTrackConstraints} */
     const video = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 20 } };
     if (camera) video.deviceId = { exact: camera };
@@ -155,7 +165,7 @@ class VideoConference {
         throw new Error(t("Your browser did not give access to a camera or microphone.") + ` (${error.name})`);
       }
     }
-    const preview = this.$("video-preview");
+    const preview = this.#video("video-preview");
     preview.srcObject = s.local;
     this.$("video-preview-empty").hidden = s.local.getVideoTracks().length > 0;
     await this.#listDevices();
@@ -175,13 +185,13 @@ class VideoConference {
       }
       select.value = [...select.options].some((o) => o.value === current) ? current : "";
     };
-    fill(this.$("video-camera"), "videoinput", t("Default camera"));
-    fill(this.$("video-mic"), "audioinput", t("Default microphone"));
+    fill(this.#select("video-camera"), "videoinput", t("Default camera"));
+    fill(this.#select("video-mic"), "audioinput", t("Default microphone"));
   }
 
   // --- joining and leaving --------------------------------------------------------------------
   async join() {
-    const button = this.$("video-join");
+    const button = this.#button("video-join");
     button.disabled = true;
     this.say(t("Joining…"));
     try {
@@ -196,7 +206,7 @@ class VideoConference {
   async leave() {
     await this.session.leave();
     this.#showRoom(false);
-    this.$("video-preview").srcObject = null;
+    this.#video("video-preview").srcObject = null;
     this.$("video-preview-empty").hidden = false;
     this.say(t("You left the video conference."));
   }
@@ -204,7 +214,7 @@ class VideoConference {
   #showRoom(inCall) {
     this.$("video-lobby").hidden = inCall;
     this.$("video-room").hidden = !inCall;
-    this.$("video-join").disabled = !inCall && this.root.dataset.status !== "open";
+    this.#button("video-join").disabled = !inCall && this.root.dataset.status !== "open";
     this.$("video-chair").hidden = !(inCall && this.session.joined?.can_chair);
   }
 
@@ -339,6 +349,7 @@ class VideoConference {
     stage.className = `video-stage layout-${this.layout}`;
     const main = this.layout === "speaker" ? this.#mainKey() : null;
     for (const [key, tile] of this.tiles) {
+      /** @type {Partial<import("./video-session.js").Peer>} */
       const peer = tile.own ? { ...me } : s.peers.get(tile.peerId) ?? {};
       const camera = s.producerOf(tile.peerId, tile.source);
       const mic = s.producerOf(tile.peerId, "mic");
@@ -375,7 +386,7 @@ class VideoConference {
   #renderToolbar() {
     const s = this.session;
     const set = (id, pressed, text, disabled = false) => {
-      const b = this.$(id);
+      const b = this.#button(id);
       b.setAttribute("aria-pressed", String(pressed));
       b.textContent = text;
       b.disabled = disabled;

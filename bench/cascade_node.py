@@ -54,7 +54,8 @@ from aiohttp import web
 from media import SFU, Kind, MediaConfig, NotFoundError, Peer
 from media.link import LinkLimits
 from media.producer import Producer
-from server.cascade.link import NodeCascade, OpenDirectory
+from server.cascade.directory import OpenDirectory
+from server.cascade.link import NodeCascade
 from server.core.settings import NodeSettings
 from testkit.ice import gather_only_on
 

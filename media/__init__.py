@@ -2,6 +2,11 @@
 
 The server wires this to its signaling; nothing here knows about HTTP,
 socket.io or databases. See docs/media.md.
+
+This package's exports are the seam between the server and the SFU (docs/media.md,
+"The server's seam"): server/ imports ``from media import ...`` only, never a submodule
+(tests/media/test_seam.py checks it). Room logic sees routers, peers and their events;
+node links see `Cascade`/`LinkEnd` and the link's transport as `SFU.link_transport()`.
 """
 
 from .config import IceServer, MediaConfig
@@ -28,8 +33,12 @@ from .events import (
     RenegotiationNeeded,
     TransportStateChanged,
 )
+from .link import MAX_CATALOG, MAX_IDS, Cascade, LinkEnd, LinkLimits, relayed
+from .link_transport import LinkTransport
+from .link_usage import link_usage
 from .peer import Peer, Subscription
 from .producer import Producer
+from .ratelimit import TokenBucket
 from .router import Router
 from .sfu import SFU
 from .stats import ConsumerStats, PeerStats, ProducerStats, RouterStats, TransportStats
@@ -47,8 +56,11 @@ from .types import (
 )
 
 __all__ = [
+    "MAX_CATALOG",
+    "MAX_IDS",
     "SFU",
     "ActiveSpeakerChanged",
+    "Cascade",
     "CloseReason",
     "ClosedError",
     "ConfigError",
@@ -61,6 +73,9 @@ __all__ = [
     "IceServer",
     "Kind",
     "LimitError",
+    "LinkEnd",
+    "LinkLimits",
+    "LinkTransport",
     "MediaConfig",
     "MediaError",
     "MediaEvent",
@@ -84,8 +99,11 @@ __all__ = [
     "SignalingState",
     "Source",
     "Subscription",
+    "TokenBucket",
     "TransportState",
     "TransportStateChanged",
     "TransportStats",
     "UnsupportedCodecError",
+    "link_usage",
+    "relayed",
 ]

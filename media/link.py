@@ -75,6 +75,7 @@ Request = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 Control = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 LINK_PEER_PREFIX = "link:"
+RELAYED = "cascade"  # the app_data key of a producer imported over a link: {"via", "hops"}
 MAX_IDS = 64
 MAX_CATALOG = 2000
 MAX_HOPS = 8
@@ -370,7 +371,7 @@ class LinkEnd:
             sources[mid] = str(c["source"])
             info = self.remote_catalog.get(pid, {})
             app_data = dict(info.get("app_data") or {})
-            app_data["cascade"] = {"via": self.name, "hops": int(info.get("hops", 0)) + 1}
+            app_data[RELAYED] = {"via": self.name, "hops": int(info.get("hops", 0)) + 1}
             origins[mid] = ProducerOrigin(pid, str(c["producer_peer_id"]), app_data)
         self.counters.offers += 1
         result = await self.peer.publish(sdp, sources, origins)
@@ -699,6 +700,11 @@ class Cascade:
                 "links": [e.stats() for e in self.links.values()]}
 
 
+def relayed(app_data: dict[str, Any]) -> bool:
+    """A producer imported over a cascade link (its publisher is on another node)."""
+    return RELAYED in app_data
+
+
 def _entry(info: dict[str, Any], hops: int) -> dict[str, Any]:
     return {"id": info["id"], "peer_id": info["peer_id"], "kind": str(info["kind"].value
             if hasattr(info["kind"], "value") else info["kind"]),
@@ -706,7 +712,7 @@ def _entry(info: dict[str, Any], hops: int) -> dict[str, Any]:
                           else info["source"]),
             "codec": info["codec"], "paused": info["paused"],
             "app_data": {k: v for k, v in (info.get("app_data") or {}).items()
-                         if k != "cascade"}, "hops": hops}
+                         if k != RELAYED}, "hops": hops}
 
 
 def connect_local(a: Cascade, b: Cascade, name_a: str, name_b: str,

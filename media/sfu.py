@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCCertificate
@@ -11,6 +12,7 @@ from aiortc import RTCCertificate
 from .config import MediaConfig
 from .errors import ClosedError, NotFoundError
 from .events import EventBus, Listener
+from .link_transport import LinkTransport
 from .router import Router
 
 CERTIFICATE_MARGIN = datetime.timedelta(days=2)
@@ -34,6 +36,12 @@ class SFU:
         if self._certificate is None or self._certificate.expires - now < CERTIFICATE_MARGIN:
             self._certificate = RTCCertificate.generateCertificate()
         return self._certificate
+
+    def link_transport(self, *, parent: bool,
+                       on_failed: Callable[[], None] | None = None) -> LinkTransport:
+        """A node link's one media transport (media/link_transport.py): `parent` if this
+        end is the parent node; `on_failed` runs if the transport fails under the link."""
+        return LinkTransport(self.config, self.certificate, parent=parent, on_failed=on_failed)
 
     def router(self, router_id: str, *, max_bitrate_bps: int | None = None) -> Router:
         """The meeting's router, created on first use."""

@@ -4,8 +4,8 @@ parent (city, province) and relays meetings' media over media/link.py.
 Signaling is socket.io on the namespace ``/node``:
 
 * The child connects with ``auth = {"unit", "token", "path"}``. ``token`` is
-  ``<unix time>.<hex HMAC-SHA256(secret, "<unit>|<unix time>")>`` (the secret
-  itself never crosses the wire; TLS in production). ``path`` is the child's
+  ``<unix time>.<hex HMAC-SHA256(secret, "<unit>|<unix time>")>`` (server/cascade/tokens.py;
+  the secret itself never crosses the wire; TLS in production). ``path`` is the child's
   own unit.
 * The parent refuses, with a logged reason and no state change: an unknown
   unit, a revoked or wrong credential, a stale token, a child whose unit is
@@ -23,8 +23,8 @@ Signaling is socket.io on the namespace ``/node``:
 * ``meetings`` / ``headcounts`` (child -> parent): what the parent offers this child;
   the child's subtree's attendance per meeting (within the seats each meeting allots it).
 
-Every event on ``/node`` goes through one dispatcher (`NodeCascade._dispatch`, and
-`ParentLink._on_link` on the child's side): a strict schema per event (`NodeSchema`), then
+Every event on ``/node`` goes through one dispatcher (server/cascade/dispatch.py, and
+`ParentLink._on_link` on the child's side, server/cascade/parent_link.py): a strict schema per event (`NodeSchema`, server/cascade/schemas.py), then
 the child's scope, checked against the invitations at the moment the event arrives: every
 meeting key a payload names (fields typed `MeetingKey`) must be a live meeting that invites
 the child now (`MeetingDirectory.out_of_scope`). Acknowledgements are
@@ -43,313 +43,42 @@ re-pulls what its subscribers were watching.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import logging
-import re
-import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Any
 
-import aiohttp
 import socketio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from media import SFU
-from media.errors import NotFoundError
-from media.link import MAX_CATALOG, MAX_IDS, Cascade, LinkEnd, LinkLimits
-from media.link_transport import LinkTransport
-from media.ratelimit import TokenBucket
-from media.transport import WebRtcTransport
-from media.types import Direction
+from media import SFU, Cascade, LinkLimits, TokenBucket, link_usage
+from server.cascade.directory import MeetingDirectory
+from server.cascade.dispatch import (
+    MAX_REFUSALS_KEPT,
+    ChildLink,
+    Dispatcher,
+    NodeEvent,
+    link_op,
+)
+from server.cascade.parent_link import ParentLink
+from server.cascade.schemas import (
+    NAMESPACE,
+    Empty,
+    Headcounts,
+    Join,
+    LinkRequest,
+    NodeError,
+    P,
+    Ping,
+    shown,
+    unwrap,
+)
+from server.cascade.tokens import check_token
 from server.core.settings import NodeConfigError, NodeSettings
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "/node"
-TOKEN_MAX_SKEW_S = 120
 MAX_MEETINGS_PER_LINK = 256
-FLOOD_STRIKES = 50  # refused events before a flooding link is dropped
-PING_INTERVAL_S = 2.0  # RTT and meeting directory refresh, child -> parent
 SCOPE_SWEEP_S = 2.0  # how soon a withdrawn invitation closes a joined meeting's link end
-LOGGED_REFUSALS = 20  # per link, then every 1000th: a hostile child cannot flood the log
-MAX_SDP_CHARS = 512_000
-# What a token is, before any arithmetic: "<unix time>.<64 hex digits>", ASCII only
-# (hmac.compare_digest raises TypeError on a non-ASCII str, int() accepts other scripts'
-# digits and "1_000").
-TOKEN = re.compile(r"[0-9]{1,12}\.[0-9a-f]{64}", re.ASCII)
-
-
-def make_token(unit: str, secret: str, now: float | None = None) -> str:
-    stamp = int(time.time() if now is None else now)
-    mac = hmac.new(secret.encode(), f"{unit}|{stamp}".encode(), hashlib.sha256).hexdigest()
-    return f"{stamp}.{mac}"
-
-
-def check_token(unit: str, token: Any, secret: str, now: float | None = None) -> str | None:
-    """None if valid, else the reason. Never raises, whatever `token` is."""
-    if not isinstance(token, str) or len(token) > 80 or not TOKEN.fullmatch(token):
-        return "malformed token"
-    stamp_text, _, mac = token.partition(".")
-    stamp = int(stamp_text)
-    if abs((time.time() if now is None else now) - stamp) > TOKEN_MAX_SKEW_S:
-        return "stale token (check the clocks)"
-    want = hmac.new(secret.encode(), f"{unit}|{stamp}".encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(want.encode(), mac.encode()):
-        return "wrong credential"
-    return None
-
-
-def _shown(value: Any) -> str:
-    """A client-sent value as it may appear in a log line or the admin view: bounded."""
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:77]}..."
-
-
-# -- /node payloads ------------------------------------------------------------------------
-
-class NodeError(Exception):
-    """A /node event refused: acknowledged ``{"ok": false, "error": {"code", "message"}}``,
-    changing nothing."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
-class _Scoped:
-    """Marks a field holding a meeting key: the dispatcher checks every such value against
-    the child's invitations before the handler runs."""
-
-
-SCOPED = _Scoped()
-# "<owner node unit>/<owner's meeting id>" (units as rooms.meeting_nodes.UNIT).
-MeetingKey = Annotated[str, Field(min_length=3, max_length=84,
-                                  pattern=r"^[\w:.\-]{1,64}/[0-9]{1,18}$"), SCOPED]
-_KEY_NAMES = frozenset({"meeting", "meetings", "key", "keys", "meeting_id"})
-
-
-class NodeSchema(BaseModel):
-    """Base of every /node payload: unknown fields and wrong types are errors (as
-    server/core/realtime.py's EventSchema), and `meeting_keys()` finds every meeting it names."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    def meeting_keys(self) -> set[str]:
-        found: set[str] = set()
-        for name, info in type(self).model_fields.items():
-            value = getattr(self, name)
-            if SCOPED in info.metadata:
-                found.add(value)
-            for item in value if isinstance(value, (list, tuple)) else (value,):
-                if isinstance(item, NodeSchema):
-                    found |= item.meeting_keys()
-        return found
-
-    @classmethod
-    def check_scoped(cls) -> None:
-        """Registration-time guard: a field named like a meeting must be a MeetingKey, so a
-        new event cannot name a meeting the dispatcher would not check."""
-        for name, info in cls.model_fields.items():
-            if name in _KEY_NAMES and SCOPED not in info.metadata:
-                raise TypeError(f"{cls.__name__}.{name} names a meeting: type it MeetingKey")
-            for arg in getattr(info.annotation, "__args__", ()) + (info.annotation,):
-                if isinstance(arg, type) and issubclass(arg, NodeSchema):
-                    arg.check_scoped()
-
-
-class Empty(NodeSchema):
-    """``hello``, ``meetings``: no fields."""
-
-
-class Ping(NodeSchema):
-    rtt_ms: float | None = Field(default=None, ge=0, le=60_000)
-
-
-class Join(NodeSchema):
-    meeting: MeetingKey
-
-
-class HeadcountEntry(NodeSchema):
-    key: MeetingKey
-    members: int = Field(ge=0, le=10_000)
-    present: int = Field(ge=0, le=10_000)
-
-    @model_validator(mode="after")
-    def _present_within_members(self) -> HeadcountEntry:
-        if self.present > self.members:
-            raise ValueError("present must not exceed members")
-        return self
-
-
-class Headcounts(NodeSchema):
-    """The child's complete report: one entry per meeting, each meeting once."""
-
-    counts: list[HeadcountEntry] = Field(max_length=500)
-
-    @model_validator(mode="after")
-    def _each_meeting_once(self) -> Headcounts:
-        if len({c.key for c in self.counts}) != len(self.counts):
-            raise ValueError("a meeting is reported more than once")
-        return self
-
-
-# The media link's requests (media/link.py), checked here before LinkEnd.handle sees them.
-_Id = Annotated[str, Field(min_length=1, max_length=128)]
-
-
-class _CatalogData(NodeSchema):
-    producers: list[dict[str, Any]] = Field(max_length=MAX_CATALOG)
-    peers: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_CATALOG)
-
-
-class _IdsData(NodeSchema):
-    ids: list[_Id] = Field(max_length=MAX_IDS)
-
-
-class _OfferedConsumer(NodeSchema):
-    mid: str = Field(min_length=1, max_length=32)
-    producer_id: _Id
-    producer_peer_id: _Id
-    source: str = Field(min_length=1, max_length=32)
-
-
-class _OfferData(NodeSchema):
-    sdp: str = Field(min_length=1, max_length=MAX_SDP_CHARS)
-    consumers: list[_OfferedConsumer] = Field(max_length=MAX_CATALOG)
-
-
-class _ControlData(NodeSchema):
-    action: Literal["lock", "allow", "mute-all", "floor"]
-    producer_id: _Id | None = None
-    holder: dict[str, Any] | None = None
-
-
-_LINK_DATA: dict[str, type[NodeSchema]] = {
-    "catalog": _CatalogData, "pull": _IdsData, "release": _IdsData, "offer": _OfferData,
-    "reset": Empty, "control": _ControlData}
-
-
-class LinkRequest(NodeSchema):
-    """``link``: one media link request; `data` as that op's schema requires."""
-
-    meeting: MeetingKey
-    op: Literal["catalog", "pull", "offer", "release", "reset", "control"]
-    data: dict[str, Any]
-
-    @model_validator(mode="after")
-    def _data_fits_op(self) -> LinkRequest:
-        _LINK_DATA[self.op].model_validate_json(json.dumps(self.data))
-        return self
-
-
-P = TypeVar("P", bound=NodeSchema)
-
-
-def _ok(result: Any) -> dict[str, Any]:
-    return {"ok": True, "result": result}
-
-
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"ok": False, "error": {"code": code, "message": message}}
-
-
-def _validate(schema: type[P], data: Any) -> P:
-    """`data` checked as the JSON it arrived as (strict types); NodeError if it is not."""
-    try:
-        text = json.dumps(data if data is not None else {})
-    except (TypeError, ValueError, RecursionError):
-        raise NodeError("invalid", "payload: not JSON (binary or circular)") from None
-    try:
-        return schema.model_validate_json(text)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "payload"
-        raise NodeError("invalid", f"{where}: {first['msg']}"[:200]) from None
-
-
-def _unwrap(reply: Any) -> dict[str, Any]:
-    """The other end's acknowledgement of a `link` request, as LinkEnd.request wants it:
-    the result, or ``{"error": message}``."""
-    if isinstance(reply, dict) and reply.get("ok") is True and isinstance(reply.get("result"),
-                                                                          dict):
-        return reply["result"]  # type: ignore[no-any-return]
-    error = reply.get("error") if isinstance(reply, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return {"error": f"{error.get('code')}: {error['message']}"}
-    return {"error": "malformed reply"}
-
-
-def _result(reply: Any, what: str) -> Any:
-    """The result of a parent's acknowledgement; ConnectionError if it refused."""
-    if isinstance(reply, dict) and reply.get("ok") is True:
-        return reply.get("result")
-    raise ConnectionError(f"parent refused {what}: {_shown(reply)}")
-
-
-@dataclass(frozen=True)
-class _NodeEvent(Generic[P]):
-    schema: type[P]
-    handler: Callable[[ChildLink, P], Awaitable[Any]]
-
-
-@dataclass
-class ChildLink:
-    sid: str
-    unit: str
-    bucket: TokenBucket
-    transport: LinkTransport  # the link's one WebRTC transport, for all its meetings
-    meetings: set[str] = field(default_factory=set)
-    strikes: int = 0
-    refused: int = 0  # events refused (schema, scope, limits)
-    rtt_ms: float | None = None
-    connected_at: float = field(default_factory=time.time)
-
-
-class MeetingDirectory:
-    """Which meetings a link may carry. A meeting's link key is
-    ``"<owner node unit>/<owner's meeting id>"`` on every node. The server's directory
-    (server/cascade/meetings.py) reads them from the database. This base offers nothing and
-    lets a child act on nothing; `OpenDirectory` (tests, benchmarks) lets it act on any."""
-
-    async def router_for(self, key: str) -> str | None:
-        """The local router id of a meeting a child asks to join; None if unknown here."""
-        return None
-
-    async def out_of_scope(self, child: str, keys: set[str]) -> set[str]:
-        """Of `keys`, those the child `child` may not act on now: not a live meeting here,
-        or one that does not invite it (any more)."""
-        return set(keys)
-
-    async def offered(self, child: str) -> list[dict[str, Any]]:
-        """Meetings this node offers the child `child`: ``{"key", "title", ...}``."""
-        return []
-
-    async def mirror(self, offered: list[dict[str, Any]]) -> None:
-        """The parent's offered meetings, to mirror locally."""
-
-    async def headcounts(self) -> list[dict[str, Any]]:
-        """Attendance of this node's subtree per mirrored meeting, for the parent:
-        ``{"key", "members", "present"}``."""
-        return []
-
-    async def report(self, child: str, counts: list[HeadcountEntry]) -> None:
-        """A child's complete headcounts (``[]``: it left, forget them), all within its
-        scope already; NodeError (changing nothing) if they break the rule."""
-
-
-class OpenDirectory(MeetingDirectory):
-    """Tests and benchmarks without a database: a key is a router of the same name, and
-    every child may act on every meeting."""
-
-    async def router_for(self, key: str) -> str | None:
-        return key
-
-    async def out_of_scope(self, child: str, keys: set[str]) -> set[str]:
-        return set()
 
 
 class NodeCascade:
@@ -374,8 +103,13 @@ class NodeCascade:
         self._rate = (child_rate_per_s, child_burst)
         self.sio: socketio.AsyncServer | None = None
         self.parent: ParentLink | None = None
-        self.events: dict[str, _NodeEvent[Any]] = {}
+        self.dispatcher = Dispatcher(self)
         self._sweeper: asyncio.Future[None] | None = None
+
+    @property
+    def events(self) -> dict[str, NodeEvent[Any]]:
+        """The registered /node events (name -> schema, handler)."""
+        return self.dispatcher.events
 
     # -- meetings ------------------------------------------------------------------
     def cascade(self, meeting: str) -> Cascade:
@@ -429,7 +163,7 @@ class NodeCascade:
         self.credentials.pop(unit, None)
         self._drop_unit(unit, "credential revoked")
 
-    def _drop_sid(self, sid: str, reason: str) -> None:
+    def drop_sid(self, sid: str, reason: str) -> None:
         link = self.children.get(sid)
         if link is not None and self.sio is not None:
             log.warning("cascade: dropping link of %s: %s", link.unit, reason)
@@ -451,34 +185,7 @@ class NodeCascade:
         """Admin view: this node, its parent link and child links with RTT,
         bitrate and the streams each carries."""
         def streams(name: str) -> dict[str, Any]:
-            carried: dict[str, Any] = {"imported": 0, "exported": 0, "bitrate_in_bps": 0,
-                                       "bitrate_out_bps": 0}
-            transports: dict[int, WebRtcTransport] = {}  # of the link, all meetings
-            halves: set[str] = set()
-            for cascade in self.cascades.values():
-                end = cascade.links.get(name)
-                if end is None or end.closed:
-                    continue
-                carried["imported"] += len(end.imported)
-                carried["exported"] += len(end.exported())
-                try:
-                    peer = cascade.router.peer(end.peer_id)
-                except NotFoundError:
-                    continue
-                for direction, half in ((Direction.SEND, "import"), (Direction.RECV, "export")):
-                    transport = peer.transport(direction)
-                    if transport is not None and not transport.closed:
-                        transports[id(transport)] = transport
-                        halves.add(half)
-            for transport in transports.values():
-                stats = transport.stats()
-                carried["bitrate_in_bps"] += stats.bitrate_in_bps
-                carried["bitrate_out_bps"] += stats.bitrate_out_bps
-            # One ICE/DTLS/SRTP transport per link carries every meeting both ways.
-            carried["media_transports"] = len(transports)
-            carried["dtls_handshakes"] = sum(t.handshakes for t in transports.values())
-            carried["directions"] = sorted(halves)
-            return carried
+            return link_usage(self.cascades.values(), name)
 
         parent = None
         if self.parent is not None:
@@ -508,58 +215,15 @@ class NodeCascade:
 
     def _event(self, name: str, schema: type[P],
                handler: Callable[[ChildLink, P], Awaitable[Any]]) -> None:
-        """Every /node event is registered here, so every one goes through `_dispatch`."""
+        """Every /node event is registered here, so every one goes through the dispatcher."""
         assert self.sio is not None
-        schema.check_scoped()
-        self.events[name] = _NodeEvent(schema, handler)
+        self.dispatcher.register(name, schema, handler)
 
         async def dispatch(sid: str, data: Any = None) -> dict[str, Any]:
-            return await self._dispatch(name, sid, data)
+            return await self.dispatcher.dispatch(name, sid, data)
         self.sio.on(name, dispatch, namespace=NAMESPACE)
 
-    async def _dispatch(self, name: str, sid: str, data: Any) -> dict[str, Any]:
-        """The one path of a child's event: linked? within its budget? a valid payload?
-        every meeting it names invites the child now? Then the handler; else an error
-        acknowledgement, and nothing changed."""
-        event = self.events[name]
-        link = self.children.get(sid)
-        try:
-            if link is None:
-                raise NodeError("not_authenticated", "this connection is not a linked node")
-            if not link.bucket.take():
-                link.strikes += 1
-                if link.strikes == FLOOD_STRIKES:
-                    self._drop_sid(sid, "keeps flooding events")
-                raise NodeError("rate_limited", "rate limit exceeded; slow down")
-            payload = _validate(event.schema, data)
-            keys = payload.meeting_keys()
-            outside = await self.directory.out_of_scope(link.unit, keys) if keys else set()
-            if outside:
-                for key in outside & link.meetings:  # an invitation withdrawn since the join
-                    await self._leave(link, key, "no longer invited")
-                raise NodeError("not_found", f"meeting {_shown(min(outside))} is not offered "
-                                             f"to {link.unit}")
-            return _ok(await event.handler(link, payload))
-        except NodeError as exc:
-            self._note_refusal(link, name, exc)
-            return _error(exc.code, exc.message)
-        except Exception:
-            log.exception("cascade: /node event %s from %s failed", name,
-                          link.unit if link else sid)
-            return _error("internal", "internal error; the event was not applied")
-
-    def _note_refusal(self, link: ChildLink | None, name: str, exc: NodeError) -> None:
-        """Logged (bounded per link) and kept for the admin view."""
-        if link is None:
-            return
-        link.refused += 1
-        message = f"refused {name} from {link.unit}: {exc.code}: {exc.message}"
-        if link.refused <= LOGGED_REFUSALS or link.refused % 1000 == 0:
-            log.warning("cascade: %s (%d refused on this link)", message, link.refused)
-        if exc.code != "rate_limited":
-            self.refusals = (self.refusals + [message])[-50:]
-
-    async def _leave(self, link: ChildLink, key: str, reason: str) -> None:
+    async def leave(self, link: ChildLink, key: str, reason: str) -> None:
         """The child may no longer act on this meeting: drop its link end here."""
         link.meetings.discard(key)
         cascade = self.cascades.get(key)
@@ -573,7 +237,7 @@ class NodeCascade:
         for link in list(self.children.values()):
             if link.meetings:
                 for key in await self.directory.out_of_scope(link.unit, set(link.meetings)):
-                    await self._leave(link, key, "no longer invited")
+                    await self.leave(link, key, "no longer invited")
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -584,9 +248,9 @@ class NodeCascade:
                 log.exception("cascade: checking child links' meetings failed")
 
     def _refuse(self, reason: str, unit: Any = None) -> None:
-        message = f"refused node link from {_shown(unit)}: {reason}"
+        message = f"refused node link from {shown(unit)}: {reason}"
         log.warning("cascade: %s", message)
-        self.refusals = (self.refusals + [message])[-50:]
+        self.refusals = (self.refusals + [message])[-MAX_REFUSALS_KEPT:]
         raise socketio.exceptions.ConnectionRefusedError(reason)
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
@@ -598,8 +262,8 @@ class NodeCascade:
             log.exception("cascade: checking a node's credentials failed")
             self._refuse("internal error")
         unit = auth["unit"]
-        transport = LinkTransport(self.sfu.config, self.sfu.certificate, parent=True,
-                                  on_failed=lambda: self._drop_sid(sid, "media transport lost"))
+        transport = self.sfu.link_transport(
+            parent=True, on_failed=lambda: self.drop_sid(sid, "media transport lost"))
         self.children[sid] = ChildLink(sid, unit, TokenBucket(*self._rate), transport)
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.ensure_future(self._sweep_forever())
@@ -678,11 +342,11 @@ class NodeCascade:
                                             timeout=self.limits.request_timeout_s)
             except (socketio.exceptions.TimeoutError, socketio.exceptions.SocketIOError) as exc:
                 raise ConnectionError(f"child link: {exc}") from None
-            return _unwrap(reply)
+            return unwrap(reply)
         return request
 
     async def _on_link(self, link: ChildLink, payload: LinkRequest) -> dict[str, Any]:
-        return await _link_op(self.cascades, link.unit, link.meetings, payload)
+        return await link_op(self.cascades, link.unit, link.meetings, payload)
 
     # -- child side ----------------------------------------------------------------------------
     def start_parent_link(self) -> ParentLink | None:
@@ -691,228 +355,4 @@ class NodeCascade:
         self.parent = ParentLink(self)
         self.parent.start()
         return self.parent
-
-
-async def _link_op(cascades: dict[str, Cascade], name: str, joined: set[str],
-                   payload: LinkRequest) -> dict[str, Any]:
-    """A validated `link` request for a meeting, to that meeting's link end."""
-    if payload.meeting not in joined:
-        raise NodeError("not_joined", f"meeting {payload.meeting} was not joined on this link")
-    cascade = cascades.get(payload.meeting)
-    end: LinkEnd | None = cascade.links.get(name) if cascade else None
-    if end is None or end.closed:
-        raise NodeError("not_joined", f"no link end for meeting {payload.meeting}")
-    reply = await end.handle(payload.op, payload.data)
-    if "error" in reply:
-        raise NodeError("link_refused", str(reply["error"])[:200])
-    return reply
-
-
-class ParentLink:
-    """The child's link to its parent: reconnects with backoff, then resyncs."""
-
-    def __init__(self, node: NodeCascade) -> None:
-        self.node = node
-        self.state = "idle"
-        self.parent_unit: str | None = None
-        self.rtt_ms: float | None = None
-        self.reconnects = 0
-        self.meetings: set[str] = set()  # meetings this node relays upstream
-        self._reported: list[dict[str, Any]] | None = None  # headcounts the parent has
-        self._refused: Any = None  # the parent's last refusal of them, logged once
-        self._task: asyncio.Future[None] | None = None
-        self._client: socketio.AsyncClient | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._connected = asyncio.Event()
-        self._lost = asyncio.Event()
-        # The link's one WebRTC transport (a new one per connection), for all meetings.
-        self.transport: LinkTransport | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._client is not None:
-            await self._client.disconnect()
-        await self._teardown()
-        if self._session is not None:
-            await self._session.close()
-        self.state = "stopped"
-
-    def _http(self) -> aiohttp.ClientSession | None:
-        """An HTTP session trusting HOPSO_PARENT_CA (else engine.io's default: system CAs)."""
-        ca = self.node.settings.parent_ca
-        if ca is not None and self._session is None:
-            context = ssl.create_default_context(cafile=str(ca))
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
-        return self._session
-
-    async def wait_connected(self, timeout: float) -> None:
-        async with asyncio.timeout(timeout):
-            await self._connected.wait()
-
-    async def join(self, meeting: str) -> None:
-        """Relay this meeting upstream (now, and after every reconnect)."""
-        self.meetings.add(meeting)
-        if self._connected.is_set():
-            await self._join(meeting)
-
-    async def _run(self) -> None:
-        delay = 0.25
-        settings = self.node.settings
-        assert settings.parent_url and settings.secret
-        while True:
-            client = socketio.AsyncClient(reconnection=False, http_session=self._http())
-            client.on("link", self._on_link, namespace=NAMESPACE)
-            client.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
-            client.on("connect_error", self._on_connect_error, namespace=NAMESPACE)
-            self._client = client
-            self._lost.clear()
-            self.transport = LinkTransport(self.node.sfu.config, self.node.sfu.certificate,
-                                           parent=False, on_failed=self._media_lost)
-            self.state = "connecting"
-            try:
-                await client.connect(
-                    settings.parent_url, namespaces=[NAMESPACE], transports=["websocket"],
-                    auth={"unit": settings.unit, "token": make_token(settings.unit,
-                                                                     settings.secret)},
-                    wait_timeout=3)
-                await self._resync(client)
-            except (socketio.exceptions.ConnectionError, ConnectionError,
-                    TimeoutError, socketio.exceptions.SocketIOError) as exc:
-                self.state = f"retrying: {exc}"
-                log.info("cascade: parent link to %s failed: %s", settings.parent_url, exc)
-                await self._drop(client)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-                continue
-            delay = 0.25
-            self.state = "connected"
-            self._connected.set()
-            pinger = asyncio.ensure_future(self._ping(client))
-            await self._lost.wait()
-            pinger.cancel()
-            self.state = "disconnected"
-            self.reconnects += 1
-            await self._drop(client)
-
-    async def _drop(self, client: socketio.AsyncClient) -> None:
-        self._connected.clear()
-        try:
-            await client.disconnect()
-        except Exception as exc:  # noqa: BLE001 - a dead socket may fail to close
-            log.debug("cascade: closing the parent socket: %s", exc)
-        await self._teardown()
-
-    async def _teardown(self) -> None:
-        """Link down: local media goes on; the meetings' cascades remember what
-        was imported and re-pull it when the parent's catalog offers it again."""
-        unit = self.parent_unit
-        if unit is not None:
-            for cascade in self.node.cascades.values():
-                await cascade.remove_link(unit)
-        if self.transport is not None:
-            await self.transport.close()
-
-    def _media_lost(self) -> None:
-        """The link's media transport failed: start the whole link again."""
-        log.warning("cascade: media transport to the parent lost; reconnecting")
-        self._lost.set()
-
-    async def _on_disconnect(self, *_: Any) -> None:
-        self._lost.set()
-
-    async def _on_connect_error(self, data: Any = None) -> None:
-        log.warning("cascade: cannot link to parent %s: %s",
-                    self.node.settings.parent_url, data)
-
-    async def _resync(self, client: socketio.AsyncClient) -> None:
-        hello = _result(await client.call("hello", {}, namespace=NAMESPACE, timeout=5), "hello")
-        if not isinstance(hello, dict) or not isinstance(hello.get("path"), list):
-            raise ConnectionError(f"parent answered hello with {_shown(hello)}")
-        path = [str(u) for u in hello["path"]]
-        if self.node.settings.unit in path:
-            log.error("cascade: loop: parent path %s contains this node", path)
-            raise ConnectionError("loop in configured parents")
-        self.parent_unit = str(hello.get("unit"))
-        self.node.path = [self.node.settings.unit, *path]
-        self._reported = None  # a new connection: the parent forgot them
-        await self._sync_meetings(client)
-        await self._send_headcounts(client)
-        for meeting in sorted(self.meetings):
-            await self._join(meeting)
-
-    async def _join(self, meeting: str) -> None:
-        client, unit = self._client, self.parent_unit
-        assert client is not None and unit is not None
-        cascade = self.node.cascade(meeting)
-        end = cascade.links.get(unit)
-        if end is None or end.closed:
-            end = cascade.add_link(unit, self._parent_request(client, meeting), push=False,
-                                   upstream=True, transport=self.transport)
-        reply = await client.call("join", {"meeting": meeting}, namespace=NAMESPACE, timeout=5)
-        _result(reply, f"join {meeting}")
-        end.push_catalog()
-
-    def _parent_request(self, client: socketio.AsyncClient, meeting: str) -> Any:
-        async def request(op: str, data: dict[str, Any]) -> dict[str, Any]:
-            try:
-                reply = await client.call("link", {"meeting": meeting, "op": op, "data": data},
-                                          namespace=NAMESPACE,
-                                          timeout=self.node.limits.request_timeout_s)
-            except (socketio.exceptions.TimeoutError,
-                    socketio.exceptions.SocketIOError) as exc:
-                raise ConnectionError(f"parent link: {exc}") from None
-            return _unwrap(reply)
-        return request
-
-    async def _on_link(self, data: Any = None) -> dict[str, Any]:
-        """The parent's `link` request: the same schema; its scope is what we joined."""
-        try:
-            if self.parent_unit is None:
-                raise NodeError("not_joined", "not linked")
-            payload = _validate(LinkRequest, data)
-            return _ok(await _link_op(self.node.cascades, self.parent_unit, self.meetings,
-                                      payload))
-        except NodeError as exc:
-            log.warning("cascade: refused the parent's link request: %s: %s", exc.code,
-                        exc.message)
-            return _error(exc.code, exc.message)
-        except Exception:
-            log.exception("cascade: the parent's link request failed")
-            return _error("internal", "internal error; the request was not applied")
-
-    async def _ping(self, client: socketio.AsyncClient) -> None:
-        """RTT, and the parent's meetings to mirror, every PING_INTERVAL_S."""
-        while True:
-            started = time.monotonic()
-            try:
-                await client.call("ping", {"rtt_ms": self.rtt_ms}, namespace=NAMESPACE,
-                                  timeout=5)
-                self.rtt_ms = round((time.monotonic() - started) * 1000, 2)
-                await self._sync_meetings(client)
-                await self._send_headcounts(client)
-            except Exception:  # noqa: BLE001 - the disconnect handler decides
-                self.rtt_ms = None
-            await asyncio.sleep(PING_INTERVAL_S)
-
-    async def _send_headcounts(self, client: socketio.AsyncClient) -> None:
-        counts = await self.node.directory.headcounts()
-        if counts != self._reported:
-            reply = await client.call("headcounts", {"counts": counts}, namespace=NAMESPACE,
-                                      timeout=5)
-            if isinstance(reply, dict) and reply.get("ok") is True:
-                self._reported, self._refused = counts, None
-            elif reply != self._refused:  # e.g. more members than the seats allotted here
-                log.warning("cascade: the parent refused our headcounts: %s", _shown(reply))
-                self._refused = reply  # sent again at the next ping; logged once
-
-    async def _sync_meetings(self, client: socketio.AsyncClient) -> None:
-        reply = _result(await client.call("meetings", {}, namespace=NAMESPACE, timeout=5),
-                        "meetings")
-        if isinstance(reply, dict) and isinstance(reply.get("meetings"), list):
-            await self.node.directory.mirror(reply["meetings"])
 

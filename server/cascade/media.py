@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from media import MediaEvent, ProducerAdded, ProducerClosed, ProducerPaused
-from media.link import Cascade, LinkEnd
+from media import Cascade, LinkEnd, MediaEvent, ProducerAdded, ProducerClosed, ProducerPaused
 from rooms.errors import NotFound
 from rooms.permissions import MEETING_PERMISSIONS, Action
 

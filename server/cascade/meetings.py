@@ -35,7 +35,8 @@ from rooms.models import (
     utcnow,
 )
 from rooms.procedure_models import RemoteHeadcount
-from server.cascade.link import HeadcountEntry, MeetingDirectory, NodeError
+from server.cascade.directory import MeetingDirectory
+from server.cascade.schemas import HeadcountEntry, NodeError
 from server.core.http_util import as_id
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,12 @@ class Offered(BaseModel):
 
 class DbDirectory(MeetingDirectory):
     def __init__(self, db: Database, unit: str,
-                 on_attendance: Callable[[int], Awaitable[None]] | None = None) -> None:
+                 on_attendance: Callable[[int], Awaitable[None]] | None = None,
+                 on_closed: Callable[[int], Awaitable[None]] | None = None) -> None:
         self.db = db
         self.unit = unit
         self.on_attendance = on_attendance  # a child's headcount for this meeting changed
+        self.on_closed = on_closed  # a mirror closed (its owner closed it, or stopped offering)
 
     def key_of(self, meeting: Meeting) -> str:
         return meeting.cascade_key or f"{self.unit}/{meeting.id}"
@@ -135,6 +138,7 @@ class DbDirectory(MeetingDirectory):
             host = (await s.exec(select(Unit).where(col(Unit.parent_id).is_(None))
                                  .order_by(col(Unit.id)))).first()
             changed = False
+            was_open = {m.id for m in mirrors.values() if m.status is not MeetingStatus.closed}
             for key, entry in entries.items():
                 meeting = mirrors.get(key)
                 if meeting is None:
@@ -166,6 +170,11 @@ class DbDirectory(MeetingDirectory):
                                        meeting.starts_at, MeetingStatus.closed)
             if changed:
                 await s.commit()
+            closed = sorted(m.id for m in mirrors.values() if m.id is not None
+                            and m.id in was_open and m.status is MeetingStatus.closed)
+        if self.on_closed is not None:
+            for meeting_id in closed:
+                await self.on_closed(meeting_id)
 
     async def headcounts(self) -> list[dict[str, Any]]:
         async with self.db.session() as s:

@@ -41,7 +41,7 @@ from socketio import packet
 from socketio.base_client import BaseClient
 from socketio.base_server import BaseServer
 
-from media.ratelimit import TokenBucket
+from media import TokenBucket
 from server.core.settings import SocketLimits
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,8 @@ from aiohttp import web
 
 from media import SFU, MediaConfig
 from media.link import LinkLimits
-from server.cascade.link import NodeCascade, OpenDirectory
+from server.cascade.directory import OpenDirectory
+from server.cascade.link import NodeCascade
 from server.core.settings import NodeSettings
 from testkit.aiortc_clients import Publisher, Subscriber, encode_media
 from testkit.ice import gather_only_on

@@ -16,7 +16,10 @@ from aiohttp import web
 
 from media import SFU
 from media.link import Cascade, LinkLimits
-from server.cascade.link import NAMESPACE, NodeCascade, OpenDirectory, make_token
+from server.cascade.directory import OpenDirectory
+from server.cascade.link import NodeCascade
+from server.cascade.schemas import NAMESPACE
+from server.cascade.tokens import make_token
 from server.core.settings import NodeSettings
 from testkit.aiortc_clients import EncodedMedia, Publisher, Subscriber, wait_for
 from testkit.processes import free_port
@@ -191,7 +194,7 @@ async def _connect(url: str, auth: dict[str, str]) -> str | None:
 async def test_bad_credentials_and_loops_are_refused(
         tree: dict[str, Node], caplog: pytest.LogCaptureFixture) -> None:
     province, city = tree["province"], tree["city"]
-    caplog.set_level(logging.WARNING, logger="server.cascade.link")
+    caplog.set_level(logging.WARNING, logger="server.cascade")
     before = dict(province.node.children)
     cases: list[tuple[dict[str, str], str]] = [
         ({"unit": "city", "token": make_token("city", "wrong-secret-0123456789")},
@@ -242,7 +245,7 @@ async def test_one_media_transport_per_node_link_for_two_meetings(
     the link has one WebRTC transport at each end (one ICE session, one DTLS handshake)."""
     province, city = tree["province"], tree["city"]
     assert city.node.parent is not None
-    caplog.set_level(logging.WARNING, logger="server.cascade.link")
+    caplog.set_level(logging.WARNING, logger="server.cascade")
     await city.node.parent.join("province/43")
     clients: list[Publisher | Subscriber] = []
 

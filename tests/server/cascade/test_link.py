@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from sqlmodel import select
 
 from rooms.procedure_models import RemoteHeadcount
-from server.cascade.link import (
+from server.cascade.keys import NODE
+from server.cascade.schemas import (
     NAMESPACE,
     Empty,
     HeadcountEntry,
@@ -32,9 +33,8 @@ from server.cascade.link import (
     LinkRequest,
     MeetingKey,
     NodeSchema,
-    check_token,
-    make_token,
 )
+from server.cascade.tokens import check_token, make_token
 from server.core import keys
 from tests.conftest import Harness
 from tests.server.test_access_matrix import link_city, node_harness, node_meetings
@@ -113,7 +113,7 @@ async def linked(tmp_path: Path) -> AsyncIterator[tuple[Harness, socketio.AsyncC
     chair = await h.login("chutri")
     meetings = await node_meetings(h, chair)
     child = await link_city(h)
-    link = next(iter(h.server.app[keys.NODE].children.values()))
+    link = next(iter(h.server.app[NODE].children.values()))
     link.bucket.rate = link.bucket.burst = link.bucket.tokens = 1e9  # fuzzing is not flooding
     yield h, child, meetings
     await child.disconnect()
@@ -173,7 +173,7 @@ cases = st.one_of(shaped, shaped, st.tuples(st.sampled_from(EVENTS), payloads))
 
 async def footprint(h: Harness) -> Any:
     """What a refused event must leave as it was."""
-    node = h.server.app[keys.NODE]
+    node = h.server.app[NODE]
     async with h.server.app[keys.DB].session() as s:
         rows = (await s.exec(select(RemoteHeadcount))).all()
     return (sorted((r.meeting_id, r.node, r.members, r.present) for r in rows),

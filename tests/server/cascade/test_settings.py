@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from server.cascade.link import check_token, make_token
+from server.cascade.tokens import check_token, make_token
 from server.core.settings import NodeConfigError, NodeSettings
 
 SECRET = "s" * 20

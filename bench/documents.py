@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from testkit.processes import LoggedServer
+from testkit.raw_socket import RawSocket
 
 WARMUP = 3  # events sent before measuring (first-use costs: statement caches, imports)
 TABLETS_PER_PROCESS = 100
@@ -303,47 +304,35 @@ async def strokes(server: LoggedServer, author: User, viewers: list[User], n_vie
 
 
 # --- child: simulated tablets ----------------------------------------------------------------
-# Raw engine.io v4 / socket.io v5 over a websocket, so that 100 tablets in one process cost
-# little CPU and the figures measure the server, not python-socketio's client.
-
-
-async def _expect(ws: aiohttp.ClientWebSocketResponse, prefix: str) -> str:
-    while True:
-        data = await ws.receive_str(timeout=30)
-        if data == "2":
-            await ws.send_str("3")
-        elif data.startswith(prefix):
-            return data
-
-
-async def _call(ws: aiohttp.ClientWebSocketResponse, ack_id: int, event: str, payload: Any
-                ) -> None:
-    await ws.send_str(f"42{ack_id}" + json.dumps([event, payload]))
-    reply = json.loads((await _expect(ws, f"43{ack_id}"))[2 + len(str(ack_id)):])
-    assert reply[0]["ok"], reply
+# testkit's raw socket.io client, so that 100 tablets in one process cost little CPU and the
+# figures measure the server, not python-socketio's client.
 
 
 async def _tablet(http: aiohttp.ClientSession, args: dict[str, Any], cookie: str,
                   received: list[tuple[str, float]], ready: asyncio.Event) -> None:
-    url = args["base"].replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
-    async with http.ws_connect(url, headers={"Cookie": cookie}, max_msg_size=0) as ws:
-        await _expect(ws, "0")
-        await ws.send_str("40")
-        await _expect(ws, "40")
-        await _call(ws, 1, "meeting:join", {"meeting_id": args["meeting_id"]})
+    if args["mode"] == "stroke":
+        prefix, key = '42["annotation:event"', lambda d: d["event"]["op_id"]
+    else:
+        prefix, key = '42["present:state"', lambda d: str(d["seq"])
+
+    def on_event(data: str) -> None:
+        at = time.time()
+        if data.startswith(prefix):
+            received.append((key(json.loads(data[2:])[1]), at))
+
+    sock = await RawSocket.open(args["base"], cookie, session=http, on_event=on_event,
+                                max_msg_size=0)
+    try:
+        calls = [("meeting:join", {"meeting_id": args["meeting_id"]})]
         if args["mode"] == "stroke":
-            await _call(ws, 2, "document:subscribe", {"document_id": args["document_id"]})
-            prefix, key = '42["annotation:event"', lambda d: d["event"]["op_id"]
-        else:
-            prefix, key = '42["present:state"', lambda d: str(d["seq"])
+            calls.append(("document:subscribe", {"document_id": args["document_id"]}))
+        for event, payload in calls:
+            reply = await sock.call(event, payload, timeout=30)
+            assert reply["ok"], reply
         ready.set()
-        async for msg in ws:
-            at = time.time()
-            data = msg.data
-            if data == "2":
-                await ws.send_str("3")
-            elif isinstance(data, str) and data.startswith(prefix):
-                received.append((key(json.loads(data[2:])[1]), at))
+        await sock.closed.wait()
+    finally:
+        await sock.close()
 
 
 async def child(args: dict[str, Any]) -> None:

@@ -58,6 +58,7 @@ import aiohttp
 
 from testkit.ice import gather_only_on
 from testkit.processes import LoggedServer
+from testkit.raw_socket import RawSocket
 
 WINDOW_S = 10.0
 WARMUP_S = 60.0
@@ -256,53 +257,6 @@ async def wait_ready(children: list[Child], timeout: float) -> None:
 # --- child: tablets (raw engine.io v4 / socket.io v5 over a websocket) -----------------------
 
 
-class RawSocket:
-    """Just enough socket.io for a tablet: calls with acks, pushed events, pings."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.next_id = 0
-        self.pending: dict[int, asyncio.Future[Any]] = {}
-        self.on_event: Any = None
-
-    async def open(self) -> None:
-        first = await self.ws.receive_str(timeout=30)
-        assert first.startswith("0"), first
-        await self.ws.send_str("40")
-        while True:
-            data = await self.ws.receive_str(timeout=30)
-            if data.startswith("40"):
-                return
-            if data.startswith("44"):
-                raise ConnectionError(f"refused: {data}")
-
-    async def run(self) -> None:
-        async for msg in self.ws:
-            data = msg.data
-            if not isinstance(data, str):
-                continue
-            if data == "2":
-                await self.ws.send_str("3")
-            elif data.startswith("43"):
-                cut = data.index("[")
-                future = self.pending.pop(int(data[2:cut]), None)
-                if future is not None and not future.done():
-                    future.set_result(json.loads(data[cut:])[0])
-            elif data.startswith("42") and self.on_event is not None:
-                self.on_event(data)
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(ConnectionError("socket closed"))
-
-    async def call(self, event: str, payload: Any, timeout: float = 60) -> Any:
-        self.next_id += 1
-        ack_id = self.next_id
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.pending[ack_id] = future
-        await self.ws.send_str(f"42{ack_id}" + json.dumps([event, payload]))
-        return await asyncio.wait_for(future, timeout)
-
-
 @dataclass
 class TabletStats:
     acks: list[tuple[float, float]] = field(default_factory=list)  # (sent at, ms)
@@ -328,7 +282,6 @@ async def tablet(http: aiohttp.ClientSession, args: dict[str, Any], cookie: str,
                  stats: TabletStats, ready: asyncio.Event, rnd: random.Random) -> None:
     base, doc, version = args["base"], args["document_id"], args["version"]
     sizes = args["page_sizes"]
-    url = base.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
     state = {"page": 0}
     mine: list[tuple[str, int]] = []
 
@@ -344,28 +297,24 @@ async def tablet(http: aiohttp.ClientSession, args: dict[str, Any], cookie: str,
         elif data.startswith('42["annotation:event"'):
             stats.shared_events += 1
 
-    async with http.ws_connect(url, headers={"Cookie": cookie}, max_msg_size=0,
-                               heartbeat=None) as ws:
-        started = time.time()
-        async with http.get(f"{base}/api/documents/{doc}/pdf?version={version}",
-                            headers={"Cookie": cookie}) as r:
-            await r.read()
-            assert r.status == 200, r.status
-        stats.fetches.append((started, (time.time() - started) * 1000))
-        sock = RawSocket(ws)
-        await sock.open()
-        sock.on_event = on_event
-        runner = asyncio.ensure_future(sock.run())
+    started = time.time()
+    async with http.get(f"{base}/api/documents/{doc}/pdf?version={version}",
+                        headers={"Cookie": cookie}) as r:
+        await r.read()
+        assert r.status == 200, r.status
+    stats.fetches.append((started, (time.time() - started) * 1000))
+    sock = await RawSocket.open(base, cookie, session=http, on_event=on_event, max_msg_size=0)
+    try:
         for event, payload in (("meeting:join", {"meeting_id": args["meeting_id"]}),
                                ("document:subscribe", {"document_id": doc}),
                                ("annotation:snapshot", {"document_id": doc, "version": version})):
-            ack = await sock.call(event, payload)
+            ack = await sock.call(event, payload, timeout=60)
             assert ack["ok"], (event, ack)
-        present = await sock.call("present:get", {"meeting_id": args["meeting_id"]})
+        present = await sock.call("present:get", {"meeting_id": args["meeting_id"]}, timeout=60)
         follow(present["result"], time.time())
         ready.set()
         try:
-            while not runner.done():
+            while not sock.closed.is_set():
                 every = args["stroke_every"]
                 if every <= 0:  # no strokes (to tell their memory from the rest's)
                     await asyncio.sleep(3600)
@@ -391,7 +340,8 @@ async def tablet(http: aiohttp.ClientSession, args: dict[str, Any], cookie: str,
                 started = time.time()
                 try:
                     ack = await sock.call("annotation:op", {"document_id": doc,
-                                                            "version": version, "op": op})
+                                                            "version": version, "op": op},
+                                          timeout=60)
                 except TimeoutError:
                     stats.error("timeout")
                     continue
@@ -403,9 +353,9 @@ async def tablet(http: aiohttp.ClientSession, args: dict[str, Any], cookie: str,
                     stats.error(ack["error"]["code"])
         except ConnectionError:
             pass
-        finally:
-            runner.cancel()
-            stats.disconnects += 1
+    finally:
+        stats.disconnects += 1
+        await sock.close()
 
 
 async def tablets_child(args: dict[str, Any]) -> None:

@@ -3,8 +3,8 @@
     python -m bench.cascade_node --unit city --port P [--parent-url URL --secret S]
         [--child unit=secret ...] [--no-uvloop]
 
-Runs an SFU and the node link (server/cascade/link.py) on an aiohttp +
-python-socketio server bound to 127.0.0.1:P, as run.py does (uvloop when
+Runs an SFU and the node link on an aiohttp + python-socketio server bound
+to 127.0.0.1:P (testkit/cascade_node.py), as run.py does (uvloop when
 installed). Clients live in other processes (bench/cascade_clients.py) and
 signal over HTTP:
 
@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
-import signal
 import sys
 import time
 import zlib
@@ -48,16 +47,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import socketio
 from aiohttp import web
 
-from media import SFU, Kind, MediaConfig, NotFoundError, Peer
+from media import Kind, NotFoundError, Peer
 from media.link import LinkLimits
 from media.producer import Producer
-from server.cascade.directory import OpenDirectory
-from server.cascade.link import NodeCascade
-from server.core.settings import NodeSettings
-from testkit.ice import gather_only_on
+from testkit.cascade_node import NodeProcess, node_arguments
 
 MEETING = "province/1"  # a meeting key: "<owner unit>/<id>"
 HOOKED = "media.producer.Producer.receive_rtp"
@@ -112,14 +107,10 @@ def json_body(data: Any) -> dict[str, Any]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    gather_only_on("127.0.0.1")
     arrivals = Arrivals()
     arrivals.install()
-    children = dict(c.split("=", 1) for c in args.child)
-    node = NodeCascade(NodeSettings(args.unit, args.parent_url, args.secret, children),
-                       SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_timeout_s=5.0)),
-                       LinkLimits(), directory=OpenDirectory())
-    cascade = node.cascade(MEETING)
+    process = NodeProcess(args, MEETING, LinkLimits())
+    cascade = process.cascade
     router = cascade.router
 
     def peer(name: str) -> Peer:
@@ -196,10 +187,7 @@ async def main(args: argparse.Namespace) -> None:
         until = float(request.query.get("until", "inf"))
         return web.json_response(arrivals.window(since, until))
 
-    sio = socketio.AsyncServer(async_mode="aiohttp")
-    app = web.Application()
-    sio.attach(app)
-    node.attach(sio)
+    app = process.app
     app.router.add_post("/publish", publish)
     app.router.add_post("/subscribe", subscribe)
     app.router.add_post("/answer", answer)
@@ -207,33 +195,16 @@ async def main(args: argparse.Namespace) -> None:
     app.router.add_get("/stats", stats)
     app.router.add_get("/arrivals", get_arrivals)
     app.router.add_get("/lag", get_lag)
-    runner = web.AppRunner(app, shutdown_timeout=0.2)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.port).start()
-    parent = node.start_parent_link()
-    if parent is not None:
-        await parent.join(MEETING)
+    await process.start()
     probe = asyncio.ensure_future(lag_probe())
     print(f"node ready {time.monotonic():.6f}", flush=True)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    await stop.wait()
+    await process.stopped()
     probe.cancel()
-    await node.close()
-    await node.sfu.close()
-    await runner.cleanup()
+    await process.close()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--unit", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--parent-url")
-    parser.add_argument("--secret")
-    parser.add_argument("--child", action="append", default=[])
+    parser = node_arguments("A cascade node for bench/cascade.py, signalling over HTTP.")
     parser.add_argument("--no-uvloop", action="store_true")
     arguments = parser.parse_args()
     if not arguments.no_uvloop:

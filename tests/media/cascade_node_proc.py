@@ -3,8 +3,8 @@
     python -m tests.media.cascade_node_proc --unit city --port P [--parent-url URL
         --secret S] [--child unit=secret ...] [--publish] [--watch PEER --subscribers N]
 
-Runs an SFU, the node link (server/cascade/link.py) on an aiohttp +
-python-socketio server, and aiortc clients in-process: a publisher (peer
+Runs an SFU and the node link on an aiohttp + python-socketio server
+(testkit/cascade_node.py), and aiortc clients in-process: a publisher (peer
 "pub-<unit>") and N decoding subscribers that keep subscribing to every
 video producer published by peer PEER anywhere in the tree (and subscribe
 again when it comes back after a link outage). GET /stats returns JSON.
@@ -14,30 +14,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from typing import Any
 
-import socketio
 from aiohttp import web
 
-from media import SFU, MediaConfig
 from media.link import LinkLimits
-from server.cascade.directory import OpenDirectory
-from server.cascade.link import NodeCascade
-from server.core.settings import NodeSettings
 from testkit.aiortc_clients import Publisher, Subscriber, encode_media
-from testkit.ice import gather_only_on
+from testkit.cascade_node import NodeProcess, node_arguments
 
 MEETING = "province/7"  # a meeting key: "<owner unit>/<id>"
 
 
 async def main(args: argparse.Namespace) -> None:
-    gather_only_on("127.0.0.1")
-    children = dict(c.split("=", 1) for c in args.child)
-    node = NodeCascade(NodeSettings(args.unit, args.parent_url, args.secret, children),
-                       SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_timeout_s=5.0)),
-                       LinkLimits(release_after_s=1.0), directory=OpenDirectory())
-    cascade = node.cascade(MEETING)
+    process = NodeProcess(args, MEETING, LinkLimits(release_after_s=1.0))
+    node, cascade = process.node, process.cascade
     media = encode_media(seconds=2.0)
     publisher: Publisher | None = None
     if args.publish:
@@ -63,17 +53,8 @@ async def main(args: argparse.Namespace) -> None:
                                   .packets_received if publisher else 0),
             "links": links, "view": node.view()})
 
-    sio = socketio.AsyncServer(async_mode="aiohttp")
-    app = web.Application()
-    sio.attach(app)
-    node.attach(sio)
-    app.router.add_get("/stats", stats)
-    runner = web.AppRunner(app, shutdown_timeout=0.2)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.port).start()
-    parent = node.start_parent_link()
-    if parent is not None:
-        await parent.join(MEETING)
+    process.app.router.add_get("/stats", stats)
+    await process.start()
     print("node ready", flush=True)
 
     async def watch() -> None:
@@ -92,28 +73,19 @@ async def main(args: argparse.Namespace) -> None:
                     except Exception as exc:  # noqa: BLE001 - retried next round
                         print(f"subscribe {pid} failed: {exc}", flush=True)
 
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     watcher = asyncio.ensure_future(watch()) if args.watch else None
-    await stop.wait()
+    await process.stopped()
     if watcher is not None:
         watcher.cancel()
     for sub in subs:
         await sub.close()
     if publisher is not None:
         await publisher.close()
-    await node.close()
-    await node.sfu.close()
-    await runner.cleanup()
+    await process.close()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--unit", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--parent-url")
-    parser.add_argument("--secret")
-    parser.add_argument("--child", action="append", default=[])
+    parser = node_arguments("A cascade node with in-process aiortc clients.")
     parser.add_argument("--publish", action="store_true")
     parser.add_argument("--watch")
     parser.add_argument("--subscribers", type=int, default=0)

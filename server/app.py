@@ -14,15 +14,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from rooms.db import Database
-from server.admin import pages as pages_audit
-from server.admin import routes as api_admin
-from server.cascade import node as node_app
-from server.cascade import routes as api_meeting_nodes
-from server.conference import sockets as events_media
+from server.admin import feature as admin
+from server.cascade import feature as cascade
+from server.conference import feature as conference
 from server.core import heap, keys, pages
 from server.core import session_routes as api_session
 from server.core.auth import auth_middleware
 from server.core.bus import Bus
+from server.core.feature import install
 from server.core.i18n import Translator, catalog_handler, language_middleware
 from server.core.login_limit import LoginLimiter, LoginPolicy, MemoryStore, RedisStore, Store
 from server.core.metrics import Metrics, metrics_handler
@@ -37,12 +36,9 @@ from server.core.passwords import Passwords, password_hasher
 from server.core.realtime import Realtime
 from server.core.settings import Settings
 from server.core.socket_guard import create_sio
-from server.documents import feature as documents_app
-from server.documents import pages as pages_documents
-from server.meetings import routes as api_meetings
-from server.meetings import sockets as events_meeting
-from server.procedure import routes as api_procedure
-from server.procedure import sockets as events_procedure
+from server.documents import feature as documents
+from server.meetings import feature as meetings
+from server.procedure import feature as procedure
 
 log = logging.getLogger(__name__)
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
@@ -71,22 +67,21 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.LIMITER] = LoginLimiter(LoginPolicy(
         user_failures=settings.login_attempts_per_5min,
         ip_failures=settings.login_ip_failures_per_5min), store)
-    app.on_cleanup.append(_close_login)
     app[keys.TRANSLATOR] = Translator()
     app[keys.DB] = Database(settings.sqlalchemy_url)
+    # Lifespans (cleanup_ctx) open in this order and close in reverse: the login store
+    # last, the database after every feature, the heap settled once all have started.
+    app.cleanup_ctx.append(_login)
     app.cleanup_ctx.append(_database)
-    app.on_startup.append(_settle_heap)
 
     sio = create_sio(settings.redis_url, settings.socket_limits)
     sio.attach(app)
     app[keys.SIO] = sio
     realtime = Realtime(app, sio)
     app.cleanup_ctx.append(heap.FullCollections(activity=lambda: realtime.events_seen).run)
-    events_meeting.register(realtime)
-    events_procedure.register(realtime)
-    documents_app.setup(app, realtime)
-    events_media.setup(app, realtime)  # after events_procedure: it hooks the floor queue
-    node_app.setup(app)  # a cascade node (HOPSO_NODE_UNIT): after events_media
+    install(app, realtime, [meetings.FEATURE, procedure.FEATURE, documents.FEATURE,
+                            conference.FEATURE, cascade.FEATURE, admin.FEATURE])
+    app.cleanup_ctx.append(_settled_heap)
 
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(WEB_CLIENT / "templates"),
                                autoescape=jinja2.select_autoescape(["html"]),
@@ -95,10 +90,8 @@ def create_app(settings: Settings) -> web.Application:
     env.globals["static_build"] = static_build_id()
     zone = ZoneInfo(settings.timezone)
     env.filters["localtime"] = lambda moment: moment.astimezone(zone).strftime("%d/%m/%Y %H:%M")
-    for table in (api_session.routes, api_admin.routes, api_meetings.routes, pages.routes,
-                  api_procedure.routes, pages_audit.routes, pages_documents.routes,
-                  api_meeting_nodes.routes):
-        app.add_routes(table)
+    app.add_routes(api_session.routes)
+    app.add_routes(pages.routes)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/i18n/{lang}.json", catalog_handler)
     app.router.add_get("/sw.js", service_worker)
@@ -135,8 +128,9 @@ async def service_worker(_request: web.Request) -> web.FileResponse:
         "Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "no-cache"})
 
 
-async def _settle_heap(_app: web.Application) -> None:
-    """Move what start-up allocated out of the cyclic garbage collector's way.
+async def _settled_heap(_app: web.Application) -> AsyncIterator[None]:
+    """Last lifespan to open: move what start-up allocated out of the cyclic garbage
+    collector's way.
 
     By the time the app starts, the process holds ~200k long-lived objects (modules,
     functions, SQLAlchemy and pydantic metadata, aiortc, ...). Every full ("generation 2")
@@ -149,16 +143,17 @@ async def _settle_heap(_app: web.Application) -> None:
     many apps freezes only at the first.
     """
     heap.settle()  # and full collections left to heap.FullCollections, when quiet
+    yield
 
 
-async def _close_login(app: web.Application) -> None:
+async def _login(app: web.Application) -> AsyncIterator[None]:
+    """Nothing to open; the password hasher's threads and the limiter's store close last."""
+    yield
     app[keys.PASSWORDS].close()
     await app[keys.LIMITER].store.close()
 
 
-async def _database(
-
-app: web.Application) -> AsyncIterator[None]:
+async def _database(app: web.Application) -> AsyncIterator[None]:
     db = app[keys.DB]
     if db.is_sqlite:
         app[keys.SETTINGS].data_dir.mkdir(parents=True, exist_ok=True)

@@ -1,23 +1,16 @@
-"""Admin REST routes: the units tree, sites, users and the cascade node links."""
+"""Admin REST routes: the units tree, sites and users (the cascade's: server/cascade/admin.py)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from aiohttp import web
-from yarl import URL
 
 from rooms import units, users
-from rooms.errors import Invalid, NotFound
+from rooms.errors import Invalid
 from rooms.models import Role, UnitKind
-from server.cascade import credentials as node_credentials
 from server.core import keys
 from server.core.auth import end_all_sessions, forget_sessions, require_admin
 from server.core.http_util import Body, int_id, read_body
 from server.core.passwords import MIN_PASSWORD_LENGTH
-
-if TYPE_CHECKING:
-    from server.cascade.link import NodeCascade
 
 routes = web.RouteTableDef()
 
@@ -51,9 +44,6 @@ class NewUser(Body):
     unit_id: int | None = None
     site_id: int | None = None
 
-
-class NodeSecret(Body):
-    secret: str
 
 
 class UserPatch(Body):
@@ -178,59 +168,3 @@ async def patch_user(request: web.Request) -> web.Response:
     forget_sessions(request.app, user_id=user_id)
     return web.json_response(answer)
 
-
-# -- cascade nodes (docs/cascade.md) ---------------------------------------------------------
-MAX_REFUSAL_CHARS = 300  # a refusal quotes what a connecting node sent
-
-
-def _public_url(url: Any) -> Any:
-    """The parent's address without any user:password part."""
-    if not isinstance(url, str):
-        return url
-    try:
-        return str(URL(url).with_user(None))
-    except ValueError:
-        return None
-
-
-@routes.get("/api/admin/nodes")
-async def node_view(request: web.Request) -> web.Response:
-    require_admin(request)
-    node = request.app.get(keys.NODE)
-    if node is None:
-        return web.json_response({"configured": False})
-    view = node.view()
-    if view["parent"] is not None:
-        view["parent"] = {**view["parent"], "url": _public_url(view["parent"].get("url"))}
-    view["refusals"] = [r[:MAX_REFUSAL_CHARS] for r in view["refusals"]]
-    revoked = await node_credentials.revoked_units(request.app[keys.DB])
-    return web.json_response({"configured": True, **view,
-                              "revoked": [u for u in revoked if u not in node.credentials]})
-
-
-def _node(request: web.Request) -> NodeCascade:
-    node = request.app.get(keys.NODE)
-    if node is None:
-        raise NotFound("this server is not a cascade node (HOPSO_NODE_UNIT is not set)",
-                       code="not_configured")
-    return node
-
-
-@routes.post("/api/admin/nodes/children/{unit}/credential")
-async def rotate_node_credential(request: web.Request) -> web.Response:
-    require_admin(request)
-    node = _node(request)
-    unit = request.match_info["unit"]
-    body = await read_body(request, NodeSecret)
-    await node_credentials.rotate(request.app[keys.DB], node, unit, body.secret)
-    return web.json_response({"unit": unit, "credential": "rotated"})
-
-
-@routes.delete("/api/admin/nodes/children/{unit}/credential")
-async def revoke_node_credential(request: web.Request) -> web.Response:
-    require_admin(request)
-    node = _node(request)
-    unit = request.match_info["unit"]
-    if not await node_credentials.revoke(request.app[keys.DB], node, unit):
-        raise NotFound(f"{unit[:64]!r} has no credential on this node")
-    return web.json_response({"unit": unit, "credential": "revoked"})

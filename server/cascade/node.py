@@ -19,21 +19,25 @@ from rooms.db import Database
 from rooms.errors import NotFound
 from rooms.models import Meeting
 from server.cascade.credentials import CREDENTIALS_REFRESH_S, load_credentials
+from server.cascade.keys import NODE
 from server.cascade.link import NodeCascade
 from server.cascade.media import HubCascades
 from server.cascade.meetings import DbDirectory
+from server.conference.keys import MEDIA
 from server.core import keys
-from server.procedure.live import LIVE, attendance_emit
+from server.procedure.keys import LIVE
+from server.procedure.live import attendance_emit
 
 log = logging.getLogger(__name__)
 
 
 def setup(app: web.Application) -> None:
-    """Call after events_media.setup (the hub's SFU carries the links)."""
+    """Needs the conference's hub (its SFU carries the links) and the procedure's live state
+    (server/cascade/feature.py says so)."""
     settings = app[keys.SETTINGS]
     if settings.node is None:
         return
-    db, hub = app[keys.DB], app[keys.MEDIA]
+    db, hub = app[keys.DB], app[MEDIA]
 
     async def push_attendance(meeting_id: int) -> None:
         """A child's headcount changed: the quorum here did too."""
@@ -46,7 +50,7 @@ def setup(app: web.Application) -> None:
     directory = DbDirectory(db, settings.node.unit, push_attendance)
     node = NodeCascade(settings.node, hub.sfu, directory=directory)
     node.attach(app[keys.SIO])
-    app[keys.NODE] = node
+    app[NODE] = node
 
     async def open_cascade(meeting_id: int) -> Cascade:
         async with db.session() as s:
@@ -56,11 +60,14 @@ def setup(app: web.Application) -> None:
         return node.open(directory.key_of(meeting), str(meeting_id))
 
     hub.cascade = HubCascades(hub, open_cascade)
-    app.cleanup_ctx.append(_node_context)  # after the media context: closes before the SFU
 
 
-async def _node_context(app: web.Application) -> AsyncIterator[None]:
-    node, db = app[keys.NODE], app[keys.DB]
+async def lifespan(app: web.Application) -> AsyncIterator[None]:
+    """Opened after the conference's (the SFU runs), closed before it."""
+    node, db = app.get(NODE), app[keys.DB]
+    if node is None:  # not a cascade node
+        yield
+        return
     await load_credentials(db, node)  # stored rotations/revocations win over env
     node.start_parent_link()
     refresher = asyncio.create_task(_refresh_credentials(db, node), name="node-credentials")

@@ -7,6 +7,7 @@ from aiohttp import web
 from rooms import meeting_nodes, meetings
 from rooms.errors import Conflict
 from rooms.permissions import Action
+from server.cascade.keys import NODE
 from server.core import keys
 from server.core.auth import current_user
 from server.core.http_util import Body, int_id, read_body
@@ -22,7 +23,7 @@ class InvitedNodes(Body):
 
 
 def _children(request: web.Request) -> list[str]:
-    node = request.app.get(keys.NODE)
+    node = request.app.get(NODE)
     return sorted(node.credentials) if node is not None else []
 
 
@@ -32,7 +33,7 @@ async def get_nodes(request: web.Request) -> web.Response:
     async with request.app[keys.DB].session() as s:
         access = await meetings.require(s, user, int_id(request, "meeting_id"), Action.view)
         seats = await meeting_nodes.node_seats(s, access.meeting.id)  # type: ignore[arg-type]
-    return web.json_response({"configured": keys.NODE in request.app, "nodes": sorted(seats),
+    return web.json_response({"configured": NODE in request.app, "nodes": sorted(seats),
                               "seats": seats, "children": _children(request),
                               "mirrored": access.meeting.cascade_key is not None})
 
@@ -49,6 +50,6 @@ async def put_nodes(request: web.Request) -> web.Response:
         await meeting_nodes.set_invited_nodes(s, access.meeting.id, body.nodes,  # type: ignore[arg-type]
                                               body.seats)
         seats = await meeting_nodes.node_seats(s, access.meeting.id)  # type: ignore[arg-type]
-    return web.json_response({"configured": keys.NODE in request.app, "nodes": sorted(seats),
+    return web.json_response({"configured": NODE in request.app, "nodes": sorted(seats),
                               "seats": seats, "children": _children(request),
                               "mirrored": False})

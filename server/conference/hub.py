@@ -1,8 +1,8 @@
 """The app's live video conference state: the SFU, who is in which meeting's media, chair
 locks, the floor, and pushing the SFU's events to socket.io.
 
-One `MediaHub` per app (``app[keys.MEDIA]``), created and closed in a cleanup context. A
-meeting's router id is ``str(meeting_id)``. A peer is one socket.io connection (a person on
+One `MediaHub` per app (``app[MEDIA]``), created and closed in the conference's lifespan.
+A meeting's router id is ``str(meeting_id)``. A peer is one socket.io connection (a person on
 two devices is two peers); its id is random and its ``app_data`` carries the person
 (``user_id``, ``name``, ``site_id``, ``site``, ``role``). The SFU's listener only queues;
 one pump task turns events into socket.io emits, in order. docs/protocol.md, section
@@ -61,8 +61,10 @@ from media.ratelimit import TokenBucket
 from rooms.errors import Conflict, DomainError, Forbidden, NotFound
 from rooms.models import Meeting, MeetingRole, MeetingStatus, Site, User
 from server.cascade.media import HubCascades, mute_all_targets, relayed
+from server.conference.keys import MEDIA
 from server.core.realtime import meeting_room
 from server.core.settings import Settings
+from server.procedure.events import FloorChanged
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +161,7 @@ class MediaCollector(Collector):
         self._app = app
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        from server.core import keys
-
-        hub = self._app.get(keys.MEDIA)
+        hub = self._app.get(MEDIA)
         routers = hub.sfu.routers if hub is not None else []
         peers = sum(len(r.peers) for r in routers)
         producers = GaugeMetricFamily("hopso_media_producers", "Live media producers",
@@ -540,14 +540,12 @@ class MediaHub:
         users = mute_all_targets(self, meeting_id)
         return {"user_ids": sorted(users), "producer_ids": self.lock(meeting_id, users, "audio")}
 
-    async def on_floor_changed(self, meeting_id: int, holder: dict[str, Any] | None) -> None:
-        """Hook for the procedure's floor queue (floor:changed)."""
-        current = self.floor.get(meeting_id)
-        user_id = holder.get("user_id") if holder else None
-        if (current or {}).get("user_id") == user_id:
+    async def on_floor_changed(self, event: FloorChanged) -> None:
+        """The procedure's floor queue moved (subscribed in server/conference/feature.py)."""
+        current = self.floor.get(event.meeting_id)
+        if (current or {}).get("user_id") == event.speaking:
             return
-        self.set_floor(meeting_id, user_id, holder.get("name") if holder else None,
-                       holder.get("site") if holder else None)
+        self.set_floor(event.meeting_id, event.speaking, event.name, event.site)
 
     # -- the SFU's events -> socket.io ------------------------------------------------------
     def _put(self, kind: str, item: Any) -> None:

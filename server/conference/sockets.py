@@ -9,14 +9,12 @@ results, pushed events and codes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import Field, model_validator
 from sqlmodel import select
 
-from media import MediaError
 from rooms import meetings
 from rooms.errors import Conflict, Forbidden, Invalid, NotFound
 from rooms.meetings import MeetingAccess
@@ -27,19 +25,15 @@ from server.conference.hub import (
     MAX_PEERS_PER_USER,
     MAX_SDP_BYTES,
     MAX_SUBSCRIBE_IDS,
-    MediaCollector,
     MediaHub,
     MediaMember,
-    MediaMetrics,
-    media_config,
-    media_failure,
     offer_dict,
 )
+from server.conference.keys import MEDIA
 from server.core import keys
 from server.core.auth import current_user
 from server.core.http_util import int_id
 from server.core.realtime import EventContext, EventSchema, Realtime, meeting_room
-from server.procedure.live import LIVE
 
 SourceName = Literal["mic", "camera", "screen", "screen-audio"]
 KindName = Literal["audio", "video"]
@@ -108,7 +102,7 @@ class FloorRef(EventSchema):
 
 
 def _hub(ctx: EventContext) -> MediaHub:
-    return ctx.app[keys.MEDIA]
+    return ctx.app[MEDIA]
 
 
 async def _access(ctx: EventContext, meeting_id: int, action: Action) -> MeetingAccess:
@@ -149,7 +143,7 @@ def register(rt: Realtime) -> None:
     _register_negotiation(rt)
     _register_own_controls(rt)
     _register_chair(rt)
-    rt.on_disconnect(lambda sid: rt.app[keys.MEDIA].disconnect(sid))
+    rt.on_disconnect(lambda sid: rt.app[MEDIA].disconnect(sid))
 
 
 def _register_session(rt: Realtime) -> None:
@@ -365,32 +359,5 @@ async def media_stats(request: web.Request) -> web.Response:
     meeting_id = int_id(request, "meeting_id")
     async with request.app[keys.DB].session() as s:
         await meetings.require(s, user, meeting_id, Action.manage)
-    return web.json_response(request.app[keys.MEDIA].meeting_stats(meeting_id))
+    return web.json_response(request.app[MEDIA].meeting_stats(meeting_id))
 
-
-# --- wiring ---------------------------------------------------------------------------------
-
-def setup(app: web.Application, realtime: Realtime) -> None:
-    """Handlers, the stats route and metrics now; the SFU itself in a cleanup context."""
-    registry = app[keys.REGISTRY]
-    settings = app[keys.SETTINGS]
-    interval = float(settings.extra.get("media.stats_interval_s", "2"))
-    # Constructing the hub allocates nothing (no sockets, no tasks); it starts and closes
-    # with the app.
-    app[keys.MEDIA] = MediaHub(app, media_config(settings), MediaMetrics.create(registry),
-                               stats_interval_s=interval)
-    registry.register(MediaCollector(app))
-    realtime.map_errors(MediaError, media_failure)  # bad SDP, codec, state: a clear ack
-    register(realtime)
-    app.add_routes(routes)
-    app.cleanup_ctx.append(_media_context)
-
-
-async def _media_context(app: web.Application) -> AsyncIterator[None]:
-    hub = app[keys.MEDIA]
-    live = app.get(LIVE)
-    if live is not None:  # the procedure's floor queue drives the main view
-        live.on_floor_changed(hub.on_floor_changed)
-    hub.start()
-    yield
-    await hub.close()

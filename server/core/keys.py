@@ -1,4 +1,5 @@
-"""Typed keys for what the app holds (no module-level state anywhere)."""
+"""Typed keys for what core sets up before any feature (server/app.py); each feature keeps
+its own in server/<feature>/keys.py. No module-level state anywhere."""
 
 from __future__ import annotations
 
@@ -13,13 +14,10 @@ from server.core.bus import Bus
 from server.core.settings import Settings
 
 if TYPE_CHECKING:
-    from server.cascade.link import NodeCascade
-    from server.conference.hub import MediaHub
     from server.core.i18n import Translator
     from server.core.login_limit import LoginLimiter
     from server.core.metrics import Metrics
     from server.core.passwords import Passwords
-    from server.documents.runtime import DocumentRuntime
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
@@ -30,7 +28,3 @@ LIMITER: web.AppKey[LoginLimiter] = web.AppKey("limiter")
 PASSWORDS: web.AppKey[Passwords] = web.AppKey("passwords")
 TRANSLATOR: web.AppKey[Translator] = web.AppKey("translator")
 BUS = web.AppKey("bus", Bus)  # set before any feature's setup (server/core/feature.py)
-DOCUMENTS: web.AppKey[DocumentRuntime] = web.AppKey("documents")
-MEDIA: web.AppKey[MediaHub] = web.AppKey("media")
-# Set only on a node configured for the cascade (HOPSO_NODE_UNIT); absent otherwise.
-NODE: web.AppKey[NodeCascade] = web.AppKey("node")

@@ -108,17 +108,6 @@ async def admin_users(request: web.Request) -> dict[str, Any]:
     return {"people": people, "unit_names": unit_names}
 
 
-@routes.get("/admin/nodes")
-@aiohttp_jinja2.template("admin_nodes.html")
-async def admin_nodes(request: web.Request) -> dict[str, Any]:
-    """The cascade: this node, its parent and child links; web_client/static/js/admin-nodes.js
-    refreshes it from GET /api/admin/nodes."""
-    require_admin(request)
-    node = request.app.get(keys.NODE)
-    return {"node_unit": node.settings.unit if node else None,
-            "node_path": list(node.path) if node else []}
-
-
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     db_ok = await request.app[keys.DB].ping()

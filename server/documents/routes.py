@@ -28,6 +28,7 @@ from server.core.auth import current_user
 from server.core.http_util import Body, int_id, parse_int, query_int, read_body
 from server.core.realtime import meeting_room
 from server.documents.annotations import Viewer, doc_room
+from server.documents.keys import DOCUMENTS
 from server.documents.runtime import DocumentRuntime
 
 routes = web.RouteTableDef()
@@ -72,8 +73,8 @@ async def _grant(request: web.Request, kind: str | None = None,
                 raise NotFound(f"version {raw_version[:24]!r} not found") from None
         version = await catalog.version(s, document_id, number)
     if kind is not None:
-        request.app[keys.DOCUMENTS].access.record(document_id, version.number, grant.user_id,
-                                                  kind, page)
+        request.app[DOCUMENTS].access.record(document_id, version.number, grant.user_id,
+                                             kind, page)
     return grant, version
 
 
@@ -165,7 +166,7 @@ async def list_documents(request: web.Request) -> web.Response:
 
 @routes.get("/api/meetings/{meeting_id}/documents/search")
 async def search_meeting(request: web.Request) -> web.Response:
-    user, rt, q = current_user(request), request.app[keys.DOCUMENTS], _query(request)
+    user, rt, q = current_user(request), request.app[DOCUMENTS], _query(request)
     async with request.app[keys.DB].session() as s:
         access = await meetings.require(s, user, int_id(request, "meeting_id"))
         docs = await catalog.meeting_documents(s, access.meeting.id, access.role)  # type: ignore[arg-type]
@@ -208,7 +209,7 @@ async def _edit(request: web.Request, change: Change) -> tuple[Document, dict[st
         doc.updated_at = utcnow()
         s.add(doc)
         data = catalog.document_dict(doc, versions)
-    rt = request.app[keys.DOCUMENTS]
+    rt = request.app[DOCUMENTS]
     if was_published and not doc.published:
         await rt.sio.emit("document:withdrawn", {"document_id": doc.id,
                                                  "meeting_id": doc.meeting_id},
@@ -262,7 +263,7 @@ async def pdf(request: web.Request) -> web.StreamResponse:
     grant, v = await _grant(request, "pdf")
     if grant.document.confidential:
         raise Forbidden("confidential documents are view-only", code="view_only")
-    path = _safe_copy(request.app[keys.DOCUMENTS], v)
+    path = _safe_copy(request.app[DOCUMENTS], v)
     name = Path(grant.document.filename).stem + ".pdf"
     return web.FileResponse(path, headers={
         "Content-Type": "application/pdf", "Content-Disposition": content_disposition(name, inline=True),
@@ -288,7 +289,7 @@ def _width(request: web.Request, default: int) -> int:
 
 
 async def _image(request: web.Request, kind: str) -> web.StreamResponse:
-    rt: DocumentRuntime = request.app[keys.DOCUMENTS]
+    rt: DocumentRuntime = request.app[DOCUMENTS]
     page = int_id(request, "page")
     grant, v = await _grant(request, kind, page)
     page = _page_number(request, v)
@@ -331,7 +332,7 @@ async def search_document(request: web.Request) -> web.Response:
     _, v = await _grant(request, "search")
     if not v.status.usable:
         raise Conflict("the document is not processed yet", code="not_ready")
-    index = await request.app[keys.DOCUMENTS].text_index(v.id, v.page_count or 0)  # type: ignore[arg-type]
+    index = await request.app[DOCUMENTS].text_index(v.id, v.page_count or 0)  # type: ignore[arg-type]
     hits = [{"page": h.page_index, "snippet": h.snippet, "start": h.start, "end": h.end}
             for h in index.search(q, max_hits=MAX_HITS)]
     return web.json_response({"query": q, "hits": hits})
@@ -339,7 +340,7 @@ async def search_document(request: web.Request) -> web.Response:
 
 @routes.get("/api/documents/{document_id}/export")
 async def export(request: web.Request) -> web.Response:
-    rt: DocumentRuntime = request.app[keys.DOCUMENTS]
+    rt: DocumentRuntime = request.app[DOCUMENTS]
     flatten = request.query.get("flatten", "").lower() in {"1", "true", "yes"}
     grant, v = await _grant(request, "export")
     if v.number != grant.document.version:
@@ -370,7 +371,7 @@ async def access_log(request: web.Request) -> web.Response:
     grant, _ = await _grant(request)
     if not grant.can_manage:
         raise Forbidden("only the meeting's chair and secretary see the access log")
-    rt = request.app[keys.DOCUMENTS]
+    rt = request.app[DOCUMENTS]
     await rt.access.flush()
     async with request.app[keys.DB].session() as s:
         rows = await s.exec(select(DocumentAccess, User).join(User)
@@ -386,7 +387,7 @@ async def access_log(request: web.Request) -> web.Response:
 async def loop_lag(request: web.Request) -> web.Response:
     if current_user(request).role != Role.admin:
         raise Forbidden("administrators only")
-    monitor = request.app[keys.DOCUMENTS].lag
+    monitor = request.app[DOCUMENTS].lag
     data = monitor.summary()
     if request.query.get("reset") in {"1", "true"}:
         monitor.samples.clear()

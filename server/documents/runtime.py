@@ -31,6 +31,7 @@ from rooms.db import Database
 from server.core import keys
 from server.core.realtime import meeting_room, user_room
 from server.documents.annotations import AnnotationHub
+from server.documents.keys import DOCUMENTS
 from server.documents.presenter import PresenterBoard
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,7 @@ def create_runtime(app: web.Application) -> DocumentRuntime:
 async def documents_context(app: web.Application) -> AsyncIterator[None]:
     from server.documents.processing import resume_unfinished
 
-    runtime = app[keys.DOCUMENTS]
+    runtime = app[DOCUMENTS]
     runtime.spawn(runtime.access.run())
     runtime.spawn(runtime.lag.run())
     await resume_unfinished(runtime)

@@ -14,9 +14,9 @@ from documents.annotations import DEFAULT_LIMITS
 from rooms import meetings
 from rooms.errors import Conflict, Invalid
 from rooms.permissions import Action
-from server.core import keys
 from server.core.realtime import EventContext, EventSchema, Realtime, meeting_room
 from server.documents.annotations import StaleVersion, Viewer, doc_room
+from server.documents.keys import DOCUMENTS
 
 MAX_PAGES = 10_000
 
@@ -82,7 +82,7 @@ def _current(grant: catalog.DocumentGrant, version: int) -> None:
 
 async def _page_sizes(ctx: EventContext, document_id: int, version: int
                       ) -> list[tuple[float, float]]:
-    return await ctx.app[keys.DOCUMENTS].annotations.page_sizes(document_id, version)
+    return await ctx.app[DOCUMENTS].annotations.page_sizes(document_id, version)
 
 
 def _on_page(sizes: list[tuple[float, float]], page: int, x: float | None = None,
@@ -126,7 +126,7 @@ def register_annotations(rt: Realtime) -> None:
     async def op(ctx: EventContext, p: OpIn) -> dict[str, Any]:
         grant = await _grant(ctx, p.document_id, Action.annotate)
         _current(grant, p.version)
-        hub = ctx.app[keys.DOCUMENTS].annotations
+        hub = ctx.app[DOCUMENTS].annotations
         result, event = await hub.apply(p.document_id, p.version, p.op, _viewer(grant), ctx.sid)
         record = result.record
         return {"document_id": p.document_id, "version": p.version, "op_id": record.op_id,
@@ -137,7 +137,7 @@ def register_annotations(rt: Realtime) -> None:
     async def snapshot(ctx: EventContext, p: SnapshotIn) -> dict[str, Any]:
         grant = await _grant(ctx, p.document_id)
         _current(grant, p.version)
-        hub = ctx.app[keys.DOCUMENTS].annotations
+        hub = ctx.app[DOCUMENTS].annotations
         pages = await hub.snapshot(p.document_id, p.version, _viewer(grant), p.pages)
         return {"document_id": p.document_id, "version": p.version, "pages": pages}
 
@@ -145,7 +145,7 @@ def register_annotations(rt: Realtime) -> None:
     async def since(ctx: EventContext, p: SinceIn) -> dict[str, Any]:
         grant = await _grant(ctx, p.document_id)
         _current(grant, p.version)
-        hub = ctx.app[keys.DOCUMENTS].annotations
+        hub = ctx.app[DOCUMENTS].annotations
         events, seq = await hub.since(p.document_id, p.version, _viewer(grant), p.page,
                                       p.after_seq)
         return {"document_id": p.document_id, "version": p.version, "page": p.page,
@@ -160,7 +160,7 @@ def register_presenter(rt: Realtime) -> None:
             raise Conflict("publish the document before presenting it", code="not_published")
         version = grant.document.version
         _on_page(await _page_sizes(ctx, p.document_id, version), p.page)
-        board = ctx.app[keys.DOCUMENTS].presenters
+        board = ctx.app[DOCUMENTS].presenters
         state = await board.update(grant.document.meeting_id, user_id=grant.user_id,
                                    name=ctx.user.full_name, document_id=p.document_id,
                                    version=version, page=p.page, zoom=p.zoom,
@@ -173,7 +173,7 @@ def register_presenter(rt: Realtime) -> None:
     async def pointer(ctx: EventContext, p: PointerIn) -> dict[str, Any]:
         grant = await _grant(ctx, p.document_id, Action.present)
         meeting_id = grant.document.meeting_id
-        board = ctx.app[keys.DOCUMENTS].presenters
+        board = ctx.app[DOCUMENTS].presenters
         presentation = await board.presenting(meeting_id, grant.user_id, p.document_id)
         _on_page(await _page_sizes(ctx, p.document_id, presentation.version), p.page, p.x, p.y)
         if not board.pointer_allowed(meeting_id, grant.user_id):
@@ -188,7 +188,7 @@ def register_presenter(rt: Realtime) -> None:
     async def stop(ctx: EventContext, p: MeetingRef) -> dict[str, Any]:
         async with ctx.db.session() as s:
             await meetings.require(s, ctx.user, p.meeting_id, Action.present)
-        state = await ctx.app[keys.DOCUMENTS].presenters.stop(p.meeting_id)
+        state = await ctx.app[DOCUMENTS].presenters.stop(p.meeting_id)
         await ctx.sio.emit("present:state", state, room=meeting_room(p.meeting_id))
         return state
 
@@ -196,4 +196,4 @@ def register_presenter(rt: Realtime) -> None:
     async def get(ctx: EventContext, p: MeetingRef) -> dict[str, Any]:
         async with ctx.db.session() as s:
             await meetings.require(s, ctx.user, p.meeting_id)
-        return await ctx.app[keys.DOCUMENTS].presenters.get(p.meeting_id)
+        return await ctx.app[DOCUMENTS].presenters.get(p.meeting_id)

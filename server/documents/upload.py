@@ -23,6 +23,7 @@ from server.core import keys
 from server.core.auth import current_user
 from server.core.http_util import form_errors, int_id, parse_int
 from server.documents import processing as doc_processing
+from server.documents.keys import DOCUMENTS
 from server.documents.runtime import DocumentRuntime
 
 routes = web.RouteTableDef()
@@ -153,7 +154,7 @@ async def _commit(writer: BlobWriter) -> StoredBlob:
 
 @routes.post("/api/meetings/{meeting_id}/documents")
 async def upload(request: web.Request) -> web.Response:
-    user, rt = current_user(request), request.app[keys.DOCUMENTS]
+    user, rt = current_user(request), request.app[DOCUMENTS]
     meeting_id = int_id(request, "meeting_id")
     async with request.app[keys.DB].session() as s:
         await meetings.require(s, user, meeting_id, Action.upload_document)
@@ -190,7 +191,7 @@ async def upload(request: web.Request) -> web.Response:
 
 @routes.post("/api/documents/{document_id}/versions")
 async def new_version(request: web.Request) -> web.Response:
-    user, rt = current_user(request), request.app[keys.DOCUMENTS]
+    user, rt = current_user(request), request.app[DOCUMENTS]
     document_id = int_id(request, "document_id")
     async with request.app[keys.DB].session() as s:
         grant = await catalog.require_document(s, user, document_id, Action.upload_document)

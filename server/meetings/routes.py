@@ -15,6 +15,7 @@ from server.core import keys
 from server.core.auth import current_user
 from server.core.http_util import Body, int_id, read_body
 from server.core.realtime import meeting_room
+from server.meetings.events import MeetingClosed
 
 routes = web.RouteTableDef()
 
@@ -83,8 +84,10 @@ async def _advance(request: web.Request, to: MeetingStatus) -> web.Response:
         access = await meetings.require(s, user, int_id(request, "meeting_id"), Action.manage)
         meeting = await meetings.advance_status(s, access.meeting, to)
         data = meetings.meeting_dict(meeting)
-    await request.app[keys.SIO].emit("meeting:updated", data,
-                                     room=meeting_room(meeting.id))  # type: ignore[arg-type]
+    assert meeting.id is not None
+    await request.app[keys.SIO].emit("meeting:updated", data, room=meeting_room(meeting.id))
+    if to is MeetingStatus.closed:
+        await request.app[keys.BUS].publish(MeetingClosed(meeting.id))
     return web.json_response(data)
 
 

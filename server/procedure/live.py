@@ -13,9 +13,8 @@ before it takes the meeting's lock; ballots together, a whole batch in one short
 writes nothing, and a batch in which every ballot is refused rolls back, so the meeting's seq
 does not move either.
 
-The floor hook: the media wiring calls `app[LIVE].on_floor_changed(listener)`; every
-listener is awaited with (meeting_id, holder or None) after a floor change is committed,
-in the process that handled it.
+A committed floor change is published on the app's bus as `FloorChanged`
+(server/procedure/events.py), in the process that handled it.
 """
 
 from __future__ import annotations
@@ -41,11 +40,12 @@ from rooms.permissions import MEETING_PERMISSIONS, Action
 from rooms.procedure_models import ProcedureState
 from server.core import keys
 from server.core.realtime import meeting_room
+from server.procedure.events import FloorChanged
+from server.procedure.keys import LIVE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Emit = tuple[str, dict[str, Any]]
-FloorListener = Callable[[int, dict[str, Any] | None], Awaitable[None]]
 # Live tallies: once a second is plenty for people; each push is a message to every member
 # (500 tablets: 500 messages), which the server and tablets pay during the vote's rush.
 TALLY_INTERVAL_S = 1.0
@@ -56,10 +56,9 @@ SCRUB_DELAY_S = 2.0
 
 @dataclass
 class ProcedureLive:
-    """Per-app live state of the procedure: locks, pending tallies, floor listeners."""
+    """Per-app live state of the procedure: locks, pending tallies, ballot batches."""
 
     app: web.Application
-    floor_listeners: list[FloorListener] = field(default_factory=list)
     _locks: dict[int, asyncio.Lock] = field(default_factory=dict)
     _tally_pending: set[int] = field(default_factory=set)
     _tally_tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
@@ -128,10 +127,6 @@ class ProcedureLive:
     def sio(self) -> socketio.AsyncServer:
         return self.app[keys.SIO]
 
-    def on_floor_changed(self, listener: FloorListener) -> None:
-        """Subscribe to floor changes (e.g. the SFU making the speaker the main view)."""
-        self.floor_listeners.append(listener)
-
     def lock(self, meeting_id: int) -> asyncio.Lock:
         # In-process queue in front of the database lock, so waiting writers do not spin in
         # SQLite's busy handler; across processes the database row lock still serialises.
@@ -143,14 +138,11 @@ class ProcedureLive:
             await self.sio.emit(event, {"meeting_id": meeting_id, "seq": seq, "server_time": now,
                                         **payload}, room=meeting_room(meeting_id))
             if event == "floor:changed":
-                await self._notify_floor(meeting_id, payload.get("holder"))
-
-    async def _notify_floor(self, meeting_id: int, holder: dict[str, Any] | None) -> None:
-        for listener in list(self.floor_listeners):
-            try:
-                await listener(meeting_id, holder)
-            except Exception:
-                log.exception("floor listener %r failed", listener)
+                holder = payload.get("holder")
+                await self.app[keys.BUS].publish(FloorChanged(
+                    meeting_id, holder["user_id"] if holder else None,
+                    holder.get("name") if holder else None,
+                    holder.get("site") if holder else None))
 
     def schedule_tally(self, meeting_id: int, vote_id: int) -> None:
         """Push the vote's live tally soon; many ballots in a burst make one push."""
@@ -354,7 +346,6 @@ MAX_BATCH = 500
 # 20 ms for company first makes them several times larger, for 20 ms on each ballot's ack.
 BATCH_LINGER_S = 0.02
 LINGER_BELOW = 64  # ballots already waiting: no need to wait for more
-LIVE = web.AppKey("procedure_live", ProcedureLive)
 
 Change = Callable[[AsyncSession, MeetingAccess, ProcedureState], Awaitable[tuple[T, list[Emit]]]]
 

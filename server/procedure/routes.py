@@ -21,8 +21,8 @@ from rooms.procedure_models import ProcedureState, QuorumRule
 from server.core import keys
 from server.core.auth import current_user
 from server.core.http_util import Body, int_id, query_int, read_body
+from server.procedure.keys import LIVE
 from server.procedure.live import (
-    LIVE,
     Emit,
     When,
     agenda_emit,

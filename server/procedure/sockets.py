@@ -18,10 +18,9 @@ from rooms.meetings import MeetingAccess
 from rooms.permissions import Action
 from rooms.procedure_models import AttendanceStatus, ProcedureState
 from server.core.realtime import EventContext, EventSchema, Realtime
+from server.procedure.keys import LIVE
 from server.procedure.live import (
-    LIVE,
     Emit,
-    ProcedureLive,
     agenda_emit,
     attendance_emit,
     cast_ballot,
@@ -108,9 +107,7 @@ class SiteCounts(EventSchema):
 
 
 def register(rt: Realtime) -> None:
-    live = rt.app[LIVE] = ProcedureLive(rt.app)
-    rt.app.on_startup.append(live.start)  # after cleanup_ctx opened (and migrated) the database
-    rt.app.on_shutdown.append(live.close)  # before cleanup closes the database
+    """The procedure's events; they read app[LIVE] (server/procedure/feature.py sets it)."""
     _register_state(rt)
     _register_attendance(rt)
     _register_floor(rt)

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import socketio
 
-from server.core import keys
+from server.documents.keys import DOCUMENTS
 from tests.conftest import Client, Harness
 from tests.documents import corpus
 from tests.server.core.test_realtime import connect, demo_meeting_id
@@ -149,7 +149,7 @@ def ink_op(page: int = 0, visibility: str = "private", points: list[list[float]]
 
 
 def runtime(harness: Harness) -> Any:
-    return harness.server.app[keys.DOCUMENTS]
+    return harness.server.app[DOCUMENTS]
 
 
 async def subscribed_viewers(hopso: Harness, meeting_id: int, doc_id: int, *names: str

@@ -12,8 +12,9 @@ from sqlmodel import select
 from rooms.meetings import meetings_for
 from rooms.models import MeetingMember
 from rooms.users import find_user
-from server.cascade.link import NAMESPACE as NODE_NAMESPACE
-from server.cascade.link import make_token
+from server.cascade.keys import NODE
+from server.cascade.schemas import NAMESPACE as NODE_NAMESPACE
+from server.cascade.tokens import make_token
 from server.core import keys
 from server.core.settings import NodeSettings
 from tests.conftest import Client, Harness, start_harness
@@ -159,7 +160,7 @@ async def node_meetings(h: Harness, chair: Client) -> dict[str, int]:
 async def cascade_state(h: Harness, chair: Client, meetings: dict[str, int]) -> dict[str, Any]:
     """What a child could change: each meeting's quorum (members is the eligible count)
     and the child headcounts counted in it, what the link joined, the meetings' cascades."""
-    node = h.server.app[keys.NODE]
+    node = h.server.app[NODE]
     state: dict[str, Any] = {
         "joined": sorted(m for link in node.children.values() for m in link.meetings),
         "cascades": sorted(k for k, c in node.cascades.items() if "city" in c.links
@@ -324,7 +325,7 @@ async def test_bad_node_credentials_are_refused_at_once_and_logged_once(
     now a refusal, answered at once and logged once, with no traceback; nothing changes."""
     h = await node_harness(tmp_path, None)
     try:
-        node = h.server.app[keys.NODE]
+        node = h.server.app[NODE]
         chair = await h.login("chutri")
         meetings = await node_meetings(h, chair)
         before = await cascade_state(h, chair, meetings)

@@ -16,7 +16,11 @@ from sqlmodel import select
 
 from rooms.models import NodeCredential
 from server.cascade.credentials import load_credentials
-from server.cascade.link import NAMESPACE, NodeCascade, make_token
+from server.cascade.keys import NODE as NODE_KEY
+from server.cascade.link import NodeCascade
+from server.cascade.schemas import NAMESPACE
+from server.cascade.tokens import make_token
+from server.conference.keys import MEDIA
 from server.core import keys
 from server.core.settings import NodeSettings
 from tests.conftest import Client, Harness, start_harness
@@ -45,7 +49,7 @@ async def node_sqlite(tmp_path: Path) -> AsyncIterator[Harness]:
 
 
 def credentials(harness: Harness) -> dict[str, str]:
-    return dict(harness.server.app[keys.NODE].credentials)
+    return dict(harness.server.app[NODE_KEY].credentials)
 
 
 async def stored(harness: Harness) -> list[tuple[str, str | None, bool]]:
@@ -242,7 +246,7 @@ async def test_a_change_made_through_another_process_applies_here(tmp_path: Path
     node = NodeSettings("province", children={"city": CITY_SECRET, "ward:dong-phu": "w" * 16})
     harness = await start_node(tmp_path, database_url, node)
     try:
-        other = NodeCascade(node, harness.server.app[keys.MEDIA].sfu)
+        other = NodeCascade(node, harness.server.app[MEDIA].sfu)
         admin = await harness.login("quantri")
         assert (await admin.call("POST", CREDENTIAL.format("city"),
                                  {"secret": "rotated-elsewhere-1"}))[0] == 200

@@ -14,7 +14,7 @@ from pathlib import Path
 import aioice.ice
 import pytest
 
-from server.core import keys
+from server.conference.keys import MEDIA
 from testkit.aiortc_clients import EncodedMedia, encode_media, wait_for
 from tests.conftest import Harness, start_harness
 from tests.server.core.test_realtime import demo_meeting_id
@@ -306,13 +306,13 @@ async def test_access_checks_and_bad_input(
     assert set(codes) == {"not_found", "rate_limited"}, codes
     assert codes.count("not_found") <= 10 + refilled + 1, (codes, refilled)
     assert await delegate.error("media:subscribe", producer_ids=ids * 40) == "invalid"
-    assert h.server.app[keys.MEDIA].router(meeting_id) is not None
+    assert h.server.app[MEDIA].router(meeting_id) is not None
 
 
 async def test_disconnect_and_ice_timeout_clean_up(
         hopso_media: Harness, clients: list[MediaClient], media: EncodedMedia) -> None:
     h = hopso_media
-    hub = h.server.app[keys.MEDIA]
+    hub = h.server.app[MEDIA]
     meeting_id = await open_meeting(h)
     chair = await person(h, clients, "chutri", meeting_id)
     delegate = await person(h, clients, "daibieu", meeting_id)
@@ -354,7 +354,7 @@ async def test_disconnect_and_ice_timeout_clean_up(
 async def test_closing_the_meeting_ends_its_media(
         hopso_media: Harness, clients: list[MediaClient]) -> None:
     h = hopso_media
-    h.server.app[keys.MEDIA].status_check_s = 0.4
+    h.server.app[MEDIA].status_check_s = 0.4
     meeting_id = await open_meeting(h)
     delegate = await person(h, clients, "daibieu", meeting_id)
     chair = await h.login("chutri")
@@ -363,4 +363,4 @@ async def test_closing_the_meeting_ends_its_media(
     assert closed == {"meeting_id": meeting_id, "peer_id": delegate.joined["peer_id"],
                       "reason": "meeting-closed"}
     assert await delegate.error("media:join") == "meeting_not_open"
-    assert h.server.app[keys.MEDIA].router(meeting_id) is None
+    assert h.server.app[MEDIA].router(meeting_id) is None

@@ -28,9 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from server.cascade.link import NAMESPACE as NODE
-from server.cascade.link import make_token
-from server.core import keys
+from server.cascade.keys import NODE as NODE_KEY
+from server.cascade.schemas import NAMESPACE as NODE
+from server.cascade.tokens import make_token
 from server.core.realtime import REALTIME
 from server.core.settings import NodeSettings, SocketLimits
 from server.core.socket_guard import RESERVED_EVENTS
@@ -267,7 +267,7 @@ async def node(tmp_path: Path) -> AsyncIterator[Harness]:
 
 async def test_every_node_event_answers_hostile_frames_in_the_documented_shape(
         node: Harness, caplog: pytest.LogCaptureFixture) -> None:
-    registry = node.server.app[keys.NODE].events
+    registry = node.server.app[NODE_KEY].events
     events: dict[str, type[BaseModel] | None] = {n: e.schema for n, e in registry.items()}
     assert {"hello", "join", "link", "meetings", "headcounts", "ping"} <= set(events)
     sock = await RawSocket.open(node.base, namespace=NODE, auth={

@@ -15,8 +15,9 @@ import pytest
 import socketio
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from server.cascade.link import NAMESPACE as NODE
-from server.cascade.link import make_token
+from server.cascade.keys import NODE as NODE_KEY
+from server.cascade.schemas import NAMESPACE as NODE
+from server.cascade.tokens import make_token
 from server.core import keys
 from server.core.realtime import meeting_room
 from server.core.settings import NodeSettings, SocketLimits
@@ -79,7 +80,7 @@ async def test_a_child_node_cannot_fire_the_node_namespaces_reserved_handlers(
     """The same on `/node`, whose handlers server/cascade/link.py registers itself: a child
     sending `disconnect` unlinked itself (and `connect` ran the credential check again)."""
     child = await link_city(node)
-    cascade = node.server.app[keys.NODE]
+    cascade = node.server.app[NODE_KEY]
     assert [c.unit for c in cascade.children.values()] == ["city"]
     assert invalid(await child.call(name, {}, namespace=NODE, timeout=5))
     assert [c.unit for c in cascade.children.values()] == ["city"]

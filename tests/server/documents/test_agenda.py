@@ -19,6 +19,7 @@ from sqlmodel import func, select
 from documents.db_models import Document
 from rooms.procedure_models import AgendaDocument
 from server.core import keys
+from server.documents.keys import DOCUMENTS
 from tests.conftest import Client, Harness
 from tests.server.documents_support import demo_meeting_id, make_pdf, upload
 
@@ -130,7 +131,7 @@ async def test_an_upload_names_only_an_item_of_its_meeting(
 ) -> None:
     two = await two_meetings(hopso, tmp_path)
     m = two.meetings[0]
-    root = hopso.server.app[keys.DOCUMENTS].store.root
+    root = hopso.server.app[DOCUMENTS].store.root
 
     def stored() -> list[Path]:  # blobs and upload temp files (not the pages being rendered)
         return sorted(p for d in ("blobs", "tmp") for p in (root / d).rglob("*") if p.is_file())

@@ -28,7 +28,7 @@ from PIL import Image
 from documents import _office_child, office, office_links
 from documents.errors import DocumentRejected, RejectCode
 from documents.validation import FileKind, Limits, sniff_file
-from server.core import keys
+from server.documents.keys import DOCUMENTS
 from tests.conftest import IN_CI, Harness
 from tests.documents import office_corpus as oc
 from tests.server.documents_support import Listener, demo_meeting_id, fetch, upload, wait_ready
@@ -351,7 +351,7 @@ async def _nothing_half_made(hopso: Harness, details: dict[str, Any], convert_tm
                                         {"published": True})
     assert status == 409 and body["error"]["code"] == "rejected"
     [version] = details["versions"]
-    derived = hopso.server.app[keys.DOCUMENTS].store.derived_dir(version["sha256"])
+    derived = hopso.server.app[DOCUMENTS].store.derived_dir(version["sha256"])
     made = [p for p in derived.rglob("*") if p.is_file()] if derived.exists() else []
     assert made == []  # no converted.pdf, no page images
     assert no_leftovers(convert_tmp) == []

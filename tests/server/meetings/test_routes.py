@@ -1,3 +1,5 @@
+from server.core import keys
+from server.meetings.events import MeetingClosed
 from tests.conftest import Harness
 
 
@@ -34,6 +36,22 @@ async def test_meeting_life_cycle_only_moves_forward(hopso: Harness) -> None:
     assert (await chair.call("POST", f"/api/meetings/{meeting_id}/open"))[0] == 409
     status, closed = await chair.call("POST", f"/api/meetings/{meeting_id}/close")
     assert status == 200 and closed["status"] == "closed" and closed["closed_at"]
+
+
+async def test_closing_a_meeting_tells_the_other_features_once(hopso: Harness) -> None:
+    published: list[MeetingClosed] = []
+
+    async def heard(event: MeetingClosed) -> None:
+        published.append(event)
+    hopso.server.app[keys.BUS].subscribe(MeetingClosed, heard)
+    chair = await hopso.login("chutri")
+    _, mine = await chair.call("GET", "/api/meetings")
+    meeting_id = mine["meetings"][0]["id"]
+    assert (await chair.call("POST", f"/api/meetings/{meeting_id}/close"))[0] == 409
+    assert (await chair.call("POST", f"/api/meetings/{meeting_id}/open"))[0] == 200
+    assert published == []  # refused, and opened: not closed
+    assert (await chair.call("POST", f"/api/meetings/{meeting_id}/close"))[0] == 200
+    assert published == [MeetingClosed(meeting_id)]
 
 
 async def test_delegates_cannot_schedule_or_manage(hopso: Harness) -> None:

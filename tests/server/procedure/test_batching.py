@@ -11,7 +11,8 @@ from rooms import procedure
 from rooms.errors import Conflict
 from rooms.users import find_user
 from server.core import keys
-from server.procedure.live import LIVE, cast_ballot
+from server.procedure.keys import LIVE
+from server.procedure.live import cast_ballot
 from tests.conftest import Harness
 from tests.server.procedure_helpers import add_item, close_all, open_demo
 

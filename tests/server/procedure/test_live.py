@@ -8,7 +8,7 @@ from typing import Any
 
 from rooms import procedure
 from server.core import keys
-from server.procedure.live import LIVE
+from server.procedure.keys import LIVE
 from tests.conftest import Harness
 from tests.server.core.test_realtime import connect
 from tests.server.procedure_helpers import add_item, close_all, open_demo

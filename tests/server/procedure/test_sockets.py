@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from server.procedure.live import LIVE
+from server.core import keys
+from server.procedure.events import FloorChanged
 from tests.conftest import Harness
 from tests.server.procedure_helpers import add_item, close_all, join, open_demo
 
@@ -13,11 +14,11 @@ DELEGATES = ("daibieu", "daibieu2", "daibieu3")
 
 
 async def test_a_sitting_check_in_floor_and_vote_live(hopso: Harness) -> None:
-    floor_hook: list[tuple[int, Any]] = []
+    floor_published: list[FloorChanged] = []
 
-    async def listener(meeting_id: int, holder: Any) -> None:
-        floor_hook.append((meeting_id, holder))
-    hopso.server.app[LIVE].on_floor_changed(listener)
+    async def listener(event: FloorChanged) -> None:
+        floor_published.append(event)
+    hopso.server.app[keys.BUS].subscribe(FloorChanged, listener)
 
     m, people = await open_demo(hopso, "thuky", *DELEGATES)
     chair, thuky, d1 = people["chutri"], people["thuky"], people["daibieu"]
@@ -45,10 +46,11 @@ async def test_a_sitting_check_in_floor_and_vote_live(hopso: Harness) -> None:
     given = await d1.wait_for("floor:changed", lambda e: e["holder"] is not None)
     assert given["holder"]["user_id"] == d1.http.user["id"]
     assert given["holder"]["limit_seconds"] == 180
-    assert floor_hook and floor_hook[-1][0] == m and floor_hook[-1][1]["id"] == asked["request_id"]
+    assert floor_published[-1] == FloorChanged(m, d1.http.user["id"], "Lê Minh Tuấn",
+                                               "Phòng họp UBND thành phố")
     await chair.ok("floor:end", {"meeting_id": m})
     await d1.wait_for("floor:changed", lambda e: e["holder"] is None and e["totals"]["people"])
-    assert floor_hook[-1] == (m, None)
+    assert floor_published[-1] == FloorChanged(m, None)
 
     vote = await chair.ok("vote:open", {"meeting_id": m, "agenda_item_id": item["id"],
                                         "question": "Thông qua kế hoạch chuyển đổi số?"})

@@ -29,10 +29,10 @@ This endpoint keeps the parts that matter to a server and skips the rest:
   so a subscriber can compute publisher sendto() -> kernel arrival for every
   forwarded packet whose payload the server did not change.
 
-Private names used (aiortc 1.16 / aioice 0.13, bench code only):
-RTCDtlsTransport._set_role/_rx_srtp/_tx_srtp/_handle_rtp_data/_handle_rtcp_data,
-aioice Connection._nominated, and the event loop's _add_reader/_remove_reader
-(the public ones refuse a socket owned by a transport).
+aiortc and aioice internals are reached only through media/aiortc_seam.py (its DTLS
+transport with plain callbacks, the DTLS role, the SRTP sessions and profile, the nominated
+pair). Private names used here: the event loop's _add_reader/_remove_reader (the public
+ones refuse a socket owned by a transport).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from typing import Any
 
 import pylibsrtp
 from aioice import Candidate, Connection
-from aiortc import RTCCertificate, RTCDtlsFingerprint, RTCDtlsParameters, RTCDtlsTransport
+from aiortc import RTCCertificate, RTCDtlsFingerprint, RTCDtlsParameters
 from aiortc.rtp import (
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
@@ -62,6 +62,8 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
 )
 from sfu_media import FPS, Clip
+
+from media import aiortc_seam
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 RTP_HEADER = struct.Struct("!BBHII")
@@ -254,19 +256,6 @@ class _IceAdapter:
         await self.conn.send(data)
 
 
-class _Dtls(RTCDtlsTransport):
-    def __init__(self, ice: _IceAdapter, endpoint: Endpoint) -> None:
-        super().__init__(ice, [certificate()])  # type: ignore[arg-type]
-        self.endpoint = endpoint
-
-    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
-        # Only before the fast path is installed (first packets after DTLS).
-        self.endpoint.on_rtp(data, time.time_ns())
-
-    async def _handle_rtcp_data(self, data: bytes) -> None:
-        self.endpoint.on_rtcp(data)
-
-
 class Endpoint:
     """ICE + DTLS + SRTP on one UDP socket, bound to one address."""
 
@@ -275,7 +264,10 @@ class Endpoint:
         self.controlling = controlling
         self.conn = Connection(ice_controlling=controlling, components=1, use_ipv6=False)
         self.ice = _IceAdapter(self.conn, controlling)
-        self.dtls = _Dtls(self.ice, self)
+        # Its callbacks only see packets before the fast path is installed (first after DTLS).
+        self.dtls = aiortc_seam.SeamDtlsTransport(
+            self.ice, certificate(), lambda data: self.on_rtp(data, time.time_ns()),
+            lambda data: self.on_rtcp(data))
         self._sock: socket.socket | None = None
         self._send_transport: Any = None
         self._remote_addr: tuple[str, int] | None = None
@@ -319,27 +311,24 @@ class Endpoint:
             await self.conn.add_remote_candidate(c)
         await self.conn.add_remote_candidate(None)
         await self.conn.connect()
-        pair = self.conn._nominated.get(1)
-        if pair is None:
+        nominated = aiortc_seam.nominated_socket(self.conn)
+        protocol = aiortc_seam.nominated_protocol(self.conn)
+        if nominated is None or protocol is None:
             raise ConnectionError("ICE nominated nothing")
-        if pair.remote_addr[0] != remote.candidates[0].host:
-            raise UnsafeAddress(f"ICE nominated {pair.remote_addr}")
-        self.dtls._set_role(dtls_role)
+        transport, remote_addr = nominated
+        if remote_addr[0] != remote.candidates[0].host:
+            raise UnsafeAddress(f"ICE nominated {remote_addr}")
+        aiortc_seam.set_dtls_role(self.dtls, dtls_role)
         await self.dtls.start(RTCDtlsParameters(fingerprints=remote.fingerprints))
         if self.dtls.state != "connected":
             raise ConnectionError(f"DTLS {self.dtls.state}")
-        try:
-            profile = self.dtls._ssl.get_selected_srtp_profile()  # type: ignore[union-attr]
-            self.srtp_profile = profile.decode() if isinstance(profile, bytes) else str(profile)
-        except Exception:  # noqa: BLE001 - informational only
-            self.srtp_profile = "unknown"
-        self._protect = self.dtls._tx_srtp.protect
-        self._protect_rtcp = self.dtls._tx_srtp.protect_rtcp
-        self._unprotect = self.dtls._rx_srtp.unprotect
-        self._unprotect_rtcp = self.dtls._rx_srtp.unprotect_rtcp
-        self._proto = pair.protocol
-        self._send_transport = pair.protocol.transport
-        self._remote_addr = pair.remote_addr
+        self.srtp_profile = aiortc_seam.srtp_profile(self.dtls)
+        tx, rx = aiortc_seam.srtp_tx_session(self.dtls), aiortc_seam.srtp_rx_session(self.dtls)
+        self._protect, self._protect_rtcp = tx.protect, tx.protect_rtcp
+        self._unprotect, self._unprotect_rtcp = rx.unprotect, rx.unprotect_rtcp
+        self._proto = protocol
+        self._send_transport = transport
+        self._remote_addr = remote_addr
         self._install_fast_path()
         self.connected = True
 

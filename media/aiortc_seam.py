@@ -25,10 +25,12 @@ upgrade fails loudly in one place. Nothing name-mangled is used.
 - aioice gathers host candidates on every interface except loopback; we
   gather on configured addresses with `get_component_candidates` and mark
   gathering done through its private flags.
-- Client side, for the aiortc test and benchmark clients only (testkit/): a
+- Client side, for test and benchmark clients only (testkit/, bench/): a
   sender's keyframe requests routed to a pre-encoded track
-  (`RTCRtpSender._send_keyframe`), and a recycled m-line taken from the old
-  transceiver (`RTCRtpTransceiver._get_mline_index` / `_set_mline_index`).
+  (`RTCRtpSender._send_keyframe`), a recycled m-line taken from the old
+  transceiver (`RTCRtpTransceiver._get_mline_index` / `_set_mline_index`), the
+  nominated pair's protocol for a client reading the socket itself, and the
+  negotiated SRTP profile (`RTCDtlsTransport._ssl`).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("aioice.Connection instance", "_nominated"),
     ("aioice CandidatePair", "protocol.transport"),
     ("aioice CandidatePair", "remote_addr"),
+    ("aiortc.RTCDtlsTransport instance", "_ssl"),  # client side (bench)
     ("aiortc.RTCRtpSender", "_send_keyframe"),  # client side (testkit)
     ("aiortc.RTCRtpTransceiver", "_get_mline_index"),  # client side (testkit)
     ("aiortc.RTCRtpTransceiver", "_set_mline_index"),  # client side (testkit)
@@ -203,7 +206,23 @@ def socket_fd(transport: UdpTransport) -> int | None:
     return fd if fd >= 0 else None
 
 
-# --- client side: aiortc's RTCPeerConnection as a test or benchmark client (testkit/) -------
+# --- client side: test and benchmark clients (testkit/, bench/) ------------------------------
+
+
+def nominated_protocol(conn: Connection) -> asyncio.DatagramProtocol | None:
+    """The datagram protocol (aioice's StunProtocol) of the pair aioice nominated, if any: a
+    client that reads the socket itself hands it every datagram that is not SRTP."""
+    pair = conn._nominated.get(1)
+    return None if pair is None else cast(asyncio.DatagramProtocol, pair.protocol)
+
+
+def srtp_profile(dtls: RTCDtlsTransport) -> str:
+    """The SRTP protection profile DTLS negotiated ("unknown" before the handshake)."""
+    ssl = dtls._ssl
+    if ssl is None:
+        return "unknown"
+    profile = ssl.get_selected_srtp_profile()
+    return profile.decode() if isinstance(profile, bytes) else str(profile)
 
 
 def route_keyframe_requests(sender: RTCRtpSender, request: Callable[[], None]) -> None:

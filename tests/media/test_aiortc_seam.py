@@ -72,6 +72,7 @@ async def test_every_private_attribute_exists() -> None:
     # Client side (testkit): a PLI/FIR still reaches the sender's _send_keyframe, and an
     # m-line index can still be cleared.
     assert "self._send_keyframe()" in inspect.getsource(RTCRtpSender)
+    assert "self._ssl.get_selected_srtp_profile()" in inspect.getsource(RTCDtlsTransport)
     assert list(inspect.signature(RTCRtpTransceiver._set_mline_index).parameters) == [
         "self", "idx"]
     await conn.close()

@@ -44,8 +44,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import socketio
@@ -74,6 +74,7 @@ from server.cascade.schemas import (
 )
 from server.cascade.tokens import check_token
 from server.core.settings import NodeConfigError, NodeSettings
+from server.core.socket_guard import refused
 
 log = logging.getLogger(__name__)
 
@@ -247,11 +248,11 @@ class NodeCascade:
             except Exception:
                 log.exception("cascade: checking child links' meetings failed")
 
-    def _refuse(self, reason: str, unit: Any = None) -> None:
+    def _refuse(self, reason: str, unit: Any = None, code: str = "not_authenticated") -> None:
         message = f"refused node link from {shown(unit)}: {reason}"
         log.warning("cascade: %s", message)
         self.refusals = (self.refusals + [message])[-MAX_REFUSALS_KEPT:]
-        raise socketio.exceptions.ConnectionRefusedError(reason)
+        raise refused(code, reason)
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
@@ -260,7 +261,7 @@ class NodeCascade:
             raise
         except Exception:  # never a hanging connection, whatever was sent
             log.exception("cascade: checking a node's credentials failed")
-            self._refuse("internal error")
+            self._refuse("internal error", code="internal")
         unit = auth["unit"]
         transport = self.sfu.link_transport(
             parent=True, on_failed=lambda: self.drop_sid(sid, "media transport lost"))
@@ -284,9 +285,10 @@ class NodeCascade:
         if reason is not None:
             self._refuse(reason, unit)
         if unit in self.path:
-            self._refuse(f"loop: {unit} is on this node's path to the root {self.path}", unit)
+            self._refuse(f"loop: {unit} is on this node's path to the root {self.path}", unit,
+                         "forbidden")
         if any(c.unit == unit for c in self.children.values()):
-            self._refuse("this unit already has a live link", unit)
+            self._refuse("this unit already has a live link", unit, "conflict")
 
     async def _on_disconnect(self, sid: str, *_: Any) -> None:
         link = self.children.pop(sid, None)
@@ -309,7 +311,7 @@ class NodeCascade:
     async def _on_ping(self, link: ChildLink, payload: Ping) -> dict[str, Any]:
         if payload.rtt_ms is not None:
             link.rtt_ms = payload.rtt_ms  # as the child measured it on its last ping
-        return {"t": time.time()}
+        return {"t": datetime.now(UTC).isoformat()}
 
     async def _on_meetings(self, link: ChildLink, payload: Empty) -> dict[str, Any]:
         return {"meetings": await self.directory.offered(link.unit)}

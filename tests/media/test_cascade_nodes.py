@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import socketio
@@ -173,20 +174,22 @@ async def test_city_restart_ward_resumes_within_5s(
         await local.close()
 
 
-async def _connect(url: str, auth: dict[str, str]) -> str | None:
-    """None if connected, else the refusal message."""
+async def _connect(url: str, auth: dict[str, str]) -> dict[str, Any] | None:
+    """None if connected, else the refusal's Error ({"code", "message"})."""
     client = socketio.AsyncClient(reconnection=False)
-    reasons: list[str] = []
+    refusals: list[dict[str, Any]] = []
 
-    async def on_error(data: object = None) -> None:
-        reasons.append(str(data))
+    async def on_error(data: dict[str, Any]) -> None:
+        refusals.append(data)
 
     client.on("connect_error", on_error, namespace=NAMESPACE)
     try:
         await client.connect(url, namespaces=[NAMESPACE], transports=["websocket"],
                              auth=auth, wait_timeout=3)
     except socketio.exceptions.ConnectionError as exc:
-        return " ".join([*reasons, str(exc)])
+        assert len(refusals) == 1, exc
+        assert refusals[0]["message"] == refusals[0]["data"]["message"]
+        return refusals[0]["data"]
     await client.disconnect()
     return None
 
@@ -196,26 +199,27 @@ async def test_bad_credentials_and_loops_are_refused(
     province, city = tree["province"], tree["city"]
     caplog.set_level(logging.WARNING, logger="server.cascade")
     before = dict(province.node.children)
-    cases: list[tuple[dict[str, str], str]] = [
+    cases: list[tuple[dict[str, str], str, str]] = [
         ({"unit": "city", "token": make_token("city", "wrong-secret-0123456789")},
-         "wrong credential"),
+         "not_authenticated", "wrong credential"),
         ({"unit": "city", "token": make_token("city", SECRETS["city"], time.time() - 3600)},
-         "stale token"),
+         "not_authenticated", "stale token"),
         ({"unit": "elsewhere", "token": make_token("elsewhere", SECRETS["city"])},
-         "not a child"),  # a node claiming a unit not its own
+         "not_authenticated", "not a child"),  # a node claiming a unit not its own
         ({"unit": "city", "token": make_token("city", SECRETS["city"])},
-         "already has a live link"),
+         "conflict", "already has a live link"),
     ]
-    for auth, reason in cases:
+    for auth, code, reason in cases:
         refused = await _connect(province.url, auth)
-        assert refused is not None and reason in refused, (auth, refused)
+        assert refused is not None and refused["code"] == code, (auth, refused)
+        assert reason in refused["message"]
         assert reason in caplog.text
     # A loop in configured parents: the city accepting the province as its child.
     city.node.credentials["province"] = "prov-secret-0123456789"
     refused = await _connect(city.url, {"unit": "province",
                                         "token": make_token("province",
                                                             "prov-secret-0123456789")})
-    assert refused is not None and "loop" in refused
+    assert refused is not None and refused["code"] == "forbidden" and "loop" in refused["message"]
     assert province.node.children.keys() == before.keys()
     # Revocation drops the live link; the child cannot come back.
     province.node.revoke("city")

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from server.cascade.tokens import check_token, make_token
 from server.core import keys
 from tests.conftest import Harness
 from tests.server.test_access_matrix import link_city, node_harness, node_meetings
+from tests.server.wire_times import assert_wire_times
 
 EXAMPLES = int(os.environ.get("HOPSO_FUZZ_EXAMPLES", "300"))
 RANDOM = os.environ.get("HOPSO_FUZZ_RANDOM") == "1"
@@ -119,6 +121,15 @@ async def linked(tmp_path: Path) -> AsyncIterator[tuple[Harness, socketio.AsyncC
     await child.disconnect()
     await h.close()
     await h.server.close()
+
+
+async def test_ping_answers_with_the_parent_time_in_iso_8601_utc(
+        linked: tuple[Harness, socketio.AsyncClient, dict[str, int]]) -> None:
+    _, child, _ = linked
+    started = datetime.now(UTC)
+    ack = await child.call("ping", {"rtt_ms": 3.5}, namespace=NAMESPACE, timeout=5)
+    assert ack["ok"], ack
+    assert_wire_times(ack["result"], "t", since=started)
 
 
 HOSTILE_TEXT = ["", "province/1", "province/2", "province/3", "province/999", "city/1",

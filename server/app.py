@@ -61,8 +61,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.PASSWORDS] = Passwords(password_hasher(settings.fast_hash))
     if settings.fast_hash:
         log.warning("--fast-hash: new passwords get argon2id's cheapest profile (tests only)")
-    store: Store = (RedisStore(settings.redis_url, settings.extra.get("login.redis_prefix",
-                                                                      "hopso:login:"))
+    store: Store = (RedisStore(settings.redis_url, settings.login_redis_prefix)
                     if settings.redis_url else MemoryStore())
     app[keys.LIMITER] = LoginLimiter(LoginPolicy(
         user_failures=settings.login_attempts_per_5min,

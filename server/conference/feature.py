@@ -25,11 +25,10 @@ from server.procedure.events import FloorChanged
 
 def setup(app: web.Application, realtime: Realtime) -> None:
     registry, settings = app[keys.REGISTRY], app[keys.SETTINGS]
-    interval = float(settings.extra.get("media.stats_interval_s", "2"))
     # Constructing the hub allocates nothing (no sockets, no tasks); it starts and closes
     # with the app.
     hub = app[MEDIA] = MediaHub(app, media_config(settings), MediaMetrics.create(registry),
-                                stats_interval_s=interval)
+                                stats_interval_s=settings.media_timings.stats_interval_s)
     registry.register(MediaCollector(app))
     realtime.map_errors(MediaError, media_failure)  # bad SDP, codec, state: a clear ack
     sockets.register(realtime)

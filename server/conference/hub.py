@@ -184,22 +184,16 @@ class MediaCollector(Collector):
 
 
 def media_config(settings: Settings) -> MediaConfig:
-    """MediaConfig from Settings. `settings.extra` may tune any numeric MediaConfig field
-    as ``media.<field>`` (tests use it for short timeouts)."""
-    values: dict[str, Any] = {
-        "ice_addresses": tuple(settings.ice_addresses),
-        "announced_address": settings.announced_address,
-        "ice_servers": tuple(IceServer((url,)) for url in settings.ice_servers),
-        "max_sdp_bytes": MAX_SDP_BYTES,
-        "max_media_sections": MAX_MEDIA_SECTIONS,
-    }
-    numeric = {f.name: f.type for f in dataclasses.fields(MediaConfig)
-               if f.type in ("int", "float", int, float)}
-    for key, raw in settings.extra.items():
-        name = key.removeprefix("media.")
-        if key.startswith("media.") and name in numeric:
-            values[name] = float(raw) if numeric[name] in ("float", float) else int(raw)
-    return MediaConfig(**values)
+    """MediaConfig from Settings (tests shorten the timings: Settings.media_timings)."""
+    return MediaConfig(
+        ice_addresses=tuple(settings.ice_addresses),
+        announced_address=settings.announced_address,
+        ice_servers=tuple(IceServer((url,)) for url in settings.ice_servers),
+        ice_timeout_s=settings.media_timings.ice_timeout_s,
+        rtcp_interval_s=settings.media_timings.rtcp_interval_s,
+        max_sdp_bytes=MAX_SDP_BYTES,
+        max_media_sections=MAX_MEDIA_SECTIONS,
+    )
 
 
 def offer_dict(offer: ServerOffer | None) -> dict[str, Any] | None:

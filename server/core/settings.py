@@ -107,6 +107,22 @@ class SocketLimits:
 
 
 @dataclass(frozen=True)
+class MediaTimings:
+    """How long the SFU waits for a transport to connect, how often it sends RTCP reports,
+    and how often chairs get each connection's stats (server/conference). Deployments keep
+    the defaults (the first two are media/config.py's); tests shorten them."""
+
+    ice_timeout_s: float = 20.0
+    rtcp_interval_s: float = 1.0
+    stats_interval_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("ice_timeout_s", "rtcp_interval_s", "stats_interval_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"media timing {name} must be positive")
+
+
+@dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -141,7 +157,14 @@ class Settings:
     # in the data dir. Every process of one deployment must read the same key.
     ballot_key_file: Path | None = None
     socket_limits: SocketLimits = field(default_factory=SocketLimits)
-    extra: Mapping[str, str] = field(default_factory=dict)
+    media_timings: MediaTimings = field(default_factory=MediaTimings)
+    # Confidential page images (server/documents/runtime.py): the per-process cache of
+    # rendered, watermarked pages (0: off) and how long one image, and the time burned into
+    # it, is served again.
+    confidential_cache_mb: float = 64
+    watermark_bucket_s: int = 600
+    # Where the login limiter keeps its counters in Redis; processes sharing it share limits.
+    login_redis_prefix: str = "hopso:login:"
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -201,8 +224,11 @@ _FLAGS: Sequence[tuple[str, str, str]] = (
 )
 
 
-def parse_settings(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> Settings:
-    """Command line wins over environment; raises ConfigError on any invalid value."""
+def parse_settings(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Settings:
+    """Command line wins over environment (os.environ, read now, unless `env` is given);
+    raises ConfigError on any invalid value."""
+    if env is None:
+        env = os.environ
     parser = argparse.ArgumentParser(prog="run.py", description="Hopso server")
     for flag, var, text in _OPTIONS:
         parser.add_argument(flag, default=env.get(var), help=f"{text} [{var}]")

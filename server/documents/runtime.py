@@ -36,12 +36,6 @@ from server.documents.presenter import PresenterBoard
 
 log = logging.getLogger(__name__)
 
-# Confidential page images: the per-process cache size and how long one rendered image (and
-# the time burned into it) is served again. settings.extra may set both:
-# "documents.confidential_cache_mb" and "documents.watermark_bucket_s".
-CONFIDENTIAL_CACHE_MB = 64
-WATERMARK_BUCKET_S = 600
-
 
 class AccessLog:
     """Buffers access rows and writes them about once a second (page fetches are frequent)."""
@@ -109,9 +103,11 @@ class DocumentRuntime:
     presenters: PresenterBoard
     access: AccessLog
     lag: LoopLagMonitor
-    # Confidential page images as rendered for one viewer (server.documents.routes), LRU by bytes.
-    page_images: ByteLRU = field(default_factory=lambda: ByteLRU(CONFIDENTIAL_CACHE_MB << 20))
-    watermark_bucket_s: int = WATERMARK_BUCKET_S
+    # Confidential page images as rendered for one viewer (server.documents.routes), LRU by
+    # bytes, and how long one is served again (Settings.confidential_cache_mb and
+    # watermark_bucket_s).
+    page_images: ByteLRU
+    watermark_bucket_s: int
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _indexes: OrderedDict[int, PageTextIndex] = field(default_factory=OrderedDict)
 
@@ -171,9 +167,6 @@ def create_runtime(app: web.Application) -> DocumentRuntime:
     lag = Histogram("hopso_event_loop_lag_seconds", "How late the event loop runs a 50 ms timer",
                     buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
                     registry=app[keys.REGISTRY])
-    extra = settings.extra
-    cache_mb = float(extra.get("documents.confidential_cache_mb", CONFIDENTIAL_CACHE_MB))
-    bucket_s = int(extra.get("documents.watermark_bucket_s", WATERMARK_BUCKET_S))
     return DocumentRuntime(
         db=db, sio=sio, pool=WorkerPool(size=settings.document_workers),
         store=BlobStore(settings.data_dir / "documents"),
@@ -181,7 +174,8 @@ def create_runtime(app: web.Application) -> DocumentRuntime:
                       office_without_sandbox=settings.office_without_sandbox),
         annotations=AnnotationHub(db, sio), presenters=PresenterBoard(db),
         access=AccessLog(db), lag=LoopLagMonitor(lag),
-        page_images=ByteLRU(int(cache_mb * (1 << 20))), watermark_bucket_s=bucket_s)
+        page_images=ByteLRU(int(settings.confidential_cache_mb * (1 << 20))),
+        watermark_bucket_s=settings.watermark_bucket_s)
 
 
 async def documents_context(app: web.Application) -> AsyncIterator[None]:

@@ -15,13 +15,13 @@ import aioice.ice
 import pytest
 
 from server.conference.keys import MEDIA
+from server.core.settings import MediaTimings
 from testkit.aiortc_clients import EncodedMedia, encode_media, wait_for
 from tests.conftest import Harness, start_harness
 from tests.server.core.test_realtime import demo_meeting_id
 from tests.server.media_support import MediaClient, candidate_addresses, media_client
 
-SETTINGS = {"media.ice_timeout_s": "3", "media.rtcp_interval_s": "0.5",
-            "media.stats_interval_s": "0.5"}
+TIMINGS = MediaTimings(ice_timeout_s=3, rtcp_interval_s=0.5, stats_interval_s=0.5)
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +38,7 @@ def media() -> EncodedMedia:
 
 @pytest.fixture
 async def hopso_media(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await start_harness(tmp_path, None, extra=SETTINGS)
+    harness = await start_harness(tmp_path, None, media_timings=TIMINGS)
     yield harness
     await harness.close()
     await harness.server.close()

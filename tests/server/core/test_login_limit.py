@@ -289,8 +289,7 @@ async def test_redis_store_falls_back_to_process_counters_when_redis_is_down(
 async def test_the_limit_is_shared_by_processes_through_redis(
         tmp_path: Path, addresses: Callable[[str, str], Address]) -> None:
     need_service("Redis", REDIS_PORT)
-    shared = {"redis_url": REDIS_URL, "extra": {"login.redis_prefix":
-                                                f"hopso-test:{uuid.uuid4().hex}:"}}
+    shared = {"redis_url": REDIS_URL, "login_redis_prefix": f"hopso-test:{uuid.uuid4().hex}:"}
     first = await start_harness(tmp_path / "a", None, **shared)
     second = await start_harness(tmp_path / "b", None, **shared)
     try:

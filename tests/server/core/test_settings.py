@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from server.core.settings import ConfigError, parse_settings
+from media import MediaConfig
+from server.core.settings import ConfigError, MediaTimings, Settings, parse_settings
 
 
 def test_defaults_are_the_embedded_sqlite_setup() -> None:
@@ -50,3 +51,23 @@ def test_the_ballot_key_file_defaults_to_the_data_dir() -> None:
     assert parse_settings(["--data-dir", "d"], env={}).ballot_key_path == Path("d/ballot.key")
     env = {"HOPSO_BALLOT_KEY_FILE": "/etc/hopso/ballot.key"}
     assert parse_settings([], env=env).ballot_key_path == Path("/etc/hopso/ballot.key")
+
+
+def test_the_environment_is_read_when_settings_are_parsed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOPSO_PORT", "9123")
+    assert parse_settings([]).port == 9123
+    monkeypatch.setenv("HOPSO_PORT", "9124")
+    assert parse_settings([]).port == 9124
+
+
+def test_media_timings_default_to_the_sfus_own() -> None:
+    sfu = MediaConfig(ice_addresses=("127.0.0.1",))
+    timings = Settings().media_timings
+    assert (timings.ice_timeout_s, timings.rtcp_interval_s) == (sfu.ice_timeout_s,
+                                                                sfu.rtcp_interval_s)
+
+
+def test_a_media_timing_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="stats_interval_s must be positive"):
+        MediaTimings(stats_interval_s=0)

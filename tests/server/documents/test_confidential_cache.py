@@ -100,8 +100,7 @@ async def test_confidential_pages_are_cached_per_viewer(
 async def test_cache_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.conftest import start_harness
 
-    hopso = await start_harness(tmp_path, None,
-                                extra={"documents.confidential_cache_mb": "0"})
+    hopso = await start_harness(tmp_path, None, confidential_cache_mb=0)
     try:
         meeting_id = await demo_meeting_id(hopso)
         doc = await upload_ready(hopso, meeting_id, make_pdf(tmp_path, pages=1),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,44 @@ from server.core.settings import Settings
 
 PG_HOST, PG_PORT, REDIS_PORT = "127.0.0.1", 5432, 6379
 IN_CI = os.environ.get("CI") == "true"
+ROOT = Path(__file__).resolve().parents[1]
+
+# scripts/test.sh runs the suite on two workers (pytest-xdist, --dist loadgroup). These tests
+# compare a latency or a rate with a bound or with a baseline taken in the same test, which
+# another worker's load would blur: marked `serial`, they run alone afterwards.
+SERIAL = (
+    "tests/server/core/test_socket_flood.py",
+    "tests/server/core/test_login_limit.py::test_parallel_wrong_logins_are_refused_past_the_"
+    "limit_and_healthz_stays_fast",
+    "tests/server/core/test_login_limit.py::test_a_spray_over_many_usernames_is_hashed_off_the_"
+    "event_loop",
+    "tests/server/core/test_passwords.py::test_hashing_runs_beside_the_event_loop",
+    "tests/server/core/test_passwords.py::test_missing_and_unusable_hashes_take_as_long_as_a_"
+    "real_one",
+    "tests/media/test_peer.py::test_late_joiner_decodes_within_one_second",
+    "tests/e2e/test_video_browser.py::test_two_browsers_see_each_other_and_the_chair_mutes_one",
+)
+# These run whole server processes (and browsers) with time bounds of seconds, or share
+# Redis's one socket.io channel: one worker takes them all, one after another.
+ONE_AT_A_TIME = (
+    "tests/server/test_sigkill_durability.py",
+    "tests/server/test_scale_out.py",
+    "tests/server/test_scale_out_presenter.py",
+    "tests/server/core/test_login_limit.py::test_the_limit_is_shared_by_processes_through_redis",
+    "tests/server/cascade/test_servers.py",
+    "tests/media/test_cascade_processes.py",
+    "tests/e2e/",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for listed in SERIAL + ONE_AT_A_TIME:  # a moved or renamed file must not drop its mark
+        assert (ROOT / listed.split("::")[0]).exists(), f"tests/conftest.py lists {listed}"
+    for item in items:
+        if item.nodeid.startswith(SERIAL):
+            item.add_marker(pytest.mark.serial)
+        elif item.nodeid.startswith(ONE_AT_A_TIME):
+            item.add_marker(pytest.mark.xdist_group("one-at-a-time"))
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -44,18 +83,45 @@ def need_service(name: str, port: int) -> None:
     pytest.skip(f"{message}: scale-out test skipped")
 
 
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    need_service("PostgreSQL", PG_PORT)
+async def postgres_admin() -> Any:
     import asyncpg
 
+    return await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres", database="test")
+
+
+async def drop_databases(names: list[str]) -> None:
+    admin = await postgres_admin()
+    try:
+        for name in names:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_to_drop() -> Iterator[list[str]]:
+    """The databases the tests made, dropped together when the session ends: each DROP
+    DATABASE waits for a checkpoint, which cost up to a second a test when run one by one
+    (and next to nothing when they follow each other)."""
+    names: list[str] = []
+    yield names
+    if names:
+        asyncio.run(drop_databases(names))
+
+
+@pytest.fixture
+async def postgres_url(postgres_to_drop: list[str]) -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test; whatever is still connected to it
+    afterwards is disconnected, and it is dropped when the session ends."""
+    need_service("PostgreSQL", PG_PORT)
     name = f"hopso_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres", database="test")
+    admin = await postgres_admin()
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
+        postgres_to_drop.append(name)
         yield f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = $1", name)
     finally:
         await admin.close()
 

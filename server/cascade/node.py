@@ -1,8 +1,8 @@
 """Wires the cascade (server/cascade/link.py, media/link.py) into the app on a node that
 has HOPSO_NODE_UNIT set: the ``/node`` socket.io namespace for child nodes, the link to
 the parent, meetings mirrored from the parent (server/cascade/meetings.py), and the media
-hub's per-meeting cascades. Without HOPSO_NODE_UNIT nothing here runs (the embedded
-default: one node hosts the whole tree).
+hub's rooms as `CascadedRoom`s (server/cascade/room.py). Without HOPSO_NODE_UNIT nothing
+here runs (the embedded default: one node hosts the whole tree).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from media.link import Cascade
+from media import SFU, Cascade
 from rooms import procedure
 from rooms.db import Database
 from rooms.errors import NotFound
@@ -21,10 +21,12 @@ from rooms.models import Meeting
 from server.cascade.credentials import CREDENTIALS_REFRESH_S, load_credentials
 from server.cascade.keys import NODE
 from server.cascade.link import NodeCascade
-from server.cascade.media import HubCascades
 from server.cascade.meetings import DbDirectory
+from server.cascade.room import CascadedRoom
 from server.conference.keys import MEDIA
+from server.conference.outbox import Outbox
 from server.core import keys
+from server.meetings.events import MeetingClosed
 from server.procedure.keys import LIVE
 from server.procedure.live import attendance_emit
 
@@ -47,7 +49,11 @@ def setup(app: web.Application) -> None:
             emit, seq = await attendance_emit(s, state), state.seq
         await live.emit(meeting_id, seq, [emit])
 
-    directory = DbDirectory(db, settings.node.unit, push_attendance)
+    async def mirror_closed(meeting_id: int) -> None:
+        """The parent closed a meeting mirrored here: as if closed here."""
+        await app[keys.BUS].publish(MeetingClosed(meeting_id))
+
+    directory = DbDirectory(db, settings.node.unit, push_attendance, on_closed=mirror_closed)
     node = NodeCascade(settings.node, hub.sfu, directory=directory)
     node.attach(app[keys.SIO])
     app[NODE] = node
@@ -59,7 +65,9 @@ def setup(app: web.Application) -> None:
             raise NotFound(f"meeting {meeting_id} not found")
         return node.open(directory.key_of(meeting), str(meeting_id))
 
-    hub.cascade = HubCascades(hub, open_cascade)
+    def room(meeting_id: int, sfu: SFU, outbox: Outbox) -> CascadedRoom:
+        return CascadedRoom(meeting_id, sfu, outbox, open_cascade)
+    hub.use_rooms(room)
 
 
 async def lifespan(app: web.Application) -> AsyncIterator[None]:

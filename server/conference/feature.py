@@ -1,5 +1,6 @@
 """The video conference as a feature: the media hub (app[MEDIA]), its socket events, the
-stats route and metrics. The procedure's floor drives the main view through the bus."""
+stats route and metrics. Through the bus, the procedure's floor drives the main view and a
+closed meeting closes its room."""
 
 from __future__ import annotations
 
@@ -9,17 +10,14 @@ from aiohttp import web
 
 from media import MediaError
 from server.conference import sockets
-from server.conference.hub import (
-    MediaCollector,
-    MediaHub,
-    MediaMetrics,
-    media_config,
-    media_failure,
-)
+from server.conference.config import media_config, media_failure
+from server.conference.hub import MediaHub
 from server.conference.keys import MEDIA
+from server.conference.metrics import MediaCollector, MediaMetrics
 from server.core import keys
 from server.core.feature import Feature
 from server.core.realtime import Realtime
+from server.meetings.events import MeetingClosed
 from server.procedure.events import FloorChanged
 
 
@@ -33,7 +31,14 @@ def setup(app: web.Application, realtime: Realtime) -> None:
     realtime.map_errors(MediaError, media_failure)  # bad SDP, codec, state: a clear ack
     sockets.register(realtime)
     app.add_routes(sockets.routes)
-    app[keys.BUS].subscribe(FloorChanged, hub.on_floor_changed)  # the speaker: main view
+
+    async def floor_changed(event: FloorChanged) -> None:  # the speaker: everyone's main view
+        hub.floor_changed(event.meeting_id, event.speaking, event.name, event.site)
+
+    async def meeting_closed(event: MeetingClosed) -> None:  # its media ends
+        await hub.close_room(event.meeting_id)
+    app[keys.BUS].subscribe(FloorChanged, floor_changed)
+    app[keys.BUS].subscribe(MeetingClosed, meeting_closed)
 
 
 async def lifespan(app: web.Application) -> AsyncIterator[None]:

@@ -3,7 +3,7 @@
 Every event names its meeting and is access-checked with `rooms.meetings.require`; events
 about one's own media also need a media session of this connection in that meeting
 (`media:join`). SFU errors become error acks with a stable code (see
-`server.conference.hub.MEDIA_ERROR_CODES`). docs/protocol.md, "Media (socket.io)", lists payloads,
+`server.conference.config.MEDIA_ERROR_CODES`). docs/protocol.md, "Media (socket.io)", lists payloads,
 results, pushed events and codes.
 """
 
@@ -20,16 +20,16 @@ from rooms.errors import Conflict, Forbidden, Invalid, NotFound
 from rooms.meetings import MeetingAccess
 from rooms.models import MeetingMember, MeetingStatus, Site, User
 from rooms.permissions import MEETING_PERMISSIONS, Action
-from server.conference.hub import (
+from server.conference.config import (
     MAX_ACTIVE_CONSUMERS,
     MAX_PEERS_PER_USER,
     MAX_SDP_BYTES,
     MAX_SUBSCRIBE_IDS,
-    MediaHub,
-    MediaMember,
-    offer_dict,
 )
+from server.conference.hub import MediaHub
 from server.conference.keys import MEDIA
+from server.conference.member import MediaMember
+from server.conference.views import offer_dict
 from server.core import keys
 from server.core.auth import current_user
 from server.core.http_util import int_id
@@ -111,7 +111,7 @@ async def _access(ctx: EventContext, meeting_id: int, action: Action) -> Meeting
         try:
             return await meetings.require(s, ctx.user, meeting_id, action)
         except NotFound:
-            member = _hub(ctx).members.get(ctx.sid)
+            member = _hub(ctx).member(ctx.sid)
             if member is not None and member.meeting_id == meeting_id:
                 await _hub(ctx).close_member(member, "removed")
             raise
@@ -120,7 +120,7 @@ async def _access(ctx: EventContext, meeting_id: int, action: Action) -> Meeting
 async def _member(ctx: EventContext, meeting_id: int,
                   action: Action = Action.view) -> MediaMember:
     await _access(ctx, meeting_id, action)
-    member = _hub(ctx).members.get(ctx.sid)
+    member = _hub(ctx).member(ctx.sid)
     if member is None or member.meeting_id != meeting_id:
         raise Conflict("join this meeting's media first (media:join)", code="not_joined")
     return member
@@ -159,21 +159,23 @@ def _register_session(rt: Realtime) -> None:
         if access.meeting.status != MeetingStatus.open:
             raise Conflict("the video conference runs while the meeting is open",
                            code="meeting_not_open")
-        if ctx.user.id in hub.banned.get(p.meeting_id, set()):
+        room = hub.find(p.meeting_id)
+        if room is not None and room.is_banned(ctx.user.id):
             raise Forbidden("the chair removed you from this meeting's video; ask the chair "
                             "to let you back", code="removed")
-        mine = [m for m in hub.members_of(p.meeting_id)
-                if m.user_id == ctx.user.id and m.sid != ctx.sid]
+        assert ctx.user.id is not None
+        mine = room.devices_of(ctx.user.id, ctx.sid) if room is not None else []
         if len(mine) >= MAX_PEERS_PER_USER:
             raise Conflict(f"you are in this meeting's video on {len(mine)} devices already; "
                            "leave on one first", code="too_many")
         site = await _site_of(ctx, ctx.user)
         member = await hub.add_member(ctx.sid, p.meeting_id, ctx.user, access.role, site)
         await ctx.sio.enter_room(ctx.sid, meeting_room(p.meeting_id))
+        room = hub.room(p.meeting_id)
         return {**_config(ctx, access), "peer_id": member.peer_id, "me": member.peer_dict(),
-                "peers": hub.peers(p.meeting_id), "producers": hub.producers(p.meeting_id),
-                "locks": hub.locks_view(p.meeting_id), "floor": hub.floor.get(p.meeting_id),
-                "active_speaker": hub.active_speaker(p.meeting_id)}
+                "peers": room.peers(), "producers": room.producers(),
+                "locks": room.locks.view(), "floor": room.floor,
+                "active_speaker": room.active_speaker()}
 
     @rt.on("media:leave", MeetingRef)
     async def leave(ctx: EventContext, p: MeetingRef) -> dict[str, Any]:
@@ -184,8 +186,8 @@ def _register_session(rt: Realtime) -> None:
     @rt.on("media:producers", MeetingRef)
     async def producers(ctx: EventContext, p: MeetingRef) -> dict[str, Any]:
         await _member(ctx, p.meeting_id)
-        hub = _hub(ctx)
-        return {"producers": hub.producers(p.meeting_id), "peers": hub.peers(p.meeting_id)}
+        room = _hub(ctx).room(p.meeting_id)
+        return {"producers": room.producers(), "peers": room.peers()}
 
 
 def _config(ctx: EventContext, access: MeetingAccess) -> dict[str, Any]:
@@ -207,19 +209,19 @@ def _register_negotiation(rt: Realtime) -> None:
         result = await hub.peer(member).publish(p.sdp, p.sources)
         added = {info.id for info in result.added}
         return {"sdp": result.sdp, "removed": result.removed,
-                "added": [d for d in hub.producers(p.meeting_id) if d["id"] in added]}
+                "added": [d for d in hub.room(p.meeting_id).producers() if d["id"] in added]}
 
     @rt.on("media:subscribe", Subscribe)
     async def subscribe(ctx: EventContext, p: Subscribe) -> dict[str, Any]:
         hub = _hub(ctx)
-        early = hub.members.get(ctx.sid)  # rate limited before any database work
+        early = hub.member(ctx.sid)  # rate limited before any database work
         if early is not None and early.meeting_id == p.meeting_id and not early.subscribes.take():
             raise Conflict("too many subscribe requests; batch producer ids and retry in a "
                            "second", code="rate_limited")
         member = await _member(ctx, p.meeting_id)
         peer = hub.peer(member)
         ids = list(dict.fromkeys(p.producer_ids))
-        await hub.ensure_producers(member.meeting_id, ids)  # pulls remote ones over a link
+        await hub.room(member.meeting_id).ensure_producers(ids)  # pulls remote ones over a link
         consumed = {c.producer.id for c in peer.consumers}
         new = [pid for pid in ids if pid not in consumed]
         if len(peer.consumers) + len(new) > MAX_ACTIVE_CONSUMERS:
@@ -258,12 +260,12 @@ def _register_own_controls(rt: Realtime) -> None:
     @rt.on("media:mute", ProducerRef)
     async def mute(ctx: EventContext, p: ProducerRef) -> dict[str, Any]:
         member = await _member(ctx, p.meeting_id)
-        return _hub(ctx).self_pause(member, p.producer_id, True)
+        return _hub(ctx).room(p.meeting_id).self_pause(member, p.producer_id, True)
 
     @rt.on("media:unmute", ProducerRef)
     async def unmute(ctx: EventContext, p: ProducerRef) -> dict[str, Any]:
         member = await _member(ctx, p.meeting_id, Action.publish_media)
-        return _hub(ctx).self_pause(member, p.producer_id, False)
+        return _hub(ctx).room(p.meeting_id).self_pause(member, p.producer_id, False)
 
 
 async def _check_target(ctx: EventContext, meeting_id: int, user_id: int | None,
@@ -277,7 +279,8 @@ async def _check_target(ctx: EventContext, meeting_id: int, user_id: int | None,
         elif site_id is not None:
             rows = await s.exec(select(MeetingMember).where(
                 MeetingMember.meeting_id == meeting_id, MeetingMember.site_id == site_id))
-            present = any(m.site_id == site_id for m in _hub(ctx).members_of(meeting_id))
+            room = _hub(ctx).find(meeting_id)
+            present = room is not None and room.site_present(site_id)
             if rows.first() is None and not present:
                 raise NotFound(f"site {site_id} is not in this meeting")
 
@@ -286,46 +289,44 @@ def _register_chair(rt: Realtime) -> None:
     @rt.on("media:chair-mute", ChairTarget)
     async def chair_mute(ctx: EventContext, p: ChairTarget) -> dict[str, Any]:
         await _access(ctx, p.meeting_id, Action.chair_media)
-        hub = _hub(ctx)
+        room = _hub(ctx).room(p.meeting_id)
         if p.producer_id is not None:
-            return await hub.chair_producer(p.meeting_id, p.producer_id, lock=True)
+            return await room.chair_producer(p.producer_id, lock=True)
         await _check_target(ctx, p.meeting_id, p.user_id, p.site_id)
         if p.user_id is not None:
-            users, paused = {p.user_id}, hub.lock(p.meeting_id, [p.user_id], p.kind)
+            users, paused = {p.user_id}, room.locks.lock([p.user_id], p.kind)
         else:
             assert p.site_id is not None
-            users, paused = hub.lock_site(p.meeting_id, p.site_id, p.kind)
+            users, paused = room.lock_site(p.site_id, p.kind)
         return {"kind": p.kind, "user_ids": sorted(users), "producer_ids": paused}
 
     @rt.on("media:chair-allow", ChairTarget)
     async def chair_allow(ctx: EventContext, p: ChairTarget) -> dict[str, Any]:
         await _access(ctx, p.meeting_id, Action.chair_media)
-        hub = _hub(ctx)
+        room = _hub(ctx).room(p.meeting_id)
         if p.producer_id is not None:
-            return await hub.chair_producer(p.meeting_id, p.producer_id, lock=False)
+            return await room.chair_producer(p.producer_id, lock=False)
         if p.user_id is not None:
-            lifted = hub.allow(p.meeting_id, [p.user_id], p.kind)
+            lifted = room.locks.allow([p.user_id], p.kind)
         else:
             assert p.site_id is not None
-            lifted = hub.allow_site(p.meeting_id, p.site_id, p.kind)
+            lifted = room.allow_site(p.site_id, p.kind)
         return {"kind": p.kind, "user_ids": sorted(lifted)}
 
     @rt.on("media:mute-all", MeetingRef)
     async def mute_all(ctx: EventContext, p: MeetingRef) -> dict[str, Any]:
         await _access(ctx, p.meeting_id, Action.chair_media)
-        return {"kind": "audio", **await _hub(ctx).mute_all(p.meeting_id)}
+        return {"kind": "audio", **await _hub(ctx).room(p.meeting_id).mute_all()}
 
     @rt.on("media:floor", FloorRef)
     async def give_floor(ctx: EventContext, p: FloorRef) -> dict[str, Any]:
         await _access(ctx, p.meeting_id, Action.chair_media)
+        room = _hub(ctx).room(p.meeting_id)
         if p.peer_id is not None:
-            cascade = _hub(ctx).cascade
-            if cascade is None:
-                raise NotFound(f"no one with peer id {p.peer_id} publishes in this meeting")
-            return {"holder": cascade.give_floor(p.meeting_id, p.peer_id)}
+            return {"holder": room.give_floor_to_peer(p.peer_id)}
         if p.user_id is not None:
             await _check_target(ctx, p.meeting_id, p.user_id, None)
-        return {"holder": _hub(ctx).set_floor(p.meeting_id, p.user_id)}
+        return {"holder": room.set_floor(p.user_id)}
 
     @rt.on("media:remove", UserRef)
     async def remove(ctx: EventContext, p: UserRef) -> dict[str, Any]:
@@ -333,17 +334,15 @@ def _register_chair(rt: Realtime) -> None:
         if p.user_id == ctx.user.id:
             raise Invalid("you cannot remove yourself; use media:leave")
         await _check_target(ctx, p.meeting_id, p.user_id, None)
-        hub = _hub(ctx)
-        hub.banned.setdefault(p.meeting_id, set()).add(p.user_id)
-        gone = [m for m in hub.members_of(p.meeting_id) if m.user_id == p.user_id]
-        for member in gone:
-            await hub.close_member(member, "removed")
-        return {"user_id": p.user_id, "peer_ids": [m.peer_id for m in gone]}
+        peer_ids = await _hub(ctx).room(p.meeting_id).remove(p.user_id)
+        return {"user_id": p.user_id, "peer_ids": peer_ids}
 
     @rt.on("media:readmit", UserRef)
     async def readmit(ctx: EventContext, p: UserRef) -> dict[str, Any]:
         await _access(ctx, p.meeting_id, Action.chair_media)
-        _hub(ctx).banned.get(p.meeting_id, set()).discard(p.user_id)
+        room = _hub(ctx).find(p.meeting_id)
+        if room is not None:
+            room.readmit(p.user_id)
         return {"user_id": p.user_id}
 
 

@@ -354,7 +354,6 @@ async def test_disconnect_and_ice_timeout_clean_up(
 async def test_closing_the_meeting_ends_its_media(
         hopso_media: Harness, clients: list[MediaClient]) -> None:
     h = hopso_media
-    h.server.app[MEDIA].status_check_s = 0.4
     meeting_id = await open_meeting(h)
     delegate = await person(h, clients, "daibieu", meeting_id)
     chair = await h.login("chutri")

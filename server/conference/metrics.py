@@ -1,0 +1,70 @@
+"""Prometheus numbers of the conference: counters fed from the SFU's cumulative stats by
+each room (`Room.count`), and gauges read from the live SFU at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from server.conference.keys import MEDIA
+
+KINDS = ("audio", "video")
+
+
+@dataclass
+class MediaMetrics:
+    forwarded_packets: Counter
+    forwarded_bytes: Counter
+    received_packets: Counter
+    dropped_packets: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> MediaMetrics:
+        return cls(
+            forwarded_packets=Counter("hopso_media_forwarded_packets_total",
+                                      "RTP packets the SFU sent to subscribers",
+                                      registry=registry),
+            forwarded_bytes=Counter("hopso_media_forwarded_bytes_total",
+                                    "RTP payload bytes the SFU sent to subscribers",
+                                    registry=registry),
+            received_packets=Counter("hopso_media_received_packets_total",
+                                     "RTP packets the SFU received from publishers",
+                                     registry=registry),
+            dropped_packets=Counter("hopso_media_dropped_packets_total",
+                                    "RTP packets not forwarded (slow subscriber, waiting "
+                                    "for a keyframe)", registry=registry),
+        )
+
+
+class MediaCollector(Collector):
+    """Gauges read from the live SFU at scrape time."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        hub = self._app.get(MEDIA)
+        routers = hub.sfu.routers if hub is not None else []
+        peers = sum(len(r.peers) for r in routers)
+        producers = GaugeMetricFamily("hopso_media_producers", "Live media producers",
+                                      labels=["kind"])
+        counts = {k: 0 for k in KINDS}
+        consumers = 0
+        for router in routers:
+            for info in router.producers():
+                counts[info.kind.value] += 1
+            consumers += sum(len(p.consumers) for p in router.peers)
+        for kind, n in counts.items():
+            producers.add_metric([kind], n)
+        yield GaugeMetricFamily("hopso_media_routers", "Meetings with live media",
+                                value=len(routers))
+        yield GaugeMetricFamily("hopso_media_peers", "Connections in a meeting's media",
+                                value=peers)
+        yield producers
+        yield GaugeMetricFamily("hopso_media_consumers", "Live media consumers",
+                                value=consumers)

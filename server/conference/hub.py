@@ -26,10 +26,11 @@ from aiohttp import web
 from media import SFU, MediaConfig, MediaError, MediaEvent, Peer, Router
 from rooms.models import MeetingRole, Site, User
 from server.conference.config import MediaFailure
+from server.conference.local_room import LocalRoom
 from server.conference.member import MediaMember, not_joined
 from server.conference.metrics import MediaMetrics
 from server.conference.outbox import OfferDue, Outbox, Push, RouterIdle, ToConnection, ToMeeting
-from server.conference.room import LocalRoom, Room
+from server.conference.room import Room
 from server.conference.views import offer_dict
 from server.core.realtime import meeting_room
 

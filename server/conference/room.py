@@ -11,16 +11,16 @@ producers and consumers) and drops the room's state.
 
 Over ~400 lines for a reason: one class whose operations all read and write the same
 members and router; its parts with state of their own are their own modules (locks.py,
-room_stats.py, outbox.py, member.py).
+room_stats.py, outbox.py, member.py), and the room without a cascade is local_room.py.
 
 The router comes and goes within a room's life: it is created by the first join and freed
 when its last peer leaves (`release_router_if_idle`), while locks, the floor and removals
 stay until the meeting closes (someone may come back).
 
-`Room` is the interface the hub and the socket handlers use; `LocalRoom` is a meeting held
-on this node only; `server/cascade/room.py`'s `CascadedRoom` adds other nodes' producers
-and people and sends chair controls and the floor down the tree. The hooks it overrides
-are the methods under "the rest of the tree".
+`Room` is the interface the hub and the socket handlers use; `LocalRoom` (local_room.py) is
+a meeting held on this node only; `server/cascade/room.py`'s `CascadedRoom` adds other nodes' producers
+and people and sends chair controls and the floor down the tree: both implement the
+abstract methods under "the rest of the tree".
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
+from abc import ABC, abstractmethod
 from typing import Any
 
 from media import (
@@ -65,7 +66,7 @@ from server.conference.outbox import (
 from server.conference.room_stats import STATS_ROLES, RoomStats
 
 
-class Room:
+class Room(ABC):
     """A meeting's media; every method runs on the app's event loop."""
 
     def __init__(self, meeting_id: int, sfu: SFU, outbox: Outbox) -> None:
@@ -409,49 +410,53 @@ class Room:
         finally:
             self._closing.set_result(None)
 
-    # -- the rest of the tree: what a cascaded room (server/cascade/room.py) adds -----------
+    # -- the rest of the tree: LocalRoom has none, CascadedRoom (server/cascade/room.py) -----
+    @abstractmethod
     async def joined(self) -> None:
         """A local participant joined the meeting's media."""
 
+    @abstractmethod
     def remote_entries(self) -> dict[str, dict[str, Any]]:
         """Producers of other nodes this meeting's clients may subscribe to, by id."""
-        return {}
 
+    @abstractmethod
     def remote_producers(self) -> list[dict[str, Any]]:
-        return []
+        """Those producers as clients see them (``remote: true``, no local ids)."""
 
+    @abstractmethod
     def remote_peers(self) -> list[dict[str, Any]]:
-        return []
+        """People in the meeting's media at other nodes."""
 
+    @abstractmethod
     async def pull(self, producer_ids: list[str]) -> None:
         """Bring remote producers among `producer_ids` here (local ones exist already)."""
 
+    @abstractmethod
     def is_remote(self, event: MediaEvent) -> bool:
         """An SFU event about a relayed producer: catalogs, not the router, speak for it."""
-        return False
 
+    @abstractmethod
     def sync(self) -> None:
         """Tell clients what changed among remote producers and people."""
 
+    @abstractmethod
     async def chair_remote_producer(self, producer_id: str, lock: bool
                                     ) -> dict[str, Any] | None:
         """Lock/allow the publisher of a remote producer on their node; None: not remote."""
-        return None
 
+    @abstractmethod
     async def mute_all_below(self) -> dict[str, Any] | None:
         """Mute-all on every node below; None: this meeting spans no other node."""
-        return None
 
+    @abstractmethod
     def give_floor_to_peer(self, peer_id: str) -> dict[str, Any]:
         """The floor to a person at a node below, known by their peer id."""
-        raise NotFound(f"no one with peer id {peer_id} publishes in this meeting")
 
+    @abstractmethod
     def floor_down(self, holder: dict[str, Any] | None) -> None:
         """Send the floor holder to the nodes below."""
 
+    @abstractmethod
     def closed_hook(self) -> None:
         """The room closed: drop what the rest of the tree kept for it."""
 
-
-class LocalRoom(Room):
-    """A meeting held on this node only: the interface's hooks do nothing."""

@@ -14,9 +14,9 @@ from prometheus_client import CollectorRegistry
 from media import SFU, MediaConfig
 from rooms.models import MeetingRole, Role, Site, User
 from server.conference.hub import MediaHub
+from server.conference.local_room import LocalRoom
 from server.conference.metrics import MediaMetrics
 from server.conference.outbox import Outbox, Push, RouterIdle, ToConnection, ToMeeting
-from server.conference.room import LocalRoom
 
 MEETING = 7
 

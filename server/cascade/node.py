@@ -28,7 +28,7 @@ from server.conference.outbox import Outbox
 from server.core import keys
 from server.meetings.events import MeetingClosed
 from server.procedure.keys import LIVE
-from server.procedure.live import attendance_emit
+from server.procedure.views import attendance_emit
 
 log = logging.getLogger(__name__)
 

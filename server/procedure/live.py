@@ -25,27 +25,27 @@ import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import socketio
 from aiohttp import web
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rooms import agenda, attendance, audit, floor, meetings, procedure, votes
+from rooms import audit, meetings, procedure, votes
 from rooms.ballot_seal import BallotKey
 from rooms.errors import Conflict, DomainError
 from rooms.meetings import MeetingAccess
 from rooms.models import Meeting, MeetingRole, User, utcnow
-from rooms.permissions import MEETING_PERMISSIONS, Action
+from rooms.permissions import Action
 from rooms.procedure_models import ProcedureState
 from server.core import keys
 from server.core.realtime import meeting_room
 from server.procedure.events import FloorChanged
 from server.procedure.keys import LIVE
+from server.procedure.views import Emit, vote_emit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Emit = tuple[str, dict[str, Any]]
 # Live tallies: once a second is plenty for people; each push is a message to every member
 # (500 tablets: 500 messages), which the server and tablets pay during the vote's rush.
 TALLY_INTERVAL_S = 1.0
@@ -399,48 +399,3 @@ async def run_change(app: web.Application, user: User, meeting_id: int, action: 
     await live.emit(meeting_id, seq, emits)
     return result, seq
 
-
-# --- the views pushed for each aspect ------------------------------------------------
-
-
-async def agenda_emit(s: AsyncSession, state: ProcedureState) -> Emit:
-    return "agenda:changed", {"agenda": await agenda.agenda_view(s, state)}
-
-
-async def attendance_emit(s: AsyncSession, state: ProcedureState) -> Emit:
-    return "attendance:changed", {"attendance": await attendance.attendance_view(s, state)}
-
-
-async def floor_emit(s: AsyncSession, state: ProcedureState) -> Emit:
-    view = await floor.floor_view(s, state)
-    return "floor:changed", view
-
-
-async def vote_emit(s: AsyncSession, vote_id: int) -> Emit:
-    vote = await s.get(votes.Vote, vote_id)
-    assert vote is not None
-    return "vote:updated", {"vote": votes.vote_dict(vote, await votes.tally(s, vote))}
-
-
-async def snapshot(s: AsyncSession, access: MeetingAccess) -> dict[str, Any]:
-    """Everything the procedure panel shows, for one member; `seq` says how fresh it is."""
-    meeting_id = access.meeting.id
-    assert meeting_id is not None and access.user.id is not None
-    state = await procedure.read_state(s, meeting_id)
-    vote_list = []
-    for vote in await votes.votes_of(s, meeting_id):
-        vote_list.append(votes.vote_dict(vote, await votes.tally(s, vote)))
-    mine = await attendance.status_of(s, meeting_id, access.user.id)
-    voted = await votes.votes_cast_by(s, meeting_id, access.user.id)
-    return {
-        "meeting_id": meeting_id, "seq": state.seq, "status": access.meeting.status.value,
-        "server_time": utcnow().isoformat(),
-        "agenda": await agenda.agenda_view(s, state),
-        "attendance": await attendance.attendance_view(s, state),
-        "floor": await floor.floor_view(s, state), "votes": vote_list,
-        "conclusions": state.conclusions,
-        "me": {"user_id": access.user.id, "name": access.user.full_name,
-               "role": access.role.value, "site_id": access.user.site_id,
-               "attendance": mine.status.value if mine else None, "voted": voted,
-               "actions": sorted(a.value for a in MEETING_PERMISSIONS[access.role])},
-    }

@@ -22,14 +22,8 @@ from server.core import keys
 from server.core.auth import current_user
 from server.core.http_util import Body, int_id, query_int, read_body
 from server.procedure.keys import LIVE
-from server.procedure.live import (
-    Emit,
-    When,
-    agenda_emit,
-    attendance_emit,
-    run_change,
-    snapshot,
-)
+from server.procedure.live import When, run_change
+from server.procedure.views import Emit, agenda_emit, attendance_emit, snapshot
 
 routes = web.RouteTableDef()
 Result = tuple[dict[str, Any], list[Emit]]

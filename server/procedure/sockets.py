@@ -19,13 +19,12 @@ from rooms.permissions import Action
 from rooms.procedure_models import AttendanceStatus, ProcedureState
 from server.core.realtime import EventContext, EventSchema, Realtime
 from server.procedure.keys import LIVE
-from server.procedure.live import (
+from server.procedure.live import cast_ballot, run_change
+from server.procedure.views import (
     Emit,
     agenda_emit,
     attendance_emit,
-    cast_ballot,
     floor_emit,
-    run_change,
     snapshot,
     vote_emit,
 )

@@ -27,7 +27,8 @@ from server.core import keys
 from server.core.auth import current_user
 from server.core.http_util import Body, int_id, parse_int, query_int, read_body
 from server.core.realtime import meeting_room
-from server.documents.annotations import Viewer, doc_room
+from server.documents.annotation_push import doc_room
+from server.documents.annotations import Viewer
 from server.documents.keys import DOCUMENTS
 from server.documents.runtime import DocumentRuntime
 

@@ -15,7 +15,9 @@ from rooms import meetings
 from rooms.errors import Conflict, Invalid
 from rooms.permissions import Action
 from server.core.realtime import EventContext, EventSchema, Realtime, meeting_room
-from server.documents.annotations import StaleVersion, Viewer, doc_room
+from server.documents.annotation_cache import StaleVersion
+from server.documents.annotation_push import doc_room
+from server.documents.annotations import Viewer
 from server.documents.keys import DOCUMENTS
 
 MAX_PAGES = 10_000

@@ -13,7 +13,7 @@ import pymupdf
 
 from documents.annotation_ops import Actor, AnnotationLog
 from server.core import keys
-from server.documents.annotations import _row
+from server.documents.annotation_store import stored_row
 from tests.conftest import Harness, start_harness
 from tests.server.documents_support import (
     Listener,
@@ -339,7 +339,7 @@ async def test_ops_arriving_together_are_stored_together(hopso: Harness, tmp_pat
     # What was acknowledged is what the database holds: a log rebuilt from it agrees.
     before = await viewers[0].call("annotation:snapshot", {"document_id": doc["id"],
                                                            "version": 1})
-    hub.evict(doc["id"])
+    hub.logs.evict(doc["id"])
     after = await viewers[0].call("annotation:snapshot", {"document_id": doc["id"],
                                                           "version": 1})
     assert after == before
@@ -359,7 +359,7 @@ async def test_a_batch_that_clashes_with_another_process_is_redone_op_by_op(
     foreign = AnnotationLog(str(doc["id"]), [(w, h) for w, h in doc["page_sizes"]])
     record = foreign.apply(ink_op(page=0, visibility="meeting"), Actor(str(user_id))).record
     async with hopso.server.app[keys.DB].session() as s:
-        s.add(_row(doc["id"], 1, record, user_id))
+        s.add(stored_row(doc["id"], 1, record, user_id))
     hub = runtime(hopso).annotations
     sizes = await _burst(hub)
     ops = [ink_op(page=0) for _ in range(5)]

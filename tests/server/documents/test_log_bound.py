@@ -38,8 +38,8 @@ async def test_many_ops_keep_the_log_bounded_yet_old_resyncs_and_resends_answer(
     doc_id, version = doc["id"], doc["version"]
     a, b, chair = await subscribed_viewers(hopso, meeting_id, doc_id, "daibieu", "daibieu2", "chutri")
     hub = runtime(hopso).annotations
-    hub.max_records = WINDOW
-    hub.evict(doc_id)
+    hub.logs.max_records = WINDOW
+    hub.logs.evict(doc_id)
     acks: list[tuple[dict[str, Any], dict[str, Any]]] = []
     visibilities = ["meeting", "private", "presenter", "meeting", "meeting"]
     for round_ in range(12):  # 120 ops, in bursts of 10 so some arrive together
@@ -50,10 +50,10 @@ async def test_many_ops_keep_the_log_bounded_yet_old_resyncs_and_resends_answer(
             "document_id": doc_id, "version": version, "op": op}) for who, op in burst))
         assert all(x["ok"] for x in got), got
         acks += [(op, x["result"]) for (_, op), x in zip(burst, got, strict=True)]
-        log = hub._logs[doc_id].log
-        assert log.records_in_memory <= WINDOW
+        log = hub.logs.cached(doc_id)
+        assert log is not None and log.records_in_memory <= WINDOW
     assert await _stored(hopso, doc_id) == 120
-    assert log.trimmed and hub.cached_entries(doc_id) <= WINDOW + 120
+    assert log.trimmed and hub.logs.cached_entries(doc_id) <= WINDOW + 120
 
     # Resync from old seqs: the same answer as a log holding every op.
     asks = [(v, page, after) for v in (a, b, chair) for page in (0, 1) for after in (0, 7, 40)]
@@ -70,11 +70,11 @@ async def test_many_ops_keep_the_log_bounded_yet_old_resyncs_and_resends_answer(
 
     bounded = await since_all()
     assert len(bounded[0]["events"]) > WINDOW  # more than memory holds
-    hub.max_records = 10_000
-    hub.evict(doc_id)
+    hub.logs.max_records = 10_000
+    hub.logs.evict(doc_id)
     assert await since_all() == bounded
-    hub.max_records = WINDOW
-    hub.evict(doc_id)
+    hub.logs.max_records = WINDOW
+    hub.logs.evict(doc_id)
 
     # Resending the very first ops (long out of memory) replays them, even after a restart of
     # the log: same seq, same event, nothing stored; another user may not reuse the op id.
@@ -102,7 +102,7 @@ async def test_the_cache_is_capped_by_size_not_only_by_document_count(
     docs = [await upload_ready(hopso_sqlite, meeting_id, make_pdf(tmp_path, pages=i + 1))
             for i in range(2)]
     hub = runtime(hopso_sqlite).annotations
-    hub.max_records, hub.max_cached_entries = WINDOW, 3 * WINDOW
+    hub.logs.max_records, hub.logs.max_cached_entries = WINDOW, 3 * WINDOW
     listeners = []
     for doc in docs:
         (viewer,) = await subscribed_viewers(hopso_sqlite, meeting_id, doc["id"], "daibieu")
@@ -112,8 +112,8 @@ async def test_the_cache_is_capped_by_size_not_only_by_document_count(
                                                       "op": ink_op(page=0)})
             assert ack["ok"], ack
     # Each log alone holds ~WINDOW records + 2 * WINDOW live strokes: both exceed the cap.
-    assert hub.cached_entries(docs[0]["id"]) == 0
-    assert 0 < hub.cached_entries(docs[1]["id"]) <= WINDOW + 2 * WINDOW
+    assert hub.logs.cached_entries(docs[0]["id"]) == 0
+    assert 0 < hub.logs.cached_entries(docs[1]["id"]) <= WINDOW + 2 * WINDOW
     snap = await listeners[0].call("annotation:snapshot", {"document_id": docs[0]["id"],
                                                            "version": 1})
     assert len(snap["result"]["pages"][0]["annotations"]) == 2 * WINDOW

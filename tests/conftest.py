@@ -57,6 +57,7 @@ ONE_AT_A_TIME = (
 )
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (its hook registers first)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for listed in SERIAL + ONE_AT_A_TIME:  # a moved or renamed file must not drop its mark
         assert (ROOT / listed.split("::")[0]).exists(), f"tests/conftest.py lists {listed}"

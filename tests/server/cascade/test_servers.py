@@ -76,8 +76,8 @@ async def nodes(tmp_path: Path) -> AsyncIterator[dict[str, Node]]:
             "HOPSO_NODE_UNIT": "ward", "HOPSO_PARENT_URL": url["city"],
             "HOPSO_NODE_SECRET": WARD_SECRET}),
     }
-    for node in made.values():
-        node.start()
+    # Started together: a child retries its parent link every second at most until it is up.
+    await asyncio.gather(*(asyncio.to_thread(node.start) for node in made.values()))
     yield made
     # Children first: a parent stopping gracefully waits (10 s) for its children's links.
     for node in reversed(made.values()):
@@ -308,8 +308,7 @@ async def test_a_child_links_to_an_https_parent_it_trusts_by_ca_file(
         "HOPSO_NODE_UNIT": "stranger", "HOPSO_PARENT_URL": parent,
         "HOPSO_NODE_SECRET": WARD_SECRET})
     try:
-        city.start()
-        stranger.start()
+        await asyncio.gather(asyncio.to_thread(city.start), asyncio.to_thread(stranger.start))
         admin, other = await city.login("quantri"), await stranger.login("quantri")
         people += [admin.session, other.session]
 

@@ -21,6 +21,7 @@ from server.core import heap, keys, pages
 from server.core import session_routes as api_session
 from server.core.auth import auth_middleware
 from server.core.bus import Bus
+from server.core.bus_bridge import BusBridge
 from server.core.feature import install
 from server.core.i18n import Translator, catalog_handler, language_middleware
 from server.core.login_limit import LoginLimiter, LoginPolicy, MemoryStore, RedisStore, Store
@@ -38,6 +39,7 @@ from server.core.settings import Settings
 from server.core.socket_guard import create_sio
 from server.documents import feature as documents
 from server.meetings import feature as meetings
+from server.meetings.events import MeetingClosed
 from server.procedure import feature as procedure
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,9 @@ WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
 VENDOR = {"socket.io": WEB_CLIENT / "node_modules" / "socket.io-client" / "dist",
           "pdfjs": WEB_CLIENT / "node_modules" / "pdfjs-dist"}
 SERVICE_WORKER = WEB_CLIENT / "static" / "sw.js"
+# Bus events every process must see (over Redis, when configured: server/core/bus_bridge.py).
+# A meeting closed through one process ends its media in whichever process holds it.
+CROSS_PROCESS_EVENTS: tuple[type, ...] = (MeetingClosed,)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -80,6 +85,10 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(heap.FullCollections(activity=lambda: realtime.events_seen).run)
     install(app, realtime, [meetings.FEATURE, procedure.FEATURE, documents.FEATURE,
                             conference.FEATURE, cascade.FEATURE, admin.FEATURE])
+    if settings.redis_url:  # after the features: it closes before them
+        bridge = BusBridge(app[keys.BUS], settings.redis_url, settings.bus_redis_channel,
+                           CROSS_PROCESS_EVENTS)
+        app.cleanup_ctx.append(lambda _app: bridge.run())
     app.cleanup_ctx.append(_settled_heap)
 
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(WEB_CLIENT / "templates"),

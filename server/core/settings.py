@@ -165,6 +165,9 @@ class Settings:
     watermark_bucket_s: int = 600
     # Where the login limiter keeps its counters in Redis; processes sharing it share limits.
     login_redis_prefix: str = "hopso:login:"
+    # The Redis channel on which processes sharing it pass on cross-process bus events
+    # (server/core/bus_bridge.py).
+    bus_redis_channel: str = "hopso:bus"
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -5,14 +5,16 @@ remember, checked before any handler runs (docs/security.md (Socket events)):
   own handlers (``connect``, ``disconnect``, ...) and names no handler was registered for
   are refused, on every namespace;
 * budgets: token buckets per connection and per principal (a user, bound by the namespace's
-  connect handler; else the connection itself), refused as ``rate_limited``;
+  connect handler; else the connection itself), refused as ``rate_limited``
+  (kept in server/core/socket_budgets.py);
 * bounded work: at most ``in_flight`` handlers of one connection run at once, at most
   ``queued`` more wait in order; beyond that the event is refused, never a new task;
 * a connection whose events keep being refused is dropped (one log line) and its principal
   may not reconnect for a while; so is one that stops reading what it is sent;
 * an event whose JSON does not decode (syntax, a 5,000-digit integer, nesting past the
   recursion limit) is answered `invalid`; any other packet that does not decode, at the
-  socket.io or the Engine.IO level, drops the connection (one log line, no traceback).
+  socket.io or the Engine.IO level, drops the connection (one log line, no traceback;
+  the decoding classes are in server/core/socket_wire.py).
 
 Refusals are answered in the common shape ``{"ok": false, "error": {"code", "message"}}``.
 python-socketio has no hook for this, so `GuardedServer` overrides the methods every packet
@@ -25,24 +27,24 @@ bypasses them.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
 from engineio import async_socket
-from engineio import packet as eio_packet
-from engineio.async_drivers import aiohttp as eio_aiohttp
 from socketio import packet
 from socketio.base_client import BaseClient
 from socketio.base_server import BaseServer
 
-from media import TokenBucket
 from server.core.settings import SocketLimits
+from server.core.socket_budgets import Budgets, Connection, Pending
+from server.core.socket_wire import (
+    GuardedEioSocket,
+    GuardedPacket,
+    GuardedWebSocket,
+    Undecodable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,6 @@ log = logging.getLogger(__name__)
 RESERVED_EVENTS = frozenset(BaseServer.reserved_events) | frozenset(
     BaseClient.reserved_events) | {"*"}
 MAX_ARGS = 1  # every Hopso event carries at most one payload
-_SWEEP_EVERY_S = 30.0
-# What decoding untrusted bytes may raise (json: ValueError, RecursionError; base64: ValueError).
-_UNDECODABLE = (ValueError, TypeError, KeyError, IndexError, RecursionError)
 
 # (namespace, event or None for a frame without a usable name, outcome)
 OutcomeHook = Callable[[str, str | None, str], None]
@@ -70,194 +69,37 @@ def refused(code: str, message: str) -> socketio.exceptions.ConnectionRefusedErr
     return socketio.exceptions.ConnectionRefusedError(message, {"code": code, "message": message})
 
 
-class MalformedPacket(ValueError):
-    """A socket.io packet that does not decode (bad JSON, absurd numbers or nesting)."""
-
-
-@dataclass(frozen=True)
-class Undecodable:
-    """The data of an event whose JSON did not decode: the event is answered `invalid`
-    (its ack id was read before the JSON), the connection stays."""
-
-    reason: str
-
-
-class _TolerantJson:
-    """The JSON codec of our packets: what the standard library refuses to decode (syntax,
-    integers over 4,300 digits, nesting past the recursion limit) becomes Undecodable."""
-
-    dumps = staticmethod(json.dumps)
-
-    @staticmethod
-    def loads(text: str | bytes, **kwargs: Any) -> Any:
-        try:
-            return json.loads(text, **kwargs)
-        except (ValueError, RecursionError) as exc:
-            return Undecodable(f"{type(exc).__name__}: {str(exc)[:80]}")
-
-
-class _Packet(packet.Packet):
-    """The library's packet, decoded with _TolerantJson; any other decoding error, or
-    undecodable JSON in a packet that is not an event, comes out as MalformedPacket."""
-
-    json = _TolerantJson
-
-    def decode(self, encoded_packet: Any) -> Any:
-        try:
-            attachments = super().decode(encoded_packet)
-        except (ValueError, TypeError, RecursionError) as exc:
-            raise MalformedPacket(f"{type(exc).__name__}: {str(exc)[:120]}") from None
-        if isinstance(self.data, Undecodable) and self.packet_type not in (
-                packet.EVENT, packet.BINARY_EVENT):
-            raise MalformedPacket(self.data.reason)
-        return attachments
-
-    def add_attachment(self, attachment: Any) -> Any:
-        try:
-            return super().add_attachment(attachment)
-        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
-            raise MalformedPacket(f"{type(exc).__name__}: {str(exc)[:120]}") from None
-
-
-class _EioSocket(async_socket.AsyncSocket):
-    """Engine.IO's socket (the layer under socket.io), refusing what is not an Engine.IO
-    packet: the library logs a traceback per unknown packet type (its log line indexes the
-    type's name) and per undecodable polling body, and goes on. The server swaps each new
-    socket to this class before it reads anything (`GuardedServer._handle_eio_connect`)."""
-
-    guard: GuardedServer
-
-    async def receive(self, pkt: eio_packet.Packet) -> None:
-        if not 0 <= pkt.packet_type < len(eio_packet.packet_names):
-            self.guard._drop(self.sid, f"not an Engine.IO packet (type {pkt.packet_type!r})")
-            return
-        await super().receive(pkt)
-
-    async def handle_post_request(self, environ: dict[str, Any]) -> None:
-        try:
-            await super().handle_post_request(environ)
-        except _UNDECODABLE as exc:  # the body did not decode
-            self.guard._drop(self.sid, f"malformed polling payload: {str(exc)[:80]!r}")
-
-
-class _WebSocket(eio_aiohttp.WebSocket):
-    """Engine.IO's aiohttp websocket, ending the connection on a frame that is not an
-    Engine.IO packet: the library decodes frames (JSON included, e.g. `4[[[...`) outside any
-    error handling, so one such frame was a traceback."""
-
-    async def wait(self) -> Any:
-        data = await super().wait()
-        try:
-            eio_packet.Packet(encoded_packet=data)  # cheap: events ("42...") are not parsed
-        except _UNDECODABLE as exc:
-            log.warning("socket connection from %s dropped: not an Engine.IO packet (%s)",
-                        getattr(self.environ.get("aiohttp.request"), "remote", "?"),
-                        f"{type(exc).__name__}: {str(exc)[:80]!r}")
-            raise OSError("not an Engine.IO packet") from None  # Engine.IO's reader ends
-        return data
-
-
-@dataclass
-class _Principal:
-    """Who is behind connections (a user): their shared budget and flood penalty."""
-
-    bucket: TokenBucket
-    connections: int = 0
-    blocked_until: float = 0.0
-    idle_since: float = 0.0
-
-
-@dataclass
-class _Pending:
-    eio_sid: str
-    ack_id: int | None
-    event: str
-    args: list[Any]
-
-
-@dataclass
-class _Connection:
-    key: str  # the principal's
-    principal: _Principal
-    bucket: TokenBucket | None  # None: a namespace without budgets (in-flight bound only)
-    strikes: TokenBucket
-    in_flight: int
-    queued: int
-    pending: deque[_Pending] = field(default_factory=deque)
-    running: int = 0
-    closed: bool = False
-
-
 class GuardedServer(socketio.AsyncServer):
     """socketio.AsyncServer with the guard described in this module's docstring."""
 
     def __init__(self, limits: SocketLimits, *, budgeted: frozenset[str] = frozenset({"/"}),
                  **kwargs: Any) -> None:
-        super().__init__(serializer=_Packet, **kwargs)
+        super().__init__(serializer=GuardedPacket, **kwargs)
         # This server's own copy of Engine.IO's driver table: only its websockets change.
-        self.eio._async = {**self.eio._async, "websocket": _WebSocket}
+        self.eio._async = {**self.eio._async, "websocket": GuardedWebSocket}
         self.limits = limits
-        self.budgeted = budgeted  # namespaces whose events spend the token buckets
+        self.budgets = Budgets(limits, budgeted)  # `budgeted`: namespaces spending the buckets
         self.on_outcome: OutcomeHook | None = None
-        self._connections: dict[tuple[str, str], _Connection] = {}
-        self._principals: dict[str, _Principal] = {}
         self._cut: set[str] = set()  # engine.io sessions being dropped
         self._tasks: set[asyncio.Task[None]] = set()
-        self._swept = time.monotonic()
 
     # -- principals ------------------------------------------------------------------------
     def bind(self, sid: str, principal: str, namespace: str = "/") -> None:
         """Count this connection's events against `principal` too (e.g. "user:7"); call it
         from the namespace's connect handler once the client is authenticated."""
-        self._forget(namespace, sid)
-        self._connections[(namespace, sid)] = self._new_connection(namespace, principal)
+        self.budgets.bind(namespace, sid, principal)
 
     def blocked_for(self, principal: str) -> float:
         """Seconds `principal` must still wait after being dropped for flooding (0: none).
         Connect handlers refuse a connection meanwhile."""
-        found = self._principals.get(principal)
-        return max(0.0, found.blocked_until - time.monotonic()) if found else 0.0
-
-    def _new_connection(self, namespace: str, key: str) -> _Connection:
-        limits, now = self.limits, time.monotonic()
-        if now - self._swept > _SWEEP_EVERY_S:
-            self._sweep(now)
-        principal = self._principals.get(key)
-        if principal is None:
-            principal = self._principals[key] = _Principal(
-                TokenBucket(limits.user_rate_per_s, limits.user_burst))
-        principal.connections += 1
-        bucket = (TokenBucket(limits.rate_per_s, limits.burst)
-                  if namespace in self.budgeted else None)
-        strikes = TokenBucket(limits.flood_strikes / limits.flood_window_s, limits.flood_strikes)
-        if bucket is None:
-            return _Connection(key, principal, None, strikes, limits.link_in_flight,
-                               limits.link_queued)
-        return _Connection(key, principal, bucket, strikes, limits.in_flight, limits.queued)
-
-    def _sweep(self, now: float) -> None:
-        """Forget principals without connections once their budget would be full again and
-        their penalty is over (until then a reconnect does not buy a fresh budget)."""
-        self._swept = now
-        refill_s = self.limits.user_burst / self.limits.user_rate_per_s
-        for key, p in list(self._principals.items()):
-            if p.connections == 0 and now > max(p.blocked_until, p.idle_since + refill_s):
-                del self._principals[key]
-
-    def _forget(self, namespace: str, sid: str) -> None:
-        conn = self._connections.pop((namespace, sid), None)
-        if conn is not None:
-            conn.closed = True
-            conn.pending.clear()
-            conn.principal.connections -= 1
-            conn.principal.idle_since = time.monotonic()
+        return self.budgets.blocked_for(principal)
 
     # -- incoming packets ---------------------------------------------------------------------
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
         sock = self.eio.sockets.get(eio_sid)
         if sock is not None and type(sock) is async_socket.AsyncSocket:
-            sock.__class__ = _EioSocket  # before it reads its first packet
-            sock.guard = self
+            sock.__class__ = GuardedEioSocket  # before it reads its first packet
+            sock.drop = self._drop
         return await super()._handle_eio_connect(eio_sid, environ)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
@@ -274,17 +116,14 @@ class GuardedServer(socketio.AsyncServer):
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if sid is None or not self.manager.is_connected(sid, namespace):
             return
-        conn = self._connections.get((namespace, sid))
-        if conn is None:  # a namespace that binds no principal: the connection is its own
-            conn = self._connections[(namespace, sid)] = self._new_connection(
-                namespace, f"{namespace}#{sid}")
+        conn = self.budgets.connection(namespace, sid)
         if conn.closed:
             return
         name = data[0] if isinstance(data, list) and data and isinstance(data[0], str) \
             else None
         known = name if name is not None and name in self.handlers.get(namespace, {}) \
             and name not in RESERVED_EVENTS else None
-        if conn.bucket is not None and not (conn.bucket.take() and conn.principal.bucket.take()):
+        if not conn.spend():
             await self._refuse(eio_sid, namespace, conn, id, known, "too many events: "
                                f"at most {self.limits.rate_per_s:g} a second per connection "
                                f"and {self.limits.user_rate_per_s:g} per user")
@@ -295,7 +134,7 @@ class GuardedServer(socketio.AsyncServer):
             await self._answer(eio_sid, namespace, id, error_ack("invalid", problem))
             return
         assert known is not None
-        item = _Pending(eio_sid, id, known, data[1:])
+        item = Pending(eio_sid, id, known, data[1:])
         if conn.running < conn.in_flight:
             conn.running += 1
             task = asyncio.ensure_future(self._work(namespace, sid, conn, item))
@@ -308,7 +147,7 @@ class GuardedServer(socketio.AsyncServer):
                                f"too many events waiting: at most {conn.in_flight} run and "
                                f"{conn.queued} wait per connection")
 
-    async def _work(self, namespace: str, sid: str, conn: _Connection, item: _Pending) -> None:
+    async def _work(self, namespace: str, sid: str, conn: Connection, item: Pending) -> None:
         """One of the connection's at most `in_flight` workers: runs `item`, then whatever
         waits, in arrival order."""
         try:
@@ -320,7 +159,7 @@ class GuardedServer(socketio.AsyncServer):
         finally:
             conn.running -= 1
 
-    async def _run(self, namespace: str, sid: str, item: _Pending) -> None:
+    async def _run(self, namespace: str, sid: str, item: Pending) -> None:
         try:
             result = await self._trigger_event(item.event, namespace, sid, *item.args)
         except Exception:  # a handler's bug: answered, so the client does not hang
@@ -345,7 +184,7 @@ class GuardedServer(socketio.AsyncServer):
             return await super()._trigger_event(event, namespace, *args)
         finally:
             if event == "disconnect" and args:  # only the library fires it now
-                self._forget(namespace, args[0])
+                self.budgets.forget(namespace, args[0])
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
         try:
@@ -376,13 +215,10 @@ class GuardedServer(socketio.AsyncServer):
         return True
 
     # -- refusing, answering, dropping -----------------------------------------------------
-    async def _refuse(self, eio_sid: str, namespace: str, conn: _Connection,
+    async def _refuse(self, eio_sid: str, namespace: str, conn: Connection,
                       ack_id: int | None, event: str | None, message: str) -> None:
         self._count(namespace, event, "rate_limited")
-        if not conn.strikes.take():
-            conn.principal.blocked_until = time.monotonic() + self.limits.flood_cooldown_s
-            conn.closed = True
-            conn.pending.clear()
+        if not conn.strike(self.limits.flood_cooldown_s):
             self._drop(eio_sid, f"flooding: {self.limits.flood_strikes} events refused within "
                                 f"{self.limits.flood_window_s:g} s ({conn.key})")
             return

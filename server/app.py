@@ -41,6 +41,7 @@ from server.documents import feature as documents
 from server.meetings import feature as meetings
 from server.meetings.events import MeetingClosed
 from server.procedure import feature as procedure
+from server.procedure.events import FloorChanged
 
 log = logging.getLogger(__name__)
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
@@ -48,9 +49,10 @@ WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
 VENDOR = {"socket.io": WEB_CLIENT / "node_modules" / "socket.io-client" / "dist",
           "pdfjs": WEB_CLIENT / "node_modules" / "pdfjs-dist"}
 SERVICE_WORKER = WEB_CLIENT / "static" / "sw.js"
-# Bus events every process must see (over Redis, when configured: server/core/bus_bridge.py).
-# A meeting closed through one process ends its media in whichever process holds it.
-CROSS_PROCESS_EVENTS: tuple[type, ...] = (MeetingClosed,)
+# Bus events every process must see (over Redis, when configured: server/core/bus_bridge.py):
+# a meeting closed, or its floor given, through one process reaches the conference room in
+# whichever process holds the meeting's media.
+CROSS_PROCESS_EVENTS: tuple[type, ...] = (MeetingClosed, FloorChanged)
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -276,8 +276,9 @@ class Room(ABC):
 
     # -- floor ----------------------------------------------------------------------------
     def set_floor(self, user_id: int | None, name: str | None = None,
-                  site: str | None = None) -> dict[str, Any] | None:
-        """The floor holder's camera is everyone's main view; their microphone lock lifts."""
+                  site: str | None = None, announce: bool = True) -> dict[str, Any] | None:
+        """The floor holder's camera is everyone's main view; their microphone lock lifts.
+        `announce`: push media:floor to the meeting (the nodes below are told regardless)."""
         if user_id is None:
             self.floor = holder = None
         else:
@@ -288,14 +289,19 @@ class Room(ABC):
                       "peer_ids": [m.peer_id for m in present]}
             self.floor = holder
             self.locks.allow([user_id], "audio")
-        self._push("media:floor", {"holder": holder})
+        if announce:
+            self._push("media:floor", {"holder": holder})
         self.floor_down(holder)
         return holder
 
     def floor_changed(self, user_id: int | None, name: str | None, site: str | None) -> None:
-        """The procedure's floor queue moved: the speaker becomes the main view."""
+        """The procedure's floor queue moved (in any process: FloorChanged crosses over
+        Redis): the speaker becomes the main view. Only a room with members here pushes it:
+        the process holding the meeting's media names their peers; another's push, with no
+        peers, would race it to the same clients (socket.io's Redis manager). Who joins
+        later gets the floor in media:join's answer."""
         if (self.floor or {}).get("user_id") != user_id:
-            self.set_floor(user_id, name, site)
+            self.set_floor(user_id, name, site, announce=bool(self.members))
 
     # -- the SFU's events -----------------------------------------------------------------
     def on_event(self, event: MediaEvent) -> None:

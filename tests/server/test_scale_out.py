@@ -2,6 +2,10 @@
 clients (python-socketio's Redis manager)."""
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +13,7 @@ import aiohttp
 import pytest
 import socketio
 
-from testkit.processes import start_server
+from testkit.processes import ServerProcess, start_server
 from tests.conftest import REDIS_PORT, need_service
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -58,52 +62,138 @@ async def test_event_from_one_process_reaches_a_client_of_another(
         second.stop()
 
 
-async def test_a_meeting_closed_through_one_process_ends_its_media_in_another(
-        tmp_path: Path, postgres_url: str) -> None:
-    """The chair closes the meeting through process A while a delegate's media lives in
-    process B: B's room closes too (MeetingClosed crosses over Redis, server/core/bus_bridge.py)."""
+
+@dataclass
+class Person:
+    """One person's HTTP session and socket on one of the processes, with what was pushed."""
+
+    http: aiohttp.ClientSession
+    sio: socketio.AsyncClient
+    base: str
+    csrf: str
+    user_id: int
+    heard: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    async def ok(self, event: str, **payload: Any) -> Any:
+        ack = await self.sio.call(event, payload, timeout=5)
+        assert ack["ok"], (event, ack)
+        return ack["result"]
+
+    async def post(self, path: str) -> None:
+        async with self.http.post(self.base + path, headers={"X-CSRF-Token": self.csrf}) as r:
+            assert r.status == 200, await r.text()
+
+    async def wait_for(self, event: str, check: Callable[[dict[str, Any]], bool],
+                       timeout: float = 3) -> dict[str, Any]:
+        async def look() -> dict[str, Any]:
+            while True:
+                found = [e for e in self.heard.get(event, []) if check(e)]
+                if found:
+                    return found[0]
+                await asyncio.sleep(0.02)
+        return await asyncio.wait_for(look(), timeout)
+
+
+@dataclass
+class Deployment:
+    first: ServerProcess  # A, which created the demo data
+    second: ServerProcess  # B
+    enter: Callable[[ServerProcess, str], Awaitable[Person]]
+
+
+@asynccontextmanager
+async def two_processes(tmp_path: Path, postgres_url: str) -> AsyncIterator[Deployment]:
+    """Processes A and B sharing PostgreSQL and Redis. `enter(process, username)` logs a demo
+    person in there and connects their socket (both closed at the end)."""
     need_service("Redis", REDIS_PORT)
     env = {"HOPSO_DATABASE_URL": postgres_url,
            "HOPSO_REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0"}
     first = start_server("--demo", "--data-dir", str(tmp_path / "a"), env=env)
     second = start_server("--data-dir", str(tmp_path / "b"), env=env)
-    delegate = socketio.AsyncClient(reconnection=False)
-    try:
-        logins = first.logins()
+    logins, people = first.logins(), list[Person]()
+
+    async def enter(process: ServerProcess, username: str) -> Person:
         jar = aiohttp.CookieJar(unsafe=True)
-        async with aiohttp.ClientSession(cookie_jar=jar) as delegate_http, \
-                aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as chair:
-            await login(delegate_http, second.base, "daibieu", logins["daibieu"])
-            async with delegate_http.get(second.base + "/api/meetings") as r:
-                meeting_id = (await r.json())["meetings"][0]["id"]
-            csrf = await login(chair, first.base, "chutri", logins["chutri"])
-            async with chair.post(f"{first.base}/api/meetings/{meeting_id}/open",
-                                  headers={"X-CSRF-Token": csrf}) as r:
-                assert r.status == 200, await r.text()
-
-            closed: asyncio.Queue[Any] = asyncio.Queue()
-            delegate.on("media:closed", closed.put_nowait)
-            await delegate.connect(second.base, transports=["websocket"],
-                                   headers={"Cookie": "; ".join(f"{c.key}={c.value}" for c in jar)})
-            ack = await delegate.call("meeting:join", {"meeting_id": meeting_id}, timeout=5)
-            assert ack["ok"], ack
-            ack = await delegate.call("media:join", {"meeting_id": meeting_id}, timeout=5)
-            assert ack["ok"], ack
-            peer_id = ack["result"]["peer_id"]
-            stats = f"{second.base}/api/meetings/{meeting_id}/media/stats"
-            async with chair.get(stats) as r:  # B's room holds the delegate's peer
-                assert [p["peer_id"] for p in (await r.json())["peers"]] == [peer_id]
-
-            async with chair.post(f"{first.base}/api/meetings/{meeting_id}/close",
-                                  headers={"X-CSRF-Token": csrf}) as r:
-                assert r.status == 200, await r.text()
-            assert await asyncio.wait_for(closed.get(), 3) == {
-                "meeting_id": meeting_id, "peer_id": peer_id, "reason": "meeting-closed"}
-            async with chair.get(stats) as r:
-                assert (await r.json())["peers"] == []
-            ack = await delegate.call("media:join", {"meeting_id": meeting_id}, timeout=5)
-            assert ack["error"]["code"] == "meeting_not_open"
+        http = aiohttp.ClientSession(cookie_jar=jar)
+        async with http.post(process.base + "/api/login",
+                             json={"username": username, "password": logins[username]}) as r:
+            assert r.status == 200, await r.text()
+            body = await r.json()
+        person = Person(http, socketio.AsyncClient(reconnection=False), process.base,
+                        body["csrf_token"], body["user"]["id"])
+        people.append(person)
+        for event in ("media:closed", "media:floor"):
+            person.sio.on(event, partial(record, person.heard.setdefault(event, [])))
+        await person.sio.connect(process.base, transports=["websocket"],
+                                 headers={"Cookie": "; ".join(f"{c.key}={c.value}" for c in jar)})
+        return person
+    try:
+        yield Deployment(first, second, enter)
     finally:
-        await delegate.disconnect()
+        for person in people:
+            await person.sio.disconnect()
+            await person.http.close()
         first.stop()
         second.stop()
+
+
+def record(into: list[dict[str, Any]], data: dict[str, Any]) -> None:
+    into.append(data)
+
+
+async def open_demo_meeting(chair: Person) -> int:
+    async with chair.http.get(chair.base + "/api/meetings") as r:
+        meeting_id = int((await r.json())["meetings"][0]["id"])
+    await chair.post(f"/api/meetings/{meeting_id}/open")
+    return meeting_id
+
+
+async def test_a_meeting_closed_through_one_process_ends_its_media_in_another(
+        tmp_path: Path, postgres_url: str) -> None:
+    """The chair closes the meeting through process A while a delegate's media lives in
+    process B: B's room closes too (MeetingClosed crosses over Redis, server/core/bus_bridge.py)."""
+    async with two_processes(tmp_path, postgres_url) as at:
+        chair = await at.enter(at.first, "chutri")
+        meeting_id = await open_demo_meeting(chair)
+        delegate = await at.enter(at.second, "daibieu")
+        await delegate.ok("meeting:join", meeting_id=meeting_id)
+        peer_id = (await delegate.ok("media:join", meeting_id=meeting_id))["peer_id"]
+        stats = f"{at.second.base}/api/meetings/{meeting_id}/media/stats"
+        async with chair.http.get(stats) as r:  # B's room holds the delegate's peer
+            assert [p["peer_id"] for p in (await r.json())["peers"]] == [peer_id]
+
+        await chair.post(f"/api/meetings/{meeting_id}/close")
+        closed = await delegate.wait_for("media:closed", lambda e: True)
+        assert closed == {"meeting_id": meeting_id, "peer_id": peer_id,
+                          "reason": "meeting-closed"}
+        async with chair.http.get(stats) as r:
+            assert (await r.json())["peers"] == []
+        ack = await delegate.sio.call("media:join", {"meeting_id": meeting_id}, timeout=5)
+        assert ack["error"]["code"] == "meeting_not_open"
+
+
+async def test_the_floor_given_through_one_process_is_the_main_view_in_another(
+        tmp_path: Path, postgres_url: str) -> None:
+    """The chair's socket is on process A, the delegate's media on B: B's room learns the
+    floor (FloorChanged crosses over Redis) and pushes its holder with the delegate's peer;
+    A, with nobody in this meeting's media, pushes no holder of its own (no peers)."""
+    async with two_processes(tmp_path, postgres_url) as at:
+        chair = await at.enter(at.first, "chutri")
+        meeting_id = await open_demo_meeting(chair)
+        await chair.ok("meeting:join", meeting_id=meeting_id)
+        delegate = await at.enter(at.second, "daibieu")
+        await delegate.ok("meeting:join", meeting_id=meeting_id)
+        await delegate.ok("attendance:check_in", meeting_id=meeting_id, mode="online")
+        peer_id = (await delegate.ok("media:join", meeting_id=meeting_id))["peer_id"]
+
+        asked = await delegate.ok("floor:request", meeting_id=meeting_id)
+        await chair.ok("floor:grant", meeting_id=meeting_id, request_id=asked["request_id"])
+        holder = await delegate.wait_for("media:floor", lambda e: e["holder"] is not None)
+        assert holder["holder"]["user_id"] == delegate.user_id
+        await asyncio.sleep(1)  # a second, different holder from A would be here by now
+        assert [e["holder"]["peer_ids"] for e in delegate.heard["media:floor"]] == [[peer_id]]
+        # Who joins B's media later is told the floor too.
+        secretary = await at.enter(at.second, "thuky")
+        await secretary.ok("meeting:join", meeting_id=meeting_id)
+        joined = await secretary.ok("media:join", meeting_id=meeting_id)
+        assert joined["floor"]["user_id"] == delegate.user_id

@@ -4,7 +4,7 @@
 the views to push and commits; only then are the events emitted, each stamped with the
 meeting's `seq` so clients can drop any that arrive late. `cast_ballot` is the same for
 ballots, group-committed: those waiting when the lock frees up share one transaction (one
-fsync, and a handful of queries for the whole batch: rooms.votes.cast_many). Vote tallies
+fsync, and a handful of queries for the whole batch: rooms.ballot_box.cast_many). Vote tallies
 are pushed at most every `TALLY_INTERVAL_S` per vote, not per ballot.
 
 Access is always checked before any lock or write: `run_change` in its own short session
@@ -31,7 +31,7 @@ import socketio
 from aiohttp import web
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rooms import audit, meetings, procedure, votes
+from rooms import audit, ballot_box, meetings, procedure, votes
 from rooms.ballot_seal import BallotKey
 from rooms.errors import Conflict, DomainError
 from rooms.meetings import MeetingAccess
@@ -258,9 +258,9 @@ class ProcedureLive:
             return
 
     async def _run_batch(self, meeting_id: int, batch: list[_Ballot], careful: bool
-                         ) -> tuple[list[tuple[_Ballot, votes.CastResult | Exception]], int]:
+                         ) -> tuple[list[tuple[_Ballot, ballot_box.CastResult | Exception]], int]:
         """One attempt; returns each ballot's result or refusal, to hand out after commit."""
-        outcomes: list[tuple[_Ballot, votes.CastResult | Exception]] = []
+        outcomes: list[tuple[_Ballot, ballot_box.CastResult | Exception]] = []
         by_vote: dict[int, list[_Ballot]] = {}
         for ballot in batch:
             by_vote.setdefault(ballot.vote_id, []).append(ballot)
@@ -277,8 +277,8 @@ class ProcedureLive:
                         outcomes += await self._one_by_one(s, vote, group)
                         continue
                     try:
-                        results = await votes.cast_many(s, vote, [b.ballot() for b in group],
-                                                        self.key)
+                        results = await ballot_box.cast_many(
+                            s, vote, [b.ballot() for b in group], self.key)
                     except DomainError as exc:  # the whole vote refused (e.g. its key)
                         outcomes += [(b, exc) for b in group]
                         continue
@@ -290,14 +290,14 @@ class ProcedureLive:
             return outcomes, state.seq
 
     async def _one_by_one(self, s: AsyncSession, vote: votes.Vote, group: list[_Ballot]
-                          ) -> list[tuple[_Ballot, votes.CastResult | Exception]]:
-        outcomes: list[tuple[_Ballot, votes.CastResult | Exception]] = []
+                          ) -> list[tuple[_Ballot, ballot_box.CastResult | Exception]]:
+        outcomes: list[tuple[_Ballot, ballot_box.CastResult | Exception]] = []
         for ballot in group:
             mark = audit.buffer_mark(s)
             b = ballot.ballot()
             try:
                 async with s.begin_nested():
-                    outcomes.append((ballot, await votes.cast(
+                    outcomes.append((ballot, await ballot_box.cast(
                         s, vote, b.user, b.role, b.option, b.client_seq, b.receipt,
                         key=self.key)))
             except Exception as exc:  # noqa: BLE001 - that ballot alone is refused
@@ -315,7 +315,7 @@ class _Retry(Exception):
 class _Refused(Exception):
     """Every ballot of the batch was refused: roll back, hand out the refusals."""
 
-    def __init__(self, outcomes: list[tuple[_Ballot, votes.CastResult | Exception]]) -> None:
+    def __init__(self, outcomes: list[tuple[_Ballot, ballot_box.CastResult | Exception]]) -> None:
         super().__init__("every ballot was refused")
         self.outcomes = outcomes
 
@@ -327,12 +327,12 @@ class _Ballot:
     option: int
     client_seq: int
     receipt: str | None
-    future: asyncio.Future[tuple[votes.CastResult, int]]
+    future: asyncio.Future[tuple[ballot_box.CastResult, int]]
     role: MeetingRole | None = None  # set once access is checked
 
-    def ballot(self) -> votes.BallotIn:
+    def ballot(self) -> ballot_box.BallotIn:
         assert self.role is not None
-        return votes.BallotIn(self.user, self.role, self.option, self.client_seq, self.receipt)
+        return ballot_box.BallotIn(self.user, self.role, self.option, self.client_seq, self.receipt)
 
     def fail(self, exc: Exception) -> None:
         if not self.future.done():  # its caller may have gone (a dropped connection)
@@ -377,11 +377,11 @@ async def _check(app: web.Application, user: User, meeting_id: int, action: Acti
 
 async def cast_ballot(app: web.Application, user: User, meeting_id: int, vote_id: int,
                       option: int, client_seq: int, receipt: str | None = None
-                      ) -> tuple[votes.CastResult, int]:
+                      ) -> tuple[ballot_box.CastResult, int]:
     """Cast a ballot: it waits for the meeting's next batch (group commit), whose access
     checks run before it takes any lock; this returns once that batch has committed, with
     (result, seq), or raises the ballot's refusal."""
-    future: asyncio.Future[tuple[votes.CastResult, int]] = \
+    future: asyncio.Future[tuple[ballot_box.CastResult, int]] = \
         asyncio.get_running_loop().create_future()
     app[LIVE].enqueue(meeting_id, _Ballot(user, vote_id, option, client_seq, receipt, future))
     return await future

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from rooms import agenda, attendance, meetings, votes
+from rooms import agenda, attendance, ballot_box, meetings, votes
 from rooms.ballot_seal import BallotKey
 from rooms.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from rooms.models import Meeting, MeetingRole, MeetingStatus
@@ -50,12 +50,13 @@ async def open_vote(demo: Demo, **kw: object) -> int:
 
 
 async def cast(demo: Demo, name: str, vote_id: int, option: int, seq: int = 1,
-               receipt: str | None = None) -> votes.CastResult:
+               receipt: str | None = None) -> ballot_box.CastResult:
     async with demo.db.session() as s:
         await demo.locked(s)
         access = await demo.access(s, name)
         vote = await votes.get_vote(s, demo.meeting_id, vote_id)
-        return await votes.cast(s, vote, access.user, access.role, option, seq, receipt, key=KEY)
+        return await ballot_box.cast(s, vote, access.user, access.role, option, seq, receipt,
+                                     key=KEY)
 
 
 async def close(demo: Demo, vote_id: int) -> dict[str, object]:
@@ -112,8 +113,8 @@ async def test_simultaneous_casts_by_one_person_count_once(demo: Demo) -> None:
     vote_id = await open_vote(demo)
     outcomes = await asyncio.gather(*(cast(demo, "daibieu", vote_id, i % 3) for i in range(6)),
                                     return_exceptions=True)
-    assert sum(isinstance(o, votes.CastResult) for o in outcomes) == 1
-    assert all(isinstance(o, (votes.CastResult, Conflict)) for o in outcomes), outcomes
+    assert sum(isinstance(o, ballot_box.CastResult) for o in outcomes) == 1
+    assert all(isinstance(o, (ballot_box.CastResult, Conflict)) for o in outcomes), outcomes
     assert sum((await close(demo, vote_id))["totals"]) == 1  # type: ignore[arg-type]
 
 
@@ -271,12 +272,12 @@ async def test_client_made_receipts_in_one_batch_are_each_used_once(demo: Demo) 
     vote_id = await open_vote(demo, secret=True)
     async with demo.db.session() as s:
         vote = await votes.get_vote(s, demo.meeting_id, vote_id)
-        ballots = [votes.BallotIn(a.user, a.role, 0, 1, UNKNOWN) for a in
+        ballots = [ballot_box.BallotIn(a.user, a.role, 0, 1, UNKNOWN) for a in
                    [await demo.access(s, n) for n in ("daibieu", "daibieu2", "daibieu")]]
-        done = await votes.cast_many(s, vote, ballots, KEY)
-    assert isinstance(done[0], votes.CastResult) and done[0].receipt == UNKNOWN
+        done = await ballot_box.cast_many(s, vote, ballots, KEY)
+    assert isinstance(done[0], ballot_box.CastResult) and done[0].receipt == UNKNOWN
     assert isinstance(done[1], Invalid)  # someone else's code
-    assert isinstance(done[2], votes.CastResult) and done[2].replayed  # its own, resent
+    assert isinstance(done[2], ballot_box.CastResult) and done[2].replayed  # its own, resent
     assert (await close(demo, vote_id))["cast"] == 1
 
 
@@ -329,7 +330,7 @@ async def outcomes(demo: Demo, secret: bool, allow_change: bool, first: list[tup
                 await votes.close_vote(s, left, KEY)
     vote_id = await open_vote(demo, secret=secret, allow_change=allow_change)
     receipts: dict[int, str | None] = {}
-    fresh = votes.new_receipt()  # never used before: receipts are unique across votes
+    fresh = ballot_box.new_receipt()  # never used before: receipts are unique across votes
     for who, option in first:
         receipts[who] = (await cast(demo, VOTERS[who], vote_id, option)).receipt
     async with demo.db.session() as s:
@@ -340,15 +341,15 @@ async def outcomes(demo: Demo, secret: bool, allow_change: bool, first: list[tup
             other = receipts.get((who + 1) % len(VOTERS)) or receipts.get((who + 2) % len(VOTERS))
             code = {"none": None, "own": receipts.get(who), "other's": other,
                     "unknown": fresh}[kind]  # a first ballot's own, or matching none
-            ballots.append(votes.BallotIn(access.user, access.role, option, seq, code))
+            ballots.append(ballot_box.BallotIn(access.user, access.role, option, seq, code))
         if together:
-            done: list[Any] = await votes.cast_many(s, vote, ballots, KEY)
+            done: list[Any] = await ballot_box.cast_many(s, vote, ballots, KEY)
         else:
             done = []
             for b in ballots:
                 try:
-                    done.append(await votes.cast(s, vote, b.user, b.role, b.option, b.client_seq,
-                                                 b.receipt, key=KEY))
+                    done.append(await ballot_box.cast(s, vote, b.user, b.role, b.option,
+                                                      b.client_seq, b.receipt, key=KEY))
                 except DomainError as exc:
                     done.append(exc)
     result = await close(demo, vote_id)

@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import socketio
 
-from rooms.votes import new_receipt
+from rooms.ballot_box import new_receipt
 from testkit.processes import ServerProcess, start_server
 from tests.conftest import Client
 from tests.documents import corpus

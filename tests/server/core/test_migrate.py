@@ -10,7 +10,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlmodel import select
 
-from rooms import agenda, attendance, votes
+from rooms import agenda, attendance, ballot_box, votes
 from rooms.ballot_seal import BallotKey, receipt_hash
 from rooms.db import Database
 from rooms.demo import DEMO_MEETING
@@ -74,8 +74,8 @@ async def test_0010_keeps_every_secret_ballot_and_drops_their_cast_order(
         # The vote left open keeps its plain ballots until they change or it closes.
         vote = await votes.get_vote(s, meeting.id, 2)  # type: ignore[arg-type]
         await attendance.check_in(s, meeting.id, voters[0], AttendanceStatus.online)  # type: ignore[arg-type]
-        changed = await votes.cast(s, vote, voters[0], MeetingRole.delegate, 2, 2,  # type: ignore[arg-type]
-                                   codes[1], key=key)
+        changed = await ballot_box.cast(s, vote, voters[0],  # type: ignore[arg-type]
+                                        MeetingRole.delegate, 2, 2, codes[1], key=key)
         assert changed.changed and vote.seal_key_id == key.key_id
         assert (await votes.check_receipt(s, meeting.id, codes[1], key))["option"] == 2  # type: ignore[arg-type]
         assert len((await s.exec(select(SealedBallot))).all()) == 1

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class MeetingClosed:
     """A meeting was closed (committed), in the process that closed it; meeting:updated has
-    gone out to its members. Other processes learn it from the database."""
+    gone out to its members. With Redis, every other process's bus gets it too
+    (server/core/bus_bridge.py)."""
 
     meeting_id: int

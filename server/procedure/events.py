@@ -9,7 +9,8 @@ from dataclasses import dataclass
 class FloorChanged:
     """The floor's holder changed, committed; published in the process that handled the
     change, right after floor:changed went out to the meeting (the conference makes the
-    speaker everyone's main view)."""
+    speaker everyone's main view). With Redis, every other process's bus gets it too
+    (server/core/bus_bridge.py)."""
 
     meeting_id: int
     speaking: int | None  # the holder's user id (a site's operator for a site); None: nobody

@@ -50,6 +50,7 @@ class CastResult:
     receipt: str | None  # secret votes only; shown to the voter once, never stored
     replayed: bool = False  # a resend of the ballot already stored (its ack was lost)
 
+
 def new_receipt() -> str:
     """A server-made receipt, for clients that send none with their first secret ballot
     (deprecated: a client makes its own, so a resend after a lost ack carries it)."""
@@ -72,6 +73,7 @@ def clean_receipt(code: str) -> str:
         raise Invalid("a receipt code is 16 random Crockford base-32 characters "
                       "(0-9, A-Z without I, L, O, U)")
     return _dashed(raw)
+
 
 @dataclass(frozen=True)
 class BallotIn:

@@ -1,34 +1,27 @@
-"""Annotation operations, the per-page op log, and version remapping.
+"""Annotation operations: the in-memory op log of one document.
 
-Clients send ops; the server accepts or rejects each one atomically and
-assigns a per-(document, page) sequence number. Undo/redo are not special:
-undoing an add is a delete, undoing an erase re-adds the same id (allowed for
-its own author), undoing an update is an update with the previous content.
+Clients send ops; the log accepts or rejects each one atomically and assigns a per-(document,
+page) sequence number. Undo/redo are not special: undoing an add is a delete, undoing an
+erase re-adds the same id (allowed for its own author), undoing an update is an update with
+the previous content.
 
-Sync protocol, for the lead's transport layer:
+Sync protocol, for the server's transport layer:
 
-* every accepted op becomes an :class:`OpRecord` holding before/after
-  snapshots of what it touched;
-* each viewer gets a *projection* (:class:`Event`) that only contains
-  annotations it may see, and nothing at all for ops it may not see, so
-  private work does not leak (not even its timing);
-* an event carries ``prev_seq``, the seq of the previous event *this viewer*
-  could see; a client whose last seen seq differs has missed something and
-  asks :meth:`AnnotationLog.events_since` (or takes a fresh snapshot).
+* every accepted op becomes an :class:`OpRecord` (documents/op_records.py), and each viewer
+  gets its projection, an :class:`Event`, or nothing for ops it may not see;
+* an event carries ``prev_seq``; a client whose last seen seq differs has missed something
+  and asks :meth:`AnnotationLog.events_since` (or takes a fresh snapshot);
+* only the newest records stay in memory (documents/op_window.py): what needs older ones
+  raises :class:`Trimmed`.
 
-Everything round-trips through plain dicts (``to_dict``/``from_dict``) so the
-lead can persist it as JSON rows.
+Carrying annotations to a new document version is documents/version_mapping.py.
 """
 
 from __future__ import annotations
 
-import re
 import time
-import unicodedata
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from enum import Enum
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from .annotations import (
@@ -42,257 +35,10 @@ from .annotations import (
     parse_uuid,
     parse_visibility,
 )
+from .op_records import Actor, Effect, Event, OpRecord, OpResult, OpType, chain_events
+from .op_window import DEFAULT_MAX_RECORDS, PageState, RecordWindow
 
-__all__ = [
-    "Actor", "AnnotationLog", "Effect", "Event", "FlagReason", "OpRecord", "OpResult", "OpType",
-    "PageMapping", "PageState", "Trimmed", "chain_events", "map_annotations_to_version",
-    "map_pages", "normalise_page_text",
-]  # fmt: skip
-
-# Records kept in memory per document (across its pages), ~5 KB each for a stroke: older ones
-# are dropped from memory (the server keeps them in its database, see Trimmed).
-DEFAULT_MAX_RECORDS = 1024
-
-
-class OpType(str, Enum):
-    ADD = "add"
-    UPDATE = "update"
-    DELETE = "delete"  # also what the eraser sends
-    SET_VISIBILITY = "set_visibility"
-
-
-@dataclass(frozen=True)
-class Actor:
-    user_id: str
-    is_presenter: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Effect:
-    annotation_id: str
-    before: Annotation | None
-    after: Annotation | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "annotation_id": self.annotation_id,
-            "before": self.before.to_dict() if self.before else None,
-            "after": self.after.to_dict() if self.after else None,
-        }
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Effect:
-        before, after = raw.get("before"), raw.get("after")
-        return cls(
-            annotation_id=raw["annotation_id"],
-            before=Annotation.from_dict(before) if before else None,
-            after=Annotation.from_dict(after) if after else None,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class OpRecord:
-    """An accepted op, as stored: the server's seq plus what it changed."""
-
-    seq: int
-    op_id: str
-    type: OpType
-    page: int
-    actor_id: str
-    at: float
-    effects: tuple[Effect, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "op_id": self.op_id,
-            "type": self.type.value,
-            "page": self.page,
-            "actor_id": self.actor_id,
-            "at": self.at,
-            "effects": [e.to_dict() for e in self.effects],
-        }
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> OpRecord:
-        return cls(
-            seq=int(raw["seq"]),
-            op_id=raw["op_id"],
-            type=OpType(raw["type"]),
-            page=int(raw["page"]),
-            actor_id=raw["actor_id"],
-            at=float(raw["at"]),
-            effects=tuple(Effect.from_dict(e) for e in raw["effects"]),
-        )
-
-
-@dataclass(frozen=True)
-class Event:
-    """One op as a particular viewer may see it."""
-
-    seq: int
-    prev_seq: int
-    op_id: str
-    page: int
-    upserts: tuple[Annotation, ...]
-    removed: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "prev_seq": self.prev_seq,
-            "op_id": self.op_id,
-            "page": self.page,
-            "upserts": [a.to_dict() for a in self.upserts],
-            "removed": list(self.removed),
-        }
-
-
-@dataclass(frozen=True)
-class OpResult:
-    record: OpRecord
-    replayed: bool  # True when op_id was already accepted: nothing was re-applied
-
-
-class Trimmed(LookupError):
-    """The answer needs records older than the in-memory window (ask the stored records)."""
-
-
-def _project(record: OpRecord, viewer: Actor) -> tuple[list[Annotation], list[str]]:
-    upserts: list[Annotation] = []
-    removed: list[str] = []
-    for eff in record.effects:
-        was = eff.before is not None and eff.before.visible_to(viewer.user_id, viewer.is_presenter)
-        now = eff.after is not None and eff.after.visible_to(viewer.user_id, viewer.is_presenter)
-        if now and eff.after is not None:
-            upserts.append(eff.after)
-        elif was:
-            removed.append(eff.annotation_id)
-    return upserts, removed
-
-
-def visible_in(record: OpRecord, viewer: Actor) -> bool:
-    """Whether ``viewer`` gets an event for ``record`` at all."""
-    return any(_project(record, viewer))
-
-
-def chain_events(records: Iterable[OpRecord], page: int, prev: int, viewer: Actor
-                 ) -> tuple[list[Event], int]:
-    """``records`` (ascending seq) as ``viewer`` sees them, prev_seq-chained from ``prev``;
-    returns the events and the last visible seq."""
-    out = []
-    for record in records:
-        upserts, removed = _project(record, viewer)
-        if upserts or removed:
-            out.append(Event(record.seq, prev, record.op_id, page, tuple(upserts), tuple(removed)))
-            prev = record.seq
-    return out, prev
-
-
-_ANYONE = Actor("", is_presenter=False)  # no author has the empty id
-_PRESENTER = Actor("", is_presenter=True)
-
-
-@dataclass
-class PageState:
-    """Live annotations and the op history of one (document, page)."""
-
-    document_id: str
-    page: int
-    page_size: PageSize
-    seq: int = 0
-    annotations: dict[str, Annotation] = field(default_factory=dict)
-    # Deleted id -> author, so only the author can bring it back (undo).
-    tombstones: dict[str, str] = field(default_factory=dict)
-    # The newest records only: records[i].seq == base + i + 1; the `base` older ones were
-    # dropped from memory, summarised by the last seq each viewer class could see among them
-    # (everyone, presenters, and each author, who sees all of their own records).
-    records: list[OpRecord] = field(default_factory=list)
-    base: int = 0
-    trimmed_anyone: int = 0
-    trimmed_presenter: int = 0
-    trimmed_by_author: dict[str, int] = field(default_factory=dict)
-
-    def visible(self, viewer: Actor) -> list[Annotation]:
-        anns = self.annotations.values()
-        return sorted(
-            (a for a in anns if a.visible_to(viewer.user_id, viewer.is_presenter)),
-            key=lambda a: (a.created_at, a.id),
-        )
-
-    def count_by(self, author_id: str) -> int:
-        return sum(1 for a in self.annotations.values() if a.author_id == author_id)
-
-    def project(self, record: OpRecord, viewer: Actor) -> Event | None:
-        upserts, removed = _project(record, viewer)
-        if not upserts and not removed:
-            return None
-        prev = self.last_visible_seq_before(record.seq, viewer)
-        return Event(record.seq, prev, record.op_id, self.page, tuple(upserts), tuple(removed))
-
-    def last_visible_seq(self, viewer: Actor) -> int:
-        return self.last_visible_seq_before(self.seq + 1, viewer)
-
-    def last_visible_seq_before(self, seq: int, viewer: Actor) -> int:
-        """Raises Trimmed if that needs records older than the window (seq <= base)."""
-        if self.base and seq <= self.base:
-            raise Trimmed(f"records up to seq {self.base} of page {self.page} are not in memory")
-        # Records are dense (seq == base + index + 1); walk back from just before seq.
-        for rec in reversed(self.records[: max(seq - 1 - self.base, 0)]):
-            if any(_project(rec, viewer)):
-                return rec.seq
-        return self._trimmed_last(viewer)
-
-    def _trimmed_last(self, viewer: Actor) -> int:
-        last = max(self.trimmed_anyone, self.trimmed_by_author.get(viewer.user_id, 0))
-        return max(last, self.trimmed_presenter) if viewer.is_presenter else last
-
-    def append(self, record: OpRecord) -> None:
-        self.records.append(record)
-
-    def trim(self, count: int) -> list[OpRecord]:
-        """Drop the ``count`` oldest records from memory; returns them."""
-        dropped = self.records[:count]
-        del self.records[:count]
-        for rec in dropped:
-            if rec.effects:  # the author sees each of their records that changed something
-                self.trimmed_by_author[rec.actor_id] = rec.seq
-            if visible_in(rec, _PRESENTER):
-                self.trimmed_presenter = rec.seq
-                if visible_in(rec, _ANYONE):
-                    self.trimmed_anyone = rec.seq
-        self.base += len(dropped)
-        return dropped
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "document_id": self.document_id,
-            "page": self.page,
-            "page_size": list(self.page_size),
-            "seq": self.seq,
-            "annotations": [a.to_dict() for a in self.annotations.values()],
-            "tombstones": dict(self.tombstones),
-            "records": [r.to_dict() for r in self.records],
-            "base": self.base,
-            "trimmed": [self.trimmed_anyone, self.trimmed_presenter, dict(self.trimmed_by_author)],
-        }
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> PageState:
-        anns = (Annotation.from_dict(a) for a in raw["annotations"])
-        return cls(
-            document_id=raw["document_id"],
-            page=int(raw["page"]),
-            page_size=(float(raw["page_size"][0]), float(raw["page_size"][1])),
-            seq=int(raw["seq"]),
-            annotations={a.id: a for a in anns},
-            tombstones=dict(raw.get("tombstones", {})),
-            records=[OpRecord.from_dict(r) for r in raw.get("records", [])],
-            base=int(raw.get("base", 0)),
-            trimmed_anyone=int(raw.get("trimmed", [0, 0, {}])[0]),
-            trimmed_presenter=int(raw.get("trimmed", [0, 0, {}])[1]),
-            trimmed_by_author=dict(raw.get("trimmed", [0, 0, {}])[2]),
-        )
+__all__ = ["AnnotationLog"]
 
 
 def _bad_op(message: str) -> AnnotationError:
@@ -315,41 +61,30 @@ class AnnotationLog:
         self.page_sizes = list(page_sizes)
         self.limits = limits
         self.clock = clock
-        self.max_records = max_records
         self.pages: dict[int, PageState] = {}
-        self._ops: dict[str, OpRecord] = {}  # op_id -> record, across pages (in memory only)
-        self._order: deque[int] = deque()  # page of each in-memory record, oldest first
-        self.trimmed = False  # some records are no longer in memory
+        self.window = RecordWindow(max_records)
+
+    @property
+    def trimmed(self) -> bool:
+        """Some records are no longer in memory."""
+        return self.window.trimmed
 
     @property
     def records_in_memory(self) -> int:
-        return len(self._order)
+        return len(self.window)
 
     @property
     def entries(self) -> int:
         """In-memory size in records and live annotations (what a cache bound counts)."""
-        return len(self._order) + sum(len(p.annotations) for p in self.pages.values())
+        return len(self.window) + sum(len(p.annotations) for p in self.pages.values())
 
     def known_op(self, op_id: str) -> OpRecord | None:
         """The in-memory record of ``op_id``; older ones may exist only in storage."""
-        return self._ops.get(op_id)
+        return self.window.known(op_id)
 
     def append(self, state: PageState, record: OpRecord) -> None:
-        """Add an accepted record; past max_records, drop the oldest ones from memory (by an
-        eighth at a time, so dropping costs O(1) per record)."""
-        state.append(record)
-        self._ops[record.op_id] = record
-        self._order.append(record.page)
-        if len(self._order) > self.max_records:
-            drop = len(self._order) - self.max_records + self.max_records // 8
-            per_page: dict[int, int] = {}
-            for _ in range(drop):
-                page = self._order.popleft()
-                per_page[page] = per_page.get(page, 0) + 1
-            for page, count in per_page.items():
-                for rec in self.pages[page].trim(count):
-                    del self._ops[rec.op_id]
-            self.trimmed = True
+        """Add an accepted record (the window drops the oldest past max_records)."""
+        self.window.add(self.pages, state, record)
 
     # --- queries -----------------------------------------------------------
 
@@ -391,7 +126,7 @@ class AnnotationLog:
         if not isinstance(raw, dict):
             raise _bad_op("an op must be a JSON object")
         op_id = parse_uuid(raw.get("op_id"), "op_id")
-        seen = self._ops.get(op_id)
+        seen = self.window.known(op_id)
         if seen is not None:
             if seen.actor_id != actor.user_id:
                 raise AnnotationError(
@@ -556,95 +291,5 @@ class AnnotationLog:
         for page_raw in raw["pages"]:
             state = PageState.from_dict(page_raw)
             log.pages[state.page] = state
-            log._ops.update((r.op_id, r) for r in state.records)
-            log._order.extend(r.page for r in state.records)
-            log.trimmed = log.trimmed or state.base > 0
+            log.window.restore(state)
         return log
-
-
-# --- version remapping ------------------------------------------------------
-
-
-class FlagReason(str, Enum):
-    PAGE_TEXT_CHANGED = "page_text_changed"
-    PAGE_REMOVED = "page_removed"
-    NO_TEXT = "page_has_no_text"  # scanned page: nothing to compare, so unverified
-    OUT_OF_PAGE = "out_of_page"  # the new page is smaller and the shape no longer fits
-
-
-@dataclass(frozen=True)
-class PageMapping:
-    old_page: int
-    new_page: int
-    reason: FlagReason | None  # None: content verified identical
-
-
-_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\ufeff"))
-_SPACE_RE = re.compile(r"\s+")
-
-
-def normalise_page_text(text: str) -> str:
-    """Compare-form of extracted text: NFC (producers differ on Vietnamese
-    composed/decomposed marks), casefolded, whitespace dropped entirely (line
-    breaks and word spacing differ between extractions of the same page)."""
-    text = unicodedata.normalize("NFC", text).translate(_INVISIBLE).casefold()
-    return _SPACE_RE.sub("", text)
-
-
-def map_pages(old_texts: Sequence[str], new_texts: Sequence[str]) -> list[PageMapping]:
-    """Where each old page went: same index if unchanged, else the nearest new
-    page with identical text (page moved), else flagged in place."""
-    if not new_texts:
-        raise ValueError("the new version has no pages")
-    old_n = [normalise_page_text(t) for t in old_texts]
-    new_n = [normalise_page_text(t) for t in new_texts]
-    last = len(new_n) - 1
-    out = []
-    for page, text in enumerate(old_n):
-        fallback = min(page, last)
-        if not text:
-            out.append(PageMapping(page, fallback, FlagReason.NO_TEXT))
-            continue
-        if page <= last and new_n[page] == text:
-            out.append(PageMapping(page, page, None))
-            continue
-        hits = [q for q, t in enumerate(new_n) if t == text]
-        if hits:
-            out.append(PageMapping(page, min(hits, key=lambda q: (abs(q - page), q)), None))
-        else:
-            reason = FlagReason.PAGE_TEXT_CHANGED if page <= last else FlagReason.PAGE_REMOVED
-            out.append(PageMapping(page, fallback, reason))
-    return out
-
-
-def map_annotations_to_version(
-    annotations: Sequence[Annotation],
-    old_texts: Sequence[str],
-    new_texts: Sequence[str],
-    *,
-    new_document_id: str | None = None,
-    new_page_sizes: Sequence[PageSize] | None = None,
-) -> list[Annotation]:
-    """Carry annotations over to a new document version.
-
-    Every annotation is kept (nobody's notes silently vanish); those whose
-    page could not be verified come back ``flagged`` with a ``flag_reason``
-    so the UI can ask the author to review them.
-    """
-    mapping = map_pages(old_texts, new_texts)
-    out = []
-    for ann in annotations:
-        if not 0 <= ann.page < len(mapping):
-            raise ValueError(f"annotation {ann.id} is on page {ann.page}, beyond the old version")
-        m = mapping[ann.page]
-        reason = m.reason.value if m.reason else None
-        if reason is None and new_page_sizes is not None:
-            try:
-                parse_annotation(ann.to_dict(), new_page_sizes[m.new_page])
-            except AnnotationError:
-                reason = FlagReason.OUT_OF_PAGE.value
-        # A flag still awaiting review survives a clean mapping.
-        reason = reason or ann.flag_reason
-        moved = replace(ann, document_id=new_document_id or ann.document_id, page=m.new_page)
-        out.append(replace(moved, flagged=ann.flagged or reason is not None, flag_reason=reason))
-    return out

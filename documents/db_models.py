@@ -102,7 +102,7 @@ class PageText(SQLModel, table=True):
 
 
 class AnnotationOp(SQLModel, table=True):
-    """One accepted annotation op (documents.annotation_ops.OpRecord as JSON), written before
+    """One accepted annotation op (documents.op_records.OpRecord as JSON), written before
     the client's acknowledgement."""
 
     __table_args__ = (

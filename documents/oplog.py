@@ -13,15 +13,11 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from documents.annotation_ops import (
-    DEFAULT_MAX_RECORDS,
-    AnnotationLog,
-    Effect,
-    OpRecord,
-    OpType,
-    map_annotations_to_version,
-)
+from documents.annotation_ops import AnnotationLog
 from documents.annotations import DEFAULT_LIMITS, Annotation, AnnotationLimits, PageSize
+from documents.op_records import Effect, OpRecord, OpType
+from documents.op_window import DEFAULT_MAX_RECORDS
+from documents.version_mapping import map_annotations_to_version
 
 _CARRY_NAMESPACE = uuid.UUID("5b0c4f8e-4a57-4c55-9d63-9a1f2f0f0d15")
 

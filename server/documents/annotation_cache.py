@@ -19,9 +19,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from documents import oplog
-from documents.annotation_ops import DEFAULT_MAX_RECORDS, AnnotationLog, OpRecord
+from documents.annotation_ops import AnnotationLog
 from documents.annotations import DEFAULT_LIMITS, AnnotationLimits
 from documents.db_models import AnnotationOp, Document, DocumentVersion
+from documents.op_records import OpRecord
+from documents.op_window import DEFAULT_MAX_RECORDS
 from rooms.db import Database
 from rooms.errors import Conflict, NotFound
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import socketio
 
-from documents.annotation_ops import Actor, AnnotationLog, OpRecord
+from documents.annotation_ops import AnnotationLog
+from documents.op_records import Actor, OpRecord
 from rooms.db import Database
 from server.core.realtime import user_room
 from server.documents.annotation_store import project

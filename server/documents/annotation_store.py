@@ -10,17 +10,10 @@ from collections.abc import Iterable
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from documents.annotation_ops import (
-    Actor,
-    AnnotationLog,
-    Event,
-    OpRecord,
-    Trimmed,
-    chain_events,
-    visible_in,
-)
+from documents.annotation_ops import AnnotationLog
 from documents.annotations import AnnotationError, parse_uuid
 from documents.db_models import AnnotationOp
+from documents.op_records import Actor, Event, OpRecord, Trimmed, chain_events, visible_in
 from rooms.db import Database
 
 STORED_CHUNK = 512  # stored records read per query when answering from the database

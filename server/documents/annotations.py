@@ -20,14 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from documents import oplog
-from documents.annotation_ops import (
-    Actor,
-    AnnotationLog,
-    OpRecord,
-    OpResult,
-    Trimmed,
-    chain_events,
-)
+from documents.annotation_ops import AnnotationLog
 from documents.annotations import (
     DEFAULT_LIMITS,
     Annotation,
@@ -36,6 +29,7 @@ from documents.annotations import (
     ErrorCode,
     parse_uuid,
 )
+from documents.op_records import Actor, OpRecord, OpResult, Trimmed, chain_events
 from rooms.db import Database
 from rooms.errors import DomainError, Invalid
 from server.documents.annotation_cache import LogCache, NotReady, StaleVersion

@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from documents.annotation_ops import Event
 from documents.annotations import Annotation
+from documents.op_records import Event
 
 TIMES = ("created_at", "updated_at")
 

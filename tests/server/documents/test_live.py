@@ -11,7 +11,8 @@ from typing import Any
 
 import pymupdf
 
-from documents.annotation_ops import Actor, AnnotationLog
+from documents.annotation_ops import AnnotationLog
+from documents.op_records import Actor
 from server.core import keys
 from server.documents.annotation_store import stored_row
 from tests.conftest import Harness, start_harness

@@ -35,8 +35,8 @@ async def upgrade_to(db: Database, *targets: str) -> None:
 
 
 async def test_0010_keeps_every_secret_ballot_and_drops_their_cast_order(
-        tmp_path: Path, database_url: str | None) -> None:
-    settings = Settings(data_dir=tmp_path, database_url=database_url)
+        tmp_path: Path, empty_database_url: str | None) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=empty_database_url)
     db = Database(settings.sqlalchemy_url)
     scripts = ScriptDirectory.from_config(alembic_config(db.url))
     before = [h for h in scripts.get_heads() if h != "0010"]

@@ -9,6 +9,7 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+SQLITE_BUSY_TIMEOUT_MS = 5000  # how long a connection waits for another's write lock
 
 class Database:
     def __init__(self, url: str) -> None:
@@ -51,7 +52,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     # Erased rows and freed pages are zeroed, not left for a forensic read of the file
     # (secret ballots: docs/security.md). Costs no extra I/O for rows, a page write per
     # freed page.

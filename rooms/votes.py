@@ -27,7 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms import agenda, attendance
 from rooms.ballot_seal import BallotKey, Unsealed, receipt_hash
-from rooms.db import Database
+from rooms.db import SQLITE_BUSY_TIMEOUT_MS, Database
 from rooms.errors import Conflict, Invalid, NotFound
 from rooms.models import MeetingRole, Site, User, utcnow
 from rooms.procedure_models import (
@@ -253,11 +253,20 @@ async def scrub_after_close(db: Database) -> bool:
 
     SQLite (which runs with secure_delete, so erased rows and freed pages are zeroed in the
     file): checkpoint the WAL into the file and truncate it to zero bytes, so no earlier
-    version of a page survives in it. PostgreSQL: VACUUM the ballot tables, so the erased
-    sealed rows' dead versions are gone from the heap."""
+    version of a page survives in it. Without waiting: a TRUNCATE checkpoint that waits
+    (busy_timeout) holds the write lock all the while, stalling every ballot and close
+    behind it; so the frames are first copied without any lock (PASSIVE), then TRUNCATE
+    runs with busy_timeout 0 and says busy at once if a reader or writer is in the way.
+    PostgreSQL: VACUUM the ballot tables, so the erased sealed rows' dead versions are gone
+    from the heap."""
     if db.is_sqlite:
         async with db.engine.connect() as conn:
-            row = (await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")).one()
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            await conn.exec_driver_sql("PRAGMA busy_timeout=0")
+            try:
+                row = (await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")).one()
+            finally:  # the connection goes back to the pool: as every other one
+                await conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         return bool(row[0] == 0)
     async with db.engine.connect() as conn:
         auto = await conn.execution_options(isolation_level="AUTOCOMMIT")

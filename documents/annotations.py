@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
+
+from .stroke_points import NO_POINTS, StrokePoints
+from .stroke_points import Point as Point  # re-exported: callers take points from here
 
 
 class ErrorCode(str, Enum):
@@ -101,16 +105,6 @@ _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
 @dataclass(frozen=True, slots=True)
-class Point:
-    x: float
-    y: float
-    pressure: float | None = None
-
-    def to_list(self) -> list[float]:
-        return [self.x, self.y] if self.pressure is None else [self.x, self.y, self.pressure]
-
-
-@dataclass(frozen=True, slots=True)
 class Rect:
     x0: float
     y0: float
@@ -124,13 +118,13 @@ class Rect:
 @dataclass(frozen=True, slots=True)
 class InkShape:
     KIND: ClassVar[AnnotationKind] = AnnotationKind.INK
-    points: tuple[Point, ...]
+    points: StrokePoints  # packed: see stroke_points
     color: str = "#000000"
     width: float = 2.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "points": [p.to_list() for p in self.points],
+            "points": self.points.to_lists(),
             "color": self.color,
             "width": self.width,
         }
@@ -141,7 +135,7 @@ class HighlighterShape:
     """A free-hand stroke (``points``) or text-aligned boxes (``rects``), or both."""
 
     KIND: ClassVar[AnnotationKind] = AnnotationKind.HIGHLIGHTER
-    points: tuple[Point, ...] = ()
+    points: StrokePoints = NO_POINTS
     rects: tuple[Rect, ...] = ()
     color: str = "#ffeb3b"
     width: float = 14.0
@@ -149,7 +143,7 @@ class HighlighterShape:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "points": [p.to_list() for p in self.points],
+            "points": self.points.to_lists(),
             "rects": [r.to_list() for r in self.rects],
             "color": self.color,
             "width": self.width,
@@ -282,7 +276,8 @@ def parse_uuid(value: Any, name: str = "id") -> str:
 def parse_color(value: Any) -> str:
     if not isinstance(value, str) or not _COLOR_RE.match(value):
         raise _fail(ErrorCode.BAD_COLOR, f"color must be #rrggbb, got {value!r}")
-    return value.lower()
+    # Interned: a meeting's thousands of strokes share a handful of colours.
+    return sys.intern(value.lower())
 
 
 def parse_visibility(value: Any) -> Visibility:
@@ -309,7 +304,7 @@ class _Box:
             )
 
 
-def _points(raw: Any, box: _Box, limits: AnnotationLimits, required: bool) -> tuple[Point, ...]:
+def _points(raw: Any, box: _Box, limits: AnnotationLimits, required: bool) -> StrokePoints:
     if not isinstance(raw, list):
         raise _fail(ErrorCode.BAD_TYPE, "'points' must be a list of [x, y] or [x, y, pressure]")
     if len(raw) > limits.max_points:
@@ -318,7 +313,8 @@ def _points(raw: Any, box: _Box, limits: AnnotationLimits, required: bool) -> tu
         )
     if required and not raw:
         raise _fail(ErrorCode.TOO_FEW_POINTS, "a stroke needs at least one point")
-    out = []
+    xy: list[float] = []
+    pressures: list[float | None] = []
     for item in raw:
         if not isinstance(item, (list, tuple)) or len(item) not in (2, 3):
             raise _fail(ErrorCode.BAD_TYPE, "each point must be [x, y] or [x, y, pressure]")
@@ -327,8 +323,9 @@ def _points(raw: Any, box: _Box, limits: AnnotationLimits, required: bool) -> tu
         pressure = None
         if len(item) == 3 and item[2] is not None:
             pressure = _ranged(item[2], "pressure", 0.0, 1.0, ErrorCode.BAD_PRESSURE)
-        out.append(Point(x, y, pressure))
-    return tuple(out)
+        xy += (x, y)
+        pressures.append(pressure)
+    return StrokePoints(xy, pressures)
 
 
 def _rects(raw: Any, box: _Box, limits: AnnotationLimits) -> tuple[Rect, ...]:

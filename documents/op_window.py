@@ -17,8 +17,8 @@ from typing import Any
 from .annotations import Annotation, PageSize
 from .op_records import Actor, Event, OpRecord, Trimmed, projection, visible_in
 
-# Records kept in memory per document (across its pages), ~5 KB each for a stroke: older ones
-# are dropped from memory (the server keeps them in its database, see Trimmed).
+# Records kept in memory per document (across its pages), ~0.5 KB each plus the stroke it holds:
+# older ones are dropped from memory (the server keeps them in its database, see Trimmed).
 DEFAULT_MAX_RECORDS = 1024
 
 _ANYONE = Actor("", is_presenter=False)  # no author has the empty id

@@ -67,18 +67,19 @@ function randomSecret() {
 
 const credentialUrl = (unit) => `/api/admin/nodes/children/${encodeURIComponent(unit)}/credential`;
 
-/** @returns {Promise<boolean>} whether the new secret was saved */
+/** Saves a new secret; once saved, the form is emptied. */
 async function rotate(form, unit, secret) {
   say(form, "");
   try {
     await api("POST", credentialUrl(unit), { secret });
   } catch (error) {
     say(form, error.message, true);
-    return false;
+    return;
   }
+  // The secret leaves the page as the confirmation appears, not after the refresh.
+  form.reset();
   say(form, tu("Credential of {unit} saved: the child node must reconnect with the new secret.", unit));
   await refresh();
-  return true;
 }
 
 async function revoke(form, unit) {
@@ -106,7 +107,7 @@ function wireForm(form, unitOf) {
   form.querySelector("[data-action=revoke]")?.addEventListener("click", () => revoke(form, unitOf()));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    if (await rotate(form, unitOf(), secret.value)) form.reset();
+    await rotate(form, unitOf(), secret.value);
   });
 }
 

@@ -39,7 +39,6 @@ from socketio.base_server import BaseServer
 
 from server.core.settings import SocketLimits
 from server.core.socket_budgets import Budgets, Connection, Pending
-from server.core.socket_fanout import FanoutManager
 from server.core.socket_wire import (
     GuardedEioSocket,
     GuardedPacket,
@@ -277,7 +276,7 @@ def _frame_problem(data: Any, name: str | None, known: str | None) -> str | None
 
 
 def create_sio(redis_url: str | None, limits: SocketLimits) -> GuardedServer:
-    manager = socketio.AsyncRedisManager(redis_url) if redis_url else FanoutManager()
+    manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
     # cors_allowed_origins=None keeps python-socketio's same-origin check (no cross-site sockets).
     return GuardedServer(limits, async_mode="aiohttp", client_manager=manager,
                          max_http_buffer_size=1_000_000, ping_timeout=20)

@@ -12,6 +12,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,10 +128,20 @@ async def postgres_url(postgres_to_drop: list[str]) -> AsyncIterator[str]:
     """A fresh, empty PostgreSQL database for one test; whatever is still connected to it
     afterwards is disconnected, and it is dropped when the session ends."""
     need_service("PostgreSQL", PG_PORT)
+    async with _test_database(postgres_to_drop) as url:
+        yield url
+
+
+@asynccontextmanager
+async def _test_database(postgres_to_drop: list[str], template: str | None = None
+                         ) -> AsyncIterator[str]:
+    """A new database (a copy of `template`, if given) for one test: dropped when the session
+    ends, and whatever is still connected to it is cut off when the test ends."""
     name = f"hopso_t_{uuid.uuid4().hex[:12]}"
     admin = await postgres_admin()
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{copy}')
         postgres_to_drop.append(name)
         yield postgres_address(name)
         await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -164,16 +175,8 @@ def postgres_migrated(postgres_to_drop: list[str]) -> str:
 async def migrated_postgres_url(postgres_migrated: str, postgres_to_drop: list[str]
                                 ) -> AsyncIterator[str]:
     """A copy of `postgres_migrated` for one test, like `postgres_url` otherwise."""
-    name = f"hopso_t_{uuid.uuid4().hex[:12]}"
-    admin = await postgres_admin()
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_migrated}"')
-        postgres_to_drop.append(name)
-        yield postgres_address(name)
-        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE datname = $1", name)
-    finally:
-        await admin.close()
+    async with _test_database(postgres_to_drop, template=postgres_migrated) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -1,5 +1,10 @@
 """Cascade links: one meeting spread over several SFU nodes (province, city, ward).
 
+Over ~600 lines for a reason, for now: `LinkEnd` (one end: export, import, release) and
+`Cascade` (the ends of one node: catalogs with split horizon, demand) share the wire
+messages below and each other's bookkeeping; the planned split is `LinkEnd` with its
+limits and counters into media/link_end.py, `Cascade` and `connect_local()` staying here.
+
 A node-to-node link is built from the SFU's own primitives. Each end of a
 link is an ordinary `Peer` named ``link:<name>`` in the meeting's router:
 

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from rooms.db import Database
 from server.admin import feature as admin
 from server.cascade import feature as cascade
+from server.chat import feature as chat
 from server.conference import feature as conference
 from server.core import heap, keys, pages
 from server.core import session_routes as api_session
@@ -86,7 +87,7 @@ def create_app(settings: Settings) -> web.Application:
     realtime = Realtime(app, sio)
     app.cleanup_ctx.append(heap.FullCollections(activity=lambda: realtime.events_seen).run)
     install(app, realtime, [meetings.FEATURE, procedure.FEATURE, documents.FEATURE,
-                            conference.FEATURE, cascade.FEATURE, admin.FEATURE])
+                            conference.FEATURE, cascade.FEATURE, admin.FEATURE, chat.FEATURE])
     if settings.redis_url:  # after the features: it closes before them
         bridge = BusBridge(app[keys.BUS], settings.redis_url, settings.bus_redis_channel,
                            CROSS_PROCESS_EVENTS)

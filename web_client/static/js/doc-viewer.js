@@ -100,7 +100,7 @@ export class DocViewer {
     this.stage.dataset.documentId = String(details.id);
     this.#buildThumbs();
     await this.view.open({
-      id: details.id, pageCount: details.page_count, pageSizes: details.page_sizes,
+      id: details.id, version: details.version, pageCount: details.page_count, pageSizes: details.page_sizes,
       pdfUrl: this.client.pdfUrl(details),
       pageImageUrl: (p) => this.client.pageImageUrl(details, p, imageWidth(this.stage)),
     }, page);

@@ -61,6 +61,16 @@ export function loadPdfjs() {
   return pdfjsPromise;
 }
 
+/** Abort a pdf.js loading task and free its document and worker; never throws. */
+function destroyTask(task) {
+  if (!task) return;
+  try {
+    task.destroy().catch(() => {});
+  } catch (error) {
+    console.warn("pdf.js task could not be destroyed", error);
+  }
+}
+
 function releaseCanvas(canvas) {
   // Safari keeps a canvas' memory until its size is zeroed.
   canvas.width = 0;
@@ -119,6 +129,7 @@ export class PdfView {
     if (doc.pdfUrl) {
       try {
         const pdfjs = await loadPdfjs();
+        if (this.doc !== doc) return; // another document was opened meanwhile
         const task = pdfjs.getDocument({
           url: doc.pdfUrl, withCredentials: true,
           cMapUrl: "/vendor/pdfjs/cmaps/", standardFontDataUrl: "/vendor/pdfjs/standard_fonts/",
@@ -126,9 +137,10 @@ export class PdfView {
         });
         this.loadingTask = task;
         const pdf = await task.promise;
-        if (this.doc !== doc) { pdf.destroy(); return; }
+        if (this.doc !== doc) { destroyTask(task); return; }
         this.pdf = pdf;
       } catch (error) {
+        if (this.doc !== doc) return; // closed while loading: the task was destroyed
         console.warn("pdf.js could not open the document; using page images", error);
       }
     }
@@ -139,11 +151,13 @@ export class PdfView {
     this.renderToken += 1;
     this.renderTask?.cancel();
     this.renderTask = null;
-    this.loadingTask?.destroy();
+    // The loading task owns the document and its worker (pdf.js 6.5 has no
+    // PDFDocumentProxy.destroy: docs/architecture.md, "pdf.js").
+    destroyTask(this.loadingTask);
     this.loadingTask = null;
-    this.pdf?.destroy();
     this.pdf = null;
     this.doc = null;
+    delete this.stage.dataset.renderedDocument;
     this.rasterPages.clear();
     this.renderedScale = 0;
     for (const child of [...this.pageBox.children]) {
@@ -448,6 +462,8 @@ export class PdfView {
     this.#sizeBox(w, h, scale);
     this.baseCapped = capped;
     this.stage.dataset.rendered = how;
+    // Which document (and version) is on screen, not just which one was asked for.
+    this.stage.dataset.renderedDocument = `${this.doc.id}:${this.doc.version ?? ""}`;
     this.stage.dataset.capped = String(capped);
     this.stage.dataset.detail = "false";
     this.#paintTransform();

@@ -1,5 +1,11 @@
 """Attendance and roll call (điểm danh), and the quorum computed from them.
 
+Who counts (shared/DOMAIN.md): only the body's voting members, that is the meeting's chair
+and delegates, plus the seats a site is given for members without a tablet of their own
+(`SiteAttendance.seats`, set by the secretary). The people a site's operator counts at the
+roll call (`headcount`) are attendance: they fill the site's seats, at most, and the rest
+(guests, staff) are never members, present members or part of a vote's base.
+
 The quorum is a pure function over `Headcount` summaries, one per node: this server gives
 one (`local_headcount`), and a cascade can add the summaries its ward/city nodes send up,
 so a province meeting counts everyone without seeing each ward's individual records.
@@ -59,6 +65,8 @@ class Quorum:
 
 
 def needed_for(rule: QuorumRule, members: int) -> int:
+    if rule == QuorumRule.none:
+        return 0
     if rule == QuorumRule.two_thirds:
         return max(1, math.ceil(2 * members / 3))
     return members // 2 + 1  # more than half
@@ -69,7 +77,8 @@ def quorum(parts: Iterable[Headcount], rule: QuorumRule) -> Quorum:
     for part in parts:
         members, present = members + part.members, present + part.present
     needed = needed_for(rule, members)
-    return Quorum(rule, members, present, needed, members > 0 and present >= needed)
+    reached = rule == QuorumRule.none or (members > 0 and present >= needed)
+    return Quorum(rule, members, present, needed, reached)
 
 
 async def voting_members(session: AsyncSession, meeting_id: int) -> list[tuple[User, MeetingRole]]:
@@ -209,7 +218,18 @@ async def site_rows(session: AsyncSession, meeting_id: int) -> dict[int, SiteAtt
 
 
 def site_members(row: SiteAttendance) -> int:
-    return max(row.seats, row.headcount if row.present else 0)
+    """Members of the body sitting at a site without tablets: its seats, whoever came."""
+    return row.seats
+
+
+def site_present_members(row: SiteAttendance) -> int:
+    """Of those, how many are here: the roll call's headcount fills the seats, no more."""
+    return min(row.seats, row.headcount) if row.present else 0
+
+
+def site_guests(row: SiteAttendance) -> int:
+    """People counted at a site beyond its members' seats: attendance only."""
+    return row.headcount - site_present_members(row) if row.present else 0
 
 
 def voter_ids(meeting_id: int) -> Any:
@@ -232,11 +252,12 @@ async def count(session: AsyncSession, query: Any) -> int:
 
 
 async def local_headcount(session: AsyncSession, meeting_id: int) -> Headcount:
-    """This server's summary: voting members (plus sites' seats) and how many are here."""
+    """This server's summary: voting members (plus sites' member seats) and how many of them
+    are here; a roll call's headcount counts only within its site's seats."""
     sites = (await site_rows(session, meeting_id)).values()
     members = await count(session, voter_ids(meeting_id)) + sum(site_members(s) for s in sites)
     present = await count(session, present_voter_ids(meeting_id))
-    present += sum(s.headcount for s in sites if s.present)
+    present += sum(site_present_members(s) for s in sites)
     return Headcount("local", members, present)
 
 
@@ -317,9 +338,14 @@ async def attendance_view(session: AsyncSession, state: ProcedureState) -> dict[
         site_list.append({"site_id": site.id, "name": site.name,
                           "answered": a is not None and a.answered_by is not None,
                           "present": bool(a and a.present), "headcount": a.headcount if a else 0,
-                          "seats": a.seats if a else 0})
+                          "seats": a.seats if a else 0,
+                          "members_present": site_present_members(a) if a else 0,
+                          "guests": site_guests(a) if a else 0})
     remote = await remote_headcounts(session, meeting_id)
     q = quorum([await local_headcount(session, meeting_id), *remote], state.quorum_rule)
     return {"people": people, "sites": site_list, "roll_call_open": state.roll_call_open,
-            "quorum": q.as_dict(), "nodes": [{"node": h.node, "members": h.members,
-                                              "present": h.present} for h in remote]}
+            "rule_set": state.rule_set.value, "quorum": q.as_dict(),
+            # people counted at the sites by roll call: attendance, never a vote's base
+            "in_room": sum(a.headcount for a in answers.values() if a.present),
+            "nodes": [{"node": h.node, "members": h.members, "present": h.present}
+                      for h in remote]}

@@ -36,7 +36,7 @@ from rooms.procedure_models import (
     VoteParticipation,
     VoteStatus,
 )
-from rooms.votes import options_of
+from rooms.votes import expired, options_of
 
 _RECEIPT_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 _RECEIPT_MIN_DISTINCT = 6  # web_client/static/js/procedure-ui.js makes codes that pass
@@ -121,6 +121,9 @@ async def cast_many(session: AsyncSession, vote: Vote, ballots: Sequence[BallotI
     if vote.status != VoteStatus.open:
         return [Conflict(f"vote {vote.id} is {vote.status.value}; ballots are no longer "
                          f"accepted", code="vote_closed") for _ in ballots]
+    if expired(vote):  # its time ran out; the server is closing it
+        return [Conflict(f"vote {vote.id}'s time is up; ballots are no longer accepted",
+                         code="vote_closed") for _ in ballots]
     n_options = len(options_of(vote))
     seal: VoteSeal | None = None
     if vote.secret:

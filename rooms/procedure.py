@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms.errors import Conflict, DomainError
 from rooms.models import Meeting, MeetingStatus
-from rooms.procedure_models import ProcedureState, QuorumRule
+from rooms.procedure_models import ProcedureState, QuorumRule, RuleSet
 
 
 class RateLimited(DomainError):
@@ -47,7 +47,7 @@ async def lock(session: AsyncSession, meeting_id: int) -> ProcedureState:
     if state is None:
         await insert_ignore(session, ProcedureState, meeting_id=meeting_id, seq=0,
                             roll_call_open=False, quorum_rule=QuorumRule.majority,
-                            conclusions="")
+                            rule_set=RuleSet.other, conclusions="")
         state = (await session.exec(bump)).scalars().one()  # type: ignore[call-overload]
     assert isinstance(state, ProcedureState)
     return state

@@ -27,6 +27,32 @@ class AttendanceStatus(str, enum.Enum):
 class QuorumRule(str, enum.Enum):
     majority = "majority"  # more than half of the members
     two_thirds = "two_thirds"  # at least two thirds of the members
+    none = "none"  # other meetings (briefings, consultations): no quorum
+
+
+class RuleSet(str, enum.Enum):
+    """The body whose working rules the meeting follows (shared/DOMAIN.md, "Rules a vote
+    and a quorum follow"): it gives the quorum and each vote's default base and threshold."""
+
+    council = "council"  # HĐND session: passes with more than half of ALL delegates
+    committee = "committee"  # UBND meeting: more than half of all members; a tie goes the
+    # Chairman's way
+    other = "other"  # briefings, consultations: opinions, counted among those present
+
+
+class VoteKind(str, enum.Enum):
+    motion = "motion"  # adopted or not ("Thông qua" / "Không thông qua")
+    election = "election"  # the options are candidates; who is elected
+
+
+class VoteBase(str, enum.Enum):
+    all_members = "all_members"  # "tổng số đại biểu": every voting member of the body
+    present = "present"  # the voting members present when the vote closes
+
+
+class Threshold(str, enum.Enum):
+    majority = "majority"  # more than half of the base ("quá nửa")
+    two_thirds = "two_thirds"  # at least two thirds of the base
 
 
 class FloorStatus(str, enum.Enum):
@@ -55,6 +81,7 @@ class ProcedureState(SQLModel, table=True):
     floor_request_id: int | None = Field(default=None, foreign_key="floorrequest.id")
     roll_call_open: bool = False
     quorum_rule: QuorumRule = Field(default=QuorumRule.majority, sa_column=enum_column(QuorumRule))
+    rule_set: RuleSet = Field(default=RuleSet.other, sa_column=enum_column(RuleSet))
     conclusions: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
 
@@ -148,6 +175,10 @@ class Vote(SQLModel, table=True):
     opened_by: int | None = Field(default=None, foreign_key="user.id")
     result_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     seal_key_id: str | None = Field(default=None, max_length=16)  # secret votes: whose key seals
+    kind: VoteKind = Field(default=VoteKind.motion, sa_column=enum_column(VoteKind))
+    base: VoteBase = Field(default=VoteBase.all_members, sa_column=enum_column(VoteBase))
+    threshold: Threshold = Field(default=Threshold.majority, sa_column=enum_column(Threshold))
+    closes_at: datetime | None = None  # a time limit: the server closes the vote then
 
 
 class VoteParticipation(SQLModel, table=True):

@@ -19,24 +19,29 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rooms import agenda, attendance
+from rooms import agenda, attendance, vote_rules
 from rooms.ballot_seal import BallotKey, Unsealed, receipt_hash
 from rooms.db import SQLITE_BUSY_TIMEOUT_MS, Database
 from rooms.errors import Conflict, Invalid, NotFound
-from rooms.models import MeetingRole, Site, User, utcnow
+from rooms.models import MeetingMember, MeetingRole, Site, User, utcnow
 from rooms.procedure_models import (
     Attendance,
     ProcedureState,
+    RuleSet,
     SealedBallot,
     SiteVoteCount,
+    Threshold,
     Vote,
     VoteBallot,
+    VoteBase,
+    VoteKind,
     VoteParticipation,
     VoteStatus,
 )
@@ -45,6 +50,7 @@ STANDARD_OPTIONS = ("agree", "disagree", "abstain")
 STANDARD_LABELS_VI = {"agree": "Tán thành", "disagree": "Không tán thành",
                       "abstain": "Không biểu quyết"}
 MAX_OPTIONS = 12
+MIN_TIME_LIMIT_S, MAX_TIME_LIMIT_S = 10, 3 * 3600
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,10 @@ class NewVote:
     secret: bool = False
     allow_change: bool = False
     options: tuple[str, ...] | None = None  # None: agree / disagree / abstain
+    kind: VoteKind = VoteKind.motion
+    base: VoteBase | None = None  # None: the meeting's rule set says (vote_rules.default_rule)
+    threshold: Threshold | None = None
+    time_limit_seconds: int | None = None  # the server closes the vote when it runs out
 
 
 def options_of(vote: Vote) -> list[str]:
@@ -91,6 +101,12 @@ async def open_vote(session: AsyncSession, state: ProcedureState, by: User, spec
     if not 1 <= len(question) <= 500:
         raise Invalid("question must be 1 to 500 characters")
     options, custom = _clean_options(spec.options)
+    if spec.kind == VoteKind.election and not custom:
+        raise Invalid("an election's options are its candidates: give their names")
+    limit = spec.time_limit_seconds
+    if limit is not None and not MIN_TIME_LIMIT_S <= limit <= MAX_TIME_LIMIT_S:
+        raise Invalid(f"a time limit is {MIN_TIME_LIMIT_S} to {MAX_TIME_LIMIT_S} seconds")
+    rule = vote_rules.default_rule(state.rule_set, spec.kind)
     if spec.secret and key is None:
         raise ValueError("a secret vote needs the ballot key")
     running = await session.exec(select(Vote.id).where(Vote.meeting_id == state.meeting_id,
@@ -101,7 +117,11 @@ async def open_vote(session: AsyncSession, state: ProcedureState, by: User, spec
                 question=question, options_json=json.dumps(options, ensure_ascii=False),
                 custom_options=custom, secret=spec.secret, allow_change=spec.allow_change,
                 status=VoteStatus.open, opened_by=by.id,
-                seal_key_id=key.key_id if spec.secret and key is not None else None)
+                seal_key_id=key.key_id if spec.secret and key is not None else None,
+                kind=spec.kind, base=spec.base or rule.base,
+                threshold=spec.threshold or rule.threshold)
+    if limit is not None:
+        vote.closes_at = vote.opened_at + timedelta(seconds=limit)
     session.add(vote)
     await session.flush()
     return vote
@@ -109,8 +129,9 @@ async def open_vote(session: AsyncSession, state: ProcedureState, by: User, spec
 
 async def enter_site_counts(session: AsyncSession, vote: Vote, by: User, role: MeetingRole,
                             site_id: int, counts: list[int]) -> SiteVoteCount:
-    """A site without tablets reports its show of hands; bounded by its roll-call headcount."""
-    if vote.status != VoteStatus.open:
+    """A site without tablets reports its members' show of hands: bounded by the members
+    present there (its seats, filled by its roll-call headcount; guests do not vote)."""
+    if vote.status != VoteStatus.open or expired(vote):
         raise Conflict(f"vote {vote.id} is {vote.status.value}", code="vote_closed")
     await attendance.require_invited_site(session, vote.meeting_id, site_id)
     attendance.may_answer_for(by, role, site_id)
@@ -120,9 +141,10 @@ async def enter_site_counts(session: AsyncSession, vote: Vote, by: User, role: M
     if row is None or not row.present:
         raise Conflict("the site has not answered the roll call as present",
                        code="site_not_present")
-    if sum(counts) > row.headcount:
-        raise Invalid(f"the counts add up to {sum(counts)}, more than the site's headcount "
-                      f"of {row.headcount}")
+    members_here = attendance.site_present_members(row)
+    if sum(counts) > members_here:
+        raise Invalid(f"the counts add up to {sum(counts)}, more than the {members_here} "
+                      f"members present at the site (its seats, filled by its headcount)")
     rows = await session.exec(select(SiteVoteCount).where(SiteVoteCount.vote_id == vote.id,
                                                           SiteVoteCount.site_id == site_id))
     entry = rows.first() or SiteVoteCount(vote_id=vote.id, site_id=site_id,  # type: ignore[arg-type]
@@ -191,12 +213,34 @@ async def tally(session: AsyncSession, vote: Vote,
     totals = list(individual)
     for s in sites:
         totals = [a + b for a, b in zip(totals, s["counts"])]
-    eligible = (await attendance.local_headcount(session, vote.meeting_id)).members
+    heads = await attendance.local_headcount(session, vote.meeting_id)
     cast, present_count, not_voted = await _turnout(session, vote)
-    top = totals[0] if not vote.custom_options else max(totals, default=0)
+    state = await session.get(ProcedureState, vote.meeting_id)
+    rule_set = state.rule_set if state is not None else RuleSet.other
+    rule = vote_rules.VoteRule(vote.kind, vote.base, vote.threshold)
+    decided = vote_rules.outcome(rule, rule_set, totals, vote.custom_options, heads.members,
+                                 heads.present, await _chair_option(session, vote, rule_set))
     return {"counts": individual, "site_counts": sites, "totals": totals,
-            "cast": cast, "present_voters": present_count, "not_voted": not_voted,
-            "eligible": eligible, "adopted": eligible > 0 and top * 2 > eligible}
+            "cast": cast, "present_voters": present_count, "not_voted": not_voted, **decided}
+
+
+async def _chair_option(session: AsyncSession, vote: Vote, rule_set: RuleSet) -> int | None:
+    """What the Chairman chose, where it can decide a tie: an open vote of a committee."""
+    if rule_set != RuleSet.committee or vote.secret:
+        return None
+    rows = await session.exec(select(VoteParticipation.option)
+                              .join(MeetingMember, col(MeetingMember.user_id)
+                                    == col(VoteParticipation.user_id))
+                              .where(VoteParticipation.vote_id == vote.id,
+                                     MeetingMember.meeting_id == vote.meeting_id,
+                                     MeetingMember.role == MeetingRole.chair)
+                              .order_by(col(MeetingMember.id)))
+    return rows.first()
+
+
+def expired(vote: Vote, now: datetime | None = None) -> bool:
+    """An open vote whose time limit ran out: it takes no more ballots, and closes."""
+    return vote.closes_at is not None and (now or utcnow()) >= vote.closes_at
 
 
 async def _turnout(session: AsyncSession, vote: Vote) -> tuple[int, int, int]:
@@ -306,6 +350,8 @@ def vote_dict(vote: Vote, counts: dict[str, Any] | None) -> dict[str, Any]:
         "opened_at": vote.opened_at.isoformat(),
         "closed_at": vote.closed_at.isoformat() if vote.closed_at else None,
         "final": vote.status == VoteStatus.closed, "result": None, "turnout": None,
+        "kind": vote.kind.value, "base": vote.base.value, "threshold": vote.threshold.value,
+        "closes_at": vote.closes_at.isoformat() if vote.closes_at else None,
     }
     if counts is not None:
         data["turnout"] = {k: counts[k] for k in ("cast", "present_voters", "not_voted",

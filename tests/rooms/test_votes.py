@@ -17,7 +17,7 @@ from rooms import agenda, attendance, ballot_box, meetings, votes
 from rooms.ballot_seal import BallotKey
 from rooms.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from rooms.models import Meeting, MeetingRole, MeetingStatus
-from rooms.procedure_models import AttendanceStatus, VoteParticipation
+from rooms.procedure_models import AttendanceStatus, VoteBase, VoteParticipation
 from tests.rooms.conftest import Demo
 
 DELEGATES = ("daibieu", "daibieu2", "daibieu3")
@@ -67,7 +67,7 @@ async def close(demo: Demo, vote_id: int) -> dict[str, object]:
 
 async def test_three_delegates_vote_and_the_result_is_frozen_at_close(demo: Demo) -> None:
     await check_in(demo, *DELEGATES)
-    vote_id = await open_vote(demo)
+    vote_id = await open_vote(demo, base=VoteBase.all_members)
     for name, option in zip(DELEGATES, (0, 0, 1)):
         assert (await cast(demo, name, vote_id, option)).receipt is None  # open vote
     result = await close(demo, vote_id)
@@ -282,8 +282,10 @@ async def test_client_made_receipts_in_one_batch_are_each_used_once(demo: Demo) 
 
 
 async def test_site_counts_are_bounded_by_the_roll_call(demo: Demo) -> None:
+    """A site without tablets votes by show of hands for its member seats; the people its
+    roll call counts beyond them (guests, staff) are attendance and do not vote."""
     await check_in(demo, "daibieu")
-    vote_id = await open_vote(demo)
+    vote_id = await open_vote(demo, base=VoteBase.all_members)
     operator = demo.users["kythuat"]
     site_id = operator.site_id
     assert site_id is not None
@@ -296,7 +298,13 @@ async def test_site_counts_are_bounded_by_the_roll_call(demo: Demo) -> None:
         state = await demo.locked(s)
         state.roll_call_open = True
         await attendance.answer_roll_call(s, state, operator, (await demo.access(s, "kythuat")).role,
-                                          site_id, True, 5)
+                                          site_id, True, 7)
+    async with demo.db.session() as s:
+        access = await demo.access(s, "kythuat")
+        vote = await votes.get_vote(s, demo.meeting_id, vote_id)
+        with pytest.raises(Invalid):  # 7 people in the room, but no member seats: guests
+            await votes.enter_site_counts(s, vote, operator, access.role, site_id, [1, 0, 0])
+        await attendance.set_site_seats(s, demo.meeting_id, site_id, 5)
     async with demo.db.session() as s:
         access = await demo.access(s, "kythuat")
         vote = await votes.get_vote(s, demo.meeting_id, vote_id)
@@ -308,7 +316,8 @@ async def test_site_counts_are_bounded_by_the_roll_call(demo: Demo) -> None:
     await cast(demo, "daibieu", vote_id, 0)
     result = await close(demo, vote_id)
     assert result["counts"] == [1, 0, 0] and result["totals"] == [5, 1, 0]
-    assert result["eligible"] == 9  # 4 voting members + the site's 5
+    assert result["eligible"] == result["base"] == 9  # 4 voting members + the site's 5 seats
+    assert result["percentages"] == [55.56, 11.11, 0.0]
     assert result["site_counts"][0]["entered_for_site"] is True  # type: ignore[index]
     assert result["adopted"] is True
     assert json.dumps(result)  # JSON all the way down

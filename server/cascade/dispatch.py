@@ -41,7 +41,9 @@ class ChildLink:
     unit: str
     bucket: TokenBucket
     transport: LinkTransport  # the link's one WebRTC transport, for all its meetings
-    meetings: set[str] = field(default_factory=set)
+    meetings: set[str] = field(default_factory=set)  # joined for media
+    journals: set[str] = field(default_factory=set)  # meeting journals it follows
+    below: set[str] = field(default_factory=set)  # units linked under it, as its pings say
     strikes: int = 0
     refused: int = 0  # events refused (schema, scope, limits)
     rtt_ms: float | None = None

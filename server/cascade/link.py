@@ -22,6 +22,9 @@ Signaling is socket.io on the namespace ``/node``:
 
 * ``meetings`` / ``headcounts`` (child -> parent): what the parent offers this child;
   the child's subtree's attendance per meeting (within the seats each meeting allots it).
+* ``journal`` (child -> parent: entries after a seq, and follow the rest; parent -> child:
+  entries pushed as they are appended) and ``report`` (child -> parent: the child's pending
+  reports): a meeting's state beyond media (server/cascade/journal.py, reports.py).
 
 Every event on ``/node`` goes through one dispatcher (server/cascade/dispatch.py, and
 `ParentLink._on_link` on the child's side, server/cascade/parent_link.py): a strict schema per event (`NodeSchema`, server/cascade/schemas.py), then
@@ -65,13 +68,16 @@ from server.cascade.schemas import (
     Empty,
     Headcounts,
     Join,
+    JournalPull,
     LinkRequest,
     NodeError,
     P,
     Ping,
+    ReportBatch,
     shown,
     unwrap,
 )
+from server.cascade.state import MeetingState
 from server.cascade.tokens import check_token
 from server.core.settings import NodeConfigError, NodeSettings
 from server.core.socket_guard import refused
@@ -80,6 +86,10 @@ log = logging.getLogger(__name__)
 
 MAX_MEETINGS_PER_LINK = 256
 SCOPE_SWEEP_S = 2.0  # how soon a withdrawn invitation closes a joined meeting's link end
+
+
+def journal_room(key: str) -> str:
+    return f"journal:{key}"
 
 
 class NodeCascade:
@@ -106,6 +116,7 @@ class NodeCascade:
         self.parent: ParentLink | None = None
         self.dispatcher = Dispatcher(self)
         self._sweeper: asyncio.Future[None] | None = None
+        self.state: MeetingState | None = None  # meeting state beyond media (node.setup)
 
     @property
     def events(self) -> dict[str, NodeEvent[Any]]:
@@ -213,6 +224,8 @@ class NodeCascade:
         self._event("join", Join, self._on_join)
         self._event("link", LinkRequest, self._on_link)
         self._event("headcounts", Headcounts, self._on_headcounts)
+        self._event("journal", JournalPull, self._on_journal)
+        self._event("report", ReportBatch, self._on_report)
 
     def _event(self, name: str, schema: type[P],
                handler: Callable[[ChildLink, P], Awaitable[Any]]) -> None:
@@ -225,8 +238,12 @@ class NodeCascade:
         self.sio.on(name, dispatch, namespace=NAMESPACE)
 
     async def leave(self, link: ChildLink, key: str, reason: str) -> None:
-        """The child may no longer act on this meeting: drop its link end here."""
+        """The child may no longer act on this meeting: drop its link end here, and stop
+        pushing the meeting's journal to it."""
         link.meetings.discard(key)
+        if key in link.journals and self.sio is not None:
+            link.journals.discard(key)
+            await self.sio.leave_room(link.sid, journal_room(key), namespace=NAMESPACE)
         cascade = self.cascades.get(key)
         if cascade is not None and link.unit in cascade.links:
             log.warning("cascade: closing %s's link end of %s: %s", link.unit, key, reason)
@@ -236,8 +253,9 @@ class NodeCascade:
         """Close child link ends of meetings that no longer invite the child (or ended):
         media already flowing stops, not only the next request."""
         for link in list(self.children.values()):
-            if link.meetings:
-                for key in await self.directory.out_of_scope(link.unit, set(link.meetings)):
+            if link.meetings or link.journals:
+                for key in await self.directory.out_of_scope(link.unit,
+                                                             link.meetings | link.journals):
                     await self.leave(link, key, "no longer invited")
 
     async def _sweep_forever(self) -> None:
@@ -311,6 +329,7 @@ class NodeCascade:
     async def _on_ping(self, link: ChildLink, payload: Ping) -> dict[str, Any]:
         if payload.rtt_ms is not None:
             link.rtt_ms = payload.rtt_ms  # as the child measured it on its last ping
+        link.below = set(payload.below)
         return {"t": datetime.now(UTC).isoformat()}
 
     async def _on_meetings(self, link: ChildLink, payload: Empty) -> dict[str, Any]:
@@ -319,6 +338,40 @@ class NodeCascade:
     async def _on_headcounts(self, link: ChildLink, payload: Headcounts) -> dict[str, Any]:
         await self.directory.report(link.unit, list(payload.counts))
         return {"accepted": len(payload.counts)}
+
+    async def _on_journal(self, link: ChildLink, payload: JournalPull) -> dict[str, Any]:
+        state = self._state()
+        entries, more = await state.journal.since(payload.meeting, payload.after)
+        if payload.meeting not in link.journals:
+            assert self.sio is not None
+            await self.sio.enter_room(link.sid, journal_room(payload.meeting),
+                                      namespace=NAMESPACE)
+            link.journals.add(payload.meeting)
+        return {"entries": entries, "more": more}
+
+    async def _on_report(self, link: ChildLink, payload: ReportBatch) -> dict[str, Any]:
+        state = self._state()
+        return {"outcomes": [await state.reports.receive(link.unit, item.model_dump())
+                             for item in payload.reports]}
+
+    def _state(self) -> MeetingState:
+        if self.state is None:
+            raise NodeError("not_found", "this node does not relay meeting state")
+        return self.state
+
+    async def push_journal(self, key: str, entries: list[dict[str, Any]]) -> None:
+        """To the children following this meeting's journal (any process: socket.io's
+        manager carries it to the one holding the child's socket)."""
+        if self.sio is not None:
+            await self.sio.emit("journal", {"meeting": key, "entries": entries},
+                                room=journal_room(key), namespace=NAMESPACE)
+
+    def reachable(self) -> set[str]:
+        """This node and the nodes linked under it now."""
+        found = {self.settings.unit}
+        for link in self.children.values():
+            found |= {link.unit} | link.below
+        return found
 
     async def _on_join(self, link: ChildLink, payload: Join) -> dict[str, Any]:
         meeting = payload.meeting

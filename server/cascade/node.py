@@ -18,11 +18,13 @@ from rooms import procedure
 from rooms.db import Database
 from rooms.errors import NotFound
 from rooms.models import Meeting
+from server.cascade import topic
 from server.cascade.credentials import CREDENTIALS_REFRESH_S, load_credentials
-from server.cascade.keys import NODE
+from server.cascade.keys import NODE, STATE
 from server.cascade.link import NodeCascade
 from server.cascade.meetings import DbDirectory
 from server.cascade.room import CascadedRoom
+from server.cascade.state import MeetingState
 from server.conference.keys import MEDIA
 from server.conference.outbox import Outbox
 from server.core import keys
@@ -57,6 +59,9 @@ def setup(app: web.Application) -> None:
     node = NodeCascade(settings.node, hub.sfu, directory=directory)
     node.attach(app[keys.SIO])
     app[NODE] = node
+    node.state = app[STATE] = MeetingState(db, settings.node.unit, node.push_journal,
+                                           node.reachable)
+    topic.install(app, node.state)
 
     async def open_cascade(meeting_id: int) -> Cascade:
         async with db.session() as s:
@@ -77,6 +82,8 @@ async def lifespan(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     await load_credentials(db, node)  # stored rotations/revocations win over env
+    if node.state is not None:  # entries stored but not applied before a crash
+        await node.state.journal.apply_pending()
     node.start_parent_link()
     refresher = asyncio.create_task(_refresh_credentials(db, node), name="node-credentials")
     yield

@@ -17,8 +17,10 @@ import socketio
 
 from media import LinkTransport
 from server.cascade.dispatch import link_op
+from server.cascade.reports import wire as report_wire
 from server.cascade.schemas import (
     NAMESPACE,
+    JournalPush,
     LinkRequest,
     NodeError,
     ack_error,
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PING_INTERVAL_S = 2.0  # RTT and meeting directory refresh, child -> parent
+# A report refused for these will be refused again: settled as refused, not retried.
+FINAL_REFUSALS = frozenset({"not_found", "invalid", "forbidden", "too_large"})
 
 
 class ParentLink:
@@ -97,6 +101,7 @@ class ParentLink:
         while True:
             client = socketio.AsyncClient(reconnection=False, http_session=self._http())
             client.on("link", self._on_link, namespace=NAMESPACE)
+            client.on("journal", self._on_journal, namespace=NAMESPACE)
             client.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
             client.on("connect_error", self._on_connect_error, namespace=NAMESPACE)
             self._client = client
@@ -123,8 +128,10 @@ class ParentLink:
             self.state = "connected"
             self._connected.set()
             pinger = asyncio.ensure_future(self._ping(client))
+            deliverer = asyncio.ensure_future(self._deliver(client))
             await self._lost.wait()
             pinger.cancel()
+            deliverer.cancel()
             self.state = "disconnected"
             self.reconnects += 1
             await self._drop(client)
@@ -172,6 +179,7 @@ class ParentLink:
         self.node.path = [self.node.settings.unit, *path]
         self._reported = None  # a new connection: the parent forgot them
         await self._sync_meetings(client)
+        await self._pull_journals(client)
         await self._send_headcounts(client)
         for meeting in sorted(self.meetings):
             await self._join(meeting)
@@ -221,10 +229,12 @@ class ParentLink:
         while True:
             started = time.monotonic()
             try:
-                await client.call("ping", {"rtt_ms": self.rtt_ms}, namespace=NAMESPACE,
-                                  timeout=5)
+                below = sorted(self.node.reachable() - {self.node.settings.unit})
+                await client.call("ping", {"rtt_ms": self.rtt_ms, "below": below},
+                                  namespace=NAMESPACE, timeout=5)
                 self.rtt_ms = round((time.monotonic() - started) * 1000, 2)
                 await self._sync_meetings(client)
+                await self._pull_journals(client)
                 await self._send_headcounts(client)
             except Exception:  # noqa: BLE001 - the disconnect handler decides
                 self.rtt_ms = None
@@ -248,3 +258,93 @@ class ParentLink:
             await self.node.directory.mirror(reply["meetings"])
 
 
+
+    # -- meeting state beyond media (server/cascade/journal.py, reports.py) -------------------
+    async def _on_journal(self, data: Any = None) -> None:
+        """Entries the parent pushes as they are appended; a gap is filled by a pull."""
+        state, client = self.node.state, self._client
+        if state is None or client is None:
+            return
+        try:
+            push = validate(JournalPush, data)
+            items = [item.model_dump() for item in push.entries]
+            if not await state.journal.ingest(push.meeting, items):
+                await self._pull(client, push.meeting)
+        except NodeError as exc:
+            log.warning("cascade: ignored a journal push: %s: %s", exc.code, exc.message)
+        except (ConnectionError, socketio.exceptions.SocketIOError) as exc:
+            log.info("cascade: journal pull after a gap failed (retried): %s", exc)
+        except Exception:
+            log.exception("cascade: a journal push from the parent failed")
+
+    async def _pull_journals(self, client: socketio.AsyncClient) -> None:
+        """Every meeting mirrored here: what the parent has after our last entry (after an
+        outage, a restart) and, from then on, its pushes."""
+        state = self.node.state
+        if state is None:
+            return
+        for key in await state.mirrors():
+            try:
+                await self._pull(client, key)
+            except ConnectionError as exc:
+                log.info("cascade: pulling the journal of %s: %s", key, exc)
+
+    async def _pull(self, client: socketio.AsyncClient, key: str) -> None:
+        state = self.node.state
+        assert state is not None
+        while True:
+            after = await state.journal.last(key)
+            reply = parent_result(await client.call(
+                "journal", {"meeting": key, "after": after}, namespace=NAMESPACE, timeout=10),
+                f"journal {key}")
+            push = validate(JournalPush, {"meeting": key, "entries": reply.get("entries")})
+            await state.journal.ingest(key, [item.model_dump() for item in push.entries])
+            if not reply.get("more"):
+                return
+
+    async def _deliver(self, client: socketio.AsyncClient) -> None:
+        """This node's outbox, oldest first, to the parent; a report leaves it only once the
+        parent stored or applied it (or refused it, with the reason kept)."""
+        state = self.node.state
+        if state is None:
+            return
+        reports = state.reports
+        while True:
+            reports.wake.clear()
+            rows = await reports.pending()
+            if not rows:
+                try:
+                    async with asyncio.timeout(PING_INTERVAL_S):
+                        await reports.wake.wait()
+                except TimeoutError:
+                    pass
+                continue
+            try:
+                await self._send_reports(client, rows)
+            except (ConnectionError, TimeoutError, socketio.exceptions.SocketIOError) as exc:
+                log.info("cascade: delivering %d report(s) failed (retried): %s", len(rows),
+                         exc)
+                await asyncio.sleep(1.0)
+
+    async def _send_reports(self, client: socketio.AsyncClient, rows: list[Any]) -> None:
+        """A batch the parent refuses whole (a meeting it no longer offers, say) is sent
+        again report by report: one it refuses alone is settled as refused, so it cannot
+        hold back the others."""
+        state = self.node.state
+        assert state is not None
+        reply = await client.call("report", {"reports": [report_wire(r) for r in rows]},
+                                  namespace=NAMESPACE, timeout=10)
+        if isinstance(reply, dict) and reply.get("ok") is True:
+            result = reply.get("result")
+            outcomes = result.get("outcomes") if isinstance(result, dict) else None
+            await state.reports.settle([o for o in outcomes or [] if isinstance(o, dict)])
+            return
+        error = reply.get("error") if isinstance(reply, dict) else None
+        code = error.get("code") if isinstance(error, dict) else None
+        if code not in FINAL_REFUSALS:
+            raise ConnectionError(f"parent refused the reports: {shown(reply)}")
+        if len(rows) > 1:
+            for row in rows:
+                await self._send_reports(client, [row])
+            return
+        await state.reports.settle([{"id": rows[0].id, "state": "refused", "error": error}])

@@ -77,8 +77,12 @@ class Empty(NodeSchema):
     """``hello``, ``meetings``: no fields."""
 
 
+_Unit = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w:.\-]+$")]
+
+
 class Ping(NodeSchema):
     rtt_ms: float | None = Field(default=None, ge=0, le=60_000)
+    below: list[_Unit] = Field(default_factory=list, max_length=1000)  # linked under the child
 
 
 class Join(NodeSchema):
@@ -155,6 +159,53 @@ class LinkRequest(NodeSchema):
     @model_validator(mode="after")
     def _data_fits_op(self) -> LinkRequest:
         _LINK_DATA[self.op].model_validate_json(json.dumps(self.data))
+        return self
+
+
+# Meeting state across nodes (server/cascade/journal.py, reports.py).
+_Seq = Annotated[int, Field(ge=0, le=2**53)]
+_Topic = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.\-]*$")]
+MAX_JOURNAL_PUSH = 200
+MAX_REPORTS = 50
+
+
+class JournalPull(NodeSchema):
+    """``journal`` (child -> parent): the entries after `after`; subscribes to the rest."""
+
+    meeting: MeetingKey
+    after: _Seq
+
+
+class JournalItem(NodeSchema):
+    seq: _Seq  # 0: an ephemeral push, never stored
+    topic: _Topic
+    data: dict[str, Any]
+
+
+class JournalPush(NodeSchema):
+    """``journal`` (parent -> child): entries in seq order."""
+
+    meeting: MeetingKey
+    entries: list[JournalItem] = Field(max_length=MAX_JOURNAL_PUSH)
+
+
+class ReportItem(NodeSchema):
+    id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    meeting: MeetingKey
+    origin: _Unit
+    topic: _Topic
+    data: dict[str, Any]
+
+
+class ReportBatch(NodeSchema):
+    """``report`` (child -> parent): the oldest pending reports of the child's outbox."""
+
+    reports: list[ReportItem] = Field(min_length=1, max_length=MAX_REPORTS)
+
+    @model_validator(mode="after")
+    def _each_once(self) -> ReportBatch:
+        if len({r.id for r in self.reports}) != len(self.reports):
+            raise ValueError("a report is sent twice in one batch")
         return self
 
 

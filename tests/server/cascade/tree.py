@@ -1,0 +1,101 @@
+"""Three in-process Hopso nodes on loopback ports (province <- city <- ward), each with its
+own SQLite database and the demo data, for tests of a meeting across the tree. Faster than
+real processes (tests/server/cascade/test_servers.py); the same app, links and databases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from server.cascade.keys import NODE, STATE
+from server.cascade.link import NodeCascade
+from server.cascade.state import MeetingState
+from server.core.settings import NodeSettings
+from tests.conftest import Client, Harness, start_harness
+
+CITY_SECRET = "city-secret-0123456789"
+WARD_SECRET = "ward-secret-0123456789"
+T = TypeVar("T")
+
+
+@dataclass
+class Tree:
+    province: Harness
+    city: Harness
+    ward: Harness
+
+    @property
+    def nodes(self) -> tuple[Harness, Harness, Harness]:
+        return self.province, self.city, self.ward
+
+
+def node(h: Harness) -> NodeCascade:
+    return h.server.app[NODE]
+
+
+def state(h: Harness) -> MeetingState:
+    return h.server.app[STATE]
+
+
+async def until(probe: Callable[[], Awaitable[T | None]], timeout: float, what: str) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def tree(tmp_path: Path) -> AsyncIterator[Tree]:
+    province = await start_harness(tmp_path / "province", None, node=NodeSettings(
+        "province", children={"city": CITY_SECRET}))
+    city = await start_harness(tmp_path / "city", None, node=NodeSettings(
+        "city", parent_url=province.base, secret=CITY_SECRET,
+        children={"ward": WARD_SECRET}))
+    ward = await start_harness(tmp_path / "ward", None, node=NodeSettings(
+        "ward", parent_url=city.base, secret=WARD_SECRET))
+    found = Tree(province, city, ward)
+    try:
+        yield found
+    finally:
+        for h in (ward, city, province):  # children first
+            await h.close()
+            await h.server.close()
+
+
+async def cascaded_meeting(t: Tree, seats: dict[str, int] | None = None
+                           ) -> tuple[Client, int, str, int, int]:
+    """The province chair opens their first meeting and invites the city and the ward:
+    (chair, province meeting id, key, city mirror id, ward mirror id)."""
+    chair = await t.province.login("chutri")
+    _, mine = await chair.call("GET", "/api/meetings")
+    meeting_id = mine["meetings"][0]["id"]
+    assert (await chair.call("POST", f"/api/meetings/{meeting_id}/open"))[0] == 200
+    status, body = await chair.call("PUT", f"/api/meetings/{meeting_id}/nodes", {
+        "nodes": ["city", "ward"], "seats": seats or {"city": 5, "ward": 2}})
+    assert status == 200, body
+    key = f"province/{meeting_id}"
+
+    async def mirrored(h: Harness) -> int | None:
+        return await state(h).meeting_of(key)
+    city_id = await until(lambda: mirrored(t.city), 10, "the city mirrors the meeting")
+    ward_id = await until(lambda: mirrored(t.ward), 10, "the ward mirrors the meeting")
+    return chair, meeting_id, key, city_id, ward_id
+
+
+async def following(h: Harness, key: str, seq: int) -> None:
+    """Wait until node `h` has stored the meeting's journal up to `seq`."""
+    async def there() -> bool:
+        return await state(h).journal.last(key) >= seq
+    await until(there, 10, f"journal {key} #{seq} at {node(h).settings.unit}")
+
+

@@ -59,6 +59,8 @@ class Document(SQLModel, table=True):
     filename: str = Field(max_length=200)  # sanitised original name, for display only
     confidential: bool = False
     published: bool = False
+    # Published once, then taken back: no new version until it is published again.
+    withdrawn: bool = False
     status: DocumentStatus = Field(sa_column=enum_column(DocumentStatus))
     version: int = 1  # the version viewers see
     created_by: int = Field(foreign_key="user.id")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -114,3 +115,13 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok" if db_ok else "degraded", "database": db_ok,
                               "redis": bool(request.app[keys.SETTINGS].redis_url)},
                              status=200 if db_ok else 503)
+
+
+FAVICON = Path(__file__).resolve().parents[2] / "web_client" / "static" / "favicon.ico"
+
+
+@routes.get("/favicon.ico")
+async def favicon(request: web.Request) -> web.FileResponse:
+    """Browsers ask for it on every page (base.html links the SVG one too)."""
+    return web.FileResponse(FAVICON, headers={"Content-Type": "image/x-icon",
+                                              "Cache-Control": "public, max-age=86400"})

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from server.core.feature import Feature
 from server.core.realtime import Realtime
-from server.documents import pages, routes, sockets, upload
+from server.documents import pages, routes, sockets, upload, versions
 from server.documents.keys import DOCUMENTS
 from server.documents.runtime import create_runtime, documents_context
 
@@ -17,6 +17,7 @@ def setup(app: web.Application, realtime: Realtime) -> None:
     app.add_routes(upload.routes)
     app.add_routes(routes.routes)
     app.add_routes(pages.routes)
+    app.add_routes(versions.routes)
 
 
 # The runtime's worker pool and background writers start after core's database (migrated:

@@ -29,6 +29,7 @@ from server.core.http_util import Body, int_id, parse_int, query_int, read_body
 from server.core.realtime import meeting_room
 from server.documents.annotation_push import doc_room
 from server.documents.annotations import Viewer
+from server.documents.events import DocumentChanged
 from server.documents.keys import DOCUMENTS
 from server.documents.runtime import DocumentRuntime
 
@@ -45,10 +46,20 @@ class DocumentEdit(Body):
     title: str | None = None
     agenda_item_id: int | None = None
     confidential: bool | None = None
+    version: int | None = None  # the version the caller's page shows (a stale tab is refused)
 
 
 class Publish(Body):
     published: bool
+    version: int | None = None
+
+
+# Marks every answer that carries a confidential document's content: the service worker
+# (web_client/static/sw.js) never keeps such an answer, and drops its copies of the document.
+CONFIDENTIAL_HEADER = "Hopso-Confidential"
+# Content a browser may keep but must ask the server about before each use: a document can
+# become confidential (or be withdrawn) under the same URL, and every read is logged.
+REVALIDATE = "private, no-cache"
 
 
 def _query(request: web.Request) -> str:
@@ -191,20 +202,30 @@ async def details(request: web.Request) -> web.Response:
     grant, _ = await _grant(request, "details")
     async with request.app[keys.DB].session() as s:
         versions = (await catalog.versions_of(s, [grant.document.id]))[grant.document.id]  # type: ignore[index, list-item]
-    return web.json_response(catalog.details_dict(grant, versions))
+    headers = {CONFIDENTIAL_HEADER: "1"} if grant.document.confidential else None
+    return web.json_response(catalog.details_dict(grant, versions), headers=headers)
 
 
 # Checks and applies an edit inside the edit's transaction (raising leaves nothing changed).
 Change = Callable[[AsyncSession, Document, list[DocumentVersion]], Awaitable[None]]
 
 
-async def _edit(request: web.Request, change: Change) -> tuple[Document, dict[str, Any]]:
+def check_current(doc: Document, seen: int | None) -> None:
+    """A tab acting on the version it shows: refused once another version is current."""
+    if seen is not None and seen != doc.version:
+        raise Conflict(f"this page shows version {seen}; the document is now at version "
+                       f"{doc.version}: reload it and try again", code="stale_version")
+
+
+async def _edit(request: web.Request, change: Change,
+                seen: int | None = None) -> tuple[Document, dict[str, Any]]:
     user = current_user(request)
     document_id = int_id(request, "document_id")
     async with request.app[keys.DB].session() as s:
         grant = await catalog.require_document(s, user, document_id, Action.upload_document)
         doc = grant.document
-        was_published = doc.published
+        check_current(doc, seen)
+        was_published, was_confidential = doc.published, doc.confidential
         versions = (await catalog.versions_of(s, [document_id]))[document_id]
         await change(s, doc, versions)
         doc.updated_at = utcnow()
@@ -218,6 +239,14 @@ async def _edit(request: web.Request, change: Change) -> tuple[Document, dict[st
         await rt.sio.close_room(doc_room(document_id, presenters=False))
     else:
         await rt.emit_audience(doc, "document:updated", data)
+    if was_confidential != doc.confidential:
+        # Open viewers re-render under the new rules at once, and every tablet of the
+        # meeting drops what its service worker kept of the document (docs/protocol.md).
+        await rt.emit_audience(doc, "document:confidential", {
+            "document_id": doc.id, "meeting_id": doc.meeting_id,
+            "confidential": doc.confidential, "version": doc.version})
+    await request.app[keys.BUS].publish(DocumentChanged(doc.meeting_id, document_id,
+                                                        doc.published, was_published))
     return doc, data
 
 
@@ -238,7 +267,7 @@ async def edit(request: web.Request) -> web.Response:
         if body.confidential is not None:
             doc.confidential = body.confidential
 
-    _, data = await _edit(request, change)
+    _, data = await _edit(request, change, body.version)
     return web.json_response(data)
 
 
@@ -250,9 +279,14 @@ async def publish(request: web.Request) -> web.Response:
         if body.published and doc.status.value == "rejected":
             raise Conflict("a rejected document cannot be published; upload a new version",
                            code="rejected")
+        # Taken back after delegates had it: withdrawn (no new version until published again).
+        if body.published:
+            doc.withdrawn = False
+        elif doc.published:
+            doc.withdrawn = True
         doc.published = body.published
 
-    _, data = await _edit(request, change)
+    _, data = await _edit(request, change, body.version)
     return web.json_response(data)
 
 
@@ -266,9 +300,11 @@ async def pdf(request: web.Request) -> web.StreamResponse:
         raise Forbidden("confidential documents are view-only", code="view_only")
     path = _safe_copy(request.app[DOCUMENTS], v)
     name = Path(grant.document.filename).stem + ".pdf"
+    # Revalidated at every read (a 304 when unchanged): were it cached for a day, a document
+    # made confidential meanwhile would stay readable in the clear, and unlogged.
     return web.FileResponse(path, headers={
         "Content-Type": "application/pdf", "Content-Disposition": content_disposition(name, inline=True),
-        "Cache-Control": "private, max-age=86400"})
+        "Cache-Control": REVALIDATE})
 
 
 def _page_number(request: web.Request, v: DocumentVersion) -> int:
@@ -299,7 +335,7 @@ async def _image(request: web.Request, kind: str) -> web.StreamResponse:
     if grant.document.confidential:
         jpeg = await _confidential_image(request, rt, grant, v, page, width, kind)
         return web.Response(body=jpeg, content_type="image/jpeg",
-                            headers={"Cache-Control": "no-store"})
+                            headers={"Cache-Control": "no-store", CONFIDENTIAL_HEADER: "1"})
     derived = rt.store.derived_dir(v.sha256)
     if thumb:
         path = derived / "thumbs" / f"{page:04d}.jpg"
@@ -313,8 +349,8 @@ async def _image(request: web.Request, kind: str) -> web.StreamResponse:
             return web.Response(body=rendered.jpeg, content_type="image/jpeg",
                                 headers={"Cache-Control": "no-store"})
         await asyncio.to_thread(raster.write_atomic, path, rendered.jpeg)
-    cache = "private, max-age=86400" if "version" in request.query else "private, no-cache"
-    return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": cache})
+    return web.FileResponse(path, headers={"Content-Type": "image/jpeg",
+                                           "Cache-Control": REVALIDATE})
 
 
 @routes.get("/api/documents/{document_id}/pages/{page}")
@@ -361,7 +397,9 @@ async def export(request: web.Request) -> web.Response:
     name = f"{Path(grant.document.filename).stem} - {grant.access.user.full_name}.pdf"
     return web.Response(body=body, content_type="application/pdf",
                         headers={"Content-Disposition": content_disposition(name),
-                                 "Cache-Control": "no-store"})
+                                 "Cache-Control": "no-store", **(
+                                     {CONFIDENTIAL_HEADER: "1"}
+                                     if grant.document.confidential else {})})
 
 
 # --- audit and diagnostics -----------------------------------------------------------------

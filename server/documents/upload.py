@@ -24,12 +24,13 @@ from server.core.auth import current_user
 from server.core.http_util import form_errors, int_id, parse_int
 from server.documents import processing as doc_processing
 from server.documents.keys import DOCUMENTS
+from server.documents.routes import check_current
 from server.documents.runtime import DocumentRuntime
 
 routes = web.RouteTableDef()
 CHUNK_BYTES = 256 * 1024
 FIELD_BYTES = 2000
-FIELDS = ("title", "agenda_item_id", "confidential")
+FIELDS = ("title", "agenda_item_id", "confidential", "meeting_id", "base_version")
 _STATUS = {RejectCode.TOO_LARGE: 413, RejectCode.NOT_PDF: 415}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
@@ -195,6 +196,7 @@ async def new_version(request: web.Request) -> web.Response:
     document_id = int_id(request, "document_id")
     async with request.app[keys.DB].session() as s:
         grant = await catalog.require_document(s, user, document_id, Action.upload_document)
+        _check_withdrawn(grant.document)
         _check_no_pending((await catalog.versions_of(s, [document_id]))[document_id],
                           grant.document)
     try:
@@ -202,6 +204,14 @@ async def new_version(request: web.Request) -> web.Response:
     except DocumentRejected as exc:
         return rejection_response(exc)
     try:
+        # Checked before anything is stored: the page the upload came from (its meeting and
+        # the version it showed) must still be the document's.
+        meeting, base = _optional_int(got.fields, "meeting_id"), \
+            _optional_int(got.fields, "base_version")
+        if meeting is not None and meeting != grant.document.meeting_id:
+            raise Conflict(f"document {document_id} belongs to another meeting",
+                           code="wrong_meeting")
+        check_current(grant.document, base)
         blob = await _commit(got.writer)
     finally:
         got.writer.abort()
@@ -209,6 +219,8 @@ async def new_version(request: web.Request) -> web.Response:
         doc = await s.get(Document, document_id)
         assert doc is not None
         versions = (await catalog.versions_of(s, [document_id]))[document_id]
+        _check_withdrawn(doc)
+        check_current(doc, base)
         _check_no_pending(versions, doc)
         duplicate = await catalog.duplicate_of(s, doc.meeting_id, blob.digest)
         if duplicate is not None:
@@ -222,6 +234,17 @@ async def new_version(request: web.Request) -> web.Response:
     doc_processing.start(rt, document_id, version.id)  # type: ignore[arg-type]
     await rt.emit_audience(doc, "document:updated", data)
     return web.json_response(data, status=202)
+
+
+def _optional_int(fields: dict[str, str], name: str) -> int | None:
+    raw = fields.get(name, "").strip()
+    return parse_int(raw, name) if raw else None
+
+
+def _check_withdrawn(doc: Document) -> None:
+    if doc.withdrawn:
+        raise Conflict("this document was withdrawn; publish it again before uploading "
+                       "a new version", code="withdrawn")
 
 
 def _check_no_pending(versions: list[DocumentVersion], doc: Document) -> None:

@@ -7,7 +7,7 @@ from aiohttp import web
 from rooms import meeting_nodes, meetings
 from rooms.errors import Conflict
 from rooms.permissions import Action
-from server.cascade.keys import NODE
+from server.cascade.keys import NODE, STATE
 from server.core import keys
 from server.core.auth import current_user
 from server.core.http_util import Body, int_id, read_body
@@ -53,3 +53,19 @@ async def put_nodes(request: web.Request) -> web.Response:
     return web.json_response({"configured": NODE in request.app, "nodes": sorted(seats),
                               "seats": seats, "children": _children(request),
                               "mirrored": False})
+
+
+@routes.get("/api/meetings/{meeting_id}/sites")
+async def get_sites(request: web.Request) -> web.Response:
+    """The nodes the meeting invites, reachable now or not, and the reports this node still
+    holds for it (a chair checks it before closing a vote: an unreachable ward's ballots
+    are stored there and count only if they arrive before the close)."""
+    user = current_user(request)
+    async with request.app[keys.DB].session() as s:
+        access = await meetings.require(s, user, int_id(request, "meeting_id"), Action.view)
+    state = request.app.get(STATE)
+    if state is None:
+        return web.json_response({"configured": False, "key": None, "held_reports": 0,
+                                  "sites": []})
+    assert access.meeting.id is not None
+    return web.json_response({"configured": True, **await state.sites(access.meeting.id)})

@@ -159,3 +159,29 @@ async def test_a_child_cannot_report_for_another_node_nor_an_unknown_topic(
                                                    "data": {"text": what}, **fields})
             assert outcome["state"] == "refused", (what, outcome)
         assert received == []
+
+
+async def test_the_chair_sees_which_invited_sites_are_unreachable(tmp_path: Path) -> None:
+    async with tree(tmp_path) as t:
+        install_test_topics(t)
+        chair, meeting_id, _, _, ward_id = await cascaded_meeting(t)
+
+        async def reachable() -> dict[str, bool]:
+            status, body = await chair.call("GET", f"/api/meetings/{meeting_id}/sites")
+            assert status == 200, body
+            return {s["unit"]: s["reachable"] for s in body["sites"]}
+
+        async def both() -> bool:
+            return await reachable() == {"city": True, "ward": True}
+        await until(both, 10, "city and ward reachable from the province")
+        ward_link = node(t.ward).parent
+        assert ward_link is not None
+        await ward_link.stop()
+        await state(t.ward).report(ward_id, "test.up", {"text": "giữ lại"})
+
+        async def ward_cut() -> bool:
+            return await reachable() == {"city": True, "ward": False}
+        await until(ward_cut, 10, "the ward shown unreachable at the province")
+        secretary = await t.ward.login("thuky")
+        status, body = await secretary.call("GET", f"/api/meetings/{ward_id}/sites")
+        assert status == 200 and body["held_reports"] == 1, body

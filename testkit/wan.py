@@ -1,0 +1,161 @@
+"""A WAN link between two nodes, emulated on loopback: a TCP relay that gives each direction
+a rate limit and a one-way delay (this kernel has no netem: ../shared/notes/network-emulation.md),
+counts the bytes it carries, and can be cut and restored. Random packet loss is real TCP
+loss: `iptables-legacy` drops a share of the relay's segments when the harness runs as root
+in its own network namespace (`loss_rule`); the relay itself never drops bytes.
+
+A child node's HOPSO_PARENT_URL points at the relay, which forwards to the parent, so the
+node link (socket.io) and the HTTP fetches of document files both cross it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+CHUNK = 16_384
+
+
+@dataclass(frozen=True)
+class Impairment:
+    rate_bps: float = 4_000_000  # each direction
+    rtt_ms: float = 40.0
+    loss: float = 0.01  # applied by iptables (loss_rule), not by the relay
+
+    def label(self) -> str:
+        return (f"{self.rate_bps / 1e6:g} Mbit/s, {self.rtt_ms:g} ms RTT, "
+                f"{self.loss * 100:g} % loss")
+
+
+@dataclass
+class _Direction:
+    """One direction of the link: its wire is busy until `free_at`; what it carried."""
+
+    rate_bps: float
+    delay_s: float
+    free_at: float = 0.0
+    bytes: int = 0
+
+    def schedule(self, size: int) -> float:
+        """When a chunk of `size` bytes sent now arrives at the other end."""
+        now = time.monotonic()
+        self.free_at = max(now, self.free_at) + size * 8 / self.rate_bps
+        self.bytes += size
+        return self.free_at + self.delay_s
+
+
+@dataclass
+class WanLink:
+    target_port: int
+    impairment: Impairment
+    host: str = "127.0.0.1"
+    port: int = 0
+    down: _Direction = field(init=False)  # parent -> child
+    up: _Direction = field(init=False)  # child -> parent
+    _server: asyncio.Server | None = None
+    _cut: bool = False
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        half = self.impairment.rtt_ms / 2000
+        self.down = _Direction(self.impairment.rate_bps, half)
+        self.up = _Direction(self.impairment.rate_bps, half)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> WanLink:
+        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def cut(self) -> None:
+        """The link goes down: every connection across it breaks, new ones are refused."""
+        self._cut = True
+        for writer in list(self._writers):
+            writer.transport.abort()
+
+    def restore(self) -> None:
+        self._cut = False
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._cut:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+        for src, dst, direction in ((reader, up_writer, self.up), (up_reader, writer, self.down)):
+            task = asyncio.ensure_future(self._pump(src, dst, direction, (writer, up_writer)))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                    direction: _Direction, pair: tuple[asyncio.StreamWriter, ...]) -> None:
+        """Chunks leave after their transmission time at the link's rate plus the delay,
+        in order; at most about one bandwidth-delay product (and a chunk) is in flight."""
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        window = max(64_000, int(direction.rate_bps / 8 * (direction.delay_s * 2 + 0.05)))
+        in_flight = asyncio.Semaphore(max(1, window // CHUNK))
+
+        async def deliver() -> None:
+            while True:
+                at, chunk = await queue.get()
+                if not chunk:
+                    return
+                await asyncio.sleep(max(0.0, at - time.monotonic()))
+                dst.write(chunk)
+                in_flight.release()
+                await dst.drain()
+
+        sender = asyncio.ensure_future(deliver())
+        try:
+            while not self._cut:
+                chunk = await src.read(CHUNK)
+                await in_flight.acquire()
+                if not chunk:
+                    await queue.put((0.0, b""))
+                    await sender
+                    break
+                await queue.put((direction.schedule(len(chunk)), chunk))
+        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+            pass
+        finally:
+            sender.cancel()
+            for w in pair:
+                self._writers.discard(w)
+                w.transport.abort()
+
+
+def loss_rule(port: int, loss: float, add: bool = True) -> str | None:
+    """Drop `loss` of the TCP segments to and from `port` (the relay's) with iptables, or the
+    reason it cannot (not root in a namespace of its own, iptables-legacy missing)."""
+    tool = shutil.which("iptables-legacy") or shutil.which("iptables")
+    if tool is None:
+        return "iptables is not installed (Debian package iptables)"
+    if loss <= 0:
+        return None
+    for match in ("--dport", "--sport"):
+        run = subprocess.run(
+            [tool, "-A" if add else "-D", "INPUT", "-i", "lo", "-p", "tcp", match, str(port),
+             "-m", "statistic", "--mode", "random", "--probability", f"{loss:.4f}",
+             "-j", "DROP"], capture_output=True, text=True, check=False)
+        if run.returncode != 0:
+            return f"iptables refused the loss rule: {run.stderr.strip()[:200]}"
+    return None

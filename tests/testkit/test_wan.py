@@ -1,0 +1,56 @@
+"""The emulated WAN link gives what it says: its rate, its delay, its byte counts, a cut."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from testkit.wan import Impairment, WanLink
+
+
+async def echo_server() -> tuple[asyncio.Server, int]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_a_link_carries_bytes_at_its_rate_after_its_delay_and_can_be_cut() -> None:
+    server, port = await echo_server()
+    link = await WanLink(port, Impairment(rate_bps=2_000_000, rtt_ms=100, loss=0)).start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", link.port)
+        started = time.monotonic()
+        writer.write(b"x")
+        await writer.drain()
+        await reader.readexactly(1)
+        rtt = time.monotonic() - started
+        assert 0.09 <= rtt < 0.3, rtt  # two one-way delays of 50 ms
+
+        payload = b"y" * 250_000  # 2 Mbit: one second each way at 2 Mbit/s
+        started = time.monotonic()
+        writer.write(payload)
+        await writer.drain()
+        await reader.readexactly(len(payload))
+        took = time.monotonic() - started
+        assert 0.95 <= took < 2.5, took  # both directions pipelined: ~1 s + the delays
+        assert link.up.bytes == link.down.bytes == 1 + len(payload)
+
+        link.cut()
+        assert await reader.read(10) == b""  # the connection across it broke
+        try:
+            r2, _ = await asyncio.open_connection("127.0.0.1", link.port)
+            assert await r2.read(10) == b""  # refused while cut
+        except ConnectionError:
+            pass
+        link.restore()
+        r3, w3 = await asyncio.open_connection("127.0.0.1", link.port)
+        w3.write(b"z")
+        assert await r3.readexactly(1) == b"z"
+        w3.close()
+    finally:
+        await link.close()
+        server.close()

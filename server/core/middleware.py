@@ -6,8 +6,10 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import quote
 
+import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -47,28 +49,60 @@ MAX_SEGMENT_BYTES = 255
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if any(len(segment.encode()) > MAX_SEGMENT_BYTES for segment in request.path.split("/")):
-        return error_response(404, "not_found", "no such path")
+        return await _refusal(request, 404, "not_found", "no such path")
     try:
         return await handler(request)
     except DomainError as exc:
         if exc.status == 401 and not _wants_json(request) and request.method == "GET":
             raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='/')}") from None
-        return error_response(exc.status, exc.code, exc.message)
+        return await _refusal(request, exc.status, exc.code, exc.message)
     except json.JSONDecodeError:
         return error_response(400, "bad_json", "request body is not valid JSON")
     except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(413, "too_large", exc.text or "request body too large")
+        return await _refusal(request, 413, "too_large", exc.text or "request body too large")
     except web.HTTPException as exc:
         if exc.status >= 400 and _wants_json(request):
             code = exc.reason.lower().replace(" ", "_")
             return error_response(exc.status, code, exc.text or exc.reason)
+        if exc.status >= 400 and _wants_html(request):
+            return await html_error(request, exc.status, exc.reason.lower().replace(" ", "_"))
         raise
     except Exception:
         # Last resort: every input is meant to be refused above as a DomainError, so this is
         # a bug. Logged here once (with the traceback; aiohttp then sees an answer and logs
         # nothing), answered in the documented shape without internals.
         log.exception("unexpected error in %s %s", request.method, request.path[:200])
-        return error_response(500, "internal", "internal error; it has been logged")
+        return await _refusal(request, 500, "internal", "internal error; it has been logged")
+
+
+def _wants_html(request: web.Request) -> bool:
+    """A browser navigating (its Accept names text/html) outside the JSON API."""
+    return (not request.path.startswith("/api/") and not _wants_json(request)
+            and "text/html" in request.headers.get("Accept", ""))
+
+
+async def _refusal(request: web.Request, status: int, code: str, message: str
+                   ) -> web.Response:
+    if _wants_html(request):
+        return await html_error(request, status, code)
+    return error_response(status, code, message)
+
+
+async def html_error(request: web.Request, status: int, code: str) -> web.Response:
+    """The error as a page in the reader's language (web_client/templates/error.html): a
+    person in the Vietnamese UI never sees raw English JSON. The JSON shape stays for /api
+    and for clients that ask for JSON."""
+    try:
+        # The template context (user, language, `_`) is made here: the refusal may come from
+        # a middleware (CSRF, authentication) before aiohttp_jinja2's own made it.
+        context: dict[str, Any] = {}
+        for processor in request.app.get(aiohttp_jinja2.APP_CONTEXT_PROCESSORS_KEY, ()):
+            context.update(await processor(request))
+        context.update(status=status, code=code[:64])
+        return aiohttp_jinja2.render_template("error.html", request, context, status=status)
+    except Exception:  # no template environment (a bare test app) or a broken template
+        log.exception("error page for %s failed", status)
+        return error_response(status, code, code)
 
 
 class ClientProtocolErrors(logging.Filter):

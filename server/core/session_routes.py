@@ -74,11 +74,13 @@ async def index(request: web.Request) -> web.Response:
 
 
 def _login_page(request: web.Request, error: str | None = None, status: int = 200,
-                next_path: str | None = None) -> web.Response:
+                next_path: str | None = None, username: str = "") -> web.Response:
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
     next_path = safe_next(next_path if next_path is not None else request.query.get("next"))
+    # A refused login keeps the username typed (only the password is retyped).
     response = aiohttp_jinja2.render_template(
-        "login.html", request, {"csrf": token, "error": error, "next": next_path}, status=status)
+        "login.html", request, {"csrf": token, "error": error, "next": next_path,
+                                "username": username[:200]}, status=status)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="Strict", path="/",
                         secure=request.app[keys.SETTINGS].secure_cookies)
     return response
@@ -96,18 +98,19 @@ async def login_form(request: web.Request) -> web.Response:
     form = await read_form(request)
     translate = request.app[keys.TRANSLATOR].gettext(request[LANG])
     next_path = str(form.get("next", ""))
+    username = str(form.get("username", ""))
     if not login_csrf_ok(request, str(form.get(CSRF_FIELD, ""))):
         return _login_page(request, translate("Your login form expired; please try again."), 403,
-                           next_path)
+                           next_path, username)
     try:
-        user = await check_login(request, str(form.get("username", "")),
-                                 str(form.get("password", "")))
+        user = await check_login(request, username, str(form.get("password", "")))
     except NotAuthenticated:
-        return _login_page(request, translate("Wrong username or password."), 401, next_path)
+        return _login_page(request, translate("Wrong username or password."), 401, next_path,
+                           username)
     except (LoginThrottled, PasswordsBusy) as exc:
         text = ("Too many failed logins; wait a few minutes." if exc.code == "too_many_attempts"
                 else "Too many requests; wait a moment.")
-        page = _login_page(request, translate(text), exc.status, next_path)
+        page = _login_page(request, translate(text), exc.status, next_path, username)
         page.headers["Retry-After"] = str(_retry_after(exc))
         return page
     token, _ = await create_session(request.app[keys.DB], user,

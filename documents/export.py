@@ -6,7 +6,11 @@
   fonts and patches missing Vietnamese letters glyph by glyph from a serif
   fallback, so we replace the appearance stream with one typeset in embedded
   Noto Sans (see :func:`_note_appearance`). /Contents keeps the plain text.
-* optional flatten (``Document.bake``) and watermark (on top of everything).
+* optional flatten (``Document.bake``) and watermark. A watermarked (confidential) export
+  is rasterised: each page becomes one image with the viewer's watermark burned into its
+  pixels (watermark.burned_copy), the watermark is written again as text on top, and the
+  annotations are added over the image (or baked into it with flatten). Deleting an object
+  or editing a content stream cannot take the name off a page.
 
 Annotation ids go into /NM and author ids into /T so a re-import or an
 auditor can tell them apart.
@@ -20,7 +24,7 @@ import pymupdf
 
 from . import fonts
 from .annotations import Annotation, HighlighterShape, InkShape, NoteShape, Point
-from .watermark import watermark_document
+from .watermark import burned_copy, watermark_document
 
 NOTE_FILL = (1.0, 0.98, 0.80)  # pale "sticky note" yellow
 NOTE_BORDER = (0.55, 0.55, 0.55)
@@ -47,19 +51,30 @@ def export_annotated_pdf(
     try:
         if doc.needs_pass:
             raise ValueError("cannot export an encrypted PDF")
-        for ann in sorted(annotations, key=lambda a: (a.page, a.created_at, a.id)):
+        ordered = sorted(annotations, key=lambda a: (a.page, a.created_at, a.id))
+        for ann in ordered:
             if not 0 <= ann.page < doc.page_count:
                 raise ValueError(
                     f"annotation {ann.id} is on page {ann.page}; the PDF has {doc.page_count}"
                 )
-            add_annotation(doc, ann)
+        lines = [ln for ln in (watermark_lines or []) if ln.strip()]
+        burn_first = bool(lines) and not flatten  # annotations go onto the burned pages
+        if not burn_first:
+            for ann in ordered:
+                add_annotation(doc, ann)
         if flatten:
             doc.bake(annots=True, widgets=False)
             # Reload: after bake the in-memory pages still list the old
             # annotations for text extraction (PyMuPDF 1.28).
             doc = _reload(doc)
-        if watermark_lines:
-            watermark_document(doc, watermark_lines)
+        if lines:
+            burned = burned_copy(doc, lines)
+            doc.close()
+            doc = burned
+            if burn_first:
+                for ann in ordered:
+                    add_annotation(doc, ann)
+            watermark_document(doc, lines)  # the name as text too, on top
         doc.subset_fonts()
         return doc.tobytes(garbage=3, deflate=True)
     finally:

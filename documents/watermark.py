@@ -126,3 +126,34 @@ def watermark_pdf(pdf_bytes: bytes, lines: Sequence[str], opacity: float = 0.15)
         watermark_document(doc, lines, opacity)
         doc.subset_fonts()
         return doc.tobytes(garbage=3, deflate=True)
+
+
+BURN_DPI = 150  # ~1240 x 1754 px for A4: the watermark and small print both stay legible
+BURN_QUALITY = 80
+
+
+def burned_copy(doc: pymupdf.Document, lines: Sequence[str], opacity: float = 0.15,
+                *, dpi: int = BURN_DPI) -> pymupdf.Document:
+    """A new document whose every page is one image of ``doc``'s page with the watermark
+    burned into its pixels, and the watermark again as text on top (it reads, it can be
+    found by a text search).
+
+    A watermark that is its own object (an appended content stream, a Form XObject) goes
+    with one edit; one burned into the only picture of the page cannot be taken off without
+    repainting the page. The document's own text layer is not carried over (a confidential
+    document is view-only: its text is not to be copied out of an export). Page annotations
+    are not rendered: callers add theirs to the copy (or bake them first). The outline is kept.
+    """
+    watermark_document(doc, lines, opacity)
+    out = pymupdf.open()
+    for page in doc:
+        pix = page.get_pixmap(dpi=dpi, annots=False)
+        target = out.new_page(width=page.rect.width, height=page.rect.height)
+        target.insert_image(target.rect, stream=pix.tobytes("jpeg", jpg_quality=BURN_QUALITY))
+    toc = doc.get_toc(simple=True)
+    if toc:
+        try:
+            out.set_toc(toc)
+        except ValueError:
+            pass  # an outline MuPDF read but cannot write back: the pages matter, not it
+    return out

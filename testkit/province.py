@@ -1,0 +1,177 @@
+"""The Đồng Hới rehearsal's tree as real processes: the province node, Thành phố Đồng Hới
+(the city) and its wards, each a `run.py --demo` with its own data directory and database,
+every child linked to its parent through an emulated WAN link (testkit/wan.py). Used by the
+rehearsal test (tests/server/cascade/test_rehearsal.py) and bench/province.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+
+from testkit.processes import LoggedServer
+from testkit.wan import Impairment, WanLink, loss_rule
+
+T = TypeVar("T")
+PROVINCE, CITY = "province", "city:dong-hoi"
+WEAK = Impairment(rate_bps=1_000_000, rtt_ms=150, loss=0.03)  # one ward on a poor line
+DEFAULT = Impairment()  # 4 Mbit/s, 40 ms RTT, 1 % loss
+
+
+def ward_unit(n: int) -> str:
+    return f"ward:dong-hoi-{n}"
+
+
+def secret(unit: str) -> str:
+    return f"{unit.replace(':', '-')}-secret-0123456789"
+
+
+class Http:
+    """A logged-in person's HTTP session on one node (cookies and CSRF)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.csrf = ""
+        self.user: dict[str, Any] = {}
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        headers = {"X-CSRF-Token": self.csrf} if self.csrf else {}
+        async with self.session.request(method, self.base + path, json=body,
+                                        headers=headers) as r:
+            try:
+                return r.status, await r.json()
+            except (aiohttp.ContentTypeError, ValueError):
+                return r.status, await r.text()
+
+    def cookie_header(self) -> str:
+        return "; ".join(f"{c.key}={c.value}" for c in self.session.cookie_jar)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+@dataclass
+class Node:
+    unit: str
+    server: LoggedServer
+    link: WanLink | None = None  # to its parent
+    people: list[Http] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return self.server.base
+
+    async def login(self, username: str) -> Http:
+        http = Http(self.base)
+        self.people.append(http)
+        status, body = await http.call("POST", "/api/login", {
+            "username": username, "password": self.server.logins[username]})
+        assert status == 200, (self.unit, username, body)
+        http.csrf, http.user = body["csrf_token"], body["user"]
+        return http
+
+
+@dataclass
+class ProvinceTree:
+    province: Node
+    city: Node
+    wards: list[Node]
+    loss_applied: str | None = None  # why loss could not be applied, if it could not
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [self.province, self.city, *self.wards]
+
+    async def close(self) -> None:
+        for node in reversed(self.nodes):  # children first
+            for person in node.people:
+                await person.close()
+            if node.link is not None:
+                await node.link.close()
+            await asyncio.to_thread(node.server.stop)
+
+
+async def start_tree(root: Path, wards: int, city_link: Impairment = DEFAULT,
+                     ward_links: list[Impairment] | None = None,
+                     env: dict[str, str] | None = None) -> ProvinceTree:
+    """Start every node at once (a child retries its parent link until it is up); each
+    child's HOPSO_PARENT_URL is its WAN link, which forwards to the parent."""
+    links = ward_links or [WEAK if n == wards else DEFAULT for n in range(1, wards + 1)]
+    ward_units = [ward_unit(n) for n in range(1, wards + 1)]
+    base_env = {"HOPSO_FAST_HASH": "1", **(env or {})}
+
+    def server(unit: str, extra: dict[str, str]) -> LoggedServer:
+        data = root / unit.replace(":", "-")
+        data.mkdir(parents=True, exist_ok=True)
+        return LoggedServer(data, env={**base_env, "HOPSO_NODE_UNIT": unit, **extra})
+
+    province = Node(PROVINCE, server(PROVINCE, {
+        "HOPSO_NODE_CHILDREN": f"{CITY}={secret(CITY)}"}))
+    city_wan = await WanLink(province.server.port, city_link).start()
+    city_server_port_env = {
+        "HOPSO_PARENT_URL": city_wan.url, "HOPSO_NODE_SECRET": secret(CITY),
+        "HOPSO_NODE_CHILDREN": ",".join(f"{u}={secret(u)}" for u in ward_units)}
+    city = Node(CITY, server(CITY, city_server_port_env), city_wan)
+    ward_nodes = []
+    for unit, impairment in zip(ward_units, links, strict=True):
+        wan = await WanLink(city.server.port, impairment).start()
+        ward_nodes.append(Node(unit, server(unit, {
+            "HOPSO_PARENT_URL": wan.url, "HOPSO_NODE_SECRET": secret(unit)}), wan))
+    tree = ProvinceTree(province, city, ward_nodes)
+    reasons = {loss_rule(n.link.port, n.link.impairment.loss)
+               for n in tree.nodes if n.link is not None}
+    tree.loss_applied = next((r for r in reasons if r), None)
+    try:
+        await asyncio.gather(*(n.server.ready() for n in tree.nodes))
+    except BaseException:
+        await tree.close()
+        raise
+    return tree
+
+
+async def until(probe: Callable[[], Awaitable[T | None]], timeout: float, what: str,
+                every: float = 0.05) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(every)
+
+
+async def cascaded_meeting(tree: ProvinceTree, seats: int = 10) -> tuple[Http, int, str,
+                                                                           dict[str, int]]:
+    """The province chair opens their first demo meeting and invites the city and every
+    ward (`seats` voting members each); each node's secretary finds the mirror.
+    (chair, meeting id, key, {unit: mirror id})."""
+    chair = await tree.province.login("chutri")
+    _, mine = await chair.call("GET", "/api/meetings")
+    meeting_id = mine["meetings"][0]["id"]
+    assert (await chair.call("POST", f"/api/meetings/{meeting_id}/open"))[0] == 200
+    units = [tree.city.unit, *(w.unit for w in tree.wards)]
+    status, body = await chair.call("PUT", f"/api/meetings/{meeting_id}/nodes", {
+        "nodes": units, "seats": {u: seats for u in units}})
+    assert status == 200, body
+    key = f"{PROVINCE}/{meeting_id}"
+    mirrors: dict[str, int] = {}
+
+    async def mirrored(node: Node) -> None:
+        secretary = await node.login("thuky")
+
+        async def find() -> int | None:
+            _, listed = await secretary.call("GET", "/api/meetings")
+            return next((m["id"] for m in listed["meetings"] if m["cascade_key"] == key
+                         and m["status"] == "open"), None)
+        mirrors[node.unit] = await until(find, 30, f"the meeting mirrored at {node.unit}",
+                                         every=0.2)
+    await asyncio.gather(*(mirrored(n) for n in tree.nodes[1:]))
+    return chair, meeting_id, key, mirrors

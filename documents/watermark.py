@@ -146,7 +146,8 @@ def burned_copy(doc: pymupdf.Document, lines: Sequence[str], opacity: float = 0.
     """
     watermark_document(doc, lines, opacity)
     out = pymupdf.open()
-    for page in doc:
+    for number in range(doc.page_count):
+        page = doc[number]
         pix = page.get_pixmap(dpi=dpi, annots=False)
         target = out.new_page(width=page.rect.width, height=page.rect.height)
         target.insert_image(target.rect, stream=pix.tobytes("jpeg", jpg_quality=BURN_QUALITY))

@@ -175,3 +175,82 @@ async def cascaded_meeting(tree: ProvinceTree, seats: int = 10) -> tuple[Http, i
                                          every=0.2)
     await asyncio.gather(*(mirrored(n) for n in tree.nodes[1:]))
     return chair, meeting_id, key, mirrors
+
+
+PASSWORD = "rehearsal-password-1"
+
+
+async def seed_delegates(node: Node, meeting_id: int, count: int, prefix: str = "db"
+                         ) -> list[str]:
+    """`count` delegates made by the node's administrator and invited to its copy of the
+    meeting by its secretary; all share PASSWORD. Usernames returned."""
+    admin, secretary = await node.login("quantri"), await node.login("thuky")
+    names = []
+    for n in range(1, count + 1):
+        username = f"{prefix}{n:03d}"
+        status, user = await admin.call("POST", "/api/users", {
+            "username": username, "full_name": f"Đại biểu {n} ({node.unit})",
+            "password": PASSWORD, "role": "delegate", "unit_id": admin.user["unit_id"]})
+        assert status == 201, (node.unit, user)
+        status, body = await secretary.call("POST", f"/api/meetings/{meeting_id}/members",
+                                            {"role": "delegate", "user_id": user["id"]})
+        assert status == 201, (node.unit, body)
+        node.server.logins[username] = PASSWORD
+        names.append(username)
+    return names
+
+
+class Tablet:
+    """A delegate's tablet at one node: logged in, in the meeting's live channel, keeping
+    every event pushed to it with the monotonic time it arrived."""
+
+    def __init__(self, node: Node, username: str, meeting_id: int) -> None:
+        self.node, self.username, self.meeting_id = node, username, meeting_id
+        self.http: Http | None = None
+        self.sio: Any = None
+        self.events: list[tuple[float, str, Any]] = []
+        self._arrived = asyncio.Event()
+
+    async def open(self) -> Tablet:
+        import socketio  # the harness's own client library, as the browser's
+
+        self.http = await self.node.login(self.username)
+        self.sio = socketio.AsyncClient(reconnection=False)
+
+        async def any_event(event: str, data: Any = None) -> None:
+            self.events.append((time.monotonic(), event, data))
+            self._arrived.set()
+        self.sio.on("*", any_event)
+        await self.sio.connect(self.node.base, headers={"Cookie": self.http.cookie_header()},
+                               transports=["websocket"], wait_timeout=10)
+        await self.call("meeting:join", {"meeting_id": self.meeting_id})
+        return self
+
+    async def call(self, event: str, data: dict[str, Any], timeout: float = 10) -> Any:
+        ack = await self.sio.call(event, data, timeout=timeout)
+        if not (isinstance(ack, dict) and ack.get("ok")):
+            raise AssertionError(f"{self.username}@{self.node.unit} {event}: {ack}")
+        return ack.get("result", ack)
+
+    async def wait_for(self, event: str, match: Callable[[Any], bool], timeout: float,
+                       since: float = 0.0) -> tuple[float, Any]:
+        """The first `event` since `since` (monotonic) whose data matches: (time, data)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for at, name, data in self.events:
+                if at >= since and name == event and match(data):
+                    return at, data
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{event} not seen by {self.username}@{self.node.unit} "
+                                     f"within {timeout} s")
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout(min(remaining, 0.5)):
+                    await self._arrived.wait()
+            except TimeoutError:
+                pass
+
+    async def close(self) -> None:
+        if self.sio is not None:
+            await self.sio.disconnect()

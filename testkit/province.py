@@ -254,3 +254,23 @@ class Tablet:
     async def close(self) -> None:
         if self.sio is not None:
             await self.sio.disconnect()
+
+
+def make_pdf(path: Path, pages: int = 30, size: int = 5_000_000) -> Path:
+    """A `pages`-page PDF of about `size` bytes: each page's own big text (so a page can be
+    told from another in a render or a search) and an incompressible image."""
+    import os
+
+    import pymupdf
+
+    doc = pymupdf.open()
+    per_page = max(1, size // pages - 2_000)
+    for n in range(1, pages + 1):
+        page = doc.new_page(width=595, height=842)
+        page.insert_text((72, 120), f"Trang {n}: Nghi quyet ky hop thu {n}", fontsize=22)
+        side = int((per_page / 3) ** 0.5)
+        pixmap = pymupdf.Pixmap(pymupdf.csRGB, side, side, os.urandom(side * side * 3), False)
+        page.insert_image(pymupdf.Rect(72, 200, 520, 648), stream=pixmap.tobytes("png"))
+    doc.save(path, deflate=True)
+    doc.close()
+    return path

@@ -264,3 +264,52 @@ def test_a_new_version_replaces_the_page_and_keeps_the_ink(env: Env) -> None:
     assert ink_alpha(delegate, INK_A) > 0
     secretary.close()
     delegate.context.close()
+
+
+def test_a_landscape_tablet_reads_at_width_folds_the_list_and_swipes(env: Env) -> None:
+    context = env.browser.new_context(viewport=LANDSCAPE, has_touch=True, locale="vi-VN")
+    assert context.request.post(env.server.base + "/api/login", data={
+        "username": "daibieu", "password": env.server.logins()["daibieu"]}).ok
+    page = context.new_page()
+    page.on("pageerror", lambda e: env.page_errors.append(str(e)))
+    page.goto(f"{env.server.base}/meetings/{env.meeting_id}/documents?doc={env.doc_b}&page=1")
+    wait_document(page, env.doc_b)
+
+    def widths() -> tuple[float, float]:
+        stage = page.locator("#doc-stage").bounding_box()
+        box = page.locator("#doc-stage .page-box").bounding_box()
+        assert stage and box
+        return stage["width"], box["width"]
+
+    stage, shown = widths()
+    assert abs(shown - stage) < 2, (stage, shown)  # the page's width, not its height
+    assert page.locator("#doc-drawer").is_visible()
+    page.click("#drawer-toggle")  # fold the list: the page takes the whole width
+    page.wait_for_selector("#drawer-toggle[aria-expanded=false]")
+    page.wait_for_function("() => document.querySelector('#doc-stage').clientWidth > 1200")
+    page.wait_for_timeout(200)
+    stage, shown = widths()
+    assert stage > 1200 and abs(shown - stage) < 2, (stage, shown)
+    assert not page.locator("#doc-drawer").is_visible()
+
+    # A quick sideways swipe of a finger turns the page, and back.
+    box = page.locator("#doc-stage").bounding_box()
+    assert box
+    cdp = context.new_cdp_session(page)
+    y = box["y"] + box["height"] / 2
+
+    def swipe(x0: float, x1: float) -> None:
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x0, "y": y}]})
+        for step in range(1, 6):
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
+                {"x": x0 + (x1 - x0) * step / 5, "y": y}]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+    swipe(box["x"] + box["width"] * 0.8, box["x"] + box["width"] * 0.3)
+    page.wait_for_selector("#doc-stage[data-page='1']", timeout=WAIT_MS)
+    assert page.locator("#page-input").input_value() == "2"
+    swipe(box["x"] + box["width"] * 0.3, box["x"] + box["width"] * 0.8)
+    page.wait_for_selector("#doc-stage[data-page='0']", timeout=WAIT_MS)
+    page.click("#drawer-toggle")  # the choice is remembered: leave the list open for others
+    page.wait_for_selector("#drawer-toggle[aria-expanded=true]")
+    context.close()

@@ -324,6 +324,7 @@ export class DocViewer {
 
   #key(e) {
     if (!this.doc || e.ctrlKey || e.metaKey) return;
+    if (!this.root.checkVisibility()) return; // a hidden pane of the meeting screen
     if (e.target.closest?.("input, textarea, select, dialog[open]")) return;
     if (["ArrowRight", "PageDown"].includes(e.key)) { e.preventDefault(); this.view.next(true); }
     else if (["ArrowLeft", "PageUp"].includes(e.key)) { e.preventDefault(); this.view.previous(true); }

@@ -1,5 +1,7 @@
-// The documents page of a meeting: wires the list, the viewer, the offline queue and the
-// live connection together. Everything it knows about the wire is in documents-api.js.
+// The documents of a meeting: wires the list, the viewer, the offline queue and the live
+// connection together. Everything it knows about the wire is in documents-api.js. Runs on
+// its own page (/meetings/{id}/documents, offline-capable) and as the documents pane of the
+// meeting screen (data-embedded="true": meeting-screen.js shows and hides it).
 
 import { DocumentsClient } from "./documents-api.js";
 import { DocList } from "./doc-list.js";
@@ -9,8 +11,9 @@ import { OfflineIndicator, OpQueue } from "./offline.js";
 import { Signaling } from "./signaling.js";
 
 await loadCatalog();
-document.body.classList.add("docs-page");
 const root = document.getElementById("documents");
+const embedded = root.dataset.embedded === "true";
+if (!embedded) document.body.classList.add("docs-page");
 const meetingId = Number.parseInt(root.dataset.meetingId, 10);
 const drawerToggle = document.getElementById("drawer-toggle");
 const toastBox = document.getElementById("toast");
@@ -30,11 +33,30 @@ const indicator = new OfflineIndicator(document.getElementById("net-state"), t);
 const queue = new OpQueue(client, root.dataset.me);
 const viewer = new DocViewer({ root, client, queue, t, toast });
 
-function setDrawer(open) {
-  root.classList.toggle("drawer-open", open);
+// Narrow screens: the list is a drawer over the reader. Wide ones: a column beside it that
+// the same button folds away (remembered), leaving the reader the whole width.
+const wide = window.matchMedia("(min-width: 1100px)");
+const LIST_KEY = "hopso.docs.listFolded";
+function showToggle() {
+  const open = wide.matches ? !root.classList.contains("list-folded") : root.classList.contains("drawer-open");
   drawerToggle.setAttribute("aria-expanded", String(open));
 }
-drawerToggle.addEventListener("click", () => setDrawer(!root.classList.contains("drawer-open")));
+function setDrawer(open) {
+  root.classList.toggle("drawer-open", open);
+  showToggle();
+}
+function setListFolded(folded) {
+  root.classList.toggle("list-folded", folded);
+  try { localStorage.setItem(LIST_KEY, folded ? "1" : "0"); } catch { /* private mode */ }
+  showToggle();
+}
+try { root.classList.toggle("list-folded", localStorage.getItem(LIST_KEY) === "1"); } catch { /* private mode */ }
+wide.addEventListener("change", showToggle);
+showToggle();
+drawerToggle.addEventListener("click", () => {
+  if (wide.matches) setListFolded(!root.classList.contains("list-folded"));
+  else setDrawer(!root.classList.contains("drawer-open"));
+});
 // A tap on the scrim beside the open drawer closes it (the scrim is the viewer's ::after).
 document.getElementById("viewer").addEventListener("click", (e) => {
   if (/** @type {HTMLElement} */ (e.target).id === "viewer" && root.classList.contains("drawer-open")) setDrawer(false);
@@ -144,13 +166,13 @@ async function keepForOffline() {
     .filter((entry) => /** @type {PerformanceResourceTiming} */ (entry).workerStart === 0).map((entry) => entry.name)))
     .observe({ type: "resource" });
 }
-keepForOffline();
+if (!embedded) keepForOffline(); // the offline copy is of the documents page itself
 
 await list.load();
 const params = new URLSearchParams(window.location.search);
 if (params.has("doc")) {
   await openDocument(Number(params.get("doc")), Math.max(0, Number(params.get("page") ?? 1) - 1), false);
-} else if (window.matchMedia("(max-width: 1099px)").matches) {
+} else if (!wide.matches && !embedded) {
   setDrawer(true);
 }
 root.dataset.ready = "true";

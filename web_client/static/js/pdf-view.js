@@ -11,7 +11,10 @@ export const MAX_CANVAS_SIDE = 4096;
 // The whole page is rendered within a smaller budget (half the limit: memory and time on old
 // tablets); past it, the screen-sized detail canvas brings back full sharpness.
 export const PAGE_CANVAS_PIXELS = 8_388_608;
-export const MIN_ZOOM = 1;   // 1 = the page fits the stage (width on portrait screens)
+export const MIN_ZOOM = 1;   // 1 = the page fits the stage's width (fitScale)
+// Past this width (CSS px) a page gets no easier to read, only longer to scroll: wide desktop
+// screens show it at this width, or whole if that is larger.
+export const READ_WIDTH_MAX = 1280;
 export const MAX_ZOOM = 6;
 const RENDER_DELAY_MS = 120; // re-render after a gesture settles, not on every frame
 
@@ -41,6 +44,18 @@ export function capCanvas(cssW, cssH, dpr, maxPixels = MAX_CANVAS_PIXELS, maxSid
   const width = Math.max(1, Math.floor(cssW * ratio));
   const height = Math.max(1, Math.floor(cssH * ratio));
   return { width, height, ratio, capped: ratio < dpr - 1e-6 };
+}
+
+/**
+ * CSS pixels per PDF point at zoom 1 for a page of size {w, h} on a sw × sh stage. Tablets in
+ * either orientation read at page width (a landscape tablet fitting the page's height showed
+ * it 411 px wide); past READ_WIDTH_MAX the width stops growing, unless the whole page fits
+ * larger than that (a landscape page on a wide screen).
+ */
+export function fitScale({ w, h }, sw, sh) {
+  const width = sw / w;
+  if (w * width <= READ_WIDTH_MAX) return width;
+  return Math.max(READ_WIDTH_MAX / w, Math.min(width, sh / h));
 }
 
 let pdfjsPromise = null;
@@ -179,9 +194,7 @@ export class PdfView {
 
   /** CSS pixels per PDF point at zoom 1. */
   fitScale(page = this.page, sw = this.stage.clientWidth || 1, sh = this.stage.clientHeight || 1) {
-    const { w, h } = this.pageSize(page);
-    // Portrait screens read at page width; landscape screens see the whole page.
-    return sw >= sh ? Math.min(sw / w, sh / h) : sw / w;
+    return fitScale(this.pageSize(page), sw, sh);
   }
 
   scale() { return this.fitScale() * this.zoom; }

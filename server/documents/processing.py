@@ -24,6 +24,7 @@ from documents.worker_pool import PoolClosed
 from rooms.errors import NotFound
 from rooms.models import utcnow
 from server.core.realtime import user_room
+from server.documents.events import DocumentChanged
 from server.documents.runtime import DocumentRuntime
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,9 @@ class _Run:
         await self._push(result.status.value, done=result.page_count, total=result.page_count,
                          warnings=[warning_dict(w) for w in result.warnings])
         await self.rt.emit_document(doc)
+        if self.rt.bus is not None and doc.version == self.number:
+            await self.rt.bus.publish(DocumentChanged(doc.meeting_id, self.document_id,
+                                                      doc.published, doc.published))
         if switched_from is not None:
             await self.rt.emit_audience(doc, "document:version", {
                 "document_id": doc.id, "meeting_id": doc.meeting_id, "version": self.number,

@@ -29,6 +29,7 @@ from documents.validation import Limits
 from documents.worker_pool import WorkerPool
 from rooms.db import Database
 from server.core import keys
+from server.core.bus import Bus
 from server.core.realtime import meeting_room, user_room
 from server.documents.annotations import AnnotationHub
 from server.documents.keys import DOCUMENTS
@@ -109,6 +110,7 @@ class DocumentRuntime:
     page_images: ByteLRU
     watermark_bucket_s: int
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    bus: Bus | None = None  # what the feature publishes (server/documents/events.py)
     _indexes: OrderedDict[int, PageTextIndex] = field(default_factory=OrderedDict)
 
     def watermark_bucket(self) -> int:
@@ -175,7 +177,7 @@ def create_runtime(app: web.Application) -> DocumentRuntime:
         annotations=AnnotationHub(db, sio), presenters=PresenterBoard(db),
         access=AccessLog(db), lag=LoopLagMonitor(lag),
         page_images=ByteLRU(int(settings.confidential_cache_mb * (1 << 20))),
-        watermark_bucket_s=settings.watermark_bucket_s)
+        watermark_bucket_s=settings.watermark_bucket_s, bus=app[keys.BUS])
 
 
 async def documents_context(app: web.Application) -> AsyncIterator[None]:

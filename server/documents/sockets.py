@@ -14,10 +14,12 @@ from documents.annotations import DEFAULT_LIMITS
 from rooms import meetings
 from rooms.errors import Conflict, Invalid
 from rooms.permissions import Action
+from server.core import keys
 from server.core.realtime import EventContext, EventSchema, Realtime, meeting_room
 from server.documents.annotation_cache import StaleVersion
 from server.documents.annotation_push import doc_room
 from server.documents.annotations import Viewer
+from server.documents.events import AnnotationAccepted, PresenterMoved, PresenterPointed
 from server.documents.keys import DOCUMENTS
 
 MAX_PAGES = 10_000
@@ -131,6 +133,9 @@ def register_annotations(rt: Realtime) -> None:
         hub = ctx.app[DOCUMENTS].annotations
         result, event = await hub.apply(p.document_id, p.version, p.op, _viewer(grant), ctx.sid)
         record = result.record
+        if not result.replayed:
+            await ctx.app[keys.BUS].publish(AnnotationAccepted(p.document_id, p.version,
+                                                               grant.user_id, record))
         return {"document_id": p.document_id, "version": p.version, "op_id": record.op_id,
                 "page": record.page, "seq": record.seq, "replayed": result.replayed,
                 "event": event}
@@ -169,6 +174,7 @@ def register_presenter(rt: Realtime) -> None:
                                    scroll_x=p.scroll_x, scroll_y=p.scroll_y,
                                    take_over=p.take_over)
         await ctx.sio.emit("present:state", state, room=meeting_room(grant.document.meeting_id))
+        await ctx.app[keys.BUS].publish(PresenterMoved(grant.document.meeting_id, state))
         return state
 
     @rt.on("present:pointer", PointerIn)
@@ -184,6 +190,8 @@ def register_presenter(rt: Realtime) -> None:
                                                "document_id": p.document_id, "page": p.page,
                                                "x": p.x, "y": p.y},
                            room=meeting_room(meeting_id), skip_sid=ctx.sid)
+        await ctx.app[keys.BUS].publish(PresenterPointed(meeting_id, p.document_id, p.page,
+                                                         p.x, p.y))
         return {"sent": True}
 
     @rt.on("present:stop", MeetingRef)
@@ -192,6 +200,7 @@ def register_presenter(rt: Realtime) -> None:
             await meetings.require(s, ctx.user, p.meeting_id, Action.present)
         state = await ctx.app[DOCUMENTS].presenters.stop(p.meeting_id)
         await ctx.sio.emit("present:state", state, room=meeting_room(p.meeting_id))
+        await ctx.app[keys.BUS].publish(PresenterMoved(p.meeting_id, state))
         return state
 
     @rt.on("present:get", MeetingRef)

@@ -1,0 +1,288 @@
+"""Files across node links: content-addressed blobs over HTTP, each file crossing each link
+once (docs/cascade.md, "Documents across nodes").
+
+* ``GET /api/node/blobs/{sha256}`` on a parent, for its children only: header
+  ``X-Hopso-Node: <unit> <token>`` (the /node socket's token, server/cascade/tokens.py), and
+  only for a blob that a document of a live meeting inviting the child carries
+  (documents/mirror_models.py). Range requests are answered (aiohttp's FileResponse). A node
+  that mirrors the meeting and has not got the blob yet fetches it from its own parent first.
+* `BlobFetcher` is the child's side: one download in flight per sha256 (every tablet and
+  every child below waits on the same one), resumed with a Range request after a cut,
+  verified (size announced, sha256) before it is stored, so a wrong or oversized file is
+  refused with a logged reason and nothing is stored. A blob already here costs nothing:
+  a second meeting with the same file crosses no link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import ssl
+import tempfile
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+import aiohttp
+from aiohttp import web
+from sqlmodel import col, or_, select
+
+from documents.mirror_models import DocumentCascade
+from documents.storage import BlobStore
+from rooms.models import Meeting
+from server.cascade.keys import NODE
+from server.cascade.schemas import shown
+from server.cascade.tokens import check_token, make_token
+from server.core import keys
+from server.core.settings import NodeSettings
+from server.documents.keys import DOCUMENTS
+
+log = logging.getLogger(__name__)
+
+HEADER = "X-Hopso-Node"
+DIGEST = re.compile(r"[0-9a-f]{64}")
+CHUNK_BYTES = 256 * 1024
+RETRY_MIN_S, RETRY_MAX_S = 0.2, 2.0
+GIVE_UP_S = 900.0  # a blob the parent cannot serve for this long is given up (logged)
+LOGGED_REFUSALS = 20
+
+routes = web.RouteTableDef()
+
+
+class BlobRefused(Exception):
+    """What arrived is not the file announced (size, sha256): nothing was stored."""
+
+
+class BlobUnavailable(Exception):
+    """The parent could not serve the blob (not linked, not offered yet, gave up)."""
+
+
+# -- the parent's side ------------------------------------------------------------------------
+
+
+class _Refusals:
+    """Refused blob requests, logged (the first LOGGED_REFUSALS, then every 1000th)."""
+
+    count = 0
+
+    @classmethod
+    def note(cls, message: str) -> None:
+        cls.count += 1
+        if cls.count <= LOGGED_REFUSALS or cls.count % 1000 == 0:
+            log.warning("cascade: refused blob request: %s (%d refused)", message, cls.count)
+
+
+def _child_of(request: web.Request) -> str:
+    """The child unit the request authenticates as; HTTPUnauthorized (logged) otherwise."""
+    node = request.app.get(NODE)
+    raw = request.headers.get(HEADER, "")
+    unit, _, token = raw.partition(" ")
+    secret = node.credentials.get(unit) if node is not None and unit else None
+    reason = "not a cascade node" if node is None else "no credentials" if not raw else \
+        "unit is not a child of this node (or was revoked)" if secret is None else \
+        check_token(unit, token, secret)
+    if reason is not None:
+        _Refusals.note(f"{shown(unit)}: {reason}")
+        raise web.HTTPUnauthorized(text=f"node authentication failed: {reason}")
+    return unit
+
+
+async def _wanted_size(request: web.Request, child: str, digest: str) -> int | None:
+    """The size of the blob if a document of a live meeting that invites `child` carries
+    it, else None (whether it exists here is not revealed)."""
+    node = request.app[NODE]
+    async with request.app[keys.DB].session() as s:
+        rows = (await s.exec(select(DocumentCascade, Meeting)
+                             .join(Meeting, col(Meeting.id) == DocumentCascade.meeting_id)
+                             .where(or_(DocumentCascade.sha256 == digest,
+                                        DocumentCascade.page1_sha256 == digest)))).all()
+    by_key: dict[str, int] = {}
+    unit = node.settings.unit
+    for row, meeting in rows:
+        size = row.size if row.sha256 == digest else row.page1_size
+        if size is not None:
+            by_key[meeting.cascade_key or f"{unit}/{meeting.id}"] = size
+    if not by_key:
+        return None
+    outside = await node.directory.out_of_scope(child, set(by_key))
+    inside = [size for key, size in by_key.items() if key not in outside]
+    return inside[0] if inside else None
+
+
+@routes.get("/api/node/blobs/{sha256}")
+async def blob(request: web.Request) -> web.StreamResponse:
+    child = _child_of(request)
+    digest = request.match_info["sha256"]
+    if not DIGEST.fullmatch(digest):
+        _Refusals.note(f"{child}: malformed digest {shown(digest)}")
+        raise web.HTTPNotFound(text="no such blob")
+    size = await _wanted_size(request, child, digest)
+    if size is None:
+        _Refusals.note(f"{child}: blob {digest[:12]} is not in a meeting that invites it")
+        raise web.HTTPNotFound(text="no such blob")
+    store: BlobStore = request.app[DOCUMENTS].store
+    if not store.exists(digest):
+        fetcher = request.app.get(FETCHER)
+        if fetcher is None:
+            raise web.HTTPNotFound(text="no such blob")
+        try:  # a mirror that has not got it yet: from our own parent, once for everyone
+            await fetcher.fetch(digest, size)
+        except (BlobRefused, BlobUnavailable) as exc:
+            raise web.HTTPServiceUnavailable(text=f"not here yet: {exc}") from None
+    return web.FileResponse(store.path_for(digest), headers={
+        "Content-Type": "application/octet-stream", "Cache-Control": "no-store"})
+
+
+# -- the child's side ---------------------------------------------------------------------------
+
+
+class _Download:
+    """A blob being received: a temp file in the store's tmp dir, hashed as it grows, and
+    published under its digest only if it is exactly the file announced."""
+
+    def __init__(self, store: BlobStore, digest: str, size: int) -> None:
+        self.store, self.digest, self.size = store, digest, size
+        fd, name = tempfile.mkstemp(dir=store.root / "tmp", prefix="node-")
+        self.path = Path(name)
+        self.file: BinaryIO = os.fdopen(fd, "wb")
+        self.hash = hashlib.sha256()
+        self.received = 0
+
+    def restart(self) -> None:
+        self.file.seek(0)
+        self.file.truncate()
+        self.hash = hashlib.sha256()
+        self.received = 0
+
+    def write(self, chunk: bytes) -> None:
+        if self.received + len(chunk) > self.size:
+            raise BlobRefused(f"more than the {self.size} bytes announced")
+        self.hash.update(chunk)
+        self.file.write(chunk)
+        self.received += len(chunk)
+
+    def publish(self) -> Path:
+        if self.hash.hexdigest() != self.digest:
+            raise BlobRefused(f"sha256 {self.hash.hexdigest()[:12]}… is not {self.digest[:12]}…")
+        self.file.flush()
+        if self.store.durable:
+            os.fsync(self.file.fileno())
+        self.file.close()
+        final = self.store.path_for(self.digest)
+        if not final.is_file():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.path, 0o444)
+            os.replace(self.path, final)
+        return final
+
+    def discard(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class BlobFetcher:
+    """Fetches blobs from this node's parent (see the module's doc)."""
+
+    def __init__(self, store: BlobStore, settings: NodeSettings, max_bytes: int,
+                 give_up_s: float = GIVE_UP_S) -> None:
+        self.store, self.settings, self.max_bytes = store, settings, max_bytes
+        self.give_up_s = give_up_s
+        self._inflight: dict[str, asyncio.Task[Path]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self.bytes_received = 0  # over the parent link, for tests and the benchmark
+        self.fetched: list[str] = []  # digests downloaded (not found here already)
+        self.refused: list[str] = []  # why downloads were refused
+
+    async def close(self) -> None:
+        for task in list(self._inflight.values()):
+            task.cancel()
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            ca = self.settings.parent_ca
+            connector = aiohttp.TCPConnector(
+                ssl=ssl.create_default_context(cafile=str(ca)) if ca is not None else True)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(
+                total=None, connect=10, sock_read=30))
+        return self._session
+
+    async def fetch(self, digest: str, size: int) -> Path:
+        """The blob's path here, downloaded from the parent unless it is here already.
+        BlobRefused if what arrives is not that file; BlobUnavailable if the parent cannot
+        serve it (given up after `give_up_s`)."""
+        path = self.store.path_for(digest)  # ValueError for a malformed digest
+        if path.is_file():
+            return path
+        if not 0 < size <= self.max_bytes:
+            self._refuse(digest, f"announced size {size} is outside 1..{self.max_bytes}")
+        task = self._inflight.get(digest)
+        if task is None:
+            task = self._inflight[digest] = asyncio.ensure_future(self._download(digest, size))
+            task.add_done_callback(lambda _t: self._inflight.pop(digest, None))
+        return await asyncio.shield(task)
+
+    def _refuse(self, digest: str, reason: str) -> None:
+        message = f"blob {digest[:12]}… from the parent refused: {reason}; nothing stored"
+        log.warning("cascade: %s", message)
+        self.refused.append(reason)
+        raise BlobRefused(reason)
+
+    async def _download(self, digest: str, size: int) -> Path:
+        if not self.settings.parent_url or not self.settings.secret:
+            raise BlobUnavailable("this node has no parent")
+        url = f"{self.settings.parent_url.rstrip('/')}/api/node/blobs/{digest}"
+        download = await asyncio.to_thread(_Download, self.store, digest, size)
+        deadline = time.monotonic() + self.give_up_s
+        delay = RETRY_MIN_S
+        try:
+            while True:
+                before = download.received
+                try:
+                    await self._attempt(url, download)
+                    path = await asyncio.to_thread(download.publish)
+                    self.fetched.append(digest)
+                    return path
+                except BlobRefused as exc:
+                    self._refuse(digest, str(exc))
+                except (aiohttp.ClientError, TimeoutError, BlobUnavailable) as exc:
+                    if time.monotonic() > deadline:
+                        log.warning("cascade: giving up blob %s…: %s", digest[:12], exc)
+                        raise BlobUnavailable(str(exc)) from None
+                    log.debug("cascade: blob %s… not fetched yet: %s", digest[:12], exc)
+                    if download.received > before:
+                        delay = RETRY_MIN_S  # a cut mid-file: resume soon where it stopped
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+        finally:
+            await asyncio.to_thread(download.discard)
+
+    async def _attempt(self, url: str, download: _Download) -> None:
+        """One request, resuming at what was received; returns once the whole file is here."""
+        assert self.settings.secret is not None
+        headers = {HEADER: f"{self.settings.unit} {make_token(self.settings.unit, self.settings.secret)}"}
+        if download.received:
+            headers["Range"] = f"bytes={download.received}-"
+        async with self._http().get(url, headers=headers) as response:
+            if response.status == 200 and download.received:
+                await asyncio.to_thread(download.restart)  # the parent ignored the range
+            elif response.status not in (200, 206):
+                raise BlobUnavailable(f"parent answered {response.status}")
+            declared = response.content_length
+            if declared is not None and download.received + declared > download.size:
+                raise BlobRefused(f"{download.received + declared} bytes offered, "
+                                  f"{download.size} announced")
+            async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+                self.bytes_received += len(chunk)
+                await asyncio.to_thread(download.write, chunk)
+        if download.received < download.size:
+            raise BlobUnavailable(f"cut after {download.received} of {download.size} bytes")
+
+
+FETCHER: web.AppKey[BlobFetcher] = web.AppKey("blob_fetcher", BlobFetcher)

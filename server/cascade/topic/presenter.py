@@ -1,0 +1,141 @@
+"""Following the presenter across nodes (issue 13, item 2): the topics ``presenter`` and
+``presenter.pointer``.
+
+At the owner, every change of the meeting's presentation goes down: a start, page turn,
+another document or a stop (a "major" change, server/documents/presenter.py) is journaled,
+so a node that was cut off finds the current page when it catches up; zoom and scroll on the
+same page, and the laser pointer, are pushed live and never stored (the latest wins, the next
+page turn corrects a missed one). Each node applies it to its own presentation row through
+the documents feature's own board, with the owner's presenter as a placeholder person
+(server/cascade/topic/documents_people.py) and its own mirror of the document, so its
+tablets follow as they follow a local presenter (same events, its own seq).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from pydantic import Field
+from sqlmodel import select
+
+from documents.db_models import Document
+from documents.mirror_models import DocumentCascade
+from server.cascade.schemas import NodeSchema, validate
+from server.cascade.state import MeetingState
+from server.cascade.topic.documents_people import Person, local_user
+from server.cascade.topics import Entry, Topic
+from server.core import keys
+from server.core.realtime import meeting_room
+from server.documents.events import PresenterMoved, PresenterPointed
+from server.documents.keys import DOCUMENTS
+from server.documents.presenter import SEQ_STEP, PresenterBusy
+
+log = logging.getLogger(__name__)
+
+TOPIC, POINTER = "presenter", "presenter.pointer"
+
+
+class PresenterData(NodeSchema):
+    active: bool
+    document: int | None = Field(default=None, ge=1, le=2**31 - 1)  # the owner's id
+    page: int | None = Field(default=None, ge=0, le=100_000)
+    zoom: float | None = Field(default=None, ge=0.1, le=10.0)
+    scroll_x: float | None = Field(default=None, ge=0.0, le=1.0)
+    scroll_y: float | None = Field(default=None, ge=0.0, le=1.0)
+    presenter: Person | None = None
+
+
+class PointerData(NodeSchema):
+    document: int = Field(ge=1, le=2**31 - 1)
+    page: int = Field(ge=0, le=100_000)
+    x: float | None = Field(default=None, ge=-1e5, le=1e5)
+    y: float | None = Field(default=None, ge=-1e5, le=1e5)
+
+
+async def _owner_doc(app: web.Application, document_id: int | None) -> bool:
+    """Whether the owner's document takes part in the cascade (it was sent down)."""
+    if document_id is None:
+        return False
+    async with app[keys.DB].session() as s:
+        row = await s.get(DocumentCascade, document_id)
+    return row is not None and row.origin_id is None
+
+
+async def _mirror_doc(app: web.Application, meeting_id: int, origin_id: int) -> Document | None:
+    async with app[keys.DB].session() as s:
+        row = (await s.exec(select(DocumentCascade).where(
+            DocumentCascade.meeting_id == meeting_id,
+            DocumentCascade.origin_id == origin_id))).first()
+        return await s.get(Document, row.document_id) if row is not None else None
+
+
+def install(app: web.Application, state: MeetingState) -> None:
+    unit = state.unit
+
+    async def moved(event: PresenterMoved) -> None:
+        st = event.state
+        if st["active"] and not await _owner_doc(app, st.get("document_id")):
+            return
+        presenter = st.get("presenter") or None
+        data: dict[str, Any] = {
+            "active": bool(st["active"]), "document": st.get("document_id"),
+            "page": st.get("page"), "zoom": st.get("zoom"), "scroll_x": st.get("scroll_x"),
+            "scroll_y": st.get("scroll_y"),
+            "presenter": None if presenter is None else {
+                "origin": unit, "user": presenter["user_id"], "name": presenter["name"] or ""}}
+        major = int(st["seq"]) % SEQ_STEP == 0
+        await state.publish(event.meeting_id, TOPIC, data, durable=major)
+
+    async def pointed(event: PresenterPointed) -> None:
+        if await _owner_doc(app, event.document_id):
+            await state.publish(event.meeting_id, POINTER, {
+                "document": event.document_id, "page": event.page, "x": event.x, "y": event.y},
+                durable=False)
+
+    async def apply(meeting_id: int, entry: Entry) -> None:
+        d = validate(PresenterData, entry.data)
+        rt = app[DOCUMENTS]
+        board = rt.presenters
+        if not d.active:
+            state_now = await board.stop(meeting_id)
+            await rt.sio.emit("present:state", state_now, room=meeting_room(meeting_id))
+            return
+        doc = await _mirror_doc(app, meeting_id, d.document) if d.document else None
+        if doc is None or doc.id is None or not doc.published or d.presenter is None \
+                or d.page is None:
+            log.info("cascade: %s: presenting document %s, not (yet) here", entry.key,
+                     d.document)
+            return
+        sizes = await rt.annotations.page_sizes(doc.id, doc.version)
+        if d.page >= len(sizes):
+            return
+        async with app[keys.DB].session() as s:
+            user_id = await local_user(s, d.presenter)
+        async def update(take_over: bool) -> dict[str, Any]:
+            assert d.presenter is not None and d.page is not None and doc is not None \
+                and doc.id is not None
+            return await board.update(
+                meeting_id, user_id=user_id, name=d.presenter.name, document_id=doc.id,
+                version=doc.version, page=d.page, zoom=d.zoom or 1.0,
+                scroll_x=d.scroll_x or 0.0, scroll_y=d.scroll_y or 0.0, take_over=take_over)
+        try:  # the same presenter moving: the board's cheap path (a minor move)
+            state_now = await update(False)
+        except PresenterBusy:  # someone here presents: the owner's presenter takes over
+            state_now = await update(True)
+        await rt.sio.emit("present:state", state_now, room=meeting_room(meeting_id))
+
+    async def apply_pointer(meeting_id: int, entry: Entry) -> None:
+        d = validate(PointerData, entry.data)
+        doc = await _mirror_doc(app, meeting_id, d.document)
+        if doc is None or not doc.published:
+            return
+        await app[DOCUMENTS].sio.emit("present:pointer", {
+            "meeting_id": meeting_id, "document_id": doc.id, "page": d.page, "x": d.x,
+            "y": d.y}, room=meeting_room(meeting_id))
+
+    state.register(Topic(TOPIC, PresenterData, "down", apply=apply))
+    state.register(Topic(POINTER, PointerData, "down", apply=apply_pointer))
+    app[keys.BUS].subscribe(PresenterMoved, moved)
+    app[keys.BUS].subscribe(PresenterPointed, pointed)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rooms import attendance
+from rooms import attendance, remote_floor
 from rooms.errors import Conflict, Forbidden, Invalid, NotFound
 from rooms.models import MeetingRole, Site, User, utcnow
 from rooms.procedure import RateLimited, seconds_between
@@ -156,10 +156,14 @@ async def floor_view(session: AsyncSession, state: ProcedureState) -> dict[str, 
         .order_by(col(FloorRequest.id)))
     waiting = list(rows.all())
     names = await _names(session, waiting)
+    # People of other cascade nodes: marked with their node, site and unit.
+    marks = await remote_floor.origins(session, [r.id for r in waiting if r.id is not None])
+
+    def shown(r: FloorRequest) -> dict[str, Any]:
+        return {**_request_dict(r, names), **remote_floor.marks(marks.get(r.id or 0))}
     holder = next((r for r in waiting if r.id == state.floor_request_id), None)
-    return {"holder": _request_dict(holder, names) if holder else None,
-            "queue": [_request_dict(r, names) for r in waiting
-                      if r.status == FloorStatus.queued],
+    return {"holder": shown(holder) if holder else None,
+            "queue": [shown(r) for r in waiting if r.status == FloorStatus.queued],
             "totals": await speaking_totals(session, state.meeting_id)}
 
 

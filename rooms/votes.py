@@ -26,7 +26,7 @@ from sqlalchemy import delete, insert
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rooms import agenda, attendance, vote_rules
+from rooms import agenda, attendance, remote_votes, vote_rules
 from rooms.ballot_seal import BallotKey, Unsealed, receipt_hash
 from rooms.db import SQLITE_BUSY_TIMEOUT_MS, Database
 from rooms.errors import Conflict, Invalid, NotFound
@@ -213,15 +213,19 @@ async def tally(session: AsyncSession, vote: Vote,
     totals = list(individual)
     for s in sites:
         totals = [a + b for a, b in zip(totals, s["counts"])]
-    heads = await attendance.local_headcount(session, vote.meeting_id)
-    cast, present_count, not_voted = await _turnout(session, vote)
+    # Cascade: at the owner, the other nodes' ballots and members (rooms/remote_votes.py).
+    remote = await remote_votes.part(session, vote, len(totals))
+    totals = [a + b for a, b in zip(totals, remote.counts)]
+    heads = remote.heads(await attendance.local_headcount(session, vote.meeting_id))
+    cast, present_count, not_voted = remote.turnout(await _turnout(session, vote))
     state = await session.get(ProcedureState, vote.meeting_id)
     rule_set = state.rule_set if state is not None else RuleSet.other
     rule = vote_rules.VoteRule(vote.kind, vote.base, vote.threshold)
     decided = vote_rules.outcome(rule, rule_set, totals, vote.custom_options, heads.members,
                                  heads.present, await _chair_option(session, vote, rule_set))
     return {"counts": individual, "site_counts": sites, "totals": totals,
-            "cast": cast, "present_voters": present_count, "not_voted": not_voted, **decided}
+            "cast": cast, "present_voters": present_count, "not_voted": not_voted, **decided,
+            **({"nodes": remote.nodes} if remote.nodes else {})}
 
 
 async def _chair_option(session: AsyncSession, vote: Vote, rule_set: RuleSet) -> int | None:

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Set up Hopso on a Debian machine: system packages (when root), the Python venv, browser libraries.
 #   bash scripts/setup.sh          what the server needs
-#   bash scripts/setup.sh --test   plus what the test suite needs (chromium, test tools)
+#   bash scripts/setup.sh --test   plus what the test suite needs (chromium, nginx, test tools)
 #   bash scripts/setup.sh --bench  plus what the benchmarks compare against (Janus, for bench/sfu.py)
+# Python packages come from the lock only (requirements/lock*.txt, every file's hash checked;
+# refreshed by scripts/lock.sh); the browser libraries from web_client/package-lock.json (npm ci).
+# The Debian packages and the versions seen installed: docs/operations.md ("Reproducible installs").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_tests=0 want_bench=0
@@ -39,6 +42,8 @@ if [ "$want_tests" = 1 ]; then
   [ -e $lo/libswlo.so ] || missing+=(libreoffice-writer-nogui)
   [ -e $lo/libsclo.so ] || missing+=(libreoffice-calc-nogui)
   [ -e $lo/libslideshowlo.so ] || missing+=(libreoffice-impress-nogui)
+  # nginx: tests/deploy checks the rendered reverse-proxy configuration with `nginx -t`.
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 fi
 if [ "$want_bench" = 1 ]; then
   command -v janus >/dev/null || [ -x /usr/bin/janus ] || missing+=(janus)
@@ -51,17 +56,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Installed for its syntax check only: where Debian started the service, stop it again.
+  if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
   [ -n "$python_bin" ] || python_bin=$(command -v python3.11)
 fi
 
 if [ ! -x .venv/bin/python ]; then
   "$python_bin" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-if [ "$want_tests" = 1 ]; then
-  .venv/bin/python -m pip install -q -e ".[test]"
-else
-  .venv/bin/python -m pip install -q -e .
-fi
+lock=requirements/lock.txt
+[ "$want_tests" = 1 ] && lock=requirements/lock-test.txt
+# Exactly the locked releases, each file checked against its hash (pip itself and the build
+# requirements are in the lock too); then the project, built from those without fetching.
+.venv/bin/python -m pip install -q --require-hashes -r "$lock"
+.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 (cd web_client && npm ci --no-audit --no-fund --loglevel=error)
 echo "setup: done"

@@ -16,3 +16,32 @@ class FloorChanged:
     speaking: int | None  # the holder's user id (a site's operator for a site); None: nobody
     name: str | None = None  # the holder's name, as the floor queue shows it
     site: str | None = None  # the holder's site, if the request named one
+
+
+@dataclass(frozen=True, slots=True)
+class FloorQueueChanged:
+    """The floor queue, holder or speaking totals changed, committed (after floor:changed
+    went out): the cascade journals the owner's floor down and escalates a mirror's new
+    requests up (server/cascade/topic/floor.py). In-process only."""
+
+    meeting_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class VoteUpdated:
+    """A vote was opened, its live tally pushed, or it closed (after vote:updated went out):
+    the cascade journals an owner's vote down and reports a mirror's tally up
+    (server/cascade/topic/votes.py). In-process only."""
+
+    meeting_id: int
+    vote_id: int
+    status: str  # "open" | "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class BallotsCast:
+    """Ballots (or a site's counts) were stored in an open vote, committed, before the
+    voter's ack: a mirror reports its tally up at once rather than at the next tally push."""
+
+    meeting_id: int
+    vote_id: int

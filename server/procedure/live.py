@@ -40,7 +40,7 @@ from rooms.permissions import Action
 from rooms.procedure_models import ProcedureState
 from server.core import keys
 from server.core.realtime import meeting_room
-from server.procedure.events import FloorChanged
+from server.procedure.events import FloorChanged, FloorQueueChanged, VoteUpdated
 from server.procedure.keys import LIVE
 from server.procedure.views import Emit, vote_emit
 
@@ -145,6 +145,11 @@ class ProcedureLive:
                     meeting_id, holder["user_id"] if holder else None,
                     holder.get("name") if holder else None,
                     holder.get("site") if holder else None))
+                await self.app[keys.BUS].publish(FloorQueueChanged(meeting_id))
+            elif event == "vote:updated":  # opened, live tally, closed: the cascade follows
+                vote = payload["vote"]
+                await self.app[keys.BUS].publish(VoteUpdated(meeting_id, vote["id"],
+                                                             vote["status"]))
 
     def schedule_tally(self, meeting_id: int, vote_id: int) -> None:
         """Push the vote's live tally soon; many ballots in a burst make one push."""

@@ -17,7 +17,9 @@ from rooms.errors import Conflict
 from rooms.meetings import MeetingAccess
 from rooms.permissions import Action
 from rooms.procedure_models import AttendanceStatus, ProcedureState
+from server.core import keys
 from server.core.realtime import EventContext, EventSchema, Realtime
+from server.procedure.events import BallotsCast
 from server.procedure.keys import LIVE
 from server.procedure.live import cast_ballot, run_change
 from server.procedure.views import (
@@ -280,6 +282,7 @@ def _register_votes(rt: Realtime) -> None:
         done, _ = await cast_ballot(ctx.app, ctx.user, p.meeting_id, p.vote_id, p.option, p.seq,
                                     p.receipt)
         ctx.app[LIVE].schedule_tally(p.meeting_id, p.vote_id)
+        await ctx.app[keys.BUS].publish(BallotsCast(p.meeting_id, p.vote_id))  # cascade: up
         ack = {"vote_id": done.vote_id, "option": done.option, "changed": done.changed,
                "receipt": done.receipt}
         return {**ack, "replayed": True} if done.replayed else ack

@@ -1,0 +1,287 @@
+"""Floor requests across the cascade (issue 13, item 3; docs/cascade.md, "Floor across
+nodes").
+
+* `floor.request` / `floor.withdraw` (up): a request made on a mirror is escalated to the
+  owner's chair at once, with the person's name, site and unit; the owner queues it as a
+  request of a placeholder person (rooms/remote_floor.py) marked with its origin.
+* `floor.state` (down): every change of the owner's floor (queue, holder, grants, skips,
+  timers, spoken seconds) is journaled as the meeting's requests; each mirror writes them
+  into its own rows (its own people's requests are the originals), so the same floor code
+  shows the same queue, holder, timers and totals on every node, and the holder's node
+  moves its video floor (FloorChanged, as for a local grant).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from pydantic import Field
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rooms import audit, meeting_nodes, procedure
+from rooms.audit import AuditKind
+from rooms.models import Meeting, MeetingStatus, Site, Unit, User, utcnow
+from rooms.procedure_models import FloorRequest, FloorStatus
+from rooms.remote_floor import FloorOrigin, origins, proxy_user, ref_get, ref_put
+from server.cascade.schemas import NodeError, NodeSchema, validate
+from server.cascade.topics import Entry, Report, Topic
+from server.core import keys
+from server.procedure.events import FloorQueueChanged
+from server.procedure.keys import LIVE
+from server.procedure.views import floor_emit
+
+if TYPE_CHECKING:
+    from server.cascade.state import MeetingState
+
+log = logging.getLogger(__name__)
+REQUEST, WITHDRAW, STATE = "floor.request", "floor.withdraw", "floor.state"
+MAX_JOURNALED = 300  # the owner's latest requests in each floor.state entry
+_FINAL = (FloorStatus.done, FloorStatus.skipped, FloorStatus.withdrawn)
+
+
+class FloorAskData(NodeSchema):
+    request: int = Field(ge=1)  # the request's id at its origin node
+    user: int = Field(ge=1)
+    name: str = Field(min_length=1, max_length=200)
+    site: str = Field(default="", max_length=200)
+    unit: str = Field(default="", max_length=200)
+    for_site: bool = False
+
+
+class FloorWithdrawData(NodeSchema):
+    request: int = Field(ge=1)
+
+
+class FloorItem(NodeSchema):
+    id: int = Field(ge=1)  # the owner's request id
+    origin: str = Field(min_length=1, max_length=64)
+    remote: int = Field(ge=0)  # its id at the origin node
+    user: int = Field(ge=1)  # the person's id at the origin node
+    name: str = Field(max_length=200)
+    site: str = Field(default="", max_length=200)
+    unit: str = Field(default="", max_length=200)
+    for_site: bool = False
+    status: FloorStatus
+    requested_at: str = Field(max_length=40)
+    granted_at: str | None = Field(default=None, max_length=40)
+    ended_at: str | None = Field(default=None, max_length=40)
+    limit_seconds: int | None = Field(default=None, ge=1, le=3600)
+    spoken_seconds: int = Field(default=0, ge=0)
+
+
+class FloorStateData(NodeSchema):
+    holder: int | None = Field(default=None, ge=1)
+    requests: list[FloorItem] = Field(max_length=MAX_JOURNALED)
+
+
+def install(app: web.Application, state: MeetingState) -> None:
+    floor = CascadeFloor(app, state)
+    state.register(Topic(REQUEST, FloorAskData, "up", receive=floor.receive_request))
+    state.register(Topic(WITHDRAW, FloorWithdrawData, "up", receive=floor.receive_withdraw))
+    state.register(Topic(STATE, FloorStateData, "down", apply=floor.apply_state))
+    app[keys.BUS].subscribe(FloorQueueChanged, floor.on_changed)
+
+
+def _time(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        raise NodeError("invalid", f"not a time: {str(value)[:40]!r}") from None
+
+
+class CascadeFloor:
+    def __init__(self, app: web.Application, state: MeetingState) -> None:
+        self.app, self.state = app, state
+        node = app[keys.SETTINGS].node
+        self.unit = node.unit if node is not None else "local"
+
+    async def on_changed(self, event: FloorQueueChanged) -> None:
+        async with self.app[keys.DB].session() as s:
+            meeting = await s.get(Meeting, event.meeting_id)
+            if meeting is None:
+                return
+            if meeting.cascade_key is None:
+                data = await self.floor_state(s, event.meeting_id)
+                await self.state.publish(event.meeting_id, STATE, data)
+                return
+            todo = await self._to_escalate(s, event.meeting_id)
+            await s.commit()
+        for topic, data in todo:  # stored in the outbox: on its way whatever the link
+            await self.state.report(event.meeting_id, topic, data)
+
+    async def _to_escalate(self, s: AsyncSession, meeting_id: int
+                           ) -> list[tuple[str, dict[str, Any]]]:
+        """This node's people's new requests (and withdrawals of escalated ones)."""
+        rows = await s.exec(select(FloorRequest).where(
+            FloorRequest.meeting_id == meeting_id,
+            col(FloorRequest.status).in_([FloorStatus.queued, FloorStatus.withdrawn]))
+            .order_by(col(FloorRequest.id)))
+        requests = list(rows.all())
+        foreign = await origins(s, [r.id for r in requests if r.id is not None])
+        out: list[tuple[str, dict[str, Any]]] = []
+        for r in requests:
+            assert r.id is not None
+            if r.id in foreign:
+                continue  # a copy of someone else's request
+            sent = await ref_get(s, meeting_id, f"esc:{r.id}")
+            if r.status == FloorStatus.queued and sent is None:
+                user = await s.get(User, r.user_id)
+                site = await s.get(Site, r.site_id) if r.site_id else None
+                unit = await s.get(Unit, user.unit_id) if user and user.unit_id else None
+                out.append((REQUEST, {"request": r.id, "user": r.user_id,
+                                      "name": (user.full_name if user else "") or "?",
+                                      "site": site.name if site else "",
+                                      "unit": unit.name if unit else "",
+                                      "for_site": r.for_site}))
+                await ref_put(s, meeting_id, f"esc:{r.id}", 1)
+            elif r.status == FloorStatus.withdrawn and sent == 1:
+                out.append((WITHDRAW, {"request": r.id}))
+                await ref_put(s, meeting_id, f"esc:{r.id}", 2)
+        return out
+
+    async def floor_state(self, s: AsyncSession, meeting_id: int) -> dict[str, Any]:
+        """The owner's floor as journaled: its latest requests, every status."""
+        state = await procedure.read_state(s, meeting_id)
+        rows = await s.exec(select(FloorRequest).where(FloorRequest.meeting_id == meeting_id)
+                            .order_by(col(FloorRequest.id).desc()).limit(MAX_JOURNALED))
+        requests = list(reversed(rows.all()))
+        marks = await origins(s, [r.id for r in requests if r.id is not None])
+        items = []
+        for r in requests:
+            user = await s.get(User, r.user_id)
+            mark = marks.get(r.id)  # type: ignore[arg-type]
+            if mark is not None:
+                origin, remote, site, unit_name = mark.origin, mark.remote_id, mark.site, mark.unit
+                person = int(user.username.rpartition("~")[2]) if user and \
+                    user.username.rpartition("~")[2].isdigit() else r.user_id
+            else:
+                site_row = await s.get(Site, r.site_id) if r.site_id else None
+                unit = await s.get(Unit, user.unit_id) if user and user.unit_id else None
+                origin, remote, person = self.unit, r.id or 0, r.user_id
+                site, unit_name = site_row.name if site_row else "", unit.name if unit else ""
+            items.append({
+                "id": r.id, "origin": origin, "remote": remote, "user": person,
+                "name": (user.full_name if user else "") or "?", "site": site,
+                "unit": unit_name, "for_site": r.for_site, "status": r.status.value,
+                "requested_at": r.requested_at.isoformat(),
+                "granted_at": r.granted_at.isoformat() if r.granted_at else None,
+                "ended_at": r.ended_at.isoformat() if r.ended_at else None,
+                "limit_seconds": r.limit_seconds, "spoken_seconds": r.spoken_seconds})
+        return {"holder": state.floor_request_id, "requests": items}
+
+    # --- at the owner -------------------------------------------------------------------
+
+    async def receive_request(self, meeting_id: int, via: str, report: Report) -> dict[str, Any]:
+        data = validate(FloorAskData, report.data)
+        live = self.app[LIVE]
+        async with live.lock(meeting_id), self.app[keys.DB].session() as s:
+            seats = await meeting_nodes.node_seats(s, meeting_id)
+            if via not in seats or (report.origin != via and report.origin not in seats):
+                raise NodeError("forbidden", f"{report.origin[:64]} is not among the "
+                                "meeting's nodes")
+            meeting = await s.get(Meeting, meeting_id)
+            if meeting is None or meeting.status != MeetingStatus.open:
+                raise NodeError("conflict", "the meeting is not open")
+            ref = f"floor:{report.origin}:{data.request}"
+            known = await ref_get(s, meeting_id, ref)
+            if known is not None:
+                return {"request": known}
+            state = await procedure.lock(s, meeting_id)
+            person = await proxy_user(s, report.origin, data.user, data.name)
+            request = FloorRequest(meeting_id=meeting_id, agenda_item_id=state.current_item_id,
+                                   user_id=person.id,  # type: ignore[arg-type]
+                                   for_site=data.for_site, status=FloorStatus.queued)
+            s.add(request)
+            await s.flush()
+            assert request.id is not None
+            s.add(FloorOrigin(request_id=request.id, origin=report.origin,
+                              remote_id=data.request, site=data.site, unit=data.unit))
+            await ref_put(s, meeting_id, ref, request.id)
+            await audit.record(s, meeting_id, None, AuditKind.floor_requested, {
+                "request_id": request.id, "origin": report.origin, "via": via,
+                "remote_id": data.request, "name": data.name, "site": data.site,
+                "unit": data.unit, "item_id": request.agenda_item_id})
+            emit, seq = await floor_emit(s, state), state.seq
+            await s.commit()
+        await live.emit(meeting_id, seq, [emit])
+        return {"request": request.id}
+
+    async def receive_withdraw(self, meeting_id: int, via: str, report: Report
+                               ) -> dict[str, Any]:
+        data = validate(FloorWithdrawData, report.data)
+        live = self.app[LIVE]
+        async with live.lock(meeting_id), self.app[keys.DB].session() as s:
+            known = await ref_get(s, meeting_id, f"floor:{report.origin}:{data.request}")
+            request = await s.get(FloorRequest, known) if known is not None else None
+            if request is None:
+                raise NodeError("not_found", f"floor request {data.request} not found")
+            if request.status != FloorStatus.queued:
+                return {"request": request.id, "status": request.status.value}
+            state = await procedure.lock(s, meeting_id)
+            request.status = FloorStatus.withdrawn
+            s.add(request)
+            await audit.record(s, meeting_id, None, AuditKind.floor_withdrawn, {
+                "request_id": request.id, "origin": report.origin, "via": via})
+            emit, seq = await floor_emit(s, state), state.seq
+            await s.commit()
+        await live.emit(meeting_id, seq, [emit])
+        return {"request": request.id, "status": "withdrawn"}
+
+    # --- at a mirror --------------------------------------------------------------------
+
+    async def apply_state(self, meeting_id: int, entry: Entry) -> None:
+        data = validate(FloorStateData, entry.data)
+        live = self.app[LIVE]
+        async with live.lock(meeting_id), self.app[keys.DB].session() as s:
+            state = await procedure.lock(s, meeting_id)
+            holder: int | None = None
+            for item in data.requests:
+                local = await self._local_row(s, meeting_id, item)
+                if local is None:
+                    continue
+                if local.status == FloorStatus.withdrawn and item.status == FloorStatus.queued:
+                    continue  # withdrawn here; the withdrawal is on its way up
+                local.status = item.status
+                local.granted_at, local.ended_at = _time(item.granted_at), _time(item.ended_at)
+                local.limit_seconds, local.spoken_seconds = item.limit_seconds, item.spoken_seconds
+                s.add(local)
+                if item.id == data.holder and item.status == FloorStatus.speaking:
+                    holder = local.id
+            if state.floor_request_id != holder:
+                current = await s.get(FloorRequest, state.floor_request_id) \
+                    if state.floor_request_id else None
+                if current is not None and current.status == FloorStatus.speaking:
+                    current.status = FloorStatus.done  # the owner's floor decides
+                    s.add(current)
+                state.floor_request_id = holder
+                s.add(state)
+            await s.flush()
+            emit, seq = await floor_emit(s, state), state.seq
+            await s.commit()
+        await live.emit(meeting_id, seq, [emit])
+
+    async def _local_row(self, s: AsyncSession, meeting_id: int, item: FloorItem
+                         ) -> FloorRequest | None:
+        if item.origin == self.unit:  # this node's person: the original request
+            row = await s.get(FloorRequest, item.remote)
+            return row if row is not None and row.meeting_id == meeting_id else None
+        ref = f"copy:{item.id}"
+        known = await ref_get(s, meeting_id, ref)
+        row = await s.get(FloorRequest, known) if known is not None else None
+        if row is not None:
+            return row
+        person = await proxy_user(s, item.origin, item.user, item.name)
+        row = FloorRequest(meeting_id=meeting_id, user_id=person.id,  # type: ignore[arg-type]
+                           for_site=item.for_site, status=item.status,
+                           requested_at=_time(item.requested_at) or utcnow())
+        s.add(row)
+        await s.flush()
+        assert row.id is not None
+        s.add(FloorOrigin(request_id=row.id, origin=item.origin, remote_id=item.remote,
+                          site=item.site, unit=item.unit))
+        await ref_put(s, meeting_id, ref, row.id)
+        return row

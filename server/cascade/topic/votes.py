@@ -1,0 +1,321 @@
+"""Votes across the cascade (issue 13, item 4; docs/cascade.md, "Votes across nodes").
+
+* `vote.opened` / `vote.closed` (down): a vote opened at the owner opens on every mirror
+  (a local vote, on a local agenda item mapped to the owner's, `CascadeRef`), so each node's
+  delegates vote through its own tablets and ballot box: a secret ballot is sealed, counted
+  and stored where it was cast, and nothing linking it to its voter leaves that node. The
+  close carries the owner's result, which replaces the mirror's own on its tablets.
+* `vote.tally` (up): each mirror reports its OWN ballots (not its children's, which report
+  theirs: nothing is counted twice), a snapshot with a growing revision, at once after
+  ballots are stored and on every tally push; open votes with names, secret votes with
+  their turnout only, and their counts once, after the mirror closed its part. The owner
+  checks and counts it (server/cascade/topic/vote_receive.py); an intermediate node checks
+  it against the seats it holds for that node on the way (`forward`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rooms import attendance, audit, meeting_nodes, procedure, votes
+from rooms.audit import AuditKind
+from rooms.errors import DomainError
+from rooms.models import Meeting, Site, User
+from rooms.procedure_models import AgendaItem, Attendance, Vote, VoteParticipation, VoteStatus
+from rooms.remote_floor import proxy_user, ref_get, ref_put, refs
+from server.cascade.schemas import NodeError, validate
+from server.cascade.topic.vote_receive import receive_tally
+from server.cascade.topic.vote_schemas import VoteClosedData, VoteOpenedData, VoteTallyData
+from server.cascade.topics import Entry, Report, Topic
+from server.core import keys
+from server.procedure.events import BallotsCast, VoteUpdated
+from server.procedure.keys import LIVE
+from server.procedure.views import vote_emit
+
+if TYPE_CHECKING:
+    from server.cascade.state import MeetingState
+
+log = logging.getLogger(__name__)
+OPENED, CLOSED, TALLY = "vote.opened", "vote.closed", "vote.tally"
+
+
+def install(app: web.Application, state: MeetingState) -> None:
+    votes_ = CascadeVotes(app, state)
+    state.register(Topic(OPENED, VoteOpenedData, "down", apply=votes_.apply_opened))
+    state.register(Topic(CLOSED, VoteClosedData, "down", apply=votes_.apply_closed))
+    state.register(Topic(TALLY, VoteTallyData, "up",
+                         receive=lambda m, via, r: receive_tally(app, m, via, r),
+                         forward=votes_.forward_tally))
+    app[keys.BUS].subscribe(VoteUpdated, votes_.on_vote_updated)
+    app[keys.BUS].subscribe(BallotsCast, votes_.on_ballots)
+
+
+class CascadeVotes:
+    def __init__(self, app: web.Application, state: MeetingState) -> None:
+        self.app, self.state = app, state
+        node = app[keys.SETTINGS].node
+        self.unit = node.unit if node is not None else "local"
+        self._journaled: dict[tuple[int, int], str] = {}  # owner: (meeting, vote) -> last sent
+        self._reporting: dict[int, asyncio.Task[None]] = {}  # mirror: local vote -> task
+        self._again: set[int] = set()
+        self._last: dict[int, str] = {}  # mirror: local vote -> last snapshot reported
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- bus: the owner journals, a mirror reports --------------------------------------
+
+    async def on_vote_updated(self, event: VoteUpdated) -> None:
+        async with self.app[keys.DB].session() as s:
+            meeting = await s.get(Meeting, event.meeting_id)
+            if meeting is None:
+                return
+            if meeting.cascade_key is None:
+                await self._journal(s, meeting, event)
+                return
+        if event.status == VoteStatus.open.value:
+            self.report_soon(event.meeting_id, event.vote_id)
+
+    async def on_ballots(self, event: BallotsCast) -> None:
+        """Ballots stored at a mirror: their snapshot is in the outbox (stored here) before
+        the voters are acknowledged."""
+        async with self.app[keys.DB].session() as s:
+            meeting = await s.get(Meeting, event.meeting_id)
+            if meeting is None or meeting.cascade_key is None:
+                return
+        await self.report_tally(event.meeting_id, event.vote_id)
+
+    async def _journal(self, s: AsyncSession, meeting: Meeting, event: VoteUpdated) -> None:
+        vote = await s.get(Vote, event.vote_id)
+        if vote is None or meeting.id is None:
+            return
+        done = self._journaled.get((meeting.id, event.vote_id))
+        if vote.status == VoteStatus.open:
+            if done is None and not await ref_get(s, meeting.id, f"sent:open:{vote.id}"):
+                item = await s.get(AgendaItem, vote.agenda_item_id)
+                sent = await self.state.publish(meeting.id, OPENED, {
+                    "vote": vote.id, "item": vote.agenda_item_id,
+                    "item_title": (item.title if item else "") or "?",
+                    "question": vote.question, "options": votes.options_of(vote),
+                    "custom_options": vote.custom_options, "secret": vote.secret,
+                    "allow_change": vote.allow_change})
+                if sent is not None:
+                    await ref_put(s, meeting.id, f"sent:open:{vote.id}", sent.seq)
+                    await s.commit()
+            self._journaled[(meeting.id, event.vote_id)] = "open"
+            return
+        result = json.loads(vote.result_json or "{}")
+        if vote.secret:  # a ward never sees another ward's secret counts
+            result["nodes"] = [{k: v for k, v in n.items() if k != "counts"}
+                               for n in result.get("nodes", [])]
+        text = json.dumps(result, sort_keys=True)
+        if done == text:
+            return
+        revision = await ref_get(s, meeting.id, f"sent:close:{vote.id}") or 0
+        sent = await self.state.publish(meeting.id, CLOSED, {
+            "vote": vote.id, "result": result, "revision": revision + 1})
+        if sent is not None:
+            await ref_put(s, meeting.id, f"sent:close:{vote.id}", revision + 1)
+            await s.commit()
+        self._journaled[(meeting.id, event.vote_id)] = text
+
+    # --- a mirror's reports -------------------------------------------------------------
+
+    def report_soon(self, meeting_id: int, vote_id: int) -> None:
+        if vote_id in self._reporting:
+            self._again.add(vote_id)
+            return
+        task = asyncio.create_task(self._report_loop(meeting_id, vote_id))
+        self._reporting[vote_id] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _report_loop(self, meeting_id: int, vote_id: int) -> None:
+        try:
+            while True:
+                self._again.discard(vote_id)
+                await self.report_tally(meeting_id, vote_id)
+                if vote_id not in self._again:
+                    return
+        except Exception:
+            log.exception("cascade: reporting the tally of vote %s failed", vote_id)
+        finally:
+            self._reporting.pop(vote_id, None)
+
+    async def report_tally(self, meeting_id: int, vote_id: int) -> None:
+        """This node's own ballots for the vote, as one snapshot, into the outbox."""
+        async with self.app[LIVE].lock(meeting_id), self.app[keys.DB].session() as s:
+            data = await snapshot(s, meeting_id, vote_id)
+        if data is not None:
+            await self._report(meeting_id, vote_id, data)
+
+    async def _report(self, meeting_id: int, vote_id: int, data: dict[str, Any]) -> None:
+        """Into the outbox, unless the owner already has the same figures (a tally push
+        with no new ballot)."""
+        same = json.dumps({k: v for k, v in data.items() if k != "revision"}, sort_keys=True)
+        if self._last.get(vote_id) == same:
+            return
+        await self.state.report(meeting_id, TALLY, data)
+        self._last[vote_id] = same
+
+    async def forward_tally(self, meeting_id: int, child: str, report: Report) -> None:
+        """Passing a child's report up: held to the seats this node holds for it (the
+        owner's list, on this mirror) and to its vote being one this node mirrors."""
+        data = validate(VoteTallyData, report.data)
+        async with self.app[keys.DB].session() as s:
+            seats = await meeting_nodes.node_seats(s, meeting_id)
+            if report.origin not in seats and report.origin != child:
+                raise NodeError("forbidden", f"{report.origin[:64]} is not among the "
+                                "meeting's nodes")
+            if data.members > seats.get(report.origin, seats.get(child, 0)):
+                raise NodeError("over_seats", f"{report.origin} reports {data.members} members")
+            if await ref_get(s, meeting_id, f"vote:{data.vote}") is None:
+                raise NodeError("not_found", f"vote {data.vote} is not open here")
+
+    # --- appliers at a mirror -----------------------------------------------------------
+
+    async def apply_opened(self, meeting_id: int, entry: Entry) -> None:
+        data = validate(VoteOpenedData, entry.data)
+        live = self.app[LIVE]
+        async with live.lock(meeting_id), self.app[keys.DB].session() as s:
+            if await ref_get(s, meeting_id, f"vote:{data.vote}") is not None:
+                return  # applied before (idempotent)
+            state = await procedure.lock(s, meeting_id)
+            item_id = await _local_item(s, meeting_id, data.item, data.item_title)
+            for other in await votes.votes_of(s, meeting_id):  # one open vote at a time
+                if other.status == VoteStatus.open:
+                    live.cancel_tally(other.id)  # type: ignore[arg-type]
+                    await votes.close_vote(s, other, live.key)
+            owner_unit = entry.key.rpartition("/")[0]
+            owner = await proxy_user(s, owner_unit, 1, owner_unit)
+            try:
+                vote = await votes.open_vote(s, state, owner, votes.NewVote(
+                    item_id, data.question, data.secret, data.allow_change,
+                    tuple(data.options) if data.custom_options else None), live.key)
+            except DomainError as exc:  # logged, and the journal goes on
+                log.warning("cascade: vote %s of %s not opened here: %s", data.vote,
+                            entry.key, exc)
+                return
+            assert vote.id is not None
+            await ref_put(s, meeting_id, f"vote:{data.vote}", vote.id)
+            await audit.record(s, meeting_id, None, AuditKind.vote_opened, {
+                "vote_id": vote.id, "owner_vote_id": data.vote, "from": entry.key,
+                "question": vote.question, "secret": vote.secret})
+            emit = await vote_emit(s, vote.id)
+            seq = state.seq
+            await s.commit()
+        await live.emit(meeting_id, seq, [emit])
+
+    async def apply_closed(self, meeting_id: int, entry: Entry) -> None:
+        data = validate(VoteClosedData, entry.data)
+        live = self.app[LIVE]
+        final: dict[str, Any] | None = None
+        async with live.lock(meeting_id), self.app[keys.DB].session() as s:
+            local_id = await ref_get(s, meeting_id, f"vote:{data.vote}")
+            vote = await s.get(Vote, local_id) if local_id is not None else None
+            if vote is None:
+                return
+            state = await procedure.lock(s, meeting_id)
+            mine: dict[str, Any] | None = None
+            if vote.status == VoteStatus.open:
+                # Anything not yet reported goes now: a late ballot is reported late.
+                pending = await snapshot(s, meeting_id, vote.id)  # type: ignore[arg-type]
+                live.cancel_tally(vote.id)  # type: ignore[arg-type]
+                mine = await votes.close_vote(s, vote, live.key)
+                await audit.record(s, meeting_id, None, AuditKind.vote_closed, {
+                    "vote_id": vote.id, "owner_vote_id": data.vote, "from": entry.key,
+                    "cast": mine.get("cast"), "voters": sorted(await votes.participants(s, vote))
+                    if vote.secret else None})
+                if vote.secret:
+                    final = await _final_snapshot(s, meeting_id, vote, mine)
+                elif pending is not None:
+                    final = pending
+            else:
+                mine = json.loads(vote.result_json or "{}").get("local")
+            vote.result_json = json.dumps({**data.result, "local": mine}, ensure_ascii=False)
+            s.add(vote)
+            emit = await vote_emit(s, vote.id)  # type: ignore[arg-type]
+            seq = state.seq
+            await s.commit()
+        if final is not None:
+            await self._report(meeting_id, vote.id, final)  # type: ignore[arg-type]
+        await live.emit(meeting_id, seq, [emit])
+        if vote.secret:
+            live.scrub_soon()
+
+
+async def _local_item(s: AsyncSession, meeting_id: int, owner_item: int, title: str) -> int:
+    """The mirror's agenda item for the owner's item (made on first use)."""
+    ref = f"item:{owner_item}"
+    local = await ref_get(s, meeting_id, ref)
+    if local is not None and await s.get(AgendaItem, local) is not None:
+        return local
+    count = len((await s.exec(select(AgendaItem.id).where(
+        AgendaItem.meeting_id == meeting_id))).all())
+    item = AgendaItem(meeting_id=meeting_id, position=count + 1, title=title[:300])
+    s.add(item)
+    await s.flush()
+    assert item.id is not None
+    await ref_put(s, meeting_id, ref, item.id)
+    return item.id
+
+
+async def owner_vote_of(s: AsyncSession, meeting_id: int, local_vote: int) -> int | None:
+    for ref, local in (await refs(s, meeting_id, "vote:")).items():
+        if local == local_vote:
+            return int(ref.partition(":")[2])
+    return None
+
+
+async def snapshot(s: AsyncSession, meeting_id: int, vote_id: int) -> dict[str, Any] | None:
+    """This node's own share of a mirrored open vote (None for a vote of its own)."""
+    owner_vote = await owner_vote_of(s, meeting_id, vote_id)
+    vote = await s.get(Vote, vote_id)
+    if owner_vote is None or vote is None or vote.status != VoteStatus.open:
+        return None
+    seq = (await procedure.read_state(s, meeting_id)).seq  # read first: never newer
+    heads = await attendance.local_headcount(s, meeting_id)
+    tally = await votes.tally(s, vote)
+    data: dict[str, Any] = {
+        "vote": owner_vote, "revision": seq, "secret": vote.secret,
+        "members": heads.members, "present": heads.present,
+        "cast": min(tally["cast"], heads.members), "not_voted": tally["not_voted"]}
+    if not vote.secret:
+        data["counts"] = tally["totals"]
+        data["voters"] = await _voters(s, vote)
+        pending = await votes.pending_voters(s, vote)
+        data["pending"] = [{"user": p["user_id"], "name": p["name"]}
+                           for p in pending["names"] or []]
+    return data
+
+
+async def _final_snapshot(s: AsyncSession, meeting_id: int, vote: Vote,
+                          result: dict[str, Any]) -> dict[str, Any] | None:
+    """A secret vote's counts at this node, once, after its close here."""
+    owner_vote = await owner_vote_of(s, meeting_id, vote.id)  # type: ignore[arg-type]
+    if owner_vote is None:
+        return None
+    heads = await attendance.local_headcount(s, meeting_id)
+    return {"vote": owner_vote, "revision": (await procedure.read_state(s, meeting_id)).seq,
+            "secret": True, "final": True, "members": heads.members,
+            "present": heads.present, "cast": result["cast"],
+            "not_voted": result.get("not_voted", 0), "counts": result["totals"]}
+
+
+async def _voters(s: AsyncSession, vote: Vote) -> list[dict[str, Any]]:
+    rows = await s.exec(select(VoteParticipation.user_id, VoteParticipation.option,
+                               User.full_name, Site.name)
+                        .join(User, col(User.id) == col(VoteParticipation.user_id))
+                        .outerjoin(Attendance, (col(Attendance.user_id)
+                                                == col(VoteParticipation.user_id))
+                                   & (col(Attendance.meeting_id) == vote.meeting_id))
+                        .outerjoin(Site, col(Site.id) == col(Attendance.site_id))
+                        .where(VoteParticipation.vote_id == vote.id)
+                        .order_by(col(VoteParticipation.user_id)))
+    return [{"user": uid, "name": name, "option": option, "site": site or ""}
+            for uid, option, name, site in rows.all() if option is not None]

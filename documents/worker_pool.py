@@ -193,6 +193,16 @@ class WorkerPool:
     def worker_pids(self) -> list[int]:
         return [w.pid for w in self._workers.values()]
 
+    @property
+    def started(self) -> bool:
+        """Workers were spawned (the pool starts on its first job)."""
+        return bool(self._slots)
+
+    def running_workers(self) -> int:
+        """Workers whose process is running now (readiness: server/documents/feature.py). A
+        worker that died idle counts as gone until its slot spawns a new one."""
+        return sum(1 for w in self._workers.values() if w.proc.returncode is None)
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self

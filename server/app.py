@@ -18,7 +18,7 @@ from server.admin import feature as admin
 from server.cascade import feature as cascade
 from server.chat import feature as chat
 from server.conference import feature as conference
-from server.core import heap, keys, pages
+from server.core import health, heap, keys, pages
 from server.core import session_routes as api_session
 from server.core.auth import auth_middleware
 from server.core.bus import Bus
@@ -26,7 +26,7 @@ from server.core.bus_bridge import BusBridge
 from server.core.feature import install
 from server.core.i18n import Translator, catalog_handler, language_middleware
 from server.core.login_limit import LoginLimiter, LoginPolicy, MemoryStore, RedisStore, Store
-from server.core.metrics import Metrics, metrics_handler
+from server.core.metrics import Metrics, metrics_handler, metrics_site
 from server.core.middleware import (
     error_middleware,
     headers_middleware,
@@ -80,6 +80,8 @@ def create_app(settings: Settings) -> web.Application:
     # last, the database after every feature, the heap settled once all have started.
     app.cleanup_ctx.append(_login)
     app.cleanup_ctx.append(_database)
+    app[keys.HEALTH] = health.Health()  # core's checks here, the features add theirs
+    health.install_core_checks(app)
 
     sio = create_sio(settings.redis_url, settings.socket_limits)
     sio.attach(app)
@@ -103,7 +105,11 @@ def create_app(settings: Settings) -> web.Application:
     env.filters["localtime"] = lambda moment: moment.astimezone(zone).strftime("%d/%m/%Y %H:%M")
     app.add_routes(api_session.routes)
     app.add_routes(pages.routes)
-    app.router.add_get("/metrics", metrics_handler)
+    health.add_routes(app)
+    if settings.metrics_addr is None:
+        app.router.add_get("/metrics", metrics_handler)
+    else:  # its own listener, opened after the features and closed before them
+        app.cleanup_ctx.append(metrics_site(app))
     app.router.add_get("/i18n/{lang}.json", catalog_handler)
     app.router.add_get("/sw.js", service_worker)
     app.router.add_static("/static", WEB_CLIENT / "static")

@@ -14,6 +14,7 @@ from server.core.bus import Bus
 from server.core.settings import Settings
 
 if TYPE_CHECKING:
+    from server.core.health import Health
     from server.core.i18n import Translator
     from server.core.login_limit import LoginLimiter
     from server.core.metrics import Metrics
@@ -27,4 +28,5 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 LIMITER: web.AppKey[LoginLimiter] = web.AppKey("limiter")
 PASSWORDS: web.AppKey[Passwords] = web.AppKey("passwords")
 TRANSLATOR: web.AppKey[Translator] = web.AppKey("translator")
+HEALTH: web.AppKey[Health] = web.AppKey("health")  # readiness checks (server/core/health.py)
 BUS = web.AppKey("bus", Bus)  # set before any feature's setup (server/core/feature.py)

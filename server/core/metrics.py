@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -19,6 +21,8 @@ from rooms.models import Role
 from server.core import keys
 from server.core.auth import USER
 from server.core.middleware import error_response
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,21 +46,63 @@ class Metrics:
         )
 
 
+def _has_token(request: web.Request) -> bool:
+    token = request.app[keys.SETTINGS].metrics_token
+    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(
+        offered.strip().encode("utf-8", "surrogateescape"), str(token).encode())
+
+
+def _refused() -> web.Response:
+    refused = error_response(401, "not_authenticated",
+                             "send the metrics token as a bearer token, or log in as an "
+                             "administrator")
+    refused.headers["WWW-Authenticate"] = 'Bearer realm="hopso-metrics"'
+    return refused
+
+
+def _prometheus(app: web.Application) -> web.Response:
+    body = generate_latest(app[keys.REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 async def metrics_handler(request: web.Request) -> web.Response:
     """Prometheus text, for a scraper with the bearer token (--metrics-token) or a logged-in
     administrator; the counters describe who uses the server and when, so nobody else."""
-    token = request.app[keys.SETTINGS].metrics_token
-    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
-    if token and scheme.lower() == "bearer" and hmac.compare_digest(
-            offered.strip().encode("utf-8", "surrogateescape"), token.encode()):
+    if _has_token(request):
         pass
-    elif offered or request.get(USER) is None:
-        refused = error_response(401, "not_authenticated",
-                                 "send the metrics token as a bearer token, or log in as an "
-                                 "administrator")
-        refused.headers["WWW-Authenticate"] = 'Bearer realm="hopso-metrics"'
-        return refused
+    elif request.headers.get("Authorization", "").partition(" ")[2] or request.get(USER) is None:
+        return _refused()
     elif request[USER].role != Role.admin:
         return error_response(403, "forbidden", "administrators only")
-    body = generate_latest(request.app[keys.REGISTRY])
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return _prometheus(request.app)
+
+
+def metrics_site(app: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
+    """With --metrics-addr: /metrics on a separate aiohttp site at that address (an operator's
+    network, a local Prometheus), for anyone who reaches it there, or only with the bearer
+    token when --metrics-token is set too; the main site then has no /metrics at all."""
+    settings = app[keys.SETTINGS]
+    assert settings.metrics_addr is not None
+    host, port = settings.metrics_addr
+
+    async def handler(request: web.Request) -> web.Response:
+        if settings.metrics_token and not _has_token(request):
+            return _refused()
+        return _prometheus(app)
+
+    async def lifespan(_app: web.Application) -> AsyncIterator[None]:
+        side = web.Application()
+        side[keys.SETTINGS] = settings
+        side.router.add_get("/metrics", handler)
+        runner = web.AppRunner(side, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OSError(f"--metrics-addr {host}:{port}: {exc.strerror or exc}") from exc
+        log.info("metrics served on http://%s:%d/metrics", host, port)
+        yield
+        await runner.cleanup()
+    return lifespan

@@ -109,13 +109,6 @@ async def admin_users(request: web.Request) -> dict[str, Any]:
     return {"people": people, "unit_names": unit_names}
 
 
-@routes.get("/healthz")
-async def healthz(request: web.Request) -> web.Response:
-    db_ok = await request.app[keys.DB].ping()
-    return web.json_response({"status": "ok" if db_ok else "degraded", "database": db_ok,
-                              "redis": bool(request.app[keys.SETTINGS].redis_url)},
-                             status=200 if db_ok else 503)
-
 
 FAVICON = Path(__file__).resolve().parents[2] / "web_client" / "static" / "favicon.ico"
 

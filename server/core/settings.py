@@ -150,6 +150,12 @@ class Settings:
     # (documents/office.py); logged as a warning. Default: such conversions are refused.
     office_without_sandbox: bool = False
     metrics_token: str | None = None  # bearer token for Prometheus; else admins only
+    # (host, port) of a separate site serving /metrics alone (server/core/metrics.py); the
+    # main site then has none.
+    metrics_addr: tuple[str, int] | None = None
+    # Readiness (server/core/health.py) fails below this much free disk (MB) for the data
+    # directory or the document store.
+    min_free_disk_mb: int = 512
     source_url: str = "https://example.invalid/hopso"  # AGPL: where users get the source
     timezone: str = "Asia/Ho_Chi_Minh"  # how pages show times (stored in UTC)
     node: NodeSettings | None = None  # this node's place in a cascade (HOPSO_NODE_*)
@@ -216,6 +222,10 @@ _OPTIONS: Sequence[tuple[str, str, str]] = (
      "key sealing secret ballots while a vote is open (default: ballot.key in the data dir)"),
     ("--metrics-token", "HOPSO_METRICS_TOKEN",
      "bearer token Prometheus sends to GET /metrics (16+ characters; default: admins only)"),
+    ("--metrics-addr", "HOPSO_METRICS_ADDR",
+     "host:port of a separate listener for GET /metrics (default: on the main port)"),
+    ("--min-free-disk-mb", "HOPSO_MIN_FREE_DISK_MB",
+     "readiness fails below this free disk space in MB (default 512)"),
 )
 _FLAGS: Sequence[tuple[str, str, str]] = (
     ("--demo", "HOPSO_DEMO", "seed the Quảng Bình demo data and print its logins"),
@@ -265,6 +275,15 @@ def _ip(name: str, value: str) -> str:
         raise ConfigError(f"{name} must be an IP address, got {value!r}") from None
 
 
+def _host_port(name: str, value: str) -> tuple[str, int]:
+    """'127.0.0.1:9464', '[::1]:9464' or 'name:9464' -> (host, port)."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{name} must be host:port with a port 1-65535, got {value!r}")
+    return host, int(port)
+
+
 def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Settings:
     def s(key: str) -> str | None:
         value = a.get(key)
@@ -300,6 +319,9 @@ def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Setting
     metrics_token = s("metrics_token")
     if metrics_token is not None and not re.fullmatch(r"[!-~]{16,256}", metrics_token):
         raise ConfigError("--metrics-token must be 16-256 printable ASCII characters, no spaces")
+    metrics_addr = None
+    if (addr_text := s("metrics_addr")) is not None:
+        metrics_addr = _host_port("--metrics-addr", addr_text)
     if data_dir.exists() and not data_dir.is_dir():
         raise ConfigError(f"--data-dir is not a directory: {data_dir}")
     return Settings(
@@ -325,4 +347,6 @@ def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Setting
         fast_hash=bool(a.get("fast_hash")),
         office_without_sandbox=bool(a.get("office_without_sandbox")),
         metrics_token=metrics_token,
+        metrics_addr=metrics_addr,
+        min_free_disk_mb=_int("--min-free-disk-mb", s("min_free_disk_mb"), 512, 0, 10**7),
     )

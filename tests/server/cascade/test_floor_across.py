@@ -1,0 +1,86 @@
+"""Floor requests across three in-process nodes (province <- city <- ward): a ward
+delegate's request reaches the province chair's queue marked with their node, site and
+unit; the chair's grant, timer, end and speaking totals are the same at the city and the
+ward, where the speaker's own request is the one speaking."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from server.cascade.schemas import NodeError, validate
+from server.cascade.topic.floor import FloorStateData
+from tests.server.cascade.test_votes_across import province_room, ward_delegates
+from tests.server.cascade.tree import cascaded_meeting, state, tree
+from tests.server.procedure_helpers import join
+
+
+async def test_a_ward_delegates_request_reaches_the_province_chair_and_the_grant_every_node(
+        tmp_path: Path) -> None:
+    async with tree(tmp_path) as t:
+        _, meeting_id, key, city_id, ward_id = await cascaded_meeting(t)
+        chair, _, _ = await province_room(t, meeting_id)
+        ward = await ward_delegates(t.ward, ward_id)
+        city_secretary = await join(t.city, "thuky", city_id)
+        speaker = ward["daibieu"]
+
+        started = time.monotonic()
+        asked = await speaker.ok("floor:request", {"meeting_id": ward_id})
+        queued = await chair.wait_for("floor:changed", lambda e: any(
+            q.get("origin") == "ward" for q in e["queue"]), 10)
+        took_ms = (time.monotonic() - started) * 1000
+        (entry,) = [q for q in queued["queue"] if q.get("origin") == "ward"]
+        assert entry["name"] == "Lê Minh Tuấn" and entry["unit"]
+        print(f"floor request ward tablet -> province chair's queue: {took_ms:.0f} ms")
+
+        await chair.ok("floor:grant", {"meeting_id": meeting_id, "request_id": entry["id"],
+                                       "limit_seconds": 120})
+        mine = await speaker.wait_for("floor:changed", lambda e: e["holder"] is not None, 10)
+        assert mine["holder"]["id"] == asked["request_id"]  # their own request, speaking
+        assert mine["holder"]["user_id"] == speaker.http.user["id"]
+        assert mine["holder"]["limit_seconds"] == 120
+        at_city = await city_secretary.wait_for("floor:changed",
+                                                lambda e: e["holder"] is not None, 10)
+        assert at_city["holder"]["name"] == "Lê Minh Tuấn"
+        assert at_city["holder"]["origin"] == "ward"
+        assert at_city["holder"]["granted_at"] == mine["holder"]["granted_at"]
+
+        await chair.ok("floor:end", {"meeting_id": meeting_id})
+        done = await speaker.wait_for("floor:changed", lambda e: e["holder"] is None
+                                      and e["totals"]["people"], 10)
+        assert [p["name"] for p in done["totals"]["people"]] == ["Lê Minh Tuấn"]
+
+        # A request withdrawn at the ward leaves the province's queue.
+        other = ward["daibieu2"]
+        second = await other.ok("floor:request", {"meeting_id": ward_id})
+        await chair.wait_for("floor:changed", lambda e: any(
+            q["name"] == "Phạm Thị Hoa" for q in e["queue"]), 10)
+        await other.ok("floor:withdraw", {"meeting_id": ward_id,
+                                          "request_id": second["request_id"]})
+        await chair.wait_for("floor:changed", lambda e: e["queue"] == [], 10)
+        assert key
+
+
+async def test_bad_floor_reports_and_state_are_refused(tmp_path: Path) -> None:
+    async with tree(tmp_path) as t:
+        _, meeting_id, key, _, _ = await cascaded_meeting(t)
+        await province_room(t, meeting_id)
+        owner = state(t.province).reports
+        ask = {"request": 3, "user": 4, "name": "Người lạ", "site": "", "unit": ""}
+        outcomes = [await owner.receive("city", {"id": f"{n:032x}", "meeting": key,
+                                                 "origin": origin, "topic": topic,
+                                                 "data": data})
+                    for n, (origin, topic, data) in enumerate([
+                        ("ward:khac", "floor.request", ask),  # a node not invited
+                        ("city", "floor.request", {**ask, "name": ""}),  # malformed
+                        ("city", "floor.request", {**ask, "extra": 1}),
+                        ("city", "floor.withdraw", {"request": 99}),  # never asked
+                        ("city", "floor.state", {"requests": []})])]  # a down topic
+        assert [o["state"] for o in outcomes] == ["refused"] * 5
+        for bad in ({"requests": [{"id": 1}]}, {"holder": 0, "requests": []}):
+            try:
+                validate(FloorStateData, bad)
+            except NodeError as exc:
+                assert exc.code == "invalid"
+            else:
+                raise AssertionError(f"accepted {bad}")

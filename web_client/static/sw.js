@@ -12,7 +12,12 @@
 // Nothing else is ever stored: page images and thumbnails (confidential ones are watermarked
 // for their viewer), exports, search, socket.io, login/logout and admin pages, any other
 // route, any request that is not a GET, any answer that is not a plain 200 (or says
-// no-store). Old caches go when a new build activates; every cache goes at login and logout.
+// no-store, or carries a confidential document: Hopso-Confidential). Old caches go when a new
+// build activates; every cache goes at login and logout.
+// Confidentiality follows the document: a document's kept PDFs are dropped when an answer
+// says it is confidential now (its details, the meeting's list, a 403/404 for the PDF) and
+// when the page says so (message "forget-document", sent on document:confidential and
+// document:withdrawn). The PDF is always revalidated with the server (its reads are logged).
 
 /** The worker's own scope, typed as the service worker it is (skipWaiting, clients, registration). */
 const sw = /** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self));
@@ -80,6 +85,8 @@ self.addEventListener("fetch", (/** @type {FetchEvent} */ event) => {
 self.addEventListener("message", (/** @type {ExtendableMessageEvent} */ event) => {
   if (event.data?.type === "warm" && Array.isArray(event.data.urls)) {
     event.waitUntil(warm(event.data.urls));
+  } else if (event.data?.type === "forget-document" && Number.isInteger(event.data.document_id)) {
+    event.waitUntil(forgetDocument(event.data.document_id));
   }
 });
 
@@ -143,6 +150,9 @@ async function data(request, url, keep) {
     return (await fromCache(DATA, request.url)) ?? Response.error();
   }
   if (response.status >= 500) return (await fromCache(DATA, request.url)) ?? response;
+  const details = DETAILS.exec(url.pathname);
+  if (details && confidential(response)) keep(forgetDocument(Number(details[1])));
+  if (MEETING_DATA.test(url.pathname) && response.ok) keep(forgetConfidential(response.clone()));
   if (storable(response)) keep(store(DATA, request.url, response.clone(), started));
   else if (response.status === 403 || response.status === 404) keep(forget(request.url));
   return response;
@@ -158,20 +168,28 @@ async function data(request, url, keep) {
 async function pdf(request, url, keep) {
   const range = request.headers.get("Range");
   const started = generation;
+  // A caller that asked for no stored copy (cache: "no-store" / "reload") gets none from here.
+  const cacheless = request.cache === "no-store" || request.cache === "reload";
   let response;
   try {
-    response = await fetch(range ? request : new Request(request.url, {
-      headers: request.headers, credentials: "same-origin", mode: "same-origin" }));
+    // Always revalidated (the server answers 304 when unchanged): the browser's HTTP cache
+    // must not answer for a document that became confidential, and every read is logged.
+    response = await fetch(new Request(request.url, {
+      headers: request.headers, credentials: "same-origin", mode: "same-origin",
+      cache: request.cache === "no-store" ? "no-store" : "no-cache" }));
   } catch {
-    return (await pdfFromCache(request.url, range)) ?? Response.error();
+    return (cacheless ? null : await pdfFromCache(request.url, range)) ?? Response.error();
   }
-  if (response.status >= 500) return (await pdfFromCache(request.url, range)) ?? response;
+  if (response.status >= 500) {
+    return (cacheless ? null : await pdfFromCache(request.url, range)) ?? response;
+  }
   const documentId = PDF.exec(url.pathname)[1];
   if (!range && storable(response)) {
     keep(store(DATA, request.url, response.clone(), started)
       .then(() => refresh(`${url.origin}/api/documents/${documentId}`, started)));
   } else if (response.status === 403 || response.status === 404) {
-    keep(forget(request.url).then(() => forget(`${url.origin}/api/documents/${documentId}`)));
+    keep(forgetDocument(Number(documentId))
+      .then(() => forget(`${url.origin}/api/documents/${documentId}`)));
   }
   return response;
 }
@@ -205,7 +223,36 @@ async function pdfFromCache(key, range) {
 /** A plain, complete 200 of this site that does not forbid storing. */
 function storable(response) {
   return response.status === 200 && response.type === "basic" && !response.redirected
-    && !/no-store/i.test(response.headers.get("Cache-Control") || "");
+    && !/no-store/i.test(response.headers.get("Cache-Control") || "") && !confidential(response);
+}
+
+/** The answer carries (or is about) a confidential document: never kept. */
+function confidential(response) {
+  return response.headers.get("Hopso-Confidential") === "1";
+}
+
+/** Every kept PDF of a document (any version), and the range body read from one. */
+async function forgetDocument(documentId) {
+  lastBody = { key: "", body: null };
+  const cache = await caches.open(DATA);
+  for (const request of await cache.keys()) {
+    const match = PDF.exec(new URL(request.url).pathname);
+    if (match && Number(match[1]) === documentId) await cache.delete(request);
+  }
+}
+
+/** The meeting's document list: drop what was kept of the documents now confidential. */
+async function forgetConfidential(response) {
+  try {
+    const body = await response.json();
+    for (const group of body?.groups ?? []) {
+      for (const doc of group.documents ?? []) {
+        if (doc.confidential) await forgetDocument(doc.id);
+      }
+    }
+  } catch {
+    // not the list (the agenda), or not JSON: nothing to drop
+  }
 }
 
 // A lookup never creates a cache (caches.open would): this worker may already be replaced

@@ -1,6 +1,9 @@
 // The drawer: documents grouped by agenda item with their processing progress, the
 // secretary's upload form (byte progress, then processing progress from the socket),
-// publish/withdraw, and search across the meeting's documents.
+// publish/withdraw, confidential or not, a new version with what changed per page
+// (doc-versions.js), and search across the meeting's documents.
+
+import { errorText, setConfidential, summaryLines, uploadVersion, versionChanges } from "./doc-versions.js";
 
 const STAGE_PERCENT = { validating: 4, converting: 12 };
 
@@ -34,6 +37,11 @@ export class DocList {
     this.onOpen = onOpen;
     this.toast = toast;
     this.canManage = root.dataset.canUpload === "true";
+    this.meetingId = Number(root.dataset.meetingId);
+    /** @type {Map<number, {version: number, lines: string[]}>} what changed in the last new version */
+    this.changes = new Map();
+    /** @type {Map<number, string>} the effect of the secretary's last change, per document */
+    this.notes = new Map();
     this.lang = document.body.dataset.lang || "vi";
     this.box = root.querySelector("#doc-list");
     /** @type {Map<number, import("./documents-api.js").DocumentInfo>} */
@@ -66,9 +74,29 @@ export class DocList {
   }
 
   upsert(doc) {
-    this.docs.set(doc.id, { ...this.docs.get(doc.id), ...doc });
+    const before = this.docs.get(doc.id);
+    this.docs.set(doc.id, { ...before, ...doc });
     if (doc.status !== "processing") this.progress.delete(doc.id);
+    if (this.canManage && before && doc.version > before.version) this.#loadChanges(doc.id, doc.version);
     this.render();
+  }
+
+  /** A document:confidential event: the list says so at once. */
+  setConfidentialFlag(documentId, confidential) {
+    const doc = this.docs.get(documentId);
+    if (!doc) return;
+    doc.confidential = confidential;
+    this.#paintItem(this.box.querySelector(`[data-document-id="${documentId}"]`), doc);
+  }
+
+  async #loadChanges(documentId, version) {
+    try {
+      const changes = await versionChanges(documentId, version);
+      this.changes.set(documentId, { version, lines: summaryLines(this.t, changes) });
+    } catch (error) {
+      this.changes.set(documentId, { version, lines: [errorText(this.t, error)] });
+    }
+    this.#paintItem(this.box.querySelector(`[data-document-id="${documentId}"]`), this.docs.get(documentId));
   }
 
   remove(documentId) {
@@ -136,7 +164,18 @@ export class DocList {
       const publish = el("button", "doc-publish tool-wide");
       publish.type = "button";
       publish.addEventListener("click", () => this.#togglePublish(doc.id, publish));
-      li.append(publish);
+      const secret = el("button", "doc-confidential tool-wide");
+      secret.type = "button";
+      secret.title = this.t("Confidential: delegates see watermarked pages only, no download; open viewers switch at once.");
+      secret.addEventListener("click", () => this.#toggleConfidential(doc.id, secret));
+      const version = el("label", "doc-version tool-wide", this.t("New version"));
+      const file = /** @type {HTMLInputElement} */ (el("input", "doc-version-file"));
+      file.type = "file";
+      file.accept = ".pdf,.doc,.docx,.odt,.xls,.xlsx,.ods,.ppt,.pptx,.odp,application/pdf";
+      file.hidden = true;
+      file.addEventListener("change", () => this.#uploadVersion(doc.id, file));
+      version.append(file);
+      li.append(publish, secret, version, el("p", "doc-note muted"), el("ul", "doc-changes"));
     }
     this.#paintItem(li, doc);
     return li;
@@ -174,6 +213,60 @@ export class DocList {
     if (publish) {
       publish.textContent = doc.published ? t("Withdraw") : t("Publish");
       publish.disabled = doc.status === "rejected";
+    }
+    const secret = li.querySelector(".doc-confidential");
+    if (secret) {
+      secret.textContent = doc.confidential ? t("Confidential: on") : t("Confidential: off");
+      secret.setAttribute("aria-pressed", String(Boolean(doc.confidential)));
+    }
+    const note = li.querySelector(".doc-note");
+    if (note) note.textContent = this.notes.get(doc.id) ?? "";
+    const changes = li.querySelector(".doc-changes");
+    if (changes) {
+      const known = this.changes.get(doc.id);
+      changes.replaceChildren(...(known?.version === doc.version ? known.lines : [])
+        .map((line) => el("li", null, line)));
+      if (known?.version === doc.version) {
+        changes.prepend(el("li", "doc-changes-title", `${t("Version")} ${doc.version}:`));
+      }
+    }
+  }
+
+  async #toggleConfidential(documentId, button) {
+    const doc = this.docs.get(documentId);
+    button.disabled = true;
+    try {
+      const updated = await setConfidential(doc, !doc.confidential);
+      this.notes.set(documentId, updated.confidential
+        ? this.t("Now confidential: open viewers switched to watermarked pages; no download.")
+        : this.t("No longer confidential: viewers see the document without a watermark and can download it."));
+      this.upsert(updated);
+    } catch (error) {
+      this.notes.set(documentId, errorText(this.t, error));
+      this.#paintItem(this.box.querySelector(`[data-document-id="${documentId}"]`), doc);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async #uploadVersion(documentId, input) {
+    const file = input.files?.[0];
+    const doc = this.docs.get(documentId);
+    if (!file || !doc) return;
+    const show = (text) => {
+      this.notes.set(documentId, text);
+      this.#paintItem(this.box.querySelector(`[data-document-id="${documentId}"]`), this.docs.get(documentId));
+    };
+    try {
+      show(`${this.t("Uploading")} 0%`);
+      const updated = await uploadVersion(this.meetingId, doc, file, (sent, total) =>
+        show(`${this.t("Uploading")} ${total ? Math.round(100 * sent / total) : 0}%`));
+      this.notes.set(documentId, this.t("Uploaded; the pages are being prepared."));
+      this.upsert(updated);
+    } catch (error) {
+      show(errorText(this.t, error));
+    } finally {
+      input.value = "";
     }
   }
 

@@ -6,6 +6,8 @@
 import { DocumentsClient } from "./documents-api.js";
 import { DocList } from "./doc-list.js";
 import { DocViewer } from "./doc-viewer.js";
+import { ReaderVersions } from "./doc-reader-versions.js";
+import { forgetInWorker } from "./doc-versions.js";
 import { loadCatalog, t } from "./i18n.js";
 import { OfflineIndicator, OpQueue } from "./offline.js";
 import { Signaling } from "./signaling.js";
@@ -67,6 +69,8 @@ async function openDocument(documentId, page = 0, user = true) {
 }
 const list = new DocList({ root, client, t, toast, onOpen: openDocument });
 viewer.onOpened = (doc) => list.setCurrent(doc?.id ?? null);
+// New versions, confidentiality and flagged notes in the reader (after onOpened is set).
+const versions = new ReaderVersions({ root, viewer, list, t, toast });
 
 queue.onAck = (opId, result) => viewer.handleAck(opId, result);
 queue.onReject = (opId, error) => viewer.handleReject(opId, error);
@@ -78,10 +82,13 @@ queue.onSizeChange = (n) => {
 client.onProgress = (ev) => { list.handleProgress(ev); viewer.handleProgress(ev); };
 client.onDocumentUpdated = (doc) => list.upsert(doc);
 client.onDocumentWithdrawn = (id) => {
+  forgetInWorker(id);
   list.remove(id);
   if (root.dataset.canUpload !== "true") viewer.handleWithdrawn(id);
 };
-client.onDocumentVersion = (id, version) => viewer.handleVersion(id, version);
+client.onDocumentVersion = (id, version) => versions.versionPublished(id, version);
+client.socket.on("document:confidential",
+                 (m) => versions.confidentialChanged(m.document_id, m.confidential));
 client.onAnnotationEvent = (id, version, ev) => viewer.handleAnnotationEvent(id, version, ev);
 client.onPresentState = (state) => viewer.follow.handleState(state);
 client.onPointer = (p) => viewer.follow.showPointer(p);

@@ -59,10 +59,10 @@ async def mirrored_doc(client: Client, meeting_id: int, title: str,
     return None
 
 
-async def published(t: Tree, meeting_id: int, tmp_path: Path, pages: int = 4,
-                    **fields: str) -> dict[str, Any]:
+async def published(t: Tree, meeting_id: int, tmp_path: Path, title: str, pages: int = 4,
+                    confidential: bool = False) -> dict[str, Any]:
     return await upload_ready(t.province, meeting_id, make_pdf(tmp_path, pages=pages),
-                              **fields)
+                              title=title, confidential="true" if confidential else "false")
 
 
 async def test_a_published_document_reaches_every_node_page_1_first_each_file_once(
@@ -173,7 +173,8 @@ class HostileParent:
     right ones cut after `cut` bytes on the first request (then honouring Range)."""
 
     def __init__(self, body: bytes, cut: int | None = None) -> None:
-        self.body, self.cut, self.requests = body, cut, []  # type: list[str | None]
+        self.body, self.cut = body, cut
+        self.requests: list[str | None] = []
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(request.headers.get("Range"))

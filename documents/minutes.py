@@ -21,7 +21,15 @@ from html import escape
 
 import pymupdf
 
-from rooms.minutes_data import Attendee, MinutesData, Speaker, VoteMethod, VoteOption
+from rooms.minutes_data import (
+    Attendee,
+    MinutesData,
+    Speaker,
+    VoteBaseKind,
+    VoteMethod,
+    VoteOption,
+    VoteResult,
+)
 
 from . import fonts
 from .fonts import FontFamily, FontStyle
@@ -64,8 +72,50 @@ def format_clock(moment: datetime) -> str:
     return f"{moment.hour:02d} giờ {moment.minute:02d} phút"
 
 
-def vote_option_line(option: VoteOption, eligible: int) -> str:
-    return f"{option.label}: {option.count}/{eligible} đại biểu ({format_percent(option.count, eligible)})"
+def vote_option_line(option: VoteOption, eligible: int, unit: str = "đại biểu") -> str:
+    return f"{option.label}: {option.count}/{eligible} {unit} ({format_percent(option.count, eligible)})"
+
+
+def vote_base_line(vote: VoteResult) -> str:
+    """The base of a vote as the record states it: total, present, voting, and which of
+    them the percentages are of (shared/DOMAIN.md)."""
+    method = "bỏ phiếu kín" if vote.method is VoteMethod.SECRET else "biểu quyết công khai"
+    if vote.members is None:  # a result recorded without its base's parts
+        return f"Hình thức: {method}; số đại biểu có quyền biểu quyết: {vote.eligible}."
+    parts = [f"tổng số đại biểu: {vote.members}"]
+    if vote.present is not None:
+        parts.append(f"có mặt: {vote.present}")
+    if vote.cast is not None:
+        parts.append(f"tham gia biểu quyết: {vote.cast}")
+    of = "tổng số đại biểu" if vote.base_kind is VoteBaseKind.ALL_MEMBERS \
+        else "số đại biểu có mặt"
+    return (f"Hình thức: {method}; {'; '.join(parts)}. "
+            f"Tỷ lệ tính trên {of} ({vote.eligible}).")
+
+
+def vote_outcome_line(vote: VoteResult) -> str:
+    """"Thông qua" / "Không thông qua"; for an election, who was elected."""
+    if vote.election:
+        if not vote.elected:
+            return "Kết quả: không có ứng cử viên nào trúng cử."
+        counts = {o.label: o.count for o in vote.options}
+        named = "; ".join(f"{name} trúng cử với {counts.get(name, 0)}/{vote.eligible} phiếu "
+                          f"({format_percent(counts.get(name, 0), vote.eligible)})"
+                          for name in vote.elected)
+        return f"Kết quả: {named}."
+    if vote.adopted and vote.tie_break:
+        return "Kết quả: Thông qua (số phiếu ngang nhau; theo ý kiến Chủ tịch đã biểu quyết)."
+    return f"Kết quả: {'Thông qua' if vote.adopted else 'Không thông qua'}."
+
+
+def closing_line(data: MinutesData) -> str:
+    """Decree 30's closing formula: "Cuộc họp kết thúc vào … giờ …, ngày … ./."."""
+    if data.ended_at is None:
+        return "Biên bản được lập khi cuộc họp đang diễn ra./."
+    end = data.ended_at
+    when = ("cùng ngày" if end.date() == data.started_at.date()
+            else format_date_line("", end.date())[2:])
+    return f"Cuộc họp kết thúc vào lúc {format_clock(end)} {when}./."
 
 
 # --- HTML ----------------------------------------------------------------------
@@ -87,9 +137,15 @@ def _title(data: MinutesData) -> str:
 def _section_general(data: MinutesData) -> list[str]:
     start = data.started_at
     out = ["<h2>I. THỜI GIAN, ĐỊA ĐIỂM, THÀNH PHẦN</h2>"]
+    until = ""
+    if data.ended_at is not None:
+        same_day = data.ended_at.date() == start.date()
+        until = f"; kết thúc lúc {format_clock(data.ended_at)}" + (
+            "" if same_day else f", {format_date_line('', data.ended_at.date())[2:]}")
     out.append(
         _p(
-            f"1. Thời gian: bắt đầu lúc {format_clock(start)}, {format_date_line('', start.date())[2:]}."
+            f"1. Thời gian: bắt đầu lúc {format_clock(start)}, "
+            f"{format_date_line('', start.date())[2:]}{until}."
         )
     )
     out.append(_p(f"2. Địa điểm: {data.location}."))
@@ -138,11 +194,12 @@ def _section_votes(data: MinutesData) -> list[str]:
         return []
     out = ["<h2>III. KẾT QUẢ BIỂU QUYẾT</h2>"]
     for n, vote in enumerate(data.votes, 1):
-        method = "bỏ phiếu kín" if vote.method is VoteMethod.SECRET else "biểu quyết công khai"
         out.append(_p(f"{n}. {vote.question}", "b"))
-        out.append(_p(f"Hình thức: {method}; số đại biểu có quyền biểu quyết: {vote.eligible}."))
-        out.extend(_p(f"- {vote_option_line(o, vote.eligible)};", "li") for o in vote.options)
-        out.append(_p(f"Kết quả: {'Thông qua' if vote.adopted else 'Không thông qua'}.", "b"))
+        out.append(_p(vote_base_line(vote)))
+        unit = "phiếu" if vote.election else "đại biểu"
+        out.extend(_p(f"- {vote_option_line(o, vote.eligible, unit)};", "li")
+                   for o in vote.options)
+        out.append(_p(vote_outcome_line(vote), "b"))
     return out
 
 
@@ -150,16 +207,9 @@ def _section_end(data: MinutesData) -> list[str]:
     roman = "IV" if data.votes else "III"
     out = [f"<h2>{roman}. KẾT LUẬN</h2>"]
     out.extend(_p(line) for line in data.conclusions.splitlines() if line.strip())
-    if data.ended_at is not None:
-        end = data.ended_at
-        when = (
-            "cùng ngày"
-            if end.date() == data.started_at.date()
-            else format_date_line("", end.date())[2:]
-        )
-        out.append(_p(f"Cuộc họp kết thúc vào lúc {format_clock(end)} {when}."))
     if data.closing_note:
         out.append(_p(data.closing_note))
+    out.append(_p(closing_line(data)))
     out.append(
         '<table class="sig"><tr>'
         f'<td style="width: 50%"><p class="b">THƯ KÝ</p><p class="i">(Ký, ghi rõ họ tên)</p>'

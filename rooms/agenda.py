@@ -221,11 +221,12 @@ async def agenda_view(session: AsyncSession, state: ProcedureState,
             "started": i.started_at is not None,
         })
     current = None
-    if state.current_item_id is not None and state.current_since is not None:
+    if state.current_item_id is not None:
         item = next((i for i in listed if i.id == state.current_item_id), None)
-        if item is not None:
-            elapsed = item.spent_seconds + seconds_between(state.current_since, now)
-            current = {"item_id": item.id, "since": state.current_since.isoformat(),
+        if item is not None:  # `since` None: the meeting is paused, the clock stands still
+            since = state.current_since
+            elapsed = item.spent_seconds + seconds_between(since, now)
+            current = {"item_id": item.id, "since": since.isoformat() if since else None,
                        "spent_before_seconds": item.spent_seconds, "elapsed_seconds": elapsed,
                        "remaining_seconds": item.planned_minutes * 60 - elapsed
                        if item.planned_minutes else None}

@@ -21,13 +21,14 @@ from rooms.minutes_data import (
     Attendee,
     MinutesData,
     Speaker,
+    VoteBaseKind,
     VoteMethod,
     VoteOption,
     VoteResult,
 )
 from rooms.models import Meeting, MeetingMember, MeetingRole, Site, Unit, User, utcnow
 from rooms.procedure import read_state
-from rooms.procedure_models import MinutesVersion, ProcedureState, VoteStatus
+from rooms.procedure_models import MinutesVersion, ProcedureState, VoteKind, VoteStatus
 
 VIETNAM = timezone(timedelta(hours=7), "ICT")
 MAX_CONCLUSIONS = 20_000
@@ -108,11 +109,19 @@ async def _votes(session: AsyncSession, meeting_id: int) -> list[VoteResult]:
         result = await votes.tally(session, vote)
         totals: list[int] = result["totals"]
         labels = votes.option_labels_vi(vote)
+        # A member checked out after voting could leave more ballots than the present base.
         eligible = max(int(result["eligible"]), sum(totals), 1)
+        members = result.get("members")  # None: closed before the base was recorded
         out.append(VoteResult(
             question=vote.question, method=VoteMethod.SECRET if vote.secret else VoteMethod.OPEN,
             options=[VoteOption(label, n) for label, n in zip(labels, totals)],
-            eligible=eligible, adopted=bool(result["adopted"])))
+            eligible=eligible, adopted=bool(result["adopted"]),
+            base_kind=VoteBaseKind(result.get("base_rule", VoteBaseKind.ALL_MEMBERS.value)),
+            members=int(members) if members is not None else None,
+            present=result.get("present"), cast=result.get("cast"),
+            election=vote.kind == VoteKind.election,
+            elected=[labels[i] for i in result.get("elected", []) if 0 <= i < len(labels)],
+            tie_break=bool(result.get("tie_break", False))))
     return out
 
 

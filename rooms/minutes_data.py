@@ -45,13 +45,25 @@ class VoteOption:
     count: int
 
 
+class VoteBaseKind(str, Enum):
+    ALL_MEMBERS = "all_members"  # tổng số đại biểu
+    PRESENT = "present"  # số đại biểu có mặt
+
+
 @dataclass
 class VoteResult:
     question: str
     method: VoteMethod
     options: list[VoteOption]
-    eligible: int  # delegates entitled to vote: the percentage base
+    eligible: int  # the percentage base: all voting members, or those present (base_kind)
     adopted: bool
+    base_kind: VoteBaseKind = VoteBaseKind.ALL_MEMBERS
+    members: int | None = None  # tổng số đại biểu (None: not recorded, = eligible)
+    present: int | None = None  # đại biểu có mặt
+    cast: int | None = None  # tham gia biểu quyết
+    election: bool = False  # the options are candidates
+    elected: list[str] = field(default_factory=list)  # an election's elected candidates
+    tie_break: bool = False  # a committee's tie, carried by the Chairman's vote
 
     def __post_init__(self) -> None:
         if self.eligible <= 0 or any(o.count < 0 for o in self.options):

@@ -59,15 +59,19 @@ async def read_state(session: AsyncSession, meeting_id: int) -> ProcedureState:
     return state if state is not None else ProcedureState(meeting_id=meeting_id)
 
 
-def require_open(meeting: Meeting) -> None:
+def require_open(meeting: Meeting, state: ProcedureState | None = None) -> None:
+    """Live procedure (check-in, the floor, votes) needs the meeting open and not paused;
+    the refusal says which: a stale tab acting on an ended meeting is told it has ended."""
+    require_not_closed(meeting)
     if meeting.status != MeetingStatus.open:
-        raise Conflict(f"the meeting is {meeting.status.value}; this needs it open",
-                       code="meeting_not_open")
+        raise Conflict("the meeting has not been opened yet", code="meeting_not_open")
+    if state is not None and state.paused_at is not None:
+        raise Conflict("the meeting is paused", code="meeting_paused")
 
 
 def require_not_closed(meeting: Meeting) -> None:
     if meeting.status == MeetingStatus.closed:
-        raise Conflict("the meeting is closed", code="meeting_closed")
+        raise Conflict("the meeting has ended", code="meeting_closed")
 
 
 def seconds_between(start: datetime | None, end: datetime) -> int:

@@ -82,6 +82,7 @@ class ProcedureState(SQLModel, table=True):
     roll_call_open: bool = False
     quorum_rule: QuorumRule = Field(default=QuorumRule.majority, sa_column=enum_column(QuorumRule))
     rule_set: RuleSet = Field(default=RuleSet.other, sa_column=enum_column(RuleSet))
+    paused_at: datetime | None = None  # the chair paused the open meeting (a recess)
     conclusions: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
 

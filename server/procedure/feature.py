@@ -9,15 +9,18 @@ from aiohttp import web
 
 from server.core.feature import Feature
 from server.core.realtime import Realtime
-from server.procedure import routes, sockets
-from server.procedure.keys import LIVE
+from server.procedure import lifecycle, routes, sockets, state_routes
+from server.procedure.keys import LIVE, VOTE_TIMERS
 from server.procedure.live import ProcedureLive
 
 
 def setup(app: web.Application, realtime: Realtime) -> None:
     app[LIVE] = ProcedureLive(app)
+    app[VOTE_TIMERS] = lifecycle.VoteTimers(app)
     sockets.register(realtime)
     app.add_routes(routes.routes)
+    app.add_routes(state_routes.routes)
+    lifecycle.subscribe(app)  # a closed meeting's procedure is closed out
 
 
 async def lifespan(app: web.Application) -> AsyncIterator[None]:
@@ -25,7 +28,9 @@ async def lifespan(app: web.Application) -> AsyncIterator[None]:
     stop and unwind while the pool is still open."""
     live = app[LIVE]
     await live.start()
+    await app[VOTE_TIMERS].start()
     yield
+    await app[VOTE_TIMERS].close()
     await live.close()
 
 

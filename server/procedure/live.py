@@ -401,6 +401,8 @@ async def run_change(app: web.Application, user: User, meeting_id: int, action: 
     access = await _check(app, user, meeting_id, action, when)
     async with live.lock(meeting_id), app[keys.DB].session() as s:
         state = await procedure.lock(s, meeting_id)
+        if when == When.open:  # paused meanwhile? (read under the lock)
+            procedure.require_open(access.meeting, state)
         result, emits = await change(s, access, state)
         seq = state.seq
     await live.emit(meeting_id, seq, emits)

@@ -17,7 +17,7 @@ from rooms.audit import AuditKind
 from rooms.errors import Conflict
 from rooms.meetings import MeetingAccess
 from rooms.permissions import Action
-from rooms.procedure_models import ProcedureState, QuorumRule
+from rooms.procedure_models import ProcedureState, QuorumRule, RuleSet
 from server.core import keys
 from server.core.auth import current_user
 from server.core.http_util import Body, int_id, query_int, read_body
@@ -53,7 +53,12 @@ class DocumentLink(Body):
 
 
 class Settings(Body):
-    quorum_rule: QuorumRule
+    quorum_rule: QuorumRule | None = None  # None: the rule set's (or unchanged)
+    rule_set: RuleSet | None = None  # whose working rules: council, committee, other
+
+
+QUORUM_OF = {RuleSet.council: QuorumRule.two_thirds, RuleSet.committee: QuorumRule.two_thirds,
+             RuleSet.other: QuorumRule.none}  # shared/DOMAIN.md
 
 
 class Seats(Body):
@@ -187,11 +192,16 @@ async def put_settings(request: web.Request) -> web.Response:
     meeting_id = int_id(request, "meeting_id")
 
     async def change(s: AsyncSession, a: MeetingAccess, st: ProcedureState) -> Result:
-        st.quorum_rule = body.quorum_rule
+        if body.rule_set is not None:
+            st.rule_set = body.rule_set
+        if body.quorum_rule is not None:
+            st.quorum_rule = body.quorum_rule
+        elif body.rule_set is not None:  # councils and committees: two thirds attend
+            st.quorum_rule = QUORUM_OF[body.rule_set]
         s.add(st)
-        await audit.record(s, meeting_id, _uid(a), AuditKind.settings_changed,
-                           {"quorum_rule": body.quorum_rule.value})
-        return {"quorum_rule": body.quorum_rule.value}, [await attendance_emit(s, st)]
+        data = {"quorum_rule": st.quorum_rule.value, "rule_set": st.rule_set.value}
+        await audit.record(s, meeting_id, _uid(a), AuditKind.settings_changed, data)
+        return data, [await attendance_emit(s, st)]
     result, _ = await run_change(request.app, current_user(request), meeting_id, Action.manage,
                                  change, when=When.not_closed)
     return web.json_response(result)

@@ -6,6 +6,7 @@ then a seq-stamped push to the meeting room). docs/protocol.md (Meeting procedur
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
@@ -16,11 +17,17 @@ from rooms.audit import AuditKind
 from rooms.errors import Conflict
 from rooms.meetings import MeetingAccess
 from rooms.permissions import Action
-from rooms.procedure_models import AttendanceStatus, ProcedureState
+from rooms.procedure_models import (
+    AttendanceStatus,
+    ProcedureState,
+    Threshold,
+    VoteBase,
+    VoteKind,
+)
 from server.core import keys
 from server.core.realtime import EventContext, EventSchema, Realtime
 from server.procedure.events import BallotsCast
-from server.procedure.keys import LIVE
+from server.procedure.keys import LIVE, VOTE_TIMERS
 from server.procedure.live import cast_ballot, run_change
 from server.procedure.views import (
     Emit,
@@ -85,6 +92,11 @@ class VoteOpen(EventSchema):
     secret: bool = False
     allow_change: bool = False
     options: list[str] | None = Field(default=None, min_length=2, max_length=votes.MAX_OPTIONS)
+    kind: VoteKind = VoteKind.motion
+    base: VoteBase | None = None  # None: the meeting's rule set decides
+    threshold: Threshold | None = None
+    time_limit_seconds: int | None = Field(default=None, ge=votes.MIN_TIME_LIMIT_S,
+                                           le=votes.MAX_TIME_LIMIT_S)
 
 
 class VoteCast(EventSchema):
@@ -264,16 +276,23 @@ def _register_votes(rt: Realtime) -> None:
     async def open_(ctx: EventContext, p: VoteOpen) -> dict[str, Any]:
         async def change(s: AsyncSession, a: MeetingAccess, st: ProcedureState) -> Result:
             spec = votes.NewVote(p.agenda_item_id, p.question, p.secret, p.allow_change,
-                                 tuple(p.options) if p.options is not None else None)
+                                 tuple(p.options) if p.options is not None else None,
+                                 p.kind, p.base, p.threshold, p.time_limit_seconds)
             vote = await votes.open_vote(s, st, a.user, spec, ctx.app[LIVE].key)
             await audit.record(s, p.meeting_id, _uid(a), AuditKind.vote_opened, {
                 "vote_id": vote.id, "item_id": vote.agenda_item_id, "question": vote.question,
                 "options": votes.options_of(vote), "secret": vote.secret,
-                "allow_change": vote.allow_change})
+                "allow_change": vote.allow_change, "kind": vote.kind.value,
+                "base": vote.base.value, "threshold": vote.threshold.value,
+                "closes_at": vote.closes_at.isoformat() if vote.closes_at else None})
             emit = await vote_emit(s, vote.id)  # type: ignore[arg-type]
             return emit[1]["vote"], [emit]
-        return (await run_change(ctx.app, ctx.user, p.meeting_id, Action.run_procedure,
-                                 change))[0]
+        opened = (await run_change(ctx.app, ctx.user, p.meeting_id, Action.run_procedure,
+                                   change))[0]
+        if opened["closes_at"]:  # the server closes it when its time runs out
+            ctx.app[VOTE_TIMERS].arm(p.meeting_id, opened["id"],
+                                     datetime.fromisoformat(opened["closes_at"]))
+        return opened
 
     @rt.on("vote:cast", VoteCast)
     async def cast(ctx: EventContext, p: VoteCast) -> dict[str, Any]:

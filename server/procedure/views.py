@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rooms import agenda, attendance, floor, procedure, votes
+from rooms import agenda, attendance, floor, meeting_state, procedure, votes
 from rooms.meetings import MeetingAccess
 from rooms.models import utcnow
 from rooms.permissions import MEETING_PERMISSIONS
@@ -45,7 +45,9 @@ async def snapshot(s: AsyncSession, access: MeetingAccess) -> dict[str, Any]:
     mine = await attendance.status_of(s, meeting_id, access.user.id)
     voted = await votes.votes_cast_by(s, meeting_id, access.user.id)
     return {
-        "meeting_id": meeting_id, "seq": state.seq, "status": access.meeting.status.value,
+        "meeting_id": meeting_id, "seq": state.seq,
+        "status": meeting_state.shown_status(access.meeting, state),
+        "rule_set": state.rule_set.value,
         "server_time": utcnow().isoformat(),
         "agenda": await agenda.agenda_view(s, state),
         "attendance": await attendance.attendance_view(s, state),

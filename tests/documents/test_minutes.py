@@ -49,6 +49,18 @@ def minutes(n_agenda: int = 2, n_attendees: int = 6) -> MinutesData:
             ],
             eligible=20,
             adopted=True,
+            members=20,
+            present=18,
+            cast=18,
+        ),
+        VoteResult(
+            "Bầu Phó Chủ tịch",
+            VoteMethod.SECRET,
+            [VoteOption("Nguyễn Văn A", 11), VoteOption("Lê Thị B", 7)],
+            20,
+            True,
+            election=True,
+            elected=["Nguyễn Văn A"],
         ),
         VoteResult(
             "Nhân sự",
@@ -105,13 +117,30 @@ def all_text(doc: pymupdf.Document) -> str:
         "+ Trần Thị Hồng, Chuyên viên (lý do: đi công tác);",
         "- Phạm Thị Ngọc, Trưởng phòng Tài chính: 3 phút 20 giây;",
         "Ý kiến: đồng ý với phương án.",
-        "Cuộc họp kết thúc vào lúc 10 giờ 30 phút cùng ngày.",
+        "Cuộc họp kết thúc vào lúc 10 giờ 30 phút cùng ngày./.",
+        "- Nguyễn Văn A: 11/20 phiếu (55,00%);",
         "THƯ KÝ",
         "CHỦ TRÌ",
     ],
 )
 def test_key_strings_extract_exactly(short_pdf: pymupdf.Document, expected: str) -> None:
     assert expected in all_text(short_pdf).splitlines()
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [
+        "1. Thời gian: bắt đầu lúc 08 giờ 00 phút, ngày 27 tháng 11 năm 2026; kết thúc lúc 10 "
+        "giờ 30 phút.",
+        "Hình thức: biểu quyết công khai; tổng số đại biểu: 20; có mặt: 18; tham gia biểu "
+        "quyết: 18. Tỷ lệ tính trên tổng số đại biểu (20).",
+        "Kết quả: Nguyễn Văn A trúng cử với 11/20 phiếu (55,00%).",
+    ],
+)
+def test_start_end_base_and_election_wrapped(short_pdf: pymupdf.Document, expected: str) -> None:
+    """Issue 14: start and end times, each vote's base (total, present, voting), and an
+    election's outcome naming the elected; these lines wrap, so compare without breaks."""
+    assert expected in " ".join(all_text(short_pdf).split())
 
 
 def test_header_layout(short_pdf: pymupdf.Document) -> None:

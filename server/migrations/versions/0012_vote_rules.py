@@ -1,4 +1,5 @@
-"""vote rules: the body's rule set, each vote's base, threshold, kind and time limit
+"""vote rules: the body's rule set, each vote's base, threshold, kind and time limit; the
+procedure's pause
 
 Revision ID: 0012_vote_rules
 Revises: 0010
@@ -20,6 +21,8 @@ def upgrade() -> None:
     with op.batch_alter_table('procedurestate') as batch:
         batch.add_column(sa.Column('rule_set', sa.String(length=32), nullable=False,
                                    server_default='other'))
+        batch.add_column(sa.Column('paused_at', sqlmodel.sql.sqltypes.UTCDateTime(),
+                                   nullable=True))
     with op.batch_alter_table('vote') as batch:
         batch.add_column(sa.Column('kind', sa.String(length=32), nullable=False,
                                    server_default='motion'))
@@ -35,4 +38,5 @@ def downgrade() -> None:
         for name in ('closes_at', 'threshold', 'base', 'kind'):
             batch.drop_column(name)
     with op.batch_alter_table('procedurestate') as batch:
+        batch.drop_column('paused_at')
         batch.drop_column('rule_set')

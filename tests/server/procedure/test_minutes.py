@@ -24,6 +24,9 @@ async def test_minutes_carry_the_record_and_are_archived(hopso: Harness) -> None
     chair, thuky, d1, d2 = (people[n] for n in ("chutri", "thuky", "daibieu", "daibieu2"))
     item = await add_item(thuky, m, "Kế hoạch chuyển đổi số năm 2026", planned_minutes=20,
                           presenter_name="Sở Thông tin và Truyền thông")
+    status, rules = await thuky.http.call("PUT", f"/api/meetings/{m}/procedure/settings",
+                                          {"rule_set": "committee"})
+    assert status == 200 and rules == {"rule_set": "committee", "quorum_rule": "two_thirds"}
     await thuky.ok("agenda:set_current", {"meeting_id": m, "item_id": item["id"]})
     for member in (chair, d1, d2):
         await member.ok("attendance:check_in", {"meeting_id": m, "mode": "in_person"})
@@ -55,7 +58,8 @@ async def test_minutes_carry_the_record_and_are_archived(hopso: Harness) -> None
                      "1. Kế hoạch chuyển đổi số năm 2026",
                      "Người trình bày: Sở Thông tin và Truyền thông", "- Lê Minh Tuấn:",
                      "KẾT QUẢ BIỂU QUYẾT", "Thông qua Kế hoạch chuyển đổi số năm 2026",
-                     "Hình thức: biểu quyết công khai",
+                     "Hình thức: biểu quyết công khai; tổng số đại biểu: 4; có mặt: 3; "
+                     "tham gia biểu quyết: 3. Tỷ lệ tính trên tổng số đại biểu (4).",
                      "Tán thành: 3/4 đại biểu (75,00%)",
                      "Không tán thành: 0/4 đại biểu (0,00%)",
                      "Không biểu quyết: 0/4 đại biểu (0,00%)", "Kết quả: Thông qua.",

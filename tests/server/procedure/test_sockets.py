@@ -53,7 +53,8 @@ async def test_a_sitting_check_in_floor_and_vote_live(hopso: Harness) -> None:
     assert floor_published[-1] == FloorChanged(m, None)
 
     vote = await chair.ok("vote:open", {"meeting_id": m, "agenda_item_id": item["id"],
-                                        "question": "Thông qua kế hoạch chuyển đổi số?"})
+                                        "question": "Thông qua kế hoạch chuyển đổi số?",
+                                        "base": "all_members"})
     assert vote["status"] == "open" and vote["options"] == ["agree", "disagree", "abstain"]
     pending = await chair.ok("vote:pending", {"meeting_id": m, "vote_id": vote["id"]})
     assert pending["count"] == 3 and len(pending["names"]) == 3
@@ -69,6 +70,7 @@ async def test_a_sitting_check_in_floor_and_vote_live(hopso: Harness) -> None:
         final = await people[name].wait_for("vote:updated", lambda e: e["vote"]["final"])
         assert final["vote"]["result"]["totals"] == [2, 0, 1]
         assert final["vote"]["result"]["adopted"] is False  # 2 of 4 members: not a majority
+        assert final["vote"]["result"]["percentages"] == [50.0, 0.0, 25.0]
     # Whatever order they arrived in, the newest seq carries the final result.
     seqs = [e["seq"] for e in d1.heard["vote:updated"]]
     newest = max(d1.heard["vote:updated"], key=lambda e: e["seq"])

@@ -28,6 +28,7 @@ from rooms.models import Meeting, MeetingStatus, Site, Unit, User, utcnow
 from rooms.procedure_models import FloorRequest, FloorStatus
 from rooms.remote_floor import FloorOrigin, origins, proxy_user, ref_get, ref_put
 from server.cascade.schemas import NodeError, NodeSchema, validate
+from server.cascade.topic.floor_sockets import HOLD
 from server.cascade.topics import Entry, Report, Topic
 from server.core import keys
 from server.procedure.events import FloorQueueChanged
@@ -122,12 +123,15 @@ class CascadeFloor:
             .order_by(col(FloorRequest.id)))
         requests = list(rows.all())
         foreign = await origins(s, [r.id for r in requests if r.id is not None])
+        held = await ref_get(s, meeting_id, HOLD) == 1  # a local discussion (floor_sockets)
         out: list[tuple[str, dict[str, Any]]] = []
         for r in requests:
             assert r.id is not None
             if r.id in foreign:
                 continue  # a copy of someone else's request
             sent = await ref_get(s, meeting_id, f"esc:{r.id}")
+            if held and sent is None and await ref_get(s, meeting_id, f"up:{r.id}") is None:
+                continue  # kept here unless this node's chair escalates it
             if r.status == FloorStatus.queued and sent is None:
                 user = await s.get(User, r.user_id)
                 site = await s.get(Site, r.site_id) if r.site_id else None
@@ -251,6 +255,8 @@ class CascadeFloor:
                 s.add(local)
                 if item.id == data.holder and item.status == FloorStatus.speaking:
                     holder = local.id
+            if await ref_get(s, meeting_id, HOLD) == 1:
+                holder = state.floor_request_id  # a local discussion: this node's chair decides
             if state.floor_request_id != holder:
                 current = await s.get(FloorRequest, state.floor_request_id) \
                     if state.floor_request_id else None

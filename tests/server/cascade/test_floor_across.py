@@ -5,11 +5,16 @@ ward, where the speaker's own request is the one speaking."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
+from sqlmodel import select
+
+from rooms.models import MeetingMember, MeetingRole
 from server.cascade.schemas import NodeError, validate
 from server.cascade.topic.floor import FloorStateData
+from server.core import keys
 from tests.server.cascade.test_votes_across import province_room, ward_delegates
 from tests.server.cascade.tree import cascaded_meeting, state, tree
 from tests.server.procedure_helpers import join
@@ -84,3 +89,42 @@ async def test_bad_floor_reports_and_state_are_refused(tmp_path: Path) -> None:
                 assert exc.code == "invalid"
             else:
                 raise AssertionError(f"accepted {bad}")
+
+
+async def test_a_ward_chair_holds_requests_for_a_local_discussion_then_escalates(
+        tmp_path: Path) -> None:
+    async with tree(tmp_path) as t:
+        _, meeting_id, _, _, ward_id = await cascaded_meeting(t)
+        chair, _, _ = await province_room(t, meeting_id)
+        ward = await ward_delegates(t.ward, ward_id)
+        ward_chair = ward["daibieu"]  # presides over the ward's room (set in its database:
+        # a mirror has no one who scheduled it, to grant the chair role through the API)
+        async with t.ward.server.app[keys.DB].session() as s:
+            member = (await s.exec(select(MeetingMember).where(
+                MeetingMember.meeting_id == ward_id,
+                MeetingMember.user_id == ward_chair.http.user["id"]))).one()
+            member.role = MeetingRole.chair
+            s.add(member)
+            await s.commit()
+        assert await chair.error("floor:hold", {"meeting_id": meeting_id, "hold": True}) \
+            == "not_mirrored"
+        assert (await ward_chair.ok("floor:hold", {"meeting_id": ward_id, "hold": True})
+                )["hold"] is True
+
+        other = ward["daibieu2"]
+        first = await other.ok("floor:request", {"meeting_id": ward_id})
+        await ward_chair.wait_for("floor:changed", lambda e: len(e["queue"]) == 1, 10)
+        await asyncio.sleep(0.5)  # kept at the ward: the province's queue stays empty
+        assert not any(q.get("origin") == "ward" for e in chair.heard.get("floor:changed", [])
+                       for q in e["queue"])
+        # A local discussion: the ward's chair gives the floor here.
+        await ward_chair.ok("floor:grant", {"meeting_id": ward_id,
+                                            "request_id": first["request_id"]})
+        await other.wait_for("floor:changed", lambda e: e["holder"] is not None, 10)
+        await ward_chair.ok("floor:end", {"meeting_id": ward_id})
+        # Then one request goes up on the ward chair's word.
+        second = await other.ok("floor:request", {"meeting_id": ward_id})
+        await ward_chair.ok("floor:escalate", {"meeting_id": ward_id,
+                                               "request_id": second["request_id"]})
+        await chair.wait_for("floor:changed", lambda e: any(
+            q.get("origin") == "ward" for q in e["queue"]), 10)

@@ -56,6 +56,12 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     _raise_open_files_limit()
+    from server.core.data_lock import DataDirBusy, hold_data_dir
+    try:  # held until the process ends; processes of one PostgreSQL deployment share it
+        lock = hold_data_dir(settings.data_dir, shared=settings.database_url is not None)
+    except DataDirBusy as exc:
+        print(f"hopso: cannot start: {exc}", file=sys.stderr)
+        return 1
     try:
         import uvloop
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
@@ -79,6 +85,7 @@ def main(argv: list[str]) -> int:
 
     web.run_app(create_app(settings), host=settings.host, port=settings.port,
                 ssl_context=ssl_context(settings), print=announce, access_log=None)
+    lock.close()
     return 0
 
 

@@ -6,10 +6,16 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from rooms.db import Database
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
+
+
+class SchemaTooNew(Exception):
+    """The database is at a revision this code does not know (a newer release migrated it)."""
 
 
 def alembic_config(url: str) -> Config:
@@ -19,10 +25,27 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+def known_revisions() -> set[str]:
+    scripts = ScriptDirectory.from_config(alembic_config(""))
+    return {script.revision for script in scripts.walk_revisions()}
+
+
+def check_known(revisions: set[str] | list[str] | tuple[str, ...]) -> None:
+    """Refuse a schema this code cannot migrate: alembic alone would stop with "Can't locate
+    revision", and an older server must never write to a newer schema."""
+    unknown = sorted(set(revisions) - known_revisions())
+    if unknown:
+        raise SchemaTooNew(
+            f"the database is at schema revision {', '.join(unknown)}, which this Hopso does "
+            f"not know (a newer release migrated it): run that release, or restore the backup "
+            f"taken before the upgrade (docs/backup.md); nothing changed")
+
+
 async def upgrade(db: Database) -> None:
     config = alembic_config(db.url)
 
     def run(connection) -> None:  # type: ignore[no-untyped-def]
+        check_known(MigrationContext.configure(connection).get_current_heads())
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")  # feature branches of the schema may run in parallel
 

@@ -6,12 +6,13 @@ from aiohttp import web
 
 from server.core.feature import Feature
 from server.core.realtime import Realtime
-from server.meetings import routes, sockets
+from server.meetings import projector, routes, sockets
 
 
 def setup(app: web.Application, realtime: Realtime) -> None:
     sockets.register(realtime)
     app.add_routes(routes.routes)
+    app.add_routes(projector.routes)
 
 
 FEATURE = Feature("meetings", setup)

@@ -76,7 +76,16 @@ export class DocList {
   upsert(doc) {
     const before = this.docs.get(doc.id);
     this.docs.set(doc.id, { ...before, ...doc });
-    if (doc.status !== "processing") this.progress.delete(doc.id);
+    if (doc.status !== "processing") {
+      this.progress.delete(doc.id);
+      // "Uploaded; the pages are being prepared." holds only while they are (issue 14): once
+      // processing ends (ready or rejected) that note and the upload form's line clear.
+      const preparing = this.t("Uploaded; the pages are being prepared.");
+      if (this.notes.get(doc.id) === preparing) this.notes.delete(doc.id);
+      const status = document.getElementById("upload-status");
+      const busy = [...this.docs.values()].some((d) => d.status === "processing");
+      if (status && status.textContent === preparing && !busy) status.textContent = "";
+    }
     if (this.canManage && before && doc.version > before.version) this.#loadChanges(doc.id, doc.version);
     this.render();
   }

@@ -1,0 +1,1 @@
+"""Deployment files for Debian (docs/operations.md): templates and their renderer."""

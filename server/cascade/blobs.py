@@ -28,6 +28,7 @@ from typing import BinaryIO
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
 from sqlmodel import col, or_, select
 
 from documents.mirror_models import DocumentCascade
@@ -188,9 +189,17 @@ class BlobFetcher:
     """Fetches blobs from this node's parent (see the module's doc)."""
 
     def __init__(self, store: BlobStore, settings: NodeSettings, max_bytes: int,
-                 give_up_s: float = GIVE_UP_S) -> None:
+                 give_up_s: float = GIVE_UP_S, registry: CollectorRegistry | None = None) -> None:
         self.store, self.settings, self.max_bytes = store, settings, max_bytes
         self.give_up_s = give_up_s
+        # On GET /metrics: what crossed the parent link for documents (the benchmark's
+        # doc_link_bytes_ratio reads it before and after a publication).
+        self.bytes_metric = Counter("hopso_cascade_blob_received_bytes",
+                                    "Document bytes received from the parent node",
+                                    registry=registry) if registry is not None else None
+        self.downloads_metric = Counter("hopso_cascade_blob_downloads",
+                                        "Blobs downloaded from the parent node",
+                                        registry=registry) if registry is not None else None
         self._inflight: dict[str, asyncio.Task[Path]] = {}
         self._session: aiohttp.ClientSession | None = None
         self.bytes_received = 0  # over the parent link, for tests and the benchmark
@@ -248,6 +257,8 @@ class BlobFetcher:
                     await self._attempt(url, download)
                     path = await asyncio.to_thread(download.publish)
                     self.fetched.append(digest)
+                    if self.downloads_metric is not None:
+                        self.downloads_metric.inc()
                     return path
                 except BlobRefused as exc:
                     self._refuse(digest, str(exc))
@@ -280,6 +291,8 @@ class BlobFetcher:
                                   f"{download.size} announced")
             async for chunk in response.content.iter_chunked(CHUNK_BYTES):
                 self.bytes_received += len(chunk)
+                if self.bytes_metric is not None:
+                    self.bytes_metric.inc(len(chunk))
                 await asyncio.to_thread(download.write, chunk)
         if download.received < download.size:
             raise BlobUnavailable(f"cut after {download.received} of {download.size} bytes")

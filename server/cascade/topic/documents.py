@@ -192,7 +192,8 @@ def install(app: web.Application, state: MeetingState) -> None:
     rt = app[DOCUMENTS]
     app.add_routes(blob_routes)
     if node.parent_url:
-        app[FETCHER] = BlobFetcher(rt.store, node, rt.limits.max_bytes)
+        app[FETCHER] = BlobFetcher(rt.store, node, rt.limits.max_bytes,
+                                   registry=app[keys.REGISTRY])
     mirror = Mirror(app, state)
     state.register(Topic(TOPIC, DocumentData, "down", apply=mirror.apply))
 

@@ -27,6 +27,7 @@ from server.cascade.tokens import make_token
 from server.core import keys
 from server.core.settings import NodeSettings
 from server.documents.keys import DOCUMENTS
+from testkit.cascade_documents import read_blob_bytes
 from tests.conftest import Client, Harness
 from tests.server.cascade.tree import WARD_SECRET, Tree, cascaded_meeting, state, tree, until
 from tests.server.documents_support import fetch, make_pdf, upload_ready
@@ -100,6 +101,8 @@ async def test_a_published_document_reaches_every_node_page_1_first_each_file_on
         for h in (t.city, t.ward):
             assert sorted(fetcher(h).fetched) == sorted([row.page1_sha256, row.sha256])
             assert fetcher(h).bytes_received == row.size + row.page1_size
+            admin = await h.login("quantri")  # what the benchmark reads on /metrics
+            assert await read_blob_bytes(admin.session, h.base) == row.size + row.page1_size
 
         # A second meeting with the same file: the ward fetches nothing (content addressed).
         before = list(fetcher(t.ward).fetched), fetcher(t.ward).bytes_received

@@ -6,6 +6,7 @@ import { loadCatalog, t } from "./i18n.js";
 import { ChairPanel } from "./video-chair.js";
 import { h, initials, QUALITY_TEXT } from "./video-dom.js";
 import { ChairLockError, VideoSession } from "./video-session.js";
+import { VideoTiles } from "./video-tiles.js";
 
 class VideoConference {
   /** @param {HTMLElement} root */
@@ -403,4 +404,7 @@ class VideoConference {
 
 await loadCatalog();
 const root = document.getElementById("video");
-if (root) new VideoConference(root);
+if (root) {
+  new VideoConference(root);
+  new VideoTiles(root);  // mic level meter, pin and full screen (video-tiles.js)
+}

@@ -125,16 +125,68 @@ async def blob(request: web.Request) -> web.StreamResponse:
         _Refusals.note(f"{child}: blob {digest[:12]} is not in a meeting that invites it")
         raise web.HTTPNotFound(text="no such blob")
     store: BlobStore = request.app[DOCUMENTS].store
+    fetcher = request.app.get(FETCHER)
     if not store.exists(digest):
-        fetcher = request.app.get(FETCHER)
         if fetcher is None:
             raise web.HTTPNotFound(text="no such blob")
         try:  # a mirror that has not got it yet: from our own parent, once for everyone
-            await fetcher.fetch(digest, size)
-        except (BlobRefused, BlobUnavailable) as exc:
-            raise web.HTTPServiceUnavailable(text=f"not here yet: {exc}") from None
-    return web.FileResponse(store.path_for(digest), headers={
-        "Content-Type": "application/octet-stream", "Cache-Control": "no-store"})
+            download = fetcher.in_flight(digest, size)
+        except BlobRefused as exc:
+            raise web.HTTPServiceUnavailable(text=f"not here: {exc}") from None
+        if download is not None:
+            return await _pass_on(request, download)
+    return web.FileResponse(store.path_for(digest), headers=_HEADERS)
+
+
+_HEADERS = {"Content-Type": "application/octet-stream", "Cache-Control": "no-store"}
+_RANGE = re.compile(r"bytes=([0-9]{1,15})-")
+
+
+async def _pass_on(request: web.Request, download: _Download) -> web.StreamResponse:
+    """A blob still arriving from our parent, passed on to the child as it arrives (the
+    file crosses both links at once instead of one after the other). If the download
+    fails, the answer is cut short: the child resumes later with a Range request, and
+    checks the sha256 of what it got in any case."""
+    found = _RANGE.fullmatch(request.headers.get("Range", ""))
+    start = int(found.group(1)) if found else 0
+    if start >= download.size:
+        raise web.HTTPRequestRangeNotSatisfiable(headers={
+            "Content-Range": f"bytes */{download.size}"})
+    try:
+        source = await asyncio.to_thread(open, download.path, "rb")
+    except FileNotFoundError:  # published a moment ago
+        return web.FileResponse(download.store.path_for(download.digest), headers=_HEADERS)
+    response = web.StreamResponse(status=206 if start else 200, headers=_HEADERS)
+    response.content_length = download.size - start
+    if start:
+        response.headers["Content-Range"] = f"bytes {start}-{download.size - 1}/{download.size}"
+    try:
+        await response.prepare(request)
+        offset = start
+        while offset < download.size:
+            waiting = download.progress
+            if download.received > offset:
+                chunk = await asyncio.to_thread(_read, source, offset,
+                                                min(CHUNK_BYTES, download.received - offset))
+                await response.write(chunk)
+                offset += len(chunk)
+            elif download.over:  # the download from our parent stopped: cut the answer
+                log.info("cascade: passing blob %s… on stopped at %d bytes",
+                         download.digest[:12], offset)
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            else:
+                await waiting.wait()
+    finally:
+        await asyncio.to_thread(source.close)
+    await response.write_eof()
+    return response
+
+
+def _read(source: BinaryIO, offset: int, count: int) -> bytes:
+    source.seek(offset)
+    return source.read(count)
 
 
 # -- the child's side ---------------------------------------------------------------------------
@@ -151,6 +203,13 @@ class _Download:
         self.file: BinaryIO = os.fdopen(fd, "wb")
         self.hash = hashlib.sha256()
         self.received = 0
+        self.over = False  # published or given up: no more bytes will come
+        self.progress = asyncio.Event()  # set (and replaced) whenever bytes arrive
+
+    def moved(self) -> None:
+        """Wake whoever waits for more bytes (on the event loop)."""
+        self.progress.set()
+        self.progress = asyncio.Event()
 
     def restart(self) -> None:
         self.file.seek(0)
@@ -200,16 +259,17 @@ class BlobFetcher:
         self.downloads_metric = Counter("hopso_cascade_blob_downloads",
                                         "Blobs downloaded from the parent node",
                                         registry=registry) if registry is not None else None
-        self._inflight: dict[str, asyncio.Task[Path]] = {}
+        self._inflight: dict[str, tuple[asyncio.Task[Path], _Download]] = {}
         self._session: aiohttp.ClientSession | None = None
         self.bytes_received = 0  # over the parent link, for tests and the benchmark
         self.fetched: list[str] = []  # digests downloaded (not found here already)
         self.refused: list[str] = []  # why downloads were refused
 
     async def close(self) -> None:
-        for task in list(self._inflight.values()):
+        tasks = [task for task, _ in self._inflight.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 
@@ -231,11 +291,26 @@ class BlobFetcher:
             return path
         if not 0 < size <= self.max_bytes:
             self._refuse(digest, f"announced size {size} is outside 1..{self.max_bytes}")
-        task = self._inflight.get(digest)
-        if task is None:
-            task = self._inflight[digest] = asyncio.ensure_future(self._download(digest, size))
-            task.add_done_callback(lambda _t: self._inflight.pop(digest, None))
-        return await asyncio.shield(task)
+        return await asyncio.shield(self._start(digest, size)[0])
+
+    def in_flight(self, digest: str, size: int) -> _Download | None:
+        """The download of a blob not here yet (started if need be), to pass its bytes on
+        while they arrive; None if it is here."""
+        if self.store.path_for(digest).is_file():
+            return None
+        if not 0 < size <= self.max_bytes:
+            self._refuse(digest, f"announced size {size} is outside 1..{self.max_bytes}")
+        return self._start(digest, size)[1]
+
+    def _start(self, digest: str, size: int) -> tuple[asyncio.Task[Path], _Download]:
+        found = self._inflight.get(digest)
+        if found is not None:
+            return found
+        download = _Download(self.store, digest, size)
+        task = asyncio.ensure_future(self._download(digest, download))
+        self._inflight[digest] = task, download
+        task.add_done_callback(lambda _t: self._inflight.pop(digest, None))
+        return task, download
 
     def _refuse(self, digest: str, reason: str) -> None:
         message = f"blob {digest[:12]}… from the parent refused: {reason}; nothing stored"
@@ -243,36 +318,40 @@ class BlobFetcher:
         self.refused.append(reason)
         raise BlobRefused(reason)
 
-    async def _download(self, digest: str, size: int) -> Path:
+    async def _download(self, digest: str, download: _Download) -> Path:
+        try:
+            return await self._receive(digest, download)
+        finally:
+            download.over = True
+            download.moved()
+            await asyncio.to_thread(download.discard)
+
+    async def _receive(self, digest: str, download: _Download) -> Path:
         if not self.settings.parent_url or not self.settings.secret:
             raise BlobUnavailable("this node has no parent")
         url = f"{self.settings.parent_url.rstrip('/')}/api/node/blobs/{digest}"
-        download = await asyncio.to_thread(_Download, self.store, digest, size)
         deadline = time.monotonic() + self.give_up_s
         delay = RETRY_MIN_S
-        try:
-            while True:
-                before = download.received
-                try:
-                    await self._attempt(url, download)
-                    path = await asyncio.to_thread(download.publish)
-                    self.fetched.append(digest)
-                    if self.downloads_metric is not None:
-                        self.downloads_metric.inc()
-                    return path
-                except BlobRefused as exc:
-                    self._refuse(digest, str(exc))
-                except (aiohttp.ClientError, TimeoutError, BlobUnavailable) as exc:
-                    if time.monotonic() > deadline:
-                        log.warning("cascade: giving up blob %s…: %s", digest[:12], exc)
-                        raise BlobUnavailable(str(exc)) from None
-                    log.debug("cascade: blob %s… not fetched yet: %s", digest[:12], exc)
-                    if download.received > before:
-                        delay = RETRY_MIN_S  # a cut mid-file: resume soon where it stopped
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
-        finally:
-            await asyncio.to_thread(download.discard)
+        while True:
+            before = download.received
+            try:
+                await self._attempt(url, download)
+                path = await asyncio.to_thread(download.publish)
+                self.fetched.append(digest)
+                if self.downloads_metric is not None:
+                    self.downloads_metric.inc()
+                return path
+            except BlobRefused as exc:
+                self._refuse(digest, str(exc))
+            except (aiohttp.ClientError, TimeoutError, BlobUnavailable) as exc:
+                if time.monotonic() > deadline:
+                    log.warning("cascade: giving up blob %s…: %s", digest[:12], exc)
+                    raise BlobUnavailable(str(exc)) from None
+                log.debug("cascade: blob %s… not fetched yet: %s", digest[:12], exc)
+                if download.received > before:
+                    delay = RETRY_MIN_S  # a cut mid-file: resume soon where it stopped
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
 
     async def _attempt(self, url: str, download: _Download) -> None:
         """One request, resuming at what was received; returns once the whole file is here."""
@@ -294,6 +373,7 @@ class BlobFetcher:
                 if self.bytes_metric is not None:
                     self.bytes_metric.inc(len(chunk))
                 await asyncio.to_thread(download.write, chunk)
+                download.moved()
         if download.received < download.size:
             raise BlobUnavailable(f"cut after {download.received} of {download.size} bytes")
 

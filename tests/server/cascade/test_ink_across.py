@@ -18,7 +18,7 @@ from server.core import keys
 from tests.conftest import Harness
 from tests.server.cascade.test_documents_across import member, mirrored_doc
 from tests.server.cascade.tree import Tree, cascaded_meeting, node, state, tree, until
-from tests.server.documents_support import Listener, ink_op, make_pdf, upload_ready
+from tests.server.documents_support import Listener, fetch, ink_op, make_pdf, upload_ready
 
 
 async def stored_ids(h: Harness) -> set[str]:
@@ -49,6 +49,11 @@ async def setup(t: Tree, tmp_path: Path) -> tuple[int, int, int, dict[str, Any],
     doc = await upload_ready(t.province, meeting_id, make_pdf(tmp_path, pages=3), title="Ink")
     ward_delegate = await member(t.ward, ward_id, "daibieu")
     mirror = await until(lambda: mirrored_doc(ward_delegate, ward_id, "Ink"), 20, "doc")
+
+    async def processed() -> bool:
+        _, body = await ward_delegate.call("GET", f"/api/documents/{mirror['id']}")
+        return bool(body["has_pdf"])
+    await until(processed, 30, "the whole document at the ward")
     province = await tablet(t.province, meeting_id, doc["id"], "daibieu")
     ward = await tablet(t.ward, ward_id, mirror["id"], "daibieu")
     return meeting_id, ward_id, city_id, {"owner": doc, "ward": mirror}, province, ward
@@ -111,9 +116,15 @@ async def test_ink_made_while_the_ward_is_cut_off_is_kept_and_delivered(tmp_path
         assert link is not None
         await link.stop()
         # The ward's tablets go on reading and annotating what is at the ward.
-        status, _ = await (await t.ward.login("daibieu")).call(
-            "GET", f"/api/documents/{ward_doc}")
+        reader = await t.ward.login("daibieu")
+        status, _ = await reader.call("GET", f"/api/documents/{ward_doc}")
         assert status == 200
+        for path in ("pages/2", "pdf", "thumbs/1"):
+            status, _, body, _ = await fetch(reader, f"/api/documents/{ward_doc}/{path}")
+            assert status == 200 and body, path
+        status, found = await reader.call(
+            "GET", f"/api/documents/{ward_doc}/search?q=trang")
+        assert status == 200 and found["hits"], found
         made = [await draw(ward, ward_doc, "meeting") for _ in range(5)]  # acked: stored here
         assert await state(t.ward).reports.pending_counts()
         node(t.ward).parent = ParentLink(node(t.ward))

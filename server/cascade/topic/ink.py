@@ -131,10 +131,15 @@ def install(app: web.Application, state: MeetingState) -> None:
             data = {"document": row.origin_id or row.document_id, "version": event.version,
                     "page": event.record.page, "op": event.record.op_id,
                     "author": person.model_dump(), "items": items[start:start + MAX_ITEMS]}
-            if row.origin_id is None:
-                await state.publish(row.meeting_id, DOWN, data)
-            else:  # stored here before the tablet's ack is answered; delivered when linked
-                await state.report(row.meeting_id, UP, data)
+            try:
+                if row.origin_id is None:
+                    await state.publish(row.meeting_id, DOWN, data)
+                else:  # stored here before the tablet's ack is answered; delivered when linked
+                    await state.report(row.meeting_id, UP, data)
+            except NodeError as exc:  # e.g. a stroke of thousands of points: over 64 kB
+                log.warning("cascade: shared op %s on document %d does not cross nodes: "
+                            "%s: %s", event.record.op_id, event.document_id, exc.code,
+                            exc.message)
 
     async def receive(meeting_id: int, via: str, report: Report) -> dict[str, Any]:
         d = validate(InkData, report.data)

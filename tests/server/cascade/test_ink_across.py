@@ -140,8 +140,15 @@ async def test_ink_made_while_the_ward_is_cut_off_is_kept_and_delivered(tmp_path
 async def test_forged_or_foreign_ink_from_a_child_is_refused_and_nothing_stored(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async with tree(tmp_path) as t:
-        meeting_id, ward_id, _, docs, _, _ = await setup(t, tmp_path)
+        meeting_id, ward_id, _, docs, _, ward_tablet = await setup(t, tmp_path)
         owner_doc = docs["owner"]["id"]
+        # A shared stroke too large for a report (over 64 kB): kept at the ward, logged.
+        huge = ink_op(page=1, visibility="meeting",
+                      points=[[72 + i * 0.09, 100 + (i % 50)] for i in range(5000)])
+        ack = await ward_tablet.call("annotation:op", {"document_id": docs["ward"]["id"],
+                                                       "version": 1, "op": huge})
+        assert ack["ok"], ack
+        assert "does not cross nodes" in caplog.text
         ward = state(t.ward)
         annotation = ink_op(page=1, visibility="meeting")["annotation"]
 
@@ -166,6 +173,7 @@ async def test_forged_or_foreign_ink_from_a_child_is_refused_and_nothing_stored(
                 return found if found and found.startswith("refused") else None
             outcome = await until(settled, 15, f"{why}: refused")
             assert "refused" in outcome, (why, outcome)
-        assert annotation["id"] not in await stored_ids(t.province)
-        assert annotation["id"] not in await stored_ids(t.city)
+        for h in (t.province, t.city):
+            ids = await stored_ids(h)
+            assert annotation["id"] not in ids and huge["annotation"]["id"] not in ids
         assert "refused" in caplog.text and meeting_id

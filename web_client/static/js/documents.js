@@ -7,7 +7,7 @@ import { DocumentsClient } from "./documents-api.js";
 import { DocList } from "./doc-list.js";
 import { DocViewer } from "./doc-viewer.js";
 import { ReaderVersions } from "./doc-reader-versions.js";
-import { forgetInWorker } from "./doc-versions.js";
+import { errorText, forgetInWorker } from "./doc-versions.js";
 import { loadCatalog, t } from "./i18n.js";
 import { OfflineIndicator, OpQueue } from "./offline.js";
 import { Signaling } from "./signaling.js";
@@ -73,7 +73,9 @@ viewer.onOpened = (doc) => list.setCurrent(doc?.id ?? null);
 const versions = new ReaderVersions({ root, viewer, list, t, toast });
 
 queue.onAck = (opId, result) => viewer.handleAck(opId, result);
-queue.onReject = (opId, error) => viewer.handleReject(opId, error);
+// A refusal in the reader's language when its code is known (a stale version, view only...).
+queue.onReject = (opId, /** @type {any} */ error) => viewer.handleReject(
+  opId, Object.assign(new Error(errorText(t, error)), { code: error?.code }));
 queue.onSizeChange = (n) => {
   indicator.setWaiting(n);
   root.dataset.unsent = String(n);

@@ -51,10 +51,8 @@ def snapshot_sqlite(source: Path, target: Path) -> Identity:
     return sqlite_identity(target)
 
 
-def sqlite_identity(path: Path, *, untouched: bool = False) -> Identity:
-    """`untouched`: read a file that is not ours without making its -wal/-shm."""
-    flags = "mode=ro&immutable=1" if untouched else "mode=ro"
-    conn = sqlite3.connect(f"file:{path}?{flags}", uri=True)
+def sqlite_identity(path: Path) -> Identity:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)  # with its WAL's commits
     try:
         if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise BackupRefused(f"the database copy {path} fails SQLite's check: refused")
@@ -80,7 +78,7 @@ def _identity(tables: list[tuple[Any, ...]], run: Any) -> Identity:
 def existing_sqlite(path: Path) -> str | None:
     """The installation a SQLite file holds, if it says (for a clearer refusal)."""
     try:
-        return sqlite_identity(path, untouched=True).installation_id
+        return sqlite_identity(path).installation_id
     except BackupRefused:
         return None
 

@@ -44,6 +44,8 @@ if [ "$want_tests" = 1 ]; then
   [ -e $lo/libslideshowlo.so ] || missing+=(libreoffice-impress-nogui)
   # nginx: tests/deploy checks the rendered reverse-proxy configuration with `nginx -t`.
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  # iptables: the cascade rehearsal's WAN links lose packets (testkit/wan.py, loss_rule).
+  [ -x /usr/sbin/iptables-legacy ] || missing+=(iptables)
 fi
 if [ "$want_bench" = 1 ]; then
   command -v janus >/dev/null || [ -x /usr/bin/janus ] || missing+=(janus)
@@ -72,5 +74,11 @@ lock=requirements/lock.txt
 # requirements are in the lock too); then the project, built from those without fetching.
 .venv/bin/python -m pip install -q --require-hashes -r "$lock"
 .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+# A dependency added to pyproject.toml but not to the lock stops here, not at an import.
+.venv/bin/python -m pip check >/dev/null || {
+  .venv/bin/python -m pip check >&2
+  echo "setup: the lock misses a requirement: run bash scripts/lock.sh (docs/operations.md)" >&2
+  exit 1
+}
 (cd web_client && npm ci --no-audit --no-fund --loglevel=error)
 echo "setup: done"

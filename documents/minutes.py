@@ -196,6 +196,8 @@ def _section_votes(data: MinutesData) -> list[str]:
     for n, vote in enumerate(data.votes, 1):
         out.append(_p(f"{n}. {vote.question}", "b"))
         out.append(_p(vote_base_line(vote)))
+        if vote.nodes_note:  # a cascaded meeting: each node's ballots, and any late
+            out.append(_p(vote.nodes_note))
         unit = "phiếu" if vote.election else "đại biểu"
         out.extend(_p(f"- {vote_option_line(o, vote.eligible, unit)};", "li")
                    for o in vote.options)

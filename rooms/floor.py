@@ -192,8 +192,11 @@ async def speeches_by_item(session: AsyncSession, meeting_id: int
         .order_by(col(FloorRequest.granted_at)))
     done = list(rows.all())
     users, sites, _ = await _names(session, done)
+    marks = await remote_floor.origins(session, [r.id for r in done if r.id is not None])
     out: dict[int | None, list[tuple[str, int]]] = {}
     for r in done:
         who = sites.get(r.site_id or 0, "?") if r.for_site else users.get(r.user_id, "?")
+        if (mark := marks.get(r.id or 0)) is not None:  # a person of another cascade node
+            who = f"{who} ({mark.site or mark.unit or mark.origin})"
         out.setdefault(r.agenda_item_id, []).append((who, r.spoken_seconds))
     return out

@@ -14,7 +14,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rooms import agenda, attendance, audit, floor, votes
+from rooms import agenda, attendance, audit, floor, remote_attendance, remote_votes, votes
 from rooms.errors import Invalid, NotFound
 from rooms.minutes_data import (
     AgendaEntry,
@@ -77,6 +77,11 @@ async def _attendees(session: AsyncSession, meeting_id: int) -> list[Attendee]:
         site = (p["site"] or "").removeprefix(_SITE_PREFIX)  # the layout writes "điểm cầu …"
         out.append(Attendee(name=p["name"], present=present, site=site,
                             absence_reason=p["reason"] if not present else ""))
+    for node, p in await remote_attendance.people(session, meeting_id):  # cascade nodes
+        present = p["status"] in {s.value for s in attendance.PRESENT}
+        site = (p["site"] or "").removeprefix(_SITE_PREFIX) or node
+        out.append(Attendee(name=p["name"], present=present, site=site,
+                            absence_reason=p["reason"] if not present else ""))
     return out
 
 
@@ -121,8 +126,24 @@ async def _votes(session: AsyncSession, meeting_id: int) -> list[VoteResult]:
             present=result.get("present"), cast=result.get("cast"),
             election=vote.kind == VoteKind.election,
             elected=[labels[i] for i in result.get("elected", []) if 0 <= i < len(labels)],
-            tie_break=bool(result.get("tie_break", False))))
+            tie_break=bool(result.get("tie_break", False)),
+            # read now, not from the frozen result: late ballots arrive after the close
+            nodes_note=nodes_note([remote_votes.node_dict(r, vote.secret)
+                                   for r in await remote_votes.rows_of(session, vote.id or 0)])))
     return out
+
+
+def nodes_note(nodes: list[dict[str, Any]]) -> str:
+    """A cascaded vote's ballots per node, and those that arrived after its close."""
+    if not nodes:
+        return ""
+    text = "Trong đó tại các điểm cầu cấp dưới: " + "; ".join(
+        f"{n['node']}: {n['cast']} phiếu" for n in nodes) + "."
+    late = [n for n in nodes if n.get("late")]
+    if late:
+        text += " Phiếu đến sau khi kết thúc biểu quyết, không được tính: " + "; ".join(
+            f"{n['node']}: {n['late']} phiếu" for n in late) + "."
+    return text
 
 
 async def gather(session: AsyncSession, meeting_id: int, version: int) -> MinutesData:

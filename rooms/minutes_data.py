@@ -64,6 +64,7 @@ class VoteResult:
     election: bool = False  # the options are candidates
     elected: list[str] = field(default_factory=list)  # an election's elected candidates
     tie_break: bool = False  # a committee's tie, carried by the Chairman's vote
+    nodes_note: str = ""  # a cascaded meeting: ballots per node, late ones (never counted)
 
     def __post_init__(self) -> None:
         if self.eligible <= 0 or any(o.count < 0 for o in self.options):

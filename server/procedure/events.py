@@ -45,3 +45,12 @@ class BallotsCast:
 
     meeting_id: int
     vote_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttendanceChanged:
+    """Someone checked in, was recorded, or a site answered the roll call (after
+    attendance:changed went out): a mirror reports its people's attendance to the meeting's
+    owner, for its minutes (server/cascade/topic/minutes.py). In-process only."""
+
+    meeting_id: int

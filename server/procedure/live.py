@@ -40,7 +40,12 @@ from rooms.permissions import Action
 from rooms.procedure_models import ProcedureState
 from server.core import keys
 from server.core.realtime import meeting_room
-from server.procedure.events import FloorChanged, FloorQueueChanged, VoteUpdated
+from server.procedure.events import (
+    AttendanceChanged,
+    FloorChanged,
+    FloorQueueChanged,
+    VoteUpdated,
+)
 from server.procedure.keys import LIVE
 from server.procedure.views import Emit, vote_emit
 
@@ -150,6 +155,8 @@ class ProcedureLive:
                 vote = payload["vote"]
                 await self.app[keys.BUS].publish(VoteUpdated(meeting_id, vote["id"],
                                                              vote["status"]))
+            elif event == "attendance:changed":
+                await self.app[keys.BUS].publish(AttendanceChanged(meeting_id))
 
     def schedule_tally(self, meeting_id: int, vote_id: int) -> None:
         """Push the vote's live tally soon; many ballots in a burst make one push."""

@@ -9,14 +9,14 @@ from collections.abc import Callable
 from aiohttp import web
 
 from server.cascade.state import MeetingState
-from server.cascade.topic import documents, floor, ink, presenter, votes
+from server.cascade.topic import documents, floor, ink, minutes, presenter, votes
 
 Install = Callable[[web.Application, MeetingState], None]
 
 # One line per topic module (kept apart so that adding one touches nothing else).
 MODULES: list[Install] = []
 MODULES += [documents.install, presenter.install, ink.install]
-MODULES += [floor.install, votes.install]
+MODULES += [floor.install, votes.install, minutes.install]
 
 
 def install(app: web.Application, state: MeetingState) -> None:

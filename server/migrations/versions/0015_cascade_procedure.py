@@ -1,4 +1,5 @@
-"""cascade procedure: other nodes' ballots, floor requests' origins, ids of other nodes' rows
+"""cascade procedure: other nodes' ballots and attendance, floor requests' origins, ids of
+other nodes' rows
 
 Revision ID: 0015_cascade_procedure
 Revises: 0002
@@ -50,9 +51,20 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['meeting_id'], ['meeting.id'], ),
     sa.PrimaryKeyConstraint('meeting_id', 'ref')
     )
+    op.create_table('remoteattendance',
+    sa.Column('meeting_id', sa.Integer(), nullable=False),
+    sa.Column('origin', _str(length=64), nullable=False),
+    sa.Column('via', _str(length=64), nullable=False),
+    sa.Column('revision', sa.Integer(), nullable=False),
+    sa.Column('people_json', sa.Text(), nullable=False),
+    sa.Column('at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['meeting_id'], ['meeting.id'], ),
+    sa.PrimaryKeyConstraint('meeting_id', 'origin')
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('remoteattendance')
     op.drop_table('cascaderef')
     op.drop_table('floororigin')
     op.drop_table('remotevotetally')

@@ -7,10 +7,11 @@ import aiohttp
 import pytest
 
 from server.core import keys
+from server.core.health import RedisCheck
 from server.core.settings import ConfigError, parse_settings
 from server.documents.keys import DOCUMENTS
 from testkit.processes import free_port
-from tests.conftest import Harness, start_harness
+from tests.conftest import REDIS_PORT, Harness, need_service, start_harness
 
 TOKEN = "scrape-token-0123456789"
 
@@ -135,3 +136,22 @@ def test_metrics_address_and_disk_floor_from_the_environment() -> None:
     assert settings.metrics_addr == ("::1", 9464) and settings.min_free_disk_mb == 2048
     with pytest.raises(ConfigError, match="min-free-disk-mb"):
         parse_settings(["--min-free-disk-mb", "-1"], {})
+
+
+@pytest.mark.redis
+async def test_redis_is_checked_when_configured(tmp_path: Path) -> None:
+    need_service("Redis", REDIS_PORT)
+    h = await start_harness(tmp_path, None, redis_url=f"redis://127.0.0.1:{REDIS_PORT}/0")
+    try:
+        status, body = await get(h.base + "/healthz")
+        assert status == 200 and body["redis"] is True and body["checks"]["redis"]["ok"] is True
+    finally:
+        await h.close()
+        await h.server.close()
+    # The same check against a port nobody listens on: a real refused connection.
+    check = RedisCheck(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        result = await check()
+    finally:
+        await check.close()
+    assert result.ok is False and result.reason.startswith("redis unreachable")

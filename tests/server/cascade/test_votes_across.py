@@ -16,8 +16,10 @@ from rooms.procedure_models import Vote
 from rooms.remote_votes import RemoteVoteTally
 from server.core import keys
 from tests.conftest import Harness
+from tests.server import ballot_linkage
 from tests.server.cascade.tree import Tree, cascaded_meeting, state, tree, until
 from tests.server.procedure_helpers import Member, join
+from tests.server.sqlite_file import DatabaseFiles
 
 WARD_PEOPLE = ("daibieu", "daibieu2")
 
@@ -108,6 +110,13 @@ async def test_an_open_and_a_secret_vote_count_the_wards_ballots_at_the_province
                 row = await s.get(RemoteVoteTally, (secret["id"], "ward"))
                 return row is not None and row.cast == 2
         await until(turnout, 10, "the ward's turnout at the province")
+        for h, vote_id in ((t.ward, mirrored["id"]), (t.city, None), (t.province, secret["id"])):
+            # While open, no node's database files hold a readable ballot of it, old frames
+            # included (tests/server/ballot_linkage.py), whatever crossed the links.
+            files = DatabaseFiles.read(h.settings.data_dir / "hopso.sqlite3")
+            seen = [p for c in files.commits() for p in c] + files.pages()
+            for vid in {vote_id or secret["id"], mirrored["id"], secret["id"]}:
+                assert ballot_linkage.ballots(seen, vid, 3) == [], h.settings.node
         async with t.province.server.app[keys.DB].session() as s:
             row = await s.get(RemoteVoteTally, (secret["id"], "ward"))
             assert row is not None and json.loads(row.counts_json) == []  # no counts yet

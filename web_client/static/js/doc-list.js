@@ -177,14 +177,17 @@ export class DocList {
       secret.type = "button";
       secret.title = this.t("Confidential: delegates see watermarked pages only, no download; open viewers switch at once.");
       secret.addEventListener("click", () => this.#toggleConfidential(doc.id, secret));
-      const version = el("label", "doc-version tool-wide", this.t("New version"));
+      const version = el("button", "doc-version tool-wide", this.t("New version"));
+      version.type = "button";
       const file = /** @type {HTMLInputElement} */ (el("input", "doc-version-file"));
       file.type = "file";
       file.accept = ".pdf,.doc,.docx,.odt,.xls,.xlsx,.ods,.ppt,.pptx,.odp,application/pdf";
       file.hidden = true;
       file.addEventListener("change", () => this.#uploadVersion(doc.id, file));
-      version.append(file);
-      li.append(publish, secret, version, el("p", "doc-note muted"), el("ul", "doc-changes"));
+      version.addEventListener("click", () => file.click());
+      const note = el("p", "doc-note muted");
+      note.setAttribute("role", "status");
+      li.append(publish, secret, version, file, note, el("ul", "doc-changes"));
     }
     this.#paintItem(li, doc);
     return li;
@@ -229,7 +232,10 @@ export class DocList {
       secret.setAttribute("aria-pressed", String(Boolean(doc.confidential)));
     }
     const note = li.querySelector(".doc-note");
-    if (note) note.textContent = this.notes.get(doc.id) ?? "";
+    if (note) {
+      note.textContent = this.notes.get(doc.id) ?? "";
+      note.hidden = !note.textContent;
+    }
     const changes = li.querySelector(".doc-changes");
     if (changes) {
       const known = this.changes.get(doc.id);

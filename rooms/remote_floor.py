@@ -87,4 +87,5 @@ def marks(row: FloorOrigin | None) -> dict[str, Any]:
     """What the floor view adds to a request of another node's person."""
     if row is None:
         return {}
-    return {"origin": row.origin, "remote_site": row.site or None, "unit": row.unit or None}
+    return {"origin": row.origin, "remote_id": row.remote_id or None,
+            "remote_site": row.site or None, "unit": row.unit or None}

@@ -36,6 +36,7 @@ async def test_a_ward_delegates_request_reaches_the_province_chair_and_the_grant
         took_ms = (time.monotonic() - started) * 1000
         (entry,) = [q for q in queued["queue"] if q.get("origin") == "ward"]
         assert entry["name"] == "Lê Minh Tuấn" and entry["unit"]
+        assert entry["remote_id"] == asked["request_id"]  # its id at the ward
         print(f"floor request ward tablet -> province chair's queue: {took_ms:.0f} ms")
 
         await chair.ok("floor:grant", {"meeting_id": meeting_id, "request_id": entry["id"],

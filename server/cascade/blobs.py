@@ -31,6 +31,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 from sqlmodel import col, or_, select
 
+from documents.db_models import Document
 from documents.mirror_models import DocumentCascade
 from documents.storage import BlobStore
 from rooms.models import Meeting
@@ -92,14 +93,16 @@ def _child_of(request: web.Request) -> str:
 
 
 async def _wanted_size(request: web.Request, child: str, digest: str) -> int | None:
-    """The size of the blob if a document of a live meeting that invites `child` carries
-    it, else None (whether it exists here is not revealed)."""
+    """The size of the blob if a published document of a live meeting that invites `child`
+    carries it, else None (whether it exists here is not revealed)."""
     node = request.app[NODE]
     async with request.app[keys.DB].session() as s:
         rows = (await s.exec(select(DocumentCascade, Meeting)
                              .join(Meeting, col(Meeting.id) == DocumentCascade.meeting_id)
+                             .join(Document, col(Document.id) == DocumentCascade.document_id)
                              .where(or_(DocumentCascade.sha256 == digest,
-                                        DocumentCascade.page1_sha256 == digest)))).all()
+                                        DocumentCascade.page1_sha256 == digest),
+                                    col(Document.published).is_(True)))).all()
     by_key: dict[str, int] = {}
     unit = node.settings.unit
     for row, meeting in rows:

@@ -22,6 +22,7 @@ from sqlmodel import select
 
 from documents.db_models import Document
 from documents.mirror_models import DocumentCascade
+from rooms.errors import DomainError
 from server.cascade.schemas import NodeSchema, validate
 from server.cascade.state import MeetingState
 from server.cascade.topic.documents_people import Person, local_user
@@ -108,7 +109,11 @@ def install(app: web.Application, state: MeetingState) -> None:
             log.info("cascade: %s: presenting document %s, not (yet) here", entry.key,
                      d.document)
             return
-        sizes = await rt.annotations.page_sizes(doc.id, doc.version)
+        try:
+            sizes = await rt.annotations.page_sizes(doc.id, doc.version)
+        except DomainError as exc:  # not processed here yet: the next page turn finds it
+            log.info("cascade: %s: presenting document %s: %s", entry.key, d.document, exc)
+            return
         if d.page >= len(sizes):
             return
         async with app[keys.DB].session() as s:

@@ -167,6 +167,15 @@ async def test_a_blob_is_served_only_to_a_child_invited_to_a_meeting_that_carrie
         # The province's other files are not the ward's to fetch (the meeting's are).
         other = t.province.server.app[DOCUMENTS].store.put_bytes(b"%PDF-1.4 private")
         assert await get(good, f"{t.city.base}/api/node/blobs/{other.digest}") == 404
+        # Withdrawn at the province: the city no longer hands its file to the ward.
+        secretary = await t.province.login("thuky")
+        status, _ = await secretary.call("POST", f"/api/documents/{doc['id']}/publish",
+                                         {"published": False})
+        assert status == 200
+
+        async def refused() -> bool:
+            return await get(good) == 404
+        await until(refused, 10, "the withdrawn document's file refused")
         assert "refused blob request" in caplog.text
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 

@@ -83,8 +83,12 @@ def main(argv: list[str]) -> int:
         # the app's startup, and TCPSite.start()): whoever reads this line can connect at once.
         print(f"Hopso is running: {settings.scheme}://{host}:{settings.port}/", flush=True)
 
-    web.run_app(create_app(settings), host=settings.host, port=settings.port,
-                ssl_context=ssl_context(settings), print=announce, access_log=None)
+    try:
+        web.run_app(create_app(settings), host=settings.host, port=settings.port,
+                    ssl_context=ssl_context(settings), print=announce, access_log=None)
+    except OSError as exc:  # a port taken (--port, --metrics-addr): one line, not a traceback
+        print(f"hopso: cannot start: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
     lock.close()
     return 0
 

@@ -1,6 +1,9 @@
 """/healthz: liveness apart from readiness (database, document workers, Redis, free disk), and
 /metrics on its own address (docs/operations.md, "Health and metrics")."""
 
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -14,6 +17,7 @@ from testkit.processes import free_port
 from tests.conftest import REDIS_PORT, Harness, need_service, start_harness
 
 TOKEN = "scrape-token-0123456789"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 async def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict | str]:
@@ -155,3 +159,19 @@ async def test_redis_is_checked_when_configured(tmp_path: Path) -> None:
     finally:
         await check.close()
     assert result.ok is False and result.reason.startswith("redis unreachable")
+
+
+def test_a_taken_metrics_address_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "run.py", "--data-dir", str(tmp_path / "data"), "--port", "0",
+             "--metrics-addr", f"127.0.0.1:{port}", "--fast-hash"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "Hopso is running" not in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"hopso: cannot start: --metrics-addr 127.0.0.1:{port}: error while attempting to bind "
+        f"on address ('127.0.0.1', {port}): address already in use"), result.stderr

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 OPENED, CLOSED, TALLY = "vote.opened", "vote.closed", "vote.tally"
+SWEEP_S = 5.0
 
 
 def install(app: web.Application, state: MeetingState) -> None:
@@ -55,6 +57,7 @@ def install(app: web.Application, state: MeetingState) -> None:
                          forward=votes_.forward_tally))
     app[keys.BUS].subscribe(VoteUpdated, votes_.on_vote_updated)
     app[keys.BUS].subscribe(BallotsCast, votes_.on_ballots)
+    app.cleanup_ctx.append(votes_.sweeping)
 
 
 class CascadeVotes:
@@ -67,6 +70,30 @@ class CascadeVotes:
         self._again: set[int] = set()
         self._last: dict[int, str] = {}  # mirror: local vote -> last snapshot reported
         self._tasks: set[asyncio.Task[None]] = set()
+
+    async def sweeping(self, _: web.Application) -> AsyncIterator[None]:
+        """Every SWEEP_S, and after a restart: each open mirrored vote's snapshot again if
+        it changed since the last one reported (a report that could not be stored, a crash
+        between a ballot's commit and its report), so a stored ballot always reaches up."""
+        task = asyncio.create_task(self._sweep(), name="cascade-vote-sweep")
+        yield
+        task.cancel()
+        await asyncio.gather(task, *self._tasks, return_exceptions=True)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            try:
+                async with self.app[keys.DB].session() as s:
+                    rows = await s.exec(select(Vote.meeting_id, Vote.id)
+                                        .join(Meeting, col(Meeting.id) == col(Vote.meeting_id))
+                                        .where(Vote.status == VoteStatus.open,
+                                               col(Meeting.cascade_key).is_not(None)))
+                    open_votes = list(rows.all())
+                for meeting_id, vote_id in open_votes:
+                    self.report_soon(meeting_id, vote_id)  # type: ignore[arg-type]
+            except Exception:
+                log.exception("cascade: the vote sweep failed")
 
     # --- bus: the owner journals, a mirror reports --------------------------------------
 

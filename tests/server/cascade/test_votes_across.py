@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import select
 
+from rooms import ballot_box, procedure
+from rooms.models import MeetingRole, User
 from rooms.procedure_models import Vote
 from rooms.remote_votes import RemoteVoteTally
 from server.core import keys
@@ -217,3 +219,29 @@ async def test_bad_tally_reports_are_refused_and_count_nothing(tmp_path: Path) -
             assert row is not None and (row.cast, row.late) == (1, 1)
             closed = await s.get(Vote, vote["id"])
             assert closed is not None and json.loads(closed.result_json or "{}")["cast"] == 1
+
+
+async def test_a_ballot_stored_without_its_report_still_reaches_the_province(
+        tmp_path: Path) -> None:
+    """As after a crash between a ballot's commit and its report: the ward's sweep reports
+    the open vote's snapshot again."""
+    async with tree(tmp_path) as t:
+        _, meeting_id, _, _, ward_id = await cascaded_meeting(t)
+        chair, _, item = await province_room(t, meeting_id)
+        ward = await ward_delegates(t.ward, ward_id)
+        vote = await open_vote(chair, meeting_id, item, "Thông qua?")
+        mirrored = await mirrored_vote(ward["daibieu"], secret=False)
+        app = t.ward.server.app
+        async with app[keys.DB].session() as s:  # the ballot box alone: no bus event
+            state_ = await procedure.lock(s, ward_id)
+            user = await s.get(User, ward["daibieu2"].http.user["id"])
+            local = await s.get(Vote, mirrored["id"])
+            assert user is not None and local is not None and state_ is not None
+            await ballot_box.cast(s, local, user, MeetingRole.delegate, 2, 1, key=None)
+            await s.commit()
+
+        async def counted() -> bool:
+            async with t.province.server.app[keys.DB].session() as s:
+                row = await s.get(RemoteVoteTally, (vote["id"], "ward"))
+                return row is not None and row.cast == 1
+        await until(counted, 10, "the ward's ballot counted at the province")

@@ -48,8 +48,8 @@ def test_console_fits_and_the_chat_reaches_the_right_people(demo_server: ServerP
         chair.wait_for_selector("#proc-agenda-form")
 
         # The console: six sections side by side, all within one 1280×800 screen.
-        grid = chair.locator("#procedure .console-panels").bounding_box()
-        assert grid is not None and grid["height"] <= 800 - 150, grid
+        console = chair.locator("#procedure").bounding_box()  # live cards, links, sections
+        assert console is not None and console["height"] <= 800 - 60, console
         for section in ("agenda", "floor", "votes", "attendance", "minutes", "chat"):
             assert chair.locator(f"#console-{section}").is_visible()
         # The chair is not offered their own check-in or request to speak.
@@ -79,7 +79,7 @@ def test_console_fits_and_the_chat_reaches_the_right_people(demo_server: ServerP
 
         # Flooding shows a clear message, in Vietnamese, and sends nothing more.
         d2.select_option("#chat-to", "all")
-        for n in range(8):
-            d2.fill("#chat-text", f"tin {n}")
-            d2.click("#chat-send")
+        d2.evaluate("""() => { const box = document.getElementById('chat-text');
+            for (let n = 0; n < 12; n++) {  // faster than anyone types: one burst
+              box.value = 'tin ' + n; document.getElementById('chat-form').requestSubmit(); } }""")
         d2.wait_for_selector("#chat-status:has-text('Bạn gửi tin quá nhanh')")

@@ -138,12 +138,23 @@ async def receive_tally(app: web.Application, meeting_id: int, via: str,
 
 async def _late(s: AsyncSession, vote: Vote, row: RemoteVoteTally | None, data: VoteTallyData,
                 origin: str, via: str) -> int:
-    """Record what a late report adds (ballots after the close), counting nothing."""
+    """Record what a late report adds (ballots after the close), counting nothing. A
+    secret vote's final counts that include a late ballot are late as a whole: which of the
+    node's ballots came late cannot be told (that is the point of a secret ballot), so none of
+    them is counted, and the frozen result no longer counts the node's turnout either."""
     counted = row.cast if row is not None else 0
     late = max(0, data.cast - counted)
     if row is None:
         row = RemoteVoteTally(vote_id=data.vote, origin=origin, via=via, revision=data.revision,
                               members=data.members)
+    if vote.secret and data.final and not row.final:
+        late, counted = data.cast, 0
+        if vote.result_json is not None and row.cast:
+            result = json.loads(vote.result_json)
+            result["cast"] = max(0, int(result.get("cast", 0)) - row.cast)
+            vote.result_json = json.dumps(result, ensure_ascii=False)
+            s.add(vote)
+        row.cast, row.final = 0, True
     row.late = max(row.late, late)
     s.add(row)
     await audit.record(s, vote.meeting_id, None, NODE_REPORTED, {

@@ -93,3 +93,45 @@ async def test_the_provinces_minutes_list_the_wards_people_speakers_and_late_bal
             kinds = (await s.exec(select(AuditEntry.kind).where(
                 AuditEntry.meeting_id == ward_id))).all()
         assert kinds.count("ballot_cast") == 2 and "vote_closed" in kinds
+
+
+async def test_a_secret_ballot_late_at_a_ward_leaves_that_wards_counts_out_and_says_so(
+        tmp_path: Path) -> None:
+    async with tree(tmp_path) as t:
+        _, meeting_id, _, _, ward_id = await cascaded_meeting(t)
+        chair, d1, item = await province_room(t, meeting_id)
+        ward = await ward_delegates(t.ward, ward_id)
+        vote = await open_vote(chair, meeting_id, item, "Bầu thư ký?", secret=True)
+        mirrored = await mirrored_vote(ward["daibieu"], secret=True)
+        await d1.ok("vote:cast", {"meeting_id": meeting_id, "vote_id": vote["id"],
+                                  "option": 0, "seq": 1, "receipt": "7K3M-9QRT-2XV8-HNPD"})
+        await ward["daibieu"].ok("vote:cast", {"meeting_id": ward_id, "vote_id": mirrored["id"],
+                                               "option": 0, "seq": 1,
+                                               "receipt": "4TGB-ZW6E-8RJA-Y1CF"})
+
+        async def turnout(n: int) -> bool:
+            async with t.province.server.app[keys.DB].session() as s:
+                row = await s.get(RemoteVoteTally, (vote["id"], "ward"))
+                return row is not None and row.cast == n
+        await until(lambda: turnout(1), 10, "the ward's turnout at the province")
+        ward_link = node(t.ward).parent
+        assert ward_link is not None
+        await ward_link.stop()
+        await ward["daibieu2"].ok("vote:cast", {"meeting_id": ward_id, "vote_id": mirrored["id"],
+                                                "option": 1, "seq": 1,
+                                                "receipt": "MP2Q-H7KD-5N3S-XB9V"})
+        await chair.ok("vote:close", {"meeting_id": meeting_id, "vote_id": vote["id"]})
+        node(t.ward).parent = ParentLink(node(t.ward))
+        node(t.ward).parent.start()  # type: ignore[union-attr]
+
+        async def left_out() -> bool:
+            async with t.province.server.app[keys.DB].session() as s:
+                row = await s.get(RemoteVoteTally, (vote["id"], "ward"))
+                return row is not None and row.final and row.late == 2
+        await until(left_out, 10, "the ward's secret counts refused late as a whole")
+        async with t.province.server.app[keys.DB].session() as s:
+            data = await minutes.gather(s, meeting_id, 1)
+        (result,) = data.votes
+        assert [o.count for o in result.options] == [1, 0, 0]  # the province's own ballot
+        assert result.cast == 1
+        assert "không được tính: ward: 2 phiếu" in result.nodes_note

@@ -17,10 +17,12 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from weakref import WeakValueDictionary
 
 from aiohttp import web
 from pydantic import Field
 from sqlalchemy import and_
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from documents.db_models import Document, DocumentVersion
@@ -155,11 +157,31 @@ def entry_data(doc: Document, v: DocumentVersion, row: DocumentCascade) -> dict[
     return data
 
 
+_LOCKS: WeakValueDictionary[int, asyncio.Lock] = WeakValueDictionary()
+
+
 async def journal_document(app: web.Application, state: MeetingState,
                            event: DocumentChanged) -> None:
-    """A change of a document at its meeting's owner: journal it if mirrors may see it."""
-    if not (event.published or event.was_published):
-        return  # a draft: stays at the owner
+    """A change of a document at its meeting's owner: journal it if mirrors may see it.
+    The files that cross are prepared as soon as a version is ready, draft or not, so a
+    publication later journals at once. One change of a document at a time (a publication
+    and its version becoming ready may come together)."""
+    lock = _LOCKS.setdefault(event.document_id, asyncio.Lock())
+    async with lock:
+        await _journal_document(app, state, event)
+
+
+async def _save(db: Any, row: DocumentCascade) -> None:
+    try:
+        async with db.session() as s:
+            await s.merge(row)
+    except IntegrityError:  # written by another process meanwhile: update it
+        async with db.session() as s:
+            await s.merge(row)
+
+
+async def _journal_document(app: web.Application, state: MeetingState,
+                            event: DocumentChanged) -> None:
     rt, db = app[DOCUMENTS], app[keys.DB]
     async with db.session() as s:
         meeting = await s.get(Meeting, event.meeting_id)
@@ -174,11 +196,13 @@ async def journal_document(app: web.Application, state: MeetingState,
             DocumentVersion.number == doc.version))).first()
     if v is None or not v.status.usable or not v.page_count:
         return  # journaled when the version is ready (processing publishes the change again)
-    if row is None and not doc.published:
-        return  # withdrawn before any node had it
+    sent_before = row is not None
     row = await export(rt, doc, v, row)
-    async with db.session() as s:
-        await s.merge(row)
+    await _save(db, row)
+    if not (event.published or event.was_published):
+        return  # a draft: nothing leaves the owner
+    if not sent_before and not doc.published:
+        return  # withdrawn before any node had it
     await state.publish(event.meeting_id, TOPIC, entry_data(doc, v, row))
 
 

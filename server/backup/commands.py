@@ -69,6 +69,9 @@ def backup(settings: Settings, out: Path) -> Summary:
         raise BackupRefused(f"{out} already exists: refused, nothing overwritten")
     if not out.parent.is_dir():
         raise BackupRefused(f"no directory {out.parent} to write the backup in")
+    if not settings.data_dir.is_dir():  # with PostgreSQL it still holds the documents
+        raise BackupRefused(f"no data directory {settings.data_dir} (--data-dir, "
+                            f"HOPSO_DATA_DIR): refused")
     work = Path(tempfile.mkdtemp(prefix=".hopso-backup-", dir=out.parent))
     try:
         path = database.sqlite_path(settings)

@@ -165,6 +165,9 @@ def test_what_is_not_a_backup_is_refused(tmp_path: Path) -> None:
         refused(backup_cli("verify", str(path)))
     refused(backup_cli("verify", str(tmp_path / "missing")), "no backup file")
     refused(backup_cli("backup", "--data-dir", str(tmp_path / "nothing"), "--out",
+                       str(tmp_path / "x.backup")), "no data directory")
+    (tmp_path / "nothing").mkdir()
+    refused(backup_cli("backup", "--data-dir", str(tmp_path / "nothing"), "--out",
                        str(tmp_path / "x.backup")), "no database")
     assert not (tmp_path / "x.backup").exists()
     assert not list(tmp_path.glob(".hopso-backup-*"))

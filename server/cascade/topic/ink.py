@@ -124,9 +124,10 @@ def install(app: web.Application, state: MeetingState) -> None:
         if row is None:
             return  # a document of this node only
         async with app[keys.DB].session() as s:
+            doc = await s.get(Document, event.document_id)
             person = await person_of(s, unit, event.user_id)
-        if person is None:
-            return
+        if person is None or doc is None or not doc.published:
+            return  # a draft's notes stay with its managers
         for start in range(0, len(items), MAX_ITEMS):
             data = {"document": row.origin_id or row.document_id, "version": event.version,
                     "page": event.record.page, "op": event.record.op_id,

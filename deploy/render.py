@@ -55,6 +55,9 @@ class Site:
     log_dir: str = "/var/log/hopso"
     user: str = "hopso"
     web_port: int = 8080
+    http_port: int = 80  # nginx's (tests use free high ports)
+    https_port: int = 443
+    listen_ipv6: bool = True
     scale_out: tuple[int, ...] = ()  # ports of hopso-web@PORT processes (PostgreSQL + Redis)
     metrics_port: int = 9464  # HOPSO_METRICS_ADDR 127.0.0.1:<this> (+ the web port's offset)
     document_workers: int = 2
@@ -97,7 +100,8 @@ def check(site: Site) -> None:
                              f"spaces or ; {{ }} quotes $ #, got {value!r}")
     if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", site.user):
         raise ValueError(f"--user must be a system user name, got {site.user!r}")
-    ports = (site.web_port, *site.scale_out, site.turn_port, site.turn_tls_port)
+    ports = (site.web_port, *site.scale_out, site.turn_port, site.turn_tls_port,
+             site.http_port, site.https_port)
     if any(not 1 <= p <= 65535 for p in ports) or len(set(ports)) != len(ports):
         raise ValueError("ports must be distinct and 1-65535")
     if not 1 <= site.document_workers <= 64 or not 1 <= site.max_upload_mb <= 2048:
@@ -157,6 +161,7 @@ def main(argv: Sequence[str]) -> int:
                           ("database-url", Site.database_url), ("redis-url", Site.redis_url)):
         parser.add_argument(f"--{name}", default=default, help=f"default {default}")
     for option, number in (("web-port", Site.web_port), ("metrics-port", Site.metrics_port),
+                           ("http-port", Site.http_port), ("https-port", Site.https_port),
                            ("document-workers", Site.document_workers),
                            ("max-upload-mb", Site.max_upload_mb)):
         parser.add_argument(f"--{option}", type=int, default=number, help=f"default {number}")
@@ -172,6 +177,7 @@ def main(argv: Sequence[str]) -> int:
                 public_ip=args.public_ip, local_ip=args.local_ip, install_dir=args.install_dir, data_dir=args.data_dir,
                 log_dir=args.log_dir, user=args.user, web_port=args.web_port,
                 scale_out=args.scale_out, metrics_port=args.metrics_port,
+                http_port=args.http_port, https_port=args.https_port,
                 document_workers=args.document_workers, max_upload_mb=args.max_upload_mb,
                 database_url=args.database_url, redis_url=args.redis_url,
                 turn_relay=args.turn_relay, **extra)

@@ -62,6 +62,7 @@ ONE_AT_A_TIME = (
     "tests/server/cascade/test_servers.py",
     "tests/media/test_cascade_processes.py",
     "tests/e2e/",
+    "tests/deploy/test_proxy.py",
 )
 
 

@@ -65,10 +65,10 @@ def site(tmp_path: Path, **overrides: object) -> Site:
     return Site(**values)  # type: ignore[arg-type]
 
 
-def nginx_check(nginx: str, site_file: Path, work: Path) -> subprocess.CompletedProcess[str]:
-    """nginx -t on a main configuration that includes the rendered site the way Debian's
-    nginx.conf does (http { include mime.types; include sites-enabled/*; }), with the pid,
-    logs and temp files in the test's directory."""
+def wrapped(site_file: Path, work: Path) -> Path:
+    """A main configuration that includes the rendered site the way Debian's nginx.conf does
+    (http { include mime.types; include sites-enabled/*; }), with the pid, logs and temp
+    files in the test's directory."""
     temp = work / "nginx-temp"
     temp.mkdir(exist_ok=True)
     mime = "include /etc/nginx/mime.types;" if Path("/etc/nginx/mime.types").is_file() else ""
@@ -87,6 +87,12 @@ http {{
     include {site_file};
 }}
 """)
+    return main_conf
+
+
+def nginx_check(nginx: str, site_file: Path, work: Path) -> subprocess.CompletedProcess[str]:
+    """nginx -t on the rendered site, wrapped as Debian's nginx.conf includes it."""
+    main_conf = wrapped(site_file, work)
     return subprocess.run([nginx, "-t", "-p", str(work), "-e", str(work / "nginx-error.log"),
                            "-c", str(main_conf)], capture_output=True, text=True, timeout=60)
 

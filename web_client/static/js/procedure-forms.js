@@ -2,7 +2,7 @@
 // redraw the lists around them but never wipe what someone is typing.
 import { api } from "./api.js";
 import { t } from "./i18n.js";
-import { fill, h, optionLabel, statusLabel, tf } from "./procedure-ui.js";
+import { PromptDialog, fill, h, optionLabel, statusLabel, tf } from "./procedure-ui.js";
 
 /** @param {import("./procedure.js").ProcedurePanel} panel */
 export function buildForms(panel) {
@@ -86,12 +86,18 @@ function buildVoteForm(panel) {
   const change = h("input", { type: "checkbox", id: "proc-vote-change" });
   const options = h("textarea", { id: "proc-vote-options", rows: 3,
     placeholder: t("One option per line; empty for agree / disagree / abstain") });
+  const election = h("input", { type: "checkbox", id: "proc-vote-election" });
+  const limit = h("input", { type: "number", id: "proc-vote-limit", min: 10, max: 10800, step: 5,
+    placeholder: t("none") });
   const form = h("form", { class: "proc-form", id: "proc-vote-form" },
     h("label", {}, t("Agenda item"), item), h("label", {}, t("Question"), question),
     h("div", { class: "proc-row" },
       h("label", { class: "check" }, secret, t("Secret ballot")),
       h("label", { class: "check" }, change, t("Votes may be changed until close"))),
     h("label", {}, t("Custom options"), options),
+    h("div", { class: "proc-row" },
+      h("label", { class: "check" }, election, t("Election: the options are candidates")),
+      h("label", {}, t("Time limit (seconds)"), limit)),
     h("button", { type: "submit", class: "primary", id: "proc-vote-open" }, t("Open the vote")));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -100,8 +106,10 @@ function buildVoteForm(panel) {
       agenda_item_id: Number.parseInt(item.value, 10), question: question.value,
       secret: secret.checked, allow_change: change.checked,
       options: custom.length ? custom : null,
+      kind: election.checked ? "election" : "motion",
+      time_limit_seconds: limit.value ? Number.parseInt(limit.value, 10) : null,
     }), t("The vote is open."));
-    if (ok) { question.value = ""; options.value = ""; }
+    if (ok) { question.value = ""; options.value = ""; election.checked = false; }
   });
   panel.voteItem = item;
   fill(panel.part["vote-tools"], form);
@@ -138,4 +146,81 @@ function buildReceiptForm(panel) {
       : t("No counted ballot has this receipt.");
   });
   fill(panel.part["receipt-tools"], form, out);
+}
+
+/**
+ * The meeting's state controls for those who manage it: pause, resume, reopen (the panel
+ * shows them above its sections; open and close stay in the page's toolbar).
+ * @param {import("./procedure.js").ProcedurePanel} panel
+ */
+export function buildStateControls(panel) {
+  if (!panel.can("manage")) return null;
+  const box = h("div", { class: "proc-state toolbar", id: "proc-state" });
+  panel.root.prepend(box);
+  const step = (path, done) => panel.act(async () => {
+    const result = await api("POST", `/api/meetings/${panel.meetingId}/${path}`);
+    await panel.resync();
+    return result;
+  }, done);
+  const rules = h("select", { id: "proc-rule-set", onchange: () => panel.act(async () => {
+    await api("PUT", `/api/meetings/${panel.meetingId}/procedure/settings`, { rule_set: rules.value });
+    await panel.resync();
+  }, t("Saved.")) }, Object.entries(RULE_SETS).map(([value, label]) => h("option", { value }, t(label))));
+  return {
+    render() {
+      const status = panel.status;
+      rules.value = panel.state.rule_set ?? "other";
+      const said = { closed: t("The meeting has ended."), paused: t("The meeting is paused.") }[status];
+      fill(box,
+        said ? h("strong", { class: "proc-state-text", id: "proc-state-text", role: "status" }, said) : null,
+        status !== "closed" ? h("label", { class: "proc-rules" }, t("Working rules"), rules) : null,
+        status === "open" ? h("button", { type: "button", id: "proc-pause", onclick: () =>
+          step("pause", t("The meeting is paused.")) }, t("Pause the meeting")) : null,
+        status === "paused" ? h("button", { type: "button", class: "primary", id: "proc-resume",
+          onclick: () => step("resume", t("The meeting continues.")) }, t("Resume the meeting")) : null,
+        status === "closed" ? h("button", { type: "button", id: "proc-reopen", onclick: () =>
+          confirmThen(t("Reopen the meeting?"), t("The meeting becomes open again: people can check in, speak and vote. The reopening is recorded in the audit log."),
+            t("Reopen"), () => step("reopen", t("The meeting was reopened."))) }, t("Reopen the meeting")) : null);
+      box.hidden = !box.childElementCount;
+    },
+  };
+}
+
+// Whose rules votes and the quorum follow (shared/DOMAIN.md; docs/protocol.md, settings).
+const RULE_SETS = {
+  council: "People's Council session (more than half of all delegates)",
+  committee: "People's Committee meeting (more than half of all members; a tie goes the chair's way)",
+  other: "Other meeting (opinions of those present)",
+};
+
+let confirmDialog = null;
+
+/** Ask before an action that cannot be taken back lightly; `then` runs on "yes". */
+export function confirmThen(title, text, yes, then) {
+  confirmDialog ??= new PromptDialog("confirm-dialog", "confirm-dialog");
+  const no = h("button", { type: "button", id: "confirm-no", onclick: () => confirmDialog.close() }, t("Cancel"));
+  confirmDialog.show([
+    h("h2", { id: "confirm-dialog-title" }, title),
+    h("p", { id: "confirm-dialog-body" }, text),
+    h("div", { class: "prompt-buttons" }, no,
+      h("button", { type: "button", class: "primary", id: "confirm-yes", onclick: () => {
+        confirmDialog.close();
+        then();
+      } }, yes))], no);
+}
+
+/** Ending a meeting asks first and says what it does: the page's "close" buttons
+ * (`data-action` ending in /close) go through this confirmation before their own handler. */
+export function guardMeetingEnd() {
+  document.addEventListener("click", (event) => {
+    const button = /** @type {HTMLElement|null} */ (/** @type {HTMLElement} */ (event.target)
+      .closest?.('button[data-action$="/close"]'));
+    if (!button) return;
+    if (button.dataset.confirmed === "1") { delete button.dataset.confirmed; return; }
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    confirmThen(t("End the meeting for everyone?"),
+      t("Ending the meeting closes it for every participant: the call ends, the current item's clock stops, the speaker's turn ends and a vote still open is closed and counted. It can be reopened later."),
+      t("End the meeting"), () => { button.dataset.confirmed = "1"; button.click(); });
+  }, true);
 }

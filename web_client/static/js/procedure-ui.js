@@ -61,7 +61,9 @@ const ERRORS = {
   vote_open: "Another vote is still open.",
   rate_limited: "Too many requests; wait a moment.",
   forbidden: "You are not allowed to do that.",
-  meeting_not_open: "The meeting is not open.",
+  meeting_not_open: "The meeting has not been opened yet.",
+  meeting_closed: "The meeting has ended.",
+  meeting_paused: "The meeting is paused.",
   already_requested: "You are already in the queue.",
   roll_call_closed: "The roll call is not open.",
   stale: "An older change arrived late and was ignored.",
@@ -119,4 +121,75 @@ export function loadReceipt(voteId) {
 /** Translate, then fill {placeholders}: tf("{n} of {total}", {n: 1, total: 3}). */
 export function tf(msgid, vars) {
   return t(msgid).replace(/\{(\w+)\}/g, (_, key) => String(vars?.[key] ?? ""));
+}
+
+// --- prompts (ballot-prompt.js, floor-notice.js) -----------------------------------------
+
+/** The stylesheet of the prompts, once per page (style-src 'self': a file, not inline). */
+function ensureStyles() {
+  if (document.querySelector('link[data-prompts-css]')) return;
+  document.head.append(h("link", { rel: "stylesheet", href: "/static/css/prompts.css", "data-prompts-css": "" }));
+}
+
+/** A short two-note tone; silent where the browser allows no audio before a gesture. */
+export function chime() {
+  try {
+    const Ctx = globalThis.AudioContext ?? globalThis.webkitAudioContext;
+    if (!Ctx) return;
+    const ctx = new Ctx();
+    const at = ctx.currentTime;
+    for (const [i, freq] of [[0, 880], [1, 1320]]) {
+      const osc = ctx.createOscillator();
+      const gain = ctx.createGain();
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.0001, at + i * 0.18);
+      gain.gain.exponentialRampToValueAtTime(0.2, at + i * 0.18 + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, at + i * 0.18 + 0.16);
+      osc.connect(gain).connect(ctx.destination);
+      osc.start(at + i * 0.18);
+      osc.stop(at + i * 0.18 + 0.17);
+    }
+    setTimeout(() => ctx.close(), 800);
+  } catch {
+    // no audio: the pulse and the focus still announce it
+  }
+}
+
+/** A modal dialog for a prompt: focus moves into it, Escape or its button closes it. */
+export class PromptDialog {
+  /** @param {string} id @param {string} className */
+  constructor(id, className) {
+    ensureStyles();
+    /** @type {HTMLDialogElement} */
+    this.el = /** @type {HTMLDialogElement} */ (h("dialog", { id, class: `prompt ${className}`,
+      "aria-labelledby": `${id}-title`, "aria-describedby": `${id}-body` }));
+    document.body.append(this.el);
+    this.el.addEventListener("close", () => this.onClose());
+    this.onClose = () => {};
+  }
+
+  get isOpen() { return this.el.open; }
+
+  /** Fill and show (modal); `focus` is the element to focus, else the first button. */
+  show(children, focus = null) {
+    fill(this.el, children);
+    if (!this.el.open) {
+      this.el.showModal();
+      this.el.classList.remove("pulse");
+      void this.el.offsetWidth; // restart the animation
+      this.el.classList.add("pulse");
+      chime();
+    }
+    (focus ?? this.el.querySelector("button"))?.focus();
+  }
+
+  /** Replace the content of an open dialog without announcing it again. */
+  update(children, focus = null) {
+    if (!this.el.open) return;
+    const had = this.el.contains(document.activeElement);
+    fill(this.el, children);
+    if (had || focus) (focus ?? this.el.querySelector("button"))?.focus();
+  }
+
+  close() { if (this.el.open) this.el.close(); }
 }

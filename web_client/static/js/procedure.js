@@ -2,8 +2,9 @@
 // tablet (check in, ask to speak, vote). It starts from the procedure:state snapshot and
 // stays current with the events Signaling forwards, dropping any older than what it shows.
 import { api } from "./api.js";
+import { RECORDED_EVENT, outcomeText, startMeetingPrompts } from "./ballot-prompt.js";
 import { t } from "./i18n.js";
-import { buildForms } from "./procedure-forms.js";
+import { buildForms, buildStateControls, guardMeetingEnd } from "./procedure-forms.js";
 import {
   clock, errorText, fill, forgetReceipt, h, loadReceipt, nextBallotSeq, optionLabel, receiptFor,
   saveReceipt, statusLabel, tf,
@@ -60,8 +61,22 @@ export class ProcedurePanel {
     signaling.onMinutesGenerated = (e) => {
       if (e.meeting_id === this.meetingId) this.#loadMinutes();
     };
+    // The ballot prompt and the floor notice (ballot-prompt.js), fed by this panel's snapshot.
+    this.prompts = startMeetingPrompts(signaling.socket, meetingId, { load: false });
+    document.addEventListener(RECORDED_EVENT, (e) => {
+      const { voteId, receipt, from } = /** @type {CustomEvent} */ (e).detail;
+      if (from === "panel" || !this.state) return;
+      if (receipt) saveReceipt(voteId, receipt);
+      if (!this.state.me.voted.includes(voteId)) this.state.me.voted.push(voteId);
+      this.#render(["me"]);
+    });
+    guardMeetingEnd();
     setInterval(() => this.#tick(), 1000);
   }
+
+  /** scheduled | open | paused | closed: live controls are offered only while open. */
+  get status() { return this.state?.status ?? ""; }
+  get live() { return this.status === "open"; }
 
   /** Load a fresh snapshot (on connect and reconnect). */
   async resync() {
@@ -72,7 +87,9 @@ export class ProcedurePanel {
       this.base = snapshot.seq;
       this.seen = {};
       this.#clock(snapshot.server_time);
+      this.prompts.sync(snapshot);
       this.#build();
+      this.#showTools();
       const queued = this.queued;
       this.queued = [];
       for (const args of queued) this.#receive(...args);
@@ -148,6 +165,18 @@ export class ProcedurePanel {
     if (this.built) return;
     this.built = true;
     buildForms(this);
+    this.stateControls = buildStateControls(this);
+  }
+
+  /** Tools that do not apply in this state are not offered (a closed meeting: no check-in,
+   * request to speak, opening a vote or giving the floor). */
+  #showTools() {
+    const hide = { "vote-tools": !this.live, "floor-tools": !this.live,
+      "agenda-tools": this.status === "closed" };
+    for (const [part, hidden] of Object.entries(hide)) if (this.part[part]) this.part[part].hidden = hidden;
+    const attendanceForm = this.root.querySelector("#proc-attendance-form");
+    if (attendanceForm) /** @type {HTMLElement} */ (attendanceForm).hidden = !this.live;
+    this.stateControls?.render();
   }
 
   // --- live parts ---------------------------------------------------------------------
@@ -161,7 +190,7 @@ export class ProcedurePanel {
     const item = this.#currentItem();
     if (!item) { fill(this.part.current, h("span", { class: "muted" }, t("No item is under discussion."))); return; }
     fill(this.part.current,
-      h("span", { class: "proc-label" }, t("Now")),
+      h("span", { class: "proc-label" }, this.status === "paused" ? t("Paused") : t("Now")),
       h("strong", { id: "proc-current-title" }, `${item.position}. ${item.title}`),
       item.presenter ? h("span", { class: "muted" }, `${t("Presenter")}: ${item.presenter}`) : null,
       h("span", { class: "proc-timer", id: "proc-item-timer" }));
@@ -177,7 +206,7 @@ export class ProcedurePanel {
       h("strong", { id: "proc-speaker-name" }, who),
       holder.site && !holder.for_site ? h("span", { class: "muted" }, holder.site) : null,
       h("span", { class: "proc-timer", id: "proc-speaker-timer" }),
-      this.can("chair_media") ? h("button", { type: "button", id: "proc-end-floor",
+      this.can("chair_media") && this.live ? h("button", { type: "button", id: "proc-end-floor",
         onclick: () => this.act(() => this.sig.endFloor(this.meetingId)) }, t("End the turn")) : null);
     this.#tick();
   }
@@ -188,7 +217,9 @@ export class ProcedurePanel {
     const current = this.state.agenda.current;
     const itemTimer = this.root.querySelector("#proc-item-timer");
     if (current && itemTimer) {
-      const elapsed = current.spent_before_seconds + (now - Date.parse(current.since)) / 1000;
+      // Paused: `since` is null and the clock stands still; closed: no item is current.
+      const running = current.since && this.live ? (now - Date.parse(current.since)) / 1000 : 0;
+      const elapsed = current.spent_before_seconds + running;
       const item = this.#currentItem();
       const planned = (item?.planned_minutes ?? 0) * 60;
       itemTimer.textContent = planned
@@ -210,6 +241,14 @@ export class ProcedurePanel {
   #renderMe() {
     const me = this.state.me;
     const blocks = [];
+    if (!this.live) {
+      // Nothing to do live: say why, instead of offering buttons that would be refused.
+      const why = { closed: t("The meeting has ended."), paused: t("The meeting is paused."),
+        scheduled: t("The meeting has not been opened yet.") }[this.status] ?? "";
+      fill(this.part.me, h("p", { class: "proc-ended", id: "proc-meeting-state" }, why));
+      if (this.rollCallForm) this.rollCallForm.hidden = true;
+      return;
+    }
     if (this.can("check_in")) {
       const status = statusLabel(me.attendance);
       blocks.push(h("div", { class: "proc-block" },
@@ -299,6 +338,8 @@ export class ProcedurePanel {
     if (!result) return;
     if (result.receipt) saveReceipt(vote.id, result.receipt);
     if (!this.state.me.voted.includes(vote.id)) this.state.me.voted.push(vote.id);
+    document.dispatchEvent(new CustomEvent(RECORDED_EVENT, { detail: { voteId: vote.id, option,
+      receipt: result.receipt ?? null, from: "panel" } }));
     this.#render(["me"]);
   }
 
@@ -318,7 +359,7 @@ export class ProcedurePanel {
   }
 
   #renderAgenda() {
-    const edit = this.can("edit_agenda");
+    const edit = this.can("edit_agenda") && this.status !== "closed";
     const currentId = this.state.agenda.current?.item_id;
     const items = this.state.agenda.items;
     const rows = items.map((item, index) => h("li", {
@@ -330,7 +371,7 @@ export class ProcedurePanel {
       item.spent_seconds ? ` · ${clock(item.spent_seconds)}` : "",
     ].join("")),
     edit ? h("span", { class: "proc-item-tools" },
-      item.id !== currentId ? h("button", { type: "button", class: "set-current",
+      item.id !== currentId && this.live ? h("button", { type: "button", class: "set-current",
         onclick: () => this.act(() => this.sig.setCurrentItem(this.meetingId, item.id)) },
       t("Discuss now")) : null,
       index > 0 ? h("button", { type: "button", title: t("Move up"), "aria-label": t("Move up"),
@@ -342,7 +383,7 @@ export class ProcedurePanel {
           `/api/meetings/${this.meetingId}/agenda/${item.id}`)) }, "✕") : null) : null));
     const list = rows.length ? h("ol", { class: "proc-agenda", id: "proc-agenda-list" }, rows)
       : h("p", { class: "muted" }, t("The agenda is empty."));
-    const stop = edit && currentId ? h("button", { type: "button",
+    const stop = edit && currentId && this.live ? h("button", { type: "button",
       onclick: () => this.act(() => this.sig.setCurrentItem(this.meetingId, null)) },
     t("End the current item")) : null;
     fill(this.part.agenda, list, stop);
@@ -378,7 +419,7 @@ export class ProcedurePanel {
       " ", tf("{n} of {total} sites answered.", { n: answered.length, total: att.sites.length }));
     const siteList = answered.length ? h("ul", { class: "proc-sites" }, answered.map((s) =>
       h("li", {}, s.name, ": ", s.present ? tf("{n} present", { n: s.headcount }) : t("absent")))) : null;
-    const chair = this.can("run_procedure") ? h("button", { type: "button", id: "proc-rollcall",
+    const chair = this.can("run_procedure") && this.live ? h("button", { type: "button", id: "proc-rollcall",
       onclick: () => this.act(() => att.roll_call_open ? this.sig.endRollCall(this.meetingId)
         : this.sig.startRollCall(this.meetingId)) },
     att.roll_call_open ? t("End the roll call") : t("Start the roll call of sites")) : null;
@@ -390,7 +431,7 @@ export class ProcedurePanel {
   }
 
   #renderFloor() {
-    const chair = this.can("chair_media");
+    const chair = this.can("chair_media") && this.live;
     const queue = this.state.floor.queue;
     const list = queue.length ? h("ol", { class: "proc-queue", id: "proc-queue" }, queue.map((r) => h("li", {
       dataset: { requestId: r.id, userId: r.user_id } },
@@ -431,22 +472,31 @@ export class ProcedurePanel {
         { cast: vote.turnout.cast, present: vote.turnout.present_voters })));
     }
     if (result) {
+      // Count, base and percentage of the base (the vote's rule: all members or present).
+      const base = result.base ?? result.eligible;
       card.append(h("table", { class: "proc-result" }, h("tbody", {}, vote.options.map((_, i) =>
         h("tr", { dataset: { option: i } }, h("td", {}, optionLabel(vote, i)),
           h("td", { class: "count" }, String(result.totals[i])),
-          h("td", { class: "muted" }, `/ ${result.eligible}`))))));
+          h("td", { class: "muted" }, `/ ${base}`),
+          h("td", { class: "percent" }, `${(result.percentages?.[i] ?? 0).toLocaleString(document.documentElement.lang || undefined)}%`))))),
+      h("p", { class: "muted proc-base" }, result.base_rule === "present"
+        ? tf("Percentages of the {n} voting members present.", { n: base })
+        : tf("Percentages of all {n} voting members.", { n: base })));
       for (const site of result.site_counts ?? []) {
         card.append(h("p", { class: "muted" }, tf("Counts entered for {site} by {who}.",
           { site: site.site, who: site.entered_by })));
       }
       if (vote.final) {
-        card.append(h("p", { class: "proc-outcome" }, h("strong", {},
-          result.adopted ? t("Adopted") : t("Not adopted"))));
+        card.append(h("p", { class: "proc-outcome" }, h("strong", {}, outcomeText(vote))));
       }
     } else if (vote.secret && !vote.final) {
       card.append(h("p", { class: "muted" }, t("A secret ballot's counts are shown when it closes.")));
     }
-    if (vote.status === "open" && this.can("run_procedure")) {
+    if (vote.status === "open" && vote.closes_at) {
+      card.append(h("p", { class: "muted" }, tf("Closes at {time}.", {
+        time: new Date(vote.closes_at).toLocaleTimeString(document.documentElement.lang || undefined) })));
+    }
+    if (vote.status === "open" && this.can("run_procedure") && this.live) {
       card.append(h("p", { class: "muted proc-pending", dataset: { voteId: vote.id } }),
         h("button", { type: "button", class: "proc-vote-close", onclick: () =>
           this.act(() => this.sig.closeVote(this.meetingId, vote.id)) }, t("Close the vote")));

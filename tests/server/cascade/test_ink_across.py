@@ -16,7 +16,7 @@ from documents.db_models import AnnotationOp
 from server.cascade.parent_link import ParentLink
 from server.core import keys
 from tests.conftest import Harness
-from tests.server.cascade.test_documents_across import member, mirrored_doc
+from tests.server.cascade.test_documents_across import another_meeting, member, mirrored_doc
 from tests.server.cascade.tree import Tree, cascaded_meeting, node, state, tree, until
 from tests.server.documents_support import Listener, fetch, ink_op, make_pdf, upload_ready
 
@@ -165,6 +165,13 @@ async def test_forged_or_foreign_ink_from_a_child_is_refused_and_nothing_stored(
             "a document of no meeting here": data(document=owner_doc + 1000),
             "an old version": data(version=2),
         }
+        # A document of another meeting of the province, which also invites the ward.
+        chair = await t.province.login("chutri")
+        other_meeting, _ = await another_meeting(t, chair)
+        other = await upload_ready(t.province, other_meeting, make_pdf(tmp_path, pages=2,
+                                                                       name="khac.pdf"),
+                                   title="Khác")
+        refused["another meeting's document"] = data(document=other["id"])
         reports = {why: await ward.report(ward_id, "ink.share", body)
                    for why, body in refused.items()}
         for why, report in reports.items():
@@ -176,4 +183,18 @@ async def test_forged_or_foreign_ink_from_a_child_is_refused_and_nothing_stored(
         for h in (t.province, t.city):
             ids = await stored_ids(h)
             assert annotation["id"] not in ids and huge["annotation"]["id"] not in ids
+
+        # The same op reported twice (two report ids): one stroke at the owner, not two.
+        good = data()
+        twice = [await ward.report(ward_id, "ink.share", good) for _ in range(2)]
+        for report in twice:
+            async def delivered(rid: str = report.id) -> bool:
+                return await ward.reports.state_of(rid) == "delivered"
+            await until(delivered, 15, "delivered")
+        async with t.province.server.app[keys.DB].session() as s:
+            rows = (await s.exec(select(AnnotationOp).where(
+                AnnotationOp.document_id == owner_doc))).all()
+        assert [r for r in rows if r.record["effects"][0]["annotation_id"] == annotation["id"]
+                ] and len([r for r in rows if r.record["effects"][0]["annotation_id"]
+                           == annotation["id"]]) == 1
         assert "refused" in caplog.text and meeting_id

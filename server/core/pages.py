@@ -61,8 +61,12 @@ async def meeting_page(request: web.Request) -> dict[str, Any]:
         access = await meetings.require(s, user, int_id(request, "meeting_id"))
         member_list = await meetings.members(s, access.meeting.id)  # type: ignore[arg-type]
     # can_manage: the members panel (web_client/static/js/members.js) replaces the plain list.
+    # The rest is for the documents pane (documents_pane.html), as on the documents page.
     return {"meeting": access.meeting, "role": access.role.value, "members": member_list,
-            "can_manage": allows(access.role, Action.manage)}
+            "can_manage": allows(access.role, Action.manage), "me": user.id,
+            "can_upload": allows(access.role, Action.upload_document),
+            "can_annotate": allows(access.role, Action.annotate),
+            "can_present": allows(access.role, Action.present)}
 
 
 @routes.get("/admin")

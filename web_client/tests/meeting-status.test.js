@@ -1,0 +1,68 @@
+// The meeting screen's state bar model (meeting-status.js): what it says from the procedure's
+// snapshot and pushed events, in order and out of order.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { MeetingState, clock } from "../static/js/meeting-status.js";
+
+const T0 = Date.parse("2026-12-06T09:00:00Z");
+
+function snapshot(extra = {}) {
+  return {
+    meeting_id: 7, seq: 10, status: "open", server_time: new Date(T0).toISOString(),
+    agenda: { items: [{ id: 1, title: "Kế hoạch 2026", planned_minutes: 15 }],
+              current: { item_id: 1, since: new Date(T0 - 65_000).toISOString(), spent_before_seconds: 0 } },
+    floor: { holder: null, queue: [], totals: {} },
+    votes: [],
+    me: { user_id: 4, role: "delegate", actions: ["view", "request_floor"] },
+    ...extra,
+  };
+}
+
+test("the current item and its timer, corrected for the server's clock", () => {
+  const m = new MeetingState(7, "open");
+  m.load(snapshot());
+  const s = m.summary(Date.now() + 1000); // one second later, whatever the local clock says
+  assert.equal(s.item.title, "Kế hoạch 2026");
+  assert.ok(Math.abs(s.item.elapsed - 66) < 0.5, String(s.item.elapsed));
+  assert.equal(s.item.planned, 900);
+  assert.equal(s.item.over, false);
+  assert.equal(s.canRequest, true);
+});
+
+test("floor, my request, a vote; older events are ignored and another meeting's too", () => {
+  const m = new MeetingState(7, "open");
+  m.load(snapshot());
+  const at = new Date(T0).toISOString();
+  const mine = { id: 3, user_id: 4, name: "Lê Minh Tuấn", status: "queued" };
+  assert.ok(m.floor({ meeting_id: 7, seq: 12, server_time: at, holder: null, queue: [mine], totals: {} }));
+  assert.deepEqual(m.summary().myRequest, { id: 3, status: "queued", place: 1 });
+  // An older floor event (seq 11) arrives late: ignored.
+  assert.ok(!m.floor({ meeting_id: 7, seq: 11, server_time: at, holder: null, queue: [], totals: {} }));
+  assert.equal(m.summary().myRequest?.id, 3);
+  assert.ok(!m.floor({ meeting_id: 8, seq: 20, server_time: at, holder: null, queue: [], totals: {} }));
+  const holder = { ...mine, status: "speaking", granted_at: at, limit_seconds: 60 };
+  m.floor({ meeting_id: 7, seq: 13, server_time: at, holder, queue: [], totals: {} });
+  assert.equal(m.summary().speaker.me, true);
+  assert.equal(m.summary().myRequest.status, "speaking");
+  m.vote({ meeting_id: 7, seq: 14, server_time: at, vote: { id: 9, question: "Thông qua?", status: "open" } });
+  assert.deepEqual(m.summary().vote, { id: 9, question: "Thông qua?" });
+  m.vote({ meeting_id: 7, seq: 15, server_time: at, vote: { id: 9, question: "Thông qua?", status: "closed", final: true } });
+  assert.equal(m.summary().vote, null);
+});
+
+test("a closed meeting has ended: no vote, no request to speak", () => {
+  const m = new MeetingState(7, "open");
+  m.load(snapshot({ votes: [{ id: 9, question: "Q", status: "open" }] }));
+  assert.ok(m.meeting({ id: 7, status: "closed" }));
+  const s = m.summary();
+  assert.equal(s.ended, true);
+  assert.equal(s.vote, null);
+  assert.equal(s.canRequest, false);
+  assert.ok(!m.meeting({ id: 8, status: "open" }));
+});
+
+test("clock", () => {
+  assert.equal(clock(65), "1:05");
+  assert.equal(clock(3725), "1:02:05");
+  assert.equal(clock(-30), "−0:30");
+});

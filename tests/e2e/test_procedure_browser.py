@@ -224,3 +224,55 @@ def test_check_in_floor_and_vote_on_tablets(demo_server: ServerProcess, tmp_path
         tablets["daibieu2"].screenshot(path=str(tmp_path / "tablet-ended.png"))
         for page in (chair, secretary, *tablets.values()):
             assert page.errors == [], page.errors
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    server = start_server("--demo", "--data-dir", str(tmp_path / "data"),
+                          env={"HOPSO_FAST_HASH": "1"})
+    yield server
+    server.stop()
+
+
+def test_a_vote_reaches_a_delegate_reading_documents(fresh_server: ServerProcess) -> None:
+    """Issue 14: a delegate on the documents page (not the meeting page) gets the ballot as
+    a prompt, checks in from it, votes in it and is told what was recorded."""
+    with chromium() as browser:
+        chair = log_in(browser, fresh_server, "chutri", "/meetings", {"width": 1280, "height": 900})
+        chair.click(".meeting-title")
+        chair.wait_for_url(re.compile(r".*/meetings/\d+$"))
+        path = chair.url.removeprefix(fresh_server.base)
+        chair.click("button[data-action$='/open']")
+        chair.wait_for_selector("#meeting-status.status-open")
+        chair.fill("#proc-item-title", "Dự toán ngân sách 2027")
+        chair.click("#proc-agenda-form button[type=submit]")
+        chair.wait_for_selector("#proc-agenda-list li")
+
+        context = browser.new_context(viewport=TABLET, has_touch=True)
+        reader = context.new_page()
+        errors: list[str] = []
+        reader.on("pageerror", lambda exc: errors.append(str(exc)))
+        reader.goto(f"{fresh_server.base}/login?next={path}/documents")
+        reader.fill("input[name=username]", "daibieu")
+        reader.fill("input[name=password]", fresh_server.logins()["daibieu"])
+        reader.click("button[type=submit]")
+        reader.wait_for_url(f"**{path}/documents")
+        reader.wait_for_selector("#documents")
+        reader.wait_for_timeout(1500)  # connected and joined
+
+        chair.fill("#proc-vote-question", "Thông qua dự toán ngân sách 2027")
+        chair.fill("#proc-vote-limit", "120")
+        chair.click("#proc-vote-open")
+        prompt = reader.locator("#ballot-prompt")
+        prompt.wait_for()
+        assert "Thông qua dự toán ngân sách 2027" in prompt.inner_text()
+        assert "Hãy điểm danh để biểu quyết." in prompt.inner_text()
+        assert re.search(r"Còn lại: (2:00|1:\d\d|0?2:00|01:\d\d)", prompt.inner_text()), \
+            prompt.inner_text()
+        prompt.locator("#ballot-prompt-checkin").click()
+        prompt.locator("button[data-option='0']:not([disabled])").click()
+        prompt.locator("#ballot-prompt-recorded:has-text('Đã ghi nhận biểu quyết của bạn: "
+                       "Tán thành.')").wait_for()
+        chair.locator("#ballot-prompt button:has-text('Để sau')").click()
+        chair.wait_for_selector(".proc-turnout:has-text('1/1')")
+        assert errors == [], errors

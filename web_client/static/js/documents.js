@@ -3,6 +3,7 @@
 // its own page (/meetings/{id}/documents, offline-capable) and as the documents pane of the
 // meeting screen (data-embedded="true": meeting-screen.js shows and hides it).
 
+import { startMeetingPrompts } from "./ballot-prompt.js";
 import { DocumentsClient } from "./documents-api.js";
 import { DocList } from "./doc-list.js";
 import { DocViewer } from "./doc-viewer.js";
@@ -29,6 +30,9 @@ function toast(text) {
 }
 
 const signaling = new Signaling();
+// A vote opened or the floor given reaches a delegate reading here too (issue 14); on the
+// meeting screen the procedure panel hosts these prompts.
+if (!embedded) startMeetingPrompts(signaling.socket, meetingId);
 const client = new DocumentsClient(signaling, meetingId);
 client.userId = root.dataset.me;
 const indicator = new OfflineIndicator(document.getElementById("net-state"), t);

@@ -231,6 +231,14 @@ async def test_a_backup_under_load_restores_the_record_on_a_fresh_data_directory
                                        str(target), database_url=target_url)
         assert done.returncode == 0, done.stderr
         assert store_files(target) == files_before  # every document byte
+        if target_url is not None:  # once filled, the database takes no second restore
+            again = tmp_path / "again"
+            again.mkdir()
+            done = await asyncio.to_thread(backup_cli, "restore", str(archive), "--data-dir",
+                                           str(again), database_url=target_url)
+            assert done.returncode == 1 and "not empty (it holds this installation)" in \
+                done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+            assert sorted(p.name for p in again.iterdir()) == ["hopso.lock"]
         target_db = Database(Settings(data_dir=target, database_url=target_url).sqlalchemy_url)
         try:
             got = await tables(target_db)

@@ -58,7 +58,8 @@ def main(argv: list[str]) -> int:
     _raise_open_files_limit()
     from server.core.data_lock import DataDirBusy, hold_data_dir
     try:  # held until the process ends; processes of one PostgreSQL deployment share it
-        lock = hold_data_dir(settings.data_dir, shared=settings.database_url is not None)
+        lock = hold_data_dir(settings.data_dir,
+                             shared=not settings.sqlalchemy_url.startswith("sqlite"))
     except DataDirBusy as exc:
         print(f"hopso: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -62,6 +62,7 @@ class Site:
     metrics_port: int = 9464  # HOPSO_METRICS_ADDR 127.0.0.1:<this> (+ the web port's offset)
     document_workers: int = 2
     max_upload_mb: int = 100
+    source_url: str = "https://example.invalid/hopso"  # README: --source-url (AGPL)
     database_url: str = "postgresql://hopso@127.0.0.1:5432/hopso"
     redis_url: str = "redis://127.0.0.1:6379/0"
     turn_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
@@ -98,6 +99,10 @@ def check(site: Site) -> None:
         if not value.startswith("/") or re.search(r"[\s;{}\"'$#]", value):
             raise ValueError(f"--{name.replace('_', '-')} must be an absolute path without "
                              f"spaces or ; {{ }} quotes $ #, got {value!r}")
+    for name, url in (("source-url", site.source_url), ("database-url", site.database_url),
+                      ("redis-url", site.redis_url)):
+        if re.search(r"\s", url):  # one line of an environment file
+            raise ValueError(f"--{name} must not contain spaces or line breaks")
     if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", site.user):
         raise ValueError(f"--user must be a system user name, got {site.user!r}")
     ports = (site.web_port, *site.scale_out, site.turn_port, site.turn_tls_port,
@@ -158,7 +163,8 @@ def main(argv: Sequence[str]) -> int:
                         "--public-ip is a NAT's (default: the same)")
     for name, default in (("install-dir", Site.install_dir), ("data-dir", Site.data_dir),
                           ("log-dir", Site.log_dir), ("user", Site.user),
-                          ("database-url", Site.database_url), ("redis-url", Site.redis_url)):
+                          ("database-url", Site.database_url), ("redis-url", Site.redis_url),
+                          ("source-url", Site.source_url)):
         parser.add_argument(f"--{name}", default=default, help=f"default {default}")
     for option, number in (("web-port", Site.web_port), ("metrics-port", Site.metrics_port),
                            ("http-port", Site.http_port), ("https-port", Site.https_port),
@@ -180,6 +186,7 @@ def main(argv: Sequence[str]) -> int:
                 http_port=args.http_port, https_port=args.https_port,
                 document_workers=args.document_workers, max_upload_mb=args.max_upload_mb,
                 database_url=args.database_url, redis_url=args.redis_url,
+                source_url=args.source_url,
                 turn_relay=args.turn_relay, **extra)
     try:
         for path in render(site, args.out):

@@ -175,6 +175,7 @@ def test_every_file_is_written_and_says_where_it_goes(tmp_path: Path) -> None:
     ("--user", "Root User"),
     ("--scale-out", "8080"),  # the single process's port again
     ("--document-workers", "0"),
+    ("--source-url", "https://git.example.vn/hopso\nHOPSO_DEMO=1"),
 ])
 def test_render_refuses_what_would_break_a_file(tmp_path: Path, argument: str, value: str,
                                                 capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,6 +26,8 @@ from tests.e2e.test_documents_browser import (
     draw_and_save,
     make_pdf,
     tool,
+    wait_saved,
+    wait_shown,
 )
 
 pytestmark = pytest.mark.browser
@@ -173,6 +175,8 @@ def test_new_version_followed_live_with_flagged_ink_and_a_summary(env: Env) -> N
     reader = env.open(d_ctx, 2, document_id=doc_id)
     tool(reader, "pen")
     stroke = draw_and_save(reader, [(0.3, 0.4), (0.5, 0.45), (0.7, 0.4)])
+    moved = draw_and_save(reader, [(0.3, 0.55), (0.5, 0.6), (0.7, 0.55)])
+    dropped = draw_and_save(reader, [(0.3, 0.7), (0.5, 0.75), (0.7, 0.7)])
 
     s_ctx, secretary = secretary_page(env)
     row = item(secretary, doc_id)
@@ -188,17 +192,30 @@ def test_new_version_followed_live_with_flagged_ink_and_a_summary(env: Env) -> N
     reader.wait_for_selector("#toast:has-text('phiên bản mới')", timeout=WAIT_MS)
     reader.wait_for_selector("#doc-stage[data-synced=true][data-page='1'][data-rendered]",
                              timeout=WAIT_MS)
-    assert stroke in annotations(reader)
+    assert {stroke, moved, dropped} <= set(annotations(reader))
     panel = reader.locator(".flag-panel")
     panel.wait_for(state="visible", timeout=WAIT_MS)
+    assert panel.locator(".flag-row").count() == 3
     assert "Ghi chú này nằm trên trang đã thay đổi ở phiên bản mới." in panel.inner_text()
     mark = reader.locator(f'.flag-mark[data-annotation-id="{stroke}"]')
     shot = Image.open(io.BytesIO(mark.screenshot())).convert("RGB")
     orange = sum(1 for r, g, b in zip(*[iter(shot.tobytes())] * 3, strict=True) if r > 200 and 60 < g < 140 and b < 60)
     assert orange > 50, orange  # the dashed orange frame a person sees around the stroke
+    # Delete one, move one to page 3, keep the last: each as its author sees it.
+    reader.click(f'.flag-row[data-annotation-id="{dropped}"] .flag-delete')
+    wait_shown(reader, lambda ids: f"!{ids}.includes('{dropped}')")
+    reader.fill(f'.flag-row[data-annotation-id="{moved}"] .flag-move-page', "3")
+    reader.click(f'.flag-row[data-annotation-id="{moved}"] .flag-move')
+    wait_shown(reader, lambda ids: f"!{ids}.includes('{moved}')")
+    assert panel.locator(".flag-row").count() == 1
     reader.click(".flag-row .flag-keep")
     panel.wait_for(state="hidden", timeout=WAIT_MS)
-    assert stroke in annotations(reader)
+    assert set(annotations(reader)) == {stroke}
+    wait_saved(reader)
+    reader.click("#page-next")
+    reader.wait_for_selector("#doc-stage[data-page='2'][data-rendered]", timeout=WAIT_MS)
+    assert len(annotations(reader)) == 1  # the moved stroke, under a new id, not flagged
+    assert reader.locator(".flag-panel").is_hidden()
     flagged = reader.evaluate(f"""async () => {{
         const socket = io({{ transports: ['websocket'], forceNew: true }});
         await new Promise((resolve) => socket.on('connect', resolve));

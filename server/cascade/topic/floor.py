@@ -29,7 +29,7 @@ from rooms.procedure_models import FloorRequest, FloorStatus
 from rooms.remote_floor import FloorOrigin, origins, proxy_user, ref_get, ref_put
 from server.cascade.schemas import NodeError, NodeSchema, validate
 from server.cascade.topic.floor_sockets import HOLD
-from server.cascade.topics import Entry, Report, Topic
+from server.cascade.topics import MAX_DATA_BYTES, Entry, Report, Topic, encode
 from server.core import keys
 from server.procedure.events import FloorQueueChanged
 from server.procedure.keys import LIVE
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 REQUEST, WITHDRAW, STATE = "floor.request", "floor.withdraw", "floor.state"
 MAX_JOURNALED = 300  # the owner's latest requests in each floor.state entry
+ENTRY_BUDGET = MAX_DATA_BYTES - 4_000  # room for the holder and the envelope
 _FINAL = (FloorStatus.done, FloorStatus.skipped, FloorStatus.withdrawn)
 
 
@@ -94,6 +95,46 @@ def _time(value: str | None) -> datetime | None:
         raise NodeError("invalid", f"not a time: {str(value)[:40]!r}") from None
 
 
+async def floor_state(s: AsyncSession, meeting_id: int, here: str) -> dict[str, Any]:
+    """The owner's floor as journaled: its latest requests, every status (`here`: this
+    node's unit, the origin of its own people's requests)."""
+    state = await procedure.read_state(s, meeting_id)
+    rows = await s.exec(select(FloorRequest).where(FloorRequest.meeting_id == meeting_id)
+                        .order_by(col(FloorRequest.id).desc()).limit(MAX_JOURNALED))
+    requests = list(reversed(rows.all()))
+    marks = await origins(s, [r.id for r in requests if r.id is not None])
+    items = []
+    for r in requests:
+        user = await s.get(User, r.user_id)
+        mark = marks.get(r.id)  # type: ignore[arg-type]
+        if mark is not None:
+            origin, remote, site, unit_name = mark.origin, mark.remote_id, mark.site, mark.unit
+            person = int(user.username.rpartition("~")[2]) if user and \
+                user.username.rpartition("~")[2].isdigit() else r.user_id
+        else:
+            site_row = await s.get(Site, r.site_id) if r.site_id else None
+            unit_row = await s.get(Unit, user.unit_id) if user and user.unit_id else None
+            origin, remote, person = here, r.id or 0, r.user_id
+            site, unit_name = site_row.name if site_row else "", unit_row.name if unit_row else ""
+        items.append({
+            "id": r.id, "origin": origin, "remote": remote, "user": person,
+            "name": (user.full_name if user else "") or "?", "site": site,
+            "unit": unit_name, "for_site": r.for_site, "status": r.status.value,
+            "requested_at": r.requested_at.isoformat(),
+            "granted_at": r.granted_at.isoformat() if r.granted_at else None,
+            "ended_at": r.ended_at.isoformat() if r.ended_at else None,
+            "limit_seconds": r.limit_seconds, "spoken_seconds": r.spoken_seconds})
+    # Within an entry's size: the oldest finished requests go first (each was journaled
+    # in its final state when that happened, so no node misses it).
+    while len(encode(items)) > ENTRY_BUDGET:
+        oldest = next((i for i, item in enumerate(items) if item["status"] in
+                       {status.value for status in _FINAL}), None)
+        if oldest is None:
+            break
+        items.pop(oldest)
+    return {"holder": state.floor_request_id, "requests": items}
+
+
 class CascadeFloor:
     def __init__(self, app: web.Application, state: MeetingState) -> None:
         self.app, self.state = app, state
@@ -106,7 +147,7 @@ class CascadeFloor:
             if meeting is None:
                 return
             if meeting.cascade_key is None:
-                data = await self.floor_state(s, event.meeting_id)
+                data = await floor_state(s, event.meeting_id, self.unit)
                 await self.state.publish(event.meeting_id, STATE, data)
                 return
             todo = await self._to_escalate(s, event.meeting_id)
@@ -146,36 +187,6 @@ class CascadeFloor:
                 out.append((WITHDRAW, {"request": r.id}))
                 await ref_put(s, meeting_id, f"esc:{r.id}", 2)
         return out
-
-    async def floor_state(self, s: AsyncSession, meeting_id: int) -> dict[str, Any]:
-        """The owner's floor as journaled: its latest requests, every status."""
-        state = await procedure.read_state(s, meeting_id)
-        rows = await s.exec(select(FloorRequest).where(FloorRequest.meeting_id == meeting_id)
-                            .order_by(col(FloorRequest.id).desc()).limit(MAX_JOURNALED))
-        requests = list(reversed(rows.all()))
-        marks = await origins(s, [r.id for r in requests if r.id is not None])
-        items = []
-        for r in requests:
-            user = await s.get(User, r.user_id)
-            mark = marks.get(r.id)  # type: ignore[arg-type]
-            if mark is not None:
-                origin, remote, site, unit_name = mark.origin, mark.remote_id, mark.site, mark.unit
-                person = int(user.username.rpartition("~")[2]) if user and \
-                    user.username.rpartition("~")[2].isdigit() else r.user_id
-            else:
-                site_row = await s.get(Site, r.site_id) if r.site_id else None
-                unit = await s.get(Unit, user.unit_id) if user and user.unit_id else None
-                origin, remote, person = self.unit, r.id or 0, r.user_id
-                site, unit_name = site_row.name if site_row else "", unit.name if unit else ""
-            items.append({
-                "id": r.id, "origin": origin, "remote": remote, "user": person,
-                "name": (user.full_name if user else "") or "?", "site": site,
-                "unit": unit_name, "for_site": r.for_site, "status": r.status.value,
-                "requested_at": r.requested_at.isoformat(),
-                "granted_at": r.granted_at.isoformat() if r.granted_at else None,
-                "ended_at": r.ended_at.isoformat() if r.ended_at else None,
-                "limit_seconds": r.limit_seconds, "spoken_seconds": r.spoken_seconds})
-        return {"holder": state.floor_request_id, "requests": items}
 
     # --- at the owner -------------------------------------------------------------------
 

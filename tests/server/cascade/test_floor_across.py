@@ -11,12 +11,17 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from rooms.models import MeetingMember, MeetingRole
+from rooms.models import MeetingMember, MeetingRole, utcnow
+from rooms.procedure_models import FloorRequest, FloorStatus
+from rooms.users import find_user
 from server.cascade.schemas import NodeError, validate
-from server.cascade.topic.floor import FloorStateData
+from server.cascade.topic.floor import FloorStateData, floor_state
+from server.cascade.topics import MAX_DATA_BYTES, encode
 from server.core import keys
+from tests.conftest import Harness
 from tests.server.cascade.test_votes_across import province_room, ward_delegates
 from tests.server.cascade.tree import cascaded_meeting, state, tree
+from tests.server.core.test_realtime import demo_meeting_id
 from tests.server.procedure_helpers import join
 
 
@@ -129,3 +134,24 @@ async def test_a_ward_chair_holds_requests_for_a_local_discussion_then_escalates
                                                "request_id": second["request_id"]})
         await chair.wait_for("floor:changed", lambda e: any(
             q.get("origin") == "ward" for q in e["queue"]), 10)
+
+
+async def test_a_long_meetings_floor_state_stays_within_an_entry(hopso_sqlite: Harness) -> None:
+    """300 finished turns of people with long names: the journaled floor keeps what is
+    waiting and the latest turns, within the 64 kB an entry may carry."""
+    meeting_id = await demo_meeting_id(hopso_sqlite)
+    async with hopso_sqlite.server.app[keys.DB].session() as s:
+        chair = await find_user(s, "chutri")
+        assert chair is not None and chair.id is not None
+        chair.full_name = "Nguyễn Văn Một Cái Tên Rất Dài Của Đại Biểu Hội Đồng " * 3
+        s.add(chair)
+        for n in range(300):
+            s.add(FloorRequest(meeting_id=meeting_id, user_id=chair.id,
+                               status=FloorStatus.done if n < 299 else FloorStatus.queued,
+                               granted_at=utcnow(), ended_at=utcnow(), spoken_seconds=n))
+        await s.commit()
+        data = await floor_state(s, meeting_id, "province")
+    assert len(encode(data)) <= MAX_DATA_BYTES
+    assert data["requests"][-1]["status"] == "queued"  # what waits is always there
+    assert 50 < len(data["requests"]) < 300
+    validate(FloorStateData, data)

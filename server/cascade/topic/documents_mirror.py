@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -36,6 +37,7 @@ from documents.db_models import (
 )
 from documents.errors import DocumentRejected
 from documents.mirror_models import DocumentCascade
+from documents.page_variants import page1_variants
 from documents.processing import process_document
 from documents.worker_pool import PoolClosed
 from rooms.models import Meeting, MeetingStatus, utcnow
@@ -49,8 +51,21 @@ from server.core.realtime import meeting_room
 from server.documents import processing as doc_processing
 from server.documents.annotation_push import doc_room
 from server.documents.keys import DOCUMENTS
+from server.documents.runtime import DocumentRuntime
 
 log = logging.getLogger(__name__)
+VARIANTS_TIMEOUT_S = 30.0
+
+
+def _widths(rt: DocumentRuntime) -> list[int]:
+    """The widths a tablet may ask a page image at (server/documents/routes.py), but the
+    one page 1 came at."""
+    return [w for w in range(256, 3073, 256) if w != rt.limits.raster_width]
+
+
+def _drop_variants(derived: Path, widths: list[int]) -> None:
+    for width in widths:
+        (derived / f"w{width}" / "0000.jpg").unlink(missing_ok=True)
 
 
 class Mirror:
@@ -196,9 +211,12 @@ class Mirror:
         except (BlobRefused, BlobUnavailable) as exc:
             log.warning("cascade: document %s: page 1 not fetched: %s", doc.id, exc)
             return None
-        target = rt.store.derived_dir(row.sha256) / "pages" / "0000.jpg"
+        derived = rt.store.derived_dir(row.sha256)
         data = await asyncio.to_thread(jpeg.read_bytes)
-        await asyncio.to_thread(raster.write_atomic, target, data)
+        if not data.startswith(b"\xff\xd8"):
+            log.warning("cascade: document %s: page 1 from the parent is not a JPEG", doc.id)
+            return None
+        await asyncio.to_thread(raster.write_atomic, derived / "pages" / "0000.jpg", data)
         async with self.app[keys.DB].session() as s:
             v = DocumentVersion(document_id=doc.id, number=row.version, sha256=row.sha256,  # type: ignore[arg-type]
                                 size=row.size, status=VersionStatus.ready, pages_done=1,
@@ -211,6 +229,15 @@ class Mirror:
             found.status, found.version = DocumentStatus.ready, row.version
             s.add(found)
         await rt.emit_document(found)
+        try:  # then every other width a tablet may ask for, and the thumbnail (a worker job)
+            await rt.pool.run(page1_variants, str(jpeg), str(derived), _widths(rt),
+                              rt.limits.thumb_width, rt.limits.jpeg_quality,
+                              timeout=VARIANTS_TIMEOUT_S)
+        except PoolClosed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - not a page image, or a crash: stand-ins
+            log.warning("cascade: document %s: page 1 from the parent unusable: %r", doc.id,
+                        exc)
         return v
 
     async def _new_version(self, doc: Document, row: DocumentCascade) -> DocumentVersion:
@@ -226,9 +253,9 @@ class Mirror:
         """The version already current (page 1 first): its pages, text and PDF, made here;
         the version stays current throughout."""
         rt = self.app[DOCUMENTS]
+        derived = rt.store.derived_dir(v.sha256)
         try:
-            result = await process_document(rt.pool, path, rt.store.derived_dir(v.sha256),
-                                            rt.limits)
+            result = await process_document(rt.pool, path, derived, rt.limits)
         except DocumentRejected as exc:
             log.warning("cascade: mirrored document %s version %d refused here: %s", doc.id,
                         v.number, exc)
@@ -258,4 +285,7 @@ class Mirror:
                       for i, t in enumerate(result.page_texts))
             current.status = DocumentStatus(result.status.value)
             s.add(current)
+        # Page 1's other widths were made from the owner's image: rendered from the PDF
+        # on demand from now on, as every other page.
+        await asyncio.to_thread(_drop_variants, derived, _widths(rt))
         await rt.emit_document(current)

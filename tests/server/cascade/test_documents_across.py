@@ -80,6 +80,12 @@ async def test_a_published_document_reaches_every_node_page_1_first_each_file_on
         assert mirrored["page_count"] == 4 and not mirrored["confidential"]
         status, kind, jpeg, _ = await fetch(delegate, f"/api/documents/{mirrored['id']}/pages/0")
         assert status == 200 and kind == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
+        for width in (1280, 2560):  # what other screens ask: soon not the stand-in
+            async def real(width: int = width) -> bool:
+                status, _, _, headers = await fetch(
+                    delegate, f"/api/documents/{mirrored['id']}/pages/0?width={width}")
+                return status == 200 and headers["Cache-Control"] != "no-store"
+            await until(real, 10, f"page 1 at {width} px")
 
         # The whole file arrives and is processed at the ward: its PDF, search in its text.
         async def processed() -> dict[str, Any] | None:

@@ -246,10 +246,18 @@ def test_refusals_are_clear_and_change_nothing(env: Env) -> None:
     stale.wait_for_selector(f'.doc-item[data-document-id="{doc_id}"] .doc-note:has-text('
                             '"Trang này đang hiển thị phiên bản cũ")', timeout=WAIT_MS)
     assert not s_ctx.request.get(f"{env.server.base}/api/documents/{doc_id}").json()["confidential"]
-    # A withdrawn document takes no new version.
+    # Withdrawn while a delegate reads it: the reader closes it at once, the worker forgets it.
+    r_ctx = env.login("daibieu2")
+    reading = env.open(r_ctx, 1, document_id=doc_id)
+    assert wait_until(lambda: kept_pdfs(reading, doc_id)), "the worker never kept the PDF"
     answer = s_ctx.request.post(f"{env.server.base}/api/documents/{doc_id}/publish",
                                 headers={"X-CSRF-Token": csrf}, data={"published": False})
     assert answer.ok
+    reading.wait_for_selector("#documents.no-doc", timeout=WAIT_MS)
+    reading.wait_for_selector("#toast:has-text('Tài liệu đã bị thu hồi.')", timeout=WAIT_MS)
+    assert wait_until(lambda: not kept_pdfs(reading, doc_id)), kept_pdfs(reading, doc_id)
+    r_ctx.close()
+    # A withdrawn document takes no new version.
     stale.reload()
     stale.wait_for_selector("#documents[data-ready=true]", timeout=WAIT_MS)
     item(stale, doc_id).locator(".doc-version-file").set_input_files(

@@ -21,6 +21,7 @@ from server.documents.annotation_push import doc_room
 from server.documents.annotations import Viewer
 from server.documents.events import AnnotationAccepted, PresenterMoved, PresenterPointed
 from server.documents.keys import DOCUMENTS
+from server.documents.versions import carry_stale_add
 
 MAX_PAGES = 10_000
 
@@ -129,14 +130,23 @@ def register_annotations(rt: Realtime) -> None:
     @rt.on("annotation:op", OpIn)
     async def op(ctx: EventContext, p: OpIn) -> dict[str, Any]:
         grant = await _grant(ctx, p.document_id, Action.annotate)
-        _current(grant, p.version)
+        version, raw = p.version, p.op
+        if version != grant.document.version:
+            # Ink drawn on the version a tablet showed when a new one was published (in
+            # flight, or queued offline) is carried onto the page with the same text.
+            async with ctx.db.session() as s:
+                carried = await carry_stale_add(s, grant.document, version, raw)
+            if carried is None:  # refused: stale_version, nothing changed
+                raise StaleVersion(f"version {version} is not the current version "
+                                   f"({grant.document.version}); take a new snapshot")
+            version, raw = grant.document.version, carried
         hub = ctx.app[DOCUMENTS].annotations
-        result, event = await hub.apply(p.document_id, p.version, p.op, _viewer(grant), ctx.sid)
+        result, event = await hub.apply(p.document_id, version, raw, _viewer(grant), ctx.sid)
         record = result.record
         if not result.replayed:
-            await ctx.app[keys.BUS].publish(AnnotationAccepted(p.document_id, p.version,
+            await ctx.app[keys.BUS].publish(AnnotationAccepted(p.document_id, version,
                                                                grant.user_id, record))
-        return {"document_id": p.document_id, "version": p.version, "op_id": record.op_id,
+        return {"document_id": p.document_id, "version": version, "op_id": record.op_id,
                 "page": record.page, "seq": record.seq, "replayed": result.replayed,
                 "event": event}
 

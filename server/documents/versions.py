@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from documents import catalog
-from documents.db_models import DocumentVersion
-from documents.version_mapping import normalise_page_text
+from documents.db_models import Document, DocumentVersion
+from documents.version_mapping import map_pages, normalise_page_text
 from rooms.errors import Conflict, NotFound
 from server.core import keys
 from server.core.auth import current_user
@@ -50,6 +51,31 @@ def page_changes(old_texts: Sequence[str], new_texts: Sequence[str]) -> dict[str
 
 def _usable(v: DocumentVersion) -> bool:
     return v.status.usable and v.page_count is not None and v.id is not None
+
+
+async def carry_stale_add(s: AsyncSession, doc: Document, version: int, raw: dict[str, Any]
+                          ) -> dict[str, Any] | None:
+    """An `add` drawn on the version just before the current one, moved to the page of the
+    current version whose text is the same (the mapping the carried annotations follow);
+    None when it cannot be carried without guessing: another kind of op, an older version,
+    or a page whose text changed or has none (the tablet is refused stale_version)."""
+    page = raw.get("page")
+    if raw.get("type") != "add" or type(page) is not int or page < 0 or version >= doc.version:
+        return None
+    versions = (await catalog.versions_of(s, [doc.id]))[doc.id]  # type: ignore[list-item, index]
+    earlier = [v for v in versions if v.number < doc.version and _usable(v)]
+    current = next((v for v in versions if v.number == doc.version), None)
+    if not earlier or earlier[-1].number != version or current is None or not _usable(current):
+        return None
+    old = earlier[-1]
+    old_texts = await catalog.page_texts(s, old.id, old.page_count)  # type: ignore[arg-type]
+    new_texts = await catalog.page_texts(s, current.id, current.page_count)  # type: ignore[arg-type]
+    if page >= len(old_texts):
+        return None
+    mapping = map_pages(old_texts, new_texts)[page]
+    if mapping.reason is not None:
+        return None
+    return {**raw, "page": mapping.new_page}
 
 
 @routes.get("/api/documents/{document_id}/versions/{number}/changes")

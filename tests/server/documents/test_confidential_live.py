@@ -4,6 +4,7 @@ meeting, a withdrawn document, a delegate, a stale tab): a clear error, nothing 
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,23 @@ async def test_changes_of_a_version_page_by_page(hopso_sqlite: Harness, tmp_path
         (0, "same", 0), (1, "changed", 2), (2, "same", 0), (3, "added", 0)]
     status, body = await client.call("GET", f"/api/documents/{doc['id']}/versions/9/changes")
     assert status == 404
+
+    # A stroke drawn on version 1 that arrives after version 2 (in flight, or queued offline)
+    # lands on the page with the same text; on a changed page it is refused, as is any other
+    # op on version 1, and nothing is stored.
+    late = ink_op(page=2)
+    ack = await delegate.call("annotation:op", {"document_id": doc["id"], "version": 1,
+                                                "op": late})
+    assert ack["ok"], ack
+    assert ack["result"]["version"] == 2 and ack["result"]["page"] == 2
+    for op in (ink_op(page=1), {"op_id": str(uuid.uuid4()), "type": "delete", "page": 2,
+                                "ids": [late["annotation"]["id"]]}):
+        ack = await delegate.call("annotation:op", {"document_id": doc["id"], "version": 1,
+                                                    "op": op})
+        assert ack["error"]["code"] == "stale_version", ack
+    snap = await delegate.call("annotation:snapshot", {"document_id": doc["id"], "version": 2})
+    by_page = {p["page"]: [a["id"] for a in p["annotations"]] for p in snap["result"]["pages"]}
+    assert by_page.get(2) == [late["annotation"]["id"]] and len(by_page[1]) == 2
 
 
 async def test_favicon(hopso_sqlite: Harness) -> None:

@@ -3,6 +3,7 @@ viewers told live, ops on the old version refused."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pymupdf
@@ -65,8 +66,10 @@ async def test_new_version_carries_annotations_and_notifies_viewers(hopso: Harne
     assert pages[1][0]["id"] == flagged["annotation"]["id"]
     assert pages[1][0]["flagged"] and pages[1][0]["flag_reason"] == "page_text_changed"
     ack = await delegate.call("annotation:op", {"document_id": doc["id"], "version": 1,
-                                                "op": ink_op()})
-    assert ack["error"]["code"] == "stale_version"
+                                                "op": {"op_id": str(uuid.uuid4()),
+                                                       "type": "delete", "page": 0,
+                                                       "ids": [kept["annotation"]["id"]]}})
+    assert ack["error"]["code"] == "stale_version"  # only a new stroke is ever carried over
     ack = await delegate.call("annotation:op", {"document_id": doc["id"], "version": 2,
                                                 "op": kept})
     assert ack["error"]["code"] == "already_exists"  # carried over with its id

@@ -229,16 +229,27 @@ class Mirror:
             found.status, found.version = DocumentStatus.ready, row.version
             s.add(found)
         await rt.emit_document(found)
-        try:  # then every other width a tablet may ask for, and the thumbnail (a worker job)
+        # Then every other width a tablet may ask for, and the thumbnail: a worker job, beside
+        # the PDF's download (which does not wait for it).
+        rt.spawn(self._variants(v, jpeg, derived))
+        return v
+
+    async def _variants(self, v: DocumentVersion, jpeg: Path, derived: Path) -> None:
+        rt, document_id = self.app[DOCUMENTS], v.document_id
+        try:
             await rt.pool.run(page1_variants, str(jpeg), str(derived), _widths(rt),
                               rt.limits.thumb_width, rt.limits.jpeg_quality,
                               timeout=VARIANTS_TIMEOUT_S)
         except PoolClosed:
-            raise
+            return
         except Exception as exc:  # noqa: BLE001 - not a page image, or a crash: stand-ins
-            log.warning("cascade: document %s: page 1 from the parent unusable: %r", doc.id,
-                        exc)
-        return v
+            log.warning("cascade: document %s: page 1 from the parent unusable: %r",
+                        document_id, exc)
+            return
+        async with self.app[keys.DB].session() as s:
+            found = await s.get(DocumentVersion, v.id)
+        if found is not None and found.processed_at is not None:  # the PDF was quicker
+            await asyncio.to_thread(_drop_variants, derived, _widths(rt))
 
     async def _new_version(self, doc: Document, row: DocumentCascade) -> DocumentVersion:
         async with self.app[keys.DB].session() as s:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,6 +73,10 @@ def main(argv: Sequence[str]) -> int:
             print(f"backup: the schema is at {', '.join(heads)}")
     except BackupRefused as exc:
         print(f"backup: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+    except (OSError, sqlite3.Error) as exc:  # a disk full, a permission: one line, no traceback
+        print(f"backup: {args.command} failed: {type(exc).__name__}: {exc}".splitlines()[0],
+              file=sys.stderr)
         return 1
     return 0
 

@@ -269,9 +269,9 @@ class CascadeVotes:
             emit = await vote_emit(s, vote.id)  # type: ignore[arg-type]
             seq = state.seq
             await s.commit()
+        await live.emit(meeting_id, seq, [emit])  # the result first: tablets wait on it
         if final is not None:
             await self._report(meeting_id, vote.id, final)  # type: ignore[arg-type]
-        await live.emit(meeting_id, seq, [emit])
         if vote.secret:
             live.scrub_soon()
 

@@ -6,6 +6,7 @@ across links; bad reports are refused with a reason and count nothing."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +92,15 @@ async def test_an_open_and_a_secret_vote_count_the_wards_ballots_at_the_province
         assert ward_node["via"] == "city" and nodes["city"]["cast"] == 0
         assert sorted((v["name"], v["option"]) for v in ward_node["voters"]) == [
             ("Lê Minh Tuấn", 0), ("Phạm Thị Hoa", 1)]
+        started = time.monotonic()
         closed = await chair.ok("vote:close", {"meeting_id": meeting_id, "vote_id": vote["id"]})
         assert closed["result"]["totals"] == [2, 1, 0] and closed["result"]["cast"] == 3
         for member in ward.values():  # the province's result on the ward's tablets
             final = await member.wait_for("vote:updated", lambda e: e["vote"]["final"], 10)
             assert final["vote"]["result"]["totals"] == [2, 1, 0]
             assert final["vote"]["result"]["local"]["totals"] == [1, 1, 0]
+        print(f"open vote: close -> result on the ward's tablets: "
+              f"{(time.monotonic() - started) * 1000:.0f} ms")
 
         # Secret vote: turnout only while open, counts once after the ward closed its part.
         secret = await open_vote(chair, meeting_id, item, "Bầu trưởng ban?", secret=True)
@@ -122,6 +126,7 @@ async def test_an_open_and_a_secret_vote_count_the_wards_ballots_at_the_province
         async with t.province.server.app[keys.DB].session() as s:
             row = await s.get(RemoteVoteTally, (secret["id"], "ward"))
             assert row is not None and json.loads(row.counts_json) == []  # no counts yet
+        started = time.monotonic()
         await chair.ok("vote:close", {"meeting_id": meeting_id, "vote_id": secret["id"]})
         final = await chair.wait_for("vote:updated", lambda e: e["vote"]["id"] == secret["id"]
                                      and e["vote"]["final"]
@@ -131,6 +136,8 @@ async def test_an_open_and_a_secret_vote_count_the_wards_ballots_at_the_province
             await member.wait_for("vote:updated", lambda e: e["vote"]["id"] == mirrored["id"]
                                   and e["vote"]["final"]
                                   and e["vote"]["result"]["totals"] == [0, 3, 0], 10)
+        print(f"secret vote: close -> complete result on the ward's tablets: "
+              f"{(time.monotonic() - started) * 1000:.0f} ms")
         await no_ballot_to_person_link_left_the_ward(t, key, secret["id"])
 
 

@@ -129,7 +129,8 @@ async def start_tree(root: Path, wards: int, city_link: Impairment = DEFAULT,
                for n in tree.nodes if n.link is not None}
     tree.loss_applied = next((r for r in reasons if r), None)
     try:
-        await asyncio.gather(*(n.server.ready() for n in tree.nodes))
+        # Each start imports the whole stack (~5 s of CPU): many at once on 2 shared cores.
+        await asyncio.gather(*(n.server.ready(timeout=300) for n in tree.nodes))
     except BaseException:
         await tree.close()
         raise
@@ -148,18 +149,19 @@ async def until(probe: Callable[[], Awaitable[T | None]], timeout: float, what: 
         await asyncio.sleep(every)
 
 
-async def cascaded_meeting(tree: ProvinceTree, seats: int = 10) -> tuple[Http, int, str,
-                                                                           dict[str, int]]:
+async def cascaded_meeting(tree: ProvinceTree, seats: dict[str, int]
+                           ) -> tuple[Http, int, str, dict[str, int]]:
     """The province chair opens their first demo meeting and invites the city and every
-    ward (`seats` voting members each); each node's secretary finds the mirror.
-    (chair, meeting id, key, {unit: mirror id})."""
+    ward with their seats (a node's seats cover its whole subtree: the city's include its
+    wards'); each node's secretary finds the mirror. (chair, meeting id, key, {unit:
+    mirror id})."""
     chair = await tree.province.login("chutri")
     _, mine = await chair.call("GET", "/api/meetings")
     meeting_id = mine["meetings"][0]["id"]
     assert (await chair.call("POST", f"/api/meetings/{meeting_id}/open"))[0] == 200
     units = [tree.city.unit, *(w.unit for w in tree.wards)]
     status, body = await chair.call("PUT", f"/api/meetings/{meeting_id}/nodes", {
-        "nodes": units, "seats": {u: seats for u in units}})
+        "nodes": units, "seats": seats})
     assert status == 200, body
     key = f"{PROVINCE}/{meeting_id}"
     mirrors: dict[str, int] = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -143,19 +144,28 @@ class WanLink:
                 w.transport.abort()
 
 
-def loss_rule(port: int, loss: float, add: bool = True) -> str | None:
-    """Drop `loss` of the TCP segments to and from `port` (the relay's) with iptables, or the
-    reason it cannot (not root in a namespace of its own, iptables-legacy missing)."""
+def own_network_namespace() -> bool:
+    """True in a loopback-only network namespace (`unshare -n`): only there may a harness
+    change firewall rules; they vanish with it, and the machine's own are never touched."""
+    return [name for _, name in socket.if_nameindex()] == ["lo"]
+
+
+def loss_rule(port: int, loss: float) -> str | None:
+    """Drop `loss` of the TCP segments to and from `port` (the relay's) with iptables, or say
+    why it cannot: only in a network namespace of the harness's own (the rules vanish with
+    it; the machine's own firewall is never touched), as root, with iptables installed."""
+    if loss <= 0:
+        return None
+    if not own_network_namespace():
+        return "not in a network namespace of its own (run under `unshare -n`)"
     tool = shutil.which("iptables-legacy") or shutil.which("iptables")
     if tool is None:
         return "iptables is not installed (Debian package iptables)"
-    if loss <= 0:
-        return None
     for match in ("--dport", "--sport"):
         run = subprocess.run(
-            [tool, "-A" if add else "-D", "INPUT", "-i", "lo", "-p", "tcp", match, str(port),
-             "-m", "statistic", "--mode", "random", "--probability", f"{loss:.4f}",
-             "-j", "DROP"], capture_output=True, text=True, check=False)
+            [tool, "-A", "INPUT", "-i", "lo", "-p", "tcp", match, str(port), "-m", "statistic",
+             "--mode", "random", "--probability", f"{loss:.4f}", "-j", "DROP"],
+            capture_output=True, text=True, check=False)
         if run.returncode != 0:
             return f"iptables refused the loss rule: {run.stderr.strip()[:200]}"
     return None

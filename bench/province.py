@@ -1,0 +1,146 @@
+"""Benchmark: one meeting across the province's tree, the paperless half (issue 13).
+
+    .venv/bin/python bench/province.py [--quick] [--json PATH] [--outage S]
+
+Real `run.py --demo` processes (testkit/province.py): the province node, the city
+(Thành phố Đồng Hới) and its wards (3 with --quick, 15 in full), each with its own data
+directory and SQLite database; every child reaches its parent through an emulated WAN link
+(testkit/wan.py: a TCP relay with a rate and a one-way delay; loss by iptables when the bench
+runs as root in its own network namespace, e.g. `unshare -n sh -c 'ip link set lo up &&
+.venv/bin/python bench/province.py'`; the summary says whether loss was applied). Links:
+4 Mbit/s, 40 ms RTT, 1 % loss; the last ward 1 Mbit/s, 150 ms RTT, 3 % loss.
+
+Simulated tablets at every node (socket.io clients of delegates, 100 across the nodes in
+full, 25 with --quick, plus HTTP readers of documents), the province chair and secretary:
+
+* doc_first_page_all_tablets_s: the province secretary publishes a 30-page ~5 MB PDF;
+  seconds until page 1 is a real render on every tablet at every node (polled every 50 ms);
+* doc_link_bytes_ratio: bytes across a ward's WAN link (parent to ward) while the document
+  travels, over the file's size, for the ward with 10 readers and the ward with 1, the larger;
+* page_turn_p99_ms: the chair presents and turns 20 pages; `present:state` at every tablet,
+  minus nothing; `page_turn_over_path_p99_ms` subtracts each tablet's path one-way delays
+  (the target is 150 ms plus them);
+* floor_request_to_chair_p99_ms: a delegate at each ward and the city asks for the floor;
+  until the province chair's `floor:changed` lists the request;
+* vote_result_p99_ms: an open vote; every delegate votes on their own node; close -> the
+  final `vote:updated` at every tablet of every node;
+* outage_lost_acknowledged / resync_s: a ward's link cut for 30 s (`--outage`) while its
+  delegates vote and draw shared ink and the chair turns pages; acknowledged ballots and ink
+  missing at the province afterwards (0), and seconds from the link's return until the ward's
+  tablets show the presenter's page and the province counts the ward's ballots and ink.
+
+Prints the JSON and a table; `--json PATH` writes `{"results": [...], "summary": {...}}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python bench/province.py` as well as `python -m bench.province`
+    sys.path.insert(0, str(ROOT))
+
+from testkit.province import start_tree
+from testkit.rehearsal import (
+    document_phase,
+    floor_phase,
+    local_doc_ids,
+    outage_phase,
+    page_turns,
+    pct,
+    prepare,
+    vote_phase,
+)
+
+TARGETS = {"doc_first_page_all_tablets_s": 5.0, "doc_link_bytes_ratio": 1.1,
+           "page_turn_over_path_p99_ms": 150.0, "floor_request_to_chair_p99_ms": 300.0,
+           "vote_result_p99_ms": 500.0, "outage_lost_acknowledged": 0, "resync_s": 5.0}
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    wards = 3 if args.quick else args.wards
+    root = Path(tempfile.mkdtemp(prefix="hopso-province-"))
+    load_start = os.getloadavg()[0]
+    started = time.monotonic()
+    tree = await start_tree(root, wards)
+    results: list[dict[str, Any]] = [{"phase": "start", "nodes": len(tree.nodes),
+                                      "seconds": round(time.monotonic() - started, 1),
+                                      "loss": tree.loss_applied or "applied by iptables"}]
+    m = None
+    try:
+        m = await prepare(tree, *((5, 5, 5) if args.quick else (10, 15, 5)))
+        results.append(await document_phase(tree, m, root))
+        docs = await local_doc_ids(m)
+        turns = await page_turns(tree, m, docs[tree.province.unit], range(1, 21))
+        results.append({"phase": "page turns", "samples": len(turns),
+                        "p50_ms": pct([t[0] for t in turns], 50),
+                        "p99_ms": pct([t[0] for t in turns], 99),
+                        "over_path_p99_ms": pct([t[0] - t[1] for t in turns], 99)})
+        floor = await floor_phase(tree, m)
+        results.append({"phase": "floor", "samples": len(floor), "p50_ms": pct(floor, 50),
+                        "p99_ms": pct(floor, 99)})
+        votes = await vote_phase(m)
+        results.append({"phase": "vote", "tablets": len(votes), "p50_ms": pct(votes, 50),
+                        "p99_ms": pct(votes, 99)})
+        outage = await outage_phase(tree, m, docs, args.outage)
+        results.append(outage)
+    finally:
+        for tablet in m.all_tablets() if m else []:
+            await tablet.close()
+        await tree.close()
+    by = {r["phase"]: r for r in results}
+    summary = {
+        "wards": wards, "delegates": sum(len(t) for t in m.tablets.values()),
+        "doc_first_page_all_tablets_s": by["document"]["first_page_max_s"],
+        "doc_link_bytes_ratio": max(by["document"]["link_bytes_ratio_10_readers"],
+                                    by["document"]["link_bytes_ratio_1_reader"]),
+        "page_turn_p99_ms": by["page turns"]["p99_ms"],
+        "page_turn_over_path_p99_ms": by["page turns"]["over_path_p99_ms"],
+        "floor_request_to_chair_p99_ms": by["floor"]["p99_ms"],
+        "vote_result_p99_ms": by["vote"]["p99_ms"],
+        "outage_lost_acknowledged": outage["ballots_missing"] + outage["ink_missing"],
+        "resync_s": outage["resync_s"],
+        "loss_applied": tree.loss_applied is None,
+        "load_avg_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    summary["targets_met"] = {key: bool(summary[key] <= target)
+                              for key, target in TARGETS.items()}
+    return {"results": results, "summary": summary}
+
+
+def print_table(report: dict[str, Any]) -> None:
+    for row in report["results"]:
+        print("  ".join(f"{k}={v}" for k, v in row.items()))
+    s = report["summary"]
+    print()
+    for key, target in TARGETS.items():
+        print(f"{key:>32}: {s[key]!s:>8}  (target <= {target}) "
+              f"{'met' if s['targets_met'][key] else 'MISSED'}")
+    print(f"{s['wards']} wards, {s['delegates']} delegates, loss applied: {s['loss_applied']}, "
+          f"load {s['load_avg_1min']}, {s['seconds']} s")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench/province.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 wards, 25 delegates")
+    parser.add_argument("--wards", type=int, default=15)
+    parser.add_argument("--outage", type=float, default=30.0, help="seconds a ward is cut off")
+    parser.add_argument("--json", type=Path, help="write {results, summary} to this file")
+    args = parser.parse_args(argv)
+    report = asyncio.run(run(args))
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    print_table(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    return 0 if all(report["summary"]["targets_met"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import urllib.request
@@ -138,25 +137,42 @@ def one_line(done: subprocess.CompletedProcess[str], prefix: str, *words: str) -
         assert word in line, line
 
 
-def migrate_cli(data_dir: Path) -> subprocess.CompletedProcess[str]:
+def migrate_cli(data_dir: Path, database_url: str | None = None
+                ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOPSO_")}
+    if database_url:
+        env["HOPSO_DATABASE_URL"] = database_url
     return subprocess.run([sys.executable, "-m", "server.backup", "migrate", "--data-dir",
                            str(data_dir)], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
 
 
-def test_a_schema_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+async def test_a_schema_newer_than_the_code_is_refused(
+        tmp_path: Path, database_url: str | None) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    shutil.copyfile(migrated_sqlite(), data / "hopso.sqlite3")
-    with sqlite3.connect(data / "hopso.sqlite3") as conn:  # as a newer release leaves it
-        conn.execute("INSERT INTO alembic_version VALUES ('0099_from_a_newer_release')")
-        before = sorted(conn.execute("SELECT version_num FROM alembic_version"))
-    one_line(run_py("--data-dir", str(data)), "hopso: cannot start:",
-             "0099_from_a_newer_release", "newer release")
-    one_line(migrate_cli(data), "backup: ", "0099_from_a_newer_release", "newer release")
-    with sqlite3.connect(data / "hopso.sqlite3") as conn:
-        assert sorted(conn.execute("SELECT version_num FROM alembic_version")) == before
+    settings = Settings(data_dir=data, database_url=database_url)
+    if database_url is None:
+        shutil.copyfile(migrated_sqlite(), data / "hopso.sqlite3")
+    db = Database(settings.sqlalchemy_url)
+
+    async def revisions() -> list[str]:
+        async with db.session() as s:
+            return sorted((await s.exec(text(  # type: ignore[call-overload]
+                "SELECT version_num FROM alembic_version"))).scalars().all())
+    try:
+        async with db.session() as s:  # as a newer release leaves it
+            await s.exec(text("INSERT INTO alembic_version "  # type: ignore[call-overload]
+                              "VALUES ('0099_from_a_newer_release')"))
+        before = await revisions()
+        env = {"HOPSO_DATABASE_URL": database_url} if database_url else {}
+        one_line(await asyncio.to_thread(run_py, "--data-dir", str(data), env=env),
+                 "hopso: cannot start:", "0099_from_a_newer_release", "newer release")
+        one_line(await asyncio.to_thread(migrate_cli, data, database_url), "backup: ",
+                 "0099_from_a_newer_release", "newer release")
+        assert await revisions() == before
+    finally:
+        await db.close()
 
 
 def test_a_data_directory_another_process_holds_is_refused(tmp_path: Path) -> None:

@@ -342,6 +342,12 @@ async def pending_voters(session: AsyncSession, vote: Vote) -> dict[str, Any]:
         rows = await session.exec(select(User.id, User.full_name)
                                   .where(col(User.id).in_(missing)).order_by(col(User.id)))
         out["names"] = [{"user_id": uid, "name": name} for uid, name in rows.all()]
+    nodes = [remote_votes.node_dict(r, vote.secret)  # cascade: as each node last reported
+             for r in await remote_votes.rows_of(session, vote.id or 0)]
+    if nodes:
+        out["count"] += sum(n["not_voted"] for n in nodes)
+        out["nodes"] = [{"node": n["node"], "count": n["not_voted"],
+                         "names": n.get("pending")} for n in nodes]
     return out
 
 

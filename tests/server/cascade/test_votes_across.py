@@ -79,6 +79,14 @@ async def test_an_open_and_a_secret_vote_count_the_wards_ballots_at_the_province
         vote = await open_vote(chair, meeting_id, item, "Thông qua kế hoạch?")
         mirrored = await mirrored_vote(ward["daibieu"], secret=False)
         assert mirrored["question"] == "Thông qua kế hoạch?"
+
+        async def ward_pending() -> list[dict[str, Any]]:  # the chair's pending list
+            listed = await chair.ok("vote:pending", {"meeting_id": meeting_id,
+                                                     "vote_id": vote["id"]})
+            return [n for n in listed.get("nodes", []) if n["node"] == "ward"
+                    and n["count"] == 2]
+        (waiting,) = await until(ward_pending, 10, "the ward's pending voters at the province")
+        assert sorted(p["name"] for p in waiting["names"]) == ["Lê Minh Tuấn", "Phạm Thị Hoa"]
         await d1.ok("vote:cast", {"meeting_id": meeting_id, "vote_id": vote["id"],
                                   "option": 0, "seq": 1})
         for name, option in zip(WARD_PEOPLE, (0, 1)):

@@ -138,3 +138,30 @@ async def test_an_election_in_the_demo_meeting(demo: Demo) -> None:
         result = await votes.close_vote(s, vote, KEY)
     assert result["outcome"] == "elected" and result["elected"] == [1]
     assert result["percentages"] == [25.0, 75.0]
+
+
+def test_other_meetings_have_no_quorum_rule() -> None:
+    """Briefings and consultations: no quorum; the count is still shown."""
+    from rooms.attendance import Headcount, quorum
+    from rooms.procedure_models import QuorumRule
+    q = quorum([Headcount("local", 10, 1)], QuorumRule.none)
+    assert (q.members, q.present, q.needed, q.reached) == (10, 1, 0, True)
+
+
+async def test_a_headcount_fills_a_sites_seats_and_no_more(demo: Demo) -> None:
+    """5 member seats at a site without tablets, 7 people counted there: 5 members present,
+    2 guests; the seats count as members whether or not their holders came."""
+    kythuat = demo.users["kythuat"]
+    async with demo.db.session() as s:
+        state = await demo.locked(s)
+        state.roll_call_open = True
+        await attendance.set_site_seats(s, demo.meeting_id, kythuat.site_id, 5)  # type: ignore[arg-type]
+        access = await demo.access(s, "kythuat")
+        await attendance.answer_roll_call(s, state, kythuat, access.role, kythuat.site_id,  # type: ignore[arg-type]
+                                          True, 7)
+        heads = await attendance.local_headcount(s, demo.meeting_id)
+        assert (heads.members, heads.present) == (4 + 5, 0 + 5)
+        await attendance.answer_roll_call(s, state, kythuat, access.role, kythuat.site_id,  # type: ignore[arg-type]
+                                          True, 3)
+        heads = await attendance.local_headcount(s, demo.meeting_id)
+        assert (heads.members, heads.present) == (9, 3)

@@ -405,9 +405,15 @@ export class ProcedurePanel {
   #renderAttendance() {
     const att = this.state.attendance;
     const q = att.quorum;
-    const summary = h("p", { id: "proc-quorum", class: q.reached ? "ok" : "warn" },
-      tf("Present {present} of {members} members; quorum needs {needed}.", q), " ",
-      h("strong", {}, q.reached ? t("Quorum reached") : t("No quorum")));
+    // Members only (guests and people counted at sites beyond their seats are attendance).
+    const summary = q.rule === "none"
+      ? h("p", { id: "proc-quorum", class: "ok" }, tf("Present {present} of {members} members.", q),
+        " ", h("span", { class: "muted" }, t("No quorum rule for this meeting.")))
+      : h("p", { id: "proc-quorum", class: q.reached ? "ok" : "warn" },
+        tf("Present {present} of {members} members; quorum needs {needed}.", q), " ",
+        h("strong", {}, q.reached ? t("Quorum reached") : t("No quorum")));
+    const inRoom = att.in_room ? h("p", { class: "muted", id: "proc-in-room" },
+      tf("{n} people counted at the sites (attendance, not members).", { n: att.in_room })) : null;
     const people = h("ul", { class: "proc-people" }, att.people.map((p) => h("li", {
       dataset: { userId: p.user_id, status: p.status ?? "none" } },
     h("span", {}, p.name), " ",
@@ -423,7 +429,7 @@ export class ProcedurePanel {
       onclick: () => this.act(() => att.roll_call_open ? this.sig.endRollCall(this.meetingId)
         : this.sig.startRollCall(this.meetingId)) },
     att.roll_call_open ? t("End the roll call") : t("Start the roll call of sites")) : null;
-    fill(this.part.attendance, summary, chair, people, sites, siteList);
+    fill(this.part.attendance, summary, inRoom, chair, people, sites, siteList);
     if (this.attendancePerson) {
       this.#refillSelect(this.attendancePerson, att.people.map((p) => [p.user_id, p.name]));
     }

@@ -26,11 +26,11 @@ from aiohttp import web
 from pydantic import Field
 from sqlmodel import select
 
-from documents.annotations import Annotation, Visibility
+from documents.annotations import Annotation, AnnotationError, Visibility
 from documents.db_models import Document
 from documents.mirror_models import DocumentCascade
 from documents.op_records import OpRecord
-from rooms.errors import DomainError
+from rooms.errors import DomainError, Invalid
 from server.cascade.schemas import NodeError, NodeSchema, validate
 from server.cascade.state import MeetingState
 from server.cascade.topic.documents_people import Person, local_user, person_of
@@ -94,7 +94,10 @@ async def apply_items(app: web.Application, document_id: int, d: InkData) -> int
     for item in d.items:
         async with hub.logs.lock(document_id):
             current = await hub.logs.current(document_id, d.version)
-            present = item.id in current.page_state(d.page).annotations
+            try:
+                present = item.id in current.page_state(d.page).annotations
+            except AnnotationError as exc:  # a page the document does not have
+                raise Invalid(exc.message, code=exc.code.value) from None
         base = {"op_id": op_id(d.author.origin, d.op, item.id), "page": d.page}
         if item.annotation is None:
             if not present:

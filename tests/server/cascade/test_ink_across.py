@@ -5,6 +5,7 @@ a child's forged or out-of-meeting ink is refused with a logged reason, nothing 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,7 @@ async def test_forged_or_foreign_ink_from_a_child_is_refused_and_nothing_stored(
                                         "annotation": {**annotation, "visibility": "private"}}]),
             "a document of no meeting here": data(document=owner_doc + 1000),
             "an old version": data(version=2),
+            "a page the document does not have": data(page=99),
         }
         # A document of another meeting of the province, which also invites the ward.
         chair = await t.province.login("chutri")
@@ -198,3 +200,4 @@ async def test_forged_or_foreign_ink_from_a_child_is_refused_and_nothing_stored(
                 ] and len([r for r in rows if r.record["effects"][0]["annotation_id"]
                            == annotation["id"]]) == 1
         assert "refused" in caplog.text and meeting_id
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

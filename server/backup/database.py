@@ -71,6 +71,8 @@ def _identity(tables: list[tuple[Any, ...]], run: Any) -> Identity:
                             "release: start this release once, which migrates it, or run "
                             "`python -m server.backup migrate`)")
     installation = run("SELECT installation_id FROM installation WHERE id = 1").fetchone()
+    if installation is None:  # a table made without its migration (create_all)
+        raise BackupRefused("the database's installation table is empty: refused")
     schema = sorted(r[0] for r in run("SELECT version_num FROM alembic_version").fetchall())
     return Identity(str(installation[0]), schema)
 
@@ -126,6 +128,8 @@ async def _pg_identity(dsn: str, env: dict[str, str]) -> Identity | None:
                                 "server.backup migrate`)")
         installation = await conn.fetchval("SELECT installation_id FROM installation "
                                            "WHERE id = 1")
+        if installation is None:
+            raise BackupRefused("the database's installation table is empty: refused")
         schema = sorted(r[0] for r in await conn.fetch("SELECT version_num FROM "
                                                        "alembic_version"))
         return Identity(str(installation), schema)

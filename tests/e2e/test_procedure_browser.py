@@ -241,6 +241,13 @@ def test_check_in_floor_and_vote_on_tablets(demo_server: ServerProcess, tmp_path
             assert page.locator("#proc-item-timer").count() == 0  # the item's clock stopped
         chair.wait_for_selector("#proc-reopen")
         tablets["daibieu2"].screenshot(path=str(tmp_path / "tablet-ended.png"))
+
+        # Closed by mistake: the chair reopens it (asked first); the tablets are live again.
+        chair.click("#proc-reopen")
+        chair.locator("#confirm-dialog:has-text('Mở lại cuộc họp?')").wait_for()
+        chair.click("#confirm-yes")
+        chair.wait_for_selector("#meeting-status.status-open")
+        tablets["daibieu2"].wait_for_selector("#proc-request-floor")
         for page in (chair, secretary, *tablets.values()):
             assert page.errors == [], page.errors
 

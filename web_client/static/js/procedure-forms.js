@@ -180,7 +180,10 @@ export function buildStateControls(panel) {
           onclick: () => step("resume", t("The meeting continues.")) }, t("Resume the meeting")) : null,
         status === "closed" ? h("button", { type: "button", id: "proc-reopen", onclick: () =>
           confirmThen(t("Reopen the meeting?"), t("The meeting becomes open again: people can check in, speak and vote. The reopening is recorded in the audit log."),
-            t("Reopen"), () => step("reopen", t("The meeting was reopened."))) }, t("Reopen the meeting")) : null);
+            t("Reopen"), async () => {
+              // The page's own open/close toolbar is drawn by the server: show it anew.
+              if (await step("reopen", t("The meeting was reopened."))) window.location.reload();
+            }) }, t("Reopen the meeting")) : null);
       box.hidden = !box.childElementCount;
     },
   };

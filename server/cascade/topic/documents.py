@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from weakref import WeakValueDictionary
 
 from aiohttp import web
@@ -47,6 +47,11 @@ _DIGEST = r"^[0-9a-f]{64}$"
 CHUNK_BYTES = 1 << 20
 
 
+# [width, height] in points, as the owner's processing measured them.
+PageSize = Annotated[list[Annotated[float, Field(gt=0, le=100_000)]],
+                     Field(min_length=2, max_length=2)]
+
+
 class FileRef(NodeSchema):
     sha256: str = Field(pattern=_DIGEST)
     size: int = Field(ge=1, le=1 << 40)
@@ -64,7 +69,7 @@ class DocumentData(NodeSchema):
     file: FileRef  # the distributed PDF
     first_page: FileRef | None = None  # page 1 as a JPEG (not for confidential documents)
     page_count: int = Field(ge=1, le=100_000)
-    page_sizes: list[list[float]] = Field(default_factory=list, max_length=100_000)
+    page_sizes: list[PageSize] = Field(default_factory=list, max_length=100_000)
     outline: list[dict[str, Any]] = Field(default_factory=list, max_length=5000)
     warnings: list[dict[str, Any]] = Field(default_factory=list, max_length=5000)
 

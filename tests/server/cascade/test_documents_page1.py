@@ -11,6 +11,8 @@ from PIL import Image
 
 from documents.page_variants import page1_variants
 from documents.worker_pool import WorkerPool
+from server.cascade.schemas import NodeError, validate
+from server.cascade.topic.documents import DocumentData
 
 
 def jpeg(path: Path, size: tuple[int, int], kind: str = "JPEG") -> Path:
@@ -43,3 +45,18 @@ async def test_page_1_at_every_width_and_its_thumbnail_made_by_a_worker(tmp_path
         assert not (tmp_path / "e").exists()
     finally:
         await pool.close()
+
+
+def test_a_documents_entry_with_impossible_pages_or_files_is_refused() -> None:
+    """What a parent sends is checked before a node writes a row of it."""
+    base = {"document": 1, "title": "Tờ trình", "filename": "to-trinh.pdf",
+            "confidential": False, "published": True, "version": 1,
+            "file": {"sha256": "a" * 64, "size": 10}, "page_count": 1,
+            "page_sizes": [[595.0, 842.0]]}
+    assert validate(DocumentData, base).page_sizes == [[595.0, 842.0]]
+    for change in ({"page_sizes": [[1.0]]}, {"page_sizes": [[-5.0, 3.0]]},
+                   {"page_sizes": [[1e30, 3.0]]}, {"file": {"sha256": "../x", "size": 10}},
+                   {"file": {"sha256": "a" * 64, "size": 0}}, {"first_page": "a" * 64},
+                   {"document": 0}, {"title": ""}, {"version": -1}, {"extra": 1}):
+        with pytest.raises(NodeError):
+            validate(DocumentData, {**base, **change})

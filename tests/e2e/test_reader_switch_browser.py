@@ -313,3 +313,42 @@ def test_a_landscape_tablet_reads_at_width_folds_the_list_and_swipes(env: Env) -
     page.click("#drawer-toggle")  # the choice is remembered: leave the list open for others
     page.wait_for_selector("#drawer-toggle[aria-expanded=true]")
     context.close()
+
+
+def test_the_meeting_screen_reader_follows_while_hidden_and_shows_it_sharp(
+        env: Env, ink: dict[int, str]) -> None:
+    """On the meeting screen the documents pane follows the presenter while the delegate is
+    on the meeting pane; turning to it shows the presented document at full width, with ink."""
+    chair = env.reader("chutri", env.doc_a)
+    context = env.browser.new_context(viewport=LANDSCAPE, locale="vi-VN")
+    assert context.request.post(env.server.base + "/api/login", data={
+        "username": "daibieu", "password": env.server.logins()["daibieu"]}).ok
+    delegate = context.new_page()
+    delegate.on("pageerror", lambda e: env.page_errors.append(f"meeting screen: {e}"))
+    delegate.goto(f"{env.server.base}/meetings/{env.meeting_id}")
+    delegate.wait_for_selector("#documents[data-ready=true]", state="attached", timeout=WAIT_MS)
+    assert delegate.locator("#pane-documents").is_hidden()
+
+    chair.click("#present-toggle")
+    chair.wait_for_selector("#documents[data-presenting=true]", timeout=WAIT_MS)
+    choose(chair, env.doc_b)
+    delegate.wait_for_selector(f"#doc-stage[data-synced=true][data-rendered-document^='{env.doc_b}:']",
+                               state="attached", timeout=WAIT_MS)
+    delegate.click("#tab-documents")
+    wait_document(delegate, env.doc_b)
+    delegate.wait_for_function(  # re-rendered for the pane's real size, not the hidden one's
+        "() => { const s = document.querySelector('#doc-stage');"
+        " const c = s.querySelector('canvas.page-layer');"
+        " return c && c.getBoundingClientRect().width > s.clientWidth - 2; }", timeout=WAIT_MS)
+    assert_shows(delegate, BLUE)
+    wait_ink(delegate, {ink[env.doc_b]})
+    assert delegate.evaluate("""() => {  // the stroke is painted (the stage has another size here)
+        const c = document.querySelector('#doc-stage canvas.ink-layer:not(.ink-live)');
+        const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 3; i < data.length; i += 4) if (data[i] > 0) return true;
+        return false;
+    }""")
+    assert delegate.locator("#documents").get_attribute("data-following") == "true"
+    chair.click("#present-toggle")
+    chair.context.close()
+    context.close()

@@ -61,6 +61,12 @@ test("a closed meeting has ended: no vote, no request to speak", () => {
   assert.ok(!m.meeting({ id: 8, status: "open" }));
 });
 
+test("the chair is not offered a request to speak", () => {
+  const m = new MeetingState(7, "open");
+  m.load(snapshot({ me: { user_id: 1, role: "chair", actions: ["view", "request_floor", "chair_media"] } }));
+  assert.equal(m.summary().canRequest, false);
+});
+
 test("clock", () => {
   assert.equal(clock(65), "1:05");
   assert.equal(clock(3725), "1:02:05");

@@ -81,7 +81,13 @@ export class MeetingScreen {
         this.$(`tab-${next}`)?.focus();
       });
     }
-    this.mini?.querySelector("button")?.addEventListener("click", () => this.show("meeting"));
+    this.mini?.querySelector(".mini-back")?.addEventListener("click", () => this.show("meeting"));
+    const fold = this.mini?.querySelector(".mini-fold");
+    fold?.addEventListener("click", () => {
+      const folded = this.mini.classList.toggle("folded");
+      fold.setAttribute("aria-expanded", String(!folded));
+      fold.textContent = folded ? "▴" : "▾";
+    });
   }
 
   #wireBarButtons() {

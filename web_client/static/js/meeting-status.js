@@ -114,7 +114,9 @@ export class MeetingState {
       out.myRequest = { id: mine.id, status: mine.status,
                         place: s.floor.queue.findIndex((r) => r.id === mine.id) + 1 };
     }
-    out.canRequest = !ended && this.status === "open" && Boolean(s.me?.actions?.includes("request_floor"));
+    // The chair gives the floor; they do not queue for it (issue 14).
+    out.canRequest = !ended && this.status === "open" && s.me?.role !== "chair"
+      && Boolean(s.me?.actions?.includes("request_floor"));
     out.forSite = s.me?.role === "site_operator";
     return out;
   }

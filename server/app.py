@@ -38,6 +38,7 @@ from server.core.passwords import Passwords, password_hasher
 from server.core.realtime import Realtime
 from server.core.settings import Settings
 from server.core.socket_guard import create_sio
+from server.core.trusted_proxy import trusted_proxy_middleware
 from server.documents import feature as documents
 from server.meetings import feature as meetings
 from server.meetings.events import MeetingClosed
@@ -59,8 +60,9 @@ CROSS_PROCESS_EVENTS: tuple[type, ...] = (MeetingClosed, FloorChanged)
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[headers_middleware, metrics_middleware, error_middleware,
-                     language_middleware, auth_middleware])
+        middlewares=[trusted_proxy_middleware(settings.trusted_proxies), headers_middleware,
+                     metrics_middleware, error_middleware, language_middleware,
+                     auth_middleware])
     app[keys.SETTINGS] = settings
     app[keys.BUS] = Bus()
     quiet_client_protocol_errors()  # a client's malformed HTTP: one INFO line, no traceback

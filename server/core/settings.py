@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from server.core.trusted_proxy import parse_networks
+
 
 class ConfigError(Exception):
     """Invalid configuration; the message is one line a person can act on."""
@@ -137,6 +139,13 @@ class Settings:
     ice_addresses: tuple[str, ...] = ("127.0.0.1",)
     announced_address: str | None = None
     ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs handed to browsers
+    # coturn's shared secret (use-auth-secret): turn:/turns: URLs get per-user credentials
+    # valid turn_ttl_s (server/conference/turn.py). Never printed (repr=False).
+    turn_secret: str | None = field(default=None, repr=False)
+    turn_ttl_s: int = 12 * 3600
+    # Proxies whose X-Forwarded-For is believed (server/core/trusted_proxy.py); none: the
+    # TCP peer is the client.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     session_ttl_s: int = 12 * 3600
     max_body_bytes: int = 1024 * 1024
     max_upload_bytes: int = 100 * 1024 * 1024
@@ -213,6 +222,11 @@ _OPTIONS: Sequence[tuple[str, str, str]] = (
     ("--ice-addresses", "HOPSO_ICE_ADDRESSES", "comma-separated local IPs for media (ICE)"),
     ("--announced-address", "HOPSO_ANNOUNCED_ADDRESS", "IP announced to clients (NAT/LAN)"),
     ("--ice-servers", "HOPSO_ICE_SERVERS", "comma-separated STUN/TURN URLs for browsers"),
+    ("--turn-secret", "HOPSO_TURN_SECRET",
+     "coturn's static-auth-secret: TURN credentials for browsers (16-256 characters)"),
+    ("--turn-ttl", "HOPSO_TURN_TTL_S", "lifetime of a TURN credential in seconds (default 43200)"),
+    ("--trusted-proxies", "HOPSO_TRUSTED_PROXIES",
+     "comma-separated addresses/networks whose X-Forwarded-For is believed (default none)"),
     ("--session-ttl", "HOPSO_SESSION_TTL", "login session lifetime in seconds"),
     ("--max-upload-mb", "HOPSO_MAX_UPLOAD_MB", "largest document upload in MB"),
     ("--document-workers", "HOPSO_DOCUMENT_WORKERS", "processes rendering documents (default 2)"),
@@ -310,6 +324,17 @@ def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Setting
     for url in ice_servers:
         if not url.startswith(("stun:", "turn:", "turns:")):
             raise ConfigError(f"--ice-servers entries must start with stun:, turn: or turns:, got {url!r}")
+    turn_secret = s("turn_secret")
+    if turn_secret is not None and not re.fullmatch(r"[!-~]{16,256}", turn_secret):
+        raise ConfigError("--turn-secret must be 16-256 printable ASCII characters, no spaces")
+    if turn_secret is None and any(u.startswith(("turn:", "turns:")) for u in ice_servers):
+        # Browsers refuse a turn: server without credentials (the whole RTCPeerConnection).
+        raise ConfigError("turn:/turns: URLs in --ice-servers need --turn-secret "
+                          "(coturn's static-auth-secret)")
+    try:
+        trusted_proxies = parse_networks(s("trusted_proxies") or "")
+    except ValueError as exc:
+        raise ConfigError(f"--trusted-proxies: {exc}") from None
     zone = s("timezone") or "Asia/Ho_Chi_Minh"
     try:
         ZoneInfo(zone)
@@ -337,6 +362,9 @@ def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Setting
         ice_addresses=ice,
         announced_address=_ip("--announced-address", announced) if announced else None,
         ice_servers=ice_servers,
+        turn_secret=turn_secret,
+        turn_ttl_s=_int("--turn-ttl", s("turn_ttl"), 12 * 3600, 60, 7 * 86400),
+        trusted_proxies=trusted_proxies,
         session_ttl_s=_int("--session-ttl", s("session_ttl"), 12 * 3600, 60, 30 * 86400),
         max_upload_bytes=_int("--max-upload-mb", s("max_upload_mb"), 100, 1, 2048) * 1024 * 1024,
         document_workers=_int("--document-workers", s("document_workers"), 2, 1, 64),

@@ -81,6 +81,9 @@ class Producer:
         self.closed = False
         self.epoch = 0
         self.history = PacketHistory(config.video_history_s) if kind is Kind.VIDEO else None
+        # A recorder's tap (media/recorder.py): called with each forwarded packet; it
+        # only appends to a bounded queue, so the forwarding path never waits on it.
+        self.tap: Callable[[ForwardPacket], None] | None = None
         self.last_sr: SenderReportRef | None = None
         self._transport = transport
         self._clock_rate = codec.clock_rate
@@ -162,6 +165,9 @@ class Producer:
             self.history.put(fp)
         if not self.paused:
             self._fanout.forward(fp, now, self._transport.rx_batch)
+            tap = self.tap
+            if tap is not None:
+                tap(fp)
 
     def receive_rtx(self, pkt: InPacket, now: float) -> None:
         """Unwrap an RFC 4588 retransmission; it is forwarded in its own slot."""

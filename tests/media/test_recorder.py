@@ -1,0 +1,150 @@
+"""Recording at the owner node: real aiortc publishers through a Router, files checked by ffprobe."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from media import SFU
+from media.recorder import Recorder, TrackQueue
+from media.rtp import ForwardPacket
+from testkit.aiortc_clients import FPS, EncodedMedia, Publisher, wait_for
+
+needs_ffprobe = pytest.mark.skipif(shutil.which("ffprobe") is None,
+                                   reason="ffprobe missing: bash scripts/setup.sh --test")
+
+
+def probe(path: str, *extra: str) -> dict[str, Any]:
+    out = subprocess.run(["ffprobe", "-v", "error", *extra, "-show_streams", "-show_format",
+                          "-of", "json", path], capture_output=True, text=True, check=True)
+    assert out.stderr == "", out.stderr
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def decode_errors(path: str) -> str:
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "null", "-"],
+                         capture_output=True, text=True, check=False)
+    return out.stderr
+
+
+def first_video_frame_is_keyframe(path: str) -> bool:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "packet=flags", "-read_intervals", "%+#1", "-of", "json", path],
+                         capture_output=True, text=True, check=True)
+    packets = json.loads(out.stdout)["packets"]
+    return bool(packets) and packets[0]["flags"].startswith("K")
+
+
+@needs_ffprobe
+async def test_vp8_and_opus_recorded_without_decoding(sfu: SFU, media: EncodedMedia,
+                                                      tmp_path: Path) -> None:
+    router = sfu.router("m")
+    pub = Publisher(router.add_peer("alice"), media)
+    await pub.publish()
+    video = router.get_producer(pub.producer_id("video"))
+    await wait_for(lambda: video.packets_received > 20, 5)
+    await asyncio.sleep(0.7)  # mid-stream: the recording must ask for its own keyframe
+    requests = pub.video.keyframe_requests
+    recorder = Recorder(router, tmp_path / "rec")
+    recorder.start()
+    recorder.start()  # idempotent
+    await asyncio.sleep(3.0)
+    files = await recorder.stop()
+    assert await recorder.stop() == files  # idempotent
+    assert video.tap is None  # detached: forwarding costs nothing any more
+    assert pub.video.keyframe_requests > requests  # PLI through the producer's path
+    await pub.close()
+
+    by_kind = {f.kind: f for f in files}
+    assert set(by_kind) == {"audio", "video"}
+    for kind, codec in (("video", "vp8"), ("audio", "opus")):
+        track = by_kind[kind]
+        assert track.path.endswith(".webm") and track.dropped_packets == 0
+        info = probe(track.path, "-count_frames")
+        [stream] = info["streams"]
+        assert stream["codec_name"] == codec
+        assert "webm" in info["format"]["format_name"] or "matroska" in info["format"]["format_name"]
+        duration = float(info["format"]["duration"])
+        assert 2.0 <= duration <= 4.0, duration
+        assert int(stream["nb_read_frames"]) >= (2 * FPS if kind == "video" else 100)  # 3 s
+        assert decode_errors(track.path) == ""
+    assert first_video_frame_is_keyframe(by_kind["video"].path)
+    # Both files share the recorder's clock: the video does not start later than ~0.5 s.
+    assert by_kind["video"].frames > 0
+
+
+@needs_ffprobe
+async def test_h264_recorded_as_mpegts_and_a_late_producer_joins(sfu: SFU, media: EncodedMedia,
+                                                                  tmp_path: Path) -> None:
+    router = sfu.router("m")
+    recorder = Recorder(router, tmp_path)
+    recorder.start()
+    await asyncio.sleep(0.3)
+    pub = Publisher(router.add_peer("bob"), media, video="H264", audio=False)
+    await pub.publish()  # published after the start: attached from ProducerAdded
+    await asyncio.sleep(2.5)
+    await pub.close()
+    await router.close_peer("bob")  # the producer closes: its file is finished at once
+    files = await recorder.stop()
+    [track] = files
+    assert track.codec == "H264" and track.path.endswith(".ts")
+    info = probe(track.path)
+    assert info["streams"][0]["codec_name"] == "h264"
+    assert decode_errors(track.path) == ""
+    assert first_video_frame_is_keyframe(track.path)
+
+
+def test_full_queue_drops_the_oldest_and_counts_without_blocking() -> None:
+    queue = TrackQueue(maxlen=64)
+    packets = [ForwardPacket(i, i * 3000, 0x80, b"\0" * 8 + b"x", False, 0, 0.0)
+               for i in range(1000)]
+    start = time.perf_counter()
+    for fp in packets:
+        queue(fp)
+    elapsed = time.perf_counter() - start
+    assert queue.dropped == 1000 - 64
+    assert [fp.ext_seq for fp in queue.packets] == list(range(936, 1000))  # newest kept
+    assert elapsed < 0.05  # ~1 µs each: nothing waits for the writer
+
+
+@needs_ffprobe
+async def test_lost_packets_drop_the_frame_and_wait_for_a_keyframe(
+        sfu: SFU, media: EncodedMedia, tmp_path: Path) -> None:
+    router = sfu.router("m")
+    pub = Publisher(router.add_peer("carol"), media, audio=False)
+    await pub.publish()
+    video = router.get_producer(pub.producer_id("video"))
+    recorder = Recorder(router, tmp_path)
+    recorder.start()
+    await wait_for(lambda: video.tap is not None and video.keyframes_received > 0, 5)
+    await asyncio.sleep(0.5)
+    tap = video.tap
+    assert tap is not None
+    lost = 0
+
+    def lossy(fp: ForwardPacket) -> None:  # every 15th packet never reaches the recorder
+        nonlocal lost
+        if fp.ext_seq % 15 == 0:
+            lost += 1
+            return
+        tap(fp)
+
+    requests = pub.video.keyframe_requests
+    video.tap = lossy
+    await asyncio.sleep(1.0)
+    video.tap = tap
+    await asyncio.sleep(1.0)
+    [track] = await recorder.stop()
+    await pub.close()
+    assert lost > 0 and track.dropped_frames > 0
+    assert decode_errors(track.path) == ""  # no frame with a hole was written
+    assert pub.video.keyframe_requests > requests  # the writer asked for a keyframe
+    assert first_video_frame_is_keyframe(track.path)

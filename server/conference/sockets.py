@@ -29,6 +29,7 @@ from server.conference.config import (
 from server.conference.hub import MediaHub
 from server.conference.keys import MEDIA
 from server.conference.member import MediaMember
+from server.conference.turn import client_ice_servers
 from server.conference.views import offer_dict
 from server.core import keys
 from server.core.auth import current_user
@@ -192,7 +193,11 @@ def _register_session(rt: Realtime) -> None:
 
 def _config(ctx: EventContext, access: MeetingAccess) -> dict[str, Any]:
     allowed = MEETING_PERMISSIONS[access.role]
-    return {"rtc_configuration": _hub(ctx).sfu.client_configuration(),
+    assert ctx.user.id is not None
+    # iceServers per user: turn:/turns: URLs carry this user's time-limited credential.
+    rtc = {**_hub(ctx).sfu.client_configuration(),
+           "iceServers": client_ice_servers(ctx.app[keys.SETTINGS], ctx.user.id)}
+    return {"rtc_configuration": rtc,
             "role": access.role.value,
             "can_publish": Action.publish_media in allowed,
             "can_chair": Action.chair_media in allowed,

@@ -1,0 +1,110 @@
+"""TURN credentials in media:config (coturn's TURN REST API: use-auth-secret): per user,
+time-limited, on turn:/turns: URLs only, computed as coturn checks them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rooms.users import find_user
+from server.conference.turn import client_ice_servers, turn_credential
+from server.core import keys
+from server.core.settings import ConfigError, Settings, parse_settings
+from tests.conftest import Harness, start_harness
+from tests.server.core.test_realtime import demo_meeting_id
+from tests.server.media_support import media_client
+
+SECRET = "north-coast-relay-0123456789"
+URLS = ("stun:hop.example.vn:3478", "turn:hop.example.vn:3478?transport=udp",
+        "turns:hop.example.vn:5349?transport=tcp")
+
+
+def coturn_password(secret: str, username: str) -> str:
+    """What coturn computes for use-auth-secret (base64 of HMAC-SHA1 over the username)."""
+    mac = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return base64.b64encode(mac).decode()
+
+
+def test_the_credential_is_coturns_hmac_and_expires_after_the_ttl() -> None:
+    username, credential = turn_credential(SECRET, 42, 3600, now=1_800_000_000)
+    assert username == "1800003600:42"
+    assert credential == coturn_password(SECRET, username)
+    assert credential != coturn_password(SECRET + "x", username)  # another secret: refused
+
+
+def test_stun_urls_carry_nothing_turn_urls_a_per_user_credential() -> None:
+    settings = Settings(ice_servers=URLS, turn_secret=SECRET, turn_ttl_s=600)
+    now = time.time()
+    servers = client_ice_servers(settings, 7, now=now)
+    assert servers[0] == {"urls": ["stun:hop.example.vn:3478"]}
+    turn = servers[1]
+    assert turn["urls"] == list(URLS[1:])
+    expiry, user = turn["username"].split(":")
+    assert user == "7" and int(expiry) == int(now) + 600
+    assert turn["credential"] == coturn_password(SECRET, turn["username"])
+    other = client_ice_servers(settings, 8, now=now)[1]
+    assert other["username"] != turn["username"] and other["credential"] != turn["credential"]
+    assert SECRET not in repr(settings)
+    assert client_ice_servers(Settings(ice_servers=URLS[:1]), 7) == [
+        {"urls": ["stun:hop.example.vn:3478"]}]
+    assert client_ice_servers(Settings(), 7) == []
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"HOPSO_TURN_SECRET": "short"}, "--turn-secret must be 16-256"),
+    ({"HOPSO_TURN_SECRET": "sixteen chars with space"}, "--turn-secret must be 16-256"),
+    ({"HOPSO_ICE_SERVERS": URLS[1]}, "need --turn-secret"),
+    ({"HOPSO_TURN_SECRET": SECRET, "HOPSO_TURN_TTL_S": "5"}, "--turn-ttl must be between"),
+])
+def test_settings_refuse(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_settings([], env)
+
+
+def test_settings_accept() -> None:
+    settings = parse_settings([], {"HOPSO_ICE_SERVERS": ",".join(URLS),
+                                   "HOPSO_TURN_SECRET": SECRET, "HOPSO_TURN_TTL_S": "7200"})
+    assert settings.turn_secret == SECRET and settings.turn_ttl_s == 7200
+    assert parse_settings([], {}).turn_ttl_s == 12 * 3600
+
+
+@pytest.fixture
+async def hopso_turn(tmp_path: Path) -> AsyncIterator[Harness]:
+    harness = await start_harness(tmp_path, None, ice_servers=URLS, turn_secret=SECRET,
+                                  turn_ttl_s=900)
+    yield harness
+    await harness.close()
+    await harness.server.close()
+
+
+async def test_media_config_hands_each_user_their_own_credential(hopso_turn: Harness,
+                                                                 caplog: Any) -> None:
+    h = hopso_turn
+    meeting_id = await demo_meeting_id(h)
+    seen: dict[str, dict[str, Any]] = {}
+    for name in ("daibieu", "chutri"):
+        client = await media_client(h, name, meeting_id)
+        try:
+            before = int(time.time())
+            config = await client.ok("media:config")
+            after = int(time.time())
+        finally:
+            await client.close()
+        stun, turn = config["rtc_configuration"]["iceServers"]
+        assert stun == {"urls": [URLS[0]]}
+        async with h.server.app[keys.DB].session() as s:
+            user = await find_user(s, name)
+        assert user is not None
+        expiry, user_id = turn["username"].split(":")
+        assert user_id == str(user.id) and before + 900 <= int(expiry) <= after + 900
+        assert turn["credential"] == coturn_password(SECRET, turn["username"])
+        seen[name] = turn
+    assert seen["daibieu"]["username"] != seen["chutri"]["username"]
+    assert SECRET not in caplog.text

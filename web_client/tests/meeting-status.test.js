@@ -61,6 +61,17 @@ test("a closed meeting has ended: no vote, no request to speak", () => {
   assert.ok(!m.meeting({ id: 8, status: "open" }));
 });
 
+test("a paused meeting: the item's clock stands still and nobody is offered the floor", () => {
+  const m = new MeetingState(7, "open");
+  m.load(snapshot({ status: "paused", agenda: { items: [{ id: 1, title: "K", planned_minutes: 0 }],
+                                                current: { item_id: 1, since: null, spent_before_seconds: 125 } } }));
+  const s = m.summary();
+  assert.equal(s.status, "paused");
+  assert.equal(s.item.elapsed, 125);
+  assert.equal(s.canRequest, false);
+  assert.equal(s.ended, false);
+});
+
 test("the chair is not offered a request to speak", () => {
   const m = new MeetingState(7, "open");
   m.load(snapshot({ me: { user_id: 1, role: "chair", actions: ["view", "request_floor", "chair_media"] } }));

@@ -94,7 +94,9 @@ export class MeetingState {
     const current = s.agenda.current;
     const item = current && s.agenda.items.find((i) => i.id === current.item_id);
     if (current && item) {
-      const elapsed = current.spent_before_seconds + (serverNow - Date.parse(current.since)) / 1000;
+      // A stopped clock (a paused meeting) has no `since`: the time spent so far.
+      const since = current.since ? Date.parse(current.since) : Number.NaN;
+      const elapsed = (current.spent_before_seconds ?? 0) + (Number.isNaN(since) ? 0 : (serverNow - since) / 1000);
       const planned = (item.planned_minutes ?? 0) * 60;
       out.item = { title: item.title, elapsed, planned, over: planned > 0 && elapsed > planned };
     }
@@ -153,7 +155,8 @@ export class MeetingBar {
       }
       return el;
     };
-    show("bar-ended", s.ended ? t("The meeting has ended.") : "");
+    show("bar-ended", s.ended ? t("The meeting has ended.")
+      : s.status === "paused" ? t("The meeting is paused.") : "");
     show("bar-item", s.item && !s.ended ? s.item.title : "");
     const timer = show("bar-item-timer", s.item && !s.ended
       ? (s.item.planned ? `${clock(s.item.elapsed)} / ${clock(s.item.planned)}` : clock(s.item.elapsed)) : "");
@@ -164,7 +167,7 @@ export class MeetingBar {
     speaker.classList.toggle("over", Boolean(s.speaker?.over));
     const vote = show("bar-vote", s.vote ? s.vote.question : "");
     vote.dataset.voteId = s.vote ? String(s.vote.id) : "";
-    this.$("bar-idle").hidden = Boolean(s.ended || s.item || s.speaker || s.vote);
+    this.$("bar-idle").hidden = Boolean(s.ended || s.status === "paused" || s.item || s.speaker || s.vote);
     this.onPaint(s);
   }
 }

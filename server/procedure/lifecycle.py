@@ -100,6 +100,12 @@ class VoteTimers:
         self._tasks[vote_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(vote_id, None))
 
+    def cancel(self, vote_id: int) -> None:
+        """The vote was closed by hand: its timer has nothing left to do."""
+        task = self._tasks.pop(vote_id, None)
+        if task is not None:
+            task.cancel()
+
     async def _fire(self, meeting_id: int, vote_id: int, closes_at: datetime) -> None:
         await asyncio.sleep(max(0.0, (closes_at - utcnow()).total_seconds()))
         try:

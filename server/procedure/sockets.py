@@ -322,6 +322,7 @@ def _register_votes(rt: Realtime) -> None:
             return emit[1]["vote"], [emit]
         result, _ = await run_change(ctx.app, ctx.user, p.meeting_id, Action.run_procedure,
                                      change)
+        ctx.app[VOTE_TIMERS].cancel(p.vote_id)  # closed before its time limit
         if result["secret"]:
             ctx.app[LIVE].scrub_soon()
         return result

@@ -6,8 +6,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import shutil
+import socket
+import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +111,62 @@ async def test_media_config_hands_each_user_their_own_credential(hopso_turn: Har
         seen[name] = turn
     assert seen["daibieu"]["username"] != seen["chutri"]["username"]
     assert SECRET not in caplog.text
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def coturn(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """A real coturn on 127.0.0.1 with SECRET as static-auth-secret, and coturn's UDP echo
+    peer to relay to: (TURN port, peer port). Skipped where Debian's coturn is missing (it is
+    not in setup.sh: operators install it, docs/operations.md)."""
+    if not (shutil.which("turnserver") and shutil.which("turnutils_uclient")):
+        pytest.skip("coturn is not installed (apt-get install coturn)")
+    port, peer_port = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
+    relay = 45000 + port % 200 * 50
+    log = tmp_path / "turnserver.log"
+    procs = [subprocess.Popen(
+        ["turnserver", "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
+         f"--listening-port={port}", f"--min-port={relay}", f"--max-port={relay + 49}",
+         "--use-auth-secret", f"--static-auth-secret={SECRET}", "--realm=hop.test",
+         "--no-tls", "--no-dtls", "--allow-loopback-peers", "--no-cli", "--simple-log",
+         f"--log-file={log}", f"--pidfile={tmp_path / 'turnserver.pid'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-p", str(peer_port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # coturn listens on TCP too once it is ready
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield port, peer_port
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+
+
+def relays(port: int, peer_port: int, username: str, credential: str) -> bool:
+    """coturn's own client allocates with these credentials and echoes 5 packets through."""
+    done = subprocess.run(
+        ["turnutils_uclient", "-p", str(port), "-e", "127.0.0.1", "-r", str(peer_port),
+         "-u", username, "-w", credential, "-n", "5", "-m", "1", "-l", "100", "127.0.0.1"],
+        capture_output=True, text=True, timeout=30)
+    return done.returncode == 0 and "tot_recv_msgs=10" in done.stdout + done.stderr
+
+
+def test_coturn_accepts_the_credential_and_refuses_it_expired(coturn: tuple[int, int]) -> None:
+    port, peer_port = coturn
+    settings = Settings(ice_servers=URLS, turn_secret=SECRET, turn_ttl_s=600)
+    turn = client_ice_servers(settings, 42)[1]
+    assert relays(port, peer_port, turn["username"], turn["credential"])
+    expired = turn_credential(SECRET, 42, 600, now=time.time() - 610)
+    assert not relays(port, peer_port, *expired)
+    forged = turn_credential(SECRET[::-1], 42, 600)  # another secret
+    assert not relays(port, peer_port, *forged)

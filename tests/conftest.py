@@ -65,6 +65,8 @@ ONE_AT_A_TIME = (
     "tests/media/test_cascade_processes.py",
     "tests/e2e/",
     "tests/deploy/test_proxy.py",
+    "tests/server/conference/test_turn_credentials.py::test_coturn_accepts_the_credential_"
+    "and_refuses_it_expired",
 )
 
 

@@ -201,6 +201,15 @@ def test_check_in_floor_and_vote_on_tablets(demo_server: ServerProcess, tmp_path
         assert closed_card.locator("tr[data-option='0'] td.count").inner_text() == "0"
         stale.locator("#ballot-prompt button.prompt-close").click()
 
+        # A recess: paused, the tablets say so and offer nothing live; resumed, they do again.
+        chair.click("#proc-pause")
+        chair.wait_for_selector("#proc-state-text:has-text('Cuộc họp đang tạm dừng.')")
+        tablets["daibieu2"].wait_for_selector(
+            "#proc-meeting-state:has-text('Cuộc họp đang tạm dừng.')")
+        assert tablets["daibieu2"].locator("#proc-request-floor").count() == 0
+        chair.click("#proc-resume")
+        tablets["daibieu2"].wait_for_selector("#proc-request-floor")
+
         # The chair ends the meeting: asked first, told what it does.
         chair.click("button[data-action$='/close']")
         confirm = chair.locator("#confirm-dialog")

@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
+from deploy.render import Site, render
 from rooms.users import find_user
 from server.conference.turn import client_ice_servers, turn_credential
 from server.core import keys
 from server.core.settings import ConfigError, Settings, parse_settings
+from server.core.trusted_proxy import parse_networks
 from tests.conftest import Harness, start_harness
 from tests.server.core.test_realtime import demo_meeting_id
 from tests.server.media_support import media_client
@@ -76,6 +78,29 @@ def test_settings_accept() -> None:
                                    "HOPSO_TURN_SECRET": SECRET, "HOPSO_TURN_TTL_S": "7200"})
     assert settings.turn_secret == SECRET and settings.turn_ttl_s == 7200
     assert parse_settings([], {}).turn_ttl_s == 12 * 3600
+
+
+def test_the_rendered_site_gives_browsers_credentials_coturn_accepts(tmp_path: Path) -> None:
+    """deploy/templates: hopso.env parses into settings whose TURN credentials are made with
+    the static-auth-secret of the rendered turnserver.conf; nginx's address is trusted."""
+    render(Site(server_name="hop.example.vn", cert="/etc/ssl/c.pem", key="/etc/ssl/k.pem",
+                public_ip="203.0.113.10"), tmp_path)
+    env = dict(line.split("=", 1) for line in
+               (tmp_path / "etc/hopso/hopso.env").read_text().splitlines()
+               if line and not line.startswith("#"))
+    env["HOPSO_DATA_DIR"] = str(tmp_path / "data")
+    coturn_secret = next(line.split("=", 1)[1] for line in
+                         (tmp_path / "etc/turnserver.conf").read_text().splitlines()
+                         if line.startswith("static-auth-secret="))
+    settings = parse_settings([], env)
+    assert settings.turn_secret == coturn_secret
+    assert settings.trusted_proxies == parse_networks("127.0.0.1,::1")
+    stun, turn = client_ice_servers(settings, 5)
+    assert stun == {"urls": ["stun:hop.example.vn:3478"]}
+    assert turn["urls"] == ["turn:hop.example.vn:3478?transport=udp",
+                            "turn:hop.example.vn:3478?transport=tcp",
+                            "turns:hop.example.vn:5349?transport=tcp"]
+    assert turn["credential"] == coturn_password(coturn_secret, turn["username"])
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ from .link_usage import link_usage
 from .peer import Peer, Subscription
 from .producer import Producer
 from .ratelimit import TokenBucket
+from .recorder import Recorder, TrackFile
 from .router import Router
 from .sfu import SFU
 from .stats import ConsumerStats, PeerStats, ProducerStats, RouterStats, TransportStats
@@ -91,6 +92,7 @@ __all__ = [
     "ProducerPaused",
     "ProducerStats",
     "PublishResult",
+    "Recorder",
     "RenegotiationNeeded",
     "Router",
     "RouterStats",
@@ -100,6 +102,7 @@ __all__ = [
     "Source",
     "Subscription",
     "TokenBucket",
+    "TrackFile",
     "TransportState",
     "TransportStateChanged",
     "TransportStats",

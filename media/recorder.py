@@ -247,8 +247,11 @@ class TrackWriter:
 class Recorder:
     """Records every producer of a router while it is running (`start`/`stop`)."""
 
-    def __init__(self, router: Router, directory: Path) -> None:
+    def __init__(self, router: Router, directory: Path, zero: float | None = None) -> None:
+        """`zero`: the time.monotonic() that is time 0 in every file (default: `start`);
+        recorders of one recording share it when the meeting's router is replaced."""
         self.router = router
+        self._zero = zero
         self.directory = directory
         self.started_at: float | None = None  # wall clock (time.time())
         self._tracks: dict[str, TrackWriter] = {}
@@ -270,7 +273,7 @@ class Recorder:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         self._loop = asyncio.get_running_loop()
-        self._start = time.monotonic()
+        self._start = time.monotonic() if self._zero is None else self._zero
         self.started_at = time.time()
         self._remove_listener = self.router.add_listener(self._on_event)
         for info in self.router.producers():

@@ -44,6 +44,7 @@ from server.meetings import feature as meetings
 from server.meetings.events import MeetingClosed
 from server.procedure import feature as procedure
 from server.procedure.events import FloorChanged
+from server.recording import feature as recording
 
 log = logging.getLogger(__name__)
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
@@ -91,7 +92,8 @@ def create_app(settings: Settings) -> web.Application:
     realtime = Realtime(app, sio)
     app.cleanup_ctx.append(heap.FullCollections(activity=lambda: realtime.events_seen).run)
     install(app, realtime, [meetings.FEATURE, procedure.FEATURE, documents.FEATURE,
-                            conference.FEATURE, cascade.FEATURE, admin.FEATURE, chat.FEATURE])
+                            conference.FEATURE, cascade.FEATURE, recording.FEATURE, admin.FEATURE,
+                            chat.FEATURE])
     if settings.redis_url:  # after the features: it closes before them
         bridge = BusBridge(app[keys.BUS], settings.redis_url, settings.bus_redis_channel,
                            CROSS_PROCESS_EVENTS)

@@ -1,0 +1,1 @@
+"""Recording a meeting's media at this node (docs/media.md, "Recording")."""

@@ -1,0 +1,81 @@
+"""socket.io events of recording: the chair starts and stops it, everyone is told
+(docs/protocol.md, "Recording")."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rooms import audit, meetings
+from rooms.errors import Conflict, DomainError
+from rooms.models import MeetingStatus
+from rooms.permissions import Action
+from server.core.realtime import EventContext, EventSchema, Realtime, meeting_room
+from server.recording.keys import RECORDINGS
+
+logger = logging.getLogger(__name__)
+
+STARTED, STOPPED = "recording_started", "recording_stopped"  # audit kinds
+
+
+class MeetingRef(EventSchema):
+    meeting_id: int
+
+
+class RecordingUnavailable(DomainError):
+    code, status = "recording_unavailable", 503
+
+
+def stopped_data(rec_dir: str, files: list[Any]) -> dict[str, Any]:
+    return {"directory": rec_dir,
+            "files": [{"name": f.path.rsplit("/", 1)[-1], "kind": f.kind, "codec": f.codec,
+                       "frames": f.frames, "dropped_packets": f.dropped_packets,
+                       "dropped_frames": f.dropped_frames} for f in files]}
+
+
+def register(rt: Realtime) -> None:
+    @rt.on("recording:start", MeetingRef)
+    async def start(ctx: EventContext, p: MeetingRef) -> dict[str, Any]:
+        recordings = ctx.app[RECORDINGS]
+        async with ctx.db.session() as s:
+            # Recording is a chair's media control (chair_media: the chair's alone).
+            access = await meetings.require(s, ctx.user, p.meeting_id, Action.chair_media)
+            if access.meeting.status != MeetingStatus.open:
+                raise Conflict("the meeting is not open", "meeting_not_open")
+            try:
+                rec, started = recordings.start(p.meeting_id)
+            except OSError as exc:
+                logger.error("recording meeting %s: %s", p.meeting_id, exc)
+                raise RecordingUnavailable("cannot write the recording") from None
+            if not started:
+                return rec.state()  # idempotent: already recording, nothing new audited
+            try:
+                await audit.record(s, p.meeting_id, ctx.user.id, STARTED,
+                                   {"directory": rec.directory.name})
+            except BaseException:
+                await recordings.stop(p.meeting_id)  # never a recording without its entry
+                raise
+        state = rec.state()
+        await ctx.sio.emit("recording:state", state, room=meeting_room(p.meeting_id))
+        return state
+
+    @rt.on("recording:stop", MeetingRef)
+    async def stop(ctx: EventContext, p: MeetingRef) -> dict[str, Any]:
+        recordings = ctx.app[RECORDINGS]
+        async with ctx.db.session() as s:
+            await meetings.require(s, ctx.user, p.meeting_id, Action.chair_media)
+            stopped = await recordings.stop(p.meeting_id)
+            if stopped is None:
+                raise Conflict("the meeting is not being recorded", "not_recording")
+            rec, files = stopped
+            await audit.record(s, p.meeting_id, ctx.user.id, STOPPED,
+                               stopped_data(rec.directory.name, files))
+        state = recordings.state(p.meeting_id)
+        await ctx.sio.emit("recording:state", state, room=meeting_room(p.meeting_id))
+        return {**state, "files": stopped_data(rec.directory.name, files)["files"]}
+
+    @rt.on("recording:status", MeetingRef)
+    async def status(ctx: EventContext, p: MeetingRef) -> dict[str, Any]:
+        async with ctx.db.session() as s:
+            await meetings.require(s, ctx.user, p.meeting_id, Action.view)
+        return ctx.app[RECORDINGS].state(p.meeting_id)

@@ -7,9 +7,11 @@ per recorder drains the queues every `POLL_S`, assembles frames (RTP timestamp
 + marker bit + sequence continuity), depacketizes and muxes with PyAV:
 Opus and VP8 into WebM, H.264 into MPEG-TS (Annex B as received: no avcC or
 picture size needed up front, and a file cut short still plays). One file per
-track. Timestamps: each track's RTP clock, anchored at the arrival time of its
-first packet relative to the recorder's start (the common zero of all files of
-one recording); an SSRC change re-anchors the same way.
+track. Timestamps: each track's RTP clock, anchored relative to the recorder's
+start (the common zero of all files of one recording) by the publisher's last
+sender report (Producer.last_sr: RTP time ↔ our arrival time of the report),
+or by the arrival time of the stream's first packet before any report; an SSRC
+change re-anchors the same way.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import av
 from .depacketize import depacketize, frame_start, vp8_size
 from .errors import NotFoundError
 from .events import MediaEvent, ProducerAdded, ProducerClosed
-from .producer import Producer
+from .producer import Producer, SenderReportRef
 from .router import Router
 from .rtp import EXT_BLOCK_LEN, ForwardPacket
 from .types import Kind
@@ -41,6 +43,7 @@ logger = logging.getLogger(__name__)
 QUEUE_PACKETS = 2048  # per track: ~2 s of 720p video, ~40 s of audio
 POLL_S = 0.02
 STALE_FRAME_S = 1.0  # an incomplete video frame waits this long for its packets
+MAX_REPORT_SKEW_S = 2.0  # a sender report placing a packet further from its arrival is ignored
 
 
 class TrackQueue:
@@ -71,6 +74,7 @@ class TrackFile:
     frames: int
     dropped_packets: int
     dropped_frames: int
+    anchored_by: str  # "sender_report" or "arrival" (see TrackWriter._anchor)
 
 
 def _safe(name: str) -> str:
@@ -94,6 +98,9 @@ class TrackWriter:
         self.closed = False  # set on the loop when the producer goes; the thread finishes up
         self._start = start
         self._ask_keyframe = ask_keyframe
+        # read from the writer thread: one attribute load of an object the loop replaces whole
+        self._sender_report: Callable[[], SenderReportRef | None] = lambda: producer.last_sr
+        self.anchored_by = "arrival"  # how the stream was placed on the recording's clock
         self._container: Any = None
         self._stream: Any = None
         self._epoch: int | None = None
@@ -110,7 +117,7 @@ class TrackWriter:
     def info(self) -> TrackFile:
         return TrackFile(self.producer_id, self.peer_id, self.kind.value, self.source,
                          self.codec, str(self.path), self.frames, self.queue.dropped,
-                         self.dropped_frames)
+                         self.dropped_frames, self.anchored_by)
 
     # -- per packet ---------------------------------------------------------------------
     def drain(self) -> None:
@@ -139,7 +146,21 @@ class TrackWriter:
         self._assemble(fp.arrival)
 
     def _anchor(self, fp: ForwardPacket) -> None:
-        pts = round((fp.arrival - self._start) * self.clock)
+        """Place a (re)starting stream on the recording's clock: by the publisher's last
+        sender report when there is one for this SSRC (its RTP clock against our arrival time
+        of the report: audio and video of one sender stay in step), else by this packet's
+        arrival."""
+        local = fp.arrival
+        sr = self._sender_report()
+        if sr is not None and sr.epoch == fp.epoch:
+            delta = (fp.ts - sr.rtp_ts) & 0xFFFFFFFF
+            if delta >= 1 << 31:
+                delta -= 1 << 32
+            by_report = sr.local + delta / self.clock
+            if abs(by_report - fp.arrival) < MAX_REPORT_SKEW_S:  # else a stale or bogus SR
+                local = by_report
+                self.anchored_by = "sender_report"
+        pts = round((local - self._start) * self.clock)
         if self._last_pts is not None:
             pts = max(pts, self._last_pts + 1)
         self._pts = max(0, pts)

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from media import SFU
-from media.recorder import Recorder, TrackQueue
+from media.codecs import vp8_keyframe
+from media.recorder import Recorder, TrackQueue, TrackWriter
 from media.rtp import ForwardPacket
 from testkit.aiortc_clients import FPS, EncodedMedia, Publisher, wait_for
 
@@ -77,6 +78,10 @@ async def test_vp8_and_opus_recorded_without_decoding(sfu: SFU, media: EncodedMe
         assert int(stream["nb_read_frames"]) >= (2 * FPS if kind == "video" else 100)  # 3 s
         assert decode_errors(track.path) == ""
     assert first_video_frame_is_keyframe(by_kind["video"].path)
+    # Both files are on the recorder's clock: each starts near its zero, together.
+    starts = {kind: float(probe(t.path)["format"]["start_time"]) for kind, t in by_kind.items()}
+    print("anchored by", {k: t.anchored_by for k, t in by_kind.items()}, "starts", starts)
+    assert all(0 <= start < 0.5 for start in starts.values()), starts
     # Both files share the recorder's clock: the video does not start later than ~0.5 s.
     assert by_kind["video"].frames > 0
 
@@ -147,4 +152,59 @@ async def test_lost_packets_drop_the_frame_and_wait_for_a_keyframe(
     assert lost > 0 and track.dropped_frames > 0
     assert decode_errors(track.path) == ""  # no frame with a hole was written
     assert pub.video.keyframe_requests > requests  # the writer asked for a keyframe
+    assert first_video_frame_is_keyframe(track.path)
+
+
+def vp8_packets(frames: list[bytes], *, seq: int, ts: int, epoch: int, at: float
+                ) -> list[ForwardPacket]:
+    """RFC 7741 packets of `frames` (1-byte descriptor, S bit on each frame's first),
+    15 frames a second, as the producer hands them to its tap."""
+    out = []
+    for i, frame in enumerate(frames):
+        chunks = [frame[j:j + 1000] for j in range(0, len(frame), 1000)]
+        for k, chunk in enumerate(chunks):
+            payload = bytes((0x10 if k == 0 else 0x00,)) + chunk
+            out.append(ForwardPacket(seq, (ts + i * 6000) & 0xFFFFFFFF,
+                                     0x80 if k == len(chunks) - 1 else 0, b"\0" * 8 + payload,
+                                     vp8_keyframe(payload), epoch, at + i / 15))
+            seq += 1
+    return out
+
+
+@needs_ffprobe
+async def test_an_ssrc_change_and_a_garbage_frame_leave_a_clean_file(
+        sfu: SFU, media: EncodedMedia, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    router = sfu.router("m")
+    pub = Publisher(router.add_peer("dave"), media, audio=False)
+    await pub.publish()
+    producer = router.get_producer(pub.producer_id("video"))
+    await pub.close()
+    producer.last_sr = None  # these packets are our own: placed by arrival time
+    asks: list[float] = []
+    start = time.monotonic()
+    writer = TrackWriter(producer, tmp_path, start, lambda: asks.append(time.monotonic()))
+    frames = media.vp8.frames[:30]  # 2 s, starting with a keyframe
+    first = vp8_packets(frames, seq=100, ts=4_294_000_000, epoch=0, at=start)  # ts wraps
+    cut = next(i for i, fp in enumerate(first) if fp.ts == (4_294_000_000 + 20 * 6000)
+               & 0xFFFFFFFF)
+    # In sequence between frames 19 and 20: X bit set, its byte missing: cannot be parsed.
+    garbage = ForwardPacket(first[cut].ext_seq, 4_294_000_000 + 19 * 6000 + 3000, 0x80,
+                            b"\0" * 8 + b"\x90", False, 0, start + 1.3)
+    packets = first[:cut] + [garbage] + [
+        ForwardPacket(fp.ext_seq + 1, fp.ts, fp.marker, fp.tail, fp.keyframe, 0, fp.arrival)
+        for fp in first[cut:]]
+    # The publisher restarts with a new SSRC (the producer's epoch bumps): new seq and ts bases.
+    packets += vp8_packets(frames, seq=7, ts=123, epoch=1, at=start + 2.0)
+    for fp in packets:
+        writer.queue(fp)
+    writer.drain()
+    writer.finish()
+    track = writer.info()
+    assert track.frames == 20 + 30  # up to the garbage, then from the new source's keyframe
+    assert len(asks) == 1  # one keyframe request for the broken stream
+    assert "packet dropped" in caplog.text  # the garbage was parsed, refused, logged
+    assert decode_errors(track.path) == ""
+    info = probe(track.path, "-count_frames")
+    assert int(info["streams"][0]["nb_read_frames"]) == 50
+    assert 3.5 <= float(info["format"]["duration"]) <= 4.5
     assert first_video_frame_is_keyframe(track.path)

@@ -46,6 +46,8 @@ if [ "$want_tests" = 1 ]; then
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   # iptables: the cascade rehearsal's WAN links lose packets (testkit/wan.py, loss_rule).
   [ -x /usr/sbin/iptables-legacy ] || missing+=(iptables)
+  # ffprobe/ffmpeg: tests/media/test_recorder.py checks the recorded WebM/MPEG-TS files.
+  command -v ffprobe >/dev/null || missing+=(ffmpeg)
   # pg_dump/pg_restore: tests/server/test_backup.py backs up and restores PostgreSQL.
   command -v pg_dump >/dev/null || missing+=(postgresql-client)
 fi

@@ -46,6 +46,10 @@ STALE_FRAME_S = 1.0  # an incomplete video frame waits this long for its packets
 MAX_REPORT_SKEW_S = 2.0  # a sender report placing a packet further from its arrival is ignored
 
 
+class WriteFailed(Exception):
+    """The track's file cannot be written (disk full, I/O error)."""
+
+
 class TrackQueue:
     """A producer's tap: bounded, drop-oldest, never blocks the forwarding path."""
 
@@ -75,6 +79,7 @@ class TrackFile:
     dropped_packets: int
     dropped_frames: int
     anchored_by: str  # "sender_report" or "arrival" (see TrackWriter._anchor)
+    failed: str | None  # the write error that stopped this track, if one did
 
 
 def _safe(name: str) -> str:
@@ -113,19 +118,28 @@ class TrackWriter:
         self._need_keyframe = True
         self.frames = 0
         self.dropped_frames = 0
+        self.failed: str | None = None  # why the file stopped being written
 
     def info(self) -> TrackFile:
         return TrackFile(self.producer_id, self.peer_id, self.kind.value, self.source,
                          self.codec, str(self.path), self.frames, self.queue.dropped,
-                         self.dropped_frames, self.anchored_by)
+                         self.dropped_frames, self.anchored_by, self.failed)
 
     # -- per packet ---------------------------------------------------------------------
     def drain(self) -> None:
         packets = self.queue.packets
         while packets:
             fp = packets.popleft()
+            if self.failed is not None:
+                packets.clear()  # the file cannot be written: discard, once per drain
+                return
             try:
                 self._packet(fp)
+            except WriteFailed as exc:  # disk full, I/O error: this track stops, logged once
+                self.failed = str(exc.__cause__ or exc)
+                logger.error("recorder: %s: writing failed, track stopped: %s",
+                             self.path.name, self.failed)
+                self._close()
             except Exception:  # a garbage payload costs that frame, never the recording
                 logger.exception("recorder: %s: packet dropped", self.path.name)
                 self._drop_frame()
@@ -243,26 +257,33 @@ class TrackWriter:
         if self._last_pts is not None and pts <= self._last_pts:
             self.dropped_frames += 1  # reordered or repeated: the muxer needs rising times
             return
-        if self._container is None and not self._open(payload):
-            self.dropped_frames += 1
-            return
-        packet = av.Packet(payload)
-        packet.pts = packet.dts = pts
-        packet.time_base = Fraction(1, self.clock)
-        packet.is_keyframe = keyframe
-        packet.stream = self._stream
-        self._container.mux(packet)
+        try:
+            if self._container is None and not self._open(payload):
+                self.dropped_frames += 1
+                return
+            packet = av.Packet(payload)
+            packet.pts = packet.dts = pts
+            packet.time_base = Fraction(1, self.clock)
+            packet.is_keyframe = keyframe
+            packet.stream = self._stream
+            self._container.mux(packet)
+        except (OSError, av.FFmpegError) as exc:
+            raise WriteFailed(str(exc)) from exc
         self._last_pts = pts
         self.frames += 1
 
     def finish(self) -> None:
         self.drain()
+        self._close()
+
+    def _close(self) -> None:
         if self._container is not None:
+            container, self._container = self._container, None
             try:
-                self._container.close()
-            except Exception:
-                logger.exception("recorder: closing %s", self.path.name)
-            self._container = None
+                container.close()
+            except Exception as exc:  # noqa: BLE001 - whatever it is, the track is over
+                logger.error("recorder: closing %s: %s", self.path.name, exc)
+                self.failed = self.failed or str(exc)
 
 
 class Recorder:

@@ -30,7 +30,8 @@ def stopped_data(rec_dir: str, files: list[Any]) -> dict[str, Any]:
     return {"directory": rec_dir,
             "files": [{"name": f.path.rsplit("/", 1)[-1], "kind": f.kind, "codec": f.codec,
                        "frames": f.frames, "dropped_packets": f.dropped_packets,
-                       "dropped_frames": f.dropped_frames} for f in files]}
+                       "dropped_frames": f.dropped_frames, "failed": f.failed}
+                      for f in files]}
 
 
 def register(rt: Realtime) -> None:

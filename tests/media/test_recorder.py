@@ -208,3 +208,26 @@ async def test_an_ssrc_change_and_a_garbage_frame_leave_a_clean_file(
     assert int(info["streams"][0]["nb_read_frames"]) == 50
     assert 3.5 <= float(info["format"]["duration"]) <= 4.5
     assert first_video_frame_is_keyframe(track.path)
+
+
+async def test_a_full_disk_stops_that_track_with_one_logged_error(
+        sfu: SFU, media: EncodedMedia, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    router = sfu.router("m")
+    pub = Publisher(router.add_peer("erin"), media, audio=False)
+    await pub.publish()
+    producer = router.get_producer(pub.producer_id("video"))
+    await pub.close()
+    producer.last_sr = None
+    start = time.monotonic()
+    writer = TrackWriter(producer, tmp_path, start, lambda: None)
+    writer.path = Path("/dev/full")  # every write: ENOSPC, as on a full disk
+    for r in range(20):  # 40 s of video: far more than the muxer buffers
+        for fp in vp8_packets(media.vp8.frames[:30], seq=r * 1000, ts=r * 180000, epoch=0,
+                              at=start + 2 * r):
+            writer.queue(fp)
+        writer.drain()  # never raises
+    writer.finish()
+    track = writer.info()
+    assert track.failed is not None and "space" in track.failed.lower()
+    assert caplog.text.count("writing failed") == 1
+    assert len(writer.queue.packets) == 0

@@ -92,6 +92,10 @@ async def test_the_chair_records_everyone_is_told_and_it_is_audited(
     assert await chair.error("recording:stop") == "not_recording"
     assert await chair.error("recording:start", extra=1) == "invalid"
     assert (await delegate.ok("recording:status"))["recording"] is False
+    for bad, code in (({"meeting_id": 999_999}, "not_found"), ({"meeting_id": "x"}, "invalid"),
+                      ({}, "invalid"), ({"meeting_id": 2**70}, "invalid")):
+        ack = await chair.sio.call("recording:start", bad, timeout=5)
+        assert not ack["ok"] and ack["error"]["code"] == code, (bad, ack)
 
     await chair.ok("media:join")
     await chair.publish(media)  # camera + microphone through the SFU

@@ -43,6 +43,9 @@ def register(rt: Realtime) -> None:
             access = await meetings.require(s, ctx.user, p.meeting_id, Action.chair_media)
             if access.meeting.status != MeetingStatus.open:
                 raise Conflict("the meeting is not open", "meeting_not_open")
+            if access.meeting.cascade_key is not None:  # a mirror: the owner node records
+                raise Conflict("this meeting is recorded at the node that holds it",
+                               "not_owner_node")
             try:
                 rec, started = recordings.start(p.meeting_id)
             except OSError as exc:

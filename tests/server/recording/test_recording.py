@@ -16,6 +16,7 @@ import aioice.ice
 import pytest
 from sqlmodel import select
 
+from rooms.models import Meeting
 from rooms.procedure_models import AuditEntry
 from server.core import keys
 from server.core.settings import MediaTimings
@@ -146,3 +147,20 @@ async def test_closing_the_meeting_stops_its_recording(
     await chair.wait_for("recording:state", lambda e: not e["recording"])
     kinds = await audit_kinds(h, m)
     assert [(k, actor) for k, actor, _ in kinds][-1] == ("recording_stopped", None)
+
+
+async def test_a_mirrored_meeting_is_recorded_at_its_owner_node_only(
+        hopso_media: Harness, clients: list[MediaClient]) -> None:
+    h = hopso_media
+    m = await demo_meeting_id(h)
+    chair = await person(h, clients, "chutri", m)
+    status, _ = await chair.http.call("POST", f"/api/meetings/{m}/open")
+    assert status == 200
+    async with h.server.app[keys.DB].session() as s:  # as a node mirroring its parent's meeting
+        meeting = await s.get(Meeting, m)
+        assert meeting is not None
+        meeting.cascade_key = "city:dong-hoi/7"
+        s.add(meeting)
+    assert await chair.error("recording:start") == "not_owner_node"
+    assert (await chair.ok("recording:status"))["recording"] is False
+    assert await audit_kinds(h, m) == []

@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 QUEUE_PACKETS = 2048  # per track: ~2 s of 720p video, ~40 s of audio
 POLL_S = 0.02
 STALE_FRAME_S = 1.0  # an incomplete video frame waits this long for its packets
+# A writer killed mid-file leaves what reached the disk: close a WebM cluster every second
+# and hand each one to the OS at once, so a cut file plays up to about a second before.
+WEBM_OPTIONS = {"cluster_time_limit": "1000", "flush_packets": "1"}
 MAX_REPORT_SKEW_S = 2.0  # a sender report placing a packet further from its arrival is ignored
 
 
@@ -236,18 +239,19 @@ class TrackWriter:
     def _open(self, payload: bytes) -> bool:
         stream: Any
         if self.codec == "H264":
-            container = av.open(str(self.path), "w", format="mpegts")
+            container = av.open(str(self.path), "w", format="mpegts",
+                                options={"flush_packets": "1"})
             stream = container.add_stream("h264", rate=90000)
         elif self.codec == "VP8":
             size = vp8_size(payload)
             if size is None:
                 return False
-            container = av.open(str(self.path), "w", format="webm")
+            container = av.open(str(self.path), "w", format="webm", options=WEBM_OPTIONS)
             stream = container.add_stream("libvpx", rate=30)
             stream.width, stream.height = size
             stream.pix_fmt = "yuv420p"
         else:
-            container = av.open(str(self.path), "w", format="webm")
+            container = av.open(str(self.path), "w", format="webm", options=WEBM_OPTIONS)
             stream = container.add_stream("libopus", rate=48000)
             stream.layout = "stereo"
         self._container, self._stream = container, stream

@@ -231,3 +231,29 @@ async def test_a_full_disk_stops_that_track_with_one_logged_error(
     assert track.failed is not None and "space" in track.failed.lower()
     assert caplog.text.count("writing failed") == 1
     assert len(writer.queue.packets) == 0
+
+
+@needs_ffprobe
+async def test_a_file_cut_mid_recording_plays_up_to_about_a_second_before(
+        sfu: SFU, media: EncodedMedia, tmp_path: Path) -> None:
+    """A writer killed mid-file (no trailer, no cues): what is on disk is a playable WebM."""
+    router = sfu.router("m")
+    pub = Publisher(router.add_peer("fred"), media, audio=False)
+    await pub.publish()
+    producer = router.get_producer(pub.producer_id("video"))
+    await pub.close()
+    producer.last_sr = None
+    start = time.monotonic()
+    writer = TrackWriter(producer, tmp_path, start, lambda: None)
+    for r in range(3):  # 6 s
+        for fp in vp8_packets(media.vp8.frames[:30], seq=r * 1000, ts=r * 180000, epoch=0,
+                              at=start + 2 * r):
+            writer.queue(fp)
+        writer.drain()
+    cut = tmp_path / "cut.webm"
+    shutil.copyfile(writer.path, cut)  # the file as a kill -9 now would leave it
+    writer.finish()
+    assert writer.frames == 90
+    info = probe(str(cut), "-count_frames")  # probe() also asserts ffprobe printed no error
+    assert int(info["streams"][0]["nb_read_frames"]) >= 90 - 2 * FPS
+    assert decode_errors(str(cut)) == ""

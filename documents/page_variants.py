@@ -37,3 +37,29 @@ def page1_variants(source: str, derived: str, widths: list[int], thumb_width: in
         path = out / "thumbs" / "0000.jpg"
         raster.write_atomic(path, raster.encode_jpeg(thumb, 70))
     return written
+
+
+# What page 1 may cost on a link, beside the PDF: a share of the file, so that the document's
+# bytes on a link stay within 1.05 of its size (issue 13: `doc_link_bytes_ratio` <= 1.1).
+PREVIEW_SHARE = 0.05
+PREVIEW_STEPS = ((1536, 75), (1280, 65), (1024, 60), (768, 50))  # (width, JPEG quality)
+
+
+def link_preview(source: str, dest: str, max_bytes: int) -> str | None:
+    """Page 1 for a cascade link from the page's rendered image: the largest of
+    PREVIEW_STEPS whose JPEG fits `max_bytes`, written to `dest`; None when even the
+    smallest does not (a page of photographs in a small file: then page 1 waits for the
+    PDF, which is small too). A worker job."""
+    with Image.open(source) as img:
+        img.load()
+        rgb = img.convert("RGB")
+    for width, quality in PREVIEW_STEPS:
+        width = min(width, rgb.width)
+        height = max(1, round(rgb.height * width / rgb.width))
+        sized = rgb if width == rgb.width else rgb.resize((width, height),
+                                                          Image.Resampling.LANCZOS)
+        data = raster.encode_jpeg(sized, quality)
+        if len(data) <= max_bytes:
+            raster.write_atomic(Path(dest), data)
+            return dest
+    return None

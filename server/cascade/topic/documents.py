@@ -27,6 +27,7 @@ from sqlmodel import col, select
 
 from documents.db_models import Document, DocumentVersion
 from documents.mirror_models import DocumentCascade
+from documents.page_variants import PREVIEW_SHARE, link_preview
 from rooms import meeting_nodes
 from rooms.models import Meeting
 from server.cascade.blobs import FETCHER, BlobFetcher
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 TOPIC = "documents.changed"
 _DIGEST = r"^[0-9a-f]{64}$"
 CHUNK_BYTES = 1 << 20
+PREVIEW_TIMEOUT_S = 30.0
 
 
 # [width, height] in points, as the owner's processing measured them.
@@ -116,13 +118,29 @@ async def export(rt: DocumentRuntime, doc: Document, v: DocumentVersion,
         sha, size = v.sha256, v.size
     else:
         sha, size = await _as_blob(rt, source)
-    page1 = rt.store.derived_dir(v.sha256) / "pages" / "0000.jpg"
     # Not for a confidential document: its pages are only ever seen watermarked.
-    first = await _as_blob(rt, page1) if page1.is_file() and not doc.confidential else None
+    first = None if doc.confidential else await _preview(rt, v, size)
     return DocumentCascade(document_id=doc.id, meeting_id=doc.meeting_id, origin_id=None,
                            version=v.number, sha256=sha, size=size,
                            page1_sha256=first[0] if first else None,
                            page1_size=first[1] if first else None)
+
+
+async def _preview(rt: DocumentRuntime, v: DocumentVersion, size: int) -> tuple[str, int] | None:
+    """Page 1 as it crosses links: the rendered page within PREVIEW_SHARE of the file's size
+    (documents/page_variants.py), or none."""
+    page1 = rt.store.derived_dir(v.sha256) / "pages" / "0000.jpg"
+    if not page1.is_file():
+        return None
+    preview = page1.with_name("link-0000.jpg")
+    budget = int(size * PREVIEW_SHARE)
+    try:
+        made = await rt.pool.run(link_preview, str(page1), str(preview), budget,
+                                 timeout=PREVIEW_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - pool closed, a crash: page 1 waits for the PDF
+        log.warning("cascade: page 1 of version %s not sent ahead: %r", v.id, exc)
+        return None
+    return await _as_blob(rt, preview) if made else None
 
 
 async def _sent_before(rt: DocumentRuntime, v: DocumentVersion) -> DocumentCascade | None:

@@ -60,6 +60,21 @@ async def mirrored_doc(client: Client, meeting_id: int, title: str,
     return None
 
 
+def with_photographs(pdf: bytes, size: int) -> bytes:
+    """`pdf` with `size` bytes of photographs (noise) on its last page: a big file whose page
+    1 is plain text, so page 1 crosses ahead of it (within its share of the file's size)."""
+    import os
+
+    import pymupdf
+
+    doc = pymupdf.open(stream=pdf, filetype="pdf")
+    side = int((size / 3) ** 0.5)
+    image = pymupdf.Pixmap(pymupdf.csRGB, side, side, os.urandom(side * side * 3), False)
+    page = doc[-1]
+    page.insert_image(pymupdf.Rect(72, 400, 300, 628), stream=image.tobytes("png"))
+    return bytes(doc.tobytes(deflate=True))
+
+
 async def published(t: Tree, meeting_id: int, tmp_path: Path, title: str, pages: int = 4,
                     confidential: bool = False) -> dict[str, Any]:
     return await upload_ready(t.province, meeting_id, make_pdf(tmp_path, pages=pages),
@@ -70,7 +85,7 @@ async def test_a_published_document_reaches_every_node_page_1_first_each_file_on
         tmp_path: Path) -> None:
     async with tree(tmp_path) as t:
         chair, meeting_id, key, _, ward_id = await cascaded_meeting(t)
-        data = make_pdf(tmp_path, pages=4)
+        data = with_photographs(make_pdf(tmp_path, pages=4), 3_000_000)  # page 1 worth sending
         doc = await upload_ready(t.province, meeting_id, data, title="Tờ trình ngân sách")
         delegate = await member(t.ward, ward_id, "daibieu")
 

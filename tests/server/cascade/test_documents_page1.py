@@ -4,6 +4,7 @@ run by a worker at a node that mirrors a document until its PDF is there)."""
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,27 @@ def test_a_documents_entry_with_impossible_pages_or_files_is_refused() -> None:
                    {"document": 0}, {"title": ""}, {"version": -1}, {"extra": 1}):
         with pytest.raises(NodeError):
             validate(DocumentData, {**base, **change})
+
+
+def test_page_1_crosses_a_link_only_within_its_share_of_the_file(tmp_path: Path) -> None:
+    """A plain page is sent at full width; a page of noise (photographs) is made smaller to
+    fit its share, or not sent at all: a document's bytes on a link stay near its size
+    (the bench's 1 MB PDF of noise pages crossed at 1.69 times its size before)."""
+    from documents.page_variants import PREVIEW_SHARE, link_preview
+
+    plain = jpeg(tmp_path / "plain.jpg", (1536, 2172))
+    out = tmp_path / "link.jpg"
+    assert link_preview(str(plain), str(out), int(5_000_000 * PREVIEW_SHARE)) == str(out)
+    with Image.open(out) as img:
+        assert img.width == 1536
+    noisy = tmp_path / "noise.jpg"
+    Image.frombytes("RGB", (1536, 2172), os.urandom(1536 * 2172 * 3)).save(
+        noisy, "JPEG", quality=85)
+    budget = int(5_000_000 * PREVIEW_SHARE)  # 250 kB of a 5 MB file
+    made = link_preview(str(noisy), str(out), budget)
+    if made is not None:
+        assert out.stat().st_size <= budget
+        with Image.open(out) as img:
+            assert img.width < 1536
+    assert link_preview(str(noisy), str(tmp_path / "none.jpg"), 20_000) is None
+    assert not (tmp_path / "none.jpg").exists()

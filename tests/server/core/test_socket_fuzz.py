@@ -123,7 +123,9 @@ def frames(draw: st.DrawFn, events: dict[str, type[BaseModel] | None], ids: list
     payload shaped by its schema (to reach the handlers), else [name, payload...] or worse."""
     if draw(st.booleans()):
         event = draw(st.sampled_from(sorted(events)))
-        return json.dumps([event, draw(schema_objects(events[event], ids))])
+        text = json.dumps([event, draw(schema_objects(events[event], ids))])
+        # a bigger frame closes the connection (test_socket_guard.py), as trimmed below
+        return text if len(text) <= MAX_FRAME // 2 else json.dumps([event, {}])
     registered = st.sampled_from(sorted(events)).map(json.dumps)
     name = draw(st.one_of(
         registered, registered, registered,

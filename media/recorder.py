@@ -93,7 +93,7 @@ class TrackWriter:
     """One producer's file: frame assembly and muxing, on the writer thread only."""
 
     def __init__(self, producer: Producer, directory: Path, start: float,
-                 ask_keyframe: Callable[[], None]) -> None:
+                 ask_keyframe: Callable[[], None], queue_packets: int = QUEUE_PACKETS) -> None:
         self.producer_id = producer.id
         self.peer_id = producer.peer_id
         self.kind = producer.kind
@@ -102,7 +102,7 @@ class TrackWriter:
         self.clock = producer.codec.clock_rate
         ext = ".ts" if self.codec == "H264" else ".webm"
         self.path = directory / f"{_safe(producer.peer_id)}-{self.source}-{producer.id[:8]}{ext}"
-        self.queue = TrackQueue()
+        self.queue = TrackQueue(queue_packets)
         self.closed = False  # set on the loop when the producer goes; the thread finishes up
         self._start = start
         self._ask_keyframe = ask_keyframe
@@ -293,11 +293,13 @@ class TrackWriter:
 class Recorder:
     """Records every producer of a router while it is running (`start`/`stop`)."""
 
-    def __init__(self, router: Router, directory: Path, zero: float | None = None) -> None:
+    def __init__(self, router: Router, directory: Path, zero: float | None = None,
+                 queue_packets: int = QUEUE_PACKETS) -> None:
         """`zero`: the time.monotonic() that is time 0 in every file (default: `start`);
         recorders of one recording share it when the meeting's router is replaced."""
         self.router = router
         self._zero = zero
+        self._queue_packets = queue_packets
         self.directory = directory
         self.started_at: float | None = None  # wall clock (time.time())
         self._tracks: dict[str, TrackWriter] = {}
@@ -359,7 +361,8 @@ class Recorder:
             if loop is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(producer.request_keyframe, time.monotonic(), False)
 
-        writer = TrackWriter(producer, self.directory, self._start, ask_keyframe)
+        writer = TrackWriter(producer, self.directory, self._start, ask_keyframe,
+                             self._queue_packets)
         with self._lock:
             self._tracks[producer.id] = writer
         producer.tap = writer.queue

@@ -16,7 +16,7 @@ from media import SFU
 from media.codecs import vp8_keyframe
 from media.recorder import Recorder, TrackQueue, TrackWriter
 from media.rtp import ForwardPacket
-from testkit.aiortc_clients import FPS, EncodedMedia, Publisher, wait_for
+from testkit.aiortc_clients import FPS, EncodedMedia, Publisher, Subscriber, wait_for
 
 needs_ffprobe = pytest.mark.skipif(shutil.which("ffprobe") is None,
                                    reason="ffprobe missing: bash scripts/setup.sh --test")
@@ -257,3 +257,34 @@ async def test_a_file_cut_mid_recording_plays_up_to_about_a_second_before(
     info = probe(str(cut), "-count_frames")  # probe() also asserts ffprobe printed no error
     assert int(info["streams"][0]["nb_read_frames"]) >= 90 - 2 * FPS
     assert decode_errors(str(cut)) == ""
+
+
+@needs_ffprobe
+async def test_a_stalled_writer_never_holds_up_forwarding(sfu: SFU, media: EncodedMedia,
+                                                         tmp_path: Path) -> None:
+    """The writer thread stuck (here: its lock held) for 2 s: the subscriber keeps decoding,
+    the recorder's queues drop their oldest packets and count them, and the file written
+    afterwards is still clean (the hole costs frames up to the next keyframe)."""
+    router = sfu.router("m")
+    pub = Publisher(router.add_peer("gus"), media)
+    await pub.publish()
+    sub = Subscriber(router.add_peer("hal"))
+    await sub.subscribe(*[p.id for p in router.producers()])
+    await wait_for(lambda: sub.frames("video") >= 3, 5)
+    recorder = Recorder(router, tmp_path, queue_packets=32)
+    recorder.start()
+    await asyncio.sleep(0.5)
+    frames_before = sub.frames("video"), sub.frames("audio")
+    with recorder._lock:  # the writer thread blocks at its next drain
+        await asyncio.sleep(2.0)
+        during = sub.frames("video") - frames_before[0], sub.frames("audio") - frames_before[1]
+    await asyncio.sleep(1.5)
+    files = await recorder.stop()
+    await pub.close()
+    await sub.close()
+    assert during[0] >= 2 * FPS * 0.7 and during[1] >= 100 * 0.7, during  # ~30 and ~100
+    by_kind = {f.kind: f for f in files}
+    assert by_kind["audio"].dropped_packets > 0 and by_kind["video"].dropped_packets > 0
+    for track in files:
+        assert decode_errors(track.path) == ""
+    assert first_video_frame_is_keyframe(by_kind["video"].path)

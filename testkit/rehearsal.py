@@ -132,8 +132,11 @@ async def readers(tree: ProvinceTree, m: Meeting) -> tuple[list[Reader], Node, N
     return out, ten, one
 
 
-async def document_phase(tree: ProvinceTree, m: Meeting, root: Path) -> dict[str, Any]:
-    pdf = make_pdf(root / "nghi-quyet.pdf")
+async def document_phase(tree: ProvinceTree, m: Meeting, root: Path, pages: int = 30,
+                         size: int = 5_000_000) -> dict[str, Any]:
+    """Published at the province: page 1 on every tablet, and the bytes on two ward links
+    (10 readers there, 1 there) over the PDF's size."""
+    pdf = make_pdf(root / "nghi-quyet.pdf", pages, size)
     size = pdf.stat().st_size
     doc = await upload(tree.province, m.ids[tree.province.unit], pdf)
     tablets, ten, one = await readers(tree, m)
@@ -145,9 +148,18 @@ async def document_phase(tree: ProvinceTree, m: Meeting, root: Path) -> dict[str
 
     admins = {node.unit: await node.login("quantri") for node in (ten, one)}
 
-    async def settled() -> bool:  # the whole file has arrived at both wards
-        got = [await read_blob_bytes(admins[n.unit].session, n.base) for n in (ten, one)]
-        return all(b >= size for b in got)
+    last: dict[str, tuple[float, float]] = {}  # unit -> (blob bytes, since when)
+
+    async def settled() -> bool:
+        """The whole file is at both wards: their document bytes (the sanitised copy that
+        crosses, whose size differs from the upload's a little) stopped growing for 2 s."""
+        now, done = time.monotonic(), True
+        for n in (ten, one):
+            got = await read_blob_bytes(admins[n.unit].session, n.base)
+            if n.unit not in last or last[n.unit][0] != got:
+                last[n.unit] = (got, now)
+            done &= got >= size / 2 and now - last[n.unit][1] >= 2.0
+        return done
     await until(settled, 120, "the whole document at the wards", every=0.25)
     await asyncio.sleep(1.0)  # the last bytes counted
     ratios = {unit: (tree_node_bytes(tree, unit) - before[unit]) / size for unit in before}
@@ -157,7 +169,8 @@ async def document_phase(tree: ProvinceTree, m: Meeting, root: Path) -> dict[str
               "first_page_p50_s": round(statistics.median(seconds), 2),
               "first_page_max_s": round(max(seconds), 2),
               "link_bytes_ratio_10_readers": round(ratios[ten.unit], 3),
-              "link_bytes_ratio_1_reader": round(ratios[one.unit], 3)}
+              "link_bytes_ratio_1_reader": round(ratios[one.unit], 3),
+              "document_bytes_received": {u: got for u, (got, _) in last.items()}}
     return result
 
 

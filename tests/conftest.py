@@ -61,6 +61,7 @@ ONE_AT_A_TIME = (
     "tests/server/test_scale_out_presenter.py",
     "tests/server/core/test_login_limit.py::test_the_limit_is_shared_by_processes_through_redis",
     "tests/server/cascade/test_servers.py",
+    "tests/server/cascade/test_rehearsal.py",
     "tests/server/cascade/test_documents_servers.py",
     "tests/media/test_cascade_processes.py",
     "tests/e2e/",

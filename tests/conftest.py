@@ -58,6 +58,7 @@ SERIAL = (
 ONE_AT_A_TIME = (
     "tests/server/test_sigkill_durability.py",
     "tests/server/test_scale_out.py",
+    "tests/server/test_upgrade.py",
     "tests/server/test_scale_out_presenter.py",
     "tests/server/core/test_login_limit.py::test_the_limit_is_shared_by_processes_through_redis",
     "tests/server/cascade/test_servers.py",

@@ -48,12 +48,19 @@ class PeopleData(NodeSchema):
 
 
 def install(app: web.Application, state: MeetingState) -> None:
+    reported: dict[int, int] = {}  # meeting -> the last revision stored for the owner
+
     async def on_attendance(event: AttendanceChanged) -> None:
         async with app[LIVE].lock(event.meeting_id), app[keys.DB].session() as s:
             meeting = await s.get(Meeting, event.meeting_id)
             if meeting is None or meeting.cascade_key is None:
                 return
             data = await people_of(s, event.meeting_id)
+            # Check-ins in a burst each publish an event; the snapshot read after the
+            # burst already has them all: the same revision is not sent twice.
+            if data["revision"] <= reported.get(event.meeting_id, -1):
+                return
+            reported[event.meeting_id] = data["revision"]
         await state.report(event.meeting_id, PEOPLE, data)
 
     async def receive(meeting_id: int, via: str, report: Report) -> dict[str, Any]:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PING_INTERVAL_S = 2.0  # RTT and meeting directory refresh, child -> parent
+LINK_UP_TIMEOUT_S = 30.0  # connect, hello, mirror and journal catch-up, as one step
 # A report refused for these will be refused again: settled as refused, not retried.
 FINAL_REFUSALS = frozenset({"not_found", "invalid", "forbidden", "too_large"})
 
@@ -110,12 +111,15 @@ class ParentLink:
                                                           on_failed=self._media_lost)
             self.state = "connecting"
             try:
-                await client.connect(
-                    settings.parent_url, namespaces=[NAMESPACE], transports=["websocket"],
-                    auth={"unit": settings.unit, "token": make_token(settings.unit,
-                                                                     settings.secret)},
-                    wait_timeout=3)
-                await self._resync(client)
+                # Bounded as a whole: a connection the network half-opened (a WAN link that
+                # drops packets, a relay that accepts and stalls) must not hang the loop.
+                async with asyncio.timeout(LINK_UP_TIMEOUT_S):
+                    await client.connect(
+                        settings.parent_url, namespaces=[NAMESPACE], transports=["websocket"],
+                        auth={"unit": settings.unit, "token": make_token(settings.unit,
+                                                                         settings.secret)},
+                        wait_timeout=3)
+                    await self._resync(client)
             except (socketio.exceptions.ConnectionError, ConnectionError,
                     TimeoutError, socketio.exceptions.SocketIOError) as exc:
                 self.state = f"retrying: {exc}"
@@ -139,9 +143,10 @@ class ParentLink:
     async def _drop(self, client: socketio.AsyncClient) -> None:
         self._connected.clear()
         try:
-            await client.disconnect()
-        except Exception as exc:  # noqa: BLE001 - a dead socket may fail to close
-            log.debug("cascade: closing the parent socket: %s", exc)
+            async with asyncio.timeout(5):
+                await client.disconnect()
+        except Exception as exc:  # noqa: BLE001 - a dead socket may fail (or stall) to close
+            log.debug("cascade: closing the parent socket: %r", exc)
         await self._teardown()
 
     async def _teardown(self) -> None:

@@ -193,8 +193,8 @@ async def local_doc_ids(m: Meeting) -> dict[str, int]:
 
 
 async def page_turns(tree: ProvinceTree, m: Meeting, doc_id: int, pages: range
-                     ) -> list[tuple[float, float]]:
-    """(latency ms, path one-way delay ms) for every tablet and turn."""
+                     ) -> list[tuple[float, float, str]]:
+    """(latency ms, path one-way delay ms, node) for every tablet and turn."""
     assert m.chair is not None
     out = []
     for page in pages:
@@ -205,12 +205,12 @@ async def page_turns(tree: ProvinceTree, m: Meeting, doc_id: int, pages: range
             for tablet in m.tablets[node.unit]:
                 at, _ = await tablet.wait_for("present:state", field_is("page", page),
                                               timeout=30, since=sent)
-                out.append(((at - sent) * 1000, path_delay_ms(tree, node)))
+                out.append(((at - sent) * 1000, path_delay_ms(tree, node), node.unit))
         await asyncio.sleep(0.2)
     return out
 
 
-async def floor_phase(tree: ProvinceTree, m: Meeting) -> list[float]:
+async def floor_phase(tree: ProvinceTree, m: Meeting) -> list[tuple[float, str]]:
     assert m.chair is not None
     out = []
     for node in [tree.city, *tree.wards]:
@@ -219,7 +219,7 @@ async def floor_phase(tree: ProvinceTree, m: Meeting) -> list[float]:
         asked = await asker.call("floor:request", {"meeting_id": m.ids[node.unit]})
         name = asker.http.user["full_name"] if asker.http else ""
         at, _ = await m.chair.wait_for("floor:changed", queued(name), timeout=30, since=sent)
-        out.append((at - sent) * 1000)
+        out.append(((at - sent) * 1000, node.unit))
         await asker.call("floor:withdraw", {"meeting_id": m.ids[node.unit],
                                             "request_id": asked["request_id"]})
     return out

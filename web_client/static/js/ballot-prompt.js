@@ -230,7 +230,10 @@ export class BallotPrompt {
   #tick() {
     const box = this.dialog.el.querySelector("#ballot-prompt-countdown");
     if (!box || !this.vote?.closes_at) return;
-    const left = (Date.parse(this.vote.closes_at) - this.#serverNow()) / 1000;
+    const closes = Date.parse(this.vote.closes_at);
+    // Never more than the limit itself: the estimate of the server's clock may be off.
+    const limit = this.vote.opened_at ? (closes - Date.parse(this.vote.opened_at)) / 1000 : Infinity;
+    const left = Math.min((closes - this.#serverNow()) / 1000, limit);
     if (this.vote.status !== "open") { box.textContent = ""; return; }
     box.textContent = left > 0 ? tf("Time left: {time}", { time: clock(Math.ceil(left)) }) : t("Time is up.");
     box.classList.toggle("over", left <= 10);

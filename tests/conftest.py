@@ -61,6 +61,10 @@ ONE_AT_A_TIME = (
     "tests/server/test_upgrade.py",
     "tests/server/test_scale_out_presenter.py",
     "tests/server/core/test_login_limit.py::test_the_limit_is_shared_by_processes_through_redis",
+    # Redis pub/sub channels are shared by every test that uses Redis: one at a time, or a
+    # test's servers hear another's events (a meeting closed elsewhere arrived as closed).
+    "tests/server/core/test_bus_bridge.py",
+    "tests/server/core/test_health.py::test_redis_is_checked_when_configured",
     "tests/server/cascade/test_servers.py",
     "tests/server/cascade/test_rehearsal.py",
     "tests/server/cascade/test_documents_servers.py",

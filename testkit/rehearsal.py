@@ -247,12 +247,17 @@ async def cast_all(m: Meeting, ids: dict[str, int], units: list[str]) -> int:
     return len(casts)
 
 
-async def province_count(m: Meeting, vote_id: int) -> int:
-    """Ballots the province counts for the vote (its own and every node's)."""
+async def province_vote(m: Meeting, vote_id: int) -> dict[str, Any]:
+    """The vote as the province's procedure state shows it."""
     http = m.tablets[m.tree.province.unit][0].http
     assert http is not None
     _, body = await http.call("GET", f"/api/meetings/{m.ids[m.tree.province.unit]}/procedure")
-    vote = next(v for v in body.get("votes", []) if v["id"] == vote_id)
+    return next(v for v in body.get("votes", []) if v["id"] == vote_id)  # type: ignore[no-any-return]
+
+
+async def province_count(m: Meeting, vote_id: int) -> int:
+    """Ballots the province counts for the vote (its own and every node's)."""
+    vote = await province_vote(m, vote_id)
     counted = vote.get("result") or vote.get("turnout") or {}
     return int(counted.get("cast") or 0)
 
@@ -404,20 +409,13 @@ async def vote_round(m: Meeting, question: str, secret: bool) -> dict[str, Any]:
         final = await until(lambda: _final_at_province(m, vote["id"], total), 30,
                             "the province's final result with every node's ballots", every=0.2)
     except AssertionError as exc:
-        http = m.tablets[m.tree.province.unit][0].http
-        assert http is not None
-        _, body = await http.call("GET", f"/api/meetings/{m.ids[m.tree.province.unit]}"
-                                         "/procedure")
-        found = [v for v in body.get("votes", []) if v["id"] == vote["id"]]
+        found = await province_vote(m, vote["id"])
         raise AssertionError(f"{exc}; the province has {found}") from None
     return {"total": total, "province": final, "tablets": seen}
 
 
 async def _final_at_province(m: Meeting, vote_id: int, total: int) -> dict[str, Any] | None:
-    http = m.tablets[m.tree.province.unit][0].http
-    assert http is not None
-    _, body = await http.call("GET", f"/api/meetings/{m.ids[m.tree.province.unit]}/procedure")
-    vote = next(v for v in body.get("votes", []) if v["id"] == vote_id)
+    vote = await province_vote(m, vote_id)
     result = vote.get("result") or {}
     counted = sum(result.get("totals") or [])
     return vote if vote["status"] == "closed" and vote.get("final") and counted == total \

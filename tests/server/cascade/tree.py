@@ -5,9 +5,7 @@ real processes (tests/server/cascade/test_servers.py); the same app, links and d
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from server.cascade.keys import NODE, STATE
 from server.cascade.link import NodeCascade
 from server.cascade.state import MeetingState
 from server.core.settings import NodeSettings
+from testkit.province import until
 from tests.conftest import Client, Harness, start_harness
 
 CITY_SECRET = "city-secret-0123456789"
@@ -41,17 +40,6 @@ def node(h: Harness) -> NodeCascade:
 
 def state(h: Harness) -> MeetingState:
     return h.server.app[STATE]
-
-
-async def until(probe: Callable[[], Awaitable[T | None]], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 @asynccontextmanager

@@ -50,6 +50,8 @@ if [ "$want_tests" = 1 ]; then
   command -v ffprobe >/dev/null || missing+=(ffmpeg)
   # pg_dump/pg_restore: tests/server/test_backup.py backs up and restores PostgreSQL.
   command -v pg_dump >/dev/null || missing+=(postgresql-client)
+  # SoftHSM2: a real PKCS#11 token for the signed-minutes tests (tests/documents/test_signing_token.py).
+  [ -e /usr/lib/softhsm/libsofthsm2.so ] || missing+=(softhsm2)
 fi
 if [ "$want_bench" = 1 ]; then
   command -v janus >/dev/null || [ -x /usr/bin/janus ] || missing+=(janus)

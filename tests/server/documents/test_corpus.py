@@ -19,7 +19,10 @@ CASES = [
     (corpus.make_truncated_pdf, 202, "ready_with_warnings", "repaired"),
     (corpus.make_active_content_pdf, 202, "ready_with_warnings", "active_content_removed"),
     (corpus.make_huge_page_pdf, 202, "ready_with_warnings", "page_oversized"),
-    (corpus.make_decompression_bomb_pdf, 202, "ready_with_warnings", None),
+    # Inflates 3.2 GB through a streamed, subsampled decode: ~13 s of one worker here, so
+    # within or past page_timeout by the machine's speed. Both ends are right; the page
+    # timeout itself is proven with a controlled pool in tests/documents/test_processing_corpus.
+    (corpus.make_decompression_bomb_pdf, 202, "ready_or_warnings", None),
     (corpus.make_docx_like, 202, "rejected", None),  # converted, or refused without LibreOffice
     (corpus.make_invalid_page_count_pdf, 202, "rejected", "damaged"),
     (corpus.make_page_tree_cycle_pdf, 202, "rejected", "damaged"),
@@ -49,6 +52,9 @@ async def test_hostile_files_end_rejected_or_with_warnings(hopso_sqlite: Harness
     for doc, (_, _, final, code) in zip(results, expected):
         if final == "rejected" and code is None:  # Office: converted if LibreOffice exists
             assert doc["status"] in ("rejected", "ready", "ready_with_warnings"), doc
+            continue
+        if final == "ready_or_warnings":
+            assert doc["status"] in ("ready", "ready_with_warnings"), doc
             continue
         assert doc["status"] == final, doc
         if final == "rejected":

@@ -52,6 +52,9 @@ SERIAL = (
     "tests/media/test_peer.py::test_late_joiner_decodes_within_one_second",
     "tests/e2e/test_video_browser.py::test_two_browsers_see_each_other_and_the_chair_mutes_one",
     "tests/e2e/test_meeting_screen_browser.py",
+    # measured rates, delays and audio gaps in a namespace of their own (testkit/netem.py)
+    "tests/testkit/test_netem.py",
+    "tests/testkit/test_weak_links.py",
 )
 # These run whole server processes (and browsers) with time bounds of seconds, or share
 # Redis's one socket.io channel: one worker takes them all, one after another.

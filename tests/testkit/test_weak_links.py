@@ -1,0 +1,62 @@
+"""Today's single-layer path through the SFU on weak links, with real aiortc peers (testkit/
+weak_links.py in a loopback-only namespace): the baseline issue 15's simulcast improves on.
+The publisher encodes live and follows the SFU's REMB, as a browser does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testkit.netem import in_namespace, namespace_unavailable
+
+ROOT = Path(__file__).resolve().parents[2]
+SECONDS = 12
+
+
+def call(profile: str) -> dict[str, Any]:
+    reason = namespace_unavailable()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must emulate links: {reason}")
+        pytest.skip(reason)
+    argv = in_namespace([sys.executable, "-m", "testkit.weak_links", profile, str(SECONDS)])
+    run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.timeout(150)
+def test_audio_stays_continuous_at_5_percent_random_loss() -> None:
+    r = call("loss5")
+    lossy, strong = r["viewers"]["lossy"], r["viewers"]["strong"]
+    # 5 % of 50 packets/s lost at random, no NACK for audio: a gap (audio missing between
+    # two packets received in a row, in the sender's time) over 100 ms needs 4 losses in a
+    # row. Arrival times are not asserted: SFU and clients share one process on a loaded box.
+    assert lossy["audio_gap_p99_ms"] <= 100, r
+    assert lossy["audio_gap_max_ms"] <= 100, r
+    assert strong["audio_gap_max_ms"] <= 40, r
+    assert 0.85 * SECONDS * 50 <= lossy["audio_packets"] <= 0.99 * SECONDS * 50, r  # lost some
+    assert strong["audio_packets"] >= 0.97 * SECONDS * 50, r
+    assert lossy["video_fps"] >= 20, r  # video recovers by NACK/RTX and keyframes
+
+
+@pytest.mark.timeout(150)
+def test_a_300_kbit_ward_keeps_receiving_video_on_the_single_layer_path() -> None:
+    r = call("weak_ward")
+    ward, strong = r["viewers"]["ward"], r["viewers"]["strong"]
+    # The SFU keeps forwarding to the ward at what its link carries, every half second...
+    assert min(ward["video_kbps"]) >= 100, r
+    assert ward["video_kbps_mean"] <= 300, r  # ...and the link is really 300 kbit/s.
+    # ...and the ward decodes video. Only that, today: the publisher's one encoding (its
+    # floor is above the link) does not fit, so most frames arrive broken; simulcast's low
+    # layer must make this continuous (issue 15 item 6; bench/network.py's figures).
+    assert ward["video_fps"] > 0, r
+    assert strong["video_fps"] >= 20 and strong["freezes_over_500ms"] == 0, r

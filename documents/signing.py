@@ -220,9 +220,18 @@ async def _sign_token(key: TokenKey, pdf: bytes, field_name: str, reason: str, l
         session.close()
 
 
+def _off_the_loop() -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError("signing and verifying block: run them in a thread, not on the loop")
+
+
 def sign_pdf(pdf: bytes, key: Key, *, field_name: str, anchors: Sequence[asn1_x509.Certificate],
              reason: str = "", location: str = "", now: datetime | None = None) -> bytes:
     """`pdf` with one more PAdES signature appended (an incremental update). Blocking."""
+    _off_the_loop()
     if not anchors:
         raise SigningRefused("signing_unavailable", "no signing trust anchors are configured")
     moment = now or datetime.now(UTC)
@@ -264,6 +273,7 @@ async def _verify_one(sig: Any, anchors: Sequence[asn1_x509.Certificate]) -> Sig
 
 def verify_pdf(pdf: bytes, anchors: Sequence[asn1_x509.Certificate]) -> Verification:
     """Every signature of `pdf`, checked. Never raises for a hostile file. Blocking."""
+    _off_the_loop()
     if len(pdf) > MAX_PDF_BYTES:
         return Verification([], error="the file is too large")
 

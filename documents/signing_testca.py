@@ -30,7 +30,7 @@ PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
 @dataclass
-class TestCA:
+class SigningCA:
     key: PrivateKey = field(repr=False)
     cert: x509.Certificate
 
@@ -45,7 +45,7 @@ def _name(common_name: str) -> x509.Name:
                       x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def make_ca(common_name: str = "Hopso TEST CA", *, days: int = 3650) -> TestCA:
+def make_ca(common_name: str = "Hopso TEST CA", *, days: int = 3650) -> SigningCA:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
     cert = (x509.CertificateBuilder().subject_name(_name(common_name))
@@ -60,10 +60,10 @@ def make_ca(common_name: str = "Hopso TEST CA", *, days: int = 3650) -> TestCA:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                            critical=False)
             .sign(key, hashes.SHA256()))
-    return TestCA(key, cert)
+    return SigningCA(key, cert)
 
 
-def issue(ca: TestCA, common_name: str, public_key: PublicKey, *,
+def issue(ca: SigningCA, common_name: str, public_key: PublicKey, *,
           not_before: datetime | None = None, not_after: datetime | None = None) -> x509.Certificate:
     """A signer's certificate (digital signature, non-repudiation) for `public_key`."""
     now = datetime.now(UTC)
@@ -85,7 +85,7 @@ def issue(ca: TestCA, common_name: str, public_key: PublicKey, *,
             .sign(ca.key, hashes.SHA256()))
 
 
-def pkcs12_for(ca: TestCA, common_name: str, password: str, *,
+def pkcs12_for(ca: SigningCA, common_name: str, password: str, *,
                not_before: datetime | None = None, not_after: datetime | None = None) -> bytes:
     """A PKCS#12 file (key, certificate and the CA's) for a new signer."""
     key = ec.generate_private_key(ec.SECP256R1())

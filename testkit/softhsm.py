@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from documents.signing_testca import TestCA, issue
+from documents.signing_testca import SigningCA, issue
 
 MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
 UTIL = "softhsm2-util"
@@ -67,7 +67,7 @@ class SoftToken:
                        check=True, capture_output=True, env={**os.environ})
         return cls(label, pin)
 
-    def add_signer(self, ca: TestCA, key_label: str, common_name: str, *,
+    def add_signer(self, ca: SigningCA, key_label: str, common_name: str, *,
                    not_before: datetime | None = None,
                    not_after: datetime | None = None) -> x509.Certificate:
         import pkcs11

@@ -4,5 +4,6 @@ import documents.db_models  # noqa: F401
 import rooms.cascade_models
 import rooms.chat
 import rooms.installation
+import rooms.minutes_signing
 import rooms.models
 import rooms.procedure_models  # noqa: F401

@@ -171,6 +171,12 @@ class Settings:
     # Seals secret ballots while their vote is open (rooms/ballot_seal.py); None: ballot.key
     # in the data dir. Every process of one deployment must read the same key.
     ballot_key_file: Path | None = None
+    # Signed minutes (server/procedure/minutes_signing.py): the CA certificates a signer's
+    # certificate must chain to (PEM file; None: signing refused, except --demo's TEST CA),
+    # and a PKCS#11 token the server signs with (module path, token label).
+    signing_ca: Path | None = None
+    signing_pkcs11_module: Path | None = None
+    signing_pkcs11_token: str | None = None
     socket_limits: SocketLimits = field(default_factory=SocketLimits)
     media_timings: MediaTimings = field(default_factory=MediaTimings)
     # Confidential page images (server/documents/runtime.py): the per-process cache of
@@ -240,6 +246,11 @@ _OPTIONS: Sequence[tuple[str, str, str]] = (
      "host:port of a separate listener for GET /metrics (default: on the main port)"),
     ("--min-free-disk-mb", "HOPSO_MIN_FREE_DISK_MB",
      "readiness fails below this free disk space in MB (default 512)"),
+    ("--signing-ca", "HOPSO_SIGNING_CA",
+     "PEM file of the CA certificates signers of the minutes must chain to"),
+    ("--signing-pkcs11-module", "HOPSO_SIGNING_PKCS11_MODULE",
+     "PKCS#11 library of the signing token (e.g. /usr/lib/softhsm/libsofthsm2.so)"),
+    ("--signing-pkcs11-token", "HOPSO_SIGNING_PKCS11_TOKEN", "label of the signing token"),
 )
 _FLAGS: Sequence[tuple[str, str, str]] = (
     ("--demo", "HOPSO_DEMO", "seed the Quảng Bình demo data and print its logins"),
@@ -349,6 +360,12 @@ def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Setting
         metrics_addr = _host_port("--metrics-addr", addr_text)
     if data_dir.exists() and not data_dir.is_dir():
         raise ConfigError(f"--data-dir is not a directory: {data_dir}")
+    signing_ca, p11_module = s("signing_ca"), s("signing_pkcs11_module")
+    for label, path in (("--signing-ca", signing_ca), ("--signing-pkcs11-module", p11_module)):
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{label} file not found: {path}")
+    if bool(p11_module) != bool(s("signing_pkcs11_token")):
+        raise ConfigError("--signing-pkcs11-module and --signing-pkcs11-token go together")
     return Settings(
         host=s("host") or "127.0.0.1",
         port=_int("--port", s("port"), 8080, 0, 65535),
@@ -377,4 +394,7 @@ def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Setting
         metrics_token=metrics_token,
         metrics_addr=metrics_addr,
         min_free_disk_mb=_int("--min-free-disk-mb", s("min_free_disk_mb"), 512, 0, 10**7),
+        signing_ca=Path(signing_ca) if signing_ca else None,
+        signing_pkcs11_module=Path(p11_module) if p11_module else None,
+        signing_pkcs11_token=s("signing_pkcs11_token"),
     )

@@ -6,7 +6,7 @@ import pymupdf
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import serialization
 
-from documents.signing_testca import TestCA
+from documents.signing_testca import SigningCA
 
 
 def small_pdf(text: str = "BIÊN BẢN cuộc họp") -> bytes:
@@ -18,6 +18,6 @@ def small_pdf(text: str = "BIÊN BẢN cuộc họp") -> bytes:
         doc.close()
 
 
-def anchors(*cas: TestCA) -> list[asn1_x509.Certificate]:
+def anchors(*cas: SigningCA) -> list[asn1_x509.Certificate]:
     return [asn1_x509.Certificate.load(ca.cert.public_bytes(serialization.Encoding.DER))
             for ca in cas]

@@ -33,6 +33,7 @@ from .events import (
     RenegotiationNeeded,
     TransportStateChanged,
 )
+from .layers import ConsumerLayers
 from .link import MAX_CATALOG, MAX_IDS, Cascade, LinkEnd, LinkLimits, relayed
 from .link_transport import LinkTransport
 from .link_usage import link_usage
@@ -42,7 +43,7 @@ from .ratelimit import TokenBucket
 from .recorder import Recorder, TrackFile
 from .router import Router
 from .sfu import SFU
-from .stats import ConsumerStats, PeerStats, ProducerStats, RouterStats, TransportStats
+from .stats import ConsumerStats, LayerStats, PeerStats, ProducerStats, RouterStats, TransportStats
 from .subscribing import SignalingState
 from .types import (
     CloseReason,
@@ -68,11 +69,13 @@ __all__ = [
     "Consumer",
     "ConsumerClosed",
     "ConsumerInfo",
+    "ConsumerLayers",
     "ConsumerStats",
     "Direction",
     "EventBus",
     "IceServer",
     "Kind",
+    "LayerStats",
     "LimitError",
     "LinkEnd",
     "LinkLimits",

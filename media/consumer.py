@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 
 from . import rtcp
+from .errors import MediaError
 from .fanout import LegField
+from .layers import ConsumerLayers, Segment, choose_target, mapped_ts_offset, ts_forward
 from .producer import Producer
-from .rtp import ForwardPacket, StreamRewriter
+from .rtp import ForwardPacket, StreamRewriter, nearest_ext
 from .stats import ConsumerStats, RateMeter
 from .transport import WebRtcTransport
 from .types import CloseReason, ConsumerInfo, Kind, Source
+from .vp8 import rewrite, rewritten_ids
+
+MAX_SEGMENTS = 8  # stretches of output (layer switches) whose NACKs are still answered
 
 
 class Consumer:
@@ -23,6 +28,10 @@ class Consumer:
     source, at a keyframe; until one arrives it asks the producer for one
     (rate limited there). It only sends once the subscriber's answer accepted
     it and its transport is connected (`active`).
+
+    Of a simulcast producer it forwards one layer at a time (media/layers.py): it sits in
+    the fan-out of its current layer and, while switching, of its target layer too, whose
+    packets the C loop hands back (another epoch) until a keyframe starts it here.
     """
 
     def __init__(self, *, peer_id: str, producer: Producer, transport: WebRtcTransport,
@@ -61,6 +70,16 @@ class Consumer:
         self.jitter_ms = 0.0
         self.rtt_ms: float | None = None
         self._rate = RateMeter()
+        # Layers (one for a single-layer producer): media/layers.py.
+        self.spatial_layers = len(producer.streams)
+        self.current_layer: int | None = None
+        self.target_layer = self.spatial_layers - 1
+        self.preferred_spatial: int | None = None
+        self.preferred_temporal: int | None = None
+        self.layer_switches = 0
+        self._segments: deque[Segment] = deque(maxlen=MAX_SEGMENTS)
+        self._vp8 = producer.simulcast and producer.codec.name == "VP8"
+        self.leg.vp8 = int(self._vp8)
 
     # State the C fan-out shares, kept in the leg (media/fanout.py).
     pt = LegField("pt", int)
@@ -75,53 +94,144 @@ class Consumer:
         if not self._sending:
             return
         rw = self._rewriter
-        if rw.epoch != fp.epoch:  # first packet, resumed, or new source
+        if rw.epoch != fp.epoch:  # first packet, resumed, new source, or a layer switch
+            if fp.layer != self.target_layer:
+                return  # the layer being left, or one not waited for
             if self._video and not fp.keyframe:
-                self.producer.request_keyframe(now, count_suppressed=False)
-                self.packets_dropped += 1
+                self.producer.request_keyframe(now, count_suppressed=False, layer=fp.layer)
+                if rw.epoch is None or fp.layer == self.current_layer:
+                    self.packets_dropped += 1  # nothing of this consumer is flowing
                 return
-            rw.sync(fp, now)
+            self._start(fp, now)
+        newest = fp.ext_seq + rw.seq_offset > rw.out_highest
         mapped = rw.map(fp, now)
         if mapped is None:
             return
+        tail = fp.tail
+        if self._vp8 and fp.vp8 is not None:
+            leg = self.leg
+            tail = rewrite(tail, fp.vp8, leg.pid_offset, leg.tl0_offset)
+            if newest:
+                leg.last_pid, leg.last_tl0 = rewritten_ids(fp.vp8, leg.pid_offset,
+                                                           leg.tl0_offset)
+        if newest:
+            self.leg.last_marker = fp.marker
         if self._transport.forward_rtp(fp.marker | self.pt, mapped[0], mapped[1], self.ssrc,
-                                       fp.tail):
+                                       tail):
             self.packets_sent += 1
             self.payload_bytes += fp.payload_size
         else:
             self.packets_dropped += 1
 
+    def _start(self, fp: ForwardPacket, now: float) -> None:
+        """(Re)start the output at `fp`, a keyframe of the target layer (or any audio
+        packet): sequence numbers and timestamps continue, VP8 ids too."""
+        rw, leg = self._rewriter, self.leg
+        streams = self.producer.streams
+        sent = leg.last_time >= 0
+        ts_offset = None
+        current = self.current_layer
+        if sent and current is not None and current != fp.layer:
+            old, new = streams[current].last_sr, streams[fp.layer].last_sr
+            if old is not None and old.epoch == rw.epoch and new is not None \
+                    and new.epoch == fp.epoch:
+                ts_offset = mapped_ts_offset(old, new, rw.ts_offset, rw.clock_rate)
+                if ts_offset is not None and not ts_forward(
+                        fp.ts + ts_offset, rw.last_ts, rw.clock_rate):
+                    ts_offset = None  # behind the last frame sent, or absurd: by the clock
+        # A frame cut short (its last packet not sent) is told by one missing number.
+        switching = sent and current is not None and current != fp.layer
+        rw.sync(fp, now, ts_offset, skip=1 if switching and not leg.last_marker else 0)
+        if self._vp8 and fp.vp8 is not None and sent:
+            leg.pid_offset = (leg.last_pid + 1 - fp.vp8.pid) & 0x7FFF
+            leg.tl0_offset = (leg.last_tl0 + 1 - fp.vp8.tl0) & 0xFF
+        self._segments.append(Segment(fp.ext_seq + rw.seq_offset, rw.seq_offset, rw.ts_offset,
+                                      fp.epoch, fp.layer, leg.pid_offset, leg.tl0_offset))
+        if switching:
+            self.layer_switches += 1
+        self.current_layer = fp.layer
+        if self.spatial_layers > 1:
+            self.producer.place(self)  # leave the old layer's fan-out
+
     def resync(self) -> None:
         """Restart at the next keyframe (video) or packet (audio), seq continuous."""
         self._rewriter.epoch = None
 
+    # -- layers (media/layers.py) ---------------------------------------------------------
+    def layers_needed(self) -> set[int]:
+        """The layers whose fan-out this consumer is in: forwarded, and waited for."""
+        if self.closed:
+            return set()
+        needed = {self.target_layer}
+        if self.current_layer is not None:
+            needed.add(self.current_layer)
+        return needed
+
+    def set_preferred_layers(self, spatial: int | None, temporal: int | None,
+                             now: float) -> ConsumerLayers:
+        """The layer this subscriber should get (None: the highest). The temporal
+        preference is kept for later: temporal layers are not dropped yet."""
+        for value in (spatial, temporal):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 0 <= value <= 15):
+                raise MediaError(f"a preferred layer is an int 0..15 or None, not {value!r}")
+        self.preferred_spatial, self.preferred_temporal = spatial, temporal
+        self.update_layers(now)
+        return self.layers()
+
+    def update_layers(self, now: float) -> None:
+        """Re-choose the target (on the RTCP tick and when the preference changes): the
+        publisher may have stopped or resumed sending a layer."""
+        if self.spatial_layers < 2 or self.closed:
+            return
+        target = choose_target(self.producer.streams, self.preferred_spatial, now)
+        if target == self.target_layer:
+            return
+        self.target_layer = target
+        self.producer.place(self)
+        if target != self.current_layer:
+            self.producer.request_keyframe(now, count_suppressed=False, layer=target)
+
+    def layers(self) -> ConsumerLayers:
+        return ConsumerLayers(self.id, self.spatial_layers, self.current_layer,
+                              self.target_layer, self.preferred_spatial,
+                              self.preferred_temporal)
+
     # -- feedback from the subscriber ---------------------------------------------------
     def on_nack(self, lost: Iterable[int], now: float) -> None:
-        """Retransmit from the producer's history: RTX if negotiated, else as is."""
+        """Retransmit from the history of the layer each packet came from: RTX if
+        negotiated, else as is."""
         self.nacks_received += 1
-        history = self.producer.history
         rewriter = self._rewriter
-        if history is None or not self.active:
+        if not self.active or not self._segments or rewriter.epoch is None:
             return
+        streams = self.producer.streams
         for seq in lost:
-            source = rewriter.source_seq(seq & 0xFFFF)
-            if source is None:
+            out = nearest_ext(seq & 0xFFFF, rewriter.out_highest)
+            segment = next((g for g in reversed(self._segments) if g.out_start <= out), None)
+            if segment is None:
                 continue
-            fp = history.get(source, now)
-            if fp is None or fp.epoch != rewriter.epoch:
+            history = streams[segment.layer].history
+            fp = history.get(out - segment.seq_offset, now) if history is not None else None
+            if fp is None or fp.epoch != segment.epoch:
                 continue
-            ts = rewriter.out_ts(fp.ts)
+            ts = (fp.ts + segment.ts_offset) & 0xFFFFFFFF
+            tail = fp.tail
+            if self._vp8 and fp.vp8 is not None:
+                tail = rewrite(tail, fp.vp8, segment.pid_offset, segment.tl0_offset)
             if self.rtx_pt is not None:
-                data = fp.build_rtx(self.rtx_pt, self._rtx_seq, ts, self.rtx_ssrc, seq & 0xFFFF)
+                data = fp.build_rtx(self.rtx_pt, self._rtx_seq, ts, self.rtx_ssrc,
+                                    seq & 0xFFFF, tail)
                 self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
             else:
-                data = fp.build(self.pt, seq & 0xFFFF, ts, self.ssrc)
+                data = fp.build(self.pt, seq & 0xFFFF, ts, self.ssrc, tail)
             if self._transport.send_rtp(data):
                 self.retransmissions_sent += 1
 
     def on_keyframe_request(self, now: float) -> None:
         self.keyframe_requests_received += 1
-        self.producer.request_keyframe(now)
+        layer = self.current_layer if self.current_layer is not None else self.target_layer
+        self.producer.request_keyframe(now, layer=layer)
 
     def on_remb(self, bitrate: int, now: float) -> None:
         self.remb_bps = bitrate
@@ -146,7 +256,8 @@ class Consumer:
         rewriter = self._rewriter
         if self.packets_sent == 0 or rewriter.last_time is None:
             return None
-        sr = self.producer.last_sr
+        layer = self.current_layer if self.current_layer is not None else 0
+        sr = self.producer.streams[layer].last_sr
         if sr is not None and sr.epoch == rewriter.epoch:
             elapsed = now - sr.local
             ntp = sr.ntp + int(elapsed * (1 << 32))
@@ -201,7 +312,7 @@ class Consumer:
                             source=self.producer.source, stream_id=self.stream_id)
 
     def stats(self) -> ConsumerStats:
-        return ConsumerStats(
+        stats = ConsumerStats(
             id=self.id, peer_id=self.peer_id, producer_id=self.producer.id,
             kind=self.kind.value, ssrc=self.ssrc, active=self.active, paused=self.paused,
             packets_sent=self.packets_sent, bytes_sent=self.payload_bytes,
@@ -211,6 +322,11 @@ class Consumer:
             keyframe_requests_received=self.keyframe_requests_received,
             packets_lost=self.packets_lost, fraction_lost=self.fraction_lost,
             jitter_ms=self.jitter_ms, rtt_ms=self.rtt_ms, remb_bps=self.remb_bps)
+        if self.spatial_layers > 1:
+            stats.current_layer, stats.target_layer = self.current_layer, self.target_layer
+            stats.preferred_layer = self.preferred_spatial
+            stats.layer_switches = self.layer_switches
+        return stats
 
 
 def stream_id_for(peer_id: str, source: Source) -> str:

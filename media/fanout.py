@@ -186,6 +186,9 @@ class FanOut:
         for c, fp, tail in zip(array, packets, tails, strict=True):
             c.ext, c.ts, c.marker, c.epoch = fp.ext_seq, fp.ts, fp.marker, fp.epoch
             c.tail, c.tail_len, c.payload_size = tail, len(fp.tail), fp.payload_size
+            vp8 = fp.vp8
+            if vp8 is not None:  # simulcast VP8 only: the C loop rewrites its ids per leg
+                c.pid, c.pid_pos, c.pid_wide, c.tl0, c.tl0_pos = vp8[:5]
         slow = self._slow
         count = lib.hop_forward(_PROTECT, self._legs, len(consumers), array, len(packets), now,
                                 slow)

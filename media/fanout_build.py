@@ -38,6 +38,9 @@ typedef struct {
     uint32_t ts_offset, last_ts;
     double last_time;          /* < 0: nothing sent yet */
     uint64_t packets_sent, payload_bytes, packets_dropped;
+    int last_marker;           /* marker bit of the newest packet sent */
+    int vp8;                   /* simulcast VP8: rewrite PictureID / TL0PICIDX */
+    int pid_offset, tl0_offset, last_pid, last_tl0;
 } hop_leg;
 
 typedef struct {
@@ -47,6 +50,7 @@ typedef struct {
     int64_t epoch;
     const char *tail;          /* extension block + payload */
     int tail_len, payload_size;
+    int pid, pid_pos, pid_wide, tl0, tl0_pos;  /* VP8 ids at offsets in tail; 0: absent */
 } hop_packet;
 
 #define HOP_MAX_BATCH 32
@@ -84,6 +88,9 @@ typedef struct {
     uint32_t ts_offset, last_ts;
     double last_time;
     uint64_t packets_sent, payload_bytes, packets_dropped;
+    int last_marker;
+    int vp8;
+    int pid_offset, tl0_offset, last_pid, last_tl0;
 } hop_leg;
 
 typedef struct {
@@ -93,6 +100,7 @@ typedef struct {
     int64_t epoch;
     const char *tail;
     int tail_len, payload_size;
+    int pid, pid_pos, pid_wide, tl0, tl0_pos;
 } hop_packet;
 
 /* libsrtp 2.x: srtp_err_status_t srtp_protect(srtp_t, void *, int *) */
@@ -117,6 +125,32 @@ static int hop_needs_python(const hop_leg *leg, const hop_packet *packets, int k
                 || packets[j].tail_len > HOP_BUFFER - HOP_TRAILER - 12)
             return 1;
     return 0;
+}
+
+/* A simulcast consumer's VP8 ids: each layer numbers its pictures on its own, the
+   subscriber must see one sequence (media/vp8.py is the Python copy). Offsets beyond the
+   tail (they cannot be: media/vp8.py parsed them from it) are skipped. */
+static void hop_rewrite_vp8(hop_leg *leg, const hop_packet *p, unsigned char *tail, int newest)
+{
+    if (p->pid_pos > 0 && p->pid_pos + p->pid_wide < p->tail_len) {
+        int pid = p->pid + leg->pid_offset;
+        if (p->pid_wide) {
+            pid &= 0x7FFF;
+            tail[p->pid_pos] = (unsigned char)(0x80 | (pid >> 8));
+            tail[p->pid_pos + 1] = (unsigned char)pid;
+        } else {
+            pid &= 0x7F;
+            tail[p->pid_pos] = (unsigned char)pid;
+        }
+        if (newest)
+            leg->last_pid = pid;
+    }
+    if (p->tl0_pos > 0 && p->tl0_pos < p->tail_len) {
+        int tl0 = (p->tl0 + leg->tl0_offset) & 0xFF;
+        tail[p->tl0_pos] = (unsigned char)tl0;
+        if (newest)
+            leg->last_tl0 = tl0;
+    }
 }
 
 /* Forward k packets (k <= HOP_MAX_BATCH) of one source to n legs, leg after
@@ -153,12 +187,16 @@ static int hop_forward(void *protect, hop_leg **legs, int n, const hop_packet *p
                 continue;
             int64_t out = p->ext + leg->seq_offset;
             uint32_t out_ts = p->ts + leg->ts_offset;
+            unsigned char *buffer = buffers[m];
+            memcpy(buffer + 12, p->tail, (size_t)p->tail_len);
+            if (leg->vp8)
+                hop_rewrite_vp8(leg, p, buffer + 12, out > leg->out_highest);
             if (out > leg->out_highest) {
                 leg->out_highest = out;
                 leg->last_ts = out_ts;
                 leg->last_time = now;
+                leg->last_marker = p->marker;
             }
-            unsigned char *buffer = buffers[m];
             buffer[0] = 0x90;  /* V=2, X=1: every forwarded packet has extensions */
             buffer[1] = (unsigned char)(p->marker | leg->pt);
             buffer[2] = (unsigned char)(out >> 8);
@@ -171,7 +209,6 @@ static int hop_forward(void *protect, hop_leg **legs, int n, const hop_packet *p
             buffer[9] = (unsigned char)(leg->ssrc >> 16);
             buffer[10] = (unsigned char)(leg->ssrc >> 8);
             buffer[11] = (unsigned char)leg->ssrc;
-            memcpy(buffer + 12, p->tail, (size_t)p->tail_len);
             int length = 12 + p->tail_len;
             if (srtp_protect(path->srtp, buffer, &length) != 0) {
                 path->srtp_errors++;

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from aioice import Candidate
 from .consumer import Consumer
 from .errors import ClosedError, NegotiationError, SdpError
 from .events import TransportStateChanged
+from .layers import ConsumerLayers
 from .producer import Producer
 from .publishing import Publishing
 from .stats import PeerStats
@@ -150,6 +152,18 @@ class Peer:
 
     def resume_consumer(self, consumer_id: str) -> None:
         self._subscribing.consumer(consumer_id).resume()
+
+    def set_preferred_layers(self, consumer_id: str, spatial: int | None,
+                             temporal: int | None = None) -> ConsumerLayers:
+        """The simulcast layer this consumer should get: spatial 0 = lowest, None = the
+        highest the publisher sends (the default). The consumer moves there at that
+        layer's next keyframe (asked for), or to the nearest lower layer sent. Harmless
+        on a single-layer producer. Temporal: kept, not applied yet (docs/media.md)."""
+        consumer = self._subscribing.consumer(consumer_id)
+        return consumer.set_preferred_layers(spatial, temporal, time.monotonic())
+
+    def consumer_layers(self, consumer_id: str) -> ConsumerLayers:
+        return self._subscribing.consumer(consumer_id).layers()
 
     async def add_ice_candidate(self, direction: Direction | str,
                                 candidate: str | None) -> None:

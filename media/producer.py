@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-import math
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -11,52 +12,42 @@ from typing import TYPE_CHECKING, Any
 from . import rtcp
 from .codecs import keyframe_detector
 from .config import MediaConfig
-from .fanout import FanOut
 from .history import PacketHistory
+from .recv_stream import RecvStream, SenderReportRef
 from .rtp import (
+    EXT_BLOCK_LEN,
     SILENCE_DBOV,
     ForwardPacket,
     InPacket,
-    SeqUnwrapper,
     abs_send_time,
     audio_ext_block,
     audio_level,
     video_ext_block,
 )
-from .stats import ProducerStats, RateMeter
+from .stats import ProducerStats
 from .transport import WebRtcTransport
 from .types import CloseReason, CodecInfo, Kind, ProducerInfo, Source
+from .vp8 import parse_descriptor
 
 if TYPE_CHECKING:
     from .consumer import Consumer
 
 logger = logging.getLogger(__name__)
 
-NACK_RETRY_S = 0.04  # resend a NACK this long after the last one...
-NACK_TRIES = 3  # ...at most this many times
-MAX_MISSING = 512  # a bigger gap is a reset: ask for a keyframe instead
+__all__ = ["Producer", "SenderReportRef"]
+
+NEVER_SENT_S = 5.0  # an announced layer silent this long after the first packet is counted
 REMB_FRESH_S = 5.0  # consumers' REMB older than this no longer counts
 
 
-class SenderReportRef:
-    """A publisher's last SR: maps its RTP clock to its NTP clock."""
-
-    __slots__ = ("epoch", "local", "ntp", "rtp_ts")
-
-    def __init__(self, ntp: int, rtp_ts: int, local: float, epoch: int) -> None:
-        self.ntp = ntp
-        self.rtp_ts = rtp_ts
-        self.local = local  # our monotonic arrival time
-        self.epoch = epoch
-
-
 class Producer:
-    """An incoming RTP stream from a publisher (audio, camera or screen).
+    """An incoming track from a publisher (audio, camera or screen).
 
-    Packets are handled synchronously: statistics, loss detection (NACK
-    upstream), history, keyframe detection, audio level, then one
-    ForwardPacket handed to every consumer in one C call (media/fanout.py). Pausing (chair mute) is
-    server-side state the client cannot undo.
+    Its RTP arrives on one stream (`RecvStream`), or one per spatial layer for a simulcast
+    camera (`rids`, low to high). Packets are handled synchronously: the stream's
+    statistics and loss detection (NACK upstream), history, keyframe detection, audio
+    level, then one ForwardPacket handed to the consumers of that stream in one C call
+    (media/fanout.py). Pausing (chair mute) is server-side state the client cannot undo.
     """
 
     def __init__(self, *, peer_id: str, transport: WebRtcTransport, mid: str, kind: Kind,
@@ -65,7 +56,8 @@ class Producer:
                  max_bitrate_bps: int, nack: bool, remb: bool, audio_level_ext: int,
                  app_data: dict[str, Any],
                  on_audio_level: Callable[[Producer, int, float], None] | None,
-                 on_close: Callable[[Producer, CloseReason], None]) -> None:
+                 on_close: Callable[[Producer, CloseReason], None],
+                 rids: tuple[str, ...] = ()) -> None:
         self.id = uuid.uuid4().hex
         self.peer_id = peer_id
         self.mid = mid
@@ -74,85 +66,57 @@ class Producer:
         self.codec = codec
         self.pt = pt
         self.rtx_pt = rtx_pt
-        self.ssrc = ssrc
-        self.rtx_ssrc = rtx_ssrc
         self.app_data = app_data
         self.paused = False
         self.closed = False
-        self.epoch = 0
-        self.history = PacketHistory(config.video_history_s) if kind is Kind.VIDEO else None
-        # A recorder's tap (media/recorder.py): called with each forwarded packet; it
-        # only appends to a bounded queue, so the forwarding path never waits on it.
+        self.simulcast = bool(rids)
+        history_s = config.video_history_s if kind is Kind.VIDEO else None
+        nack = nack and kind is Kind.VIDEO
+        self.streams = [
+            RecvStream(index=i, rid=rid, ssrc=None if rids else ssrc,
+                       rtx_ssrc=None if rids else rtx_ssrc, epoch=i, transport=transport,
+                       clock_rate=codec.clock_rate, history_s=history_s,
+                       keyframe_interval_s=config.keyframe_interval_s, nack=nack)
+            for i, rid in enumerate(rids or (None,))]
+        self._by_rid = {s.rid: s for s in self.streams if s.rid is not None}
+        self._epochs = itertools.count(len(self.streams))
+        # A recorder's tap (media/recorder.py): called with each forwarded packet of the top
+        # layer; it only appends to a bounded queue, so forwarding never waits on it.
         self.tap: Callable[[ForwardPacket], None] | None = None
-        self.last_sr: SenderReportRef | None = None
         self._transport = transport
-        self._clock_rate = codec.clock_rate
         self._keyframe = keyframe_detector(codec)
+        self._vp8 = self.simulcast and codec.name == "VP8"
         self._consumers: list[Consumer] = []
-        self._fanout = FanOut()
-        self._unwrapper = SeqUnwrapper()
-        self._nack = nack and kind is Kind.VIDEO
         self._remb = remb and kind is Kind.VIDEO
         self._max_bitrate = max_bitrate_bps
         self._level_ext = audio_level_ext if kind is Kind.AUDIO else 0
         self._on_audio_level = on_audio_level
         self._on_close = on_close
-        self._history_s = config.video_history_s
-        self._keyframe_interval = config.keyframe_interval_s
-        self._last_keyframe_request = -math.inf
-        # Gaps, per kind: a reordered packet fills one (forwarded), a repeat does not.
-        self._missing: dict[int, list[float]] = {}  # ext seq -> [first, last sent, tries]
-        self._last_nack_check = 0.0
-        # statistics (RFC 3550 appendix A)
-        self._base_ext: int | None = None
-        self._media_received = 0
-        self._expected_prior = 0
-        self._received_prior = 0
-        self._jitter = 0.0
-        self._last_transit: float | None = None
-        self.packets_received = 0
-        self.bytes_received = 0
-        self.rtx_received = 0
-        self.packets_recovered = 0
-        self.nacks_sent = 0
-        self.keyframe_requests_sent = 0
-        self.keyframe_requests_suppressed = 0
-        self.keyframes_received = 0
+        self._first_packet: float | None = None
         self.remb_sent: int | None = None
-        self.fraction_lost = 0.0
-        self._rate = RateMeter()
+        self.unknown_rid_packets = 0
+        self.unbound_packets = 0
+        self.ssrc_changes = 0
 
     # -- data path -----------------------------------------------------------------
-    def receive_rtp(self, pkt: InPacket, now: float, retransmitted: bool = False) -> None:
+    def receive_rtp(self, pkt: InPacket, now: float, retransmitted: bool = False,
+                    stream: RecvStream | None = None) -> None:
+        """A media packet of `stream` (the only one if None)."""
         if self.closed:
             return
-        if pkt.ssrc != self.ssrc:
-            self._new_source(pkt.ssrc)
-        unwrapper = self._unwrapper
-        previous = unwrapper.highest
-        ext = unwrapper.unwrap(pkt.seq)
-        self.packets_received += 1
-        self.bytes_received += len(pkt.payload)
-        if self._base_ext is None:
-            self._base_ext = ext
-        if previous is None or ext > previous:
-            self._media_received += 1
-            if not retransmitted:
-                self._update_jitter(pkt.ts, now)
-            if previous is not None and ext > previous + 1:
-                self._lost(previous + 1, ext, now)
-        elif self._missing.pop(ext, None) is not None:
-            self._media_received += 1
-            self.packets_recovered += 1
-        else:
-            return  # duplicate: already forwarded
-        if self._missing and now - self._last_nack_check >= NACK_RETRY_S:
-            self._retry_nacks(now)
-
+        if stream is None:
+            stream = self.streams[0]
+        if pkt.ssrc != stream.ssrc:
+            self._new_source(stream, pkt.ssrc)
+        ext = stream.receive(pkt, now, retransmitted)
+        if ext is None:
+            return
+        if self._first_packet is None:
+            self._first_packet = now
         if self.kind is Kind.VIDEO:
             keyframe = self._keyframe is not None and self._keyframe(pkt.payload)
             if keyframe:
-                self.keyframes_received += 1
+                stream.keyframes_received += 1
             tail = video_ext_block(abs_send_time(now)) + pkt.payload
         else:
             keyframe = False
@@ -160,140 +124,121 @@ class Producer:
             if level is not None and self._on_audio_level is not None:
                 self._on_audio_level(self, level, now)
             tail = audio_ext_block(SILENCE_DBOV if level is None else level) + pkt.payload
-        fp = ForwardPacket(ext, pkt.ts, pkt.marker, tail, keyframe, self.epoch, now)
-        if self.history is not None:
-            self.history.put(fp)
+        fp = ForwardPacket(ext, pkt.ts, pkt.marker, tail, keyframe, stream.epoch, now,
+                           stream.index)
+        if self._vp8:
+            fp.vp8 = parse_descriptor(pkt.payload, EXT_BLOCK_LEN)
+        if stream.history is not None:
+            stream.history.put(fp)
         if not self.paused:
-            self._fanout.forward(fp, now, self._transport.rx_batch)
+            stream.fanout.forward(fp, now, self._transport.rx_batch)
             tap = self.tap
-            if tap is not None:
+            if tap is not None and stream is self.streams[-1]:
                 tap(fp)
 
-    def receive_rtx(self, pkt: InPacket, now: float) -> None:
+    def receive_rtx(self, pkt: InPacket, now: float, stream: RecvStream | None = None) -> None:
         """Unwrap an RFC 4588 retransmission; it is forwarded in its own slot."""
-        if self.closed or len(pkt.payload) < 2 or self.ssrc is None:
+        if stream is None:
+            stream = self.streams[0]
+        if self.closed or len(pkt.payload) < 2 or stream.ssrc is None:
             return  # payload-less RTX is bandwidth probing padding
-        self.rtx_received += 1
+        stream.rtx_received += 1
         payload = pkt.payload
-        inner = InPacket(self.ssrc, self.pt, pkt.marker, (payload[0] << 8) | payload[1],
+        inner = InPacket(stream.ssrc, self.pt, pkt.marker, (payload[0] << 8) | payload[1],
                          pkt.ts, pkt.ext_profile, pkt.ext, payload[2:])
-        self.receive_rtp(inner, now, retransmitted=True)
+        self.receive_rtp(inner, now, retransmitted=True, stream=stream)
 
-    def _new_source(self, ssrc: int) -> None:
-        # The publisher restarted its stream: consumers re-sync at the next
-        # keyframe and keep their sequence numbers continuous.
-        if self.ssrc is not None:
-            self.epoch += 1
-            logger.info("producer %s: SSRC %s -> %s", self.id, self.ssrc, ssrc)
-        self.ssrc = ssrc
-        self._unwrapper = SeqUnwrapper()
-        self._missing.clear()
-        self._base_ext = None
-        self._media_received = self._expected_prior = self._received_prior = 0
-        self._last_transit = None
-        self.last_sr = None
-        if self.history is not None:
-            self.history.clear()
+    def stream_for_rid(self, rid: str) -> RecvStream | None:
+        return self._by_rid.get(rid)
 
-    def _update_jitter(self, ts: int, now: float) -> None:
-        transit = now * self._clock_rate - ts
-        last = self._last_transit
-        self._last_transit = transit
-        if last is not None:
-            d = abs(transit - last)
-            if d < self._clock_rate * 10:  # ignore timestamp jumps
-                self._jitter += (d - self._jitter) / 16
+    def _new_source(self, stream: RecvStream, ssrc: int) -> None:
+        # The publisher (re)started the stream: consumers re-sync at the next keyframe and
+        # keep their sequence numbers continuous.
+        if stream.ssrc is not None:
+            self.ssrc_changes += 1
+            logger.info("producer %s layer %s: SSRC %s -> %s", self.id, stream.index,
+                        stream.ssrc, ssrc)
+            stream.new_source(ssrc, next(self._epochs))
+        else:
+            stream.ssrc = ssrc  # bound at last: the epoch it was made with stands
 
     # -- feedback upstream ---------------------------------------------------------------
-    def _lost(self, first: int, end: int, now: float) -> None:
-        if end - first > MAX_MISSING:  # a jump, not a loss burst worth repairing
-            self._missing.clear()
-            self.request_keyframe(now, count_suppressed=False)
+    def request_keyframe(self, now: float, count_suppressed: bool = True,
+                         layer: int | None = None) -> None:
+        """PLI to the publisher for one layer (all if None), at most one per
+        keyframe_interval_s per layer."""
+        if self.kind is not Kind.VIDEO or self.closed:
             return
-        for ext in range(first, end):
-            self._missing[ext] = [now, now, 1]
-        while len(self._missing) > MAX_MISSING:
-            del self._missing[next(iter(self._missing))]
-        if self._nack:
-            self._send_nack(list(range(first, end)))
-
-    def _retry_nacks(self, now: float) -> None:
-        self._last_nack_check = now
-        horizon = now - self._history_s
-        due = []
-        for ext, entry in list(self._missing.items()):
-            if entry[0] < horizon or entry[2] >= NACK_TRIES:
-                del self._missing[ext]
-            elif now - entry[1] >= NACK_RETRY_S:
-                entry[1] = now
-                entry[2] += 1
-                due.append(ext)
-        if due and self._nack:
-            self._send_nack(due)
-
-    def _send_nack(self, lost: list[int]) -> None:
-        if self.ssrc is None:
+        if layer is not None:
+            if 0 <= layer < len(self.streams):
+                self.streams[layer].request_keyframe(now, count_suppressed)
             return
-        self.nacks_sent += 1
-        self._transport.send_rtcp(rtcp.build_nack(self._transport.rtcp_ssrc, self.ssrc, lost))
+        for stream in self.streams:
+            stream.request_keyframe(now, count_suppressed)
 
-    def request_keyframe(self, now: float, count_suppressed: bool = True) -> None:
-        """PLI to the publisher, at most one per keyframe_interval_s."""
-        if self.kind is not Kind.VIDEO or self.closed or self.ssrc is None:
-            return
-        if now - self._last_keyframe_request < self._keyframe_interval:
-            if count_suppressed:
-                self.keyframe_requests_suppressed += 1
-            return
-        self._last_keyframe_request = now
-        self.keyframe_requests_sent += 1
-        self._transport.send_rtcp(rtcp.build_pli(self._transport.rtcp_ssrc, self.ssrc))
+    def on_sender_report(self, packet: rtcp.RtcpSrPacket, now: float,
+                         stream: RecvStream | None = None) -> None:
+        (stream or self.streams[0]).on_sender_report(packet, now)
 
-    def on_sender_report(self, packet: rtcp.RtcpSrPacket, now: float) -> None:
-        info = packet.sender_info
-        self.last_sr = SenderReportRef(info.ntp_timestamp, info.rtp_timestamp, now, self.epoch)
+    def receiver_reports(self, now: float) -> list[rtcp.RtcpReceiverInfo]:
+        return [b for s in self.streams if (b := s.receiver_report(now)) is not None]
 
     def receiver_report(self, now: float) -> rtcp.RtcpReceiverInfo | None:
-        highest = self._unwrapper.highest
-        if self.ssrc is None or highest is None or self._base_ext is None:
-            return None
-        expected = highest - self._base_ext + 1
-        interval_expected = expected - self._expected_prior
-        interval_received = self._media_received - self._received_prior
-        self._expected_prior, self._received_prior = expected, self._media_received
-        lost_interval = interval_expected - interval_received
-        fraction = 0
-        if interval_expected > 0 and lost_interval > 0:
-            fraction = min(255, (lost_interval << 8) // interval_expected)
-        self.fraction_lost = fraction / 256
-        lsr = dlsr = 0
-        sr = self.last_sr
-        if sr is not None:
-            lsr = rtcp.ntp_middle(sr.ntp)
-            dlsr = min(0xFFFFFFFF, int((now - sr.local) * 65536))
-        return rtcp.RtcpReceiverInfo(
-            ssrc=self.ssrc, fraction_lost=fraction,
-            packets_lost=max(-(1 << 23), min(self.packets_lost, (1 << 23) - 1)),
-            highest_sequence=(highest - 0x10000) & 0xFFFFFFFF, jitter=int(self._jitter),
-            lsr=lsr, dlsr=dlsr)
+        return self.streams[0].receiver_report(now)
 
     def remb(self, now: float) -> bytes | None:
-        """REMB for the publisher: the lowest fresh consumer estimate, capped."""
-        if not self._remb or self.ssrc is None:
+        """REMB for the publisher: the cap, lowered to the lowest fresh consumer estimate
+        unless simulcast (each consumer then takes the layer that fits it)."""
+        ssrcs = [s.ssrc for s in self.streams if s.ssrc is not None]
+        if not self._remb or not ssrcs:
             return None
         bitrate = self._max_bitrate
-        for consumer in self._consumers:
-            if consumer.remb_bps is not None and now - consumer.remb_time < REMB_FRESH_S:
-                bitrate = min(bitrate, consumer.remb_bps)
+        if not self.simulcast:
+            for consumer in self._consumers:
+                if consumer.remb_bps is not None and now - consumer.remb_time < REMB_FRESH_S:
+                    bitrate = min(bitrate, consumer.remb_bps)
         self.remb_sent = bitrate
-        return rtcp.build_remb(self._transport.rtcp_ssrc, bitrate, [self.ssrc])
+        return rtcp.build_remb(self._transport.rtcp_ssrc, bitrate, ssrcs)
+
+    # -- one stream's view, for single-layer callers (the top layer's for the recorder) --
+    @property
+    def ssrc(self) -> int | None:
+        return self.streams[0].ssrc
 
     @property
-    def packets_lost(self) -> int:
-        highest = self._unwrapper.highest
-        if highest is None or self._base_ext is None:
-            return 0
-        return highest - self._base_ext + 1 - self._media_received
+    def rtx_ssrc(self) -> int | None:
+        return self.streams[0].rtx_ssrc
+
+    @rtx_ssrc.setter
+    def rtx_ssrc(self, value: int | None) -> None:
+        self.streams[0].rtx_ssrc = value
+
+    @property
+    def epoch(self) -> int:
+        return self.streams[0].epoch
+
+    @property
+    def history(self) -> PacketHistory | None:
+        return self.streams[0].history
+
+    @property
+    def last_sr(self) -> SenderReportRef | None:
+        return self.streams[-1].last_sr
+
+    # -- totals over the streams ---------------------------------------------------------
+    def _total(self, name: str) -> int:
+        return sum(getattr(s, name) for s in self.streams)
+
+    packets_received = property(lambda self: self._total("packets_received"))
+    bytes_received = property(lambda self: self._total("bytes_received"))
+    rtx_received = property(lambda self: self._total("rtx_received"))
+    packets_recovered = property(lambda self: self._total("packets_recovered"))
+    nacks_sent = property(lambda self: self._total("nacks_sent"))
+    keyframe_requests_sent = property(lambda self: self._total("keyframe_requests_sent"))
+    keyframe_requests_suppressed = property(
+        lambda self: self._total("keyframe_requests_suppressed"))
+    keyframes_received = property(lambda self: self._total("keyframes_received"))
+    packets_lost = property(lambda self: self._total("packets_lost"))
 
     # -- consumers and control ---------------------------------------------------------------
     @property
@@ -304,12 +249,23 @@ class Producer:
         if self.closed:
             raise RuntimeError("producer is closed")
         self._consumers.append(consumer)
-        self._fanout.set(self._consumers)
+        self.place(consumer)
+
+    def place(self, consumer: Consumer) -> None:
+        """Put the consumer in the fan-out of the layers it forwards or waits for."""
+        wanted = consumer.layers_needed()
+        for stream in self.streams:
+            want = stream.index in wanted
+            if want != (consumer in stream.fanout.consumers):
+                members = [c for c in stream.fanout.consumers if c is not consumer]
+                stream.fanout.set([*members, consumer] if want else members)
 
     def remove_consumer(self, consumer: Consumer) -> None:
         if consumer in self._consumers:
             self._consumers.remove(consumer)
-            self._fanout.set(self._consumers)
+        for stream in self.streams:
+            if consumer in stream.fanout.consumers:
+                stream.fanout.set([c for c in stream.fanout.consumers if c is not consumer])
 
     def pause(self) -> bool:
         """Stop forwarding; True if the state changed."""
@@ -335,29 +291,45 @@ class Producer:
         for consumer in list(self._consumers):
             consumer.close(CloseReason.PRODUCER_CLOSED)
         self._consumers.clear()
-        self._fanout.set(self._consumers)
-        if self.history is not None:
-            self.history.clear()
+        for stream in self.streams:
+            stream.fanout.set([])
+            if stream.history is not None:
+                stream.history.clear()
         self._on_close(self, reason)
 
     def sample_rate(self, now: float) -> None:
-        self._rate.sample(self.bytes_received, now)
+        for stream in self.streams:
+            stream.rate.sample(stream.bytes_received, now)
+
+    def layers_never_sent(self, now: float) -> int:
+        """Announced layers still silent NEVER_SENT_S after the producer's first packet."""
+        first = self._first_packet
+        if not self.simulcast or first is None or now - first < NEVER_SENT_S:
+            return 0
+        return sum(1 for s in self.streams if s.packets_received == 0)
 
     def info(self) -> ProducerInfo:
         return ProducerInfo(id=self.id, peer_id=self.peer_id, kind=self.kind,
                             source=self.source, codec=self.codec.name, paused=self.paused,
                             app_data=dict(self.app_data))
 
-    def stats(self) -> ProducerStats:
+    def stats(self, now: float | None = None) -> ProducerStats:
+        now = time.monotonic() if now is None else now
+        first = self.streams[0]
         return ProducerStats(
             id=self.id, peer_id=self.peer_id, kind=self.kind.value, source=self.source.value,
-            codec=self.codec.name, paused=self.paused, ssrc=self.ssrc,
+            codec=self.codec.name, paused=self.paused, ssrc=first.ssrc,
             packets_received=self.packets_received, bytes_received=self.bytes_received,
-            bitrate_bps=self._rate.bps, packets_lost=max(0, self.packets_lost),
-            fraction_lost=self.fraction_lost,
-            jitter_ms=round(self._jitter * 1000 / self._clock_rate, 3),
+            bitrate_bps=sum(s.rate.bps for s in self.streams),
+            packets_lost=max(0, self.packets_lost),
+            fraction_lost=max(s.fraction_lost for s in self.streams),
+            jitter_ms=round(first.jitter * 1000 / self.codec.clock_rate, 3),
             rtx_received=self.rtx_received, packets_recovered=self.packets_recovered,
             nacks_sent=self.nacks_sent, keyframe_requests_sent=self.keyframe_requests_sent,
             keyframe_requests_suppressed=self.keyframe_requests_suppressed,
             keyframes_received=self.keyframes_received, remb_sent_bps=self.remb_sent,
-            consumers=len(self._consumers))
+            consumers=len(self._consumers),
+            layers=[s.stats(now) for s in self.streams] if self.simulcast else [],
+            unknown_rid_packets=self.unknown_rid_packets,
+            unbound_packets=self.unbound_packets, ssrc_changes=self.ssrc_changes,
+            layers_never_sent=self.layers_never_sent(now))

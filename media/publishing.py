@@ -12,6 +12,7 @@ from . import rtcp, sdp
 from .codecs import codec_info
 from .errors import MediaError, NegotiationError, SdpError
 from .producer import Producer
+from .recv_stream import RecvStream
 from .rtp import InPacket, find_mid, parse_rtp
 from .transport import WebRtcTransport
 from .types import (
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from .peer import Peer
 
 MAX_LEARNED_SSRCS = 64
+Route = tuple[Producer, RecvStream, bool]  # the producer, its stream (layer), is RTX
 SOURCES = {Kind.AUDIO: (Source.MIC, Source.SCREEN_AUDIO),
            Kind.VIDEO: (Source.CAMERA, Source.SCREEN)}
 
@@ -50,14 +52,17 @@ class Publishing:
         self._version = 0
         self.producers: dict[str, Producer] = {}
         self._by_mid: dict[str, Producer] = {}
-        self._routes: dict[int, tuple[Producer, bool]] = {}  # ssrc -> (producer, is_rtx)
+        self._routes: dict[int, Route] = {}  # ssrc -> (producer, its stream, is_rtx)
         self._retired: set[int] = set()  # SSRCs never to learn again (closed, replaced)
         self._mid_ext = 0
+        self._rid_ext = 0
+        self._repaired_rid_ext = 0
 
     async def publish(self, offer_sdp: str, sources: Mapping[str, Source | str],
                       origins: Mapping[str, ProducerOrigin]) -> PublishResult:
         offer = sdp.parse_publish_offer(offer_sdp, self._config)
         chosen = self._sources(offer, sources)
+        layers = {m.mid: taken_layers(m, chosen[m.mid]) for m in offer.media if m.rids}
         for mid, origin in origins.items():
             if mid not in self._by_mid and origin.id in {p.id for p in self._router.producers()}:
                 raise MediaError(f"producer {origin.id} already exists in router "
@@ -76,11 +81,12 @@ class Publishing:
                 "server" if offer.transport.setup == "client" else "client")
         self._version += 1
         answer = sdp.build_publish_answer(offer, transport.local_ice(), transport.fingerprints(),
-                                          self._session_id, self._version, self._role)
+                                          self._session_id, self._version, self._role, layers)
         # Nothing below can fail: the router only sees complete changes.
         self.transport = transport
         self._remote = offer.transport
         self._mid_ext = offer.mid_ext_id
+        self._rid_ext, self._repaired_rid_ext = offer.rid_ext_id, offer.repaired_rid_ext_id
         sending = {m.mid for m in offer.media if m.sending}
         removed = []
         for mid, producer in list(self._by_mid.items()):
@@ -93,7 +99,8 @@ class Publishing:
                 continue
             if media.mid not in self._by_mid:
                 added.append(self._new_producer(transport, offer, media, chosen[media.mid],
-                                                origins.get(media.mid)))
+                                                origins.get(media.mid),
+                                                layers.get(media.mid, ())))
             else:  # the client may have restarted the stream with new SSRCs
                 self._route(self._by_mid[media.mid], media)
         if not transport.started:
@@ -134,11 +141,17 @@ class Publishing:
                     media.codec.payloadType != producer.pt
                     or codec_info(media.codec) != producer.codec):
                 raise NegotiationError(f"mid {media.mid} changed codec while publishing")
+            if producer is not None and media.sending and tuple(
+                    s.rid for s in producer.streams if s.rid is not None) != taken_layers(
+                    media, producer.source):
+                raise NegotiationError(f"mid {media.mid} changed its simulcast layers while "
+                                       "publishing")
         return offer.transport.ice.ufrag != self._remote.ice.ufrag
 
     def _new_producer(self, transport: WebRtcTransport, offer: sdp.PublishOffer,
                       media: sdp.PublishedMedia, source: Source,
-                      origin: ProducerOrigin | None = None) -> Producer:
+                      origin: ProducerOrigin | None = None,
+                      rids: tuple[str, ...] = ()) -> Producer:
         feedback = {(f.type, f.parameter) for f in media.feedback}
         producer = Producer(
             peer_id=self._peer.id, transport=transport, mid=media.mid, kind=media.kind,
@@ -148,7 +161,7 @@ class Publishing:
             max_bitrate_bps=self._router.max_bitrate_bps, nack=("nack", None) in feedback,
             remb=("goog-remb", None) in feedback, audio_level_ext=offer.audio_level_ext_id,
             app_data=dict(self._peer.app_data), on_audio_level=self._router.audio_level,
-            on_close=self._producer_closed)
+            on_close=self._producer_closed, rids=rids)
         if origin is not None:  # relayed from another node: keep its identity
             producer.id, producer.peer_id = origin.id, origin.peer_id
             producer.app_data = {**producer.app_data, **origin.app_data}
@@ -158,10 +171,13 @@ class Publishing:
         return producer
 
     def _route(self, producer: Producer, media: sdp.PublishedMedia) -> None:
+        if producer.simulcast:
+            return  # its SSRCs are learnt from the rid extension of their first packets
+        stream = producer.streams[0]
         for ssrc, is_rtx in ((media.ssrc, False), (media.rtx_ssrc, True)):
             if ssrc is not None and ssrc not in self._routes:
                 self._retired.discard(ssrc)
-                self._routes[ssrc] = (producer, is_rtx)
+                self._routes[ssrc] = (producer, stream, is_rtx)
 
     def _producer_closed(self, producer: Producer, reason: CloseReason) -> None:
         self.producers.pop(producer.id, None)
@@ -188,15 +204,16 @@ class Publishing:
             route = self._learn(pkt)
             if route is None:
                 return
-        producer, is_rtx = route
+        producer, stream, is_rtx = route
         if is_rtx:
-            producer.receive_rtx(pkt, now)
+            producer.receive_rtx(pkt, now, stream)
         elif pkt.pt == producer.pt:
-            producer.receive_rtp(pkt, now)
+            producer.receive_rtp(pkt, now, stream=stream)
 
-    def _learn(self, pkt: InPacket) -> tuple[Producer, bool] | None:
+    def _learn(self, pkt: InPacket) -> Route | None:
         """Route an unsignalled SSRC by mid extension, else (no mid
-        extension negotiated) by a payload type only one producer uses."""
+        extension negotiated) by a payload type only one producer uses; to a simulcast
+        layer by its rid (RTX: repaired rid) extension."""
         if len(self._routes) >= MAX_LEARNED_SSRCS or pkt.ssrc in self._retired:
             return None
         if self._mid_ext:
@@ -209,26 +226,46 @@ class Publishing:
         is_rtx = pkt.pt == producer.rtx_pt
         if not is_rtx and pkt.pt != producer.pt:
             return None
+        stream = self._layer(producer, pkt, is_rtx)
+        if stream is None:
+            return None
         for ssrc, route in list(self._routes.items()):
-            if route == (producer, is_rtx):
+            if route[1] is stream and route[2] == is_rtx:
                 del self._routes[ssrc]
                 self._retired.add(ssrc)  # late packets must not flip it back
         if is_rtx:
-            producer.rtx_ssrc = pkt.ssrc
-        self._routes[pkt.ssrc] = (producer, is_rtx)
-        return producer, is_rtx
+            stream.rtx_ssrc = pkt.ssrc
+        self._routes[pkt.ssrc] = (producer, stream, is_rtx)
+        return producer, stream, is_rtx
+
+    def _layer(self, producer: Producer, pkt: InPacket, is_rtx: bool) -> RecvStream | None:
+        """The stream an unknown SSRC belongs to; counts what cannot be bound."""
+        if not producer.simulcast:
+            return producer.streams[0]
+        rid = None
+        if is_rtx and self._repaired_rid_ext:
+            rid = find_mid(pkt, self._repaired_rid_ext)
+        if rid is None and self._rid_ext:
+            rid = find_mid(pkt, self._rid_ext)
+        if rid is None:  # the browser stopped naming it, or never did
+            producer.unbound_packets += 1
+            return None
+        stream = producer.stream_for_rid(rid)
+        if stream is None:
+            producer.unknown_rid_packets += 1
+        return stream
 
     def on_rtcp(self, transport: WebRtcTransport, packets: list[AnyRtcpPacket],
                 now: float) -> None:
         for packet in packets:
             if isinstance(packet, RtcpSrPacket):
                 route = self._routes.get(packet.ssrc)
-                if route is not None and not route[1]:
-                    route[0].on_sender_report(packet, now)
+                if route is not None and not route[2]:
+                    route[0].on_sender_report(packet, now, route[1])
 
     def on_rtcp_tick(self, transport: WebRtcTransport, now: float) -> None:
         producers = list(self.producers.values())
-        blocks = [b for p in producers if (b := p.receiver_report(now)) is not None]
+        blocks = [b for p in producers for b in p.receiver_reports(now)]
         data = rtcp.build_receiver_reports(transport.rtcp_ssrc, blocks)
         for producer in producers:
             producer.sample_rate(now)
@@ -245,3 +282,11 @@ class Publishing:
     def close_producers(self, reason: CloseReason) -> None:
         for producer in list(self.producers.values()):
             producer.close(reason)
+
+
+def taken_layers(media: sdp.PublishedMedia, source: Source) -> tuple[str, ...]:
+    """The simulcast layers the answer takes: all offered for a camera; a screen share
+    stays one high-resolution layer (the last, highest, rid)."""
+    if not media.rids:
+        return ()
+    return media.rids if source is not Source.SCREEN else media.rids[-1:]

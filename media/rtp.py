@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from .fanout import LegField, new_leg
+from .vp8 import Vp8Descriptor
 
 RTP_HEADER = struct.Struct("!BBHII")
 OSN = struct.Struct("!H")
@@ -145,11 +146,12 @@ def video_ext_block(send_time: int) -> bytes:
 class ForwardPacket:
     """An incoming packet ready to fan out; `tail` = extension block + payload."""
 
-    __slots__ = ("arrival", "epoch", "ext_seq", "keyframe", "marker", "payload_size", "tail",
-                 "ts")
+    __slots__ = ("arrival", "epoch", "ext_seq", "keyframe", "layer", "marker", "payload_size",
+                 "tail", "ts", "vp8")
 
     def __init__(self, ext_seq: int, ts: int, marker: int, tail: bytes,
-                 keyframe: bool, epoch: int, arrival: float) -> None:
+                 keyframe: bool, epoch: int, arrival: float, layer: int = 0,
+                 vp8: Vp8Descriptor | None = None) -> None:
         self.ext_seq = ext_seq  # source sequence number, unwrapped
         self.ts = ts
         self.marker = marker
@@ -158,13 +160,18 @@ class ForwardPacket:
         self.keyframe = keyframe  # first packet of a keyframe
         self.epoch = epoch  # bumps when the source's SSRC changes
         self.arrival = arrival
+        self.layer = layer  # spatial layer (simulcast), 0 otherwise
+        self.vp8 = vp8  # simulcast VP8: the ids a switching consumer rewrites
 
-    def build(self, pt: int, seq: int, ts: int, ssrc: int) -> bytes:
-        return RTP_HEADER.pack(FIRST_BYTE, self.marker | pt, seq, ts, ssrc) + self.tail
+    def build(self, pt: int, seq: int, ts: int, ssrc: int, tail: bytes | None = None) -> bytes:
+        """The packet with this header; `tail`: a consumer's rewritten copy of ours."""
+        return (RTP_HEADER.pack(FIRST_BYTE, self.marker | pt, seq, ts, ssrc)
+                + (self.tail if tail is None else tail))
 
-    def build_rtx(self, pt: int, seq: int, ts: int, ssrc: int, osn: int) -> bytes:
+    def build_rtx(self, pt: int, seq: int, ts: int, ssrc: int, osn: int,
+                  tail: bytes | None = None) -> bytes:
         """RFC 4588 retransmission: original sequence number before the payload."""
-        tail = self.tail
+        tail = self.tail if tail is None else tail
         return (RTP_HEADER.pack(FIRST_BYTE, self.marker | pt, seq, ts, ssrc)
                 + tail[:EXT_BLOCK_LEN] + OSN.pack(osn) + tail[EXT_BLOCK_LEN:])
 
@@ -242,16 +249,22 @@ class StreamRewriter:
         last = float(self.leg.last_time)
         return None if last < 0 else last
 
-    def sync(self, fp: ForwardPacket, now: float) -> None:
-        """Start forwarding the source at `fp`."""
+    def sync(self, fp: ForwardPacket, now: float, ts_offset: int | None = None,
+             skip: int = 0) -> None:
+        """Start forwarding the source at `fp`: its timestamp moved by `ts_offset` (a
+        simulcast switch maps it through sender reports), else by the time elapsed since
+        the last packet sent; `skip` sequence numbers left out (1 tells the receiver that
+        the frame the last packet belonged to is incomplete)."""
         leg = self.leg
-        if leg.last_time < 0:
-            ts = leg.last_ts
-        else:
-            advance = max(1, int((now - leg.last_time) * self.clock_rate))
-            ts = (leg.last_ts + advance) & 0xFFFFFFFF
-        leg.seq_offset = leg.out_highest + 1 - fp.ext_seq
-        leg.ts_offset = (ts - fp.ts) & 0xFFFFFFFF
+        if ts_offset is None:
+            if leg.last_time < 0:
+                ts = leg.last_ts
+            else:
+                advance = max(1, int((now - leg.last_time) * self.clock_rate))
+                ts = (leg.last_ts + advance) & 0xFFFFFFFF
+            ts_offset = ts - fp.ts
+        leg.seq_offset = leg.out_highest + 1 + skip - fp.ext_seq
+        leg.ts_offset = ts_offset & 0xFFFFFFFF
         leg.start_ext = fp.ext_seq
         leg.epoch = fp.epoch
 

@@ -36,6 +36,7 @@ from .rtp import (
     URI_AUDIO_LEVEL,
     URI_MID,
 )
+from .simulcast_sdp import URI_REPAIRED_RID, URI_RID, answer_lines, offered_rids, section_attributes
 from .types import CodecInfo, Kind
 
 RTP_PROFILE = "UDP/TLS/RTP/SAVPF"
@@ -63,6 +64,7 @@ class PublishedMedia:
     ssrc: int | None
     rtx_ssrc: int | None
     feedback: list[RTCRtcpFeedback] = field(default_factory=list)
+    rids: tuple[str, ...] = ()  # simulcast layers offered, low to high (simulcast_sdp.py)
 
 
 @dataclass
@@ -72,6 +74,8 @@ class PublishOffer:
     media: list[PublishedMedia]  # accepted m-sections (sending or not)
     mid_ext_id: int = 0
     audio_level_ext_id: int = 0
+    rid_ext_id: int = 0
+    repaired_rid_ext_id: int = 0
     ext_by_mid: dict[str, list[RTCRtpHeaderExtensionParameters]] = field(default_factory=dict)
 
 
@@ -191,7 +195,10 @@ def parse_publish_offer(text: str, config: MediaConfig) -> PublishOffer:
     offer = PublishOffer(session, transport, [],
                          mid_ext_id=_ext_id(rtp_sections, URI_MID),
                          audio_level_ext_id=_ext_id(
-                             [m for m in rtp_sections if m.kind == "audio"], URI_AUDIO_LEVEL))
+                             [m for m in rtp_sections if m.kind == "audio"], URI_AUDIO_LEVEL),
+                         rid_ext_id=_ext_id(rtp_sections, URI_RID),
+                         repaired_rid_ext_id=_ext_id(rtp_sections, URI_REPAIRED_RID))
+    raw = section_attributes(text)
     for index, media in enumerate(session.media):
         if media not in rtp_sections:
             continue
@@ -203,9 +210,15 @@ def parse_publish_offer(text: str, config: MediaConfig) -> PublishOffer:
         ssrc, rtx_ssrc = _ssrcs(media)
         wanted = {(t, p) for t, p in VIDEO_FEEDBACK} if kind is Kind.VIDEO else set()
         feedback = [f for f in codec.rtcpFeedback if (f.type, f.parameter) in wanted]
+        rids = offered_rids(raw[index], media.rtp.muxId) if index < len(raw) else ()
+        if rids and (kind is not Kind.VIDEO or not offer.rid_ext_id):
+            raise SdpError(f"m-section {media.rtp.muxId!r}: simulcast needs video and the "
+                           "rtp-stream-id header extension")
         offer.media.append(PublishedMedia(index, media.rtp.muxId, kind, sending, codec,
-                                          rtx, ssrc, rtx_ssrc, feedback))
+                                          rtx, ssrc, rtx_ssrc, feedback, rids))
         uris = {URI_MID} | ({URI_AUDIO_LEVEL} if kind is Kind.AUDIO else set())
+        if rids:
+            uris |= {URI_RID, URI_REPAIRED_RID}
         offer.ext_by_mid[media.rtp.muxId] = [
             e for e in media.rtp.headerExtensions if e.uri in uris]
     return offer
@@ -282,10 +295,24 @@ def _session(kind: str, session_id: int, version: int) -> SessionDescription:
     return session
 
 
+class _SimulcastMedia(MediaDescription):
+    """An answer's m-section with a=rid / a=simulcast lines (aiortc writes neither)."""
+
+    extra: list[str]
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        mid_line = f"a=mid:{self.rtp.muxId}\r\n"
+        return text.replace(mid_line, mid_line + "".join(f"{x}\r\n" for x in self.extra), 1)
+
+
 def build_publish_answer(offer: PublishOffer, ice: IceParameters,
                          fingerprints: list[RTCDtlsFingerprint],
-                         session_id: int, version: int, role: str) -> str:
-    """role: our DTLS role, kept from the first answer ("client" = active)."""
+                         session_id: int, version: int, role: str,
+                         layers: dict[str, tuple[str, ...]] | None = None) -> str:
+    """role: our DTLS role, kept from the first answer ("client" = active); layers: the
+    simulcast rids taken per mid (a subset of those offered; none: single layer)."""
+    layers = layers or {}
     session = _session("answer", session_id, version)
     accepted = {m.index: m for m in offer.media}
     bundle: list[str | int] = []
@@ -301,9 +328,13 @@ def build_publish_answer(offer: PublishOffer, ice: IceParameters,
         codecs[0].rtcpFeedback = list(pub.feedback)
         if pub.rtx is not None:
             codecs.append(copy.deepcopy(pub.rtx))
-        media = MediaDescription(theirs.kind, 9, RTP_PROFILE, [c.payloadType for c in codecs])
+        media = _SimulcastMedia(theirs.kind, 9, RTP_PROFILE, [c.payloadType for c in codecs])
         media.direction = "recvonly" if pub.sending else "inactive"
-        media.rtp = RTCRtpParameters(codecs=codecs, headerExtensions=offer.ext_by_mid[pub.mid],
+        taken = layers.get(pub.mid, ())
+        media.extra = answer_lines(taken)
+        extensions = [e for e in offer.ext_by_mid[pub.mid]
+                      if taken or e.uri not in (URI_RID, URI_REPAIRED_RID)]
+        media.rtp = RTCRtpParameters(codecs=codecs, headerExtensions=extensions,
                                      muxId=pub.mid)
         media.rtcp_host, media.rtcp_port, media.rtcp_mux = "0.0.0.0", 9, True
         _transport_lines(media, ice, fingerprints, role)

@@ -38,6 +38,23 @@ class TransportStats:
 
 
 @dataclass
+class LayerStats:
+    """One spatial layer (rid) of a simulcast producer, or the one stream of another."""
+
+    index: int  # 0 = lowest
+    rid: str | None
+    ssrc: int | None  # None: announced, not bound to an SSRC yet
+    rtx_ssrc: int | None
+    active: bool  # packets arrived in the last 1.5 s
+    packets_received: int
+    bitrate_bps: int
+    packets_lost: int
+    keyframes_received: int
+    keyframe_requests_sent: int
+    consumers: int  # forwarding it or waiting for its keyframe
+
+
+@dataclass
 class ProducerStats:
     id: str
     peer_id: str
@@ -61,6 +78,12 @@ class ProducerStats:
     remb_sent_bps: int | None
     consumers: int
     rtt_ms: float | None = None  # not measured upstream (no SR from us)
+    layers: list[LayerStats] = field(default_factory=list)  # simulcast: low to high
+    # Publisher faults, counted and otherwise ignored (docs/media.md, Simulcast):
+    unknown_rid_packets: int = 0  # a rid the offer did not announce
+    unbound_packets: int = 0  # an SSRC without a known route nor a usable rid/mid
+    ssrc_changes: int = 0  # a layer (or the stream) rebound to a new SSRC mid-call
+    layers_never_sent: int = 0  # announced layers with no packet 5 s after the first one
 
 
 @dataclass
@@ -84,6 +107,11 @@ class ConsumerStats:
     jitter_ms: float
     rtt_ms: float | None
     remb_bps: int | None
+    # Simulcast (None for a single-layer producer): the layer forwarded, the one wanted.
+    current_layer: int | None = None
+    target_layer: int | None = None
+    preferred_layer: int | None = None
+    layer_switches: int = 0
 
 
 @dataclass

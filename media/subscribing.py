@@ -304,6 +304,7 @@ class Subscribing:
         reports = []
         for consumer in list(self.consumers.values()):
             consumer.sample_rate(now)
+            consumer.update_layers(now)  # simulcast: a layer started or stopped
             if consumer.active and (sr := consumer.sender_report(now)) is not None:
                 reports.append(sr)
         for packet in rtcp.build_sender_reports(reports, transport.cname):

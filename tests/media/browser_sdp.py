@@ -97,3 +97,19 @@ a=ssrc:2001 msid:stream1 video1
 a=ssrc:2002 cname:abc
 a=ssrc:2002 msid:stream1 video1
 """.replace("\n", "\r\n")
+
+
+def simulcast_offer(rids: tuple[str, ...] = ("r0", "r1", "r2"), extra: str = "",
+                    rid_lines: str | None = None) -> str:
+    """CHROME_OFFER with the camera published as simulcast, as Chrome offers
+    `sendEncodings: [{rid: "r0", scaleResolutionDownBy: 4}, …]`: no a=ssrc lines for the
+    video, a=rid send per encoding and a=simulcast:send (low to high). `extra` lines go
+    after it; `rid_lines` replaces the a=rid lines."""
+    text = CHROME_OFFER.replace("\r\n", "\n")
+    head, video = text.split("m=video", 1)
+    video = "\n".join(line for line in video.split("\n")
+                      if not line.startswith(("a=ssrc:", "a=ssrc-group:")))
+    if rid_lines is None:
+        rid_lines = "".join(f"a=rid:{rid} send\n" for rid in rids)
+    video = video.rstrip("\n") + "\n" + rid_lines + f"a=simulcast:send {';'.join(rids)}\n" + extra
+    return (head + "m=video" + video).replace("\n", "\r\n")

@@ -1,0 +1,76 @@
+"""Simulcast layer choice for one consumer: which layer to forward, how to switch.
+
+A consumer of a simulcast producer has one output SSRC, a current layer (the one it
+forwards) and a target layer (the one it wants). The target is the preferred spatial layer
+(set through `Peer.set_preferred_layers`; the top one by default) if the publisher sends
+it, else the nearest one below that it sends, else the lowest above. The consumer switches
+only at a keyframe of the target (asked for with a PLI to that layer, rate limited per
+layer). At the switch its timestamps continue through the publisher's sender reports: both
+layers' RTP clocks are mapped to its NTP clock (as mediasoup's SimulcastConsumer), so a
+frame keeps its capture time; without both reports, by the wall time elapsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from .recv_stream import RecvStream, SenderReportRef
+
+MAX_TS_JUMP_S = 1.0  # a mapped timestamp further than this from the last one is not trusted
+
+
+@dataclass(frozen=True)
+class ConsumerLayers:
+    """A consumer's layers: what `Peer.set_preferred_layers` returns and stats show.
+
+    `spatial_layers` is how many the producer has (1: not simulcast). `current` is None
+    until the first keyframe is forwarded. Preferences are None for "the highest".
+    """
+
+    consumer_id: str
+    spatial_layers: int
+    current: int | None
+    target: int
+    preferred_spatial: int | None
+    preferred_temporal: int | None
+
+
+class Segment(NamedTuple):
+    """One stretch of a consumer's output taken from one layer: maps its NACKs back."""
+
+    out_start: int  # first outgoing extended sequence number of the stretch
+    seq_offset: int
+    ts_offset: int
+    epoch: int
+    layer: int
+    pid_offset: int
+    tl0_offset: int
+
+
+def choose_target(streams: Sequence[RecvStream], preferred: int | None, now: float) -> int:
+    top = len(streams) - 1
+    wanted = top if preferred is None else max(0, min(preferred, top))
+    active = [s.index for s in streams if s.active(now)]
+    if not active:
+        return wanted  # nothing flows (yet): wait for the one wanted
+    below = [i for i in active if i <= wanted]
+    return max(below) if below else min(active)
+
+
+def mapped_ts_offset(old: SenderReportRef | None, new: SenderReportRef | None,
+                     old_offset: int, clock_rate: int) -> int | None:
+    """The new layer's timestamp offset that keeps capture times: a timestamp t of the new
+    layer is sent as the old layer's timestamp of the same NTP instant, plus the old
+    offset. None without both reports."""
+    if old is None or new is None:
+        return None
+    ntp_delta = (new.ntp - old.ntp) / (1 << 32)
+    return old_offset + old.rtp_ts - new.rtp_ts + round(ntp_delta * clock_rate)
+
+
+def ts_forward(out_ts: int, last_ts: int, clock_rate: int) -> bool:
+    """`out_ts` follows `last_ts` by a plausible step (after it, under MAX_TS_JUMP_S)."""
+    delta = (out_ts - last_ts) & 0xFFFFFFFF
+    return 0 < delta < MAX_TS_JUMP_S * clock_rate

@@ -8,7 +8,9 @@ from pydantic import Field
 
 from rooms import chat, meetings
 from rooms.permissions import Action, allows
+from server.chat.events import ChatPosted
 from server.chat.keys import LIMITS
+from server.core import keys
 from server.core.realtime import EventContext, EventSchema, Realtime, meeting_room, user_room
 
 
@@ -51,6 +53,10 @@ def register(rt: Realtime) -> None:
             staff = (await chat.staff_ids(s, payload.meeting_id)
                      if message.audience == chat.Audience.chair.value else [])
         await deliver(ctx, message, staff)
+        if message.audience == chat.Audience.all.value:
+            await ctx.app[keys.BUS].publish(ChatPosted(
+                message.meeting_id, message.id, message.sender_name,  # type: ignore[arg-type]
+                message.text))
         return chat.message_dict(message)
 
     @rt.on("chat:history", History)

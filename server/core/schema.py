@@ -6,4 +6,5 @@ import rooms.chat
 import rooms.installation
 import rooms.minutes_signing
 import rooms.models
-import rooms.procedure_models  # noqa: F401
+import rooms.procedure_models
+import rooms.recording_log  # noqa: F401

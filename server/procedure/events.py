@@ -54,3 +54,12 @@ class AttendanceChanged:
     owner, for its minutes (server/cascade/topic/minutes.py). In-process only."""
 
     meeting_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgendaChanged:
+    """The agenda or its current item changed, committed (after agenda:changed went out): the
+    recording's timeline notes a new current item (server/recording/timeline.py).
+    In-process only."""
+
+    meeting_id: int

@@ -41,6 +41,7 @@ from rooms.procedure_models import ProcedureState
 from server.core import keys
 from server.core.realtime import meeting_room
 from server.procedure.events import (
+    AgendaChanged,
     AttendanceChanged,
     FloorChanged,
     FloorQueueChanged,
@@ -157,6 +158,8 @@ class ProcedureLive:
                                                              vote["status"]))
             elif event == "attendance:changed":
                 await self.app[keys.BUS].publish(AttendanceChanged(meeting_id))
+            elif event == "agenda:changed":
+                await self.app[keys.BUS].publish(AgendaChanged(meeting_id))
 
     def schedule_tally(self, meeting_id: int, vote_id: int) -> None:
         """Push the vote's live tally soon; many ballots in a burst make one push."""

@@ -8,5 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from server.recording.live import Recordings
+    from server.recording.timeline import Timeline
 
 RECORDINGS: web.AppKey[Recordings] = web.AppKey("recordings")
+TIMELINE: web.AppKey[Timeline] = web.AppKey("timeline")

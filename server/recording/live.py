@@ -8,8 +8,10 @@ time zero. Files go to `<data dir>/recordings/<meeting id>/<start, UTC>/`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +29,14 @@ class MeetingRecording:
     started_at: datetime
     zero: float  # time.monotonic() at the start: time 0 in every file
     recorders: list[Recorder] = field(default_factory=list)
+    recording_id: int | None = None  # its rooms.recording_log.Recording row, once written
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # set with recording_id
+    files: set[str] = field(default_factory=set)  # the track files announced to on_tracks
+    noted: dict[str, object] = field(default_factory=dict)  # the timeline's last values
+
+    def offset_ms(self, moment: float | None = None) -> int:
+        """Milliseconds on the files' clock (time.monotonic() since `zero`)."""
+        return round(((time.monotonic() if moment is None else moment) - self.zero) * 1000)
 
     def state(self) -> dict[str, Any]:
         return {"meeting_id": self.meeting_id, "recording": True,
@@ -44,6 +54,9 @@ class Recordings:
         self.sfu = sfu
         self.root = root
         self.active: dict[int, MeetingRecording] = {}
+        # Told of the files a recording began (file name, kind, source, producer, peer and
+        # the peer's app data: whose it is), on the loop; the timeline sets it.
+        self.on_tracks: Callable[[MeetingRecording, list[dict[str, Any]]], None] | None = None
         self._remove_listener = sfu.add_listener(self._on_event)
 
     def state(self, meeting_id: int) -> dict[str, Any]:
@@ -90,6 +103,27 @@ class Recordings:
         recorder = Recorder(router, rec.directory, zero=rec.zero)
         recorder.start()
         rec.recorders.append(recorder)
+        self.scan_tracks(rec)
+
+    def scan_tracks(self, rec: MeetingRecording) -> None:
+        """Announce the files begun since the last scan (after the recorders attached)."""
+        new: list[dict[str, Any]] = []
+        for recorder in rec.recorders:
+            for track in recorder.stats()["tracks"]:
+                name = Path(track["path"]).name
+                if name in rec.files:
+                    continue
+                rec.files.add(name)
+                try:
+                    app_data = recorder.router.peer(track["peer_id"]).app_data
+                except NotFoundError:
+                    app_data = {}
+                new.append({"file": name, "kind": track["kind"], "source": track["source"],
+                            "codec": track["codec"], "producer_id": track["producer_id"],
+                            "peer_id": track["peer_id"], "user_id": app_data.get("user_id"),
+                            "name": app_data.get("name"), "site": app_data.get("site")})
+        if new and self.on_tracks is not None:
+            self.on_tracks(rec, new)
 
     def _on_event(self, event: MediaEvent) -> None:
         if isinstance(event, ProducerAdded):
@@ -99,3 +133,9 @@ class Recordings:
                 return
             if rec is not None:
                 self._attach(rec)
+                # the router's recorder attaches the producer in its own listener: look after
+                asyncio.get_running_loop().call_soon(self._scan_if_active, rec)
+
+    def _scan_if_active(self, rec: MeetingRecording) -> None:
+        if self.active.get(rec.meeting_id) is rec:
+            self.scan_tracks(rec)

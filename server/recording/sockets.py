@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rooms import audit, meetings
+from rooms import audit, meetings, recording_log
 from rooms.errors import Conflict, DomainError
 from rooms.models import MeetingStatus
 from rooms.permissions import Action
 from server.core.realtime import EventContext, EventSchema, Realtime, meeting_room
-from server.recording.keys import RECORDINGS
+from server.recording.keys import RECORDINGS, TIMELINE
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,14 @@ def register(rt: Realtime) -> None:
             try:
                 await audit.record(s, p.meeting_id, ctx.user.id, STARTED,
                                    {"directory": rec.directory.name})
+                row = await recording_log.open_recording(s, p.meeting_id, rec.directory.name,
+                                                         rec.started_at, ctx.user.id)
             except BaseException:
                 await recordings.stop(p.meeting_id)  # never a recording without its entry
                 raise
+        rec.recording_id = row.id
+        rec.ready.set()
+        await ctx.app[TIMELINE].started(rec)
         state = rec.state()
         await ctx.sio.emit("recording:state", state, room=meeting_room(p.meeting_id))
         return state
@@ -68,12 +73,16 @@ def register(rt: Realtime) -> None:
         recordings = ctx.app[RECORDINGS]
         async with ctx.db.session() as s:
             await meetings.require(s, ctx.user, p.meeting_id, Action.chair_media)
+            running = recordings.active.get(p.meeting_id)
+            offset = running.offset_ms() if running is not None else 0
             stopped = await recordings.stop(p.meeting_id)
             if stopped is None:
                 raise Conflict("the meeting is not being recorded", "not_recording")
             rec, files = stopped
             await audit.record(s, p.meeting_id, ctx.user.id, STOPPED,
                                stopped_data(rec.directory.name, files))
+        await ctx.app[TIMELINE].stopped(rec, offset,
+                                        stopped_data(rec.directory.name, files)["files"])
         state = recordings.state(p.meeting_id)
         await ctx.sio.emit("recording:state", state, room=meeting_room(p.meeting_id))
         return {**state, "files": stopped_data(rec.directory.name, files)["files"]}

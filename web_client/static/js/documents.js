@@ -11,6 +11,7 @@ import { ReaderVersions } from "./doc-reader-versions.js";
 import { errorText, forgetInWorker } from "./doc-versions.js";
 import { loadCatalog, t } from "./i18n.js";
 import { OfflineIndicator, OpQueue } from "./offline.js";
+import { RecordingBadge, followRecording } from "./recording-badge.js";
 import { Signaling } from "./signaling.js";
 
 await loadCatalog();
@@ -33,6 +34,12 @@ const signaling = new Signaling();
 // A vote opened or the floor given reaches a delegate reading here too (issue 14); on the
 // meeting screen the procedure panel hosts these prompts.
 if (!embedded) startMeetingPrompts(signaling.socket, meetingId);
+// The standalone page shows the recording badge (on the meeting screen the state bar does).
+const recBadgeEl = document.getElementById("docs-rec-badge");
+const recBadge = recBadgeEl && !embedded ? new RecordingBadge(recBadgeEl, t) : null;
+const recording = recBadge
+  ? followRecording(signaling.socket, (e, p) => signaling.request(e, p), meetingId,
+    (state) => recBadge.show(state)) : null;
 const client = new DocumentsClient(signaling, meetingId);
 client.userId = root.dataset.me;
 const indicator = new OfflineIndicator(document.getElementById("net-state"), t);
@@ -118,6 +125,7 @@ signaling.onConnectionChange = async (connected) => {
     toast(error.message);
     return;
   }
+  recording?.refresh();
   if (catchUp) {
     await viewer.reconnected();
     list.load();

@@ -7,6 +7,7 @@ import { MeetingBar, MeetingState } from "./meeting-status.js";
 import { MeetingScreen } from "./meeting-screen.js";
 import { Signaling } from "./signaling.js";
 import { ProcedurePanel } from "./procedure.js";
+import { RecordingBadge, followRecording, recordingButton } from "./recording-badge.js";
 
 const root = document.getElementById("meeting");
 const meetingId = Number.parseInt(root.dataset.meetingId, 10);
@@ -44,11 +45,23 @@ async function resyncBar() {
   paint();
 }
 
+// Recording (issue 16): the badge in the state bar (both panes), the chair's button.
+const recBadge = new RecordingBadge(/** @type {HTMLElement} */ (document.getElementById("rec-badge")), t);
+const recToggle = document.getElementById("rec-toggle");
+const request = (/** @type {string} */ e, /** @type {object} */ p) => signaling.request(e, p);
+const recButton = recToggle ? recordingButton(/** @type {HTMLButtonElement} */ (recToggle), request,
+  meetingId, t, (text) => { liveState.textContent = text; }) : null;
+const recording = followRecording(signaling.socket, request, meetingId, (state) => {
+  recBadge.show(state);
+  recButton?.show(state);
+});
+
 signaling.onConnectionChange = async (connected) => {
   if (!connected) { liveState.textContent = t("Reconnecting…"); return; }
   try {
     await signaling.joinMeeting(meetingId);
     liveState.textContent = t("Live");
+    await recording.refresh();
     await procedure?.resync();
     await resyncBar();
   } catch (error) {

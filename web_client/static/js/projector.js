@@ -5,6 +5,7 @@
 import { loadCatalog, t } from "./i18n.js";
 import { clock, optionLabel, tf } from "./procedure-ui.js";
 import { Signaling } from "./signaling.js";
+import { RecordingBadge, followRecording } from "./recording-badge.js";
 
 const root = /** @type {HTMLElement} */ (document.getElementById("projector"));
 const meetingId = Number.parseInt(root.dataset.meetingId ?? "", 10);
@@ -53,11 +54,16 @@ async function resync() {
   }
 }
 
+const recBadge = new RecordingBadge($("pj-rec"), t);
+const recording = followRecording(sig.socket, (e, p) => sig.request(e, p), meetingId,
+  (state) => recBadge.show(state));
+
 sig.onConnectionChange = async (connected) => {
   $("pj-live").textContent = connected ? t("Live") : t("Reconnecting…");
   if (!connected) return;
   try {
     await sig.joinMeeting(meetingId);
+    await recording.refresh();
     await resync();
   } catch (error) {
     $("pj-live").textContent = String(/** @type {Error} */ (error).message ?? error);

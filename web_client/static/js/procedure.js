@@ -4,6 +4,7 @@
 import { api } from "./api.js";
 import { RECORDED_EVENT, outcomeText, startMeetingPrompts } from "./ballot-prompt.js";
 import { t } from "./i18n.js";
+import { MinutesReview } from "./minutes-review.js";
 import { buildForms, buildStateControls, guardMeetingEnd } from "./procedure-forms.js";
 import {
   clock, errorText, fill, forgetReceipt, h, loadReceipt, nextBallotSeq, optionLabel, receiptFor,
@@ -43,6 +44,8 @@ export class ProcedurePanel {
     this.built = false;
     this.part = Object.fromEntries([.../** @type {NodeListOf<HTMLElement>} */ (root.querySelectorAll("[data-part]"))]
       .map((el) => [el.dataset.part, el]));
+    const reviewBox = this.part["minutes-review"];
+    this.review = reviewBox ? new MinutesReview(reviewBox, signaling.socket, meetingId) : null;
     signaling.onAgendaChanged = (e) => this.#receive("agenda", "agenda", e, () => {
       this.state.agenda = e.agenda;
     });
@@ -534,6 +537,7 @@ export class ProcedurePanel {
       const body = await api("GET", `/api/meetings/${this.meetingId}/minutes`);
       this.versions = body.versions;
       this.#render(["minutes"]);
+      await this.review?.show(this.versions, this.role);
     } catch {
       // shown as "none yet"
     }

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from rooms.db import Database
 from server.admin import feature as admin
+from server.archive import feature as archive
 from server.cascade import feature as cascade
 from server.chat import feature as chat
 from server.conference import feature as conference
@@ -92,8 +93,8 @@ def create_app(settings: Settings) -> web.Application:
     realtime = Realtime(app, sio)
     app.cleanup_ctx.append(heap.FullCollections(activity=lambda: realtime.events_seen).run)
     install(app, realtime, [meetings.FEATURE, procedure.FEATURE, documents.FEATURE,
-                            conference.FEATURE, cascade.FEATURE, recording.FEATURE, admin.FEATURE,
-                            chat.FEATURE])
+                            conference.FEATURE, cascade.FEATURE, recording.FEATURE, archive.FEATURE,
+                            admin.FEATURE, chat.FEATURE])
     if settings.redis_url:  # after the features: it closes before them
         bridge = BusBridge(app[keys.BUS], settings.redis_url, settings.bus_redis_channel,
                            CROSS_PROCESS_EVENTS)

@@ -165,6 +165,12 @@ class Settings:
     # Readiness (server/core/health.py) fails below this much free disk (MB) for the data
     # directory or the document store.
     min_free_disk_mb: int = 512
+    # Retention (server/archive/retention.py): days recordings and archive files are kept
+    # (0: until deleted by hand); the free disk space (MB) a recording needs to start.
+    recording_retention_days: int = 365
+    archive_retention_days: int = 90
+    recording_min_free_mb: int = 1024
+    retention_interval_s: float = 3600.0  # how often the retention sweep runs
     source_url: str = "https://example.invalid/hopso"  # AGPL: where users get the source
     timezone: str = "Asia/Ho_Chi_Minh"  # how pages show times (stored in UTC)
     node: NodeSettings | None = None  # this node's place in a cascade (HOPSO_NODE_*)
@@ -246,6 +252,12 @@ _OPTIONS: Sequence[tuple[str, str, str]] = (
      "host:port of a separate listener for GET /metrics (default: on the main port)"),
     ("--min-free-disk-mb", "HOPSO_MIN_FREE_DISK_MB",
      "readiness fails below this free disk space in MB (default 512)"),
+    ("--recording-retention-days", "HOPSO_RECORDING_RETENTION_DAYS",
+     "days recordings are kept, then deleted (0: kept; default 365)"),
+    ("--archive-retention-days", "HOPSO_ARCHIVE_RETENTION_DAYS",
+     "days archive files (ZIP, composite MP4) stay on the server (0: kept; default 90)"),
+    ("--recording-min-free-mb", "HOPSO_RECORDING_MIN_FREE_MB",
+     "a recording is refused below this free disk space in MB (default 1024)"),
     ("--signing-ca", "HOPSO_SIGNING_CA",
      "PEM file of the CA certificates signers of the minutes must chain to"),
     ("--signing-pkcs11-module", "HOPSO_SIGNING_PKCS11_MODULE",
@@ -394,6 +406,12 @@ def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Setting
         metrics_token=metrics_token,
         metrics_addr=metrics_addr,
         min_free_disk_mb=_int("--min-free-disk-mb", s("min_free_disk_mb"), 512, 0, 10**7),
+        recording_retention_days=_int("--recording-retention-days",
+                                      s("recording_retention_days"), 365, 0, 36500),
+        archive_retention_days=_int("--archive-retention-days", s("archive_retention_days"),
+                                    90, 0, 36500),
+        recording_min_free_mb=_int("--recording-min-free-mb", s("recording_min_free_mb"),
+                                   1024, 0, 10**7),
         signing_ca=Path(signing_ca) if signing_ca else None,
         signing_pkcs11_module=Path(p11_module) if p11_module else None,
         signing_pkcs11_token=s("signing_pkcs11_token"),

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 from typing import Any
 
 from rooms import audit, meetings, recording_log
 from rooms.errors import Conflict, DomainError
 from rooms.models import MeetingStatus
 from rooms.permissions import Action
+from server.core import keys
 from server.core.realtime import EventContext, EventSchema, Realtime, meeting_room
 from server.recording.keys import RECORDINGS, TIMELINE
 
@@ -24,6 +27,21 @@ class MeetingRef(EventSchema):
 
 class RecordingUnavailable(DomainError):
     code, status = "recording_unavailable", 503
+
+
+def disk_floor(root: Path, min_free_mb: int) -> None:
+    """Refuse to start below the configured free disk space (docs/operations.md,
+    "Retention"): a recording that fills the disk would stop part-way anyway."""
+    place = root
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    free_mb = shutil.disk_usage(place).free // 2**20
+    if free_mb < min_free_mb:
+        logger.warning("recording refused: %s MB free, the floor is %s MB", free_mb, min_free_mb)
+        raise RecordingUnavailable(
+            f"Không đủ dung lượng đĩa để ghi hình: còn {free_mb} MB, cần ít nhất "
+            f"{min_free_mb} MB. / Not enough free disk space to record: {free_mb} MB free, "
+            f"at least {min_free_mb} MB needed.", code="disk_low")
 
 
 def stopped_data(rec_dir: str, files: list[Any]) -> dict[str, Any]:
@@ -46,6 +64,8 @@ def register(rt: Realtime) -> None:
             if access.meeting.cascade_key is not None:  # a mirror: the owner node records
                 raise Conflict("this meeting is recorded at the node that holds it",
                                "not_owner_node")
+            if p.meeting_id not in recordings.active:
+                disk_floor(recordings.root, ctx.app[keys.SETTINGS].recording_min_free_mb)
             try:
                 rec, started = recordings.start(p.meeting_id)
             except OSError as exc:

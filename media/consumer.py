@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from . import rtcp
 from .errors import MediaError
 from .fanout import LegField
-from .layers import ConsumerLayers, Segment, choose_target, mapped_ts_offset, ts_forward
+from .layers import ConsumerLayers, Segment, choose_target, mapped_ts_offset, ts_after
 from .producer import Producer
 from .rtp import ForwardPacket, StreamRewriter, nearest_ext
 from .stats import ConsumerStats, RateMeter
@@ -136,9 +136,8 @@ class Consumer:
             if old is not None and old.epoch == rw.epoch and new is not None \
                     and new.epoch == fp.epoch:
                 ts_offset = mapped_ts_offset(old, new, rw.ts_offset, rw.clock_rate)
-                if ts_offset is not None and not ts_forward(
-                        fp.ts + ts_offset, rw.last_ts, rw.clock_rate):
-                    ts_offset = None  # behind the last frame sent, or absurd: by the clock
+                if ts_offset is not None:
+                    ts_offset = ts_after(fp.ts, ts_offset, rw.last_ts, rw.clock_rate)
         # A frame cut short (its last packet not sent) is told by one missing number.
         switching = sent and current is not None and current != fp.layer
         rw.sync(fp, now, ts_offset, skip=1 if switching and not leg.last_marker else 0)

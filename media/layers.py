@@ -19,6 +19,7 @@ from typing import NamedTuple
 from .recv_stream import RecvStream, SenderReportRef
 
 MAX_TS_JUMP_S = 1.0  # a mapped timestamp further than this from the last one is not trusted
+SWITCH_STEP_S = 0.033  # a switch whose frame the old layer already sent: one frame later
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,15 @@ def mapped_ts_offset(old: SenderReportRef | None, new: SenderReportRef | None,
     return old_offset + old.rtp_ts - new.rtp_ts + round(ntp_delta * clock_rate)
 
 
-def ts_forward(out_ts: int, last_ts: int, clock_rate: int) -> bool:
-    """`out_ts` follows `last_ts` by a plausible step (after it, under MAX_TS_JUMP_S)."""
-    delta = (out_ts - last_ts) & 0xFFFFFFFF
-    return 0 < delta < MAX_TS_JUMP_S * clock_rate
+def ts_after(ts: int, offset: int, last_ts: int, clock_rate: int) -> int | None:
+    """`offset` if it puts `ts` after the last timestamp sent (by under MAX_TS_JUMP_S);
+    if it puts it at or shortly before it (the old layer's copy of this frame went out
+    first), the offset that puts it one frame (SWITCH_STEP_S) after; None if absurd."""
+    delta = (ts + offset - last_ts) & 0xFFFFFFFF
+    if delta >= 0x80000000:
+        delta -= 1 << 32
+    if 0 < delta < MAX_TS_JUMP_S * clock_rate:
+        return offset
+    if -MAX_TS_JUMP_S * clock_rate < delta <= 0:
+        return offset - delta + round(SWITCH_STEP_S * clock_rate)
+    return None

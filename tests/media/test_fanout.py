@@ -190,3 +190,32 @@ def test_a_socket_refusing_packets_counts_as_blocked_until_it_recovers() -> None
 def test_sockaddr(addr: tuple[str, int], family: int, size: int) -> None:
     raw: Any = sockaddr(addr)
     assert len(raw) == size and raw[0] == family and raw[2:4] == b"\x13\x8c"
+
+
+async def test_c_loop_rewrites_vp8_ids_as_the_python_path_does(link: Link) -> None:
+    """A simulcast consumer's leg: PictureID (15 and 7 bits) and TL0PICIDX moved by its
+    offsets in the C copy of the packet, byte for byte as media/vp8.py's rewrite."""
+    from media.rtp import EXT_BLOCK_LEN
+    from media.vp8 import parse_descriptor, rewrite
+
+    server, crec = link
+    leg = Leg(server.leg_path)
+    leg.leg.vp8, leg.leg.pid_offset, leg.leg.tl0_offset = 1, 0x7FF0, 200
+    fan = FanOut()
+    fan.set([leg])  # type: ignore[list-item]
+    payloads = [bytes((0x90, 0xC0, 0x80 | 0x01, 0x23, 77)) + b"a" * 50,  # 15-bit, L
+                bytes((0x90, 0x80, 0x45)) + b"b" * 50,  # 7-bit PictureID only
+                bytes((0x10,)) + b"c" * 50]  # no X: nothing to rewrite
+    expected = []
+    for i, payload in enumerate(payloads):
+        fp = packet(10 + i, payload)
+        fp.vp8 = parse_descriptor(payload, EXT_BLOCK_LEN)
+        fan.forward(fp, 2.0)
+        tail = fp.tail if fp.vp8 is None else rewrite(fp.tail, fp.vp8, 0x7FF0, 200)
+        expected.append(RTP_HEADER.pack(FIRST_BYTE, 96, 10 + i, 0, 77) + tail)
+    await wait_for(lambda: len(crec.rtp) == 3, 2)
+    assert leg.handed_back == []
+    assert crec.rtp == expected
+    assert crec.rtp[0][12 + 8 + 2:12 + 8 + 5] == bytes((0x80 | 0x01, 0x13, 21))
+    assert crec.rtp[1][12 + 8 + 2] == (0x45 + 0x70) & 0x7F
+    assert (leg.leg.last_pid, leg.leg.last_tl0) == ((0x45 + 0x70) & 0x7F, 21)

@@ -1,0 +1,222 @@
+"""A consumer of a simulcast producer: layer switches at keyframes with continuous
+sequence numbers, timestamps and VP8 ids; NACKs answered from the right layer."""
+
+from __future__ import annotations
+
+import itertools
+
+from aiortc.rtp import RtcpPsfbPacket, RtcpSenderInfo, RtcpSrPacket
+
+from media.consumer import Consumer
+from media.producer import Producer
+from media.rtp import RTP_HEADER, InPacket
+from media.vp8 import parse_descriptor
+
+from .fakes import FakeTransport, make_producer
+
+SSRCS = (1000, 2000, 3000)
+TS_BASE = (10_000, 5_000_000, 900_000_000)  # each layer's own random RTP clock origin
+
+
+def vp8(pid: int, tl0: int, key: bool = False, start: bool = True) -> bytes:
+    """Descriptor with X, I (15-bit PictureID) and L (TL0PICIDX), then a frame tag."""
+    first = 0x90 if start else 0x80
+    tag = b"\x00" if key else b"\x01"
+    return bytes((first, 0xC0, 0x80 | (pid >> 8), pid & 0xFF, tl0)) + tag + b"x" * 60
+
+
+class Simulcast:
+    """A three-layer producer fed frame by frame, and one consumer of it."""
+
+    def __init__(self) -> None:
+        self.up = FakeTransport()
+        self.producer: Producer = make_producer(transport=self.up, rids=("r0", "r1", "r2"))
+        self.down = FakeTransport()
+        self.consumer = Consumer(
+            peer_id="sub", producer=self.producer, transport=self.down,  # type: ignore[arg-type]
+            mid="0", pt=100, rtx_pt=101, ssrc=5555, rtx_ssrc=6666, stream_id="pub-av",
+            on_close=lambda c, r: None)
+        self.consumer.apply_answer(100, 101, nack=True)
+        self.consumer.set_active(True)
+        self.producer.add_consumer(self.consumer)
+        self.seq = [100, 20_000, 65_530]  # layer 2 wraps during the test
+        self.pid = [7, 3000, 32_760]  # layer 2's PictureID wraps too
+        self.tl0 = [250, 10, 128]
+        self.frame = 0
+
+    def send_frame(self, now: float, key_on: tuple[int, ...] = (), packets: int = 2,
+                   order: tuple[int, ...] = (0, 1, 2)) -> None:
+        """One frame on every layer (same capture time), `packets` packets each."""
+        for layer in order:
+            ts = (TS_BASE[layer] + self.frame * 3000) & 0xFFFFFFFF
+            for i in range(packets):
+                payload = vp8(self.pid[layer], self.tl0[layer], key=layer in key_on,
+                              start=i == 0)
+                pkt = InPacket(SSRCS[layer], 96, 0x80 if i == packets - 1 else 0,
+                               self.seq[layer] & 0xFFFF, ts, 0, b"", payload)
+                self.seq[layer] += 1
+                self.producer.receive_rtp(pkt, now, stream=self.producer.streams[layer])
+            self.pid[layer] = (self.pid[layer] + 1) & 0x7FFF
+            self.tl0[layer] = (self.tl0[layer] + 1) & 0xFF
+        self.frame += 1
+
+    def sender_reports(self, now: float) -> None:
+        ntp = 0x12345678 << 32
+        for layer in range(3):
+            ts = (TS_BASE[layer] + self.frame * 3000) & 0xFFFFFFFF
+            sr = RtcpSrPacket(ssrc=SSRCS[layer], sender_info=RtcpSenderInfo(
+                ntp_timestamp=ntp, rtp_timestamp=ts, packet_count=0, octet_count=0))
+            self.producer.on_sender_report(sr, now, self.producer.streams[layer])
+
+    def out(self) -> list[tuple[int, int, int, int, bool]]:
+        """(seq, ts, PictureID, TL0PICIDX, keyframe) of each packet sent down."""
+        rows = []
+        for data in self.down.rtp:
+            _, b1, seq, ts, ssrc = RTP_HEADER.unpack_from(data, 0)
+            assert ssrc == 5555 and b1 & 0x7F == 100
+            d = parse_descriptor(data[12 + 8:], 0)
+            assert d is not None
+            rows.append((seq, ts, d.pid, d.tl0, not data[12 + 8 + 5] & 1 and bool(data[20] & 0x10)))
+        return rows
+
+    def plis(self) -> list[int]:
+        return [p.media_ssrc for p in self.up.rtcp_packets()
+                if isinstance(p, RtcpPsfbPacket) and p.fmt == 1]
+
+
+def assert_continuous(rows: list[tuple[int, int, int, int, bool]],
+                      switches: int) -> None:
+    """Seq +1 (+2 once at a switch cut mid-frame is allowed), ts never back, ids +1 per
+    frame."""
+    gaps = 0
+    for (s0, t0, p0, l0, _), (s1, t1, p1, l1, _) in itertools.pairwise(rows):
+        step = (s1 - s0) & 0xFFFF
+        assert step in (1, 2), (s0, s1)
+        gaps += step == 2
+        assert 0 <= (t1 - t0) & 0xFFFFFFFF < 90000, (t0, t1)  # monotonic, no jump
+        if t1 != t0:  # a new frame: ids advance by one
+            assert (p1 - p0) & 0x7FFF == 1 and (l1 - l0) & 0xFF == 1, (p0, p1, l0, l1)
+        else:
+            assert (p1, l1) == (p0, l0)
+    assert gaps <= switches
+
+
+def test_starts_on_the_preferred_layer_at_its_keyframe() -> None:
+    s = Simulcast()
+    s.consumer.set_preferred_layers(1, None, 0.0)
+    s.send_frame(0.0)
+    assert s.down.rtp == [] and s.plis() == [SSRCS[1]]
+    s.send_frame(0.033, key_on=(0, 1, 2))
+    s.send_frame(0.066)
+    assert s.consumer.current_layer == 1 and len(s.down.rtp) == 4
+    assert_continuous(s.out(), 0)
+
+
+def test_switch_up_and_down_waits_for_the_target_keyframe_and_stays_continuous() -> None:
+    s = Simulcast()
+    s.consumer.set_preferred_layers(0, None, 0.0)
+    now = 0.0
+    s.send_frame(now, key_on=(0, 1, 2))
+    for _ in range(5):
+        now += 0.033
+        s.send_frame(now)
+    s.sender_reports(now)
+    assert s.consumer.current_layer == 0
+    plis_before = len(s.plis())
+    s.consumer.set_preferred_layers(2, None, now)
+    assert s.plis()[plis_before:] == [SSRCS[2]]  # a keyframe asked of the target only
+    for _ in range(3):  # no keyframe yet: layer 0 goes on
+        now += 0.033
+        s.send_frame(now)
+    assert s.consumer.current_layer == 0 and s.consumer.target_layer == 2
+    now += 0.033
+    s.send_frame(now, key_on=(2,))
+    assert s.consumer.current_layer == 2 and s.consumer.layer_switches == 1
+    for _ in range(3):
+        now += 0.033
+        s.send_frame(now)
+    s.consumer.set_preferred_layers(1, None, now)
+    now += 0.033
+    s.send_frame(now, key_on=(1,))
+    assert s.consumer.current_layer == 1 and s.consumer.layer_switches == 2
+    rows = s.out()
+    assert len(rows) == 2 * 15  # one layer's packets per frame, never two
+    assert_continuous(rows, 2)
+    # The old layer sent this frame's copy first: the keyframe goes one frame (33 ms) after.
+    ts = [t for _, t, *_ in rows[::2]]
+    assert {(b - a) & 0xFFFFFFFF for a, b in itertools.pairwise(ts)} == {3000, 2970}
+    # The leg left the old layers' fan-out: the C loop never sees it there.
+    assert [len(st.fanout.consumers) for st in s.producer.streams] == [0, 1, 0]
+
+
+def test_sender_reports_keep_the_capture_time_across_a_switch() -> None:
+    s = Simulcast()
+    s.consumer.set_preferred_layers(0, None, 0.0)
+    s.send_frame(0.0, key_on=(0,))
+    s.send_frame(0.033)
+    s.sender_reports(0.04)
+    s.consumer.set_preferred_layers(2, None, 0.04)
+    s.send_frame(0.066, key_on=(2,), order=(2, 1, 0))  # the new layer's copy comes first
+    s.send_frame(0.1)
+    rows = s.out()
+    assert s.consumer.current_layer == 2
+    assert_continuous(rows, 1)
+    # Each layer's RTP clock has its own origin; mapped through the reports' NTP time,
+    # the keyframe lands exactly one frame (3000 ticks) after the last one sent.
+    ts = [t for _, t, *_ in rows[::2]]
+    assert [(b - a) & 0xFFFFFFFF for a, b in itertools.pairwise(ts)] == [3000] * 3
+
+
+def test_without_sender_reports_timestamps_still_move_forward() -> None:
+    s = Simulcast()
+    s.consumer.set_preferred_layers(0, None, 0.0)
+    s.send_frame(0.0, key_on=(0,))
+    s.send_frame(0.033)
+    s.consumer.set_preferred_layers(2, None, 0.04)
+    s.send_frame(0.066, key_on=(2,))
+    s.send_frame(0.1)
+    assert s.consumer.current_layer == 2
+    assert_continuous(s.out(), 1)
+
+
+def test_nack_after_a_switch_is_answered_from_the_old_layer() -> None:
+    s = Simulcast()
+    s.consumer.set_preferred_layers(0, None, 0.0)
+    s.send_frame(0.0, key_on=(0,))
+    s.send_frame(0.033)
+    s.consumer.set_preferred_layers(2, None, 0.04)
+    s.send_frame(0.066, key_on=(2,))
+    rows = s.out()
+    sent = list(s.down.rtp)
+    s.down.rtp.clear()
+    s.consumer.on_nack([rows[1][0], rows[-1][0]], 0.1)  # one of layer 0, one of layer 2
+    assert s.consumer.retransmissions_sent == 2
+    for original, rtx in zip((sent[1], sent[-1]), s.down.rtp):
+        _, b1, _, ts, ssrc = RTP_HEADER.unpack_from(rtx, 0)
+        assert ssrc == 6666 and b1 & 0x7F == 101
+        assert ts == RTP_HEADER.unpack_from(original, 0)[3]
+        # RTX payload: extension block, original sequence number, the rewritten payload.
+        assert rtx[12 + 8:12 + 10] == original[2:4]
+        assert rtx[12 + 10:] == original[12 + 8:]
+
+
+def test_a_layer_the_publisher_stops_sending_is_left_for_the_next_one_down() -> None:
+    s = Simulcast()
+    now = 0.0
+    s.send_frame(now, key_on=(0, 1, 2))
+    assert s.consumer.current_layer == 2
+    producer = s.producer
+    for _ in range(60):  # 2 s with layer 2 silent (the publisher's uplink is short)
+        now += 0.033
+        for layer in (0, 1):
+            ts = TS_BASE[layer] + s.frame * 3000
+            pkt = InPacket(SSRCS[layer], 96, 0x80, s.seq[layer] & 0xFFFF, ts, 0, b"",
+                           vp8(s.pid[layer], s.tl0[layer], key=layer == 1 and now > 1.8))
+            s.seq[layer] += 1
+            s.pid[layer] += 1
+            s.tl0[layer] = (s.tl0[layer] + 1) & 0xFF
+            producer.receive_rtp(pkt, now, stream=producer.streams[layer])
+        s.frame += 1
+        s.consumer.update_layers(now)  # the RTCP tick
+    assert s.consumer.target_layer == 1 and s.consumer.current_layer == 1
+    assert s.consumer.preferred_spatial is None  # the preference stands for when it returns

@@ -43,7 +43,8 @@ class CompositeLimits:
     memory_mb: int = 1536  # RLIMIT_AS of the ffmpeg process
     nice: int = 10
     cpu_s_per_s: float = 6.0  # RLIMIT_CPU: this many CPU seconds per second of video (+60)
-    wall_s_per_s: float = 4.0  # killed past this many seconds per second of video (+60)
+    wall_s_per_s: float = 4.0  # killed past this many seconds per second of video
+    wall_min_s: float = 60.0  # ... plus this
     threads: int = 2
 
 
@@ -142,7 +143,7 @@ async def run_ffmpeg(plan: Layout, work: Path, target: Path, limits: CompositeLi
     concat.write_text(composite_plan.concat_list(plan.pages), encoding="utf-8")
     partial = target.with_name(target.name + ".partial")
     argv = composite_plan.command(plan, concat, partial, threads=limits.threads)
-    wall = 60 + plan.duration_s * limits.wall_s_per_s
+    wall = limits.wall_min_s + plan.duration_s * limits.wall_s_per_s
     cpu = int(60 + plan.duration_s * limits.cpu_s_per_s)
     with tempfile.TemporaryFile() as errors:
         proc = await asyncio.create_subprocess_exec(

@@ -28,7 +28,7 @@ from rooms.errors import Conflict, Forbidden, Invalid, NotFound
 from rooms.meetings import MeetingAccess
 from rooms.minutes import get_pdf
 from rooms.models import MeetingRole, User, enum_column, utcnow
-from rooms.procedure_models import MinutesVersion
+from rooms.procedure_models import AuditEntry, MinutesVersion
 
 
 class Stage(str, enum.Enum):
@@ -242,3 +242,21 @@ async def status(session: AsyncSession, meeting_id: int, version: int) -> dict[s
                         "signed_at": at.isoformat(), "sha256": sha, "key": kind}
                        for r, u, signer, at, sha, kind, name in rows.all()],
     }
+
+
+SIGNED_KINDS = ("minutes_signed", "vote_result_signed")
+
+
+async def audited_signatures(session: AsyncSession, meeting_id: int, sha256: str
+                             ) -> list[dict[str, Any]]:
+    """The audit entries of this meeting that recorded a signed file with this sha256."""
+    rows = await session.exec(select(AuditEntry).where(
+        AuditEntry.meeting_id == meeting_id, col(AuditEntry.kind).in_(SIGNED_KINDS),
+        col(AuditEntry.data_json).contains(sha256)))
+    out = []
+    for entry in rows.all():
+        data = audit.entry_dict(entry)
+        if data["data"].get("sha256") == sha256:
+            out.append({"seq": entry.seq, "kind": entry.kind, "at": data["at"],
+                        "data": data["data"]})
+    return out

@@ -9,7 +9,14 @@ from aiohttp import web
 
 from server.core.feature import Feature
 from server.core.realtime import Realtime
-from server.procedure import lifecycle, minutes_signing, routes, sockets, state_routes
+from server.procedure import (
+    lifecycle,
+    minutes_signing,
+    routes,
+    sockets,
+    state_routes,
+    vote_signing,
+)
 from server.procedure.keys import LIVE, VOTE_TIMERS
 from server.procedure.live import ProcedureLive
 
@@ -21,6 +28,7 @@ def setup(app: web.Application, realtime: Realtime) -> None:
     app.add_routes(routes.routes)
     app.add_routes(state_routes.routes)
     minutes_signing.setup(app)  # draft, review and PAdES signatures of the minutes
+    app.add_routes(vote_signing.routes)  # signed vote results, checking a signed file
     lifecycle.subscribe(app)  # a closed meeting's procedure is closed out
 
 

@@ -105,7 +105,8 @@ def setup(app: web.Application) -> None:
     app.add_routes(routes)
 
 
-def _key(body: SignBody, login: str, state: MinutesSigning) -> signing.Key:
+def key_of(body: SignBody, login: str, state: MinutesSigning) -> signing.Key:
+    """The key a sign request names (PKCS#12 bytes, or the server's token and a label)."""
     if body.key == "pkcs12":
         try:
             data = base64.b64decode(body.pkcs12, validate=True)
@@ -178,7 +179,7 @@ async def sign(request: web.Request) -> web.Response:
     async with request.app[keys.DB].session() as s:  # who and what, before the key is used
         access = await meetings.require(s, user, meeting_id)
         role, pdf = await review.to_sign(s, access, version)
-    key = _key(body, user.username, state)
+    key = key_of(body, user.username, state)
     reason = "Thư ký lập biên bản" if role is review.SignerRole.secretary \
         else "Chủ trì duyệt biên bản"
     try:

@@ -8,6 +8,7 @@ request (from either end) reaches a meeting's link end.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,41 @@ LOGGED_REFUSALS = 20  # per link, then every 1000th: a hostile child cannot floo
 MAX_REFUSALS_KEPT = 50  # for the admin view
 
 
+class InOrder:
+    """Events of one kind from one link, handled one at a time in the order they arrived.
+    `take` is called before the handler's first await: socket.io starts each event's
+    handler in arrival order, and anything awaited after that may finish out of order."""
+
+    def __init__(self) -> None:
+        self._last: asyncio.Future[None] | None = None
+
+    def take(self) -> Turn:
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        turn, self._last = Turn(self._last, mine), mine
+        return turn
+
+
+@dataclass
+class Turn:
+    before: asyncio.Future[None] | None  # the previous event's turn
+    mine: asyncio.Future[None]
+
+    async def wait(self) -> None:
+        if self.before is not None and not self.before.done():
+            await asyncio.wait({self.before})  # never cancels it, if we are cancelled
+
+    def done(self) -> None:
+        """The next one may go, once the one before this has gone (even if this one was
+        cancelled while it waited)."""
+        def release(_: object = None) -> None:
+            if not self.mine.done():
+                self.mine.set_result(None)
+        if self.before is None or self.before.done():
+            release()
+        else:
+            self.before.add_done_callback(release)
+
+
 @dataclass
 class ChildLink:
     """A linked child node, as its parent sees it."""
@@ -48,12 +84,15 @@ class ChildLink:
     refused: int = 0  # events refused (schema, scope, limits)
     rtt_ms: float | None = None
     connected_at: float = field(default_factory=time.time)
+    reports_in_order: InOrder = field(default_factory=InOrder)  # `report` batches
+    last_report: str | None = None  # the last report id of the last batch taken in
 
 
 @dataclass(frozen=True)
 class NodeEvent(Generic[P]):
     schema: type[P]
     handler: Callable[[ChildLink, P], Awaitable[Any]]
+    ordered: bool = False  # handled one at a time per link, in arrival order (InOrder)
 
 
 class ChildHost(Protocol):
@@ -74,14 +113,26 @@ class Dispatcher:
         self.events: dict[str, NodeEvent[Any]] = {}
 
     def register(self, name: str, schema: type[P],
-                 handler: Callable[[ChildLink, P], Awaitable[Any]]) -> None:
+                 handler: Callable[[ChildLink, P], Awaitable[Any]],
+                 ordered: bool = False) -> None:
         schema.check_scoped()
-        self.events[name] = NodeEvent(schema, handler)
+        self.events[name] = NodeEvent(schema, handler, ordered)
 
     async def dispatch(self, name: str, sid: str, data: Any) -> dict[str, Any]:
         event = self.events[name]
+        link = self.host.children.get(sid)
+        if link is None or not event.ordered:
+            return await self._dispatch(event, name, sid, link, data)
+        turn = link.reports_in_order.take()  # before any await: arrival order
+        try:
+            await turn.wait()
+            return await self._dispatch(event, name, sid, link, data)
+        finally:
+            turn.done()
+
+    async def _dispatch(self, event: NodeEvent[Any], name: str, sid: str,
+                        link: ChildLink | None, data: Any) -> dict[str, Any]:
         host = self.host
-        link = host.children.get(sid)
         try:
             if link is None:
                 raise NodeError("not_authenticated", "this connection is not a linked node")

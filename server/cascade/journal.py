@@ -1,22 +1,24 @@
 """A meeting's journal across the tree (docs/cascade.md, "Meeting state across nodes").
 
 The owner node appends entries (seq 1, 2, ... per meeting, committed before anyone hears
-of them) and pushes them to its linked children; every node stores what it received with
-the owner's seq, pushes it on to its own children, and applies it in order through the
-topic's applier. A node that missed entries (a gap in a push, a link back after an outage,
-a restart) pulls them from its parent by seq, so each entry crosses each link once and a
-ward catches up by itself. Entries whose applier has not run yet (a crash between storing
-and applying) are applied at start-up.
+of them) and pushes them to its linked children; every node passes what it received on to
+its own children at once, stores it with the owner's seq (one commit per push), and applies
+it in order through the topic's applier, behind the forwarding (a slow applier at the city
+never delays the wards). A node that missed entries (a gap in a push, a link back after an
+outage, a restart) pulls them from its parent by seq, so each entry crosses each link once
+and a ward catches up by itself. Entries whose applier has not run yet (a crash between
+storing and applying) are applied at start-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 
@@ -28,8 +30,24 @@ from server.cascade.topics import Entry, Topics, decode, encode
 log = logging.getLogger(__name__)
 
 MAX_PULL = 200  # entries per pull answer (the child asks again while `more`)
+PUSH_BYTES = 512_000  # entries' data per push passed on down the tree
 Push = Callable[[str, list[dict[str, Any]]], Awaitable[None]]  # (key, entries) to children
 MeetingOf = Callable[[str], Awaitable[int | None]]  # key -> local meeting id
+
+
+def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Entries in pushes of at most PUSH_BYTES of data each (a message stays well under a
+    websocket client's frame limit whatever a pull brought in one answer)."""
+    out: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for raw in entries:
+        n = len(encode(raw["data"]))
+        if out[-1] and size + n > PUSH_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(raw)
+        size += n
+    return out
 
 
 def wire(entry: Entry) -> dict[str, Any]:
@@ -44,6 +62,9 @@ class Journal:
         self.meeting_of = meeting_of
         self._last: dict[str, int] = {}  # key -> highest seq stored here
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._todo: defaultdict[str, deque[Entry]] = defaultdict(deque)  # stored, to apply
+        self._workers: dict[str, asyncio.Task[None]] = {}  # key -> its applier task
+        self._applied: dict[str, int] = {}  # key -> highest seq applied since start-up
 
     async def last(self, key: str) -> int:
         if key not in self._last:
@@ -92,32 +113,79 @@ class Journal:
 
     # -- at every other node --------------------------------------------------------------
     async def ingest(self, key: str, entries: list[dict[str, Any]]) -> bool:
-        """Store, pass on and apply the parent's entries in order. False if a gap was found
-        (an entry after one this node has not got): the caller pulls from the parent."""
+        """Pass on, store and queue for applying the parent's entries, in order. False if a
+        gap was found (an entry after one this node has not got): the caller pulls from the
+        parent. Returns once the new entries are stored here; applying them runs behind, in
+        seq order (`_apply_in_order`), so a slow applier never holds up the next entry on its
+        way down the tree."""
         meeting_id = await self.meeting_of(key)
         if meeting_id is None:
             raise NodeError("not_found", f"meeting {key} is not mirrored here")
         async with self._locks[key]:
+            last, fresh, gap = await self.last(key), [], False
             for raw in entries:
                 seq = raw["seq"]
-                if seq == 0:  # ephemeral
-                    await self.push(key, [raw])
-                    await self._apply(meeting_id, Entry(key, 0, raw["topic"], raw["data"]))
-                    continue
-                last = await self.last(key)
-                if seq <= last:
+                if seq == 0:  # ephemeral: passed on and applied in its place, never stored
+                    fresh.append(raw)
+                elif seq <= last:
                     continue  # already here (a push and a pull crossed)
-                if seq != last + 1:
-                    return False
+                elif seq != last + 1:
+                    gap = True
+                    break
+                else:
+                    fresh.append(raw)
+                    last = seq
+            if not fresh:
+                return not gap
+            # Children first, before this node's own commit: each entry was committed at the
+            # owner before anyone heard of it, and a child that has an entry this node then
+            # failed to store loses nothing (this node pulls it again; the child skips it).
+            for chunk in _chunks(fresh):
+                await self.push(key, chunk)
+            durable = [raw for raw in fresh if raw["seq"]]
+            if durable:  # one commit for the whole push
                 async with self.db.session() as s:
-                    s.add(CascadeEntry(key=key, seq=seq, topic=raw["topic"],
-                                       data=encode(raw["data"])))
+                    s.add_all(CascadeEntry(key=key, seq=raw["seq"], topic=raw["topic"],
+                                           data=encode(raw["data"])) for raw in durable)
                     await s.commit()
-                self._last[key] = seq
-                await self.push(key, [raw])  # grandchildren first: they do not wait on us
-                await self._apply(meeting_id, Entry(key, seq, raw["topic"], raw["data"]))
-                await self._mark_applied(key, seq)
-        return True
+                self._last[key] = durable[-1]["seq"]
+            self._todo[key].extend(Entry(key, raw["seq"], raw["topic"], raw["data"])
+                                   for raw in fresh)
+            worker = self._workers.get(key)
+            if worker is None or worker.done():
+                self._workers[key] = asyncio.create_task(
+                    self._apply_in_order(meeting_id, key), name=f"cascade-apply-{key}")
+        return not gap
+
+    async def _apply_in_order(self, meeting_id: int, key: str) -> None:
+        """The meeting's stored entries through their appliers, one at a time in seq order;
+        what was applied is marked in one commit per run (a crash before that re-applies
+        them at start-up: appliers are idempotent)."""
+        todo = self._todo[key]
+        while todo:
+            done: list[int] = []
+            while todo:
+                entry = todo.popleft()
+                await self._apply(meeting_id, entry)
+                if entry.seq:
+                    done.append(entry.seq)
+                    self._applied[key] = entry.seq
+            if done:
+                try:
+                    await self._mark_applied(key, done)
+                except Exception:  # the rows stay unapplied: applied again at start-up
+                    log.exception("cascade: marking journal %s applied failed", key)
+
+    def applied(self, key: str) -> int:
+        """The highest seq applied here since start-up (0: none)."""
+        return self._applied.get(key, 0)
+
+    async def close(self) -> None:
+        """Stop applying (at shutdown): what is left is applied at the next start-up."""
+        workers = list(self._workers.values())
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
 
     async def _apply(self, meeting_id: int, entry: Entry) -> None:
         """A bad entry or a failing applier is logged and skipped: the journal goes on."""
@@ -133,12 +201,12 @@ class Journal:
             log.exception("cascade: applying journal %s #%d (%s) failed", entry.key,
                           entry.seq, entry.topic)
 
-    async def _mark_applied(self, key: str, seq: int) -> None:
+    async def _mark_applied(self, key: str, seqs: list[int]) -> None:
         async with self.db.session() as s:
-            row = await s.get(CascadeEntry, (key, seq))
-            if row is not None:
-                row.applied = True
-                await s.commit()
+            await s.exec(update(CascadeEntry)  # type: ignore[call-overload]
+                         .where(col(CascadeEntry.key) == key, col(CascadeEntry.seq).in_(seqs))
+                         .values(applied=True))
+            await s.commit()
 
     async def apply_pending(self) -> int:
         """At start-up: entries stored but not applied (a crash in between)."""
@@ -150,5 +218,5 @@ class Journal:
             if meeting_id is not None:
                 await self._apply(meeting_id, Entry(row.key, row.seq, row.topic,
                                                     decode(row.data)))
-            await self._mark_applied(row.key, row.seq)
+            await self._mark_applied(row.key, [row.seq])
         return len(rows)

@@ -225,13 +225,13 @@ class NodeCascade:
         self._event("link", LinkRequest, self._on_link)
         self._event("headcounts", Headcounts, self._on_headcounts)
         self._event("journal", JournalPull, self._on_journal)
-        self._event("report", ReportBatch, self._on_report)
+        self._event("report", ReportBatch, self._on_report, ordered=True)
 
     def _event(self, name: str, schema: type[P],
-               handler: Callable[[ChildLink, P], Awaitable[Any]]) -> None:
+               handler: Callable[[ChildLink, P], Awaitable[Any]], ordered: bool = False) -> None:
         """Every /node event is registered here, so every one goes through the dispatcher."""
         assert self.sio is not None
-        self.dispatcher.register(name, schema, handler)
+        self.dispatcher.register(name, schema, handler, ordered)
 
         async def dispatch(sid: str, data: Any = None) -> dict[str, Any]:
             return await self.dispatcher.dispatch(name, sid, data)
@@ -350,9 +350,18 @@ class NodeCascade:
         return {"entries": entries, "more": more}
 
     async def _on_report(self, link: ChildLink, payload: ReportBatch) -> dict[str, Any]:
+        """Batches arrive pipelined (several in flight, ParentLink._deliver) and are taken in
+        arrival order; each names the last report of the batch sent before it on this link,
+        so one refused (or lost) in between stops the ones after it: the child sends them
+        again, in order."""
         state = self._state()
-        return {"outcomes": [await state.reports.receive(link.unit, item.model_dump())
-                             for item in payload.reports]}
+        if payload.after is not None and payload.after != link.last_report:
+            raise NodeError("out_of_order", "the batch before this one was not taken in; "
+                                            "send again from the oldest pending report")
+        outcomes = [await state.reports.receive(link.unit, item.model_dump())
+                    for item in payload.reports]
+        link.last_report = payload.reports[-1].id
+        return {"outcomes": outcomes}
 
     def _state(self) -> MeetingState:
         if self.state is None:

@@ -90,6 +90,8 @@ async def lifespan(app: web.Application) -> AsyncIterator[None]:
     refresher.cancel()
     await asyncio.gather(refresher, return_exceptions=True)
     await node.close()
+    if node.state is not None:
+        await node.state.journal.close()
 
 
 async def _refresh_credentials(db: Database, node: NodeCascade) -> None:

@@ -17,6 +17,7 @@ import socketio
 
 from media import LinkTransport
 from server.cascade.dispatch import link_op
+from server.cascade.reports import MAX_BATCH, Reports
 from server.cascade.reports import wire as report_wire
 from server.cascade.schemas import (
     NAMESPACE,
@@ -38,9 +39,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PING_INTERVAL_S = 2.0  # RTT and meeting directory refresh, child -> parent
+WINDOW = 4  # report batches in flight to the parent at once
+RETRY_S = 1.0  # after a failed delivery (the link is usually going down)
 LINK_UP_TIMEOUT_S = 30.0  # connect, hello, mirror and journal catch-up, as one step
 # A report refused for these will be refused again: settled as refused, not retried.
 FINAL_REFUSALS = frozenset({"not_found", "invalid", "forbidden", "too_large"})
+
+
+def _retrieved(batch: asyncio.Future[None]) -> None:
+    if not batch.cancelled():
+        batch.exception()
 
 
 class ParentLink:
@@ -313,31 +321,63 @@ class ParentLink:
         state = self.node.state
         if state is None:
             return
-        reports = state.reports
         while True:
-            reports.wake.clear()
-            rows = await reports.pending()
-            if not rows:
-                try:
-                    async with asyncio.timeout(PING_INTERVAL_S):
-                        await reports.wake.wait()
-                except TimeoutError:
-                    pass
-                continue
             try:
-                await self._send_reports(client, rows)
+                await self._deliver_run(client, state.reports)
             except (ConnectionError, TimeoutError, socketio.exceptions.SocketIOError) as exc:
-                log.info("cascade: delivering %d report(s) failed (retried): %s", len(rows),
-                         exc)
-                await asyncio.sleep(1.0)
+                log.info("cascade: delivering reports failed (retried): %s", exc)
+            except Exception:  # e.g. the database: kept pending, retried
+                log.exception("cascade: delivering reports failed (retried)")
+            await asyncio.sleep(RETRY_S)
 
-    async def _send_reports(self, client: socketio.AsyncClient, rows: list[Any]) -> None:
+    async def _deliver_run(self, client: socketio.AsyncClient, reports: Reports) -> None:
+        """Until a batch fails: a report goes up as soon as it is stored, without waiting for
+        the answer to the batch before it (up to WINDOW batches in flight). Each batch names
+        the last report of the one before (`after`): the parent takes them in order or
+        refuses the rest, and the next run starts again from the oldest pending report."""
+        flying: dict[asyncio.Future[None], set[str]] = {}  # batch -> its report ids
+        after: str | None = None
+        try:
+            while True:
+                reports.wake.clear()
+                rows = []
+                if len(flying) < WINDOW:
+                    sent: set[str] = set().union(*flying.values())
+                    rows = [r for r in await reports.pending(MAX_BATCH * (WINDOW + 1))
+                            if r.id not in sent][:MAX_BATCH]
+                if rows:
+                    batch = asyncio.ensure_future(self._send_reports(client, rows, after))
+                    flying[batch] = {r.id for r in rows}
+                    after = rows[-1].id
+                    continue
+                woken: asyncio.Future[Any] = asyncio.ensure_future(reports.wake.wait())
+                done, _ = await asyncio.wait({woken, *flying}, timeout=PING_INTERVAL_S,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                for finished in done & flying.keys():
+                    del flying[finished]
+                    finished.result()  # a failed batch ends the run
+        except asyncio.CancelledError:  # the link is gone: so are the answers
+            for pending in flying:
+                pending.cancel()
+            raise
+        except BaseException:  # the rest settle (or fail) before anything is sent again
+            if flying:
+                await asyncio.wait(flying.keys())
+            raise
+        finally:
+            for left in flying:  # their failures are this one's: retrieved, not logged
+                left.add_done_callback(_retrieved)
+
+    async def _send_reports(self, client: socketio.AsyncClient, rows: list[Any],
+                            after: str | None = None) -> None:
         """A batch the parent refuses whole (a meeting it no longer offers, say) is sent
         again report by report: one it refuses alone is settled as refused, so it cannot
         hold back the others."""
         state = self.node.state
         assert state is not None
-        reply = await client.call("report", {"reports": [report_wire(r) for r in rows]},
+        reply = await client.call("report", {"reports": [report_wire(r) for r in rows],
+                                             "after": after},
                                   namespace=NAMESPACE, timeout=10)
         if isinstance(reply, dict) and reply.get("ok") is True:
             result = reply.get("result")
@@ -351,5 +391,7 @@ class ParentLink:
         if len(rows) > 1:
             for row in rows:
                 await self._send_reports(client, [row])
-            return
+            raise ConnectionError("a batch was refused whole: the next ones go again")
         await state.reports.settle([{"id": rows[0].id, "state": "refused", "error": error}])
+        if after is not None:
+            raise ConnectionError("a report was refused: the next ones go again")

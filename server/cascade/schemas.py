@@ -198,9 +198,12 @@ class ReportItem(NodeSchema):
 
 
 class ReportBatch(NodeSchema):
-    """``report`` (child -> parent): the oldest pending reports of the child's outbox."""
+    """``report`` (child -> parent): the oldest pending reports of the child's outbox;
+    `after`: the last report id of the batch sent before it on this connection (None: the
+    first since the child (re)started delivering)."""
 
     reports: list[ReportItem] = Field(min_length=1, max_length=MAX_REPORTS)
+    after: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
 
     @model_validator(mode="after")
     def _each_once(self) -> ReportBatch:

@@ -61,7 +61,8 @@ async def test_the_owners_journal_reaches_every_node_in_order_and_after_an_outag
         owner = state(t.province)
         for text in ("một", "hai", "ba"):
             await owner.publish(meeting_id, "test.note", {"text": text})
-        await following(t.ward, key, 3)
+        for h in (t.city, t.ward):
+            await following(h, key, 3)
         assert applied["city"] == [(city_id, 1, "một"), (city_id, 2, "hai"), (city_id, 3, "ba")]
         assert applied["ward"] == [(ward_id, 1, "một"), (ward_id, 2, "hai"), (ward_id, 3, "ba")]
 

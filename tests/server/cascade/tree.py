@@ -81,9 +81,10 @@ async def cascaded_meeting(t: Tree, seats: dict[str, int] | None = None
 
 
 async def following(h: Harness, key: str, seq: int) -> None:
-    """Wait until node `h` has stored the meeting's journal up to `seq`."""
+    """Wait until node `h` has stored and applied the meeting's journal up to `seq`."""
     async def there() -> bool:
-        return await state(h).journal.last(key) >= seq
+        journal = state(h).journal
+        return await journal.last(key) >= seq and journal.applied(key) >= seq
     await until(there, 10, f"journal {key} #{seq} at {node(h).settings.unit}")
 
 

@@ -22,7 +22,7 @@ class FakePc {
   close() { this.closed = true; }
   async setRemoteDescription(description) { this.remote.push(description); }
   async setLocalDescription() { this.local += 1; this.localDescription = { sdp: `local-${this.local}` }; }
-  addTransceiver(track) { const t = { track, mid: String(this.transceivers.length) }; this.transceivers.push(t); return t; }
+  addTransceiver(track, init) { const t = { track, init, mid: String(this.transceivers.length) }; this.transceivers.push(t); return t; }
 }
 
 /** The server side of media-signaling.js: answers from `answers`, records every call. */
@@ -195,4 +195,20 @@ test("people group a person's devices and sort by site, then name", () => {
     { peer_id: "r", user_id: 5, name: "Ward room", site: "Phường 1", remote: true },
   ]);
   assert.deepEqual(people.map((p) => [p.name, p.peers]), [["Lê A", ["b"]], ["Ward room", ["r"]], ["Trần B", ["a", "c"]]]);
+});
+
+test("the camera is published as simulcast layers, low to high, as many as its height allows", async () => {
+  for (const [height, layers] of [[720, [["r0", 4], ["r1", 2], ["r2", 1]]], [360, [["r0", 2], ["r1", 1]]], [240, null]]) {
+    const mic = { kind: "audio", enabled: true, stop() {} };
+    const camera = { kind: "video", enabled: true, stop() {}, getSettings: () => ({ height }) };
+    const { s, sfu, pcs } = session({ can_publish: true });
+    s.local = /** @type {any} */ ({ getTracks: () => [mic, camera], getAudioTracks: () => [mic], getVideoTracks: () => [camera] });
+    sfu.answers.publish = () => ({ sdp: "answer", added: [producer("m1", "me", "mic"), producer("c1", "me", "camera")], removed: [] });
+    await s.join();
+    const [audio, video] = pcs.find((pc) => pc.transceivers.length > 0).transceivers;
+    assert.equal(audio.init.sendEncodings, undefined); // the microphone: one stream
+    const encodings = video.init.sendEncodings;
+    assert.deepEqual(encodings?.map((e) => [e.rid, e.scaleResolutionDownBy]) ?? null, layers, `height ${height}`);
+    assert.ok((encodings ?? []).every((e, i, all) => i === 0 || e.maxBitrate > all[i - 1].maxBitrate));
+  }
 });

@@ -12,6 +12,27 @@ const SUBSCRIBE_AFTER_MS = 60; // producers announced together are subscribed to
 /** Close reasons after which the session joins again by itself, and after how many seconds. */
 const REJOIN_AFTER = { "ice-timeout": 1, "transport-failed": 1, "transport-closed": 1,
                        "slow-consumer": 2 };
+/**
+ * The camera goes out as simulcast (docs/media.md, Simulcast) so a weak ward gets a low layer
+ * without lowering the others: three layers where the resolution allows (Chrome sends as many
+ * as its height allows, keeping the lowest: three from 540 lines, two from 270), listed low to
+ * high, the order the SFU numbers them in; one encoding below that. A screen share stays one
+ * high-resolution encoding (it never comes here).
+ * @param {number} height  the camera track's height
+ * @returns {RTCRtpEncodingParameters[]|undefined}
+ */
+export function cameraEncodings(height) {
+  if (height >= 540) {
+    return [{ rid: "r0", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+            { rid: "r1", scaleResolutionDownBy: 2, maxBitrate: 450_000 },
+            { rid: "r2", scaleResolutionDownBy: 1, maxBitrate: 1_200_000 }];
+  }
+  if (height >= 270) {
+    return [{ rid: "r0", scaleResolutionDownBy: 2, maxBitrate: 200_000 },
+            { rid: "r1", scaleResolutionDownBy: 1, maxBitrate: 700_000 }];
+  }
+  return undefined;
+}
 
 /**
  * @typedef {"mic"|"camera"|"screen"|"screen-audio"} Source
@@ -281,7 +302,11 @@ export class VideoSession {
   async #publish() {
     const pc = this.sendPc = this.#newPc(this.joined.rtc_configuration, "send");
     for (const track of this.local.getTracks()) {
-      pc.addTransceiver(track, { direction: "sendonly", streams: [this.local] });
+      /** @type {RTCRtpTransceiverInit} */
+      const init = { direction: "sendonly", streams: [this.local] };
+      const encodings = track.kind === "video" ? cameraEncodings(track.getSettings?.().height ?? 0) : undefined;
+      if (encodings) init.sendEncodings = encodings;
+      pc.addTransceiver(track, init);
     }
     const result = await this.#offerToServer();
     for (const producer of result.added) this.mine[producer.source] = producer.id;

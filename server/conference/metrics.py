@@ -22,6 +22,7 @@ class MediaMetrics:
     forwarded_bytes: Counter
     received_packets: Counter
     dropped_packets: Counter
+    publisher_faults: Counter  # simulcast publishers' faults, by kind (docs/media.md, Simulcast)
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> MediaMetrics:
@@ -38,7 +39,21 @@ class MediaMetrics:
             dropped_packets=Counter("hopso_media_dropped_packets_total",
                                     "RTP packets not forwarded (slow subscriber, waiting "
                                     "for a keyframe)", registry=registry),
+            publisher_faults=_faults(registry),
         )
+
+
+FAULTS = ("unknown_rid", "unbound", "ssrc_change")  # ProducerStats' fault counters
+
+
+def _faults(registry: CollectorRegistry) -> Counter:
+    counter = Counter("hopso_media_publisher_faults_total",
+                      "Publisher packets or streams the SFU could not use (simulcast: an "
+                      "unknown rid, an SSRC without rid, a layer rebound to a new SSRC)",
+                      ["fault"], registry=registry)
+    for fault in FAULTS:
+        counter.labels(fault)  # every series exists from the start, at 0
+    return counter
 
 
 class MediaCollector(Collector):

@@ -10,7 +10,7 @@ from typing import Any
 
 from media import Router
 from rooms.models import MeetingRole
-from server.conference.metrics import MediaMetrics
+from server.conference.metrics import FAULTS, MediaMetrics
 from server.conference.views import summarize
 
 STATS_ROLES = frozenset({MeetingRole.chair, MeetingRole.secretary})
@@ -23,6 +23,7 @@ class RoomStats:
         self.quality: dict[str, str] = {}  # peer -> last level pushed
         self.counted: dict[str, tuple[int, int, int]] = {}  # consumer -> sent, bytes, dropped
         self.received: dict[str, int] = {}  # producer id -> packets received
+        self.faults: dict[str, tuple[int, int, int]] = {}  # producer id -> FAULTS counts
 
     def snapshot(self, router: Router | None, app_data: AppData) -> dict[str, Any]:
         """`GET .../media/stats` and ``media:stats``: every connection's numbers."""
@@ -62,14 +63,22 @@ class RoomStats:
                 self.counted[s.id] = now
                 live.add(s.id)
             for producer in peer.producers:
-                received = producer.stats().packets_received
+                ps = producer.stats()
+                received = ps.packets_received
                 metrics.received_packets.inc(max(0, received - self.received.get(producer.id, 0)))
                 self.received[producer.id] = received
+                faults = (ps.unknown_rid_packets, ps.unbound_packets, ps.ssrc_changes)
+                last_faults = self.faults.get(producer.id, (0, 0, 0))
+                for fault, count, before in zip(FAULTS, faults, last_faults, strict=True):
+                    if count > before:
+                        metrics.publisher_faults.labels(fault).inc(count - before)
+                self.faults[producer.id] = faults
         for gone in set(self.counted) - live:
             del self.counted[gone]
 
     def producer_closed(self, producer_id: str) -> None:
         self.received.pop(producer_id, None)
+        self.faults.pop(producer_id, None)
 
     def peer_left(self, peer_id: str) -> None:
         self.quality.pop(peer_id, None)

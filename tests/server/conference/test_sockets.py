@@ -131,6 +131,10 @@ async def test_publish_list_subscribe_decode_stats_and_metrics(
     assert re.search(r'^hopso_media_producers\{kind="video"\} 1\.0$', text, re.MULTILINE)
     forwarded = re.search(r"^hopso_media_forwarded_packets_total (\S+)$", text, re.MULTILINE)
     assert forwarded and float(forwarded.group(1)) > 50
+    # Simulcast publishers' faults (none here): every series is there from the start.
+    for fault in ("unknown_rid", "unbound", "ssrc_change"):
+        assert re.search(rf'^hopso_media_publisher_faults_total\{{fault="{fault}"\}} 0\.0$',
+                         text, re.MULTILINE), text
 
 
 async def test_chair_mute_is_enforced_until_allowed(

@@ -119,7 +119,7 @@ def _run(*argv: str) -> None:
 class Netem:
     """The impairments of one namespace's loopback; `shape` a port, `change` it mid-call."""
 
-    flows: dict[str, Shape] = field(default_factory=dict)  # "d:PORT" / "u:PORT"
+    flows: dict[str, Shape] = field(default_factory=dict)  # "d:PORT" (to it) / "u:PORT"
     _classes: dict[str, int] = field(default_factory=dict)
     _stage: subprocess.Popen[str] | None = None
 
@@ -134,10 +134,16 @@ class Netem:
             _run(self.ipt, "-F", chain)
             _run(self.ipt, "-A", "INPUT", "-i", "lo", "-p", "udp", "-j", chain)
 
-    def shape(self, port: int, down: Shape = CLEAN, up: Shape | None = None) -> None:
+    def shape(self, port: int, down: Shape = CLEAN, up: Shape | None = None, *,
+              server_side: bool = False) -> None:
         """Impair the link of the client at UDP `port`: `down` for packets to it, `up` (by
-        default the same) for packets from it. Calling again changes it (mid-call)."""
-        for key, shape in ((f"d:{port}", down), (f"u:{port}", down if up is None else up)):
+        default the same) for packets from it. With `server_side`, `port` is the server's
+        end of that client's transport instead (a browser's: the server knows its port), so
+        `down` is what leaves it. Calling again changes it (mid-call).
+        Keys: "d:P" matches packets to port P, "u:P" packets from it."""
+        to_port, from_port = (f"u:{port}", f"d:{port}") if server_side else (
+            f"d:{port}", f"u:{port}")
+        for key, shape in ((to_port, down), (from_port, down if up is None else up)):
             self._apply(key, shape)
 
     def change(self, port: int, **fields: float | None) -> None:
@@ -261,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     shape = Shape(args.rate, args.queue_ms, args.delay, args.jitter, args.loss,
                   args.burst_loss, args.burst_len)
+    reason = unavailable()
+    if reason:
+        print(f"cannot emulate links here: {reason}", file=sys.stderr)
+        return 2
     netem = Netem()
     try:
         for port in args.port:

@@ -116,6 +116,21 @@ def probe_rates() -> dict[str, Any]:
             "queue_drops": counters[f"d:{port(shaped)}"].get("dropped", 0)}
 
 
+def probe_server_side() -> dict[str, float]:
+    """A browser's link is known by the server's port: 1 Mbit/s on what leaves that port."""
+    net = Netem()
+    server, client = udp(), udp()
+    net.shape(port(server), Shape(rate_bps=1_000_000), CLEAN, server_side=True)
+    rx = Receiver(client)
+    rx.start()
+    t0 = time.monotonic()
+    send_paced(server, [port(client)], 2_000_000, PHASE)
+    time.sleep(0.3)
+    got = rx.stop()
+    net.close()
+    return {"shaped_1m_bps": rate_in(got, t0 + 0.4, t0 + PHASE)}
+
+
 def bursts(sent: int, got: list[tuple[float, int, int]]) -> dict[str, float]:
     seen = {seq for _, seq, _ in got}
     lost = [seq not in seen for seq in range(sent)]
@@ -177,13 +192,14 @@ def probe_delay(shape: Shape | None) -> dict[str, float]:
     echoer.join()
     net.close()
     rtts = sorted((at - sent_at[seq]) * 1000 for at, seq, _ in got)
-    return {"rtt_median_ms": statistics.median(rtts), "rtt_p5_ms": rtts[len(rtts) // 20],
+    return {"rtt_min_ms": rtts[0], "rtt_median_ms": statistics.median(rtts), "rtt_p5_ms": rtts[len(rtts) // 20],
             "rtt_p95_ms": rtts[len(rtts) * 19 // 20], "received": len(rtts)}
 
 
 def main() -> None:
     result = {
         "rates": probe_rates(),
+        "server_side": probe_server_side(),
         "random_loss": probe_loss(Shape(loss=0.05)),
         "burst_loss": probe_loss(Shape(burst_loss=0.05, burst_len=4)),
         "delay_clean": probe_delay(None),

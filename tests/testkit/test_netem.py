@@ -45,6 +45,11 @@ def test_a_client_link_runs_at_its_rate_through_a_mid_call_drop_while_a_clean_on
     assert r["queue_drops"] > 0, r  # over the rate: the link's buffer overflows, as a real one
 
 
+def test_a_link_can_be_named_by_the_servers_port_as_for_a_browser(
+        probed: dict[str, Any]) -> None:
+    assert within(probed["server_side"]["shaped_1m_bps"], 1_000_000), probed["server_side"]
+
+
 def test_random_loss_drops_its_share_independently(probed: dict[str, Any]) -> None:
     r = probed["random_loss"]  # 4000 packets at 5 %
     assert 0.035 <= r["loss"] <= 0.065, r
@@ -62,9 +67,11 @@ def test_delay_adds_its_round_trip_and_jitter_spreads_it(probed: dict[str, Any])
                                                    "delay_40ms_jitter_15"))
     assert clean["rtt_median_ms"] < 5, clean
     assert fixed["rtt_p5_ms"] >= 78 and fixed["rtt_median_ms"] <= 95, fixed  # 40 ms each way
-    # +-15 ms each way: some round trips are well under the fixed 80 ms, some well over (the
-    # upper tail alone would not prove it: a loaded machine adds its own)
-    assert jittery["rtt_p5_ms"] < fixed["rtt_p5_ms"] - 8, (fixed, jittery)
+    # +-15 ms each way: some round trips are well under the fixed 80 ms (a loaded machine only
+    # ever adds, so the low side is the proof), some well over. Fewer than without reordering:
+    # a packet never overtakes the one before it.
+    assert fixed["rtt_min_ms"] >= 79.5, fixed
+    assert jittery["rtt_min_ms"] < 70, jittery
     assert jittery["rtt_p95_ms"] > 92, jittery
     assert 70 <= jittery["rtt_median_ms"] <= 105, jittery
     assert fixed["received"] == jittery["received"] == 150, (fixed, jittery)

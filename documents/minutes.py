@@ -72,6 +72,18 @@ def format_clock(moment: datetime) -> str:
     return f"{moment.hour:02d} giờ {moment.minute:02d} phút"
 
 
+def recorded_line(data: MinutesData) -> str:
+    """"Cuộc họp được ghi hình từ 09 giờ 05 phút đến 10 giờ 30 phút." (issue 16); a day other
+    than the meeting's start is named, a recording never stopped cleanly says so."""
+    def at(moment: datetime) -> str:
+        day = "" if moment.date() == data.started_at.date() else \
+            f", {format_date_line('', moment.date())[2:]}"
+        return format_clock(moment) + day
+    spans = [f"từ {at(r.since)} đến {at(r.until)}" if r.until is not None
+             else f"từ {at(r.since)} (không ghi nhận thời điểm dừng)" for r in data.recorded]
+    return f"Cuộc họp được ghi hình {'; '.join(spans)}."
+
+
 def vote_option_line(option: VoteOption, eligible: int, unit: str = "đại biểu") -> str:
     return f"{option.label}: {option.count}/{eligible} {unit} ({format_percent(option.count, eligible)})"
 
@@ -148,6 +160,8 @@ def _section_general(data: MinutesData) -> list[str]:
             f"{format_date_line('', start.date())[2:]}{until}."
         )
     )
+    if data.recorded:
+        out.append(_p(recorded_line(data)))
     out.append(_p(f"2. Địa điểm: {data.location}."))
     if data.sites:
         out.append(_p(f"Các điểm cầu: {'; '.join(data.sites)}."))

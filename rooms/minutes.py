@@ -14,12 +14,22 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rooms import agenda, attendance, audit, floor, remote_attendance, remote_votes, votes
+from rooms import (
+    agenda,
+    attendance,
+    audit,
+    floor,
+    recording_log,
+    remote_attendance,
+    remote_votes,
+    votes,
+)
 from rooms.errors import Invalid, NotFound
 from rooms.minutes_data import (
     AgendaEntry,
     Attendee,
     MinutesData,
+    RecordedSpan,
     Speaker,
     VoteBaseKind,
     VoteMethod,
@@ -169,7 +179,12 @@ async def gather(session: AsyncSession, meeting_id: int, version: int) -> Minute
         secretary=await _person(session, meeting_id, MeetingRole.secretary),
         attendees=await _attendees(session, meeting_id), sites=await _sites(session, meeting_id),
         agenda=await _agenda(session, state), votes=await _votes(session, meeting_id),
-        conclusions=state.conclusions)
+        conclusions=state.conclusions, recorded=await _recorded(session, meeting_id))
+
+
+async def _recorded(session: AsyncSession, meeting_id: int) -> list[RecordedSpan]:
+    return [RecordedSpan(local(r.started_at), local(r.stopped_at) if r.stopped_at else None)
+            for r in await recording_log.recordings(session, meeting_id)]
 
 
 async def next_version(session: AsyncSession, meeting_id: int) -> int:

@@ -74,6 +74,15 @@ class VoteResult:
 
 
 @dataclass
+class RecordedSpan:
+    """A recording of the meeting (issue 16), local times; `until` None: never stopped
+    cleanly (its server died)."""
+
+    since: datetime
+    until: datetime | None = None
+
+
+@dataclass
 class MinutesData:
     issuing_body: str  # cơ quan chủ quản, e.g. "UBND THÀNH PHỐ ĐỒNG HỚI"
     unit: str  # cơ quan ban hành, e.g. "VĂN PHÒNG HĐND VÀ UBND"
@@ -91,4 +100,5 @@ class MinutesData:
     agenda: list[AgendaEntry] = field(default_factory=list)
     votes: list[VoteResult] = field(default_factory=list)
     conclusions: str = ""  # typed by the secretary; one paragraph per line
+    recorded: list[RecordedSpan] = field(default_factory=list)  # "được ghi hình từ … đến …"
     closing_note: str = ""

@@ -5,8 +5,8 @@ import { clock, jumps, pageUrl, stateAt, videoFor } from "../static/js/replay-ti
 
 const e = (id, offset_ms, kind, data) => ({ id, offset_ms, kind, at: "", data });
 const entries = [
-  e(1, 0, "recording_started", {}),
-  e(2, 0, "agenda", { item_id: 7, title: "Báo cáo" }),
+  e(1, 40, "recording_started", {}),
+  e(2, 40, "agenda", { item_id: 7, title: "Báo cáo" }),
   e(3, 1500, "presented", { active: true, document_id: 4, version: 1, page: 1 }),
   e(4, 2000, "floor", { user_id: 11, name: "Lê Văn B", site: "Đồng Phú" }),
   e(5, 3000, "presented", { active: true, document_id: 4, version: 1, page: 2 }),
@@ -17,6 +17,7 @@ const entries = [
 ];
 
 test("the state at a moment is what the last entries before it said", () => {
+  assert.equal(stateAt(entries, 0).agenda.item_id, 7); // the start's state holds from 0
   assert.equal(stateAt(entries, 1000).presented, null);
   assert.equal(stateAt(entries, 1000).agenda.item_id, 7);
   assert.equal(stateAt(entries, 2500).presented.page, 1);
@@ -30,7 +31,7 @@ test("the state at a moment is what the last entries before it said", () => {
 
 test("jumps list each agenda item, each turn at the floor and each vote's two moments", () => {
   const j = jumps(entries, [{ id: 7, position: 1, title: "1. Báo cáo" }]);
-  assert.deepEqual(j.items.map((i) => [i.offset_ms, i.label]), [[0, "1. Báo cáo"]]);
+  assert.deepEqual(j.items.map((i) => [i.offset_ms, i.label]), [[40, "1. Báo cáo"]]);
   assert.deepEqual(j.speakers.map((i) => i.label), ["Lê Văn B · Đồng Phú"]);
   assert.deepEqual(j.votes.map((i) => [i.offset_ms, i.detail]), [[4000, "vote_opened"], [5000, "vote_closed"]]);
 });

@@ -17,6 +17,8 @@ from typing import Any
 import aioice.ice
 import pytest
 
+from rooms import minutes
+from server.core import keys
 from server.core.settings import MediaTimings
 from testkit.aiortc_clients import EncodedMedia, encode_media
 from tests.conftest import Harness, start_harness
@@ -118,6 +120,8 @@ async def test_the_timeline_is_the_meeting_in_order_on_the_recording_clock(
         m, made = await record_a_meeting(h, clients, media, tmp_path)
         delegate = await h.login("daibieu")
         body = await timeline_of(delegate, m)
+        async with h.server.app[keys.DB].session() as s:  # the minutes say it was recorded
+            recorded = (await minutes.gather(s, m, 1)).recorded
     finally:
         await h.close()
         await h.server.close()
@@ -132,6 +136,9 @@ async def test_the_timeline_is_the_meeting_in_order_on_the_recording_clock(
         late = (datetime.fromisoformat(e["at"]) - started).total_seconds() * 1000 - e["offset_ms"]
         assert -5 <= late <= 100, e
     by_kind = {e["kind"]: e for e in entries}
+    assert [(r.since, r.until) for r in recorded] == [
+        (minutes.local(started), minutes.local(datetime.fromisoformat(
+            body["recording"]["stopped_at"])))]
     assert [e["data"]["page"] for e in entries if e["kind"] == "presented"] == [0, 1]
     assert plain[1]["data"]["item_id"] == made["items"][0] and plain[1]["offset_ms"] < 200
     assert by_kind["floor"]["data"]["name"] and by_kind["floor"]["offset_ms"] >= 300

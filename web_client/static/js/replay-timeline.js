@@ -21,8 +21,11 @@ export function stateAt(entries, offsetMs) {
   /** @type {any} */ let presented = null;
   /** @type {Map<number, {vote_id: number, question: string, open: boolean, result: any, options: string[]|null}>} */
   const votes = new Map();
+  // The state noted at the start holds from 0 (it is written a few ms after the zero).
+  const start = entries.find((e) => e.kind === "recording_started")?.offset_ms ?? 0;
+  const until = Math.max(offsetMs, start);
   for (const e of entries) {
-    if (e.offset_ms > offsetMs) break;
+    if (e.offset_ms > until) break;
     if (e.kind === "agenda") agenda = e.data.item_id == null ? null : e.data;
     else if (e.kind === "floor") floor = e.data.user_id == null && !e.data.name ? null : e.data;
     else if (e.kind === "presented") presented = e.data.active ? e.data : null;

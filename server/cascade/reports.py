@@ -21,8 +21,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms import meeting_nodes
 from rooms.cascade_models import CascadeReceived, CascadeReport
@@ -56,14 +58,25 @@ class Reports:
     async def store(self, key: str, topic: str, data: dict[str, Any],
                     origin: str | None = None, report_id: str | None = None) -> Report:
         """Committed to this node's outbox; delivered in the background."""
+        async with self.db.session() as s:
+            report = self.add(s, key, topic, data, origin, report_id)
+            await s.commit()
+        return report
+
+    def add(self, s: AsyncSession, key: str, topic: str, data: dict[str, Any],
+            origin: str | None = None, report_id: str | None = None) -> Report:
+        """Into the outbox with the caller's own change, in its one commit (no commit of its
+        own on the way of what caused the report); delivery starts once that commit is
+        done."""
         data = self.topics.checked(topic, "up", data)
         report = Report(report_id or uuid.uuid4().hex, key, origin or self.unit, topic, data)
-        async with self.db.session() as s:
-            s.add(CascadeReport(id=report.id, key=key, origin=report.origin, topic=topic,
-                                data=encode(data)))
-            await s.commit()
-        self.wake.set()
+        s.add(CascadeReport(id=report.id, key=key, origin=report.origin, topic=topic,
+                            data=encode(data)))
+        event.listen(s.sync_session, "after_commit", self._committed, once=True)
         return report
+
+    def _committed(self, _: object) -> None:
+        self.wake.set()
 
     async def pending(self, limit: int = MAX_BATCH) -> list[CascadeReport]:
         async with self.db.session() as s:

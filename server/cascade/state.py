@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms import meeting_nodes
 from rooms.db import Database
@@ -103,12 +104,16 @@ class MeetingState:
             return None
         return await self.journal.append(key, topic, data)
 
-    async def report(self, meeting_id: int, topic: str, data: dict[str, Any]) -> Report:
+    async def report(self, meeting_id: int, topic: str, data: dict[str, Any],
+                     s: AsyncSession | None = None) -> Report:
         """At a node that mirrors the meeting: stored here (committed) when this returns,
-        delivered towards the owner in the background."""
+        delivered towards the owner in the background. With `s`, stored by the caller's
+        commit of `s` instead, together with the change that made the report."""
         key = await self.key_of(meeting_id)
         if key is None or self.owns(key):
             raise NotHere(f"meeting {meeting_id} is not a mirror here")
+        if s is not None:
+            return self.reports.add(s, key, topic, data)
         return await self.reports.store(key, topic, data)
 
     async def _refused(self, meeting_id: int, entry: Entry) -> None:

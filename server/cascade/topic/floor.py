@@ -151,9 +151,9 @@ class CascadeFloor:
                 await self.state.publish(event.meeting_id, STATE, data)
                 return
             todo = await self._to_escalate(s, event.meeting_id)
+            for topic, data in todo:  # in the outbox, committed with the marks: on its way
+                await self.state.report(event.meeting_id, topic, data, s)  # whatever the link
             await s.commit()
-        for topic, data in todo:  # stored in the outbox: on its way whatever the link
-            await self.state.report(event.meeting_id, topic, data)
 
     async def _to_escalate(self, s: AsyncSession, meeting_id: int
                            ) -> list[tuple[str, dict[str, Any]]]:

@@ -1,7 +1,8 @@
 """Signed minutes in Chromium: the secretary drafts and the chair approves; each signs with
 the demo's PKCS#12 certificate file (TEST CA, made at the demo's first start); the chair's
 screen shows who signed, when, and that the file is intact; after a byte of the stored file
-is changed, it shows "not intact"."""
+is changed, it shows "not intact". A downloaded copy checks as intact and audited; a changed
+copy does not."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def sign(page: object, key: tuple[Path, str]) -> None:
 
 @pytest.mark.timeout(180)
 def test_the_chair_sees_who_signed_when_and_whether_the_file_is_intact(
-        demo: tuple[ServerProcess, Path]) -> None:
+        demo: tuple[ServerProcess, Path], tmp_path: Path) -> None:
     server, data = demo
     keys = demo_keys(data)
     with chromium() as browser:
@@ -78,6 +79,24 @@ def test_the_chair_sees_who_signed_when_and_whether_the_file_is_intact(
             assert who in row.inner_text() and "nguyên vẹn" in row.inner_text()
             assert row.locator("time").get_attribute("datetime")
         secretary.wait_for_selector("#minutes-integrity[data-intact=true]")
+
+        # A member checks the file they downloaded: intact and in the meeting's audit log.
+        with chair.expect_download() as download:
+            chair.click("#minutes-signed-pdf")
+        signed = tmp_path / "signed.pdf"
+        download.value.save_as(signed)
+        chair.set_input_files("#signed-check-file", str(signed))
+        chair.click("#signed-check")
+        chair.wait_for_selector("#signed-check-verdict[data-intact=true]")
+        assert "Đã được ghi" in chair.locator("#signed-check-audited").inner_text()
+        altered = tmp_path / "altered.pdf"
+        copy = bytearray(signed.read_bytes())
+        copy[len(copy) // 3] ^= 0x01
+        altered.write_bytes(bytes(copy))
+        chair.set_input_files("#signed-check-file", str(altered))
+        chair.click("#signed-check")
+        chair.wait_for_selector("#signed-check-verdict[data-intact=false]")
+        assert "Không được ghi" in chair.locator("#signed-check-audited").inner_text()
 
         # One byte of the stored signed file changes: the chair's screen says so on reload.
         with sqlite3.connect(data / "hopso.sqlite3") as db:

@@ -23,7 +23,7 @@ const REFUSALS = {
 };
 
 /** @param {File} file */
-async function base64Of(file) {
+export async function base64Of(file) {
   const bytes = new Uint8Array(await file.arrayBuffer());
   let text = "";
   for (let i = 0; i < bytes.length; i += 0x8000) {
@@ -131,34 +131,46 @@ export class MinutesReview {
   }
 
   #signForm() {
-    const kind = h("select", { id: "minutes-key-kind" },
-      h("option", { value: "pkcs12" }, t("Certificate file (PKCS#12: .p12, .pfx)")),
-      h("option", { value: "pkcs11" }, t("Token on the server (PKCS#11)")));
-    const file = h("input", { type: "file", id: "minutes-key-file", accept: ".p12,.pfx" });
-    const secret = h("input", { type: "password", id: "minutes-key-secret", autocomplete: "off",
-      maxlength: 200 });
-    const form = h("form", { class: "proc-form", id: "minutes-sign-form" },
-      h("label", {}, t("Key"), kind), h("label", {}, t("File"), file),
-      h("label", {}, t("Password or PIN"), secret),
-      h("button", { type: "submit", class: "primary", id: "minutes-sign" }, t("Sign the minutes")));
-    kind.addEventListener("change", () => { file.disabled = kind.value !== "pkcs12"; });
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      let body;
-      if (kind.value === "pkcs12") {
-        const chosen = file.files?.[0];
-        if (!chosen) {
-          this.message = t("Choose the certificate file.");
-          this.render();
-          return;
-        }
-        body = { key: "pkcs12", pkcs12: await base64Of(chosen), password: secret.value };
-      } else {
-        body = { key: "pkcs11", pin: secret.value };
+    return keyForm("minutes", t("Sign the minutes"), async (body) => {
+      if (!body) {
+        this.message = t("Choose the certificate file.");
+        this.render();
+        return;
       }
-      secret.value = "";
       await this.#step("sign", body);
     });
-    return form;
   }
+}
+
+/**
+ * The key fields of a sign request: a PKCS#12 file and its password, or the server's token
+ * and its PIN. `submit` gets the request body (null: no file chosen); the secret is cleared.
+ * @param {string} prefix element ids start with it ("minutes" → #minutes-key-file …)
+ * @param {string} label the submit button's text
+ * @param {(body: object|null) => Promise<void>} submit
+ */
+export function keyForm(prefix, label, submit) {
+  const kind = h("select", { id: `${prefix}-key-kind` },
+    h("option", { value: "pkcs12" }, t("Certificate file (PKCS#12: .p12, .pfx)")),
+    h("option", { value: "pkcs11" }, t("Token on the server (PKCS#11)")));
+  const file = /** @type {HTMLInputElement} */ (h("input", { type: "file", id: `${prefix}-key-file`,
+    accept: ".p12,.pfx" }));
+  const secret = /** @type {HTMLInputElement} */ (h("input", { type: "password",
+    id: `${prefix}-key-secret`, autocomplete: "off", maxlength: 200 }));
+  const form = h("form", { class: "proc-form", id: `${prefix}-sign-form` },
+    h("label", {}, t("Key"), kind), h("label", {}, t("File"), file),
+    h("label", {}, t("Password or PIN"), secret),
+    h("button", { type: "submit", class: "primary", id: `${prefix}-sign` }, label));
+  kind.addEventListener("change", () => { file.disabled = kind.value !== "pkcs12"; });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    let body = null;
+    if (kind.value === "pkcs11") body = { key: "pkcs11", pin: secret.value };
+    else if (file.files?.[0]) {
+      body = { key: "pkcs12", pkcs12: await base64Of(file.files[0]), password: secret.value };
+    }
+    secret.value = "";
+    await submit(body);
+  });
+  return form;
 }

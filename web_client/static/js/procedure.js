@@ -5,6 +5,7 @@ import { api } from "./api.js";
 import { RECORDED_EVENT, outcomeText, startMeetingPrompts } from "./ballot-prompt.js";
 import { t } from "./i18n.js";
 import { MinutesReview } from "./minutes-review.js";
+import { SignedFiles } from "./signed-files.js";
 import { buildForms, buildStateControls, guardMeetingEnd } from "./procedure-forms.js";
 import {
   clock, errorText, fill, forgetReceipt, h, loadReceipt, nextBallotSeq, optionLabel, receiptFor,
@@ -15,7 +16,7 @@ const PARTS_OF = {
   agenda: ["current", "agenda", "me", "votes"],
   attendance: ["attendance", "me"],
   floor: ["speaker", "floor", "me"],
-  vote: ["votes", "me"],
+  vote: ["votes", "me", "signed-files"],
   conclusions: ["minutes"],
 };
 
@@ -46,6 +47,8 @@ export class ProcedurePanel {
       .map((el) => [el.dataset.part, el]));
     const reviewBox = this.part["minutes-review"];
     this.review = reviewBox ? new MinutesReview(reviewBox, signaling.socket, meetingId) : null;
+    const filesBox = this.part["signed-files"];
+    this.signedFiles = filesBox ? new SignedFiles(filesBox, meetingId) : null;
     signaling.onAgendaChanged = (e) => this.#receive("agenda", "agenda", e, () => {
       this.state.agenda = e.agenda;
     });
@@ -160,6 +163,7 @@ export class ProcedurePanel {
       me: () => this.#renderMe(), agenda: () => this.#renderAgenda(),
       attendance: () => this.#renderAttendance(), floor: () => this.#renderFloor(),
       votes: () => this.#renderVotes(), minutes: () => this.#renderMinutes(),
+      "signed-files": () => this.signedFiles?.show(this.role, this.state.votes),
     };
     for (const part of parts) views[part]?.();
   }

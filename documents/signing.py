@@ -8,8 +8,9 @@ within its validity period and chain to one of the configured trust anchors, che
 before anything is signed.
 
 Everything here blocks (crypto, PDF parsing, a token's round trips): callers run it in a
-thread. Never in the forked documents worker pool: a PKCS#11 module initialised in one
-process is not usable in a fork, and a token session is per process. pyHanko's sync
+thread. Never in the documents worker pool: a PKCS#11 module's state and its sessions
+belong to the process that initialised them (unusable in a fork, and the pool's sandboxed
+workers are other interpreters, with no business holding keys). pyHanko's sync
 wrappers call asyncio.run, which is fine in a thread without a loop.
 
 Secrets (the PKCS#12 password, the PIN) never appear in an exception's message or a log

@@ -321,6 +321,15 @@ def _host_port(name: str, value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _pem_certificates(name: str, path: Path) -> None:
+    """A PEM file holding at least one readable certificate, else ConfigError."""
+    from cryptography import x509  # only when signing is configured
+    try:
+        x509.load_pem_x509_certificates(path.read_bytes())
+    except (OSError, ValueError):
+        raise ConfigError(f"{name} is not a PEM file of certificates: {path}") from None
+
+
 def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Settings:
     def s(key: str) -> str | None:
         value = a.get(key)
@@ -378,6 +387,8 @@ def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Setting
             raise ConfigError(f"{label} file not found: {path}")
     if bool(p11_module) != bool(s("signing_pkcs11_token")):
         raise ConfigError("--signing-pkcs11-module and --signing-pkcs11-token go together")
+    if signing_ca:
+        _pem_certificates("--signing-ca", Path(signing_ca))
     return Settings(
         host=s("host") or "127.0.0.1",
         port=_int("--port", s("port"), 8080, 0, 65535),

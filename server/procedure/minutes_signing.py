@@ -2,7 +2,7 @@
 
 The review's rules are rooms/minutes_signing.py's; the signature itself is
 documents/signing.py's, run in this process's one signing thread: a PKCS#11 module and its
-sessions belong to the process that opened them (never the forked documents worker pool),
+sessions belong to the process that opened them (never the documents worker pool),
 and one thread keeps a token's sessions one at a time. Verifying reads no key and runs in
 any thread. A sign request is checked (role, stage, newest version) before the key is
 touched, and again under the meeting's lock before the signed file is kept.

@@ -1,11 +1,13 @@
-"""Replay in a real Chromium (issue 16, item 3): a chair publishing real media (an aiortc
-publisher: VP8 camera and Opus microphone through the SFU) records a short meeting in which
-the agenda moves on and the presented page turns; a delegate opens the replay, jumps to the
-second agenda item, and sees the video playing from there and the page that was presented
-then (its pixels: each page of the document is a different colour).
+"""Recording and replay in a real Chromium (issue 16): the chair starts the recording from the
+meeting screen's button while a real publisher (an aiortc peer: VP8 camera and Opus microphone
+through the SFU) is in the call; the chair's state bar, a delegate's documents page and the
+projector all say "Đang ghi hình" in words until the chair stops it. Meanwhile the agenda
+moves on and the presented page turns. A delegate then opens the replay, jumps to the second
+agenda item, and sees the video playing from there and the page that was presented then (its
+pixels: each page of the document is a different colour).
 
-No WebRTC in the browser (it only plays files over HTTP), so no network namespace is needed;
-the publisher's ICE is restricted to loopback."""
+The browser does no WebRTC (it plays files over HTTP), so no network namespace is needed; the
+publisher's ICE is restricted to loopback."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import pymupdf
 import pytest
 
 from server.core.settings import MediaTimings
-from testkit.aiortc_clients import EncodedMedia, encode_media
+from testkit.aiortc_clients import encode_media
 from testkit.browser import ARGS, CHROMIUM
 from tests.conftest import Harness, start_harness
 from tests.server.core.test_realtime import demo_meeting_id
@@ -87,11 +89,8 @@ def colour_of(rgb: list[int] | None) -> int | None:
     return None
 
 
-async def record(h: Harness, clients: list[MediaClient], media: EncodedMedia
-                 ) -> tuple[int, list[int], dict[str, float]]:
-    m = await demo_meeting_id(h)
-    chair = await media_client(h, "chutri", m)
-    clients.append(chair)
+async def prepare(h: Harness, chair: MediaClient, m: int) -> tuple[int, list[int]]:
+    """An open meeting with two agenda items and a three-colour document."""
     assert (await chair.sio.call("meeting:join", {"meeting_id": m}, timeout=5))["ok"]
     status, _ = await chair.http.call("POST", f"/api/meetings/{m}/open")
     assert status == 200
@@ -101,78 +100,135 @@ async def record(h: Harness, clients: list[MediaClient], media: EncodedMedia
         status, item = await chair.http.call("POST", f"/api/meetings/{m}/agenda", {"title": title})
         assert status == 201, item
         items.append(item["id"])
-
-    async def present(page: int) -> None:
-        ack = await chair.sio.call("present:update", {
-            "document_id": doc["id"], "page": page, "zoom": 1.0, "scroll_x": 0.0,
-            "scroll_y": 0.0}, timeout=10)
-        assert ack["ok"], ack
-
-    await chair.ok("media:join")
-    await chair.publish(media)
-    await chair.ok("agenda:set_current", item_id=items[0])
-    await present(0)
-    await chair.ok("recording:start")
-    marks = {}
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    await asyncio.sleep(1.5)  # the camera's first keyframe is in the file by then (1 s loop)
-    await chair.ok("agenda:set_current", item_id=items[1])
-    await present(1)
-    marks["item"] = loop.time() - t0
-    await asyncio.sleep(2.0)
-    await present(2)
-    marks["page2"] = loop.time() - t0
-    await asyncio.sleep(1.0)
-    await chair.ok("recording:stop")
-    return m, items, marks
+    return doc["id"], items
 
 
-async def test_replay_jumps_to_an_agenda_item_and_shows_its_video_and_page(
+async def present(chair: MediaClient, doc: int, page: int) -> None:
+    ack = await chair.sio.call("present:update", {
+        "document_id": doc, "page": page, "zoom": 1.0, "scroll_x": 0.0, "scroll_y": 0.0},
+        timeout=10)
+    assert ack["ok"], ack
+
+
+async def open_as(browser: Any, h: Harness, username: str, path: str) -> Any:
+    client = await h.login(username)
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    await context.add_cookies([{"name": c.key, "value": c.value, "url": h.base}
+                               for c in client.session.cookie_jar])
+    page = await context.new_page()
+    await page.goto(h.base + path)
+    return page
+
+
+async def test_everyone_sees_the_recording_and_replay_jumps_to_an_agenda_item(
         hopso_media: Harness, tmp_path: Path) -> None:
     h = hopso_media
-    clients: list[MediaClient] = []
-    try:
-        m, items, marks = await record(h, clients, encode_media(seconds=1.0))
-    finally:
-        for client in clients:
-            await client.close()
-
-    delegate = await h.login("daibieu")  # the browser gets this session's cookie
+    m = await demo_meeting_id(h)
+    chair = await media_client(h, "chutri", m)
     from playwright.async_api import async_playwright
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=[*ARGS, "--autoplay-policy=no-user-gesture-required"])
-        try:
-            context = await browser.new_context(viewport={"width": 1280, "height": 800})
-            await context.add_cookies([{"name": c.key, "value": c.value, "url": h.base}
-                                       for c in delegate.session.cookie_jar])
-            page = await context.new_page()
-            await page.goto(f"{h.base}/meetings/{m}/replay")
-            jump = page.locator(f"#rp-items li[data-key='item-{items[1]}'] button")
-            await jump.wait_for()
-            # At the start: the first page (red) and the video at 0, not playing yet.
-            await page.wait_for_function(f"() => ({SEEN})().rgb !== null")
-            before = await page.evaluate(SEEN)
-            assert colour_of(before["rgb"]) == 0 and before["time"] < 0.5, before
-            assert before["paused"] and before["file"], before
 
-            await jump.click()
-            # Playing from the item's moment: currentTime moved there and keeps moving.
-            await page.wait_for_function(
-                f"(after) => {{ const s = ({SEEN})(); return !s.paused && s.time > after"
-                f" && s.ready >= 3; }}", arg=marks["item"] - 0.3, timeout=10_000)
-            first = await page.evaluate(SEEN)
-            await page.wait_for_timeout(600)
-            later = await page.evaluate(SEEN)
-            assert later["time"] > first["time"] + 0.2 and not later["paused"], (first, later)
-            assert first["time"] < marks["item"] + 1.5, (first, marks)
-            # The page shown is the one presented at the video's moment (what a person sees).
-            await page.wait_for_function(f"() => ({SEEN})().rgb !== null")
-            seen: dict[str, Any] = await page.evaluate(SEEN)
-            expected = 1 if seen["time"] < marks["page2"] - 0.2 else 2
-            assert colour_of(seen["rgb"]) == expected, (seen, marks)
-            assert await page.locator("#rp-item").inner_text() == ITEMS[1]
-        finally:
-            await browser.close()
+    async def meeting_with_media() -> tuple[int, list[int]]:
+        doc, items = await prepare(h, chair, m)
+        await chair.ok("media:join")
+        await chair.publish(encode_media(seconds=1.0))  # a 1 s loop: a keyframe every second
+        await chair.ok("agenda:set_current", item_id=items[0])
+        await present(chair, doc, 0)
+        return doc, items
+
+    async def screens(browser: Any) -> list[Any]:
+        # Every screen of the meeting: the chair's meeting screen (its state bar and the
+        # start button), a delegate's documents page, the secretary's projector.
+        await opened.wait()
+        return list(await asyncio.gather(
+            open_as(browser, h, "chutri", f"/meetings/{m}"),
+            open_as(browser, h, "daibieu", f"/meetings/{m}/documents"),
+            open_as(browser, h, "thuky", f"/meetings/{m}/projector")))
+
+    opened = asyncio.Event()
+    try:
+        async with async_playwright() as p:
+            launching = asyncio.ensure_future(p.chromium.launch(
+                executable_path=CHROMIUM, headless=True,
+                args=[*ARGS, "--autoplay-policy=no-user-gesture-required"]))
+            preparing = asyncio.ensure_future(meeting_with_media())
+            browser = await launching
+            try:
+                pages = asyncio.ensure_future(screens(browser))
+                await asyncio.sleep(0)
+                await asyncio.wait_for(_opened(h, chair, m, opened), 30)
+                doc, items = await preparing
+                await record_and_replay(h, browser, chair, m, doc, items, await pages)
+            finally:
+                preparing.cancel()
+                await browser.close()
+    finally:
+        await chair.close()
+
+
+async def _opened(h: Harness, chair: MediaClient, m: int, opened: asyncio.Event) -> None:
+    """The meeting is open (the screens show its open state, the chair's button with it)."""
+    while True:
+        status, meeting = await chair.http.call("GET", f"/api/meetings/{m}")
+        if status == 200 and meeting["status"] == "open":
+            opened.set()
+            return
+        await asyncio.sleep(0.05)
+
+
+async def record_and_replay(h: Harness, browser: Any, chair: MediaClient, m: int, doc: int,
+                            items: list[int], pages: list[Any]) -> None:
+    console, reader, projector = pages
+    badges = ((console, "#rec-badge"), (reader, "#docs-rec-badge"), (projector, "#pj-rec"))
+    toggle = console.locator("#rec-toggle")
+    await toggle.filter(has_text="Bắt đầu ghi hình").wait_for()
+    await console.wait_for_selector("#live-state:has-text('Trực tuyến')")
+    await toggle.click()
+    for page, badge in badges:  # words, not a colour alone
+        await page.wait_for_selector(f"{badge}:has-text('Đang ghi hình')", state="visible")
+    await asyncio.sleep(1.5)  # the camera's first keyframe is in the file by then
+    await chair.ok("agenda:set_current", item_id=items[1])
+    await present(chair, doc, 1)
+    await asyncio.sleep(2.0)
+    await present(chair, doc, 2)
+    await asyncio.sleep(1.0)
+    await toggle.filter(has_text="Dừng ghi hình").click()
+    for page, badge in badges:
+        await page.wait_for_selector(badge, state="hidden")
+    for page in pages:
+        await page.context.close()
+
+    member = await h.login("daibieu")
+    status, listed = await member.call("GET", f"/api/meetings/{m}/recordings")
+    assert status == 200 and len(listed["recordings"]) == 1
+    status, timeline = await member.call(
+        "GET", f"/api/meetings/{m}/recordings/{listed['recordings'][0]['id']}/timeline")
+    assert status == 200
+    at = {(e["kind"], e["data"].get("item_id", e["data"].get("page"))): e["offset_ms"] / 1000
+          for e in timeline["entries"]}
+    item_s, page2_s = at[("agenda", items[1])], at[("presented", 2)]
+
+    page = await open_as(browser, h, "daibieu", f"/meetings/{m}/replay")
+    jump = page.locator(f"#rp-items li[data-key='item-{items[1]}'] button")
+    await jump.wait_for()
+    # At the start: the first page (red) and the video at 0, not playing yet.
+    await page.wait_for_function(f"() => ({SEEN})().rgb !== null")
+    before = await page.evaluate(SEEN)
+    assert colour_of(before["rgb"]) == 0 and before["time"] < 0.5, before
+    assert before["paused"] and before["file"], before
+
+    await jump.click()
+    # Playing from the item's moment: currentTime moved there and keeps moving.
+    await page.wait_for_function(
+        f"(after) => {{ const s = ({SEEN})(); return !s.paused && s.time >= after"
+        f" && s.ready >= 3; }}", arg=item_s - 0.05, timeout=10_000)
+    first = await page.evaluate(SEEN)
+    await page.wait_for_timeout(600)
+    later = await page.evaluate(SEEN)
+    assert later["time"] > first["time"] + 0.2 and not later["paused"], (first, later)
+    assert first["time"] < item_s + 1.5, (first, item_s)
+    # The page shown is the one presented at the video's moment (what a person sees).
+    await page.wait_for_function(f"() => ({SEEN})().rgb !== null")
+    seen: dict[str, Any] = await page.evaluate(SEEN)
+    expected = 1 if seen["time"] < page2_s - 0.2 else 2
+    assert colour_of(seen["rgb"]) == expected, (seen, item_s, page2_s)
+    assert await page.locator("#rp-item").inner_text() == ITEMS[1]

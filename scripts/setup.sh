@@ -33,6 +33,9 @@ else
 fi
 # Noto Serif/Sans: Vietnamese-capable serif for minutes and other generated PDFs.
 [ -f /usr/share/fonts/truetype/noto/NotoSerif-Regular.ttf ] || missing+=(fonts-noto-core)
+# ffmpeg/ffprobe: the composite video of a recording (server/archive/composite.py), and the
+# tests' checks of recorded and composed files.
+{ command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; } || missing+=(ffmpeg)
 if [ "$want_tests" = 1 ]; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   # LibreOffice without a GUI, for the real Office → PDF conversion tests: writer (.docx .odt
@@ -46,8 +49,6 @@ if [ "$want_tests" = 1 ]; then
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   # iptables: the cascade rehearsal's WAN links lose packets (testkit/wan.py, loss_rule).
   [ -x /usr/sbin/iptables-legacy ] || missing+=(iptables)
-  # ffprobe/ffmpeg: tests/media/test_recorder.py checks the recorded WebM/MPEG-TS files.
-  command -v ffprobe >/dev/null || missing+=(ffmpeg)
   # pg_dump/pg_restore: tests/server/test_backup.py backs up and restores PostgreSQL.
   command -v pg_dump >/dev/null || missing+=(postgresql-client)
   # SoftHSM2: a real PKCS#11 token for the signed-minutes tests (tests/documents/test_signing_token.py).

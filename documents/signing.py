@@ -251,7 +251,45 @@ def sign_pdf(pdf: bytes, key: Key, *, field_name: str, anchors: Sequence[asn1_x5
         raise SigningRefused("signing_failed", "the signature could not be made") from None
 
 
-async def _verify_one(sig: Any, anchors: Sequence[asn1_x509.Certificate]) -> SignatureInfo:
+_HEX = frozenset(b"0123456789abcdef")
+
+
+def _der_length(data: bytes) -> int | None:
+    """The length of the DER value at the start of `data` (tag, length, content)."""
+    if len(data) < 2 or data[0] != 0x30:
+        return None
+    first = data[1]
+    if first < 0x80:
+        return 2 + first
+    count = first & 0x7F
+    if not 1 <= count <= 4 or len(data) < 2 + count:
+        return None
+    return 2 + count + int.from_bytes(data[2:2 + count], "big")
+
+
+def _gap_unchanged(pdf: bytes, sig: Any) -> bool:
+    """The bytes a signature cannot cover (its own /Contents hex string, between the two
+    byte ranges) hold exactly the signature and zero padding, written in one case.
+
+    Without this a changed byte in the padding, or a hex digit changed to the other case,
+    would still verify: the digest never sees them. "A changed byte fails" means any byte."""
+    try:
+        _, end_first, start_second, _ = (int(x) for x in sig.byte_range)
+        gap = pdf[end_first:start_second]
+        if len(gap) < 2 or gap[:1] != b"<" or gap[-1:] != b">":
+            return False
+        text = gap[1:-1]
+        if not (set(text) <= _HEX or (set(text.lower()) <= _HEX and text == text.upper())):
+            return False
+        raw = bytes.fromhex(text.decode("ascii"))
+        length = _der_length(raw)
+        return length is not None and length <= len(raw) and not any(raw[length:])
+    except (ValueError, TypeError):
+        return False
+
+
+async def _verify_one(pdf: bytes, sig: Any, anchors: Sequence[asn1_x509.Certificate]
+                      ) -> SignatureInfo:
     # Checked at the time the signer reported: a certificate that has expired since still
     # shows the minutes as signed while it was valid (no timestamp authority vouches for
     # that time yet: docs/operations.md, "Signed minutes").
@@ -266,7 +304,8 @@ async def _verify_one(sig: Any, anchors: Sequence[asn1_x509.Certificate]) -> Sig
         field_name=str(sig.field_name), signer=_common_name(cert),
         signed_at=status.signer_reported_dt.astimezone(UTC).isoformat()
         if status.signer_reported_dt else None,
-        intact=bool(status.intact), valid=bool(status.valid), trusted=bool(status.trusted),
+        intact=bool(status.intact) and _gap_unchanged(pdf, sig), valid=bool(status.valid),
+        trusted=bool(status.trusted),
         covers_whole_file=status.coverage == SignatureCoverageLevel.ENTIRE_FILE,
         later_changes_allowed=bool(allowed and status.docmdp_ok is not False),
         certificate_sha256=cert.sha256.hex())
@@ -280,7 +319,7 @@ def verify_pdf(pdf: bytes, anchors: Sequence[asn1_x509.Certificate]) -> Verifica
 
     async def run() -> list[SignatureInfo]:
         reader = PdfFileReader(io.BytesIO(pdf), strict=False)
-        return [await _verify_one(sig, anchors) for sig in reader.embedded_signatures]
+        return [await _verify_one(pdf, sig, anchors) for sig in reader.embedded_signatures]
     try:
         found = asyncio.run(run())
     except Exception as exc:  # a damaged file: report it, never crash the caller

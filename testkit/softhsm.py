@@ -1,8 +1,9 @@
 """SoftHSM2 as a real PKCS#11 token for the signing tests and demos.
 
-`SoftToken.create(label)` initialises a token in this process's token store (a temporary
-directory made once per process, SOFTHSM2_CONF pointing at it: the PKCS#11 module reads that
-once, when it is first loaded in the process, so every token of a process lives there); `add_signer` generates an RSA key ON the token (the private key never
+`SoftToken.shared()` is this process's one token, in a token store of its own (a temporary
+directory, SOFTHSM2_CONF pointing at it). One per process because SoftHSM2 reads its
+configuration and finds its tokens once, when the module is first loaded in the process: a
+token made after that is invisible to it. Tests tell their keys apart by label; `add_signer` generates an RSA key ON the token (the private key never
 leaves it, as on a USB token) and stores beside it a certificate for that key issued by a
 test CA, under one label.
 """
@@ -58,8 +59,13 @@ class SoftToken:
     module: Path = MODULE
 
     @classmethod
-    def create(cls, label: str) -> SoftToken:
-        """A new token labelled `label` (unique within the process)."""
+    @functools.cache
+    def shared(cls) -> SoftToken:
+        """This process's token (made on first use, before the module is loaded)."""
+        return cls._create(f"hopso-{os.getpid()}")
+
+    @classmethod
+    def _create(cls, label: str) -> SoftToken:
         _store()
         pin = secrets.token_hex(4)
         subprocess.run([UTIL, "--init-token", "--free", "--label", label,

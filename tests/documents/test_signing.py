@@ -4,6 +4,7 @@ changed byte fails, and expired, untrusted or unopenable keys are refused before
 from __future__ import annotations
 
 import logging
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -46,6 +47,26 @@ def test_a_changed_byte_fails_verification() -> None:
         report = signing.verify_pdf(bytes(tampered), TRUST)
         assert not report.intact, at
         assert report.error or not all(s.intact for s in report.signatures)
+
+
+def test_any_changed_byte_fails_even_where_the_digest_does_not_reach() -> None:
+    """Sampled over the whole file, and where the digest never looks: the signature's own
+    hex string, its zero padding, a hex digit written in the other case."""
+    draft = small_pdf()
+    once = signing.sign_pdf(draft, key("Trần Thị Lan"), field_name="ThuKy", anchors=TRUST)
+    both = signing.sign_pdf(once, key("Nguyễn Văn Hùng"), field_name="ChuTri", anchors=TRUST)
+    gap = both.index(b"/Contents <", len(once)) + len(b"/Contents <")
+    used = len(both[gap:both.index(b">", gap)].rstrip(b"0"))
+    digit_a = both.index(b"a", gap)
+    positions = {*random.Random(16).sample(range(len(both)), 40), gap, gap + used - 1,
+                 gap + used + 7, len(once) - 3}
+    for at in sorted(positions):
+        changed = bytearray(both)
+        changed[at] = ord("1") if changed[at] == ord("0") else ord("0")
+        assert not signing.verify_pdf(bytes(changed), TRUST).intact, at
+    changed = bytearray(both)
+    changed[digit_a] = ord("A")
+    assert not signing.verify_pdf(bytes(changed), TRUST).intact
 
 
 def test_bytes_appended_after_the_last_signature_show() -> None:

@@ -21,14 +21,15 @@ if (why := softhsm.missing()) is not None:
 
 CA = make_ca()
 TRUST = anchors(CA)
+LABEL, EXPIRED = f"chair-{secrets.token_hex(3)}", f"expired-{secrets.token_hex(3)}"
 
 
 @pytest.fixture(scope="module")
 def token() -> softhsm.SoftToken:
-    made = softhsm.SoftToken.create(f"hopso-{secrets.token_hex(3)}")
-    made.add_signer(CA, "chutri", "Nguyễn Văn Hùng")
+    made = softhsm.SoftToken.shared()
     now = datetime.now(UTC)
-    made.add_signer(CA, "expired", "Lê Văn Cũ", not_before=now - timedelta(days=400),
+    made.add_signer(CA, LABEL, "Nguyễn Văn Hùng")
+    made.add_signer(CA, EXPIRED, "Lê Văn Cũ", not_before=now - timedelta(days=400),
                     not_after=now - timedelta(days=1))
     return made
 
@@ -43,7 +44,7 @@ def test_a_token_key_signs_over_a_pkcs12_signature_and_both_verify(
     first = signing.sign_pdf(small_pdf(), signing.Pkcs12Key(pkcs12_for(CA, "Trần Thị Lan", "p"),
                                                             "p"),
                              field_name="ThuKy", anchors=TRUST)
-    both = signing.sign_pdf(first, token_key(token, "chutri"), field_name="ChuTri",
+    both = signing.sign_pdf(first, token_key(token, LABEL), field_name="ChuTri",
                             anchors=TRUST)
     report = signing.verify_pdf(both, TRUST)
     assert report.intact, report.as_dict()
@@ -57,7 +58,7 @@ def test_a_wrong_pin_is_refused_and_never_shown(token: softhsm.SoftToken,
                                                caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with pytest.raises(signing.SigningRefused) as refused:
-        signing.sign_pdf(small_pdf(), token_key(token, "chutri", "99887766"),
+        signing.sign_pdf(small_pdf(), token_key(token, LABEL, "99887766"),
                          field_name="ChuTri", anchors=TRUST)
     assert refused.value.code == "bad_key" and "PIN" in refused.value.message
     assert "99887766" not in refused.value.message + caplog.text
@@ -65,7 +66,7 @@ def test_a_wrong_pin_is_refused_and_never_shown(token: softhsm.SoftToken,
 
 def test_an_expired_certificate_on_the_token_is_refused(token: softhsm.SoftToken) -> None:
     with pytest.raises(signing.SigningRefused) as refused:
-        signing.sign_pdf(small_pdf(), token_key(token, "expired"), field_name="ChuTri",
+        signing.sign_pdf(small_pdf(), token_key(token, EXPIRED), field_name="ChuTri",
                          anchors=TRUST)
     assert refused.value.code == "certificate_expired"
 
@@ -75,7 +76,7 @@ def test_a_missing_key_or_token_is_named(token: softhsm.SoftToken) -> None:
         signing.sign_pdf(small_pdf(), token_key(token, "nobody"), field_name="ChuTri",
                          anchors=TRUST)
     assert refused.value.code == "key_not_found" and "nobody" in refused.value.message
-    absent = signing.TokenKey(token.module, "no-such-token", "chutri", token.pin)
+    absent = signing.TokenKey(token.module, "no-such-token", LABEL, token.pin)
     with pytest.raises(signing.SigningRefused) as refused:
         signing.sign_pdf(small_pdf(), absent, field_name="ChuTri", anchors=TRUST)
     assert refused.value.code == "token_unavailable"

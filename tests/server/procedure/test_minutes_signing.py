@@ -167,8 +167,10 @@ async def test_the_chair_signs_with_a_key_on_a_pkcs11_token(tmp_path: Path) -> N
         if IN_CI:
             pytest.fail(why)
         pytest.skip(why)
-    token = softhsm.SoftToken.create(f"hopso-{secrets.token_hex(3)}")
-    token.add_signer(CA, "chutri", "Nguyễn Văn Hùng")  # labelled with the chair's login
+    token = softhsm.SoftToken.shared()
+    # Labelled with the chair's login: the label a sign request uses by default (only this
+    # test puts "chutri" on its process's token).
+    token.add_signer(CA, "chutri", "Nguyễn Văn Hùng")
     ca_file = tmp_path / "trust.pem"
     ca_file.write_bytes(CA.pem)
     h = await start_harness(tmp_path, None, signing_ca=ca_file,
@@ -182,6 +184,9 @@ async def test_the_chair_signs_with_a_key_on_a_pkcs11_token(tmp_path: Path) -> N
             assert (await step(who, m, 1, action, body))[0] in (200, 201)
         status, body = await step(chair, m, 1, "sign", {"key": "pkcs11", "pin": "00000000"})
         assert status == 422 and code(body) == "bad_key" and "00000000" not in str(body)
+        status, body = await step(chair, m, 1, "sign", {"key": "pkcs11", "pin": token.pin,
+                                                         "key_label": "chutri-nobody"})
+        assert status == 422 and code(body) == "key_not_found", body
         status, body = await step(chair, m, 1, "sign", {"key": "pkcs11", "pin": token.pin})
         assert status == 201 and body["stage"] == "signed", body
         status, info = await chair.http.call("GET", f"/api/meetings/{m}/minutes/1/signatures")

@@ -225,6 +225,10 @@ class Producer:
     def last_sr(self) -> SenderReportRef | None:
         return self.streams[-1].last_sr
 
+    @last_sr.setter
+    def last_sr(self, value: SenderReportRef | None) -> None:
+        self.streams[-1].last_sr = value
+
     # -- totals over the streams ---------------------------------------------------------
     def _total(self, name: str) -> int:
         return sum(getattr(s, name) for s in self.streams)

@@ -42,3 +42,18 @@ def test_the_check_sees_a_submodule_import(tmp_path: Path) -> None:
     bad.write_text("from media.link import Cascade\nfrom media import SFU\nimport media.rtp\n")
     assert media_imports(bad) == [(1, "media.link", ["Cascade"]), (2, "media", ["SFU"]),
                                   (3, "media.rtp", [])]
+
+
+def test_the_layer_api_is_part_of_the_seam() -> None:
+    """What the web client's per-tile choice and bandwidth allocation will call
+    (docs/media.md, Simulcast) is exported, with the documented signature."""
+    import inspect
+
+    assert {"ConsumerLayers", "LayerStats"} <= set(media.__all__)
+    params = inspect.signature(media.Peer.set_preferred_layers).parameters
+    assert list(params) == ["self", "consumer_id", "spatial", "temporal"]
+    assert params["temporal"].default is None
+    assert {f for f in media.ConsumerLayers.__dataclass_fields__} == {
+        "consumer_id", "spatial_layers", "current", "target", "preferred_spatial",
+        "preferred_temporal"}
+    assert callable(media.Peer.consumer_layers)

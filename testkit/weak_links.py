@@ -26,7 +26,7 @@ import av
 from aiortc import MediaStreamTrack, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from media import SFU, MediaConfig
+from media import SFU, Direction, MediaConfig, Peer
 from testkit.aiortc_clients import Publisher, Subscriber, _prefer, encode_media, wait_for
 from testkit.ice import gather_only_on
 from testkit.netem import CLEAN, Netem, Shape
@@ -43,6 +43,7 @@ class Viewer:
     name: str
     shape: Shape = CLEAN
     changes: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    by_server_port: bool = False  # name the link by the SFU's port, as for a browser
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ def profiles(seconds: float) -> dict[str, Profile]:
     third = seconds / 3
     return {p.name: p for p in (
         Profile("clean", (Viewer("strong"),), seconds),
-        Profile("weak_ward", (Viewer("strong"), Viewer("ward", Shape(rate_bps=300_000))),
-                seconds),
+        Profile("weak_ward", (Viewer("strong"), Viewer("ward", Shape(rate_bps=300_000),
+                                                       by_server_port=True)), seconds),
         Profile("rate_drop", (Viewer("strong"), Viewer("dropping", Shape(
             rate_bps=4_000_000), [(third, {"rate_bps": 500_000}),
                                   (2 * third, {"rate_bps": 4_000_000})])), seconds),
@@ -134,6 +135,19 @@ class MeasuredSubscriber(Subscriber):
         return int(ice.local_candidates[0].port)
 
 
+async def server_port(peer: Peer, timeout: float = 10.0) -> int:
+    """The SFU's UDP port of `peer`'s receiving transport once ICE chose it: how a harness
+    names a browser subscriber's link (the test does not know the browser's own port).
+    The first packets (ICE, DTLS) cross the link unimpaired. Holds while the SFU gives each
+    transport a port of its own (one shared port would need the client's port instead)."""
+    def port() -> int | None:
+        transport = peer.transport(Direction.RECV)
+        return None if transport is None else transport.local_port
+
+    await wait_for(lambda: port() is not None, timeout)
+    return port() or 0
+
+
 def pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -171,6 +185,7 @@ def measure(sub: MeasuredSubscriber, t0: float, t1: float,
     # listener loses, whatever this process's scheduling did to arrival times
     gaps = [((b - a) % (1 << 32)) / 48 for a, b in itertools.pairwise(stamps)
             if 0 < (b - a) % (1 << 32) < 48_000 * 10]
+    expected = ((stamps[-1] - stamps[0]) % (1 << 32)) // 960 + 1 if stamps else 0
     minutes = (t1 - t0) / 60
     return {
         "video_kbps": [round(b * 8 / BIN_S / 1000, 1) for b in bins],
@@ -180,6 +195,7 @@ def measure(sub: MeasuredSubscriber, t0: float, t1: float,
         "freezes_over_500ms_per_min": round(len(freezes) / minutes, 2),
         "longest_freeze_ms": round(max(freezes, default=0.0) * 1000),
         "audio_packets": len(audio),
+        "audio_loss": round(1 - len(set(stamps)) / expected, 4) if expected else None,
         "audio_gap_p99_ms": round(pct(gaps, 0.99) or 0.0, 1) if gaps else None,
         "audio_gap_max_ms": round(max(gaps), 1) if gaps else None,
         "audio_arrival_gap_p99_ms": round(pct(arrival_gaps, 0.99) or 0.0, 1)
@@ -215,7 +231,7 @@ async def run_call(profile: Profile, live: bool = True) -> dict[str, Any]:
     for `profile.seconds` while the links change on schedule."""
     gather_only_on("127.0.0.1")
     netem = Netem()
-    sfu = SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_servers=(), ice_timeout_s=5.0,
+    sfu = SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_servers=(), ice_timeout_s=10.0,
                           rtcp_interval_s=0.5))
     router = sfu.router("weak-links")
     media = await asyncio.get_running_loop().run_in_executor(None, encode_media, 2.0)
@@ -224,6 +240,7 @@ async def run_call(profile: Profile, live: bool = True) -> dict[str, Any]:
         transceiver = pub.pc.addTransceiver(LiveVideo(), direction="sendonly")
         _prefer(transceiver, "video", "VP8")
     subs: dict[str, MeasuredSubscriber] = {}
+    ports: dict[str, int] = {}
     try:
         await pub.publish()
         ids = [pub.producer_id("audio"), pub.producer_id("video")]
@@ -232,7 +249,12 @@ async def run_call(profile: Profile, live: bool = True) -> dict[str, Any]:
             sub = subs[viewer.name] = MeasuredSubscriber(peer)
             await sub.subscribe(*ids)
             sub.watch()
-            netem.shape(sub.local_port(), viewer.shape)
+            if viewer.by_server_port:
+                ports[viewer.name] = await server_port(peer)
+                netem.shape(ports[viewer.name], viewer.shape, server_side=True)
+            else:
+                ports[viewer.name] = sub.local_port()
+                netem.shape(ports[viewer.name], viewer.shape)
         await wait_for(lambda: all(s.frames("video") > 0 for s in subs.values()), 20)
         t0 = time.monotonic()
         remb: dict[str, list[int | None]] = {"publisher": []}
@@ -242,7 +264,7 @@ async def run_call(profile: Profile, live: bool = True) -> dict[str, Any]:
         events = sorted((at, v.name, ch) for v in profile.viewers for at, ch in v.changes)
         for at, name, fields in events:
             await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
-            netem.change(subs[name].local_port(), **fields)
+            netem.change(ports[name], **fields)  # both directions, whichever port names it
         await asyncio.sleep(max(0.0, t0 + profile.seconds - time.monotonic()))
         t1 = time.monotonic()
         sampler.cancel()

@@ -30,6 +30,7 @@ from tests.server.documents_support import upload_ready
 from tests.server.media_support import MediaClient, media_client
 
 pytestmark = pytest.mark.browser
+AXE = Path(__file__).resolve().parents[2] / "web_client" / "node_modules" / "axe-core" / "axe.min.js"
 TIMINGS = MediaTimings(ice_timeout_s=3, rtcp_interval_s=0.5, stats_interval_s=0.5)
 COLOURS = [(1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.6, 0.0)]  # page 0 red, 1 blue, 2 green
 ITEMS = ("Khai mạc", "Báo cáo tài chính")
@@ -110,9 +111,9 @@ async def present(chair: MediaClient, doc: int, page: int) -> None:
     assert ack["ok"], ack
 
 
-async def open_as(browser: Any, h: Harness, username: str, path: str) -> Any:
+async def open_as(browser: Any, h: Harness, username: str, path: str, **options: Any) -> Any:
     client = await h.login(username)
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    context = await browser.new_context(viewport={"width": 1280, "height": 800}, **options)
     await context.add_cookies([{"name": c.key, "value": c.value, "url": h.base}
                                for c in client.session.cookie_jar])
     page = await context.new_page()
@@ -232,3 +233,14 @@ async def record_and_replay(h: Harness, browser: Any, chair: MediaClient, m: int
     expected = 1 if seen["time"] < page2_s - 0.2 else 2
     assert colour_of(seen["rgb"]) == expected, (seen, item_s, page2_s)
     assert await page.locator("#rp-item").inner_text() == ITEMS[1]
+
+    # WCAG 2.1 A/AA (axe-core, as tests/e2e/test_a11y_browser.py): no serious violation on the
+    # replay page. axe is injected inline: only this context bypasses the CSP.
+    checked = await open_as(browser, h, "daibieu", f"/meetings/{m}/replay", bypass_csp=True)
+    await checked.locator(f"#rp-items li[data-key='item-{items[1]}'] button").wait_for()
+    await checked.add_script_tag(path=str(AXE))
+    violations = await checked.evaluate(
+        "async () => (await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', "
+        "'wcag2aa', 'wcag21a', 'wcag21aa']}, resultTypes: ['violations']})).violations")
+    assert [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in violations
+            if v["impact"] in ("serious", "critical")] == []

@@ -257,3 +257,48 @@ async def test_outsiders_get_404_and_hostile_ranges_416(
     finally:
         await h.close()
         await h.server.close()
+
+
+async def test_replay_pages_are_watermarked_per_viewer_and_hidden_chat_stays_hidden(
+        tmp_path: Path, clients: list[MediaClient]) -> None:
+    """What the replay shows is as seen now: a confidential page comes through the documents'
+    page route, rendered for each viewer (never cached); a message the chair hid after it
+    was said is withheld from members, shown to the chair."""
+    h = await start_harness(tmp_path, None, media_timings=TIMINGS)
+    try:
+        m = await demo_meeting_id(h)
+        chair = await person(h, clients, "chutri", m)
+        status, _ = await chair.http.call("POST", f"/api/meetings/{m}/open")
+        assert status == 200
+        delegate = await person(h, clients, "daibieu", m)
+        doc = await upload_ready(h, m, make_pdf(tmp_path, pages=2), confidential="1")
+        await chair.ok("recording:start")  # nobody publishes: the timeline is written all the same
+        await raw(chair, "present:update", {"document_id": doc["id"], "page": 1, "zoom": 1.0,
+                                            "scroll_x": 0.0, "scroll_y": 0.0})
+        said = await delegate.ok("chat:send", to="all", text="Xin ý kiến riêng")
+        await chair.ok("chat:hide", message_id=said["id"])
+        await chair.ok("recording:stop")
+
+        seen = await timeline_of(delegate.http, m)
+        presented = next(e["data"] for e in seen["entries"] if e["kind"] == "presented")
+        chat = next(e["data"] for e in seen["entries"] if e["kind"] == "chat")
+        assert chat["hidden"] is True and chat["text"] == ""
+        chat_for_chair = next(e["data"] for e in (await timeline_of(chair.http, m))["entries"]
+                              if e["kind"] == "chat")
+        assert chat_for_chair["text"] == "Xin ý kiến riêng"
+
+        # The URL replay.js builds (replay-timeline.js pageUrl) for the page presented then.
+        url = (f"/api/documents/{presented['document_id']}/pages/{presented['page']}"
+               f"?version={presented['version']}&width=1024")
+        images = []
+        for who in (delegate.http, await h.login("daibieu2")):
+            status, kind, body, headers = await fetch(who, url)
+            assert status == 200 and kind == "image/jpeg", (status, body[:200])
+            assert headers["Hopso-Confidential"] == "1" and "no-store" in headers["Cache-Control"]
+            images.append(body)
+        assert images[0] != images[1]  # each viewer's own watermark
+        status, _, _, _ = await fetch(await h.login("quantri"), url)
+        assert status == 404
+    finally:
+        await h.close()
+        await h.server.close()

@@ -143,3 +143,48 @@ async def test_faulty_publisher_is_counted_and_others_unaffected(meeting: Meetin
     assert producer.streams[2].ssrc == publisher.layers[2].ssrc
     await wait_for(lambda: producer.stats().layers_never_sent == 2, 8)  # r0 (zz) and r1
     await sub.close()
+
+
+async def test_hostile_rid_packets_raise_nothing_and_stay_bounded(sfu: SFU) -> None:
+    """Random packets at a simulcast producer's send transport: unknown, repeated and
+    changing SSRCs, rids that were not offered, broken extension blocks, RTX without a
+    repaired rid. Nothing raises; what cannot be bound is counted; routes stay bounded."""
+    import random
+    import struct
+    import time
+
+    from media.publishing import MAX_LEARNED_SSRCS
+
+    from .browser_sdp import simulcast_offer
+
+    router = sfu.router("m")
+    alice = router.add_peer("alice")
+    result = await alice.publish(simulcast_offer())
+    [video] = [p for p in result.added if p.kind.value == "video"]
+    producer = router.get_producer(video.id)
+    publishing = alice._publishing
+    transport = alice.transports[0]
+    rng = random.Random(15)
+    rids = [b"r0", b"r1", b"r2", b"zz", b"\xff\xfe", b"", b"r0" * 8]
+    now = time.monotonic()
+    for i in range(3000):
+        elements = []
+        if rng.random() < 0.8:
+            elements.append((4, rng.choice([b"1", b"0", b"\x80", b"9"])))
+        if rng.random() < 0.8:
+            elements.append((rng.choice([10, 11]), rng.choice(rids)))
+        body = b"".join(bytes(((n << 4) | max(0, len(v) - 1),)) + v[:16] for n, v in elements)
+        body += b"\x00" * (-len(body) % 4)
+        if rng.random() < 0.05:
+            body = bytes(rng.getrandbits(8) for _ in range(8))  # garbage elements
+        ext = struct.pack("!HH", 0xBEDE, len(body) // 4) + body
+        payload = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 40)))
+        header = struct.pack("!BBHII", 0x90, rng.choice([96, 97, 111, 0x80 | 96]),
+                             rng.getrandbits(16), rng.getrandbits(32),
+                             rng.choice([1, 2, 3, 4, 5]) if rng.random() < 0.7
+                             else rng.getrandbits(32))
+        publishing.on_rtp(transport, header + ext + payload, now + i * 0.001)
+    assert len(publishing._routes) <= MAX_LEARNED_SSRCS
+    stats = producer.stats()
+    assert stats.unknown_rid_packets > 0 and stats.unbound_packets > 0
+    assert all(s.ssrc is None or s.rid is not None for s in producer.streams)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from media import sdp
 from media.errors import SdpError
@@ -10,6 +12,7 @@ from media.simulcast_sdp import URI_REPAIRED_RID, URI_RID
 
 from .browser_sdp import CHROME_OFFER, simulcast_offer
 from .test_sdp import CONFIG, FP, LOCAL_ICE
+from .test_sdp_fuzz import FUZZ
 
 
 def answer_text(offer_text: str, layers: dict[str, tuple[str, ...]] | None = None) -> str:
@@ -92,3 +95,41 @@ def test_simulcast_on_audio_is_refused() -> None:
     text = CHROME_OFFER.replace("a=mid:0\r\n", "a=mid:0\r\na=rid:a send\r\na=simulcast:send a\r\n")
     with pytest.raises(SdpError):
         sdp.parse_publish_offer(text, CONFIG)
+
+
+RID_SPLICES = ["a=rid:", "a=rid:r0", "a=rid:r0 send pt=96;max-width=", "a=rid:é send",
+               "a=rid:\x00 send", "a=rid:r9 send", "a=rid:" + "r" * 300 + " send",
+               "a=simulcast:", "a=simulcast:send", "a=simulcast:send ;", "a=simulcast:send ~",
+               "a=simulcast:send r0,,r1", "a=simulcast:send r0;r1;r2;r9", "a=simulcast: send r0",
+               "a=simulcast:send r0 recv r1", "a=simulcast:send ~r0;~r1;~r2",
+               "a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", "m=video 9 x 96",
+               "a=mid:1", "a=rid:r0 send", "a=rid:r1 send", "a=simulcast:send r0;r1"]
+
+
+@settings(FUZZ, max_examples=200)
+@given(st.data())
+def test_mutated_simulcast_offers_answer_or_raise_sdp_error(data: st.DataObject) -> None:
+    """Lines of a simulcast offer dropped, repeated or replaced with hostile rid/simulcast
+    lines: the offer is answered (layers a subset of its rids) or refused as SdpError."""
+    lines = simulcast_offer().split("\r\n")
+    for _ in range(data.draw(st.integers(1, 6))):
+        i = data.draw(st.integers(0, len(lines) - 1))
+        action = data.draw(st.sampled_from(["drop", "repeat", "splice", "cut"]))
+        if action == "drop":
+            del lines[i]
+        elif action == "repeat":
+            lines.insert(i, lines[i])
+        elif action == "splice":
+            lines.insert(i, data.draw(st.sampled_from(RID_SPLICES)))
+        else:
+            lines[i] = lines[i][:data.draw(st.integers(0, len(lines[i])))]
+    text = "\r\n".join(lines)
+    try:
+        offer = sdp.parse_publish_offer(text, CONFIG)
+    except SdpError:
+        return
+    layers = {m.mid: m.rids for m in offer.media if m.rids}
+    for m in offer.media:
+        assert len(m.rids) <= 3 and len(set(m.rids)) == len(m.rids)
+    answer = sdp.build_publish_answer(offer, LOCAL_ICE, FP, 1, 1, "client", layers)
+    sdp.parse(answer, CONFIG)  # what we answer parses

@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import logging
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 _BASE = "/api/meetings/{meeting_id}/minutes/{version:[0-9]{1,9}}"
 DEMO_SIGNERS = ("Chủ trì (demo)", "Thư ký (demo)")
+VERIFIED_KEPT = 256
 
 
 class SigningRefusedError(DomainError):
@@ -60,6 +63,24 @@ class MinutesSigning:
     token_label: str | None = None
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
         max_workers=1, thread_name_prefix="signing"))
+    # Verifications by the sha256 of the file: a review push makes every member's screen
+    # ask at once (500 tablets: one check, not 500). Same bytes, same anchors, same answer
+    # (checked at the signing time the file reports).
+    _verified: OrderedDict[str, asyncio.Future[signing.Verification]] = field(
+        default_factory=OrderedDict)
+
+    async def verify(self, pdf: bytes) -> signing.Verification:
+        digest = hashlib.sha256(pdf).hexdigest()
+        found = self._verified.get(digest)
+        if found is None:
+            found = asyncio.ensure_future(asyncio.to_thread(signing.verify_pdf, pdf,
+                                                            self.anchors))
+            self._verified[digest] = found
+            while len(self._verified) > VERIFIED_KEPT:
+                self._verified.popitem(last=False)
+        else:
+            self._verified.move_to_end(digest)
+        return await asyncio.shield(found)
 
 
 SIGNING: web.AppKey[MinutesSigning] = web.AppKey("minutes_signing", MinutesSigning)
@@ -129,7 +150,7 @@ async def _status(app: web.Application, s: AsyncSession, meeting_id: int,
     info["verification"] = None
     if info["signatures"]:
         row = await review.signed_file(s, meeting_id, version)
-        checked = await asyncio.to_thread(signing.verify_pdf, row.pdf, app[SIGNING].anchors)
+        checked = await app[SIGNING].verify(row.pdf)
         info["verification"] = checked.as_dict()
         by_field = {v.field_name: v for v in checked.signatures}
         for entry in info["signatures"]:

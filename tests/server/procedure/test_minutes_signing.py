@@ -54,7 +54,7 @@ def code(body: Any) -> str:
 
 
 async def test_draft_review_and_two_signatures_with_access_checked_before_writes(
-        signed_hopso: Harness) -> None:
+        signed_hopso: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     h = signed_hopso
     m, people = await open_demo(h, "thuky", "daibieu")
     chair, thuky, d1 = people["chutri"], people["thuky"], people["daibieu"]
@@ -89,8 +89,19 @@ async def test_draft_review_and_two_signatures_with_access_checked_before_writes
     assert status == 201 and body["stage"] == "signed", body
     assert (await step(chair, m, 1, "sign", p12("Nguyễn Văn Hùng")))[0] == 409  # once
 
-    status, info = await d1.http.call("GET", f"/api/meetings/{m}/minutes/1/signatures")
+    checks: list[int] = []
+
+    def counted(pdf: bytes, anchors: Any) -> signing.Verification:
+        checks.append(len(pdf))
+        return real_verify(pdf, anchors)
+    real_verify = signing.verify_pdf
+    monkeypatch.setattr(signing, "verify_pdf", counted)
+    answers = await asyncio.gather(*(who.http.call(
+        "GET", f"/api/meetings/{m}/minutes/1/signatures") for who in (d1, chair, thuky) * 8))
+    assert len(checks) == 1, checks  # a push makes every screen ask: the file is checked once
+    status, info = answers[0]
     assert status == 200 and info["intact"] and info["verification"]["intact"], info
+    assert all(answer == answers[0] for answer in answers)
     assert [(s["role"], s["signer"], s["intact"]) for s in info["signatures"]] == [
         ("secretary", "Trần Thị Lan", True), ("chair", "Nguyễn Văn Hùng", True)]
     assert info["signatures"][1]["user_name"] == "Nguyễn Văn Hùng"

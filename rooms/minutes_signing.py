@@ -221,6 +221,9 @@ async def signed_file(session: AsyncSession, meeting_id: int, version: int) -> M
 
 async def status(session: AsyncSession, meeting_id: int, version: int) -> dict[str, Any]:
     """The review of one version and who signed it (no PDF bytes)."""
+    latest = await _latest(session, meeting_id)
+    if not 1 <= version <= latest:
+        raise NotFound(f"minutes version {version} not found")
     review = await _review(session, meeting_id, version)
     rows = await session.exec(select(MinutesSignature.role, MinutesSignature.user_id,  # type: ignore[call-overload]
                                      MinutesSignature.signer, MinutesSignature.signed_at,
@@ -231,7 +234,7 @@ async def status(session: AsyncSession, meeting_id: int, version: int) -> dict[s
                                      col(MinutesSignature.version) == version)
                               .order_by(col(MinutesSignature.id)))
     return {
-        "version": version, "latest": await _latest(session, meeting_id),
+        "version": version, "latest": latest,
         "stage": review.stage.value if review else None,
         "drafted_by": review.drafted_by if review else None,
         "drafted_at": review.drafted_at.isoformat() if review else None,

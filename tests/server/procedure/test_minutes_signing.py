@@ -170,6 +170,10 @@ async def test_expired_and_untrusted_certificates_are_refused_and_nothing_is_kep
         review = (await s.exec(select(MinutesReview))).one()
         assert review.stage == "reviewed"
     assert (await thuky.http.call("GET", f"/api/meetings/{m}/minutes/1/signed.pdf"))[0] == 404
+    for missing in ("2/signatures", "0/signatures", "2/signed.pdf", "999999999/submit"):
+        method = "POST" if missing.endswith("submit") else "GET"
+        status, body = await thuky.http.call(method, f"/api/meetings/{m}/minutes/{missing}")
+        assert status == 404, (missing, body)
     await close_all(people)
 
 

@@ -84,8 +84,9 @@ class Timeline:
 
     # -- the start: what is on screen at that moment -------------------------------------
     async def started(self, rec: MeetingRecording) -> None:
-        """After the recording's row is written: its first entries."""
-        offset = rec.offset_ms()
+        """After the recording's row is written: its first entries, at time zero (the state
+        is read a moment later; a change in between is noted by its own event too)."""
+        offset = 0
         await self.note(rec, Kind.started, {}, offset)
         async with self.app[keys.DB].session() as s:
             state = await s.get(ProcedureState, rec.meeting_id)

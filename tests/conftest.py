@@ -62,6 +62,7 @@ ONE_AT_A_TIME = (
     "tests/server/test_sigkill_durability.py",
     "tests/server/test_scale_out.py",
     "tests/server/test_upgrade.py",
+    "tests/server/recording/test_timeline_sigkill.py",
     "tests/server/test_scale_out_presenter.py",
     "tests/server/core/test_login_limit.py::test_the_limit_is_shared_by_processes_through_redis",
     # Redis pub/sub channels are shared by every test that uses Redis: one at a time, or a

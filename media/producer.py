@@ -146,7 +146,10 @@ class Producer:
         payload = pkt.payload
         inner = InPacket(stream.ssrc, self.pt, pkt.marker, (payload[0] << 8) | payload[1],
                          pkt.ts, pkt.ext_profile, pkt.ext, payload[2:])
-        self.receive_rtp(inner, now, retransmitted=True, stream=stream)
+        if self.simulcast:
+            self.receive_rtp(inner, now, retransmitted=True, stream=stream)
+        else:  # bench/cascade_node.py hooks receive_rtp(self, pkt, now, retransmitted)
+            self.receive_rtp(inner, now, retransmitted=True)
 
     def stream_for_rid(self, rid: str) -> RecvStream | None:
         return self._by_rid.get(rid)

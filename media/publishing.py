@@ -208,7 +208,10 @@ class Publishing:
         if is_rtx:
             producer.receive_rtx(pkt, now, stream)
         elif pkt.pt == producer.pt:
-            producer.receive_rtp(pkt, now, stream=stream)
+            if producer.simulcast:
+                producer.receive_rtp(pkt, now, stream=stream)
+            else:  # (pkt, now) only: bench/cascade_node.py hooks this call's signature
+                producer.receive_rtp(pkt, now)
 
     def _learn(self, pkt: InPacket) -> Route | None:
         """Route an unsignalled SSRC by mid extension, else (no mid

@@ -1,6 +1,7 @@
 """Benchmark: one meeting across the province's tree, the paperless half (issue 13).
 
     .venv/bin/python bench/province.py [--quick] [--json PATH] [--outage S]
+                                       [--processing-timeout S]
 
 Real `run.py --demo` processes (testkit/province.py): the province node, the city
 (Thành phố Đồng Hới) and its wards (3 with --quick, 15 in full), each with its own data
@@ -29,6 +30,9 @@ full, 25 with --quick, plus HTTP readers of documents), the province chair and s
   missing at the province afterwards (0), and seconds from the link's return until the ward's
   tablets show the presenter's page and the province counts the ward's ballots and ink.
 
+Each latency phase also says how contended the machine was: the cores the node processes
+used and how long they waited for a CPU per second (/proc/PID/task/*/schedstat).
+
 Prints the JSON and a table; `--json PATH` writes `{"results": [...], "summary": {...}}`.
 """
 
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -64,6 +69,32 @@ from testkit.rehearsal import (
 TARGETS = {"doc_first_page_all_tablets_s": 5.0, "doc_link_bytes_ratio": 1.1,
            "page_turn_over_path_p99_ms": 150.0, "floor_request_to_chair_p99_ms": 300.0,
            "vote_result_p99_ms": 500.0, "outage_lost_acknowledged": 0, "resync_s": 5.0}
+def sched(tree: Any) -> dict[str, tuple[float, float]]:
+    """Per node process: seconds on a CPU and seconds waiting for one, so far
+    (/proc/PID/task/*/schedstat: run time, run-queue wait)."""
+    out = {}
+    for node in tree.nodes:
+        ran = waited = 0
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{node.server.proc.pid}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError):  # a thread that just ended
+                    fields = (task / "schedstat").read_text().split()
+                    ran, waited = ran + int(fields[0]), waited + int(fields[1])
+        out[node.unit] = (ran / 1e9, waited / 1e9)
+    return out
+
+
+def contention(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]],
+               seconds: float) -> dict[str, Any]:
+    """Over a phase: the cores all nodes used, and the most any node waited for a CPU per
+    second of the phase (near 0: the nodes got a core when they needed one)."""
+    ran = sum(after[u][0] - before[u][0] for u in after)
+    waited = {u: (after[u][1] - before[u][1]) / seconds for u in after}
+    return {"nodes_cores_used": round(ran / seconds, 2),
+            "cpu_wait_s_per_s_max": round(max(waited.values()), 3),
+            "cpu_wait_s_per_s_median": round(sorted(waited.values())[len(waited) // 2], 3)}
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     wards = 3 if args.quick else args.wards
     root = Path(tempfile.mkdtemp(prefix="hopso-province-"))
@@ -81,24 +112,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # 2-core box, 16 nodes doing it at once starve the phases below of CPU, which one
         # machine per node would not; measured apart, and until search works everywhere.
         processed = time.monotonic()
-        found = await search_everywhere(tree, m, "Trang 7", timeout=600)
+        found = await search_everywhere(tree, m, "Trang 7", timeout=args.processing_timeout)
         results.append({"phase": "processed everywhere", "seconds": round(
-            time.monotonic() - processed, 1), "search_found_everywhere": all(found.values())})
+            time.monotonic() - processed, 1), "search_found_everywhere": all(found.values()),
+            "search_pages_by_node": found})
         docs = await local_doc_ids(m)
+        mark, at = sched(tree), time.monotonic()
         turns = await page_turns(tree, m, docs[tree.province.unit], range(1, 21))
         results.append({"phase": "page turns", "samples": len(turns),
+                        **contention(mark, sched(tree), time.monotonic() - at),
                         "p50_ms": pct([t[0] for t in turns], 50),
                         "p99_ms": pct([t[0] for t in turns], 99),
                         "over_path_p99_ms": pct([t[0] - t[1] for t in turns], 99),
                         "p99_ms_by_node": {n.unit: pct([t[0] for t in turns if t[2] == n.unit],
                                                        99) for n in tree.nodes}})
+        mark, at = sched(tree), time.monotonic()
         floor = await floor_phase(tree, m)
         results.append({"phase": "floor", "samples": len(floor),
+                        **contention(mark, sched(tree), time.monotonic() - at),
                         "p50_ms": pct([f[0] for f in floor], 50),
                         "p99_ms": pct([f[0] for f in floor], 99),
                         "ms_by_node": {unit: round(ms, 1) for ms, unit in floor}})
+        mark, at = sched(tree), time.monotonic()
         votes = await vote_phase(m)
-        results.append({"phase": "vote", "tablets": len(votes), "p50_ms": pct(votes, 50),
+        results.append({"phase": "vote", "tablets": len(votes),
+                        **contention(mark, sched(tree), time.monotonic() - at),
+                        "p50_ms": pct(votes, 50),
                         "p99_ms": pct(votes, 99)})
         outage = await outage_phase(tree, m, docs, args.outage)
         results.append(outage)
@@ -144,6 +183,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="3 wards, 25 delegates")
     parser.add_argument("--wards", type=int, default=15)
     parser.add_argument("--outage", type=float, default=30.0, help="seconds a ward is cut off")
+    parser.add_argument("--processing-timeout", type=float, default=600.0,
+                        help="seconds to wait for search to work at every node before the "
+                             "later phases")
     parser.add_argument("--json", type=Path, help="write {results, summary} to this file")
     args = parser.parse_args(argv)
     report = asyncio.run(run(args))

@@ -26,7 +26,7 @@ from rooms import audit, meeting_nodes, procedure
 from rooms.audit import AuditKind
 from rooms.models import Meeting, MeetingStatus, Site, Unit, User, utcnow
 from rooms.procedure_models import FloorRequest, FloorStatus
-from rooms.remote_floor import FloorOrigin, origins, proxy_user, ref_get, ref_put
+from rooms.remote_floor import FloorOrigin, origins, proxy_user, ref_get, ref_put, refs
 from server.cascade.schemas import NodeError, NodeSchema, validate
 from server.cascade.topic.floor_sockets import HOLD
 from server.cascade.topics import MAX_DATA_BYTES, Entry, Report, Topic, encode
@@ -165,13 +165,17 @@ class CascadeFloor:
         requests = list(rows.all())
         foreign = await origins(s, [r.id for r in requests if r.id is not None])
         held = await ref_get(s, meeting_id, HOLD) == 1  # a local discussion (floor_sockets)
+        # Every mark in one query each, not one per request (withdrawn ones pile up over a
+        # meeting); ref_put below finds the loaded ones in the session without a query.
+        sent_marks = await refs(s, meeting_id, "esc:")
+        asked_up = await refs(s, meeting_id, "up:") if held else {}
         out: list[tuple[str, dict[str, Any]]] = []
         for r in requests:
             assert r.id is not None
             if r.id in foreign:
                 continue  # a copy of someone else's request
-            sent = await ref_get(s, meeting_id, f"esc:{r.id}")
-            if held and sent is None and await ref_get(s, meeting_id, f"up:{r.id}") is None:
+            sent = sent_marks.get(f"esc:{r.id}")
+            if held and sent is None and f"up:{r.id}" not in asked_up:
                 continue  # kept here unless this node's chair escalates it
             if r.status == FloorStatus.queued and sent is None:
                 user = await s.get(User, r.user_id)

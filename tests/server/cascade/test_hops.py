@@ -12,11 +12,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import Field
 
+from server.cascade import parent_link
 from server.cascade.reports import Reports
 from server.cascade.schemas import NodeSchema
 from server.cascade.topics import Entry, Report, Topic
+from server.core import keys
 from tests.server.cascade.tree import Tree, cascaded_meeting, following, node, state, tree, until
 
 SLOW_S = 3.0  # a slow step, far longer than a hop in-process
@@ -94,6 +97,29 @@ async def test_a_report_goes_up_without_waiting_for_the_answer_to_the_one_before
         await until(lambda: _settled(ward.reports, second.id), 10, "settled at the ward")
 
 
+async def test_a_report_stored_with_the_callers_commit_goes_up_without_waiting_for_the_tick(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with tree(tmp_path) as t:
+        _, received = topics(t)
+        _, _, _, _, ward_id = await cascaded_meeting(t)
+        ward = state(t.ward)
+        # The outbox's fallback tick, far off (set now: the mirrors above follow the ping);
+        # after 2.5 s the ward's delivery is idle, waiting on it.
+        monkeypatch.setattr(parent_link, "PING_INTERVAL_S", 60.0)
+        await asyncio.sleep(2.5)
+        for n, own_commit in enumerate((False, True, False)):
+            started = time.monotonic()
+            if own_commit:  # as a topic does: with the change that made the report
+                async with t.ward.server.app[keys.DB].session() as s:
+                    await ward.report(ward_id, "hop.up", {"text": f"r{n}"}, s)
+                    await s.commit()
+            else:
+                await ward.report(ward_id, "hop.up", {"text": f"r{n}"})
+            await until(_arrived(received, f"r{n}"), 10, f"report {n} up")
+            took = time.monotonic() - started
+            assert took < SLOW_S / 2, f"report {n} waited {took:.2f} s for the delivery tick"
+
+
 async def test_batches_in_flight_at_once_reach_the_owner_in_the_order_they_were_stored(
         tmp_path: Path) -> None:
     async with tree(tmp_path) as t:
@@ -128,6 +154,12 @@ async def test_a_batch_naming_a_predecessor_the_parent_did_not_take_is_refused(
         chained = await city.dispatcher.dispatch("report", link.sid, batch(2, f"{1:032x}"))
         assert chained["ok"], chained
         assert await state(t.city).reports.state_of(f"{3:032x}") is None  # nothing stored
+
+
+def _arrived(items: list[str], text: str) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        return text in items
+    return probe
 
 
 async def _equal(items: list[str], expected: list[str]) -> bool:

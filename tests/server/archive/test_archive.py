@@ -26,6 +26,7 @@ from documents import archive as archive_check
 from documents.signing_testca import make_ca, pkcs12_for
 from rooms.procedure_models import AuditEntry
 from server.core import keys
+from testkit.http import Client
 from tests.conftest import ROOT, Harness, start_harness
 from tests.server.archive.support import add_recording, folder, track
 from tests.server.documents_support import Listener, fetch, ink_op, make_pdf, upload_ready
@@ -60,10 +61,10 @@ async def signed_minutes(m: int, thuky: Member, chair: Member) -> None:
         assert status in (200, 201), (action, answer)
 
 
-async def wait_job(member: Member, job: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+async def wait_job(http: Client, job: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        status, body = await member.http.call("GET", f"/api/archive/jobs/{job['id']}")
+        status, body = await http.call("GET", f"/api/archive/jobs/{job['id']}")
         assert status == 200, body
         if body["state"] in ("done", "failed"):
             return body  # type: ignore[no-any-return]
@@ -128,7 +129,7 @@ async def test_the_archive_holds_the_record_and_verifies_offline_until_altered(
     assert status == 202 and job["state"] in ("queued", "running"), job
     status, body = await chair.http.call("GET", f"/api/archive/jobs/{job['id']}")
     assert status == 404  # another's job is not revealed
-    done = await wait_job(thuky, job)
+    done = await wait_job(thuky.http, job)
     assert done["state"] == "done" and done["file"].endswith(".zip"), done
     for _ in range(100):  # the push may trail the state the GET read
         if progress and progress[-1]["state"] == "done":
@@ -210,7 +211,7 @@ async def test_archive_file_names_and_jobs_refuse_hostile_input(hopso: Harness) 
     assert status == 400 and body["error"]["code"] == "invalid", body
     status, job = await thuky.http.call("POST", f"/api/meetings/{m}/composite")
     assert status == 202
-    failed = await wait_job(thuky, job)
+    failed = await wait_job(thuky.http, job)
     assert failed["state"] == "failed" and "no finished recording" in failed["message"]
     status, body = await thuky.http.call("GET", f"/api/meetings/{m}/archives")
     assert status == 200 and body["files"] == []

@@ -72,7 +72,7 @@ async def test_the_floor_holders_camera_beside_the_presented_page(
     assert status == 403 and body["error"]["code"] == "forbidden"
     status, job = await thuky.http.call("POST", f"/api/meetings/{m}/composite")
     assert status == 202, job
-    done = await wait_job(thuky, job)
+    done = await wait_job(thuky.http, job)
     assert done["state"] == "done" and done["file"].endswith(".mp4"), done
     assert done["notes"] == [], done
     status, kind, data, _ = await fetch(thuky.http, done["url"])
@@ -99,7 +99,7 @@ async def test_the_floor_holders_camera_beside_the_presented_page(
     await add_recording(h, m, "20261207T021000Z", [], 2000)
     status, job = await thuky.http.call("POST", f"/api/meetings/{m}/composite")
     assert status == 202
-    plain = await wait_job(thuky, job)
+    plain = await wait_job(thuky.http, job)
     assert plain["state"] == "done", plain
     assert any("no timeline" in note for note in plain["notes"]), plain
     status, _, data, _ = await fetch(thuky.http, plain["url"])
@@ -122,7 +122,7 @@ async def test_ffmpeg_past_its_time_limit_is_stopped_and_leaves_no_file(
     await add_recording(h, m, "20261207T030000Z", [], 4000)
     status, job = await people["thuky"].http.call("POST", f"/api/meetings/{m}/composite")
     assert status == 202
-    failed = await wait_job(people["thuky"], job)
+    failed = await wait_job(people["thuky"].http, job)
     assert failed["state"] == "failed" and "ffmpeg took longer than" in failed["message"]
     archives = h.settings.data_dir / "archives" / str(m)
     assert [p.name for p in archives.iterdir()] == []  # no .partial, no work folder

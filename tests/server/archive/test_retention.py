@@ -23,8 +23,8 @@ from tests.server.procedure_helpers import close_all, open_demo
 
 
 @pytest.fixture
-async def kept_briefly(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await start_harness(tmp_path, None, recording_retention_days=30,
+async def kept_briefly(tmp_path: Path, database_url: str | None) -> AsyncIterator[Harness]:
+    harness = await start_harness(tmp_path, database_url, recording_retention_days=30,
                                   archive_retention_days=10, retention_interval_s=0.2)
     yield harness
     await harness.close()
@@ -49,16 +49,19 @@ async def test_old_recordings_and_archives_are_deleted_and_audited_and_usage_sho
     twenty_days = time.time() - 20 * 86400
     os.utime(stale, (twenty_days, twenty_days))
 
-    for _ in range(100):  # the periodic sweep (every 0.2 s here)
-        if not old.exists() and not stale.exists():
+    async def deletions() -> list[AuditEntry]:
+        async with h.server.app[keys.DB].session() as s:
+            return list((await s.exec(select(AuditEntry).where(
+                AuditEntry.meeting_id == m, AuditEntry.kind.in_(  # type: ignore[attr-defined]
+                    ("recording_deleted", "archive_deleted"))))).all())
+    for _ in range(100):  # the periodic sweep (every 0.2 s here): deleted, then audited
+        if len(await deletions()) == 2:
             break
         await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)  # a few more sweeps: nothing deleted or audited twice
+    rows = await deletions()
     assert not old.exists() and not stale.exists()
     assert new.exists() and fresh.exists()
-    async with h.server.app[keys.DB].session() as s:
-        rows = (await s.exec(select(AuditEntry).where(
-            AuditEntry.meeting_id == m, AuditEntry.kind.in_(  # type: ignore[attr-defined]
-                ("recording_deleted", "archive_deleted"))))).all()
     found = {(r.kind, r.actor_id): json.loads(r.data_json) for r in rows}
     assert found[("recording_deleted", None)]["directory"] == old.name
     assert found[("recording_deleted", None)]["bytes"] == 5000

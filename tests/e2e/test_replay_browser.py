@@ -4,7 +4,8 @@ through the SFU) is in the call; the chair's state bar, a delegate's documents p
 projector all say "Đang ghi hình" in words until the chair stops it. Meanwhile the agenda
 moves on and the presented page turns. A delegate then opens the replay, jumps to the second
 agenda item, and sees the video playing from there and the page that was presented then (its
-pixels: each page of the document is a different colour).
+pixels: each page of the document is a different colour); then jumps to the delegate who had
+the floor, and the video is theirs (a second real publisher), playing from that moment.
 
 The browser does no WebRTC (it plays files over HTTP), so no network namespace is needed; the
 publisher's ICE is restricted to loopback."""
@@ -126,6 +127,7 @@ async def test_everyone_sees_the_recording_and_replay_jumps_to_an_agenda_item(
     h = hopso_media
     m = await demo_meeting_id(h)
     chair = await media_client(h, "chutri", m)
+    delegate = await media_client(h, "daibieu", m)
     from playwright.async_api import async_playwright
 
     async def meeting_with_media() -> tuple[int, list[int]]:
@@ -134,6 +136,11 @@ async def test_everyone_sees_the_recording_and_replay_jumps_to_an_agenda_item(
         await chair.publish(encode_media(seconds=1.0))  # a 1 s loop: a keyframe every second
         await chair.ok("agenda:set_current", item_id=items[0])
         await present(chair, doc, 0)
+        # A delegate in the call too, checked in so that they may ask for the floor.
+        assert (await delegate.sio.call("meeting:join", {"meeting_id": m}, timeout=5))["ok"]
+        await delegate.ok("attendance:check_in", mode="online")
+        await delegate.ok("media:join")
+        await delegate.publish(encode_media(seconds=1.0))
         return doc, items
 
     async def screens(browser: Any) -> list[Any]:
@@ -158,12 +165,14 @@ async def test_everyone_sees_the_recording_and_replay_jumps_to_an_agenda_item(
                 await asyncio.sleep(0)
                 await asyncio.wait_for(_opened(h, chair, m, opened), 30)
                 doc, items = await preparing
-                await record_and_replay(h, browser, chair, m, doc, items, await pages)
+                await record_and_replay(h, browser, (chair, delegate), m, doc, items,
+                                        await pages)
             finally:
                 preparing.cancel()
                 await browser.close()
     finally:
         await chair.close()
+        await delegate.close()
 
 
 async def _opened(h: Harness, chair: MediaClient, m: int, opened: asyncio.Event) -> None:
@@ -176,8 +185,9 @@ async def _opened(h: Harness, chair: MediaClient, m: int, opened: asyncio.Event)
         await asyncio.sleep(0.05)
 
 
-async def record_and_replay(h: Harness, browser: Any, chair: MediaClient, m: int, doc: int,
-                            items: list[int], pages: list[Any]) -> None:
+async def record_and_replay(h: Harness, browser: Any, people: tuple[MediaClient, MediaClient],
+                            m: int, doc: int, items: list[int], pages: list[Any]) -> None:
+    chair, delegate = people
     console, reader, projector = pages
     badges = ((console, "#rec-badge"), (reader, "#docs-rec-badge"), (projector, "#pj-rec"))
     toggle = console.locator("#rec-toggle")
@@ -189,7 +199,10 @@ async def record_and_replay(h: Harness, browser: Any, chair: MediaClient, m: int
     await asyncio.sleep(1.5)  # the camera's first keyframe is in the file by then
     await chair.ok("agenda:set_current", item_id=items[1])
     await present(chair, doc, 1)
-    await asyncio.sleep(2.0)
+    await asyncio.sleep(1.5)
+    asked = await delegate.ok("floor:request")
+    await chair.ok("floor:grant", request_id=asked["request_id"])
+    await asyncio.sleep(1.0)
     await present(chair, doc, 2)
     await asyncio.sleep(1.0)
     await toggle.filter(has_text="Dừng ghi hình").click()
@@ -207,6 +220,9 @@ async def record_and_replay(h: Harness, browser: Any, chair: MediaClient, m: int
     at = {(e["kind"], e["data"].get("item_id", e["data"].get("page"))): e["offset_ms"] / 1000
           for e in timeline["entries"]}
     item_s, page2_s = at[("agenda", items[1])], at[("presented", 2)]
+    floor_s = next(e["offset_ms"] for e in timeline["entries"] if e["kind"] == "floor") / 1000
+    cameras = {t["user_id"]: t["file"] for t in timeline["tracks"] if t["kind"] == "video"}
+    assert len(cameras) == 2, timeline["tracks"]
 
     page = await open_as(browser, h, "daibieu", f"/meetings/{m}/replay")
     jump = page.locator(f"#rp-items li[data-key='item-{items[1]}'] button")
@@ -233,6 +249,14 @@ async def record_and_replay(h: Harness, browser: Any, chair: MediaClient, m: int
     expected = 1 if seen["time"] < page2_s - 0.2 else 2
     assert colour_of(seen["rgb"]) == expected, (seen, item_s, page2_s)
     assert await page.locator("#rp-item").inner_text() == ITEMS[1]
+
+    # Jump to the speaker: the video is theirs, playing from when they got the floor.
+    await page.locator("#rp-speakers li button").click()
+    await page.wait_for_function(
+        f"([after, file]) => {{ const s = ({SEEN})(); return !s.paused && s.time >= after"
+        f" && s.file === file && s.ready >= 3; }}",
+        arg=[floor_s - 0.05, cameras[delegate.http.user["id"]]], timeout=10_000)
+    assert "Lê Minh Tuấn" in await page.locator("#rp-speaker").inner_text()
 
     # WCAG 2.1 A/AA (axe-core, as tests/e2e/test_a11y_browser.py): no serious violation on the
     # replay page. axe is injected inline: only this context bypasses the CSP.

@@ -21,6 +21,7 @@ await loadCatalog();
 /** @type {any} */ let shownTrack = null;
 let shownPage = "";
 let position = 0;  // seconds on the recording's clock, when no video drives it
+let switching = false;  // a new file is loading: its currentTime is not the clock yet
 
 const base = () => `/api/meetings/${meetingId}/recordings/${data.recording.id}`;
 const fileUrl = (/** @type {string} */ name) => `${base()}/files/${encodeURIComponent(name)}`;
@@ -94,6 +95,7 @@ function showVideoAt(seconds) {
     video.load();
     return;
   }
+  switching = true;
   video.src = fileUrl(track.file);
   video.dataset.file = track.file;
   video.currentTime = seconds;
@@ -199,7 +201,7 @@ function jumpButton(offsetMs, label) {
 }
 
 video.addEventListener("timeupdate", () => {
-  if (!data) return;
+  if (!data || switching) return;
   position = video.currentTime;
   const before = shownTrack?.file;
   showVideoAt(video.currentTime);
@@ -220,7 +222,10 @@ $("rp-audio").addEventListener("timeupdate", (event) => {
 }, true);
 video.addEventListener("pause", () => { for (const a of audios) a.pause(); });
 video.addEventListener("play", () => { playAll(); });
+video.addEventListener("loadeddata", () => { switching = false; });
+video.addEventListener("error", () => { switching = false; });
 video.addEventListener("seeked", () => {
+  switching = false;
   for (const a of audios) a.currentTime = Math.max(video.currentTime, Number(a.dataset.offset) / 1000);
   paint();
 });

@@ -42,6 +42,22 @@ class CopiesRecorder(Recorder):
         super().__init__(router, directory)
         self.copies = copies
 
+    def _run(self) -> None:
+        """The writer thread; with HOPSO_BENCH_PROFILE_WRITER=PATH under cProfile (which
+        only sees the thread it is enabled in), dumped to PATH when the recorder stops."""
+        path = os.environ.get("HOPSO_BENCH_PROFILE_WRITER")
+        if not path:
+            super()._run()
+            return
+        import cProfile
+        profile = cProfile.Profile()
+        profile.enable()
+        try:
+            super()._run()
+        finally:
+            profile.disable()
+            profile.dump_stats(path)
+
     def _attach(self, producer: Producer) -> None:
         if producer.closed or f"{producer.id}#0" in self._tracks:
             return

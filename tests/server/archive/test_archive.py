@@ -216,3 +216,22 @@ async def test_archive_file_names_and_jobs_refuse_hostile_input(hopso: Harness) 
     status, body = await thuky.http.call("GET", f"/api/meetings/{m}/archives")
     assert status == 200 and body["files"] == []
     await close_all(people)
+
+
+async def test_an_archive_that_cannot_fit_fails_clearly_and_leaves_nothing(
+        hopso: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    from server.archive import service
+    monkeypatch.setattr(service, "SPARE_BYTES", 2**60)  # more than any disk has free
+    h = hopso
+    m, people = await open_demo(h, "thuky")
+    status, job = await people["thuky"].http.call("POST", f"/api/meetings/{m}/archive")
+    assert status == 202
+    failed = await wait_job(people["thuky"].http, job)
+    assert failed["state"] == "failed" and failed["file"] is None, failed
+    assert failed["message"].startswith("not enough disk space for the archive: it needs about")
+    assert any("archive of meeting" in r.getMessage() and "not enough disk space"
+               in r.getMessage() for r in caplog.records)
+    folder = h.settings.data_dir / "archives" / str(m)
+    assert list(folder.iterdir()) == []  # no archive, no .partial, no work folder
+    await close_all(people)

@@ -34,6 +34,13 @@ async def _manager(request: web.Request) -> MeetingAccess:
                                       Action.manage)
 
 
+@routes.get("/meetings/{meeting_id}/archive")
+@aiohttp_jinja2.template("archive.html")
+async def archive_page(request: web.Request) -> dict[str, Any]:
+    access = await _manager(request)
+    return {"meeting": access.meeting}
+
+
 @routes.post("/api/meetings/{meeting_id}/archive")
 async def make_archive(request: web.Request) -> web.Response:
     access = await _manager(request)

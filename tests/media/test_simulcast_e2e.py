@@ -188,3 +188,21 @@ async def test_hostile_rid_packets_raise_nothing_and_stay_bounded(sfu: SFU) -> N
     stats = producer.stats()
     assert stats.unknown_rid_packets > 0 and stats.unbound_packets > 0
     assert all(s.ssrc is None or s.rid is not None for s in producer.streams)
+
+
+async def test_a_reoffer_changing_the_layers_is_refused_and_changes_nothing(sfu: SFU) -> None:
+    from media import NegotiationError
+
+    from .browser_sdp import simulcast_offer
+
+    router = sfu.router("m")
+    alice = router.add_peer("alice")
+    first = simulcast_offer()
+    await alice.publish(first)
+    before = router.producers()
+    reoffer = first.replace("a=rid:r2 send\r\n", "a=rid:r3 send\r\n").replace(
+        "r0;r1;r2", "r0;r1;r3")
+    with pytest.raises(NegotiationError):
+        await alice.publish(reoffer)
+    assert router.producers() == before
+    assert (await alice.publish(first)).added == []  # the same layers: accepted, unchanged

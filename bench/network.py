@@ -122,6 +122,10 @@ def remb_times(call_: dict[str, Any]) -> dict[str, float | None]:
                 return round(i * bin_s - start, 1)
         return None
 
+    if ref is None or ref < 625:  # already about the new 500 kbit/s: no step to time (on a
+        # loaded box the delay-based estimate reads CPU stalls as congestion)
+        return {"remb_under_link_after_drop_s": None, "remb_back_after_restore_s": None,
+                "remb_before_drop_kbps": ref}
     return {"remb_under_link_after_drop_s": first(drop, lambda k: k < 500),
             "remb_back_after_restore_s": None if ref is None else first(
                 restore, lambda k: k >= 0.8 * ref)}

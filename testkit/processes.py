@@ -56,7 +56,10 @@ def run_py(*args: str, env: dict[str, str] | None = None, timeout: float = 60
 
 
 def start_server(*args: str, env: dict[str, str] | None = None, scheme: str = "http",
-                 ready_timeout: float = 40, port: int | None = None) -> ServerProcess:
+                 ready_timeout: float = 90, port: int | None = None) -> ServerProcess:
+    """`run.py` with `args`, once its /healthz answers. Importing and migrating take a few
+    seconds of CPU, many more on a loaded 2-core CI box: a start is waited for as long as
+    LoggedServer's."""
     port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-u", "run.py", "--port", str(port), *args], cwd=ROOT, text=True,

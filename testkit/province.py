@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiohttp
-
+from testkit.http import Client
 from testkit.processes import LoggedServer
 from testkit.wan import Impairment, WanLink, loss_rule
 
@@ -32,44 +31,19 @@ def secret(unit: str) -> str:
     return f"{unit.replace(':', '-')}-secret-0123456789"
 
 
-class Http:
-    """A logged-in person's HTTP session on one node (cookies and CSRF)."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        self.csrf = ""
-        self.user: dict[str, Any] = {}
-
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"X-CSRF-Token": self.csrf} if self.csrf else {}
-        async with self.session.request(method, self.base + path, json=body,
-                                        headers=headers) as r:
-            try:
-                return r.status, await r.json()
-            except (aiohttp.ContentTypeError, ValueError):
-                return r.status, await r.text()
-
-    def cookie_header(self) -> str:
-        return "; ".join(f"{c.key}={c.value}" for c in self.session.cookie_jar)
-
-    async def close(self) -> None:
-        await self.session.close()
-
-
 @dataclass
 class Node:
     unit: str
     server: LoggedServer
     link: WanLink | None = None  # to its parent
-    people: list[Http] = field(default_factory=list)
+    people: list[Client] = field(default_factory=list)
 
     @property
     def base(self) -> str:
         return self.server.base
 
-    async def login(self, username: str) -> Http:
-        http = Http(self.base)
+    async def login(self, username: str) -> Client:
+        http = Client.new(self.base)
         self.people.append(http)
         status, body = await http.call("POST", "/api/login", {
             "username": username, "password": self.server.logins[username]})
@@ -150,7 +124,7 @@ async def until(probe: Callable[[], Awaitable[T | None]], timeout: float, what: 
 
 
 async def cascaded_meeting(tree: ProvinceTree, seats: dict[str, int]
-                           ) -> tuple[Http, int, str, dict[str, int]]:
+                           ) -> tuple[Client, int, str, dict[str, int]]:
     """The province chair opens their first demo meeting and invites the city and every
     ward with their seats (a node's seats cover its whole subtree: the city's include its
     wards'); each node's secretary finds the mirror. (chair, meeting id, key, {unit:
@@ -208,7 +182,7 @@ class Tablet:
 
     def __init__(self, node: Node, username: str, meeting_id: int) -> None:
         self.node, self.username, self.meeting_id = node, username, meeting_id
-        self.http: Http | None = None
+        self.http: Client | None = None
         self.sio: Any = None
         self.events: list[tuple[float, str, Any]] = []
         self._arrived = asyncio.Event()

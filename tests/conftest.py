@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 # run.py processes the tests start read it (Settings.fast_hash); in-process apps get it below.
@@ -32,6 +31,7 @@ from server.core.bootstrap import seed_demo
 from server.core.migrate import upgrade
 from server.core.passwords import password_hasher
 from server.core.settings import Settings
+from testkit.http import Client
 
 PG_HOST, PG_PORT, REDIS_PORT = "127.0.0.1", 5432, 6379
 IN_CI = os.environ.get("CI") == "true"
@@ -56,8 +56,8 @@ SERIAL = (
     "tests/testkit/test_netem.py",
     "tests/testkit/test_weak_links.py",
 )
-# These run whole server processes (and browsers) with time bounds of seconds, or share
-# Redis's one socket.io channel: one worker takes them all, one after another.
+# These run whole server processes with time bounds of seconds, or share Redis's one
+# socket.io channel: one worker takes them all, one after another (tests/scheduling.py).
 ONE_AT_A_TIME = (
     "tests/server/test_sigkill_durability.py",
     "tests/server/test_scale_out.py",
@@ -74,22 +74,39 @@ ONE_AT_A_TIME = (
     "tests/server/cascade/test_documents_servers.py",
     "tests/media/test_cascade_processes.py",
     "tests/media/test_browser_simulcast.py",  # Chromium in a namespace (issue 15)
-    "tests/e2e/",
     "tests/deploy/test_proxy.py",
     "tests/server/conference/test_turn_credentials.py::test_coturn_accepts_the_credential_"
     "and_refuses_it_expired",
 )
+# The browser tests (a server and Chromium each): one after another on one worker, beside the
+# group above on the other (together they would take longer than everything else).
+BROWSERS = ("tests/e2e/",)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (its hook registers first)
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for listed in SERIAL + ONE_AT_A_TIME:  # a moved or renamed file must not drop its mark
+    for listed in SERIAL + ONE_AT_A_TIME + BROWSERS:  # a moved or renamed file keeps its mark
         assert (ROOT / listed.split("::")[0]).exists(), f"tests/conftest.py lists {listed}"
     for item in items:
         if item.nodeid.startswith(SERIAL):
             item.add_marker(pytest.mark.serial)
-        elif item.nodeid.startswith(ONE_AT_A_TIME):
-            item.add_marker(pytest.mark.xdist_group("one-at-a-time"))
+
+
+def xdist_group(nodeid: str) -> str | None:
+    if nodeid.startswith(ONE_AT_A_TIME):
+        return "one-at-a-time"
+    return "browsers" if nodeid.startswith(BROWSERS) else None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """scripts/test.sh's `--dist loadgroup`, with ONE_AT_A_TIME and BROWSERS as its groups
+    (xdist's markers group nothing on pytest 9: tests/scheduling.py)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from tests.scheduling import GroupScheduling
+
+    return GroupScheduling(config, log, xdist_group)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -213,27 +230,6 @@ def empty_database_url(request: pytest.FixtureRequest) -> str | None:
 
 
 @dataclass
-class Client:
-    """A logged-in browser-like HTTP client (cookie jar + CSRF header)."""
-
-    session: aiohttp.ClientSession
-    base: str
-    csrf: str = ""
-    user: dict[str, Any] = field(default_factory=dict)
-
-    async def call(self, method: str, path: str, json: Any = None, **kw: Any
-                   ) -> tuple[int, Any]:
-        headers = {"X-CSRF-Token": self.csrf, "Accept": "application/json", **kw.pop("headers", {})}
-        async with self.session.request(method, self.base + path, json=json, headers=headers,
-                                        allow_redirects=False, **kw) as r:
-            body = await r.json() if r.content_type == "application/json" else await r.text()
-            return r.status, body
-
-    def cookie_header(self) -> str:
-        return "; ".join(f"{c.key}={c.value}" for c in self.session.cookie_jar)
-
-
-@dataclass
 class Harness:
     server: TestServer
     settings: Settings
@@ -245,8 +241,7 @@ class Harness:
         return str(self.server.make_url("")).rstrip("/")
 
     def anonymous(self) -> Client:
-        jar = aiohttp.CookieJar(unsafe=True)
-        client = Client(aiohttp.ClientSession(cookie_jar=jar), self.base)
+        client = Client.new(self.base)
         self.clients.append(client)
         return client
 
@@ -261,7 +256,7 @@ class Harness:
     async def close(self) -> None:
         await disconnect_socket_clients(self.base)
         for client in self.clients:
-            await client.session.close()
+            await client.close()
 
 
 async def disconnect_socket_clients(base: str) -> None:

@@ -21,7 +21,7 @@ from rooms.procedure_models import AgendaDocument
 from server.core import keys
 from server.documents.keys import DOCUMENTS
 from tests.conftest import Client, Harness
-from tests.server.documents_support import demo_meeting_id, make_pdf, upload
+from tests.server.documents_support import demo_meeting_id, make_pdf, upload, wait_ready
 
 HUGE = 2**63
 
@@ -102,6 +102,10 @@ async def test_a_document_names_only_an_item_of_its_meeting(
 ) -> None:
     two = await two_meetings(hopso, tmp_path)
     doc = f"/api/documents/{two.documents[0]}"
+    # Processed first: its end stamps updated_at, which the refusals below must not touch.
+    # Then read afresh: the read that saw processing end may hold the document row from
+    # before that commit beside the version rows from after it (read committed).
+    await wait_ready(hopso, two.documents[0])
     _, before = await two.secretary.call("GET", doc)
     for item, status, code in ((two.items[1], 404, "not_found"),  # other meeting's item
                                (999_999, 404, "not_found"), (0, 404, "not_found"),

@@ -186,9 +186,9 @@ async def test_the_archive_holds_the_record_and_verifies_offline_until_altered(
         rewrite(archive, altered, change, fix)
         report = await asyncio.to_thread(archive_check.verify, altered)
         assert not report.ok and any(message in p for p in report.problems), (i, report)
-    forged_run = verify(tmp_path / "altered-1.zip")  # and once as the command
-    assert forged_run.returncode == 1 and "ALTERED" in forged_run.stdout, forged_run.stdout
-    assert "does not verify: the file was changed" in forged_run.stdout, forged_run.stdout
+        if i == 1:  # the replaced signed minutes also fail their own signature check
+            assert any("does not verify: the file was changed" in p
+                       for p in report.problems), report
     garbage = tmp_path / "garbage.zip"
     garbage.write_bytes(b"PK" + bytes(100))
     with pytest.raises(archive_check.Unreadable, match="not a readable ZIP"):

@@ -17,13 +17,17 @@ from testkit.netem import in_namespace, namespace_unavailable
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def probed() -> dict[str, Any]:
+def need_namespace() -> None:
     reason = namespace_unavailable()
     if reason:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI must emulate links: {reason}")
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def probed() -> dict[str, Any]:
+    need_namespace()
     run = subprocess.run(in_namespace([sys.executable, "-m", "testkit.netem_probe"]), cwd=ROOT,
                          capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -75,3 +79,36 @@ def test_delay_adds_its_round_trip_and_jitter_spreads_it(probed: dict[str, Any])
     assert jittery["rtt_p95_ms"] > 92, jittery
     assert 70 <= jittery["rtt_median_ms"] <= 105, jittery
     assert fixed["received"] == jittery["received"] == 150, (fixed, jittery)
+
+
+CLI_CHECK = """
+import socket
+rx = {p: socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for p in (45000, 45001)}
+for p, s in rx.items():
+    s.bind(("127.0.0.1", p))
+    s.settimeout(0.3)
+tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(50):
+    for p in rx:
+        tx.sendto(b"x" * 100, ("127.0.0.1", p))
+got = {}
+for p, s in rx.items():
+    got[p] = 0
+    try:
+        while True:
+            s.recv(2048)
+            got[p] += 1
+    except TimeoutError:
+        pass
+print(got[45000], got[45001])
+"""
+
+
+def test_the_command_line_impairs_a_port_while_its_command_runs() -> None:
+    need_namespace()
+    run = subprocess.run(in_namespace([sys.executable, "-m", "testkit.netem", "--port", "45000",
+                                       "--loss", "1", "--", sys.executable, "-c", CLI_CHECK]),
+                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["0", "50"], run.stdout  # all lost on 45000, none beside it
+    assert "45000" in run.stderr and "100 % loss" in run.stderr, run.stderr

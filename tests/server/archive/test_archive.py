@@ -44,6 +44,16 @@ async def hopso(tmp_path: Path) -> AsyncIterator[Harness]:
     await harness.server.close()
 
 
+@pytest.fixture
+async def hopso_any_db(tmp_path: Path, database_url: str | None) -> AsyncIterator[Harness]:
+    """The same on SQLite and on PostgreSQL (what the archive reads is storage)."""
+    (tmp_path / "trust.pem").write_bytes(CA.pem)
+    harness = await start_harness(tmp_path, database_url, signing_ca=tmp_path / "trust.pem")
+    yield harness
+    await harness.close()
+    await harness.server.close()
+
+
 def p12(name: str) -> dict[str, Any]:
     password = secrets.token_hex(6)
     return {"key": "pkcs12", "pkcs12": base64.b64encode(pkcs12_for(CA, name, password)).decode(),
@@ -94,8 +104,8 @@ def rewrite(src: Path, dst: Path, change: dict[str, bytes], fix_manifest: bool) 
 
 
 async def test_the_archive_holds_the_record_and_verifies_offline_until_altered(
-        hopso: Harness, tmp_path: Path) -> None:
-    h = hopso
+        hopso_any_db: Harness, tmp_path: Path) -> None:
+    h = hopso_any_db
     m, people = await open_demo(h, "thuky", "daibieu")
     chair, thuky, delegate = people["chutri"], people["thuky"], people["daibieu"]
     progress: list[dict[str, Any]] = []

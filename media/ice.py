@@ -157,7 +157,7 @@ class IceLink:
     def send_now(self, data: bytes) -> bool:
         """Write one datagram on the nominated pair; False if not connected."""
         sock = self.path
-        if sock is None:
+        if sock is None or sock[0].is_closing():  # aioice closed it (consent lost, close)
             return False
         sock[0].sendto(data, sock[1])
         return True

@@ -31,7 +31,7 @@ full, 25 with --quick, plus HTTP readers of documents), the province chair and s
   tablets show the presenter's page and the province counts the ward's ballots and ink.
 
 Each latency phase also says how contended the machine was: the cores the node processes
-used and how long they waited for a CPU per second (/proc/PID/task/*/schedstat).
+used and how long their event loops waited for a CPU per second (/proc/PID/stat, schedstat).
 
 Prints the JSON and a table; `--json PATH` writes `{"results": [...], "summary": {...}}`.
 """
@@ -70,24 +70,25 @@ TARGETS = {"doc_first_page_all_tablets_s": 5.0, "doc_link_bytes_ratio": 1.1,
            "page_turn_over_path_p99_ms": 150.0, "floor_request_to_chair_p99_ms": 300.0,
            "vote_result_p99_ms": 500.0, "outage_lost_acknowledged": 0, "resync_s": 5.0}
 def sched(tree: Any) -> dict[str, tuple[float, float]]:
-    """Per node process: seconds on a CPU and seconds waiting for one, so far
-    (/proc/PID/task/*/schedstat: run time, run-queue wait)."""
+    """Per node process, so far: seconds on a CPU (all its threads, /proc/PID/stat) and
+    seconds its event loop's thread waited for one (/proc/PID/schedstat, run-queue wait)."""
+    tick = os.sysconf("SC_CLK_TCK")
     out = {}
     for node in tree.nodes:
-        ran = waited = 0
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{node.server.proc.pid}/task").iterdir():
-                with contextlib.suppress(OSError, ValueError):  # a thread that just ended
-                    fields = (task / "schedstat").read_text().split()
-                    ran, waited = ran + int(fields[0]), waited + int(fields[1])
-        out[node.unit] = (ran / 1e9, waited / 1e9)
+        ran = waited = 0.0
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid = node.server.proc.pid
+            stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            ran = (int(stat[11]) + int(stat[12])) / tick  # utime, stime
+            waited = int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+        out[node.unit] = (ran, waited)
     return out
 
 
 def contention(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]],
                seconds: float) -> dict[str, Any]:
-    """Over a phase: the cores all nodes used, and the most any node waited for a CPU per
-    second of the phase (near 0: the nodes got a core when they needed one)."""
+    """Over a phase: the cores all nodes used, and how long a node's event loop waited for a
+    CPU per second of the phase (near 0: each got a core when it needed one)."""
     ran = sum(after[u][0] - before[u][0] for u in after)
     waited = {u: (after[u][1] - before[u][1]) / seconds for u in after}
     return {"nodes_cores_used": round(ran / seconds, 2),

@@ -1,5 +1,7 @@
 """Cascade node links: a child node (ward, city) keeps one signaling link to its
-parent (city, province) and relays meetings' media over media/link.py.
+parent (city, province) and relays meetings' media over media/link.py. (Over 400 lines: the
+parent's side of the whole ``/node`` protocol is one class, `NodeCascade`; its checks are in
+dispatch.py, payloads in schemas.py, the child's side in parent_link.py.)
 
 Signaling is socket.io on the namespace ``/node``:
 

@@ -42,12 +42,13 @@ PING_INTERVAL_S = 2.0  # RTT and meeting directory refresh, child -> parent
 WINDOW = 4  # report batches in flight to the parent at once
 RETRY_S = 1.0  # after a failed delivery (the link is usually going down)
 LINK_UP_TIMEOUT_S = 30.0  # connect, hello, mirror and journal catch-up, as one step
+CONNECT_TIMEOUT_S = 10.0  # of which the handshake (engine.io, then the /node namespace)
 # A report refused for these will be refused again: settled as refused, not retried.
 FINAL_REFUSALS = frozenset({"not_found", "invalid", "forbidden", "too_large"})
 
 
 def _retrieved(batch: asyncio.Future[None]) -> None:
-    if not batch.cancelled():
+    if not batch.cancelled():  # a batch's failure is its run's, already logged
         batch.exception()
 
 
@@ -122,16 +123,20 @@ class ParentLink:
                 # Bounded as a whole: a connection the network half-opened (a WAN link that
                 # drops packets, a relay that accepts and stalls) must not hang the loop.
                 async with asyncio.timeout(LINK_UP_TIMEOUT_S):
-                    await client.connect(
-                        settings.parent_url, namespaces=[NAMESPACE], transports=["websocket"],
-                        auth={"unit": settings.unit, "token": make_token(settings.unit,
-                                                                         settings.secret)},
-                        wait_timeout=3)
+                    async with asyncio.timeout(CONNECT_TIMEOUT_S):  # a stalled handshake
+                        await client.connect(  # is tried again, not waited out
+                            settings.parent_url, namespaces=[NAMESPACE],
+                            transports=["websocket"],
+                            auth={"unit": settings.unit, "token": make_token(
+                                settings.unit, settings.secret)},
+                            wait_timeout=3)
+                    self.state = "resyncing"
                     await self._resync(client)
             except (socketio.exceptions.ConnectionError, ConnectionError,
                     TimeoutError, socketio.exceptions.SocketIOError) as exc:
+                log.info("cascade: parent link to %s failed while %s: %s",
+                         settings.parent_url, self.state, exc or type(exc).__name__)
                 self.state = f"retrying: {exc}"
-                log.info("cascade: parent link to %s failed: %s", settings.parent_url, exc)
                 await self._drop(client)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -176,8 +181,7 @@ class ParentLink:
         self._lost.set()
 
     async def _on_connect_error(self, data: Any = None) -> None:
-        log.warning("cascade: cannot link to parent %s: %s",
-                    self.node.settings.parent_url, data)
+        log.warning("cascade: cannot link to parent %s: %s", self.node.settings.parent_url, data)
 
     async def _resync(self, client: socketio.AsyncClient) -> None:
         hello = parent_result(await client.call("hello", {}, namespace=NAMESPACE, timeout=5),
@@ -270,8 +274,6 @@ class ParentLink:
         if isinstance(reply, dict) and isinstance(reply.get("meetings"), list):
             await self.node.directory.mirror(reply["meetings"])
 
-
-
     # -- meeting state beyond media (server/cascade/journal.py, reports.py) -------------------
     async def _on_journal(self, data: Any = None) -> None:
         """Entries the parent pushes as they are appended; a gap is filled by a pull."""
@@ -285,7 +287,7 @@ class ParentLink:
                 await self._pull(client, push.meeting)
         except NodeError as exc:
             log.warning("cascade: ignored a journal push: %s: %s", exc.code, exc.message)
-        except (ConnectionError, socketio.exceptions.SocketIOError) as exc:
+        except (ConnectionError, socketio.exceptions.SocketIOError) as exc:  # pulled again
             log.info("cascade: journal pull after a gap failed (retried): %s", exc)
         except Exception:
             log.exception("cascade: a journal push from the parent failed")

@@ -13,7 +13,9 @@ nodes").
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import defaultdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -140,8 +142,16 @@ class CascadeFloor:
         self.app, self.state = app, state
         node = app[keys.SETTINGS].node
         self.unit = node.unit if node is not None else "local"
+        self._escalating: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def on_changed(self, event: FloorQueueChanged) -> None:
+        # One at a time per meeting: two changes in quick succession (a request and the
+        # owner's floor state applied here) would both find a new request unmarked and
+        # both insert its mark (an IntegrityError, logged with a traceback).
+        async with self._escalating[event.meeting_id]:
+            await self._on_changed(event)
+
+    async def _on_changed(self, event: FloorQueueChanged) -> None:
         async with self.app[keys.DB].session() as s:
             meeting = await s.get(Meeting, event.meeting_id)
             if meeting is None:

@@ -9,6 +9,7 @@ This package's exports are the seam between the server and the SFU (docs/media.m
 node links see `Cascade`/`LinkEnd` and the link's transport as `SFU.link_transport()`.
 """
 
+from .allocator import Want
 from .config import IceServer, MediaConfig
 from .consumer import Consumer
 from .errors import (
@@ -24,6 +25,7 @@ from .errors import (
 from .events import (
     ActiveSpeakerChanged,
     ConsumerClosed,
+    DownlinkChanged,
     EventBus,
     MediaEvent,
     PeerClosed,
@@ -72,6 +74,7 @@ __all__ = [
     "ConsumerLayers",
     "ConsumerStats",
     "Direction",
+    "DownlinkChanged",
     "EventBus",
     "IceServer",
     "Kind",
@@ -110,6 +113,7 @@ __all__ = [
     "TransportStateChanged",
     "TransportStats",
     "UnsupportedCodecError",
+    "Want",
     "link_usage",
     "relayed",
 ]

@@ -60,6 +60,9 @@ class MediaConfig:
     max_media_sections: int = 32
     # Preferred video codec order when a publisher offers several.
     video_codecs: tuple[str, ...] = ("VP8", "H264")
+    # Share each subscriber's downlink estimate (REMB) out among its consumers
+    # (media/allocator.py): layers per subscriber, audio only below a floor.
+    bandwidth_allocation: bool = False
 
     def __post_init__(self) -> None:
         # Accept lists from callers but store tuples: the config is shared.

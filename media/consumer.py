@@ -76,6 +76,9 @@ class Consumer:
         self.target_layer = self.spatial_layers - 1
         self.preferred_spatial: int | None = None
         self.preferred_temporal: int | None = None
+        # Bandwidth allocation (media/allocator.py): a cap on the layer, or off (None).
+        self.allocated_layer: int | None = self.spatial_layers - 1
+        self.allocated_off = False
         self.layer_switches = 0
         self._segments: deque[Segment] = deque(maxlen=MAX_SEGMENTS)
         self._vp8 = producer.simulcast and producer.codec.name == "VP8"
@@ -183,13 +186,30 @@ class Consumer:
         publisher may have stopped or resumed sending a layer."""
         if self.spatial_layers < 2 or self.closed:
             return
-        target = choose_target(self.producer.streams, self.preferred_spatial, now)
+        top = self.spatial_layers - 1
+        preferred = top if self.preferred_spatial is None else self.preferred_spatial
+        if self.allocated_layer is not None:
+            preferred = min(preferred, self.allocated_layer)
+        target = choose_target(self.producer.streams, preferred, now)
         if target == self.target_layer:
             return
         self.target_layer = target
         self.producer.place(self)
         if target != self.current_layer:
             self.producer.request_keyframe(now, count_suppressed=False, layer=target)
+
+    def set_allocation(self, layer: int | None, now: float) -> None:
+        """The allocator's choice for this subscriber's downlink: the highest layer it may
+        get, or None: paused (does not fit, or audio only). Independent of pause()."""
+        off = layer is None
+        if layer is not None and layer != self.allocated_layer:
+            self.allocated_layer = layer
+            self.update_layers(now)
+        if off != self.allocated_off:
+            self.allocated_off = off
+            self._sending = self.active and not self.paused and not off
+            if not off:
+                self.resync()  # restart at a keyframe, sequence numbers continuous
 
     def layers(self) -> ConsumerLayers:
         return ConsumerLayers(self.id, self.spatial_layers, self.current_layer,
@@ -281,7 +301,7 @@ class Consumer:
 
     def set_active(self, active: bool) -> None:
         self.active = active and self.answered and not self.closed
-        self._sending = self.active and not self.paused
+        self._sending = self.active and not self.paused and not self.allocated_off
 
     def pause(self) -> None:
         self.paused = True
@@ -290,7 +310,7 @@ class Consumer:
     def resume(self) -> None:
         if self.paused:
             self.paused = False
-            self._sending = self.active
+            self._sending = self.active and not self.allocated_off
             self.resync()
 
     def close(self, reason: CloseReason) -> None:

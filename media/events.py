@@ -79,6 +79,17 @@ class ActiveSpeakerChanged:
     level_dbov: int | None  # 0 = loudest, 127 = silence (RFC 6464 magnitude)
 
 
+@dataclass(frozen=True)
+class DownlinkChanged:
+    """A subscriber fell to audio only (its downlink estimate is below the floor) or
+    got video back (media/allocator.py). estimate_bps None: no feedback."""
+
+    router_id: str
+    peer_id: str
+    video_off: bool
+    estimate_bps: int | None
+
+
 MediaEvent = (
     ProducerAdded
     | ProducerClosed
@@ -88,6 +99,7 @@ MediaEvent = (
     | TransportStateChanged
     | PeerClosed
     | ActiveSpeakerChanged
+    | DownlinkChanged
 )
 Listener = Callable[[MediaEvent], None]
 

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from aioice import Candidate
 
+from .allocator import Allocation, Want
 from .consumer import Consumer
-from .errors import ClosedError, NegotiationError, SdpError
-from .events import TransportStateChanged
+from .errors import ClosedError, MediaError, NegotiationError, SdpError
+from .events import DownlinkChanged, TransportStateChanged
 from .layers import ConsumerLayers
 from .producer import Producer
 from .publishing import Publishing
@@ -161,6 +162,24 @@ class Peer:
         on a single-layer producer. Temporal: kept, not applied yet (docs/media.md)."""
         consumer = self._subscribing.consumer(consumer_id)
         return consumer.set_preferred_layers(spatial, temporal, time.monotonic())
+
+    def set_wanted_layer(self, consumer_id: str, want: Want | str) -> None:
+        """What the client's tile needs ("high", "low", "off"): a cap the bandwidth
+        allocator applies on its next tick (media/allocator.py; needs
+        config.bandwidth_allocation). MediaError for anything else."""
+        consumer = self._subscribing.consumer(consumer_id)
+        try:
+            self._subscribing.wants[consumer.id] = Want(want)
+        except ValueError:
+            raise MediaError(f"want is 'high', 'low' or 'off', not {want!r}") from None
+
+    def downlink(self) -> Allocation | None:
+        """The last bandwidth allocation of the recv transport (None before the first)."""
+        return self._subscribing.allocation
+
+    def bandwidth_changed(self, allocation: Allocation) -> None:
+        self.router.emit(DownlinkChanged(self.router.id, self.id, allocation.video_off,
+                                         allocation.estimate_bps))
 
     def consumer_layers(self, consumer_id: str) -> ConsumerLayers:
         return self._subscribing.consumer(consumer_id).layers()

@@ -35,6 +35,7 @@ from aiortc.rtp import (
 )
 
 from . import rtcp, sdp
+from .allocator import NOMINAL_AUDIO_BPS, Allocation, Allocator, Priority, VideoDemand, Want
 from .consumer import Consumer, stream_id_for
 from .errors import LimitError, NegotiationError, NotFoundError, RtcpError
 from .events import ConsumerClosed, RenegotiationNeeded
@@ -47,6 +48,7 @@ from .types import (
     Direction,
     Kind,
     ServerOffer,
+    Source,
     TransportState,
 )
 
@@ -113,6 +115,9 @@ class Subscribing:
         self._version = 0
         self.consumers: dict[str, Consumer] = {}
         self._by_ssrc: dict[int, Consumer] = {}
+        self.allocator = Allocator()  # fed always; applied if config.bandwidth_allocation
+        self.allocation: Allocation | None = None
+        self.wants: dict[str, Want] = {}  # consumer id -> what the client's tile needs
 
     async def subscribe(self, producer_ids: tuple[str, ...]) -> tuple[list[ConsumerInfo],
                                                                       ServerOffer | None]:
@@ -296,6 +301,9 @@ class Subscribing:
                 bitrate, ssrcs = rtcp.remb(packet.fci)
             except RtcpError:
                 return
+            # One estimate per transport (REMB names the SSRCs it covers: all of ours).
+            if any(ssrc in by_ssrc for ssrc in ssrcs):
+                self.allocator.on_remb(bitrate, now)
             for ssrc in ssrcs:
                 if (consumer := by_ssrc.get(ssrc)) is not None:
                     consumer.on_remb(bitrate, now)
@@ -305,10 +313,43 @@ class Subscribing:
         for consumer in list(self.consumers.values()):
             consumer.sample_rate(now)
             consumer.update_layers(now)  # simulcast: a layer started or stopped
+        if self._config.bandwidth_allocation:
+            self._allocate(now)
+        for consumer in list(self.consumers.values()):
             if consumer.active and (sr := consumer.sender_report(now)) is not None:
                 reports.append(sr)
         for packet in rtcp.build_sender_reports(reports, transport.cname):
             transport.send_rtcp(packet)
+
+    def _allocate(self, now: float) -> None:
+        """Share the downlink estimate out (media/allocator.py) and apply it."""
+        speaker = self._router.active_speaker
+        speaker_peer = None
+        if speaker is not None:
+            try:
+                speaker_peer = self._router.get_producer(speaker).peer_id
+            except NotFoundError:
+                pass
+        videos, audio_bps = [], 0
+        for consumer in self.consumers.values():
+            producer = consumer.producer
+            if consumer.kind is Kind.AUDIO:
+                audio_bps += producer.streams[0].rate.bps or NOMINAL_AUDIO_BPS
+                continue
+            priority = (Priority.SPEAKER if producer.peer_id == speaker_peer
+                        else Priority.SCREEN if producer.source is Source.SCREEN
+                        else Priority.OTHER)
+            videos.append(VideoDemand(consumer.id, priority,
+                                      tuple(s.rate.bps for s in producer.streams),
+                                      self.wants.get(consumer.id, Want.HIGH)))
+        allocation = self.allocator.allocate(videos, audio_bps, now)
+        previous, self.allocation = self.allocation, allocation
+        for consumer_id, layer in allocation.layers.items():
+            self.consumers[consumer_id].set_allocation(layer, now)
+        for gone in set(self.wants) - set(self.consumers):
+            del self.wants[gone]
+        if previous is None or previous.video_off != allocation.video_off:
+            self._peer.bandwidth_changed(allocation)
 
     def on_state(self, transport: WebRtcTransport, state: TransportState,
                  reason: CloseReason | None) -> None:

@@ -1,0 +1,111 @@
+"""The downlink allocator (media/allocator.py): priorities, hysteresis, floor, hostile feedback."""
+
+from __future__ import annotations
+
+from media.allocator import Allocator, Priority, VideoDemand, Want
+
+LAYERS = (150_000, 500_000, 1_500_000)
+AUDIO = 40_000
+
+
+def cam(name: str, priority: Priority = Priority.OTHER, want: Want = Want.HIGH,
+        layers: tuple[int, ...] = LAYERS) -> VideoDemand:
+    return VideoDemand(name, priority, layers, want)
+
+
+def run(alloc: Allocator, videos: list[VideoDemand], remb: int, start: float,
+        seconds: float) -> dict[str, int | None]:
+    """Feed `remb` once a second from `start` for `seconds`, allocating each time."""
+    t = start
+    layers: dict[str, int | None] = {}
+    while t <= start + seconds:
+        alloc.on_remb(remb, t)
+        layers = alloc.allocate(videos, AUDIO, t).layers
+        t += 1.0
+    return layers
+
+
+def test_without_feedback_every_camera_stays_on_the_low_layer() -> None:
+    alloc = Allocator()
+    result = alloc.allocate([cam("a"), cam("b", Priority.SPEAKER)], AUDIO, 0.0)
+    assert result.layers == {"a": 0, "b": 0}
+    assert result.estimate_bps is None and not result.video_off
+
+
+def test_a_rich_estimate_raises_one_layer_at_a_time_after_the_hold() -> None:
+    alloc = Allocator(raise_hold_s=2.0)
+    videos = [cam("a")]
+    assert run(alloc, videos, 5_000_000, 0.0, 1.0) == {"a": 0}  # hold not over yet
+    assert run(alloc, videos, 5_000_000, 2.0, 0.0) == {"a": 1}  # one step only
+    assert run(alloc, videos, 5_000_000, 3.0, 0.0) == {"a": 1}  # the next hold starts
+    assert run(alloc, videos, 5_000_000, 4.0, 0.0) == {"a": 2}
+
+
+def test_a_drop_lowers_at_once_and_a_flapping_estimate_never_raises() -> None:
+    alloc = Allocator(raise_hold_s=2.0)
+    videos = [cam("a")]
+    assert run(alloc, videos, 5_000_000, 0.0, 6.0) == {"a": 2}
+    assert run(alloc, videos, 400_000, 7.0, 0.0) == {"a": 0}  # 500k + 150k don't fit
+    for t in range(8, 20):  # good, bad, good, bad...: the hold never completes
+        layers = run(alloc, videos, 5_000_000 if t % 2 else 400_000, float(t), 0.0)
+        assert layers == {"a": 0}
+
+
+def test_the_speaker_is_raised_first_and_the_rest_stay_low() -> None:
+    alloc = Allocator(raise_hold_s=1.0)
+    videos = [cam("grid1"), cam("speaker", Priority.SPEAKER), cam("grid2")]
+    # 2.1M - audio 40k - three low layers 450k leaves 1.61M: the speaker's top layer
+    # (1.5M x 1.15 - 150k = 1.575M more) fits, nobody else's next layer does then.
+    layers = run(alloc, videos, 2_100_000, 0.0, 6.0)
+    assert layers == {"speaker": 2, "grid1": 0, "grid2": 0}
+
+
+def test_screen_share_comes_before_thumbnails_and_what_does_not_fit_is_paused() -> None:
+    alloc = Allocator()
+    videos = [cam("thumb"), cam("screen", Priority.SCREEN, layers=(900_000,))]
+    layers = run(alloc, videos, 1_000_000, 0.0, 0.0)
+    assert layers == {"screen": 0, "thumb": None}
+
+
+def test_wants_cap_the_layer_and_off_pauses() -> None:
+    alloc = Allocator(raise_hold_s=1.0)
+    videos = [cam("low", want=Want.LOW), cam("off", want=Want.OFF), cam("high")]
+    assert run(alloc, videos, 10_000_000, 0.0, 5.0) == {"low": 0, "off": None, "high": 2}
+
+
+def test_below_the_floor_video_goes_off_and_comes_back_by_itself() -> None:
+    alloc = Allocator(raise_hold_s=2.0, video_floor_bps=120_000)
+    videos = [cam("a")]
+    alloc.on_remb(100_000, 0.0)
+    result = alloc.allocate(videos, AUDIO, 0.0)
+    assert result.video_off and result.layers == {"a": None}
+    assert alloc.stats.video_off_events == 1
+    alloc.on_remb(300_000, 1.0)
+    assert alloc.allocate(videos, AUDIO, 1.0).video_off  # held, not yet
+    alloc.on_remb(300_000, 3.0)
+    result = alloc.allocate(videos, AUDIO, 3.0)
+    assert not result.video_off and result.layers == {"a": 0}
+
+
+def test_absurd_remb_values_are_refused_and_counted() -> None:
+    alloc = Allocator()
+    for value in (0, -5, 3, 2**63, 262143 << 63):  # 0, tiny, exponent tricks
+        assert not alloc.on_remb(value, 0.0)
+    assert alloc.stats.remb_absurd == 5
+    assert alloc.estimate(0.0) is None
+    assert alloc.allocate([cam("a")], AUDIO, 0.0).layers == {"a": 0}
+
+
+def test_feedback_that_stops_falls_back_to_the_low_layer_counted() -> None:
+    alloc = Allocator(raise_hold_s=1.0)
+    videos = [cam("a")]
+    assert run(alloc, videos, 10_000_000, 0.0, 4.0) == {"a": 2}
+    result = alloc.allocate(videos, AUDIO, 11.0)  # the last REMB was at 4 s
+    assert result.layers == {"a": 0} and result.estimate_bps is None
+    assert alloc.stats.no_feedback == 1
+
+
+def test_an_unmeasured_layer_is_costed_at_its_nominal_rate() -> None:
+    alloc = Allocator(raise_hold_s=1.0)
+    # Nothing measured yet: 150k + 40k audio fits 300k, the nominal 500k layer does not.
+    assert run(alloc, [cam("a", layers=(0, 0, 0))], 300_000, 0.0, 5.0) == {"a": 0}

@@ -49,7 +49,7 @@ export class SignedFiles {
 
   #checkForm() {
     const file = /** @type {HTMLInputElement} */ (h("input", { type: "file", id: "signed-check-file",
-      accept: ".pdf,application/pdf" }));
+      "aria-label": t("Check a signed file"), accept: ".pdf,application/pdf" }));
     const form = h("form", { class: "proc-form proc-row", id: "signed-check-form" },
       file, h("button", { type: "submit", id: "signed-check" }, t("Check")));
     form.addEventListener("submit", async (event) => {

@@ -4,6 +4,7 @@ following a presenter who changes document, and when a new version is published.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +209,42 @@ def test_switching_by_hand_shows_each_document_with_its_own_ink(env: Env, ink: d
     wait_ink(delegate, {ink_b})
     assert ink_alpha(delegate, INK_B) > 0
     assert delegate.locator("#doc-title").inner_text() == "Tài liệu B (xanh)"
+    delegate.context.close()
+
+
+def test_a_choice_made_while_the_document_still_loads_is_kept(env: Env) -> None:
+    """B, then A and B again while B's pages are still on their way: B it is. (The second B
+    once counted as 'already open' and the pending open of A won.)"""
+    held: list[Any] = []
+    released = False
+
+    def hold(route: Any) -> None:
+        if released:
+            route.continue_()
+        else:
+            held.append(route)
+
+    delegate = env.reader("daibieu", env.doc_a)
+    delegate.context.route(f"**/api/documents/{env.doc_b}/pdf*", hold)  # its worker's too
+    choose(delegate, env.doc_b)
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not held and time.monotonic() < deadline:
+        delegate.wait_for_timeout(50)  # Playwright hands the request to `hold` meanwhile
+    assert held, "B's PDF was not asked for"
+    # B is the reader's document (its title is shown) but its pages are not there: not synced.
+    delegate.wait_for_function(
+        "() => document.querySelector('#doc-title').textContent === 'Tài liệu B (xanh)'"
+        " && document.querySelector('#doc-stage').dataset.synced === 'false'", timeout=WAIT_MS)
+    delegate.evaluate("""(ids) => { for (const id of ids) document.querySelector(
+        `.doc-item[data-document-id='${id}'] .doc-open`).click(); }""", [env.doc_a, env.doc_b])
+    released = True
+    for route in held:
+        route.continue_()
+    delegate.wait_for_selector("#doc-stage[data-synced=true][data-rendered-document]",
+                               timeout=WAIT_MS)
+    shown = delegate.locator("#doc-stage").get_attribute("data-rendered-document") or ""
+    assert shown.startswith(f"{env.doc_b}:"), shown
+    assert_shows(delegate, BLUE)
     delegate.context.close()
 
 

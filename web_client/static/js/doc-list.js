@@ -14,6 +14,26 @@ export function progressPercent(stage, done, total) {
   return STAGE_PERCENT[stage] ?? 0;
 }
 
+/** A server timestamp (ISO, UTC; SQLite's come without the zone) in ms, 0 if absent. */
+function stamp(iso) {
+  if (!iso) return 0;
+  return Date.parse(/(Z|[+-]\d\d:\d\d)$/.test(iso) ? iso : `${iso}Z`) || 0;
+}
+
+/**
+ * The documents of a list answer, each replaced by the copy this page already holds when that
+ * one is newer: a list asked for before a change and answered after it (a reconnection's
+ * catch-up racing the secretary's own switch) must not undo what the page shows.
+ * @template {{id: number, updated_at?: string}} D
+ * @param {Map<number, D>} known  @param {D[]} listed  @returns {Map<number, D>}
+ */
+export function newerDocs(known, listed) {
+  return new Map(listed.map((d) => {
+    const held = known.get(d.id);
+    return [d.id, held && stamp(held.updated_at) > stamp(d.updated_at) ? held : d];
+  }));
+}
+
 function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -57,7 +77,7 @@ export class DocList {
     try {
       const [agenda, groups] = await Promise.all([this.client.agendaTitles(), this.client.list()]);
       this.agenda = agenda;
-      this.docs = new Map(groups.flatMap((g) => g.documents).map((d) => [d.id, d]));
+      this.docs = newerDocs(this.docs, groups.flatMap((g) => g.documents));
       this.#fillAgendaSelect();
       this.render();
     } catch (error) {

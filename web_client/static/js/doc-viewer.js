@@ -60,7 +60,12 @@ export class DocViewer {
   async open(documentId, page = 0, { version = null, user = false } = {}) {
     documentId = Number(documentId);
     if (user) this.follow.userNavigated();
-    if (this.doc?.id === documentId && (version === null || version === this.doc.version)) {
+    // Already on screen (fully opened): a page turn, which also supersedes an open of another
+    // document still on its way (quick taps B, A, B end on B). A document whose own open was
+    // superseded half-way (synced still false) is opened again in full.
+    if (this.doc?.id === documentId && (version === null || version === this.doc.version)
+        && this.stage.dataset.synced === "true") {
+      this.openToken += 1;
       this.view.goTo(page, { user });
       return true;
     }

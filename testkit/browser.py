@@ -34,6 +34,52 @@ def chromium() -> Iterator[object]:
             browser.close()
 
 
+# Added to a context (context.add_init_script) before its pages load: counts what the page is
+# still waiting for (fetches, socket.io requests awaiting their answer) and when its DOM last
+# changed, for wait_settled.
+SETTLE_SCRIPT = r"""(() => {
+  const s = window.__settle = { busy: 0, last: performance.now(), connected: false };
+  const touch = () => { s.last = performance.now(); };
+  new MutationObserver(touch).observe(document, {
+    subtree: true, childList: true, attributes: true, characterData: true });
+  const fetch0 = window.fetch;
+  window.fetch = function (...args) {
+    s.busy += 1; touch();
+    return fetch0.apply(this, args).finally(() => { s.busy -= 1; touch(); });
+  };
+  // socket.io over a WebSocket: '42<id>[...]' asks for an answer, '43<id>[...]' is one,
+  // '40' is the namespace's connection (socket.io's packet types; a namespace may precede).
+  const WS = window.WebSocket;
+  window.WebSocket = class extends WS {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", (e) => {
+        if (typeof e.data !== "string") return;
+        if (/^40/.test(e.data)) s.connected = true;
+        if (/^43(\/[^,]*,)?\d/.test(e.data)) s.busy -= 1;
+        touch();
+      });
+    }
+    send(data) {
+      if (typeof data === "string" && /^42(\/[^,]*,)?\d/.test(data)) s.busy += 1;
+      super.send(data);
+    }
+  };
+})();"""
+
+
+def wait_settled(page: Any, quiet_ms: int = 150, timeout_ms: int = 30_000) -> None:
+    """The page (its context has SETTLE_SCRIPT) has loaded, connected its socket.io socket if it
+    has one, has no fetch or socket.io request unanswered, and its DOM has not changed for
+    `quiet_ms`: what it fills in from the server is on the screen."""
+    page.wait_for_function(
+        """(quiet) => { const s = window.__settle;
+            return document.readyState === 'complete' && s !== undefined
+              && (typeof window.io !== 'function' || s.connected)
+              && s.busy <= 0 && performance.now() - s.last >= quiet; }""",
+        arg=quiet_ms, timeout=timeout_ms, polling=50)
+
+
 def api_login(request: Any, base: str, username: str, password: str) -> str:
     """Log a Playwright request context in; its CSRF token."""
     answer = request.post(base + "/api/login", data={"username": username, "password": password})

@@ -135,13 +135,19 @@ async def postgres_admin() -> Any:
     return await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres", database="test")
 
 
-async def drop_databases(names: list[str]) -> None:
-    admin = await postgres_admin()
-    try:
-        for name in names:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+async def drop_databases(names: list[str], at_once: int = 8) -> None:
+    """Several at a time: each DROP DATABASE waits for a checkpoint, which concurrent ones
+    share (one by one, a worker's ~150 took 20 s idle and 90 s on a loaded box)."""
+    slots = asyncio.Semaphore(at_once)
+
+    async def drop(name: str) -> None:
+        async with slots:
+            admin = await postgres_admin()
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+    await asyncio.gather(*(drop(name) for name in names))
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,10 @@ bash scripts/setup.sh --test
 .venv/bin/lint-imports  # the layers of docs/architecture.md (contracts: pyproject.toml)
 # The browser code: tsc --checkJs, eslint and node's unit tests (web_client/package.json).
 (cd web_client && npm run --silent check)
-# pytest in two passes: two workers, then the tests marked `serial` (they measure latency
-# under load: tests/conftest.py) alone. Status 5 is "no test selected" (a narrower "$@").
+# pytest in two passes: two workers (one takes the browser tests one after another, the other
+# the one-at-a-time tests, and both share the rest: tests/conftest.py, tests/scheduling.py),
+# then the tests marked `serial` (they measure latency under load) alone. Status 5 is "no test
+# selected" (a narrower "$@").
 outcome=0
 .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup -m "not serial" "$@" \
   || { status=$?; [ "$status" = 5 ] || outcome=$status; }

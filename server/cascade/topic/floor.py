@@ -268,8 +268,13 @@ class CascadeFloor:
         async with live.lock(meeting_id), self.app[keys.DB].session() as s:
             state = await procedure.lock(s, meeting_id)
             holder: int | None = None
+            # The meeting's requests and copy marks in two queries, not one or two per item:
+            # this runs under the meeting's lock at every node on each change of the floor,
+            # while a delegate there may be asking for it (the gets below find them loaded).
+            await s.exec(select(FloorRequest).where(FloorRequest.meeting_id == meeting_id))
+            copies = await refs(s, meeting_id, "copy:")
             for item in data.requests:
-                local = await self._local_row(s, meeting_id, item)
+                local = await self._local_row(s, meeting_id, item, copies)
                 if local is None:
                     continue
                 if local.status == FloorStatus.withdrawn and item.status == FloorStatus.queued:
@@ -295,13 +300,13 @@ class CascadeFloor:
             await s.commit()
         await live.emit(meeting_id, seq, [emit])
 
-    async def _local_row(self, s: AsyncSession, meeting_id: int, item: FloorItem
-                         ) -> FloorRequest | None:
+    async def _local_row(self, s: AsyncSession, meeting_id: int, item: FloorItem,
+                         copies: dict[str, int]) -> FloorRequest | None:
         if item.origin == self.unit:  # this node's person: the original request
             row = await s.get(FloorRequest, item.remote)
             return row if row is not None and row.meeting_id == meeting_id else None
         ref = f"copy:{item.id}"
-        known = await ref_get(s, meeting_id, ref)
+        known = copies.get(ref)
         row = await s.get(FloorRequest, known) if known is not None else None
         if row is not None:
             return row

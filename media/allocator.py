@@ -78,14 +78,29 @@ class _Held:
 class Allocator:
     margin: float = 0.15  # a raise needs the next layer's rate x (1 + margin)
     raise_hold_s: float = 2.0
-    video_floor_bps: int = 120_000  # below (after audio): audio only
+    video_floor_bps: int = 60_000  # below (after audio): audio only
+    # REMB never says more than ~1.5x what arrives (the receiver's AIMD cap), so a layer
+    # 3x the one below is never "fitted" by it: an estimate >= probe_ratio x the rate in
+    # use means no congestion, and the next layer is tried (one stream at a time). For
+    # probe_window_s after a raise nothing is lowered (the receiver's estimate climbs
+    # ~8 %/s) unless the estimate falls below probe_fall x its value at the raise; a
+    # lowering then doubles the hold before the next try.
+    probe_ratio: float = 1.4
+    probe_window_s: float = 5.0
+    probe_fall: float = 0.85
+    max_probe_hold_s: float = 32.0
     stats: AllocatorStats = field(default_factory=AllocatorStats)
+    video_off: bool = False
     _estimate: int | None = None
     _estimate_time: float = 0.0
-    _had_estimate: bool = False
     _held: dict[str, _Held] = field(default_factory=dict)
-    video_off: bool = False
-    _on_since: float | None = None  # since when the floor has been cleared, while off
+    _on_since: float | None = None  # since when video may come back, while off
+    _probe_hold_s: float = 0.0  # set from raise_hold_s
+    _last_probe: float | None = None
+    _probe_estimate = 0
+
+    def __post_init__(self) -> None:
+        self._probe_hold_s = self.raise_hold_s
 
     # -- feedback -------------------------------------------------------------------------
     def on_remb(self, bitrate: int, now: float) -> bool:
@@ -95,7 +110,6 @@ class Allocator:
             self.stats.remb_absurd += 1
             return False
         self._estimate, self._estimate_time = bitrate, now
-        self._had_estimate = True
         return True
 
     def estimate(self, now: float) -> int | None:
@@ -104,42 +118,50 @@ class Allocator:
             self.stats.no_feedback += 1
         return self._estimate
 
+    @property
+    def probe_hold_s(self) -> float:
+        return self._probe_hold_s
+
     # -- allocation -----------------------------------------------------------------------
     def allocate(self, videos: Sequence[VideoDemand], audio_bps: int,
                  now: float) -> Allocation:
         estimate = self.estimate(now)
-        live = {v.consumer_id for v in videos}
-        for gone in set(self._held) - live:
+        for gone in set(self._held) - {v.consumer_id for v in videos}:
             del self._held[gone]
         ordered = sorted(videos, key=lambda v: v.priority)
         if estimate is None:
             # No feedback (never, or stale): the low layer, nothing paused for bandwidth.
-            layers = {v.consumer_id: None if v.want is Want.OFF else 0 for v in ordered}
-            self._remember(layers)
+            low = {v.consumer_id: None if v.want is Want.OFF else 0 for v in ordered}
             self.video_off = False
-            return Allocation(layers, False, None)
+            self._remember(low, now)
+            return Allocation(low, False, None)
+        used = audio_bps + sum(_rate(v, layer) for v in ordered
+                               if (layer := self._layer(v.consumer_id)) is not None)
+        free = estimate >= used * self.probe_ratio  # no sign of congestion
         budget = estimate - audio_bps
-        if self._floor_off(budget, now):
-            layers = {v.consumer_id: None for v in ordered}
-            self._remember(layers)
-            return Allocation(layers, True, estimate)
-        layers = {}
+        trying = (self._last_probe is not None and now - self._last_probe < self.probe_window_s
+                  and estimate >= self._probe_estimate * self.probe_fall)
+        if self._floor_off(budget, audio_bps, free, now):
+            off: dict[str, int | None] = {v.consumer_id: None for v in ordered}
+            self._remember(off, now)
+            return Allocation(off, True, estimate)
+        layers: dict[str, int | None] = {}
+        first = True
         for v in ordered:  # everyone's low layer first, in priority order
             cost = _rate(v, 0)
-            if v.want is Want.OFF or cost > budget:
-                layers[v.consumer_id] = None
+            if v.want is Want.OFF or (cost > budget and not first):
+                layers[v.consumer_id] = None  # the first one is kept: above the floor
                 continue
-            layers[v.consumer_id] = 0
+            layers[v.consumer_id], first = 0, False
             budget -= cost
+        probing = False  # one try at a time, for the first stream short of its top
         for v in ordered:  # then raise, in priority order
-            layer = layers[v.consumer_id]
-            if layer is None:
+            if layers[v.consumer_id] is None:
                 continue
             top = 0 if v.want is Want.LOW else len(v.layer_bps) - 1
             held = self._held.setdefault(v.consumer_id, _Held())
-            keep = held.layer if held.layer is not None else 0
-            keep = min(keep, top)
-            while keep > 0 and _rate(v, keep) - _rate(v, 0) > budget:
+            keep = min(held.layer or 0, top)
+            while not trying and keep > 0 and _rate(v, keep) - _rate(v, 0) > budget:
                 keep -= 1  # lower at once
             # The goal: the highest layer that fits with the margin. It is reserved now, so
             # lower priorities cannot take it while this stream waits out its hold.
@@ -147,40 +169,63 @@ class Allocator:
             while goal < top and (_rate(v, goal + 1) * (1 + self.margin) - _rate(v, 0)
                                   <= budget):
                 goal += 1
+            hold = self.raise_hold_s
+            if goal == keep < top and free and not probing:
+                goal, hold = keep + 1, self._probe_hold_s
+            probing = probing or goal < top or keep < top
             chosen = keep
             if goal == keep:
                 held.raise_since = None
             elif held.raise_since is None:
                 held.raise_since = now
-            elif now - held.raise_since >= self.raise_hold_s:
+            elif now - held.raise_since >= hold:
                 chosen, held.raise_since = keep + 1, now  # one step, then hold again
+                self._last_probe, self._probe_estimate = now, estimate
             layers[v.consumer_id] = chosen
             budget -= _rate(v, max(chosen, goal)) - _rate(v, 0)
-        self._remember(layers)
+        self._remember(layers, now)
         return Allocation(layers, False, estimate)
 
-    def _floor_off(self, budget: int, now: float) -> bool:
-        """Audio only below the floor; back after holding above floor x (1 + margin)."""
+    def _layer(self, consumer_id: str) -> int | None:
+        held = self._held.get(consumer_id)
+        return held.layer if held is not None else None
+
+    def _floor_off(self, budget: int, audio: int, free: bool, now: float) -> bool:
+        """Audio only below the floor; back after holding above floor x (1 + margin), or
+        (audio alone cannot show more) uncongested, for the probe hold."""
         if not self.video_off:
             if budget < self.video_floor_bps:
                 self.video_off, self._on_since = True, None
                 self.stats.video_off_events += 1
+                self._probe_failed(now)
             return self.video_off
-        if budget >= self.video_floor_bps * (1 + self.margin):
+        if budget >= self.video_floor_bps * (1 + self.margin) or free:
             if self._on_since is None:
                 self._on_since = now
-            elif now - self._on_since >= self.raise_hold_s:
-                self.video_off = False
+            elif now - self._on_since >= self._probe_hold_s:
+                self.video_off, self._last_probe = False, now
+                self._probe_estimate = budget + audio
         else:
             self._on_since = None
         return self.video_off
 
-    def _remember(self, layers: dict[str, int | None]) -> None:
+    def _probe_failed(self, now: float) -> None:
+        if self._last_probe is not None and now - self._last_probe < 2 * self.probe_window_s:
+            self._probe_hold_s = min(self._probe_hold_s * 2, self.max_probe_hold_s)
+        self._last_probe = None
+
+    def _remember(self, layers: dict[str, int | None], now: float) -> None:
+        dropped = False
         for consumer_id, layer in layers.items():
             held = self._held.setdefault(consumer_id, _Held())
             if held.layer is not None and (layer is None or layer < held.layer):
                 held.raise_since = None  # a drop restarts the hold
+                dropped = True
             held.layer = layer
+        if dropped and not self.video_off:
+            self._probe_failed(now)
+        elif self._last_probe is not None and now - self._last_probe >= 2 * self.probe_window_s:
+            self._last_probe, self._probe_hold_s = None, self.raise_hold_s  # it held
 
 
 def _rate(v: VideoDemand, layer: int) -> int:

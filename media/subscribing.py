@@ -19,6 +19,7 @@ import dataclasses
 import enum
 import itertools
 import random
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -159,6 +160,9 @@ class Subscribing:
         self.consumers[consumer.id] = consumer
         self._by_ssrc[ssrc] = consumer
         producer.add_consumer(consumer)
+        if self._config.bandwidth_allocation:
+            consumer.allocated_layer = 0  # start low; the allocator raises it
+            consumer.update_layers(time.monotonic())
         self._dirty = True
         return consumer
 

@@ -45,9 +45,9 @@ def test_a_drop_lowers_at_once_and_a_flapping_estimate_never_raises() -> None:
     alloc = Allocator(raise_hold_s=2.0)
     videos = [cam("a")]
     assert run(alloc, videos, 5_000_000, 0.0, 6.0) == {"a": 2}
-    assert run(alloc, videos, 400_000, 7.0, 0.0) == {"a": 0}  # 500k + 150k don't fit
+    assert run(alloc, videos, 200_000, 7.0, 0.0) == {"a": 0}  # 500k + 150k don't fit
     for t in range(8, 20):  # good, bad, good, bad...: the hold never completes
-        layers = run(alloc, videos, 5_000_000 if t % 2 else 400_000, float(t), 0.0)
+        layers = run(alloc, videos, 5_000_000 if t % 2 else 200_000, float(t), 0.0)
         assert layers == {"a": 0}
 
 
@@ -76,7 +76,7 @@ def test_wants_cap_the_layer_and_off_pauses() -> None:
 def test_below_the_floor_video_goes_off_and_comes_back_by_itself() -> None:
     alloc = Allocator(raise_hold_s=2.0, video_floor_bps=120_000)
     videos = [cam("a")]
-    alloc.on_remb(100_000, 0.0)
+    alloc.on_remb(150_000, 0.0)
     result = alloc.allocate(videos, AUDIO, 0.0)
     assert result.video_off and result.layers == {"a": None}
     assert alloc.stats.video_off_events == 1
@@ -107,5 +107,21 @@ def test_feedback_that_stops_falls_back_to_the_low_layer_counted() -> None:
 
 def test_an_unmeasured_layer_is_costed_at_its_nominal_rate() -> None:
     alloc = Allocator(raise_hold_s=1.0)
-    # Nothing measured yet: 150k + 40k audio fits 300k, the nominal 500k layer does not.
-    assert run(alloc, [cam("a", layers=(0, 0, 0))], 300_000, 0.0, 5.0) == {"a": 0}
+    # Nothing measured yet: 150k + 40k audio fits 250k, the nominal 500k layer does not
+    # (and 250k is under 1.4 x the 190k in use: no probe either).
+    assert run(alloc, [cam("a", layers=(0, 0, 0))], 250_000, 0.0, 5.0) == {"a": 0}
+
+
+def test_an_uncongested_estimate_probes_the_next_layer_and_backs_off_when_it_fails() -> None:
+    # REMB says at most ~1.5x what arrives: 300k while 190k arrives never fits the 500k
+    # layer, but shows no congestion, so the next layer is tried after the hold.
+    alloc = Allocator(raise_hold_s=2.0)
+    videos = [cam("a")]
+    assert run(alloc, videos, 300_000, 0.0, 1.0) == {"a": 0}
+    assert run(alloc, videos, 300_000, 2.0, 0.0) == {"a": 1}
+    assert run(alloc, videos, 250_000, 3.0, 0.0) == {"a": 0}  # it did not fit: at once
+    assert alloc.probe_hold_s == 4.0  # the next try waits twice as long
+    assert run(alloc, videos, 300_000, 4.0, 3.0) == {"a": 0}
+    assert run(alloc, videos, 300_000, 8.0, 0.0) == {"a": 1}
+    assert run(alloc, videos, 700_000, 9.0, 10.0) == {"a": 1}  # it held: the hold is reset
+    assert alloc.probe_hold_s == 2.0

@@ -173,6 +173,10 @@ class Peer:
         except ValueError:
             raise MediaError(f"want is 'high', 'low' or 'off', not {want!r}") from None
 
+    def wanted_layer(self, consumer_id: str) -> Want:
+        consumer = self._subscribing.consumer(consumer_id)
+        return self._subscribing.wants.get(consumer.id, Want.HIGH)
+
     def downlink(self) -> Allocation | None:
         """The last bandwidth allocation of the recv transport (None before the first)."""
         return self._subscribing.allocation

@@ -35,6 +35,7 @@ from media import (
     SFU,
     ActiveSpeakerChanged,
     ConsumerClosed,
+    DownlinkChanged,
     Kind,
     MediaEvent,
     NotFoundError,
@@ -341,6 +342,9 @@ class Room(ABC):
         elif isinstance(event, TransportStateChanged):
             self._to_peer(event.peer_id, "media:transport", {
                 "direction": event.direction.value, "state": event.state.value})
+        elif isinstance(event, DownlinkChanged):  # audio only below the floor, and back
+            self._to_peer(event.peer_id, "media:downlink", {
+                "video_off": event.video_off, "estimate_bps": event.estimate_bps})
         elif isinstance(event, ConsumerClosed):
             self._to_peer(event.peer_id, "media:consumer-closed", {
                 "consumer_id": event.consumer_id, "producer_id": event.producer_id,

@@ -66,6 +66,14 @@ class ProducerRef(EventSchema):
     producer_id: str = Id
 
 
+class Layers(EventSchema):
+    """The layer a tile needs of a producer this connection subscribes to."""
+
+    meeting_id: int
+    producer_id: str = Id
+    want: Literal["high", "low", "off"]
+
+
 class Answer(EventSchema):
     meeting_id: int
     sdp: str = Field(min_length=1, max_length=MAX_SDP_BYTES)
@@ -247,6 +255,17 @@ def _register_negotiation(rt: Realtime) -> None:
         member = await _member(ctx, p.meeting_id)
         offer = await _hub(ctx).peer(member).unsubscribe(p.consumer_id)
         return {"offer": offer_dict(offer)}
+
+    @rt.on("media:layers", Layers)
+    async def layers(ctx: EventContext, p: Layers) -> dict[str, Any]:
+        member = await _member(ctx, p.meeting_id)
+        peer = _hub(ctx).peer(member)
+        consumer = next((c for c in peer.consumers if c.producer.id == p.producer_id
+                         and not c.closed), None)
+        if consumer is None:
+            raise NotFound(f"no consumer of producer {p.producer_id}")
+        peer.set_wanted_layer(consumer.id, p.want)
+        return {"producer_id": p.producer_id, "want": p.want}
 
     @rt.on("media:answer", Answer)
     async def answer(ctx: EventContext, p: Answer) -> dict[str, Any]:

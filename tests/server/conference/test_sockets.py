@@ -14,6 +14,7 @@ from pathlib import Path
 import aioice.ice
 import pytest
 
+from media import Want
 from server.conference.keys import MEDIA
 from server.core.settings import MediaTimings
 from testkit.aiortc_clients import EncodedMedia, encode_media, wait_for
@@ -367,3 +368,40 @@ async def test_closing_the_meeting_ends_its_media(
                       "reason": "meeting-closed"}
     assert await delegate.error("media:join") == "meeting_not_open"
     assert h.server.app[MEDIA].router(meeting_id) is None
+
+
+async def test_a_tile_asks_for_a_layer_and_bad_requests_get_error_acks(
+        hopso_media: Harness, clients: list[MediaClient], media: EncodedMedia) -> None:
+    h = hopso_media
+    meeting_id = await open_meeting(h)
+    chair = await person(h, clients, "chutri", meeting_id)
+    delegate = await person(h, clients, "daibieu", meeting_id, join=False)
+    publisher = await chair.publish(media)
+    video_id = publisher.producer_id("video")
+    assert await delegate.error("media:layers", producer_id=video_id, want="low") \
+        == "not_joined"
+    await delegate.join()
+    # Not subscribed yet: nothing to choose a layer of.
+    assert await delegate.error("media:layers", producer_id=video_id, want="low") \
+        == "not_found"
+    await delegate.subscribe(*[p.id for p in publisher.result.added])
+    sub = delegate.receiver()
+    await wait_for(lambda: sub.frames("video") >= 5, timeout=8)
+
+    for want in ("low", "off", "high"):
+        result = await delegate.ok("media:layers", producer_id=video_id, want=want)
+        assert result == {"producer_id": video_id, "want": want}
+        router = h.server.app[MEDIA].router(meeting_id)
+        assert router is not None
+        [peer] = [p for p in router.peers
+                  if any(c.producer.id == video_id for c in p.consumers)]
+        [consumer] = [c for c in peer.consumers if c.producer.id == video_id]
+        assert peer.wanted_layer(consumer.id) is Want(want)
+
+    assert await delegate.error("media:layers", producer_id=video_id, want="ultra") \
+        == "invalid"
+    assert await delegate.error("media:layers", producer_id=video_id) == "invalid"
+    assert await delegate.error("media:layers", producer_id="x" * 65, want="low") == "invalid"
+    assert await delegate.error("media:layers", producer_id="nope", want="low") == "not_found"
+    frames = sub.frames("video")
+    await wait_for(lambda: sub.frames("video") > frames + 5, timeout=5)  # untouched

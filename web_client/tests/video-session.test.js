@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { mock, test } from "node:test";
 
-import { ChairLockError, VideoSession, peopleOf } from "../static/js/video-session.js";
+import { ChairLockError, VideoSession, layerWant, peopleOf } from "../static/js/video-session.js";
 
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 const settleAll = async () => { for (let i = 0; i < 20; i += 1) await settle(); };
@@ -48,6 +48,7 @@ class FakeSfu {
   publish(sdp, sources) { return this.#call("publish", sdp, sources); }
   mute(id) { return this.#call("mute", id); }
   unmute(id) { return this.#call("unmute", id); }
+  layers(id, want) { return this.#call("layers", id, want); }
   producers() { return this.#call("producers"); }
   named(name) { return this.calls.filter((c) => c[0] === name).map((c) => c.slice(1)); }
 }
@@ -211,4 +212,41 @@ test("the camera is published as simulcast layers, low to high, as many as its h
     assert.deepEqual(encodings?.map((e) => [e.rid, e.scaleResolutionDownBy]) ?? null, layers, `height ${height}`);
     assert.ok((encodings ?? []).every((e, i, all) => i === 0 || e.maxBitrate > all[i - 1].maxBitrate));
   }
+});
+
+test("tiles ask for their layer once per change, and a failed ask is asked again", async () => {
+  const { s, sfu } = session();
+  await s.join();
+  s.wantLayers(new Map([["cam1", "high"], ["cam2", "low"]]));
+  s.wantLayers(new Map([["cam1", "high"], ["cam2", "low"]]));  // unchanged: nothing sent
+  await settleAll();
+  assert.deepEqual(sfu.named("layers"), [["cam1", "high"], ["cam2", "low"]]);
+  sfu.answers.layers = () => { throw new Error("not_found"); };
+  s.wantLayers(new Map([["cam1", "off"]]));  // cam2's tile is gone: forgotten
+  await settleAll();
+  sfu.answers.layers = undefined;
+  s.wantLayers(new Map([["cam1", "off"], ["cam2", "low"]]));
+  await settleAll();
+  assert.deepEqual(sfu.named("layers").slice(2), [["cam1", "off"], ["cam1", "off"], ["cam2", "low"]]);
+});
+
+test("a downlink below the server's floor is told as audio only, and its recovery", async () => {
+  const { s, sfu, seen } = session();
+  await s.join();
+  sfu.onDownlink({ video_off: true, estimate_bps: 40000 });
+  assert.equal(s.videoOff, true);
+  sfu.onDownlink({ video_off: false, estimate_bps: 900000 });
+  assert.equal(s.videoOff, false);
+  assert.deepEqual(seen.notices.slice(-2), ["audio-only", "video-back"]);
+});
+
+test("the speaker view's main tile is high, its thumbnails low", () => {
+  assert.equal(layerWant({ layout: "speaker", main: true, tiles: 9, shown: true }), "high");
+  assert.equal(layerWant({ layout: "speaker", main: false, tiles: 9, shown: true }), "low");
+});
+
+test("a small grid is high, a big one low, a tile not shown off", () => {
+  assert.equal(layerWant({ layout: "grid", main: false, tiles: 4, shown: true }), "high");
+  assert.equal(layerWant({ layout: "grid", main: false, tiles: 5, shown: true }), "low");
+  assert.equal(layerWant({ layout: "speaker", main: true, tiles: 2, shown: false }), "off");
 });

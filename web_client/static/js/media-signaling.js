@@ -21,6 +21,7 @@ const PUSHED = {
   "media:stats": "onStats",
   "media:quality": "onQuality",
   "media:transport": "onTransport",
+  "media:downlink": "onDownlink",
 };
 
 export class MediaSignaling {
@@ -47,6 +48,7 @@ export class MediaSignaling {
     /** @type {(e: {peers: any[]}) => void} */ this.onStats = () => {};
     /** @type {(e: {peers: Record<string, string>}) => void} */ this.onQuality = () => {};
     /** @type {(e: object) => void} */ this.onTransport = () => {};
+    /** @type {(e: {video_off: boolean, estimate_bps: number|null}) => void} */ this.onDownlink = () => {};
     this.socket.on("connect", () => this.onConnectionChange(true));
     this.socket.on("disconnect", () => this.onConnectionChange(false));
     for (const [event, callback] of Object.entries(PUSHED)) {
@@ -83,6 +85,8 @@ export class MediaSignaling {
   restartIce() { return this.request("media:restart-ice"); }
   mute(producerId) { return this.request("media:mute", { producer_id: producerId }); }
   unmute(producerId) { return this.request("media:unmute", { producer_id: producerId }); }
+  /** The layer a tile needs of a subscribed producer. @param {string} producerId @param {"high"|"low"|"off"} want */
+  layers(producerId, want) { return this.request("media:layers", { producer_id: producerId, want }); }
 
   // --- chair (Action.chair_media) ---
   /** @param {{user_id?: number, site_id?: number, producer_id?: string}} target  @param {"audio"|"video"} kind */

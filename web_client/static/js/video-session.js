@@ -44,7 +44,7 @@ export function cameraEncodings(height) {
  * @typedef {{mid: string, producer_id: string, producer_peer_id: string, source: Source}} Consumer
  * @typedef {{user_id?: number|null, peer_ids?: string[]}} FloorHolder
  * @typedef {{sdp: string, consumers: Consumer[]}} Offer
- * @typedef {"reconnecting"|"receive-only"|"too-many"|"rejoining"} Notice
+ * @typedef {"reconnecting"|"receive-only"|"too-many"|"rejoining"|"audio-only"|"video-back"} Notice
  */
 
 /**
@@ -171,6 +171,9 @@ export class VideoSession {
     this.floor = null;
     /** @type {string|null} peer id */
     this.speaker = null;
+    this.videoOff = false;  // the server sends audio only: the downlink is below its floor
+    /** @type {Map<string, "high"|"low"|"off">} what media:layers last asked per producer */
+    this.layerWants = new Map();
     this.offerChain = Promise.resolve();
     this.sendChain = Promise.resolve();
     /** @type {Set<string>} */
@@ -233,6 +236,10 @@ export class VideoSession {
     sig.onQuality = (e) => { this.quality = e.peers; this.onQualityChange(); };
     sig.onStats = (e) => { this.stats = Object.fromEntries(e.peers.map((p) => [p.peer_id, p])); this.onStatsChange(); };
     sig.onTransport = () => {};
+    sig.onDownlink = (e) => {
+      this.videoOff = e.video_off;
+      this.onNotice(e.video_off ? "audio-only" : "video-back");
+    };
   }
 
   async #enter() {
@@ -539,6 +546,22 @@ export class VideoSession {
 
   // --- what the view asks ----------------------------------------------------------------------
   /** The people in the call (see peopleOf). */
+  /**
+   * Ask the server for the layer each tile needs (`media:layers`): only what changed since
+   * the last call, for producers this session subscribes to. Failures (a producer that just
+   * closed) are dropped: the next render asks again.
+   * @param {Map<string, "high"|"low"|"off">} wants producer id -> want
+   */
+  wantLayers(wants) {
+    const sent = this.layerWants;
+    for (const id of [...sent.keys()]) if (!wants.has(id)) sent.delete(id);
+    for (const [id, want] of wants) {
+      if (sent.get(id) === want || !this.sig) continue;
+      sent.set(id, want);
+      this.sig.layers(id, want).catch(() => { if (sent.get(id) === want) sent.delete(id); });
+    }
+  }
+
   people() { return peopleOf(this.peers.values()); }
 
   /** A peer's producer of a source, or null. @param {string} peerId  @param {string} source */
@@ -582,4 +605,18 @@ export class VideoSession {
     }
     return out;
   }
+}
+
+
+/**
+ * The simulcast layer a remote tile needs (`media:layers`): the main tile of the speaker
+ * view, or a grid of at most four, high; thumbnails and bigger grids low; a tile not shown
+ * (hidden, or the page in the background) off.
+ * @param {{layout: "grid"|"speaker", main: boolean, tiles: number, shown: boolean}} tile
+ * @returns {"high"|"low"|"off"}
+ */
+export function layerWant({ layout, main, tiles, shown }) {
+  if (!shown) return "off";
+  if (layout === "speaker") return main ? "high" : "low";
+  return tiles <= 4 ? "high" : "low";
 }

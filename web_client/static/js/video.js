@@ -5,7 +5,7 @@
 import { loadCatalog, t } from "./i18n.js";
 import { ChairPanel } from "./video-chair.js";
 import { h, initials, QUALITY_TEXT } from "./video-dom.js";
-import { ChairLockError, VideoSession } from "./video-session.js";
+import { ChairLockError, layerWant, VideoSession } from "./video-session.js";
 import { VideoTiles } from "./video-tiles.js";
 
 class VideoConference {
@@ -16,6 +16,7 @@ class VideoConference {
     /** @type {(id: string) => HTMLElement} */
     this.$ = (id) => document.getElementById(id);
     this.session = new VideoSession(this.meetingId);
+    /** @type {"grid"|"speaker"} */
     this.layout = "grid";
     /** @type {Map<string, any>} "<peer>:camera" | "<peer>:screen" -> tile parts */
     this.tiles = new Map();
@@ -43,6 +44,8 @@ class VideoConference {
       else if (notice === "receive-only") this.say(t("Your role in this meeting receives video only."));
       else if (notice === "too-many") this.say(t("Too many video streams for one session; leave and join again."), true);
       else if (notice === "rejoining") this.say(t("The connection was lost; joining again…"));
+      else if (notice === "audio-only") this.say(t("Your connection is too weak for video: audio only until it recovers."), true);
+      else if (notice === "video-back") this.say(t("Video is back."));
     };
     s.onJoinFailed = (error) => {
       this.#button("video-join").disabled = this.root.dataset.status !== "open";
@@ -370,10 +373,26 @@ class VideoConference {
         || (s.floor.user_id != null && s.floor.user_id === peer.user_id));
       tile.floor.hidden = !(holds && tile.source === "camera");
     }
+    this.#wantLayers(main);
     this.$("video-toggle-layout").textContent = this.layout === "grid" ? t("Speaker view") : t("Grid view");
     this.#renderToolbar();
     this.#renderBadges();
     this.chair.render();
+  }
+
+  /** Each remote camera/screen tile asks for the layer it needs (video-tiles.js). @param {string|null} main */
+  #wantLayers(main) {
+    const s = this.session;
+    const shown = typeof document === "undefined" || document.visibilityState !== "hidden";
+    /** @type {Map<string, "high"|"low"|"off">} */
+    const wants = new Map();
+    for (const [key, tile] of this.tiles) {
+      const producer = tile.own ? null : s.producerOf(tile.peerId, tile.source);
+      if (!producer) continue;
+      wants.set(producer.id, layerWant({ layout: this.layout, main: key === main,
+                                         tiles: this.tiles.size, shown: shown && !tile.el.hidden }));
+    }
+    s.wantLayers(wants);
   }
 
   #renderBadges() {

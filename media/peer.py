@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aioice import Candidate
 
-from .allocator import Allocation, Want
+from .allocator import Allocation, AllocatorStats, Want
 from .consumer import Consumer
 from .errors import ClosedError, MediaError, NegotiationError, SdpError
 from .events import DownlinkChanged, TransportStateChanged
@@ -180,6 +180,11 @@ class Peer:
     def downlink(self) -> Allocation | None:
         """The last bandwidth allocation of the recv transport (None before the first)."""
         return self._subscribing.allocation
+
+    def downlink_stats(self) -> AllocatorStats:
+        """The allocator's cumulative counters: absurd REMB refused, feedback gone missing,
+        falls to audio only."""
+        return self._subscribing.allocator.stats
 
     def bandwidth_changed(self, allocation: Allocation) -> None:
         self.router.emit(DownlinkChanged(self.router.id, self.id, allocation.video_off,

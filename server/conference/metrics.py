@@ -23,6 +23,7 @@ class MediaMetrics:
     received_packets: Counter
     dropped_packets: Counter
     publisher_faults: Counter  # simulcast publishers' faults, by kind (docs/media.md, Simulcast)
+    downlink_events: Counter  # subscribers' bandwidth feedback faults and audio-only falls
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> MediaMetrics:
@@ -40,6 +41,7 @@ class MediaMetrics:
                                     "RTP packets not forwarded (slow subscriber, waiting "
                                     "for a keyframe)", registry=registry),
             publisher_faults=_faults(registry),
+            downlink_events=_downlink(registry),
         )
 
 
@@ -53,6 +55,19 @@ def _faults(registry: CollectorRegistry) -> Counter:
                       ["fault"], registry=registry)
     for fault in FAULTS:
         counter.labels(fault)  # every series exists from the start, at 0
+    return counter
+
+
+DOWNLINK = ("remb_absurd", "no_feedback", "video_off")  # AllocatorStats' counters
+
+
+def _downlink(registry: CollectorRegistry) -> Counter:
+    counter = Counter("hopso_media_downlink_events_total",
+                      "Subscribers' downlink events (docs/media.md, Bandwidth allocation): an "
+                      "absurd REMB refused, feedback gone missing, a fall to audio only",
+                      ["event"], registry=registry)
+    for event in DOWNLINK:
+        counter.labels(event)
     return counter
 
 

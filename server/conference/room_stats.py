@@ -10,7 +10,7 @@ from typing import Any
 
 from media import Router
 from rooms.models import MeetingRole
-from server.conference.metrics import FAULTS, MediaMetrics
+from server.conference.metrics import DOWNLINK, FAULTS, MediaMetrics
 from server.conference.views import summarize
 
 STATS_ROLES = frozenset({MeetingRole.chair, MeetingRole.secretary})
@@ -24,6 +24,7 @@ class RoomStats:
         self.counted: dict[str, tuple[int, int, int]] = {}  # consumer -> sent, bytes, dropped
         self.received: dict[str, int] = {}  # producer id -> packets received
         self.faults: dict[str, tuple[int, int, int]] = {}  # producer id -> FAULTS counts
+        self.downlink: dict[str, tuple[int, int, int]] = {}  # peer id -> DOWNLINK counts
 
     def snapshot(self, router: Router | None, app_data: AppData) -> dict[str, Any]:
         """`GET .../media/stats` and ``media:stats``: every connection's numbers."""
@@ -53,6 +54,13 @@ class RoomStats:
         """Prometheus counters from the SFU's cumulative numbers (deltas per sample)."""
         live: set[str] = set()
         for peer in router.peers if router else []:
+            d = peer.downlink_stats()
+            counts = (d.remb_absurd, d.no_feedback, d.video_off_events)
+            for event, count, before in zip(DOWNLINK, counts,
+                                            self.downlink.get(peer.id, (0, 0, 0)), strict=True):
+                if count > before:
+                    metrics.downlink_events.labels(event).inc(count - before)
+            self.downlink[peer.id] = counts
             for consumer in peer.consumers:
                 s = consumer.stats()
                 last = self.counted.get(s.id, (0, 0, 0))
@@ -82,3 +90,4 @@ class RoomStats:
 
     def peer_left(self, peer_id: str) -> None:
         self.quality.pop(peer_id, None)
+        self.downlink.pop(peer_id, None)

@@ -140,6 +140,10 @@ async def test_below_the_floor_video_goes_off_with_an_event_and_comes_back(
     [consumer] = peer.consumers
     [track] = [t for t in sub.tracks if t.kind == "video"]
     await wait_for(lambda: track.frames >= 5, 10)
+    absurd = CraftedRemb(sub, consumer.ssrc, 0)  # refused and counted, changes nothing
+    await wait_for(lambda: peer.downlink_stats().remb_absurd >= 3, 5)
+    await absurd.stop()
+    assert not events or not events[-1].video_off
     link = CraftedRemb(sub, consumer.ssrc, 40_000)
     await wait_for(lambda: any(e.video_off for e in events), 5)
     assert events[-1] == DownlinkChanged("m", "ward", True, 40_000)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aioice.ice
 import pytest
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from media import Want
 from server.conference.keys import MEDIA
@@ -405,3 +406,21 @@ async def test_a_tile_asks_for_a_layer_and_bad_requests_get_error_acks(
     assert await delegate.error("media:layers", producer_id="nope", want="low") == "not_found"
     frames = sub.frames("video")
     await wait_for(lambda: sub.frames("video") > frames + 5, timeout=5)  # untouched
+
+    # A REMB of 0 (absurd) from the subscriber is refused and counted in /metrics.
+    [receiver] = [t.receiver for t in sub.pc.getTransceivers() if t.kind == "video"]
+    await receiver._send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0,
+                                             fci=pack_remb_fci(0, [consumer.ssrc])))
+    await wait_for(lambda: peer.downlink_stats().remb_absurd == 1, timeout=5)
+    admin = await h.login("quantri")
+
+    async def counted() -> bool:
+        text = (await admin.call("GET", "/metrics"))[1]
+        return re.search(r'^hopso_media_downlink_events_total\{event="remb_absurd"\} 1\.0$',
+                         text, re.MULTILINE) is not None
+
+    for _ in range(20):
+        if await counted():
+            break
+        await asyncio.sleep(0.25)
+    assert await counted()

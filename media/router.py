@@ -45,6 +45,9 @@ class Router:
         self._peers: dict[str, Peer] = {}
         self._producers: dict[str, Producer] = {}
         self._closing: asyncio.Future[None] | None = None
+        # Peers whose video comes first in every subscriber's bandwidth allocation, with the
+        # active speaker's (the floor holder: set by the server, media/allocator.py).
+        self.priority_peers: frozenset[str] = frozenset()
         self._speaker = ActiveSpeakerDetector(self.config.speaker_interval_s,
                                               self.config.speaker_threshold_dbov,
                                               self.config.speaker_hold_windows)

@@ -340,7 +340,9 @@ class Subscribing:
             if consumer.kind is Kind.AUDIO:
                 audio_bps += producer.streams[0].rate.bps or NOMINAL_AUDIO_BPS
                 continue
-            priority = (Priority.SPEAKER if producer.peer_id == speaker_peer
+            first = producer.peer_id == speaker_peer \
+                or producer.peer_id in self._router.priority_peers
+            priority = (Priority.SPEAKER if first
                         else Priority.SCREEN if producer.source is Source.SCREEN
                         else Priority.OTHER)
             videos.append(VideoDemand(consumer.id, priority,

@@ -119,6 +119,7 @@ class Room(ABC):
         await self.joined()
         self.members[sid] = member
         self.by_peer[member.peer_id] = member
+        self._floor_first()
         self.locks.joined(member.user_id, member.site_id)
         self._push("media:peer-joined", {"peer": member.peer_dict()})
         return member
@@ -292,8 +293,20 @@ class Room(ABC):
             self.locks.allow([user_id], "audio")
         if announce:
             self._push("media:floor", {"holder": holder})
+        self._floor_first()
         self.floor_down(holder)
         return holder
+
+    def _floor_first(self) -> None:
+        """The floor holder's video first in every subscriber's bandwidth allocation."""
+        router, floor = self.router, self.floor
+        if router is None:
+            return
+        peers = set(floor["peer_ids"]) if floor else set()
+        if floor and floor["user_id"] is not None:
+            peers |= {m.peer_id for m in self.members.values()
+                      if m.user_id == floor["user_id"]}
+        router.priority_peers = frozenset(peers)
 
     def floor_changed(self, user_id: int | None, name: str | None, site: str | None) -> None:
         """The procedure's floor queue moved (in any process: FloorChanged crosses over

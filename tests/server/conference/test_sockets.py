@@ -222,8 +222,13 @@ async def test_floor_removal_and_procedure_hook(
     holder = (await chair.ok("media:floor", user_id=uid))["holder"]
     assert holder["user_id"] == uid and holder["peer_ids"] == [delegate.joined["peer_id"]]
     await delegate.wait_for("media:floor", lambda e: (e["holder"] or {}).get("user_id") == uid)
+    # Their video comes first in every subscriber's bandwidth allocation (docs/media.md).
+    router = h.server.app[MEDIA].router(meeting_id)
+    assert router is not None
+    assert router.priority_peers == {delegate.joined["peer_id"]}
     await chair.ok("media:floor", user_id=None)
     await delegate.wait_for("media:floor", lambda e: e["holder"] is None)
+    assert router.priority_peers == frozenset()
 
     # ...or through the procedure's floor queue (floor:changed drives media:floor).
     assert (await delegate.sio.call("meeting:join", {"meeting_id": meeting_id}))["ok"]

@@ -42,7 +42,7 @@ PING_INTERVAL_S = 2.0  # RTT and meeting directory refresh, child -> parent
 WINDOW = 4  # report batches in flight to the parent at once
 RETRY_S = 1.0  # after a failed delivery (the link is usually going down)
 LINK_UP_TIMEOUT_S = 30.0  # connect, hello, mirror and journal catch-up, as one step
-CONNECT_TIMEOUT_S = 10.0  # of which the handshake (engine.io, then the /node namespace)
+CONNECT_TIMEOUT_S = 5.0  # of which the handshake (engine.io, then the /node namespace)
 # A report refused for these will be refused again: settled as refused, not retried.
 FINAL_REFUSALS = frozenset({"not_found", "invalid", "forbidden", "too_large"})
 

@@ -193,6 +193,7 @@ class Subscribing:
     def _consumer_closed(self, consumer: Consumer, reason: CloseReason) -> None:
         self.consumers.pop(consumer.id, None)
         self._by_ssrc.pop(consumer.ssrc, None)
+        self.wants.pop(consumer.id, None)
         renegotiate = False
         for index, slot in enumerate(self._slots):
             if slot.consumer is consumer:
@@ -352,8 +353,6 @@ class Subscribing:
         previous, self.allocation = self.allocation, allocation
         for consumer_id, layer in allocation.layers.items():
             self.consumers[consumer_id].set_allocation(layer, now)
-        for gone in set(self.wants) - set(self.consumers):
-            del self.wants[gone]
         if previous is None or previous.video_off != allocation.video_off:
             self._peer.bandwidth_changed(allocation)
 

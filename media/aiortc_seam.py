@@ -190,6 +190,8 @@ class UdpTransport(Protocol):
 
     def get_extra_info(self, name: str, default: Any = None) -> Any: ...
 
+    def is_closing(self) -> bool: ...
+
 
 def nominated_socket(conn: Connection) -> tuple[UdpTransport, tuple[str, int]] | None:
     """The UDP transport and remote address aioice nominated, if any."""

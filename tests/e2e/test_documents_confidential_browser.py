@@ -109,6 +109,20 @@ def access_entries(page: Any, document_id: int) -> list[dict[str, Any]]:
     return [e for e in answer.json()["entries"] if e["name"] == DELEGATE_NAME]
 
 
+# Every toast a page shows, kept in window.__toasts: one stays 5 s, which a loaded CI box can
+# spend between two of the test's waits (the toast came and went before it was looked for).
+TOAST_LOG = """new MutationObserver(() => {
+  const box = document.getElementById('toast');
+  const seen = (window.__toasts ??= []);
+  if (box && !box.hidden && seen[seen.length - 1] !== box.textContent) seen.push(box.textContent);
+}).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});"""
+
+
+def wait_toast(page: Any, text: str) -> None:
+    page.wait_for_function("(text) => (window.__toasts ?? []).some((t) => t.includes(text))",
+                           arg=text, timeout=WAIT_MS)
+
+
 def wait_until(check: Any, timeout_s: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -121,6 +135,7 @@ def wait_until(check: Any, timeout_s: float = 30.0) -> Any:
 def test_marked_confidential_while_open_the_reader_switches_and_forgets_the_pdf(env: Env) -> None:
     doc_id = env.document_id
     d_ctx = env.login("daibieu")
+    d_ctx.add_init_script(TOAST_LOG)
     reader = env.open(d_ctx, 2, document_id=doc_id)
     assert reader.locator("#doc-stage").get_attribute("data-rendered") == "pdf"
     clear = grey_share(reader, ".page-box")
@@ -142,7 +157,7 @@ def test_marked_confidential_while_open_the_reader_switches_and_forgets_the_pdf(
 
     # The open reader re-renders at once: server images with the delegate's name, same page.
     reader.wait_for_selector("#doc-stage[data-rendered=image][data-page='1']", timeout=WAIT_MS)
-    reader.wait_for_selector("#toast:has-text('tài liệu mật')", timeout=WAIT_MS)
+    wait_toast(reader, "tài liệu mật")
     reader.wait_for_function("() => [...document.querySelectorAll('.page-box img.page-layer')]"
                              ".some((img) => img.complete && img.naturalWidth > 0)", timeout=WAIT_MS)
     watermarked = grey_share(reader, ".page-box")
@@ -172,6 +187,7 @@ def test_marked_confidential_while_open_the_reader_switches_and_forgets_the_pdf(
 def test_new_version_followed_live_with_flagged_ink_and_a_summary(env: Env) -> None:
     doc_id = env.confidential_id  # here: the second, ordinary document
     d_ctx = env.login("daibieu")
+    d_ctx.add_init_script(TOAST_LOG)
     reader = env.open(d_ctx, 2, document_id=doc_id)
     tool(reader, "pen")
     stroke = draw_and_save(reader, [(0.3, 0.4), (0.5, 0.45), (0.7, 0.4)])
@@ -189,7 +205,7 @@ def test_new_version_followed_live_with_flagged_ink_and_a_summary(env: Env) -> N
     assert "Phiên bản 2" in text and "Trang 4: trang mới" in text and "Trang 1" not in text, text
 
     # The delegate is still on page 2, now of version 2, with the stroke marked for review.
-    reader.wait_for_selector("#toast:has-text('phiên bản mới')", timeout=WAIT_MS)
+    wait_toast(reader, "phiên bản mới")
     reader.wait_for_selector("#doc-stage[data-synced=true][data-page='1'][data-rendered]",
                              timeout=WAIT_MS)
     assert {stroke, moved, dropped} <= set(annotations(reader))
@@ -248,13 +264,14 @@ def test_refusals_are_clear_and_change_nothing(env: Env) -> None:
     assert not s_ctx.request.get(f"{env.server.base}/api/documents/{doc_id}").json()["confidential"]
     # Withdrawn while a delegate reads it: the reader closes it at once, the worker forgets it.
     r_ctx = env.login("daibieu2")
+    r_ctx.add_init_script(TOAST_LOG)
     reading = env.open(r_ctx, 1, document_id=doc_id)
     assert wait_until(lambda: kept_pdfs(reading, doc_id)), "the worker never kept the PDF"
     answer = s_ctx.request.post(f"{env.server.base}/api/documents/{doc_id}/publish",
                                 headers={"X-CSRF-Token": csrf}, data={"published": False})
     assert answer.ok
     reading.wait_for_selector("#documents.no-doc", timeout=WAIT_MS)
-    reading.wait_for_selector("#toast:has-text('Tài liệu đã bị thu hồi.')", timeout=WAIT_MS)
+    wait_toast(reading, "Tài liệu đã bị thu hồi.")
     assert wait_until(lambda: not kept_pdfs(reading, doc_id)), kept_pdfs(reading, doc_id)
     r_ctx.close()
     # A withdrawn document takes no new version.

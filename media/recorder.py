@@ -1,38 +1,40 @@
-"""Recording a meeting at the owner node: RTP packets into files, never decoded.
+"""Recording a meeting at the owner node: RTP packets into logs, muxed in another process.
 
-The forwarding path's only cost is `TrackQueue.__call__`: a producer's `tap`
-appends a reference to the packet it just forwarded to a bounded deque (the
-oldest is dropped and counted when full; no lock, no await). One writer thread
-per recorder drains the queues every `POLL_S`, assembles frames (RTP timestamp
-+ marker bit + sequence continuity), depacketizes and muxes with PyAV:
-Opus and VP8 into WebM, H.264 into MPEG-TS (Annex B as received: no avcC or
-picture size needed up front, and a file cut short still plays). One file per
-track. Timestamps: each track's RTP clock, anchored relative to the recorder's
-start (the common zero of all files of one recording) by the publisher's last
-sender report (Producer.last_sr: RTP time ↔ our arrival time of the report),
-or by the arrival time of the stream's first packet before any report; an SSRC
-change re-anchors the same way.
+The forwarding path's only cost is `TrackQueue.__call__`: a producer's `tap` appends a
+reference to the packet it just forwarded to a bounded deque (the oldest is dropped and
+counted when full; no lock, no await). One writer thread per recorder drains the queues every
+`POLL_S` and appends each packet's payload, RTP fields and arrival time to the track's packet
+log (media/packetlog.py), one write per track and batch: no depacketizing, no PyAV, nothing
+per frame in the SFU process (Janus's .mjr + janus-pp-rec, but muxed live). The thread also
+starts the mux process (`python -m media.recmux --follow`, media/trackmux.py), names each new
+log to it on its stdin, and at `stop` closes that stdin and collects the result: the files,
+WebM (Opus, VP8) or MPEG-TS (H.264), one per track, where they always were. A server killed
+mid-recording closes that stdin too: the mux finishes every file up to the log's last whole
+record. The writer asks the publisher for a keyframe when it sees a hole in a video track's
+sequence numbers (the mux drops frames up to the next keyframe).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+from zlib import crc32 as _crc32
 
-import av
-
-from .depacketize import depacketize, frame_start, vp8_size
 from .errors import NotFoundError
 from .events import MediaEvent, ProducerAdded, ProducerClosed
+from .packetlog import PACKET, RECORD, SUFFIX, TYPE_PACKET, append_report, header_bytes
 from .producer import Producer, SenderReportRef
 from .router import Router
 from .rtp import EXT_BLOCK_LEN, ForwardPacket
@@ -41,16 +43,11 @@ from .types import Kind
 logger = logging.getLogger(__name__)
 
 QUEUE_PACKETS = 2048  # per track: ~2 s of 720p video, ~40 s of audio
-POLL_S = 0.02
-STALE_FRAME_S = 1.0  # an incomplete video frame waits this long for its packets
-# A writer killed mid-file leaves what reached the disk: close a WebM cluster every second
-# and hand each one to the OS at once, so a cut file plays up to about a second before.
-WEBM_OPTIONS = {"cluster_time_limit": "1000", "flush_packets": "1"}
-MAX_REPORT_SKEW_S = 2.0  # a sender report placing a packet further from its arrival is ignored
-
-
-class WriteFailed(Exception):
-    """The track's file cannot be written (disk full, I/O error)."""
+POLL_S = 0.05
+REASK_S = 0.5  # still no keyframe after asking (a hole, the start): ask again after this
+MUX_TIMEOUT_S = 120.0  # at stop, for the mux to finish files it has followed live
+FIELDS_MINUS_EXT = PACKET.size - EXT_BLOCK_LEN
+_ROOT = Path(__file__).resolve().parent.parent  # where `media` imports from
 
 
 class TrackQueue:
@@ -90,7 +87,7 @@ def _safe(name: str) -> str:
 
 
 class TrackWriter:
-    """One producer's file: frame assembly and muxing, on the writer thread only."""
+    """One producer's packet log, written by the recorder's thread only."""
 
     def __init__(self, producer: Producer, directory: Path, start: float,
                  ask_keyframe: Callable[[], None], queue_packets: int = QUEUE_PACKETS) -> None:
@@ -102,192 +99,178 @@ class TrackWriter:
         self.clock = producer.codec.clock_rate
         ext = ".ts" if self.codec == "H264" else ".webm"
         self.path = directory / f"{_safe(producer.peer_id)}-{self.source}-{producer.id[:8]}{ext}"
+        self.log_path = self.path.with_name(self.path.name + SUFFIX)
         self.queue = TrackQueue(queue_packets)
         self.closed = False  # set on the loop when the producer goes; the thread finishes up
         self._start = start
         self._ask_keyframe = ask_keyframe
         # read from the writer thread: one attribute load of an object the loop replaces whole
         self._sender_report: Callable[[], SenderReportRef | None] = lambda: producer.last_sr
-        self.anchored_by = "arrival"  # how the stream was placed on the recording's clock
-        self._container: Any = None
-        self._stream: Any = None
+        self._logged_report: SenderReportRef | None = None
+        self._file: IO[bytes] | None = None
         self._epoch: int | None = None
-        self._last_ts = 0
-        self._last_pts: int | None = None
-        self._pts = 0
-        # video frame assembly
-        self._pending: dict[int, dict[int, ForwardPacket]] = {}  # rtp ts -> ext seq -> packet
-        self._last_end: int | None = None  # ext seq of the last frame's marker packet
-        self._need_keyframe = True
-        self.frames = 0
-        self.dropped_frames = 0
-        self.failed: str | None = None  # why the file stopped being written
+        self._next_seq = -1  # the ext seq expected next (-1: none yet)
+        # a video file starts at a keyframe: the recorder asked for one when it attached, and
+        # asks again every REASK_S until it comes (the producer's rate limit may have eaten it)
+        self._awaiting_keyframe = self.kind is Kind.VIDEO
+        self._asked_at = time.monotonic()
+        self.packets = 0
+        self.failed: str | None = None  # why the log stopped being written
+        self.muxed: dict[str, Any] | None = None  # the mux process's result, after stop
 
     def info(self) -> TrackFile:
+        m = self.muxed or {}
         return TrackFile(self.producer_id, self.peer_id, self.kind.value, self.source,
-                         self.codec, str(self.path), self.frames, self.queue.dropped,
-                         self.dropped_frames, self.anchored_by, self.failed)
+                         self.codec, str(self.path), int(m.get("frames", 0)),
+                         self.queue.dropped, int(m.get("dropped_frames", 0)),
+                         str(m.get("anchored_by", "arrival")), self.failed or m.get("failed"))
 
-    # -- per packet ---------------------------------------------------------------------
+    def open(self) -> None:
+        """Create the log with its header (the writer thread, before the first drain)."""
+        try:
+            self._file = open(self.log_path, "wb", buffering=0)  # noqa: SIM115
+            self._write(header_bytes({
+                "codec": self.codec, "clock_rate": self.clock, "kind": self.kind.value,
+                "file": self.path.name, "start": self._start, "producer_id": self.producer_id,
+                "peer_id": self.peer_id, "source": self.source}))
+        except OSError as exc:
+            self._fail(exc)
+
+    # -- per batch: the only per-packet Python the recording costs the SFU process ------
     def drain(self) -> None:
         packets = self.queue.packets
+        if self._file is None or self.failed is not None:
+            packets.clear()  # the log cannot be written: discard, once per drain
+            return
+        out = bytearray()
+        report = self._sender_report()
+        if report is not None and report is not self._logged_report:
+            self._logged_report = report
+            append_report(out, report.rtp_ts, report.local, report.epoch)
+        if not packets and not out:
+            return
+        pack_record, pack_packet, crc = RECORD.pack, PACKET.pack, _crc32
+        seed = TYPE_PACKET << 24
+        video = self.kind is Kind.VIDEO
+        nxt, epoch = self._next_seq, self._epoch
+        popleft = packets.popleft
+        n = 0
         while packets:
-            fp = packets.popleft()
-            if self.failed is not None:
-                packets.clear()  # the file cannot be written: discard, once per drain
-                return
-            try:
-                self._packet(fp)
-            except WriteFailed as exc:  # disk full, I/O error: this track stops, logged once
-                self.failed = str(exc.__cause__ or exc)
-                logger.error("recorder: %s: writing failed, track stopped: %s",
-                             self.path.name, self.failed)
-                self._close()
-            except Exception:  # a garbage payload costs that frame, never the recording
-                logger.exception("recorder: %s: packet dropped", self.path.name)
-                self._drop_frame()
-
-    def _packet(self, fp: ForwardPacket) -> None:
-        if fp.epoch != self._epoch:  # first packet, or the publisher's SSRC changed
-            self._epoch = fp.epoch
-            self._pending.clear()
-            self._last_end = None
-            self._need_keyframe = True
-            self._anchor(fp)
-        if self.kind is Kind.AUDIO:
-            self._write(fp.tail[EXT_BLOCK_LEN:], self._timestamp(fp.ts), True)
-            return
-        if self._last_end is not None and fp.ext_seq <= self._last_end:
-            return  # late packet of a frame already written or dropped
-        self._pending.setdefault(fp.ts, {})[fp.ext_seq] = fp
-        self._assemble(fp.arrival)
-
-    def _anchor(self, fp: ForwardPacket) -> None:
-        """Place a (re)starting stream on the recording's clock: by the publisher's last
-        sender report when there is one for this SSRC (its RTP clock against our arrival time
-        of the report: audio and video of one sender stay in step), else by this packet's
-        arrival."""
-        local = fp.arrival
-        sr = self._sender_report()
-        if sr is not None and sr.epoch == fp.epoch:
-            delta = (fp.ts - sr.rtp_ts) & 0xFFFFFFFF
-            if delta >= 1 << 31:
-                delta -= 1 << 32
-            by_report = sr.local + delta / self.clock
-            if abs(by_report - fp.arrival) < MAX_REPORT_SKEW_S:  # else a stale or bogus SR
-                local = by_report
-                self.anchored_by = "sender_report"
-        pts = round((local - self._start) * self.clock)
-        if self._last_pts is not None:
-            pts = max(pts, self._last_pts + 1)
-        self._pts = max(0, pts)
-        self._last_ts = fp.ts
-
-    def _timestamp(self, ts: int) -> int:
-        """RTP timestamp → pts in clock units; wraps and small reorderings handled."""
-        delta = (ts - self._last_ts) & 0xFFFFFFFF
-        if delta >= 1 << 31:
-            delta -= 1 << 32
-        self._last_ts = ts
-        self._pts += delta
-        return self._pts
-
-    # -- video frames -------------------------------------------------------------------
-    def _assemble(self, now: float) -> None:
-        while True:
-            complete = None
-            for ts, frame in self._pending.items():
-                seqs = sorted(frame)
-                last = frame[seqs[-1]]
-                if not last.marker or seqs[-1] - seqs[0] + 1 != len(seqs):
-                    continue
-                first = frame[seqs[0]]
-                follows = self._last_end is not None and seqs[0] == self._last_end + 1
-                if follows or frame_start(self.codec, first.tail[EXT_BLOCK_LEN:]):
-                    complete = (ts, seqs, follows)
-                    break
-            if complete is None:
-                break
-            ts, seqs, follows = complete
-            frame = self._pending.pop(ts)
-            # frames before this one that never completed are lost
-            for other in [t for t, f in self._pending.items() if min(f) < seqs[0]]:
-                del self._pending[other]
-                self._drop_frame()
-            if not follows and self._last_end is not None:
-                self._drop_frame()  # a whole frame went missing in between
-            self._last_end = seqs[-1]
-            keyframe = frame[seqs[0]].keyframe
-            if self._need_keyframe and not keyframe:
-                self.dropped_frames += 1
-                continue
-            payload = depacketize(self.codec, [frame[s].tail[EXT_BLOCK_LEN:] for s in seqs])
-            self._need_keyframe = False
-            self._write(payload, self._timestamp(ts), keyframe)
-        for ts in [t for t, f in self._pending.items()
-                   if now - min(p.arrival for p in f.values()) > STALE_FRAME_S]:
-            del self._pending[ts]
-            self._drop_frame()
-
-    def _drop_frame(self) -> None:
-        self.dropped_frames += 1
-        if self.kind is Kind.VIDEO and not self._need_keyframe:
-            self._need_keyframe = True
-            self._ask_keyframe()
-
-    # -- muxing -------------------------------------------------------------------------
-    def _open(self, payload: bytes) -> bool:
-        stream: Any
-        if self.codec == "H264":
-            container = av.open(str(self.path), "w", format="mpegts",
-                                options={"flush_packets": "1"})
-            stream = container.add_stream("h264", rate=90000)
-        elif self.codec == "VP8":
-            size = vp8_size(payload)
-            if size is None:
-                return False
-            container = av.open(str(self.path), "w", format="webm", options=WEBM_OPTIONS)
-            stream = container.add_stream("libvpx", rate=30)
-            stream.width, stream.height = size
-            stream.pix_fmt = "yuv420p"
-        else:
-            container = av.open(str(self.path), "w", format="webm", options=WEBM_OPTIONS)
-            stream = container.add_stream("libopus", rate=48000)
-            stream.layout = "stereo"
-        self._container, self._stream = container, stream
-        return True
-
-    def _write(self, payload: bytes, pts: int, keyframe: bool) -> None:
-        if self._last_pts is not None and pts <= self._last_pts:
-            self.dropped_frames += 1  # reordered or repeated: the muxer needs rising times
-            return
+            fp = popleft()
+            tail = fp.tail
+            fields = pack_packet(fp.ext_seq, fp.ts, fp.arrival,
+                                 (1 if fp.marker else 0) | (2 if fp.keyframe else 0), fp.epoch)
+            length = len(tail) + FIELDS_MINUS_EXT
+            out += pack_record(length, TYPE_PACKET, crc(fields, length + seed))
+            out += fields
+            out += memoryview(tail)[EXT_BLOCK_LEN:]
+            n += 1
+            if video:
+                if fp.ext_seq == nxt and fp.epoch == epoch and not fp.keyframe:
+                    nxt += 1  # the usual case: in sequence
+                else:
+                    self._next_seq = nxt
+                    self._watch_sequence(fp)
+                    nxt, epoch = self._next_seq, self._epoch
+        self._next_seq = nxt
+        self.packets += n
+        if self._awaiting_keyframe and n:
+            now = time.monotonic()
+            if now - self._asked_at >= REASK_S:
+                self._asked_at = now
+                self._ask_keyframe()
         try:
-            if self._container is None and not self._open(payload):
-                self.dropped_frames += 1
-                return
-            packet = av.Packet(payload)
-            packet.pts = packet.dts = pts
-            packet.time_base = Fraction(1, self.clock)
-            packet.is_keyframe = keyframe
-            packet.stream = self._stream
-            self._container.mux(packet)
-        except (OSError, av.FFmpegError) as exc:
-            raise WriteFailed(str(exc)) from exc
-        self._last_pts = pts
-        self.frames += 1
+            self._write(out)
+        except OSError as exc:
+            self._fail(exc)
+
+    def _watch_sequence(self, fp: ForwardPacket) -> None:
+        """A hole in a video track costs frames up to the next keyframe: ask for one now."""
+        if fp.epoch != self._epoch:  # first packet, or a new source: needs a keyframe
+            if self._epoch is not None:
+                self._awaiting_keyframe = True
+            self._epoch, self._next_seq = fp.epoch, -1
+        nxt = self._next_seq
+        if fp.keyframe:
+            self._awaiting_keyframe = False
+        elif nxt >= 0 and fp.ext_seq > nxt and (
+                not self._awaiting_keyframe or fp.arrival - self._asked_at >= REASK_S):
+            # asked again while still waiting: the producer may have suppressed a request
+            self._awaiting_keyframe, self._asked_at = True, fp.arrival
+            self._ask_keyframe()
+        if fp.ext_seq >= nxt:
+            self._next_seq = fp.ext_seq + 1
+
+    def _write(self, data: bytes | bytearray) -> None:
+        assert self._file is not None
+        view = memoryview(data)
+        while view:
+            written = self._file.write(view)
+            if not written:
+                raise OSError("log write made no progress")
+            view = view[written:]
+
+    def _fail(self, exc: OSError) -> None:
+        self.failed = str(exc)
+        logger.error("recorder: %s: writing failed, track stopped: %s", self.log_path.name,
+                     self.failed)
+        self.close()
 
     def finish(self) -> None:
         self.drain()
-        self._close()
+        self.close()
 
-    def _close(self) -> None:
-        if self._container is not None:
-            container, self._container = self._container, None
+    def close(self) -> None:
+        if self._file is not None:
+            file, self._file = self._file, None
             try:
-                container.close()
-            except Exception as exc:  # noqa: BLE001 - whatever it is, the track is over
-                logger.error("recorder: closing %s: %s", self.path.name, exc)
+                file.close()
+            except OSError as exc:
                 self.failed = self.failed or str(exc)
+
+
+class MuxProcess:
+    """The recorder's `python -m media.recmux --follow` child, driven from its thread."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
+        # its own session: a Ctrl-C meant for the server must not cut the files short;
+        # it ends when its stdin does (our stop, or this process's death)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "media.recmux", "--follow"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, env=env, cwd=str(_ROOT),
+            start_new_session=True)
+
+    def add(self, log: Path) -> bool:
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(f"{log}\n")
+            self.proc.stdin.flush()
+            return True
+        except (OSError, ValueError) as exc:
+            logger.error("recorder: the mux process is gone (%s): %s stays a log", exc, log)
+            return False
+
+    def finish(self) -> dict[str, dict[str, Any]]:
+        """Close its stdin, wait for its result: log path → that track's result."""
+        try:
+            out, _ = self.proc.communicate(timeout=MUX_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+            logger.error("recorder: the mux process took over %.0f s: killed", MUX_TIMEOUT_S)
+        except (OSError, ValueError) as exc:
+            logger.error("recorder: the mux process: %s", exc)
+            return {}
+        try:
+            tracks = json.loads(out)["tracks"]
+            return {str(t["log"]): t for t in tracks}
+        except (ValueError, KeyError, TypeError):
+            logger.error("recorder: the mux process exited %s without a result",
+                         self.proc.returncode)
+            return {}
 
 
 class Recorder:
@@ -378,20 +361,37 @@ class Recorder:
         writer.closed = True
 
     def _run(self) -> None:
+        try:
+            mux: MuxProcess | None = MuxProcess()
+        except OSError as exc:
+            logger.error("recorder: cannot start the mux process (%s): tracks stay logs", exc)
+            mux = None
+        opened: set[int] = set()
         while True:
             stopping = self._stop.wait(POLL_S)
             with self._lock:
-                writers = list(self._tracks.values())
-            for writer in writers:
+                writers = list(self._tracks.items())
+            for key, writer in writers:
+                if id(writer) not in opened:
+                    opened.add(id(writer))
+                    writer.open()
+                    if mux is not None and writer.failed is None and not mux.add(
+                            writer.log_path):
+                        mux = None
                 if writer.closed:
                     writer.finish()
                     with self._lock:
-                        self._tracks.pop(writer.producer_id, None)
+                        self._tracks.pop(key, None)
                     self._finished.append(writer)
                 else:
                     writer.drain()
             if stopping:
-                return
+                break
+        results = mux.finish() if mux is not None else {}
+        for writer in self._finished:
+            writer.muxed = results.get(str(writer.log_path))
+            if writer.muxed is None and writer.failed is None:
+                writer.failed = "not muxed: its packet log is kept (python -m media.recmux)"
 
     def stats(self) -> dict[str, Any]:
         with self._lock:

@@ -14,8 +14,11 @@ import pytest
 
 from media import SFU
 from media.codecs import vp8_keyframe
+from media.packetlog import LogReader
+from media.recmux import mux
 from media.recorder import Recorder, TrackQueue, TrackWriter
 from media.rtp import ForwardPacket
+from media.trackmux import TrackMuxer
 from testkit.aiortc_clients import FPS, EncodedMedia, Publisher, Subscriber, wait_for
 
 needs_ffprobe = pytest.mark.skipif(shutil.which("ffprobe") is None,
@@ -171,6 +174,15 @@ def vp8_packets(frames: list[bytes], *, seq: int, ts: int, epoch: int, at: float
     return out
 
 
+def log_track(writer: TrackWriter, packets: list[ForwardPacket]) -> Path:
+    """The writer thread's part, in this thread: the packets into the track's log."""
+    writer.open()
+    for fp in packets:
+        writer.queue(fp)
+    writer.finish()
+    return writer.log_path
+
+
 @needs_ffprobe
 async def test_an_ssrc_change_and_a_garbage_frame_leave_a_clean_file(
         sfu: SFU, media: EncodedMedia, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -195,19 +207,16 @@ async def test_an_ssrc_change_and_a_garbage_frame_leave_a_clean_file(
         for fp in first[cut:]]
     # The publisher restarts with a new SSRC (the producer's epoch bumps): new seq and ts bases.
     packets += vp8_packets(frames, seq=7, ts=123, epoch=1, at=start + 2.0)
-    for fp in packets:
-        writer.queue(fp)
-    writer.drain()
-    writer.finish()
-    track = writer.info()
-    assert track.frames == 20 + 30  # up to the garbage, then from the new source's keyframe
-    assert len(asks) == 1  # one keyframe request for the broken stream
+    [track] = mux([log_track(writer, packets)])
+    assert track["frames"] == 20 + 30  # up to the garbage, then from the new source's keyframe
+    assert track["failed"] is None and not writer.log_path.exists()  # muxed: log removed
+    assert asks == []  # nothing was missing in the sequence: nothing to ask for
     assert "packet dropped" in caplog.text  # the garbage was parsed, refused, logged
-    assert decode_errors(track.path) == ""
-    info = probe(track.path, "-count_frames")
+    assert decode_errors(track["file"]) == ""
+    info = probe(track["file"], "-count_frames")
     assert int(info["streams"][0]["nb_read_frames"]) == 50
     assert 3.5 <= float(info["format"]["duration"]) <= 4.5
-    assert first_video_frame_is_keyframe(track.path)
+    assert first_video_frame_is_keyframe(track["file"])
 
 
 async def test_a_full_disk_stops_that_track_with_one_logged_error(
@@ -220,8 +229,9 @@ async def test_a_full_disk_stops_that_track_with_one_logged_error(
     producer.last_sr = None
     start = time.monotonic()
     writer = TrackWriter(producer, tmp_path, start, lambda: None)
-    writer.path = Path("/dev/full")  # every write: ENOSPC, as on a full disk
-    for r in range(20):  # 40 s of video: far more than the muxer buffers
+    writer.log_path = Path("/dev/full")  # every write: ENOSPC, as on a full disk
+    writer.open()
+    for r in range(20):  # 40 s of video
         for fp in vp8_packets(media.vp8.frames[:30], seq=r * 1000, ts=r * 180000, epoch=0,
                               at=start + 2 * r):
             writer.queue(fp)
@@ -231,12 +241,22 @@ async def test_a_full_disk_stops_that_track_with_one_logged_error(
     assert track.failed is not None and "space" in track.failed.lower()
     assert caplog.text.count("writing failed") == 1
     assert len(writer.queue.packets) == 0
+    # the mux process's side: its file on a full disk
+    (tmp_path / "log").mkdir()
+    log = log_track(TrackWriter(producer, tmp_path / "log", start, lambda: None), [
+        fp for r in range(20) for fp in vp8_packets(
+            media.vp8.frames[:30], seq=r * 1000, ts=r * 180000, epoch=0, at=start + 2 * r)])
+    muxer = TrackMuxer(Path("/dev/full"), "VP8", 90000, "video", start)
+    muxer.feed(LogReader(log).read())  # never raises
+    muxer.finish()
+    assert muxer.failed is not None and "space" in muxer.failed.lower()
+    assert caplog.text.count("writing failed") == 2
 
 
 @needs_ffprobe
 async def test_a_file_cut_mid_recording_plays_up_to_about_a_second_before(
         sfu: SFU, media: EncodedMedia, tmp_path: Path) -> None:
-    """A writer killed mid-file (no trailer, no cues): what is on disk is a playable WebM."""
+    """A mux killed mid-file (no trailer, no cues): what is on disk is a playable WebM."""
     router = sfu.router("m")
     pub = Publisher(router.add_peer("fred"), media, audio=False)
     await pub.publish()
@@ -244,16 +264,16 @@ async def test_a_file_cut_mid_recording_plays_up_to_about_a_second_before(
     await pub.close()
     producer.last_sr = None
     start = time.monotonic()
-    writer = TrackWriter(producer, tmp_path, start, lambda: None)
-    for r in range(3):  # 6 s
-        for fp in vp8_packets(media.vp8.frames[:30], seq=r * 1000, ts=r * 180000, epoch=0,
-                              at=start + 2 * r):
-            writer.queue(fp)
-        writer.drain()
+    packets = [fp for r in range(3)  # 6 s
+               for fp in vp8_packets(media.vp8.frames[:30], seq=r * 1000, ts=r * 180000,
+                                     epoch=0, at=start + 2 * r)]
+    log = log_track(TrackWriter(producer, tmp_path, start, lambda: None), packets)
+    muxer = TrackMuxer(tmp_path / "out.webm", "VP8", 90000, "video", start)
+    muxer.feed(LogReader(log).read())
     cut = tmp_path / "cut.webm"
-    shutil.copyfile(writer.path, cut)  # the file as a kill -9 now would leave it
-    writer.finish()
-    assert writer.frames == 90
+    shutil.copyfile(muxer.path, cut)  # the file as a kill -9 now would leave it
+    muxer.finish()
+    assert muxer.frames == 90
     info = probe(str(cut), "-count_frames")  # probe() also asserts ffprobe printed no error
     assert int(info["streams"][0]["nb_read_frames"]) >= 90 - 2 * FPS
     assert decode_errors(str(cut)) == ""

@@ -1,0 +1,189 @@
+"""A recorded track's packet log: RTP payloads as they arrived, muxed later elsewhere.
+
+Janus's .mjr idea: the SFU process only appends bytes (media/recorder.py), a separate
+process (media/recmux.py) turns them into WebM / MPEG-TS. Format, little-endian:
+
+    MAGIC, u32 n, n bytes of JSON header (codec, clock_rate, kind, producer, output file...)
+    records: u32 body length, u8 type, u32 check, body
+             check = crc32 of the body's first CHECKED bytes (a packet's fields), seeded
+             with length + (type << 24): a framing error (garbage, a wrong length) is caught;
+             the payload itself is not summed (crc32 of 1000 bytes per packet would cost the
+             SFU more than the rest of the record), a flipped byte there is muxed like any
+             garbage payload a publisher might send
+
+    type P (packet): i64 ext_seq, u32 rtp ts, f64 arrival (monotonic), u8 flags
+                     (1 marker, 2 first packet of a keyframe), u32 epoch, then the payload
+    type S (sender report, as known when the next packets were logged):
+                     u32 rtp ts, f64 local arrival (monotonic), u32 epoch
+
+A log cut short (crash, kill, full disk) is read up to its last whole record; a record whose
+length or CRC is wrong ends the log there (garbage is never parsed as media).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+MAGIC = b"HOPSO-RTPLOG-1\n"
+HEADER_LEN = struct.Struct("<I")
+RECORD = struct.Struct("<IBI")  # body length, type, check
+PACKET = struct.Struct("<qIdBI")
+SENDER_REPORT = struct.Struct("<IdI")
+TYPE_PACKET = ord("P")
+TYPE_SR = ord("S")
+CHECKED = PACKET.size
+MAX_BODY = 1 << 16  # an RTP payload is far smaller: anything bigger is corruption
+MAX_HEADER = 1 << 14
+SUFFIX = ".rtplog"
+
+_pack_record = RECORD.pack
+_pack_packet = PACKET.pack
+_crc = zlib.crc32
+
+
+class CorruptLog(Exception):
+    """The log holds something that is not a record: it ends where this was found."""
+
+
+@dataclass(slots=True)
+class LoggedPacket:
+    ext_seq: int
+    ts: int
+    marker: int  # 0x80 when set, as in ForwardPacket
+    keyframe: bool
+    epoch: int
+    arrival: float
+    payload: bytes
+
+
+@dataclass(slots=True)
+class LoggedReport:
+    rtp_ts: int
+    local: float
+    epoch: int
+
+
+def header_bytes(header: dict[str, Any]) -> bytes:
+    data = json.dumps(header, sort_keys=True).encode()
+    return MAGIC + HEADER_LEN.pack(len(data)) + data
+
+
+def append_packet(out: bytearray, ext_seq: int, ts: int, marker: int, keyframe: bool,
+                  epoch: int, arrival: float, payload: bytes | memoryview) -> None:
+    """One packet record onto `out` (the writer thread's batch)."""
+    fields = _pack_packet(ext_seq, ts, arrival, (1 if marker else 0) | (2 if keyframe else 0),
+                          epoch)
+    length = len(fields) + len(payload)
+    out += _pack_record(length, TYPE_PACKET, _crc(fields, length + (TYPE_PACKET << 24)))
+    out += fields
+    out += payload
+
+
+def append_report(out: bytearray, rtp_ts: int, local: float, epoch: int) -> None:
+    body = SENDER_REPORT.pack(rtp_ts & 0xFFFFFFFF, local, epoch & 0xFFFFFFFF)
+    out += _pack_record(len(body), TYPE_SR, _crc(body, len(body) + (TYPE_SR << 24)))
+    out += body
+
+
+class LogReader:
+    """Reads a log as it grows: each `read()` returns the records now whole on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.header: dict[str, Any] | None = None
+        self.corrupt: str | None = None  # why reading stopped early, if it did
+        self._file: BinaryIO | None = None
+        self._buffer = bytearray()
+        self._offset = 0  # bytes of the file consumed into `_buffer`
+
+    def read(self) -> list[LoggedPacket | LoggedReport]:
+        if self.corrupt is not None:
+            return []
+        if self._file is None:
+            self._file = open(self.path, "rb")  # noqa: SIM115 - kept open while following
+        chunk = self._file.read()
+        if chunk:
+            self._buffer += chunk
+        try:
+            if self.header is None and not self._read_header():
+                return []
+            return self._records()
+        except CorruptLog as exc:
+            self.corrupt = str(exc)
+            self._buffer.clear()
+            return []
+
+    def _read_header(self) -> bool:
+        buf = self._buffer
+        if len(buf) < len(MAGIC) + HEADER_LEN.size:
+            if not MAGIC.startswith(bytes(buf[:len(MAGIC)])):
+                raise CorruptLog("not a packet log")
+            return False
+        if bytes(buf[:len(MAGIC)]) != MAGIC:
+            raise CorruptLog("not a packet log")
+        (n,) = HEADER_LEN.unpack_from(buf, len(MAGIC))
+        if n > MAX_HEADER:
+            raise CorruptLog("header too long")
+        end = len(MAGIC) + HEADER_LEN.size + n
+        if len(buf) < end:
+            return False
+        try:
+            header = json.loads(bytes(buf[end - n:end]))
+        except ValueError as exc:
+            raise CorruptLog(f"bad header: {exc}") from exc
+        if not isinstance(header, dict):
+            raise CorruptLog("bad header")
+        self.header = header
+        del buf[:end]
+        return True
+
+    def _records(self) -> list[LoggedPacket | LoggedReport]:
+        buf = self._buffer
+        out: list[LoggedPacket | LoggedReport] = []
+        pos = 0
+        try:
+            while len(buf) - pos >= RECORD.size:
+                length, kind, crc = RECORD.unpack_from(buf, pos)
+                if length > MAX_BODY:
+                    self._corrupt(f"record of {length} bytes at {self._offset + pos}")
+                    return out
+                start = pos + RECORD.size
+                if len(buf) - start < length:
+                    break  # not all on disk yet (or cut there)
+                body = bytes(buf[start:start + length])
+                if _crc(body[:CHECKED], length + (kind << 24)) != crc:
+                    self._corrupt(f"bad checksum at {self._offset + pos}")
+                    return out
+                pos = start + length
+                if kind == TYPE_PACKET and length >= PACKET.size:
+                    ext_seq, ts, arrival, flags, epoch = PACKET.unpack_from(body)
+                    out.append(LoggedPacket(ext_seq, ts, 0x80 if flags & 1 else 0,
+                                            bool(flags & 2), epoch, arrival,
+                                            body[PACKET.size:]))
+                elif kind == TYPE_SR and length == SENDER_REPORT.size:
+                    out.append(LoggedReport(*SENDER_REPORT.unpack(body)))
+                # any other (whole, checked) record: a later version's, skipped
+        finally:
+            if self.corrupt is None:
+                del buf[:pos]
+                self._offset += pos
+        return out
+
+    def _corrupt(self, why: str) -> None:
+        self.corrupt = why
+        self._buffer.clear()
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes read but not yet a whole record (a cut log's unusable tail)."""
+        return len(self._buffer)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,149 @@
+"""The mux process: packet logs (media/packetlog.py) → WebM / MPEG-TS files.
+
+    python -m media.recmux --follow          # the recorder's child: log paths on stdin
+    python -m media.recmux LOG [LOG ...]     # after the fact: a log left by a crash
+
+Following, each stdin line names a log to add; stdin's end (the recorder stopped, or the SFU
+process died) means: read every log to its end, close the files, print the result, exit. So
+a killed server still leaves finished files up to its last whole record. The result on
+stdout is one JSON object {"tracks": [{"log", "file", "frames", "dropped_frames",
+"anchored_by", "failed"}]}; a log muxed cleanly to its end is deleted, any other is kept for
+a second try. Runs at a lower priority than the SFU (nice, never real-time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from .packetlog import LogReader
+from .trackmux import TrackMuxer
+
+logger = logging.getLogger(__name__)
+
+FOLLOW_POLL_S = 0.25
+NICE = 10
+
+
+class LogMux:
+    """One log and its muxer."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.reader = LogReader(log)
+        self.muxer: TrackMuxer | None = None
+        self.failed: str | None = None
+
+    def step(self) -> None:
+        if self.failed is not None:
+            return
+        try:
+            records = self.reader.read()
+        except OSError as exc:
+            self.failed = f"reading the log: {exc}"
+            return
+        if self.muxer is None:
+            header = self.reader.header
+            if header is None:
+                return
+            try:
+                output = self.log.parent / Path(str(header["file"])).name
+                self.muxer = TrackMuxer(output, str(header["codec"]),
+                                        int(header["clock_rate"]), str(header["kind"]),
+                                        float(header["start"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                self.failed = f"bad header: {exc!r}"
+                return
+        self.muxer.feed(records)
+
+    def finish(self) -> dict[str, Any]:
+        self.step()
+        self.reader.close()
+        problem = self.failed or self.reader.corrupt
+        if self.reader.header is None and problem is None:
+            problem = "no header"
+        if self.reader.pending_bytes:
+            logger.warning("recmux: %s: %d bytes after the last whole record (cut short)",
+                           self.log.name, self.reader.pending_bytes)
+        if problem:
+            logger.error("recmux: %s: %s", self.log.name, problem)
+        out: dict[str, Any] = {"log": str(self.log), "file": None, "frames": 0,
+                               "dropped_frames": 0, "anchored_by": "arrival",
+                               "failed": problem}
+        if self.muxer is not None:
+            self.muxer.finish()
+            out.update(file=str(self.muxer.path), frames=self.muxer.frames,
+                       dropped_frames=self.muxer.dropped_frames,
+                       anchored_by=self.muxer.anchored_by,
+                       failed=self.muxer.failed or problem)
+        if out["failed"] is None and not self.reader.pending_bytes:
+            self.log.unlink(missing_ok=True)  # muxed to its end: the file is the record now
+        return out
+
+
+def mux(logs: list[Path]) -> list[dict[str, Any]]:
+    """Mux whole logs (or cut ones, up to their last whole record)."""
+    return [LogMux(log).finish() for log in logs]
+
+
+def follow(lines: Any) -> list[dict[str, Any]]:
+    """Mux the logs named on `lines` as they grow, until `lines` ends."""
+    muxes: dict[str, LogMux] = {}
+    lock = threading.Lock()
+    ended = threading.Event()
+
+    def read_lines() -> None:
+        for line in lines:
+            name = line.strip()
+            if name:
+                with lock:
+                    muxes.setdefault(name, LogMux(Path(name)))
+        ended.set()
+
+    threading.Thread(target=read_lines, daemon=True).start()
+    while not ended.wait(FOLLOW_POLL_S):
+        with lock:
+            current = list(muxes.values())
+        for m in current:
+            m.step()
+    with lock:
+        current = list(muxes.values())
+    return [m.finish() for m in current]
+
+
+def lower_priority() -> None:
+    """Forwarding wins the CPU: the SFU may run real-time (bench) and we inherited it."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.nice(NICE)
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m media.recmux")
+    parser.add_argument("--follow", action="store_true",
+                        help="follow the logs named on stdin until it ends")
+    parser.add_argument("logs", nargs="*", type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    lower_priority()
+    results = follow(sys.stdin) if args.follow else mux(args.logs)
+    json.dump({"tracks": results}, sys.stdout)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

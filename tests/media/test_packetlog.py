@@ -1,0 +1,158 @@
+"""The recorder's packet log (media/packetlog.py) and its mux (media/recmux.py): round trip,
+a log cut anywhere still muxes up to its last whole record, garbage never crashes the mux."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from media import SFU
+from media.packetlog import (
+    MAGIC,
+    PACKET,
+    RECORD,
+    LoggedPacket,
+    LoggedReport,
+    LogReader,
+    append_packet,
+    append_report,
+    header_bytes,
+)
+from media.recmux import mux
+from media.recorder import TrackWriter
+from media.rtp import ForwardPacket
+from testkit.aiortc_clients import EncodedMedia, Publisher
+from tests.media.test_recorder import decode_errors, needs_ffprobe, probe, vp8_packets
+
+HEADER = {"codec": "VP8", "clock_rate": 90000, "kind": "video", "file": "x.webm", "start": 1.5}
+
+
+def test_records_read_back_as_written_even_arriving_in_pieces(tmp_path: Path) -> None:
+    data = bytearray(header_bytes(HEADER))
+    append_report(data, 4_000_000_000, 12.25, 3)
+    expected: list[LoggedPacket | LoggedReport] = [LoggedReport(4_000_000_000, 12.25, 3)]
+    for i in range(50):
+        payload = bytes(random.Random(i).randbytes(i * 20))
+        append_packet(data, 2**40 + i, i * 3000, 0x80 if i % 3 == 0 else 0, i == 0, 3,
+                      100.0 + i / 30, payload)
+        expected.append(LoggedPacket(2**40 + i, i * 3000, 0x80 if i % 3 == 0 else 0, i == 0,
+                                     3, 100.0 + i / 30, payload))
+    log = tmp_path / "a.rtplog"
+    reader = LogReader(log)
+    got: list[LoggedPacket | LoggedReport] = []
+    with open(log, "wb", buffering=0) as f:  # a writer still appending: odd-sized pieces
+        for i in range(0, len(data), 777):
+            f.write(data[i:i + 777])
+            got += reader.read()
+    assert reader.header == HEADER and got == expected
+    assert reader.corrupt is None and reader.pending_bytes == 0
+
+
+async def logged_clip(sfu: SFU, media: EncodedMedia, tmp_path: Path) -> tuple[Path, int]:
+    """4 s of the clip's VP8 through a real producer's TrackWriter: its log, its packets."""
+    router = sfu.router("m")
+    pub = Publisher(router.add_peer(f"ivy{time.monotonic_ns()}"), media, audio=False)
+    await pub.publish()
+    producer = router.get_producer(pub.producer_id("video"))
+    await pub.close()
+    producer.last_sr = None
+    start = time.monotonic()
+    writer = TrackWriter(producer, tmp_path, start, lambda: None)
+    writer.open()
+    packets: list[ForwardPacket] = [
+        fp for r in range(2) for fp in vp8_packets(media.vp8.frames[:30], seq=r * 1000,
+                                                   ts=r * 180000, epoch=0, at=start + 2 * r)]
+    for fp in packets:
+        writer.queue(fp)
+    writer.finish()
+    return writer.log_path, len(packets)
+
+
+@needs_ffprobe
+async def test_a_log_cut_mid_record_muxes_up_to_the_cut(
+        sfu: SFU, media: EncodedMedia, tmp_path: Path) -> None:
+    log, _ = await logged_clip(sfu, media, tmp_path)
+    data = log.read_bytes()
+    whole = mux([log])[0]
+    assert whole["frames"] == 60 and whole["failed"] is None and not log.exists()
+    Path(whole["file"]).unlink()
+    log.write_bytes(data[:len(data) * 2 // 3 + 5])  # the server killed mid-write
+    [cut] = mux([log])
+    assert 30 <= cut["frames"] < 60 and cut["failed"] is None
+    assert log.exists()  # not muxed to a clean end: kept for another try
+    assert decode_errors(cut["file"]) == ""
+    assert int(probe(cut["file"], "-count_frames")["streams"][0]["nb_read_frames"]) \
+        == cut["frames"]
+
+
+def record_offsets(log: bytes) -> list[int]:
+    pos = len(MAGIC) + 4 + int.from_bytes(log[len(MAGIC):len(MAGIC) + 4], "little")
+    out = []
+    while pos < len(log):
+        out.append(pos)
+        pos += RECORD.size + int.from_bytes(log[pos:pos + 4], "little")
+    return out
+
+
+def flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0x5A]) + data[at + 1:]
+
+
+async def test_garbage_in_a_log_never_crashes_the_mux(
+        sfu: SFU, media: EncodedMedia, tmp_path: Path) -> None:
+    log, _ = await logged_clip(sfu, media, tmp_path)
+    good = log.read_bytes()
+    middle = record_offsets(good)[len(record_offsets(good)) // 2]
+    rng = random.Random(16)
+    cases = {
+        "random.rtplog": rng.randbytes(5000),
+        "empty.rtplog": b"",
+        "header-only-garbage.rtplog": header_bytes(HEADER)[:-3] + b"}{x",
+        "header-not-a-dict.rtplog": header_bytes(HEADER)[:15] + b"\4\0\0\0[1] ",
+        "bad-header-fields.rtplog": header_bytes({"codec": "VP8"}) + good[-3000:],
+        "tail-garbage.rtplog": good + rng.randbytes(3000),
+        # a record's sequence number flipped; a length pointing into the middle of the next
+        "flipped.rtplog": flip(good, middle + RECORD.size + 1),
+        "bad-length.rtplog": flip(good, middle),
+        "huge-length.rtplog": good[:middle] + b"\xff\xff\xff\x7f" + good[middle + 4:],
+        # a payload byte flipped: not summed, muxed like any garbage payload
+        "payload-flipped.rtplog": flip(good, middle + RECORD.size + PACKET.size + 2),
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    results = {Path(r["log"]).name: r for r in mux([tmp_path / n for n in cases])}
+    for name in ("random.rtplog", "empty.rtplog", "header-only-garbage.rtplog",
+                 "header-not-a-dict.rtplog", "bad-header-fields.rtplog"):
+        assert results[name]["failed"] and results[name]["frames"] == 0, results[name]
+    # garbage after or inside good records: everything before it is kept, then it stops
+    assert results["tail-garbage.rtplog"]["frames"] == 60
+    assert 10 < results["flipped.rtplog"]["frames"] < 60
+    assert "checksum" in results["flipped.rtplog"]["failed"]
+    assert 10 < results["huge-length.rtplog"]["frames"] < 60
+    assert "checksum" in results["bad-length.rtplog"]["failed"]
+    assert 10 < results["bad-length.rtplog"]["frames"] < 60
+    assert 55 <= results["payload-flipped.rtplog"]["frames"] <= 60
+    assert all((tmp_path / n).exists() for n in cases if n != "payload-flipped.rtplog")
+
+
+@needs_ffprobe
+async def test_the_mux_process_finishes_the_files_when_its_recorder_dies(
+        sfu: SFU, media: EncodedMedia, tmp_path: Path) -> None:
+    """`--follow`: the logs named on stdin are muxed as they grow; stdin's end (here: a
+    recorder that went away, its end of the pipe closed) finishes them."""
+    log, _ = await logged_clip(sfu, media, tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "media.recmux", "--follow"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdin is not None
+    proc.stdin.write(f"{log}\n")
+    proc.stdin.flush()
+    out, _ = proc.communicate(timeout=60)  # closes stdin, as the recorder's death would
+    [track] = json.loads(out)["tracks"]
+    assert track["frames"] == 60 and track["failed"] is None
+    assert decode_errors(track["file"]) == ""

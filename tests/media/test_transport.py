@@ -85,6 +85,9 @@ async def test_slow_consumer_drops_then_fails() -> None:
             def get_extra_info(self, name: str, default: object = None) -> object:
                 return default  # no socket: the C fan-out hands packets back
 
+            def is_closing(self) -> bool:
+                return False
+
         server._ice.path = (Clogged(), addr)  # type: ignore[assignment]
         assert not server.send_rtp(RTP) and server.packets_dropped == 1
         await wait_for(lambda: server.state is TransportState.FAILED, 3)

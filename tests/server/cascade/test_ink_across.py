@@ -189,10 +189,11 @@ async def test_forged_or_foreign_ink_from_a_child_is_refused_and_nothing_stored(
         # The same op reported twice (two report ids): one stroke at the owner, not two.
         good = data()
         twice = [await ward.report(ward_id, "ink.share", good) for _ in range(2)]
-        for report in twice:
-            async def delivered(rid: str = report.id) -> bool:
-                return await ward.reports.state_of(rid) == "delivered"
-            await until(delivered, 15, "delivered")
+        for report in twice:  # delivered at the city, then by the city to the province
+            for outbox in (ward.reports, state(t.city).reports):
+                async def delivered(rid: str = report.id, box: Any = outbox) -> bool:
+                    return await box.state_of(rid) == "delivered"
+                await until(delivered, 15, "delivered")
         async with t.province.server.app[keys.DB].session() as s:
             rows = (await s.exec(select(AnnotationOp).where(
                 AnnotationOp.document_id == owner_doc))).all()

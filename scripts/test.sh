@@ -13,7 +13,7 @@ bash scripts/setup.sh --test
 # then the tests marked `serial` (they measure latency under load) alone. Status 5 is "no test
 # selected" (a narrower "$@").
 outcome=0
-.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup -m "not serial" "$@" \
+.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup -m "not serial" --durations=30 "$@" \
   || { status=$?; [ "$status" = 5 ] || outcome=$status; }
 .venv/bin/python -m pytest -q -p no:cacheprovider -m serial "$@" \
   || { status=$?; [ "$status" = 5 ] || outcome=$status; }

@@ -3,7 +3,8 @@
 import assert from "node:assert/strict";
 import { mock, test } from "node:test";
 
-import { ChairLockError, VideoSession, layerWant, peopleOf } from "../static/js/video-session.js";
+import { layerWant } from "../static/js/simulcast.js";
+import { ChairLockError, VideoSession, peopleOf } from "../static/js/video-session.js";
 
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 const settleAll = async () => { for (let i = 0; i < 20; i += 1) await settle(); };

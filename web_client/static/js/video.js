@@ -5,7 +5,8 @@
 import { loadCatalog, t } from "./i18n.js";
 import { ChairPanel } from "./video-chair.js";
 import { h, initials, QUALITY_TEXT } from "./video-dom.js";
-import { ChairLockError, layerWant, VideoSession } from "./video-session.js";
+import { layerWant } from "./simulcast.js";
+import { ChairLockError, VideoSession } from "./video-session.js";
 import { VideoTiles } from "./video-tiles.js";
 
 class VideoConference {

@@ -107,10 +107,11 @@ class RedisCheck:
 
 
 def disk_check(places: dict[str, Path], min_free_mb: int) -> Check:
-    """Free space where the server writes: the data directory (SQLite, its write-ahead log)
-    and the document store (uploads, rendered pages, exports). Hopso records no audio or
-    video (the SFU forwards packets only), so there is no recordings directory to watch. A
-    place not made yet is measured at its nearest existing parent."""
+    """Free space where the server writes: the data directory (SQLite, its write-ahead log),
+    the document store (uploads, rendered pages, exports) and the recordings (a chair's
+    recording writes there for hours; docs/media.md), each of which may be a disk of its own
+    (a mount or a symbolic link). A place not made yet is measured at its nearest existing
+    parent."""
     async def check() -> CheckResult:
         detail: dict[str, Any] = {"min_free_mb": min_free_mb}
         low: list[str] = []
@@ -147,7 +148,8 @@ def install_core_checks(app: web.Application) -> None:
             await redis.close()
         app.cleanup_ctx.append(close_redis)
     health.add("disk", disk_check({"data": settings.data_dir,
-                                   "documents": settings.data_dir / "documents"},
+                                   "documents": settings.data_dir / "documents",
+                                   "recordings": settings.data_dir / "recordings"},
                                   settings.min_free_disk_mb))
 
 

@@ -1,9 +1,12 @@
 """/healthz: liveness apart from readiness (database, document workers, Redis, free disk), and
 /metrics on its own address (docs/operations.md, "Health and metrics")."""
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import aiohttp
@@ -77,6 +80,39 @@ async def test_low_disk_fails_readiness_with_the_figures(tmp_path: Path) -> None
     finally:
         await h.close()
         await h.server.close()
+
+
+async def test_recordings_on_a_fuller_disk_of_their_own_fail_readiness(tmp_path: Path) -> None:
+    """Recordings on another disk (here a symbolic link to /dev/shm, as an operator mounts
+    one) are measured there: below the floor, readiness fails naming them, not the data."""
+    shm = Path("/dev/shm")
+    data_free = shutil.disk_usage(tmp_path).free // 2**20
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another file system than the test's directory")
+    elsewhere = Path(tempfile.mkdtemp(prefix="hopso-recordings-", dir=shm))
+    try:
+        shm_free = shutil.disk_usage(elsewhere).free // 2**20
+        if abs(shm_free - data_free) < 64:
+            pytest.skip(f"/dev/shm and {tmp_path} have the same free space ({data_free} MB)")
+        if shm_free > data_free:
+            pytest.skip(f"/dev/shm has more free space ({shm_free} MB) than {tmp_path}")
+        floor = (shm_free + data_free) // 2  # the data's disk passes, the recordings' not
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "recordings").symlink_to(elsewhere)
+        h = await start_harness(tmp_path, None, min_free_disk_mb=floor)
+        try:
+            status, body = await get(h.base + "/healthz")
+            assert status == 503, body
+            disk = body["checks"]["disk"]
+            assert disk["ok"] is False and abs(disk["recordings_free_mb"] - shm_free) < 64
+            assert disk["data_free_mb"] >= floor and disk["documents_free_mb"] >= floor
+            assert "disk space low: recordings" in body["reason"], body["reason"]
+            assert "data " not in body["reason"] and "documents" not in body["reason"]
+        finally:
+            await h.close()
+            await h.server.close()
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)
 
 
 async def test_document_workers_that_died_fail_readiness(hopso_sqlite: Harness) -> None:

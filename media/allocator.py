@@ -135,9 +135,13 @@ class Allocator:
             self.video_off = False
             self._remember(low, now)
             return Allocation(low, False, None)
-        used = audio_bps + sum(_rate(v, layer) for v in ordered
-                               if (layer := self._layer(v.consumer_id)) is not None)
-        free = estimate >= used * self.probe_ratio  # no sign of congestion
+        video = sum(_rate(v, layer) for v in ordered
+                    if (layer := self._layer(v.consumer_id)) is not None)
+        free = estimate >= (audio_bps + video) * self.probe_ratio  # no sign of congestion
+        # REMB is measured on the packets stamped with abs-send-time, video only: at most
+        # ~1.5x the video that arrives, so a try compares with that (with audio counted, a
+        # real receiver's REMB never reached 1.4x: no try below ~14x the audio rate).
+        uncongested = estimate >= video * self.probe_ratio
         budget = estimate - audio_bps
         trying = (self._last_probe is not None and now - self._last_probe < self.probe_window_s
                   and estimate >= self._probe_estimate * self.probe_fall)
@@ -170,7 +174,7 @@ class Allocator:
                                   <= budget):
                 goal += 1
             hold = self.raise_hold_s
-            if goal == keep < top and free and not probing:
+            if goal == keep < top and uncongested and not probing:
                 goal, hold = keep + 1, self._probe_hold_s
             probing = probing or goal < top or keep < top
             chosen = keep

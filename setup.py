@@ -1,5 +1,9 @@
-"""Only for the C extension (media/fanout_build.py); everything else is in pyproject.toml."""
+"""Only for the C extensions (media/fanout_build.py, media/_packetlog_c.c); everything else is
+in pyproject.toml."""
 
-from setuptools import setup
+from setuptools import Extension, setup
 
-setup(cffi_modules=["media/fanout_build.py:ffibuilder"])
+setup(cffi_modules=["media/fanout_build.py:ffibuilder"],
+      # media/packetlog_build.py builds the same without pip
+      ext_modules=[Extension("media._packetlog_c", ["media/_packetlog_c.c"],
+                             extra_compile_args=["-O2"])])

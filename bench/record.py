@@ -19,6 +19,9 @@ see the same machine. Servers pinned to core 0, the load to core 1, SCHED_RR by 
 * `replay_seek_s`: on the replay page in Chromium (a `run.py --demo` server, a 60 s
   recording), from clicking an agenda item's jump to the video playing there: the worst of
   6 jumps, the first one cold (bench/replay_seek.py). Target <= 1 s. `--no-replay` skips it (null, with why).
+* `writer_thread_us_per_packet` (no target; what load inflates least): the recording server's
+  writer thread's own CPU (time.thread_time, the whole run: drains, writes, starting the mux
+  process) per packet it logged. It leaves out the tap's queue append on the forwarding path.
 
 `--quick`: 2 windows of 3 s after 1 s of settling; full: 3 windows of 4 s. `--json PATH`
 writes {"results": [...], "summary": {...}}; a table and the summary are printed.
@@ -91,6 +94,17 @@ class Server:
                         "ffprobe_errors": probe.stderr.strip()[:300]})
         return out
 
+    def writer(self) -> dict[str, Any]:
+        """The writer thread's own CPU for the packets it logged (bench/record_server.py)."""
+        try:
+            got = json.loads((self.recordings / "writer.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        packets = got.get("packets") or 0
+        return {"writer_thread_cpu_s": got.get("thread_cpu_s"), "writer_packets": packets,
+                "writer_thread_us_per_packet":
+                    got["thread_cpu_s"] / packets * 1e6 if packets else None}
+
     def stop(self) -> None:
         _quit(self.control)
         try:
@@ -115,12 +129,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         plain.stop()
         files: list[dict[str, Any]] = []
+        writer: dict[str, Any] = {}
         if recording is not None:
             recording.stop()
             files = recording.files()
+            writer = recording.writer()
             recording.remove()
         plain.remove()
-    return {"load": load, "files": files, "replay": replay(args)}
+    return {"load": load, "files": files, "writer": writer, "replay": replay(args)}
 
 
 def replay(args: argparse.Namespace) -> dict[str, Any]:
@@ -158,7 +174,7 @@ def summarize(args: argparse.Namespace, measured: dict[str, Any]) -> tuple[list[
                         "loadavg_1m": r["loadavg_1m"],
                         "cpu_wait_s_per_s": r["cpu_wait_s_per_s"]})
     summary: dict[str, Any] = {"n": args.n, "recorded_tracks": 2 * args.copies,
-                               "targets": TARGETS, **measured["replay"]}
+                               "targets": TARGETS, **measured["replay"], **measured["writer"]}
     if plain is not None and rec is not None:
         recorded_pps = results[1]["publisher_pps"] * args.copies
         extra_cpu = rec["cpu_s_per_s"] - plain["cpu_s_per_s"]
@@ -203,6 +219,10 @@ def table(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         mark = "met" if summary["met"][key] else "MISSED" if value is not None else "n/a"
         shown = f"{value:.3f}" if isinstance(value, float) else "null"
         lines.append(f"{key:34} {shown:>9}  (target <= {TARGETS[key]})  {mark}")
+    writer = summary.get("writer_thread_us_per_packet")
+    if writer is not None:
+        lines.append(f"{'writer_thread_us_per_packet':34} {writer:>9.3f}  "
+                     f"({summary['writer_packets']} packets)")
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -43,8 +44,20 @@ class CopiesRecorder(Recorder):
         self.copies = copies
 
     def _run(self) -> None:
-        """The writer thread; with HOPSO_BENCH_PROFILE_WRITER=PATH under cProfile (which
-        only sees the thread it is enabled in), dumped to PATH when the recorder stops."""
+        """The writer thread; its own CPU (time.thread_time) and the packets it logged go
+        to writer.json beside the recordings when it ends (bench/record.py reports them).
+        With HOPSO_BENCH_PROFILE_WRITER=PATH under cProfile (which only sees the thread it
+        is enabled in), dumped to PATH when the recorder stops."""
+        started = time.thread_time()
+        try:
+            self._run_profiled()
+        finally:
+            cpu = time.thread_time() - started
+            packets = sum(w.packets for w in self._finished)
+            (self.directory / "writer.json").write_text(json.dumps(
+                {"thread_cpu_s": cpu, "packets": packets}))
+
+    def _run_profiled(self) -> None:
         path = os.environ.get("HOPSO_BENCH_PROFILE_WRITER")
         if not path:
             super()._run()

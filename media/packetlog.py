@@ -18,16 +18,31 @@ process (media/recmux.py) turns them into WebM / MPEG-TS. Format, little-endian:
 
 A log cut short (crash, kill, full disk) is read up to its last whole record; a record whose
 length or CRC is wrong ends the log there (garbage is never parsed as media).
+
+`encode_packets` is the writer thread's per-packet work (a batch of ForwardPacket into
+records): done in C by media._packetlog_c (media/_packetlog_c.c, built by `pip install -e .`
+or `python media/packetlog_build.py`) when it is built, in Python otherwise, the same bytes
+either way (tests/media/test_packetlog_c.py).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import zlib
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from .rtp import EXT_BLOCK_LEN
+
+if TYPE_CHECKING:
+    from .rtp import ForwardPacket
+
+logger = logging.getLogger(__name__)
 
 MAGIC = b"HOPSO-RTPLOG-1\n"
 HEADER_LEN = struct.Struct("<I")
@@ -40,6 +55,8 @@ CHECKED = PACKET.size
 MAX_BODY = 1 << 16  # an RTP payload is far smaller: anything bigger is corruption
 MAX_HEADER = 1 << 14
 SUFFIX = ".rtplog"
+
+FIELDS_MINUS_EXT = PACKET.size - EXT_BLOCK_LEN  # a record's body length minus its tail's
 
 _pack_record = RECORD.pack
 _pack_packet = PACKET.pack
@@ -82,6 +99,56 @@ def append_packet(out: bytearray, ext_seq: int, ts: int, marker: int, keyframe: 
     out += _pack_record(length, TYPE_PACKET, _crc(fields, length + (TYPE_PACKET << 24)))
     out += fields
     out += payload
+
+
+def encode_packets_py(packets: deque[ForwardPacket], out: bytearray, video: bool, nxt: int,
+                      epoch: int) -> tuple[int, int, ForwardPacket | None]:
+    """Packet records of `packets` (taken from the left) onto `out`; see `encode_packets`."""
+    pack_record, pack_packet, crc = _pack_record, _pack_packet, _crc
+    seed = TYPE_PACKET << 24
+    popleft = packets.popleft
+    start, n = len(out), 0
+    try:
+        while packets:
+            fp = popleft()
+            tail = fp.tail
+            if len(tail) < EXT_BLOCK_LEN:
+                raise ValueError("a packet's tail is shorter than its extension block")
+            fields = pack_packet(fp.ext_seq, fp.ts, fp.arrival,
+                                 (1 if fp.marker else 0) | (2 if fp.keyframe else 0), fp.epoch)
+            length = len(tail) + FIELDS_MINUS_EXT
+            out += pack_record(length, TYPE_PACKET, crc(fields, length + seed))
+            out += fields
+            out += memoryview(tail)[EXT_BLOCK_LEN:]
+            n += 1
+            if video:
+                if fp.ext_seq == nxt and fp.epoch == epoch and not fp.keyframe:
+                    nxt += 1  # the usual case: in sequence
+                else:
+                    return n, nxt, fp
+    except BaseException:
+        del out[start:]
+        raise
+    return n, nxt, None
+
+
+encode_packets: Callable[[deque[ForwardPacket], bytearray, bool, int, int],
+                         tuple[int, int, ForwardPacket | None]]
+"""encode_packets(packets, out, video, nxt, epoch) -> (n, nxt, odd)
+
+Appends one packet record per ForwardPacket taken from the left of `packets` to `out` (what
+`append_packet` writes; the tail's extension block is left out). For a video track it also
+follows the sequence: a packet with ext_seq == nxt, this epoch (-1: none yet) and no keyframe
+moves nxt on; any other one ends the call after its record and comes back as `odd`, with nxt
+as it was before it, for the writer to look at. `n`: the records appended. An exception
+(a field out of range) leaves the batch unlogged."""
+try:
+    from ._packetlog_c import encode_packets  # type: ignore[import-not-found, no-redef]
+except ImportError:  # pragma: no cover - setup.sh always builds it
+    encode_packets = encode_packets_py
+    logger.warning("media._packetlog_c is not built (pip install -e . builds it): the "
+                   "recorder encodes its packet logs in Python, slower")
+COMPILED = encode_packets is not encode_packets_py
 
 
 def append_report(out: bytearray, rtp_ts: int, local: float, epoch: int) -> None:

@@ -4,14 +4,15 @@ The forwarding path's only cost is `TrackQueue.__call__`: a producer's `tap` app
 reference to the packet it just forwarded to a bounded deque (the oldest is dropped and
 counted when full; no lock, no await). One writer thread per recorder drains the queues every
 `POLL_S` and appends each packet's payload, RTP fields and arrival time to the track's packet
-log (media/packetlog.py), one write per track and batch: no depacketizing, no PyAV, nothing
-per frame in the SFU process (Janus's .mjr + janus-pp-rec, but muxed live). The thread also
-starts the mux process (`python -m media.recmux --follow`, media/trackmux.py), names each new
-log to it on its stdin, and at `stop` closes that stdin and collects the result: the files,
-WebM (Opus, VP8) or MPEG-TS (H.264), one per track, where they always were. A server killed
-mid-recording closes that stdin too: the mux finishes every file up to the log's last whole
-record. The writer asks the publisher for a keyframe when it sees a hole in a video track's
-sequence numbers (the mux drops frames up to the next keyframe).
+log (media/packetlog.py; one C call encodes the batch, media/_packetlog_c.c), one write per
+track and batch: no depacketizing, no PyAV, nothing per frame in the SFU process (Janus's .mjr
++ janus-pp-rec, but muxed live). The thread also starts the mux process (`python -m
+media.recmux --follow`, media/trackmux.py), names each new log to it on its stdin, and at
+`stop` closes that stdin and collects the result: the files, WebM (Opus, VP8) or MPEG-TS
+(H.264), one per track, where they always were. A server killed mid-recording closes that
+stdin too: the mux finishes every file up to the log's last whole record. The writer asks the
+publisher for a keyframe when it sees a hole in a video track's sequence numbers (the mux
+drops frames up to the next keyframe).
 """
 
 from __future__ import annotations
@@ -30,14 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from zlib import crc32 as _crc32
 
 from .errors import NotFoundError
 from .events import MediaEvent, ProducerAdded, ProducerClosed
-from .packetlog import PACKET, RECORD, SUFFIX, TYPE_PACKET, append_report, header_bytes
+from .packetlog import SUFFIX, append_report, encode_packets, header_bytes
 from .producer import Producer, SenderReportRef
 from .router import Router
-from .rtp import EXT_BLOCK_LEN, ForwardPacket
+from .rtp import ForwardPacket
 from .types import Kind
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ QUEUE_PACKETS = 2048  # per track: ~2 s of 720p video, ~40 s of audio
 POLL_S = 0.05
 REASK_S = 0.5  # still no keyframe after asking (a hole, the start): ask again after this
 MUX_TIMEOUT_S = 120.0  # at stop, for the mux to finish files it has followed live
-FIELDS_MINUS_EXT = PACKET.size - EXT_BLOCK_LEN
 _ROOT = Path(__file__).resolve().parent.parent  # where `media` imports from
 
 
@@ -136,7 +135,7 @@ class TrackWriter:
         except OSError as exc:
             self._fail(exc)
 
-    # -- per batch: the only per-packet Python the recording costs the SFU process ------
+    # -- per batch: the recording's work in the SFU process (records encoded in C) -------
     def drain(self) -> None:
         packets = self.queue.packets
         if self._file is None or self.failed is not None:
@@ -149,29 +148,16 @@ class TrackWriter:
             append_report(out, report.rtp_ts, report.local, report.epoch)
         if not packets and not out:
             return
-        pack_record, pack_packet, crc = RECORD.pack, PACKET.pack, _crc32
-        seed = TYPE_PACKET << 24
         video = self.kind is Kind.VIDEO
         nxt, epoch = self._next_seq, self._epoch
-        popleft = packets.popleft
         n = 0
-        while packets:
-            fp = popleft()
-            tail = fp.tail
-            fields = pack_packet(fp.ext_seq, fp.ts, fp.arrival,
-                                 (1 if fp.marker else 0) | (2 if fp.keyframe else 0), fp.epoch)
-            length = len(tail) + FIELDS_MINUS_EXT
-            out += pack_record(length, TYPE_PACKET, crc(fields, length + seed))
-            out += fields
-            out += memoryview(tail)[EXT_BLOCK_LEN:]
-            n += 1
-            if video:
-                if fp.ext_seq == nxt and fp.epoch == epoch and not fp.keyframe:
-                    nxt += 1  # the usual case: in sequence
-                else:
-                    self._next_seq = nxt
-                    self._watch_sequence(fp)
-                    nxt, epoch = self._next_seq, self._epoch
+        while packets:  # one C call per batch (media/_packetlog_c.c), more only at a hole
+            k, nxt, odd = encode_packets(packets, out, video, nxt, -1 if epoch is None else epoch)
+            n += k
+            if odd is not None:  # out of sequence, a keyframe, a new source: in Python
+                self._next_seq = nxt
+                self._watch_sequence(odd)
+                nxt, epoch = self._next_seq, self._epoch
         self._next_seq = nxt
         self.packets += n
         if self._awaiting_keyframe and n:

@@ -82,11 +82,14 @@ class Allocator:
     # REMB never says more than ~1.5x what arrives (the receiver's AIMD cap), so a layer
     # 3x the one below is never "fitted" by it: an estimate >= probe_ratio x the rate in
     # use means no congestion, and the next layer is tried (one stream at a time). For
-    # probe_window_s after a raise nothing is lowered (the receiver's estimate climbs
-    # ~8 %/s) unless the estimate falls below probe_fall x its value at the raise; a
-    # lowering then doubles the hold before the next try.
+    # probe_window_s after a raise nothing is lowered while the estimate does not fall
+    # below probe_fall x its highest since the raise (the receiver's estimate climbs to
+    # the new rate slowly, by some 5-8 %/s in Chrome: a rising estimate is no congestion);
+    # a lowering then, or within probe_settle_s after, doubles the hold before the next
+    # try; a try that outlasts both resets it.
     probe_ratio: float = 1.4
-    probe_window_s: float = 5.0
+    probe_window_s: float = 15.0
+    probe_settle_s: float = 5.0
     probe_fall: float = 0.85
     max_probe_hold_s: float = 32.0
     stats: AllocatorStats = field(default_factory=AllocatorStats)
@@ -119,6 +122,11 @@ class Allocator:
         return self._estimate
 
     @property
+    def _probe_judged_s(self) -> float:
+        """After a raise, a lowering within this long is the try's failure."""
+        return self.probe_window_s + self.probe_settle_s
+
+    @property
     def probe_hold_s(self) -> float:
         return self._probe_hold_s
 
@@ -145,6 +153,8 @@ class Allocator:
         budget = estimate - audio_bps
         trying = (self._last_probe is not None and now - self._last_probe < self.probe_window_s
                   and estimate >= self._probe_estimate * self.probe_fall)
+        if trying:
+            self._probe_estimate = max(self._probe_estimate, estimate)  # the peak
         if self._floor_off(budget, audio_bps, free, now):
             off: dict[str, int | None] = {v.consumer_id: None for v in ordered}
             self._remember(off, now)
@@ -214,7 +224,7 @@ class Allocator:
         return self.video_off
 
     def _probe_failed(self, now: float) -> None:
-        if self._last_probe is not None and now - self._last_probe < 2 * self.probe_window_s:
+        if self._last_probe is not None and now - self._last_probe < self._probe_judged_s:
             self._probe_hold_s = min(self._probe_hold_s * 2, self.max_probe_hold_s)
         self._last_probe = None
 
@@ -228,7 +238,7 @@ class Allocator:
             held.layer = layer
         if dropped and not self.video_off:
             self._probe_failed(now)
-        elif self._last_probe is not None and now - self._last_probe >= 2 * self.probe_window_s:
+        elif self._last_probe is not None and now - self._last_probe >= self._probe_judged_s:
             self._last_probe, self._probe_hold_s = None, self.raise_hold_s  # it held
 
 

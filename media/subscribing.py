@@ -160,11 +160,17 @@ class Subscribing:
         self.consumers[consumer.id] = consumer
         self._by_ssrc[ssrc] = consumer
         producer.add_consumer(consumer)
-        if self._config.bandwidth_allocation:
+        if self.allocating:
             consumer.allocated_layer = 0  # start low; the allocator raises it
             consumer.update_layers(time.monotonic())
         self._dirty = True
         return consumer
+
+    @property
+    def allocating(self) -> bool:
+        """Whether the allocator applies here: configured, and not a cascade link's half (a
+        node link carries what the other node's subscribers need, chosen there)."""
+        return self._config.bandwidth_allocation and self._peer.link_transport is None
 
     def sections_needed(self, new_consumers: int) -> int:
         """m-sections of the receive SDP once `new_consumers` more consumers exist
@@ -307,8 +313,9 @@ class Subscribing:
             except RtcpError:
                 return
             # One estimate per transport (REMB names the SSRCs it covers: all of ours).
-            if any(ssrc in by_ssrc for ssrc in ssrcs):
-                self.allocator.on_remb(bitrate, now)
+            if any(ssrc in by_ssrc for ssrc in ssrcs) and self.allocator.on_remb(bitrate, now) \
+                    and self.allocating and self._falls(bitrate):
+                self._allocate(now)  # a falling estimate is acted on at once, not next tick
             for ssrc in ssrcs:
                 if (consumer := by_ssrc.get(ssrc)) is not None:
                     consumer.on_remb(bitrate, now)
@@ -318,13 +325,19 @@ class Subscribing:
         for consumer in list(self.consumers.values()):
             consumer.sample_rate(now)
             consumer.update_layers(now)  # simulcast: a layer started or stopped
-        if self._config.bandwidth_allocation:
+        if self.allocating:
             self._allocate(now)
         for consumer in list(self.consumers.values()):
             if consumer.active and (sr := consumer.sender_report(now)) is not None:
                 reports.append(sr)
         for packet in rtcp.build_sender_reports(reports, transport.cname):
             transport.send_rtcp(packet)
+
+    def _falls(self, bitrate: int) -> bool:
+        """Whether a new estimate is a fall from the one the last allocation used (the
+        receiver saw congestion: Chrome sends a REMB at once when its estimate drops)."""
+        last = self.allocation.estimate_bps if self.allocation is not None else None
+        return last is not None and bitrate < last * self.allocator.probe_fall
 
     def _allocate(self, now: float) -> None:
         """Share the downlink estimate out (media/allocator.py) and apply it."""

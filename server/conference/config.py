@@ -61,4 +61,5 @@ def media_config(settings: Settings) -> MediaConfig:
         rtcp_interval_s=settings.media_timings.rtcp_interval_s,
         max_sdp_bytes=MAX_SDP_BYTES,
         max_media_sections=MAX_MEDIA_SECTIONS,
+        bandwidth_allocation=settings.bandwidth_allocation,
     )

@@ -185,6 +185,10 @@ class Settings:
     signing_pkcs11_token: str | None = None
     socket_limits: SocketLimits = field(default_factory=SocketLimits)
     media_timings: MediaTimings = field(default_factory=MediaTimings)
+    # Each subscriber's downlink estimate is shared out among what it receives (simulcast
+    # layers per subscriber, audio only below a floor: media/allocator.py, docs/media.md).
+    # Off: every subscriber gets the layer its tile asks for, whatever its link.
+    bandwidth_allocation: bool = True
     # Confidential page images (server/documents/runtime.py): the per-process cache of
     # rendered, watermarked pages (0: off) and how long one image, and the time burned into
     # it, is served again.
@@ -234,6 +238,8 @@ _OPTIONS: Sequence[tuple[str, str, str]] = (
     ("--ice-addresses", "HOPSO_ICE_ADDRESSES", "comma-separated local IPs for media (ICE)"),
     ("--announced-address", "HOPSO_ANNOUNCED_ADDRESS", "IP announced to clients (NAT/LAN)"),
     ("--ice-servers", "HOPSO_ICE_SERVERS", "comma-separated STUN/TURN URLs for browsers"),
+    ("--bandwidth-allocation", "HOPSO_BANDWIDTH_ALLOCATION",
+     "on|off: share each subscriber's downlink out among its video layers (default on)"),
     ("--turn-secret", "HOPSO_TURN_SECRET",
      "coturn's static-auth-secret: TURN credentials for browsers (16-256 characters)"),
     ("--turn-ttl", "HOPSO_TURN_TTL_S", "lifetime of a TURN credential in seconds (default 43200)"),
@@ -291,6 +297,17 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str] | None = None) ->
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _on_off(name: str, value: str | None, default: bool) -> bool:
+    if value in (None, ""):
+        return default
+    word = str(value).strip().lower()
+    if word in {"1", "true", "yes", "on"}:
+        return True
+    if word in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be on or off, got {value!r}")
 
 
 def _int(name: str, value: str | None, default: int, low: int, high: int) -> int:
@@ -402,6 +419,7 @@ def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Setting
         ice_addresses=ice,
         announced_address=_ip("--announced-address", announced) if announced else None,
         ice_servers=ice_servers,
+        bandwidth_allocation=_on_off("--bandwidth-allocation", s("bandwidth_allocation"), True),
         turn_secret=turn_secret,
         turn_ttl_s=_int("--turn-ttl", s("turn_ttl"), 12 * 3600, 60, 7 * 86400),
         trusted_proxies=trusted_proxies,

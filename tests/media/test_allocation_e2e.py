@@ -157,3 +157,26 @@ async def test_below_the_floor_video_goes_off_with_an_event_and_comes_back(
     await link.stop()
     await sub.close()
     await stop(publisher, task)
+
+
+async def test_a_node_links_half_is_not_allocated(sfu: SFU, media: SimulcastMedia) -> None:
+    # A cascade link carries what the other node's subscribers need (their allocation is
+    # done there): its half keeps the layer it asks for, with or without feedback, where a
+    # subscriber's consumer starts on the low layer and climbs.
+    router = sfu.router("m")
+    publisher, task = await start(router, media)
+    link_transport = sfu.link_transport(parent=True)
+    link = router.add_peer("link:city", {"cascade_link": "city"})
+    link.link_transport = link_transport
+    await link.subscribe(publisher.producer_id)
+    viewer = router.add_peer("viewer")
+    await viewer.subscribe(publisher.producer_id)
+    [exported], [viewed] = link.consumers, viewer.consumers
+    assert (exported.allocated_layer, exported.target_layer) == (2, 2)
+    assert (viewed.allocated_layer, viewed.target_layer) == (0, 0)
+    await asyncio.sleep(2.5 * make_config().rtcp_interval_s)  # ticks pass, no feedback
+    assert exported.allocated_layer == 2 and link.downlink() is None
+    await link.close()
+    await viewer.close()
+    await link_transport.close()
+    await stop(publisher, task)

@@ -71,3 +71,17 @@ def test_media_timings_default_to_the_sfus_own() -> None:
 def test_a_media_timing_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="stats_interval_s must be positive"):
         MediaTimings(stats_interval_s=0)
+
+
+def test_bandwidth_allocation_is_on_unless_turned_off() -> None:
+    from server.conference.config import media_config
+
+    assert parse_settings([], env={}).bandwidth_allocation
+    assert media_config(parse_settings([], env={})).bandwidth_allocation
+    off = parse_settings([], env={"HOPSO_BANDWIDTH_ALLOCATION": "off"})
+    assert not off.bandwidth_allocation and not media_config(off).bandwidth_allocation
+    assert not parse_settings(["--bandwidth-allocation", "0"], env={}).bandwidth_allocation
+    assert parse_settings(["--bandwidth-allocation", "on"],
+                          env={"HOPSO_BANDWIDTH_ALLOCATION": "off"}).bandwidth_allocation
+    with pytest.raises(ConfigError, match="--bandwidth-allocation must be on or off"):
+        parse_settings(["--bandwidth-allocation", "maybe"], env={})

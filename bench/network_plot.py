@@ -11,11 +11,15 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 
 
 def svg(title: str, series: dict[str, list[tuple[float, float | None]]],
-        dashed: frozenset[str] = frozenset(), y_label: str = "kbit/s") -> str:
-    """Lines of (seconds, value) points; None breaks a line."""
+        dashed: frozenset[str] = frozenset(), y_label: str = "kbit/s",
+        y_ticks: dict[float, str] | None = None) -> str:
+    """Lines of (seconds, value) points; None breaks a line. `y_ticks`: value -> label
+    (instead of six evenly spaced numbers)."""
     points = [p for line in series.values() for p in line if p[1] is not None]
     x_max = max((x for x, _ in points), default=1.0) or 1.0
     y_max = max((y for _, y in points if y is not None), default=1.0) * 1.1 or 1.0
+    if y_ticks:
+        y_max = max(y_max, max(y_ticks) * 1.15)
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
 
     def sx(x: float) -> float:
@@ -31,11 +35,11 @@ def svg(title: str, series: dict[str, list[tuple[float, float | None]]],
            f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}" '
            f'stroke="black"/>',
            f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}" stroke="black"/>']
-    for i in range(6):
-        tick = y_max / 1.1 * i / 5
+    ticks = y_ticks or {y_max / 1.1 * i / 5: f"{y_max / 1.1 * i / 5:.0f}" for i in range(6)}
+    for tick, label in ticks.items():
         out.append(f'<line x1="{LEFT}" y1="{sy(tick):.1f}" x2="{LEFT + plot_w}" '
                    f'y2="{sy(tick):.1f}" stroke="#ddd"/><text x="{LEFT - 6}" '
-                   f'y="{sy(tick) + 4:.1f}" text-anchor="end">{tick:.0f}</text>')
+                   f'y="{sy(tick) + 4:.1f}" text-anchor="end">{label}</text>')
     for i in range(7):
         x = x_max * i / 6
         out.append(f'<text x="{sx(x):.1f}" y="{TOP + plot_h + 18}" '
@@ -66,7 +70,15 @@ def svg(title: str, series: dict[str, list[tuple[float, float | None]]],
     return "\n".join(out)
 
 
-def write(svg_text: str, svg_path: Path, png_path: Path) -> str | None:
+def stack(*panels: str) -> str:
+    """Panels made by svg(), one under the other, as one SVG."""
+    body = "".join(panel.replace("<svg ", f'<svg y="{n * H}" ', 1)
+                   for n, panel in enumerate(panels))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" '
+            f'height="{H * len(panels)}">{body}</svg>')
+
+
+def write(svg_text: str, svg_path: Path, png_path: Path, height: int = H) -> str | None:
     """Write the SVG and its PNG; the reason if the PNG could not be made."""
     svg_path.parent.mkdir(parents=True, exist_ok=True)
     svg_path.write_text(svg_text)
@@ -79,9 +91,10 @@ def write(svg_text: str, svg_path: Path, png_path: Path) -> str | None:
         browser = p.chromium.launch(executable_path=chromium, headless=True,
                                     args=["--no-sandbox", "--disable-gpu"])
         try:
-            page = browser.new_page(viewport={"width": W, "height": H})
+            page = browser.new_page(viewport={"width": W, "height": height})
             page.set_content(f"<html><body style='margin:0'>{svg_text}</body></html>")
-            page.screenshot(path=str(png_path), clip={"x": 0, "y": 0, "width": W, "height": H})
+            page.screenshot(path=str(png_path),
+                            clip={"x": 0, "y": 0, "width": W, "height": height})
         finally:
             browser.close()
     return None

@@ -57,15 +57,18 @@ class SimulcastMedia:
     layers: list[list[bytes]]
 
 
-def encode_simulcast(seconds: float = 2.0) -> SimulcastMedia:
+def encode_simulcast(seconds: float = 2.0, sizes: tuple[tuple[int, int], ...] = SIZES,
+                     bitrates: tuple[int, ...] | None = None) -> SimulcastMedia:
+    """`sizes` low to high; each layer's target bit rate is `bitrates` (default: 100 kbit/s
+    per 80 pixels of width)."""
     frames = _frames(int(seconds * FPS))
     layers = []
-    for width, height in SIZES:
+    for n, (width, height) in enumerate(sizes):
         codec = av.CodecContext.create("libvpx", "w")
         codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
         codec.time_base = fractions.Fraction(1, FPS)
         codec.framerate = fractions.Fraction(FPS)
-        codec.bit_rate = 100_000 * width // 80
+        codec.bit_rate = bitrates[n] if bitrates else 100_000 * width // 80
         codec.gop_size = 10_000
         codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
         out = []

@@ -5,10 +5,20 @@ test_weak_links.py and bench/network.py; runs inside a loopback-only network nam
 
     unshare -n sh -c 'ip link set lo up && .venv/bin/python -m testkit.weak_links loss5 20'
 
-prints the call's JSON. The publisher is clean; its video is either pre-encoded (no rate
-control: what the SFU forwards is fixed) or encoded live by aiortc, whose VP8 encoder
-follows the REMB the SFU sends it (the lowest of its subscribers' estimates, today's
-single-layer path): a browser publisher behaves the same way.
+prints the call's JSON (`--simulcast`: the simulcast path, below). The publisher is clean;
+on the single-layer path its video is either pre-encoded (no rate control: what the SFU
+forwards is fixed) or encoded live by aiortc, whose VP8 encoder follows the REMB the SFU
+sends it (the lowest of its subscribers' estimates): a browser publisher without simulcast
+behaves the same way.
+
+The simulcast path: the camera is published by testkit/simulcast_publisher.py (browser-like
+VP8 simulcast over DTLS/SRTP, three layers pre-encoded at 160x90, 320x180 and 640x360, about
+100, 350 and 1,100 kbit/s at 15 fps, SIM_LAYERS), the microphone by an aiortc client of its
+own, and the SFU runs with `MediaConfig(bandwidth_allocation=True)`: each subscriber's layer
+follows its own downlink estimate, the REMB its aiortc receiver sends (abs-send-time, as a
+browser's). Each consumer's current and allocated layer and its estimate are sampled every
+0.1 s. Viewers marked `late` join once the others are settled (on the top layer, at most
+WARMUP_S), as a ward joining a meeting already under way.
 """
 
 from __future__ import annotations
@@ -17,23 +27,32 @@ import asyncio
 import itertools
 import json
 import os
+import pickle
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import av
 from aiortc import MediaStreamTrack, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from media import SFU, Direction, MediaConfig, Peer
+from media import SFU, Direction, Kind, MediaConfig, Peer
 from testkit.aiortc_clients import Publisher, Subscriber, _prefer, encode_media, wait_for
 from testkit.ice import gather_only_on
 from testkit.netem import CLEAN, Netem, Shape
+from testkit.simulcast_publisher import SimulcastMedia, SimulcastPublisher, encode_simulcast
 
 LIVE_W, LIVE_H = 640, 360
 BIN_S = 0.5  # the bitrate timeline's resolution
+LAYER_S = 0.1  # the layer timeline's
 FREEZE_S = 0.5
+# The simulcast path's camera layers, low to high: (width, height, target bit rate); the
+# browser's cameraEncodings ask for at most 150k / 500k / 1.5M (docs/media.md).
+SIM_LAYERS = ((160, 90, 100_000), (320, 180, 350_000), (640, 360, 1_100_000))
+SIM_LOOP_S = 4.0  # the pre-encoded loop (one keyframe per loop and per keyframe request)
+WARMUP_S = 20.0  # the longest wait for the first viewers to reach the top layer
 
 
 @dataclass
@@ -44,6 +63,7 @@ class Viewer:
     shape: Shape = CLEAN
     changes: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     by_server_port: bool = False  # name the link by the SFU's port, as for a browser
+    late: bool = False  # joins once the others are settled (simulcast: on the top layer)
 
 
 @dataclass(frozen=True)
@@ -59,7 +79,8 @@ def profiles(seconds: float) -> dict[str, Profile]:
     return {p.name: p for p in (
         Profile("clean", (Viewer("strong"),), seconds),
         Profile("weak_ward", (Viewer("strong"), Viewer("ward", Shape(rate_bps=300_000),
-                                                       by_server_port=True)), seconds),
+                                                       by_server_port=True, late=True)),
+                seconds),
         Profile("rate_drop", (Viewer("strong"), Viewer("dropping", Shape(
             rate_bps=4_000_000), [(third, {"rate_bps": 500_000}),
                                   (2 * third, {"rate_bps": 4_000_000})])), seconds),
@@ -226,26 +247,90 @@ def _kbps(bps: int | None) -> int | None:
     return None if bps is None else round(bps / 1000)
 
 
-async def run_call(profile: Profile, live: bool = True) -> dict[str, Any]:
-    """Publish, subscribe every viewer on its link, wait for video everywhere, then measure
-    for `profile.seconds` while the links change on schedule."""
+def simulcast_media(cache: Path | None = None) -> SimulcastMedia:
+    """SIM_LAYERS encoded (about 30 s on a loaded 2-core box), cached in `cache` if given."""
+    if cache is not None and cache.exists():
+        with cache.open("rb") as f:
+            media: SimulcastMedia = pickle.load(f)  # our own file
+        return media
+    media = encode_simulcast(SIM_LOOP_S, tuple((w, h) for w, h, _ in SIM_LAYERS),
+                             tuple(bps for _, _, bps in SIM_LAYERS))
+    if cache is not None:
+        with cache.open("wb") as f:
+            pickle.dump(media, f)
+    return media
+
+
+def _video_consumer(peer: Peer) -> Any:
+    return next((c for c in peer.consumers if c.kind is Kind.VIDEO), None)
+
+
+async def sample_layers(peers: dict[str, Peer], t0: list[float],
+                        into: dict[str, list[list[Any]]]) -> None:
+    """Every LAYER_S: per viewer [seconds, current layer, allocated layer (None: paused),
+    estimate kbit/s], only when one of them changed."""
+    while True:
+        now = time.monotonic() - t0[0]
+        for name, peer in peers.items():
+            consumer = _video_consumer(peer)
+            if consumer is None:
+                continue
+            downlink = peer.downlink()
+            allocated = None if consumer.allocated_off else consumer.allocated_layer
+            row = [round(now, 2), consumer.current_layer, allocated,
+                   _kbps(downlink.estimate_bps if downlink is not None else None)]
+            rows = into.setdefault(name, [])
+            if not rows or rows[-1][1:] != row[1:]:
+                rows.append(row)
+        await asyncio.sleep(LAYER_S)
+
+
+async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
+                   media_cache: Path | None = None) -> dict[str, Any]:
+    """Publish, subscribe every viewer on its link (late ones once the others are settled),
+    wait for video everywhere, then measure for `profile.seconds` while the links change on
+    schedule."""
     gather_only_on("127.0.0.1")
     netem = Netem()
-    sfu = SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_servers=(), ice_timeout_s=10.0,
-                          rtcp_interval_s=0.5))
+    config = MediaConfig(ice_addresses=("127.0.0.1",), ice_servers=(), ice_timeout_s=10.0,
+                         rtcp_interval_s=0.5, bandwidth_allocation=simulcast)
+    sfu = SFU(config)
     router = sfu.router("weak-links")
     media = await asyncio.get_running_loop().run_in_executor(None, encode_media, 2.0)
-    pub = Publisher(router.add_peer("publisher"), media, video=None if live else "VP8")
-    if live:
-        transceiver = pub.pc.addTransceiver(LiveVideo(), direction="sendonly")
-        _prefer(transceiver, "video", "VP8")
+    sim: SimulcastPublisher | None = None
+    sim_task: asyncio.Future[None] | None = None
+    if simulcast:
+        layers = await asyncio.get_running_loop().run_in_executor(
+            None, simulcast_media, media_cache)
+        sim = SimulcastPublisher(router.add_peer("camera"), layers, MediaConfig(
+            ice_addresses=("127.0.0.1",), ice_servers=()))
+        pub = Publisher(router.add_peer("publisher"), media, video=None)  # the microphone
+    else:
+        pub = Publisher(router.add_peer("publisher"), media, video=None if live else "VP8")
+        if live:
+            transceiver = pub.pc.addTransceiver(LiveVideo(), direction="sendonly")
+            _prefer(transceiver, "video", "VP8")
     subs: dict[str, MeasuredSubscriber] = {}
+    peers: dict[str, Peer] = {}
     ports: dict[str, int] = {}
+    warmup: dict[str, float | None] = {}
+    clock = [time.monotonic()]  # the layer samples' origin: t0 once measuring
+    layer_rows: dict[str, list[list[Any]]] = {}
+    layer_sampler = asyncio.ensure_future(sample_layers(peers, clock, layer_rows)) \
+        if simulcast else None
     try:
         await pub.publish()
-        ids = [pub.producer_id("audio"), pub.producer_id("video")]
-        for viewer in profile.viewers:
-            peer = router.add_peer(viewer.name)
+        ids = [pub.producer_id("audio")]
+        if sim is not None:
+            await sim.publish()
+            sim_task = asyncio.ensure_future(sim.run(profile.seconds + 3 * WARMUP_S + 60))
+            ids.append(sim.producer_id)
+        else:
+            ids.append(pub.producer_id("video"))
+        top = len(SIM_LAYERS) - 1 if simulcast else None
+
+        async def join(viewer: Viewer) -> None:
+            peer = peers[viewer.name] = router.add_peer(viewer.name)
             sub = subs[viewer.name] = MeasuredSubscriber(peer)
             await sub.subscribe(*ids)
             sub.watch()
@@ -255,8 +340,38 @@ async def run_call(profile: Profile, live: bool = True) -> dict[str, Any]:
             else:
                 ports[viewer.name] = sub.local_port()
                 netem.shape(ports[viewer.name], viewer.shape)
+
+        async def settle(names: list[str]) -> None:
+            """Video at each; simulcast: each on the top layer (at most WARMUP_S)."""
+            started = time.monotonic()
+            await wait_for(lambda: all(subs[n].frames("video") > 0 for n in names), 20)
+            if top is None:
+                return
+            for name in names:
+                consumer = _video_consumer(peers[name])
+
+                def on_top(c: Any = consumer) -> bool:
+                    return bool(c.current_layer == top)
+
+                try:
+                    await wait_for(on_top, max(0.1, started + WARMUP_S - time.monotonic()))
+                    warmup[name] = round(time.monotonic() - started, 1)
+                except (AssertionError, TimeoutError):
+                    warmup[name] = None  # not on the top layer within WARMUP_S
+
+        early = [v for v in profile.viewers if not v.late]
+        late = [v for v in profile.viewers if v.late]
+        for viewer in early:
+            await join(viewer)
+        await settle([v.name for v in early])
+        for viewer in late:
+            await join(viewer)
         await wait_for(lambda: all(s.frames("video") > 0 for s in subs.values()), 20)
+        if late and top is not None:
+            await settle([v.name for v in profile.viewers if not v.late])
         t0 = time.monotonic()
+        clock[0] = t0
+        layer_rows.clear()
         remb: dict[str, list[int | None]] = {"publisher": []}
         sampler = asyncio.ensure_future(sample_remb(router.get_producer(ids[1]), remb))
         lags: list[float] = []
@@ -269,29 +384,67 @@ async def run_call(profile: Profile, live: bool = True) -> dict[str, Any]:
         t1 = time.monotonic()
         sampler.cancel()
         prober.cancel()
-        return {"profile": profile.name, "seconds": profile.seconds,
-                "publisher": "live VP8 (follows REMB)" if live else "pre-encoded VP8",
-                "links": {v.name: v.shape.label() for v in profile.viewers},
-                "changes": [{"at_s": at, "viewer": n, **f} for at, n, f in events],
-                "bin_s": BIN_S,
-                "viewers": {name: measure(sub, t0, t1, [audio_arrivals(o, t0, t1) for o in
-                                                        subs.values() if o is not sub])
-                            for name, sub in subs.items()},
-                "loop_lag_max_ms": round(max(lags, default=0.0) * 1000),
-                "remb_kbps": remb,
-                "link_counters": netem.counters()}
+        if layer_sampler is not None:
+            layer_sampler.cancel()
+        out: dict[str, Any] = {
+            "profile": profile.name, "seconds": profile.seconds,
+            "path": "simulcast + allocation" if simulcast else "single-layer",
+            "publisher": ("simulcast VP8, pre-encoded, 3 layers" if simulcast else
+                          "live VP8 (follows REMB)" if live else "pre-encoded VP8"),
+            "links": {v.name: v.shape.label() for v in profile.viewers},
+            "changes": [{"at_s": at, "viewer": n, **f} for at, n, f in events],
+            "bin_s": BIN_S,
+            "viewers": {name: measure(sub, t0, t1, [audio_arrivals(o, t0, t1) for o in
+                                                    subs.values() if o is not sub])
+                        for name, sub in subs.items()},
+            "loop_lag_max_ms": round(max(lags, default=0.0) * 1000),
+            "remb_kbps": remb,
+            "link_counters": netem.counters()}
+        if simulcast:
+            producer = router.get_producer(ids[1])
+            audio = router.get_producer(ids[0])
+            out.update(
+                layer_kbps=[_kbps(s.rate.bps) for s in producer.streams],
+                audio_kbps=_kbps(audio.streams[0].rate.bps),
+                layers=layer_rows, top_layer=top, warmup_s=warmup,
+                consumers={name: _consumer_stats(peer) for name, peer in peers.items()},
+                downlink_stats={name: vars(peer.downlink_stats()).copy()
+                                for name, peer in peers.items()})
+        return out
     finally:
+        if layer_sampler is not None:
+            layer_sampler.cancel()
         for sub in subs.values():
             await sub.close()
+        if sim_task is not None:
+            sim_task.cancel()
+            await asyncio.gather(sim_task, return_exceptions=True)
+        if sim is not None:
+            await sim.close()
         await pub.close()
         await sfu.close()
         netem.close()
 
 
+def _consumer_stats(peer: Peer) -> dict[str, Any]:
+    consumer = _video_consumer(peer)
+    if consumer is None:
+        return {}
+    stats = consumer.stats()
+    return {key: getattr(stats, key) for key in ("layer_switches", "keyframe_requests_received",
+                                                 "nacks_received", "retransmissions_sent")
+            if hasattr(stats, key)}
+
+
 def main() -> None:
+    """`python -m testkit.weak_links PROFILE SECONDS [--pre-encoded] [--simulcast]
+    [--media-cache PATH]`"""
     name, seconds = sys.argv[1], float(sys.argv[2])
     live = "--pre-encoded" not in sys.argv
-    print(json.dumps(asyncio.run(run_call(profiles(seconds)[name], live))))
+    cache = Path(sys.argv[sys.argv.index("--media-cache") + 1]) \
+        if "--media-cache" in sys.argv else None
+    print(json.dumps(asyncio.run(run_call(profiles(seconds)[name], live,
+                                          "--simulcast" in sys.argv, cache))))
 
 
 if __name__ == "__main__":

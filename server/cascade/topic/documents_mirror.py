@@ -296,7 +296,13 @@ class Mirror:
                       for i, t in enumerate(result.page_texts))
             current.status = DocumentStatus(result.status.value)
             s.add(current)
+        # The version was current (page 1 first) before its text was here: a search in
+        # between built and cached an empty index of it, which the runtime keeps as a
+        # version's text never changes elsewhere. Dropped, so the next search reads the text
+        # (again after a thread hop: a search that read the rows before the commit).
+        rt._indexes.pop(v.id or 0, None)
         # Page 1's other widths were made from the owner's image: rendered from the PDF
         # on demand from now on, as every other page.
         await asyncio.to_thread(_drop_variants, derived, _widths(rt))
+        rt._indexes.pop(v.id or 0, None)
         await rt.emit_document(current)

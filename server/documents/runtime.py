@@ -51,6 +51,23 @@ class AccessLog:
         self._pending.append(DocumentAccess(document_id=document_id, version=version,
                                             user_id=user_id, kind=kind, page=page))
 
+    async def record_now(self, document_id: int, version: int | None, user_id: int, kind: str,
+                         page: int | None = None) -> None:
+        """Written before it returns, after the rows still waiting (the log keeps its order):
+        a confidential document's content is served only once its read is in the log.
+        Raises when the rows cannot be written; the waiting ones are kept for the next try."""
+        row = DocumentAccess(document_id=document_id, version=version, user_id=user_id,
+                             kind=kind, page=page)
+        async with self._writing:
+            rows, self._pending = [*self._pending, row], []
+            try:
+                async with self.db.session() as s:
+                    s.add_all(rows)
+            except Exception:
+                log.exception("could not write a confidential read to the access log")
+                self._pending[:0] = rows[:-1]
+                raise
+
     async def flush(self) -> None:
         async with self._writing:
             rows, self._pending = self._pending, []

@@ -11,8 +11,10 @@ from typing import Any
 
 import aiohttp
 import pymupdf
+from sqlalchemy import text
 
 from documents import fonts
+from server.core import keys
 from tests.conftest import Client, Harness
 from tests.documents import corpus
 from tests.server.documents_support import (
@@ -235,3 +237,50 @@ async def test_favicon(hopso_sqlite: Harness) -> None:
     client = hopso_sqlite.anonymous()
     status, kind, body, _ = await fetch(client, "/favicon.ico")
     assert status == 200 and kind == "image/x-icon" and body[:4] == b"\0\0\1\0"
+
+
+async def _rows(hopso: Harness, document_id: int) -> list[tuple[str, int | None]]:
+    """The access log's rows as the database holds them now (no flush asked)."""
+    async with hopso.server.app[keys.DB].engine.connect() as conn:
+        rows = await conn.execute(text("SELECT kind, page FROM documentaccess "
+                                       "WHERE document_id = :d ORDER BY id"), {"d": document_id})
+        return [(r[0], r[1]) for r in rows]
+
+
+async def test_a_confidential_read_is_logged_before_it_is_served(
+        hopso_sqlite: Harness, tmp_path: Path) -> None:
+    """A buffered row is lost with the process (a kill, a crash) or a failed write: the read
+    of a confidential document is written before its content leaves, and when it cannot be
+    written nothing is served."""
+    hopso = hopso_sqlite
+    meeting_id = await demo_meeting_id(hopso)
+    doc = await upload_ready(hopso, meeting_id, make_pdf(tmp_path, pages=2))
+    plain = await upload_ready(hopso, meeting_id, make_pdf(tmp_path, pages=1, name="khac.pdf"))
+    secretary, delegate = await hopso.login("thuky"), await hopso.login("daibieu")
+    status, body = await secretary.call("PATCH", f"/api/documents/{doc['id']}",
+                                        {"confidential": True})
+    assert status == 200 and body["confidential"], body
+    before = await _rows(hopso, doc["id"])
+    for path in ("/pages/1", "/thumbs/0", "/search?q=Trang"):
+        status, _, _, _ = await fetch(delegate, f"/api/documents/{doc['id']}{path}")
+        assert status == 200, path
+    # In the database as each answer arrived: the 1 s flush has not had to run.
+    assert (await _rows(hopso, doc["id"]))[len(before):] == [("page", 1), ("thumb", 0),
+                                                             ("search", None)]
+
+    db = hopso.server.app[keys.DB]
+    async with db.engine.begin() as conn:  # the log cannot be written (a full disk, say)
+        await conn.execute(text("ALTER TABLE documentaccess RENAME TO documentaccess_away"))
+    try:
+        for path in ("/pages/0", "/thumbs/1", "/export", "/search?q=Trang"):
+            status, kind, content, _ = await fetch(delegate, f"/api/documents/{doc['id']}{path}")
+            assert status == 503 and kind == "application/json", (path, status)
+            assert b"not_logged" in content and b"\xff\xd8" not in content[:2], path
+        status, _, _, _ = await fetch(delegate, f"/api/documents/{plain['id']}/pages/0")
+        assert status == 200  # an ordinary document's read is buffered as before
+    finally:
+        async with db.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE documentaccess_away RENAME TO documentaccess"))
+    status, _, _, _ = await fetch(delegate, f"/api/documents/{doc['id']}/pages/0")
+    assert status == 200
+    assert (await _rows(hopso, doc["id"]))[-1] == ("page", 0)

@@ -56,7 +56,7 @@ def test_reading_and_annotating_keeps_the_call_and_the_meeting_state() -> None:
         assert after > before + 10, (key, before, after)  # still decoding the other's camera
     assert "Nguyễn Văn Hùng" in r["mini_name"]  # the chair, small, over the reader
     assert not r["speaker_mini_on_meeting_pane"]
-    assert r["prompt_over_reader"] in (True, None)  # None: no ballot prompt on this page
+    assert r["prompt_over_reader"] is True  # the ballot prompt opens over the reader
     assert r["ballot_in_view"]  # "to the ballot" from the bar over the reader
 
     # Raise hand = the procedure's request to speak, and lowering it withdraws it.

@@ -83,3 +83,32 @@ test("clock", () => {
   assert.equal(clock(3725), "1:02:05");
   assert.equal(clock(-30), "−0:30");
 });
+
+test("an event heard while the snapshot is on its way is applied after it, if newer", () => {
+  const m = new MeetingState(7, "open");
+  const at = new Date(T0).toISOString();
+  const open = { id: 9, question: "Thông qua?", status: "open" };
+  m.load(snapshot({ seq: 10, votes: [open] }));
+  // Reconnected: a snapshot is asked for; the vote closes (seq 12) before its answer, which
+  // was read before the close (seq 11, the vote still open).
+  m.expect();
+  assert.ok(!m.vote({ meeting_id: 7, seq: 12, server_time: at, vote: { ...open, status: "closed", final: true } }));
+  assert.ok(!m.vote({ meeting_id: 8, seq: 13, server_time: at, vote: { ...open, id: 5 } }));
+  m.load(snapshot({ seq: 11, votes: [open] }));
+  assert.equal(m.summary().vote, null);
+  // An event older than the snapshot, heard while waiting for it, changes nothing.
+  m.expect();
+  assert.ok(!m.vote({ meeting_id: 7, seq: 14, server_time: at, vote: { id: 10, question: "Q2", status: "open" } }));
+  m.load(snapshot({ seq: 15, votes: [] }));
+  assert.equal(m.summary().vote, null);
+  // Before the first snapshot, too.
+  const fresh = new MeetingState(7, "open");
+  fresh.vote({ meeting_id: 7, seq: 12, server_time: at, vote: { ...open, status: "closed", final: true } });
+  fresh.load(snapshot({ seq: 11, votes: [open] }));
+  assert.equal(fresh.summary().vote, null);
+  // A snapshot that never comes: the events heard are applied to what was known.
+  m.expect();
+  m.vote({ meeting_id: 7, seq: 16, server_time: at, vote: { id: 11, question: "Q3", status: "open" } });
+  m.abandon();
+  assert.deepEqual(m.summary().vote, { id: 11, question: "Q3" });
+});

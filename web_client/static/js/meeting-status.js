@@ -36,21 +36,46 @@ export class MeetingState {
     /** @type {Record<string, number>} newest seq applied per aspect (per vote for votes) */
     this.seen = {};
     this.skewMs = 0; // local clock minus server clock
+    /** Events heard while a snapshot is on its way, applied after it (null: none awaited).
+     * A snapshot read before a change can be answered after that change's event: without
+     * this the event was lost and the bar said, say, that a closed vote was still open.
+     * @type {Array<[string, any, (s: any) => void]>|null} */
+    this.pending = [];
   }
 
-  /** A `procedure:state` snapshot. */
+  /** A snapshot has been asked for: keep the events heard until it arrives. */
+  expect() { this.pending ??= []; }
+
+  /** The snapshot did not come: go on with what is known. */
+  abandon() {
+    const pending = this.pending ?? [];
+    this.pending = null;
+    for (const [key, event, apply] of pending) this.#apply(key, event, apply);
+  }
+
+  /** A `procedure:state` snapshot; then the events heard meanwhile that are newer. */
   load(snapshot) {
     this.state = snapshot;
     this.base = snapshot.seq;
     this.seen = {};
     if (snapshot.status) this.status = snapshot.status;
     this.#clock(snapshot.server_time);
+    this.abandon();
   }
 
-  /** A pushed event; false if it is not this meeting's, older than what is known, or early. */
+  /** A pushed event; false if it is not this meeting's, older than what is known, or early
+   * (kept until the snapshot awaited arrives). */
   #receive(key, event, apply) {
-    if (event.meeting_id !== this.meetingId || !this.state) return false;
-    if (event.seq <= (this.seen[key] ?? this.base)) return false;
+    if (event.meeting_id !== this.meetingId) return false;
+    if (this.pending || !this.state) {
+      if ((this.pending ??= []).length < 1000) this.pending.push([key, event, apply]);
+      return false;
+    }
+    return this.#apply(key, event, apply);
+  }
+
+  #apply(key, event, apply) {
+    if (!this.state || event.seq <= (this.seen[key] ?? this.base)) return false;
     this.seen[key] = event.seq;
     this.#clock(event.server_time);
     apply(this.state);

@@ -37,9 +37,11 @@ also("onFloorChanged", (e) => model.floor(e));
 also("onVoteUpdated", (e) => model.vote(e));
 
 async function resyncBar() {
+  model.expect(); // events heard until the snapshot arrives are applied after it
   try {
     model.load(await signaling.procedureState(meetingId));
   } catch (error) {
+    model.abandon();
     console.warn("meeting state:", error);
   }
   paint();

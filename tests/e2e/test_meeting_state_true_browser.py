@@ -1,0 +1,130 @@
+"""States that are true (issue 14, item 5): what a delegate's meeting screen says about the
+meeting stays true when the server's answers and pushes cross, as they do on a tablet that
+(re)connects while the chair acts."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from testkit.browser import chromium
+from testkit.processes import ServerProcess, start_server
+
+pytestmark = pytest.mark.browser
+LANDSCAPE = {"width": 1280, "height": 800}
+QUESTION = "Thông qua dự toán ngân sách 2027"
+
+
+@pytest.fixture
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = start_server("--demo", "--data-dir", str(tmp_path_factory.mktemp("e2e-true")),
+                          env={"HOPSO_FAST_HASH": "1"})
+    yield server
+    server.stop()
+
+
+def log_in(context: Any, server: ServerProcess, username: str, path: str) -> Any:
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors
+    page.goto(f"{server.base}/login?next={path}")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", server.logins()[username])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**{path}")
+    return page
+
+
+class SnapshotHolder:
+    """Relays a page's socket.io WebSockets (the page opens several), holding back the
+    server's answers to `procedure:state` (the snapshots) until released; everything else
+    passes at once."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[Any, str]] = []
+        self.passed: list[str] = []  # pushed events forwarded to the page
+
+    def relay(self, ws: Any) -> None:
+        asked: set[str] = set()  # ack ids are per socket
+        server = ws.connect_to_server()
+
+        def from_page(message: Any) -> None:
+            match = isinstance(message, str) and re.match(r'42(\d+)\["procedure:state"', message)
+            if match:
+                asked.add(match.group(1))
+            server.send(message)
+
+        def from_server(message: Any) -> None:
+            answer = isinstance(message, str) and re.match(r"43(\d+)", message)
+            if answer and answer.group(1) in asked:
+                self.held.append((ws, message))
+                return
+            if isinstance(message, str) and message.startswith("42["):
+                self.passed.append(message)
+            ws.send(message)
+
+        ws.on_message(from_page)
+        server.on_message(from_server)
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for ws, message in held:
+            ws.send(message)
+
+
+def wait_for(page: Any, condition: Callable[[], bool], what: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        page.wait_for_timeout(50)  # lets the relay's handlers run
+
+
+def test_a_vote_closed_while_the_tablet_loads_is_not_shown_open(server: ServerProcess) -> None:
+    with chromium() as opened:
+        browser: Any = opened
+        chair = log_in(browser.new_context(viewport=LANDSCAPE), server, "chutri", "/meetings")
+        chair.click(".meeting-title")
+        chair.wait_for_url(re.compile(r".*/meetings/\d+$"))
+        path = chair.url.removeprefix(server.base)
+        chair.click("button[data-action$='/open']")
+        chair.wait_for_selector("#meeting-status.status-open")
+        chair.fill("#proc-item-title", "Dự toán ngân sách 2027")
+        chair.click("#proc-agenda-form button[type=submit]")
+        chair.wait_for_selector("#proc-agenda-list li")
+        chair.fill("#proc-vote-question", QUESTION)
+        chair.click("#proc-vote-open")
+        chair.wait_for_selector(".proc-vote[data-status='open']")
+
+        # A delegate's tablet connects while the vote is open; each snapshot it asks for is
+        # read at once but its answer arrives late.
+        holder = SnapshotHolder()
+        context = browser.new_context(viewport=LANDSCAPE, has_touch=True)
+        context.route_web_socket(re.compile(r".*/socket\.io/.*"), holder.relay)
+        tablet = log_in(context, server, "daibieu", path)
+        wait_for(tablet, lambda: len(holder.held) == 1, "the procedure panel's snapshot")
+        holder.release()  # the panel's snapshot: the vote is open
+        tablet.locator("#ballot-prompt h2:has-text('Biểu quyết')").wait_for()
+        tablet.keyboard.press("Escape")
+        wait_for(tablet, lambda: len(holder.held) == 1, "the state bar's snapshot")
+        # The chair closes the vote after the bar's snapshot was read, before it arrives.
+        if chair.locator("#ballot-prompt[open]").count():
+            chair.locator("#ballot-prompt button:has-text('Để sau')").click()
+        chair.click(".proc-vote-close")
+        chair.wait_for_selector(".proc-vote[data-status='closed']")
+        wait_for(tablet, lambda: any('"vote:updated"' in m and '"closed"' in m for m in holder.passed),
+                 "the close reached the tablet")
+        holder.release()
+
+        # The tablet says what is true: the vote is closed, everywhere on its screen.
+        tablet.wait_for_selector(f".proc-vote[data-status='closed']:has-text('{QUESTION}')")
+        tablet.wait_for_selector("#live-state:has-text('Trực tuyến')")
+        tablet.wait_for_timeout(1500)  # the bar repaints every second
+        bar = tablet.inner_text("#meeting-bar")
+        assert "Đang biểu quyết" not in bar and QUESTION not in bar, bar
+        assert tablet.locator("#bar-vote-go").is_hidden()
+        assert tablet.errors == [], tablet.errors

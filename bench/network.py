@@ -26,6 +26,11 @@ Profiles, one call each (one process each, run one after the other):
   (a third of the call each; simulcast: measured from when both are on the top layer);
 * loss5: a clean subscriber and one with 5 % random loss both ways (simulcast: full run only).
 
+The subscribers are aiortc clients with one change: a video packet still missing 0.5 s after
+its successors arrived is skipped and a keyframe requested (PLI), as a browser's packet buffer
+does; aiortc alone waits for it until 512 packets later, which froze a 300 kbit/s ward for
+13-17 s after one lost packet (testkit/weak_links.py, `gaps_skipped` per subscriber).
+
 Measured at each subscriber: received video bitrate every 0.5 s, decoded frames per second,
 freezes (no decoded frame for over 500 ms) per minute, audio gaps (audio missing between two
 packets received in a row, in the sender's time: p99 and max; arrival-time gaps are shown too,
@@ -130,7 +135,8 @@ def rows(call_: dict[str, Any]) -> list[dict[str, Any]]:
             link = link.replace(" kbit/s", "->" + "->".join(rates) + " kbit/s")
         row = {"profile": call_["profile"], "path": path, "viewer": name, "link": link,
                "seconds": call_["seconds"], "loop_lag_max_ms": call_["loop_lag_max_ms"],
-               **v, "remb_kbps": call_["remb_kbps"].get(name)}
+               **v, "remb_kbps": call_["remb_kbps"].get(name),
+               "gaps_skipped": call_.get("gaps_skipped", {}).get(name)}
         if path == "simulcast":
             changes = call_["layers"].get(name, [])
             row.update(top_layer_share=layer_share(changes, call_["seconds"],

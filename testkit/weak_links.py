@@ -53,6 +53,7 @@ FREEZE_S = 0.5
 SIM_LAYERS = ((160, 90, 100_000), (320, 180, 350_000), (640, 360, 1_100_000))
 SIM_LOOP_S = 4.0  # the pre-encoded loop (one keyframe per loop and per keyframe request)
 WARMUP_S = 20.0  # the longest wait for the first viewers to reach the top layer
+GAP_WAIT_S = 0.5  # a missing video packet still missing after this is skipped (+ a PLI)
 
 
 @dataclass
@@ -125,6 +126,7 @@ class MeasuredSubscriber(Subscriber):
         super().__init__(peer)
         self.rtp: list[tuple[float, str, int, int]] = []  # (arrival, kind, bytes, RTP ts)
         self.decoded: dict[str, list[float]] = {"audio": [], "video": []}
+        self.gaps_skipped = 0  # recover_like_a_browser
 
     def watch(self) -> None:
         for transceiver in self.pc.getTransceivers():
@@ -150,6 +152,38 @@ class MeasuredSubscriber(Subscriber):
                 self.decoded[track.kind].append(time.monotonic())
         except MediaStreamError:
             pass
+
+    async def recover_like_a_browser(self) -> None:
+        """aiortc's jitter buffer waits for a missing video packet until 512 packets later
+        (seconds to tens of seconds at a low layer's rate), and never asks for a keyframe:
+        a browser's packet buffer skips a frame it cannot complete and requests a keyframe.
+        Here, likewise: a gap still missing after GAP_WAIT_S (time for NACK and RTX through
+        a full 200 ms queue) is skipped and a PLI sent (at most one per GAP_WAIT_S)."""
+        [receiver] = [t.receiver for t in self.pc.getTransceivers() if t.kind == "video"]
+        buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer")  # noqa: B009 (aiortc's)
+        blocked: tuple[int, float] | None = None
+        while True:
+            await asyncio.sleep(0.05)
+            origin, packets = buffer._origin, buffer._packets
+            cap = buffer.capacity
+            if origin is None or packets[origin % cap] is not None \
+                    or not any(p is not None for p in packets):
+                blocked = None
+                continue
+            now = time.monotonic()
+            if blocked is None or blocked[0] != origin:
+                blocked = (origin, now)
+                continue
+            if now - blocked[1] < GAP_WAIT_S:
+                continue
+            skipped = 0
+            while packets[buffer._origin % cap] is None and skipped < cap:
+                buffer._origin = (buffer._origin + 1) & 0xFFFF
+                skipped += 1
+            ssrc = next(p.ssrc for p in packets if p is not None)
+            self.gaps_skipped += 1
+            blocked = None
+            await receiver._send_rtcp_pli(ssrc)
 
     def local_port(self) -> int:
         ice = self.pc.getTransceivers()[0].receiver.transport.transport._connection
@@ -314,6 +348,7 @@ async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
     peers: dict[str, Peer] = {}
     ports: dict[str, int] = {}
     warmup: dict[str, float | None] = {}
+    recovery: list[asyncio.Future[None]] = []
     clock = [time.monotonic()]  # the layer samples' origin: t0 once measuring
     layer_rows: dict[str, list[list[Any]]] = {}
     layer_sampler = asyncio.ensure_future(sample_layers(peers, clock, layer_rows)) \
@@ -334,6 +369,7 @@ async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
             sub = subs[viewer.name] = MeasuredSubscriber(peer)
             await sub.subscribe(*ids)
             sub.watch()
+            recovery.append(asyncio.ensure_future(sub.recover_like_a_browser()))
             if viewer.by_server_port:
                 ports[viewer.name] = await server_port(peer)
                 netem.shape(ports[viewer.name], viewer.shape, server_side=True)
@@ -398,6 +434,7 @@ async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
                                                     subs.values() if o is not sub])
                         for name, sub in subs.items()},
             "loop_lag_max_ms": round(max(lags, default=0.0) * 1000),
+            "gaps_skipped": {name: sub.gaps_skipped for name, sub in subs.items()},
             "remb_kbps": remb,
             "link_counters": netem.counters()}
         if simulcast:
@@ -412,6 +449,8 @@ async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
                                 for name, peer in peers.items()})
         return out
     finally:
+        for task in recovery:
+            task.cancel()
         if layer_sampler is not None:
             layer_sampler.cancel()
         for sub in subs.values():

@@ -79,6 +79,10 @@ class Consumer:
         # Bandwidth allocation (media/allocator.py): a cap on the layer, or off (None).
         self.allocated_layer: int | None = self.spatial_layers - 1
         self.allocated_off = False
+        # Lowered by the allocator (congestion): the layer being left is no longer sent
+        # while the lower one's keyframe is waited for (it would fill the subscriber's
+        # bottleneck queue ahead of that keyframe, and lose its packets).
+        self.shedding = False
         self.layer_switches = 0
         self._segments: deque[Segment] = deque(maxlen=MAX_SEGMENTS)
         self._vp8 = producer.simulcast and producer.codec.name == "VP8"
@@ -152,6 +156,7 @@ class Consumer:
         if switching:
             self.layer_switches += 1
         self.current_layer = fp.layer
+        self.shedding = False
         if self.spatial_layers > 1:
             self.producer.place(self)  # leave the old layer's fan-out
 
@@ -165,7 +170,8 @@ class Consumer:
         if self.closed:
             return set()
         needed = {self.target_layer}
-        if self.current_layer is not None:
+        if self.current_layer is not None and not (
+                self.shedding and self.target_layer < self.current_layer):
             needed.add(self.current_layer)
         return needed
 
@@ -203,8 +209,11 @@ class Consumer:
         get, or None: paused (does not fit, or audio only). Independent of pause()."""
         off = layer is None
         if layer is not None and layer != self.allocated_layer:
+            self.shedding = self.current_layer is not None and layer < self.current_layer
             self.allocated_layer = layer
             self.update_layers(now)
+            if self.spatial_layers > 1:
+                self.producer.place(self)  # (shedding changes the fan-outs it is in)
         if off != self.allocated_off:
             self.allocated_off = off
             self._sending = self.active and not self.paused and not off

@@ -55,6 +55,7 @@ SERIAL = (
     # measured rates, delays and audio gaps in a namespace of their own (testkit/netem.py)
     "tests/testkit/test_netem.py",
     "tests/testkit/test_weak_links.py",
+    "tests/e2e/test_weak_link_browser.py",  # Chromium subscribers on shaped links, freezes
 )
 # These run whole server processes with time bounds of seconds, or share Redis's one
 # socket.io channel: one worker takes them all, one after another (tests/scheduling.py).

@@ -220,3 +220,28 @@ def test_a_layer_the_publisher_stops_sending_is_left_for_the_next_one_down() -> 
         s.consumer.update_layers(now)  # the RTCP tick
     assert s.consumer.target_layer == 1 and s.consumer.current_layer == 1
     assert s.consumer.preferred_spatial is None  # the preference stands for when it returns
+
+
+def test_lowered_by_the_allocator_the_old_layer_stops_until_the_new_keyframe() -> None:
+    # Congestion: what the old layer would send fills the subscriber's bottleneck ahead of
+    # the lower layer's keyframe (and loses it); a preference change (a tile made smaller)
+    # keeps the old layer going instead, as above.
+    s = Simulcast()
+    now = 0.0
+    s.send_frame(now, key_on=(0, 1, 2))
+    assert s.consumer.current_layer == 2
+    now += 0.033
+    s.send_frame(now)
+    sent = len(s.down.rtp)
+    s.consumer.set_allocation(0, now)
+    assert s.consumer.target_layer == 0 and s.plis()[-1] == SSRCS[0]
+    for _ in range(3):  # no keyframe of layer 0 yet: nothing goes down
+        now += 0.033
+        s.send_frame(now)
+    assert len(s.down.rtp) == sent
+    assert [len(st.fanout.consumers) for st in s.producer.streams] == [1, 0, 0]
+    now += 0.033
+    s.send_frame(now, key_on=(0,))
+    assert s.consumer.current_layer == 0 and not s.consumer.shedding
+    assert len(s.down.rtp) == sent + 2
+    assert_continuous(s.out(), 1)

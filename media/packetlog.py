@@ -63,6 +63,21 @@ _pack_packet = PACKET.pack
 _crc = zlib.crc32
 
 
+@dataclass(frozen=True)
+class MuxLimits:
+    """What the mux process (media/recmux.py, which applies them) may take; the recorder
+    passes them on its command line."""
+
+    memory_mb: int = 1536  # RLIMIT_AS (idle, the process maps ~240 MB)
+    nice: int = 10
+    cpu_s_per_s: float = 0.5  # CPU budget per second of recording: a spinning mux hits it
+    cpu_min_s: float = 60.0  # ... plus this
+
+    def argv(self) -> list[str]:
+        return ["--memory-mb", str(self.memory_mb), "--nice", str(self.nice),
+                "--cpu-s-per-s", str(self.cpu_s_per_s), "--cpu-min-s", str(self.cpu_min_s)]
+
+
 class CorruptLog(Exception):
     """The log holds something that is not a record: it ends where this was found."""
 

@@ -7,8 +7,16 @@ Following, each stdin line names a log to add; stdin's end (the recorder stopped
 process died) means: read every log to its end, close the files, print the result, exit. So
 a killed server still leaves finished files up to its last whole record. The result on
 stdout is one JSON object {"tracks": [{"log", "file", "frames", "dropped_frames",
-"anchored_by", "failed"}]}; a log muxed cleanly to its end is deleted, any other is kept for
-a second try. Runs at a lower priority than the SFU (nice, never real-time).
+"anchored_by", "failed"}]} ("file" null: none was made, e.g. a camera that sent no keyframe
+before the end); a log muxed cleanly to its end is deleted, any other is kept for
+a second try.
+
+Limits, as for the composite's ffmpeg (server/archive/composite.py), set by the process on
+itself before it reads a log (`MuxLimits`, passed on its command line by media/recorder.py):
+a lower priority than the SFU (nice, never real-time), an address-space limit (RLIMIT_AS),
+no core file, and a CPU budget (RLIMIT_CPU's soft limit, raised as the recording goes on:
+`cpu_min_s` + `cpu_s_per_s` per second since the start; a mux spinning past it gets SIGXCPU
+and dies, its logs kept for `python -m media.recmux LOG`, the recorder logs it).
 """
 
 from __future__ import annotations
@@ -17,18 +25,37 @@ import argparse
 import json
 import logging
 import os
+import resource
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from .packetlog import LogReader
+from .packetlog import LogReader, MuxLimits
 from .trackmux import TrackMuxer
 
 logger = logging.getLogger(__name__)
 
 FOLLOW_POLL_S = 0.25
-NICE = 10
+
+
+class CpuBudget:
+    """RLIMIT_CPU's soft limit, raised with the time since the start (the hard one stays)."""
+
+    def __init__(self, limits: MuxLimits) -> None:
+        self.limits = limits
+        self.started = time.monotonic()
+        self.extend()
+
+    def extend(self) -> None:
+        seconds = self.limits.cpu_min_s + (time.monotonic() - self.started) * \
+            self.limits.cpu_s_per_s
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        soft = max(1, int(seconds))
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
 class LogMux:
@@ -78,7 +105,12 @@ class LogMux:
                                "failed": problem}
         if self.muxer is not None:
             self.muxer.finish()
-            out.update(file=str(self.muxer.path), frames=self.muxer.frames,
+            if not self.muxer.opened and problem is None:
+                logger.warning("recmux: %s: nothing to start a file with (a video track: no "
+                               "keyframe came): no file", self.log.name)
+            # no file at all when no frame could start one (a camera with no keyframe)
+            out.update(file=str(self.muxer.path) if self.muxer.opened else None,
+                       frames=self.muxer.frames,
                        dropped_frames=self.muxer.dropped_frames,
                        anchored_by=self.muxer.anchored_by,
                        failed=self.muxer.failed or problem)
@@ -87,12 +119,17 @@ class LogMux:
         return out
 
 
-def mux(logs: list[Path]) -> list[dict[str, Any]]:
+def mux(logs: list[Path], budget: CpuBudget | None = None) -> list[dict[str, Any]]:
     """Mux whole logs (or cut ones, up to their last whole record)."""
-    return [LogMux(log).finish() for log in logs]
+    out = []
+    for log in logs:
+        out.append(LogMux(log).finish())
+        if budget is not None:
+            budget.extend()
+    return out
 
 
-def follow(lines: Any) -> list[dict[str, Any]]:
+def follow(lines: Any, budget: CpuBudget | None = None) -> list[dict[str, Any]]:
     """Mux the logs named on `lines` as they grow, until `lines` ends."""
     muxes: dict[str, LogMux] = {}
     lock = threading.Lock()
@@ -108,25 +145,34 @@ def follow(lines: Any) -> list[dict[str, Any]]:
 
     threading.Thread(target=read_lines, daemon=True).start()
     while not ended.wait(FOLLOW_POLL_S):
+        if budget is not None:
+            budget.extend()
         with lock:
             current = list(muxes.values())
         for m in current:
             m.step()
+    if budget is not None:
+        budget.extend()
     with lock:
         current = list(muxes.values())
     return [m.finish() for m in current]
 
 
-def lower_priority() -> None:
-    """Forwarding wins the CPU: the SFU may run real-time (bench) and we inherited it."""
+def apply_limits(limits: MuxLimits) -> CpuBudget:
+    """Forwarding wins the CPU (the SFU may run real-time, as in the bench, and we inherited
+    it); memory and CPU bounded; no core file. The CPU budget, to extend as time passes."""
     try:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     except (AttributeError, OSError):
         pass
     try:
-        os.nice(NICE)
+        os.nice(limits.nice)
     except OSError:
         pass
+    memory = limits.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    return CpuBudget(limits)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,11 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--follow", action="store_true",
                         help="follow the logs named on stdin until it ends")
     parser.add_argument("logs", nargs="*", type=Path)
+    default = MuxLimits()
+    parser.add_argument("--memory-mb", type=int, default=default.memory_mb)
+    parser.add_argument("--nice", type=int, default=default.nice)
+    parser.add_argument("--cpu-s-per-s", type=float, default=default.cpu_s_per_s)
+    parser.add_argument("--cpu-min-s", type=float, default=default.cpu_min_s)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    lower_priority()
-    results = follow(sys.stdin) if args.follow else mux(args.logs)
+    budget = apply_limits(MuxLimits(args.memory_mb, args.nice, args.cpu_s_per_s,
+                                    args.cpu_min_s))
+    results = follow(sys.stdin, budget) if args.follow else mux(args.logs, budget)
     json.dump({"tracks": results}, sys.stdout)
     sys.stdout.write("\n")
     sys.stdout.flush()

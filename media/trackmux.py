@@ -58,6 +58,7 @@ class TrackMuxer:
         self.frames = 0
         self.dropped_frames = 0
         self.failed: str | None = None  # why the file stopped being written
+        self.opened = False  # the file exists: made at the first frame (video: a keyframe)
 
     def feed(self, records: list[LoggedPacket | LoggedReport]) -> None:
         for record in records:
@@ -186,6 +187,7 @@ class TrackMuxer:
             stream = container.add_stream("libopus", rate=48000)
             stream.layout = "stereo"
         self._container, self._stream = container, stream
+        self.opened = True
         return True
 
     def _write(self, payload: bytes, pts: int, keyframe: bool) -> None:

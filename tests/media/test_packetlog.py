@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -19,12 +20,13 @@ from media.packetlog import (
     LoggedPacket,
     LoggedReport,
     LogReader,
+    MuxLimits,
     append_packet,
     append_report,
     header_bytes,
 )
 from media.recmux import mux
-from media.recorder import TrackWriter
+from media.recorder import MuxProcess, TrackWriter
 from media.rtp import ForwardPacket
 from testkit.aiortc_clients import EncodedMedia, Publisher
 from tests.media.test_recorder import decode_errors, needs_ffprobe, probe, vp8_packets
@@ -156,3 +158,51 @@ async def test_the_mux_process_finishes_the_files_when_its_recorder_dies(
     [track] = json.loads(out)["tracks"]
     assert track["frames"] == 60 and track["failed"] is None
     assert decode_errors(track["file"]) == ""
+
+
+def proc_limits(pid: int) -> dict[str, tuple[str, str]]:
+    """/proc/PID/limits: name → (soft, hard)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines()[1:]:
+        name, soft, hard = line[:26].strip(), *line[26:].split()[:2]
+        out[name] = (soft, hard)
+    return out
+
+
+def test_the_mux_process_runs_within_its_limits() -> None:
+    """As the composite's ffmpeg: niced, its address space bounded, no core file, and a CPU
+    budget (RLIMIT_CPU's soft limit) that grows with the recording's length."""
+    limits = MuxLimits(memory_mb=1000, nice=7, cpu_s_per_s=1.0, cpu_min_s=30)
+    expected_nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 7)
+    mux_process = MuxProcess(limits)
+    pid = mux_process.proc.pid
+    try:
+        deadline = time.monotonic() + 20
+        while proc_limits(pid)["Max address space"][0] != str(1000 * 1024 * 1024):
+            assert time.monotonic() < deadline, proc_limits(pid)
+            time.sleep(0.1)
+        first = proc_limits(pid)
+        assert first["Max address space"] == (str(1000 * 1024 * 1024),) * 2
+        assert first["Max core file size"] == ("0", "0")
+        assert os.getpriority(os.PRIO_PROCESS, pid) == expected_nice
+        assert 30 <= int(first["Max cpu time"][0]) <= 32
+        time.sleep(2.5)  # a longer recording: a bigger budget
+        assert int(proc_limits(pid)["Max cpu time"][0]) >= int(first["Max cpu time"][0]) + 2
+    finally:
+        assert mux_process.finish() == {}
+    assert mux_process.proc.returncode == 0
+
+
+def test_a_mux_past_its_cpu_budget_is_killed_and_its_log_kept(tmp_path: Path) -> None:
+    data = bytearray(header_bytes({"codec": "opus", "clock_rate": 48000, "kind": "audio",
+                                   "file": "a.webm", "start": 0.0}))
+    for i in range(200_000):  # ~67 min of audio: more than 1 s of CPU to mux
+        append_packet(data, i, i * 960, 0, False, 0, i * 0.02, b"\xf8\xff\xfe")
+    log = tmp_path / "a.webm.rtplog"
+    log.write_bytes(data)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "media.recmux", *MuxLimits(cpu_s_per_s=0, cpu_min_s=1).argv(),
+         str(log)], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == -signal.SIGXCPU, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stdout == "" and log.exists()  # no result; the log kept for a second try

@@ -146,7 +146,7 @@ def test_a_field_out_of_range_is_refused_by_both_leaving_the_batch_unwritten(
         bad = ForwardPacket(6, 1, 0, b"\0" * EXT_BLOCK_LEN + b"ok", False, 0, 0.0)
         setattr(bad, field, value)
         out = bytearray(b"before")
-        with pytest.raises(Exception) as caught:  # noqa: PT011 - the type is checked below
+        with pytest.raises(Exception) as caught:  # the type is checked below
             impl(deque([good, bad]), out, False, -1, -1)
         assert isinstance(caught.value, ValueError | OverflowError | packetlog.struct.error)
         assert out == b"before"

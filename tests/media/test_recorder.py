@@ -184,6 +184,39 @@ def log_track(writer: TrackWriter, packets: list[ForwardPacket]) -> Path:
 
 
 @needs_ffprobe
+async def test_a_camera_whose_keyframe_never_came_is_not_listed(
+        sfu: SFU, media: EncodedMedia, tmp_path: Path) -> None:
+    """Its video reaches the recorder without a keyframe until stop: no file is made, and
+    stop() lists the microphone's file only (not a file that does not exist)."""
+    router = sfu.router("m")
+    pub = Publisher(router.add_peer("kim"), media)
+    await pub.publish()
+    video = router.get_producer(pub.producer_id("video"))
+    recorder = Recorder(router, tmp_path)
+    recorder.start()
+    tap = video.tap
+    assert tap is not None
+    keyframe_ts: set[int] = set()
+
+    def no_keyframes(fp: ForwardPacket) -> None:  # every keyframe's packets are lost
+        if fp.keyframe:
+            keyframe_ts.add(fp.ts)
+        if fp.ts not in keyframe_ts:
+            tap(fp)
+
+    video.tap = no_keyframes
+    await wait_for(lambda: bool(keyframe_ts), 5)  # the one asked for at start: lost
+    await asyncio.sleep(1.0)
+    files = await recorder.stop()
+    await pub.close()
+    assert keyframe_ts and [f.kind for f in files] == ["audio"]
+    for track in files:
+        assert Path(track.path).exists() and decode_errors(track.path) == ""
+    assert [p.name for p in tmp_path.glob("*.webm")] == [Path(files[0].path).name]
+    assert await recorder.stop() == files  # idempotent, the same list
+
+
+@needs_ffprobe
 async def test_an_ssrc_change_and_a_garbage_frame_leave_a_clean_file(
         sfu: SFU, media: EncodedMedia, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     router = sfu.router("m")

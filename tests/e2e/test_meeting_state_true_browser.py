@@ -128,3 +128,39 @@ def test_a_vote_closed_while_the_tablet_loads_is_not_shown_open(server: ServerPr
         assert "Đang biểu quyết" not in bar and QUESTION not in bar, bar
         assert tablet.locator("#bar-vote-go").is_hidden()
         assert tablet.errors == [], tablet.errors
+
+
+def seconds_of(text: str) -> int:
+    """'… · 01:05' or '01:05/15:00, còn …' → 65 (the first mm:ss in the text)."""
+    found = re.search(r"(\d+):(\d\d)", text)
+    assert found, text
+    return int(found.group(1)) * 60 + int(found.group(2))
+
+
+def test_the_agenda_counts_the_current_items_time_with_its_clock(server: ServerProcess) -> None:
+    with chromium() as opened:
+        browser: Any = opened
+        chair = log_in(browser.new_context(viewport=LANDSCAPE), server, "chutri", "/meetings")
+        chair.click(".meeting-title")
+        chair.wait_for_url(re.compile(r".*/meetings/\d+$"))
+        path = chair.url.removeprefix(server.base)
+        chair.click("button[data-action$='/open']")
+        chair.wait_for_selector("#meeting-status.status-open")
+        chair.fill("#proc-item-title", "Dự toán ngân sách 2027")
+        chair.fill("#proc-item-minutes", "15")
+        chair.click("#proc-agenda-form button[type=submit]")
+        chair.click("#proc-agenda-list li .set-current")
+        chair.wait_for_selector("#proc-item-timer")
+        chair.wait_for_timeout(2500)
+        tablet = log_in(browser.new_context(viewport={"width": 800, "height": 1280}, has_touch=True),
+                        server, "daibieu", path)
+        row = tablet.locator("#proc-agenda-list li.current")
+        row.wait_for()
+        tablet.wait_for_timeout(4000)  # the item has been under discussion some seconds more
+        # The agenda row and the item's clock say the same time, and it runs.
+        listed, clocked = seconds_of(row.inner_text().split("·")[-1]), seconds_of(
+            tablet.inner_text("#proc-item-timer"))
+        assert clocked >= 6, clocked
+        assert abs(listed - clocked) <= 1, (row.inner_text(), tablet.inner_text("#proc-item-timer"))
+        for page in (chair, tablet):
+            assert page.errors == [], page.errors

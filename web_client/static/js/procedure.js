@@ -223,10 +223,12 @@ export class ProcedurePanel {
     const now = this.#serverNow();
     const current = this.state.agenda.current;
     const itemTimer = this.root.querySelector("#proc-item-timer");
+    // Paused: `since` is null and the clock stands still; closed: no item is current.
+    const running = current?.since && this.live ? (now - Date.parse(current.since)) / 1000 : 0;
+    const elapsed = (current?.spent_before_seconds ?? 0) + running;
+    const spent = this.root.querySelector("#proc-agenda-list li.current .proc-item-spent");
+    if (current && spent) spent.textContent = ` · ${clock(elapsed)}`;
     if (current && itemTimer) {
-      // Paused: `since` is null and the clock stands still; closed: no item is current.
-      const running = current.since && this.live ? (now - Date.parse(current.since)) / 1000 : 0;
-      const elapsed = current.spent_before_seconds + running;
       const item = this.#currentItem();
       const planned = (item?.planned_minutes ?? 0) * 60;
       itemTimer.textContent = planned
@@ -375,8 +377,10 @@ export class ProcedurePanel {
     h("span", { class: "muted" }, [
       item.presenter ? `${item.presenter} · ` : "",
       item.planned_minutes ? tf("{n} min planned", { n: item.planned_minutes }) : "",
-      item.spent_seconds ? ` · ${clock(item.spent_seconds)}` : "",
-    ].join("")),
+    ].join(""),
+    // The item under discussion: its time runs (filled by #tick), not the snapshot's.
+    item.id === currentId ? h("span", { class: "proc-item-spent" })
+      : item.spent_seconds ? ` · ${clock(item.spent_seconds)}` : ""),
     edit ? h("span", { class: "proc-item-tools" },
       item.id !== currentId && this.live ? h("button", { type: "button", class: "set-current",
         onclick: () => this.act(() => this.sig.setCurrentItem(this.meetingId, item.id)) },
@@ -394,6 +398,7 @@ export class ProcedurePanel {
       onclick: () => this.act(() => this.sig.setCurrentItem(this.meetingId, null)) },
     t("End the current item")) : null;
     fill(this.part.agenda, list, stop);
+    this.#tick();
     if (this.voteItem) this.#refillSelect(this.voteItem, items.map((i) => [i.id, `${i.position}. ${i.title}`]), currentId);
   }
 

@@ -30,7 +30,7 @@ from testkit.http import Client
 from tests.conftest import ROOT, Harness, start_harness
 from tests.server.archive.support import add_recording, folder, track
 from tests.server.documents_support import Listener, fetch, ink_op, make_pdf, upload_ready
-from tests.server.procedure_helpers import Member, close_all, open_demo
+from tests.server.procedure_helpers import Member, close_all, demo_meeting_id, open_demo
 
 CA = make_ca()
 
@@ -205,6 +205,27 @@ async def test_the_archive_holds_the_record_and_verifies_offline_until_altered(
         archive_check.verify(garbage)
     await reader.close()
     await close_all(people)
+
+
+async def test_the_meeting_screen_links_the_archive_for_those_who_may_make_it(
+        hopso: Harness) -> None:
+    """The chair and the secretary (`manage`, what the archive page takes) see the link, in
+    Vietnamese or English; a delegate neither sees it nor gets the page."""
+    h = hopso
+    m = await demo_meeting_id(h)
+    link = f'href="/meetings/{m}/archive"'
+    html = {"Accept": "text/html"}
+    for name in ("chutri", "thuky"):
+        user = await h.login(name)
+        status, page = await user.call("GET", f"/meetings/{m}", headers=html)
+        assert status == 200 and link in page and "Hồ sơ lưu trữ cuộc họp" in page, name
+        status, page = await user.call("GET", f"/meetings/{m}?lang=en", headers=html)
+        assert status == 200 and link in page and ">Meeting archive<" in page, name
+        assert (await user.call("GET", f"/meetings/{m}/archive", headers=html))[0] == 200
+    delegate = await h.login("daibieu")
+    status, page = await delegate.call("GET", f"/meetings/{m}", headers=html)
+    assert status == 200 and link not in page and "Hồ sơ lưu trữ cuộc họp" not in page
+    assert (await delegate.call("GET", f"/meetings/{m}/archive", headers=html))[0] == 403
 
 
 async def test_archive_file_names_and_jobs_refuse_hostile_input(hopso: Harness) -> None:

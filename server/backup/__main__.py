@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     made = sub.add_parser("backup", parents=[common],
                           help="copy the database and documents while the server runs")
     made.add_argument("--out", required=True, type=Path, help="the backup file to write")
+    made.add_argument("--no-recordings", action="store_true",
+                      help="leave <data dir>/recordings out (copied some other way)")
     checked = sub.add_parser("verify", help="check a backup file whole, without restoring")
     checked.add_argument("file", type=Path)
     back = sub.add_parser("restore", parents=[common],
@@ -56,7 +58,7 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         if args.command == "backup":
-            done = commands.backup(settings, args.out)
+            done = commands.backup(settings, args.out, recordings=not args.no_recordings)
             print(f"backup: wrote {args.out}: installation {done.header.installation_id}, "
                   f"{done.header.database} schema {','.join(done.header.schema)}, "
                   f"{done.files} files, {done.bytes} bytes")

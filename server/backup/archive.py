@@ -34,7 +34,8 @@ SQLITE_MEMBER = "database/hopso.sqlite3"
 POSTGRES_MEMBER = "database/postgresql.dump"
 _CHUNK = 1 << 20
 _NAME = re.compile(r"database/(hopso\.sqlite3|postgresql\.dump)"
-                   r"|documents/(blobs|derived)(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,120}){1,8}")
+                   r"|documents/(blobs|derived)(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,120}){1,8}"
+                   r"|recordings(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,120}){1,8}")
 
 
 class BackupRefused(Exception):

@@ -31,6 +31,9 @@ from server.core.settings import Settings
 # blobs and what was derived from them; its tmp/ holds only uploads in flight.
 DOCUMENTS = "documents"
 STORE_PARTS = ("blobs", "derived")
+# The chair's recordings (server/recording/live.py: <data dir>/recordings/<meeting>/<start>/),
+# which the database's recording rows name; left out with --no-recordings.
+RECORDINGS = "recordings"
 # What a fresh data directory may already hold: the lock (taken by the restore itself) and
 # the ballot key the operator kept apart from the backups (docs/backup.md).
 _MAY_HOLD = {LOCK_NAME, "ballot.key", "lost+found"}
@@ -60,10 +63,12 @@ def _ballot_key_id(settings: Settings) -> str | None:
         raise BackupRefused(str(exc)) from None
 
 
-def backup(settings: Settings, out: Path) -> Summary:
+def backup(settings: Settings, out: Path, *, recordings: bool = True) -> Summary:
     """The database first (one consistent moment), then the document store: blobs are
     written before any row names them and never change, so every blob the copy names is
-    there (documents uploaded meanwhile add blobs the copy does not name: harmless)."""
+    there (documents uploaded meanwhile add blobs the copy does not name: harmless). Then
+    the recordings: a finished one whole, one still being written as far as it was when
+    its file was opened."""
     out = out.resolve()
     if out.exists():
         raise BackupRefused(f"{out} already exists: refused, nothing overwritten")
@@ -94,6 +99,12 @@ def backup(settings: Settings, out: Path) -> Summary:
                     writer.add_file(name, file)
                 except FileNotFoundError:  # derived files a re-render replaced meanwhile
                     continue
+            if recordings:
+                for name, file in _files(settings.data_dir, RECORDINGS):
+                    try:
+                        writer.add_file(name, file)
+                    except FileNotFoundError:  # deleted by retention meanwhile
+                        continue
             writer.finish()
         except BaseException:
             writer.abort()
@@ -105,13 +116,20 @@ def backup(settings: Settings, out: Path) -> Summary:
 
 def _store_files(root: Path) -> Iterator[tuple[str, Path]]:
     for part in STORE_PARTS:
-        base = root / part
-        for directory, dirs, files in os.walk(base):
-            dirs.sort()
-            for name in sorted(files):
-                file = Path(directory) / name
-                if file.is_file() and not file.is_symlink():
-                    yield f"{DOCUMENTS}/{file.relative_to(root).as_posix()}", file
+        for name, file in _files(root, part):
+            yield f"{DOCUMENTS}/{name}", file
+
+
+def _files(root: Path, part: str) -> Iterator[tuple[str, Path]]:
+    """Regular files under root/part (followed if it is a link to another disk), as
+    part/relative names."""
+    base = root / part
+    for directory, dirs, files in os.walk(base):
+        dirs.sort()
+        for name in sorted(files):
+            file = Path(directory) / name
+            if file.is_file() and not file.is_symlink():
+                yield f"{part}/{file.relative_to(base).as_posix()}", file
 
 
 def verify(path: Path) -> Summary:
@@ -183,10 +201,10 @@ def _write(settings: Settings, path: Path, files: dict[str, list[object]]) -> No
     data_dir = settings.data_dir
     sqlite = database.sqlite_path(settings)
     work = Path(tempfile.mkdtemp(prefix=".restore-", dir=data_dir))
-    made: list[Path] = [work, data_dir / DOCUMENTS]
+    made: list[Path] = [work, data_dir / DOCUMENTS, data_dir / RECORDINGS]
 
     def sink(name: str, chunks: Iterator[bytes]) -> None:
-        if name.startswith(DOCUMENTS + "/"):
+        if name.startswith((DOCUMENTS + "/", RECORDINGS + "/")):
             target = data_dir / name
             target.parent.mkdir(parents=True, exist_ok=True)
         else:

@@ -164,3 +164,43 @@ def test_the_agenda_counts_the_current_items_time_with_its_clock(server: ServerP
         assert abs(listed - clocked) <= 1, (row.inner_text(), tablet.inner_text("#proc-item-timer"))
         for page in (chair, tablet):
             assert page.errors == [], page.errors
+
+
+def test_a_ballot_closed_while_the_tablet_loads_is_not_offered(server: ServerProcess) -> None:
+    """The procedure panel's snapshot (it feeds the ballot prompt) is read while the vote is
+    open, the vote closes, then the snapshot arrives: the prompt says the vote has ended and
+    offers no choice."""
+    with chromium() as opened:
+        browser: Any = opened
+        chair = log_in(browser.new_context(viewport=LANDSCAPE), server, "chutri", "/meetings")
+        chair.click(".meeting-title")
+        chair.wait_for_url(re.compile(r".*/meetings/\d+$"))
+        path = chair.url.removeprefix(server.base)
+        chair.click("button[data-action$='/open']")
+        chair.wait_for_selector("#meeting-status.status-open")
+        chair.fill("#proc-item-title", "Dự toán ngân sách 2027")
+        chair.click("#proc-agenda-form button[type=submit]")
+        chair.wait_for_selector("#proc-agenda-list li")
+        chair.fill("#proc-vote-question", QUESTION)
+        chair.click("#proc-vote-open")
+        chair.wait_for_selector(".proc-vote[data-status='open']")
+
+        holder = SnapshotHolder()
+        context = browser.new_context(viewport={"width": 800, "height": 1280}, has_touch=True)
+        context.route_web_socket(re.compile(r".*/socket\.io/.*"), holder.relay)
+        tablet = log_in(context, server, "daibieu", path)
+        wait_for(tablet, lambda: len(holder.held) == 1, "the procedure panel's snapshot")
+        if chair.locator("#ballot-prompt[open]").count():
+            chair.locator("#ballot-prompt button:has-text('Để sau')").click()
+        chair.click(".proc-vote-close")
+        chair.wait_for_selector(".proc-vote[data-status='closed']")
+        wait_for(tablet, lambda: any('"vote:updated"' in m and '"closed"' in m for m in holder.passed),
+                 "the close reached the tablet")
+        holder.release()
+        tablet.wait_for_selector(f".proc-vote[data-status='closed']:has-text('{QUESTION}')")
+        tablet.wait_for_timeout(1000)
+        prompt = tablet.locator("#ballot-prompt[open]")
+        if prompt.count():  # if it shows, it is the result, not a ballot
+            assert "Biểu quyết đã kết thúc." in prompt.inner_text(), prompt.inner_text()
+            assert prompt.locator("button[data-option]").count() == 0, prompt.inner_text()
+        assert tablet.errors == [], tablet.errors

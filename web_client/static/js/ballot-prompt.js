@@ -256,14 +256,25 @@ export function startMeetingPrompts(socket, meetingId, { load = true } = {}) {
     seen[key] = e.seq ?? 0;
     return true;
   };
+  // The events heard lately: a snapshot read before one of them can arrive after it (the
+  // answer and the push cross); the newer ones are applied again over the snapshot.
+  /** @type {Array<[string, any, (e: any) => void]>} */
+  const recent = [];
+  const hear = (key, e, apply) => {
+    if (e.meeting_id !== meetingId) return;
+    recent.push([key, e, apply]);
+    if (recent.length > 50) recent.shift();
+    if (fresh(key, e)) apply(e);
+  };
   const sync = (snapshot) => {
     for (const key of Object.keys(seen)) delete seen[key];
     seen.base = snapshot.seq;
     ballot.sync(snapshot);
     floor.sync(snapshot);
+    for (const [key, e, apply] of recent) if (fresh(key, e)) apply(e);
   };
-  socket.on("vote:updated", (e) => { if (fresh(`vote:${e.vote?.id}`, e)) ballot.voteUpdated(e.vote); });
-  socket.on("floor:changed", (e) => { if (fresh("floor", e)) floor.floorChanged(e); });
+  socket.on("vote:updated", (e) => hear(`vote:${e.vote?.id}`, e, () => ballot.voteUpdated(e.vote)));
+  socket.on("floor:changed", (e) => hear("floor", e, () => floor.floorChanged(e)));
   socket.on("meeting:updated", (m) => {
     if (m.id !== meetingId) return;
     ballot.meetingStatus(m.status);

@@ -21,9 +21,10 @@ Profiles, one call each (one process each, run one after the other):
 
 * clean (single-layer only): one subscriber on a clean link (the reference bitrate);
 * weak_ward: a clean subscriber, then a ward on 300 kbit/s joins (simulcast: once the clean
-  one is on the top layer, at most 20 s);
+  one is on the top layer, waiting at most 25 s, 45 s in a full run);
 * rate_drop: a clean subscriber and one whose link goes 4 Mbit/s -> 500 kbit/s -> 4 Mbit/s
-  (a third of the call each; simulcast: measured from when both are on the top layer);
+  (a third of the call each; simulcast: measured from when both are on the top layer, or
+  after the same longest wait);
 * loss5: a clean subscriber and one with 5 % random loss both ways (simulcast: full run only).
 
 The subscribers are aiortc clients with one change: a video packet still missing 0.5 s after
@@ -82,6 +83,9 @@ SECONDS = {"quick": {"clean": 8, "weak_ward": 15, "rate_drop": 30, "loss5": 15},
            "full": {"clean": 60, "weak_ward": 60, "rate_drop": 90, "loss5": 60}}
 SIM_SECONDS = {"quick": {"weak_ward": 20, "rate_drop": 36},
                "full": {"weak_ward": 60, "rate_drop": 90, "loss5": 60}}
+# The longest wait for the first subscribers to climb to the top layer before measuring (the
+# receiver's estimate rises some 8 %/s: about 10-30 s from the low layer).
+WARMUP_S = {"quick": 25, "full": 45}
 MEDIA_CACHE = Path("/tmp") / (  # the encoded layers (about 30 s to encode on this box)
     "hopso-network-simulcast-" + "-".join(f"{w}x{h}@{b // 1000}k" for w, h, b in SIM_LAYERS)
     + f"-{SIM_LOOP_S:g}s.pkl")
@@ -99,13 +103,15 @@ def cpu_ratio(runs: int, seconds: float) -> tuple[list[dict[str, Any]], float]:
     return rows, round(sim / single, 3)
 
 
-def call(profile: str, seconds: float, simulcast: bool = False,
-         sched: str = "rr") -> dict[str, Any]:
+def call(profile: str, seconds: float, simulcast: bool = False, sched: str = "rr",
+         warmup: float = WARMUP_S["quick"]) -> dict[str, Any]:
     """One call in a process of its own; with `sched` "rr" it runs SCHED_RR priority 10 (as
     bench/sfu.py's processes): the receivers' delay-based estimators read every stall of
     their process as congestion, and on this shared box other sessions' load stalls it for
     hundreds of ms (a clean link's estimate fell to 70 kbit/s)."""
-    extra = ["--simulcast", "--media-cache", str(MEDIA_CACHE)] if simulcast else []
+    extra = ["--simulcast", "--media-cache", str(MEDIA_CACHE),
+             "--warmup", str(warmup)] \
+        if simulcast else []
 
     def preexec() -> None:
         if sched == "rr":
@@ -196,9 +202,12 @@ def adapt_times(call_: dict[str, Any]) -> dict[str, Any]:
         return None
 
     out["adapt_down_s"] = first(drop, restore, lambda layer: layer in fits)
-    if out["layer_before_drop"] != top:
-        out["adapt_down_s_reason"] = (f"not on the top layer before the drop (layer "
-                                      f"{out['layer_before_drop']})")
+    if out["layer_before_drop"] in fits:  # nothing to adapt: no figure
+        out["adapt_down_s"] = None
+        out["adapt_down_s_reason"] = (f"already on a layer that fits at the drop (layer "
+                                      f"{out['layer_before_drop']}: the top layer was not "
+                                      f"reached before it)")
+        out["down_to_low_layer_s"] = first(drop, restore, lambda layer: layer == 0)
     elif out["adapt_down_s"] is None:
         out["adapt_down_s_reason"] = f"no fitting layer within {restore - drop:g} s"
     out["adapt_up_s"] = first(restore, call_["seconds"], lambda layer: layer == top)
@@ -403,7 +412,7 @@ def main() -> int:
     mode = "quick" if args.quick else "full"
     simulcast_media(MEDIA_CACHE)  # encoded once, before the calls
     calls = {name: call(name, s, sched=args.sched) for name, s in SECONDS[mode].items()}
-    sim = {name: call(name, s, simulcast=True, sched=args.sched)
+    sim = {name: call(name, s, simulcast=True, sched=args.sched, warmup=WARMUP_S[mode])
            for name, s in SIM_SECONDS[mode].items()}
     results = [row for c in [*calls.values(), *sim.values()] for row in rows(c)]
     summary = summarize(calls, sim)

@@ -18,7 +18,7 @@ own, and the SFU runs with `MediaConfig(bandwidth_allocation=True)`: each subscr
 follows its own downlink estimate, the REMB its aiortc receiver sends (abs-send-time, as a
 browser's). Each consumer's current and allocated layer and its estimate are sampled every
 0.1 s. Viewers marked `late` join once the others are settled (on the top layer, at most
-WARMUP_S), as a ward joining a meeting already under way.
+WARMUP_S or `--warmup`), as a ward joining a meeting already under way.
 """
 
 from __future__ import annotations
@@ -320,7 +320,8 @@ async def sample_layers(peers: dict[str, Peer], t0: list[float],
 
 
 async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
-                   media_cache: Path | None = None) -> dict[str, Any]:
+                   media_cache: Path | None = None,
+                   warmup_s: float = WARMUP_S) -> dict[str, Any]:
     """Publish, subscribe every viewer on its link (late ones once the others are settled),
     wait for video everywhere, then measure for `profile.seconds` while the links change on
     schedule."""
@@ -358,7 +359,7 @@ async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
         ids = [pub.producer_id("audio")]
         if sim is not None:
             await sim.publish()
-            sim_task = asyncio.ensure_future(sim.run(profile.seconds + 3 * WARMUP_S + 60))
+            sim_task = asyncio.ensure_future(sim.run(profile.seconds + 3 * warmup_s + 60))
             ids.append(sim.producer_id)
         else:
             ids.append(pub.producer_id("video"))
@@ -378,7 +379,7 @@ async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
                 netem.shape(ports[viewer.name], viewer.shape)
 
         async def settle(names: list[str]) -> None:
-            """Video at each; simulcast: each on the top layer (at most WARMUP_S)."""
+            """Video at each; simulcast: each on the top layer (at most `warmup_s`)."""
             started = time.monotonic()
             await wait_for(lambda: all(subs[n].frames("video") > 0 for n in names), 20)
             if top is None:
@@ -390,10 +391,10 @@ async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
                     return bool(c.current_layer == top)
 
                 try:
-                    await wait_for(on_top, max(0.1, started + WARMUP_S - time.monotonic()))
+                    await wait_for(on_top, max(0.1, started + warmup_s - time.monotonic()))
                     warmup[name] = round(time.monotonic() - started, 1)
                 except (AssertionError, TimeoutError):
-                    warmup[name] = None  # not on the top layer within WARMUP_S
+                    warmup[name] = None  # not on the top layer within warmup_s
 
         early = [v for v in profile.viewers if not v.late]
         late = [v for v in profile.viewers if v.late]
@@ -477,13 +478,17 @@ def _consumer_stats(peer: Peer) -> dict[str, Any]:
 
 def main() -> None:
     """`python -m testkit.weak_links PROFILE SECONDS [--pre-encoded] [--simulcast]
-    [--media-cache PATH]`"""
+    [--media-cache PATH] [--warmup SECONDS]`"""
     name, seconds = sys.argv[1], float(sys.argv[2])
     live = "--pre-encoded" not in sys.argv
-    cache = Path(sys.argv[sys.argv.index("--media-cache") + 1]) \
-        if "--media-cache" in sys.argv else None
-    print(json.dumps(asyncio.run(run_call(profiles(seconds)[name], live,
-                                          "--simulcast" in sys.argv, cache))))
+
+    def option(flag: str) -> str | None:
+        return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv else None
+
+    cache = option("--media-cache")
+    print(json.dumps(asyncio.run(run_call(
+        profiles(seconds)[name], live, "--simulcast" in sys.argv,
+        Path(cache) if cache else None, float(option("--warmup") or WARMUP_S)))))
 
 
 if __name__ == "__main__":

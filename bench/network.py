@@ -81,7 +81,7 @@ HIGHER_IS_BETTER = {"strong_high_layer_share"}
 NO_SIMULCAST = "single-layer path: no layers to switch (REMB stand-ins beside)"
 SECONDS = {"quick": {"clean": 8, "weak_ward": 15, "rate_drop": 30, "loss5": 15},
            "full": {"clean": 60, "weak_ward": 60, "rate_drop": 90, "loss5": 60}}
-SIM_SECONDS = {"quick": {"weak_ward": 20, "rate_drop": 36},
+SIM_SECONDS = {"quick": {"weak_ward": 20, "rate_drop": 30},
                "full": {"weak_ward": 60, "rate_drop": 90, "loss5": 60}}
 # The longest wait for the first subscribers to climb to the top layer before measuring (the
 # receiver's estimate rises some 8 %/s: about 10-30 s from the low layer).
@@ -349,23 +349,33 @@ def plot(call_: dict[str, Any], single: dict[str, Any], out_dir: Path) -> str | 
         "dropping subscriber": timeline(call_["viewers"]["dropping"]["video_kbps"]),
         "its estimate (REMB)": estimate,
         "dropping link rate": link,
-        "single-layer: dropping": timeline(single["viewers"]["dropping"]["video_kbps"]),
+        "single-layer, dropping": timeline(single["viewers"]["dropping"]["video_kbps"]),
     }
     top = svg(f"Rate drop 4 Mbit/s -> 500 kbit/s -> 4 Mbit/s ({seconds:g} s): video kbit/s "
               "received, simulcast + allocation", rates,
               dashed=frozenset({"its estimate (REMB)", "dropping link rate",
-                                "single-layer: dropping"}))
+                                "single-layer, dropping"}))
     names = [f"{w}x{h}" for w, h, _ in SIM_LAYERS]
     layers = {
-        "clean: layer forwarded": steps(call_["layers"].get("strong", []), 1),
-        "dropping: layer forwarded": steps(call_["layers"].get("dropping", []), 1),
-        "dropping: layer allocated": steps(call_["layers"].get("dropping", []), 2),
+        "clean: forwarded": steps(call_["layers"].get("strong", []), 1),
+        "dropping: forwarded": steps(call_["layers"].get("dropping", []), 1),
+        "dropping: allocated": steps(call_["layers"].get("dropping", []), 2),
     }
     bottom = svg("Layer forwarded to each subscriber (allocated: dashed; gap = paused)",
-                 layers, dashed=frozenset({"dropping: layer allocated"}), y_label="layer",
+                 layers, dashed=frozenset({"dropping: allocated"}), y_label="layer",
                  y_ticks={float(n): name for n, name in enumerate(names)})
     return write(stack(top, bottom), out_dir / "network_rate_drop.svg",
                  out_dir / "network_rate_drop.png", height=2 * H)
+
+
+def calls_from(results: list[dict[str, Any]], path: str, profile: str) -> dict[str, Any]:
+    """What plot() needs of one call, back from a run's JSON rows."""
+    rows_ = [r for r in results if r.get("path") == path and r.get("profile") == profile]
+    publisher = next(r for r in rows_ if r["viewer"] == "(publisher)")
+    viewers = [r for r in rows_ if r["viewer"] != "(publisher)"]
+    return {"bin_s": 0.5, "seconds": viewers[0]["seconds"], "changes": publisher["changes"],
+            "viewers": {r["viewer"]: r for r in viewers},
+            "layers": {r["viewer"]: r.get("layers") or [] for r in viewers}}
 
 
 def table(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
@@ -398,7 +408,14 @@ def main() -> int:
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "plots")
     parser.add_argument("--sched", choices=("rr", "normal"), default="rr",
                         help="the calls' scheduling: SCHED_RR priority 10 (root) or normal")
+    parser.add_argument("--replot", type=Path, metavar="JSON",
+                        help="only draw the plot again from a run's JSON")
     args = parser.parse_args()
+    if args.replot:
+        results = json.loads(args.replot.read_text())["results"]
+        print(plot(calls_from(results, "simulcast", "rate_drop"),
+                   calls_from(results, "single", "rate_drop"), args.plot) or "written")
+        return 0
     if not own_network_namespace():
         reason = namespace_unavailable()
         if reason:

@@ -203,6 +203,7 @@ async def search_meeting(request: web.Request) -> web.Response:
         docs = await catalog.meeting_documents(s, access.meeting.id, access.role)  # type: ignore[arg-type]
         versions = await catalog.versions_of(s, [d.id for d in docs])  # type: ignore[misc]
     hits: list[dict[str, Any]] = []
+    confidential = False
     for doc in docs:
         current = next((v for v in versions[doc.id] if v.number == doc.version), None)  # type: ignore[index]
         if current is None or not current.status.usable or len(hits) >= MAX_HITS:
@@ -211,9 +212,15 @@ async def search_meeting(request: web.Request) -> web.Response:
         found = index.search(q, max_hits=MAX_HITS - len(hits))
         if found:
             await _log_read(rt, doc, doc.version, user.id, "search")  # type: ignore[arg-type]
+            confidential = confidential or doc.confidential
         hits += [{"document_id": doc.id, "title": doc.title, "page": h.page_index,
                   "snippet": h.snippet, "start": h.start, "end": h.end} for h in found]
-    return web.json_response({"query": q, "hits": hits})
+    return web.json_response({"query": q, "hits": hits}, headers=_content_headers(confidential))
+
+
+def _content_headers(confidential: bool) -> dict[str, str] | None:
+    """A confidential document's text (search snippets) is stored by no browser cache."""
+    return {"Cache-Control": "no-store", CONFIDENTIAL_HEADER: "1"} if confidential else None
 
 
 @routes.get("/api/documents/{document_id}")
@@ -385,13 +392,14 @@ async def thumbnail(request: web.Request) -> web.StreamResponse:
 @routes.get("/api/documents/{document_id}/search")
 async def search_document(request: web.Request) -> web.Response:
     q = _query(request)
-    _, v = await _grant(request, "search")
+    grant, v = await _grant(request, "search")
     if not v.status.usable:
         raise Conflict("the document is not processed yet", code="not_ready")
     index = await request.app[DOCUMENTS].text_index(v.id, v.page_count or 0)  # type: ignore[arg-type]
     hits = [{"page": h.page_index, "snippet": h.snippet, "start": h.start, "end": h.end}
             for h in index.search(q, max_hits=MAX_HITS)]
-    return web.json_response({"query": q, "hits": hits})
+    return web.json_response({"query": q, "hits": hits},
+                             headers=_content_headers(grant.document.confidential))
 
 
 @routes.get("/api/documents/{document_id}/export")

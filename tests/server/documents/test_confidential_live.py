@@ -262,11 +262,19 @@ async def test_a_confidential_read_is_logged_before_it_is_served(
     assert status == 200 and body["confidential"], body
     before = await _rows(hopso, doc["id"])
     for path in ("/pages/1", "/thumbs/0", "/search?q=Trang"):
-        status, _, _, _ = await fetch(delegate, f"/api/documents/{doc['id']}{path}")
+        status, _, _, headers = await fetch(delegate, f"/api/documents/{doc['id']}{path}")
         assert status == 200, path
+        # Its text too (search snippets) is kept by no browser cache.
+        assert headers["Cache-Control"] == "no-store" and headers["Hopso-Confidential"] == "1"
+    status, _, found, headers = await fetch(
+        delegate, f"/api/meetings/{meeting_id}/documents/search?q=Trang")
+    assert status == 200 and str(doc["id"]).encode() in found
+    assert headers["Cache-Control"] == "no-store" and headers["Hopso-Confidential"] == "1"
     # In the database as each answer arrived: the 1 s flush has not had to run.
-    assert (await _rows(hopso, doc["id"]))[len(before):] == [("page", 1), ("thumb", 0),
-                                                             ("search", None)]
+    assert (await _rows(hopso, doc["id"]))[len(before):] == [
+        ("page", 1), ("thumb", 0), ("search", None), ("search", None)]
+    status, _, _, headers = await fetch(delegate, f"/api/documents/{plain['id']}/search?q=Trang")
+    assert status == 200 and "no-store" not in headers.get("Cache-Control", "")
 
     db = hopso.server.app[keys.DB]
     async with db.engine.begin() as conn:  # the log cannot be written (a full disk, say)

@@ -92,6 +92,12 @@ class Allocator:
     probe_settle_s: float = 5.0
     probe_fall: float = 0.85
     max_probe_hold_s: float = 32.0
+    # A failed try of a layer raises the bar for trying it again: not before the estimate
+    # is try_bar x its peak during the failed try, for try_bar_s (a weak ward's REMB sits
+    # at its cap, "uncongested", below its link: each try of a layer its link cannot carry
+    # costs it a freeze of about a second, and would come back every max_probe_hold_s).
+    try_bar: float = 1.1
+    try_bar_s: float = 60.0
     stats: AllocatorStats = field(default_factory=AllocatorStats)
     video_off: bool = False
     _estimate: int | None = None
@@ -101,6 +107,8 @@ class Allocator:
     _probe_hold_s: float = 0.0  # set from raise_hold_s
     _last_probe: float | None = None
     _probe_estimate = 0
+    # (consumer id, layer) -> (estimate a try needs, until when): failed tries
+    _bars: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._probe_hold_s = self.raise_hold_s
@@ -136,6 +144,8 @@ class Allocator:
         estimate = self.estimate(now)
         for gone in set(self._held) - {v.consumer_id for v in videos}:
             del self._held[gone]
+        for key in [k for k in self._bars if k[0] not in self._held]:
+            del self._bars[key]
         ordered = sorted(videos, key=lambda v: v.priority)
         if estimate is None:
             # No feedback (never, or stale): the low layer, nothing paused for bandwidth.
@@ -184,7 +194,8 @@ class Allocator:
                                   <= budget):
                 goal += 1
             hold = self.raise_hold_s
-            if goal == keep < top and uncongested and not probing:
+            if goal == keep < top and uncongested and not probing \
+                    and estimate >= self._bar(v.consumer_id, keep + 1, now):
                 goal, hold = keep + 1, self._probe_hold_s
             probing = probing or goal < top or keep < top
             chosen = keep
@@ -223,21 +234,32 @@ class Allocator:
             self._on_since = None
         return self.video_off
 
-    def _probe_failed(self, now: float) -> None:
+    def _bar(self, consumer_id: str, layer: int, now: float) -> float:
+        bar = self._bars.get((consumer_id, layer))
+        if bar is None:
+            return 0.0
+        if now >= bar[1]:
+            del self._bars[(consumer_id, layer)]
+            return 0.0
+        return bar[0]
+
+    def _probe_failed(self, now: float, left: Sequence[tuple[str, int]] = ()) -> None:
         if self._last_probe is not None and now - self._last_probe < self._probe_judged_s:
             self._probe_hold_s = min(self._probe_hold_s * 2, self.max_probe_hold_s)
+            for key in left:  # the layers that did not hold
+                self._bars[key] = (self._probe_estimate * self.try_bar, now + self.try_bar_s)
         self._last_probe = None
 
     def _remember(self, layers: dict[str, int | None], now: float) -> None:
-        dropped = False
+        left: list[tuple[str, int]] = []
         for consumer_id, layer in layers.items():
             held = self._held.setdefault(consumer_id, _Held())
             if held.layer is not None and (layer is None or layer < held.layer):
                 held.raise_since = None  # a drop restarts the hold
-                dropped = True
+                left.append((consumer_id, held.layer))
             held.layer = layer
-        if dropped and not self.video_off:
-            self._probe_failed(now)
+        if left and not self.video_off:
+            self._probe_failed(now, left)
         elif self._last_probe is not None and now - self._last_probe >= self._probe_judged_s:
             self._last_probe, self._probe_hold_s = None, self.raise_hold_s  # it held
 

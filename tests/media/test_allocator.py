@@ -132,8 +132,9 @@ def test_an_uncongested_estimate_probes_the_next_layer_and_backs_off_when_it_fai
     assert run(alloc, videos, 300_000, 2.0, 0.0) == {"a": 1}
     assert run(alloc, videos, 250_000, 3.0, 0.0) == {"a": 0}  # it did not fit: at once
     assert alloc.probe_hold_s == 4.0  # the next try waits twice as long
-    assert run(alloc, videos, 300_000, 4.0, 3.0) == {"a": 0}
-    assert run(alloc, videos, 300_000, 8.0, 0.0) == {"a": 1}
+    # (a try of the same layer again needs 1.1x the estimate that failed: below)
+    assert run(alloc, videos, 340_000, 4.0, 3.0) == {"a": 0}
+    assert run(alloc, videos, 340_000, 8.0, 0.0) == {"a": 1}
     assert run(alloc, videos, 650_000, 9.0, 20.0) == {"a": 1}  # it held: the hold is reset
     assert alloc.probe_hold_s == 2.0
 
@@ -150,3 +151,15 @@ def test_a_try_is_kept_while_the_estimate_climbs_and_left_when_it_falls() -> Non
         estimate = int(estimate * 1.04)
         assert run(alloc, videos, estimate, float(t), 0.0) == {"a": 1}, t
     assert run(alloc, videos, 330_000, 16.0, 0.0) == {"a": 0}  # a fall: lowered at once
+
+
+def test_a_layer_whose_try_failed_is_tried_again_only_on_a_higher_estimate() -> None:
+    # A 300 kbit/s ward's REMB sits at its cap (uncongested) below its link: each try of
+    # the 500k layer costs it a freeze. After one failed, the same estimate tries no more.
+    alloc = Allocator(raise_hold_s=2.0)
+    videos = [cam("a")]
+    assert run(alloc, videos, 300_000, 0.0, 2.0) == {"a": 1}  # tried at 2 s
+    assert run(alloc, videos, 200_000, 3.0, 0.0) == {"a": 0}  # it failed
+    for t in range(4, 60):  # the hold (4 s) passes many times over: no new try
+        assert run(alloc, videos, 300_000, float(t), 0.0) == {"a": 0}, t
+    assert run(alloc, videos, 340_000, 60.0, 4.0) == {"a": 1}  # 1.1x more: tried again

@@ -21,6 +21,11 @@ from rooms.errors import Conflict, DomainError
 from rooms.models import Meeting, MeetingStatus
 from rooms.procedure_models import ProcedureState, QuorumRule, RuleSet
 
+# The quorum each body's working rules set (shared/DOMAIN.md): councils and committees need
+# two thirds of their members; other meetings have no quorum rule.
+QUORUM_OF = {RuleSet.council: QuorumRule.two_thirds, RuleSet.committee: QuorumRule.two_thirds,
+             RuleSet.other: QuorumRule.none}
+
 
 class RateLimited(DomainError):
     code, status = "rate_limited", 429
@@ -76,3 +81,13 @@ def require_not_closed(meeting: Meeting) -> None:
 
 def seconds_between(start: datetime | None, end: datetime) -> int:
     return max(0, int((end - start).total_seconds())) if start is not None else 0
+
+
+async def set_rule_set(session: AsyncSession, meeting_id: int, rule_set: RuleSet) -> ProcedureState:
+    """The body whose working rules the meeting follows, and the quorum they set; chosen when
+    the meeting is scheduled (changeable in its settings until it closes)."""
+    state = await lock(session, meeting_id)
+    state.rule_set = rule_set
+    state.quorum_rule = QUORUM_OF[rule_set]
+    session.add(state)
+    return state

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from rooms import meetings
+from rooms import meetings, procedure
 from rooms.errors import Invalid
 from rooms.models import MeetingRole, MeetingStatus
 from rooms.permissions import Action
+from rooms.procedure_models import RuleSet
 from server.core import keys
 from server.core.auth import current_user
 from server.core.http_util import Body, int_id, read_body
@@ -25,6 +26,9 @@ class NewMeeting(Body):
     unit_id: int
     starts_at: str  # ISO 8601
     description: str = ""
+    # Whose working rules votes and the quorum follow, with their quorum (none: the
+    # procedure's defaults until set in its settings).
+    rule_set: RuleSet | None = None
 
 
 class NewMember(Body):
@@ -57,7 +61,12 @@ async def schedule(request: web.Request) -> web.Response:
         meeting = await meetings.create_meeting(s, user, title=body.title, unit_id=body.unit_id,
                                                 starts_at=_parse_time(body.starts_at),
                                                 description=body.description)
-        return web.json_response(meetings.meeting_dict(meeting), status=201)
+        data = meetings.meeting_dict(meeting)
+        if body.rule_set is not None:
+            assert meeting.id is not None
+            await procedure.set_rule_set(s, meeting.id, body.rule_set)
+            data["rule_set"] = body.rule_set.value
+        return web.json_response(data, status=201)
 
 
 @routes.get("/api/directory")

@@ -57,8 +57,7 @@ class Settings(Body):
     rule_set: RuleSet | None = None  # whose working rules: council, committee, other
 
 
-QUORUM_OF = {RuleSet.council: QuorumRule.two_thirds, RuleSet.committee: QuorumRule.two_thirds,
-             RuleSet.other: QuorumRule.none}  # shared/DOMAIN.md
+QUORUM_OF = procedure.QUORUM_OF  # shared/DOMAIN.md
 
 
 class Seats(Body):

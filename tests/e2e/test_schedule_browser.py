@@ -58,11 +58,17 @@ def test_secretary_schedules_and_invites_on_a_tablet(demo_server: ServerProcess)
         form.locator("input[name=date]").fill(day.isoformat())
         form.locator("input[name=time]").fill("14:30")
         form.locator("textarea[name=description]").fill("Chuẩn bị tài liệu kỳ họp cuối năm")
+        # A People's Council session: its votes count on all delegates, chosen when scheduled.
+        form.locator("select[name=rule_set]").select_option("council")
         secretary.screenshot(path=str(SCREENSHOTS / "schedule-form-tablet.png"))
         secretary.click("#schedule-submit")
         secretary.wait_for_url(re.compile(r".*/meetings/\d+$"))
         meeting_path = secretary.url.removeprefix(demo_server.base)
         assert secretary.locator("h1").inner_text() == TITLE
+        # The console shows the working rules chosen when scheduling.
+        secretary.wait_for_selector("#proc-rule-set")
+        assert secretary.locator("#proc-rule-set option:checked").inner_text() == \
+            "Kỳ họp HĐND (quá nửa tổng số đại biểu)"
 
         # The members panel: only the secretary so far, without a remove button for herself.
         table = secretary.locator("#members-table tbody")

@@ -71,6 +71,7 @@ form.addEventListener("submit", async (event) => {
       starts_at: zonedIso(String(data.get("date")), String(data.get("time")),
                           form.dataset.timezone, form.dataset.utcOffset),
       description: String(data.get("description") ?? "").trim(),
+      rule_set: String(data.get("rule_set") ?? "other"),
     });
     window.location.assign(`/meetings/${meeting.id}`);
   } catch (error) {

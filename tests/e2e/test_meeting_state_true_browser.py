@@ -7,11 +7,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import pymupdf
 import pytest
 
-from testkit.browser import chromium
+from testkit.browser import api_login, chromium, publish_pdfs
 from testkit.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser
@@ -203,4 +205,44 @@ def test_a_ballot_closed_while_the_tablet_loads_is_not_offered(server: ServerPro
         if prompt.count():  # if it shows, it is the result, not a ballot
             assert "Biểu quyết đã kết thúc." in prompt.inner_text(), prompt.inner_text()
             assert prompt.locator("button[data-option]").count() == 0, prompt.inner_text()
+        assert tablet.errors == [], tablet.errors
+
+
+def test_a_link_to_a_withdrawn_document_says_so_in_the_users_language(
+        server: ServerProcess, tmp_path: Path) -> None:
+    """Bad input: a page opened for a document taken back after it was shared (a link kept
+    from before) is refused with a message in Vietnamese, and nothing of it is shown."""
+    with chromium() as opened:
+        browser: Any = opened
+        setup = browser.new_context()
+        csrf = api_login(setup.request, server.base, "thuky", server.logins()["thuky"])
+        meeting_id = setup.request.get(server.base + "/api/meetings").json()["meetings"][0]["id"]
+        pdf = pymupdf.open()
+        for i in range(3):
+            pdf.new_page().insert_text((72, 120), f"Tờ trình trang {i + 1}", fontsize=28)
+        pdf.save(str(tmp_path / "to-trinh.pdf"))
+        (doc_id,) = publish_pdfs(setup.request, server.base, csrf, meeting_id,
+                                 [(tmp_path / "to-trinh.pdf", "Tờ trình rút lại", False)])
+        version = setup.request.get(f"{server.base}/api/documents/{doc_id}").json()["version"]
+        withdrawn = setup.request.post(f"{server.base}/api/documents/{doc_id}/publish",
+                                       headers={"X-CSRF-Token": csrf},
+                                       data={"published": False, "version": version})
+        assert withdrawn.ok, withdrawn.text()
+
+        context = browser.new_context(viewport=LANDSCAPE, has_touch=True)
+        # Toasts are recorded as they are shown (one stays 5 s on a loaded box).
+        context.add_init_script("""window.__toasts = [];
+          new MutationObserver(() => { const t = document.getElementById('toast');
+            if (t && !t.hidden && t.textContent) window.__toasts.push(t.textContent); })
+          .observe(document, { subtree: true, childList: true, attributes: true,
+                               characterData: true });""")
+        path = f"/meetings/{meeting_id}?pane=documents&doc={doc_id}&page=2"
+        tablet = log_in(context, server, "daibieu", f"/meetings/{meeting_id}")
+        tablet.goto(server.base + path)
+        tablet.wait_for_selector("#pane-documents:not([hidden]) #documents[data-ready=true]")
+        tablet.wait_for_function("window.__toasts.length > 0", timeout=20_000)
+        toasts = tablet.evaluate("window.__toasts")
+        assert "Tài liệu này đã được rút lại hoặc không còn được cung cấp." in toasts, toasts
+        assert not any("not found" in text for text in toasts), toasts
+        assert tablet.locator(f"#doc-stage[data-rendered-document^='{doc_id}:']").count() == 0
         assert tablet.errors == [], tablet.errors

@@ -75,7 +75,9 @@ export class DocViewer {
     try {
       details = await this.client.subscribe(documentId);
     } catch (error) {
-      this.toast(`${this.t("Cannot open the document")}: ${error.message}`);
+      // A stale link or list (a withdrawn document): said in the page's language (issue 14).
+      this.toast(error?.code === "not_found" ? this.t("This document was withdrawn or is no longer available.")
+        : `${this.t("Cannot open the document")}: ${error.message}`);
       return false;
     }
     if (token !== this.openToken) return false;

@@ -64,3 +64,26 @@ def test_the_site_operator_projects_the_item_and_the_speaker(demo_server: Server
         chair.click("#proc-queue li:has-text('Lê Minh Tuấn') button.grant")
         screen.wait_for_selector("#pj-speaker:has-text('Lê Minh Tuấn')")
         assert not screen.locator("#pj-speaker-timer").is_hidden()
+
+        # A vote's result on the big screen: counts, base and percentages as the console
+        # writes them in Vietnamese (2 of 3 present: 66,67%).
+        chair.click("#proc-end-floor")
+        others = [log_in(browser, demo_server, name, path, {"width": 800, "height": 1280})
+                  for name in ("daibieu2", "daibieu3")]
+        for page in others:
+            page.click("#proc-checkin-in-person")
+            page.wait_for_selector("#proc-my-attendance:has-text('Có mặt tại phòng họp')")
+        chair.fill("#proc-vote-question", "Kế hoạch năm 2027")
+        chair.click("#proc-vote-open")
+        for page, option in zip((delegate, *others), (0, 0, 1)):
+            prompt = page.locator("#ballot-prompt")
+            prompt.locator(f"button[data-option='{option}']").click()
+            prompt.locator("#ballot-prompt-recorded").wait_for()
+        if chair.locator("#ballot-prompt[open]").count():
+            chair.locator("#ballot-prompt button:has-text('Để sau')").click()
+        chair.wait_for_selector(".proc-turnout:has-text('3/3')")
+        chair.click(".proc-vote-close")
+        screen.wait_for_selector("#pj-vote table tr >> nth=2")
+        rows = [" ".join(row.split()) for row in screen.locator("#pj-vote tr").all_inner_texts()]
+        assert rows == ["Tán thành 2 / 3 66,67%", "Không tán thành 1 / 3 33,33%",
+                        "Không biểu quyết 0 / 3 0%"], rows

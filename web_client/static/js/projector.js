@@ -138,7 +138,10 @@ function paintVote() {
       row.append(el("td", "", optionLabel(vote, i)), el("td", "n", String(result.totals[i])),
         el("td", "n", `/ ${result.base ?? result.eligible}`));
       const pct = result.percentages?.[i];
-      row.append(el("td", "n", pct === undefined || pct === null ? "" : `${pct} %`));
+      // In the page's language, as the console shows it (Vietnamese: "66,67%"; "66.67" would
+      // read as a thousands separator there).
+      row.append(el("td", "n", pct === undefined || pct === null ? ""
+        : `${Number(pct).toLocaleString(document.documentElement.lang || undefined)}%`));
     });
     parts.push(table);
     if (vote.final) {

@@ -121,6 +121,13 @@ def freezes(times_ms: list[float], start_ms: float, end_ms: float) -> list[float
     return [b - a for a, b in itertools.pairwise(edges)]
 
 
+def longest_at(times_ms: list[float], start_ms: float, end_ms: float) -> float:
+    """When (ms after start) the longest gap began."""
+    edges = [start_ms, *[t for t in times_ms if start_ms <= t <= end_ms], end_ms]
+    _, at = max((b - a, a) for a, b in itertools.pairwise(edges))
+    return at - start_ms
+
+
 async def measure(viewer: Viewer, start_ms: float, end_ms: float) -> dict[str, Any]:
     """What the browser decoded and presented between two of its performance.now() times."""
     samples: list[list[float]] = await viewer.page.evaluate("window.samples")
@@ -136,6 +143,8 @@ async def measure(viewer: Viewer, start_ms: float, end_ms: float) -> dict[str, A
     return {
         "fps": round(frames / seconds, 1),
         "decoded_gap_max_ms": round(max(freezes(decoded_at, start_ms, end_ms))),
+        "decoded_gap_max_at_ms": round(longest_at(decoded_at, start_ms, end_ms)),
+        "decoded_gaps_over_500ms": sum(g > 500 for g in freezes(decoded_at, start_ms, end_ms)),
         "presented_gap_max_ms": round(max(freezes(shown, start_ms, end_ms))),
         "presented_fps": round(sum(start_ms <= t <= end_ms for t in shown) / seconds, 1),
         "widths": widths,
@@ -211,7 +220,7 @@ async def weak(browser: Browser, router: Router, netem: Netem, ids: list[str],
         await wait(lambda v=v: _frames_over(v, 10), 20, f"{v.name} decoding")
     # The strong one climbs to the top layer (one layer at a time, each after a hold).
     out["strong_top_after_s"] = await wait(
-        lambda: _on_layer(strong, 2), 60, "the strong subscriber on the top layer")
+        lambda: _on_layer(strong, 2), 90, "the strong subscriber on the top layer")
     start = {v.name: await v.page.evaluate("now()") for v in viewers}
     m0 = time.monotonic() - t0
     await asyncio.sleep(15)

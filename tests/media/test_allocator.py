@@ -163,3 +163,12 @@ def test_a_layer_whose_try_failed_is_tried_again_only_on_a_higher_estimate() -> 
     for t in range(4, 60):  # the hold (4 s) passes many times over: no new try
         assert run(alloc, videos, 300_000, float(t), 0.0) == {"a": 0}, t
     assert run(alloc, videos, 340_000, 60.0, 4.0) == {"a": 1}  # 1.1x more: tried again
+
+
+def test_chromes_lowest_remb_is_an_estimate_not_an_absurdity() -> None:
+    # libwebrtc's estimate never goes below 5 kbit/s, and a congested (or starved) Chrome
+    # sends that: it means audio only, not a value to ignore.
+    alloc = Allocator()
+    assert alloc.on_remb(5_000, 0.0)
+    assert alloc.allocate([cam("a")], AUDIO, 0.0).video_off
+    assert alloc.stats.remb_absurd == 0

@@ -2,12 +2,14 @@
 
 The owner node appends entries (seq 1, 2, ... per meeting, committed before anyone hears
 of them) and pushes them to its linked children; every node passes what it received on to
-its own children at once, stores it with the owner's seq (one commit per push), and applies
-it in order through the topic's applier, behind the forwarding (a slow applier at the city
-never delays the wards). A node that missed entries (a gap in a push, a link back after an
-outage, a restart) pulls them from its parent by seq, so each entry crosses each link once
-and a ward catches up by itself. Entries whose applier has not run yet (a crash between
-storing and applying) are applied at start-up.
+its own children at once, then applies it in order through the topic's applier while it
+stores it with the owner's seq (one commit per push): behind the forwarding (a slow applier
+at the city never delays the wards) and beside its own commit (a page turn reaches the
+city's tablets without waiting for the city's fsync). A node that missed entries (a gap in a
+push, a link back after an outage, a restart) pulls them from its parent by seq, so each
+entry crosses each link once and a ward catches up by itself. An entry applied but not
+stored (a failed commit, a crash in between) is pulled and applied again (appliers are
+idempotent); one stored but not applied yet is applied at start-up.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Journal:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._todo: defaultdict[str, deque[Entry]] = defaultdict(deque)  # stored, to apply
         self._workers: dict[str, asyncio.Task[None]] = {}  # key -> its applier task
+        self._marking: set[asyncio.Task[None]] = set()  # marks of what was applied
         self._applied: dict[str, int] = {}  # key -> highest seq applied since start-up
 
     async def last(self, key: str) -> int:
@@ -117,10 +120,16 @@ class Journal:
         gap was found (an entry after one this node has not got): the caller pulls from the
         parent. Returns once the new entries are stored here; applying them runs behind, in
         seq order (`_apply_in_order`), so a slow applier never holds up the next entry on its
-        way down the tree."""
+        way down the tree, and beside the commit. A push of live entries only (nothing to
+        store, no seq to check) waits for no other push's commit either."""
         meeting_id = await self.meeting_of(key)
         if meeting_id is None:
             raise NodeError("not_found", f"meeting {key} is not mirrored here")
+        if entries and all(raw["seq"] == 0 for raw in entries):
+            for chunk in _chunks(entries):
+                await self.push(key, chunk)
+            self._queue(meeting_id, key, entries)
+            return True
         async with self._locks[key]:
             last, fresh, gap = await self.last(key), [], False
             for raw in entries:
@@ -142,6 +151,9 @@ class Journal:
             # failed to store loses nothing (this node pulls it again; the child skips it).
             for chunk in _chunks(fresh):
                 await self.push(key, chunk)
+            # Then applied here, in order, while this node stores them: what was applied is
+            # marked only once this lock is free again, i.e. after the commit.
+            self._queue(meeting_id, key, fresh)
             durable = [raw for raw in fresh if raw["seq"]]
             if durable:  # one commit for the whole push
                 async with self.db.session() as s:
@@ -149,18 +161,21 @@ class Journal:
                                            data=encode(raw["data"])) for raw in durable)
                     await s.commit()
                 self._last[key] = durable[-1]["seq"]
-            self._todo[key].extend(Entry(key, raw["seq"], raw["topic"], raw["data"])
-                                   for raw in fresh)
-            worker = self._workers.get(key)
-            if worker is None or worker.done():
-                self._workers[key] = asyncio.create_task(
-                    self._apply_in_order(meeting_id, key), name=f"cascade-apply-{key}")
         return not gap
 
+    def _queue(self, meeting_id: int, key: str, entries: list[dict[str, Any]]) -> None:
+        self._todo[key].extend(Entry(key, raw["seq"], raw["topic"], raw["data"])
+                               for raw in entries)
+        worker = self._workers.get(key)
+        if worker is None or worker.done():
+            self._workers[key] = asyncio.create_task(
+                self._apply_in_order(meeting_id, key), name=f"cascade-apply-{key}")
+
     async def _apply_in_order(self, meeting_id: int, key: str) -> None:
-        """The meeting's stored entries through their appliers, one at a time in seq order;
-        what was applied is marked in one commit per run (a crash before that re-applies
-        them at start-up: appliers are idempotent)."""
+        """The meeting's received entries through their appliers, one at a time in seq
+        order; what was applied is marked in one commit per run, once the push that brought
+        it is stored (a crash before that re-applies them at start-up, or pulls them again:
+        appliers are idempotent)."""
         todo = self._todo[key]
         while todo:
             done: list[int] = []
@@ -170,11 +185,18 @@ class Journal:
                 if entry.seq:
                     done.append(entry.seq)
                     self._applied[key] = entry.seq
-            if done:
-                try:
-                    await self._mark_applied(key, done)
-                except Exception:  # the rows stay unapplied: applied again at start-up
-                    log.exception("cascade: marking journal %s applied failed", key)
+            if done:  # beside the next entries' applying, never in front of it
+                marking = asyncio.create_task(self._mark_when_stored(key, done))
+                self._marking.add(marking)
+                marking.add_done_callback(self._marking.discard)
+
+    async def _mark_when_stored(self, key: str, seqs: list[int]) -> None:
+        async with self._locks[key]:  # the ingest that queued them has committed
+            pass
+        try:
+            await self._mark_applied(key, seqs)
+        except Exception:  # the rows stay unapplied: applied again at start-up
+            log.exception("cascade: marking journal %s applied failed", key)
 
     def applied(self, key: str) -> int:
         """The highest seq applied here since start-up (0: none)."""
@@ -182,7 +204,7 @@ class Journal:
 
     async def close(self) -> None:
         """Stop applying (at shutdown): what is left is applied at the next start-up."""
-        workers = list(self._workers.values())
+        workers = [*self._workers.values(), *self._marking]
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)

@@ -90,17 +90,20 @@ class MeetingState:
 
     # -- down and up ------------------------------------------------------------------------------
     async def publish(self, meeting_id: int, topic: str, data: dict[str, Any],
-                      durable: bool = True) -> Entry | None:
+                      durable: bool = True, live_first: bool = False) -> Entry | None:
         """At the owner: journal (committed) and push to the children. None if the
-        meeting is not ours or invites no node (nothing to tell)."""
+        meeting is not ours or invites no node (nothing to tell). `live_first`: pushed live
+        (never stored) before it is journaled, for a topic whose applier takes the same data
+        twice as once (the presenter: it carries its own seq)."""
         key = await self.key_of(meeting_id)
         if key is None or not self.owns(key):
             return None
         async with self.db.session() as s:
             if not await meeting_nodes.node_seats(s, meeting_id):
                 return None
-        if not durable:
+        if not durable or live_first:
             await self.journal.ephemeral(key, topic, data)
+        if not durable:
             return None
         return await self.journal.append(key, topic, data)
 

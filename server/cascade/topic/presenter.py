@@ -9,6 +9,13 @@ page turn corrects a missed one). Each node applies it to its own presentation r
 the documents feature's own board, with the owner's presenter as a placeholder person
 (server/cascade/topic/documents_people.py) and its own mirror of the document, so its
 tablets follow as they follow a local presenter (same events, its own seq).
+
+A major change goes down twice: pushed live first (as a zoom is), then journaled. The live
+push is applied at every node as soon as it arrives, so a page turn waits neither for the
+owner's commit of the entry nor for each node's own commit of it; the journaled copy, a few
+milliseconds behind, is what a node cut off or restarted catches up from. Each carries the
+owner's presentation seq, and a node applies a seq only once and never an older one after a
+newer (the two copies, or a zoom overtaken by a page turn, are the same or stale).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ class PresenterData(NodeSchema):
     scroll_x: float | None = Field(default=None, ge=0.0, le=1.0)
     scroll_y: float | None = Field(default=None, ge=0.0, le=1.0)
     presenter: Person | None = None
+    seq: int | None = Field(default=None, ge=0, le=2**62)  # the owner's presentation seq
 
 
 class PointerData(NodeSchema):
@@ -74,20 +82,27 @@ async def _mirror_doc(app: web.Application, meeting_id: int, origin_id: int) -> 
 
 def install(app: web.Application, state: MeetingState) -> None:
     unit = state.unit
+    cascaded: set[int] = set()  # the owner's documents known to take part (never undone)
+    shown: dict[int, int] = {}  # meeting -> the owner's seq applied here last
+    people: dict[tuple[str, int, str], int] = {}  # a presenter -> their placeholder here
 
     async def moved(event: PresenterMoved) -> None:
         st = event.state
-        if st["active"] and not await _owner_doc(app, st.get("document_id")):
-            return
+        document: int | None = st.get("document_id")
+        if st["active"] and document not in cascaded:
+            if document is None or not await _owner_doc(app, document):
+                return
+            cascaded.add(document)
         presenter = st.get("presenter") or None
         data: dict[str, Any] = {
             "active": bool(st["active"]), "document": st.get("document_id"),
             "page": st.get("page"), "zoom": st.get("zoom"), "scroll_x": st.get("scroll_x"),
             "scroll_y": st.get("scroll_y"),
             "presenter": None if presenter is None else {
-                "origin": unit, "user": presenter["user_id"], "name": presenter["name"] or ""}}
+                "origin": unit, "user": presenter["user_id"], "name": presenter["name"] or ""},
+            "seq": int(st["seq"])}
         major = int(st["seq"]) % SEQ_STEP == 0
-        await state.publish(event.meeting_id, TOPIC, data, durable=major)
+        await state.publish(event.meeting_id, TOPIC, data, durable=major, live_first=True)
 
     async def pointed(event: PresenterPointed) -> None:
         if await _owner_doc(app, event.document_id):
@@ -97,11 +112,14 @@ def install(app: web.Application, state: MeetingState) -> None:
 
     async def apply(meeting_id: int, entry: Entry) -> None:
         d = validate(PresenterData, entry.data)
+        if d.seq is not None and d.seq <= shown.get(meeting_id, -1):
+            return  # the live copy was applied already (or a newer move was)
         rt = app[DOCUMENTS]
         board = rt.presenters
         if not d.active:
             state_now = await board.stop(meeting_id)
             await rt.sio.emit("present:state", state_now, room=meeting_room(meeting_id))
+            _shown(meeting_id, d.seq)
             return
         doc = await _mirror_doc(app, meeting_id, d.document) if d.document else None
         if doc is None or doc.id is None or not doc.published or d.presenter is None \
@@ -116,8 +134,12 @@ def install(app: web.Application, state: MeetingState) -> None:
             return
         if d.page >= len(sizes):
             return
-        async with app[keys.DB].session() as s:
-            user_id = await local_user(s, d.presenter)
+        who = (d.presenter.origin, d.presenter.user, d.presenter.name)
+        user_id = people.get(who)
+        if user_id is None:  # once per presenter (and name): a session less per page turn
+            async with app[keys.DB].session() as s:
+                user_id = people[who] = await local_user(s, d.presenter)
+
         async def update(take_over: bool) -> dict[str, Any]:
             assert d.presenter is not None and d.page is not None and doc is not None \
                 and doc.id is not None
@@ -130,6 +152,11 @@ def install(app: web.Application, state: MeetingState) -> None:
         except PresenterBusy:  # someone here presents: the owner's presenter takes over
             state_now = await update(True)
         await rt.sio.emit("present:state", state_now, room=meeting_room(meeting_id))
+        _shown(meeting_id, d.seq)
+
+    def _shown(meeting_id: int, seq: int | None) -> None:
+        if seq is not None:
+            shown[meeting_id] = max(seq, shown.get(meeting_id, -1))
 
     async def apply_pointer(meeting_id: int, entry: Entry) -> None:
         d = validate(PointerData, entry.data)

@@ -22,6 +22,9 @@ see the same machine. Servers pinned to core 0, the load to core 1, SCHED_RR by 
 * `writer_thread_us_per_packet` (no target; what load inflates least): the recording server's
   writer thread's own CPU (time.thread_time, the whole run: drains, writes, starting the mux
   process) per packet it logged. It leaves out the tap's queue append on the forwarding path.
+  `writer_thread_us_per_packet_in_windows`: the same within the recording server's measured
+  windows only (the thread's CPU clock read when the load process asks for the server's stats
+  at each window's start and end), idle polls between windows and the mux's start left out.
 
 `--quick`: 2 windows of 3 s after 1 s of settling; full: 3 windows of 4 s. `--json PATH`
 writes {"results": [...], "summary": {...}}; a table and the summary are printed.
@@ -101,9 +104,15 @@ class Server:
         except (OSError, ValueError):
             return {}
         packets = got.get("packets") or 0
+        snaps = got.get("snapshots") or []
+        pairs = list(zip(snaps[0::2], snaps[1::2], strict=False))  # (start, end) of a window
+        window_cpu = sum(b[0] - a[0] for a, b in pairs)
+        window_packets = sum(b[1] - a[1] for a, b in pairs)
         return {"writer_thread_cpu_s": got.get("thread_cpu_s"), "writer_packets": packets,
                 "writer_thread_us_per_packet":
-                    got["thread_cpu_s"] / packets * 1e6 if packets else None}
+                    got["thread_cpu_s"] / packets * 1e6 if packets else None,
+                "writer_thread_us_per_packet_in_windows":
+                    window_cpu / window_packets * 1e6 if window_packets else None}
 
     def stop(self) -> None:
         _quit(self.control)
@@ -223,6 +232,9 @@ def table(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     if writer is not None:
         lines.append(f"{'writer_thread_us_per_packet':34} {writer:>9.3f}  "
                      f"({summary['writer_packets']} packets)")
+    in_windows = summary.get("writer_thread_us_per_packet_in_windows")
+    if in_windows is not None:
+        lines.append(f"{'  in the windows only':34} {in_windows:>9.3f}")
     return "\n".join(lines)
 
 

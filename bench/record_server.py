@@ -42,10 +42,24 @@ class CopiesRecorder(Recorder):
     def __init__(self, router: Any, directory: Path, copies: int) -> None:
         super().__init__(router, directory)
         self.copies = copies
+        # (writer thread CPU s, packets logged) at each stats call: the load process asks at
+        # the start and the end of each of this server's windows
+        self.snapshots: list[tuple[float, int]] = []
+
+    def snapshot(self) -> None:
+        thread = self._thread
+        if thread is None or thread.ident is None or not thread.is_alive():
+            return
+        cpu = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        with self._lock:
+            writers = list(self._tracks.values())
+        packets = sum(w.packets for w in writers + self._finished)
+        self.snapshots.append((cpu, packets))
 
     def _run(self) -> None:
         """The writer thread; its own CPU (time.thread_time) and the packets it logged go
-        to writer.json beside the recordings when it ends (bench/record.py reports them).
+        to writer.json beside the recordings when it ends, with the snapshots taken at each
+        window's start and end (bench/record.py reports them).
         With HOPSO_BENCH_PROFILE_WRITER=PATH under cProfile (which only sees the thread it
         is enabled in), dumped to PATH when the recorder stops."""
         started = time.thread_time()
@@ -55,7 +69,7 @@ class CopiesRecorder(Recorder):
             cpu = time.thread_time() - started
             packets = sum(w.packets for w in self._finished)
             (self.directory / "writer.json").write_text(json.dumps(
-                {"thread_cpu_s": cpu, "packets": packets}))
+                {"thread_cpu_s": cpu, "packets": packets, "snapshots": self.snapshots}))
 
     def _run_profiled(self) -> None:
         path = os.environ.get("HOPSO_BENCH_PROFILE_WRITER")
@@ -105,6 +119,7 @@ def recording_server(directory: Path, copies: int) -> Callable[[], Any]:
             self.recorder.start()
 
         def stats(self) -> dict[str, Any]:
+            self.recorder.snapshot()
             out = super().stats()
             tracks = self.recorder.stats()["tracks"]
             out["recorder"] = {"tracks": len(tracks),

@@ -158,12 +158,19 @@ def test_the_agenda_counts_the_current_items_time_with_its_clock(server: ServerP
                         server, "daibieu", path)
         row = tablet.locator("#proc-agenda-list li.current")
         row.wait_for()
+        tablet.click("#proc-checkin-in-person")
+        said = tablet.locator("#procedure .proc-message")
+        said.filter(has_text="Bạn đã điểm danh.").wait_for()
         tablet.wait_for_timeout(4000)  # the item has been under discussion some seconds more
         # The agenda row and the item's clock say the same time, and it runs.
         listed, clocked = seconds_of(row.inner_text().split("·")[-1]), seconds_of(
             tablet.inner_text("#proc-item-timer"))
         assert clocked >= 6, clocked
         assert abs(listed - clocked) <= 1, (row.inner_text(), tablet.inner_text("#proc-item-timer"))
+        # The confirmation was true when said; it does not stay on for the rest of the
+        # meeting (the attendance itself stays shown).
+        said.wait_for(state="hidden", timeout=8000)
+        assert "Có mặt tại phòng họp" in tablet.inner_text("#proc-my-attendance")
         for page in (chair, tablet):
             assert page.errors == [], page.errors
 

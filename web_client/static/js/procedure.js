@@ -20,6 +20,9 @@ const PARTS_OF = {
   conclusions: ["minutes"],
 };
 
+/** How long a confirmation stays in the panel's message line. */
+const SAID_MS = 6000;
+
 export class ProcedurePanel {
   /**
    * @param {HTMLElement} root the #procedure section
@@ -34,6 +37,8 @@ export class ProcedurePanel {
     /** @type {HTMLSelectElement|undefined} */ this.voteItem = undefined;
     /** @type {HTMLTextAreaElement|undefined} */ this.conclusionsBox = undefined;
     this.root = root;
+    /** @type {ReturnType<typeof setTimeout>|undefined} the message line's clearing */
+    this.sayTimer = undefined;
     this.sig = signaling;
     this.meetingId = meetingId;
     this.state = null; // the snapshot, kept current by events
@@ -142,6 +147,10 @@ export class ProcedurePanel {
     box.textContent = text;
     box.className = ok ? "proc-message ok" : "proc-message error";
     box.hidden = !text;
+    // A confirmation ("Saved.", "The vote is open.") is true when said, not an hour later:
+    // it clears after a while; an error stays until the next action (issue 14: stale lines).
+    clearTimeout(this.sayTimer);
+    if (ok && text) this.sayTimer = setTimeout(() => { if (box.textContent === text) this.#say(""); }, SAID_MS);
   }
 
   /** Run an action; show its error (or a confirmation) in the message box. */

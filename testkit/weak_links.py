@@ -154,21 +154,25 @@ class MeasuredSubscriber(Subscriber):
             pass
 
     async def recover_like_a_browser(self) -> None:
-        """aiortc's jitter buffer waits for a missing video packet until 512 packets later
-        (seconds to tens of seconds at a low layer's rate), and never asks for a keyframe:
-        a browser's packet buffer skips a frame it cannot complete and requests a keyframe.
-        Here, likewise: a gap still missing after GAP_WAIT_S (time for NACK and RTX through
-        a full 200 ms queue) is skipped and a PLI sent (at most one per GAP_WAIT_S)."""
+        """aiortc's jitter buffer hands frames on in order only: a frame missing a packet
+        holds everything behind it until 512 packets later (tens of seconds at a low
+        layer's rate; a 300 kbit/s ward froze 25-30 s after one lost packet), and it never
+        asks for a keyframe then. A browser's packet buffer drops the frame it cannot
+        complete and requests a keyframe. Here, likewise: when the buffer's head has not
+        moved for GAP_WAIT_S (time for NACK and RTX through a full 200 ms queue) while a
+        hole lies behind it, everything up to the first packet after the hole is dropped
+        and a PLI sent."""
         [receiver] = [t.receiver for t in self.pc.getTransceivers() if t.kind == "video"]
         buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer")  # noqa: B009 (aiortc's)
         blocked: tuple[int, float] | None = None
         while True:
             await asyncio.sleep(0.05)
-            origin, packets = buffer._origin, buffer._packets
-            cap = buffer.capacity
-            if origin is None or packets[origin % cap] is not None \
-                    or not any(p is not None for p in packets):
-                blocked = None
+            origin, packets, cap = buffer._origin, buffer._packets, buffer.capacity
+            hole = None if origin is None else next(
+                (i for i in range(cap) if packets[(origin + i) % cap] is None), None)
+            if hole is None or not any(packets[(origin + i) % cap] is not None
+                                       for i in range(hole, cap)):
+                blocked = None  # nothing waits behind a hole
                 continue
             now = time.monotonic()
             if blocked is None or blocked[0] != origin:
@@ -176,11 +180,11 @@ class MeasuredSubscriber(Subscriber):
                 continue
             if now - blocked[1] < GAP_WAIT_S:
                 continue
-            skipped = 0
-            while packets[buffer._origin % cap] is None and skipped < cap:
-                buffer._origin = (buffer._origin + 1) & 0xFFFF
-                skipped += 1
+            skip = hole
+            while packets[(origin + skip) % cap] is None:
+                skip += 1
             ssrc = next(p.ssrc for p in packets if p is not None)
+            buffer.remove(skip)  # the incomplete frame and the hole
             self.gaps_skipped += 1
             blocked = None
             await receiver._send_rtcp_pli(ssrc)
@@ -232,7 +236,8 @@ def measure(sub: MeasuredSubscriber, t0: float, t1: float,
             bins[min(len(bins) - 1, int((at - t0) / BIN_S))] += size
     frames = [at for at in sub.decoded["video"] if t0 <= at < t1]
     edges = [t0, *frames, t1]
-    freezes = [b - a for a, b in itertools.pairwise(edges) if b - a > FREEZE_S]
+    spans = [(a - t0, b - a) for a, b in itertools.pairwise(edges) if b - a > FREEZE_S]
+    freezes = [length for _, length in spans]
     audio = audio_arrivals(sub, t0, t1)
     arrival_gaps = [(b - a) * 1000 for a, b in itertools.pairwise(audio)]
     stamps = [ts for at, kind, _, ts in sub.rtp if kind == "audio" and t0 <= at < t1]
@@ -249,6 +254,7 @@ def measure(sub: MeasuredSubscriber, t0: float, t1: float,
         "freezes_over_500ms": len(freezes),
         "freezes_over_500ms_per_min": round(len(freezes) / minutes, 2),
         "longest_freeze_ms": round(max(freezes, default=0.0) * 1000),
+        "freeze_spans_s": [[round(at, 2), round(length, 2)] for at, length in spans],
         "audio_packets": len(audio),
         "audio_loss": round(1 - len(set(stamps)) / expected, 4) if expected else None,
         "audio_gap_p99_ms": round(pct(gaps, 0.99) or 0.0, 1) if gaps else None,

@@ -288,9 +288,15 @@ class Subscribing:
         by_ssrc = self._by_ssrc
         for packet in packets:
             if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+                video_loss: float | None = None
                 for block in packet.reports:
                     if (consumer := by_ssrc.get(block.ssrc)) is not None:
                         consumer.on_receiver_report(block, now)
+                        if consumer.kind is Kind.VIDEO and not consumer.allocated_off:
+                            video_loss = max(video_loss or 0.0, consumer.fraction_lost)
+                if video_loss is not None and self.allocating \
+                        and self.allocator.on_loss(video_loss):
+                    self._allocate(now)  # heavy loss is acted on at once, like a falling REMB
             elif isinstance(packet, RtcpRtpfbPacket):
                 consumer = by_ssrc.get(packet.media_ssrc)
                 if consumer is not None and packet.fmt == RTCP_RTPFB_NACK:

@@ -111,7 +111,8 @@ class Viewer:
 async def sampler(viewers: list[Viewer], t0: float) -> None:
     while True:
         for viewer in viewers:
-            viewer.note(time.monotonic() - t0)
+            if not viewer.peer.closed:  # (after a failed wait the call is torn down)
+                viewer.note(time.monotonic() - t0)
         await asyncio.sleep(0.25)
 
 

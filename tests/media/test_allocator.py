@@ -172,3 +172,22 @@ def test_chromes_lowest_remb_is_an_estimate_not_an_absurdity() -> None:
     assert alloc.on_remb(5_000, 0.0)
     assert alloc.allocate([cam("a")], AUDIO, 0.0).video_off
     assert alloc.stats.remb_absurd == 0
+
+
+def test_heavy_loss_lowers_like_a_falling_estimate_until_the_loss_is_gone() -> None:
+    # A drop-tail bottleneck's full queue keeps the delay flat: the receiver's REMB stays
+    # high while 40 % of the packets are lost. GCC's loss rule caps the estimate at what is
+    # sent x (1 - loss / 2), per receiver report, never below audio + the low layer.
+    alloc = Allocator(raise_hold_s=1.0)
+    videos = [cam("a")]
+    assert run(alloc, videos, 5_000_000, 0.0, 4.0) == {"a": 2}
+    assert alloc.on_loss(0.4) and alloc.on_loss(0.4)  # 1.54M -> 1.23M -> 986k
+    assert run(alloc, videos, 5_000_000, 5.0, 0.0) == {"a": 1}  # REMB unmoved: lowered
+    for _ in range(10):
+        alloc.on_loss(0.6)
+    result = alloc.allocate(videos, AUDIO, 5.5)
+    assert result.layers == {"a": 0} and not result.video_off  # the floor: audio + low
+    assert not alloc.on_loss(0.05)  # between 2 and 10 %: the cap stays
+    assert run(alloc, videos, 5_000_000, 6.0, 3.0) == {"a": 0}
+    assert not alloc.on_loss(0.0)  # gone: the REMB rules again
+    assert run(alloc, videos, 5_000_000, 10.0, 6.0) == {"a": 2}

@@ -19,9 +19,10 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-# REMB outside this range is not a real estimate (0, or exponent tricks giving exabits);
-# 5 kbit/s is libwebrtc's own floor, which a congested Chrome does send.
-MIN_REMB_BPS = 5_000
+# REMB outside this range is not a real estimate (0, or exponent tricks giving exabits).
+# libwebrtc's own floor (5 kbit/s) is below it: a Chrome starved of CPU on a loaded box sent
+# it on a clean link, and audio only on that was worse than keeping the last estimate.
+MIN_REMB_BPS = 10_000
 MAX_REMB_BPS = 1_000_000_000
 FEEDBACK_FRESH_S = 5.0  # an estimate older than this is no estimate
 # Used for a layer not measured yet (the browser's cameraEncodings maxBitrate, low->high).

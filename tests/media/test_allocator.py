@@ -165,15 +165,6 @@ def test_a_layer_whose_try_failed_is_tried_again_only_on_a_higher_estimate() -> 
     assert run(alloc, videos, 340_000, 60.0, 4.0) == {"a": 1}  # 1.1x more: tried again
 
 
-def test_chromes_lowest_remb_is_an_estimate_not_an_absurdity() -> None:
-    # libwebrtc's estimate never goes below 5 kbit/s, and a congested (or starved) Chrome
-    # sends that: it means audio only, not a value to ignore.
-    alloc = Allocator()
-    assert alloc.on_remb(5_000, 0.0)
-    assert alloc.allocate([cam("a")], AUDIO, 0.0).video_off
-    assert alloc.stats.remb_absurd == 0
-
-
 def test_heavy_loss_lowers_like_a_falling_estimate_until_the_loss_is_gone() -> None:
     # A drop-tail bottleneck's full queue keeps the delay flat: the receiver's REMB stays
     # high while 40 % of the packets are lost. GCC's loss rule caps the estimate at what is

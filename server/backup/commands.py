@@ -204,16 +204,31 @@ def _write(settings: Settings, path: Path, files: dict[str, list[object]]) -> No
     made: list[Path] = [work, data_dir / DOCUMENTS, data_dir / RECORDINGS]
 
     def sink(name: str, chunks: Iterator[bytes]) -> None:
-        if name.startswith((DOCUMENTS + "/", RECORDINGS + "/")):
-            target = data_dir / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-        else:
-            target = work / Path(name).name
-        with open(target, "xb") as out:
+        # A failed read of the backup file raises from `chunks` as it is (the backup's
+        # fault); a failed write (a full disk) says it is the target's.
+        target = data_dir / name
+        try:
+            if name.startswith((DOCUMENTS + "/", RECORDINGS + "/")):
+                target.parent.mkdir(parents=True, exist_ok=True)
+            else:
+                target = work / Path(name).name
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as exc:
+            raise _write_failed(target, exc) from None
+        try:  # unbuffered: a full disk is told by the write that meets it, not at close
             for chunk in chunks:
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+                view = memoryview(chunk)
+                while view:
+                    try:
+                        view = view[os.write(fd, view):]
+                    except OSError as exc:
+                        raise _write_failed(target, exc) from None
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise _write_failed(target, exc) from None
+        finally:
+            os.close(fd)
         if name.startswith(f"{DOCUMENTS}/blobs/"):
             os.chmod(target, 0o444)  # blobs are immutable (documents/storage.py)
 
@@ -236,12 +251,22 @@ def _write(settings: Settings, path: Path, files: dict[str, list[object]]) -> No
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _write_failed(target: Path, exc: OSError) -> BackupRefused:
+    return BackupRefused(f"restore could not write {target} ({exc.strerror or exc}): what it "
+                         f"wrote is removed, the backup file is not at fault")
+
+
 def migrate(settings: Settings) -> list[str]:
     """Bring the schema to this release's heads with the data directory held exclusively
     (stop the servers first); refuses a schema newer than the code."""
     from rooms.db import Database
     from server.core.migrate import upgrade
 
+    sqlite = database.sqlite_path(settings)
+    if sqlite is not None and not sqlite.is_file():  # a forgotten HOPSO_DATABASE_URL
+        raise BackupRefused(f"no database at {sqlite}: migrate upgrades an existing one "
+                            f"(PostgreSQL: give --database-url or HOPSO_DATABASE_URL); "
+                            f"nothing made")
     try:
         lock = hold_data_dir(settings.data_dir)
     except DataDirBusy as exc:

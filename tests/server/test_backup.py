@@ -182,7 +182,11 @@ async def test_a_backup_under_load_restores_the_record_on_a_fresh_data_directory
 
         load = Load(record["writer"], record["docs"][0])
         writing = asyncio.create_task(load.run())
-        await asyncio.sleep(0.5)
+        # Some ops acknowledged before the backup starts (a fixed 0.5 s saw none at load 20).
+        deadline = time.monotonic() + 30
+        while len(load.acked) < 3 and time.monotonic() < deadline and not writing.done():
+            await asyncio.sleep(0.1)
+        assert load.acked, f"no op acknowledged in 30 s ({load.unanswered} unanswered)"
         archive = tmp_path / "hopso.backup"
         started = time.monotonic()
         acked_before = {op for at, op in load.acked if at < started}

@@ -5,8 +5,10 @@ or over an existing file: each refused with one line, nothing written or overwri
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -211,3 +213,34 @@ def test_the_sqlite_copy_is_one_moment_of_a_database_being_written(tmp_path: Pat
         halves = dict(conn.execute("SELECT n, count(*) FROM pair GROUP BY n").fetchall())
     assert halves and set(halves.values()) == {2}, "a transaction was copied in part"
     assert 0 < len(halves) <= written
+
+
+def test_a_target_disk_that_fills_up_midway_is_named_and_cleaned(tmp_path: Path) -> None:
+    """The restore meets a full disk after the database and a document are written: one line
+    naming the target (not "the backup is damaged", which would send an operator after a
+    good file), everything it wrote removed, and the backup still verifies."""
+    data = tmp_path / "source"
+    data.mkdir()
+    shutil.copyfile(migrated_sqlite(), data / "hopso.sqlite3")
+    store = BlobStore(data / "documents", durable=False)
+    for _ in range(3):
+        store.put_bytes(b"%PDF-1.7 " + os.urandom(600_000))
+    archive = tmp_path / "good.backup"
+    assert backup_cli("backup", "--data-dir", str(data), "--out", str(archive)).returncode == 0
+    target = tmp_path / "small-disk"
+    target.mkdir()
+    room_kb = (data / "hopso.sqlite3").stat().st_size // 1024 + 900  # one document fits
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={room_kb}k", "tmpfs",
+                              str(target)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root with CAP_SYS_ADMIN): "
+                    f"{mounted.stderr.strip()}")
+    try:
+        line = refused(backup_cli("restore", str(archive), "--data-dir", str(target)),
+                       "could not write", str(target), "No space left on device",
+                       "not at fault")
+        assert "damaged" not in line and "truncated" not in line
+        assert sorted(p.name for p in target.iterdir()) == ["hopso.lock"]
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+    assert backup_cli("verify", str(archive)).returncode == 0

@@ -206,3 +206,17 @@ def test_processes_of_one_postgresql_deployment_share_a_data_directory(
         one_line(run_py("--data-dir", str(data)), "hopso: cannot start:", "in use")
     finally:
         first.stop()
+
+
+def test_migrate_without_a_database_makes_none(tmp_path: Path) -> None:
+    """A PostgreSQL site whose upgrade forgot HOPSO_DATABASE_URL (docs/backup.md's step 4 run
+    with hopso.env only): migrate used to make a new SQLite installation in the data
+    directory and print its revisions as if the upgrade had run; the real database stayed
+    at the old schema. Refused in one line, nothing made."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "documents").mkdir()  # a scale-out site's data directory: documents only
+    one_line(migrate_cli(data), "backup: ", "no database at", "HOPSO_DATABASE_URL")
+    assert [p.name for p in data.iterdir()] == ["documents"]
+    one_line(migrate_cli(tmp_path / "missing"), "backup: ", "no database at")
+    assert not (tmp_path / "missing").exists()

@@ -3,16 +3,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
-.venv/bin/python -m mypy server rooms media documents run.py
+# Python writes its bytecode caches from here on (this machine's shells set
+# PYTHONDONTWRITEBYTECODE=1): without them every interpreter the suite starts (each run.py
+# server, document worker and xdist worker) compiled the same ~240 modules again (~0.4 s of
+# CPU a server start), and every pytest session rewrote every test module's asserts (~6 s).
+unset PYTHONDONTWRITEBYTECODE
+# mypy, the longest check (~17 s of CPU), runs beside the others on the second core.
+mypy_log=$(mktemp)
+.venv/bin/python -m mypy server rooms media documents run.py >"$mypy_log" 2>&1 &
+mypy_pid=$!
 .venv/bin/ruff check .
 .venv/bin/lint-imports  # the layers of docs/architecture.md (contracts: pyproject.toml)
 # The browser code: tsc --checkJs, eslint and node's unit tests (web_client/package.json).
 (cd web_client && npm run --silent check)
-# Bytecode for the project's own modules, written once here: where Python writes none
-# (PYTHONDONTWRITEBYTECODE=1 is set in this machine's shells), every interpreter the suite starts
-# (each run.py server, document worker and xdist worker) compiled the same ~240 modules again:
-# ~0.4 s of CPU a server start, ~1.5 s for all of them here.
+# The bytecode, written before the two workers start (or both compile the same modules).
 .venv/bin/python -m compileall -q -j 0 server rooms media documents testkit tests bench run.py >/dev/null
+mypy_status=0
+wait "$mypy_pid" || mypy_status=$?
+cat "$mypy_log"
+rm -f "$mypy_log"
+[ "$mypy_status" = 0 ] || exit "$mypy_status"
 # pytest in two passes: two workers (one takes the browser tests one after another, the other
 # the one-at-a-time tests, and both share the rest: tests/conftest.py, tests/scheduling.py),
 # then the tests marked `serial` (they measure latency under load) alone. Status 5 is "no test

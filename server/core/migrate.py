@@ -8,10 +8,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
 from rooms.db import Database
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
+# pg_advisory_xact_lock's key for "migrating Hopso's schema" (any constant shared by the
+# processes of one deployment; "hopso" in ASCII).
+MIGRATION_LOCK = 0x686F70736F
 
 
 class SchemaTooNew(Exception):
@@ -50,4 +54,10 @@ async def upgrade(db: Database) -> None:
         command.upgrade(config, "heads")  # feature branches of the schema may run in parallel
 
     async with db.engine.begin() as conn:
+        if not db.is_sqlite:
+            # Processes of one deployment starting together (hopso-web@PORT units) would
+            # otherwise create the same tables at once; the lock lasts until this transaction
+            # commits, and whoever waited then reads the new revision and has nothing to do.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": MIGRATION_LOCK})
         await conn.run_sync(run)

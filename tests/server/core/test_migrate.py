@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
@@ -91,3 +92,21 @@ async def test_0010_keeps_every_secret_ballot_and_drops_their_cast_order(
             assert check["counted"] and check["option"] == (2 if n == 1 else n % 3), check
         assert len((await s.exec(select(VoteBallot))).all()) == 6
     await db.close()
+
+
+async def test_processes_starting_together_migrate_a_postgresql_database_once(
+        postgres_url: str) -> None:
+    """Two web processes of one deployment (hopso-web@PORT) start at the same moment on an
+    empty database: one migrates, the other waits for it and finds nothing left to do."""
+    url = Settings(data_dir=Path("."), database_url=postgres_url).sqlalchemy_url
+    dbs = [Database(url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(upgrade(db) for db in dbs))
+        async with dbs[0].session() as s:
+            versions = (await s.exec(text(  # type: ignore[call-overload]
+                "SELECT version_num FROM alembic_version"))).all()
+        heads = ScriptDirectory.from_config(alembic_config(url)).get_heads()
+        assert sorted(v for (v,) in versions) == sorted(heads)
+    finally:
+        for db in dbs:
+            await db.close()

@@ -105,6 +105,7 @@ class Allocator:
     # loss_low the cap goes. A drop-tail bottleneck's full queue keeps the delay flat, so a
     # receiver's delay-based REMB does not fall while most packets are lost (a 300 kbit/s
     # Chromium ward kept a 640x360 layer at 60 % loss and 2 fps).
+    off_retry_s: float = 5.0  # audio only: video tried again after this (x the back-off)
     loss_high: float = 0.10
     loss_low: float = 0.02
     stats: AllocatorStats = field(default_factory=AllocatorStats)
@@ -117,6 +118,7 @@ class Allocator:
     _last_probe: float | None = None
     _probe_estimate = 0
     _loss_cap: int | None = None
+    _off_since = 0.0
     _used = 0  # audio + video in use at the last allocation
     _loss_floor = 0  # the cap's least: audio + the first video's low layer
     # (consumer id, layer) -> (estimate a try needs, until when): failed tries
@@ -191,7 +193,7 @@ class Allocator:
                   and estimate >= self._probe_estimate * self.probe_fall)
         if trying:
             self._probe_estimate = max(self._probe_estimate, estimate)  # the peak
-        if self._floor_off(budget, audio_bps, free, now):
+        if self._floor_off(budget, audio_bps, free, trying, now):
             off: dict[str, int | None] = {v.consumer_id: None for v in ordered}
             self._remember(off, now)
             return Allocation(off, True, estimate)
@@ -241,16 +243,23 @@ class Allocator:
         held = self._held.get(consumer_id)
         return held.layer if held is not None else None
 
-    def _floor_off(self, budget: int, audio: int, free: bool, now: float) -> bool:
+    def _floor_off(self, budget: int, audio: int, free: bool, trying: bool,
+                   now: float) -> bool:
         """Audio only below the floor; back after holding above floor x (1 + margin), or
-        (audio alone cannot show more) uncongested, for the probe hold."""
+        (audio alone cannot show more) uncongested, for the probe hold; or tried again after
+        off_retry_s (x the back-off) whatever the estimate: a REMB is measured on video (what
+        carries abs-send-time), so with none flowing Chrome's sinks towards its floor and
+        would never show the link recovered; nor, back, for a while (Chrome's climbs ~8 %/s
+        from there): while it does not fall (`trying`), the floor waits."""
         if not self.video_off:
-            if budget < self.video_floor_bps:
-                self.video_off, self._on_since = True, None
+            if budget < self.video_floor_bps and not trying:
+                self.video_off, self._on_since, self._off_since = True, None, now
                 self.stats.video_off_events += 1
                 self._probe_failed(now)
             return self.video_off
-        if budget >= self.video_floor_bps * (1 + self.margin) or free:
+        retry = min(self.off_retry_s * self._probe_hold_s / self.raise_hold_s, self.try_bar_s)
+        if budget >= self.video_floor_bps * (1 + self.margin) or free \
+                or now - self._off_since >= retry:
             if self._on_since is None:
                 self._on_since = now
             elif now - self._on_since >= self._probe_hold_s:

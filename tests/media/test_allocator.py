@@ -182,3 +182,23 @@ def test_heavy_loss_lowers_like_a_falling_estimate_until_the_loss_is_gone() -> N
     assert run(alloc, videos, 5_000_000, 6.0, 3.0) == {"a": 0}
     assert not alloc.on_loss(0.0)  # gone: the REMB rules again
     assert run(alloc, videos, 5_000_000, 10.0, 6.0) == {"a": 2}
+
+
+def test_audio_only_tries_video_again_though_the_remb_cannot_show_a_recovery() -> None:
+    # A REMB is measured on video: with none flowing, Chrome's sinks to its floor and stays
+    # there (a starved Chromium on a clean link stayed audio only for good). Video is tried
+    # again after off_retry_s (+ the hold), then, failing, after twice as long.
+    alloc = Allocator(raise_hold_s=2.0, off_retry_s=5.0)
+    videos = [cam("a")]
+    assert run(alloc, videos, 300_000, 0.0, 2.0) == {"a": 1}  # a try at 2 s
+    assert alloc.allocate(videos, AUDIO, 2.5).layers == {"a": 1}
+    alloc.on_remb(20_000, 3.0)
+    assert alloc.allocate(videos, AUDIO, 3.0).video_off  # and the try failed: hold 4 s
+    for t in range(4, 32):  # 5 s x 2 (the back-off) + the 4 s hold: off until 17 s, then
+        alloc.on_remb(20_000, float(t))  # on while the estimate does not fall (a try)
+        result = alloc.allocate(videos, AUDIO, float(t))
+        assert result.video_off == (t < 17), t
+        assert result.layers == {"a": None if t < 17 else 0}
+    alloc.on_remb(20_000, 32.0)  # the try is over and the estimate never rose: off again
+    assert alloc.allocate(videos, AUDIO, 32.0).video_off
+    assert alloc.stats.video_off_events == 2

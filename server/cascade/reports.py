@@ -6,7 +6,9 @@ is: "stored at the ward" is a promise that survives the WAN link, a restart, a c
 node then delivers its pending reports, oldest first, to its parent, which either applies
 them (the owner: the topic's receiver, once per report id; a replay is answered from the
 record of the first) or stores them in its own outbox under the same id and passes them on
-(store and forward). A refusal (a ballot for a vote already closed: "late"; a report that
+(store and forward; an intermediate node passes a report on while it stores it, so the
+owner hears of it one commit sooner: the child is answered "stored" only once it is). A
+refusal (a ballot for a vote already closed: "late"; a report that
 breaks the rules) is answered to the node it came from, stored on its outbox row, logged,
 and told down the tree as the journal entry `report.refused` so that the origin node learns
 it too. Nothing acknowledged is ever lost: a report leaves an outbox only when the next node
@@ -53,6 +55,10 @@ class Reports:
         self.meeting_of = meeting_of
         self.append = append
         self.wake = asyncio.Event()  # set when there is something to deliver
+        # Reports of a child being stored here, delivered up before their commit is done
+        # (each offered for delivery once that way; after the commit, from the outbox).
+        self._passing: dict[str, CascadeReport] = {}
+        self._offered: set[str] = set()
 
     # -- the outbox --------------------------------------------------------------------------
     async def store(self, key: str, topic: str, data: dict[str, Any],
@@ -79,10 +85,17 @@ class Reports:
         self.wake.set()
 
     async def pending(self, limit: int = MAX_BATCH) -> list[CascadeReport]:
+        """The outbox, oldest first, then the reports passing through that are still being
+        stored (a child's, in arrival order)."""
+        passing = list(self._passing.values())
         async with self.db.session() as s:
-            rows = await s.exec(select(CascadeReport).where(CascadeReport.state == "pending")
-                                .order_by(col(CascadeReport.n)).limit(limit))
-            return list(rows.all())
+            rows = list((await s.exec(select(CascadeReport)
+                                      .where(CascadeReport.state == "pending")
+                                      .order_by(col(CascadeReport.n)).limit(limit))).all())
+        ids = {r.id for r in rows} | self._offered
+        passing = [r for r in passing if r.id not in ids][:max(0, limit - len(rows))]
+        self._offered |= {r.id for r in passing}
+        return rows + passing
 
     async def pending_counts(self) -> dict[str, int]:
         """Undelivered reports held here, per meeting key."""
@@ -213,8 +226,17 @@ class Reports:
         topic = self.topics.get(report.topic, "up")
         if topic.forward is not None:
             await topic.forward(meeting_id, via, report)
+        # Up at once, beside this node's commit: if that fails the child is not answered
+        # "stored" and sends it again; the owner applies a report id once, whoever sends it.
+        self._passing[report.id] = CascadeReport(
+            id=report.id, key=report.key, origin=report.origin, topic=report.topic,
+            data=encode(self.topics.checked(report.topic, "up", report.data)))
+        self.wake.set()
         try:
             await self.store(report.key, report.topic, report.data, report.origin, report.id)
         except IntegrityError:
             pass  # stored by a concurrent delivery of the same report
+        finally:
+            self._passing.pop(report.id, None)
+            self._offered.discard(report.id)
         return {"id": report.id, "state": "stored"}

@@ -36,8 +36,11 @@ Messages are JSON-safe dicts:
   catalog  {"producers": [ProducerInfo as dict + "hops"],
             "peers": [{"id", "app_data", "hops"}]}           -> {}
   pull     {"ids": [...]}   the other end exports them, then  -> {}
-  offer    {"sdp", "consumers": [{mid, producer_id, producer_peer_id, source}]}
-           (pushed by the exporting end)                        -> {"sdp": answer}
+  offer    {"sdp", "consumers": [{mid, producer_id, producer_peer_id, source,
+                                  rid?, rids?}]}
+           (pushed by the exporting end; a simulcast producer has one section per
+           layer, `rid` its layer, `rids` the producer's low to high: the importer
+           makes one simulcast producer of them)                -> {"sdp": answer}
   release  {"ids": [...]}                                       -> {}
   reset    {}: the sender's link peer for this meeting closed (the link's
            shared transport stays); the receiver closes its own      -> {}
@@ -158,7 +161,7 @@ class LinkEnd:
             peer = self.cascade.router.peer(self.peer_id)
         except NotFoundError:
             return []
-        return [c.producer.id for c in peer.consumers]
+        return list(dict.fromkeys(c.producer.id for c in peer.consumers))
 
     def stats(self) -> dict[str, Any]:
         try:
@@ -322,7 +325,7 @@ class LinkEnd:
             await self.cascade.ensure(producer_id, exclude=self)
         peer = self.peer
         async with self._negotiating:
-            subscription = await peer.subscribe(*ids)
+            subscription = await peer.subscribe(*ids, layers=True)
             await self._negotiate(peer, subscription.offer)
         return {}
 
@@ -377,7 +380,8 @@ class LinkEnd:
             info = self.remote_catalog.get(pid, {})
             app_data = dict(info.get("app_data") or {})
             app_data[RELAYED] = {"via": self.name, "hops": int(info.get("hops", 0)) + 1}
-            origins[mid] = ProducerOrigin(pid, str(c["producer_peer_id"]), app_data)
+            rids, rid = _relayed_layer(c)
+            origins[mid] = ProducerOrigin(pid, str(c["producer_peer_id"]), app_data, rids, rid)
         self.counters.offers += 1
         result = await self.peer.publish(sdp, sources, origins)
         for added in result.added:
@@ -394,7 +398,8 @@ class LinkEnd:
                 "sdp": offer.sdp,
                 "consumers": [{"mid": c.mid, "producer_id": c.producer_id,
                                "producer_peer_id": c.producer_peer_id,
-                               "source": c.source.value} for c in offer.consumers]})
+                               "source": c.source.value, **_layer_of(peer, c.id)}
+                              for c in offer.consumers]})
             answer = reply.get("sdp")
             if not isinstance(answer, str):
                 raise LinkError(f"link {self.name}: offer reply has no sdp")
@@ -703,6 +708,30 @@ class Cascade:
     def stats(self) -> dict[str, Any]:
         return {"node": self.node, "router": self.router.id,
                 "links": [e.stats() for e in self.links.values()]}
+
+
+def _layer_of(peer: Peer, consumer_id: str) -> dict[str, Any]:
+    """The wire tags of an export consumer pinned to one layer of a simulcast producer:
+    its rid and the producer's rids (low to high); nothing for a single-layer producer."""
+    consumer = next((c for c in peer.consumers if c.id == consumer_id), None)
+    if consumer is None or not consumer.producer.simulcast:
+        return {}
+    rids = [s.rid for s in consumer.producer.streams]
+    layer = consumer.preferred_spatial
+    layer = len(rids) - 1 if layer is None else min(layer, len(rids) - 1)
+    return {"rid": rids[layer], "rids": rids}
+
+
+def _relayed_layer(entry: dict[str, Any]) -> tuple[tuple[str, ...], str | None]:
+    """(rids, rid) of an offer's consumer entry; ((), None) for a single-layer one."""
+    rids, rid = entry.get("rids"), entry.get("rid")
+    if rids is None and rid is None:
+        return (), None
+    if (not isinstance(rids, list) or not 1 <= len(rids) <= 3 or rid not in rids
+            or not all(isinstance(r, str) and 0 < len(r) <= 16 for r in rids)
+            or len(set(rids)) != len(rids)):
+        raise ValueError("a relayed layer needs rid among 1-3 distinct rids")
+    return tuple(rids), rid
 
 
 def relayed(app_data: dict[str, Any]) -> bool:

@@ -109,12 +109,14 @@ class Peer:
             return await self._publishing.publish(offer_sdp, sources or {}, origins or {})
 
     # -- subscribing ------------------------------------------------------------------------
-    async def subscribe(self, *producer_ids: str) -> Subscription:
+    async def subscribe(self, *producer_ids: str, layers: bool = False) -> Subscription:
         """Consume producers; returns their consumers and the offer to send
-        (None if an offer is out already). Subscribing twice is a no-op."""
+        (None if an offer is out already). Subscribing twice is a no-op. `layers`
+        (cascade links): a simulcast producer gets one consumer per layer, each pinned to
+        its layer (`preferred_spatial`), so every layer crosses the link on its own SSRC."""
         async with self._lock:
             self.check_open()
-            infos, offer = await self._subscribing.subscribe(producer_ids)
+            infos, offer = await self._subscribing.subscribe(producer_ids, layers)
             return Subscription(infos, offer)
 
     async def unsubscribe(self, consumer_id: str) -> ServerOffer | None:

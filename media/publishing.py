@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .peer import Peer
 
 MAX_LEARNED_SSRCS = 64
+MAX_RELAYED_LAYERS = 3  # as a publisher's simulcast (simulcast_sdp.py)
 Route = tuple[Producer, RecvStream, bool]  # the producer, its stream (layer), is RTX
 SOURCES = {Kind.AUDIO: (Source.MIC, Source.SCREEN_AUDIO),
            Kind.VIDEO: (Source.CAMERA, Source.SCREEN)}
@@ -54,6 +55,7 @@ class Publishing:
         self._by_mid: dict[str, Producer] = {}
         self._routes: dict[int, Route] = {}  # ssrc -> (producer, its stream, is_rtx)
         self._retired: set[int] = set()  # SSRCs never to learn again (closed, replaced)
+        self._layer_mids: dict[str, RecvStream] = {}  # relayed simulcast: mid -> its layer
         self._mid_ext = 0
         self._rid_ext = 0
         self._repaired_rid_ext = 0
@@ -64,6 +66,11 @@ class Publishing:
         chosen = self._sources(offer, sources)
         layers = {m.mid: taken_layers(m, chosen[m.mid]) for m in offer.media if m.rids}
         for mid, origin in origins.items():
+            if origin.rids and (len(origin.rids) > MAX_RELAYED_LAYERS
+                                or origin.rid not in origin.rids):
+                raise MediaError(f"mid {mid}: a relayed layer's rid must be one of its rids")
+            if origin.rids and origin.id in self.producers:
+                continue  # another layer of a simulcast producer relayed to us
             if mid not in self._by_mid and origin.id in {p.id for p in self._router.producers()}:
                 raise MediaError(f"producer {origin.id} already exists in router "
                                  f"{self._router.id}")
@@ -90,19 +97,23 @@ class Publishing:
         sending = {m.mid for m in offer.media if m.sending}
         removed = []
         for mid, producer in list(self._by_mid.items()):
-            if mid not in sending:
+            if mid not in sending and not producer.closed:
                 removed.append(producer.id)
                 producer.close(CloseReason.UNPUBLISHED)
         added = []
         for media in offer.media:
             if not media.sending:
                 continue
-            if media.mid not in self._by_mid:
-                added.append(self._new_producer(transport, offer, media, chosen[media.mid],
-                                                origins.get(media.mid),
-                                                layers.get(media.mid, ())))
-            else:  # the client may have restarted the stream with new SSRCs
-                self._route(self._by_mid[media.mid], media)
+            relay = origins.get(media.mid)
+            if media.mid in self._by_mid:  # the client may have restarted it with new SSRCs
+                self._route(self._by_mid[media.mid], media, self._layer_mids.get(media.mid))
+            elif relay is not None and relay.rids and relay.id in self.producers:
+                self._relayed_layer(self.producers[relay.id], media, relay)
+            else:
+                added.append(self._new_producer(
+                    transport, offer, media, chosen[media.mid], relay,
+                    relay.rids if relay is not None and relay.rids
+                    else layers.get(media.mid, ())))
         if not transport.started:
             transport.start(offer.transport.ice, offer.transport.fingerprints, self._role)
         elif restart:
@@ -141,7 +152,8 @@ class Publishing:
                     media.codec.payloadType != producer.pt
                     or codec_info(media.codec) != producer.codec):
                 raise NegotiationError(f"mid {media.mid} changed codec while publishing")
-            if producer is not None and media.sending and tuple(
+            if producer is not None and media.sending and media.mid not in self._layer_mids \
+                    and tuple(
                     s.rid for s in producer.streams if s.rid is not None) != taken_layers(
                     media, producer.source):
                 raise NegotiationError(f"mid {media.mid} changed its simulcast layers while "
@@ -167,13 +179,31 @@ class Publishing:
             producer.app_data = {**producer.app_data, **origin.app_data}
         self.producers[producer.id] = producer
         self._by_mid[media.mid] = producer
-        self._route(producer, media)
+        if origin is not None and origin.rids:
+            self._relayed_layer(producer, media, origin)
+        else:
+            self._route(producer, media)
         return producer
 
-    def _route(self, producer: Producer, media: sdp.PublishedMedia) -> None:
-        if producer.simulcast:
-            return  # its SSRCs are learnt from the rid extension of their first packets
-        stream = producer.streams[0]
+    def _relayed_layer(self, producer: Producer, media: sdp.PublishedMedia,
+                       origin: ProducerOrigin) -> None:
+        """One layer of a simulcast producer relayed over a cascade link, on its own
+        m-section: its SSRCs come from the SDP (no rid extension crosses a link)."""
+        stream = producer.stream_for_rid(origin.rid or "")
+        assert stream is not None  # checked in publish()
+        self._by_mid[media.mid] = producer
+        self._layer_mids[media.mid] = stream
+        self._route(producer, media, stream)
+
+    def _route(self, producer: Producer, media: sdp.PublishedMedia,
+               stream: RecvStream | None = None) -> None:
+        if stream is None:
+            if producer.simulcast:
+                return  # its SSRCs are learnt from the rid extension of their first packets
+            stream = producer.streams[0]
+        elif stream.ssrc is None:  # a relayed layer: bound from the SDP
+            stream.ssrc = media.ssrc
+            stream.rtx_ssrc = media.rtx_ssrc
         for ssrc, is_rtx in ((media.ssrc, False), (media.rtx_ssrc, True)):
             if ssrc is not None and ssrc not in self._routes:
                 self._retired.discard(ssrc)
@@ -181,8 +211,9 @@ class Publishing:
 
     def _producer_closed(self, producer: Producer, reason: CloseReason) -> None:
         self.producers.pop(producer.id, None)
-        if self._by_mid.get(producer.mid) is producer:
-            del self._by_mid[producer.mid]
+        for mid in [m for m, p in self._by_mid.items() if p is producer]:
+            del self._by_mid[mid]
+            self._layer_mids.pop(mid, None)
         for ssrc, route in list(self._routes.items()):
             if route[0] is producer:
                 del self._routes[ssrc]

@@ -120,9 +120,11 @@ class Subscribing:
         self.allocation: Allocation | None = None
         self.wants: dict[str, Want] = {}  # consumer id -> what the client's tile needs
 
-    async def subscribe(self, producer_ids: tuple[str, ...]) -> tuple[list[ConsumerInfo],
-                                                                      ServerOffer | None]:
+    async def subscribe(self, producer_ids: tuple[str, ...], layers: bool = False
+                        ) -> tuple[list[ConsumerInfo], ServerOffer | None]:
         producers = [self._router.get_producer(pid) for pid in producer_ids]
+        if layers:
+            return await self._subscribe_layers(producers)
         wanted = {p.id for p in producers} - {c.producer.id for c in self.consumers.values()}
         needed = self.sections_needed(len(wanted))
         if needed > self._config.max_media_sections:
@@ -139,6 +141,30 @@ class Subscribing:
                             None)
             infos.append((existing or self._new_consumer(self.transport, producer)).info())
         return infos, self.offer()
+
+    async def _subscribe_layers(self, producers: list[Producer]
+                                ) -> tuple[list[ConsumerInfo], ServerOffer | None]:
+        """A cascade link's export: one consumer per (producer, spatial layer), each
+        pinned to its layer; a single-layer producer gets one consumer as usual."""
+        pairs = [(p, i if p.simulcast else None) for p in producers
+                 for i in range(len(p.streams))]
+        have = {(c.producer.id, c.preferred_spatial) for c in self.consumers.values()}
+        missing = [(p, i) for p, i in pairs if (p.id, i) not in have]
+        needed = self.sections_needed(len(missing))
+        if needed > self._config.max_media_sections:
+            raise LimitError(f"the receive transport would need {needed} m-sections, the "
+                             f"limit is {self._config.max_media_sections}")
+        if self.transport is None:
+            self.transport = await self._peer.new_transport(Direction.RECV, self)
+        now = time.monotonic()
+        for producer, layer in missing:
+            if producer.closed:
+                raise NotFoundError(f"producer {producer.id} closed meanwhile")
+            consumer = self._new_consumer(self.transport, producer)
+            if layer is not None:
+                consumer.set_preferred_layers(layer, None, now)
+        ids = {p.id for p in producers}
+        return [c.info() for c in self.consumers.values() if c.producer.id in ids], self.offer()
 
     def _new_consumer(self, transport: WebRtcTransport, producer: Producer) -> Consumer:
         pt, rtx_pt = self._pts.get(producer.codec)

@@ -96,6 +96,10 @@ class ProducerOrigin:
     id: str
     peer_id: str
     app_data: dict[str, Any] = field(default_factory=dict)
+    # A simulcast origin relays each layer on its own m-section: that section's layer (its
+    # rid) and the origin's rids, low to high. The sections of one origin make one producer.
+    rids: tuple[str, ...] = ()
+    rid: str | None = None
 
 
 @dataclass(frozen=True)

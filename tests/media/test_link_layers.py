@@ -1,0 +1,102 @@
+"""Cascade links carry simulcast layers (issue 15 item 4): a simulcast publisher at one node,
+real aiortc subscribers at another node over a real DTLS link, each decoding the layer it
+asked for; each layer crosses the link once, whatever the number of subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from media import SFU
+from media.link import Cascade, LinkLimits, connect_local
+from testkit.aiortc_clients import Subscriber, wait_for
+from testkit.simulcast_publisher import SIZES, SimulcastMedia, SimulcastPublisher, encode_simulcast
+
+from .conftest import make_config
+
+MEETING = "m1"
+
+
+@pytest.fixture(scope="module")
+def layers() -> SimulcastMedia:
+    return encode_simulcast(seconds=2.0)
+
+
+@pytest.fixture
+async def nodes() -> AsyncIterator[dict[str, tuple[SFU, Cascade]]]:
+    out = {}
+    for name in ("province", "ward"):
+        sfu = SFU(make_config())
+        out[name] = (sfu, Cascade(sfu.router(MEETING), name, LinkLimits(release_after_s=0.3)))
+    yield out
+    for sfu, cascade in out.values():
+        await cascade.close()
+        await sfu.close()
+    await asyncio.sleep(0)
+
+
+async def test_each_layer_crosses_once_and_ward_subscribers_choose_their_own(
+        nodes: dict[str, tuple[SFU, Cascade]], layers: SimulcastMedia) -> None:
+    (_, province), (_, ward) = nodes["province"], nodes["ward"]
+    ward_up, province_down = connect_local(ward, province, "province", "ward")
+    publisher = SimulcastPublisher(province.router.add_peer("alice"), layers, make_config())
+    await publisher.publish()
+    task = asyncio.ensure_future(publisher.run(60))
+    subs: list[Subscriber] = []
+    try:
+        video = publisher.producer_id
+        origin = province.router.get_producer(video)
+        await wait_for(lambda: all(s.ssrc is not None for s in origin.streams), 5)
+        await wait_for(lambda: video in ward_up.remote_catalog, 5)
+        await ward.ensure(video)
+        # The ward's copy is a simulcast producer with the origin's layers.
+        relayed = ward.router.get_producer(video)
+        assert [s.rid for s in relayed.streams] == [s.rid for s in origin.streams]
+        for name, wanted in (("low", 0), ("high", None), ("low2", 0)):
+            peer = ward.router.add_peer(name)
+            sub = Subscriber(peer)
+            await sub.subscribe(video)
+            [consumer] = peer.consumers
+            peer.set_preferred_layers(consumer.id, wanted)
+            subs.append(sub)
+        tracks = [next(t for t in s.tracks if t.kind == "video") for s in subs]
+        await wait_for(lambda: all(t.frames >= 5 for t in tracks), 15)
+        for track in tracks:
+            track.sizes.clear()
+        await wait_for(lambda: all(t.frames >= 5 and t.sizes for t in tracks), 5)
+        before = [t.frames for t in tracks]
+        await asyncio.sleep(1.0)
+        # each decodes the layer it asked for, continuously, at the ward node
+        assert all(t.frames > b for t, b in zip(tracks, before, strict=True))
+        assert tracks[0].sizes == {SIZES[0]} and tracks[2].sizes == {SIZES[0]}, \
+            [t.sizes for t in tracks]
+        assert tracks[1].sizes == {SIZES[2]}, tracks[1].sizes
+
+        # Each layer crosses the link once: one link consumer per layer, each sending its
+        # layer's packets (as many as the publisher sent of that layer), on its own SSRC.
+        exports = [c for c in province_down.peer.consumers if c.producer.id == video]
+        assert sorted(c.current_layer or 0 for c in exports) == [0, 1, 2]
+        assert len({c.ssrc for c in exports}) == 3 and None not in [c.current_layer for c in exports]
+        sent0 = {c.current_layer: c.stats().packets_sent for c in exports}
+        got0 = [s.packets_received for s in origin.streams]
+        recv0 = [s.packets_received for s in relayed.streams]
+        await asyncio.sleep(1.0)
+        sent = {c.current_layer: c.stats().packets_sent - sent0[c.current_layer]
+                for c in exports}
+        got = [s.packets_received - g for s, g in zip(origin.streams, got0, strict=True)]
+        recv = [s.packets_received - r for s, r in zip(relayed.streams, recv0, strict=True)]
+        print(f"per layer: publisher {got}, link sent {sent}, ward received {recv}")
+        for layer in (0, 1, 2):
+            assert got[layer] > 0
+            assert 0.8 <= sent[layer] / got[layer] <= 1.2, (layer, sent, got)
+            assert 0.8 <= recv[layer] / got[layer] <= 1.2, (layer, recv, got)
+        # the province's own subscribers are untouched by the ward's choice
+        assert all(c.preferred_spatial in (None, c.current_layer) for c in exports)
+    finally:
+        for sub in subs:
+            await sub.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await publisher.close()

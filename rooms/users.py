@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms.errors import Conflict, Invalid, NotFound
@@ -12,6 +12,14 @@ from rooms.models import Role, User
 from rooms.units import get_site, get_unit
 
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+# Placeholders of other nodes' people (the cascade: rooms/remote_floor.py,
+# server/cascade/topic/documents_people.py) are named `~<node>~<id>`; no account name can
+# start with it. They are not accounts here: never listed to the admin, never logged in.
+PLACEHOLDER_PREFIX = "~"
+
+
+def is_placeholder(user: User) -> bool:
+    return user.username.startswith(PLACEHOLDER_PREFIX)
 
 
 def user_dict(user: User) -> dict[str, object]:
@@ -28,8 +36,20 @@ async def get_user(session: AsyncSession, user_id: int) -> User:
 
 
 async def find_user(session: AsyncSession, username: str) -> User | None:
-    rows = await session.exec(select(User).where(User.username == username.strip().lower()))
+    """The account of this login name (never another node's placeholder person)."""
+    name = username.strip().lower()
+    if name.startswith(PLACEHOLDER_PREFIX):
+        return None
+    rows = await session.exec(select(User).where(User.username == name))
     return rows.first()
+
+
+async def get_account(session: AsyncSession, user_id: int) -> User:
+    """A local account (an admin may change it); another node's placeholder is not found."""
+    user = await get_user(session, user_id)
+    if is_placeholder(user):
+        raise NotFound(f"user {user_id} is a person of another node, not an account here")
+    return user
 
 
 async def create_user(session: AsyncSession, *, username: str, full_name: str,
@@ -60,5 +80,8 @@ async def admin_exists(session: AsyncSession) -> bool:
 
 
 async def all_users(session: AsyncSession) -> list[User]:
-    rows = await session.exec(select(User).order_by(User.username))  # type: ignore[arg-type]
+    """The accounts of this node, without other nodes' placeholder people."""
+    rows = await session.exec(select(User)
+                              .where(col(User.username).not_like(f"{PLACEHOLDER_PREFIX}%"))
+                              .order_by(User.username))  # type: ignore[arg-type]
     return list(rows.all())

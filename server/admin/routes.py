@@ -149,7 +149,7 @@ async def patch_user(request: web.Request) -> web.Response:
     password_hash = (None if body.password is None else
                      await request.app[keys.PASSWORDS].hash(_check_password(body.password)))
     async with request.app[keys.DB].session() as s:
-        user = await users.get_user(s, user_id)
+        user = await users.get_account(s, user_id)  # never a placeholder: it cannot log in
         if body.disabled is not None:
             if user.id == admin.id and body.disabled:
                 raise Invalid("you cannot disable your own account")

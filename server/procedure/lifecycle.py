@@ -114,10 +114,15 @@ class VoteTimers:
             log.exception("closing vote %s at its time limit failed", vote_id)
 
     async def start(self) -> None:
-        """Arm the timers of the votes left open with a time limit (a restart)."""
+        """Arm the timers of the votes left open with a time limit (a restart). Not a
+        cascade mirror's: its owner closes them, and the close reaches it through the
+        journal (server/cascade/topic/votes.py)."""
         async with self.app[keys.DB].session() as s:
-            rows = await s.exec(select(Vote).where(Vote.status == VoteStatus.open,
-                                                   col(Vote.closes_at).is_not(None)))
+            rows = await s.exec(select(Vote)
+                                .join(Meeting, col(Meeting.id) == col(Vote.meeting_id))
+                                .where(Vote.status == VoteStatus.open,
+                                       col(Vote.closes_at).is_not(None),
+                                       col(Meeting.cascade_key).is_(None)))
             for vote in rows.all():
                 assert vote.id is not None and vote.closes_at is not None
                 self.arm(vote.meeting_id, vote.id, vote.closes_at)

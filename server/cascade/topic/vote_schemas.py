@@ -3,28 +3,51 @@ links. Limits follow rooms.votes (options, question) and rooms.meeting_nodes (se
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from server.cascade.schemas import NodeSchema
 
 MAX_PEOPLE = 10_000  # rooms.meeting_nodes.MAX_SEATS: no node reports more voters
 MAX_OPTIONS = 12  # rooms.votes.MAX_OPTIONS
+MIN_TIME_LIMIT_S, MAX_TIME_LIMIT_S = 10, 3 * 3600  # rooms.votes' bounds
+STANDARD_OPTIONS = ["agree", "disagree", "abstain"]  # rooms.votes.STANDARD_OPTIONS
 Count = Field(ge=0, le=MAX_PEOPLE)
+Option = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class VoteOpenedData(NodeSchema):
-    """Down: the owner opened a vote (its id at the owner)."""
+    """Down: the owner opened a vote (its id at the owner), with its rules: the kind, the
+    base and the threshold its result is decided by, and its time limit (counted from the
+    owner's `opened_at`), so a mirror's tablets show the same question form, countdown and
+    result wording. Every field is required and checked for consistency: a rule set a
+    mirror cannot check opens nothing there."""
 
     vote: int = Field(ge=1)
     item: int = Field(ge=1)  # the owner's agenda item
     item_title: str = Field(min_length=1, max_length=300)
     question: str = Field(min_length=1, max_length=500)
-    options: list[str] = Field(min_length=2, max_length=MAX_OPTIONS)
+    options: list[Option] = Field(min_length=2, max_length=MAX_OPTIONS)
     custom_options: bool
     secret: bool
     allow_change: bool
+    kind: Literal["motion", "election"]
+    base: Literal["all_members", "present"]
+    threshold: Literal["majority", "two_thirds"]
+    opened_at: AwareDatetime
+    time_limit_s: int | None = Field(ge=MIN_TIME_LIMIT_S, le=MAX_TIME_LIMIT_S)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VoteOpenedData:
+        if self.custom_options:
+            if len(set(self.options)) != len(self.options):
+                raise ValueError("options must be distinct")
+        elif self.options != STANDARD_OPTIONS:
+            raise ValueError("a vote without custom options has the standard ones")
+        if self.kind == "election" and not self.custom_options:
+            raise ValueError("an election's options are its candidates")
+        return self
 
 
 class VoteClosedData(NodeSchema):

@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -29,7 +30,16 @@ from rooms import attendance, audit, meeting_nodes, procedure, votes
 from rooms.audit import AuditKind
 from rooms.errors import DomainError
 from rooms.models import Meeting, Site, User
-from rooms.procedure_models import AgendaItem, Attendance, Vote, VoteParticipation, VoteStatus
+from rooms.procedure_models import (
+    AgendaItem,
+    Attendance,
+    Threshold,
+    Vote,
+    VoteBase,
+    VoteKind,
+    VoteParticipation,
+    VoteStatus,
+)
 from rooms.remote_floor import proxy_user, ref_get, ref_put, refs
 from server.cascade.schemas import NodeError, validate
 from server.cascade.topic.vote_receive import receive_tally
@@ -130,7 +140,7 @@ class CascadeVotes:
                     "item_title": (item.title if item else "") or "?",
                     "question": vote.question, "options": votes.options_of(vote),
                     "custom_options": vote.custom_options, "secret": vote.secret,
-                    "allow_change": vote.allow_change})
+                    "allow_change": vote.allow_change, **rules_of(vote)})
                 if sent is not None:
                     await ref_put(s, meeting.id, f"sent:open:{vote.id}", sent.seq)
                     await s.commit()
@@ -220,19 +230,26 @@ class CascadeVotes:
                     await votes.close_vote(s, other, live.key)
             owner_unit = entry.key.rpartition("/")[0]
             owner = await proxy_user(s, owner_unit, 1, owner_unit)
-            try:
+            try:  # the owner's rules: kind, base, threshold (never this node's defaults)
                 vote = await votes.open_vote(s, state, owner, votes.NewVote(
                     item_id, data.question, data.secret, data.allow_change,
-                    tuple(data.options) if data.custom_options else None), live.key)
+                    tuple(data.options) if data.custom_options else None,
+                    VoteKind(data.kind), VoteBase(data.base), Threshold(data.threshold)),
+                    live.key)
             except DomainError as exc:  # logged, and the journal goes on
                 log.warning("cascade: vote %s of %s not opened here: %s", data.vote,
                             entry.key, exc)
                 return
             assert vote.id is not None
+            if data.time_limit_s is not None:  # the owner's deadline; the owner closes it
+                vote.closes_at = data.opened_at + timedelta(seconds=data.time_limit_s)
+                s.add(vote)
             await ref_put(s, meeting_id, f"vote:{data.vote}", vote.id)
             await audit.record(s, meeting_id, None, AuditKind.vote_opened, {
                 "vote_id": vote.id, "owner_vote_id": data.vote, "from": entry.key,
-                "question": vote.question, "secret": vote.secret})
+                "question": vote.question, "secret": vote.secret, "kind": data.kind,
+                "base": data.base, "threshold": data.threshold,
+                "closes_at": vote.closes_at.isoformat() if vote.closes_at else None})
             emit = await vote_emit(s, vote.id)
             seq = state.seq
             await s.commit()
@@ -274,6 +291,19 @@ class CascadeVotes:
             await self._report(meeting_id, vote.id, final)  # type: ignore[arg-type]
         if vote.secret:
             live.scrub_soon()
+
+
+def rules_of(vote: Vote) -> dict[str, Any]:
+    """The rules a mirror opens the vote with (VoteOpenedData): kind, base, threshold and
+    the time limit from the owner's opening."""
+    opened = vote.opened_at if vote.opened_at.tzinfo else vote.opened_at.replace(tzinfo=UTC)
+    limit = None
+    if vote.closes_at is not None:
+        closes = vote.closes_at if vote.closes_at.tzinfo else vote.closes_at.replace(tzinfo=UTC)
+        limit = round((closes - opened).total_seconds())
+    return {"kind": vote.kind.value, "base": vote.base.value,
+            "threshold": vote.threshold.value, "opened_at": opened.isoformat(),
+            "time_limit_s": limit}
 
 
 async def _local_item(s: AsyncSession, meeting_id: int, owner_item: int, title: str) -> int:

@@ -42,6 +42,7 @@ def run_in_loopback_namespace(module: str, shots: Path) -> dict[str, Any]:
     return json.loads(run.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+@pytest.mark.timeout(300)  # the scenario's own bound is 240 s; ~55 s alone, >120 s at load 11
 def test_reading_and_annotating_keeps_the_call_and_the_meeting_state() -> None:
     r = run_in_loopback_namespace("tests.e2e.meeting_screen_interop", SHOTS)
     assert r["errors"] == {"chair": [], "delegate": []}

@@ -131,6 +131,10 @@ class _OfferedConsumer(NodeSchema):
     producer_id: _Id
     producer_peer_id: _Id
     source: str = Field(min_length=1, max_length=32)
+    # One layer of a simulcast producer (media/link.py): its rid, and the producer's.
+    rid: str | None = Field(default=None, min_length=1, max_length=16)
+    rids: list[Annotated[str, Field(min_length=1, max_length=16)]] | None = Field(
+        default=None, min_length=1, max_length=3)
 
 
 class _OfferData(NodeSchema):

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from media import SFU
 from media.link import Cascade, LinkLimits, connect_local
+from server.cascade.schemas import LinkRequest
 from testkit.aiortc_clients import Subscriber, wait_for
 from testkit.simulcast_publisher import SIZES, SimulcastMedia, SimulcastPublisher, encode_simulcast
 
@@ -41,6 +43,14 @@ async def test_each_layer_crosses_once_and_ward_subscribers_choose_their_own(
         nodes: dict[str, tuple[SFU, Cascade]], layers: SimulcastMedia) -> None:
     (_, province), (_, ward) = nodes["province"], nodes["ward"]
     ward_up, province_down = connect_local(ward, province, "province", "ward")
+    wire: list[tuple[str, dict[str, Any]]] = []
+    request = province_down._request
+
+    async def capture(op: str, data: dict[str, Any]) -> dict[str, Any]:
+        wire.append((op, data))
+        return await request(op, data)
+
+    province_down._request = capture
     publisher = SimulcastPublisher(province.router.add_peer("alice"), layers, make_config())
     await publisher.publish()
     task = asyncio.ensure_future(publisher.run(60))
@@ -54,6 +64,10 @@ async def test_each_layer_crosses_once_and_ward_subscribers_choose_their_own(
         # The ward's copy is a simulcast producer with the origin's layers.
         relayed = ward.router.get_producer(video)
         assert [s.rid for s in relayed.streams] == [s.rid for s in origin.streams]
+        # The offer names each section's layer, and the server's link schema takes it.
+        [offer] = [data for op, data in wire if op == "offer"]
+        assert sorted(c["rid"] for c in offer["consumers"]) == ["r0", "r1", "r2"]
+        LinkRequest.model_validate({"meeting": "ward/1", "op": "offer", "data": offer})
         for name, wanted in (("low", 0), ("high", None), ("low2", 0)):
             peer = ward.router.add_peer(name)
             sub = Subscriber(peer)

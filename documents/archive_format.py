@@ -37,7 +37,7 @@ class Member:
     """One file of the archive: its path inside it, from a file on disk or from bytes."""
 
     path: str
-    kind: str  # minutes | minutes_signed | document | annotated | recording | timeline | audit
+    kind: str  # minutes | minutes_signed | document | annotated | recording | timeline | chat | audit
     source: Path | None = None
     data: bytes | None = None
     about: dict[str, Any] = field(default_factory=dict)

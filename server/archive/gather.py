@@ -8,6 +8,8 @@
   or presenter-only ink), made by documents/export.py in the worker pool;
 - the recordings (finished ones: a recording still running here is left out, and said so)
   with each one's timeline as JSON;
+- the meeting chat, whole (messages to everyone, private ones to the chair and secretariat,
+  and those the chair hid, marked so): the record the chat export gives the managers;
 - the audit chain, whole, with its head.
 """
 
@@ -26,7 +28,7 @@ from documents import oplog
 from documents.annotations import Annotation, Visibility
 from documents.archive_format import Member
 from documents.db_models import AnnotationOp, Document, DocumentVersion
-from rooms import audit, minutes, recording_log
+from rooms import audit, chat, minutes, recording_log
 from rooms.errors import NotFound
 from rooms.models import Meeting
 from rooms.procedure_models import AuditHead
@@ -70,6 +72,7 @@ async def plan(session: AsyncSession, meeting_id: int, data_dir: Path, documents
     await _minutes(session, meeting_id, result)
     presented = await _recordings(session, meeting_id, data_dir, running_recording_ids, result)
     await _documents(session, meeting_id, documents_root, presented, result)
+    await _chat(session, meeting_id, result)
     await _audit(session, meeting_id, result)
     return result
 
@@ -175,6 +178,13 @@ async def shared_annotations(session: AsyncSession, document_id: int, version: i
         return []
     log = oplog.rebuild(str(document_id), [(w, h) for w, h in sizes], list(rows))
     return [a for a in log.all_annotations() if a.visibility is Visibility.MEETING]
+
+
+async def _chat(session: AsyncSession, meeting_id: int, out: Plan) -> None:
+    messages = [chat.message_dict(m) for m in await chat.record(session, meeting_id)]
+    if messages:
+        out.members.append(Member("chat/messages.json", "chat", data=_json(
+            {"meeting_id": meeting_id, "messages": messages}), about={"messages": len(messages)}))
 
 
 async def _audit(session: AsyncSession, meeting_id: int, out: Plan) -> None:

@@ -118,6 +118,9 @@ async def test_the_archive_holds_the_record_and_verifies_offline_until_altered(
         ack = await reader.call("annotation:op", {"document_id": doc["id"], "version": 1,
                                                   "op": op})
         assert ack["ok"], ack
+    said = await delegate.ok("chat:send", {"meeting_id": m, "to": "all", "text": "Tôi đồng ý"})
+    await delegate.ok("chat:send", {"meeting_id": m, "to": "chair", "text": "Ý kiến riêng"})
+    await chair.ok("chat:hide", {"meeting_id": m, "message_id": said["id"]})
     rec_dir = "20261207T010000Z"
     files = folder(h, m, rec_dir)
     track(files / "p1-camera-aaaa.webm", 2.0, 0.1, "red")
@@ -156,8 +159,11 @@ async def test_the_archive_holds_the_record_and_verifies_offline_until_altered(
     with zipfile.ZipFile(archive) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         kinds = sorted(mm["kind"] for mm in manifest["members"])
-        assert kinds == ["annotated", "audit", "document", "minutes", "minutes_signed",
+        assert kinds == ["annotated", "audit", "chat", "document", "minutes", "minutes_signed",
                          "recording", "recording", "timeline"], kinds
+        said = json.loads(zf.read("chat/messages.json"))["messages"]  # the whole record
+        assert [(c["to"], c["text"], c["hidden"]) for c in said] == [
+            ("all", "Tôi đồng ý", True), ("chair", "Ý kiến riêng", False)], said
         base = f"documents/{doc['id']}-v1"
         shared = pymupdf.open("pdf", zf.read(f"{base}/annotated.pdf"))
         assert [len(list(shared[i].annots())) for i in range(shared.page_count)] == [1, 0]  # no private ink

@@ -57,6 +57,12 @@ export function outcomeText(vote) {
   return r.adopted ? t("Adopted") : t("Not adopted");
 }
 
+/** An election names itself as such ("Bầu cử"), a motion is a vote ("Biểu quyết"). */
+function promptTitle(vote) {
+  if (vote.kind === "election") return vote.secret ? t("Secret election") : t("Election");
+  return vote.secret ? t("Secret ballot") : t("Vote");
+}
+
 export class BallotPrompt {
   /**
    * @param {(event: string, payload: object) => Promise<any>} request
@@ -116,7 +122,7 @@ export class BallotPrompt {
 
   #frame(vote, body, buttons) {
     return [
-      h("h2", { id: "ballot-prompt-title" }, vote.secret ? t("Secret ballot") : t("Vote")),
+      h("h2", { id: "ballot-prompt-title" }, promptTitle(vote)),
       h("div", { id: "ballot-prompt-body" },
         h("p", { class: "prompt-question" }, vote.question),
         vote.closes_at ? h("p", { class: "prompt-countdown", id: "ballot-prompt-countdown", "aria-live": "off" }) : null,

@@ -87,7 +87,7 @@ function buildVoteForm(panel) {
   const options = h("textarea", { id: "proc-vote-options", rows: 3,
     placeholder: t("One option per line; empty for agree / disagree / abstain") });
   const election = h("input", { type: "checkbox", id: "proc-vote-election" });
-  const limit = h("input", { type: "number", id: "proc-vote-limit", min: 10, max: 10800, step: 5,
+  const limit = h("input", { type: "number", id: "proc-vote-limit", min: 10, max: 10800, step: 1,
     placeholder: t("none") });
   const form = h("form", { class: "proc-form", id: "proc-vote-form" },
     h("label", {}, t("Agenda item"), item), h("label", {}, t("Question"), question),

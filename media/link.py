@@ -42,6 +42,9 @@ Messages are JSON-safe dicts:
            layer, `rid` its layer, `rids` the producer's low to high: the importer
            makes one simulcast producer of them)                -> {"sdp": answer}
   release  {"ids": [...]}                                       -> {}
+  layers   {"producer_id", "layers": [0..2, ...]}: the importer needs only these
+           layers of a simulcast export (sent when that changes, checked every
+           `layers_interval_s`); the others' link consumers pause   -> {}
   reset    {}: the sender's link peer for this meeting closed (the link's
            shared transport stays); the receiver closes its own      -> {}
   control  {"producer_id"?, ...}: an opaque server command (chair controls),
@@ -73,6 +76,7 @@ from .events import (
 )
 from .link_transport import LinkTransport
 from .peer import Peer
+from .producer import Producer
 from .ratelimit import TokenBucket
 from .router import Router
 from .types import CloseReason, ProducerOrigin, ServerOffer
@@ -100,6 +104,7 @@ class LinkLimits:
     rate_per_s: float = 200.0  # requests accepted from the other end...
     burst: float = 400.0  # ...with this burst (token bucket)
     repull_window_s: float = 60.0  # lost imports are re-pulled if they return within this
+    layers_interval_s: float = 0.5  # an importer re-tells which simulcast layers it needs
 
 
 @dataclass
@@ -110,6 +115,7 @@ class LinkCounters:
     pulls: int = 0
     releases: int = 0
     offers: int = 0
+    layer_demands: int = 0  # `layers` requests sent (the layers needed here changed)
     errors: list[str] = field(default_factory=list)
 
 
@@ -136,6 +142,9 @@ class LinkEnd:
         self._catalog_dirty = False
         self._catalog_task: asyncio.Future[Any] | None = None
         self._pending_pulls: dict[str, asyncio.Future[None]] = {}
+        # Per imported simulcast producer, the layers last asked for (absent: all, as pulled).
+        self._layers_sent: dict[str, tuple[int, ...]] = {}
+        self._layers_task: asyncio.Future[Any] | None = None
         # The node link's one transport, shared with the link's other meetings; without
         # one (a link made for one meeting), this end owns its own.
         self._owns_transport = transport is None
@@ -248,6 +257,8 @@ class LinkEnd:
                 return await self._on_offer(data)
             if op == "reset":
                 return await self._on_reset()
+            if op == "layers":
+                return self._on_layers(data)
             if op == "control":
                 if not self.upstream:
                     return self._refuse(op, "controls come from the parent node only")
@@ -386,9 +397,68 @@ class LinkEnd:
         result = await self.peer.publish(sdp, sources, origins)
         for added in result.added:
             self.imported.add(added.id)
+            self._layers_sent.pop(added.id, None)  # a new import: all its layers cross
         for producer_id in result.removed:
             self.imported.discard(producer_id)
+            self._layers_sent.pop(producer_id, None)
+        if self._layers_task is None and any(o.rids for o in origins.values()):
+            self._layers_task = self._spawn(self._layers_loop())
         return {"sdp": result.sdp}
+
+    # -- simulcast layer demand ---------------------------------------------------------------
+    async def _layers_loop(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(self.limits.layers_interval_s)
+            await self.send_layer_demand()
+
+    async def send_layer_demand(self) -> None:
+        """Tell the exporter which layers of each imported simulcast producer someone here
+        needs (`layers_wanted`), when that changed: the others stop crossing the link."""
+        for producer_id in sorted(self.imported):
+            try:
+                producer = self.cascade.router.get_producer(producer_id)
+            except NotFoundError:
+                continue
+            if not producer.simulcast or not producer.consumers:
+                continue  # nobody here: the release timer handles it
+            wanted = tuple(sorted(layers_wanted(producer)))
+            if self._layers_sent.get(producer_id, tuple(range(len(producer.streams)))) == wanted:
+                continue
+            try:
+                await self.request("layers", {"producer_id": producer_id,
+                                              "layers": list(wanted)})
+            except (LinkError, ConnectionError) as exc:
+                self._note(f"layer demand not delivered: {exc}")
+                return
+            self.counters.layer_demands += 1
+            self._layers_sent[producer_id] = wanted
+
+    def _on_layers(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The importer needs only these layers of one of our exports: pause the link
+        consumers pinned to the others, resume (from a keyframe) the ones needed again."""
+        producer_id, layers = data.get("producer_id"), data.get("layers")
+        if (not isinstance(producer_id, str) or not isinstance(layers, list)
+                or len(layers) > 3 or not all(isinstance(i, int) and not isinstance(i, bool)
+                                              and 0 <= i <= 2 for i in layers)):
+            raise ValueError("layers needs a producer_id and at most 3 layers 0..2")
+        try:
+            peer = self.cascade.router.peer(self.peer_id)
+        except NotFoundError:
+            return {}
+        now = time.monotonic()
+        for consumer in peer.consumers:
+            producer = consumer.producer
+            if producer.id != producer_id or not producer.simulcast:
+                continue
+            top = len(producer.streams) - 1
+            layer = top if consumer.preferred_spatial is None else consumer.preferred_spatial
+            if layer in layers and consumer.paused:
+                consumer.resume()
+                producer.request_keyframe(now, count_suppressed=False,
+                                          layer=consumer.target_layer)
+            elif layer not in layers and not consumer.paused:
+                consumer.pause()
+        return {}
 
     # -- exporting: push offers of our link peer's recv transport -------------------------------
     async def _negotiate(self, peer: Peer, offer: ServerOffer | None) -> None:
@@ -708,6 +778,32 @@ class Cascade:
     def stats(self) -> dict[str, Any]:
         return {"node": self.node, "router": self.router.id,
                 "links": [e.stats() for e in self.links.values()]}
+
+
+def layers_wanted(producer: Producer) -> set[int]:
+    """The layers of a relayed simulcast producer someone on this node needs: each local
+    consumer's wanted layer (its preference capped by its allocation, before the fallback
+    to a layer that flows: else a layer not crossing would never be asked for) and the
+    layers it forwards or waits for; each export further down its pinned layer, unless
+    that link paused it (its own demand)."""
+    top = len(producer.streams) - 1
+    out: set[int] = set()
+    for consumer in producer.consumers:
+        if consumer.closed:
+            continue
+        want = top if consumer.preferred_spatial is None else min(consumer.preferred_spatial,
+                                                                  top)
+        if consumer.peer_id.startswith(LINK_PEER_PREFIX):
+            if not consumer.paused:
+                out.add(want)
+            continue
+        if consumer.paused or consumer.allocated_off:
+            continue
+        if consumer.allocated_layer is not None:
+            want = min(want, consumer.allocated_layer)
+        out.add(want)
+        out |= consumer.layers_needed()
+    return out
 
 
 def _layer_of(peer: Peer, consumer_id: str) -> dict[str, Any]:

@@ -142,6 +142,11 @@ class _OfferData(NodeSchema):
     consumers: list[_OfferedConsumer] = Field(max_length=MAX_CATALOG)
 
 
+class _LayersData(NodeSchema):
+    producer_id: _Id
+    layers: list[Annotated[int, Field(ge=0, le=2)]] = Field(max_length=3)
+
+
 class _ControlData(NodeSchema):
     action: Literal["lock", "allow", "mute-all", "floor"]
     producer_id: _Id | None = None
@@ -150,14 +155,14 @@ class _ControlData(NodeSchema):
 
 _LINK_DATA: dict[str, type[NodeSchema]] = {
     "catalog": _CatalogData, "pull": _IdsData, "release": _IdsData, "offer": _OfferData,
-    "reset": Empty, "control": _ControlData}
+    "reset": Empty, "control": _ControlData, "layers": _LayersData}
 
 
 class LinkRequest(NodeSchema):
     """``link``: one media link request; `data` as that op's schema requires."""
 
     meeting: MeetingKey
-    op: Literal["catalog", "pull", "offer", "release", "reset", "control"]
+    op: Literal["catalog", "pull", "offer", "release", "reset", "control", "layers"]
     data: dict[str, Any]
 
     @model_validator(mode="after")

@@ -5,15 +5,16 @@ asked for; each layer crosses the link once, whatever the number of subscribers.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from media import SFU
-from media.link import Cascade, LinkLimits, connect_local
+from media.link import Cascade, LinkEnd, LinkLimits, connect_local
 from server.cascade.schemas import LinkRequest
-from testkit.aiortc_clients import Subscriber, wait_for
+from testkit.aiortc_clients import Subscriber, TrackStats, wait_for
 from testkit.simulcast_publisher import SIZES, SimulcastMedia, SimulcastPublisher, encode_simulcast
 
 from .conftest import make_config
@@ -68,7 +69,7 @@ async def test_each_layer_crosses_once_and_ward_subscribers_choose_their_own(
         [offer] = [data for op, data in wire if op == "offer"]
         assert sorted(c["rid"] for c in offer["consumers"]) == ["r0", "r1", "r2"]
         LinkRequest.model_validate({"meeting": "ward/1", "op": "offer", "data": offer})
-        for name, wanted in (("low", 0), ("high", None), ("low2", 0)):
+        for name, wanted in (("low", 0), ("high", None), ("low2", 0), ("mid", 1)):
             peer = ward.router.add_peer(name)
             sub = Subscriber(peer)
             await sub.subscribe(video)
@@ -87,6 +88,7 @@ async def test_each_layer_crosses_once_and_ward_subscribers_choose_their_own(
         assert tracks[0].sizes == {SIZES[0]} and tracks[2].sizes == {SIZES[0]}, \
             [t.sizes for t in tracks]
         assert tracks[1].sizes == {SIZES[2]}, tracks[1].sizes
+        assert tracks[3].sizes == {SIZES[1]}, tracks[3].sizes
 
         # Each layer crosses the link once: one link consumer per layer, each sending its
         # layer's packets (as many as the publisher sent of that layer), on its own SSRC.
@@ -108,6 +110,76 @@ async def test_each_layer_crosses_once_and_ward_subscribers_choose_their_own(
             assert 0.8 <= recv[layer] / got[layer] <= 1.2, (layer, recv, got)
         # the province's own subscribers are untouched by the ward's choice
         assert all(c.preferred_spatial in (None, c.current_layer) for c in exports)
+    finally:
+        for sub in subs:
+            await sub.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await publisher.close()
+
+
+def export_packets(end: LinkEnd, producer_id: str) -> dict[int, int]:
+    """Packets sent so far by each layer's link consumer of a producer."""
+    return {c.preferred_spatial if c.preferred_spatial is not None else -1:
+            c.stats().packets_sent for c in end.peer.consumers if c.producer.id == producer_id}
+
+
+async def test_a_layer_nobody_below_needs_does_not_cross(
+        nodes: dict[str, tuple[SFU, Cascade]], layers: SimulcastMedia) -> None:
+    (_, province), (_, ward) = nodes["province"], nodes["ward"]
+    ward_up, province_down = connect_local(ward, province, "province", "ward")
+    publisher = SimulcastPublisher(province.router.add_peer("alice"), layers, make_config())
+    await publisher.publish()
+    task = asyncio.ensure_future(publisher.run(60))
+    subs: list[Subscriber] = []
+    request = ward_up._request
+
+    async def checked(op: str, data: dict[str, Any]) -> dict[str, Any]:
+        LinkRequest.model_validate({"meeting": "ward/1", "op": op, "data": data})
+        return await request(op, data)
+
+    ward_up._request = checked
+
+    async def add(name: str, wanted: int | None) -> TrackStats:
+        peer = ward.router.add_peer(name)
+        sub = Subscriber(peer)
+        await sub.subscribe(video)
+        [consumer] = peer.consumers
+        peer.set_preferred_layers(consumer.id, wanted)
+        subs.append(sub)
+        return next(t for t in sub.tracks if t.kind == "video")
+
+    try:
+        video = publisher.producer_id
+        origin = province.router.get_producer(video)
+        await wait_for(lambda: all(s.ssrc is not None for s in origin.streams), 5)
+        await wait_for(lambda: video in ward_up.remote_catalog, 5)
+        await ward.ensure(video)
+        # Only a weak tablet at the ward: only the low layer crosses.
+        low = await add("low", 0)
+        await wait_for(lambda: low.frames >= 5 and ward_up.counters.layer_demands >= 1, 10)
+        await asyncio.sleep(0.5)
+        before = export_packets(province_down, video)
+        await asyncio.sleep(1.0)
+        after = export_packets(province_down, video)
+        sent = {layer: after[layer] - before[layer] for layer in after}
+        print(f"low only: link packets per layer {sent}")
+        assert sent[0] > 5 and sent[1] == 0 and sent[2] == 0, sent
+        low.sizes.clear()
+        await wait_for(lambda: low.sizes == {SIZES[0]}, 3)
+        # A strong tablet joins: the top layer crosses again, the weak one keeps layer 0.
+        high = await add("high", None)
+        await wait_for(lambda: SIZES[2] in high.sizes, 10)
+        before = export_packets(province_down, video)
+        await asyncio.sleep(1.0)
+        after = export_packets(province_down, video)
+        sent = {layer: after[layer] - before[layer] for layer in after}
+        print(f"low and high: link packets per layer {sent}")
+        assert sent[0] > 5 and sent[2] > 5, sent
+        low.sizes.clear()
+        await wait_for(lambda: low.frames >= 1 and low.sizes == {SIZES[0]}, 3)
+        # The province's own layers are untouched: the publisher still sends all three.
+        assert all(s.active(time.monotonic()) for s in origin.streams)
     finally:
         for sub in subs:
             await sub.close()

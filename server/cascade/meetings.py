@@ -6,7 +6,10 @@ or mirrors that are scheduled or open and invite that child (rooms/meeting_nodes
 mirror carries its owner's list on); a child mirrors them as local meetings (same
 title, time and status, ``Meeting.cascade_key`` = the key) to which this node's sites
 (meeting rooms) and secretaries are invited; the secretaries invite local delegates. Local
-people join on this node only. A mirror whose key the parent stops offering is closed.
+people join on this node only. A mirror whose key the parent stops offering is closed; it
+opens again only when its owner reopened the meeting: each offered meeting carries how many
+times its owner reopened it (`reopened`), and a closed mirror offered with a higher count
+than it last followed reopens (`on_reopened`).
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlmodel import col, or_, select
+from sqlmodel import col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rooms import attendance, meeting_nodes
+from rooms import attendance, audit, meeting_nodes
 from rooms.db import Database
 from rooms.errors import DomainError, Invalid
+from rooms.meeting_state import MeetingAudit
 from rooms.models import (
     Meeting,
     MeetingMember,
@@ -34,7 +38,8 @@ from rooms.models import (
     User,
     utcnow,
 )
-from rooms.procedure_models import RemoteHeadcount
+from rooms.procedure_models import AuditEntry, RemoteHeadcount
+from rooms.remote_floor import ref_get, ref_put
 from server.cascade.directory import MeetingDirectory
 from server.cascade.schemas import HeadcountEntry, NodeError
 from server.core.http_util import as_id
@@ -42,6 +47,7 @@ from server.core.http_util import as_id
 log = logging.getLogger(__name__)
 LIVE = (MeetingStatus.scheduled, MeetingStatus.open)
 MAX_OFFERED = 500
+REOPENED = "reopened"  # CascadeRef at a mirror: the owner's reopen count it last followed
 
 
 class Offered(BaseModel):
@@ -56,16 +62,22 @@ class Offered(BaseModel):
     nodes: list[str] = Field(default_factory=list, max_length=meeting_nodes.MAX_NODES)
     # Seats per invited node (a parent of an older version sends none: every node gets 0).
     seats: dict[str, int] = Field(default_factory=dict, max_length=meeting_nodes.MAX_NODES)
+    # How many times the owner reopened it (a parent of an older version sends none: 0).
+    reopened: int = Field(default=0, ge=0, le=1_000_000)
 
 
 class DbDirectory(MeetingDirectory):
     def __init__(self, db: Database, unit: str,
                  on_attendance: Callable[[int], Awaitable[None]] | None = None,
-                 on_closed: Callable[[int], Awaitable[None]] | None = None) -> None:
+                 on_closed: Callable[[int], Awaitable[None]] | None = None,
+                 on_reopened: Callable[[int, str, int], Awaitable[None]] | None = None
+                 ) -> None:
         self.db = db
         self.unit = unit
         self.on_attendance = on_attendance  # a child's headcount for this meeting changed
         self.on_closed = on_closed  # a mirror closed (its owner closed it, or stopped offering)
+        # A closed mirror's owner reopened it: (mirror id, key, the owner's reopen count).
+        self.on_reopened = on_reopened
 
     def key_of(self, meeting: Meeting) -> str:
         return meeting.cascade_key or f"{self.unit}/{meeting.id}"
@@ -117,7 +129,8 @@ class DbDirectory(MeetingDirectory):
                 seats = await meeting_nodes.node_seats(s, m.id)  # type: ignore[arg-type]
                 out.append({"key": self.key_of(m), "title": m.title,
                             "description": m.description, "starts_at": m.starts_at.isoformat(),
-                            "status": m.status.value, "nodes": sorted(seats), "seats": seats})
+                            "status": m.status.value, "nodes": sorted(seats), "seats": seats,
+                            "reopened": await reopen_count(s, m)})
             return out
 
     async def mirror(self, offered: list[dict[str, Any]]) -> None:
@@ -139,6 +152,7 @@ class DbDirectory(MeetingDirectory):
                                  .order_by(col(Unit.id)))).first()
             changed = False
             was_open = {m.id for m in mirrors.values() if m.status is not MeetingStatus.closed}
+            reopen: list[tuple[int, str, int]] = []
             for key, entry in entries.items():
                 meeting = mirrors.get(key)
                 if meeting is None:
@@ -155,9 +169,15 @@ class DbDirectory(MeetingDirectory):
                 elif meeting.status is not MeetingStatus.closed:
                     changed |= _update(meeting, entry.title, entry.description,
                                        entry.starts_at, entry.status)
-                else:
+                else:  # closed here: open again only if its owner reopened it since
+                    assert meeting.id is not None
+                    if entry.reopened > (await ref_get(s, meeting.id, REOPENED) or 0):
+                        reopen.append((meeting.id, key, entry.reopened))
                     continue
                 assert meeting.id is not None
+                if entry.reopened > (await ref_get(s, meeting.id, REOPENED) or 0):
+                    await ref_put(s, meeting.id, REOPENED, entry.reopened)  # followed
+                    changed = True
                 try:  # the owner's invitation list and seats, passed on to our children
                     changed |= await meeting_nodes.set_invited_nodes(
                         s, meeting.id, entry.nodes,
@@ -175,6 +195,9 @@ class DbDirectory(MeetingDirectory):
         if self.on_closed is not None:
             for meeting_id in closed:
                 await self.on_closed(meeting_id)
+        if self.on_reopened is not None:
+            for meeting_id, key, count in reopen:
+                await self.on_reopened(meeting_id, key, count)
 
     async def headcounts(self) -> list[dict[str, Any]]:
         async with self.db.session() as s:
@@ -229,6 +252,37 @@ class DbDirectory(MeetingDirectory):
         for site in (await s.exec(select(Site).where(col(Site.active).is_(True)))).all():
             s.add(MeetingMember(meeting_id=meeting.id, site_id=site.id,
                                 role=MeetingRole.site_operator))
+
+
+async def reopen_count(s: AsyncSession, meeting: Meeting) -> int:
+    """How many times the meeting's owner reopened it: at the owner, its audit chain's
+    `meeting_reopened` entries; at a mirror, the owner's count it last followed."""
+    assert meeting.id is not None
+    if meeting.cascade_key is not None:
+        return await ref_get(s, meeting.id, REOPENED) or 0
+    found = (await s.exec(select(func.count()).select_from(AuditEntry).where(
+        AuditEntry.meeting_id == meeting.id,
+        AuditEntry.kind == MeetingAudit.reopened))).one()
+    return int(found or 0)
+
+
+async def reopen_mirror(s: AsyncSession, meeting: Meeting, key: str, count: int) -> bool:
+    """The owner reopened a meeting this node mirrors, closed here: open it again, audited
+    with the owner's key and count (call under the meeting's procedure lock). False if
+    already followed (another process, an earlier poll)."""
+    assert meeting.id is not None
+    if meeting.status is not MeetingStatus.closed or \
+            count <= (await ref_get(s, meeting.id, REOPENED) or 0):
+        return False
+    closed_at = meeting.closed_at
+    meeting.status, meeting.closed_at = MeetingStatus.open, None
+    s.add(meeting)
+    await ref_put(s, meeting.id, REOPENED, count)
+    await audit.record(s, meeting.id, None, MeetingAudit.reopened, {
+        "closed_at": closed_at.isoformat() if closed_at else None, "from": key,
+        "reopened": count})
+    log.info("cascade: meeting %s reopened by its owner (%s)", meeting.id, key)
+    return True
 
 
 def _update(meeting: Meeting, title: str, description: str, starts_at: datetime,

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from media import SFU, Cascade
-from rooms import procedure
+from rooms import meeting_state, meetings, procedure
 from rooms.db import Database
 from rooms.errors import NotFound
 from rooms.models import Meeting
@@ -22,7 +22,7 @@ from server.cascade import topic
 from server.cascade.credentials import CREDENTIALS_REFRESH_S, load_credentials
 from server.cascade.keys import NODE, STATE
 from server.cascade.link import NodeCascade
-from server.cascade.meetings import DbDirectory
+from server.cascade.meetings import DbDirectory, reopen_mirror
 from server.cascade.room import CascadedRoom
 from server.cascade.state import MeetingState
 from server.conference.keys import MEDIA
@@ -30,7 +30,7 @@ from server.conference.outbox import Outbox
 from server.core import keys
 from server.meetings.events import MeetingClosed
 from server.procedure.keys import LIVE
-from server.procedure.views import attendance_emit
+from server.procedure.views import agenda_emit, attendance_emit
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,24 @@ def setup(app: web.Application) -> None:
         """The parent closed a meeting mirrored here: as if closed here."""
         await app[keys.BUS].publish(MeetingClosed(meeting_id))
 
-    directory = DbDirectory(db, settings.node.unit, push_attendance, on_closed=mirror_closed)
+    async def mirror_reopened(meeting_id: int, key: str, count: int) -> None:
+        """The owner reopened a meeting mirrored (and closed) here: reopened here, its
+        people told as for a reopen here (`meeting:updated`)."""
+        live = app[LIVE]
+        async with live.lock(meeting_id), db.session() as s:
+            state = await procedure.lock(s, meeting_id)
+            meeting = await s.get(Meeting, meeting_id)
+            if meeting is None or not await reopen_mirror(s, meeting, key, count):
+                return
+            shown = {**meetings.meeting_dict(meeting),
+                     "status": meeting_state.shown_status(meeting, state)}
+            emits = [("meeting:updated", shown), await agenda_emit(s, state)]
+            seq = state.seq
+            await s.commit()
+        await live.emit(meeting_id, seq, emits)
+
+    directory = DbDirectory(db, settings.node.unit, push_attendance, on_closed=mirror_closed,
+                            on_reopened=mirror_reopened)
     node = NodeCascade(settings.node, hub.sfu, directory=directory)
     node.attach(app[keys.SIO])
     app[NODE] = node

@@ -419,7 +419,7 @@ class LinkEnd:
                 producer = self.cascade.router.get_producer(producer_id)
             except NotFoundError:
                 continue
-            if not producer.simulcast or not producer.consumers:
+            if not producer.simulcast or not (producer.consumers or producer.tap):
                 continue  # nobody here: the release timer handles it
             wanted = tuple(sorted(layers_wanted(producer)))
             if self._layers_sent.get(producer_id, tuple(range(len(producer.streams)))) == wanted:
@@ -785,9 +785,9 @@ def layers_wanted(producer: Producer) -> set[int]:
     consumer's wanted layer (its preference capped by its allocation, before the fallback
     to a layer that flows: else a layer not crossing would never be asked for) and the
     layers it forwards or waits for; each export further down its pinned layer, unless
-    that link paused it (its own demand)."""
+    that link paused it (its own demand); the top layer while a recorder taps it."""
     top = len(producer.streams) - 1
-    out: set[int] = set()
+    out: set[int] = {top} if producer.tap is not None else set()
     for consumer in producer.consumers:
         if consumer.closed:
             continue

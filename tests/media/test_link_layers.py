@@ -30,7 +30,7 @@ def layers() -> SimulcastMedia:
 @pytest.fixture
 async def nodes() -> AsyncIterator[dict[str, tuple[SFU, Cascade]]]:
     out = {}
-    for name in ("province", "ward"):
+    for name in ("province", "city", "ward"):
         sfu = SFU(make_config())
         out[name] = (sfu, Cascade(sfu.router(MEETING), name, LinkLimits(release_after_s=0.3)))
     yield out
@@ -182,6 +182,58 @@ async def test_a_layer_nobody_below_needs_does_not_cross(
         assert all(s.active(time.monotonic()) for s in origin.streams)
     finally:
         for sub in subs:
+            await sub.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await publisher.close()
+
+
+async def test_demand_propagates_over_two_hops_and_a_recorder_keeps_the_top(
+        nodes: dict[str, tuple[SFU, Cascade]], layers: SimulcastMedia) -> None:
+    (_, province), (_, city), (_, ward) = nodes["province"], nodes["city"], nodes["ward"]
+    _, province_down = connect_local(city, province, "province", "city")
+    ward_up, city_down = connect_local(ward, city, "city", "ward")
+    publisher = SimulcastPublisher(province.router.add_peer("alice"), layers, make_config())
+    await publisher.publish()
+    task = asyncio.ensure_future(publisher.run(60))
+    sub = None
+    try:
+        video = publisher.producer_id
+        origin = province.router.get_producer(video)
+        await wait_for(lambda: all(s.ssrc is not None for s in origin.streams), 5)
+        await wait_for(lambda: video in ward_up.remote_catalog, 5)
+        await ward.ensure(video)
+        assert [s.rid for s in city.router.get_producer(video).streams] == ["r0", "r1", "r2"]
+        peer = ward.router.add_peer("low")
+        sub = Subscriber(peer)
+        await sub.subscribe(video)
+        [consumer] = peer.consumers
+        peer.set_preferred_layers(consumer.id, 0)
+        track = next(t for t in sub.tracks if t.kind == "video")
+
+        async def rates() -> tuple[dict[int, int], dict[int, int]]:
+            before = export_packets(province_down, video), export_packets(city_down, video)
+            await asyncio.sleep(1.0)
+            after = export_packets(province_down, video), export_packets(city_down, video)
+            return ({k: v - before[0][k] for k, v in after[0].items()},
+                    {k: v - before[1][k] for k, v in after[1].items()})
+
+        await wait_for(lambda: track.frames >= 5, 10)
+        await asyncio.sleep(1.5)  # the ward's demand, then the city's, went up
+        upper, lower = await rates()
+        print(f"weak tablet only: province->city {upper}, city->ward {lower}")
+        assert upper[0] > 5 and upper[1] == upper[2] == 0, upper
+        assert lower[0] > 5 and lower[1] == lower[2] == 0, lower
+        # A recorder at the ward taps the relayed producer's top layer: it crosses both hops.
+        taps: list[int] = []
+        ward.router.get_producer(video).tap = lambda fp: taps.append(fp.layer)
+        await wait_for(lambda: len(taps) >= 20, 5)
+        upper, lower = await rates()
+        print(f"and a recorder: province->city {upper}, city->ward {lower}")
+        assert upper[2] > 5 and lower[2] > 5 and upper[1] == lower[1] == 0, (upper, lower)
+        assert set(taps) == {2}
+    finally:
+        if sub is not None:
             await sub.close()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

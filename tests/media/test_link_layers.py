@@ -165,6 +165,20 @@ async def test_a_layer_nobody_below_needs_does_not_cross(
         sent = {layer: after[layer] - before[layer] for layer in after}
         print(f"low only: link packets per layer {sent}")
         assert sent[0] > 5 and sent[1] == 0 and sent[2] == 0, sent
+        # Bad demand is refused and changes nothing.
+        for bad in ({"producer_id": video, "layers": [7]}, {"producer_id": video},
+                    {"producer_id": 3, "layers": []}, {"producer_id": video, "layers": [True]}):
+            assert "error" in await province_down.handle("layers", bad)
+        for rid, rids in (("r9", ["r0"]), ("r0", ["r0", "r0"]), ("r0", "r0"), ("r0", None),
+                          ("r0", ["r0", "r1", "r2", "r3"])):
+            entry = {"mid": "9", "producer_id": "x", "producer_peer_id": "y",
+                     "source": "camera", "rid": rid, "rids": rids}
+            reply = await ward_up.handle("offer", {"sdp": "v=0", "consumers": [entry]})
+            assert "relayed layer" in reply["error"], reply
+        assert "x" not in ward_up.imported
+        assert [c.paused for c in sorted(province_down.peer.consumers,
+                                         key=lambda c: c.preferred_spatial or 0)] == [
+            False, True, True]
         low.sizes.clear()
         await wait_for(lambda: low.sizes == {SIZES[0]}, 3)
         # A strong tablet joins: the top layer crosses again, the weak one keeps layer 0.

@@ -23,7 +23,8 @@ from tests.e2e.test_reader_switch_browser import RED, assert_shows, colour_pdf, 
 pytestmark = pytest.mark.browser
 SECRET = "ward-secret-for-the-tablet-test"
 WAIT_MS = 60_000
-QUESTION = "Thông qua Nghị quyết về chuyển đổi số?"
+QUESTION = "Bầu Trưởng ban chuyển đổi số"
+CANDIDATES = ["Nguyễn Văn An", "Trần Thị Bình"]
 
 
 def until(probe: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -140,13 +141,20 @@ def test_a_ward_tablet_reads_the_provinces_document_and_votes_on_its_vote(
         wait_document(tablet, doc)
         assert_shows(tablet, RED)
 
-        # The province chair opens a vote: the ballot prompt appears on the ward tablet,
-        # over the reader; the delegate checks in and votes "agree".
+        # The province chair opens an election by those present, 10 minutes to vote: the
+        # ballot prompt appears on the ward tablet, over the reader, as the province's (an
+        # election, with its countdown); the delegate checks in and votes for the first
+        # candidate.
         vote = chair_acts(chair.request, province.base, meeting, [
             ("agenda:set_current", {"meeting_id": meeting, "item_id": item["id"]}),
             ("vote:open", {"meeting_id": meeting, "agenda_item_id": item["id"],
-                           "question": QUESTION})])[1]
+                           "question": QUESTION, "kind": "election", "options": CANDIDATES,
+                           "base": "present", "time_limit_seconds": 600})])[1]
         tablet.wait_for_selector(f"dialog[open] :text('{QUESTION}')", timeout=WAIT_MS)
+        tablet.wait_for_selector("dialog[open] :text('Bầu cử')", timeout=WAIT_MS)
+        tablet.wait_for_function(
+            "document.querySelector('#ballot-prompt-countdown')?.textContent"
+            ".startsWith('Còn lại: ')", timeout=WAIT_MS)
         checkin = tablet.locator("#ballot-prompt-checkin")
         if checkin.count():
             checkin.click()
@@ -159,8 +167,16 @@ def test_a_ward_tablet_reads_the_provinces_document_and_votes_on_its_vote(
         until(counted, 30, "the ward's ballot counted at the province")
         chair_acts(chair.request, province.base, meeting,
                    [("vote:close", {"meeting_id": meeting, "vote_id": vote["id"]})])
-        # The result reaches the tablet: the agree line reads 1 / 3 at the ward.
+        # The result reaches the tablet: the first candidate's line reads 1 at the ward,
+        # and the outcome is the province's, in its words (who was elected).
         tablet.wait_for_selector("dialog[open] li[data-option='0']", timeout=WAIT_MS)
         line = tablet.inner_text("dialog[open] li[data-option='0']")
         assert "1" in line, line
+        state = chair.request.get(f"{province.base}/api/meetings/{meeting}/procedure").json()
+        result = next(v for v in state["votes"] if v["id"] == vote["id"])["result"]
+        assert (result["kind"], result["base_rule"]) == ("election", "present"), result
+        expected = ("Trúng cử: " + ", ".join(CANDIDATES[i] for i in result["elected"])
+                    if result["outcome"] == "elected" else "Không có ứng cử viên nào trúng cử.")
+        outcome = tablet.inner_text("dialog[open] .prompt-outcome")
+        assert outcome.strip() == expected, (outcome, result)
         assert not errors, errors

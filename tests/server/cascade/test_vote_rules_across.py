@@ -14,6 +14,7 @@ from sqlmodel import select
 
 from rooms.procedure_models import Vote
 from server.core import keys
+from server.procedure.keys import VOTE_TIMERS
 from tests.server.cascade.test_votes_across import (
     WARD_PEOPLE,
     province_room,
@@ -44,6 +45,12 @@ async def test_a_vote_opens_on_the_ward_with_the_province_rules(
             "vote:updated", lambda e: e["vote"]["status"] == "open", timeout=10)
         mirrored: dict[str, Any] = event["vote"]
         assert {k: mirrored[k] for k in RULES} == {k: opened[k] for k in RULES}
+        # The province closes it when its time runs out; the ward arms no timer of its own,
+        # not at a restart either (its close comes down the journal).
+        timers = t.ward.server.app[VOTE_TIMERS]
+        await timers.start()  # as at a restart
+        assert mirrored["id"] not in timers._tasks
+        assert opened["id"] in t.province.server.app[VOTE_TIMERS]._tasks
 
         await d1.ok("vote:cast", {"meeting_id": meeting_id, "vote_id": opened["id"],
                                   "option": 0, "seq": 1})

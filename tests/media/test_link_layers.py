@@ -54,7 +54,8 @@ async def test_each_layer_crosses_once_and_ward_subscribers_choose_their_own(
     province_down._request = capture
     publisher = SimulcastPublisher(province.router.add_peer("alice"), layers, make_config())
     await publisher.publish()
-    task = asyncio.ensure_future(publisher.run(60))
+    tasks = [asyncio.ensure_future(publisher.run(60))]
+    publishers = [publisher]
     subs: list[Subscriber] = []
     try:
         video = publisher.producer_id
@@ -110,12 +111,33 @@ async def test_each_layer_crosses_once_and_ward_subscribers_choose_their_own(
             assert 0.8 <= recv[layer] / got[layer] <= 1.2, (layer, recv, got)
         # the province's own subscribers are untouched by the ward's choice
         assert all(c.preferred_spatial in (None, c.current_layer) for c in exports)
+
+        # A second simulcast camera pulled over the same link: the re-offer keeps the first
+        # producer's layer sections as they are, and the second gets its own layers.
+        bob = SimulcastPublisher(province.router.add_peer("bob"), layers, make_config())
+        await bob.publish()
+        tasks.append(asyncio.ensure_future(bob.run(60)))
+        publishers.append(bob)
+        second = province.router.get_producer(bob.producer_id)
+        await wait_for(lambda: all(s.ssrc is not None for s in second.streams), 5)
+        await wait_for(lambda: bob.producer_id in ward_up.remote_catalog, 5)
+        await ward.ensure(bob.producer_id)
+        copy = ward.router.get_producer(bob.producer_id)
+        assert [s.rid for s in copy.streams] == ["r0", "r1", "r2"]
+        assert ward.router.get_producer(video) is relayed and not relayed.closed
+        await wait_for(lambda: all(s.packets_received > 0 for s in copy.streams), 5)
+        before = [t.frames for t in tracks]
+        await asyncio.sleep(0.5)
+        assert all(t.frames > b for t, b in zip(tracks, before, strict=True))
+        assert len(province_down.peer.consumers) == 6
     finally:
         for sub in subs:
             await sub.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await publisher.close()
+        for other in tasks:
+            other.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for pub in publishers:
+            await pub.close()
 
 
 def export_packets(end: LinkEnd, producer_id: str) -> dict[int, int]:

@@ -65,10 +65,18 @@ class Publishing:
         offer = sdp.parse_publish_offer(offer_sdp, self._config)
         chosen = self._sources(offer, sources)
         layers = {m.mid: taken_layers(m, chosen[m.mid]) for m in offer.media if m.rids}
+        staying = {m.mid for m in offer.media if m.sending}
+        relayed_layers = {(self._by_mid[mid].id, s.rid) for mid, s in self._layer_mids.items()
+                          if mid in staying}
         for mid, origin in origins.items():
             if origin.rids and (len(origin.rids) > MAX_RELAYED_LAYERS
                                 or origin.rid not in origin.rids):
                 raise MediaError(f"mid {mid}: a relayed layer's rid must be one of its rids")
+            if origin.rids and mid not in self._layer_mids:
+                if (origin.id, origin.rid) in relayed_layers:
+                    raise MediaError(f"mid {mid}: layer {origin.rid} of {origin.id} is "
+                                     "relayed on another section already")
+                relayed_layers.add((origin.id, origin.rid))
             if origin.rids and origin.id in self.producers:
                 continue  # another layer of a simulcast producer relayed to us
             if mid not in self._by_mid and origin.id in {p.id for p in self._router.producers()}:

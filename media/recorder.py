@@ -49,6 +49,12 @@ QUEUE_PACKETS = 2048  # per track: ~2 s of 720p video, ~40 s of audio
 # takes 3/4 of that off. The price: a hole in a video track is seen (and its keyframe asked
 # for) up to 0.2 s later, and a killed server loses up to 0.2 s more from the queues.
 POLL_S = 0.2
+# A poll that found every queue empty (no publisher sending, or none yet) doubles the wait, up
+# to IDLE_POLL_S; the first packet seen brings it back to POLL_S. An idle recording's
+# wake-ups were most of the writer's cost per packet over a whole meeting with pauses (and
+# over the bench, whose recording server idles while the other one is measured). The price:
+# the first packets after a pause wait up to IDLE_POLL_S in their queue (2048 packets: ample).
+IDLE_POLL_S = 1.0
 REASK_S = 0.5  # still no keyframe after asking (a hole, the start): ask again after this
 MUX_TIMEOUT_S = 120.0  # at stop, for the mux to finish files it has followed live
 _ROOT = Path(__file__).resolve().parent.parent  # where `media` imports from
@@ -149,18 +155,20 @@ class TrackWriter:
             self._fail(exc)
 
     # -- per batch: the recording's work in the SFU process (records encoded in C) -------
-    def drain(self) -> None:
+    def drain(self) -> bool:
+        """Log what the queue holds; whether it held anything. A sender report is logged
+        with the packets that follow it (nothing to do without packets)."""
         packets = self.queue.packets
+        if not packets:
+            return False
         if self._file is None or self.failed is not None:
             packets.clear()  # the log cannot be written: discard, once per drain
-            return
+            return True
         out = bytearray()
         report = self._sender_report()
         if report is not None and report is not self._logged_report:
             self._logged_report = report
             append_report(out, report.rtp_ts, report.local, report.epoch)
-        if not packets and not out:
-            return
         video = self.kind is Kind.VIDEO
         nxt, epoch = self._next_seq, self._epoch
         n = 0
@@ -182,6 +190,7 @@ class TrackWriter:
             self._write(out)
         except OSError as exc:
             self._fail(exc)
+        return True
 
     def _watch_sequence(self, fp: ForwardPacket) -> None:
         """A hole in a video track costs frames up to the next keyframe: ask for one now."""
@@ -233,6 +242,9 @@ class MuxProcess:
 
     def __init__(self, limits: MuxLimits | None = None) -> None:
         env = dict(os.environ)
+        # its result is one JSON object on stdout: unbuffered (as a server's environment often
+        # asks), it came in hundreds of small writes, each a wake-up and a read of our thread
+        env.pop("PYTHONUNBUFFERED", None)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
         # its own session: a Ctrl-C meant for the server must not cut the files short;
@@ -296,6 +308,7 @@ class Recorder:
         self._remove_listener: Callable[[], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start = 0.0
+        self.polls = 0  # the writer thread's wake-ups
 
     @property
     def running(self) -> bool:
@@ -375,10 +388,13 @@ class Recorder:
             logger.error("recorder: cannot start the mux process (%s): tracks stay logs", exc)
             mux = None
         opened: set[int] = set()
+        wait = POLL_S
         while True:
-            stopping = self._stop.wait(POLL_S)
+            stopping = self._stop.wait(wait)
+            self.polls += 1
             with self._lock:
                 writers = list(self._tracks.items())
+            busy = False
             for key, writer in writers:
                 if id(writer) not in opened:
                     opened.add(id(writer))
@@ -391,10 +407,11 @@ class Recorder:
                     with self._lock:
                         self._tracks.pop(key, None)
                     self._finished.append(writer)
-                else:
-                    writer.drain()
+                elif writer.drain():
+                    busy = True
             if stopping:
                 break
+            wait = POLL_S if busy else min(wait * 2, IDLE_POLL_S)
         results = mux.finish() if mux is not None else {}
         for writer in self._finished:
             writer.muxed = results.get(str(writer.log_path))

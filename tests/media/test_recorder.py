@@ -16,7 +16,7 @@ from media import SFU
 from media.codecs import vp8_keyframe
 from media.packetlog import LogReader
 from media.recmux import mux
-from media.recorder import Recorder, TrackQueue, TrackWriter
+from media.recorder import IDLE_POLL_S, POLL_S, MuxProcess, Recorder, TrackQueue, TrackWriter
 from media.rtp import ForwardPacket
 from media.trackmux import TrackMuxer
 from testkit.aiortc_clients import FPS, EncodedMedia, Publisher, Subscriber, wait_for
@@ -341,3 +341,49 @@ async def test_a_stalled_writer_never_holds_up_forwarding(sfu: SFU, media: Encod
     for track in files:
         assert decode_errors(track.path) == ""
     assert first_video_frame_is_keyframe(by_kind["video"].path)
+
+
+@needs_ffprobe
+async def test_an_idle_writer_backs_off_and_comes_back_when_packets_flow(
+        sfu: SFU, media: EncodedMedia, tmp_path: Path) -> None:
+    """Nothing to record (no producer yet): the writer's wait doubles up to IDLE_POLL_S
+    (0.2 + 0.4 + 0.8 + 1.0 s: 4 wake-ups in 2.5 s, not 12); a publisher that then comes is
+    recorded from its start, and the writer polls every POLL_S again while packets flow."""
+    router = sfu.router("m")
+    recorder = Recorder(router, tmp_path / "rec")
+    recorder.start()
+    await asyncio.sleep(2.5)
+    idle_polls = recorder.polls
+    assert 2 <= idle_polls <= 5, idle_polls
+    pub = Publisher(router.add_peer("ivy"), media)
+    await pub.publish()
+    video = router.get_producer(pub.producer_id("video"))
+    await wait_for(lambda: video.packets_received > 20, 5)
+    await asyncio.sleep(IDLE_POLL_S)  # the wait under way when they came: up to this
+    polls0, t0 = recorder.polls, time.monotonic()
+    await asyncio.sleep(2.0)
+    busy_rate = (recorder.polls - polls0) / (time.monotonic() - t0)
+    files = await recorder.stop()
+    await pub.close()
+    assert busy_rate >= 0.6 / POLL_S, busy_rate  # ~5 a second, not one
+    assert IDLE_POLL_S > 2 * POLL_S
+    assert {f.kind for f in files} == {"audio", "video"}
+    for track in files:
+        assert decode_errors(track.path) == ""
+        assert float(probe(track.path)["format"]["duration"]) >= 1.5
+
+
+def test_the_mux_process_writes_its_result_buffered(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    """A server run with PYTHONUNBUFFERED=1 (as containers often are): the mux child does
+    not inherit it (its result came in hundreds of small writes, each a wake-up of the
+    writer thread), and its result still arrives whole."""
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    mux_process = MuxProcess()
+    try:
+        environ = Path(f"/proc/{mux_process.proc.pid}/environ").read_bytes().split(b"\0")
+        assert not any(v.startswith(b"PYTHONUNBUFFERED=") for v in environ)
+        assert any(v.startswith(b"PYTHONPATH=") for v in environ)
+    finally:
+        assert mux_process.finish() == {}  # no logs named: an empty result, parsed
+    assert mux_process.proc.returncode == 0

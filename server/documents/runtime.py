@@ -164,6 +164,11 @@ class DocumentRuntime:
         self._indexes.move_to_end(version_id)
         return index
 
+    def forget_text_index(self, version_id: int) -> None:
+        """A version whose text arrived after it became current (a mirrored one, page 1
+        first): the index a search built before then was empty."""
+        self._indexes.pop(version_id, None)
+
     async def emit_audience(self, doc: Document, event: str, data: Any) -> None:
         """To the meeting if the document is published, else to its managers only."""
         if doc.published:

@@ -300,9 +300,9 @@ class Mirror:
         # between built and cached an empty index of it, which the runtime keeps as a
         # version's text never changes elsewhere. Dropped, so the next search reads the text
         # (again after a thread hop: a search that read the rows before the commit).
-        rt._indexes.pop(v.id or 0, None)
+        rt.forget_text_index(v.id or 0)
         # Page 1's other widths were made from the owner's image: rendered from the PDF
         # on demand from now on, as every other page.
         await asyncio.to_thread(_drop_variants, derived, _widths(rt))
-        rt._indexes.pop(v.id or 0, None)
+        rt.forget_text_index(v.id or 0)
         await rt.emit_document(current)

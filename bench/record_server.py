@@ -32,6 +32,7 @@ for p in (str(HERE), str(HERE.parent)):
 import sfu_servers
 
 from media import Recorder
+from media import recorder as recorder_module
 from media.producer import Producer
 from media.recorder import TrackWriter
 
@@ -109,6 +110,20 @@ class CopiesRecorder(Recorder):
                 queue(fp)
         producer.tap = tap
         producer.request_keyframe(time.monotonic(), count_suppressed=False)
+
+
+class BenchMuxProcess(recorder_module.MuxProcess):
+    """The recorder's mux child, on the CPUs given by HOPSO_BENCH_MUX_CPUS (default: where
+    the server is) -- a bench experiment."""
+
+    def __init__(self, limits: Any = None) -> None:
+        super().__init__(limits)
+        cpus = os.environ.get("HOPSO_BENCH_MUX_CPUS")
+        if cpus:
+            os.sched_setaffinity(self.proc.pid, {int(c) for c in cpus.split(",")})
+
+
+recorder_module.MuxProcess = BenchMuxProcess  # type: ignore[misc]
 
 
 def recording_server(directory: Path, copies: int) -> Callable[[], Any]:

@@ -13,13 +13,12 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from rooms import meetings
 from rooms.meetings import MeetingAccess
 from rooms.permissions import Action
 from server.archive.keys import ARCHIVES, RETENTION
 from server.core import keys
-from server.core.auth import current_user, require_admin
-from server.core.http_util import Body, int_id, read_body
+from server.core.auth import current_user, meeting_access, require_admin
+from server.core.http_util import Body, read_body
 
 routes = web.RouteTableDef()
 
@@ -30,8 +29,7 @@ class CompositeRequest(Body):
 
 async def _manager(request: web.Request) -> MeetingAccess:
     async with request.app[keys.DB].session() as s:
-        return await meetings.require(s, current_user(request), int_id(request, "meeting_id"),
-                                      Action.manage)
+        return await meeting_access(s, request, Action.manage)
 
 
 @routes.get("/meetings/{meeting_id}/archive")

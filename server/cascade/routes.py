@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rooms import meeting_nodes, meetings
+from rooms import meeting_nodes
 from rooms.errors import Conflict
 from rooms.permissions import Action
 from server.cascade.keys import NODE, STATE
 from server.core import keys
-from server.core.auth import current_user
-from server.core.http_util import Body, int_id, read_body
+from server.core.auth import current_user, meeting_access
+from server.core.http_util import Body, read_body
 
 routes = web.RouteTableDef()
 
@@ -29,9 +29,8 @@ def _children(request: web.Request) -> list[str]:
 
 @routes.get("/api/meetings/{meeting_id}/nodes")
 async def get_nodes(request: web.Request) -> web.Response:
-    user = current_user(request)
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, user, int_id(request, "meeting_id"), Action.view)
+        access = await meeting_access(s, request, Action.view)
         seats = await meeting_nodes.node_seats(s, access.meeting.id)  # type: ignore[arg-type]
     return web.json_response({"configured": NODE in request.app, "nodes": sorted(seats),
                               "seats": seats, "children": _children(request),
@@ -40,10 +39,10 @@ async def get_nodes(request: web.Request) -> web.Response:
 
 @routes.put("/api/meetings/{meeting_id}/nodes")
 async def put_nodes(request: web.Request) -> web.Response:
-    user = current_user(request)
+    current_user(request)  # 401 before the body is read
     body = await read_body(request, InvitedNodes)
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, user, int_id(request, "meeting_id"), Action.manage)
+        access = await meeting_access(s, request, Action.manage)
         if access.meeting.cascade_key is not None:
             raise Conflict("this meeting is organised by a higher level, which invites the "
                            "nodes", code="mirrored")
@@ -60,9 +59,8 @@ async def get_sites(request: web.Request) -> web.Response:
     """The nodes the meeting invites, reachable now or not, and the reports this node still
     holds for it (a chair checks it before closing a vote: an unreachable ward's ballots
     are stored there and count only if they arrive before the close)."""
-    user = current_user(request)
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, user, int_id(request, "meeting_id"), Action.view)
+        access = await meeting_access(s, request, Action.view)
     state = request.app.get(STATE)
     if state is None:
         return web.json_response({"configured": False, "key": None, "held_reports": 0,

@@ -9,12 +9,12 @@ import json
 
 from aiohttp import web
 
-from rooms import chat, meetings
+from rooms import chat
 from rooms.errors import Invalid
 from rooms.permissions import Action
 from server.core import keys
-from server.core.auth import current_user
-from server.core.http_util import int_id, query_int
+from server.core.auth import meeting_access
+from server.core.http_util import query_int
 
 routes = web.RouteTableDef()
 CSV_COLUMNS = ("id", "at", "sender_id", "sender", "to", "text", "hidden", "hidden_at")
@@ -22,10 +22,9 @@ CSV_COLUMNS = ("id", "at", "sender_id", "sender", "to", "text", "hidden", "hidde
 
 @routes.get("/api/meetings/{meeting_id}/chat")
 async def history(request: web.Request) -> web.Response:
-    user = current_user(request)
     before = query_int(request, "before_id", 0)
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, user, int_id(request, "meeting_id"))
+        access = await meeting_access(s, request)
         found = await chat.history(s, access, before or None)
         return web.json_response({"meeting_id": access.meeting.id,
                                   "messages": [chat.message_dict(m, access) for m in found]})
@@ -35,12 +34,11 @@ async def history(request: web.Request) -> web.Response:
 async def export(request: web.Request) -> web.Response:
     """`?format=csv` (default, UTF-8 with a BOM so spreadsheet programs read Vietnamese) or
     `json`. The meeting's record: managers only (chair, secretary)."""
-    user = current_user(request)
     kind = request.query.get("format", "csv")
     if kind not in ("csv", "json"):
         raise Invalid("format: csv or json")
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, user, int_id(request, "meeting_id"), Action.manage)
+        access = await meeting_access(s, request, Action.manage)
         rows = [chat.message_dict(m) for m in await chat.record(s, access.meeting.id)]  # type: ignore[arg-type]
     name = f"meeting-{access.meeting.id}-chat.{kind}"
     disposition = {"Content-Disposition": f'attachment; filename="{name}"'}

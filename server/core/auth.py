@@ -19,12 +19,15 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from rooms import meetings
 from rooms.db import Database
 from rooms.errors import Forbidden, NotAuthenticated
+from rooms.meetings import MeetingAccess
 from rooms.models import AuthSession, Role, User, utcnow
+from rooms.permissions import Action
 from rooms.users import find_user
 from server.core import keys
-from server.core.http_util import read_form
+from server.core.http_util import int_id, read_form
 from server.core.passwords import new_token, token_hash
 
 log = logging.getLogger(__name__)
@@ -269,6 +272,14 @@ def current_user(request: web.Request) -> User:
     if user is None:
         raise NotAuthenticated("log in first")
     return user
+
+
+async def meeting_access(session: AsyncSession, request: web.Request,
+                         action: Action = Action.view) -> MeetingAccess:
+    """The logged-in user's access to the meeting the path names (`{meeting_id}`): 404 for a
+    non-member, 403 for a member lacking `action` (rooms.meetings.require)."""
+    return await meetings.require(session, current_user(request), int_id(request, "meeting_id"),
+                                  action)
 
 
 def require_admin(request: web.Request) -> User:

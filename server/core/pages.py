@@ -13,8 +13,7 @@ from aiohttp import web
 from rooms import meetings, units, users
 from rooms.permissions import CAN_CREATE_MEETINGS, Action, allows
 from server.core import keys
-from server.core.auth import AUTH, USER, current_user, require_admin
-from server.core.http_util import int_id
+from server.core.auth import AUTH, USER, current_user, meeting_access, require_admin
 from server.core.i18n import LANG
 
 routes = web.RouteTableDef()
@@ -58,7 +57,7 @@ async def dashboard(request: web.Request) -> dict[str, Any]:
 async def meeting_page(request: web.Request) -> dict[str, Any]:
     user = current_user(request)
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, user, int_id(request, "meeting_id"))
+        access = await meeting_access(s, request)
         member_list = await meetings.members(s, access.meeting.id)  # type: ignore[arg-type]
     # can_manage: the members panel (web_client/static/js/members.js) replaces the plain list.
     # The rest is for the documents pane (documents_pane.html), as on the documents page.

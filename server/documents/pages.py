@@ -7,11 +7,9 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from rooms import meetings
 from rooms.permissions import Action, allows
 from server.core import keys
-from server.core.auth import current_user
-from server.core.http_util import int_id
+from server.core.auth import current_user, meeting_access
 
 routes = web.RouteTableDef()
 
@@ -21,7 +19,7 @@ routes = web.RouteTableDef()
 async def documents_page(request: web.Request) -> dict[str, Any]:
     user = current_user(request)
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, user, int_id(request, "meeting_id"))
+        access = await meeting_access(s, request)
     role = access.role
     return {
         "meeting": access.meeting, "role": role.value, "me": user.id,

@@ -19,12 +19,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from documents import catalog, export_job, raster, render
 from documents.db_models import Document, DocumentAccess, DocumentVersion
 from documents.storage import content_disposition
-from rooms import agenda, meetings
+from rooms import agenda
 from rooms.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from rooms.models import Role, Unit, User, utcnow
 from rooms.permissions import Action
 from server.core import keys
-from server.core.auth import current_user
+from server.core.auth import current_user, meeting_access
 from server.core.http_util import Body, int_id, parse_int, query_int, read_body
 from server.core.realtime import meeting_room
 from server.documents.annotation_push import doc_room
@@ -186,9 +186,8 @@ async def _render(rt: DocumentRuntime, v: DocumentVersion, page: int, width: int
 
 @routes.get("/api/meetings/{meeting_id}/documents")
 async def list_documents(request: web.Request) -> web.Response:
-    user = current_user(request)
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, user, int_id(request, "meeting_id"))
+        access = await meeting_access(s, request)
         docs = await catalog.meeting_documents(s, access.meeting.id, access.role)  # type: ignore[arg-type]
         versions = await catalog.versions_of(s, [d.id for d in docs])  # type: ignore[misc]
     data = [catalog.document_dict(d, versions[d.id]) for d in docs]  # type: ignore[index]
@@ -199,7 +198,7 @@ async def list_documents(request: web.Request) -> web.Response:
 async def search_meeting(request: web.Request) -> web.Response:
     user, rt, q = current_user(request), request.app[DOCUMENTS], _query(request)
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, user, int_id(request, "meeting_id"))
+        access = await meeting_access(s, request)
         docs = await catalog.meeting_documents(s, access.meeting.id, access.role)  # type: ignore[arg-type]
         versions = await catalog.versions_of(s, [d.id for d in docs])  # type: ignore[misc]
     hits: list[dict[str, Any]] = []

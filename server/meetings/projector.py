@@ -13,12 +13,10 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from rooms import meetings
 from rooms.errors import Forbidden
 from rooms.models import MeetingRole
 from server.core import keys
-from server.core.auth import current_user
-from server.core.http_util import int_id
+from server.core.auth import meeting_access
 
 routes = web.RouteTableDef()
 PROJECTOR_ROLES = frozenset({MeetingRole.site_operator, MeetingRole.chair, MeetingRole.secretary})
@@ -27,9 +25,8 @@ PROJECTOR_ROLES = frozenset({MeetingRole.site_operator, MeetingRole.chair, Meeti
 @routes.get("/meetings/{meeting_id}/projector")
 @aiohttp_jinja2.template("projector.html")
 async def projector_page(request: web.Request) -> dict[str, Any]:
-    user = current_user(request)
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, user, int_id(request, "meeting_id"))
+        access = await meeting_access(s, request)
     if access.role not in PROJECTOR_ROLES:
         raise Forbidden("the projector view is for the room's operator, the chair and the "
                         "secretary")

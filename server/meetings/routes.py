@@ -13,7 +13,7 @@ from rooms.models import MeetingRole, MeetingStatus
 from rooms.permissions import Action
 from rooms.procedure_models import RuleSet
 from server.core import keys
-from server.core.auth import current_user
+from server.core.auth import current_user, meeting_access
 from server.core.http_util import Body, int_id, read_body
 from server.core.realtime import meeting_room
 from server.meetings.events import MeetingClosed
@@ -79,18 +79,16 @@ async def directory(request: web.Request) -> web.Response:
 
 @routes.get("/api/meetings/{meeting_id}")
 async def details(request: web.Request) -> web.Response:
-    user = current_user(request)
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, user, int_id(request, "meeting_id"))
+        access = await meeting_access(s, request)
         data = meetings.meeting_dict(access.meeting, access.role)
         data["members"] = await meetings.members(s, access.meeting.id)  # type: ignore[arg-type]
     return web.json_response(data)
 
 
 async def _advance(request: web.Request, to: MeetingStatus) -> web.Response:
-    user = current_user(request)
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, user, int_id(request, "meeting_id"), Action.manage)
+        access = await meeting_access(s, request, Action.manage)
         meeting = await meetings.advance_status(s, access.meeting, to)
         data = meetings.meeting_dict(meeting)
     assert meeting.id is not None
@@ -112,18 +110,17 @@ async def close_meeting(request: web.Request) -> web.Response:
 
 @routes.get("/api/meetings/{meeting_id}/members")
 async def list_members(request: web.Request) -> web.Response:
-    user = current_user(request)
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, user, int_id(request, "meeting_id"))
+        access = await meeting_access(s, request)
         return web.json_response({"members": await meetings.members(s, access.meeting.id)})  # type: ignore[arg-type]
 
 
 @routes.post("/api/meetings/{meeting_id}/members")
 async def add_member(request: web.Request) -> web.Response:
-    user = current_user(request)
+    current_user(request)  # 401 before the body is read
     body = await read_body(request, NewMember)
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, user, int_id(request, "meeting_id"), Action.manage)
+        access = await meeting_access(s, request, Action.manage)
         member = await meetings.add_member(s, access, body.role, user_id=body.user_id,
                                            site_id=body.site_id)
         return web.json_response({"id": member.id, "role": member.role.value,
@@ -133,8 +130,7 @@ async def add_member(request: web.Request) -> web.Response:
 
 @routes.delete("/api/meetings/{meeting_id}/members/{member_id}")
 async def remove_member(request: web.Request) -> web.Response:
-    user = current_user(request)
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, user, int_id(request, "meeting_id"), Action.manage)
+        access = await meeting_access(s, request, Action.manage)
         await meetings.remove_member(s, access, int_id(request, "member_id"))
     return web.json_response({"removed": True})

@@ -19,7 +19,7 @@ from rooms.meetings import MeetingAccess
 from rooms.permissions import Action
 from rooms.procedure_models import ProcedureState, QuorumRule, RuleSet
 from server.core import keys
-from server.core.auth import current_user
+from server.core.auth import current_user, meeting_access
 from server.core.http_util import Body, int_id, query_int, read_body
 from server.procedure.keys import LIVE
 from server.procedure.live import When, run_change
@@ -107,14 +107,14 @@ async def _agenda_change(request: web.Request, kind: str, apply: AgendaEdit,
 @routes.get("/api/meetings/{meeting_id}/procedure")
 async def get_state(request: web.Request) -> web.Response:
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, current_user(request), int_id(request, "meeting_id"))
+        access = await meeting_access(s, request)
         return web.json_response(await snapshot(s, access))
 
 
 @routes.get("/api/meetings/{meeting_id}/agenda")
 async def get_agenda(request: web.Request) -> web.Response:
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, current_user(request), int_id(request, "meeting_id"))
+        access = await meeting_access(s, request)
         state = await procedure.read_state(s, access.meeting.id)  # type: ignore[arg-type]
         return web.json_response(await agenda.agenda_view(s, state))
 
@@ -240,7 +240,7 @@ async def put_conclusions(request: web.Request) -> web.Response:
 @routes.get("/api/meetings/{meeting_id}/votes/{vote_id}")
 async def get_vote(request: web.Request) -> web.Response:
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, current_user(request), int_id(request, "meeting_id"))
+        access = await meeting_access(s, request)
         vote = await votes.get_vote(s, access.meeting.id,  # type: ignore[arg-type]
                                     int_id(request, "vote_id"))
         return web.json_response(votes.vote_dict(vote, await votes.tally(s, vote)))
@@ -250,7 +250,7 @@ async def get_vote(request: web.Request) -> web.Response:
 async def check_receipt(request: web.Request) -> web.Response:
     body = await read_body(request, Receipt)
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, current_user(request), int_id(request, "meeting_id"))
+        access = await meeting_access(s, request)
         return web.json_response(await votes.check_receipt(
             s, access.meeting.id, body.receipt, request.app[LIVE].key))  # type: ignore[arg-type]
 
@@ -280,7 +280,7 @@ async def generate_minutes(request: web.Request) -> web.Response:
 @routes.get("/api/meetings/{meeting_id}/minutes")
 async def list_minutes(request: web.Request) -> web.Response:
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, current_user(request), int_id(request, "meeting_id"))
+        access = await meeting_access(s, request)
         return web.json_response({"versions": await minutes.versions(
             s, access.meeting.id)})  # type: ignore[arg-type]
 
@@ -289,7 +289,7 @@ async def list_minutes(request: web.Request) -> web.Response:
 async def download_minutes(request: web.Request) -> web.Response:
     raw = request.match_info["version"]
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, current_user(request), int_id(request, "meeting_id"))
+        access = await meeting_access(s, request)
         row = await minutes.get_pdf(s, access.meeting.id,  # type: ignore[arg-type]
                                     None if raw == "latest" else int_id(request, "version"))
     name = f"bien-ban-{row.meeting_id}-v{row.version}.pdf"
@@ -302,8 +302,7 @@ async def download_minutes(request: web.Request) -> web.Response:
 async def meeting_audit(request: web.Request) -> web.Response:
     after = query_int(request, "after", 0)
     async with request.app[keys.DB].session() as s:
-        access = await meetings.require(s, current_user(request), int_id(request, "meeting_id"),
-                                        Action.manage)
+        access = await meeting_access(s, request, Action.manage)
         meeting_id: int = access.meeting.id  # type: ignore[assignment]
         report = await audit.verify_meeting(s, meeting_id)
         rows = await audit.entries(s, meeting_id, after)

@@ -18,14 +18,14 @@ from aiohttp import web
 from sqlmodel import col, select
 
 from documents.db_models import Document
-from rooms import agenda, meetings, recording_log
+from rooms import agenda, recording_log
 from rooms.chat import ChatMessage, message_dict
 from rooms.errors import DomainError, NotFound
 from rooms.meetings import MeetingAccess
 from rooms.permissions import Action
 from rooms.recording_log import Kind
 from server.core import keys
-from server.core.auth import current_user
+from server.core.auth import meeting_access
 from server.core.http_util import int_id
 from server.recording.keys import RECORDINGS
 
@@ -39,8 +39,7 @@ class BadRange(DomainError):
 
 async def _access(request: web.Request) -> MeetingAccess:
     async with request.app[keys.DB].session() as s:
-        return await meetings.require(s, current_user(request), int_id(request, "meeting_id"),
-                                      Action.view)
+        return await meeting_access(s, request, Action.view)
 
 
 @routes.get("/meetings/{meeting_id}/replay")

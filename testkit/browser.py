@@ -80,6 +80,21 @@ def wait_settled(page: Any, quiet_ms: int = 150, timeout_ms: int = 30_000) -> No
         arg=quiet_ms, timeout=timeout_ms, polling=50)
 
 
+def form_login(context: Any, base: str, username: str, password: str, path: str) -> Any:
+    """A new page of `context`, logged in through the login form and landed on `path`; the
+    page's uncaught script errors collect in `page.errors` (tests assert it stays empty)."""
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors
+    page.goto(f"{base}/login?next={path}")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**{path}")
+    return page
+
+
 def api_login(request: Any, base: str, username: str, password: str) -> str:
     """Log a Playwright request context in; its CSRF token."""
     answer = request.post(base + "/api/login", data={"username": username, "password": password})

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from testkit.browser import chromium
+from testkit.browser import chromium, form_login
 from testkit.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser
@@ -28,13 +28,8 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
 
 def log_in(browser: Any, server: ServerProcess, username: str, path: str,
            viewport: dict[str, int]) -> Any:
-    page = browser.new_context(viewport=viewport).new_page()
-    page.goto(f"{server.base}/login?next={path}")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", server.logins()[username])
-    page.click("button[type=submit]")
-    page.wait_for_url(f"**{path}")
-    return page
+    return form_login(browser.new_context(viewport=viewport), server.base, username,
+                      server.logins()[username], path)
 
 
 def test_console_fits_and_the_chat_reaches_the_right_people(demo_server: ServerProcess) -> None:

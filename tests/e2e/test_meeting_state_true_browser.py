@@ -13,7 +13,7 @@ from typing import Any
 import pymupdf
 import pytest
 
-from testkit.browser import api_login, chromium, publish_pdfs
+from testkit.browser import api_login, chromium, form_login, publish_pdfs
 from testkit.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser
@@ -30,15 +30,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 def log_in(context: Any, server: ServerProcess, username: str, path: str) -> Any:
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.errors = errors
-    page.goto(f"{server.base}/login?next={path}")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", server.logins()[username])
-    page.click("button[type=submit]")
-    page.wait_for_url(f"**{path}")
+    page = form_login(context, server.base, username, server.logins()[username], path)
     return page
 
 

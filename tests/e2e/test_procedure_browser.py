@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from testkit.browser import chromium
+from testkit.browser import chromium, form_login
 from testkit.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser
@@ -32,15 +32,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
 def log_in(browser: Any, server: ServerProcess, username: str, path: str,
            viewport: dict[str, int], context: Any = None) -> Any:
     context = context or browser.new_context(viewport=viewport, has_touch=viewport is TABLET)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.errors = errors
-    page.goto(f"{server.base}/login?next={path}")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", server.logins()[username])
-    page.click("button[type=submit]")
-    page.wait_for_url(f"**{path}")
+    page = form_login(context, server.base, username, server.logins()[username], path)
     if path != "/meetings":
         page.wait_for_selector("#live-state:has-text('Trực tuyến')")
     return page

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from testkit.browser import chromium
+from testkit.browser import chromium, form_login
 from testkit.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser
@@ -31,16 +31,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
 
 def log_in(browser: Any, server: ServerProcess, username: str) -> Any:
     context = browser.new_context(viewport=TABLET, has_touch=True, locale="vi-VN")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.errors = errors
-    page.goto(f"{server.base}/login?next=/meetings")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", server.logins()[username])
-    page.click("button[type=submit]")
-    page.wait_for_url("**/meetings")
-    return page
+    return form_login(context, server.base, username, server.logins()[username], "/meetings")
 
 
 def test_secretary_schedules_and_invites_on_a_tablet(demo_server: ServerProcess) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from testkit.browser import chromium
+from testkit.browser import chromium, form_login
 from testkit.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser
@@ -29,15 +29,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 def log_in(browser: Any, server: ServerProcess, username: str, path: str,
            viewport: dict[str, int]) -> Any:
-    page = browser.new_context(viewport=viewport, has_touch=viewport is TABLET).new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.errors = errors
-    page.goto(f"{server.base}/login?next={path}")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", server.logins()[username])
-    page.click("button[type=submit]")
-    page.wait_for_url(f"**{path}")
+    context = browser.new_context(viewport=viewport, has_touch=viewport is TABLET)
+    page = form_login(context, server.base, username, server.logins()[username], path)
     if path != "/meetings":
         page.wait_for_selector("#live-state:has-text('Trực tuyến')")
     return page

@@ -17,7 +17,7 @@ from typing import Any
 
 from playwright.sync_api import Page, sync_playwright
 
-from testkit.browser import ARGS, CHROMIUM
+from testkit.browser import ARGS, CHROMIUM, form_login
 from testkit.processes import ServerProcess, start_server
 
 EXTRA_ARGS = ["--disable-features=WebRtcHideLocalIpsWithMdns",
@@ -27,15 +27,7 @@ VIEWPORT = {"width": 1280, "height": 900}
 
 def log_in(browser: Any, server: ServerProcess, username: str, path: str) -> Page:
     context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.errors = errors  # type: ignore[attr-defined]
-    page.goto(f"{server.base}/login?next={path}")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", server.logins()[username])
-    page.click("button[type=submit]")
-    page.wait_for_url(f"**{path}")
+    page: Page = form_login(context, server.base, username, server.logins()[username], path)
     return page
 
 

@@ -180,7 +180,7 @@ async def test_forged_or_foreign_ink_from_a_child_is_refused_and_nothing_stored(
             async def settled(rid: str = report.id) -> str | None:
                 found = await ward.reports.state_of(rid)
                 return found if found and found.startswith("refused") else None
-            outcome = await until(settled, 15, f"{why}: refused")
+            outcome = await until(settled, 45, f"{why}: refused")  # told down the journal
             assert "refused" in outcome, (why, outcome)
         for h in (t.province, t.city):
             ids = await stored_ids(h)

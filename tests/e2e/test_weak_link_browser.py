@@ -3,7 +3,11 @@ a 300 kbit/s ward receives a lower simulcast layer and keeps decoding while a cl
 subscriber climbs to the top layer; a link falling from 2.5 Mbit/s to 300 kbit/s mid-call
 moves its subscriber down without a long freeze. Measured in the browsers (getStats and the
 <video> element's presented frames): tests/e2e/weak_link_interop.py, run in a loopback-only
-network namespace of its own (testkit/netem.py shapes its loopback; CI runs as root)."""
+network namespace of its own (testkit/netem.py shapes its loopback; CI runs as root).
+
+Both tests read one run of its `both` scenario (module fixture): the ward's measurement, then
+the clean subscriber, already on the top layer, is the one whose link falls (one publisher and
+one climb to the top layer instead of two: ~35 s of the serial pass)."""
 
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ def call(scenario: str) -> dict[str, Any]:
             pytest.fail(f"CI must run the weak-link browser tests: {reason}")
         pytest.skip(reason)
     argv = in_namespace([sys.executable, "-m", "tests.e2e.weak_link_interop", scenario])
-    run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=230,
+    run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=330,
                          check=False)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     result: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
@@ -44,9 +48,15 @@ def summary(r: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in r.items() if k != "timeline"})
 
 
-@pytest.mark.timeout(260)
-def test_a_300_kbit_ward_decodes_a_lower_layer_while_a_clean_link_keeps_the_top() -> None:
-    r = call("weak")
+@pytest.fixture(scope="module")
+def both() -> dict[str, Any]:
+    return call("both")
+
+
+@pytest.mark.timeout(360)  # the first test of the two runs the scenario (up to 330 s)
+def test_a_300_kbit_ward_decodes_a_lower_layer_while_a_clean_link_keeps_the_top(
+        both: dict[str, Any]) -> None:
+    r = both
     ward, strong = r["viewers"]["ward"], r["viewers"]["strong"]
     # The ward never gets the top layer (1280x720, ~1.2 Mbit/s) and keeps decoding at the
     # camera's rate. The issue asks for no gap over 500 ms: 127-284 ms in most runs, but a
@@ -61,9 +71,10 @@ def test_a_300_kbit_ward_decodes_a_lower_layer_while_a_clean_link_keeps_the_top(
     assert strong["fps"] >= 12 and strong["decoded_gap_max_ms"] <= 500, summary(r)
 
 
-@pytest.mark.timeout(260)
-def test_a_link_dropping_to_300_kbit_moves_down_within_2_s_and_keeps_decoding() -> None:
-    r = call("drop")
+@pytest.mark.timeout(360)
+def test_a_link_dropping_to_300_kbit_moves_down_within_2_s_and_keeps_decoding(
+        both: dict[str, Any]) -> None:
+    r = both
     assert r["before"]["last_width"] == 1280, r  # on the top layer before the drop
     after = r["after_drop"]
     # The drop: a layer that fits within 2 s. The issue's target is no decoded-frame gap over

@@ -3,7 +3,7 @@
 
 Run by test_weak_link_browser.py inside `unshare -n` (loopback is the only interface, the
 namespace is the test's own, so its tc/iptables rules touch nothing else):
-    python -m tests.e2e.weak_link_interop weak|drop
+    python -m tests.e2e.weak_link_interop weak|drop|both
 
 A Chromium publisher sends its 720p fake camera as simulcast through the web client's own
 publish path (tests/media/browser_simulcast.py's page: VideoSession, three layers). Each
@@ -16,6 +16,9 @@ What is measured is what the browser decoded: getStats' framesDecoded and frame 
 * `weak`: "ward" on a 300 kbit/s link from the start, "strong" on a clean one.
 * `drop`: "dropping" on a 2.5 Mbit/s link; once it is on the top layer, the link falls to
   300 kbit/s mid-call, then comes back.
+* `both` (what the test runs: one publisher, one climb to the top layer, ~35 s less than the
+  two apart): `weak`, then the ward leaves and the strong subscriber, on the top layer, is
+  `drop`'s subscriber: its clean link becomes 2.5 Mbit/s, then falls and comes back as there.
 """
 
 from __future__ import annotations
@@ -211,7 +214,8 @@ async def wait(check: Any, timeout: float, what: str) -> float:
 
 
 async def weak(browser: Browser, router: Router, netem: Netem, ids: list[str],
-               out: dict[str, Any], viewers: list[Viewer]) -> None:
+               out: dict[str, Any], viewers: list[Viewer]) -> float:
+    """The ward and the strong subscriber; the timelines' t0 (monotonic) is returned."""
     strong = await add_viewer(browser, router, netem, "strong", ids, None)
     ward = await add_viewer(browser, router, netem, "ward", ids, WEAK_BPS)
     viewers += [strong, ward]
@@ -235,6 +239,7 @@ async def weak(browser: Browser, router: Router, netem: Netem, ids: list[str],
         out["viewers"][v.name]["layers"] = sorted({x for x in layers if x is not None})
         out["viewers"][v.name]["top_share"] = round(
             sum(x == 2 for x in layers) / max(1, len(layers)), 2)
+    return t0
 
 
 async def drop(browser: Browser, router: Router, netem: Netem, ids: list[str],
@@ -245,6 +250,31 @@ async def drop(browser: Browser, router: Router, netem: Netem, ids: list[str],
     task = asyncio.ensure_future(sampler([v], t0))
     await wait(lambda: _frames_over(v, 10), 20, "dropping decoding")
     out["top_after_s"] = await wait(lambda: _on_layer(v, 2), 60, "the top layer")
+    try:
+        await fall(v, netem, t0, out)
+    finally:
+        task.cancel()
+
+
+async def weak_then_drop(browser: Browser, router: Router, netem: Netem, ids: list[str],
+                         out: dict[str, Any], viewers: list[Viewer]) -> None:
+    t0 = await weak(browser, router, netem, ids, out, viewers)
+    ward, strong = (next(v for v in viewers if v.name == name) for name in ("ward", "strong"))
+    await ward.peer.close()  # drop's subscriber is alone, as in `drop`
+    await ward.page.context.close()
+    netem.shape(strong.port, Shape(rate_bps=STRONG_BPS), server_side=True)
+    task = asyncio.ensure_future(sampler([strong], t0))
+    try:
+        out["top_after_s"] = out["strong_top_after_s"] + await wait(
+            lambda: _on_layer(strong, 2), 60, "the top layer on 2.5 Mbit/s")
+        await fall(strong, netem, t0, out)
+    finally:
+        task.cancel()
+
+
+async def fall(v: Viewer, netem: Netem, t0: float, out: dict[str, Any]) -> None:
+    """`v`, on the top layer of its 2.5 Mbit/s link, sampled since t0: the link falls to
+    300 kbit/s for 15 s and comes back."""
     await asyncio.sleep(3)
     before = await v.page.evaluate("now()")
     await asyncio.sleep(4)
@@ -260,7 +290,6 @@ async def drop(browser: Browser, router: Router, netem: Netem, ids: list[str],
     except AssertionError:
         out["back_on_top_after_s"] = None
     recovered = await v.page.evaluate("now()")
-    task.cancel()
     out["drop_at_s"], out["restore_at_s"] = round(drop_t, 1), round(up_t, 1)
     out["before"] = await measure(v, before, at)
     out["after_drop"] = await measure(v, at, after)
@@ -309,7 +338,7 @@ async def run(scenario: str) -> dict[str, Any]:
                 args=[*ARGS, "--autoplay-policy=no-user-gesture-required"])
             mine = await publish(browser, router)
             ids = [mine["mic"], mine["camera"]]
-            scenario_run = weak if scenario == "weak" else drop
+            scenario_run = {"weak": weak, "drop": drop, "both": weak_then_drop}[scenario]
             try:
                 await scenario_run(browser, router, netem, ids, out, viewers)
             except AssertionError as exc:  # a wait that timed out: the figures so far

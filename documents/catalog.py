@@ -88,6 +88,25 @@ async def require_document(session: AsyncSession, user: Any, document_id: int,
     return DocumentGrant(doc, access)
 
 
+async def with_versions(session: AsyncSession, grant: DocumentGrant) -> list[DocumentVersion]:
+    """The granted document read again together with its versions (by number), by one
+    statement, so both are from one moment: a version made current meanwhile is in both or
+    in neither. Two reads in one session would not do: SQLite's reads run outside any
+    transaction and PostgreSQL's read committed takes a new snapshot per statement.
+    `grant.document` is updated in place; a document withdrawn (or deleted) meanwhile is
+    NotFound to whoever could no longer see it."""
+    document_id = grant.document.id
+    rows = (await session.exec(
+        select(Document, DocumentVersion)
+        .outerjoin(DocumentVersion, col(DocumentVersion.document_id) == Document.id)
+        .where(Document.id == document_id)
+        .order_by(col(DocumentVersion.number))
+        .execution_options(populate_existing=True))).all()
+    if not rows or not (rows[0][0].published or grant.can_manage):
+        raise NotFound(f"document {document_id} not found")
+    return [v for _, v in rows if v is not None]
+
+
 async def meeting_document(session: AsyncSession, meeting_id: int, document_id: int) -> Document:
     """A document of this meeting; another meeting's (or none) is not found, never revealed."""
     document = await session.get(Document, document_id)

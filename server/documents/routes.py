@@ -73,20 +73,25 @@ def _query(request: web.Request) -> str:
     return q
 
 
+def _version_number(request: web.Request, current: int) -> int:
+    """The version the query names (`?version=`), else the current one."""
+    raw_version = request.query.get("version")
+    if raw_version is None:
+        return current
+    try:
+        return parse_int(raw_version, "version")
+    except Invalid:
+        raise NotFound(f"version {raw_version[:24]!r} not found") from None
+
+
 async def _grant(request: web.Request, kind: str | None = None,
                  page: int | None = None) -> tuple[catalog.DocumentGrant, DocumentVersion]:
     """Access check + the requested (default: current) version; logs the access."""
     user = current_user(request)
     document_id = int_id(request, "document_id")
-    raw_version = request.query.get("version")
     async with request.app[keys.DB].session() as s:
         grant = await catalog.require_document(s, user, document_id)
-        number = grant.document.version
-        if raw_version is not None:
-            try:
-                number = parse_int(raw_version, "version")
-            except Invalid:
-                raise NotFound(f"version {raw_version[:24]!r} not found") from None
+        number = _version_number(request, grant.document.version)
         version = await catalog.version(s, document_id, number)
     if kind is not None:
         await _log_read(request.app[DOCUMENTS], grant.document, version.number,
@@ -224,9 +229,17 @@ def _content_headers(confidential: bool) -> dict[str, str] | None:
 
 @routes.get("/api/documents/{document_id}")
 async def details(request: web.Request) -> web.Response:
-    grant, _ = await _grant(request, "details")
+    """The document and its versions from one moment (catalog.with_versions): read apart,
+    a version made current in between paired the old current version with the new one."""
+    user = current_user(request)
+    document_id = int_id(request, "document_id")
     async with request.app[keys.DB].session() as s:
-        versions = (await catalog.versions_of(s, [grant.document.id]))[grant.document.id]  # type: ignore[index, list-item]
+        grant = await catalog.require_document(s, user, document_id)
+        versions = await catalog.with_versions(s, grant)
+    number = _version_number(request, grant.document.version)
+    if all(v.number != number for v in versions):
+        raise NotFound(f"version {number} of document {document_id} not found")
+    await _log_read(request.app[DOCUMENTS], grant.document, number, grant.user_id, "details")
     headers = {CONFIDENTIAL_HEADER: "1"} if grant.document.confidential else None
     return web.json_response(catalog.details_dict(grant, versions), headers=headers)
 

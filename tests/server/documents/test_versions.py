@@ -3,12 +3,15 @@ viewers told live, ops on the old version refused."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
 import pymupdf
 
-from documents import fonts
+from documents import catalog, fonts
+from documents.db_models import Document, DocumentVersion
+from server.core import keys
 from tests.conftest import Harness
 from tests.server.documents_support import (
     Listener,
@@ -80,3 +83,38 @@ async def test_new_version_carries_annotations_and_notifies_viewers(hopso: Harne
     ack = await delegate.call("annotation:op", {"document_id": doc["id"], "version": 2,
                                                 "op": ink_op(page=2)})
     assert ack["ok"] and ack["result"]["seq"] == 1
+
+
+async def _publish_versions(hopso: Harness, document_id: int, count: int) -> None:
+    """New versions made current the way processing stores one: the version row and the
+    document's current version in one transaction."""
+    async with hopso.server.app[keys.DB].session() as s:
+        first = await catalog.version(s, document_id, 1)
+    for number in range(2, count + 2):
+        async with hopso.server.app[keys.DB].session() as s:
+            doc = await s.get(Document, document_id)
+            assert doc is not None
+            s.add(DocumentVersion(**first.model_dump(exclude={"id", "number"}), number=number))
+            doc.version = number
+            s.add(doc)
+        await asyncio.sleep(0)
+
+
+async def test_details_pair_the_document_with_its_versions_from_one_moment(
+        hopso: Harness, tmp_path: Path) -> None:
+    meeting_id = await demo_meeting_id(hopso)
+    doc = await upload_ready(hopso, meeting_id, make_pdf(tmp_path, pages=1, name="v1.pdf"))
+    delegate = await hopso.login("daibieu")
+    writer = asyncio.create_task(_publish_versions(hopso, doc["id"], 60))
+    answers = []
+    while not writer.done():
+        status, body = await delegate.call("GET", f"/api/documents/{doc['id']}")
+        assert status == 200, body
+        answers.append(body)
+    await writer
+    assert len(answers) >= 10
+    for body in answers:
+        # Every version here is ready and made current in the transaction that adds it: a
+        # newer finished version beside an older current one pairs two moments.
+        newest = max(v["version"] for v in body["versions"])
+        assert (body["version"], body["pending_version"]) == (newest, None), body["versions"]

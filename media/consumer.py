@@ -6,7 +6,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 
-from . import rtcp
+from . import rtcp, temporal
 from .errors import MediaError
 from .fanout import LegField
 from .layers import ConsumerLayers, Segment, choose_target, mapped_ts_offset, ts_after
@@ -76,6 +76,7 @@ class Consumer:
         self.target_layer = self.spatial_layers - 1
         self.preferred_spatial: int | None = None
         self.preferred_temporal: int | None = None
+        self.allocated_temporal: int | None = None  # the allocator's temporal step (VP8)
         # Bandwidth allocation (media/allocator.py): a cap on the layer, or off (None).
         self.allocated_layer: int | None = self.spatial_layers - 1
         self.allocated_off = False
@@ -110,17 +111,25 @@ class Consumer:
                     self.packets_dropped += 1  # nothing of this consumer is flowing
                 return
             self._start(fp, now)
-        newest = fp.ext_seq + rw.seq_offset > rw.out_highest
-        mapped = rw.map(fp, now)
+        if fp.ext_seq < rw.start_ext:
+            return
+        leg = self.leg
+        if self._vp8:  # temporal layers above the target are dropped (media/temporal.py)
+            offsets = temporal.step(leg, fp)
+            if offsets is None:
+                return
+            seq_offset, pid_offset = offsets
+        else:
+            seq_offset, pid_offset = rw.seq_offset, 0
+        newest = fp.ext_seq + seq_offset > rw.out_highest
+        mapped = rw.map(fp, now, seq_offset)
         if mapped is None:
             return
         tail = fp.tail
         if self._vp8 and fp.vp8 is not None:
-            leg = self.leg
-            tail = rewrite(tail, fp.vp8, leg.pid_offset, leg.tl0_offset)
+            tail = rewrite(tail, fp.vp8, pid_offset, leg.tl0_offset)
             if newest:
-                leg.last_pid, leg.last_tl0 = rewritten_ids(fp.vp8, leg.pid_offset,
-                                                           leg.tl0_offset)
+                leg.last_pid, leg.last_tl0 = rewritten_ids(fp.vp8, pid_offset, leg.tl0_offset)
         if newest:
             self.leg.last_marker = fp.marker
         if self._transport.forward_rtp(fp.marker | self.pt, mapped[0], mapped[1], self.ssrc,
@@ -151,6 +160,12 @@ class Consumer:
         if self._vp8 and fp.vp8 is not None and sent:
             leg.pid_offset = (leg.last_pid + 1 - fp.vp8.pid) & 0x7FFF
             leg.tl0_offset = (leg.last_tl0 + 1 - fp.vp8.tl0) & 0xFF
+        if self._vp8:
+            if self._segments and self._segments[-1].runs is None:  # keep its runs
+                runs, forgotten = temporal.runs_of(leg)
+                self._segments[-1] = self._segments[-1]._replace(runs=runs,
+                                                                 forgotten=forgotten)
+            temporal.restart(leg, fp.ext_seq)
         self._segments.append(Segment(fp.ext_seq + rw.seq_offset, rw.seq_offset, rw.ts_offset,
                                       fp.epoch, fp.layer, leg.pid_offset, leg.tl0_offset))
         if switching:
@@ -175,17 +190,35 @@ class Consumer:
             needed.add(self.current_layer)
         return needed
 
-    def set_preferred_layers(self, spatial: int | None, temporal: int | None,
+    def set_preferred_layers(self, spatial: int | None, temporal_layer: int | None,
                              now: float) -> ConsumerLayers:
-        """The layer this subscriber should get (None: the highest). The temporal
-        preference is kept for later: temporal layers are not dropped yet."""
-        for value in (spatial, temporal):
+        """The layer this subscriber should get (None: the highest). The temporal one
+        applies to a simulcast VP8 producer (media/temporal.py): pictures above it are
+        dropped from the next picture on, with no keyframe."""
+        for value in (spatial, temporal_layer):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or not 0 <= value <= 15):
                 raise MediaError(f"a preferred layer is an int 0..15 or None, not {value!r}")
-        self.preferred_spatial, self.preferred_temporal = spatial, temporal
+        self.preferred_spatial, self.preferred_temporal = spatial, temporal_layer
+        self._update_temporal()
         self.update_layers(now)
         return self.layers()
+
+    @property
+    def target_temporal(self) -> int | None:
+        """Pictures of TID <= this are sent (simulcast VP8; temporal.ALL_TEMPORAL: all)."""
+        return int(self.leg.tid_target) if self._vp8 else None
+
+    @property
+    def current_temporal(self) -> int | None:
+        return int(self.leg.tid_current) if self._vp8 else None
+
+    def _update_temporal(self) -> None:
+        target = temporal.ALL_TEMPORAL
+        for value in (self.preferred_temporal, self.allocated_temporal):
+            if value is not None:
+                target = min(target, value)
+        self.leg.tid_target = target
 
     def update_layers(self, now: float) -> None:
         """Re-choose the target (on the RTCP tick and when the preference changes): the
@@ -204,9 +237,14 @@ class Consumer:
         if target != self.current_layer:
             self.producer.request_keyframe(now, count_suppressed=False, layer=target)
 
-    def set_allocation(self, layer: int | None, now: float) -> None:
+    def set_allocation(self, layer: int | None, now: float,
+                       temporal_layer: int | None = None) -> None:
         """The allocator's choice for this subscriber's downlink: the highest layer it may
-        get, or None: paused (does not fit, or audio only). Independent of pause()."""
+        get, or None: paused (does not fit, or audio only); and the highest temporal layer
+        of it (None: all; a step down that needs no keyframe). Independent of pause()."""
+        if temporal_layer != self.allocated_temporal:
+            self.allocated_temporal = temporal_layer
+            self._update_temporal()
         off = layer is None
         if layer is not None and layer != self.allocated_layer:
             self.shedding = self.current_layer is not None and layer < self.current_layer
@@ -223,7 +261,8 @@ class Consumer:
     def layers(self) -> ConsumerLayers:
         return ConsumerLayers(self.id, self.spatial_layers, self.current_layer,
                               self.target_layer, self.preferred_spatial,
-                              self.preferred_temporal)
+                              self.preferred_temporal, self.current_temporal,
+                              self.target_temporal)
 
     # -- feedback from the subscriber ---------------------------------------------------
     def on_nack(self, lost: Iterable[int], now: float) -> None:
@@ -239,14 +278,26 @@ class Consumer:
             segment = next((g for g in reversed(self._segments) if g.out_start <= out), None)
             if segment is None:
                 continue
+            ext, pid_offset = out - segment.seq_offset, segment.pid_offset
+            if self._vp8:  # through the runs of pictures dropped (media/temporal.py)
+                runs, forgotten = (temporal.runs_of(self.leg) if segment.runs is None
+                                   else (segment.runs, segment.forgotten))
+                source = temporal.source_of(out, segment.seq_offset, segment.pid_offset,
+                                            runs, forgotten)
+                if source is None:
+                    continue
+                ext, pid_offset = source
             history = streams[segment.layer].history
-            fp = history.get(out - segment.seq_offset, now) if history is not None else None
+            fp = history.get(ext, now) if history is not None else None
             if fp is None or fp.epoch != segment.epoch:
                 continue
+            vp8 = fp.vp8 if self._vp8 else None
+            if vp8 is not None and vp8.pid_pos and vp8.tid > self.leg.tid_current:
+                continue  # a late packet of a layer not sent now: its hole stays
             ts = (fp.ts + segment.ts_offset) & 0xFFFFFFFF
             tail = fp.tail
-            if self._vp8 and fp.vp8 is not None:
-                tail = rewrite(tail, fp.vp8, segment.pid_offset, segment.tl0_offset)
+            if vp8 is not None:
+                tail = rewrite(tail, vp8, pid_offset, segment.tl0_offset)
             if self.rtx_pt is not None:
                 data = fp.build_rtx(self.rtx_pt, self._rtx_seq, ts, self.rtx_ssrc,
                                     seq & 0xFFFF, tail)
@@ -354,6 +405,10 @@ class Consumer:
             stats.current_layer, stats.target_layer = self.current_layer, self.target_layer
             stats.preferred_layer = self.preferred_spatial
             stats.layer_switches = self.layer_switches
+        if self._vp8:
+            stats.current_temporal, stats.target_temporal = (self.current_temporal,
+                                                             self.target_temporal)
+            stats.temporal_dropped = int(self.leg.temporal_dropped)
         return stats
 
 

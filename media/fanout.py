@@ -45,14 +45,18 @@ except ImportError:  # pragma: no cover - setup.sh always builds it
 
 COMPILED = lib is not None
 MAX_BATCH = 32  # HOP_MAX_BATCH in media/fanout_build.py: packets of one source per call
+RUNS = 32  # HOP_RUNS: runs of dropped packets (temporal layers) a leg remembers
+ALL_TEMPORAL = 3  # a temporal target / current layer that drops nothing (TID is 2 bits)
 _PROTECT = ffi.cast("void *", PROTECT_ADDRESS)
 
 
 def new_leg() -> Any:
-    """A zeroed `hop_leg *` (epoch -1: restart at the first packet)."""
+    """A zeroed `hop_leg *` (epoch -1: restart at the first packet; every temporal layer)."""
     leg = ffi.new("hop_leg *")
     leg.epoch = -1
     leg.last_time = -1.0
+    leg.tid_target = leg.tid_current = ALL_TEMPORAL
+    leg.in_pid = -1
     return leg
 
 
@@ -188,7 +192,7 @@ class FanOut:
             c.tail, c.tail_len, c.payload_size = tail, len(fp.tail), fp.payload_size
             vp8 = fp.vp8
             if vp8 is not None:  # simulcast VP8 only: the C loop rewrites its ids per leg
-                c.pid, c.pid_pos, c.pid_wide, c.tl0, c.tl0_pos = vp8[:5]
+                c.pid, c.pid_pos, c.pid_wide, c.tl0, c.tl0_pos, c.tid, c.sync = vp8
         slow = self._slow
         count = lib.hop_forward(_PROTECT, self._legs, len(consumers), array, len(packets), now,
                                 slow)

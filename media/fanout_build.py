@@ -41,6 +41,16 @@ typedef struct {
     int last_marker;           /* marker bit of the newest packet sent */
     int vp8;                   /* simulcast VP8: rewrite PictureID / TL0PICIDX */
     int pid_offset, tl0_offset, last_pid, last_tl0;
+    /* VP8 temporal layers (media/temporal.py): pictures of TID <= tid_current go out */
+    int tid_target, tid_current;
+    int in_pid, in_dropped;    /* the newest picture seen (-1: none), and whether dropped */
+    int64_t in_highest;        /* newest source sequence number seen, sent or dropped */
+    int64_t base_seq;          /* seq_offset at the sync, before any run */
+    int base_pid;
+    int64_t runs;              /* runs of dropped packets since the sync; ring of HOP_RUNS */
+    int64_t run_start[32], run_end[32], run_seq[32];  /* source ext; seq_offset after it */
+    int run_pid[32];           /* pid_offset after it */
+    uint64_t temporal_dropped;
 } hop_leg;
 
 typedef struct {
@@ -51,9 +61,11 @@ typedef struct {
     const char *tail;          /* extension block + payload */
     int tail_len, payload_size;
     int pid, pid_pos, pid_wide, tl0, tl0_pos;  /* VP8 ids at offsets in tail; 0: absent */
+    int tid, sync;             /* VP8 temporal layer id (-1: none) and Y bit */
 } hop_packet;
 
 #define HOP_MAX_BATCH 32
+#define HOP_RUNS 32
 
 int hop_forward(void *protect, hop_leg **legs, int n, const hop_packet *packets, int k,
                 double now, int *slow);
@@ -68,6 +80,8 @@ SOURCE = r"""
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+
+#define HOP_RUNS 32
 
 typedef struct {
     int fd;
@@ -91,6 +105,15 @@ typedef struct {
     int last_marker;
     int vp8;
     int pid_offset, tl0_offset, last_pid, last_tl0;
+    int tid_target, tid_current;
+    int in_pid, in_dropped;
+    int64_t in_highest;
+    int64_t base_seq;
+    int base_pid;
+    int64_t runs;
+    int64_t run_start[HOP_RUNS], run_end[HOP_RUNS], run_seq[HOP_RUNS];
+    int run_pid[HOP_RUNS];
+    uint64_t temporal_dropped;
 } hop_leg;
 
 typedef struct {
@@ -101,6 +124,7 @@ typedef struct {
     const char *tail;
     int tail_len, payload_size;
     int pid, pid_pos, pid_wide, tl0, tl0_pos;
+    int tid, sync;
 } hop_packet;
 
 /* libsrtp 2.x: srtp_err_status_t srtp_protect(srtp_t, void *, int *) */
@@ -130,10 +154,11 @@ static int hop_needs_python(const hop_leg *leg, const hop_packet *packets, int k
 /* A simulcast consumer's VP8 ids: each layer numbers its pictures on its own, the
    subscriber must see one sequence (media/vp8.py is the Python copy). Offsets beyond the
    tail (they cannot be: media/vp8.py parsed them from it) are skipped. */
-static void hop_rewrite_vp8(hop_leg *leg, const hop_packet *p, unsigned char *tail, int newest)
+static void hop_rewrite_vp8(hop_leg *leg, const hop_packet *p, unsigned char *tail, int newest,
+                            int pid_offset)
 {
     if (p->pid_pos > 0 && p->pid_pos + p->pid_wide < p->tail_len) {
-        int pid = p->pid + leg->pid_offset;
+        int pid = p->pid + pid_offset;
         if (p->pid_wide) {
             pid &= 0x7FFF;
             tail[p->pid_pos] = (unsigned char)(0x80 | (pid >> 8));
@@ -151,6 +176,86 @@ static void hop_rewrite_vp8(hop_leg *leg, const hop_packet *p, unsigned char *ta
         if (newest)
             leg->last_tl0 = tl0;
     }
+}
+
+/* A picture of a temporal layer above the leg's is dropped with its packets: a run of source
+   sequence numbers left out of the output (the offset moves down by its length, so the
+   subscriber sees no hole to NACK), and its PictureID (the pid offset moves down by one). */
+static void hop_drop_newest(hop_leg *leg, const hop_packet *p)
+{
+    int64_t n = leg->runs;
+    int i = (int)((n + HOP_RUNS - 1) % HOP_RUNS);
+    if (n > 0 && leg->run_end[i] == leg->in_highest) {  /* the run goes on (over any gap) */
+        leg->seq_offset -= p->ext - leg->run_end[i];
+        leg->run_end[i] = p->ext;
+    } else {  /* a gap after a frame's last packet sent is this picture's: in the run */
+        int64_t start = leg->last_marker ? leg->in_highest + 1 : p->ext;
+        i = (int)(n % HOP_RUNS);
+        leg->run_start[i] = start;
+        leg->run_end[i] = p->ext;
+        leg->seq_offset -= p->ext - start + 1;
+        leg->runs = n + 1;
+    }
+    leg->run_seq[i] = leg->seq_offset;
+    leg->run_pid[i] = leg->pid_offset;
+    leg->in_highest = p->ext;
+    leg->temporal_dropped++;
+}
+
+/* Temporal layers of a VP8 leg (media/temporal.py is the Python copy, with the rules): 0 if
+   p is not sent; else the sequence and PictureID offsets that map it (a late packet's are
+   those in force before the runs dropped after it). */
+static int hop_temporal(hop_leg *leg, const hop_packet *p, int64_t *seq_offset, int *pid_offset)
+{
+    int64_t ext = p->ext;
+    if (ext > leg->in_highest) {
+        if (p->pid_pos > 0 && p->tid >= 0) {
+            int mask = p->pid_wide ? 0x7FFF : 0x7F;
+            int diff = (p->pid - leg->in_pid) & mask;
+            if (leg->in_pid < 0 || (diff != 0 && diff <= mask / 2)) {  /* a new picture */
+                int tid = p->tid;
+                int drop = tid > leg->tid_target || (tid > leg->tid_current && !p->sync);
+                leg->in_pid = p->pid;
+                leg->in_dropped = drop;
+                if (drop) {
+                    leg->pid_offset = (leg->pid_offset - 1) & 0x7FFF;
+                    if (leg->tid_current >= tid)  /* later pictures of tid may refer to it */
+                        leg->tid_current = tid - 1;
+                } else if (tid > leg->tid_current) {
+                    leg->tid_current = tid;  /* up at a layer sync */
+                } else if (leg->tid_current > leg->tid_target) {
+                    leg->tid_current = leg->tid_target;
+                }
+            }
+            if (leg->in_dropped && p->pid == leg->in_pid) {
+                hop_drop_newest(leg, p);
+                return 0;
+            }
+        }
+        leg->in_highest = ext;
+        *seq_offset = leg->seq_offset;
+        *pid_offset = leg->pid_offset;
+        return 1;
+    }
+    int64_t n = leg->runs, r;
+    for (r = n - 1; r >= 0; r--) {
+        if (r < n - HOP_RUNS)
+            return 0;  /* before what the ring remembers */
+        int i = (int)(r % HOP_RUNS);
+        if (ext > leg->run_end[i]) {
+            *seq_offset = leg->run_seq[i];
+            *pid_offset = leg->run_pid[i];
+            break;
+        }
+        if (ext >= leg->run_start[i])
+            return 0;  /* in a dropped run */
+    }
+    if (r < 0) {
+        *seq_offset = leg->base_seq;
+        *pid_offset = leg->base_pid;
+    }
+    /* its picture's slot was kept; of a layer not sent now, it leaves a hole (not repaired) */
+    return !(p->pid_pos > 0 && p->tid > leg->tid_current);
 }
 
 /* Forward k packets (k <= HOP_MAX_BATCH) of one source to n legs, leg after
@@ -185,12 +290,16 @@ static int hop_forward(void *protect, hop_leg **legs, int n, const hop_packet *p
             const hop_packet *p = &packets[j];
             if (p->ext < leg->start_ext)
                 continue;
-            int64_t out = p->ext + leg->seq_offset;
+            int64_t seq_offset = leg->seq_offset;
+            int pid_offset = leg->pid_offset;
+            if (leg->vp8 && !hop_temporal(leg, p, &seq_offset, &pid_offset))
+                continue;
+            int64_t out = p->ext + seq_offset;
             uint32_t out_ts = p->ts + leg->ts_offset;
             unsigned char *buffer = buffers[m];
             memcpy(buffer + 12, p->tail, (size_t)p->tail_len);
             if (leg->vp8)
-                hop_rewrite_vp8(leg, p, buffer + 12, out > leg->out_highest);
+                hop_rewrite_vp8(leg, p, buffer + 12, out > leg->out_highest, pid_offset);
             if (out > leg->out_highest) {
                 leg->out_highest = out;
                 leg->last_ts = out_ts;

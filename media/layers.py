@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .recv_stream import RecvStream, SenderReportRef
+from .temporal import Run
 
 MAX_TS_JUMP_S = 1.0  # a mapped timestamp further than this from the last one is not trusted
 SWITCH_STEP_S = 0.033  # a switch whose frame the old layer already sent: one frame later
@@ -28,6 +29,8 @@ class ConsumerLayers:
 
     `spatial_layers` is how many the producer has (1: not simulcast). `current` is None
     until the first keyframe is forwarded. Preferences are None for "the highest".
+    The temporal layers (simulcast VP8; None otherwise, media/temporal.py): pictures of
+    TID <= `current_temporal` are sent, `target_temporal` is where it goes (3: all).
     """
 
     consumer_id: str
@@ -36,6 +39,8 @@ class ConsumerLayers:
     target: int
     preferred_spatial: int | None
     preferred_temporal: int | None
+    current_temporal: int | None = None
+    target_temporal: int | None = None
 
 
 class Segment(NamedTuple):
@@ -48,6 +53,10 @@ class Segment(NamedTuple):
     layer: int
     pid_offset: int
     tl0_offset: int
+    # Temporal layers' dropped runs (media/temporal.py), kept when the stretch ends (None:
+    # the live one, read from the leg), and whether older runs were forgotten.
+    runs: tuple[Run, ...] | None = None
+    forgotten: bool = False
 
 
 def choose_target(streams: Sequence[RecvStream], preferred: int | None, now: float) -> int:

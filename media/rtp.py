@@ -268,13 +268,15 @@ class StreamRewriter:
         leg.start_ext = fp.ext_seq
         leg.epoch = fp.epoch
 
-    def map(self, fp: ForwardPacket, now: float) -> tuple[int, int] | None:
-        """(seq, ts) for `fp`, None if it predates the sync point (as hop_forward)."""
+    def map(self, fp: ForwardPacket, now: float,
+            seq_offset: int | None = None) -> tuple[int, int] | None:
+        """(seq, ts) for `fp`, None if it predates the sync point (as hop_forward);
+        `seq_offset`: the one a late packet had (media/temporal.py), else the leg's."""
         leg = self.leg
         ext = fp.ext_seq
         if ext < leg.start_ext:
             return None
-        out = ext + leg.seq_offset
+        out = ext + (leg.seq_offset if seq_offset is None else seq_offset)
         ts = (fp.ts + leg.ts_offset) & 0xFFFFFFFF
         if out > leg.out_highest:
             leg.out_highest = out

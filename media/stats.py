@@ -112,6 +112,11 @@ class ConsumerStats:
     target_layer: int | None = None
     preferred_layer: int | None = None
     layer_switches: int = 0
+    # VP8 temporal layers (simulcast VP8; None otherwise): pictures of TID <= current are
+    # sent, target is where it goes (3: every layer); packets of pictures dropped for it.
+    current_temporal: int | None = None
+    target_temporal: int | None = None
+    temporal_dropped: int = 0
 
 
 @dataclass

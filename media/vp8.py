@@ -6,6 +6,10 @@ layer frames (TL0PICIDX, 8 bits) on its own. A consumer that switches layers rew
 so the subscriber's decoder sees one sequence without a jump (as mediasoup's
 VP8::EncodingContext). The C fan-out does the rewrite in its own copy of the packet
 (media/fanout_build.py); `rewrite` is the Python path's and retransmissions' copy of it.
+
+Temporal layers (L1T3: TID 0, 1, 2 in the descriptor, Chromium's default in each simulcast
+layer) are dropped above a consumer's temporal target by media/temporal.py, which also moves
+the PictureID offset down by one per dropped picture.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ class Vp8Descriptor(NamedTuple):
     tl0: int
     tl0_pos: int
     tid: int  # temporal layer id, -1 if absent
+    sync: bool  # Y bit: a layer sync (the frame refers to TL0 frames only)
 
 
 def parse_descriptor(payload: bytes, offset: int) -> Vp8Descriptor | None:
@@ -34,6 +39,7 @@ def parse_descriptor(payload: bytes, offset: int) -> Vp8Descriptor | None:
     pid = pid_pos = tl0 = tl0_pos = 0
     wide = False
     tid = -1
+    sync = False
     if x & 0x80:  # I
         if size <= pos:
             return None
@@ -55,9 +61,10 @@ def parse_descriptor(payload: bytes, offset: int) -> Vp8Descriptor | None:
         if size <= pos:
             return None
         tid = payload[pos] >> 6
+        sync = bool(payload[pos] & 0x20)
     if not pid_pos and not tl0_pos:
         return None
-    return Vp8Descriptor(pid, pid_pos, wide, tl0, tl0_pos, tid)
+    return Vp8Descriptor(pid, pid_pos, wide, tl0, tl0_pos, tid, sync)
 
 
 def rewritten_ids(d: Vp8Descriptor, pid_offset: int, tl0_offset: int) -> tuple[int, int]:

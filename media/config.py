@@ -63,6 +63,10 @@ class MediaConfig:
     # Share each subscriber's downlink estimate (REMB) out among its consumers
     # (media/allocator.py): layers per subscriber, audio only below a floor.
     bandwidth_allocation: bool = False
+    # Answer a publisher's transport-wide-cc offer (video) and send it transport-wide feedback
+    # every twcc_interval_s (media/twcc.py): its own sender (GCC) then adapts to its uplink.
+    transport_cc: bool = True
+    twcc_interval_s: float = 0.05
 
     def __post_init__(self) -> None:
         # Accept lists from callers but store tuples: the config is shared.
@@ -80,7 +84,8 @@ class MediaConfig:
             except ValueError:
                 raise ConfigError(f"not an IP address: {address!r}") from None
         for name in ("ice_timeout_s", "video_history_s", "keyframe_interval_s",
-                     "rtcp_interval_s", "speaker_interval_s", "slow_consumer_timeout_s"):
+                     "rtcp_interval_s", "speaker_interval_s", "slow_consumer_timeout_s",
+                     "twcc_interval_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         if self.max_bitrate_bps < 30_000:

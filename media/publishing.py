@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -15,6 +17,7 @@ from .producer import Producer
 from .recv_stream import RecvStream
 from .rtp import InPacket, find_mid, parse_rtp
 from .transport import WebRtcTransport
+from .twcc import TwccRecorder, transport_seq
 from .types import (
     CloseReason,
     Direction,
@@ -59,6 +62,11 @@ class Publishing:
         self._mid_ext = 0
         self._rid_ext = 0
         self._repaired_rid_ext = 0
+        # Transport-wide feedback (media/twcc.py): the negotiated extension id, the arrivals,
+        # the timer of the next report (armed by a packet, so an idle publisher costs none).
+        self._twcc_ext = 0
+        self.twcc: TwccRecorder | None = None
+        self._twcc_timer: asyncio.TimerHandle | None = None
 
     async def publish(self, offer_sdp: str, sources: Mapping[str, Source | str],
                       origins: Mapping[str, ProducerOrigin]) -> PublishResult:
@@ -102,6 +110,10 @@ class Publishing:
         self._remote = offer.transport
         self._mid_ext = offer.mid_ext_id
         self._rid_ext, self._repaired_rid_ext = offer.rid_ext_id, offer.repaired_rid_ext_id
+        # Never on a cascade link's transport: its offers come from our own nodes, without it.
+        self._twcc_ext = 0 if transport.shared else offer.twcc_ext_id
+        if self._twcc_ext and self.twcc is None:
+            self.twcc = TwccRecorder(time.monotonic())
         sending = {m.mid for m in offer.media if m.sending}
         removed = []
         for mid, producer in list(self._by_mid.items()):
@@ -238,6 +250,13 @@ class Publishing:
         pkt = parse_rtp(data)
         if pkt is None:
             return
+        if self._twcc_ext:  # every packet that has it, whatever it routes to (padding too)
+            seq = transport_seq(pkt.ext_profile, pkt.ext, self._twcc_ext)
+            if seq is not None and self.twcc is not None:
+                self.twcc.record(seq, now, pkt.ssrc)
+                if self._twcc_timer is None:
+                    self._twcc_timer = asyncio.get_running_loop().call_later(
+                        self._config.twcc_interval_s, self._send_twcc)
         route = self._routes.get(pkt.ssrc)
         if route is None:
             route = self._learn(pkt)
@@ -305,6 +324,16 @@ class Publishing:
                 if route is not None and not route[2]:
                     route[0].on_sender_report(packet, now, route[1])
 
+    def _send_twcc(self) -> None:
+        """Report the arrivals since the last report; re-armed by the next packet."""
+        self._twcc_timer = None
+        transport, twcc = self.transport, self.twcc
+        if transport is None or twcc is None or transport.closed:
+            return
+        for packet in twcc.feedback(transport.rtcp_ssrc):
+            # In a compound packet after an empty RR, as every feedback of ours (rtcp.py).
+            transport.send_rtcp(rtcp.empty_rr(transport.rtcp_ssrc) + packet)
+
     def on_rtcp_tick(self, transport: WebRtcTransport, now: float) -> None:
         producers = list(self.producers.values())
         blocks = [b for p in producers for b in p.receiver_reports(now)]
@@ -322,6 +351,9 @@ class Publishing:
         self._peer.transport_state(transport, state, reason)
 
     def close_producers(self, reason: CloseReason) -> None:
+        if self._twcc_timer is not None:
+            self._twcc_timer.cancel()
+            self._twcc_timer = None
         for producer in list(self.producers.values()):
             producer.close(reason)
 

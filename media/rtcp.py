@@ -45,6 +45,7 @@ __all__ = [
     "build_receiver_reports",
     "build_remb",
     "build_sender_reports",
+    "empty_rr",
     "fir_ssrcs",
     "ntp_now",
     "parse_rtcp",
@@ -62,7 +63,7 @@ def ntp_middle(ntp: int) -> int:
     return (ntp >> 16) & 0xFFFFFFFF
 
 
-def _empty_rr(sender_ssrc: int) -> bytes:
+def empty_rr(sender_ssrc: int) -> bytes:
     # Feedback must ride in a compound packet that starts with SR/RR unless
     # reduced-size RTCP was negotiated (RFC 5506); an empty RR is 8 bytes.
     return bytes(RtcpRrPacket(ssrc=sender_ssrc))
@@ -82,12 +83,12 @@ def build_nack(sender_ssrc: int, media_ssrc: int, lost: Sequence[int]) -> bytes:
             i += 1
         fci += struct.pack("!HH", pid & 0xFFFF, blp)
     body = struct.pack("!LL", sender_ssrc, media_ssrc) + fci
-    return _empty_rr(sender_ssrc) + pack_rtcp_packet(RTCP_RTPFB, RTCP_RTPFB_NACK, body)
+    return empty_rr(sender_ssrc) + pack_rtcp_packet(RTCP_RTPFB, RTCP_RTPFB_NACK, body)
 
 
 def build_pli(sender_ssrc: int, media_ssrc: int) -> bytes:
     pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=sender_ssrc, media_ssrc=media_ssrc)
-    return _empty_rr(sender_ssrc) + bytes(pli)
+    return empty_rr(sender_ssrc) + bytes(pli)
 
 
 def build_remb(sender_ssrc: int, bitrate: int, ssrcs: list[int]) -> bytes:
@@ -98,7 +99,7 @@ def build_remb(sender_ssrc: int, bitrate: int, ssrcs: list[int]) -> bytes:
 def build_receiver_reports(sender_ssrc: int, blocks: Sequence[RtcpReceiverInfo]) -> bytes:
     """RR packets for `blocks`; one empty RR if none, so feedback can follow."""
     if not blocks:
-        return _empty_rr(sender_ssrc)
+        return empty_rr(sender_ssrc)
     out = b""
     for start in range(0, len(blocks), MAX_REPORTS):
         out += bytes(RtcpRrPacket(ssrc=sender_ssrc,

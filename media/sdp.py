@@ -37,11 +37,14 @@ from .rtp import (
     URI_MID,
 )
 from .simulcast_sdp import URI_REPAIRED_RID, URI_RID, answer_lines, offered_rids, section_attributes
+from .twcc import URI_TRANSPORT_CC
 from .types import CodecInfo, Kind
 
 RTP_PROFILE = "UDP/TLS/RTP/SAVPF"
 SENDING = ("sendonly", "sendrecv")
 RECEIVING = ("recvonly", "sendrecv")
+# Publishers only (their answer): their own GCC estimates the uplink from our feedback.
+TRANSPORT_CC = ("transport-cc", None)
 
 
 @dataclass
@@ -76,6 +79,7 @@ class PublishOffer:
     audio_level_ext_id: int = 0
     rid_ext_id: int = 0
     repaired_rid_ext_id: int = 0
+    twcc_ext_id: int = 0  # transport-wide-cc, answered on video sections (0: none)
     ext_by_mid: dict[str, list[RTCRtpHeaderExtensionParameters]] = field(default_factory=dict)
 
 
@@ -198,6 +202,9 @@ def parse_publish_offer(text: str, config: MediaConfig) -> PublishOffer:
                              [m for m in rtp_sections if m.kind == "audio"], URI_AUDIO_LEVEL),
                          rid_ext_id=_ext_id(rtp_sections, URI_RID),
                          repaired_rid_ext_id=_ext_id(rtp_sections, URI_REPAIRED_RID))
+    if config.transport_cc:
+        offer.twcc_ext_id = _ext_id([m for m in rtp_sections if m.kind == "video"],
+                                    URI_TRANSPORT_CC)
     raw = section_attributes(text)
     for index, media in enumerate(session.media):
         if media not in rtp_sections:
@@ -209,6 +216,8 @@ def parse_publish_offer(text: str, config: MediaConfig) -> PublishOffer:
         codec, rtx = select_codec(kind, media.rtp.codecs, config.video_codecs)
         ssrc, rtx_ssrc = _ssrcs(media)
         wanted = {(t, p) for t, p in VIDEO_FEEDBACK} if kind is Kind.VIDEO else set()
+        if kind is Kind.VIDEO and offer.twcc_ext_id:
+            wanted.add(TRANSPORT_CC)
         feedback = [f for f in codec.rtcpFeedback if (f.type, f.parameter) in wanted]
         rids = offered_rids(raw[index], media.rtp.muxId) if index < len(raw) else ()
         if rids and (kind is not Kind.VIDEO or not offer.rid_ext_id):
@@ -219,6 +228,8 @@ def parse_publish_offer(text: str, config: MediaConfig) -> PublishOffer:
         uris = {URI_MID} | ({URI_AUDIO_LEVEL} if kind is Kind.AUDIO else set())
         if rids:
             uris |= {URI_RID, URI_REPAIRED_RID}
+        if kind is Kind.VIDEO and offer.twcc_ext_id:
+            uris.add(URI_TRANSPORT_CC)
         offer.ext_by_mid[media.rtp.muxId] = [
             e for e in media.rtp.headerExtensions if e.uri in uris]
     return offer

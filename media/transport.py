@@ -87,6 +87,7 @@ class WebRtcTransport:
         self._srtp: SrtpOut | None = None  # both set once DTLS is connected
         self._srtp_in: SrtpIn | None = None
         self._received: list[bytes] = []  # read from the socket, to handle in one go
+        self._arrivals: list[float] = []  # when each of them was read (monotonic)
         # Fan-outs with packets waiting while those are handled (media/fanout.py).
         self.rx_batch: list[FanOut] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
@@ -348,12 +349,16 @@ class WebRtcTransport:
         if self._srtp_in is None:
             return False
         self._received.append(data)
+        # The arrival time publishers' transport-wide feedback reports (media/twcc.py): as
+        # read, before the batch's earlier packets are handled.
+        self._arrivals.append(time.monotonic())
         if len(self._received) == 1:
             asyncio.get_running_loop().call_soon(self._handle_received)
         return True
 
     def _handle_received(self) -> None:
         received, self._received = self._received, []
+        arrivals, self._arrivals = self._arrivals, []
         srtp = self._srtp_in
         if srtp is None:
             return
@@ -361,7 +366,7 @@ class WebRtcTransport:
         if len(received) > 1:  # a lone packet goes out at once, without the batch's upkeep
             self.rx_batch = batch
         try:  # a callback of the loop: never let one packet's bug lose the others
-            for data in received:
+            for data, arrival in zip(received, arrivals):
                 try:
                     if is_rtcp(data):
                         plain = srtp.unprotect_rtcp(data)
@@ -370,7 +375,7 @@ class WebRtcTransport:
                     else:
                         plain = srtp.unprotect(data)
                         if plain is not None:
-                            self._on_rtp(plain)
+                            self._on_rtp(plain, arrival)
                 except Exception:
                     logger.exception("handling an incoming packet failed")
         finally:
@@ -379,10 +384,10 @@ class WebRtcTransport:
             for fanout in batch:
                 fanout.flush(now)
 
-    def _on_rtp(self, data: bytes) -> None:
+    def _on_rtp(self, data: bytes, arrival: float | None = None) -> None:
         self.packets_received += 1
         self.bytes_received += len(data)
-        self._handler.on_rtp(self, data, time.monotonic())
+        self._handler.on_rtp(self, data, time.monotonic() if arrival is None else arrival)
 
     def _on_rtcp(self, data: bytes) -> None:
         self.packets_received += 1

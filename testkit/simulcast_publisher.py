@@ -43,7 +43,8 @@ from media.types import CloseReason, Direction, TransportState
 from testkit.aiortc_clients import FPS, _frames
 
 SIZES = ((80, 60), (160, 120), (320, 240))  # layer 0 (r0) to 2 (r2), low to high
-MID_EXT, RID_EXT, RRID_EXT = 4, 10, 11
+MID_EXT, RID_EXT, RRID_EXT, TWCC_EXT = 4, 10, 11, 3
+URI_TWCC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 VP8_PT, RTX_PT = 96, 97
 MAX_PAYLOAD = 1000
 NTP_EPOCH = 2_208_988_800  # 1900 -> 1970
@@ -105,19 +106,36 @@ class _Layer:
         self.plis = 0
 
 
+class _RawRtcpTransport(WebRtcTransport):
+    """Keeps every RTCP packet as received (aiortc's parser refuses transport-cc feedback)."""
+
+    raw_rtcp: list[tuple[float, bytes]]
+
+    def _on_rtcp(self, data: bytes) -> None:
+        self.raw_rtcp.append((time.monotonic(), data))
+        super()._on_rtcp(data)
+
+
 class SimulcastPublisher:
-    """Publishes one simulcast camera through `peer` (its send transport)."""
+    """Publishes one simulcast camera through `peer` (its send transport). With
+    `transport_cc`, it offers the transport-wide-cc extension and numbers every packet it
+    sends (`twcc_sent`: transport-wide seq -> send time); the RTCP it receives is kept raw
+    (`transport.raw_rtcp`)."""
 
     def __init__(self, peer: Peer, media: SimulcastMedia, config: MediaConfig,
-                 rids: tuple[str, ...] = ("r0", "r1", "r2")) -> None:
+                 rids: tuple[str, ...] = ("r0", "r1", "r2"), transport_cc: bool = False) -> None:
         self.peer = peer
         self.config = config
         self.rids = rids
+        self.transport_cc = transport_cc
+        self.twcc_seq = random.randint(0, 0xFFFF)
+        self.twcc_sent: dict[int, float] = {}
         self.layers = [_Layer(i, rid, media.layers[i]) for i, rid in enumerate(rids)]
         self.sending = [True] * len(rids)
         self.rid_on_wire = list(rids)
         # The offerer controls ICE: RECV is our transport's controlling role.
-        self.transport = WebRtcTransport(Direction.RECV, config, _CERT, self)
+        self.transport = _RawRtcpTransport(Direction.RECV, config, _CERT, self)
+        self.transport.raw_rtcp = []
         self.result: PublishResult | None = None
         self._start = time.monotonic()
         self._count = 0
@@ -146,6 +164,8 @@ class SimulcastPublisher:
                   f"a=extmap:{RID_EXT} urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
                   f"a=extmap:{RRID_EXT} "
                   "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+                  *([f"a=extmap:{TWCC_EXT} {URI_TWCC}",
+                     f"a=rtcp-fb:{VP8_PT} transport-cc"] if self.transport_cc else []),
                   "a=sendonly", "a=msid:sim video", "a=rtcp-mux",
                   f"a=rtpmap:{VP8_PT} VP8/90000", f"a=rtcp-fb:{VP8_PT} nack",
                   f"a=rtcp-fb:{VP8_PT} nack pli", f"a=rtcp-fb:{VP8_PT} goog-remb",
@@ -215,10 +235,15 @@ class SimulcastPublisher:
     def _send(self, layer: _Layer, ssrc: int, pt: int, marker: int, seq: int, ts: int,
               payload: bytes, rid_ext: int, acked_ssrc: int) -> None:
         header = struct.pack("!BBHII", 0x80, marker | pt, seq, ts, ssrc)
+        elements = []
+        if self.transport_cc:
+            elements.append((TWCC_EXT, struct.pack("!H", self.twcc_seq)))
+            self.twcc_sent[self.twcc_seq] = time.monotonic()
+            self.twcc_seq = (self.twcc_seq + 1) & 0xFFFF
         if acked_ssrc not in layer.acked:
-            rid = self.rid_on_wire[layer.index].encode()
-            header = bytes((0x90,)) + header[1:] + _ext_block([(MID_EXT, b"0"),
-                                                               (rid_ext, rid)])
+            elements += [(MID_EXT, b"0"), (rid_ext, self.rid_on_wire[layer.index].encode())]
+        if elements:
+            header = bytes((0x90,)) + header[1:] + _ext_block(elements)
         self.transport.send_rtp(header + payload)
 
     def _retransmit(self, layer: _Layer, seqs: list[int]) -> None:

@@ -8,6 +8,7 @@ from aiortc import RTCDtlsFingerprint
 from aiortc.sdp import SessionDescription
 
 from media import sdp
+from media.codecs import codec_info
 from media.errors import SdpError, UnsupportedCodecError
 from media.ice import IceParameters
 from media.types import CodecInfo, Kind
@@ -41,14 +42,40 @@ def test_chrome_offer_selects_vp8_opus_and_answers_recvonly() -> None:
     assert (a.direction, v.direction) == ("recvonly", "recvonly")
     assert [c.payloadType for c in v.rtp.codecs] == [96, 97]
     assert {(f.type, f.parameter) for f in v.rtp.codecs[0].rtcpFeedback} == {
-        ("goog-remb", None), ("ccm", "fir"), ("nack", None), ("nack", "pli")}
+        ("goog-remb", None), ("ccm", "fir"), ("nack", None), ("nack", "pli"),
+        ("transport-cc", None)}
     assert {e.uri for e in a.rtp.headerExtensions} == {
         "urn:ietf:params:rtp-hdrext:sdes:mid", "urn:ietf:params:rtp-hdrext:ssrc-audio-level"}
-    assert [e.id for e in v.rtp.headerExtensions] == [4]  # no transport-cc, no CVO
+    assert [e.id for e in v.rtp.headerExtensions] == [3, 4]  # transport-cc, mid; no CVO
     assert answer.group[0].items == ["0", "1"]
     assert all(c.ip == "127.0.0.1" for m in answer.media for c in m.ice_candidates)
     assert a.dtls is not None and a.dtls.role == "client"  # a=setup:active
     assert a.rtp.codecs[0].parameters == {"minptime": 10, "useinbandfec": 1}
+
+
+def test_transport_cc_is_answered_to_a_publishers_video_only() -> None:
+    """A publisher's own GCC estimates its uplink from our transport-wide feedback: the
+    answer's video takes the extension and the feedback type, its audio neither; the offers
+    to subscribers keep REMB only; `transport_cc=False` answers as before."""
+    offer, answer = answer_for(CHROME_OFFER)
+    assert offer.twcc_ext_id == 3
+    a, v = answer.media
+    twcc = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+    assert [(e.id, e.uri) for e in v.rtp.headerExtensions if e.uri == twcc] == [(3, twcc)]
+    assert ("transport-cc", None) in {(f.type, f.parameter)
+                                      for f in v.rtp.codecs[0].rtcpFeedback}
+    assert twcc not in {e.uri for e in a.rtp.headerExtensions}
+    assert not any(f.type == "transport-cc" for c in a.rtp.codecs for f in c.rtcpFeedback)
+    text = sdp.build_recv_offer([sdp.OfferSection(
+        mid="0", kind=Kind.VIDEO, codec=codec_info(offer.media[1].codec),
+        pt=96, rtx_pt=97, active=True, ssrc=5, rtx_ssrc=6, stream_id="s", track_id="t")],
+        LOCAL_ICE, FP, "cname", 1, 1)
+    assert "transport-cc" not in text and "transport-wide" not in text and "goog-remb" in text
+    off = make_config(transport_cc=False)
+    plain = sdp.parse_publish_offer(CHROME_OFFER, off)
+    assert plain.twcc_ext_id == 0
+    text = sdp.build_publish_answer(plain, LOCAL_ICE, FP, 1, 1, "client")
+    assert "transport-cc" not in text and "transport-wide" not in text
 
 
 def test_h264_preference_and_data_channel_rejected() -> None:

@@ -9,16 +9,31 @@ per track, each a whole recording): one publisher's VP8 + Opus with K = 5 make t
 recorded tracks the issue's target speaks of, at the clip's packet rates, with the writer
 thread doing the work of 10 tracks and the forwarding path paying 10 queue appends per
 packet pair instead of 2. (A producer has one tap, so K writers share it through one call.)
+
+The `record_window` op (bench/record_toggle.py's load process asks for one window at a time):
+{"op": "record_window", "on": bool, "seconds": T} -> the process's, the forwarding (main)
+thread's and the writer thread's CPU clocks, the packets forwarded to subscribers and the
+packets logged, read on the event loop at the window's start and end. An "on" window switches
+the recording taps on at its start; at its end it switches them off, wakes the writer and
+waits until it has logged what the queues held, then reads the end: every packet recorded in
+the window is logged, and paid for, inside it. Between "on" windows the writer thread sleeps
+without polling (`Gate`), so an "off" window is the plain server's work: the forwarding, with
+a recorder attached but idle. While windows are asked for, the writer's keyframe requests (at
+the hole an "off" window leaves in a video track) are not sent: the bench's publisher answers
+one by restarting its clip, which would change what is forwarded; a recording without holes
+sends none either.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,30 +52,74 @@ from media.producer import Producer
 from media.recorder import TrackWriter
 
 
+class Gate:
+    """The recorder's `_stop` event with a pause: `wait(timeout)` (the writer's poll) also
+    blocks while paused, without waking up, and returns at once on a `kick`; the callback a
+    kick brings runs when the writer next waits, i.e. once it has drained every queue."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._stop = False
+        self._paused = False
+        self._kicked = False
+        self._pending: Callable[[], None] | None = None  # the kick's, once the wait returned
+        self._served: Callable[[], None] | None = None  # to run at the next wait's entry
+        self.timed = True  # False: no polls on a timer, only the kicks'
+
+    def is_set(self) -> bool:
+        return self._stop
+
+    def set(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+
+    def kick(self, drained: Callable[[], None], pause: bool) -> None:
+        """Drain now, `drained()` when done (writer thread); then stop polling if `pause`."""
+        with self._cond:
+            self._paused = self._paused or pause
+            self._kicked, self._pending = True, drained
+            self._cond.notify_all()
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        with self._cond:
+            if self._served is not None:  # the drain the last kick asked for is done
+                served, self._served = self._served, None
+                served()
+            deadline = time.monotonic() + timeout
+            while not self._stop and not self._kicked:
+                if self._paused or not self.timed:
+                    self._cond.wait()
+                    deadline = time.monotonic() + timeout  # a full poll after resuming
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            if self._kicked:
+                self._kicked, self._served, self._pending = False, self._pending, None
+            return self._stop
+
+
 class CopiesRecorder(Recorder):
     """A Recorder whose every producer is written `copies` times (copy0/, copy1/, ...)."""
 
     def __init__(self, router: Any, directory: Path, copies: int) -> None:
         super().__init__(router, directory)
         self.copies = copies
-        # (writer thread CPU s, packets logged) at each stats call: the load process asks at
-        # the start and the end of each of this server's windows
-        self.snapshots: list[tuple[float, int]] = []
-
-    def snapshot(self) -> None:
-        thread = self._thread
-        if thread is None or thread.ident is None or not thread.is_alive():
-            return
-        cpu = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
-        with self._lock:
-            writers = list(self._tracks.values())
-        packets = sum(w.packets for w in writers + self._finished)
-        self.snapshots.append((cpu, packets))
+        self._stop: Gate = Gate()  # type: ignore[assignment]
+        self.taps: dict[str, tuple[Producer, Callable[[Any], None]]] = {}
+        self.ask_keyframes = True  # False while record_window ops come (see the docstring)
+        self.tapping = True
 
     def _run(self) -> None:
         """The writer thread; its own CPU (time.thread_time) and the packets it logged go
-        to writer.json beside the recordings when it ends, with the snapshots taken at each
-        window's start and end (bench/record.py reports them).
+        to writer.json beside the recordings when it ends (bench/record.py reports them).
         With HOPSO_BENCH_PROFILE_WRITER=PATH under cProfile (which only sees the thread it
         is enabled in), dumped to PATH when the recorder stops."""
         started = time.thread_time()
@@ -70,7 +129,7 @@ class CopiesRecorder(Recorder):
             cpu = time.thread_time() - started
             packets = sum(w.packets for w in self._finished)
             (self.directory / "writer.json").write_text(json.dumps(
-                {"thread_cpu_s": cpu, "packets": packets, "snapshots": self.snapshots}))
+                {"thread_cpu_s": cpu, "packets": packets}))
 
     def _run_profiled(self) -> None:
         path = os.environ.get("HOPSO_BENCH_PROFILE_WRITER")
@@ -92,7 +151,7 @@ class CopiesRecorder(Recorder):
 
         def ask_keyframe() -> None:
             loop = self._loop
-            if loop is not None and not loop.is_closed():
+            if self.ask_keyframes and loop is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(producer.request_keyframe, time.monotonic(), False)
         writers = []
         for i in range(self.copies):
@@ -108,8 +167,43 @@ class CopiesRecorder(Recorder):
         def tap(fp: Any) -> None:
             for queue in queues:
                 queue(fp)
-        producer.tap = tap
+        self.taps[producer.id] = (producer, tap)
+        producer.tap = tap if self.tapping else None
         producer.request_keyframe(time.monotonic(), count_suppressed=False)
+
+    def tap_on(self) -> None:
+        self.tapping = True
+        for producer, tap in self.taps.values():
+            producer.tap = tap
+        self._stop.resume()
+
+    async def tap_off(self) -> None:
+        """Taps off, then wait until the writer has logged what the queues held."""
+        self.tapping = False
+        for producer, _ in self.taps.values():
+            producer.tap = None
+        await self.drain(pause=True)
+
+    async def drain(self, pause: bool = False) -> None:
+        """Wake the writer and wait until it has logged what the queues hold."""
+        loop = asyncio.get_running_loop()
+        drained = loop.create_future()
+
+        def done() -> None:  # the writer thread
+            loop.call_soon_threadsafe(lambda: drained.done() or drained.set_result(None))
+        self._stop.kick(done, pause)
+        await asyncio.wait_for(drained, 10)
+
+    def logged(self) -> int:
+        with self._lock:
+            writers = list(self._tracks.values())
+        return sum(w.packets for w in writers + self._finished)
+
+    def writer_cpu(self) -> float:
+        thread = self._thread
+        if thread is None or thread.ident is None or not thread.is_alive():
+            return 0.0
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
 class BenchMuxProcess(recorder_module.MuxProcess):
@@ -132,9 +226,61 @@ def recording_server(directory: Path, copies: int) -> Callable[[], Any]:
             super().__init__()
             self.recorder = CopiesRecorder(self.router, directory, copies)
             self.recorder.start()
+            self.gc_cpu = [0.0, 0.0, 0.0]
+            self._gc_started = 0.0
+            gc.callbacks.append(self._on_gc)
+
+        def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                self._gc_started = time.thread_time()
+            else:
+                self.gc_cpu[info["generation"]] += time.thread_time() - self._gc_started
+
+        def edge(self) -> dict[str, float]:
+            """The clocks and counters at a window's edge (on the loop, no await between)."""
+            sent = sum(c.packets_sent for peer in self.router.peers for c in peer.consumers)
+            switches = {}
+            with open(f"/proc/self/task/{threading.get_native_id()}/status") as f:
+                for line in f:
+                    if "ctxt_switches" in line:
+                        name, value = line.split(":")
+                        switches[name] = int(value)
+            return {"wakeups": switches.get("voluntary_ctxt_switches", 0),
+                    "preempted": switches.get("nonvoluntary_ctxt_switches", 0),
+                    "gc0": self.gc_cpu[0], "gc1": self.gc_cpu[1], "gc2": self.gc_cpu[2],
+                    "process_cpu": time.clock_gettime(time.CLOCK_PROCESS_CPUTIME_ID),
+                    "main_cpu": time.thread_time(), "writer_cpu": self.recorder.writer_cpu(),
+                    "forwarded": sent, "logged": self.recorder.logged(),
+                    "time": time.monotonic()}
+
+        async def op_record_window(self, request: dict[str, Any]) -> dict[str, Any]:
+            on, polls = bool(request["on"]), int(request["polls"])
+            poll_s = float(request.get("poll_s") or recorder_module.POLL_S)
+            recorder = self.recorder
+            recorder.ask_keyframes = False
+            recorder._stop.timed = False  # the writer drains when this asks it to
+            if recorder.tapping:  # the first window: taps off and drained before it
+                await recorder.tap_off()
+            start = self.edge()
+            if on:
+                recorder.tap_on()
+            for i in range(polls):  # the writer's polls, every POLL_S as when it times them
+                await asyncio.sleep(poll_s)
+                if on and i == polls - 1:
+                    await recorder.tap_off()
+                elif on:
+                    await recorder.drain()
+            end = self.edge()
+            return {"on": on, "start": start, "end": end}
+
+        async def op_record_continuous(self, request: dict[str, Any]) -> dict[str, Any]:
+            """Record as usual again (taps on, the writer polling, keyframes asked for)."""
+            self.recorder.ask_keyframes = True
+            self.recorder._stop.timed = True
+            self.recorder.tap_on()
+            return {}
 
         def stats(self) -> dict[str, Any]:
-            self.recorder.snapshot()
             out = super().stats()
             tracks = self.recorder.stats()["tracks"]
             out["recorder"] = {"tracks": len(tracks),

@@ -10,7 +10,8 @@ wakes up. Media goes over UDP on 127.0.0.1 only.
 Commands: {"op": "publish", "sdp"} -> {"sdp"}; {"op": "subscribe", "peer"}
 -> {"sdp": offer}; {"op": "answer", "peer", "sdp"} -> {"sdp": next offer or
 null}; {"op": "lag", "record": true|false} -> lag samples summary;
-{"op": "stats"} -> server-side counters; {"op": "quit"}.
+{"op": "stats"} -> server-side counters; {"op": "quit"}; any other op that the server
+object has an `op_<name>(request)` coroutine for goes to it (bench/record_server.py).
 
 Hopso is used through media's public API only (SFU, Router, Peer). The
 MediaRelay baseline is what the spec asks for: an aiortc RTCPeerConnection
@@ -246,6 +247,8 @@ async def serve(kind: str, path: str, profile: str | None = None) -> None:
                 elif op == "quit":
                     reply = {}
                     done.set()
+                elif callable(extra := getattr(server, f"op_{op}", None)):
+                    reply = await extra(request)  # a bench server's own op (record_server.py)
                 else:
                     reply = {"error": f"unknown op {op}"}
             except Exception as exc:

@@ -6,6 +6,9 @@
 # Python packages come from the lock only (requirements/lock*.txt, every file's hash checked;
 # refreshed by scripts/lock.sh); the browser libraries from web_client/package-lock.json (npm ci).
 # The Debian packages and the versions seen installed: docs/operations.md ("Reproducible installs").
+# With HOPSO_SETUP_APT_STATUS=FILE (scripts/test.sh), the packages only running things needs
+# (fonts, ffmpeg, the test tools: all but Python, gcc and npm) are installed in the background
+# while pip and npm run, and apt's exit status is written to FILE when it is done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_tests=0 want_bench=0
@@ -19,7 +22,8 @@ for candidate in python3.11 python3; do
   fi
 done
 
-missing=()
+missing=()  # needed to build the venv and the browser libraries
+later=()    # needed only to run the server or the tests
 [ -n "$python_bin" ] || missing+=(python3.11 python3.11-venv)
 [ -n "$python_bin" ] && ! "$python_bin" -c 'import venv, ensurepip' 2>/dev/null && missing+=(python3.11-venv)
 command -v npm >/dev/null || missing+=(nodejs npm)
@@ -32,43 +36,59 @@ else
   missing+=(python3.11-dev)
 fi
 # Noto Serif/Sans: Vietnamese-capable serif for minutes and other generated PDFs.
-[ -f /usr/share/fonts/truetype/noto/NotoSerif-Regular.ttf ] || missing+=(fonts-noto-core)
+[ -f /usr/share/fonts/truetype/noto/NotoSerif-Regular.ttf ] || later+=(fonts-noto-core)
 # ffmpeg/ffprobe: the composite video of a recording (server/archive/composite.py), and the
 # tests' checks of recorded and composed files.
-{ command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; } || missing+=(ffmpeg)
+{ command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; } || later+=(ffmpeg)
 if [ "$want_tests" = 1 ]; then
-  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -x /usr/bin/chromium ] || later+=(chromium)
   # LibreOffice without a GUI, for the real Office → PDF conversion tests: writer (.docx .odt
   # .doc), calc (.xlsx .ods .xls), impress (.pptx .odp .ppt): every kind validation accepts.
   # Checked by component, so an existing full (GUI) LibreOffice is kept as it is.
   lo=/usr/lib/libreoffice/program
-  [ -e $lo/libswlo.so ] || missing+=(libreoffice-writer-nogui)
-  [ -e $lo/libsclo.so ] || missing+=(libreoffice-calc-nogui)
-  [ -e $lo/libslideshowlo.so ] || missing+=(libreoffice-impress-nogui)
+  [ -e $lo/libswlo.so ] || later+=(libreoffice-writer-nogui)
+  [ -e $lo/libsclo.so ] || later+=(libreoffice-calc-nogui)
+  [ -e $lo/libslideshowlo.so ] || later+=(libreoffice-impress-nogui)
   # nginx: tests/deploy checks the rendered reverse-proxy configuration with `nginx -t`.
-  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || later+=(nginx)
   # iptables: the cascade rehearsal's WAN links lose packets (testkit/wan.py, loss_rule).
-  [ -x /usr/sbin/iptables-legacy ] || missing+=(iptables)
+  [ -x /usr/sbin/iptables-legacy ] || later+=(iptables)
   # pg_dump/pg_restore: tests/server/test_backup.py backs up and restores PostgreSQL.
-  command -v pg_dump >/dev/null || missing+=(postgresql-client)
+  command -v pg_dump >/dev/null || later+=(postgresql-client)
   # SoftHSM2: a real PKCS#11 token for the signed-minutes tests (tests/documents/test_signing_token.py).
-  [ -e /usr/lib/softhsm/libsofthsm2.so ] || missing+=(softhsm2)
+  [ -e /usr/lib/softhsm/libsofthsm2.so ] || later+=(softhsm2)
 fi
 if [ "$want_bench" = 1 ]; then
-  command -v janus >/dev/null || [ -x /usr/bin/janus ] || missing+=(janus)
+  command -v janus >/dev/null || [ -x /usr/bin/janus ] || later+=(janus)
 fi
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "setup: please install these Debian packages first: ${missing[*]}" >&2; exit 1
-  fi
-  echo "setup: installing ${missing[*]}"
+apt_install() {  # the Debian packages "$@", in one apt-get call
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get update -qq || return
+  # --force-unsafe-io: dpkg does not fsync every file it unpacks (Debian's own option, safe
+  # but for a power cut during the install; chromium and LibreOffice are ~20,000 files).
+  apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-unsafe-io \
+    "$@" >/dev/null || return
   # Installed for its syntax check only: where Debian started the service, stop it again.
-  if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null; then
+  if [[ " $* " == *" nginx "* ]] && command -v systemctl >/dev/null; then
     systemctl disable --now nginx >/dev/null 2>&1 || true
   fi
+}
+all=("${missing[@]}" "${later[@]}")
+if [ ${#all[@]} -gt 0 ] && [ "$(id -u)" != 0 ]; then
+  echo "setup: please install these Debian packages first: ${all[*]}" >&2; exit 1
+fi
+apt_status=${HOPSO_SETUP_APT_STATUS:-}
+if [ -n "$apt_status" ]; then
+  rm -f "$apt_status"
+  [ ${#later[@]} -gt 0 ] && [ ${#missing[@]} -eq 0 ] || echo 0 >"$apt_status"
+fi
+if [ ! -e "${apt_status:-/}" ]; then  # in the background, beside pip and npm ci
+  echo "setup: installing ${later[*]} (in the background)"
+  ( status=0; apt_install "${later[@]}" || status=$?
+    echo "$status" >"$apt_status.part" && mv "$apt_status.part" "$apt_status" ) &
+elif [ ${#all[@]} -gt 0 ]; then
+  echo "setup: installing ${all[*]}"
+  apt_install "${all[@]}"
   [ -n "$python_bin" ] || python_bin=$(command -v python3.11)
 fi
 

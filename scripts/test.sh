@@ -2,7 +2,11 @@
 # Set up everything the tests need, then run the whole suite (type check included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --test
+# The Debian packages only the tests need (chromium, LibreOffice, ffmpeg...: minutes on a fresh
+# CI machine) install in the background while pip, npm ci and the checks below run; pytest
+# waits for them (scripts/setup.sh, HOPSO_SETUP_APT_STATUS).
+apt_status=$(mktemp -u /tmp/hopso-apt-status.XXXXXX)
+HOPSO_SETUP_APT_STATUS=$apt_status bash scripts/setup.sh --test
 # Python writes its bytecode caches from here on (this machine's shells set
 # PYTHONDONTWRITEBYTECODE=1): without them every interpreter the suite starts (each run.py
 # server, document worker and xdist worker) compiled the same ~240 modules again (~0.4 s of
@@ -23,6 +27,14 @@ wait "$mypy_pid" || mypy_status=$?
 cat "$mypy_log"
 rm -f "$mypy_log"
 [ "$mypy_status" = 0 ] || exit "$mypy_status"
+waited=0
+until [ -e "$apt_status" ]; do
+  [ "$waited" -lt 1800 ] || { echo "setup: apt-get still running after 30 min" >&2; exit 1; }
+  [ "$waited" != 0 ] || echo "setup: waiting for apt-get"
+  sleep 1; waited=$((waited + 1))
+done
+apt_exit=$(cat "$apt_status"); rm -f "$apt_status"
+[ "$apt_exit" = 0 ] || { echo "setup: apt-get failed (exit $apt_exit)" >&2; exit "$apt_exit"; }
 # pytest in two passes: two workers (one takes the browser tests one after another, the other
 # the one-at-a-time tests, and both share the rest: tests/conftest.py, tests/scheduling.py),
 # then the tests marked `serial` (they measure latency under load) alone. HOPSO_TEST_WORKERS

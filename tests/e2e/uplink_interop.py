@@ -1,0 +1,182 @@
+"""A Chromium publisher on a 500 kbit/s uplink (issue 15 item 3): what its own sender does with
+our feedback; JSON on the last line.
+
+Run by test_uplink_browser.py inside `unshare -n` (loopback is the only interface, the
+namespace is the test's own, so its tc/iptables rules touch nothing else):
+    python -m tests.e2e.uplink_interop twcc|remb [seconds]
+
+Chromium publishes its 720p fake camera as simulcast (three layers) through the web client's
+own publish path (tests/media/browser_simulcast.py's page). What reaches the SFU's port of its
+send transport is shaped to 500 kbit/s (HTB, a 200 ms drop-tail queue: testkit/netem.py) from
+the answer on. `twcc`: the server answers transport-cc (MediaConfig.transport_cc, the default)
+and sends transport-wide feedback; `remb`: it does not (the REMB cap and our receiver reports'
+loss only, as before). Every 0.5 s the publisher's getStats: per layer (rid) bytes sent, frame
+size, qualityLimitationReason; the transport's availableOutgoingBitrate (its estimate). An
+aiortc subscriber decodes the camera at the layer the SFU gives it (no allocation: the top
+layer the publisher still sends, else the nearest below).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aioice.ice
+from aiohttp import web
+from playwright.async_api import async_playwright
+
+from media import SFU, Direction, MediaConfig, Peer
+from testkit.aiortc_clients import Subscriber
+from testkit.browser import ARGS, CHROMIUM
+from testkit.netem import Netem, Shape
+from tests.media.browser_simulcast import PAGE, producer_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+HTTP_PORT = 8768
+UPLINK_BPS = 500_000
+
+STATS = """async () => {
+  const out = { t: performance.now(), layers: {}, estimate: null };
+  (await window.session.sendPc.getStats()).forEach((r) => {
+    if (r.type === "outbound-rtp" && r.kind === "video")
+      out.layers[r.rid || "-"] = [r.bytesSent || 0, r.frameWidth || 0,
+                                  r.qualityLimitationReason || "", r.framesEncoded || 0];
+    if (r.type === "candidate-pair" && r.nominated && r.availableOutgoingBitrate)
+      out.estimate = r.availableOutgoingBitrate;
+  });
+  return out;
+}"""
+
+
+def rates(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per sample after the first: kbit/s sent per layer and in all since the previous one."""
+    out = []
+    for a, b in itertools.pairwise(samples):
+        seconds = (b["t"] - a["t"]) / 1000
+        per = {rid: round((b["layers"][rid][0] - a["layers"].get(rid, [0])[0]) * 8 / seconds
+                          / 1000, 1) for rid in b["layers"]}
+        out.append({"t": round(b["at"], 2), "kbps": round(sum(per.values()), 1), "layers": per,
+                    "widths": {rid: v[1] for rid, v in b["layers"].items()},
+                    "limit": sorted({v[2] for v in b["layers"].values()}),
+                    "estimate_kbps": None if b["estimate"] is None
+                    else round(b["estimate"] / 1000)})
+    return out
+
+
+async def run(mode: str, seconds: float) -> dict[str, Any]:
+    def loopback(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
+        return ["127.0.0.1"]
+
+    aioice.ice.get_host_addresses = loopback  # the aiortc subscriber gathers on loopback
+    out: dict[str, Any] = {"mode": mode, "uplink_kbps": UPLINK_BPS / 1000}
+    netem = Netem()
+    sfu = SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_servers=(),
+                          transport_cc=mode == "twcc"))
+    router = sfu.router("meeting")
+    alice: Peer = router.add_peer("alice")
+    app = web.Application()
+
+    async def page_html(request: web.Request) -> web.Response:
+        return web.Response(text=PAGE, content_type="text/html")
+
+    app.router.add_get("/", page_html)
+    app.router.add_static("/js/", ROOT / "web_client" / "static" / "js")
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", HTTP_PORT).start()
+    t0 = time.monotonic()
+    shaped: list[int] = []
+    tasks: list[asyncio.Future[None]] = []
+
+    async def shape_when_connected() -> None:
+        """The uplink: what reaches the server's port of the send transport (server_side:
+        "up" is what goes to it), shaped as soon as ICE has chosen that port."""
+        while (transport := alice.transport(Direction.SEND)) is None \
+                or transport.local_port is None:
+            await asyncio.sleep(0.01)
+        netem.shape(transport.local_port, up=Shape(rate_bps=UPLINK_BPS), server_side=True)
+        shaped.append(transport.local_port)
+        out["shaped_at_s"] = round(time.monotonic() - t0, 2)
+
+    async def sfu_call(name: str, args: list[Any]) -> Any:
+        if name == "join":
+            return {"peer_id": "alice", "me": {"peer_id": "alice", "user_id": 1, "name": "A"},
+                    "peers": [], "producers": [], "locks": [], "floor": None,
+                    "active_speaker": None, "can_publish": True, "can_chair": False,
+                    "rtc_configuration": {"iceServers": [], "bundlePolicy": "max-bundle",
+                                          "rtcpMuxPolicy": "require"}}
+        if name == "publish":
+            result = await alice.publish(args[0], args[1])
+            out["answer_has_transport_cc"] = "transport-cc" in result.sdp
+            if not shaped:
+                shaped.append(0)
+                tasks.append(asyncio.ensure_future(shape_when_connected()))
+            return {"sdp": result.sdp, "added": [producer_dict(p) for p in result.added],
+                    "removed": result.removed}
+        return {}
+
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=ARGS)
+            page = await browser.new_page()
+            await page.expose_function("sfuCall", sfu_call)
+            await page.goto(f"http://127.0.0.1:{HTTP_PORT}/")
+            t0 = time.monotonic()  # times are since the call started (the closure sees it)
+            mine = await page.evaluate("startCall()")
+            camera = router.get_producer(mine["camera"])
+            sub = Subscriber(router.add_peer("bob"))
+            await sub.subscribe(camera.id)
+            samples: list[dict[str, Any]] = []
+            frames: list[tuple[float, int]] = []
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                sample = await page.evaluate(STATS)
+                sample["at"] = time.monotonic() - t0
+                samples.append(sample)
+                tracks = [t for t in sub.tracks if t.kind == "video"]
+                frames.append((sample["at"], tracks[0].frames if tracks else 0))
+                await asyncio.sleep(0.5)
+            timeline = rates(samples)
+            out["timeline"] = timeline
+            out["frames"] = frames
+            # Settled: from when on every 2 s average of what is sent stays under the link.
+            settled = None
+            for i in range(len(timeline)):
+                window = [timeline[j]["kbps"] for j in range(i, len(timeline))]
+                averages = [sum(window[k:k + 4]) / len(window[k:k + 4])
+                            for k in range(len(window))]
+                if max(averages) <= UPLINK_BPS / 1000:
+                    settled = timeline[i]["t"]
+                    break
+            out["settled_at_s"] = settled
+            last = [r for r in timeline if r["t"] >= timeline[-1]["t"] - 10]
+            out["last_10s_kbps"] = round(sum(r["kbps"] for r in last) / max(1, len(last)), 1)
+            out["last_10s_layers_kbps"] = {
+                rid: round(sum(r["layers"].get(rid, 0) for r in last) / max(1, len(last)), 1)
+                for rid in timeline[-1]["layers"]}
+            out["last_estimate_kbps"] = timeline[-1]["estimate_kbps"]
+            out["last_limit"] = timeline[-1]["limit"]
+            out["last_10s_frames"] = frames[-1][1] - next(
+                f for t, f in frames if t >= frames[-1][0] - 10)
+            out["subscriber_layer"] = next(
+                (c.current_layer for c in router.get_producer(camera.id).consumers), None)
+            out["link_counters"] = netem.counters()
+            out["errors"] = await page.evaluate("window.errors")
+            await sub.close()
+            await browser.close()
+    finally:
+        await runner.cleanup()
+        await sfu.close()
+        netem.close()
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(run(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2
+                                     else 30.0))))

@@ -210,6 +210,11 @@ class Consumer:
         return int(self.leg.tid_target) if self._vp8 else None
 
     @property
+    def temporal_layers(self) -> bool:
+        """Its pictures carry temporal layer ids (VP8 simulcast; seen since the restart)."""
+        return self._vp8 and self.leg.in_pid >= 0
+
+    @property
     def current_temporal(self) -> int | None:
         return int(self.leg.tid_current) if self._vp8 else None
 

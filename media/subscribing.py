@@ -393,11 +393,13 @@ class Subscribing:
                         else Priority.OTHER)
             videos.append(VideoDemand(consumer.id, priority,
                                       tuple(s.rate.bps for s in producer.streams),
-                                      self.wants.get(consumer.id, Want.HIGH)))
+                                      self.wants.get(consumer.id, Want.HIGH),
+                                      consumer.temporal_layers))
         allocation = self.allocator.allocate(videos, audio_bps, now)
         previous, self.allocation = self.allocation, allocation
         for consumer_id, layer in allocation.layers.items():
-            self.consumers[consumer_id].set_allocation(layer, now)
+            self.consumers[consumer_id].set_allocation(layer, now,
+                                                       allocation.temporal.get(consumer_id))
         if previous is None or previous.video_off != allocation.video_off:
             self._peer.bandwidth_changed(allocation)
 

@@ -300,3 +300,24 @@ async def test_c_loop_drops_and_rewrites_as_the_python_path_does(link: Link) -> 
                      "temporal_dropped", "out_highest", "last_pid"):
             assert getattr(leg.leg, name) == getattr(ref, name), (seed, name)
         assert ref.temporal_dropped > 0
+
+
+def test_the_allocators_temporal_step_drops_pictures_without_a_keyframe() -> None:
+    s = L1T3()
+    s.frames(1, key_first=True)
+    s.frames(3)
+    assert s.consumer.temporal_layers
+    plis = s.plis()
+    s.consumer.set_allocation(0, 0.2, 1)  # the same spatial layer, TID <= 1
+    s.frames(8)
+    assert picture_tids(s.out())[4:] == [0, 1, 0, 1]
+    assert s.plis() == plis and s.consumer.target_layer == 0
+    s.consumer.set_preferred_layers(0, 0, 0.3)  # the lower of preference and allocation
+    s.frames(4)
+    assert picture_tids(s.out())[8:] == [0]
+    s.consumer.set_preferred_layers(0, None, 0.4)
+    s.consumer.set_allocation(0, 0.4, None)  # the allocation lifted: up at a layer sync
+    s.frames(4)
+    assert picture_tids(s.out())[9:] == [0, 2, 1, 2]
+    assert_continuous(s.out())
+    assert s.plis() == plis

@@ -9,6 +9,10 @@ the packets of one socket read handed over together (a batch per frame per layer
 * single: one VP8 stream, 30 fps, 4 packets a frame (about 1 Mbit/s);
 * simulcast: three layers (1, 2 and 4 packets a frame), every consumer on the top layer,
   so the same packets are forwarded; the producer also takes in the two lower layers.
+Both carry L1T3 VP8 descriptors (TID, Y) as Chromium's: a simulcast consumer's leg decides
+per picture whether its temporal layer goes out (media/temporal.py), every one here.
+A third run, simulcast_tid1, has every consumer at temporal target 1 (half the pictures
+dropped in its leg, media/temporal.py): what dropping costs, per packet still sent.
 The figure is process CPU seconds / packets the legs sent, in microseconds; the ratio is
 simulcast / single (issue 15: at most 1.2). Layer switches are not in it (they are rare and
 run in Python). Runs alternate (single, simulcast, ...) to share the machine's drift.
@@ -70,11 +74,17 @@ class Transport:
 
 
 def vp8(pid: int, key: bool, start: bool) -> bytes:
-    return bytes((0x90 if start else 0x80, 0xC0, 0x80 | (pid >> 8) & 0x7F, pid & 0xFF,
-                  pid & 0xFF)) + (b"\x00" if key else b"\x01") + b"v" * 1000
+    """L1T3 as Chromium sends it: PictureID, TL0PICIDX, TID and Y (pictures 0, 2, 1, 2)."""
+    tid, sync = ((0, 0), (2, 0x20), (1, 0x20), (2, 0))[pid % 4]
+    return bytes((0x90 if start else 0x80, 0xE0, 0x80 | (pid >> 8) & 0x7F, pid & 0xFF,
+                  (pid // 4) & 0xFF, tid << 6 | sync)) + (b"\x00" if key else b"\x01") \
+        + b"v" * 1000
 
 
-def run(simulcast: bool, consumers: int, seconds: float) -> dict[str, Any]:
+def run(simulcast: bool, consumers: int, seconds: float,
+        temporal: int | None = None) -> dict[str, Any]:
+    """One run; `temporal`: every (simulcast) consumer's temporal target (pictures above
+    it dropped)."""
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -95,6 +105,8 @@ def run(simulcast: bool, consumers: int, seconds: float) -> dict[str, Any]:
         c.apply_answer(100, 101, nack=True)
         c.set_active(True)
         producer.add_consumer(c)
+        if simulcast:
+            c.set_preferred_layers(None, temporal, 0.0)
         legs.append(c)
     layers = [2] if not simulcast else [0, 1, 2]
     seq = [0, 0, 0]
@@ -128,7 +140,9 @@ def run(simulcast: bool, consumers: int, seconds: float) -> dict[str, Any]:
     sender.close()
     for down in downs:
         down.leg_path.clear()
-    return {"mode": "simulcast" if simulcast else "single", "consumers": consumers,
+    mode = "single" if not simulcast else "simulcast" if temporal is None else \
+        f"simulcast_tid{temporal}"
+    return {"mode": mode, "consumers": consumers,
             "forwarded": forwarded, "cpu_s": round(cpu, 4),
             "us_per_packet": round(cpu / forwarded * 1e6, 4)}
 
@@ -142,13 +156,18 @@ def main() -> None:
     args = parser.parse_args()
     results = []
     for _ in range(args.runs):
-        for simulcast in (False, True):
-            results.append(run(simulcast, args.consumers, args.seconds))
+        for simulcast, temporal in ((False, None), (True, None), (True, 1)):
+            results.append(run(simulcast, args.consumers, args.seconds, temporal))
             print(results[-1], flush=True)
-    single = statistics.median(r["us_per_packet"] for r in results if r["mode"] == "single")
-    sim = statistics.median(r["us_per_packet"] for r in results if r["mode"] == "simulcast")
+
+    def median(mode: str) -> float:
+        return statistics.median(r["us_per_packet"] for r in results if r["mode"] == mode)
+
+    single, sim, tid1 = median("single"), median("simulcast"), median("simulcast_tid1")
     summary = {"single_us_per_packet": single, "simulcast_us_per_packet": sim,
-               "simulcast_cpu_ratio": round(sim / single, 3), "consumers": args.consumers}
+               "simulcast_cpu_ratio": round(sim / single, 3),
+               "tid1_us_per_packet": tid1, "tid1_cpu_ratio": round(tid1 / single, 3),
+               "consumers": args.consumers}
     print(summary)
     if args.json:
         args.json.write_text(json.dumps({"results": results, "summary": summary}, indent=1))

@@ -1,13 +1,19 @@
 """Downlink bandwidth allocation for one subscriber transport (issue 15 item 3).
 
 The subscriber's feedback (REMB today: see docs/media.md, "Bandwidth allocation") gives an
-estimate of its downlink. `Allocator.allocate` shares it out by priority: audio first and
-never paused; then video in priority order (active speaker, screen share, the rest), each
-first at its lowest layer (a stream that does not fit is paused), then raised towards the
-layer its tile wants. Lowering is at once; raising is one layer at a time, only after the
-estimate has held above that layer's bit rate plus a margin for `raise_hold_s` (no
-flapping). Below a floor the subscriber gets audio only (`video_off`), and video comes back
-by itself after the estimate has held above the floor (plus margin) as long.
+estimate of its downlink. **One budget rule**: a REMB is measured on the packets that carry
+abs-send-time, which the SFU writes on video only (and a browser feeds no audio to its
+receive-side estimator), so the estimate is the *video* budget: the floor, the fit of a
+layer and the "no congestion" test of a try all compare it with video rates, never with
+audio (audio is never paused and its rate is not taken off). `Allocator.allocate` shares it
+out: video in priority order (active speaker, screen share, the rest), each first at its
+lowest layer (a stream that does not fit is paused), then raised towards the layer its tile
+wants. Lowering is at once; raising is one layer at a time, only after the estimate has
+held above that layer's bit rate plus a margin for `raise_hold_s` (no flapping). Below a
+floor the subscriber gets audio only (`video_off`), and video comes back by itself.
+**Start-up grace**: for `startup_grace_s` after the first estimate (of the transport, or
+after a spell without one) nothing is paused and video never goes off: a just-joined or
+CPU-starved browser's first REMB is low and climbs from there.
 
 Pure and synchronous: the inputs are plain data, the one mutable state is this object's
 per-consumer hold timers, and `Subscribing` applies the result (media/subscribing.py).
@@ -27,7 +33,6 @@ MAX_REMB_BPS = 1_000_000_000
 FEEDBACK_FRESH_S = 5.0  # an estimate older than this is no estimate
 # Used for a layer not measured yet (the browser's cameraEncodings maxBitrate, low->high).
 NOMINAL_LAYER_BPS = (150_000, 500_000, 1_500_000)
-NOMINAL_AUDIO_BPS = 40_000
 
 
 class Priority(enum.IntEnum):
@@ -82,7 +87,8 @@ class _Held:
 class Allocator:
     margin: float = 0.15  # a raise needs the next layer's rate x (1 + margin)
     raise_hold_s: float = 2.0
-    video_floor_bps: int = 60_000  # below (after audio): audio only
+    video_floor_bps: int = 60_000  # an estimate (video's budget) below this: audio only
+    startup_grace_s: float = 10.0  # after the first estimate: no pause, no audio only
     # REMB never says more than ~1.5x what arrives (the receiver's AIMD cap), so a layer
     # 3x the one below is never "fitted" by it: an estimate >= probe_ratio x the rate in
     # use means no congestion, and the next layer is tried (one stream at a time). For
@@ -121,8 +127,9 @@ class Allocator:
     _probe_estimate = 0
     _loss_cap: int | None = None
     _off_since = 0.0
-    _used = 0  # audio + video in use at the last allocation
-    _loss_floor = 0  # the cap's least: audio + the first video's low layer
+    _used = 0  # video in use at the last allocation
+    _loss_floor = 0  # the cap's least: the first video's low layer
+    _fed_since: float | None = None  # since when an estimate has been there (the grace)
     # (consumer id, layer) -> (estimate a try needs, until when): failed tries
     _bars: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
 
@@ -140,7 +147,8 @@ class Allocator:
         return True
 
     def on_loss(self, fraction: float) -> bool:
-        """A receiver report's fraction lost (of video); True if it lowered the cap."""
+        """A receiver report's fraction lost (of video); True if it lowered the cap (on the
+        video sent, as the estimate it caps is video's)."""
         if fraction > self.loss_high and self._used:
             base = self._used if self._loss_cap is None else min(self._loss_cap, self._used)
             self._loss_cap = max(self._loss_floor, int(base * (1 - fraction / 2)))
@@ -165,8 +173,9 @@ class Allocator:
         return self._probe_hold_s
 
     # -- allocation -----------------------------------------------------------------------
-    def allocate(self, videos: Sequence[VideoDemand], audio_bps: int,
-                 now: float) -> Allocation:
+    def allocate(self, videos: Sequence[VideoDemand], now: float) -> Allocation:
+        """The layers for `videos` now. Audio is not among them: it is never paused, and the
+        estimate (REMB) does not cover it (the module's docstring)."""
         estimate = self.estimate(now)
         for gone in set(self._held) - {v.consumer_id for v in videos}:
             del self._held[gone]
@@ -176,26 +185,29 @@ class Allocator:
         if estimate is None:
             # No feedback (never, or stale): the low layer, nothing paused for bandwidth.
             low = {v.consumer_id: None if v.want is Want.OFF else 0 for v in ordered}
-            self.video_off = False
+            self.video_off, self._fed_since = False, None
             self._remember(low, now)
             return Allocation(low, False, None)
+        if self._fed_since is None:
+            self._fed_since = now
+        grace = now - self._fed_since < self.startup_grace_s
         video = sum(_rate(v, layer) for v in ordered
                     if (layer := self._layer(v.consumer_id)) is not None)
-        self._used = audio_bps + video
-        self._loss_floor = audio_bps + (_rate(ordered[0], 0) if ordered else 0)
+        self._used = video
+        self._loss_floor = _rate(ordered[0], 0) if ordered else 0
         if self._loss_cap is not None:
             estimate = min(estimate, self._loss_cap)
-        free = estimate >= (audio_bps + video) * self.probe_ratio  # no sign of congestion
-        # REMB is measured on the packets stamped with abs-send-time, video only: at most
-        # ~1.5x the video that arrives, so a try compares with that (with audio counted, a
-        # real receiver's REMB never reached 1.4x: no try below ~14x the audio rate).
-        uncongested = estimate >= video * self.probe_ratio
-        budget = estimate - audio_bps
+        # The one budget rule: the estimate is video's (REMB is measured on what carries
+        # abs-send-time: video only; at most ~1.5x the video that arrives). The floor, the
+        # fit and the try all use it as it is; audio is not taken off (with it taken off, a
+        # browser's first REMB of ~100 kbit/s was "under the floor" and sent it to audio only).
+        budget = estimate
+        uncongested = estimate >= video * self.probe_ratio  # no sign of congestion
         trying = (self._last_probe is not None and now - self._last_probe < self.probe_window_s
                   and estimate >= self._probe_estimate * self.probe_fall)
         if trying:
             self._probe_estimate = max(self._probe_estimate, estimate)  # the peak
-        if self._floor_off(budget, audio_bps, free, trying, now):
+        if self._floor_off(budget, trying or grace, now):
             off: dict[str, int | None] = {v.consumer_id: None for v in ordered}
             self._remember(off, now)
             return Allocation(off, True, estimate)
@@ -203,7 +215,7 @@ class Allocator:
         first = True
         for v in ordered:  # everyone's low layer first, in priority order
             cost = _rate(v, 0)
-            if v.want is Want.OFF or (cost > budget and not first):
+            if v.want is Want.OFF or (cost > budget and not first and not grace):
                 layers[v.consumer_id] = None  # the first one is kept: above the floor
                 continue
             layers[v.consumer_id], first = 0, False
@@ -255,28 +267,27 @@ class Allocator:
         held = self._held.get(consumer_id)
         return held.layer if held is not None else None
 
-    def _floor_off(self, budget: int, audio: int, free: bool, trying: bool,
-                   now: float) -> bool:
-        """Audio only below the floor; back after holding above floor x (1 + margin), or
-        (audio alone cannot show more) uncongested, for the probe hold; or tried again after
-        off_retry_s (x the back-off) whatever the estimate: a REMB is measured on video (what
-        carries abs-send-time), so with none flowing Chrome's sinks towards its floor and
-        would never show the link recovered; nor, back, for a while (Chrome's climbs ~8 %/s
-        from there): while it does not fall (`trying`), the floor waits."""
+    def _floor_off(self, budget: int, spared: bool, now: float) -> bool:
+        """Audio only below the floor (not while `spared`: a try, or the start-up grace);
+        back after holding above floor x (1 + margin) for the probe hold; or tried again
+        after off_retry_s (x the back-off) whatever the estimate: a REMB is measured on video
+        (what carries abs-send-time), so with none flowing Chrome's sinks towards its floor
+        and would never show the link recovered; nor, back, for a while (Chrome's climbs
+        ~8 %/s from there): while it does not fall (a try), the floor waits."""
         if not self.video_off:
-            if budget < self.video_floor_bps and not trying:
+            if budget < self.video_floor_bps and not spared:
                 self.video_off, self._on_since, self._off_since = True, None, now
                 self.stats.video_off_events += 1
                 self._probe_failed(now)
             return self.video_off
         retry = min(self.off_retry_s * self._probe_hold_s / self.raise_hold_s, self.try_bar_s)
-        if budget >= self.video_floor_bps * (1 + self.margin) or free \
+        if budget >= self.video_floor_bps * (1 + self.margin) \
                 or now - self._off_since >= retry:
             if self._on_since is None:
                 self._on_since = now
             elif now - self._on_since >= self._probe_hold_s:
                 self.video_off, self._last_probe = False, now
-                self._probe_estimate = budget + audio
+                self._probe_estimate = budget
         else:
             self._on_since = None
         return self.video_off

@@ -36,7 +36,7 @@ from aiortc.rtp import (
 )
 
 from . import rtcp, sdp
-from .allocator import NOMINAL_AUDIO_BPS, Allocation, Allocator, Priority, VideoDemand, Want
+from .allocator import Allocation, Allocator, Priority, VideoDemand, Want
 from .consumer import Consumer, stream_id_for
 from .errors import LimitError, NegotiationError, NotFoundError, RtcpError
 from .events import ConsumerClosed, RenegotiationNeeded
@@ -380,12 +380,11 @@ class Subscribing:
                 speaker_peer = self._router.get_producer(speaker).peer_id
             except NotFoundError:
                 pass
-        videos, audio_bps = [], 0
+        videos = []
         for consumer in self.consumers.values():
             producer = consumer.producer
             if consumer.kind is Kind.AUDIO:
-                audio_bps += producer.streams[0].rate.bps or NOMINAL_AUDIO_BPS
-                continue
+                continue  # never paused, and not in the estimate (REMB covers video only)
             first = producer.peer_id == speaker_peer \
                 or producer.peer_id in self._router.priority_peers
             priority = (Priority.SPEAKER if first
@@ -395,7 +394,7 @@ class Subscribing:
                                       tuple(s.rate.bps for s in producer.streams),
                                       self.wants.get(consumer.id, Want.HIGH),
                                       consumer.temporal_layers))
-        allocation = self.allocator.allocate(videos, audio_bps, now)
+        allocation = self.allocator.allocate(videos, now)
         previous, self.allocation = self.allocation, allocation
         for consumer_id, layer in allocation.layers.items():
             self.consumers[consumer_id].set_allocation(layer, now,

@@ -20,14 +20,14 @@ def run(alloc: Allocator, videos: list[VideoDemand], remb: int, start: float,
     layers: dict[str, int | None] = {}
     while t <= start + seconds:
         alloc.on_remb(remb, t)
-        layers = alloc.allocate(videos, AUDIO, t).layers
+        layers = alloc.allocate(videos, t).layers
         t += 1.0
     return layers
 
 
 def test_without_feedback_every_camera_stays_on_the_low_layer() -> None:
     alloc = Allocator()
-    result = alloc.allocate([cam("a"), cam("b", Priority.SPEAKER)], AUDIO, 0.0)
+    result = alloc.allocate([cam("a"), cam("b", Priority.SPEAKER)], 0.0)
     assert result.layers == {"a": 0, "b": 0}
     assert result.estimate_bps is None and not result.video_off
 
@@ -61,7 +61,7 @@ def test_the_speaker_is_raised_first_and_the_rest_stay_low() -> None:
 
 
 def test_screen_share_comes_before_thumbnails_and_what_does_not_fit_is_paused() -> None:
-    alloc = Allocator()
+    alloc = Allocator(startup_grace_s=0.0)
     videos = [cam("thumb"), cam("screen", Priority.SCREEN, layers=(900_000,))]
     layers = run(alloc, videos, 1_000_000, 0.0, 0.0)
     assert layers == {"screen": 0, "thumb": None}
@@ -74,16 +74,16 @@ def test_wants_cap_the_layer_and_off_pauses() -> None:
 
 
 def test_below_the_floor_video_goes_off_and_comes_back_by_itself() -> None:
-    alloc = Allocator(raise_hold_s=2.0, video_floor_bps=120_000)
+    alloc = Allocator(raise_hold_s=2.0, video_floor_bps=120_000, startup_grace_s=0.0)
     videos = [cam("a")]
-    alloc.on_remb(150_000, 0.0)
-    result = alloc.allocate(videos, AUDIO, 0.0)
+    alloc.on_remb(100_000, 0.0)
+    result = alloc.allocate(videos, 0.0)
     assert result.video_off and result.layers == {"a": None}
     assert alloc.stats.video_off_events == 1
     alloc.on_remb(300_000, 1.0)
-    assert alloc.allocate(videos, AUDIO, 1.0).video_off  # held, not yet
+    assert alloc.allocate(videos, 1.0).video_off  # held, not yet
     alloc.on_remb(300_000, 3.0)
-    result = alloc.allocate(videos, AUDIO, 3.0)
+    result = alloc.allocate(videos, 3.0)
     assert not result.video_off and result.layers == {"a": 0}
 
 
@@ -93,14 +93,14 @@ def test_absurd_remb_values_are_refused_and_counted() -> None:
         assert not alloc.on_remb(value, 0.0)
     assert alloc.stats.remb_absurd == 5
     assert alloc.estimate(0.0) is None
-    assert alloc.allocate([cam("a")], AUDIO, 0.0).layers == {"a": 0}
+    assert alloc.allocate([cam("a")], 0.0).layers == {"a": 0}
 
 
 def test_feedback_that_stops_falls_back_to_the_low_layer_counted() -> None:
     alloc = Allocator(raise_hold_s=1.0)
     videos = [cam("a")]
     assert run(alloc, videos, 10_000_000, 0.0, 4.0) == {"a": 2}
-    result = alloc.allocate(videos, AUDIO, 11.0)  # the last REMB was at 4 s
+    result = alloc.allocate(videos, 11.0)  # the last REMB was at 4 s
     assert result.layers == {"a": 0} and result.estimate_bps is None
     assert alloc.stats.no_feedback == 1
 
@@ -168,15 +168,15 @@ def test_a_layer_whose_try_failed_is_tried_again_only_on_a_higher_estimate() -> 
 def test_heavy_loss_lowers_like_a_falling_estimate_until_the_loss_is_gone() -> None:
     # A drop-tail bottleneck's full queue keeps the delay flat: the receiver's REMB stays
     # high while 40 % of the packets are lost. GCC's loss rule caps the estimate at what is
-    # sent x (1 - loss / 2), per receiver report, never below audio + the low layer.
+    # sent x (1 - loss / 2), per receiver report, never below the low layer.
     alloc = Allocator(raise_hold_s=1.0)
     videos = [cam("a")]
     assert run(alloc, videos, 5_000_000, 0.0, 4.0) == {"a": 2}
-    assert alloc.on_loss(0.4) and alloc.on_loss(0.4)  # 1.54M -> 1.23M -> 986k
+    assert alloc.on_loss(0.4) and alloc.on_loss(0.4)  # video 1.5M -> 1.2M -> 960k
     assert run(alloc, videos, 5_000_000, 5.0, 0.0) == {"a": 1}  # REMB unmoved: lowered
     for _ in range(10):
         alloc.on_loss(0.6)
-    result = alloc.allocate(videos, AUDIO, 5.5)
+    result = alloc.allocate(videos, 5.5)
     assert result.layers == {"a": 0} and not result.video_off  # the floor: audio + low
     assert not alloc.on_loss(0.05)  # between 2 and 10 %: the cap stays
     assert run(alloc, videos, 5_000_000, 6.0, 3.0) == {"a": 0}
@@ -188,17 +188,54 @@ def test_audio_only_tries_video_again_though_the_remb_cannot_show_a_recovery() -
     # A REMB is measured on video: with none flowing, Chrome's sinks to its floor and stays
     # there (a starved Chromium on a clean link stayed audio only for good). Video is tried
     # again after off_retry_s (+ the hold), then, failing, after twice as long.
-    alloc = Allocator(raise_hold_s=2.0, off_retry_s=5.0)
+    alloc = Allocator(raise_hold_s=2.0, off_retry_s=5.0, startup_grace_s=0.0)
     videos = [cam("a")]
     assert run(alloc, videos, 300_000, 0.0, 2.0) == {"a": 1}  # a try at 2 s
-    assert alloc.allocate(videos, AUDIO, 2.5).layers == {"a": 1}
+    assert alloc.allocate(videos, 2.5).layers == {"a": 1}
     alloc.on_remb(20_000, 3.0)
-    assert alloc.allocate(videos, AUDIO, 3.0).video_off  # and the try failed: hold 4 s
+    assert alloc.allocate(videos, 3.0).video_off  # and the try failed: hold 4 s
     for t in range(4, 32):  # 5 s x 2 (the back-off) + the 4 s hold: off until 17 s, then
         alloc.on_remb(20_000, float(t))  # on while the estimate does not fall (a try)
-        result = alloc.allocate(videos, AUDIO, float(t))
+        result = alloc.allocate(videos, float(t))
         assert result.video_off == (t < 17), t
         assert result.layers == {"a": None if t < 17 else 0}
     alloc.on_remb(20_000, 32.0)  # the try is over and the estimate never rose: off again
-    assert alloc.allocate(videos, AUDIO, 32.0).video_off
+    assert alloc.allocate(videos, 32.0).video_off
     assert alloc.stats.video_off_events == 2
+
+
+def test_the_estimate_is_the_video_budget_for_floor_and_fit_audio_is_not_taken_off() -> None:
+    # A REMB is measured on what carries abs-send-time: video only. A browser's first REMB
+    # of 90 kbit/s is over the 60 kbit/s floor (it was "under" it with 40k of audio taken
+    # off, and sent the subscriber to audio only), and two 150k low layers fit 320 kbit/s.
+    alone = Allocator()
+    assert run(alone, [cam("a")], 90_000, 0.0, 12.0) == {"a": 0}  # past the grace too
+    assert not alone.video_off and alone.stats.video_off_events == 0
+    two = Allocator()
+    assert run(two, [cam("a"), cam("b")], 320_000, 0.0, 12.0) == {"a": 0, "b": 0}
+
+
+def test_the_start_up_grace_neither_pauses_nor_cuts_video_while_the_first_estimate_rises(
+        ) -> None:
+    # A just-joined (or CPU-starved) Chromium's first REMBs are low and climb: for the
+    # grace nothing is paused and video never goes off; after it the floor applies again.
+    alloc = Allocator()
+    videos = [cam("speaker", Priority.SPEAKER), cam("b")]
+    for t in range(10):
+        alloc.on_remb(30_000 + 10_000 * t, float(t))
+        result = alloc.allocate(videos, float(t))
+        assert result.layers == {"speaker": 0, "b": 0} and not result.video_off, t
+    alloc.on_remb(30_000, 10.0)
+    assert alloc.allocate(videos, 10.0).video_off  # the grace (10 s) is over: below the floor
+    assert alloc.stats.video_off_events == 1
+
+
+def test_the_grace_starts_again_with_the_first_estimate_after_a_spell_without_one() -> None:
+    alloc = Allocator()
+    videos = [cam("a"), cam("b")]
+    assert run(alloc, videos, 1_000_000, 0.0, 12.0) == {"a": 2, "b": 0}
+    assert alloc.allocate(videos, 20.0).estimate_bps is None  # stale: none for 8 s
+    alloc.on_remb(200_000, 21.0)  # video starts again: a low first estimate
+    assert alloc.allocate(videos, 21.0).layers == {"a": 0, "b": 0}  # b not paused
+    alloc.on_remb(200_000, 32.0)
+    assert alloc.allocate(videos, 32.0).layers == {"a": 0, "b": None}  # the grace is over

@@ -30,3 +30,26 @@ def test_chromium_camera_simulcast_is_bound_and_switched(tmp_path) -> None:  # t
     assert current == 2 and frames > 10 and [1280, 720] in sizes
     current, frames, sizes = r["low"]
     assert current == 0 and frames > 20 and [320, 180] in sizes
+
+
+@pytest.mark.timeout(150)
+def test_chromium_subscriber_decodes_at_a_lower_frame_rate_without_a_keyframe(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """VP8 temporal layers (media/temporal.py): Chromium publishes L1T3 in each simulcast
+    layer; a Chromium subscriber's consumer lowered to TID 1, then 0, keeps decoding at about
+    1/2, then 1/4, of the frame rate with no keyframe asked for or decoded, and is back at
+    the full rate when the target is lifted."""
+    r = run_in_loopback_namespace("tests.media.browser_temporal", tmp_path / "unused.png")
+    assert r["errors"] == [] and r["tids_seen"] is True
+    full, half, quarter, back = r["steps"]
+    rate = max(full["fps"], back["fps"])
+    assert rate > 8, r["steps"]  # the fake camera's 20 fps, less on a loaded box
+    assert 0.35 * rate <= half["fps"] <= 0.7 * rate, r["steps"]
+    assert 0.15 * rate <= quarter["fps"] <= 0.4 * rate, r["steps"]
+    assert back["fps"] >= 0.75 * rate, r["steps"]
+    for step, tid in ((half, 1), (quarter, 0)):
+        assert (step["target"], step["current"]) == (tid, tid), step
+        assert step["longest_gap_s"] < 1.0, step  # frames keep coming
+        # No keyframe: none asked for by the subscriber, none decoded, none from the SFU.
+        assert step["plis"] == step["firs"] == step["keyframes"] == 0, step
+        assert step["keyframe_requests"] == 0, step
+    assert r["temporal_dropped"] > 0 and r["layer_switches"] == 0

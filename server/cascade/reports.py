@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -70,15 +71,31 @@ class Reports:
         return report
 
     def add(self, s: AsyncSession, key: str, topic: str, data: dict[str, Any],
-            origin: str | None = None, report_id: str | None = None) -> Report:
+            origin: str | None = None, report_id: str | None = None,
+            ahead: bool = False) -> Report:
         """Into the outbox with the caller's own change, in its one commit (no commit of its
         own on the way of what caused the report); delivery starts once that commit is
-        done."""
+        done. `ahead`: offered to delivery at once, beside that commit (the caller tells
+        nobody it is stored before the commit, so that promise still waits for it; if the
+        commit fails, the owner may have it already and applies a report id once, and a
+        topic that makes the report again must make it so that the owner sees the same
+        thing twice as once)."""
         data = self.topics.checked(topic, "up", data)
         report = Report(report_id or uuid.uuid4().hex, key, origin or self.unit, topic, data)
         s.add(CascadeReport(id=report.id, key=key, origin=report.origin, topic=topic,
                             data=encode(data)))
         event.listen(s.sync_session, "after_commit", self._committed, once=True)
+        if ahead:
+            self._passing[report.id] = CascadeReport(id=report.id, key=key,
+                                                     origin=report.origin, topic=topic,
+                                                     data=encode(data))
+            self.wake.set()
+
+            def settled(_: object, transaction: SessionTransaction) -> None:
+                if transaction.parent is None:  # committed or not: the outbox's from now on
+                    self._passing.pop(report.id, None)
+                    self._offered.discard(report.id)
+            event.listen(s.sync_session, "after_transaction_end", settled)
         return report
 
     def _committed(self, _: object) -> None:

@@ -108,15 +108,16 @@ class MeetingState:
         return await self.journal.append(key, topic, data)
 
     async def report(self, meeting_id: int, topic: str, data: dict[str, Any],
-                     s: AsyncSession | None = None) -> Report:
+                     s: AsyncSession | None = None, ahead: bool = False) -> Report:
         """At a node that mirrors the meeting: stored here (committed) when this returns,
         delivered towards the owner in the background. With `s`, stored by the caller's
-        commit of `s` instead, together with the change that made the report."""
+        commit of `s` instead, together with the change that made the report; `ahead`, on
+        its way up beside that commit (`Reports.add`)."""
         key = await self.key_of(meeting_id)
         if key is None or self.owns(key):
             raise NotHere(f"meeting {meeting_id} is not a mirror here")
         if s is not None:
-            return self.reports.add(s, key, topic, data)
+            return self.reports.add(s, key, topic, data, ahead=ahead)
         return await self.reports.store(key, topic, data)
 
     async def _refused(self, meeting_id: int, entry: Entry) -> None:

@@ -24,11 +24,19 @@ from pydantic import Field
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rooms import audit, meeting_nodes, procedure
+from rooms import audit, procedure
 from rooms.audit import AuditKind
 from rooms.models import Meeting, MeetingStatus, Site, Unit, User, utcnow
 from rooms.procedure_models import FloorRequest, FloorStatus
-from rooms.remote_floor import FloorOrigin, origins, proxy_user, ref_get, ref_put, refs
+from rooms.remote_floor import (
+    CascadeRef,
+    FloorOrigin,
+    origins,
+    proxy_user,
+    ref_get,
+    ref_put,
+    refs,
+)
 from server.cascade.schemas import NodeError, NodeSchema, validate
 from server.cascade.topic.floor_sockets import HOLD
 from server.cascade.topics import MAX_DATA_BYTES, Entry, Report, Topic, encode
@@ -152,17 +160,23 @@ class CascadeFloor:
             await self._on_changed(event)
 
     async def _on_changed(self, event: FloorQueueChanged) -> None:
-        async with self.app[keys.DB].session() as s:
-            meeting = await s.get(Meeting, event.meeting_id)
-            if meeting is None:
-                return
-            if meeting.cascade_key is None:
+        key = await self.state.key_of(event.meeting_id)  # known after the first change
+        if key is None:
+            return
+        if self.state.owns(key):
+            async with self.app[keys.DB].session() as s:
                 data = await floor_state(s, event.meeting_id, self.unit)
-                await self.state.publish(event.meeting_id, STATE, data)
-                return
+            await self.state.publish(event.meeting_id, STATE, data)
+            return
+        # The outbox's database (the same as the app's; a test may stall its commits).
+        async with self.state.reports.db.session() as s:
             todo = await self._to_escalate(s, event.meeting_id)
-            for topic, data in todo:  # in the outbox, committed with the marks: on its way
-                await self.state.report(event.meeting_id, topic, data, s)  # whatever the link
+            for topic, data in todo:  # in the outbox, committed with the marks; on its way
+                # up beside that commit (the owner's chair waits for one commit here, the
+                # request's, not two), and stored here before the delegate's ack, which
+                # waits for this: whatever the link. If the commit fails, the request is
+                # escalated again at the next change, and the owner queues it once.
+                await self.state.report(event.meeting_id, topic, data, s, ahead=True)
             await s.commit()
 
     async def _to_escalate(self, s: AsyncSession, meeting_id: int
@@ -196,7 +210,7 @@ class CascadeFloor:
                                       "site": site.name if site else "",
                                       "unit": unit.name if unit else "",
                                       "for_site": r.for_site}))
-                await ref_put(s, meeting_id, f"esc:{r.id}", 1)
+                s.add(CascadeRef(meeting_id=meeting_id, ref=f"esc:{r.id}", local_id=1))
             elif r.status == FloorStatus.withdrawn and sent == 1:
                 out.append((WITHDRAW, {"request": r.id}))
                 await ref_put(s, meeting_id, f"esc:{r.id}", 2)
@@ -205,13 +219,12 @@ class CascadeFloor:
     # --- at the owner -------------------------------------------------------------------
 
     async def receive_request(self, meeting_id: int, via: str, report: Report) -> dict[str, Any]:
+        """Who may report it was checked on the way here, once each: the child `via` by the
+        dispatcher (the meeting invites it: its scope), the origin by `Reports.receive`
+        (itself, or a node below that the meeting invites)."""
         data = validate(FloorAskData, report.data)
         live = self.app[LIVE]
         async with live.lock(meeting_id), self.app[keys.DB].session() as s:
-            seats = await meeting_nodes.node_seats(s, meeting_id)
-            if via not in seats or (report.origin != via and report.origin not in seats):
-                raise NodeError("forbidden", f"{report.origin[:64]} is not among the "
-                                "meeting's nodes")
             meeting = await s.get(Meeting, meeting_id)
             if meeting is None or meeting.status != MeetingStatus.open:
                 raise NodeError("conflict", "the meeting is not open")

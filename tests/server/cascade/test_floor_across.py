@@ -9,8 +9,10 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
+from rooms import meeting_nodes
 from rooms.models import MeetingMember, MeetingRole, utcnow
 from rooms.procedure_models import FloorRequest, FloorStatus
 from rooms.users import find_user
@@ -70,6 +72,32 @@ async def test_a_ward_delegates_request_reaches_the_province_chair_and_the_grant
                                           "request_id": second["request_id"]})
         await chair.wait_for("floor:changed", lambda e: e["queue"] == [], 10)
         assert key
+
+
+async def test_the_province_checks_a_ward_requests_nodes_once_on_its_way_to_the_chair(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The meeting's invited nodes are read once for a ward's request to speak (its origin,
+    by Reports.receive; the city it came through was the dispatcher's scope check), and once
+    more to journal the new floor down; the receiver read them again before."""
+    async with tree(tmp_path) as t:
+        _, meeting_id, key, _, _ = await cascaded_meeting(t)
+        chair, _, _ = await province_room(t, meeting_id)
+        reads: list[asyncio.Task[object] | None] = []
+        node_seats = meeting_nodes.node_seats
+
+        async def counted(*args: object) -> dict[str, int]:
+            reads.append(asyncio.current_task())
+            return await node_seats(*args)  # type: ignore[arg-type]
+        monkeypatch.setattr(meeting_nodes, "node_seats", counted)
+        ask = {"request": 7, "user": 4, "name": "Lê Minh Tuấn", "site": "", "unit": ""}
+        outcome = await state(t.province).reports.receive("city", {
+            "id": "f" * 32, "meeting": key, "origin": "ward", "topic": "floor.request",
+            "data": ask})
+        assert outcome["state"] == "applied", outcome
+        await chair.wait_for("floor:changed", lambda e: any(
+            q.get("origin") == "ward" for q in e["queue"]), 10)
+        mine = [task for task in reads if task is asyncio.current_task()]
+        assert len(mine) == 2, len(mine)
 
 
 async def test_bad_floor_reports_and_state_are_refused(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ lock). A presenter's page turn reaches the tablets of every node without waiting
 node's commit of it (the owner pushes it live before journaling it, and each node applies
 what it received while it stores it); a ward delegate's request to speak reaches the
 province chair without waiting for the city's commit of it (the city passes it on while it
-stores it, and answers the ward "stored" only once it is)."""
+stores it, and answers the ward "stored" only once it is), nor for the ward's commit of it
+into its outbox (sent up beside that commit; the delegate's ack still waits for it)."""
 
 from __future__ import annotations
 
@@ -142,3 +143,68 @@ async def _only_report(t: Tree) -> str | None:
 
 async def _delivered(reports: Reports, report: str) -> bool:
     return await reports.state_of(report) == "delivered"
+
+
+OUTBOX_STALL_S = 6.0  # longer: what is asserted is an order, kept under a loaded box's lag
+
+
+class StallingOutbox:
+    """A node's database whose every commit that adds a report to its outbox first waits
+    OUTBOX_STALL_S, whoever commits it (the methods of the one Database object are
+    patched)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db, self.original = db, db.session
+
+    def __enter__(self) -> StallingOutbox:
+        self.db.session = self.session  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.db.session = self.original  # type: ignore[method-assign]
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self.original() as s:
+            commit = s.commit
+
+            async def stalled() -> None:
+                if any(isinstance(row, CascadeReport) for row in s.new):
+                    await asyncio.sleep(OUTBOX_STALL_S)
+                await commit()
+            s.commit = stalled  # type: ignore[method-assign]
+            yield s
+
+
+async def test_a_request_to_speak_leaves_the_ward_beside_its_outbox_commit_acked_after_it(
+        tmp_path: Path) -> None:
+    async with tree(tmp_path) as t:
+        _, meeting_id, _, _, ward_id = await cascaded_meeting(t)
+        chair, _, _ = await province_room(t, meeting_id)
+        speaker = (await ward_delegates(t.ward, ward_id))["daibieu"]
+
+        async def settled() -> bool:  # the check-ins' reports, on their way before this
+            return not any([await state(h).reports.pending_counts() for h in (t.ward, t.city)])
+        await until(settled, 30, "nothing on its way up")
+        ward = state(t.ward).reports
+        with StallingOutbox(t.ward.server.app[keys.DB]):
+            started = time.monotonic()
+            asked = asyncio.ensure_future(speaker.ok("floor:request", {"meeting_id": ward_id}))
+            await chair.wait_for("floor:changed", lambda e: any(
+                q.get("origin") == "ward" for q in e["queue"]), 30)
+            # In the chair's queue while the ward's commit of it is still stalled: before,
+            # after it (the delegate was acknowledged first, then the report went up).
+            took = time.monotonic() - started
+            assert not asked.done(), f"the chair had the request after its ack ({took:.2f} s)"
+            # The delegate is told once the ward's outbox holds the request, not before.
+            assert (await asked)["request_id"]
+            assert time.monotonic() - started >= OUTBOX_STALL_S
+            report = await _only_report(t)
+            assert report is not None
+            assert await ward.state_of(report) in ("pending", "delivered")
+            await until(lambda: _delivered(ward, report), 30, "the ward's report delivered")
+        # Queued once at the province, though it may have gone up twice (ahead, then from
+        # the outbox if its answer came before the commit).
+        await asyncio.sleep(0.5)
+        queue = chair.heard["floor:changed"][-1]["queue"]
+        assert [q["origin"] for q in queue] == ["ward"], queue

@@ -313,7 +313,7 @@ async def outage_phase(tree: ProvinceTree, m: Meeting, docs: dict[str, int], sec
     await m.chair.call("present:update", {"document_id": docs[tree.province.unit], "page": 7,
                                           "zoom": 1.0, "scroll_x": 0, "scroll_y": 0})
     await asyncio.sleep(max(0.0, seconds - (time.monotonic() - cut_at)))
-    ward.link.restore()
+    await ward.link.restore()
     back = time.monotonic()
     province_reader = m.tablets[tree.province.unit][0]
     await province_reader.call("document:subscribe", {"document_id": docs[tree.province.unit]})

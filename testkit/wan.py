@@ -76,18 +76,31 @@ class WanLink:
         return self
 
     def cut(self) -> None:
-        """The link goes down: every connection across it breaks, new ones are refused."""
+        """The link goes down: every connection across it breaks, and no new one is made
+        while it is down: the relay stops listening, so a connection attempt is refused by
+        the kernel (its SYN answered with a reset, sent again if that reset is lost).
+
+        It used to accept each attempt and abort it at once: the kernel had completed the
+        handshake and acknowledged the client's first bytes (a socket.io handshake), so a
+        client whose one reset was lost to the link's loss (iptables drops 1-3 % of the
+        relay's segments) had nothing left to send and waited for an answer that never
+        came: a node's reconnect begun during the outage hung until its handshake timeout
+        (30 s, then 5 s: ParentLink's CONNECT_TIMEOUT_S), after the link was back."""
         self._cut = True
+        if self._server is not None:
+            self._server.close()  # the listening socket closes now; its connections stay
+            self._server = None
         for writer in list(self._writers):
             writer.transport.abort()
 
-    def restore(self) -> None:
+    async def restore(self) -> None:
+        """The link is back: listening again on the same port."""
         self._cut = False
+        if self._server is None:
+            await self.start()
 
     async def close(self) -> None:
         self.cut()
-        if self._server is not None:
-            self._server.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select as sa_select
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -198,10 +199,20 @@ class SessionCache:
             await asyncio.sleep(self.ttl_s / 4)
             try:
                 await self.refresh(db)
-            except Exception:  # e.g. a busy pool: events then load their sessions themselves
-                if self.clock() - self._refresh_failed_logged > 60:
-                    self._refresh_failed_logged = self.clock()
+            except PoolTimeout:  # expected under load: a line, no traceback (as realtime's)
+                if self._refresh_failure_due():
+                    log.warning("session refresh skipped: no database connection free "
+                                "(pool busy); events load their sessions themselves meanwhile")
+            except Exception:
+                if self._refresh_failure_due():
                     log.warning("session refresh failed", exc_info=True)
+
+    def _refresh_failure_due(self) -> bool:
+        """A failed refresh is logged at most once a minute (it retries every ttl_s / 4)."""
+        if self.clock() - self._refresh_failed_logged <= 60:
+            return False
+        self._refresh_failed_logged = self.clock()
+        return True
 
     def forget_token(self, token: str) -> None:
         self._generation += 1

@@ -2,7 +2,9 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import col, delete, update
 
 from rooms.db import Database
@@ -282,3 +284,31 @@ async def test_the_app_refreshes_its_socket_session_cache_in_the_background(
         assert counter.count == 0
     finally:
         counter.close()
+
+
+async def test_a_busy_pool_skips_a_session_refresh_with_one_line_and_no_traceback(
+        hopso_sqlite: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """A refresh that finds every connection taken is an expected condition (events then
+    load their sessions themselves): one warning line, no traceback, then quiet."""
+    app = hopso_sqlite.server.app
+    db, cache = app[keys.DB], app[SESSION_CACHE]
+    token = _token(await hopso_sqlite.login("daibieu"))
+    assert await cache.load(db, token) is not None
+    engine = db.engine
+    engine.pool._timeout = 0.2  # type: ignore[attr-defined]  # not 30 s: the test waits for it
+    held = []
+    try:
+        while True:  # check out every connection the pool will give
+            try:
+                held.append(await asyncio.wait_for(engine.connect(), 1))
+            except (PoolTimeout, TimeoutError):
+                break
+        await asyncio.sleep(cache.ttl_s * 1.5)  # refreshes come due and find no connection
+    finally:
+        for conn in held:
+            await conn.close()
+    refresh = [r for r in caplog.records if r.name == "server.core.auth"]
+    assert [r.getMessage() for r in refresh] == [
+        "session refresh skipped: no database connection free (pool busy); "
+        "events load their sessions themselves meanwhile"]
+    assert not [r for r in caplog.records if r.exc_info]

@@ -12,8 +12,8 @@ difference spread by ~23 us). Server pinned to core 0, load to core 1, SCHED_RR 
 (`--sched normal` to disable), as in bench/sfu.py.
 
 Windows come back to back in blocks of four, off on on off / on off off on (a linear drift
-cancels in each block), each window 2 writer polls long (0.4 s: shorter and longer windows
-were noisier per second of measuring here). The server reads, on its event loop, its process
+cancels in each block), each window one writer poll long (POLL_S, 0.4 s: 0.2 s and 1 s
+windows were noisier per second of measuring here). The server reads, on its event loop, its process
 CPU clock (every thread), the forwarding (main) thread's and the writer thread's CPU clocks,
 the packets sent to subscribers and the packets logged, at each window's start and end. What
 keeps the accounting whole:
@@ -78,9 +78,11 @@ from record_toggle import block_estimates, mean_ci
 from sfu import LOAD_CPU, SERVER_CPU, _quit, preexec
 from sfu_media import load_clip
 
+from media.recorder import POLL_S
+
 TARGETS = {"record_cpu_us_per_packet": 3.0, "forward_latency_p99_delta_ms": 0.5,
            "replay_seek_s": 1.0}
-POLLS = 2  # a window: 2 writer polls (0.4 s)
+POLLS = 1  # a window: one writer poll (media.recorder.POLL_S, 0.4 s)
 QUICK_BLOCKS, FULL_BLOCKS = 25, 300
 
 
@@ -261,7 +263,7 @@ def summarize(args: argparse.Namespace, measured: dict[str, Any]) -> dict[str, A
                 "writer_thread": writer,
                 "forwarding_thread": estimate(block_estimates(windows, "main_cpu")),
                 "other_threads": estimate(block_estimates(windows, "other_cpu"))},
-            "windows": {"blocks": args.blocks, "window_s": round(args.polls * 0.2, 3),
+            "windows": {"blocks": args.blocks, "window_s": round(args.polls * POLL_S, 3),
                         "on": len(on), "off": len(off), "measured_s": round(seconds, 1),
                         "elapsed_s": round(load.get("elapsed_s", 0.0), 1)},
             "forwarded_packets_per_s": sum(w["forwarded"] for w in windows) / seconds,
@@ -340,7 +342,7 @@ def main() -> None:
                         help=f"blocks of 4 windows (default: {QUICK_BLOCKS} quick, "
                              f"{FULL_BLOCKS} full)")
     parser.add_argument("--polls", type=int, default=POLLS,
-                        help="a window's length in writer polls of 0.2 s")
+                        help=f"a window's length in writer polls of {POLL_S} s")
     args = parser.parse_args()
     args.blocks = args.blocks or (QUICK_BLOCKS if args.quick else FULL_BLOCKS)
     if args.sched == "rr":

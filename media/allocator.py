@@ -87,7 +87,11 @@ class _Held:
 class Allocator:
     margin: float = 0.15  # a raise needs the next layer's rate x (1 + margin)
     raise_hold_s: float = 2.0
-    video_floor_bps: int = 60_000  # an estimate (video's budget) below this: audio only
+    # An estimate (video's budget) below this, and below what the first stream's low layer
+    # needs, gives audio only. Both: a REMB says at most ~1.5x what arrives, so with a cheap
+    # low layer (a still camera, a starved encoder: 20-30 kbit/s) it stays under 60 kbit/s
+    # on a perfect link, and a Chromium meeting on loopback went audio only for good.
+    video_floor_bps: int = 60_000
     startup_grace_s: float = 10.0  # after the first estimate: no pause, no audio only
     # REMB never says more than ~1.5x what arrives (the receiver's AIMD cap), so a layer
     # 3x the one below is never "fitted" by it: an estimate >= probe_ratio x the rate in
@@ -207,7 +211,9 @@ class Allocator:
                   and estimate >= self._probe_estimate * self.probe_fall)
         if trying:
             self._probe_estimate = max(self._probe_estimate, estimate)  # the peak
-        if self._floor_off(budget, trying or grace, now):
+        floor = min(self.video_floor_bps, _rate(ordered[0], 0)) if ordered \
+            else self.video_floor_bps
+        if self._floor_off(budget, floor, trying or grace, now):
             off: dict[str, int | None] = {v.consumer_id: None for v in ordered}
             self._remember(off, now)
             return Allocation(off, True, estimate)
@@ -267,21 +273,21 @@ class Allocator:
         held = self._held.get(consumer_id)
         return held.layer if held is not None else None
 
-    def _floor_off(self, budget: int, spared: bool, now: float) -> bool:
-        """Audio only below the floor (not while `spared`: a try, or the start-up grace);
+    def _floor_off(self, budget: int, floor: int, spared: bool, now: float) -> bool:
+        """Audio only below `floor` (not while `spared`: a try, or the start-up grace);
         back after holding above floor x (1 + margin) for the probe hold; or tried again
         after off_retry_s (x the back-off) whatever the estimate: a REMB is measured on video
         (what carries abs-send-time), so with none flowing Chrome's sinks towards its floor
         and would never show the link recovered; nor, back, for a while (Chrome's climbs
         ~8 %/s from there): while it does not fall (a try), the floor waits."""
         if not self.video_off:
-            if budget < self.video_floor_bps and not spared:
+            if budget < floor and not spared:
                 self.video_off, self._on_since, self._off_since = True, None, now
                 self.stats.video_off_events += 1
                 self._probe_failed(now)
             return self.video_off
         retry = min(self.off_retry_s * self._probe_hold_s / self.raise_hold_s, self.try_bar_s)
-        if budget >= self.video_floor_bps * (1 + self.margin) \
+        if budget >= floor * (1 + self.margin) \
                 or now - self._off_since >= retry:
             if self._on_since is None:
                 self._on_since = now

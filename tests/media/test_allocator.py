@@ -239,3 +239,19 @@ def test_the_grace_starts_again_with_the_first_estimate_after_a_spell_without_on
     assert alloc.allocate(videos, 21.0).layers == {"a": 0, "b": 0}  # b not paused
     alloc.on_remb(200_000, 32.0)
     assert alloc.allocate(videos, 32.0).layers == {"a": 0, "b": None}  # the grace is over
+
+
+def test_a_cheap_low_layer_keeps_video_on_an_estimate_under_the_floor_that_carries_it(
+        ) -> None:
+    # A REMB says at most ~1.5x + 10 kbit/s of what arrives: a still camera's 25 kbit/s low
+    # layer gives ~47 kbit/s on a perfect link, under the 60 kbit/s floor (a Chromium meeting
+    # on loopback went audio only at the end of the grace). Audio only needs the estimate
+    # under what the low layer needs as well; a real fall below it still cuts video.
+    alloc = Allocator(startup_grace_s=0.0)
+    videos = [cam("still", layers=(25_000, 80_000, 200_000))]
+    for t in range(12):
+        alloc.on_remb(int(1.5 * 25_000) + 10_000, float(t))
+        result = alloc.allocate(videos, float(t))
+        assert not result.video_off and result.layers["still"] is not None, t
+    alloc.on_remb(20_000, 12.0)  # under what the low layer needs: congestion
+    assert alloc.allocate(videos, 12.0).video_off

@@ -45,13 +45,10 @@ logger = logging.getLogger(__name__)
 QUEUE_PACKETS = 2048  # per track: ~2 s of 720p video, ~40 s of audio
 # Each wake-up of the writer costs the SFU process ~35-60 us of CPU on a loaded 2-core box
 # (the thread's wake-up and the GIL's hand-over, even with nothing to do), and each batch a
-# write per track, all of it from cold caches (the packets, the files, the encoder): every
-# 0.4 s (batches of ~50 video / 20 audio packets) the writer's CPU per packet is 3.0 us
-# where 0.2 s made it 3.8 and 50 ms ~9 (bench/record.py, one process, the two alternating;
-# docs/benchmarks.md "Recording"). The price: a hole in a video track is seen (and its
-# keyframe asked for) up to 0.4 s later, and a killed server loses up to 0.4 s more from
-# the queues.
-POLL_S = 0.4
+# write per track: every 0.2 s (batches of ~25 video / 10 audio packets) instead of 50 ms
+# takes 3/4 of that off. The price: a hole in a video track is seen (and its keyframe asked
+# for) up to 0.2 s later, and a killed server loses up to 0.2 s more from the queues.
+POLL_S = 0.2
 # A poll that found every queue empty (no publisher sending, or none yet) doubles the wait, up
 # to IDLE_POLL_S; the first packet seen brings it back to POLL_S. An idle recording's
 # wake-ups were most of the writer's cost per packet over a whole meeting with pauses (and

@@ -113,7 +113,8 @@ class Publishing:
         # Never on a cascade link's transport: its offers come from our own nodes, without it.
         self._twcc_ext = 0 if transport.shared else offer.twcc_ext_id
         if self._twcc_ext and self.twcc is None:
-            self.twcc = TwccRecorder(time.monotonic())
+            self.twcc = TwccRecorder(time.time())  # kernel receive times: wall clock
+            transport.kernel_stamps = True
         sending = {m.mid for m in offer.media if m.sending}
         removed = []
         for mid, producer in list(self._by_mid.items()):
@@ -253,7 +254,7 @@ class Publishing:
         if self._twcc_ext:  # every packet that has it, whatever it routes to (padding too)
             seq = transport_seq(pkt.ext_profile, pkt.ext, self._twcc_ext)
             if seq is not None and self.twcc is not None:
-                self.twcc.record(seq, now, pkt.ssrc)
+                self.twcc.record(seq, transport.kernel_arrival or time.time(), pkt.ssrc)
                 if self._twcc_timer is None:
                     self._twcc_timer = asyncio.get_running_loop().call_later(
                         self._config.twcc_interval_s, self._send_twcc)

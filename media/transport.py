@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import logging
+import os
 import random
 import time
 import uuid
@@ -24,6 +27,21 @@ from .rtp import FIRST_BYTE
 from .srtp import SrtpIn, SrtpOut
 from .stats import RateMeter, TransportStats
 from .types import CloseReason, Direction, TransportState
+
+SIOCGSTAMP = 0x8906  # linux/sockios.h: the kernel's receive time of the last datagram read
+
+
+
+def kernel_receive_time(fd: int, timeval: array.array[int]) -> float:
+    """The kernel's receive time (wall clock) of the datagram last read from socket `fd`
+    (SIOCGSTAMP, into `timeval`, two longs); now if it has none (the first call turns the
+    socket's timestamps on) or `fd` is not a socket."""
+    try:
+        fcntl.ioctl(fd, SIOCGSTAMP, timeval, True)
+    except OSError:
+        return time.time()
+    return timeval[0] + timeval[1] * 1e-6
+
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +106,13 @@ class WebRtcTransport:
         self._srtp_in: SrtpIn | None = None
         self._received: list[bytes] = []  # read from the socket, to handle in one go
         self._arrivals: list[float] = []  # when each of them was read (monotonic)
+        # Kernel receive times (wall clock, SIOCGSTAMP), for a publisher's transport-wide
+        # feedback (media/twcc.py): `kernel_arrival` is the RTP datagram being handled's.
+        self.kernel_stamps = False
+        self.kernel_arrival = 0.0
+        self._stamps: list[float] = []
+        self._stamp_fd = -1  # a dup of the nominated socket
+        self._timeval = array.array("q", (0, 0))  # struct timeval, written in place
         # Fan-outs with packets waiting while those are handled (media/fanout.py).
         self.rx_batch: list[FanOut] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
@@ -192,6 +217,20 @@ class WebRtcTransport:
             self.leg_path.clear()
         else:
             self.leg_path.set_socket(fd, path[1])
+        self._close_stamp_fd()
+        if fd is not None:
+            self._stamp_fd = os.dup(fd)
+
+    def _close_stamp_fd(self) -> None:
+        if self._stamp_fd >= 0:
+            os.close(self._stamp_fd)
+            self._stamp_fd = -1
+
+    def _kernel_time(self) -> float:
+        """When the kernel received the datagram just read from the nominated socket (wall
+        clock), unaffected by how late our loop read it; now if it cannot say (the first
+        datagrams: the first call turns the socket's timestamps on)."""
+        return kernel_receive_time(self._stamp_fd, self._timeval)
 
     def forward_rtp(self, b1: int, seq: int, ts: int, ssrc: int, tail: bytes) -> bool:
         """Send header (FIRST_BYTE, b1, seq, ts, ssrc) + `tail`; False if dropped.
@@ -269,6 +308,7 @@ class WebRtcTransport:
             self._dtls.remove_all_listeners()
         await self._ice.close()
         self.leg_path.clear()
+        self._close_stamp_fd()
         self._closing.set_result(None)
 
     @property
@@ -349,9 +389,12 @@ class WebRtcTransport:
         if self._srtp_in is None:
             return False
         self._received.append(data)
-        # The arrival time publishers' transport-wide feedback reports (media/twcc.py): as
-        # read, before the batch's earlier packets are handled.
+        # `now` for this packet: when it was read, not after the batch's earlier packets
+        # were handled. A publisher's transport-wide feedback (media/twcc.py) takes the
+        # kernel's receive time instead: a loop late to read does not look like a queue.
         self._arrivals.append(time.monotonic())
+        if self.kernel_stamps:
+            self._stamps.append(self._kernel_time())
         if len(self._received) == 1:
             asyncio.get_running_loop().call_soon(self._handle_received)
         return True
@@ -359,6 +402,9 @@ class WebRtcTransport:
     def _handle_received(self) -> None:
         received, self._received = self._received, []
         arrivals, self._arrivals = self._arrivals, []
+        stamps, self._stamps = self._stamps, []
+        if len(stamps) != len(received):  # turned on mid-batch: none for this one
+            stamps = []
         srtp = self._srtp_in
         if srtp is None:
             return
@@ -366,7 +412,7 @@ class WebRtcTransport:
         if len(received) > 1:  # a lone packet goes out at once, without the batch's upkeep
             self.rx_batch = batch
         try:  # a callback of the loop: never let one packet's bug lose the others
-            for data, arrival in zip(received, arrivals):
+            for i, (data, arrival) in enumerate(zip(received, arrivals)):
                 try:
                     if is_rtcp(data):
                         plain = srtp.unprotect_rtcp(data)
@@ -375,6 +421,8 @@ class WebRtcTransport:
                     else:
                         plain = srtp.unprotect(data)
                         if plain is not None:
+                            if stamps:
+                                self.kernel_arrival = stamps[i]
                             self._on_rtp(plain, arrival)
                 except Exception:
                     logger.exception("handling an incoming packet failed")

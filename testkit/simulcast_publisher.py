@@ -119,7 +119,8 @@ class _RawRtcpTransport(WebRtcTransport):
 class SimulcastPublisher:
     """Publishes one simulcast camera through `peer` (its send transport). With
     `transport_cc`, it offers the transport-wide-cc extension and numbers every packet it
-    sends (`twcc_sent`: transport-wide seq -> send time); the RTCP it receives is kept raw
+    sends (`twcc_sent`: transport-wide seq -> send time; one not sent, before the
+    transport is up, keeps its number); the RTCP it receives is kept raw
     (`transport.raw_rtcp`)."""
 
     def __init__(self, peer: Peer, media: SimulcastMedia, config: MediaConfig,
@@ -236,15 +237,16 @@ class SimulcastPublisher:
               payload: bytes, rid_ext: int, acked_ssrc: int) -> None:
         header = struct.pack("!BBHII", 0x80, marker | pt, seq, ts, ssrc)
         elements = []
+        twcc_seq = self.twcc_seq
         if self.transport_cc:
-            elements.append((TWCC_EXT, struct.pack("!H", self.twcc_seq)))
-            self.twcc_sent[self.twcc_seq] = time.monotonic()
-            self.twcc_seq = (self.twcc_seq + 1) & 0xFFFF
+            elements.append((TWCC_EXT, struct.pack("!H", twcc_seq)))
         if acked_ssrc not in layer.acked:
             elements += [(MID_EXT, b"0"), (rid_ext, self.rid_on_wire[layer.index].encode())]
         if elements:
             header = bytes((0x90,)) + header[1:] + _ext_block(elements)
-        self.transport.send_rtp(header + payload)
+        if self.transport.send_rtp(header + payload) and self.transport_cc:
+            self.twcc_sent[twcc_seq] = time.monotonic()
+            self.twcc_seq = (twcc_seq + 1) & 0xFFFF
 
     def _retransmit(self, layer: _Layer, seqs: list[int]) -> None:
         for seq in seqs:

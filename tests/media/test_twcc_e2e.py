@@ -1,21 +1,25 @@
 """Transport-wide feedback over a real DTLS/SRTP send transport: a browser-like simulcast
 publisher (testkit/simulcast_publisher.py) numbering its packets gets RTPFB FMT 15 reports of
-every one of them every ~50 ms; without the extension in its offer it gets none."""
+every one of them every ~50 ms; without the extension in its offer it gets none. Arrival times
+are the kernel's."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import struct
+import time
 
 import pytest
 
 from media import SFU
+from media.transport import WebRtcTransport
 from testkit.aiortc_clients import wait_for
 from testkit.simulcast_publisher import SimulcastMedia, SimulcastPublisher, encode_simulcast
 
 from .conftest import make_config
 from .test_twcc import parse
+from .transport_pair import connected_pair
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +105,39 @@ async def test_transport_cc_off_in_the_config_answers_without_it(
         await publisher.close()
     finally:
         await sfu.close()
+
+
+async def test_kernel_receive_times_show_the_spacing_a_stalled_loop_reads_at_once() -> None:
+    """The feedback's arrival times are the kernel's (SIOCGSTAMP on the nominated socket):
+    packets sent 15 ms apart while the receiving loop is busy are read back to back, and
+    still reported 15 ms apart; the loop's own clock (`now`) sees them together."""
+    server, _, client, crec = await connected_pair(make_config())
+    try:
+        client.kernel_stamps = True
+        seen: list[tuple[float, float]] = []
+
+        def on_rtp(transport: WebRtcTransport, data: bytes, now: float) -> None:
+            seen.append((transport.kernel_arrival, now))
+
+        crec.on_rtp = on_rtp  # type: ignore[method-assign]
+        def packet(seq: int) -> bytes:  # (SRTP refuses a replayed sequence number)
+            return struct.pack("!BBHII", 0x80, 96, seq, 0, 1234) + bytes(100)
+
+        for seq in range(3):  # the first read turns the socket's timestamps on
+            server.send_rtp(packet(seq))
+            await asyncio.sleep(0.05)
+        seen.clear()
+        sent = []
+        for seq in range(3, 8):  # the loop is held: nothing is read until all are sent
+            server.send_rtp(packet(seq))
+            sent.append(time.time())
+            time.sleep(0.015)
+        await wait_for(lambda: len(seen) == 5, 5)
+        kernel = [b[0] - a[0] for a, b in itertools.pairwise(seen)]
+        spacing = [b - a for a, b in itertools.pairwise(sent)]  # >= 15 ms (a loaded box: more)
+        assert all(abs(k - s) < 0.003 for k, s in zip(kernel, spacing, strict=True)), \
+            (kernel, spacing)
+        assert seen[-1][1] - seen[0][1] < 0.5 * (seen[-1][0] - seen[0][0]), seen  # read at once
+    finally:
+        await client.close()
+        await server.close()

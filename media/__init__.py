@@ -47,6 +47,7 @@ from .router import Router
 from .sfu import SFU
 from .stats import ConsumerStats, LayerStats, PeerStats, ProducerStats, RouterStats, TransportStats
 from .subscribing import SignalingState
+from .twcc import UplinkStats
 from .types import (
     CloseReason,
     ConsumerInfo,
@@ -113,6 +114,7 @@ __all__ = [
     "TransportStateChanged",
     "TransportStats",
     "UnsupportedCodecError",
+    "UplinkStats",
     "Want",
     "link_usage",
     "relayed",

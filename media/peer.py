@@ -28,6 +28,7 @@ from .publishing import Publishing
 from .stats import PeerStats
 from .subscribing import SignalingState, Subscribing
 from .transport import TransportHandler, WebRtcTransport
+from .twcc import UplinkStats
 from .types import (
     CloseReason,
     ConsumerInfo,
@@ -182,6 +183,12 @@ class Peer:
     def downlink(self) -> Allocation | None:
         """The last bandwidth allocation of the recv transport (None before the first)."""
         return self._subscribing.allocation
+
+    def uplink_stats(self) -> UplinkStats:
+        """Transport-wide feedback to this publisher (docs/media.md, "Publisher uplink"):
+        packets recorded, reports sent, sequence numbers ignored or skipped."""
+        twcc = self._publishing.twcc
+        return twcc.stats() if twcc is not None else UplinkStats()
 
     def downlink_stats(self) -> AllocatorStats:
         """The allocator's cumulative counters: absurd REMB refused, feedback gone missing,

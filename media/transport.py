@@ -31,7 +31,6 @@ from .types import CloseReason, Direction, TransportState
 SIOCGSTAMP = 0x8906  # linux/sockios.h: the kernel's receive time of the last datagram read
 
 
-
 def kernel_receive_time(fd: int, timeval: array.array[int]) -> float:
     """The kernel's receive time (wall clock) of the datagram last read from socket `fd`
     (SIOCGSTAMP, into `timeval`, two longs); now if it has none (the first call turns the
@@ -105,7 +104,6 @@ class WebRtcTransport:
         self._srtp: SrtpOut | None = None  # both set once DTLS is connected
         self._srtp_in: SrtpIn | None = None
         self._received: list[bytes] = []  # read from the socket, to handle in one go
-        self._arrivals: list[float] = []  # when each of them was read (monotonic)
         # Kernel receive times (wall clock, SIOCGSTAMP), for a publisher's transport-wide
         # feedback (media/twcc.py): `kernel_arrival` is the RTP datagram being handled's.
         self.kernel_stamps = False
@@ -389,10 +387,8 @@ class WebRtcTransport:
         if self._srtp_in is None:
             return False
         self._received.append(data)
-        # `now` for this packet: when it was read, not after the batch's earlier packets
-        # were handled. A publisher's transport-wide feedback (media/twcc.py) takes the
-        # kernel's receive time instead: a loop late to read does not look like a queue.
-        self._arrivals.append(time.monotonic())
+        # A publisher's transport-wide feedback (media/twcc.py) reports the kernel's receive
+        # time of each datagram: a loop late to read must not look like a queue.
         if self.kernel_stamps:
             self._stamps.append(self._kernel_time())
         if len(self._received) == 1:
@@ -401,7 +397,6 @@ class WebRtcTransport:
 
     def _handle_received(self) -> None:
         received, self._received = self._received, []
-        arrivals, self._arrivals = self._arrivals, []
         stamps, self._stamps = self._stamps, []
         if len(stamps) != len(received):  # turned on mid-batch: none for this one
             stamps = []
@@ -412,7 +407,7 @@ class WebRtcTransport:
         if len(received) > 1:  # a lone packet goes out at once, without the batch's upkeep
             self.rx_batch = batch
         try:  # a callback of the loop: never let one packet's bug lose the others
-            for i, (data, arrival) in enumerate(zip(received, arrivals)):
+            for i, data in enumerate(received):
                 try:
                     if is_rtcp(data):
                         plain = srtp.unprotect_rtcp(data)
@@ -423,7 +418,7 @@ class WebRtcTransport:
                         if plain is not None:
                             if stamps:
                                 self.kernel_arrival = stamps[i]
-                            self._on_rtp(plain, arrival)
+                            self._on_rtp(plain)
                 except Exception:
                     logger.exception("handling an incoming packet failed")
         finally:
@@ -432,10 +427,10 @@ class WebRtcTransport:
             for fanout in batch:
                 fanout.flush(now)
 
-    def _on_rtp(self, data: bytes, arrival: float | None = None) -> None:
+    def _on_rtp(self, data: bytes) -> None:
         self.packets_received += 1
         self.bytes_received += len(data)
-        self._handler.on_rtp(self, data, time.monotonic() if arrival is None else arrival)
+        self._handler.on_rtp(self, data, time.monotonic())
 
     def _on_rtcp(self, data: bytes) -> None:
         self.packets_received += 1

@@ -21,6 +21,7 @@ ones are skipped and counted), in packets of at most `MAX_STATUSES` statuses and
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 from .rtp import EXT_PROFILE_ONE_BYTE, find_extension
 
@@ -146,6 +147,17 @@ def build_feedback(sender_ssrc: int, media_ssrc: int, base_seq: int, reference_t
     return header + bytes(body)
 
 
+@dataclass(frozen=True)
+class UplinkStats:
+    """A publisher's transport-wide feedback (`Peer.uplink_stats()`), cumulative."""
+
+    transport_cc: bool = False  # negotiated on its send transport
+    packets: int = 0  # numbered packets recorded
+    feedback_packets: int = 0  # RTPFB FMT 15 packets sent
+    too_old: int = 0  # arrived over WINDOW behind the highest: ignored
+    skipped: int = 0  # sequence numbers never reported (over MAX_SPAN in one report)
+
+
 class TwccRecorder:
     """Arrival times of one transport's packets by transport-wide sequence number, and the
     feedback reporting them (see the module's docstring)."""
@@ -189,6 +201,10 @@ class TwccRecorder:
         self._times[slot] = int((arrival - self._origin) * 1_000_000)
         self._media_ssrc = ssrc
         self.packets += 1
+
+    def stats(self) -> UplinkStats:
+        return UplinkStats(True, self.packets, self.feedback_packets, self.too_old,
+                           self.skipped)
 
     @property
     def pending(self) -> bool:

@@ -24,6 +24,7 @@ class MediaMetrics:
     dropped_packets: Counter
     publisher_faults: Counter  # simulcast publishers' faults, by kind (docs/media.md, Simulcast)
     downlink_events: Counter  # subscribers' bandwidth feedback faults and audio-only falls
+    uplink_feedback: Counter  # publishers' transport-wide sequence numbers ignored or skipped
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> MediaMetrics:
@@ -42,6 +43,7 @@ class MediaMetrics:
                                     "for a keyframe)", registry=registry),
             publisher_faults=_faults(registry),
             downlink_events=_downlink(registry),
+            uplink_feedback=_uplink(registry),
         )
 
 
@@ -67,6 +69,19 @@ def _downlink(registry: CollectorRegistry) -> Counter:
                       "absurd REMB refused, feedback gone missing, a fall to audio only",
                       ["event"], registry=registry)
     for event in DOWNLINK:
+        counter.labels(event)
+    return counter
+
+
+UPLINK = ("too_old", "skipped")  # UplinkStats' counters of what the feedback left out
+
+
+def _uplink(registry: CollectorRegistry) -> Counter:
+    counter = Counter("hopso_media_uplink_feedback_total",
+                      "Publishers' transport-wide sequence numbers the feedback left out "
+                      "(docs/media.md, Publisher uplink): too far behind to record, or too many "
+                      "for one report", ["event"], registry=registry)
+    for event in UPLINK:
         counter.labels(event)
     return counter
 

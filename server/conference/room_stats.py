@@ -10,7 +10,7 @@ from typing import Any
 
 from media import Router
 from rooms.models import MeetingRole
-from server.conference.metrics import DOWNLINK, FAULTS, MediaMetrics
+from server.conference.metrics import DOWNLINK, FAULTS, UPLINK, MediaMetrics
 from server.conference.views import summarize
 
 STATS_ROLES = frozenset({MeetingRole.chair, MeetingRole.secretary})
@@ -25,6 +25,7 @@ class RoomStats:
         self.received: dict[str, int] = {}  # producer id -> packets received
         self.faults: dict[str, tuple[int, int, int]] = {}  # producer id -> FAULTS counts
         self.downlink: dict[str, tuple[int, int, int]] = {}  # peer id -> DOWNLINK counts
+        self.uplink: dict[str, tuple[int, int]] = {}  # peer id -> UPLINK counts
 
     def snapshot(self, router: Router | None, app_data: AppData) -> dict[str, Any]:
         """`GET .../media/stats` and ``media:stats``: every connection's numbers."""
@@ -61,6 +62,13 @@ class RoomStats:
                 if count > before:
                     metrics.downlink_events.labels(event).inc(count - before)
             self.downlink[peer.id] = counts
+            u = peer.uplink_stats()
+            ups = (u.too_old, u.skipped)
+            for event, count, before in zip(UPLINK, ups, self.uplink.get(peer.id, (0, 0)),
+                                            strict=True):
+                if count > before:
+                    metrics.uplink_feedback.labels(event).inc(count - before)
+            self.uplink[peer.id] = ups
             for consumer in peer.consumers:
                 s = consumer.stats()
                 last = self.counted.get(s.id, (0, 0, 0))
@@ -91,3 +99,4 @@ class RoomStats:
     def peer_left(self, peer_id: str) -> None:
         self.quality.pop(peer_id, None)
         self.downlink.pop(peer_id, None)
+        self.uplink.pop(peer_id, None)

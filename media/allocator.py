@@ -199,8 +199,8 @@ class Allocator:
                     if (layer := self._layer(v.consumer_id)) is not None)
         self._used = video
         self._loss_floor = _rate(ordered[0], 0) if ordered else 0
-        if self._loss_cap is not None:
-            estimate = min(estimate, self._loss_cap)
+        if self._loss_cap is not None:  # never below the low layer as it measures now
+            estimate = min(estimate, max(self._loss_cap, self._loss_floor))
         # The one budget rule: the estimate is video's (REMB is measured on what carries
         # abs-send-time: video only; at most ~1.5x the video that arrives). The floor, the
         # fit and the try all use it as it is; audio is not taken off (with it taken off, a
@@ -283,6 +283,7 @@ class Allocator:
         if not self.video_off:
             if budget < floor and not spared:
                 self.video_off, self._on_since, self._off_since = True, None, now
+                self._loss_cap = None  # no video, no loss to lift it: the estimate rules
                 self.stats.video_off_events += 1
                 self._probe_failed(now)
             return self.video_off

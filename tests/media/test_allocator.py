@@ -255,3 +255,18 @@ def test_a_cheap_low_layer_keeps_video_on_an_estimate_under_the_floor_that_carri
         assert not result.video_off and result.layers["still"] is not None, t
     alloc.on_remb(20_000, 12.0)  # under what the low layer needs: congestion
     assert alloc.allocate(videos, 12.0).video_off
+
+
+def test_the_loss_cap_never_cuts_video_below_the_low_layer_as_it_measures_now() -> None:
+    # The cap's least was the low layer's rate when the loss came; a starved publisher's
+    # low layer measured 37 kbit/s then and 120 kbit/s later: the old cap (under the floor)
+    # sent a 300 kbit/s Chromium ward to audio only on an 83 kbit/s estimate, for 46 s.
+    alloc = Allocator(startup_grace_s=0.0, raise_hold_s=1.0)
+    starved = [cam("a", layers=(37_000, 100_000, 300_000))]
+    assert run(alloc, starved, 45_000, 0.0, 2.0) == {"a": 0}
+    for _ in range(5):
+        alloc.on_loss(0.6)  # the cap falls to the 37k low layer
+    recovered = [cam("a", layers=(120_000, 350_000, 1_000_000))]
+    alloc.on_remb(83_000, 3.0)
+    result = alloc.allocate(recovered, 3.0)
+    assert not result.video_off and result.layers["a"] is not None

@@ -7,7 +7,13 @@ network namespace of its own (testkit/netem.py shapes its loopback; CI runs as r
 
 Both tests read one run of its `both` scenario (module fixture): the ward's measurement, then
 the clean subscriber, already on the top layer, is the one whose link falls (one publisher and
-one climb to the top layer instead of two: ~35 s of the serial pass)."""
+one climb to the top layer instead of two: ~35 s of the serial pass).
+
+Recovery after the link comes back (`back_on_top_after_s`, waited for up to 40 s) is not
+asserted: the issue's <= 10 s is missed with REMB (docs/media.md, "Probing upward: not with
+REMB"). Measured: over 40 s in the runs of docs/media.md; 1.5 s, 1.8 s and none within 40 s
+in three runs at load 25-42 (2026-12-07) whose starved publisher sent a top layer of at most
+~750 kbit/s."""
 
 from __future__ import annotations
 

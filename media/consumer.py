@@ -254,8 +254,9 @@ class Consumer:
         if layer is not None and layer != self.allocated_layer:
             self.shedding = self.current_layer is not None and layer < self.current_layer
             self.allocated_layer = layer
-            self.update_layers(now)
-            if self.spatial_layers > 1:
+            target = self.target_layer
+            self.update_layers(now)  # places it when the target moves
+            if self.spatial_layers > 1 and self.target_layer == target:
                 self.producer.place(self)  # (shedding changes the fan-outs it is in)
         if off != self.allocated_off:
             self.allocated_off = off

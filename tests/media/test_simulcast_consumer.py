@@ -245,3 +245,16 @@ def test_lowered_by_the_allocator_the_old_layer_stops_until_the_new_keyframe() -
     assert s.consumer.current_layer == 0 and not s.consumer.shedding
     assert len(s.down.rtp) == sent + 2
     assert_continuous(s.out(), 1)
+
+
+def test_an_allocation_that_moves_the_target_places_the_consumer_once() -> None:
+    s = Simulcast()
+    now = 0.0
+    s.send_frame(now, key_on=(0, 1, 2))
+    placed: list[Consumer] = []
+    place = s.producer.place
+    s.producer.place = lambda consumer: (placed.append(consumer), place(consumer))[1]  # type: ignore[method-assign]
+    s.consumer.set_allocation(0, now)  # a new target: one placement, not two
+    assert s.consumer.target_layer == 0 and placed == [s.consumer]
+    s.consumer.set_allocation(1, now)
+    assert s.consumer.target_layer == 1 and placed == [s.consumer] * 2

@@ -55,5 +55,5 @@ def test_the_layer_api_is_part_of_the_seam() -> None:
     assert params["temporal"].default is None
     assert {f for f in media.ConsumerLayers.__dataclass_fields__} == {
         "consumer_id", "spatial_layers", "current", "target", "preferred_spatial",
-        "preferred_temporal"}
+        "preferred_temporal", "current_temporal", "target_temporal"}
     assert callable(media.Peer.consumer_layers)

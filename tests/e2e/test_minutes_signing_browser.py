@@ -10,7 +10,6 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,11 +17,8 @@ from testkit.browser import chromium
 from testkit.processes import ServerProcess, start_server
 from tests.e2e.test_procedure_browser import log_in
 
-if TYPE_CHECKING:
-    from playwright.sync_api import ViewportSize
-
 pytestmark = pytest.mark.browser
-DESK: ViewportSize = {"width": 1280, "height": 900}
+DESK = {"width": 1280, "height": 900}
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,10 @@ lowest layer (a stream that does not fit is paused), then raised towards the lay
 wants. Lowering is at once; raising is one layer at a time, only after the estimate has
 held above that layer's bit rate plus a margin for `raise_hold_s` (no flapping). Below a
 floor the subscriber gets audio only (`video_off`), and video comes back by itself.
+**Loss, not a REMB alone, cuts video**: audio only, and a stream paused for bandwidth, need
+the subscriber's receiver reports to show loss as well (a CPU-starved Chromium's REMB
+collapses on a perfect link: 415 -> 10.6 kbit/s on loopback); a REMB that collapses
+without loss lowers layers (to the low layer, temporal steps) and keeps video flowing.
 **Start-up grace**: for `startup_grace_s` after the first estimate (of the transport, or
 after a spell without one) nothing is paused and video never goes off: a just-joined or
 CPU-starved browser's first REMB is low and climbs from there.
@@ -120,6 +124,12 @@ class Allocator:
     off_retry_s: float = 5.0  # audio only: video tried again after this (x the back-off)
     loss_high: float = 0.10
     loss_low: float = 0.02
+    # Audio only (and pausing a stream for bandwidth) needs loss besides a low estimate: a
+    # report of more than loss_high lost within loss_evidence_s, or one of loss_low or more
+    # within it while the estimate has been under the floor for low_long_s. A link below
+    # the low layer cannot avoid loss; a starved receiver's collapsed REMB has none.
+    loss_evidence_s: float = 4.0
+    low_long_s: float = 10.0
     stats: AllocatorStats = field(default_factory=AllocatorStats)
     video_off: bool = False
     _estimate: int | None = None
@@ -134,6 +144,10 @@ class Allocator:
     _used = 0  # video in use at the last allocation
     _loss_floor = 0  # the cap's least: the first video's low layer
     _fed_since: float | None = None  # since when an estimate has been there (the grace)
+    _lossy_at: float | None = None  # the last report of more than loss_high lost
+    _some_loss_at: float | None = None  # the last report of loss_low or more lost
+    _low_since: float | None = None  # since when the estimate has been under the floor
+    _shed: set[str] = field(default_factory=set)  # paused for bandwidth (not for a want)
     # (consumer id, layer) -> (estimate a try needs, until when): failed tries
     _bars: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
 
@@ -150,9 +164,14 @@ class Allocator:
         self._estimate, self._estimate_time = bitrate, now
         return True
 
-    def on_loss(self, fraction: float) -> bool:
+    def on_loss(self, fraction: float, now: float) -> bool:
         """A receiver report's fraction lost (of video); True if it lowered the cap (on the
-        video sent, as the estimate it caps is video's)."""
+        video sent, as the estimate it caps is video's). It is also the evidence that lets
+        a low estimate cut video (`loss_evidence_s`)."""
+        if fraction > self.loss_high:
+            self._lossy_at = now
+        if fraction >= self.loss_low:
+            self._some_loss_at = now
         if fraction > self.loss_high and self._used:
             base = self._used if self._loss_cap is None else min(self._loss_cap, self._used)
             self._loss_cap = max(self._loss_floor, int(base * (1 - fraction / 2)))
@@ -166,6 +185,14 @@ class Allocator:
             self._estimate = None
             self.stats.no_feedback += 1
         return self._estimate
+
+    def _lossy(self, now: float) -> bool:
+        """Whether the receiver reports show the loss that lets a low estimate cut video."""
+        def recent(at: float | None) -> bool:
+            return at is not None and now - at <= self.loss_evidence_s
+        return recent(self._lossy_at) or (
+            recent(self._some_loss_at) and self._low_since is not None
+            and now - self._low_since >= self.low_long_s)
 
     @property
     def _probe_judged_s(self) -> float:
@@ -189,7 +216,8 @@ class Allocator:
         if estimate is None:
             # No feedback (never, or stale): the low layer, nothing paused for bandwidth.
             low = {v.consumer_id: None if v.want is Want.OFF else 0 for v in ordered}
-            self.video_off, self._fed_since = False, None
+            self.video_off, self._fed_since, self._low_since = False, None, None
+            self._shed.clear()
             self._remember(low, now)
             return Allocation(low, False, None)
         if self._fed_since is None:
@@ -213,19 +241,32 @@ class Allocator:
             self._probe_estimate = max(self._probe_estimate, estimate)  # the peak
         floor = min(self.video_floor_bps, _rate(ordered[0], 0)) if ordered \
             else self.video_floor_bps
-        if self._floor_off(budget, floor, trying or grace, now):
+        if budget >= floor:
+            self._low_since = None
+        elif self._low_since is None:
+            self._low_since = now
+        lossy = self._lossy(now)  # a low estimate alone cuts no video (the docstring)
+        if self._floor_off(budget, floor, trying or grace or not lossy, now):
             off: dict[str, int | None] = {v.consumer_id: None for v in ordered}
+            self._shed.clear()
             self._remember(off, now)
             return Allocation(off, True, estimate)
         layers: dict[str, int | None] = {}
         first = True
+        shed: set[str] = set()
         for v in ordered:  # everyone's low layer first, in priority order
             cost = _rate(v, 0)
-            if v.want is Want.OFF or (cost > budget and not first and not grace):
+            if v.want is Want.OFF:
+                layers[v.consumer_id] = None
+                continue
+            if cost > budget and not first and not grace \
+                    and (lossy or v.consumer_id in self._shed):
                 layers[v.consumer_id] = None  # the first one is kept: above the floor
+                shed.add(v.consumer_id)  # paused on loss; back when it fits
                 continue
             layers[v.consumer_id], first = 0, False
             budget -= cost
+        self._shed = shed
         temporal: dict[str, int] = {}
         probing = False  # one try at a time, for the first stream short of its top
         for v in ordered:  # then raise, in priority order
@@ -274,7 +315,8 @@ class Allocator:
         return held.layer if held is not None else None
 
     def _floor_off(self, budget: int, floor: int, spared: bool, now: float) -> bool:
-        """Audio only below `floor` (not while `spared`: a try, or the start-up grace);
+        """Audio only below `floor` (not while `spared`: a try, the start-up grace, or no
+        loss in the receiver reports);
         back after holding above floor x (1 + margin) for the probe hold; or tried again
         after off_retry_s (x the back-off) whatever the estimate: a REMB is measured on video
         (what carries abs-send-time), so with none flowing Chrome's sinks towards its floor
@@ -284,6 +326,7 @@ class Allocator:
             if budget < floor and not spared:
                 self.video_off, self._on_since, self._off_since = True, None, now
                 self._loss_cap = None  # no video, no loss to lift it: the estimate rules
+                self._lossy_at = self._some_loss_at = None  # back, loss is judged anew
                 self.stats.video_off_events += 1
                 self._probe_failed(now)
             return self.video_off

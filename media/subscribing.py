@@ -321,7 +321,7 @@ class Subscribing:
                         if consumer.kind is Kind.VIDEO and not consumer.allocated_off:
                             video_loss = max(video_loss or 0.0, consumer.fraction_lost)
                 if video_loss is not None and self.allocating \
-                        and self.allocator.on_loss(video_loss):
+                        and self.allocator.on_loss(video_loss, now):
                     self._allocate(now)  # heavy loss is acted on at once, like a falling REMB
             elif isinstance(packet, RtcpRtpfbPacket):
                 consumer = by_ssrc.get(packet.media_ssrc)

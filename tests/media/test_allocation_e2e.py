@@ -5,7 +5,9 @@ estimate, reacting to what the SFU sends it), the other strong (5 Mbit/s): aiort
 own estimate cannot be set, and on this loaded loopback it wanders (90 kbit/s to 1 Mbit/s),
 so it is switched off on these clients and the crafted REMB sent every 100 ms instead. The weak one is held
 below the top layer while the other keeps the top layer; below the floor a subscriber falls
-to audio only, with an event, and comes back by itself.
+to audio only, with an event, and comes back by itself (only with loss in its receiver
+reports besides: a link below the low layer loses packets; a REMB that collapses alone keeps
+video flowing at the low layer).
 
 The test publisher's layers are small (about 100, 180 and 400 kbit/s, SIZES), so "weak"
 here is 250 kbit/s: the top layer needs 400k x 1.15 more than the low one."""
@@ -17,7 +19,13 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    pack_remb_fci,
+)
 
 from media import SFU, Consumer, DownlinkChanged, MediaEvent, Router
 from testkit.aiortc_clients import Subscriber, wait_for
@@ -44,11 +52,13 @@ ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"  # aiortc's, name-mangle
 class CraftedRemb:
     """Sends REMB for the subscriber's video every 100 ms from its own receiver: `bps`, or
     with `link` a receiver behind a link of `bps`: what a REMB estimator says there, 1.5x
-    what arrives (its cap) up to the link rate, 0.7x the link rate once more is sent."""
+    what arrives (its cap) up to the link rate, 0.7x the link rate once more is sent. With
+    `loss`, a receiver report of that fraction lost goes with each REMB (a link that loses)."""
 
     def __init__(self, sub: Subscriber, consumer_ssrc: int, bps: int,
-                 link: Consumer | None = None) -> None:
+                 link: Consumer | None = None, loss: float = 0.0) -> None:
         self.bps = bps
+        self.loss = loss
         self._link = link
         [self._receiver] = [t.receiver for t in sub.pc.getTransceivers()
                             if t.kind == "video"]
@@ -67,6 +77,11 @@ class CraftedRemb:
             packet = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1234, media_ssrc=0,
                                     fci=pack_remb_fci(bps, [self._ssrc]))
             await self._receiver._send_rtcp(packet)
+            if self.loss:
+                block = RtcpReceiverInfo(ssrc=self._ssrc, fraction_lost=int(self.loss * 256),
+                                         packets_lost=0, highest_sequence=0, jitter=0,
+                                         lsr=0, dlsr=0)
+                await self._receiver._send_rtcp(RtcpRrPacket(ssrc=1234, reports=[block]))
             await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
@@ -145,14 +160,17 @@ async def test_below_the_floor_video_goes_off_with_an_event_and_comes_back(
     await absurd.stop()
     assert not events or not events[-1].video_off
     link = CraftedRemb(sub, consumer.ssrc, 40_000)
-    # not before the start-up grace (10 s after the first estimate) is over
-    await wait_for(lambda: any(e.video_off for e in events), 15)
+    await asyncio.sleep(11)  # past the start-up grace (10 s after the first estimate):
+    assert not any(e.video_off for e in events)  # a low REMB alone keeps video on
+    assert consumer.allocated_layer == 0
+    link.loss = 0.4  # the link loses what it cannot carry: audio only
+    await wait_for(lambda: any(e.video_off for e in events), 5)
     assert events[-1] == DownlinkChanged("m", "ward", True, 40_000)
     await asyncio.sleep(0.6)  # what was in flight arrives
     before = track.frames
     await asyncio.sleep(1.5)
     assert track.frames == before  # nothing sent for video
-    link.bps = 1_000_000
+    link.bps, link.loss = 1_000_000, 0.0
     await wait_for(lambda: not events[-1].video_off, 6)  # back after the hold
     await wait_for(lambda: track.frames > before + 5, 5)
     await link.stop()

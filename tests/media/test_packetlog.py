@@ -28,8 +28,14 @@ from media.packetlog import (
 from media.recmux import mux
 from media.recorder import MuxProcess, TrackWriter
 from media.rtp import ForwardPacket
-from testkit.aiortc_clients import EncodedMedia, Publisher
-from tests.media.test_recorder import decode_errors, needs_ffprobe, probe, vp8_packets
+from testkit.aiortc_clients import EncodedMedia
+from tests.media.test_recorder import (
+    decode_errors,
+    gone_video_producer,
+    needs_ffprobe,
+    probe,
+    vp8_packets,
+)
 
 HEADER = {"codec": "VP8", "clock_rate": 90000, "kind": "video", "file": "x.webm", "start": 1.5}
 
@@ -57,12 +63,7 @@ def test_records_read_back_as_written_even_arriving_in_pieces(tmp_path: Path) ->
 
 async def logged_clip(sfu: SFU, media: EncodedMedia, tmp_path: Path) -> tuple[Path, int]:
     """4 s of the clip's VP8 through a real producer's TrackWriter: its log, its packets."""
-    router = sfu.router("m")
-    pub = Publisher(router.add_peer(f"ivy{time.monotonic_ns()}"), media, audio=False)
-    await pub.publish()
-    producer = router.get_producer(pub.producer_id("video"))
-    await pub.close()
-    producer.last_sr = None
+    producer = await gone_video_producer(sfu, media, f"ivy{time.monotonic_ns()}")
     start = time.monotonic()
     writer = TrackWriter(producer, tmp_path, start, lambda: None)
     writer.open()

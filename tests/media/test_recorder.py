@@ -15,6 +15,7 @@ import pytest
 from media import SFU
 from media.codecs import vp8_keyframe
 from media.packetlog import LogReader
+from media.producer import Producer
 from media.recmux import mux
 from media.recorder import IDLE_POLL_S, POLL_S, MuxProcess, Recorder, TrackQueue, TrackWriter
 from media.rtp import ForwardPacket
@@ -45,6 +46,18 @@ def first_video_frame_is_keyframe(path: str) -> bool:
                          capture_output=True, text=True, check=True)
     packets = json.loads(out.stdout)["packets"]
     return bool(packets) and packets[0]["flags"].startswith("K")
+
+
+async def gone_video_producer(sfu: SFU, media: EncodedMedia, peer: str) -> Producer:
+    """A real VP8 producer whose publisher has gone, without its sender report: the
+    packets a test then feeds its TrackWriter are its own, placed by arrival time."""
+    router = sfu.router("m")
+    pub = Publisher(router.add_peer(peer), media, audio=False)
+    await pub.publish()
+    producer = router.get_producer(pub.producer_id("video"))
+    await pub.close()
+    producer.last_sr = None
+    return producer
 
 
 @needs_ffprobe
@@ -219,12 +232,7 @@ async def test_a_camera_whose_keyframe_never_came_is_not_listed(
 @needs_ffprobe
 async def test_an_ssrc_change_and_a_garbage_frame_leave_a_clean_file(
         sfu: SFU, media: EncodedMedia, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    router = sfu.router("m")
-    pub = Publisher(router.add_peer("dave"), media, audio=False)
-    await pub.publish()
-    producer = router.get_producer(pub.producer_id("video"))
-    await pub.close()
-    producer.last_sr = None  # these packets are our own: placed by arrival time
+    producer = await gone_video_producer(sfu, media, "dave")
     asks: list[float] = []
     start = time.monotonic()
     writer = TrackWriter(producer, tmp_path, start, lambda: asks.append(time.monotonic()))
@@ -254,12 +262,7 @@ async def test_an_ssrc_change_and_a_garbage_frame_leave_a_clean_file(
 
 async def test_a_full_disk_stops_that_track_with_one_logged_error(
         sfu: SFU, media: EncodedMedia, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    router = sfu.router("m")
-    pub = Publisher(router.add_peer("erin"), media, audio=False)
-    await pub.publish()
-    producer = router.get_producer(pub.producer_id("video"))
-    await pub.close()
-    producer.last_sr = None
+    producer = await gone_video_producer(sfu, media, "erin")
     start = time.monotonic()
     writer = TrackWriter(producer, tmp_path, start, lambda: None)
     writer.log_path = Path("/dev/full")  # every write: ENOSPC, as on a full disk
@@ -290,12 +293,7 @@ async def test_a_full_disk_stops_that_track_with_one_logged_error(
 async def test_a_file_cut_mid_recording_plays_up_to_about_a_second_before(
         sfu: SFU, media: EncodedMedia, tmp_path: Path) -> None:
     """A mux killed mid-file (no trailer, no cues): what is on disk is a playable WebM."""
-    router = sfu.router("m")
-    pub = Publisher(router.add_peer("fred"), media, audio=False)
-    await pub.publish()
-    producer = router.get_producer(pub.producer_id("video"))
-    await pub.close()
-    producer.last_sr = None
+    producer = await gone_video_producer(sfu, media, "fred")
     start = time.monotonic()
     packets = [fp for r in range(3)  # 6 s
                for fp in vp8_packets(media.vp8.frames[:30], seq=r * 1000, ts=r * 180000,

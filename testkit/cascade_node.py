@@ -19,6 +19,7 @@ from server.cascade.directory import OpenDirectory
 from server.cascade.link import NodeCascade
 from server.core.settings import NodeSettings
 from testkit.ice import gather_only_on
+from testkit.media_config import bandwidth_allocation
 
 
 def node_arguments(description: str) -> argparse.ArgumentParser:
@@ -41,7 +42,8 @@ class NodeProcess:
         children = dict(c.split("=", 1) for c in args.child)
         self.node = NodeCascade(
             NodeSettings(args.unit, args.parent_url, args.secret, children),
-            SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_timeout_s=5.0)), limits,
+            SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_timeout_s=5.0,
+                            bandwidth_allocation=bandwidth_allocation())), limits,
             directory=OpenDirectory())
         self.meeting = meeting
         self.cascade = self.node.cascade(meeting)

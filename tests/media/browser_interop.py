@@ -18,6 +18,7 @@ from aiortc.sdp import SessionDescription
 from playwright.async_api import Page, async_playwright
 
 from media import SFU, MediaConfig, MediaEvent
+from testkit.media_config import bandwidth_allocation
 
 CHROMIUM = "/usr/lib/chromium/chromium"
 ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
@@ -95,7 +96,8 @@ window.inbound = async () => {
 
 async def run() -> dict[str, Any]:
     results: dict[str, Any] = {}
-    sfu = SFU(MediaConfig(ice_addresses=["127.0.0.1"], ice_servers=[]))
+    sfu = SFU(MediaConfig(ice_addresses=["127.0.0.1"], ice_servers=[],
+                      bandwidth_allocation=bandwidth_allocation()))
     events: list[MediaEvent] = []
     sfu.add_listener(events.append)
     router = sfu.router("meeting")

@@ -23,6 +23,7 @@ from playwright.async_api import async_playwright
 from media import SFU, MediaConfig, Peer
 from testkit.aiortc_clients import Subscriber
 from testkit.browser import ARGS, CHROMIUM
+from testkit.media_config import bandwidth_allocation
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = """<!doctype html><html><body><script type="module">
@@ -69,7 +70,8 @@ async def run() -> dict[str, Any]:
 
     aioice.ice.get_host_addresses = loopback
     results: dict[str, Any] = {}
-    sfu = SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_servers=()))
+    sfu = SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_servers=(),
+                      bandwidth_allocation=bandwidth_allocation()))
     router = sfu.router("meeting")
     alice: Peer = router.add_peer("alice")
     app = web.Application()

@@ -240,7 +240,7 @@ static int hop_temporal(hop_leg *leg, const hop_packet *p, int64_t *seq_offset, 
     int64_t n = leg->runs, r;
     for (r = n - 1; r >= 0; r--) {
         if (r < n - HOP_RUNS)
-            return 0;  /* before what the ring remembers */
+            goto dropped;  /* before what the ring remembers */
         int i = (int)(r % HOP_RUNS);
         if (ext > leg->run_end[i]) {
             *seq_offset = leg->run_seq[i];
@@ -248,14 +248,18 @@ static int hop_temporal(hop_leg *leg, const hop_packet *p, int64_t *seq_offset, 
             break;
         }
         if (ext >= leg->run_start[i])
-            return 0;  /* in a dropped run */
+            goto dropped;  /* in a dropped run */
     }
     if (r < 0) {
         *seq_offset = leg->base_seq;
         *pid_offset = leg->base_pid;
     }
     /* its picture's slot was kept; of a layer not sent now, it leaves a hole (not repaired) */
-    return !(p->pid_pos > 0 && p->tid > leg->tid_current);
+    if (!(p->pid_pos > 0 && p->tid > leg->tid_current))
+        return 1;
+dropped:
+    leg->temporal_dropped++;
+    return 0;
 }
 
 /* Forward k packets (k <= HOP_MAX_BATCH) of one source to n legs, leg after

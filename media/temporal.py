@@ -91,20 +91,26 @@ def step(leg: Any, fp: ForwardPacket) -> tuple[int, int] | None:
                 return None
         leg.in_highest = ext
         return int(leg.seq_offset), int(leg.pid_offset)
+    offsets = _late_offsets(leg, ext)
+    if offsets is None or (d is not None and d.pid_pos and d.tid > leg.tid_current):
+        # In a dropped run or before the runs remembered; or its slot was kept but it is of
+        # a layer not sent now: it is left a hole.
+        leg.temporal_dropped += 1
+        return None
+    return offsets
+
+
+def _late_offsets(leg: Any, ext: int) -> tuple[int, int] | None:
     n = int(leg.runs)
-    offsets = int(leg.base_seq), int(leg.base_pid)
     for r in range(n - 1, -1, -1):
         if r < n - RUNS:
             return None  # before what the ring remembers
         i = r % RUNS
         if ext > leg.run_end[i]:
-            offsets = int(leg.run_seq[i]), int(leg.run_pid[i])
-            break
+            return int(leg.run_seq[i]), int(leg.run_pid[i])
         if ext >= leg.run_start[i]:
             return None  # in a dropped run
-    if d is not None and d.pid_pos and d.tid > leg.tid_current:
-        return None  # its slot was kept; of a layer not sent now, it is left a hole
-    return offsets
+    return int(leg.base_seq), int(leg.base_pid)
 
 
 def runs_of(leg: Any) -> tuple[tuple[Run, ...], bool]:

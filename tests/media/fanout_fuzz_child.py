@@ -4,10 +4,12 @@ made under AddressSanitizer (HOPSO_FANOUT_SO names it).
 
 Two harnesses, driven by Hypothesis:
 - forward: hostile RTP (CSRCs, extensions, padding, lengths that lie, 0 to ~2 KB payloads)
-  read by parse_rtp and turned into ForwardPackets as the producer does, forwarded through
-  FanOut (the cffi entry point the SFU uses: batches of up to 32 and more) to legs in every
-  state (sending or not, another epoch, no socket, a real UDP socket with SRTP). Every
-  datagram that arrives must be exactly one packet's rewritten header and tail, SRTP-valid.
+  read by parse_rtp and turned into ForwardPackets as the producer does (with the VP8
+  descriptor a simulcast VP8 producer reads), forwarded through FanOut (the cffi entry point
+  the SFU uses: batches of up to 32 and more) to legs in every state (sending or not, another
+  epoch, no socket, a real UDP socket with SRTP; simulcast VP8 with a temporal target). Every
+  datagram that arrives must be exactly one packet's rewritten header and tail, SRTP-valid;
+  of a VP8 leg, as the Python path (media/temporal.py, media/vp8.py) would send it.
 - lies: lib.hop_forward called directly with what a caller could get wrong: negative
   lengths, a NULL tail or path, batch sizes out of range, lengths shorter than the tail.
   It must not crash and must hand those legs back to Python.
@@ -23,6 +25,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -41,13 +44,17 @@ from pylibsrtp import Policy, Session
 from media import fanout, srtp
 from media.fanout import FanOut, LegPath, new_leg
 from media.rtp import (
+    EXT_BLOCK_LEN,
     FIRST_BYTE,
     RTP_HEADER,
     ForwardPacket,
+    StreamRewriter,
     audio_ext_block,
     parse_rtp,
     video_ext_block,
 )
+from media.temporal import restart, step
+from media.vp8 import parse_descriptor, rewrite
 from tests.media.fuzz_strategies import rtp_packet
 
 PROFILE = Policy.SRTP_PROFILE_AES128_CM_SHA1_80
@@ -84,7 +91,8 @@ sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 WIRED = LegPath()  # a real socket and SRTP: the C loop sends
 WIRED.set_socket(sender.fileno(), receiver.getsockname())
 UNWIRED = LegPath()  # no socket yet: Python's turn
-COUNTS = {"datagrams checked": 0, "legs handed back": 0, "calls with lies": 0}
+COUNTS = {"datagrams checked": 0, "of VP8 legs": 0, "legs handed back": 0,
+          "calls with lies": 0}
 
 
 SENDING: list[srtp.SrtpOut] = []  # the context WIRED protects with, kept alive while set
@@ -126,9 +134,45 @@ def forward_packets(draw: st.DrawFn) -> list[ForwardPacket]:
             continue
         ext += draw(st.sampled_from([1, 1, 1, 2, 40]))  # no repeats: SRTP would refuse them
         block = draw(st.sampled_from([audio_ext_block(9), video_ext_block(12345)]))
-        packets.append(ForwardPacket(ext, pkt.ts, pkt.marker, block + pkt.payload, False,
-                                     draw(st.sampled_from([0, 0, 0, 1])), 1.0))
+        fp = ForwardPacket(ext, pkt.ts, pkt.marker, block + pkt.payload, False,
+                           draw(st.sampled_from([0, 0, 0, 1])), 1.0)
+        fp.vp8 = parse_descriptor(pkt.payload, EXT_BLOCK_LEN)
+        packets.append(fp)
     return packets
+
+
+def vp8_leg(leg: Any, number: int, seq_offset: int, start_ext: int, tid: int) -> None:
+    """A simulcast VP8 leg's state from its shape (the C leg and the Python path's copy)."""
+    leg.seq_offset, leg.start_ext = seq_offset, start_ext
+    leg.vp8, leg.tid_target = 1, tid
+    leg.pid_offset, leg.tl0_offset = number * 1000, number * 7
+    restart(leg, start_ext)
+
+
+def python_path(leg: Leg, number: int, packets: list[ForwardPacket], seq_offset: int,
+                tid: int) -> set[bytes]:
+    """What a VP8 leg's packets the C loop kept would be, sent by the Python path from the
+    same starting state."""
+    ref = new_leg()
+    vp8_leg(ref, number, seq_offset, int(leg.leg.start_ext), tid)
+    rewriter = StreamRewriter(90000, ref)
+    out = set()
+    for fp in packets:
+        if fp.ext_seq in leg.handed_back or fp.ext_seq < ref.start_ext:
+            continue
+        offsets = step(ref, fp)
+        if offsets is None:
+            continue
+        newest = fp.ext_seq + offsets[0] > ref.out_highest
+        mapped = rewriter.map(fp, 2.0, offsets[0])
+        assert mapped is not None
+        if newest:
+            ref.last_marker = fp.marker
+        tail = fp.tail if fp.vp8 is None else rewrite(fp.tail, fp.vp8, offsets[1],
+                                                      ref.tl0_offset)
+        out.add(RTP_HEADER.pack(FIRST_BYTE, fp.marker | leg.leg.pt, mapped[0], mapped[1],
+                                leg.leg.ssrc) + tail)
+    return out
 
 
 @FUZZ
@@ -137,17 +181,21 @@ def forward_packets(draw: st.DrawFn) -> list[ForwardPacket]:
     st.sampled_from([0, 0, 0, 1, -1]),  # epoch (-1: restart in Python)
     st.sampled_from([True, True, False]),  # a socket and SRTP
     st.integers(-2**32, 2**32),  # sequence offset
-    st.sampled_from([-2**40, 0, 0, 3, 2**40])),  # where it started, from the first packet
+    st.sampled_from([-2**40, 0, 0, 3, 2**40]),  # where it started, from the first packet
+    st.sampled_from([None, None, 0, 1, 2, 3])),  # VP8 (simulcast) leg: its temporal target
     min_size=1, max_size=4), st.booleans())
-def test_forward(packets: list[ForwardPacket], shapes: list[tuple[bool, int, bool, int, int]],
+def test_forward(packets: list[ForwardPacket],
+                 shapes: list[tuple[bool, int, bool, int, int, int | None]],
                  batched: bool) -> None:
     rx = fresh_srtp()
     legs = []
     first = packets[0].ext_seq if packets else 0
-    for number, (sending, epoch, wired, seq_offset, start) in enumerate(shapes):
+    for number, (sending, epoch, wired, seq_offset, start, tid) in enumerate(shapes):
         leg = Leg(WIRED if wired else UNWIRED, number)
         leg.leg.sending, leg.leg.epoch = int(sending), epoch
         leg.leg.seq_offset, leg.leg.start_ext = seq_offset, first + start
+        if tid is not None:
+            vp8_leg(leg.leg, number, seq_offset, first + start, tid)
         legs.append(leg)
     fan = FanOut()
     fan.set(legs)  # type: ignore[arg-type]
@@ -157,7 +205,11 @@ def test_forward(packets: list[ForwardPacket], shapes: list[tuple[bool, int, boo
     for pending in batch:
         pending.flush(2.0)
     expected = set()
-    for leg, (_, _, wired, seq_offset, _) in zip(legs, shapes):
+    for number, (leg, (sending, _, wired, seq_offset, _, tid)) in enumerate(zip(legs, shapes)):
+        if tid is not None:
+            if wired and sending:
+                expected |= python_path(leg, number, packets, seq_offset, tid)
+            continue
         for fp in packets:
             if wired and fp.ext_seq not in leg.handed_back:
                 out, ts = fp.ext_seq + seq_offset, (fp.ts + leg.leg.ts_offset) & 0xFFFFFFFF
@@ -169,6 +221,7 @@ def test_forward(packets: list[ForwardPacket], shapes: list[tuple[bool, int, boo
     for datagram in arrived:
         assert unprotect(rx, datagram) in expected  # exactly what C was given, nothing else
     COUNTS["datagrams checked"] += len(arrived)
+    COUNTS["of VP8 legs"] += sum(int(leg.leg.packets_sent) for leg in legs if leg.leg.vp8)
     COUNTS["legs handed back"] += sum(bool(leg.handed_back) for leg in legs)
 
 

@@ -321,3 +321,32 @@ def test_the_allocators_temporal_step_drops_pictures_without_a_keyframe() -> Non
     assert picture_tids(s.out())[9:] == [0, 2, 1, 2]
     assert_continuous(s.out())
     assert s.plis() == plis
+
+
+def test_a_late_packet_of_a_dropped_layer_leaves_a_hole_its_nack_does_not_fill() -> None:
+    # Picture A (TID 0) loses its last packet, picture B (TID 2, dropped at target 0) has its
+    # first packet late: both slots after A's last packet sent were kept (which picture they
+    # belonged to could not be told). B's late packet is not sent, and a NACK of its slot
+    # retransmits nothing: it must never fill it with another packet.
+    s = L1T3()
+    s.frames(1, key_first=True)
+    s.consumer.set_preferred_layers(0, 0, 0.1)
+    s.frames(3)  # 2, 1, 2 dropped
+    sent = len(s.down.rtp)
+    seq, pid, tl0 = s.seq, s.pid, (s.tl0 + 1) & 0xFF
+    a = [InPacket(SSRC, 96, 0x80 if i == 2 else 0, (seq + i) & 0xFFFF, 90_000 + 4 * 3000, 0,
+                  b"", vp8(pid, tl0, 0, False, start=i == 0)) for i in range(3)]
+    b = [InPacket(SSRC, 96, 0x80 if i == 2 else 0, (seq + 3 + i) & 0xFFFF, 90_000 + 5 * 3000,
+                  0, b"", vp8(pid + 1, tl0, 2, True, start=i == 0)) for i in range(3)]
+    c = [InPacket(SSRC, 96, 0x80, (seq + 6) & 0xFFFF, 90_000 + 8 * 3000, 0, b"",
+                  vp8(pid + 2, (tl0 + 1) & 0xFF, 0, False))]
+    for pkt in (a[0], a[1], b[1], b[0], b[2], c[0]):  # a[2] lost, b[0] late
+        s.receive(pkt)
+    rows = s.out()[sent:]
+    assert [row[4] for row in rows] == [0, 0, 0]  # A's two packets and C: B dropped
+    first = rows[0][0]
+    assert [(row[0] - first) & 0xFFFF for row in rows] == [0, 1, 4]  # slots 2, 3 kept
+    s.down.rtp.clear()
+    s.consumer.on_nack([(first + 2) & 0xFFFF, (first + 3) & 0xFFFF], 0.5)
+    assert s.down.rtp == []  # a[2] never came, b[0] is of a layer not sent
+    assert s.consumer.stats().temporal_dropped == 3 * 3 + 3  # b[0] counted too

@@ -16,6 +16,11 @@ is two lists of `WINDOW` slots; a packet more than `WINDOW` behind the highest s
 is dropped and counted; a report covers at most `MAX_SPAN` sequence numbers (older unreported
 ones are skipped and counted), in packets of at most `MAX_STATUSES` statuses and
 `MAX_RECEIVED` receive deltas (< 1,100 bytes each), at most `MAX_PACKETS` per report.
+
+`parse_feedback` is the inverse, for a subscriber's feedback on what the SFU sent it (the
+send-side estimator, media/bwe.py): bounded by the packet's length (`MAX_PARSE_BYTES`) and a
+status count of at most `MAX_PARSE_STATUSES`; anything else raises `FeedbackError` with a
+reason (`malformed`, `huge`) for the caller to count.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ RUN_MAX = 0x1FFF  # run-length chunk capacity
 ONE_BIT_CAP, TWO_BIT_CAP = 14, 7
 
 _HEADER = struct.Struct("!BBHIIHHI")  # RTCP header, sender, media, base seq, count, ref|count
+_DELTA = struct.Struct("!h")
 
 
 def transport_seq(profile: int, ext: bytes, ext_id: int) -> int | None:
@@ -260,3 +266,99 @@ class TwccRecorder:
                                 self._fb_count, symbols, deltas)
         self._fb_count = (self._fb_count + 1) & 0xFF
         return packet, seq
+
+
+# --- Parsing a subscriber's feedback (the encoder's inverse) -------------------------------
+
+MAX_PARSE_STATUSES = 4096  # a feedback declaring more is dropped (`huge`): a run-length
+# chunk declares 8,191 statuses in 2 bytes, so the count alone must not size our work; 4,096
+# is 80 Mbit/s of 1,200-byte packets between two 50 ms reports.
+MAX_PARSE_BYTES = 1500  # nor a longer packet (libwebrtc's own stay under ~1,200 bytes)
+
+
+class FeedbackError(ValueError):
+    """A transport-wide feedback that cannot be read; `reason` is `malformed` or `huge`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TransportFeedback:
+    """One RTPFB FMT 15 packet, read. `arrivals[i]` is sequence number `base_seq + i`'s (mod
+    2^16) arrival in us on the receiver's clock (`reference_time` × 64 ms plus the deltas, as
+    libwebrtc's `TransportFeedback::GetBaseTime` + deltas), None when reported lost."""
+
+    sender_ssrc: int
+    media_ssrc: int
+    base_seq: int
+    reference_time: int  # 24 bits, 64 ms units (unsigned: its wrap is the reader's affair)
+    fb_count: int
+    arrivals: tuple[int | None, ...]
+
+    @property
+    def received(self) -> int:
+        return sum(1 for a in self.arrivals if a is not None)
+
+
+def parse_feedback(packet: bytes) -> TransportFeedback:
+    """One RTCP RTPFB FMT 15 packet (its own header first, as `media.rtcp` splits a compound
+    packet); raises `FeedbackError` for anything the draft does not allow (a truncated chunk or
+    delta, the reserved symbol 3, a status count over `MAX_PARSE_STATUSES`...). The work is
+    bounded by the packet's length and `MAX_PARSE_STATUSES`, whatever its header claims."""
+    size = len(packet)
+    if size > MAX_PARSE_BYTES:
+        raise FeedbackError("huge", f"{size} bytes")
+    if size < 20 or size % 4:
+        raise FeedbackError("malformed", f"length {size}")
+    b0, pt, length = struct.unpack_from("!BBH", packet)
+    if b0 >> 6 != 2 or b0 & 0x1F != FMT_TRANSPORT_CC or pt != RTCP_RTPFB:
+        raise FeedbackError("malformed", "not an RTPFB FMT 15 packet")
+    if (length + 1) * 4 != size:
+        raise FeedbackError("malformed", f"header length {length} for {size} bytes")
+    end = size
+    if b0 & 0x20:
+        padding = packet[-1]  # 0: none (pion's vectors; libwebrtc would refuse it)
+        if padding > size - 20:
+            raise FeedbackError("malformed", f"padding {padding}")
+        end -= padding
+    sender, media, base, count, ref_and_count = _HEADER.unpack_from(packet)[3:]
+    if count == 0:
+        raise FeedbackError("malformed", "no status")
+    if count > MAX_PARSE_STATUSES:
+        raise FeedbackError("huge", f"{count} statuses")
+    pos = 20
+    symbols: list[int] = []
+    while len(symbols) < count:
+        if pos + 2 > end:
+            raise FeedbackError("malformed", "truncated chunk")
+        chunk = (packet[pos] << 8) | packet[pos + 1]
+        pos += 2
+        if not chunk & 0x8000:  # run length: T=0, S (2 bits), length (13 bits)
+            run = chunk & RUN_MAX
+            if run == 0:
+                raise FeedbackError("malformed", "empty run")
+            symbols += [(chunk >> 13) & 3] * min(run, count - len(symbols))
+        elif not chunk & 0x4000:  # 14 one-bit symbols
+            symbols += [(chunk >> (13 - i)) & 1 for i in range(ONE_BIT_CAP)]
+        else:  # 7 two-bit symbols
+            symbols += [(chunk >> (2 * (6 - i))) & 3 for i in range(TWO_BIT_CAP)]
+    del symbols[count:]
+    if 3 in symbols:
+        raise FeedbackError("malformed", "reserved status symbol")
+    reference = ref_and_count >> 8
+    time = reference * BASE_US
+    arrivals: list[int | None] = []
+    for symbol in symbols:
+        if symbol == NOT_RECEIVED:
+            arrivals.append(None)
+            continue
+        if pos + symbol > end:
+            raise FeedbackError("malformed", "truncated deltas")
+        delta = packet[pos] if symbol == SMALL else _DELTA.unpack_from(packet, pos)[0]
+        pos += symbol
+        time += delta * DELTA_US
+        arrivals.append(time)
+    return TransportFeedback(sender, media, base, reference, ref_and_count & 0xFF,
+                             tuple(arrivals))

@@ -227,3 +227,109 @@ def test_encoder_chunks_match_libwebrtcs_choice() -> None:
                                                                    | 0x0200 | 0x55)
     assert twcc.encode_chunks([1, 0] * 7) == struct.pack("!H", 0x8000 | 0x2AAA)
     assert twcc.encode_chunks([0] * 300 + [1]) == struct.pack("!HH", 300, 0x2001)
+
+
+# --- parse_feedback: a subscriber's feedback read by the SFU ---------------------------------
+
+# A Chrome feedback as Wireshark dissects it (olivermichel/webrtc-analysis test/include/data.h,
+# twcc_pkt1): base 1, 9 packets, reference 6197520, one run-length chunk of small deltas
+# 7, 3, 11, 14, 0, 1, 0, 2, 6 ms, one byte of padding.
+WIRESHARK_PKT1 = bytes((
+    0xaf, 0xcd, 0x00, 0x07, 0x00, 0x00, 0x00, 0x01, 0xdd, 0x58, 0x6e, 0xb6, 0x00, 0x01, 0x00,
+    0x09, 0x5e, 0x91, 0x10, 0x00, 0x20, 0x09, 0x1c, 0x0c, 0x2c, 0x38, 0x00, 0x04, 0x00, 0x08,
+    0x18, 0x01))
+
+
+def test_parse_feedback_reads_pion_and_wiresharks_chrome_vectors() -> None:
+    fb = twcc.parse_feedback(PION_EXAMPLE4)
+    assert (fb.sender_ssrc, fb.media_ssrc, fb.base_seq, fb.reference_time, fb.fb_count) == (
+        0xFA17FA17, 0x193DD8BB, 4, 1074030, 1)
+    base = 1074030 * 64_000
+    gaps = [19, 9, 9, 4, 3, 3, 4]
+    assert fb.arrivals == tuple(base + sum(gaps[:i + 1]) * 1000 for i in range(7))
+    fb = twcc.parse_feedback(PION_EXAMPLE3)
+    assert fb.base_seq == 372 and fb.fb_count == 64
+    assert [a - 4567386 * 64_000 for a in fb.arrivals if a is not None] == [
+        t * 250 for t in (8190, 16280, 16488, 16488, 16696, 16696)]
+    fb = twcc.parse_feedback(WIRESHARK_PKT1)
+    assert (fb.sender_ssrc, fb.media_ssrc, fb.base_seq, fb.reference_time) == (
+        1, 0xDD586EB6, 1, 6197520)
+    gaps = [7, 3, 11, 14, 0, 1, 0, 2, 6]
+    assert [a - 6197520 * 64_000 for a in fb.arrivals if a is not None] == [
+        sum(gaps[:i + 1]) * 1000 for i in range(9)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_parse_feedback_inverts_the_encoder_exactly(seed: int) -> None:
+    """Whatever the recorder reports (loss, reordering, wrap, large and negative deltas,
+    splits) parse_feedback reads as the independent parser does."""
+    rng = random.Random(seed)
+    recorder = TwccRecorder(origin=0.0)
+    seq = rng.randrange(0x10000)
+    t = rng.random() * 100
+    for _ in range(10):
+        for _ in range(rng.randrange(1, 400)):
+            if rng.random() > 0.15:
+                t += rng.choice((0.0, 0.0003, 0.004, 0.07, 2.0))
+                recorder.record((seq + rng.choice((0, 0, 0, -2))) & 0xFFFF, t, 9)
+            seq += 1
+        for packet in recorder.feedback(3):
+            ours, theirs = twcc.parse_feedback(packet), parse(packet)
+            assert ours.base_seq == theirs.base_seq and ours.fb_count == theirs.fb_count
+            assert list(ours.arrivals) == [None if a is None else a * DELTA for a in
+                                           theirs.arrivals.values()]
+
+
+DELTA = twcc.DELTA_US
+
+
+@pytest.mark.parametrize("bad", [
+    b"", PION_EXAMPLE4[:-4], PION_EXAMPLE4 + b"\0",  # lengths
+    bytes((0x8e,)) + PION_EXAMPLE4[1:],  # FMT 14
+    PION_EXAMPLE4[:1] + bytes((206,)) + PION_EXAMPLE4[2:],  # PSFB
+    PION_EXAMPLE4[:3] + bytes((8,)) + PION_EXAMPLE4[4:],  # header length says 36 bytes
+    PION_EXAMPLE4[:14] + struct.pack("!H", 0) + PION_EXAMPLE4[16:],  # no status
+    PION_EXAMPLE4[:14] + struct.pack("!H", 200) + PION_EXAMPLE4[16:],  # chunks run out
+    PION_EXAMPLE4[:20] + struct.pack("!H", 0x6007) + PION_EXAMPLE4[22:],  # reserved symbol 3
+    PION_EXAMPLE4[:20] + struct.pack("!H", 0x4007) + PION_EXAMPLE4[22:],  # 14 bytes of deltas
+    PION_EXAMPLE4[:20] + struct.pack("!H", 0x0000) + PION_EXAMPLE4[22:],  # empty run
+    PION_EXAMPLE4[:-1] + bytes((40,)),  # padding longer than the packet
+], ids=range(12))
+def test_a_malformed_feedback_is_refused_with_malformed(bad: bytes) -> None:
+    with pytest.raises(twcc.FeedbackError) as caught:
+        twcc.parse_feedback(bad)
+    assert caught.value.reason == "malformed"
+
+
+def test_a_huge_feedback_is_refused_before_any_work() -> None:
+    """One run chunk claims 8,191 statuses in 2 bytes: the count is bounded, as the size."""
+    header = struct.pack("!BBHIIHHI", 0x8F, 205, 5, 1, 2, 0, 0xFFFF, 0)
+    packet = header + struct.pack("!HH", 0x1FFF, 0x1FFF)  # not-received runs
+    with pytest.raises(twcc.FeedbackError) as caught:
+        twcc.parse_feedback(packet)
+    assert caught.value.reason == "huge"
+    ok = header[:14] + struct.pack("!H", twcc.MAX_PARSE_STATUSES) + header[16:]
+    assert twcc.parse_feedback(ok + struct.pack("!HH", 0x1FFF, 0)).arrivals == (
+        None,) * twcc.MAX_PARSE_STATUSES
+    big = struct.pack("!BBH", 0x8F, 205, 399) + bytes(1596)
+    with pytest.raises(twcc.FeedbackError) as caught:
+        twcc.parse_feedback(big)
+    assert caught.value.reason == "huge"
+
+
+def test_random_bytes_only_ever_raise_feedback_error() -> None:
+    rng = random.Random(5)
+    parsed = 0
+    for _ in range(3000):
+        body = bytes(rng.randrange(256) for _ in range(rng.choice((0, 4, 8, 12, 40, 200))))
+        length = 16 + len(body)
+        packet = struct.pack("!BBHIIHHI", 0x8F | rng.choice((0, 0x20)), 205, length // 4 - 1 + 1,
+                             1, 2, rng.randrange(0x10000), rng.randrange(1, 300),
+                             rng.randrange(1 << 32)) + body
+        try:
+            fb = twcc.parse_feedback(packet)
+        except twcc.FeedbackError:
+            continue
+        parsed += 1
+        assert len(fb.arrivals) <= twcc.MAX_PARSE_STATUSES
+    assert parsed > 0

@@ -85,12 +85,14 @@ class AllocatorStats:
 class _Held:
     layer: int | None = None
     raise_since: float | None = None  # since when a higher layer has fitted
+    step_since: float | None = None  # since when it has been on a temporal step
 
 
 @dataclass
 class Allocator:
     margin: float = 0.15  # a raise needs the next layer's rate x (1 + margin)
     raise_hold_s: float = 2.0
+    temporal_step_s: float = 2.0  # longest a stream stays on a temporal step (below)
     # An estimate (video's budget) below this, and below what the first stream's low layer
     # needs, gives audio only. Both: a REMB says at most ~1.5x what arrives, so with a cheap
     # low layer (a still camera, a starved encoder: 20-30 kbit/s) it stays under 60 kbit/s
@@ -275,13 +277,23 @@ class Allocator:
             top = 0 if v.want is Want.LOW else len(v.layer_bps) - 1
             held = self._held.setdefault(v.consumer_id, _Held())
             keep = min(held.layer or 0, top)
-            step = None  # between spatial layers: a lower frame rate, with no keyframe
+            # Between spatial layers, a lower frame rate first: no keyframe, no freeze, and
+            # the bottleneck's queue drains. A bridge, not a place to stay: after
+            # temporal_step_s the spatial layer goes down (a ward is better served by the
+            # low layer at the camera's rate than by 5 fps of a bigger one), and its
+            # keyframe then crosses a drained queue.
+            step = None
+            bridge = held.step_since is None or now - held.step_since < self.temporal_step_s
             while not trying and keep > 0 and _rate(v, keep) - _rate(v, 0) > budget:
-                step = _temporal_step(v, keep, budget)
+                step = _temporal_step(v, keep, budget) if bridge else None
                 if step is not None:
                     break
                 keep -= 1  # lower at once
-            if step is not None:  # there until the whole layer fits again (next tick)
+            if step is None:
+                held.step_since = None
+            elif held.step_since is None:
+                held.step_since = now
+            if step is not None:  # there until the layer fits again, for temporal_step_s
                 held.raise_since, probing = None, True
                 layers[v.consumer_id], temporal[v.consumer_id] = keep, step
                 budget -= int(_rate(v, keep) * TEMPORAL_SHARE[step]) - _rate(v, 0)

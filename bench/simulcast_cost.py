@@ -1,6 +1,7 @@
 """Micro-benchmark: CPU per forwarded packet, simulcast consumers vs single-layer ones.
 
     .venv/bin/python bench/simulcast_cost.py [--consumers 100] [--seconds 3] [--json PATH]
+                                             [--twcc]
 
 In one process, without ICE/DTLS: a producer's packets (real Producer and Consumer objects,
 the C fan-out, SRTP protect on a libsrtp context per consumer transport, sendmmsg on a dup
@@ -16,6 +17,10 @@ dropped in its leg, media/temporal.py): what dropping costs, per packet still se
 The figure is process CPU seconds / packets the legs sent, in microseconds; the ratio is
 simulcast / single (issue 15: at most 1.2). Layer switches are not in it (they are rare and
 run in Python). Runs alternate (single, simulcast, ...) to share the machine's drift.
+With --twcc the runs are simulcast and simulcast_twcc instead: every consumer's transport
+numbers its packets for transport-cc (MediaConfig.subscriber_transport_cc, media/bwe.py: the
+C loop's extension block grows by a word, the send time and size kept in a ring); the
+summary's twcc_cpu_ratio is simulcast_twcc / simulcast.
 """
 
 from __future__ import annotations
@@ -82,7 +87,7 @@ def vp8(pid: int, key: bool, start: bool) -> bytes:
 
 
 def run(simulcast: bool, consumers: int, seconds: float,
-        temporal: int | None = None) -> dict[str, Any]:
+        temporal: int | None = None, twcc: bool = False) -> dict[str, Any]:
     """One run; `temporal`: every (simulcast) consumer's temporal target (pictures above
     it dropped)."""
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -103,6 +108,9 @@ def run(simulcast: bool, consumers: int, seconds: float,
                      mid="0", pt=100, rtx_pt=101, ssrc=1000 + i, rtx_ssrc=2000 + i,
                      stream_id="x", on_close=lambda c, r: None)
         c.apply_answer(100, 101, nack=True)
+        if twcc:
+            down.leg_path.set_twcc(4)
+            c.leg.twcc = 1
         c.set_active(True)
         producer.add_consumer(c)
         if simulcast:
@@ -142,6 +150,9 @@ def run(simulcast: bool, consumers: int, seconds: float,
         down.leg_path.clear()
     mode = "single" if not simulcast else "simulcast" if temporal is None else \
         f"simulcast_tid{temporal}"
+    if twcc:
+        mode += "_twcc"
+        assert all(down.leg_path.twcc.next > 0 for down in downs)
     return {"mode": mode, "consumers": consumers,
             "forwarded": forwarded, "cpu_s": round(cpu, 4),
             "us_per_packet": round(cpu / forwarded * 1e6, 4)}
@@ -153,8 +164,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="media seconds per run")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--twcc", action="store_true",
+                        help="simulcast with and without transport-wide numbering")
     args = parser.parse_args()
     results = []
+    if args.twcc:
+        for _ in range(args.runs):
+            for twcc in (False, True):
+                results.append(run(True, args.consumers, args.seconds, None, twcc))
+                print(results[-1], flush=True)
+        plain = statistics.median(r["us_per_packet"] for r in results
+                                  if r["mode"] == "simulcast")
+        numbered = statistics.median(r["us_per_packet"] for r in results
+                                     if r["mode"] == "simulcast_twcc")
+        twcc_summary = {"simulcast_us_per_packet": plain, "twcc_us_per_packet": numbered,
+                        "twcc_cpu_ratio": round(numbered / plain, 3),
+                        "consumers": args.consumers}
+        print(twcc_summary)
+        if args.json:
+            args.json.write_text(json.dumps({"results": results, "summary": twcc_summary},
+                                            indent=1))
+        return
     for _ in range(args.runs):
         for simulcast, temporal in ((False, None), (True, None), (True, 1)):
             results.append(run(simulcast, args.consumers, args.seconds, temporal))

@@ -27,9 +27,9 @@ and the detector's `usage`. The parts, after libwebrtc (modules/congestion_contr
   becomes the estimate at once unless the detector says overusing.
 
 `SendHistory` is the send side's memory: each packet sent on a transport with its
-transport-wide sequence number, send time and size, in a fixed ring; a parsed feedback is
-matched against it into `PacketResult`s (unknown or too old sequence numbers are counted, never
-trusted).
+transport-wide sequence number, send time and size, in a fixed ring (the C fan-out's
+`hop_twcc`, which it and the Python path write); a parsed feedback is matched against it into
+`PacketResult`s (unknown or too old sequence numbers are counted, never trusted).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any, Protocol
 
 from .twcc import TransportFeedback
 
@@ -483,55 +484,65 @@ class GccEstimator:
                 self._loss_bound = None
 
 
-HISTORY = 4096  # packets a transport remembers (a power of two): ~2 s at 20 Mbit/s
+HISTORY = 4096  # HOP_TWCC (media/fanout_build.py): packets a transport remembers, ~2 s at
+# 20 Mbit/s
+
+
+class Ring(Protocol):
+    """A transport's numbering (media/fanout_build.py's `hop_twcc`, which the C fan-out and
+    `media.fanout.twcc_tail` write): the count of packets numbered and, by number mod
+    HISTORY, each one's send time (monotonic seconds) and RTP size."""
+
+    next: int
+    time: Any
+    size: Any
+
+
+class PyRing:
+    """A `Ring` in Python (tests, and a history without the C structs)."""
+
+    def __init__(self) -> None:
+        self.next = 0
+        self.time = [0.0] * HISTORY
+        self.size = [0] * HISTORY
 
 
 @dataclass(frozen=True)
 class HistoryStats:
     """A subscriber transport's feedback, cumulative (`Peer.downlink_feedback_stats()`)."""
 
-    sent: int = 0  # numbered packets sent
-    feedback: int = 0  # feedback packets matched
-    reported: int = 0  # packets they reported (received or lost)
-    unknown: int = 0  # sequence numbers not in the history (never sent or too old)
+    sent: int = 0  # packets numbered
+    feedback: int = 0  # feedback packets read
+    reported: int = 0  # packets they reported (received or lost) that we remember
+    unknown: int = 0  # sequence numbers not in the history (never sent, or too old)
     malformed: int = 0  # feedback packets refused by the parser (malformed or huge)
 
 
 class SendHistory:
-    """The packets one transport sent by transport-wide sequence number: a ring of `HISTORY`,
-    and `next_seq` numbering them. `results` turns a parsed feedback into `PacketResult`s."""
+    """The packets one transport numbered (its `Ring`); `results` matches a parsed feedback
+    against them into `PacketResult`s, in sequence-number order."""
 
-    __slots__ = ("_clusters", "_ext", "_last_ref", "_remote_base", "_seqs", "_sizes",
-                 "_times", "feedback", "malformed", "next_seq", "reported", "sent",
+    __slots__ = ("_last_ref", "_remote_base", "feedback", "malformed", "reported", "ring",
                  "unknown")
 
-    def __init__(self) -> None:
-        self._seqs = [-1] * HISTORY  # the 16-bit number each slot holds
-        self._times = [0] * HISTORY
-        self._sizes = [0] * HISTORY
-        self._clusters = [-1] * HISTORY
-        self._ext = 0  # packets numbered so far (the extended next sequence number)
+    def __init__(self, ring: Ring | None = None) -> None:
+        self.ring: Ring = PyRing() if ring is None else ring
         self._last_ref = -1  # the last feedback's 24-bit reference time
-        self._remote_base = 0  # its unwrapped offset in us
-        self.next_seq = 0
-        self.sent = self.feedback = self.reported = self.unknown = self.malformed = 0
+        self._remote_base = 0  # what its wraps add, in us
+        self.feedback = self.reported = self.unknown = self.malformed = 0
 
-    def take(self, send_us: int, size: int, cluster: int = -1) -> int:
-        """The next transport-wide sequence number, recorded as sent now."""
-        seq = self.next_seq
-        slot = self._ext & (HISTORY - 1)
-        self._seqs[slot] = seq
-        self._times[slot] = send_us
-        self._sizes[slot] = size
-        self._clusters[slot] = cluster
-        self._ext += 1
-        self.next_seq = (seq + 1) & 0xFFFF
-        self.sent += 1
-        return seq
+    def take(self, send_s: float, size: int) -> int:
+        """Number one packet sent at `send_s` (what the C loop does): its sequence number."""
+        ring = self.ring
+        number = ring.next
+        ring.time[number % HISTORY] = send_s
+        ring.size[number % HISTORY] = size
+        ring.next = (number + 1) & 0xFFFFFFFF
+        return number & 0xFFFF
 
     def results(self, fb: TransportFeedback) -> list[PacketResult]:
-        """The packets `fb` reports that this history holds, arrival times unwrapped across
-        the reference time's 24-bit wrap (~12 days)."""
+        """The packets `fb` reports that this history holds (send times in us), arrival
+        times unwrapped across the reference time's 24-bit wrap (~12 days)."""
         self.feedback += 1
         ref = fb.reference_time
         if self._last_ref >= 0:
@@ -541,21 +552,23 @@ class SendHistory:
             self._remote_base += (step - (ref - self._last_ref)) * 64_000
         self._last_ref = ref
         offset = self._remote_base
+        ring = self.ring
+        count = ring.next
+        newest = (count - 1) & 0xFFFF
+        known = min(HISTORY, count)
+        times, sizes = ring.time, ring.size
         out: list[PacketResult] = []
-        newest = (self.next_seq - 1) & 0xFFFF
         for i, arrival in enumerate(fb.arrivals):
-            seq = (fb.base_seq + i) & 0xFFFF
-            behind = (newest - seq) & 0xFFFF
-            slot = (self._ext - 1 - behind) & (HISTORY - 1)
-            if behind >= min(HISTORY, self._ext) or self._seqs[slot] != seq:
+            behind = (newest - fb.base_seq - i) & 0xFFFF
+            if behind >= known:
                 self.unknown += 1
                 continue
+            slot = (count - 1 - behind) % HISTORY
             self.reported += 1
-            out.append(PacketResult(self._times[slot], self._sizes[slot],
-                                    None if arrival is None else arrival + offset,
-                                    self._clusters[slot]))
+            out.append(PacketResult(int(times[slot] * 1_000_000), int(sizes[slot]),
+                                    None if arrival is None else arrival + offset))
         return out
 
     def stats(self) -> HistoryStats:
-        return HistoryStats(self.sent, self.feedback, self.reported, self.unknown,
+        return HistoryStats(self.ring.next, self.feedback, self.reported, self.unknown,
                             self.malformed)

@@ -67,6 +67,10 @@ class MediaConfig:
     # every twcc_interval_s (media/twcc.py): its own sender (GCC) then adapts to its uplink.
     transport_cc: bool = True
     twcc_interval_s: float = 0.05
+    # Offer transport-wide-cc to subscribers (video), number every video packet sent to them
+    # and estimate each one's downlink here from their feedback (media/bwe.py, GCC): the
+    # estimate replaces their REMB as the allocator's input. Off: REMB as before.
+    subscriber_transport_cc: bool = False
 
     def __post_init__(self) -> None:
         # Accept lists from callers but store tuples: the config is shared.

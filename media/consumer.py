@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 
 from . import rtcp, temporal
 from .errors import MediaError
-from .fanout import LegField
+from .fanout import LegField, twcc_tail
 from .layers import ConsumerLayers, Segment, choose_target, mapped_ts_offset, ts_after
 from .producer import Producer
 from .rtp import ForwardPacket, StreamRewriter, nearest_ext
@@ -132,6 +132,8 @@ class Consumer:
                 leg.last_pid, leg.last_tl0 = rewritten_ids(fp.vp8, pid_offset, leg.tl0_offset)
         if newest:
             self.leg.last_marker = fp.marker
+        if leg.twcc and (twcc := self._transport.leg_path.twcc) is not None:
+            tail = twcc_tail(tail, twcc, now)  # as the C loop numbers it
         if self._transport.forward_rtp(fp.marker | self.pt, mapped[0], mapped[1], self.ssrc,
                                        tail):
             self.packets_sent += 1
@@ -304,6 +306,8 @@ class Consumer:
             tail = fp.tail
             if vp8 is not None:
                 tail = rewrite(tail, vp8, pid_offset, segment.tl0_offset)
+            if self.leg.twcc and (twcc := self._transport.leg_path.twcc) is not None:
+                tail = twcc_tail(tail, twcc, now)
             if self.rtx_pt is not None:
                 data = fp.build_rtx(self.rtx_pt, self._rtx_seq, ts, self.rtx_ssrc,
                                     seq & 0xFFFF, tail)

@@ -87,6 +87,30 @@ def sockaddr(addr: tuple[str, int]) -> bytes:
             + socket.inet_pton(socket.AF_INET, host) + bytes(8))
 
 
+TWCC_RING = 4096  # HOP_TWCC: packets whose send time and size a transport remembers
+
+
+def new_twcc(ext_id: int) -> Any:
+    """A zeroed `hop_twcc *` numbering with extension id `ext_id` (media/bwe.py)."""
+    if not 1 <= ext_id <= 14:
+        raise ValueError(f"one-byte extension id out of range: {ext_id}")
+    twcc = ffi.new("hop_twcc *")
+    twcc.id = ext_id
+    return twcc
+
+
+def twcc_tail(tail: bytes, twcc: Any, now: float) -> bytes:
+    """`tail` (the producer's one-word extension block + payload) with the next transport-wide
+    sequence number after its element, recorded as sent at `now`: what the C loop writes."""
+    number = twcc.next
+    twcc.next = (number + 1) & 0xFFFFFFFF
+    slot = number % TWCC_RING
+    twcc.time[slot] = now
+    twcc.size[slot] = 16 + len(tail)
+    return (b"\xbe\xde\x00\x02" + tail[4:8]
+            + bytes(((twcc.id << 4) | 1, (number >> 8) & 0xFF, number & 0xFF, 0)) + tail[8:])
+
+
 class LegPath:
     """A transport's side of the C path: its socket, peer address and SRTP.
 
@@ -100,6 +124,12 @@ class LegPath:
         self.enabled = True  # False: every leg takes the Python path
         self._fd = -1
         self._srtp = 0
+        self.twcc: Any = None  # the hop_twcc its video legs number on (None: not numbered)
+
+    def set_twcc(self, ext_id: int | None) -> None:
+        """Number the packets of legs with `twcc` set (transport-cc negotiated), or stop."""
+        self.twcc = None if ext_id is None else new_twcc(ext_id)
+        self.cdata.twcc = ffi.NULL if self.twcc is None else self.twcc
 
     def set_socket(self, fd: int, addr: tuple[str, int]) -> None:
         self.clear()

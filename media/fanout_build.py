@@ -20,12 +20,20 @@ from cffi import FFI
 
 CDEF = """
 typedef struct {
+    int id;                    /* the transport-wide-cc extension id (1-14) */
+    uint32_t next;             /* packets numbered: the next sequence number (mod 2^16) */
+    double time[4096];         /* send time (monotonic s) by number mod HOP_TWCC */
+    uint32_t size[4096];       /* RTP packet bytes (header + extensions + payload) */
+} hop_twcc;
+
+typedef struct {
     int fd;                    /* dup of the nominated socket; -1: Python path */
     int addrlen;
     unsigned char addr[28];    /* sockaddr_in or sockaddr_in6 */
     void *srtp;                /* srtp_t of the DTLS session; NULL: not yet */
     uint64_t packets_sent, bytes_sent, packets_dropped, srtp_errors;
     double blocked_since, blocked_last;  /* socket buffer full (EAGAIN) */
+    hop_twcc *twcc;            /* transport-wide numbering (media/bwe.py); NULL: none */
 } hop_path;
 
 typedef struct {
@@ -51,6 +59,7 @@ typedef struct {
     int64_t run_start[32], run_end[32], run_seq[32];  /* source ext; seq_offset after it */
     int run_pid[32];           /* pid_offset after it */
     uint64_t temporal_dropped;
+    int twcc;                  /* number this leg's packets on its path's hop_twcc (video) */
 } hop_leg;
 
 typedef struct {
@@ -82,6 +91,14 @@ SOURCE = r"""
 #include <sys/uio.h>
 
 #define HOP_RUNS 32
+#define HOP_TWCC 4096
+
+typedef struct {
+    int id;
+    uint32_t next;
+    double time[HOP_TWCC];
+    uint32_t size[HOP_TWCC];
+} hop_twcc;
 
 typedef struct {
     int fd;
@@ -90,6 +107,7 @@ typedef struct {
     void *srtp;
     uint64_t packets_sent, bytes_sent, packets_dropped, srtp_errors;
     double blocked_since, blocked_last;
+    hop_twcc *twcc;
 } hop_path;
 
 typedef struct {
@@ -114,6 +132,7 @@ typedef struct {
     int64_t run_start[HOP_RUNS], run_end[HOP_RUNS], run_seq[HOP_RUNS];
     int run_pid[HOP_RUNS];
     uint64_t temporal_dropped;
+    int twcc;
 } hop_leg;
 
 typedef struct {
@@ -146,7 +165,7 @@ static int hop_needs_python(const hop_leg *leg, const hop_packet *packets, int k
     for (int j = 0; j < k; j++)
         if (packets[j].epoch != leg->epoch || packets[j].tail == NULL
                 || packets[j].tail_len < 0 || packets[j].payload_size < 0
-                || packets[j].tail_len > HOP_BUFFER - HOP_TRAILER - 12)
+                || packets[j].tail_len > HOP_BUFFER - HOP_TRAILER - 16)
             return 1;
     return 0;
 }
@@ -301,9 +320,29 @@ static int hop_forward(void *protect, hop_leg **legs, int n, const hop_packet *p
             int64_t out = p->ext + seq_offset;
             uint32_t out_ts = p->ts + leg->ts_offset;
             unsigned char *buffer = buffers[m];
-            memcpy(buffer + 12, p->tail, (size_t)p->tail_len);
+            /* Transport-wide numbering (media/bwe.py): the producer's one-word extension
+               block (BEDE 0001, abs-send-time) becomes two words, the sequence number's
+               element after it; the payload moves 4 bytes on. */
+            hop_twcc *twcc = leg->twcc && p->tail_len >= 8 ? path->twcc : NULL;
+            int grow = twcc != NULL ? 4 : 0;
+            memcpy(buffer + 12 + grow, p->tail, (size_t)p->tail_len);
             if (leg->vp8)
-                hop_rewrite_vp8(leg, p, buffer + 12, out > leg->out_highest, pid_offset);
+                hop_rewrite_vp8(leg, p, buffer + 12 + grow, out > leg->out_highest,
+                                pid_offset);
+            if (twcc != NULL) {
+                uint32_t number = twcc->next++;
+                buffer[12] = 0xBE;
+                buffer[13] = 0xDE;
+                buffer[14] = 0;
+                buffer[15] = 2;
+                memcpy(buffer + 16, buffer + 20, 4);
+                buffer[20] = (unsigned char)((twcc->id << 4) | 1);
+                buffer[21] = (unsigned char)(number >> 8);
+                buffer[22] = (unsigned char)number;
+                buffer[23] = 0;
+                twcc->time[number % HOP_TWCC] = now;
+                twcc->size[number % HOP_TWCC] = (uint32_t)(16 + p->tail_len);
+            }
             if (out > leg->out_highest) {
                 leg->out_highest = out;
                 leg->last_ts = out_ts;
@@ -322,7 +361,7 @@ static int hop_forward(void *protect, hop_leg **legs, int n, const hop_packet *p
             buffer[9] = (unsigned char)(leg->ssrc >> 16);
             buffer[10] = (unsigned char)(leg->ssrc >> 8);
             buffer[11] = (unsigned char)leg->ssrc;
-            int length = 12 + p->tail_len;
+            int length = 12 + grow + p->tail_len;
             if (srtp_protect(path->srtp, buffer, &length) != 0) {
                 path->srtp_errors++;
                 leg->packets_dropped++;

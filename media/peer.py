@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aioice import Candidate
 
 from .allocator import Allocation, AllocatorStats, Want
+from .bwe import HistoryStats
 from .consumer import Consumer
 from .errors import ClosedError, MediaError, NegotiationError, SdpError
 from .events import DownlinkChanged, TransportStateChanged
@@ -189,6 +190,12 @@ class Peer:
         packets recorded, reports sent, sequence numbers ignored or skipped."""
         twcc = self._publishing.twcc
         return twcc.stats() if twcc is not None else UplinkStats()
+
+    def downlink_feedback_stats(self) -> HistoryStats:
+        """Transport-wide feedback from this subscriber (MediaConfig.subscriber_transport_cc,
+        docs/media.md "Bandwidth allocation"): packets numbered, feedback read, packets
+        reported, sequence numbers unknown, feedback refused (malformed or huge)."""
+        return self._subscribing.feedback_stats()
 
     def downlink_stats(self) -> AllocatorStats:
         """The allocator's cumulative counters: absurd REMB refused, feedback gone missing,

@@ -23,6 +23,7 @@ FIRST_BYTE = 0x90  # V=2, P=0, X=1, CC=0: every forwarded packet has extensions
 # BUNDLE shares one id space, so audio and video ids differ.
 EXT_AUDIO_LEVEL = 2
 EXT_ABS_SEND_TIME = 3
+EXT_TRANSPORT_CC = 4  # offered to subscribers with MediaConfig.subscriber_transport_cc
 URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -172,8 +173,9 @@ class ForwardPacket:
                   tail: bytes | None = None) -> bytes:
         """RFC 4588 retransmission: original sequence number before the payload."""
         tail = self.tail if tail is None else tail
+        block = 4 + 4 * ((tail[2] << 8) | tail[3])  # EXT_BLOCK_LEN, or 12 when numbered
         return (RTP_HEADER.pack(FIRST_BYTE, self.marker | pt, seq, ts, ssrc)
-                + tail[:EXT_BLOCK_LEN] + OSN.pack(osn) + tail[EXT_BLOCK_LEN:])
+                + tail[:block] + OSN.pack(osn) + tail[block:])
 
 
 class SeqUnwrapper:

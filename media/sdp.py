@@ -32,6 +32,7 @@ from .ice import IceParameters
 from .rtp import (
     EXT_ABS_SEND_TIME,
     EXT_AUDIO_LEVEL,
+    EXT_TRANSPORT_CC,
     URI_ABS_SEND_TIME,
     URI_AUDIO_LEVEL,
     URI_MID,
@@ -43,7 +44,8 @@ from .types import CodecInfo, Kind
 RTP_PROFILE = "UDP/TLS/RTP/SAVPF"
 SENDING = ("sendonly", "sendrecv")
 RECEIVING = ("recvonly", "sendrecv")
-# Publishers only (their answer): their own GCC estimates the uplink from our feedback.
+# Publishers (their answer): their own GCC estimates the uplink from our feedback; and
+# subscribers' offers with MediaConfig.subscriber_transport_cc (media/bwe.py).
 TRANSPORT_CC = ("transport-cc", None)
 
 
@@ -112,6 +114,7 @@ class AnsweredMedia:
     pt: int = 0
     rtx_pt: int | None = None
     nack: bool = False
+    transport_cc: bool = False  # video: the answer kept our transport-wide-cc extension
 
 
 @dataclass
@@ -275,7 +278,11 @@ def _answered(section: OfferSection, media: MediaDescription) -> AnsweredMedia:
     rtx = next((c for c in media.rtp.codecs if c.name.lower() == "rtx"
                 and c.parameters.get("apt") == codec.payloadType), None)
     nack = any(f.type == "nack" and not f.parameter for f in codec.rtcpFeedback)
-    return AnsweredMedia(True, codec.payloadType, rtx.payloadType if rtx else None, nack)
+    twcc = section.kind is Kind.VIDEO and any(
+        e.uri == URI_TRANSPORT_CC and e.id == EXT_TRANSPORT_CC
+        for e in media.rtp.headerExtensions)
+    return AnsweredMedia(True, codec.payloadType, rtx.payloadType if rtx else None, nack,
+                         twcc)
 
 
 # --- writing --------------------------------------------------------------------
@@ -357,13 +364,18 @@ def build_publish_answer(offer: PublishOffer, ice: IceParameters,
 
 def build_recv_offer(sections: Sequence[OfferSection], ice: IceParameters,
                      fingerprints: list[RTCDtlsFingerprint], cname: str,
-                     session_id: int, version: int) -> str:
+                     session_id: int, version: int, transport_cc: bool = False) -> str:
+    """`transport_cc`: video sections also offer transport-wide-cc (EXT_TRANSPORT_CC) and
+    `a=rtcp-fb:<pt> transport-cc` (MediaConfig.subscriber_transport_cc, media/bwe.py)."""
     session = _session("offer", session_id, version)
     for s in sections:
+        feedback = list(s.codec.rtcp_feedback)
+        if transport_cc and s.kind is Kind.VIDEO:
+            feedback.append(TRANSPORT_CC)
         codec = RTCRtpCodecParameters(
             mimeType=s.codec.mime_type, clockRate=s.codec.clock_rate,
             channels=s.codec.channels, payloadType=s.pt,
-            rtcpFeedback=[RTCRtcpFeedback(type=t, parameter=p) for t, p in s.codec.rtcp_feedback],
+            rtcpFeedback=[RTCRtcpFeedback(type=t, parameter=p) for t, p in feedback],
             parameters=dict(s.codec.parameters))
         codecs = [codec]
         if s.rtx_pt is not None:
@@ -372,16 +384,19 @@ def build_recv_offer(sections: Sequence[OfferSection], ice: IceParameters,
                                                 payloadType=s.rtx_pt,
                                                 parameters={"apt": s.pt}))
         if s.kind is Kind.AUDIO:
-            ext = RTCRtpHeaderExtensionParameters(id=EXT_AUDIO_LEVEL, uri=URI_AUDIO_LEVEL)
+            exts = [RTCRtpHeaderExtensionParameters(id=EXT_AUDIO_LEVEL, uri=URI_AUDIO_LEVEL)]
         else:
-            ext = RTCRtpHeaderExtensionParameters(id=EXT_ABS_SEND_TIME, uri=URI_ABS_SEND_TIME)
+            exts = [RTCRtpHeaderExtensionParameters(id=EXT_ABS_SEND_TIME, uri=URI_ABS_SEND_TIME)]
+            if transport_cc:
+                exts.append(RTCRtpHeaderExtensionParameters(id=EXT_TRANSPORT_CC,
+                                                            uri=URI_TRANSPORT_CC))
         port = 0 if s.rejected else 9
         media = MediaDescription(s.kind.value, port, RTP_PROFILE, [c.payloadType for c in codecs])
         # A rejected section keeps a=inactive, its codecs, ICE and rtcp-mux like
         # mediasoup's closed sections: JSEP only asks for port 0 and no a=msid, and
         # aiortc 1.16 cannot answer a section without a direction attribute.
         media.direction = "sendonly" if s.active else "inactive"
-        media.rtp = RTCRtpParameters(codecs=codecs, headerExtensions=[] if s.rejected else [ext],
+        media.rtp = RTCRtpParameters(codecs=codecs, headerExtensions=[] if s.rejected else exts,
                                      muxId=s.mid)
         media.rtcp_host, media.rtcp_port, media.rtcp_mux = "0.0.0.0", 9, True
         if s.active:

@@ -35,12 +35,14 @@ from aiortc.rtp import (
     RtcpSrPacket,
 )
 
-from . import rtcp, sdp
+from . import rtcp, sdp, twcc
 from .allocator import Allocation, Allocator, Priority, VideoDemand, Want
+from .bwe import GccEstimator, HistoryStats, SendHistory
 from .consumer import Consumer, stream_id_for
 from .errors import LimitError, NegotiationError, NotFoundError, RtcpError
 from .events import ConsumerClosed, RenegotiationNeeded
 from .producer import Producer
+from .rtp import EXT_TRANSPORT_CC
 from .transport import WebRtcTransport, random_ssrc
 from .types import (
     CloseReason,
@@ -119,6 +121,10 @@ class Subscribing:
         self.allocator = Allocator()  # fed always; applied if config.bandwidth_allocation
         self.allocation: Allocation | None = None
         self.wants: dict[str, Want] = {}  # consumer id -> what the client's tile needs
+        # Transport-cc negotiated (MediaConfig.subscriber_transport_cc, media/bwe.py): the
+        # transport's numbered packets, and the estimate from the feedback on them.
+        self.send_history: SendHistory | None = None
+        self.bwe: GccEstimator | None = None
 
     async def subscribe(self, producer_ids: tuple[str, ...], layers: bool = False
                         ) -> tuple[list[ConsumerInfo], ServerOffer | None]:
@@ -255,7 +261,8 @@ class Subscribing:
         sections = [slot.section for slot in self._slots]
         self._version += 1
         text = sdp.build_recv_offer(sections, transport.local_ice(), transport.fingerprints(),
-                                    transport.cname, self._session_id, self._version)
+                                    transport.cname, self._session_id, self._version,
+                                    transport_cc=self._offers_transport_cc)
         self._pending = _PendingOffer(sections, list(self._slots),
                                       [slot.consumer for slot in self._slots],
                                       transport.ice_restarting)
@@ -294,6 +301,9 @@ class Subscribing:
                 consumer.close(CloseReason.REJECTED)
                 continue
             consumer.apply_answer(media.pt, media.rtx_pt, media.nack)
+            if media.transport_cc and self._offers_transport_cc:
+                self._number(transport)
+                consumer.leg.twcc = 1  # its packets get transport-wide sequence numbers
             consumer.set_active(connected)
         return self.offer()
 
@@ -304,6 +314,42 @@ class Subscribing:
         self._peer.check_open()  # closed while we waited?
         self._dirty = True
         return self.offer()
+
+    # -- transport-wide feedback (media/bwe.py) -----------------------------------------
+    @property
+    def _offers_transport_cc(self) -> bool:
+        """Configured, and not a cascade link's half (its halves are never allocated)."""
+        return self._config.subscriber_transport_cc and self._peer.link_transport is None
+
+    def _number(self, transport: WebRtcTransport) -> None:
+        """Number this transport's video packets, read the feedback on them (once)."""
+        if self.send_history is not None:
+            return
+        transport.leg_path.set_twcc(EXT_TRANSPORT_CC)
+        self.send_history = SendHistory(transport.leg_path.twcc)
+        self.bwe = GccEstimator(max_bps=max(self._config.max_bitrate_bps * 8, 10_000_000))
+        transport.feedback_sink = self._on_transport_feedback
+
+    def _on_transport_feedback(self, packet: bytes, now: float) -> None:
+        """One RTPFB FMT 15 packet: the estimate, which is this transport's (REMB no more)."""
+        history, bwe = self.send_history, self.bwe
+        if history is None or bwe is None:
+            return
+        try:
+            feedback = twcc.parse_feedback(packet)
+        except twcc.FeedbackError:
+            history.malformed += 1
+            return
+        results = history.results(feedback)
+        if not results:
+            return
+        estimate = int(bwe.on_feedback(results, int(now * 1_000_000)))
+        if self.allocator.on_remb(estimate, now) and self.allocating and self._falls(estimate):
+            self._allocate(now)  # a falling estimate is acted on at once, as a REMB's
+
+    def feedback_stats(self) -> HistoryStats:
+        """Transport-wide feedback on what this transport sent (all zero: not negotiated)."""
+        return HistoryStats() if self.send_history is None else self.send_history.stats()
 
     # -- TransportHandler ------------------------------------------------------------
     def on_rtp(self, transport: WebRtcTransport, data: bytes, now: float) -> None:
@@ -344,8 +390,10 @@ class Subscribing:
                 bitrate, ssrcs = rtcp.remb(packet.fci)
             except RtcpError:
                 return
-            # One estimate per transport (REMB names the SSRCs it covers: all of ours).
-            if any(ssrc in by_ssrc for ssrc in ssrcs) and self.allocator.on_remb(bitrate, now) \
+            # One estimate per transport (REMB names the SSRCs it covers: all of ours); with
+            # transport-cc the estimate is ours (media/bwe.py) and a REMB only informs.
+            if self.bwe is None and any(ssrc in by_ssrc for ssrc in ssrcs) \
+                    and self.allocator.on_remb(bitrate, now) \
                     and self.allocating and self._falls(bitrate):
                 self._allocate(now)  # a falling estimate is acted on at once, not next tick
             for ssrc in ssrcs:

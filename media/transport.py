@@ -10,7 +10,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from aioice import Candidate
@@ -26,6 +26,7 @@ from .ice import IceLink, IceParameters
 from .rtp import FIRST_BYTE
 from .srtp import SrtpIn, SrtpOut
 from .stats import RateMeter, TransportStats
+from .twcc import feedback_in
 from .types import CloseReason, Direction, TransportState
 
 SIOCGSTAMP = 0x8906  # linux/sockios.h: the kernel's receive time of the last datagram read
@@ -98,6 +99,9 @@ class WebRtcTransport:
         self._ice = IceLink(config.ice_addresses, config.announced_address,
                             controlling=controlling)
         self.leg_path = LegPath()  # the C fan-out's view of this transport (media/fanout.py)
+        # A subscriber's transport-wide feedback, raw (media/bwe.py): set by Subscribing
+        # when transport-cc is negotiated, called per RTPFB FMT 15 packet received.
+        self.feedback_sink: Callable[[bytes, float], None] | None = None
         self._ice.on_path = self._on_path
         self._ice.on_srtp = self._on_srtp
         self._dtls: seam.SeamDtlsTransport | None = None
@@ -435,11 +439,19 @@ class WebRtcTransport:
     def _on_rtcp(self, data: bytes) -> None:
         self.packets_received += 1
         self.bytes_received += len(data)
+        now = time.monotonic()
+        sink = self.feedback_sink
+        if sink is not None:
+            # Before aiortc's parser, which keeps no FCI of a transport-wide feedback and
+            # refuses the whole compound packet when one is padded (its RTPFB parser wants
+            # a multiple of 4 bytes after the padding), as Chrome's often are.
+            for raw in feedback_in(data):
+                sink(raw, now)
         try:
             packets = rtcp.parse_rtcp(data)
         except RtcpError:
             return
-        self._handler.on_rtcp(self, packets, time.monotonic())
+        self._handler.on_rtcp(self, packets, now)
 
     async def _run_rtcp(self) -> None:
         interval = self._config.rtcp_interval_s

@@ -302,6 +302,21 @@ class TransportFeedback:
         return sum(1 for a in self.arrivals if a is not None)
 
 
+def feedback_in(compound: bytes) -> list[bytes]:
+    """The RTPFB FMT 15 packets of a compound RTCP packet (one `media.rtcp.parse_rtcp`
+    accepted), each with its own header, in order; a truncated tail ends the walk."""
+    out: list[bytes] = []
+    pos, size = 0, len(compound)
+    while pos + 4 <= size:
+        length = 4 * (((compound[pos + 2] << 8) | compound[pos + 3]) + 1)
+        if pos + length > size:
+            break
+        if compound[pos + 1] == RTCP_RTPFB and compound[pos] & 0x1F == FMT_TRANSPORT_CC:
+            out.append(compound[pos:pos + length])
+        pos += length
+    return out
+
+
 def parse_feedback(packet: bytes) -> TransportFeedback:
     """One RTCP RTPFB FMT 15 packet (its own header first, as `media.rtcp` splits a compound
     packet); raises `FeedbackError` for anything the draft does not allow (a truncated chunk or

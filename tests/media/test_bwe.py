@@ -205,8 +205,8 @@ def test_feedback_without_any_packet_received_changes_nothing() -> None:
 
 def test_send_history_numbers_packets_and_matches_a_feedback() -> None:
     history = SendHistory()
-    history.next_seq = 0xFFFE  # the numbering wraps within the test
-    seqs = [history.take(1000 * i, 1000 + i) for i in range(6)]
+    history.ring.next = 0xFFFE  # the numbering wraps within the test
+    seqs = [history.take(i / 1000, 1000 + i) for i in range(6)]
     assert seqs == [0xFFFE, 0xFFFF, 0, 1, 2, 3]
     # The receiver got all but seq 0, 1 ms apart (four 250 us ticks).
     symbols = [1, 1, 0, 1, 1, 1]
@@ -223,7 +223,7 @@ def test_send_history_numbers_packets_and_matches_a_feedback() -> None:
 def test_send_history_counts_sequence_numbers_it_never_sent_or_forgot() -> None:
     history = SendHistory()
     for i in range(5000):  # the first 904 are out of the ring
-        history.take(i, 100)
+        history.take(i / 1e6, 100)
     never = twcc.build_feedback(1, 2, 5000, 0, 0, [1] * 3, [0, 1, 1])
     forgotten = twcc.build_feedback(1, 2, 10, 0, 0, [1] * 3, [0, 1, 1])
     assert history.results(twcc.parse_feedback(never)) == []

@@ -219,3 +219,49 @@ async def test_c_loop_rewrites_vp8_ids_as_the_python_path_does(link: Link) -> No
     assert crec.rtp[0][12 + 8 + 2:12 + 8 + 5] == bytes((0x80 | 0x01, 0x13, 21))
     assert crec.rtp[1][12 + 8 + 2] == (0x45 + 0x70) & 0x7F
     assert (leg.leg.last_pid, leg.leg.last_tl0) == ((0x45 + 0x70) & 0x7F, 21)
+
+
+async def test_c_loop_numbers_twcc_legs_as_the_python_path_does(link: Link) -> None:
+    """Transport-wide numbering (media/bwe.py): a numbered leg's packets carry the next
+    number of its transport after the abs-send-time element, byte for byte what
+    fanout.twcc_tail writes (VP8 ids rewritten too), each remembered with its send time
+    and size; a leg without it on the same transport is sent as before and not counted."""
+    from media.rtp import EXT_BLOCK_LEN
+    from media.twcc import transport_seq
+    from media.vp8 import parse_descriptor, rewrite
+
+    server, crec = link
+    server.leg_path.set_twcc(4)
+    ring = server.leg_path.twcc
+    ring.next = 0xFFFE  # the 16-bit number wraps within the test
+    numbered, plain = Leg(server.leg_path), Leg(server.leg_path, ssrc=78)
+    numbered.leg.twcc = 1
+    numbered.leg.vp8, numbered.leg.pid_offset, numbered.leg.tl0_offset = 1, 5, 9
+    fan = FanOut()
+    fan.set([numbered, plain])  # type: ignore[list-item]
+    reference = fanout.new_twcc(4)
+    reference.next = 0xFFFE
+    expected: dict[int, list[bytes]] = {77: [], 78: []}
+    for i in range(3):
+        payload = bytes((0x90, 0x80, 0x10 + i)) + bytes([i]) * 300
+        fp = packet(20 + i, payload)
+        fp.vp8 = parse_descriptor(payload, EXT_BLOCK_LEN)
+        fan.forward(fp, 3.0 + i)
+        assert fp.vp8 is not None
+        tail = fanout.twcc_tail(rewrite(fp.tail, fp.vp8, 5, 9), reference, 3.0 + i)
+        expected[77].append(RTP_HEADER.pack(FIRST_BYTE, 96, 20 + i, 0, 77) + tail)
+        expected[78].append(RTP_HEADER.pack(FIRST_BYTE, 96, 20 + i, 0, 78) + fp.tail)
+    await wait_for(lambda: len(crec.rtp) == 6, 2)
+    got: dict[int, list[bytes]] = {77: [], 78: []}
+    for p in crec.rtp:
+        got[RTP_HEADER.unpack_from(p, 0)[4]].append(p)
+    assert got == expected
+    assert [transport_seq(0xBEDE, p[16:24], 4) for p in got[77]] == [0xFFFE, 0xFFFF, 0]
+    assert got[77][0][12:16] == b"\xbe\xde\x00\x02" and got[77][0][16:20] == TAIL[4:8]
+    assert ring.next == 0x10001
+    assert [(ring.time[n % 4096], ring.size[n % 4096]) for n in range(0xFFFE, 0x10001)] == [
+        (3.0 + i, len(p)) for i, p in enumerate(got[77])]
+    server.leg_path.set_twcc(None)  # off: the same leg is sent as before
+    fan.forward(packet(30), 9.0)
+    await wait_for(lambda: len(crec.rtp) == 8, 2)
+    assert all(p[12:16] == TAIL[:4] for p in crec.rtp[6:])

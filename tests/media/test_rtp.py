@@ -72,6 +72,25 @@ def test_forward_packet_build_matches_aiortc_parser() -> None:
     assert (rtx.payload_type, rtx.ssrc) == (102, 0x0A0B0C0D)
 
 
+def test_rtx_of_a_numbered_packet_puts_the_osn_after_its_two_word_extension_block() -> None:
+    """A packet numbered for transport-cc (media/fanout.twcc_tail) has a 12-byte block:
+    the retransmission's original sequence number goes after all of it."""
+    from media.fanout import new_twcc, twcc_tail
+
+    fp = ForwardPacket(70000, 1000, 0, video_ext_block(0x123456) + b"payload", True, 0, 0.0)
+    tail = twcc_tail(fp.tail, new_twcc(4), 1.0)
+    ext_map = HeaderExtensionsMap()
+    ext_map.configure(RTCRtpParameters(headerExtensions=[
+        RTCRtpHeaderExtensionParameters(
+            id=EXT_ABS_SEND_TIME, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
+        RTCRtpHeaderExtensionParameters(
+            id=4, uri="http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01")]))
+    rtx = RtpPacket.parse(fp.build_rtx(102, 5, 99, 0x0A0B0C0D, osn=7, tail=tail), ext_map)
+    assert rtx.payload == struct.pack("!H", 7) + b"payload"
+    assert rtx.extensions.abs_send_time == 0x123456
+    assert rtx.extensions.transport_sequence_number == 0
+
+
 def test_audio_ext_block_carries_level() -> None:
     fp = ForwardPacket(1, 0, 0, audio_ext_block(42) + b"x", False, 0, 0.0)
     pkt = parse_rtp(fp.build(111, 1, 0, 5))

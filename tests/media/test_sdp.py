@@ -185,3 +185,29 @@ def test_recv_offer_rejects_closed_sections_out_of_bundle() -> None:
     assert parsed_answer.media["0"].accepted and parsed_answer.media["2"].accepted
     with pytest.raises(SdpError, match="match"):  # the mid at that index must be the offer's
         sdp.parse_recv_answer(answer.replace("a=mid:1", "a=mid:9"), sections, CONFIG)
+
+
+def test_subscriber_offers_carry_transport_cc_on_video_when_asked() -> None:
+    """`transport_cc=True` (MediaConfig.subscriber_transport_cc): the video sections offer the
+    extension (EXT_TRANSPORT_CC) and the feedback type, audio neither; an answer that keeps
+    the extension at our id says so, one that drops it does not."""
+    twcc = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+    sections = [section("0", Kind.AUDIO), section("1", Kind.VIDEO)]
+    offer = sdp.build_recv_offer(sections, LOCAL_ICE, FP, "cname", 1, 2, transport_cc=True)
+    audio, video = SessionDescription.parse(offer).media
+    assert [(e.id, e.uri) for e in video.rtp.headerExtensions if e.uri == twcc] == [(4, twcc)]
+    assert ("transport-cc", None) in {(f.type, f.parameter)
+                                      for f in video.rtp.codecs[0].rtcpFeedback}
+    assert twcc not in {e.uri for e in audio.rtp.headerExtensions}
+    assert not any(f.type == "transport-cc" for c in audio.rtp.codecs for f in c.rtcpFeedback)
+    answer = (offer.replace("a=sendonly", "a=recvonly").replace("a=setup:actpass",
+                                                                 "a=setup:active"))
+    parsed = sdp.parse_recv_answer(answer, sections, CONFIG)
+    assert parsed.media["1"].transport_cc and not parsed.media["0"].transport_cc
+    dropped = answer.replace(f"a=extmap:4 {twcc}\r\n", "")
+    assert not sdp.parse_recv_answer(dropped, sections, CONFIG).media["1"].transport_cc
+    plain = sdp.build_recv_offer(sections, LOCAL_ICE, FP, "cname", 1, 2)
+    assert "transport-cc" not in plain and "transport-wide" not in plain
+    assert not sdp.parse_recv_answer(
+        plain.replace("a=sendonly", "a=recvonly").replace("a=setup:actpass", "a=setup:active"),
+        sections, CONFIG).media["1"].transport_cc

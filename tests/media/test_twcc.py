@@ -333,3 +333,14 @@ def test_random_bytes_only_ever_raise_feedback_error() -> None:
         parsed += 1
         assert len(fb.arrivals) <= twcc.MAX_PARSE_STATUSES
     assert parsed > 0
+
+
+def test_feedback_in_finds_each_transport_feedback_of_a_compound_packet() -> None:
+    """Padded ones too (aiortc's parser refuses those: media/transport.py reads them first);
+    a truncated tail ends the walk."""
+    rr = struct.pack("!BBHI", 0x80, 201, 1, 5)
+    nack = struct.pack("!BBHIIHH", 0x81, 205, 3, 1, 2, 10, 0)
+    compound = rr + PION_EXAMPLE4 + nack + PION_EXAMPLE3
+    assert twcc.feedback_in(compound) == [PION_EXAMPLE4, PION_EXAMPLE3]
+    assert twcc.feedback_in(rr + PION_EXAMPLE4[:-4]) == []
+    assert twcc.feedback_in(b"") == [] and twcc.feedback_in(b"\x8f\xcd") == []

@@ -139,7 +139,7 @@ def tool(page: Any, name: str) -> None:
     page.click(f"[data-tool={name}]")
 
 
-def annotations(page: Any) -> list[str]:
+def shown_annotations(page: Any) -> list[str]:
     return (page.locator("#doc-stage").get_attribute("data-annotations") or "").split()
 
 
@@ -157,11 +157,11 @@ def wait_saved(page: Any) -> None:
 
 
 def draw_and_save(page: Any, points: list[tuple[float, float]], *, pen: bool = False) -> str:
-    before = set(annotations(page))
+    before = set(shown_annotations(page))
     draw(page, points, pen=pen)
     wait_shown(page, lambda ids: f"ids.length === {len(before) + 1}")
     wait_saved(page)
-    (new,) = set(annotations(page)) - before
+    (new,) = set(shown_annotations(page)) - before
     return new
 
 
@@ -268,7 +268,7 @@ def test_private_stroke_stays_private_and_a_shared_one_arrives_live(env: Env) ->
     assert "Riêng tư" in a.locator("#selection-text").inner_text()
     a.click("#selection-share")
     wait_shown(b, lambda ids: f"ids.includes('{shared}')")
-    assert annotations(b) == [shared]
+    assert shown_annotations(b) == [shared]
     assert b.locator("#doc-stage").get_attribute("data-shared") == shared
     assert private not in b.evaluate("[...window.everShown]")
     # It is drawn, not just listed: the canvas has ink where the stroke runs.
@@ -360,14 +360,14 @@ def test_offline_stroke_reaches_the_server_and_the_export(env: Env) -> None:
     draw(a, [(0.2, 0.5), (0.4, 0.55), (0.6, 0.5), (0.7, 0.6)])
     a.wait_for_selector("#documents[data-unsent='1']", timeout=WAIT_MS)
     wait_shown(a, lambda ids: f"{ids}.length === 2")  # painted on the next frame
-    offline_stroke = next(i for i in annotations(a) if i != online_stroke)
+    offline_stroke = next(i for i in shown_annotations(a) if i != online_stroke)
     assert "1" in a.locator("#net-state").inner_text()
     a_ctx.set_offline(False)
     wait_saved(a)
     # Another tablet of the same delegate (nothing shared, no local queue) sees both strokes.
     other_ctx = env.login("daibieu")
     other = env.open(other_ctx, 2)
-    assert set(annotations(other)) == {online_stroke, offline_stroke}
+    assert set(shown_annotations(other)) == {online_stroke, offline_stroke}
     other_ctx.close()
     # The export holds both as real PDF ink annotations on page 2.
     with a.expect_download() as download_info:
@@ -419,7 +419,7 @@ def test_eraser_undo_redo_highlighter_and_note(env: Env) -> None:
     a.click("#note-save")
     wait_shown(a, lambda ids: "ids.length === 3")
     wait_saved(a)
-    (note,) = set(annotations(a)) - {stroke, highlight}
+    (note,) = set(shown_annotations(a)) - {stroke, highlight}
     # The eraser takes only what it crosses: the pen stroke.
     tool(a, "eraser")
     draw(a, [(0.5, 0.25), (0.5, 0.36)])
@@ -437,7 +437,7 @@ def test_eraser_undo_redo_highlighter_and_note(env: Env) -> None:
     # What the server kept, seen from a fresh tablet of the same delegate.
     fresh_ctx = env.login("daibieu", PHONE)
     fresh = env.open(fresh_ctx, 6)
-    assert set(annotations(fresh)) == {stroke, highlight, note}
+    assert set(shown_annotations(fresh)) == {stroke, highlight, note}
     fresh_ctx.close()
     a_ctx.close()
 
@@ -470,7 +470,7 @@ def test_finger_writes_pinch_zooms_canvas_is_capped_and_search_opens_the_page(en
     touch("touchEnd", 0)
     zoom = float(a.locator("#doc-stage").get_attribute("data-zoom") or 0)
     assert 3.5 < zoom < 4.5  # fingers 120 → 480 px apart
-    assert len(annotations(a)) == 1 and a.locator("#documents").get_attribute("data-unsent") == "0"
+    assert len(shown_annotations(a)) == 1 and a.locator("#documents").get_attribute("data-unsent") == "0"
     # Re-rendered sharp for the new zoom (not just stretched), within the iPad canvas limits.
     a.wait_for_function("() => document.querySelector('.page-box canvas').width > 2000", timeout=WAIT_MS)
     for _ in range(3):

@@ -22,9 +22,9 @@ from testkit.processes import start_server
 from tests.e2e.test_documents_browser import (
     WAIT_MS,
     Env,
-    annotations,
     draw_and_save,
     make_pdf,
+    shown_annotations,
     tool,
     wait_saved,
     wait_shown,
@@ -208,7 +208,7 @@ def test_new_version_followed_live_with_flagged_ink_and_a_summary(env: Env) -> N
     wait_toast(reader, "phiên bản mới")
     reader.wait_for_selector("#doc-stage[data-synced=true][data-page='1'][data-rendered]",
                              timeout=WAIT_MS)
-    assert {stroke, moved, dropped} <= set(annotations(reader))
+    assert {stroke, moved, dropped} <= set(shown_annotations(reader))
     panel = reader.locator(".flag-panel")
     panel.wait_for(state="visible", timeout=WAIT_MS)
     assert panel.locator(".flag-row").count() == 3
@@ -226,11 +226,11 @@ def test_new_version_followed_live_with_flagged_ink_and_a_summary(env: Env) -> N
     assert panel.locator(".flag-row").count() == 1
     reader.click(".flag-row .flag-keep")
     panel.wait_for(state="hidden", timeout=WAIT_MS)
-    assert set(annotations(reader)) == {stroke}
+    assert set(shown_annotations(reader)) == {stroke}
     wait_saved(reader)
     reader.click("#page-next")
     reader.wait_for_selector("#doc-stage[data-page='2'][data-rendered]", timeout=WAIT_MS)
-    assert len(annotations(reader)) == 1  # the moved stroke, under a new id, not flagged
+    assert len(shown_annotations(reader)) == 1  # the moved stroke, under a new id, not flagged
     assert reader.locator(".flag-panel").is_hidden()
     flagged = reader.evaluate(f"""async () => {{
         const socket = io({{ transports: ['websocket'], forceNew: true }});

@@ -25,7 +25,7 @@ from tests.e2e.test_documents_browser import (
     wait_saved,
     wait_shown,
 )
-from tests.e2e.test_documents_browser import annotations as shown_ids
+from tests.e2e.test_documents_browser import shown_annotations as shown_ids
 
 pytestmark = pytest.mark.browser
 

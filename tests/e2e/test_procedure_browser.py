@@ -9,15 +9,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from testkit.browser import chromium, form_login
 from testkit.processes import ServerProcess, start_server
 
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
+
 pytestmark = pytest.mark.browser
-TABLET = {"width": 800, "height": 1280}
+TABLET: ViewportSize = {"width": 800, "height": 1280}
 DELEGATES = ("daibieu", "daibieu2", "daibieu3")
 
 
@@ -30,7 +33,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
 
 
 def log_in(browser: Any, server: ServerProcess, username: str, path: str,
-           viewport: dict[str, int], context: Any = None) -> Any:
+           viewport: ViewportSize, context: Any = None) -> Any:
     context = context or browser.new_context(viewport=viewport, has_touch=viewport is TABLET)
     page = form_login(context, server.base, username, server.logins()[username], path)
     if path != "/meetings":

@@ -12,9 +12,9 @@ difference spread by ~23 us). Server pinned to core 0, load to core 1, SCHED_RR 
 (`--sched normal` to disable), as in bench/sfu.py.
 
 Windows come back to back in blocks of four, off on on off / on off off on (a linear drift
-cancels in each block), each window one writer poll long (POLL_S, 0.2 s: the batches the
-writer sees in a recording; 0.4 s windows were as noisy per second of measuring, 1 s ones
-noisier). The server reads, on its event loop, its process
+cancels in each block), each window one writer poll long (POLL_S, 0.4 s: the batches the
+writer sees in a recording; 0.2 s and 0.4 s windows were as noisy per second of measuring,
+1 s ones noisier). The server reads, on its event loop, its process
 CPU clock (every thread), the forwarding (main) thread's and the writer thread's CPU clocks,
 the packets sent to subscribers and the packets logged, at each window's start and end. What
 keeps the accounting whole:
@@ -50,7 +50,7 @@ keeps the accounting whole:
 * `writer_thread_us_per_packet` (no target): the writer thread's CPU over the whole run per
   packet it logged.
 
-`--quick`: 40 blocks (32 s of windows), full: 500 (6.7 min; `--blocks B`, `--polls P`).
+`--quick`: 40 blocks (64 s of windows), full: 300 (8 min; `--blocks B`, `--polls P`).
 HOPSO_BENCH_MUX_CPUS=1 (an experiment) moves the recorder's mux process off the server's core.
 `--json PATH` writes {"summary": {...}, "windows": [...]}; a table and the summary are printed.
 """
@@ -83,8 +83,8 @@ from media.recorder import POLL_S
 
 TARGETS = {"record_cpu_us_per_packet": 3.0, "forward_latency_p99_delta_ms": 0.5,
            "replay_seek_s": 1.0}
-POLLS = 1  # a window: one writer poll (media.recorder.POLL_S, 0.2 s)
-QUICK_BLOCKS, FULL_BLOCKS = 40, 500
+POLLS = 1  # a window: one writer poll (media.recorder.POLL_S, 0.4 s)
+QUICK_BLOCKS, FULL_BLOCKS = 40, 300
 
 
 def log(msg: str) -> None:
@@ -160,7 +160,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, str(HERE / "record_toggle.py"), "--server", server.spec("recording"),
            "--n", str(args.n), "--blocks", str(args.blocks), "--polls", str(args.polls),
            "--cpu", str(LOAD_CPU), "--out", str(out)]
-    budget = 180 + args.blocks * 4 * args.polls * 0.2 * 2
+    budget = 180 + args.blocks * 4 * args.polls * POLL_S * 2
     try:
         subprocess.run(cmd, preexec_fn=preexec(LOAD_CPU, args.sched), timeout=budget,
                        check=False)

@@ -113,7 +113,7 @@ class CopiesRecorder(Recorder):
         super().__init__(router, directory)
         self.copies = copies
         self._stop: Gate = Gate()  # type: ignore[assignment]
-        self.taps: dict[str, tuple[Producer, Callable[[Any], None]]] = {}
+        self.taps: dict[str, tuple[Producer, Callable[[Any], None], Callable[[Any], None]]] = {}
         self.ask_keyframes = True  # False while record_window ops come (see the docstring)
         self.tapping = True
 
@@ -167,21 +167,26 @@ class CopiesRecorder(Recorder):
         def tap(fp: Any) -> None:
             for queue in queues:
                 queue(fp)
-        self.taps[producer.id] = (producer, tap)
+
+        def report_tap(sr: Any) -> None:
+            for queue in queues:
+                queue.report(sr)
+        self.taps[producer.id] = (producer, tap, report_tap)
         producer.tap = tap if self.tapping else None
+        producer.report_tap = report_tap if self.tapping else None
         producer.request_keyframe(time.monotonic(), count_suppressed=False)
 
     def tap_on(self) -> None:
         self.tapping = True
-        for producer, tap in self.taps.values():
-            producer.tap = tap
+        for producer, tap, report_tap in self.taps.values():
+            producer.tap, producer.report_tap = tap, report_tap
         self._stop.resume()
 
     async def tap_off(self) -> None:
         """Taps off, then wait until the writer has logged what the queues held."""
         self.tapping = False
-        for producer, _ in self.taps.values():
-            producer.tap = None
+        for producer, _, _ in self.taps.values():
+            producer.tap = producer.report_tap = None
         await self.drain(pause=True)
 
     async def drain(self, pause: bool = False) -> None:

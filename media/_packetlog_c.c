@@ -13,7 +13,9 @@
  * keeps the sequence check of TrackWriter.drain: a packet in sequence (ext_seq == nxt, same
  * epoch, not a keyframe) moves `nxt` on; any other one ends the call after its record, and is
  * returned as `odd` (with `nxt` as it was before it) for the writer to look at in Python.
- * `epoch` -1 stands for "none yet".
+ * `epoch` -1 stands for "none yet". An item that is not a ForwardPacket (a sender report the
+ * producer queued where it arrived among the packets) ends the call too, for any track:
+ * taken off the deque without a record and returned as `odd`, for the writer to log.
  *
  * The deque is only read and emptied while this call holds the GIL (no Python code runs in
  * between): the forwarding path's appends land before or after the call, never lost.
@@ -61,6 +63,7 @@ static void put_u64(unsigned char *p, uint64_t v) {
 
 static PyObject *s_ext_seq, *s_ts, *s_arrival, *s_marker, *s_keyframe, *s_epoch, *s_tail,
     *s_popleft, *s_clear;
+static PyTypeObject *packet_type;  /* media.rtp.ForwardPacket */
 
 /* An attribute as an unsigned 32-bit value, as struct's 'I' takes it (else struct.error-like). */
 static int get_u32(PyObject *fp, PyObject *name, uint32_t *value) {
@@ -163,8 +166,14 @@ static PyObject *encode_packets(PyObject *self, PyObject *args) {
     if (it == NULL)
         return NULL;
     Py_ssize_t n = 0;
+    Py_ssize_t taken = 0;  /* items to take off the deque when the call stops early */
     PyObject *odd = NULL, *fp;
     while ((fp = PyIter_Next(it)) != NULL) {
+        if (Py_TYPE(fp) != packet_type) {  /* a sender report: the writer logs it */
+            odd = fp;
+            taken = n + 1;
+            break;
+        }
         long long ext_seq;
         uint32_t fp_epoch;
         int keyframe;
@@ -180,6 +189,7 @@ static PyObject *encode_packets(PyObject *self, PyObject *args) {
                 nxt++;
             } else {
                 odd = fp;  /* keeps the reference */
+                taken = n;
                 break;
             }
         }
@@ -191,14 +201,14 @@ static PyObject *encode_packets(PyObject *self, PyObject *args) {
         PyByteArray_Resize(out, start);
         return NULL;
     }
-    /* take what was encoded off the deque: all of it, or the first n */
+    /* take what was encoded off the deque: all of it, or the first `taken` */
     if (odd == NULL) {
         PyObject *r = PyObject_CallMethodNoArgs(packets, s_clear);
         if (r == NULL)
             return NULL;
         Py_DECREF(r);
     } else {
-        for (Py_ssize_t i = 0; i < n; i++) {
+        for (Py_ssize_t i = 0; i < taken; i++) {
             PyObject *r = PyObject_CallMethodNoArgs(packets, s_popleft);
             if (r == NULL) {
                 Py_DECREF(odd);
@@ -224,6 +234,17 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "media._packetlog_c",
 
 PyMODINIT_FUNC PyInit__packetlog_c(void) {
     crc_init();
+    PyObject *rtp = PyImport_ImportModule("media.rtp");
+    if (rtp == NULL)
+        return NULL;
+    packet_type = (PyTypeObject *)PyObject_GetAttrString(rtp, "ForwardPacket");
+    Py_DECREF(rtp);
+    if (packet_type == NULL)
+        return NULL;
+    if (!PyType_Check(packet_type)) {
+        PyErr_SetString(PyExc_TypeError, "media.rtp.ForwardPacket is not a type");
+        return NULL;
+    }
 #define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
     INTERN(s_ext_seq, "ext_seq");
     INTERN(s_ts, "ts");

@@ -13,7 +13,7 @@ process (media/recmux.py) turns them into WebM / MPEG-TS. Format, little-endian:
 
     type P (packet): i64 ext_seq, u32 rtp ts, f64 arrival (monotonic), u8 flags
                      (1 marker, 2 first packet of a keyframe), u32 epoch, then the payload
-    type S (sender report, as known when the next packets were logged):
+    type S (sender report, logged where it arrived among the packets):
                      u32 rtp ts, f64 local arrival (monotonic), u32 epoch
 
 A log cut short (crash, kill, full disk) is read up to its last whole record; a record whose
@@ -35,12 +35,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
 
-from .rtp import EXT_BLOCK_LEN
+from .rtp import EXT_BLOCK_LEN, ForwardPacket
 
 if TYPE_CHECKING:
-    from .rtp import ForwardPacket
+    from .recv_stream import SenderReportRef
+
+Queued: TypeAlias = "ForwardPacket | SenderReportRef"  # what a recorder's queue holds
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +118,8 @@ def append_packet(out: bytearray, ext_seq: int, ts: int, marker: int, keyframe: 
     out += payload
 
 
-def encode_packets_py(packets: deque[ForwardPacket], out: bytearray, video: bool, nxt: int,
-                      epoch: int) -> tuple[int, int, ForwardPacket | None]:
+def encode_packets_py(packets: deque[Queued], out: bytearray, video: bool, nxt: int,
+                      epoch: int) -> tuple[int, int, Queued | None]:
     """Packet records of `packets` (taken from the left) onto `out`; see `encode_packets`."""
     pack_record, pack_packet, crc = _pack_record, _pack_packet, _crc
     seed = TYPE_PACKET << 24
@@ -125,7 +127,11 @@ def encode_packets_py(packets: deque[ForwardPacket], out: bytearray, video: bool
     start, n = len(out), 0
     try:
         while packets:
-            fp = popleft()
+            fp = packets[0]
+            if type(fp) is not ForwardPacket:  # a sender report, where it arrived
+                popleft()
+                return n, nxt, fp
+            popleft()
             tail = fp.tail
             if len(tail) < EXT_BLOCK_LEN:
                 raise ValueError("a packet's tail is shorter than its extension block")
@@ -147,16 +153,18 @@ def encode_packets_py(packets: deque[ForwardPacket], out: bytearray, video: bool
     return n, nxt, None
 
 
-encode_packets: Callable[[deque[ForwardPacket], bytearray, bool, int, int],
-                         tuple[int, int, ForwardPacket | None]]
+encode_packets: Callable[[deque[Queued], bytearray, bool, int, int],
+                         tuple[int, int, Queued | None]]
 """encode_packets(packets, out, video, nxt, epoch) -> (n, nxt, odd)
 
 Appends one packet record per ForwardPacket taken from the left of `packets` to `out` (what
 `append_packet` writes; the tail's extension block is left out). For a video track it also
 follows the sequence: a packet with ext_seq == nxt, this epoch (-1: none yet) and no keyframe
 moves nxt on; any other one ends the call after its record and comes back as `odd`, with nxt
-as it was before it, for the writer to look at. `n`: the records appended. An exception
-(a field out of range) leaves the batch unlogged."""
+as it was before it, for the writer to look at. An item that is not a ForwardPacket (a
+sender report queued where it arrived) ends the call for any track: taken off without a
+record and returned as `odd`, for the writer to log with `append_report`. `n`: the records
+appended. An exception (a field out of range) leaves the batch unlogged."""
 try:
     from ._packetlog_c import encode_packets  # type: ignore[import-not-found, no-redef]
 except ImportError:  # pragma: no cover - setup.sh always builds it

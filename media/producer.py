@@ -83,6 +83,9 @@ class Producer:
         # A recorder's tap (media/recorder.py): called with each forwarded packet of the top
         # layer; it only appends to a bounded queue, so forwarding never waits on it.
         self.tap: Callable[[ForwardPacket], None] | None = None
+        # ... and with each sender report of that layer, as it arrives among its packets (so
+        # a recording places each packet by the report known when the packet came)
+        self.report_tap: Callable[[SenderReportRef], None] | None = None
         self._transport = transport
         self._keyframe = keyframe_detector(codec)
         self._vp8 = self.simulcast and codec.name == "VP8"
@@ -181,7 +184,11 @@ class Producer:
 
     def on_sender_report(self, packet: rtcp.RtcpSrPacket, now: float,
                          stream: RecvStream | None = None) -> None:
-        (stream or self.streams[0]).on_sender_report(packet, now)
+        stream = stream or self.streams[0]
+        stream.on_sender_report(packet, now)
+        tap = self.report_tap
+        if tap is not None and stream is self.streams[-1] and stream.last_sr is not None:
+            tap(stream.last_sr)
 
     def receiver_reports(self, now: float) -> list[rtcp.RtcpReceiverInfo]:
         return [b for s in self.streams if (b := s.receiver_report(now)) is not None]

@@ -5,7 +5,9 @@ reference to the packet it just forwarded to a bounded deque (the oldest is drop
 counted when full; no lock, no await). One writer thread per recorder drains the queues every
 `POLL_S` and appends each packet's payload, RTP fields and arrival time to the track's packet
 log (media/packetlog.py; one C call encodes the batch, media/_packetlog_c.c), one write per
-track and batch: no depacketizing, no PyAV, nothing per frame in the SFU process (Janus's .mjr
+track and batch; the publisher's sender reports go through the same queue (`report_tap`), so
+each is logged where it arrived among the packets and the mux places each packet by the
+report known when it came: no depacketizing, no PyAV, nothing per frame in the SFU process (Janus's .mjr
 + janus-pp-rec, but muxed live). The thread also starts the mux process (`python -m
 media.recmux --follow`, media/trackmux.py), names each new log to it on its stdin, and at
 `stop` closes that stdin and collects the result: the files, WebM (Opus, VP8) or MPEG-TS
@@ -45,10 +47,13 @@ logger = logging.getLogger(__name__)
 QUEUE_PACKETS = 2048  # per track: ~2 s of 720p video, ~40 s of audio
 # Each wake-up of the writer costs the SFU process ~35-60 us of CPU on a loaded 2-core box
 # (the thread's wake-up and the GIL's hand-over, even with nothing to do), and each batch a
-# write per track: every 0.2 s (batches of ~25 video / 10 audio packets) instead of 50 ms
-# takes 3/4 of that off. The price: a hole in a video track is seen (and its keyframe asked
-# for) up to 0.2 s later, and a killed server loses up to 0.2 s more from the queues.
-POLL_S = 0.2
+# write per track, all of it from cold caches (the packets, the files, the encoder): every
+# 0.4 s (batches of ~50 video / 20 audio packets) the writer's CPU per packet is 3.0 us
+# where 0.2 s made it 3.8 and 50 ms ~9 (bench/record.py, one process, the two alternating;
+# docs/benchmarks.md "Recording"). The price: a hole in a video track is seen (and its
+# keyframe asked for) up to 0.4 s later, and a killed server loses up to 0.4 s more from
+# the queues.
+POLL_S = 0.4
 # A poll that found every queue empty (no publisher sending, or none yet) doubles the wait, up
 # to IDLE_POLL_S; the first packet seen brings it back to POLL_S. An idle recording's
 # wake-ups were most of the writer's cost per packet over a whole meeting with pauses (and
@@ -67,7 +72,7 @@ class TrackQueue:
 
     def __init__(self, maxlen: int = QUEUE_PACKETS) -> None:
         self.maxlen = maxlen
-        self.packets: deque[ForwardPacket] = deque(maxlen=maxlen)
+        self.packets: deque[ForwardPacket | SenderReportRef] = deque(maxlen=maxlen)
         self.dropped = 0
 
     def __call__(self, fp: ForwardPacket) -> None:
@@ -75,6 +80,13 @@ class TrackQueue:
         if len(packets) == self.maxlen:
             self.dropped += 1  # deque(maxlen) drops the oldest itself
         packets.append(fp)
+
+    def report(self, sr: SenderReportRef) -> None:
+        """The producer's `report_tap`: a sender report, queued among the packets."""
+        packets = self.packets
+        if len(packets) == self.maxlen:
+            self.dropped += 1
+        packets.append(sr)
 
 
 @dataclass
@@ -111,12 +123,11 @@ class TrackWriter:
         self.path = directory / f"{_safe(producer.peer_id)}-{self.source}-{producer.id[:8]}{ext}"
         self.log_path = self.path.with_name(self.path.name + SUFFIX)
         self.queue = TrackQueue(queue_packets)
+        if producer.last_sr is not None:  # the report known before the first packet
+            self.queue.report(producer.last_sr)
         self.closed = False  # set on the loop when the producer goes; the thread finishes up
         self._start = start
         self._ask_keyframe = ask_keyframe
-        # read from the writer thread: one attribute load of an object the loop replaces whole
-        self._sender_report: Callable[[], SenderReportRef | None] = lambda: producer.last_sr
-        self._logged_report: SenderReportRef | None = None
         self._file: IO[bytes] | None = None
         self._epoch: int | None = None
         self._next_seq = -1  # the ext seq expected next (-1: none yet)
@@ -156,8 +167,8 @@ class TrackWriter:
 
     # -- per batch: the recording's work in the SFU process (records encoded in C) -------
     def drain(self) -> bool:
-        """Log what the queue holds; whether it held anything. A sender report is logged
-        with the packets that follow it (nothing to do without packets)."""
+        """Log what the queue holds, sender reports where they arrived among the packets;
+        whether it held anything."""
         packets = self.queue.packets
         if not packets:
             return False
@@ -165,20 +176,18 @@ class TrackWriter:
             packets.clear()  # the log cannot be written: discard, once per drain
             return True
         out = bytearray()
-        report = self._sender_report()
-        if report is not None and report is not self._logged_report:
-            self._logged_report = report
-            append_report(out, report.rtp_ts, report.local, report.epoch)
         video = self.kind is Kind.VIDEO
         nxt, epoch = self._next_seq, self._epoch
         n = 0
-        while packets:  # one C call per batch (media/_packetlog_c.c), more only at a hole
+        while packets:  # one C call per batch (media/_packetlog_c.c), more at a hole or report
             k, nxt, odd = encode_packets(packets, out, video, nxt, -1 if epoch is None else epoch)
             n += k
-            if odd is not None:  # out of sequence, a keyframe, a new source: in Python
+            if isinstance(odd, ForwardPacket):  # out of sequence, a keyframe, a new source
                 self._next_seq = nxt
                 self._watch_sequence(odd)
                 nxt, epoch = self._next_seq, self._epoch
+            elif odd is not None:  # a sender report, after the packets that came before it
+                append_report(out, odd.rtp_ts, odd.local, odd.epoch)
         self._next_seq = nxt
         self.packets += n
         if self._awaiting_keyframe and n:
@@ -370,6 +379,7 @@ class Recorder:
         with self._lock:
             self._tracks[producer.id] = writer
         producer.tap = writer.queue
+        producer.report_tap = writer.queue.report
         producer.request_keyframe(time.monotonic(), count_suppressed=False)
 
     def _detach(self, writer: TrackWriter) -> None:
@@ -379,6 +389,7 @@ class Recorder:
             producer = None
         if producer is not None and producer.tap is writer.queue:
             producer.tap = None
+            producer.report_tap = None
         writer.closed = True
 
     def _run(self) -> None:

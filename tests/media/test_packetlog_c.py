@@ -22,6 +22,7 @@ from media.packetlog import (
     encode_packets_py,
     header_bytes,
 )
+from media.recv_stream import SenderReportRef
 from media.rtp import ForwardPacket
 
 HEADER = {"codec": "VP8", "clock_rate": 90000, "kind": "video", "file": "x.webm", "start": 0.0}
@@ -150,3 +151,24 @@ def test_a_field_out_of_range_is_refused_by_both_leaving_the_batch_unwritten(
             impl(deque([good, bad]), out, False, -1, -1)
         assert isinstance(caught.value, ValueError | OverflowError | packetlog.struct.error)
         assert out == b"before"
+
+
+@pytest.mark.parametrize("video", [True, False])
+def test_a_queued_sender_report_stops_both_after_the_packets_before_it(video: bool) -> None:
+    """A report the producer queued among the packets is taken off, unrecorded, and handed
+    back (for the writer to log there); the packets after it stay queued, in either track."""
+    encode = c_encoder()
+    tail = b"\0" * EXT_BLOCK_LEN + b"payload"
+    packets = [ForwardPacket(s, 0, 0, tail, False, 1, 0.0) for s in range(10, 14)]
+    report = SenderReportRef(1 << 32, 5, 0.5, 1)
+    for impl in (encode, encode_packets_py):
+        queue, out = deque([*packets[:2], report, *packets[2:]]), bytearray()
+        n, nxt, odd = impl(queue, out, video, 10, 1)
+        assert (n, odd) == (2, report) and nxt == (12 if video else 10)
+        assert list(queue) == packets[2:]
+        reference = bytearray()
+        for fp in packets[:2]:
+            append_packet(reference, fp.ext_seq, fp.ts, fp.marker, fp.keyframe, fp.epoch,
+                          fp.arrival, fp.tail[EXT_BLOCK_LEN:])
+        assert out == reference
+        assert impl(deque([report]), bytearray(), video, 10, 1) == (0, 10, report)

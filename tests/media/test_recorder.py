@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from media import SFU
+from media import SFU, rtcp
 from media.codecs import vp8_keyframe
-from media.packetlog import LogReader
+from media.packetlog import LoggedReport, LogReader
 from media.producer import Producer
 from media.recmux import mux
 from media.recorder import IDLE_POLL_S, POLL_S, MuxProcess, Recorder, TrackQueue, TrackWriter
@@ -229,6 +229,50 @@ async def test_a_camera_whose_keyframe_never_came_is_not_listed(
     assert await recorder.stop() == files  # idempotent, the same list
 
 
+def sender_report(rtp_ts: int) -> rtcp.RtcpSrPacket:
+    return rtcp.RtcpSrPacket(ssrc=1, sender_info=rtcp.RtcpSenderInfo(
+        ntp_timestamp=1 << 32, rtp_timestamp=rtp_ts, packet_count=0, octet_count=0))
+
+
+@needs_ffprobe
+async def test_a_sender_report_places_only_the_packets_that_came_after_it(
+        sfu: SFU, media: EncodedMedia, tmp_path: Path) -> None:
+    """Reports are logged where they arrived among the packets: a report that comes 1 s into
+    the track (here one placing the first frame 1.5 s late, as a loaded sender's can) does not
+    anchor the packets before it, however late the writer drains. A report known before the
+    first packet (at attach) does anchor it."""
+    producer = await gone_video_producer(sfu, media, "sam")
+    start = time.monotonic()
+    frames = media.vp8.frames[:30]  # 2 s, starting with a keyframe
+    packets = vp8_packets(frames, seq=100, ts=1000, epoch=producer.epoch, at=start)
+    late = next(i for i, fp in enumerate(packets) if fp.ts == 1000 + 15 * 6000)
+    writer = TrackWriter(producer, tmp_path / "late", start, lambda: None)
+    writer.path.parent.mkdir()
+    producer.tap, producer.report_tap = writer.queue, writer.queue.report
+    for fp in packets[:late]:
+        producer.tap(fp)
+    # at start + 1.0 s: frame 15's RTP time is 1.5 s in the future
+    producer.on_sender_report(sender_report(1000 + 15 * 6000 - 135_000), start + 1.0)
+    for fp in packets[late:]:
+        producer.tap(fp)
+    log = log_track(writer, [])  # the writer drains once, after the report
+    records = LogReader(log).read()
+    assert [i for i, r in enumerate(records) if isinstance(r, LoggedReport)] == [late]
+    [track] = mux([log])
+    assert track["anchored_by"] == "arrival"
+    assert float(probe(track["file"])["format"]["start_time"]) < 0.1  # not 1.5 s
+
+    # known before the first packet: it places the stream (0.5 s after its arrival here)
+    producer.tap = producer.report_tap = None
+    producer.last_sr = None
+    producer.on_sender_report(sender_report(1000 - 45_000), start)
+    writer = TrackWriter(producer, tmp_path / "early", start, lambda: None)
+    writer.path.parent.mkdir()
+    [track] = mux([log_track(writer, packets)])
+    assert track["anchored_by"] == "sender_report"
+    assert 0.4 < float(probe(track["file"])["format"]["start_time"]) < 0.6
+
+
 @needs_ffprobe
 async def test_an_ssrc_change_and_a_garbage_frame_leave_a_clean_file(
         sfu: SFU, media: EncodedMedia, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -328,7 +372,7 @@ async def test_a_stalled_writer_never_holds_up_forwarding(sfu: SFU, media: Encod
     sub = Subscriber(router.add_peer("hal"))
     await sub.subscribe(*[p.id for p in router.producers()])
     await wait_for(lambda: sub.frames("video") >= 3, 15)
-    queue = 32
+    queue = int(160 * POLL_S)  # holds a poll's packets (a keyframe's with them): 64 at 0.4 s
     recorder = Recorder(router, tmp_path, queue_packets=queue)
     recorder.start()
     kinds = ("video", "audio")
@@ -370,7 +414,7 @@ async def test_a_stalled_writer_never_holds_up_forwarding(sfu: SFU, media: Encod
 async def test_an_idle_writer_backs_off_and_comes_back_when_packets_flow(
         sfu: SFU, media: EncodedMedia, tmp_path: Path) -> None:
     """Nothing to record (no producer yet): the writer's wait doubles up to IDLE_POLL_S
-    (0.2 + 0.4 + 0.8 + 1.0 s: 4 wake-ups in 2.5 s, not 12); a publisher that then comes is
+    (0.4 + 0.8 + 1.0 s: 3 wake-ups in 2.5 s, not 6); a publisher that then comes is
     recorded from its start, and the writer polls every POLL_S again while packets flow."""
     router = sfu.router("m")
     recorder = Recorder(router, tmp_path / "rec")
@@ -410,3 +454,23 @@ def test_the_mux_process_writes_its_result_buffered(monkeypatch: pytest.MonkeyPa
     finally:
         assert mux_process.finish() == {}  # no logs named: an empty result, parsed
     assert mux_process.proc.returncode == 0
+
+
+async def test_a_busy_writer_wakes_up_at_most_three_times_a_second(
+        sfu: SFU, media: EncodedMedia, tmp_path: Path) -> None:
+    """Packets flowing, the writer drains every POLL_S = 0.4 s (2.5 wake-ups a second, not 5):
+    each wake-up starts from cold caches, and bigger batches cost less per packet."""
+    router = sfu.router("m")
+    pub = Publisher(router.add_peer("ivy"), media)
+    await pub.publish()
+    recorder = Recorder(router, tmp_path / "rec")
+    recorder.start()
+    video = router.get_producer(pub.producer_id("video"))
+    await wait_for(lambda: video.packets_received > 20, 5)
+    await asyncio.sleep(POLL_S)
+    polls0, t0 = recorder.polls, time.monotonic()
+    await asyncio.sleep(2.0)
+    busy_rate = (recorder.polls - polls0) / (time.monotonic() - t0)
+    await recorder.stop()
+    await pub.close()
+    assert 1.5 <= busy_rate <= 3.0, busy_rate

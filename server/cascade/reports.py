@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import and_, event, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import col, func, select
@@ -133,32 +133,39 @@ class Reports:
 
     async def settle(self, outcomes: list[dict[str, Any]]) -> None:
         """The parent's answer to a delivery: rows taken up leave the outbox's pending set,
-        refused ones keep the reason."""
+        refused ones keep the reason. Each change is one conditional UPDATE (only a row still
+        pending), never read-then-write: a `report.refused` coming down the journal and
+        committed between a read and a write was overwritten with "delivered"."""
         async with self.db.session() as s:
             for outcome in outcomes:
-                row = (await s.exec(select(CascadeReport)
-                                    .where(CascadeReport.id == outcome.get("id")))).first()
-                if row is None or row.state != "pending":
+                report_id, state = outcome.get("id"), outcome.get("state")
+                if not isinstance(report_id, str):
                     continue
-                if outcome.get("state") == "refused":
+                pending = and_(col(CascadeReport.id) == report_id,
+                               col(CascadeReport.state) == "pending")
+                if state == "refused":
                     error = outcome.get("error") or {}
-                    row.state = "refused"
-                    row.reason = f"{error.get('code')}: {error.get('message')}"[:300]
-                    log.warning("cascade: report %s (%s) refused upstream: %s", row.id,
-                                row.topic, row.reason)
-                elif outcome.get("state") in ("applied", "stored"):
-                    row.state = "delivered"
+                    reason = f"{error.get('code')}: {error.get('message')}"[:300]
+                    topic = (await s.exec(update(CascadeReport).where(pending)
+                                          .values(state="refused", reason=reason)
+                                          .returning(col(CascadeReport.topic)))).first()
+                    if topic is not None:
+                        log.warning("cascade: report %s (%s) refused upstream: %s", report_id,
+                                    topic[0], reason)
+                elif state in ("applied", "stored"):
+                    await s.exec(update(CascadeReport).where(pending).values(state="delivered"))
             await s.commit()
 
     async def refused_here(self, entry: Entry) -> None:
-        """The `report.refused` entry: if the report is in this outbox, it says why."""
+        """The `report.refused` entry: if the report is in this outbox, it says why
+        (whatever its state: one conditional UPDATE, as in `settle`)."""
+        reason = f"{entry.data['code']}: {entry.data['message']}"[:300]
         async with self.db.session() as s:
-            row = (await s.exec(select(CascadeReport)
-                                .where(CascadeReport.id == entry.data["id"]))).first()
-            if row is not None and row.state != "refused":
-                row.state = "refused"
-                row.reason = f"{entry.data['code']}: {entry.data['message']}"[:300]
-                await s.commit()
+            await s.exec(update(CascadeReport)
+                         .where(and_(col(CascadeReport.id) == entry.data["id"],
+                                     col(CascadeReport.state) != "refused"))
+                         .values(state="refused", reason=reason))
+            await s.commit()
 
     # -- at the parent -----------------------------------------------------------------------
     async def receive(self, via: str, item: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,11 @@
 
 Run by test_weak_link_browser.py inside `unshare -n` (loopback is the only interface, the
 namespace is the test's own, so its tc/iptables rules touch nothing else):
-    python -m tests.e2e.weak_link_interop weak|drop|both
+    python -m tests.e2e.weak_link_interop weak|drop|both [--twcc]
+
+`--twcc`: the subscribers negotiate transport-cc (MediaConfig.subscriber_transport_cc): the
+SFU numbers what it sends them and estimates each downlink from their transport feedback
+(media/bwe.py) instead of taking their REMB; the feedback counters are in the result.
 
 A Chromium publisher sends its 720p fake camera as simulcast through the web client's own
 publish path (tests/media/browser_simulcast.py's page: VideoSession, three layers). Each
@@ -310,11 +314,11 @@ async def _on_layer(viewer: Viewer, layer: int) -> bool:
     return bool(viewer.video_consumer().current_layer == layer)
 
 
-async def run(scenario: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"scenario": scenario}
+async def run(scenario: str, twcc: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"scenario": scenario, "transport_cc": twcc}
     netem = Netem()
     sfu = SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_servers=(),
-                          bandwidth_allocation=True))
+                          bandwidth_allocation=True, subscriber_transport_cc=twcc))
     router = sfu.router("meeting")
     app = web.Application()
 
@@ -348,6 +352,8 @@ async def run(scenario: str) -> dict[str, Any]:
                                      for s in router.get_producer(ids[1]).streams]
             out["link_counters"] = netem.counters()
             out["downlink_stats"] = {v.name: vars(v.peer.downlink_stats()) for v in viewers}
+            out["feedback_stats"] = {v.name: vars(v.peer.downlink_feedback_stats())
+                                     for v in viewers}
             await browser.close()
     finally:
         await runner.cleanup()
@@ -357,4 +363,4 @@ async def run(scenario: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(run(sys.argv[1]))))
+    print(json.dumps(asyncio.run(run(sys.argv[1], "--twcc" in sys.argv[2:]))))

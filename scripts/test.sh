@@ -12,9 +12,12 @@ HOPSO_SETUP_APT_STATUS=$apt_status bash scripts/setup.sh --test
 # server, document worker and xdist worker) compiled the same ~240 modules again (~0.4 s of
 # CPU a server start), and every pytest session rewrote every test module's asserts (~6 s).
 unset PYTHONDONTWRITEBYTECODE
-# mypy, the longest check (~17 s of CPU), runs beside the others on the second core.
+# mypy, the longest check (~17 s of CPU), runs beside the others on the second core: the
+# packages, then the browser tests (pyproject's mypy excludes tests/, so they are named as
+# files; --follow-imports=silent leaves testkit's untyped video helpers out of the report).
 mypy_log=$(mktemp)
-.venv/bin/python -m mypy server rooms media documents run.py >"$mypy_log" 2>&1 &
+{ .venv/bin/python -m mypy server rooms media documents run.py \
+    && .venv/bin/python -m mypy --follow-imports=silent tests/e2e/*.py; } >"$mypy_log" 2>&1 &
 mypy_pid=$!
 .venv/bin/ruff check .
 .venv/bin/lint-imports  # the layers of docs/architecture.md (contracts: pyproject.toml)

@@ -25,6 +25,7 @@ class MediaMetrics:
     publisher_faults: Counter  # simulcast publishers' faults, by kind (docs/media.md, Simulcast)
     downlink_events: Counter  # subscribers' bandwidth feedback faults and audio-only falls
     uplink_feedback: Counter  # publishers' transport-wide sequence numbers ignored or skipped
+    downlink_feedback: Counter  # subscribers' transport-wide feedback refused or not ours
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> MediaMetrics:
@@ -44,6 +45,7 @@ class MediaMetrics:
             publisher_faults=_faults(registry),
             downlink_events=_downlink(registry),
             uplink_feedback=_uplink(registry),
+            downlink_feedback=_downlink_feedback(registry),
         )
 
 
@@ -82,6 +84,20 @@ def _uplink(registry: CollectorRegistry) -> Counter:
                       "(docs/media.md, Publisher uplink): too far behind to record, or too many "
                       "for one report", ["event"], registry=registry)
     for event in UPLINK:
+        counter.labels(event)
+    return counter
+
+
+DOWNLINK_FEEDBACK = ("malformed", "unknown")  # HistoryStats' counters of feedback not used
+
+
+def _downlink_feedback(registry: CollectorRegistry) -> Counter:
+    counter = Counter("hopso_media_downlink_feedback_total",
+                      "Subscribers' transport-wide feedback the SFU did not use (docs/media.md, "
+                      "Transport-cc from subscribers): packets refused as malformed or huge, "
+                      "sequence numbers it never sent or no longer remembers",
+                      ["event"], registry=registry)
+    for event in DOWNLINK_FEEDBACK:
         counter.labels(event)
     return counter
 

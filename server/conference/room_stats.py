@@ -10,7 +10,7 @@ from typing import Any
 
 from media import Router
 from rooms.models import MeetingRole
-from server.conference.metrics import DOWNLINK, FAULTS, UPLINK, MediaMetrics
+from server.conference.metrics import DOWNLINK, DOWNLINK_FEEDBACK, FAULTS, UPLINK, MediaMetrics
 from server.conference.views import summarize
 
 STATS_ROLES = frozenset({MeetingRole.chair, MeetingRole.secretary})
@@ -26,6 +26,7 @@ class RoomStats:
         self.faults: dict[str, tuple[int, int, int]] = {}  # producer id -> FAULTS counts
         self.downlink: dict[str, tuple[int, int, int]] = {}  # peer id -> DOWNLINK counts
         self.uplink: dict[str, tuple[int, int]] = {}  # peer id -> UPLINK counts
+        self.feedback: dict[str, tuple[int, int]] = {}  # peer id -> DOWNLINK_FEEDBACK counts
 
     def snapshot(self, router: Router | None, app_data: AppData) -> dict[str, Any]:
         """`GET .../media/stats` and ``media:stats``: every connection's numbers."""
@@ -69,6 +70,13 @@ class RoomStats:
                 if count > before:
                     metrics.uplink_feedback.labels(event).inc(count - before)
             self.uplink[peer.id] = ups
+            f = peer.downlink_feedback_stats()
+            refused = (f.malformed, f.unknown)
+            for event, count, before in zip(DOWNLINK_FEEDBACK, refused,
+                                            self.feedback.get(peer.id, (0, 0)), strict=True):
+                if count > before:
+                    metrics.downlink_feedback.labels(event).inc(count - before)
+            self.feedback[peer.id] = refused
             for consumer in peer.consumers:
                 s = consumer.stats()
                 last = self.counted.get(s.id, (0, 0, 0))
@@ -100,3 +108,4 @@ class RoomStats:
         self.quality.pop(peer_id, None)
         self.downlink.pop(peer_id, None)
         self.uplink.pop(peer_id, None)
+        self.feedback.pop(peer_id, None)

@@ -20,9 +20,12 @@ import pytest
 from aiortc import RTCRtpHeaderExtensionParameters
 from aiortc.codecs import HEADER_EXTENSIONS
 from aiortc.rtp import RtpPacket
+from prometheus_client import CollectorRegistry
 
 from media import SFU, twcc
 from media.rtp import EXT_TRANSPORT_CC
+from server.conference.metrics import MediaMetrics
+from server.conference.room_stats import RoomStats
 from testkit.aiortc_clients import Subscriber, wait_for
 from testkit.simulcast_publisher import SimulcastMedia, SimulcastPublisher, encode_simulcast
 
@@ -145,6 +148,10 @@ async def test_the_estimate_from_a_subscribers_transport_feedback_follows_its_li
         bad = twcc.build_feedback(1, 2, 0, 0, 0, [1] * 7, [1] * 7)
         await client.send(bad[:20] + struct.pack("!H", 0x6007) + bad[22:])
         await wait_for(lambda: ward.downlink_feedback_stats().malformed == 1, 2)
+        registry = CollectorRegistry()  # and /metrics counts it (the room's counters)
+        RoomStats(1).count(router, MediaMetrics.create(registry))
+        assert registry.get_sample_value("hopso_media_downlink_feedback_total",
+                                         {"event": "malformed"}) == 1
         # Restored: it rises (8 %/s without probing, docs/media.md).
         client.rate_bps = 5_000_000
         await asyncio.sleep(8.0)

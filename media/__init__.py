@@ -10,6 +10,7 @@ node links see `Cascade`/`LinkEnd` and the link's transport as `SFU.link_transpo
 """
 
 from .allocator import Want
+from .bwe import HistoryStats
 from .config import IceServer, MediaConfig
 from .consumer import Consumer
 from .errors import (
@@ -77,6 +78,7 @@ __all__ = [
     "Direction",
     "DownlinkChanged",
     "EventBus",
+    "HistoryStats",
     "IceServer",
     "Kind",
     "LayerStats",

@@ -126,6 +126,14 @@ async def run() -> dict[str, Any]:
         [consumer] = bob.consumers
         await asyncio.sleep(3)
         [track] = [t for t in sub.tracks if t.kind == "video"]
+        # With bandwidth allocation on, the consumer starts on the low layer and climbs as
+        # the subscriber's REMB does (docs/media.md, "Bandwidth allocation"): wait for the
+        # climb (none without it: met at once).
+        climb = time.monotonic()
+        while time.monotonic() - climb < 45 and not (
+                consumer.current_layer == 2 and track.frames > 10 and (1280, 720) in track.sizes):
+            await asyncio.sleep(0.2)
+        results["climb_s"] = round(time.monotonic() - climb, 1)
         results["top"] = [consumer.current_layer, track.frames, sorted(track.sizes)]
         bob.set_preferred_layers(consumer.id, 0)
         track.sizes.clear()

@@ -187,10 +187,10 @@ class Settings:
     media_timings: MediaTimings = field(default_factory=MediaTimings)
     # Each subscriber's downlink estimate is shared out among what it receives (simulcast
     # layers per subscriber, audio only below a floor: media/allocator.py, docs/media.md).
-    # Off (the default until a just-joined or CPU-starved browser's low first REMB no longer
-    # sends it to audio only for seconds: it slowed every video browser test in CI): every
-    # subscriber gets the layer its tile asks for, whatever its link.
-    bandwidth_allocation: bool = False
+    # On by default: audio only (and a stream paused) needs loss in the subscriber's receiver
+    # reports besides a low estimate, so a CPU-starved browser's collapsed REMB only lowers
+    # its layers. Off: every subscriber gets the layer its tile asks for, whatever its link.
+    bandwidth_allocation: bool = True
     # Confidential page images (server/documents/runtime.py): the per-process cache of
     # rendered, watermarked pages (0: off) and how long one image, and the time burned into
     # it, is served again.
@@ -241,7 +241,7 @@ _OPTIONS: Sequence[tuple[str, str, str]] = (
     ("--announced-address", "HOPSO_ANNOUNCED_ADDRESS", "IP announced to clients (NAT/LAN)"),
     ("--ice-servers", "HOPSO_ICE_SERVERS", "comma-separated STUN/TURN URLs for browsers"),
     ("--bandwidth-allocation", "HOPSO_BANDWIDTH_ALLOCATION",
-     "on|off: share each subscriber's downlink out among its video layers (default off)"),
+     "on|off: share each subscriber's downlink out among its video layers (default on)"),
     ("--turn-secret", "HOPSO_TURN_SECRET",
      "coturn's static-auth-secret: TURN credentials for browsers (16-256 characters)"),
     ("--turn-ttl", "HOPSO_TURN_TTL_S", "lifetime of a TURN credential in seconds (default 43200)"),
@@ -421,7 +421,7 @@ def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Setting
         ice_addresses=ice,
         announced_address=_ip("--announced-address", announced) if announced else None,
         ice_servers=ice_servers,
-        bandwidth_allocation=_on_off("--bandwidth-allocation", s("bandwidth_allocation"), False),
+        bandwidth_allocation=_on_off("--bandwidth-allocation", s("bandwidth_allocation"), True),
         turn_secret=turn_secret,
         turn_ttl_s=_int("--turn-ttl", s("turn_ttl"), 12 * 3600, 60, 7 * 86400),
         trusted_proxies=trusted_proxies,

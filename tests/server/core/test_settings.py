@@ -73,11 +73,11 @@ def test_a_media_timing_must_be_positive() -> None:
         MediaTimings(stats_interval_s=0)
 
 
-def test_bandwidth_allocation_is_off_unless_turned_on() -> None:
+def test_bandwidth_allocation_is_on_unless_turned_off() -> None:
     from server.conference.config import media_config
 
-    assert not parse_settings([], env={}).bandwidth_allocation
-    assert not media_config(parse_settings([], env={})).bandwidth_allocation
+    assert parse_settings([], env={}).bandwidth_allocation
+    assert media_config(parse_settings([], env={})).bandwidth_allocation
     assert media_config(parse_settings([], env={"HOPSO_BANDWIDTH_ALLOCATION": "on"})
                         ).bandwidth_allocation
     off = parse_settings([], env={"HOPSO_BANDWIDTH_ALLOCATION": "off"})

@@ -344,3 +344,22 @@ def test_feedback_in_finds_each_transport_feedback_of_a_compound_packet() -> Non
     assert twcc.feedback_in(compound) == [PION_EXAMPLE4, PION_EXAMPLE3]
     assert twcc.feedback_in(rr + PION_EXAMPLE4[:-4]) == []
     assert twcc.feedback_in(b"") == [] and twcc.feedback_in(b"\x8f\xcd") == []
+
+
+def test_hostile_compound_packets_only_ever_give_bounded_feedback_or_feedback_error() -> None:
+    """What a subscriber's transport hands the estimator (media/transport.py): any bytes."""
+    rng = random.Random(11)
+    for _ in range(2000):
+        parts = [rng.choice((PION_EXAMPLE4, PION_EXAMPLE3, WIRESHARK_PKT1,
+                             bytes(rng.randrange(256) for _ in range(rng.randrange(40)))))
+                 for _ in range(rng.randrange(1, 4))]
+        data = bytearray(b"".join(parts))
+        for _ in range(rng.randrange(4)):
+            if data:
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        for packet in twcc.feedback_in(bytes(data)):
+            assert packet[1] == 205 and packet[0] & 0x1F == 15 and len(packet) <= len(data)
+            try:
+                twcc.parse_feedback(packet)
+            except twcc.FeedbackError:
+                pass

@@ -60,6 +60,10 @@ class Reports:
         # (each offered for delivery once that way; after the commit, from the outbox).
         self._passing: dict[str, CascadeReport] = {}
         self._offered: set[str] = set()
+        # The parent's answers to reports of `_passing` that came before their commit here
+        # was done: applied to the outbox rows once it is (`pending`), so that a report the
+        # parent already has is not delivered a second time from the outbox.
+        self._early: dict[str, dict[str, Any]] = {}
 
     # -- the outbox --------------------------------------------------------------------------
     async def store(self, key: str, topic: str, data: dict[str, Any],
@@ -109,7 +113,16 @@ class Reports:
             rows = list((await s.exec(select(CascadeReport)
                                       .where(CascadeReport.state == "pending")
                                       .order_by(col(CascadeReport.n)).limit(limit))).all())
-        ids = {r.id for r in rows} | self._offered
+        # Answered before their commit: committed now (here), settled by that answer, not
+        # sent again; an answer whose commit ended without a row here is dropped.
+        early = [self._early.pop(r.id) for r in rows if r.id in self._early]
+        for gone in [i for i in self._early if i not in self._passing]:
+            del self._early[gone]
+        answered = {o["id"] for o in early}
+        if early:
+            await self.settle(early)
+            rows = [r for r in rows if r.id not in answered]
+        ids = {r.id for r in rows} | self._offered | answered
         passing = [r for r in passing if r.id not in ids][:max(0, limit - len(rows))]
         self._offered |= {r.id for r in passing}
         return rows + passing
@@ -149,11 +162,16 @@ class Reports:
                     topic = (await s.exec(update(CascadeReport).where(pending)
                                           .values(state="refused", reason=reason)
                                           .returning(col(CascadeReport.topic)))).first()
-                    if topic is not None:
+                    if topic is None and report_id in self._passing:
+                        self._early[report_id] = outcome  # its commit here is not done yet
+                    elif topic is not None:
                         log.warning("cascade: report %s (%s) refused upstream: %s", report_id,
                                     topic[0], reason)
                 elif state in ("applied", "stored"):
-                    await s.exec(update(CascadeReport).where(pending).values(state="delivered"))
+                    changed = await s.exec(update(CascadeReport).where(pending)
+                                           .values(state="delivered"))
+                    if changed.rowcount == 0 and report_id in self._passing:
+                        self._early[report_id] = outcome  # its commit here is not done yet
             await s.commit()
 
     async def refused_here(self, entry: Entry) -> None:

@@ -208,3 +208,40 @@ async def test_a_request_to_speak_leaves_the_ward_beside_its_outbox_commit_acked
         await asyncio.sleep(0.5)
         queue = chair.heard["floor:changed"][-1]["queue"]
         assert [q["origin"] for q in queue] == ["ward"], queue
+
+
+async def test_a_request_to_speak_answered_before_the_ward_commit_goes_up_once(
+        tmp_path: Path) -> None:
+    """Sent up ahead of the ward's outbox commit and answered "stored" before that commit is
+    done, the request is settled by that answer once the commit is: the city receives it
+    once, not a second time from the ward's outbox (before: twice, each time a round trip
+    and a settle at every node on the way)."""
+    async with tree(tmp_path) as t:
+        _, meeting_id, _, _, ward_id = await cascaded_meeting(t)
+        chair, _, _ = await province_room(t, meeting_id)
+        speaker = (await ward_delegates(t.ward, ward_id))["daibieu"]
+
+        async def settled() -> bool:
+            return not any([await state(h).reports.pending_counts() for h in (t.ward, t.city)])
+        await until(settled, 30, "nothing on its way up")
+        city = state(t.city).reports
+        received: list[str] = []
+        receive = city.receive
+
+        async def counted(via: str, item: dict[str, Any]) -> dict[str, Any]:
+            if item.get("topic") == "floor.request":
+                received.append(item["id"])
+            return await receive(via, item)
+        city.receive = counted  # type: ignore[method-assign]
+        ward = state(t.ward).reports
+        with StallingOutbox(t.ward.server.app[keys.DB]):
+            asked = asyncio.ensure_future(speaker.ok("floor:request", {"meeting_id": ward_id}))
+            await chair.wait_for("floor:changed", lambda e: any(
+                q.get("origin") == "ward" for q in e["queue"]), 30)
+            assert received and not asked.done()  # answered while the commit is stalled
+            await asked
+            report = await _only_report(t)
+            assert report is not None
+            await until(lambda: _delivered(ward, report), 30, "the ward's report delivered")
+        await asyncio.sleep(1.0)  # a second delivery from the outbox would be on its way
+        assert received == [report], received

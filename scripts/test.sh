@@ -44,8 +44,11 @@ apt_exit=$(cat "$apt_status"); rm -f "$apt_status"
 # sets the count (3 was tried once: 19.5 min for the first pass on a loaded box, against
 # 17.6 with 2, and a time-bound test ran out). Status 5 is "no test selected" (a narrower "$@").
 outcome=0
+# Each pass's output is kept too, so the names of what failed come again at the very end
+# (CI shows a log's tail; a long assertion diff had pushed them out of it).
+log=$(mktemp)
 .venv/bin/python -m pytest -q -p no:cacheprovider -n "${HOPSO_TEST_WORKERS:-2}" --dist loadgroup -m "not serial" --durations=30 "$@" \
-  || { status=$?; [ "$status" = 5 ] || outcome=$status; }
+  | tee "$log" || { status=$?; [ "$status" = 5 ] || outcome=$status; }
 # The second pass collects only the files SERIAL (tests/conftest.py) names, not the whole
 # suite again (~8 s of CPU); `-m serial` still picks the tests. Were SERIAL not a literal
 # tuple any more, the list comes out empty and the whole suite is collected, as before.
@@ -62,5 +65,10 @@ PY
   )
 fi
 .venv/bin/python -m pytest -q -p no:cacheprovider -m serial "${serial[@]}" \
-  || { status=$?; [ "$status" = 5 ] || outcome=$status; }
+  | tee -a "$log" || { status=$?; [ "$status" = 5 ] || outcome=$status; }
+if [ "$outcome" != 0 ]; then
+  echo "what failed:"
+  grep -E '^(FAILED|ERROR) ' "$log" | cut -c1-200 || true
+fi
+rm -f "$log"
 exit "$outcome"

@@ -129,7 +129,7 @@ class ProcedureLive:
                 delay, failures = 0.05, 0
                 continue
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 1.0)  # the WAL's old frames are what is at stake: keep trying
 
     @property
     def sio(self) -> socketio.AsyncServer:

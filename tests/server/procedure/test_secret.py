@@ -129,7 +129,7 @@ async def add_voters(h: Harness, secretary: Member, meeting_id: int, count: int
     return out
 
 
-async def scrubbed(path: Path, timeout: float = 10.0) -> None:
+async def scrubbed(path: Path, timeout: float = 30.0) -> None:
     """Wait for the server to truncate the WAL after a close (or give up and let the
     assertions say what is left)."""
     wal = path.with_name(path.name + "-wal")

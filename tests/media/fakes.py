@@ -8,6 +8,7 @@ from typing import Any
 from aiortc.rtp import RtcpPacket
 
 from media import MediaConfig
+from media.consumer import Consumer
 from media.fanout import LegPath
 from media.producer import Producer
 from media.rtp import FIRST_BYTE, RTP_HEADER, InPacket
@@ -81,3 +82,20 @@ def packet(seq: int, ts: int = 0, payload: bytes = VP8_DELTA, ssrc: int = 1111,
 
 def rtx_packet(osn: int, seq: int, ts: int = 0, payload: bytes = VP8_DELTA) -> InPacket:
     return InPacket(2222, 97, 0, seq, ts, 0, b"", struct.pack("!H", osn) + payload)
+
+
+class SimulcastLeg:
+    """A three-layer simulcast producer (rids r0-r2) and one consumer of it on fake
+    transports (the Python path: no socket); tests feed `producer` and read `down`."""
+
+    def __init__(self) -> None:
+        self.up = FakeTransport()
+        self.producer: Producer = make_producer(transport=self.up, rids=("r0", "r1", "r2"))
+        self.down = FakeTransport()
+        self.consumer = Consumer(
+            peer_id="sub", producer=self.producer, transport=self.down,  # type: ignore[arg-type]
+            mid="0", pt=100, rtx_pt=101, ssrc=5555, rtx_ssrc=6666, stream_id="pub-av",
+            on_close=lambda c, r: None)
+        self.consumer.apply_answer(100, 101, nack=True)
+        self.consumer.set_active(True)
+        self.producer.add_consumer(self.consumer)

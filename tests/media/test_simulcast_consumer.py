@@ -8,11 +8,10 @@ import itertools
 from aiortc.rtp import RtcpPsfbPacket, RtcpSenderInfo, RtcpSrPacket
 
 from media.consumer import Consumer
-from media.producer import Producer
 from media.rtp import RTP_HEADER, InPacket
 from media.vp8 import parse_descriptor
 
-from .fakes import FakeTransport, make_producer
+from .fakes import SimulcastLeg
 
 SSRCS = (1000, 2000, 3000)
 TS_BASE = (10_000, 5_000_000, 900_000_000)  # each layer's own random RTP clock origin
@@ -25,20 +24,11 @@ def vp8(pid: int, tl0: int, key: bool = False, start: bool = True) -> bytes:
     return bytes((first, 0xC0, 0x80 | (pid >> 8), pid & 0xFF, tl0)) + tag + b"x" * 60
 
 
-class Simulcast:
+class Simulcast(SimulcastLeg):
     """A three-layer producer fed frame by frame, and one consumer of it."""
 
     def __init__(self) -> None:
-        self.up = FakeTransport()
-        self.producer: Producer = make_producer(transport=self.up, rids=("r0", "r1", "r2"))
-        self.down = FakeTransport()
-        self.consumer = Consumer(
-            peer_id="sub", producer=self.producer, transport=self.down,  # type: ignore[arg-type]
-            mid="0", pt=100, rtx_pt=101, ssrc=5555, rtx_ssrc=6666, stream_id="pub-av",
-            on_close=lambda c, r: None)
-        self.consumer.apply_answer(100, 101, nack=True)
-        self.consumer.set_active(True)
-        self.producer.add_consumer(self.consumer)
+        super().__init__()
         self.seq = [100, 20_000, 65_530]  # layer 2 wraps during the test
         self.pid = [7, 3000, 32_760]  # layer 2's PictureID wraps too
         self.tl0 = [250, 10, 128]

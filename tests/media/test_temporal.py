@@ -11,15 +11,13 @@ import random
 
 from aiortc.rtp import RtcpPsfbPacket
 
-from media.consumer import Consumer
 from media.fanout import FanOut, new_leg
-from media.producer import Producer
 from media.rtp import EXT_BLOCK_LEN, FIRST_BYTE, RTP_HEADER, ForwardPacket, InPacket, StreamRewriter
 from media.temporal import ALL_TEMPORAL, restart, step
 from media.vp8 import parse_descriptor, rewrite
 from testkit.aiortc_clients import wait_for
 
-from .fakes import FakeTransport, make_producer
+from .fakes import SimulcastLeg
 from .test_fanout import TAIL, Leg, Link, link  # noqa: F401 (the fixture)
 
 SSRC = 1000
@@ -35,21 +33,12 @@ def vp8(pid: int, tl0: int, tid: int, sync: bool, key: bool = False,
                    (tid << 6) | (0x20 if sync else 0))) + tag + b"x" * 40)
 
 
-class L1T3:
+class L1T3(SimulcastLeg):
     """A three-layer simulcast producer of which layer 0 is fed, L1T3, and one consumer of
     it (the Python path: FakeTransport has no socket)."""
 
     def __init__(self) -> None:
-        self.up = FakeTransport()
-        self.producer: Producer = make_producer(transport=self.up, rids=("r0", "r1", "r2"))
-        self.down = FakeTransport()
-        self.consumer = Consumer(
-            peer_id="sub", producer=self.producer, transport=self.down,  # type: ignore[arg-type]
-            mid="0", pt=100, rtx_pt=101, ssrc=5555, rtx_ssrc=6666, stream_id="pub-av",
-            on_close=lambda c, r: None)
-        self.consumer.apply_answer(100, 101, nack=True)
-        self.consumer.set_active(True)
-        self.producer.add_consumer(self.consumer)
+        super().__init__()
         self.consumer.set_preferred_layers(0, None, 0.0)
         self.seq, self.pid, self.tl0, self.frame = 65_500, 32_700, 254, 0  # all wrap
         self.held: list[InPacket] = []

@@ -18,6 +18,7 @@ from server.admin import feature as admin
 from server.archive import feature as archive
 from server.cascade import feature as cascade
 from server.chat import feature as chat
+from server.chat.events import ChatPosted
 from server.conference import feature as conference
 from server.core import health, heap, keys, pages
 from server.core import session_routes as api_session
@@ -41,10 +42,11 @@ from server.core.settings import Settings
 from server.core.socket_guard import create_sio
 from server.core.trusted_proxy import trusted_proxy_middleware
 from server.documents import feature as documents
+from server.documents.events import PresenterMoved
 from server.meetings import feature as meetings
 from server.meetings.events import MeetingClosed
 from server.procedure import feature as procedure
-from server.procedure.events import FloorChanged
+from server.procedure.events import AgendaChanged, FloorChanged, VoteUpdated
 from server.recording import feature as recording
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,10 @@ VENDOR = {"socket.io": WEB_CLIENT / "node_modules" / "socket.io-client" / "dist"
 SERVICE_WORKER = WEB_CLIENT / "static" / "sw.js"
 # Bus events every process must see (over Redis, when configured: server/core/bus_bridge.py):
 # a meeting closed, or its floor given, through one process reaches the conference room in
-# whichever process holds the meeting's media.
-CROSS_PROCESS_EVENTS: tuple[type, ...] = (MeetingClosed, FloorChanged)
+# whichever process holds the meeting's media; what the timeline notes reaches the process
+# recording the meeting. Only handlers subscribed with `relayed=True` hear them there.
+CROSS_PROCESS_EVENTS: tuple[type, ...] = (MeetingClosed, FloorChanged, AgendaChanged,
+                                          VoteUpdated, PresenterMoved, ChatPosted)
 
 
 def create_app(settings: Settings) -> web.Application:

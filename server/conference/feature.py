@@ -37,8 +37,9 @@ def setup(app: web.Application, realtime: Realtime) -> None:
 
     async def meeting_closed(event: MeetingClosed) -> None:  # its media ends
         await hub.close_room(event.meeting_id)
-    app[keys.BUS].subscribe(FloorChanged, floor_changed)
-    app[keys.BUS].subscribe(MeetingClosed, meeting_closed)
+    # In whichever process holds the meeting's media: relayed ones too.
+    app[keys.BUS].subscribe(FloorChanged, floor_changed, relayed=True)
+    app[keys.BUS].subscribe(MeetingClosed, meeting_closed, relayed=True)
 
 
 async def lifespan(app: web.Application) -> AsyncIterator[None]:

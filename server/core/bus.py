@@ -20,16 +20,25 @@ Handler = Callable[[Any], Awaitable[None]]
 
 class Bus:
     def __init__(self) -> None:
-        self._handlers: defaultdict[type, list[Handler]] = defaultdict(list)
+        # (handler, also for events relayed from other processes)
+        self._handlers: defaultdict[type, list[tuple[Handler, bool]]] = defaultdict(list)
 
-    def subscribe(self, event_type: type[E], handler: Callable[[E], Awaitable[None]]) -> None:
-        self._handlers[event_type].append(handler)
+    def subscribe(self, event_type: type[E], handler: Callable[[E], Awaitable[None]], *,
+                  relayed: bool = False) -> None:
+        """`relayed`: also call `handler` for the event when another process published it
+        (server/core/bus_bridge.py re-publishes those with HOPSO_REDIS_URL). Left False, a
+        handler that acts for the whole deployment (journaling down the cascade, reporting
+        up) runs once, in the process where the change happened."""
+        self._handlers[event_type].append((handler, relayed))
 
-    async def publish(self, event: object) -> None:
-        """Await every handler of type(event). One that raises is logged (event type and
+    async def publish(self, event: object, *, relayed: bool = False) -> None:
+        """Await every handler of type(event) (only those subscribed with `relayed` when the
+        event comes from another process). One that raises is logged (event type and
         handler name, with its traceback) and does not keep the others from running: the
         publisher's own change already happened and is not undone by a listener's failure."""
-        for handler in tuple(self._handlers.get(type(event), ())):
+        for handler, for_relayed in tuple(self._handlers.get(type(event), ())):
+            if relayed and not for_relayed:
+                continue
             try:
                 await handler(event)
             except Exception:

@@ -45,9 +45,7 @@ class BusBridge:
                         for name, t in self._types.items()}
         self.origin = uuid.uuid4().hex  # this process's bridge: its own messages come back
         self._redis: aioredis.Redis | None = None
-        # Events being re-published from another process: not sent back to Redis.
-        self._relaying: list[object] = []
-        for event_type in events:
+        for event_type in events:  # local events only: a relayed one is not sent back
             bus.subscribe(event_type, self._forward)
 
     # -- sending --------------------------------------------------------------------------
@@ -56,8 +54,8 @@ class BusBridge:
                            "event": dataclasses.asdict(event)})  # type: ignore[call-overload]
 
     async def _forward(self, event: object) -> None:
-        if self._redis is None or any(event is e for e in self._relaying):
-            return  # not started (or closed), or it came from another process
+        if self._redis is None:
+            return  # not started, or closed
         try:
             await self._redis.publish(self.channel, self.encode(event))
         except RedisError as exc:
@@ -93,13 +91,8 @@ class BusBridge:
         except MalformedMessage as exc:
             log.warning("bus bridge: dropped a malformed message on %s: %s", self.channel, exc)
             return
-        if origin == self.origin:
-            return
-        self._relaying.append(event)
-        try:
-            await self.bus.publish(event)
-        finally:
-            self._relaying.remove(event)
+        if origin != self.origin:
+            await self.bus.publish(event, relayed=True)
 
     async def _listen(self, pubsub: Any) -> None:
         while True:

@@ -31,7 +31,8 @@ class FloorQueueChanged:
 class VoteUpdated:
     """A vote was opened, its live tally pushed, or it closed (after vote:updated went out):
     the cascade journals an owner's vote down and reports a mirror's tally up
-    (server/cascade/topic/votes.py). In-process only."""
+    (server/cascade/topic/votes.py), in the process where it happened; with Redis the
+    recording's timeline in another process hears it too (subscribed `relayed`)."""
 
     meeting_id: int
     vote_id: int
@@ -59,7 +60,7 @@ class AttendanceChanged:
 @dataclass(frozen=True, slots=True)
 class AgendaChanged:
     """The agenda or its current item changed, committed (after agenda:changed went out): the
-    recording's timeline notes a new current item (server/recording/timeline.py).
-    In-process only."""
+    recording's timeline notes a new current item (server/recording/timeline.py), in
+    whichever process records the meeting (with Redis: server/core/bus_bridge.py)."""
 
     meeting_id: int

@@ -137,4 +137,4 @@ class VoteTimers:
 def subscribe(app: web.Application) -> None:
     async def meeting_closed(event: MeetingClosed) -> None:
         await close_by_server(app, event.meeting_id, None, "meeting_closed")
-    app[keys.BUS].subscribe(MeetingClosed, meeting_closed)
+    app[keys.BUS].subscribe(MeetingClosed, meeting_closed, relayed=True)  # each process's timers

@@ -54,7 +54,7 @@ def setup(app: web.Application, realtime: Realtime) -> None:
 
     async def meeting_closed(event: MeetingClosed) -> None:
         await stop_and_audit(app, event.meeting_id)
-    app[keys.BUS].subscribe(MeetingClosed, meeting_closed)
+    app[keys.BUS].subscribe(MeetingClosed, meeting_closed, relayed=True)  # where it is recorded
 
 
 async def lifespan(app: web.Application) -> AsyncIterator[None]:

@@ -212,11 +212,13 @@ class Timeline:
 
     def subscribe(self) -> None:
         bus = self.app[keys.BUS]
-        bus.subscribe(AgendaChanged, self.agenda_changed)
-        bus.subscribe(FloorChanged, self.floor_changed)
-        bus.subscribe(VoteUpdated, self.vote_updated)
-        bus.subscribe(PresenterMoved, self.presenter_moved)
-        bus.subscribe(ChatPosted, self.chat_posted)
+        # Relayed too: with several processes the change may be made through another one
+        # than the process recording the meeting (server/core/bus_bridge.py).
+        bus.subscribe(AgendaChanged, self.agenda_changed, relayed=True)
+        bus.subscribe(FloorChanged, self.floor_changed, relayed=True)
+        bus.subscribe(VoteUpdated, self.vote_updated, relayed=True)
+        bus.subscribe(PresenterMoved, self.presenter_moved, relayed=True)
+        bus.subscribe(ChatPosted, self.chat_posted, relayed=True)
 
 
 async def document_titles(app: web.Application, ids: set[int]) -> dict[int, str]:

@@ -201,3 +201,42 @@ async def test_the_floor_given_through_one_process_is_the_main_view_in_another(
         await secretary.ok("meeting:join", meeting_id=meeting_id)
         joined = await secretary.ok("media:join", meeting_id=meeting_id)
         assert joined["floor"]["user_id"] == delegate.user_id
+
+
+async def test_what_is_done_through_one_process_is_on_the_timeline_recorded_in_another(
+        tmp_path: Path, postgres_url: str) -> None:
+    """The chair records the meeting through process A; the secretary moves the agenda and a
+    delegate writes to everyone through B: A's timeline notes both (AgendaChanged and
+    ChatPosted cross over Redis to the process recording the meeting)."""
+    async with two_processes(tmp_path, postgres_url) as at:
+        chair = await at.enter(at.first, "chutri")
+        meeting_id = await open_demo_meeting(chair)
+        await chair.ok("meeting:join", meeting_id=meeting_id)
+        await chair.ok("recording:start", meeting_id=meeting_id)
+        secretary = await at.enter(at.second, "thuky")
+        delegate = await at.enter(at.second, "daibieu")
+        async with secretary.http.post(f"{secretary.base}/api/meetings/{meeting_id}/agenda",
+                                       json={"title": "Báo cáo kinh tế - xã hội"},
+                                       headers={"X-CSRF-Token": secretary.csrf}) as r:
+            assert r.status == 201, await r.text()
+            item_id = (await r.json())["id"]
+        await secretary.ok("agenda:set_current", meeting_id=meeting_id, item_id=item_id)
+        await delegate.ok("chat:send", meeting_id=meeting_id, to="all", text="Tôi đồng ý")
+
+        async def timeline() -> list[dict[str, Any]]:
+            api = f"{chair.base}/api/meetings/{meeting_id}/recordings"
+            async with chair.http.get(api) as r:
+                (recording,) = (await r.json())["recordings"]
+            async with chair.http.get(f"{api}/{recording['id']}/timeline") as r:
+                return list((await r.json())["entries"])
+
+        async def noted() -> list[dict[str, Any]]:
+            while True:
+                entries = await timeline()
+                if any(e["kind"] == "chat" for e in entries):
+                    return entries
+                await asyncio.sleep(0.1)
+        entries = await asyncio.wait_for(noted(), 5)
+        await chair.ok("recording:stop", meeting_id=meeting_id)
+    assert [e["data"]["text"] for e in entries if e["kind"] == "chat"] == ["Tôi đồng ý"]
+    assert [e["data"]["item_id"] for e in entries if e["kind"] == "agenda"][-1] == item_id

@@ -23,12 +23,12 @@ pytestmark = pytest.mark.redis
 REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
 
 
-def recorder(bus: Bus, event_type: type) -> list[object]:
+def recorder(bus: Bus, event_type: type, relayed: bool = True) -> list[object]:
     seen: list[object] = []
 
     async def record(event: object) -> None:
         seen.append(event)
-    bus.subscribe(event_type, record)
+    bus.subscribe(event_type, record, relayed=relayed)
     return seen
 
 
@@ -67,6 +67,22 @@ async def test_an_allowed_event_reaches_the_other_process_once_and_not_the_sende
         await until(lambda: at_second == [MeetingClosed(7)])
         await asyncio.sleep(0.3)  # an echo (sender's own message, or sent back) would be here
         assert at_first == [MeetingClosed(7)] and at_second == [MeetingClosed(7)]
+
+
+async def test_a_relayed_event_reaches_only_the_handlers_subscribed_for_relayed_ones(
+        channel: str) -> None:
+    """The cascade journals a vote down once, where it changed; the recording's timeline in
+    the process recording the meeting hears the change made through another process."""
+    first, second = Bus(), Bus()
+    local_first = recorder(first, MeetingClosed, relayed=False)
+    local_second = recorder(second, MeetingClosed, relayed=False)
+    everywhere_second = recorder(second, MeetingClosed)
+    async with running(BusBridge(first, REDIS_URL, channel, [MeetingClosed]),
+                       BusBridge(second, REDIS_URL, channel, [MeetingClosed])):
+        await first.publish(MeetingClosed(7))
+        await until(lambda: everywhere_second == [MeetingClosed(7)])
+        await asyncio.sleep(0.3)
+        assert local_first == [MeetingClosed(7)] and local_second == []
 
 
 async def test_events_outside_the_allow_list_stay_in_their_process(channel: str) -> None:

@@ -121,19 +121,20 @@ async def skip(session: AsyncSession, state: ProcedureState, request_id: int) ->
 
 async def _names(session: AsyncSession, requests: list[FloorRequest]
                  ) -> tuple[dict[int, str], dict[int, str], dict[int, str]]:
-    users: dict[int, str] = {}
-    sites: dict[int, str] = {}
-    items: dict[int, str] = {}
-    for r in requests:
-        if r.user_id not in users:
-            u = await session.get(User, r.user_id)
-            users[r.user_id] = u.full_name if u else "?"
-        if r.site_id is not None and r.site_id not in sites:
-            s = await session.get(Site, r.site_id)
-            sites[r.site_id] = s.name if s else "?"
-        if r.agenda_item_id is not None and r.agenda_item_id not in items:
-            i = await session.get(AgendaItem, r.agenda_item_id)
-            items[r.agenda_item_id] = i.title if i else "?"
+    """Names of the requests' people, sites and items: one query each, whatever the number
+    of requests (a session's identity map holds rows weakly, so a get per row went to the
+    database every time; this runs on every floor change at every cascade node)."""
+    async def named(key: Any, label: Any, ids: set[int]) -> dict[int, str]:
+        if not ids:
+            return {}
+        rows = await session.exec(select(key, label).where(col(key).in_(ids)))
+        found = {int(i): str(n) for i, n in rows.all()}
+        return {i: found.get(i, "?") for i in ids}
+    users = await named(User.id, User.full_name, {r.user_id for r in requests})
+    sites = await named(Site.id, Site.name, {r.site_id for r in requests
+                                             if r.site_id is not None})
+    items = await named(AgendaItem.id, AgendaItem.title, {r.agenda_item_id for r in requests
+                                                          if r.agenda_item_id is not None})
     return users, sites, items
 
 

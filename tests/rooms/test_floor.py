@@ -8,10 +8,11 @@ import pytest
 
 from rooms import attendance, floor
 from rooms.errors import Conflict, Forbidden
-from rooms.models import utcnow
+from rooms.models import Role, User, utcnow
 from rooms.procedure import RateLimited
-from rooms.procedure_models import AttendanceStatus, FloorStatus
+from rooms.procedure_models import AttendanceStatus, FloorRequest, FloorStatus
 from tests.rooms.conftest import Demo
+from tests.sql_statements import statements
 
 
 async def test_queue_grant_end_and_speaking_totals(demo: Demo) -> None:
@@ -64,3 +65,26 @@ async def test_flooding_is_rate_limited(demo: Demo) -> None:
             await floor.withdraw(s, state, d1.user, r.id)  # type: ignore[arg-type]
         with pytest.raises(RateLimited):
             await floor.request_floor(s, state, d1.user, d1.role, False)
+
+
+async def test_the_floor_view_names_any_number_of_people_in_one_query(demo: Demo) -> None:
+    """Pushed on every floor change (at every cascade node): 20 people waiting and 20 who
+    spoke are named with one read of the users for the queue and one for the totals (it
+    read each person before: 40)."""
+    async with demo.db.session() as s:
+        people = [User(username=f"nguoi{n}", full_name=f"Người số {n}", password_hash="!",
+                       role=Role.delegate) for n in range(40)]
+        s.add_all(people)
+        await s.flush()
+        for n, person in enumerate(people):
+            s.add(FloorRequest(meeting_id=demo.meeting_id, user_id=person.id,  # type: ignore[arg-type]
+                               status=FloorStatus.queued if n < 20 else FloorStatus.done,
+                               spoken_seconds=n))
+    async with demo.db.session() as s:
+        state = await demo.locked(s)
+        with statements(demo.db) as seen:
+            view = await floor.floor_view(s, state)
+    assert [q["name"] for q in view["queue"]] == [f"Người số {n}" for n in range(20)]
+    assert {p["name"] for p in view["totals"]["people"]} == {f"Người số {n}"
+                                                            for n in range(20, 40)}
+    assert len(seen.reading("user")) == 2, seen.reading("user")

@@ -35,6 +35,7 @@ from rooms.remote_floor import (
     proxy_user,
     ref_get,
     ref_put,
+    ref_rows,
     refs,
 )
 from server.cascade.schemas import NodeError, NodeSchema, validate
@@ -113,19 +114,26 @@ async def floor_state(s: AsyncSession, meeting_id: int, here: str) -> dict[str, 
                         .order_by(col(FloorRequest.id).desc()).limit(MAX_JOURNALED))
     requests = list(reversed(rows.all()))
     marks = await origins(s, [r.id for r in requests if r.id is not None])
+    # People, sites and units in one query each (up to 300 requests, on every change of the
+    # owner's floor: a get per request went to the database each time).
+    users = {u.id: u for u in (await s.exec(select(User).where(
+        col(User.id).in_({r.user_id for r in requests})))).all()} if requests else {}
+    sites = await _names(Site.id, Site.name, s, {r.site_id for r in requests
+                                                 if r.site_id and r.id not in marks})
+    units = await _names(Unit.id, Unit.name, s, {u.unit_id for u in users.values()
+                                                 if u.unit_id})
     items = []
     for r in requests:
-        user = await s.get(User, r.user_id)
+        user = users.get(r.user_id)
         mark = marks.get(r.id)  # type: ignore[arg-type]
         if mark is not None:
             origin, remote, site, unit_name = mark.origin, mark.remote_id, mark.site, mark.unit
             person = int(user.username.rpartition("~")[2]) if user and \
                 user.username.rpartition("~")[2].isdigit() else r.user_id
         else:
-            site_row = await s.get(Site, r.site_id) if r.site_id else None
-            unit_row = await s.get(Unit, user.unit_id) if user and user.unit_id else None
             origin, remote, person = here, r.id or 0, r.user_id
-            site, unit_name = site_row.name if site_row else "", unit_row.name if unit_row else ""
+            site = sites.get(r.site_id, "") if r.site_id else ""
+            unit_name = units.get(user.unit_id, "") if user and user.unit_id else ""
         items.append({
             "id": r.id, "origin": origin, "remote": remote, "user": person,
             "name": (user.full_name if user else "") or "?", "site": site,
@@ -143,6 +151,14 @@ async def floor_state(s: AsyncSession, meeting_id: int, here: str) -> dict[str, 
             break
         items.pop(oldest)
     return {"holder": state.floor_request_id, "requests": items}
+
+
+async def _names(key: Any, label: Any, s: AsyncSession, ids: set[int | None]) -> dict[int, str]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    rows = await s.exec(select(key, label).where(col(key).in_(wanted)))
+    return {int(i): str(n) for i, n in rows.all()}
 
 
 class CascadeFloor:
@@ -190,15 +206,16 @@ class CascadeFloor:
         foreign = await origins(s, [r.id for r in requests if r.id is not None])
         held = await ref_get(s, meeting_id, HOLD) == 1  # a local discussion (floor_sockets)
         # Every mark in one query each, not one per request (withdrawn ones pile up over a
-        # meeting); ref_put below finds the loaded ones in the session without a query.
-        sent_marks = await refs(s, meeting_id, "esc:")
+        # meeting); kept, so that marking one sent up again needs no query.
+        sent_marks = await ref_rows(s, meeting_id, "esc:")
         asked_up = await refs(s, meeting_id, "up:") if held else {}
         out: list[tuple[str, dict[str, Any]]] = []
         for r in requests:
             assert r.id is not None
             if r.id in foreign:
                 continue  # a copy of someone else's request
-            sent = sent_marks.get(f"esc:{r.id}")
+            mark = sent_marks.get(f"esc:{r.id}")
+            sent = mark.local_id if mark is not None else None
             if held and sent is None and f"up:{r.id}" not in asked_up:
                 continue  # kept here unless this node's chair escalates it
             if r.status == FloorStatus.queued and sent is None:
@@ -211,9 +228,10 @@ class CascadeFloor:
                                       "unit": unit.name if unit else "",
                                       "for_site": r.for_site}))
                 s.add(CascadeRef(meeting_id=meeting_id, ref=f"esc:{r.id}", local_id=1))
-            elif r.status == FloorStatus.withdrawn and sent == 1:
+            elif r.status == FloorStatus.withdrawn and mark is not None and sent == 1:
                 out.append((WITHDRAW, {"request": r.id}))
-                await ref_put(s, meeting_id, f"esc:{r.id}", 2)
+                mark.local_id = 2
+                s.add(mark)
         return out
 
     # --- at the owner -------------------------------------------------------------------
@@ -283,11 +301,13 @@ class CascadeFloor:
             holder: int | None = None
             # The meeting's requests and copy marks in two queries, not one or two per item:
             # this runs under the meeting's lock at every node on each change of the floor,
-            # while a delegate there may be asking for it (the gets below find them loaded).
-            await s.exec(select(FloorRequest).where(FloorRequest.meeting_id == meeting_id))
+            # while a delegate there may be asking for it. Kept here: a session holds the
+            # rows it loaded only while something else does (a get went to the database).
+            rows = {r.id: r for r in (await s.exec(select(FloorRequest).where(
+                FloorRequest.meeting_id == meeting_id))).all()}
             copies = await refs(s, meeting_id, "copy:")
             for item in data.requests:
-                local = await self._local_row(s, meeting_id, item, copies)
+                local = await self._local_row(s, meeting_id, item, rows, copies)
                 if local is None:
                     continue
                 if local.status == FloorStatus.withdrawn and item.status == FloorStatus.queued:
@@ -301,8 +321,7 @@ class CascadeFloor:
             if await ref_get(s, meeting_id, HOLD) == 1:
                 holder = state.floor_request_id  # a local discussion: this node's chair decides
             if state.floor_request_id != holder:
-                current = await s.get(FloorRequest, state.floor_request_id) \
-                    if state.floor_request_id else None
+                current = rows.get(state.floor_request_id) if state.floor_request_id else None
                 if current is not None and current.status == FloorStatus.speaking:
                     current.status = FloorStatus.done  # the owner's floor decides
                     s.add(current)
@@ -314,13 +333,15 @@ class CascadeFloor:
         await live.emit(meeting_id, seq, [emit])
 
     async def _local_row(self, s: AsyncSession, meeting_id: int, item: FloorItem,
-                         copies: dict[str, int]) -> FloorRequest | None:
+                         rows: dict[int | None, FloorRequest], copies: dict[str, int]
+                         ) -> FloorRequest | None:
+        """This node's row for the owner's `item` (`rows`: the meeting's, by id), made for
+        another node's person the first time."""
         if item.origin == self.unit:  # this node's person: the original request
-            row = await s.get(FloorRequest, item.remote)
-            return row if row is not None and row.meeting_id == meeting_id else None
+            return rows.get(item.remote)
         ref = f"copy:{item.id}"
         known = copies.get(ref)
-        row = await s.get(FloorRequest, known) if known is not None else None
+        row = rows.get(known) if known is not None else None
         if row is not None:
             return row
         person = await proxy_user(s, item.origin, item.user, item.name)
@@ -330,6 +351,7 @@ class CascadeFloor:
         s.add(row)
         await s.flush()
         assert row.id is not None
+        rows[row.id] = row
         s.add(FloorOrigin(request_id=row.id, origin=item.origin, remote_id=item.remote,
                           site=item.site, unit=item.unit))
         await ref_put(s, meeting_id, ref, row.id)

@@ -13,18 +13,19 @@ import pytest
 from sqlmodel import select
 
 from rooms import meeting_nodes
-from rooms.models import MeetingMember, MeetingRole, utcnow
+from rooms.models import MeetingMember, MeetingRole, Role, Site, User, utcnow
 from rooms.procedure_models import FloorRequest, FloorStatus
 from rooms.users import find_user
 from server.cascade.schemas import NodeError, validate
-from server.cascade.topic.floor import FloorStateData, floor_state
-from server.cascade.topics import MAX_DATA_BYTES, encode
+from server.cascade.topic.floor import STATE, CascadeFloor, FloorStateData, floor_state
+from server.cascade.topics import MAX_DATA_BYTES, Entry, encode
 from server.core import keys
 from tests.conftest import Harness
 from tests.server.cascade.test_votes_across import province_room, ward_delegates
 from tests.server.cascade.tree import cascaded_meeting, state, tree
 from tests.server.core.test_realtime import demo_meeting_id
 from tests.server.procedure_helpers import join
+from tests.sql_statements import statements
 
 
 async def test_a_ward_delegates_request_reaches_the_province_chair_and_the_grant_every_node(
@@ -183,3 +184,66 @@ async def test_a_long_meetings_floor_state_stays_within_an_entry(hopso_sqlite: H
     assert data["requests"][-1]["status"] == "queued"  # what waits is always there
     assert 50 < len(data["requests"]) < 300
     validate(FloorStateData, data)
+
+
+PEOPLE = 30
+
+
+async def _many_requests(h: Harness, meeting_id: int) -> None:
+    """PEOPLE people of this node, each with a request (every other one at a site)."""
+    async with h.server.app[keys.DB].session() as s:
+        site = (await s.exec(select(Site))).first()
+        assert site is not None
+        people = [User(username=f"nguoi{n}", full_name=f"Người số {n}", password_hash="!",
+                       role=Role.delegate, unit_id=site.unit_id) for n in range(PEOPLE)]
+        s.add_all(people)
+        await s.flush()
+        for n, person in enumerate(people):
+            s.add(FloorRequest(meeting_id=meeting_id, user_id=person.id,  # type: ignore[arg-type]
+                               site_id=site.id if n % 2 else None,
+                               status=FloorStatus.queued if n < 10 else FloorStatus.done))
+
+
+async def test_the_owners_floor_is_journaled_with_one_read_per_table(
+        hopso_sqlite: Harness) -> None:
+    """On every change of the owner's floor: its latest requests' people, sites and units
+    are read once each, whatever their number (one or two reads per request before)."""
+    meeting_id = await demo_meeting_id(hopso_sqlite)
+    await _many_requests(hopso_sqlite, meeting_id)
+    db = hopso_sqlite.server.app[keys.DB]
+    async with db.session() as s:
+        with statements(db) as seen:
+            data = await floor_state(s, meeting_id, "province")
+    people = [r for r in data["requests"] if r["name"].startswith("Người số")]
+    assert len(people) == PEOPLE and all(r["unit"] for r in people)
+    assert [bool(r["site"]) for r in people] == [bool(n % 2) for n in range(PEOPLE)]
+    for table in ("user", "site", "unit"):
+        assert len(seen.reading(table)) == 1, (table, seen.reading(table))
+
+
+async def test_a_mirror_applies_the_owners_floor_with_a_fixed_number_of_reads(
+        hopso_sqlite: Harness) -> None:
+    """The owner's floor applied again at a mirror (a change of one request's status among
+    PEOPLE): the meeting's requests are read once for the rows, and once each for the view
+    pushed to its tablets (queue, totals), not once more per request (a session keeps a
+    loaded row only while something holds it: the get per item went to the database)."""
+    meeting_id = await demo_meeting_id(hopso_sqlite)
+    app = hopso_sqlite.server.app
+    mirror = CascadeFloor(app, None)  # type: ignore[arg-type]  # the applier uses no state
+    items = [{"id": n + 1, "origin": "province", "remote": n + 1, "user": n + 1,
+              "name": f"Người số {n}", "status": "queued",
+              "requested_at": utcnow().isoformat()} for n in range(PEOPLE)]
+    await mirror.apply_state(meeting_id, Entry("province/1", 1, STATE,
+                                               {"holder": None, "requests": items}))
+    items[0] = {**items[0], "status": "withdrawn"}
+    db = app[keys.DB]
+    with statements(db) as seen:
+        await mirror.apply_state(meeting_id, Entry("province/1", 2, STATE,
+                                                   {"holder": None, "requests": items}))
+    assert len(seen.reading("floorrequest")) == 3, seen.reading("floorrequest")
+    assert not seen.reading("user")[1:], seen.reading("user")  # the queue's names only
+    async with db.session() as s:
+        waiting = (await s.exec(select(FloorRequest).where(
+            FloorRequest.meeting_id == meeting_id,
+            FloorRequest.status == FloorStatus.queued))).all()
+    assert len(waiting) == PEOPLE - 1

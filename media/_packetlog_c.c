@@ -1,36 +1,53 @@
-/* media._packetlog_c: the recorder's per-packet work in one C call per batch.
+/* media._packetlog_c: a recorded track's packet records, encoded at the tap, written with
+ * the GIL released.
  *
- * encode_packets(packets, out, video, nxt, epoch) -> (n, nxt, odd)
+ * TrackLog(video, max_packets) is a producer's recording tap (media/recorder.py):
  *
- * The same records, byte for byte, as media/packetlog.py's pure-Python `encode_packets`
- * (tests/media/test_packetlog_c.py compares both, CRC included): for each ForwardPacket taken
- * from the left of the deque `packets`, a record
+ *   log(fp)          the forwarding path's call, once per forwarded packet of the track: the
+ *                    packet's record is appended to the log's pending buffer while the packet
+ *                    is still in the cache (nothing is kept of the packet itself). Never
+ *                    raises: a packet that cannot be encoded (a field out of range, no memory)
+ *                    or that finds `max_packets` records already pending is counted
+ *                    (`invalid`, `dropped`) and left out.
+ *   log.report(sr)   a sender report (media.recv_stream.SenderReportRef), logged where it
+ *                    arrived among the packets.
+ *   log.take_odd()   the video packets that broke the sequence since the last call (out of
+ *                    sequence, a keyframe, a new source), each as (fp, nxt, epoch): the
+ *                    ext_seq expected and the epoch (-1: none yet) before it, for the writer
+ *                    thread's keyframe bookkeeping (TrackWriter).
+ *   log.close()      pending records discarded, the tap does nothing from then on.
  *
+ * flush_all([(log, fd), ...]) -> [packet records written or OSError, ...]: the writer thread's poll.
+ * Under the GIL each log's pending buffer is swapped with its spare (empty) one; then ONE
+ * release of the GIL for all the write(2)s, so the forwarding thread taps on meanwhile and the
+ * writer hands the GIL over once per poll, not once per track.
+ *
+ * A record, little-endian (media/packetlog.py, the same bytes as its Python TrackLogPy,
+ * tests/media/test_packetlog_c.py):
  *     u32 body length, u8 'P', u32 crc32(fields, seed = length + ('P' << 24)),
  *     fields = i64 ext_seq, u32 ts, f64 arrival, u8 flags, u32 epoch, then tail[8:]
+ *     u32 12, u8 'S', u32 crc32(body, seed = 12 + ('S' << 24)),
+ *     body = u32 rtp_ts, f64 local, u32 epoch
  *
- * (little-endian) appended to the bytearray `out`. For a video track (`video` true) it also
- * keeps the sequence check of TrackWriter.drain: a packet in sequence (ext_seq == nxt, same
- * epoch, not a keyframe) moves `nxt` on; any other one ends the call after its record, and is
- * returned as `odd` (with `nxt` as it was before it) for the writer to look at in Python.
- * `epoch` -1 stands for "none yet". An item that is not a ForwardPacket (a sender report the
- * producer queued where it arrived among the packets) ends the call too, for any track:
- * taken off the deque without a record and returned as `odd`, for the writer to log.
- *
- * The deque is only read and emptied while this call holds the GIL (no Python code runs in
- * between): the forwarding path's appends land before or after the call, never lost.
  * Built by `pip install -e .` (setup.py) or `python media/packetlog_build.py`; without it
  * media/packetlog.py does the same in Python.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TYPE_PACKET 'P'
+#define TYPE_SR 'S'
 #define EXT_BLOCK_LEN 8
 #define RECORD_LEN 9   /* <IBI */
 #define FIELDS_LEN 25  /* <qIdBI */
+#define SR_LEN 16      /* <IdI */
+#define FIRST_CAPACITY (64 * 1024)
+#define KEEP_CAPACITY (1024 * 1024)  /* a spare buffer above this (after a spike) is freed */
 
 static uint32_t crc_table[256];
 
@@ -61,79 +78,102 @@ static void put_u64(unsigned char *p, uint64_t v) {
     put_u32(p + 4, (uint32_t)(v >> 32));
 }
 
-static PyObject *s_ext_seq, *s_ts, *s_arrival, *s_marker, *s_keyframe, *s_epoch, *s_tail,
-    *s_popleft, *s_clear;
 static PyTypeObject *packet_type;  /* media.rtp.ForwardPacket */
+/* its slots' offsets: read directly, not through attribute lookups (the tap's hot path) */
+static Py_ssize_t off_ext_seq, off_ts, off_arrival, off_marker, off_keyframe, off_epoch,
+    off_tail;
+static PyObject *s_rtp_ts, *s_local, *s_epoch;
 
-/* An attribute as an unsigned 32-bit value, as struct's 'I' takes it (else struct.error-like). */
-static int get_u32(PyObject *fp, PyObject *name, uint32_t *value) {
-    PyObject *o = PyObject_GetAttr(fp, name);
-    if (o == NULL)
-        return -1;
-    unsigned long long v = PyLong_AsUnsignedLongLong(o);
-    Py_DECREF(o);
-    if (v == (unsigned long long)-1 && PyErr_Occurred())
-        return -1;
-    if (v > 0xFFFFFFFFull) {
-        PyErr_Format(PyExc_OverflowError, "%U out of range for a u32", name);
-        return -1;
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Buffer;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    Buffer buf[2];
+    int active;        /* the buffer the tap appends to; the other one is spare or flushing */
+    int flushing;      /* flush_all is writing the other buffer, the GIL released */
+    int closed;
+    int video;
+    Py_ssize_t max_packets;
+    Py_ssize_t pending;   /* records (packets and reports) in the active buffer */
+    Py_ssize_t pending_packets;  /* of which packets */
+    long long nxt, epoch; /* the sequence (video): the ext_seq expected next, its epoch */
+    Py_ssize_t packets;   /* packet records written (by flush_all) */
+    Py_ssize_t dropped, invalid;
+    PyObject *odd;        /* list of (fp, nxt, epoch), or NULL */
+} TrackLog;
+
+/* Room for `n` more bytes in the active buffer (capacity doubles: no copy per packet). */
+static unsigned char *reserve(Buffer *b, Py_ssize_t n) {
+    if (b->len + n > b->cap) {
+        Py_ssize_t cap = b->cap ? b->cap : FIRST_CAPACITY;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *data = PyMem_RawRealloc(b->data, (size_t)cap);
+        if (data == NULL)
+            return NULL;
+        b->data = data;
+        b->cap = cap;
     }
+    return (unsigned char *)b->data + b->len;
+}
+
+static int slot_u32(PyObject *o, uint32_t *value) {
+    if (o == NULL || !PyLong_Check(o))
+        return -1;
+    unsigned long v = PyLong_AsUnsignedLong(o);
+    if (v == (unsigned long)-1 && PyErr_Occurred())
+        return -1;
+    if (v > 0xFFFFFFFFul)
+        return -1;
     *value = (uint32_t)v;
     return 0;
 }
 
-static int get_bool(PyObject *fp, PyObject *name) {
-    PyObject *o = PyObject_GetAttr(fp, name);
-    if (o == NULL)
-        return -1;
-    int r = PyObject_IsTrue(o);
-    Py_DECREF(o);
-    return r;
-}
+#define SLOT(fp, off) (*(PyObject **)((char *)(fp) + (off)))
 
-/* One record onto `out`; the packet's ext_seq, epoch and keyframe flag back for the check. */
-static int encode_one(PyObject *fp, PyObject *out, long long *ext_seq, uint32_t *epoch,
-                      int *keyframe) {
+/* The packet's record onto the active buffer; -1 (a Python error may be set) when it
+ * cannot be encoded, the buffer as it was. */
+static int encode_packet(TrackLog *self, PyObject *fp, long long *ext_seq, uint32_t *epoch,
+                         int *keyframe) {
+    PyObject *o_seq = SLOT(fp, off_ext_seq), *o_arrival = SLOT(fp, off_arrival),
+             *o_marker = SLOT(fp, off_marker), *o_key = SLOT(fp, off_keyframe),
+             *tail = SLOT(fp, off_tail);
     uint32_t ts;
-    double arrival;
-    PyObject *o = PyObject_GetAttr(fp, s_ext_seq);
-    if (o == NULL)
+    if (o_seq == NULL || o_arrival == NULL || o_marker == NULL || o_key == NULL ||
+        tail == NULL || !PyLong_Check(o_seq))
         return -1;
-    *ext_seq = PyLong_AsLongLong(o);
-    Py_DECREF(o);
+    *ext_seq = PyLong_AsLongLong(o_seq);
     if (*ext_seq == -1 && PyErr_Occurred())
         return -1;
-    if (get_u32(fp, s_ts, &ts) < 0 || get_u32(fp, s_epoch, epoch) < 0)
+    if (slot_u32(SLOT(fp, off_ts), &ts) < 0 || slot_u32(SLOT(fp, off_epoch), epoch) < 0)
         return -1;
-    o = PyObject_GetAttr(fp, s_arrival);
-    if (o == NULL)
-        return -1;
-    arrival = PyFloat_AsDouble(o);
-    Py_DECREF(o);
+    double arrival = PyFloat_CheckExact(o_arrival) ? PyFloat_AS_DOUBLE(o_arrival)
+                                                   : PyFloat_AsDouble(o_arrival);
     if (arrival == -1.0 && PyErr_Occurred())
         return -1;
-    int marker = get_bool(fp, s_marker);
-    if (marker < 0 || (*keyframe = get_bool(fp, s_keyframe)) < 0)
+    int marker = PyObject_IsTrue(o_marker);
+    *keyframe = PyObject_IsTrue(o_key);
+    if (marker < 0 || *keyframe < 0)
         return -1;
-
-    PyObject *tail = PyObject_GetAttr(fp, s_tail);
-    if (tail == NULL)
-        return -1;
-    Py_buffer view;
-    if (PyObject_GetBuffer(tail, &view, PyBUF_SIMPLE) < 0) {
-        Py_DECREF(tail);
-        return -1;
+    const char *bytes;
+    Py_ssize_t size;
+    if (PyBytes_CheckExact(tail)) {
+        bytes = PyBytes_AS_STRING(tail);
+        size = PyBytes_GET_SIZE(tail);
+    } else {
+        return -1;  /* the producer's tail is always bytes */
     }
-    int rc = -1;
-    if (view.len < EXT_BLOCK_LEN) {
-        PyErr_SetString(PyExc_ValueError, "a packet's tail is shorter than its extension block");
-        goto done;
-    }
-    Py_ssize_t payload = view.len - EXT_BLOCK_LEN;
-    Py_ssize_t at = PyByteArray_GET_SIZE(out);
-    if (PyByteArray_Resize(out, at + RECORD_LEN + FIELDS_LEN + payload) < 0)
-        goto done;
-    unsigned char *p = (unsigned char *)PyByteArray_AS_STRING(out) + at;
+    if (size < EXT_BLOCK_LEN)
+        return -1;
+    Py_ssize_t payload = size - EXT_BLOCK_LEN;
+    Buffer *b = &self->buf[self->active];
+    unsigned char *p = reserve(b, RECORD_LEN + FIELDS_LEN + payload);
+    if (p == NULL)
+        return -1;
     unsigned char *fields = p + RECORD_LEN;
     uint64_t bits;
     memcpy(&bits, &arrival, 8);
@@ -146,91 +186,339 @@ static int encode_one(PyObject *fp, PyObject *out, long long *ext_seq, uint32_t 
     put_u32(p, length);
     p[4] = TYPE_PACKET;
     put_u32(p + 5, crc32_seeded(fields, FIELDS_LEN, length + ((uint32_t)TYPE_PACKET << 24)));
-    memcpy(fields + FIELDS_LEN, (const char *)view.buf + EXT_BLOCK_LEN, (size_t)payload);
-    rc = 0;
-done:
-    PyBuffer_Release(&view);
-    Py_DECREF(tail);
-    return rc;
+    memcpy(fields + FIELDS_LEN, bytes + EXT_BLOCK_LEN, (size_t)payload);
+    b->len += RECORD_LEN + FIELDS_LEN + payload;
+    return 0;
 }
 
-static PyObject *encode_packets(PyObject *self, PyObject *args) {
-    PyObject *packets, *out;
+/* A video packet out of the sequence: kept for take_odd with what was expected before it. */
+static void note_odd(TrackLog *self, PyObject *fp) {
+    PyObject *entry = Py_BuildValue("(OLL)", fp, self->nxt, self->epoch);
+    if (entry != NULL && self->odd == NULL)
+        self->odd = PyList_New(0);
+    if (entry == NULL || self->odd == NULL || PyList_Append(self->odd, entry) < 0)
+        PyErr_Clear();  /* no memory: the writer misses one keyframe hint, the log is whole */
+    Py_XDECREF(entry);
+}
+
+static PyObject *tap(PyObject *callable, PyObject *const *args, size_t nargsf,
+                     PyObject *kwnames) {
+    TrackLog *self = (TrackLog *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "a TrackLog is called with one ForwardPacket");
+        return NULL;
+    }
+    PyObject *fp = args[0];
+    if (self->closed)
+        Py_RETURN_NONE;
+    if (self->pending >= self->max_packets) {  /* the writer is behind: never wait for it */
+        self->dropped++;
+        Py_RETURN_NONE;
+    }
+    long long ext_seq;
+    uint32_t epoch;
+    int keyframe;
+    if (Py_TYPE(fp) != packet_type || encode_packet(self, fp, &ext_seq, &epoch, &keyframe) < 0) {
+        PyErr_Clear();  /* the forwarding path never sees the recorder's trouble */
+        self->invalid++;
+        Py_RETURN_NONE;
+    }
+    self->pending++;
+    self->pending_packets++;
+    if (self->video) {
+        if (ext_seq == self->nxt && (long long)epoch == self->epoch && !keyframe) {
+            self->nxt++;  /* the usual case */
+        } else {
+            note_odd(self, fp);
+            if ((long long)epoch != self->epoch) {
+                self->epoch = epoch;
+                self->nxt = -1;
+            }
+            if (ext_seq >= self->nxt)
+                self->nxt = ext_seq + 1;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *TrackLog_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"video", "max_packets", NULL};
     int video;
-    long long nxt, epoch;
-    if (!PyArg_ParseTuple(args, "OO!pLL", &packets, &PyByteArray_Type, &out, &video, &nxt,
-                          &epoch))
+    Py_ssize_t max_packets;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "pn", kwlist, &video, &max_packets))
         return NULL;
-    Py_ssize_t start = PyByteArray_GET_SIZE(out);
-    PyObject *it = PyObject_GetIter(packets);
-    if (it == NULL)
+    if (max_packets < 1) {
+        PyErr_SetString(PyExc_ValueError, "max_packets must be at least 1");
         return NULL;
-    Py_ssize_t n = 0;
-    Py_ssize_t taken = 0;  /* items to take off the deque when the call stops early */
-    PyObject *odd = NULL, *fp;
-    while ((fp = PyIter_Next(it)) != NULL) {
-        if (Py_TYPE(fp) != packet_type) {  /* a sender report: the writer logs it */
-            odd = fp;
-            taken = n + 1;
-            break;
+    }
+    TrackLog *self = (TrackLog *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = tap;
+    self->video = video;
+    self->max_packets = max_packets;
+    self->nxt = -1;
+    self->epoch = -1;
+    return (PyObject *)self;
+}
+
+static int TrackLog_traverse(TrackLog *self, visitproc visit, void *arg) {
+    Py_VISIT(self->odd);
+    return 0;
+}
+
+static int TrackLog_clear(TrackLog *self) {
+    Py_CLEAR(self->odd);
+    return 0;
+}
+
+static void TrackLog_dealloc(TrackLog *self) {
+    PyObject_GC_UnTrack(self);
+    TrackLog_clear(self);
+    PyMem_RawFree(self->buf[0].data);
+    PyMem_RawFree(self->buf[1].data);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *TrackLog_report(TrackLog *self, PyObject *sr) {
+    if (self->closed)
+        Py_RETURN_NONE;
+    if (self->pending >= self->max_packets) {
+        self->dropped++;
+        Py_RETURN_NONE;
+    }
+    PyObject *o_ts = PyObject_GetAttr(sr, s_rtp_ts);
+    PyObject *o_local = o_ts ? PyObject_GetAttr(sr, s_local) : NULL;
+    PyObject *o_epoch = o_local ? PyObject_GetAttr(sr, s_epoch) : NULL;
+    if (o_epoch == NULL) {
+        Py_XDECREF(o_ts);
+        Py_XDECREF(o_local);
+        return NULL;
+    }
+    /* as packetlog.append_report: the RTP time and the epoch modulo 2**32 */
+    unsigned long ts = PyLong_AsUnsignedLongMask(o_ts);
+    double local = PyFloat_AsDouble(o_local);
+    unsigned long epoch = PyLong_AsUnsignedLongMask(o_epoch);
+    Py_DECREF(o_ts);
+    Py_DECREF(o_local);
+    Py_DECREF(o_epoch);
+    if (PyErr_Occurred())
+        return NULL;
+    unsigned char *p = reserve(&self->buf[self->active], RECORD_LEN + SR_LEN);
+    if (p == NULL)
+        return PyErr_NoMemory();
+    unsigned char *body = p + RECORD_LEN;
+    uint64_t bits;
+    memcpy(&bits, &local, 8);
+    put_u32(body, (uint32_t)ts);
+    put_u64(body + 4, bits);
+    put_u32(body + 12, (uint32_t)epoch);
+    put_u32(p, SR_LEN);
+    p[4] = TYPE_SR;
+    put_u32(p + 5, crc32_seeded(body, SR_LEN, SR_LEN + ((uint32_t)TYPE_SR << 24)));
+    self->buf[self->active].len += RECORD_LEN + SR_LEN;
+    self->pending++;
+    Py_RETURN_NONE;
+}
+
+static PyObject *TrackLog_take_odd(TrackLog *self, PyObject *unused) {
+    PyObject *odd = self->odd;
+    self->odd = NULL;
+    return odd != NULL ? odd : PyList_New(0);
+}
+
+static PyObject *TrackLog_close(TrackLog *self, PyObject *unused) {
+    self->closed = 1;
+    self->buf[self->active].len = 0;
+    self->pending = self->pending_packets = 0;
+    Py_CLEAR(self->odd);
+    Py_RETURN_NONE;
+}
+
+static PyObject *TrackLog_get_pending_bytes(TrackLog *self, void *closure) {
+    return PyLong_FromSsize_t(self->buf[self->active].len);
+}
+
+static PyMethodDef TrackLog_methods[] = {
+    {"report", (PyCFunction)TrackLog_report, METH_O,
+     "report(sr): a sender report's record, where it arrived among the packets."},
+    {"take_odd", (PyCFunction)TrackLog_take_odd, METH_NOARGS,
+     "take_odd() -> [(fp, nxt, epoch)]: the video packets that broke the sequence."},
+    {"close", (PyCFunction)TrackLog_close, METH_NOARGS,
+     "close(): pending records discarded; the tap does nothing from now on."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef TrackLog_members[] = {
+    {"video", T_INT, offsetof(TrackLog, video), READONLY, NULL},
+    {"max_packets", T_PYSSIZET, offsetof(TrackLog, max_packets), READONLY, NULL},
+    {"pending", T_PYSSIZET, offsetof(TrackLog, pending), READONLY,
+     "records waiting for the next flush"},
+    {"packets", T_PYSSIZET, offsetof(TrackLog, packets), READONLY,
+     "packet records written by flush_all"},
+    {"dropped", T_PYSSIZET, offsetof(TrackLog, dropped), READONLY,
+     "packets (and reports) left out: max_packets were pending"},
+    {"invalid", T_PYSSIZET, offsetof(TrackLog, invalid), READONLY,
+     "packets left out: not a ForwardPacket, or a field out of range"},
+    {"closed", T_INT, offsetof(TrackLog, closed), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef TrackLog_getset[] = {
+    {"pending_bytes", (getter)TrackLog_get_pending_bytes, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject TrackLog_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "media._packetlog_c.TrackLog",
+    .tp_basicsize = sizeof(TrackLog),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "TrackLog(video, max_packets): a track's recording tap (media/_packetlog_c.c)",
+    .tp_new = TrackLog_new,
+    .tp_dealloc = (destructor)TrackLog_dealloc,
+    .tp_traverse = (traverseproc)TrackLog_traverse,
+    .tp_clear = (inquiry)TrackLog_clear,
+    .tp_vectorcall_offset = offsetof(TrackLog, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_methods = TrackLog_methods,
+    .tp_members = TrackLog_members,
+    .tp_getset = TrackLog_getset,
+};
+
+typedef struct {
+    TrackLog *log;
+    int fd;
+    int flush;      /* which buffer */
+    Py_ssize_t packets;  /* packet records in the buffer */
+    int err;        /* errno of a failed write, 0 */
+} Job;
+
+static int write_all(int fd, const char *p, Py_ssize_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, (size_t)n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
         }
-        long long ext_seq;
-        uint32_t fp_epoch;
-        int keyframe;
-        if (encode_one(fp, out, &ext_seq, &fp_epoch, &keyframe) < 0) {
-            Py_DECREF(fp);
-            Py_DECREF(it);
-            PyByteArray_Resize(out, start);  /* as it was; nothing taken from the deque */
-            return NULL;
+        if (w == 0)
+            return EIO;  /* no progress */
+        p += w;
+        n -= w;
+    }
+    return 0;
+}
+
+static PyObject *flush_all(PyObject *module, PyObject *pairs) {
+    PyObject *seq = PySequence_Fast(pairs, "flush_all takes a sequence of (TrackLog, fd)");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Job *jobs = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Job));
+    if (jobs == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t taken = 0;
+    for (; taken < n; taken++) {  /* validate everything before swapping anything */
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, taken), *log;
+        int fd;
+        if (!PyArg_ParseTuple(pair, "O!i;flush_all takes (TrackLog, fd) pairs", &TrackLog_Type,
+                              &log, &fd))
+            goto fail;
+        if (((TrackLog *)log)->flushing) {
+            PyErr_SetString(PyExc_RuntimeError, "a TrackLog is flushed by one thread at once");
+            goto fail;
         }
-        n++;
-        if (video) {
-            if (ext_seq == nxt && (long long)fp_epoch == epoch && !keyframe) {
-                nxt++;
-            } else {
-                odd = fp;  /* keeps the reference */
-                taken = n;
-                break;
+        for (Py_ssize_t j = 0; j < taken; j++) {
+            if (jobs[j].log == (TrackLog *)log) {
+                PyErr_SetString(PyExc_ValueError, "a TrackLog is named twice");
+                goto fail;
             }
         }
-        Py_DECREF(fp);
+        jobs[taken].log = (TrackLog *)log;
+        jobs[taken].fd = fd;
     }
-    Py_DECREF(it);
-    if (PyErr_Occurred()) {
-        Py_XDECREF(odd);
-        PyByteArray_Resize(out, start);
-        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {  /* swap: the tap goes on in the spare buffer */
+        TrackLog *log = jobs[i].log;
+        Py_INCREF(log);
+        jobs[i].flush = log->active;
+        jobs[i].packets = log->pending_packets;
+        log->active ^= 1;
+        log->buf[log->active].len = 0;
+        log->pending = log->pending_packets = 0;
+        log->flushing = 1;
     }
-    /* take what was encoded off the deque: all of it, or the first `taken` */
-    if (odd == NULL) {
-        PyObject *r = PyObject_CallMethodNoArgs(packets, s_clear);
-        if (r == NULL)
-            return NULL;
-        Py_DECREF(r);
-    } else {
-        for (Py_ssize_t i = 0; i < taken; i++) {
-            PyObject *r = PyObject_CallMethodNoArgs(packets, s_popleft);
-            if (r == NULL) {
-                Py_DECREF(odd);
-                return NULL;
-            }
-            Py_DECREF(r);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Buffer *b = &jobs[i].log->buf[jobs[i].flush];
+        if (b->len > 0)
+            jobs[i].err = write_all(jobs[i].fd, b->data, b->len);
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *result = PyList_New(n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        TrackLog *log = jobs[i].log;
+        Buffer *b = &log->buf[jobs[i].flush];
+        b->len = 0;
+        if (b->cap > KEEP_CAPACITY) {  /* a spike's buffer: not kept for ever */
+            PyMem_RawFree(b->data);
+            b->data = NULL;
+            b->cap = 0;
         }
+        log->flushing = 0;
+        PyObject *item;
+        if (jobs[i].err) {
+            item = PyObject_CallFunction(PyExc_OSError, "is", jobs[i].err,
+                                         strerror(jobs[i].err));
+        } else {
+            log->packets += jobs[i].packets;
+            item = PyLong_FromSsize_t(jobs[i].packets);
+        }
+        Py_DECREF(log);
+        if (result != NULL && item != NULL)
+            PyList_SET_ITEM(result, i, item);
+        else
+            Py_XDECREF(item);
     }
-    if (odd == NULL)
-        return Py_BuildValue("nLO", n, nxt, Py_None);
-    return Py_BuildValue("nLN", n, nxt, odd);
+    PyMem_Free(jobs);
+    Py_DECREF(seq);
+    if (result != NULL && PyErr_Occurred())
+        Py_CLEAR(result);
+    return result;
+fail:
+    PyMem_Free(jobs);
+    Py_DECREF(seq);
+    return NULL;
 }
 
 static PyMethodDef methods[] = {
-    {"encode_packets", encode_packets, METH_VARARGS,
-     "encode_packets(packets, out, video, nxt, epoch) -> (n, nxt, odd): packet records of "
-     "a deque of ForwardPacket onto a bytearray (media/packetlog.py)."},
+    {"flush_all", flush_all, METH_O,
+     "flush_all([(log, fd), ...]) -> [records written or OSError]: each TrackLog's pending "
+     "records written to its fd, all with the GIL released once."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "media._packetlog_c", NULL, -1,
                                     methods};
+
+/* The offset of ForwardPacket's slot `name` (a member descriptor of an object slot). */
+static int slot_offset(const char *name, Py_ssize_t *offset) {
+    PyObject *d = PyObject_GetAttrString((PyObject *)packet_type, name);
+    if (d == NULL)
+        return -1;
+    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+             ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+    if (ok)
+        *offset = ((PyMemberDescrObject *)d)->d_member->offset;
+    Py_DECREF(d);
+    if (!ok) {
+        PyErr_Format(PyExc_TypeError, "ForwardPacket.%s is not a slot", name);
+        return -1;
+    }
+    return 0;
+}
 
 PyMODINIT_FUNC PyInit__packetlog_c(void) {
     crc_init();
@@ -245,16 +533,26 @@ PyMODINIT_FUNC PyInit__packetlog_c(void) {
         PyErr_SetString(PyExc_TypeError, "media.rtp.ForwardPacket is not a type");
         return NULL;
     }
+    if (slot_offset("ext_seq", &off_ext_seq) < 0 || slot_offset("ts", &off_ts) < 0 ||
+        slot_offset("arrival", &off_arrival) < 0 || slot_offset("marker", &off_marker) < 0 ||
+        slot_offset("keyframe", &off_keyframe) < 0 || slot_offset("epoch", &off_epoch) < 0 ||
+        slot_offset("tail", &off_tail) < 0)
+        return NULL;
 #define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
-    INTERN(s_ext_seq, "ext_seq");
-    INTERN(s_ts, "ts");
-    INTERN(s_arrival, "arrival");
-    INTERN(s_marker, "marker");
-    INTERN(s_keyframe, "keyframe");
+    INTERN(s_rtp_ts, "rtp_ts");
+    INTERN(s_local, "local");
     INTERN(s_epoch, "epoch");
-    INTERN(s_tail, "tail");
-    INTERN(s_popleft, "popleft");
-    INTERN(s_clear, "clear");
 #undef INTERN
-    return PyModule_Create(&module);
+    if (PyType_Ready(&TrackLog_Type) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&TrackLog_Type);
+    if (PyModule_AddObject(m, "TrackLog", (PyObject *)&TrackLog_Type) < 0) {
+        Py_DECREF(&TrackLog_Type);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -19,30 +19,30 @@ process (media/recmux.py) turns them into WebM / MPEG-TS. Format, little-endian:
 A log cut short (crash, kill, full disk) is read up to its last whole record; a record whose
 length or CRC is wrong ends the log there (garbage is never parsed as media).
 
-`encode_packets` is the writer thread's per-packet work (a batch of ForwardPacket into
-records): done in C by media._packetlog_c (media/_packetlog_c.c, built by `pip install -e .`
-or `python media/packetlog_build.py`) when it is built, in Python otherwise, the same bytes
-either way (tests/media/test_packetlog_c.py).
+`TrackLog` is the recorder's tap: each forwarded packet's record is encoded as it is tapped
+(the packet still in the cache) into a pending buffer that `flush_all` writes from the
+writer thread, the GIL released; in C by media._packetlog_c (media/_packetlog_c.c, built by
+`pip install -e .` or `python media/packetlog_build.py`) when it is built, in Python
+otherwise, the same bytes either way (tests/media/test_packetlog_c.py).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import struct
 import zlib
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .rtp import EXT_BLOCK_LEN, ForwardPacket
 
 if TYPE_CHECKING:
     from .recv_stream import SenderReportRef
-
-Queued: TypeAlias = "ForwardPacket | SenderReportRef"  # what a recorder's queue holds
 
 logger = logging.getLogger(__name__)
 
@@ -118,60 +118,120 @@ def append_packet(out: bytearray, ext_seq: int, ts: int, marker: int, keyframe: 
     out += payload
 
 
-def encode_packets_py(packets: deque[Queued], out: bytearray, video: bool, nxt: int,
-                      epoch: int) -> tuple[int, int, Queued | None]:
-    """Packet records of `packets` (taken from the left) onto `out`; see `encode_packets`."""
-    pack_record, pack_packet, crc = _pack_record, _pack_packet, _crc
-    seed = TYPE_PACKET << 24
-    popleft = packets.popleft
-    start, n = len(out), 0
-    try:
-        while packets:
-            fp = packets[0]
-            if type(fp) is not ForwardPacket:  # a sender report, where it arrived
-                popleft()
-                return n, nxt, fp
-            popleft()
-            tail = fp.tail
-            if len(tail) < EXT_BLOCK_LEN:
+class TrackLogPy:
+    """What media._packetlog_c.TrackLog does, in Python (when the C module is not built):
+    a track's recording tap that encodes each packet's record as it is tapped (see
+    media/_packetlog_c.c for the contract; the same bytes, tests/media/test_packetlog_c.py)."""
+
+    def __init__(self, video: bool, max_packets: int) -> None:
+        if max_packets < 1:
+            raise ValueError("max_packets must be at least 1")
+        self.video = int(video)
+        self.max_packets = max_packets
+        self.pending = 0  # records (packets and reports) waiting for the next flush
+        self.pending_packets = 0
+        self.packets = 0  # packet records written by flush_all
+        self.dropped = 0
+        self.invalid = 0
+        self.closed = 0
+        self.out = bytearray()
+        self._nxt, self._epoch = -1, -1
+        self._odd: list[tuple[ForwardPacket, int, int]] = []
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self.out)
+
+    def __call__(self, fp: ForwardPacket) -> None:
+        if self.closed:
+            return
+        if self.pending >= self.max_packets:
+            self.dropped += 1
+            return
+        try:
+            if type(fp) is not ForwardPacket or type(fp.tail) is not bytes:
+                raise TypeError("not a ForwardPacket")
+            if len(fp.tail) < EXT_BLOCK_LEN:
                 raise ValueError("a packet's tail is shorter than its extension block")
-            fields = pack_packet(fp.ext_seq, fp.ts, fp.arrival,
-                                 (1 if fp.marker else 0) | (2 if fp.keyframe else 0), fp.epoch)
-            length = len(tail) + FIELDS_MINUS_EXT
-            out += pack_record(length, TYPE_PACKET, crc(fields, length + seed))
-            out += fields
-            out += memoryview(tail)[EXT_BLOCK_LEN:]
-            n += 1
-            if video:
-                if fp.ext_seq == nxt and fp.epoch == epoch and not fp.keyframe:
-                    nxt += 1  # the usual case: in sequence
-                else:
-                    return n, nxt, fp
-    except BaseException:
-        del out[start:]
-        raise
-    return n, nxt, None
+            fields = _pack_packet(fp.ext_seq, fp.ts, fp.arrival,
+                                  (1 if fp.marker else 0) | (2 if fp.keyframe else 0), fp.epoch)
+        except (TypeError, ValueError, OverflowError, struct.error):
+            self.invalid += 1  # the forwarding path never sees the recorder's trouble
+            return
+        length = len(fp.tail) + FIELDS_MINUS_EXT
+        out = self.out
+        out += _pack_record(length, TYPE_PACKET, _crc(fields, length + (TYPE_PACKET << 24)))
+        out += fields
+        out += memoryview(fp.tail)[EXT_BLOCK_LEN:]
+        self.pending += 1
+        self.pending_packets += 1
+        if self.video:
+            if fp.ext_seq == self._nxt and fp.epoch == self._epoch and not fp.keyframe:
+                self._nxt += 1
+                return
+            self._odd.append((fp, self._nxt, self._epoch))
+            if fp.epoch != self._epoch:
+                self._epoch, self._nxt = fp.epoch, -1
+            if fp.ext_seq >= self._nxt:
+                self._nxt = fp.ext_seq + 1
+
+    def report(self, sr: SenderReportRef) -> None:
+        if self.closed:
+            return
+        if self.pending >= self.max_packets:
+            self.dropped += 1
+            return
+        append_report(self.out, sr.rtp_ts, sr.local, sr.epoch)
+        self.pending += 1
+
+    def take_odd(self) -> list[tuple[ForwardPacket, int, int]]:
+        odd, self._odd = self._odd, []
+        return odd
+
+    def close(self) -> None:
+        self.closed = 1
+        self.out = bytearray()
+        self.pending = self.pending_packets = 0
+        self._odd = []
 
 
-encode_packets: Callable[[deque[Queued], bytearray, bool, int, int],
-                         tuple[int, int, Queued | None]]
-"""encode_packets(packets, out, video, nxt, epoch) -> (n, nxt, odd)
+def flush_all_py(pairs: Sequence[tuple[TrackLogPy, int]]) -> list[int | OSError]:
+    """flush_all for TrackLogPy: each log's pending records written to its fd."""
+    results: list[int | OSError] = []
+    for log, fd in pairs:
+        data, packets = log.out, log.pending_packets
+        log.out, log.pending, log.pending_packets = bytearray(), 0, 0
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                if not written:
+                    raise OSError(errno.EIO, "log write made no progress")
+                view = view[written:]
+        except OSError as exc:
+            results.append(exc)
+            continue
+        log.packets += packets
+        results.append(packets)
+    return results
 
-Appends one packet record per ForwardPacket taken from the left of `packets` to `out` (what
-`append_packet` writes; the tail's extension block is left out). For a video track it also
-follows the sequence: a packet with ext_seq == nxt, this epoch (-1: none yet) and no keyframe
-moves nxt on; any other one ends the call after its record and comes back as `odd`, with nxt
-as it was before it, for the writer to look at. An item that is not a ForwardPacket (a
-sender report queued where it arrived) ends the call for any track: taken off without a
-record and returned as `odd`, for the writer to log with `append_report`. `n`: the records
-appended. An exception (a field out of range) leaves the batch unlogged."""
+
+TrackLog: Any = TrackLogPy
+"""TrackLog(video, max_packets): media._packetlog_c.TrackLog when built, else TrackLogPy.
+`log(fp)` encodes a forwarded packet's record (never raises: what cannot be logged is
+counted in `dropped` / `invalid`); `log.report(sr)`; `log.take_odd()` -> the video packets
+that broke the sequence, each with the ext_seq and epoch (-1: none) expected before it;
+`log.close()`."""
+flush_all: Callable[[Sequence[tuple[Any, int]]], list[int | OSError]] = flush_all_py
+"""flush_all([(log, fd), ...]) -> for each, the packet records written or the OSError that
+stopped it; the C one writes them all with the GIL released once."""
 try:
-    from ._packetlog_c import encode_packets  # type: ignore[import-not-found, no-redef]
+    from . import _packetlog_c  # type: ignore[attr-defined]
+    TrackLog, flush_all = _packetlog_c.TrackLog, _packetlog_c.flush_all
 except ImportError:  # pragma: no cover - setup.sh always builds it
-    encode_packets = encode_packets_py
     logger.warning("media._packetlog_c is not built (pip install -e . builds it): the "
                    "recorder encodes its packet logs in Python, slower")
-COMPILED = encode_packets is not encode_packets_py
+COMPILED = TrackLog is not TrackLogPy
 
 
 def append_report(out: bytearray, rtp_ts: int, local: float, epoch: int) -> None:

@@ -1,20 +1,23 @@
 """Recording a meeting at the owner node: RTP packets into logs, muxed in another process.
 
-The forwarding path's only cost is `TrackQueue.__call__`: a producer's `tap` appends a
-reference to the packet it just forwarded to a bounded deque (the oldest is dropped and
-counted when full; no lock, no await). One writer thread per recorder drains the queues every
-`POLL_S` and appends each packet's payload, RTP fields and arrival time to the track's packet
-log (media/packetlog.py; one C call encodes the batch, media/_packetlog_c.c), one write per
-track and batch; the publisher's sender reports go through the same queue (`report_tap`), so
-each is logged where it arrived among the packets and the mux places each packet by the
-report known when it came: no depacketizing, no PyAV, nothing per frame in the SFU process (Janus's .mjr
-+ janus-pp-rec, but muxed live). The thread also starts the mux process (`python -m
+The forwarding path's only cost is the tap: a producer's `tap` is the track's `TrackLog`
+(media/packetlog.py, in C: media/_packetlog_c.c), one C call that appends the packet's record
+(payload, RTP fields, arrival time) to a pending buffer while the packet is still in the cache
+(bounded: a packet that finds `queue_packets` records pending is dropped and counted; no lock,
+no await, no reference kept). One writer thread per recorder wakes every `POLL_S` and writes
+every track's pending records to its packet log in one C call (`flush_all`) that releases the
+GIL once for all the writes; the publisher's sender reports go through the same tap
+(`report_tap`), so each is logged where it arrived among the packets and the mux places each
+packet by the report known when it came: no depacketizing, no PyAV, nothing per frame in the
+SFU process (Janus's .mjr + janus-pp-rec, but muxed live). The thread also starts the mux process (`python -m
 media.recmux --follow`, media/trackmux.py), names each new log to it on its stdin, and at
 `stop` closes that stdin and collects the result: the files, WebM (Opus, VP8) or MPEG-TS
 (H.264), one per track, where they always were. A server killed mid-recording closes that
 stdin too: the mux finishes every file up to the log's last whole record. The writer asks the
 publisher for a keyframe when it sees a hole in a video track's sequence numbers (the mux
-drops frames up to the next keyframe).
+drops frames up to the next keyframe): the tap hands it the packets that broke the sequence.
+The writer thread leaves real-time scheduling if it inherited it (a server run SCHED_RR, as
+the bench runs it): its drains must never keep the forwarding thread off its core.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,15 +38,15 @@ from typing import IO, Any
 
 from .errors import NotFoundError
 from .events import MediaEvent, ProducerAdded, ProducerClosed
-from .packetlog import SUFFIX, MuxLimits, append_report, encode_packets, header_bytes
-from .producer import Producer, SenderReportRef
+from .packetlog import SUFFIX, MuxLimits, TrackLog, flush_all, header_bytes
+from .producer import Producer
 from .router import Router
 from .rtp import ForwardPacket
 from .types import Kind
 
 logger = logging.getLogger(__name__)
 
-QUEUE_PACKETS = 2048  # per track: ~2 s of 720p video, ~40 s of audio
+QUEUE_PACKETS = 2048  # records pending per track: ~2 s of 720p video, ~40 s of audio
 # Each wake-up of the writer costs the SFU process ~35-60 us of CPU on a loaded 2-core box
 # (the thread's wake-up and the GIL's hand-over, even with nothing to do), and each batch a
 # write per track, all of it from cold caches (the packets, the files, the encoder): every
@@ -63,30 +65,6 @@ IDLE_POLL_S = 1.0
 REASK_S = 0.5  # still no keyframe after asking (a hole, the start): ask again after this
 MUX_TIMEOUT_S = 120.0  # at stop, for the mux to finish files it has followed live
 _ROOT = Path(__file__).resolve().parent.parent  # where `media` imports from
-
-
-class TrackQueue:
-    """A producer's tap: bounded, drop-oldest, never blocks the forwarding path."""
-
-    __slots__ = ("dropped", "maxlen", "packets")
-
-    def __init__(self, maxlen: int = QUEUE_PACKETS) -> None:
-        self.maxlen = maxlen
-        self.packets: deque[ForwardPacket | SenderReportRef] = deque(maxlen=maxlen)
-        self.dropped = 0
-
-    def __call__(self, fp: ForwardPacket) -> None:
-        packets = self.packets
-        if len(packets) == self.maxlen:
-            self.dropped += 1  # deque(maxlen) drops the oldest itself
-        packets.append(fp)
-
-    def report(self, sr: SenderReportRef) -> None:
-        """The producer's `report_tap`: a sender report, queued among the packets."""
-        packets = self.packets
-        if len(packets) == self.maxlen:
-            self.dropped += 1
-        packets.append(sr)
 
 
 @dataclass
@@ -122,15 +100,14 @@ class TrackWriter:
         ext = ".ts" if self.codec == "H264" else ".webm"
         self.path = directory / f"{_safe(producer.peer_id)}-{self.source}-{producer.id[:8]}{ext}"
         self.log_path = self.path.with_name(self.path.name + SUFFIX)
-        self.queue = TrackQueue(queue_packets)
+        # the producer's tap: records encoded as packets are forwarded, written by drain
+        self.queue: Any = TrackLog(self.kind is Kind.VIDEO, queue_packets)
         if producer.last_sr is not None:  # the report known before the first packet
             self.queue.report(producer.last_sr)
         self.closed = False  # set on the loop when the producer goes; the thread finishes up
         self._start = start
         self._ask_keyframe = ask_keyframe
         self._file: IO[bytes] | None = None
-        self._epoch: int | None = None
-        self._next_seq = -1  # the ext seq expected next (-1: none yet)
         # a video file starts at a keyframe: the recorder asked for one when it attached, and
         # asks again every REASK_S until it comes (the producer's rate limit may have eaten it)
         self._awaiting_keyframe = self.kind is Kind.VIDEO
@@ -139,11 +116,16 @@ class TrackWriter:
         self.failed: str | None = None  # why the log stopped being written
         self.muxed: dict[str, Any] | None = None  # the mux process's result, after stop
 
+    @property
+    def dropped(self) -> int:
+        """Packets the tap left out: the writer behind by `queue_packets`, or unencodable."""
+        return int(self.queue.dropped + self.queue.invalid)
+
     def info(self) -> TrackFile:
         m = self.muxed or {}
         return TrackFile(self.producer_id, self.peer_id, self.kind.value, self.source,
                          self.codec, str(self.path), int(m.get("frames", 0)),
-                         self.queue.dropped, int(m.get("dropped_frames", 0)),
+                         self.dropped, int(m.get("dropped_frames", 0)),
                          str(m.get("anchored_by", "arrival")), self.failed or m.get("failed"))
 
     @property
@@ -165,49 +147,47 @@ class TrackWriter:
         except OSError as exc:
             self._fail(exc)
 
-    # -- per batch: the recording's work in the SFU process (records encoded in C) -------
-    def drain(self) -> bool:
-        """Log what the queue holds, sender reports where they arrived among the packets;
-        whether it held anything."""
-        packets = self.queue.packets
-        if not packets:
-            return False
+    # -- per poll: the recording's work in the writer thread ---------------------------
+    def flush_job(self) -> tuple[Any, int] | None:
+        """(its TrackLog, the log's fd) for flush_all, or None when the log cannot be
+        written (the tap was closed then: nothing is pending)."""
         if self._file is None or self.failed is not None:
-            packets.clear()  # the log cannot be written: discard, once per drain
+            return None
+        return self.queue, self._file.fileno()
+
+    def drain(self) -> bool:
+        """Write what the tap encoded since the last drain (one track: the recorder's
+        thread flushes every track at once); whether it held packets."""
+        job = self.flush_job()
+        if job is None:
+            return False
+        [result] = flush_all([job])
+        return self.flushed(result)
+
+    def flushed(self, result: int | OSError) -> bool:
+        """After flush_all: the packets written (or why not); keyframes asked for at the
+        holes the tap saw, and again every REASK_S while none comes. Whether it held any."""
+        if isinstance(result, OSError):
+            self._fail(result)
             return True
-        out = bytearray()
-        video = self.kind is Kind.VIDEO
-        nxt, epoch = self._next_seq, self._epoch
-        n = 0
-        while packets:  # one C call per batch (media/_packetlog_c.c), more at a hole or report
-            k, nxt, odd = encode_packets(packets, out, video, nxt, -1 if epoch is None else epoch)
-            n += k
-            if isinstance(odd, ForwardPacket):  # out of sequence, a keyframe, a new source
-                self._next_seq = nxt
-                self._watch_sequence(odd)
-                nxt, epoch = self._next_seq, self._epoch
-            elif odd is not None:  # a sender report, after the packets that came before it
-                append_report(out, odd.rtp_ts, odd.local, odd.epoch)
-        self._next_seq = nxt
-        self.packets += n
-        if self._awaiting_keyframe and n:
+        for fp, nxt, epoch in self.queue.take_odd():
+            self._watch_sequence(fp, nxt, epoch)
+        self.packets += result
+        if self._awaiting_keyframe and result:
             now = time.monotonic()
             if now - self._asked_at >= REASK_S:
                 self._asked_at = now
                 self._ask_keyframe()
-        try:
-            self._write(out)
-        except OSError as exc:
-            self._fail(exc)
-        return True
+        return result > 0
 
-    def _watch_sequence(self, fp: ForwardPacket) -> None:
-        """A hole in a video track costs frames up to the next keyframe: ask for one now."""
-        if fp.epoch != self._epoch:  # first packet, or a new source: needs a keyframe
-            if self._epoch is not None:
+    def _watch_sequence(self, fp: ForwardPacket, nxt: int, epoch: int) -> None:
+        """A packet that broke the sequence (`nxt`, `epoch`: what the tap expected before
+        it, -1 for none). A hole in a video track costs frames up to the next keyframe: ask
+        for one now."""
+        if fp.epoch != epoch:  # first packet, or a new source: needs a keyframe
+            if epoch != -1:
                 self._awaiting_keyframe = True
-            self._epoch, self._next_seq = fp.epoch, -1
-        nxt = self._next_seq
+            nxt = -1
         if fp.keyframe:
             self._awaiting_keyframe = False
         elif nxt >= 0 and fp.ext_seq > nxt and (
@@ -215,8 +195,6 @@ class TrackWriter:
             # asked again while still waiting: the producer may have suppressed a request
             self._awaiting_keyframe, self._asked_at = True, fp.arrival
             self._ask_keyframe()
-        if fp.ext_seq >= nxt:
-            self._next_seq = fp.ext_seq + 1
 
     def _write(self, data: bytes | bytearray) -> None:
         assert self._file is not None
@@ -229,6 +207,7 @@ class TrackWriter:
 
     def _fail(self, exc: OSError) -> None:
         self.failed = str(exc)
+        self.queue.close()  # the tap does nothing from now on
         logger.error("recorder: %s: writing failed, track stopped: %s", self.log_path.name,
                      self.failed)
         self.close()
@@ -238,12 +217,24 @@ class TrackWriter:
         self.close()
 
     def close(self) -> None:
+        self.queue.close()  # what is still pending is not written any more: freed
         if self._file is not None:
             file, self._file = self._file, None
             try:
                 file.close()
             except OSError as exc:
                 self.failed = self.failed or str(exc)
+
+
+def leave_realtime() -> None:
+    """The calling thread to SCHED_OTHER if it inherited a real-time policy: at the same
+    SCHED_RR priority as the forwarding thread, a writer woken on its core held it until it
+    slept again (a drain of every track), however long the forwarding thread waited."""
+    try:
+        if os.sched_getscheduler(0) in (os.SCHED_RR, os.SCHED_FIFO):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # 0: this thread
+    except (AttributeError, OSError):  # not Linux, or not allowed: as it was
+        pass
 
 
 class MuxProcess:
@@ -393,6 +384,7 @@ class Recorder:
         writer.closed = True
 
     def _run(self) -> None:
+        leave_realtime()
         try:
             mux: MuxProcess | None = MuxProcess(self.mux_limits)
         except OSError as exc:
@@ -405,7 +397,7 @@ class Recorder:
             self.polls += 1
             with self._lock:
                 writers = list(self._tracks.items())
-            busy = False
+            live = []
             for key, writer in writers:
                 if id(writer) not in opened:
                     opened.add(id(writer))
@@ -418,8 +410,13 @@ class Recorder:
                     with self._lock:
                         self._tracks.pop(key, None)
                     self._finished.append(writer)
-                elif writer.drain():
-                    busy = True
+                elif (job := writer.flush_job()) is not None:
+                    live.append((writer, job))
+            busy = False
+            if live:  # every track's writes with one release of the GIL
+                written = flush_all([job for _, job in live])
+                for (writer, _), result in zip(live, written, strict=True):
+                    busy = writer.flushed(result) or busy
             if stopping:
                 break
             wait = POLL_S if busy else min(wait * 2, IDLE_POLL_S)

@@ -1,13 +1,17 @@
-"""media._packetlog_c (the recorder's packet-record encoder in C) writes exactly what the
-pure-Python `encode_packets_py` writes: the same bytes (CRC included), the same sequence
-check, the same packets left in the queue, the same refusals."""
+"""media._packetlog_c.TrackLog (the recorder's tap, encoding each packet's record as it is
+forwarded) writes exactly what the pure-Python TrackLogPy writes: the same bytes (CRC
+included), the same packets handed back as breaking the sequence, the same refusals; and
+its flush_all writes with the GIL released, the tap going on meanwhile."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import threading
 import zlib
-from collections import deque
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,27 +21,35 @@ from media.packetlog import (
     RECORD,
     TYPE_PACKET,
     LoggedPacket,
+    LoggedReport,
     LogReader,
+    TrackLogPy,
     append_packet,
-    encode_packets_py,
+    append_report,
+    flush_all_py,
     header_bytes,
 )
 from media.recv_stream import SenderReportRef
 from media.rtp import ForwardPacket
 
 HEADER = {"codec": "VP8", "clock_rate": 90000, "kind": "video", "file": "x.webm", "start": 0.0}
+IMPLS = ["c", "py"]
 
 
-def c_encoder():  # type: ignore[no-untyped-def]
+def impl(name: str) -> tuple[Any, Any]:
+    """(TrackLog, flush_all) of one implementation."""
+    if name == "py":
+        return TrackLogPy, flush_all_py
     # scripts/setup.sh (pip install -e .) builds it; without it the recorder is slower
     assert packetlog.COMPILED, "media._packetlog_c is not built"
-    return packetlog.encode_packets
+    return packetlog.TrackLog, packetlog.flush_all
 
 
-def random_packets(rng: random.Random, count: int) -> list[ForwardPacket]:
+def random_packets(rng: random.Random, count: int) -> list[ForwardPacket | SenderReportRef]:
     """A video track's packets as a producer taps them: mostly in sequence, with holes,
-    reordering, repeats, keyframes, SSRC changes (epochs) and the extreme field values."""
-    out = []
+    reordering, repeats, keyframes, SSRC changes (epochs), the extreme field values and a
+    sender report now and then."""
+    out: list[ForwardPacket | SenderReportRef] = []
     seq, epoch = rng.choice([0, 65535, 2**40, 2**62]), rng.choice([0, 7, 2**32 - 1])
     for _ in range(count):
         roll = rng.random()
@@ -47,6 +59,9 @@ def random_packets(rng: random.Random, count: int) -> list[ForwardPacket]:
             seq -= rng.randint(1, 5)  # late, or repeated
         elif roll < 0.06:
             epoch = rng.randint(0, 2**32 - 1)  # a new source
+        elif roll < 0.08:
+            out.append(SenderReportRef(1 << 32, rng.randint(0, 2**33), rng.uniform(0, 1e6),
+                                       rng.randint(0, 2**33)))
         payload = rng.randbytes(rng.choice([0, 1, 13, 160, 1000, 1200, rng.randint(0, 1400)]))
         out.append(ForwardPacket(
             seq, rng.choice([0, 2**32 - 1, rng.randint(0, 2**32 - 1)]),
@@ -57,118 +72,187 @@ def random_packets(rng: random.Random, count: int) -> list[ForwardPacket]:
     return out
 
 
-def drain(encode, packets: list[ForwardPacket], video: bool, prefix: bytes = b""
-          ) -> tuple[bytes, list[tuple[int, int, int | None]]]:  # type: ignore[no-untyped-def]
-    """What TrackWriter.drain does with `encode`: the bytes and every call's result
-    (the odd packet by its index)."""
-    queue = deque(packets)
-    out = bytearray(prefix)
-    index = {id(fp): i for i, fp in enumerate(packets)}
-    calls = []
-    nxt, epoch = -1, -1
-    while queue:
-        n, nxt, odd = encode(queue, out, video, nxt, epoch)
-        calls.append((n, nxt, None if odd is None else index[id(odd)]))
-        if odd is not None:  # TrackWriter._watch_sequence's bookkeeping
-            if odd.epoch != epoch:
-                epoch, nxt = odd.epoch, -1
-            if odd.ext_seq >= nxt:
-                nxt = odd.ext_seq + 1
-    return bytes(out), calls
+def record(name: str, items: list[ForwardPacket | SenderReportRef], video: bool,
+           path: Path, flush_every: int) -> tuple[bytes, list[tuple[int, int, int]], int]:
+    """Tap `items` into a log (flushed every `flush_every`), as the recorder does: the
+    file's bytes, the odd packets (index, nxt, epoch), the packets written."""
+    track_log, flush_all = impl(name)
+    log = track_log(video, 10_000)
+    index = {id(fp): i for i, fp in enumerate(items)}
+    odd: list[tuple[int, int, int]] = []
+    with open(path, "wb", buffering=0) as f:
+        f.write(header_bytes(HEADER))
+        for i, item in enumerate(items):
+            if isinstance(item, ForwardPacket):
+                log(item)
+            else:
+                log.report(item)
+            if i % flush_every == flush_every - 1:
+                assert all(isinstance(n, int) for n in flush_all([(log, f.fileno())]))
+                odd += [(index[id(fp)], nxt, epoch) for fp, nxt, epoch in log.take_odd()]
+        flush_all([(log, f.fileno())])
+        odd += [(index[id(fp)], nxt, epoch) for fp, nxt, epoch in log.take_odd()]
+    assert log.pending == 0 and log.dropped == 0 and log.invalid == 0
+    return path.read_bytes(), odd, log.packets
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("video", [True, False])
-def test_c_and_python_write_the_same_records(seed: int, video: bool) -> None:
-    encode = c_encoder()
-    packets = random_packets(random.Random(seed), 600)
-    prefix = b"an SR record already in the batch"
-    c_bytes, c_calls = drain(encode, packets, video, prefix)
-    py_bytes, py_calls = drain(encode_packets_py, packets, video, prefix)
+def test_c_and_python_write_the_same_records(seed: int, video: bool, tmp_path: Path) -> None:
+    items = random_packets(random.Random(seed), 600)
+    packets = [fp for fp in items if isinstance(fp, ForwardPacket)]
+    c_bytes, c_odd, c_n = record("c", items, video, tmp_path / "c", 1 + seed * 37)
+    py_bytes, py_odd, py_n = record("py", items, video, tmp_path / "py", 1 + seed * 37)
     assert c_bytes == py_bytes
-    assert c_calls == py_calls
-    assert sum(n for n, _, _ in c_calls) == len(packets)
-    if video:  # the sequence check stopped at the holes, keyframes and new sources
-        assert len(c_calls) > 10
+    assert c_odd == py_odd and c_n == py_n == len(packets)
+    if video:  # the sequence check handed back the holes, keyframes and new sources
+        assert len(c_odd) > 10
     else:
-        assert len(c_calls) == 1
+        assert c_odd == []
 
     # and both are the format: append_packet's records, each CRC as the reader checks it
-    reference = bytearray(prefix)
-    for fp in packets:
-        append_packet(reference, fp.ext_seq, fp.ts, fp.marker, fp.keyframe, fp.epoch,
-                      fp.arrival, fp.tail[EXT_BLOCK_LEN:])
+    reference = bytearray(header_bytes(HEADER))
+    for item in items:
+        if isinstance(item, ForwardPacket):
+            append_packet(reference, item.ext_seq, item.ts, item.marker, item.keyframe,
+                          item.epoch, item.arrival, item.tail[EXT_BLOCK_LEN:])
+        else:
+            append_report(reference, item.rtp_ts, item.local, item.epoch)
     assert c_bytes == bytes(reference)
-    pos = len(prefix)
-    for fp in packets:
+    pos = len(header_bytes(HEADER))
+    for item in items:
         length, kind, crc = RECORD.unpack_from(c_bytes, pos)
         body = c_bytes[pos + RECORD.size:pos + RECORD.size + length]
-        assert kind == TYPE_PACKET and length == len(fp.tail) - EXT_BLOCK_LEN + 25
-        assert crc == zlib.crc32(body[:25], length + (TYPE_PACKET << 24))
+        if isinstance(item, ForwardPacket):
+            assert kind == TYPE_PACKET and length == len(item.tail) - EXT_BLOCK_LEN + 25
+            assert crc == zlib.crc32(body[:25], length + (TYPE_PACKET << 24))
         pos += RECORD.size + length
     assert pos == len(c_bytes)
 
 
+def test_the_sequence_check_hands_back_what_the_writer_needs() -> None:
+    """In sequence: nothing; a keyframe, a hole, a new source: the packet with the ext_seq
+    and epoch expected before it (-1: none yet)."""
+    tail = b"\0" * EXT_BLOCK_LEN + b"payload"
+    for name in IMPLS:
+        track_log, _ = impl(name)
+        log = track_log(True, 100)
+        packets = [ForwardPacket(s, 0, 0, tail, s == 12, 1, 0.0) for s in (10, 11, 12, 13, 16)]
+        packets.append(ForwardPacket(3, 0, 0, tail, False, 2, 0.0))  # a new source
+        for fp in packets:
+            log(fp)
+        odd = [(fp.ext_seq, nxt, epoch) for fp, nxt, epoch in log.take_odd()]
+        assert odd == [(10, -1, -1), (12, 12, 1), (16, 14, 1), (3, 17, 1)], name
+        assert log.take_odd() == [] and log.pending == 6
+        audio = track_log(False, 100)
+        for fp in packets:
+            audio(fp)
+        assert audio.take_odd() == []
+
+
 def test_a_c_encoded_log_reads_back(tmp_path: Path) -> None:
-    encode = c_encoder()
-    packets = random_packets(random.Random(99), 300)
-    data, _ = drain(encode, packets, True, header_bytes(HEADER))
-    log = tmp_path / "c.rtplog"
-    log.write_bytes(data)
-    reader = LogReader(log)
+    items = random_packets(random.Random(99), 300)
+    record("c", items, True, tmp_path / "c.rtplog", 50)
+    reader = LogReader(tmp_path / "c.rtplog")
     got = reader.read()
     assert reader.corrupt is None and reader.pending_bytes == 0
     assert got == [LoggedPacket(fp.ext_seq, fp.ts, 0x80 if fp.marker else 0, fp.keyframe,
                                 fp.epoch, fp.arrival, fp.tail[EXT_BLOCK_LEN:])
-                   for fp in packets]
-
-
-def test_packets_tapped_after_the_call_stay_queued() -> None:
-    """The deque is emptied of what was encoded only: an odd packet's followers stay."""
-    encode = c_encoder()
-    tail = b"\0" * EXT_BLOCK_LEN + b"payload"
-    packets = [ForwardPacket(s, 0, 0, tail, s == 12, 1, 0.0) for s in range(10, 16)]
-    for impl in (encode, encode_packets_py):
-        queue, out = deque(packets), bytearray()
-        n, nxt, odd = impl(queue, out, True, 10, 1)
-        assert (n, nxt, odd) == (3, 12, packets[2])  # 10, 11 in sequence; 12 a keyframe
-        assert list(queue) == packets[3:]
-        n, nxt, odd = impl(queue, out, True, 13, 1)
-        assert (n, nxt, odd) == (3, 16, None) and not queue
+                   if isinstance(fp, ForwardPacket) else
+                   LoggedReport(fp.rtp_ts & 0xFFFFFFFF, fp.local, fp.epoch & 0xFFFFFFFF)
+                   for fp in items]
 
 
 @pytest.mark.parametrize("field, value", [("ts", 2**32), ("ts", -1), ("epoch", 2**32),
-                                          ("ext_seq", 2**63), ("tail", b"short")])
-def test_a_field_out_of_range_is_refused_by_both_leaving_the_batch_unwritten(
-        field: str, value: object) -> None:
-    encode = c_encoder()
-    for impl in (encode, encode_packets_py):
+                                          ("ext_seq", 2**63), ("tail", b"short"),
+                                          ("tail", bytearray(20)), ("arrival", "x")])
+def test_a_field_out_of_range_is_counted_by_both_never_raised_into_forwarding(
+        field: str, value: object, tmp_path: Path) -> None:
+    for name in IMPLS:
+        track_log, flush_all = impl(name)
+        log = track_log(False, 100)
         good = ForwardPacket(5, 1, 0, b"\0" * EXT_BLOCK_LEN + b"ok", False, 0, 0.0)
         bad = ForwardPacket(6, 1, 0, b"\0" * EXT_BLOCK_LEN + b"ok", False, 0, 0.0)
         setattr(bad, field, value)
-        out = bytearray(b"before")
-        with pytest.raises(Exception) as caught:  # the type is checked below
-            impl(deque([good, bad]), out, False, -1, -1)
-        assert isinstance(caught.value, ValueError | OverflowError | packetlog.struct.error)
-        assert out == b"before"
-
-
-@pytest.mark.parametrize("video", [True, False])
-def test_a_queued_sender_report_stops_both_after_the_packets_before_it(video: bool) -> None:
-    """A report the producer queued among the packets is taken off, unrecorded, and handed
-    back (for the writer to log there); the packets after it stay queued, in either track."""
-    encode = c_encoder()
-    tail = b"\0" * EXT_BLOCK_LEN + b"payload"
-    packets = [ForwardPacket(s, 0, 0, tail, False, 1, 0.0) for s in range(10, 14)]
-    report = SenderReportRef(1 << 32, 5, 0.5, 1)
-    for impl in (encode, encode_packets_py):
-        queue, out = deque([*packets[:2], report, *packets[2:]]), bytearray()
-        n, nxt, odd = impl(queue, out, video, 10, 1)
-        assert (n, odd) == (2, report) and nxt == (12 if video else 10)
-        assert list(queue) == packets[2:]
+        log(good)
+        log(bad)  # the forwarding path's call: never raises
+        log("not a packet")
+        assert (log.invalid, log.pending) == (2, 1), name
+        with open(tmp_path / name, "wb", buffering=0) as f:
+            assert flush_all([(log, f.fileno())]) == [1]
         reference = bytearray()
-        for fp in packets[:2]:
-            append_packet(reference, fp.ext_seq, fp.ts, fp.marker, fp.keyframe, fp.epoch,
-                          fp.arrival, fp.tail[EXT_BLOCK_LEN:])
-        assert out == reference
-        assert impl(deque([report]), bytearray(), video, 10, 1) == (0, 10, report)
+        append_packet(reference, 5, 1, 0, False, 0, 0.0, b"ok")
+        assert (tmp_path / name).read_bytes() == reference
+
+
+def test_a_full_log_drops_the_newest_until_flushed(tmp_path: Path) -> None:
+    tail = b"\0" * EXT_BLOCK_LEN + b"x"
+    for name in IMPLS:
+        track_log, flush_all = impl(name)
+        log = track_log(False, 64)
+        for i in range(100):
+            log(ForwardPacket(i, 0, 0, tail, False, 0, 0.0))
+        log.report(SenderReportRef(0, 0, 0.0, 0))
+        assert (log.pending, log.dropped) == (64, 37), name
+        path = tmp_path / name
+        with open(path, "wb", buffering=0) as f:
+            assert flush_all([(log, f.fileno())]) == [64]
+            log(ForwardPacket(100, 0, 0, tail, False, 0, 0.0))  # room again
+            assert flush_all([(log, f.fileno())]) == [1]
+        path.write_bytes(header_bytes(HEADER) + path.read_bytes())
+        got = LogReader(path).read()
+        assert [r.ext_seq for r in got if isinstance(r, LoggedPacket)] == [*range(64), 100]
+
+
+def test_a_failed_write_is_that_logs_result_the_others_are_written(tmp_path: Path) -> None:
+    tail = b"\0" * EXT_BLOCK_LEN + b"x" * 100
+    for name in IMPLS:
+        track_log, flush_all = impl(name)
+        logs = [track_log(True, 100) for _ in range(3)]
+        for log in logs:
+            for i in range(5):
+                log(ForwardPacket(i, 0, 0, tail, False, 0, 0.0))
+        with open(tmp_path / f"{name}-a", "wb", buffering=0) as a, \
+                open("/dev/full", "wb", buffering=0) as full, \
+                open(tmp_path / f"{name}-b", "wb", buffering=0) as b:
+            result = flush_all([(logs[0], a.fileno()), (logs[1], full.fileno()),
+                                (logs[2], b.fileno())])
+        assert result[0] == result[2] == 5, name
+        assert isinstance(result[1], OSError) and "space" in str(result[1]).lower()
+        assert (tmp_path / f"{name}-a").read_bytes() == (tmp_path / f"{name}-b").read_bytes()
+        assert [log.packets for log in logs] == [5, 0, 5]
+        logs[1].close()
+        logs[1](ForwardPacket(9, 0, 0, tail, False, 0, 0.0))  # closed: the tap does nothing
+        assert logs[1].pending == 0
+
+
+def test_packets_tapped_while_a_flush_writes_go_into_the_next_one(tmp_path: Path) -> None:
+    """flush_all writes with the GIL released: the forwarding thread taps on meanwhile (here
+    while the write waits on a pipe nobody reads yet), into the spare buffer."""
+    track_log, flush_all = impl("c")
+    tail = b"\0" * EXT_BLOCK_LEN + b"y" * 1000
+    log = track_log(False, 1000)
+    for i in range(200):  # 200 kB: more than the pipe holds
+        log(ForwardPacket(i, 0, 0, tail, False, 0, 0.0))
+    read, write = os.pipe()
+    out = tmp_path / "out"
+    # nobody reads for 1 s: had the writer held the GIL while blocked on the full pipe,
+    # this thread's taps would come after the write, not during it
+    reader = subprocess.Popen(["sh", "-c", f"sleep 1; cat > {out}"], stdin=read)
+    os.close(read)
+    results: list[Any] = []
+    flusher = threading.Thread(target=lambda: results.append(flush_all([(log, write)])))
+    flusher.start()
+    while log.pending:  # swapped: the flush is under way
+        pass
+    tapped_during = []
+    for i in range(200, 203):
+        log(ForwardPacket(i, 0, 0, tail, False, 0, 0.0))
+        tapped_during.append(flusher.is_alive())
+    flusher.join(10)
+    os.close(write)
+    reader.wait(10)
+    assert results == [[200]]
+    assert tapped_during == [True] * 3
+    assert log.pending == 3
+    assert len(out.read_bytes()) == 200 * (RECORD.size + 25 + 1000)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,17 @@ import pytest
 
 from media import SFU, rtcp
 from media.codecs import vp8_keyframe
-from media.packetlog import LoggedReport, LogReader
+from media.packetlog import LoggedPacket, LoggedReport, LogReader
 from media.producer import Producer
 from media.recmux import mux
-from media.recorder import IDLE_POLL_S, POLL_S, MuxProcess, Recorder, TrackQueue, TrackWriter
+from media.recorder import (
+    IDLE_POLL_S,
+    POLL_S,
+    MuxProcess,
+    Recorder,
+    TrackWriter,
+    leave_realtime,
+)
 from media.rtp import ForwardPacket
 from media.trackmux import TrackMuxer
 from testkit.aiortc_clients import FPS, EncodedMedia, Publisher, Subscriber, wait_for
@@ -123,17 +132,49 @@ async def test_h264_recorded_as_mpegts_and_a_late_producer_joins(sfu: SFU, media
     assert first_video_frame_is_keyframe(track.path)
 
 
-def test_full_queue_drops_the_oldest_and_counts_without_blocking() -> None:
-    queue = TrackQueue(maxlen=64)
-    packets = [ForwardPacket(i, i * 3000, 0x80, b"\0" * 8 + b"x", False, 0, 0.0)
+async def test_a_full_tap_drops_the_newest_and_counts_without_blocking(
+        sfu: SFU, media: EncodedMedia, tmp_path: Path) -> None:
+    producer = await gone_video_producer(sfu, media, "nat")
+    writer = TrackWriter(producer, tmp_path, time.monotonic(), lambda: None, queue_packets=64)
+    packets = [ForwardPacket(i, i * 3000, 0x80, b"\0" * 8 + b"x", i == 0, 0, 0.0)
                for i in range(1000)]
+    writer.open()
     start = time.perf_counter()
     for fp in packets:
-        queue(fp)
+        writer.queue(fp)
     elapsed = time.perf_counter() - start
-    assert queue.dropped == 1000 - 64
-    assert [fp.ext_seq for fp in queue.packets] == list(range(936, 1000))  # newest kept
+    writer.finish()
+    assert writer.info().dropped_packets == 1000 - 64 and writer.packets == 64
+    logged = [r.ext_seq for r in LogReader(writer.log_path).read()
+              if isinstance(r, LoggedPacket)]
+    assert logged == list(range(64))  # what was pending is kept whole
     assert elapsed < 0.05  # ~1 µs each: nothing waits for the writer
+
+
+def test_the_writer_thread_leaves_real_time_scheduling() -> None:
+    """A server run SCHED_RR (as the bench runs it): the writer thread, which inherits it,
+    goes back to SCHED_OTHER, so its drains never hold the forwarding thread's core."""
+    policies: list[int] = []
+
+    def thread() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
+        except PermissionError:
+            policies.append(-1)
+            return
+        policies.append(os.sched_getscheduler(0))
+        leave_realtime()
+        policies.append(os.sched_getscheduler(0))
+
+    worker = threading.Thread(target=thread)
+    worker.start()
+    worker.join()
+    if policies == [-1]:
+        pytest.skip("SCHED_RR not permitted here")
+    assert policies == [os.SCHED_RR, os.SCHED_OTHER]
+    before = os.sched_getscheduler(0)
+    leave_realtime()  # not real-time: unchanged
+    assert os.sched_getscheduler(0) == before
 
 
 @needs_ffprobe
@@ -320,7 +361,7 @@ async def test_a_full_disk_stops_that_track_with_one_logged_error(
     track = writer.info()
     assert track.failed is not None and "space" in track.failed.lower()
     assert caplog.text.count("writing failed") == 1
-    assert len(writer.queue.packets) == 0
+    assert writer.queue.pending == 0 and writer.queue.closed
     # the mux process's side: its file on a full disk
     (tmp_path / "log").mkdir()
     log = log_track(TrackWriter(producer, tmp_path / "log", start, lambda: None), [

@@ -13,34 +13,18 @@ decoded 5 frames/s (docs/media.md, "Publisher uplink")."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from testkit.browser import CHROMIUM
-from testkit.netem import in_namespace, namespace_unavailable
+from testkit.chromium import run_harness
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.browser
 
 
 def call(mode: str, seconds: float) -> dict[str, Any]:
-    reason = namespace_unavailable() or (None if os.path.exists(CHROMIUM)
-                                         else f"{CHROMIUM} is not installed")
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the uplink browser test: {reason}")
-        pytest.skip(reason)
-    argv = in_namespace([sys.executable, "-m", "tests.e2e.uplink_interop", mode, str(seconds)])
-    run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=200,
-                         check=False)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
-    result: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
-    return result
+    return run_harness("tests.e2e.uplink_interop", mode, str(seconds), timeout=200,
+                       what="the uplink browser test")
 
 
 def summary(r: dict[str, Any]) -> str:

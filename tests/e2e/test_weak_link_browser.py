@@ -18,34 +18,18 @@ in three runs at load 25-42 (2026-12-07) whose starved publisher sent a top laye
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from testkit.browser import CHROMIUM
-from testkit.netem import in_namespace, namespace_unavailable
+from testkit.chromium import run_harness
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.browser
 
 
 def call(scenario: str, *options: str) -> dict[str, Any]:
-    reason = namespace_unavailable() or (None if os.path.exists(CHROMIUM)
-                                         else f"{CHROMIUM} is not installed")
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the weak-link browser tests: {reason}")
-        pytest.skip(reason)
-    argv = in_namespace([sys.executable, "-m", "tests.e2e.weak_link_interop", scenario,
-                         *options])
-    run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=330,
-                         check=False)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
-    result: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
+    result = run_harness("tests.e2e.weak_link_interop", scenario, *options, timeout=330,
+                         what="the weak-link browser tests")
     assert "error" not in result, summary(result)  # a wait timed out (figures so far in it)
     return result
 

@@ -1,12 +1,12 @@
 """A Chromium publisher on a 500 kbit/s uplink (issue 15 item 3): what its own sender does with
 our feedback; JSON on the last line.
 
-Run by test_uplink_browser.py inside `unshare -n` (loopback is the only interface, the
-namespace is the test's own, so its tc/iptables rules touch nothing else):
+Run by test_uplink_browser.py in a loopback-only network namespace of its own
+(testkit/chromium.py: its tc/iptables rules touch nothing else):
     python -m tests.e2e.uplink_interop twcc|remb [seconds]
 
 Chromium publishes its 720p fake camera as simulcast (three layers) through the web client's
-own publish path (tests/media/browser_simulcast.py's page). What reaches the SFU's port of its
+own publish path (testkit/chromium.py's publisher page). What reaches the SFU's port of its
 send transport is shaped to 500 kbit/s (HTB, a 200 ms drop-tail queue: testkit/netem.py) from
 the answer on. `twcc`: the server answers transport-cc (MediaConfig.transport_cc, the default)
 and sends transport-wide feedback; `remb`: it does not (the REMB cap and our receiver reports'
@@ -23,21 +23,14 @@ import itertools
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-import aioice.ice
-from aiohttp import web
-from playwright.async_api import async_playwright
-
-from media import SFU, Direction, MediaConfig, Peer
+from media import SFU, Direction, MediaConfig, PublishResult
 from testkit.aiortc_clients import Subscriber
-from testkit.browser import ARGS, CHROMIUM
+from testkit.chromium import PUBLISHER_PAGE, chromium, page_server, publisher_page
+from testkit.ice import gather_only_on
 from testkit.netem import Netem, Shape
-from tests.media.browser_simulcast import PAGE, producer_dict
 
-ROOT = Path(__file__).resolve().parents[2]
-HTTP_PORT = 8768
 UPLINK_BPS = 500_000
 
 STATS = """async () => {
@@ -69,26 +62,13 @@ def rates(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def run(mode: str, seconds: float) -> dict[str, Any]:
-    def loopback(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
-        return ["127.0.0.1"]
-
-    aioice.ice.get_host_addresses = loopback  # the aiortc subscriber gathers on loopback
+    gather_only_on("127.0.0.1")  # the aiortc subscriber gathers on loopback
     out: dict[str, Any] = {"mode": mode, "uplink_kbps": UPLINK_BPS / 1000}
     netem = Netem()
     sfu = SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_servers=(),
                           transport_cc=mode == "twcc"))
     router = sfu.router("meeting")
-    alice: Peer = router.add_peer("alice")
-    app = web.Application()
-
-    async def page_html(request: web.Request) -> web.Response:
-        return web.Response(text=PAGE, content_type="text/html")
-
-    app.router.add_get("/", page_html)
-    app.router.add_static("/js/", ROOT / "web_client" / "static" / "js")
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", HTTP_PORT).start()
+    alice = router.add_peer("alice")
     t0 = time.monotonic()
     shaped: list[int] = []
     tasks: list[asyncio.Future[None]] = []
@@ -103,30 +83,15 @@ async def run(mode: str, seconds: float) -> dict[str, Any]:
         shaped.append(transport.local_port)
         out["shaped_at_s"] = round(time.monotonic() - t0, 2)
 
-    async def sfu_call(name: str, args: list[Any]) -> Any:
-        if name == "join":
-            return {"peer_id": "alice", "me": {"peer_id": "alice", "user_id": 1, "name": "A"},
-                    "peers": [], "producers": [], "locks": [], "floor": None,
-                    "active_speaker": None, "can_publish": True, "can_chair": False,
-                    "rtc_configuration": {"iceServers": [], "bundlePolicy": "max-bundle",
-                                          "rtcpMuxPolicy": "require"}}
-        if name == "publish":
-            result = await alice.publish(args[0], args[1])
-            out["answer_has_transport_cc"] = "transport-cc" in result.sdp
-            if not shaped:
-                shaped.append(0)
-                tasks.append(asyncio.ensure_future(shape_when_connected()))
-            return {"sdp": result.sdp, "added": [producer_dict(p) for p in result.added],
-                    "removed": result.removed}
-        return {}
+    def on_publish(result: PublishResult) -> None:
+        out["answer_has_transport_cc"] = "transport-cc" in result.sdp
+        if not shaped:
+            shaped.append(0)
+            tasks.append(asyncio.ensure_future(shape_when_connected()))
 
     try:
-        async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                              args=ARGS)
-            page = await browser.new_page()
-            await page.expose_function("sfuCall", sfu_call)
-            await page.goto(f"http://127.0.0.1:{HTTP_PORT}/")
+        async with page_server({"/": PUBLISHER_PAGE}) as url, chromium() as browser:
+            page = await publisher_page(browser, alice, url + "/", on_publish)
             t0 = time.monotonic()  # times are since the call started (the closure sees it)
             mine = await page.evaluate("startCall()")
             camera = router.get_producer(mine["camera"])
@@ -169,9 +134,7 @@ async def run(mode: str, seconds: float) -> dict[str, Any]:
             out["link_counters"] = netem.counters()
             out["errors"] = await page.evaluate("window.errors")
             await sub.close()
-            await browser.close()
     finally:
-        await runner.cleanup()
         await sfu.close()
         netem.close()
     return out

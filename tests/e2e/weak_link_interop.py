@@ -1,8 +1,8 @@
 """Real Chromium subscribers on emulated weak links (testkit/netem.py), bandwidth allocation on
 (issue 15 item 6); JSON on the last line.
 
-Run by test_weak_link_browser.py inside `unshare -n` (loopback is the only interface, the
-namespace is the test's own, so its tc/iptables rules touch nothing else):
+Run by test_weak_link_browser.py in a loopback-only network namespace of its own
+(testkit/chromium.py: its tc/iptables rules touch nothing else):
     python -m tests.e2e.weak_link_interop weak|drop|both [--twcc]
 
 `--twcc`: the subscribers negotiate transport-cc (MediaConfig.subscriber_transport_cc): the
@@ -10,7 +10,7 @@ SFU numbers what it sends them and estimates each downlink from their transport 
 (media/bwe.py) instead of taking their REMB; the feedback counters are in the result.
 
 A Chromium publisher sends its 720p fake camera as simulcast through the web client's own
-publish path (tests/media/browser_simulcast.py's page: VideoSession, three layers). Each
+publish path (testkit/chromium.py's publisher page: VideoSession, three layers). Each
 subscriber is a Chromium page of its own answering the SFU's offers with a plain
 RTCPeerConnection, playing the video in a <video> element; its link is named by the SFU's
 port of its receiving transport (as a harness must for a browser) and shaped with HTB.
@@ -32,19 +32,15 @@ import itertools
 import json
 import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from media import SFU, Direction, MediaConfig, Peer, Router
-from testkit.browser import ARGS, CHROMIUM
+from testkit.chromium import PUBLISHER_PAGE, chromium, page_server, publisher_page, wait_layers
 from testkit.netem import Netem, Shape
-from tests.media.browser_simulcast import PAGE, producer_dict
 
-ROOT = Path(__file__).resolve().parents[2]
-HTTP_PORT = 8767
 WEAK_BPS, STRONG_BPS = 300_000, 2_500_000
 
 SUB_PAGE = """<!doctype html><html><body><script>
@@ -161,40 +157,28 @@ async def measure(viewer: Viewer, start_ms: float, end_ms: float) -> dict[str, A
     }
 
 
-async def publish(browser: Browser, router: Router) -> Any:
-    alice: Peer = router.add_peer("alice")
-    page = await browser.new_page()
+@dataclass
+class Call:
+    """What a scenario works with: the browser, the SFU's room, the links, the pages' URL."""
 
-    async def sfu_call(name: str, args: list[Any]) -> Any:
-        if name == "join":
-            return {"peer_id": "alice", "me": {"peer_id": "alice", "user_id": 1, "name": "A"},
-                    "peers": [], "producers": [], "locks": [], "floor": None,
-                    "active_speaker": None, "can_publish": True, "can_chair": False,
-                    "rtc_configuration": {"iceServers": [], "bundlePolicy": "max-bundle",
-                                          "rtcpMuxPolicy": "require"}}
-        if name == "publish":
-            result = await alice.publish(args[0], args[1])
-            return {"sdp": result.sdp, "added": [producer_dict(p) for p in result.added],
-                    "removed": result.removed}
-        return {}
+    browser: Browser
+    router: Router
+    netem: Netem
+    url: str
 
-    await page.expose_function("sfuCall", sfu_call)
-    await page.goto(f"http://127.0.0.1:{HTTP_PORT}/")
+
+async def publish(call: Call) -> Any:
+    page = await publisher_page(call.browser, call.router.add_peer("alice"), call.url + "/")
     mine = await page.evaluate("startCall()")
-    camera = router.get_producer(mine["camera"])
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not all(s.packets_received > 50
-                                                  for s in camera.streams):
-        await asyncio.sleep(0.2)
+    await wait_layers(call.router.get_producer(mine["camera"]))
     return mine
 
 
-async def add_viewer(browser: Browser, router: Router, netem: Netem, name: str,
-                     ids: list[str], rate_bps: float | None) -> Viewer:
-    context = await browser.new_context()
+async def add_viewer(call: Call, name: str, ids: list[str], rate_bps: float | None) -> Viewer:
+    context = await call.browser.new_context()
     page = await context.new_page()
-    await page.goto(f"http://127.0.0.1:{HTTP_PORT}/sub")
-    viewer = Viewer(name, page, router.add_peer(name))
+    await page.goto(call.url + "/sub")
+    viewer = Viewer(name, page, call.router.add_peer(name))
     await viewer.subscribe(*ids)
     deadline = time.monotonic() + 10
     while (transport := viewer.peer.transport(Direction.RECV)) is None \
@@ -204,7 +188,7 @@ async def add_viewer(browser: Browser, router: Router, netem: Netem, name: str,
         await asyncio.sleep(0.05)
     viewer.port = transport.local_port
     if rate_bps is not None:
-        netem.shape(viewer.port, Shape(rate_bps=rate_bps), server_side=True)
+        call.netem.shape(viewer.port, Shape(rate_bps=rate_bps), server_side=True)
     return viewer
 
 
@@ -217,11 +201,10 @@ async def wait(check: Any, timeout: float, what: str) -> float:
     return round(time.monotonic() - started, 1)
 
 
-async def weak(browser: Browser, router: Router, netem: Netem, ids: list[str],
-               out: dict[str, Any], viewers: list[Viewer]) -> float:
+async def weak(call: Call, ids: list[str], out: dict[str, Any], viewers: list[Viewer]) -> float:
     """The ward and the strong subscriber; the timelines' t0 (monotonic) is returned."""
-    strong = await add_viewer(browser, router, netem, "strong", ids, None)
-    ward = await add_viewer(browser, router, netem, "ward", ids, WEAK_BPS)
+    strong = await add_viewer(call, "strong", ids, None)
+    ward = await add_viewer(call, "ward", ids, WEAK_BPS)
     viewers += [strong, ward]
     t0 = time.monotonic()
     task = asyncio.ensure_future(sampler(viewers, t0))
@@ -246,32 +229,31 @@ async def weak(browser: Browser, router: Router, netem: Netem, ids: list[str],
     return t0
 
 
-async def drop(browser: Browser, router: Router, netem: Netem, ids: list[str],
-               out: dict[str, Any], viewers: list[Viewer]) -> None:
-    v = await add_viewer(browser, router, netem, "dropping", ids, STRONG_BPS)
+async def drop(call: Call, ids: list[str], out: dict[str, Any], viewers: list[Viewer]) -> None:
+    v = await add_viewer(call, "dropping", ids, STRONG_BPS)
     viewers.append(v)
     t0 = time.monotonic()
     task = asyncio.ensure_future(sampler([v], t0))
     await wait(lambda: _frames_over(v, 10), 20, "dropping decoding")
     out["top_after_s"] = await wait(lambda: _on_layer(v, 2), 60, "the top layer")
     try:
-        await fall(v, netem, t0, out)
+        await fall(v, call.netem, t0, out)
     finally:
         task.cancel()
 
 
-async def weak_then_drop(browser: Browser, router: Router, netem: Netem, ids: list[str],
-                         out: dict[str, Any], viewers: list[Viewer]) -> None:
-    t0 = await weak(browser, router, netem, ids, out, viewers)
+async def weak_then_drop(call: Call, ids: list[str], out: dict[str, Any],
+                         viewers: list[Viewer]) -> None:
+    t0 = await weak(call, ids, out, viewers)
     ward, strong = (next(v for v in viewers if v.name == name) for name in ("ward", "strong"))
     await ward.peer.close()  # drop's subscriber is alone, as in `drop`
     await ward.page.context.close()
-    netem.shape(strong.port, Shape(rate_bps=STRONG_BPS), server_side=True)
+    call.netem.shape(strong.port, Shape(rate_bps=STRONG_BPS), server_side=True)
     task = asyncio.ensure_future(sampler([strong], t0))
     try:
         out["top_after_s"] = out["strong_top_after_s"] + await wait(
             lambda: _on_layer(strong, 2), 60, "the top layer on 2.5 Mbit/s")
-        await fall(strong, netem, t0, out)
+        await fall(strong, call.netem, t0, out)
     finally:
         task.cancel()
 
@@ -320,31 +302,16 @@ async def run(scenario: str, twcc: bool = False) -> dict[str, Any]:
     sfu = SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_servers=(),
                           bandwidth_allocation=True, subscriber_transport_cc=twcc))
     router = sfu.router("meeting")
-    app = web.Application()
-
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text=PAGE, content_type="text/html")
-
-    async def sub_page(request: web.Request) -> web.Response:
-        return web.Response(text=SUB_PAGE, content_type="text/html")
-
-    app.router.add_get("/", page)
-    app.router.add_get("/sub", sub_page)
-    app.router.add_static("/js/", ROOT / "web_client" / "static" / "js")
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", HTTP_PORT).start()
     viewers: list[Viewer] = []
     try:
-        async with async_playwright() as p:
-            browser = await p.chromium.launch(
-                executable_path=CHROMIUM, headless=True,
-                args=[*ARGS, "--autoplay-policy=no-user-gesture-required"])
-            mine = await publish(browser, router)
+        async with page_server({"/": PUBLISHER_PAGE, "/sub": SUB_PAGE}) as url, chromium(
+                "--autoplay-policy=no-user-gesture-required") as browser:
+            call = Call(browser, router, netem, url)
+            mine = await publish(call)
             ids = [mine["mic"], mine["camera"]]
             scenario_run = {"weak": weak, "drop": drop, "both": weak_then_drop}[scenario]
             try:
-                await scenario_run(browser, router, netem, ids, out, viewers)
+                await scenario_run(call, ids, out, viewers)
             except AssertionError as exc:  # a wait that timed out: the figures so far
                 out["error"] = str(exc)
             out["timeline"] = {v.name: v.timeline for v in viewers}
@@ -354,9 +321,7 @@ async def run(scenario: str, twcc: bool = False) -> dict[str, Any]:
             out["downlink_stats"] = {v.name: vars(v.peer.downlink_stats()) for v in viewers}
             out["feedback_stats"] = {v.name: vars(v.peer.downlink_feedback_stats())
                                      for v in viewers}
-            await browser.close()
     finally:
-        await runner.cleanup()
         await sfu.close()
         netem.close()
     return out

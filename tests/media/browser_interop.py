@@ -1,6 +1,6 @@
 """Chromium <-> SFU interop run, printed as JSON on the last line.
 
-Run by test_browser.py inside `unshare -n` (loopback is the only interface):
+Run by test_browser.py in a loopback-only network namespace (testkit/chromium.py):
     python -m tests.media.browser_interop
 Chromium uses fake camera/mic; pages talk to the SFU through Playwright,
 standing in for the server's socket.io signaling.
@@ -13,26 +13,15 @@ import json
 import random
 from typing import Any
 
-from aiohttp import web
 from aiortc.sdp import SessionDescription
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 
 from media import SFU, MediaConfig, MediaEvent
+from testkit.chromium import ANSWER_JS, chromium, page_server
 from testkit.media_config import bandwidth_allocation
 
-CHROMIUM = "/usr/lib/chromium/chromium"
-ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-        "--allow-loopback-in-peer-connection", "--no-sandbox",
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-        "--autoplay-policy=no-user-gesture-required"]
-
 # The JS a browser client runs (see docs/media.md for the full flow).
-CLIENT_JS = r"""
-window.gathered = (pc) => new Promise(r => {
-  if (pc.iceGatheringState === "complete") return r();
-  pc.addEventListener("icegatheringstatechange",
-                      () => pc.iceGatheringState === "complete" && r());
-});
+CLIENT_JS = ANSWER_JS + r"""
 window.publishOffer = async () => {
   window.pc = new RTCPeerConnection({bundlePolicy: "max-bundle", rtcpMuxPolicy: "require"});
   const s = await navigator.mediaDevices.getUserMedia(
@@ -72,12 +61,6 @@ window.subscriber = () => {
     document.body.appendChild(el); el.play().catch(() => {});
   };
 };
-window.applyOffer = async (sdp) => {
-  await pc.setRemoteDescription({type: "offer", sdp});
-  await pc.setLocalDescription();
-  await gathered(pc);
-  return pc.localDescription.sdp;
-};
 window.transceivers = () => pc.getTransceivers().map(t => [t.mid, t.currentDirection]);
 window.trackStates = () => Object.fromEntries(
   Object.entries(trackByMid).map(([mid, t]) => [mid, t.readyState]));
@@ -96,24 +79,19 @@ window.inbound = async () => {
 
 async def run() -> dict[str, Any]:
     results: dict[str, Any] = {}
-    sfu = SFU(MediaConfig(ice_addresses=["127.0.0.1"], ice_servers=[],
-                      bandwidth_allocation=bandwidth_allocation()))
+    sfu = SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_servers=(),
+                          bandwidth_allocation=bandwidth_allocation()))
     events: list[MediaEvent] = []
     sfu.add_listener(events.append)
     router = sfu.router("meeting")
-    app = web.Application()
-    app.router.add_get("/", lambda r: web.Response(text="<html></html>",
-                                                   content_type="text/html"))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 8765).start()  # a secure context for gUM
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    async with page_server({"/": "<html></html>"}) as url, chromium(
+            "--disable-features=WebRtcHideLocalIpsWithMdns",
+            "--autoplay-policy=no-user-gesture-required") as browser:
         pages: list[Page] = []
         for _ in range(2):
             page = await browser.new_page()
             await page.add_init_script(CLIENT_JS)
-            await page.goto("http://127.0.0.1:8765/")
+            await page.goto(url + "/")
             pages.append(page)
         a, b = pages
         alice, bob = router.add_peer("alice"), router.add_peer("bob")
@@ -210,8 +188,6 @@ async def run() -> dict[str, Any]:
         results["left_directions"] = await b.evaluate(
             "pc.getTransceivers().map(t => t.currentDirection)")
         results["events"] = sorted({type(e).__name__ for e in events})
-        await browser.close()
-    await runner.cleanup()
     await sfu.close()
     return results
 

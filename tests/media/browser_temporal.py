@@ -1,44 +1,26 @@
-"""Chromium publishes its camera as simulcast (the web client's publish path, as
-browser_simulcast.py) and a second Chromium page subscribes to it; the consumer's temporal
-target is lowered to TID 1, then 0, and raised again. Printed as JSON on the last line.
-
-Run by test_browser_simulcast.py inside `unshare -n` (loopback is the only interface):
-    python -m tests.media.browser_temporal
+"""The temporal part of browser_simulcast.py's run: a second Chromium page subscribes to the
+simulcast camera Chromium publishes there; its consumer, on the low layer, has its temporal
+target lowered to TID 1, then 0, and raised again (test_browser_simulcast.py):
+    python -m tests.media.browser_simulcast temporal
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
-import aioice.ice
-from aiohttp import web
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Browser, Page
 
-from media import SFU, MediaConfig, Peer
-from testkit.browser import ARGS, CHROMIUM
+from media import Producer, Router
+from testkit.chromium import ANSWER_JS
 
-from .browser_simulcast import PAGE, ROOT, producer_dict
-
-SUBSCRIBER = """<!doctype html><html><body><script>
-const gathered = (pc) => new Promise(r => {
-  if (pc.iceGatheringState === "complete") return r();
-  pc.addEventListener("icegatheringstatechange",
-                      () => pc.iceGatheringState === "complete" && r());
-});
+SUBSCRIBER = """<!doctype html><html><body><script>""" + ANSWER_JS + """
 window.pc = new RTCPeerConnection({bundlePolicy: "max-bundle", rtcpMuxPolicy: "require"});
 pc.ontrack = (e) => {
   const el = document.createElement(e.track.kind);
   el.autoplay = true; el.muted = true; el.srcObject = new MediaStream([e.track]);
   document.body.appendChild(el); el.play().catch(() => {});
-};
-window.applyOffer = async (sdp) => {
-  await pc.setRemoteDescription({type: "offer", sdp});
-  await pc.setLocalDescription();
-  await gathered(pc);
-  return pc.localDescription.sdp;
 };
 window.video = async () => {
   let out = null;
@@ -78,89 +60,40 @@ async def watch(page: Page, seconds: float) -> dict[str, Any]:
             "width": last["width"]}
 
 
-async def run() -> dict[str, Any]:
-    def loopback(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
-        return ["127.0.0.1"]
-
-    aioice.ice.get_host_addresses = loopback
+async def temporal_steps(browser: Browser, router: Router, publisher: Page, camera: Producer,
+                         url: str) -> dict[str, Any]:
+    """Carol's page (at `url`, serving SUBSCRIBER) on `camera`'s low layer: each temporal
+    target watched for WINDOW_S; the publisher page's errors at the end."""
     results: dict[str, Any] = {}
-    sfu = SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_servers=()))
-    router = sfu.router("meeting")
-    alice: Peer = router.add_peer("alice")
-    app = web.Application()
-
-    async def page_html(request: web.Request) -> web.Response:
-        return web.Response(text=PAGE, content_type="text/html")
-
-    async def subscriber_html(request: web.Request) -> web.Response:
-        return web.Response(text=SUBSCRIBER, content_type="text/html")
-
-    app.router.add_get("/", page_html)
-    app.router.add_get("/sub", subscriber_html)
-    app.router.add_static("/js/", ROOT / "web_client" / "static" / "js")
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 8767).start()
-
-    async def sfu_call(name: str, args: list[Any]) -> Any:
-        if name == "join":
-            return {"peer_id": "alice", "me": {"peer_id": "alice", "user_id": 1, "name": "A"},
-                    "peers": [], "producers": [], "locks": [], "floor": None,
-                    "active_speaker": None, "can_publish": True, "can_chair": False,
-                    "rtc_configuration": {"iceServers": [], "bundlePolicy": "max-bundle",
-                                          "rtcpMuxPolicy": "require"}}
-        if name == "publish":
-            result = await alice.publish(args[0], args[1])
-            return {"sdp": result.sdp, "added": [producer_dict(p) for p in result.added],
-                    "removed": result.removed}
-        return {}
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        page = await browser.new_page()
-        await page.expose_function("sfuCall", sfu_call)
-        await page.goto("http://127.0.0.1:8767/")
-        mine = await page.evaluate("startCall()")
-        camera = router.get_producer(mine["camera"])
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and camera.streams[0].packets_received < 50:
-            await asyncio.sleep(0.2)
-
-        carol = router.add_peer("carol")
-        sub_page = await browser.new_page()
-        await sub_page.goto("http://127.0.0.1:8767/sub")
-        sub = await carol.subscribe(camera.id)
-        assert sub.offer is not None
-        await carol.set_answer(await sub_page.evaluate("s => applyOffer(s)", sub.offer.sdp))
-        [consumer] = [c for c in carol.consumers if c.kind.value == "video"]
-        carol.set_preferred_layers(consumer.id, 0)  # the low layer: light on a loaded box
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (
-                consumer.current_layer != 0 or not (await sub_page.evaluate("video()"))):
-            await asyncio.sleep(0.2)
-        results["tids_seen"] = consumer.temporal_layers
-        steps = []
-        for temporal in (None, 1, 0, None):
-            layers = carol.set_preferred_layers(consumer.id, 0, temporal)
-            keyframes_in = camera.streams[0].keyframes_received
-            requests = consumer.keyframe_requests_received
-            watched = await watch(sub_page, WINDOW_S)
-            watched.update(
-                temporal=temporal, target=layers.target_temporal,
-                current=consumer.current_temporal,
-                publisher_keyframes=camera.streams[0].keyframes_received - keyframes_in,
-                keyframe_requests=consumer.keyframe_requests_received - requests)
-            steps.append(watched)
-        results["steps"] = steps
-        stats = consumer.stats()
-        results["temporal_dropped"] = stats.temporal_dropped
-        results["layer_switches"] = stats.layer_switches
-        results["errors"] = await page.evaluate("window.errors")
-        await browser.close()
-    await runner.cleanup()
-    await sfu.close()
+    carol = router.add_peer("carol")
+    sub_page = await browser.new_page()
+    await sub_page.goto(url)
+    sub = await carol.subscribe(camera.id)
+    assert sub.offer is not None
+    await carol.set_answer(await sub_page.evaluate("s => applyOffer(s)", sub.offer.sdp))
+    [consumer] = [c for c in carol.consumers if c.kind.value == "video"]
+    carol.set_preferred_layers(consumer.id, 0)  # the low layer: light on a loaded box
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (
+            consumer.current_layer != 0 or not (await sub_page.evaluate("video()"))):
+        await asyncio.sleep(0.2)
+    results["tids_seen"] = consumer.temporal_layers
+    steps = []
+    for temporal in (None, 1, 0, None):
+        layers = carol.set_preferred_layers(consumer.id, 0, temporal)
+        keyframes_in = camera.streams[0].keyframes_received
+        requests = consumer.keyframe_requests_received
+        watched = await watch(sub_page, WINDOW_S)
+        watched.update(
+            temporal=temporal, target=layers.target_temporal,
+            current=consumer.current_temporal,
+            publisher_keyframes=camera.streams[0].keyframes_received - keyframes_in,
+            keyframe_requests=consumer.keyframe_requests_received - requests)
+        steps.append(watched)
+    results["steps"] = steps
+    stats = consumer.stats()
+    results["temporal_dropped"] = stats.temporal_dropped
+    results["layer_switches"] = stats.layer_switches
+    results["errors"] = await publisher.evaluate("window.errors")
+    await sub_page.close()
     return results
-
-
-if __name__ == "__main__":
-    print(json.dumps(asyncio.run(run())))

@@ -1,7 +1,7 @@
 """Real Chromium through the SFU. Opt-in: MEDIA_BROWSER_TESTS=1, and it
-needs /usr/lib/chromium/chromium, Playwright and the right to create a
-network namespace (root). Takes ~15 s on an idle 2-core box, much longer when
-it is loaded, hence not in the default run.
+needs Debian's chromium, Playwright and the right to create a network namespace
+(root). Takes ~15 s on an idle 2-core box, much longer when it is loaded, hence
+not in the default run.
 
 Runs tests/media/browser_interop.py in a fresh network namespace whose only
 interface is loopback, so Chromium cannot use (or leak) a LAN address.
@@ -9,44 +9,19 @@ interface is loopback, so Chromium cannot use (or leak) a LAN address.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from testkit.chromium import run_harness
+
 pytestmark = pytest.mark.browser
 
 
-def _can_run() -> str | None:
-    if os.environ.get("MEDIA_BROWSER_TESTS") != "1":
-        return "set MEDIA_BROWSER_TESTS=1 to run Chromium interop tests"
-    if not os.path.exists("/usr/lib/chromium/chromium"):
-        return "chromium is not installed"
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return "unshare/ip missing"
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        return "playwright is not installed"
-    probe = subprocess.run(["unshare", "-n", "true"], check=False, capture_output=True)
-    return None if probe.returncode == 0 else "no permission to create a network namespace"
-
-
 def test_chromium_publishes_and_subscribes() -> None:
-    reason = _can_run()
-    if reason:
-        pytest.skip(reason)
-    run = subprocess.run(
-        ["unshare", "-n", "sh", "-c",
-         f"ip link set lo up && exec {sys.executable} -m tests.media.browser_interop"],
-        check=False, cwd=ROOT, capture_output=True, text=True, timeout=90)
-    assert run.returncode == 0, run.stderr[-3000:]
-    r = json.loads(run.stdout.strip().splitlines()[-1])
+    if os.environ.get("MEDIA_BROWSER_TESTS") != "1":
+        pytest.skip("set MEDIA_BROWSER_TESTS=1 to run Chromium interop tests")
+    r = run_harness("tests.media.browser_interop", timeout=90, what="the media browser test")
     assert r["published"] == ["audio/OPUS", "video/VP8"]
     assert r["next_offer"] is None
     audio, video = sorted(r["joined"].values(), key=lambda s: s["kind"])

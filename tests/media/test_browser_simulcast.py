@@ -1,23 +1,33 @@
 """Real Chromium publishes its camera as simulcast through the web client's own publish
 path (web_client/static/js/video-session.js) to the SFU: the server binds three layers by
-rid, and an aiortc subscriber decodes the top layer, then the lowest after a switch.
+rid, and an aiortc subscriber decodes the top layer, then the lowest after a switch; a
+Chromium subscriber's temporal target is lowered and raised.
 
-Runs tests/media/browser_simulcast.py in a fresh network namespace whose only interface is
-loopback (as tests/e2e/test_video_browser.py), so Chromium cannot use a LAN address.
+Both tests read one run of tests/media/browser_simulcast.py (module fixture: one Chromium and
+one publisher for the two), in a loopback-only network namespace of its own, so Chromium
+cannot use a LAN address.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from tests.e2e.test_video_browser import run_in_loopback_namespace
+from testkit.chromium import run_harness
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.mark.timeout(150)
-def test_chromium_camera_simulcast_is_bound_and_switched(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    r = run_in_loopback_namespace("tests.media.browser_simulcast", tmp_path / "unused.png")
+@pytest.fixture(scope="module")
+def run() -> dict[str, Any]:
+    return run_harness("tests.media.browser_simulcast", timeout=200,
+                       what="the browser simulcast tests")
+
+
+@pytest.mark.timeout(230)  # the first test of the two runs the harness (up to 200 s)
+def test_chromium_camera_simulcast_is_bound_and_switched(run: dict[str, Any]) -> None:
+    r = run["simulcast"]
     assert r["errors"] == []
     assert r["simulcast"] is True
     assert [layer["rid"] for layer in r["layers"]] == ["r0", "r1", "r2"]
@@ -32,13 +42,14 @@ def test_chromium_camera_simulcast_is_bound_and_switched(tmp_path) -> None:  # t
     assert current == 0 and frames > 20 and [320, 180] in sizes
 
 
-@pytest.mark.timeout(150)
-def test_chromium_subscriber_decodes_at_a_lower_frame_rate_without_a_keyframe(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.timeout(230)
+def test_chromium_subscriber_decodes_at_a_lower_frame_rate_without_a_keyframe(
+        run: dict[str, Any]) -> None:
     """VP8 temporal layers (media/temporal.py): Chromium publishes L1T3 in each simulcast
     layer; a Chromium subscriber's consumer lowered to TID 1, then 0, keeps decoding at about
     1/2, then 1/4, of the frame rate with no keyframe asked for or decoded, and is back at
     the full rate when the target is lifted."""
-    r = run_in_loopback_namespace("tests.media.browser_temporal", tmp_path / "unused.png")
+    r = run["temporal"]
     assert r["errors"] == [] and r["tids_seen"] is True
     full, half, quarter, back = r["steps"]
     rate = max(full["fps"], back["fps"])

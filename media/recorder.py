@@ -16,8 +16,9 @@ media.recmux --follow`, media/trackmux.py), names each new log to it on its stdi
 stdin too: the mux finishes every file up to the log's last whole record. The writer asks the
 publisher for a keyframe when it sees a hole in a video track's sequence numbers (the mux
 drops frames up to the next keyframe): the tap hands it the packets that broke the sequence.
-The writer thread leaves real-time scheduling if it inherited it (a server run SCHED_RR, as
-the bench runs it): its drains must never keep the forwarding thread off its core.
+The writer thread runs one real-time priority step below the forwarding thread if it inherited
+real-time scheduling (a server run SCHED_RR, as the bench runs it): its drains must never keep
+the forwarding thread off its core.
 """
 
 from __future__ import annotations
@@ -226,13 +227,23 @@ class TrackWriter:
                 self.failed = self.failed or str(exc)
 
 
-def leave_realtime() -> None:
-    """The calling thread to SCHED_OTHER if it inherited a real-time policy: at the same
-    SCHED_RR priority as the forwarding thread, a writer woken on its core held it until it
-    slept again (a drain of every track), however long the forwarding thread waited."""
+def below_forwarding() -> None:
+    """The calling (writer) thread one step below the real-time priority it inherited, if it
+    did (a server run SCHED_RR, as the bench runs it): at the forwarding thread's own
+    priority, a writer woken on its core kept it until it slept again (a drain of every
+    track), however long the forwarding thread waited; now the forwarding thread preempts it
+    at once. Still real-time, it is not queued behind ordinary processes (the mux) while the
+    forwarding thread waits for the GIL it holds; at the lowest real-time priority it can only
+    go to SCHED_OTHER. Not real-time: unchanged."""
     try:
-        if os.sched_getscheduler(0) in (os.SCHED_RR, os.SCHED_FIFO):
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # 0: this thread
+        policy = os.sched_getscheduler(0)  # 0: this thread
+        if policy not in (os.SCHED_RR, os.SCHED_FIFO):
+            return
+        priority = os.sched_getparam(0).sched_priority
+        if priority > os.sched_get_priority_min(policy):
+            os.sched_setscheduler(0, policy, os.sched_param(priority - 1))
+        else:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     except (AttributeError, OSError):  # not Linux, or not allowed: as it was
         pass
 
@@ -384,7 +395,7 @@ class Recorder:
         writer.closed = True
 
     def _run(self) -> None:
-        leave_realtime()
+        below_forwarding()
         try:
             mux: MuxProcess | None = MuxProcess(self.mux_limits)
         except OSError as exc:

@@ -25,7 +25,7 @@ from media.recorder import (
     MuxProcess,
     Recorder,
     TrackWriter,
-    leave_realtime,
+    below_forwarding,
 )
 from media.rtp import ForwardPacket
 from media.trackmux import TrackMuxer
@@ -151,30 +151,30 @@ async def test_a_full_tap_drops_the_newest_and_counts_without_blocking(
     assert elapsed < 0.05  # ~1 µs each: nothing waits for the writer
 
 
-def test_the_writer_thread_leaves_real_time_scheduling() -> None:
-    """A server run SCHED_RR (as the bench runs it): the writer thread, which inherits it,
-    goes back to SCHED_OTHER, so its drains never hold the forwarding thread's core."""
-    policies: list[int] = []
+def test_the_writer_thread_runs_below_a_real_time_forwarding_thread() -> None:
+    """A server run SCHED_RR (as the bench runs it): the writer thread, which inherits the
+    forwarding thread's priority, goes one step below it (the forwarding thread preempts its
+    drains), or to SCHED_OTHER from the lowest real-time priority."""
+    seen: list[tuple[int, int]] = []
 
-    def thread() -> None:
+    def thread(priority: int) -> None:
         try:
-            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))
         except PermissionError:
-            policies.append(-1)
             return
-        policies.append(os.sched_getscheduler(0))
-        leave_realtime()
-        policies.append(os.sched_getscheduler(0))
+        below_forwarding()
+        seen.append((os.sched_getscheduler(0), os.sched_getparam(0).sched_priority))
 
-    worker = threading.Thread(target=thread)
-    worker.start()
-    worker.join()
-    if policies == [-1]:
+    for priority in (10, 1):
+        worker = threading.Thread(target=thread, args=(priority,))
+        worker.start()
+        worker.join()
+    if not seen:
         pytest.skip("SCHED_RR not permitted here")
-    assert policies == [os.SCHED_RR, os.SCHED_OTHER]
-    before = os.sched_getscheduler(0)
-    leave_realtime()  # not real-time: unchanged
-    assert os.sched_getscheduler(0) == before
+    assert seen == [(os.SCHED_RR, 9), (os.SCHED_OTHER, 0)]
+    before = os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+    below_forwarding()  # not real-time: unchanged
+    assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
 
 
 @needs_ffprobe

@@ -20,7 +20,7 @@ the packets sent to subscribers and the packets logged, at each window's start a
 keeps the accounting whole:
 * an "on" window switches the taps on at its start; the writer polls every POLL_S as it does
   (asked by the loop instead of its own timer, the same wake-up); at the end the taps go off,
-  the writer drains what the queues hold and only then is the end read: every packet
+  the writer writes what the taps hold and only then is the end read: every packet
   recorded in the window is logged, and its writing paid for, inside the window;
 * between "on" windows the writer sleeps without polling, so an "off" window is what a
   plain server does (no idle polls counted against the recording);

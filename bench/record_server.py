@@ -7,15 +7,16 @@ The control protocol and the lag probe are sfu_servers.py's. With `--record`, a
 media.Recorder records every producer, and each producer's packets go to K writers (K files
 per track, each a whole recording): one publisher's VP8 + Opus with K = 5 make the 10
 recorded tracks the issue's target speaks of, at the clip's packet rates, with the writer
-thread doing the work of 10 tracks and the forwarding path paying 10 queue appends per
-packet pair instead of 2. (A producer has one tap, so K writers share it through one call.)
+thread doing the work of 10 tracks and the forwarding path paying 10 tap calls (each
+encoding the packet's record into its track's buffer, media/_packetlog_c.c) per packet pair
+instead of 2. (A producer has one tap, so K writers share it through one call.)
 
 The `record_window` op (bench/record_toggle.py's load process asks for one window at a time):
 {"op": "record_window", "on": bool, "seconds": T} -> the process's, the forwarding (main)
 thread's and the writer thread's CPU clocks, the packets forwarded to subscribers and the
 packets logged, read on the event loop at the window's start and end. An "on" window switches
 the recording taps on at its start; at its end it switches them off, wakes the writer and
-waits until it has logged what the queues held, then reads the end: every packet recorded in
+waits until it has logged what the taps held, then reads the end: every packet recorded in
 the window is logged, and paid for, inside it. Between "on" windows the writer thread sleeps
 without polling (`Gate`), so an "off" window is the plain server's work: the forwarding, with
 a recorder attached but idle. While windows are asked for, the writer's keyframe requests (at
@@ -55,7 +56,7 @@ from media.recorder import TrackWriter
 class Gate:
     """The recorder's `_stop` event with a pause: `wait(timeout)` (the writer's poll) also
     blocks while paused, without waking up, and returns at once on a `kick`; the callback a
-    kick brings runs when the writer next waits, i.e. once it has drained every queue."""
+    kick brings runs when the writer next waits, i.e. once it has written every track's pending records."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -183,14 +184,14 @@ class CopiesRecorder(Recorder):
         self._stop.resume()
 
     async def tap_off(self) -> None:
-        """Taps off, then wait until the writer has logged what the queues held."""
+        """Taps off, then wait until the writer has logged what the taps held."""
         self.tapping = False
         for producer, _, _ in self.taps.values():
             producer.tap = producer.report_tap = None
         await self.drain(pause=True)
 
     async def drain(self, pause: bool = False) -> None:
-        """Wake the writer and wait until it has logged what the queues hold."""
+        """Wake the writer and wait until it has logged what the taps hold."""
         loop = asyncio.get_running_loop()
         drained = loop.create_future()
 

@@ -450,13 +450,18 @@ static PyObject *flush_all(PyObject *module, PyObject *pairs) {
         log->pending = log->pending_packets = 0;
         log->flushing = 1;
     }
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Buffer *b = &jobs[i].log->buf[jobs[i].flush];
-        if (b->len > 0)
-            jobs[i].err = write_all(jobs[i].fd, b->data, b->len);
+    Py_ssize_t bytes = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        bytes += jobs[i].log->buf[jobs[i].flush].len;
+    if (bytes > 0) {  /* nothing to write (an idle poll): the GIL kept, no hand-over */
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Buffer *b = &jobs[i].log->buf[jobs[i].flush];
+            if (b->len > 0)
+                jobs[i].err = write_all(jobs[i].fd, b->data, b->len);
+        }
+        Py_END_ALLOW_THREADS
     }
-    Py_END_ALLOW_THREADS
     PyObject *result = PyList_New(n);
     for (Py_ssize_t i = 0; i < n; i++) {
         TrackLog *log = jobs[i].log;

@@ -45,6 +45,7 @@ from .producer import Producer
 from .ratelimit import TokenBucket
 from .recorder import Recorder, TrackFile
 from .router import Router
+from .rtx_budget import RtxStats
 from .sfu import SFU
 from .stats import ConsumerStats, LayerStats, PeerStats, ProducerStats, RouterStats, TransportStats
 from .subscribing import SignalingState
@@ -105,6 +106,7 @@ __all__ = [
     "RenegotiationNeeded",
     "Router",
     "RouterStats",
+    "RtxStats",
     "SdpError",
     "ServerOffer",
     "SignalingState",

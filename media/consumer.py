@@ -12,12 +12,17 @@ from .fanout import LegField, twcc_tail
 from .layers import ConsumerLayers, Segment, choose_target, mapped_ts_offset, ts_after
 from .producer import Producer
 from .rtp import ForwardPacket, StreamRewriter, nearest_ext
+from .rtx_budget import RtxBudget, RtxOutcome
 from .stats import ConsumerStats, RateMeter
 from .transport import WebRtcTransport
 from .types import CloseReason, ConsumerInfo, Kind, Source
 from .vp8 import rewrite, rewritten_ids
 
 MAX_SEGMENTS = 8  # stretches of output (layer switches) whose NACKs are still answered
+# A subscriber's PLI/FIR reaches the publisher at most once per this (the producer also
+# spaces them per layer, keyframe_interval_s, for all its subscribers): a weak subscriber that
+# loses each keyframe asks again at once, and every keyframe at full size overflows its link.
+KEYFRAME_REQUEST_INTERVAL_S = 1.0
 
 
 class Consumer:
@@ -63,8 +68,13 @@ class Consumer:
         self._rtx_seq = self._rewriter.out_highest ^ 0x5A5A
         self._sr_sent: OrderedDict[int, float] = OrderedDict()  # LSR -> send time
         self.retransmissions_sent = 0
+        self.retransmissions_refused = 0  # by the budget (media/rtx_budget.py)
         self.nacks_received = 0
         self.keyframe_requests_received = 0
+        self.keyframe_requests_suppressed = 0  # from this subscriber, within the interval
+        self._last_keyframe_request = float("-inf")
+        # Its transport's retransmission budget (media/rtx_budget.py); None: unbounded.
+        self.rtx_budget: RtxBudget | None = None
         self.packets_lost = 0
         self.fraction_lost = 0.0
         self.jitter_ms = 0.0
@@ -275,12 +285,15 @@ class Consumer:
     # -- feedback from the subscriber ---------------------------------------------------
     def on_nack(self, lost: Iterable[int], now: float) -> None:
         """Retransmit from the history of the layer each packet came from: RTX if
-        negotiated, else as is."""
+        negotiated, else as is; within the transport's budget (media/rtx_budget.py)."""
         self.nacks_received += 1
         rewriter = self._rewriter
         if not self.active or not self._segments or rewriter.epoch is None:
             return
         streams = self.producer.streams
+        budget = self.rtx_budget
+        rtt_s = None if self.rtt_ms is None else self.rtt_ms / 1000
+        rtx_overhead = 14 if self.rtx_pt is not None else 12  # RTP header (+ OSN)
         for seq in lost:
             out = nearest_ext(seq & 0xFFFF, rewriter.out_highest)
             segment = next((g for g in reversed(self._segments) if g.out_start <= out), None)
@@ -302,6 +315,11 @@ class Consumer:
             vp8 = fp.vp8 if self._vp8 else None
             if vp8 is not None and vp8.pid_pos and vp8.tid > self.leg.tid_current:
                 continue  # a late packet of a layer not sent now: its hole stays
+            if budget is not None and budget.admit(
+                    self.ssrc, seq, len(fp.tail) + rtx_overhead, now,
+                    rtt_s) is not RtxOutcome.SENT:
+                self.retransmissions_refused += 1
+                continue  # before numbering it: a transport-wide number is never skipped
             ts = (fp.ts + segment.ts_offset) & 0xFFFFFFFF
             tail = fp.tail
             if vp8 is not None:
@@ -319,6 +337,10 @@ class Consumer:
 
     def on_keyframe_request(self, now: float) -> None:
         self.keyframe_requests_received += 1
+        if now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL_S:
+            self.keyframe_requests_suppressed += 1
+            return
+        self._last_keyframe_request = now
         layer = self.current_layer if self.current_layer is not None else self.target_layer
         self.producer.request_keyframe(now, layer=layer)
 
@@ -395,6 +417,11 @@ class Consumer:
     def sample_rate(self, now: float) -> None:
         self._rate.sample(self.payload_bytes, now)
 
+    @property
+    def bitrate_bps(self) -> int:
+        """Payload bit rate sent, as of the last RTCP tick."""
+        return self._rate.bps
+
     def info(self) -> ConsumerInfo:
         return ConsumerInfo(id=self.id, mid=self.mid, producer_id=self.producer.id,
                             producer_peer_id=self.producer.peer_id, kind=self.kind,
@@ -410,7 +437,9 @@ class Consumer:
             nacks_received=self.nacks_received,
             keyframe_requests_received=self.keyframe_requests_received,
             packets_lost=self.packets_lost, fraction_lost=self.fraction_lost,
-            jitter_ms=self.jitter_ms, rtt_ms=self.rtt_ms, remb_bps=self.remb_bps)
+            jitter_ms=self.jitter_ms, rtt_ms=self.rtt_ms, remb_bps=self.remb_bps,
+            retransmissions_refused=self.retransmissions_refused,
+            keyframe_requests_suppressed=self.keyframe_requests_suppressed)
         if self.spatial_layers > 1:
             stats.current_layer, stats.target_layer = self.current_layer, self.target_layer
             stats.preferred_layer = self.preferred_spatial

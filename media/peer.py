@@ -26,6 +26,7 @@ from .events import DownlinkChanged, TransportStateChanged
 from .layers import ConsumerLayers
 from .producer import Producer
 from .publishing import Publishing
+from .rtx_budget import RtxStats
 from .stats import PeerStats
 from .subscribing import SignalingState, Subscribing
 from .transport import TransportHandler, WebRtcTransport
@@ -196,6 +197,11 @@ class Peer:
         docs/media.md "Bandwidth allocation"): packets numbered, feedback read, packets
         reported, sequence numbers unknown, feedback refused (malformed or huge)."""
         return self._subscribing.feedback_stats()
+
+    def retransmission_stats(self) -> RtxStats:
+        """NACKs from this subscriber: packets resent, refused over its transport's budget or
+        as repeats within a round trip (media/rtx_budget.py); cumulative."""
+        return self._subscribing.retransmission_stats()
 
     def downlink_stats(self) -> AllocatorStats:
         """The allocator's cumulative counters: absurd REMB refused, feedback gone missing,

@@ -117,6 +117,10 @@ class ConsumerStats:
     current_temporal: int | None = None
     target_temporal: int | None = None
     temporal_dropped: int = 0
+    # NACKed packets not resent (over the transport's budget, or resent less than a round trip
+    # ago: media/rtx_budget.py); the subscriber's PLI/FIR not passed on (within 1 s of one).
+    retransmissions_refused: int = 0
+    keyframe_requests_suppressed: int = 0
 
 
 @dataclass

@@ -43,6 +43,7 @@ from .errors import LimitError, NegotiationError, NotFoundError, RtcpError
 from .events import ConsumerClosed, RenegotiationNeeded
 from .producer import Producer
 from .rtp import EXT_TRANSPORT_CC
+from .rtx_budget import RtxBudget, RtxStats
 from .transport import WebRtcTransport, random_ssrc
 from .types import (
     CloseReason,
@@ -125,6 +126,9 @@ class Subscribing:
         # transport's numbered packets, and the estimate from the feedback on them.
         self.send_history: SendHistory | None = None
         self.bwe: GccEstimator | None = None
+        # NACKs are answered within a share of the downlink (media/rtx_budget.py); not on a
+        # cascade link's half, whose losses every subscriber below would inherit.
+        self.rtx_budget = RtxBudget()
 
     async def subscribe(self, producer_ids: tuple[str, ...], layers: bool = False
                         ) -> tuple[list[ConsumerInfo], ServerOffer | None]:
@@ -192,6 +196,8 @@ class Subscribing:
         self.consumers[consumer.id] = consumer
         self._by_ssrc[ssrc] = consumer
         producer.add_consumer(consumer)
+        if self._peer.link_transport is None:
+            consumer.rtx_budget = self.rtx_budget
         if self.allocating:
             consumer.allocated_layer = 0  # start low; the allocator raises it
             consumer.update_layers(time.monotonic())
@@ -405,6 +411,7 @@ class Subscribing:
         for consumer in list(self.consumers.values()):
             consumer.sample_rate(now)
             consumer.update_layers(now)  # simulcast: a layer started or stopped
+        self.rtx_budget.set_basis(self._rtx_basis(now), now)
         if self.allocating:
             self._allocate(now)
         for consumer in list(self.consumers.values()):
@@ -412,6 +419,19 @@ class Subscribing:
                 reports.append(sr)
         for packet in rtcp.build_sender_reports(reports, transport.cname):
             transport.send_rtcp(packet)
+
+    def _rtx_basis(self, now: float) -> int | None:
+        """What the retransmission budget is a share of: the downlink estimate, or without
+        one (no feedback yet, or none fresh) what this transport sends."""
+        estimate = self.allocator.estimate(now)
+        if estimate is not None:
+            return estimate
+        sent = sum(c.bitrate_bps for c in self.consumers.values())
+        return sent or None
+
+    def retransmission_stats(self) -> RtxStats:
+        """NACKed packets resent and refused on this transport (media/rtx_budget.py)."""
+        return RtxStats(**vars(self.rtx_budget.stats))
 
     def _falls(self, bitrate: int) -> bool:
         """Whether a new estimate is a fall from the one the last allocation used (the

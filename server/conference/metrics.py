@@ -26,6 +26,7 @@ class MediaMetrics:
     downlink_events: Counter  # subscribers' bandwidth feedback faults and audio-only falls
     uplink_feedback: Counter  # publishers' transport-wide sequence numbers ignored or skipped
     downlink_feedback: Counter  # subscribers' transport-wide feedback refused or not ours
+    retransmissions: Counter  # NACKed packets resent, or refused (media/rtx_budget.py)
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> MediaMetrics:
@@ -46,6 +47,7 @@ class MediaMetrics:
             downlink_events=_downlink(registry),
             uplink_feedback=_uplink(registry),
             downlink_feedback=_downlink_feedback(registry),
+            retransmissions=_retransmissions(registry),
         )
 
 
@@ -99,6 +101,20 @@ def _downlink_feedback(registry: CollectorRegistry) -> Counter:
                       ["event"], registry=registry)
     for event in DOWNLINK_FEEDBACK:
         counter.labels(event)
+    return counter
+
+
+RETRANSMISSIONS = ("sent", "budget", "repeat")  # RtxStats: sent, refused_budget, refused_repeat
+
+
+def _retransmissions(registry: CollectorRegistry) -> Counter:
+    counter = Counter("hopso_media_retransmissions_total",
+                      "Packets subscribers NACKed (docs/media.md, Retransmission budget): "
+                      "resent, refused over the transport's budget (a share of its downlink "
+                      "estimate), refused as a repeat within a round trip",
+                      ["outcome"], registry=registry)
+    for outcome in RETRANSMISSIONS:
+        counter.labels(outcome)
     return counter
 
 

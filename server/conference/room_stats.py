@@ -8,9 +8,18 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import Counter
+
 from media import Router
 from rooms.models import MeetingRole
-from server.conference.metrics import DOWNLINK, DOWNLINK_FEEDBACK, FAULTS, UPLINK, MediaMetrics
+from server.conference.metrics import (
+    DOWNLINK,
+    DOWNLINK_FEEDBACK,
+    FAULTS,
+    RETRANSMISSIONS,
+    UPLINK,
+    MediaMetrics,
+)
 from server.conference.views import summarize
 
 STATS_ROLES = frozenset({MeetingRole.chair, MeetingRole.secretary})
@@ -24,9 +33,11 @@ class RoomStats:
         self.counted: dict[str, tuple[int, int, int]] = {}  # consumer -> sent, bytes, dropped
         self.received: dict[str, int] = {}  # producer id -> packets received
         self.faults: dict[str, tuple[int, int, int]] = {}  # producer id -> FAULTS counts
-        self.downlink: dict[str, tuple[int, int, int]] = {}  # peer id -> DOWNLINK counts
-        self.uplink: dict[str, tuple[int, int]] = {}  # peer id -> UPLINK counts
-        self.feedback: dict[str, tuple[int, int]] = {}  # peer id -> DOWNLINK_FEEDBACK counts
+        # peer id -> its DOWNLINK, UPLINK, DOWNLINK_FEEDBACK and RETRANSMISSIONS counts
+        self.downlink: dict[str, tuple[int, ...]] = {}
+        self.uplink: dict[str, tuple[int, ...]] = {}
+        self.feedback: dict[str, tuple[int, ...]] = {}
+        self.rtx: dict[str, tuple[int, ...]] = {}
 
     def snapshot(self, router: Router | None, app_data: AppData) -> dict[str, Any]:
         """`GET .../media/stats` and ``media:stats``: every connection's numbers."""
@@ -56,27 +67,19 @@ class RoomStats:
         """Prometheus counters from the SFU's cumulative numbers (deltas per sample)."""
         live: set[str] = set()
         for peer in router.peers if router else []:
-            d = peer.downlink_stats()
-            counts = (d.remb_absurd, d.no_feedback, d.video_off_events)
-            for event, count, before in zip(DOWNLINK, counts,
-                                            self.downlink.get(peer.id, (0, 0, 0)), strict=True):
-                if count > before:
-                    metrics.downlink_events.labels(event).inc(count - before)
-            self.downlink[peer.id] = counts
-            u = peer.uplink_stats()
-            ups = (u.too_old, u.skipped)
-            for event, count, before in zip(UPLINK, ups, self.uplink.get(peer.id, (0, 0)),
-                                            strict=True):
-                if count > before:
-                    metrics.uplink_feedback.labels(event).inc(count - before)
-            self.uplink[peer.id] = ups
-            f = peer.downlink_feedback_stats()
-            refused = (f.malformed, f.unknown)
-            for event, count, before in zip(DOWNLINK_FEEDBACK, refused,
-                                            self.feedback.get(peer.id, (0, 0)), strict=True):
-                if count > before:
-                    metrics.downlink_feedback.labels(event).inc(count - before)
-            self.feedback[peer.id] = refused
+            d, u = peer.downlink_stats(), peer.uplink_stats()
+            f, r = peer.downlink_feedback_stats(), peer.retransmission_stats()
+            self.downlink[peer.id] = _advance(
+                metrics.downlink_events, DOWNLINK,
+                (d.remb_absurd, d.no_feedback, d.video_off_events), self.downlink.get(peer.id))
+            self.uplink[peer.id] = _advance(metrics.uplink_feedback, UPLINK,
+                                            (u.too_old, u.skipped), self.uplink.get(peer.id))
+            self.feedback[peer.id] = _advance(metrics.downlink_feedback, DOWNLINK_FEEDBACK,
+                                              (f.malformed, f.unknown),
+                                              self.feedback.get(peer.id))
+            self.rtx[peer.id] = _advance(metrics.retransmissions, RETRANSMISSIONS,
+                                         (r.sent, r.refused_budget, r.refused_repeat),
+                                         self.rtx.get(peer.id))
             for consumer in peer.consumers:
                 s = consumer.stats()
                 last = self.counted.get(s.id, (0, 0, 0))
@@ -109,3 +112,14 @@ class RoomStats:
         self.downlink.pop(peer_id, None)
         self.uplink.pop(peer_id, None)
         self.feedback.pop(peer_id, None)
+        self.rtx.pop(peer_id, None)
+
+
+def _advance(counter: Counter, labels: tuple[str, ...], counts: tuple[int, ...],
+             before: tuple[int, ...] | None) -> tuple[int, ...]:
+    """Advance the labelled `counter` by what each cumulative count gained since `before`
+    (None: since zero); returns `counts`, the next sample's `before`."""
+    for label, count, last in zip(labels, counts, before or (0,) * len(counts), strict=True):
+        if count > last:
+            counter.labels(label).inc(count - last)
+    return counts

@@ -39,6 +39,7 @@ from aiortc import MediaStreamTrack, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from media import SFU, Direction, Kind, MediaConfig, Peer
+from media.codecs import vp8_keyframe
 from testkit.aiortc_clients import Publisher, Subscriber, _prefer, encode_media, wait_for
 from testkit.ice import gather_only_on
 from testkit.netem import CLEAN, Netem, Shape
@@ -65,6 +66,10 @@ class Viewer:
     changes: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     by_server_port: bool = False  # name the link by the SFU's port, as for a browser
     late: bool = False  # joins once the others are settled (simulcast: on the top layer)
+    # Simulcast: the layer the subscriber asks for at join (None: the allocator's or the
+    # top), and later (seconds into the call, layer): as the web client's tile would.
+    start_layer: int | None = None
+    layer_changes: list[tuple[float, int | None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class Profile:
     name: str
     viewers: tuple[Viewer, ...]
     seconds: float
+    allocation: bool = True  # simulcast path: MediaConfig.bandwidth_allocation
 
 
 def profiles(seconds: float) -> dict[str, Profile]:
@@ -86,6 +92,12 @@ def profiles(seconds: float) -> dict[str, Profile]:
             rate_bps=4_000_000), [(third, {"rate_bps": 500_000}),
                                   (2 * third, {"rate_bps": 4_000_000})])), seconds),
         Profile("loss5", (Viewer("strong"), Viewer("lossy", Shape(loss=0.05))), seconds),
+        # A 300 kbit/s ward on the low layer asks for 320x180 (~350 kbit/s) for 3 s and back,
+        # as a failed try of the allocator (off here, so nothing else moves the layer): the
+        # overflow's losses are NACKed; the rest of the call shows how the ward recovers.
+        Profile("ward_overload", (Viewer("strong"), Viewer(
+            "ward", Shape(rate_bps=300_000), by_server_port=True, late=True, start_layer=0,
+            layer_changes=[(1.0, 1), (4.0, 0)])), seconds, allocation=False),
     )}
 
 
@@ -127,6 +139,7 @@ class MeasuredSubscriber(Subscriber):
         self.rtp: list[tuple[float, str, int, int]] = []  # (arrival, kind, bytes, RTP ts)
         self.decoded: dict[str, list[float]] = {"audio": [], "video": []}
         self.gaps_skipped = 0  # recover_like_a_browser
+        self.keyframe_skips = 0
 
     def watch(self) -> None:
         for transceiver in self.pc.getTransceivers():
@@ -161,9 +174,12 @@ class MeasuredSubscriber(Subscriber):
         complete and requests a keyframe. Here, likewise: when the buffer's head has not
         moved for GAP_WAIT_S (time for NACK and RTX through a full 200 ms queue) while a
         hole lies behind it, everything up to the first packet after the hole is dropped
-        and a PLI sent."""
+        and a PLI sent. And, as a browser's frame buffer decodes a complete keyframe at
+        once whatever is missing before it (and its NACK module forgets those packets),
+        a complete VP8 keyframe behind a hole is skipped to at once (`keyframe_skips`)."""
         [receiver] = [t.receiver for t in self.pc.getTransceivers() if t.kind == "video"]
         buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer")  # noqa: B009 (aiortc's)
+        nacks = getattr(receiver, "_RTCRtpReceiver__nack_generator")  # noqa: B009
         blocked: tuple[int, float] | None = None
         while True:
             await asyncio.sleep(0.05)
@@ -173,6 +189,15 @@ class MeasuredSubscriber(Subscriber):
             if hole is None or not any(packets[(origin + i) % cap] is not None
                                        for i in range(hole, cap)):
                 blocked = None  # nothing waits behind a hole
+                continue
+            key = _complete_keyframe(packets, origin, hole, cap)
+            if key is not None:
+                buffer.remove(key)  # what lies before the keyframe; it decodes next
+                if nacks is not None:
+                    nacks.missing = {seq for seq in nacks.missing
+                                     if key <= (seq - origin) % 0x10000 < 0x8000}
+                self.keyframe_skips += 1
+                blocked = None
                 continue
             now = time.monotonic()
             if blocked is None or blocked[0] != origin:
@@ -192,6 +217,22 @@ class MeasuredSubscriber(Subscriber):
     def local_port(self) -> int:
         ice = self.pc.getTransceivers()[0].receiver.transport.transport._connection
         return int(ice.local_candidates[0].port)
+
+
+def _complete_keyframe(packets: list[Any], origin: int, hole: int, cap: int) -> int | None:
+    """The offset from the jitter buffer's `origin` of the first VP8 keyframe after `hole`
+    whose packets are all there up to the next frame's first one; None if there is none."""
+    start = None
+    for i in range(hole + 1, cap):
+        packet = packets[(origin + i) % cap]
+        if start is not None:
+            if packet is None:
+                start = None  # incomplete: look for a later one
+            elif packet.timestamp != packets[(origin + start) % cap].timestamp:
+                return start
+        elif packet is not None and vp8_keyframe(packet.payload):
+            start = i
+    return None
 
 
 async def server_port(peer: Peer, timeout: float = 10.0) -> int:
@@ -305,6 +346,13 @@ def _video_consumer(peer: Peer) -> Any:
     return next((c for c in peer.consumers if c.kind is Kind.VIDEO), None)
 
 
+def prefer(peer: Peer, layer: int | None) -> None:
+    """The subscriber's preferred spatial layer of its video (as media:layers sets it)."""
+    consumer = _video_consumer(peer)
+    if consumer is not None:
+        peer.set_preferred_layers(consumer.id, layer)
+
+
 async def sample_layers(peers: dict[str, Peer], t0: list[float],
                         into: dict[str, list[list[Any]]]) -> None:
     """Every LAYER_S: per viewer [seconds, current layer, allocated layer (None: paused),
@@ -334,7 +382,8 @@ async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
     gather_only_on("127.0.0.1")
     netem = Netem()
     config = MediaConfig(ice_addresses=("127.0.0.1",), ice_servers=(), ice_timeout_s=10.0,
-                         rtcp_interval_s=0.5, bandwidth_allocation=simulcast)
+                         rtcp_interval_s=0.5,
+                         bandwidth_allocation=simulcast and profile.allocation)
     sfu = SFU(config)
     router = sfu.router("weak-links")
     media = await asyncio.get_running_loop().run_in_executor(None, encode_media, 2.0)
@@ -375,6 +424,8 @@ async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
             peer = peers[viewer.name] = router.add_peer(viewer.name)
             sub = subs[viewer.name] = MeasuredSubscriber(peer)
             await sub.subscribe(*ids)
+            if viewer.start_layer is not None:
+                prefer(peer, viewer.start_layer)
             sub.watch()
             recovery.append(asyncio.ensure_future(sub.recover_like_a_browser()))
             if viewer.by_server_port:
@@ -420,9 +471,14 @@ async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
         lags: list[float] = []
         prober = asyncio.ensure_future(probe_lag(lags))
         events = sorted((at, v.name, ch) for v in profile.viewers for at, ch in v.changes)
-        for at, name, fields in events:
+        layer_events = [(at, v.name, {"layer": layer}) for v in profile.viewers
+                        for at, layer in v.layer_changes]
+        for at, name, fields in sorted(events + layer_events, key=lambda e: e[0]):
             await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
-            netem.change(ports[name], **fields)  # both directions, whichever port names it
+            if "layer" in fields:
+                prefer(peers[name], fields["layer"])
+            else:
+                netem.change(ports[name], **fields)  # both directions, whichever port names it
         await asyncio.sleep(max(0.0, t0 + profile.seconds - time.monotonic()))
         t1 = time.monotonic()
         sampler.cancel()
@@ -435,13 +491,14 @@ async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
             "publisher": ("simulcast VP8, pre-encoded, 3 layers" if simulcast else
                           "live VP8 (follows REMB)" if live else "pre-encoded VP8"),
             "links": {v.name: v.shape.label() for v in profile.viewers},
-            "changes": [{"at_s": at, "viewer": n, **f} for at, n, f in events],
+            "changes": [{"at_s": at, "viewer": n, **f} for at, n, f in events + layer_events],
             "bin_s": BIN_S,
             "viewers": {name: measure(sub, t0, t1, [audio_arrivals(o, t0, t1) for o in
                                                     subs.values() if o is not sub])
                         for name, sub in subs.items()},
             "loop_lag_max_ms": round(max(lags, default=0.0) * 1000),
             "gaps_skipped": {name: sub.gaps_skipped for name, sub in subs.items()},
+            "keyframe_skips": {name: sub.keyframe_skips for name, sub in subs.items()},
             "remb_kbps": remb,
             "link_counters": netem.counters()}
         if simulcast:
@@ -477,9 +534,9 @@ def _consumer_stats(peer: Peer) -> dict[str, Any]:
     if consumer is None:
         return {}
     stats = consumer.stats()
-    return {key: getattr(stats, key) for key in ("layer_switches", "keyframe_requests_received",
-                                                 "nacks_received", "retransmissions_sent")
-            if hasattr(stats, key)}
+    return {key: getattr(stats, key) for key in (
+        "layer_switches", "keyframe_requests_received", "keyframe_requests_suppressed",
+        "nacks_received", "retransmissions_sent", "retransmissions_refused")}
 
 
 def main() -> None:

@@ -32,8 +32,9 @@ for p in (str(HERE), str(HERE.parent)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from sfu_client import Publisher, Subscriber, UnsafeAddress
+from sfu_client import Publisher, UnsafeAddress
 from sfu_media import load_clip
+from sfu_subscriber import Subscriber
 
 from testkit.ice import gather_only_on
 

@@ -397,8 +397,9 @@ async def report_until_stop(report: Any) -> None:
 
 async def media_child(args: dict[str, Any]) -> None:
     import socketio
-    from sfu_client import Publisher, Subscriber
+    from sfu_client import Publisher
     from sfu_media import load_clip
+    from sfu_subscriber import Subscriber
 
     address = "127.0.0.1"
     gather_only_on(address)

@@ -25,6 +25,7 @@ class FloorQueueChanged:
     requests up (server/cascade/topic/floor.py). In-process only."""
 
     meeting_id: int
+    seq: int = 0  # the change's procedure seq (0: not said)
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,7 +151,7 @@ class ProcedureLive:
                     meeting_id, holder["user_id"] if holder else None,
                     holder.get("name") if holder else None,
                     holder.get("site") if holder else None))
-                await self.app[keys.BUS].publish(FloorQueueChanged(meeting_id))
+                await self.app[keys.BUS].publish(FloorQueueChanged(meeting_id, seq))
             elif event == "vote:updated":  # opened, live tally, closed: the cascade follows
                 vote = payload["vote"]
                 await self.app[keys.BUS].publish(VoteUpdated(meeting_id, vote["id"],

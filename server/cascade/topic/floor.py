@@ -167,8 +167,18 @@ class CascadeFloor:
         node = app[keys.SETTINGS].node
         self.unit = node.unit if node is not None else "local"
         self._escalating: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # (meeting, seq) of the changes made here by applying the owner's floor: nothing of
+        # this node's people to send up in them, so no escalation check follows them (at
+        # every mirror on every change of the owner's floor, it held `_escalating` and the
+        # database while a delegate here asked to speak), unless the last check of that
+        # meeting here failed or none ran yet: a request whose outbox commit failed still
+        # goes up at the next change, whichever it is.
+        self._applied: set[tuple[int, int]] = set()
+        self._checked: set[int] = set()
 
     async def on_changed(self, event: FloorQueueChanged) -> None:
+        if (event.meeting_id, event.seq) in self._applied and event.meeting_id in self._checked:
+            return
         # One at a time per meeting: two changes in quick succession (a request and the
         # owner's floor state applied here) would both find a new request unmarked and
         # both insert its mark (an IntegrityError, logged with a traceback).
@@ -184,15 +194,23 @@ class CascadeFloor:
                 data = await floor_state(s, event.meeting_id, self.unit)
             await self.state.publish(event.meeting_id, STATE, data)
             return
+        try:
+            await self._escalate(event.meeting_id)
+        except BaseException:
+            self._checked.discard(event.meeting_id)  # the next change checks again
+            raise
+        self._checked.add(event.meeting_id)
+
+    async def _escalate(self, meeting_id: int) -> None:
         # The outbox's database (the same as the app's; a test may stall its commits).
         async with self.state.reports.db.session() as s:
-            todo = await self._to_escalate(s, event.meeting_id)
+            todo = await self._to_escalate(s, meeting_id)
             for topic, data in todo:  # in the outbox, committed with the marks; on its way
                 # up beside that commit (the owner's chair waits for one commit here, the
                 # request's, not two), and stored here before the delegate's ack, which
                 # waits for this: whatever the link. If the commit fails, the request is
                 # escalated again at the next change, and the owner queues it once.
-                await self.state.report(event.meeting_id, topic, data, s, ahead=True)
+                await self.state.report(meeting_id, topic, data, s, ahead=True)
             await s.commit()
 
     async def _to_escalate(self, s: AsyncSession, meeting_id: int
@@ -330,7 +348,11 @@ class CascadeFloor:
             await s.flush()
             emit, seq = await floor_emit(s, state), state.seq
             await s.commit()
-        await live.emit(meeting_id, seq, [emit])
+        self._applied.add((meeting_id, seq))
+        try:
+            await live.emit(meeting_id, seq, [emit])
+        finally:
+            self._applied.discard((meeting_id, seq))
 
     async def _local_row(self, s: AsyncSession, meeting_id: int, item: FloorItem,
                          rows: dict[int | None, FloorRequest], copies: dict[str, int]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import select
@@ -247,3 +248,52 @@ async def test_a_mirror_applies_the_owners_floor_with_a_fixed_number_of_reads(
             FloorRequest.meeting_id == meeting_id,
             FloorRequest.status == FloorStatus.queued))).all()
     assert len(waiting) == PEOPLE - 1
+
+
+async def test_a_mirror_checks_for_requests_to_send_up_after_its_own_changes_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Applying the owner's floor makes no request of a mirror's people: no escalation
+    check follows it (it ran at every mirror on every change of the owner's floor, holding
+    the mirror's escalation lock and database while a delegate there asked to speak),
+    unless the mirror's last check failed: a request whose check failed still goes up at
+    the next change, the owner's too."""
+    checks: list[str] = []
+    failing: set[str] = set()
+    to_escalate = CascadeFloor._to_escalate
+
+    async def counted(self: CascadeFloor, *args: Any) -> Any:
+        checks.append(self.unit)
+        if self.unit in failing:
+            failing.discard(self.unit)
+            raise OSError("the outbox's disk, once")
+        return await to_escalate(self, *args)
+    monkeypatch.setattr(CascadeFloor, "_to_escalate", counted)
+    async with tree(tmp_path) as t:
+        _, meeting_id, _, _, ward_id = await cascaded_meeting(t)
+        chair, delegate, _ = await province_room(t, meeting_id)
+        ward = await ward_delegates(t.ward, ward_id)
+        await ward["daibieu"].ok("floor:request", {"meeting_id": ward_id})
+        await chair.wait_for("floor:changed", lambda e: any(
+            q.get("origin") == "ward" for q in e["queue"]), 10)
+        assert "ward" in checks  # its own change
+
+        def province_asks(e: dict[str, Any]) -> bool:
+            return any(q.get("origin") == "province" for q in e["queue"])
+        await asyncio.sleep(0.5)  # the owner's floor with the request applied everywhere
+        checks.clear()
+        asked = await delegate.ok("floor:request", {"meeting_id": meeting_id})
+        await ward["daibieu2"].wait_for("floor:changed", province_asks, 10)
+        await asyncio.sleep(0.3)
+        assert checks == [], checks  # applied at the city and the ward: nothing to check
+
+        failing.add("ward")  # the ward's check of its next request fails ...
+        await ward["daibieu2"].ok("floor:request", {"meeting_id": ward_id})
+        await asyncio.sleep(0.5)
+        assert "ward" not in failing
+        assert not any(q["name"] == "Phạm Thị Hoa" for e in chair.heard["floor:changed"]
+                       for q in e["queue"])
+        # ... and the owner's next change, applied at the ward, has it checked again.
+        await delegate.ok("floor:withdraw", {"meeting_id": meeting_id,
+                                             "request_id": asked["request_id"]})
+        await chair.wait_for("floor:changed", lambda e: any(
+            q["name"] == "Phạm Thị Hoa" and q.get("origin") == "ward" for q in e["queue"]), 10)

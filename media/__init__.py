@@ -41,6 +41,7 @@ from .link import MAX_CATALOG, MAX_IDS, Cascade, LinkEnd, LinkLimits, relayed
 from .link_transport import LinkTransport
 from .link_usage import link_usage
 from .peer import Peer, Subscription
+from .probe import ProbeStats
 from .producer import Producer
 from .ratelimit import TokenBucket
 from .recorder import Recorder, TrackFile
@@ -95,6 +96,7 @@ __all__ = [
     "Peer",
     "PeerClosed",
     "PeerStats",
+    "ProbeStats",
     "Producer",
     "ProducerAdded",
     "ProducerClosed",

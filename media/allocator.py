@@ -72,6 +72,9 @@ class Allocation:
     video_off: bool
     estimate_bps: int | None
     temporal: dict[str, int] = field(default_factory=dict)  # a temporal step: TID <= this
+    # Probing (`Allocator.padding_probes`): the estimate the next raise needs; the transport
+    # probes towards it (media/probe.py) instead of trying the layer.
+    probe_bps: int | None = None
 
 
 @dataclass
@@ -118,6 +121,12 @@ class Allocator:
     # costs it a freeze of about a second, and would come back every max_probe_hold_s).
     try_bar: float = 1.1
     try_bar_s: float = 60.0
+    # Transport-cc negotiated (media/probe.py): the estimate is the SFU's own and a padding
+    # probe can lift it at once, so instead of trying the next layer (a freeze if the link
+    # cannot carry it) the allocation asks for a probe (`Allocation.probe_bps`) and raises
+    # only once the estimate fits the layer, as any raise.
+    padding_probes: bool = False
+    probed_hold_s: float = 1.0  # the raise hold then: the estimate is measured, not a REMB
     # Loss (the subscriber's receiver reports), GCC's sender-side rule: above loss_high the
     # estimate is capped at what is sent x (1 - loss / 2), compounding per report; below
     # loss_low the cap goes. A drop-tail bottleneck's full queue keeps the delay flat, so a
@@ -271,6 +280,7 @@ class Allocator:
         self._shed = shed
         temporal: dict[str, int] = {}
         probing = False  # one try at a time, for the first stream short of its top
+        probe_bps: int | None = None
         for v in ordered:  # then raise, in priority order
             if layers[v.consumer_id] is None:
                 continue
@@ -304,8 +314,12 @@ class Allocator:
             while goal < top and (_rate(v, goal + 1) * (1 + self.margin) - _rate(v, 0)
                                   <= budget):
                 goal += 1
-            hold = self.raise_hold_s
-            if goal == keep < top and uncongested and not probing \
+            hold = self.probed_hold_s if self.padding_probes else self.raise_hold_s
+            if goal == keep < top and not probing and self.padding_probes:
+                # what the estimate must be for the next layer to fit with the margin
+                probe_bps = estimate - budget + int(_rate(v, keep + 1) * (1 + self.margin)) \
+                    - _rate(v, 0)
+            elif goal == keep < top and uncongested and not probing \
                     and estimate >= self._bar(v.consumer_id, keep + 1, now):
                 goal, hold = keep + 1, self._probe_hold_s
             probing = probing or goal < top or keep < top
@@ -320,7 +334,7 @@ class Allocator:
             layers[v.consumer_id] = chosen
             budget -= _rate(v, max(chosen, goal)) - _rate(v, 0)
         self._remember(layers, now)
-        return Allocation(layers, False, estimate, temporal)
+        return Allocation(layers, False, estimate, temporal, probe_bps)
 
     def _layer(self, consumer_id: str) -> int | None:
         held = self._held.get(consumer_id)

@@ -21,10 +21,11 @@ and the detector's `usage`. The parts, after libwebrtc (modules/congestion_contr
 * **loss bound** (SendSideBandwidthEstimation's classic rule): over >= 20 packets, loss over
   10 % bounds the estimate at the current one × (1 − loss/2) (at most every 300 ms + RTT), under
   2 % the bound rises 8 %/s and goes once above the delay-based estimate.
-* **probes** (ProbeBitrateEstimator): a cluster of >= 4 received packets (of the 5 sent at
-  least) gives min(send rate, receive rate) (0.95 × the receive rate when that is under 0.9 ×
-  the send rate; refused when either interval is over 1 s or receive > 2 × send), which
-  becomes the estimate at once unless the detector says overusing.
+* **probes** (ProbeBitrateEstimator; the clusters are media/probe.py's): a cluster of >= 4
+  received packets, and >= 80 % of those sent when told (`probe_sent`), gives min(send
+  rate, receive rate) (0.95 × the receive rate when that is under 0.9 × the send rate;
+  refused when either interval is over 1 s or receive > 2 × send), which becomes the estimate at once unless the detector says overusing (a result under it lowers
+  it to no less than 0.85 x the acknowledged rate, GoogCcNetworkController's limit).
 
 `SendHistory` is the send side's memory: each packet sent on a transport with its
 transport-wide sequence number, send time and size, in a fixed ring (the C fan-out's
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
@@ -72,6 +74,7 @@ PROBE_MAX_INTERVAL_MS = 1000.0
 PROBE_MAX_RATIO = 2.0
 PROBE_UNSATURATED = 0.9
 PROBE_UTILIZATION = 0.95
+PROBE_DROP_THROUGHPUT = 0.85  # kProbeDropThroughputFraction (GoogCcNetworkController)
 
 
 class Usage(Enum):
@@ -302,8 +305,11 @@ class GccEstimator:
         self._last_change = -1.0  # ms on our clock
         self._last_decrease = -math.inf
         self._clusters: dict[int, _Cluster] = {}
+        self._cluster_sent: dict[int, int] = {}  # cluster -> packets sent in it (if told)
         self.rtt_ms = DEFAULT_RTT_MS
         self.last_probe_bps: float | None = None
+        self.last_probe_cluster = -1  # the cluster `last_probe_bps` measured
+        self._probed = -1
         self.feedbacks = 0
 
     @property
@@ -363,7 +369,9 @@ class GccEstimator:
                 self._aimd(usage, acked, now)
             return
         if probe is not None:
-            self.last_probe_bps = probe
+            if acked is not None:  # a low result lowers to 0.85 x acknowledged at most
+                probe = max(probe, min(self._delay_bps, PROBE_DROP_THROUGHPUT * acked))
+            self.last_probe_bps, self.last_probe_cluster = probe, self._probed
             self._delay_bps = min(max(probe, self.min_bps), self.max_bps)
             self._link.update(probe / 1000, 0.5)
             if self._loss_bound is not None:
@@ -429,6 +437,13 @@ class GccEstimator:
 
     # --- probes (ProbeBitrateEstimator) -------------------------------------------------
 
+    def probe_sent(self, cluster: int, packets: int) -> None:
+        """Cluster `cluster` was `packets` packets: its result then needs 80 % of them
+        received (libwebrtc's kMinReceivedProbesRatio), not just PROBE_MIN_PACKETS."""
+        if len(self._cluster_sent) >= 8:
+            del self._cluster_sent[min(self._cluster_sent)]
+        self._cluster_sent[cluster] = packets
+
     def _probe(self, r: PacketResult, send: float, arrival: float) -> float | None:
         c = self._clusters.get(r.cluster)
         if c is None:
@@ -445,7 +460,7 @@ class GccEstimator:
         c.last_arrival = max(c.last_arrival, arrival)
         c.size += r.size
         c.packets += 1
-        if c.packets < PROBE_MIN_PACKETS:
+        if c.packets < max(PROBE_MIN_PACKETS, 0.8 * self._cluster_sent.get(r.cluster, 0)):
             return None
         send_interval = c.last_send - c.first_send
         recv_interval = c.last_arrival - c.first_arrival
@@ -459,6 +474,7 @@ class GccEstimator:
         result = min(send_bps, recv_bps)
         if recv_bps < PROBE_UNSATURATED * send_bps:
             result = PROBE_UTILIZATION * recv_bps
+        self._probed = r.cluster
         return result
 
     # --- loss (SendSideBandwidthEstimation::UpdateEstimate, classic) ---------------------
@@ -522,11 +538,14 @@ class SendHistory:
     """The packets one transport numbered (its `Ring`); `results` matches a parsed feedback
     against them into `PacketResult`s, in sequence-number order."""
 
-    __slots__ = ("_last_ref", "_remote_base", "feedback", "malformed", "reported", "ring",
-                 "unknown")
+    __slots__ = ("_last_ref", "_remote_base", "cluster_of", "feedback", "malformed",
+                 "reported", "ring", "unknown")
 
     def __init__(self, ring: Ring | None = None) -> None:
         self.ring: Ring = PyRing() if ring is None else ring
+        # A packet's probe cluster by its number (media/probe.py: the clusters are ranges
+        # of numbers, media included, as libwebrtc's pacer marks what it sends in one).
+        self.cluster_of: Callable[[int], int] | None = None
         self._last_ref = -1  # the last feedback's 24-bit reference time
         self._remote_base = 0  # what its wraps add, in us
         self.feedback = self.reported = self.unknown = self.malformed = 0
@@ -557,16 +576,19 @@ class SendHistory:
         newest = (count - 1) & 0xFFFF
         known = min(HISTORY, count)
         times, sizes = ring.time, ring.size
+        cluster_of = self.cluster_of
         out: list[PacketResult] = []
         for i, arrival in enumerate(fb.arrivals):
             behind = (newest - fb.base_seq - i) & 0xFFFF
             if behind >= known:
                 self.unknown += 1
                 continue
-            slot = (count - 1 - behind) % HISTORY
+            number = count - 1 - behind
+            slot = number % HISTORY
             self.reported += 1
             out.append(PacketResult(int(times[slot] * 1_000_000), int(sizes[slot]),
-                                    None if arrival is None else arrival + offset))
+                                    None if arrival is None else arrival + offset,
+                                    -1 if cluster_of is None else cluster_of(number)))
         return out
 
     def stats(self) -> HistoryStats:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 
 from . import rtcp, temporal
 from .errors import MediaError
-from .fanout import LegField, twcc_tail
+from .fanout import LegField, padding_packet, twcc_tail
 from .layers import ConsumerLayers, Segment, choose_target, mapped_ts_offset, ts_after
 from .producer import Producer
 from .rtp import ForwardPacket, StreamRewriter, nearest_ext
@@ -190,6 +190,19 @@ class Consumer:
     def resync(self) -> None:
         """Restart at the next keyframe (video) or packet (audio), seq continuous."""
         self._rewriter.epoch = None
+
+    def send_padding(self, padding: int, now: float) -> int | None:
+        """One padding-only packet of `padding` bytes on the RTX SSRC, numbered on the
+        transport's transport-wide sequence (a bandwidth probe, media/probe.py): its RTP size,
+        or None if this consumer cannot carry one (not sending, no RTX, not numbered)."""
+        twcc = self._transport.leg_path.twcc
+        if not self._sending or self.rtx_pt is None or not self.leg.twcc or twcc is None:
+            return None
+        data = padding_packet(self.rtx_pt, self._rtx_seq, self.leg.last_ts, self.rtx_ssrc,
+                              padding, twcc, now)
+        self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF  # one RTX sequence with retransmissions
+        self._transport.send_rtp(data)  # refused, it keeps its number: reported lost
+        return len(data)
 
     # -- layers (media/layers.py) ---------------------------------------------------------
     def layers_needed(self) -> set[int]:

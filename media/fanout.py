@@ -99,16 +99,45 @@ def new_twcc(ext_id: int) -> Any:
     return twcc
 
 
-def twcc_tail(tail: bytes, twcc: Any, now: float) -> bytes:
-    """`tail` (the producer's one-word extension block + payload) with the next transport-wide
-    sequence number after its element, recorded as sent at `now`: what the C loop writes."""
-    number = twcc.next
+def twcc_number(twcc: Any, now: float, size: int) -> int:
+    """The next transport-wide sequence number, recorded as a packet of `size` bytes (RTP)
+    sent at `now` (what the C loop records); its element's bytes are `twcc_element`'s."""
+    number = int(twcc.next)
     twcc.next = (number + 1) & 0xFFFFFFFF
     slot = number % TWCC_RING
     twcc.time[slot] = now
-    twcc.size[slot] = 16 + len(tail)
-    return (b"\xbe\xde\x00\x02" + tail[4:8]
-            + bytes(((twcc.id << 4) | 1, (number >> 8) & 0xFF, number & 0xFF, 0)) + tail[8:])
+    twcc.size[slot] = size
+    return number
+
+
+def twcc_element(twcc: Any, number: int) -> bytes:
+    """The one-byte extension element carrying `number`, padded to a word."""
+    return bytes(((twcc.id << 4) | 1, (number >> 8) & 0xFF, number & 0xFF, 0))
+
+
+def twcc_tail(tail: bytes, twcc: Any, now: float) -> bytes:
+    """`tail` (the producer's one-word extension block + payload) with the next transport-wide
+    sequence number after its element, recorded as sent at `now`: what the C loop writes."""
+    number = twcc_number(twcc, now, 16 + len(tail))
+    return b"\xbe\xde\x00\x02" + tail[4:8] + twcc_element(twcc, number) + tail[8:]
+
+
+PADDING_MAX = 255  # an RTP packet's padding length is one byte, itself included
+
+
+def padding_packet(pt: int, seq: int, ts: int, ssrc: int, padding: int, twcc: Any,
+                   now: float) -> bytes:
+    """A padding-only RTP packet (P bit, no payload: RFC 3550 5.1) of `padding` bytes
+    (1..PADDING_MAX) carrying the next transport-wide sequence number: a bandwidth probe's
+    filler (media/probe.py), sent on an RTX SSRC as libwebrtc's pacer does; a receiver's
+    RTX stream drops it (no original sequence number) after its transport-wide feedback
+    has counted it."""
+    if not 1 <= padding <= PADDING_MAX:
+        raise ValueError(f"padding out of range: {padding}")
+    number = twcc_number(twcc, now, 20 + padding)
+    return (struct.pack("!BBHII", 0xB0, pt & 0x7F, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
+            + b"\xbe\xde\x00\x01" + twcc_element(twcc, number)
+            + bytes(padding - 1) + bytes((padding,)))
 
 
 class LegPath:

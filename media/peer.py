@@ -24,6 +24,7 @@ from .consumer import Consumer
 from .errors import ClosedError, MediaError, NegotiationError, SdpError
 from .events import DownlinkChanged, TransportStateChanged
 from .layers import ConsumerLayers
+from .probe import ProbeStats
 from .producer import Producer
 from .publishing import Publishing
 from .rtx_budget import RtxStats
@@ -197,6 +198,11 @@ class Peer:
         docs/media.md "Bandwidth allocation"): packets numbered, feedback read, packets
         reported, sequence numbers unknown, feedback refused (malformed or huge)."""
         return self._subscribing.feedback_stats()
+
+    def downlink_probe_stats(self) -> ProbeStats:
+        """Padding probes on this subscriber's downlink (media/probe.py): clusters started,
+        lifted the estimate, failed, abandoned, padding bytes."""
+        return self._subscribing.probe_stats()
 
     def retransmission_stats(self) -> RtxStats:
         """NACKs from this subscriber: packets resent, refused over its transport's budget or

@@ -41,6 +41,7 @@ from .bwe import GccEstimator, HistoryStats, SendHistory
 from .consumer import Consumer, stream_id_for
 from .errors import LimitError, NegotiationError, NotFoundError, RtcpError
 from .events import ConsumerClosed, RenegotiationNeeded
+from .probe import Prober, ProbeStats
 from .producer import Producer
 from .rtp import EXT_TRANSPORT_CC
 from .rtx_budget import RtxBudget, RtxStats
@@ -129,6 +130,7 @@ class Subscribing:
         # NACKs are answered within a share of the downlink (media/rtx_budget.py); not on a
         # cascade link's half, whose losses every subscriber below would inherit.
         self.rtx_budget = RtxBudget()
+        self.prober: Prober | None = None  # padding probes before a raise (media/probe.py)
 
     async def subscribe(self, producer_ids: tuple[str, ...], layers: bool = False
                         ) -> tuple[list[ConsumerInfo], ServerOffer | None]:
@@ -334,7 +336,17 @@ class Subscribing:
         transport.leg_path.set_twcc(EXT_TRANSPORT_CC)
         self.send_history = SendHistory(transport.leg_path.twcc)
         self.bwe = GccEstimator(max_bps=max(self._config.max_bitrate_bps * 8, 10_000_000))
+        self.prober = Prober(self.send_history, self.bwe, self._pad, self.bwe.max_bps)
+        self.allocator.padding_probes = True  # probe, do not try (media/allocator.py)
         transport.feedback_sink = self._on_transport_feedback
+
+    def _pad(self, padding: int, now: float) -> int | None:
+        """One padding packet for a probe, on the first video consumer that can carry it."""
+        for consumer in self.consumers.values():
+            if consumer.kind is Kind.VIDEO \
+                    and (size := consumer.send_padding(padding, now)) is not None:
+                return size
+        return None
 
     def _on_transport_feedback(self, packet: bytes, now: float) -> None:
         """One RTPFB FMT 15 packet: the estimate, which is this transport's (REMB no more)."""
@@ -350,12 +362,18 @@ class Subscribing:
         if not results:
             return
         estimate = int(bwe.on_feedback(results, int(now * 1_000_000)))
+        if self.prober is not None:
+            self.prober.on_feedback(results, now)
         if self.allocator.on_remb(estimate, now) and self.allocating and self._falls(estimate):
             self._allocate(now)  # a falling estimate is acted on at once, as a REMB's
 
     def feedback_stats(self) -> HistoryStats:
         """Transport-wide feedback on what this transport sent (all zero: not negotiated)."""
         return HistoryStats() if self.send_history is None else self.send_history.stats()
+
+    def probe_stats(self) -> ProbeStats:
+        """Its padding probes (all zero: transport-cc not negotiated)."""
+        return ProbeStats() if self.prober is None else ProbeStats(**vars(self.prober.stats))
 
     # -- TransportHandler ------------------------------------------------------------
     def on_rtp(self, transport: WebRtcTransport, data: bytes, now: float) -> None:
@@ -464,6 +482,8 @@ class Subscribing:
                                       consumer.temporal_layers))
         allocation = self.allocator.allocate(videos, now)
         previous, self.allocation = self.allocation, allocation
+        if self.prober is not None and allocation.probe_bps is not None:
+            self.prober.request(allocation.probe_bps, now)
         for consumer_id, layer in allocation.layers.items():
             self.consumers[consumer_id].set_allocation(layer, now,
                                                        allocation.temporal.get(consumer_id))

@@ -10,24 +10,20 @@ restored. aiortc's own REMB still flows and must not be the allocator's input an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
-from aiortc import RTCRtpHeaderExtensionParameters
-from aiortc.codecs import HEADER_EXTENSIONS
-from aiortc.rtp import RtpPacket
 from prometheus_client import CollectorRegistry
 
 from media import SFU, twcc
-from media.rtp import EXT_TRANSPORT_CC
 from server.conference.metrics import MediaMetrics
 from server.conference.room_stats import RoomStats
 from testkit.aiortc_clients import Subscriber, wait_for
 from testkit.simulcast_publisher import SimulcastMedia, SimulcastPublisher, encode_simulcast
+from testkit.twcc_client import TwccFeedback, keep_transport_cc
 
 from .conftest import make_config
 
@@ -38,12 +34,12 @@ def media() -> SimulcastMedia:
 
 
 @pytest.fixture
-def aiortc_keeps_transport_cc(monkeypatch: pytest.MonkeyPatch) -> None:
+def aiortc_keeps_transport_cc() -> Iterator[None]:
     """aiortc answers only the extensions it knows to use; the test client (a tool here,
     not the thing under test) is made to keep transport-wide-cc, which it already parses."""
-    video = [*HEADER_EXTENSIONS["video"], RTCRtpHeaderExtensionParameters(
-        id=EXT_TRANSPORT_CC, uri=twcc.URI_TRANSPORT_CC)]
-    monkeypatch.setitem(HEADER_EXTENSIONS, "video", video)
+    undo = keep_transport_cc()
+    yield
+    undo()
 
 
 @pytest.fixture
@@ -51,64 +47,6 @@ async def sfu() -> AsyncIterator[SFU]:
     unit = SFU(make_config(bandwidth_allocation=True, subscriber_transport_cc=True))
     yield unit
     await unit.close()
-
-
-class Raw:
-    """Bytes aiortc's receiver sends as an RTCP packet."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def __bytes__(self) -> bytes:
-        return self.data
-
-
-class FeedbackClient:
-    """The subscriber's receiver: each numbered packet's arrival through a modelled link
-    (`rate_bps`, 200 ms drop-tail queue) recorded, feedback sent every 50 ms."""
-
-    def __init__(self, sub: Subscriber, rate_bps: float) -> None:
-        self.rate_bps = rate_bps
-        self.numbered = 0
-        self.dropped = 0
-        self._busy = 0.0
-        self._recorder = twcc.TwccRecorder(origin=time.monotonic())
-        [self._receiver] = [t.receiver for t in sub.pc.getTransceivers() if t.kind == "video"]
-        handle: Callable[[RtpPacket, int], Awaitable[None]] = \
-            self._receiver._handle_rtp_packet
-
-        async def numbered(packet: RtpPacket, arrival_time_ms: int) -> None:
-            seq = packet.extensions.transport_sequence_number
-            if seq is not None:
-                self._arrive(seq, len(packet.payload) + 28, packet.ssrc)
-            await handle(packet, arrival_time_ms)
-
-        setattr(self._receiver, "_handle_rtp_packet", numbered)  # noqa: B010
-        self._task = asyncio.ensure_future(self._run())
-
-    def _arrive(self, seq: int, size: int, ssrc: int) -> None:
-        self.numbered += 1
-        now = time.monotonic()
-        start = max(now, self._busy)
-        if start - now > 0.2:
-            self.dropped += 1  # the queue is full: reported lost
-            return
-        self._busy = start + size * 8 / self.rate_bps
-        self._recorder.record(seq, self._busy, ssrc)
-
-    async def send(self, packet: bytes) -> None:
-        await self._receiver._send_rtcp(cast(Any, Raw(packet)))
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(0.05)
-            for packet in self._recorder.feedback(0x1234):
-                await self.send(packet)
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
 
 def estimate(peer: Any) -> int | None:
@@ -131,7 +69,7 @@ async def test_the_estimate_from_a_subscribers_transport_feedback_follows_its_li
         subscription = await sub.subscribe(publisher.producer_id)
         assert twcc.URI_TRANSPORT_CC in subscription.offer.sdp
         [consumer] = ward.consumers
-        client = FeedbackClient(sub, rate_bps=250_000)
+        client = TwccFeedback(sub, rate_bps=250_000)
         [track] = [t for t in sub.tracks if t.kind == "video"]
         # Weak: the estimate settles under the link, the top layer (~400 kbit/s) is not kept.
         await asyncio.sleep(8.0)
@@ -152,18 +90,27 @@ async def test_the_estimate_from_a_subscribers_transport_feedback_follows_its_li
         RoomStats(1).count(router, MediaMetrics.create(registry))
         assert registry.get_sample_value("hopso_media_downlink_feedback_total",
                                          {"event": "malformed"}) == 1
-        # Restored: the estimate does not fall and media flows. It does not reliably rise
-        # yet: GCC caps it at 1.5x what is acknowledged, and what is sent stays the layer the
-        # weak link allowed until a try of the next layer (held up to max_probe_hold_s, and
-        # barred after a failed try) or a probe (not built: docs/media.md, "Transport-cc
-        # from subscribers") sends more. CI saw it stay at exactly 204,280 bit/s for 8 s.
+        # Restored: padding probes (media/probe.py) lift the estimate within seconds (without
+        # them it stayed at 1.5x what the weak link's layer acknowledged: CI saw exactly
+        # 204,280 bit/s for 8 s), and the layer follows (issue 15: back on the top layer
+        # within 10 s), no layer tried blind: video keeps decoding.
         client.rate_bps = 5_000_000
-        await asyncio.sleep(4.0)
-        restored = estimate(ward)
-        assert restored is not None and restored >= weak, (weak, restored)
-        frames = track.frames
-        await asyncio.sleep(0.5)
-        assert track.frames > frames
+        restored_at = last_frame = time.monotonic()
+        frames, longest = track.frames, 0.0
+        while consumer.current_layer != 2 and time.monotonic() - restored_at < 10.0:
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            if track.frames > frames:
+                frames, last_frame = track.frames, now
+            longest = max(longest, now - last_frame)
+        up_s = time.monotonic() - restored_at
+        probes = ward.downlink_probe_stats()
+        assert consumer.current_layer == 2, (up_s, estimate(ward), probes)
+        assert (estimate(ward) or 0) > producer.streams[2].rate.bps, (estimate(ward), probes)
+        assert probes.lifted >= 1 and probes.padding_bytes > 0, probes
+        assert longest < 1.0, longest  # no freeze (aiortc decodes in this loaded process)
+        print(f"top layer {up_s:.1f} s after the restore, longest without a frame "
+              f"{longest:.2f} s; {probes}")
         await client.stop()
     finally:
         await sub.close()

@@ -62,4 +62,5 @@ def media_config(settings: Settings) -> MediaConfig:
         max_sdp_bytes=MAX_SDP_BYTES,
         max_media_sections=MAX_MEDIA_SECTIONS,
         bandwidth_allocation=settings.bandwidth_allocation,
+        subscriber_transport_cc=settings.subscriber_transport_cc,
     )

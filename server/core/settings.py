@@ -191,6 +191,11 @@ class Settings:
     # reports besides a low estimate, so a CPU-starved browser's collapsed REMB only lowers
     # its layers. Off: every subscriber gets the layer its tile asks for, whatever its link.
     bandwidth_allocation: bool = True
+    # Subscribers' downlinks estimated by the server from their transport-wide feedback
+    # (transport-cc; media/bwe.py), with padding probes before a layer is raised
+    # (media/probe.py); off: the browsers' REMB (docs/media.md, "Transport-cc from
+    # subscribers", says why the default).
+    subscriber_transport_cc: bool = False
     # Confidential page images (server/documents/runtime.py): the per-process cache of
     # rendered, watermarked pages (0: off) and how long one image, and the time burned into
     # it, is served again.
@@ -242,6 +247,9 @@ _OPTIONS: Sequence[tuple[str, str, str]] = (
     ("--ice-servers", "HOPSO_ICE_SERVERS", "comma-separated STUN/TURN URLs for browsers"),
     ("--bandwidth-allocation", "HOPSO_BANDWIDTH_ALLOCATION",
      "on|off: share each subscriber's downlink out among its video layers (default on)"),
+    ("--subscriber-transport-cc", "HOPSO_SUBSCRIBER_TRANSPORT_CC",
+     "on|off: estimate subscribers' downlinks from their transport-cc feedback, probing with "
+     "padding (default off)"),
     ("--turn-secret", "HOPSO_TURN_SECRET",
      "coturn's static-auth-secret: TURN credentials for browsers (16-256 characters)"),
     ("--turn-ttl", "HOPSO_TURN_TTL_S", "lifetime of a TURN credential in seconds (default 43200)"),
@@ -422,6 +430,8 @@ def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Setting
         announced_address=_ip("--announced-address", announced) if announced else None,
         ice_servers=ice_servers,
         bandwidth_allocation=_on_off("--bandwidth-allocation", s("bandwidth_allocation"), True),
+        subscriber_transport_cc=_on_off("--subscriber-transport-cc",
+                                        s("subscriber_transport_cc"), False),
         turn_secret=turn_secret,
         turn_ttl_s=_int("--turn-ttl", s("turn_ttl"), 12 * 3600, 60, 7 * 86400),
         trusted_proxies=trusted_proxies,

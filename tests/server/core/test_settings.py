@@ -87,3 +87,18 @@ def test_bandwidth_allocation_is_on_unless_turned_off() -> None:
                           env={"HOPSO_BANDWIDTH_ALLOCATION": "off"}).bandwidth_allocation
     with pytest.raises(ConfigError, match="--bandwidth-allocation must be on or off"):
         parse_settings(["--bandwidth-allocation", "maybe"], env={})
+
+
+def test_subscriber_transport_cc_is_off_unless_turned_on() -> None:
+    from server.conference.config import media_config
+
+    assert not media_config(parse_settings([], env={})).subscriber_transport_cc
+    on = parse_settings([], env={"HOPSO_SUBSCRIBER_TRANSPORT_CC": "on"})
+    assert on.subscriber_transport_cc and media_config(on).subscriber_transport_cc
+    assert parse_settings(["--subscriber-transport-cc", "on"],
+                          env={}).subscriber_transport_cc
+    assert not parse_settings(["--subscriber-transport-cc", "off"],
+                              env={"HOPSO_SUBSCRIBER_TRANSPORT_CC": "on"}
+                              ).subscriber_transport_cc
+    with pytest.raises(ConfigError, match="--subscriber-transport-cc must be on or off"):
+        parse_settings(["--subscriber-transport-cc", "maybe"], env={})

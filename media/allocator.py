@@ -315,10 +315,15 @@ class Allocator:
                                   <= budget):
                 goal += 1
             hold = self.probed_hold_s if self.padding_probes else self.raise_hold_s
+            bar = self._bar(v.consumer_id, keep + 1, now) if self.padding_probes else 0.0
+            if goal > keep and estimate < bar:
+                goal = keep  # its raise failed lately: a probe must show the bar first
             if goal == keep < top and not probing and self.padding_probes:
-                # what the estimate must be for the next layer to fit with the margin
-                probe_bps = estimate - budget + int(_rate(v, keep + 1) * (1 + self.margin)) \
-                    - _rate(v, 0)
+                # what the estimate must be for the next layer to fit with the margin (and
+                # its bar: a short probe can pass in a shaper's burst and lift the estimate
+                # above a link that then cannot carry the layer, as seen with Chromium)
+                probe_bps = max(int(bar), estimate - budget - _rate(v, 0)
+                                + int(_rate(v, keep + 1) * (1 + self.margin)))
             elif goal == keep < top and uncongested and not probing \
                     and estimate >= self._bar(v.consumer_id, keep + 1, now):
                 goal, hold = keep + 1, self._probe_hold_s

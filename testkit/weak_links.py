@@ -18,7 +18,10 @@ own, and the SFU runs with `MediaConfig(bandwidth_allocation=True)`: each subscr
 follows its own downlink estimate, the REMB its aiortc receiver sends (abs-send-time, as a
 browser's). Each consumer's current and allocated layer and its estimate are sampled every
 0.1 s. Viewers marked `late` join once the others are settled (on the top layer, at most
-WARMUP_S or `--warmup`), as a ward joining a meeting already under way.
+WARMUP_S or `--warmup`), as a ward joining a meeting already under way. With `--twcc` the
+subscribers send transport-wide feedback as Chromium does (testkit/twcc_client.py) and the
+SFU estimates their downlinks itself, probing with padding before raising a layer
+(`MediaConfig.subscriber_transport_cc`; docs/media.md).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from testkit.aiortc_clients import Publisher, Subscriber, _prefer, encode_media,
 from testkit.ice import gather_only_on
 from testkit.netem import CLEAN, Netem, Shape
 from testkit.simulcast_publisher import SimulcastMedia, SimulcastPublisher, encode_simulcast
+from testkit.twcc_client import TwccFeedback, keep_transport_cc
 
 LIVE_W, LIVE_H = 640, 360
 BIN_S = 0.5  # the bitrate timeline's resolution
@@ -375,15 +379,20 @@ async def sample_layers(peers: dict[str, Peer], t0: list[float],
 
 async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
                    media_cache: Path | None = None,
-                   warmup_s: float = WARMUP_S) -> dict[str, Any]:
+                   warmup_s: float = WARMUP_S, transport_cc: bool = False) -> dict[str, Any]:
     """Publish, subscribe every viewer on its link (late ones once the others are settled),
     wait for video everywhere, then measure for `profile.seconds` while the links change on
-    schedule."""
+    schedule. `transport_cc`: the subscribers send transport-wide feedback as a browser
+    does (testkit/twcc_client.py) and the SFU estimates and probes their downlinks."""
     gather_only_on("127.0.0.1")
+    if transport_cc:
+        keep_transport_cc()  # this process's aiortc answers the extension
+    feedback: dict[str, TwccFeedback] = {}
     netem = Netem()
     config = MediaConfig(ice_addresses=("127.0.0.1",), ice_servers=(), ice_timeout_s=10.0,
                          rtcp_interval_s=0.5,
-                         bandwidth_allocation=simulcast and profile.allocation)
+                         bandwidth_allocation=simulcast and profile.allocation,
+                         subscriber_transport_cc=transport_cc)
     sfu = SFU(config)
     router = sfu.router("weak-links")
     media = await asyncio.get_running_loop().run_in_executor(None, encode_media, 2.0)
@@ -424,6 +433,8 @@ async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
             peer = peers[viewer.name] = router.add_peer(viewer.name)
             sub = subs[viewer.name] = MeasuredSubscriber(peer)
             await sub.subscribe(*ids)
+            if transport_cc:
+                feedback[viewer.name] = TwccFeedback(sub)
             if viewer.start_layer is not None:
                 prefer(peer, viewer.start_layer)
             sub.watch()
@@ -510,13 +521,20 @@ async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
                 layers=layer_rows, top_layer=top, warmup_s=warmup,
                 consumers={name: _consumer_stats(peer) for name, peer in peers.items()},
                 downlink_stats={name: vars(peer.downlink_stats()).copy()
-                                for name, peer in peers.items()})
+                                for name, peer in peers.items()},
+                transport_cc=transport_cc,
+                feedback_stats={name: vars(peer.downlink_feedback_stats()).copy()
+                                for name, peer in peers.items()},
+                probe_stats={name: vars(peer.downlink_probe_stats()).copy()
+                             for name, peer in peers.items()})
         return out
     finally:
         for task in recovery:
             task.cancel()
         if layer_sampler is not None:
             layer_sampler.cancel()
+        for fb in feedback.values():
+            await fb.stop()
         for sub in subs.values():
             await sub.close()
         if sim_task is not None:
@@ -541,7 +559,7 @@ def _consumer_stats(peer: Peer) -> dict[str, Any]:
 
 def main() -> None:
     """`python -m testkit.weak_links PROFILE SECONDS [--pre-encoded] [--simulcast]
-    [--media-cache PATH] [--warmup SECONDS]`"""
+    [--media-cache PATH] [--warmup SECONDS] [--twcc]`"""
     name, seconds = sys.argv[1], float(sys.argv[2])
     live = "--pre-encoded" not in sys.argv
 
@@ -551,7 +569,8 @@ def main() -> None:
     cache = option("--media-cache")
     print(json.dumps(asyncio.run(run_call(
         profiles(seconds)[name], live, "--simulcast" in sys.argv,
-        Path(cache) if cache else None, float(option("--warmup") or WARMUP_S)))))
+        Path(cache) if cache else None, float(option("--warmup") or WARMUP_S),
+        "--twcc" in sys.argv))))
 
 
 if __name__ == "__main__":

@@ -49,3 +49,16 @@ def test_no_probe_is_asked_for_once_every_stream_is_on_the_layer_it_wants() -> N
     alloc = Allocator(padding_probes=True)
     assert run(alloc, [cam("a")], 5_000_000, 0.0, 6.0) == {"a": 2}
     assert alloc.allocate([cam("a")], 6.5).probe_bps is None
+
+
+def test_a_raise_that_failed_waits_for_a_probe_to_show_more_than_before() -> None:
+    # A probe can pass in a shaper's burst (a 4 kB HTB bucket holds a 50 ms cluster at
+    # 400 kbit/s) and lift the estimate above a link that cannot carry the layer: the raise
+    # then fails. Its layer is raised again only once the estimate is try_bar x its peak
+    # during the failed raise, and the probe asked for aims there.
+    alloc = Allocator(raise_hold_s=2.0, padding_probes=True, probed_hold_s=1.0)
+    assert run(alloc, [cam("a")], 700_000, 0.0, 1.0) == {"a": 1}  # a probe lifted it
+    assert run(alloc, [cam("a")], 250_000, 2.0, 0.0) == {"a": 0}  # the link could not
+    assert run(alloc, [cam("a")], 700_000, 3.0, 5.0) == {"a": 0}  # not again on as much
+    assert alloc.allocate([cam("a")], 8.5).probe_bps == int(700_000 * 1.1)
+    assert run(alloc, [cam("a")], 780_000, 9.0, 1.0) == {"a": 1}

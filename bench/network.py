@@ -10,9 +10,13 @@ paths, in the same run:
 * simulcast + allocation (what issue 15 builds): the camera is published as browser-like VP8
   simulcast (testkit/simulcast_publisher.py over DTLS/SRTP: 160x90, 320x180 and 640x360 at
   about 100, 350 and 1,100 kbit/s, 15 fps, pre-encoded), the microphone by an aiortc client,
-  and the SFU runs with `MediaConfig(bandwidth_allocation=True)`: each subscriber's layer
-  follows the REMB its own aiortc receiver sends (abs-send-time, as a browser's). Each
-  consumer's current layer, allocated layer and estimate are sampled every 0.1 s.
+  and the SFU runs with `MediaConfig(bandwidth_allocation=True,
+  subscriber_transport_cc=True)`: each subscriber sends transport-wide feedback as Chromium
+  does (testkit/twcc_client.py), the SFU estimates its downlink from it and probes with
+  padding before raising a layer (media/bwe.py, media/probe.py), and its layer follows that
+  estimate; `--estimate remb`: the REMB its own aiortc receiver sends instead (abs-send-time,
+  as a browser's without transport-cc; what ran before 2026-12-07 10:00). Each consumer's
+  current layer, allocated layer and estimate are sampled every 0.1 s.
 * single-layer (the baseline, today's path without allocation): the publisher encodes
   640x360 VP8 live at 30 fps with aiortc, whose encoder follows the REMB the SFU sends it,
   the lowest of all subscribers' estimates (a browser publisher without simulcast alike).
@@ -104,13 +108,13 @@ def cpu_ratio(runs: int, seconds: float) -> tuple[list[dict[str, Any]], float]:
 
 
 def call(profile: str, seconds: float, simulcast: bool = False, sched: str = "rr",
-         warmup: float = WARMUP_S["quick"]) -> dict[str, Any]:
+         warmup: float = WARMUP_S["quick"], twcc: bool = True) -> dict[str, Any]:
     """One call in a process of its own; with `sched` "rr" it runs SCHED_RR priority 10 (as
     bench/sfu.py's processes): the receivers' delay-based estimators read every stall of
     their process as congestion, and on this shared box other sessions' load stalls it for
     hundreds of ms (a clean link's estimate fell to 70 kbit/s)."""
     extra = ["--simulcast", "--media-cache", str(MEDIA_CACHE),
-             "--warmup", str(warmup)] \
+             "--warmup", str(warmup), *(["--twcc"] if twcc else [])] \
         if simulcast else []
 
     def preexec() -> None:
@@ -408,6 +412,9 @@ def main() -> int:
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "plots")
     parser.add_argument("--sched", choices=("rr", "normal"), default="rr",
                         help="the calls' scheduling: SCHED_RR priority 10 (root) or normal")
+    parser.add_argument("--estimate", choices=("twcc", "remb"), default="twcc",
+                        help="the simulcast path's downlink estimate: the SFU's own from "
+                             "transport-cc feedback, with padding probes, or the REMB")
     parser.add_argument("--replot", type=Path, metavar="JSON",
                         help="only draw the plot again from a run's JSON")
     args = parser.parse_args()
@@ -429,7 +436,8 @@ def main() -> int:
     mode = "quick" if args.quick else "full"
     simulcast_media(MEDIA_CACHE)  # encoded once, before the calls
     calls = {name: call(name, s, sched=args.sched) for name, s in SECONDS[mode].items()}
-    sim = {name: call(name, s, simulcast=True, sched=args.sched, warmup=WARMUP_S[mode])
+    sim = {name: call(name, s, simulcast=True, sched=args.sched, warmup=WARMUP_S[mode],
+                      twcc=args.estimate == "twcc")
            for name, s in SIM_SECONDS[mode].items()}
     results = [row for c in [*calls.values(), *sim.values()] for row in rows(c)]
     summary = summarize(calls, sim)
@@ -441,7 +449,8 @@ def main() -> int:
     summary["plot"] = plot(sim["rate_drop"], calls["rate_drop"], args.plot) or str(
         (args.plot / "network_rate_drop.png").relative_to(ROOT)
         if args.plot.is_relative_to(ROOT) else args.plot / "network_rate_drop.png")
-    summary.update(quick=args.quick, sched=args.sched, wall_s=round(time.monotonic() - started),
+    summary.update(quick=args.quick, sched=args.sched, estimate=args.estimate,
+                   wall_s=round(time.monotonic() - started),
                    load_avg_start=round(load, 1), load_avg_end=round(os.getloadavg()[0], 1))
     out = {"results": results, "summary": summary}
     print(json.dumps(out))

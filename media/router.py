@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCCertificate
 
+from .closing import CloseOnce
 from .config import MediaConfig
 from .errors import ClosedError, MediaError, NotFoundError
 from .events import (
@@ -44,7 +45,7 @@ class Router:
         self._bus = EventBus(parent=sfu.bus)
         self._peers: dict[str, Peer] = {}
         self._producers: dict[str, Producer] = {}
-        self._closing: asyncio.Future[None] | None = None
+        self._closing = CloseOnce()
         # Peers whose video comes first in every subscriber's bandwidth allocation, with the
         # active speaker's (the floor holder: set by the server, media/allocator.py).
         self.priority_peers: frozenset[str] = frozenset()
@@ -58,7 +59,7 @@ class Router:
 
     @property
     def closed(self) -> bool:
-        return self._closing is not None
+        return self._closing.started
 
     # -- peers --------------------------------------------------------------------------
     def add_peer(self, peer_id: str, app_data: dict[str, Any] | None = None) -> Peer:
@@ -166,13 +167,11 @@ class Router:
 
     async def close(self) -> None:
         """Idempotent: closes every peer, then leaves the SFU."""
-        if self._closing is not None:
-            await asyncio.shield(self._closing)
-            return
-        self._closing = asyncio.get_running_loop().create_future()
+        await self._closing.run(self._close_peers)
+
+    async def _close_peers(self) -> None:
         try:
             await asyncio.gather(*(p.close(CloseReason.ROUTER_CLOSED)
                                    for p in list(self._peers.values())))
         finally:
             self._sfu.router_closed(self)
-            self._closing.set_result(None)

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiortc import RTCCertificate
 
+from .closing import CloseOnce
 from .config import MediaConfig
 from .errors import ClosedError, NotFoundError
 from .events import EventBus, Listener
@@ -26,7 +27,7 @@ class SFU:
         self.bus = EventBus()
         self._routers: dict[str, Router] = {}
         self._certificate: RTCCertificate | None = None
-        self._closing: asyncio.Future[None] | None = None
+        self._closing = CloseOnce()
 
     @property
     def certificate(self) -> RTCCertificate:
@@ -45,7 +46,7 @@ class SFU:
 
     def router(self, router_id: str, *, max_bitrate_bps: int | None = None) -> Router:
         """The meeting's router, created on first use."""
-        if self._closing is not None:
+        if self._closing.started:
             raise ClosedError("SFU is closed")
         router = self._routers.get(router_id)
         if router is None:
@@ -80,11 +81,7 @@ class SFU:
 
     async def close(self) -> None:
         """Idempotent: closes every router (peers, transports, tasks)."""
-        if self._closing is not None:
-            await asyncio.shield(self._closing)
-            return
-        self._closing = asyncio.get_running_loop().create_future()
-        try:
-            await asyncio.gather(*(r.close() for r in list(self._routers.values())))
-        finally:
-            self._closing.set_result(None)
+        await self._closing.run(self._close_routers)
+
+    async def _close_routers(self) -> None:
+        await asyncio.gather(*(r.close() for r in list(self._routers.values())))

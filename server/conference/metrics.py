@@ -43,78 +43,47 @@ class MediaMetrics:
             dropped_packets=Counter("hopso_media_dropped_packets_total",
                                     "RTP packets not forwarded (slow subscriber, waiting "
                                     "for a keyframe)", registry=registry),
-            publisher_faults=_faults(registry),
-            downlink_events=_downlink(registry),
-            uplink_feedback=_uplink(registry),
-            downlink_feedback=_downlink_feedback(registry),
-            retransmissions=_retransmissions(registry),
+            publisher_faults=_labelled(
+                registry, "hopso_media_publisher_faults_total",
+                "Publisher packets or streams the SFU could not use (simulcast: an unknown "
+                "rid, an SSRC without rid, a layer rebound to a new SSRC)", "fault", FAULTS),
+            downlink_events=_labelled(
+                registry, "hopso_media_downlink_events_total",
+                "Subscribers' downlink events (docs/media.md, Bandwidth allocation): an absurd "
+                "REMB refused, feedback gone missing, a fall to audio only", "event", DOWNLINK),
+            uplink_feedback=_labelled(
+                registry, "hopso_media_uplink_feedback_total",
+                "Publishers' transport-wide sequence numbers the feedback left out "
+                "(docs/media.md, Publisher uplink): too far behind to record, or too many for "
+                "one report", "event", UPLINK),
+            downlink_feedback=_labelled(
+                registry, "hopso_media_downlink_feedback_total",
+                "Subscribers' transport-wide feedback the SFU did not use (docs/media.md, "
+                "Transport-cc from subscribers): packets refused as malformed or huge, "
+                "sequence numbers it never sent or no longer remembers", "event",
+                DOWNLINK_FEEDBACK),
+            retransmissions=_labelled(
+                registry, "hopso_media_retransmissions_total",
+                "Packets subscribers NACKed (docs/media.md, Retransmission budget): resent, "
+                "refused over the transport's budget (a share of its downlink estimate), "
+                "refused as a repeat within a round trip", "outcome", RETRANSMISSIONS),
         )
 
 
 FAULTS = ("unknown_rid", "unbound", "ssrc_change")  # ProducerStats' fault counters
-
-
-def _faults(registry: CollectorRegistry) -> Counter:
-    counter = Counter("hopso_media_publisher_faults_total",
-                      "Publisher packets or streams the SFU could not use (simulcast: an "
-                      "unknown rid, an SSRC without rid, a layer rebound to a new SSRC)",
-                      ["fault"], registry=registry)
-    for fault in FAULTS:
-        counter.labels(fault)  # every series exists from the start, at 0
-    return counter
-
-
 DOWNLINK = ("remb_absurd", "no_feedback", "video_off")  # AllocatorStats' counters
-
-
-def _downlink(registry: CollectorRegistry) -> Counter:
-    counter = Counter("hopso_media_downlink_events_total",
-                      "Subscribers' downlink events (docs/media.md, Bandwidth allocation): an "
-                      "absurd REMB refused, feedback gone missing, a fall to audio only",
-                      ["event"], registry=registry)
-    for event in DOWNLINK:
-        counter.labels(event)
-    return counter
-
-
 UPLINK = ("too_old", "skipped")  # UplinkStats' counters of what the feedback left out
-
-
-def _uplink(registry: CollectorRegistry) -> Counter:
-    counter = Counter("hopso_media_uplink_feedback_total",
-                      "Publishers' transport-wide sequence numbers the feedback left out "
-                      "(docs/media.md, Publisher uplink): too far behind to record, or too many "
-                      "for one report", ["event"], registry=registry)
-    for event in UPLINK:
-        counter.labels(event)
-    return counter
-
-
 DOWNLINK_FEEDBACK = ("malformed", "unknown")  # HistoryStats' counters of feedback not used
-
-
-def _downlink_feedback(registry: CollectorRegistry) -> Counter:
-    counter = Counter("hopso_media_downlink_feedback_total",
-                      "Subscribers' transport-wide feedback the SFU did not use (docs/media.md, "
-                      "Transport-cc from subscribers): packets refused as malformed or huge, "
-                      "sequence numbers it never sent or no longer remembers",
-                      ["event"], registry=registry)
-    for event in DOWNLINK_FEEDBACK:
-        counter.labels(event)
-    return counter
-
-
 RETRANSMISSIONS = ("sent", "budget", "repeat")  # RtxStats: sent, refused_budget, refused_repeat
 
 
-def _retransmissions(registry: CollectorRegistry) -> Counter:
-    counter = Counter("hopso_media_retransmissions_total",
-                      "Packets subscribers NACKed (docs/media.md, Retransmission budget): "
-                      "resent, refused over the transport's budget (a share of its downlink "
-                      "estimate), refused as a repeat within a round trip",
-                      ["outcome"], registry=registry)
-    for outcome in RETRANSMISSIONS:
-        counter.labels(outcome)
+def _labelled(registry: CollectorRegistry, name: str, documentation: str, label: str,
+              values: tuple[str, ...]) -> Counter:
+    """A counter with one label whose every value's series exists from the start, at 0
+    (a rate over a series that appears late misses its first increase)."""
+    counter = Counter(name, documentation, [label], registry=registry)
+    for value in values:
+        counter.labels(value)
     return counter
 
 

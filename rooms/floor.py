@@ -151,12 +151,16 @@ def _request_dict(r: FloorRequest, names: tuple[dict[int, str], dict[int, str], 
 
 
 async def floor_view(session: AsyncSession, state: ProcedureState) -> dict[str, Any]:
-    """The holder and the ordered queue (first asked, first listed)."""
+    """The holder and the ordered queue (first asked, first listed), and the speaking totals.
+    Pushed on every floor change at every cascade node: the waiting and the finished
+    requests in one read, named in one read per table, not one each."""
     rows = await session.exec(select(FloorRequest).where(
-        FloorRequest.meeting_id == state.meeting_id, col(FloorRequest.status).in_(list(WAITING)))
+        FloorRequest.meeting_id == state.meeting_id,
+        col(FloorRequest.status).in_([*WAITING, FloorStatus.done]))
         .order_by(col(FloorRequest.id)))
-    waiting = list(rows.all())
-    names = await _names(session, waiting)
+    requests = list(rows.all())
+    waiting = [r for r in requests if r.status in WAITING]
+    names = await _names(session, requests)
     # People of other cascade nodes: marked with their node, site and unit.
     marks = await remote_floor.origins(session, [r.id for r in waiting if r.id is not None])
 
@@ -165,15 +169,13 @@ async def floor_view(session: AsyncSession, state: ProcedureState) -> dict[str, 
     holder = next((r for r in waiting if r.id == state.floor_request_id), None)
     return {"holder": shown(holder) if holder else None,
             "queue": [shown(r) for r in waiting if r.status == FloorStatus.queued],
-            "totals": await speaking_totals(session, state.meeting_id)}
+            "totals": _totals([r for r in requests if r.status == FloorStatus.done], names)}
 
 
-async def speaking_totals(session: AsyncSession, meeting_id: int) -> dict[str, list[dict[str, Any]]]:
-    """Total speaking time per person and per site (finished turns)."""
-    rows = await session.exec(select(FloorRequest).where(
-        FloorRequest.meeting_id == meeting_id, FloorRequest.status == FloorStatus.done))
-    done = list(rows.all())
-    users, sites, _ = await _names(session, done)
+def _totals(done: list[FloorRequest],
+            names: tuple[dict[int, str], dict[int, str], dict[int, str]]
+            ) -> dict[str, list[dict[str, Any]]]:
+    users, sites, _ = names
     per_user: dict[int, int] = {}
     per_site: dict[int, int] = {}
     for r in done:

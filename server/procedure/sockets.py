@@ -6,6 +6,7 @@ then a seq-stamped push to the meeting room). docs/protocol.md (Meeting procedur
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -28,7 +29,7 @@ from server.core import keys
 from server.core.realtime import EventContext, EventSchema, Realtime
 from server.procedure.events import BallotsCast
 from server.procedure.keys import LIVE, VOTE_TIMERS
-from server.procedure.live import cast_ballot, run_change
+from server.procedure.live import Change, cast_ballot, run_change
 from server.procedure.views import (
     Emit,
     agenda_emit,
@@ -132,6 +133,12 @@ def _uid(access: MeetingAccess) -> int:
     return access.user.id
 
 
+async def _ack(ctx: EventContext, meeting_id: int, action: Action,
+               change: Change[dict[str, Any]]) -> dict[str, Any]:
+    """Run one change through `run_change`; the event's ack is its result."""
+    return (await run_change(ctx.app, ctx.user, meeting_id, action, change))[0]
+
+
 def _register_state(rt: Realtime) -> None:
     @rt.on("procedure:state", ProcedureRef)
     async def state(ctx: EventContext, p: ProcedureRef) -> dict[str, Any]:
@@ -146,7 +153,7 @@ def _register_state(rt: Realtime) -> None:
             await audit.record(s, p.meeting_id, _uid(a), AuditKind.current_item,
                                {"item_id": p.item_id})
             return {"current_item_id": p.item_id}, [await agenda_emit(s, st)]
-        return (await run_change(ctx.app, ctx.user, p.meeting_id, Action.edit_agenda, change))[0]
+        return await _ack(ctx, p.meeting_id, Action.edit_agenda, change)
 
 
 def _register_attendance(rt: Realtime) -> None:
@@ -159,7 +166,7 @@ def _register_attendance(rt: Realtime) -> None:
                                 "site_id": row.site_id})
             return ({"status": row.status.value, "site_id": row.site_id},
                     [await attendance_emit(s, st)])
-        return (await run_change(ctx.app, ctx.user, p.meeting_id, Action.check_in, change))[0]
+        return await _ack(ctx, p.meeting_id, Action.check_in, change)
 
     @rt.on("attendance:record", RecordAttendance)
     async def record(ctx: EventContext, p: RecordAttendance) -> dict[str, Any]:
@@ -171,8 +178,7 @@ def _register_attendance(rt: Realtime) -> None:
                                 "reason": row.reason})
             return ({"user_id": row.user_id, "status": row.status.value},
                     [await attendance_emit(s, st)])
-        return (await run_change(ctx.app, ctx.user, p.meeting_id, Action.record_attendance,
-                                 change))[0]
+        return await _ack(ctx, p.meeting_id, Action.record_attendance, change)
 
     async def roll_call(ctx: EventContext, p: ProcedureRef, open_: bool) -> dict[str, Any]:
         async def change(s: AsyncSession, a: MeetingAccess, st: ProcedureState) -> Result:
@@ -183,8 +189,7 @@ def _register_attendance(rt: Realtime) -> None:
             s.add(st)
             await audit.record(s, p.meeting_id, _uid(a), AuditKind.roll_call, {"open": open_})
             return {"roll_call_open": open_}, [await attendance_emit(s, st)]
-        return (await run_change(ctx.app, ctx.user, p.meeting_id, Action.run_procedure,
-                                 change))[0]
+        return await _ack(ctx, p.meeting_id, Action.run_procedure, change)
 
     @rt.on("rollcall:start", ProcedureRef)
     async def start(ctx: EventContext, p: ProcedureRef) -> dict[str, Any]:
@@ -204,39 +209,48 @@ def _register_attendance(rt: Realtime) -> None:
                                 "headcount": row.headcount})
             return ({"site_id": row.site_id, "present": row.present, "headcount": row.headcount},
                     [await attendance_emit(s, st)])
-        return (await run_change(ctx.app, ctx.user, p.meeting_id, Action.record_attendance,
-                                 change))[0]
+        return await _ack(ctx, p.meeting_id, Action.record_attendance, change)
 
 
 def _floor_result(request: floor.FloorRequest) -> dict[str, Any]:
     return {"request_id": request.id, "status": request.status.value}
 
 
+FloorOp = Callable[[AsyncSession, MeetingAccess, ProcedureState], Awaitable[floor.FloorRequest]]
+
+
+async def _floor_change(ctx: EventContext, meeting_id: int, action: Action,
+                        op: FloorOp) -> dict[str, Any]:
+    """A floor change: `op` changes (and audits) one request; the ack is the request's id and
+    status, the push the floor."""
+    async def change(s: AsyncSession, a: MeetingAccess, st: ProcedureState) -> Result:
+        return _floor_result(await op(s, a, st)), [await floor_emit(s, st)]
+    return await _ack(ctx, meeting_id, action, change)
+
+
 def _register_floor(rt: Realtime) -> None:
     @rt.on("floor:request", FloorAsk)
     async def ask(ctx: EventContext, p: FloorAsk) -> dict[str, Any]:
-        async def change(s: AsyncSession, a: MeetingAccess, st: ProcedureState) -> Result:
+        async def op(s: AsyncSession, a: MeetingAccess, st: ProcedureState) -> floor.FloorRequest:
             req = await floor.request_floor(s, st, a.user, a.role, p.for_site)
             await audit.record(s, p.meeting_id, _uid(a), AuditKind.floor_requested,
                                {"request_id": req.id, "for_site": req.for_site,
                                 "site_id": req.site_id, "item_id": req.agenda_item_id})
-            return _floor_result(req), [await floor_emit(s, st)]
-        return (await run_change(ctx.app, ctx.user, p.meeting_id, Action.request_floor,
-                                 change))[0]
+            return req
+        return await _floor_change(ctx, p.meeting_id, Action.request_floor, op)
 
     @rt.on("floor:withdraw", FloorRef)
     async def withdraw(ctx: EventContext, p: FloorRef) -> dict[str, Any]:
-        async def change(s: AsyncSession, a: MeetingAccess, st: ProcedureState) -> Result:
+        async def op(s: AsyncSession, a: MeetingAccess, st: ProcedureState) -> floor.FloorRequest:
             req = await floor.withdraw(s, st, a.user, p.request_id)
             await audit.record(s, p.meeting_id, _uid(a), AuditKind.floor_withdrawn,
                                {"request_id": req.id})
-            return _floor_result(req), [await floor_emit(s, st)]
-        return (await run_change(ctx.app, ctx.user, p.meeting_id, Action.request_floor,
-                                 change))[0]
+            return req
+        return await _floor_change(ctx, p.meeting_id, Action.request_floor, op)
 
     @rt.on("floor:grant", FloorGrant)
     async def grant(ctx: EventContext, p: FloorGrant) -> dict[str, Any]:
-        async def change(s: AsyncSession, a: MeetingAccess, st: ProcedureState) -> Result:
+        async def op(s: AsyncSession, a: MeetingAccess, st: ProcedureState) -> floor.FloorRequest:
             req, ended = await floor.grant(s, st, p.request_id, p.limit_seconds)
             if ended is not None:
                 await audit.record(s, p.meeting_id, _uid(a), AuditKind.floor_ended,
@@ -245,19 +259,17 @@ def _register_floor(rt: Realtime) -> None:
                                {"request_id": req.id, "user_id": req.user_id,
                                 "site_id": req.site_id, "for_site": req.for_site,
                                 "limit_seconds": req.limit_seconds})
-            return _floor_result(req), [await floor_emit(s, st)]
-        return (await run_change(ctx.app, ctx.user, p.meeting_id, Action.chair_media,
-                                 change))[0]
+            return req
+        return await _floor_change(ctx, p.meeting_id, Action.chair_media, op)
 
     @rt.on("floor:skip", FloorRef)
     async def skip(ctx: EventContext, p: FloorRef) -> dict[str, Any]:
-        async def change(s: AsyncSession, a: MeetingAccess, st: ProcedureState) -> Result:
+        async def op(s: AsyncSession, a: MeetingAccess, st: ProcedureState) -> floor.FloorRequest:
             req = await floor.skip(s, st, p.request_id)
             await audit.record(s, p.meeting_id, _uid(a), AuditKind.floor_skipped,
                                {"request_id": req.id})
-            return _floor_result(req), [await floor_emit(s, st)]
-        return (await run_change(ctx.app, ctx.user, p.meeting_id, Action.chair_media,
-                                 change))[0]
+            return req
+        return await _floor_change(ctx, p.meeting_id, Action.chair_media, op)
 
     @rt.on("floor:end", ProcedureRef)
     async def end(ctx: EventContext, p: ProcedureRef) -> dict[str, Any]:
@@ -267,8 +279,7 @@ def _register_floor(rt: Realtime) -> None:
                                {"request_id": req.id, "seconds": req.spoken_seconds})
             return ({**_floor_result(req), "seconds": req.spoken_seconds},
                     [await floor_emit(s, st)])
-        return (await run_change(ctx.app, ctx.user, p.meeting_id, Action.chair_media,
-                                 change))[0]
+        return await _ack(ctx, p.meeting_id, Action.chair_media, change)
 
 
 def _register_votes(rt: Realtime) -> None:
@@ -287,8 +298,7 @@ def _register_votes(rt: Realtime) -> None:
                 "closes_at": vote.closes_at.isoformat() if vote.closes_at else None})
             emit = await vote_emit(s, vote.id)  # type: ignore[arg-type]
             return emit[1]["vote"], [emit]
-        opened = (await run_change(ctx.app, ctx.user, p.meeting_id, Action.run_procedure,
-                                   change))[0]
+        opened = await _ack(ctx, p.meeting_id, Action.run_procedure, change)
         if opened["closes_at"]:  # the server closes it when its time runs out
             ctx.app[VOTE_TIMERS].arm(p.meeting_id, opened["id"],
                                      datetime.fromisoformat(opened["closes_at"]))
@@ -320,8 +330,7 @@ def _register_votes(rt: Realtime) -> None:
             await audit.record(s, p.meeting_id, _uid(a), AuditKind.vote_closed, data)
             emit = await vote_emit(s, vote.id)  # type: ignore[arg-type]
             return emit[1]["vote"], [emit]
-        result, _ = await run_change(ctx.app, ctx.user, p.meeting_id, Action.run_procedure,
-                                     change)
+        result = await _ack(ctx, p.meeting_id, Action.run_procedure, change)
         ctx.app[VOTE_TIMERS].cancel(p.vote_id)  # closed before its time limit
         if result["secret"]:
             ctx.app[LIVE].scrub_soon()
@@ -341,7 +350,6 @@ def _register_votes(rt: Realtime) -> None:
             await audit.record(s, p.meeting_id, _uid(a), AuditKind.site_counts,
                                {"vote_id": vote.id, "site_id": row.site_id, "counts": p.counts})
             return {"vote_id": vote.id, "site_id": row.site_id, "counts": p.counts}, []
-        result, _ = await run_change(ctx.app, ctx.user, p.meeting_id, Action.record_attendance,
-                                     change)
+        result = await _ack(ctx, p.meeting_id, Action.record_attendance, change)
         ctx.app[LIVE].schedule_tally(p.meeting_id, p.vote_id)
         return result

@@ -82,6 +82,21 @@ async def test_a_sitting_check_in_floor_and_vote_live(hopso: Harness) -> None:
     await close_all(people)
 
 
+async def test_withdrawn_and_skipped_requests_are_acked_with_their_status_and_leave_the_queue(
+        hopso: Harness) -> None:
+    m, people = await open_demo(hopso, *DELEGATES[:1])
+    chair, d1 = people["chutri"], people["daibieu"]
+    await add_item(chair, m, "Báo cáo tài chính", planned_minutes=5)
+    await d1.ok("attendance:check_in", {"meeting_id": m, "mode": "in_person"})
+    for event, by, status in (("floor:withdraw", d1, "withdrawn"), ("floor:skip", chair, "skipped")):
+        asked = await d1.ok("floor:request", {"meeting_id": m})
+        await chair.wait_for("floor:changed", lambda e: len(e["queue"]) == 1)
+        ack = await by.ok(event, {"meeting_id": m, "request_id": asked["request_id"]})
+        assert ack == {"request_id": asked["request_id"], "status": status}
+        await chair.wait_for("floor:changed", lambda e: e["queue"] == [])
+    await close_all(people)
+
+
 async def test_bad_input_is_refused_and_tallies_do_not_move(hopso: Harness) -> None:
     m, people = await open_demo(hopso, "thuky", "daibieu", "daibieu2", "kythuat")
     chair, thuky, d1, d2 = (people[n] for n in ("chutri", "thuky", "daibieu", "daibieu2"))

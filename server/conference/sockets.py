@@ -9,12 +9,14 @@ results, pushed events and codes.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import Field, model_validator
 from sqlmodel import select
 
+from media import Peer, ServerOffer
 from rooms import meetings
 from rooms.errors import Conflict, Forbidden, Invalid, NotFound
 from rooms.meetings import MeetingAccess
@@ -135,6 +137,13 @@ async def _member(ctx: EventContext, meeting_id: int,
     return member
 
 
+async def _renegotiate(ctx: EventContext, meeting_id: int,
+                       step: Callable[[Peer], Awaitable[ServerOffer | None]]) -> dict[str, Any]:
+    """A step on the member's own peer that may end in a new offer: acked with that offer."""
+    member = await _member(ctx, meeting_id)
+    return {"offer": offer_dict(await step(_hub(ctx).peer(member)))}
+
+
 async def _site_of(ctx: EventContext, user: User) -> Site | None:
     async with ctx.db.session() as s:
         if user.site_id is not None:
@@ -252,9 +261,7 @@ def _register_negotiation(rt: Realtime) -> None:
 
     @rt.on("media:unsubscribe", ConsumerRef)
     async def unsubscribe(ctx: EventContext, p: ConsumerRef) -> dict[str, Any]:
-        member = await _member(ctx, p.meeting_id)
-        offer = await _hub(ctx).peer(member).unsubscribe(p.consumer_id)
-        return {"offer": offer_dict(offer)}
+        return await _renegotiate(ctx, p.meeting_id, lambda peer: peer.unsubscribe(p.consumer_id))
 
     @rt.on("media:layers", Layers)
     async def layers(ctx: EventContext, p: Layers) -> dict[str, Any]:
@@ -269,15 +276,11 @@ def _register_negotiation(rt: Realtime) -> None:
 
     @rt.on("media:answer", Answer)
     async def answer(ctx: EventContext, p: Answer) -> dict[str, Any]:
-        member = await _member(ctx, p.meeting_id)
-        offer = await _hub(ctx).peer(member).set_answer(p.sdp)
-        return {"offer": offer_dict(offer)}
+        return await _renegotiate(ctx, p.meeting_id, lambda peer: peer.set_answer(p.sdp))
 
     @rt.on("media:restart-ice", MeetingRef)
     async def restart_ice(ctx: EventContext, p: MeetingRef) -> dict[str, Any]:
-        member = await _member(ctx, p.meeting_id)
-        offer = await _hub(ctx).peer(member).restart_ice()
-        return {"offer": offer_dict(offer)}
+        return await _renegotiate(ctx, p.meeting_id, lambda peer: peer.restart_ice())
 
 
 def _register_own_controls(rt: Realtime) -> None:

@@ -38,10 +38,12 @@ def listing(directory: Path) -> dict[str, bytes]:
             if p.is_file() and not p.name.endswith(("-shm", "-wal"))}
 
 
-@pytest.fixture
-def source(tmp_path: Path) -> tuple[Path, Path]:
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A data directory (a migrated database, two stored documents, a ballot key) and its
-    backup."""
+    backup, made once for the module (two CLI runs, 3-7 s a test on a loaded box): the tests
+    only read them (a refused restore onto `data` may leave its hopso.lock there)."""
+    tmp_path = tmp_path_factory.mktemp("backup-source")
     data = tmp_path / "source"
     data.mkdir()
     shutil.copyfile(migrated_sqlite(), data / "hopso.sqlite3")

@@ -52,17 +52,9 @@ async def ref_put(session: AsyncSession, meeting_id: int, ref: str, local_id: in
 
 
 async def refs(session: AsyncSession, meeting_id: int, prefix: str) -> dict[str, int]:
-    return {ref: row.local_id for ref, row in (await ref_rows(session, meeting_id, prefix)
-                                               ).items()}
-
-
-async def ref_rows(session: AsyncSession, meeting_id: int, prefix: str
-                   ) -> dict[str, CascadeRef]:
-    """The rows themselves, to change in place: a session holds loaded rows only while
-    something else does, so a later `ref_put` of one whose row nobody kept reads it again."""
     rows = await session.exec(select(CascadeRef).where(
         CascadeRef.meeting_id == meeting_id, col(CascadeRef.ref).startswith(prefix)))
-    return {r.ref: r for r in rows.all()}
+    return {r.ref: r.local_id for r in rows.all()}
 
 
 async def proxy_user(session: AsyncSession, origin: str, user_id: int, name: str) -> User:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from pydantic import Field
-from sqlmodel import col, select
+from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms import audit, procedure
@@ -35,7 +35,6 @@ from rooms.remote_floor import (
     proxy_user,
     ref_get,
     ref_put,
-    ref_rows,
     refs,
 )
 from server.cascade.schemas import NodeError, NodeSchema, validate
@@ -215,42 +214,62 @@ class CascadeFloor:
 
     async def _to_escalate(self, s: AsyncSession, meeting_id: int
                            ) -> list[tuple[str, dict[str, Any]]]:
-        """This node's people's new requests (and withdrawals of escalated ones)."""
-        rows = await s.exec(select(FloorRequest).where(
+        """This node's people's new requests (and withdrawals of escalated ones). On the way
+        of a delegate's request to the owner's chair: three reads whatever the number of
+        requests (seven for one request before: copies, hold, marks, person, site, unit)."""
+        rows = await s.exec(select(FloorRequest).outerjoin(
+            FloorOrigin, col(FloorOrigin.request_id) == col(FloorRequest.id)).where(
             FloorRequest.meeting_id == meeting_id,
-            col(FloorRequest.status).in_([FloorStatus.queued, FloorStatus.withdrawn]))
+            col(FloorRequest.status).in_([FloorStatus.queued, FloorStatus.withdrawn]),
+            col(FloorOrigin.request_id).is_(None))  # not a copy of another node's request
             .order_by(col(FloorRequest.id)))
         requests = list(rows.all())
-        foreign = await origins(s, [r.id for r in requests if r.id is not None])
-        held = await ref_get(s, meeting_id, HOLD) == 1  # a local discussion (floor_sockets)
-        # Every mark in one query each, not one per request (withdrawn ones pile up over a
-        # meeting); kept, so that marking one sent up again needs no query.
-        sent_marks = await ref_rows(s, meeting_id, "esc:")
-        asked_up = await refs(s, meeting_id, "up:") if held else {}
-        out: list[tuple[str, dict[str, Any]]] = []
+        # This node's marks in one read (withdrawn ones pile up over a meeting): the hold (a
+        # local discussion, floor_sockets), what was sent up, what its chair asked up; kept,
+        # so that marking one again needs no query.
+        marks = {m.ref: m for m in (await s.exec(select(CascadeRef).where(
+            CascadeRef.meeting_id == meeting_id,
+            or_(col(CascadeRef.ref) == HOLD, col(CascadeRef.ref).startswith("esc:"),
+                col(CascadeRef.ref).startswith("up:"))))).all()}
+        hold = marks.get(HOLD)
+        held = hold is not None and hold.local_id == 1
+        todo: list[tuple[FloorRequest, CascadeRef | None]] = []
         for r in requests:
-            assert r.id is not None
-            if r.id in foreign:
-                continue  # a copy of someone else's request
-            mark = sent_marks.get(f"esc:{r.id}")
-            sent = mark.local_id if mark is not None else None
-            if held and sent is None and f"up:{r.id}" not in asked_up:
+            mark = marks.get(f"esc:{r.id}")
+            if held and mark is None and f"up:{r.id}" not in marks:
                 continue  # kept here unless this node's chair escalates it
-            if r.status == FloorStatus.queued and sent is None:
-                user = await s.get(User, r.user_id)
-                site = await s.get(Site, r.site_id) if r.site_id else None
-                unit = await s.get(Unit, user.unit_id) if user and user.unit_id else None
-                out.append((REQUEST, {"request": r.id, "user": r.user_id,
-                                      "name": (user.full_name if user else "") or "?",
-                                      "site": site.name if site else "",
-                                      "unit": unit.name if unit else "",
-                                      "for_site": r.for_site}))
+            if (r.status == FloorStatus.queued and mark is None) or \
+                    (r.status == FloorStatus.withdrawn and mark is not None
+                     and mark.local_id == 1):
+                todo.append((r, mark))
+        names = await self._who(s, [r.id for r, mark in todo if mark is None])
+        out: list[tuple[str, dict[str, Any]]] = []
+        for r, mark in todo:
+            assert r.id is not None
+            if mark is None:
+                name, site, unit = names.get(r.id, ("?", "", ""))
+                out.append((REQUEST, {"request": r.id, "user": r.user_id, "name": name,
+                                      "site": site, "unit": unit, "for_site": r.for_site}))
                 s.add(CascadeRef(meeting_id=meeting_id, ref=f"esc:{r.id}", local_id=1))
-            elif r.status == FloorStatus.withdrawn and mark is not None and sent == 1:
+            else:
                 out.append((WITHDRAW, {"request": r.id}))
                 mark.local_id = 2
                 s.add(mark)
         return out
+
+    @staticmethod
+    async def _who(s: AsyncSession, request_ids: list[int | None]
+                   ) -> dict[int, tuple[str, str, str]]:
+        """(name, site, unit) of each request's person, in one read."""
+        if not request_ids:
+            return {}
+        rows = await s.exec(select(FloorRequest.id, User.full_name, Site.name, Unit.name)
+                            .outerjoin(User, col(User.id) == col(FloorRequest.user_id))
+                            .outerjoin(Site, col(Site.id) == col(FloorRequest.site_id))
+                            .outerjoin(Unit, col(Unit.id) == col(User.unit_id))
+                            .where(col(FloorRequest.id).in_(request_ids)))
+        return {i: (name or "?", site or "", unit or "")
+                for i, name, site, unit in rows.all() if i is not None}
 
     # --- at the owner -------------------------------------------------------------------
 
@@ -278,7 +297,7 @@ class CascadeFloor:
             assert request.id is not None
             s.add(FloorOrigin(request_id=request.id, origin=report.origin,
                               remote_id=data.request, site=data.site, unit=data.unit))
-            await ref_put(s, meeting_id, ref, request.id)
+            s.add(CascadeRef(meeting_id=meeting_id, ref=ref, local_id=request.id))  # absent
             await audit.record(s, meeting_id, None, AuditKind.floor_requested, {
                 "request_id": request.id, "origin": report.origin, "via": via,
                 "remote_id": data.request, "name": data.name, "site": data.site,

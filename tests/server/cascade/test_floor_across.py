@@ -16,9 +16,17 @@ from sqlmodel import select
 from rooms import meeting_nodes
 from rooms.models import MeetingMember, MeetingRole, Role, Site, User, utcnow
 from rooms.procedure_models import FloorRequest, FloorStatus
+from rooms.remote_floor import CascadeRef, FloorOrigin
 from rooms.users import find_user
 from server.cascade.schemas import NodeError, validate
-from server.cascade.topic.floor import STATE, CascadeFloor, FloorStateData, floor_state
+from server.cascade.topic.floor import (
+    REQUEST,
+    STATE,
+    WITHDRAW,
+    CascadeFloor,
+    FloorStateData,
+    floor_state,
+)
 from server.cascade.topics import MAX_DATA_BYTES, Entry, encode
 from server.core import keys
 from tests.conftest import Harness
@@ -297,3 +305,38 @@ async def test_a_mirror_checks_for_requests_to_send_up_after_its_own_changes_onl
                                              "request_id": asked["request_id"]})
         await chair.wait_for("floor:changed", lambda e: any(
             q["name"] == "Phạm Thị Hoa" and q.get("origin") == "ward" for q in e["queue"]), 10)
+
+
+async def test_a_mirror_finds_what_to_send_up_in_three_reads(hopso_sqlite: Harness) -> None:
+    """On the way of a delegate's request to the owner's chair, the mirror's escalation
+    check: its people's requests (not copies of other nodes'), its marks, and the new
+    requests' people, sites and units, one read each (seven for one new request before)."""
+    meeting_id = await demo_meeting_id(hopso_sqlite)
+    db = hopso_sqlite.server.app[keys.DB]
+    async with db.session() as s:
+        site = (await s.exec(select(Site))).first()
+        people = [await find_user(s, name) for name in ("daibieu", "daibieu2", "daibieu3")]
+        assert site is not None
+        ids = [p.id for p in people if p is not None and p.id is not None]
+        assert len(ids) == 3
+        new = [FloorRequest(meeting_id=meeting_id, user_id=ids[0], site_id=site.id,
+                            status=FloorStatus.queued),
+               FloorRequest(meeting_id=meeting_id, user_id=ids[1], status=FloorStatus.queued),
+               FloorRequest(meeting_id=meeting_id, user_id=ids[2],
+                            status=FloorStatus.withdrawn),  # sent up before: withdrawn now
+               FloorRequest(meeting_id=meeting_id, user_id=ids[2],
+                            status=FloorStatus.queued)]  # a copy of another node's request
+        s.add_all(new)
+        await s.flush()
+        s.add(CascadeRef(meeting_id=meeting_id, ref=f"esc:{new[2].id}", local_id=1))
+        s.add(FloorOrigin(request_id=new[3].id, origin="province", remote_id=9))  # type: ignore[arg-type]
+    mirror = CascadeFloor(hopso_sqlite.server.app, None)  # type: ignore[arg-type]  # no state used
+    async with db.session() as s:
+        with statements(db) as seen:
+            todo = await mirror._to_escalate(s, meeting_id)
+    assert [(topic, data["request"]) for topic, data in todo] == [
+        (REQUEST, new[0].id), (REQUEST, new[1].id), (WITHDRAW, new[2].id)]
+    first = todo[0][1]
+    assert first["name"] == "Lê Minh Tuấn" and first["site"] == site.name and first["unit"]
+    assert todo[1][1]["site"] == ""
+    assert len([q for q in seen if q.lstrip().upper().startswith("SELECT")]) == 3, seen

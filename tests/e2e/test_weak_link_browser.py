@@ -5,9 +5,11 @@ moves its subscriber down without a long freeze. Measured in the browsers (getSt
 <video> element's presented frames): tests/e2e/weak_link_interop.py, run in a loopback-only
 network namespace of its own (testkit/netem.py shapes its loopback; CI runs as root).
 
-Both tests read one run of its `both` scenario (module fixture): the ward's measurement, then
-the clean subscriber, already on the top layer, is the one whose link falls (one publisher and
-one climb to the top layer instead of two: ~35 s of the serial pass).
+All three tests read one run (module fixture: one Chromium and one publisher instead of two):
+its `both` scenario for the first two (the ward's measurement, then the clean subscriber,
+already on the top layer, is the one whose link falls: one climb to the top layer instead of
+two, ~35 s of the serial pass), then `drop+twcc` for the third (a subscriber of its own on
+transport-cc; the others have left). Each test reads only its scenario's result.
 
 Recovery after the link comes back (`back_on_top_after_s`, waited for up to 40 s) is not
 asserted: the issue's <= 10 s is missed with REMB (docs/media.md, "Probing upward: not with
@@ -27,10 +29,16 @@ from testkit.chromium import run_harness
 pytestmark = pytest.mark.browser
 
 
-def call(scenario: str, *options: str) -> dict[str, Any]:
-    result = run_harness("tests.e2e.weak_link_interop", scenario, *options, timeout=330,
-                         what="the weak-link browser tests")
-    assert "error" not in result, summary(result)  # a wait timed out (figures so far in it)
+def scenarios(*names: str) -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = run_harness(
+        "tests.e2e.weak_link_interop", *names, timeout=500, what="the weak-link browser tests")
+    return result
+
+
+def part(run: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+    """One scenario's result, which no wait timed out in (else its figures so far)."""
+    result = run[name]
+    assert "error" not in result, summary(result)
     return result
 
 
@@ -40,14 +48,14 @@ def summary(r: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="module")
-def both() -> dict[str, Any]:
-    return call("both")
+def run() -> dict[str, dict[str, Any]]:
+    return scenarios("both", "drop+twcc")
 
 
-@pytest.mark.timeout(360)  # the first test of the two runs the scenario (up to 330 s)
+@pytest.mark.timeout(530)  # the first test of the three runs the harness (up to 500 s)
 def test_a_300_kbit_ward_decodes_a_lower_layer_while_a_clean_link_keeps_the_top(
-        both: dict[str, Any]) -> None:
-    r = both
+        run: dict[str, dict[str, Any]]) -> None:
+    r = part(run, "both")
     ward, strong = r["viewers"]["ward"], r["viewers"]["strong"]
     # The ward never gets the top layer (1280x720, ~1.2 Mbit/s) and keeps decoding at the
     # camera's rate. The issue asks for no gap over 500 ms: 127-284 ms in most runs, but a
@@ -62,10 +70,10 @@ def test_a_300_kbit_ward_decodes_a_lower_layer_while_a_clean_link_keeps_the_top(
     assert strong["fps"] >= 12 and strong["decoded_gap_max_ms"] <= 500, summary(r)
 
 
-@pytest.mark.timeout(360)
+@pytest.mark.timeout(530)
 def test_a_link_dropping_to_300_kbit_moves_down_within_2_s_and_keeps_decoding(
-        both: dict[str, Any]) -> None:
-    r = both
+        run: dict[str, dict[str, Any]]) -> None:
+    r = part(run, "both")
     assert r["before"]["last_width"] == 1280, r  # on the top layer before the drop
     after = r["after_drop"]
     # The drop: a layer that fits within 2 s. The issue's target is no decoded-frame gap over
@@ -78,8 +86,9 @@ def test_a_link_dropping_to_300_kbit_moves_down_within_2_s_and_keeps_decoding(
     assert r["after_drop_last_5s"]["fps"] >= 12, summary(r)
 
 
-@pytest.mark.timeout(360)
-def test_with_transport_cc_the_sfus_own_estimate_follows_a_falling_link() -> None:
+@pytest.mark.timeout(530)
+def test_with_transport_cc_the_sfus_own_estimate_follows_a_falling_link(
+        run: dict[str, dict[str, Any]]) -> None:
     """Transport-cc from a real Chromium subscriber (MediaConfig.subscriber_transport_cc,
     docs/media.md "Transport-cc from subscribers"): its feedback on every numbered packet is
     read and the SFU's send-side estimate, the allocator's input, follows its link: under
@@ -89,7 +98,7 @@ def test_with_transport_cc_the_sfus_own_estimate_follows_a_falling_link() -> Non
     381 kbit/s, barely over the link); recovery is not asserted (no probing yet: the estimate
     climbs ~8 %/s from ~120 kbit/s, back on the top layer after 24.7 s once, not in 40 s
     once)."""
-    r = call("drop", "--twcc")
+    r = part(run, "drop+twcc")
     stats = r["feedback_stats"]["dropping"]
     assert stats["sent"] > 1000 and stats["feedback"] > 100, summary(r)
     assert stats["malformed"] == 0 and stats["unknown"] <= stats["reported"] // 100, summary(r)

@@ -3,11 +3,14 @@
 
 Run by test_weak_link_browser.py in a loopback-only network namespace of its own
 (testkit/chromium.py: its tc/iptables rules touch nothing else):
-    python -m tests.e2e.weak_link_interop weak|drop|both [--twcc]
+    python -m tests.e2e.weak_link_interop SCENARIO... [--twcc]
 
-`--twcc`: the subscribers negotiate transport-cc (MediaConfig.subscriber_transport_cc): the
-SFU numbers what it sends them and estimates each downlink from their transport feedback
-(media/bwe.py) instead of taking their REMB; the feedback counters are in the result.
+The scenarios (below) run one after another with one publisher, each with subscribers of its
+own (the previous one's have left); each one's result is under its name. A scenario named
+with `+twcc` (e.g. `drop+twcc`), or every one with `--twcc`, has its subscribers negotiate
+transport-cc (MediaConfig.subscriber_transport_cc): the SFU numbers what it sends them and
+estimates each downlink from their transport feedback (media/bwe.py) instead of taking their
+REMB; the feedback counters are in the result. The tests run `both drop+twcc`.
 
 A Chromium publisher sends its 720p fake camera as simulcast through the web client's own
 publish path (testkit/chromium.py's publisher page: VideoSession, three layers). Each
@@ -20,9 +23,9 @@ What is measured is what the browser decoded: getStats' framesDecoded and frame 
 * `weak`: "ward" on a 300 kbit/s link from the start, "strong" on a clean one.
 * `drop`: "dropping" on a 2.5 Mbit/s link; once it is on the top layer, the link falls to
   300 kbit/s mid-call, then comes back.
-* `both` (what the test runs: one publisher, one climb to the top layer, ~35 s less than the
-  two apart): `weak`, then the ward leaves and the strong subscriber, on the top layer, is
-  `drop`'s subscriber: its clean link becomes 2.5 Mbit/s, then falls and comes back as there.
+* `both` (one climb to the top layer, ~35 s less than the two apart): `weak`, then the ward
+  leaves and the strong subscriber, on the top layer, is `drop`'s subscriber: its clean link
+  becomes 2.5 Mbit/s, then falls and comes back as there.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import itertools
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from playwright.async_api import Browser, Page
@@ -296,31 +299,47 @@ async def _on_layer(viewer: Viewer, layer: int) -> bool:
     return bool(viewer.video_consumer().current_layer == layer)
 
 
-async def run(scenario: str, twcc: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {"scenario": scenario, "transport_cc": twcc}
+SCENARIOS = {"weak": weak, "drop": drop, "both": weak_then_drop}
+
+
+async def scenario(call: Call, name: str, ids: list[str], twcc: bool) -> dict[str, Any]:
+    """One scenario with subscribers of its own, who leave at its end; its result."""
+    base = name.removesuffix("+twcc")
+    twcc = twcc or base != name
+    out: dict[str, Any] = {"scenario": base, "transport_cc": twcc}
+    # Read by each peer when it is added (media/subscribing.py): this scenario's subscribers.
+    call.router.config = replace(call.router.config, subscriber_transport_cc=twcc)
+    viewers: list[Viewer] = []
+    try:
+        await SCENARIOS[base](call, ids, out, viewers)
+    except AssertionError as exc:  # a wait that timed out: the figures so far
+        out["error"] = str(exc)
+    out["timeline"] = {v.name: v.timeline for v in viewers}
+    out["publisher_kbps"] = [round((s.rate.bps or 0) / 1000)
+                             for s in call.router.get_producer(ids[1]).streams]
+    out["link_counters"] = call.netem.counters()
+    out["downlink_stats"] = {v.name: vars(v.peer.downlink_stats()) for v in viewers}
+    out["feedback_stats"] = {v.name: vars(v.peer.downlink_feedback_stats()) for v in viewers}
+    for v in viewers:
+        if not v.peer.closed:
+            await v.peer.close()
+            await v.page.context.close()
+    return out
+
+
+async def run(scenarios: list[str], twcc: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     netem = Netem()
     sfu = SFU(MediaConfig(ice_addresses=("127.0.0.1",), ice_servers=(),
-                          bandwidth_allocation=True, subscriber_transport_cc=twcc))
-    router = sfu.router("meeting")
-    viewers: list[Viewer] = []
+                          bandwidth_allocation=True))
     try:
         async with page_server({"/": PUBLISHER_PAGE, "/sub": SUB_PAGE}) as url, chromium(
                 "--autoplay-policy=no-user-gesture-required") as browser:
-            call = Call(browser, router, netem, url)
+            call = Call(browser, sfu.router("meeting"), netem, url)
             mine = await publish(call)
             ids = [mine["mic"], mine["camera"]]
-            scenario_run = {"weak": weak, "drop": drop, "both": weak_then_drop}[scenario]
-            try:
-                await scenario_run(call, ids, out, viewers)
-            except AssertionError as exc:  # a wait that timed out: the figures so far
-                out["error"] = str(exc)
-            out["timeline"] = {v.name: v.timeline for v in viewers}
-            out["publisher_kbps"] = [round((s.rate.bps or 0) / 1000)
-                                     for s in router.get_producer(ids[1]).streams]
-            out["link_counters"] = netem.counters()
-            out["downlink_stats"] = {v.name: vars(v.peer.downlink_stats()) for v in viewers}
-            out["feedback_stats"] = {v.name: vars(v.peer.downlink_feedback_stats())
-                                     for v in viewers}
+            for name in scenarios:
+                out[name] = await scenario(call, name, ids, twcc)
     finally:
         await sfu.close()
         netem.close()
@@ -328,4 +347,5 @@ async def run(scenario: str, twcc: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(run(sys.argv[1], "--twcc" in sys.argv[2:]))))
+    print(json.dumps(asyncio.run(run([a for a in sys.argv[1:] if a != "--twcc"],
+                                     "--twcc" in sys.argv[1:]))))

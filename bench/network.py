@@ -146,14 +146,16 @@ def rows(call_: dict[str, Any]) -> list[dict[str, Any]]:
         row = {"profile": call_["profile"], "path": path, "viewer": name, "link": link,
                "seconds": call_["seconds"], "loop_lag_max_ms": call_["loop_lag_max_ms"],
                **v, "remb_kbps": call_["remb_kbps"].get(name),
-               "gaps_skipped": call_.get("gaps_skipped", {}).get(name)}
+               "gaps_skipped": call_.get("gaps_skipped", {}).get(name),
+               "keyframe_skips": call_.get("keyframe_skips", {}).get(name)}
         if path == "simulcast":
             changes = call_["layers"].get(name, [])
             row.update(top_layer_share=layer_share(changes, call_["seconds"],
                                                    call_["top_layer"]),
                        layers=changes, warmup_s=call_["warmup_s"].get(name),
                        consumer=call_["consumers"].get(name),
-                       downlink_stats=call_["downlink_stats"].get(name))
+                       downlink_stats=call_["downlink_stats"].get(name),
+                       retransmissions=call_.get("retransmissions", {}).get(name))
         out.append(row)
     publisher: dict[str, Any] = {
         "profile": call_["profile"], "path": path, "viewer": "(publisher)", "link": "clean",

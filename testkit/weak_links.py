@@ -526,7 +526,9 @@ async def run_call(profile: Profile, live: bool = True, simulcast: bool = False,
                 feedback_stats={name: vars(peer.downlink_feedback_stats()).copy()
                                 for name, peer in peers.items()},
                 probe_stats={name: vars(peer.downlink_probe_stats()).copy()
-                             for name, peer in peers.items()})
+                             for name, peer in peers.items()},
+                retransmissions={name: vars(peer.retransmission_stats())
+                                 for name, peer in peers.items()})
         return out
     finally:
         for task in recovery:

@@ -28,3 +28,13 @@ async def test_every_console_section_is_titled_by_its_own_heading(hopso: Harness
     assert f'id="console-chat" tabindex="0" aria-labelledby="console-chat-title" ' \
            f'data-meeting-id="{m}" data-role="chair"' in page
 
+
+async def test_the_admin_pages_create_forms_post_to_the_api(hopso: Harness) -> None:
+    admin = await hopso.login("quantri")
+    for path, urls in (("/admin/units", ("/api/units", "/api/sites")),
+                       ("/admin/users", ("/api/users",))):
+        status, page = await admin.call("GET", path, headers=HTML)
+        assert status == 200, path
+        posts = re.findall(r'<form class="api-form" data-method="POST" data-url="([^"]+)">', page)
+        assert tuple(posts) == urls, path
+        assert page.count('<button type="submit" class="primary">') == len(urls), path

@@ -14,6 +14,7 @@ from typing import Any
 import socketio
 
 from media import Kind
+from server.core.settings import MediaTimings
 from testkit.aiortc_clients import EncodedMedia, Publisher, Subscriber
 from tests.conftest import Client, Harness
 from tests.server.core.test_realtime import connect
@@ -22,6 +23,8 @@ PUSHED = ("media:offer", "media:producer-added", "media:producer-closed",
           "media:producer-paused", "media:peer-joined", "media:peer-closed",
           "media:active-speaker", "media:floor", "media:lock", "media:closed", "media:stats",
           "media:quality", "media:transport", "media:consumer-closed")
+# Short enough that a lost peer or a stats push shows within a test's waits.
+MEDIA_TIMINGS = MediaTimings(ice_timeout_s=3, rtcp_interval_s=0.5, stats_interval_s=0.5)
 CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ (\w+)", re.MULTILINE)
 
 

@@ -12,13 +12,11 @@ import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aioice.ice
 import pytest
 from PIL import ImageStat
 
 from documents import archive as archive_check
 from server.archive.keys import ARCHIVES
-from server.core.settings import MediaTimings
 from testkit.aiortc_clients import encode_media
 from tests.conftest import Harness, start_harness
 from tests.e2e.test_replay_browser import prepare, present
@@ -26,20 +24,12 @@ from tests.server.archive.test_archive import wait_job
 from tests.server.archive.test_composite import frame, probe, rgb
 from tests.server.core.test_realtime import demo_meeting_id
 from tests.server.documents_support import fetch
-from tests.server.media_support import media_client
-
-TIMINGS = MediaTimings(ice_timeout_s=3, rtcp_interval_s=0.5, stats_interval_s=0.5)
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aioice.ice, "get_host_addresses",
-                        lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"])
+from tests.server.media_support import MEDIA_TIMINGS, media_client
 
 
 @pytest.fixture
 async def hopso_media(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await start_harness(tmp_path, None, media_timings=TIMINGS)
+    harness = await start_harness(tmp_path, None, media_timings=MEDIA_TIMINGS)
     harness.server.app[ARCHIVES].limits.width, harness.server.app[ARCHIVES].limits.height = 320, 180
     yield harness
     await harness.close()

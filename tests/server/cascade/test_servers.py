@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aioice.ice
 import pytest
 import socketio
 
@@ -25,12 +24,6 @@ from tests.conftest import Client
 from tests.server.media_support import MediaClient, SioPeer, listening
 
 CITY_SECRET, WARD_SECRET = "c" * 24, "w" * 24
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aioice.ice, "get_host_addresses",
-                        lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"])
 
 
 class Node:

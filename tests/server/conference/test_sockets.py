@@ -7,51 +7,16 @@ import asyncio
 import ipaddress
 import re
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import aioice.ice
-import pytest
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from media import Want
 from server.conference.keys import MEDIA
-from server.core.settings import MediaTimings
-from testkit.aiortc_clients import EncodedMedia, encode_media, wait_for
-from tests.conftest import Harness, start_harness
+from testkit.aiortc_clients import EncodedMedia, wait_for
+from tests.conftest import Harness
 from tests.server.core.test_realtime import demo_meeting_id
 from tests.server.media_support import MediaClient, candidate_addresses, media_client
-
-TIMINGS = MediaTimings(ice_timeout_s=3, rtcp_interval_s=0.5, stats_interval_s=0.5)
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """aiortc test clients gather on 127.0.0.1 only (the server binds 127.0.0.1 itself)."""
-    monkeypatch.setattr(aioice.ice, "get_host_addresses",
-                        lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"])
-
-
-@pytest.fixture(scope="module")
-def media() -> EncodedMedia:
-    return encode_media(seconds=2.0)
-
-
-@pytest.fixture
-async def hopso_media(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await start_harness(tmp_path, None, media_timings=TIMINGS)
-    yield harness
-    await harness.close()
-    await harness.server.close()
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[MediaClient]]:
-    made: list[MediaClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def open_meeting(h: Harness) -> int:

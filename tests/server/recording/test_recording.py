@@ -8,51 +8,17 @@ import asyncio
 import json
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import aioice.ice
-import pytest
 from sqlmodel import select
 
 from rooms.models import Meeting
 from rooms.procedure_models import AuditEntry
 from server.core import keys
-from server.core.settings import MediaTimings
-from testkit.aiortc_clients import EncodedMedia, encode_media
-from tests.conftest import Harness, start_harness
+from testkit.aiortc_clients import EncodedMedia
+from tests.conftest import Harness
 from tests.server.core.test_realtime import demo_meeting_id
 from tests.server.media_support import MediaClient, media_client
-
-TIMINGS = MediaTimings(ice_timeout_s=3, rtcp_interval_s=0.5, stats_interval_s=0.5)
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aioice.ice, "get_host_addresses",
-                        lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"])
-
-
-@pytest.fixture(scope="module")
-def media() -> EncodedMedia:
-    return encode_media(seconds=2.0)
-
-
-@pytest.fixture
-async def hopso_media(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await start_harness(tmp_path, None, media_timings=TIMINGS)
-    yield harness
-    await harness.close()
-    await harness.server.close()
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[MediaClient]]:
-    made: list[MediaClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def person(h: Harness, clients: list[MediaClient], name: str, meeting_id: int

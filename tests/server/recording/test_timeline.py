@@ -9,46 +9,21 @@ import asyncio
 import json
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aioice.ice
-import pytest
-
 from rooms import minutes
 from server.core import keys
-from server.core.settings import MediaTimings
-from testkit.aiortc_clients import EncodedMedia, encode_media
+from testkit.aiortc_clients import EncodedMedia
 from tests.conftest import Harness, start_harness
 from tests.server.core.test_realtime import demo_meeting_id
 from tests.server.documents_support import fetch, make_pdf, upload_ready
-from tests.server.media_support import MediaClient, media_client
+from tests.server.media_support import MEDIA_TIMINGS, MediaClient, media_client
 
-TIMINGS = MediaTimings(ice_timeout_s=3, rtcp_interval_s=0.5, stats_interval_s=0.5)
 # What happens between start and stop, in this order (tracks come when their files begin).
 EXPECTED = ["recording_started", "agenda", "presented", "floor", "presented", "vote_opened",
             "vote_closed", "chat", "agenda", "recording_stopped"]
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aioice.ice, "get_host_addresses",
-                        lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"])
-
-
-@pytest.fixture(scope="module")
-def media() -> EncodedMedia:
-    return encode_media(seconds=2.0)
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[MediaClient]]:
-    made: list[MediaClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def person(h: Harness, clients: list[MediaClient], name: str, m: int) -> MediaClient:
@@ -115,7 +90,7 @@ async def timeline_of(client: Any, m: int) -> dict[str, Any]:
 
 async def test_the_timeline_is_the_meeting_in_order_on_the_recording_clock(
         tmp_path: Path, clients: list[MediaClient], media: EncodedMedia) -> None:
-    h = await start_harness(tmp_path, None, media_timings=TIMINGS)
+    h = await start_harness(tmp_path, None, media_timings=MEDIA_TIMINGS)
     try:
         m, made = await record_a_meeting(h, clients, media, tmp_path)
         delegate = await h.login("daibieu")
@@ -169,7 +144,7 @@ async def test_the_timeline_is_the_meeting_in_order_on_the_recording_clock(
 
 async def test_the_timeline_survives_a_restart(
         tmp_path: Path, clients: list[MediaClient], media: EncodedMedia) -> None:
-    h = await start_harness(tmp_path, None, media_timings=TIMINGS)
+    h = await start_harness(tmp_path, None, media_timings=MEDIA_TIMINGS)
     m = await demo_meeting_id(h)
     chair = await person(h, clients, "chutri", m)
     status, _ = await chair.http.call("POST", f"/api/meetings/{m}/open")
@@ -185,7 +160,7 @@ async def test_the_timeline_survives_a_restart(
     await h.close()
     await h.server.close()  # the server stops: the recording is stopped and its end written
 
-    h = await start_harness(tmp_path, None, media_timings=TIMINGS)
+    h = await start_harness(tmp_path, None, media_timings=MEDIA_TIMINGS)
     try:
         after = await timeline_of(await h.login("chutri"), m)
     finally:
@@ -199,7 +174,7 @@ async def test_the_timeline_survives_a_restart(
 
 async def test_outsiders_get_404_and_hostile_ranges_416(
         tmp_path: Path, clients: list[MediaClient], media: EncodedMedia) -> None:
-    h = await start_harness(tmp_path, None, media_timings=TIMINGS)
+    h = await start_harness(tmp_path, None, media_timings=MEDIA_TIMINGS)
     try:
         m = await demo_meeting_id(h)
         chair = await person(h, clients, "chutri", m)
@@ -265,7 +240,7 @@ async def test_replay_pages_are_watermarked_per_viewer_and_hidden_chat_stays_hid
     """What the replay shows is as seen now: a confidential page comes through the documents'
     page route, rendered for each viewer (never cached); a message the chair hid after it
     was said is withheld from members, shown to the chair."""
-    h = await start_harness(tmp_path, None, media_timings=TIMINGS)
+    h = await start_harness(tmp_path, None, media_timings=MEDIA_TIMINGS)
     try:
         m = await demo_meeting_id(h)
         chair = await person(h, clients, "chutri", m)

@@ -1,5 +1,6 @@
-"""What a block of code asks the database: every SQL statement an engine runs meanwhile, for
-tests that bound the work of a hot path (N+1 queries, reads under a lock)."""
+"""What a block of code asks the database: every SQL statement an engine runs meanwhile (and
+where it commits), for tests that bound the work of a hot path (N+1 queries, reads under a
+lock)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,23 @@ from sqlalchemy import event
 
 from rooms.db import Database
 
+COMMIT = "COMMIT"  # where a transaction was committed, among the statements
+
 
 class Statements(list[str]):
+    def locked(self, first_write: str) -> list[str]:
+        """The statements of each transaction from the one starting with `first_write` (the
+        write that takes SQLite's writer lock) to its commit."""
+        out, inside = [], False
+        for statement in self:
+            if statement.lstrip().startswith(first_write):
+                inside = True
+            elif statement == COMMIT:
+                inside = False
+            if inside:
+                out.append(statement)
+        return out
+
     def reading(self, table: str) -> list[str]:
         """The SELECTs whose FROM names `table` (quoted or not, as each dialect writes it)."""
         pattern = re.compile(rf'\bFROM\s+"?{re.escape(table)}"?(\s|$)', re.IGNORECASE)
@@ -27,8 +43,12 @@ def statements(db: Database) -> Iterator[Statements]:
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         seen.append(statement)
+    def committed(_conn: Any) -> None:
+        seen.append(COMMIT)
     event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    event.listen(db.engine.sync_engine, "commit", committed)
     try:
         yield seen
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+        event.remove(db.engine.sync_engine, "commit", committed)

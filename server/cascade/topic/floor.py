@@ -334,15 +334,17 @@ class CascadeFloor:
         data = validate(FloorStateData, entry.data)
         live = self.app[LIVE]
         async with live.lock(meeting_id), self.app[keys.DB].session() as s:
+            # Read before procedure.lock: its UPDATE takes SQLite's one writer lock until the
+            # commit, and the event loop runs other tasks between this transaction's
+            # statements (this node's journal, outbox and delegates wait for that lock). The
+            # reads hold if no other process changed the meeting's procedure meanwhile (its
+            # seq moved by ours only); else they are made again under the lock.
+            seen = (await procedure.read_state(s, meeting_id)).seq
+            rows, copies, held = await self._current(s, meeting_id)
             state = await procedure.lock(s, meeting_id)
+            if state.seq != seen + 1:
+                rows, copies, held = await self._current(s, meeting_id)
             holder: int | None = None
-            # The meeting's requests and copy marks in two queries, not one or two per item:
-            # this runs under the meeting's lock at every node on each change of the floor,
-            # while a delegate there may be asking for it. Kept here: a session holds the
-            # rows it loaded only while something else does (a get went to the database).
-            rows = {r.id: r for r in (await s.exec(select(FloorRequest).where(
-                FloorRequest.meeting_id == meeting_id))).all()}
-            copies = await refs(s, meeting_id, "copy:")
             for item in data.requests:
                 local = await self._local_row(s, meeting_id, item, rows, copies)
                 if local is None:
@@ -355,7 +357,7 @@ class CascadeFloor:
                 s.add(local)
                 if item.id == data.holder and item.status == FloorStatus.speaking:
                     holder = local.id
-            if await ref_get(s, meeting_id, HOLD) == 1:
+            if held:
                 holder = state.floor_request_id  # a local discussion: this node's chair decides
             if state.floor_request_id != holder:
                 current = rows.get(state.floor_request_id) if state.floor_request_id else None
@@ -364,14 +366,29 @@ class CascadeFloor:
                     s.add(current)
                 state.floor_request_id = holder
                 s.add(state)
-            await s.flush()
-            emit, seq = await floor_emit(s, state), state.seq
+            seq = state.seq
             await s.commit()
+            # The view pushed, read after the commit (without the writer lock), under the
+            # meeting's lock: no change of this process comes between (one of another
+            # process makes it newer than `seq`, and pushes its own).
+            emit = await floor_emit(s, state)
         self._applied.add((meeting_id, seq))
         try:
             await live.emit(meeting_id, seq, [emit])
         finally:
             self._applied.discard((meeting_id, seq))
+
+    @staticmethod
+    async def _current(s: AsyncSession, meeting_id: int
+                       ) -> tuple[dict[int | None, FloorRequest], dict[str, int], bool]:
+        """The meeting's requests by id, the owner's ids of this node's copies, whether this
+        node holds its requests: one query each, not one or two per item (this runs at
+        every node on each change of the owner's floor). The rows are kept here: a session
+        holds loaded rows only while something else does (a get went to the database)."""
+        rows = {r.id: r for r in (await s.exec(
+            select(FloorRequest).where(FloorRequest.meeting_id == meeting_id)
+            .execution_options(populate_existing=True))).all()}
+        return rows, await refs(s, meeting_id, "copy:"), await ref_get(s, meeting_id, HOLD) == 1
 
     async def _local_row(self, s: AsyncSession, meeting_id: int, item: FloorItem,
                          rows: dict[int | None, FloorRequest], copies: dict[str, int]

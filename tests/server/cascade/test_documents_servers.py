@@ -4,48 +4,25 @@ SQLite and data directory): published at the province, page 1 and then the whole
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from testkit.processes import free_port, start_server
 from tests.server.cascade import test_servers as servers
 from tests.server.documents_support import fetch, make_pdf, upload
 
 people, until, mirrored_meeting = servers.people, servers.until, servers.mirrored_meeting
-CITY_SECRET, WARD_SECRET = servers.CITY_SECRET, servers.WARD_SECRET
-
-
-class Node(servers.Node):
-    def start(self) -> None:  # three processes at once on a busy machine: more time
-        self.process = start_server("--demo", "--data-dir", str(self.data), env=self.env,
-                                    port=self.port, ready_timeout=120)
-        self.logins = self.logins or self.process.logins()
+Node = servers.Node
 
 
 @pytest.fixture
 async def nodes(tmp_path: Path) -> AsyncIterator[dict[str, Node]]:
-    """Province → city → ward, as in tests/server/cascade/test_servers.py."""
-    ports = {name: free_port() for name in ("province", "city", "ward")}
-    url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    made = {
-        "province": Node("province", tmp_path / "province", ports["province"], {
-            "HOPSO_NODE_UNIT": "province", "HOPSO_NODE_CHILDREN": f"city={CITY_SECRET}"}),
-        "city": Node("city", tmp_path / "city", ports["city"], {
-            "HOPSO_NODE_UNIT": "city", "HOPSO_PARENT_URL": url["province"],
-            "HOPSO_NODE_SECRET": CITY_SECRET, "HOPSO_NODE_CHILDREN": f"ward={WARD_SECRET}"}),
-        "ward": Node("ward", tmp_path / "ward", ports["ward"], {
-            "HOPSO_NODE_UNIT": "ward", "HOPSO_PARENT_URL": url["city"],
-            "HOPSO_NODE_SECRET": WARD_SECRET}),
-    }
-    await asyncio.gather(*(asyncio.to_thread(node.start) for node in made.values()))
-    yield made
-    for node in reversed(made.values()):  # children first
-        if node.process is not None:
-            node.process.stop()
+    """Province → city → ward, as in tests/server/cascade/test_servers.py; three processes
+    at once on a busy machine: more time to start."""
+    async with servers.running_tree(tmp_path, ready_timeout=120) as made:
+        yield made
 
 
 async def test_a_document_published_at_the_province_is_read_on_a_ward_tablet(

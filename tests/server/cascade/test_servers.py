@@ -7,6 +7,7 @@ killed and restarted."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import ssl
 import time
@@ -27,14 +28,16 @@ CITY_SECRET, WARD_SECRET = "c" * 24, "w" * 24
 
 
 class Node:
-    def __init__(self, name: str, data: Path, port: int, env: dict[str, str]) -> None:
+    def __init__(self, name: str, data: Path, port: int, env: dict[str, str],
+                 ready_timeout: float = 90) -> None:
         self.name, self.data, self.port, self.env = name, data, port, env
+        self.ready_timeout = ready_timeout
         self.process: ServerProcess | None = None
         self.logins: dict[str, str] = {}
 
     def start(self) -> None:
         self.process = start_server("--demo", "--data-dir", str(self.data), env=self.env,
-                                    port=self.port)
+                                    port=self.port, ready_timeout=self.ready_timeout)
         self.logins = self.logins or self.process.logins()
 
     @property
@@ -55,27 +58,37 @@ class Node:
         return client
 
 
-@pytest.fixture
-async def nodes(tmp_path: Path) -> AsyncIterator[dict[str, Node]]:
+@contextlib.asynccontextmanager
+async def running_tree(tmp_path: Path, ready_timeout: float = 90
+                       ) -> AsyncIterator[dict[str, Node]]:
+    """Province → city → ward as three `run.py` processes, each waited for `ready_timeout` s;
+    stopped on the way out."""
     ports = {name: free_port() for name in ("province", "city", "ward")}
     url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    made = {
-        "province": Node("province", tmp_path / "province", ports["province"], {
-            "HOPSO_NODE_UNIT": "province", "HOPSO_NODE_CHILDREN": f"city={CITY_SECRET}"}),
-        "city": Node("city", tmp_path / "city", ports["city"], {
-            "HOPSO_NODE_UNIT": "city", "HOPSO_PARENT_URL": url["province"],
-            "HOPSO_NODE_SECRET": CITY_SECRET, "HOPSO_NODE_CHILDREN": f"ward={WARD_SECRET}"}),
-        "ward": Node("ward", tmp_path / "ward", ports["ward"], {
-            "HOPSO_NODE_UNIT": "ward", "HOPSO_PARENT_URL": url["city"],
-            "HOPSO_NODE_SECRET": WARD_SECRET}),
+    envs = {
+        "province": {"HOPSO_NODE_UNIT": "province", "HOPSO_NODE_CHILDREN": f"city={CITY_SECRET}"},
+        "city": {"HOPSO_NODE_UNIT": "city", "HOPSO_PARENT_URL": url["province"],
+                 "HOPSO_NODE_SECRET": CITY_SECRET, "HOPSO_NODE_CHILDREN": f"ward={WARD_SECRET}"},
+        "ward": {"HOPSO_NODE_UNIT": "ward", "HOPSO_PARENT_URL": url["city"],
+                 "HOPSO_NODE_SECRET": WARD_SECRET},
     }
-    # Started together: a child retries its parent link every second at most until it is up.
-    await asyncio.gather(*(asyncio.to_thread(node.start) for node in made.values()))
-    yield made
-    # Children first: a parent stopping gracefully waits (10 s) for its children's links.
-    for node in reversed(made.values()):
-        if node.process is not None:
-            node.process.stop()
+    made = {name: Node(name, tmp_path / name, ports[name], env, ready_timeout)
+            for name, env in envs.items()}
+    try:
+        # Started together: a child retries its parent link every second at most until it is up.
+        await asyncio.gather(*(asyncio.to_thread(node.start) for node in made.values()))
+        yield made
+    finally:
+        # Children first: a parent stopping gracefully waits (10 s) for its children's links.
+        for node in reversed(made.values()):
+            if node.process is not None:
+                node.process.stop()
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path) -> AsyncIterator[dict[str, Node]]:
+    async with running_tree(tmp_path) as made:
+        yield made
 
 
 @pytest.fixture

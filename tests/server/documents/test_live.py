@@ -1,5 +1,5 @@
 """Live documents: annotations (private stays private, shared arrives live, durable before the
-ack), presenter follow, the annotated export, and bad ops."""
+ack), the annotated export, and bad ops (presenter follow: test_presenter.py)."""
 
 from __future__ import annotations
 
@@ -108,40 +108,6 @@ async def test_annotation_and_document_times_are_iso_8601_utc_on_the_wire(
                       since=started)
     await a.close()
     await b.close()
-
-
-async def test_presenter_page_turn_reaches_followers(hopso_sqlite: Harness, tmp_path: Path
-                                                     ) -> None:
-    hopso = hopso_sqlite
-    meeting_id = await demo_meeting_id(hopso)
-    doc = await upload_ready(hopso, meeting_id, make_pdf(tmp_path, pages=3))
-    chair = await Listener.open(hopso, await hopso.login("chutri"), meeting_id)
-    follower = await Listener.open(hopso, await hopso.login("daibieu"), meeting_id)
-    turn = {"document_id": doc["id"], "page": 2, "zoom": 1.5, "scroll_x": 0, "scroll_y": 0.25}
-    ack = await chair.call("present:update", turn)
-    assert ack["ok"], ack
-    state = await follower.wait_for("present:state", lambda s: s["page"] == 2)
-    assert state["active"] and state["presenter"]["name"] == "Nguyễn Văn Hùng"
-    assert state["document_id"] == doc["id"] and state["zoom"] == 1.5
-    late = await Listener.open(hopso, await hopso.login("daibieu2"), meeting_id)
-    got = await late.call("present:get", {"meeting_id": meeting_id})
-    assert got["result"]["page"] == 2 and got["result"]["seq"] == state["seq"]
-    ack = await chair.call("present:pointer", {"document_id": doc["id"], "page": 2, "x": 100.0,
-                                               "y": 200.0})
-    assert ack["result"] == {"sent": True}
-    pointer = await follower.wait_for("present:pointer")
-    assert (pointer["x"], pointer["y"], pointer["page"]) == (100.0, 200.0, 2)
-    # Delegates cannot present; pages outside the document are refused.
-    ack = await follower.call("present:update", turn)
-    assert ack["error"]["code"] == "forbidden"
-    ack = await chair.call("present:update", {**turn, "page": 3})
-    assert ack["error"]["code"] == "bad_page"
-    ack = await chair.call("present:pointer", {"document_id": doc["id"], "page": 2, "x": 9999.0,
-                                               "y": 1.0})
-    assert ack["error"]["code"] == "out_of_page"
-    ack = await chair.call("present:stop", {"meeting_id": meeting_id})
-    assert ack["result"]["active"] is False
-    await follower.wait_for("present:state", lambda s: not s["active"])
 
 
 BAD_OPS = [

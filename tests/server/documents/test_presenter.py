@@ -2,12 +2,14 @@
 
 Two PresenterBoards on one database stand for two server processes: start, a second
 presenter refused (also when both start at the same instant), take-over, stop, a late
-joiner reading the state, and the position of minor moves persisted about once a second."""
+joiner reading the state, and the position of minor moves persisted about once a second;
+over socket.io, followers turning pages with the presenter, and a second presenter refused."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,13 +141,51 @@ async def test_last_position_is_stored_on_close(hopso: Harness) -> None:
     assert await b.get(meeting_id) == moved
 
 
-async def test_second_presenter_is_refused_over_socketio(hopso_sqlite: Harness, tmp_path: Path
-                                                         ) -> None:
-    hopso = hopso_sqlite
+async def _presenting(hopso: Harness, tmp_path: Path, username: str
+                      ) -> tuple[int, dict[str, Any], Listener, Listener]:
+    """The demo meeting with a ready 3-page PDF; the chair's and `username`'s sockets in it."""
     meeting_id = await demo_meeting_id(hopso)
     doc = await upload_ready(hopso, meeting_id, make_pdf(tmp_path, pages=3))
     chair = await Listener.open(hopso, await hopso.login("chutri"), meeting_id)
-    secretary = await Listener.open(hopso, await hopso.login("thuky"), meeting_id)
+    other = await Listener.open(hopso, await hopso.login(username), meeting_id)
+    return meeting_id, doc, chair, other
+
+
+async def test_presenter_page_turn_reaches_followers(hopso_sqlite: Harness, tmp_path: Path
+                                                     ) -> None:
+    hopso = hopso_sqlite
+    meeting_id, doc, chair, follower = await _presenting(hopso, tmp_path, "daibieu")
+    turn = {"document_id": doc["id"], "page": 2, "zoom": 1.5, "scroll_x": 0, "scroll_y": 0.25}
+    ack = await chair.call("present:update", turn)
+    assert ack["ok"], ack
+    state = await follower.wait_for("present:state", lambda s: s["page"] == 2)
+    assert state["active"] and state["presenter"]["name"] == "Nguyễn Văn Hùng"
+    assert state["document_id"] == doc["id"] and state["zoom"] == 1.5
+    late = await Listener.open(hopso, await hopso.login("daibieu2"), meeting_id)
+    got = await late.call("present:get", {"meeting_id": meeting_id})
+    assert got["result"]["page"] == 2 and got["result"]["seq"] == state["seq"]
+    ack = await chair.call("present:pointer", {"document_id": doc["id"], "page": 2, "x": 100.0,
+                                               "y": 200.0})
+    assert ack["result"] == {"sent": True}
+    pointer = await follower.wait_for("present:pointer")
+    assert (pointer["x"], pointer["y"], pointer["page"]) == (100.0, 200.0, 2)
+    # Delegates cannot present; pages outside the document are refused.
+    ack = await follower.call("present:update", turn)
+    assert ack["error"]["code"] == "forbidden"
+    ack = await chair.call("present:update", {**turn, "page": 3})
+    assert ack["error"]["code"] == "bad_page"
+    ack = await chair.call("present:pointer", {"document_id": doc["id"], "page": 2, "x": 9999.0,
+                                               "y": 1.0})
+    assert ack["error"]["code"] == "out_of_page"
+    ack = await chair.call("present:stop", {"meeting_id": meeting_id})
+    assert ack["result"]["active"] is False
+    await follower.wait_for("present:state", lambda s: not s["active"])
+
+
+async def test_second_presenter_is_refused_over_socketio(hopso_sqlite: Harness, tmp_path: Path
+                                                         ) -> None:
+    hopso = hopso_sqlite
+    meeting_id, doc, chair, secretary = await _presenting(hopso, tmp_path, "thuky")
     view = {"document_id": doc["id"], "page": 1, "zoom": 1, "scroll_x": 0, "scroll_y": 0}
     first = await chair.call("present:update", view)
     assert first["ok"], first

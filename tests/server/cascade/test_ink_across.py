@@ -14,11 +14,18 @@ import pytest
 from sqlmodel import select
 
 from documents.db_models import AnnotationOp
-from server.cascade.parent_link import ParentLink
 from server.core import keys
 from tests.conftest import Harness
 from tests.server.cascade.test_documents_across import another_meeting, member, mirrored_doc
-from tests.server.cascade.tree import Tree, cascaded_meeting, node, state, tree, until
+from tests.server.cascade.tree import (
+    Tree,
+    cascaded_meeting,
+    cut_link,
+    restore_link,
+    state,
+    tree,
+    until,
+)
 from tests.server.documents_support import Listener, fetch, ink_op, make_pdf, upload_ready
 
 
@@ -113,9 +120,7 @@ async def test_ink_made_while_the_ward_is_cut_off_is_kept_and_delivered(tmp_path
     async with tree(tmp_path) as t:
         _, _, _, docs, province, ward = await setup(t, tmp_path)
         owner_doc, ward_doc = docs["owner"]["id"], docs["ward"]["id"]
-        link = node(t.ward).parent
-        assert link is not None
-        await link.stop()
+        await cut_link(t.ward)
         # The ward's tablets go on reading and annotating what is at the ward.
         reader = await t.ward.login("daibieu")
         status, _ = await reader.call("GET", f"/api/documents/{ward_doc}")
@@ -128,8 +133,7 @@ async def test_ink_made_while_the_ward_is_cut_off_is_kept_and_delivered(tmp_path
         assert status == 200 and found["hits"], found
         made = [await draw(ward, ward_doc, "meeting") for _ in range(5)]  # acked: stored here
         assert await state(t.ward).reports.pending_counts()
-        node(t.ward).parent = ParentLink(node(t.ward))
-        node(t.ward).parent.start()  # type: ignore[union-attr]
+        restore_link(t.ward)
         for annotation_id in made:
             await province.wait_for("annotation:event", upserted(annotation_id), timeout=15)
         snap = await province.call("annotation:snapshot", {"document_id": owner_doc,

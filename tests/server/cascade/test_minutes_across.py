@@ -14,7 +14,6 @@ from sqlmodel import select
 from rooms import minutes
 from rooms.procedure_models import AuditEntry
 from rooms.remote_votes import RemoteVoteTally
-from server.cascade.parent_link import ParentLink
 from server.core import keys
 from tests.server.cascade.test_votes_across import (
     mirrored_vote,
@@ -22,7 +21,14 @@ from tests.server.cascade.test_votes_across import (
     province_room,
     ward_delegates,
 )
-from tests.server.cascade.tree import cascaded_meeting, node, state, tree, until
+from tests.server.cascade.tree import (
+    cascaded_meeting,
+    cut_link,
+    restore_link,
+    state,
+    tree,
+    until,
+)
 
 
 async def test_the_provinces_minutes_list_the_wards_people_speakers_and_late_ballots(
@@ -50,9 +56,7 @@ async def test_the_provinces_minutes_list_the_wards_people_speakers_and_late_bal
                                                "option": 0, "seq": 1})
         await chair.wait_for("vote:updated", lambda e: e["vote"]["id"] == vote["id"]
                              and (e["vote"]["result"] or {}).get("cast") == 2, 10)
-        ward_link = node(t.ward).parent
-        assert ward_link is not None
-        await ward_link.stop()
+        await cut_link(t.ward)
         stored = await ward["daibieu2"].ok("vote:cast", {
             "meeting_id": ward_id, "vote_id": mirrored["id"], "option": 1, "seq": 1})
         assert stored["vote_id"] == mirrored["id"]  # acknowledged: stored at the ward
@@ -60,8 +64,7 @@ async def test_the_provinces_minutes_list_the_wards_people_speakers_and_late_bal
         closed = await chair.ok("vote:close", {"meeting_id": meeting_id, "vote_id": vote["id"]})
         assert closed["result"]["totals"] == [2, 0, 0]
 
-        node(t.ward).parent = ParentLink(node(t.ward))
-        node(t.ward).parent.start()  # type: ignore[union-attr]
+        restore_link(t.ward)
 
         async def late_recorded() -> bool:
             async with t.province.server.app[keys.DB].session() as s:
@@ -114,15 +117,12 @@ async def test_a_secret_ballot_late_at_a_ward_leaves_that_wards_counts_out_and_s
                 row = await s.get(RemoteVoteTally, (vote["id"], "ward"))
                 return row is not None and row.cast == n
         await until(lambda: turnout(1), 10, "the ward's turnout at the province")
-        ward_link = node(t.ward).parent
-        assert ward_link is not None
-        await ward_link.stop()
+        await cut_link(t.ward)
         await ward["daibieu2"].ok("vote:cast", {"meeting_id": ward_id, "vote_id": mirrored["id"],
                                                 "option": 1, "seq": 1,
                                                 "receipt": "MP2Q-H7KD-5N3S-XB9V"})
         await chair.ok("vote:close", {"meeting_id": meeting_id, "vote_id": vote["id"]})
-        node(t.ward).parent = ParentLink(node(t.ward))
-        node(t.ward).parent.start()  # type: ignore[union-attr]
+        restore_link(t.ward)
 
         async def left_out() -> bool:
             async with t.province.server.app[keys.DB].session() as s:

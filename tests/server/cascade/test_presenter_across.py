@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from server.cascade.parent_link import ParentLink
 from server.documents.keys import DOCUMENTS
 from tests.server.cascade.test_documents_across import member, mirrored_doc
-from tests.server.cascade.tree import cascaded_meeting, node, tree, until
+from tests.server.cascade.tree import cascaded_meeting, cut_link, restore_link, tree, until
 from tests.server.documents_support import Listener, make_pdf, upload_ready
 
 
@@ -45,13 +44,10 @@ async def test_the_province_presenter_is_followed_at_the_ward(tmp_path: Path) ->
         assert ack["ok"] and ack["result"]["page"] == 2, ack
 
         # The ward is cut off while the presenter turns two pages, then comes back.
-        link = node(t.ward).parent
-        assert link is not None
-        await link.stop()
+        await cut_link(t.ward)
         for page in (3, 4):
             assert (await chair.call("present:update", {**view, "page": page}))["ok"]
-        node(t.ward).parent = ParentLink(node(t.ward))
-        node(t.ward).parent.start()  # type: ignore[union-attr]
+        restore_link(t.ward)
         await tablet.wait_for("present:state", lambda s: s["page"] == 4, timeout=15)
         assert (await t.ward.server.app[DOCUMENTS].presenters.get(ward_id))["page"] == 4
 

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from pydantic import Field
 
-from server.cascade.parent_link import ParentLink
 from server.cascade.schemas import NodeError, NodeSchema
 from server.cascade.topics import Entry, Report, Topic
 from tests.server.cascade.tree import (
     Tree,
     cascaded_meeting,
+    cut_link,
     following,
-    node,
+    restore_link,
     state,
     tree,
     until,
@@ -67,15 +67,12 @@ async def test_the_owners_journal_reaches_every_node_in_order_and_after_an_outag
         assert applied["ward"] == [(ward_id, 1, "một"), (ward_id, 2, "hai"), (ward_id, 3, "ba")]
 
         # The ward's WAN link is cut: the owner goes on; the ward catches up when it is back.
-        ward_link = node(t.ward).parent
-        assert ward_link is not None
-        await ward_link.stop()
+        await cut_link(t.ward)
         for text in ("bốn", "năm"):
             await owner.publish(meeting_id, "test.note", {"text": text})
         await following(t.city, key, 5)
         assert [e[2] for e in applied["ward"]] == ["một", "hai", "ba"]
-        node(t.ward).parent = ParentLink(node(t.ward))
-        node(t.ward).parent.start()  # type: ignore[union-attr]
+        restore_link(t.ward)
         await following(t.ward, key, 5)
         assert [e[1:] for e in applied["ward"]] == [(1, "một"), (2, "hai"), (3, "ba"),
                                                    (4, "bốn"), (5, "năm")]
@@ -101,15 +98,12 @@ async def test_reports_reach_the_owner_once_even_through_an_outage_and_refusals_
         assert received == [("city", "ward", "phiếu 1")]
 
         # Cut: reports are stored at the ward (that is the acknowledgement), then delivered.
-        ward_link = node(t.ward).parent
-        assert ward_link is not None
-        await ward_link.stop()
+        await cut_link(t.ward)
         stored = [await ward.report(ward_id, "test.up", {"text": f"phiếu {n}"})
                   for n in (2, 3)]
         late = await ward.report(ward_id, "test.up", {"text": "late phiếu 4"})
         assert [await ward.reports.state_of(r.id) for r in stored] == ["pending", "pending"]
-        node(t.ward).parent = ParentLink(node(t.ward))
-        node(t.ward).parent.start()  # type: ignore[union-attr]
+        restore_link(t.ward)
         for report in stored:
             await until(_delivered_probe(t, report.id), 10, "delivered after the cut")
         await until(lambda: _refused(t, late.id), 10, "the late report refused at the ward")
@@ -175,9 +169,7 @@ async def test_the_chair_sees_which_invited_sites_are_unreachable(tmp_path: Path
         async def both() -> bool:
             return await reachable() == {"city": True, "ward": True}
         await until(both, 10, "city and ward reachable from the province")
-        ward_link = node(t.ward).parent
-        assert ward_link is not None
-        await ward_link.stop()
+        await cut_link(t.ward)
         await state(t.ward).report(ward_id, "test.up", {"text": "giữ lại"})
 
         async def ward_cut() -> bool:

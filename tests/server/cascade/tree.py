@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from server.cascade.keys import NODE, STATE
 from server.cascade.link import NodeCascade
+from server.cascade.parent_link import ParentLink
 from server.cascade.state import MeetingState
 from server.core.settings import NodeSettings
 from testkit.province import until
@@ -40,6 +41,20 @@ def node(h: Harness) -> NodeCascade:
 
 def state(h: Harness) -> MeetingState:
     return h.server.app[STATE]
+
+
+async def cut_link(h: Harness) -> None:
+    """`h`'s link to its parent stops, as when the WAN is cut; `restore_link` brings it back."""
+    link = node(h).parent
+    assert link is not None
+    await link.stop()
+
+
+def restore_link(h: Harness) -> None:
+    """A new link to the parent, started as the node starts its own."""
+    cascade = node(h)
+    cascade.parent = ParentLink(cascade)
+    cascade.parent.start()
 
 
 @asynccontextmanager

@@ -92,12 +92,14 @@ def test_with_transport_cc_the_sfus_own_estimate_follows_a_falling_link(
     """Transport-cc from a real Chromium subscriber (MediaConfig.subscriber_transport_cc,
     docs/media.md "Transport-cc from subscribers"): its feedback on every numbered packet is
     read and the SFU's send-side estimate, the allocator's input, follows its link: under
-    300 kbit/s within 5 s of the fall from 2.5 Mbit/s, and the subscriber moves down.
-    Measured (2026-12-07, load 12-15): 783 -> 276 -> 122 kbit/s 0.56-1.1 s after the fall,
-    on layer 0 after 0.58 s (3.56 s in a run whose starved publisher's top layer was
-    381 kbit/s, barely over the link); recovery is not asserted (no probing yet: the estimate
-    climbs ~8 %/s from ~120 kbit/s, back on the top layer after 24.7 s once, not in 40 s
-    once)."""
+    300 kbit/s within 5 s of the fall from 2.5 Mbit/s, and the subscriber moves down; once
+    the link is back, padding probes (media/probe.py) lift the estimate and the subscriber
+    is on the top layer again within 15 s (issue 15's target is 10 s; the margin is CI's
+    load). Measured (2026-12-07, load 12-15): 783 -> 276 -> 122 kbit/s 0.56-1.1 s after the
+    fall, on layer 0 after 0.58 s (3.56 s in a run whose starved publisher's top layer was
+    381 kbit/s, barely over the link); before probing the estimate climbed ~8 %/s from
+    ~120 kbit/s, back on the top layer after 24.7 s once, not in 40 s once; with probes
+    (10:08-10:16, load 5-11) 7.7 s and 5.9 s."""
     r = part(run, "drop+twcc")
     stats = r["feedback_stats"]["dropping"]
     assert stats["sent"] > 1000 and stats["feedback"] > 100, summary(r)
@@ -110,3 +112,5 @@ def test_with_transport_cc_the_sfus_own_estimate_follows_a_falling_link(
     assert under and under[0] - drop_t <= 5, summary(r)
     assert r["adapt_down_s"] is not None and r["adapt_down_s"] <= 5, summary(r)
     assert r["layers_after_drop"] and max(r["layers_after_drop"]) < 2, summary(r)
+    up = r["back_on_top_after_s"]
+    assert up is not None and up <= 15, summary(r)

@@ -18,6 +18,7 @@ from server.core.settings import MediaTimings
 from testkit.aiortc_clients import EncodedMedia, Publisher, Subscriber
 from tests.conftest import Client, Harness
 from tests.server.core.test_realtime import connect
+from tests.server.heard import first_heard
 
 PUSHED = ("media:offer", "media:producer-added", "media:producer-closed",
           "media:producer-paused", "media:peer-joined", "media:peer-closed",
@@ -131,14 +132,7 @@ class MediaClient:
 
     async def wait_for(self, event: str, check: Callable[[dict[str, Any]], bool] = lambda _: True,
                        timeout: float = 8) -> dict[str, Any]:
-        async def look() -> dict[str, Any]:
-            while True:
-                for payload in self.heard.get(event, []):
-                    if check(payload):
-                        return payload
-                self.changed.clear()
-                await self.changed.wait()
-        return await asyncio.wait_for(look(), timeout)
+        return await first_heard(self.heard, self.changed, event, check, timeout)
 
     async def close(self) -> None:
         for pc_owner in (self.publisher, self.subscriber):

@@ -11,6 +11,7 @@ import socketio
 
 from tests.conftest import Client, Harness
 from tests.server.core.test_realtime import connect, demo_meeting_id
+from tests.server.heard import first_heard
 
 EVENTS = ("agenda:changed", "attendance:changed", "floor:changed", "vote:updated",
           "minutes:generated", "conclusions:changed")
@@ -42,14 +43,7 @@ class Member:
 
     async def wait_for(self, event: str, check: Callable[[dict[str, Any]], bool],
                        timeout: float = 5) -> dict[str, Any]:
-        async def look() -> dict[str, Any]:
-            while True:
-                for payload in self.heard.get(event, []):
-                    if check(payload):
-                        return payload
-                self.changed.clear()
-                await self.changed.wait()
-        return await asyncio.wait_for(look(), timeout)
+        return await first_heard(self.heard, self.changed, event, check, timeout)
 
 
 async def join(h: Harness, name: str, meeting_id: int) -> Member:

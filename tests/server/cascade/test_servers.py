@@ -11,7 +11,7 @@ import contextlib
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import socketio
 
 from testkit.aiortc_clients import EncodedMedia, encode_media, wait_for
 from testkit.processes import ServerProcess, free_port, start_server
+from testkit.province import until
 from tests.conftest import Client
 from tests.server.media_support import MediaClient, SioPeer, listening
 
@@ -97,17 +98,6 @@ async def people() -> AsyncIterator[list[Any]]:
     yield made
     for thing in made:
         await thing.close()
-
-
-async def until(probe: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        await asyncio.sleep(0.2)
 
 
 async def mirrored_meeting(node: Node, people: list[Any], title: str) -> int:

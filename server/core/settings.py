@@ -193,9 +193,9 @@ class Settings:
     bandwidth_allocation: bool = True
     # Subscribers' downlinks estimated by the server from their transport-wide feedback
     # (transport-cc; media/bwe.py), with padding probes before a layer is raised
-    # (media/probe.py); off: the browsers' REMB (docs/media.md, "Transport-cc from
-    # subscribers", says why the default).
-    subscriber_transport_cc: bool = False
+    # (media/probe.py): on by default, a restored link is found within seconds (REMB: 25 s
+    # or never; docs/media.md, "Transport-cc from subscribers"). Off: the browsers' REMB.
+    subscriber_transport_cc: bool = True
     # Confidential page images (server/documents/runtime.py): the per-process cache of
     # rendered, watermarked pages (0: off) and how long one image, and the time burned into
     # it, is served again.
@@ -249,7 +249,7 @@ _OPTIONS: Sequence[tuple[str, str, str]] = (
      "on|off: share each subscriber's downlink out among its video layers (default on)"),
     ("--subscriber-transport-cc", "HOPSO_SUBSCRIBER_TRANSPORT_CC",
      "on|off: estimate subscribers' downlinks from their transport-cc feedback, probing with "
-     "padding (default off)"),
+     "padding (default on)"),
     ("--turn-secret", "HOPSO_TURN_SECRET",
      "coturn's static-auth-secret: TURN credentials for browsers (16-256 characters)"),
     ("--turn-ttl", "HOPSO_TURN_TTL_S", "lifetime of a TURN credential in seconds (default 43200)"),
@@ -431,7 +431,7 @@ def _validate(a: dict[str, object], node: NodeSettings | None = None) -> Setting
         ice_servers=ice_servers,
         bandwidth_allocation=_on_off("--bandwidth-allocation", s("bandwidth_allocation"), True),
         subscriber_transport_cc=_on_off("--subscriber-transport-cc",
-                                        s("subscriber_transport_cc"), False),
+                                        s("subscriber_transport_cc"), True),
         turn_secret=turn_secret,
         turn_ttl_s=_int("--turn-ttl", s("turn_ttl"), 12 * 3600, 60, 7 * 86400),
         trusted_proxies=trusted_proxies,

@@ -89,12 +89,12 @@ def test_bandwidth_allocation_is_on_unless_turned_off() -> None:
         parse_settings(["--bandwidth-allocation", "maybe"], env={})
 
 
-def test_subscriber_transport_cc_is_off_unless_turned_on() -> None:
+def test_subscriber_transport_cc_is_on_unless_turned_off() -> None:
     from server.conference.config import media_config
 
-    assert not media_config(parse_settings([], env={})).subscriber_transport_cc
-    on = parse_settings([], env={"HOPSO_SUBSCRIBER_TRANSPORT_CC": "on"})
-    assert on.subscriber_transport_cc and media_config(on).subscriber_transport_cc
+    assert media_config(parse_settings([], env={})).subscriber_transport_cc
+    off = parse_settings([], env={"HOPSO_SUBSCRIBER_TRANSPORT_CC": "off"})
+    assert not off.subscriber_transport_cc and not media_config(off).subscriber_transport_cc
     assert parse_settings(["--subscriber-transport-cc", "on"],
                           env={}).subscriber_transport_cc
     assert not parse_settings(["--subscriber-transport-cc", "off"],

@@ -327,8 +327,10 @@ def summarize(calls: dict[str, dict[str, Any]],
     return summary
 
 
-def plot(call_: dict[str, Any], single: dict[str, Any], out_dir: Path) -> str | None:
-    """The rate-drop profile: bitrate (both paths) over time above, layers below."""
+def plot(call_: dict[str, Any], single: dict[str, Any], out_dir: Path,
+         estimate: str = "twcc") -> str | None:
+    """The rate-drop profile: bitrate (both paths) over time above, layers below;
+    `estimate` names the simulcast path's downlink estimate (`--estimate`)."""
     bin_s = call_["bin_s"]
 
     def timeline(values: list[float | None]) -> list[tuple[float, float | None]]:
@@ -350,16 +352,17 @@ def plot(call_: dict[str, Any], single: dict[str, Any], out_dir: Path) -> str | 
         (0.0, 4000.0), (drop, 4000.0), (drop, 500.0), (restore, 500.0), (restore, 4000.0),
         (seconds, 4000.0)]
     estimate = steps(call_["layers"].get("dropping", []), 3)
+    estimated = f"its estimate ({'transport-cc' if estimate == 'twcc' else 'REMB'})"
     rates: dict[str, list[tuple[float, float | None]]] = {
         "clean subscriber": timeline(call_["viewers"]["strong"]["video_kbps"]),
         "dropping subscriber": timeline(call_["viewers"]["dropping"]["video_kbps"]),
-        "its estimate (REMB)": estimate,
+        estimated: estimate,
         "dropping link rate": link,
         "single-layer, dropping": timeline(single["viewers"]["dropping"]["video_kbps"]),
     }
     top = svg(f"Rate drop 4 Mbit/s -> 500 kbit/s -> 4 Mbit/s ({seconds:g} s): video kbit/s "
               "received, simulcast + allocation", rates,
-              dashed=frozenset({"its estimate (REMB)", "dropping link rate",
+              dashed=frozenset({estimated, "dropping link rate",
                                 "single-layer, dropping"}))
     names = [f"{w}x{h}" for w, h, _ in SIM_LAYERS]
     layers = {
@@ -421,9 +424,11 @@ def main() -> int:
                         help="only draw the plot again from a run's JSON")
     args = parser.parse_args()
     if args.replot:
-        results = json.loads(args.replot.read_text())["results"]
+        run = json.loads(args.replot.read_text())
+        results = run["results"]
         print(plot(calls_from(results, "simulcast", "rate_drop"),
-                   calls_from(results, "single", "rate_drop"), args.plot) or "written")
+                   calls_from(results, "single", "rate_drop"), args.plot,
+                   run["summary"].get("estimate", "remb")) or "written")
         return 0
     if not own_network_namespace():
         reason = namespace_unavailable()
@@ -448,7 +453,7 @@ def main() -> int:
     results += cost
     summary["met"]["simulcast_cpu_ratio"] = summary["simulcast_cpu_ratio"] <= TARGETS[
         "simulcast_cpu_ratio"]
-    summary["plot"] = plot(sim["rate_drop"], calls["rate_drop"], args.plot) or str(
+    summary["plot"] = plot(sim["rate_drop"], calls["rate_drop"], args.plot, args.estimate) or str(
         (args.plot / "network_rate_drop.png").relative_to(ROOT)
         if args.plot.is_relative_to(ROOT) else args.plot / "network_rate_drop.png")
     summary.update(quick=args.quick, sched=args.sched, estimate=args.estimate,

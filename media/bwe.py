@@ -21,11 +21,10 @@ and the detector's `usage`. The parts, after libwebrtc (modules/congestion_contr
 * **loss bound** (SendSideBandwidthEstimation's classic rule): over >= 20 packets, loss over
   10 % bounds the estimate at the current one × (1 − loss/2) (at most every 300 ms + RTT), under
   2 % the bound rises 8 %/s and goes once above the delay-based estimate.
-* **probes** (ProbeBitrateEstimator; the clusters are media/probe.py's): a cluster of >= 4
-  received packets, and >= 80 % of those sent when told (`probe_sent`), gives min(send
-  rate, receive rate) (0.95 × the receive rate when that is under 0.9 × the send rate;
-  refused when either interval is over 1 s or receive > 2 × send), which becomes the estimate at once unless the detector says overusing (a result under it lowers
-  it to no less than 0.85 x the acknowledged rate, GoogCcNetworkController's limit).
+* **probes** (ProbeBitrateEstimator, media/probe_rate.py; the clusters are media/probe.py's):
+  a cluster's result (min of its send rate, its receive rate and its later half's receive
+  rate) becomes the estimate at once unless the detector says overusing (a result under it
+  lowers it to no less than 0.85 x the acknowledged rate, GoogCcNetworkController's limit).
 
 `SendHistory` is the send side's memory: each packet sent on a transport with its
 transport-wide sequence number, send time and size, in a fixed ring (the C fan-out's
@@ -42,6 +41,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
+from .probe_rate import ProbeRates
 from .twcc import TransportFeedback
 
 # Grouping (InterArrivalDelta).
@@ -69,11 +69,6 @@ LOSS_MIN_PACKETS = 20
 LOSS_LOW, LOSS_HIGH = 0.02, 0.10
 LOSS_DECREASE_INTERVAL_MS = 300.0
 # Probes.
-PROBE_MIN_PACKETS = 4  # 0.8 × the 5 a cluster sends at least
-PROBE_MAX_INTERVAL_MS = 1000.0
-PROBE_MAX_RATIO = 2.0
-PROBE_UNSATURATED = 0.9
-PROBE_UTILIZATION = 0.95
 PROBE_DROP_THROUGHPUT = 0.85  # kProbeDropThroughputFraction (GoogCcNetworkController)
 
 
@@ -273,18 +268,6 @@ class _Acked:
         return (self.bytes - self.window[0][1]) * 8000 / span
 
 
-@dataclass(slots=True)
-class _Cluster:
-    first_send: float
-    last_send: float
-    last_send_size: int
-    first_arrival: float
-    last_arrival: float
-    first_arrival_size: int
-    size: int = 0
-    packets: int = 0
-
-
 class GccEstimator:
     """The estimate of one transport's downlink (see the module's docstring). Times in us."""
 
@@ -304,8 +287,7 @@ class GccEstimator:
         self._rate_state = "hold"  # hold | increase | decrease
         self._last_change = -1.0  # ms on our clock
         self._last_decrease = -math.inf
-        self._clusters: dict[int, _Cluster] = {}
-        self._cluster_sent: dict[int, int] = {}  # cluster -> packets sent in it (if told)
+        self._probes = ProbeRates()
         self.rtt_ms = DEFAULT_RTT_MS
         self.last_probe_bps: float | None = None
         self.last_probe_cluster = -1  # the cluster `last_probe_bps` measured
@@ -349,8 +331,9 @@ class GccEstimator:
             assert r.arrival_us is not None
             send, arrival = r.send_us / 1000, r.arrival_us / 1000
             self._acked.add(arrival, r.size)
-            if r.cluster >= 0:
-                probe = self._probe(r, send, arrival) or probe
+            if r.cluster >= 0 and (result := self._probes.add(r.cluster, send, arrival,
+                                                                r.size)) is not None:
+                probe, self._probed = result, r.cluster
             deltas = self._groups.add(send, arrival, r.size)
             if deltas is not None:
                 self._trend.update(deltas[0], deltas[1], arrival)
@@ -438,44 +421,8 @@ class GccEstimator:
     # --- probes (ProbeBitrateEstimator) -------------------------------------------------
 
     def probe_sent(self, cluster: int, packets: int) -> None:
-        """Cluster `cluster` was `packets` packets: its result then needs 80 % of them
-        received (libwebrtc's kMinReceivedProbesRatio), not just PROBE_MIN_PACKETS."""
-        if len(self._cluster_sent) >= 8:
-            del self._cluster_sent[min(self._cluster_sent)]
-        self._cluster_sent[cluster] = packets
-
-    def _probe(self, r: PacketResult, send: float, arrival: float) -> float | None:
-        c = self._clusters.get(r.cluster)
-        if c is None:
-            if len(self._clusters) >= 8:  # old clusters go (libwebrtc keeps 1 s of them)
-                del self._clusters[min(self._clusters)]
-            c = self._clusters[r.cluster] = _Cluster(send, send, r.size, arrival, arrival,
-                                                     r.size)
-        if send < c.first_send:
-            c.first_send = send
-        if send >= c.last_send:
-            c.last_send, c.last_send_size = send, r.size
-        if arrival < c.first_arrival:
-            c.first_arrival, c.first_arrival_size = arrival, r.size
-        c.last_arrival = max(c.last_arrival, arrival)
-        c.size += r.size
-        c.packets += 1
-        if c.packets < max(PROBE_MIN_PACKETS, 0.8 * self._cluster_sent.get(r.cluster, 0)):
-            return None
-        send_interval = c.last_send - c.first_send
-        recv_interval = c.last_arrival - c.first_arrival
-        if not (0 < send_interval <= PROBE_MAX_INTERVAL_MS
-                and 0 < recv_interval <= PROBE_MAX_INTERVAL_MS):
-            return None
-        send_bps = (c.size - c.last_send_size) * 8000 / send_interval
-        recv_bps = (c.size - c.first_arrival_size) * 8000 / recv_interval
-        if recv_bps > PROBE_MAX_RATIO * send_bps:
-            return None
-        result = min(send_bps, recv_bps)
-        if recv_bps < PROBE_UNSATURATED * send_bps:
-            result = PROBE_UTILIZATION * recv_bps
-        self._probed = r.cluster
-        return result
+        """Cluster `cluster` was `packets` packets: its result needs 80 % of them received."""
+        self._probes.sent(cluster, packets)
 
     # --- loss (SendSideBandwidthEstimation::UpdateEstimate, classic) ---------------------
 

@@ -4,17 +4,26 @@ A send-side estimate says at most ~1.5x what is acknowledged, so a subscriber se
 layer never "sees" room for the next one: the SFU must send more to find out. As
 libwebrtc's pacer and mediasoup do, a **probe cluster** is a short burst at a target rate:
 padding-only RTP on a video consumer's RTX SSRC (`Consumer.send_padding`), paced over
-CLUSTER_S, every packet numbered on the transport's transport-wide sequence. The cluster is
-a range of those numbers (media packets sent meanwhile included, as the pacer marks
-whatever it sends during a probe); `SendHistory.cluster_of` tags the feedback's packets
-with it and the estimator's probe result (min of the send and receive rates) sets the
-estimate at once when the link carries it (`GccEstimator._probe`). Only then does the
-allocator raise a layer (media/allocator.py, `Allocation.probe_bps`): a probe the link
-cannot carry costs no freeze, the layer was not switched.
+CLUSTER_S, or longer until its padding is MIN_CLUSTER_BYTES, every packet numbered on the
+transport's transport-wide sequence. The cluster is a range of those numbers (media
+packets sent meanwhile included, as the pacer marks whatever it sends during a probe);
+`SendHistory.cluster_of` tags the feedback's packets with it and the estimator's probe
+result (media/probe_rate.py: min of the send rate, the receive rate and the receive rate
+of the cluster's later half) sets the estimate at once when the link carries it. Only then
+does the allocator raise a layer (media/allocator.py, `Allocation.probe_bps`): a probe the
+link cannot carry costs no freeze, the layer was not switched.
+
+Why MIN_CLUSTER_BYTES: a token-bucket shaper (an ISP's; HTB's 4 kB here) lets a cluster's
+start through at line rate, and a cluster at 2x a 300 kbit/s estimate lasts ~100 ms in a
+4 kB bucket; with 12 kB its later half, whose receive rate bounds the result, queues
+behind the emptied bucket and arrives at the rate the link sustains.
 
 Bounded: a probe's rate is at most MAX_STEP x the estimate (libwebrtc's further-probing
 step: a link at the estimate then queues at most CLUSTER_S x the estimate's worth, under
-its queue) and `cap_bps`; probes are SPACING_S apart, doubled after each one that did not
+its queue), `cap_bps`, and `max_target`: a cluster made longer to carry MIN_CLUSTER_BYTES
+(estimates under ~1 Mbit/s) queues at most MAX_QUEUE_S of the estimate with its padding
+beyond it on a link at the estimate (the media sent meanwhile comes on top); clusters last
+at most MAX_CLUSTER_S. Probes are SPACING_S apart, doubled after each one that did not
 lift the estimate (up to MAX_SPACING_S); a cluster whose feedback shows loss or overuse
 while it is being sent is abandoned (the rest is not sent), and one with no result within
 RESULT_WAIT_S failed.
@@ -32,7 +41,10 @@ from typing import Any
 from .bwe import GccEstimator, PacketResult, SendHistory, Usage
 from .fanout import PADDING_MAX
 
-CLUSTER_S = 0.05  # a cluster's length (libwebrtc: >= 15 ms and 5 packets)
+CLUSTER_S = 0.05  # a cluster's length at least (libwebrtc: >= 15 ms and 5 packets)
+MIN_CLUSTER_BYTES = 12_000  # ...and its padding at least (3x HTB's 4 kB burst)
+MAX_CLUSTER_S = 0.5  # ...and its length at most (results need intervals under 1 s)
+MAX_QUEUE_S = 0.1  # a long cluster's padding over the estimate: this much of it at most
 TICK_S = 0.005  # the pacer's step
 MIN_PACKETS = 5
 MAX_STEP = 2.0  # a probe is at most this x the estimate
@@ -44,6 +56,22 @@ CLUSTERS = 8  # clusters remembered (their feedback comes within a round trip)
 
 Pad = Callable[[int, float], int | None]  # (padding bytes, now) -> RTP size sent, or None
 Schedule = Callable[[float, Callable[[], None]], Any]  # call_later
+
+
+def duration(padding_bps: float) -> float:
+    """How long a cluster at `padding_bps` lasts: CLUSTER_S, or what MIN_CLUSTER_BYTES takes
+    at that rate, up to MAX_CLUSTER_S."""
+    return min(MAX_CLUSTER_S, max(CLUSTER_S, MIN_CLUSTER_BYTES * 8 / padding_bps))
+
+
+def max_target(estimate_bps: float) -> float:
+    """The highest target whose cluster, on a link at `estimate_bps`, queues at most
+    MAX_QUEUE_S of it: (target - estimate) x duration(target) <= MAX_QUEUE_S x estimate.
+    Over CLUSTER_S it lasts MIN_CLUSTER_BYTES / target, so target <= estimate x bytes /
+    (bytes - MAX_QUEUE_S x estimate); capped at MAX_CLUSTER_S it queues less; at CLUSTER_S
+    MAX_STEP keeps it within (2x queues CLUSTER_S of the estimate)."""
+    bits, room = MIN_CLUSTER_BYTES * 8, MAX_QUEUE_S * estimate_bps
+    return estimate_bps * bits / (bits - room) if room < bits else float("inf")
 
 
 @dataclass
@@ -62,6 +90,7 @@ class _Cluster:
     id: int
     target_bps: float
     padding_bps: float
+    duration_s: float
     first: int  # its transport-wide numbers: [first, end)
     end: int
     started: float
@@ -109,21 +138,22 @@ class Prober:
         if self.probing or now < self._next_at or target_bps <= estimate \
                 or self._bwe.usage is Usage.OVERUSING:
             return False
-        target = min(target_bps, MAX_STEP * estimate, self.cap_bps)
+        target = min(target_bps, MAX_STEP * estimate, self.cap_bps, max_target(estimate))
         if target <= estimate:
             return False
         # Padding alone at the target: media comes in frame bursts (one or none in a
         # cluster), so counting on it left clusters short (results ~0.5x the target).
         padding_bps = target
         first = self._history.ring.next
-        cluster = _Cluster(self._next_id, target, padding_bps, first, first, now)
+        cluster = _Cluster(self._next_id, target, padding_bps, duration(padding_bps), first,
+                           first, now)
         self._next_id += 1
         self._clusters.append(cluster)
         self._sending = cluster
         self.stats.clusters += 1
         # Its result needs most of it received, not a first few packets of one pacing step.
         self._bwe.probe_sent(cluster.id, max(MIN_PACKETS, int(
-            padding_bps * CLUSTER_S / 8 / (PADDING_MAX + 20))))
+            padding_bps * cluster.duration_s / 8 / (PADDING_MAX + 20))))
         self.tick(now)
         return True
 
@@ -133,9 +163,9 @@ class Prober:
         if cluster is None:
             return
         now = self._clock() if now is None else now
-        elapsed = min(now - cluster.started, CLUSTER_S)
+        elapsed = min(now - cluster.started, cluster.duration_s)
         due = cluster.padding_bps * elapsed / 8 - cluster.sent_bytes
-        last = elapsed >= CLUSTER_S
+        last = elapsed >= cluster.duration_s
         while due > 0 or (last and cluster.packets < MIN_PACKETS):
             size = self._pad(PADDING_MAX, now)
             if size is None:  # no consumer can carry padding now

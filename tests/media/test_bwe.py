@@ -20,13 +20,26 @@ class Link:
     queue_ms: float = 200.0  # drop-tail: a packet that would wait longer is dropped
     delay_ms: float = 20.0
     loss: float = 0.0
+    # A token bucket of this many bytes (a shaper's burst, as testkit/netem.py's HTB): a
+    # packet leaves at once while it holds the packet's bytes, refilled at the rate.
+    burst_bytes: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(1))
     busy_until: float = 0.0
+    tokens: float = 0.0  # the bucket's bytes at busy_until
 
     def send(self, t: float, size: int) -> float | None:
         if self.loss and self.rng.random() < self.loss:
             return None
         start = max(t, self.busy_until)
+        if self.burst_bytes:  # leaves once the bucket holds its bytes
+            per_ms = self.rate_bps / 8000
+            tokens = min(self.burst_bytes, self.tokens + (start - self.busy_until) * per_ms)
+            leave = start + max(0.0, size - tokens) / per_ms
+            if leave - t > self.queue_ms:
+                return None
+            self.tokens = min(self.burst_bytes, tokens + (leave - start) * per_ms) - size
+            self.busy_until = leave
+            return leave + self.delay_ms
         if start - t > self.queue_ms:
             return None
         self.busy_until = start + size * 8000 / self.rate_bps

@@ -69,6 +69,7 @@ class Consumer:
         self._sr_sent: OrderedDict[int, float] = OrderedDict()  # LSR -> send time
         self.retransmissions_sent = 0
         self.retransmissions_refused = 0  # by the budget (media/rtx_budget.py)
+        self.retransmissions_superseded = 0  # NACKs of a layer left since: not resent
         self.nacks_received = 0
         self.keyframe_requests_received = 0
         self.keyframe_requests_suppressed = 0  # from this subscriber, within the interval
@@ -307,10 +308,21 @@ class Consumer:
         budget = self.rtx_budget
         rtt_s = None if self.rtt_ms is None else self.rtt_ms / 1000
         rtx_overhead = 14 if self.rtx_pt is not None else 12  # RTP header (+ OSN)
+        newest = self._segments[-1]
+        # After a step down, the keyframe that began the newest stretch is what the picture
+        # waits for: its repairs go outside the byte budget (still once per round trip).
+        repair_ts = self._stepped_down_keyframe_ts(now)
         for seq in lost:
             out = nearest_ext(seq & 0xFFFF, rewriter.out_highest)
             segment = next((g for g in reversed(self._segments) if g.out_start <= out), None)
             if segment is None:
+                continue
+            if segment is not newest and segment.layer > newest.layer \
+                    and self.kind is Kind.VIDEO:
+                # A higher layer left since, stepping down: the link could not carry it, the
+                # switch's keyframe superseded it (a browser stops asking once it has that
+                # keyframe), and its bytes would only delay that keyframe.
+                self.retransmissions_superseded += 1
                 continue
             ext, pid_offset = out - segment.seq_offset, segment.pid_offset
             if self._vp8:  # through the runs of pictures dropped (media/temporal.py)
@@ -329,8 +341,8 @@ class Consumer:
             if vp8 is not None and vp8.pid_pos and vp8.tid > self.leg.tid_current:
                 continue  # a late packet of a layer not sent now: its hole stays
             if budget is not None and budget.admit(
-                    self.ssrc, seq, len(fp.tail) + rtx_overhead, now,
-                    rtt_s) is not RtxOutcome.SENT:
+                    self.ssrc, seq, len(fp.tail) + rtx_overhead, now, rtt_s,
+                    free=segment is newest and fp.ts == repair_ts) is not RtxOutcome.SENT:
                 self.retransmissions_refused += 1
                 continue  # before numbering it: a transport-wide number is never skipped
             ts = (fp.ts + segment.ts_offset) & 0xFFFFFFFF
@@ -347,6 +359,18 @@ class Consumer:
                 data = fp.build(self.pt, seq & 0xFFFF, ts, self.ssrc, tail)
             if self._transport.send_rtp(data):
                 self.retransmissions_sent += 1
+
+    def _stepped_down_keyframe_ts(self, now: float) -> int | None:
+        """The source timestamp of the keyframe that began the newest stretch, when that
+        stretch stepped down a layer (or restarted the same one); None otherwise."""
+        segments = self._segments
+        newest = segments[-1]
+        if len(segments) < 2 or newest.layer > segments[-2].layer:
+            return None
+        history = self.producer.streams[newest.layer].history
+        first = history.get(newest.out_start - newest.seq_offset, now) \
+            if history is not None else None
+        return first.ts if first is not None and first.epoch == newest.epoch else None
 
     def on_keyframe_request(self, now: float) -> None:
         self.keyframe_requests_received += 1
@@ -452,6 +476,7 @@ class Consumer:
             packets_lost=self.packets_lost, fraction_lost=self.fraction_lost,
             jitter_ms=self.jitter_ms, rtt_ms=self.rtt_ms, remb_bps=self.remb_bps,
             retransmissions_refused=self.retransmissions_refused,
+            retransmissions_superseded=self.retransmissions_superseded,
             keyframe_requests_suppressed=self.keyframe_requests_suppressed)
         if self.spatial_layers > 1:
             stats.current_layer, stats.target_layer = self.current_layer, self.target_layer

@@ -80,15 +80,16 @@ class RtxBudget:
         return min(self.repeat_max_s, max(self.repeat_min_s, rtt))
 
     def admit(self, ssrc: int, seq: int, size: int, now: float,
-              rtt_s: float | None = None) -> RtxOutcome:
+              rtt_s: float | None = None, free: bool = False) -> RtxOutcome:
         """Whether the packet `seq` of the consumer sending `ssrc` may be resent now
-        (`size` bytes on the wire); if so, it is counted as sent and its bytes are spent."""
+        (`size` bytes on the wire); if so, it is counted as sent and its bytes are spent.
+        `free`: outside the byte budget (a step down's keyframe), the repeat rule still holds."""
         key = (ssrc, seq & 0xFFFF)
         last = self._resent.get(key)
         if last is not None and now - last < self.repeat_interval(rtt_s):
             self.stats.refused_repeat += 1
             return RtxOutcome.REPEAT
-        if self.basis_bps is not None:
+        if self.basis_bps is not None and not free:
             self._refill(now)
             if self._tokens < size:
                 self.stats.refused_budget += 1

@@ -9,6 +9,7 @@ from aiortc.rtp import RtcpPsfbPacket, RtcpSenderInfo, RtcpSrPacket
 
 from media.consumer import Consumer
 from media.rtp import RTP_HEADER, InPacket
+from media.rtx_budget import RtxBudget
 from media.vp8 import parse_descriptor
 
 from .fakes import SimulcastLeg
@@ -248,3 +249,30 @@ def test_an_allocation_that_moves_the_target_places_the_consumer_once() -> None:
     assert s.consumer.target_layer == 0 and placed == [s.consumer]
     s.consumer.set_allocation(1, now)
     assert s.consumer.target_layer == 1 and placed == [s.consumer] * 2
+
+
+def test_after_a_step_down_the_left_layer_is_not_resent_and_the_new_keyframe_is_repaired_first(
+        ) -> None:
+    """A link that dropped: what was lost of the top layer is not resent (the low layer's
+    keyframe superseded it, and those bytes would delay that keyframe), and the keyframe's own
+    repairs go outside the spent byte budget."""
+    s = Simulcast()
+    s.consumer.set_preferred_layers(2, None, 0.0)
+    s.send_frame(0.0, key_on=(2,), packets=4)
+    s.send_frame(0.033, packets=4)
+    top = [row[0] for row in s.out()]
+    s.consumer.set_preferred_layers(0, None, 0.04)
+    s.send_frame(0.066, key_on=(0,), packets=4)
+    s.send_frame(0.1, packets=4)
+    low = [row[0] for row in s.out()][len(top):]
+    assert s.consumer.current_layer == 0 and len(low) == 8
+    budget = s.consumer.rtx_budget = RtxBudget(min_burst_bytes=100)
+    budget.set_basis(8_000, 0.1)  # 1 kB/s, and nothing held: every resend is over budget
+    budget.admit(s.consumer.ssrc, 0, 100, 0.1)  # spends what there is
+    s.down.rtp.clear()
+    s.consumer.on_nack(top + low, 0.12)
+    resent = [RTP_HEADER.unpack_from(rtx, 0)[2] for rtx in s.down.rtp]
+    assert len(resent) == 4  # the low layer's keyframe: its four packets, nothing else
+    assert s.consumer.retransmissions_superseded == len(top)
+    assert s.consumer.retransmissions_refused == 4  # the frame after the keyframe: no budget
+    assert s.consumer.stats().retransmissions_superseded == len(top)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -111,11 +112,29 @@ async def start_tree(root: Path, wards: int, city_link: Impairment = DEFAULT,
     return tree
 
 
+@asynccontextmanager
+async def within(seconds: float, what: str) -> AsyncIterator[None]:
+    """The block, failed with what it awaited if it takes over `seconds`: an HTTP call or
+    a probe that never returns names itself instead of running into pytest's timeout."""
+    timer = asyncio.timeout(seconds)
+    try:
+        async with timer:
+            yield
+    except TimeoutError:
+        if timer.expired():
+            raise AssertionError(f"{what}: not within {seconds} s") from None
+        raise
+
+
 async def until(probe: Callable[[], Awaitable[T | None]], timeout: float, what: str,
                 every: float = 0.05) -> T:
+    """Polls `probe` until it returns something true; AssertionError naming `what` after
+    `timeout` s, also when one probe hangs (it is cancelled at the deadline)."""
     deadline = time.monotonic() + timeout
     while True:
-        found = await probe()
+        async with within(max(deadline - time.monotonic(), 0.0) + every,
+                          f"{what} (a probe hung)"):
+            found = await probe()
         if found:
             return found
         if time.monotonic() > deadline:

@@ -28,6 +28,7 @@ from server.core import keys
 from server.core.settings import NodeSettings
 from server.documents.keys import DOCUMENTS
 from testkit.cascade_documents import read_blob_bytes
+from testkit.province import within
 from tests.conftest import Client, Harness
 from tests.server.cascade.tree import WARD_SECRET, Tree, cascaded_meeting, state, tree, until
 from tests.server.documents_support import fetch, make_pdf, upload_ready
@@ -86,14 +87,20 @@ async def test_a_published_document_reaches_every_node_page_1_first_each_file_on
     async with tree(tmp_path) as t:
         chair, meeting_id, key, _, ward_id = await cascaded_meeting(t)
         data = with_photographs(make_pdf(tmp_path, pages=4), 3_000_000)  # page 1 worth sending
-        doc = await upload_ready(t.province, meeting_id, data, title="Tờ trình ngân sách")
-        delegate = await member(t.ward, ward_id, "daibieu")
+        # Every wait is bounded and named: a hang fails here, saying where, not in pytest's
+        # timeout with an idle event loop (CI, 7 Dec).
+        async with within(40, "the upload processed and published at the province"):
+            doc = await upload_ready(t.province, meeting_id, data, title="Tờ trình ngân sách")
+        async with within(10, "the ward delegate invited and logged in"):
+            delegate = await member(t.ward, ward_id, "daibieu")
 
         async def at_ward() -> dict[str, Any] | None:
             return await mirrored_doc(delegate, ward_id, "Tờ trình ngân sách")
         mirrored = await until(at_ward, 20, "the document at the ward")
         assert mirrored["page_count"] == 4 and not mirrored["confidential"]
-        status, kind, jpeg, _ = await fetch(delegate, f"/api/documents/{mirrored['id']}/pages/0")
+        async with within(10, "page 1 served at the ward"):
+            status, kind, jpeg, _ = await fetch(delegate,
+                                                f"/api/documents/{mirrored['id']}/pages/0")
         assert status == 200 and kind == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
         for width in (1280, 2560):  # what other screens ask: soon not the stand-in
             async def real(width: int = width) -> bool:
@@ -107,10 +114,12 @@ async def test_a_published_document_reaches_every_node_page_1_first_each_file_on
             _, body = await delegate.call("GET", f"/api/documents/{mirrored['id']}")
             return body if body["has_pdf"] else None
         await until(processed, 30, "the PDF processed at the ward")
-        status, body = await delegate.call(
-            "GET", f"/api/meetings/{ward_id}/documents/search?q=trang+so+3")
+        async with within(10, "search at the ward"):
+            status, body = await delegate.call(
+                "GET", f"/api/meetings/{ward_id}/documents/search?q=trang+so+3")
         assert status == 200 and [h["page"] for h in body["hits"]] == [2], body
-        status, kind, pdf, _ = await fetch(delegate, f"/api/documents/{mirrored['id']}/pdf")
+        async with within(10, "the PDF served at the ward"):
+            status, kind, pdf, _ = await fetch(delegate, f"/api/documents/{mirrored['id']}/pdf")
         assert status == 200 and pdf.startswith(b"%PDF")
 
         # Each file crossed each link once: page 1 and the PDF, fetched once at each node
@@ -127,12 +136,16 @@ async def test_a_published_document_reaches_every_node_page_1_first_each_file_on
 
         # A second meeting with the same file: the ward fetches nothing (content addressed).
         before = list(fetcher(t.ward).fetched), fetcher(t.ward).bytes_received
-        second, second_ward = await another_meeting(t, chair)
-        await upload_ready(t.province, second, data, title="Lần hai")
-        thuky = await t.ward.login("thuky")
+        async with within(20, "a second meeting at the ward"):
+            second, second_ward = await another_meeting(t, chair)
+        async with within(40, "the same file processed again at the province"):
+            await upload_ready(t.province, second, data, title="Lần hai")
+        async with within(10, "the ward's secretary logged in"):
+            thuky = await t.ward.login("thuky")
         again = await until(lambda: mirrored_doc(thuky, second_ward, "Lần hai"), 20,
                             "the same file in another meeting at the ward")
-        status, _, _, _ = await fetch(thuky, f"/api/documents/{again['id']}/pages/0")
+        async with within(10, "page 1 of the second meeting's copy at the ward"):
+            status, _, _, _ = await fetch(thuky, f"/api/documents/{again['id']}/pages/0")
         assert status == 200
         assert (list(fetcher(t.ward).fetched), fetcher(t.ward).bytes_received) == before
         assert key

@@ -16,7 +16,7 @@ from server.cascade.link import NodeCascade
 from server.cascade.parent_link import ParentLink
 from server.cascade.state import MeetingState
 from server.core.settings import NodeSettings
-from testkit.province import until
+from testkit.province import until, within
 from tests.conftest import Client, Harness, start_harness
 
 CITY_SECRET = "city-secret-0123456789"
@@ -59,20 +59,32 @@ def restore_link(h: Harness) -> None:
 
 @asynccontextmanager
 async def tree(tmp_path: Path) -> AsyncIterator[Tree]:
-    province = await start_harness(tmp_path / "province", None, node=NodeSettings(
-        "province", children={"city": CITY_SECRET}))
-    city = await start_harness(tmp_path / "city", None, node=NodeSettings(
-        "city", parent_url=province.base, secret=CITY_SECRET,
-        children={"ward": WARD_SECRET}))
-    ward = await start_harness(tmp_path / "ward", None, node=NodeSettings(
-        "ward", parent_url=city.base, secret=WARD_SECRET))
+    # Starts and closes are bounded and named, as the tests' waits (testkit.province.within):
+    # a node that hangs there fails saying which, not in pytest's timeout.
+    async with within(60, "the province starting"):
+        province = await start_harness(tmp_path / "province", None, node=NodeSettings(
+            "province", children={"city": CITY_SECRET}))
+    async with within(60, "the city starting"):
+        city = await start_harness(tmp_path / "city", None, node=NodeSettings(
+            "city", parent_url=province.base, secret=CITY_SECRET,
+            children={"ward": WARD_SECRET}))
+    async with within(60, "the ward starting"):
+        ward = await start_harness(tmp_path / "ward", None, node=NodeSettings(
+            "ward", parent_url=city.base, secret=WARD_SECRET))
     found = Tree(province, city, ward)
     try:
         yield found
     finally:
-        for h in (ward, city, province):  # children first
-            await h.close()
-            await h.server.close()
+        stuck = []
+        for name, h in (("ward", ward), ("city", city), ("province", province)):
+            try:  # children first; one stuck close does not leave the others open
+                async with within(30, f"the {name} closing"):
+                    await h.close()
+                    await h.server.close()
+            except AssertionError as exc:
+                stuck.append(str(exc))
+        if stuck:
+            raise AssertionError("; ".join(stuck))
 
 
 async def cascaded_meeting(t: Tree, seats: dict[str, int] | None = None

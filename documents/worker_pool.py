@@ -330,6 +330,8 @@ class WorkerPool:
                         backoff = min(backoff * 2, 10.0)
                         continue
                 self._workers[slot] = worker
+                if self.closed:  # its cancel was lost: Python 3.11's wait_for returns a
+                    break  # result that arrived with the cancel (the new worker's hello)
                 _, _, job = await self._queue.get()
                 if job.future.done():
                     continue  # caller gave up while the job was queued

@@ -8,6 +8,7 @@ import resource
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -269,3 +270,29 @@ async def test_files_of_a_job_that_does_not_succeed_are_removed(outcome: str,
         assert not path.exists()
         assert await pool.run(write_then, str(path), "ok", cleanup=[path]) == str(path)
         assert path.read_bytes() == b"partial"  # a successful job's files are its own
+
+
+class LosesOneCancel(WorkerPool):
+    """A pool whose respawn loses the cancel of its close, as 3.11's wait_for does when the
+    new worker's hello arrives together with it."""
+
+    async def _spawn(self) -> Any:
+        worker = await super()._spawn()
+        if self.stats.spawned > 1:
+            try:
+                await asyncio.sleep(0.5)
+            except asyncio.CancelledError:
+                pass
+        return worker
+
+
+async def test_close_ends_a_slot_whose_cancel_was_lost_while_it_respawned() -> None:
+    pool = LosesOneCancel(size=1)
+    await pool.run(add, 1, 2)
+    job = asyncio.ensure_future(pool.run(pid_after, 30))
+    await asyncio.sleep(1.0)
+    job.cancel()  # its worker is killed and the slot spawns a new one
+    while pool.stats.spawned < 2:
+        await asyncio.sleep(0.05)
+    async with asyncio.timeout(15):  # hung forever before: the slot waited for a job
+        await pool.close()

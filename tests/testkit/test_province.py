@@ -32,7 +32,7 @@ async def test_until_returns_what_the_probe_found() -> None:
 
 
 async def test_within_names_the_block_that_overran_and_leaves_other_timeouts_alone() -> None:
-    with pytest.raises(AssertionError, match="page 1 served at the ward: not within 0.1 s"):
+    with pytest.raises(AssertionError, match=r"page 1 served at the ward: not within 0\.1 s"):
         async with within(0.1, "page 1 served at the ward"):
             await asyncio.Event().wait()
     with pytest.raises(TimeoutError):  # raised inside, not the block's bound

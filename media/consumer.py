@@ -69,7 +69,6 @@ class Consumer:
         self._sr_sent: OrderedDict[int, float] = OrderedDict()  # LSR -> send time
         self.retransmissions_sent = 0
         self.retransmissions_refused = 0  # by the budget (media/rtx_budget.py)
-        self.retransmissions_superseded = 0  # NACKs of a layer left since: not resent
         self.nacks_received = 0
         self.keyframe_requests_received = 0
         self.keyframe_requests_suppressed = 0  # from this subscriber, within the interval
@@ -317,13 +316,6 @@ class Consumer:
             segment = next((g for g in reversed(self._segments) if g.out_start <= out), None)
             if segment is None:
                 continue
-            if segment is not newest and segment.layer > newest.layer \
-                    and self.kind is Kind.VIDEO:
-                # A higher layer left since, stepping down: the link could not carry it, the
-                # switch's keyframe superseded it (a browser stops asking once it has that
-                # keyframe), and its bytes would only delay that keyframe.
-                self.retransmissions_superseded += 1
-                continue
             ext, pid_offset = out - segment.seq_offset, segment.pid_offset
             if self._vp8:  # through the runs of pictures dropped (media/temporal.py)
                 runs, forgotten = (temporal.runs_of(self.leg) if segment.runs is None
@@ -476,7 +468,6 @@ class Consumer:
             packets_lost=self.packets_lost, fraction_lost=self.fraction_lost,
             jitter_ms=self.jitter_ms, rtt_ms=self.rtt_ms, remb_bps=self.remb_bps,
             retransmissions_refused=self.retransmissions_refused,
-            retransmissions_superseded=self.retransmissions_superseded,
             keyframe_requests_suppressed=self.keyframe_requests_suppressed)
         if self.spatial_layers > 1:
             stats.current_layer, stats.target_layer = self.current_layer, self.target_layer

@@ -120,9 +120,6 @@ class ConsumerStats:
     # NACKed packets not resent (over the transport's budget, or resent less than a round trip
     # ago: media/rtx_budget.py); the subscriber's PLI/FIR not passed on (within 1 s of one).
     retransmissions_refused: int = 0
-    # NACKed packets of a higher layer the consumer stepped down from (superseded by the switch's
-    # keyframe): not resent
-    retransmissions_superseded: int = 0
     keyframe_requests_suppressed: int = 0
 
 

@@ -16,8 +16,10 @@ The `record_window` op (bench/record_toggle.py's load process asks for one windo
 thread's and the writer thread's CPU clocks, the packets forwarded to subscribers and the
 packets logged, read on the event loop at the window's start and end. An "on" window switches
 the recording taps on at its start; at its end it switches them off, wakes the writer and
-waits until it has logged what the taps held, then reads the end: every packet recorded in
-the window is logged, and paid for, inside it. Between "on" windows the writer thread sleeps
+waits until it has logged what the taps held, then (both kinds of window) until the mux
+process has read every log to its end and muxed it, then reads the end: every packet
+recorded in the window is logged, and paid for, inside it, and the mux's work (not this
+process's CPU, but the caches it takes from the forwarding thread) falls in it too. Between "on" windows the writer thread sleeps
 without polling (`Gate`), so an "off" window is the plain server's work: the forwarding, with
 a recorder attached but idle. While windows are asked for, the writer's keyframe requests (at
 the hole an "off" window leaves in a video track) are not sent: the bench's publisher answers
@@ -205,6 +207,17 @@ class CopiesRecorder(Recorder):
             writers = list(self._tracks.values())
         return sum(w.packets for w in writers + self._finished)
 
+    def log_bytes(self) -> int:
+        with self._lock:
+            writers = list(self._tracks.values())
+        total = 0
+        for w in writers:
+            try:
+                total += w.log_path.stat().st_size
+            except OSError:
+                pass
+        return total
+
     def writer_cpu(self) -> float:
         thread = self._thread
         if thread is None or thread.ident is None or not thread.is_alive():
@@ -212,15 +225,47 @@ class CopiesRecorder(Recorder):
         return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
+def mux_read_bytes() -> int | None:
+    """What the mux process has read (/proc/PID/io rchar: its logs, and a few lines of
+    stdin), or None without one."""
+    if BenchMuxProcess.pid is None:
+        return None
+    try:
+        with open(f"/proc/{BenchMuxProcess.pid}/io") as f:
+            for line in f:
+                if line.startswith("rchar:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def mux_sleeping() -> bool:
+    """Whether the mux process's main thread sleeps (between its polls)."""
+    try:
+        with open(f"/proc/{BenchMuxProcess.pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "R"
+    except (OSError, IndexError):
+        return True
+
+
 class BenchMuxProcess(recorder_module.MuxProcess):
     """The recorder's mux child, on the CPUs given by HOPSO_BENCH_MUX_CPUS (default: where
     the server is) -- a bench experiment."""
 
+    pid: int | None = None  # the latest one's, for the windows' edges
+    wakes = 0  # the writer's empty lines on its stdin: bytes it read that are not the logs'
+
     def __init__(self, limits: Any = None) -> None:
         super().__init__(limits)
+        BenchMuxProcess.pid = self.proc.pid
         cpus = os.environ.get("HOPSO_BENCH_MUX_CPUS")
         if cpus:
             os.sched_setaffinity(self.proc.pid, {int(c) for c in cpus.split(",")})
+
+    def wake(self) -> bool:
+        BenchMuxProcess.wakes += 1
+        return super().wake()
 
 
 recorder_module.MuxProcess = BenchMuxProcess  # type: ignore[misc]
@@ -235,6 +280,11 @@ def recording_server(directory: Path, copies: int) -> Callable[[], Any]:
             self.gc_cpu = [0.0, 0.0, 0.0]
             self._gc_started = 0.0
             gc.callbacks.append(self._on_gc)
+            self._mux_offset: int | None = None  # the mux's rchar that is not the logs'
+            # the forwarding thread's CPU spent waiting for the mux (the bench's, not the
+            # recording's: taken out of the window's CPU by bench/record.py) and its checks
+            self.wait_cpu = 0.0
+            self.wait_checks = 0
 
         def _on_gc(self, phase: str, info: dict[str, int]) -> None:
             if phase == "start":
@@ -243,8 +293,22 @@ def recording_server(directory: Path, copies: int) -> Callable[[], Any]:
                 self.gc_cpu[info["generation"]] += time.thread_time() - self._gc_started
 
         def edge(self) -> dict[str, float]:
-            """The clocks and counters at a window's edge (on the loop, no await between)."""
+            """The clocks and counters at a window's edge (on the loop, no await between).
+            Besides the clocks, what the forwarding did in the window (packets and bytes
+            sent, packets received: the subscribers' RTCP), to explain the windows' spread
+            (bench/record.py's adjusted estimate), and the mux process's CPU (reported,
+            not counted: a process of its own)."""
             sent = sum(c.packets_sent for peer in self.router.peers for c in peer.consumers)
+            transports = [t for peer in self.router.peers for t in peer.transports]
+            tx_bytes = sum(t.bytes_sent for t in transports)
+            rx_packets = sum(t.packets_received for t in transports)
+            mux_cpu = 0.0
+            if BenchMuxProcess.pid is not None:
+                try:
+                    with open(f"/proc/{BenchMuxProcess.pid}/schedstat") as f:
+                        mux_cpu = int(f.read().split()[0]) / 1e9
+                except (OSError, ValueError, IndexError):
+                    pass
             switches = {}
             with open(f"/proc/self/task/{threading.get_native_id()}/status") as f:
                 for line in f:
@@ -257,7 +321,35 @@ def recording_server(directory: Path, copies: int) -> Callable[[], Any]:
                     "process_cpu": time.clock_gettime(time.CLOCK_PROCESS_CPUTIME_ID),
                     "main_cpu": time.thread_time(), "writer_cpu": self.recorder.writer_cpu(),
                     "forwarded": sent, "logged": self.recorder.logged(),
+                    "tx_bytes": tx_bytes, "rx_packets": rx_packets, "mux_cpu": mux_cpu,
+                    "wait_cpu": self.wait_cpu, "wait_checks": self.wait_checks,
                     "time": time.monotonic()}
+
+        async def mux_caught_up(self, limit_s: float = 2.0) -> None:
+            """Until the mux process has read every log to its end and muxed it (its main
+            thread asleep again), at most `limit_s`: its work, and the caches it takes
+            from the forwarding thread, fall in the window that recorded the packets, not
+            in the "off" window after it (the writer wakes it after each write; before
+            2026-12-07 19:30 it followed the logs every 0.25 s on its own)."""
+            if self._mux_offset is None:
+                return
+            clock = time.thread_time
+            cpu = clock()
+            logged = self.recorder.log_bytes()
+            self.wait_cpu += clock() - cpu
+            await asyncio.sleep(0.1)  # it reads and muxes ~0.4 s of logs: no check before
+            deadline = time.monotonic() + limit_s
+            while True:
+                cpu = clock()
+                read = mux_read_bytes()
+                done = (read is None or time.monotonic() > deadline
+                        or (read - self._mux_offset - BenchMuxProcess.wakes >= logged
+                            and mux_sleeping()))
+                self.wait_checks += 1
+                self.wait_cpu += clock() - cpu
+                if done:
+                    return
+                await asyncio.sleep(0.01)
 
         async def op_record_window(self, request: dict[str, Any]) -> dict[str, Any]:
             on, polls = bool(request["on"]), int(request["polls"])
@@ -267,6 +359,12 @@ def recording_server(directory: Path, copies: int) -> Callable[[], Any]:
             recorder._stop.timed = False  # the writer drains when this asks it to
             if recorder.tapping:  # the first window: taps off and drained before it
                 await recorder.tap_off()
+                await asyncio.sleep(1.0)  # the mux, woken by the drain, has read it all
+                read = mux_read_bytes()
+                if read is not None and request.get("wait_mux", True):
+                    # what it read that is not the logs (stdin's lines; the writer's empty
+                    # lines from now on are counted apart, BenchMuxProcess.wakes)
+                    self._mux_offset = read - recorder.log_bytes() - BenchMuxProcess.wakes
             start = self.edge()
             if on:
                 recorder.tap_on()
@@ -276,6 +374,8 @@ def recording_server(directory: Path, copies: int) -> Callable[[], Any]:
                     await recorder.tap_off()
                 elif on:
                     await recorder.drain()
+            # both conditions wait the same way (an "off" window's mux has nothing to do)
+            await self.mux_caught_up()
             end = self.edge()
             return {"on": on, "start": start, "end": end}
 

@@ -28,8 +28,9 @@ Targets, after a 60 s warm-up (caches, the first pass over the document's pages)
 - file descriptors flat: max of the last minute <= max of the first minute + 2 % (>= 5);
 - p95 stable: the median of the last minute's window p95s (acks, page turns) <= 1.5 x the
   first minute's; windows above 3 x the run's median are listed as spikes.
-Prints JSON (the summary) and a table; --json writes everything. All clients run on this
-machine: their CPU is reported, and the load average, since they compete with the server.
+Prints JSON (the summary) and a table (both made by bench/soak_report.py); --json writes
+everything. All clients run on this machine: their CPU is reported, and the load average,
+since they compete with the server.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import sys
 import tempfile
@@ -53,19 +53,16 @@ for p in (str(ROOT), str(ROOT / "bench")):
         sys.path.insert(0, p)
 
 import aiohttp
+from soak_report import WINDOW_S, Sample, pct, print_table, r1, summarize, windows
 
 from testkit.processes import LoggedServer
 
-WINDOW_S = 10.0
 CHILDREN = Path(__file__).with_name("soak_children.py")  # tablets, viewers
-WARMUP_S = 60.0
 PAGES = 12
 TABLETS_PER_PROCESS = 50
 STROKE_MEAN_S = 25.0  # per tablet
 TURN_EVERY_S = 5.0
 PASSWORD = "soak-password-1"
-TARGETS = {"memory_drift_pct": 10.0, "fd_growth_pct": 2.0, "fd_growth_min": 5,
-           "p95_growth_factor": 1.5}
 
 
 class CpuWait:
@@ -92,17 +89,6 @@ class CpuWait:
         waited = sum(v - self.last.get(tid, 0) for tid, v in now.items())
         self.last = now
         return waited / 1e9
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    data = sorted(values)
-    return data[min(len(data) - 1, max(0, math.ceil(q / 100 * len(data)) - 1))]
-
-
-def r1(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
 
 
 class User:
@@ -291,19 +277,6 @@ async def present(user: User, setup: Setup, presenter: Presenter, stop: asyncio.
         await sio.disconnect()
 
 
-@dataclass
-class Sample:
-    t: float
-    rss_mb: float
-    fds: int
-    cpu_pct: float
-    cpu_wait_pct: float  # threads runnable but waiting for a CPU (a contended machine)
-    workers_rss_mb: float
-    clients_cpu_pct: float
-    loop_lag_p99_ms: float | None
-    load_avg_1m: float
-
-
 async def sample_server(server: LoggedServer, admin: User, clients: list[int], samples: list[Sample],
                         start: float, stop: asyncio.Event) -> None:
     import psutil
@@ -340,122 +313,6 @@ async def sample_server(server: LoggedServer, admin: User, clients: list[int], s
                               workers / 2**20, clients_cpu, lag.get("p99_ms"),
                               os.getloadavg()[0]))
         waited_at = now
-
-
-def windows(start: float, end: float, samples: list[Sample], tablet_reports: list[dict[str, Any]],
-            media_reports: list[dict[str, Any]], presenter: Presenter) -> list[dict[str, Any]]:
-    n = max(1, int((end - start) // WINDOW_S))
-    acks: list[list[float]] = [[] for _ in range(n)]
-    turns: list[list[float]] = [[] for _ in range(n)]
-
-    def slot(t: float) -> int | None:
-        i = int((t - start) // WINDOW_S)
-        return i if 0 <= i < n else None
-
-    for report in tablet_reports:
-        for sent, ms in report["acks"]:
-            if (i := slot(sent)) is not None:
-                acks[i].append(ms)
-        for seq, at in report["turns"]:
-            sent = presenter.turns.get(seq)
-            if sent is not None and (i := slot(sent)) is not None:
-                turns[i].append((at - sent) * 1000)
-    out = []
-    for i in range(n):
-        hi = start + (i + 1) * WINDOW_S
-        sample = nearest(samples, hi, lambda s: s.t)
-        media = nearest(media_reports, hi, lambda m: m["t"])
-        row: dict[str, Any] = {
-            "t_s": round((i + 1) * WINDOW_S), "acks": len(acks[i]),
-            "ack_p95_ms": r1(pct(acks[i], 95)), "page_turn_deliveries": len(turns[i]),
-            "page_turn_p95_ms": r1(pct(turns[i], 95))}
-        if sample is not None:
-            row.update({"rss_mb": round(sample.rss_mb, 1), "fds": sample.fds,
-                        "cpu_pct": round(sample.cpu_pct),
-                        "cpu_wait_pct": round(sample.cpu_wait_pct), "workers_rss_mb":
-                        round(sample.workers_rss_mb, 1), "clients_cpu_pct":
-                        round(sample.clients_cpu_pct), "loop_lag_p99_ms": sample.loop_lag_p99_ms,
-                        "load_avg_1m": round(sample.load_avg_1m, 2)})
-        if media is not None:
-            fps = media["fps"]
-            row.update({"viewers": len(fps), "viewer_fps_min": min(fps, default=0.0),
-                        "viewer_fps_median": pct(fps, 50),
-                        "video_loss_pct": round(100 * media["lost"] / max(1, media["expected"]), 3)})
-        out.append(row)
-    return out
-
-
-def nearest(items: list[Any], t: float, at: Any) -> Any:
-    """The item whose time is closest to `t`, if within half a window."""
-    best = min(items, key=lambda item: abs(at(item) - t), default=None)
-    return best if best is not None and abs(at(best) - t) <= WINDOW_S / 2 else None
-
-
-def summarize(rows: list[dict[str, Any]], all_acks: dict[str, list[tuple[float, float]]],
-              minutes: float) -> dict[str, Any]:
-    """First minute after warm-up vs last minute."""
-    first = [r for r in rows if WARMUP_S < r["t_s"] <= WARMUP_S + 60]
-    last = [r for r in rows if r["t_s"] > minutes * 60 - 60]
-
-    def mean(rs: list[dict[str, Any]], key: str) -> float | None:
-        vals = [r[key] for r in rs if r.get(key) is not None]
-        return sum(vals) / len(vals) if vals else None
-
-    def top(rs: list[dict[str, Any]], key: str) -> float | None:
-        vals = [r[key] for r in rs if r.get(key) is not None]
-        return max(vals) if vals else None
-
-    rss0, rss1 = mean(first, "rss_mb"), mean(last, "rss_mb")
-    fd0, fd1 = top(first, "fds"), top(last, "fds")
-    drift = None if not rss0 or rss1 is None else 100 * (rss1 - rss0) / rss0
-    fd_allowed = None if fd0 is None else max(TARGETS["fd_growth_min"],
-                                              fd0 * TARGETS["fd_growth_pct"] / 100)
-    p95: dict[str, Any] = {}
-    after = [r for r in rows if r["t_s"] > WARMUP_S]
-    for key, values in all_acks.items():
-        column = f"{key}_p95_ms"
-        # Per-window p95s, their median over each minute: a drift shows, while one window
-        # stalled by something else on the machine does not decide it either way (those
-        # windows are listed as spikes).
-        a = pct([r[column] for r in first if r.get(column) is not None], 50)
-        b = pct([r[column] for r in last if r.get(column) is not None], 50)
-        typical = pct([r[column] for r in after if r.get(column) is not None], 50)
-        p95[key] = {"first_minute_ms": r1(a), "last_minute_ms": r1(b),
-                    "pooled_first_minute_ms": r1(pct(values_in(values, first), 95)),
-                    "pooled_last_minute_ms": r1(pct(values_in(values, last), 95)),
-                    "median_window_ms": r1(typical),
-                    "worst_window_ms": top(after, column),
-                    "spikes": [[r["t_s"], r[column]] for r in after
-                               if typical and (r.get(column) or 0) > 3 * typical],
-                    # None: nothing measured (e.g. --stroke-every 0), not judged
-                    "stable": None if not values else a is not None and b is not None
-                    and b <= TARGETS["p95_growth_factor"] * a}
-    viewers = [r for r in rows if r["t_s"] > WARMUP_S and "viewer_fps_min" in r]
-    summary = {
-        "minutes": minutes, "windows": len(rows),
-        "rss_first_minute_mb": r1(rss0), "rss_last_minute_mb": r1(rss1),
-        "memory_drift_pct": r1(drift),
-        "memory_target_met": drift is not None and drift < TARGETS["memory_drift_pct"],
-        "fds_first_minute_max": fd0, "fds_last_minute_max": fd1,
-        "fd_growth": None if fd0 is None or fd1 is None else fd1 - fd0,
-        "fd_target_met": fd0 is not None and fd1 is not None and fd1 - fd0 <= (fd_allowed or 0),
-        "p95": p95,
-        "p95_target_met": all(v["stable"] is not False for v in p95.values()),
-        "viewer_fps_min_after_warmup": min((r["viewer_fps_min"] for r in viewers), default=None),
-        "video_loss_pct_max": max((r["video_loss_pct"] for r in viewers), default=None),
-        "targets": TARGETS,
-    }
-    summary["targets_met"] = bool(summary["memory_target_met"] and summary["fd_target_met"]
-                                  and summary["p95_target_met"])
-    return summary
-
-
-def values_in(samples: list[tuple[float, float]], rows: list[dict[str, Any]]) -> list[float]:
-    """The (t_s, value) samples that fall in these windows."""
-    if not rows:
-        return []
-    lo, hi = rows[0]["t_s"] - WINDOW_S, rows[-1]["t_s"]
-    return [v for t, v in samples if lo <= t < hi]
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -511,7 +368,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         tablet_reports = [r for c in children for r in c.reports if r["kind"] == "tablets"]
         media_reports = sorted((r for c in children for r in c.reports if r["kind"] == "media"),
                                key=lambda r: r["t"])
-        rows = windows(start, end, samples, tablet_reports, media_reports, presenter)
+        rows = windows(start, end, samples, tablet_reports, media_reports, presenter.turns)
         ack_samples = [((sent - start), ms) for r in tablet_reports for sent, ms in r["acks"]]
         turn_samples = [((presenter.turns[seq] - start), (at - presenter.turns[seq]) * 1000)
                         for r in tablet_reports for seq, at in r["turns"]
@@ -547,37 +404,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if child.proc.returncode is None:
                 child.proc.kill()
         server.stop()
-
-
-def print_table(report: dict[str, Any]) -> None:
-    cols = [("t_s", 5), ("rss_mb", 7), ("fds", 5), ("cpu_pct", 5), ("cpu_wait_pct", 6),
-            ("loop_lag_p99_ms", 8), ("acks", 5), ("ack_p95_ms", 10), ("page_turn_p95_ms", 11),
-            ("viewer_fps_min", 7), ("clients_cpu_pct", 9), ("load_avg_1m", 5)]
-    heads = ["t (s)", "RSS MB", "fds", "CPU%", "wait%", "lag p99", "acks", "ack p95 ms",
-             "turn p95", "fps min", "clients%", "load"]
-    print("  ".join(h.rjust(w) for h, (_, w) in zip(heads, cols, strict=True)))
-    for row in report["windows"]:
-        print("  ".join(str(row.get(k, "")).rjust(w) for k, w in cols))
-    s = report["summary"]
-    p = s["p95"]
-    ok = {True: "met", False: "MISSED", None: "not measured"}
-    print(f"\n{s['tablets']} tablets + {s['viewers']} video viewers, {s['minutes']:g} min on "
-          f"{s['database']}:")
-    print(f"  memory drift  {s['memory_drift_pct']} % ({s['rss_first_minute_mb']} -> "
-          f"{s['rss_last_minute_mb']} MB), target < {TARGETS['memory_drift_pct']:g} %: "
-          f"{ok[s['memory_target_met']]}")
-    print(f"  fds           {s['fds_first_minute_max']} -> {s['fds_last_minute_max']} "
-          f"(flat): {ok[s['fd_target_met']]}")
-    for key in ("ack", "page_turn"):
-        print(f"  {key} p95 {p[key]['first_minute_ms']} -> {p[key]['last_minute_ms']} ms "
-              f"(median of windows), median {p[key]['median_window_ms']}, worst "
-              f"{p[key]['worst_window_ms']} ms, {len(p[key]['spikes'])} spikes (stable: last <= "
-              f"{TARGETS['p95_growth_factor']:g}x first): {ok[p[key]['stable']]}")
-    print(f"  ops acknowledged {s['ops_acknowledged']}, errors {s['op_errors']}; page turns "
-          f"delivered {s['page_turn_deliveries']}/{s['page_turn_deliveries_expected']}; "
-          f"viewer fps min {s['viewer_fps_min_after_warmup']}, video loss max "
-          f"{s['video_loss_pct_max']} %; server tracebacks {s['server_tracebacks']}")
-    print(f"  -> {'all targets met' if s['targets_met'] else 'TARGET MISSED'}")
 
 
 def main() -> int:

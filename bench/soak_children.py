@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from soak import WINDOW_S, gather_limited
+from soak import gather_limited
+from soak_report import WINDOW_S
 
 from testkit.ice import gather_only_on
 from testkit.raw_socket import RawSocket

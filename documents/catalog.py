@@ -8,16 +8,17 @@ not see is NotFound, like one that does not exist.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_
+from sqlalchemy import Integer, and_, bindparam, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from documents.db_models import Document, DocumentStatus, DocumentVersion, PageText
 from rooms import meetings
-from rooms.errors import Forbidden, NotFound
+from rooms.errors import DomainError, Forbidden, NotFound
 from rooms.meetings import MeetingAccess
 from rooms.models import Meeting, MeetingMember, MeetingRole
 from rooms.permissions import Action, allows
@@ -81,11 +82,48 @@ async def require_document(session: AsyncSession, user: Any, document_id: int,
             access = await meetings.require(session, user, doc.meeting_id)
         except NotFound:
             raise missing from None
+    verdict = _verdict(doc, access, action)
+    if isinstance(verdict, DomainError):
+        raise verdict
+    return verdict
+
+
+def _verdict(doc: Document, access: MeetingAccess, action: Action) -> DocumentGrant | DomainError:
+    """A member's access to one of their meeting's documents."""
     if not doc.published and not is_manager(access.role):
-        raise missing
+        return NotFound(f"document {doc.id} not found")
     if not allows(access.role, action):
-        raise Forbidden(f"your role ({access.role.value}) may not {action.value} this document")
+        return Forbidden(f"your role ({access.role.value}) may not {action.value} this document")
     return DocumentGrant(doc, access)
+
+
+# A page image, the PDF, a search: the caller's session, the document, their access to its
+# meeting and the version asked (`number`; NULL: the current one) in one read, at every
+# request (rooms.meetings.session_select). Built once: only its parameters change.
+GRANT_BY_TOKEN = meetings.with_membership(
+    meetings.session_select(Document, DocumentVersion)
+    .outerjoin(Document, col(Document.id) == bindparam("document_id"))
+    .outerjoin(DocumentVersion, and_(
+        col(DocumentVersion.document_id) == col(Document.id),
+        col(DocumentVersion.number) == func.coalesce(bindparam("number", type_=Integer),
+                                                     col(Document.version)))),
+    col(Document.meeting_id))
+
+
+def grant_of(row: Sequence[Any], document_id: int, action: Action = Action.view
+             ) -> tuple[DocumentGrant, DocumentVersion | None] | DomainError:
+    """`require_document`'s verdict from a row of GRANT_BY_TOKEN (whose session the caller
+    has checked), with the version asked if it exists."""
+    doc, version = row[2], row[3]
+    if doc is None:
+        return NotFound(f"document {document_id} not found")
+    access = meetings.access_of(row, doc.meeting_id)
+    if isinstance(access, NotFound):
+        return NotFound(f"document {document_id} not found")
+    if isinstance(access, DomainError):
+        return access
+    verdict = _verdict(doc, access, action)
+    return verdict if isinstance(verdict, DomainError) else (verdict, version)
 
 
 async def with_versions(session: AsyncSession, grant: DocumentGrant) -> list[DocumentVersion]:

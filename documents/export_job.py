@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from documents.annotations import Annotation
-from documents.export import export_annotated_pdf
 
 
 def export_to_file(src: str, annotations: list[dict[str, Any]], flatten: bool,
@@ -15,6 +14,7 @@ def export_to_file(src: str, annotations: list[dict[str, Any]], flatten: bool,
 
     ``dst`` is a private path the caller owns (and passes as the pool's cleanup): it is
     written in place, so a killed worker leaves nothing but ``dst`` itself."""
+    from documents.export import export_annotated_pdf  # PyMuPDF: only the worker needs it
     anns = [Annotation.from_dict(a) for a in annotations]
     data = export_annotated_pdf(Path(src).read_bytes(), anns, flatten=flatten,
                                 watermark_lines=watermark_lines or None)

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pymupdf
+if TYPE_CHECKING:
+    import pymupdf
+# PyMuPDF is imported where used (documents/mupdf.py).
 
 # Every letter that base-14 fonts lack, plus đ/Đ; a family must cover all.
 VIETNAMESE_SAMPLE = (
@@ -72,6 +75,7 @@ _SERIF_CANDIDATES: tuple[tuple[str, tuple[str, str, str, str]], ...] = (
 @lru_cache(maxsize=1)
 def sans_family() -> FontFamily:
     """Noto Sans; always available because pymupdf-fonts ships it."""
+    from documents.mupdf import pymupdf
     buffers = [pymupdf.Font(_NOTO_CODES[s]).buffer for s in FontStyle]
     return FontFamily("Noto Sans", *(bytes(b) for b in buffers))
 
@@ -79,6 +83,7 @@ def sans_family() -> FontFamily:
 @lru_cache(maxsize=1)
 def serif_family() -> FontFamily | None:
     """The first installed system serif covering Vietnamese, or None."""
+    from documents.mupdf import pymupdf
     for name, files in _SERIF_CANDIDATES:
         paths = [_find_font_file(f) for f in files]
         if any(p is None for p in paths):
@@ -103,6 +108,7 @@ def get_font(
     style: FontStyle = FontStyle.REGULAR, family: FontFamily | None = None
 ) -> pymupdf.Font:
     """A cached pymupdf.Font (for text_length, buffers); default Noto Sans."""
+    from documents.mupdf import pymupdf
     return pymupdf.Font(fontbuffer=(family or sans_family()).buffer(style))
 
 

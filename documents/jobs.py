@@ -11,15 +11,14 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
-
-import pymupdf
+from typing import TYPE_CHECKING
 
 from documents import raster
 from documents.errors import DocumentRejected, RejectCode
 
-# Workers have no terminal worth writing to; warnings are collected per job.
-pymupdf.TOOLS.mupdf_display_errors(False)
-pymupdf.TOOLS.mupdf_display_warnings(False)
+if TYPE_CHECKING:
+    import pymupdf
+# PyMuPDF (quietened) is imported in the functions that use it: documents/mupdf.py.
 
 MAX_TEXT_CHARS_PER_PAGE = 200_000
 MAX_TITLE_CHARS = 300
@@ -73,6 +72,7 @@ def open_cached(path: str) -> pymupdf.Document:
     if doc is not None:
         _docs.move_to_end(key)
         return doc
+    from documents.mupdf import pymupdf
     doc = pymupdf.open(path, filetype="pdf")
     _docs[key] = doc
     while len(_docs) > _CACHE_SIZE:
@@ -81,6 +81,7 @@ def open_cached(path: str) -> pymupdf.Document:
 
 
 def _warnings() -> str:
+    from documents.mupdf import pymupdf
     return str(pymupdf.TOOLS.mupdf_warnings(reset=True) or "")
 
 
@@ -131,6 +132,7 @@ def _metadata(doc: pymupdf.Document) -> dict[str, str]:
 
 
 def _page_sizes(doc: pymupdf.Document) -> tuple[list[PageSize], list[int]]:
+    from documents.mupdf import pymupdf
     a4 = pymupdf.paper_rect("a4")
     sizes: list[PageSize] = []
     unreadable: list[int] = []

@@ -1,43 +1,14 @@
-"""Page 1 at every width a tablet asks for, made from the one image that crossed a cascade
-link (server/cascade/topic/documents_mirror.py): until the node has the document's PDF, a
-tablet whose screen asks for 1280 or 2560 px sees page 1 too, not a stand-in. A worker job
-(documents/worker_pool.py): the web process never decodes an image from another server.
-The variants are removed once the node has rendered the page from the PDF itself."""
+"""Page 1 as it crosses a cascade link ahead of its PDF (server/cascade/topic/documents.py):
+the owner's rendered page, made to fit a share of the file's size. A worker job
+(documents/worker_pool.py). At the node that receives it, that one image is served for every
+width a tablet asks and as page 1's thumbnail until the node has rendered the page from the
+PDF itself (server/documents/routes.py): no resize there."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image
-
 from documents import raster
-
-MAX_SIDE_PX = 8192  # the image the owner rendered: 1536 px wide by default
-
-
-def page1_variants(source: str, derived: str, widths: list[int], thumb_width: int,
-                   quality: int) -> list[str]:
-    """Write ``w<width>/0000.jpg`` for each width and ``thumbs/0000.jpg`` under
-    ``derived``; returns the paths written. Raises ValueError for an implausible image."""
-    out = Path(derived)
-    written = []
-    with Image.open(source) as img:
-        if img.format != "JPEG" or max(img.size) > MAX_SIDE_PX or min(img.size) < 16:
-            raise ValueError(f"not a page image: {img.format} {img.size}")
-        img.load()
-        rgb = img.convert("RGB")
-        for width in widths:
-            height = max(1, round(rgb.height * width / rgb.width))
-            resized = rgb.resize((width, height), Image.Resampling.LANCZOS)
-            path = out / f"w{width}" / "0000.jpg"
-            raster.write_atomic(path, raster.encode_jpeg(resized, quality))
-            written.append(str(path))
-        thumb = rgb.resize((thumb_width, max(1, round(rgb.height * thumb_width / rgb.width))),
-                           Image.Resampling.BILINEAR, reducing_gap=2.0)
-        path = out / "thumbs" / "0000.jpg"
-        raster.write_atomic(path, raster.encode_jpeg(thumb, 70))
-    return written
-
 
 # What page 1 may cost on a link, beside the PDF: a share of the file, so that the document's
 # bytes on a link stay within 1.05 of its size (issue 13: `doc_link_bytes_ratio` <= 1.1).
@@ -50,6 +21,8 @@ def link_preview(source: str, dest: str, max_bytes: int) -> str | None:
     PREVIEW_STEPS whose JPEG fits `max_bytes`, written to `dest`; None when even the
     smallest does not (a page of photographs in a small file: then page 1 waits for the
     PDF, which is small too). A worker job."""
+    from PIL import Image  # here: the server process imports this module only to name the job
+
     with Image.open(source) as img:
         img.load()
         rgb = img.convert("RGB")

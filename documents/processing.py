@@ -30,7 +30,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from documents import containers, jobs, office, raster, sanitize
+from documents import jobs, office, raster
 from documents.errors import DocumentRejected, DocumentWarning, RejectCode, WarningCode
 from documents.jobs import Inspection, OutlineEntry, PageRaster, PageSize
 from documents.validation import FileKind, Limits, sniff_file
@@ -97,9 +97,19 @@ async def process_document(
     out_dir: Path | str,
     limits: Limits | None = None,
     progress_cb: ProgressCallback | None = None,
+    *,
+    jobs_in_flight: int | None = None,
+    pages_priority: int = PRIORITY_NORMAL,
 ) -> ProcessedDocument:
-    """Process one upload. Raises DocumentRejected (after a REJECTED event)."""
-    run = _Run(pool, Path(blob_path), Path(out_dir), limits or Limits(), progress_cb)
+    """Process one upload. Raises DocumentRejected (after a REJECTED event).
+
+    ``jobs_in_flight``: at most that many of its jobs at once (default: the pool's size);
+    ``pages_priority``: the queue priority of pages 2 onwards (page 1 is always first, at
+    PRIORITY_HIGH). A cascade mirror processes a document it already shows page 1 of with
+    one job at a time at PRIORITY_LOW: a bulk job there never holds a worker a tablet's
+    page view waits for, and 16 nodes on one machine do not run 32 workers at once."""
+    run = _Run(pool, Path(blob_path), Path(out_dir), limits or Limits(), progress_cb,
+               jobs_in_flight or pool.size, pages_priority)
     try:
         result = await run.execute()
     except DocumentRejected as exc:
@@ -124,9 +134,10 @@ class _Run:
 
     def __init__(
         self, pool: WorkerPool, blob: Path, out_dir: Path, limits: Limits,
-        progress_cb: ProgressCallback | None,
+        progress_cb: ProgressCallback | None, jobs_in_flight: int, pages_priority: int,
     ) -> None:  # fmt: skip
         self.pool, self.blob, self.out_dir, self.limits = pool, blob, out_dir, limits
+        self.pages_priority = pages_priority
         self.progress_cb = progress_cb
         self.spec = raster.RasterSpec(
             limits.raster_width, limits.jpeg_quality, limits.max_raster_height,
@@ -135,7 +146,7 @@ class _Run:
         self.warnings: list[DocumentWarning] = []
         self.started = time.monotonic()
         self.timings: dict[str, float] = {}
-        self.slots = asyncio.Semaphore(pool.size)
+        self.slots = asyncio.Semaphore(max(1, jobs_in_flight))
         self.pages_done = 0
         self.failed_pages: list[int] = []
         self.info: Inspection | None = None
@@ -177,6 +188,8 @@ class _Run:
 
     async def _check_container(self, kind: FileKind) -> None:
         """The container must really be what its magic bytes claim (documents.containers)."""
+        from documents import containers  # olefile: imported at the first Office upload
+
         try:
             await self._job(containers.check_office_container, str(self.blob), kind.value,
                             timeout=self.limits.inspect_timeout, priority=PRIORITY_HIGH)
@@ -193,7 +206,8 @@ class _Run:
         await self._render(pdf, 0, PRIORITY_HIGH)  # first page first: viewable ASAP
         self.mark("first_page")
         tasks: list[asyncio.Task[Any]] = [asyncio.create_task(self._sanitize(pdf))]
-        tasks += [asyncio.create_task(self._render(pdf, i, PRIORITY_NORMAL)) for i in range(1, n)]
+        tasks += [asyncio.create_task(self._render(pdf, i, self.pages_priority))
+                  for i in range(1, n)]
         step = max(1, self.limits.text_chunk_pages)
         tasks += [asyncio.create_task(self._texts(pdf, list(range(s, min(n, s + step)))))
                   for s in range(0, n, step)]  # fmt: skip
@@ -315,6 +329,8 @@ class _Run:
         return dict(texts)
 
     async def _sanitize(self, pdf: Path) -> tuple[Path | None, dict[str, int]]:
+        from documents import sanitize  # pikepdf and PyMuPDF: imported at the first upload
+
         dst = self.out_dir / "document.pdf"
         tag = uuid.uuid4().hex
         try:

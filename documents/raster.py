@@ -18,9 +18,11 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pymupdf
-from PIL import Image
+if TYPE_CHECKING:  # both imported where used: a server process imports this module for
+    import pymupdf  # its sizes and names, and only workers render (documents/mupdf.py)
+    from PIL import Image
 
 MAX_SIDE_PX = 16_384  # no image side beyond this (JPEG itself stops at 65 500)
 MAX_ASPECT = 20.0  # longer side / shorter side of any image we make
@@ -104,6 +106,9 @@ class PageImage:
 
 def render_image(page: pymupdf.Page, spec: RasterSpec) -> PageImage:
     """Render ``page`` (with annotations) to an RGB Pillow image (zero-copy)."""
+    from PIL import Image
+
+    from documents.mupdf import pymupdf
     rect = page.rect
     plan = plan_zoom(rect.width, rect.height, spec)
     # The page box transformed by this matrix is exactly width_px × height_px (MuPDF
@@ -125,6 +130,8 @@ def encode_jpeg(img: Image.Image, quality: int) -> bytes:
 
 
 def thumbnail(img: Image.Image, spec: RasterSpec) -> Image.Image:
+    from PIL import Image
+
     plan = fit(img.width, img.height, spec)
     # reducing_gap: Pillow's fast two-step path (integer reduce, then resample).
     return img.resize((plan.width_px, plan.height_px), Image.Resampling.BILINEAR,
@@ -137,7 +144,7 @@ def placeholder_jpeg(width_px: int, height_px: int, quality: int = 60) -> bytes:
     No text: the bilingual explanation is in the warning the UI shows. Sizes come
     from :func:`fit`; anything beyond its caps is refused rather than allocated.
     """
-    from PIL import ImageDraw
+    from PIL import Image, ImageDraw
 
     width_px, height_px = max(width_px, 16), max(height_px, 16)
     if max(width_px, height_px) > MAX_SIDE_PX or width_px * height_px > RasterSpec.max_pixels:

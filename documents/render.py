@@ -20,13 +20,15 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pymupdf
+from typing import TYPE_CHECKING, Any
 
 from documents import fonts, jobs, raster
 from documents.validation import Limits
 from documents.worker_pool import PRIORITY_HIGH, WorkerPool
+
+if TYPE_CHECKING:
+    import pymupdf
+# PyMuPDF is imported where used, in the workers (documents/mupdf.py).
 
 log = logging.getLogger(__name__)
 MIN_WIDTH = 64
@@ -112,6 +114,7 @@ def render_page_jpeg(
     """Worker job: render one page (optionally watermarked) to JPEG bytes."""
     if not watermark_lines:
         return _render(_page(jobs.open_cached(path), page_index), spec)
+    from documents.mupdf import pymupdf
     with pymupdf.open(path, filetype="pdf") as doc:  # private copy: we modify the page
         page = _page(doc, page_index)
         apply_watermark_to_page(page, watermark_lines, watermark_opacity)
@@ -154,6 +157,7 @@ def apply_watermark_to_page(page: pymupdf.Page, lines: list[str], opacity: float
 
 def fallback_watermark(page: pymupdf.Page, lines: list[str], opacity: float) -> None:
     """Minimal diagonal watermark (used only if documents.watermark is absent)."""
+    from documents.mupdf import pymupdf
     font = fonts.vietnamese_font()
     name = fonts.insert_font(page)
     rect = page.rect * page.derotation_matrix  # draw in unrotated page space

@@ -28,13 +28,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asn1crypto import x509 as asn1_x509
-
 if TYPE_CHECKING:
+    from asn1crypto import x509 as asn1_x509
     from pyhanko.sign.signers.pdf_cms import Signer
 
-# pyHanko is imported where it is used: importing it is a tenth of the server's start (about
-# 0.3 s of CPU), paid by every process, though only signing and verifying need it.
+# pyHanko (and asn1crypto) are imported where they are used: importing them is a tenth of the
+# server's start (about 0.3 s of CPU), paid by every process, though only signing and
+# verifying need them.
 
 log = logging.getLogger(__name__)
 MAX_PDF_BYTES = 50 * 1024 * 1024
@@ -114,6 +114,7 @@ def load_trust_anchors(path: Path) -> list[asn1_x509.Certificate]:
     except OSError as exc:
         raise ValueError(f"cannot read the signing trust anchors {path}: {exc.strerror}") from None
     from asn1crypto import pem
+    from asn1crypto import x509 as asn1_x509
     try:
         if pem.detect(raw):
             certs = [asn1_x509.Certificate.load(der) for kind, _, der in pem.unarmor(raw, True)

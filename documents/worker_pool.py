@@ -85,7 +85,7 @@ class PoolConfig:
     python: str = sys.executable
     nice: int = 10
     startup_timeout: float = 30.0
-    preload: tuple[str, ...] = ("documents.jobs",)  # imported before "ready"
+    preload: tuple[str, ...] = ("documents.jobs", "documents.mupdf")  # imported before "ready"
 
 
 @dataclass

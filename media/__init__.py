@@ -11,6 +11,7 @@ node links see `Cascade`/`LinkEnd` and the link's transport as `SFU.link_transpo
 
 from .allocator import Want
 from .bwe import HistoryStats
+from .closing import CloseOnce
 from .config import IceServer, MediaConfig
 from .consumer import Consumer
 from .errors import (
@@ -69,6 +70,7 @@ __all__ = [
     "SFU",
     "ActiveSpeakerChanged",
     "Cascade",
+    "CloseOnce",
     "CloseReason",
     "ClosedError",
     "ConfigError",

@@ -4,8 +4,10 @@
  * TrackLog(video, max_packets) is a producer's recording tap (media/recorder.py):
  *
  *   log(fp)          the forwarding path's call, once per forwarded packet of the track: the
- *                    packet's record is appended to the log's pending buffer while the packet
- *                    is still in the cache (nothing is kept of the packet itself). Never
+ *                    record's fields are appended to the log's pending buffer while the packet
+ *                    is still in the cache, and its payload is not copied: the log holds a
+ *                    reference to the packet's `tail` (immutable bytes, which the video
+ *                    history holds for a second anyway) until the writer has written it. Never
  *                    raises: a packet that cannot be encoded (a field out of range, no memory)
  *                    or that finds `max_packets` records already pending is counted
  *                    (`invalid`, `dropped`) and left out.
@@ -19,8 +21,10 @@
  *
  * flush_all([(log, fd), ...]) -> [packet records written or OSError, ...]: the writer thread's poll.
  * Under the GIL each log's pending buffer is swapped with its spare (empty) one; then ONE
- * release of the GIL for all the write(2)s, so the forwarding thread taps on meanwhile and the
- * writer hands the GIL over once per poll, not once per track.
+ * release of the GIL for all the writev(2)s (each record's fields from the buffer, its payload
+ * straight from the packet's bytes: the kernel's copy is the only one), so the forwarding
+ * thread taps on meanwhile and the writer hands the GIL over once per poll, not once per
+ * track; the payloads' references are dropped after, under the GIL.
  *
  * A record, little-endian (media/packetlog.py, the same bytes as its Python TrackLogPy,
  * tests/media/test_packetlog_c.py):
@@ -29,16 +33,13 @@
  *     u32 12, u8 'S', u32 crc32(body, seed = 12 + ('S' << 24)),
  *     body = u32 rtp_ts, f64 local, u32 epoch
  *
+ * read_records(buffer, pos, LoggedPacket, LoggedReport): the other end, the mux process's
+ * LogReader (media/_packetlog_read.c).
+ *
  * Built by `pip install -e .` (setup.py) or `python media/packetlog_build.py`; without it
  * media/packetlog.py does the same in Python.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <structmember.h>
-#include <errno.h>
-#include <stdint.h>
-#include <string.h>
-#include <unistd.h>
+#include "_packetlog.h"
 
 #define TYPE_PACKET 'P'
 #define TYPE_SR 'S'
@@ -46,8 +47,7 @@
 #define RECORD_LEN 9   /* <IBI */
 #define FIELDS_LEN 25  /* <qIdBI */
 #define SR_LEN 16      /* <IdI */
-#define FIRST_CAPACITY (64 * 1024)
-#define KEEP_CAPACITY (1024 * 1024)  /* a spare buffer above this (after a spike) is freed */
+#define FIRST_CAPACITY (16 * 1024)  /* the fields of ~480 packets */
 
 static uint32_t crc_table[256];
 
@@ -60,8 +60,8 @@ static void crc_init(void) {
     }
 }
 
-/* zlib.crc32(data, seed) */
-static uint32_t crc32_seeded(const unsigned char *p, size_t n, uint32_t seed) {
+/* zlib.crc32(data, seed); also the reader's (media/_packetlog_read.c) */
+uint32_t packetlog_crc32(const unsigned char *p, size_t n, uint32_t seed) {
     uint32_t c = seed ^ 0xFFFFFFFFu;
     while (n--)
         c = crc_table[(c ^ *p++) & 0xFF] ^ (c >> 8);
@@ -83,28 +83,6 @@ static PyTypeObject *packet_type;  /* media.rtp.ForwardPacket */
 static Py_ssize_t off_ext_seq, off_ts, off_arrival, off_marker, off_keyframe, off_epoch,
     off_tail;
 static PyObject *s_rtp_ts, *s_local, *s_epoch;
-
-typedef struct {
-    char *data;
-    Py_ssize_t len, cap;
-} Buffer;
-
-typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
-    Buffer buf[2];
-    int active;        /* the buffer the tap appends to; the other one is spare or flushing */
-    int flushing;      /* flush_all is writing the other buffer, the GIL released */
-    int closed;
-    int video;
-    Py_ssize_t max_packets;
-    Py_ssize_t pending;   /* records (packets and reports) in the active buffer */
-    Py_ssize_t pending_packets;  /* of which packets */
-    long long nxt, epoch; /* the sequence (video): the ext_seq expected next, its epoch */
-    Py_ssize_t packets;   /* packet records written (by flush_all) */
-    Py_ssize_t dropped, invalid;
-    PyObject *odd;        /* list of (fp, nxt, epoch), or NULL */
-} TrackLog;
 
 /* Room for `n` more bytes in the active buffer (capacity doubles: no copy per packet). */
 static unsigned char *reserve(Buffer *b, Py_ssize_t n) {
@@ -134,6 +112,19 @@ static int slot_u32(PyObject *o, uint32_t *value) {
 }
 
 #define SLOT(fp, off) (*(PyObject **)((char *)(fp) + (off)))
+
+/* A slot for one more payload reference (doubling). */
+static Ref *reserve_ref(Buffer *b) {
+    if (b->nrefs == b->refcap) {
+        Py_ssize_t cap = b->refcap ? b->refcap * 2 : 256;
+        Ref *refs = PyMem_RawRealloc(b->refs, (size_t)cap * sizeof(Ref));
+        if (refs == NULL)
+            return NULL;
+        b->refs = refs;
+        b->refcap = cap;
+    }
+    return &b->refs[b->nrefs];
+}
 
 /* The packet's record onto the active buffer; -1 (a Python error may be set) when it
  * cannot be encoded, the buffer as it was. */
@@ -171,7 +162,8 @@ static int encode_packet(TrackLog *self, PyObject *fp, long long *ext_seq, uint3
         return -1;
     Py_ssize_t payload = size - EXT_BLOCK_LEN;
     Buffer *b = &self->buf[self->active];
-    unsigned char *p = reserve(b, RECORD_LEN + FIELDS_LEN + payload);
+    Ref *ref = reserve_ref(b);
+    unsigned char *p = ref != NULL ? reserve(b, RECORD_LEN + FIELDS_LEN) : NULL;
     if (p == NULL)
         return -1;
     unsigned char *fields = p + RECORD_LEN;
@@ -185,9 +177,14 @@ static int encode_packet(TrackLog *self, PyObject *fp, long long *ext_seq, uint3
     uint32_t length = (uint32_t)(FIELDS_LEN + payload);
     put_u32(p, length);
     p[4] = TYPE_PACKET;
-    put_u32(p + 5, crc32_seeded(fields, FIELDS_LEN, length + ((uint32_t)TYPE_PACKET << 24)));
-    memcpy(fields + FIELDS_LEN, bytes + EXT_BLOCK_LEN, (size_t)payload);
-    b->len += RECORD_LEN + FIELDS_LEN + payload;
+    put_u32(p + 5, packetlog_crc32(fields, FIELDS_LEN, length + ((uint32_t)TYPE_PACKET << 24)));
+    b->len += RECORD_LEN + FIELDS_LEN;
+    Py_INCREF(tail);
+    ref->tail = tail;
+    ref->payload = bytes + EXT_BLOCK_LEN;
+    ref->size = payload;
+    ref->fields_end = b->len;
+    b->nrefs++;
     return 0;
 }
 
@@ -275,8 +272,11 @@ static int TrackLog_clear(TrackLog *self) {
 static void TrackLog_dealloc(TrackLog *self) {
     PyObject_GC_UnTrack(self);
     TrackLog_clear(self);
-    PyMem_RawFree(self->buf[0].data);
-    PyMem_RawFree(self->buf[1].data);
+    for (int i = 0; i < 2; i++) {
+        clear_buffer(&self->buf[i]);
+        PyMem_RawFree(self->buf[i].data);
+        PyMem_RawFree(self->buf[i].refs);
+    }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -315,7 +315,7 @@ static PyObject *TrackLog_report(TrackLog *self, PyObject *sr) {
     put_u32(body + 12, (uint32_t)epoch);
     put_u32(p, SR_LEN);
     p[4] = TYPE_SR;
-    put_u32(p + 5, crc32_seeded(body, SR_LEN, SR_LEN + ((uint32_t)TYPE_SR << 24)));
+    put_u32(p + 5, packetlog_crc32(body, SR_LEN, SR_LEN + ((uint32_t)TYPE_SR << 24)));
     self->buf[self->active].len += RECORD_LEN + SR_LEN;
     self->pending++;
     Py_RETURN_NONE;
@@ -329,7 +329,7 @@ static PyObject *TrackLog_take_odd(TrackLog *self, PyObject *unused) {
 
 static PyObject *TrackLog_close(TrackLog *self, PyObject *unused) {
     self->closed = 1;
-    self->buf[self->active].len = 0;
+    clear_buffer(&self->buf[self->active]);
     self->pending = self->pending_packets = 0;
     Py_CLEAR(self->odd);
     Py_RETURN_NONE;
@@ -386,122 +386,21 @@ static PyTypeObject TrackLog_Type = {
     .tp_getset = TrackLog_getset,
 };
 
-typedef struct {
-    TrackLog *log;
-    int fd;
-    int flush;      /* which buffer */
-    Py_ssize_t packets;  /* packet records in the buffer */
-    int err;        /* errno of a failed write, 0 */
-} Job;
-
-static int write_all(int fd, const char *p, Py_ssize_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, p, (size_t)n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno;
-        }
-        if (w == 0)
-            return EIO;  /* no progress */
-        p += w;
-        n -= w;
-    }
-    return 0;
+static PyObject *flush_all(PyObject *module, PyObject *pairs) {
+    return packetlog_flush_all(pairs, &TrackLog_Type);
 }
 
-static PyObject *flush_all(PyObject *module, PyObject *pairs) {
-    PyObject *seq = PySequence_Fast(pairs, "flush_all takes a sequence of (TrackLog, fd)");
-    if (seq == NULL)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    Job *jobs = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Job));
-    if (jobs == NULL) {
-        Py_DECREF(seq);
-        return PyErr_NoMemory();
-    }
-    Py_ssize_t taken = 0;
-    for (; taken < n; taken++) {  /* validate everything before swapping anything */
-        PyObject *pair = PySequence_Fast_GET_ITEM(seq, taken), *log;
-        int fd;
-        if (!PyArg_ParseTuple(pair, "O!i;flush_all takes (TrackLog, fd) pairs", &TrackLog_Type,
-                              &log, &fd))
-            goto fail;
-        if (((TrackLog *)log)->flushing) {
-            PyErr_SetString(PyExc_RuntimeError, "a TrackLog is flushed by one thread at once");
-            goto fail;
-        }
-        for (Py_ssize_t j = 0; j < taken; j++) {
-            if (jobs[j].log == (TrackLog *)log) {
-                PyErr_SetString(PyExc_ValueError, "a TrackLog is named twice");
-                goto fail;
-            }
-        }
-        jobs[taken].log = (TrackLog *)log;
-        jobs[taken].fd = fd;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {  /* swap: the tap goes on in the spare buffer */
-        TrackLog *log = jobs[i].log;
-        Py_INCREF(log);
-        jobs[i].flush = log->active;
-        jobs[i].packets = log->pending_packets;
-        log->active ^= 1;
-        log->buf[log->active].len = 0;
-        log->pending = log->pending_packets = 0;
-        log->flushing = 1;
-    }
-    Py_ssize_t bytes = 0;
-    for (Py_ssize_t i = 0; i < n; i++)
-        bytes += jobs[i].log->buf[jobs[i].flush].len;
-    if (bytes > 0) {  /* nothing to write (an idle poll): the GIL kept, no hand-over */
-        Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < n; i++) {
-            Buffer *b = &jobs[i].log->buf[jobs[i].flush];
-            if (b->len > 0)
-                jobs[i].err = write_all(jobs[i].fd, b->data, b->len);
-        }
-        Py_END_ALLOW_THREADS
-    }
-    PyObject *result = PyList_New(n);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        TrackLog *log = jobs[i].log;
-        Buffer *b = &log->buf[jobs[i].flush];
-        b->len = 0;
-        if (b->cap > KEEP_CAPACITY) {  /* a spike's buffer: not kept for ever */
-            PyMem_RawFree(b->data);
-            b->data = NULL;
-            b->cap = 0;
-        }
-        log->flushing = 0;
-        PyObject *item;
-        if (jobs[i].err) {
-            item = PyObject_CallFunction(PyExc_OSError, "is", jobs[i].err,
-                                         strerror(jobs[i].err));
-        } else {
-            log->packets += jobs[i].packets;
-            item = PyLong_FromSsize_t(jobs[i].packets);
-        }
-        Py_DECREF(log);
-        if (result != NULL && item != NULL)
-            PyList_SET_ITEM(result, i, item);
-        else
-            Py_XDECREF(item);
-    }
-    PyMem_Free(jobs);
-    Py_DECREF(seq);
-    if (result != NULL && PyErr_Occurred())
-        Py_CLEAR(result);
-    return result;
-fail:
-    PyMem_Free(jobs);
-    Py_DECREF(seq);
-    return NULL;
+static PyObject *read_records(PyObject *module, PyObject *args) {
+    return packetlog_read_records(args);
 }
 
 static PyMethodDef methods[] = {
     {"flush_all", flush_all, METH_O,
      "flush_all([(log, fd), ...]) -> [records written or OSError]: each TrackLog's pending "
      "records written to its fd, all with the GIL released once."},
+    {"read_records", read_records, METH_VARARGS,
+     "read_records(buffer, pos, packet_type, report_type) -> (records, pos, bad, bad_at): the "
+     "mux process's reading of a packet log (media/_packetlog_read.c)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -21,6 +21,10 @@ and the detector's `usage`. The parts, after libwebrtc (modules/congestion_contr
 * **loss bound** (SendSideBandwidthEstimation's classic rule): over >= 20 packets, loss over
   10 % bounds the estimate at the current one × (1 − loss/2) (at most every 300 ms + RTT), under
   2 % the bound rises 8 %/s and goes once above the delay-based estimate.
+* **a fall** (media/link_fall.py, not libwebrtc's): the packets queued longer and longer at
+  the bottleneck arrive at the rate it delivers; under FALL_RATIO x the estimate, the
+  estimate becomes 0.85 x that rate at once. The trendline, made for a paced sender's 5 ms
+  groups, needs ~0.5 s to see a fall in the SFU's frame bursts (its groups are frames).
 * **probes** (ProbeBitrateEstimator, media/probe_rate.py; the clusters are media/probe.py's):
   a cluster's result (min of its send rate, its receive rate and its later half's receive
   rate) becomes the estimate at once unless the detector says overusing (a result under it
@@ -41,6 +45,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
+from .link_fall import FALL_RATIO, LinkFall
 from .probe_rate import ProbeRates
 from .twcc import TransportFeedback
 
@@ -70,6 +75,8 @@ LOSS_LOW, LOSS_HIGH = 0.02, 0.10
 LOSS_DECREASE_INTERVAL_MS = 300.0
 # Probes.
 PROBE_DROP_THROUGHPUT = 0.85  # kProbeDropThroughputFraction (GoogCcNetworkController)
+# After a fall (media/link_fall.py) the bottleneck's queue drains: no probe meanwhile.
+FALL_HOLD_MS = 1000.0
 
 
 class Usage(Enum):
@@ -293,6 +300,10 @@ class GccEstimator:
         self.last_probe_cluster = -1  # the cluster `last_probe_bps` measured
         self._probed = -1
         self.feedbacks = 0
+        self._fall = LinkFall()
+        self.falls = 0  # falls seen by media/link_fall.py (counted, for stats and tests)
+        self.fall_bps = 0.0  # what the link delivered at the last one
+        self._fell_at = -math.inf  # ms, our clock
 
     @property
     def usage(self) -> Usage:
@@ -337,10 +348,33 @@ class GccEstimator:
             deltas = self._groups.add(send, arrival, r.size)
             if deltas is not None:
                 self._trend.update(deltas[0], deltas[1], arrival)
+            self._fall.add(send, arrival, r.size)
         if received:
             self._update_delay_based(now, probe)
+            fall = self._fall.rate_bps
+            if fall is not None and fall < FALL_RATIO * self.estimate_bps:
+                self._on_fall(fall, now)
         self._update_loss(results, now)
         return self.estimate_bps
+
+    def draining(self, now_us: int) -> bool:
+        """Whether a fall was seen within FALL_HOLD_MS (its queue may not have drained)."""
+        return now_us / 1000 - self._fell_at < FALL_HOLD_MS
+
+    def _on_fall(self, rate: float, now: float) -> None:
+        """The link delivers `rate` and its queue grows: at once to BETA x it, as AIMD's
+        decrease on overuse would once the trendline saw it (media/link_fall.py)."""
+        self._fall.restart()
+        self.falls += 1
+        self.fall_bps = rate
+        self._fell_at = now
+        kbps = rate / 1000
+        if self._link.estimate is not None and kbps < self._link.lower():
+            self._link.reset()
+        self._link.update(kbps, 0.05)
+        self._delay_bps = min(self._delay_bps, max(BETA * rate, self.min_bps))
+        self._rate_state = "hold"
+        self._last_change = self._last_decrease = now
 
     # --- delay-based (DelayBasedBwe::MaybeUpdateEstimate + AimdRateControl) ---------------
 
@@ -485,8 +519,8 @@ class SendHistory:
     """The packets one transport numbered (its `Ring`); `results` matches a parsed feedback
     against them into `PacketResult`s, in sequence-number order."""
 
-    __slots__ = ("_last_ref", "_remote_base", "cluster_of", "feedback", "malformed",
-                 "reported", "ring", "unknown")
+    __slots__ = ("_last_ref", "_remote_base", "cluster_of", "feedback", "highest",
+                 "malformed", "reported", "ring", "unknown")
 
     def __init__(self, ring: Ring | None = None) -> None:
         self.ring: Ring = PyRing() if ring is None else ring
@@ -496,6 +530,7 @@ class SendHistory:
         self._last_ref = -1  # the last feedback's 24-bit reference time
         self._remote_base = 0  # what its wraps add, in us
         self.feedback = self.reported = self.unknown = self.malformed = 0
+        self.highest = -1  # the newest number a feedback reported
 
     def take(self, send_s: float, size: int) -> int:
         """Number one packet sent at `send_s` (what the C loop does): its sequence number."""
@@ -533,10 +568,18 @@ class SendHistory:
             number = count - 1 - behind
             slot = number % HISTORY
             self.reported += 1
+            self.highest = max(self.highest, number)
             out.append(PacketResult(int(times[slot] * 1_000_000), int(sizes[slot]),
                                     None if arrival is None else arrival + offset,
                                     -1 if cluster_of is None else cluster_of(number)))
         return out
+
+    def unreported_bytes(self) -> int:
+        """What was numbered after the newest packet a feedback reported: still on its way
+        (or lost), what a bottleneck's queue holds of it (media/link_fall.py)."""
+        ring = self.ring
+        first = max(self.highest + 1, ring.next - HISTORY)
+        return sum(int(ring.size[n % HISTORY]) for n in range(first, ring.next))
 
     def stats(self) -> HistoryStats:
         return HistoryStats(self.ring.next, self.feedback, self.reported, self.unknown,

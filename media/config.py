@@ -63,6 +63,10 @@ class MediaConfig:
     # Share each subscriber's downlink estimate (REMB) out among its consumers
     # (media/allocator.py): layers per subscriber, audio only below a floor.
     bandwidth_allocation: bool = False
+    # For this long after a subscriber's first estimate nothing is paused and video never
+    # goes off (media/allocator.py, start-up grace): a just-joined browser's first REMB is
+    # low and climbs from there. Tests shorten it; 0: no grace.
+    allocation_startup_grace_s: float = 10.0
     # Answer a publisher's transport-wide-cc offer (video) and send it transport-wide feedback
     # every twcc_interval_s (media/twcc.py): its own sender (GCC) then adapts to its uplink.
     transport_cc: bool = True
@@ -92,6 +96,8 @@ class MediaConfig:
                      "twcc_interval_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.allocation_startup_grace_s < 0:
+            raise ConfigError("allocation_startup_grace_s must not be negative")
         if self.max_bitrate_bps < 30_000:
             raise ConfigError("max_bitrate_bps must be at least 30000")
         unknown = {c.upper() for c in self.video_codecs} - {"VP8", "H264"}

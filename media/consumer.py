@@ -94,6 +94,10 @@ class Consumer:
         # while the lower one's keyframe is waited for (it would fill the subscriber's
         # bottleneck queue ahead of that keyframe, and lose its packets).
         self.shedding = False
+        # After a link's fall (media/link_fall.py) the lower layer's keyframe is asked for
+        # only once the bottleneck's queue has drained (Subscribing holds it until then): into
+        # the full queue it overflowed it, and the picture froze until it was repaired.
+        self.keyframe_hold_until = float("-inf")
         self.layer_switches = 0
         self._segments: deque[Segment] = deque(maxlen=MAX_SEGMENTS)
         self._vp8 = producer.simulcast and producer.codec.name == "VP8"
@@ -116,7 +120,9 @@ class Consumer:
             if fp.layer != self.target_layer:
                 return  # the layer being left, or one not waited for
             if self._video and not fp.keyframe:
-                self.producer.request_keyframe(now, count_suppressed=False, layer=fp.layer)
+                if now >= self.keyframe_hold_until:
+                    self.producer.request_keyframe(now, count_suppressed=False,
+                                                   layer=fp.layer)
                 if rw.epoch is None or fp.layer == self.current_layer:
                     self.packets_dropped += 1  # nothing of this consumer is flowing
                 return
@@ -264,8 +270,14 @@ class Consumer:
             return
         self.target_layer = target
         self.producer.place(self)
-        if target != self.current_layer:
+        if target != self.current_layer and now >= self.keyframe_hold_until:
             self.producer.request_keyframe(now, count_suppressed=False, layer=target)
+
+    def request_held_keyframe(self, now: float) -> None:
+        """The hold after a fall is over: ask for the keyframe a switch waits for."""
+        self.keyframe_hold_until = float("-inf")
+        if self.spatial_layers > 1 and not self.closed and self.target_layer != self.current_layer:
+            self.producer.request_keyframe(now, count_suppressed=False, layer=self.target_layer)
 
     def set_allocation(self, layer: int | None, now: float,
                        temporal_layer: int | None = None) -> None:

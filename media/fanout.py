@@ -21,7 +21,6 @@ import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .fanout_build import CDEF
 from .srtp import PROTECT_ADDRESS
 
 if TYPE_CHECKING:
@@ -36,6 +35,8 @@ try:
     from ._fanout_c import ffi, lib  # type: ignore[import-not-found, no-redef]
 except ImportError:  # pragma: no cover - setup.sh always builds it
     import cffi
+
+    from .fanout_build import CDEF  # parses the C declarations: only without the build
 
     ffi = cffi.FFI()
     ffi.cdef(CDEF)

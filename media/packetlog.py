@@ -21,9 +21,12 @@ length or CRC is wrong ends the log there (garbage is never parsed as media).
 
 `TrackLog` is the recorder's tap: each forwarded packet's record is encoded as it is tapped
 (the packet still in the cache) into a pending buffer that `flush_all` writes from the
-writer thread, the GIL released; in C by media._packetlog_c (media/_packetlog_c.c, built by
+writer thread, the GIL released (the C one keeps a reference to the payload instead of a
+copy and writes it from there); in C by media._packetlog_c (media/_packetlog_c.c, built by
 `pip install -e .` or `python media/packetlog_build.py`) when it is built, in Python
-otherwise, the same bytes either way (tests/media/test_packetlog_c.py).
+otherwise, the same bytes either way (tests/media/test_packetlog_c.py). The mux process's
+`LogReader` reads the records back with the same module's `read_records` (one C call per
+poll and log, a tuple per record) when it is built, in Python otherwise, the same records.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from .rtp import EXT_BLOCK_LEN, ForwardPacket
 
@@ -84,8 +87,9 @@ class CorruptLog(Exception):
     """The log holds something that is not a record: it ends where this was found."""
 
 
-@dataclass(slots=True)
-class LoggedPacket:
+# Tuples, so that the C reader (read_records) makes one with a single allocation: the mux
+# process makes one per recorded packet.
+class LoggedPacket(NamedTuple):
     ext_seq: int
     ts: int
     marker: int  # 0x80 when set, as in ForwardPacket
@@ -95,8 +99,7 @@ class LoggedPacket:
     payload: bytes
 
 
-@dataclass(slots=True)
-class LoggedReport:
+class LoggedReport(NamedTuple):
     rtp_ts: int
     local: float
     epoch: int
@@ -225,9 +228,14 @@ that broke the sequence, each with the ext_seq and epoch (-1: none) expected bef
 flush_all: Callable[[Sequence[tuple[Any, int]]], list[int | OSError]] = flush_all_py
 """flush_all([(log, fd), ...]) -> for each, the packet records written or the OSError that
 stopped it; the C one writes them all with the GIL released once."""
+read_records: Callable[..., tuple[list[Any], int, str | None, int]] | None = None
+"""read_records(buffer, pos, LoggedPacket, LoggedReport) -> (records, pos, bad, bad_at): the
+LogReader's loop in C (media/_packetlog_read.c), or None (LogReader does it in Python)."""
 try:
     from . import _packetlog_c  # type: ignore[attr-defined]
     TrackLog, flush_all = _packetlog_c.TrackLog, _packetlog_c.flush_all
+    # a module built before the reader was added still serves the tap
+    read_records = getattr(_packetlog_c, "read_records", None)
 except ImportError:  # pragma: no cover - setup.sh always builds it
     logger.warning("media._packetlog_c is not built (pip install -e . builds it): the "
                    "recorder encodes its packet logs in Python, slower")
@@ -243,8 +251,9 @@ def append_report(out: bytearray, rtp_ts: int, local: float, epoch: int) -> None
 class LogReader:
     """Reads a log as it grows: each `read()` returns the records now whole on disk."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, pure_python: bool = False) -> None:
         self.path = path
+        self.pure_python = pure_python  # read_records's Python loop even when C is built
         self.header: dict[str, Any] | None = None
         self.corrupt: str | None = None  # why reading stopped early, if it did
         self._file: BinaryIO | None = None
@@ -293,32 +302,55 @@ class LogReader:
         return True
 
     def _records(self) -> list[LoggedPacket | LoggedReport]:
+        if read_records is not None and not self.pure_python:
+            records, pos, bad, at = read_records(self._buffer, 0, LoggedPacket, LoggedReport)
+            if bad is not None:
+                (length,) = HEADER_LEN.unpack_from(self._buffer, at)
+                self._corrupt(f"record of {length} bytes at {self._offset + at}"
+                              if bad == "length" else f"bad checksum at {self._offset + at}")
+                return records
+            del self._buffer[:pos]
+            self._offset += pos
+            return records
+        return self._records_py()
+
+    def _records_py(self) -> list[LoggedPacket | LoggedReport]:
+        # What read_records does in C: the fields read in place, the CRC over a view, the
+        # payload copied once.
         buf = self._buffer
         out: list[LoggedPacket | LoggedReport] = []
+        append = out.append
         pos = 0
+        end = len(buf)
+        unpack_record, unpack_packet = RECORD.unpack_from, PACKET.unpack_from
+        fields, record_size = PACKET.size, RECORD.size
+        view = memoryview(buf)
         try:
-            while len(buf) - pos >= RECORD.size:
-                length, kind, crc = RECORD.unpack_from(buf, pos)
+            while end - pos >= record_size:
+                length, kind, crc = unpack_record(buf, pos)
                 if length > MAX_BODY:
+                    view.release()
                     self._corrupt(f"record of {length} bytes at {self._offset + pos}")
                     return out
-                start = pos + RECORD.size
-                if len(buf) - start < length:
+                start = pos + record_size
+                if end - start < length:
                     break  # not all on disk yet (or cut there)
-                body = bytes(buf[start:start + length])
-                if _crc(body[:CHECKED], length + (kind << 24)) != crc:
+                checked = start + (length if length < CHECKED else CHECKED)
+                if _crc(view[start:checked], length + (kind << 24)) != crc:
+                    view.release()
                     self._corrupt(f"bad checksum at {self._offset + pos}")
                     return out
                 pos = start + length
-                if kind == TYPE_PACKET and length >= PACKET.size:
-                    ext_seq, ts, arrival, flags, epoch = PACKET.unpack_from(body)
-                    out.append(LoggedPacket(ext_seq, ts, 0x80 if flags & 1 else 0,
-                                            bool(flags & 2), epoch, arrival,
-                                            body[PACKET.size:]))
+                if kind == TYPE_PACKET and length >= fields:
+                    ext_seq, ts, arrival, flags, epoch = unpack_packet(buf, start)
+                    append(LoggedPacket(ext_seq, ts, 0x80 if flags & 1 else 0,
+                                        bool(flags & 2), epoch, arrival,
+                                        bytes(view[start + fields:pos])))
                 elif kind == TYPE_SR and length == SENDER_REPORT.size:
-                    out.append(LoggedReport(*SENDER_REPORT.unpack(body)))
+                    append(LoggedReport(*SENDER_REPORT.unpack_from(buf, start)))
                 # any other (whole, checked) record: a later version's, skipped
         finally:
+            view.release()  # (again: harmless) the buffer cannot be resized under a view
             if self.corrupt is None:
                 del buf[:pos]
                 self._offset += pos

@@ -20,6 +20,7 @@ from aioice import Candidate
 
 from .allocator import Allocation, AllocatorStats, Want
 from .bwe import HistoryStats
+from .closing import CloseOnce
 from .consumer import Consumer
 from .errors import ClosedError, MediaError, NegotiationError, SdpError
 from .events import DownlinkChanged, TransportStateChanged
@@ -62,7 +63,7 @@ class Peer:
         self.app_data = app_data
         self.router = router
         self._lock = asyncio.Lock()
-        self._closing: asyncio.Future[None] | None = None
+        self._closing = CloseOnce()
         self._close_task: asyncio.Future[None] | None = None
         self._publishing = Publishing(self)
         self._subscribing = Subscribing(self)
@@ -72,7 +73,7 @@ class Peer:
     # -- properties ------------------------------------------------------------------
     @property
     def closed(self) -> bool:
-        return self._closing is not None
+        return self._closing.started
 
     @property
     def producers(self) -> list[Producer]:
@@ -279,10 +280,9 @@ class Peer:
     async def close(self, reason: CloseReason = CloseReason.REQUESTED) -> None:
         """Idempotent: closes consumers, producers (and so their consumers on
         other peers), then transports; emits PeerClosed last."""
-        if self._closing is not None:
-            await asyncio.shield(self._closing)
-            return
-        self._closing = asyncio.get_running_loop().create_future()
+        await self._closing.run(lambda: self._close_owned(reason))
+
+    async def _close_owned(self, reason: CloseReason) -> None:
         try:
             self._subscribing.close_consumers(CloseReason.PEER_CLOSED)
             self._publishing.close_producers(CloseReason.PEER_CLOSED)
@@ -294,7 +294,6 @@ class Peer:
                     await transport.close()
         finally:
             self.router.peer_closed(self, reason)
-            self._closing.set_result(None)
 
     def stats(self) -> PeerStats:
         return PeerStats(id=self.id, transports=[t.stats() for t in self.transports],

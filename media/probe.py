@@ -26,7 +26,9 @@ beyond it on a link at the estimate (the media sent meanwhile comes on top); clu
 at most MAX_CLUSTER_S. Probes are SPACING_S apart, doubled after each one that did not
 lift the estimate (up to MAX_SPACING_S); a cluster whose feedback shows loss or overuse
 while it is being sent is abandoned (the rest is not sent), and one with no result within
-RESULT_WAIT_S failed.
+RESULT_WAIT_S failed. None while the estimator says overusing, nor within a second of a
+link's fall (media/link_fall.py): padding then would queue ahead of the lower layer's
+keyframe.
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ class Prober:
         towards it (capped) if none is under way and the spacing allows; True if started."""
         estimate = self._bwe.estimate_bps
         if self.probing or now < self._next_at or target_bps <= estimate \
-                or self._bwe.usage is Usage.OVERUSING:
+                or self._bwe.usage is Usage.OVERUSING \
+                or self._bwe.draining(int(now * 1_000_000)):
             return False
         target = min(target_bps, MAX_STEP * estimate, self.cap_bps, max_target(estimate))
         if target <= estimate:

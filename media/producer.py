@@ -119,7 +119,7 @@ class Producer:
         if self.kind is Kind.VIDEO:
             keyframe = self._keyframe is not None and self._keyframe(pkt.payload)
             if keyframe:
-                stream.keyframes_received += 1
+                stream.on_keyframe(now)
             tail = video_ext_block(abs_send_time(now)) + pkt.payload
         else:
             keyframe = False

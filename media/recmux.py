@@ -3,7 +3,9 @@
     python -m media.recmux --follow          # the recorder's child: log paths on stdin
     python -m media.recmux LOG [LOG ...]     # after the fact: a log left by a crash
 
-Following, each stdin line names a log to add; stdin's end (the recorder stopped, or the SFU
+Following, each stdin line names a log to add, and an empty line is the writer's word that it
+has written to the logs: each line wakes the mux to read every log (else it looks every
+FOLLOW_POLL_S); stdin's end (the recorder stopped, or the SFU
 process died) means: read every log to its end, close the files, print the result, exit. So
 a killed server still leaves finished files up to its last whole record. The result on
 stdout is one JSON object {"tracks": [{"log", "file", "frames", "dropped_frames",
@@ -37,7 +39,11 @@ from .trackmux import TrackMuxer
 
 logger = logging.getLogger(__name__)
 
-FOLLOW_POLL_S = 0.25
+# The writer wakes the mux after each of its writes (an empty line on stdin), so this is a
+# fallback, not the pace: each wake-up starts cold on a core the SFU shares (the caches, the
+# file reads), ~0.5 ms a poll here, and an idle recording's looks were most of the mux's CPU
+# between its writes.
+FOLLOW_POLL_S = 1.0
 
 
 class CpuBudget:
@@ -129,11 +135,14 @@ def mux(logs: list[Path], budget: CpuBudget | None = None) -> list[dict[str, Any
     return out
 
 
-def follow(lines: Any, budget: CpuBudget | None = None) -> list[dict[str, Any]]:
-    """Mux the logs named on `lines` as they grow, until `lines` ends."""
+def follow(lines: Any, budget: CpuBudget | None = None,
+           poll_s: float = FOLLOW_POLL_S) -> list[dict[str, Any]]:
+    """Mux the logs named on `lines` as they grow, until `lines` ends: at each line (a new
+    log, or an empty one: the writer wrote), else every `poll_s`."""
     muxes: dict[str, LogMux] = {}
     lock = threading.Lock()
     ended = threading.Event()
+    wake = threading.Event()  # a line came: a new log, or the writer wrote to them
 
     def read_lines() -> None:
         for line in lines:
@@ -141,10 +150,16 @@ def follow(lines: Any, budget: CpuBudget | None = None) -> list[dict[str, Any]]:
             if name:
                 with lock:
                     muxes.setdefault(name, LogMux(Path(name)))
+            wake.set()
         ended.set()
+        wake.set()
 
     threading.Thread(target=read_lines, daemon=True).start()
-    while not ended.wait(FOLLOW_POLL_S):
+    while True:
+        wake.wait(poll_s)
+        wake.clear()  # before reading: a write meanwhile wakes the next round at once
+        if ended.is_set():
+            break
         if budget is not None:
             budget.extend()
         with lock:

@@ -2,11 +2,12 @@
 
 The forwarding path's only cost is the tap: a producer's `tap` is the track's `TrackLog`
 (media/packetlog.py, in C: media/_packetlog_c.c), one C call that appends the packet's record
-(payload, RTP fields, arrival time) to a pending buffer while the packet is still in the cache
-(bounded: a packet that finds `queue_packets` records pending is dropped and counted; no lock,
-no await, no reference kept). One writer thread per recorder wakes every `POLL_S` and writes
-every track's pending records to its packet log in one C call (`flush_all`) that releases the
-GIL once for all the writes; the publisher's sender reports go through the same tap
+(RTP fields, arrival time) to a pending buffer while the packet is still in the cache, with a
+reference to its payload, not a copy (bounded: a packet that finds `queue_packets` records
+pending is dropped and counted; no lock, no await). One writer thread per recorder wakes every
+`POLL_S` and writes every track's pending records to its packet log in one C call
+(`flush_all`) that releases the GIL once for all the writes (each payload written from the
+packet's own bytes, then let go); the publisher's sender reports go through the same tap
 (`report_tap`), so each is logged where it arrived among the packets and the mux places each
 packet by the report known when it came: no depacketizing, no PyAV, nothing per frame in the
 SFU process (Janus's .mjr + janus-pp-rec, but muxed live). The thread also starts the mux process (`python -m
@@ -276,6 +277,17 @@ class MuxProcess:
             logger.error("recorder: the mux process is gone (%s): %s stays a log", exc, log)
             return False
 
+    def wake(self) -> bool:
+        """Tell it the logs grew (an empty line): it reads them now, not at its next look."""
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write("\n")
+            self.proc.stdin.flush()
+            return True
+        except (OSError, ValueError) as exc:
+            logger.error("recorder: the mux process is gone (%s): the tracks stay logs", exc)
+            return False
+
     def finish(self) -> dict[str, dict[str, Any]]:
         """Close its stdin, wait for its result: log path → that track's result."""
         try:
@@ -428,6 +440,8 @@ class Recorder:
                 written = flush_all([job for _, job in live])
                 for (writer, _), result in zip(live, written, strict=True):
                     busy = writer.flushed(result) or busy
+            if busy and not stopping and mux is not None and not mux.wake():
+                mux = None  # the mux follows our writes, not a clock of its own
             if stopping:
                 break
             wait = POLL_S if busy else min(wait * 2, IDLE_POLL_S)

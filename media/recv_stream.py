@@ -11,6 +11,7 @@ keyframe).
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import TYPE_CHECKING
 
 from . import rtcp
@@ -26,6 +27,7 @@ NACK_RETRY_S = 0.04  # resend a NACK this long after the last one...
 NACK_TRIES = 3  # ...at most this many times
 MAX_MISSING = 512  # a bigger gap is a reset: ask for a keyframe instead
 ACTIVE_S = 1.5  # a layer with no packet for this long is not being sent
+KEYFRAME_LATENCIES = 8  # the answered requests whose latency is kept
 
 
 class SenderReportRef:
@@ -62,6 +64,9 @@ class RecvStream:
         self._keyframe_interval = keyframe_interval_s
         self._nack = nack
         self._last_keyframe_request = -math.inf
+        self._keyframes_at_request = 0  # keyframes_received when the last PLI went
+        # From a PLI to the first keyframe after it, for the last answered requests.
+        self._keyframe_latencies: deque[float] = deque(maxlen=KEYFRAME_LATENCIES)
         self._unwrapper = SeqUnwrapper()
         # Gaps: a reordered packet fills one (forwarded), a repeat does not.
         self._missing: dict[int, list[float]] = {}  # ext seq -> [first, last sent, tries]
@@ -169,6 +174,20 @@ class RecvStream:
         self.nacks_sent += 1
         self._transport.send_rtcp(rtcp.build_nack(self._transport.rtcp_ssrc, self.ssrc, lost))
 
+    def on_keyframe(self, now: float) -> None:
+        """A keyframe's first packet arrived (the producer's detector says so)."""
+        if (self.keyframes_received == self._keyframes_at_request  # the first since a PLI
+                and self._last_keyframe_request > -math.inf):
+            self._keyframe_latencies.append(now - self._last_keyframe_request)
+        self.keyframes_received += 1
+
+    @property
+    def keyframe_latency_s(self) -> float | None:
+        """The least time a recent PLI took to bring a keyframe (None: none answered yet).
+        The least, since a keyframe that came on its own soon after a PLI reads short: a
+        request timed by it brings its keyframe no earlier than it expects."""
+        return min(self._keyframe_latencies, default=None)
+
     def request_keyframe(self, now: float, count_suppressed: bool = True) -> None:
         """PLI for this SSRC, at most one per keyframe_interval_s."""
         if self.ssrc is None:
@@ -178,6 +197,7 @@ class RecvStream:
                 self.keyframe_requests_suppressed += 1
             return
         self._last_keyframe_request = now
+        self._keyframes_at_request = self.keyframes_received
         self.keyframe_requests_sent += 1
         self._transport.send_rtcp(rtcp.build_pli(self._transport.rtcp_ssrc, self.ssrc))
 

@@ -15,6 +15,7 @@ sections not reused yet.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import itertools
@@ -59,6 +60,15 @@ from .types import (
 
 if TYPE_CHECKING:
     from .peer import Peer
+
+
+# The longest a lower layer's keyframe waits for the bottleneck's queue to drain after a fall.
+# The wait is part of the freeze, and the drain counted (what was numbered and not reported)
+# includes what an overflowing queue drops: 0.35-0.39 s counted on a 300 kbit/s link whose
+# queue holds 0.2 s. Shorter is safe: a queue of B seconds, full at the fall and fed nothing
+# since, holds at most B - hold when the keyframe comes, so a keyframe that crosses the link
+# within the hold (up to 9 kB at 300 kbit/s; a 320x180 one is 3-8 kB) overflows no queue.
+MAX_KEYFRAME_HOLD_S = 0.25
 
 
 class SignalingState(enum.Enum):
@@ -120,7 +130,8 @@ class Subscribing:
         self._version = 0
         self.consumers: dict[str, Consumer] = {}
         self._by_ssrc: dict[int, Consumer] = {}
-        self.allocator = Allocator()  # fed always; applied if config.bandwidth_allocation
+        # Fed always; applied if config.bandwidth_allocation.
+        self.allocator = Allocator(startup_grace_s=self._config.allocation_startup_grace_s)
         self.allocation: Allocation | None = None
         self.wants: dict[str, Want] = {}  # consumer id -> what the client's tile needs
         # Transport-cc negotiated (MediaConfig.subscriber_transport_cc, media/bwe.py): the
@@ -361,11 +372,37 @@ class Subscribing:
         results = history.results(feedback)
         if not results:
             return
+        falls = bwe.falls
         estimate = int(bwe.on_feedback(results, int(now * 1_000_000)))
+        if bwe.falls != falls and self.allocating:  # the link fell (media/link_fall.py)
+            self.allocator.on_fall(now)
+            self._hold_keyframes(history.unreported_bytes() * 8 / max(bwe.fall_bps, 1.0), now)
         if self.prober is not None:
             self.prober.on_feedback(results, now)
         if self.allocator.on_remb(estimate, now) and self.allocating and self._falls(estimate):
             self._allocate(now)  # a falling estimate is acted on at once, as a REMB's
+
+    def _hold_keyframes(self, drain_s: float, now: float) -> None:
+        """The link fell (media/link_fall.py): what is on its way drains in `drain_s`; the
+        keyframes of the layers the allocation now lowers to are asked for after that (the
+        old layer is no longer sent meanwhile: `Consumer.shedding`). Asked for earlier by
+        what a request to the low layer takes to bring a keyframe (`RecvStream.
+        keyframe_latency_s`, the least of the recent ones, at most half the hold), so that
+        it reaches the link as the queue has drained, not that much after."""
+        hold = min(drain_s, MAX_KEYFRAME_HOLD_S)
+        loop = asyncio.get_running_loop()
+        for consumer in self.consumers.values():
+            if consumer.kind is Kind.VIDEO:
+                latency = consumer.producer.streams[0].keyframe_latency_s or 0.0
+                ask_in = hold - min(latency, hold / 2)
+                consumer.keyframe_hold_until = now + ask_in
+                loop.call_later(ask_in, self._release_keyframes)
+
+    def _release_keyframes(self) -> None:
+        now = time.monotonic()
+        for consumer in list(self.consumers.values()):
+            if consumer.keyframe_hold_until <= now:
+                consumer.request_held_keyframe(now)
 
     def feedback_stats(self) -> HistoryStats:
         """Transport-wide feedback on what this transport sent (all zero: not negotiated)."""

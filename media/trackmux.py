@@ -51,8 +51,14 @@ class TrackMuxer:
         self._last_ts = 0
         self._last_pts: int | None = None
         self._pts = 0
+        self._time_base = Fraction(1, clock)
         # video frame assembly
         self._pending: dict[int, dict[int, LoggedPacket]] = {}  # rtp ts -> ext seq -> packet
+        # per pending frame, the earliest arrival of its packets (a lower bound, exact unless
+        # a duplicate replaced its first packet): the stale check's quick test
+        self._first: dict[int, float] = {}
+        self._marked: set[int] = set()  # pending frames that got a marker packet
+        self._rescan = False  # a scan ended by an exception: every frame is scanned again
         self._last_end: int | None = None  # ext seq of the last frame's marker packet
         self._need_keyframe = True
         self.frames = 0
@@ -61,37 +67,66 @@ class TrackMuxer:
         self.opened = False  # the file exists: made at the first frame (video: a keyframe)
 
     def feed(self, records: list[LoggedPacket | LoggedReport]) -> None:
+        if self.failed is not None:
+            return  # the file cannot be written: the rest is discarded
+        packet = self._audio if self.kind == "audio" else self._video
         for record in records:
-            if self.failed is not None:
-                return  # the file cannot be written: the rest is discarded
-            if isinstance(record, LoggedReport):
+            if type(record) is LoggedReport:
                 self._report = record
                 continue
             try:
-                self._packet(record)
+                packet(record)  # type: ignore[arg-type]
             except WriteFailed as exc:  # disk full, I/O error: this track stops, logged once
                 self.failed = str(exc.__cause__ or exc)
                 logger.error("recorder: %s: writing failed, track stopped: %s",
                              self.path.name, self.failed)
                 self._close()
+                return
             except Exception:  # a garbage payload costs that frame, never the recording
                 logger.exception("recorder: %s: packet dropped", self.path.name)
                 self._drop_frame()
 
-    def _packet(self, fp: LoggedPacket) -> None:
-        if fp.epoch != self._epoch:  # first packet, or the publisher's SSRC changed
-            self._epoch = fp.epoch
-            self._pending.clear()
-            self._last_end = None
-            self._need_keyframe = True
-            self._anchor(fp)
-        if self.kind == "audio":
-            self._write(fp.payload, self._timestamp(fp.ts), True)
-            return
-        if self._last_end is not None and fp.ext_seq <= self._last_end:
+    def _new_epoch(self, fp: LoggedPacket) -> None:
+        """The first packet, or the publisher's SSRC changed."""
+        self._epoch = fp.epoch
+        self._pending.clear()
+        self._first.clear()
+        self._marked.clear()
+        self._last_end = None
+        self._need_keyframe = True
+        self._anchor(fp)
+
+    def _audio(self, fp: LoggedPacket) -> None:
+        if fp.epoch != self._epoch:
+            self._new_epoch(fp)
+        self._write(fp.payload, self._timestamp(fp.ts), True)
+
+    def _video(self, fp: LoggedPacket) -> None:
+        # Per packet in the mux process: kept to what each packet needs (the mux's CPU per
+        # recorded packet is bench/record.py's); the frame's work is _assemble's.
+        ext_seq, ts, marker, _, epoch, arrival, _ = fp
+        if epoch != self._epoch:
+            self._new_epoch(fp)
+        last_end = self._last_end
+        if last_end is not None and ext_seq <= last_end:
             return  # late packet of a frame already written or dropped
-        self._pending.setdefault(fp.ts, {})[fp.ext_seq] = fp
-        self._assemble(fp.arrival)
+        first = self._first
+        frame = self._pending.get(ts)
+        if frame is None:
+            self._pending[ts] = frame = {}
+            first[ts] = arrival
+        elif arrival < first[ts]:
+            first[ts] = arrival
+        frame[ext_seq] = fp
+        if marker:
+            self._marked.add(ts)
+        # A frame is complete only with its marker packet, and no other pending frame can
+        # have become writable (the last scan left none, and _last_end has not moved since):
+        # without a marker in this packet's frame, only the stale check is due.
+        if ts in self._marked or self._rescan:
+            self._assemble(arrival)
+        elif arrival - min(first.values()) > STALE_FRAME_S:
+            self._drop_stale(arrival)
 
     def _anchor(self, fp: LoggedPacket) -> None:
         """Place a (re)starting stream on the recording's clock: by the publisher's last
@@ -124,7 +159,35 @@ class TrackMuxer:
         return self._pts
 
     # -- video frames -------------------------------------------------------------------
+    def _forget(self, ts: int) -> dict[int, LoggedPacket]:
+        self._first.pop(ts, None)
+        self._marked.discard(ts)
+        return self._pending.pop(ts)
+
     def _assemble(self, now: float) -> None:
+        pending = self._pending
+        if len(pending) == 1 and not self._rescan and self._last_end is not None:
+            # The usual: this frame alone, following the last one. What the scan below
+            # would do with it, without scanning.
+            [(ts, frame)] = pending.items()
+            seqs = sorted(frame)
+            if seqs[0] == self._last_end + 1 and frame[seqs[-1]].marker \
+                    and seqs[-1] - seqs[0] + 1 == len(seqs):
+                pending.clear()
+                self._first.clear()
+                self._marked.clear()
+                self._last_end = seqs[-1]
+                keyframe = frame[seqs[0]].keyframe
+                if self._need_keyframe and not keyframe:
+                    self.dropped_frames += 1
+                    return
+                self._rescan = True  # as below, should a bad payload raise
+                payload = depacketize(self.codec, [frame[s].payload for s in seqs])
+                self._need_keyframe = False
+                self._write(payload, self._timestamp(ts), keyframe)
+                self._rescan = False
+                return
+        self._rescan = True  # until the scan ends normally (a bad payload raises out of it)
         while True:
             complete = None
             for ts, frame in self._pending.items():
@@ -140,10 +203,10 @@ class TrackMuxer:
             if complete is None:
                 break
             ts, seqs, follows = complete
-            frame = self._pending.pop(ts)
+            frame = self._forget(ts)
             # frames before this one that never completed are lost
             for other in [t for t, f in self._pending.items() if min(f) < seqs[0]]:
-                del self._pending[other]
+                self._forget(other)
                 self._drop_frame()
             if not follows and self._last_end is not None:
                 self._drop_frame()  # a whole frame went missing in between
@@ -155,9 +218,16 @@ class TrackMuxer:
             payload = depacketize(self.codec, [frame[s].payload for s in seqs])
             self._need_keyframe = False
             self._write(payload, self._timestamp(ts), keyframe)
+        self._rescan = False
+        self._drop_stale(now)
+
+    def _drop_stale(self, now: float) -> None:
+        """Drop the frames whose first packet came over STALE_FRAME_S before `now`."""
+        if not self._first or now - min(self._first.values()) <= STALE_FRAME_S:
+            return  # the common case, decided by the lower bounds (_first) alone
         for ts in [t for t, f in self._pending.items()
                    if now - min(p.arrival for p in f.values()) > STALE_FRAME_S]:
-            del self._pending[ts]
+            self._forget(ts)
             self._drop_frame()
 
     def _drop_frame(self) -> None:
@@ -191,7 +261,8 @@ class TrackMuxer:
         return True
 
     def _write(self, payload: bytes, pts: int, keyframe: bool) -> None:
-        if self._last_pts is not None and pts <= self._last_pts:
+        last = self._last_pts
+        if last is not None and pts <= last:
             self.dropped_frames += 1  # reordered or repeated: the muxer needs rising times
             return
         try:
@@ -199,11 +270,12 @@ class TrackMuxer:
                 self.dropped_frames += 1
                 return
             packet = av.Packet(payload)
-            packet.pts = packet.dts = pts
-            packet.time_base = Fraction(1, self.clock)
+            packet.pts = pts
+            packet.dts = pts
+            packet.time_base = self._time_base
             packet.is_keyframe = keyframe
             packet.stream = self._stream
-            self._container.mux(packet)
+            self._container.mux_one(packet)
         except (OSError, av.FFmpegError) as exc:
             raise WriteFailed(str(exc)) from exc
         self._last_pts = pts

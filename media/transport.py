@@ -19,6 +19,7 @@ from aiortc.rtp import AnyRtcpPacket, is_rtcp
 
 from . import aiortc_seam as seam
 from . import rtcp
+from .closing import CloseOnce
 from .config import MediaConfig
 from .errors import NegotiationError, RtcpError
 from .fanout import FanOut, LegPath
@@ -118,7 +119,7 @@ class WebRtcTransport:
         # Fan-outs with packets waiting while those are handled (media/fanout.py).
         self.rx_batch: list[FanOut] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
-        self._closing: asyncio.Future[None] | None = None
+        self._closing = CloseOnce()
         self._started = False
         self._remote: tuple[str, str] | None = None  # ICE credentials started with
         self._restart_task: asyncio.Future[None] | None = None
@@ -154,7 +155,7 @@ class WebRtcTransport:
     def start(self, remote: IceParameters, fingerprints: list[RTCDtlsFingerprint],
               dtls_role: str) -> None:
         """Connect in the background; the state changes tell the outcome."""
-        if self._started or self._closing is not None:
+        if self._started or self._closing.started:
             return
         self._started = True
         self._remote = (remote.ufrag, remote.pwd)
@@ -292,11 +293,11 @@ class WebRtcTransport:
 
     # -- teardown ----------------------------------------------------------------------
     async def close(self) -> None:
-        """Idempotent; concurrent callers all wait for the same teardown."""
-        if self._closing is not None:
-            await asyncio.shield(self._closing)
-            return
-        self._closing = asyncio.get_running_loop().create_future()
+        """Idempotent; concurrent callers all wait for the same teardown: stops its tasks,
+        DTLS (and so SRTP), ICE and the C fan-out's legs."""
+        await self._closing.run(self._close_owned)
+
+    async def _close_owned(self) -> None:
         self.state = TransportState.CLOSED
         self._set_srtp(None, None)
         current = asyncio.current_task()
@@ -311,11 +312,10 @@ class WebRtcTransport:
         await self._ice.close()
         self.leg_path.clear()
         self._close_stamp_fd()
-        self._closing.set_result(None)
 
     @property
     def closed(self) -> bool:
-        return self._closing is not None
+        return self._closing.started
 
     def stats(self) -> TransportStats:
         return TransportStats(
@@ -339,7 +339,7 @@ class WebRtcTransport:
         return task
 
     def _set_state(self, state: TransportState, reason: CloseReason | None = None) -> None:
-        if self._closing is not None or state is self.state:
+        if self._closing.started or state is self.state:
             return
         self.state = state
         try:

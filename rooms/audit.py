@@ -12,7 +12,12 @@ row; the archived minutes' recorded head hash is the outside anchor for that.
 
 Appends serialise on the head row: `UPDATE audithead SET seq = seq + 1 … RETURNING` takes
 the row lock on PostgreSQL and the database write lock on SQLite before the previous hash
-is read, so two writers can never both extend the same hash (the chain never forks).
+is read, so two writers can never both extend the same hash (the chain never forks). Then
+the entries are inserted and the head's hash set: three statements. A process that wrote
+the head last knows it (`_heads`): its next append extends that head in one UPDATE that
+matches only if the head is still exactly that seq and hash, then inserts: two statements.
+If another process, or a transaction that rolled back, moved the head, that UPDATE matches
+nothing and the append claims the head as above; the hint never decides what is chained.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import update
+from sqlalchemy import Engine, bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -105,30 +111,72 @@ async def record(session: AsyncSession, meeting_id: int, actor_id: int | None, k
     return (await _append(session, [_Buffered(meeting_id, actor_id, kind, data, utcnow())]))[0]
 
 
-async def _append(session: AsyncSession, items: list[_Buffered]) -> list[AuditEntry]:
-    """Chain `items` (all of one meeting) onto its chain: one head lock for all of them."""
-    meeting_id = items[0].meeting_id
-    claim = (update(AuditHead).where(col(AuditHead.meeting_id) == meeting_id)
-             .values(seq=AuditHead.seq + len(items))
-             .returning(col(AuditHead.seq), col(AuditHead.hash)))
-    head = (await session.exec(claim)).first()  # type: ignore[call-overload]
-    if head is None:  # the meeting's first entry
-        await insert_ignore(session, AuditHead, meeting_id=meeting_id, seq=0, hash=GENESIS)
-        head = (await session.exec(claim)).one()  # type: ignore[call-overload]
-    last_seq, prev_hash = head
+# The chain's end per meeting as this process last wrote it, per database (engine): a hint
+# for the next append (module docstring). A rolled-back write leaves a hint the head does
+# not match; the next append then claims the head, as without one.
+_heads: WeakKeyDictionary[Engine, dict[int, tuple[int, str]]] = WeakKeyDictionary()
+
+
+# The head's statements, built once (every audited change runs one or two of them).
+_HEAD = col(AuditHead.meeting_id) == bindparam("b_meeting_id")
+_CLAIM = (update(AuditHead).where(_HEAD).values(seq=AuditHead.seq + bindparam("n"))
+          .returning(col(AuditHead.seq), col(AuditHead.hash)))
+_EXTEND = (update(AuditHead).where(_HEAD, col(AuditHead.seq) == bindparam("b_seq"),
+                                   col(AuditHead.hash) == bindparam("b_hash"))
+           .values(seq=bindparam("new_seq"), hash=bindparam("new_hash")))
+_SET_HASH = update(AuditHead).where(_HEAD).values(hash=bindparam("new_hash"))
+
+
+def _known_heads(session: AsyncSession) -> dict[int, tuple[int, str]] | None:
+    bind = session.bind
+    engine = getattr(bind, "sync_engine", None)
+    if not isinstance(engine, Engine):
+        return None
+    return _heads.setdefault(engine, {})
+
+
+def _chain(items: list[_Buffered], last_seq: int, prev_hash: str) -> list[AuditEntry]:
+    """`items` chained after the entry (`last_seq`, `prev_hash`)."""
     entries = []
-    for seq, item in enumerate(items, last_seq - len(items) + 1):
-        digest = entry_hash(prev_hash, meeting_id, seq, item.at, item.actor_id, item.kind,
-                            item.data)
-        entries.append(AuditEntry(meeting_id=meeting_id, seq=seq, at=item.at,
+    for seq, item in enumerate(items, last_seq + 1):
+        digest = entry_hash(prev_hash, item.meeting_id, seq, item.at, item.actor_id,
+                            item.kind, item.data)
+        entries.append(AuditEntry(meeting_id=item.meeting_id, seq=seq, at=item.at,
                                   actor_id=item.actor_id, kind=item.kind,
                                   data_json=canonical(item.data).decode("utf-8"),
                                   prev_hash=prev_hash, hash=digest))
         prev_hash = digest
+    return entries
+
+
+async def _append(session: AsyncSession, items: list[_Buffered]) -> list[AuditEntry]:
+    """Chain `items` (all of one meeting) onto its chain: one head lock for all of them."""
+    meeting_id = items[0].meeting_id
+    known = _known_heads(session)
+    hint = known.get(meeting_id) if known is not None else None
+    if known is not None and hint is not None:
+        entries = _chain(items, *hint)
+        moved = await session.exec(_EXTEND, params={  # type: ignore[call-overload]
+            "b_meeting_id": meeting_id, "b_seq": hint[0], "b_hash": hint[1],
+            "new_seq": entries[-1].seq, "new_hash": entries[-1].hash})
+        if moved.rowcount == 1:  # the head was the hint: extended, locked until the commit
+            session.add_all(entries)
+            await session.flush()
+            known[meeting_id] = (entries[-1].seq, entries[-1].hash)
+            return entries
+    claim = {"b_meeting_id": meeting_id, "n": len(items)}
+    head = (await session.exec(_CLAIM, params=claim)).first()  # type: ignore[call-overload]
+    if head is None:  # the meeting's first entry
+        await insert_ignore(session, AuditHead, meeting_id=meeting_id, seq=0, hash=GENESIS)
+        head = (await session.exec(_CLAIM, params=claim)).one()  # type: ignore[call-overload]
+    last_seq, prev_hash = head
+    entries = _chain(items, last_seq - len(items), prev_hash)
     session.add_all(entries)
-    await session.exec(update(AuditHead)  # type: ignore[call-overload]
-                       .where(col(AuditHead.meeting_id) == meeting_id).values(hash=prev_hash))
+    await session.exec(_SET_HASH, params={  # type: ignore[call-overload]
+        "b_meeting_id": meeting_id, "new_hash": entries[-1].hash})
     await session.flush()
+    if known is not None:
+        known[meeting_id] = (entries[-1].seq, entries[-1].hash)
     return entries
 
 

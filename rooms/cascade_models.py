@@ -39,6 +39,9 @@ class CascadeReport(SQLModel, table=True):
     state: str = Field(default="pending", max_length=16, index=True)
     reason: str | None = Field(default=None, max_length=300)
     at: datetime = Field(default_factory=utcnow)
+    # The child link it came through (None: made here); `origin` may be further down. Each
+    # child's share of what this node holds for its parent is counted by it (reports.py).
+    via: str | None = Field(default=None, max_length=64)
 
 
 class CascadeReceived(SQLModel, table=True):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam, case
+from sqlalchemy import select as sa_select
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -18,6 +20,7 @@ RATE_LIMIT = 5  # requests per person per window
 RATE_WINDOW = timedelta(seconds=60)
 MAX_LIMIT_SECONDS = 3600
 WAITING = (FloorStatus.queued, FloorStatus.speaking)
+Names = tuple[dict[int, str], dict[int, str], dict[int, str]]  # people, sites, items
 
 
 async def get_request(session: AsyncSession, meeting_id: int, request_id: int) -> FloorRequest:
@@ -43,15 +46,16 @@ async def request_floor(session: AsyncSession, state: ProcedureState, user: User
         if record is None or record.status not in attendance.PRESENT:
             raise Conflict("check in before asking for the floor", code="not_checked_in")
         site_id = record.site_id
-    recent = await session.exec(select(func.count()).select_from(FloorRequest).where(
-        FloorRequest.meeting_id == meeting_id, FloorRequest.user_id == user.id,
-        col(FloorRequest.requested_at) >= now - RATE_WINDOW))
-    if recent.one() >= RATE_LIMIT:
+    # The rate limit and "already asked" in one read of the person's requests (two before).
+    counted = await session.exec(select(  # type: ignore[call-overload]
+        func.count(case((col(FloorRequest.requested_at) >= now - RATE_WINDOW, 1))),
+        func.count(case((col(FloorRequest.status).in_(list(WAITING))
+                         & (col(FloorRequest.for_site) == for_site), 1))))
+        .where(FloorRequest.meeting_id == meeting_id, FloorRequest.user_id == user.id))
+    recent, waiting = counted.one()
+    if recent >= RATE_LIMIT:
         raise RateLimited(f"at most {RATE_LIMIT} floor requests a minute; wait a moment")
-    waiting = await session.exec(select(FloorRequest).where(
-        FloorRequest.meeting_id == meeting_id, FloorRequest.user_id == user.id,
-        FloorRequest.for_site == for_site, col(FloorRequest.status).in_(list(WAITING))))
-    if waiting.first() is not None:
+    if waiting:
         raise Conflict("you are already in the queue or speaking", code="already_requested")
     request = FloorRequest(meeting_id=meeting_id, agenda_item_id=state.current_item_id,
                            user_id=user.id,  # type: ignore[arg-type]
@@ -119,8 +123,7 @@ async def skip(session: AsyncSession, state: ProcedureState, request_id: int) ->
     return request
 
 
-async def _names(session: AsyncSession, requests: list[FloorRequest]
-                 ) -> tuple[dict[int, str], dict[int, str], dict[int, str]]:
+async def _names(session: AsyncSession, requests: list[FloorRequest]) -> Names:
     """Names of the requests' people, sites and items: one query each, whatever the number
     of requests (a session's identity map holds rows weakly, so a get per row went to the
     database every time; this runs on every floor change at every cascade node)."""
@@ -138,8 +141,7 @@ async def _names(session: AsyncSession, requests: list[FloorRequest]
     return users, sites, items
 
 
-def _request_dict(r: FloorRequest, names: tuple[dict[int, str], dict[int, str], dict[int, str]]
-                  ) -> dict[str, Any]:
+def _request_dict(r: FloorRequest, names: Names) -> dict[str, Any]:
     users, sites, items = names
     return {"id": r.id, "user_id": r.user_id, "name": users.get(r.user_id, "?"),
             "site_id": r.site_id, "site": sites.get(r.site_id) if r.site_id else None,
@@ -150,31 +152,68 @@ def _request_dict(r: FloorRequest, names: tuple[dict[int, str], dict[int, str], 
             "limit_seconds": r.limit_seconds}
 
 
+# floor_view's statement, built once: at every cascade node on every floor change (the
+# request's own path at a ward and at the owner), building it cost a good part of its
+# round trip's CPU.
+_VIEW = (sa_select(FloorRequest, col(User.full_name), col(Site.name), col(AgendaItem.title),
+                   remote_floor.FloorOrigin)
+         .outerjoin(User, col(User.id) == col(FloorRequest.user_id))
+         .outerjoin(Site, col(Site.id) == col(FloorRequest.site_id))
+         .outerjoin(AgendaItem, col(AgendaItem.id) == col(FloorRequest.agenda_item_id))
+         .outerjoin(remote_floor.FloorOrigin,
+                    col(remote_floor.FloorOrigin.request_id) == col(FloorRequest.id))
+         .where(col(FloorRequest.meeting_id) == bindparam("meeting_id"),
+                col(FloorRequest.status).in_([*WAITING, FloorStatus.done]))
+         .order_by(col(FloorRequest.id)))
+
+
 async def floor_view(session: AsyncSession, state: ProcedureState) -> dict[str, Any]:
     """The holder and the ordered queue (first asked, first listed), and the speaking totals.
-    Pushed on every floor change at every cascade node: the waiting and the finished
-    requests in one read, named in one read per table, not one each."""
-    rows = await session.exec(select(FloorRequest).where(
-        FloorRequest.meeting_id == state.meeting_id,
-        col(FloorRequest.status).in_([*WAITING, FloorStatus.done]))
-        .order_by(col(FloorRequest.id)))
-    requests = list(rows.all())
+    Pushed on every floor change at every cascade node: one read, the waiting and the
+    finished requests joined with their people's, sites' and items' names and their origin
+    marks (five before: the requests, then each table apart)."""
+    found = await session.exec(_VIEW, params={"meeting_id": state.meeting_id})  # type: ignore[call-overload]
+    requests: list[FloorRequest] = []
+    names: Names = ({}, {}, {})
+    marks: dict[int, remote_floor.FloorOrigin] = {}
+    for r, person, site, item, origin in found.all():
+        requests.append(r)
+        name_row(names, r, person, site, item)
+        if origin is not None and r.id is not None:
+            marks[r.id] = origin
+    return view_of(requests, names, marks, state.floor_request_id)
+
+
+def name_row(names: Names, r: FloorRequest, person: str | None, site: str | None,
+             item: str | None) -> None:
+    """Adds a request's names, as read joined with it, to `names` ("?" for a row gone)."""
+    users, sites, items = names
+    users[r.user_id] = person or "?"
+    if r.site_id is not None:
+        sites[r.site_id] = site or "?"
+    if r.agenda_item_id is not None:
+        items[r.agenda_item_id] = item or "?"
+
+
+def view_of(requests: list[FloorRequest], names: Names,
+            marks: dict[int, remote_floor.FloorOrigin], holder_id: int | None
+            ) -> dict[str, Any]:
+    """`floor_view` from rows at hand (any statuses, in id order; `names` covers the
+    waiting and finished ones' people, sites and items, `marks` the waiting ones of other
+    nodes' people): a cascade mirror pushes what it has just applied without reading it
+    back."""
+    requests = [r for r in requests if r.status in WAITING or r.status == FloorStatus.done]
     waiting = [r for r in requests if r.status in WAITING]
-    names = await _names(session, requests)
-    # People of other cascade nodes: marked with their node, site and unit.
-    marks = await remote_floor.origins(session, [r.id for r in waiting if r.id is not None])
 
     def shown(r: FloorRequest) -> dict[str, Any]:
         return {**_request_dict(r, names), **remote_floor.marks(marks.get(r.id or 0))}
-    holder = next((r for r in waiting if r.id == state.floor_request_id), None)
+    holder = next((r for r in waiting if r.id == holder_id), None)
     return {"holder": shown(holder) if holder else None,
             "queue": [shown(r) for r in waiting if r.status == FloorStatus.queued],
             "totals": _totals([r for r in requests if r.status == FloorStatus.done], names)}
 
 
-def _totals(done: list[FloorRequest],
-            names: tuple[dict[int, str], dict[int, str], dict[int, str]]
-            ) -> dict[str, list[dict[str, Any]]]:
+def _totals(done: list[FloorRequest], names: Names) -> dict[str, list[dict[str, Any]]]:
     users, sites, _ = names
     per_user: dict[int, int] = {}
     per_site: dict[int, int] = {}

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from sqlalchemy import ColumnElement, Select, and_, bindparam
+from sqlalchemy.orm import aliased
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from rooms.models import (
+    AuthSession,
     Meeting,
     MeetingMember,
     MeetingRole,
@@ -91,17 +95,68 @@ async def require_many(session: AsyncSession, users: Sequence[User], meeting_id:
     in order, for three queries at most."""
     meeting = await session.get(Meeting, meeting_id)
     roles = await roles_in_meeting(session, users, meeting_id) if meeting else {}
-    out: list[MeetingAccess | DomainError] = []
-    for user in users:
-        role = roles.get(user.id)  # type: ignore[arg-type]
-        if meeting is None or role is None:
-            out.append(NotFound(f"meeting {meeting_id} not found"))
-        elif not allows(role, action):
-            out.append(Forbidden(f"your role ({role.value}) may not {action.value} in this "
-                                 f"meeting"))
-        else:
-            out.append(MeetingAccess(meeting, role, user))
-    return out
+    return [judge(meeting, meeting_id, user, roles.get(user.id), action)  # type: ignore[arg-type]
+            for user in users]
+
+
+def judge(meeting: Meeting | None, meeting_id: int, user: User, role: MeetingRole | None,
+          action: Action) -> MeetingAccess | DomainError:
+    """The access check's verdict once the meeting and the person's role in it are read."""
+    if meeting is None or role is None:
+        return NotFound(f"meeting {meeting_id} not found")
+    if not allows(role, action):
+        return Forbidden(f"your role ({role.value}) may not {action.value} in this meeting")
+    return MeetingAccess(meeting, role, user)
+
+
+# --- the caller's session and access in one read ------------------------------------------
+# A tablet polling a meeting's documents asks several times a second; its session, its
+# person and its access to the meeting are read by one statement (not one for the session,
+# then the meeting, then the role), and still at every request: nothing is kept between two.
+
+_PERSON = aliased(MeetingMember, name="person_member")
+_SITE = aliased(MeetingMember, name="site_member")
+
+
+def session_select(*entities: Any) -> Select[Any]:
+    """SELECT the session whose token hash is bound as `token_hash`, its user and
+    `entities`: no row when there is no such session."""
+    return (select(AuthSession, User, *entities)  # type: ignore[call-overload]
+            .join(User, col(User.id) == col(AuthSession.user_id))
+            .where(col(AuthSession.token_hash) == bindparam("token_hash")))
+
+
+def with_membership(query: Select[Any], meeting_id: ColumnElement[int] | Any) -> Select[Any]:
+    """`query` (a `session_select`) with the meeting `meeting_id` names and the user's two
+    ways into it added as its last three columns: the Meeting (None if there is none), the
+    role of their own membership, and the invited membership of their site (the unique
+    constraints on (meeting, user) and (meeting, site) keep it one row). `access_of` reads
+    them."""
+    return (query.add_columns(Meeting, col(_PERSON.role), col(_SITE.id))
+            .outerjoin(Meeting, col(Meeting.id) == meeting_id)
+            .outerjoin(_PERSON, and_(col(_PERSON.meeting_id) == col(Meeting.id),
+                                     col(_PERSON.user_id) == col(User.id)))
+            .outerjoin(_SITE, and_(col(_SITE.meeting_id) == col(Meeting.id),
+                                   col(_SITE.site_id) == col(User.site_id))))
+
+
+def role_of(user: User, person_role: MeetingRole | str | None, site_member_id: int | None
+            ) -> MeetingRole | None:
+    """`role_in_meeting` from `with_membership`'s columns: a person's own membership wins;
+    otherwise an operator of an invited site is its operator."""
+    if person_role is not None:
+        return MeetingRole(person_role)
+    if site_member_id is not None and user.site_id is not None \
+            and user.role == Role.site_operator:
+        return MeetingRole.site_operator
+    return None
+
+
+def access_of(row: Sequence[Any], meeting_id: int, action: Action = Action.view
+              ) -> MeetingAccess | DomainError:
+    """`require`'s verdict from a row of `with_membership(session_select(...))`."""
+    user, (meeting, person_role, site_member_id) = row[1], row[-3:]
+    return judge(meeting, meeting_id, user, role_of(user, person_role, site_member_id), action)
 
 
 async def create_meeting(session: AsyncSession, creator: User, *, title: str, unit_id: int,

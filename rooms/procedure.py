@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col
@@ -41,19 +41,24 @@ async def insert_ignore(session: AsyncSession, table: type, **values: object) ->
     await session.exec(make(table).values(**values).on_conflict_do_nothing())  # type: ignore[call-overload]
 
 
+# lock's statement, built once: it starts every procedural change and ballot batch, and at
+# every cascade mirror every apply of the owner's floor.
+_BUMP = (update(ProcedureState).where(col(ProcedureState.meeting_id) == bindparam("b_meeting_id"))
+         .values(seq=ProcedureState.seq + 1).returning(ProcedureState)
+         .execution_options(populate_existing=True, synchronize_session=False))
+
+
 async def lock(session: AsyncSession, meeting_id: int) -> ProcedureState:
     """Serialise with every other procedural change of this meeting; returns the state with
     its new seq. Held until the session's transaction ends. One statement once the meeting's
     state row exists (UPDATE … RETURNING: every ballot batch starts here)."""
-    bump = (update(ProcedureState).where(col(ProcedureState.meeting_id) == meeting_id)
-            .values(seq=ProcedureState.seq + 1).returning(ProcedureState)
-            .execution_options(populate_existing=True, synchronize_session=False))
-    state = (await session.exec(bump)).scalars().first()  # type: ignore[call-overload]
+    params = {"b_meeting_id": meeting_id}
+    state = (await session.exec(_BUMP, params=params)).scalars().first()  # type: ignore[call-overload]
     if state is None:
         await insert_ignore(session, ProcedureState, meeting_id=meeting_id, seq=0,
                             roll_call_open=False, quorum_rule=QuorumRule.majority,
                             rule_set=RuleSet.other, conclusions="")
-        state = (await session.exec(bump)).scalars().one()  # type: ignore[call-overload]
+        state = (await session.exec(_BUMP, params=params)).scalars().one()  # type: ignore[call-overload]
     assert isinstance(state, ProcedureState)
     return state
 

@@ -57,6 +57,9 @@ if [ "$want_tests" = 1 ]; then
   command -v pg_dump >/dev/null || later+=(postgresql-client)
   # SoftHSM2: a real PKCS#11 token for the signed-minutes tests (tests/documents/test_signing_token.py).
   [ -e /usr/lib/softhsm/libsofthsm2.so ] || later+=(softhsm2)
+  # valgrind: bench/record.py's count of the recording tap's instructions (bench/record_count.py),
+  # tested in tests/bench/test_record_count.py (callgrind and its client-request header).
+  { command -v valgrind >/dev/null && [ -f /usr/include/valgrind/callgrind.h ]; } || later+=(valgrind)
 fi
 if [ "$want_bench" = 1 ]; then
   command -v janus >/dev/null || [ -x /usr/bin/janus ] || later+=(janus)

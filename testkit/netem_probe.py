@@ -2,9 +2,11 @@
 sockets on loopback: received rate (also across a mid-stream change), random and bursty
 loss, added delay and jitter, and that a clean client beside a shaped one stays clean.
 
-    unshare -n sh -c 'ip link set lo up && .venv/bin/python -m testkit.netem_probe'
+    unshare -n sh -c 'ip link set lo up && .venv/bin/python -m testkit.netem_probe [NAME...]'
 
-prints one JSON object (tests/testkit/test_netem.py asserts on it).
+prints one JSON object of the probes named (all of them by default; PROBES lists the names).
+tests/testkit/test_netem.py asserts on it, each group of probes run in a namespace of its
+own at the same time as the others (one after another they took ~15 s of the serial pass).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import json
 import socket
 import statistics
+import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from testkit.netem import CLEAN, Netem, Shape
@@ -196,18 +200,23 @@ def probe_delay(shape: Shape | None) -> dict[str, float]:
             "rtt_p95_ms": rtts[len(rtts) * 19 // 20], "received": len(rtts)}
 
 
-def main() -> None:
-    result = {
-        "rates": probe_rates(),
-        "server_side": probe_server_side(),
-        "random_loss": probe_loss(Shape(loss=0.05)),
-        "burst_loss": probe_loss(Shape(burst_loss=0.05, burst_len=4)),
-        "delay_clean": probe_delay(None),
-        "delay_40ms": probe_delay(Shape(delay_ms=40)),
-        "delay_40ms_jitter_15": probe_delay(Shape(delay_ms=40, jitter_ms=15)),
-    }
-    print(json.dumps(result))
+PROBES: dict[str, Callable[[], dict[str, Any]]] = {
+    "rates": probe_rates,
+    "server_side": probe_server_side,
+    "random_loss": lambda: probe_loss(Shape(loss=0.05)),
+    "burst_loss": lambda: probe_loss(Shape(burst_loss=0.05, burst_len=4)),
+    "delay_clean": lambda: probe_delay(None),
+    "delay_40ms": lambda: probe_delay(Shape(delay_ms=40)),
+    "delay_40ms_jitter_15": lambda: probe_delay(Shape(delay_ms=40, jitter_ms=15)),
+}
+
+
+def main(names: list[str]) -> None:
+    unknown = set(names) - set(PROBES)
+    if unknown:
+        raise SystemExit(f"no such probe: {', '.join(sorted(unknown))} (known: {', '.join(PROBES)})")
+    print(json.dumps({name: PROBES[name]() for name in names or PROBES}))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -55,15 +55,41 @@ def run_py(*args: str, env: dict[str, str] | None = None, timeout: float = 60
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def preimported_starts(wanted: bool) -> bool:
+    """Whether a start asked `preimported` forks: HOPSO_TEST_PREIMPORTED=0 makes every start
+    a plain `python -u run.py` again (to compare, or to rule the forking out)."""
+    return wanted and os.environ.get("HOPSO_TEST_PREIMPORTED", "1") != "0"
+
+
+def python_m(module: str, *args: str, env: dict[str, str], timeout: float = 120
+             ) -> subprocess.CompletedProcess[str]:
+    """`python -m module args` from ROOT with exactly `env`, its output captured as text;
+    forked preimported (testkit/preimported.run_module) unless HOPSO_TEST_PREIMPORTED=0."""
+    if preimported_starts(True):
+        from testkit.preimported import run_module
+        return run_module(module, *args, env=env, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def start_server(*args: str, env: dict[str, str] | None = None, scheme: str = "http",
-                 ready_timeout: float = 90, port: int | None = None) -> ServerProcess:
+                 ready_timeout: float = 90, port: int | None = None,
+                 preimported: bool = False) -> ServerProcess:
     """`run.py` with `args`, once its /healthz answers. Importing and migrating take a few
     seconds of CPU, many more on a loaded 2-core CI box: a start is waited for as long as
-    LoggedServer's."""
+    LoggedServer's. `preimported`: forked from a process that imported the server already
+    (testkit/preimported.py), for tests about what the server does, not how it starts."""
     port = port or free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-u", "run.py", "--port", str(port), *args], cwd=ROOT, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    argv = ["--port", str(port), *args]
+    process: subprocess.Popen[str]
+    if preimported_starts(preimported):
+        from testkit.preimported import PreimportedProcess
+        process = PreimportedProcess(argv, {**os.environ, **(env or {})}, ROOT)
+    else:
+        process = subprocess.Popen(
+            [sys.executable, "-u", "run.py", *argv], cwd=ROOT, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})})
     server = ServerProcess(process, port, scheme)
     deadline = time.monotonic() + ready_timeout
     assert process.stdout is not None
@@ -100,14 +126,20 @@ class LoggedServer:
     """`run.py --demo` writing to `data_dir/server.log`, not a pipe: a benchmark's hours of
     output never fill a pipe nobody reads, and the log is there to read afterwards."""
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None,
+                 preimported: bool = False) -> None:
         self.port = free_port()
         self.log = (data_dir / "server.log").open("w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-u", "run.py", "--demo", "--port", str(self.port), "--data-dir",
-             str(data_dir / "data"), *args],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, **(env or {})})
+        argv = ["--demo", "--port", str(self.port), "--data-dir", str(data_dir / "data"), *args]
+        self.proc: subprocess.Popen[str]
+        if preimported_starts(preimported):  # as start_server's
+            from testkit.preimported import PreimportedProcess
+            self.proc = PreimportedProcess(argv, {**os.environ, **(env or {})}, ROOT,
+                                           output=self.log.fileno())
+        else:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-u", "run.py", *argv], cwd=ROOT, stdout=self.log,
+                stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
         self.base = f"http://127.0.0.1:{self.port}"
         self.logins: dict[str, str] = {}
 

@@ -38,6 +38,7 @@ class Node:
     server: LoggedServer
     link: WanLink | None = None  # to its parent
     people: list[Client] = field(default_factory=list)
+    tablets: list[Tablet] = field(default_factory=list)  # each one opened: closed with the tree
 
     @property
     def base(self) -> str:
@@ -66,6 +67,8 @@ class ProvinceTree:
 
     async def close(self) -> None:
         for node in reversed(self.nodes):  # children first
+            for tablet in node.tablets:  # their socket clients' own HTTP sessions too
+                await tablet.close()
             for person in node.people:
                 await person.close()
             if node.link is not None:
@@ -75,9 +78,11 @@ class ProvinceTree:
 
 async def start_tree(root: Path, wards: int, city_link: Impairment = DEFAULT,
                      ward_links: list[Impairment] | None = None,
-                     env: dict[str, str] | None = None) -> ProvinceTree:
+                     env: dict[str, str] | None = None, preimported: bool = False
+                     ) -> ProvinceTree:
     """Start every node at once (a child retries its parent link until it is up); each
-    child's HOPSO_PARENT_URL is its WAN link, which forwards to the parent."""
+    child's HOPSO_PARENT_URL is its WAN link, which forwards to the parent. `preimported`:
+    as testkit/processes.start_server's (tests; a benchmark's servers start as deployed)."""
     links = ward_links or [WEAK if n == wards else DEFAULT for n in range(1, wards + 1)]
     ward_units = [ward_unit(n) for n in range(1, wards + 1)]
     base_env = {"HOPSO_FAST_HASH": "1", **(env or {})}
@@ -85,7 +90,8 @@ async def start_tree(root: Path, wards: int, city_link: Impairment = DEFAULT,
     def server(unit: str, extra: dict[str, str]) -> LoggedServer:
         data = root / unit.replace(":", "-")
         data.mkdir(parents=True, exist_ok=True)
-        return LoggedServer(data, env={**base_env, "HOPSO_NODE_UNIT": unit, **extra})
+        return LoggedServer(data, env={**base_env, "HOPSO_NODE_UNIT": unit, **extra},
+                            preimported=preimported)
 
     province = Node(PROVINCE, server(PROVINCE, {
         "HOPSO_NODE_CHILDREN": f"{CITY}={secret(CITY)}"}))
@@ -100,8 +106,7 @@ async def start_tree(root: Path, wards: int, city_link: Impairment = DEFAULT,
         ward_nodes.append(Node(unit, server(unit, {
             "HOPSO_PARENT_URL": wan.url, "HOPSO_NODE_SECRET": secret(unit)}), wan))
     tree = ProvinceTree(province, city, ward_nodes)
-    reasons = {loss_rule(n.link.port, n.link.impairment.loss)
-               for n in tree.nodes if n.link is not None}
+    reasons = {loss_rule(n.link) for n in tree.nodes if n.link is not None}
     tree.loss_applied = next((r for r in reasons if r), None)
     try:
         # Each start imports the whole stack (~5 s of CPU): many at once on 2 shared cores.
@@ -211,6 +216,7 @@ class Tablet:
 
         self.http = await self.node.login(self.username)
         self.sio = socketio.AsyncClient(reconnection=False)
+        self.node.tablets.append(self)  # closed with the tree, even if this open fails
 
         async def any_event(event: str, data: Any = None) -> None:
             self.events.append((time.monotonic(), event, data))
@@ -247,8 +253,11 @@ class Tablet:
                 pass
 
     async def close(self) -> None:
-        if self.sio is not None:
-            await self.sio.disconnect()
+        """Disconnected, which closes the socket client's own aiohttp session (left open,
+        it was reported "Unclosed client session" at exit); closing twice is harmless."""
+        sio, self.sio = self.sio, None
+        if sio is not None:
+            await sio.disconnect()
 
 
 def make_pdf(path: Path, pages: int = 30, size: int = 5_000_000) -> Path:

@@ -118,33 +118,49 @@ async def upload(node: Node, meeting_id: int, path: Path) -> dict[str, Any]:
     return doc
 
 
-async def readers(tree: ProvinceTree, m: Meeting) -> tuple[list[Reader], Node, Node]:
+async def readers(tree: ProvinceTree, m: Meeting, poll: bool = False
+                  ) -> tuple[list[Reader], Node, Node]:
     """HTTP readers of documents: 10 at the first ward, 1 at the second, one per delegate
-    elsewhere (each a logged-in session)."""
+    elsewhere (each a logged-in session), following their delegate's live channel at that
+    node (testkit/cascade_documents.py), or polling if `poll`."""
     ten, one = tree.wards[0], tree.wards[1]
     out = []
     for node in tree.nodes:
-        names = [t.username for t in m.tablets[node.unit]]
+        live = {t.username: t for t in m.tablets[node.unit]}
+        names = list(live)
         wanted = names * 2 if node is ten else names[:1] if node is one else names
         for name in wanted:
             http = await node.login(name)
-            out.append(Reader(http.session, node.base, m.ids[node.unit]))
+            out.append(Reader(http.session, node.base, m.ids[node.unit],
+                              None if poll else live[name]))
     return out, ten, one
 
 
 async def document_phase(tree: ProvinceTree, m: Meeting, root: Path, pages: int = 30,
-                         size: int = 5_000_000) -> dict[str, Any]:
+                         size: int = 5_000_000,
+                         measure: Callable[[], Callable[[], dict[str, Any]]] | None = None,
+                         poll: bool = False) -> dict[str, Any]:
     """Published at the province: page 1 on every tablet, and the bytes on two ward links
-    (10 readers there, 1 there) over the PDF's size."""
+    (10 readers there, 1 there) over the PDF's size. `measure()` is called at the
+    publication, what it returns once page 1 is everywhere: its figures join the result.
+    The readers fetch page 1 when their live channel says the document is ready, or poll
+    every 50 ms if `poll`."""
     pdf = make_pdf(root / "nghi-quyet.pdf", pages, size)
     size = pdf.stat().st_size
     doc = await upload(tree.province, m.ids[tree.province.unit], pdf)
-    tablets, ten, one = await readers(tree, m)
+    tablets, ten, one = await readers(tree, m, poll)
     before = {n.unit: n.link.down.bytes for n in (ten, one) if n.link}
-    started = time.monotonic()
+    started, published_at = time.monotonic(), time.time()
+    end = measure() if measure else None
     status, _ = await doc.pop("publish")()
     assert status == 200
     seconds = await first_page_everywhere(tablets, TITLE, started, timeout=120)
+    measured = end() if end else {}
+    unit_of = {n.base: n.unit for n in tree.nodes}
+    by_node: dict[str, float] = {}
+    for reader, took in zip(tablets, seconds, strict=True):
+        unit = unit_of[reader.base]
+        by_node[unit] = round(max(by_node.get(unit, 0.0), took), 2)
 
     admins = {node.unit: await node.login("quantri") for node in (ten, one)}
 
@@ -166,11 +182,17 @@ async def document_phase(tree: ProvinceTree, m: Meeting, root: Path, pages: int 
     for reader in tablets:
         await reader.session.close()
     result = {"phase": "document", "file_bytes": size, "tablets": len(tablets),
+              "tablets_poll": poll,
               "first_page_p50_s": round(statistics.median(seconds), 2),
               "first_page_max_s": round(max(seconds), 2),
+              "first_page_max_s_by_node": by_node,
+              # the nodes' server.log lines (UTC) of the document's steps follow this time
+              "published_at": time.strftime("%H:%M:%S", time.gmtime(published_at))
+              + f".{int(published_at % 1 * 1000):03d}",
               "link_bytes_ratio_10_readers": round(ratios[ten.unit], 3),
               "link_bytes_ratio_1_reader": round(ratios[one.unit], 3),
-              "document_bytes_received": {u: got for u, (got, _) in last.items()}}
+              "document_bytes_received": {u: got for u, (got, _) in last.items()},
+              **measured}
     return result
 
 

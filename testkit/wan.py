@@ -1,8 +1,13 @@
 """A WAN link between two nodes, emulated on loopback: a TCP relay that gives each direction
 a rate limit and a one-way delay (this kernel has no netem: ../shared/notes/network-emulation.md),
 counts the bytes it carries, and can be cut and restored. Random packet loss is real TCP
-loss: `iptables-legacy` drops a share of the relay's segments when the harness runs as root
-in its own network namespace (`loss_rule`); the relay itself never drops bytes.
+loss: `iptables-legacy` drops a share of the segments the two nodes' own sockets send, when
+the harness runs as root in its own network namespace (`loss_rule`); the relay itself never
+drops bytes. So a lost segment is sent again by the node that sent it, with its own TCP
+settings (the node link's minimum RTO: server/cascade/link_socket.py), as over a real WAN;
+the relay's sockets lose nothing. The kernel does not see the link's delay (the relay adds
+it), so a node's TCP measures a loopback RTT: a loss costs its retransmission timer
+(2·SRTT + the minimum RTO for a lone segment) with SRTT ~0, where a real link adds 2·RTT.
 
 A child node's HOPSO_PARENT_URL points at the relay, which forwards to the parent, so the
 node link (socket.io) and the HTTP fetches of document files both cross it.
@@ -18,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 CHUNK = 16_384
+MARK_BASE = 0x48_0000  # | the relay's port: a link's mark (loss_rule)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,9 @@ class WanLink:
     _cut: bool = False
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    # SO_MARK of the relay's connections to the parent, so that iptables can tell the
+    # parent's segments on them (loss_rule); 0: unmarked
+    mark: int = 0
 
     def __post_init__(self) -> None:
         half = self.impairment.rtt_ms / 2000
@@ -74,6 +83,12 @@ class WanLink:
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
+
+    def ports_toward_parent(self) -> set[int]:
+        """The local ports of the relay's live connections to the parent (a trace of the link
+        tells the parent's segments by them: bench/province_trace.py)."""
+        return {w.get_extra_info("sockname")[1] for w in self._writers
+                if w.get_extra_info("peername")[1] == self.target_port}
 
     def cut(self) -> None:
         """The link goes down: every connection across it breaks, and no new one is made
@@ -110,7 +125,7 @@ class WanLink:
             writer.transport.abort()
             return
         try:
-            up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
+            up_reader, up_writer = await self._connect_up()
         except OSError:
             writer.transport.abort()
             return
@@ -119,6 +134,19 @@ class WanLink:
             task = asyncio.ensure_future(self._pump(src, dst, direction, (writer, up_writer)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _connect_up(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if not self.mark:
+            return await asyncio.open_connection(self.host, self.target_port)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, self.mark)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (self.host, self.target_port))
+        except OSError:
+            sock.close()
+            raise
+        return await asyncio.open_connection(sock=sock)
 
     async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
                     direction: _Direction, pair: tuple[asyncio.StreamWriter, ...]) -> None:
@@ -163,10 +191,14 @@ def own_network_namespace() -> bool:
     return [name for _, name in socket.if_nameindex()] == ["lo"]
 
 
-def loss_rule(port: int, loss: float) -> str | None:
-    """Drop `loss` of the TCP segments to and from `port` (the relay's) with iptables, or say
-    why it cannot: only in a network namespace of the harness's own (the rules vanish with
-    it; the machine's own firewall is never touched), as root, with iptables installed."""
+def loss_rule(link: WanLink) -> str | None:
+    """Drop the link's `loss` share of the TCP segments each node's own socket sends across
+    it, with iptables, or say why it cannot: only in a network namespace of the harness's
+    own (the rules vanish with it; the machine's own firewall is never touched), as root,
+    with iptables installed. The child's: those to the relay's port. The parent's: those on
+    the relay's connections to it, which carry the link's mark (SO_MARK, kept on the
+    connection by CONNMARK so the replies match). Each side's ACKs share its loss."""
+    loss = link.impairment.loss
     if loss <= 0:
         return None
     if not own_network_namespace():
@@ -174,11 +206,17 @@ def loss_rule(port: int, loss: float) -> str | None:
     tool = shutil.which("iptables-legacy") or shutil.which("iptables")
     if tool is None:
         return "iptables is not installed (Debian package iptables)"
-    for match in ("--dport", "--sport"):
-        run = subprocess.run(
-            [tool, "-A", "INPUT", "-i", "lo", "-p", "tcp", match, str(port), "-m", "statistic",
-             "--mode", "random", "--probability", f"{loss:.4f}", "-j", "DROP"],
-            capture_output=True, text=True, check=False)
+    mark = MARK_BASE | link.port
+    link.mark = mark  # the relay's next connections to the parent carry it
+    drop = ["-m", "statistic", "--mode", "random", "--probability", f"{loss:.4f}", "-j", "DROP"]
+    for rule in (
+            ["-A", "INPUT", "-i", "lo", "-p", "tcp", "--dport", str(link.port), *drop],
+            ["-t", "mangle", "-A", "OUTPUT", "-o", "lo", "-m", "mark", "--mark", str(mark),
+             "-j", "CONNMARK", "--save-mark"],
+            ["-A", "INPUT", "-i", "lo", "-p", "tcp", "-m", "connmark", "--mark", str(mark),
+             "-m", "conntrack", "--ctdir", "REPLY", *drop]):
+        run = subprocess.run([tool, *rule], capture_output=True, text=True, check=False)
         if run.returncode != 0:
+            link.mark = 0
             return f"iptables refused the loss rule: {run.stderr.strip()[:200]}"
     return None

@@ -234,6 +234,45 @@ def database_url(request: pytest.FixtureRequest) -> str | None:
     return str(request.getfixturevalue("migrated_postgres_url"))
 
 
+@pytest.fixture(scope="session")
+def postgres_seeded(postgres_migrated: str, postgres_to_drop: list[str]) -> str:
+    """A copy of `postgres_migrated` with the Quảng Bình demo in it, made once a session,
+    which `harness_database_url` copies: seeding from nothing cost ~1 s a harness start
+    (~70 statements, each a round trip to the server), giving fresh passwords ~0.03 s."""
+    name = f"hopso_s_{uuid.uuid4().hex[:12]}"
+
+    async def make() -> None:
+        admin = await postgres_admin()
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_migrated}"')
+        finally:
+            await admin.close()
+        db = Database(Settings(data_dir=Path("."),
+                               database_url=postgres_address(name)).sqlalchemy_url)
+        try:
+            await seed_demo(db, password_hasher(fast=True))
+        finally:
+            await db.close()  # a template takes no copy while a connection is open
+    postgres_to_drop.append(name)
+    with ThreadPoolExecutor(1) as apart:  # its own event loop, whatever the caller's is
+        apart.submit(asyncio.run, make()).result()
+    return name
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def harness_database_url(request: pytest.FixtureRequest, postgres_to_drop: list[str]
+                               ) -> AsyncIterator[str | None]:
+    """`database_url` for start_harness: None (a copy of `seeded_sqlite`) or a copy of
+    `postgres_seeded`, the demo in both already (start_harness's seed_demo then only gives
+    its people fresh passwords). run.py and the migrations take `database_url`'s empty one."""
+    if request.param == "sqlite":
+        yield None
+        return
+    template = request.getfixturevalue("postgres_seeded")
+    async with _test_database(postgres_to_drop, template=template) as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def empty_database_url(request: pytest.FixtureRequest) -> str | None:
     """The same with nothing in it, not even the schema (for tests of the migrations)."""
@@ -308,13 +347,35 @@ def migrated_sqlite() -> Path:
     return sqlite_file(settings)
 
 
+@functools.cache
+def seeded_sqlite() -> Path:
+    """A copy of `migrated_sqlite` with the Quảng Bình demo in it, made once a session: a
+    harness starts on a copy of it, and seed_demo then only gives the demo's people fresh
+    passwords (creating the demo cost ~0.1 s of CPU a start, in ~700 starts). Creating it is
+    still tested: here, and by every run.py --demo test (a fresh data directory)."""
+    directory = Path(tempfile.mkdtemp(prefix="hopso-seeded-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    settings = Settings(data_dir=directory)
+    shutil.copyfile(migrated_sqlite(), sqlite_file(settings))
+
+    async def seed() -> None:
+        db = Database(settings.sqlalchemy_url)
+        try:
+            await seed_demo(db, password_hasher(fast=True))
+        finally:
+            await db.close()  # the last connection closed: the WAL is in the file itself
+    with ThreadPoolExecutor(1) as apart:  # its own event loop, whatever the caller's is
+        apart.submit(asyncio.run, seed()).result()
+    return sqlite_file(settings)
+
+
 async def start_harness(tmp_path: Path, database_url: str | None, **overrides: Any
                         ) -> Harness:
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
                         **{"fast_hash": True, **overrides})
     if database_url is None and not sqlite_file(settings).exists():  # a restart keeps its own
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(migrated_sqlite(), sqlite_file(settings))
+        shutil.copyfile(seeded_sqlite(), sqlite_file(settings))
     app = create_app(settings)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -325,9 +386,9 @@ async def start_harness(tmp_path: Path, database_url: str | None, **overrides: A
 
 
 @pytest.fixture
-async def hopso(tmp_path: Path, database_url: str | None) -> AsyncIterator[Harness]:
+async def hopso(tmp_path: Path, harness_database_url: str | None) -> AsyncIterator[Harness]:
     """A running Hopso on SQLite and PostgreSQL, seeded with the Quảng Bình demo."""
-    harness = await start_harness(tmp_path, database_url)
+    harness = await start_harness(tmp_path, harness_database_url)
     yield harness
     await harness.close()
     await harness.server.close()

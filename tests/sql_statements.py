@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import event
 
 from rooms.db import Database
+from rooms.votes import UPKEEP
 
 COMMIT = "COMMIT"  # where a transaction was committed, among the statements
 
@@ -41,10 +42,16 @@ class Statements(list[str]):
 def statements(db: Database) -> Iterator[Statements]:
     seen = Statements()
 
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-    def committed(_conn: Any) -> None:
-        seen.append(COMMIT)
+    # The engine's upkeep on a connection of its own (the secret-vote scrub's WAL
+    # checkpoint or VACUUM, retried in the background: rooms.votes.UPKEEP) is not what the
+    # block under test asks: one landing in the window had failed counts in CI.
+    def record(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if not _upkeep(conn):
+            seen.append(statement)
+
+    def committed(conn: Any) -> None:
+        if not _upkeep(conn):
+            seen.append(COMMIT)
     event.listen(db.engine.sync_engine, "before_cursor_execute", record)
     event.listen(db.engine.sync_engine, "commit", committed)
     try:
@@ -52,3 +59,8 @@ def statements(db: Database) -> Iterator[Statements]:
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", record)
         event.remove(db.engine.sync_engine, "commit", committed)
+
+
+def _upkeep(conn: Any) -> bool:
+    options = conn.get_execution_options()
+    return all(options.get(k) == v for k, v in UPKEEP.items())

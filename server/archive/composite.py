@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from documents import raster, render
 from documents.db_models import DocumentVersion
 from documents.worker_pool import WorkerPool
@@ -85,6 +83,8 @@ async def tracks_of(folder: Path, entries: list[dict[str, Any]]) -> list[Track]:
 
 
 def letterbox(jpeg: bytes, size: tuple[int, int], out: Path) -> None:
+    from PIL import Image  # here, not at start: only a composite recording uses it
+
     with Image.open(io.BytesIO(jpeg)) as opened:
         img = opened.convert("RGB")
         img.thumbnail(size)
@@ -94,6 +94,8 @@ def letterbox(jpeg: bytes, size: tuple[int, int], out: Path) -> None:
 
 
 def blank(size: tuple[int, int], out: Path) -> None:
+    from PIL import Image
+
     Image.new("RGB", size, (30, 30, 30)).save(out, "JPEG", quality=85)
 
 

@@ -35,7 +35,7 @@ from documents.db_models import Document
 from documents.mirror_models import DocumentCascade
 from documents.storage import BlobStore
 from rooms.models import Meeting
-from server.cascade.keys import NODE
+from server.cascade.keys import NODE, STATE
 from server.cascade.schemas import shown
 from server.cascade.tokens import check_token, make_token
 from server.core import keys
@@ -50,6 +50,7 @@ CHUNK_BYTES = 256 * 1024
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 2.0
 GIVE_UP_S = 900.0  # a blob the parent cannot serve for this long is given up (logged)
 LOGGED_REFUSALS = 20
+APPLY_WAIT_S = 5.0  # a request for a blob this node's journal is applying waits this long
 
 routes = web.RouteTableDef()
 
@@ -124,6 +125,12 @@ async def blob(request: web.Request) -> web.StreamResponse:
         _Refusals.note(f"{child}: malformed digest {shown(digest)}")
         raise web.HTTPNotFound(text="no such blob")
     size = await _wanted_size(request, child, digest)
+    state = request.app.get(STATE)
+    if size is None and state is not None and await state.journal.applying(APPLY_WAIT_S):
+        # The entry naming the blob reached the child before this node applied it (it goes
+        # on to children first): asked again once it is applied, not refused, so the child
+        # does not wait out its retry (0.2 s doubling to 2 s) for page 1.
+        size = await _wanted_size(request, child, digest)
     if size is None:
         _Refusals.note(f"{child}: blob {digest[:12]} is not in a meeting that invites it")
         raise web.HTTPNotFound(text="no such blob")
@@ -333,13 +340,17 @@ class BlobFetcher:
         if not self.settings.parent_url or not self.settings.secret:
             raise BlobUnavailable("this node has no parent")
         url = f"{self.settings.parent_url.rstrip('/')}/api/node/blobs/{digest}"
-        deadline = time.monotonic() + self.give_up_s
-        delay = RETRY_MIN_S
+        started = time.monotonic()
+        deadline = started + self.give_up_s
+        delay, attempts = RETRY_MIN_S, 0
         while True:
             before = download.received
+            attempts += 1
             try:
                 await self._attempt(url, download)
                 path = await asyncio.to_thread(download.publish)
+                log.info("cascade: blob %s…: %d bytes from the parent in %.2f s (%d attempts)",
+                         digest[:12], download.size, time.monotonic() - started, attempts)
                 self.fetched.append(digest)
                 if self.downloads_metric is not None:
                     self.downloads_metric.inc()

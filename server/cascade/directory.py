@@ -24,12 +24,23 @@ class MeetingDirectory:
         or one that does not invite it (any more)."""
         return set(keys)
 
+    async def ended_inviting(self, child: str, keys: set[str]) -> set[str]:
+        """Of `keys`, the meetings here that ended (no longer live) and invite `child`: its
+        reports made before the end still go to their owner (reports.py)."""
+        return set()
+
+    async def out_of_scope_each(self, asked: dict[str, set[str]]) -> dict[str, set[str]]:
+        """`out_of_scope` for several children at once: child -> its keys out of scope."""
+        return {child: await self.out_of_scope(child, keys) for child, keys in asked.items()}
+
     async def offered(self, child: str) -> list[dict[str, Any]]:
         """Meetings this node offers the child `child`: ``{"key", "title", ...}``."""
         return []
 
-    async def mirror(self, offered: list[dict[str, Any]]) -> None:
-        """The parent's offered meetings, to mirror locally."""
+    async def mirror(self, offered: list[dict[str, Any]]) -> bool:
+        """The parent's offered meetings, to mirror locally; whether what this node offers
+        its own children may have changed."""
+        return False
 
     async def headcounts(self) -> list[dict[str, Any]]:
         """Attendance of this node's subtree per mirrored meeting, for the parent:

@@ -86,6 +86,7 @@ class ChildLink:
     connected_at: float = field(default_factory=time.time)
     reports_in_order: InOrder = field(default_factory=InOrder)  # `report` batches
     last_report: str | None = None  # the last report id of the last batch taken in
+    socket: Any = None  # its websocket's TCP socket (link_socket.py tuned it)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class NodeEvent(Generic[P]):
     schema: type[P]
     handler: Callable[[ChildLink, P], Awaitable[Any]]
     ordered: bool = False  # handled one at a time per link, in arrival order (InOrder)
+    ended_too: bool = False  # may name a meeting that ended and invites the child (reports)
 
 
 class ChildHost(Protocol):
@@ -114,9 +116,9 @@ class Dispatcher:
 
     def register(self, name: str, schema: type[P],
                  handler: Callable[[ChildLink, P], Awaitable[Any]],
-                 ordered: bool = False) -> None:
+                 ordered: bool = False, ended_too: bool = False) -> None:
         schema.check_scoped()
-        self.events[name] = NodeEvent(schema, handler, ordered)
+        self.events[name] = NodeEvent(schema, handler, ordered, ended_too)
 
     async def dispatch(self, name: str, sid: str, data: Any) -> dict[str, Any]:
         event = self.events[name]
@@ -147,6 +149,9 @@ class Dispatcher:
             if outside:
                 for key in outside & link.meetings:  # an invitation withdrawn since the join
                     await host.leave(link, key, "no longer invited")
+                if event.ended_too:  # a ballot cast before the end still reaches its owner
+                    outside -= await host.directory.ended_inviting(link.unit, outside)
+            if outside:
                 raise NodeError("not_found", f"meeting {shown(min(outside))} is not offered "
                                              f"to {link.unit}")
             return ack_ok(await event.handler(link, payload))

@@ -9,7 +9,11 @@ city's tablets without waiting for the city's fsync). A node that missed entries
 push, a link back after an outage, a restart) pulls them from its parent by seq, so each
 entry crosses each link once and a ward catches up by itself. An entry applied but not
 stored (a failed commit, a crash in between) is pulled and applied again (appliers are
-idempotent); one stored but not applied yet is applied at start-up.
+idempotent); one stored but not applied yet is applied at start-up. A topic that `keeps`
+(the floor, votes: a change of the owner's is applied at every node of the tree) has its
+entries stored by its applier, marked applied, in the one commit that applies them, not in
+three (stored, applied, marked); until then the node counts them as received, and after a
+crash before that commit it pulls again from the first one missing.
 """
 
 from __future__ import annotations
@@ -17,15 +21,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import event, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms.cascade_models import CascadeEntry
 from rooms.db import Database
+from rooms.models import utcnow
 from server.cascade.schemas import NodeError
 from server.cascade.topics import Entry, Topics, decode, encode
 
@@ -56,6 +65,43 @@ def wire(entry: Entry) -> dict[str, Any]:
     return {"seq": entry.seq, "topic": entry.topic, "data": entry.data}
 
 
+def _rows(key: str, entries: list[dict[str, Any]], applied: bool) -> list[dict[str, Any]]:
+    now = utcnow()
+    return [{"key": key, "seq": raw["seq"], "topic": raw["topic"], "data": encode(raw["data"]),
+             "applied": applied, "at": now} for raw in entries]
+
+
+_STORE: dict[tuple[str, bool], Any] = {}  # (dialect, applied) -> the statement, built once
+
+
+async def _store(s: AsyncSession, key: str, entries: list[dict[str, Any]],
+                 applied: bool) -> None:
+    """The entries in one statement. One already here is left as it is (a push and a pull
+    that crossed; an entry pulled again after a hole) unless `applied` marks it so. The
+    statement is built once and takes the rows as parameters: at every mirror on every
+    change of the owner's floor, building a multi-row INSERT with its values and its cache
+    key cost more CPU than running it."""
+    dialect = s.get_bind().dialect.name
+    statement = _STORE.get((dialect, applied))
+    if statement is None:
+        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(
+            CascadeEntry.__table__)  # type: ignore[attr-defined]  # the table: a Core insert
+        statement = _STORE[(dialect, applied)] = insert.on_conflict_do_update(
+            index_elements=["key", "seq"], set_={"applied": True}) if applied \
+            else insert.on_conflict_do_nothing()
+    await s.exec(statement, params=_rows(key, entries, applied))  # type: ignore[call-overload]
+
+
+def _run_top(seqs: list[int]) -> int:
+    """The top of the run 1, 2, 3, ... at the start of `seqs` (sorted)."""
+    top = 0
+    for seq in seqs:
+        if seq != top + 1:
+            break
+        top = seq
+    return top
+
+
 class Journal:
     def __init__(self, db: Database, topics: Topics, push: Push, meeting_of: MeetingOf) -> None:
         self.db = db
@@ -66,15 +112,23 @@ class Journal:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._todo: defaultdict[str, deque[Entry]] = defaultdict(deque)  # stored, to apply
         self._workers: dict[str, asyncio.Task[None]] = {}  # key -> its applier task
-        self._marking: set[asyncio.Task[None]] = set()  # marks of what was applied
+        self._marking: set[asyncio.Task[None]] = set()  # what was applied: marked, stored
         self._applied: dict[str, int] = {}  # key -> highest seq applied since start-up
 
     async def last(self, key: str) -> int:
+        """The highest seq this node has with every one before it: stored here, or (a topic
+        that `keeps`) on its way to its applier's commit. From the table: the top of its run
+        from 1, as an entry its applier stores may be missing after a crash while a later
+        one (stored at once) is there: pulled again from there."""
         if key not in self._last:
             async with self.db.session() as s:
-                found = (await s.exec(select(func.max(CascadeEntry.seq))
-                                      .where(CascadeEntry.key == key))).one()
-            self._last[key] = int(found or 0)
+                top, count = (await s.exec(select(func.max(CascadeEntry.seq), func.count())
+                                           .where(CascadeEntry.key == key))).one()
+                if top and count != top:  # a hole (rare: after a crash)
+                    top = _run_top(list((await s.exec(
+                        select(CascadeEntry.seq).where(CascadeEntry.key == key)
+                        .order_by(col(CascadeEntry.seq)))).all()))
+            self._last[key] = int(top or 0)
         return self._last[key]
 
     # -- at the owner ---------------------------------------------------------------------
@@ -84,14 +138,14 @@ class Journal:
         data = self.topics.checked(topic, "down", data)
         async with self._locks[key]:
             for _ in range(20):
-                self._last.pop(key, None)  # another process may have appended
                 seq = await self.last(key) + 1
                 try:
                     async with self.db.session() as s:
                         s.add(CascadeEntry(key=key, seq=seq, topic=topic, data=encode(data),
                                            applied=True))
                         await s.commit()
-                except IntegrityError:
+                except IntegrityError:  # another process appended: read its last again
+                    self._last.pop(key, None)
                     continue
                 self._last[key] = seq
                 entry = Entry(key, seq, topic, data)
@@ -110,18 +164,24 @@ class Journal:
             rows = (await s.exec(select(CascadeEntry)
                                  .where(CascadeEntry.key == key, col(CascadeEntry.seq) > after)
                                  .order_by(col(CascadeEntry.seq)).limit(MAX_PULL + 1))).all()
-        entries = [{"seq": r.seq, "topic": r.topic, "data": decode(r.data)}
-                   for r in rows[:MAX_PULL]]
+        entries: list[dict[str, Any]] = []
+        seq = after
+        for r in rows[:MAX_PULL]:
+            if r.seq != seq + 1:  # a hole (an entry its applier has not stored yet): the
+                return entries, False  # child asks again, and gets it once it is here
+            entries.append({"seq": r.seq, "topic": r.topic, "data": decode(r.data)})
+            seq = r.seq
         return entries, len(rows) > MAX_PULL
 
     # -- at every other node --------------------------------------------------------------
     async def ingest(self, key: str, entries: list[dict[str, Any]]) -> bool:
         """Pass on, store and queue for applying the parent's entries, in order. False if a
         gap was found (an entry after one this node has not got): the caller pulls from the
-        parent. Returns once the new entries are stored here; applying them runs behind, in
-        seq order (`_apply_in_order`), so a slow applier never holds up the next entry on its
-        way down the tree, and beside the commit. A push of live entries only (nothing to
-        store, no seq to check) waits for no other push's commit either."""
+        parent. Returns once the new entries are stored here (those of a topic that `keeps`:
+        queued for their applier, whose one commit stores, applies and marks each); applying
+        runs behind, in seq order (`_apply_in_order`), so a slow applier never holds up the
+        next entry on its way down the tree, and beside the commit. A push of live entries
+        only (nothing to store, no seq to check) waits for no other push's commit either."""
         meeting_id = await self.meeting_of(key)
         if meeting_id is None:
             raise NodeError("not_found", f"meeting {key} is not mirrored here")
@@ -154,13 +214,13 @@ class Journal:
             # Then applied here, in order, while this node stores them: what was applied is
             # marked only once this lock is free again, i.e. after the commit.
             self._queue(meeting_id, key, fresh)
-            durable = [raw for raw in fresh if raw["seq"]]
+            durable = [raw for raw in fresh
+                       if raw["seq"] and not self.topics.keeps(raw["topic"])]
             if durable:  # one commit for the whole push
                 async with self.db.session() as s:
-                    s.add_all(CascadeEntry(key=key, seq=raw["seq"], topic=raw["topic"],
-                                           data=encode(raw["data"])) for raw in durable)
+                    await _store(s, key, durable, applied=False)
                     await s.commit()
-                self._last[key] = durable[-1]["seq"]
+            self._last[key] = last
         return not gap
 
     def _queue(self, meeting_id: int, key: str, entries: list[dict[str, Any]]) -> None:
@@ -175,20 +235,40 @@ class Journal:
         """The meeting's received entries through their appliers, one at a time in seq
         order; what was applied is marked in one commit per run, once the push that brought
         it is stored (a crash before that re-applies them at start-up, or pulls them again:
-        appliers are idempotent)."""
+        appliers are idempotent). An entry of a topic of whole states with a newer one that
+        covers it queued behind (a node behind: its CPU, a catch-up) is not applied: stored,
+        marked applied, with the newer one once that one is applied (`Topic.covers`)."""
         todo = self._todo[key]
         while todo:
             done: list[int] = []
+            covered: dict[str, list[Entry]] = {}  # topic -> entries the next one covers
             while todo:
                 entry = todo.popleft()
-                await self._apply(meeting_id, entry)
-                if entry.seq:
-                    done.append(entry.seq)
-                    self._applied[key] = entry.seq
+                newer = next((later for later in todo if later.topic == entry.topic), None) \
+                    if self.topics.whole(entry.topic) else None
+                if newer is not None and self.topics.covers(entry, newer):
+                    if entry.seq:  # (a live push: nothing to store)
+                        covered.setdefault(entry.topic, []).append(entry)
+                    continue
+                carried = covered.pop(entry.topic, [])
+                if entry.seq and self.topics.keeps(entry.topic):
+                    await self._apply_keeping(meeting_id, entry, carried)
+                else:
+                    await self._apply(meeting_id, entry)
+                    if entry.seq:
+                        done.append(entry.seq)
+                    if carried:  # after the newer one is applied, beside what follows
+                        self._beside(self._store_applied(carried))
+                top = max([entry.seq, *(e.seq for e in carried)])
+                if top:
+                    self._applied[key] = max(top, self._applied.get(key, 0))
             if done:  # beside the next entries' applying, never in front of it
-                marking = asyncio.create_task(self._mark_when_stored(key, done))
-                self._marking.add(marking)
-                marking.add_done_callback(self._marking.discard)
+                self._beside(self._mark_when_stored(key, done))
+
+    def _beside(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._marking.add(task)
+        task.add_done_callback(self._marking.discard)
 
     async def _mark_when_stored(self, key: str, seqs: list[int]) -> None:
         async with self._locks[key]:  # the ingest that queued them has committed
@@ -201,6 +281,15 @@ class Journal:
     def applied(self, key: str) -> int:
         """The highest seq applied here since start-up (0: none)."""
         return self._applied.get(key, 0)
+
+    async def applying(self, timeout: float) -> bool:
+        """Waits (at most `timeout` s) until the entries received so far are applied here;
+        False if there were none to wait for. A child hears of an entry before this node
+        applied it (children first), and may ask for what it names at once."""
+        running = [task for task in self._workers.values() if not task.done()]
+        if running:
+            await asyncio.wait(running, timeout=timeout)
+        return bool(running)
 
     async def close(self) -> None:
         """Stop applying (at shutdown): what is left is applied at the next start-up."""
@@ -223,6 +312,41 @@ class Journal:
             log.exception("cascade: applying journal %s #%d (%s) failed", entry.key,
                           entry.seq, entry.topic)
 
+    async def _apply_keeping(self, meeting_id: int, entry: Entry,
+                             covered: list[Entry] | None = None) -> None:
+        """An entry whose applier stores it (`Entry.keep`): stored, applied and marked in
+        the applier's one commit, with the older entries it `covered`; else (it wrote
+        nothing, refused the entry, or its commit failed) stored here, marked applied, in a
+        task beside the next entries' applying (a failing applier is skipped, as any other).
+        If that fails too, the entries are pulled again from the parent."""
+        kept = False
+        entries = [*(covered or []), entry]
+
+        def committed(_: object) -> None:
+            nonlocal kept
+            kept = True
+
+        async def keep(s: AsyncSession) -> None:
+            await _store(s, entry.key, [wire(e) for e in entries], applied=True)
+            event.listen(s.sync_session, "after_commit", committed, once=True)
+        await self._apply(meeting_id, replace(entry, keep=keep))
+        if not kept:  # beside the next entries' applying, never in front of it (a page
+            # turn's journaled copy, shown already, would hold the next live turn)
+            self._beside(self._store_applied(entries))
+
+    async def _store_applied(self, entries: list[Entry]) -> None:
+        key = entries[0].key
+        try:
+            async with self.db.session() as s:
+                await _store(s, key, [wire(e) for e in entries], applied=True)
+                await s.commit()
+        except Exception:
+            log.exception("cascade: storing journal %s #%s failed (pulled again)", key,
+                          ",".join(str(e.seq) for e in entries))
+            async with self._locks[key]:  # not while a push is being stored
+                if key in self._last:  # (else read from the table: the run's top)
+                    self._last[key] = min(self._last[key], min(e.seq for e in entries) - 1)
+
     async def _mark_applied(self, key: str, seqs: list[int]) -> None:
         async with self.db.session() as s:
             await s.exec(update(CascadeEntry)  # type: ignore[call-overload]
@@ -231,14 +355,23 @@ class Journal:
             await s.commit()
 
     async def apply_pending(self) -> int:
-        """At start-up: entries stored but not applied (a crash in between)."""
+        """At start-up: entries stored but not applied (a crash in between), in order up to
+        a hole (one whose applier had not stored it yet); those after it are pulled again
+        and applied after it."""
         async with self.db.session() as s:
             rows = (await s.exec(select(CascadeEntry).where(col(CascadeEntry.applied).is_(False))
                                  .order_by(col(CascadeEntry.key), col(CascadeEntry.seq)))).all()
+        done = 0
         for row in rows:
+            if row.seq > await self.last(row.key):
+                continue
+            entry = Entry(row.key, row.seq, row.topic, decode(row.data))
             meeting_id = await self.meeting_of(row.key)
-            if meeting_id is not None:
-                await self._apply(meeting_id, Entry(row.key, row.seq, row.topic,
-                                                    decode(row.data)))
-            await self._mark_applied(row.key, [row.seq])
-        return len(rows)
+            if meeting_id is not None and self.topics.keeps(row.topic):
+                await self._apply_keeping(meeting_id, entry)
+            else:
+                if meeting_id is not None:
+                    await self._apply(meeting_id, entry)
+                await self._mark_applied(row.key, [row.seq])
+            done += 1
+        return done

@@ -64,6 +64,7 @@ from server.cascade.dispatch import (
     NodeEvent,
     link_op,
 )
+from server.cascade.link_socket import rto_min_of, tune
 from server.cascade.parent_link import ParentLink
 from server.cascade.schemas import (
     NAMESPACE,
@@ -119,6 +120,10 @@ class NodeCascade:
         self.dispatcher = Dispatcher(self)
         self._sweeper: asyncio.Future[None] | None = None
         self.state: MeetingState | None = None  # meeting state beyond media (node.setup)
+        # Whether this process's journal knows every entry this node has (its `last` per
+        # meeting, in memory): true with one process per node; with several (Redis) another
+        # may have appended or stored entries, so pulls read the table (node.setup).
+        self.journal_in_memory = True
 
     @property
     def events(self) -> dict[str, NodeEvent[Any]]:
@@ -206,8 +211,10 @@ class NodeCascade:
             parent = {"url": self.settings.parent_url, "unit": self.parent.parent_unit,
                       "state": self.parent.state, "rtt_ms": self.parent.rtt_ms,
                       "reconnects": self.parent.reconnects,
+                      "tcp_rto_min_ms": rto_min_of(self.parent.socket),
                       **(streams(self.parent.parent_unit) if self.parent.parent_unit else {})}
         children = [{"unit": c.unit, "state": "connected", "rtt_ms": c.rtt_ms,
+                     "tcp_rto_min_ms": rto_min_of(c.socket),
                      "meetings": sorted(c.meetings), **streams(c.unit)}
                     for c in self.children.values()]
         known = sorted(set(self.credentials) - {c.unit for c in self.children.values()})
@@ -227,13 +234,14 @@ class NodeCascade:
         self._event("link", LinkRequest, self._on_link)
         self._event("headcounts", Headcounts, self._on_headcounts)
         self._event("journal", JournalPull, self._on_journal)
-        self._event("report", ReportBatch, self._on_report, ordered=True)
+        self._event("report", ReportBatch, self._on_report, ordered=True, ended_too=True)
 
     def _event(self, name: str, schema: type[P],
-               handler: Callable[[ChildLink, P], Awaitable[Any]], ordered: bool = False) -> None:
+               handler: Callable[[ChildLink, P], Awaitable[Any]], ordered: bool = False,
+               ended_too: bool = False) -> None:
         """Every /node event is registered here, so every one goes through the dispatcher."""
         assert self.sio is not None
-        self.dispatcher.register(name, schema, handler, ordered)
+        self.dispatcher.register(name, schema, handler, ordered, ended_too)
 
         async def dispatch(sid: str, data: Any = None) -> dict[str, Any]:
             return await self.dispatcher.dispatch(name, sid, data)
@@ -254,11 +262,14 @@ class NodeCascade:
     async def sweep_scope(self) -> None:
         """Close child link ends of meetings that no longer invite the child (or ended):
         media already flowing stops, not only the next request."""
-        for link in list(self.children.values()):
-            if link.meetings or link.journals:
-                for key in await self.directory.out_of_scope(link.unit,
-                                                             link.meetings | link.journals):
-                    await self.leave(link, key, "no longer invited")
+        links = [link for link in self.children.values() if link.meetings or link.journals]
+        asked: dict[str, set[str]] = {}
+        for link in links:  # one read for all of them (a city has 15 wards)
+            asked.setdefault(link.unit, set()).update(link.meetings | link.journals)
+        outside = await self.directory.out_of_scope_each(asked) if asked else {}
+        for link in links:
+            for key in sorted(outside.get(link.unit, set()) & (link.meetings | link.journals)):
+                await self.leave(link, key, "no longer invited")
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -285,7 +296,12 @@ class NodeCascade:
         unit = auth["unit"]
         transport = self.sfu.link_transport(
             parent=True, on_failed=lambda: self.drop_sid(sid, "media transport lost"))
-        self.children[sid] = ChildLink(sid, unit, TokenBucket(*self._rate), transport)
+        request = environ.get("aiohttp.request")  # engineio's aiohttp driver
+        sock = request.transport.get_extra_info("socket") if request is not None \
+            and request.transport is not None else None
+        tune(sock, self.settings.link_rto_min_ms)  # pushes down to it are lone segments
+        self.children[sid] = ChildLink(sid, unit, TokenBucket(*self._rate), transport,
+                                       socket=sock)
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.ensure_future(self._sweep_forever())
         log.info("cascade: child %s linked", unit)
@@ -335,7 +351,16 @@ class NodeCascade:
         return {"t": datetime.now(UTC).isoformat()}
 
     async def _on_meetings(self, link: ChildLink, payload: Empty) -> dict[str, Any]:
-        return {"meetings": await self.directory.offered(link.unit)}
+        """What is offered to the child and, for each of those meetings, the last seq of its
+        journal here (`journals`, from memory): the child pulls only a journal it is behind
+        in, so a child missing nothing costs no read of the journal (was: a pull of every
+        meeting, each a scope read and a read of the journal, every PING_INTERVAL_S)."""
+        offered = await self.directory.offered(link.unit)
+        answer: dict[str, Any] = {"meetings": offered}
+        if self.state is not None and self.journal_in_memory:
+            journal = self.state.journal
+            answer["journals"] = {m["key"]: await journal.last(m["key"]) for m in offered}
+        return answer
 
     async def _on_headcounts(self, link: ChildLink, payload: Headcounts) -> dict[str, Any]:
         await self.directory.report(link.unit, list(payload.counts))
@@ -343,7 +368,12 @@ class NodeCascade:
 
     async def _on_journal(self, link: ChildLink, payload: JournalPull) -> dict[str, Any]:
         state = self._state()
-        entries, more = await state.journal.since(payload.meeting, payload.after)
+        journal = state.journal
+        entries: list[dict[str, Any]]
+        if self.journal_in_memory and payload.after >= await journal.last(payload.meeting):
+            entries, more = [], False  # nothing new: answered without reading the journal
+        else:
+            entries, more = await journal.since(payload.meeting, payload.after)
         if payload.meeting not in link.journals:
             assert self.sio is not None
             await self.sio.enter_room(link.sid, journal_room(payload.meeting),
@@ -369,6 +399,13 @@ class NodeCascade:
         if self.state is None:
             raise NodeError("not_found", "this node does not relay meeting state")
         return self.state
+
+    async def offers_changed(self) -> None:
+        """Tell the children (any process's: socket.io's manager carries it) that what is
+        offered to them may have changed: each asks for its meetings at once instead of at
+        its next ping, up to PING_INTERVAL_S later at every level of the tree."""
+        if self.sio is not None:
+            await self.sio.emit("offers", {}, namespace=NAMESPACE)
 
     async def push_journal(self, key: str, entries: list[dict[str, Any]]) -> None:
         """To the children following this meeting's journal (any process: socket.io's

@@ -20,6 +20,8 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import case
+from sqlalchemy.orm import aliased
 from sqlmodel import col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,6 +32,7 @@ from rooms.meeting_state import MeetingAudit
 from rooms.models import (
     Meeting,
     MeetingMember,
+    MeetingNode,
     MeetingRole,
     MeetingStatus,
     Role,
@@ -39,7 +42,7 @@ from rooms.models import (
     utcnow,
 )
 from rooms.procedure_models import AuditEntry, RemoteHeadcount
-from rooms.remote_floor import ref_get, ref_put
+from rooms.remote_floor import CascadeRef, ref_get, ref_put
 from server.cascade.directory import MeetingDirectory
 from server.cascade.schemas import HeadcountEntry, NodeError
 from server.core.http_util import as_id
@@ -82,9 +85,10 @@ class DbDirectory(MeetingDirectory):
     def key_of(self, meeting: Meeting) -> str:
         return meeting.cascade_key or f"{self.unit}/{meeting.id}"
 
-    async def _live(self, s: AsyncSession, keys: set[str]) -> dict[str, Meeting]:
-        """The live (scheduled or open) meetings here that `keys` name: our own by id, a
-        mirror by its owner's key only."""
+    def _named(self, keys: set[str], live: bool = True) -> tuple[Any, dict[int, str]] | None:
+        """The condition on Meeting for the live meetings here that `keys` name (our own by
+        id, a mirror by its owner's key only; `live=False`: those that ended), and our own
+        ids' keys; None if none could."""
         own: dict[int, str] = {}
         mirrored: set[str] = set()
         for key in keys:
@@ -94,11 +98,26 @@ class DbDirectory(MeetingDirectory):
             elif (meeting_id := as_id(number)) is not None:
                 own[meeting_id] = key
         if not own and not mirrored:
+            return None
+        status = col(Meeting.status).in_(LIVE) if live else col(Meeting.status).not_in(LIVE)
+        return (status
+                & or_(col(Meeting.id).in_(own) & col(Meeting.cascade_key).is_(None),
+                      col(Meeting.cascade_key).in_(mirrored))), own
+
+    async def _live(self, s: AsyncSession, keys: set[str],
+                    inviting: str | None = None, live: bool = True) -> dict[str, Meeting]:
+        """The live (scheduled or open) meetings here that `keys` name: our own by id, a
+        mirror by its owner's key only; with `inviting`, only those that invite that node
+        (in the same read)."""
+        named = self._named(keys, live)
+        if named is None:
             return {}
-        rows = await s.exec(select(Meeting).where(
-            col(Meeting.status).in_(LIVE),
-            or_(col(Meeting.id).in_(own) & col(Meeting.cascade_key).is_(None),
-                col(Meeting.cascade_key).in_(mirrored))))
+        where, own = named
+        query = select(Meeting).where(where)
+        if inviting is not None:
+            query = query.join(MeetingNode, (col(MeetingNode.meeting_id) == col(Meeting.id))
+                               & (col(MeetingNode.unit) == inviting))
+        rows = await s.exec(query)
         return {m.cascade_key or own[m.id]: m for m in rows.all()}  # type: ignore[index]
 
     async def router_for(self, key: str) -> str | None:
@@ -109,31 +128,73 @@ class DbDirectory(MeetingDirectory):
     async def out_of_scope(self, child: str, keys: set[str]) -> set[str]:
         """What `child` may not act on now: keys that are not a live meeting here, or whose
         meeting does not invite it (rooms/meeting_nodes.py). Read at every event: an
-        invitation withdrawn a moment ago counts."""
+        invitation withdrawn a moment ago counts. One read (the meetings joined with the
+        child's invitations), at every event a child sends; two before."""
         async with self.db.session() as s:
-            live = await self._live(s, keys)
-            invited = await meeting_nodes.invitations(
-                s, child, {m.id for m in live.values() if m.id is not None})
-        return {k for k in keys if k not in live or live[k].id not in invited}
+            live = await self._live(s, keys, inviting=child)
+        return {k for k in keys if k not in live}
+
+    async def ended_inviting(self, child: str, keys: set[str]) -> set[str]:
+        """Of `keys`, the meetings here that ended and invite `child` (one read)."""
+        async with self.db.session() as s:
+            return set(await self._live(s, keys, inviting=child, live=False))
+
+    async def out_of_scope_each(self, asked: dict[str, set[str]]) -> dict[str, set[str]]:
+        """`out_of_scope` for every child at once, in one read (the sweep every
+        SCOPE_SWEEP_S: one read per linked child before)."""
+        named = self._named(set().union(*asked.values()))
+        if named is None:
+            return {child: set(keys) for child, keys in asked.items()}
+        where, own = named
+        inside: dict[str, set[str]] = {}
+        async with self.db.session() as s:
+            rows = await s.exec(select(Meeting.id, Meeting.cascade_key, MeetingNode.unit)
+                                .join(MeetingNode, col(MeetingNode.meeting_id) == col(Meeting.id))
+                                .where(where, col(MeetingNode.unit).in_(asked)))
+            for meeting_id, key, unit in rows.all():
+                assert meeting_id is not None
+                inside.setdefault(unit, set()).add(key or own[meeting_id])
+        return {child: keys - inside.get(child, set()) for child, keys in asked.items()}
 
     async def offered(self, child: str) -> list[dict[str, Any]]:
         """The live meetings (own or mirrored) that invite `child`, with their invited
-        nodes so the child can pass them on."""
+        nodes so the child can pass them on. One read (asked by every child every
+        PING_INTERVAL_S: the meetings, each with every node it invites and how many times
+        its owner reopened it; two reads and two per meeting before)."""
+        inviting = aliased(MeetingNode)
+        reopened = case(  # an owner counts its chain's reopens, a mirror the count it followed
+            (col(Meeting.cascade_key).is_(None), select(func.count()).select_from(AuditEntry)
+             .where(col(AuditEntry.meeting_id) == col(Meeting.id),
+                    col(AuditEntry.kind) == MeetingAudit.reopened)
+             .correlate(Meeting).scalar_subquery()),
+            else_=func.coalesce(select(CascadeRef.local_id).where(
+                col(CascadeRef.meeting_id) == col(Meeting.id), CascadeRef.ref == REOPENED)
+                .correlate(Meeting).scalar_subquery(), 0))
+        query = (select(Meeting, MeetingNode.unit, MeetingNode.seats, reopened)
+                 .join(inviting, (col(inviting.meeting_id) == col(Meeting.id))
+                       & (col(inviting.unit) == child))
+                 .join(MeetingNode, col(MeetingNode.meeting_id) == col(Meeting.id))
+                 .where(col(Meeting.status).in_(LIVE))
+                 .order_by(col(Meeting.starts_at), col(Meeting.id), col(MeetingNode.unit)))
+        out: dict[int, dict[str, Any]] = {}
         async with self.db.session() as s:
-            invited = await meeting_nodes.meetings_offered_to(s, child)
-            rows = await s.exec(select(Meeting).where(col(Meeting.status).in_(LIVE),
-                                                      col(Meeting.id).in_(invited))
-                                .order_by(col(Meeting.starts_at)).limit(MAX_OFFERED))
-            out = []
-            for m in rows.all():
-                seats = await meeting_nodes.node_seats(s, m.id)  # type: ignore[arg-type]
-                out.append({"key": self.key_of(m), "title": m.title,
-                            "description": m.description, "starts_at": m.starts_at.isoformat(),
-                            "status": m.status.value, "nodes": sorted(seats), "seats": seats,
-                            "reopened": await reopen_count(s, m)})
-            return out
+            for m, unit, seats, count in (await s.exec(query)).all():
+                assert m.id is not None
+                entry = out.get(m.id)
+                if entry is None:
+                    if len(out) == MAX_OFFERED:
+                        break
+                    entry = out[m.id] = {
+                        "key": self.key_of(m), "title": m.title, "description": m.description,
+                        "starts_at": m.starts_at.isoformat(), "status": m.status.value,
+                        "nodes": [], "seats": {}, "reopened": int(count or 0)}
+                entry["nodes"].append(unit)  # in order (sorted), as node_seats gives them
+                entry["seats"][unit] = seats
+        return list(out.values())
 
-    async def mirror(self, offered: list[dict[str, Any]]) -> None:
+    async def mirror(self, offered: list[dict[str, Any]]) -> bool:
+        """Mirror what the parent offers; whether anything changed here (a new mirror, an
+        invitation or seats passed on: what this node offers its own children)."""
         entries: dict[str, Offered] = {}
         for raw in offered[:MAX_OFFERED]:
             try:
@@ -198,6 +259,7 @@ class DbDirectory(MeetingDirectory):
         if self.on_reopened is not None:
             for meeting_id, key, count in reopen:
                 await self.on_reopened(meeting_id, key, count)
+        return changed or bool(reopen)
 
     async def headcounts(self) -> list[dict[str, Any]]:
         async with self.db.session() as s:
@@ -252,18 +314,6 @@ class DbDirectory(MeetingDirectory):
         for site in (await s.exec(select(Site).where(col(Site.active).is_(True)))).all():
             s.add(MeetingMember(meeting_id=meeting.id, site_id=site.id,
                                 role=MeetingRole.site_operator))
-
-
-async def reopen_count(s: AsyncSession, meeting: Meeting) -> int:
-    """How many times the meeting's owner reopened it: at the owner, its audit chain's
-    `meeting_reopened` entries; at a mirror, the owner's count it last followed."""
-    assert meeting.id is not None
-    if meeting.cascade_key is not None:
-        return await ref_get(s, meeting.id, REOPENED) or 0
-    found = (await s.exec(select(func.count()).select_from(AuditEntry).where(
-        AuditEntry.meeting_id == meeting.id,
-        AuditEntry.kind == MeetingAudit.reopened))).one()
-    return int(found or 0)
 
 
 async def reopen_mirror(s: AsyncSession, meeting: Meeting, key: str, count: int) -> bool:

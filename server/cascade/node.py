@@ -75,6 +75,7 @@ def setup(app: web.Application) -> None:
                             on_reopened=mirror_reopened)
     node = NodeCascade(settings.node, hub.sfu, directory=directory)
     node.attach(app[keys.SIO])
+    node.journal_in_memory = settings.redis_url is None  # one process: it has every entry
     app[NODE] = node
     node.state = app[STATE] = MeetingState(db, settings.node.unit, node.push_journal,
                                            node.reachable)

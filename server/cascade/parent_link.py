@@ -17,6 +17,7 @@ import socketio
 
 from media import LinkTransport
 from server.cascade.dispatch import link_op
+from server.cascade.link_socket import tune
 from server.cascade.reports import MAX_BATCH, Reports
 from server.cascade.reports import wire as report_wire
 from server.cascade.schemas import (
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PING_INTERVAL_S = 2.0  # RTT and meeting directory refresh, child -> parent
+MIRROR_REFRESH_S = 30.0  # the same offered meetings mirrored again (local changes since)
 WINDOW = 4  # report batches in flight to the parent at once
 RETRY_S = 1.0  # after a failed delivery (the link is usually going down)
 LINK_UP_TIMEOUT_S = 30.0  # connect, hello, mirror and journal catch-up, as one step
@@ -64,13 +66,20 @@ class ParentLink:
         self.meetings: set[str] = set()  # meetings this node relays upstream
         self._reported: list[dict[str, Any]] | None = None  # headcounts the parent has
         self._refused: Any = None  # the parent's last refusal of them, logged once
+        self._offered: Any = None  # the parent's offered meetings as last mirrored
+        self._mirrored_at = 0.0  # when (time.monotonic())
+        self._following: set[str] = set()  # meetings pulled on this connection (pushed here)
         self._task: asyncio.Future[None] | None = None
         self._client: socketio.AsyncClient | None = None
         self._session: aiohttp.ClientSession | None = None
         self._connected = asyncio.Event()
         self._lost = asyncio.Event()
+        # Set by the parent's `offers` (the meetings offered here changed): the ping loop's
+        # next round, which asks for them, runs now rather than up to PING_INTERVAL_S later.
+        self._offers = asyncio.Event()
         # The link's one WebRTC transport (a new one per connection), for all meetings.
         self.transport: LinkTransport | None = None
+        self.socket: Any = None  # the link's TCP socket (link_socket.py), while connected
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -112,6 +121,7 @@ class ParentLink:
             client = socketio.AsyncClient(reconnection=False, http_session=self._http())
             client.on("link", self._on_link, namespace=NAMESPACE)
             client.on("journal", self._on_journal, namespace=NAMESPACE)
+            client.on("offers", self._on_offers, namespace=NAMESPACE)
             client.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
             client.on("connect_error", self._on_connect_error, namespace=NAMESPACE)
             self._client = client
@@ -130,6 +140,9 @@ class ParentLink:
                             auth={"unit": settings.unit, "token": make_token(
                                 settings.unit, settings.secret)},
                             wait_timeout=3)
+                    ws = getattr(client.eio, "ws", None)  # engineio's aiohttp websocket
+                    self.socket = ws.get_extra_info("socket") if ws is not None else None
+                    tune(self.socket, settings.link_rto_min_ms)  # as the parent's end
                     self.state = "resyncing"
                     await self._resync(client)
             except (socketio.exceptions.ConnectionError, ConnectionError,
@@ -155,6 +168,7 @@ class ParentLink:
 
     async def _drop(self, client: socketio.AsyncClient) -> None:
         self._connected.clear()
+        self.socket = None
         try:
             async with asyncio.timeout(5):
                 await client.disconnect()
@@ -195,6 +209,8 @@ class ParentLink:
         self.parent_unit = str(hello.get("unit"))
         self.node.path = [self.node.settings.unit, *path]
         self._reported = None  # a new connection: the parent forgot them
+        self._offered = None  # mirrored again, whatever the parent offers
+        self._following = set()  # a new connection: the parent pushes nothing here yet
         await self._sync_meetings(client)
         await self._pull_journals(client)
         await self._send_headcounts(client)
@@ -244,18 +260,23 @@ class ParentLink:
     async def _ping(self, client: socketio.AsyncClient) -> None:
         """RTT, and the parent's meetings to mirror, every PING_INTERVAL_S."""
         while True:
+            self._offers.clear()  # this round asks for them; one set during it wakes the next
             started = time.monotonic()
             try:
                 below = sorted(self.node.reachable() - {self.node.settings.unit})
                 await client.call("ping", {"rtt_ms": self.rtt_ms, "below": below},
                                   namespace=NAMESPACE, timeout=5)
                 self.rtt_ms = round((time.monotonic() - started) * 1000, 2)
-                await self._sync_meetings(client)
-                await self._pull_journals(client)
+                marks = await self._sync_meetings(client)
+                await self._pull_journals(client, marks)
                 await self._send_headcounts(client)
             except Exception:  # noqa: BLE001 - the disconnect handler decides
                 self.rtt_ms = None
-            await asyncio.sleep(PING_INTERVAL_S)
+            try:
+                async with asyncio.timeout(PING_INTERVAL_S):
+                    await self._offers.wait()
+            except TimeoutError:
+                pass
 
     async def _send_headcounts(self, client: socketio.AsyncClient) -> None:
         counts = await self.node.directory.headcounts()
@@ -268,11 +289,29 @@ class ParentLink:
                 log.warning("cascade: the parent refused our headcounts: %s", shown(reply))
                 self._refused = reply  # sent again at the next ping; logged once
 
-    async def _sync_meetings(self, client: socketio.AsyncClient) -> None:
+    async def _sync_meetings(self, client: socketio.AsyncClient) -> dict[str, int] | None:
+        """Mirrors what the parent offers; the same list as last time is mirrored again only
+        every MIRROR_REFRESH_S (it changes nothing). Returns the parent's last seq of each
+        offered meeting's journal, if it sent them (None: pull every journal)."""
         reply = parent_result(await client.call("meetings", {}, namespace=NAMESPACE,
                                                 timeout=5), "meetings")
-        if isinstance(reply, dict) and isinstance(reply.get("meetings"), list):
-            await self.node.directory.mirror(reply["meetings"])
+        if not isinstance(reply, dict) or not isinstance(reply.get("meetings"), list):
+            return None
+        offered, now = reply["meetings"], time.monotonic()
+        if offered != self._offered or now - self._mirrored_at >= MIRROR_REFRESH_S:
+            if await self.node.directory.mirror(offered):
+                await self.node.offers_changed()  # passed on to our children at once
+            self._offered, self._mirrored_at = offered, now
+        marks = reply.get("journals")
+        if not isinstance(marks, dict) or not all(
+                isinstance(k, str) and type(v) is int for k, v in marks.items()):
+            return None  # a parent of an earlier version: every journal is pulled
+        return marks
+
+    async def _on_offers(self, data: Any = None) -> None:
+        """The parent's hint that the meetings it offers here changed (an invitation, new
+        seats): asked for at once. It carries nothing; what is offered is read as always."""
+        self._offers.set()
 
     # -- meeting state beyond media (server/cascade/journal.py, reports.py) -------------------
     async def _on_journal(self, data: Any = None) -> None:
@@ -292,19 +331,35 @@ class ParentLink:
         except Exception:
             log.exception("cascade: a journal push from the parent failed")
 
-    async def _pull_journals(self, client: socketio.AsyncClient) -> None:
+    async def _pull_journals(self, client: socketio.AsyncClient,
+                             marks: dict[str, int] | None = None) -> None:
         """Every meeting mirrored here: what the parent has after our last entry (after an
-        outage, a restart) and, from then on, its pushes."""
+        outage, a restart) and, from then on, its pushes. With the parent's `marks` (its
+        last seq of each meeting it offers), only the journals this node is behind in: a
+        push missed while linked is pulled at the next ping, and a node missing nothing
+        asks nothing."""
         state = self.node.state
         if state is None:
             return
+        behind = None if marks is None else \
+            {key for key, last in marks.items() if last > await state.journal.last(key)}
+        if behind == set() and self._following >= self._offered_keys():
+            return
         for key in await state.mirrors():
+            if behind is not None and key not in behind and key in self._following:
+                continue
             try:
                 await self._pull(client, key)
             except ConnectionError as exc:
                 log.info("cascade: pulling the journal of %s: %s", key, exc)
 
+    def _offered_keys(self) -> set[str]:
+        offered = self._offered if isinstance(self._offered, list) else []
+        return {m["key"] for m in offered if isinstance(m, dict) and isinstance(m.get("key"), str)}
+
     async def _pull(self, client: socketio.AsyncClient, key: str) -> None:
+        """What the parent has after our last entry; the first pull of a meeting on a
+        connection also makes the parent push its entries here from then on."""
         state = self.node.state
         assert state is not None
         while True:
@@ -314,6 +369,7 @@ class ParentLink:
                 f"journal {key}")
             push = validate(JournalPush, {"meeting": key, "entries": reply.get("entries")})
             await state.journal.ingest(key, [item.model_dump() for item in push.entries])
+            self._following.add(key)
             if not reply.get("more"):
                 return
 
@@ -339,14 +395,22 @@ class ParentLink:
         refuses the rest, and the next run starts again from the oldest pending report."""
         flying: dict[asyncio.Future[None], set[str]] = {}  # batch -> its report ids
         after: str | None = None
+        # Whether the outbox may hold a report not sent yet: it is read only then (a report
+        # stored, a batch's worth left over, the window full when one was stored, or every
+        # PING_INTERVAL_S), not again after each batch sent or answered: that was ~4 reads
+        # per report at the ward and again at the city, where every ballot's report passes.
+        look = True
         try:
             while True:
-                reports.wake.clear()
+                if reports.wake.is_set():
+                    reports.wake.clear()
+                    look = True
                 rows = []
-                if len(flying) < WINDOW:
+                if look and len(flying) < WINDOW:
                     sent: set[str] = set().union(*flying.values())
-                    rows = [r for r in await reports.pending(MAX_BATCH * (WINDOW + 1))
-                            if r.id not in sent][:MAX_BATCH]
+                    unsent = [r for r in await reports.pending(MAX_BATCH * (WINDOW + 1))
+                              if r.id not in sent]
+                    rows, look = unsent[:MAX_BATCH], len(unsent) > MAX_BATCH
                 if rows:
                     batch = asyncio.ensure_future(self._send_reports(client, rows, after))
                     flying[batch] = {r.id for r in rows}
@@ -356,6 +420,8 @@ class ParentLink:
                 done, _ = await asyncio.wait({woken, *flying}, timeout=PING_INTERVAL_S,
                                              return_when=asyncio.FIRST_COMPLETED)
                 woken.cancel()
+                if not done:  # quiet for a while: look anyway
+                    look = True
                 for finished in done & flying.keys():
                     del flying[finished]
                     finished.result()  # a failed batch ends the run

@@ -49,6 +49,9 @@ async def put_nodes(request: web.Request) -> web.Response:
         await meeting_nodes.set_invited_nodes(s, access.meeting.id, body.nodes,  # type: ignore[arg-type]
                                               body.seats)
         seats = await meeting_nodes.node_seats(s, access.meeting.id)  # type: ignore[arg-type]
+    node = request.app.get(NODE)
+    if node is not None:  # committed: the children ask for their meetings now
+        await node.offers_changed()
     return web.json_response({"configured": NODE in request.app, "nodes": sorted(seats),
                               "seats": seats, "children": _children(request),
                               "mirrored": False})
@@ -64,6 +67,6 @@ async def get_sites(request: web.Request) -> web.Response:
     state = request.app.get(STATE)
     if state is None:
         return web.json_response({"configured": False, "key": None, "held_reports": 0,
-                                  "sites": []})
+                                  "refused_reports": 0, "sites": []})
     assert access.meeting.id is not None
     return web.json_response({"configured": True, **await state.sites(access.meeting.id)})

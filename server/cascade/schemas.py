@@ -23,6 +23,14 @@ def shown(value: Any) -> str:
     return text if len(text) <= 80 else f"{text[:77]}..."
 
 
+# Refusals that may not hold later (what the report needs is not known here yet, e.g. a vote
+# this node has not opened yet; `busy`: this node holds as many reports for its own parent as
+# it takes, reports.MAX_HELD, or as many of that child's, MAX_HELD_PER_CHILD): the sender
+# keeps such a report in its outbox and sends it again (server/cascade/reports.py), never
+# settles it as refused.
+TEMPORARY_REFUSALS = frozenset({"not_yet", "busy"})
+
+
 class NodeError(Exception):
     """A /node event refused: acknowledged ``{"ok": false, "error": {"code", "message"}}``,
     changing nothing."""

@@ -134,12 +134,14 @@ class MeetingState:
 
     async def sites(self, meeting_id: int) -> dict[str, Any]:
         """Every node the meeting invites, with whether it is linked (directly or below a
-        child) now, and the reports this node holds for the meeting, not yet delivered."""
+        child) now, the reports this node holds for the meeting, not yet delivered, and
+        those refused for good on their way (a ballot that came after its vote closed)."""
         key = await self.key_of(meeting_id)
         async with self.db.session() as s:
             invited = await meeting_nodes.node_seats(s, meeting_id)
         reachable = self._reachable()
-        held = (await self.reports.pending_counts()).get(key or "", 0)
-        return {"key": key, "held_reports": held,
+        states = await self.reports.states(key) if key else {}
+        return {"key": key, "held_reports": states.get("pending", 0),
+                "refused_reports": states.get("refused", 0),
                 "sites": [{"unit": unit, "seats": seats, "reachable": unit in reachable}
                           for unit, seats in invited.items()]}

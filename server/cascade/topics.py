@@ -14,22 +14,35 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 from server.cascade.schemas import NodeError, NodeSchema, validate
+
+if TYPE_CHECKING:
+    from sqlmodel.ext.asyncio.session import AsyncSession
 
 MAX_DATA_BYTES = 64_000  # one entry's or report's data, as JSON
 
 
+# Adds a journal entry, stored and marked applied, to the applier's own transaction.
+Keep = Callable[["AsyncSession"], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One step of a meeting's journal; seq 0 for an ephemeral push (never stored)."""
+    """One step of a meeting's journal; seq 0 for an ephemeral push (never stored).
+    `keep`, for a topic that `keeps` (at a node applying it from its parent): the applier
+    awaits `keep(s)` in the transaction that writes the entry's effects, before its commit,
+    so the entry is stored, applied and marked in that one commit (docs/cascade.md,
+    "Meeting state across nodes"); if the applier does not (nothing to write, a refusal)
+    or that commit fails, the journal stores it by itself."""
 
     key: str
     seq: int
     topic: str
     data: dict[str, Any]
+    keep: Keep | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -58,8 +71,17 @@ class Topic:
     schema: type[NodeSchema]  # strict schema of `data`
     direction: Literal["down", "up"]
     apply: Applier | None = None  # down topics, at every non-owner node
+    keeps: bool = False  # its applier stores the entry in its own commit (`Entry.keep`)
+    # Down topics whose entries are whole states (the floor, the presenter): whether a newer
+    # entry's data makes an older one's needless (`covers(older, newer)`). A node behind
+    # applies only the newest of those queued; the others are stored with it (journal.py).
+    covers: Callable[[dict[str, Any], dict[str, Any]], bool] | None = None
     receive: Receiver | None = None  # up topics, at the owner
     forward: Forwarder | None = None  # up topics, at an intermediate node (optional)
+    # Up topics whose reports are snapshots: what a newer report of the same origin, meeting
+    # and key carries makes an older one needless (reports.py drops an older one held back
+    # by a temporary refusal instead of sending it again).
+    supersedes: Callable[[dict[str, Any]], Any] | None = None
 
 
 class Topics:
@@ -84,6 +106,31 @@ class Topics:
         if topic is None or topic.direction != direction:
             raise NodeError("invalid", f"no {direction} topic {name[:64]!r}")
         return topic
+
+    def find(self, name: str) -> Topic | None:
+        return self._topics.get(name)
+
+    def whole(self, name: str) -> bool:
+        """Whether the down topic's entries are whole states (`Topic.covers`)."""
+        topic = self._topics.get(name)
+        return topic is not None and topic.direction == "down" and topic.covers is not None
+
+    def covers(self, older: Entry, newer: Entry) -> bool:
+        """Whether applying `newer` (the next entry of the same down topic) makes applying
+        `older` needless: its topic's entries are whole states and `newer` covers it (a
+        malformed one covers nothing: each is checked by its own applying)."""
+        topic = self._topics.get(older.topic)
+        if topic is None or topic.covers is None or newer.topic != older.topic:
+            return False
+        try:
+            return topic.covers(older.data, newer.data)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return False
+
+    def keeps(self, name: str) -> bool:
+        """Whether the down topic's applier stores its entries itself (`Entry.keep`)."""
+        topic = self._topics.get(name)
+        return topic is not None and topic.direction == "down" and topic.keeps
 
     def checked(self, name: str, direction: str, data: Any) -> dict[str, Any]:
         """`data` as the topic's schema accepts it (NodeError otherwise), bounded in size."""

@@ -50,7 +50,8 @@ class MediaMetrics:
             downlink_events=_labelled(
                 registry, "hopso_media_downlink_events_total",
                 "Subscribers' downlink events (docs/media.md, Bandwidth allocation): an absurd "
-                "REMB refused, feedback gone missing, a fall to audio only", "event", DOWNLINK),
+                "REMB refused, feedback gone missing, a fall to audio only, a link's fall seen in "
+                "transport-cc feedback (media/link_fall.py)", "event", DOWNLINK),
             uplink_feedback=_labelled(
                 registry, "hopso_media_uplink_feedback_total",
                 "Publishers' transport-wide sequence numbers the feedback left out "
@@ -71,7 +72,7 @@ class MediaMetrics:
 
 
 FAULTS = ("unknown_rid", "unbound", "ssrc_change")  # ProducerStats' fault counters
-DOWNLINK = ("remb_absurd", "no_feedback", "video_off")  # AllocatorStats' counters
+DOWNLINK = ("remb_absurd", "no_feedback", "video_off", "link_fall")  # AllocatorStats' counters
 UPLINK = ("too_old", "skipped")  # UplinkStats' counters of what the feedback left out
 DOWNLINK_FEEDBACK = ("malformed", "unknown")  # HistoryStats' counters of feedback not used
 RETRANSMISSIONS = ("sent", "budget", "repeat")  # RtxStats: sent, refused_budget, refused_repeat

@@ -25,7 +25,6 @@ abstract methods under "the rest of the tree".
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import secrets
 from abc import ABC, abstractmethod
@@ -34,6 +33,7 @@ from typing import Any
 from media import (
     SFU,
     ActiveSpeakerChanged,
+    CloseOnce,
     ConsumerClosed,
     DownlinkChanged,
     Kind,
@@ -81,11 +81,11 @@ class Room(ABC):
         self.banned: set[int] = set()  # users the chair removed
         self.stats = RoomStats(meeting_id)
         self.close_reasons: dict[str, str] = {}  # peer id -> reason told to its client
-        self._closing: asyncio.Future[None] | None = None
+        self._closing = CloseOnce()
 
     @property
     def closed(self) -> bool:
-        return self._closing is not None
+        return self._closing.started
 
     @property
     def router(self) -> Router | None:
@@ -415,23 +415,19 @@ class Room(ABC):
         """Idempotent; concurrent callers wait for the same teardown. Every member's client
         is told `reason`; the router closes (peers, transports, producers, consumers); the
         room's locks, floor, removals and quality levels are dropped."""
-        if self._closing is not None:
-            await asyncio.shield(self._closing)
-            return
-        self._closing = asyncio.get_running_loop().create_future()
-        try:
-            for member in self.members.values():
-                self.close_reasons[member.peer_id] = reason
-            router = self.router
-            if router is not None:
-                await router.close()
-            self.locks.clear()
-            self.floor = None
-            self.stats.quality.clear()
-            self.banned.clear()
-            self.closed_hook()
-        finally:
-            self._closing.set_result(None)
+        await self._closing.run(lambda: self._close_owned(reason))
+
+    async def _close_owned(self, reason: str) -> None:
+        for member in self.members.values():
+            self.close_reasons[member.peer_id] = reason
+        router = self.router
+        if router is not None:
+            await router.close()
+        self.locks.clear()
+        self.floor = None
+        self.stats.quality.clear()
+        self.banned.clear()
+        self.closed_hook()
 
     # -- the rest of the tree: LocalRoom has none, CascadedRoom (server/cascade/room.py) -----
     @abstractmethod

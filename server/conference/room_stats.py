@@ -71,7 +71,8 @@ class RoomStats:
             f, r = peer.downlink_feedback_stats(), peer.retransmission_stats()
             self.downlink[peer.id] = _advance(
                 metrics.downlink_events, DOWNLINK,
-                (d.remb_absurd, d.no_feedback, d.video_off_events), self.downlink.get(peer.id))
+                (d.remb_absurd, d.no_feedback, d.video_off_events, d.link_falls),
+                self.downlink.get(peer.id))
             self.uplink[peer.id] = _advance(metrics.uplink_feedback, UPLINK,
                                             (u.too_old, u.skipped), self.uplink.get(peer.id))
             self.feedback[peer.id] = _advance(metrics.downlink_feedback, DOWNLINK_FEEDBACK,

@@ -9,12 +9,13 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
+from sqlalchemy import bindparam
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import col, delete, select
@@ -22,7 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms import meetings
 from rooms.db import Database
-from rooms.errors import Forbidden, NotAuthenticated
+from rooms.errors import DomainError, Forbidden, NotAuthenticated, NotFound
 from rooms.meetings import MeetingAccess
 from rooms.models import AuthSession, Role, User, utcnow
 from rooms.permissions import Action
@@ -71,6 +72,78 @@ async def load_session(db: Database, token: str | None) -> tuple[User, AuthSessi
         if user.disabled:
             return None
         return user, auth
+
+
+# --- routes that read the session with their access check ----------------------------------
+# A tablet polls its meeting's document list and page images several times a second. Such a
+# GET route reads the caller's session in the same statement as its access check
+# (rooms.meetings.session_select), not in a read of its own before it: one read, not two,
+# and still at every request (nothing is cached: a logout or a disabled user counts at once).
+
+OWN_SESSION = "hopso_reads_own_session"
+H = TypeVar("H", bound=Callable[[web.Request], Awaitable[web.StreamResponse]])
+
+
+def reads_own_session(handler: H) -> H:
+    """Marks a GET route whose handler reads the session itself (`session_params`, then
+    `signed_in` on its row before it uses anything of the row): `auth_middleware` does not
+    read it first for GET and HEAD."""
+    setattr(handler, OWN_SESSION, True)
+    return handler
+
+
+def session_params(request: web.Request) -> dict[str, Any]:
+    """The `token_hash` parameter of a session_select for the request's cookie; no cookie
+    (or no possible one) is 401 before any read."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token or len(token) > 128:
+        raise NotAuthenticated("log in first")
+    return {"token_hash": token_hash(token)}
+
+
+async def signed_in(request: web.Request, row: Sequence[Any] | None) -> Sequence[Any]:
+    """`load_session`'s checks on a row of a session_select (AuthSession, User, ...): no
+    session, an expired one (deleted, as load_session does) or a disabled user is 401.
+    Otherwise the request is the user's (`current_user`), and the row is returned."""
+    if row is None:
+        raise NotAuthenticated("log in first")
+    auth, user = row[0], row[1]
+    if auth.expires_at <= utcnow():
+        async with request.app[keys.DB].session() as s:
+            await s.exec(delete(AuthSession).where(
+                col(AuthSession.token_hash) == auth.token_hash))
+        raise NotAuthenticated("log in first")
+    if user.disabled:
+        raise NotAuthenticated("log in first")
+    request[USER], request[AUTH] = user, auth
+    return row
+
+
+def path_id(request: web.Request, name: str) -> tuple[int, DomainError | None]:
+    """`int_id`, its refusal held back (with an id no row has) so that the caller's session
+    is checked first: not signed in is 401, whatever the path."""
+    try:
+        return int_id(request, name), None
+    except NotFound as refusal:
+        return 0, refusal
+
+
+_MEETING_BY_TOKEN = meetings.with_membership(meetings.session_select(),
+                                             bindparam("meeting_id"))
+
+
+async def signed_in_meeting_access(session: AsyncSession, request: web.Request,
+                                   action: Action = Action.view) -> MeetingAccess:
+    """`meeting_access` for a route marked `reads_own_session`: the session, the person and
+    their access to the meeting in one read."""
+    params = session_params(request)
+    meeting_id, refusal = path_id(request, "meeting_id")
+    row = await signed_in(request, (await session.exec(  # type: ignore[call-overload]
+        _MEETING_BY_TOKEN, params={**params, "meeting_id": meeting_id})).first())
+    verdict = refusal or meetings.access_of(row, meeting_id, action)
+    if isinstance(verdict, DomainError):
+        raise verdict
+    return verdict
 
 
 _AUTH_COLUMNS = tuple(AuthSession.__table__.columns)  # type: ignore[attr-defined]
@@ -322,6 +395,9 @@ async def csrf_token_from(request: web.Request) -> str | None:
 async def auth_middleware(request: web.Request,
                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                           ) -> web.StreamResponse:
+    if request.method in ("GET", "HEAD") \
+            and getattr(request.match_info.handler, OWN_SESSION, False):
+        return await handler(request)  # it reads the session with its access check
     found = await load_session(request.app[keys.DB], request.cookies.get(SESSION_COOKIE))
     if found:
         request[USER], request[AUTH] = found

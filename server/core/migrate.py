@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from rooms.db import Database
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+# Alembic (~0.2 s of CPU to import) is imported by the functions that migrate or read the
+# scripts: a backup that only copies never needs it (docs/architecture.md (Start-up)).
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
 # pg_advisory_xact_lock's key for "migrating Hopso's schema" (any constant shared by the
@@ -23,6 +25,7 @@ class SchemaTooNew(Exception):
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url)
@@ -30,6 +33,7 @@ def alembic_config(url: str) -> Config:
 
 
 def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
     scripts = ScriptDirectory.from_config(alembic_config(""))
     return {script.revision for script in scripts.walk_revisions()}
 
@@ -46,6 +50,9 @@ def check_known(revisions: set[str] | list[str] | tuple[str, ...]) -> None:
 
 
 async def upgrade(db: Database) -> None:
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
     config = alembic_config(db.url)
 
     def run(connection) -> None:  # type: ignore[no-untyped-def]

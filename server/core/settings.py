@@ -32,6 +32,8 @@ class NodeSettings:
     HOPSO_NODE_CHILDREN    credentials of child units: "unit=secret,unit=secret"
     HOPSO_PARENT_CA        PEM file of the CA (or self-signed certificate) to trust for an
                            https:// parent, instead of the system's CAs
+    HOPSO_NODE_LINK_RTO_MIN_MS  the minimum TCP retransmission timeout of node link sockets
+                           (both ends), 0-200 ms, 0: the system's (server/cascade/link_socket.py)
     """
 
     unit: str
@@ -39,6 +41,7 @@ class NodeSettings:
     secret: str | None = None
     children: Mapping[str, str] = field(default_factory=dict)
     parent_ca: Path | None = None
+    link_rto_min_ms: int = 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> NodeSettings | None:
@@ -69,7 +72,11 @@ class NodeSettings:
             raise NodeConfigError("HOPSO_PARENT_CA is for an https:// HOPSO_PARENT_URL")
         if ca is not None and not ca.is_file():
             raise NodeConfigError(f"HOPSO_PARENT_CA file not found: {ca}")
-        return cls(unit, parent, secret, children, ca)
+        rto_text = (env.get("HOPSO_NODE_LINK_RTO_MIN_MS") or "").strip() or "20"
+        if not rto_text.isdigit() or not 0 <= int(rto_text) <= 200:  # the kernel's 200 ms cap
+            raise NodeConfigError("HOPSO_NODE_LINK_RTO_MIN_MS must be 0-200 (milliseconds; "
+                                  "0: the system's minimum)")
+        return cls(unit, parent, secret, children, ca, int(rto_text))
 
 
 @dataclass(frozen=True)
@@ -185,6 +192,9 @@ class Settings:
     signing_pkcs11_token: str | None = None
     socket_limits: SocketLimits = field(default_factory=SocketLimits)
     media_timings: MediaTimings = field(default_factory=MediaTimings)
+    # The shortest time limit a vote may be opened with (rooms/votes.py's MIN_TIME_LIMIT_S):
+    # deployments keep it; tests shorten it, to see a limit run out in seconds.
+    vote_time_limit_min_s: int = 10
     # Each subscriber's downlink estimate is shared out among what it receives (simulcast
     # layers per subscriber, audio only below a floor: media/allocator.py, docs/media.md).
     # On by default: audio only (and a stream paused) needs loss in the subscriber's receiver

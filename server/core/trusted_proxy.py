@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
 
-from aiohttp import web
+if TYPE_CHECKING:  # aiohttp is imported by the middleware's factory: settings import this
+    from aiohttp import web  # module, and the backup CLI parses settings without serving
+
+    Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_HOPS = 32  # entries of X-Forwarded-For looked at; a longer chain is cut, not believed
 
 
@@ -79,6 +82,8 @@ def trusted_proxy_middleware(trusted: tuple[Network, ...]) -> Callable[..., Awai
         web.StreamResponse]]:
     """The first middleware: everything after it (the login limiter, logs) sees the real
     client as request.remote. With no trusted proxy it changes nothing."""
+    from aiohttp import web
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if trusted:

@@ -30,13 +30,15 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import Integer, and_, bindparam, case, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from documents.db_models import Presentation
 from rooms.db import Database
@@ -106,6 +108,18 @@ def _next_major() -> Any:
     return _T.c.seq - _T.c.seq % SEQ_STEP + SEQ_STEP
 
 
+_FIELDS = ("active", "user_id", "name", "document_id", "version", "page", "zoom", "scroll_x",
+           "scroll_y", "at")
+# take_over's UPDATE, built once (at every follower node on every page turn): the next
+# major seq, or the seq pushed ahead of the write if that is higher.
+_AT_LEAST = bindparam("p_seq", type_=Integer)
+_TAKE_OVER = (update(_T).where(_T.c.meeting_id == bindparam("p_meeting_id"))
+              .values(**{f: bindparam(f"p_{f}") for f in _FIELDS},
+                      seq=case((_next_major() > _AT_LEAST, _next_major()), else_=_AT_LEAST))
+              .returning(*_T.c))
+Also = Callable[[AsyncSession], Awaitable[None]]  # more writes in the same transaction
+
+
 @dataclass
 class PresenterBoard:
     db: Database
@@ -113,15 +127,21 @@ class PresenterBoard:
     _live: dict[int, Live] = field(default_factory=dict)
     _pointers: dict[tuple[int, int], deque[float]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _ahead: dict[int, dict[str, Any]] = field(default_factory=dict)  # pushed, being written
     writes: int = 0  # database writes (major changes and position flushes), for tests
 
     # --- reading ---------------------------------------------------------------------------
 
     async def get(self, meeting_id: int) -> dict[str, Any]:
-        """The meeting's state: the row, or this process's newer minor move of it."""
+        """The meeting's state: the row, or this process's newer minor move of it, or the
+        change pushed `ahead` of its write while that write is on its way (a tablet joining
+        then is not given the page before, which no later push would correct)."""
         async with self.db.session() as s:
             row = (await s.exec(select(Presentation).where(
                 col(Presentation.meeting_id) == meeting_id))).first()
+        pushed = self._ahead.get(meeting_id)
+        if pushed is not None and (row is None or pushed["seq"] > row.seq):
+            return dict(pushed)
         if row is None:
             return _inactive(meeting_id, 0)
         state = _state(row)
@@ -197,6 +217,54 @@ class PresenterBoard:
                             col(Presentation.meeting_id) == meeting_id))).first()
                     raise PresenterBusy(f"{current or 'someone else'} is presenting; they "
                                         f"stop first, or take over")
+        self.writes += 1
+        state = _state(row)
+        self._remember(meeting_id, state)
+        return state
+
+    def ahead(self, meeting_id: int, *, user_id: int, name: str, document_id: int,
+              version: int, page: int, zoom: float, scroll_x: float, scroll_y: float,
+              at: datetime) -> dict[str, Any] | None:
+        """The state `take_over` with these values will write, from this process's copy of
+        the meeting's presentation (its next major seq), for a follower node to push before
+        the write (docs/cascade.md, "Presenter"); None without a copy (the write reads the
+        row). Another process's change meanwhile makes the write's seq higher: pushed again
+        then."""
+        local = self._live.get(meeting_id)
+        if local is None:
+            return None
+        pushed = self._ahead[meeting_id] = {
+            "meeting_id": meeting_id, "active": True, "seq": local.major + SEQ_STEP,
+            "presenter": {"user_id": user_id, "name": name}, "document_id": document_id,
+            "version": version, "page": page, "zoom": zoom, "scroll_x": scroll_x,
+            "scroll_y": scroll_y, "at": at.isoformat()}
+        return dict(pushed)
+
+    async def take_over(self, meeting_id: int, *, user_id: int, name: str, document_id: int,
+                        version: int, page: int, zoom: float, scroll_x: float,
+                        scroll_y: float, at: datetime, seq: int = 0,
+                        also: Also | None = None) -> dict[str, Any]:
+        """A major change written whoever presents (a follower node's copy of the owner's
+        presenter), at the next major seq or `seq` if higher (the seq `ahead` pushed: never
+        lower than what the tablets were shown); `also` writes in the same transaction (the
+        journal entry it applies). One statement once the row exists."""
+        params = {"p_meeting_id": meeting_id, "p_seq": seq, "p_active": True,
+                  "p_user_id": user_id, "p_name": name, "p_document_id": document_id,
+                  "p_version": version, "p_page": page, "p_zoom": zoom,
+                  "p_scroll_x": scroll_x, "p_scroll_y": scroll_y, "p_at": at}
+        try:
+            async with self.db.session() as s:
+                row = (await s.exec(_TAKE_OVER, params=params)).first()  # type: ignore[call-overload]
+                if row is None:  # no row yet (or another process inserts it now)
+                    values = {f: params[f"p_{f}"] for f in _FIELDS}
+                    row = (await s.exec(self._insert(meeting_id, values,
+                                                     max(seq, SEQ_STEP)))).first()
+                    if row is None:
+                        row = (await s.exec(_TAKE_OVER, params=params)).first()  # type: ignore[call-overload]
+                if also is not None:
+                    await also(s)
+        finally:  # written (the row says it now), or not: the row is what is true
+            self._ahead.pop(meeting_id, None)
         self.writes += 1
         state = _state(row)
         self._remember(meeting_id, state)

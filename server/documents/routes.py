@@ -18,13 +18,22 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from documents import catalog, export_job, raster, render
 from documents.db_models import Document, DocumentAccess, DocumentVersion
+from documents.listing import listed, listing_dict
 from documents.storage import content_disposition
 from rooms import agenda
 from rooms.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from rooms.models import Role, Unit, User, utcnow
 from rooms.permissions import Action
 from server.core import keys
-from server.core.auth import current_user, meeting_access
+from server.core.auth import (
+    current_user,
+    meeting_access,
+    path_id,
+    reads_own_session,
+    session_params,
+    signed_in,
+    signed_in_meeting_access,
+)
 from server.core.http_util import Body, int_id, parse_int, query_int, read_body
 from server.core.realtime import meeting_room
 from server.documents.annotation_push import doc_room
@@ -84,15 +93,36 @@ def _version_number(request: web.Request, current: int) -> int:
         raise NotFound(f"version {raw_version[:24]!r} not found") from None
 
 
+def _asked_version(request: web.Request) -> tuple[int | None, DomainError | None]:
+    """`?version=` (None: the current one), its refusal held back until access is known."""
+    if "version" not in request.query:
+        return None, None
+    try:
+        return _version_number(request, -1), None
+    except NotFound as refusal:
+        return -1, refusal
+
+
 async def _grant(request: web.Request, kind: str | None = None,
                  page: int | None = None) -> tuple[catalog.DocumentGrant, DocumentVersion]:
-    """Access check + the requested (default: current) version; logs the access."""
-    user = current_user(request)
-    document_id = int_id(request, "document_id")
+    """Session, access check and the requested (default: current) version in one read
+    (catalog.GRANT_BY_TOKEN: its route is `reads_own_session`); logs the access."""
+    params = session_params(request)
+    document_id, refusal = path_id(request, "document_id")
+    number, bad_version = _asked_version(request)
     async with request.app[keys.DB].session() as s:
-        grant = await catalog.require_document(s, user, document_id)
-        number = _version_number(request, grant.document.version)
-        version = await catalog.version(s, document_id, number)
+        row = await signed_in(request, (await s.exec(  # type: ignore[call-overload]
+            catalog.GRANT_BY_TOKEN,
+            params={**params, "document_id": document_id, "number": number})).first())
+    verdict = refusal or catalog.grant_of(row, document_id)
+    if isinstance(verdict, DomainError):
+        raise verdict
+    grant, version = verdict
+    if bad_version is not None:
+        raise bad_version
+    if version is None:
+        number = grant.document.version if number is None else number
+        raise NotFound(f"version {number} of document {document_id} not found")
     if kind is not None:
         await _log_read(request.app[DOCUMENTS], grant.document, version.number,
                         grant.user_id, kind, page)
@@ -190,13 +220,19 @@ async def _render(rt: DocumentRuntime, v: DocumentVersion, page: int, width: int
 
 
 @routes.get("/api/meetings/{meeting_id}/documents")
+@reads_own_session
 async def list_documents(request: web.Request) -> web.Response:
+    """Two reads (the caller's session and access; the documents with their versions) at
+    every request. The ETag is a tag of every column the list is made from: a tablet's
+    If-None-Match that names it is answered 304 without the list being built."""
     async with request.app[keys.DB].session() as s:
-        access = await meeting_access(s, request)
-        docs = await catalog.meeting_documents(s, access.meeting.id, access.role)  # type: ignore[arg-type]
-        versions = await catalog.versions_of(s, [d.id for d in docs])  # type: ignore[misc]
-    data = [catalog.document_dict(d, versions[d.id]) for d in docs]  # type: ignore[index]
-    return web.json_response({"groups": catalog.group_by_agenda_item(data)})
+        access = await signed_in_meeting_access(s, request)
+        listing = await listed(s, access.meeting.id, access.role)  # type: ignore[arg-type]
+    headers = {"ETag": listing.tag, "Cache-Control": REVALIDATE}
+    if any(tag.value == listing.tag.strip('"') or tag.value == "*"
+           for tag in request.if_none_match or ()):
+        return web.Response(status=304, headers=headers)
+    return web.json_response(listing_dict(listing), headers=headers)
 
 
 @routes.get("/api/meetings/{meeting_id}/documents/search")
@@ -332,6 +368,7 @@ async def publish(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/documents/{document_id}/pdf")
+@reads_own_session
 async def pdf(request: web.Request) -> web.StreamResponse:
     grant, v = await _grant(request, "pdf")
     if grant.document.confidential:
@@ -363,6 +400,12 @@ def _width(request: web.Request, default: int) -> int:
     return width
 
 
+def _ahead_of_its_pdf(rt: DocumentRuntime, v: DocumentVersion, page: int) -> bool:
+    """The page's image at the default width is here, the PDF to render it from is not."""
+    return ((rt.store.derived_dir(v.sha256) / "pages" / f"{page:04d}.jpg").is_file()
+            and not _pdf_path(rt, v).is_file())
+
+
 async def _image(request: web.Request, kind: str) -> web.StreamResponse:
     rt: DocumentRuntime = request.app[DOCUMENTS]
     page = int_id(request, "page")
@@ -381,6 +424,12 @@ async def _image(request: web.Request, kind: str) -> web.StreamResponse:
         path = derived / "pages" / f"{page:04d}.jpg"
     else:
         path = derived / f"w{width}" / f"{page:04d}.jpg"
+    if not path.is_file() and _ahead_of_its_pdf(rt, v, page):
+        # A cascade mirror's page 1, crossed ahead of its PDF (server/cascade/topic/
+        # documents_mirror.py): the one image there is, for every width and as its own
+        # thumbnail, until the node renders the page from the PDF. No worker: a resize made
+        # by one at every node of the tree at the same moment was page 1's bottleneck.
+        path = derived / "pages" / f"{page:04d}.jpg"
     if not path.is_file():
         rendered = await _render(rt, v, page, width)
         if rendered.placeholder:
@@ -392,16 +441,19 @@ async def _image(request: web.Request, kind: str) -> web.StreamResponse:
 
 
 @routes.get("/api/documents/{document_id}/pages/{page}")
+@reads_own_session
 async def page_image(request: web.Request) -> web.StreamResponse:
     return await _image(request, "page")
 
 
 @routes.get("/api/documents/{document_id}/thumbs/{page}")
+@reads_own_session
 async def thumbnail(request: web.Request) -> web.StreamResponse:
     return await _image(request, "thumb")
 
 
 @routes.get("/api/documents/{document_id}/search")
+@reads_own_session
 async def search_document(request: web.Request) -> web.Response:
     q = _query(request)
     grant, v = await _grant(request, "search")
@@ -415,6 +467,7 @@ async def search_document(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/documents/{document_id}/export")
+@reads_own_session
 async def export(request: web.Request) -> web.Response:
     rt: DocumentRuntime = request.app[DOCUMENTS]
     flatten = request.query.get("flatten", "").lower() in {"1", "true", "yes"}
@@ -445,6 +498,7 @@ async def export(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/documents/{document_id}/access")
+@reads_own_session
 async def access_log(request: web.Request) -> web.Response:
     grant, _ = await _grant(request)
     if not grant.can_manage:

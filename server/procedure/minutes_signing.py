@@ -22,10 +22,9 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
-from asn1crypto import x509 as asn1_x509
 from pydantic import Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -42,6 +41,9 @@ from server.core.auth import current_user
 from server.core.http_util import Body, int_id, read_body
 from server.procedure.live import When, run_change
 from server.procedure.views import Emit
+
+if TYPE_CHECKING:
+    from asn1crypto import x509 as asn1_x509
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -11,11 +11,11 @@ from pydantic import Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from documents import catalog
-from documents.minutes import render_minutes
 from rooms import agenda, attendance, audit, meetings, minutes, procedure, votes
 from rooms.audit import AuditKind
 from rooms.errors import Conflict
 from rooms.meetings import MeetingAccess
+from rooms.minutes_data import MinutesData
 from rooms.permissions import Action
 from rooms.procedure_models import ProcedureState, QuorumRule, RuleSet
 from server.core import keys
@@ -70,6 +70,13 @@ class Conclusions(Body):
 
 class Receipt(Body):
     receipt: str = Field(max_length=64)
+
+
+def _typeset_minutes(data: MinutesData) -> bytes:
+    """In the renderer thread: PyMuPDF is imported there, at the first minutes, not by
+    every server process at start (docs/architecture.md (Start-up))."""
+    from documents.minutes import render_minutes
+    return render_minutes(data)
 
 
 def _uid(access: MeetingAccess) -> int:
@@ -264,7 +271,7 @@ async def generate_minutes(request: web.Request) -> web.Response:
         version = await minutes.next_version(s, meeting_id)
         data = await minutes.gather(s, meeting_id, version)
     pdf = await asyncio.get_running_loop().run_in_executor(request.app[LIVE].renderer,
-                                                           render_minutes, data)
+                                                           _typeset_minutes, data)
 
     async def change(s: AsyncSession, a: MeetingAccess, st: ProcedureState) -> Result:
         if await minutes.next_version(s, meeting_id) != version:

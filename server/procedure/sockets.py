@@ -96,8 +96,8 @@ class VoteOpen(EventSchema):
     kind: VoteKind = VoteKind.motion
     base: VoteBase | None = None  # None: the meeting's rule set decides
     threshold: Threshold | None = None
-    time_limit_seconds: int | None = Field(default=None, ge=votes.MIN_TIME_LIMIT_S,
-                                           le=votes.MAX_TIME_LIMIT_S)
+    # its lower bound is the settings' (vote_time_limit_min_s), checked by votes.open_vote
+    time_limit_seconds: int | None = Field(default=None, ge=1, le=votes.MAX_TIME_LIMIT_S)
 
 
 class VoteCast(EventSchema):
@@ -289,7 +289,9 @@ def _register_votes(rt: Realtime) -> None:
             spec = votes.NewVote(p.agenda_item_id, p.question, p.secret, p.allow_change,
                                  tuple(p.options) if p.options is not None else None,
                                  p.kind, p.base, p.threshold, p.time_limit_seconds)
-            vote = await votes.open_vote(s, st, a.user, spec, ctx.app[LIVE].key)
+            vote = await votes.open_vote(
+                s, st, a.user, spec, ctx.app[LIVE].key,
+                min_time_limit_s=ctx.app[keys.SETTINGS].vote_time_limit_min_s)
             await audit.record(s, p.meeting_id, _uid(a), AuditKind.vote_opened, {
                 "vote_id": vote.id, "item_id": vote.agenda_item_id, "question": vote.question,
                 "options": votes.options_of(vote), "secret": vote.secret,

@@ -18,7 +18,6 @@ from aiohttp import web
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from documents import signing
-from documents.vote_result import render_vote_result
 from rooms import audit, meetings
 from rooms import minutes_signing as review
 from rooms.errors import Forbidden, Invalid
@@ -26,7 +25,7 @@ from rooms.meetings import MeetingAccess
 from rooms.models import MeetingRole
 from rooms.permissions import Action
 from rooms.procedure_models import ProcedureState
-from rooms.vote_record import vote_record
+from rooms.vote_record import VoteRecord, vote_record
 from server.core import keys
 from server.core.auth import current_user
 from server.core.http_util import int_id, read_body
@@ -45,7 +44,14 @@ async def _render(request: web.Request, meeting_id: int, vote_id: int) -> bytes:
         await meetings.require(s, current_user(request), meeting_id)
         record = await vote_record(s, meeting_id, vote_id)
     return await asyncio.get_running_loop().run_in_executor(request.app[LIVE].renderer,
-                                                            render_vote_result, record)
+                                                            _typeset, record)
+
+
+def _typeset(record: VoteRecord) -> bytes:
+    """In the renderer thread: PyMuPDF is imported there, at the first result, not by every
+    server process at start (docs/architecture.md (Start-up))."""
+    from documents.vote_result import render_vote_result
+    return render_vote_result(record)
 
 
 def _pdf(body: bytes, name: str, status: int = 200) -> web.Response:

@@ -32,7 +32,8 @@ def wait_listening(port: int, process: subprocess.Popen[str], timeout: float = 2
 
 async def test_hopso_behind_the_rendered_nginx(tmp_path: Path) -> None:
     nginx = tool("nginx", "the reverse proxy in front of a real server")
-    server = start_server("--demo", "--fast-hash", "--data-dir", str(tmp_path / "data"))
+    server = start_server("--demo", "--fast-hash", "--data-dir", str(tmp_path / "data"),
+                          preimported=True)
     http_port, https_port = free_port(), free_port()
     render(site(tmp_path, web_port=server.port, http_port=http_port, https_port=https_port,
                 listen_ipv6=False), tmp_path / "out")

@@ -12,14 +12,13 @@ import json
 import re
 import sys
 import tempfile
-import time
 from typing import Any
 
 from playwright.sync_api import sync_playwright
 
 from testkit.browser import ARGS, CHROMIUM
 from testkit.processes import start_server
-from tests.e2e.video_interop import EXTRA_ARGS, join_call, log_in, total, wait_until
+from tests.e2e.video_interop import EXTRA_ARGS, grown, join_call, log_in, total, wait_until
 
 SECRET = "ward-secret-for-the-test"
 
@@ -61,8 +60,7 @@ def run(screenshot: str) -> dict[str, Any]:
                 wait_until(lambda page=page: total(page, "video", "frames") > 10, 30,
                            f"{name} decoding the other node's video")
             first = {n: total(pg, "video", "frames") for n, pg in pages.items()}
-            time.sleep(1.5)
-            out["frames"] = {n: [first[n], total(pg, "video", "frames")] for n, pg in pages.items()}
+            out["frames"] = grown(pages, "video", "frames", first, 10, 1.5)
             out["names"] = {n: pg.locator("#video-tiles .tile .tile-name").all_inner_texts()
                             for n, pg in pages.items()}
 

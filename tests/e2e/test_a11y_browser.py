@@ -42,7 +42,7 @@ PAGES: dict[str | None, tuple[str, ...]] = {
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     server = start_server("--demo", "--data-dir", str(tmp_path_factory.mktemp("e2e-a11y")),
-                          env={"HOPSO_FAST_HASH": "1"})
+                          env={"HOPSO_FAST_HASH": "1"}, preimported=True)
     yield server
     server.stop()
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.browser import chromium
+from testkit.browser import api_login, chromium, session_page
 from testkit.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser
@@ -14,9 +14,10 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def node_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     server = start_server("--demo", "--data-dir", str(tmp_path_factory.mktemp("e2e-nodes")),
-                          env={"HOPSO_NODE_UNIT": "province",
+                          env={"HOPSO_NODE_UNIT": "province", "HOPSO_FAST_HASH": "1",
                                "HOPSO_NODE_CHILDREN": "city=" + "c" * 16,
-                               "HOPSO_PARENT_URL": "", "HOPSO_NODE_SECRET": ""})
+                               "HOPSO_PARENT_URL": "", "HOPSO_NODE_SECRET": ""},
+                          preimported=True)
     yield server
     server.stop()
 
@@ -24,12 +25,9 @@ def node_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
 def test_admin_sees_the_node_rotates_and_revokes_a_child(node_server: ServerProcess,
                                                             tmp_path: Path) -> None:
     with chromium() as browser:
-        page = browser.new_page(viewport={"width": 800, "height": 1280}, has_touch=True)  # type: ignore[attr-defined]
-        page.goto(node_server.base + "/login?next=/admin/units")
-        page.fill("input[name=username]", "quantri")
-        page.fill("input[name=password]", node_server.logins()["quantri"])
-        page.click("button[type=submit]")
-        page.wait_for_url("**/admin/units")
+        context = browser.new_context(viewport={"width": 800, "height": 1280}, has_touch=True)
+        page = session_page(context, node_server.base, "quantri", node_server.logins()["quantri"],
+                            "/admin/units")
         page.click("a[href='/admin/nodes']")  # from the admin navigation
         page.wait_for_url("**/admin/nodes")
         assert page.locator("h1").inner_text() == "Máy chủ nối tầng"
@@ -50,32 +48,24 @@ def test_admin_sees_the_node_rotates_and_revokes_a_child(node_server: ServerProc
         assert card.count() == 0 and page.locator("#children-none").is_visible()
 
 
-@pytest.fixture
-def province_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """A province node whose child "city" keeps its credential (the test above revokes it)."""
-    server = start_server("--demo", "--data-dir", str(tmp_path / "data"),
-                          env={"HOPSO_NODE_UNIT": "province", "HOPSO_FAST_HASH": "1",
-                               "HOPSO_NODE_CHILDREN": "city=" + "c" * 16,
-                               "HOPSO_PARENT_URL": "", "HOPSO_NODE_SECRET": ""})
-    yield server
-    server.stop()
-
-
-def test_the_chair_invites_a_child_node_with_its_voting_seats(province_server: ServerProcess,
+def test_the_chair_invites_a_child_node_with_its_voting_seats(node_server: ServerProcess,
                                                               tmp_path: Path) -> None:
     """The members panel's cascade block: the chair invites the city node and allots it the
     voting members it may count in the quorum (docs/cascade.md, "Headcounts and seats")."""
-    node_server = province_server
     with chromium() as browser:
-        page = browser.new_page(viewport={"width": 800, "height": 1280}, has_touch=True)  # type: ignore[attr-defined]
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(node_server.base + "/login?next=/meetings")
-        page.fill("input[name=username]", "chutri")
-        page.fill("input[name=password]", node_server.logins()["chutri"])
-        page.click("button[type=submit]")
-        page.wait_for_url("**/meetings")
-        page.goto(node_server.base + "/meetings/1")
+        # "city" has a credential, whether or not the test above revoked it (on the module's
+        # server: a server of its own was a start, 4 s of a loaded box): the administrator
+        # gives it one through the API that page uses.
+        admin = browser.new_context()
+        csrf = api_login(admin.request, node_server.base, "quantri", node_server.logins()["quantri"])
+        given = admin.request.post(node_server.base + "/api/admin/nodes/children/city/credential",
+                                   headers={"X-CSRF-Token": csrf}, data={"secret": "d" * 16})
+        assert given.ok, given.text()
+        admin.close()
+        context = browser.new_context(viewport={"width": 800, "height": 1280}, has_touch=True)
+        page = session_page(context, node_server.base, "chutri", node_server.logins()["chutri"],
+                            "/meetings/1")
+        errors = page.errors
         block = page.locator("#nodes-block")
         block.wait_for(state="visible", timeout=5000)
         assert "Số đại biểu biểu quyết" in block.inner_text()

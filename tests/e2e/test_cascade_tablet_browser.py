@@ -41,11 +41,12 @@ def nodes() -> Iterator[tuple[ServerProcess, ServerProcess]]:
     env = {"HOPSO_FAST_HASH": "1"}
     province = start_server("--demo", "--data-dir", tempfile.mkdtemp(prefix="hopso-prov-"),
                             env={**env, "HOPSO_NODE_UNIT": "province",
-                                 "HOPSO_NODE_CHILDREN": f"ward={SECRET}"})
+                                 "HOPSO_NODE_CHILDREN": f"ward={SECRET}"}, preimported=True)
     try:
         ward = start_server("--demo", "--data-dir", tempfile.mkdtemp(prefix="hopso-ward-"),
                             env={**env, "HOPSO_NODE_UNIT": "ward",
-                                 "HOPSO_PARENT_URL": province.base, "HOPSO_NODE_SECRET": SECRET})
+                                 "HOPSO_PARENT_URL": province.base, "HOPSO_NODE_SECRET": SECRET},
+                            preimported=True)
         try:
             yield province, ward
         finally:

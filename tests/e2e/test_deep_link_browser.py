@@ -3,22 +3,17 @@ and a refused login keeps the username."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from testkit.browser import chromium
-from testkit.processes import ServerProcess, start_server
+from testkit.processes import ServerProcess
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = start_server("--demo", "--data-dir", str(tmp_path_factory.mktemp("e2e-deep")),
-                          env={"HOPSO_FAST_HASH": "1"})
-    yield server
-    server.stop()
+@pytest.fixture
+def demo_server(shared_demo_server: ServerProcess) -> ServerProcess:
+    return shared_demo_server  # only logs in and reads (tests/e2e/conftest.py)
 
 
 def test_deep_link_and_username_survive_the_login(demo_server: ServerProcess) -> None:

@@ -76,7 +76,7 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("docs-e2e")
-    server = start_server("--demo", "--data-dir", str(tmp / "data"))
+    server = start_server("--demo", "--data-dir", str(tmp / "data"), preimported=True)
     try:
         with chromium() as browser:
             setup = browser.new_context()

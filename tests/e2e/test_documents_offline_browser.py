@@ -42,7 +42,7 @@ CACHED = """async () => {
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("docs-offline-e2e")
-    server = start_server("--demo", "--data-dir", str(tmp / "data"))
+    server = start_server("--demo", "--data-dir", str(tmp / "data"), preimported=True)
     try:
         with chromium() as browser:
             setup = browser.new_context()

@@ -28,7 +28,8 @@ DESK: ViewportSize = {"width": 1280, "height": 900}
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
     data = tmp_path_factory.mktemp("e2e-signing")
-    server = start_server("--demo", "--data-dir", str(data), env={"HOPSO_FAST_HASH": "1"})
+    server = start_server("--demo", "--data-dir", str(data), env={"HOPSO_FAST_HASH": "1"},
+                          preimported=True)
     yield server, data
     server.stop()
 

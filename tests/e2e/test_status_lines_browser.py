@@ -4,25 +4,21 @@ document's pages are prepared and clears once it is ready."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pymupdf
 import pytest
 
 from testkit.browser import chromium
-from testkit.processes import ServerProcess, start_server
+from testkit.processes import ServerProcess
 
 pytestmark = pytest.mark.browser
 PREPARING = "Đã tải lên; đang xử lý các trang."
 
 
-@pytest.fixture(scope="module")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = start_server("--demo", "--data-dir", str(tmp_path_factory.mktemp("e2e-status")),
-                          env={"HOPSO_FAST_HASH": "1"})
-    yield server
-    server.stop()
+@pytest.fixture
+def demo_server(shared_demo_server: ServerProcess) -> ServerProcess:
+    return shared_demo_server  # only logs in and reads (tests/e2e/conftest.py)
 
 
 def test_the_processing_line_clears_when_the_document_is_ready(demo_server: ServerProcess,

@@ -28,7 +28,7 @@ def call(mode: str, seconds: float) -> dict[str, Any]:
 
 
 def summary(r: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in r.items() if k not in ("timeline", "frames")})
+    return json.dumps({k: v for k, v in r.items() if k not in ("timeline", "frames", "drops")})
 
 
 @pytest.mark.timeout(240)
@@ -46,8 +46,11 @@ def test_a_chromium_publisher_on_a_500_kbit_uplink_settles_under_it_with_our_fee
     assert "bandwidth" in r["last_limit"], summary(r)
     layers = r["last_10s_layers_kbps"]
     assert layers["r2"] <= 0.1 * r["last_10s_kbps"], summary(r)
-    # The bottleneck's queue hardly overflows (REMB only: 24 % dropped).
+    # The bottleneck's queue hardly overflows once the sender adapted (the last 10 s), and
+    # over the whole run drops under half of what REMB alone lost (24 %): the whole run holds
+    # Chromium's own ramp into the freshly shaped link (0-1 % in most runs, 7.5 % once in CI).
+    assert r["last_10s_dropped"] <= 0.05, summary(r)
     [link] = r["link_counters"].values()
-    assert link["dropped"] <= 0.05 * (link["packets"] + link["dropped"]), summary(r)
+    assert link["dropped"] <= 0.12 * (link["packets"] + link["dropped"]), summary(r)
     # A subscriber keeps decoding (the camera sends 20 frames/s).
     assert r["last_10s_frames"] >= 80, summary(r)

@@ -3,35 +3,30 @@ microphone's tone); a tile is pinned as this person's main view and shown full s
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-
 import pytest
 
-from testkit.browser import chromium
-from testkit.processes import ServerProcess, start_server
+from testkit.browser import chromium, fresh_meeting
+from testkit.processes import ServerProcess
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = start_server("--demo", "--data-dir", str(tmp_path_factory.mktemp("e2e-tiles")),
-                          env={"HOPSO_FAST_HASH": "1"})
-    yield server
-    server.stop()
+@pytest.fixture
+def demo_server(shared_demo_server: ServerProcess) -> ServerProcess:
+    return shared_demo_server  # on a meeting of its own (tests/e2e/conftest.py)
 
 
 def test_mic_meter_pin_and_full_screen(demo_server: ServerProcess) -> None:
     with chromium() as browser:
+        meeting_id = fresh_meeting(browser, demo_server.base, demo_server.logins()["chutri"],
+                                   delegates=())
         context = browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
         page = context.new_page()
-        page.goto(f"{demo_server.base}/login?next=/meetings")
+        page.goto(f"{demo_server.base}/login?next=/meetings/{meeting_id}")
         page.fill("input[name=username]", "chutri")
         page.fill("input[name=password]", demo_server.logins()["chutri"])
         page.click("button[type=submit]")
-        page.click(".meeting-title")
-        page.wait_for_url(re.compile(r".*/meetings/\d+$"))
+        page.wait_for_url(f"**/meetings/{meeting_id}")
         page.click("button[data-action$='/open']")
         page.wait_for_selector("#meeting-status.status-open")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from testkit.browser import chromium, form_login
+from testkit.browser import chromium, session_page
 from testkit.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.browser
@@ -22,7 +22,7 @@ DELEGATES = ("daibieu", "daibieu2", "daibieu3")
 @pytest.fixture
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     server = start_server("--demo", "--data-dir", str(tmp_path_factory.mktemp("e2e-arith")),
-                          env={"HOPSO_FAST_HASH": "1"})
+                          env={"HOPSO_FAST_HASH": "1"}, preimported=True)
     yield server
     server.stop()
 
@@ -30,7 +30,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def log_in(browser: Any, server: ServerProcess, username: str, path: str,
            viewport: dict[str, int]) -> Any:
     context = browser.new_context(viewport=viewport, has_touch=viewport is TABLET)
-    page = form_login(context, server.base, username, server.logins()[username], path)
+    page = session_page(context, server.base, username, server.logins()[username], path)
     if path != "/meetings":
         page.wait_for_selector("#live-state:has-text('Trực tuyến')")
     return page

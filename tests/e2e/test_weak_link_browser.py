@@ -1,21 +1,22 @@
 """Real Chromium subscribers on emulated weak links, bandwidth allocation on (issue 15 item 6):
 a 300 kbit/s ward receives a lower simulcast layer and keeps decoding while a clean-link
 subscriber climbs to the top layer; a link falling from 2.5 Mbit/s to 300 kbit/s mid-call
-moves its subscriber down without a long freeze. Measured in the browsers (getStats and the
+moves its subscriber down without a freeze over 500 ms. Measured in the browsers (getStats and the
 <video> element's presented frames): tests/e2e/weak_link_interop.py, run in a loopback-only
 network namespace of its own (testkit/netem.py shapes its loopback; CI runs as root).
 
-All three tests read one run (module fixture: one Chromium and one publisher instead of two):
-its `both` scenario for the first two (the ward's measurement, then the clean subscriber,
-already on the top layer, is the one whose link falls: one climb to the top layer instead of
-two, ~35 s of the serial pass), then `drop+twcc` for the third (a subscriber of its own on
-transport-cc; the others have left). Each test reads only its scenario's result.
+All three tests read one run (module fixture: one Chromium, one publisher, one scenario):
+`both+twcc`, the ward's measurement, then the clean subscriber, already on the top layer, is
+the one whose link falls to 300 kbit/s and comes back (one climb to the top layer instead of
+two, ~35 s of the serial pass). Its subscribers are on the server's default path,
+transport-cc with padding probes, so the third test reads the same fall: until 2026-12-07
+it ran `drop+twcc` after it, a subscriber of its own on a 2.5 Mbit/s link from the start
+that did what `both+twcc`'s strong one does once the ward has left (~40 s of the serial
+pass, the same assertions on the same path).
 
-Recovery after the link comes back (`back_on_top_after_s`, waited for up to 40 s) is not
-asserted: the issue's <= 10 s is missed with REMB (docs/media.md, "Probing upward: not with
-REMB"). Measured: over 40 s in the runs of docs/media.md; 1.5 s, 1.8 s and none within 40 s
-in three runs at load 25-42 (2026-12-07) whose starved publisher sent a top layer of at most
-~750 kbit/s."""
+Recovery after the link comes back (`back_on_top_after_s`, waited for up to 40 s) is bounded
+on that path (third test, <= 15 s); with REMB the issue's <= 10 s is missed (docs/media.md,
+"Probing upward: not with REMB"): over 40 s in the runs of docs/media.md."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def run() -> dict[str, dict[str, Any]]:
     # The server's default path: subscribers' transport-cc and padding probes (README,
     # --subscriber-transport-cc). On the REMB path ("both") the allocator tries a layer blind
     # and CI saw a 300 kbit/s ward at 11.4 fps after such a try, and a 1.9 s gap at a drop.
-    return scenarios("both+twcc", "drop+twcc")
+    return scenarios("both+twcc")
 
 
 @pytest.mark.timeout(530)  # the first test of the three runs the harness (up to 500 s)
@@ -79,12 +80,13 @@ def test_a_link_dropping_to_300_kbit_moves_down_within_2_s_and_keeps_decoding(
     r = part(run, "both+twcc")
     assert r["before"]["last_width"] == 1280, r  # on the top layer before the drop
     after = r["after_drop"]
-    # The drop: a layer that fits within 2 s. The issue's target is no decoded-frame gap over
-    # 500 ms, which REMB-paced allocation misses here: the longest gap was 351-499 ms in 4 of
-    # 8 quiet or loaded runs and 650-1,250 ms in the others (docs/media.md). The test holds
-    # the 1 s this path keeps when the box is not starved, so a regression still fails it.
+    # The drop: a layer that fits within 2 s, and the issue's target: no gap between decoded
+    # frames over 500 ms. On transport-cc the fall is seen from the first frames that queue
+    # at the link (media/link_fall.py) and the low layer's keyframe follows once that queue
+    # has drained: 202, 250 and 250 ms in 3 runs (2026-12-07, load 5-15; REMB-paced
+    # allocation: 351-1,250 ms, the bound was 1 s; docs/media.md).
     assert r["adapt_down_s"] is not None and r["adapt_down_s"] <= 2, summary(r)
-    assert after["decoded_gap_max_ms"] <= 1000, summary(r)
+    assert after["decoded_gap_max_ms"] <= 500, summary(r)
     assert r["layers_after_drop"] and max(r["layers_after_drop"]) < 2, summary(r)
     assert r["after_drop_last_5s"]["fps"] >= 12, summary(r)
 
@@ -103,11 +105,11 @@ def test_with_transport_cc_the_sfus_own_estimate_follows_a_falling_link(
     381 kbit/s, barely over the link); before probing the estimate climbed ~8 %/s from
     ~120 kbit/s, back on the top layer after 24.7 s once, not in 40 s once; with probes
     (10:08-10:16, load 5-11) 7.7 s and 5.9 s."""
-    r = part(run, "drop+twcc")
-    stats = r["feedback_stats"]["dropping"]
+    r = part(run, "both+twcc")  # its strong subscriber's fall, on transport-cc
+    stats = r["feedback_stats"]["strong"]
     assert stats["sent"] > 1000 and stats["feedback"] > 100, summary(r)
     assert stats["malformed"] == 0 and stats["unknown"] <= stats["reported"] // 100, summary(r)
-    timeline = r["timeline"]["dropping"]  # [t s, current layer, allocated, estimate kbit/s]
+    timeline = r["timeline"]["strong"]  # [t s, current layer, allocated, estimate kbit/s]
     drop_t, up_t = r["drop_at_s"], r["restore_at_s"]
     assert r["before"]["last_width"] == 1280, summary(r)  # on the top layer before the fall
     under = [row[0] for row in timeline if drop_t <= row[0] <= up_t and row[3]

@@ -99,6 +99,7 @@ async def run(mode: str, seconds: float) -> dict[str, Any]:
             await sub.subscribe(camera.id)
             samples: list[dict[str, Any]] = []
             frames: list[tuple[float, int]] = []
+            drops: list[tuple[float, int, int]] = []  # (at, packets, dropped) at the bottleneck
             end = time.monotonic() + seconds
             while time.monotonic() < end:
                 sample = await page.evaluate(STATS)
@@ -106,6 +107,9 @@ async def run(mode: str, seconds: float) -> dict[str, Any]:
                 samples.append(sample)
                 tracks = [t for t in sub.tracks if t.kind == "video"]
                 frames.append((sample["at"], tracks[0].frames if tracks else 0))
+                if "shaped_at_s" in out:
+                    [link] = (await asyncio.to_thread(netem.counters)).values()
+                    drops.append((sample["at"], link.get("packets", 0), link.get("dropped", 0)))
                 await asyncio.sleep(0.5)
             timeline = rates(samples)
             out["timeline"] = timeline
@@ -132,6 +136,14 @@ async def run(mode: str, seconds: float) -> dict[str, Any]:
             out["subscriber_layer"] = next(
                 (c.current_layer for c in router.get_producer(camera.id).consumers), None)
             out["link_counters"] = netem.counters()
+            # What the queue dropped over the last 10 s, when the sender has long adapted (the
+            # ramp into the freshly shaped link, Chromium's own probing, is in link_counters).
+            out["drops"] = drops
+            if drops:
+                _, packets0, dropped0 = next(d for d in drops if d[0] >= drops[-1][0] - 10)
+                _, packets1, dropped1 = drops[-1]
+                sent = (packets1 - packets0) + (dropped1 - dropped0)
+                out["last_10s_dropped"] = round((dropped1 - dropped0) / max(1, sent), 4)
             out["errors"] = await page.evaluate("window.errors")
             await sub.close()
     finally:

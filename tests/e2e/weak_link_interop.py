@@ -10,7 +10,7 @@ own (the previous one's have left); each one's result is under its name. A scena
 with `+twcc` (e.g. `drop+twcc`), or every one with `--twcc`, has its subscribers negotiate
 transport-cc (MediaConfig.subscriber_transport_cc): the SFU numbers what it sends them and
 estimates each downlink from their transport feedback (media/bwe.py) instead of taking their
-REMB; the feedback counters are in the result. The tests run `both drop+twcc`.
+REMB; the feedback counters are in the result. The tests run `both+twcc`.
 
 A Chromium publisher sends its 720p fake camera as simulcast through the web client's own
 publish path (testkit/chromium.py's publisher page: VideoSession, three layers). Each

@@ -8,6 +8,7 @@ import pytest
 
 from media import SFU, MediaConfig
 from testkit.aiortc_clients import EncodedMedia, encode_media
+from testkit.encoded_cache import cached
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +21,7 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def media() -> EncodedMedia:
-    return encode_media(seconds=2.0)
+    return cached(encode_media, seconds=2.0)
 
 
 def make_config(**overrides: object) -> MediaConfig:

@@ -46,6 +46,18 @@ async def sfu() -> AsyncIterator[SFU]:
     await unit.close()
 
 
+# The start-up grace where a test waits past it (MediaConfig.allocation_startup_grace_s; the
+# default's 10 s would only make it wait longer for the same behaviour).
+GRACE_S = 1.0
+
+
+@pytest.fixture
+async def short_grace_sfu() -> AsyncIterator[SFU]:
+    unit = SFU(make_config(bandwidth_allocation=True, allocation_startup_grace_s=GRACE_S))
+    yield unit
+    await unit.close()
+
+
 ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"  # aiortc's, name-mangled
 
 
@@ -139,7 +151,8 @@ async def test_a_weak_subscriber_gets_a_lower_layer_while_a_strong_one_keeps_the
 
 
 async def test_below_the_floor_video_goes_off_with_an_event_and_comes_back(
-        sfu: SFU, media: SimulcastMedia) -> None:
+        short_grace_sfu: SFU, media: SimulcastMedia) -> None:
+    sfu = short_grace_sfu
     router = sfu.router("m")
     events: list[DownlinkChanged] = []
 
@@ -160,7 +173,7 @@ async def test_below_the_floor_video_goes_off_with_an_event_and_comes_back(
     await absurd.stop()
     assert not events or not events[-1].video_off
     link = CraftedRemb(sub, consumer.ssrc, 40_000)
-    await asyncio.sleep(11)  # past the start-up grace (10 s after the first estimate):
+    await asyncio.sleep(GRACE_S + 1)  # past the start-up grace (after the first estimate):
     assert not any(e.video_off for e in events)  # a low REMB alone keeps video on
     assert consumer.allocated_layer == 0
     link.loss = 0.4  # the link loses what it cannot carry: audio only

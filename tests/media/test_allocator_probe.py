@@ -62,3 +62,33 @@ def test_a_raise_that_failed_waits_for_a_probe_to_show_more_than_before() -> Non
     assert run(alloc, [cam("a")], 700_000, 3.0, 5.0) == {"a": 0}  # not again on as much
     assert alloc.allocate([cam("a")], 8.5).probe_bps == int(700_000 * 1.1)
     assert run(alloc, [cam("a")], 780_000, 9.0, 1.0) == {"a": 1}
+
+
+def test_after_a_fall_a_stream_that_no_longer_fits_goes_to_its_low_layer_then_climbs() -> None:
+    """A link that fell under what was sent (media/link_fall.py): the low layer, whose
+    keyframe is the smallest to cross the bottleneck's drained queue, not the middle one that
+    would fit (its keyframe and the frames after it overflowed a 500 kbit/s link's 200 ms
+    queue in bench/network.py); nothing raised nor probed for fall_s, then as usual."""
+    alloc = Allocator(padding_probes=True, probed_hold_s=1.0, fall_s=1.0)
+    assert run(alloc, [cam("a")], 5_000_000, 0.0, 6.0) == {"a": 2}
+    alloc.on_fall(7.0)
+    assert alloc.stats.link_falls == 1  # counted: hopso_media_downlink_events_total
+    alloc.on_remb(800_000, 7.0)  # the middle layer fits: 500k x 1.15 over the low one
+    allocation = alloc.allocate([cam("a")], 7.0)
+    assert allocation.layers == {"a": 0} and allocation.probe_bps is None
+    assert alloc.allocate([cam("a")], 7.9).layers == {"a": 0}
+    assert alloc.allocate([cam("a")], 8.1).layers == {"a": 0}  # the raise's hold begins
+    assert alloc.allocate([cam("a")], 9.2).layers == {"a": 1}
+
+
+def test_a_fall_of_a_link_long_on_the_top_layer_bars_no_later_raise_to_it() -> None:
+    """A link that fell 8 s after the top layer's raise (test_weak_links' drop): the link
+    changed, the layer's try did not fail, so no try bar (1.1x the estimate before the fall,
+    ~2.6 Mbit/s there, for 60 s) keeps it off the top layer once the link is back and the
+    estimate fits it (2 Mbit/s for 1.5 Mbit/s x 1.15): at load 17 the probes did not reach
+    such a bar and the subscriber stayed on the middle layer to the call's end."""
+    alloc = Allocator(padding_probes=True, probed_hold_s=1.0, fall_s=1.0)
+    assert run(alloc, [cam("a")], 2_500_000, 0.0, 8.0) == {"a": 2}
+    alloc.on_fall(10.0)
+    assert run(alloc, [cam("a")], 400_000, 10.0, 9.0) == {"a": 0}
+    assert run(alloc, [cam("a")], 2_000_000, 20.0, 5.0) == {"a": 2}

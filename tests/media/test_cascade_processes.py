@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from testkit.processes import ROOT, free_port
+from testkit.preimported import PreimportedProcess
+from testkit.processes import ROOT, free_port, preimported_starts
 
 SECRETS = {"city": "city-secret-0123456789", "ward": "ward-secret-0123456789"}
 
@@ -23,10 +24,15 @@ SECRETS = {"city": "city-secret-0123456789", "ward": "ward-secret-0123456789"}
 class NodeProc:
     def __init__(self, unit: str, port: int, *args: str) -> None:
         self.unit, self.port = unit, port
-        self.process = subprocess.Popen(
-            [sys.executable, "-u", "-m", "tests.media.cascade_node_proc", "--unit", unit,
-             "--port", str(port), *args], cwd=ROOT, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        argv = ["--unit", unit, "--port", str(port), *args]
+        self.process: subprocess.Popen[str]
+        if preimported_starts(True):  # forked with the server's imports done (aiortc, media)
+            self.process = PreimportedProcess(argv, dict(os.environ), ROOT,
+                                              module="tests.media.cascade_node_proc")
+        else:
+            self.process = subprocess.Popen(
+                [sys.executable, "-u", "-m", "tests.media.cascade_node_proc", *argv],
+                cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert self.process.stdout is not None
         os.set_blocking(self.process.stdout.fileno(), False)
         self.output: list[str] = []

@@ -20,6 +20,7 @@ def test_lists_become_tuples_and_client_ice_servers() -> None:
     {"ice_addresses": ["127.0.0.1"], "ice_timeout_s": 0},
     {"ice_addresses": ["127.0.0.1"], "max_bitrate_bps": 10},
     {"ice_addresses": ["127.0.0.1"], "video_codecs": ("VP9",)},
+    {"ice_addresses": ["127.0.0.1"], "allocation_startup_grace_s": -1.0},
 ])
 def test_invalid(kwargs: dict) -> None:
     with pytest.raises(ConfigError):

@@ -15,6 +15,7 @@ from media import SFU
 from media.link import Cascade, LinkEnd, LinkLimits, connect_local
 from server.cascade.schemas import LinkRequest
 from testkit.aiortc_clients import Subscriber, TrackStats, wait_for
+from testkit.encoded_cache import cached
 from testkit.simulcast_publisher import SIZES, SimulcastMedia, SimulcastPublisher, encode_simulcast
 
 from .conftest import make_config
@@ -24,7 +25,7 @@ MEETING = "m1"
 
 @pytest.fixture(scope="module")
 def layers() -> SimulcastMedia:
-    return encode_simulcast(seconds=2.0)
+    return cached(encode_simulcast, seconds=2.0)
 
 
 @pytest.fixture

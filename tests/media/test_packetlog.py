@@ -9,8 +9,10 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from media import SFU
 from media.packetlog import (
@@ -25,7 +27,7 @@ from media.packetlog import (
     append_report,
     header_bytes,
 )
-from media.recmux import mux
+from media.recmux import follow, mux
 from media.recorder import MuxProcess, TrackWriter
 from media.rtp import ForwardPacket
 from testkit.aiortc_clients import EncodedMedia
@@ -197,7 +199,9 @@ def test_the_mux_process_runs_within_its_limits() -> None:
 def test_a_mux_past_its_cpu_budget_is_killed_and_its_log_kept(tmp_path: Path) -> None:
     data = bytearray(header_bytes({"codec": "opus", "clock_rate": 48000, "kind": "audio",
                                    "file": "a.webm", "start": 0.0}))
-    for i in range(200_000):  # ~67 min of audio: more than 1 s of CPU to mux
+    # ~3.3 h of audio: ~2 s of CPU to mux, over the 1 s budget with room (200,000 packets
+    # took 0.9 s, start-up included, once the mux got cheaper: not enough)
+    for i in range(600_000):
         append_packet(data, i, i * 960, 0, False, 0, i * 0.02, b"\xf8\xff\xfe")
     log = tmp_path / "a.webm.rtplog"
     log.write_bytes(data)
@@ -207,3 +211,39 @@ def test_a_mux_past_its_cpu_budget_is_killed_and_its_log_kept(tmp_path: Path) ->
          str(log)], capture_output=True, text=True, env=env, timeout=120, check=False)
     assert proc.returncode == -signal.SIGXCPU, (proc.returncode, proc.stderr[-2000:])
     assert proc.stdout == "" and log.exists()  # no result; the log kept for a second try
+
+
+def test_the_mux_reads_the_logs_when_the_writer_says_it_wrote(tmp_path: Path) -> None:
+    """--follow: an empty line on stdin (the writer's word after each write) makes the mux
+    read every log at once; without one it looks only every `poll_s` (here: never)."""
+    log = tmp_path / "a.webm.rtplog"
+    log.write_bytes(header_bytes({"codec": "opus", "clock_rate": 48000, "kind": "audio",
+                                  "file": "a.webm", "start": 0.0}))
+    read_fd, write_fd = os.pipe()
+    lines = os.fdopen(read_fd, "r")
+    stdin = os.fdopen(write_fd, "w")
+    results: list[list[dict[str, Any]]] = []
+    thread = threading.Thread(target=lambda: results.append(follow(lines, poll_s=600)))
+    thread.start()
+    try:
+        stdin.write(f"{log}\n")
+        stdin.flush()
+        data = bytearray()
+        for i in range(50):
+            append_packet(data, i, i * 960, 0, False, 0, i * 0.02, b"\xf8\xff\xfe")
+        time.sleep(0.5)  # the name's line was read: its log's header too
+        with open(log, "ab") as f:
+            f.write(data)
+        time.sleep(1.0)
+        assert not (tmp_path / "a.webm").exists()  # no word, no look
+        stdin.write("\n")
+        stdin.flush()
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "a.webm").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        stdin.close()
+        thread.join(30)
+    [[track]] = results
+    assert track["frames"] == 50 and track["failed"] is None

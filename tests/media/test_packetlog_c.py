@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+import sys
 import threading
 import zlib
 from pathlib import Path
@@ -256,3 +257,105 @@ def test_packets_tapped_while_a_flush_writes_go_into_the_next_one(tmp_path: Path
     assert tapped_during == [True] * 3
     assert log.pending == 3
     assert len(out.read_bytes()) == 200 * (RECORD.size + 25 + 1000)
+
+
+def test_more_records_than_one_writev_takes_are_written_whole_and_in_order(
+        tmp_path: Path) -> None:
+    """The C log writes each payload from the packet's own bytes: one poll of 3,000 records
+    (6,000 pieces, over IOV_MAX) makes the same file as the Python encoder's copy."""
+    items = random_packets(random.Random(7), 3000)
+    c, _, c_packets = record("c", items, True, tmp_path / "c.rtplog", len(items) + 1)
+    py, _, py_packets = record("py", items, True, tmp_path / "py.rtplog", len(items) + 1)
+    assert c == py and c_packets == py_packets
+
+
+def test_a_payload_is_held_until_written_then_let_go(tmp_path: Path) -> None:
+    """No copy at the tap: the log holds the packet's tail until the writer has written it
+    (the packet itself may be gone by then), and lets go once written or closed."""
+    track_log, flush_all = impl("c")
+    log = track_log(True, 100)
+    tail = b"\0" * EXT_BLOCK_LEN + os.urandom(1000)
+    before = sys.getrefcount(tail)
+    log(ForwardPacket(5, 0, 0, tail, True, 0, 1.0))
+    log.take_odd()  # the first packet's entry held the packet (and so the tail) too
+    assert sys.getrefcount(tail) == before + 1  # the packet is gone, its payload kept
+    with open(tmp_path / "a", "wb", buffering=0) as f:
+        assert flush_all([(log, f.fileno())]) == [1]
+    assert sys.getrefcount(tail) == before
+    path = tmp_path / "a"
+    path.write_bytes(header_bytes(HEADER) + path.read_bytes())
+    [got] = LogReader(path).read()
+    assert isinstance(got, LoggedPacket) and got.payload == tail[EXT_BLOCK_LEN:]
+    log(ForwardPacket(6, 0, 0, tail, False, 0, 1.0))
+    assert sys.getrefcount(tail) == before + 1
+    log.close()  # pending records discarded: their payloads let go
+    assert sys.getrefcount(tail) == before
+
+
+def read_both(path: Path, piece: int) -> list[tuple[Any, ...]]:
+    """The log read as it grows, `piece` bytes at a time, by the C reader and by the Python
+    one: per read, (records, corrupt, pending bytes) of each."""
+    data = path.read_bytes()
+    paths = [path.with_suffix(".c"), path.with_suffix(".py")]
+    readers = [LogReader(paths[0]), LogReader(paths[1], pure_python=True)]
+    out = []
+    for p in paths:
+        p.write_bytes(b"")
+    for at in range(0, len(data), piece):
+        for p in paths:
+            with open(p, "ab") as f:
+                f.write(data[at:at + piece])
+        out.append(tuple((r.read(), r.corrupt, r.pending_bytes) for r in readers))
+    for r in readers:
+        r.close()
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_c_reader_reads_what_the_python_one_reads(seed: int, tmp_path: Path) -> None:
+    """read_records (the mux process's loop in C) against LogReader's Python loop: the same
+    records (types, fields, payloads), the same garbage found at the same place with the same
+    words, the same bytes left pending, whether the log arrives whole or in pieces."""
+    assert packetlog.read_records is not None, "media._packetlog_c is not built"
+    rng = random.Random(seed)
+    items = random_packets(rng, 400)
+    record("py", items, True, tmp_path / "good.rtplog", 37)
+    good = (tmp_path / "good.rtplog").read_bytes()
+    head = len(header_bytes(HEADER))
+    middle = head + (len(good) - head) // 2
+    later = {"future": RECORD.pack(3, ord("Z"), zlib.crc32(b"abc", 3 + (ord("Z") << 24)))
+             + b"abc", "short-packet": RECORD.pack(4, TYPE_PACKET, zlib.crc32(
+                 b"abcd", 4 + (TYPE_PACKET << 24))) + b"abcd"}
+    cases = {"whole": good, "cut": good[:middle + 7],
+             "tail-garbage": good + rng.randbytes(500),
+             "huge-length": good + b"\xff\xff\xff\x7f" + rng.randbytes(30),
+             "skipped-records": good[:head] + later["future"] + later["short-packet"]
+             + good[head:]}
+    for i in range(6):  # a byte flipped anywhere past the header
+        at = rng.randrange(head, len(good))
+        cases[f"flip{i}"] = good[:at] + bytes([good[at] ^ (1 << rng.randrange(8))]) \
+            + good[at + 1:]
+    for name, data in cases.items():
+        path = tmp_path / f"{name}.rtplog"
+        path.write_bytes(data)
+        for piece in (len(data) + 1, 613, 97):
+            for c, py in read_both(path, piece):
+                assert c == py, (name, piece)
+                assert [type(r) for r in c[0]] == [type(r) for r in py[0]]
+    whole = read_both(tmp_path / "whole.rtplog", len(good) + 1)[0][0]
+    assert len(whole[0]) == len(items) and whole[1] is None
+
+
+def test_the_c_reader_refuses_what_it_cannot_make() -> None:
+    read_records = packetlog.read_records
+    assert read_records is not None, "media._packetlog_c is not built"
+    data = bytearray()
+    append_report(data, 1, 2.0, 3)
+    assert read_records(data, 0, LoggedPacket, LoggedReport) == (
+        [LoggedReport(1, 2.0, 3)], len(data), None, 0)
+    with pytest.raises(TypeError):
+        read_records(data, 0, dict, LoggedReport)
+    with pytest.raises(ValueError):
+        read_records(data, len(data) + 1, LoggedPacket, LoggedReport)
+    with pytest.raises(TypeError):
+        read_records("text", 0, LoggedPacket, LoggedReport)

@@ -139,16 +139,18 @@ async def test_a_full_tap_drops_the_newest_and_counts_without_blocking(
     packets = [ForwardPacket(i, i * 3000, 0x80, b"\0" * 8 + b"x", i == 0, 0, 0.0)
                for i in range(1000)]
     writer.open()
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU, not wall: a loaded CI box preempts the loop at will
     for fp in packets:
         writer.queue(fp)
-    elapsed = time.perf_counter() - start
+    elapsed = time.thread_time() - start
     writer.finish()
     assert writer.info().dropped_packets == 1000 - 64 and writer.packets == 64
     logged = [r.ext_seq for r in LogReader(writer.log_path).read()
               if isinstance(r, LoggedPacket)]
     assert logged == list(range(64))  # what was pending is kept whole
-    assert elapsed < 0.05  # ~1 µs each: nothing waits for the writer
+    # Nothing waited for the writer (936 dropped, not queued behind it), and each call is
+    # cheap: ~1 µs each.
+    assert elapsed < 0.05
 
 
 def test_the_writer_thread_runs_below_a_real_time_forwarding_thread() -> None:
@@ -481,6 +483,18 @@ async def test_an_idle_writer_backs_off_and_comes_back_when_packets_flow(
         assert float(probe(track.path)["format"]["duration"]) >= 1.5
 
 
+def _environ(proc: subprocess.Popen[str]) -> list[bytes]:
+    """The running child's environment (/proc reads it empty while the kernel has none to
+    give: it failed once in CI right after the start; the child's end is then told)."""
+    deadline = time.monotonic() + 5
+    while True:
+        data = Path(f"/proc/{proc.pid}/environ").read_bytes()
+        if data or time.monotonic() > deadline:
+            assert data, ("no environment", proc.poll())
+            return data.split(b"\0")
+        time.sleep(0.01)
+
+
 def test_the_mux_process_writes_its_result_buffered(monkeypatch: pytest.MonkeyPatch,
                                                     tmp_path: Path) -> None:
     """A server run with PYTHONUNBUFFERED=1 (as containers often are): the mux child does
@@ -489,7 +503,7 @@ def test_the_mux_process_writes_its_result_buffered(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PYTHONUNBUFFERED", "1")
     mux_process = MuxProcess()
     try:
-        environ = Path(f"/proc/{mux_process.proc.pid}/environ").read_bytes().split(b"\0")
+        environ = _environ(mux_process.proc)
         assert not any(v.startswith(b"PYTHONUNBUFFERED=") for v in environ)
         assert any(v.startswith(b"PYTHONPATH=") for v in environ)
     finally:

@@ -3,13 +3,19 @@ sequence numbers, timestamps and VP8 ids; NACKs answered from the right layer.""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
+from types import SimpleNamespace
 
+import pytest
 from aiortc.rtp import RtcpPsfbPacket, RtcpSenderInfo, RtcpSrPacket
 
+from media import MediaConfig
 from media.consumer import Consumer
 from media.rtp import RTP_HEADER, InPacket
 from media.rtx_budget import RtxBudget
+from media.subscribing import Subscribing
 from media.vp8 import parse_descriptor
 
 from .fakes import SimulcastLeg
@@ -236,6 +242,56 @@ def test_lowered_by_the_allocator_the_old_layer_stops_until_the_new_keyframe() -
     assert s.consumer.current_layer == 0 and not s.consumer.shedding
     assert len(s.down.rtp) == sent + 2
     assert_continuous(s.out(), 1)
+
+
+def test_after_a_fall_the_lower_keyframe_is_asked_for_once_the_hold_ends() -> None:
+    # The link fell (media/link_fall.py): what is on its way drains first, then the lower
+    # layer's keyframe enters the bottleneck's queue (into the full queue it overflowed it,
+    # and the picture froze until its repair); Subscribing sets the hold and ends it.
+    s = Simulcast()
+    now = 0.0
+    s.send_frame(now, key_on=(0, 1, 2))
+    now += 0.033
+    s.send_frame(now)
+    sent, plis = len(s.down.rtp), len(s.plis())
+    s.consumer.keyframe_hold_until = now + 0.15
+    s.consumer.set_allocation(0, now)
+    for _ in range(3):  # held: no keyframe asked for, nothing of the old layer sent
+        now += 0.033
+        s.send_frame(now)
+    assert len(s.plis()) == plis and len(s.down.rtp) == sent
+    s.consumer.request_held_keyframe(now + 0.06)
+    assert s.plis()[plis:] == [SSRCS[0]]
+    now += 0.1
+    s.send_frame(now, key_on=(0,))
+    assert s.consumer.current_layer == 0 and len(s.down.rtp) == sent + 2
+
+
+async def test_after_a_fall_the_low_keyframe_is_asked_for_its_latency_before_the_drain_ends(
+        ) -> None:
+    # What a PLI to the low layer takes to bring its keyframe (the least of the recent ones)
+    # is asked for that much before the queue has drained (at most half the hold earlier),
+    # so the keyframe reaches the link as it drains, not its latency after (a freeze longer by
+    # that: media/subscribing.py).
+    s = Simulcast()
+    t = time.monotonic()  # the release reads the monotonic clock
+    s.send_frame(t - 1.0, key_on=(0, 1, 2))  # on its own: no latency from it
+    assert s.producer.streams[0].keyframe_latency_s is None
+    s.producer.request_keyframe(t - 0.5, count_suppressed=False, layer=0)
+    s.send_frame(t - 0.44, key_on=(0,))  # answered in 60 ms
+    s.send_frame(t - 0.4, key_on=(0,))  # not an answer: none was pending
+    assert s.producer.streams[0].keyframe_latency_s == pytest.approx(0.06)
+    plis = len(s.plis())
+    subscribing = Subscribing(SimpleNamespace(router=SimpleNamespace(  # type: ignore[arg-type]
+        config=MediaConfig(ice_addresses=("127.0.0.1",)))))
+    subscribing.consumers["v"] = s.consumer
+    subscribing._hold_keyframes(0.2, t)  # the queue drains in 0.2 s
+    assert s.consumer.keyframe_hold_until == pytest.approx(t + 0.14)
+    s.consumer.set_allocation(0, t)  # the fall's allocation: to the low layer
+    await asyncio.sleep(0.1)
+    assert len(s.plis()) == plis  # held
+    await asyncio.sleep(0.08)
+    assert s.plis()[plis:] == [SSRCS[0]]  # asked for 60 ms before the drain's end
 
 
 def test_an_allocation_that_moves_the_target_places_the_consumer_once() -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from media import SFU, ConsumerLayers, MediaError, Router
 from testkit.aiortc_clients import Subscriber, wait_for
+from testkit.encoded_cache import cached
 from testkit.simulcast_publisher import SIZES, SimulcastMedia, SimulcastPublisher, encode_simulcast
 
 from .conftest import make_config
@@ -18,7 +19,7 @@ from .conftest import make_config
 
 @pytest.fixture(scope="module")
 def layers() -> SimulcastMedia:
-    return encode_simulcast(seconds=2.0)
+    return cached(encode_simulcast, seconds=2.0)
 
 
 class Meeting:

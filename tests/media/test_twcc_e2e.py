@@ -19,6 +19,7 @@ from media.transport import WebRtcTransport
 from server.conference.metrics import MediaMetrics
 from server.conference.room_stats import RoomStats
 from testkit.aiortc_clients import wait_for
+from testkit.encoded_cache import cached
 from testkit.simulcast_publisher import SimulcastMedia, SimulcastPublisher, encode_simulcast
 
 from .conftest import make_config
@@ -28,7 +29,7 @@ from .transport_pair import connected_pair
 
 @pytest.fixture(scope="module")
 def layers() -> SimulcastMedia:
-    return encode_simulcast(seconds=1.0)
+    return cached(encode_simulcast, seconds=1.0)
 
 
 def feedback_of(publisher: SimulcastPublisher) -> list[tuple[float, bytes]]:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
 
 from sqlalchemy import text
 
 from rooms import audit
+from rooms.db import Database
 from tests.rooms.conftest import Demo
+from tests.sql_statements import COMMIT, statements
 
 
 async def append(demo: Demo, n: int, kind: str = "test_event") -> None:
@@ -76,3 +80,38 @@ async def test_a_buffered_batch_extends_the_chain_once_and_drops_rewound_entries
     assert [(r.seq, r.kind, r.data_json) for r in rows][1:] == [(2, "batched", '{"n":1}'), (3, "batched", '{"n":3}'),
                                    (4, "batched", '{"n":5}')]
     assert (await report(demo)).ok
+
+
+async def test_an_append_after_this_process_own_extends_the_head_in_two_statements(
+        demo: Demo) -> None:
+    await append(demo, 0)
+    with statements(demo.db) as seen:
+        await append(demo, 1)
+    writes = [s.split()[0] + " " + s.split()[1 if s.startswith("UPDATE") else 2]
+              for s in seen if s != COMMIT]
+    assert writes == ["UPDATE audithead", "INSERT auditentry"], seen  # was 3: claim, entry, hash
+    assert (await report(demo)).ok
+
+
+async def test_a_head_moved_by_another_process_or_a_rollback_is_claimed_and_the_chain_stays_one(
+        demo: Demo) -> None:
+    other = Database(demo.db.url)  # another process's connections to the same database
+    try:
+        for n in range(6):
+            async with (other if n % 3 == 1 else demo.db).session() as s:
+                await audit.record(s, demo.meeting_id, None, "test_event", {"n": n})
+        with contextlib.suppress(RuntimeError):
+            async with demo.db.session() as s:  # extends the head, then rolls back
+                await audit.record(s, demo.meeting_id, None, "test_event", {"n": "lost"})
+                raise RuntimeError("the change failed")
+        with statements(demo.db) as seen:
+            await append(demo, 6)
+        assert len(seen.reading("audithead")) == 0
+        assert any("RETURNING" in s for s in seen)  # claimed: the hint did not match
+        result = await report(demo)
+        assert result.ok and result.entries == 7
+        async with demo.db.session() as s:
+            rows = await audit.entries(s, demo.meeting_id)
+        assert [json.loads(r.data_json)["n"] for r in rows] == list(range(7))
+    finally:
+        await other.close()

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlmodel import select
 
 from rooms import attendance, floor
 from rooms.errors import Conflict, Forbidden
-from rooms.models import Role, User, utcnow
+from rooms.models import Role, Site, User, utcnow
 from rooms.procedure import RateLimited
-from rooms.procedure_models import AttendanceStatus, FloorRequest, FloorStatus
+from rooms.procedure_models import AgendaItem, AttendanceStatus, FloorRequest, FloorStatus
 from tests.rooms.conftest import Demo
 from tests.sql_statements import statements
 
@@ -69,17 +70,22 @@ async def test_flooding_is_rate_limited(demo: Demo) -> None:
 
 async def test_the_floor_view_names_any_number_of_people_in_one_query(demo: Demo) -> None:
     """Pushed on every floor change (at every cascade node): 20 people waiting and 20 who
-    spoke are read with one query of the requests and named with one of the users (it read
-    the requests twice, the waiting then the finished, and each person once: 40)."""
+    spoke, with a site each and the item, are read and named in one query, the requests
+    joined with their people, sites, items and origin marks (it read the requests twice
+    and each person once: 40; then once and once per table: up to five)."""
     async with demo.db.session() as s:
         people = [User(username=f"nguoi{n}", full_name=f"Người số {n}", password_hash="!",
                        role=Role.delegate) for n in range(40)]
         s.add_all(people)
+        site = (await s.exec(select(Site))).first()
+        item = AgendaItem(meeting_id=demo.meeting_id, position=1, title="Báo cáo")
+        s.add(item)
         await s.flush()
+        assert site is not None
         for n, person in enumerate(people):
             s.add(FloorRequest(meeting_id=demo.meeting_id, user_id=person.id,  # type: ignore[arg-type]
                                status=FloorStatus.queued if n < 20 else FloorStatus.done,
-                               spoken_seconds=n))
+                               site_id=site.id, agenda_item_id=item.id, spoken_seconds=n))
     async with demo.db.session() as s:
         state = await demo.locked(s)
         with statements(demo.db) as seen:
@@ -87,5 +93,29 @@ async def test_the_floor_view_names_any_number_of_people_in_one_query(demo: Demo
     assert [q["name"] for q in view["queue"]] == [f"Người số {n}" for n in range(20)]
     assert {p["name"] for p in view["totals"]["people"]} == {f"Người số {n}"
                                                             for n in range(20, 40)}
-    assert len(seen.reading("floorrequest")) == 1, seen.reading("floorrequest")
-    assert len(seen.reading("user")) == 1, seen.reading("user")
+    assert view["queue"][0]["site"] == site.name and view["queue"][0]["item"] == "Báo cáo"
+    assert [q for q in seen if q.lstrip().upper().startswith("SELECT")] == \
+        seen.reading("floorrequest"), seen
+    assert len(seen.reading("floorrequest")) == 1, seen
+
+
+async def test_a_request_to_speak_reads_the_persons_requests_once(demo: Demo) -> None:
+    """On the way of every delegate's request to the chair (a ward's, then its trip up the
+    cascade): the rate limit and "already in the queue" in one read of the person's
+    requests (two before), between the attendance read and the insert."""
+    async with demo.db.session() as s:
+        await attendance.check_in(s, demo.meeting_id, demo.users["daibieu"],
+                                  AttendanceStatus.in_person)
+    async with demo.db.session() as s:
+        state = await demo.locked(s)
+        d1 = await demo.access(s, "daibieu")
+        first = await floor.request_floor(s, state, d1.user, d1.role, False)
+        await floor.withdraw(s, state, d1.user, first.id)  # type: ignore[arg-type]
+        await s.flush()
+        with statements(demo.db) as seen:
+            again = await floor.request_floor(s, state, d1.user, d1.role, False)
+        assert again.status == FloorStatus.queued
+        assert len(seen.reading("floorrequest")) == 1, seen
+        assert len(seen) == 3, seen  # attendance, the person's requests, the insert
+        with pytest.raises(Conflict, match="already in the queue"):
+            await floor.request_floor(s, state, d1.user, d1.role, False)

@@ -11,6 +11,7 @@ import aioice.ice
 import pytest
 
 from testkit.aiortc_clients import EncodedMedia, encode_media
+from testkit.encoded_cache import cached
 from tests.conftest import Harness, start_harness
 from tests.server.media_support import MEDIA_TIMINGS, MediaClient
 
@@ -25,7 +26,7 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def media() -> EncodedMedia:
-    return encode_media(seconds=2.0)
+    return cached(encode_media, seconds=2.0)
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ class Server:
     killed: bool = False
 
     def start(self, *extra: str) -> None:
-        self.process = start_server(*self.args, *extra, port=self.port)
+        self.process = start_server(*self.args, *extra, port=self.port, preimported=True)
         self.port, self.killed = self.process.port, False
         self.logs.extend(self.process.output)
         stdout = self.process.process.stdout

@@ -108,6 +108,9 @@ class Scenario:
 
 
 async def setup(server: Server, tmp: Path) -> Scenario:
+    """Independent requests go together (in series, the 20 delegates' accounts, memberships,
+    logins and connections took most of a run's first ~10 s); lists keep their order, so a
+    seed replays the same choices."""
     logins = server.process.logins() if server.process else {}
     clients: list[Client] = []
 
@@ -116,27 +119,37 @@ async def setup(server: Server, tmp: Path) -> Scenario:
         clients.append(client)
         return client
 
-    admin, chair, secretary = [await person(n) for n in ("quantri", "chutri", "thuky")]
+    admin, chair, secretary = await asyncio.gather(
+        *(person(n) for n in ("quantri", "chutri", "thuky")))
     (first,) = (await rest(chair, "GET", "/api/meetings"))["meetings"]
     second = await rest(chair, "POST", "/api/meetings", {
         "title": "Kỳ họp bỏ phiếu kín", "unit_id": first["unit_id"],
         "starts_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}, expect=201)
     meetings = (first["id"], second["id"])
     names = [f"daibieu-kt{n:02d}" for n in range(VOTERS)]
-    for name in names:
-        user = await rest(admin, "POST", "/api/users", {
-            "username": name, "full_name": f"Đại biểu {name[-2:]}", "password": PASSWORD,
-            "role": "delegate"}, expect=201)
-        for m in meetings:
-            await rest(chair, "POST", f"/api/meetings/{m}/members",
-                       {"role": "delegate", "user_id": user["id"]}, expect=201)
-    items = []
-    for m in meetings:
+    at_once = asyncio.Semaphore(10)  # as `Scenario.reconnect`
+
+    async def delegate(name: str) -> None:
+        async with at_once:
+            user = await rest(admin, "POST", "/api/users", {
+                "username": name, "full_name": f"Đại biểu {name[-2:]}", "password": PASSWORD,
+                "role": "delegate"}, expect=201)
+            for m in meetings:
+                await rest(chair, "POST", f"/api/meetings/{m}/members",
+                           {"role": "delegate", "user_id": user["id"]}, expect=201)
+
+    async def ready_meeting(m: int) -> int:
         await rest(chair, "POST", f"/api/meetings/{m}/open")
         item = await rest(chair, "POST", f"/api/meetings/{m}/agenda",
                           {"title": "Thông qua tờ trình"}, expect=201)
-        items.append(item["id"])
-    document = await upload_ready(secretary, meetings[0], tmp)
+        return int(item["id"])
+
+    async def opened_with_document() -> tuple[list[int], dict[str, Any]]:
+        items = await asyncio.gather(*(ready_meeting(m) for m in meetings))
+        return items, await upload_ready(secretary, meetings[0], tmp)
+
+    (items, document), _ = await asyncio.gather(
+        opened_with_document(), asyncio.gather(*(delegate(name) for name in names)))
     links: list[Link] = []
 
     def link_of(client: Client) -> Link:
@@ -144,30 +157,39 @@ async def setup(server: Server, tmp: Path) -> Scenario:
         return links[-1]
 
     chair_link = link_of(chair)
-    await chair_link.open()
-    for m in meetings:
-        await chair_link.join("meeting:join", {"meeting_id": m})
-        await chair_link.ok("attendance:check_in", {"meeting_id": m, "mode": "in_person"})
-    tablets = []
-    for name in ANNOTATOR_USERS:
-        client = chair if name == "chutri" else secretary if name == "thuky" else \
-            await person(name)
-        for _ in range(TABLETS_PER_ANNOTATOR):
-            link = link_of(client)
+
+    async def chair_joins() -> None:
+        await chair_link.open()
+        for m in meetings:
+            await chair_link.join("meeting:join", {"meeting_id": m})
+            await chair_link.ok("attendance:check_in", {"meeting_id": m, "mode": "in_person"})
+
+    async def tablet(link: Link) -> Tablet:
+        async with at_once:
             await link.open()
             await link.join("meeting:join", {"meeting_id": meetings[0]})
             details = await link.join("document:subscribe", {"document_id": document["id"]})
-            tablets.append(Tablet(str(client.user["id"]), link, document["id"],
-                                  details["version"], details["page_sizes"]))
-    voters = []
-    for name in names:
-        client = await person(name, PASSWORD)
-        link = link_of(client)
-        await link.open()
-        for m in meetings:
-            await link.join("meeting:join", {"meeting_id": m})
-            await link.ok("attendance:check_in", {"meeting_id": m, "mode": "online"})
-        voters.append(Voter(link, client))
+            return Tablet(str(link.client.user["id"]), link, document["id"],
+                          details["version"], details["page_sizes"])
+
+    async def voter(name: str) -> Voter:
+        async with at_once:
+            client = await person(name, PASSWORD)
+            link = Link(server, client)
+            await link.open()
+            for m in meetings:
+                await link.join("meeting:join", {"meeting_id": m})
+                await link.ok("attendance:check_in", {"meeting_id": m, "mode": "online"})
+            return Voter(link, client)
+
+    annotators = {"chutri": chair, "thuky": secretary} | dict(zip(
+        ANNOTATOR_USERS[2:], await asyncio.gather(*(person(n) for n in ANNOTATOR_USERS[2:]))))
+    tablet_links = [link_of(annotators[name]) for name in ANNOTATOR_USERS
+                    for _ in range(TABLETS_PER_ANNOTATOR)]
+    _, tablets, voters = await asyncio.gather(
+        chair_joins(), asyncio.gather(*(tablet(link) for link in tablet_links)),
+        asyncio.gather(*(voter(name) for name in names)))
+    links += [v.link for v in voters]
     return Scenario(server, clients, links, tablets, voters, chair_link, chair, meetings,
                     (items[0], items[1]), document["id"], document["version"])
 

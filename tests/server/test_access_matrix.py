@@ -185,12 +185,12 @@ def refused(ack: Any) -> bool:
 
 
 async def test_a_child_node_acts_only_on_meetings_it_is_invited_to(
-        tmp_path: Path, database_url: str | None, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, harness_database_url: str | None, caplog: pytest.LogCaptureFixture) -> None:
     """Issue 11, finding 8: with nothing offered, `join "province/1"` answered ok and a
     headcount of 10,000 present moved the quorum. Every meeting-scoped /node event is
     now checked against the invitations at the moment it arrives; a refusal changes
     nothing."""
-    h = await node_harness(tmp_path, database_url)
+    h = await node_harness(tmp_path, harness_database_url)
     try:
         chair = await h.login("chutri")
         meetings = await node_meetings(h, chair)
@@ -238,11 +238,11 @@ async def test_a_child_node_acts_only_on_meetings_it_is_invited_to(
 
 
 async def test_a_child_reports_no_more_members_than_the_seats_its_meeting_allots(
-        tmp_path: Path, database_url: str | None) -> None:
+        tmp_path: Path, harness_database_url: str | None) -> None:
     """Issue 11, finding 8: a headcount of members=10000, present=10000 from the city moved
     the province's quorum to reached. A child's report now counts only for a meeting that
     invites it, and for at most the seats that meeting allots it (docs/cascade.md)."""
-    h = await node_harness(tmp_path, database_url)
+    h = await node_harness(tmp_path, harness_database_url)
     try:
         chair = await h.login("chutri")
         meetings = await node_meetings(h, chair)

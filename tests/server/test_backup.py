@@ -12,7 +12,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import tarfile
 import time
 from contextlib import AsyncExitStack
@@ -26,7 +25,8 @@ from sqlalchemy import text
 from rooms.db import Database
 from server.core import keys
 from server.core.settings import Settings
-from tests.conftest import ROOT, Harness, _test_database, start_harness
+from testkit.processes import python_m
+from tests.conftest import Harness, _test_database, start_harness
 from tests.server import ballot_linkage
 from tests.server.documents_support import (
     Listener,
@@ -54,8 +54,7 @@ def backup_cli(*args: str, database_url: str | None = None
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOPSO_")}
     if database_url:
         env["HOPSO_DATABASE_URL"] = database_url
-    return subprocess.run([sys.executable, "-m", "server.backup", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return python_m("server.backup", *args, env=env)
 
 
 async def tables(db: Database) -> dict[str, list[tuple[Any, ...]]]:
@@ -85,11 +84,10 @@ def store_files(data_dir: Path) -> dict[str, str]:
 
 def audit_report(data_dir: Path, database_url: str | None) -> list[dict[str, Any]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOPSO_")}
-    args = [sys.executable, "-m", "server.admin.audit_verify", "--json", "--data-dir",
-            str(data_dir)]
+    args = ["--json", "--data-dir", str(data_dir)]
     if database_url:
         args += ["--database-url", database_url]
-    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    done = python_m("server.admin.audit_verify", *args, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     return list(json.loads(done.stdout))
 
@@ -165,12 +163,12 @@ async def fill(h: Harness, tmp_path: Path) -> dict[str, Any]:
             "minutes": minutes, "chair": chair}
 
 
-@pytest.mark.parametrize("database_url", ["sqlite", pytest.param("postgres",
+@pytest.mark.parametrize("harness_database_url", ["sqlite", pytest.param("postgres",
                                                                   marks=pytest.mark.postgres)],
                          indirect=True)
 async def test_a_backup_under_load_restores_the_record_on_a_fresh_data_directory(
-        tmp_path: Path, database_url: str | None, postgres_to_drop: list[str]) -> None:
-    h = await start_harness(tmp_path / "a", database_url)
+        tmp_path: Path, harness_database_url: str | None, postgres_to_drop: list[str]) -> None:
+    h = await start_harness(tmp_path / "a", harness_database_url)
     restored: Harness | None = None
     try:
         record = await fill(h, tmp_path)
@@ -178,7 +176,7 @@ async def test_a_backup_under_load_restores_the_record_on_a_fresh_data_directory
         await asyncio.sleep(1.0)  # the scrub after the close (0.5 s) has run
         before = await tables(h.server.app[keys.DB])
         files_before = store_files(h.settings.data_dir)
-        audit_before = audit_report(h.settings.data_dir, database_url)
+        audit_before = audit_report(h.settings.data_dir, harness_database_url)
 
         load = Load(record["writer"], record["docs"][0])
         writing = asyncio.create_task(load.run())
@@ -192,7 +190,7 @@ async def test_a_backup_under_load_restores_the_record_on_a_fresh_data_directory
         acked_before = {op for at, op in load.acked if at < started}
         done = await asyncio.to_thread(backup_cli, "backup", "--data-dir",
                                        str(h.settings.data_dir), "--out", str(archive),
-                                       database_url=database_url)
+                                       database_url=harness_database_url)
         ended = time.monotonic()
         load.running = False
         await writing
@@ -205,13 +203,13 @@ async def test_a_backup_under_load_restores_the_record_on_a_fresh_data_directory
         # The backup file, as an attacker holding it reads it: secret ballots unlinkable.
         with tarfile.open(archive) as tar:
             names = tar.getnames()
-            member = "database/hopso.sqlite3" if database_url is None else \
+            member = "database/hopso.sqlite3" if harness_database_url is None else \
                 "database/postgresql.dump"
             extracted = tar.extractfile(member)
             assert extracted is not None
             database_bytes = extracted.read()
         assert not [n for n in names if "ballot.key" in n], "the ballot key stays out"
-        if database_url is None:
+        if harness_database_url is None:
             copy = tmp_path / "copy.sqlite3"
             copy.write_bytes(database_bytes)
             files = DatabaseFiles.read(copy)
@@ -241,7 +239,7 @@ async def test_a_backup_under_load_restores_the_record_on_a_fresh_data_directory
         shutil.copy2(h.settings.ballot_key_path, target / "ballot.key")
         async with AsyncExitStack() as stack:
             target_url = (await stack.enter_async_context(_test_database(postgres_to_drop))
-                          if database_url is not None else None)  # a new, empty database
+                          if harness_database_url is not None else None)  # a new, empty database
         done = await asyncio.to_thread(backup_cli, "restore", str(archive), "--data-dir",
                                        str(target), database_url=target_url)
         assert done.returncode == 0, done.stderr

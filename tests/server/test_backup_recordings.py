@@ -9,6 +9,7 @@ import os
 import shutil
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 from rooms.ballot_seal import BallotKey
@@ -55,10 +56,13 @@ def test_recordings_are_backed_up_and_restored_byte_for_byte(tmp_path: Path) -> 
     writing.set()
 
     def append() -> None:
+        # Growing at ~13 MB/s, a recorder's ~0.3 MB/s many times over; unpaced, it wrote
+        # ~1 GB during the backup (seconds of I/O and CPU, more on a loaded box).
         with open(live, "ab") as f:
             while writing.is_set():
                 f.write(os.urandom(65_536))
                 f.flush()
+                time.sleep(0.005)
 
     writer = threading.Thread(target=append)
     writer.start()

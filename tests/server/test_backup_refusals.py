@@ -5,6 +5,7 @@ or over an existing file: each refused with one line, nothing written or overwri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -124,10 +125,13 @@ def test_a_backup_of_another_installation_is_refused(
     # A data directory whose database is another installation's.
     other = fresh(tmp_path, "other")
     shutil.copyfile(data / "hopso.sqlite3", other / "hopso.sqlite3")
-    with sqlite3.connect(other / "hopso.sqlite3") as conn:
-        conn.execute("UPDATE installation SET installation_id = 'f' || substr(installation_id, 2)")
+    with contextlib.closing(sqlite3.connect(other / "hopso.sqlite3")) as conn, conn:
+        (ours,) = conn.execute("SELECT installation_id FROM installation").fetchone()
+        # Another first digit (a fixed 'f' changed nothing for the 1 id in 16 starting so).
+        theirs = ("e" if ours[0] == "f" else "f") + ours[1:]
+        conn.execute("UPDATE installation SET installation_id = ?", (theirs,))
     line = refused(backup_cli("restore", str(archive), "--data-dir", str(other)),
-                   "holds installation f")
+                   f"holds installation {theirs}")
     assert "nothing overwritten" in line
     # A fresh data directory given another installation's ballot key.
     target = fresh(tmp_path, "t")

@@ -32,8 +32,10 @@ async def test_event_from_one_process_reaches_a_client_of_another(
     need_service("Redis", REDIS_PORT)
     env = {"HOPSO_DATABASE_URL": postgres_url,
            "HOPSO_REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0"}
-    first = start_server("--demo", "--data-dir", str(tmp_path / "a"), env=env)
-    second = start_server("--data-dir", str(tmp_path / "b"), env=env)
+    first = start_server("--demo", "--data-dir", str(tmp_path / "a"), env=env,
+                         preimported=True)
+    second = start_server("--data-dir", str(tmp_path / "b"), env=env,
+                          preimported=True)
     try:
         logins = first.logins()
         jar = aiohttp.CookieJar(unsafe=True)
@@ -112,8 +114,10 @@ async def two_processes(tmp_path: Path, postgres_url: str) -> AsyncIterator[Depl
     need_service("Redis", REDIS_PORT)
     env = {"HOPSO_DATABASE_URL": postgres_url,
            "HOPSO_REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0"}
-    first = start_server("--demo", "--data-dir", str(tmp_path / "a"), env=env)
-    second = start_server("--data-dir", str(tmp_path / "b"), env=env)
+    first = start_server("--demo", "--data-dir", str(tmp_path / "a"), env=env,
+                         preimported=True)
+    second = start_server("--data-dir", str(tmp_path / "b"), env=env,
+                          preimported=True)
     logins, people = first.logins(), list[Person]()
 
     async def enter(process: ServerProcess, username: str) -> Person:

@@ -85,8 +85,10 @@ async def test_presenter_on_one_process_late_tablet_and_rival_on_another(
     need_service("Redis", REDIS_PORT)
     env = {"HOPSO_DATABASE_URL": postgres_url,
            "HOPSO_REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0"}
-    first = start_server("--demo", "--data-dir", str(tmp_path / "a"), env=env)
-    second = start_server("--data-dir", str(tmp_path / "b"), env=env)
+    first = start_server("--demo", "--data-dir", str(tmp_path / "a"), env=env,
+                         preimported=True)
+    second = start_server("--data-dir", str(tmp_path / "b"), env=env,
+                          preimported=True)
     tablets: list[Tablet] = []
 
     async def tablet(base: str, username: str) -> Tablet:

@@ -9,7 +9,6 @@ import asyncio
 import os
 import shutil
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from rooms.db import Database
 from server.core.migrate import alembic_config
 from server.core.passwords import password_hasher
 from server.core.settings import Settings
-from testkit.processes import ROOT, run_py, start_server
+from testkit.processes import python_m, run_py, start_server
 from tests.conftest import migrated_sqlite, need_service
 from tests.server.core.test_migrate import upgrade_to
 
@@ -86,8 +85,8 @@ async def test_a_database_filled_at_the_first_revision_upgrades_and_is_served(
     finally:
         await db.close()
     env = {"HOPSO_DATABASE_URL": empty_database_url} if empty_database_url else {}
-    server = await asyncio.to_thread(start_server, "--data-dir", str(settings.data_dir),
-                                     env=env)  # migrates to every head as it starts
+    server = await asyncio.to_thread(  # migrates to every head as it starts (run.main)
+        start_server, "--data-dir", str(settings.data_dir), env=env, preimported=True)
     try:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
             await login(s, server.base, "chutri")
@@ -142,9 +141,7 @@ def migrate_cli(data_dir: Path, database_url: str | None = None
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOPSO_")}
     if database_url:
         env["HOPSO_DATABASE_URL"] = database_url
-    return subprocess.run([sys.executable, "-m", "server.backup", "migrate", "--data-dir",
-                           str(data_dir)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return python_m("server.backup", "migrate", "--data-dir", str(data_dir), env=env)
 
 
 async def test_a_schema_newer_than_the_code_is_refused(
@@ -177,7 +174,7 @@ async def test_a_schema_newer_than_the_code_is_refused(
 
 def test_a_data_directory_another_process_holds_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    first = start_server("--data-dir", str(data))
+    first = start_server("--data-dir", str(data), preimported=True)
     try:
         one_line(run_py("--data-dir", str(data)), "hopso: cannot start:", "in use",
                  f"pid {first.process.pid}")
@@ -186,7 +183,7 @@ def test_a_data_directory_another_process_holds_is_refused(tmp_path: Path) -> No
             assert r.status == 200  # the first one is untouched
     finally:
         first.stop()
-    again = start_server("--data-dir", str(data))  # the lock went with its process
+    again = start_server("--data-dir", str(data), preimported=True)  # the lock went with it
     again.stop()
     done = migrate_cli(data)
     assert done.returncode == 0 and "schema is at" in done.stdout, done.stderr
@@ -198,9 +195,9 @@ def test_processes_of_one_postgresql_deployment_share_a_data_directory(
     need_service("PostgreSQL", 5432)
     data = tmp_path / "data"
     env = {"HOPSO_DATABASE_URL": migrated_postgres_url}
-    first = start_server("--data-dir", str(data), env=env)
+    first = start_server("--data-dir", str(data), env=env, preimported=True)
     try:
-        second = start_server("--data-dir", str(data), env=env)
+        second = start_server("--data-dir", str(data), env=env, preimported=True)
         second.stop()
         # ...but a SQLite server (another installation) cannot take their directory.
         one_line(run_py("--data-dir", str(data)), "hopso: cannot start:", "in use")

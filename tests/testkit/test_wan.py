@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from testkit.netem import in_namespace, namespace_unavailable
 from testkit.wan import Impairment, WanLink
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def echo_server() -> tuple[asyncio.Server, int]:
@@ -55,3 +63,21 @@ async def test_a_link_carries_bytes_at_its_rate_after_its_delay_and_can_be_cut()
     finally:
         await link.close()
         server.close()
+
+
+def test_a_links_loss_is_sent_again_by_each_nodes_own_socket() -> None:
+    """In a loopback-only namespace, with 20 % loss: the segments the parent's and the
+    child's own sockets send are lost and sent again by them, as over a real WAN (their TCP
+    settings, e.g. server/cascade/link_socket.py's, are what a benchmark then measures); the
+    relay's sockets may send again only what a lost acknowledgement left unconfirmed."""
+    reason = namespace_unavailable()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must emulate links: {reason}")
+        pytest.skip(reason)
+    run = subprocess.run(in_namespace([sys.executable, "-m", "tests.testkit.wan_loss_probe"]),
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    sent_again = json.loads(run.stdout.strip().splitlines()[-1])
+    assert sent_again["parent"] > 0, sent_again  # 150 pushes down at 20 %: ~30 lost
+    assert sent_again["child"] > 0, sent_again

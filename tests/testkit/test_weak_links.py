@@ -35,6 +35,14 @@ def call(profile: str, *options: str, seconds: float = SECONDS,
     return result
 
 
+@pytest.fixture(scope="module")
+def media_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the simulcast calls keep their encoded layers (testkit/weak_links.py's
+    simulcast_media): the first call encodes them (8-30 s by the box's load), the next reads
+    them, the same media."""
+    return tmp_path_factory.mktemp("weak-links") / "simulcast-media.pkl"
+
+
 @pytest.mark.timeout(150)
 def test_audio_stays_continuous_at_5_percent_random_loss() -> None:
     r = call("loss5")
@@ -69,14 +77,14 @@ def test_a_300_kbit_ward_keeps_receiving_video_on_the_single_layer_path() -> Non
 
 @pytest.mark.timeout(300)
 def test_a_ward_back_on_the_low_layer_recovers_without_a_retransmission_flood(
-        tmp_path: Path) -> None:
+        media_cache: Path) -> None:
     """The simulcast path, allocation off: a 300 kbit/s ward on 160x90 asks for 320x180
     (~350-580 kbit/s) from 1 to 4 s into the call, as a failed try does, and back. The
     overflow's losses are NACKed; answered in full (aiortc re-NACKs every packet still
     missing at each new gap), the retransmissions kept the queue overflowing: 1,062-1,118
     RTX packets for 33-35 NACKs, the link dropped 1,178-1,235 packets (103-121 within the
     budget), and 2.1-2.5 % of the ward's audio with them (media/rtx_budget.py)."""
-    r = call("ward_overload", "--simulcast", "--media-cache", str(tmp_path / "media.pkl"),
+    r = call("ward_overload", "--simulcast", "--media-cache", str(media_cache),
              seconds=24, timeout=240)
     ward, stats = r["viewers"]["ward"], r["consumers"]["ward"]
     assert r["layers"]["ward"][-1][1] == 0, r["layers"]  # on the low layer to the end
@@ -94,20 +102,26 @@ def test_a_ward_back_on_the_low_layer_recovers_without_a_retransmission_flood(
 
 
 @pytest.mark.timeout(300)
-def test_with_transport_cc_a_restored_link_is_back_on_the_top_layer_within_10_s(
-        tmp_path: Path) -> None:
+def test_with_transport_cc_a_link_drop_moves_down_without_a_freeze_and_back_up_within_10_s(
+        media_cache: Path) -> None:
     """The simulcast path with transport-wide feedback from the subscribers (testkit/
     twcc_client.py, as Chromium's) and the SFU's padding probes (media/probe.py): a link
-    4 Mbit/s -> 500 kbit/s -> 4 Mbit/s, 10 s each. Restored, a probe's result lifts the
+    4 Mbit/s -> 500 kbit/s -> 4 Mbit/s, 10 s each. At the drop the queue the top layer
+    builds shows the fall within ~0.2 s (media/link_fall.py) and the low layer's keyframe
+    follows once that queue has drained: no freeze over 500 ms (issue 15 item 6; 0.52-0.54 s
+    before, when GCC's trendline saw it after ~0.56 s). Restored, a probe's result lifts the
     SFU's estimate within seconds (not GCC's 8 %/s climb, capped at 1.5x what the 500 kbit/s
     layer got acknowledged) and the subscriber is back on the top layer within 10 s (issue
     15's adapt_up_s: on REMB, not within the call in any bench run) with no freeze: a layer
     is raised once the estimate shows it fits, never tried blind."""
-    r = call("rate_drop", "--simulcast", "--twcc", "--media-cache",
-             str(tmp_path / "media.pkl"), seconds=30, timeout=280)
+    r = call("rate_drop", "--simulcast", "--twcc", "--media-cache", str(media_cache),
+             seconds=30, timeout=280)
     assert r["transport_cc"] and r["feedback_stats"]["dropping"]["malformed"] == 0, r
-    restore = r["changes"][1]["at_s"]
+    drop, restore = r["changes"][0]["at_s"], r["changes"][1]["at_s"]
     rows = r["layers"]["dropping"]  # [s into the call, current, allocated, estimate kbit/s]
+    down = next((row[0] for row in rows if row[0] > drop and row[1] is not None
+                 and row[1] < r["top_layer"]), None)
+    assert down is not None and down - drop <= 1, rows
     at_restore = [row[3] for row in rows if row[0] <= restore][-1]
     rose = next((row[0] for row in rows if row[0] > restore and row[3] >= 2 * at_restore),
                 None)
@@ -117,4 +131,5 @@ def test_with_transport_cc_a_restored_link_is_back_on_the_top_layer_within_10_s(
     assert top is not None and top - restore <= 10, rows
     assert r["probe_stats"]["dropping"]["lifted"] >= 1, r["probe_stats"]
     freezes = r["viewers"]["dropping"]["freeze_spans_s"]  # [start s, length s], > 500 ms
-    assert [f for f in freezes if f[0] + f[1] > restore] == [], freezes
+    assert [f for f in freezes if f[0] + f[1] > restore or drop - 1 < f[0] < drop + 3] == [], \
+        freezes

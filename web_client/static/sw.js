@@ -261,10 +261,13 @@ async function fromCache(name, key) {
   return (await caches.match(key, { cacheName: name, ignoreVary: true })) ?? null;
 }
 
-/** True once a worker of another build is active: this one's caches are gone, keep none. */
+/** True once a worker of another build is installing, waiting or active: its activation
+ * deletes this build's caches, so keep none. Not only once it is active: a store begun just
+ * before that activation re-created this build's cache after the sweep, and Chromium ended
+ * this replaced worker before the store could see it and delete the cache again (CI, once). */
 function replaced() {
-  const active = sw.registration.active;
-  return Boolean(active) && active.scriptURL !== self.location.href;
+  const { installing, waiting, active } = sw.registration;
+  return [installing, waiting, active].some((w) => Boolean(w) && w.scriptURL !== self.location.href);
 }
 
 async function store(name, key, response, started) {

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
+import time
 from typing import Any
 
 from aiohttp import web
@@ -37,36 +37,22 @@ from documents.db_models import (
 )
 from documents.errors import DocumentRejected
 from documents.mirror_models import DocumentCascade
-from documents.page_variants import page1_variants
 from documents.processing import process_document
-from documents.worker_pool import PoolClosed
+from documents.worker_pool import PRIORITY_LOW, PoolClosed
 from rooms.models import Meeting, MeetingStatus, utcnow
 from server.cascade.blobs import FETCHER, BlobRefused, BlobUnavailable
 from server.cascade.schemas import validate
 from server.cascade.state import MeetingState
 from server.cascade.topic.documents_people import Person, local_user
+from server.cascade.topic.presenter import CopyChanged
 from server.cascade.topics import Entry
 from server.core import keys
 from server.core.realtime import meeting_room
 from server.documents import processing as doc_processing
 from server.documents.annotation_push import doc_room
 from server.documents.keys import DOCUMENTS
-from server.documents.runtime import DocumentRuntime
 
 log = logging.getLogger(__name__)
-VARIANTS_TIMEOUT_S = 30.0
-
-
-def _widths(rt: DocumentRuntime) -> list[int]:
-    """The widths a tablet may ask a page image at (server/documents/routes.py), but the
-    one page 1 came at."""
-    return [w for w in range(256, 3073, 256) if w != rt.limits.raster_width]
-
-
-def _drop_variants(derived: Path, widths: list[int]) -> None:
-    for width in widths:
-        (derived / f"w{width}" / "0000.jpg").unlink(missing_ok=True)
-
 
 class Mirror:
     def __init__(self, app: web.Application, state: MeetingState) -> None:
@@ -74,6 +60,9 @@ class Mirror:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._again: set[int] = set()
         self._meta: dict[int, Any] = {}  # document id -> the last entry's DocumentData
+        # document id -> when its current version's entry was applied here (the steps after
+        # it are logged with their delay: where a document's time at a node goes)
+        self._since: dict[int, float] = {}
 
     # -- the applier -------------------------------------------------------------------------
     async def apply(self, meeting_id: int, entry: Entry) -> None:
@@ -118,7 +107,11 @@ class Mirror:
                 row.page1_size = d.first_page.size if d.first_page else None
             s.add(row)
         assert doc.id is not None
+        previous = self._meta.get(doc.id)
+        if previous is None or previous.version != d.version:
+            self._since[doc.id] = time.monotonic()
         self._meta[doc.id] = d
+        await self.app[keys.BUS].publish(CopyChanged(meeting_id))  # page turns read it again
         if was_published and not doc.published:
             await rt.sio.emit("document:withdrawn", {"document_id": doc.id,
                                                      "meeting_id": meeting_id},
@@ -163,6 +156,12 @@ class Mirror:
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
+    def _step(self, document_id: int, what: str) -> None:
+        """Logs a step of a mirrored document with its delay since the entry came."""
+        since = self._since.get(document_id)
+        log.info("cascade: mirrored document %d: %s, %.2f s after its entry", document_id,
+                 what, time.monotonic() - since if since is not None else -1.0)
+
     async def _bring(self, document_id: int) -> None:
         try:
             await self._pass(document_id)
@@ -192,6 +191,7 @@ class Mirror:
         if v is None and not versions and row.page1_sha256 and row.page1_size:
             v = await self._first_page(doc, row)
         path = await fetcher.fetch(row.sha256, row.size)
+        self._step(document_id, f"PDF here ({row.size} bytes)")
         if v is None:
             v = await self._new_version(doc, row)
             doc_processing.start(rt, document_id, v.id)  # type: ignore[arg-type]
@@ -206,6 +206,7 @@ class Mirror:
             return None  # after a restart: the whole file first
         rt, fetcher = self.app[DOCUMENTS], self.app[FETCHER]
         assert row.page1_sha256 is not None and row.page1_size is not None
+        self._step(doc.id, "page 1 asked from the parent")  # type: ignore[arg-type]
         try:
             jpeg = await fetcher.fetch(row.page1_sha256, row.page1_size)
         except (BlobRefused, BlobUnavailable) as exc:
@@ -228,28 +229,14 @@ class Mirror:
             assert found is not None
             found.status, found.version = DocumentStatus.ready, row.version
             s.add(found)
+        await self.app[keys.BUS].publish(CopyChanged(found.meeting_id))
         await rt.emit_document(found)
-        # Then every other width a tablet may ask for, and the thumbnail: a worker job, beside
-        # the PDF's download (which does not wait for it).
-        rt.spawn(self._variants(v, jpeg, derived))
+        self._step(doc.id, f"page 1 current ({row.page1_size} bytes)")  # type: ignore[arg-type]
+        # No worker job here: a tablet asking another width, or the thumbnail, gets this
+        # image until the PDF is here (server/documents/routes.py, _ahead_of_its_pdf). A
+        # resize to every width at every node at once (2 workers spawned at each, ~1.5 s
+        # of CPU) held the tablets' page 1 back by 10 s in the 15-ward bench.
         return v
-
-    async def _variants(self, v: DocumentVersion, jpeg: Path, derived: Path) -> None:
-        rt, document_id = self.app[DOCUMENTS], v.document_id
-        try:
-            await rt.pool.run(page1_variants, str(jpeg), str(derived), _widths(rt),
-                              rt.limits.thumb_width, rt.limits.jpeg_quality,
-                              timeout=VARIANTS_TIMEOUT_S)
-        except PoolClosed:
-            return
-        except Exception as exc:  # noqa: BLE001 - not a page image, or a crash: stand-ins
-            log.warning("cascade: document %s: page 1 from the parent unusable: %r",
-                        document_id, exc)
-            return
-        async with self.app[keys.DB].session() as s:
-            found = await s.get(DocumentVersion, v.id)
-        if found is not None and found.processed_at is not None:  # the PDF was quicker
-            await asyncio.to_thread(_drop_variants, derived, _widths(rt))
 
     async def _new_version(self, doc: Document, row: DocumentCascade) -> DocumentVersion:
         async with self.app[keys.DB].session() as s:
@@ -266,7 +253,10 @@ class Mirror:
         rt = self.app[DOCUMENTS]
         derived = rt.store.derived_dir(v.sha256)
         try:
-            result = await process_document(rt.pool, path, derived, rt.limits)
+            # Its page 1 is shown already: the rest is bulk work, one job at a time behind
+            # whatever a tablet asks for (documents/processing.py).
+            result = await process_document(rt.pool, path, derived, rt.limits,
+                                            jobs_in_flight=1, pages_priority=PRIORITY_LOW)
         except DocumentRejected as exc:
             log.warning("cascade: mirrored document %s version %d refused here: %s", doc.id,
                         v.number, exc)
@@ -299,10 +289,9 @@ class Mirror:
         # The version was current (page 1 first) before its text was here: a search in
         # between built and cached an empty index of it, which the runtime keeps as a
         # version's text never changes elsewhere. Dropped, so the next search reads the text
-        # (again after a thread hop: a search that read the rows before the commit).
-        rt.forget_text_index(v.id or 0)
-        # Page 1's other widths were made from the owner's image: rendered from the PDF
-        # on demand from now on, as every other page.
-        await asyncio.to_thread(_drop_variants, derived, _widths(rt))
+        # (again after the emit's read, a thread hop: a search that read the rows before
+        # the commit and built its index meanwhile).
         rt.forget_text_index(v.id or 0)
         await rt.emit_document(current)
+        rt.forget_text_index(v.id or 0)
+        self._step(doc.id, "processed here")  # type: ignore[arg-type]

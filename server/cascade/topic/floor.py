@@ -15,29 +15,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from pydantic import Field
+from sqlalchemy import bindparam
+from sqlalchemy import select as sa_select
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rooms import audit, procedure
 from rooms.audit import AuditKind
-from rooms.models import Meeting, MeetingStatus, Site, Unit, User, utcnow
-from rooms.procedure_models import FloorRequest, FloorStatus
-from rooms.remote_floor import (
-    CascadeRef,
-    FloorOrigin,
-    origins,
-    proxy_user,
-    ref_get,
-    ref_put,
-    refs,
+from rooms.models import Meeting, MeetingStatus, Site, Unit, User
+from rooms.procedure_models import FloorRequest, FloorStatus, ProcedureState
+from rooms.remote_floor import CascadeRef, FloorOrigin, proxy_user, ref_get
+from server.cascade.schemas import NodeError, validate
+from server.cascade.topic.floor_apply import MirrorFloor, apply_owners_floor
+from server.cascade.topic.floor_schemas import (
+    MAX_JOURNALED,
+    FloorAskData,
+    FloorStateData,
+    FloorWithdrawData,
 )
-from server.cascade.schemas import NodeError, NodeSchema, validate
 from server.cascade.topic.floor_sockets import HOLD
 from server.cascade.topics import MAX_DATA_BYTES, Entry, Report, Topic, encode
 from server.core import keys
@@ -50,89 +50,62 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 REQUEST, WITHDRAW, STATE = "floor.request", "floor.withdraw", "floor.state"
-MAX_JOURNALED = 300  # the owner's latest requests in each floor.state entry
 ENTRY_BUDGET = MAX_DATA_BYTES - 4_000  # room for the holder and the envelope
 _FINAL = (FloorStatus.done, FloorStatus.skipped, FloorStatus.withdrawn)
-
-
-class FloorAskData(NodeSchema):
-    request: int = Field(ge=1)  # the request's id at its origin node
-    user: int = Field(ge=1)
-    name: str = Field(min_length=1, max_length=200)
-    site: str = Field(default="", max_length=200)
-    unit: str = Field(default="", max_length=200)
-    for_site: bool = False
-
-
-class FloorWithdrawData(NodeSchema):
-    request: int = Field(ge=1)
-
-
-class FloorItem(NodeSchema):
-    id: int = Field(ge=1)  # the owner's request id
-    origin: str = Field(min_length=1, max_length=64)
-    remote: int = Field(ge=0)  # its id at the origin node
-    user: int = Field(ge=1)  # the person's id at the origin node
-    name: str = Field(max_length=200)
-    site: str = Field(default="", max_length=200)
-    unit: str = Field(default="", max_length=200)
-    for_site: bool = False
-    status: FloorStatus
-    requested_at: str = Field(max_length=40)
-    granted_at: str | None = Field(default=None, max_length=40)
-    ended_at: str | None = Field(default=None, max_length=40)
-    limit_seconds: int | None = Field(default=None, ge=1, le=3600)
-    spoken_seconds: int = Field(default=0, ge=0)
-
-
-class FloorStateData(NodeSchema):
-    holder: int | None = Field(default=None, ge=1)
-    requests: list[FloorItem] = Field(max_length=MAX_JOURNALED)
+FLOOR_TRUST_S = 10.0  # how long a mirror uses the floor it applied last (names in it)
 
 
 def install(app: web.Application, state: MeetingState) -> None:
     floor = CascadeFloor(app, state)
     state.register(Topic(REQUEST, FloorAskData, "up", receive=floor.receive_request))
     state.register(Topic(WITHDRAW, FloorWithdrawData, "up", receive=floor.receive_withdraw))
-    state.register(Topic(STATE, FloorStateData, "down", apply=floor.apply_state))
+    state.register(Topic(STATE, FloorStateData, "down", apply=floor.apply_state, keeps=True,
+                         covers=covers))
     app[keys.BUS].subscribe(FloorQueueChanged, floor.on_changed)
 
 
-def _time(value: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if value else None
-    except ValueError:
-        raise NodeError("invalid", f"not a time: {str(value)[:40]!r}") from None
+def covers(older: dict[str, Any], newer: dict[str, Any]) -> bool:
+    """Whether the owner's newer floor state makes applying the older one needless: each is
+    the whole floor (holder, statuses, grants, totals) of the requests it lists, but only of
+    the latest MAX_JOURNALED within an entry's size (floor_state), so the newer one must
+    list every request the older one did (one that finished and fell out of the newer list
+    was journaled in its final state in the older: that one is applied)."""
+    listed = {item["id"] for item in newer["requests"]}
+    return all(item["id"] in listed for item in older["requests"])
+
+
+# floor_state's statement, built once (at the owner on every change of its floor).
+_STATE = (
+    sa_select(select(ProcedureState.floor_request_id)
+              .where(col(ProcedureState.meeting_id) == bindparam("meeting_id"))
+              .scalar_subquery(),
+              FloorRequest, User, col(Site.name), col(Unit.name), FloorOrigin)
+    .outerjoin(User, col(User.id) == col(FloorRequest.user_id))
+    .outerjoin(Site, col(Site.id) == col(FloorRequest.site_id))
+    .outerjoin(Unit, col(Unit.id) == col(User.unit_id))
+    .outerjoin(FloorOrigin, col(FloorOrigin.request_id) == col(FloorRequest.id))
+    .where(col(FloorRequest.meeting_id) == bindparam("meeting_id"))
+    .order_by(col(FloorRequest.id).desc()).limit(MAX_JOURNALED))
 
 
 async def floor_state(s: AsyncSession, meeting_id: int, here: str) -> dict[str, Any]:
     """The owner's floor as journaled: its latest requests, every status (`here`: this
-    node's unit, the origin of its own people's requests)."""
-    state = await procedure.read_state(s, meeting_id)
-    rows = await s.exec(select(FloorRequest).where(FloorRequest.meeting_id == meeting_id)
-                        .order_by(col(FloorRequest.id).desc()).limit(MAX_JOURNALED))
-    requests = list(reversed(rows.all()))
-    marks = await origins(s, [r.id for r in requests if r.id is not None])
-    # People, sites and units in one query each (up to 300 requests, on every change of the
-    # owner's floor: a get per request went to the database each time).
-    users = {u.id: u for u in (await s.exec(select(User).where(
-        col(User.id).in_({r.user_id for r in requests})))).all()} if requests else {}
-    sites = await _names(Site.id, Site.name, s, {r.site_id for r in requests
-                                                 if r.site_id and r.id not in marks})
-    units = await _names(Unit.id, Unit.name, s, {u.unit_id for u in users.values()
-                                                 if u.unit_id})
+    node's unit, the origin of its own people's requests). One read on every change of the
+    owner's floor: the requests joined with their people, sites, units and origin marks,
+    and the holder (a get per request went to the database each time, then one read per
+    table: six)."""
+    found = await s.exec(_STATE, params={"meeting_id": meeting_id})  # type: ignore[call-overload]
+    rows = list(reversed(found.all()))
+    holder = rows[0][0] if rows else None  # (a holder is one of the requests)
     items = []
-    for r in requests:
-        user = users.get(r.user_id)
-        mark = marks.get(r.id)  # type: ignore[arg-type]
+    for _, r, user, site_name, unit_of_user, mark in rows:
         if mark is not None:
             origin, remote, site, unit_name = mark.origin, mark.remote_id, mark.site, mark.unit
             person = int(user.username.rpartition("~")[2]) if user and \
                 user.username.rpartition("~")[2].isdigit() else r.user_id
         else:
             origin, remote, person = here, r.id or 0, r.user_id
-            site = sites.get(r.site_id, "") if r.site_id else ""
-            unit_name = units.get(user.unit_id, "") if user and user.unit_id else ""
+            site, unit_name = (site_name or "") if r.site_id else "", unit_of_user or ""
         items.append({
             "id": r.id, "origin": origin, "remote": remote, "user": person,
             "name": (user.full_name if user else "") or "?", "site": site,
@@ -149,15 +122,7 @@ async def floor_state(s: AsyncSession, meeting_id: int, here: str) -> dict[str, 
         if oldest is None:
             break
         items.pop(oldest)
-    return {"holder": state.floor_request_id, "requests": items}
-
-
-async def _names(key: Any, label: Any, s: AsyncSession, ids: set[int | None]) -> dict[int, str]:
-    wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    rows = await s.exec(select(key, label).where(col(key).in_(wanted)))
-    return {int(i): str(n) for i, n in rows.all()}
+    return {"holder": holder, "requests": items}
 
 
 class CascadeFloor:
@@ -174,6 +139,10 @@ class CascadeFloor:
         # goes up at the next change, whichever it is.
         self._applied: set[tuple[int, int]] = set()
         self._checked: set[int] = set()
+        # meeting -> (when read, the floor after this node's last apply of the owner's): the
+        # next apply reads nothing if the procedure's seq moved by that apply only (its rows
+        # are this session's; names edited meanwhile are read again within FLOOR_TRUST_S).
+        self._floors: dict[int, tuple[float, MirrorFloor]] = {}
 
     async def on_changed(self, event: FloorQueueChanged) -> None:
         if (event.meeting_id, event.seq) in self._applied and event.meeting_id in self._checked:
@@ -215,13 +184,18 @@ class CascadeFloor:
     async def _to_escalate(self, s: AsyncSession, meeting_id: int
                            ) -> list[tuple[str, dict[str, Any]]]:
         """This node's people's new requests (and withdrawals of escalated ones). On the way
-        of a delegate's request to the owner's chair: three reads whatever the number of
-        requests (seven for one request before: copies, hold, marks, person, site, unit)."""
-        rows = await s.exec(select(FloorRequest).outerjoin(
-            FloorOrigin, col(FloorOrigin.request_id) == col(FloorRequest.id)).where(
-            FloorRequest.meeting_id == meeting_id,
-            col(FloorRequest.status).in_([FloorStatus.queued, FloorStatus.withdrawn]),
-            col(FloorOrigin.request_id).is_(None))  # not a copy of another node's request
+        of a delegate's request to the owner's chair: two reads whatever the number of
+        requests (the requests with their people, sites and units; the marks), three before
+        and seven before that (copies, hold, marks, person, site, unit)."""
+        rows = await s.exec(  # type: ignore[call-overload]  # four columns: SQLAlchemy's select
+            sa_select(FloorRequest, col(User.full_name), col(Site.name), col(Unit.name))
+            .outerjoin(FloorOrigin, col(FloorOrigin.request_id) == col(FloorRequest.id))
+            .outerjoin(User, col(User.id) == col(FloorRequest.user_id))
+            .outerjoin(Site, col(Site.id) == col(FloorRequest.site_id))
+            .outerjoin(Unit, col(Unit.id) == col(User.unit_id))
+            .where(col(FloorRequest.meeting_id) == meeting_id,
+                   col(FloorRequest.status).in_([FloorStatus.queued, FloorStatus.withdrawn]),
+                   col(FloorOrigin.request_id).is_(None))  # not a copy of another node's
             .order_by(col(FloorRequest.id)))
         requests = list(rows.all())
         # This node's marks in one read (withdrawn ones pile up over a meeting): the hold (a
@@ -233,43 +207,22 @@ class CascadeFloor:
                 col(CascadeRef.ref).startswith("up:"))))).all()}
         hold = marks.get(HOLD)
         held = hold is not None and hold.local_id == 1
-        todo: list[tuple[FloorRequest, CascadeRef | None]] = []
-        for r in requests:
+        out: list[tuple[str, dict[str, Any]]] = []
+        for r, name, site, unit in requests:
+            assert r.id is not None
             mark = marks.get(f"esc:{r.id}")
             if held and mark is None and f"up:{r.id}" not in marks:
                 continue  # kept here unless this node's chair escalates it
-            if (r.status == FloorStatus.queued and mark is None) or \
-                    (r.status == FloorStatus.withdrawn and mark is not None
-                     and mark.local_id == 1):
-                todo.append((r, mark))
-        names = await self._who(s, [r.id for r, mark in todo if mark is None])
-        out: list[tuple[str, dict[str, Any]]] = []
-        for r, mark in todo:
-            assert r.id is not None
-            if mark is None:
-                name, site, unit = names.get(r.id, ("?", "", ""))
-                out.append((REQUEST, {"request": r.id, "user": r.user_id, "name": name,
-                                      "site": site, "unit": unit, "for_site": r.for_site}))
+            if r.status == FloorStatus.queued and mark is None:
+                out.append((REQUEST, {"request": r.id, "user": r.user_id, "name": name or "?",
+                                      "site": site or "", "unit": unit or "",
+                                      "for_site": r.for_site}))
                 s.add(CascadeRef(meeting_id=meeting_id, ref=f"esc:{r.id}", local_id=1))
-            else:
+            elif r.status == FloorStatus.withdrawn and mark is not None and mark.local_id == 1:
                 out.append((WITHDRAW, {"request": r.id}))
                 mark.local_id = 2
                 s.add(mark)
         return out
-
-    @staticmethod
-    async def _who(s: AsyncSession, request_ids: list[int | None]
-                   ) -> dict[int, tuple[str, str, str]]:
-        """(name, site, unit) of each request's person, in one read."""
-        if not request_ids:
-            return {}
-        rows = await s.exec(select(FloorRequest.id, User.full_name, Site.name, Unit.name)
-                            .outerjoin(User, col(User.id) == col(FloorRequest.user_id))
-                            .outerjoin(Site, col(Site.id) == col(FloorRequest.site_id))
-                            .outerjoin(Unit, col(Unit.id) == col(User.unit_id))
-                            .where(col(FloorRequest.id).in_(request_ids)))
-        return {i: (name or "?", site or "", unit or "")
-                for i, name, site, unit in rows.all() if i is not None}
 
     # --- at the owner -------------------------------------------------------------------
 
@@ -331,86 +284,21 @@ class CascadeFloor:
     # --- at a mirror --------------------------------------------------------------------
 
     async def apply_state(self, meeting_id: int, entry: Entry) -> None:
+        """The owner's floor into this node's rows, stored with the entry in one commit
+        (server/cascade/topic/floor_apply.py), then pushed to this node's tablets, under
+        the meeting's lock: no change of this process comes between (one of another
+        process makes the view newer than `seq`, and pushes its own)."""
         data = validate(FloorStateData, entry.data)
         live = self.app[LIVE]
+        known = self._floors.pop(meeting_id, None)  # (dropped if this apply fails)
+        if known is not None and time.monotonic() - known[0] > FLOOR_TRUST_S:
+            known = None
         async with live.lock(meeting_id), self.app[keys.DB].session() as s:
-            # Read before procedure.lock: its UPDATE takes SQLite's one writer lock until the
-            # commit, and the event loop runs other tasks between this transaction's
-            # statements (this node's journal, outbox and delegates wait for that lock). The
-            # reads hold if no other process changed the meeting's procedure meanwhile (its
-            # seq moved by ours only); else they are made again under the lock.
-            seen = (await procedure.read_state(s, meeting_id)).seq
-            rows, copies, held = await self._current(s, meeting_id)
-            state = await procedure.lock(s, meeting_id)
-            if state.seq != seen + 1:
-                rows, copies, held = await self._current(s, meeting_id)
-            holder: int | None = None
-            for item in data.requests:
-                local = await self._local_row(s, meeting_id, item, rows, copies)
-                if local is None:
-                    continue
-                if local.status == FloorStatus.withdrawn and item.status == FloorStatus.queued:
-                    continue  # withdrawn here; the withdrawal is on its way up
-                local.status = item.status
-                local.granted_at, local.ended_at = _time(item.granted_at), _time(item.ended_at)
-                local.limit_seconds, local.spoken_seconds = item.limit_seconds, item.spoken_seconds
-                s.add(local)
-                if item.id == data.holder and item.status == FloorStatus.speaking:
-                    holder = local.id
-            if held:
-                holder = state.floor_request_id  # a local discussion: this node's chair decides
-            if state.floor_request_id != holder:
-                current = rows.get(state.floor_request_id) if state.floor_request_id else None
-                if current is not None and current.status == FloorStatus.speaking:
-                    current.status = FloorStatus.done  # the owner's floor decides
-                    s.add(current)
-                state.floor_request_id = holder
-                s.add(state)
-            seq = state.seq
-            await s.commit()
-            # The view pushed, read after the commit (without the writer lock), under the
-            # meeting's lock: no change of this process comes between (one of another
-            # process makes it newer than `seq`, and pushes its own).
-            emit = await floor_emit(s, state)
+            seq, emit, floor = await apply_owners_floor(
+                s, meeting_id, self.unit, data, entry.keep, known[1] if known else None)
+        self._floors[meeting_id] = (known[0] if known else time.monotonic(), floor)
         self._applied.add((meeting_id, seq))
         try:
             await live.emit(meeting_id, seq, [emit])
         finally:
             self._applied.discard((meeting_id, seq))
-
-    @staticmethod
-    async def _current(s: AsyncSession, meeting_id: int
-                       ) -> tuple[dict[int | None, FloorRequest], dict[str, int], bool]:
-        """The meeting's requests by id, the owner's ids of this node's copies, whether this
-        node holds its requests: one query each, not one or two per item (this runs at
-        every node on each change of the owner's floor). The rows are kept here: a session
-        holds loaded rows only while something else does (a get went to the database)."""
-        rows = {r.id: r for r in (await s.exec(
-            select(FloorRequest).where(FloorRequest.meeting_id == meeting_id)
-            .execution_options(populate_existing=True))).all()}
-        return rows, await refs(s, meeting_id, "copy:"), await ref_get(s, meeting_id, HOLD) == 1
-
-    async def _local_row(self, s: AsyncSession, meeting_id: int, item: FloorItem,
-                         rows: dict[int | None, FloorRequest], copies: dict[str, int]
-                         ) -> FloorRequest | None:
-        """This node's row for the owner's `item` (`rows`: the meeting's, by id), made for
-        another node's person the first time."""
-        if item.origin == self.unit:  # this node's person: the original request
-            return rows.get(item.remote)
-        ref = f"copy:{item.id}"
-        known = copies.get(ref)
-        row = rows.get(known) if known is not None else None
-        if row is not None:
-            return row
-        person = await proxy_user(s, item.origin, item.user, item.name)
-        row = FloorRequest(meeting_id=meeting_id, user_id=person.id,  # type: ignore[arg-type]
-                           for_site=item.for_site, status=item.status,
-                           requested_at=_time(item.requested_at) or utcnow())
-        s.add(row)
-        await s.flush()
-        assert row.id is not None
-        rows[row.id] = row
-        s.add(FloorOrigin(request_id=row.id, origin=item.origin, remote_id=item.remote,
-                          site=item.site, unit=item.unit))
-        await ref_put(s, meeting_id, ref, row.id)
-        return row

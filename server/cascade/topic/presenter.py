@@ -21,28 +21,32 @@ newer (the two copies, or a zoom overtaken by a page turn, are the same or stale
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from pydantic import Field
-from sqlmodel import select
+from sqlmodel import col, select
 
 from documents.db_models import Document
 from documents.mirror_models import DocumentCascade
 from rooms.errors import DomainError
+from rooms.models import utcnow
 from server.cascade.schemas import NodeSchema, validate
 from server.cascade.state import MeetingState
 from server.cascade.topic.documents_people import Person, local_user
 from server.cascade.topics import Entry, Topic
 from server.core import keys
 from server.core.realtime import meeting_room
-from server.documents.events import PresenterMoved, PresenterPointed
+from server.documents.events import DocumentChanged, PresenterMoved, PresenterPointed
 from server.documents.keys import DOCUMENTS
 from server.documents.presenter import SEQ_STEP, PresenterBusy
 
 log = logging.getLogger(__name__)
 
 TOPIC, POINTER = "presenter", "presenter.pointer"
+DOC_TRUST_S = 10.0  # how long a page turn trusts its copy of the document (MirrorDocs)
 
 
 class PresenterData(NodeSchema):
@@ -73,11 +77,58 @@ async def _owner_doc(app: web.Application, document_id: int | None) -> bool:
 
 
 async def _mirror_doc(app: web.Application, meeting_id: int, origin_id: int) -> Document | None:
+    """This node's copy of the owner's document, in one read (the mirror row joined with
+    its document)."""
     async with app[keys.DB].session() as s:
-        row = (await s.exec(select(DocumentCascade).where(
+        return (await s.exec(select(Document).join(
+            DocumentCascade, col(DocumentCascade.document_id) == col(Document.id)).where(
             DocumentCascade.meeting_id == meeting_id,
             DocumentCascade.origin_id == origin_id))).first()
-        return await s.get(Document, row.document_id) if row is not None else None
+
+
+@dataclass(frozen=True)
+class Copy:
+    """What a page turn needs of this node's copy of the owner's document."""
+
+    id: int
+    version: int
+    published: bool
+
+
+class MirrorDocs:
+    """This node's copies of the owner's documents as page turns find them, kept for
+    DOC_TRUST_S (a page turn at every mirror read its copy from the database): forgotten at
+    once when a document of the meeting changes in this process (DocumentChanged, and
+    CopyChanged from the documents applier), so only another process's change can be seen that much later."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self._known: dict[tuple[int, int], tuple[float, Copy | None]] = {}
+        self.reads = 0  # database reads, for tests
+
+    async def get(self, meeting_id: int, origin_id: int) -> Copy | None:
+        found = self._known.get((meeting_id, origin_id))
+        if found is not None and time.monotonic() - found[0] < DOC_TRUST_S:
+            return found[1]
+        self.reads += 1
+        doc = await _mirror_doc(self.app, meeting_id, origin_id)
+        copy = None if doc is None or doc.id is None else Copy(doc.id, doc.version,
+                                                                 doc.published)
+        if copy is not None:  # (one not here yet is looked up again at the next turn)
+            self._known[(meeting_id, origin_id)] = (time.monotonic(), copy)
+        return copy
+
+    def forget(self, meeting_id: int) -> None:
+        for known in [k for k in self._known if k[0] == meeting_id]:
+            del self._known[known]
+
+
+@dataclass(frozen=True, slots=True)
+class CopyChanged:
+    """This node's copy of an owner's document changed (documents_mirror.py publishes it on
+    the bus): page turns read the meeting's copies again."""
+
+    meeting_id: int
 
 
 def install(app: web.Application, state: MeetingState) -> None:
@@ -85,6 +136,7 @@ def install(app: web.Application, state: MeetingState) -> None:
     cascaded: set[int] = set()  # the owner's documents known to take part (never undone)
     shown: dict[int, int] = {}  # meeting -> the owner's seq applied here last
     people: dict[tuple[str, int, str], int] = {}  # a presenter -> their placeholder here
+    docs = MirrorDocs(app)
 
     async def moved(event: PresenterMoved) -> None:
         st = event.state
@@ -121,9 +173,8 @@ def install(app: web.Application, state: MeetingState) -> None:
             await rt.sio.emit("present:state", state_now, room=meeting_room(meeting_id))
             _shown(meeting_id, d.seq)
             return
-        doc = await _mirror_doc(app, meeting_id, d.document) if d.document else None
-        if doc is None or doc.id is None or not doc.published or d.presenter is None \
-                or d.page is None:
+        doc = await docs.get(meeting_id, d.document) if d.document else None
+        if doc is None or not doc.published or d.presenter is None or d.page is None:
             log.info("cascade: %s: presenting document %s, not (yet) here", entry.key,
                      d.document)
             return
@@ -131,6 +182,7 @@ def install(app: web.Application, state: MeetingState) -> None:
             sizes = await rt.annotations.page_sizes(doc.id, doc.version)
         except DomainError as exc:  # not processed here yet: the next page turn finds it
             log.info("cascade: %s: presenting document %s: %s", entry.key, d.document, exc)
+            docs.forget(meeting_id)  # (or a new version made current by another process)
             return
         if d.page >= len(sizes):
             return
@@ -139,19 +191,29 @@ def install(app: web.Application, state: MeetingState) -> None:
         if user_id is None:  # once per presenter (and name): a session less per page turn
             async with app[keys.DB].session() as s:
                 user_id = people[who] = await local_user(s, d.presenter)
-
-        async def update(take_over: bool) -> dict[str, Any]:
-            assert d.presenter is not None and d.page is not None and doc is not None \
-                and doc.id is not None
-            return await board.update(
-                meeting_id, user_id=user_id, name=d.presenter.name, document_id=doc.id,
-                version=doc.version, page=d.page, zoom=d.zoom or 1.0,
-                scroll_x=d.scroll_x or 0.0, scroll_y=d.scroll_y or 0.0, take_over=take_over)
-        try:  # the same presenter moving: the board's cheap path (a minor move)
-            state_now = await update(False)
-        except PresenterBusy:  # someone here presents: the owner's presenter takes over
-            state_now = await update(True)
-        await rt.sio.emit("present:state", state_now, room=meeting_room(meeting_id))
+        move: dict[str, Any] = {
+            "user_id": user_id, "name": d.presenter.name, "document_id": doc.id,
+            "version": doc.version, "page": d.page, "zoom": d.zoom or 1.0,
+            "scroll_x": d.scroll_x or 0.0, "scroll_y": d.scroll_y or 0.0}
+        room = meeting_room(meeting_id)
+        if d.seq is not None and d.seq % SEQ_STEP:  # the owner's zoom or scroll on the page
+            try:  # the same presenter moving: the board's cheap path (no write)
+                state_now = await board.update(meeting_id, **move)
+            except PresenterBusy:  # someone here presents: the owner's presenter takes over
+                state_now = await board.update(meeting_id, **move, take_over=True)
+            await rt.sio.emit("present:state", state_now, room=room)
+        else:  # a major change: pushed from this process's copy first, written after (the
+            # tablets see the page before this node's write; its journal entry is marked
+            # applied only in that write's commit, or after it: nothing shown is lost)
+            at = utcnow()
+            ahead = board.ahead(meeting_id, **move, at=at)
+            if ahead is not None:
+                await rt.sio.emit("present:state", ahead, room=room)
+            state_now = await board.take_over(meeting_id, **move, at=at,
+                                              seq=ahead["seq"] if ahead else 0,
+                                              also=entry.keep)
+            if ahead is None or state_now["seq"] != ahead["seq"]:
+                await rt.sio.emit("present:state", state_now, room=room)
         _shown(meeting_id, d.seq)
 
     def _shown(meeting_id: int, seq: int | None) -> None:
@@ -160,14 +222,25 @@ def install(app: web.Application, state: MeetingState) -> None:
 
     async def apply_pointer(meeting_id: int, entry: Entry) -> None:
         d = validate(PointerData, entry.data)
-        doc = await _mirror_doc(app, meeting_id, d.document)
+        doc = await docs.get(meeting_id, d.document)
         if doc is None or not doc.published:
             return
         await app[DOCUMENTS].sio.emit("present:pointer", {
             "meeting_id": meeting_id, "document_id": doc.id, "page": d.page, "x": d.x,
             "y": d.y}, room=meeting_room(meeting_id))
 
-    state.register(Topic(TOPIC, PresenterData, "down", apply=apply))
+    # `keeps`: its journaled copy, already shown from the live push, is stored marked
+    # applied in one commit at every node (Journal._apply_keeping), not stored and then
+    # marked in a second one.
+    # `covers`: each entry is the whole presentation, so a node behind shows only the newest
+    # of those queued (its older ones stored with it).
+    state.register(Topic(TOPIC, PresenterData, "down", apply=apply, keeps=True,
+                         covers=lambda _older, _newer: True))
     state.register(Topic(POINTER, PointerData, "down", apply=apply_pointer))
     app[keys.BUS].subscribe(PresenterMoved, moved)
     app[keys.BUS].subscribe(PresenterPointed, pointed)
+
+    async def document_changed(event: DocumentChanged | CopyChanged) -> None:
+        docs.forget(event.meeting_id)
+    app[keys.BUS].subscribe(DocumentChanged, document_changed)
+    app[keys.BUS].subscribe(CopyChanged, document_changed)

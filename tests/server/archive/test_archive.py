@@ -45,10 +45,10 @@ async def hopso(tmp_path: Path) -> AsyncIterator[Harness]:
 
 
 @pytest.fixture
-async def hopso_any_db(tmp_path: Path, database_url: str | None) -> AsyncIterator[Harness]:
+async def hopso_any_db(tmp_path: Path, harness_database_url: str | None) -> AsyncIterator[Harness]:
     """The same on SQLite and on PostgreSQL (what the archive reads is storage)."""
     (tmp_path / "trust.pem").write_bytes(CA.pem)
-    harness = await start_harness(tmp_path, database_url, signing_ca=tmp_path / "trust.pem")
+    harness = await start_harness(tmp_path, harness_database_url, signing_ca=tmp_path / "trust.pem")
     yield harness
     await harness.close()
     await harness.server.close()

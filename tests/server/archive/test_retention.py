@@ -23,8 +23,8 @@ from tests.server.procedure_helpers import close_all, open_demo
 
 
 @pytest.fixture
-async def kept_briefly(tmp_path: Path, database_url: str | None) -> AsyncIterator[Harness]:
-    harness = await start_harness(tmp_path, database_url, recording_retention_days=30,
+async def kept_briefly(tmp_path: Path, harness_database_url: str | None) -> AsyncIterator[Harness]:
+    harness = await start_harness(tmp_path, harness_database_url, recording_retention_days=30,
                                   archive_retention_days=10, retention_interval_s=0.2)
     yield harness
     await harness.close()

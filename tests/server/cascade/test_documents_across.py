@@ -6,7 +6,9 @@ viewer; a second meeting with the same file fetches nothing; bad blob requests r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import io
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,13 +19,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from PIL import Image
 from sqlmodel import select
 
 from documents.mirror_models import DocumentCascade
 from documents.storage import BlobStore
+from documents.worker_pool import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL
 from rooms.users import find_user
 from server.cascade.blobs import FETCHER, HEADER, BlobFetcher, BlobRefused
 from server.cascade.tokens import make_token
+from server.cascade.topics import Entry
 from server.core import keys
 from server.core.settings import NodeSettings
 from server.documents.keys import DOCUMENTS
@@ -299,3 +304,114 @@ async def test_state_of_the_topic_is_registered_everywhere(tmp_path: Path) -> No
     async with tree(tmp_path) as t:
         for h in t.nodes:
             assert state(h).topics.get("documents.changed", "down").apply is not None
+
+
+async def exported(h: Harness, document_id: int) -> DocumentCascade | None:
+    """The owner's row naming the files of its document that cross links."""
+    async with h.server.app[keys.DB].session() as s:
+        return await s.get(DocumentCascade, document_id)
+
+
+async def test_page_1_is_served_at_every_width_and_as_its_thumbnail_by_no_worker_until_its_pdf(
+        tmp_path: Path) -> None:
+    """While its PDF is still crossing, a ward answers page 1 at any width a screen asks and
+    as its thumbnail with the one image that crossed, at once: no worker is started for it
+    (a resize to every width at all 16 nodes of the bench at once, 2 workers spawned at
+    each, held the tablets' page 1 back by 10 s). Once the PDF is there, the ward processes
+    it one job at a time, its pages behind any page a tablet asks for (PRIORITY_LOW), and
+    the page is rendered from it at the width asked."""
+    async with tree(tmp_path) as t:
+        _, meeting_id, _, _, ward_id = await cascaded_meeting(t)
+        data = with_photographs(make_pdf(tmp_path, pages=4), 3_000_000)
+        async with within(40, "the upload processed at the province"):
+            doc = await upload_ready(t.province, meeting_id, data, title="Tờ trình",
+                                     publish=False)
+        row = await until(lambda: exported(t.province, doc["id"]), 10, "the files exported")
+        assert row.page1_sha256 is not None
+        # The ward's PDF download is held back: only page 1 is there meanwhile.
+        ward, arrived = fetcher(t.ward), asyncio.Event()
+        fetch_blob = ward.fetch
+
+        async def pdf_held(digest: str, size: int) -> Path:
+            if digest == row.sha256:
+                await arrived.wait()
+            return await fetch_blob(digest, size)
+        ward.fetch = pdf_held  # type: ignore[method-assign]
+        async with within(10, "the ward delegate invited and logged in"):
+            delegate = await member(t.ward, ward_id, "daibieu")
+        secretary = await t.province.login("thuky")
+        async with within(10, "the publication"):
+            status, _ = await secretary.call("POST", f"/api/documents/{doc['id']}/publish",
+                                             {"published": True})
+        assert status == 200
+        mirrored = await until(lambda: mirrored_doc(delegate, ward_id, "Tờ trình"), 20,
+                               "page 1 current at the ward")
+        page1 = t.ward.server.app[DOCUMENTS].store.path_for(row.page1_sha256).read_bytes()
+        for path in ("pages/0?width=256", "pages/0?width=1280", "pages/0?width=2560",
+                     "thumbs/0"):
+            async with within(10, f"{path} at the ward"):
+                status, kind, jpeg, headers = await fetch(
+                    delegate, f"/api/documents/{mirrored['id']}/{path}")
+            assert (status, kind, headers["Cache-Control"]) == (
+                200, "image/jpeg", "private, no-cache"), path
+            assert jpeg == page1, path
+        assert not t.ward.server.app[DOCUMENTS].pool.started, "a worker ran for page 1"
+
+        pool = t.ward.server.app[DOCUMENTS].pool
+        run_job, running, most, priorities = pool.run, [0], [0], set()
+
+        async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            priorities.add(kwargs.get("priority", PRIORITY_NORMAL))
+            try:
+                return await run_job(func, *args, **kwargs)
+            finally:
+                running[0] -= 1
+        pool.run = counted  # type: ignore[method-assign]
+        arrived.set()
+
+        async def processed() -> dict[str, Any] | None:
+            _, body = await delegate.call("GET", f"/api/documents/{mirrored['id']}")
+            return body if body["has_pdf"] else None
+        await until(processed, 30, "the PDF processed at the ward")
+        pool.run = run_job  # type: ignore[method-assign]
+        assert most[0] == 1 and priorities == {PRIORITY_HIGH, PRIORITY_LOW}, (most, priorities)
+        async with within(20, "page 1 rendered at 2560 px from the PDF"):
+            status, _, jpeg, _ = await fetch(
+                delegate, f"/api/documents/{mirrored['id']}/pages/0?width=2560")
+        with Image.open(io.BytesIO(jpeg)) as img:
+            assert status == 200 and img.width == 2560
+
+
+async def test_a_child_asking_for_page_1_before_its_parent_applied_the_entry_is_not_refused(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The city passes an entry on to the ward before applying it itself, so the ward may
+    ask for page 1 while the city does not know the file yet: the request waits for the
+    city's applier instead of being refused (then retried by the ward after 0.2, 0.4, 0.8,
+    1.6, 2 s ...: 4 refusals and seconds lost at the city of the 15-ward bench)."""
+    caplog.set_level(logging.INFO)
+    async with tree(tmp_path) as t:
+        _, meeting_id, _, _, ward_id = await cascaded_meeting(t)
+        topics = state(t.city).topics
+        topic = topics.get("documents.changed", "down")
+        assert topic.apply is not None
+        apply = topic.apply
+
+        async def slow_apply(meeting: int, entry: Entry) -> None:
+            await asyncio.sleep(2.0)  # the city's applier, behind other work
+            await apply(meeting, entry)
+        monkeypatch.setitem(topics._topics, topic.name,  # the slow step, in its place
+                            dataclasses.replace(topic, apply=slow_apply))
+        data = with_photographs(make_pdf(tmp_path, pages=4), 3_000_000)
+        async with within(10, "the ward delegate invited and logged in"):
+            delegate = await member(t.ward, ward_id, "daibieu")
+        async with within(40, "the upload processed and published at the province"):
+            await upload_ready(t.province, meeting_id, data, title="Tờ trình")
+        await until(lambda: mirrored_doc(delegate, ward_id, "Tờ trình"), 20,
+                    "page 1 current at the ward")
+        assert "refused blob request" not in caplog.text
+        fetched = [r.getMessage() for r in caplog.records
+                   if r.name == "server.cascade.blobs" and "from the parent" in r.getMessage()]
+        assert fetched and all("(1 attempts)" in m for m in fetched), fetched

@@ -1,5 +1,5 @@
-"""Page 1 at every width from the one image that crossed the link (documents/page_variants.py,
-run by a worker at a node that mirrors a document until its PDF is there)."""
+"""Page 1 as it crosses a link ahead of its PDF (documents/page_variants.py), and the
+documents entry's checks."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from documents.page_variants import page1_variants
-from documents.worker_pool import WorkerPool
 from server.cascade.schemas import NodeError, validate
 from server.cascade.topic.documents import DocumentData
 
@@ -21,31 +19,6 @@ def jpeg(path: Path, size: tuple[int, int], kind: str = "JPEG") -> Path:
     Image.new("RGB", size, (250, 250, 250)).save(buf, kind)
     path.write_bytes(buf.getvalue())
     return path
-
-
-async def test_page_1_at_every_width_and_its_thumbnail_made_by_a_worker(tmp_path: Path) -> None:
-    source = jpeg(tmp_path / "page1.jpg", (1536, 2172))
-    pool = WorkerPool(size=1)
-    try:
-        widths = [w for w in range(256, 3073, 256) if w != 1536]
-        written = await pool.run(page1_variants, str(source), str(tmp_path / "d"), widths,
-                                 200, 80, timeout=60)
-        assert len(written) == len(widths)
-        for width in widths:
-            with Image.open(tmp_path / "d" / f"w{width}" / "0000.jpg") as img:
-                assert img.format == "JPEG" and img.width == width
-                assert abs(img.height - round(2172 * width / 1536)) <= 1
-        with Image.open(tmp_path / "d" / "thumbs" / "0000.jpg") as img:
-            assert img.width == 200
-        # Not a page image: refused, nothing written.
-        for bad in (jpeg(tmp_path / "p.png", (1536, 2172), "PNG"),
-                    jpeg(tmp_path / "tall.jpg", (100, 9000))):
-            with pytest.raises(ValueError):
-                await pool.run(page1_variants, str(bad), str(tmp_path / "e"), [256], 200, 80,
-                               timeout=60)
-        assert not (tmp_path / "e").exists()
-    finally:
-        await pool.close()
 
 
 def test_a_documents_entry_with_impossible_pages_or_files_is_refused() -> None:

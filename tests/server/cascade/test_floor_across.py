@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
-from sqlalchemy.util import await_only
 from sqlmodel import select
 
-from rooms import meeting_nodes, procedure
+from rooms import meeting_nodes
 from rooms.models import MeetingMember, MeetingRole, Role, Site, User, utcnow
 from rooms.procedure_models import FloorRequest, FloorStatus
 from rooms.remote_floor import CascadeRef, FloorOrigin
@@ -23,20 +21,19 @@ from rooms.users import find_user
 from server.cascade.schemas import NodeError, validate
 from server.cascade.topic.floor import (
     REQUEST,
-    STATE,
     WITHDRAW,
     CascadeFloor,
     FloorStateData,
     floor_state,
 )
-from server.cascade.topics import MAX_DATA_BYTES, Entry, encode
+from server.cascade.topics import MAX_DATA_BYTES, encode
 from server.core import keys
 from tests.conftest import Harness
 from tests.server.cascade.test_votes_across import province_room, ward_delegates
 from tests.server.cascade.tree import cascaded_meeting, state, tree
 from tests.server.core.test_realtime import demo_meeting_id
 from tests.server.procedure_helpers import join
-from tests.sql_statements import Statements, statements
+from tests.sql_statements import statements
 
 
 async def test_a_ward_delegates_request_reaches_the_province_chair_and_the_grant_every_node(
@@ -215,10 +212,10 @@ async def _many_requests(h: Harness, meeting_id: int) -> None:
                                status=FloorStatus.queued if n < 10 else FloorStatus.done))
 
 
-async def test_the_owners_floor_is_journaled_with_one_read_per_table(
-        hopso_sqlite: Harness) -> None:
-    """On every change of the owner's floor: its latest requests' people, sites and units
-    are read once each, whatever their number (one or two reads per request before)."""
+async def test_the_owners_floor_is_journaled_in_one_read(hopso_sqlite: Harness) -> None:
+    """On every change of the owner's floor: its latest requests with their people, sites,
+    units and origin marks, and the holder, in one read whatever their number (one or two
+    reads per request before, then one per table: six)."""
     meeting_id = await demo_meeting_id(hopso_sqlite)
     await _many_requests(hopso_sqlite, meeting_id)
     db = hopso_sqlite.server.app[keys.DB]
@@ -228,97 +225,7 @@ async def test_the_owners_floor_is_journaled_with_one_read_per_table(
     people = [r for r in data["requests"] if r["name"].startswith("Người số")]
     assert len(people) == PEOPLE and all(r["unit"] for r in people)
     assert [bool(r["site"]) for r in people] == [bool(n % 2) for n in range(PEOPLE)]
-    for table in ("user", "site", "unit"):
-        assert len(seen.reading(table)) == 1, (table, seen.reading(table))
-
-
-async def _applied_again(h: Harness) -> tuple[Statements, int]:
-    """The owner's floor of PEOPLE requests applied at a mirror, then again with one
-    request withdrawn: the statements of the second apply, and the meeting."""
-    meeting_id = await demo_meeting_id(h)
-    mirror = CascadeFloor(h.server.app, None)  # type: ignore[arg-type]  # no state used
-    items = [{"id": n + 1, "origin": "province", "remote": n + 1, "user": n + 1,
-              "name": f"Người số {n}", "status": "queued",
-              "requested_at": utcnow().isoformat()} for n in range(PEOPLE)]
-    await mirror.apply_state(meeting_id, Entry("province/1", 1, STATE,
-                                               {"holder": None, "requests": items}))
-    items[0] = {**items[0], "status": "withdrawn"}
-    with statements(h.server.app[keys.DB]) as seen:
-        await mirror.apply_state(meeting_id, Entry("province/1", 2, STATE,
-                                                   {"holder": None, "requests": items}))
-    return seen, meeting_id
-
-
-async def test_a_mirror_applies_the_owners_floor_with_a_fixed_number_of_reads(
-        hopso_sqlite: Harness) -> None:
-    """The owner's floor applied again at a mirror (a change of one request's status among
-    PEOPLE): the meeting's requests are read once for the rows, and once for the view pushed
-    to its tablets, not once more per request (a session keeps a loaded row only while
-    something holds it: the get per item went to the database)."""
-    seen, meeting_id = await _applied_again(hopso_sqlite)
-    assert len(seen.reading("floorrequest")) == 2, seen.reading("floorrequest")
-    assert not seen.reading("user")[1:], seen.reading("user")  # the queue's names only
-    async with hopso_sqlite.server.app[keys.DB].session() as s:
-        waiting = (await s.exec(select(FloorRequest).where(
-            FloorRequest.meeting_id == meeting_id,
-            FloorRequest.status == FloorStatus.queued))).all()
-    assert len(waiting) == PEOPLE - 1
-
-
-async def test_a_mirror_applies_the_owners_floor_reading_nothing_under_the_writer_lock(
-        hopso_sqlite: Harness) -> None:
-    """From procedure.lock's UPDATE (SQLite's writer lock) to the commit, the apply only
-    writes: the rows, marks and hold are read before it, the view pushed after it (seven
-    reads were made under the lock, while the node's journal, outbox and delegates waited
-    for it)."""
-    seen, _ = await _applied_again(hopso_sqlite)
-    locked = seen.locked("UPDATE procedurestate")
-    assert locked and locked[-1].startswith("UPDATE floorrequest"), locked
-    assert not [q for q in locked if q.lstrip().upper().startswith("SELECT")], locked
-
-
-async def test_a_mirror_reads_again_under_the_lock_when_another_process_changed_the_floor(
-        hopso_sqlite: Harness) -> None:
-    """What the apply read before procedure.lock is read again under it when the meeting's
-    seq moved by more than its own change: here another process made this node's copy of
-    the owner's request 99 in between, and the apply uses that copy (with what it read
-    before, it would have made a second one)."""
-    meeting_id = await demo_meeting_id(hopso_sqlite)
-    db = hopso_sqlite.server.app[keys.DB]
-    async with db.session() as s:
-        person = await find_user(s, "daibieu3")
-        assert person is not None and person.id is not None
-        person_id: int = person.id
-    other_process_done = False
-
-    async def another_process() -> None:
-        async with db.session() as s:
-            await procedure.lock(s, meeting_id)
-            row = FloorRequest(meeting_id=meeting_id, user_id=person_id,
-                               status=FloorStatus.queued)
-            s.add(row)
-            await s.flush()
-            s.add(FloorOrigin(request_id=row.id, origin="province", remote_id=99))  # type: ignore[arg-type]
-            s.add(CascadeRef(meeting_id=meeting_id, ref="copy:99", local_id=row.id))  # type: ignore[arg-type]
-
-    def just_before_the_lock(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        nonlocal other_process_done
-        if not other_process_done and statement.startswith("UPDATE procedurestate"):
-            other_process_done = True
-            await_only(another_process())
-    mirror = CascadeFloor(hopso_sqlite.server.app, None)  # type: ignore[arg-type]  # no state used
-    item = {"id": 99, "origin": "province", "remote": 99, "user": 5, "name": "Hoàng Văn Nam",
-            "status": "queued", "requested_at": utcnow().isoformat()}
-    event.listen(db.engine.sync_engine, "before_cursor_execute", just_before_the_lock)
-    try:
-        await mirror.apply_state(meeting_id, Entry("province/1", 1, STATE,
-                                                   {"holder": None, "requests": [item]}))
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", just_before_the_lock)
-    assert other_process_done
-    async with db.session() as s:
-        copies = (await s.exec(select(FloorOrigin).where(FloorOrigin.remote_id == 99))).all()
-    assert len(copies) == 1, copies
+    assert len([q for q in seen if q.lstrip().upper().startswith("SELECT")]) == 1, seen
 
 
 async def test_a_mirror_checks_for_requests_to_send_up_after_its_own_changes_only(
@@ -370,10 +277,11 @@ async def test_a_mirror_checks_for_requests_to_send_up_after_its_own_changes_onl
             q["name"] == "Phạm Thị Hoa" and q.get("origin") == "ward" for q in e["queue"]), 10)
 
 
-async def test_a_mirror_finds_what_to_send_up_in_three_reads(hopso_sqlite: Harness) -> None:
+async def test_a_mirror_finds_what_to_send_up_in_two_reads(hopso_sqlite: Harness) -> None:
     """On the way of a delegate's request to the owner's chair, the mirror's escalation
-    check: its people's requests (not copies of other nodes'), its marks, and the new
-    requests' people, sites and units, one read each (seven for one new request before)."""
+    check: its people's requests (not copies of other nodes') with their people, sites and
+    units, and its marks, one read each (three before, seven for one new request before
+    that)."""
     meeting_id = await demo_meeting_id(hopso_sqlite)
     db = hopso_sqlite.server.app[keys.DB]
     async with db.session() as s:
@@ -402,4 +310,4 @@ async def test_a_mirror_finds_what_to_send_up_in_three_reads(hopso_sqlite: Harne
     first = todo[0][1]
     assert first["name"] == "Lê Minh Tuấn" and first["site"] == site.name and first["unit"]
     assert todo[1][1]["site"] == ""
-    assert len([q for q in seen if q.lstrip().upper().startswith("SELECT")]) == 3, seen
+    assert len([q for q in seen if q.lstrip().upper().startswith("SELECT")]) == 2, seen

@@ -21,6 +21,7 @@ from server.cascade.schemas import NodeSchema
 from server.cascade.topics import Entry, Report, Topic
 from server.core import keys
 from tests.server.cascade.tree import Tree, cascaded_meeting, following, node, state, tree, until
+from tests.sql_statements import statements
 
 SLOW_S = 3.0  # a slow step, far longer than a hop in-process
 
@@ -99,14 +100,13 @@ async def test_a_report_goes_up_without_waiting_for_the_answer_to_the_one_before
 
 async def test_a_report_stored_with_the_callers_commit_goes_up_without_waiting_for_the_tick(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The outbox's fallback tick, far off from the start: the ward's delivery is idle,
+    # waiting on it (the meeting is mirrored when it is offered, parent_link's `offers`).
+    monkeypatch.setattr(parent_link, "PING_INTERVAL_S", 60.0)
     async with tree(tmp_path) as t:
         _, received = topics(t)
         _, _, _, _, ward_id = await cascaded_meeting(t)
         ward = state(t.ward)
-        # The outbox's fallback tick, far off (set now: the mirrors above follow the ping);
-        # after 2.5 s the ward's delivery is idle, waiting on it.
-        monkeypatch.setattr(parent_link, "PING_INTERVAL_S", 60.0)
-        await asyncio.sleep(2.5)
         for n, own_commit in enumerate((False, True, False)):
             started = time.monotonic()
             if own_commit:  # as a topic does: with the change that made the report
@@ -168,3 +168,21 @@ async def _equal(items: list[str], expected: list[str]) -> bool:
 
 async def _settled(reports: Reports, report_id: str) -> bool:
     return await reports.state_of(report_id) == "delivered"
+
+
+async def test_a_report_costs_its_nodes_outbox_two_reads_on_its_way_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outbox is read when a report is stored (and once more when its commit is done),
+    not again after each batch is sent and answered: every ballot's report is read so at
+    the ward and passes the city's outbox too (about four reads each before)."""
+    monkeypatch.setattr(parent_link, "PING_INTERVAL_S", 60.0)  # no fallback tick
+    async with tree(tmp_path) as t:
+        _, received = topics(t)
+        _, _, _, _, ward_id = await cascaded_meeting(t)
+        ward = state(t.ward)
+        with statements(t.ward.server.app[keys.DB]) as seen:
+            report = await ward.report(ward_id, "hop.up", {"text": "một"})
+            await until(lambda: _equal(received, ["một"]), 10, "the report at the owner")
+            await asyncio.sleep(0.5)  # answered and settled
+        assert len(seen.reading("cascadereport")) <= 2, seen.reading("cascadereport")
+        assert await _settled(ward.reports, report.id)

@@ -43,6 +43,9 @@ def rehearse() -> dict[str, Any]:
     run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900,
                          check=False, env={**os.environ, "HOPSO_FAST_HASH": "1"})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
+    # What the harness opened is closed at its exit (the chair's tablet was not: its socket
+    # client's aiohttp session, "Unclosed client session" on stderr).
+    assert "Unclosed" not in run.stderr, run.stderr[-3000:]
     result: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
     if reason is None:
         assert result["loss_not_applied"] is None, result["loss_not_applied"]

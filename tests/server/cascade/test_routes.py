@@ -207,9 +207,9 @@ async def test_bad_input_is_refused_and_changes_nothing(node_sqlite: Harness) ->
 
 
 async def test_rotations_and_revocations_survive_a_restart(tmp_path: Path,
-                                                           database_url: str | None) -> None:
+                                                           harness_database_url: str | None) -> None:
     node = NodeSettings("province", children={"city": CITY_SECRET, "ward:dong-phu": "w" * 16})
-    first = await start_node(tmp_path, database_url, node)
+    first = await start_node(tmp_path, harness_database_url, node)
     try:
         admin = await first.login("quantri")
         rotated, added = "rotated-city-secret-1", "a-new-ward-secret-2"
@@ -223,7 +223,7 @@ async def test_rotations_and_revocations_survive_a_restart(tmp_path: Path,
     finally:
         await stop(first)
 
-    second = await start_node(tmp_path, database_url, node)  # same env, same database
+    second = await start_node(tmp_path, harness_database_url, node)  # same env, same database
     try:
         assert credentials(second) == {"city": rotated, "ward:nam-ly": added}
         assert await stored(second) == [("city", rotated, False),
@@ -246,12 +246,12 @@ async def test_rotations_and_revocations_survive_a_restart(tmp_path: Path,
 
 
 async def test_a_change_made_through_another_process_applies_here(tmp_path: Path,
-                                                                  database_url: str | None) -> None:
+                                                                  harness_database_url: str | None) -> None:
     """Processes of one node share the database: a rotation and a revocation made through
     one reach another's live credentials at its next refresh (load_credentials, every
     CREDENTIALS_REFRESH_S). A second NodeCascade on the same database stands in for it."""
     node = NodeSettings("province", children={"city": CITY_SECRET, "ward:dong-phu": "w" * 16})
-    harness = await start_node(tmp_path, database_url, node)
+    harness = await start_node(tmp_path, harness_database_url, node)
     try:
         other = NodeCascade(node, harness.server.app[MEDIA].sfu)
         admin = await harness.login("quantri")

@@ -3,15 +3,20 @@ node in order (and after an outage), reports reach the owner once, refusals come
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import Field
+from sqlmodel import select
 
+from rooms.cascade_models import CascadeReport
+from server.cascade import reports as reports_module
 from server.cascade.schemas import NodeError, NodeSchema
 from server.cascade.topics import Entry, Report, Topic
+from server.core import keys
 from tests.server.cascade.tree import (
     Tree,
     cascaded_meeting,
@@ -178,3 +183,50 @@ async def test_the_chair_sees_which_invited_sites_are_unreachable(tmp_path: Path
         secretary = await t.ward.login("thuky")
         status, body = await secretary.call("GET", f"/api/meetings/{ward_id}/sites")
         assert status == 200 and body["held_reports"] == 1, body
+
+
+async def test_a_city_cut_off_from_the_province_holds_at_most_its_bound_and_loses_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The city's link up is cut while the ward keeps reporting (a flood, or a long outage):
+    the city stores the ward's reports only up to its bound (MAX_HELD, 3 here) and refuses
+    the rest `busy`; the ward keeps them (acknowledged there) and sends them again. Once the
+    city's link is back, every report reaches the province once, in the ward's order.
+    Before, the city stored all of them (no parent ever said `busy`)."""
+    monkeypatch.setattr(reports_module, "MAX_HELD", 3)
+    async with tree(tmp_path) as t:
+        _, received = install_test_topics(t)
+        _, _, key, _, ward_id = await cascaded_meeting(t)
+        await cut_link(t.city)
+        texts = [f"mực {n}" for n in range(6)]
+        for text in texts:
+            await state(t.ward).report(ward_id, "test.up", {"text": text})
+
+        async def held() -> tuple[int, int]:
+            """The ward's reports pending at the city and at the ward."""
+            out = []
+            for h in (t.city, t.ward):
+                async with h.server.app[keys.DB].session() as s:
+                    out.append(len((await s.exec(select(CascadeReport).where(
+                        CascadeReport.key == key, CascadeReport.origin == "ward",
+                        CascadeReport.state == "pending"))).all()))
+            return out[0], out[1]
+
+        async def city_full() -> bool:
+            return await held() == (3, 3)
+        await until(city_full, 10, "3 reports held at the city, 3 still at the ward")
+        assert state(t.ward).reports.held_back() >= 1  # refused busy: sent again later
+        await asyncio.sleep(2.5)  # the ward sends them again (after 1 s, then 2 s): refused
+        assert await held() == (3, 3)
+        assert sum("refused busy" in r.message for r in caplog.records) == 1  # once
+
+        restore_link(t.city)
+
+        async def all_received() -> bool:
+            return len(received) >= len(texts)
+        await until(all_received, 40, "every report at the province")
+        assert [text for _, _, text in received] == texts
+
+        async def drained() -> bool:  # each settled once its answer is back
+            return await held() == (0, 0)
+        await until(drained, 10, "no report of the ward pending anywhere")

@@ -5,22 +5,38 @@ across links; bad reports are refused with a reason and count nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
 from rooms import ballot_box, procedure
-from rooms.models import MeetingRole, User
+from rooms.cascade_models import CascadeReport
+from rooms.models import Meeting, MeetingRole, MeetingStatus, User
 from rooms.procedure_models import Vote
 from rooms.remote_votes import RemoteVoteTally
+from server.cascade.topic import votes as votes_topic
+from server.cascade.topic.votes import OPENED
+from server.cascade.topics import Entry
 from server.core import keys
 from tests.conftest import Harness
 from tests.server import ballot_linkage
-from tests.server.cascade.tree import Tree, cascaded_meeting, state, tree, until
+from tests.server.cascade.tree import (
+    Tree,
+    cascaded_meeting,
+    cut_link,
+    node,
+    restore_link,
+    state,
+    tree,
+    until,
+)
 from tests.server.procedure_helpers import Member, join
 from tests.server.sqlite_file import DatabaseFiles
 
@@ -260,3 +276,165 @@ async def test_a_ballot_stored_without_its_report_still_reaches_the_province(
                 row = await s.get(RemoteVoteTally, (vote["id"], "ward"))
                 return row is not None and row.cast == 1
         await until(counted, 10, "the ward's ballot counted at the province")
+
+
+async def test_a_wards_ballot_reaching_the_city_before_it_opened_the_vote_is_counted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The city passes the owner's vote.opened on to the ward before applying it itself, so
+    the ward's reports (its share at the open, a ballot cast at once) may reach the city
+    while the vote is not open there yet: they wait for the city's applier instead of being
+    refused ('not open here', seen in the rehearsal's runs): the ward does not send the same
+    snapshot again, so a refused ballot was never counted at the province."""
+    await ballot_counted_with_the_citys_applier_late(tmp_path, monkeypatch, 2.0, 10)
+
+
+async def test_a_wards_ballot_the_city_refuses_as_not_open_yet_is_sent_again_and_counted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The city's applier of the owner's vote.opened held longer than the city waits for it
+    (APPLY_WAIT_S, 5 s; 1 s here, the applier 4 s, so that the report carrying the ballot is
+    refused too and the test is short): the city refuses the ward's reports as not open
+    here, a refusal that does not hold later, so the ward keeps them and sends them again
+    (before: settled as refused, the ward's snapshot unchanged since, the ballot never
+    counted at the province)."""
+    monkeypatch.setattr(votes_topic, "APPLY_WAIT_S", 1.0)
+    await ballot_counted_with_the_citys_applier_late(tmp_path, monkeypatch, 4.0, 15)
+
+
+async def ballot_counted_with_the_citys_applier_late(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, late_s: float,
+        within_s: float) -> None:
+    """A vote opened at the province, the city's applier of vote.opened `late_s` behind, a
+    ward delegate casting at once: the ballot is counted at the province within `within_s`."""
+    async with tree(tmp_path) as t:
+        _, meeting_id, _, _, ward_id = await cascaded_meeting(t)
+        chair, _, item = await province_room(t, meeting_id)
+        ward = await ward_delegates(t.ward, ward_id)
+        topics = state(t.city).topics
+        topic = topics.get(OPENED, "down")
+        assert topic.apply is not None
+        apply = topic.apply
+
+        async def slow_apply(meeting: int, entry: Entry) -> None:
+            await asyncio.sleep(late_s)  # the city's applier, behind other work
+            await apply(meeting, entry)
+        monkeypatch.setitem(topics._topics, topic.name,  # the slow step, in its place
+                            dataclasses.replace(topic, apply=slow_apply))
+        vote = await open_vote(chair, meeting_id, item, "Thông qua?")
+        mirrored = await mirrored_vote(ward["daibieu"], secret=False)
+        await ward["daibieu"].ok("vote:cast", {"meeting_id": ward_id, "vote_id": mirrored["id"],
+                                               "option": 0, "seq": 1})
+
+        async def counted() -> bool:
+            async with t.province.server.app[keys.DB].session() as s:
+                row = await s.get(RemoteVoteTally, (vote["id"], "ward"))
+                return row is not None and row.cast == 1
+        await until(counted, within_s, "the ward's ballot counted at the province")
+
+
+async def test_a_wards_ballots_for_a_vote_the_city_never_opens_are_counted_or_late(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The city's applier of the owner's vote.opened fails: the city never opens the vote,
+    the ward (which the city passed the entry on to first) does. The city's journal says the
+    owner opened it, so the ward's reports go on to the province: a ballot cast while the vote
+    is open is counted there, one that arrives after the close is recorded late and the
+    ward's report of it refused `late`. Before, the city refused them 'not open here' for
+    now, and the ward sent them again every 30 s for ever, neither counted nor refused."""
+    async with tree(tmp_path) as t:
+        _, meeting_id, key, city_id, ward_id = await cascaded_meeting(t)
+        chair, _, item = await province_room(t, meeting_id)
+        ward = await ward_delegates(t.ward, ward_id)
+        topics = state(t.city).topics
+        topic = topics.get(OPENED, "down")
+
+        async def failing_apply(meeting: int, entry: Entry) -> None:
+            raise RuntimeError("the city could not open the vote")  # its applier, failing
+        monkeypatch.setitem(topics._topics, topic.name,  # in its place
+                            dataclasses.replace(topic, apply=failing_apply))
+        vote = await open_vote(chair, meeting_id, item, "Thông qua?")
+        mirrored = await mirrored_vote(ward["daibieu"], secret=False)
+        await ward["daibieu"].ok("vote:cast", {"meeting_id": ward_id, "vote_id": mirrored["id"],
+                                               "option": 0, "seq": 1})
+
+        async def tally() -> RemoteVoteTally | None:
+            async with t.province.server.app[keys.DB].session() as s:
+                return await s.get(RemoteVoteTally, (vote["id"], "ward"))
+
+        async def counted() -> bool:
+            row = await tally()
+            return row is not None and row.cast == 1
+        await until(counted, 10, "the ward's ballot counted at the province")
+        async with t.city.server.app[keys.DB].session() as s:
+            assert (await s.exec(select(Vote).where(Vote.meeting_id == city_id))).all() == []
+
+        await cut_link(t.ward)
+        await ward["daibieu2"].ok("vote:cast", {"meeting_id": ward_id,  # stored at the ward
+                                                "vote_id": mirrored["id"], "option": 1,
+                                                "seq": 1})
+        closed = await chair.ok("vote:close", {"meeting_id": meeting_id, "vote_id": vote["id"]})
+        assert closed["result"]["totals"] == [1, 0, 0]
+        restore_link(t.ward)
+
+        async def late() -> bool:
+            row = await tally()
+            return row is not None and (row.cast, row.late) == (1, 1)
+        await until(late, 10, "the ballot after the close recorded late at the province")
+
+        async def refused_late_at_the_ward() -> bool:
+            async with t.ward.server.app[keys.DB].session() as s:
+                reasons = (await s.exec(select(CascadeReport.reason).where(
+                    CascadeReport.key == key, CascadeReport.topic == "vote.tally",
+                    CascadeReport.state == "refused"))).all()
+            return any((r or "").startswith("late: ") for r in reasons)
+        await until(refused_late_at_the_ward, 10, "the ward's late report refused there")
+        secretary = await t.ward.login("thuky")  # what the ward's secretary sees of it
+        status, sites = await secretary.call("GET", f"/api/meetings/{ward_id}/sites")
+        assert status == 200 and sites["held_reports"] == 0, sites
+        assert sites["refused_reports"] >= 1, sites
+
+
+async def test_a_wards_ballot_reaching_the_city_after_the_meeting_ended_is_recorded_late(
+        tmp_path: Path) -> None:
+    """A ballot cast at the ward while its link is cut, the vote closed and the meeting
+    ended meanwhile: when the link returns the city no longer offers the meeting, yet the
+    ballot reaches the province, which records it late, and the ward's report is refused
+    `late` there. Before, the city refused it `not_found` (final): neither recorded at the
+    province nor told to the ward as late."""
+    async with tree(tmp_path) as t:
+        chair_, meeting_id, key, city_id, ward_id = await cascaded_meeting(t)
+        chair, _, item = await province_room(t, meeting_id)
+        ward = await ward_delegates(t.ward, ward_id)
+        vote = await open_vote(chair, meeting_id, item, "Thông qua?")
+        mirrored = await mirrored_vote(ward["daibieu"], secret=False)
+        await cut_link(t.ward)
+        await ward["daibieu"].ok("vote:cast", {"meeting_id": ward_id, "vote_id": mirrored["id"],
+                                               "option": 0, "seq": 1})  # stored at the ward
+        await chair.ok("vote:close", {"meeting_id": meeting_id, "vote_id": vote["id"]})
+        assert (await chair_.call("POST", f"/api/meetings/{meeting_id}/close"))[0] == 200
+
+        async def city_closed() -> bool:
+            async with t.city.server.app[keys.DB].session() as s:
+                meeting = await s.get(Meeting, city_id)
+                return meeting is not None and meeting.status is MeetingStatus.closed
+        await until(city_closed, 10, "the city's mirror closed with the province's meeting")
+        restore_link(t.ward)
+
+        async def late() -> bool:
+            async with t.province.server.app[keys.DB].session() as s:
+                row = await s.get(RemoteVoteTally, (vote["id"], "ward"))
+                return row is not None and row.late == 1
+        await until(late, 15, "the ballot recorded late at the province")
+
+        async def refused_at_the_ward() -> str | None:
+            async with t.ward.server.app[keys.DB].session() as s:
+                rows = (await s.exec(select(CascadeReport.state, CascadeReport.reason).where(
+                    CascadeReport.key == key, CascadeReport.topic == "vote.tally"))).all()
+            return next((reason for state_, reason in rows if state_ == "refused"), None)
+        await until(refused_at_the_ward, 15, "the ward's report refused")
+        assert (await refused_at_the_ward() or "").startswith("late: ")
+
+        city = node(t.city)  # a meeting that never was is still not found, not let through
+        sid = next(sid for sid, link in city.children.items() if link.unit == "ward")
+        reply = await city.dispatcher.dispatch("report", sid, {"reports": [{
+            "id": "0" * 32, "meeting": f"province/{meeting_id + 1000}", "origin": "ward",
+            "topic": "vote.tally", "data": {}}]})
+        assert reply["error"]["code"] == "not_found", reply

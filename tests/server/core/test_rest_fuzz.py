@@ -193,11 +193,11 @@ async def logged_in(h: Harness, role: str) -> Client:
 
 
 @pytest.fixture
-async def world(tmp_path: Path, database_url: str | None) -> AsyncIterator[World]:
+async def world(tmp_path: Path, harness_database_url: str | None) -> AsyncIterator[World]:
     # The fuzzer logs in with junk, often: keep the login limiter out of its way.
     limits = {"login_attempts_per_5min", "login_ip_failures_per_5min"}
     overrides = {f.name: 10**6 for f in dataclasses.fields(Settings) if f.name in limits}
-    h = await start_harness(tmp_path, database_url, **overrides)
+    h = await start_harness(tmp_path, harness_database_url, **overrides)
     try:
         meeting_id = await demo_meeting_id(h)
         doc = await upload_ready(h, meeting_id, make_pdf(tmp_path, pages=2))
@@ -218,7 +218,7 @@ async def world(tmp_path: Path, database_url: str | None) -> AsyncIterator[World
         # SQLite: every principal. PostgreSQL (the suite runs both): the first three, to stay
         # within the time budget; what differs there is the database's answer to
         # out-of-range values, not the routing.
-        roles = ROLES if database_url is None else ROLES[:3]
+        roles = ROLES if harness_database_url is None else ROLES[:3]
         clients = {role: await logged_in(h, role) for role in roles}
         world = World(h, app_routes(h.server.app), clients, known, roles)
         yield world

@@ -174,9 +174,9 @@ async def test_document_events_of_another_meeting_are_not_found(hopso_sqlite: Ha
         assert ack["ok"] is False and ack["error"]["code"] == "not_found", (event, ack)
 
 
-async def test_acknowledged_op_survives_a_restart(database_url: str | None, tmp_path: Path
+async def test_acknowledged_op_survives_a_restart(harness_database_url: str | None, tmp_path: Path
                                                   ) -> None:
-    first = await start_harness(tmp_path, database_url)
+    first = await start_harness(tmp_path, harness_database_url)
     try:
         meeting_id = await demo_meeting_id(first)
         doc = await upload_ready(first, meeting_id, make_pdf(tmp_path, pages=1))
@@ -187,7 +187,7 @@ async def test_acknowledged_op_survives_a_restart(database_url: str | None, tmp_
     finally:
         await first.close()
         await first.server.close()
-    second = await start_harness(tmp_path, database_url)
+    second = await start_harness(tmp_path, harness_database_url)
     try:
         (b,) = await subscribed_viewers(second, meeting_id, doc["id"], "daibieu2")
         snap = await b.call("annotation:snapshot", {"document_id": doc["id"], "version": 1})

@@ -29,10 +29,10 @@ CA = make_ca()
 
 
 @pytest.fixture
-async def signed_hopso(tmp_path: Path, database_url: str | None) -> AsyncIterator[Harness]:
+async def signed_hopso(tmp_path: Path, harness_database_url: str | None) -> AsyncIterator[Harness]:
     ca_file = tmp_path / "trust.pem"
     ca_file.write_bytes(CA.pem)
-    harness = await start_harness(tmp_path, database_url, signing_ca=ca_file)
+    harness = await start_harness(tmp_path, harness_database_url, signing_ca=ca_file)
     yield harness
     await harness.close()
     await harness.server.close()

@@ -117,6 +117,10 @@ async def test_bad_input_is_refused_and_tallies_do_not_move(hopso: Harness) -> N
     assert await chair.error("floor:grant", {"meeting_id": m, "request_id": 999}) == "not_found"
     assert await chair.error("vote:open", {"meeting_id": m, "agenda_item_id": 999,
                                            "question": "?"}) == "not_found"
+    for seconds in (9, 0, 3 * 3600 + 1):  # a time limit is 10 s to 3 h (the default minimum)
+        assert await chair.error("vote:open", {
+            "meeting_id": m, "agenda_item_id": item["id"], "question": "Hạn?",
+            "time_limit_seconds": seconds}) == "invalid"
     assert await d1.error("floor:request", {"meeting_id": m}) == "not_checked_in"
     await d1.ok("attendance:check_in", {"meeting_id": m, "mode": "online"})
     vote = await chair.ok("vote:open", {"meeting_id": m, "agenda_item_id": item["id"],

@@ -48,7 +48,7 @@ async def timeline(client: Client, m: int) -> tuple[list[dict[str, Any]], list[d
 
 async def test_the_timeline_survives_a_killed_server(tmp_path: Path) -> None:
     data = ("--data-dir", str(tmp_path / "data"))
-    server = start_server(*ARGS, *data, env=ENV)
+    server = start_server(*ARGS, *data, env=ENV, preimported=True)
     chair: Client | None = None
     sio = socketio.AsyncClient(reconnection=False)
     try:
@@ -74,7 +74,7 @@ async def test_the_timeline_survives_a_killed_server(tmp_path: Path) -> None:
             await chair.session.close()
         server.stop()
 
-    server = start_server(*ARGS, *data, env=ENV)
+    server = start_server(*ARGS, *data, env=ENV, preimported=True)
     try:
         chair = await login(server, "chutri")
         after, kept = await timeline(chair, m)

@@ -524,7 +524,8 @@ class Subscribing:
         for consumer_id, layer in allocation.layers.items():
             self.consumers[consumer_id].set_allocation(layer, now,
                                                        allocation.temporal.get(consumer_id))
-        if previous is None or previous.video_off != allocation.video_off:
+        was_off = previous is not None and previous.video_off  # video starts on: not news
+        if was_off != allocation.video_off:
             self._peer.bandwidth_changed(allocation)
 
     def on_state(self, transport: WebRtcTransport, state: TransportState,

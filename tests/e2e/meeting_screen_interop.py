@@ -19,6 +19,7 @@ from typing import Any
 
 import pymupdf
 from playwright.sync_api import Page, ViewportSize, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from testkit.browser import ARGS, CHROMIUM, api_login, publish_pdfs
 from testkit.processes import start_server
@@ -104,7 +105,13 @@ def run(shots: str) -> dict[str, Any]:
             step("Raise hand before checking in")
             # Raise hand before checking in is refused as the procedure refuses it.
             delegate.click("#video-raise-hand")
-            delegate.wait_for_selector("#video-message.error")
+            try:
+                delegate.wait_for_selector("#video-message.error")
+            except PlaywrightTimeout as e:  # say what the delegate saw instead
+                raise AssertionError(
+                    f"no refusal shown: the message says {delegate.inner_text('#video-message')!r},"
+                    f" the button {delegate.get_attribute('#video-raise-hand', 'data-state')!r}"
+                ) from e
             out["raise_hand_refused"] = delegate.inner_text("#video-message")
             delegate.click("#proc-checkin-in-person")
             delegate.wait_for_selector("#proc-my-attendance")

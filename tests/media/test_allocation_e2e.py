@@ -171,7 +171,7 @@ async def test_below_the_floor_video_goes_off_with_an_event_and_comes_back(
     absurd = CraftedRemb(sub, consumer.ssrc, 0)  # refused and counted, changes nothing
     await wait_for(lambda: peer.downlink_stats().remb_absurd >= 3, 5)
     await absurd.stop()
-    assert not events or not events[-1].video_off
+    assert events == []  # video never went off: nothing to tell (it would say "back")
     link = CraftedRemb(sub, consumer.ssrc, 40_000)
     await asyncio.sleep(GRACE_S + 1)  # past the start-up grace (after the first estimate):
     assert not any(e.video_off for e in events)  # a low REMB alone keeps video on

@@ -241,6 +241,16 @@ test("a downlink below the server's floor is told as audio only, and its recover
   assert.deepEqual(seen.notices.slice(-2), ["audio-only", "video-back"]);
 });
 
+test("video on when it never went off is not told: no notice hides another message", async () => {
+  const { s, sfu, seen } = session();
+  await s.join();
+  const before = seen.notices.length;
+  sfu.onDownlink({ video_off: false, estimate_bps: 900000 });
+  sfu.onDownlink({ video_off: true, estimate_bps: 40000 });
+  sfu.onDownlink({ video_off: true, estimate_bps: 30000 });
+  assert.deepEqual(seen.notices.slice(before), ["audio-only"]);
+});
+
 test("the speaker view's main tile is high, its thumbnails low", () => {
   assert.equal(layerWant({ layout: "speaker", main: true, tiles: 9, shown: true }), "high");
   assert.equal(layerWant({ layout: "speaker", main: false, tiles: 9, shown: true }), "low");

@@ -216,6 +216,9 @@ export class VideoSession {
     sig.onStats = (e) => { this.stats = Object.fromEntries(e.peers.map((p) => [p.peer_id, p])); this.onStatsChange(); };
     sig.onTransport = () => {};
     sig.onDownlink = (e) => {
+      // Only a change is told: "Video is back." when it never went off would hide whatever
+      // the message box says (a refused raise hand, say).
+      if (e.video_off === this.videoOff) return;
       this.videoOff = e.video_off;
       this.onNotice(e.video_off ? "audio-only" : "video-back");
     };

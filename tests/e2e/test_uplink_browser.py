@@ -52,5 +52,6 @@ def test_a_chromium_publisher_on_a_500_kbit_uplink_settles_under_it_with_our_fee
     assert r["last_10s_dropped"] <= 0.05, summary(r)
     [link] = r["link_counters"].values()
     assert link["dropped"] <= 0.12 * (link["packets"] + link["dropped"]), summary(r)
-    # A subscriber keeps decoding (the camera sends 20 frames/s).
+    # A subscriber keeps decoding (the camera sends 20 frames/s), skipping a hole as a browser
+    # does (plain aiortc froze 10 s on one packet lost upstream: 27-64 frames in 4 CI runs).
     assert r["last_10s_frames"] >= 80, summary(r)

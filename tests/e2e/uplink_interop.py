@@ -13,7 +13,10 @@ and sends transport-wide feedback; `remb`: it does not (the REMB cap and our rec
 loss only, as before). Every 0.5 s the publisher's getStats: per layer (rid) bytes sent, frame
 size, qualityLimitationReason; the transport's availableOutgoingBitrate (its estimate). An
 aiortc subscriber decodes the camera at the layer the SFU gives it (no allocation: the top
-layer the publisher still sends, else the nearest below).
+layer the publisher still sends, else the nearest below), recovering from a hole as a browser
+does (testkit.weak_links.MeasuredSubscriber.recover_like_a_browser): plain aiortc holds every
+frame behind one packet that never comes (lost upstream, or of a layer the SFU left) until its
+jitter buffer overflows, a freeze of 10 s under a busy core, which no browser shows.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ import time
 from typing import Any
 
 from media import SFU, Direction, MediaConfig, PublishResult
-from testkit.aiortc_clients import Subscriber
 from testkit.chromium import PUBLISHER_PAGE, chromium, page_server, publisher_page
 from testkit.ice import gather_only_on
 from testkit.netem import Netem, Shape
+from testkit.weak_links import MeasuredSubscriber
 
 UPLINK_BPS = 500_000
 
@@ -95,8 +98,9 @@ async def run(mode: str, seconds: float) -> dict[str, Any]:
             t0 = time.monotonic()  # times are since the call started (the closure sees it)
             mine = await page.evaluate("startCall()")
             camera = router.get_producer(mine["camera"])
-            sub = Subscriber(router.add_peer("bob"))
+            sub = MeasuredSubscriber(router.add_peer("bob"))
             await sub.subscribe(camera.id)
+            tasks.append(asyncio.ensure_future(sub.recover_like_a_browser()))
             samples: list[dict[str, Any]] = []
             frames: list[tuple[float, int]] = []
             drops: list[tuple[float, int, int]] = []  # (at, packets, dropped) at the bottleneck
@@ -144,9 +148,12 @@ async def run(mode: str, seconds: float) -> dict[str, Any]:
                 _, packets1, dropped1 = drops[-1]
                 sent = (packets1 - packets0) + (dropped1 - dropped0)
                 out["last_10s_dropped"] = round((dropped1 - dropped0) / max(1, sent), 4)
+            out["holes_skipped"], out["keyframe_skips"] = sub.gaps_skipped, sub.keyframe_skips
             out["errors"] = await page.evaluate("window.errors")
             await sub.close()
     finally:
+        for task in tasks:
+            task.cancel()
         await sfu.close()
         netem.close()
     return out

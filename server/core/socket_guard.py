@@ -40,6 +40,7 @@ from socketio.base_server import BaseServer
 from server.core.settings import SocketLimits
 from server.core.socket_budgets import Budgets, Connection, Pending
 from server.core.socket_wire import (
+    DROPPED,
     GuardedEioSocket,
     GuardedPacket,
     GuardedWebSocket,
@@ -247,6 +248,7 @@ class GuardedServer(socketio.AsyncServer):
             # Cut the TCP connection: a flooder need not read (nor obey) a close frame.
             # Engine.IO then sees the socket end and runs every namespace's disconnect.
             transport.abort()
+            request[DROPPED] = True  # and what was read before is not read on
             return
         task = asyncio.ensure_future(self._close_polling(eio_sid))
         self._tasks.add(task)

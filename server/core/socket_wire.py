@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # What decoding untrusted bytes may raise (json: ValueError, RecursionError; base64: ValueError).
 _UNDECODABLE = (ValueError, TypeError, KeyError, IndexError, RecursionError)
+# Set on the aiohttp request of a websocket connection the guard dropped: its reader stops.
+DROPPED = "hopso.socket_dropped"
 
 
 class MalformedPacket(ValueError):
@@ -103,6 +105,11 @@ class GuardedWebSocket(eio_aiohttp.WebSocket):
     error handling, so one such frame was a traceback."""
 
     async def wait(self) -> Any:
+        # A dropped connection's frames already read off the wire (a flooder's thousands)
+        # are not decoded one by one: each was a loop step ahead of everyone else's events.
+        request = self.environ.get("aiohttp.request")
+        if request is not None and request.get(DROPPED):
+            raise OSError("dropped")  # Engine.IO's reader ends
         data = await super().wait()
         try:
             eio_packet.Packet(encoded_packet=data)  # cheap: events ("42...") are not parsed

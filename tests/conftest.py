@@ -8,6 +8,7 @@ import functools
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -114,6 +115,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     from tests.scheduling import GroupScheduling
 
     return GroupScheduling(config, log, xdist_group)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """A failure that pytest-rerunfailures runs again (scripts/test.sh's serial pass) keeps
+    its reason in the output: the rerun summary names the test only."""
+    if report.outcome == "rerun" and report.longrepr is not None:
+        print(f"\nRERUN REASON {report.nodeid} ({report.when}):\n"
+              f"{report.longreprtext[-3000:]}", file=sys.stderr, flush=True)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -224,17 +224,18 @@ class PresenterBoard:
 
     def ahead(self, meeting_id: int, *, user_id: int, name: str, document_id: int,
               version: int, page: int, zoom: float, scroll_x: float, scroll_y: float,
-              at: datetime) -> dict[str, Any] | None:
+              at: datetime) -> dict[str, Any]:
         """The state `take_over` with these values will write, from this process's copy of
         the meeting's presentation (its next major seq), for a follower node to push before
-        the write (docs/cascade.md, "Presenter"); None without a copy (the write reads the
-        row). Another process's change meanwhile makes the write's seq higher: pushed again
-        then."""
+        the write (docs/cascade.md, "Presenter"). Without a copy (the first change this
+        process applies to the meeting), at the first major seq: what the write makes when
+        the meeting has no presentation row yet, the usual case (every node of a tree meets
+        the owner's first page turn this way, all at once). Where a row exists, or another
+        process changes it meanwhile, the write's seq is higher and pushed again then."""
         local = self._live.get(meeting_id)
-        if local is None:
-            return None
+        major = SEQ_STEP if local is None else local.major + SEQ_STEP
         pushed = self._ahead[meeting_id] = {
-            "meeting_id": meeting_id, "active": True, "seq": local.major + SEQ_STEP,
+            "meeting_id": meeting_id, "active": True, "seq": major,
             "presenter": {"user_id": user_id, "name": name}, "document_id": document_id,
             "version": version, "page": page, "zoom": zoom, "scroll_x": scroll_x,
             "scroll_y": scroll_y, "at": at.isoformat()}

@@ -107,6 +107,11 @@ async def test_a_published_document_reaches_every_node_page_1_first_each_file_on
             status, kind, jpeg, _ = await fetch(delegate,
                                                 f"/api/documents/{mirrored['id']}/pages/0")
         assert status == 200 and kind == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
+        # Its page sizes are loaded as page 1 became current: the first page turn presenting
+        # it reads none, at every node at once (server/cascade/topic/presenter.py).
+        logs = t.ward.server.app[DOCUMENTS].annotations.logs
+        await until(lambda: asyncio.sleep(0, logs.cached(mirrored["id"]) is not None), 5,
+                    "the copy's page sizes loaded at the ward")
         for width in (1280, 2560):  # what other screens ask: soon not the stand-in
             async def real(width: int = width) -> bool:
                 status, _, _, headers = await fetch(

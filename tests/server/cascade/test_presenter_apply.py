@@ -23,6 +23,7 @@ from server.cascade.state import MeetingState
 from server.cascade.topic import presenter
 from server.cascade.topic.presenter import TOPIC
 from server.core import keys
+from server.documents.events import DocumentChanged
 from server.documents.keys import DOCUMENTS
 from server.documents.presenter import PresenterBoard
 from testkit.province import until
@@ -268,3 +269,48 @@ async def test_a_mirror_behind_shows_only_the_newest_turn_in_one_commit(
     async with db.session() as s:
         stored = (await s.exec(select(CascadeEntry).where(CascadeEntry.key == KEY))).all()
     assert [(e.seq, e.applied) for e in stored] == [(1, True), (2, True), (3, True)]
+
+
+async def test_the_first_turn_at_a_mirror_reaches_its_tablets_before_the_presentation_is_written(
+        hopso_sqlite: Harness, tmp_path: Path) -> None:
+    """The owner's first page turn finds no presentation here (the board has no copy of it):
+    pushed at the first major seq, then written (before: written first, then pushed; with
+    every node of the tree doing that at the same moment, the first turn was the page turns'
+    tail in bench/province.py). The row is written at the seq the tablet was shown."""
+    state, meeting_id = await _mirror(hopso_sqlite, tmp_path)
+    db = hopso_sqlite.server.app[keys.DB]
+    tablet = await Listener.open(hopso_sqlite, await hopso_sqlite.login("daibieu"), meeting_id)
+    hold, holding = _stalled(db, "UPDATE presentation", SLOW_S)
+    try:
+        started = time.monotonic()
+        data = _turn(1000, 2)
+        await state.journal.ingest(KEY, [{"seq": 0, "topic": TOPIC, "data": data}])
+        shown = await tablet.wait_for("present:state", lambda st: st["page"] == 2,
+                                      timeout=SLOW_S / 2)
+        assert time.monotonic() - started < SLOW_S / 2 and holding["now"], holding
+        await state.journal.ingest(KEY, [{"seq": 1, "topic": TOPIC, "data": data}])
+        await until(lambda: asyncio.sleep(0, state.journal.applied(KEY) >= 1), 10, "entry 1")
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", hold)
+    row = await hopso_sqlite.server.app[DOCUMENTS].presenters.get(meeting_id)
+    assert row["page"] == 2 and row["seq"] == shown["seq"], (row, shown)
+
+
+async def test_a_published_documents_page_sizes_are_loaded_before_its_first_turn(
+        hopso_sqlite: Harness, tmp_path: Path) -> None:
+    """A document published and processed here has its page sizes (its annotation log)
+    loaded then, so the first page turn presenting it reads neither its version nor its
+    annotations, at every node at once."""
+    state, meeting_id = await _mirror(hopso_sqlite, tmp_path)
+    app = hopso_sqlite.server.app
+    db = app[keys.DB]
+    async with db.session() as s:
+        copy = (await s.exec(select(DocumentCascade).where(
+            DocumentCascade.origin_id == ORIGIN_DOC))).one()
+    # As its processing ends at a node whose topics were installed at start-up.
+    await app[keys.BUS].publish(DocumentChanged(meeting_id, copy.document_id, True, True))
+    await until(lambda: asyncio.sleep(0, app[DOCUMENTS].annotations.logs.cached(
+        copy.document_id) is not None), 5, "the page sizes loaded")
+    with statements(db) as first:
+        await _page_turn(state, 1, 1)
+    assert not first.reading("annotationop") and not first.reading("documentversion"), first

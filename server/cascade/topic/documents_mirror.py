@@ -111,7 +111,7 @@ class Mirror:
         if previous is None or previous.version != d.version:
             self._since[doc.id] = time.monotonic()
         self._meta[doc.id] = d
-        await self.app[keys.BUS].publish(CopyChanged(meeting_id, doc.id))  # page turns read it
+        await self.app[keys.BUS].publish(CopyChanged(meeting_id, doc.id, d.document))
         if was_published and not doc.published:
             await rt.sio.emit("document:withdrawn", {"document_id": doc.id,
                                                      "meeting_id": meeting_id},
@@ -229,8 +229,8 @@ class Mirror:
             assert found is not None
             found.status, found.version = DocumentStatus.ready, row.version
             s.add(found)
-        assert found.id is not None
-        await self.app[keys.BUS].publish(CopyChanged(found.meeting_id, found.id))
+        assert found.id is not None and row.origin_id is not None  # (a copy: it has one)
+        await self.app[keys.BUS].publish(CopyChanged(found.meeting_id, found.id, row.origin_id))
         await rt.emit_document(found)
         self._step(doc.id, f"page 1 current ({row.page1_size} bytes)")  # type: ignore[arg-type]
         # No worker job here: a tablet asking another width, or the thumbnail, gets this

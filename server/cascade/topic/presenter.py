@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -97,29 +98,37 @@ class Copy:
 
 
 class MirrorDocs:
-    """This node's copies of the owner's documents as page turns find them, kept for
-    DOC_TRUST_S (a page turn at every mirror read its copy from the database): forgotten at
-    once when a document of the meeting changes in this process (DocumentChanged, and
-    CopyChanged from the documents applier), so only another process's change can be seen that much later."""
+    """This node's copies of the owner's documents as page turns find them (a page turn at
+    every mirror read its copy from the database), forgotten at once when a document of the
+    meeting changes in this process (DocumentChanged, and CopyChanged from the documents
+    applier). Kept until then where this process is the node's only one (`trust_s`
+    infinite: every change is one of its own); else DOC_TRUST_S, so another process's
+    change is seen that much later at most."""
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, trust_s: float = DOC_TRUST_S) -> None:
         self.app = app
+        self.trust_s = trust_s
         self._known: dict[tuple[int, int], tuple[float, Copy | None]] = {}
+        self._forgotten: dict[int, int] = {}  # meeting -> forgets so far
         self.reads = 0  # database reads, for tests
 
     async def get(self, meeting_id: int, origin_id: int) -> Copy | None:
         found = self._known.get((meeting_id, origin_id))
-        if found is not None and time.monotonic() - found[0] < DOC_TRUST_S:
+        if found is not None and time.monotonic() - found[0] < self.trust_s:
             return found[1]
         self.reads += 1
+        forgets = self._forgotten.get(meeting_id, 0)
         doc = await _mirror_doc(self.app, meeting_id, origin_id)
         copy = None if doc is None or doc.id is None else Copy(doc.id, doc.version,
                                                                  doc.published)
-        if copy is not None:  # (one not here yet is looked up again at the next turn)
+        # (one not here yet is looked up again at the next turn; one read before a change
+        # that was forgotten meanwhile is not kept)
+        if copy is not None and self._forgotten.get(meeting_id, 0) == forgets:
             self._known[(meeting_id, origin_id)] = (time.monotonic(), copy)
         return copy
 
     def forget(self, meeting_id: int) -> None:
+        self._forgotten[meeting_id] = self._forgotten.get(meeting_id, 0) + 1
         for known in [k for k in self._known if k[0] == meeting_id]:
             del self._known[known]
 
@@ -131,6 +140,7 @@ class CopyChanged:
 
     meeting_id: int
     document_id: int  # this node's id of the copy
+    origin_id: int  # the owner's id of the document
 
 
 def install(app: web.Application, state: MeetingState) -> None:
@@ -138,7 +148,8 @@ def install(app: web.Application, state: MeetingState) -> None:
     cascaded: set[int] = set()  # the owner's documents known to take part (never undone)
     shown: dict[int, int] = {}  # meeting -> the owner's seq applied here last
     people: dict[tuple[str, int, str], int] = {}  # a presenter -> their placeholder here
-    docs = MirrorDocs(app)
+    one_process = app[keys.SETTINGS].redis_url is None
+    docs = MirrorDocs(app, math.inf if one_process else DOC_TRUST_S)
 
     async def moved(event: PresenterMoved) -> None:
         st = event.state
@@ -253,13 +264,15 @@ def install(app: web.Application, state: MeetingState) -> None:
 
     warming: set[asyncio.Task[None]] = set()  # a few reads each; held until done
 
-    async def warm(document_id: int, owner: bool) -> None:
+    async def warm(document_id: int, owner: bool, copy: CopyChanged | None = None) -> None:
         """A published document's page sizes (its annotation log: three reads) loaded when it
         is ready (a copy: once its page 1 is), not at the first page turn that presents it,
         where every node of the tree would read them at the same moment (in
         bench/province.py the first turn was the page turns' tail: 47-77 ms for this step
         alone at each of 15 wards)."""
         try:
+            if copy is not None:  # and the copy as the page turn finds it
+                await docs.get(copy.meeting_id, copy.origin_id)
             async with app[keys.DB].session() as s:
                 doc = await s.get(Document, document_id)
             if doc is not None and doc.published:
@@ -274,8 +287,8 @@ def install(app: web.Application, state: MeetingState) -> None:
     async def document_changed(event: DocumentChanged | CopyChanged) -> None:
         docs.forget(event.meeting_id)
         if isinstance(event, CopyChanged) or event.published:
-            task = asyncio.create_task(warm(event.document_id,
-                                            owner=isinstance(event, DocumentChanged)))
+            copy = event if isinstance(event, CopyChanged) else None
+            task = asyncio.create_task(warm(event.document_id, copy is None, copy))
             warming.add(task)
             task.add_done_callback(warming.discard)
     app[keys.BUS].subscribe(DocumentChanged, document_changed)

@@ -169,6 +169,26 @@ def _stalled(db: Database, statement: str, seconds: float) -> Any:
     return hold, holding
 
 
+@asynccontextmanager
+async def _write_held(state: MeetingState, db: Database, tablet: Listener, data: dict[str, Any]
+                      ) -> AsyncIterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """The live push of the turn `data` with the presentation's write held for SLOW_S: the
+    tablet has its page well before the write could end (pushed after it: SLOW_S at least),
+    and the write then begins (it may not have when the tablet had the page). Yields what
+    the tablet was shown and the hold's state."""
+    hold, holding = _stalled(db, "UPDATE presentation", SLOW_S)
+    try:
+        started = time.monotonic()
+        await state.journal.ingest(KEY, [{"seq": 0, "topic": TOPIC, "data": data}])
+        shown = await tablet.wait_for("present:state", lambda st: st["page"] == data["page"],
+                                      timeout=SLOW_S / 2)
+        assert time.monotonic() - started < SLOW_S / 2
+        await until(lambda: asyncio.sleep(0, holding["now"]), SLOW_S / 2, "the write held")
+        yield shown, holding
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", hold)
+
+
 async def test_the_tablets_get_the_page_before_the_mirror_writes_it(
         hopso_sqlite: Harness, tmp_path: Path) -> None:
     """A page turn at a mirror is pushed to its tablets from the board's copy, then
@@ -181,17 +201,8 @@ async def test_the_tablets_get_the_page_before_the_mirror_writes_it(
     db = hopso_sqlite.server.app[keys.DB]
     await _page_turn(state, 1, 1)
     tablet = await Listener.open(hopso_sqlite, await hopso_sqlite.login("daibieu"), meeting_id)
-    hold, holding = _stalled(db, "UPDATE presentation", SLOW_S)
-    try:
-        started = time.monotonic()
-        data = _turn(2000, 3)
-        await state.journal.ingest(KEY, [{"seq": 0, "topic": TOPIC, "data": data}])
-        shown = await tablet.wait_for("present:state", lambda st: st["page"] == 3,
-                                      timeout=SLOW_S / 2)
-        took = time.monotonic() - started
-        assert took < SLOW_S / 2, took  # (pushed after the write: SLOW_S at least)
-        # The write comes after the push (it may not have begun when the tablet had it).
-        await until(lambda: asyncio.sleep(0, holding["now"]), SLOW_S / 2, "the write held")
+    data = _turn(2000, 3)
+    async with _write_held(state, db, tablet, data) as (shown, holding):
         assert holding["count"] == 1, holding
         # A tablet joining meanwhile is given that page too (no later push would correct
         # the page before).
@@ -200,8 +211,6 @@ async def test_the_tablets_get_the_page_before_the_mirror_writes_it(
         await state.journal.ingest(KEY, [{"seq": 2, "topic": TOPIC, "data": data}])
         await until(lambda: asyncio.sleep(0, state.journal.applied(KEY) >= 2), 10, "entry 2")
         await until(lambda: asyncio.sleep(0, not state.journal._marking), 10, "stored")
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", hold)
     row = await hopso_sqlite.server.app[DOCUMENTS].presenters.get(meeting_id)
     assert row["page"] == 3 and row["seq"] == shown["seq"], (row, shown)
     async with db.session() as s:
@@ -283,19 +292,10 @@ async def test_the_first_turn_at_a_mirror_reaches_its_tablets_before_the_present
     state, meeting_id = await _mirror(hopso_sqlite, tmp_path)
     db = hopso_sqlite.server.app[keys.DB]
     tablet = await Listener.open(hopso_sqlite, await hopso_sqlite.login("daibieu"), meeting_id)
-    hold, holding = _stalled(db, "UPDATE presentation", SLOW_S)
-    try:
-        started = time.monotonic()
-        data = _turn(1000, 2)
-        await state.journal.ingest(KEY, [{"seq": 0, "topic": TOPIC, "data": data}])
-        shown = await tablet.wait_for("present:state", lambda st: st["page"] == 2,
-                                      timeout=SLOW_S / 2)
-        assert time.monotonic() - started < SLOW_S / 2  # (pushed after the write: SLOW_S)
-        await until(lambda: asyncio.sleep(0, holding["now"]), SLOW_S / 2, "the write held")
+    data = _turn(1000, 2)
+    async with _write_held(state, db, tablet, data) as (shown, _):
         await state.journal.ingest(KEY, [{"seq": 1, "topic": TOPIC, "data": data}])
         await until(lambda: asyncio.sleep(0, state.journal.applied(KEY) >= 1), 10, "entry 1")
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", hold)
     row = await hopso_sqlite.server.app[DOCUMENTS].presenters.get(meeting_id)
     assert row["page"] == 2 and row["seq"] == shown["seq"], (row, shown)
 

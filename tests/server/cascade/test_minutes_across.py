@@ -13,7 +13,6 @@ from sqlmodel import select
 
 from rooms import minutes
 from rooms.procedure_models import AuditEntry
-from rooms.remote_votes import RemoteVoteTally
 from server.core import keys
 from tests.server.cascade.test_votes_across import (
     mirrored_vote,
@@ -28,6 +27,7 @@ from tests.server.cascade.tree import (
     state,
     tree,
     until,
+    ward_tally,
 )
 
 
@@ -67,9 +67,8 @@ async def test_the_provinces_minutes_list_the_wards_people_speakers_and_late_bal
         restore_link(t.ward)
 
         async def late_recorded() -> bool:
-            async with t.province.server.app[keys.DB].session() as s:
-                row = await s.get(RemoteVoteTally, (vote["id"], "ward"))
-                return row is not None and row.late == 1
+            row = await ward_tally(t, vote["id"])
+            return row is not None and row.late == 1
         await until(late_recorded, 10, "the late ballot recorded at the province")
         final = await ward["daibieu2"].wait_for("vote:updated", lambda e: e["vote"]["id"]
                                                 == mirrored["id"] and e["vote"]["final"], 10)
@@ -113,9 +112,8 @@ async def test_a_secret_ballot_late_at_a_ward_leaves_that_wards_counts_out_and_s
                                                "receipt": "4TGB-ZW6E-8RJA-Y1CF"})
 
         async def turnout(n: int) -> bool:
-            async with t.province.server.app[keys.DB].session() as s:
-                row = await s.get(RemoteVoteTally, (vote["id"], "ward"))
-                return row is not None and row.cast == n
+            row = await ward_tally(t, vote["id"])
+            return row is not None and row.cast == n
         await until(lambda: turnout(1), 10, "the ward's turnout at the province")
         await cut_link(t.ward)
         await ward["daibieu2"].ok("vote:cast", {"meeting_id": ward_id, "vote_id": mirrored["id"],
@@ -125,9 +123,8 @@ async def test_a_secret_ballot_late_at_a_ward_leaves_that_wards_counts_out_and_s
         restore_link(t.ward)
 
         async def left_out() -> bool:
-            async with t.province.server.app[keys.DB].session() as s:
-                row = await s.get(RemoteVoteTally, (vote["id"], "ward"))
-                return row is not None and row.final and row.late == 2
+            row = await ward_tally(t, vote["id"])
+            return row is not None and row.final and row.late == 2
         await until(left_out, 10, "the ward's secret counts refused late as a whole")
         async with t.province.server.app[keys.DB].session() as s:
             data = await minutes.gather(s, meeting_id, 1)

@@ -36,6 +36,7 @@ from tests.server.cascade.tree import (
     state,
     tree,
     until,
+    ward_tally,
 )
 from tests.server.procedure_helpers import Member, join
 from tests.server.sqlite_file import DatabaseFiles
@@ -136,9 +137,8 @@ async def test_an_open_and_a_secret_vote_count_the_wards_ballots_at_the_province
                                               "option": 1, "seq": 1, "receipt": receipt})
 
         async def turnout() -> bool:
-            async with t.province.server.app[keys.DB].session() as s:
-                row = await s.get(RemoteVoteTally, (secret["id"], "ward"))
-                return row is not None and row.cast == 2
+            row = await ward_tally(t, secret["id"])
+            return row is not None and row.cast == 2
         await until(turnout, 10, "the ward's turnout at the province")
         for h, vote_id in ((t.ward, mirrored["id"]), (t.city, None), (t.province, secret["id"])):
             # While open, no node's database files hold a readable ballot of it, old frames
@@ -272,9 +272,8 @@ async def test_a_ballot_stored_without_its_report_still_reaches_the_province(
             await s.commit()
 
         async def counted() -> bool:
-            async with t.province.server.app[keys.DB].session() as s:
-                row = await s.get(RemoteVoteTally, (vote["id"], "ward"))
-                return row is not None and row.cast == 1
+            row = await ward_tally(t, vote["id"])
+            return row is not None and row.cast == 1
         await until(counted, 10, "the ward's ballot counted at the province")
 
 
@@ -325,9 +324,8 @@ async def ballot_counted_with_the_citys_applier_late(
                                                "option": 0, "seq": 1})
 
         async def counted() -> bool:
-            async with t.province.server.app[keys.DB].session() as s:
-                row = await s.get(RemoteVoteTally, (vote["id"], "ward"))
-                return row is not None and row.cast == 1
+            row = await ward_tally(t, vote["id"])
+            return row is not None and row.cast == 1
         await until(counted, within_s, "the ward's ballot counted at the province")
 
 
@@ -355,12 +353,8 @@ async def test_a_wards_ballots_for_a_vote_the_city_never_opens_are_counted_or_la
         await ward["daibieu"].ok("vote:cast", {"meeting_id": ward_id, "vote_id": mirrored["id"],
                                                "option": 0, "seq": 1})
 
-        async def tally() -> RemoteVoteTally | None:
-            async with t.province.server.app[keys.DB].session() as s:
-                return await s.get(RemoteVoteTally, (vote["id"], "ward"))
-
         async def counted() -> bool:
-            row = await tally()
+            row = await ward_tally(t, vote["id"])
             return row is not None and row.cast == 1
         await until(counted, 10, "the ward's ballot counted at the province")
         async with t.city.server.app[keys.DB].session() as s:
@@ -375,7 +369,7 @@ async def test_a_wards_ballots_for_a_vote_the_city_never_opens_are_counted_or_la
         restore_link(t.ward)
 
         async def late() -> bool:
-            row = await tally()
+            row = await ward_tally(t, vote["id"])
             return row is not None and (row.cast, row.late) == (1, 1)
         await until(late, 10, "the ballot after the close recorded late at the province")
 
@@ -419,9 +413,8 @@ async def test_a_wards_ballot_reaching_the_city_after_the_meeting_ended_is_recor
         restore_link(t.ward)
 
         async def late() -> bool:
-            async with t.province.server.app[keys.DB].session() as s:
-                row = await s.get(RemoteVoteTally, (vote["id"], "ward"))
-                return row is not None and row.late == 1
+            row = await ward_tally(t, vote["id"])
+            return row is not None and row.late == 1
         await until(late, 15, "the ballot recorded late at the province")
 
         async def refused_at_the_ward() -> str | None:

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from rooms.remote_votes import RemoteVoteTally
 from server.cascade.keys import NODE, STATE
 from server.cascade.link import NodeCascade
 from server.cascade.parent_link import ParentLink
 from server.cascade.state import MeetingState
+from server.core import keys
 from server.core.settings import NodeSettings
 from testkit.province import until, within
 from tests.conftest import Client, Harness, start_harness
@@ -115,3 +117,7 @@ async def following(h: Harness, key: str, seq: int) -> None:
     await until(there, 10, f"journal {key} #{seq} at {node(h).settings.unit}")
 
 
+async def ward_tally(t: Tree, vote_id: int) -> RemoteVoteTally | None:
+    """The ward's tally of the province's vote, as the province holds it."""
+    async with t.province.server.app[keys.DB].session() as s:
+        return await s.get(RemoteVoteTally, (vote_id, "ward"))
